@@ -1,0 +1,369 @@
+//! The `Stage` trait: the one boundary between the generic engine and the stage kinds.
+//!
+//! The engine sees a stage only through [`StageEntry`] (object-safe) and [`PreparedStage`]
+//! (a kind with its parameters deserialised). Stage kinds implement the typed [`Stage`] trait
+//! and get both for free through [`Entry`]. Nothing here knows what a stage computes.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow_array::RecordBatch;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A named input of a stage, wired in the study to an upstream stage's output.
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// A required port must be wired; an optional one may be left out of `inputs:`.
+    pub required: bool,
+    /// Columns the stage reads from this input. Checked at plan time against what the
+    /// upstream declares, and again at run time against the actual table.
+    pub columns: Vec<String>,
+}
+
+impl Port {
+    pub fn required(name: &'static str, doc: &'static str) -> Self {
+        Self { name, doc, required: true, columns: Vec::new() }
+    }
+    pub fn optional(name: &'static str, doc: &'static str) -> Self {
+        Self { name, doc, required: false, columns: Vec::new() }
+    }
+    /// Declares the columns this port reads.
+    #[must_use]
+    pub fn with_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// A named output table of a stage. The first declared output is the stage's default.
+#[derive(Debug, Clone)]
+pub struct OutputDecl {
+    pub name: String,
+    pub doc: String,
+    /// Columns the output is guaranteed to have (it may have more). Empty means "not known
+    /// before running" (e.g. `ingest` of a CSV), which turns off the plan-time check downstream.
+    pub columns: Vec<String>,
+}
+
+impl OutputDecl {
+    pub fn new(name: impl Into<String>, doc: impl Into<String>) -> Self {
+        Self { name: name.into(), doc: doc.into(), columns: Vec::new() }
+    }
+    #[must_use]
+    pub fn with_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// A file a stage reads directly (not through a port). The engine resolves `path` against the
+/// study's directory, refuses paths outside it unless allowed, and keys the stage on the file's
+/// content digest. `name` is how the stage asks for it back through [`StageContext::source`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self { name: name.into(), path: path.into() }
+    }
+}
+
+/// One parameter as `pipeline stages` documents it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamDoc {
+    pub name: &'static str,
+    pub ty: &'static str,
+    /// The default as written in YAML, or `"required"`.
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// The tables a stage receives, one per wired port.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    tables: BTreeMap<String, RecordBatch>,
+}
+
+impl Inputs {
+    pub fn new(tables: BTreeMap<String, RecordBatch>) -> Self {
+        Self { tables }
+    }
+
+    /// The table wired to `port`. The plan guarantees required ports are wired, so a miss here
+    /// is an error in the stage's own port list.
+    pub fn table(&self, port: &str) -> Result<&RecordBatch, StageError> {
+        self.tables.get(port).ok_or_else(|| {
+            StageError::data(format!("input port `{port}` is not wired"))
+                .with_hint(format!("add `{port}: <stage>` under this stage's `inputs:`"))
+        })
+    }
+
+    /// The table wired to an optional port, if any.
+    pub fn optional(&self, port: &str) -> Option<&RecordBatch> {
+        self.tables.get(port)
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+}
+
+/// What a running stage may ask of the engine: its declared source files, a seed, warnings,
+/// and whether to stop. No clock and no other paths, so results depend only on the key.
+#[derive(Debug)]
+pub struct StageContext {
+    stage: String,
+    study_dir: PathBuf,
+    sources: BTreeMap<String, PathBuf>,
+    warnings: Mutex<Vec<String>>,
+    cancelled: AtomicBool,
+}
+
+impl StageContext {
+    pub fn new(stage: &str, study_dir: &Path, sources: BTreeMap<String, PathBuf>) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            study_dir: study_dir.to_owned(),
+            sources,
+            warnings: Mutex::new(Vec::new()),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// The stage's name in the study (for messages).
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// The study file's directory. Only for resolving paths inside data files (e.g. a
+    /// shapefile's sidecars); every file read must still be declared as a [`Source`].
+    pub fn study_dir(&self) -> &Path {
+        &self.study_dir
+    }
+
+    /// The resolved path of a declared source file.
+    pub fn source(&self, name: &str) -> Result<&Path, StageError> {
+        self.sources
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| StageError::internal(format!("source `{name}` was not declared by the stage")))
+    }
+
+    /// Records a warning; it is shown to the user and stored with the cache entry, so a cached
+    /// rerun repeats it.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings.lock().expect("warning list lock is never poisoned").push(message.into());
+    }
+
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warning list lock is never poisoned"))
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Long stages poll this between chunks and return early when set.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a stage failed. The tier decides the exit code: bad user data is the user's to fix (2),
+/// a computation that failed is 1, the environment or a bug is 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageErrorTier {
+    /// The input data or parameters are wrong: the message says where and the hint how to fix it.
+    Data,
+    /// The computation failed (e.g. an external command exited non-zero).
+    Failed,
+    /// The machine or a bug: disk full, permission denied, an invariant broken.
+    Internal,
+}
+
+/// A stage's failure: a message, the chain of causes, and a hint.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StageError {
+    pub tier: StageErrorTier,
+    pub message: String,
+    pub causes: Vec<String>,
+    pub hint: Option<String>,
+}
+
+impl StageError {
+    fn with_tier(tier: StageErrorTier, message: impl Into<String>) -> Self {
+        Self { tier, message: message.into(), causes: Vec::new(), hint: None }
+    }
+    /// Bad input data or parameters (exit 2).
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::with_tier(StageErrorTier::Data, message)
+    }
+    /// A computation that failed (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::with_tier(StageErrorTier::Failed, message)
+    }
+    /// The environment or a broken invariant (exit 3).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::with_tier(StageErrorTier::Internal, message)
+    }
+    /// A missing column in an input table.
+    pub fn column_missing(table: &str, column: &str, present: &[String]) -> Self {
+        let mut err = Self::data(format!("input `{table}` has no column `{column}`"));
+        err.hint = Some(match crate::engine::suggest::did_you_mean(column, present.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`? (columns: {})", present.join(", ")),
+            None => format!("the columns are: {}", present.join(", ")),
+        });
+        err
+    }
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    #[must_use]
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        self.causes.push(cause.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StageError {}
+
+/// A stage's results: named tables, in the order of [`Stage::outputs`].
+pub type Outputs = Vec<(String, RecordBatch)>;
+
+/// A stage kind. Implement this on a unit struct and add one line to the registry.
+///
+/// Rows must come out in a defined order (sort by id, then year, …): the engine writes the
+/// tables as given and relies on that for byte-identical Parquet.
+pub trait Stage: Send + Sync + 'static {
+    /// The YAML `kind:`. Part of every cache key: never rename.
+    const KIND: &'static str;
+    /// Bump when the same inputs and parameters would now give a different output.
+    const VERSION: u32;
+    /// One paragraph for `pipeline stages`.
+    const DOC: &'static str;
+    /// Parameters as documented by `pipeline stages`.
+    const PARAMS: &'static [ParamDoc];
+    /// Typed parameters: every key of the stage's YAML mapping except `kind`, `inputs`, `publish`.
+    /// Use `#[serde(deny_unknown_fields)]` so typos are caught.
+    type Params: DeserializeOwned + Serialize + Send + Sync + 'static;
+
+    /// Input ports.
+    fn ports(params: &Self::Params) -> Vec<Port>;
+    /// Output tables; the first is the default.
+    fn outputs(params: &Self::Params) -> Vec<OutputDecl>;
+    /// Files the stage reads directly.
+    fn sources(_params: &Self::Params) -> Vec<Source> {
+        Vec::new()
+    }
+    /// Checks parameters beyond their types (ranges, combinations). Runs at plan time.
+    fn validate(_params: &Self::Params) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Computes the outputs.
+    fn run(params: &Self::Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError>;
+}
+
+/// A kind as the registry holds it: object-safe, parameters not yet known.
+pub trait StageEntry: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn doc(&self) -> &'static str;
+    fn params_doc(&self) -> &'static [ParamDoc];
+    /// Deserialises and validates the parameters.
+    fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError>;
+}
+
+/// A kind with its parameters: what the plan holds for each stage.
+pub trait PreparedStage: Send + Sync {
+    /// Parameters after deserialisation, defaults filled in: this, not the YAML text, is keyed,
+    /// so spelling out a default does not change the key.
+    fn canonical_params(&self) -> serde_json::Value;
+    fn ports(&self) -> Vec<Port>;
+    fn outputs(&self) -> Vec<OutputDecl>;
+    fn sources(&self) -> Vec<Source>;
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError>;
+}
+
+/// Makes any [`Stage`] a [`StageEntry`]; `const`-constructible for the static registry.
+pub struct Entry<S>(PhantomData<fn() -> S>);
+
+impl<S> Entry<S> {
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<S> Default for Entry<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Prepared<S: Stage> {
+    params: S::Params,
+}
+
+impl<S: Stage> StageEntry for Entry<S> {
+    fn kind(&self) -> &'static str {
+        S::KIND
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn doc(&self) -> &'static str {
+        S::DOC
+    }
+    fn params_doc(&self) -> &'static [ParamDoc] {
+        S::PARAMS
+    }
+    fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError> {
+        let params: S::Params = serde_json::from_value(params).map_err(|e| {
+            let mut err = StageError::data(format!("invalid parameters for kind `{}`: {e}", S::KIND));
+            let known: Vec<&str> = S::PARAMS.iter().map(|p| p.name).collect();
+            err.hint = Some(if known.is_empty() {
+                format!("kind `{}` takes no parameters besides `inputs`", S::KIND)
+            } else {
+                format!("kind `{}` takes: {} (see `pipeline stages`)", S::KIND, known.join(", "))
+            });
+            err
+        })?;
+        S::validate(&params)?;
+        Ok(Box::new(Prepared::<S> { params }))
+    }
+}
+
+impl<S: Stage> PreparedStage for Prepared<S> {
+    fn canonical_params(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("stage parameters serialise to JSON")
+    }
+    fn ports(&self) -> Vec<Port> {
+        S::ports(&self.params)
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        S::outputs(&self.params)
+    }
+    fn sources(&self) -> Vec<Source> {
+        S::sources(&self.params)
+    }
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        S::run(&self.params, inputs, ctx)
+    }
+}

@@ -1,0 +1,7 @@
+//! `pipeline`: reproducible regional carbon-budget studies as YAML-defined, cached DAGs of stages.
+
+pub mod engine;
+pub mod io;
+pub mod methods;
+pub mod stages;
+pub mod table;

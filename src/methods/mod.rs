@@ -1,0 +1,2 @@
+//! Pure domain methods: slices and structs in, numbers out. No Arrow, no I/O. Every public
+//! function documents its units and the paper it follows.

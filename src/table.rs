@@ -1,0 +1,269 @@
+//! Column access and table building for stage adapters: typed columns out of a `RecordBatch`
+//! with errors that name the table and column, and a small builder for output tables.
+//!
+//! Unit ids may be integers or strings in the user's files; stages read them with [`ids`],
+//! which renders integers in decimal, so every output carries ids as text.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::engine::stage::StageError;
+
+/// The names of a table's columns.
+pub fn column_names(batch: &RecordBatch) -> Vec<String> {
+    batch.schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// The column `name`, or an error naming the table and listing the columns it has.
+pub fn column<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a ArrayRef, StageError> {
+    batch.column_by_name(name).ok_or_else(|| StageError::column_missing(table, name, &column_names(batch)))
+}
+
+/// Whether the table has a column `name`.
+pub fn has_column(batch: &RecordBatch, name: &str) -> bool {
+    batch.column_by_name(name).is_some()
+}
+
+/// A numeric column as `f64`; nulls become NaN. Integers are widened, strings are parsed.
+pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, StageError> {
+    let col = column(batch, table, name)?;
+    let n = col.len();
+    macro_rules! prim {
+        ($t:ty) => {{
+            let a = col.as_primitive::<$t>();
+            (0..n).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) as f64 }).collect()
+        }};
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
+    let values: Vec<f64> = match col.data_type() {
+        DataType::Float64 => prim!(Float64Type),
+        DataType::Float32 => prim!(Float32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int8 => prim!(Int8Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            let strings = strings(batch, table, name)?;
+            let mut out = Vec::with_capacity(n);
+            for (row, s) in strings.iter().enumerate() {
+                let s = s.trim();
+                if s.is_empty() {
+                    out.push(f64::NAN);
+                } else {
+                    out.push(s.parse::<f64>().map_err(|_| {
+                        StageError::data(format!("`{table}` row {}: column `{name}` holds `{s}`, not a number", row + 1))
+                    })?);
+                }
+            }
+            out
+        }
+        other => {
+            return Err(StageError::data(format!("`{table}`: column `{name}` has type {other}, expected a number")));
+        }
+    };
+    Ok(values)
+}
+
+/// An integer column as `i64` (floats must be whole numbers). Nulls are an error.
+pub fn i64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<i64>, StageError> {
+    let values = f64s(batch, table, name)?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            #[allow(clippy::cast_possible_truncation)]
+            if v.is_finite() && v.fract() == 0.0 {
+                Ok(v as i64)
+            } else {
+                Err(StageError::data(format!("`{table}` row {}: column `{name}` holds {v}, expected a whole number", row + 1)))
+            }
+        })
+        .collect()
+}
+
+/// A text column (integers are rendered in decimal). Nulls become empty strings.
+pub fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<String>, StageError> {
+    let col = column(batch, table, name)?;
+    let n = col.len();
+    Ok(match col.data_type() {
+        DataType::Utf8 => {
+            let a = col.as_string::<i32>();
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_owned() }).collect()
+        }
+        DataType::LargeUtf8 => {
+            let a = col.as_string::<i64>();
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_owned() }).collect()
+        }
+        DataType::Boolean => {
+            let a = col.as_boolean();
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_string() }).collect()
+        }
+        DataType::Int64 => int_strings::<Int64Type>(col),
+        DataType::Int32 => int_strings::<Int32Type>(col),
+        DataType::Int16 => int_strings::<Int16Type>(col),
+        DataType::Int8 => int_strings::<Int8Type>(col),
+        DataType::UInt64 => int_strings::<UInt64Type>(col),
+        DataType::UInt32 => int_strings::<UInt32Type>(col),
+        DataType::UInt16 => int_strings::<UInt16Type>(col),
+        DataType::UInt8 => int_strings::<UInt8Type>(col),
+        DataType::Float64 | DataType::Float32 => f64s(batch, table, name)?
+            .into_iter()
+            .map(|v| if v.is_nan() { String::new() } else { format_number(v) })
+            .collect(),
+        other => return Err(StageError::data(format!("`{table}`: column `{name}` has type {other}, expected text or an integer"))),
+    })
+}
+
+fn int_strings<T: arrow_array::ArrowPrimitiveType>(col: &ArrayRef) -> Vec<String>
+where
+    T::Native: std::fmt::Display,
+{
+    let a = col.as_primitive::<T>();
+    (0..a.len()).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_string() }).collect()
+}
+
+/// Unit ids as text, checked non-empty.
+pub fn ids(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<String>, StageError> {
+    let ids = strings(batch, table, name)?;
+    if let Some(row) = ids.iter().position(String::is_empty) {
+        return Err(StageError::data(format!("`{table}` row {}: id column `{name}` is empty", row + 1)).with_hint("every row needs an id"));
+    }
+    Ok(ids)
+}
+
+/// A boolean column; nulls are false. Text `true`/`false` and 0/1 are accepted.
+pub fn bools(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<bool>, StageError> {
+    let col = column(batch, table, name)?;
+    if let DataType::Boolean = col.data_type() {
+        let a = col.as_boolean();
+        return Ok((0..a.len()).map(|i| !a.is_null(i) && a.value(i)).collect());
+    }
+    strings(batch, table, name)?
+        .iter()
+        .enumerate()
+        .map(|(row, s)| match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            other => Err(StageError::data(format!("`{table}` row {}: column `{name}` holds `{other}`, expected true or false", row + 1))),
+        })
+        .collect()
+}
+
+/// Formats a float the shortest way that reads back to the same value (`1` not `1.0`).
+pub fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v}") }
+}
+
+/// Builds an output table column by column.
+#[derive(Default)]
+pub struct TableBuilder {
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+}
+
+impl TableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    #[must_use]
+    pub fn str<S: AsRef<str>>(mut self, name: &str, values: &[S]) -> Self {
+        self.fields.push(Field::new(name, DataType::Utf8, false));
+        self.columns.push(Arc::new(StringArray::from_iter_values(values.iter().map(AsRef::as_ref))));
+        self
+    }
+    #[must_use]
+    pub fn f64(mut self, name: &str, values: Vec<f64>) -> Self {
+        self.fields.push(Field::new(name, DataType::Float64, false));
+        self.columns.push(Arc::new(Float64Array::from(values)));
+        self
+    }
+    /// A float column where `None` is null (e.g. an index undefined for a unit).
+    #[must_use]
+    pub fn f64_opt(mut self, name: &str, values: Vec<Option<f64>>) -> Self {
+        self.fields.push(Field::new(name, DataType::Float64, true));
+        self.columns.push(Arc::new(Float64Array::from(values)));
+        self
+    }
+    #[must_use]
+    pub fn i64(mut self, name: &str, values: Vec<i64>) -> Self {
+        self.fields.push(Field::new(name, DataType::Int64, false));
+        self.columns.push(Arc::new(Int64Array::from(values)));
+        self
+    }
+    #[must_use]
+    pub fn bool(mut self, name: &str, values: Vec<bool>) -> Self {
+        self.fields.push(Field::new(name, DataType::Boolean, false));
+        self.columns.push(Arc::new(BooleanArray::from(values)));
+        self
+    }
+    /// Adds an already-built column.
+    #[must_use]
+    pub fn array(mut self, name: &str, array: ArrayRef) -> Self {
+        self.fields.push(Field::new(name, array.data_type().clone(), array.null_count() > 0));
+        self.columns.push(array);
+        self
+    }
+    pub fn build(self) -> Result<RecordBatch, StageError> {
+        let schema = Arc::new(Schema::new(self.fields));
+        if self.columns.is_empty() {
+            return Ok(RecordBatch::new_empty(schema));
+        }
+        RecordBatch::try_new(schema, self.columns).map_err(|e| StageError::internal(format!("building an output table: {e}")))
+    }
+}
+
+/// Sorted order of rows by a list of text keys then numeric keys: a helper for the
+/// "rows in a defined order" rule.
+pub fn sorted_order<K: Ord>(keys: &[K]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    order
+}
+
+/// Takes rows of a batch in the given order.
+pub fn take_rows(batch: &RecordBatch, order: &[usize]) -> Result<RecordBatch, StageError> {
+    let idx = arrow_array::UInt32Array::from_iter_values(order.iter().map(|&i| u32::try_from(i).expect("tables have fewer than 2^32 rows")));
+    arrow_select::take::take_record_batch(batch, &idx).map_err(|e| StageError::internal(format!("reordering rows: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_numbers_and_ids_across_types() {
+        let t = TableBuilder::new().i64("id", vec![3, 1]).str("x", &["1.5", " 2 "]).build().unwrap();
+        assert_eq!(ids(&t, "t", "id").unwrap(), vec!["3", "1"]);
+        assert_eq!(f64s(&t, "t", "x").unwrap(), vec![1.5, 2.0]);
+        let err = f64s(&t, "t", "y").unwrap_err();
+        assert!(err.message.contains("no column `y`"), "{}", err.message);
+    }
+
+    #[test]
+    fn formats_whole_numbers_without_fraction() {
+        assert_eq!(format_number(410_100.0), "410100");
+        assert_eq!(format_number(0.25), "0.25");
+    }
+}
+
+/// The unit polygons of a table's WKB `geometry` column.
+pub fn polygons(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<geo::MultiPolygon<f64>>, StageError> {
+    let col = column(batch, table, name)?;
+    let bin = col.as_binary_opt::<i32>().ok_or_else(|| StageError::data(format!("`{table}`: column `{name}` is not a WKB geometry column")))?;
+    (0..bin.len())
+        .map(|i| {
+            if bin.is_null(i) {
+                return Err(StageError::data(format!("`{table}` row {}: geometry is missing", i + 1)));
+            }
+            crate::io::wkb::decode(bin.value(i)).map_err(|e| StageError::data(format!("`{table}` row {}: {e}", i + 1)))
+        })
+        .collect()
+}
