@@ -5,5 +5,4 @@
 use crate::engine::stage::{Entry, StageEntry};
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
-pub const BUILTIN: &[&dyn StageEntry] = &[
-];
+pub const BUILTIN: &[&dyn StageEntry] = &[];

@@ -1,0 +1,622 @@
+//! One function per command. Each returns an exit code or a [`Diagnostic`]; `main` renders
+//! diagnostics, so nothing here prints errors itself.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::cli::{Cli, Command, DagFormat, ShowFormat, StagesFormat, StudyArgs};
+use crate::engine::cache::{Cache, GcOptions};
+use crate::engine::error::{Diagnostic, Tier};
+use crate::engine::key::differences;
+use crate::engine::plan::{self, Plan, PlanOptions};
+use crate::engine::progress::{PlainReporter, QuietReporter, Reporter, TerminalReporter};
+use crate::engine::scheduler::{self, RunOptions, RunReport, StageStatus};
+use crate::engine::stage::StageEntry;
+use crate::engine::{publish, spec};
+use crate::stages::BUILTIN;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
+    let cache_dir = cli
+        .cache_dir
+        .clone()
+        .or_else(|| std::env::var_os("PIPELINE_CACHE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("cache"));
+    match cli.command {
+        Command::Run {
+            study,
+            jobs,
+            keep_going,
+            dry_run,
+            summary_json,
+            quiet,
+            check,
+        } => run_study(
+            &study,
+            &cache_dir,
+            &RunOptions {
+                jobs,
+                keep_going,
+                dry_run,
+                targets: None,
+            },
+            summary_json.as_deref(),
+            quiet,
+            check,
+        ),
+        Command::Check { study } => check(&study),
+        Command::Explain { study, stage } => explain(&study, &cache_dir, &stage),
+        Command::Show {
+            study,
+            target,
+            format,
+            limit,
+        } => show(&study, &cache_dir, &target, format, limit),
+        Command::Dag { study, format } => dag(&study, &cache_dir, format),
+        Command::Gc {
+            dry_run,
+            max_size,
+            keep_days,
+        } => gc(&cache_dir, dry_run, max_size.as_deref(), keep_days),
+        Command::Verify { repair } => verify(&cache_dir, repair),
+        Command::Stages { format } => {
+            print!("{}", stages_doc(BUILTIN, format));
+            Ok(0)
+        }
+        Command::Worker { invocation, out } => worker(&invocation, &out),
+    }
+}
+
+fn load_plan(args: &StudyArgs) -> Result<Plan, Diagnostic> {
+    let spec = spec::load(&args.study)?;
+    plan::build(
+        spec,
+        BUILTIN,
+        PlanOptions {
+            allow_outside: args.allow_outside,
+        },
+    )
+}
+
+fn reporter(quiet: bool) -> Box<dyn Reporter> {
+    if quiet {
+        Box::new(QuietReporter)
+    } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        Box::new(TerminalReporter::new())
+    } else {
+        Box::new(PlainReporter)
+    }
+}
+
+fn run_study(
+    args: &StudyArgs,
+    cache_dir: &Path,
+    options: &RunOptions,
+    summary_json: Option<&Path>,
+    quiet: bool,
+    check: bool,
+) -> Result<u8, Diagnostic> {
+    let plan = load_plan(args)?;
+    let cache = Cache::open(cache_dir)?;
+    let report = scheduler::run(&plan, &cache, reporter(quiet).as_ref(), options)?;
+    if !quiet {
+        print!("{}", summary_table(&report));
+    }
+    if let Some(path) = summary_json {
+        let text = serde_json::to_string_pretty(&summary_json_value(&report))
+            .expect("summaries serialise");
+        std::fs::write(path, text + "\n").map_err(|e| {
+            Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
+        })?;
+    }
+    let mut code = scheduler::failure_tier(&report).map_or(0, Tier::exit_code);
+    for r in report.failed() {
+        if let Some(e) = &r.error {
+            let mut d = Diagnostic::new(
+                Tier::StageFailed,
+                format!("stage `{}` failed: {}", r.name, e.message),
+            );
+            d.causes = e.causes.clone();
+            d.hint = e.hint.clone();
+            eprint!("{}", d.render());
+        }
+    }
+    if options.dry_run {
+        return Ok(code);
+    }
+    let files = publish::files(&plan, &cache, &report)?;
+    if check {
+        let diffs = publish::differences(&files);
+        if !diffs.is_empty() {
+            eprintln!(
+                "error: {} published file(s) differ from what the study produces:",
+                diffs.len()
+            );
+            for (path, what) in &diffs {
+                eprintln!("  {what}: {}", path.display());
+            }
+            eprintln!(
+                "hint: run `pipeline run {}` and commit the updated outputs",
+                args.study.display()
+            );
+            code = code.max(1);
+        } else if !quiet {
+            println!("check: {} published file(s) are up to date", files.len());
+        }
+    } else {
+        let written = publish::write(&files)?;
+        if !quiet
+            && !files.is_empty()
+            && let Some(dir) = &plan.outputs_dir
+        {
+            println!(
+                "published {} file(s) to {} ({written} changed)",
+                files.len(),
+                dir.display()
+            );
+        }
+    }
+    Ok(code)
+}
+
+/// The end-of-run table: each stage's status, time and rows.
+pub fn summary_table(report: &RunReport) -> String {
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "{:width$}  {:9}  {:>8}  {:>9}\n",
+        "stage", "status", "seconds", "rows"
+    );
+    for r in &report.results {
+        let rows = r
+            .manifest
+            .as_ref()
+            .and_then(|m| m.outputs.first())
+            .map_or(String::from("-"), |o| o.rows.to_string());
+        let _ = writeln!(
+            out,
+            "{:width$}  {:9}  {:>8.2}  {:>9}",
+            r.name,
+            r.status.as_str(),
+            r.seconds,
+            rows
+        );
+    }
+    let count = |s: StageStatus| report.results.iter().filter(|r| r.status == s).count();
+    let _ = writeln!(
+        out,
+        "{} ran, {} cached, {} failed, {} skipped",
+        count(StageStatus::Ran),
+        count(StageStatus::Cached),
+        count(StageStatus::Failed),
+        count(StageStatus::Skipped)
+    );
+    out
+}
+
+/// `--summary-json`: `{"stages":[{"name","status","reason","seconds","outputs":{name:{"rows","digest"}}}]}`.
+pub fn summary_json_value(report: &RunReport) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = report
+        .results
+        .iter()
+        .map(|r| {
+            let outputs: serde_json::Map<String, serde_json::Value> = r
+                .manifest
+                .as_ref()
+                .map(|m| m.outputs.iter().map(|o| (o.name.clone(), json!({"rows": o.rows, "digest": o.digest.to_hex()}))).collect())
+                .unwrap_or_default();
+            json!({"name": r.name, "status": r.status.as_str(), "reason": r.reason, "seconds": r.seconds, "outputs": outputs})
+        })
+        .collect();
+    json!({ "stages": stages })
+}
+
+fn check(args: &StudyArgs) -> Result<u8, Diagnostic> {
+    let plan = load_plan(args)?;
+    println!(
+        "study `{}`: {} stages, plan ok",
+        plan.spec.study,
+        plan.stages.len()
+    );
+    for s in &plan.stages {
+        let inputs: Vec<String> = s
+            .inputs
+            .iter()
+            .map(|(p, w)| format!("{p} ← {}.{}", plan.stages[w.stage].name, w.output))
+            .collect();
+        println!("  {:20} {:16} {}", s.name, s.kind, inputs.join(", "));
+    }
+    Ok(0)
+}
+
+fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagnostic> {
+    let plan = load_plan(args)?;
+    let (idx, _) = plan.resolve_target(stage)?;
+    let cache = Cache::open(cache_dir)?;
+    let report = scheduler::run(
+        &plan,
+        &cache,
+        &QuietReporter,
+        &RunOptions {
+            dry_run: true,
+            targets: Some(vec![idx]),
+            ..RunOptions::default()
+        },
+    )?;
+    let name = &plan.stages[idx].name;
+    let result = report
+        .get(name)
+        .expect("the target is part of its own closure");
+    let mut out = format!(
+        "stage `{name}` (kind `{}`, version {})\n",
+        plan.stages[idx].kind, plan.stages[idx].version
+    );
+    match &result.key {
+        None => {
+            let _ = writeln!(
+                out,
+                "status: would run ({})",
+                result
+                    .reason
+                    .as_deref()
+                    .unwrap_or("its inputs are not computed yet")
+            );
+            let _ = writeln!(
+                out,
+                "the key depends on upstream outputs that are not in the cache; run the study to compute them"
+            );
+        }
+        Some(key) => {
+            let _ = writeln!(out, "key: {}", key.digest());
+            let _ = writeln!(out, "  format: {}", key.format);
+            let _ = writeln!(out, "  kind: {} (version {})", key.kind, key.version);
+            let _ = writeln!(
+                out,
+                "  params: {}",
+                serde_json::to_string(&key.params).expect("params serialise")
+            );
+            for (input, digest) in &key.inputs {
+                let _ = writeln!(out, "  {input}: {digest}");
+            }
+            let hit = result.status == StageStatus::Cached;
+            let _ = writeln!(
+                out,
+                "status: {}",
+                if hit {
+                    "hit (cached)"
+                } else {
+                    "miss (would run)"
+                }
+            );
+            if !hit {
+                match cache.last_key(&plan.study_id, name) {
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "no earlier run of this stage is recorded in this cache"
+                        );
+                    }
+                    Some(old) => {
+                        let diffs = differences(&old, key);
+                        let _ = writeln!(out, "changed since the last run:");
+                        if diffs.is_empty() {
+                            let _ = writeln!(
+                                out,
+                                "  nothing in the key (the entry was removed by gc, verify or a corrupt blob)"
+                            );
+                        }
+                        for d in diffs {
+                            let _ = writeln!(out, "  {d}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+fn show(
+    args: &StudyArgs,
+    cache_dir: &Path,
+    target: &str,
+    format: ShowFormat,
+    limit: usize,
+) -> Result<u8, Diagnostic> {
+    let plan = load_plan(args)?;
+    let (idx, output) = plan.resolve_target(target)?;
+    let cache = Cache::open(cache_dir)?;
+    let report = scheduler::run(
+        &plan,
+        &cache,
+        reporter(true).as_ref(),
+        &RunOptions {
+            targets: Some(vec![idx]),
+            ..RunOptions::default()
+        },
+    )?;
+    if let Some(tier) = scheduler::failure_tier(&report) {
+        for r in report.failed() {
+            if let Some(e) = &r.error {
+                let mut d =
+                    Diagnostic::new(tier, format!("stage `{}` failed: {}", r.name, e.message));
+                d.causes = e.causes.clone();
+                d.hint = e.hint.clone();
+                eprint!("{}", d.render());
+            }
+        }
+        return Ok(tier.exit_code());
+    }
+    let manifest = report
+        .get(&plan.stages[idx].name)
+        .and_then(|r| r.manifest.as_ref())
+        .expect("a completed stage has a manifest");
+    let record = manifest.output(&output).expect("resolved outputs exist");
+    let table = cache.read_blob(&record.digest).map_err(|e| {
+        e.unwrap_or_else(|| {
+            Diagnostic::environment("cache: the output is corrupt")
+                .with_hint("run `pipeline verify --repair` and try again")
+        })
+    })?;
+    let text = match format {
+        ShowFormat::Table => crate::io::export::to_text_table(&table, limit),
+        ShowFormat::Csv => {
+            let head = table.slice(0, limit.min(table.num_rows()));
+            String::from_utf8(crate::io::export::to_csv(&head))
+                .expect("CSV of UTF-8 cells is UTF-8")
+        }
+        ShowFormat::Json => {
+            serde_json::to_string_pretty(&crate::io::export::to_json_rows(&table, limit))
+                .expect("rows serialise")
+                + "\n"
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(0)
+}
+
+fn dag(args: &StudyArgs, cache_dir: &Path, format: DagFormat) -> Result<u8, Diagnostic> {
+    let plan = load_plan(args)?;
+    let cache = Cache::open(cache_dir)?;
+    let report = scheduler::run(
+        &plan,
+        &cache,
+        &QuietReporter,
+        &RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        },
+    )?;
+    let status = |name: &str| report.get(name).map_or(StageStatus::WouldRun, |r| r.status);
+    let mut out = String::new();
+    match format {
+        DagFormat::Dot => {
+            let _ = writeln!(
+                out,
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];",
+                plan.spec.study
+            );
+            for s in &plan.stages {
+                let colour = if status(&s.name) == StageStatus::Cached {
+                    "palegreen"
+                } else {
+                    "lightgoldenrod1"
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} [label=\"{}\\n{}\", fillcolor={colour}];",
+                    s.name, s.name, s.kind
+                );
+            }
+            for s in &plan.stages {
+                for (port, w) in &s.inputs {
+                    let _ = writeln!(
+                        out,
+                        "  {} -> {} [label=\"{port}\"];",
+                        plan.stages[w.stage].name, s.name
+                    );
+                }
+            }
+            out.push_str("}\n");
+        }
+        DagFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for s in &plan.stages {
+                let class = if status(&s.name) == StageStatus::Cached {
+                    "cached"
+                } else {
+                    "stale"
+                };
+                let _ = writeln!(out, "  {}[\"{}<br/>{}\"]:::{class}", s.name, s.name, s.kind);
+            }
+            for s in &plan.stages {
+                for (port, w) in &s.inputs {
+                    let _ = writeln!(
+                        out,
+                        "  {} -->|{port}| {}",
+                        plan.stages[w.stage].name, s.name
+                    );
+                }
+            }
+            out.push_str("  classDef cached fill:#b7e4c7\n  classDef stale fill:#ffe8a1\n");
+        }
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+/// Parses sizes such as `500M`, `2G`, `1024`.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last()?.to_ascii_uppercase() {
+        'K' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        'T' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().ok().map(|n| n * mult)
+}
+
+fn gc(
+    cache_dir: &Path,
+    dry_run: bool,
+    max_size: Option<&str>,
+    keep_days: u32,
+) -> Result<u8, Diagnostic> {
+    let max_size = match max_size {
+        None => None,
+        Some(s) => Some(parse_size(s).ok_or_else(|| {
+            Diagnostic::user(format!("`--max-size {s}` is not a size"))
+                .with_hint("write e.g. 500M or 2G")
+        })?),
+    };
+    let cache = Cache::open(cache_dir)?;
+    let r = cache.gc(&GcOptions {
+        dry_run,
+        keep_days,
+        max_size,
+    })?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {} entries, {} blobs ({} bytes), {} temp files; kept {} bytes",
+        r.entries, r.blobs, r.bytes, r.tmp_files, r.kept_bytes
+    );
+    Ok(0)
+}
+
+fn verify(cache_dir: &Path, repair: bool) -> Result<u8, Diagnostic> {
+    let cache = Cache::open(cache_dir)?;
+    let r = cache.verify(repair);
+    println!("checked {} blobs and {} entries", r.blobs, r.entries);
+    for p in &r.corrupt_blobs {
+        println!("corrupt blob: {}", p.display());
+    }
+    for p in &r.broken_entries {
+        println!("entry using a corrupt or missing blob: {}", p.display());
+    }
+    if r.corrupt_blobs.is_empty() && r.broken_entries.is_empty() {
+        println!("all blobs match their digests");
+        return Ok(0);
+    }
+    if repair {
+        println!("removed them; the next run recomputes those stages");
+        Ok(0)
+    } else {
+        println!("run `pipeline verify --repair` to remove them");
+        Ok(1)
+    }
+}
+
+/// `pipeline stages`: generated from the registry, so it cannot drift from the code.
+pub fn stages_doc(registry: &[&dyn StageEntry], format: StagesFormat) -> String {
+    let mut out = String::new();
+    if let StagesFormat::Markdown = format {
+        out.push_str("# Stage kinds\n\nGenerated by `pipeline stages --format markdown`; do not edit by hand.\n\n");
+    }
+    for e in registry {
+        match format {
+            StagesFormat::Text => {
+                let _ = writeln!(out, "{} (version {})", e.kind(), e.version());
+                for line in e.doc().lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+                for p in e.params_doc() {
+                    let _ = writeln!(
+                        out,
+                        "  {:18} {:14} default: {:10} {}",
+                        p.name, p.ty, p.default, p.doc
+                    );
+                }
+                out.push('\n');
+            }
+            StagesFormat::Markdown => {
+                let _ = writeln!(
+                    out,
+                    "## `{}` (version {})\n\n{}\n",
+                    e.kind(),
+                    e.version(),
+                    e.doc()
+                );
+                if !e.params_doc().is_empty() {
+                    out.push_str("| parameter | type | default | meaning |\n|---|---|---|---|\n");
+                    for p in e.params_doc() {
+                        let _ = writeln!(
+                            out,
+                            "| `{}` | {} | {} | {} |",
+                            p.name,
+                            p.ty,
+                            p.default,
+                            p.doc.replace('|', "\\|")
+                        );
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
+    let text = std::fs::read(invocation).map_err(|e| {
+        Diagnostic::user(format!("cannot read {}", invocation.display())).caused_by(e)
+    })?;
+    let inv: crate::engine::invocation::Invocation =
+        serde_json::from_slice(&text).map_err(|e| {
+            Diagnostic::user(format!(
+                "{} is not a stage invocation",
+                invocation.display()
+            ))
+            .caused_by(e)
+        })?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        Diagnostic::environment(format!("cannot create {}", out.display())).caused_by(e)
+    })?;
+    let result = match inv.execute(BUILTIN) {
+        Ok(done) => {
+            let mut outputs = serde_json::Map::new();
+            for (name, table) in &done.outputs {
+                let path = out.join(format!("{name}.parquet"));
+                crate::io::parquet::write(&path, table).map_err(|e| {
+                    Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
+                })?;
+                outputs.insert(
+                    name.clone(),
+                    json!({"rows": table.num_rows(), "path": path}),
+                );
+            }
+            json!({"status": "ok", "outputs": outputs, "warnings": done.warnings})
+        }
+        Err(e) => json!({"status": "failed", "error": e}),
+    };
+    let failed = result["status"] != "ok";
+    std::fs::write(
+        out.join("result.json"),
+        serde_json::to_vec_pretty(&result).expect("results serialise"),
+    )
+    .map_err(|e| Diagnostic::environment("cannot write result.json").caused_by(e))?;
+    Ok(u8::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("x"), None);
+    }
+}

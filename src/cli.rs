@@ -1,0 +1,137 @@
+//! The command line, parsed with clap. Only shapes here; `app` gives them meaning.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Reproducible regional carbon-budget studies: YAML-defined DAGs of cached stages.
+///
+/// Exit codes: 0 ok; 1 a stage failed (or `run --check` found differences); 2 bad study, data or
+/// usage; 3 environment or internal error.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, about, long_about = None)]
+pub struct Cli {
+    /// Cache directory (default: $PIPELINE_CACHE_DIR, else ./cache).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by the commands that read a study.
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// The study file (YAML).
+    pub study: PathBuf,
+    /// Allow the study to read files outside its own directory tree.
+    #[arg(long)]
+    pub allow_outside: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a study: compute what changed, reuse the rest, publish outputs.
+    Run {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// Worker threads (default: one per core).
+        #[arg(long, short, default_value_t = 0)]
+        jobs: usize,
+        /// Keep running independent stages after a failure.
+        #[arg(long)]
+        keep_going: bool,
+        /// Show what would run; compute nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the run summary as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+        /// Print only warnings and errors.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Do not publish: exit 1 listing published files that differ from what the run produces.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Parse and plan a study, check input schemas; run nothing.
+    Check {
+        #[command(flatten)]
+        study: StudyArgs,
+    },
+    /// Show a stage's cache key, whether it hits, and what changed since its last run.
+    Explain {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// The stage.
+        stage: String,
+    },
+    /// Print a stage's output, running what it needs first.
+    Show {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// `stage` or `stage.output`.
+        target: String,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print the study's DAG, coloured by cache status.
+    Dag {
+        #[command(flatten)]
+        study: StudyArgs,
+        #[arg(long, value_enum, default_value_t = DagFormat::Dot)]
+        format: DagFormat,
+    },
+    /// Remove cache entries and blobs that no recent run used.
+    Gc {
+        /// List what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the cache under this size (e.g. 500M, 2G), dropping the oldest studies' results.
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Keep what runs of the last N days used.
+        #[arg(long, default_value_t = 30)]
+        keep_days: u32,
+    },
+    /// Rehash every cached blob and report corrupt ones.
+    Verify {
+        /// Remove corrupt blobs and the entries using them, so the next run recomputes them.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// List every stage kind with its parameters.
+    Stages {
+        #[arg(long, value_enum, default_value_t = StagesFormat::Text)]
+        format: StagesFormat,
+    },
+    /// Execute one serialised stage invocation (the seam for cluster executors).
+    Worker {
+        /// The invocation (JSON).
+        invocation: PathBuf,
+        /// Where to write `<output>.parquet` files and `result.json`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DagFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StagesFormat {
+    Text,
+    Markdown,
+}

@@ -1,0 +1,712 @@
+//! The on-disk cache: content-addressed blobs plus one small manifest per key.
+//!
+//! Layout under `<cache dir>/v1/`:
+//! - `objects/<aa>/<digest>.parquet`: output tables, named by the BLAKE3 of their bytes;
+//! - `entries/<aa>/<key>.json`: a [`Manifest`] per key, written last, so an entry exists only
+//!   once all its blobs do;
+//! - `locks/<key>.lock`: held while a key is computed, so two runs compute it once;
+//! - `gc.lock`: shared by runs, exclusive for `gc`, so `gc` never removes what a run writes;
+//! - `stat/`, `history/`, `runs/`: the file-stat cache, each stage's last key (for `explain`),
+//!   and each study's last run (what `gc` keeps);
+//! - `tmp/`: files being written; renamed into place when complete.
+//!
+//! Every write goes to `tmp/`, is fsynced, and is renamed into place, and OS locks die with
+//! their process, so a killed run leaves nothing to clean up by hand.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::error::Diagnostic;
+use crate::engine::key::{CacheKey, Digest};
+
+/// The engine's version, recorded in every manifest.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One output table of an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub name: String,
+    pub digest: Digest,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The blob's inode and mtime when it was stored: a cheap seal. If the file's stat no longer
+    /// matches, its bytes are rehashed before the entry is trusted.
+    pub seal: (u64, i128),
+}
+
+/// What an entry records about the run that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub engine_version: String,
+    pub key: Digest,
+    pub components: CacheKey,
+    pub outputs: Vec<OutputRecord>,
+    pub seconds: f64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl Manifest {
+    pub fn output(&self, name: &str) -> Option<&OutputRecord> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// An exclusive hold on one key while it is computed. Released on drop, or by the OS if the
+/// process dies.
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: File,
+}
+
+/// A run's shared hold on the cache, which keeps `gc` out until the run ends.
+#[derive(Debug)]
+pub struct RunGuard {
+    _file: File,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn io_error(what: &str, path: &Path, e: io::Error) -> Diagnostic {
+    Diagnostic::environment(format!("cache: cannot {what} {}", path.display()))
+        .caused_by(e)
+        .with_hint("check that the cache directory is writable and the disk is not full (`--cache-dir` to use another)")
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, Diagnostic> {
+        let root = dir.join("v1");
+        for sub in [
+            "objects", "entries", "locks", "tmp", "stat", "history", "runs",
+        ] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(|e| io_error("create", &p, e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn sharded(&self, area: &str, hex: &str, ext: &str) -> PathBuf {
+        self.root
+            .join(area)
+            .join(&hex[..2])
+            .join(format!("{hex}.{ext}"))
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.sharded("objects", &digest.to_hex(), "parquet")
+    }
+
+    fn entry_path(&self, key: &Digest) -> PathBuf {
+        self.sharded("entries", &key.to_hex(), "json")
+    }
+
+    /// A fresh path in `tmp/`, unique across processes and threads.
+    pub fn tmp_path(&self, ext: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{}-{}-{n}.{ext}", std::process::id(), now_ns()))
+    }
+
+    /// Takes the run's shared hold (see [`RunGuard`]).
+    pub fn run_guard(&self) -> Result<RunGuard, Diagnostic> {
+        let path = self.root.join("gc.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
+        file.lock_shared().map_err(|e| io_error("lock", &path, e))?;
+        Ok(RunGuard { _file: file })
+    }
+
+    /// Waits for the exclusive hold on `key`.
+    pub fn lock_key(&self, key: &Digest) -> Result<KeyLock, Diagnostic> {
+        let path = self
+            .root
+            .join("locks")
+            .join(format!("{}.lock", key.to_hex()));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
+        file.lock().map_err(|e| io_error("lock", &path, e))?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// The entry for `key`, if it exists and its blobs are intact. The hit path reads no blob:
+    /// it compares each blob's stat with the seal taken when it was stored, and rehashes only a
+    /// blob whose stat moved. A corrupt or missing blob drops the entry and returns `None`, so
+    /// the stage reruns. (`verify` rehashes everything; readers rehash what they read.)
+    pub fn probe(&self, key: &Digest) -> Option<Manifest> {
+        let path = self.entry_path(key);
+        let bytes = fs::read(&path).ok()?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+        if manifest.key != *key {
+            return None;
+        }
+        for out in &manifest.outputs {
+            let blob = self.blob_path(&out.digest);
+            let intact = match fs::metadata(&blob) {
+                Ok(m) if m.len() == out.bytes && seal_of(&m) == out.seal => true,
+                Ok(m) if m.len() == out.bytes => {
+                    hash_file(&blob, m.len()).is_ok_and(|d| d == out.digest)
+                }
+                _ => false,
+            };
+            if !intact {
+                let _ = fs::remove_file(&blob);
+                let _ = fs::remove_file(&path);
+                return None;
+            }
+        }
+        Some(manifest)
+    }
+
+    /// Removes an entry (used when one of its blobs turned out corrupt).
+    pub fn drop_entry(&self, key: &Digest) {
+        let _ = fs::remove_file(self.entry_path(key));
+    }
+
+    /// Writes bytes to `tmp/`, fsyncs, and renames to `dest` (no-op if `dest` exists).
+    fn place(&self, dest: &Path, bytes: &[u8], read_only: bool) -> Result<(), Diagnostic> {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+        }
+        let tmp = self.tmp_path("part");
+        let mut f = File::create(&tmp).map_err(|e| io_error("write", &tmp, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error("write", &tmp, e))?;
+        if read_only {
+            let mut perms = f
+                .metadata()
+                .map_err(|e| io_error("stat", &tmp, e))?
+                .permissions();
+            perms.set_readonly(true);
+            let _ = fs::set_permissions(&tmp, perms);
+        }
+        drop(f);
+        fs::rename(&tmp, dest).map_err(|e| io_error("rename into", dest, e))?;
+        if let Some(parent) = dest.parent()
+            && let Ok(dir) = File::open(parent)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Stores one encoded output table and returns its record.
+    pub fn put_blob(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        rows: u64,
+    ) -> Result<OutputRecord, Diagnostic> {
+        let digest = Digest::of(bytes);
+        let dest = self.blob_path(&digest);
+        let intact = fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !intact {
+            if dest.exists() {
+                let _ = fs::remove_file(&dest);
+            }
+            self.place(&dest, bytes, true)?;
+        }
+        let seal = fs::metadata(&dest)
+            .map(|m| seal_of(&m))
+            .map_err(|e| io_error("stat", &dest, e))?;
+        Ok(OutputRecord {
+            name: name.to_owned(),
+            digest,
+            rows,
+            bytes: bytes.len() as u64,
+            seal,
+        })
+    }
+
+    /// Commits an entry: its blobs must already be stored with [`Cache::put_blob`].
+    pub fn commit(&self, manifest: &Manifest) -> Result<(), Diagnostic> {
+        let json = serde_json::to_vec_pretty(manifest).expect("manifests serialise");
+        self.place(&self.entry_path(&manifest.key), &json, false)
+    }
+
+    /// Reads an output blob, checking its bytes against the digest. A mismatch removes the blob
+    /// (the caller then reruns the stage that made it) and is reported as `Err(None)`.
+    pub fn read_blob(&self, digest: &Digest) -> Result<RecordBatch, Option<Diagnostic>> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).map_err(|_| None)?;
+        if Digest::of(&bytes) != *digest {
+            let _ = fs::remove_file(&path);
+            return Err(None);
+        }
+        crate::io::parquet::from_bytes(bytes).map_err(|e| {
+            Some(
+                Diagnostic::environment(format!("cache: cannot decode {}", path.display()))
+                    .caused_by(e),
+            )
+        })
+    }
+
+    // ---- the last key of each stage, for `explain` ----
+
+    fn history_path(&self, study_id: &Digest, stage: &str) -> PathBuf {
+        self.root
+            .join("history")
+            .join(study_id.to_hex())
+            .join(format!("{stage}.json"))
+    }
+
+    pub fn last_key(&self, study_id: &Digest, stage: &str) -> Option<CacheKey> {
+        serde_json::from_slice(&fs::read(self.history_path(study_id, stage)).ok()?).ok()
+    }
+
+    pub fn save_last_key(
+        &self,
+        study_id: &Digest,
+        stage: &str,
+        key: &CacheKey,
+    ) -> Result<(), Diagnostic> {
+        let path = self.history_path(study_id, stage);
+        if self.last_key(study_id, stage).as_ref() == Some(key) {
+            return Ok(());
+        }
+        self.place(
+            &path,
+            &serde_json::to_vec_pretty(key).expect("keys serialise"),
+            false,
+        )
+    }
+
+    // ---- what each study's last run used, for `gc` ----
+
+    pub fn record_run(&self, study_id: &Digest, record: &RunRecord) -> Result<(), Diagnostic> {
+        let path = self
+            .root
+            .join("runs")
+            .join(format!("{}.json", study_id.to_hex()));
+        self.place(
+            &path,
+            &serde_json::to_vec_pretty(record).expect("run records serialise"),
+            false,
+        )
+    }
+
+    // ---- source file digests with a stat cache ----
+
+    pub fn stat_cache(&self, study_id: &Digest) -> StatCache {
+        let path = self
+            .root
+            .join("stat")
+            .join(format!("{}.json", study_id.to_hex()));
+        let records = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StatCache {
+            path,
+            records,
+            dirty: false,
+        }
+    }
+
+    pub fn save_stat_cache(&self, stat: &StatCache) -> Result<(), Diagnostic> {
+        if !stat.dirty {
+            return Ok(());
+        }
+        self.place(
+            &stat.path,
+            &serde_json::to_vec(&stat.records).expect("stat records serialise"),
+            false,
+        )
+    }
+
+    // ---- maintenance ----
+
+    /// Every entry in the cache.
+    pub fn entries(&self) -> Vec<(PathBuf, Option<Manifest>)> {
+        let mut out = Vec::new();
+        for path in walk_files(&self.root.join("entries")) {
+            let manifest = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            out.push((path, manifest));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Rehashes every blob. Returns the corrupt ones; with `repair`, removes them and every
+    /// entry that refers to them, so the next run recomputes those stages.
+    pub fn verify(&self, repair: bool) -> VerifyReport {
+        let mut report = VerifyReport::default();
+        let mut corrupt = BTreeSet::new();
+        for path in walk_files(&self.root.join("objects")) {
+            report.blobs += 1;
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let ok = Digest::from_hex(name).is_some_and(|d| {
+                let mut h = blake3::Hasher::new();
+                h.update_mmap(&path).is_ok() && Digest::from(h.finalize()) == d
+            });
+            if !ok {
+                corrupt.insert(name.to_owned());
+                report.corrupt_blobs.push(path.clone());
+            }
+        }
+        for (path, manifest) in self.entries() {
+            report.entries += 1;
+            let bad = match &manifest {
+                None => true,
+                Some(m) => m.outputs.iter().any(|o| {
+                    corrupt.contains(&o.digest.to_hex()) || !self.blob_path(&o.digest).exists()
+                }),
+            };
+            if bad {
+                report.broken_entries.push(path);
+            }
+        }
+        if repair {
+            for p in report.corrupt_blobs.iter().chain(&report.broken_entries) {
+                let _ = fs::remove_file(p);
+            }
+        }
+        report
+    }
+
+    /// Removes entries and blobs that no recent run references. Waits for running `pipeline run`s
+    /// to finish first (they hold `gc.lock` shared).
+    pub fn gc(&self, options: &GcOptions) -> Result<GcReport, Diagnostic> {
+        let lock_path = self.root.join("gc.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error("open", &lock_path, e))?;
+        lock.lock().map_err(|e| io_error("lock", &lock_path, e))?;
+
+        let now = now_ns();
+        let mut runs: Vec<(PathBuf, RunRecord)> = walk_files(&self.root.join("runs"))
+            .into_iter()
+            .filter_map(|p| {
+                Some((
+                    p.clone(),
+                    serde_json::from_slice::<RunRecord>(&fs::read(&p).ok()?).ok()?,
+                ))
+            })
+            .collect();
+        // Newest first: under --max-size the oldest studies' results go first.
+        runs.sort_by(|a, b| {
+            b.1.finished_unix_ns
+                .cmp(&a.1.finished_unix_ns)
+                .then(a.0.cmp(&b.0))
+        });
+        let max_age_ns = u128::from(options.keep_days) * 86_400 * 1_000_000_000;
+        let mut report = GcReport::default();
+        let mut kept_entries = BTreeSet::new();
+        let mut kept_blobs = BTreeSet::new();
+        let mut kept_bytes = 0u64;
+        let mut dropped_runs = Vec::new();
+        for (path, run) in &runs {
+            let young = now.saturating_sub(run.finished_unix_ns) <= max_age_ns;
+            let run_bytes: u64 = run
+                .blobs
+                .iter()
+                .filter(|b| !kept_blobs.contains(*b))
+                .filter_map(|b| Digest::from_hex(b))
+                .map(|d| fs::metadata(self.blob_path(&d)).map_or(0, |m| m.len()))
+                .sum();
+            let fits = options
+                .max_size
+                .is_none_or(|max| kept_bytes + run_bytes <= max);
+            if young && fits {
+                kept_bytes += run_bytes;
+                kept_entries.extend(run.entries.iter().cloned());
+                kept_blobs.extend(run.blobs.iter().cloned());
+            } else {
+                dropped_runs.push(path.clone());
+            }
+        }
+        for (path, manifest) in self.entries() {
+            let key = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_owned();
+            if kept_entries.contains(&key) {
+                continue;
+            }
+            report.entries += 1;
+            if let Some(m) = manifest {
+                let _ = m;
+            }
+            if !options.dry_run {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        for path in walk_files(&self.root.join("objects")) {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_owned();
+            if kept_blobs.contains(&name) {
+                continue;
+            }
+            report.blobs += 1;
+            report.bytes += fs::metadata(&path).map_or(0, |m| m.len());
+            if !options.dry_run {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        // Temp files of runs that died; no run is active while we hold the lock.
+        for path in walk_files(&self.root.join("tmp")) {
+            report.tmp_files += 1;
+            if !options.dry_run {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        if !options.dry_run {
+            for p in dropped_runs {
+                let _ = fs::remove_file(p);
+            }
+        }
+        report.kept_bytes = kept_bytes;
+        Ok(report)
+    }
+}
+
+/// What `gc` removes.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    pub dry_run: bool,
+    /// Keep what runs of the last `keep_days` days used.
+    pub keep_days: u32,
+    /// Beyond this many bytes, drop the oldest studies' results.
+    pub max_size: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub entries: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub tmp_files: usize,
+    pub kept_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub blobs: usize,
+    pub entries: usize,
+    pub corrupt_blobs: Vec<PathBuf>,
+    pub broken_entries: Vec<PathBuf>,
+}
+
+/// The entries and blobs a study's last run used.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub study: String,
+    pub finished_unix_ns: u128,
+    pub entries: BTreeSet<String>,
+    pub blobs: BTreeSet<String>,
+}
+
+impl RunRecord {
+    pub fn new(study: &str) -> Self {
+        Self {
+            study: study.to_owned(),
+            finished_unix_ns: now_ns(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What identifies a file's content without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatRecord {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub digest: Digest,
+    pub hashed_at_ns: i128,
+}
+
+/// Source file digests, trusted while the file's stat is unchanged.
+///
+/// Racy-timestamp guard (as git's index): a file modified within [`RACY_WINDOW_NS`] before it was
+/// hashed could change again without its mtime moving, so such a record is not trusted and the
+/// file is hashed again next time.
+#[derive(Debug)]
+pub struct StatCache {
+    path: PathBuf,
+    records: BTreeMap<String, StatRecord>,
+    dirty: bool,
+}
+
+/// How close to its hashing a file's mtime may be before the record is untrusted.
+pub const RACY_WINDOW_NS: i128 = 50_000_000;
+
+fn seal_of(m: &fs::Metadata) -> (u64, i128) {
+    (
+        m.ino(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    )
+}
+
+fn stat_of(m: &fs::Metadata) -> (u64, u64, u64, i128, i128) {
+    (
+        m.dev(),
+        m.ino(),
+        m.size(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    )
+}
+
+impl StatCache {
+    /// The digest of the file at `path` (absolute), from the stat cache when trustworthy.
+    /// Returns whether the file had to be hashed.
+    pub fn digest(&mut self, path: &Path) -> io::Result<(Digest, bool)> {
+        let meta = fs::metadata(path)?;
+        let (dev, ino, size, mtime_ns, ctime_ns) = stat_of(&meta);
+        let key = path.to_string_lossy().into_owned();
+        if let Some(r) = self.records.get(&key) {
+            let same = r.dev == dev
+                && r.ino == ino
+                && r.size == size
+                && r.mtime_ns == mtime_ns
+                && r.ctime_ns == ctime_ns;
+            if same && mtime_ns.max(ctime_ns) + RACY_WINDOW_NS < r.hashed_at_ns {
+                return Ok((r.digest, false));
+            }
+        }
+        let hashed_at_ns = i128::try_from(now_ns()).unwrap_or(i128::MAX);
+        let digest = hash_file(path, size)?;
+        self.records.insert(
+            key,
+            StatRecord {
+                dev,
+                ino,
+                size,
+                mtime_ns,
+                ctime_ns,
+                digest,
+                hashed_at_ns,
+            },
+        );
+        self.dirty = true;
+        Ok((digest, true))
+    }
+}
+
+/// BLAKE3 of a file; memory-mapped and multi-threaded for large files.
+pub fn hash_file(path: &Path, size: u64) -> io::Result<Digest> {
+    let mut h = blake3::Hasher::new();
+    if size >= 8 << 20 {
+        h.update_mmap_rayon(path)?;
+    } else {
+        h.update(&fs::read(path)?);
+    }
+    Ok(h.finalize().into())
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = fs::read_dir(&d) else { continue };
+        for entry in read.flatten() {
+            let p = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cache_trusts_unchanged_files_and_rehashes_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let file = dir.path().join("a.csv");
+        fs::write(&file, "x\n1\n").unwrap();
+        let study = Digest::of(b"study");
+        let mut stat = cache.stat_cache(&study);
+        let (d1, hashed) = stat.digest(&file).unwrap();
+        assert!(hashed);
+        assert_eq!(d1, Digest::of(b"x\n1\n"));
+        // Make the record old enough to be outside the racy window.
+        for r in stat.records.values_mut() {
+            r.hashed_at_ns += 10 * RACY_WINDOW_NS;
+        }
+        let (d2, hashed) = stat.digest(&file).unwrap();
+        assert!(!hashed);
+        assert_eq!(d1, d2);
+        fs::write(&file, "x\n2\n").unwrap();
+        let (d3, hashed) = stat.digest(&file).unwrap();
+        assert!(hashed);
+        assert_ne!(d1, d3);
+    }
+
+    #[test]
+    fn corrupt_blob_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let t = crate::table::TableBuilder::new()
+            .f64("x", vec![1.0, 2.0])
+            .build()
+            .unwrap();
+        let bytes = crate::io::parquet::to_bytes(&t).unwrap();
+        let rec = cache.put_blob("table", &bytes, 2).unwrap();
+        assert_eq!(cache.read_blob(&rec.digest).unwrap(), t);
+        let path = cache.blob_path(&rec.digest);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        let mut corrupted = bytes.clone();
+        corrupted[10] ^= 0xff;
+        fs::write(&path, &corrupted).unwrap();
+        assert!(matches!(cache.read_blob(&rec.digest), Err(None)));
+        assert!(!path.exists());
+        assert_eq!(cache.verify(false).corrupt_blobs.len(), 0);
+    }
+}

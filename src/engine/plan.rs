@@ -1,0 +1,524 @@
+//! From a parsed study to a [`Plan`]: kinds resolved, parameters typed, ports wired to upstream
+//! outputs, source files resolved, the DAG checked for cycles and put in order, and declared
+//! columns checked against what upstream stages declare. Nothing runs here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use petgraph::algo::kosaraju_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::engine::error::{Diagnostic, SourceSpan};
+use crate::engine::key::Digest;
+use crate::engine::spec::{SpecFile, StageSpec};
+use crate::engine::stage::{OutputDecl, PreparedStage, StageEntry};
+use crate::engine::suggest::did_you_mean;
+
+/// Formats a stage's outputs can be published in.
+pub const PUBLISH_FORMATS: &[&str] = &["parquet", "csv", "files"];
+
+/// Where a port's table comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wire {
+    pub stage: usize,
+    pub output: String,
+}
+
+/// One stage, ready to run.
+pub struct PlannedStage {
+    pub name: String,
+    pub line: usize,
+    pub kind: &'static str,
+    pub version: u32,
+    pub prepared: Box<dyn PreparedStage>,
+    pub inputs: BTreeMap<String, Wire>,
+    /// Declared source files: name → absolute path.
+    pub sources: BTreeMap<String, PathBuf>,
+    pub outputs: Vec<OutputDecl>,
+    pub publish: Vec<String>,
+    /// Upstream stages (indices into [`Plan::stages`]), sorted.
+    pub deps: Vec<usize>,
+}
+
+impl std::fmt::Debug for PlannedStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedStage")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A study ready to run: stages in a topological order (ties by name).
+#[derive(Debug)]
+pub struct Plan {
+    pub spec: SpecFile,
+    /// The study file's directory, absolute.
+    pub study_dir: PathBuf,
+    /// Identifies the study (its absolute path) in the cache's history and run records.
+    pub study_id: Digest,
+    pub outputs_dir: Option<PathBuf>,
+    pub stages: Vec<PlannedStage>,
+}
+
+impl Plan {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// `name` or `name.output` → (stage, output).
+    pub fn resolve_target(&self, target: &str) -> Result<(usize, String), Diagnostic> {
+        let (stage, output) = match target.split_once('.') {
+            Some((s, o)) => (s, Some(o)),
+            None => (target, None),
+        };
+        let idx = self.index_of(stage).ok_or_else(|| {
+            let names: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
+            let d = Diagnostic::user(format!("no stage `{stage}` in study `{}`", self.spec.study));
+            match did_you_mean(stage, names.iter().copied()) {
+                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                None => d.with_hint(format!("the stages are: {}", names.join(", "))),
+            }
+        })?;
+        let outputs = &self.stages[idx].outputs;
+        let output = match output {
+            None => outputs.first().map(|o| o.name.clone()).unwrap_or_default(),
+            Some(o) if outputs.iter().any(|d| d.name == o) => o.to_owned(),
+            Some(o) => {
+                let names: Vec<&str> = outputs.iter().map(|d| d.name.as_str()).collect();
+                return Err(
+                    Diagnostic::user(format!("stage `{stage}` has no output `{o}`"))
+                        .with_hint(format!("its outputs are: {}", names.join(", "))),
+                );
+            }
+        };
+        Ok((idx, output))
+    }
+
+    /// The stages `targets` need (themselves and everything upstream), as a mask.
+    pub fn upstream_closure(&self, targets: &[usize]) -> Vec<bool> {
+        let mut needed = vec![false; self.stages.len()];
+        let mut stack: Vec<usize> = targets.to_vec();
+        while let Some(i) = stack.pop() {
+            if !needed[i] {
+                needed[i] = true;
+                stack.extend(&self.stages[i].deps);
+            }
+        }
+        needed
+    }
+}
+
+/// Options that change what a study may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Allow source paths outside the study file's directory tree.
+    pub allow_outside: bool,
+}
+
+struct Draft<'s> {
+    spec: &'s StageSpec,
+    entry: &'static dyn StageEntry,
+    prepared: Box<dyn PreparedStage>,
+    outputs: Vec<OutputDecl>,
+}
+
+/// Builds the plan.
+pub fn build(
+    spec: SpecFile,
+    registry: &[&'static dyn StageEntry],
+    options: PlanOptions,
+) -> Result<Plan, Diagnostic> {
+    let src = &spec.source;
+    let study_dir = normalise(&spec.dir());
+    let study_dir_real = study_dir
+        .canonicalize()
+        .unwrap_or_else(|_| study_dir.clone());
+    let study_id = Digest::of(absolute(&spec.source.path).to_string_lossy().as_bytes());
+
+    // 1. Kinds and parameters.
+    let mut drafts = Vec::with_capacity(spec.stages.len());
+    for stage in &spec.stages {
+        let Some(entry) = registry.iter().copied().find(|e| e.kind() == stage.kind) else {
+            let kinds: Vec<&str> = registry.iter().map(|e| e.kind()).collect();
+            let hint = match did_you_mean(&stage.kind, kinds.iter().copied()) {
+                Some(k) => format!("did you mean `{k}`? (`pipeline stages` lists every kind)"),
+                None => format!(
+                    "the kinds are: {} (`pipeline stages` documents them)",
+                    kinds.join(", ")
+                ),
+            };
+            return Err(Diagnostic::user(format!(
+                "stage `{}`: unknown kind `{}`",
+                stage.name, stage.kind
+            ))
+            .at(
+                src,
+                src.find_text(stage.line, &stage.kind)
+                    .or_else(|| src.find_key(stage.line, "kind")),
+            )
+            .with_hint(hint));
+        };
+        let prepared = entry.prepare(stage.params.clone()).map_err(|e| {
+            let span = backticked(&e.message)
+                .and_then(|field| src.find_key(stage.line, field))
+                .or_else(|| src.find_key(stage.line, &stage.name));
+            let mut d =
+                Diagnostic::user(format!("stage `{}`: {}", stage.name, e.message)).at(src, span);
+            d.causes = e.causes.clone();
+            d.hint = e.hint.clone();
+            d
+        })?;
+        let outputs = prepared.outputs();
+        drafts.push(Draft {
+            spec: stage,
+            entry,
+            prepared,
+            outputs,
+        });
+    }
+
+    // 2. Wiring.
+    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
+    let mut wires: Vec<BTreeMap<String, Wire>> = Vec::with_capacity(drafts.len());
+    for d in &drafts {
+        let ports = d.prepared.ports();
+        let mut wired = BTreeMap::new();
+        for (port, target) in &d.spec.inputs {
+            let span = src.find_key(d.spec.line, port);
+            if !ports.iter().any(|p| p.name == port) {
+                let port_names: Vec<&str> = ports.iter().map(|p| p.name).collect();
+                let hint = match did_you_mean(port, port_names.iter().copied()) {
+                    Some(p) => format!("did you mean `{p}`?"),
+                    None if port_names.is_empty() => {
+                        format!("kind `{}` takes no inputs", d.entry.kind())
+                    }
+                    None => format!(
+                        "kind `{}` has ports: {}",
+                        d.entry.kind(),
+                        port_names.join(", ")
+                    ),
+                };
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: kind `{}` has no input port `{port}`",
+                    d.spec.name,
+                    d.entry.kind()
+                ))
+                .at(src, span)
+                .with_hint(hint));
+            }
+            let (up_name, output) = match target.split_once('.') {
+                Some((s, o)) => (s, Some(o)),
+                None => (target.as_str(), None),
+            };
+            let Some(up) = names.iter().position(|n| *n == up_name) else {
+                let hint = match did_you_mean(up_name, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("the stages are: {}", names.join(", ")),
+                };
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: input `{port}` names stage `{up_name}`, which does not exist",
+                    d.spec.name
+                ))
+                .at(src, src.find_text(d.spec.line, target).or(span))
+                .with_hint(hint));
+            };
+            let up_outputs = &drafts[up].outputs;
+            let output = match output {
+                None => match up_outputs.first() {
+                    Some(o) => o.name.clone(),
+                    None => {
+                        return Err(Diagnostic::user(format!(
+                            "stage `{up_name}` has no outputs to wire to `{}`",
+                            d.spec.name
+                        ))
+                        .at(src, span));
+                    }
+                },
+                Some(o) if up_outputs.iter().any(|x| x.name == o) => o.to_owned(),
+                Some(o) => {
+                    let outs: Vec<&str> = up_outputs.iter().map(|x| x.name.as_str()).collect();
+                    let hint = match did_you_mean(o, outs.iter().copied()) {
+                        Some(s) => format!("did you mean `{up_name}.{s}`?"),
+                        None => format!("`{up_name}` has outputs: {}", outs.join(", ")),
+                    };
+                    return Err(Diagnostic::user(format!(
+                        "stage `{}`: stage `{up_name}` has no output `{o}`",
+                        d.spec.name
+                    ))
+                    .at(src, src.find_text(d.spec.line, target).or(span))
+                    .with_hint(hint));
+                }
+            };
+            wired.insert(port.clone(), Wire { stage: up, output });
+        }
+        for p in ports.iter().filter(|p| p.required) {
+            if !wired.contains_key(p.name) {
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: required input `{}` is not wired",
+                    d.spec.name, p.name
+                ))
+                .at(
+                    src,
+                    src.find_key(d.spec.line, "inputs")
+                        .or_else(|| src.find_key(d.spec.line, &d.spec.name)),
+                )
+                .with_hint(format!(
+                    "add `inputs: {{ {}: <stage> }}` ({})",
+                    p.name, p.doc
+                )));
+            }
+        }
+        wires.push(wired);
+    }
+
+    // 3. Cycles and order.
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..drafts.len()).map(|i| graph.add_node(i)).collect();
+    for (i, w) in wires.iter().enumerate() {
+        let ups: BTreeSet<usize> = w.values().map(|x| x.stage).collect();
+        for up in ups {
+            graph.add_edge(nodes[up], nodes[i], ());
+        }
+    }
+    if let Some(cycle) = find_cycle(&graph) {
+        let mut path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+        path.push(names[cycle[0]]);
+        let first = &drafts[cycle[0]];
+        return Err(Diagnostic::user(format!("the stages form a cycle: {}", path.join(" → ")))
+            .at(src, src.find_key(first.spec.line, "inputs"))
+            .with_hint("a stage cannot depend on its own output, directly or through others: remove one of these inputs"));
+    }
+    let order = topological_order(&wires, drafts.len(), &names);
+
+    // 4. Declared columns.
+    for (i, d) in drafts.iter().enumerate() {
+        for port in d.prepared.ports() {
+            let Some(wire) = wires[i].get(port.name) else {
+                continue;
+            };
+            let declared = &drafts[wire.stage]
+                .outputs
+                .iter()
+                .find(|o| o.name == wire.output)
+                .expect("wired output exists")
+                .columns;
+            if declared.is_empty() {
+                continue;
+            }
+            if let Some(missing) = port.columns.iter().find(|c| !declared.contains(c)) {
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: input `{}` needs column `{missing}`, which `{}.{}` does not produce",
+                    d.spec.name, port.name, names[wire.stage], wire.output
+                ))
+                .at(src, src.find_key(d.spec.line, port.name))
+                .with_hint(format!("`{}.{}` has: {}", names[wire.stage], wire.output, declared.join(", "))));
+            }
+        }
+    }
+
+    // 5. Source files and publish formats.
+    let mut sources_of = Vec::with_capacity(drafts.len());
+    for d in &drafts {
+        let mut sources = BTreeMap::new();
+        for s in d.prepared.sources() {
+            let shown = s.path.to_string_lossy().into_owned();
+            let span = src.find_text(d.spec.line, &shown);
+            let resolved = normalise(&study_dir.join(&s.path));
+            if !options.allow_outside && !resolved.starts_with(&study_dir) {
+                return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory", d.spec.name, s.path.display()))
+                    .at(src, span)
+                    .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
+            }
+            let real = resolved.canonicalize().map_err(|e| {
+                Diagnostic::user(format!(
+                    "stage `{}`: input file {} not found",
+                    d.spec.name,
+                    resolved.display()
+                ))
+                .caused_by(e)
+                .at(src, span)
+                .with_hint("paths in a study are relative to the study file's directory")
+            })?;
+            if !options.allow_outside && !real.starts_with(&study_dir_real) {
+                return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory {}", d.spec.name, real.display(), study_dir_real.display()))
+                    .at(src, span)
+                    .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
+            }
+            sources.insert(s.name, real);
+        }
+        for f in &d.spec.publish {
+            if !PUBLISH_FORMATS.contains(&f.as_str()) {
+                let hint = match did_you_mean(f, PUBLISH_FORMATS.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("formats: {}", PUBLISH_FORMATS.join(", ")),
+                };
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: unknown publish format `{f}`",
+                    d.spec.name
+                ))
+                .at(src, src.find_text(d.spec.line, f))
+                .with_hint(hint));
+            }
+        }
+        sources_of.push(sources);
+    }
+    if drafts.iter().any(|d| !d.spec.publish.is_empty()) && spec.outputs.is_none() {
+        return Err(Diagnostic::user(
+            "stages publish outputs but the study has no `outputs:` folder",
+        )
+        .at(
+            src,
+            Some(SourceSpan {
+                line: 1,
+                column: 1,
+                len: 1,
+            }),
+        )
+        .with_hint("add `outputs: out/<study>` at the top level"));
+    }
+
+    // 6. Assemble in order, renumbering wires.
+    let mut position = vec![0; drafts.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut drafts: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
+    let mut stages = Vec::with_capacity(order.len());
+    for &i in &order {
+        let d = drafts[i].take().expect("each stage is placed once");
+        let inputs: BTreeMap<String, Wire> = wires[i]
+            .iter()
+            .map(|(p, w)| {
+                (
+                    p.clone(),
+                    Wire {
+                        stage: position[w.stage],
+                        output: w.output.clone(),
+                    },
+                )
+            })
+            .collect();
+        let mut deps: Vec<usize> = inputs.values().map(|w| w.stage).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        stages.push(PlannedStage {
+            name: d.spec.name.clone(),
+            line: d.spec.line,
+            kind: d.entry.kind(),
+            version: d.entry.version(),
+            prepared: d.prepared,
+            inputs,
+            sources: std::mem::take(&mut sources_of[i]),
+            outputs: d.outputs,
+            publish: d.spec.publish.clone(),
+            deps,
+        });
+    }
+    let outputs_dir = spec.outputs.as_ref().map(|o| normalise(&study_dir.join(o)));
+    Ok(Plan {
+        spec,
+        study_dir,
+        study_id,
+        outputs_dir,
+        stages,
+    })
+}
+
+/// The first `backticked` word of a message (serde names fields that way).
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// Kahn's algorithm, taking ready stages by name so the order never depends on hashing.
+fn topological_order(wires: &[BTreeMap<String, Wire>], n: usize, names: &[&str]) -> Vec<usize> {
+    let mut indegree = vec![0usize; n];
+    let mut dependants: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    for (i, w) in wires.iter().enumerate() {
+        let ups: BTreeSet<usize> = w.values().map(|x| x.stage).collect();
+        indegree[i] = ups.len();
+        for up in ups {
+            dependants[up].insert(i);
+        }
+    }
+    let mut ready: BTreeSet<(&str, usize)> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(|i| (names[i], i))
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(first) = ready.pop_first() {
+        order.push(first.1);
+        for &d in &dependants[first.1] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert((names[d], d));
+            }
+        }
+    }
+    order
+}
+
+/// A cycle as a list of stage indices in dependency order, if there is one.
+fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
+    let mut sccs = kosaraju_scc(graph);
+    sccs.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    for scc in sccs {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        // Walk inside the component from its smallest member until we return to it.
+        let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+        let start = *members
+            .iter()
+            .min_by_key(|n| graph[**n])
+            .expect("component is not empty");
+        let mut path = vec![start];
+        let mut seen = BTreeSet::from([start]);
+        let mut current = start;
+        loop {
+            let mut next: Vec<NodeIndex> = graph
+                .neighbors(current)
+                .filter(|n| members.contains(n))
+                .collect();
+            next.sort_by_key(|n| graph[*n]);
+            if next.contains(&start) {
+                break;
+            }
+            let Some(&step) = next.iter().find(|n| !seen.contains(n)) else {
+                break;
+            };
+            path.push(step);
+            seen.insert(step);
+            current = step;
+        }
+        return Some(path.into_iter().map(|n| graph[n]).collect());
+    }
+    None
+}
+
+/// An absolute path without `.` and `..` components (no symlinks resolved).
+pub fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in absolute(path).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
+    }
+}

@@ -1,0 +1,182 @@
+//! Events the scheduler emits, and the reporters that show them. The engine never prints:
+//! a terminal gets indicatif bars, CI and pipes get plain lines, tests record the events.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    RunStarted {
+        stages: usize,
+    },
+    StageStarted {
+        stage: String,
+    },
+    StageCached {
+        stage: String,
+    },
+    StageFinished {
+        stage: String,
+        seconds: f64,
+        rows: u64,
+    },
+    StageFailed {
+        stage: String,
+        message: String,
+    },
+    StageSkipped {
+        stage: String,
+        reason: String,
+    },
+    Warning {
+        stage: String,
+        message: String,
+    },
+    RunFinished,
+}
+
+/// Receives events; called from worker threads.
+pub trait Reporter: Sync {
+    fn event(&self, event: &Event);
+}
+
+/// Plain lines on stderr: for CI logs and pipes.
+#[derive(Debug, Default)]
+pub struct PlainReporter;
+
+impl Reporter for PlainReporter {
+    fn event(&self, event: &Event) {
+        let line = match event {
+            Event::StageStarted { stage } => format!("run     {stage}"),
+            Event::StageCached { stage } => format!("cached  {stage}"),
+            Event::StageFinished {
+                stage,
+                seconds,
+                rows,
+            } => format!("done    {stage} ({rows} rows, {seconds:.2}s)"),
+            Event::StageFailed { stage, message } => format!("FAILED  {stage}: {message}"),
+            Event::StageSkipped { stage, reason } => format!("skipped {stage}: {reason}"),
+            Event::Warning { stage, message } => format!("warning {stage}: {message}"),
+            Event::RunStarted { .. } | Event::RunFinished => return,
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// Only warnings and failures.
+#[derive(Debug, Default)]
+pub struct QuietReporter;
+
+impl Reporter for QuietReporter {
+    fn event(&self, event: &Event) {
+        if matches!(event, Event::Warning { .. } | Event::StageFailed { .. }) {
+            PlainReporter.event(event);
+        }
+    }
+}
+
+/// An overall bar plus one spinner per running stage, on a terminal.
+pub struct TerminalReporter {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<Vec<(String, ProgressBar)>>,
+}
+
+impl Default for TerminalReporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TerminalReporter {
+    pub fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} stages {msg}")
+                .expect("template is valid"),
+        );
+        Self {
+            multi,
+            overall,
+            running: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn finish_stage(&self, stage: &str, line: String) {
+        let mut running = self
+            .running
+            .lock()
+            .expect("reporter lock is never poisoned");
+        if let Some(pos) = running.iter().position(|(s, _)| s == stage) {
+            let (_, bar) = running.remove(pos);
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        let _ = self.multi.println(line);
+        self.overall.inc(1);
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::RunStarted { stages } => self.overall.set_length(*stages as u64),
+            Event::StageStarted { stage } => {
+                let bar = self
+                    .multi
+                    .insert_before(&self.overall, ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                        .expect("template is valid"),
+                );
+                bar.set_message(stage.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.running
+                    .lock()
+                    .expect("reporter lock is never poisoned")
+                    .push((stage.clone(), bar));
+            }
+            Event::StageCached { stage } => self.finish_stage(stage, format!("cached  {stage}")),
+            Event::StageFinished {
+                stage,
+                seconds,
+                rows,
+            } => self.finish_stage(
+                stage,
+                format!("done    {stage} ({rows} rows, {seconds:.2}s)"),
+            ),
+            Event::StageFailed { stage, message } => {
+                self.finish_stage(stage, format!("FAILED  {stage}: {message}"))
+            }
+            Event::StageSkipped { stage, reason } => {
+                self.finish_stage(stage, format!("skipped {stage}: {reason}"))
+            }
+            Event::Warning { stage, message } => {
+                let _ = self.multi.println(format!("warning {stage}: {message}"));
+            }
+            Event::RunFinished => {
+                self.overall.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Keeps every event, for tests.
+#[derive(Debug, Default)]
+pub struct RecordingReporter {
+    pub events: Mutex<Vec<Event>>,
+}
+
+impl Reporter for RecordingReporter {
+    fn event(&self, event: &Event) {
+        self.events
+            .lock()
+            .expect("reporter lock is never poisoned")
+            .push(event.clone());
+    }
+}

@@ -1,0 +1,613 @@
+//! Runs a plan: stages in dependency order, independent ones in parallel on a rayon pool, each
+//! either served from the cache (a hit reads no table) or computed and committed. Failures are
+//! never cached; dependants of a failed stage are skipped; without `keep_going` the run stops
+//! scheduling new stages after the first failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::engine::cache::{Cache, ENGINE_VERSION, Manifest, RunRecord};
+use crate::engine::error::Diagnostic;
+use crate::engine::invocation::{InputLocation, Invocation};
+use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::plan::Plan;
+use crate::engine::progress::{Event, Reporter};
+use crate::engine::stage::{Inputs, StageContext, StageError, StageErrorTier};
+
+/// How a stage ended in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Ran,
+    Cached,
+    Failed,
+    Skipped,
+    /// `--dry-run`: would be computed.
+    WouldRun,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Ran => "ran",
+            StageStatus::Cached => "cached",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+            StageStatus::WouldRun => "would_run",
+        }
+    }
+}
+
+/// One stage's outcome.
+#[derive(Debug, Clone)]
+pub struct StageResult {
+    pub name: String,
+    pub status: StageStatus,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub key: Option<CacheKey>,
+    pub manifest: Option<Manifest>,
+    pub error: Option<StageError>,
+}
+
+/// All outcomes, in plan order (stages not needed by a partial run are absent).
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub results: Vec<StageResult>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> impl Iterator<Item = &StageResult> {
+        self.results
+            .iter()
+            .filter(|r| r.status == StageStatus::Failed)
+    }
+    pub fn get(&self, name: &str) -> Option<&StageResult> {
+        self.results.iter().find(|r| r.name == name)
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Worker threads; 0 means one per core.
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub dry_run: bool,
+    /// Only these stages and what they need; `None` runs everything.
+    pub targets: Option<Vec<usize>>,
+}
+
+enum Outcome {
+    Done(Box<StageResult>),
+    /// An input blob was corrupt: the stage that produced it must run again first.
+    UpstreamCorrupt(usize),
+}
+
+/// Runs the plan against the cache.
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+) -> Result<RunReport, Diagnostic> {
+    let _guard = cache.run_guard()?;
+    let n = plan.stages.len();
+    let needed = match &options.targets {
+        Some(t) => plan.upstream_closure(t),
+        None => vec![true; n],
+    };
+
+    // Source digests first: stat-cached, so a no-op run hashes nothing.
+    let mut stat = cache.stat_cache(&plan.study_id);
+    let mut source_digests: Vec<Result<BTreeMap<String, Digest>, StageError>> =
+        Vec::with_capacity(n);
+    for (i, stage) in plan.stages.iter().enumerate() {
+        if !needed[i] {
+            source_digests.push(Ok(BTreeMap::new()));
+            continue;
+        }
+        let mut digests = BTreeMap::new();
+        let mut failure = None;
+        for (name, path) in &stage.sources {
+            match stat.digest(path) {
+                Ok((d, _)) => {
+                    digests.insert(name.clone(), d);
+                }
+                Err(e) => {
+                    failure = Some(
+                        StageError::data(format!("cannot read input file {}", path.display()))
+                            .caused_by(e),
+                    );
+                    break;
+                }
+            }
+        }
+        source_digests.push(failure.map_or(Ok(digests), Err));
+    }
+    cache.save_stat_cache(&stat)?;
+
+    let jobs = if options.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+    } else {
+        options.jobs
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(|i| format!("pipeline-worker-{i}"))
+        .build()
+        .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
+
+    reporter.event(&Event::RunStarted {
+        stages: needed.iter().filter(|x| **x).count(),
+    });
+    let mut results: Vec<Option<StageResult>> = vec![None; n];
+    let mut waiting_on: Vec<BTreeSet<usize>> = plan
+        .stages
+        .iter()
+        .map(|s| s.deps.iter().copied().collect())
+        .collect();
+    let mut started = vec![false; n];
+    let mut reruns = vec![0u8; n];
+    let mut stop = false;
+    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+
+    pool.in_place_scope(|scope| {
+        let mut in_flight = 0usize;
+        loop {
+            // Launch everything ready, in plan order.
+            if !stop {
+                for i in 0..n {
+                    if !needed[i] || started[i] || !waiting_on[i].is_empty() {
+                        continue;
+                    }
+                    // Skip stages whose upstream failed or was skipped.
+                    if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
+                        results[d].as_ref().is_some_and(|r| {
+                            matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
+                        })
+                    }) {
+                        started[i] = true;
+                        let reason =
+                            format!("upstream `{}` did not complete", plan.stages[*bad].name);
+                        reporter.event(&Event::StageSkipped {
+                            stage: plan.stages[i].name.clone(),
+                            reason: reason.clone(),
+                        });
+                        results[i] = Some(skipped(&plan.stages[i].name, reason));
+                        finish(plan, i, &mut waiting_on);
+                        continue;
+                    }
+                    started[i] = true;
+                    in_flight += 1;
+                    let upstream: BTreeMap<usize, Manifest> = plan.stages[i]
+                        .deps
+                        .iter()
+                        .filter_map(|&d| {
+                            results[d]
+                                .as_ref()
+                                .and_then(|r| r.manifest.clone())
+                                .map(|m| (d, m))
+                        })
+                        .collect();
+                    let sources = source_digests[i].clone();
+                    let tx = tx.clone();
+                    scope.spawn(move |_| {
+                        let outcome =
+                            execute(plan, cache, reporter, options, i, &upstream, sources);
+                        let _ = tx.send((i, outcome));
+                    });
+                }
+            }
+            if in_flight == 0 {
+                break;
+            }
+            let (i, outcome) = rx.recv().expect("a worker always reports back");
+            in_flight -= 1;
+            match outcome {
+                Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
+                    reruns[up] += 1;
+                    results[up] = None;
+                    started[up] = false;
+                    started[i] = false;
+                    waiting_on[i].insert(up);
+                    // Dependants of `up` that have not started wait for it again too.
+                    for (d, stage) in plan.stages.iter().enumerate() {
+                        if !started[d] && stage.deps.contains(&up) {
+                            waiting_on[d].insert(up);
+                        }
+                    }
+                }
+                Outcome::UpstreamCorrupt(up) => {
+                    let err = StageError::internal(format!(
+                        "the output of `{}` is corrupt again after recomputing it",
+                        plan.stages[up].name
+                    ));
+                    reporter.event(&Event::StageFailed {
+                        stage: plan.stages[i].name.clone(),
+                        message: err.message.clone(),
+                    });
+                    results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
+                    finish(plan, i, &mut waiting_on);
+                    stop |= !options.keep_going;
+                }
+                Outcome::Done(result) => {
+                    if result.status == StageStatus::Failed && !options.keep_going {
+                        stop = true;
+                    }
+                    results[i] = Some(*result);
+                    finish(plan, i, &mut waiting_on);
+                }
+            }
+        }
+    });
+
+    // Whatever never started was stopped by a failure.
+    for i in 0..n {
+        if needed[i] && results[i].is_none() {
+            let reason = "not run: the run stopped after a failure (use --keep-going to continue)"
+                .to_owned();
+            reporter.event(&Event::StageSkipped {
+                stage: plan.stages[i].name.clone(),
+                reason: reason.clone(),
+            });
+            results[i] = Some(skipped(&plan.stages[i].name, reason));
+        }
+    }
+    reporter.event(&Event::RunFinished);
+
+    let report = RunReport {
+        results: results.into_iter().flatten().collect(),
+    };
+    if !options.dry_run {
+        let mut record = RunRecord::new(&plan.spec.study);
+        for r in &report.results {
+            if let Some(m) = &r.manifest {
+                record.entries.insert(m.key.to_hex());
+                record
+                    .blobs
+                    .extend(m.outputs.iter().map(|o| o.digest.to_hex()));
+            }
+        }
+        if options.targets.is_none() {
+            cache.record_run(&plan.study_id, &record)?;
+        }
+    }
+    Ok(report)
+}
+
+fn finish(plan: &Plan, done: usize, waiting_on: &mut [BTreeSet<usize>]) {
+    for (d, stage) in plan.stages.iter().enumerate() {
+        if stage.deps.contains(&done) {
+            waiting_on[d].remove(&done);
+        }
+    }
+}
+
+fn skipped(name: &str, reason: String) -> StageResult {
+    StageResult {
+        name: name.to_owned(),
+        status: StageStatus::Skipped,
+        reason: Some(reason),
+        seconds: 0.0,
+        key: None,
+        manifest: None,
+        error: None,
+    }
+}
+
+fn failed(name: &str, error: StageError, seconds: f64, key: Option<CacheKey>) -> StageResult {
+    StageResult {
+        name: name.to_owned(),
+        status: StageStatus::Failed,
+        reason: Some(error.message.clone()),
+        seconds,
+        key,
+        manifest: None,
+        error: Some(error),
+    }
+}
+
+/// The key of stage `i` given its upstream manifests and source digests.
+pub fn stage_key(
+    plan: &Plan,
+    i: usize,
+    upstream: &BTreeMap<usize, Manifest>,
+    sources: &BTreeMap<String, Digest>,
+) -> Result<CacheKey, StageError> {
+    let stage = &plan.stages[i];
+    let mut inputs = BTreeMap::new();
+    for (port, wire) in &stage.inputs {
+        let manifest = upstream.get(&wire.stage).ok_or_else(|| {
+            StageError::internal(format!(
+                "upstream `{}` has no result",
+                plan.stages[wire.stage].name
+            ))
+        })?;
+        let out = manifest.output(&wire.output).ok_or_else(|| {
+            StageError::internal(format!(
+                "upstream `{}` has no output `{}`",
+                plan.stages[wire.stage].name, wire.output
+            ))
+        })?;
+        inputs.insert(format!("port:{port}"), out.digest);
+    }
+    for (name, d) in sources {
+        inputs.insert(format!("source:{name}"), *d);
+    }
+    Ok(CacheKey {
+        format: KEY_FORMAT_VERSION,
+        kind: stage.kind.to_owned(),
+        version: stage.version,
+        params: stage.prepared.canonical_params(),
+        inputs,
+    })
+}
+
+fn execute(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    i: usize,
+    upstream: &BTreeMap<usize, Manifest>,
+    sources: Result<BTreeMap<String, Digest>, StageError>,
+) -> Outcome {
+    let stage = &plan.stages[i];
+    let name = stage.name.clone();
+    let fail = |err: StageError, seconds: f64, key: Option<CacheKey>| {
+        reporter.event(&Event::StageFailed {
+            stage: name.clone(),
+            message: err.message.clone(),
+        });
+        Outcome::Done(Box::new(failed(&name, err, seconds, key)))
+    };
+    let sources = match sources {
+        Ok(s) => s,
+        Err(e) => return fail(e, 0.0, None),
+    };
+    if let Some(&missing) = stage.deps.iter().find(|d| !upstream.contains_key(d)) {
+        // Only a dry run gets here: the upstream would run, so its output digest is unknown.
+        let reason = format!("upstream `{}` would run first", plan.stages[missing].name);
+        return Outcome::Done(Box::new(StageResult {
+            name: name.clone(),
+            status: StageStatus::WouldRun,
+            reason: Some(reason),
+            seconds: 0.0,
+            key: None,
+            manifest: None,
+            error: None,
+        }));
+    }
+    let key = match stage_key(plan, i, upstream, &sources) {
+        Ok(k) => k,
+        Err(e) => return fail(e, 0.0, None),
+    };
+    let digest = key.digest();
+    let hit = |manifest: Manifest, key: CacheKey| {
+        for w in &manifest.warnings {
+            reporter.event(&Event::Warning {
+                stage: name.clone(),
+                message: w.clone(),
+            });
+        }
+        reporter.event(&Event::StageCached {
+            stage: name.clone(),
+        });
+        Outcome::Done(Box::new(StageResult {
+            name: name.clone(),
+            status: StageStatus::Cached,
+            reason: None,
+            seconds: 0.0,
+            key: Some(key),
+            manifest: Some(manifest),
+            error: None,
+        }))
+    };
+    if let Some(manifest) = cache.probe(&digest) {
+        if !options.dry_run {
+            let _ = cache.save_last_key(&plan.study_id, &name, &key);
+        }
+        return hit(manifest, key);
+    }
+    if options.dry_run {
+        return Outcome::Done(Box::new(StageResult {
+            name: name.clone(),
+            status: StageStatus::WouldRun,
+            reason: None,
+            seconds: 0.0,
+            key: Some(key),
+            manifest: None,
+            error: None,
+        }));
+    }
+
+    // Miss: hold the key so a concurrent run of the same study waits instead of recomputing.
+    let _lock = match cache.lock_key(&digest) {
+        Ok(l) => l,
+        Err(d) => {
+            return fail(
+                StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")),
+                0.0,
+                Some(key),
+            );
+        }
+    };
+    if let Some(manifest) = cache.probe(&digest) {
+        let _ = cache.save_last_key(&plan.study_id, &name, &key);
+        return hit(manifest, key);
+    }
+    reporter.event(&Event::StageStarted {
+        stage: name.clone(),
+    });
+    let started = Instant::now();
+
+    let mut tables = BTreeMap::new();
+    for (port, wire) in &stage.inputs {
+        let out = upstream[&wire.stage]
+            .output(&wire.output)
+            .expect("checked when building the key");
+        match cache.read_blob(&out.digest) {
+            Ok(t) => {
+                tables.insert(port.clone(), t);
+            }
+            Err(None) => {
+                cache.drop_entry(&upstream[&wire.stage].key);
+                return Outcome::UpstreamCorrupt(wire.stage);
+            }
+            Err(Some(d)) => return fail(StageError::internal(d.message), 0.0, Some(key)),
+        }
+    }
+    let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone());
+    let inputs = Inputs::new(tables);
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
+    let seconds = started.elapsed().as_secs_f64();
+    let warnings = ctx.take_warnings();
+    for w in &warnings {
+        reporter.event(&Event::Warning {
+            stage: name.clone(),
+            message: w.clone(),
+        });
+    }
+    let outputs = match ran {
+        Ok(Ok(outputs)) => outputs,
+        Ok(Err(e)) => return fail(e, seconds, Some(key)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            return fail(
+                StageError::internal(format!("stage kind `{}` panicked: {what}", stage.kind))
+                    .with_hint("this is a bug in pipeline; please report it with the study file"),
+                seconds,
+                Some(key),
+            );
+        }
+    };
+    match commit(cache, stage, &key, digest, outputs, seconds, warnings) {
+        Ok(manifest) => {
+            let _ = cache.save_last_key(&plan.study_id, &name, &key);
+            let rows = manifest.outputs.first().map_or(0, |o| o.rows);
+            reporter.event(&Event::StageFinished {
+                stage: name.clone(),
+                seconds,
+                rows,
+            });
+            Outcome::Done(Box::new(StageResult {
+                name,
+                status: StageStatus::Ran,
+                reason: None,
+                seconds,
+                key: Some(key),
+                manifest: Some(manifest),
+                error: None,
+            }))
+        }
+        Err(e) => fail(e, seconds, Some(key)),
+    }
+}
+
+fn commit(
+    cache: &Cache,
+    stage: &crate::engine::plan::PlannedStage,
+    key: &CacheKey,
+    digest: Digest,
+    outputs: crate::engine::stage::Outputs,
+    seconds: f64,
+    warnings: Vec<String>,
+) -> Result<Manifest, StageError> {
+    let declared: Vec<&str> = stage.outputs.iter().map(|o| o.name.as_str()).collect();
+    let produced: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+    if declared != produced {
+        return Err(StageError::internal(format!(
+            "kind `{}` declared outputs [{}] but produced [{}]",
+            stage.kind,
+            declared.join(", "),
+            produced.join(", ")
+        )));
+    }
+    let mut records = Vec::with_capacity(outputs.len());
+    for ((name, batch), decl) in outputs.iter().zip(&stage.outputs) {
+        if let Some(missing) = decl
+            .columns
+            .iter()
+            .find(|c| batch.column_by_name(c).is_none())
+        {
+            return Err(StageError::internal(format!(
+                "kind `{}` output `{name}` lacks declared column `{missing}`",
+                stage.kind
+            )));
+        }
+        let bytes = crate::io::parquet::to_bytes(batch)
+            .map_err(|e| StageError::internal(format!("encoding output `{name}`")).caused_by(e))?;
+        let record = cache
+            .put_blob(name, &bytes, batch.num_rows() as u64)
+            .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))?;
+        records.push(record);
+    }
+    let manifest = Manifest {
+        engine_version: ENGINE_VERSION.to_owned(),
+        key: digest,
+        components: key.clone(),
+        outputs: records,
+        seconds,
+        warnings,
+    };
+    cache
+        .commit(&manifest)
+        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))?;
+    Ok(manifest)
+}
+
+/// The invocation that computes stage `i`, for a worker process.
+pub fn invocation(
+    plan: &Plan,
+    cache: &Cache,
+    i: usize,
+    upstream: &BTreeMap<usize, Manifest>,
+) -> Invocation {
+    let stage = &plan.stages[i];
+    let inputs = stage
+        .inputs
+        .iter()
+        .filter_map(|(port, wire)| {
+            let out = upstream.get(&wire.stage)?.output(&wire.output)?;
+            Some((
+                port.clone(),
+                InputLocation {
+                    digest: out.digest,
+                    path: cache.blob_path(&out.digest),
+                },
+            ))
+        })
+        .collect();
+    Invocation {
+        stage: stage.name.clone(),
+        kind: stage.kind.to_owned(),
+        version: stage.version,
+        params: stage.prepared.canonical_params(),
+        study_dir: plan.study_dir.clone(),
+        inputs,
+        sources: stage.sources.clone(),
+        outputs: stage.outputs.iter().map(|o| o.name.clone()).collect(),
+    }
+}
+
+/// The exit tier of a finished run: the worst failure.
+pub fn failure_tier(report: &RunReport) -> Option<crate::engine::error::Tier> {
+    use crate::engine::error::Tier;
+    report
+        .failed()
+        .map(|r| match r.error.as_ref().map(|e| e.tier) {
+            Some(StageErrorTier::Data) => Tier::User,
+            Some(StageErrorTier::Internal) => Tier::Environment,
+            Some(StageErrorTier::Failed) | None => Tier::StageFailed,
+        })
+        .max()
+}

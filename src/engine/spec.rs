@@ -1,0 +1,370 @@
+//! The study file as written: YAML → [`SpecFile`], keeping where every stage sits in the text so
+//! later errors can point at the line. Validation beyond the shape of the file is the plan's job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::engine::error::{Diagnostic, SourceSpan};
+
+/// Keys of a stage mapping that belong to the engine; every other key is a stage parameter.
+pub const ENGINE_KEYS: &[&str] = &["kind", "inputs", "publish", "description"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    study: Spanned<String>,
+    #[serde(default)]
+    outputs: Option<Spanned<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    stages: BTreeMap<String, Spanned<serde_json::Value>>,
+}
+
+/// The study file's text and path, for error snippets.
+#[derive(Debug, Clone)]
+pub struct SourceText {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceText {
+    /// The span of the first `key:` at or after `from_line` (1-based), on that stage's block.
+    /// Used to point at parameters after the YAML has been read into plain values.
+    pub fn find_key(&self, from_line: usize, key: &str) -> Option<SourceSpan> {
+        for (i, line) in self
+            .text
+            .lines()
+            .enumerate()
+            .skip(from_line.saturating_sub(1))
+        {
+            let mut search = 0;
+            while let Some(pos) = line[search..].find(key) {
+                let col = search + pos;
+                let before_ok = col == 0
+                    || !line.as_bytes()[col - 1].is_ascii_alphanumeric()
+                        && line.as_bytes()[col - 1] != b'_';
+                let after = line[col + key.len()..].trim_start();
+                if before_ok && after.starts_with(':') {
+                    return Some(SourceSpan {
+                        line: i + 1,
+                        column: col + 1,
+                        len: key.len(),
+                    });
+                }
+                search = col + key.len();
+            }
+            // Stop at the next stage: a line indented no more than the stage name.
+            if i + 1 > from_line && self.stage_boundary(line, from_line) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The span of `value` as text at or after `from_line`.
+    pub fn find_text(&self, from_line: usize, value: &str) -> Option<SourceSpan> {
+        self.text
+            .lines()
+            .enumerate()
+            .skip(from_line.saturating_sub(1))
+            .find_map(|(i, line)| {
+                line.find(value).map(|col| SourceSpan {
+                    line: i + 1,
+                    column: col + 1,
+                    len: value.len(),
+                })
+            })
+    }
+
+    fn stage_boundary(&self, line: &str, from_line: usize) -> bool {
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let Some(start) = self.text.lines().nth(from_line.saturating_sub(1)) else {
+            return true;
+        };
+        !line.trim().is_empty()
+            && !line.trim_start().starts_with('#')
+            && indent(line) < indent(start)
+    }
+
+    /// The text of line `n` (1-based).
+    pub fn line(&self, n: usize) -> Option<&str> {
+        self.text.lines().nth(n.saturating_sub(1))
+    }
+}
+
+/// One stage as written.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub name: String,
+    /// Line where the stage's mapping starts (1-based).
+    pub line: usize,
+    pub kind: String,
+    /// Port → `stage` or `stage.output`.
+    pub inputs: BTreeMap<String, String>,
+    pub publish: Vec<String>,
+    /// Everything else: the kind's parameters.
+    pub params: serde_json::Value,
+}
+
+/// The study file, parsed.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub source: SourceText,
+    pub study: String,
+    pub description: Option<String>,
+    /// Where published outputs go, relative to the study file.
+    pub outputs: Option<String>,
+    pub stages: Vec<StageSpec>,
+}
+
+impl SpecFile {
+    /// The directory the study's relative paths resolve against.
+    pub fn dir(&self) -> PathBuf {
+        let parent = self.source.path.parent().unwrap_or(Path::new("."));
+        if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        }
+    }
+}
+
+fn spec_error(
+    source: &SourceText,
+    message: impl Into<String>,
+    span: Option<SourceSpan>,
+    hint: Option<String>,
+) -> Diagnostic {
+    let mut d = Diagnostic::user(message).at(source, span);
+    d.hint = hint;
+    d
+}
+
+/// Reads and parses a study file.
+pub fn load(path: &Path) -> Result<SpecFile, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::user(format!("cannot read study file {}", path.display()))
+            .caused_by(e)
+            .with_hint("check the path; study files are YAML")
+    })?;
+    parse(path, text)
+}
+
+/// Parses a study file's text.
+pub fn parse(path: &Path, text: String) -> Result<SpecFile, Diagnostic> {
+    let source = SourceText {
+        path: path.to_path_buf(),
+        text,
+    };
+    let raw: RawSpec = serde_saphyr::from_str(&source.text).map_err(|e| {
+        let span = e.location().and_then(|l| {
+            let line = usize::try_from(l.line()).ok()?;
+            let column = usize::try_from(l.column()).ok()?;
+            (line > 0).then_some(SourceSpan { line, column: column.max(1), len: 1 })
+        });
+        let message = yaml_message(&e);
+        let hint = if message.contains("unknown field") {
+            Some("the top level takes `study`, `outputs`, `description` and `stages`".to_owned())
+        } else if message.contains("missing field") {
+            Some("a study needs `study: <name>` and `stages:`".to_owned())
+        } else {
+            Some("check the YAML syntax at the caret (indentation, `:` after keys, closing brackets)".to_owned())
+        };
+        spec_error(&source, format!("invalid study file: {message}"), span, hint)
+    })?;
+
+    let mut stages = Vec::with_capacity(raw.stages.len());
+    for (name, spanned) in raw.stages {
+        let line = usize::try_from(spanned.referenced.line()).unwrap_or(0);
+        let stage_line = source
+            .find_key(line.saturating_sub(1).max(1), &name)
+            .map_or(line, |s| s.line);
+        stages.push(stage_spec(&source, name, stage_line, spanned.value)?);
+    }
+    Ok(SpecFile {
+        study: raw.study.value,
+        description: raw.description,
+        outputs: raw.outputs.map(|o| o.value),
+        stages,
+        source,
+    })
+}
+
+/// The parser's message without its own rendering of location and snippet.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("").trim().to_owned();
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first,
+    }
+}
+
+fn stage_spec(
+    source: &SourceText,
+    name: String,
+    line: usize,
+    value: serde_json::Value,
+) -> Result<StageSpec, Diagnostic> {
+    let here = |key: &str| {
+        source.find_key(line, key).or(Some(SourceSpan {
+            line,
+            column: 1,
+            len: name.len(),
+        }))
+    };
+    if !is_stage_name(&name) {
+        return Err(spec_error(
+            source,
+            format!("stage name `{name}` is not allowed"),
+            source.find_key(line, &name),
+            Some(
+                "stage names are lower-case letters, digits and `_`, starting with a letter"
+                    .to_owned(),
+            ),
+        ));
+    }
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(spec_error(
+            source,
+            format!("stage `{name}` must be a mapping with at least `kind:`"),
+            here(&name),
+            None,
+        ));
+    };
+    let kind = match map.remove("kind") {
+        Some(serde_json::Value::String(k)) => k,
+        Some(_) => {
+            return Err(spec_error(
+                source,
+                format!("stage `{name}`: `kind` must be a name"),
+                here("kind"),
+                None,
+            ));
+        }
+        None => {
+            return Err(spec_error(
+                source,
+                format!("stage `{name}` has no `kind`"),
+                here(&name),
+                Some("add `kind: <kind>`; `pipeline stages` lists the kinds".to_owned()),
+            ));
+        }
+    };
+    let inputs = match map.remove("inputs") {
+        None | Some(serde_json::Value::Null) => BTreeMap::new(),
+        Some(serde_json::Value::Object(m)) => {
+            let mut inputs = BTreeMap::new();
+            for (port, target) in m {
+                let serde_json::Value::String(target) = target else {
+                    return Err(spec_error(
+                        source,
+                        format!(
+                            "stage `{name}`: input `{port}` must name a stage (`stage` or `stage.output`)"
+                        ),
+                        here(&port),
+                        None,
+                    ));
+                };
+                inputs.insert(port, target);
+            }
+            inputs
+        }
+        Some(_) => {
+            return Err(spec_error(
+                source,
+                format!("stage `{name}`: `inputs` must be a mapping of port to stage"),
+                here("inputs"),
+                Some(
+                    "write `inputs: { port: stage }` or `inputs: { port: stage.output }`"
+                        .to_owned(),
+                ),
+            ));
+        }
+    };
+    let publish = match map.remove("publish") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(s)) => vec![s],
+        Some(serde_json::Value::Array(items)) => {
+            let mut formats = Vec::new();
+            for item in items {
+                let serde_json::Value::String(s) = item else {
+                    return Err(spec_error(
+                        source,
+                        format!("stage `{name}`: `publish` lists formats by name"),
+                        here("publish"),
+                        None,
+                    ));
+                };
+                formats.push(s);
+            }
+            formats
+        }
+        Some(_) => {
+            return Err(spec_error(
+                source,
+                format!("stage `{name}`: `publish` must be a list of formats"),
+                here("publish"),
+                None,
+            ));
+        }
+    };
+    map.remove("description");
+    Ok(StageSpec {
+        name,
+        line,
+        kind,
+        inputs,
+        publish,
+        params: serde_json::Value::Object(map),
+    })
+}
+
+/// `[a-z][a-z0-9_]*`
+pub fn is_stage_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: landuse\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";
+
+    #[test]
+    fn splits_engine_keys_from_params_and_keeps_lines() {
+        let spec = parse(Path::new("s.yaml"), STUDY.to_owned()).unwrap();
+        assert_eq!(spec.study, "demo");
+        let areas = spec.stages.iter().find(|s| s.name == "areas").unwrap();
+        assert_eq!(areas.kind, "landuse");
+        assert_eq!(areas.inputs["units"], "units");
+        assert_eq!(areas.publish, ["parquet", "csv"]);
+        assert_eq!(areas.params["rasters"]["2000"], "a.tif");
+        assert_eq!(areas.line, 7);
+        assert_eq!(
+            spec.source.find_key(areas.line, "rasters").unwrap().line,
+            10
+        );
+        let units = spec.stages.iter().find(|s| s.name == "units").unwrap();
+        assert_eq!(units.line, 4);
+        assert_eq!(spec.source.find_key(units.line, "path").unwrap().column, 5);
+    }
+
+    #[test]
+    fn syntax_error_points_at_line() {
+        let err = parse(
+            Path::new("s.yaml"),
+            "study: x\nstages:\n  a: { kind: ingest\n".to_owned(),
+        )
+        .unwrap_err();
+        assert!(err.span().is_some(), "{err:?}");
+        let err = parse(Path::new("s.yaml"), "study: x\nstagez: {}\n".to_owned()).unwrap_err();
+        assert!(err.message.contains("unknown field"), "{}", err.message);
+        assert_eq!(err.span().unwrap().line, 2);
+    }
+}

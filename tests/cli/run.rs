@@ -1,0 +1,204 @@
+//! Running studies: incremental reruns, early cutoff, determinism, publishing.
+
+use crate::common::{Study, touch};
+
+pub const UNITS_CSV: &str =
+    "unit_id,name,pop\n410100,Zhengzhou,1260\n410200,Kaifeng,480\n410300,Luoyang,707\n";
+pub const RATES_CSV: &str = "unit_id,rate\n410100,0.5\n410200,0.25\n410300,0.125\n";
+
+/// Two ingests, three copy commands: `units → a → b` and `rates → c`.
+pub fn study_yaml(units_extra: &str, a_label: &str) -> String {
+    format!(
+        r#"study: engine-fixture
+outputs: out
+stages:
+  units:
+    kind: ingest
+    path: data/units.csv
+    id_column: unit_id{units_extra}
+  rates:
+    kind: ingest
+    path: data/rates.csv
+    id_column: unit_id
+  a:
+    kind: command
+    inputs: {{ table: units }}
+    ports: [table]
+    run: ["sh", "-c", "cp \"$PIPELINE_INPUT_TABLE\" \"$PIPELINE_OUTPUT_TABLE\""]
+    env: {{ LABEL: "{a_label}" }}
+  b:
+    kind: command
+    inputs: {{ table: a }}
+    ports: [table]
+    run: ["sh", "-c", "cp \"$PIPELINE_INPUT_TABLE\" \"$PIPELINE_OUTPUT_TABLE\""]
+    publish: [parquet, csv]
+  c:
+    kind: command
+    inputs: {{ table: rates }}
+    ports: [table]
+    run: ["sh", "-c", "cp \"$PIPELINE_INPUT_TABLE\" \"$PIPELINE_OUTPUT_TABLE\""]
+"#
+    )
+}
+
+pub fn fixture() -> Study {
+    let s = Study::new();
+    s.file("data/units.csv", UNITS_CSV)
+        .file("data/rates.csv", RATES_CSV)
+        .file("study.yaml", &study_yaml("", "one"));
+    s
+}
+
+#[test]
+fn first_run_computes_everything_and_second_run_hits() {
+    let s = fixture();
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("ran"), ["a", "b", "c", "rates", "units"]);
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("cached"), ["a", "b", "c", "rates", "units"]);
+    assert!(summary.with("ran").is_empty());
+    // Published: the default output as Parquet and CSV.
+    let csv = std::fs::read_to_string(s.path("out/b.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "unit_id,name,pop\n410100,Zhengzhou,1260\n410200,Kaifeng,480\n410300,Luoyang,707\n"
+    );
+    assert!(s.path("out/b.parquet").exists());
+}
+
+#[test]
+fn changing_a_parameter_reruns_only_what_depends_on_changed_bytes() {
+    let s = fixture();
+    assert_eq!(s.run_study(&[]).0.code, 0);
+
+    // A parameter of `units` that changes its output: units and everything below rerun.
+    s.file(
+        "study.yaml",
+        &study_yaml("\n    rename: { pop: population }", "one"),
+    );
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("ran"), ["a", "b", "units"]);
+    assert_eq!(summary.with("cached"), ["c", "rates"]);
+
+    // A parameter of `a` that does not change its bytes: `a` reruns, `b` is cut off early.
+    s.file(
+        "study.yaml",
+        &study_yaml("\n    rename: { pop: population }", "two"),
+    );
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("ran"), ["a"]);
+    assert_eq!(summary.with("cached"), ["b", "c", "rates", "units"]);
+
+    // Back to the first parameters: all hits, nothing lost.
+    s.file("study.yaml", &study_yaml("", "one"));
+    let (_, summary) = s.run_study(&[]);
+    assert!(summary.with("ran").is_empty(), "{:?}", summary.status);
+}
+
+#[test]
+fn touch_reruns_nothing_and_editing_content_reruns_dependants() {
+    let s = fixture();
+    assert_eq!(s.run_study(&[]).0.code, 0);
+    for f in ["data/units.csv", "data/rates.csv", "study.yaml"] {
+        touch(&s.path(f));
+    }
+    let (_, summary) = s.run_study(&[]);
+    assert!(summary.with("ran").is_empty(), "{:?}", summary.status);
+
+    s.file(
+        "data/rates.csv",
+        "unit_id,rate\n410100,0.5\n410200,0.25\n410300,0.5\n",
+    );
+    let (_, summary) = s.run_study(&[]);
+    assert_eq!(summary.with("ran"), ["c", "rates"]);
+}
+
+#[test]
+fn two_clean_runs_give_identical_digests() {
+    let one = fixture();
+    let two = fixture();
+    let (_, a) = one.run_study(&[]);
+    let (_, b) = two.run_study(&["--jobs", "1"]);
+    assert_eq!(a.digests.len(), 5);
+    assert_eq!(a.digests, b.digests);
+    assert_eq!(
+        std::fs::read(one.path("out/b.parquet")).unwrap(),
+        std::fs::read(two.path("out/b.parquet")).unwrap()
+    );
+}
+
+#[test]
+fn dry_run_computes_nothing() {
+    let s = fixture();
+    let (run, summary) = s.run_study(&["--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("would_run").len(), 5);
+    let (_, summary) = s.run_study(&[]);
+    assert_eq!(summary.with("ran").len(), 5);
+}
+
+#[test]
+fn check_flag_reports_stale_published_outputs() {
+    let s = fixture();
+    assert_eq!(s.run_study(&[]).0.code, 0);
+    let (run, _) = s.run_study(&["--check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    s.file(
+        "data/units.csv",
+        "unit_id,name,pop\n410100,Zhengzhou,1261\n410200,Kaifeng,480\n410300,Luoyang,707\n",
+    );
+    let (run, _) = s.run_study(&["--check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("differs: ") && run.stderr.contains("b.csv"),
+        "{}",
+        run.stderr
+    );
+    // --check writes nothing.
+    assert!(
+        std::fs::read_to_string(s.path("out/b.csv"))
+            .unwrap()
+            .contains(",1260")
+    );
+}
+
+#[test]
+fn show_prints_an_output_running_what_it_needs() {
+    let s = fixture();
+    let run = s.run(&["show", "study.yaml", "a", "--format", "csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, super::run::UNITS_CSV);
+    let (_, summary) = s.run_study(&["--dry-run"]);
+    assert_eq!(summary.with("cached"), ["a", "units"]);
+}
+
+#[test]
+fn explain_names_the_changed_parameter() {
+    let s = fixture();
+    assert_eq!(s.run_study(&[]).0.code, 0);
+    s.file("study.yaml", &study_yaml("", "two"));
+    let run = s.run(&["explain", "study.yaml", "a"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("status: miss"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(r#"parameter env.LABEL: "one" → "two""#),
+        "{}",
+        run.stdout
+    );
+    let run = s.run(&["explain", "study.yaml", "c"]);
+    assert!(run.stdout.contains("status: hit"), "{}", run.stdout);
+}
+
+#[test]
+fn dag_and_stages_print() {
+    let s = fixture();
+    let run = s.run(&["dag", "study.yaml", "--format", "mermaid"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("units -->|table| a"), "{}", run.stdout);
+    let run = s.run(&["stages"]);
+    assert!(run.stdout.contains("ingest (version"), "{}", run.stdout);
+}
