@@ -27,26 +27,42 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
         .unwrap_or_else(|| PathBuf::from("cache"));
     match cli.command {
         Command::Run {
-            study,
+            studies,
+            allow_outside,
             jobs,
             keep_going,
             dry_run,
             summary_json,
             quiet,
             check,
-        } => run_study(
-            &study,
-            &cache_dir,
-            &RunOptions {
+        } => {
+            if studies.len() > 1 && summary_json.is_some() {
+                return Err(Diagnostic::user("`--summary-json` takes one study")
+                    .with_hint("run the studies one at a time to get a summary of each"));
+            }
+            let options = RunOptions {
                 jobs,
                 keep_going,
                 dry_run,
                 targets: None,
-            },
-            summary_json.as_deref(),
-            quiet,
-            check,
-        ),
+            };
+            let mut code = 0;
+            for study in studies {
+                let args = StudyArgs {
+                    study,
+                    allow_outside,
+                };
+                code = code.max(run_study(
+                    &args,
+                    &cache_dir,
+                    &options,
+                    summary_json.as_deref(),
+                    quiet,
+                    check,
+                )?);
+            }
+            Ok(code)
+        }
         Command::Check { study } => check(&study),
         Command::Explain { study, stage } => explain(&study, &cache_dir, &stage),
         Command::Show {

@@ -32,8 +32,12 @@ pub struct StudyArgs {
 pub enum Command {
     /// Run a study: compute what changed, reuse the rest, publish outputs.
     Run {
-        #[command(flatten)]
-        study: StudyArgs,
+        /// The study file(s) (YAML); several run one after another.
+        #[arg(required = true)]
+        studies: Vec<PathBuf>,
+        /// Allow the study to read files outside its own directory tree.
+        #[arg(long)]
+        allow_outside: bool,
         /// Worker threads (default: one per core).
         #[arg(long, short, default_value_t = 0)]
         jobs: usize,

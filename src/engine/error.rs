@@ -164,9 +164,9 @@ mod tests {
     fn renders_snippet_with_caret_under_the_field() {
         let file = SourceText {
             path: PathBuf::from("s.yaml"),
-            text: "stages:\n  a:\n    kind: emision\n".into(),
+            text: "stages:\n  a:\n    kind: ingset\n".into(),
         };
-        let d = Diagnostic::user("unknown stage kind `emision`")
+        let d = Diagnostic::user("unknown stage kind `ingset`")
             .at(
                 &file,
                 Some(SourceSpan {
@@ -175,11 +175,11 @@ mod tests {
                     len: 7,
                 }),
             )
-            .with_hint("did you mean `emission`?");
+            .with_hint("did you mean `ingest`?");
         let text = d.render();
         assert_eq!(
             text,
-            "error: unknown stage kind `emision`\n  --> s.yaml:3:11\n  |\n3 |     kind: emision\n  |           ^^^^^^^\nhint: did you mean `emission`?\n"
+            "error: unknown stage kind `ingset`\n  --> s.yaml:3:11\n  |\n3 |     kind: ingset\n  |           ^^^^^^^\nhint: did you mean `ingest`?\n"
         );
         assert_eq!(Tier::User.exit_code(), 2);
     }

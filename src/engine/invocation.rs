@@ -1,6 +1,6 @@
 //! One stage invocation as data: what to run (kind, parameters), on what (input blobs and source
 //! files, with digests), and which outputs to produce. The local executor builds one and runs it
-//! in-process; `pipeline worker` runs one read from a file, which is the seam a cluster executor
+//! in-process; `pipeline worker` runs one read from a file, which is the seam a distributed executor
 //! (e.g. SLURM) plugs into.
 
 use std::collections::BTreeMap;

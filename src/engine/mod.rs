@@ -12,3 +12,35 @@ pub mod scheduler;
 pub mod spec;
 pub mod stage;
 pub mod suggest;
+
+#[cfg(test)]
+mod tests {
+    /// The engine must stay generic: no stage kinds, no domain methods, no domain words.
+    #[test]
+    fn engine_knows_nothing_of_the_domain() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+        let forbidden = [
+            "stages::",
+            "methods::",
+            "carbon",
+            "emission",
+            "sink",
+            "landuse",
+            "gini",
+            "moran",
+            "cluster",
+            "zoning",
+            "unit_id",
+        ];
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "mod.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap().to_lowercase();
+            for word in forbidden {
+                assert!(!text.contains(word), "{} mentions `{word}`", path.display());
+            }
+        }
+    }
+}

@@ -334,14 +334,14 @@ pub fn is_stage_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: landuse\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";
+    const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: rasterise\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";
 
     #[test]
     fn splits_engine_keys_from_params_and_keeps_lines() {
         let spec = parse(Path::new("s.yaml"), STUDY.to_owned()).unwrap();
         assert_eq!(spec.study, "demo");
         let areas = spec.stages.iter().find(|s| s.name == "areas").unwrap();
-        assert_eq!(areas.kind, "landuse");
+        assert_eq!(areas.kind, "rasterise");
         assert_eq!(areas.inputs["units"], "units");
         assert_eq!(areas.publish, ["parquet", "csv"]);
         assert_eq!(areas.params["rasters"]["2000"], "a.tif");

@@ -35,10 +35,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         assert_eq!(
-            did_you_mean("emision", ["emission", "sink"]),
-            Some("emission")
+            did_you_mean("ingset", ["ingest", "command"]),
+            Some("ingest")
         );
-        assert_eq!(did_you_mean("zzz", ["emission", "sink"]), None);
+        assert_eq!(did_you_mean("zzz", ["ingest", "command"]), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
 }
