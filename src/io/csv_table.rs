@@ -74,8 +74,20 @@ fn record_line(text: &str, position: &csv::Position) -> u64 {
     line
 }
 
-/// Parses CSV text (header row first).
+/// Parses CSV text (header row first); a file without data rows is an error.
 pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
+    parse_rows(text, shown, true)
+}
+
+/// Reads a UTF-8 CSV file that may have a header and no rows (e.g. a program's output, where
+/// "nothing matched" is a result).
+pub fn read_maybe_empty(path: &Path, shown: &Path) -> Result<CellTable, StageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
+    parse_rows(&decode(&bytes, shown, None)?, shown, false)
+}
+
+fn parse_rows(text: &str, shown: &Path, require_rows: bool) -> Result<CellTable, StageError> {
     let file = shown.display();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
@@ -124,7 +136,7 @@ pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
         }
         rows.push(format!("{file}:{line}"));
     }
-    if rows.is_empty() {
+    if rows.is_empty() && require_rows {
         return Err(StageError::data(format!("{file} has a header but no rows"))
             .with_hint("add data rows below the header"));
     }
