@@ -514,13 +514,14 @@ impl CellTable {
         self.take(&keep)
     }
 
-    /// Keeps only `keep` (in the table's order), plus `unit_id`.
+    /// Keeps only `keep` (in the table's order), plus `unit_id` and `geometry`.
     pub fn select(&mut self, keep: &[String]) -> Result<(), StageError> {
         for name in keep {
             self.position(name)?;
         }
+        let always = [UNIT_ID, crate::io::wkb::GEOMETRY_COLUMN];
         self.columns
-            .retain(|(n, _)| n == UNIT_ID || keep.contains(n));
+            .retain(|(n, _)| always.contains(&n.as_str()) || keep.contains(n));
         Ok(())
     }
 

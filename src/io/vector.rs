@@ -8,7 +8,7 @@
 //! Knows formats, not carbon.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use geo::orient::Direction;
@@ -329,8 +329,65 @@ fn dbf_cell(value: dbase::FieldValue) -> Cell {
     }
 }
 
-/// Reads a shapefile (`.shp` with its `.dbf`; `.shx` and `.cpg` when present). `encoding`
-/// overrides the attribute encoding; otherwise the `.cpg` names it, else UTF-8 is required.
+/// The language driver id (byte 29 of a DBF header), 0 when unreadable.
+fn ldid(dbf: &Path) -> u8 {
+    let mut head = [0u8; 32];
+    File::open(dbf)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_or(0, |()| head[29])
+}
+
+/// The code page a DBF language driver id names (ESRI's table; only the common ones).
+fn ldid_encoding(ldid: u8) -> Option<&'static encoding_rs::Encoding> {
+    Some(match ldid {
+        0x4D | 0x7A => encoding_rs::GBK,
+        0x4F | 0x78 => encoding_rs::BIG5,
+        0x13 | 0x7B => encoding_rs::SHIFT_JIS,
+        0x4E | 0x79 => encoding_rs::EUC_KR,
+        0x03 | 0x57 => encoding_rs::WINDOWS_1252,
+        0xC8 => encoding_rs::WINDOWS_1250,
+        0xC9 => encoding_rs::WINDOWS_1251,
+        _ => return None,
+    })
+}
+
+/// The attribute encoding and where it came from: the parameter, else the `.cpg` file, else
+/// the DBF's language driver id, else UTF-8 (`None`).
+fn dbf_encoding(
+    path: &Path,
+    shown: &Path,
+    param: Option<&'static encoding_rs::Encoding>,
+    notes: &mut Vec<String>,
+    ldid: u8,
+) -> (Option<&'static encoding_rs::Encoding>, String) {
+    if let Some(e) = param {
+        return (Some(e), "the `encoding` parameter".to_owned());
+    }
+    if let Ok(label) = std::fs::read_to_string(path.with_extension("cpg")) {
+        let label = label.trim();
+        if let Some(e) = crate::io::cells::encoding_for_label(label) {
+            return (Some(e), format!("the .cpg file (`{label}`)"));
+        }
+        notes.push(format!(
+            "{}: the .cpg names an unknown encoding `{label}`; ignoring it",
+            shown.display()
+        ));
+    }
+    match ldid_encoding(ldid) {
+        Some(e) => (
+            Some(e),
+            format!("the .dbf language driver id 0x{ldid:02X} ({})", e.name()),
+        ),
+        None => (
+            None,
+            "the default (UTF-8; there is no usable .cpg file)".to_owned(),
+        ),
+    }
+}
+
+/// Reads a shapefile (`.shp` with its `.dbf`; `.shx`, `.cpg` and `.prj` when present).
+/// `encoding` overrides the attribute encoding; otherwise the `.cpg` file names it, else the
+/// DBF's language driver id, else the attributes must be UTF-8.
 pub fn read_shapefile(
     path: &Path,
     shown: &Path,
@@ -350,22 +407,7 @@ pub fn read_shapefile(
         )
     })?;
     let mut notes = Vec::new();
-    let (encoding, from) = match encoding {
-        Some(e) => (Some(e), "the `encoding` parameter".to_owned()),
-        None => match std::fs::read_to_string(path.with_extension("cpg")) {
-            Ok(label) => match crate::io::cells::encoding_for_label(&label) {
-                Some(e) => (Some(e), format!("the .cpg file (`{}`)", label.trim())),
-                None => {
-                    notes.push(format!("{file}: the .cpg names an unknown encoding `{}`; reading attributes as UTF-8", label.trim()));
-                    (None, "the default (UTF-8)".to_owned())
-                }
-            },
-            Err(_) => (
-                None,
-                "the default (UTF-8; there is no .cpg file)".to_owned(),
-            ),
-        },
-    };
+    let (encoding, from) = dbf_encoding(path, shown, encoding, &mut notes, ldid(&dbf_path));
     let builder = dbase::ReaderBuilder::new();
     let builder = match encoding.filter(|&e| e != encoding_rs::UTF_8) {
         None => builder.with_encoding(dbase::Unicode),

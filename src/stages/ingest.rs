@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::BinaryArray;
-use geo::CoordsIter;
+use geo::{CoordsIter, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -198,11 +198,25 @@ fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
     }
 }
 
-/// Warns when coordinates cannot be longitude/latitude (a projected file, most likely).
-fn check_lon_lat(table: &CellTable, ctx: &StageContext) {
+/// Warns about unit geometries that later stages may trip on: coordinates that cannot be
+/// longitude/latitude (a projected file, most likely) and invalid polygons (self-intersecting
+/// rings, holes outside their exterior, ...), naming the first offender.
+fn check_geometries(table: &CellTable, ctx: &StageContext) {
     let Some(geometries) = &table.geometry else {
         return;
     };
+    let invalid: Vec<(&String, String)> = geometries
+        .iter()
+        .zip(&table.rows)
+        .filter_map(|(g, row)| g.check_validation().err().map(|e| (row, e.to_string())))
+        .collect();
+    if let Some((row, why)) = invalid.first() {
+        ctx.warn(format!(
+            "{} of {} unit geometries are invalid; the first is {row}: {why}",
+            invalid.len(),
+            geometries.len()
+        ));
+    }
     let outside = geometries.iter().zip(&table.rows).find(|(g, _)| {
         g.coords_iter()
             .any(|c| c.x.abs() > 180.0 || c.y.abs() > 90.0)
@@ -355,11 +369,12 @@ impl Stage for Ingest {
         for note in std::mem::take(&mut table.notes) {
             ctx.warn(note);
         }
-        check_lon_lat(&table, ctx);
         table.rename(&params.rename)?;
         for (column, value) in &params.filter {
             table.filter(column, &filter_cell(column, value)?)?;
         }
+        // Only the units kept are checked (and warned about).
+        check_geometries(&table, ctx);
         if let Some(id) = &params.id_column {
             table.set_unit_id(id)?;
         }
@@ -583,6 +598,24 @@ mod tests {
     }
 
     #[test]
+    fn shapefile_language_driver_id_names_gbk() {
+        // No .cpg, but byte 29 of the DBF header set to 0x4D (ESRI: code page 936, GBK).
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["shp", "shx", "dbf"] {
+            std::fs::copy(
+                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
+                dir.path().join(format!("u.{ext}")),
+            )
+            .unwrap();
+        }
+        let mut dbf = std::fs::read(dir.path().join("u.dbf")).unwrap();
+        dbf[29] = 0x4D;
+        std::fs::write(dir.path().join("u.dbf"), dbf).unwrap();
+        let (t, _) = ingest_in(dir.path(), json!({"path": "u.shp"})).unwrap();
+        assert_eq!(strings(&t, "t", "NAME").unwrap()[0], "郑州市");
+    }
+
+    #[test]
     fn xlsx_sheet_rows_and_types() {
         let t = ingest(json!({"path": "tests/fixtures/ingest/yearbook.xlsx", "id_column": "code", "rename": {"地区": "name"}})).unwrap();
         assert_eq!(
@@ -615,6 +648,35 @@ mod tests {
         assert_eq!(
             err.message,
             "tests/fixtures/ingest/yearbook.xlsx: sheet `gdp` row 3: column `note`: `revised` is not an integer"
+        );
+    }
+
+    #[test]
+    fn suspicious_geometries_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        // Feature 0 is a bow-tie (its edges cross at (1, 1)); feature 1 is in metres.
+        std::fs::write(
+            dir.path().join("w.geojson"),
+            r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","properties":{"id":"a"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}},
+            {"type":"Feature","properties":{"id":"b"},"geometry":{"type":"Polygon","coordinates":[[[500000,0],[500100,0],[500100,100],[500000,0]]]}}]}"#,
+        )
+        .unwrap();
+        let (t, warnings) =
+            ingest_in(dir.path(), json!({"path": "w.geojson", "id_column": "id"})).unwrap();
+        assert_eq!(t.num_rows(), 2);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "1 of 2 unit geometries are invalid; the first is w.geojson: feature index 0: "
+            ),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with("w.geojson: feature index 1: coordinates outside ±180/±90"),
+            "{}",
+            warnings[1]
         );
     }
 
