@@ -21,6 +21,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -438,7 +439,76 @@ impl Stage for Command {
             .prefix("pipeline-command-")
             .tempdir_in(std::env::temp_dir())
             .map_err(|e| StageError::internal(format!("creating a scratch directory: {e}")))?;
-        let (in_dir, out_dir) = (scratch.path().join("in"), scratch.path().join("out"));
+        let paths = Paths::prepare(params, inputs, ctx, scratch.path())?;
+        let argv = paths
+            .argv(&params.run)
+            .map_err(|e| StageError::data(format!("`run`: {e}")))?;
+        let shown = match &params.run {
+            Run::Argv(_) => argv.join(" "),
+            Run::Shell(_) => argv[2].clone(),
+        };
+        let finished = execute(&argv, params, &paths, ctx)?;
+        let log = tail_lines(
+            if finished.stderr.is_empty() {
+                &finished.stdout
+            } else {
+                &finished.stderr
+            },
+            TAIL_LINES,
+        );
+        let with_log = |mut err: StageError| {
+            err.causes.extend(log.iter().cloned());
+            err
+        };
+        let Some(status) = finished.status else {
+            return Err(StageError::failed(format!(
+                "`{shown}` was stopped: the run was cancelled"
+            )));
+        };
+        if !status.success() {
+            return Err(with_log(StageError::failed(format!(
+                "`{shown}` {}",
+                describe(status)
+            )))
+            .with_hint(format!(
+                "it ran in {}; the last lines it printed are shown above",
+                ctx.study_dir().display()
+            )));
+        }
+        let mut outputs = Vec::with_capacity(params.outputs.len());
+        for name in &params.outputs {
+            let path = &paths.outputs[name];
+            if !path.is_file() {
+                return Err(with_log(StageError::failed(format!(
+                    "`{shown}` exited 0 but did not write output `{name}`"
+                )))
+                .with_hint(format!(
+                    "write it to $PIPELINE_OUTPUT_{} or {{output.{name}}} (as {})",
+                    env_suffix(name),
+                    params.format.extension()
+                )));
+            }
+            let table = read_output(params.format, path, name).map_err(|e| {
+                StageError::failed(format!(
+                    "`{shown}` wrote output `{name}`, but it cannot be read: {}",
+                    e.message
+                ))
+            })?;
+            outputs.push((name.clone(), table));
+        }
+        Ok(outputs)
+    }
+}
+
+impl Paths {
+    /// Writes the input tables into `scratch/in` and chooses the output paths in `scratch/out`.
+    fn prepare(
+        params: &Params,
+        inputs: &Inputs,
+        ctx: &StageContext,
+        scratch: &Path,
+    ) -> Result<Self, StageError> {
+        let (in_dir, out_dir) = (scratch.join("in"), scratch.join("out"));
         for dir in [&in_dir, &out_dir] {
             std::fs::create_dir(dir)
                 .map_err(|e| StageError::internal(format!("creating {}: {e}", dir.display())))?;
@@ -466,24 +536,27 @@ impl Stage for Command {
                 .scripts
                 .push(ctx.source(&format!("script.{i}"))?.to_path_buf());
         }
-        let argv = paths
-            .argv(&params.run)
-            .map_err(|e| StageError::data(format!("`run`: {e}")))?;
-        let shown = match &params.run {
-            Run::Argv(_) => argv.join(" "),
-            Run::Shell(_) => argv[2].clone(),
-        };
+        Ok(paths)
+    }
+}
 
-        let mut command = std::process::Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .current_dir(ctx.study_dir())
-            .envs(&params.env)
-            .envs(paths.env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = command.spawn().map_err(|e| {
+/// Starts the program in the study directory and waits for it.
+fn execute(
+    argv: &[String],
+    params: &Params,
+    paths: &Paths,
+    ctx: &StageContext,
+) -> Result<Finished, StageError> {
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(ctx.study_dir())
+        .envs(&params.env)
+        .envs(paths.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
             let err = StageError::data(format!("cannot start `{}`: {e}", argv[0]));
             if e.kind() == std::io::ErrorKind::NotFound {
                 err.with_hint("check the program name in `run:`; is it installed and on PATH?")
@@ -491,87 +564,43 @@ impl Stage for Command {
                 err
             }
         })?;
-        let Finished {
-            status,
-            stdout,
-            stderr,
-        } = wait(child, ctx)?;
-        let log = if stderr.is_empty() { &stdout } else { &stderr };
-        let with_log = |mut err: StageError| {
-            err.causes.extend(tail_lines(log, TAIL_LINES));
-            err
-        };
-        let Some(status) = status else {
-            return Err(StageError::failed(format!(
-                "`{shown}` was stopped: the run was cancelled"
-            )));
-        };
-        if !status.success() {
-            let how = match status.code() {
-                Some(code) => format!("exited with code {code}"),
-                None => {
-                    #[cfg(unix)]
-                    let signal = std::os::unix::process::ExitStatusExt::signal(&status)
-                        .map(|s| format!(" {s}"))
-                        .unwrap_or_default();
-                    #[cfg(not(unix))]
-                    let signal = String::new();
-                    format!("was killed by signal{signal}")
-                }
-            };
-            return Err(
-                with_log(StageError::failed(format!("`{shown}` {how}"))).with_hint(format!(
-                    "it ran in {}; the last lines it printed are shown above",
-                    ctx.study_dir().display()
-                )),
-            );
-        }
+    wait(child, ctx)
+}
 
-        let mut outputs = Vec::with_capacity(params.outputs.len());
-        for name in &params.outputs {
-            let path = &paths.outputs[name];
-            if !path.is_file() {
-                return Err(with_log(StageError::failed(format!(
-                    "`{shown}` exited 0 but did not write output `{name}`"
-                )))
-                .with_hint(format!(
-                    "write it to $PIPELINE_OUTPUT_{} or {{output.{name}}} (as {})",
-                    env_suffix(name),
-                    params.format.extension()
-                )));
-            }
-            let shown_file =
-                PathBuf::from(format!("output `{name}` ({})", params.format.extension()));
-            let table = match params.format {
-                Format::Parquet => crate::io::parquet::read(path).map_err(|e| {
-                    StageError::failed(format!(
-                        "`{shown}` wrote output `{name}` that is not valid Parquet: {e}"
-                    ))
-                })?,
-                Format::Csv => {
-                    let columns = crate::io::csv_table::read_maybe_empty(path, &shown_file)
-                        .and_then(|t| t.build(&BTreeMap::new()))
-                        .map_err(|e| {
-                            StageError::failed(format!(
-                                "`{shown}` wrote output `{name}` that cannot be read: {}",
-                                e.message
-                            ))
-                        })?;
-                    columns
-                        .into_iter()
-                        .fold(TableBuilder::new(), |b, (n, a)| b.array(&n, a))
-                        .build()?
-                }
-            };
-            outputs.push((name.clone(), table));
+/// "exited with code 3" or "was killed by signal 9".
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let signal = String::new();
+    format!("was killed by signal{signal}")
+}
+
+/// Reads one output file the program wrote.
+fn read_output(format: Format, path: &Path, name: &str) -> Result<RecordBatch, StageError> {
+    match format {
+        Format::Parquet => {
+            crate::io::parquet::read(path).map_err(|e| StageError::failed(e.to_string()))
         }
-        Ok(outputs)
+        Format::Csv => {
+            let shown = PathBuf::from(format!("{name}.csv"));
+            let columns =
+                crate::io::csv_table::read_maybe_empty(path, &shown)?.build(&BTreeMap::new())?;
+            columns
+                .into_iter()
+                .fold(TableBuilder::new(), |b, (n, a)| b.array(&n, a))
+                .build()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::RecordBatch;
     use serde_json::json;
 
     use super::*;
@@ -703,6 +732,40 @@ mod tests {
             "`true` exited 0 but did not write output `result`"
         );
         assert!(err.hint.unwrap().contains("$PIPELINE_OUTPUT_RESULT"));
+    }
+
+    #[test]
+    fn unreadable_output_is_a_failure_and_header_only_csv_is_empty() {
+        let err = Study::new()
+            .run(json!({"run": "echo not parquet > {output.table}"}), &[])
+            .unwrap_err();
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
+        assert!(
+            err.message
+                .contains("wrote output `table`, but it cannot be read"),
+            "{}",
+            err.message
+        );
+        let out = Study::new()
+            .run(
+                json!({"run": "echo unit_id,x > {output.table}", "format": "csv"}),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            (column_names(&out[0].1), out[0].1.num_rows()),
+            (vec!["unit_id".to_owned(), "x".to_owned()], 0)
+        );
+    }
+
+    #[test]
+    fn cancelled_run_stops_the_program() {
+        let params: Params = serde_json::from_value(json!({"run": ["sleep", "30"]})).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = StageContext::new("slow", dir.path(), BTreeMap::new());
+        ctx.cancel();
+        let err = Command::run(&params, &Inputs::default(), &ctx).unwrap_err();
+        assert_eq!(err.message, "`sleep 30` was stopped: the run was cancelled");
     }
 
     #[test]
