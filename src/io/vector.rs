@@ -11,8 +11,11 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+use geo::line_intersection::{LineIntersection, line_intersection};
 use geo::orient::Direction;
-use geo::{Area, Contains, Coord, LineString, MultiPolygon, Orient, Polygon};
+use geo::{Area, Contains, Coord, Line, LineString, MultiPolygon, Orient, Polygon};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use shapefile::dbase;
@@ -460,6 +463,95 @@ pub fn read_shapefile(
     Ok(table)
 }
 
+// --- Sanity checks ---------------------------------------------------------------------------
+
+/// The first point where a ring crosses, touches or overlaps itself, if any (consecutive
+/// edges meeting at their shared vertex are fine). Edges are indexed in an R-tree, so this is
+/// about O(n log n) rather than the O(n²) of comparing every pair of edges.
+fn ring_self_intersection(ring: &LineString<f64>) -> Option<Coord<f64>> {
+    let mut coords = ring.0.clone();
+    coords.dedup();
+    let edges: Vec<Line<f64>> = coords.windows(2).map(|w| Line::new(w[0], w[1])).collect();
+    let n = edges.len();
+    let envelope = |l: &Line<f64>| {
+        AABB::from_corners(
+            [l.start.x.min(l.end.x), l.start.y.min(l.end.y)],
+            [l.start.x.max(l.end.x), l.start.y.max(l.end.y)],
+        )
+    };
+    let tree = RTree::bulk_load(
+        edges
+            .iter()
+            .enumerate()
+            .map(|(i, l)| GeomWithData::new(Rectangle::from_aabb(envelope(l)), i))
+            .collect(),
+    );
+    for (i, edge) in edges.iter().enumerate() {
+        for other in tree.locate_in_envelope_intersecting(&envelope(edge)) {
+            let j = other.data;
+            if j <= i {
+                continue;
+            }
+            let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+            match line_intersection(*edge, edges[j]) {
+                None => {}
+                Some(LineIntersection::SinglePoint { .. }) if adjacent => {}
+                Some(LineIntersection::SinglePoint { intersection, .. }) => {
+                    return Some(intersection);
+                }
+                Some(LineIntersection::Collinear { intersection }) => {
+                    return Some(intersection.start);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// What is wrong with a unit geometry, if anything a later stage may trip on: non-finite
+/// coordinates, rings with fewer than 4 points or no area, rings that cross or touch
+/// themselves. (Holes outside their exterior and overlapping parts are not checked.)
+pub fn geometry_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
+    for (p, polygon) in geometry.0.iter().enumerate() {
+        let part = if geometry.0.len() > 1 {
+            format!("part {}: ", p + 1)
+        } else {
+            String::new()
+        };
+        for (r, ring) in std::iter::once(polygon.exterior())
+            .chain(polygon.interiors())
+            .enumerate()
+        {
+            let which = if r == 0 {
+                "the exterior ring".to_owned()
+            } else {
+                format!("hole {r}")
+            };
+            if ring.0.iter().any(|c| !c.x.is_finite() || !c.y.is_finite()) {
+                return Some(format!(
+                    "{part}{which} has a coordinate that is not a finite number"
+                ));
+            }
+            if ring.0.len() < 4 {
+                return Some(format!(
+                    "{part}{which} has {} points; a closed ring needs at least 4",
+                    ring.0.len()
+                ));
+            }
+            if let Some(at) = ring_self_intersection(ring) {
+                return Some(format!(
+                    "{part}{which} crosses or touches itself at ({}, {})",
+                    at.x, at.y
+                ));
+            }
+            if Polygon::new(ring.clone(), Vec::new()).unsigned_area() == 0.0 {
+                return Some(format!("{part}{which} has no area"));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +600,59 @@ mod tests {
         assert_eq!(
             err.message,
             "p.geojson: feature index 1: the geometry is a Point, but units must be Polygon or MultiPolygon"
+        );
+    }
+
+    #[test]
+    fn self_intersections_are_found() {
+        let square = LineString::from(vec![
+            (0.0, 0.0),
+            (1.0, 0.0),
+            (1.0, 1.0),
+            (0.0, 1.0),
+            (0.0, 0.0),
+        ]);
+        assert_eq!(ring_self_intersection(&square), None);
+        // A repeated vertex is not a self-intersection.
+        let repeated = LineString::from(vec![
+            (0.0, 0.0),
+            (1.0, 0.0),
+            (1.0, 0.0),
+            (1.0, 1.0),
+            (0.0, 1.0),
+            (0.0, 0.0),
+        ]);
+        assert_eq!(ring_self_intersection(&repeated), None);
+        // The bow-tie (0,0) (2,2) (2,0) (0,2): its edges 1 and 3 cross at (1, 1).
+        let bow_tie = LineString::from(vec![
+            (0.0, 0.0),
+            (2.0, 2.0),
+            (2.0, 0.0),
+            (0.0, 2.0),
+            (0.0, 0.0),
+        ]);
+        assert_eq!(
+            ring_self_intersection(&bow_tie),
+            Some(Coord { x: 1.0, y: 1.0 })
+        );
+        // A ring touching itself at the vertex (1, 1) without crossing.
+        let touching = LineString::from(vec![
+            (0.0, 0.0),
+            (2.0, 0.0),
+            (1.0, 1.0),
+            (2.0, 2.0),
+            (0.0, 2.0),
+            (1.0, 1.0),
+            (0.0, 0.0),
+        ]);
+        assert_eq!(
+            ring_self_intersection(&touching),
+            Some(Coord { x: 1.0, y: 1.0 })
+        );
+        let mp = MultiPolygon(vec![Polygon::new(bow_tie, Vec::new())]);
+        assert_eq!(
+            geometry_problem(&mp).unwrap(),
+            "the exterior ring crosses or touches itself at (1, 1)"
         );
     }
 
