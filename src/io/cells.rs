@@ -384,7 +384,9 @@ pub struct CellTable {
 pub const UNIT_ID: &str = "unit_id";
 
 impl CellTable {
-    /// A table of cell columns; checks the header has no blank or repeated names.
+    /// A table of cell columns. Columns without a name are dropped when they hold no value
+    /// (a trailing comma, an empty spreadsheet column) and are an error otherwise; repeated
+    /// names are an error.
     pub fn new(
         source: &Path,
         columns: Vec<(String, Vec<Cell>)>,
@@ -394,10 +396,14 @@ impl CellTable {
         let mut seen = BTreeSet::new();
         for (i, (name, cells)) in columns.iter().enumerate() {
             if name.trim().is_empty() {
-                return Err(
-                    StageError::data(format!("{source}: column {} has no name", i + 1))
-                        .with_hint("give every column a header"),
-                );
+                if cells.iter().all(Cell::is_null) {
+                    continue; // A trailing comma or a formatted but empty spreadsheet column.
+                }
+                return Err(StageError::data(format!(
+                    "{source}: column {} has values but no name",
+                    i + 1
+                ))
+                .with_hint("give every column with values a header"));
             }
             if !seen.insert(name.as_str()) {
                 return Err(StageError::data(format!(
@@ -409,6 +415,7 @@ impl CellTable {
         }
         let columns = columns
             .into_iter()
+            .filter(|(n, _)| !n.trim().is_empty())
             .map(|(n, c)| (n, Column::Cells(c)))
             .collect();
         Ok(Self {

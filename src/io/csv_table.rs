@@ -209,6 +209,16 @@ mod tests {
     }
 
     #[test]
+    fn unnamed_columns_are_dropped_when_empty() {
+        let t = parse("a,b,\n1,2,\n", Path::new("c.csv")).unwrap();
+        assert_eq!(t.names(), ["a", "b"]);
+        let err = parse("a,,c\n1,2,3\n", Path::new("c.csv")).unwrap_err();
+        assert_eq!(err.message, "c.csv: column 2 has values but no name");
+        let err = parse("a,a\n1,2\n", Path::new("c.csv")).unwrap_err();
+        assert_eq!(err.message, "c.csv: column `a` appears twice in the header");
+    }
+
+    #[test]
     fn empty_and_header_only_files_are_errors() {
         assert!(
             parse(" \n", Path::new("e.csv"))
