@@ -1,5 +1,9 @@
 //! The edges: file formats to and from Arrow tables and domain types. Knows formats, not carbon.
 
+pub mod cells;
+pub mod csv_table;
 pub mod export;
 pub mod parquet;
+pub mod vector;
 pub mod wkb;
+pub mod xlsx;

@@ -1,0 +1,253 @@
+//! CSV files with a header row into a [`CellTable`]: every field is untyped text (column types
+//! are inferred later, see [`crate::io::cells::infer`]), empty fields are nulls, and each row
+//! remembers its line in the file so errors read `file:line: ...`.
+//!
+//! The format: comma-separated, `"`-quoted, one header row, no comment lines; fields are
+//! trimmed of surrounding blanks; a UTF-8 byte-order mark is skipped. Files in another
+//! encoding (e.g. GBK yearbook exports) are decoded first with `encoding_rs`.
+
+use std::path::Path;
+
+use crate::engine::stage::StageError;
+use crate::io::cells::{Cell, CellTable};
+
+/// Reads the CSV file at `path`. `shown` is the path as the user wrote it (for messages);
+/// `encoding` is the file's text encoding (UTF-8 when `None`).
+pub fn read(
+    path: &Path,
+    shown: &Path,
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<CellTable, StageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
+    let text = decode(&bytes, shown, encoding)?;
+    parse(&text, shown)
+}
+
+/// Decodes a whole file: strict UTF-8 by default, else the given encoding.
+pub fn decode(
+    bytes: &[u8],
+    shown: &Path,
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<String, StageError> {
+    match encoding.filter(|&e| e != encoding_rs::UTF_8) {
+        None => {
+            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            String::from_utf8(bytes.to_vec()).map_err(|e| {
+                let line = 1 + bytes[..e.utf8_error().valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                StageError::data(format!(
+                    "{}:{line}: the file is not valid UTF-8",
+                    shown.display()
+                ))
+                .with_hint("if it was saved in a Chinese code page, add `encoding: GBK`")
+            })
+        }
+        Some(enc) => {
+            let (text, _, had_errors) = enc.decode(bytes);
+            if had_errors {
+                return Err(StageError::data(format!(
+                    "{}: the file is not valid {}",
+                    shown.display(),
+                    enc.name()
+                ))
+                .with_hint("check the `encoding:` parameter"));
+            }
+            Ok(text.into_owned())
+        }
+    }
+}
+
+/// The line a record starts on. The reader reports the position where it began looking for
+/// the record, which is before any blank lines it then skipped.
+fn record_line(text: &str, position: &csv::Position) -> u64 {
+    let mut line = position.line();
+    let skipped = text
+        .as_bytes()
+        .get(usize::try_from(position.byte()).unwrap_or(usize::MAX)..)
+        .unwrap_or_default();
+    for &b in skipped.iter().take_while(|&&b| b == b'\n' || b == b'\r') {
+        line += u64::from(b == b'\n');
+    }
+    line
+}
+
+/// Parses CSV text (header row first); a file without data rows is an error.
+pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
+    parse_rows(text, shown, true)
+}
+
+/// Reads a UTF-8 CSV file that may have a header and no rows (e.g. a program's output, where
+/// "nothing matched" is a result).
+pub fn read_maybe_empty(path: &Path, shown: &Path) -> Result<CellTable, StageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
+    parse_rows(&decode(&bytes, shown, None)?, shown, false)
+}
+
+fn parse_rows(text: &str, shown: &Path, require_rows: bool) -> Result<CellTable, StageError> {
+    let file = shown.display();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(StageError::data(format!("{file} is empty"))
+            .with_hint("a CSV file needs a header row and at least one data row"));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| StageError::data(format!("{file}:1: cannot read the header: {e}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); header.len()];
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, csv::Position::line);
+            StageError::data(format!("{file}:{line}: cannot read the row: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| record_line(text, p));
+        if record.iter().all(str::is_empty) {
+            continue; // Blank lines (e.g. at the end of a hand-edited file) are not rows.
+        }
+        if record.len() != header.len() {
+            let detail = if record.len() > header.len() {
+                format!("the header has no name for field {}", header.len() + 1)
+            } else {
+                format!("column `{}` is missing", header[record.len()])
+            };
+            return Err(StageError::data(format!(
+                "{file}:{line}: the row has {} fields but the header has {}: {detail}",
+                record.len(),
+                header.len()
+            ))
+            .with_hint(
+                "every row needs one field per header column; quote fields that contain commas",
+            ));
+        }
+        for (column, field) in columns.iter_mut().zip(record.iter()) {
+            column.push(Cell::raw(field));
+        }
+        rows.push(format!("{file}:{line}"));
+    }
+    if rows.is_empty() && require_rows {
+        return Err(StageError::data(format!("{file} has a header but no rows"))
+            .with_hint("add data rows below the header"));
+    }
+    CellTable::new(shown, header.into_iter().zip(columns).collect(), rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    #[test]
+    fn reads_header_types_and_nulls() {
+        let t = parse(
+            "\u{feff}code,name,gdp,flag\n410100, Zhengzhou ,1.5,true\n410200,Kaifeng,,false\n",
+            Path::new("a.csv"),
+        )
+        .unwrap();
+        assert_eq!(t.rows, ["a.csv:2", "a.csv:3"]);
+        let cols = t.build(&BTreeMap::new()).unwrap();
+        let types: Vec<(&str, &DataType)> = cols
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("code", &DataType::Int64),
+                ("name", &DataType::Utf8),
+                ("gdp", &DataType::Float64),
+                ("flag", &DataType::Boolean)
+            ]
+        );
+        assert_eq!(
+            cols[0].1.as_primitive::<Int64Type>().values(),
+            &[410_100, 410_200]
+        );
+        assert_eq!(cols[1].1.as_string::<i32>().value(0), "Zhengzhou");
+        let gdp = cols[2].1.as_primitive::<Float64Type>();
+        assert!((gdp.value(0) - 1.5).abs() < f64::EPSILON && gdp.is_null(1));
+    }
+
+    #[test]
+    fn ragged_row_names_line_and_column() {
+        let err = parse("a,b,c\n1,2,3\n\n4,5\n", Path::new("d/x.csv")).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("d/x.csv:4: the row has 2 fields but the header has 3"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("column `c` is missing"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn line_numbers_count_quoted_newlines() {
+        // The second record starts on line 2 and spans two lines, so the third is on line 4.
+        let err = parse("a,b\n\"x\ny\",1\n1,2,3\n", Path::new("q.csv")).unwrap_err();
+        assert!(err.message.starts_with("q.csv:4:"), "{}", err.message);
+    }
+
+    #[test]
+    fn unnamed_columns_are_dropped_when_empty() {
+        let t = parse("a,b,\n1,2,\n", Path::new("c.csv")).unwrap();
+        assert_eq!(t.names(), ["a", "b"]);
+        let err = parse("a,,c\n1,2,3\n", Path::new("c.csv")).unwrap_err();
+        assert_eq!(err.message, "c.csv: column 2 has values but no name");
+        let err = parse("a,a\n1,2\n", Path::new("c.csv")).unwrap_err();
+        assert_eq!(err.message, "c.csv: column `a` appears twice in the header");
+    }
+
+    #[test]
+    fn empty_and_header_only_files_are_errors() {
+        assert!(
+            parse(" \n", Path::new("e.csv"))
+                .unwrap_err()
+                .message
+                .contains("e.csv is empty")
+        );
+        assert!(
+            parse("a,b\n", Path::new("h.csv"))
+                .unwrap_err()
+                .message
+                .contains("no rows")
+        );
+    }
+
+    #[test]
+    fn gbk_needs_the_encoding_and_then_decodes() {
+        // "名称\n郑州\n" encoded in GBK (encoding_rs's encoder, checked against the GB 2312 table:
+        // 名 = C3FB, 称 = B3C6, 郑 = D6A3, 州 = D6DD).
+        let bytes = b"\xC3\xFB\xB3\xC6\n\xD6\xA3\xD6\xDD\n";
+        let err = decode(bytes, Path::new("g.csv"), None).unwrap_err();
+        assert!(
+            err.message.contains("g.csv:1: the file is not valid UTF-8"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            decode(bytes, Path::new("g.csv"), Some(encoding_rs::GBK)).unwrap(),
+            "名称\n郑州\n"
+        );
+    }
+}

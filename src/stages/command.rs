@@ -1,0 +1,826 @@
+//! The `command` stage: runs an external program for a custom step and reads back the tables
+//! it writes. It owns the contract with the program:
+//!
+//! - each input port's table is written as Parquet to a private scratch directory, and its
+//!   path is given as `$PIPELINE_INPUT_<PORT>` and as the `{input.<port>}` placeholder;
+//! - the program writes each declared output (Parquet, or CSV with `format: csv`) to the path in
+//!   `$PIPELINE_OUTPUT_<NAME>` / `{output.<name>}`;
+//! - declared `scripts` are digested into the cache key (through the engine's sources) and
+//!   given as `$PIPELINE_SCRIPT_<i>` / `{script.<i>}`;
+//! - the program runs in the study file's directory, inherits the environment plus `env`,
+//!   and must exit 0.
+//!
+//! Rows are kept in the order the program writes them, so the program must write them in a
+//! defined order (sorted by unit id, say) for the cache to stay byte-identical. The inherited
+//! environment and the programs themselves (beyond `scripts`) are not part of the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+};
+use crate::table::TableBuilder;
+
+/// The `command` kind.
+pub struct Command;
+
+/// What to run: an argument vector (no shell) or one string for `sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Run {
+    /// `[program, arg, ...]`, run directly; placeholders are replaced in each argument.
+    Argv(Vec<String>),
+    /// A shell command line for `sh -c`; placeholders become single-quoted paths.
+    Shell(String),
+}
+
+impl<'de> Deserialize<'de> for Run {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RunVisitor;
+        impl<'de> Visitor<'de> for RunVisitor {
+            type Value = Run;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of arguments ([program, arg, ...]) or a shell command string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Run, E> {
+                Ok(Run::Shell(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Run, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(Run::Argv(argv))
+            }
+        }
+        deserializer.deserialize_any(RunVisitor)
+    }
+}
+
+/// The format the program writes its outputs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Parquet,
+    /// A header row, then rows; column types are inferred as `ingest` does.
+    Csv,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+fn default_outputs() -> Vec<String> {
+    vec!["table".to_owned()]
+}
+
+/// Parameters of `command`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The program and its arguments, or a shell command line.
+    pub run: Run,
+    /// Input port names (all required), wired under `inputs:`. Default: none.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Output table names; the first is the default output. Default: `[table]`.
+    #[serde(default = "default_outputs")]
+    pub outputs: Vec<String>,
+    /// Files the program uses (scripts, configuration), relative to the study file; their
+    /// content is part of the cache key. Default: none.
+    #[serde(default)]
+    pub scripts: Vec<PathBuf>,
+    /// The format of the files the program writes. Default: `parquet`.
+    #[serde(default)]
+    pub format: Format,
+    /// Extra environment variables. Default: none.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Port names must be `&'static str`; user-chosen ones are leaked once per distinct name (a
+/// study has a handful), so repeated planning does not grow memory.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES
+        .lock()
+        .expect("the port-name set lock is never poisoned");
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+fn env_suffix(name: &str) -> String {
+    name.to_ascii_uppercase()
+}
+
+/// Quotes a path for `sh`: `'...'` with embedded quotes closed, escaped and reopened.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Replaces `{input.x}`, `{output.x}` and `{script.i}` in `template` through `lookup`;
+/// `{{` and `}}` stand for literal braces. Errors name the unknown placeholder.
+fn substitute(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('}') {
+            return Err("a `}` without its `{` (write `}}` for a literal brace)".to_owned());
+        }
+        let end = tail
+            .find('}')
+            .ok_or("a `{` without its `}` (write `{{` for a literal brace)")?;
+        let key = &tail[1..end];
+        out.push_str(&lookup(key).ok_or_else(|| format!("unknown placeholder `{{{key}}}`"))?);
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The placeholders and environment variables of one run.
+struct Paths {
+    inputs: BTreeMap<String, PathBuf>,
+    outputs: BTreeMap<String, PathBuf>,
+    scripts: Vec<PathBuf>,
+}
+
+impl Paths {
+    fn lookup(&self, key: &str) -> Option<&Path> {
+        let (kind, name) = key.split_once('.')?;
+        match kind {
+            "input" => self.inputs.get(name).map(PathBuf::as_path),
+            "output" => self.outputs.get(name).map(PathBuf::as_path),
+            "script" => self
+                .scripts
+                .get(name.parse::<usize>().ok()?)
+                .map(PathBuf::as_path),
+            _ => None,
+        }
+    }
+
+    fn env(&self) -> Vec<(String, &Path)> {
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|(n, p)| (format!("PIPELINE_INPUT_{}", env_suffix(n)), p.as_path()));
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(n, p)| (format!("PIPELINE_OUTPUT_{}", env_suffix(n)), p.as_path()));
+        let scripts = self
+            .scripts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("PIPELINE_SCRIPT_{i}"), p.as_path()));
+        inputs.chain(outputs).chain(scripts).collect()
+    }
+
+    /// The program and arguments to execute, placeholders replaced.
+    fn argv(&self, run: &Run) -> Result<Vec<String>, String> {
+        match run {
+            Run::Argv(args) => args
+                .iter()
+                .map(|a| substitute(a, &|k| self.lookup(k).map(|p| p.display().to_string())))
+                .collect(),
+            Run::Shell(line) => {
+                let line = substitute(line, &|k| {
+                    self.lookup(k)
+                        .map(|p| shell_quote(&p.display().to_string()))
+                })?;
+                Ok(vec!["sh".to_owned(), "-c".to_owned(), line])
+            }
+        }
+    }
+}
+
+fn check_names(what: &str, names: &[String]) -> Result<(), StageError> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(StageError::data(format!(
+                "{what} name `{name}` is not a plain identifier"
+            ))
+            .with_hint(
+                "use letters, digits and `_` (it becomes part of an environment variable name)",
+            ));
+        }
+        if !seen.insert(env_suffix(name)) {
+            return Err(StageError::data(format!(
+                "{what} name `{name}` is given twice (names are compared ignoring case)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last `n` lines of a program's output, for error messages.
+fn tail_lines(bytes: &[u8], n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+/// Reads a pipe to its end on a thread, so a chatty program cannot fill it and block.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            // A read error just ends the capture: the output is only used for messages.
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// How a program ended: its status (`None` when cancelled) and what it printed.
+struct Finished {
+    status: Option<ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Waits for the child, killing it if the run is cancelled.
+fn wait(mut child: Child, ctx: &StageContext) -> Result<Finished, StageError> {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| StageError::internal(format!("waiting for the command: {e}")))?
+        {
+            break Some(status);
+        }
+        if ctx.is_cancelled() {
+            // The child may have exited meanwhile; either way it is reaped below.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+const TAIL_LINES: usize = 20;
+
+impl Stage for Command {
+    const KIND: &'static str = "command";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Runs an external program for a custom step. Input tables are written as Parquet to \
+        $PIPELINE_INPUT_<PORT> ({input.<port>} in `run`); the program writes each output to $PIPELINE_OUTPUT_<NAME> \
+        ({output.<name>}) as Parquet or CSV and must exit 0. It runs in the study's directory; `scripts` are part of \
+        the cache key. Rows are kept in the order written, so write them sorted.";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "run",
+            ty: "list of text | text",
+            default: "required",
+            doc: "[program, arg, ...] run directly, or one command line for `sh -c`; {input.<port>}, {output.<name>}, \
+                  {script.<i>} are replaced by paths ({{ and }} for literal braces).",
+        },
+        ParamDoc {
+            name: "ports",
+            ty: "list of names",
+            default: "[]",
+            doc: "Input ports (all required), wired under `inputs:`.",
+        },
+        ParamDoc {
+            name: "outputs",
+            ty: "list of names",
+            default: "[table]",
+            doc: "Tables the program writes; the first is the default output.",
+        },
+        ParamDoc {
+            name: "scripts",
+            ty: "list of paths",
+            default: "[]",
+            doc: "Files the program uses, relative to the study file; their content is part of the cache key.",
+        },
+        ParamDoc {
+            name: "format",
+            ty: "parquet | csv",
+            default: "parquet",
+            doc: "The format the program writes its outputs in.",
+        },
+        ParamDoc {
+            name: "env",
+            ty: "map name → value",
+            default: "{}",
+            doc: "Extra environment variables for the program.",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        params
+            .ports
+            .iter()
+            .map(|p| {
+                Port::required(
+                    intern(p),
+                    "A table for the command, written as Parquet to $PIPELINE_INPUT_<PORT>.",
+                )
+            })
+            .collect()
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        params
+            .outputs
+            .iter()
+            .map(|o| OutputDecl::new(o, "A table the command writes."))
+            .collect()
+    }
+
+    fn sources(params: &Params) -> Vec<Source> {
+        params
+            .scripts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Source::new(format!("script.{i}"), p))
+            .collect()
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if params.outputs.is_empty() {
+            return Err(StageError::data("`outputs` is empty")
+                .with_hint("a command stage must write at least one table"));
+        }
+        check_names("port", &params.ports)?;
+        check_names("output", &params.outputs)?;
+        if let Some(key) = params.env.keys().find(|k| k.starts_with("PIPELINE_")) {
+            return Err(StageError::data(format!(
+                "`env` sets `{key}`, but PIPELINE_* variables are set by the stage"
+            ))
+            .with_hint("choose another name"));
+        }
+        match &params.run {
+            Run::Argv(args) if args.is_empty() => {
+                return Err(StageError::data("`run` is an empty list")
+                    .with_hint("give the program first, then its arguments"));
+            }
+            Run::Shell(line) if line.trim().is_empty() => {
+                return Err(StageError::data("`run` is empty"));
+            }
+            _ => {}
+        }
+        // Check every placeholder against the declared names, with stand-in paths.
+        let stand_in = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| (n.clone(), PathBuf::from(n)))
+                .collect()
+        };
+        let paths = Paths {
+            inputs: stand_in(&params.ports),
+            outputs: stand_in(&params.outputs),
+            scripts: params.scripts.clone(),
+        };
+        paths.argv(&params.run).map_err(|e| {
+            let mut known: Vec<String> = params
+                .ports
+                .iter()
+                .map(|p| format!("{{input.{p}}}"))
+                .collect();
+            known.extend(params.outputs.iter().map(|o| format!("{{output.{o}}}")));
+            known.extend((0..params.scripts.len()).map(|i| format!("{{script.{i}}}")));
+            StageError::data(format!("`run`: {e}")).with_hint(if known.is_empty() {
+                "this stage declares no ports, outputs or scripts to refer to".to_owned()
+            } else {
+                format!("the placeholders are: {}", known.join(", "))
+            })
+        })?;
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("pipeline-command-")
+            .tempdir_in(std::env::temp_dir())
+            .map_err(|e| StageError::internal(format!("creating a scratch directory: {e}")))?;
+        let paths = Paths::prepare(params, inputs, ctx, scratch.path())?;
+        let argv = paths
+            .argv(&params.run)
+            .map_err(|e| StageError::data(format!("`run`: {e}")))?;
+        let shown = match &params.run {
+            Run::Argv(_) => argv.join(" "),
+            Run::Shell(_) => argv[2].clone(),
+        };
+        let finished = execute(&argv, params, &paths, ctx)?;
+        let log = tail_lines(
+            if finished.stderr.is_empty() {
+                &finished.stdout
+            } else {
+                &finished.stderr
+            },
+            TAIL_LINES,
+        );
+        let with_log = |mut err: StageError| {
+            err.causes.extend(log.iter().cloned());
+            err
+        };
+        let Some(status) = finished.status else {
+            return Err(StageError::failed(format!(
+                "`{shown}` was stopped: the run was cancelled"
+            )));
+        };
+        if !status.success() {
+            return Err(with_log(StageError::failed(format!(
+                "`{shown}` {}",
+                describe(status)
+            )))
+            .with_hint(format!(
+                "it ran in {}; the last lines it printed are shown above",
+                ctx.study_dir().display()
+            )));
+        }
+        let mut outputs = Vec::with_capacity(params.outputs.len());
+        for name in &params.outputs {
+            let path = &paths.outputs[name];
+            if !path.is_file() {
+                return Err(with_log(StageError::failed(format!(
+                    "`{shown}` exited 0 but did not write output `{name}`"
+                )))
+                .with_hint(format!(
+                    "write it to $PIPELINE_OUTPUT_{} or {{output.{name}}} (as {})",
+                    env_suffix(name),
+                    params.format.extension()
+                )));
+            }
+            let table = read_output(params.format, path, name).map_err(|e| {
+                StageError::failed(format!(
+                    "`{shown}` wrote output `{name}`, but it cannot be read: {}",
+                    e.message
+                ))
+            })?;
+            outputs.push((name.clone(), table));
+        }
+        Ok(outputs)
+    }
+}
+
+impl Paths {
+    /// Writes the input tables into `scratch/in` and chooses the output paths in `scratch/out`.
+    fn prepare(
+        params: &Params,
+        inputs: &Inputs,
+        ctx: &StageContext,
+        scratch: &Path,
+    ) -> Result<Self, StageError> {
+        let (in_dir, out_dir) = (scratch.join("in"), scratch.join("out"));
+        for dir in [&in_dir, &out_dir] {
+            std::fs::create_dir(dir)
+                .map_err(|e| StageError::internal(format!("creating {}: {e}", dir.display())))?;
+        }
+        let mut paths = Paths {
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            scripts: Vec::new(),
+        };
+        for port in &params.ports {
+            let path = in_dir.join(format!("{port}.parquet"));
+            crate::io::parquet::write(&path, inputs.table(port)?).map_err(|e| {
+                StageError::internal(format!("writing input `{port}` to {}: {e}", path.display()))
+            })?;
+            paths.inputs.insert(port.clone(), path);
+        }
+        for name in &params.outputs {
+            paths.outputs.insert(
+                name.clone(),
+                out_dir.join(format!("{name}.{}", params.format.extension())),
+            );
+        }
+        for i in 0..params.scripts.len() {
+            paths
+                .scripts
+                .push(ctx.source(&format!("script.{i}"))?.to_path_buf());
+        }
+        Ok(paths)
+    }
+}
+
+/// Starts the program in the study directory and waits for it.
+fn execute(
+    argv: &[String],
+    params: &Params,
+    paths: &Paths,
+    ctx: &StageContext,
+) -> Result<Finished, StageError> {
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(ctx.study_dir())
+        .envs(&params.env)
+        .envs(paths.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            let err = StageError::data(format!("cannot start `{}`: {e}", argv[0]));
+            if e.kind() == std::io::ErrorKind::NotFound {
+                err.with_hint("check the program name in `run:`; is it installed and on PATH?")
+            } else {
+                err
+            }
+        })?;
+    wait(child, ctx)
+}
+
+/// "exited with code 3" or "was killed by signal 9".
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let signal = String::new();
+    format!("was killed by signal{signal}")
+}
+
+/// Reads one output file the program wrote.
+fn read_output(format: Format, path: &Path, name: &str) -> Result<RecordBatch, StageError> {
+    match format {
+        Format::Parquet => {
+            crate::io::parquet::read(path).map_err(|e| StageError::failed(e.to_string()))
+        }
+        Format::Csv => {
+            let shown = PathBuf::from(format!("{name}.csv"));
+            let columns =
+                crate::io::csv_table::read_maybe_empty(path, &shown)?.build(&BTreeMap::new())?;
+            columns
+                .into_iter()
+                .fold(TableBuilder::new(), |b, (n, a)| b.array(&n, a))
+                .build()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::table::{column_names, f64s, ids};
+
+    struct Study {
+        dir: tempfile::TempDir,
+    }
+
+    impl Study {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn run(
+            &self,
+            params: serde_json::Value,
+            inputs: &[(&str, RecordBatch)],
+        ) -> Result<Outputs, StageError> {
+            let params: Params =
+                serde_json::from_value(params).map_err(|e| StageError::data(e.to_string()))?;
+            Command::validate(&params)?;
+            let sources = Command::sources(&params)
+                .into_iter()
+                .map(|s| (s.name, self.dir.path().join(s.path)))
+                .collect();
+            let ctx = StageContext::new("custom", self.dir.path(), sources);
+            let inputs = Inputs::new(
+                inputs
+                    .iter()
+                    .map(|(p, t)| ((*p).to_owned(), t.clone()))
+                    .collect(),
+            );
+            Command::run(&params, &inputs, &ctx)
+        }
+    }
+
+    fn units() -> RecordBatch {
+        TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .f64("x", vec![1.5, 2.0])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn shell_copy_of_input_is_the_output() {
+        let out = Study::new()
+            .run(json!({"run": "cp \"$PIPELINE_INPUT_UNITS\" \"$PIPELINE_OUTPUT_TABLE\"", "ports": ["units"]}), &[("units", units())])
+            .unwrap();
+        assert_eq!(out, vec![("table".to_owned(), units())]);
+    }
+
+    #[test]
+    fn argv_placeholders_and_two_outputs() {
+        let out = Study::new()
+            .run(
+                json!({"run": ["sh", "-c", "cp \"$1\" \"$2\" && cp \"$1\" \"$3\"", "sh", "{input.units}", "{output.first}", "{output.second}"],
+                       "ports": ["units"], "outputs": ["first", "second"]}),
+                &[("units", units())],
+            )
+            .unwrap();
+        assert_eq!(
+            out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["first", "second"]
+        );
+        assert!(out.iter().all(|(_, t)| *t == units()));
+    }
+
+    #[test]
+    fn csv_output_keeps_rows_as_written_and_runs_in_the_study_dir() {
+        let study = Study::new();
+        std::fs::write(study.dir.path().join("data.csv"), "unit_id,x\nb,2\na,1.5\n").unwrap();
+        let out = study
+            .run(
+                json!({"run": "cp data.csv {output.table}", "format": "csv"}),
+                &[],
+            )
+            .unwrap();
+        let t = &out[0].1;
+        assert_eq!(column_names(t), ["unit_id", "x"]);
+        assert_eq!(ids(t, "t", "unit_id").unwrap(), ["b", "a"]);
+        assert_eq!(f64s(t, "t", "x").unwrap(), [2.0, 1.5]);
+    }
+
+    #[test]
+    fn scripts_and_env_reach_the_program() {
+        let study = Study::new();
+        std::fs::write(
+            study.dir.path().join("make.sh"),
+            "printf 'unit_id,label\\nu1,%s\\n' \"$LABEL\" > \"$PIPELINE_OUTPUT_TABLE\"\n",
+        )
+        .unwrap();
+        let out = study.run(json!({"run": ["sh", "{script.0}"], "scripts": ["make.sh"], "format": "csv", "env": {"LABEL": "hello"}}), &[]).unwrap();
+        assert_eq!(
+            crate::table::strings(&out[0].1, "t", "label").unwrap(),
+            ["hello"]
+        );
+    }
+
+    #[test]
+    fn failure_reports_exit_code_and_stderr_tail() {
+        let script = "for i in $(seq 1 30); do echo line$i >&2; done; exit 3";
+        let err = Study::new().run(json!({"run": script}), &[]).unwrap_err();
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
+        assert!(
+            err.message.ends_with("exited with code 3"),
+            "{}",
+            err.message
+        );
+        // The last 20 of 30 lines: line11 ..= line30.
+        assert_eq!(err.causes.len(), 20);
+        assert_eq!(
+            (err.causes[0].as_str(), err.causes[19].as_str()),
+            ("line11", "line30")
+        );
+    }
+
+    #[test]
+    fn missing_output_is_a_failure_naming_it() {
+        let err = Study::new()
+            .run(json!({"run": ["true"], "outputs": ["result"]}), &[])
+            .unwrap_err();
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
+        assert_eq!(
+            err.message,
+            "`true` exited 0 but did not write output `result`"
+        );
+        assert!(err.hint.unwrap().contains("$PIPELINE_OUTPUT_RESULT"));
+    }
+
+    #[test]
+    fn unreadable_output_is_a_failure_and_header_only_csv_is_empty() {
+        let err = Study::new()
+            .run(json!({"run": "echo not parquet > {output.table}"}), &[])
+            .unwrap_err();
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
+        assert!(
+            err.message
+                .contains("wrote output `table`, but it cannot be read"),
+            "{}",
+            err.message
+        );
+        let out = Study::new()
+            .run(
+                json!({"run": "echo unit_id,x > {output.table}", "format": "csv"}),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            (column_names(&out[0].1), out[0].1.num_rows()),
+            (vec!["unit_id".to_owned(), "x".to_owned()], 0)
+        );
+    }
+
+    #[test]
+    fn cancelled_run_stops_the_program() {
+        let params: Params = serde_json::from_value(json!({"run": ["sleep", "30"]})).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = StageContext::new("slow", dir.path(), BTreeMap::new());
+        ctx.cancel();
+        let err = Command::run(&params, &Inputs::default(), &ctx).unwrap_err();
+        assert_eq!(err.message, "`sleep 30` was stopped: the run was cancelled");
+    }
+
+    #[test]
+    fn unknown_program_and_placeholder_are_data_errors() {
+        let err = Study::new()
+            .run(json!({"run": ["no-such-program-here"]}), &[])
+            .unwrap_err();
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Data);
+        assert!(err.hint.unwrap().contains("PATH"));
+        let err = Study::new()
+            .run(json!({"run": "cat {input.unit}", "ports": ["units"]}), &[])
+            .unwrap_err();
+        assert_eq!(err.message, "`run`: unknown placeholder `{input.unit}`");
+        assert!(err.hint.unwrap().contains("{input.units}"));
+        let err = Study::new()
+            .run(json!({"run": ["x"], "ports": ["a-b"]}), &[])
+            .unwrap_err();
+        assert!(
+            err.message.contains("not a plain identifier"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn placeholders_quote_for_the_shell_and_escape_braces() {
+        let paths = Paths {
+            inputs: BTreeMap::from([("a".to_owned(), PathBuf::from("/tmp/it's here.parquet"))]),
+            outputs: BTreeMap::new(),
+            scripts: Vec::new(),
+        };
+        let argv = paths
+            .argv(&Run::Shell("awk '{{print}}' {input.a}".to_owned()))
+            .unwrap();
+        assert_eq!(argv[2], r"awk '{print}' '/tmp/it'\''s here.parquet'");
+        let argv = paths
+            .argv(&Run::Argv(vec!["cat".to_owned(), "{input.a}".to_owned()]))
+            .unwrap();
+        assert_eq!(argv[1], "/tmp/it's here.parquet");
+    }
+
+    #[test]
+    fn ports_come_from_params() {
+        let params: Params =
+            serde_json::from_value(json!({"run": "true", "ports": ["units", "edges"]})).unwrap();
+        let ports = Command::ports(&params);
+        assert_eq!(
+            ports.iter().map(|p| p.name).collect::<Vec<_>>(),
+            ["units", "edges"]
+        );
+        assert!(ports.iter().all(|p| p.required));
+        assert!(
+            std::ptr::eq(intern("units"), ports[0].name),
+            "names are interned once"
+        );
+        assert_eq!(Command::outputs(&params)[0].name, "table");
+    }
+}
