@@ -161,13 +161,19 @@ pub fn build(
             .with_hint(hint));
         };
         let prepared = entry.prepare(stage.params.clone()).map_err(|e| {
-            let span = backticked(&e.message)
+            let unknown = field_named(&e.message, "unknown field `");
+            let span = unknown
+                .or_else(|| field_named(&e.message, "field `"))
                 .and_then(|field| src.find_key(stage.line, field))
                 .or_else(|| src.find_key(stage.line, &stage.name));
             let mut d =
                 Diagnostic::user(format!("stage `{}`: {}", stage.name, e.message)).at(src, span);
             d.causes = e.causes.clone();
             d.hint = e.hint.clone();
+            let params = entry.params_doc().iter().map(|p| p.name);
+            if let Some(suggestion) = unknown.and_then(|u| did_you_mean(u, params)) {
+                d.hint = Some(format!("did you mean `{suggestion}`?"));
+            }
             d
         })?;
         let outputs = prepared.outputs();
@@ -426,9 +432,9 @@ pub fn build(
     })
 }
 
-/// The first `backticked` word of a message (serde names fields that way).
-fn backticked(message: &str) -> Option<&str> {
-    let start = message.find('`')? + 1;
+/// The name after `prefix` up to the closing backtick (serde names fields that way).
+fn field_named<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let start = message.find(prefix)? + prefix.len();
     let len = message[start..].find('`')?;
     Some(&message[start..start + len])
 }

@@ -67,13 +67,14 @@ impl Reporter for PlainReporter {
     }
 }
 
-/// Only warnings and failures.
+/// Only warnings.
 #[derive(Debug, Default)]
 pub struct QuietReporter;
 
 impl Reporter for QuietReporter {
     fn event(&self, event: &Event) {
-        if matches!(event, Event::Warning { .. } | Event::StageFailed { .. }) {
+        // Failures are rendered in full at the end of the run, so only warnings show here.
+        if matches!(event, Event::Warning { .. }) {
             PlainReporter.event(event);
         }
     }

@@ -118,7 +118,7 @@ fn duplicate_ids() {
 #[test]
 fn path_outside_the_study() {
     insta::assert_snapshot!(check_fails(
-        "study: bad\nstages:\n  units:\n    kind: ingest\n    path: ../../etc/hostname\n",
+        "study: bad\nstages:\n  units:\n    kind: ingest\n    path: ../elsewhere/units.csv\n",
         &[]
     ));
 }
