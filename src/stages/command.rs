@@ -8,7 +8,12 @@
 //! - declared `scripts` are digested into the cache key (through the engine's sources) and
 //!   given as `$PIPELINE_SCRIPT_<i>` / `{script.<i>}`;
 //! - the program runs in the study file's directory, inherits the environment plus `env`,
-//!   and must exit 0.
+//!   and must exit 0; its stdin is empty, and the last 20 lines it printed (stderr, else
+//!   stdout) become the causes of the error when it fails.
+//!
+//! `run` is either an argument vector (no shell) or one string for `sh -c`. In the string
+//! form a placeholder becomes the bare path when the shell would read it literally, and a
+//! single-quoted path otherwise; `"$PIPELINE_INPUT_<PORT>"` is the robust spelling.
 //!
 //! Rows are kept in the order the program writes them, so the program must write them in a
 //! defined order (sorted by unit id, say) for the cache to stay byte-identical. The inherited
@@ -39,7 +44,8 @@ pub struct Command;
 pub enum Run {
     /// `[program, arg, ...]`, run directly; placeholders are replaced in each argument.
     Argv(Vec<String>),
-    /// A shell command line for `sh -c`; placeholders become single-quoted paths.
+    /// A shell command line for `sh -c`; placeholders become paths, single-quoted when they
+    /// hold characters the shell would interpret.
     Shell(String),
 }
 
@@ -132,9 +138,18 @@ fn env_suffix(name: &str) -> String {
     name.to_ascii_uppercase()
 }
 
-/// Quotes a path for `sh`: `'...'` with embedded quotes closed, escaped and reopened.
+/// A path as one `sh` word: as it is when the shell would read it literally (so it also works
+/// inside the user's own double quotes), else `'...'` with embedded quotes closed, escaped and
+/// reopened.
 fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    let literal = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if literal {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Replaces `{input.x}`, `{output.x}` and `{script.i}` in `template` through `lookup`;
@@ -805,6 +820,19 @@ mod tests {
             .argv(&Run::Argv(vec!["cat".to_owned(), "{input.a}".to_owned()]))
             .unwrap();
         assert_eq!(argv[1], "/tmp/it's here.parquet");
+        // A path the shell reads literally is left bare, so `"{input.b}"` also works.
+        let paths = Paths {
+            inputs: BTreeMap::from([(
+                "b".to_owned(),
+                PathBuf::from("/tmp/pipeline-command-x1/in/b.parquet"),
+            )]),
+            outputs: BTreeMap::new(),
+            scripts: Vec::new(),
+        };
+        let argv = paths
+            .argv(&Run::Shell("cat \"{input.b}\"".to_owned()))
+            .unwrap();
+        assert_eq!(argv[2], "cat \"/tmp/pipeline-command-x1/in/b.parquet\"");
     }
 
     #[test]

@@ -603,6 +603,36 @@ mod tests {
     }
 
     #[test]
+    fn shapefile_sidecars_are_noticed() {
+        // A projected .prj and a .cpg naming an unknown encoding are both reported.
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["shp", "shx", "dbf"] {
+            std::fs::copy(
+                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
+                dir.path().join(format!("u.{ext}")),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("u.cpg"), "EBCDIC-FANTASY").unwrap();
+        std::fs::write(
+            dir.path().join("u.prj"),
+            "PROJCS[\"CGCS2000_3_Degree_GK_CM_114E\"]",
+        )
+        .unwrap();
+        let (t, warnings) =
+            ingest_in(dir.path(), json!({"path": "u.shp", "encoding": "GBK"})).unwrap();
+        assert_eq!(t.num_rows(), 3);
+        assert_eq!(
+            warnings.len(),
+            1,
+            "the encoding parameter wins over the .cpg: {warnings:?}"
+        );
+        assert!(warnings[0].contains("projected CRS"), "{warnings:?}");
+        let err = ingest_in(dir.path(), json!({"path": "u.shp"})).unwrap_err();
+        assert!(err.hint.unwrap().contains("encoding: GBK"));
+    }
+
+    #[test]
     fn shapefile_language_driver_id_names_gbk() {
         // No .cpg, but byte 29 of the DBF header set to 0x4D (ESRI: code page 936, GBK).
         let dir = tempfile::tempdir().unwrap();
@@ -747,6 +777,14 @@ mod tests {
         assert_eq!(err.message, "empty.geojson is empty");
         let err = csv_in("", json!({})).unwrap_err();
         assert_eq!(err.message, "t.csv is empty");
+        std::fs::write(dir.path().join("bad.xlsx"), "not a zip").unwrap();
+        let err = ingest_in(dir.path(), json!({"path": "bad.xlsx"})).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("cannot open bad.xlsx as an XLSX workbook"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
