@@ -16,8 +16,14 @@ pub const PRESET_FILES: &[(&str, &str)] = &[
     ("set1.csv", include_str!("../presets/set1.csv")),
     ("set2.csv", include_str!("../presets/set2.csv")),
     ("mixed.csv", include_str!("../presets/mixed.csv")),
-    ("energy_liu2017.csv", include_str!("../presets/energy_liu2017.csv")),
-    ("energy_xia2017.csv", include_str!("../presets/energy_xia2017.csv")),
+    (
+        "energy_liu2017.csv",
+        include_str!("../presets/energy_liu2017.csv"),
+    ),
+    (
+        "energy_xia2017.csv",
+        include_str!("../presets/energy_xia2017.csv"),
+    ),
     ("crops_tian.csv", include_str!("../presets/crops_tian.csv")),
 ];
 
@@ -30,7 +36,10 @@ pub const CROP_PRESETS: &[&str] = &["tian"];
 
 /// The text of an embedded preset file.
 pub fn preset_text(file: &str) -> Option<&'static str> {
-    PRESET_FILES.iter().find(|(name, _)| *name == file).map(|(_, text)| *text)
+    PRESET_FILES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
 }
 
 /// One land-use coefficient: the class it applies to and its signed value.
@@ -80,25 +89,48 @@ pub struct CropParameters {
 /// Parses a CSV text with a header into rows of `column → value`. Lines starting with `#` are
 /// comments.
 fn parse_rows(text: &str, required: &[&str]) -> Result<Vec<BTreeMap<String, String>>, String> {
-    let mut reader = csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers: Vec<String> = reader.headers().map_err(|e| format!("reading the header: {e}"))?.iter().map(str::to_owned).collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("reading the header: {e}"))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
     for column in required {
         if !headers.iter().any(|h| h == column) {
-            return Err(format!("missing column `{column}` (the header is: {})", headers.join(",")));
+            return Err(format!(
+                "missing column `{column}` (the header is: {})",
+                headers.join(",")
+            ));
         }
     }
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("row {}: {e}", i + 1))?;
-        rows.push(headers.iter().cloned().zip(record.iter().map(str::to_owned)).collect());
+        rows.push(
+            headers
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_owned))
+                .collect(),
+        );
     }
     Ok(rows)
 }
 
 fn number(row: &BTreeMap<String, String>, column: &str, line: usize) -> Result<f64, String> {
     let text = row.get(column).map(String::as_str).unwrap_or_default();
-    let v: f64 = text.parse().map_err(|_| format!("row {line}: `{column}` holds `{text}`, not a number"))?;
-    if v.is_finite() { Ok(v) } else { Err(format!("row {line}: `{column}` is not finite")) }
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("row {line}: `{column}` holds `{text}`, not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("row {line}: `{column}` is not finite"))
+    }
 }
 
 fn text(row: &BTreeMap<String, String>, column: &str) -> String {
@@ -131,8 +163,14 @@ pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, S
             return Err(format!("row {line}: `class` is empty"));
         }
         let unit = text(row, "unit").replace(' ', "").to_ascii_lowercase();
-        if !matches!(unit.as_str(), "tc/ha/a" | "tc/hm2/a" | "tc/ha/yr" | "tc/hm2/yr") {
-            return Err(format!("row {line} (`{class}`): unit `{}` is not t C/ha/a", text(row, "unit")));
+        if !matches!(
+            unit.as_str(),
+            "tc/ha/a" | "tc/hm2/a" | "tc/ha/yr" | "tc/hm2/yr"
+        ) {
+            return Err(format!(
+                "row {line} (`{class}`): unit `{}` is not t C/ha/a",
+                text(row, "unit")
+            ));
         }
         if out.iter().any(|c| c.class == class) {
             return Err(format!("row {line}: class `{class}` appears twice"));
@@ -179,7 +217,10 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
             fuel,
         };
         if r.theta < 0.0 || r.f_t_c_per_tce < 0.0 {
-            return Err(format!("row {line} (`{}`): factors must not be negative", r.fuel));
+            return Err(format!(
+                "row {line} (`{}`): factors must not be negative",
+                r.fuel
+            ));
         }
         out.push(r);
     }
@@ -202,7 +243,10 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
 /// assert_eq!(crops["wheat"].harvest_index, 0.40);
 /// ```
 pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropParameters>, String> {
-    let rows = parse_rows(text_csv, &["crop", "carbon_fraction", "moisture", "harvest_index"])?;
+    let rows = parse_rows(
+        text_csv,
+        &["crop", "carbon_fraction", "moisture", "harvest_index"],
+    )?;
     let mut out = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let line = i + 1;
@@ -222,7 +266,10 @@ pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropPara
 
 /// Checks that crop parameters are fractions in range.
 pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
-    if !(0.0..=1.0).contains(&p.carbon_fraction) || !(0.0..1.0).contains(&p.moisture) || !(p.harvest_index > 0.0 && p.harvest_index <= 1.0) {
+    if !(0.0..=1.0).contains(&p.carbon_fraction)
+        || !(0.0..1.0).contains(&p.moisture)
+        || !(p.harvest_index > 0.0 && p.harvest_index <= 1.0)
+    {
         return Err(format!(
             "crop `{crop}`: carbon_fraction {}, moisture {} and harvest_index {} must be fractions (moisture < 1, harvest_index > 0); write 12 % as 0.12",
             p.carbon_fraction, p.moisture, p.harvest_index
@@ -234,14 +281,32 @@ pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
 /// Physical units an energy table may use, by dimension, with their size in the dimension's
 /// base unit (t, m3, kWh).
 const MASS_UNITS: &[(&str, f64)] = &[("kg", 1e-3), ("t", 1.0), ("10^3 t", 1e3), ("10^4 t", 1e4)];
-const VOLUME_UNITS: &[(&str, f64)] = &[("m3", 1.0), ("10^3 m3", 1e3), ("10^4 m3", 1e4), ("10^8 m3", 1e8)];
-const ENERGY_UNITS: &[(&str, f64)] = &[("kWh", 1.0), ("MWh", 1e3), ("10^4 kWh", 1e4), ("GWh", 1e6), ("10^8 kWh", 1e8)];
+const VOLUME_UNITS: &[(&str, f64)] = &[
+    ("m3", 1.0),
+    ("10^3 m3", 1e3),
+    ("10^4 m3", 1e4),
+    ("10^8 m3", 1e8),
+];
+const ENERGY_UNITS: &[(&str, f64)] = &[
+    ("kWh", 1.0),
+    ("MWh", 1e3),
+    ("10^4 kWh", 1e4),
+    ("GWh", 1e6),
+    ("10^8 kWh", 1e8),
+];
 
 /// The dimension and base-unit size of a physical unit such as `10^4 m3`.
 fn physical_unit(unit: &str) -> Option<(&'static str, f64)> {
     let norm = unit.trim();
-    for (dim, table) in [("mass", MASS_UNITS), ("volume", VOLUME_UNITS), ("energy", ENERGY_UNITS)] {
-        if let Some((_, size)) = table.iter().find(|(name, _)| name.eq_ignore_ascii_case(norm)) {
+    for (dim, table) in [
+        ("mass", MASS_UNITS),
+        ("volume", VOLUME_UNITS),
+        ("energy", ENERGY_UNITS),
+    ] {
+        if let Some((_, size)) = table
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(norm))
+        {
             return Some((dim, *size));
         }
     }
@@ -250,7 +315,12 @@ fn physical_unit(unit: &str) -> Option<(&'static str, f64)> {
 
 /// All physical units accepted for energy-table columns.
 pub fn known_physical_units() -> Vec<&'static str> {
-    MASS_UNITS.iter().chain(VOLUME_UNITS).chain(ENERGY_UNITS).map(|(n, _)| *n).collect()
+    MASS_UNITS
+        .iter()
+        .chain(VOLUME_UNITS)
+        .chain(ENERGY_UNITS)
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 /// Converts a standard-coal coefficient printed per `theta_unit` (e.g. `tce/10^3 m3`) to tce
@@ -269,12 +339,22 @@ pub fn known_physical_units() -> Vec<&'static str> {
 /// assert!((theta_per_input_unit(1.33, "tce/10^3 m3", "10^4 m3").unwrap() - 13.3).abs() < 1e-12);
 /// ```
 pub fn theta_per_input_unit(theta: f64, theta_unit: &str, input_unit: &str) -> Result<f64, String> {
-    let per = theta_unit.trim().strip_prefix("tce/").ok_or_else(|| format!("theta unit `{theta_unit}` does not start with `tce/`"))?;
-    let (dim_theta, size_theta) = physical_unit(per).ok_or_else(|| format!("unknown unit `{per}` in `{theta_unit}`"))?;
-    let (dim_input, size_input) =
-        physical_unit(input_unit).ok_or_else(|| format!("unknown unit `{input_unit}` (known: {})", known_physical_units().join(", ")))?;
+    let per = theta_unit
+        .trim()
+        .strip_prefix("tce/")
+        .ok_or_else(|| format!("theta unit `{theta_unit}` does not start with `tce/`"))?;
+    let (dim_theta, size_theta) =
+        physical_unit(per).ok_or_else(|| format!("unknown unit `{per}` in `{theta_unit}`"))?;
+    let (dim_input, size_input) = physical_unit(input_unit).ok_or_else(|| {
+        format!(
+            "unknown unit `{input_unit}` (known: {})",
+            known_physical_units().join(", ")
+        )
+    })?;
     if dim_theta != dim_input {
-        return Err(format!("unit `{input_unit}` is a {dim_input} but the factor is per {per} (a {dim_theta})"));
+        return Err(format!(
+            "unit `{input_unit}` is a {dim_input} but the factor is per {per} (a {dim_theta})"
+        ));
     }
     Ok(theta * size_input / size_theta)
 }
@@ -286,13 +366,25 @@ mod tests {
     #[test]
     fn embedded_presets_parse() {
         for name in LAND_PRESETS {
-            let set = parse_land_coefficients(preset_text(&format!("{name}.csv")).unwrap()).unwrap();
+            let set =
+                parse_land_coefficients(preset_text(&format!("{name}.csv")).unwrap()).unwrap();
             assert!(set.iter().any(|c| c.class == "forest"), "{name}");
         }
         for name in ENERGY_PRESETS {
-            assert_eq!(parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap()).unwrap().len(), 9, "{name}");
+            assert_eq!(
+                parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap())
+                    .unwrap()
+                    .len(),
+                9,
+                "{name}"
+            );
         }
-        assert_eq!(parse_crop_parameters(preset_text("crops_tian.csv").unwrap()).unwrap().len(), 14);
+        assert_eq!(
+            parse_crop_parameters(preset_text("crops_tian.csv").unwrap())
+                .unwrap()
+                .len(),
+            14
+        );
     }
 
     #[test]
@@ -310,7 +402,9 @@ mod tests {
     #[test]
     fn unit_conversion() {
         // electricity 0.1229 tce/MWh; 10^4 kWh = 10 MWh -> 1.229 tce per 10^4 kWh.
-        assert!((theta_per_input_unit(0.1229, "tce/MWh", "10^4 kWh").unwrap() - 1.229).abs() < 1e-12);
+        assert!(
+            (theta_per_input_unit(0.1229, "tce/MWh", "10^4 kWh").unwrap() - 1.229).abs() < 1e-12
+        );
         // coal 0.7143 tce/t, table in 10^4 t -> 7143 tce per 10^4 t.
         assert!((theta_per_input_unit(0.7143, "tce/t", "10^4 t").unwrap() - 7143.0).abs() < 1e-9);
         let err = theta_per_input_unit(0.7143, "tce/t", "10^4 m3").unwrap_err();
@@ -320,9 +414,27 @@ mod tests {
 
     #[test]
     fn rejects_bad_tables() {
-        assert!(parse_land_coefficients("class,value,unit\nforest,-0.5,t CO2/ha/a\n").unwrap_err().contains("unit"));
-        assert!(parse_land_coefficients("class,value,unit\nforest,x,t C/ha/a\n").unwrap_err().contains("not a number"));
-        assert!(parse_land_coefficients("class,value\nforest,1\n").unwrap_err().contains("missing column `unit`"));
-        assert!(parse_crop_parameters("crop,carbon_fraction,moisture,harvest_index\nwheat,0.485,12,0.4\n").unwrap_err().contains("fractions"));
+        assert!(
+            parse_land_coefficients("class,value,unit\nforest,-0.5,t CO2/ha/a\n")
+                .unwrap_err()
+                .contains("unit")
+        );
+        assert!(
+            parse_land_coefficients("class,value,unit\nforest,x,t C/ha/a\n")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            parse_land_coefficients("class,value\nforest,1\n")
+                .unwrap_err()
+                .contains("missing column `unit`")
+        );
+        assert!(
+            parse_crop_parameters(
+                "crop,carbon_fraction,moisture,harvest_index\nwheat,0.485,12,0.4\n"
+            )
+            .unwrap_err()
+            .contains("fractions")
+        );
     }
 }

@@ -56,7 +56,12 @@ impl Convention {
 
     /// Whether `Σ Q_i = 0` by construction.
     pub fn zero_sum(self) -> bool {
-        matches!(self, Convention::NetByGdpShare | Convention::EmissionBySinkShare | Convention::IntensityEmission)
+        matches!(
+            self,
+            Convention::NetByGdpShare
+                | Convention::EmissionBySinkShare
+                | Convention::IntensityEmission
+        )
     }
 
     /// Whether the convention needs populations.
@@ -253,7 +258,20 @@ pub fn rescale_balanced(values: &[Option<f64>], rescale: Rescale) -> Option<Vec<
             (m / paid, m / received)
         }
     };
-    Some(values.iter().map(|v| v.map(|x| if x > 0.0 { x * pay_scale } else { x * receive_scale })).collect())
+    Some(
+        values
+            .iter()
+            .map(|v| {
+                v.map(|x| {
+                    if x > 0.0 {
+                        x * pay_scale
+                    } else {
+                        x * receive_scale
+                    }
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Role of a unit from its quantity: `payer` if `Q > band`, `receiver` if `Q < −band`,
@@ -287,30 +305,53 @@ mod tests {
     use super::*;
 
     fn b(ce: f64, cs: f64, g: f64, p: f64) -> Budget {
-        Budget { ce_t_c: ce, cs_t_c: cs, gdp_10k_yuan: g, population: Some(p) }
+        Budget {
+            ce_t_c: ce,
+            cs_t_c: cs,
+            gdp_10k_yuan: g,
+            population: Some(p),
+        }
     }
 
     fn units() -> Vec<Budget> {
         // CE 100, 200, 700 (1000); CS 50, 150, 50 (250); G 400, 400, 200 (1000); P 10, 30, 60 (100)
-        vec![b(100.0, 50.0, 400.0, 10.0), b(200.0, 150.0, 400.0, 30.0), b(700.0, 50.0, 200.0, 60.0)]
+        vec![
+            b(100.0, 50.0, 400.0, 10.0),
+            b(200.0, 150.0, 400.0, 30.0),
+            b(700.0, 50.0, 200.0, 60.0),
+        ]
     }
 
     #[test]
     fn quantities_hand_computed() {
         let u = units();
-        let q = |c| quantities_t_c(c, &u).into_iter().map(Option::unwrap).collect::<Vec<_>>();
+        let q = |c| {
+            quantities_t_c(c, &u)
+                .into_iter()
+                .map(Option::unwrap)
+                .collect::<Vec<_>>()
+        };
         // own sink: NCE = 50, 50, 650
         assert_eq!(q(Convention::OwnSink), vec![50.0, 50.0, 650.0]);
         // sink by GDP: 100 − 250·0.4 = 0, 200 − 100 = 100, 700 − 50 = 650
         assert_eq!(q(Convention::SinkByGdpShare), vec![0.0, 100.0, 650.0]);
         // sink by population: 100 − 25 = 75, 200 − 75 = 125, 700 − 150 = 550
-        assert_eq!(q(Convention::SinkByPopulationShare), vec![75.0, 125.0, 550.0]);
+        assert_eq!(
+            q(Convention::SinkByPopulationShare),
+            vec![75.0, 125.0, 550.0]
+        );
         // net by GDP (NCE = 750): 50 − 300 = −250, 50 − 300 = −250, 650 − 150 = 500
         assert_eq!(q(Convention::NetByGdpShare), vec![-250.0, -250.0, 500.0]);
         // emission by sink share (CE/CA = 4): 100 − 200 = −100, 200 − 600 = −400, 700 − 200 = 500
-        assert_eq!(q(Convention::EmissionBySinkShare), vec![-100.0, -400.0, 500.0]);
+        assert_eq!(
+            q(Convention::EmissionBySinkShare),
+            vec![-100.0, -400.0, 500.0]
+        );
         // intensity emission (CE/G = 1): 100 − 400 = −300, 200 − 400 = −200, 700 − 200 = 500
-        assert_eq!(q(Convention::IntensityEmission), vec![-300.0, -200.0, 500.0]);
+        assert_eq!(
+            q(Convention::IntensityEmission),
+            vec![-300.0, -200.0, 500.0]
+        );
         // intensity net (NCE/G = 0.75): 100 − 300 = −200, 200 − 300 = −100, 700 − 150 = 550
         assert_eq!(q(Convention::IntensityNet), vec![-200.0, -100.0, 550.0]);
     }
@@ -327,7 +368,10 @@ mod tests {
         for n in 2..40 {
             let u: Vec<Budget> = (0..n).map(|_| b(next(), next(), next(), next())).collect();
             for c in Convention::ALL.into_iter().filter(|c| c.zero_sum()) {
-                let q: Vec<f64> = quantities_t_c(c, &u).into_iter().map(Option::unwrap).collect();
+                let q: Vec<f64> = quantities_t_c(c, &u)
+                    .into_iter()
+                    .map(Option::unwrap)
+                    .collect();
                 let sum: f64 = q.iter().sum();
                 let scale: f64 = q.iter().map(|v| v.abs()).sum();
                 assert!(sum.abs() <= 1e-9 * scale, "{c:?}: {sum} of {scale}");
@@ -345,7 +389,9 @@ mod tests {
         assert!((t + 0.435_897_4).abs() < 1e-6);
         assert!((pearl_willingness(t) - 0.392_719_0).abs() < 1e-7);
         // t = En rule (Zhao Qing 2017): L = 1/(1 + e^-0.39) = 1/(1 + 0.677057) = 0.596283
-        assert!((pearl_willingness(development_stage(en, StageRule::Engel)) - 0.596_283).abs() < 1e-6);
+        assert!(
+            (pearl_willingness(development_stage(en, StageRule::Engel)) - 0.596_283).abs() < 1e-6
+        );
     }
 
     #[test]
@@ -358,7 +404,10 @@ mod tests {
             assert_eq!(out[2], None);
         }
         // mean: totals 60 and 40 -> both 50: 60 -> 50; −10 -> −12.5; −30 -> −37.5
-        assert_eq!(rescale_balanced(&v, Rescale::Mean).unwrap(), vec![Some(50.0), Some(-12.5), None, Some(-37.5)]);
+        assert_eq!(
+            rescale_balanced(&v, Rescale::Mean).unwrap(),
+            vec![Some(50.0), Some(-12.5), None, Some(-37.5)]
+        );
         assert!(rescale_balanced(&[Some(5.0), Some(0.0)], Rescale::Payments).is_none());
     }
 }

@@ -44,7 +44,11 @@ pub fn area_emission_t_c(area_ha: f64, coefficient_t_c_per_ha: f64) -> f64 {
 /// ```
 pub fn energy_emission_t_c(consumption: &[f64], factors: &[FuelFactor]) -> f64 {
     assert_eq!(consumption.len(), factors.len(), "one factor per fuel");
-    consumption.iter().zip(factors).map(|(e, f)| fuel_emission_t_c(*e, *f)).sum()
+    consumption
+        .iter()
+        .zip(factors)
+        .map(|(e, f)| fuel_emission_t_c(*e, *f))
+        .sum()
 }
 
 /// Emission of one fuel, `e · θ · f`.
@@ -84,7 +88,11 @@ pub fn fuel_emission_t_c(consumption: f64, factor: FuelFactor) -> f64 {
 /// // GDP 2,000,000 × 10^4 yuan, 0.8 tce/10^4 yuan, 0.67 t C/tce -> 1,072,000 t C
 /// assert!((intensity_emission_t_c(2.0e6, 0.8, 0.67) - 1.072e6).abs() < 1e-6);
 /// ```
-pub fn intensity_emission_t_c(gdp_10k_yuan: f64, intensity_tce_per_10k_yuan: f64, f_sc_t_c_per_tce: f64) -> f64 {
+pub fn intensity_emission_t_c(
+    gdp_10k_yuan: f64,
+    intensity_tce_per_10k_yuan: f64,
+    f_sc_t_c_per_tce: f64,
+) -> f64 {
     gdp_10k_yuan * intensity_tce_per_10k_yuan * f_sc_t_c_per_tce
 }
 
@@ -106,7 +114,11 @@ pub fn intensity_emission_t_c(gdp_10k_yuan: f64, intensity_tce_per_10k_yuan: f64
 /// ```
 pub fn shares(weights: &[f64]) -> Option<Vec<f64>> {
     let total: f64 = weights.iter().sum();
-    if total > 0.0 && total.is_finite() { Some(weights.iter().map(|w| w / total).collect()) } else { None }
+    if total > 0.0 && total.is_finite() {
+        Some(weights.iter().map(|w| w / total).collect())
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -121,9 +133,18 @@ mod tests {
         //   gas 500 × 10^4 m3:    500 × 13.3   × 0.4483 = 2981.195
         //   total                                         = 10106.08652 t C
         let factors = [
-            FuelFactor { theta_tce_per_unit: 0.7143, f_t_c_per_tce: 0.7559 },
-            FuelFactor { theta_tce_per_unit: 1.4571, f_t_c_per_tce: 0.5921 },
-            FuelFactor { theta_tce_per_unit: 13.3, f_t_c_per_tce: 0.4483 },
+            FuelFactor {
+                theta_tce_per_unit: 0.7143,
+                f_t_c_per_tce: 0.7559,
+            },
+            FuelFactor {
+                theta_tce_per_unit: 1.4571,
+                f_t_c_per_tce: 0.5921,
+            },
+            FuelFactor {
+                theta_tce_per_unit: 13.3,
+                f_t_c_per_tce: 0.4483,
+            },
         ];
         let e = energy_emission_t_c(&[10_000.0, 2_000.0, 500.0], &factors);
         assert!((e - 10_106.086_52).abs() < 1e-6, "{e}");

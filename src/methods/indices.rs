@@ -49,7 +49,11 @@ pub struct RegionTotals {
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
     let r = num / den;
-    if den != 0.0 && r.is_finite() { Some(r) } else { None }
+    if den != 0.0 && r.is_finite() {
+        Some(r)
+    } else {
+        None
+    }
 }
 
 /// Regional totals, summed in the order of `units`.
@@ -67,7 +71,12 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 /// assert_eq!(totals(&u).ce_t_c, 6.0);
 /// ```
 pub fn totals(units: &[Budget]) -> RegionTotals {
-    let mut t = RegionTotals { ce_t_c: 0.0, cs_t_c: 0.0, gdp_10k_yuan: 0.0, population: Some(0.0) };
+    let mut t = RegionTotals {
+        ce_t_c: 0.0,
+        cs_t_c: 0.0,
+        gdp_10k_yuan: 0.0,
+        population: Some(0.0),
+    };
     for u in units {
         t.ce_t_c += u.ce_t_c;
         t.cs_t_c += u.cs_t_c;
@@ -128,7 +137,12 @@ mod tests {
     use super::*;
 
     fn b(ce: f64, cs: f64, g: f64) -> Budget {
-        Budget { ce_t_c: ce, cs_t_c: cs, gdp_10k_yuan: g, population: Some(10.0) }
+        Budget {
+            ce_t_c: ce,
+            cs_t_c: cs,
+            gdp_10k_yuan: g,
+            population: Some(10.0),
+        }
     }
 
     #[test]
@@ -137,8 +151,13 @@ mod tests {
         // unit 1: NCE = 50; CI = 100/400 = 0.25; CCR = 0.5; ECC = (400/1000)/(100/1000) = 4;
         //         ESC = (50/250)/(100/1000) = 0.2/0.1 = 2; SS = 2; per capita 100/10 = 10
         // unit 3: NCE = 650; CI = 3.5; CCR = 50/700; ECC = 0.2/0.7; ESC = 0.2/0.7
-        let ix = unit_indices(&[b(100.0, 50.0, 400.0), b(200.0, 150.0, 400.0), b(700.0, 50.0, 200.0)]);
-        let close = |a: Option<f64>, e: f64| assert!((a.unwrap() - e).abs() < 1e-12, "{a:?} vs {e}");
+        let ix = unit_indices(&[
+            b(100.0, 50.0, 400.0),
+            b(200.0, 150.0, 400.0),
+            b(700.0, 50.0, 200.0),
+        ]);
+        let close =
+            |a: Option<f64>, e: f64| assert!((a.unwrap() - e).abs() < 1e-12, "{a:?} vs {e}");
         assert_eq!(ix[0].nce_t_c, 50.0);
         close(ix[0].ci_t_per_10k_yuan, 0.25);
         close(ix[0].ccr, 0.5);
@@ -173,7 +192,11 @@ mod tests {
                 assert!((lhs - rhs).abs() < 1e-9 * rhs.max(1.0), "{lhs} {rhs} {u:?}");
             }
             // GDP-weighted mean of ECC^-1... simpler: Σ_i CE-share_i × ECC_i = Σ_i G-share_i = 1
-            let s: f64 = units.iter().zip(unit_indices(&units)).map(|(u, ix)| u.ce_t_c / t.ce_t_c * ix.ecc.unwrap()).sum();
+            let s: f64 = units
+                .iter()
+                .zip(unit_indices(&units))
+                .map(|(u, ix)| u.ce_t_c / t.ce_t_c * ix.ecc.unwrap())
+                .sum();
             assert!((s - 1.0).abs() < 1e-9);
         }
     }

@@ -52,10 +52,18 @@ mod tests {
     #[test]
     fn crop_yield_hand_computed() {
         // maize 5000 t: 0.471 × 5000 × (1 − 0.13) / 0.40 = 0.471 × 5000 = 2355; × 0.87 = 2048.85; / 0.4 = 5122.125
-        let maize = CropParameters { carbon_fraction: 0.471, moisture: 0.13, harvest_index: 0.40 };
+        let maize = CropParameters {
+            carbon_fraction: 0.471,
+            moisture: 0.13,
+            harvest_index: 0.40,
+        };
         assert!((crop_sink_t_c(5000.0, &maize) - 5122.125).abs() < 1e-9);
         // domain.md §2.2 order of magnitude: Henan wheat 37 Mt -> 0.485 × 37e6 × 0.88 / 0.40 ≈ 39.5 Mt C
-        let wheat = CropParameters { carbon_fraction: 0.485, moisture: 0.12, harvest_index: 0.40 };
+        let wheat = CropParameters {
+            carbon_fraction: 0.485,
+            moisture: 0.12,
+            harvest_index: 0.40,
+        };
         assert!((crop_sink_t_c(37e6, &wheat) - 39.479e6).abs() < 1e3);
     }
 

@@ -4,6 +4,8 @@
 #[allow(unused_imports)]
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod carbon_panel;
+pub mod emission;
+
 /// Every built-in kind, in the order `pipeline stages` lists them.
-pub const BUILTIN: &[&dyn StageEntry] = &[
-];
+pub const BUILTIN: &[&dyn StageEntry] = &[&Entry::<emission::Emission>::new()];
