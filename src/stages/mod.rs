@@ -6,6 +6,7 @@ use crate::engine::stage::{Entry, StageEntry};
 
 pub mod carbon_panel;
 pub mod emission;
+pub mod indices;
 pub mod sink;
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
