@@ -7,6 +7,7 @@ use crate::engine::stage::{Entry, StageEntry};
 pub mod carbon_panel;
 pub mod compensation;
 pub mod emission;
+pub mod functional_areas;
 pub mod indices;
 pub mod sink;
 
