@@ -3,11 +3,22 @@
 
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod carbon_panel;
 pub mod command;
+pub mod compensation;
+pub mod emission;
+pub mod functional_areas;
+pub mod indices;
 pub mod ingest;
+pub mod sink;
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<ingest::Ingest>::new(),
     &Entry::<command::Command>::new(),
+    &Entry::<emission::Emission>::new(),
+    &Entry::<sink::Sink>::new(),
+    &Entry::<indices::Indices>::new(),
+    &Entry::<compensation::Compensation>::new(),
+    &Entry::<functional_areas::FunctionalAreas>::new(),
 ];

@@ -1,0 +1,440 @@
+//! Coefficient tables as data: land-use carbon coefficients (t C/ha/a), energy factors
+//! (standard-coal conversion and carbon factor per fuel) and crop parameters for the
+//! crop-yield cropland sink. Built-in presets are CSV files under `src/presets/`, embedded in
+//! the binary; a study may also point at its own file of the same shape.
+//!
+//! This module parses CSV *text* and applies overrides; it does no file I/O.
+//!
+//! Embedded presets are part of the code: editing one changes results without touching the
+//! study, so the stages that use them pin each preset's BLAKE3 next to their `VERSION` in a
+//! test ([`PRESET_FILES`]).
+
+use std::collections::BTreeMap;
+
+/// Every embedded preset file, by file name, with its text.
+pub const PRESET_FILES: &[(&str, &str)] = &[
+    ("set1.csv", include_str!("../presets/set1.csv")),
+    ("set2.csv", include_str!("../presets/set2.csv")),
+    ("mixed.csv", include_str!("../presets/mixed.csv")),
+    (
+        "energy_liu2017.csv",
+        include_str!("../presets/energy_liu2017.csv"),
+    ),
+    (
+        "energy_xia2017.csv",
+        include_str!("../presets/energy_xia2017.csv"),
+    ),
+    ("crops_tian.csv", include_str!("../presets/crops_tian.csv")),
+];
+
+/// Names of the built-in land-use coefficient presets (file `<name>.csv`).
+pub const LAND_PRESETS: &[&str] = &["mixed", "set1", "set2"];
+/// Names of the built-in energy-factor presets (file `energy_<name>.csv`).
+pub const ENERGY_PRESETS: &[&str] = &["liu2017", "xia2017"];
+/// Names of the built-in crop-parameter presets (file `crops_<name>.csv`).
+pub const CROP_PRESETS: &[&str] = &["tian"];
+
+/// The text of an embedded preset file.
+pub fn preset_text(file: &str) -> Option<&'static str> {
+    PRESET_FILES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
+}
+
+/// One land-use coefficient: the class it applies to and its signed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LandCoefficient {
+    /// Land class (`cultivated`, `forest`, …, or any class the areas table uses), or
+    /// `cultivated_sink` for the optional cropland absorption term.
+    pub class: String,
+    /// t C per ha per year; > 0 a source, < 0 a sink.
+    pub value_t_c_per_ha: f64,
+    pub citation: String,
+    pub confidence: String,
+}
+
+/// Energy factors of one fuel, converted to the physical unit the energy table uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FuelFactor {
+    /// Standard-coal conversion, tce per unit of the energy table's column.
+    pub theta_tce_per_unit: f64,
+    /// Carbon factor, t C per tce.
+    pub f_t_c_per_tce: f64,
+}
+
+/// One fuel row of an energy-factor preset, as printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuelRow {
+    pub fuel: String,
+    /// Standard-coal conversion as printed, in `theta_unit`.
+    pub theta: f64,
+    /// E.g. `tce/t`, `tce/10^3 m3`, `tce/MWh`.
+    pub theta_unit: String,
+    pub f_t_c_per_tce: f64,
+    pub citation: String,
+}
+
+/// Crop parameters of the crop-yield sink `C = c·Y·(1 − w)/H`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CropParameters {
+    /// c: carbon fraction of dry matter (0–1).
+    pub carbon_fraction: f64,
+    /// w: moisture content of the harvested product (0–1).
+    pub moisture: f64,
+    /// H: economic coefficient / harvest index (0–1].
+    pub harvest_index: f64,
+}
+
+/// Parses a CSV text with a header into rows of `column → value`. Lines starting with `#` are
+/// comments.
+fn parse_rows(text: &str, required: &[&str]) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("reading the header: {e}"))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    for column in required {
+        if !headers.iter().any(|h| h == column) {
+            return Err(format!(
+                "missing column `{column}` (the header is: {})",
+                headers.join(",")
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("row {}: {e}", i + 1))?;
+        rows.push(
+            headers
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_owned))
+                .collect(),
+        );
+    }
+    Ok(rows)
+}
+
+fn number(row: &BTreeMap<String, String>, column: &str, line: usize) -> Result<f64, String> {
+    let text = row.get(column).map(String::as_str).unwrap_or_default();
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("row {line}: `{column}` holds `{text}`, not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("row {line}: `{column}` is not finite"))
+    }
+}
+
+fn text(row: &BTreeMap<String, String>, column: &str) -> String {
+    row.get(column).cloned().unwrap_or_default()
+}
+
+/// Parses a land-use coefficient table (`class,value,unit,citation,confidence`), sorted by
+/// class. Units must be `t C/ha/a` (or the synonyms `t C/hm2/a`, `tC/ha/yr`).
+///
+/// # Units
+/// Values in t C per ha per year, signed (> 0 source, < 0 sink).
+///
+/// # References
+/// Coefficient sets of the land-use carbon literature, e.g. Fang Jingyun et al. 2007
+/// (Sci. China D 37(6)); Lai Li 2010 (PhD thesis, Nanjing University).
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::parse_land_coefficients;
+/// let set = parse_land_coefficients("class,value,unit,citation,confidence\nforest,-0.581,t C/ha/a,Fang 2007,L\n").unwrap();
+/// assert_eq!(set[0].value_t_c_per_ha, -0.581);
+/// ```
+pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, String> {
+    let rows = parse_rows(text_csv, &["class", "value", "unit"])?;
+    let mut out: Vec<LandCoefficient> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let line = i + 1;
+        let class = text(row, "class");
+        if class.is_empty() {
+            return Err(format!("row {line}: `class` is empty"));
+        }
+        let unit = text(row, "unit").replace(' ', "").to_ascii_lowercase();
+        if !matches!(
+            unit.as_str(),
+            "tc/ha/a" | "tc/hm2/a" | "tc/ha/yr" | "tc/hm2/yr"
+        ) {
+            return Err(format!(
+                "row {line} (`{class}`): unit `{}` is not t C/ha/a",
+                text(row, "unit")
+            ));
+        }
+        if out.iter().any(|c| c.class == class) {
+            return Err(format!("row {line}: class `{class}` appears twice"));
+        }
+        out.push(LandCoefficient {
+            value_t_c_per_ha: number(row, "value", line)?,
+            class,
+            citation: text(row, "citation"),
+            confidence: text(row, "confidence"),
+        });
+    }
+    out.sort_by(|a, b| a.class.cmp(&b.class));
+    Ok(out)
+}
+
+/// Parses an energy-factor table (`fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence`).
+///
+/// # Units
+/// `theta` in tce per the physical unit named by `theta_unit`; `f` in t C per tce.
+///
+/// # References
+/// Liu Xianzhao et al. 2017, Acta Ecologica Sinica 37(7): 2476–2487, Table 1.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::parse_fuel_rows;
+/// let rows = parse_fuel_rows("fuel,theta,theta_unit,f_t_c_per_tce\ncoke,0.9714,tce/t,0.8550\n").unwrap();
+/// assert_eq!(rows[0].theta, 0.9714);
+/// ```
+pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
+    let rows = parse_rows(text_csv, &["fuel", "theta", "theta_unit", "f_t_c_per_tce"])?;
+    let mut out: Vec<FuelRow> = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let line = i + 1;
+        let fuel = text(row, "fuel");
+        if fuel.is_empty() || out.iter().any(|r| r.fuel == fuel) {
+            return Err(format!("row {line}: fuel `{fuel}` is empty or repeated"));
+        }
+        let r = FuelRow {
+            theta: number(row, "theta", line)?,
+            theta_unit: text(row, "theta_unit"),
+            f_t_c_per_tce: number(row, "f_t_c_per_tce", line)?,
+            citation: text(row, "citation"),
+            fuel,
+        };
+        if r.theta < 0.0 || r.f_t_c_per_tce < 0.0 {
+            return Err(format!(
+                "row {line} (`{}`): factors must not be negative",
+                r.fuel
+            ));
+        }
+        out.push(r);
+    }
+    out.sort_by(|a, b| a.fuel.cmp(&b.fuel));
+    Ok(out)
+}
+
+/// Parses a crop-parameter table (`crop,carbon_fraction,moisture,harvest_index,…`).
+///
+/// # Units
+/// All three parameters are fractions (moisture 0.12, not 12 %).
+///
+/// # References
+/// The crop table reproduced in Tian Yun / Li Bo agricultural carbon papers.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::parse_crop_parameters;
+/// let crops = parse_crop_parameters("crop,carbon_fraction,moisture,harvest_index\nwheat,0.485,0.12,0.40\n").unwrap();
+/// assert_eq!(crops["wheat"].harvest_index, 0.40);
+/// ```
+pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropParameters>, String> {
+    let rows = parse_rows(
+        text_csv,
+        &["crop", "carbon_fraction", "moisture", "harvest_index"],
+    )?;
+    let mut out = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line = i + 1;
+        let crop = text(row, "crop");
+        let p = CropParameters {
+            carbon_fraction: number(row, "carbon_fraction", line)?,
+            moisture: number(row, "moisture", line)?,
+            harvest_index: number(row, "harvest_index", line)?,
+        };
+        check_crop(&crop, &p).map_err(|e| format!("row {line}: {e}"))?;
+        if crop.is_empty() || out.insert(crop.clone(), p).is_some() {
+            return Err(format!("row {line}: crop `{crop}` is empty or repeated"));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that crop parameters are fractions in range.
+pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&p.carbon_fraction)
+        || !(0.0..1.0).contains(&p.moisture)
+        || !(p.harvest_index > 0.0 && p.harvest_index <= 1.0)
+    {
+        return Err(format!(
+            "crop `{crop}`: carbon_fraction {}, moisture {} and harvest_index {} must be fractions (moisture < 1, harvest_index > 0); write 12 % as 0.12",
+            p.carbon_fraction, p.moisture, p.harvest_index
+        ));
+    }
+    Ok(())
+}
+
+/// Physical units an energy table may use, by dimension, with their size in the dimension's
+/// base unit (t, m3, kWh).
+const MASS_UNITS: &[(&str, f64)] = &[("kg", 1e-3), ("t", 1.0), ("10^3 t", 1e3), ("10^4 t", 1e4)];
+const VOLUME_UNITS: &[(&str, f64)] = &[
+    ("m3", 1.0),
+    ("10^3 m3", 1e3),
+    ("10^4 m3", 1e4),
+    ("10^8 m3", 1e8),
+];
+const ENERGY_UNITS: &[(&str, f64)] = &[
+    ("kWh", 1.0),
+    ("MWh", 1e3),
+    ("10^4 kWh", 1e4),
+    ("GWh", 1e6),
+    ("10^8 kWh", 1e8),
+];
+
+/// The dimension and base-unit size of a physical unit such as `10^4 m3`.
+fn physical_unit(unit: &str) -> Option<(&'static str, f64)> {
+    let norm = unit.trim();
+    for (dim, table) in [
+        ("mass", MASS_UNITS),
+        ("volume", VOLUME_UNITS),
+        ("energy", ENERGY_UNITS),
+    ] {
+        if let Some((_, size)) = table
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(norm))
+        {
+            return Some((dim, *size));
+        }
+    }
+    None
+}
+
+/// All physical units accepted for energy-table columns.
+pub fn known_physical_units() -> Vec<&'static str> {
+    MASS_UNITS
+        .iter()
+        .chain(VOLUME_UNITS)
+        .chain(ENERGY_UNITS)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Converts a standard-coal coefficient printed per `theta_unit` (e.g. `tce/10^3 m3`) to tce
+/// per `input_unit` (e.g. `10^4 m3`), refusing a change of dimension (a mass column for a gas).
+///
+/// # Units
+/// Returns tce per one `input_unit`.
+///
+/// # References
+/// Unit conventions of the China Energy Statistical Yearbook as used by Liu Xianzhao et al. 2017.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::theta_per_input_unit;
+/// // natural gas 1.33 tce per 10^3 m3 -> 13.3 tce per 10^4 m3
+/// assert!((theta_per_input_unit(1.33, "tce/10^3 m3", "10^4 m3").unwrap() - 13.3).abs() < 1e-12);
+/// ```
+pub fn theta_per_input_unit(theta: f64, theta_unit: &str, input_unit: &str) -> Result<f64, String> {
+    let per = theta_unit
+        .trim()
+        .strip_prefix("tce/")
+        .ok_or_else(|| format!("theta unit `{theta_unit}` does not start with `tce/`"))?;
+    let (dim_theta, size_theta) =
+        physical_unit(per).ok_or_else(|| format!("unknown unit `{per}` in `{theta_unit}`"))?;
+    let (dim_input, size_input) = physical_unit(input_unit).ok_or_else(|| {
+        format!(
+            "unknown unit `{input_unit}` (known: {})",
+            known_physical_units().join(", ")
+        )
+    })?;
+    if dim_theta != dim_input {
+        return Err(format!(
+            "unit `{input_unit}` is a {dim_input} but the factor is per {per} (a {dim_theta})"
+        ));
+    }
+    Ok(theta * size_input / size_theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_presets_parse() {
+        for name in LAND_PRESETS {
+            let set =
+                parse_land_coefficients(preset_text(&format!("{name}.csv")).unwrap()).unwrap();
+            assert!(set.iter().any(|c| c.class == "forest"), "{name}");
+        }
+        for name in ENERGY_PRESETS {
+            assert_eq!(
+                parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap())
+                    .unwrap()
+                    .len(),
+                9,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parse_crop_parameters(preset_text("crops_tian.csv").unwrap())
+                .unwrap()
+                .len(),
+            14
+        );
+    }
+
+    #[test]
+    fn default_preset_matches_the_decisions() {
+        // domain.md "Decisions": cultivated +0.422, forest -0.644, grassland -0.021, water -0.253, unused -0.005.
+        let set = parse_land_coefficients(preset_text("mixed.csv").unwrap()).unwrap();
+        let get = |c: &str| set.iter().find(|x| x.class == c).unwrap().value_t_c_per_ha;
+        assert_eq!(get("cultivated"), 0.422);
+        assert_eq!(get("forest"), -0.644);
+        assert_eq!(get("grassland"), -0.021);
+        assert_eq!(get("water"), -0.253);
+        assert_eq!(get("unused"), -0.005);
+    }
+
+    #[test]
+    fn unit_conversion() {
+        // electricity 0.1229 tce/MWh; 10^4 kWh = 10 MWh -> 1.229 tce per 10^4 kWh.
+        assert!(
+            (theta_per_input_unit(0.1229, "tce/MWh", "10^4 kWh").unwrap() - 1.229).abs() < 1e-12
+        );
+        // coal 0.7143 tce/t, table in 10^4 t -> 7143 tce per 10^4 t.
+        assert!((theta_per_input_unit(0.7143, "tce/t", "10^4 t").unwrap() - 7143.0).abs() < 1e-9);
+        let err = theta_per_input_unit(0.7143, "tce/t", "10^4 m3").unwrap_err();
+        assert!(err.contains("volume"), "{err}");
+        assert!(theta_per_input_unit(0.7143, "tce/t", "barrels").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_tables() {
+        assert!(
+            parse_land_coefficients("class,value,unit\nforest,-0.5,t CO2/ha/a\n")
+                .unwrap_err()
+                .contains("unit")
+        );
+        assert!(
+            parse_land_coefficients("class,value,unit\nforest,x,t C/ha/a\n")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            parse_land_coefficients("class,value\nforest,1\n")
+                .unwrap_err()
+                .contains("missing column `unit`")
+        );
+        assert!(
+            parse_crop_parameters(
+                "crop,carbon_fraction,moisture,harvest_index\nwheat,0.485,12,0.4\n"
+            )
+            .unwrap_err()
+            .contains("fractions")
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! Shared adapter code of the carbon-budget stages (`emission`, `sink`, `indices`,
+//! `compensation`, `functional_areas`): reading unit × year tables with an explicit policy for
+//! missing values, and choosing land-use coefficient presets. Not a stage kind.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{Source, StageContext, StageError};
+use crate::methods::coefficients::{LAND_PRESETS, parse_land_coefficients, preset_text};
+use crate::table::{f64s, has_column, i64s, ids};
+
+/// What to do when a side table (energy, economy, crops) lacks a value for a unit and year
+/// that the main table has, or holds an empty/NaN cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPolicy {
+    /// Stop with an error naming the table, unit, year and column (default).
+    #[default]
+    Error,
+    /// Count the value as zero (with a warning giving how many were filled).
+    Zero,
+    /// Interpolate linearly between the unit's nearest earlier and later years with a value;
+    /// a year outside the unit's range is an error (no extrapolation).
+    Interpolate,
+}
+
+/// A unit × year table: for each unit and year, one value per requested column. NaN marks a
+/// missing cell.
+pub struct Panel {
+    table: String,
+    columns: Vec<String>,
+    rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+    filled: Cell<usize>,
+    first_filled: RefCell<Option<String>>,
+}
+
+impl Panel {
+    /// Reads `columns` of a table keyed by `unit_id` and `year`. A repeated unit and year,
+    /// a negative value (when `nonnegative`) or an infinite one is an error.
+    pub fn read(
+        batch: &RecordBatch,
+        table: &str,
+        columns: &[&str],
+        nonnegative: bool,
+    ) -> Result<Self, StageError> {
+        let units = ids(batch, table, "unit_id")?;
+        let years = i64s(batch, table, "year")?;
+        let values: Vec<Vec<f64>> = columns
+            .iter()
+            .map(|c| f64s(batch, table, c))
+            .collect::<Result<_, _>>()?;
+        let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+        for (row, (unit, year)) in units.into_iter().zip(years).enumerate() {
+            let mut v = Vec::with_capacity(columns.len());
+            for (c, col) in columns.iter().enumerate() {
+                let x = values[c][row];
+                if x.is_infinite() || (nonnegative && x < 0.0) {
+                    return Err(StageError::data(format!(
+                        "`{table}` row {}: unit `{unit}`, year {year}: column `{col}` holds {x}",
+                        row + 1
+                    ))
+                    .with_hint(format!(
+                        "`{col}` must be a finite number ≥ 0; fix the source table"
+                    )));
+                }
+                v.push(x);
+            }
+            if rows
+                .entry(unit.clone())
+                .or_default()
+                .insert(year, v)
+                .is_some()
+            {
+                return Err(StageError::data(format!(
+                    "`{table}` row {}: unit `{unit}` has two rows for year {year}",
+                    row + 1
+                ))
+                .with_hint("keep one row per unit and year"));
+            }
+        }
+        Ok(Self::from_rows(table, columns, rows))
+    }
+
+    /// A panel from already-grouped values.
+    pub fn from_rows(
+        table: &str,
+        columns: &[&str],
+        rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+    ) -> Self {
+        Self {
+            table: table.to_owned(),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows,
+            filled: Cell::new(0),
+            first_filled: RefCell::new(None),
+        }
+    }
+
+    /// The units of the table.
+    pub fn units(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys().map(String::as_str)
+    }
+
+    /// Whether the table has any row for `unit`.
+    pub fn has_unit(&self, unit: &str) -> bool {
+        self.rows.contains_key(unit)
+    }
+
+    /// The units and years the table has.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.rows
+            .iter()
+            .flat_map(|(u, years)| years.keys().map(move |y| (u.as_str(), *y)))
+    }
+
+    /// The value of column number `col` for `unit` in `year`, applying `policy` when it is
+    /// missing.
+    pub fn get(
+        &self,
+        unit: &str,
+        year: i64,
+        col: usize,
+        policy: MissingPolicy,
+    ) -> Result<f64, StageError> {
+        let column = &self.columns[col];
+        let years = self.rows.get(unit);
+        if let Some(v) = years.and_then(|y| y.get(&year)).map(|v| v[col])
+            && !v.is_nan()
+        {
+            return Ok(v);
+        }
+        let what = match years {
+            None => format!("`{}` has no row for unit `{unit}`", self.table),
+            Some(y) if !y.contains_key(&year) => format!(
+                "`{}` has no row for unit `{unit}` in year {year}",
+                self.table
+            ),
+            Some(_) => format!(
+                "`{}`: unit `{unit}`, year {year}: column `{column}` is empty",
+                self.table
+            ),
+        };
+        let value = match policy {
+            MissingPolicy::Error => {
+                return Err(StageError::data(what).with_hint(
+                    "add the value to the table, or set `missing: zero` or `missing: interpolate` on this stage",
+                ));
+            }
+            MissingPolicy::Zero => 0.0,
+            MissingPolicy::Interpolate => {
+                let known = years.map(|y| {
+                    y.iter()
+                        .filter(|(_, v)| !v[col].is_nan())
+                        .map(|(y, v)| (*y, v[col]))
+                });
+                let (mut before, mut after) = (None, None);
+                for (y, v) in known.into_iter().flatten() {
+                    if y < year {
+                        before = Some((y, v));
+                    } else if y > year && after.is_none() {
+                        after = Some((y, v));
+                    }
+                }
+                match (before, after) {
+                    (Some((y0, v0)), Some((y1, v1))) => {
+                        #[allow(clippy::cast_precision_loss)]
+                        let w = (year - y0) as f64 / (y1 - y0) as f64;
+                        v0 + w * (v1 - v0)
+                    }
+                    _ => {
+                        return Err(StageError::data(format!("{what}, and `missing: interpolate` needs a value before and after {year}"))
+                            .with_hint("add the value, or use `missing: zero`"));
+                    }
+                }
+            }
+        };
+        self.filled.set(self.filled.get() + 1);
+        self.first_filled
+            .borrow_mut()
+            .get_or_insert(format!("unit `{unit}`, year {year}, column `{column}`"));
+        Ok(value)
+    }
+
+    /// Warns once about the values filled by the missing policy.
+    pub fn report(&self, ctx: &StageContext, policy: MissingPolicy) {
+        let n = self.filled.get();
+        if n > 0 {
+            let first = self.first_filled.borrow().clone().unwrap_or_default();
+            let how = if policy == MissingPolicy::Zero {
+                "set to zero"
+            } else {
+                "interpolated"
+            };
+            ctx.warn(format!(
+                "`{}`: {n} missing value(s) {how} by the `missing` policy (first: {first})",
+                self.table
+            ));
+        }
+    }
+
+    /// Warns about units of this table that `wanted` does not use.
+    pub fn warn_unused_units(&self, ctx: &StageContext, used: &dyn Fn(&str) -> bool) {
+        let extra: Vec<&str> = self.units().filter(|u| !used(u)).collect();
+        if !extra.is_empty() {
+            let shown: Vec<&str> = extra.iter().take(5).copied().collect();
+            ctx.warn(format!(
+                "`{}`: {} unit(s) are not in the study's units and are ignored (e.g. {})",
+                self.table,
+                extra.len(),
+                shown.join(", ")
+            ));
+        }
+    }
+}
+
+/// Checks that a table has a column, with the "did you mean" hint.
+pub fn require_column(batch: &RecordBatch, table: &str, column: &str) -> Result<(), StageError> {
+    if has_column(batch, column) {
+        Ok(())
+    } else {
+        crate::table::column(batch, table, column).map(|_| ())
+    }
+}
+
+fn default_land_preset() -> String {
+    "mixed".to_owned()
+}
+
+/// The land-use coefficient table a stage uses: a built-in preset or a user CSV file, with
+/// per-class overrides (t C/ha/a, > 0 source, < 0 sink).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoefficientChoice {
+    /// A built-in preset (`mixed`, `set1`, `set2`) or a path to a CSV file (relative to the
+    /// study file) with columns `class,value,unit[,citation,confidence]`.
+    #[serde(default = "default_land_preset")]
+    pub preset: String,
+    /// Per-class values replacing or adding to the preset's, t C/ha/a.
+    #[serde(default, rename = "override")]
+    pub overrides: BTreeMap<String, f64>,
+}
+
+impl Default for CoefficientChoice {
+    fn default() -> Self {
+        Self {
+            preset: default_land_preset(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Whether a preset name is a file path rather than a built-in name.
+pub fn is_path(preset: &str) -> bool {
+    preset.contains('/') || preset.contains('\\') || preset.ends_with(".csv")
+}
+
+/// The source name under which a user preset file is declared.
+pub const COEFFICIENT_SOURCE: &str = "coefficients";
+
+impl CoefficientChoice {
+    /// The source file to declare, if the preset is a user file.
+    pub fn sources(&self) -> Vec<Source> {
+        if is_path(&self.preset) {
+            vec![Source::new(COEFFICIENT_SOURCE, PathBuf::from(&self.preset))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Plan-time check: a built-in name must exist, overrides must be finite.
+    pub fn validate(&self) -> Result<(), StageError> {
+        if !is_path(&self.preset) && !LAND_PRESETS.contains(&self.preset.as_str()) {
+            let mut err = StageError::data(format!("unknown coefficient preset `{}`", self.preset));
+            err.hint = Some(
+                match crate::engine::suggest::did_you_mean(
+                    &self.preset,
+                    LAND_PRESETS.iter().copied(),
+                ) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? (built-in presets: {}; or give a path to a CSV file)",
+                        LAND_PRESETS.join(", ")
+                    ),
+                    None => format!(
+                        "built-in presets: {}; or give a path to a CSV file",
+                        LAND_PRESETS.join(", ")
+                    ),
+                },
+            );
+            return Err(err);
+        }
+        if let Some((class, v)) = self.overrides.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(StageError::data(format!(
+                "coefficient override `{class}` is {v}, not a finite number"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The coefficients, class → t C/ha/a, overrides applied.
+    pub fn load(&self, ctx: &StageContext) -> Result<BTreeMap<String, f64>, StageError> {
+        let (text, origin) = if is_path(&self.preset) {
+            let path = ctx.source(COEFFICIENT_SOURCE)?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StageError::data(format!("cannot read coefficient file `{}`", path.display()))
+                    .caused_by(e)
+            })?;
+            (text, format!("coefficient file `{}`", self.preset))
+        } else {
+            let text = preset_text(&format!("{}.csv", self.preset)).ok_or_else(|| {
+                StageError::internal(format!("built-in preset `{}` is not embedded", self.preset))
+            })?;
+            (text.to_owned(), format!("preset `{}`", self.preset))
+        };
+        let rows = parse_land_coefficients(&text).map_err(|e| {
+            StageError::data(format!("{origin}: {e}"))
+                .with_hint("columns: class,value,unit,citation,confidence; unit `t C/ha/a`")
+        })?;
+        let mut map: BTreeMap<String, f64> = rows
+            .into_iter()
+            .map(|c| (c.class, c.value_t_c_per_ha))
+            .collect();
+        for (class, v) in &self.overrides {
+            map.insert(class.clone(), *v);
+        }
+        Ok(map)
+    }
+
+    /// A short label for the `method` output column, e.g. `mixed` or `set1+override`.
+    pub fn label(&self) -> String {
+        if self.overrides.is_empty() {
+            self.preset.clone()
+        } else {
+            format!("{}+override", self.preset)
+        }
+    }
+}
+
+/// Error for a land class without a coefficient.
+pub fn class_without_coefficient(
+    class: &str,
+    unit: &str,
+    year: i64,
+    choice: &CoefficientChoice,
+) -> StageError {
+    StageError::data(format!(
+        "`areas`: class `{class}` (unit `{unit}`, year {year}) has no coefficient in preset `{}`",
+        choice.preset
+    ))
+    .with_hint(format!("add it under `coefficients: {{ override: {{ {class}: <t C/ha/a> }} }}` (> 0 source, < 0 sink)"))
+}
+
+/// One unit's land-use classes in one year, read from a `landuse` `areas` table.
+pub struct UnitYearAreas {
+    pub unit: String,
+    pub year: i64,
+    /// (class, area_ha), sorted by class.
+    pub classes: Vec<(String, f64)>,
+}
+
+impl UnitYearAreas {
+    /// The area of `class`, 0 if absent.
+    pub fn area(&self, class: &str) -> f64 {
+        self.classes
+            .iter()
+            .find(|(c, _)| c == class)
+            .map_or(0.0, |(_, a)| *a)
+    }
+}
+
+/// Reads an `areas` table (unit_id, year, class, area_ha) grouped by unit and year, sorted.
+/// Negative, NaN or infinite areas and repeated (unit, year, class) rows are errors.
+pub fn read_areas(batch: &RecordBatch, table: &str) -> Result<Vec<UnitYearAreas>, StageError> {
+    let units = ids(batch, table, "unit_id")?;
+    let years = i64s(batch, table, "year")?;
+    let classes = crate::table::strings(batch, table, "class")?;
+    let areas = f64s(batch, table, "area_ha")?;
+    for (row, a) in areas.iter().enumerate() {
+        if !a.is_finite() || *a < 0.0 {
+            return Err(StageError::data(format!(
+                "`{table}` row {}: unit `{}`, year {}, class `{}`: area_ha is {a}",
+                row + 1,
+                units[row],
+                years[row],
+                classes[row]
+            ))
+            .with_hint(
+                "areas must be finite and ≥ 0 ha; check the land-use stage or the source table",
+            ));
+        }
+    }
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&units[a], years[a], &classes[a]).cmp(&(&units[b], years[b], &classes[b]))
+    });
+    let mut out: Vec<UnitYearAreas> = Vec::new();
+    for i in order {
+        match out.last_mut() {
+            Some(last) if last.unit == units[i] && last.year == years[i] => {
+                if last.classes.last().is_some_and(|(c, _)| *c == classes[i]) {
+                    return Err(StageError::data(format!(
+                        "`{table}`: unit `{}`, year {}: class `{}` appears twice",
+                        units[i], years[i], classes[i]
+                    ))
+                    .with_hint("keep one row per unit, year and class"));
+                }
+                last.classes.push((classes[i].clone(), areas[i]));
+            }
+            _ => out.push(UnitYearAreas {
+                unit: units[i].clone(),
+                year: years[i],
+                classes: vec![(classes[i].clone(), areas[i])],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
+/// deflator column is used (constant prices). GDP must be > 0.
+pub fn gdp_value(
+    panel: &Panel,
+    unit: &str,
+    year: i64,
+    deflator: Option<f64>,
+    policy: MissingPolicy,
+    gdp_column: &str,
+) -> Result<f64, StageError> {
+    let mut g = panel.get(unit, year, 0, policy)?;
+    if let Some(base) = deflator {
+        let d = panel.get(unit, year, 1, policy)?;
+        if d <= 0.0 {
+            return Err(StageError::data(format!(
+                "`economy`: unit `{unit}`, year {year}: deflator is {d}"
+            ))
+            .with_hint("the deflator is a price index > 0 (base year = `deflator_base`)"));
+        }
+        g *= base / d;
+    }
+    if g <= 0.0 {
+        return Err(StageError::data(format!(
+            "`economy`: unit `{unit}`, year {year}: `{gdp_column}` is {g}"
+        ))
+        .with_hint(
+            "GDP must be > 0 (10^4 yuan); carbon intensity and ECC are undefined otherwise",
+        ));
+    }
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::TableBuilder;
+
+    fn ctx() -> StageContext {
+        StageContext::new("t", std::path::Path::new("."), BTreeMap::new())
+    }
+
+    #[test]
+    fn missing_policies() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "a", "a", "b"])
+            .i64("year", vec![2000, 2005, 2010, 2000])
+            .f64("x", vec![10.0, f64::NAN, 30.0, 1.0])
+            .build()
+            .unwrap();
+        let p = Panel::read(&t, "energy", &["x"], true).unwrap();
+        // 2005 is empty: error names table, unit, year and column
+        let err = p.get("a", 2005, 0, MissingPolicy::Error).unwrap_err();
+        assert!(
+            err.message.contains("`energy`")
+                && err.message.contains("`a`")
+                && err.message.contains("2005"),
+            "{}",
+            err.message
+        );
+        // interpolation: 10 + (2005 − 2000)/(2010 − 2000) × (30 − 10) = 20
+        assert_eq!(
+            p.get("a", 2005, 0, MissingPolicy::Interpolate).unwrap(),
+            20.0
+        );
+        // 2003 (no row): 10 + 0.3 × 20 = 16
+        assert!((p.get("a", 2003, 0, MissingPolicy::Interpolate).unwrap() - 16.0).abs() < 1e-12);
+        // no extrapolation
+        assert!(p.get("a", 2015, 0, MissingPolicy::Interpolate).is_err());
+        assert_eq!(p.get("c", 2000, 0, MissingPolicy::Zero).unwrap(), 0.0);
+        let err = p.get("c", 2000, 0, MissingPolicy::Error).unwrap_err();
+        assert!(
+            err.message.contains("no row for unit `c`"),
+            "{}",
+            err.message
+        );
+        let c = ctx();
+        p.report(&c, MissingPolicy::Zero);
+        assert_eq!(c.take_warnings().len(), 1);
+    }
+
+    #[test]
+    fn negative_and_duplicate_rows_are_errors() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .f64("x", vec![-1.0])
+            .build()
+            .unwrap();
+        let err = Panel::read(&t, "energy", &["x"], true).err().unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: column `x` holds -1"),
+            "{}",
+            err.message
+        );
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "a"])
+            .i64("year", vec![2000, 2000])
+            .f64("x", vec![1.0, 2.0])
+            .build()
+            .unwrap();
+        assert!(
+            Panel::read(&t, "energy", &["x"], true)
+                .err()
+                .unwrap()
+                .message
+                .contains("two rows")
+        );
+    }
+
+    #[test]
+    fn areas_reader_groups_and_rejects_bad_areas() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["b", "a", "a"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("class", &["forest", "water", "forest"])
+            .f64("area_ha", vec![1.0, 2.0, 3.0])
+            .build()
+            .unwrap();
+        let g = read_areas(&t, "areas").unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].unit, "a");
+        assert_eq!(
+            g[0].classes,
+            vec![("forest".to_owned(), 3.0), ("water".to_owned(), 2.0)]
+        );
+        let t = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("class", &["forest"])
+            .f64("area_ha", vec![-3.0])
+            .build()
+            .unwrap();
+        let err = read_areas(&t, "areas").err().unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000, class `forest`: area_ha is -3"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,958 @@
+//! `compensation`: horizontal carbon-compensation quantity and value per unit, year and
+//! allowance convention, unmodified (`Q · p`), modified by willingness (Pearl curve of the Engel
+//! coefficient) and ability to pay (relative GDP per capita), and balanced so that total paid
+//! equals total received.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::methods::compensation::{
+    Convention, Rescale, StageRule, ability_to_pay, combined_engel, development_stage,
+    pearl_willingness, quantities_t_c, rescale_balanced, role,
+};
+use crate::methods::indices::Budget;
+use crate::stages::carbon_panel::{MissingPolicy, Panel};
+use crate::table::{TableBuilder, f64s, i64s, ids};
+
+/// The `compensation` stage kind.
+pub struct Compensation;
+
+/// Unit of the carbon price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceUnit {
+    /// yuan per t C.
+    YuanPerTC,
+    /// yuan per t CO2 (× 44/12 to apply to t C).
+    YuanPerTCo2,
+}
+
+/// The carbon price: a constant or a series by year, with its unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub unit: PriceUnit,
+    #[serde(default)]
+    pub value: Option<f64>,
+    #[serde(default)]
+    pub by_year: BTreeMap<i64, f64>,
+}
+
+impl Price {
+    /// The price of `year` in yuan per t C.
+    fn yuan_per_t_c(&self, year: i64) -> Result<f64, StageError> {
+        let p = match self.value {
+            Some(v) => v,
+            None => *self.by_year.get(&year).ok_or_else(|| {
+                StageError::data(format!("`price.by_year` has no price for {year}")).with_hint(
+                    "give a price for every year of the study, or a constant `price.value`",
+                )
+            })?,
+        };
+        Ok(match self.unit {
+            PriceUnit::YuanPerTC => p,
+            PriceUnit::YuanPerTCo2 => p * 44.0 / 12.0,
+        })
+    }
+}
+
+/// Unit of the money columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MoneyUnit {
+    #[default]
+    #[serde(rename = "yuan")]
+    Yuan,
+    #[serde(rename = "10k_yuan")]
+    TenThousandYuan,
+}
+
+impl MoneyUnit {
+    fn suffix(self) -> &'static str {
+        match self {
+            MoneyUnit::Yuan => "yuan",
+            MoneyUnit::TenThousandYuan => "10k_yuan",
+        }
+    }
+    fn divisor(self) -> f64 {
+        match self {
+            MoneyUnit::Yuan => 1.0,
+            MoneyUnit::TenThousandYuan => 1e4,
+        }
+    }
+}
+
+/// Willingness-to-pay factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Willingness {
+    /// L = 1/(1 + e^(−t)) from the Engel coefficient.
+    #[default]
+    Pearl,
+    /// L = 1.
+    None,
+}
+
+/// Which Engel coefficient drives the Pearl curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngelSource {
+    /// urban × urbanisation + rural × (1 − urbanisation).
+    #[default]
+    Combined,
+    Urban,
+    Rural,
+}
+
+/// Ability-to-pay factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ability {
+    /// AP = (G_i/P_i)/(G/P).
+    #[default]
+    GdpPerCapita,
+    /// AP = 1.
+    None,
+}
+
+fn all_conventions() -> Vec<Convention> {
+    Convention::ALL.to_vec()
+}
+fn default_stage_rule() -> StageRule {
+    StageRule::InverseMinus3
+}
+fn col(name: &str) -> String {
+    name.to_owned()
+}
+fn default_engel_urban() -> String {
+    col("engel_urban")
+}
+fn default_engel_rural() -> String {
+    col("engel_rural")
+}
+fn default_urbanization() -> String {
+    col("urbanization_rate")
+}
+fn default_population() -> String {
+    col("population")
+}
+
+/// Parameters of `compensation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Allowance conventions to report (default: all).
+    #[serde(default = "all_conventions")]
+    pub conventions: Vec<Convention>,
+    /// Carbon price (required): `{ unit: yuan_per_t_c | yuan_per_t_co2, value: … }` or `by_year: {2000: …}`.
+    pub price: Price,
+    /// `yuan` (default) or `10k_yuan` for the money columns.
+    #[serde(default)]
+    pub money_unit: MoneyUnit,
+    /// `pearl` (default) or `none`.
+    #[serde(default)]
+    pub willingness: Willingness,
+    /// Development stage from the Engel coefficient: `inverse_minus3` (t = 1/En − 3, default) or `engel` (t = En).
+    #[serde(default = "default_stage_rule")]
+    pub stage_rule: StageRule,
+    /// `combined` (default), `urban` or `rural`.
+    #[serde(default)]
+    pub engel: EngelSource,
+    #[serde(default = "default_engel_urban")]
+    pub engel_urban_column: String,
+    #[serde(default = "default_engel_rural")]
+    pub engel_rural_column: String,
+    #[serde(default = "default_urbanization")]
+    pub urbanization_column: String,
+    /// `gdp_per_capita` (default) or `none`.
+    #[serde(default)]
+    pub ability: Ability,
+    #[serde(default = "default_population")]
+    pub population_column: String,
+    /// Which side the balanced values keep: `payments` (default), `receipts` or `mean`.
+    #[serde(default)]
+    pub rescale: Rescale,
+    /// Units with |Q| ≤ this many t C are `balanced`.
+    #[serde(default)]
+    pub balance_abs_t_c: f64,
+    /// Units with |Q| ≤ this fraction of their CE are `balanced`.
+    #[serde(default)]
+    pub balance_rel: f64,
+    /// `error` (default), `zero` or `interpolate` for unit-years missing from `economy`.
+    #[serde(default)]
+    pub missing: MissingPolicy,
+}
+
+impl Params {
+    fn needs_population(&self) -> bool {
+        self.ability == Ability::GdpPerCapita
+            || self.conventions.iter().any(|c| c.needs_population())
+    }
+    fn engel_columns(&self) -> Vec<String> {
+        match (self.willingness, self.engel) {
+            (Willingness::None, _) => vec![],
+            (_, EngelSource::Combined) => vec![
+                self.engel_urban_column.clone(),
+                self.engel_rural_column.clone(),
+                self.urbanization_column.clone(),
+            ],
+            (_, EngelSource::Urban) => vec![self.engel_urban_column.clone()],
+            (_, EngelSource::Rural) => vec![self.engel_rural_column.clone()],
+        }
+    }
+    /// Columns read from `economy` (population first when needed).
+    fn economy_columns(&self) -> Vec<String> {
+        let mut c = Vec::new();
+        if self.needs_population() {
+            c.push(self.population_column.clone());
+        }
+        c.extend(self.engel_columns());
+        c
+    }
+}
+
+const PARAMS: &[ParamDoc] = &[
+    ParamDoc {
+        name: "conventions",
+        ty: "list",
+        default: "all",
+        doc: "own_sink, sink_by_gdp_share, sink_by_population_share, net_by_gdp_share*, emission_by_sink_share*, intensity_emission*, intensity_net (* zero-sum)",
+    },
+    ParamDoc {
+        name: "price",
+        ty: "{unit, value | by_year}",
+        default: "required",
+        doc: "carbon price; unit yuan_per_t_c or yuan_per_t_co2 (× 44/12)",
+    },
+    ParamDoc {
+        name: "money_unit",
+        ty: "yuan|10k_yuan",
+        default: "yuan",
+        doc: "unit (and column suffix) of the values",
+    },
+    ParamDoc {
+        name: "willingness",
+        ty: "pearl|none",
+        default: "pearl",
+        doc: "Pearl-curve willingness L = 1/(1 + e^(−t)) from the Engel coefficient",
+    },
+    ParamDoc {
+        name: "stage_rule",
+        ty: "inverse_minus3|engel",
+        default: "inverse_minus3",
+        doc: "development stage t = 1/En − 3, or t = En (Zhao Qing et al. 2017)",
+    },
+    ParamDoc {
+        name: "engel",
+        ty: "combined|urban|rural",
+        default: "combined",
+        doc: "Engel coefficient used: urban·φ + rural·(1 − φ), or one of them",
+    },
+    ParamDoc {
+        name: "engel_urban_column",
+        ty: "string",
+        default: "engel_urban",
+        doc: "urban Engel coefficient (fraction 0–1) in `economy`",
+    },
+    ParamDoc {
+        name: "engel_rural_column",
+        ty: "string",
+        default: "engel_rural",
+        doc: "rural Engel coefficient (fraction 0–1) in `economy`",
+    },
+    ParamDoc {
+        name: "urbanization_column",
+        ty: "string",
+        default: "urbanization_rate",
+        doc: "urbanisation rate φ (fraction 0–1) in `economy`",
+    },
+    ParamDoc {
+        name: "ability",
+        ty: "gdp_per_capita|none",
+        default: "gdp_per_capita",
+        doc: "ability to pay AP = (G_i/P_i)/(G/P)",
+    },
+    ParamDoc {
+        name: "population_column",
+        ty: "string",
+        default: "population",
+        doc: "population in `economy`",
+    },
+    ParamDoc {
+        name: "rescale",
+        ty: "payments|receipts|mean",
+        default: "payments",
+        doc: "balanced values: scale receipts to payments, payments to receipts, or both to their mean",
+    },
+    ParamDoc {
+        name: "balance_abs_t_c",
+        ty: "float",
+        default: "0",
+        doc: "|Q| at or below this (t C) is `balanced`",
+    },
+    ParamDoc {
+        name: "balance_rel",
+        ty: "float",
+        default: "0",
+        doc: "|Q| at or below this fraction of CE is `balanced`",
+    },
+    ParamDoc {
+        name: "missing",
+        ty: "error|zero|interpolate",
+        default: "error",
+        doc: "policy for unit-years missing from `economy`",
+    },
+];
+
+impl Stage for Compensation {
+    const KIND: &'static str = "compensation";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Carbon compensation per unit, year and allowance convention: Q = CE − CE* (t C), value Q·p, \
+        modified value Q·p·L·AP (Pearl willingness, ability to pay), and a balanced value with total paid = total received.";
+    const PARAMS: &'static [ParamDoc] = PARAMS;
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut ports = vec![Port::required("indices", "`indices` output").with_columns([
+            "unit_id",
+            "year",
+            "ce_t_c",
+            "cs_t_c",
+            "gdp_10k_yuan",
+        ])];
+        let cols = params.economy_columns();
+        if !cols.is_empty() {
+            let mut all = vec!["unit_id".to_owned(), "year".to_owned()];
+            all.extend(cols);
+            ports.push(
+                Port::required(
+                    "economy",
+                    "population, Engel coefficients and urbanisation per unit and year",
+                )
+                .with_columns(all),
+            );
+        }
+        ports
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        let u = params.money_unit.suffix();
+        vec![
+            OutputDecl::new("compensation", "one row per unit, year and convention").with_columns(
+                [
+                    col("unit_id"),
+                    col("year"),
+                    col("role"),
+                    col("convention"),
+                    col("zero_sum"),
+                    col("quantity_t_c"),
+                    col("price_yuan_per_t_c"),
+                    format!("value_{u}"),
+                    col("willingness"),
+                    col("ability"),
+                    format!("value_modified_{u}"),
+                    format!("value_balanced_{u}"),
+                ],
+            ),
+            OutputDecl::new(
+                "summary",
+                "per year and convention: counts and totals paid and received",
+            )
+            .with_columns([
+                col("year"),
+                col("convention"),
+                col("zero_sum"),
+                col("n_payers"),
+                col("n_receivers"),
+                col("n_balanced"),
+                col("sum_quantity_t_c"),
+                format!("paid_{u}"),
+                format!("received_{u}"),
+                format!("paid_modified_{u}"),
+                format!("received_modified_{u}"),
+                format!("paid_balanced_{u}"),
+                format!("received_balanced_{u}"),
+            ]),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if params.conventions.is_empty() {
+            return Err(StageError::data("`conventions` is empty")
+                .with_hint("name at least one allowance convention"));
+        }
+        let p = &params.price;
+        match (p.value, p.by_year.is_empty()) {
+            (Some(_), false) => {
+                return Err(StageError::data("`price` has both `value` and `by_year`")
+                    .with_hint("give one of them"));
+            }
+            (None, true) => return Err(StageError::data("`price` needs `value` or `by_year`")),
+            _ => {}
+        }
+        if p.value
+            .into_iter()
+            .chain(p.by_year.values().copied())
+            .any(|v| !v.is_finite() || v < 0.0)
+        {
+            return Err(StageError::data("carbon prices must be finite and ≥ 0"));
+        }
+        if !(params.balance_abs_t_c >= 0.0 && params.balance_rel >= 0.0) {
+            return Err(StageError::data(
+                "`balance_abs_t_c` and `balance_rel` must be ≥ 0",
+            ));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let t = inputs.table("indices")?;
+        let units = ids(t, "indices", "unit_id")?;
+        let years = i64s(t, "indices", "year")?;
+        let ce = f64s(t, "indices", "ce_t_c")?;
+        let cs = f64s(t, "indices", "cs_t_c")?;
+        let gdp = f64s(t, "indices", "gdp_10k_yuan")?;
+        for i in 0..units.len() {
+            if !(ce[i].is_finite()
+                && cs[i].is_finite()
+                && gdp[i].is_finite()
+                && ce[i] >= 0.0
+                && cs[i] >= 0.0
+                && gdp[i] > 0.0)
+            {
+                return Err(StageError::data(format!(
+                    "`indices` row {}: unit `{}`, year {}: CE {}, CS {}, GDP {} (need CE, CS ≥ 0 and GDP > 0)",
+                    i + 1,
+                    units[i],
+                    years[i],
+                    ce[i],
+                    cs[i],
+                    gdp[i]
+                )));
+            }
+        }
+        let econ_cols = params.economy_columns();
+        let economy = if econ_cols.is_empty() {
+            None
+        } else {
+            let cols: Vec<&str> = econ_cols.iter().map(String::as_str).collect();
+            Some(Panel::read(
+                inputs.table("economy")?,
+                "economy",
+                &cols,
+                true,
+            )?)
+        };
+        let pop_idx = params.needs_population().then_some(0);
+        let engel_start = usize::from(params.needs_population());
+
+        // group rows by year, units sorted within
+        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, y) in years.iter().enumerate() {
+            by_year.entry(*y).or_default().push(i);
+        }
+        let div = params.money_unit.divisor();
+        let mut rows: Vec<OutRow> = Vec::new();
+        let mut summary = Summary::default();
+        let mut skipped = Vec::new();
+        for (&year, idx) in &mut by_year {
+            idx.sort_by(|&a, &b| units[a].cmp(&units[b]));
+            if let Some(w) = idx.windows(2).find(|w| units[w[0]] == units[w[1]]) {
+                return Err(StageError::data(format!(
+                    "`indices`: unit `{}` has two rows for {year}",
+                    units[w[0]]
+                )));
+            }
+            let price = params.price.yuan_per_t_c(year)?;
+            let mut budgets = Vec::with_capacity(idx.len());
+            let mut factors = Vec::with_capacity(idx.len());
+            for &i in idx.iter() {
+                let population = match (pop_idx, &economy) {
+                    (Some(c), Some(e)) => {
+                        let p = e.get(&units[i], year, c, params.missing)?;
+                        if p <= 0.0 {
+                            return Err(StageError::data(format!(
+                                "`economy`: unit `{}`, year {year}: population is {p}",
+                                units[i]
+                            ))
+                            .with_hint("population must be > 0"));
+                        }
+                        Some(p)
+                    }
+                    _ => None,
+                };
+                budgets.push(Budget {
+                    ce_t_c: ce[i],
+                    cs_t_c: cs[i],
+                    gdp_10k_yuan: gdp[i],
+                    population,
+                });
+                let willingness = match (&economy, params.willingness) {
+                    (Some(e), Willingness::Pearl) => {
+                        let mut v = Vec::new();
+                        for (k, name) in params.engel_columns().iter().enumerate() {
+                            let x = e.get(&units[i], year, engel_start + k, params.missing)?;
+                            if x > 1.0 {
+                                return Err(StageError::data(format!("`economy`: unit `{}`, year {year}: `{name}` is {x}, above 1", units[i]))
+                                    .with_hint("Engel coefficients and the urbanisation rate are fractions: divide percentages by 100"));
+                            }
+                            v.push(x);
+                        }
+                        let en = match params.engel {
+                            EngelSource::Combined => combined_engel(v[0], v[1], v[2]),
+                            EngelSource::Urban | EngelSource::Rural => v[0],
+                        };
+                        if en <= 0.0 {
+                            return Err(StageError::data(format!(
+                                "`economy`: unit `{}`, year {year}: the Engel coefficient is {en}",
+                                units[i]
+                            ))
+                            .with_hint("it must be > 0"));
+                        }
+                        pearl_willingness(development_stage(en, params.stage_rule))
+                    }
+                    _ => 1.0,
+                };
+                factors.push(willingness);
+            }
+            let region = crate::methods::indices::totals(&budgets);
+            let ability: Vec<f64> = budgets
+                .iter()
+                .map(
+                    |b| match (params.ability, b.population, region.population) {
+                        (Ability::GdpPerCapita, Some(p), Some(total)) => {
+                            ability_to_pay(b.gdp_10k_yuan, p, region.gdp_10k_yuan, total)
+                        }
+                        _ => 1.0,
+                    },
+                )
+                .collect();
+
+            for &conv in &params.conventions {
+                let q = quantities_t_c(conv, &budgets);
+                if q.iter().any(Option::is_none) {
+                    skipped.push(format!("{} in {year}", conv.name()));
+                    continue;
+                }
+                let q: Vec<f64> = q.into_iter().flatten().collect();
+                let value: Vec<f64> = q.iter().map(|q| q * price / div).collect();
+                let modified: Vec<Option<f64>> = value
+                    .iter()
+                    .zip(&factors)
+                    .zip(&ability)
+                    .map(|((v, l), a)| Some(v * l * a))
+                    .collect();
+                let balanced = rescale_balanced(&modified, params.rescale);
+                if balanced.is_none() {
+                    ctx.warn(format!("{} in {year}: every unit pays or every unit receives, so balanced values are null", conv.name()));
+                }
+                let mut s = SummaryRow::new(year, conv);
+                for (k, &i) in idx.iter().enumerate() {
+                    let r = role(q[k], params.balance_abs_t_c, params.balance_rel, ce[i]);
+                    let b = balanced.as_ref().and_then(|b| b[k]);
+                    s.add(r, q[k], value[k], modified[k].unwrap_or(0.0), b);
+                    rows.push(OutRow {
+                        unit: i,
+                        year,
+                        convention: conv,
+                        role: r,
+                        quantity: q[k],
+                        price,
+                        value: value[k],
+                        willingness: factors[k],
+                        ability: ability[k],
+                        modified: modified[k].unwrap_or(f64::NAN),
+                        balanced: b,
+                    });
+                }
+                if balanced.is_none() {
+                    s.paid_balanced = None;
+                    s.received_balanced = None;
+                }
+                summary.rows.push(s);
+            }
+        }
+        if !skipped.is_empty() {
+            ctx.warn(format!(
+                "no regional sink, so these conventions are undefined and left out: {}",
+                skipped.join(", ")
+            ));
+        }
+        if let Some(e) = &economy {
+            e.report(ctx, params.missing);
+        }
+        rows.sort_by(|a, b| {
+            (&units[a.unit], a.year, a.convention).cmp(&(&units[b.unit], b.year, b.convention))
+        });
+
+        let u = params.money_unit.suffix();
+        let unit_ids: Vec<&str> = rows.iter().map(|r| units[r.unit].as_str()).collect();
+        let roles: Vec<&str> = rows.iter().map(|r| r.role).collect();
+        let convs: Vec<&str> = rows.iter().map(|r| r.convention.name()).collect();
+        let table = TableBuilder::new()
+            .str("unit_id", &unit_ids)
+            .i64("year", rows.iter().map(|r| r.year).collect())
+            .str("role", &roles)
+            .str("convention", &convs)
+            .bool(
+                "zero_sum",
+                rows.iter().map(|r| r.convention.zero_sum()).collect(),
+            )
+            .f64("quantity_t_c", rows.iter().map(|r| r.quantity).collect())
+            .f64("price_yuan_per_t_c", rows.iter().map(|r| r.price).collect())
+            .f64(
+                &format!("value_{u}"),
+                rows.iter().map(|r| r.value).collect(),
+            )
+            .f64("willingness", rows.iter().map(|r| r.willingness).collect())
+            .f64("ability", rows.iter().map(|r| r.ability).collect())
+            .f64(
+                &format!("value_modified_{u}"),
+                rows.iter().map(|r| r.modified).collect(),
+            )
+            .f64_opt(
+                &format!("value_balanced_{u}"),
+                rows.iter().map(|r| r.balanced).collect(),
+            )
+            .build()?;
+        Ok(vec![
+            ("compensation".to_owned(), table),
+            ("summary".to_owned(), summary.table(u)?),
+        ])
+    }
+}
+
+struct OutRow {
+    unit: usize,
+    year: i64,
+    convention: Convention,
+    role: &'static str,
+    quantity: f64,
+    price: f64,
+    value: f64,
+    willingness: f64,
+    ability: f64,
+    modified: f64,
+    balanced: Option<f64>,
+}
+
+struct SummaryRow {
+    year: i64,
+    convention: Convention,
+    n: [i64; 3],
+    sum_q: f64,
+    paid: f64,
+    received: f64,
+    paid_modified: f64,
+    received_modified: f64,
+    paid_balanced: Option<f64>,
+    received_balanced: Option<f64>,
+}
+
+impl SummaryRow {
+    fn new(year: i64, convention: Convention) -> Self {
+        Self {
+            year,
+            convention,
+            n: [0; 3],
+            sum_q: 0.0,
+            paid: 0.0,
+            received: 0.0,
+            paid_modified: 0.0,
+            received_modified: 0.0,
+            paid_balanced: None,
+            received_balanced: None,
+        }
+    }
+
+    fn add(&mut self, role: &str, q: f64, v: f64, m: f64, b: Option<f64>) {
+        match role {
+            "payer" => self.n[0] += 1,
+            "receiver" => self.n[1] += 1,
+            _ => self.n[2] += 1,
+        }
+        self.sum_q += q;
+        let split = |x: f64| if x > 0.0 { (x, 0.0) } else { (0.0, -x) };
+        let (p, r) = split(v);
+        self.paid += p;
+        self.received += r;
+        let (p, r) = split(m);
+        self.paid_modified += p;
+        self.received_modified += r;
+        let (p, r) = split(b.unwrap_or(0.0));
+        self.paid_balanced = Some(self.paid_balanced.unwrap_or(0.0) + p);
+        self.received_balanced = Some(self.received_balanced.unwrap_or(0.0) + r);
+    }
+}
+
+#[derive(Default)]
+struct Summary {
+    rows: Vec<SummaryRow>,
+}
+
+impl Summary {
+    fn table(self, u: &str) -> Result<arrow_array::RecordBatch, StageError> {
+        let r = &self.rows;
+        let convs: Vec<&str> = r.iter().map(|s| s.convention.name()).collect();
+        TableBuilder::new()
+            .i64("year", r.iter().map(|s| s.year).collect())
+            .str("convention", &convs)
+            .bool(
+                "zero_sum",
+                r.iter().map(|s| s.convention.zero_sum()).collect(),
+            )
+            .i64("n_payers", r.iter().map(|s| s.n[0]).collect())
+            .i64("n_receivers", r.iter().map(|s| s.n[1]).collect())
+            .i64("n_balanced", r.iter().map(|s| s.n[2]).collect())
+            .f64("sum_quantity_t_c", r.iter().map(|s| s.sum_q).collect())
+            .f64(&format!("paid_{u}"), r.iter().map(|s| s.paid).collect())
+            .f64(
+                &format!("received_{u}"),
+                r.iter().map(|s| s.received).collect(),
+            )
+            .f64(
+                &format!("paid_modified_{u}"),
+                r.iter().map(|s| s.paid_modified).collect(),
+            )
+            .f64(
+                &format!("received_modified_{u}"),
+                r.iter().map(|s| s.received_modified).collect(),
+            )
+            .f64_opt(
+                &format!("paid_balanced_{u}"),
+                r.iter().map(|s| s.paid_balanced).collect(),
+            )
+            .f64_opt(
+                &format!("received_balanced_{u}"),
+                r.iter().map(|s| s.received_balanced).collect(),
+            )
+            .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::{bools, strings};
+    use arrow_array::RecordBatch;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    fn indices() -> RecordBatch {
+        // CE 100, 200, 700; CS 50, 150, 50; G 400, 400, 200 (year 2000)
+        TableBuilder::new()
+            .str("unit_id", &["a", "b", "c"])
+            .i64("year", vec![2000; 3])
+            .f64("ce_t_c", vec![100.0, 200.0, 700.0])
+            .f64("cs_t_c", vec![50.0, 150.0, 50.0])
+            .f64("gdp_10k_yuan", vec![400.0, 400.0, 200.0])
+            .build()
+            .unwrap()
+    }
+
+    fn economy() -> RecordBatch {
+        // P 10, 30, 60; Engel urban 0.35, rural 0.45, urbanisation 0.6 for a; others 0.25 urban only
+        TableBuilder::new()
+            .str("unit_id", &["a", "b", "c"])
+            .i64("year", vec![2000; 3])
+            .f64("population", vec![10.0, 30.0, 60.0])
+            .f64("engel_urban", vec![0.35, 0.25, 0.25])
+            .f64("engel_rural", vec![0.45, 0.25, 0.25])
+            .f64("urbanization_rate", vec![0.6, 0.5, 0.5])
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        params: serde_json::Value,
+        with_economy: bool,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let prepared = Entry::<Compensation>::new().prepare(params)?;
+        let mut tables = vec![("indices".to_owned(), indices())];
+        if with_economy {
+            tables.push(("economy".to_owned(), economy()));
+        }
+        let ctx = StageContext::new("compensation", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&Inputs::new(tables.into_iter().collect()), &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+        t.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn unmodified_values_hand_computed() {
+        let params = serde_json::json!({"conventions": ["own_sink", "emission_by_sink_share"], "price": {"unit": "yuan_per_t_co2", "value": 60.0},
+            "willingness": "none", "ability": "none"});
+        let (out, _) = run(params, false).unwrap();
+        let t = &out[0].1;
+        // price 60 yuan/t CO2 = 60 × 44/12 = 220 yuan/t C
+        // own sink: Q = 50, 50, 650 -> 11000, 11000, 143000 yuan
+        // emission by sink share: Q = −100, −400, 500 -> −22000, −88000, 110000
+        assert_eq!(
+            strings(t, "c", "convention").unwrap(),
+            vec![
+                "own_sink",
+                "emission_by_sink_share",
+                "own_sink",
+                "emission_by_sink_share",
+                "own_sink",
+                "emission_by_sink_share"
+            ]
+        );
+        let v: Vec<f64> = f(t, "value_yuan").into_iter().map(Option::unwrap).collect();
+        let expect = [
+            11_000.0, -22_000.0, 11_000.0, -88_000.0, 143_000.0, 110_000.0,
+        ];
+        for (a, e) in v.iter().zip(expect) {
+            assert!((a - e).abs() < 1e-6, "{v:?}");
+        }
+        assert_eq!(
+            strings(t, "c", "role").unwrap(),
+            vec!["payer", "receiver", "payer", "receiver", "payer", "payer"]
+        );
+        assert_eq!(
+            bools(t, "c", "zero_sum").unwrap(),
+            vec![false, true, false, true, false, true]
+        );
+        // summary: zero-sum convention pays 110000 and receives 110000
+        let s = &out[1].1;
+        assert_eq!(
+            strings(s, "s", "convention").unwrap(),
+            vec!["own_sink", "emission_by_sink_share"]
+        );
+        assert!((f(s, "paid_yuan")[1].unwrap() - 110_000.0).abs() < 1e-6);
+        assert!((f(s, "received_yuan")[1].unwrap() - 110_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn modified_values_hand_computed() {
+        let params = serde_json::json!({"conventions": ["net_by_gdp_share"], "price": {"unit": "yuan_per_t_c", "by_year": {"2000": 100.0}}, "money_unit": "10k_yuan"});
+        let (out, _) = run(params, true).unwrap();
+        let t = &out[0].1;
+        // Q = −250, −250, 500 t C; × 100 yuan/t C / 10^4 = −2.5, −2.5, 5 (10^4 yuan)
+        // L: a En = 0.39 -> t = −0.4358974, L = 0.3927190 (Python math.exp);
+        //    b, c En = 0.25 -> t = 1, L = 1/(1 + e^−1) = 0.7310586
+        // AP: region G/P = 1000/100 = 10; a 400/10 = 40 -> 4; b 400/30 -> 1.3333; c 200/60 -> 0.3333
+        // modified: a −2.5 × 0.3927190 × 4 = −3.927190; b −2.5 × 0.7310586 × 4/3 = −2.436862;
+        //           c 5 × 0.7310586 / 3 = 1.218431
+        let m: Vec<f64> = f(t, "value_modified_10k_yuan")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        assert!((m[0] + 3.927_190).abs() < 1e-6, "{m:?}");
+        assert!((m[1] + 2.436_862).abs() < 1e-6, "{m:?}");
+        assert!((m[2] - 1.218_431).abs() < 1e-6, "{m:?}");
+        assert!((f(t, "ability")[0].unwrap() - 4.0).abs() < 1e-12);
+        // balanced (rescale payments): receipts scaled by 1.218431/6.364052 -> sum 0
+        let b: Vec<f64> = f(t, "value_balanced_10k_yuan")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        assert!((b[2] - m[2]).abs() < 1e-12);
+        let sum: f64 = b.iter().sum();
+        assert!(
+            sum.abs() < 1e-9 * b.iter().map(|x| x.abs()).sum::<f64>(),
+            "{b:?}"
+        );
+        assert!((b[0] - m[0] * 1.218_431 / 6.364_052).abs() < 1e-6, "{b:?}");
+    }
+
+    #[test]
+    fn zero_sum_variants_sum_to_zero() {
+        let (out, _) = run(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 260.9}}),
+            true,
+        )
+        .unwrap();
+        let s = &out[1].1;
+        let zs = bools(s, "s", "zero_sum").unwrap();
+        let q = f(s, "sum_quantity_t_c");
+        let paid = f(s, "paid_yuan");
+        let received = f(s, "received_yuan");
+        assert_eq!(zs.iter().filter(|z| **z).count(), 3);
+        for i in 0..zs.len() {
+            if zs[i] {
+                assert!(q[i].unwrap().abs() < 1e-9 * 1000.0, "{:?}", q[i]);
+                let (p, r) = (paid[i].unwrap(), received[i].unwrap());
+                assert!((p - r).abs() <= 1e-9 * p.max(r), "{p} {r}");
+            }
+            // balanced always pays what it receives
+            let (p, r) = (
+                f(s, "paid_balanced_yuan")[i],
+                f(s, "received_balanced_yuan")[i],
+            );
+            if let (Some(p), Some(r)) = (p, r) {
+                assert!((p - r).abs() <= 1e-9 * p.max(r), "{p} {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_parameters_and_data() {
+        assert!(
+            Entry::<Compensation>::new()
+                .prepare(serde_json::json!({}))
+                .is_err(),
+            "price is required"
+        );
+        assert!(
+            Entry::<Compensation>::new()
+                .prepare(serde_json::json!({"price": {"unit": "yuan_per_t_c"}}))
+                .is_err()
+        );
+        assert!(
+            Entry::<Compensation>::new()
+                .prepare(serde_json::json!({"price": {"unit": "usd", "value": 1.0}}))
+                .is_err()
+        );
+        let err = run(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "by_year": {"2001": 5.0}}}),
+            true,
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("no price for 2000"), "{}", err.message);
+        // Engel given in percent
+        let prepared = Entry::<Compensation>::new().prepare(serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}, "engel": "urban"})).unwrap();
+        let econ = TableBuilder::new()
+            .str("unit_id", &["a", "b", "c"])
+            .i64("year", vec![2000; 3])
+            .f64("population", vec![1.0; 3])
+            .f64("engel_urban", vec![35.0, 30.0, 30.0])
+            .build()
+            .unwrap();
+        let ctx = StageContext::new("c", std::path::Path::new("."), BTreeMap::new());
+        let err = prepared
+            .run(
+                &Inputs::new(
+                    [
+                        ("indices".to_owned(), indices()),
+                        ("economy".to_owned(), econ),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                &ctx,
+            )
+            .err()
+            .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: `engel_urban` is 35"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("divide percentages by 100"));
+    }
+}

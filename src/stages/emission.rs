@@ -1,0 +1,1155 @@
+//! `emission`: gross carbon emission per unit, year and source (t C): land classes with a
+//! positive coefficient by area × coefficient, and construction land by energy consumption,
+//! the GDP × energy-intensity fallback, an area coefficient, or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+};
+use crate::methods::coefficients::{
+    ENERGY_PRESETS, FuelFactor, FuelRow, parse_fuel_rows, preset_text, theta_per_input_unit,
+};
+use crate::methods::emission::{
+    area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
+};
+use crate::stages::carbon_panel::{
+    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
+    is_path, read_areas, require_column,
+};
+use crate::table::{TableBuilder, has_column, ids};
+
+/// The `emission` stage kind.
+pub struct Emission;
+
+/// How construction-land emission is estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstructionMethod {
+    /// Σ fuel × θ × f from the `energy` table (Liu Xianzhao et al. 2017, Table 1).
+    #[default]
+    Energy,
+    /// GDP × energy intensity × f_sc (`energy` table with an intensity column, `economy` with GDP).
+    Intensity,
+    /// Area × the preset's `construction` coefficient.
+    Coefficient,
+    /// No construction-land emission.
+    None,
+}
+
+/// How a higher-level energy table is shared among units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// The energy table is per unit.
+    #[default]
+    Direct,
+    /// Shared by construction-land area within each parent region.
+    ConstructionArea,
+    /// Shared by GDP within each parent region.
+    Gdp,
+}
+
+fn default_energy_preset() -> String {
+    "liu2017".to_owned()
+}
+
+/// A per-fuel replacement or addition to the energy-factor preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuelOverride {
+    pub theta: Option<f64>,
+    pub theta_unit: Option<String>,
+    pub f_t_c_per_tce: Option<f64>,
+}
+
+/// The energy-factor table: a built-in preset or a user CSV, with per-fuel overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyFactorChoice {
+    #[serde(default = "default_energy_preset")]
+    pub preset: String,
+    #[serde(default, rename = "override")]
+    pub overrides: BTreeMap<String, FuelOverride>,
+}
+
+impl Default for EnergyFactorChoice {
+    fn default() -> Self {
+        Self {
+            preset: default_energy_preset(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_f_sc() -> f64 {
+    0.67
+}
+fn default_intensity_column() -> String {
+    "energy_intensity_tce_per_10k_yuan".to_owned()
+}
+fn default_gdp_column() -> String {
+    "gdp_10k_yuan".to_owned()
+}
+fn default_deflator_base() -> f64 {
+    100.0
+}
+
+/// Parameters of `emission`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Land-use coefficients (classes with a value > 0 are emission sources here).
+    #[serde(default)]
+    pub coefficients: CoefficientChoice,
+    /// `energy` (default), `intensity`, `coefficient` or `none`.
+    #[serde(default)]
+    pub construction: ConstructionMethod,
+    /// Energy factors for `construction: energy`.
+    #[serde(default)]
+    pub energy_factors: EnergyFactorChoice,
+    /// Count electricity (secondary energy; excluded by default to avoid double counting).
+    #[serde(default)]
+    pub include_electricity: bool,
+    /// Physical unit of each fuel column when not the default (t; natural gas 10^4 m3;
+    /// electricity 10^4 kWh), e.g. `{ raw_coal: "10^4 t" }`.
+    #[serde(default)]
+    pub fuel_units: BTreeMap<String, String>,
+    /// Carbon factor of standard coal for `construction: intensity`, t C/tce.
+    #[serde(default = "default_f_sc")]
+    pub f_sc_t_c_per_tce: f64,
+    /// Column of the `energy` table with energy intensity, tce per 10^4 yuan.
+    #[serde(default = "default_intensity_column")]
+    pub intensity_column: String,
+    /// Column of the `economy` table with GDP, 10^4 yuan.
+    #[serde(default = "default_gdp_column")]
+    pub gdp_column: String,
+    /// Column of the `economy` table with a GDP deflator (price index) for constant prices.
+    #[serde(default)]
+    pub deflator_column: Option<String>,
+    /// Value of the deflator in the base year.
+    #[serde(default = "default_deflator_base")]
+    pub deflator_base: f64,
+    /// `direct` (default), `construction_area` or `gdp`.
+    #[serde(default)]
+    pub energy_allocation: Allocation,
+    /// `error` (default), `zero` or `interpolate` for values missing from `energy`/`economy`.
+    #[serde(default)]
+    pub missing: MissingPolicy,
+}
+
+/// Default physical unit of a fuel column, by the dimension of its factor's unit.
+fn default_fuel_unit(fuel: &str, theta_unit: &str) -> &'static str {
+    let per = theta_unit.trim_start_matches("tce/").to_ascii_lowercase();
+    if fuel == "natural_gas" || per.ends_with("m3") {
+        "10^4 m3"
+    } else if fuel == "electricity" || per.ends_with("wh") {
+        "10^4 kWh"
+    } else {
+        "t"
+    }
+}
+
+/// The energy-factor rows of the chosen preset with overrides applied.
+fn fuel_rows(
+    choice: &EnergyFactorChoice,
+    ctx: Option<&StageContext>,
+) -> Result<Vec<FuelRow>, StageError> {
+    let text = if is_path(&choice.preset) {
+        let Some(ctx) = ctx else {
+            return Ok(Vec::new());
+        };
+        let path = ctx.source(ENERGY_SOURCE)?;
+        std::fs::read_to_string(path).map_err(|e| {
+            StageError::data(format!(
+                "cannot read energy-factor file `{}`",
+                path.display()
+            ))
+            .caused_by(e)
+        })?
+    } else {
+        preset_text(&format!("energy_{}.csv", choice.preset))
+            .ok_or_else(|| {
+                StageError::data(format!("unknown energy-factor preset `{}`", choice.preset))
+                    .with_hint(format!(
+                        "built-in presets: {}; or give a path to a CSV file",
+                        ENERGY_PRESETS.join(", ")
+                    ))
+            })?
+            .to_owned()
+    };
+    let mut rows = parse_fuel_rows(&text).map_err(|e| {
+        StageError::data(format!("energy factors `{}`: {e}", choice.preset))
+            .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence")
+    })?;
+    for (fuel, o) in &choice.overrides {
+        let bad = |what: &str| StageError::data(format!("energy-factor override `{fuel}`: {what}"));
+        if let Some(row) = rows.iter_mut().find(|r| &r.fuel == fuel) {
+            if let Some(t) = o.theta {
+                row.theta = t;
+            }
+            if let Some(u) = &o.theta_unit {
+                row.theta_unit.clone_from(u);
+            }
+            if let Some(f) = o.f_t_c_per_tce {
+                row.f_t_c_per_tce = f;
+            }
+            row.citation = "study override".to_owned();
+        } else {
+            let (Some(theta), Some(theta_unit), Some(f)) =
+                (o.theta, o.theta_unit.clone(), o.f_t_c_per_tce)
+            else {
+                return Err(bad(
+                    "a new fuel needs `theta`, `theta_unit` and `f_t_c_per_tce`",
+                ));
+            };
+            rows.push(FuelRow {
+                fuel: fuel.clone(),
+                theta,
+                theta_unit,
+                f_t_c_per_tce: f,
+                citation: "study override".to_owned(),
+            });
+        }
+    }
+    for r in &rows {
+        if !(r.theta.is_finite()
+            && r.theta >= 0.0
+            && r.f_t_c_per_tce.is_finite()
+            && r.f_t_c_per_tce >= 0.0)
+        {
+            return Err(StageError::data(format!(
+                "energy factors of `{}` must be finite and ≥ 0",
+                r.fuel
+            )));
+        }
+    }
+    rows.sort_by(|a, b| a.fuel.cmp(&b.fuel));
+    Ok(rows)
+}
+
+/// The fuels counted, with factors per unit of the energy table's column.
+fn fuel_factors(
+    params: &Params,
+    rows: &[FuelRow],
+) -> Result<Vec<(String, String, FuelFactor)>, StageError> {
+    if let Some(fuel) = params
+        .fuel_units
+        .keys()
+        .find(|f| !rows.iter().any(|r| &r.fuel == *f))
+    {
+        return Err(StageError::data(format!(
+            "`fuel_units` names `{fuel}`, which the energy factors do not have"
+        ))
+        .with_hint(format!(
+            "fuels: {}",
+            rows.iter()
+                .map(|r| r.fuel.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        if r.fuel == "electricity" && !params.include_electricity {
+            continue;
+        }
+        let unit = params
+            .fuel_units
+            .get(&r.fuel)
+            .cloned()
+            .unwrap_or_else(|| default_fuel_unit(&r.fuel, &r.theta_unit).to_owned());
+        let theta = theta_per_input_unit(r.theta, &r.theta_unit, &unit).map_err(|e| {
+            StageError::data(format!("fuel `{}`: {e}", r.fuel))
+                .with_hint("fix `fuel_units` (e.g. `t`, `10^4 t`, `10^4 m3`, `10^4 kWh`)")
+        })?;
+        out.push((
+            r.fuel.clone(),
+            unit,
+            FuelFactor {
+                theta_tce_per_unit: theta,
+                f_t_c_per_tce: r.f_t_c_per_tce,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Source name of a user energy-factor file.
+const ENERGY_SOURCE: &str = "energy_factors";
+
+const PARAMS: &[ParamDoc] = &[
+    ParamDoc {
+        name: "coefficients",
+        ty: "{preset, override}",
+        default: "{preset: mixed}",
+        doc: "land-use coefficients t C/ha/a: built-in `mixed` (default), `set1`, `set2` or a CSV path; `override: {class: value}`. Classes with value > 0 are sources",
+    },
+    ParamDoc {
+        name: "construction",
+        ty: "energy|intensity|coefficient|none",
+        default: "energy",
+        doc: "construction-land method (energy: Liu et al. 2017 factors; intensity: GDP × EI × f_sc)",
+    },
+    ParamDoc {
+        name: "energy_factors",
+        ty: "{preset, override}",
+        default: "{preset: liu2017}",
+        doc: "fuel factors: `liu2017`, `xia2017` or a CSV path; `override: {fuel: {theta, theta_unit, f_t_c_per_tce}}`",
+    },
+    ParamDoc {
+        name: "include_electricity",
+        ty: "bool",
+        default: "false",
+        doc: "count electricity (secondary energy)",
+    },
+    ParamDoc {
+        name: "fuel_units",
+        ty: "map fuel → unit",
+        default: "{}",
+        doc: "unit of each fuel column; defaults t, natural gas 10^4 m3, electricity 10^4 kWh",
+    },
+    ParamDoc {
+        name: "f_sc_t_c_per_tce",
+        ty: "float",
+        default: "0.67",
+        doc: "carbon factor of standard coal for `intensity` (NDRC Energy Research Institute)",
+    },
+    ParamDoc {
+        name: "intensity_column",
+        ty: "string",
+        default: "energy_intensity_tce_per_10k_yuan",
+        doc: "energy-intensity column of `energy` (tce per 10^4 yuan)",
+    },
+    ParamDoc {
+        name: "gdp_column",
+        ty: "string",
+        default: "gdp_10k_yuan",
+        doc: "GDP column of `economy` (10^4 yuan)",
+    },
+    ParamDoc {
+        name: "deflator_column",
+        ty: "string?",
+        default: "null",
+        doc: "price-index column of `economy`; GDP × deflator_base / deflator gives constant prices",
+    },
+    ParamDoc {
+        name: "deflator_base",
+        ty: "float",
+        default: "100",
+        doc: "deflator value of the base year",
+    },
+    ParamDoc {
+        name: "energy_allocation",
+        ty: "direct|construction_area|gdp",
+        default: "direct",
+        doc: "share a higher-level energy table among units (by `parents` table, or one region when `parents` is not wired)",
+    },
+    ParamDoc {
+        name: "missing",
+        ty: "error|zero|interpolate",
+        default: "error",
+        doc: "policy for values missing from `energy`/`economy`",
+    },
+];
+
+impl Stage for Emission {
+    const KIND: &'static str = "emission";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Gross carbon emission (t C) per unit, year and source: area × coefficient for source classes, \
+        construction land from energy consumption (Σ e·θ·f), GDP × energy intensity × f_sc, or a coefficient.";
+    const PARAMS: &'static [ParamDoc] = PARAMS;
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut ports = vec![
+            Port::required("areas", "class areas per unit and year (landuse `areas`)")
+                .with_columns(["unit_id", "year", "class", "area_ha"]),
+        ];
+        match params.construction {
+            ConstructionMethod::Energy => ports.push(
+                Port::required("energy", "fuel consumption per unit (or parent) and year")
+                    .with_columns(["unit_id", "year"]),
+            ),
+            ConstructionMethod::Intensity => ports.push(
+                Port::required("energy", "energy intensity per unit (or parent) and year")
+                    .with_columns([
+                        "unit_id".to_owned(),
+                        "year".to_owned(),
+                        params.intensity_column.clone(),
+                    ]),
+            ),
+            ConstructionMethod::Coefficient | ConstructionMethod::None => {}
+        }
+        if params.construction == ConstructionMethod::Intensity
+            || params.energy_allocation == Allocation::Gdp
+        {
+            let mut cols = vec![
+                "unit_id".to_owned(),
+                "year".to_owned(),
+                params.gdp_column.clone(),
+            ];
+            cols.extend(params.deflator_column.clone());
+            ports.push(Port::required("economy", "GDP per unit and year").with_columns(cols));
+        }
+        if params.energy_allocation != Allocation::Direct {
+            ports.push(
+                Port::optional("parents", "unit → parent region of the energy table")
+                    .with_columns(["unit_id", "parent_id"]),
+            );
+        }
+        ports
+    }
+
+    fn outputs(_params: &Params) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new(
+                "emission",
+                "unit_id, year, source, emission_t_c (t C), method; one row per source",
+            )
+            .with_columns(["unit_id", "year", "source", "emission_t_c", "method"]),
+            OutputDecl::new(
+                "fuels",
+                "energy method detail: unit_id, year, fuel, consumption, unit, tce, emission_t_c",
+            )
+            .with_columns([
+                "unit_id",
+                "year",
+                "fuel",
+                "consumption",
+                "unit",
+                "tce",
+                "emission_t_c",
+            ]),
+        ]
+    }
+
+    fn sources(params: &Params) -> Vec<Source> {
+        let mut s = params.coefficients.sources();
+        if params.construction == ConstructionMethod::Energy
+            && is_path(&params.energy_factors.preset)
+        {
+            s.push(Source::new(ENERGY_SOURCE, &params.energy_factors.preset));
+        }
+        s
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        params.coefficients.validate()?;
+        if !(params.f_sc_t_c_per_tce.is_finite() && params.f_sc_t_c_per_tce > 0.0) {
+            return Err(StageError::data(format!(
+                "`f_sc_t_c_per_tce` is {}, expected > 0",
+                params.f_sc_t_c_per_tce
+            ))
+            .with_hint("0.67 t C/tce (NDRC) is the usual value"));
+        }
+        if !(params.deflator_base.is_finite() && params.deflator_base > 0.0) {
+            return Err(StageError::data("`deflator_base` must be > 0"));
+        }
+        if params.construction == ConstructionMethod::Energy
+            && !is_path(&params.energy_factors.preset)
+        {
+            fuel_factors(params, &fuel_rows(&params.energy_factors, None)?)?;
+        }
+        if params.energy_allocation == Allocation::Gdp
+            && params.construction == ConstructionMethod::Intensity
+        {
+            return Err(StageError::data("`energy_allocation: gdp` with `construction: intensity` would allocate GDP by GDP")
+                .with_hint("with `intensity`, a parent-level intensity is applied to each unit's GDP: use `energy_allocation: construction_area` or `direct`"));
+        }
+        Ok(())
+    }
+
+    fn run(
+        params: &Params,
+        inputs: &crate::engine::stage::Inputs,
+        ctx: &StageContext,
+    ) -> Result<Outputs, StageError> {
+        let coefficients = params.coefficients.load(ctx)?;
+        let areas = read_areas(inputs.table("areas")?, "areas")?;
+        let label = params.coefficients.label();
+
+        let mut out = Rows::default();
+        let mut fuels = FuelRowsOut::default();
+        for ua in &areas {
+            for (class, area) in &ua.classes {
+                if class == "construction" {
+                    continue;
+                }
+                let Some(&coef) = coefficients.get(class) else {
+                    return Err(class_without_coefficient(
+                        class,
+                        &ua.unit,
+                        ua.year,
+                        &params.coefficients,
+                    ));
+                };
+                if coef > 0.0 {
+                    out.push(
+                        &ua.unit,
+                        ua.year,
+                        class,
+                        area_emission_t_c(*area, coef),
+                        &format!("area_coefficient:{label}"),
+                    );
+                }
+            }
+        }
+
+        match params.construction {
+            ConstructionMethod::None => {}
+            ConstructionMethod::Coefficient => {
+                let Some(&coef) = coefficients.get("construction") else {
+                    let (u, y) = areas
+                        .first()
+                        .map_or((String::new(), 0), |a| (a.unit.clone(), a.year));
+                    return Err(class_without_coefficient(
+                        "construction",
+                        &u,
+                        y,
+                        &params.coefficients,
+                    ));
+                };
+                for ua in &areas {
+                    out.push(
+                        &ua.unit,
+                        ua.year,
+                        "construction",
+                        area_emission_t_c(ua.area("construction"), coef),
+                        &format!("area_coefficient:{label}"),
+                    );
+                }
+            }
+            ConstructionMethod::Energy => {
+                energy_method(params, inputs, ctx, &areas, &mut out, &mut fuels)?
+            }
+            ConstructionMethod::Intensity => {
+                intensity_method(params, inputs, ctx, &areas, &mut out)?
+            }
+        }
+        Ok(vec![
+            ("emission".to_owned(), out.build()?),
+            ("fuels".to_owned(), fuels.build()?),
+        ])
+    }
+}
+
+/// Parent region of each unit for allocation: from `parents`, or the energy table's only id.
+fn parent_map(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    energy: &Panel,
+    areas: &[UnitYearAreas],
+) -> Result<Option<BTreeMap<String, String>>, StageError> {
+    if params.energy_allocation == Allocation::Direct {
+        return Ok(None);
+    }
+    let mut map = BTreeMap::new();
+    if let Some(t) = inputs.optional("parents") {
+        let units = ids(t, "parents", "unit_id")?;
+        let parents = ids(t, "parents", "parent_id")?;
+        for (u, p) in units.into_iter().zip(parents) {
+            if let Some(old) = map.insert(u.clone(), p.clone())
+                && old != p
+            {
+                return Err(StageError::data(format!(
+                    "`parents`: unit `{u}` has two parents (`{old}`, `{p}`)"
+                )));
+            }
+        }
+        if let Some(ua) = areas.iter().find(|a| !map.contains_key(&a.unit)) {
+            return Err(
+                StageError::data(format!("`parents` has no row for unit `{}`", ua.unit))
+                    .with_hint("give every unit of `areas` a `parent_id`"),
+            );
+        }
+    } else {
+        let regions: Vec<&str> = energy.units().collect();
+        let [region] = regions.as_slice() else {
+            return Err(StageError::data(format!(
+                "`energy` has {} regions but no `parents` table says which units belong to which",
+                regions.len()
+            ))
+            .with_hint(
+                "wire a `parents` input (unit_id, parent_id), or give `energy` one region",
+            ));
+        };
+        for ua in areas {
+            map.insert(ua.unit.clone(), (*region).to_owned());
+        }
+    }
+    Ok(Some(map))
+}
+
+/// Allocation shares of each (unit, year) within its parent, in `areas` order.
+fn allocation_shares(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    areas: &[UnitYearAreas],
+    parents: &BTreeMap<String, String>,
+    ctx: &StageContext,
+) -> Result<Vec<f64>, StageError> {
+    let weights: Vec<f64> = match params.energy_allocation {
+        Allocation::Direct => return Ok(vec![1.0; areas.len()]),
+        Allocation::ConstructionArea => areas.iter().map(|a| a.area("construction")).collect(),
+        Allocation::Gdp => {
+            let economy = economy_panel(params, inputs)?;
+            let base = params
+                .deflator_column
+                .as_ref()
+                .map(|_| params.deflator_base);
+            let w = areas
+                .iter()
+                .map(|a| {
+                    gdp_value(
+                        &economy,
+                        &a.unit,
+                        a.year,
+                        base,
+                        params.missing,
+                        &params.gdp_column,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            economy.report(ctx, params.missing);
+            w
+        }
+    };
+    // group (parent, year) → indices, in a fixed order
+    let mut groups: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+    for (i, a) in areas.iter().enumerate() {
+        groups
+            .entry((parents[&a.unit].as_str(), a.year))
+            .or_default()
+            .push(i);
+    }
+    let mut out = vec![0.0; areas.len()];
+    for ((parent, year), idx) in groups {
+        let w: Vec<f64> = idx.iter().map(|&i| weights[i]).collect();
+        let s = shares(&w).ok_or_else(|| {
+            StageError::data(format!(
+                "no {} to allocate the energy of `{parent}` in {year}: all its units have zero",
+                allocation_name(params.energy_allocation)
+            ))
+        })?;
+        for (i, s) in idx.into_iter().zip(s) {
+            out[i] = s;
+        }
+    }
+    Ok(out)
+}
+
+fn allocation_name(a: Allocation) -> &'static str {
+    match a {
+        Allocation::Direct => "direct",
+        Allocation::ConstructionArea => "construction area",
+        Allocation::Gdp => "GDP",
+    }
+}
+
+fn economy_panel(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+) -> Result<Panel, StageError> {
+    let mut cols = vec![params.gdp_column.as_str()];
+    cols.extend(params.deflator_column.as_deref());
+    Panel::read(inputs.table("economy")?, "economy", &cols, true)
+}
+
+fn energy_method(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    ctx: &StageContext,
+    areas: &[UnitYearAreas],
+    out: &mut Rows,
+    fuels_out: &mut FuelRowsOut,
+) -> Result<(), StageError> {
+    let rows = fuel_rows(&params.energy_factors, Some(ctx))?;
+    let factors = fuel_factors(params, &rows)?;
+    let table = inputs.table("energy")?;
+    let present: Vec<&(String, String, FuelFactor)> = factors
+        .iter()
+        .filter(|(f, _, _)| has_column(table, f))
+        .collect();
+    if present.is_empty() {
+        return Err(
+            StageError::data("`energy` has none of the fuel columns").with_hint(format!(
+                "name the columns after the fuels: {}",
+                factors
+                    .iter()
+                    .map(|(f, _, _)| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
+    }
+    let absent: Vec<&str> = factors
+        .iter()
+        .filter(|(f, _, _)| !has_column(table, f))
+        .map(|(f, _, _)| f.as_str())
+        .collect();
+    if !absent.is_empty() {
+        ctx.warn(format!(
+            "`energy` has no column for {}: counted as zero",
+            absent.join(", ")
+        ));
+    }
+    if !params.include_electricity && has_column(table, "electricity") {
+        ctx.warn("`energy` has an `electricity` column, excluded by default (set `include_electricity: true` to count it)");
+    }
+    let cols: Vec<&str> = present.iter().map(|(f, _, _)| f.as_str()).collect();
+    let energy = Panel::read(table, "energy", &cols, true)?;
+    let parents = parent_map(params, inputs, &energy, areas)?;
+    let shares = match &parents {
+        Some(p) => allocation_shares(params, inputs, areas, p, ctx)?,
+        None => vec![1.0; areas.len()],
+    };
+    let method = format!(
+        "energy:{}{}",
+        params.energy_factors.preset,
+        if params.include_electricity {
+            "+electricity"
+        } else {
+            ""
+        }
+    );
+    for (ua, share) in areas.iter().zip(shares) {
+        let region = parents
+            .as_ref()
+            .map_or(ua.unit.as_str(), |p| p[&ua.unit].as_str());
+        let mut total = 0.0;
+        for (c, (fuel, unit, factor)) in present.iter().enumerate() {
+            let consumption = energy.get(region, ua.year, c, params.missing)? * share;
+            let e = fuel_emission_t_c(consumption, *factor);
+            total += e;
+            fuels_out.push(
+                &ua.unit,
+                ua.year,
+                fuel,
+                consumption,
+                unit,
+                consumption * factor.theta_tce_per_unit,
+                e,
+            );
+        }
+        out.push(&ua.unit, ua.year, "construction", total, &method);
+    }
+    energy.report(ctx, params.missing);
+    let used: BTreeSet<&str> = match &parents {
+        Some(p) => p.values().map(String::as_str).collect(),
+        None => areas.iter().map(|a| a.unit.as_str()).collect(),
+    };
+    energy.warn_unused_units(ctx, &|u| used.contains(u));
+    Ok(())
+}
+
+fn intensity_method(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    ctx: &StageContext,
+    areas: &[UnitYearAreas],
+    out: &mut Rows,
+) -> Result<(), StageError> {
+    let table = inputs.table("energy")?;
+    require_column(table, "energy", &params.intensity_column)?;
+    let energy = Panel::read(table, "energy", &[params.intensity_column.as_str()], true)?;
+    let economy = economy_panel(params, inputs)?;
+    let parents = parent_map(params, inputs, &energy, areas)?;
+    let base = params
+        .deflator_column
+        .as_ref()
+        .map(|_| params.deflator_base);
+    for ua in areas {
+        let region = parents
+            .as_ref()
+            .map_or(ua.unit.as_str(), |p| p[&ua.unit].as_str());
+        let ei = energy.get(region, ua.year, 0, params.missing)?;
+        let gdp = gdp_value(
+            &economy,
+            &ua.unit,
+            ua.year,
+            base,
+            params.missing,
+            &params.gdp_column,
+        )?;
+        out.push(
+            &ua.unit,
+            ua.year,
+            "construction",
+            intensity_emission_t_c(gdp, ei, params.f_sc_t_c_per_tce),
+            "intensity",
+        );
+    }
+    energy.report(ctx, params.missing);
+    economy.report(ctx, params.missing);
+    Ok(())
+}
+
+/// Output rows of `emission`, sorted at the end.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<(String, i64, String, f64, String)>,
+}
+
+impl Rows {
+    fn push(&mut self, unit: &str, year: i64, source: &str, e: f64, method: &str) {
+        self.rows.push((
+            unit.to_owned(),
+            year,
+            source.to_owned(),
+            e,
+            method.to_owned(),
+        ));
+    }
+    fn build(mut self) -> Result<arrow_array::RecordBatch, StageError> {
+        self.rows
+            .sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+        let units: Vec<&str> = self.rows.iter().map(|r| r.0.as_str()).collect();
+        let sources: Vec<&str> = self.rows.iter().map(|r| r.2.as_str()).collect();
+        let methods: Vec<&str> = self.rows.iter().map(|r| r.4.as_str()).collect();
+        TableBuilder::new()
+            .str("unit_id", &units)
+            .i64("year", self.rows.iter().map(|r| r.1).collect())
+            .str("source", &sources)
+            .f64("emission_t_c", self.rows.iter().map(|r| r.3).collect())
+            .str("method", &methods)
+            .build()
+    }
+}
+
+/// Output rows of `fuels` (already in unit, year order; fuels sorted).
+#[derive(Default)]
+struct FuelRowsOut {
+    units: Vec<String>,
+    years: Vec<i64>,
+    fuels: Vec<String>,
+    consumption: Vec<f64>,
+    unit: Vec<String>,
+    tce: Vec<f64>,
+    emission: Vec<f64>,
+}
+
+impl FuelRowsOut {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        unit_id: &str,
+        year: i64,
+        fuel: &str,
+        consumption: f64,
+        unit: &str,
+        tce: f64,
+        e: f64,
+    ) {
+        self.units.push(unit_id.to_owned());
+        self.years.push(year);
+        self.fuels.push(fuel.to_owned());
+        self.consumption.push(consumption);
+        self.unit.push(unit.to_owned());
+        self.tce.push(tce);
+        self.emission.push(e);
+    }
+    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
+        TableBuilder::new()
+            .str("unit_id", &self.units)
+            .i64("year", self.years)
+            .str("fuel", &self.fuels)
+            .f64("consumption", self.consumption)
+            .str("unit", &self.unit)
+            .f64("tce", self.tce)
+            .f64("emission_t_c", self.emission)
+            .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Inputs, StageEntry};
+    use crate::table::{TableBuilder, f64s, strings};
+    use arrow_array::RecordBatch;
+
+    pub(crate) fn areas_table() -> RecordBatch {
+        // unit a: cultivated 1000 ha, forest 2000 ha, construction 300 ha
+        // unit b: cultivated 500 ha, water 100 ha, construction 100 ha
+        TableBuilder::new()
+            .str("unit_id", &["a", "a", "a", "b", "b", "b"])
+            .i64("year", vec![2000; 6])
+            .str(
+                "class",
+                &[
+                    "cultivated",
+                    "forest",
+                    "construction",
+                    "cultivated",
+                    "water",
+                    "construction",
+                ],
+            )
+            .i64("pixels", vec![0; 6])
+            .f64("area_ha", vec![1000.0, 2000.0, 300.0, 500.0, 100.0, 100.0])
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        params: serde_json::Value,
+        tables: Vec<(&str, RecordBatch)>,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let prepared = crate::engine::stage::Entry::<Emission>::new().prepare(params)?;
+        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        let ctx = StageContext::new("emission", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    fn rows(out: &Outputs) -> Vec<(String, String, f64)> {
+        let t = &out[0].1;
+        let u = strings(t, "e", "unit_id").unwrap();
+        let s = strings(t, "e", "source").unwrap();
+        let e = f64s(t, "e", "emission_t_c").unwrap();
+        u.into_iter()
+            .zip(s)
+            .zip(e)
+            .map(|((u, s), e)| (u, s, e))
+            .collect()
+    }
+
+    #[test]
+    fn energy_method_direct() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![10_000.0, 1_000.0])
+            .f64("natural_gas", vec![500.0, 0.0])
+            .f64("electricity", vec![99_999.0, 99_999.0])
+            .build()
+            .unwrap();
+        let (out, warnings) = run(
+            serde_json::json!({}),
+            vec![("areas", areas_table()), ("energy", energy)],
+        )
+        .unwrap();
+        // a: cultivated 1000 × 0.422 = 422; construction: coal 10000 × 0.7143 × 0.7559 = 5399.3937,
+        //    gas 500 (10^4 m3) × 13.3 × 0.4483 = 2981.195 -> 8380.5887; electricity excluded.
+        // b: cultivated 500 × 0.422 = 211; construction 1000 × 0.7143 × 0.7559 = 539.93937
+        let r = rows(&out);
+        assert_eq!(r.len(), 4);
+        assert_eq!((r[0].0.as_str(), r[0].1.as_str()), ("a", "construction"));
+        assert!((r[0].2 - 8380.5887).abs() < 1e-6, "{}", r[0].2);
+        assert!((r[1].2 - 422.0).abs() < 1e-9);
+        assert!((r[2].2 - 539.939_37).abs() < 1e-6);
+        assert!((r[3].2 - 211.0).abs() < 1e-9);
+        // fuels absent from the table are reported; electricity exclusion is reported
+        assert!(warnings.iter().any(|w| w.contains("coke")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("electricity")),
+            "{warnings:?}"
+        );
+        assert_eq!(out[1].1.num_rows(), 4); // 2 units × 2 fuels
+    }
+
+    #[test]
+    fn electricity_switch_and_units() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![1.0, 0.0])
+            .f64("electricity", vec![100.0, 0.0])
+            .build()
+            .unwrap();
+        let params = serde_json::json!({"include_electricity": true, "fuel_units": {"raw_coal": "10^4 t"}, "coefficients": {"override": {"cultivated": 0.0}}});
+        let (out, _) = run(params, vec![("areas", areas_table()), ("energy", energy)]).unwrap();
+        // a: coal 1 × 10^4 t × 0.7143 × 0.7559 = 5399.3937; electricity 100 × 10^4 kWh = 1000 MWh
+        //    × 0.1229 × 0.68 = 83.572 -> 5482.9657. cultivated overridden to 0: no source rows.
+        let r = rows(&out);
+        assert_eq!(r.len(), 2);
+        assert!((r[0].2 - 5482.9657).abs() < 1e-6, "{}", r[0].2);
+        // a mass unit for a gas is refused at plan time
+        let err = crate::engine::stage::Entry::<Emission>::new()
+            .prepare(serde_json::json!({"fuel_units": {"natural_gas": "t"}}))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("natural_gas"), "{}", err.message);
+    }
+
+    #[test]
+    fn allocation_by_construction_area() {
+        // a province consumes 4000 t raw coal; a has 300 ha construction, b 100 ha -> 3/4 and 1/4
+        // a: 3000 × 0.7143 × 0.7559 = 1619.81811; b: 1000 × 0.53993937 = 539.93937
+        let energy = TableBuilder::new()
+            .str("unit_id", &["P"])
+            .i64("year", vec![2000])
+            .f64("raw_coal", vec![4000.0])
+            .build()
+            .unwrap();
+        let (out, _) = run(
+            serde_json::json!({"energy_allocation": "construction_area"}),
+            vec![("areas", areas_table()), ("energy", energy)],
+        )
+        .unwrap();
+        let r = rows(&out);
+        assert!((r[0].2 - 1619.818_11).abs() < 1e-6, "{}", r[0].2);
+        assert!((r[2].2 - 539.939_37).abs() < 1e-6, "{}", r[2].2);
+        // allocated construction emissions add up to the province's
+        assert!((r[0].2 + r[2].2 - 4000.0 * 0.7143 * 0.7559).abs() < 1e-9);
+    }
+
+    #[test]
+    fn intensity_fallback_with_deflator() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("energy_intensity_tce_per_10k_yuan", vec![1.2, 0.5])
+            .build()
+            .unwrap();
+        let economy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("gdp_10k_yuan", vec![150_000.0, 10_000.0])
+            .f64("deflator", vec![100.0, 125.0])
+            .build()
+            .unwrap();
+        let params =
+            serde_json::json!({"construction": "intensity", "deflator_column": "deflator"});
+        let (out, _) = run(
+            params,
+            vec![
+                ("areas", areas_table()),
+                ("energy", energy),
+                ("economy", economy),
+            ],
+        )
+        .unwrap();
+        // a: 150000 × 1.2 × 0.67 = 120600; b: real GDP 10000 × 100/125 = 8000; × 0.5 × 0.67 = 2680
+        let r = rows(&out);
+        assert!((r[0].2 - 120_600.0).abs() < 1e-6);
+        assert!((r[2].2 - 2680.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unit_missing_from_energy_table() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .f64("raw_coal", vec![10.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({}),
+            vec![("areas", areas_table()), ("energy", energy.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("`energy` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("missing: zero"));
+        // with `missing: zero` unit b's construction emission is 0, with a warning
+        let (out, warnings) = run(
+            serde_json::json!({"missing": "zero"}),
+            vec![("areas", areas_table()), ("energy", energy)],
+        )
+        .unwrap();
+        assert_eq!(rows(&out)[2].2, 0.0);
+        assert!(
+            warnings.iter().any(|w| w.contains("set to zero")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn bad_inputs() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![-1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({}),
+            vec![("areas", areas_table()), ("energy", energy)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: column `raw_coal` holds -1"),
+            "{}",
+            err.message
+        );
+        let areas = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("class", &["cultivated"])
+            .f64("area_ha", vec![f64::NAN])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"construction": "none"}),
+            vec![("areas", areas)],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("area_ha is NaN"), "{}", err.message);
+        let areas = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("class", &["garden"])
+            .f64("area_ha", vec![1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"construction": "none"}),
+            vec![("areas", areas.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("class `garden`") && err.hint.unwrap().contains("override"));
+        // any other coefficient class works once given a value
+        let (out, _) = run(serde_json::json!({"construction": "none", "coefficients": {"override": {"garden": 0.5}}}), vec![("areas", areas)]).unwrap();
+        assert_eq!(rows(&out), vec![("a".to_owned(), "garden".to_owned(), 0.5)]);
+        assert!(
+            crate::engine::stage::Entry::<Emission>::new()
+                .prepare(serde_json::json!({"coefficients": {"preset": "set3"}}))
+                .is_err()
+        );
+        assert!(
+            crate::engine::stage::Entry::<Emission>::new()
+                .prepare(serde_json::json!({"f_sc": 0.67}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn user_coefficient_file_is_a_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my.csv");
+        std::fs::write(&path, "class,value,unit\ncultivated,0.5,t C/ha/a\nforest,-0.6,t C/ha/a\nwater,-0.2,t C/ha/a\n").unwrap();
+        let prepared = crate::engine::stage::Entry::<Emission>::new()
+            .prepare(
+                serde_json::json!({"construction": "none", "coefficients": {"preset": "my.csv"}}),
+            )
+            .unwrap();
+        assert_eq!(
+            prepared.sources(),
+            vec![Source::new("coefficients", "my.csv")]
+        );
+        let ctx = StageContext::new(
+            "emission",
+            dir.path(),
+            [("coefficients".to_owned(), path)].into_iter().collect(),
+        );
+        let inputs = Inputs::new([("areas".to_owned(), areas_table())].into_iter().collect());
+        let out = prepared.run(&inputs, &ctx).unwrap();
+        // a: 1000 × 0.5 = 500; b: 500 × 0.5 = 250
+        assert_eq!(
+            f64s(&out[0].1, "e", "emission_t_c").unwrap(),
+            vec![500.0, 250.0]
+        );
+    }
+}

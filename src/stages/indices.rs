@@ -1,0 +1,682 @@
+//! `indices`: carbon-budget indices per unit and year (CE, CS, NCE, CI, CCR, ECC, ESC, SS,
+//! per-capita CE), per-unit multi-year means, and regional totals per year.
+//!
+//! A unit with zero emission in a year makes CCR, ECC and ESC infinite: those cells are null
+//! and the stage warns, naming the first such unit.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::methods::indices::{Budget, UnitIndices, totals, unit_indices};
+use crate::stages::carbon_panel::{MissingPolicy, Panel, gdp_value};
+use crate::table::{TableBuilder, f64s, i64s, ids};
+
+/// The `indices` stage kind.
+pub struct Indices;
+
+fn default_gdp_column() -> String {
+    "gdp_10k_yuan".to_owned()
+}
+#[allow(clippy::unnecessary_wraps)]
+fn default_population_column() -> Option<String> {
+    Some("population".to_owned())
+}
+fn default_deflator_base() -> f64 {
+    100.0
+}
+
+/// Parameters of `indices`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// GDP column of `economy`, 10^4 yuan.
+    #[serde(default = "default_gdp_column")]
+    pub gdp_column: String,
+    /// Price-index column of `economy`; when set, GDP is at constant prices
+    /// (GDP × deflator_base / deflator).
+    #[serde(default)]
+    pub deflator_column: Option<String>,
+    /// Deflator value of the base year.
+    #[serde(default = "default_deflator_base")]
+    pub deflator_base: f64,
+    /// Population column of `economy` (persons or 10^4 persons); `null` to skip per-capita CE.
+    #[serde(default = "default_population_column")]
+    pub population_column: Option<String>,
+    /// `error` (default), `zero` or `interpolate` for unit-years missing from a table.
+    #[serde(default)]
+    pub missing: MissingPolicy,
+}
+
+const PARAMS: &[ParamDoc] = &[
+    ParamDoc {
+        name: "gdp_column",
+        ty: "string",
+        default: "gdp_10k_yuan",
+        doc: "GDP column of `economy` (10^4 yuan)",
+    },
+    ParamDoc {
+        name: "deflator_column",
+        ty: "string?",
+        default: "null",
+        doc: "price-index column of `economy` for constant-price GDP",
+    },
+    ParamDoc {
+        name: "deflator_base",
+        ty: "float",
+        default: "100",
+        doc: "deflator value of the base year",
+    },
+    ParamDoc {
+        name: "population_column",
+        ty: "string?",
+        default: "population",
+        doc: "population column of `economy`; null to leave out per-capita CE",
+    },
+    ParamDoc {
+        name: "missing",
+        ty: "error|zero|interpolate",
+        default: "error",
+        doc: "policy for unit-years missing from `emission`, `sink` or `economy`",
+    },
+];
+
+const INDEX_COLUMNS: [&str; 10] = [
+    "unit_id",
+    "year",
+    "ce_t_c",
+    "cs_t_c",
+    "nce_t_c",
+    "gdp_10k_yuan",
+    "ci_t_per_10k_yuan",
+    "ccr",
+    "ecc",
+    "esc",
+];
+
+/// Sums a long table's value column per unit and year; values must be finite and ≥ 0.
+fn sum_by_unit_year(
+    batch: &arrow_array::RecordBatch,
+    table: &str,
+    column: &str,
+) -> Result<BTreeMap<String, BTreeMap<i64, Vec<f64>>>, StageError> {
+    let units = ids(batch, table, "unit_id")?;
+    let years = i64s(batch, table, "year")?;
+    let values = f64s(batch, table, column)?;
+    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    for (i, ((u, y), v)) in units.into_iter().zip(years).zip(values).enumerate() {
+        if !v.is_finite() || v < 0.0 {
+            return Err(StageError::data(format!(
+                "`{table}` row {}: unit `{u}`, year {y}: `{column}` is {v}",
+                i + 1
+            ))
+            .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
+        }
+        out.entry(u)
+            .or_default()
+            .entry(y)
+            .or_insert_with(|| vec![0.0])[0] += v;
+    }
+    Ok(out)
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let (mut s, mut n) = (0.0, 0u32);
+    for v in values.flatten() {
+        s += v;
+        n += 1;
+    }
+    (n > 0).then(|| s / f64::from(n))
+}
+
+impl Stage for Indices {
+    const KIND: &'static str = "indices";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Carbon-budget indices per unit and year: CE, CS, NCE = CE − CS (t C), CI = CE/GDP (t C per 10^4 yuan), \
+        CCR = CS/CE, ECC = (G_i/G)/(CE_i/CE), ESC = (CS_i/CS)/(CE_i/CE), SS = CE/CS; multi-year means per unit and regional totals per year. \
+        A unit with zero emission gets null CCR/ECC/ESC and a warning.";
+    const PARAMS: &'static [ParamDoc] = PARAMS;
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut econ = vec![
+            "unit_id".to_owned(),
+            "year".to_owned(),
+            params.gdp_column.clone(),
+        ];
+        econ.extend(params.deflator_column.clone());
+        econ.extend(params.population_column.clone());
+        vec![
+            Port::required(
+                "emission",
+                "emission per unit, year and source (`emission` output)",
+            )
+            .with_columns(["unit_id", "year", "emission_t_c"]),
+            Port::required(
+                "sink",
+                "absorption per unit, year and class (`sink` output)",
+            )
+            .with_columns(["unit_id", "year", "sink_t_c"]),
+            Port::required(
+                "economy",
+                "GDP (10^4 yuan) and population per unit and year",
+            )
+            .with_columns(econ),
+        ]
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        let extra: &[&str] = if params.population_column.is_some() {
+            &["ss", "population", "ce_per_capita_t_c"]
+        } else {
+            &["ss"]
+        };
+        let cols: Vec<&str> = INDEX_COLUMNS.iter().chain(extra).copied().collect();
+        let mean_cols: Vec<&str> = cols
+            .iter()
+            .filter(|c| **c != "year")
+            .copied()
+            .chain(["n_years"])
+            .collect();
+        let total_cols: Vec<&str> = cols
+            .iter()
+            .filter(|c| !matches!(**c, "unit_id" | "ecc" | "esc"))
+            .copied()
+            .chain(["n_units"])
+            .collect();
+        vec![
+            OutputDecl::new("indices", "one row per unit and year").with_columns(cols),
+            OutputDecl::new(
+                "means",
+                "per unit: means over its years (of the yearly values; nulls skipped)",
+            )
+            .with_columns(mean_cols),
+            OutputDecl::new("totals", "per year: regional sums and the regional ratios")
+                .with_columns(total_cols),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if !(params.deflator_base.is_finite() && params.deflator_base > 0.0) {
+            return Err(StageError::data("`deflator_base` must be > 0"));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let ce = Panel::from_rows(
+            "emission",
+            &["emission_t_c"],
+            sum_by_unit_year(inputs.table("emission")?, "emission", "emission_t_c")?,
+        );
+        let cs = Panel::from_rows(
+            "sink",
+            &["sink_t_c"],
+            sum_by_unit_year(inputs.table("sink")?, "sink", "sink_t_c")?,
+        );
+        let mut econ_cols = vec![params.gdp_column.as_str()];
+        econ_cols.extend(params.deflator_column.as_deref());
+        let pop_col = params.population_column.as_ref().map(|c| {
+            econ_cols.push(c);
+            econ_cols.len() - 1
+        });
+        let economy = Panel::read(inputs.table("economy")?, "economy", &econ_cols, true)?;
+        let base = params
+            .deflator_column
+            .as_ref()
+            .map(|_| params.deflator_base);
+
+        // every unit-year that has an emission or a sink, sorted by unit then year
+        let mut keys: Vec<(String, i64)> = ce
+            .keys()
+            .chain(cs.keys())
+            .map(|(u, y)| (u.to_owned(), y))
+            .collect();
+        keys.sort();
+        keys.dedup();
+
+        let mut budgets = Vec::with_capacity(keys.len());
+        for (u, y) in &keys {
+            let population = match pop_col {
+                Some(c) => {
+                    let p = economy.get(u, *y, c, params.missing)?;
+                    if p <= 0.0 {
+                        return Err(StageError::data(format!(
+                            "`economy`: unit `{u}`, year {y}: population is {p}"
+                        ))
+                        .with_hint("population must be > 0"));
+                    }
+                    Some(p)
+                }
+                None => None,
+            };
+            budgets.push(Budget {
+                ce_t_c: ce.get(u, *y, 0, params.missing)?,
+                cs_t_c: cs.get(u, *y, 0, params.missing)?,
+                gdp_10k_yuan: gdp_value(&economy, u, *y, base, params.missing, &params.gdp_column)?,
+                population,
+            });
+        }
+        ce.report(ctx, params.missing);
+        cs.report(ctx, params.missing);
+        economy.report(ctx, params.missing);
+        let unit_set: std::collections::BTreeSet<&str> =
+            keys.iter().map(|(u, _)| u.as_str()).collect();
+        economy.warn_unused_units(ctx, &|u| unit_set.contains(u));
+
+        // per year, in unit order
+        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, (_, y)) in keys.iter().enumerate() {
+            by_year.entry(*y).or_default().push(i);
+        }
+        let mut ix: Vec<Option<UnitIndices>> = vec![None; keys.len()];
+        let mut tot = TableCols::default();
+        for (year, idx) in &by_year {
+            let b: Vec<Budget> = idx.iter().map(|&i| budgets[i]).collect();
+            for (&i, v) in idx.iter().zip(unit_indices(&b)) {
+                ix[i] = Some(v);
+            }
+            let t = totals(&b);
+            tot.year.push(*year);
+            tot.push(
+                t.ce_t_c,
+                t.cs_t_c,
+                t.gdp_10k_yuan,
+                &unit_indices(&[Budget {
+                    ce_t_c: t.ce_t_c,
+                    cs_t_c: t.cs_t_c,
+                    gdp_10k_yuan: t.gdp_10k_yuan,
+                    population: t.population,
+                }])[0],
+                t.population,
+            );
+            tot.n
+                .push(i64::try_from(idx.len()).expect("fewer than 2^63 units"));
+        }
+        let ix: Vec<UnitIndices> = ix
+            .into_iter()
+            .map(|v| v.expect("every unit-year belongs to one year"))
+            .collect();
+
+        let zero: Vec<usize> = (0..keys.len())
+            .filter(|&i| budgets[i].ce_t_c == 0.0)
+            .collect();
+        if let Some(&first) = zero.first() {
+            ctx.warn(format!(
+                "{} unit-year(s) have zero emission, so CCR, ECC and ESC are infinite and left null (first: unit `{}`, year {})",
+                zero.len(),
+                keys[first].0,
+                keys[first].1
+            ));
+        }
+
+        let mut rows = TableCols::default();
+        for (i, (_, y)) in keys.iter().enumerate() {
+            rows.year.push(*y);
+            rows.push(
+                budgets[i].ce_t_c,
+                budgets[i].cs_t_c,
+                budgets[i].gdp_10k_yuan,
+                &ix[i],
+                budgets[i].population,
+            );
+        }
+        let units: Vec<&str> = keys.iter().map(|(u, _)| u.as_str()).collect();
+        let indices = rows.table(Some(&units), true, pop_col.is_some(), None)?;
+
+        // means per unit (keys are sorted by unit)
+        let mut means = TableCols::default();
+        let mut mean_units: Vec<&str> = Vec::new();
+        let mut start = 0;
+        while start < keys.len() {
+            let end = start
+                + keys[start..]
+                    .iter()
+                    .take_while(|(u, _)| *u == keys[start].0)
+                    .count();
+            let r = start..end;
+            let m = |f: &dyn Fn(usize) -> Option<f64>| mean(r.clone().map(f));
+            mean_units.push(&keys[start].0);
+            means
+                .ce
+                .push(m(&|i| Some(budgets[i].ce_t_c)).unwrap_or(f64::NAN));
+            means
+                .cs
+                .push(m(&|i| Some(budgets[i].cs_t_c)).unwrap_or(f64::NAN));
+            means
+                .nce
+                .push(m(&|i| Some(ix[i].nce_t_c)).unwrap_or(f64::NAN));
+            means
+                .gdp
+                .push(m(&|i| Some(budgets[i].gdp_10k_yuan)).unwrap_or(f64::NAN));
+            means.ci.push(m(&|i| ix[i].ci_t_per_10k_yuan));
+            means.ccr.push(m(&|i| ix[i].ccr));
+            means.ecc.push(m(&|i| ix[i].ecc));
+            means.esc.push(m(&|i| ix[i].esc));
+            means.ss.push(m(&|i| ix[i].ss));
+            means.pop.push(m(&|i| budgets[i].population));
+            means.pc.push(m(&|i| ix[i].ce_per_capita_t_c));
+            means
+                .n
+                .push(i64::try_from(end - start).expect("fewer than 2^63 years"));
+            start = end;
+        }
+        let means = means.table(Some(&mean_units), false, pop_col.is_some(), Some("n_years"))?;
+        let totals = tot.table(None, true, pop_col.is_some(), Some("n_units"))?;
+        Ok(vec![
+            ("indices".to_owned(), indices),
+            ("means".to_owned(), means),
+            ("totals".to_owned(), totals),
+        ])
+    }
+}
+
+/// Column buffers shared by the three outputs.
+#[derive(Default)]
+struct TableCols {
+    year: Vec<i64>,
+    ce: Vec<f64>,
+    cs: Vec<f64>,
+    nce: Vec<f64>,
+    gdp: Vec<f64>,
+    ci: Vec<Option<f64>>,
+    ccr: Vec<Option<f64>>,
+    ecc: Vec<Option<f64>>,
+    esc: Vec<Option<f64>>,
+    ss: Vec<Option<f64>>,
+    pop: Vec<Option<f64>>,
+    pc: Vec<Option<f64>>,
+    n: Vec<i64>,
+}
+
+impl TableCols {
+    fn push(&mut self, ce: f64, cs: f64, gdp: f64, ix: &UnitIndices, population: Option<f64>) {
+        self.ce.push(ce);
+        self.cs.push(cs);
+        self.nce.push(ix.nce_t_c);
+        self.gdp.push(gdp);
+        self.ci.push(ix.ci_t_per_10k_yuan);
+        self.ccr.push(ix.ccr);
+        self.ecc.push(ix.ecc);
+        self.esc.push(ix.esc);
+        self.ss.push(ix.ss);
+        self.pop.push(population);
+        self.pc.push(ix.ce_per_capita_t_c);
+    }
+
+    /// `units` given: unit tables (indices, means), which carry ECC and ESC; `count`: the name
+    /// of the trailing count column.
+    fn table(
+        self,
+        units: Option<&[&str]>,
+        with_year: bool,
+        population: bool,
+        count: Option<&str>,
+    ) -> Result<arrow_array::RecordBatch, StageError> {
+        let ecc_esc = units.is_some();
+        let mut b = TableBuilder::new();
+        if let Some(u) = units {
+            b = b.str("unit_id", u);
+        }
+        if with_year {
+            b = b.i64("year", self.year);
+        }
+        b = b
+            .f64("ce_t_c", self.ce)
+            .f64("cs_t_c", self.cs)
+            .f64("nce_t_c", self.nce)
+            .f64("gdp_10k_yuan", self.gdp)
+            .f64_opt("ci_t_per_10k_yuan", self.ci)
+            .f64_opt("ccr", self.ccr);
+        if ecc_esc {
+            b = b.f64_opt("ecc", self.ecc).f64_opt("esc", self.esc);
+        }
+        b = b.f64_opt("ss", self.ss);
+        if population {
+            b = b
+                .f64_opt("population", self.pop)
+                .f64_opt("ce_per_capita_t_c", self.pc);
+        }
+        if let Some(name) = count {
+            b = b.i64(name, self.n);
+        }
+        b.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::column_names;
+    use arrow_array::RecordBatch;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    fn long(units: &[&str], years: Vec<i64>, col: &str, v: Vec<f64>) -> RecordBatch {
+        TableBuilder::new()
+            .str("unit_id", units)
+            .i64("year", years)
+            .str("source", &vec!["x"; units.len()])
+            .f64(col, v)
+            .build()
+            .unwrap()
+    }
+
+    fn economy() -> RecordBatch {
+        // G = 400, 400, 200 in 2000 and 2001; P = 10, 30, 60
+        TableBuilder::new()
+            .str("unit_id", &["a", "a", "b", "b", "c", "c"])
+            .i64("year", vec![2000, 2001, 2000, 2001, 2000, 2001])
+            .f64(
+                "gdp_10k_yuan",
+                vec![400.0, 400.0, 400.0, 400.0, 200.0, 200.0],
+            )
+            .f64("population", vec![10.0, 10.0, 30.0, 30.0, 60.0, 60.0])
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        params: serde_json::Value,
+        emission: RecordBatch,
+        sink: RecordBatch,
+        economy: RecordBatch,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let prepared = Entry::<Indices>::new().prepare(params)?;
+        let inputs = Inputs::new(
+            [
+                ("emission".to_owned(), emission),
+                ("sink".to_owned(), sink),
+                ("economy".to_owned(), economy),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let ctx = StageContext::new("indices", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    fn col(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+        t.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn hand_computed_panel() {
+        // 2000: CE a = 60 + 40 (two sources) = 100, b = 200, c = 700; CS a = 50, b = 150, c = 50
+        // 2001: CE a = 0 (zero-emission unit), b = 300, c = 700; CS 25, 150, 75
+        let emission = long(
+            &["a", "a", "a", "b", "b", "c", "c"],
+            vec![2000, 2000, 2001, 2000, 2001, 2000, 2001],
+            "emission_t_c",
+            vec![60.0, 40.0, 0.0, 200.0, 300.0, 700.0, 700.0],
+        );
+        let sink = long(
+            &["a", "a", "b", "b", "c", "c"],
+            vec![2000, 2001, 2000, 2001, 2000, 2001],
+            "sink_t_c",
+            vec![50.0, 25.0, 150.0, 150.0, 50.0, 75.0],
+        );
+        let (out, warnings) = run(serde_json::json!({}), emission, sink, economy()).unwrap();
+        let t = &out[0].1;
+        let names = column_names(t);
+        assert_eq!(&names[..10], INDEX_COLUMNS.map(str::to_owned).as_slice());
+        // row order a2000, a2001, b2000, b2001, c2000, c2001
+        // a2000: ECC = (400/1000)/(100/1000) = 4, ESC = (50/250)/(100/1000) = 2, CI = 0.25, CCR = 0.5
+        let ecc = col(t, "ecc");
+        let esc = col(t, "esc");
+        assert!((ecc[0].unwrap() - 4.0).abs() < 1e-12);
+        assert!((esc[0].unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(col(t, "ci_t_per_10k_yuan")[0], Some(0.25));
+        assert_eq!(col(t, "ccr")[0], Some(0.5));
+        // a2001: zero emission -> null CCR, ECC, ESC and a warning naming the unit
+        assert_eq!((ecc[1], esc[1], col(t, "ccr")[1]), (None, None, None));
+        assert!(
+            warnings.iter().any(|w| w.contains("unit `a`, year 2001")),
+            "{warnings:?}"
+        );
+        // b2001: CE total 1000, CS total 250: ECC = 0.4/0.3 = 1.3333, ESC = 0.6/0.3 = 2
+        assert!((ecc[3].unwrap() - 0.4 / 0.3).abs() < 1e-12);
+        assert!((esc[3].unwrap() - 2.0).abs() < 1e-12);
+        // per capita: c2000 700/60
+        assert!((col(t, "ce_per_capita_t_c")[4].unwrap() - 700.0 / 60.0).abs() < 1e-12);
+
+        // means: a: CE (100 + 0)/2 = 50; ECC mean over non-null years = 4; n_years 2
+        let m = &out[1].1;
+        assert_eq!(col(m, "ce_t_c")[0], Some(50.0));
+        assert_eq!(col(m, "ecc")[0], Some(4.0));
+        // c: CI (3.5 + 3.5)/2 = 3.5; NCE (650 + 625)/2 = 637.5
+        assert_eq!(col(m, "ci_t_per_10k_yuan")[2], Some(3.5));
+        assert_eq!(col(m, "nce_t_c")[2], Some(637.5));
+        // totals: 2000 CE 1000, CS 250, NCE 750, CI 1000/1000 = 1, CCR 0.25; 2001 CE 1000, CS 250
+        let tt = &out[2].1;
+        assert_eq!(col(tt, "ce_t_c"), vec![Some(1000.0), Some(1000.0)]);
+        assert_eq!(col(tt, "nce_t_c"), vec![Some(750.0), Some(750.0)]);
+        assert_eq!(col(tt, "ccr")[0], Some(0.25));
+        assert_eq!(col(tt, "ci_t_per_10k_yuan")[0], Some(1.0));
+    }
+
+    #[test]
+    fn ci_relative_to_region_is_inverse_ecc() {
+        // identity CI_i / CI_region = 1 / ECC_i on a pseudo-random panel through the stage
+        let mut x = 0x853C_49E6_748F_EA9B_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 100_000) as f64 / 10.0 + 1.0
+        };
+        let n = 25;
+        let units: Vec<String> = (0..n).map(|i| format!("u{i:02}")).collect();
+        let u: Vec<&str> = units.iter().map(String::as_str).collect();
+        let e = long(
+            &u,
+            vec![2010; n],
+            "emission_t_c",
+            (0..n).map(|_| next()).collect(),
+        );
+        let s = long(
+            &u,
+            vec![2010; n],
+            "sink_t_c",
+            (0..n).map(|_| next()).collect(),
+        );
+        let g = TableBuilder::new()
+            .str("unit_id", &u)
+            .i64("year", vec![2010; n])
+            .f64("gdp_10k_yuan", (0..n).map(|_| next()).collect())
+            .build()
+            .unwrap();
+        let (out, _) = run(serde_json::json!({"population_column": null}), e, s, g).unwrap();
+        let ci_region = col(&out[2].1, "ci_t_per_10k_yuan")[0].unwrap();
+        for (ci, ecc) in col(&out[0].1, "ci_t_per_10k_yuan")
+            .into_iter()
+            .zip(col(&out[0].1, "ecc"))
+        {
+            let (lhs, rhs) = (ci.unwrap() / ci_region, 1.0 / ecc.unwrap());
+            assert!((lhs - rhs).abs() < 1e-9 * rhs.max(1.0), "{lhs} {rhs}");
+        }
+        assert!(!column_names(&out[0].1).contains(&"population".to_owned()));
+    }
+
+    #[test]
+    fn missing_and_bad_rows() {
+        let e = long(
+            &["a", "b"],
+            vec![2000, 2000],
+            "emission_t_c",
+            vec![1.0, 2.0],
+        );
+        let s = long(&["a"], vec![2000], "sink_t_c", vec![1.0]);
+        let g = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("gdp_10k_yuan", vec![1.0, 1.0])
+            .f64("population", vec![1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), e.clone(), s.clone(), g.clone())
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("`sink` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        let (out, w) = run(
+            serde_json::json!({"missing": "zero"}),
+            e.clone(),
+            s.clone(),
+            g,
+        )
+        .unwrap();
+        assert_eq!(col(&out[0].1, "cs_t_c")[1], Some(0.0));
+        assert_eq!(w.len(), 1);
+        // NaN emission and zero GDP are errors naming the unit
+        let bad = long(
+            &["a", "b"],
+            vec![2000, 2000],
+            "emission_t_c",
+            vec![f64::NAN, 2.0],
+        );
+        let g0 = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("gdp_10k_yuan", vec![0.0, 1.0])
+            .f64("population", vec![1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"missing": "zero"}),
+            bad,
+            s.clone(),
+            g0.clone(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: `emission_t_c` is NaN"),
+            "{}",
+            err.message
+        );
+        let err = run(serde_json::json!({"missing": "zero"}), e, s, g0)
+            .err()
+            .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: `gdp_10k_yuan` is 0"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,506 @@
+//! `sink`: gross carbon absorption per unit, year and land class (t C, ≥ 0): area × |coefficient|
+//! for classes with a negative coefficient, and cultivated land by `none`, an area coefficient
+//! or the crop-yield method.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+};
+use crate::methods::coefficients::{
+    CROP_PRESETS, CropParameters, check_crop, parse_crop_parameters, preset_text,
+};
+use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
+use crate::stages::carbon_panel::{
+    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
+};
+use crate::table::{TableBuilder, f64s, i64s, ids, strings};
+
+/// The `sink` stage kind.
+pub struct Sink;
+
+/// How cultivated land absorbs carbon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CultivatedSink {
+    /// No cropland sink (a row with 0 records the choice).
+    #[default]
+    None,
+    /// Area × |the preset's `cultivated_sink` coefficient| (−0.007 t C/ha/a in the built-in sets).
+    Coefficient,
+    /// Σ c·Y·(1 − w)/H over the crops of the `crops` table.
+    CropYield,
+}
+
+impl CultivatedSink {
+    fn name(self) -> &'static str {
+        match self {
+            CultivatedSink::None => "none",
+            CultivatedSink::Coefficient => "coefficient",
+            CultivatedSink::CropYield => "crop_yield",
+        }
+    }
+}
+
+/// A per-crop replacement or addition to the crop-parameter preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropOverride {
+    pub carbon_fraction: Option<f64>,
+    pub moisture: Option<f64>,
+    pub harvest_index: Option<f64>,
+}
+
+fn default_crop_preset() -> String {
+    "tian".to_owned()
+}
+
+/// Crop parameters: a built-in preset with per-crop overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropChoice {
+    #[serde(default = "default_crop_preset")]
+    pub preset: String,
+    #[serde(default, rename = "override")]
+    pub overrides: BTreeMap<String, CropOverride>,
+}
+
+impl Default for CropChoice {
+    fn default() -> Self {
+        Self {
+            preset: default_crop_preset(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl CropChoice {
+    fn load(&self) -> Result<BTreeMap<String, CropParameters>, StageError> {
+        let text = preset_text(&format!("crops_{}.csv", self.preset)).ok_or_else(|| {
+            StageError::data(format!("unknown crop-parameter preset `{}`", self.preset))
+                .with_hint(format!("built-in presets: {}", CROP_PRESETS.join(", ")))
+        })?;
+        let mut map = parse_crop_parameters(text)
+            .map_err(|e| StageError::internal(format!("crop preset `{}`: {e}", self.preset)))?;
+        for (crop, o) in &self.overrides {
+            let p = match map.get(crop) {
+                Some(p) => CropParameters {
+                    carbon_fraction: o.carbon_fraction.unwrap_or(p.carbon_fraction),
+                    moisture: o.moisture.unwrap_or(p.moisture),
+                    harvest_index: o.harvest_index.unwrap_or(p.harvest_index),
+                },
+                None => {
+                    let (Some(c), Some(w), Some(h)) =
+                        (o.carbon_fraction, o.moisture, o.harvest_index)
+                    else {
+                        return Err(StageError::data(format!(
+                            "crop override `{crop}`: a new crop needs `carbon_fraction`, `moisture` and `harvest_index`"
+                        )));
+                    };
+                    CropParameters {
+                        carbon_fraction: c,
+                        moisture: w,
+                        harvest_index: h,
+                    }
+                }
+            };
+            check_crop(crop, &p).map_err(StageError::data)?;
+            map.insert(crop.clone(), p);
+        }
+        Ok(map)
+    }
+}
+
+/// Parameters of `sink`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Land-use coefficients (classes with a value < 0 are sinks here). Use the same choice as
+    /// the `emission` stage.
+    #[serde(default)]
+    pub coefficients: CoefficientChoice,
+    /// `none` (default), `coefficient` or `crop_yield`.
+    #[serde(default)]
+    pub cultivated_sink: CultivatedSink,
+    /// Crop parameters for `crop_yield`.
+    #[serde(default)]
+    pub crop_parameters: CropChoice,
+    /// `error` (default), `zero` or `interpolate` for unit-years missing from `crops`.
+    #[serde(default)]
+    pub missing: MissingPolicy,
+}
+
+const PARAMS: &[ParamDoc] = &[
+    ParamDoc {
+        name: "coefficients",
+        ty: "{preset, override}",
+        default: "{preset: mixed}",
+        doc: "land-use coefficients t C/ha/a (as for `emission`); classes with value < 0 are sinks",
+    },
+    ParamDoc {
+        name: "cultivated_sink",
+        ty: "none|coefficient|crop_yield",
+        default: "none",
+        doc: "cropland sink method; recorded in the `method` column",
+    },
+    ParamDoc {
+        name: "crop_parameters",
+        ty: "{preset, override}",
+        default: "{preset: tian}",
+        doc: "crop c, w, H for `crop_yield`; `override: {crop: {carbon_fraction, moisture, harvest_index}}`",
+    },
+    ParamDoc {
+        name: "missing",
+        ty: "error|zero|interpolate",
+        default: "error",
+        doc: "policy for unit-years without crop yields",
+    },
+];
+
+impl Stage for Sink {
+    const KIND: &'static str = "sink";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Gross carbon absorption (t C, ≥ 0) per unit, year and land class: area × |coefficient| for sink classes; \
+        cultivated land by none, a coefficient, or crop yields (c·Y·(1 − w)/H).";
+    const PARAMS: &'static [ParamDoc] = PARAMS;
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut ports = vec![
+            Port::required("areas", "class areas per unit and year (landuse `areas`)")
+                .with_columns(["unit_id", "year", "class", "area_ha"]),
+        ];
+        if params.cultivated_sink == CultivatedSink::CropYield {
+            ports.push(
+                Port::required("crops", "crop yields: unit_id, year, crop, yield_t")
+                    .with_columns(["unit_id", "year", "crop", "yield_t"]),
+            );
+        }
+        ports
+    }
+
+    fn outputs(_params: &Params) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new("sink", "unit_id, year, class, sink_t_c (t C, ≥ 0), method")
+                .with_columns(["unit_id", "year", "class", "sink_t_c", "method"]),
+        ]
+    }
+
+    fn sources(params: &Params) -> Vec<Source> {
+        params.coefficients.sources()
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        params.coefficients.validate()?;
+        if params.cultivated_sink == CultivatedSink::CropYield {
+            params.crop_parameters.load()?;
+        }
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let coefficients = params.coefficients.load(ctx)?;
+        let areas = read_areas(inputs.table("areas")?, "areas")?;
+        let label = params.coefficients.label();
+        if coefficients.get("cultivated").is_some_and(|c| *c < 0.0)
+            && params.cultivated_sink != CultivatedSink::None
+        {
+            return Err(StageError::data("the `cultivated` coefficient is negative (a sink) and `cultivated_sink` is also set")
+                .with_hint("count cultivated land once: set `cultivated_sink: none` or make the `cultivated` coefficient ≥ 0"));
+        }
+        let cultivated_coef = match params.cultivated_sink {
+            CultivatedSink::Coefficient => {
+                Some(*coefficients.get("cultivated_sink").ok_or_else(|| {
+                    StageError::data(format!(
+                        "preset `{}` has no `cultivated_sink` coefficient",
+                        params.coefficients.preset
+                    ))
+                    .with_hint("add `coefficients: { override: { cultivated_sink: -0.007 } }`")
+                })?)
+            }
+            _ => None,
+        };
+        let crops = match params.cultivated_sink {
+            CultivatedSink::CropYield => Some(crop_panel(
+                inputs.table("crops")?,
+                &params.crop_parameters.load()?,
+            )?),
+            _ => None,
+        };
+
+        let area_method = format!("area_coefficient:{label}");
+        let cultivated_method = match params.cultivated_sink {
+            CultivatedSink::Coefficient => format!("coefficient:{label}"),
+            CultivatedSink::CropYield => format!("crop_yield:{}", params.crop_parameters.preset),
+            CultivatedSink::None => params.cultivated_sink.name().to_owned(),
+        };
+        let (mut units, mut years, mut classes, mut sinks, mut methods): (
+            Vec<&str>,
+            Vec<i64>,
+            Vec<&str>,
+            Vec<f64>,
+            Vec<&str>,
+        ) = Default::default();
+        for ua in &areas {
+            let mut rows: Vec<(&str, f64, &str)> = Vec::new();
+            let mut has_cultivated = false;
+            for (class, area) in &ua.classes {
+                if class == "construction" {
+                    continue;
+                }
+                let Some(&coef) = coefficients.get(class) else {
+                    return Err(class_without_coefficient(
+                        class,
+                        &ua.unit,
+                        ua.year,
+                        &params.coefficients,
+                    ));
+                };
+                if coef < 0.0 {
+                    has_cultivated |= class == "cultivated";
+                    rows.push((class, area_sink_t_c(*area, coef), &area_method));
+                }
+            }
+            if !has_cultivated {
+                let s = match (params.cultivated_sink, cultivated_coef, &crops) {
+                    (CultivatedSink::Coefficient, Some(c), _) => {
+                        area_sink_t_c(ua.area("cultivated"), c)
+                    }
+                    (CultivatedSink::CropYield, _, Some(panel)) => {
+                        panel.get(&ua.unit, ua.year, 0, params.missing)?
+                    }
+                    _ => 0.0,
+                };
+                rows.push(("cultivated", s, &cultivated_method));
+                rows.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            for (class, s, m) in rows {
+                units.push(&ua.unit);
+                years.push(ua.year);
+                classes.push(class);
+                sinks.push(s);
+                methods.push(m);
+            }
+        }
+        if let Some(panel) = &crops {
+            panel.report(ctx, params.missing);
+            let known: std::collections::BTreeSet<&str> =
+                areas.iter().map(|a| a.unit.as_str()).collect();
+            panel.warn_unused_units(ctx, &|u| known.contains(u));
+        }
+        let table = TableBuilder::new()
+            .str("unit_id", &units)
+            .i64("year", years)
+            .str("class", &classes)
+            .f64("sink_t_c", sinks)
+            .str("method", &methods)
+            .build()?;
+        Ok(vec![("sink".to_owned(), table)])
+    }
+}
+
+/// Cropland sink per unit and year from a long crop-yield table.
+fn crop_panel(
+    table: &arrow_array::RecordBatch,
+    params: &BTreeMap<String, CropParameters>,
+) -> Result<Panel, StageError> {
+    let units = ids(table, "crops", "unit_id")?;
+    let years = i64s(table, "crops", "year")?;
+    let crops = strings(table, "crops", "crop")?;
+    let yields = f64s(table, "crops", "yield_t")?;
+    let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut seen: std::collections::BTreeSet<(&str, i64, &str)> = std::collections::BTreeSet::new();
+    for i in 0..units.len() {
+        let y = yields[i];
+        if y.is_infinite() || y < 0.0 {
+            return Err(StageError::data(format!(
+                "`crops` row {}: unit `{}`, year {}, crop `{}`: yield_t is {y}",
+                i + 1,
+                units[i],
+                years[i],
+                crops[i]
+            ))
+            .with_hint("yields must be finite and ≥ 0 t"));
+        }
+        if !seen.insert((&units[i], years[i], &crops[i])) {
+            return Err(StageError::data(format!(
+                "`crops`: unit `{}`, year {}: crop `{}` appears twice",
+                units[i], years[i], crops[i]
+            )));
+        }
+        let p = params.get(&crops[i]).ok_or_else(|| {
+            StageError::data(format!("`crops` row {}: crop `{}` has no parameters", i + 1, crops[i])).with_hint(format!(
+                "known crops: {}; or add `crop_parameters: {{ override: {{ {}: {{carbon_fraction, moisture, harvest_index}} }} }}`",
+                params.keys().cloned().collect::<Vec<_>>().join(", "),
+                crops[i]
+            ))
+        })?;
+        // NaN yields stay NaN so that the unit-year counts as missing.
+        let slot = rows
+            .entry(units[i].clone())
+            .or_default()
+            .entry(years[i])
+            .or_insert_with(|| vec![0.0]);
+        slot[0] += crop_sink_t_c(y, p);
+    }
+    Ok(Panel::from_rows("crops", &["crop carbon"], rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Entry, StageEntry};
+    use arrow_array::RecordBatch;
+
+    fn areas_table() -> RecordBatch {
+        // unit a: cultivated 1000, forest 2000, construction 300; unit b: cultivated 500, water 100, unused 40
+        TableBuilder::new()
+            .str("unit_id", &["a", "a", "a", "b", "b", "b"])
+            .i64("year", vec![2000; 6])
+            .str(
+                "class",
+                &[
+                    "cultivated",
+                    "forest",
+                    "construction",
+                    "cultivated",
+                    "water",
+                    "unused",
+                ],
+            )
+            .f64("area_ha", vec![1000.0, 2000.0, 300.0, 500.0, 100.0, 40.0])
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        params: serde_json::Value,
+        tables: Vec<(&str, RecordBatch)>,
+    ) -> Result<(Vec<(String, String, f64, String)>, Vec<String>), StageError> {
+        let prepared = Entry::<Sink>::new().prepare(params)?;
+        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        let ctx = StageContext::new("sink", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx)?;
+        let t = &out[0].1;
+        let rows = strings(t, "s", "unit_id")
+            .unwrap()
+            .into_iter()
+            .zip(strings(t, "s", "class").unwrap())
+            .zip(f64s(t, "s", "sink_t_c").unwrap())
+            .zip(strings(t, "s", "method").unwrap())
+            .map(|(((u, c), s), m)| (u, c, s, m))
+            .collect();
+        Ok((rows, ctx.take_warnings()))
+    }
+
+    #[test]
+    fn area_coefficients_default_preset() {
+        let (r, _) = run(serde_json::json!({}), vec![("areas", areas_table())]).unwrap();
+        // a: cultivated 0 (none), forest 2000 × 0.644 = 1288
+        // b: cultivated 0, unused 40 × 0.005 = 0.2, water 100 × 0.253 = 25.3
+        let got: Vec<(&str, &str, f64)> = r
+            .iter()
+            .map(|(u, c, s, _)| (u.as_str(), c.as_str(), *s))
+            .collect();
+        assert_eq!(got[0], ("a", "cultivated", 0.0));
+        assert_eq!(got[1].1, "forest");
+        assert!((got[1].2 - 1288.0).abs() < 1e-9);
+        assert_eq!(got[2], ("b", "cultivated", 0.0));
+        assert!((got[3].2 - 0.2).abs() < 1e-12 && got[3].1 == "unused");
+        assert!((got[4].2 - 25.3).abs() < 1e-9 && got[4].1 == "water");
+        assert_eq!(r[0].3, "none");
+        assert!(r.iter().all(|x| x.2 >= 0.0));
+    }
+
+    #[test]
+    fn cultivated_coefficient() {
+        let (r, _) = run(serde_json::json!({"cultivated_sink": "coefficient", "coefficients": {"preset": "set1"}}), vec![("areas", areas_table())]).unwrap();
+        // a: cultivated 1000 × 0.007 = 7; forest (set1) 2000 × 0.581 = 1162
+        assert!((r[0].2 - 7.0).abs() < 1e-9 && r[0].3 == "coefficient:set1");
+        assert!((r[1].2 - 1162.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn crop_yield_method() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["wheat", "maize", "wheat"])
+            .f64("yield_t", vec![1000.0, 5000.0, 0.0])
+            .build()
+            .unwrap();
+        let (r, _) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops.clone())],
+        )
+        .unwrap();
+        // a: wheat 0.485 × 1000 × 0.88 / 0.40 = 1067; maize 0.471 × 5000 × 0.87 / 0.40 = 5122.125 -> 6189.125
+        assert!((r[0].2 - 6189.125).abs() < 1e-9, "{}", r[0].2);
+        assert_eq!(r[0].3, "crop_yield:tian");
+        assert_eq!(r[2].2, 0.0);
+        // an override changes the number: wheat H = 0.5 -> 0.485 × 1000 × 0.88 / 0.5 = 853.6; + 5122.125 = 5975.725
+        let params = serde_json::json!({"cultivated_sink": "crop_yield", "crop_parameters": {"override": {"wheat": {"harvest_index": 0.5}}}});
+        let (r, _) = run(params, vec![("areas", areas_table()), ("crops", crops)]).unwrap();
+        assert!((r[0].2 - 5975.725).abs() < 1e-9, "{}", r[0].2);
+    }
+
+    #[test]
+    fn crop_errors() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("crop", &["quinoa"])
+            .f64("yield_t", vec![1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("crop `quinoa`"), "{}", err.message);
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("crop", &["wheat"])
+            .f64("yield_t", vec![1.0])
+            .build()
+            .unwrap();
+        // unit b has no yields
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("`crops` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        let (r, w) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield", "missing": "zero"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .unwrap();
+        assert_eq!(r[2].2, 0.0);
+        assert_eq!(w.len(), 1);
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("crop", &["wheat"])
+            .f64("yield_t", vec![-5.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+}
