@@ -16,9 +16,17 @@ pub enum GiniError {
     /// Fewer than two units: no distribution to measure.
     TooFewUnits { n: usize },
     /// A value or weight is negative (unit index, which quantity, the value).
-    Negative { unit: usize, quantity: Quantity, value: f64 },
+    Negative {
+        unit: usize,
+        quantity: Quantity,
+        value: f64,
+    },
     /// A value or weight is NaN or infinite.
-    NotFinite { unit: usize, quantity: Quantity, value: f64 },
+    NotFinite {
+        unit: usize,
+        quantity: Quantity,
+        value: f64,
+    },
     /// The quantity sums to zero, so shares are undefined.
     ZeroTotal { quantity: Quantity },
     /// `value` and `weight` have different lengths.
@@ -46,11 +54,26 @@ impl fmt::Display for Quantity {
 impl fmt::Display for GiniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooFewUnits { n } => write!(f, "{n} unit(s): an inequality index needs at least 2"),
-            Self::Negative { unit, quantity, value } => write!(f, "unit {unit}: {quantity} {value} is negative"),
-            Self::NotFinite { unit, quantity, value } => write!(f, "unit {unit}: {quantity} {value} is not a finite number"),
-            Self::ZeroTotal { quantity } => write!(f, "the {quantity}s sum to zero, so their shares are undefined"),
-            Self::LengthMismatch { values, weights } => write!(f, "{values} values but {weights} weights"),
+            Self::TooFewUnits { n } => {
+                write!(f, "{n} unit(s): an inequality index needs at least 2")
+            }
+            Self::Negative {
+                unit,
+                quantity,
+                value,
+            } => write!(f, "unit {unit}: {quantity} {value} is negative"),
+            Self::NotFinite {
+                unit,
+                quantity,
+                value,
+            } => write!(f, "unit {unit}: {quantity} {value} is not a finite number"),
+            Self::ZeroTotal { quantity } => write!(
+                f,
+                "the {quantity}s sum to zero, so their shares are undefined"
+            ),
+            Self::LengthMismatch { values, weights } => {
+                write!(f, "{values} values but {weights} weights")
+            }
         }
     }
 }
@@ -85,7 +108,11 @@ impl Lorenz {
     /// assert!((curve.gini() - 0.25).abs() < 1e-15);
     /// ```
     pub fn gini(&self) -> f64 {
-        let area2: f64 = self.points.windows(2).map(|p| (p[1].0 - p[0].0) * (p[1].1 + p[0].1)).sum();
+        let area2: f64 = self
+            .points
+            .windows(2)
+            .map(|p| (p[1].0 - p[0].0) * (p[1].1 + p[0].1))
+            .sum();
         1.0 - area2
     }
 }
@@ -93,10 +120,18 @@ impl Lorenz {
 fn check(values: &[f64], quantity: Quantity) -> Result<(), GiniError> {
     for (unit, &value) in values.iter().enumerate() {
         if !value.is_finite() {
-            return Err(GiniError::NotFinite { unit, quantity, value });
+            return Err(GiniError::NotFinite {
+                unit,
+                quantity,
+                value,
+            });
         }
         if value < 0.0 {
-            return Err(GiniError::Negative { unit, quantity, value });
+            return Err(GiniError::Negative {
+                unit,
+                quantity,
+                value,
+            });
         }
     }
     Ok(())
@@ -136,7 +171,10 @@ pub fn lorenz(value: &[f64], weight: Option<&[f64]>) -> Result<Lorenz, GiniError
     if let Some(w) = weight
         && w.len() != n
     {
-        return Err(GiniError::LengthMismatch { values: n, weights: w.len() });
+        return Err(GiniError::LengthMismatch {
+            values: n,
+            weights: w.len(),
+        });
     }
     if n < 2 {
         return Err(GiniError::TooFewUnits { n });
@@ -159,10 +197,14 @@ pub fn lorenz(value: &[f64], weight: Option<&[f64]>) -> Result<Lorenz, GiniError
     let total_x: f64 = order.iter().map(|&i| x_of(i)).sum();
     let total_y: f64 = order.iter().map(|&i| value[i]).sum();
     if total_y == 0.0 {
-        return Err(GiniError::ZeroTotal { quantity: Quantity::Value });
+        return Err(GiniError::ZeroTotal {
+            quantity: Quantity::Value,
+        });
     }
     if total_x == 0.0 {
-        return Err(GiniError::ZeroTotal { quantity: Quantity::Weight });
+        return Err(GiniError::ZeroTotal {
+            quantity: Quantity::Weight,
+        });
     }
     let mut points = Vec::with_capacity(n + 1);
     points.push((0.0, 0.0));
@@ -247,7 +289,9 @@ pub fn centralization_index(values: &[f64]) -> Result<f64, GiniError> {
     sorted.sort_by(|a, b| b.total_cmp(a));
     let total: f64 = sorted.iter().sum();
     if total == 0.0 {
-        return Err(GiniError::ZeroTotal { quantity: Quantity::Value });
+        return Err(GiniError::ZeroTotal {
+            quantity: Quantity::Value,
+        });
     }
     let mut cum = 0.0;
     let mut a = 0.0;
@@ -333,10 +377,37 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!(gini(&[1.0]), Err(GiniError::TooFewUnits { n: 1 }));
-        assert_eq!(gini(&[1.0, -2.0]), Err(GiniError::Negative { unit: 1, quantity: Quantity::Value, value: -2.0 }));
-        assert_eq!(carbon_gini(&[1.0, 2.0], &[1.0, -1.0]), Err(GiniError::Negative { unit: 1, quantity: Quantity::Weight, value: -1.0 }));
-        assert_eq!(gini(&[0.0, 0.0]), Err(GiniError::ZeroTotal { quantity: Quantity::Value }));
-        assert_eq!(carbon_gini(&[1.0, 2.0], &[0.0, 0.0]), Err(GiniError::ZeroTotal { quantity: Quantity::Weight }));
-        assert!(matches!(gini(&[1.0, f64::NAN]), Err(GiniError::NotFinite { unit: 1, .. })));
+        assert_eq!(
+            gini(&[1.0, -2.0]),
+            Err(GiniError::Negative {
+                unit: 1,
+                quantity: Quantity::Value,
+                value: -2.0
+            })
+        );
+        assert_eq!(
+            carbon_gini(&[1.0, 2.0], &[1.0, -1.0]),
+            Err(GiniError::Negative {
+                unit: 1,
+                quantity: Quantity::Weight,
+                value: -1.0
+            })
+        );
+        assert_eq!(
+            gini(&[0.0, 0.0]),
+            Err(GiniError::ZeroTotal {
+                quantity: Quantity::Value
+            })
+        );
+        assert_eq!(
+            carbon_gini(&[1.0, 2.0], &[0.0, 0.0]),
+            Err(GiniError::ZeroTotal {
+                quantity: Quantity::Weight
+            })
+        );
+        assert!(matches!(
+            gini(&[1.0, f64::NAN]),
+            Err(GiniError::NotFinite { unit: 1, .. })
+        ));
     }
 }

@@ -39,8 +39,12 @@ impl fmt::Display for MoranError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooFewUnits { n } => write!(f, "{n} unit(s): Moran's I needs at least 4"),
-            Self::LengthMismatch { values, units } => write!(f, "{values} values for {units} units"),
-            Self::NotFinite { unit, value } => write!(f, "unit {unit}: value {value} is not a finite number"),
+            Self::LengthMismatch { values, units } => {
+                write!(f, "{values} values for {units} units")
+            }
+            Self::NotFinite { unit, value } => {
+                write!(f, "unit {unit}: value {value} is not a finite number")
+            }
             Self::Island { unit } => write!(f, "unit {unit} has no neighbours"),
             Self::Constant => f.write_str("every unit has the same value"),
         }
@@ -133,7 +137,8 @@ impl Cluster {
     /// assert_eq!(Cluster::classify(1.2, 0.4, 0.05, 0.05).label(), "ns");
     /// ```
     pub fn classify(z: f64, lag: f64, p: f64, alpha: f64) -> Self {
-        if !(p < alpha) {
+        // A NaN p-value is never significant.
+        if p.partial_cmp(&alpha) != Some(std::cmp::Ordering::Less) {
             return Self::NotSignificant;
         }
         match (z > 0.0, lag > 0.0) {
@@ -228,13 +233,19 @@ pub fn pseudo_p(larger: usize, permutations: usize) -> f64 {
 fn check(x: &[f64], w: &SpatialWeights) -> Result<(), MoranError> {
     let n = w.n();
     if x.len() != n {
-        return Err(MoranError::LengthMismatch { values: x.len(), units: n });
+        return Err(MoranError::LengthMismatch {
+            values: x.len(),
+            units: n,
+        });
     }
     if n < 4 {
         return Err(MoranError::TooFewUnits { n });
     }
     if let Some(unit) = x.iter().position(|v| !v.is_finite()) {
-        return Err(MoranError::NotFinite { unit, value: x[unit] });
+        return Err(MoranError::NotFinite {
+            unit,
+            value: x[unit],
+        });
     }
     if let Some(&unit) = w.islands().first() {
         return Err(MoranError::Island { unit });
@@ -252,7 +263,16 @@ fn mean(x: &[f64]) -> f64 {
 
 /// `Σ_i z_i Σ_j w_ij z_j`.
 fn cross_product(z: &[f64], w: &SpatialWeights) -> f64 {
-    (0..z.len()).map(|i| z[i] * w.neighbours(i).iter().zip(w.weights(i)).map(|(&j, &wij)| wij * z[j]).sum::<f64>()).sum()
+    (0..z.len())
+        .map(|i| {
+            z[i] * w
+                .neighbours(i)
+                .iter()
+                .zip(w.weights(i))
+                .map(|(&j, &wij)| wij * z[j])
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 /// Global Moran's I of `x` under weights `w`, with analytic inference under normality and
@@ -288,7 +308,12 @@ fn cross_product(z: &[f64], w: &SpatialWeights) -> f64 {
 /// assert!((m.moran_i - 0.4).abs() < 1e-12);
 /// assert!((m.expected_i + 1.0 / 3.0).abs() < 1e-15);
 /// ```
-pub fn global_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u64) -> Result<GlobalMoran, MoranError> {
+pub fn global_moran(
+    x: &[f64],
+    w: &SpatialWeights,
+    permutations: usize,
+    seed: u64,
+) -> Result<GlobalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
     #[allow(clippy::cast_precision_loss)]
@@ -304,12 +329,14 @@ pub fn global_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u6
     let expected_i = -1.0 / (nf - 1.0);
     let s02 = s0 * s0;
     let n2 = nf * nf;
-    let variance_norm = (n2 * s1 - nf * s2 + 3.0 * s02) / ((nf - 1.0) * (nf + 1.0) * s02) - expected_i * expected_i;
+    let variance_norm =
+        (n2 * s1 - nf * s2 + 3.0 * s02) / ((nf - 1.0) * (nf + 1.0) * s02) - expected_i * expected_i;
     let z_norm = (moran_i - expected_i) / variance_norm.sqrt();
     let b2 = (z4 / nf) / (z2ss / nf).powi(2);
     let a = nf * ((n2 - 3.0 * nf + 3.0) * s1 - nf * s2 + 3.0 * s02);
     let b = b2 * ((n2 - nf) * s1 - 2.0 * nf * s2 + 6.0 * s02);
-    let variance_rand = (a - b) / ((nf - 1.0) * (nf - 2.0) * (nf - 3.0) * s02) - expected_i * expected_i;
+    let variance_rand =
+        (a - b) / ((nf - 1.0) * (nf - 2.0) * (nf - 3.0) * s02) - expected_i * expected_i;
     let z_rand = (moran_i - expected_i) / variance_rand.sqrt();
 
     let p_perm = (permutations > 0).then(|| {
@@ -328,7 +355,18 @@ pub fn global_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u6
         pseudo_p(larger, permutations)
     });
 
-    Ok(GlobalMoran { n, moran_i, expected_i, variance_norm, z_norm, p_norm: two_sided(z_norm), variance_rand, z_rand, p_rand: two_sided(z_rand), p_perm })
+    Ok(GlobalMoran {
+        n,
+        moran_i,
+        expected_i,
+        variance_norm,
+        z_norm,
+        p_norm: two_sided(z_norm),
+        variance_rand,
+        z_rand,
+        p_rand: two_sided(z_rand),
+        p_perm,
+    })
 }
 
 /// Local Moran's I (LISA) of every unit, with a conditional permutation test.
@@ -359,7 +397,12 @@ pub fn global_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u6
 /// let l = local_moran(&[1.0, 2.0, 3.0, 4.0], &w, 0, 1).unwrap();
 /// assert!((l.ii[0] - 0.45).abs() < 1e-12);
 /// ```
-pub fn local_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u64) -> Result<LocalMoran, MoranError> {
+pub fn local_moran(
+    x: &[f64],
+    w: &SpatialWeights,
+    permutations: usize,
+    seed: u64,
+) -> Result<LocalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
     #[allow(clippy::cast_precision_loss)]
@@ -378,7 +421,17 @@ pub fn local_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u64
             .map_init(
                 || ((0..n - 1).collect::<Vec<usize>>(), Vec::<usize>::new()),
                 |(slots, swaps), i| {
-                    let larger = conditional_larger(i, &z, w, ii[i], z[i] * scaling, permutations, seed, slots, swaps);
+                    let larger = conditional_larger(
+                        i,
+                        &z,
+                        w,
+                        ii[i],
+                        z[i] * scaling,
+                        permutations,
+                        seed,
+                        slots,
+                        swaps,
+                    );
                     pseudo_p(larger, permutations)
                 },
             )
@@ -393,7 +446,17 @@ pub fn local_moran(x: &[f64], w: &SpatialWeights, permutations: usize, seed: u64
 /// the same state: each draw is a partial Fisher–Yates shuffle of the first `k_i` slots whose
 /// swaps are then undone, so the draw depends only on unit `i`'s stream.
 #[allow(clippy::too_many_arguments)]
-fn conditional_larger(i: usize, z: &[f64], w: &SpatialWeights, observed: f64, zi_scaled: f64, permutations: usize, seed: u64, slots: &mut [usize], swaps: &mut Vec<usize>) -> usize {
+fn conditional_larger(
+    i: usize,
+    z: &[f64],
+    w: &SpatialWeights,
+    observed: f64,
+    zi_scaled: f64,
+    permutations: usize,
+    seed: u64,
+    slots: &mut [usize],
+    swaps: &mut Vec<usize>,
+) -> usize {
     let weights = w.weights(i);
     let k = weights.len();
     let others = slots.len() as u64;
@@ -404,7 +467,8 @@ fn conditional_larger(i: usize, z: &[f64], w: &SpatialWeights, observed: f64, zi
     for _ in 0..permutations {
         let mut lag = 0.0;
         for (t, &wt) in weights.iter().enumerate() {
-            let pick = t + usize::try_from(rng.below(others - t as u64)).expect("an index below a slice length fits usize");
+            let pick = t + usize::try_from(rng.below(others - t as u64))
+                .expect("an index below a slice length fits usize");
             slots.swap(t, pick);
             swaps[t] = pick;
             let other = slots[t];
@@ -443,7 +507,10 @@ mod tests {
         ];
         for (x, expected) in cases {
             let got = normal_sf(x);
-            assert!((got - expected).abs() <= 1e-15 && (got - expected).abs() <= 1e-12 * expected, "x = {x}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() <= 1e-15 && (got - expected).abs() <= 1e-12 * expected,
+                "x = {x}: {got} vs {expected}"
+            );
             assert!((normal_sf(-x) - (1.0 - expected)).abs() < 1e-15);
         }
     }
@@ -490,7 +557,9 @@ mod tests {
         let s = 1.25_f64.sqrt();
         assert!((l.lag[1] + 0.5 / s).abs() < 1e-12);
         // Quadrants: units 0, 1 low among low, units 2, 3 high among high.
-        let q: Vec<&str> = (0..4).map(|i| Cluster::classify(l.z[i], l.lag[i], 0.0, 0.05).label()).collect();
+        let q: Vec<&str> = (0..4)
+            .map(|i| Cluster::classify(l.z[i], l.lag[i], 0.0, 0.05).label())
+            .collect();
         assert_eq!(q, ["LL", "LL", "HH", "HH"]);
     }
 
@@ -498,12 +567,27 @@ mod tests {
     fn errors_are_specific() {
         let w = path4();
         assert_eq!(global_moran(&[1.0; 4], &w, 0, 1), Err(MoranError::Constant));
-        assert_eq!(global_moran(&[1.0, 2.0, 3.0], &w, 0, 1), Err(MoranError::LengthMismatch { values: 3, units: 4 }));
+        assert_eq!(
+            global_moran(&[1.0, 2.0, 3.0], &w, 0, 1),
+            Err(MoranError::LengthMismatch {
+                values: 3,
+                units: 4
+            })
+        );
         let islands = SpatialWeights::row_standardised(4, &[(0, 1), (1, 2)]).unwrap();
-        assert_eq!(local_moran(&[1.0, 2.0, 3.0, 4.0], &islands, 0, 1), Err(MoranError::Island { unit: 3 }));
+        assert_eq!(
+            local_moran(&[1.0, 2.0, 3.0, 4.0], &islands, 0, 1),
+            Err(MoranError::Island { unit: 3 })
+        );
         let tiny = SpatialWeights::row_standardised(3, &[(0, 1), (1, 2)]).unwrap();
-        assert_eq!(global_moran(&[1.0, 2.0, 3.0], &tiny, 0, 1), Err(MoranError::TooFewUnits { n: 3 }));
-        assert!(matches!(global_moran(&[1.0, f64::NAN, 3.0, 4.0], &w, 0, 1), Err(MoranError::NotFinite { unit: 1, .. })));
+        assert_eq!(
+            global_moran(&[1.0, 2.0, 3.0], &tiny, 0, 1),
+            Err(MoranError::TooFewUnits { n: 3 })
+        );
+        assert!(matches!(
+            global_moran(&[1.0, f64::NAN, 3.0, 4.0], &w, 0, 1),
+            Err(MoranError::NotFinite { unit: 1, .. })
+        ));
     }
 
     #[test]
@@ -524,10 +608,26 @@ mod tests {
         let w = SpatialWeights::row_standardised(100, &edges).unwrap();
         #[allow(clippy::cast_precision_loss)]
         let x: Vec<f64> = (0..100).map(|i| (i / 10 + i % 10) as f64).collect();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        let (g1, l1) = one.install(|| (global_moran(&x, &w, 199, 7).unwrap(), local_moran(&x, &w, 199, 7).unwrap()));
-        let (g3, l3) = three.install(|| (global_moran(&x, &w, 199, 7).unwrap(), local_moran(&x, &w, 199, 7).unwrap()));
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let (g1, l1) = one.install(|| {
+            (
+                global_moran(&x, &w, 199, 7).unwrap(),
+                local_moran(&x, &w, 199, 7).unwrap(),
+            )
+        });
+        let (g3, l3) = three.install(|| {
+            (
+                global_moran(&x, &w, 199, 7).unwrap(),
+                local_moran(&x, &w, 199, 7).unwrap(),
+            )
+        });
         assert_eq!(g1, g3);
         assert_eq!(l1, l3);
         // No random relabelling of a gradient is as clustered: p = 1/200.
@@ -564,7 +664,8 @@ mod tests {
             ids.sort_unstable();
             ids.dedup();
             let index = |id: i64| ids.binary_search(&id).unwrap();
-            let edges: Vec<(usize, usize)> = pairs.iter().map(|&(a, b)| (index(a), index(b))).collect();
+            let edges: Vec<(usize, usize)> =
+                pairs.iter().map(|&(a, b)| (index(a), index(b))).collect();
             let w = SpatialWeights::row_standardised(ids.len(), &edges).unwrap();
             (ids, w)
         }
@@ -580,7 +681,10 @@ mod tests {
         }
 
         fn close(got: f64, expected: f64, what: &str) {
-            assert!((got - expected).abs() < 1e-9, "{what}: {got} vs esda {expected}");
+            assert!(
+                (got - expected).abs() < 1e-9,
+                "{what}: {got} vs esda {expected}"
+            );
         }
 
         #[test]
@@ -615,7 +719,12 @@ mod tests {
                 let x: Vec<f64> = ids.iter().map(|&id| variable(name, id)).collect();
                 let l = local_moran(&x, &w, 9_999, 42).unwrap();
                 let p = l.p_perm.as_ref().unwrap();
-                let rows: Vec<Vec<&str>> = LOCAL.lines().skip(1).map(|r| r.split(',').collect()).filter(|r: &Vec<&str>| r[0] == name).collect();
+                let rows: Vec<Vec<&str>> = LOCAL
+                    .lines()
+                    .skip(1)
+                    .map(|r| r.split(',').collect())
+                    .filter(|r: &Vec<&str>| r[0] == name)
+                    .collect();
                 assert_eq!(rows.len(), ids.len());
                 let (mut agree, mut clear) = (0, 0);
                 for (k, r) in rows.iter().enumerate() {
@@ -627,10 +736,20 @@ mod tests {
                     close(l.lag[k], num(5), "lag");
                     // esda quadrants: 1 HH, 2 LH, 3 LL, 4 HL.
                     let quadrant = ["HH", "LH", "LL", "HL"][r[6].parse::<usize>().unwrap() - 1];
-                    assert_eq!(Cluster::classify(l.z[k], l.lag[k], 0.0, 0.05).label(), quadrant, "unit {}", ids[k]);
+                    assert_eq!(
+                        Cluster::classify(l.z[k], l.lag[k], 0.0, 0.05).label(),
+                        quadrant,
+                        "unit {}",
+                        ids[k]
+                    );
                     // Conditional-permutation p: ours (9,999 draws) vs esda's (99,999): sd ≤ 0.005.
                     let pe = num(7);
-                    assert!((p[k] - pe).abs() < 0.025, "{name} unit {}: p {} vs esda {pe}", ids[k], p[k]);
+                    assert!(
+                        (p[k] - pe).abs() < 0.025,
+                        "{name} unit {}: p {} vs esda {pe}",
+                        ids[k],
+                        p[k]
+                    );
                     // Classes agree wherever esda's p is clearly on one side of 0.05.
                     if (pe - 0.05).abs() > 0.01 {
                         clear += 1;

@@ -146,7 +146,8 @@ impl SplitMix64 {
     /// ```
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
-            let j = usize::try_from(self.below(i as u64 + 1)).expect("an index below a slice length fits usize");
+            let j = usize::try_from(self.below(i as u64 + 1))
+                .expect("an index below a slice length fits usize");
             items.swap(i, j);
         }
     }
@@ -161,7 +162,13 @@ mod tests {
         // Computed with an independent Python transcription of Vigna's splitmix64.c
         // (seed 1234567; these are also the values quoted with that file).
         let mut rng = SplitMix64::new(1_234_567);
-        let expected = [6_457_827_717_110_365_317_u64, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423, 4_593_380_528_125_082_431, 16_408_922_859_458_223_821];
+        let expected = [
+            6_457_827_717_110_365_317_u64,
+            3_203_168_211_198_807_973,
+            9_817_491_932_198_370_423,
+            4_593_380_528_125_082_431,
+            16_408_922_859_458_223_821,
+        ];
         for e in expected {
             assert_eq!(rng.next_u64(), e);
         }

@@ -18,7 +18,10 @@ impl fmt::Display for WeightsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::SelfLoop { edge, unit } => write!(f, "edge {edge} joins unit {unit} to itself"),
-            Self::UnitOutOfRange { edge, unit, n } => write!(f, "edge {edge} names unit {unit}, but there are only {n} units"),
+            Self::UnitOutOfRange { edge, unit, n } => write!(
+                f,
+                "edge {edge} names unit {unit}, but there are only {n} units"
+            ),
         }
     }
 }
@@ -82,12 +85,20 @@ impl SpatialWeights {
             list.sort_unstable();
             list.dedup();
             #[allow(clippy::cast_precision_loss)] // neighbour counts are far below 2^52
-            let w = if list.is_empty() { 0.0 } else { 1.0 / list.len() as f64 };
+            let w = if list.is_empty() {
+                0.0
+            } else {
+                1.0 / list.len() as f64
+            };
             weights.extend(std::iter::repeat_n(w, list.len()));
             neighbours.extend(list);
             offsets.push(neighbours.len());
         }
-        Ok(Self { offsets, neighbours, weights })
+        Ok(Self {
+            offsets,
+            neighbours,
+            weights,
+        })
     }
 
     /// The number of units.
@@ -112,12 +123,16 @@ impl SpatialWeights {
 
     /// Units without neighbours, ascending.
     pub fn islands(&self) -> Vec<usize> {
-        (0..self.n()).filter(|&i| self.cardinality(i) == 0).collect()
+        (0..self.n())
+            .filter(|&i| self.cardinality(i) == 0)
+            .collect()
     }
 
     /// The weight `w_ij` (0 when `j` is not a neighbour of `i`).
     pub fn weight(&self, i: usize, j: usize) -> f64 {
-        self.neighbours(i).binary_search(&j).map_or(0.0, |k| self.weights(i)[k])
+        self.neighbours(i)
+            .binary_search(&j)
+            .map_or(0.0, |k| self.weights(i)[k])
     }
 
     /// The spatial lag `Σ_j w_ij x_j` of every unit.
@@ -135,7 +150,15 @@ impl SpatialWeights {
     /// assert_eq!(w.lag(&[1.0, 2.0, 5.0]), vec![2.0, 3.0, 2.0]);
     /// ```
     pub fn lag(&self, x: &[f64]) -> Vec<f64> {
-        (0..self.n()).map(|i| self.neighbours(i).iter().zip(self.weights(i)).map(|(&j, &w)| w * x[j]).sum()).collect()
+        (0..self.n())
+            .map(|i| {
+                self.neighbours(i)
+                    .iter()
+                    .zip(self.weights(i))
+                    .map(|(&j, &w)| w * x[j])
+                    .sum()
+            })
+            .collect()
     }
 
     /// `S0 = Σ_i Σ_j w_ij`, the sum of all weights (n minus the islands when row-standardised).
@@ -243,7 +266,17 @@ mod tests {
 
     #[test]
     fn rejects_self_loops_and_unknown_units() {
-        assert_eq!(SpatialWeights::row_standardised(3, &[(0, 1), (2, 2)]), Err(WeightsError::SelfLoop { edge: 1, unit: 2 }));
-        assert_eq!(SpatialWeights::row_standardised(3, &[(0, 3)]), Err(WeightsError::UnitOutOfRange { edge: 0, unit: 3, n: 3 }));
+        assert_eq!(
+            SpatialWeights::row_standardised(3, &[(0, 1), (2, 2)]),
+            Err(WeightsError::SelfLoop { edge: 1, unit: 2 })
+        );
+        assert_eq!(
+            SpatialWeights::row_standardised(3, &[(0, 3)]),
+            Err(WeightsError::UnitOutOfRange {
+                edge: 0,
+                unit: 3,
+                n: 3
+            })
+        );
     }
 }

@@ -4,6 +4,11 @@
 #[allow(unused_imports)]
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod autocorrelation;
+pub mod inequality;
+
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
+    &Entry::<inequality::Inequality>::new(),
+    &Entry::<autocorrelation::Autocorrelation>::new(),
 ];
