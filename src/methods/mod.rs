@@ -4,5 +4,9 @@
 pub mod coefficients;
 pub mod compensation;
 pub mod emission;
+pub mod gini;
 pub mod indices;
+pub mod moran;
+pub mod rng;
 pub mod sink;
+pub mod weights;

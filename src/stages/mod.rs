@@ -3,12 +3,14 @@
 
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod autocorrelation;
 pub mod carbon_panel;
 pub mod command;
 pub mod compensation;
 pub mod emission;
 pub mod functional_areas;
 pub mod indices;
+pub mod inequality;
 pub mod ingest;
 pub mod sink;
 
@@ -21,4 +23,6 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<indices::Indices>::new(),
     &Entry::<compensation::Compensation>::new(),
     &Entry::<functional_areas::FunctionalAreas>::new(),
+    &Entry::<inequality::Inequality>::new(),
+    &Entry::<autocorrelation::Autocorrelation>::new(),
 ];

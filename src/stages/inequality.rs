@@ -1,0 +1,696 @@
+//! The `inequality` stage: how unevenly a quantity is spread over the units, per group (e.g.
+//! per year): the Gini coefficient of its Lorenz curve against a reference quantity (the
+//! emission-vs-sink carbon Gini by default), the plain Gini, and the centralization index,
+//! each flagged against the 0.4 warning line; plus the Lorenz points for charts.
+//!
+//! Also home of [`select_groups`], the "one group per `by` value, one year unless grouped by
+//! year" row selection that `autocorrelation` shares.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
+use crate::table::{self, TableBuilder};
+
+/// The `inequality` kind.
+pub struct Inequality;
+
+/// The `weight` value that gives every unit the same share `1/n`.
+pub const EQUAL: &str = "equal";
+
+/// Parameters of `inequality`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The quantity whose distribution is measured (the Lorenz curve's y). Default `ce_t_c`,
+    /// the gross emission of `indices`.
+    #[serde(default = "default_value")]
+    pub value: String,
+    /// The reference quantity (the Lorenz curve's x), or `equal` for `1/n` per unit. Default
+    /// `cs_t_c`, the gross absorption: the emission-vs-sink carbon Gini.
+    #[serde(default = "default_weight")]
+    pub weight: String,
+    /// Optional grouping column (e.g. `year`): one result per value. Default: one group.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Keep only the rows of this year (column `year`). Default: all rows.
+    #[serde(default)]
+    pub year: Option<i64>,
+    /// The unit id column. Default `unit_id`.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+    /// The threshold of the `warning` flags. Default 0.4, the conventional Gini warning line.
+    #[serde(default = "default_warning_line")]
+    pub warning_line: f64,
+}
+
+fn default_value() -> String {
+    "ce_t_c".to_owned()
+}
+fn default_weight() -> String {
+    "cs_t_c".to_owned()
+}
+pub(crate) fn default_id_column() -> String {
+    "unit_id".to_owned()
+}
+fn default_warning_line() -> f64 {
+    gini::WARNING_LINE
+}
+
+/// Columns of the default output, after the optional group column.
+const SUMMARY_COLUMNS: [&str; 7] = [
+    "gini",
+    "centralization",
+    "n",
+    "warning",
+    "centralization_warning",
+    "gini_plain",
+    "weight",
+];
+/// Columns of the `lorenz` output, after the optional group column.
+const LORENZ_COLUMNS: [&str; 4] = ["k", "unit_id", "x", "y"];
+
+impl Stage for Inequality {
+    const KIND: &'static str = "inequality";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Inequality of a quantity across units, per group: the Gini coefficient of its Lorenz \
+        curve against a reference quantity (default: emission `ce_t_c` against sinks `cs_t_c`, the carbon Gini; \
+        `weight: equal` gives the ordinary Gini), the plain Gini of the value, and the centralization index \
+        (A − R)/(M − R) of the value, with flags at the 0.4 warning line. Units are ordered by value/weight \
+        ascending; a unit with weight 0 sorts last. Negative values or weights are an error; a group with fewer \
+        than 2 units or a zero total gets null indices and a warning. Outputs `inequality` (one row per group) \
+        and `lorenz` (the curve's points, k = 0..n).";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "value",
+            ty: "column",
+            default: "ce_t_c",
+            doc: "the quantity whose distribution is measured (Lorenz y; all ≥ 0)",
+        },
+        ParamDoc {
+            name: "weight",
+            ty: "column or `equal`",
+            default: "cs_t_c",
+            doc: "the reference quantity (Lorenz x; all ≥ 0); `equal` gives each unit 1/n, so `gini` is the ordinary Gini of `value`",
+        },
+        ParamDoc {
+            name: "by",
+            ty: "column",
+            default: "none",
+            doc: "grouping column (e.g. `year`): one row per value, sorted",
+        },
+        ParamDoc {
+            name: "year",
+            ty: "integer",
+            default: "none",
+            doc: "keep only rows with this `year`; needed when the table has several years and `by` is not `year`",
+        },
+        ParamDoc {
+            name: "id_column",
+            ty: "column",
+            default: "unit_id",
+            doc: "unit ids (for messages and the Lorenz points)",
+        },
+        ParamDoc {
+            name: "warning_line",
+            ty: "number",
+            default: "0.4",
+            doc: "threshold of `warning` (on `gini`) and `centralization_warning` (on `centralization`)",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut columns = vec![params.id_column.clone(), params.value.clone()];
+        if params.weight != EQUAL {
+            columns.push(params.weight.clone());
+        }
+        columns.extend(params.by.clone());
+        if params.year.is_some() {
+            columns.push("year".to_owned());
+        }
+        vec![
+            Port::required(
+                "table",
+                "one row per unit (per group), with the value and weight columns",
+            )
+            .with_columns(columns),
+        ]
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        let with_group = |cols: &[&str]| {
+            params
+                .by
+                .iter()
+                .cloned()
+                .chain(cols.iter().map(|c| (*c).to_owned()))
+                .collect::<Vec<String>>()
+        };
+        vec![
+            OutputDecl::new(
+                "inequality",
+                "one row per group: gini (value vs weight), centralization (of value), n, warning (gini ≥ warning_line), \
+                 centralization_warning, gini_plain (ordinary Gini of value), weight (the reference column or `equal`)",
+            )
+            .with_columns(with_group(&SUMMARY_COLUMNS)),
+            OutputDecl::new("lorenz", "the Lorenz curve of each group: k = 0..n, the unit added at step k (null at k = 0), cumulative shares x (weight) and y (value)")
+                .with_columns(with_group(&LORENZ_COLUMNS)),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if !(params.warning_line.is_finite() && (0.0..=1.0).contains(&params.warning_line)) {
+            return Err(StageError::data(format!(
+                "`warning_line` is {}, expected a number in 0..1",
+                params.warning_line
+            ))
+            .with_hint("the conventional Gini warning line is 0.4"));
+        }
+        if let Some(by) = &params.by
+            && (SUMMARY_COLUMNS.contains(&by.as_str()) || LORENZ_COLUMNS.contains(&by.as_str()))
+        {
+            return Err(StageError::data(format!(
+                "`by: {by}` would clash with an output column of the same name"
+            ))
+            .with_hint("rename the grouping column upstream"));
+        }
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let batch = inputs.table("table")?;
+        let ids = table::ids(batch, "table", &params.id_column)?;
+        let value = table::f64s(batch, "table", &params.value)?;
+        let weight = if params.weight == EQUAL {
+            None
+        } else {
+            Some(table::f64s(batch, "table", &params.weight)?)
+        };
+        let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
+
+        let mut summary = Summary::default();
+        let mut curve = Curve::default();
+        for g in 0..groups.len() {
+            let rows = groups.unit_rows(g, &ids)?;
+            let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();
+            let v: Vec<f64> = rows.iter().map(|&r| value[r]).collect();
+            let w: Option<Vec<f64>> = weight
+                .as_ref()
+                .map(|w| rows.iter().map(|&r| w[r]).collect());
+            let at = groups.describe(g);
+            let fail = |e: GiniError| gini_error(e, &unit_ids, params, &at);
+
+            let lorenz = match gini::lorenz(&v, w.as_deref()) {
+                Ok(l) => Some(l),
+                Err(e @ (GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. })) => {
+                    ctx.warn(format!(
+                        "{}: {}; its gini is null",
+                        group_name(&at),
+                        fail(e).message
+                    ));
+                    None
+                }
+                Err(e) => return Err(fail(e)),
+            };
+            let plain = soft(gini::gini(&v), &fail)?;
+            let centralization = soft(gini::centralization_index(&v), &fail)?;
+            if let Some(l) = &lorenz {
+                curve.push(g, l, &unit_ids);
+            }
+            let g_value = lorenz.as_ref().map(Lorenz::gini);
+            summary.group.push(g);
+            summary.gini.push(g_value);
+            summary.centralization.push(centralization);
+            summary
+                .n
+                .push(i64::try_from(rows.len()).expect("row counts fit i64"));
+            summary
+                .warning
+                .push(g_value.is_some_and(|x| x >= params.warning_line));
+            summary
+                .centralization_warning
+                .push(centralization.is_some_and(|x| x >= params.warning_line));
+            summary.gini_plain.push(plain);
+        }
+
+        let weight_name = vec![params.weight.as_str(); summary.group.len()];
+        let out = groups
+            .column(batch, &summary.group)?
+            .f64_opt("gini", summary.gini)
+            .f64_opt("centralization", summary.centralization)
+            .i64("n", summary.n)
+            .bool("warning", summary.warning)
+            .bool("centralization_warning", summary.centralization_warning)
+            .f64_opt("gini_plain", summary.gini_plain)
+            .str("weight", &weight_name)
+            .build()?;
+        let unit: ArrayRef = Arc::new(StringArray::from(curve.unit));
+        let lorenz = groups
+            .column(batch, &curve.group)?
+            .i64("k", curve.k)
+            .array("unit_id", unit)
+            .f64("x", curve.x)
+            .f64("y", curve.y)
+            .build()?;
+        Ok(vec![
+            ("inequality".to_owned(), out),
+            ("lorenz".to_owned(), lorenz),
+        ])
+    }
+}
+
+#[derive(Default)]
+struct Summary {
+    group: Vec<usize>,
+    gini: Vec<Option<f64>>,
+    centralization: Vec<Option<f64>>,
+    n: Vec<i64>,
+    warning: Vec<bool>,
+    centralization_warning: Vec<bool>,
+    gini_plain: Vec<Option<f64>>,
+}
+
+#[derive(Default)]
+struct Curve {
+    group: Vec<usize>,
+    k: Vec<i64>,
+    unit: Vec<Option<String>>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+}
+
+impl Curve {
+    fn push(&mut self, group: usize, lorenz: &Lorenz, unit_ids: &[&str]) {
+        for (k, &(x, y)) in lorenz.points.iter().enumerate() {
+            self.group.push(group);
+            self.k.push(i64::try_from(k).expect("point counts fit i64"));
+            self.unit.push(
+                k.checked_sub(1)
+                    .map(|s| unit_ids[lorenz.order[s]].to_owned()),
+            );
+            self.x.push(x);
+            self.y.push(y);
+        }
+    }
+}
+
+/// An index that is undefined for this group (too few units, zero total) becomes `None`; a
+/// real data error stays an error. The Lorenz step already warned about the group.
+fn soft(
+    result: Result<f64, GiniError>,
+    fail: &impl Fn(GiniError) -> StageError,
+) -> Result<Option<f64>, StageError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. }) => Ok(None),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+fn group_name(at: &str) -> String {
+    if at.is_empty() {
+        "the table".to_owned()
+    } else {
+        format!("group {}", at.trim_start_matches(", "))
+    }
+}
+
+/// A method error in the words of the study: unit ids and column names instead of indices.
+fn gini_error(e: GiniError, unit_ids: &[&str], params: &Params, at: &str) -> StageError {
+    let column = |q: Quantity| match q {
+        Quantity::Value => params.value.as_str(),
+        Quantity::Weight => params.weight.as_str(),
+    };
+    match e {
+        GiniError::Negative { unit, quantity, value } => StageError::data(format!("`table`: unit `{}`{at}: column `{}` is {value}, which is negative", unit_ids[unit], column(quantity)))
+            .with_hint("the Gini and centralization index measure shares of non-negative quantities; use gross emission and absorption (ce_t_c, cs_t_c), not the net balance"),
+        GiniError::NotFinite { unit, quantity, value } => StageError::data(format!("`table`: unit `{}`{at}: column `{}` is {value}", unit_ids[unit], column(quantity)))
+            .with_hint("fill in the missing value upstream or drop the unit"),
+        GiniError::TooFewUnits { n } => StageError::data(format!("{n} unit(s); an inequality index needs at least 2")),
+        GiniError::ZeroTotal { quantity } => StageError::data(format!("column `{}` sums to zero, so its shares are undefined", column(quantity))),
+        GiniError::LengthMismatch { .. } => StageError::internal(e.to_string()),
+    }
+}
+
+// ------------------------------------------------------------------ groups (shared)
+
+/// A group key: integers sort numerically, anything else as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Int(i64),
+    Text(String),
+}
+
+/// The rows of a table split into groups by an optional `by` column, in ascending key order.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    by: Option<String>,
+    /// Per group, the rows in table order.
+    rows: Vec<Vec<usize>>,
+    /// Per group, a row holding its key (to copy the key into outputs with its type).
+    first_row: Vec<usize>,
+    /// Per group, `by = key` for messages.
+    labels: Vec<String>,
+}
+
+impl Groups {
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// `", by = key"` for messages (empty without `by`).
+    pub(crate) fn describe(&self, group: usize) -> String {
+        if self.by.is_some() {
+            format!(", {}", self.labels[group])
+        } else {
+            String::new()
+        }
+    }
+
+    /// The group's rows sorted by unit id; a unit appearing twice is an error.
+    pub(crate) fn unit_rows(&self, group: usize, ids: &[String]) -> Result<Vec<usize>, StageError> {
+        let mut rows = self.rows[group].clone();
+        rows.sort_by(|&a, &b| ids[a].cmp(&ids[b]).then(a.cmp(&b)));
+        if let Some(pair) = rows.windows(2).find(|p| ids[p[0]] == ids[p[1]]) {
+            let what = if self.by.is_some() {
+                format!("in group {}", self.labels[group])
+            } else {
+                "in the table".to_owned()
+            };
+            return Err(StageError::data(format!("`table` rows {} and {}: unit `{}` appears twice {what}", pair[0] + 1, pair[1] + 1, ids[pair[0]]))
+                .with_hint("the stage needs one row per unit; group with `by:` (e.g. `by: year`) or pick one year with `year:`"));
+        }
+        Ok(rows)
+    }
+
+    /// A builder starting with the group column for output rows of the given groups (nothing
+    /// without `by`). The key keeps the input column's type.
+    pub(crate) fn column(
+        &self,
+        batch: &RecordBatch,
+        groups: &[usize],
+    ) -> Result<TableBuilder, StageError> {
+        let builder = TableBuilder::new();
+        let Some(by) = &self.by else {
+            return Ok(builder);
+        };
+        let col = table::column(batch, "table", by)?;
+        let idx =
+            UInt32Array::from_iter_values(groups.iter().map(|&g| {
+                u32::try_from(self.first_row[g]).expect("tables have fewer than 2^32 rows")
+            }));
+        let keys = arrow_select::take::take(col.as_ref(), &idx, None)
+            .map_err(|e| StageError::internal(format!("copying the group column: {e}")))?;
+        Ok(builder.array(by, keys))
+    }
+}
+
+/// Splits `batch` into groups by the column `by` (or one group), after keeping only the rows
+/// of `year` when given. When the table has a `year` column with several years among the kept
+/// rows and `by` is not `year`, that is an error: the results would mix years.
+pub(crate) fn select_groups(
+    batch: &RecordBatch,
+    table_name: &str,
+    by: Option<&str>,
+    year: Option<i64>,
+) -> Result<Groups, StageError> {
+    let mut rows: Vec<usize> = (0..batch.num_rows()).collect();
+    if let Some(y) = year {
+        let years = table::i64s(batch, table_name, "year")?;
+        rows.retain(|&r| years[r] == y);
+        if rows.is_empty() {
+            let present: std::collections::BTreeSet<i64> = years.iter().copied().collect();
+            return Err(
+                StageError::data(format!("`{table_name}` has no rows with year {y}")).with_hint(
+                    format!(
+                        "the years present are: {}",
+                        present
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            );
+        }
+    }
+    if table::has_column(batch, "year") && by != Some("year") && year.is_none() {
+        let years = table::i64s(batch, table_name, "year")?;
+        let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|&r| years[r]).collect();
+        if distinct.len() > 1 {
+            let list: Vec<String> = distinct.iter().take(6).map(ToString::to_string).collect();
+            let more = if distinct.len() > 6 { ", …" } else { "" };
+            return Err(StageError::data(format!(
+                "`{table_name}` holds {} years ({}{more}), which would be mixed into one result",
+                distinct.len(),
+                list.join(", ")
+            ))
+            .with_hint("add `by: year` for one result per year, or `year: <year>` to pick one"));
+        }
+    }
+    let Some(by) = by else {
+        return Ok(Groups {
+            by: None,
+            first_row: vec![rows.first().copied().unwrap_or(0)],
+            labels: vec![String::new()],
+            rows: vec![rows],
+        });
+    };
+    let col = table::column(batch, table_name, by)?;
+    let keys: Vec<Key> = if col.data_type().is_integer() || col.data_type().is_floating() {
+        table::i64s(batch, table_name, by)?
+            .into_iter()
+            .map(Key::Int)
+            .collect()
+    } else {
+        let text = table::strings(batch, table_name, by)?;
+        if let Some(&r) = rows.iter().find(|&&r| text[r].is_empty()) {
+            return Err(StageError::data(format!(
+                "`{table_name}` row {}: the grouping column `{by}` is empty",
+                r + 1
+            ))
+            .with_hint("every row needs a group value"));
+        }
+        text.into_iter().map(Key::Text).collect()
+    };
+    let mut map: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
+    for &r in &rows {
+        map.entry(&keys[r]).or_default().push(r);
+    }
+    let mut groups = Groups {
+        by: Some(by.to_owned()),
+        rows: Vec::new(),
+        first_row: Vec::new(),
+        labels: Vec::new(),
+    };
+    for (key, rows) in map {
+        let shown = match key {
+            Key::Int(v) => v.to_string(),
+            Key::Text(s) => s.clone(),
+        };
+        groups.labels.push(format!("{by} = {shown}"));
+        groups.first_row.push(rows[0]);
+        groups.rows.push(rows);
+    }
+    Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use std::collections::BTreeMap as Map;
+    use std::path::Path;
+
+    fn run(
+        params: serde_json::Value,
+        table: RecordBatch,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let params: Params = serde_json::from_value(params).unwrap();
+        Inequality::validate(&params)?;
+        let inputs = Inputs::new(Map::from([("table".to_owned(), table)]));
+        let ctx = StageContext::new("ineq", Path::new("."), Map::new());
+        let out = Inequality::run(&params, &inputs, &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    fn f64_col(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+        let a = batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect()
+    }
+
+    /// The 6 units of tests/fixtures/stats/gini_expected.json, in two years; 2001 doubles CE.
+    fn two_years() -> RecordBatch {
+        let ids = [
+            "u6", "u5", "u4", "u3", "u2", "u1", "u6", "u5", "u4", "u3", "u2", "u1",
+        ];
+        let ce = [240.0, 80.0, 15.0, 300.0, 45.0, 120.0];
+        let cs = [15.0, 40.0, 75.0, 30.0, 90.0, 60.0];
+        let year: Vec<i64> = [2001; 6].into_iter().chain([2000; 6]).collect();
+        let ce_all: Vec<f64> = ce.iter().map(|v| v * 2.0).chain(ce).collect();
+        let cs_all: Vec<f64> = cs.iter().chain(&cs).copied().collect();
+        TableBuilder::new()
+            .str("unit_id", &ids)
+            .i64("year", year)
+            .f64("ce_t_c", ce_all)
+            .f64("cs_t_c", cs_all)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn carbon_gini_per_year_matches_the_fixture() {
+        let (out, warnings) = run(serde_json::json!({ "by": "year" }), two_years()).unwrap();
+        assert!(warnings.is_empty());
+        let summary = &out[0].1;
+        assert_eq!(
+            table::column_names(summary),
+            [
+                "year",
+                "gini",
+                "centralization",
+                "n",
+                "warning",
+                "centralization_warning",
+                "gini_plain",
+                "weight"
+            ]
+        );
+        let year: Vec<i64> = summary
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(year, [2000, 2001]);
+        // gini_expected.json: carbon Gini CE vs CS 0.6577620967741936 (hand calculation in
+        // methods::gini), centralization 0.5125, inequality.gini.Gini(CE) 0.4270833333333333.
+        // Doubling CE (2001) changes no share, so both years agree.
+        for g in f64_col(summary, "gini") {
+            assert!((g.unwrap() - 0.657_762_096_774_193_6).abs() < 1e-12);
+        }
+        for c in f64_col(summary, "centralization") {
+            assert!((c.unwrap() - 0.5125).abs() < 1e-12);
+        }
+        for g in f64_col(summary, "gini_plain") {
+            assert!((g.unwrap() - 0.427_083_333_333_333_3).abs() < 1e-12);
+        }
+        assert_eq!(table::bools(summary, "s", "warning").unwrap(), [true, true]);
+        assert_eq!(
+            table::bools(summary, "s", "centralization_warning").unwrap(),
+            [true, true]
+        );
+
+        let lorenz = &out[1].1;
+        assert_eq!(lorenz.num_rows(), 14);
+        let units = table::strings(lorenz, "l", "unit_id").unwrap();
+        // Order by CE/CS ascending: u4 (0.2), u2 (0.5), u1 (2), u5 (2), u3 (10), u6 (16).
+        assert_eq!(&units[..7], ["", "u4", "u2", "u1", "u5", "u3", "u6"]);
+        let x = f64_col(lorenz, "x");
+        let y = f64_col(lorenz, "y");
+        assert_eq!((x[6], y[6]), (Some(1.0), Some(1.0)));
+        assert_eq!((x[1], y[1]), (Some(75.0 / 310.0), Some(15.0 / 800.0)));
+    }
+
+    #[test]
+    fn equal_weights_give_the_plain_gini() {
+        let (out, _) = run(
+            serde_json::json!({ "year": 2000, "weight": "equal", "warning_line": 0.45 }),
+            two_years(),
+        )
+        .unwrap();
+        let summary = &out[0].1;
+        assert_eq!(table::column_names(summary)[0], "gini");
+        assert!((f64_col(summary, "gini")[0].unwrap() - 0.427_083_333_333_333_3).abs() < 1e-12);
+        // 0.427 < 0.45 ≤ 0.5125.
+        assert_eq!(table::bools(summary, "s", "warning").unwrap(), [false]);
+        assert_eq!(
+            table::bools(summary, "s", "centralization_warning").unwrap(),
+            [true]
+        );
+        // Lorenz x steps of 1/6.
+        let x = f64_col(&out[1].1, "x");
+        assert!((x[1].unwrap() - 1.0 / 6.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn several_years_without_by_is_an_error() {
+        let err = run(serde_json::json!({}), two_years()).unwrap_err();
+        assert!(
+            err.message.contains("2 years (2000, 2001)"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("by: year"));
+    }
+
+    #[test]
+    fn negative_value_names_the_unit() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "b", "c"])
+            .f64("ce_t_c", vec![1.0, -2.0, 3.0])
+            .f64("cs_t_c", vec![1.0, 1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), t).unwrap_err();
+        assert!(
+            err.message.contains("unit `b`")
+                && err.message.contains("`ce_t_c`")
+                && err.message.contains("negative"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn tiny_and_zero_groups_give_nulls_and_warnings() {
+        // Group "a" has one unit; group "b" has no sinks at all (weights sum to zero).
+        let t = TableBuilder::new()
+            .str("unit_id", &["x", "y", "z"])
+            .str("zone", &["a", "b", "b"])
+            .f64("ce_t_c", vec![5.0, 1.0, 3.0])
+            .f64("cs_t_c", vec![1.0, 0.0, 0.0])
+            .build()
+            .unwrap();
+        let (out, warnings) = run(serde_json::json!({ "by": "zone" }), t).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[1].contains("zone = b") && warnings[1].contains("cs_t_c"),
+            "{warnings:?}"
+        );
+        let summary = &out[0].1;
+        assert_eq!(f64_col(summary, "gini"), [None, None]);
+        // Centralization needs only the values: b holds 1 and 3 → A = 75 + 100, I = 0.5.
+        assert_eq!(f64_col(summary, "centralization"), [None, Some(0.5)]);
+        assert_eq!(out[1].1.num_rows(), 0);
+    }
+
+    #[test]
+    fn duplicate_units_are_an_error() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "b", "a"])
+            .f64("ce_t_c", vec![1.0, 2.0, 3.0])
+            .f64("cs_t_c", vec![1.0, 1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), t).unwrap_err();
+        assert!(
+            err.message.contains("unit `a` appears twice"),
+            "{}",
+            err.message
+        );
+    }
+}
