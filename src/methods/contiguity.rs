@@ -34,7 +34,11 @@ type Indexed = GeomWithData<Rectangle<[f64; 2]>, usize>;
 fn point_segment_dist2(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
     let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 > 0.0 { (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    let t = if len2 > 0.0 {
+        (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let (qx, qy) = (a[0] + t * dx - p[0], a[1] + t * dy - p[1]);
     qx * qx + qy * qy
 }
@@ -81,12 +85,22 @@ impl Boundaries {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let lo = [s.a[0].min(s.b[0]) - tolerance, s.a[1].min(s.b[1]) - tolerance];
-                let hi = [s.a[0].max(s.b[0]) + tolerance, s.a[1].max(s.b[1]) + tolerance];
+                let lo = [
+                    s.a[0].min(s.b[0]) - tolerance,
+                    s.a[1].min(s.b[1]) - tolerance,
+                ];
+                let hi = [
+                    s.a[0].max(s.b[0]) + tolerance,
+                    s.a[1].max(s.b[1]) + tolerance,
+                ];
                 GeomWithData::new(Rectangle::from_corners(lo, hi), i)
             })
             .collect();
-        Self { segments, tree: RTree::bulk_load(items), tolerance }
+        Self {
+            segments,
+            tree: RTree::bulk_load(items),
+            tolerance,
+        }
     }
 
     /// Units other than `own` whose boundary lies within the tolerance of `p`, sorted.
@@ -142,7 +156,11 @@ impl Boundaries {
 /// assert_eq!(polygon_contiguity(&units, ContiguityRule::Queen, 1e-9), vec![(0, 1), (1, 2), (2, 3)]);
 /// assert_eq!(polygon_contiguity(&units, ContiguityRule::Rook, 1e-9), vec![(0, 1), (1, 2)]);
 /// ```
-pub fn polygon_contiguity(units: &[MultiPolygon<f64>], rule: ContiguityRule, tolerance: f64) -> Vec<(usize, usize)> {
+pub fn polygon_contiguity(
+    units: &[MultiPolygon<f64>],
+    rule: ContiguityRule,
+    tolerance: f64,
+) -> Vec<(usize, usize)> {
     let unit_rings: Vec<Vec<Vec<[f64; 2]>>> = units.iter().map(rings).collect();
     let boundaries = Boundaries::new(&unit_rings, tolerance.max(0.0));
     let t2 = boundaries.tolerance * boundaries.tolerance;
@@ -151,9 +169,11 @@ pub fn polygon_contiguity(units: &[MultiPolygon<f64>], rule: ContiguityRule, tol
         .par_iter()
         .enumerate()
         .map(|(u, rings)| {
-            let mut contacts: std::collections::BTreeMap<usize, (Vec<[f64; 2]>, bool)> = std::collections::BTreeMap::new();
+            let mut contacts: std::collections::BTreeMap<usize, (Vec<[f64; 2]>, bool)> =
+                std::collections::BTreeMap::new();
             for ring in rings {
-                let near: Vec<Vec<usize>> = ring.iter().map(|&p| boundaries.units_near(p, u)).collect();
+                let near: Vec<Vec<usize>> =
+                    ring.iter().map(|&p| boundaries.units_near(p, u)).collect();
                 for (i, p) in ring.iter().enumerate() {
                     for &w in &near[i] {
                         contacts.entry(w).or_default().0.push(*p);
@@ -166,7 +186,10 @@ pub fn polygon_contiguity(units: &[MultiPolygon<f64>], rule: ContiguityRule, tol
                         if dist2(ring[i], ring[j]) <= t2 {
                             continue;
                         }
-                        let mid = [(ring[i][0] + ring[j][0]) / 2.0, (ring[i][1] + ring[j][1]) / 2.0];
+                        let mid = [
+                            (ring[i][0] + ring[j][0]) / 2.0,
+                            (ring[i][1] + ring[j][1]) / 2.0,
+                        ];
                         for &w in &near[i] {
                             if near[j].binary_search(&w).is_ok() && boundaries.near_unit(mid, w) {
                                 contacts.entry(w).or_default().1 = true;
@@ -175,10 +198,14 @@ pub fn polygon_contiguity(units: &[MultiPolygon<f64>], rule: ContiguityRule, tol
                     }
                 }
             }
-            contacts.into_iter().map(|(w, (_, shared))| (u.min(w), u.max(w), shared)).collect()
+            contacts
+                .into_iter()
+                .map(|(w, (_, shared))| (u.min(w), u.max(w), shared))
+                .collect()
         })
         .collect();
-    let mut pairs: std::collections::BTreeMap<(usize, usize), bool> = std::collections::BTreeMap::new();
+    let mut pairs: std::collections::BTreeMap<(usize, usize), bool> =
+        std::collections::BTreeMap::new();
     for (a, b, shared) in per_unit.into_iter().flatten() {
         *pairs.entry((a, b)).or_default() |= shared;
     }
@@ -195,7 +222,12 @@ pub fn polygon_contiguity(units: &[MultiPolygon<f64>], rule: ContiguityRule, tol
 /// Rook fallback when neither unit has a whole segment on the other's boundary (their
 /// vertices along the common border are offset): any two contact points more than the
 /// tolerance apart with the midpoint on both boundaries.
-fn shares_stretch(unit_rings: &[Vec<Vec<[f64; 2]>>], boundaries: &Boundaries, a: usize, b: usize) -> bool {
+fn shares_stretch(
+    unit_rings: &[Vec<Vec<[f64; 2]>>],
+    boundaries: &Boundaries,
+    a: usize,
+    b: usize,
+) -> bool {
     let t2 = boundaries.tolerance * boundaries.tolerance;
     let mut points: Vec<[f64; 2]> = Vec::new();
     for (own, other) in [(a, b), (b, a)] {
@@ -210,7 +242,10 @@ fn shares_stretch(unit_rings: &[Vec<Vec<[f64; 2]>>], boundaries: &Boundaries, a:
             if dist2(points[i], points[j]) <= t2 {
                 continue;
             }
-            let mid = [(points[i][0] + points[j][0]) / 2.0, (points[i][1] + points[j][1]) / 2.0];
+            let mid = [
+                (points[i][0] + points[j][0]) / 2.0,
+                (points[i][1] + points[j][1]) / 2.0,
+            ];
             if boundaries.near_unit(mid, a) && boundaries.near_unit(mid, b) {
                 return true;
             }
@@ -266,7 +301,10 @@ pub(crate) struct UnionFind {
 
 impl UnionFind {
     pub(crate) fn new(n: usize) -> Self {
-        Self { parent: (0..n).collect(), size: vec![1; n] }
+        Self {
+            parent: (0..n).collect(),
+            size: vec![1; n],
+        }
     }
     pub(crate) fn find(&mut self, mut i: usize) -> usize {
         while self.parent[i] != i {
@@ -292,7 +330,13 @@ impl UnionFind {
 
 /// The centroid of each unit, `[x, y]` (NaN for an empty geometry).
 pub fn centroids(units: &[MultiPolygon<f64>]) -> Vec<[f64; 2]> {
-    units.iter().map(|u| u.centroid().map_or([f64::NAN, f64::NAN], |p| [p.x(), p.y()])).collect()
+    units
+        .iter()
+        .map(|u| {
+            u.centroid()
+                .map_or([f64::NAN, f64::NAN], |p| [p.x(), p.y()])
+        })
+        .collect()
 }
 
 /// Edges that connect a disconnected graph: repeatedly the smallest component (ties by its
@@ -318,12 +362,20 @@ pub fn centroids(units: &[MultiPolygon<f64>]) -> Vec<[f64; 2]> {
 /// let c = [[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]];
 /// assert_eq!(link_components(&c, &[(0, 1)], false), vec![(1, 2)]);
 /// ```
-pub fn link_components(centroids: &[[f64; 2]], edges: &[(usize, usize)], geographic: bool) -> Vec<(usize, usize)> {
+pub fn link_components(
+    centroids: &[[f64; 2]],
+    edges: &[(usize, usize)],
+    geographic: bool,
+) -> Vec<(usize, usize)> {
     let n = centroids.len();
     let mut all: Vec<(usize, usize)> = edges.to_vec();
     let mut added = Vec::new();
     let distance = |a: [f64; 2], b: [f64; 2]| {
-        let scale = if geographic { ((a[1] + b[1]) / 2.0).to_radians().cos() } else { 1.0 };
+        let scale = if geographic {
+            ((a[1] + b[1]) / 2.0).to_radians().cos()
+        } else {
+            1.0
+        };
         ((a[0] - b[0]) * scale).powi(2) + (a[1] - b[1]).powi(2)
     };
     loop {
@@ -339,7 +391,9 @@ pub fn link_components(centroids: &[[f64; 2]], edges: &[(usize, usize)], geograp
             for j in (0..n).filter(|&j| comp[j] != last) {
                 let d = distance(centroids[i], centroids[j]);
                 let cand = (d, i.min(j), i.max(j));
-                if best.is_none_or(|b| cand.0 < b.0 || (cand.0 == b.0 && (cand.1, cand.2) < (b.1, b.2))) {
+                if best.is_none_or(|b| {
+                    cand.0 < b.0 || (cand.0 == b.0 && (cand.1, cand.2) < (b.1, b.2))
+                }) {
                     best = Some(cand);
                 }
             }
@@ -358,23 +412,52 @@ mod tests {
     use geo::polygon;
 
     fn square(x: f64, y: f64, size: f64) -> MultiPolygon<f64> {
-        MultiPolygon(vec![polygon![(x: x, y: y), (x: x + size, y: y), (x: x + size, y: y + size), (x: x, y: y + size)]])
+        MultiPolygon(vec![
+            polygon![(x: x, y: y), (x: x + size, y: y), (x: x + size, y: y + size), (x: x, y: y + size)],
+        ])
     }
 
     /// A 3×3 grid of unit squares, numbered row by row from the bottom left:
     /// 6 7 8 / 3 4 5 / 0 1 2. Rook: 12 edges (6 horizontal, 6 vertical); queen adds the
     /// 8 diagonals (2 per 2×2 block, 4 blocks).
     fn grid3() -> Vec<MultiPolygon<f64>> {
-        (0..9).map(|i| square(f64::from(i % 3), f64::from(i / 3), 1.0)).collect()
+        (0..9)
+            .map(|i| square(f64::from(i % 3), f64::from(i / 3), 1.0))
+            .collect()
     }
 
     #[test]
     fn grid_rook_and_queen_by_hand() {
         let rook = polygon_contiguity(&grid3(), ContiguityRule::Rook, 1e-9);
-        assert_eq!(rook, vec![(0, 1), (0, 3), (1, 2), (1, 4), (2, 5), (3, 4), (3, 6), (4, 5), (4, 7), (5, 8), (6, 7), (7, 8)]);
+        assert_eq!(
+            rook,
+            vec![
+                (0, 1),
+                (0, 3),
+                (1, 2),
+                (1, 4),
+                (2, 5),
+                (3, 4),
+                (3, 6),
+                (4, 5),
+                (4, 7),
+                (5, 8),
+                (6, 7),
+                (7, 8)
+            ]
+        );
         let queen = polygon_contiguity(&grid3(), ContiguityRule::Queen, 1e-9);
         assert_eq!(queen.len(), 20);
-        for diagonal in [(0, 4), (1, 3), (1, 5), (2, 4), (3, 7), (4, 6), (4, 8), (5, 7)] {
+        for diagonal in [
+            (0, 4),
+            (1, 3),
+            (1, 5),
+            (2, 4),
+            (3, 7),
+            (4, 6),
+            (4, 8),
+            (5, 7),
+        ] {
             assert!(queen.contains(&diagonal), "{diagonal:?}");
         }
     }
@@ -385,10 +468,18 @@ mod tests {
         // of 0 faces a side of 1 with offset ends. With a 1e-3 tolerance they are rook
         // neighbours; with 1e-5 they do not touch.
         let a = square(0.0, 0.0, 2.0);
-        let b = MultiPolygon(vec![polygon![(x: 2.0001, y: 0.5), (x: 3.0, y: 0.5), (x: 3.0, y: 2.5), (x: 2.0001, y: 2.5)]]);
+        let b = MultiPolygon(vec![
+            polygon![(x: 2.0001, y: 0.5), (x: 3.0, y: 0.5), (x: 3.0, y: 2.5), (x: 2.0001, y: 2.5)],
+        ]);
         let units = [a, b];
-        assert_eq!(polygon_contiguity(&units, ContiguityRule::Rook, 1e-3), vec![(0, 1)]);
-        assert_eq!(polygon_contiguity(&units, ContiguityRule::Queen, 1e-3), vec![(0, 1)]);
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Rook, 1e-3),
+            vec![(0, 1)]
+        );
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Queen, 1e-3),
+            vec![(0, 1)]
+        );
         assert!(polygon_contiguity(&units, ContiguityRule::Queen, 1e-5).is_empty());
     }
 
@@ -396,8 +487,15 @@ mod tests {
     fn t_junction_counts_as_rook() {
         // Square 0 (size 2) beside two unit squares stacked on its right: the vertex (2, 1)
         // of the small squares lies on 0's edge, which has no vertex there.
-        let units = [square(0.0, 0.0, 2.0), square(2.0, 0.0, 1.0), square(2.0, 1.0, 1.0)];
-        assert_eq!(polygon_contiguity(&units, ContiguityRule::Rook, 1e-9), vec![(0, 1), (0, 2), (1, 2)]);
+        let units = [
+            square(0.0, 0.0, 2.0),
+            square(2.0, 0.0, 1.0),
+            square(2.0, 1.0, 1.0),
+        ];
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Rook, 1e-9),
+            vec![(0, 1), (0, 2), (1, 2)]
+        );
     }
 
     #[test]

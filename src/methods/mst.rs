@@ -21,7 +21,10 @@ use crate::methods::contiguity::UnionFind;
 /// assert_eq!(mean_sq_distance(&[0.0, 0.0, 3.0, 4.0], 2, 0, 1), 12.5);
 /// ```
 pub fn mean_sq_distance(data: &[f64], vars: usize, i: usize, j: usize) -> f64 {
-    let (a, b) = (&data[i * vars..(i + 1) * vars], &data[j * vars..(j + 1) * vars]);
+    let (a, b) = (
+        &data[i * vars..(i + 1) * vars],
+        &data[j * vars..(j + 1) * vars],
+    );
     #[allow(clippy::cast_precision_loss)]
     let d = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / vars as f64;
     d
@@ -48,7 +51,10 @@ pub fn mean_sq_distance(data: &[f64], vars: usize, i: usize, j: usize) -> f64 {
 /// assert_eq!(tree, vec![(0, 1), (0, 2)]);
 /// ```
 pub fn minimum_spanning_forest(n: usize, edges: &[(usize, usize, f64)]) -> Vec<(usize, usize)> {
-    let mut sorted: Vec<(f64, usize, usize)> = edges.iter().map(|&(i, j, w)| (w, i.min(j), i.max(j))).collect();
+    let mut sorted: Vec<(f64, usize, usize)> = edges
+        .iter()
+        .map(|&(i, j, w)| (w, i.min(j), i.max(j)))
+        .collect();
     sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut uf = UnionFind::new(n);
     let mut tree = Vec::with_capacity(n.saturating_sub(1));
@@ -71,6 +77,9 @@ mod tests {
     fn forest_of_two_components() {
         // Components {0,1,2} and {3,4}; the heavy edge 0–2 closes a cycle and is skipped.
         let edges = [(0, 1, 1.0), (1, 2, 1.5), (0, 2, 5.0), (3, 4, 0.5)];
-        assert_eq!(minimum_spanning_forest(5, &edges), vec![(3, 4), (0, 1), (1, 2)]);
+        assert_eq!(
+            minimum_spanning_forest(5, &edges),
+            vec![(3, 4), (0, 1), (1, 2)]
+        );
     }
 }

@@ -26,7 +26,9 @@ pub fn standardize(data: &mut [f64], vars: usize) -> Vec<usize> {
         #[allow(clippy::cast_precision_loss)]
         let nf = n as f64;
         let mean = (0..n).map(|i| data[i * vars + j]).sum::<f64>() / nf;
-        let ss = (0..n).map(|i| (data[i * vars + j] - mean).powi(2)).sum::<f64>();
+        let ss = (0..n)
+            .map(|i| (data[i * vars + j] - mean).powi(2))
+            .sum::<f64>();
         let sd = if n > 1 { (ss / (nf - 1.0)).sqrt() } else { 0.0 };
         for i in 0..n {
             let x = &mut data[i * vars + j];
@@ -55,7 +57,11 @@ pub struct SumsOfSquares {
 impl SumsOfSquares {
     /// between / total (0 when the total is 0).
     pub fn ratio(&self) -> f64 {
-        if self.total > 0.0 { self.between / self.total } else { 0.0 }
+        if self.total > 0.0 {
+            self.between / self.total
+        } else {
+            0.0
+        }
     }
 }
 
@@ -110,7 +116,12 @@ pub fn sums_of_squares(data: &[f64], vars: usize, labels: &[usize], k: usize) ->
         }
     }
     let within_total = within.iter().sum::<f64>();
-    SumsOfSquares { total, within, within_total, between: total - within_total }
+    SumsOfSquares {
+        total,
+        within,
+        within_total,
+        between: total - within_total,
+    }
 }
 
 /// The pseudo-F statistic `[B / (k − 1)] / [W / (n − k)]` (NaN when `k < 2`, `k ≥ n` or

@@ -25,7 +25,11 @@ struct Link {
 
 impl Link {
     fn less(self, other: Self) -> bool {
-        self.length.total_cmp(&other.length).then(self.a.cmp(&other.a)).then(self.b.cmp(&other.b)) == Ordering::Less
+        self.length
+            .total_cmp(&other.length)
+            .then(self.a.cmp(&other.a))
+            .then(self.b.cmp(&other.b))
+            == Ordering::Less
     }
 }
 
@@ -44,7 +48,11 @@ impl Eq for Candidate {}
 
 impl Ord for Candidate {
     fn cmp(&self, other: &Self) -> Ordering {
-        other.distance.total_cmp(&self.distance).then(other.a.cmp(&self.a)).then(other.b.cmp(&self.b))
+        other
+            .distance
+            .total_cmp(&self.distance)
+            .then(other.a.cmp(&self.a))
+            .then(other.b.cmp(&self.b))
     }
 }
 
@@ -76,7 +84,12 @@ impl Cluster {
 fn average_linkage(a: &Cluster, b: &Cluster) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let (na, nb, vars) = (a.count as f64, b.count as f64, a.sum.len() as f64);
-    let centroid: f64 = a.sum.iter().zip(&b.sum).map(|(x, y)| (x / na - y / nb).powi(2)).sum();
+    let centroid: f64 = a
+        .sum
+        .iter()
+        .zip(&b.sum)
+        .map(|(x, y)| (x / na - y / nb).powi(2))
+        .sum();
     (centroid + a.ssd() / na + b.ssd() / nb) / vars
 }
 
@@ -105,14 +118,24 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
     let mut clusters: Vec<Cluster> = (0..n)
         .map(|i| {
             let row = &data[i * vars..(i + 1) * vars];
-            Cluster { count: 1, sum: row.to_vec(), sq: row.iter().map(|x| x * x).sum(), version: 0, links: BTreeMap::new() }
+            Cluster {
+                count: 1,
+                sum: row.to_vec(),
+                sq: row.iter().map(|x| x * x).sum(),
+                version: 0,
+                links: BTreeMap::new(),
+            }
         })
         .collect();
     for &(i, j) in edges {
         if i == j {
             continue;
         }
-        let link = Link { length: mean_sq_distance(data, vars, i, j), a: i.min(j), b: i.max(j) };
+        let link = Link {
+            length: mean_sq_distance(data, vars, i, j),
+            a: i.min(j),
+            b: i.max(j),
+        };
         clusters[i].links.insert(j, link);
         clusters[j].links.insert(i, link);
     }
@@ -122,13 +145,23 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
     for i in 0..n {
         for (&j, link) in &clusters[i].links {
             if i < j {
-                heap.push(Candidate { distance: link.length, a: i, b: j, version_a: 0, version_b: 0 });
+                heap.push(Candidate {
+                    distance: link.length,
+                    a: i,
+                    b: j,
+                    version_a: 0,
+                    version_b: 0,
+                });
             }
         }
     }
     let mut tree = Vec::with_capacity(n.saturating_sub(1));
     while let Some(c) = heap.pop() {
-        if !(alive[c.a] && alive[c.b] && clusters[c.a].version == c.version_a && clusters[c.b].version == c.version_b) {
+        if !(alive[c.a]
+            && alive[c.b]
+            && clusters[c.a].version == c.version_a
+            && clusters[c.b].version == c.version_b)
+        {
             continue;
         }
         let link = clusters[c.a].links[&c.b];
@@ -137,7 +170,13 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
         let (keep, gone) = (c.a.min(c.b), c.a.max(c.b));
         let gone_cluster = std::mem::replace(
             &mut clusters[gone],
-            Cluster { count: 0, sum: Vec::new(), sq: 0.0, version: 0, links: BTreeMap::new() },
+            Cluster {
+                count: 0,
+                sum: Vec::new(),
+                sq: 0.0,
+                version: 0,
+                links: BTreeMap::new(),
+            },
         );
         alive[gone] = false;
         {
@@ -160,12 +199,19 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
             }
             clusters[other].links.remove(&gone);
         }
-        let neighbours: Vec<(usize, Link)> = clusters[keep].links.iter().map(|(&o, &l)| (o, l)).collect();
+        let neighbours: Vec<(usize, Link)> =
+            clusters[keep].links.iter().map(|(&o, &l)| (o, l)).collect();
         for (other, link) in neighbours {
             clusters[other].links.insert(keep, link);
             let distance = average_linkage(&clusters[keep], &clusters[other]);
             let (a, b) = (keep.min(other), keep.max(other));
-            heap.push(Candidate { distance, a, b, version_a: clusters[a].version, version_b: clusters[b].version });
+            heap.push(Candidate {
+                distance,
+                a,
+                b,
+                version_a: clusters[a].version,
+                version_b: clusters[b].version,
+            });
         }
     }
     tree
@@ -186,7 +232,13 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
 /// let splits = redcap(&[0.0, 1.0, 3.0, 9.0], 1, &[(0, 1), (1, 2), (2, 3)], 2, None);
 /// assert_eq!(splits.labels(2), vec![0, 0, 0, 1]);
 /// ```
-pub fn redcap(data: &[f64], vars: usize, edges: &[(usize, usize)], k: usize, bound: Option<SizeBound<'_>>) -> TreeSplits {
+pub fn redcap(
+    data: &[f64],
+    vars: usize,
+    edges: &[(usize, usize)],
+    k: usize,
+    bound: Option<SizeBound<'_>>,
+) -> TreeSplits {
     let tree = redcap_tree(data, vars, edges);
     partition_tree(data, vars, &tree, k, bound)
 }
@@ -198,8 +250,20 @@ mod tests {
     #[test]
     fn average_linkage_equals_pairwise_mean() {
         // A = {(0,0), (2,0)}, B = {(0,4)}: squared distances 16 and 20, mean 18, over 2 vars 9.
-        let a = Cluster { count: 2, sum: vec![2.0, 0.0], sq: 4.0, version: 0, links: BTreeMap::new() };
-        let b = Cluster { count: 1, sum: vec![0.0, 4.0], sq: 16.0, version: 0, links: BTreeMap::new() };
+        let a = Cluster {
+            count: 2,
+            sum: vec![2.0, 0.0],
+            sq: 4.0,
+            version: 0,
+            links: BTreeMap::new(),
+        };
+        let b = Cluster {
+            count: 1,
+            sum: vec![0.0, 4.0],
+            sq: 16.0,
+            version: 0,
+            links: BTreeMap::new(),
+        };
         assert!((average_linkage(&a, &b) - 9.0).abs() < 1e-12);
     }
 

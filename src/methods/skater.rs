@@ -101,7 +101,13 @@ struct Forest<'a> {
 }
 
 impl<'a> Forest<'a> {
-    fn new(n: usize, data: &'a [f64], vars: usize, edges: &[(usize, usize)], bound: Option<SizeBound<'a>>) -> Self {
+    fn new(
+        n: usize,
+        data: &'a [f64],
+        vars: usize,
+        edges: &[(usize, usize)],
+        bound: Option<SizeBound<'a>>,
+    ) -> Self {
         let mut degree = vec![0usize; n + 1];
         for &(a, b) in edges {
             degree[a] += 1;
@@ -219,14 +225,24 @@ impl<'a> Forest<'a> {
             for j in 0..vars {
                 rest[j] = total_sum[j] - s[j];
             }
-            let reduction = total - ssd(s, self.sq[v], self.count[v]) - ssd(&rest, total_sq - self.sq[v], m - self.count[v]);
+            let reduction = total
+                - ssd(s, self.sq[v], self.count[v])
+                - ssd(&rest, total_sq - self.sq[v], m - self.count[v]);
             let key = (self.up[v].min(v), self.up[v].max(v));
             let better = match best {
                 None => reduction > 0.0,
-                Some(b) => reduction > b.reduction || (reduction == b.reduction && key < (b.parent.min(b.child), b.parent.max(b.child))),
+                Some(b) => {
+                    reduction > b.reduction
+                        || (reduction == b.reduction
+                            && key < (b.parent.min(b.child), b.parent.max(b.child)))
+                }
             };
             if better {
-                best = Some(Cut { reduction, parent: self.up[v], child: v });
+                best = Some(Cut {
+                    reduction,
+                    parent: self.up[v],
+                    child: v,
+                });
             }
         }
         best
@@ -266,7 +282,13 @@ impl<'a> Forest<'a> {
 /// let splits = partition_tree(&[0.0, 0.0, 10.0, 10.0], 1, &[(0, 1), (1, 2), (2, 3)], 2, None);
 /// assert_eq!(splits.labels(2), vec![0, 0, 1, 1]);
 /// ```
-pub fn partition_tree(data: &[f64], vars: usize, tree_edges: &[(usize, usize)], k: usize, bound: Option<SizeBound<'_>>) -> TreeSplits {
+pub fn partition_tree(
+    data: &[f64],
+    vars: usize,
+    tree_edges: &[(usize, usize)],
+    k: usize,
+    bound: Option<SizeBound<'_>>,
+) -> TreeSplits {
     let n = if vars == 0 { 0 } else { data.len() / vars };
     let comp = crate::methods::contiguity::components(n, tree_edges);
     let initial = comp.iter().copied().max().map_or(0, |c| c + 1);
@@ -301,7 +323,11 @@ pub fn partition_tree(data: &[f64], vars: usize, tree_edges: &[(usize, usize)], 
         cuts[t] = forest.best_cut(roots[t]);
         cuts.push(forest.best_cut(cut.child));
     }
-    TreeSplits { tree_of, parent, initial }
+    TreeSplits {
+        tree_of,
+        parent,
+        initial,
+    }
 }
 
 /// SKATER: the minimum spanning tree of the contiguity graph, edges weighted by the squared
@@ -325,15 +351,24 @@ pub fn partition_tree(data: &[f64], vars: usize, tree_edges: &[(usize, usize)], 
 /// let splits = skater(&[1.0, 2.0, 8.0, 9.0], 1, &[(0, 1), (1, 2), (2, 3)], 2, None);
 /// assert_eq!(splits.labels(2), vec![0, 0, 1, 1]);
 /// ```
-pub fn skater(data: &[f64], vars: usize, edges: &[(usize, usize)], k: usize, bound: Option<SizeBound<'_>>) -> TreeSplits {
-    let weighted: Vec<(usize, usize, f64)> = edges.iter().map(|&(a, b)| (a, b, mean_sq_distance(data, vars, a, b))).collect();
+pub fn skater(
+    data: &[f64],
+    vars: usize,
+    edges: &[(usize, usize)],
+    k: usize,
+    bound: Option<SizeBound<'_>>,
+) -> TreeSplits {
+    let weighted: Vec<(usize, usize, f64)> = edges
+        .iter()
+        .map(|&(a, b)| (a, b, mean_sq_distance(data, vars, a, b)))
+        .collect();
     let n = if vars == 0 { 0 } else { data.len() / vars };
     let tree = minimum_spanning_forest(n, &weighted);
     partition_tree(data, vars, &tree, k, bound)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// SKATER on a 3×3 rook grid, worked by hand.
@@ -361,16 +396,44 @@ mod tests {
     /// cutting 0–3 leaves {3} and {0,1,2,4} (0,1,2,2: 2.75), 0.05. Best is 0–1 (1.633 > 1).
     fn grid() -> (Vec<f64>, Vec<(usize, usize)>) {
         let values = vec![0.0, 1.0, 2.0, 1.0, 2.0, 8.0, 9.0, 8.0, 9.0];
-        let edges = vec![(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (0, 3), (3, 6), (1, 4), (4, 7), (2, 5), (5, 8)];
+        let edges = vec![
+            (0, 1),
+            (1, 2),
+            (3, 4),
+            (4, 5),
+            (6, 7),
+            (7, 8),
+            (0, 3),
+            (3, 6),
+            (1, 4),
+            (4, 7),
+            (2, 5),
+            (5, 8),
+        ];
         (values, edges)
     }
 
     #[test]
     fn grid_mst_by_hand() {
         let (values, edges) = grid();
-        let weighted: Vec<_> = edges.iter().map(|&(a, b)| (a, b, mean_sq_distance(&values, 1, a, b))).collect();
+        let weighted: Vec<_> = edges
+            .iter()
+            .map(|&(a, b)| (a, b, mean_sq_distance(&values, 1, a, b)))
+            .collect();
         let tree = minimum_spanning_forest(9, &weighted);
-        assert_eq!(tree, vec![(0, 1), (0, 3), (1, 2), (1, 4), (5, 8), (6, 7), (7, 8), (2, 5)]);
+        assert_eq!(
+            tree,
+            vec![
+                (0, 1),
+                (0, 3),
+                (1, 2),
+                (1, 4),
+                (5, 8),
+                (6, 7),
+                (7, 8),
+                (2, 5)
+            ]
+        );
     }
 
     #[test]
@@ -390,10 +453,19 @@ mod tests {
         // with at least 2 units per cluster the cut moves one edge in.
         let values = [0.0, 0.1, 0.2, 5.0];
         let edges = [(0, 1), (1, 2), (2, 3)];
-        assert_eq!(partition_tree(&values, 1, &edges, 2, None).labels(2), vec![0, 0, 0, 1]);
+        assert_eq!(
+            partition_tree(&values, 1, &edges, 2, None).labels(2),
+            vec![0, 0, 0, 1]
+        );
         let ones = [1.0; 4];
-        let bound = SizeBound { weights: &ones, min_total: 2.0 };
-        assert_eq!(partition_tree(&values, 1, &edges, 2, Some(bound)).labels(2), vec![0, 0, 1, 1]);
+        let bound = SizeBound {
+            weights: &ones,
+            min_total: 2.0,
+        };
+        assert_eq!(
+            partition_tree(&values, 1, &edges, 2, Some(bound)).labels(2),
+            vec![0, 0, 1, 1]
+        );
     }
 
     #[test]
@@ -419,10 +491,23 @@ mod tests {
     /// returns (method, k, min_size, total_ss, within_ss, labels) per case of `dataset`, and
     /// the dataset's z-scored data, variable count and edges.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn pygeoda_cases(dataset: &str) -> (Vec<(String, usize, f64, f64, f64, Vec<usize>)>, Vec<f64>, usize, Vec<(usize, usize)>) {
+    pub(crate) fn pygeoda_cases(
+        dataset: &str,
+    ) -> (
+        Vec<(String, usize, f64, f64, f64, Vec<usize>)>,
+        Vec<f64>,
+        usize,
+        Vec<(usize, usize)>,
+    ) {
         let (data_csv, edges_csv) = match dataset {
-            "columbus" => (include_str!("../../tests/fixtures/cluster/columbus_data.csv"), include_str!("../../tests/fixtures/cluster/columbus_edges.csv")),
-            _ => (include_str!("../../tests/fixtures/cluster/sids2_data.csv"), include_str!("../../tests/fixtures/cluster/sids2_edges.csv")),
+            "columbus" => (
+                include_str!("../../tests/fixtures/cluster/columbus_data.csv"),
+                include_str!("../../tests/fixtures/cluster/columbus_edges.csv"),
+            ),
+            _ => (
+                include_str!("../../tests/fixtures/cluster/sids2_data.csv"),
+                include_str!("../../tests/fixtures/cluster/sids2_edges.csv"),
+            ),
         };
         let mut ids = Vec::new();
         let mut data = Vec::new();
@@ -451,7 +536,14 @@ mod tests {
             .map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
                 let labels = f[6].split(';').map(|x| x.parse().unwrap()).collect();
-                (f[1].to_owned(), f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap(), labels)
+                (
+                    f[1].to_owned(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                    f[4].parse().unwrap(),
+                    f[5].parse().unwrap(),
+                    labels,
+                )
             })
             .collect();
         (cases, data, vars, edges)
@@ -463,17 +555,34 @@ mod tests {
             let (cases, data, vars, edges) = pygeoda_cases(dataset);
             let n = data.len() / vars;
             let ones = vec![1.0; n];
-            for (m, k, min_size, total_ss, within_ss, expected) in cases.into_iter().filter(|c| c.0 == method) {
-                let bound = (min_size > 0.0).then_some(SizeBound { weights: &ones, min_total: min_size });
+            for (m, k, min_size, total_ss, within_ss, expected) in
+                cases.into_iter().filter(|c| c.0 == method)
+            {
+                let bound = (min_size > 0.0).then_some(SizeBound {
+                    weights: &ones,
+                    min_total: min_size,
+                });
                 let splits = match method {
                     "skater" => skater(&data, vars, &edges, k, bound),
                     _ => crate::methods::redcap::redcap(&data, vars, &edges, k, bound),
                 };
                 let labels = splits.labels(k);
-                assert_eq!(canonical(&labels), canonical(&expected), "{dataset} {m} k={k} min_size={min_size}");
+                assert_eq!(
+                    canonical(&labels),
+                    canonical(&expected),
+                    "{dataset} {m} k={k} min_size={min_size}"
+                );
                 let ss = crate::methods::pseudo_f::sums_of_squares(&data, vars, &labels, k);
-                assert!((ss.total - total_ss).abs() < 1e-9 * total_ss, "{dataset} total {} vs {total_ss}", ss.total);
-                assert!((ss.within_total - within_ss).abs() < 1e-9 * total_ss, "{dataset} {m} k={k} within {} vs {within_ss}", ss.within_total);
+                assert!(
+                    (ss.total - total_ss).abs() < 1e-9 * total_ss,
+                    "{dataset} total {} vs {total_ss}",
+                    ss.total
+                );
+                assert!(
+                    (ss.within_total - within_ss).abs() < 1e-9 * total_ss,
+                    "{dataset} {m} k={k} within {} vs {within_ss}",
+                    ss.within_total
+                );
                 checked += 1;
             }
         }

@@ -56,17 +56,31 @@ pub struct Condition {
 /// ```
 pub fn parse_condition(text: &str) -> Result<(Op, f64), String> {
     let t = text.trim();
-    let ops: [(&str, Op); 8] = [(">=", Op::Ge), ("≥", Op::Ge), ("<=", Op::Le), ("≤", Op::Le), ("==", Op::Eq), (">", Op::Gt), ("<", Op::Lt), ("=", Op::Eq)];
+    let ops: [(&str, Op); 8] = [
+        (">=", Op::Ge),
+        ("≥", Op::Ge),
+        ("<=", Op::Le),
+        ("≤", Op::Le),
+        ("==", Op::Eq),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+        ("=", Op::Eq),
+    ];
     for (sym, op) in ops {
         if let Some(rest) = t.strip_prefix(sym) {
-            let value: f64 = rest.trim().parse().map_err(|_| format!("`{text}`: `{}` is not a number", rest.trim()))?;
+            let value: f64 = rest
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{text}`: `{}` is not a number", rest.trim()))?;
             if !value.is_finite() {
                 return Err(format!("`{text}`: the threshold must be a finite number"));
             }
             return Ok((op, value));
         }
     }
-    Err(format!("`{text}` is not a condition; write an operator and a number, e.g. \">= 1\" or \"< 0\" (operators: >=, >, <=, <, ==)"))
+    Err(format!(
+        "`{text}` is not a condition; write an operator and a number, e.g. \">= 1\" or \"< 0\" (operators: >=, >, <=, <, ==)"
+    ))
 }
 
 /// One rule: the zone it assigns and the conditions that must all hold.
@@ -99,11 +113,21 @@ pub struct RuleSet {
 /// Why a rule table was rejected at plan time.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
-    #[error("rules {first} (`{first_zone}`) and {second} (`{second_zone}`) overlap, e.g. at {point}, and `match: unique` allows one rule per point")]
-    RulesOverlap { first: usize, first_zone: String, second: usize, second_zone: String, point: String },
+    #[error(
+        "rules {first} (`{first_zone}`) and {second} (`{second_zone}`) overlap, e.g. at {point}, and `match: unique` allows one rule per point"
+    )]
+    RulesOverlap {
+        first: usize,
+        first_zone: String,
+        second: usize,
+        second_zone: String,
+        point: String,
+    },
     #[error("no rule matches {point}, and no `default` zone is given")]
     RulesNotExhaustive { point: String },
-    #[error("rule {rule} (`{zone}`) can never apply: every point it matches is taken by an earlier rule or its conditions contradict each other")]
+    #[error(
+        "rule {rule} (`{zone}`) can never apply: every point it matches is taken by an earlier rule or its conditions contradict each other"
+    )]
     RuleUnreachable { rule: usize, zone: String },
     #[error("the rule table has no rules")]
     RulesEmpty,
@@ -113,7 +137,11 @@ pub enum RuleError {
 
 impl RuleSet {
     /// Builds a rule set from `(zone, [(column, op, value)])` rows.
-    pub fn new(rules: Vec<(String, Vec<(String, Op, f64)>)>, matching: Matching, default: Option<String>) -> Self {
+    pub fn new(
+        rules: Vec<(String, Vec<(String, Op, f64)>)>,
+        matching: Matching,
+        default: Option<String>,
+    ) -> Self {
         let mut columns: Vec<String> = Vec::new();
         let rules = rules
             .into_iter()
@@ -131,7 +159,12 @@ impl RuleSet {
                     .collect(),
             })
             .collect();
-        Self { columns, rules, matching, default }
+        Self {
+            columns,
+            rules,
+            matching,
+            default,
+        }
     }
 
     /// The five-type scheme, first match wins: carbon sink functional (ESC ≥ 1 and NCE ≤ 0),
@@ -141,11 +174,26 @@ impl RuleSet {
         let c = |col: &str, op, v| (col.to_owned(), op, v);
         Self::new(
             vec![
-                ("carbon_sink_functional".into(), vec![c("esc", Op::Ge, 1.0), c(nce_column, Op::Le, 0.0)]),
-                ("low_carbon_maintenance".into(), vec![c("esc", Op::Ge, 1.0), c("ecc", Op::Ge, 1.0)]),
-                ("carbon_intensity_control".into(), vec![c("esc", Op::Ge, 1.0), c("ecc", Op::Lt, 1.0)]),
-                ("economic_development".into(), vec![c("esc", Op::Lt, 1.0), c("ecc", Op::Ge, 1.0)]),
-                ("high_carbon_optimization".into(), vec![c("esc", Op::Lt, 1.0), c("ecc", Op::Lt, 1.0)]),
+                (
+                    "carbon_sink_functional".into(),
+                    vec![c("esc", Op::Ge, 1.0), c(nce_column, Op::Le, 0.0)],
+                ),
+                (
+                    "low_carbon_maintenance".into(),
+                    vec![c("esc", Op::Ge, 1.0), c("ecc", Op::Ge, 1.0)],
+                ),
+                (
+                    "carbon_intensity_control".into(),
+                    vec![c("esc", Op::Ge, 1.0), c("ecc", Op::Lt, 1.0)],
+                ),
+                (
+                    "economic_development".into(),
+                    vec![c("esc", Op::Lt, 1.0), c("ecc", Op::Ge, 1.0)],
+                ),
+                (
+                    "high_carbon_optimization".into(),
+                    vec![c("esc", Op::Lt, 1.0), c("ecc", Op::Lt, 1.0)],
+                ),
             ],
             Matching::First,
             None,
@@ -159,10 +207,22 @@ impl RuleSet {
         let c = |col: &str, op, v| (col.to_owned(), op, v);
         Self::new(
             vec![
-                ("low_carbon_maintenance".into(), vec![c("ecc", Op::Ge, 1.0), c("esc", Op::Ge, 1.0)]),
-                ("economic_development".into(), vec![c("ecc", Op::Ge, 1.0), c("esc", Op::Lt, 1.0)]),
-                ("carbon_sink_functional".into(), vec![c("ecc", Op::Lt, 1.0), c("esc", Op::Ge, 1.0)]),
-                ("high_carbon_optimization".into(), vec![c("ecc", Op::Lt, 1.0), c("esc", Op::Lt, 1.0)]),
+                (
+                    "low_carbon_maintenance".into(),
+                    vec![c("ecc", Op::Ge, 1.0), c("esc", Op::Ge, 1.0)],
+                ),
+                (
+                    "economic_development".into(),
+                    vec![c("ecc", Op::Ge, 1.0), c("esc", Op::Lt, 1.0)],
+                ),
+                (
+                    "carbon_sink_functional".into(),
+                    vec![c("ecc", Op::Lt, 1.0), c("esc", Op::Ge, 1.0)],
+                ),
+                (
+                    "high_carbon_optimization".into(),
+                    vec![c("ecc", Op::Lt, 1.0), c("esc", Op::Lt, 1.0)],
+                ),
             ],
             Matching::Unique,
             None,
@@ -186,7 +246,9 @@ impl RuleSet {
     }
 
     fn matches(rule: &Rule, values: &[f64]) -> bool {
-        rule.conditions.iter().all(|c| c.op.holds(values[c.column], c.value))
+        rule.conditions
+            .iter()
+            .all(|c| c.op.holds(values[c.column], c.value))
     }
 
     /// The index of the rule that assigns a unit with these values (in `columns` order), or
@@ -226,7 +288,12 @@ impl RuleSet {
     /// The distinct zone names in rule order, then the default.
     pub fn zones(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for z in self.rules.iter().map(|r| &r.zone).chain(self.default.as_ref()) {
+        for z in self
+            .rules
+            .iter()
+            .map(|r| &r.zone)
+            .chain(self.default.as_ref())
+        {
             if !out.contains(z) {
                 out.push(z.clone());
             }
@@ -237,7 +304,12 @@ impl RuleSet {
     fn describe(&self, point: &[f64]) -> String {
         let mut s = String::new();
         for (i, (c, v)) in self.columns.iter().zip(point).enumerate() {
-            let _ = write!(s, "{}{c} = {}", if i > 0 { ", " } else { "" }, crate::table::format_number(*v));
+            let _ = write!(
+                s,
+                "{}{c} = {}",
+                if i > 0 { ", " } else { "" },
+                crate::table::format_number(*v)
+            );
         }
         s
     }
@@ -265,8 +337,16 @@ impl RuleSet {
         }
         let axes: Vec<Vec<f64>> = (0..self.columns.len())
             .map(|col| {
-                let mut t: Vec<f64> =
-                    self.rules.iter().flat_map(|r| r.conditions.iter().filter(|c| c.column == col).map(|c| c.value)).collect();
+                let mut t: Vec<f64> = self
+                    .rules
+                    .iter()
+                    .flat_map(|r| {
+                        r.conditions
+                            .iter()
+                            .filter(|c| c.column == col)
+                            .map(|c| c.value)
+                    })
+                    .collect();
                 t.sort_by(f64::total_cmp);
                 t.dedup();
                 let mut pts = vec![t[0] - 1.0];
@@ -280,7 +360,10 @@ impl RuleSet {
                 pts
             })
             .collect();
-        let cells = axes.iter().try_fold(1usize, |acc, a| acc.checked_mul(a.len())).unwrap_or(usize::MAX);
+        let cells = axes
+            .iter()
+            .try_fold(1usize, |acc, a| acc.checked_mul(a.len()))
+            .unwrap_or(usize::MAX);
         if cells > 2_000_000 {
             return Err(RuleError::RulesTooLarge { cells });
         }
@@ -292,9 +375,16 @@ impl RuleSet {
                 *p = axis[rest % axis.len()];
                 rest /= axis.len();
             }
-            let matching: Vec<usize> = (0..self.rules.len()).filter(|&r| Self::matches(&self.rules[r], &point)).take(2).collect();
+            let matching: Vec<usize> = (0..self.rules.len())
+                .filter(|&r| Self::matches(&self.rules[r], &point))
+                .take(2)
+                .collect();
             match matching.as_slice() {
-                [] if self.default.is_none() => return Err(RuleError::RulesNotExhaustive { point: self.describe(&point) }),
+                [] if self.default.is_none() => {
+                    return Err(RuleError::RulesNotExhaustive {
+                        point: self.describe(&point),
+                    });
+                }
                 [] => {}
                 [a, b] if self.matching == Matching::Unique => {
                     return Err(RuleError::RulesOverlap {
@@ -309,7 +399,10 @@ impl RuleSet {
             }
         }
         if let Some(r) = reachable.iter().position(|&ok| !ok) {
-            return Err(RuleError::RuleUnreachable { rule: r + 1, zone: self.rules[r].zone.clone() });
+            return Err(RuleError::RuleUnreachable {
+                rule: r + 1,
+                zone: self.rules[r].zone.clone(),
+            });
         }
         Ok(())
     }
@@ -355,7 +448,11 @@ mod tests {
     #[test]
     fn five_type_every_zone() {
         let five = RuleSet::five_type("nce_t_c");
-        let zone = |esc: f64, nce: f64, ecc: f64| five.zone_of(five.classify(&[esc, nce, ecc])).unwrap().to_owned();
+        let zone = |esc: f64, nce: f64, ecc: f64| {
+            five.zone_of(five.classify(&[esc, nce, ecc]))
+                .unwrap()
+                .to_owned()
+        };
         // ESC ≥ 1 and NCE ≤ 0 wins even with ECC ≥ 1 (first match).
         assert_eq!(zone(1.0, 0.0, 2.0), "carbon_sink_functional");
         assert_eq!(zone(1.5, 3.0, 1.0), "low_carbon_maintenance");
@@ -394,7 +491,13 @@ mod tests {
         // The two rules share exactly esc = 1.
         assert_eq!(
             unique.check(),
-            Err(RuleError::RulesOverlap { first: 1, first_zone: "a".into(), second: 2, second_zone: "b".into(), point: "esc = 1".into() })
+            Err(RuleError::RulesOverlap {
+                first: 1,
+                first_zone: "a".into(),
+                second: 2,
+                second_zone: "b".into(),
+                point: "esc = 1".into()
+            })
         );
         assert!(RuleSet::new(rules, Matching::First, None).check().is_ok());
     }
@@ -402,10 +505,24 @@ mod tests {
     #[test]
     fn gap_is_an_error_unless_default() {
         // esc in (1, 2) is uncovered; the midpoint 1.5 is the example.
-        let rules = vec![("low".into(), vec![("esc".into(), Op::Le, 1.0)]), ("high".into(), vec![("esc".into(), Op::Ge, 2.0)])];
-        let err = RuleSet::new(rules.clone(), Matching::Unique, None).check().unwrap_err();
-        assert_eq!(err, RuleError::RulesNotExhaustive { point: "esc = 1.5".into() });
-        assert!(RuleSet::new(rules, Matching::Unique, Some("middle".into())).check().is_ok());
+        let rules = vec![
+            ("low".into(), vec![("esc".into(), Op::Le, 1.0)]),
+            ("high".into(), vec![("esc".into(), Op::Ge, 2.0)]),
+        ];
+        let err = RuleSet::new(rules.clone(), Matching::Unique, None)
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RuleError::RulesNotExhaustive {
+                point: "esc = 1.5".into()
+            }
+        );
+        assert!(
+            RuleSet::new(rules, Matching::Unique, Some("middle".into()))
+                .check()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -415,12 +532,27 @@ mod tests {
             ("some".into(), vec![("esc".into(), Op::Ge, 1.0)]),
             ("neg".into(), vec![("esc".into(), Op::Lt, 0.0)]),
         ];
-        assert_eq!(RuleSet::new(shadowed, Matching::First, None).check(), Err(RuleError::RuleUnreachable { rule: 2, zone: "some".into() }));
+        assert_eq!(
+            RuleSet::new(shadowed, Matching::First, None).check(),
+            Err(RuleError::RuleUnreachable {
+                rule: 2,
+                zone: "some".into()
+            })
+        );
         let contradictory = vec![
-            ("x".into(), vec![("esc".into(), Op::Ge, 1.0), ("esc".into(), Op::Lt, 0.5)]),
+            (
+                "x".into(),
+                vec![("esc".into(), Op::Ge, 1.0), ("esc".into(), Op::Lt, 0.5)],
+            ),
             ("rest".into(), vec![]),
         ];
-        assert_eq!(RuleSet::new(contradictory, Matching::First, None).check(), Err(RuleError::RuleUnreachable { rule: 1, zone: "x".into() }));
+        assert_eq!(
+            RuleSet::new(contradictory, Matching::First, None).check(),
+            Err(RuleError::RuleUnreachable {
+                rule: 1,
+                zone: "x".into()
+            })
+        );
     }
 
     #[test]

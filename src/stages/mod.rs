@@ -4,6 +4,11 @@
 #[allow(unused_imports)]
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod cluster;
+pub mod contiguity;
+
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
+    &Entry::<contiguity::Contiguity>::new(),
+    &Entry::<cluster::Cluster>::new(),
 ];
