@@ -20,7 +20,7 @@
 /// assert_eq!(x, vec![-1.0, 0.0, 1.0]);
 /// ```
 pub fn standardize(data: &mut [f64], vars: usize) -> Vec<usize> {
-    let n = if vars == 0 { 0 } else { data.len() / vars };
+    let n = data.len().checked_div(vars).unwrap_or(0);
     let mut constant = Vec::new();
     for j in 0..vars {
         #[allow(clippy::cast_precision_loss)]

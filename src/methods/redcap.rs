@@ -114,7 +114,7 @@ fn average_linkage(a: &Cluster, b: &Cluster) -> f64 {
 /// assert_eq!(redcap_tree(&[0.0, 1.0, 3.0], 1, &[(0, 1), (1, 2)]), vec![(0, 1), (1, 2)]);
 /// ```
 pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(usize, usize)> {
-    let n = if vars == 0 { 0 } else { data.len() / vars };
+    let n = data.len().checked_div(vars).unwrap_or(0);
     let mut clusters: Vec<Cluster> = (0..n)
         .map(|i| {
             let row = &data[i * vars..(i + 1) * vars];
@@ -139,11 +139,11 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
         clusters[i].links.insert(j, link);
         clusters[j].links.insert(i, link);
     }
-    // The representative of a cluster is its smallest node; `rep[i]` is valid for live ones.
+    // A cluster lives at the index of its smallest node; merged-away indices are dead.
     let mut alive = vec![true; n];
     let mut heap = BinaryHeap::new();
-    for i in 0..n {
-        for (&j, link) in &clusters[i].links {
+    for (i, cluster) in clusters.iter().enumerate() {
+        for (&j, link) in &cluster.links {
             if i < j {
                 heap.push(Candidate {
                     distance: link.length,

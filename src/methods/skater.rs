@@ -185,8 +185,8 @@ impl<'a> Forest<'a> {
         for idx in (0..m).rev() {
             let u = self.order[idx];
             let mut q = 0.0;
-            for j in 0..vars {
-                let x = self.data[u * vars + j] - mean[j];
+            for (j, m) in mean.iter().enumerate() {
+                let x = self.data[u * vars + j] - m;
                 self.sum[u * vars + j] = x;
                 q += x * x;
             }
@@ -289,7 +289,7 @@ pub fn partition_tree(
     k: usize,
     bound: Option<SizeBound<'_>>,
 ) -> TreeSplits {
-    let n = if vars == 0 { 0 } else { data.len() / vars };
+    let n = data.len().checked_div(vars).unwrap_or(0);
     let comp = crate::methods::contiguity::components(n, tree_edges);
     let initial = comp.iter().copied().max().map_or(0, |c| c + 1);
     let mut tree_of = comp;
@@ -362,7 +362,7 @@ pub fn skater(
         .iter()
         .map(|&(a, b)| (a, b, mean_sq_distance(data, vars, a, b)))
         .collect();
-    let n = if vars == 0 { 0 } else { data.len() / vars };
+    let n = data.len().checked_div(vars).unwrap_or(0);
     let tree = minimum_spanning_forest(n, &weighted);
     partition_tree(data, vars, &tree, k, bound)
 }

@@ -135,13 +135,12 @@ pub enum RuleError {
     RulesTooLarge { cells: usize },
 }
 
+/// A rule as written: the zone and its `(column, op, value)` conditions.
+pub type RuleRow = (String, Vec<(String, Op, f64)>);
+
 impl RuleSet {
     /// Builds a rule set from `(zone, [(column, op, value)])` rows.
-    pub fn new(
-        rules: Vec<(String, Vec<(String, Op, f64)>)>,
-        matching: Matching,
-        default: Option<String>,
-    ) -> Self {
+    pub fn new(rules: Vec<RuleRow>, matching: Matching, default: Option<String>) -> Self {
         let mut columns: Vec<String> = Vec::new();
         let rules = rules
             .into_iter()

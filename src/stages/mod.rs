@@ -6,9 +6,11 @@ use crate::engine::stage::{Entry, StageEntry};
 
 pub mod cluster;
 pub mod contiguity;
+pub mod zoning;
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<contiguity::Contiguity>::new(),
     &Entry::<cluster::Cluster>::new(),
+    &Entry::<zoning::Zoning>::new(),
 ];
