@@ -3,10 +3,16 @@
 
 pub mod coefficients;
 pub mod compensation;
+pub mod contiguity;
 pub mod emission;
 pub mod gini;
 pub mod indices;
 pub mod moran;
+pub mod mst;
+pub mod pseudo_f;
+pub mod redcap;
 pub mod rng;
 pub mod sink;
+pub mod skater;
 pub mod weights;
+pub mod zoning;

@@ -5,14 +5,17 @@ use crate::engine::stage::{Entry, StageEntry};
 
 pub mod autocorrelation;
 pub mod carbon_panel;
+pub mod cluster;
 pub mod command;
 pub mod compensation;
+pub mod contiguity;
 pub mod emission;
 pub mod functional_areas;
 pub mod indices;
 pub mod inequality;
 pub mod ingest;
 pub mod sink;
+pub mod zoning;
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
@@ -25,4 +28,7 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<functional_areas::FunctionalAreas>::new(),
     &Entry::<inequality::Inequality>::new(),
     &Entry::<autocorrelation::Autocorrelation>::new(),
+    &Entry::<contiguity::Contiguity>::new(),
+    &Entry::<cluster::Cluster>::new(),
+    &Entry::<zoning::Zoning>::new(),
 ];

@@ -1,0 +1,843 @@
+//! Stage kind `cluster`: spatially constrained multivariate clustering of units (SKATER or
+//! REDCAP) on a contiguity graph, with the number of clusters given or chosen by pseudo-F.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::methods::contiguity::components;
+use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
+use crate::methods::redcap::redcap;
+use crate::methods::skater::{SizeBound, TreeSplits, skater};
+use crate::stages::contiguity::preview;
+use crate::table::{TableBuilder, f64s, has_column, i64s, ids, take_rows};
+
+pub struct Cluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Skater,
+    Redcap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standardize {
+    /// z-scores with the sample standard deviation (n − 1), as GeoDa.
+    Zscore,
+    /// The values as given.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auto {
+    Auto,
+}
+
+/// `k: 5` or `k: auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClusterCount {
+    Fixed(usize),
+    Chosen(Auto),
+}
+
+/// A minimum total of a column per cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnTotal {
+    pub column: String,
+    pub total: f64,
+}
+
+/// `min_size: 3` (units) or `min_size: { column: area_km2, total: 5000 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MinSize {
+    Units(usize),
+    Total(ColumnTotal),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// `skater` or `redcap`.
+    #[serde(default = "default_method")]
+    pub method: Method,
+    /// The clustering variables (numeric columns of `table`).
+    pub variables: Vec<String>,
+    /// `zscore` or `none`.
+    #[serde(default = "default_standardize")]
+    pub standardize: Standardize,
+    /// A number of clusters or `auto`.
+    #[serde(default = "default_k")]
+    pub k: ClusterCount,
+    /// The range of k tried by `k: auto`, inclusive.
+    #[serde(default = "default_k_range")]
+    pub k_range: [usize; 2],
+    /// Minimum cluster size.
+    #[serde(default = "default_min_size")]
+    pub min_size: MinSize,
+    /// The year to use when the table has several.
+    #[serde(default)]
+    pub year: Option<i64>,
+    /// The id column of `table`.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+}
+
+fn default_method() -> Method {
+    Method::Skater
+}
+fn default_standardize() -> Standardize {
+    Standardize::Zscore
+}
+fn default_k() -> ClusterCount {
+    ClusterCount::Chosen(Auto::Auto)
+}
+fn default_k_range() -> [usize; 2] {
+    [2, 30]
+}
+fn default_min_size() -> MinSize {
+    MinSize::Units(1)
+}
+fn default_id_column() -> String {
+    "unit_id".to_owned()
+}
+
+impl Stage for Cluster {
+    const KIND: &'static str = "cluster";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Spatially constrained multivariate clustering: SKATER (Assunção et al. 2006; minimum \
+        spanning tree of the contiguity graph weighted by attribute distance, cut where the within-cluster sum of squared \
+        deviations falls most) or REDCAP full-order average linkage (Guo 2008), both as GeoDa defines them. The graph must \
+        be connected (see `contiguity` `islands: nearest`). Clusters are numbered 1..k by size, largest first, ties by the \
+        smallest unit id. `k: auto` picks the k with the largest pseudo-F in `k_range`, as ArcGIS does.";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "method",
+            ty: "skater | redcap",
+            default: "skater",
+            doc: "redcap is full-order average linkage",
+        },
+        ParamDoc {
+            name: "variables",
+            ty: "list of columns",
+            default: "required",
+            doc: "numeric columns of `table` to cluster on",
+        },
+        ParamDoc {
+            name: "standardize",
+            ty: "zscore | none",
+            default: "zscore",
+            doc: "zscore uses the sample standard deviation (n − 1), as GeoDa",
+        },
+        ParamDoc {
+            name: "k",
+            ty: "integer | auto",
+            default: "auto",
+            doc: "number of clusters, or auto: the largest pseudo-F in k_range",
+        },
+        ParamDoc {
+            name: "k_range",
+            ty: "[min, max]",
+            default: "[2, 30]",
+            doc: "k tried by k: auto (max capped at n − 1)",
+        },
+        ParamDoc {
+            name: "min_size",
+            ty: "integer | {column, total}",
+            default: "1",
+            doc: "minimum units per cluster, or minimum total of a column per cluster",
+        },
+        ParamDoc {
+            name: "year",
+            ty: "integer",
+            default: "none",
+            doc: "the year to select when `table` has a `year` column with several years",
+        },
+        ParamDoc {
+            name: "id_column",
+            ty: "string",
+            default: "unit_id",
+            doc: "the unit id column of `table`",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut columns = vec![params.id_column.clone()];
+        columns.extend(params.variables.iter().cloned());
+        if let MinSize::Total(t) = &params.min_size {
+            columns.push(t.column.clone());
+        }
+        vec![
+            Port::required(
+                "table",
+                "one row per unit (or per unit × year, with `year:`)",
+            )
+            .with_columns(columns),
+            Port::required(
+                "edges",
+                "neighbour pairs (`from`, `to`), e.g. a `contiguity` stage",
+            )
+            .with_columns(["from", "to"]),
+        ]
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        let mut profile_cols = vec![
+            "cluster".to_owned(),
+            "units".to_owned(),
+            "within_ss".to_owned(),
+        ];
+        for v in &params.variables {
+            profile_cols.push(format!("{v}_mean"));
+            profile_cols.push(format!("{v}_z_mean"));
+        }
+        vec![
+            OutputDecl::new("labels", "the cluster (1..k) of each unit").with_columns(["unit_id", "cluster"]),
+            OutputDecl::new("summary", "one row per k evaluated: sums of squares, between/total ratio, pseudo-F; `chosen` marks the k used")
+                .with_columns(["k", "total_ss", "within_ss", "between_ss", "between_total_ratio", "pseudo_f", "chosen"]),
+            OutputDecl::new("profiles", "per cluster: units, within SSD, and the mean of each variable (raw and standardised)")
+                .with_columns(profile_cols),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if params.variables.is_empty() {
+            return Err(StageError::data("`variables` is empty").with_hint(
+                "list the columns to cluster on, e.g. `variables: [ecc, esc, nce_t_c]`",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = params.variables.iter().find(|v| !seen.insert(v.as_str())) {
+            return Err(
+                StageError::data(format!("variable `{dup}` is listed twice"))
+                    .with_hint("list each variable once"),
+            );
+        }
+        match params.k {
+            ClusterCount::Fixed(0) => {
+                return Err(StageError::data("`k` is 0").with_hint("set k ≥ 1, or `k: auto`"));
+            }
+            ClusterCount::Chosen(_)
+                if params.k_range[0] < 2 || params.k_range[0] > params.k_range[1] =>
+            {
+                return Err(
+                    StageError::data(format!("`k_range` is {:?}", params.k_range))
+                        .with_hint("write [min, max] with 2 ≤ min ≤ max, e.g. [2, 30]"),
+                );
+            }
+            _ => {}
+        }
+        if let MinSize::Total(t) = &params.min_size
+            && !(t.total.is_finite() && t.total >= 0.0)
+        {
+            return Err(StageError::data(format!("`min_size.total` is {}", t.total))
+                .with_hint("give a total ≥ 0 in the column's unit"));
+        }
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let table = select_year(inputs.table("table")?, "table", params.year)?;
+        let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
+        let table = take_rows(&table, &order)?;
+        let n = names.len();
+        let vars = params.variables.len();
+        let mut raw = vec![0.0; n * vars];
+        for (j, v) in params.variables.iter().enumerate() {
+            let col = f64s(&table, "table", v)?;
+            for (i, x) in col.iter().enumerate() {
+                if !x.is_finite() {
+                    return Err(StageError::data(format!("`table`: unit `{}` has no value for `{v}`{}", names[i], year_note(params.year)))
+                        .with_hint("fill the value or drop the unit before clustering; every unit needs every variable"));
+                }
+                raw[i * vars + j] = *x;
+            }
+        }
+        let edges = unit_edges(inputs.table("edges")?, &names, ctx)?;
+        check_connected(n, &edges, &names)?;
+
+        let mut data = raw.clone();
+        if params.standardize == Standardize::Zscore {
+            for j in standardize(&mut data, vars) {
+                ctx.warn(format!(
+                    "variable `{}` is constant; it does not affect the clusters",
+                    params.variables[j]
+                ));
+            }
+        }
+        let (weights, min_total) = match &params.min_size {
+            MinSize::Units(m) => (vec![1.0; n], usize_f64(*m)),
+            MinSize::Total(t) => {
+                let w = f64s(&table, "table", &t.column)?;
+                if let Some(i) = w.iter().position(|x| !x.is_finite() || *x < 0.0) {
+                    return Err(StageError::data(format!(
+                        "`table`: unit `{}` has `{}` = {}, not a number ≥ 0",
+                        names[i], t.column, w[i]
+                    ))
+                    .with_hint("the size column must hold non-negative numbers for every unit"));
+                }
+                (w, t.total)
+            }
+        };
+        let bound = (min_total > 1.0 || matches!(params.min_size, MinSize::Total(_))).then_some(
+            SizeBound {
+                weights: &weights,
+                min_total,
+            },
+        );
+        let (k_lo, k_hi) = match params.k {
+            ClusterCount::Fixed(k) if k > n => {
+                return Err(StageError::data(format!(
+                    "`k` is {k} but `table` has only {n} units{}",
+                    year_note(params.year)
+                ))
+                .with_hint("ask for at most as many clusters as units"));
+            }
+            ClusterCount::Fixed(k) => (k, k),
+            ClusterCount::Chosen(_) => {
+                let hi = params.k_range[1].min(n.saturating_sub(1));
+                if hi < params.k_range[0] {
+                    return Err(StageError::data(format!(
+                        "`k: auto` needs at least {} units, `table` has {n}",
+                        params.k_range[0] + 1
+                    ))
+                    .with_hint("give a fixed `k` or lower `k_range`"));
+                }
+                (params.k_range[0], hi)
+            }
+        };
+        let splits: TreeSplits = match params.method {
+            Method::Skater => skater(&data, vars, &edges, k_hi, bound),
+            Method::Redcap => redcap(&data, vars, &edges, k_hi, bound),
+        };
+        let reached = splits.reached();
+        if reached < k_hi {
+            ctx.warn(format!(
+                "only {reached} clusters could be formed (asked for {k_hi}): no further cut {}",
+                if bound.is_some() {
+                    "keeps every cluster at `min_size` and reduces the sum of squares"
+                } else {
+                    "reduces the sum of squares"
+                }
+            ));
+        }
+        // Evaluate every k in range that was reached.
+        let mut rows: Vec<(usize, crate::methods::pseudo_f::SumsOfSquares, f64)> = Vec::new();
+        for k in k_lo..=k_hi.min(reached) {
+            let labels = splits.labels(k);
+            let ss = sums_of_squares(&data, vars, &labels, k);
+            let f = pseudo_f(ss.between, ss.within_total, n, k);
+            rows.push((k, ss, f));
+        }
+        if rows.is_empty() {
+            // Fewer clusters reached than the lowest k asked for: report what there is.
+            let labels = splits.labels(reached);
+            let ss = sums_of_squares(&data, vars, &labels, reached);
+            let f = pseudo_f(ss.between, ss.within_total, n, reached);
+            rows.push((reached, ss, f));
+        }
+        let chosen_k = match params.k {
+            ClusterCount::Fixed(_) => rows[rows.len() - 1].0,
+            ClusterCount::Chosen(_) => {
+                let mut best = rows[0].0;
+                let mut best_f = f64::NEG_INFINITY;
+                for (k, _, f) in &rows {
+                    if f.is_finite() && *f > best_f {
+                        best = *k;
+                        best_f = *f;
+                    }
+                }
+                best
+            }
+        };
+        let labels = splits.labels(chosen_k);
+        let summary = {
+            #[allow(clippy::cast_possible_wrap)]
+            let k_col = rows.iter().map(|r| r.0 as i64).collect();
+            TableBuilder::new()
+                .i64("k", k_col)
+                .f64("total_ss", rows.iter().map(|r| r.1.total).collect())
+                .f64("within_ss", rows.iter().map(|r| r.1.within_total).collect())
+                .f64("between_ss", rows.iter().map(|r| r.1.between).collect())
+                .f64(
+                    "between_total_ratio",
+                    rows.iter().map(|r| r.1.ratio()).collect(),
+                )
+                .f64_opt(
+                    "pseudo_f",
+                    rows.iter()
+                        .map(|r| r.2.is_finite().then_some(r.2))
+                        .collect(),
+                )
+                .bool("chosen", rows.iter().map(|r| r.0 == chosen_k).collect())
+                .build()?
+        };
+        #[allow(clippy::cast_possible_wrap)]
+        let labels_table = TableBuilder::new()
+            .str("unit_id", &names)
+            .i64("cluster", labels.iter().map(|&c| c as i64 + 1).collect())
+            .build()?;
+        let profiles = profiles(&params.variables, &raw, &data, &labels, chosen_k)?;
+        Ok(vec![
+            ("labels".to_owned(), labels_table),
+            ("summary".to_owned(), summary),
+            ("profiles".to_owned(), profiles),
+        ])
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn usize_f64(x: usize) -> f64 {
+    x as f64
+}
+
+fn year_note(year: Option<i64>) -> String {
+    year.map_or_else(String::new, |y| format!(" in year {y}"))
+}
+
+/// Per-cluster size, within SSD and variable means (raw and standardised).
+fn profiles(
+    variables: &[String],
+    raw: &[f64],
+    data: &[f64],
+    labels: &[usize],
+    k: usize,
+) -> Result<RecordBatch, StageError> {
+    let vars = variables.len();
+    let ss = sums_of_squares(data, vars, labels, k);
+    let mut count = vec![0usize; k];
+    let mut raw_sum = vec![0.0; k * vars];
+    let mut z_sum = vec![0.0; k * vars];
+    for (i, &c) in labels.iter().enumerate() {
+        count[c] += 1;
+        for j in 0..vars {
+            raw_sum[c * vars + j] += raw[i * vars + j];
+            z_sum[c * vars + j] += data[i * vars + j];
+        }
+    }
+    #[allow(clippy::cast_possible_wrap)]
+    let mut b = TableBuilder::new()
+        .i64("cluster", (1..=k as i64).collect())
+        .i64("units", count.iter().map(|&c| c as i64).collect())
+        .f64("within_ss", ss.within.clone());
+    for (j, v) in variables.iter().enumerate() {
+        b = b
+            .f64(
+                &format!("{v}_mean"),
+                (0..k)
+                    .map(|c| raw_sum[c * vars + j] / usize_f64(count[c]))
+                    .collect(),
+            )
+            .f64(
+                &format!("{v}_z_mean"),
+                (0..k)
+                    .map(|c| z_sum[c * vars + j] / usize_f64(count[c]))
+                    .collect(),
+            );
+    }
+    b.build()
+}
+
+/// The rows of `table` for one year. A table without a `year` column, or with a single year,
+/// is used whole; with several years `year` must pick one.
+pub(crate) fn select_year(
+    table: &RecordBatch,
+    name: &str,
+    year: Option<i64>,
+) -> Result<RecordBatch, StageError> {
+    if !has_column(table, "year") {
+        if let Some(y) = year {
+            return Err(StageError::data(format!(
+                "`year: {y}` is set but `{name}` has no `year` column"
+            ))
+            .with_hint("remove `year:`, or wire a table with one row per unit and year"));
+        }
+        return Ok(table.clone());
+    }
+    let years = i64s(table, name, "year")?;
+    let distinct: BTreeSet<i64> = years.iter().copied().collect();
+    let list = distinct
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match year {
+        Some(y) => {
+            let rows: Vec<usize> = (0..years.len()).filter(|&i| years[i] == y).collect();
+            if rows.is_empty() {
+                return Err(
+                    StageError::data(format!("`{name}` has no rows for year {y}"))
+                        .with_hint(format!("the years present are: {list}")),
+                );
+            }
+            take_rows(table, &rows)
+        }
+        None if distinct.len() > 1 => Err(StageError::data(format!(
+            "`{name}` has {} years ({list}) and one row per unit is needed",
+            distinct.len()
+        ))
+        .with_hint(
+            "set `year:` to one of them, or wire the multi-year means (e.g. `indices.means`)",
+        )),
+        None => Ok(table.clone()),
+    }
+}
+
+/// The unit ids of `table`, sorted, and the row order that sorts them. Duplicates are an error.
+pub(crate) fn sorted_unique_ids(
+    table: &RecordBatch,
+    name: &str,
+    id_column: &str,
+) -> Result<(Vec<String>, Vec<usize>), StageError> {
+    let ids = ids(table, name, id_column)?;
+    let order = crate::table::sorted_order(&ids);
+    let names: Vec<String> = order.iter().map(|&i| ids[i].clone()).collect();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(
+            StageError::data(format!("`{name}`: unit `{}` has more than one row", w[0]))
+                .with_hint("give one row per unit (select a year with `year:` or aggregate first)"),
+        );
+    }
+    Ok((names, order))
+}
+
+/// The edges between units of the table, as sorted index pairs. Edges to units not in the
+/// table are left out with a warning.
+fn unit_edges(
+    edges: &RecordBatch,
+    names: &[String],
+    ctx: &StageContext,
+) -> Result<Vec<(usize, usize)>, StageError> {
+    let index: BTreeMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let from = ids(edges, "edges", "from")?;
+    let to = ids(edges, "edges", "to")?;
+    let mut out = Vec::with_capacity(from.len());
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
+    for (a, b) in from.iter().zip(&to) {
+        match (index.get(a.as_str()), index.get(b.as_str())) {
+            (Some(&i), Some(&j)) if i != j => out.push((i.min(j), i.max(j))),
+            (Some(_), Some(_)) => {}
+            (ia, _) => {
+                unknown.insert(if ia.is_none() { a } else { b });
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let list: Vec<&str> = unknown.into_iter().collect();
+        ctx.warn(format!(
+            "edges to {} unit(s) not in `table` were left out: {}",
+            list.len(),
+            preview(&list)
+        ));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Errors naming the islands and the components when the graph is not connected.
+fn check_connected(n: usize, edges: &[(usize, usize)], names: &[String]) -> Result<(), StageError> {
+    let mut degree = vec![0usize; n];
+    for &(a, b) in edges {
+        degree[a] += 1;
+        degree[b] += 1;
+    }
+    let islands: Vec<&str> = (0..n)
+        .filter(|&i| degree[i] == 0)
+        .map(|i| names[i].as_str())
+        .collect();
+    if !islands.is_empty() && n > 1 {
+        return Err(StageError::data(format!("{} unit(s) have no neighbour in `edges`: {}", islands.len(), preview(&islands)))
+            .with_hint("set `islands: nearest` on the contiguity stage to link each island to its nearest unit"));
+    }
+    let comp = components(n, edges);
+    let count = comp.iter().max().map_or(0, |c| c + 1);
+    if count > 1 {
+        let mut parts = Vec::new();
+        for c in 0..count.min(5) {
+            let members: Vec<&str> = (0..n)
+                .filter(|&i| comp[i] == c)
+                .map(|i| names[i].as_str())
+                .collect();
+            parts.push(format!(
+                "{} units ({}{})",
+                members.len(),
+                preview(&members[..members.len().min(3)]),
+                if members.len() > 3 { ", …" } else { "" }
+            ));
+        }
+        return Err(StageError::data(format!("the neighbour graph has {count} disconnected parts: {}", parts.join("; ")))
+            .with_hint("set `islands: nearest` on the contiguity stage to link the parts, or cluster each part separately"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::strings;
+
+    fn run(
+        params: serde_json::Value,
+        table: RecordBatch,
+        edges: RecordBatch,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let prepared = Entry::<Cluster>::new().prepare(params)?;
+        let inputs = Inputs::new(
+            [("table".to_owned(), table), ("edges".to_owned(), edges)]
+                .into_iter()
+                .collect(),
+        );
+        let ctx = StageContext::new("clusters", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    /// The 3×3 grid of the SKATER hand calculation in `methods::skater` (values 0 1 2 / 1 2 8 /
+    /// 9 8 9 by row from the bottom), ids g0..g8, rook edges.
+    fn grid() -> (RecordBatch, RecordBatch) {
+        let ids: Vec<String> = (0..9).map(|i| format!("g{i}")).collect();
+        let table = TableBuilder::new()
+            .str("unit_id", &ids)
+            .f64("x", vec![0.0, 1.0, 2.0, 1.0, 2.0, 8.0, 9.0, 8.0, 9.0])
+            .build()
+            .unwrap();
+        let pairs = [
+            (0, 1),
+            (1, 2),
+            (3, 4),
+            (4, 5),
+            (6, 7),
+            (7, 8),
+            (0, 3),
+            (3, 6),
+            (1, 4),
+            (4, 7),
+            (2, 5),
+            (5, 8),
+        ];
+        let from: Vec<String> = pairs.iter().map(|p| format!("g{}", p.0)).collect();
+        let to: Vec<String> = pairs.iter().map(|p| format!("g{}", p.1)).collect();
+        (
+            table,
+            TableBuilder::new()
+                .str("from", &from)
+                .str("to", &to)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn grid_labels_summary_and_profiles() {
+        let (table, edges) = grid();
+        let (out, _) = run(
+            serde_json::json!({ "variables": ["x"], "k": 3, "standardize": "none" }),
+            table,
+            edges,
+        )
+        .unwrap();
+        // By hand (methods::skater): {5,6,7,8} is cluster 1, {1,2,4} is 2, {0,3} is 3.
+        assert_eq!(
+            i64s(&out[0].1, "labels", "cluster").unwrap(),
+            vec![3, 2, 2, 3, 2, 1, 1, 1, 1]
+        );
+        assert_eq!(strings(&out[0].1, "labels", "unit_id").unwrap()[0], "g0");
+        // Within SSD: 1 + 2/3 + 1/2 = 13/6; total 1100/9; pseudo-F = (B/2)/(W/6).
+        let within = f64s(&out[1].1, "summary", "within_ss").unwrap()[0];
+        assert!((within - 13.0 / 6.0).abs() < 1e-12);
+        let f = f64s(&out[1].1, "summary", "pseudo_f").unwrap()[0];
+        let expected_f = ((1100.0 / 9.0 - 13.0 / 6.0) / 2.0) / ((13.0 / 6.0) / 6.0);
+        assert!((f - expected_f).abs() < 1e-9, "{f} vs {expected_f}");
+        // Profiles: cluster 1 has 4 units, mean 8.5; cluster 3 ({0,3}) mean 0.5.
+        assert_eq!(i64s(&out[2].1, "profiles", "units").unwrap(), vec![4, 3, 2]);
+        assert_eq!(
+            f64s(&out[2].1, "profiles", "x_mean").unwrap(),
+            vec![8.5, 5.0 / 3.0, 0.5]
+        );
+    }
+
+    #[test]
+    fn auto_k_picks_largest_pseudo_f() {
+        let (table, edges) = grid();
+        let (out, _) = run(serde_json::json!({ "variables": ["x"], "k": "auto", "k_range": [2, 4], "standardize": "none" }), table, edges).unwrap();
+        let ks = i64s(&out[1].1, "summary", "k").unwrap();
+        assert_eq!(ks, vec![2, 3, 4]);
+        let f = f64s(&out[1].1, "summary", "pseudo_f").unwrap();
+        // k = 2: W = 3.8, B = 1100/9 − 3.8, F = B / (W / 7) ≈ 218.1, the largest: two clear groups.
+        assert!((f[0] - (1100.0 / 9.0 - 3.8) / (3.8 / 7.0)).abs() < 1e-9);
+        assert!(f[0] > f[1] && f[0] > f[2]);
+        assert_eq!(
+            crate::table::bools(&out[1].1, "summary", "chosen").unwrap(),
+            vec![true, false, false]
+        );
+        assert_eq!(
+            i64s(&out[0].1, "labels", "cluster").unwrap(),
+            vec![1, 1, 1, 1, 1, 2, 2, 2, 2]
+        );
+    }
+
+    #[test]
+    fn stage_matches_pygeoda_on_columbus() {
+        // The stage reproduces pygeoda's SKATER k = 5 with min_size 6 (fixture expected.csv).
+        let (cases, _, _, _) = crate::methods::skater::tests::pygeoda_cases("columbus");
+        let (_, k, min_size, _, within, expected) = cases
+            .into_iter()
+            .find(|c| c.0 == "skater" && c.2 > 0.0)
+            .unwrap();
+        let data = include_str!("../../tests/fixtures/cluster/columbus_data.csv");
+        let mut ids = Vec::new();
+        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        for line in data.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            ids.push(f[0].to_owned());
+            for j in 0..3 {
+                cols[j].push(f[j + 1].parse().unwrap());
+            }
+        }
+        let table = TableBuilder::new()
+            .str("unit_id", &ids)
+            .f64("HOVAL", cols[0].clone())
+            .f64("INC", cols[1].clone())
+            .f64("CRIME", cols[2].clone())
+            .build()
+            .unwrap();
+        let edges_csv = include_str!("../../tests/fixtures/cluster/columbus_edges.csv");
+        let (from, to): (Vec<&str>, Vec<&str>) = edges_csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split_once(',').unwrap())
+            .unzip();
+        let edges = TableBuilder::new()
+            .str("from", &from)
+            .str("to", &to)
+            .build()
+            .unwrap();
+        let params = serde_json::json!({ "variables": ["HOVAL", "INC", "CRIME"], "k": k, "min_size": min_size as usize });
+        let (out, _) = run(params, table, edges).unwrap();
+        let labels: Vec<usize> = i64s(&out[0].1, "labels", "cluster")
+            .unwrap()
+            .iter()
+            .map(|&c| usize::try_from(c).unwrap())
+            .collect();
+        // Same partition; pygeoda numbers clusters by size too, so even the numbers agree
+        // except between clusters of equal size.
+        let same = |a: &[usize], b: &[usize]| {
+            (0..a.len()).all(|i| (0..a.len()).all(|j| (a[i] == a[j]) == (b[i] == b[j])))
+        };
+        assert!(same(&labels, &expected));
+        assert!((f64s(&out[1].1, "summary", "within_ss").unwrap()[0] - within).abs() < 1e-9);
+    }
+
+    #[test]
+    fn islands_years_and_missing_values_are_clear_errors() {
+        let (table, _) = grid();
+        let edges = TableBuilder::new()
+            .str("from", &["g0", "g1"])
+            .str("to", &["g1", "g2"])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({ "variables": ["x"], "k": 2 }),
+            table.clone(),
+            edges,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("no neighbour") && err.message.contains("`g3`"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("islands: nearest"));
+        // Two disconnected parts.
+        let edges = TableBuilder::new()
+            .str("from", &["g0", "g1", "g3", "g4", "g5", "g6", "g7"])
+            .str("to", &["g1", "g2", "g4", "g5", "g6", "g7", "g8"])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({ "variables": ["x"], "k": 2 }),
+            table,
+            edges.clone(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("2 disconnected parts"),
+            "{}",
+            err.message
+        );
+        // Several years without `year:`.
+        let yearly = TableBuilder::new()
+            .str("unit_id", &["a", "a"])
+            .i64("year", vec![2000, 2010])
+            .f64("x", vec![1.0, 2.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({ "variables": ["x"], "k": 1 }),
+            yearly,
+            edges,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("2 years (2000, 2010)"),
+            "{}",
+            err.message
+        );
+        // A missing value names the unit and column.
+        let (_, edges) = grid();
+        let mut x = vec![1.0; 9];
+        x[4] = f64::NAN;
+        let ids: Vec<String> = (0..9).map(|i| format!("g{i}")).collect();
+        let t = TableBuilder::new()
+            .str("unit_id", &ids)
+            .f64("x", x)
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({ "variables": ["x"], "k": 2 }), t, edges).unwrap_err();
+        assert!(
+            err.message.contains("`g4`") && err.message.contains("`x`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn params_parse_k_and_min_size_forms() {
+        let p: Params = serde_json::from_value(serde_json::json!({ "variables": ["a"], "k": "auto", "min_size": { "column": "area_km2", "total": 5000 } })).unwrap();
+        assert_eq!(p.k, ClusterCount::Chosen(Auto::Auto));
+        assert_eq!(
+            p.min_size,
+            MinSize::Total(ColumnTotal {
+                column: "area_km2".into(),
+                total: 5000.0
+            })
+        );
+        assert!(
+            serde_json::from_value::<Params>(
+                serde_json::json!({ "variables": ["a"], "k": "many" })
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_value::<Params>(serde_json::json!({ "variables": ["a"], "kk": 3 }))
+                .is_err()
+        );
+    }
+}

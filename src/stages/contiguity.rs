@@ -1,0 +1,492 @@
+//! Stage kind `contiguity`: the neighbour graph of the units, from their polygons or from a
+//! table of edges, with a report of islands and connected components.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::io::wkb::GEOMETRY_COLUMN;
+use crate::methods::contiguity::{
+    ContiguityRule, centroids, components, link_components, polygon_contiguity,
+};
+use crate::table::{TableBuilder, has_column, ids, polygons};
+
+/// Metres per degree of latitude (WGS84 mean), to turn `tolerance_m` into degrees.
+const METRES_PER_DEGREE: f64 = 111_320.0;
+
+pub struct Contiguity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Queen,
+    Rook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Islands {
+    /// Report islands and components; leave the graph as it is.
+    Keep,
+    /// Link each island (and each smaller component) to the nearest unit by centroid distance.
+    Nearest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// `queen` (shared vertex or edge) or `rook` (shared edge of positive length).
+    #[serde(default = "default_rule")]
+    pub rule: Rule,
+    /// Snapping tolerance in metres: boundaries closer than this touch.
+    #[serde(default = "default_tolerance_m")]
+    pub tolerance_m: f64,
+    /// `keep` or `nearest`.
+    #[serde(default = "default_islands")]
+    pub islands: Islands,
+    /// The id column of the `units` table.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+}
+
+fn default_rule() -> Rule {
+    Rule::Queen
+}
+fn default_tolerance_m() -> f64 {
+    1.0
+}
+fn default_islands() -> Islands {
+    Islands::Keep
+}
+fn default_id_column() -> String {
+    "unit_id".to_owned()
+}
+
+impl Stage for Contiguity {
+    const KIND: &'static str = "contiguity";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Neighbour pairs of the units: queen or rook contiguity of their polygons (with a snapping \
+        tolerance for the small gaps and overlaps of real boundary files, found through an R-tree), or a given table of \
+        edges. Reports islands and connected components; `islands: nearest` links each island, and each smaller \
+        component, to the nearest unit by centroid distance so that clustering gets a connected graph.";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "rule",
+            ty: "queen | rook",
+            default: "queen",
+            doc: "queen: a shared vertex or edge; rook: a shared stretch of boundary longer than the tolerance",
+        },
+        ParamDoc {
+            name: "tolerance_m",
+            ty: "number (m)",
+            default: "1",
+            doc: "boundaries closer than this touch; for lon/lat data converted at 111,320 m per degree",
+        },
+        ParamDoc {
+            name: "islands",
+            ty: "keep | nearest",
+            default: "keep",
+            doc: "nearest: link islands and smaller components to the nearest unit (centroid distance); needs `units`",
+        },
+        ParamDoc {
+            name: "id_column",
+            ty: "string",
+            default: "unit_id",
+            doc: "the id column of the `units` table",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        vec![
+            Port::optional("units", "unit polygons (id + WKB `geometry`, lon/lat or projected metres); required unless `edges` is wired")
+                .with_columns([params.id_column.clone()]),
+            Port::optional("edges", "a table of neighbour pairs (`from`, `to` unit ids) to use instead of polygon contiguity")
+                .with_columns(["from", "to"]),
+        ]
+    }
+
+    fn outputs(_params: &Params) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new("edges", "neighbour pairs, each once with from < to, sorted").with_columns(["from", "to"]),
+            OutputDecl::new("components", "per unit: connected component (1 = largest), degree, and whether it had no neighbour before linking")
+                .with_columns(["unit_id", "component", "degree", "island"]),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if !(params.tolerance_m.is_finite() && params.tolerance_m >= 0.0) {
+            return Err(StageError::data(format!(
+                "`tolerance_m` is {}, expected a number ≥ 0",
+                params.tolerance_m
+            ))
+            .with_hint("1 (metre) suits most boundary files; 0 requires exactly shared vertices"));
+        }
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let units = inputs.optional("units");
+        let edge_table = inputs.optional("edges");
+        let (unit_ids, geometry) = match units {
+            Some(t) => {
+                let ids = ids(t, "units", &params.id_column)?;
+                let geometry = if has_column(t, GEOMETRY_COLUMN) {
+                    Some(polygons(t, "units", GEOMETRY_COLUMN)?)
+                } else {
+                    None
+                };
+                (Some(ids), geometry)
+            }
+            None => (None, None),
+        };
+        // The unit list, sorted, and how each id maps to an index.
+        let mut names: Vec<String> = match (&unit_ids, edge_table) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(t)) => {
+                let mut all = ids(t, "edges", "from")?;
+                all.extend(ids(t, "edges", "to")?);
+                all
+            }
+            (None, None) => {
+                return Err(StageError::data("neither `units` nor `edges` is wired")
+                    .with_hint("wire `units: <ingest stage>` for polygon contiguity, or `edges: <table with from, to>`"));
+            }
+        };
+        if let Some(ids) = &unit_ids {
+            let mut seen = BTreeSet::new();
+            if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+                return Err(StageError::data(format!(
+                    "`units`: unit id `{dup}` appears more than once in `{}`",
+                    params.id_column
+                ))
+                .with_hint("unit ids must be unique; dissolve or rename the duplicates"));
+            }
+        }
+        names.sort();
+        names.dedup();
+        let index: BTreeMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        let n = names.len();
+
+        let mut edges: Vec<(usize, usize)> = if let Some(t) = edge_table {
+            let from = ids(t, "edges", "from")?;
+            let to = ids(t, "edges", "to")?;
+            let mut out = Vec::with_capacity(from.len());
+            for (row, (a, b)) in from.iter().zip(&to).enumerate() {
+                let (Some(&i), Some(&j)) = (index.get(a.as_str()), index.get(b.as_str())) else {
+                    let missing = if index.contains_key(a.as_str()) { b } else { a };
+                    return Err(StageError::data(format!(
+                        "`edges` row {}: unit `{missing}` is not in `units`",
+                        row + 1
+                    ))
+                    .with_hint("the edge table and the units table must use the same ids"));
+                };
+                if i == j {
+                    return Err(StageError::data(format!(
+                        "`edges` row {}: unit `{a}` is linked to itself",
+                        row + 1
+                    ))
+                    .with_hint("remove self-links"));
+                }
+                out.push((i.min(j), i.max(j)));
+            }
+            out
+        } else {
+            let ids = unit_ids
+                .as_ref()
+                .expect("units are wired when edges are not");
+            let geometry = geometry.as_ref().ok_or_else(|| {
+                StageError::column_missing(
+                    "units",
+                    GEOMETRY_COLUMN,
+                    &crate::table::column_names(units.expect("units are wired")),
+                )
+            })?;
+            // Geometries in the order of the sorted ids.
+            let mut ordered = vec![geo::MultiPolygon(Vec::new()); n];
+            for (id, g) in ids.iter().zip(geometry) {
+                ordered[index[id.as_str()]] = g.clone();
+            }
+            let tolerance = if is_geographic(&ordered) {
+                params.tolerance_m / METRES_PER_DEGREE
+            } else {
+                params.tolerance_m
+            };
+            let rule = match params.rule {
+                Rule::Queen => ContiguityRule::Queen,
+                Rule::Rook => ContiguityRule::Rook,
+            };
+            polygon_contiguity(&ordered, rule, tolerance)
+        };
+        edges.sort_unstable();
+        edges.dedup();
+
+        let mut degree_before = vec![0usize; n];
+        for &(a, b) in &edges {
+            degree_before[a] += 1;
+            degree_before[b] += 1;
+        }
+        let islands: Vec<&str> = (0..n)
+            .filter(|&i| degree_before[i] == 0)
+            .map(|i| names[i].as_str())
+            .collect();
+        if params.islands == Islands::Nearest {
+            let Some(geometry) = geometry.as_ref() else {
+                return Err(StageError::data(
+                    "`islands: nearest` needs the unit polygons to find the nearest unit",
+                )
+                .with_hint("wire `units: <ingest stage>` (with a `geometry` column) as well"));
+            };
+            let ids = unit_ids.as_ref().expect("geometry comes with unit ids");
+            let mut ordered = vec![geo::MultiPolygon(Vec::new()); n];
+            for (id, g) in ids.iter().zip(geometry) {
+                ordered[index[id.as_str()]] = g.clone();
+            }
+            let links = link_components(&centroids(&ordered), &edges, is_geographic(&ordered));
+            for &(a, b) in &links {
+                ctx.warn(format!(
+                    "linked `{}` and `{}` (nearest units by centroid) to connect the graph",
+                    names[a], names[b]
+                ));
+            }
+            edges.extend(links);
+            edges.sort_unstable();
+            edges.dedup();
+        } else if !islands.is_empty() {
+            ctx.warn(format!(
+                "{} unit(s) have no neighbour: {}; clustering needs `islands: nearest`",
+                islands.len(),
+                preview(&islands)
+            ));
+        }
+
+        let comp = components(n, &edges);
+        let mut degree = vec![0i64; n];
+        for &(a, b) in &edges {
+            degree[a] += 1;
+            degree[b] += 1;
+        }
+        let count = comp.iter().max().map_or(0, |c| c + 1);
+        if count > 1 && params.islands == Islands::Keep {
+            ctx.warn(format!(
+                "the neighbour graph has {count} connected components"
+            ));
+        }
+        // Ids are sorted, so index order is id order and (from, to) pairs are sorted as text.
+        let from: Vec<&str> = edges.iter().map(|&(a, _)| names[a].as_str()).collect();
+        let to: Vec<&str> = edges.iter().map(|&(_, b)| names[b].as_str()).collect();
+        let edges_table = TableBuilder::new()
+            .str("from", &from)
+            .str("to", &to)
+            .build()?;
+        #[allow(clippy::cast_possible_wrap)]
+        let components_table = TableBuilder::new()
+            .str("unit_id", &names)
+            .i64("component", comp.iter().map(|&c| c as i64 + 1).collect())
+            .i64("degree", degree)
+            .bool("island", degree_before.iter().map(|&d| d == 0).collect())
+            .build()?;
+        Ok(vec![
+            ("edges".to_owned(), edges_table),
+            ("components".to_owned(), components_table),
+        ])
+    }
+}
+
+/// Whether every coordinate lies within lon/lat bounds (then the tolerance is in degrees).
+fn is_geographic(units: &[geo::MultiPolygon<f64>]) -> bool {
+    use geo::CoordsIter;
+    units.iter().all(|u| {
+        u.coords_iter()
+            .all(|c| c.x.abs() <= 180.0 && c.y.abs() <= 90.0)
+    })
+}
+
+/// The first few names of a list, for messages.
+pub(crate) fn preview(names: &[&str]) -> String {
+    let shown: Vec<String> = names.iter().take(10).map(|s| format!("`{s}`")).collect();
+    if names.len() > 10 {
+        format!("{} and {} more", shown.join(", "), names.len() - 10)
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::{BinaryArray, RecordBatch};
+    use geo::polygon;
+
+    use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::strings;
+
+    /// A units table from a GeoJSON fixture (`adcode` as the id).
+    fn units_from_geojson(text: &str) -> RecordBatch {
+        let fc: geojson::FeatureCollection = text.parse().unwrap();
+        let mut rows: Vec<(String, Vec<u8>)> = fc
+            .features
+            .iter()
+            .map(|f| {
+                let id = f.property("adcode").unwrap().to_string();
+                let g: geo::Geometry<f64> = f.geometry.clone().unwrap().try_into().unwrap();
+                let mp = match g {
+                    geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
+                    geo::Geometry::MultiPolygon(mp) => mp,
+                    other => panic!("unexpected {other:?}"),
+                };
+                (id, crate::io::wkb::encode(&mp))
+            })
+            .collect();
+        rows.sort();
+        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let wkb = BinaryArray::from_iter_values(rows.iter().map(|r| r.1.as_slice()));
+        TableBuilder::new()
+            .str("unit_id", &ids)
+            .array("geometry", Arc::new(wkb))
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        params: serde_json::Value,
+        tables: Vec<(&str, RecordBatch)>,
+    ) -> Result<(Outputs, Vec<String>), StageError> {
+        let prepared = Entry::<Contiguity>::new().prepare(params)?;
+        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        let ctx = StageContext::new("edges", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx)?;
+        Ok((out, ctx.take_warnings()))
+    }
+
+    /// The libpysal edge list of a fixture, as sorted (from, to) pairs; `rook_only` keeps the
+    /// rows whose `rook` column is True.
+    fn expected(csv: &str, rook_only: bool) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = csv
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                let (a, b) = if f[0] < f[1] {
+                    (f[0], f[1])
+                } else {
+                    (f[1], f[0])
+                };
+                (!rook_only || f[2] == "True").then(|| (a.to_owned(), b.to_owned()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn pairs(t: &RecordBatch) -> Vec<(String, String)> {
+        let from = strings(t, "edges", "from").unwrap();
+        let to = strings(t, "edges", "to").unwrap();
+        from.into_iter().zip(to).collect()
+    }
+
+    /// Queen and rook contiguity of the real boundaries equal libpysal's lists
+    /// (tests/fixtures/cluster/README.md: Henan 123 units, 317 edges; Yellow River 56, 129).
+    #[test]
+    fn real_boundaries_match_libpysal() {
+        for (geojson, csv, n_edges) in [
+            (
+                include_str!("../../tests/fixtures/cluster/henan_units123.geojson"),
+                include_str!("../../tests/fixtures/cluster/henan_units123_adjacency.csv"),
+                317,
+            ),
+            (
+                include_str!("../../tests/fixtures/cluster/yrb56.geojson"),
+                include_str!("../../tests/fixtures/cluster/yrb56_adjacency.csv"),
+                129,
+            ),
+        ] {
+            let units = units_from_geojson(geojson);
+            for (rule, rook_only) in [("queen", false), ("rook", true)] {
+                let (out, warnings) = run(
+                    serde_json::json!({ "rule": rule }),
+                    vec![("units", units.clone())],
+                )
+                .unwrap();
+                let got = pairs(&out[0].1);
+                let want = expected(csv, rook_only);
+                if rule == "queen" {
+                    assert_eq!(want.len(), n_edges);
+                }
+                assert_eq!(got, want, "{rule}");
+                assert!(warnings.is_empty(), "{warnings:?}");
+                // One component, no islands (README: "components 1, islands none").
+                let comp = crate::table::i64s(&out[1].1, "components", "component").unwrap();
+                assert!(comp.iter().all(|&c| c == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn edge_table_with_island_is_reported_and_linked() {
+        // Four unit squares in a row: 0 1 2 _ 4 (3 missing), so unit 4 is an island.
+        let sq = |x: f64| {
+            crate::io::wkb::encode(&geo::MultiPolygon(vec![
+                polygon![(x: x, y: 0.0), (x: x + 1.0, y: 0.0), (x: x + 1.0, y: 1.0), (x: x, y: 1.0)],
+            ]))
+        };
+        let wkb = BinaryArray::from_iter_values([sq(0.0), sq(1.0), sq(2.0), sq(4.0)]);
+        let units = TableBuilder::new()
+            .str("unit_id", &["a", "b", "c", "e"])
+            .array("geometry", Arc::new(wkb))
+            .build()
+            .unwrap();
+        let (out, warnings) = run(
+            serde_json::json!({ "rule": "rook", "tolerance_m": 0 }),
+            vec![("units", units.clone())],
+        )
+        .unwrap();
+        assert_eq!(
+            pairs(&out[0].1),
+            vec![("a".into(), "b".into()), ("b".into(), "c".into())]
+        );
+        assert_eq!(
+            crate::table::i64s(&out[1].1, "components", "component").unwrap(),
+            vec![1, 1, 1, 2]
+        );
+        assert_eq!(
+            crate::table::bools(&out[1].1, "components", "island").unwrap(),
+            vec![false, false, false, true]
+        );
+        assert!(warnings[0].contains("`e`"), "{warnings:?}");
+        // Linked: the island's centroid (4.5) is nearest to c's (2.5).
+        let (out, _) = run(
+            serde_json::json!({ "rule": "rook", "islands": "nearest" }),
+            vec![("units", units)],
+        )
+        .unwrap();
+        assert_eq!(
+            pairs(&out[0].1),
+            vec![
+                ("a".into(), "b".into()),
+                ("b".into(), "c".into()),
+                ("c".into(), "e".into())
+            ]
+        );
+        // From an edge table, pairs are normalised and sorted.
+        let edges = TableBuilder::new()
+            .str("from", &["c", "b"])
+            .str("to", &["b", "a"])
+            .build()
+            .unwrap();
+        let (out, _) = run(serde_json::json!({}), vec![("edges", edges)]).unwrap();
+        assert_eq!(
+            pairs(&out[0].1),
+            vec![("a".into(), "b".into()), ("b".into(), "c".into())]
+        );
+    }
+}

@@ -1,0 +1,785 @@
+//! Stage kind `zoning`: a carbon-compensation zone for every unit from a rule table on index
+//! columns (a built-in scheme or the study's own rules), optionally one zone per cluster.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::methods::zoning::{Matching, RuleError, RuleSet, majority, parse_condition};
+use crate::stages::cluster::{select_year, sorted_unique_ids};
+use crate::table::{TableBuilder, f64s, has_column, i64s, ids, take_rows};
+
+/// Columns summed per zone in the `summary` output when the table has them.
+const SUMMED: [&str; 3] = ["ce_t_c", "cs_t_c", "nce_t_c"];
+
+pub struct Zoning;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// Five types, first match wins (sink functional, low-carbon maintenance, intensity
+    /// control, economic development, high-carbon optimization).
+    FiveType,
+    /// The four ECC/ESC quadrants.
+    Quadrant,
+    /// Payment / balanced / receiving on `value_column` with a balance band.
+    ThreeZone,
+    /// The study's own `rules`.
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    First,
+    Unique,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRule {
+    /// The zone covering most of the cluster's area (or most units without `area_column`).
+    Majority,
+    /// The zone of the cluster's mean values.
+    Profile,
+}
+
+/// One condition, or several on the same column (a range).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Conditions {
+    One(String),
+    Several(Vec<String>),
+}
+
+/// `{ zone: name, when: { column: ">= 1", ... } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub zone: String,
+    #[serde(default)]
+    pub when: BTreeMap<String, Conditions>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// A built-in scheme; `custom` (implied when `rules` is given) uses `rules`.
+    #[serde(default)]
+    pub scheme: Option<Scheme>,
+    /// Custom rules, checked in order.
+    #[serde(default)]
+    pub rules: Option<Vec<RuleSpec>>,
+    /// `first` (the first matching rule wins) or `unique` (overlapping rules are an error).
+    #[serde(default, rename = "match")]
+    pub matching: Option<MatchMode>,
+    /// The zone of units that no rule matches (otherwise gaps are an error).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The column of the `three_zone` scheme.
+    #[serde(default = "default_value_column")]
+    pub value_column: String,
+    /// The balance band of the `three_zone` scheme: |value| ≤ band is balanced.
+    #[serde(default)]
+    pub band: f64,
+    /// With clusters: `majority` or `profile`.
+    #[serde(default = "default_cluster_rule")]
+    pub cluster_rule: ClusterRule,
+    /// An area column: weights the majority and is summed in `summary`.
+    #[serde(default)]
+    pub area_column: Option<String>,
+    /// The year to use when the table has several.
+    #[serde(default)]
+    pub year: Option<i64>,
+    /// The id column of `table`.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+}
+
+fn default_value_column() -> String {
+    "nce_t_c".to_owned()
+}
+fn default_cluster_rule() -> ClusterRule {
+    ClusterRule::Majority
+}
+fn default_id_column() -> String {
+    "unit_id".to_owned()
+}
+
+/// The rule set the parameters describe, checked.
+fn rule_set(params: &Params) -> Result<RuleSet, StageError> {
+    let scheme = params.scheme.unwrap_or(if params.rules.is_some() {
+        Scheme::Custom
+    } else {
+        Scheme::FiveType
+    });
+    let mut rs = match (scheme, &params.rules) {
+        (Scheme::Custom, Some(rules)) => {
+            let mut rows = Vec::with_capacity(rules.len());
+            for (i, r) in rules.iter().enumerate() {
+                let mut conds = Vec::new();
+                for (column, c) in &r.when {
+                    let texts = match c {
+                        Conditions::One(t) => vec![t.clone()],
+                        Conditions::Several(ts) => ts.clone(),
+                    };
+                    for t in texts {
+                        let (op, value) = parse_condition(&t).map_err(|e| {
+                            StageError::data(format!("rule {} (`{}`), column `{column}`: {e}", i + 1, r.zone))
+                                .with_hint("conditions look like `esc: \">= 1\"` or, for a range, `esc: [\">= 0.5\", \"< 1\"]`")
+                        })?;
+                        conds.push((column.clone(), op, value));
+                    }
+                }
+                rows.push((r.zone.clone(), conds));
+            }
+            RuleSet::new(rows, Matching::First, None)
+        }
+        (Scheme::Custom, None) => {
+            return Err(StageError::data("`scheme: custom` needs `rules`")
+                .with_hint("add `rules: [{ zone: name, when: { esc: \">= 1\" } }, ...]`, or use scheme five_type, quadrant or three_zone"));
+        }
+        (_, Some(_)) => {
+            return Err(
+                StageError::data("`rules` is given together with a built-in `scheme`")
+                    .with_hint("drop `scheme:` (or write `scheme: custom`) to use your rules"),
+            );
+        }
+        (Scheme::FiveType, None) => RuleSet::five_type("nce_t_c"),
+        (Scheme::Quadrant, None) => RuleSet::quadrant(),
+        (Scheme::ThreeZone, None) => RuleSet::three_zone(&params.value_column, params.band),
+    };
+    if let Some(m) = params.matching {
+        rs.matching = match m {
+            MatchMode::First => Matching::First,
+            MatchMode::Unique => Matching::Unique,
+        };
+    }
+    rs.default.clone_from(&params.default);
+    rs.check().map_err(|e| {
+        let hint = match &e {
+            RuleError::RulesOverlap { .. } => {
+                "make the conditions disjoint, or use `match: first` so the earlier rule wins"
+            }
+            RuleError::RulesNotExhaustive { .. } => {
+                "add a rule for those values, or a `default:` zone"
+            }
+            RuleError::RuleUnreachable { .. } => {
+                "reorder the rules (specific before general) or fix the conditions"
+            }
+            RuleError::RulesEmpty => "add at least one rule",
+            RuleError::RulesTooLarge { .. } => "use fewer distinct thresholds",
+        };
+        StageError::data(format!("zoning rules: {e}")).with_hint(hint)
+    })?;
+    Ok(rs)
+}
+
+impl Stage for Zoning {
+    const KIND: &'static str = "zoning";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Assigns each unit a carbon-compensation zone from a rule table on index columns. Built-in \
+        schemes: `five_type` (default, first match wins: carbon_sink_functional ESC ≥ 1 and NCE ≤ 0; \
+        low_carbon_maintenance ESC ≥ 1 and ECC ≥ 1; carbon_intensity_control ESC ≥ 1 and ECC < 1; economic_development \
+        ESC < 1 and ECC ≥ 1; high_carbon_optimization ESC < 1 and ECC < 1), `quadrant` (ECC/ESC), `three_zone` \
+        (payment > band ≥ balanced ≥ −band > receiving on `value_column`), or custom `rules`. The table is checked at \
+        plan time: gaps (without `default`), overlaps under `match: unique` and rules that can never apply are errors \
+        naming the rules and an example point. With `clusters` wired every unit takes its cluster's zone: the \
+        area-weighted majority of its units' zones (`cluster_rule: majority`) or the zone of the cluster's mean values \
+        (`profile`).";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "scheme",
+            ty: "five_type | quadrant | three_zone | custom",
+            default: "five_type (custom when rules are given)",
+            doc: "the rule table",
+        },
+        ParamDoc {
+            name: "rules",
+            ty: "list of {zone, when: {column: condition | [conditions]}}",
+            default: "none",
+            doc: "custom rules, e.g. { zone: sink, when: { esc: \">= 1\", nce_t_c: \"<= 0\" } }",
+        },
+        ParamDoc {
+            name: "match",
+            ty: "first | unique",
+            default: "first",
+            doc: "first: the first matching rule wins; unique: overlapping rules are an error",
+        },
+        ParamDoc {
+            name: "default",
+            ty: "string",
+            default: "none",
+            doc: "zone of units no rule matches, or with a missing value; without it those are errors",
+        },
+        ParamDoc {
+            name: "value_column",
+            ty: "string",
+            default: "nce_t_c",
+            doc: "the column of three_zone",
+        },
+        ParamDoc {
+            name: "band",
+            ty: "number",
+            default: "0",
+            doc: "three_zone balance band: |value| ≤ band is balanced",
+        },
+        ParamDoc {
+            name: "cluster_rule",
+            ty: "majority | profile",
+            default: "majority",
+            doc: "with clusters: area-weighted majority of unit zones, or the zone of the cluster mean",
+        },
+        ParamDoc {
+            name: "area_column",
+            ty: "string",
+            default: "none",
+            doc: "unit area: weights the majority and is summed per zone",
+        },
+        ParamDoc {
+            name: "year",
+            ty: "integer",
+            default: "none",
+            doc: "the year to select when `table` has several",
+        },
+        ParamDoc {
+            name: "id_column",
+            ty: "string",
+            default: "unit_id",
+            doc: "the unit id column of `table`",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(params: &Params) -> Vec<Port> {
+        let mut columns = vec![params.id_column.clone()];
+        if let Ok(rs) = rule_set(params) {
+            columns.extend(rs.columns);
+        }
+        columns.extend(params.area_column.iter().cloned());
+        vec![
+            Port::required(
+                "table",
+                "one row per unit (or per unit × year, with `year:`) with the rule columns",
+            )
+            .with_columns(columns),
+            Port::optional(
+                "clusters",
+                "cluster labels (`unit_id`, `cluster`), e.g. a `cluster` stage's `labels`",
+            )
+            .with_columns(["unit_id", "cluster"]),
+        ]
+    }
+
+    fn outputs(params: &Params) -> Vec<OutputDecl> {
+        let mut zone_cols = vec!["unit_id".to_owned(), "zone".to_owned()];
+        if let Ok(rs) = rule_set(params) {
+            zone_cols.extend(rs.columns);
+        }
+        let mut summary_cols = vec!["zone".to_owned(), "units".to_owned()];
+        summary_cols.extend(params.area_column.iter().cloned());
+        vec![
+            OutputDecl::new("zones", "per unit: its zone and the values that decided it (with clusters: cluster, unit_zone and, for profile, the cluster means)")
+                .with_columns(zone_cols),
+            OutputDecl::new("summary", "per zone, in rule order: units, and sums of area and of ce_t_c, cs_t_c, nce_t_c when present")
+                .with_columns(summary_cols),
+        ]
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        if !params.band.is_finite() || params.band < 0.0 {
+            return Err(StageError::data(format!("`band` is {}", params.band))
+                .with_hint("give a band ≥ 0 in the value column's unit"));
+        }
+        rule_set(params).map(|_| ())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, _ctx: &StageContext) -> Result<Outputs, StageError> {
+        let rs = rule_set(params)?;
+        let table = select_year(inputs.table("table")?, "table", params.year)?;
+        let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
+        let table = take_rows(&table, &order)?;
+        let n = names.len();
+        let columns: Vec<Vec<f64>> = rs
+            .columns
+            .iter()
+            .map(|c| f64s(&table, "table", c))
+            .collect::<Result<_, _>>()?;
+        let zones = rs.zones();
+        let zone_index = |name: &str| {
+            zones
+                .iter()
+                .position(|z| z == name)
+                .expect("every rule's zone is listed")
+        };
+        // Each unit's own zone (an index into `zones`).
+        let mut unit_zone = Vec::with_capacity(n);
+        let mut values = vec![0.0; rs.columns.len()];
+        for i in 0..n {
+            for (v, col) in values.iter_mut().zip(&columns) {
+                *v = col[i];
+            }
+            unit_zone.push(
+                classify(&rs, &values, &names[i], params.year)?
+                    .map(|r| zone_index(&rs.rules[r].zone)),
+            );
+        }
+        let area = match &params.area_column {
+            Some(c) => {
+                let a = f64s(&table, "table", c)?;
+                if let Some(i) = a.iter().position(|x| !x.is_finite() || *x < 0.0) {
+                    return Err(StageError::data(format!(
+                        "`table`: unit `{}` has `{c}` = {}, not an area ≥ 0",
+                        names[i], a[i]
+                    ))
+                    .with_hint("fill the area of every unit"));
+                }
+                Some(a)
+            }
+            None => None,
+        };
+
+        let mut builder = TableBuilder::new().str("unit_id", &names);
+        let final_zone: Vec<usize> = if let Some(labels) = inputs.optional("clusters") {
+            let cluster = unit_clusters(labels, &names)?;
+            let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+            for (i, &c) in cluster.iter().enumerate() {
+                members.entry(c).or_default().push(i);
+            }
+            let mut cluster_zone: BTreeMap<i64, usize> = BTreeMap::new();
+            let mut cluster_means: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for (&c, units) in &members {
+                let zone = match params.cluster_rule {
+                    ClusterRule::Majority => {
+                        let votes: Vec<(usize, f64)> = units
+                            .iter()
+                            .filter_map(|&i| {
+                                unit_zone[i].map(|z| (z, area.as_ref().map_or(1.0, |a| a[i])))
+                            })
+                            .collect();
+                        majority(&votes, zones.len())
+                    }
+                    ClusterRule::Profile => {
+                        let means: Vec<f64> = columns
+                            .iter()
+                            .map(|col| mean_finite(units.iter().map(|&i| col[i])))
+                            .collect();
+                        let z = classify(
+                            &rs,
+                            &means,
+                            &format!("cluster {c} (mean profile)"),
+                            params.year,
+                        )?
+                        .map(|r| zone_index(&rs.rules[r].zone));
+                        cluster_means.insert(c, means);
+                        z
+                    }
+                };
+                let Some(zone) = zone.or_else(|| rs.default.as_deref().map(zone_index)) else {
+                    return Err(StageError::data(format!("cluster {c}: no unit has a zone"))
+                        .with_hint("give a `default:` zone"));
+                };
+                cluster_zone.insert(c, zone);
+            }
+            let zone_names: Vec<&str> = cluster
+                .iter()
+                .map(|c| zones[cluster_zone[c]].as_str())
+                .collect();
+            let own: Vec<&str> = unit_zone
+                .iter()
+                .map(|z| z.map_or("", |z| zones[z].as_str()))
+                .collect();
+            builder = builder
+                .i64("cluster", cluster.clone())
+                .str("zone", &zone_names)
+                .str("unit_zone", &own);
+            for (j, (name, col)) in rs.columns.iter().zip(&columns).enumerate() {
+                builder = builder.f64_opt(
+                    name,
+                    col.iter().map(|v| v.is_finite().then_some(*v)).collect(),
+                );
+                if params.cluster_rule == ClusterRule::Profile {
+                    builder = builder.f64(
+                        &format!("{name}_cluster_mean"),
+                        cluster.iter().map(|c| cluster_means[c][j]).collect(),
+                    );
+                }
+            }
+            cluster.iter().map(|c| cluster_zone[c]).collect()
+        } else {
+            let finals: Vec<usize> = unit_zone
+                .iter()
+                .map(|z| {
+                    z.or_else(|| rs.default.as_deref().map(zone_index))
+                        .expect("classify errs when neither a rule nor a default applies")
+                })
+                .collect();
+            let zone_names: Vec<&str> = finals.iter().map(|&z| zones[z].as_str()).collect();
+            builder = builder.str("zone", &zone_names);
+            for (name, col) in rs.columns.iter().zip(&columns) {
+                builder = builder.f64_opt(
+                    name,
+                    col.iter().map(|v| v.is_finite().then_some(*v)).collect(),
+                );
+            }
+            finals
+        };
+        let zones_table = builder.build()?;
+        let summary = summary(
+            &table,
+            &zones,
+            &final_zone,
+            params.area_column.as_deref(),
+            area.as_deref(),
+        )?;
+        Ok(vec![
+            ("zones".to_owned(), zones_table),
+            ("summary".to_owned(), summary),
+        ])
+    }
+}
+
+/// The rule index for one unit's values, `None` for the default zone. A missing value takes
+/// the default zone, or is an error naming the unit and column.
+fn classify(
+    rs: &RuleSet,
+    values: &[f64],
+    unit: &str,
+    year: Option<i64>,
+) -> Result<Option<usize>, StageError> {
+    if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+        if rs.default.is_some() {
+            return Ok(None);
+        }
+        let when = year.map_or_else(String::new, |y| format!(" in year {y}"));
+        return Err(StageError::data(format!(
+            "`table`: unit `{unit}` has no value for `{}`{when}, so no zone rule can be applied",
+            rs.columns[j]
+        ))
+        .with_hint("fill the value, or give a `default:` zone for such units"));
+    }
+    match rs.classify(values) {
+        Some(r) => Ok(Some(r)),
+        None if rs.default.is_some() => Ok(None),
+        None => Err(StageError::internal(format!(
+            "unit `{unit}` matches no zone rule although the rules were checked as exhaustive"
+        ))),
+    }
+}
+
+fn mean_finite(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut count) = (0.0, 0u32);
+    for v in values.filter(|v| v.is_finite()) {
+        sum += v;
+        count += 1;
+    }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / f64::from(count)
+    }
+}
+
+/// The cluster of each unit (in `names` order) from a labels table.
+fn unit_clusters(labels: &RecordBatch, names: &[String]) -> Result<Vec<i64>, StageError> {
+    let ids = ids(labels, "clusters", "unit_id")?;
+    let clusters = i64s(labels, "clusters", "cluster")?;
+    let map: BTreeMap<&str, i64> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(clusters.iter().copied())
+        .collect();
+    names
+        .iter()
+        .map(|n| {
+            map.get(n.as_str()).copied().ok_or_else(|| {
+                StageError::data(format!("`clusters` has no cluster for unit `{n}`"))
+                    .with_hint("cluster the same units (and year) as the zoning table")
+            })
+        })
+        .collect()
+}
+
+/// Per zone in rule order: units, area and the carbon sums present in the table.
+fn summary(
+    table: &RecordBatch,
+    zones: &[String],
+    final_zone: &[usize],
+    area_name: Option<&str>,
+    area: Option<&[f64]>,
+) -> Result<RecordBatch, StageError> {
+    let k = zones.len();
+    let mut units = vec![0i64; k];
+    for &z in final_zone {
+        units[z] += 1;
+    }
+    let mut b = TableBuilder::new().str("zone", zones).i64("units", units);
+    let sum_by_zone = |values: &[f64]| {
+        let mut s = vec![0.0; k];
+        for (i, &z) in final_zone.iter().enumerate() {
+            s[z] += values[i];
+        }
+        s
+    };
+    if let (Some(name), Some(a)) = (area_name, area) {
+        b = b.f64(name, sum_by_zone(a));
+    }
+    for col in SUMMED {
+        if has_column(table, col) {
+            let v = f64s(table, "table", col)?;
+            b = b.f64_opt(
+                col,
+                sum_by_zone(&v)
+                    .into_iter()
+                    .map(|s| s.is_finite().then_some(s))
+                    .collect(),
+            );
+        }
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::strings;
+
+    fn prepare(
+        params: serde_json::Value,
+    ) -> Result<Box<dyn crate::engine::stage::PreparedStage>, StageError> {
+        Entry::<Zoning>::new().prepare(params)
+    }
+
+    fn run(
+        params: serde_json::Value,
+        table: RecordBatch,
+        clusters: Option<RecordBatch>,
+    ) -> Result<Outputs, StageError> {
+        let prepared = prepare(params)?;
+        let mut tables = BTreeMap::new();
+        tables.insert("table".to_owned(), table);
+        if let Some(c) = clusters {
+            tables.insert("clusters".to_owned(), c);
+        }
+        let ctx = StageContext::new("zones", std::path::Path::new("."), BTreeMap::new());
+        prepared.run(&Inputs::new(tables), &ctx)
+    }
+
+    /// Five units, one per five-type zone (worked through the rules in order):
+    /// a: ESC 1.2, NCE −3 → sink functional (rule 1, even though ECC 1.5 ≥ 1);
+    /// b: ESC 1.1, NCE 2, ECC 1.3 → low-carbon maintenance; c: ESC 1.0, NCE 5, ECC 0.8 →
+    /// intensity control; d: ESC 0.5, ECC 2.0 → economic development; e: ESC 0.3, ECC 0.4 →
+    /// high-carbon optimization.
+    fn indices() -> RecordBatch {
+        TableBuilder::new()
+            .str("unit_id", &["e", "d", "c", "b", "a"])
+            .f64("ecc", vec![0.4, 2.0, 0.8, 1.3, 1.5])
+            .f64("esc", vec![0.3, 0.5, 1.0, 1.1, 1.2])
+            .f64("ce_t_c", vec![10.0, 20.0, 30.0, 40.0, 50.0])
+            .f64("cs_t_c", vec![1.0, 2.0, 25.0, 38.0, 53.0])
+            .f64("nce_t_c", vec![9.0, 18.0, 5.0, 2.0, -3.0])
+            .f64("area_km2", vec![100.0, 200.0, 300.0, 400.0, 500.0])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn five_type_assigns_every_zone() {
+        let out = run(serde_json::json!({}), indices(), None).unwrap();
+        let zones = &out[0].1;
+        assert_eq!(
+            strings(zones, "zones", "unit_id").unwrap(),
+            vec!["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(
+            strings(zones, "zones", "zone").unwrap(),
+            vec![
+                "carbon_sink_functional",
+                "low_carbon_maintenance",
+                "carbon_intensity_control",
+                "economic_development",
+                "high_carbon_optimization"
+            ]
+        );
+        // The deciding values come along.
+        assert_eq!(
+            f64s(zones, "zones", "esc").unwrap(),
+            vec![1.2, 1.1, 1.0, 0.5, 0.3]
+        );
+        let summary = &out[1].1;
+        assert_eq!(
+            i64s(summary, "summary", "units").unwrap(),
+            vec![1, 1, 1, 1, 1]
+        );
+        assert_eq!(
+            f64s(summary, "summary", "nce_t_c").unwrap(),
+            vec![-3.0, 2.0, 5.0, 18.0, 9.0]
+        );
+    }
+
+    #[test]
+    fn quadrant_and_three_zone_presets() {
+        let out = run(serde_json::json!({ "scheme": "quadrant" }), indices(), None).unwrap();
+        // a: ECC 1.5, ESC 1.2 → maintenance; c: ECC 0.8, ESC 1.0 → sink functional.
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap(),
+            vec![
+                "low_carbon_maintenance",
+                "low_carbon_maintenance",
+                "carbon_sink_functional",
+                "economic_development",
+                "high_carbon_optimization"
+            ]
+        );
+        let out = run(
+            serde_json::json!({ "scheme": "three_zone", "band": 4 }),
+            indices(),
+            None,
+        )
+        .unwrap();
+        // NCE −3, 2 → balanced (|x| ≤ 4); 5, 18, 9 → payment.
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap(),
+            vec!["balanced", "balanced", "payment", "payment", "payment"]
+        );
+        assert_eq!(
+            strings(&out[1].1, "summary", "zone").unwrap(),
+            vec!["payment", "balanced", "receiving"]
+        );
+        assert_eq!(i64s(&out[1].1, "summary", "units").unwrap(), vec![3, 2, 0]);
+    }
+
+    #[test]
+    fn clusters_by_majority_and_by_profile() {
+        // Clusters {a, b, c} and {d, e}.
+        let labels = TableBuilder::new()
+            .str("unit_id", &["a", "b", "c", "d", "e"])
+            .i64("cluster", vec![1, 1, 1, 2, 2])
+            .build()
+            .unwrap();
+        // Majority by area: a 500 (sink), b 400 (maintenance), c 300 (control) → sink;
+        // d 200 (economic) vs e 100 (high-carbon) → economic development.
+        let out = run(
+            serde_json::json!({ "area_column": "area_km2" }),
+            indices(),
+            Some(labels.clone()),
+        )
+        .unwrap();
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap(),
+            vec![
+                "carbon_sink_functional",
+                "carbon_sink_functional",
+                "carbon_sink_functional",
+                "economic_development",
+                "economic_development"
+            ]
+        );
+        assert_eq!(
+            strings(&out[0].1, "zones", "unit_zone").unwrap()[1],
+            "low_carbon_maintenance"
+        );
+        assert_eq!(
+            f64s(&out[1].1, "summary", "area_km2").unwrap(),
+            vec![1200.0, 0.0, 0.0, 300.0, 0.0]
+        );
+        // Profile: cluster 1 means ESC 1.1, NCE 4/3, ECC 3.6/3 = 1.2 → maintenance;
+        // cluster 2 means ESC 0.4, ECC 1.2 → economic development.
+        let out = run(
+            serde_json::json!({ "cluster_rule": "profile" }),
+            indices(),
+            Some(labels),
+        )
+        .unwrap();
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap()[0],
+            "low_carbon_maintenance"
+        );
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap()[4],
+            "economic_development"
+        );
+        assert!((f64s(&out[0].1, "zones", "ecc_cluster_mean").unwrap()[0] - 1.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn custom_rules_and_their_errors() {
+        let rules = serde_json::json!([
+            { "zone": "sink", "when": { "esc": ">= 1", "nce_t_c": "<= 0" } },
+            { "zone": "mid", "when": { "esc": [">= 0.5", "< 1"] } },
+        ]);
+        // Not exhaustive: esc < 0.5 (and esc ≥ 1 with nce > 0) is uncovered.
+        let err = prepare(serde_json::json!({ "rules": rules }))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("no rule matches"), "{}", err.message);
+        assert!(err.hint.unwrap().contains("default"));
+        // With a default zone it is accepted, and applied.
+        let out = run(
+            serde_json::json!({ "rules": rules, "default": "other" }),
+            indices(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            strings(&out[0].1, "zones", "zone").unwrap(),
+            vec!["sink", "other", "other", "mid", "other"]
+        );
+        // Overlap under `match: unique` names both rules and a point.
+        let overlapping = serde_json::json!([{ "zone": "hi", "when": { "esc": ">= 1" } }, { "zone": "lo", "when": { "esc": "<= 1" } }]);
+        let err = prepare(serde_json::json!({ "rules": overlapping, "match": "unique" }))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("rules 1 (`hi`) and 2 (`lo`) overlap")
+                && err.message.contains("esc = 1"),
+            "{}",
+            err.message
+        );
+        // A bad condition names the rule and column.
+        let bad = serde_json::json!([{ "zone": "x", "when": { "esc": "big" } }]);
+        let err = prepare(serde_json::json!({ "rules": bad })).err().unwrap();
+        assert!(
+            err.message.contains("rule 1 (`x`), column `esc`"),
+            "{}",
+            err.message
+        );
+        // Rules with a built-in scheme are refused.
+        assert!(
+            prepare(serde_json::json!({ "scheme": "quadrant", "rules": overlapping })).is_err()
+        );
+        // Shadowed rule.
+        let shadowed = serde_json::json!([{ "zone": "all", "when": {} }, { "zone": "never", "when": { "esc": ">= 1" } }]);
+        let err = prepare(serde_json::json!({ "rules": shadowed }))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("rule 2 (`never`) can never apply"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn missing_value_is_an_error_naming_the_unit() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .f64("ecc", vec![1.0])
+            .f64("esc", vec![f64::NAN])
+            .f64("nce_t_c", vec![1.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), t, None).unwrap_err();
+        assert!(
+            err.message.contains("`a`") && err.message.contains("`esc`"),
+            "{}",
+            err.message
+        );
+    }
+}
