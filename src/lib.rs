@@ -1,5 +1,6 @@
 //! `pipeline`: reproducible regional carbon-budget studies as YAML-defined, cached DAGs of stages.
 
+pub mod demo;
 pub mod engine;
 pub mod io;
 pub mod methods;
