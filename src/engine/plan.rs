@@ -155,7 +155,8 @@ pub fn build(
             ))
             .at(
                 src,
-                src.find_text(stage.line, &stage.kind)
+                src.find_key(stage.line, "kind")
+                    .and_then(|k| src.find_text(k.line, &stage.kind))
                     .or_else(|| src.find_key(stage.line, "kind")),
             )
             .with_hint(hint));
