@@ -2,3 +2,4 @@
 
 pub mod parquet;
 pub mod wkb;
+pub mod geotiff;

@@ -41,13 +41,15 @@ pub const MAX_CODES: usize = 1024;
 const NEW: u16 = u16::MAX;
 const COPIES: usize = 4;
 
-/// A rectangle of the raster held in memory, row-major, `width` pixels a row.
+/// A rectangle of the raster held in memory, row-major, rows `stride` pixels apart
+/// (`stride ≥ width`: a padded edge tile keeps its padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub col0: usize,
     pub row0: usize,
     pub width: usize,
     pub height: usize,
+    pub stride: usize,
 }
 
 /// One count of a window: `pixels` of value `code` in unit `unit`, covering `area_m2`
@@ -136,7 +138,7 @@ impl Histogrammer {
 
     /// Counts the pixels of one window that fall in units' spans.
     ///
-    /// `data` holds the window's pixels row-major (`window.width` a row). `row_area_m2`, when
+    /// `data` holds the window's pixels row-major (`window.stride` apart). `row_area_m2`, when
     /// given, is the pixel area of every raster row (lon/lat grids); without it areas are left 0
     /// and the caller multiplies counts by the constant pixel area. Returns counts sorted by
     /// unit, then value.
@@ -159,7 +161,7 @@ impl Histogrammer {
     /// let spans = rasterize(&grid, &[unit]);
     /// let data: [u8; 8] = [1, 1, 2, 2, 1, 3, 3, 2];
     /// let mut h = Histogrammer::new::<u8>(1);
-    /// let counts = h.count(&spans, Window { col0: 0, row0: 0, width: 4, height: 2 }, &data, None).unwrap();
+    /// let counts = h.count(&spans, Window { col0: 0, row0: 0, width: 4, height: 2, stride: 4 }, &data, None).unwrap();
     /// let pairs: Vec<(u32, u64)> = counts.iter().map(|c| (c.code, c.pixels)).collect();
     /// assert_eq!(pairs, vec![(1, 3), (2, 1), (3, 2)]);
     /// ```
@@ -170,7 +172,10 @@ impl Histogrammer {
         data: &[T],
         row_area_m2: Option<&[f64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
-        assert!(data.len() >= window.width * window.height, "window data holds width × height pixels");
+        assert!(
+            window.height == 0 || data.len() >= window.stride * (window.height - 1) + window.width,
+            "window data holds its rows"
+        );
         let c0 = u32::try_from(window.col0).expect("columns fit u32");
         let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
         let mut current: Option<u32> = None;
@@ -180,7 +185,7 @@ impl Histogrammer {
                 break;
             }
             let area = row_area_m2.map(|a| a[r]);
-            let row = &data[wr * window.width..(wr + 1) * window.width];
+            let row = &data[wr * window.stride..wr * window.stride + window.width];
             for span in spans.row_window(r, c0, c1) {
                 let a = span.x0.max(c0);
                 let b = span.x1.min(c1);
@@ -261,7 +266,7 @@ mod tests {
         // Two windows of 4 and 2 columns (like tiles with a partial last one).
         for (col0, width) in [(0usize, 4usize), (4, 2)] {
             let data: Vec<u16> = (0..3).flat_map(|r| (col0..col0 + width).map(move |c| px(c, r))).collect();
-            let w = Window { col0, row0: 0, width, height: 3 };
+            let w = Window { col0, row0: 0, width, height: 3, stride: width };
             for c in h.count(&spans, w, &data, Some(&row_area)).unwrap() {
                 total[c.code as usize].0 += c.pixels;
                 total[c.code as usize].1 += c.area_m2;
@@ -278,7 +283,7 @@ mod tests {
         let spans = rasterize(&grid, &[unit]);
         let data: Vec<u16> = (0..2000).collect();
         let mut h = Histogrammer::new::<u16>(1);
-        let w = Window { col0: 0, row0: 0, width: 2000, height: 1 };
+        let w = Window { col0: 0, row0: 0, width: 2000, height: 1, stride: 2000 };
         assert_eq!(h.count(&spans, w, &data, None).unwrap_err(), TooManyCodes);
     }
 }
