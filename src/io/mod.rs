@@ -1,5 +1,5 @@
 //! The edges: file formats to and from Arrow tables and domain types. Knows formats, not carbon.
 
+pub mod geotiff;
 pub mod parquet;
 pub mod wkb;
-pub mod geotiff;

@@ -88,8 +88,15 @@ pub struct Scheme {
 
 impl Scheme {
     /// A scheme from explicit pairs; `None` marks an excluded (fill) code.
-    pub fn from_pairs(name: impl Into<String>, pairs: impl IntoIterator<Item = (i64, Option<LandClass>)>) -> Scheme {
-        Scheme { name: name.into(), map: pairs.into_iter().collect(), third_level_by_prefix: false }
+    pub fn from_pairs(
+        name: impl Into<String>,
+        pairs: impl IntoIterator<Item = (i64, Option<LandClass>)>,
+    ) -> Scheme {
+        Scheme {
+            name: name.into(),
+            map: pairs.into_iter().collect(),
+            third_level_by_prefix: false,
+        }
     }
 
     /// A built-in scheme by name: `clcd`, `cnlucc` or `igbp`.
@@ -120,10 +127,12 @@ impl Scheme {
         match self.map.get(&code) {
             Some(Some(c)) => CodeClass::Class(*c),
             Some(None) => CodeClass::Excluded,
-            None if self.third_level_by_prefix && (100..1000).contains(&code) => match self.map.get(&(code / 10)) {
-                Some(Some(c)) if code / 10 >= 10 => CodeClass::Class(*c),
-                _ => CodeClass::Unmapped,
-            },
+            None if self.third_level_by_prefix && (100..1000).contains(&code) => {
+                match self.map.get(&(code / 10)) {
+                    Some(Some(c)) if code / 10 >= 10 => CodeClass::Class(*c),
+                    _ => CodeClass::Unmapped,
+                }
+            }
             None => CodeClass::Unmapped,
         }
     }
@@ -215,8 +224,16 @@ pub fn igbp() -> Scheme {
     use LandClass::{Construction, Cultivated, Forest, Grassland, Unused, Water};
     let mut pairs = vec![(0, Some(Water)), (255, None)];
     pairs.extend((1..=8).map(|c| (c, Some(Forest))));
-    pairs.extend([(9, Some(Grassland)), (10, Some(Grassland)), (11, Some(Water))]);
-    pairs.extend([(12, Some(Cultivated)), (13, Some(Construction)), (14, Some(Cultivated))]);
+    pairs.extend([
+        (9, Some(Grassland)),
+        (10, Some(Grassland)),
+        (11, Some(Water)),
+    ]);
+    pairs.extend([
+        (12, Some(Cultivated)),
+        (13, Some(Construction)),
+        (14, Some(Cultivated)),
+    ]);
     pairs.extend([(15, Some(Unused)), (16, Some(Unused))]);
     Scheme::from_pairs("igbp", pairs)
 }
@@ -226,7 +243,9 @@ pub fn igbp() -> Scheme {
 pub enum SchemeError {
     #[error("line {line}: code `{code}` is not a whole number")]
     CodeInvalid { line: usize, code: String },
-    #[error("line {line}: class `{class}` is not one of cultivated, forest, grassland, water, construction, unused, excluded")]
+    #[error(
+        "line {line}: class `{class}` is not one of cultivated, forest, grassland, water, construction, unused, excluded"
+    )]
     ClassUnknown { line: usize, class: String },
     #[error("line {line}: code {code} is listed twice")]
     CodeDuplicate { line: usize, code: i64 },
@@ -236,14 +255,25 @@ pub enum SchemeError {
 
 /// Builds a scheme from `(line, code, class)` text rows of a user table; the class may also
 /// be `excluded` (or `nodata`) for fill codes.
-pub fn scheme_from_rows(name: &str, rows: &[(usize, String, String)]) -> Result<Scheme, SchemeError> {
+pub fn scheme_from_rows(
+    name: &str,
+    rows: &[(usize, String, String)],
+) -> Result<Scheme, SchemeError> {
     let mut map = BTreeMap::new();
     for (line, code, class) in rows {
         let line = *line;
-        let code_v: i64 = code.trim().parse().map_err(|_| SchemeError::CodeInvalid { line, code: code.clone() })?;
+        let code_v: i64 = code.trim().parse().map_err(|_| SchemeError::CodeInvalid {
+            line,
+            code: code.clone(),
+        })?;
         let class_v = match class.trim().to_ascii_lowercase().as_str() {
             "excluded" | "nodata" | "none" => None,
-            other => Some(LandClass::parse(other).ok_or_else(|| SchemeError::ClassUnknown { line, class: class.clone() })?),
+            other => Some(
+                LandClass::parse(other).ok_or_else(|| SchemeError::ClassUnknown {
+                    line,
+                    class: class.clone(),
+                })?,
+            ),
         };
         if map.insert(code_v, class_v).is_some() {
             return Err(SchemeError::CodeDuplicate { line, code: code_v });
@@ -260,9 +290,22 @@ mod tests {
     fn builtin_tables_follow_the_published_class_lists() {
         // CLCD table (domain §7.2): 1 crop, 2 forest, 3 shrub, 4 grass, 5 water, 6 snow, 7 barren,
         // 8 impervious, 9 wetland.
-        let expect = ["cultivated", "forest", "forest", "grassland", "water", "unused", "unused", "construction", "water"];
+        let expect = [
+            "cultivated",
+            "forest",
+            "forest",
+            "grassland",
+            "water",
+            "unused",
+            "unused",
+            "construction",
+            "water",
+        ];
         for (i, name) in expect.iter().enumerate() {
-            assert_eq!(clcd().classify(i as i64 + 1), CodeClass::Class(LandClass::parse(name).unwrap()));
+            assert_eq!(
+                clcd().classify(i as i64 + 1),
+                CodeClass::Class(LandClass::parse(name).unwrap())
+            );
         }
         assert_eq!(clcd().classify(0), CodeClass::Excluded);
         assert_eq!(clcd().classify(10), CodeClass::Unmapped);
@@ -292,20 +335,39 @@ mod tests {
             (16, "unused"),
         ];
         for (code, name) in expect {
-            assert_eq!(g.classify(code), CodeClass::Class(LandClass::parse(name).unwrap()), "igbp {code}");
+            assert_eq!(
+                g.classify(code),
+                CodeClass::Class(LandClass::parse(name).unwrap()),
+                "igbp {code}"
+            );
         }
         assert_eq!(g.classify(17), CodeClass::Unmapped);
     }
 
     #[test]
     fn user_rows_are_validated() {
-        let rows = vec![(2, "7".to_owned(), "Forest".to_owned()), (3, "0".to_owned(), "nodata".to_owned())];
+        let rows = vec![
+            (2, "7".to_owned(), "Forest".to_owned()),
+            (3, "0".to_owned(), "nodata".to_owned()),
+        ];
         let s = scheme_from_rows("my.csv", &rows).unwrap();
         assert_eq!(s.classify(7), CodeClass::Class(LandClass::Forest));
         assert_eq!(s.classify(0), CodeClass::Excluded);
         let bad = vec![(4, "7".to_owned(), "wetland".to_owned())];
-        assert_eq!(scheme_from_rows("x", &bad).unwrap_err(), SchemeError::ClassUnknown { line: 4, class: "wetland".into() });
-        let dup = vec![(2, "7".to_owned(), "forest".to_owned()), (3, "7".to_owned(), "water".to_owned())];
-        assert_eq!(scheme_from_rows("x", &dup).unwrap_err(), SchemeError::CodeDuplicate { line: 3, code: 7 });
+        assert_eq!(
+            scheme_from_rows("x", &bad).unwrap_err(),
+            SchemeError::ClassUnknown {
+                line: 4,
+                class: "wetland".into()
+            }
+        );
+        let dup = vec![
+            (2, "7".to_owned(), "forest".to_owned()),
+            (3, "7".to_owned(), "water".to_owned()),
+        ];
+        assert_eq!(
+            scheme_from_rows("x", &dup).unwrap_err(),
+            SchemeError::CodeDuplicate { line: 3, code: 7 }
+        );
     }
 }

@@ -84,12 +84,15 @@ mod tests {
         let e = e2.sqrt();
         let q = |phi: f64| {
             let s = phi.sin();
-            (1.0 - e2) * (s / (1.0 - e2 * s * s) - (1.0 / (2.0 * e)) * ((1.0 - e * s) / (1.0 + e * s)).ln())
+            (1.0 - e2)
+                * (s / (1.0 - e2 * s * s)
+                    - (1.0 / (2.0 * e)) * ((1.0 - e * s) / (1.0 + e * s)).ln())
         };
         let qp = q(std::f64::consts::FRAC_PI_2);
         let rq2 = a * a * qp / 2.0;
         let beta = |phi: f64| (q(phi) / qp).asin();
-        (dlon.to_radians() * rq2 * (beta(lat2.to_radians()).sin() - beta(lat1.to_radians()).sin())).abs()
+        (dlon.to_radians() * rq2 * (beta(lat2.to_radians()).sin() - beta(lat1.to_radians()).sin()))
+            .abs()
     }
 
     #[test]
@@ -108,9 +111,15 @@ mod tests {
         ];
         for (lat1, lat2, dlon, expect) in pyproj {
             let got = quadrangle_area_m2(lat1, lat2, dlon);
-            assert!(((got - expect) / expect).abs() < 1e-6, "lat {lat1}: {got} vs pyproj {expect}");
+            assert!(
+                ((got - expect) / expect).abs() < 1e-6,
+                "lat {lat1}: {got} vs pyproj {expect}"
+            );
             let auth = authalic_area_m2(lat1, lat2, dlon);
-            assert!(((got - auth) / auth).abs() < 1e-9, "lat {lat1}: {got} vs authalic {auth}");
+            assert!(
+                ((got - auth) / auth).abs() < 1e-9,
+                "lat {lat1}: {got} vs authalic {auth}"
+            );
         }
         // A 30 m-class pixel (0.00025°) in Henan: check against the authalic route.
         let got = quadrangle_area_m2(34.0, 34.00025, 0.00025);

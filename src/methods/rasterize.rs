@@ -32,7 +32,12 @@ impl Grid {
     /// The extent `(xmin, ymin, xmax, ymax)`.
     pub fn extent(&self) -> (f64, f64, f64, f64) {
         let y1 = self.y0 + self.height as f64 * self.dy;
-        (self.x0, self.y0.min(y1), self.x0 + self.width as f64 * self.dx, self.y0.max(y1))
+        (
+            self.x0,
+            self.y0.min(y1),
+            self.x0 + self.width as f64 * self.dx,
+            self.y0.max(y1),
+        )
     }
 }
 
@@ -69,7 +74,11 @@ impl Spans {
     pub fn row_window(&self, r: usize, c0: u32, c1: u32) -> &[Span] {
         let row = self.row(r);
         let end = row.partition_point(|s| s.x0 < c1);
-        let start = if self.disjoint[r] { row[..end].partition_point(|s| s.x1 <= c0) } else { 0 };
+        let start = if self.disjoint[r] {
+            row[..end].partition_point(|s| s.x1 <= c0)
+        } else {
+            0
+        };
         &row[start..end]
     }
 
@@ -136,9 +145,18 @@ pub fn rasterize(grid: &Grid, units: &[MultiPolygon<f64>]) -> Spans {
         row_start[r + 1] += row_start[r];
     }
     let spans: Vec<Span> = all.into_iter().map(|(_, s)| s).collect();
-    let disjoint =
-        (0..grid.height).map(|r| spans[row_start[r]..row_start[r + 1]].windows(2).all(|w| w[0].x1 <= w[1].x0)).collect();
-    Spans { row_start, spans, disjoint }
+    let disjoint = (0..grid.height)
+        .map(|r| {
+            spans[row_start[r]..row_start[r + 1]]
+                .windows(2)
+                .all(|w| w[0].x1 <= w[1].x0)
+        })
+        .collect();
+    Spans {
+        row_start,
+        spans,
+        disjoint,
+    }
 }
 
 /// The spans of one unit, as (row, span).
@@ -158,7 +176,9 @@ fn unit_spans(grid: &Grid, mp: &MultiPolygon<f64>, unit: u32) -> Vec<(u32, Span)
             for k in 0..pts.len() {
                 let p = pts[k];
                 let q = pts[(k + 1) % pts.len()];
-                if !(p.x.is_finite() && p.y.is_finite() && q.x.is_finite() && q.y.is_finite()) || p.y == q.y {
+                if !(p.x.is_finite() && p.y.is_finite() && q.x.is_finite() && q.y.is_finite())
+                    || p.y == q.y
+                {
                     continue;
                 }
                 let (tp, tq) = (t_of(p.y), t_of(q.y));
@@ -197,7 +217,14 @@ fn unit_spans(grid: &Grid, mp: &MultiPolygon<f64>, unit: u32) -> Vec<(u32, Span)
         let c1 = ub.ceil().min(width);
         if c0 < c1 {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            out.push((r, Span { x0: c0 as u32, x1: c1 as u32, unit }));
+            out.push((
+                r,
+                Span {
+                    x0: c0 as u32,
+                    x1: c1 as u32,
+                    unit,
+                },
+            ));
         }
         i += 2;
     }
@@ -211,7 +238,14 @@ mod tests {
 
     fn grid10() -> Grid {
         // 10 × 10 unit pixels, x 0..10, y 10 (top) .. 0.
-        Grid { x0: 0.0, y0: 10.0, dx: 1.0, dy: -1.0, width: 10, height: 10 }
+        Grid {
+            x0: 0.0,
+            y0: 10.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 10,
+            height: 10,
+        }
     }
 
     #[test]
@@ -239,9 +273,14 @@ mod tests {
         // Two rectangles sharing x = 4.5 (through the centres of column 4): the centre 4.5 is on
         // the left edge of the right unit, so it goes right. Left: columns 0..3 (4 cols),
         // right 4..9 (6 cols; it extends to x = 30, clipped), rows 0..9 (10 rows).
-        let left = polygon![(x: -5.0, y: 0.0), (x: 4.5, y: 0.0), (x: 4.5, y: 10.0), (x: -5.0, y: 10.0)];
-        let right = polygon![(x: 4.5, y: 0.0), (x: 30.0, y: 0.0), (x: 30.0, y: 10.0), (x: 4.5, y: 10.0)];
-        let spans = rasterize(&grid10(), &[MultiPolygon(vec![left]), MultiPolygon(vec![right])]);
+        let left =
+            polygon![(x: -5.0, y: 0.0), (x: 4.5, y: 0.0), (x: 4.5, y: 10.0), (x: -5.0, y: 10.0)];
+        let right =
+            polygon![(x: 4.5, y: 0.0), (x: 30.0, y: 0.0), (x: 30.0, y: 10.0), (x: 4.5, y: 10.0)];
+        let spans = rasterize(
+            &grid10(),
+            &[MultiPolygon(vec![left]), MultiPolygon(vec![right])],
+        );
         assert_eq!(spans.pixels_per_unit(2), vec![40, 60]);
         // Far outside: nothing.
         let away = polygon![(x: 50.0, y: 50.0), (x: 51.0, y: 50.0), (x: 51.0, y: 51.0)];
@@ -257,7 +296,14 @@ mod tests {
         let b = polygon![(x: 3.0, y: 0.0), (x: 10.0, y: 0.0), (x: 10.0, y: 1.0), (x: 3.0, y: 1.0)];
         let spans = rasterize(&grid10(), &[MultiPolygon(vec![a]), MultiPolygon(vec![b])]);
         // Bottom row 9: unit 0 columns 0..6, unit 1 columns 3..10 (overlapping: both counted).
-        assert_eq!(spans.row_window(9, 7, 10).iter().filter(|s| s.x1 > 7).count(), 1);
+        assert_eq!(
+            spans
+                .row_window(9, 7, 10)
+                .iter()
+                .filter(|s| s.x1 > 7)
+                .count(),
+            1
+        );
         assert_eq!(spans.row_window(9, 4, 5).len(), 2);
         assert!(spans.rows_empty(0, 9));
     }

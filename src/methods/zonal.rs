@@ -101,7 +101,8 @@ impl Histogrammer {
             return Err(TooManyCodes);
         }
         let bin = u16::try_from(self.codes.len()).expect("MAX_CODES < 2^16");
-        self.codes.push(u32::try_from(value).expect("pixel values fit u32"));
+        self.codes
+            .push(u32::try_from(value).expect("pixel values fit u32"));
         self.lut[value] = bin;
         Ok(bin)
     }
@@ -112,7 +113,11 @@ impl Histogrammer {
         let u = unit as usize;
         let slot_index = if self.slot_of_unit[u] == u32::MAX {
             self.slot_of_unit[u] = u32::try_from(self.slots.len()).expect("fewer than 2^32 units");
-            self.slots.push(Slot { unit, pixels: Vec::new(), area_m2: Vec::new() });
+            self.slots.push(Slot {
+                unit,
+                pixels: Vec::new(),
+                area_m2: Vec::new(),
+            });
             self.slots.len() - 1
         } else {
             self.slot_of_unit[u] as usize
@@ -122,8 +127,12 @@ impl Histogrammer {
             slot.pixels.resize(n_bins, 0);
             slot.area_m2.resize(n_bins, 0.0);
         }
-        for (b, quad) in self.local[..COPIES * n_bins].chunks_exact_mut(COPIES).enumerate() {
-            let n = u64::from(quad[0]) + u64::from(quad[1]) + u64::from(quad[2]) + u64::from(quad[3]);
+        for (b, quad) in self.local[..COPIES * n_bins]
+            .chunks_exact_mut(COPIES)
+            .enumerate()
+        {
+            let n =
+                u64::from(quad[0]) + u64::from(quad[1]) + u64::from(quad[2]) + u64::from(quad[3]);
             if n != 0 {
                 quad.fill(0);
                 slot.pixels[b] += n;
@@ -235,7 +244,12 @@ impl Histogrammer {
             let start = out.len();
             for (b, &n) in slot.pixels.iter().enumerate() {
                 if n != 0 {
-                    out.push(Count { unit: slot.unit, code: self.codes[b], pixels: n, area_m2: slot.area_m2[b] });
+                    out.push(Count {
+                        unit: slot.unit,
+                        code: self.codes[b],
+                        pixels: n,
+                        area_m2: slot.area_m2[b],
+                    });
                 }
             }
             out[start..].sort_unstable_by_key(|c| c.code);
@@ -256,8 +270,17 @@ mod tests {
     fn windows_add_up_to_the_whole_and_weights_rows() {
         // 6 × 3 raster, values v = (col + row) % 3 (u16), one unit covering everything.
         //   row 0: 0 1 2 0 1 2   row 1: 1 2 0 1 2 0   row 2: 2 0 1 2 0 1 → 6 of each value.
-        let grid = Grid { x0: 0.0, y0: 3.0, dx: 1.0, dy: -1.0, width: 6, height: 3 };
-        let unit = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 6.0, y: 0.0), (x: 6.0, y: 3.0), (x: 0.0, y: 3.0)]]);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 3.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 6,
+            height: 3,
+        };
+        let unit = MultiPolygon(vec![
+            polygon![(x: 0.0, y: 0.0), (x: 6.0, y: 0.0), (x: 6.0, y: 3.0), (x: 0.0, y: 3.0)],
+        ]);
         let spans = rasterize(&grid, &[unit]);
         let px = |c: usize, r: usize| ((c + r) % 3) as u16;
         let mut h = Histogrammer::new::<u16>(1);
@@ -265,8 +288,16 @@ mod tests {
         let mut total = [(0u64, 0.0f64); 3];
         // Two windows of 4 and 2 columns (like tiles with a partial last one).
         for (col0, width) in [(0usize, 4usize), (4, 2)] {
-            let data: Vec<u16> = (0..3).flat_map(|r| (col0..col0 + width).map(move |c| px(c, r))).collect();
-            let w = Window { col0, row0: 0, width, height: 3, stride: width };
+            let data: Vec<u16> = (0..3)
+                .flat_map(|r| (col0..col0 + width).map(move |c| px(c, r)))
+                .collect();
+            let w = Window {
+                col0,
+                row0: 0,
+                width,
+                height: 3,
+                stride: width,
+            };
             for c in h.count(&spans, w, &data, Some(&row_area)).unwrap() {
                 total[c.code as usize].0 += c.pixels;
                 total[c.code as usize].1 += c.area_m2;
@@ -278,12 +309,27 @@ mod tests {
 
     #[test]
     fn too_many_values_is_an_error() {
-        let grid = Grid { x0: 0.0, y0: 1.0, dx: 1.0, dy: -1.0, width: 2000, height: 1 };
-        let unit = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 2000.0, y: 0.0), (x: 2000.0, y: 1.0), (x: 0.0, y: 1.0)]]);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 2000,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![
+            polygon![(x: 0.0, y: 0.0), (x: 2000.0, y: 0.0), (x: 2000.0, y: 1.0), (x: 0.0, y: 1.0)],
+        ]);
         let spans = rasterize(&grid, &[unit]);
         let data: Vec<u16> = (0..2000).collect();
         let mut h = Histogrammer::new::<u16>(1);
-        let w = Window { col0: 0, row0: 0, width: 2000, height: 1, stride: 2000 };
+        let w = Window {
+            col0: 0,
+            row0: 0,
+            width: 2000,
+            height: 1,
+            stride: 2000,
+        };
         assert_eq!(h.count(&spans, w, &data, None).unwrap_err(), TooManyCodes);
     }
 }

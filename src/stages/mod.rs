@@ -4,6 +4,9 @@
 #[allow(unused_imports)]
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod landuse;
+
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
+    &Entry::<landuse::LandUse>::new(),
 ];
