@@ -3,6 +3,7 @@
 pub mod cells;
 pub mod csv_table;
 pub mod export;
+pub mod geotiff;
 pub mod geotiff_writer;
 pub mod parquet;
 pub mod vector;

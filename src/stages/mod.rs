@@ -14,6 +14,7 @@ pub mod functional_areas;
 pub mod indices;
 pub mod inequality;
 pub mod ingest;
+pub mod landuse;
 pub mod sink;
 pub mod zoning;
 
@@ -31,4 +32,5 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<contiguity::Contiguity>::new(),
     &Entry::<cluster::Cluster>::new(),
     &Entry::<zoning::Zoning>::new(),
+    &Entry::<landuse::LandUse>::new(),
 ];

@@ -1,0 +1,808 @@
+//! Reading categorical GeoTIFFs: single-band 8- or 16-bit unsigned rasters, stripped or tiled,
+//! uncompressed, DEFLATE, LZW or PackBits (with or without the horizontal predictor), through the
+//! pure-Rust `tiff` decoder, plus our own reader of the georeferencing tags (ModelPixelScale +
+//! ModelTiepoint or ModelTransformation), the GeoKey directory (CRS) and GDAL's NoData tag.
+//!
+//! The file is read chunk by chunk (a tile or a strip), so memory stays at one chunk per reader;
+//! open one [`ChunkReader`] per thread. Knows TIFF, not land classes.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
+use tiff::tags::Tag;
+
+/// Why a GeoTIFF could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoTiffError {
+    #[error("cannot open {path}: {source}")]
+    FileUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a readable TIFF: {message}")]
+    TiffInvalid { path: PathBuf, message: String },
+    #[error("{path}: {what} is not supported")]
+    FeatureUnsupported { path: PathBuf, what: String },
+    #[error("{path}: {message}")]
+    GeoreferenceInvalid { path: PathBuf, message: String },
+}
+
+/// The pixel type of a supported raster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleType {
+    U8,
+    U16,
+}
+
+/// The affine map of a north-up raster: pixel (col, row)'s top-left corner is at
+/// (x0 + col·dx, y0 + row·dy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoTransform {
+    pub x0: f64,
+    pub y0: f64,
+    pub dx: f64,
+    pub dy: f64,
+}
+
+/// The coordinate reference system as the GeoKeys declare it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crs {
+    /// Longitude/latitude in degrees (GTModelType 2).
+    pub geographic: bool,
+    /// The EPSG code of the projected or geographic CRS, when it is a registered one.
+    pub epsg: Option<u16>,
+    /// A PROJ string built from the GeoKeys of a user-defined projected CRS.
+    pub proj4: Option<String>,
+    /// A short description for messages.
+    pub description: String,
+}
+
+/// What [`open`] learns about a GeoTIFF.
+#[derive(Debug, Clone)]
+pub struct GeoTiffInfo {
+    pub path: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    pub sample: SampleType,
+    pub tiled: bool,
+    /// Size of a full chunk (tile, or strip: width × rows per strip).
+    pub chunk_width: usize,
+    pub chunk_height: usize,
+    pub compression: &'static str,
+    pub nodata: Option<u32>,
+    pub transform: GeoTransform,
+    /// `None` when the file has no GeoKey directory.
+    pub crs: Option<Crs>,
+}
+
+impl GeoTiffInfo {
+    /// Chunks across and down.
+    pub fn chunks_across(&self) -> usize {
+        self.width.div_ceil(self.chunk_width)
+    }
+    pub fn chunks_down(&self) -> usize {
+        self.height.div_ceil(self.chunk_height)
+    }
+    /// Total chunks (tiles or strips).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks_across() * self.chunks_down()
+    }
+    /// The pixel rectangle `(col0, row0, width, height)` of chunk `index`.
+    pub fn chunk_rect(&self, index: usize) -> (usize, usize, usize, usize) {
+        let across = self.chunks_across();
+        let (cx, cy) = (index % across, index / across);
+        let col0 = cx * self.chunk_width;
+        let row0 = cy * self.chunk_height;
+        (
+            col0,
+            row0,
+            self.chunk_width.min(self.width - col0),
+            self.chunk_height.min(self.height - row0),
+        )
+    }
+    /// Whether two rasters share grid and chunk layout (so chunk `i` of one covers the same
+    /// pixels as chunk `i` of the other).
+    pub fn same_layout(&self, other: &GeoTiffInfo) -> bool {
+        self.width == other.width
+            && self.height == other.height
+            && self.chunk_width == other.chunk_width
+            && self.chunk_height == other.chunk_height
+    }
+}
+
+fn tiff_err(path: &Path, e: impl std::fmt::Display) -> GeoTiffError {
+    GeoTiffError::TiffInvalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn unsupported(path: &Path, what: impl Into<String>) -> GeoTiffError {
+    GeoTiffError::FeatureUnsupported {
+        path: path.to_owned(),
+        what: what.into(),
+    }
+}
+
+fn georef(path: &Path, message: impl Into<String>) -> GeoTiffError {
+    GeoTiffError::GeoreferenceInvalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn decoder(path: &Path) -> Result<Decoder<BufReader<File>>, GeoTiffError> {
+    let file = File::open(path).map_err(|source| GeoTiffError::FileUnreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Decoder::new(BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| tiff_err(path, e))?
+        .with_limits(Limits::unlimited()))
+}
+
+/// Reads the header, georeferencing and CRS of a GeoTIFF (first image only).
+pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
+    let mut dec = decoder(path)?;
+    let (width, height) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
+    let tag_u64 =
+        |dec: &mut Decoder<BufReader<File>>, tag: Tag| -> Result<Option<u64>, GeoTiffError> {
+            dec.find_tag_unsigned::<u64>(tag)
+                .map_err(|e| tiff_err(path, e))
+        };
+    let samples = tag_u64(&mut dec, Tag::SamplesPerPixel)?.unwrap_or(1);
+    if samples != 1 {
+        return Err(unsupported(
+            path,
+            format!("a raster with {samples} bands (only single-band rasters are read)"),
+        ));
+    }
+    let bits = tag_u64(&mut dec, Tag::BitsPerSample)?.unwrap_or(1);
+    let format = tag_u64(&mut dec, Tag::SampleFormat)?.unwrap_or(1);
+    let sample = match (bits, format) {
+        (8, 1) => SampleType::U8,
+        (16, 1) => SampleType::U16,
+        (b, 1) => {
+            return Err(unsupported(
+                path,
+                format!("{b}-bit unsigned pixels (only 8 and 16 bits)"),
+            ));
+        }
+        (b, 2) => {
+            return Err(unsupported(
+                path,
+                format!("{b}-bit signed pixels (only unsigned 8- and 16-bit categories)"),
+            ));
+        }
+        (b, 3) => {
+            return Err(unsupported(
+                path,
+                format!("{b}-bit floating-point pixels (a land-use raster holds integer codes)"),
+            ));
+        }
+        (b, f) => {
+            return Err(unsupported(
+                path,
+                format!("{b}-bit pixels of sample format {f}"),
+            ));
+        }
+    };
+    let compression = match tag_u64(&mut dec, Tag::Compression)?.unwrap_or(1) {
+        1 => "none",
+        5 => "LZW",
+        8 | 32946 => "DEFLATE",
+        32773 => "PackBits",
+        7 => {
+            return Err(unsupported(
+                path,
+                "JPEG compression (lossy; categories need lossless data)",
+            ));
+        }
+        50000 => {
+            return Err(unsupported(
+                path,
+                "ZSTD compression (re-save with COMPRESS=DEFLATE or LZW)",
+            ));
+        }
+        34887 => {
+            return Err(unsupported(
+                path,
+                "LERC compression (re-save with COMPRESS=DEFLATE or LZW)",
+            ));
+        }
+        34925 => {
+            return Err(unsupported(
+                path,
+                "LZMA compression (re-save with COMPRESS=DEFLATE or LZW)",
+            ));
+        }
+        other => {
+            return Err(unsupported(
+                path,
+                format!("compression method {other} (supported: none, DEFLATE, LZW, PackBits)"),
+            ));
+        }
+    };
+    let tiled = dec.get_chunk_type() == ChunkType::Tile;
+    let (chunk_width, chunk_height) = dec.chunk_dimensions();
+    let nodata = match dec
+        .find_tag(Tag::GdalNodata)
+        .map_err(|e| tiff_err(path, e))?
+    {
+        None => None,
+        Some(v) => {
+            let text = v.into_string().map_err(|e| tiff_err(path, e))?;
+            let text = text.trim_matches(char::from(0)).trim();
+            let value: f64 = text.parse().map_err(|_| {
+                georef(path, format!("the NoData tag holds `{text}`, not a number"))
+            })?;
+            let max = if sample == SampleType::U8 {
+                255.0
+            } else {
+                65_535.0
+            };
+            if value.fract() == 0.0 && (0.0..=max).contains(&value) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(value as u32)
+            } else {
+                None // A NoData value the pixel type cannot hold marks no pixel.
+            }
+        }
+    };
+    let f64s =
+        |dec: &mut Decoder<BufReader<File>>, tag: Tag| -> Result<Option<Vec<f64>>, GeoTiffError> {
+            dec.find_tag(tag)
+                .map_err(|e| tiff_err(path, e))?
+                .map(|v| v.into_f64_vec().map_err(|e| tiff_err(path, e)))
+                .transpose()
+        };
+    let scale = f64s(&mut dec, Tag::ModelPixelScaleTag)?;
+    let tiepoint = f64s(&mut dec, Tag::ModelTiepointTag)?;
+    let matrix = f64s(&mut dec, Tag::ModelTransformationTag)?;
+    let keys = dec
+        .find_tag(Tag::GeoKeyDirectoryTag)
+        .map_err(|e| tiff_err(path, e))?
+        .map(|v| v.into_u16_vec().map_err(|e| tiff_err(path, e)))
+        .transpose()?;
+    let doubles = f64s(&mut dec, Tag::GeoDoubleParamsTag)?.unwrap_or_default();
+    let ascii = dec
+        .find_tag(Tag::GeoAsciiParamsTag)
+        .map_err(|e| tiff_err(path, e))?
+        .map(|v| v.into_string().map_err(|e| tiff_err(path, e)))
+        .transpose()?
+        .unwrap_or_default();
+    let geokeys = keys
+        .map(|k| GeoKeys::parse(&k, &doubles, &ascii))
+        .transpose()
+        .map_err(|m| georef(path, m))?;
+    let mut transform = match (scale, tiepoint, matrix) {
+        (Some(s), Some(t), _) if s.len() >= 2 && t.len() >= 6 => {
+            if t.len() > 6 {
+                return Err(unsupported(
+                    path,
+                    "georeferencing by several tie points (warp the raster to a regular grid first)",
+                ));
+            }
+            GeoTransform {
+                x0: t[3] - t[0] * s[0],
+                y0: t[4] + t[1] * s[1],
+                dx: s[0],
+                dy: -s[1],
+            }
+        }
+        (_, _, Some(m)) if m.len() >= 8 => {
+            if m[1] != 0.0 || m[4] != 0.0 {
+                return Err(unsupported(
+                    path,
+                    "a rotated or sheared raster (ModelTransformation with rotation terms)",
+                ));
+            }
+            GeoTransform {
+                x0: m[3],
+                y0: m[7],
+                dx: m[0],
+                dy: m[5],
+            }
+        }
+        _ => {
+            return Err(georef(
+                path,
+                "no georeferencing (needs ModelPixelScale + ModelTiepoint, or ModelTransformation)",
+            ));
+        }
+    };
+    if !(transform.dx > 0.0
+        && transform.dy != 0.0
+        && transform.dx.is_finite()
+        && transform.dy.is_finite())
+    {
+        return Err(unsupported(
+            path,
+            format!(
+                "pixel size {} × {} (needs a positive width)",
+                transform.dx, transform.dy
+            ),
+        ));
+    }
+    if geokeys
+        .as_ref()
+        .is_some_and(|k| k.get_short(GT_RASTER_TYPE) == Some(RASTER_PIXEL_IS_POINT))
+    {
+        // The tie point is a pixel centre: move it to the corner.
+        transform.x0 -= transform.dx / 2.0;
+        transform.y0 -= transform.dy / 2.0;
+    }
+    let crs = geokeys
+        .map(|k| k.crs())
+        .transpose()
+        .map_err(|m| unsupported(path, m))?;
+    Ok(GeoTiffInfo {
+        path: path.to_owned(),
+        width: width as usize,
+        height: height as usize,
+        sample,
+        tiled,
+        chunk_width: chunk_width as usize,
+        chunk_height: chunk_height as usize,
+        compression,
+        nodata,
+        transform,
+        crs,
+    })
+}
+
+const GT_MODEL_TYPE: u16 = 1024;
+const GT_RASTER_TYPE: u16 = 1025;
+const RASTER_PIXEL_IS_POINT: u16 = 2;
+const GEOGRAPHIC_TYPE: u16 = 2048;
+const GEOG_GEODETIC_DATUM: u16 = 2050;
+const GEOG_ANGULAR_UNITS: u16 = 2054;
+const GEOG_ELLIPSOID: u16 = 2056;
+const GEOG_SEMI_MAJOR: u16 = 2057;
+const GEOG_SEMI_MINOR: u16 = 2058;
+const GEOG_INV_FLATTENING: u16 = 2059;
+const PROJECTED_CS_TYPE: u16 = 3072;
+const PROJ_COORD_TRANS: u16 = 3075;
+const PROJ_LINEAR_UNITS: u16 = 3076;
+const PROJ_STD_PARALLEL1: u16 = 3078;
+const PROJ_STD_PARALLEL2: u16 = 3079;
+const PROJ_NAT_ORIGIN_LONG: u16 = 3080;
+const PROJ_NAT_ORIGIN_LAT: u16 = 3081;
+const PROJ_FALSE_EASTING: u16 = 3082;
+const PROJ_FALSE_NORTHING: u16 = 3083;
+const PROJ_FALSE_ORIGIN_LONG: u16 = 3084;
+const PROJ_FALSE_ORIGIN_LAT: u16 = 3085;
+const PROJ_FALSE_ORIGIN_EASTING: u16 = 3086;
+const PROJ_FALSE_ORIGIN_NORTHING: u16 = 3087;
+const PROJ_CENTER_LONG: u16 = 3088;
+const PROJ_CENTER_LAT: u16 = 3089;
+const PROJ_SCALE_AT_NAT_ORIGIN: u16 = 3092;
+const USER_DEFINED: u16 = 32767;
+
+#[derive(Debug, Clone, PartialEq)]
+enum KeyValue {
+    Short(u16),
+    Double(f64),
+    Ascii(String),
+}
+
+/// The GeoKey directory (GeoTIFF 1.1, OGC 19-008r4 §7.1) with values resolved.
+#[derive(Debug, Clone, Default)]
+struct GeoKeys {
+    keys: Vec<(u16, KeyValue)>,
+}
+
+impl GeoKeys {
+    fn parse(dir: &[u16], doubles: &[f64], ascii: &str) -> Result<GeoKeys, String> {
+        if dir.len() < 4 {
+            return Err("the GeoKey directory is shorter than its header".into());
+        }
+        let n = dir[3] as usize;
+        let mut keys = Vec::with_capacity(n);
+        for k in 0..n {
+            let e = dir
+                .get(4 + 4 * k..8 + 4 * k)
+                .ok_or("the GeoKey directory ends early")?;
+            let (id, location, count, offset) = (e[0], e[1], e[2] as usize, e[3] as usize);
+            let value = match location {
+                0 => KeyValue::Short(offset as u16),
+                34736 => KeyValue::Double(
+                    *doubles
+                        .get(offset)
+                        .ok_or(format!("GeoKey {id} points past the double parameters"))?,
+                ),
+                34737 => {
+                    let s = ascii
+                        .get(offset..offset + count)
+                        .ok_or(format!("GeoKey {id} points past the ASCII parameters"))?;
+                    KeyValue::Ascii(s.trim_end_matches('|').to_owned())
+                }
+                34735 => KeyValue::Short(
+                    *dir.get(offset)
+                        .ok_or(format!("GeoKey {id} points past the directory"))?,
+                ),
+                other => return Err(format!("GeoKey {id} is stored in unknown tag {other}")),
+            };
+            keys.push((id, value));
+        }
+        Ok(GeoKeys { keys })
+    }
+
+    fn get(&self, id: u16) -> Option<&KeyValue> {
+        self.keys.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
+    }
+
+    fn get_short(&self, id: u16) -> Option<u16> {
+        match self.get(id) {
+            Some(KeyValue::Short(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn get_double(&self, id: u16) -> Option<f64> {
+        match self.get(id) {
+            Some(KeyValue::Double(v)) => Some(*v),
+            Some(KeyValue::Short(v)) => Some(f64::from(*v)),
+            _ => None,
+        }
+    }
+
+    /// The ellipsoid as PROJ parameters.
+    fn ellipsoid(&self) -> Result<String, String> {
+        let datum = self.get_short(GEOG_GEODETIC_DATUM);
+        let gcs = self.get_short(GEOGRAPHIC_TYPE);
+        Ok(match (self.get_short(GEOG_ELLIPSOID), datum, gcs) {
+            (Some(7030), ..) | (_, Some(6326), _) | (_, _, Some(4326)) => "+ellps=WGS84".into(),
+            (Some(7019), ..) | (_, Some(6490 | 6269), _) | (_, _, Some(4490 | 4269)) => {
+                "+ellps=GRS80".into()
+            }
+            (Some(7024), ..) | (_, Some(6214), _) | (_, _, Some(4214)) => "+ellps=krass".into(),
+            _ => match (
+                self.get_double(GEOG_SEMI_MAJOR),
+                self.get_double(GEOG_INV_FLATTENING),
+                self.get_double(GEOG_SEMI_MINOR),
+            ) {
+                (Some(a), Some(rf), _) if rf > 0.0 => format!("+a={a} +rf={rf}"),
+                (Some(a), _, Some(b)) => format!("+a={a} +b={b}"),
+                (Some(a), ..) => format!("+a={a} +b={a}"),
+                _ => return Err("a user-defined CRS without an ellipsoid".into()),
+            },
+        })
+    }
+
+    fn crs(&self) -> Result<Crs, String> {
+        match self.get_short(GT_MODEL_TYPE) {
+            Some(2) => {
+                if let Some(units) = self.get_short(GEOG_ANGULAR_UNITS)
+                    && units != 9102
+                {
+                    return Err(format!(
+                        "geographic coordinates in angular unit {units} (only degrees, 9102)"
+                    ));
+                }
+                let epsg = self
+                    .get_short(GEOGRAPHIC_TYPE)
+                    .filter(|&c| c != USER_DEFINED);
+                let description = epsg.map_or_else(
+                    || "geographic (user-defined datum)".to_owned(),
+                    |c| format!("EPSG:{c}"),
+                );
+                Ok(Crs {
+                    geographic: true,
+                    epsg,
+                    proj4: None,
+                    description,
+                })
+            }
+            Some(1) => {
+                let code = self
+                    .get_short(PROJECTED_CS_TYPE)
+                    .filter(|&c| c != USER_DEFINED);
+                if let Some(code) = code {
+                    return Ok(Crs {
+                        geographic: false,
+                        epsg: Some(code),
+                        proj4: None,
+                        description: format!("EPSG:{code}"),
+                    });
+                }
+                if let Some(units) = self.get_short(PROJ_LINEAR_UNITS)
+                    && units != 9001
+                {
+                    return Err(format!(
+                        "projected coordinates in linear unit {units} (only metres, 9001)"
+                    ));
+                }
+                let d = |id: u16| self.get_double(id).unwrap_or(0.0);
+                let fe = self
+                    .get_double(PROJ_FALSE_EASTING)
+                    .or(self.get_double(PROJ_FALSE_ORIGIN_EASTING))
+                    .unwrap_or(0.0);
+                let fn_ = self
+                    .get_double(PROJ_FALSE_NORTHING)
+                    .or(self.get_double(PROJ_FALSE_ORIGIN_NORTHING))
+                    .unwrap_or(0.0);
+                let lon0 = self
+                    .get_double(PROJ_NAT_ORIGIN_LONG)
+                    .or(self.get_double(PROJ_FALSE_ORIGIN_LONG))
+                    .or(self.get_double(PROJ_CENTER_LONG))
+                    .unwrap_or(0.0);
+                let lat0 = self
+                    .get_double(PROJ_NAT_ORIGIN_LAT)
+                    .or(self.get_double(PROJ_FALSE_ORIGIN_LAT))
+                    .or(self.get_double(PROJ_CENTER_LAT))
+                    .unwrap_or(0.0);
+                let ellps = self.ellipsoid()?;
+                let body = match self.get_short(PROJ_COORD_TRANS) {
+                    Some(11) => format!(
+                        "+proj=aea +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
+                        d(PROJ_STD_PARALLEL1),
+                        d(PROJ_STD_PARALLEL2)
+                    ),
+                    Some(10) => format!("+proj=laea +lat_0={lat0} +lon_0={lon0}"),
+                    Some(1) => format!(
+                        "+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k={}",
+                        self.get_double(PROJ_SCALE_AT_NAT_ORIGIN).unwrap_or(1.0)
+                    ),
+                    Some(8) => format!(
+                        "+proj=lcc +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
+                        d(PROJ_STD_PARALLEL1),
+                        d(PROJ_STD_PARALLEL2)
+                    ),
+                    Some(other) => {
+                        return Err(format!(
+                            "user-defined projection method {other} (read: Albers 11, Lambert azimuthal 10, transverse Mercator 1, Lambert conic 8); give the CRS with the `crs` parameter"
+                        ));
+                    }
+                    None => {
+                        return Err(
+                            "a user-defined projected CRS without a projection method".into()
+                        );
+                    }
+                };
+                let proj4 = format!("{body} +x_0={fe} +y_0={fn_} {ellps} +units=m +no_defs");
+                Ok(Crs {
+                    geographic: false,
+                    epsg: None,
+                    description: proj4.clone(),
+                    proj4: Some(proj4),
+                })
+            }
+            Some(other) => Err(format!(
+                "model type {other} (only projected 1 and geographic 2)"
+            )),
+            None => Err("GeoKeys without a model type".into()),
+        }
+    }
+}
+
+/// Pixels of one chunk, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub enum ChunkPixels<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+}
+
+/// A decoder for one thread: reads chunks into a reused buffer.
+pub struct ChunkReader {
+    path: PathBuf,
+    stride: usize,
+    decoder: Decoder<BufReader<File>>,
+    buffer: DecodingResult,
+}
+
+impl ChunkReader {
+    pub fn new(info: &GeoTiffInfo) -> Result<Self, GeoTiffError> {
+        let buffer = match info.sample {
+            SampleType::U8 => DecodingResult::U8(Vec::new()),
+            SampleType::U16 => DecodingResult::U16(Vec::new()),
+        };
+        Ok(Self {
+            path: info.path.clone(),
+            stride: info.chunk_width,
+            decoder: decoder(&info.path)?,
+            buffer,
+        })
+    }
+
+    /// Pixels from one row of a chunk to the next.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Decodes chunk `index` (row-major over the chunk grid). The pixels are the chunk's data
+    /// rectangle ([`GeoTiffInfo::chunk_rect`]) row by row, each row [`Self::stride`] pixels
+    /// apart (the full tile width: edge tiles keep their padding columns).
+    pub fn read(&mut self, index: usize) -> Result<ChunkPixels<'_>, GeoTiffError> {
+        let index = u32::try_from(index).map_err(|e| tiff_err(&self.path, e))?;
+        // The tiff crate takes the output row stride in bytes. Reading whole padded tile rows
+        // takes its direct path; cropping edge tiles row by row fails on LZW tiles of 16-bit
+        // data in tiff 0.11.3 ("no lzw end code found").
+        let bytes = if matches!(self.buffer, DecodingResult::U16(_)) {
+            2
+        } else {
+            1
+        };
+        self.decoder
+            .read_chunk_to_buffer(&mut self.buffer, index, self.stride * bytes)
+            .map_err(|e| tiff_err(&self.path, e))?;
+        Ok(match &self.buffer {
+            DecodingResult::U8(v) => ChunkPixels::U8(v),
+            DecodingResult::U16(v) => ChunkPixels::U16(v),
+            _ => {
+                return Err(unsupported(
+                    &self.path,
+                    "a pixel type other than 8- or 16-bit unsigned",
+                ));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/landuse")
+            .join(name)
+    }
+
+    /// Decodes a whole raster chunk by chunk into a row-major vector.
+    fn read_all(info: &GeoTiffInfo) -> Vec<u32> {
+        let mut out = vec![u32::MAX; info.width * info.height];
+        let mut r = ChunkReader::new(info).unwrap();
+        let stride = r.stride();
+        for i in 0..info.chunk_count() {
+            let (c0, r0, w, h) = info.chunk_rect(i);
+            let px: Vec<u32> = match r.read(i).unwrap() {
+                ChunkPixels::U8(v) => v.iter().map(|&x| u32::from(x)).collect(),
+                ChunkPixels::U16(v) => v.iter().map(|&x| u32::from(x)).collect(),
+            };
+            assert!(px.len() >= stride * (h - 1) + w, "chunk {i}");
+            for y in 0..h {
+                for x in 0..w {
+                    out[(r0 + y) * info.width + c0 + x] = px[y * stride + x];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_layout_and_compression_decodes_the_same_pixels() {
+        // The pattern of make_fixtures.py: top half 1|2|4|8 in bands of 10 columns, bottom
+        // half 5|1|0|7, a 3 × 2 block of 12 at rows 30..33, cols 35..37.
+        let expect = |c: usize, r: usize| -> u32 {
+            if (30..33).contains(&r) && (35..37).contains(&c) {
+                12
+            } else if r < 18 {
+                [1, 2, 4, 8][c / 10]
+            } else {
+                [5, 1, 0, 7][c / 10]
+            }
+        };
+        let files = [
+            ("proj_u8_tiled_deflate.tif", SampleType::U8, true, "DEFLATE"),
+            (
+                "proj_u16_strip_deflate_pred2.tif",
+                SampleType::U16,
+                false,
+                "DEFLATE",
+            ),
+            ("proj_u8_strip_lzw.tif", SampleType::U8, false, "LZW"),
+            ("proj_u16_tiled_lzw.tif", SampleType::U16, true, "LZW"),
+            (
+                "proj_u8_tiled_packbits.tif",
+                SampleType::U8,
+                true,
+                "PackBits",
+            ),
+            (
+                "proj_u16_strip_packbits.tif",
+                SampleType::U16,
+                false,
+                "PackBits",
+            ),
+            ("proj_u8_strip_none.tif", SampleType::U8, false, "none"),
+            ("proj_u16_tiled_none.tif", SampleType::U16, true, "none"),
+        ];
+        for (name, sample, tiled, compression) in files {
+            let info = open(&fixture(name)).unwrap();
+            assert_eq!((info.width, info.height), (40, 36), "{name}");
+            assert_eq!(
+                (info.sample, info.tiled, info.compression),
+                (sample, tiled, compression),
+                "{name}"
+            );
+            // Tiles 16 × 16 (3 × 3 of them, partial at the edges); strips of 8 rows (5 strips).
+            assert_eq!(info.chunk_count(), if tiled { 9 } else { 5 }, "{name}");
+            assert_eq!(info.nodata, Some(0));
+            // Origin written by make_fixtures.py (Albers x, y of 113.5° E 34.5° N rounded to 30 m).
+            assert_eq!(
+                info.transform,
+                GeoTransform {
+                    x0: 766_020.0,
+                    y0: 3_711_150.0,
+                    dx: 30.0,
+                    dy: -30.0
+                }
+            );
+            let crs = info.crs.clone().unwrap();
+            assert!(!crs.geographic);
+            assert_eq!(
+                crs.proj4.as_deref(),
+                Some(
+                    "+proj=aea +lat_1=25 +lat_2=47 +lat_0=0 +lon_0=105 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+                )
+            );
+            let px = read_all(&info);
+            for r in 0..36 {
+                for c in 0..40 {
+                    assert_eq!(px[r * 40 + c], expect(c, r), "{name} at col {c}, row {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reads_geographic_keys_and_nodata() {
+        let info = open(&fixture("geo_u16_tiled_deflate.tif")).unwrap();
+        assert_eq!(info.nodata, Some(65_535));
+        assert_eq!(
+            info.transform,
+            GeoTransform {
+                x0: 113.0,
+                y0: 35.0,
+                dx: 0.01,
+                dy: -0.01
+            }
+        );
+        let crs = info.crs.unwrap();
+        assert!(crs.geographic);
+        assert_eq!(crs.epsg, Some(4326));
+        // MODIS fixture: 750 × 560, 256 × 256 tiles, NoData 255, origin 89° E 54° N, 0.05°.
+        let m = open(&fixture("mcd12c1_2019_igbp_yrb9.tif")).unwrap();
+        assert_eq!(
+            (m.width, m.height, m.chunk_width, m.nodata),
+            (750, 560, 256, Some(255))
+        );
+        assert_eq!(
+            m.transform,
+            GeoTransform {
+                x0: 89.0,
+                y0: 54.0,
+                dx: 0.05,
+                dy: -0.05
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_files_say_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A float raster written with the tiff crate's encoder.
+        let path = dir.path().join("float.tif");
+        let mut file = File::create(&path).unwrap();
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut file).unwrap();
+        enc.write_image::<tiff::encoder::colortype::Gray32Float>(2, 2, &[0.0, 1.0, 2.0, 3.0])
+            .unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("floating-point pixels"), "{err}");
+        // A valid 8-bit TIFF without georeferencing.
+        let path = dir.path().join("plain.tif");
+        let mut file = File::create(&path).unwrap();
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut file).unwrap();
+        enc.write_image::<tiff::encoder::colortype::Gray8>(2, 2, &[0, 1, 2, 3])
+            .unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("no georeferencing"), "{err}");
+        let err = open(&dir.path().join("missing.tif"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot open"), "{err}");
+    }
+}

@@ -1,0 +1,1525 @@
+//! `landuse`: per unit and year, the area of the six carbon classes from categorical land-use
+//! GeoTIFFs (zonal histogram by the pixel-centre rule, reclassified by a scheme), the transfer
+//! matrices between consecutive years, and the raw code histogram; or the same tables from
+//! yearbook areas given as a table.
+//!
+//! Rasters on one grid are rasterised against the units once and read together, chunk by chunk,
+//! in parallel (one decoder per worker); results are added up in chunk order, so outputs do not
+//! depend on the number of threads.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::Int64Array;
+use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+};
+use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType};
+use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
+use crate::methods::pixel_area::row_areas_m2;
+use crate::methods::rasterize::{Grid, Spans, rasterize};
+use crate::methods::zonal::{Count, Histogrammer, Pixel, Window};
+use crate::table::{self, TableBuilder};
+
+/// The `landuse` stage kind.
+pub struct LandUse;
+
+/// Parameters of `landuse`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Year → categorical GeoTIFF (one file per year). Empty with the tabular `areas` input.
+    #[serde(default)]
+    pub rasters: BTreeMap<String, PathBuf>,
+    /// `clcd`, `cnlucc`, `igbp`, or the path of a `code,class` CSV. Required with rasters and
+    /// with a tabular input that has a `code` column.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// The rasters' CRS (`EPSG:<code>` or a PROJ string), overriding their GeoKeys; for files
+    /// without GeoKeys or with a projection the reader does not know.
+    #[serde(default)]
+    pub crs: Option<String>,
+}
+
+/// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
+const NO_CLASS: u8 = 6;
+/// The id the unit polygons come with.
+const UNIT_ID: &str = "unit_id";
+
+impl Params {
+    /// The years, parsed and sorted, with their paths.
+    fn years(&self) -> Result<Vec<(i64, PathBuf)>, StageError> {
+        let mut out: Vec<(i64, PathBuf)> = Vec::new();
+        for (key, path) in &self.rasters {
+            let year = key
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|y| (1000..=9999).contains(y))
+                .ok_or_else(|| {
+                    StageError::data(format!("`rasters` key `{key}` is not a year")).with_hint(
+                        "write one `<year>: <path>` line per raster, e.g. `2000: data/lu_2000.tif`",
+                    )
+                })?;
+            if out.iter().any(|(y, _)| *y == year) {
+                return Err(StageError::data(format!(
+                    "`rasters` lists year {year} twice"
+                )));
+            }
+            out.push((year, path.clone()));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn scheme_path(&self) -> Option<&str> {
+        self.scheme
+            .as_deref()
+            .filter(|s| !Scheme::BUILTIN.contains(s))
+    }
+}
+
+fn source_name(year: i64) -> String {
+    format!("raster.{year}")
+}
+
+impl Stage for LandUse {
+    const KIND: &'static str = "landuse";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
+unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
+belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
+computed per row on the WGS84 ellipsoid for lon/lat rasters and is constant on projected ones; unit polygons are \
+reprojected to the raster's CRS. Also the transfer matrix between consecutive years and the raw code histogram. \
+With the `areas` input instead of rasters, yearbook areas (unit_id, year, class or code, area_ha) are validated \
+and reclassified into the same `areas` table.";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "rasters",
+            ty: "map year → path",
+            default: "{}",
+            doc: "One categorical GeoTIFF per year (8/16-bit unsigned, stripped or tiled, none/DEFLATE/LZW/PackBits). All years on one grid are read in one pass.",
+        },
+        ParamDoc {
+            name: "scheme",
+            ty: "string",
+            default: "required with rasters",
+            doc: "Code → class table: `clcd` (values 1–9), `cnlucc` (codes 1–6, 11–67, 111–124), `igbp` (MODIS 0–16, 255 fill), or a CSV path with columns code,class (class `excluded` for fill codes).",
+        },
+        ParamDoc {
+            name: "crs",
+            ty: "string",
+            default: "from the GeoKeys",
+            doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know.",
+        },
+    ];
+    type Params = Params;
+
+    fn ports(_params: &Params) -> Vec<Port> {
+        vec![
+            Port::optional(
+                "units",
+                "unit polygons (from `ingest`): unit_id and a WKB lon/lat `geometry`",
+            )
+            .with_columns([UNIT_ID, "geometry"]),
+            Port::optional(
+                "areas",
+                "tabular areas instead of rasters: unit_id, year, class or code, area_ha",
+            )
+            .with_columns([UNIT_ID, "year", "area_ha"]),
+        ]
+    }
+
+    fn outputs(_params: &Params) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new("areas", "area of each class per unit and year (every class listed, zeros included)")
+                .with_columns([UNIT_ID, "year", "class", "pixels", "area_ha"]),
+            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years")
+                .with_columns([UNIT_ID, "year_from", "year_to", "class_from", "class_to", "area_ha"]),
+            OutputDecl::new("transitions_total", "the transfer matrices summed over all units")
+                .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
+            OutputDecl::new("codes", "raw pixel counts per unit, year and code before reclassification (NoData left out)")
+                .with_columns([UNIT_ID, "year", "code", "pixels"]),
+        ]
+    }
+
+    fn sources(params: &Params) -> Vec<Source> {
+        let mut out: Vec<Source> = match params.years() {
+            Ok(years) => years
+                .into_iter()
+                .map(|(y, p)| Source::new(source_name(y), p))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Some(path) = params.scheme_path() {
+            out.push(Source::new("scheme", path));
+        }
+        out
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        let years = params.years()?;
+        if !years.is_empty() && params.scheme.is_none() {
+            return Err(
+                StageError::data("`scheme` is required with `rasters`").with_hint(format!(
+                    "add `scheme: clcd` (or {}, or a code,class CSV path)",
+                    Scheme::BUILTIN.join(", ")
+                )),
+            );
+        }
+        if let Some(crs) = &params.crs {
+            proj4rs::Proj::from_user_string(crs).map_err(|e| {
+                StageError::data(format!("`crs: {crs}` is not a CRS proj4rs knows: {e}")).with_hint("give `EPSG:<code>` or a PROJ string such as `+proj=aea +lat_1=25 +lat_2=47 +lon_0=105 +ellps=WGS84`")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let scheme = load_scheme(params, ctx)?;
+        if let Some(table) = inputs.optional("areas") {
+            if !params.rasters.is_empty() {
+                return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
+                    .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
+            }
+            return tabular(table, scheme.as_ref());
+        }
+        let units = inputs.table("units").map_err(|e| {
+            e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
+        })?;
+        let years = params.years()?;
+        if years.is_empty() {
+            return Err(StageError::data("`landuse` has no `rasters`")
+                .with_hint("add `rasters: { 2000: data/lu_2000.tif, ... }`"));
+        }
+        let scheme =
+            scheme.ok_or_else(|| StageError::data("`scheme` is required with `rasters`"))?;
+        from_rasters(params, units, &years, &scheme, ctx)
+    }
+}
+
+fn load_scheme(params: &Params, ctx: &StageContext) -> Result<Option<Scheme>, StageError> {
+    let Some(name) = params.scheme.as_deref() else {
+        return Ok(None);
+    };
+    if let Some(s) = Scheme::builtin(name) {
+        return Ok(Some(s));
+    }
+    let path = ctx.source("scheme")?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| {
+            StageError::data(format!("cannot read scheme table {}: {e}", path.display())).with_hint(
+                format!(
+                    "`scheme` is a built-in name ({}) or a CSV with columns code,class",
+                    Scheme::BUILTIN.join(", ")
+                ),
+            )
+        })?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?
+        .iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let (Some(ci), Some(ki)) = (
+        headers.iter().position(|h| h == "code"),
+        headers.iter().position(|h| h == "class"),
+    ) else {
+        return Err(StageError::data(format!(
+            "scheme table {} has columns {}, expected code,class",
+            path.display(),
+            headers.join(",")
+        ))
+        .with_hint("the first line must be `code,class`"));
+    };
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+        let line = i + 2;
+        let (Some(code), Some(class)) = (rec.get(ci), rec.get(ki)) else {
+            return Err(StageError::data(format!(
+                "{} line {line}: expected code,class",
+                path.display()
+            )));
+        };
+        rows.push((line, code.to_owned(), class.to_owned()));
+    }
+    scheme_from_rows(&path.display().to_string(), &rows)
+        .map(Some)
+        .map_err(|e| {
+            StageError::data(format!("scheme table {}: {e}", path.display())).with_hint(
+                "classes: cultivated, forest, grassland, water, construction, unused, excluded",
+            )
+        })
+}
+
+/// The raster CRS as the stage uses it.
+struct RasterCrs {
+    geographic: bool,
+    /// The projection to reproject lon/lat units into (None for geographic rasters).
+    proj: Option<proj4rs::Proj>,
+    description: String,
+    /// Metres per CRS unit (projected).
+    to_meter: f64,
+    equal_area: bool,
+}
+
+fn raster_crs(
+    params: &Params,
+    info: &GeoTiffInfo,
+    year: i64,
+    ctx: &StageContext,
+) -> Result<RasterCrs, StageError> {
+    let file = info.path.display();
+    let hint = "give the rasters' CRS with `crs: EPSG:<code>` or `crs: <PROJ string>`";
+    let (proj, description) = if let Some(text) = &params.crs {
+        let p = proj4rs::Proj::from_user_string(text)
+            .map_err(|e| StageError::data(format!("`crs: {text}`: {e}")))?;
+        (p, text.clone())
+    } else {
+        let crs = info.crs.as_ref().ok_or_else(|| {
+            StageError::data(format!(
+                "raster {file} (year {year}) has no GeoKeys, so its CRS is unknown"
+            ))
+            .with_hint(hint)
+        })?;
+        if crs.geographic {
+            if crs.epsg.is_some_and(|c| c != 4326 && c != 4490) {
+                ctx.warn(format!(
+                    "raster {file} (year {year}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
+                    crs.description
+                ));
+            }
+            return Ok(RasterCrs {
+                geographic: true,
+                proj: None,
+                description: crs.description.clone(),
+                to_meter: 1.0,
+                equal_area: true,
+            });
+        }
+        let p = match (&crs.proj4, crs.epsg) {
+            (Some(s), _) => proj4rs::Proj::from_proj_string(s),
+            (None, Some(code)) => proj4rs::Proj::from_epsg_code(code),
+            (None, None) => {
+                return Err(StageError::data(format!(
+                    "raster {file}: projected CRS without code or parameters"
+                ))
+                .with_hint(hint));
+            }
+        }
+        .map_err(|e| {
+            StageError::data(format!(
+                "raster {file} (year {year}): cannot build its CRS {} for reprojection: {e}",
+                crs.description
+            ))
+            .with_hint(hint)
+        })?;
+        (p, crs.description.clone())
+    };
+    if proj.is_latlong() {
+        return Ok(RasterCrs {
+            geographic: true,
+            proj: None,
+            description,
+            to_meter: 1.0,
+            equal_area: true,
+        });
+    }
+    let equal_area = matches!(
+        proj.projname(),
+        "aea" | "laea" | "cea" | "moll" | "eqearth" | "sinu"
+    );
+    let to_meter = proj.to_meter();
+    Ok(RasterCrs {
+        geographic: false,
+        proj: Some(proj),
+        description,
+        to_meter,
+        equal_area,
+    })
+}
+
+/// Reprojects lon/lat (degrees) polygons into the raster CRS.
+fn reproject(
+    geoms: &[MultiPolygon<f64>],
+    dst: &proj4rs::Proj,
+    ids: &[String],
+    crs: &str,
+) -> Result<Vec<MultiPolygon<f64>>, StageError> {
+    let src = proj4rs::Proj::from_proj_string("+proj=longlat +ellps=WGS84 +no_defs")
+        .map_err(|e| StageError::internal(format!("WGS84: {e}")))?;
+    let ring = |ls: &LineString<f64>, id: &str| -> Result<LineString<f64>, StageError> {
+        let mut pts: Vec<(f64, f64, f64)> =
+            ls.0.iter()
+                .map(|c| (c.x.to_radians(), c.y.to_radians(), 0.0))
+                .collect();
+        proj4rs::transform::transform(&src, dst, pts.as_mut_slice()).map_err(|e| {
+            StageError::data(format!(
+                "unit `{id}`: cannot reproject its polygon to the raster CRS {crs}: {e}"
+            ))
+            .with_hint("check that the unit geometries are lon/lat degrees (EPSG:4326)")
+        })?;
+        Ok(LineString(
+            pts.into_iter().map(|(x, y, _)| Coord { x, y }).collect(),
+        ))
+    };
+    geoms
+        .iter()
+        .zip(ids)
+        .map(|(mp, id)| {
+            mp.0.iter()
+                .map(|p| {
+                    let ext = ring(p.exterior(), id)?;
+                    let holes = p
+                        .interiors()
+                        .iter()
+                        .map(|h| ring(h, id))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Polygon::new(ext, holes))
+                })
+                .collect::<Result<Vec<_>, StageError>>()
+                .map(MultiPolygon)
+        })
+        .collect()
+}
+
+/// Pixel area on one grid.
+enum PixelArea {
+    Constant(f64),
+    PerRow(Vec<f64>),
+}
+
+impl PixelArea {
+    fn rows(&self) -> Option<&[f64]> {
+        match self {
+            PixelArea::Constant(_) => None,
+            PixelArea::PerRow(v) => Some(v),
+        }
+    }
+    /// Area in m² of `pixels` whose per-row sum is `summed_m2`.
+    #[allow(clippy::cast_precision_loss)]
+    fn area_m2(&self, pixels: u64, summed_m2: f64) -> f64 {
+        match self {
+            PixelArea::Constant(a) => pixels as f64 * a,
+            PixelArea::PerRow(_) => summed_m2,
+        }
+    }
+}
+
+/// Per (unit, code) sums: pixels and per-row area.
+type CountMap = BTreeMap<(u32, u32), (u64, f64)>;
+
+struct YearResult {
+    codes: CountMap,
+    area: Arc<PixelArea>,
+    nodata: Option<u32>,
+}
+
+struct PairResult {
+    from: i64,
+    to: i64,
+    /// Keyed (unit, class_from·8 + class_to).
+    counts: CountMap,
+    area: Arc<PixelArea>,
+}
+
+fn from_rasters(
+    params: &Params,
+    units: &arrow_array::RecordBatch,
+    years: &[(i64, PathBuf)],
+    scheme: &Scheme,
+    ctx: &StageContext,
+) -> Result<Outputs, StageError> {
+    // Units, sorted by id.
+    let ids = table::ids(units, "units", UNIT_ID)?;
+    let geoms = table::polygons(units, "units", "geometry")?;
+    let order = table::sorted_order(&ids);
+    let ids: Vec<String> = order.iter().map(|&i| ids[i].clone()).collect();
+    let geoms: Vec<MultiPolygon<f64>> = order.iter().map(|&i| geoms[i].clone()).collect();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(
+            StageError::data(format!("`units`: unit_id `{}` appears twice", w[0]))
+                .with_hint("unit ids must be unique"),
+        );
+    }
+
+    // Open every raster and group them by grid (same transform, size and CRS).
+    let mut infos = Vec::with_capacity(years.len());
+    for (year, _) in years {
+        let path = ctx.source(&source_name(*year))?;
+        let info = geotiff::open(path).map_err(|e| {
+            StageError::data(format!("year {year}: {e}"))
+                .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
+        })?;
+        infos.push(info);
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..infos.len() {
+        let key = |k: usize| {
+            let t = &infos[k].transform;
+            (
+                t.x0.to_bits(),
+                t.y0.to_bits(),
+                t.dx.to_bits(),
+                t.dy.to_bits(),
+                infos[k].width,
+                infos[k].height,
+                infos[k].crs.clone().map(|c| c.description),
+            )
+        };
+        match groups.iter_mut().find(|g| key(g[0]) == key(i)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+
+    let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
+    let mut pair_results: Vec<PairResult> = Vec::new();
+    let n_units = ids.len();
+    for group in &groups {
+        let first = &infos[group[0]];
+        let group_years: Vec<i64> = group.iter().map(|&i| years[i].0).collect();
+        let years_text = group_years
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let crs = raster_crs(params, first, years[group[0]].0, ctx)?;
+        let t = first.transform;
+        let grid = Grid {
+            x0: t.x0,
+            y0: t.y0,
+            dx: t.dx,
+            dy: t.dy,
+            width: first.width,
+            height: first.height,
+        };
+        let projected;
+        let shapes: &[MultiPolygon<f64>] = match &crs.proj {
+            Some(p) => {
+                projected = reproject(&geoms, p, &ids, &crs.description)?;
+                &projected
+            }
+            None => &geoms,
+        };
+        let spans = rasterize(&grid, shapes);
+        let pixels = spans.pixels_per_unit(n_units);
+        let (gx0, gy0, gx1, gy1) = grid.extent();
+        for (u, shape) in shapes.iter().enumerate() {
+            if pixels[u] == 0 {
+                ctx.warn(format!(
+                    "unit `{}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0",
+                    ids[u]
+                ));
+            } else if let Some(r) = shape.bounding_rect()
+                && (r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1)
+            {
+                ctx.warn(format!(
+                    "unit `{}` extends beyond the raster of year(s) {years_text}; only the part inside is counted",
+                    ids[u]
+                ));
+            }
+        }
+        let area = Arc::new(if crs.geographic {
+            PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, first.height))
+        } else {
+            if !crs.equal_area {
+                ctx.warn(format!(
+                    "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
+                    crs.description
+                ));
+            }
+            PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
+        });
+
+        // One pass per chunk layout; transitions between consecutive years sharing it.
+        let mut layouts: Vec<Vec<usize>> = Vec::new();
+        for &i in group {
+            match layouts
+                .iter_mut()
+                .find(|l| infos[l[0]].same_layout(&infos[i]))
+            {
+                Some(l) => l.push(i),
+                None => layouts.push(vec![i]),
+            }
+        }
+        for layout in &layouts {
+            let rasters: Vec<&GeoTiffInfo> = layout.iter().map(|&i| &infos[i]).collect();
+            // Pairs (positions within `layout`) of years consecutive in the whole list.
+            let pairs: Vec<(usize, usize)> = layout
+                .iter()
+                .enumerate()
+                .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
+                .collect();
+            let class_luts: Vec<Vec<u8>> =
+                rasters.iter().map(|info| class_lut(info, scheme)).collect();
+            let layers = histogram_pass(
+                &rasters,
+                &pairs,
+                &class_luts,
+                &spans,
+                n_units,
+                area.rows(),
+                ctx,
+            )?;
+            let mut layers = layers.into_iter();
+            for &i in layout {
+                let codes = layers.next().expect("one layer per raster");
+                year_results[i] = Some(YearResult {
+                    codes,
+                    area: Arc::clone(&area),
+                    nodata: infos[i].nodata,
+                });
+            }
+            for &(a, b) in &pairs {
+                let counts = layers.next().expect("one layer per pair");
+                pair_results.push(PairResult {
+                    from: years[layout[a]].0,
+                    to: years[layout[b]].0,
+                    counts,
+                    area: Arc::clone(&area),
+                });
+            }
+        }
+    }
+    for w in years.windows(2) {
+        if !pair_results.iter().any(|p| p.from == w[0].0) {
+            ctx.warn(format!(
+                "no transitions {} → {}: the two rasters differ in grid, CRS or tiling (warp and re-tile one onto the other's grid)",
+                w[0].0, w[1].0
+            ));
+        }
+    }
+    pair_results.sort_by_key(|p| p.from);
+
+    // codes and areas.
+    let mut codes_rows = CodeCols::default();
+    let mut area_rows = AreaCols::default();
+    let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
+    let mut per_unit: Vec<Vec<[(u64, f64); 6]>> = vec![vec![[(0, 0.0); 6]; years.len()]; n_units];
+    for (yi, (year, _)) in years.iter().enumerate() {
+        let res = year_results[yi].as_ref().expect("every year was read");
+        for (&(unit, code), &(px, summed)) in &res.codes {
+            if res.nodata == Some(code) {
+                continue;
+            }
+            match scheme.classify(i64::from(code)) {
+                CodeClass::Class(c) => {
+                    let cell = &mut per_unit[unit as usize][yi][c.index()];
+                    cell.0 += px;
+                    cell.1 += res.area.area_m2(px, summed);
+                }
+                CodeClass::Excluded => {}
+                CodeClass::Unmapped => *unmapped.entry((*year, code)).or_default() += px,
+            }
+        }
+    }
+    for (u, id) in ids.iter().enumerate() {
+        for (yi, (year, _)) in years.iter().enumerate() {
+            let res = year_results[yi].as_ref().expect("every year was read");
+            for (&(unit, code), &(px, _)) in res.codes.range((u as u32, 0)..=(u as u32, u32::MAX)) {
+                debug_assert_eq!(unit as usize, u);
+                if res.nodata != Some(code) {
+                    codes_rows.unit.push(id.clone());
+                    codes_rows.year.push(*year);
+                    codes_rows.code.push(i64::from(code));
+                    codes_rows.pixels.push(to_i64(px));
+                }
+            }
+            for c in LandClass::ALL {
+                let (px, m2) = per_unit[u][yi][c.index()];
+                area_rows.unit.push(id.clone());
+                area_rows.year.push(*year);
+                area_rows.class.push(c.as_str());
+                area_rows.pixels.push(to_i64(px));
+                area_rows.area_ha.push(m2 / 1e4);
+            }
+        }
+    }
+    let mut by_year: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for ((year, code), px) in &unmapped {
+        by_year
+            .entry(*year)
+            .or_default()
+            .push(format!("{code} ({px} px)"));
+    }
+    for (year, list) in by_year {
+        ctx.warn(format!(
+            "year {year}: codes not in scheme `{}` left out of `areas` (see output `codes`): {}",
+            scheme.name,
+            list.join(", ")
+        ));
+    }
+
+    // transitions.
+    let mut tr = TransitionCols::default();
+    let mut tt = TransitionCols::default();
+    for p in &pair_results {
+        let mut total = [[0.0f64; 6]; 6];
+        for (u, id) in ids.iter().enumerate() {
+            let mut m = [[0.0f64; 6]; 6];
+            for (&(_, pair), &(px, summed)) in p.counts.range((u as u32, 0)..=(u as u32, u32::MAX))
+            {
+                let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
+                if a < 6 && b < 6 {
+                    m[a][b] += p.area.area_m2(px, summed) / 1e4;
+                }
+            }
+            for a in LandClass::ALL {
+                for b in LandClass::ALL {
+                    let v = m[a.index()][b.index()];
+                    total[a.index()][b.index()] += v;
+                    tr.unit.push(id.clone());
+                    tr.year_from.push(p.from);
+                    tr.year_to.push(p.to);
+                    tr.class_from.push(a.as_str());
+                    tr.class_to.push(b.as_str());
+                    tr.area_ha.push(v);
+                }
+            }
+        }
+        for a in LandClass::ALL {
+            for b in LandClass::ALL {
+                tt.year_from.push(p.from);
+                tt.year_to.push(p.to);
+                tt.class_from.push(a.as_str());
+                tt.class_to.push(b.as_str());
+                tt.area_ha.push(total[a.index()][b.index()]);
+            }
+        }
+    }
+
+    let areas = TableBuilder::new()
+        .str(UNIT_ID, &area_rows.unit)
+        .i64("year", area_rows.year)
+        .str("class", &area_rows.class)
+        .i64("pixels", area_rows.pixels)
+        .f64("area_ha", area_rows.area_ha)
+        .build()?;
+    let transitions = TableBuilder::new()
+        .str(UNIT_ID, &tr.unit)
+        .i64("year_from", tr.year_from)
+        .i64("year_to", tr.year_to)
+        .str("class_from", &tr.class_from)
+        .str("class_to", &tr.class_to)
+        .f64("area_ha", tr.area_ha)
+        .build()?;
+    let totals = TableBuilder::new()
+        .i64("year_from", tt.year_from)
+        .i64("year_to", tt.year_to)
+        .str("class_from", &tt.class_from)
+        .str("class_to", &tt.class_to)
+        .f64("area_ha", tt.area_ha)
+        .build()?;
+    let codes = TableBuilder::new()
+        .str(UNIT_ID, &codes_rows.unit)
+        .i64("year", codes_rows.year)
+        .i64("code", codes_rows.code)
+        .i64("pixels", codes_rows.pixels)
+        .build()?;
+    Ok(vec![
+        ("areas".into(), areas),
+        ("transitions".into(), transitions),
+        ("transitions_total".into(), totals),
+        ("codes".into(), codes),
+    ])
+}
+
+#[derive(Default)]
+struct CodeCols {
+    unit: Vec<String>,
+    year: Vec<i64>,
+    code: Vec<i64>,
+    pixels: Vec<i64>,
+}
+
+#[derive(Default)]
+struct AreaCols {
+    unit: Vec<String>,
+    year: Vec<i64>,
+    class: Vec<&'static str>,
+    pixels: Vec<i64>,
+    area_ha: Vec<f64>,
+}
+
+/// Transfer-matrix rows; `unit` stays empty for the basin total.
+#[derive(Default)]
+struct TransitionCols {
+    unit: Vec<String>,
+    year_from: Vec<i64>,
+    year_to: Vec<i64>,
+    class_from: Vec<&'static str>,
+    class_to: Vec<&'static str>,
+    area_ha: Vec<f64>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).expect("pixel counts fit i64")
+}
+
+/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped).
+fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Vec<u8> {
+    let n = match info.sample {
+        SampleType::U8 => u8::VALUES,
+        SampleType::U16 => u16::VALUES,
+    };
+    (0..n)
+        .map(|v| {
+            let v32 = u32::try_from(v).expect("pixel values fit u32");
+            if info.nodata == Some(v32) {
+                return NO_CLASS;
+            }
+            match scheme.classify(i64::from(v32)) {
+                CodeClass::Class(c) => u8::try_from(c.index()).expect("six classes"),
+                _ => NO_CLASS,
+            }
+        })
+        .collect()
+}
+
+/// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
+struct Worker {
+    readers: Vec<ChunkReader>,
+    hists: Vec<Histogrammer>,
+    classes: Vec<Vec<u8>>,
+    pair_buf: Vec<u8>,
+}
+
+fn new_worker(
+    rasters: &[&GeoTiffInfo],
+    n_pairs: usize,
+    n_units: usize,
+) -> Result<Worker, StageError> {
+    let mut readers = Vec::with_capacity(rasters.len());
+    let mut hists = Vec::with_capacity(rasters.len() + n_pairs);
+    for info in rasters {
+        readers.push(ChunkReader::new(info).map_err(|e| StageError::data(e.to_string()))?);
+        hists.push(match info.sample {
+            SampleType::U8 => Histogrammer::new::<u8>(n_units),
+            SampleType::U16 => Histogrammer::new::<u16>(n_units),
+        });
+    }
+    hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u8>(n_units)));
+    Ok(Worker {
+        readers,
+        hists,
+        classes: vec![Vec::new(); rasters.len()],
+        pair_buf: Vec::new(),
+    })
+}
+
+fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> bool {
+    let (c0u, c1u) = (c0 as u32, (c0 + w) as u32);
+    !spans.rows_empty(r0, r0 + h)
+        && (r0..r0 + h).any(|r| spans.row_window(r, c0u, c1u).iter().any(|s| s.x1 > c0u))
+}
+
+/// Reads all rasters of one layout chunk by chunk in parallel and returns one count map per
+/// raster, then one per pair (keyed by class_from·8 + class_to).
+fn histogram_pass(
+    rasters: &[&GeoTiffInfo],
+    pairs: &[(usize, usize)],
+    class_luts: &[Vec<u8>],
+    spans: &Spans,
+    n_units: usize,
+    row_area: Option<&[f64]>,
+    ctx: &StageContext,
+) -> Result<Vec<CountMap>, StageError> {
+    let layout = rasters[0];
+    let chunks: Vec<usize> = (0..layout.chunk_count())
+        .filter(|&i| {
+            let (c0, r0, w, h) = layout.chunk_rect(i);
+            window_has_spans(spans, c0, r0, w, h)
+        })
+        .collect();
+    let in_pair: Vec<bool> = (0..rasters.len())
+        .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
+        .collect();
+    let per_chunk: Vec<Vec<Vec<Count>>> = chunks
+        .par_iter()
+        .map_init(
+            || new_worker(rasters, pairs.len(), n_units),
+            |worker, &index| -> Result<Vec<Vec<Count>>, StageError> {
+                if ctx.is_cancelled() {
+                    return Err(StageError::failed("cancelled"));
+                }
+                let worker = worker.as_mut().map_err(|e| e.clone())?;
+                let (col0, row0, width, height) = layout.chunk_rect(index);
+                let mut out = Vec::with_capacity(rasters.len() + pairs.len());
+                let Worker { readers, hists, classes, pair_buf } = worker;
+                let mut stride = 0;
+                for k in 0..rasters.len() {
+                    let reader = &mut readers[k];
+                    stride = reader.stride();
+                    let window = Window { col0, row0, width, height, stride };
+                    let too_many = |e| {
+                        StageError::data(format!("{}: {e}", rasters[k].path.display()))
+                            .with_hint("a land-use raster holds class codes; check that this is the right file")
+                    };
+                    let pixels = reader.read(index).map_err(|e| StageError::data(e.to_string()))?;
+                    let counts = match pixels {
+                        ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
+                        ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
+                    };
+                    out.push(counts);
+                    if in_pair[k] {
+                        let lut = &class_luts[k];
+                        let cls = &mut classes[k];
+                        cls.clear();
+                        match pixels {
+                            ChunkPixels::U8(d) => cls.extend(d.iter().map(|&v| lut[usize::from(v)])),
+                            ChunkPixels::U16(d) => cls.extend(d.iter().map(|&v| lut[usize::from(v)])),
+                        }
+                    }
+                }
+                for (p, &(a, b)) in pairs.iter().enumerate() {
+                    let n = classes[a].len().min(classes[b].len());
+                    pair_buf.clear();
+                    pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| x * 8 + y));
+                    let window = Window { col0, row0, width, height, stride };
+                    let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
+                    out.push(counts);
+                }
+                Ok(out)
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    // Add up in chunk order: float sums do not depend on scheduling.
+    let mut maps: Vec<CountMap> = vec![CountMap::new(); rasters.len() + pairs.len()];
+    for chunk in per_chunk {
+        for (layer, counts) in chunk.into_iter().enumerate() {
+            for c in counts {
+                let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
+                e.0 += c.pixels;
+                e.1 += c.area_m2;
+            }
+        }
+    }
+    Ok(maps)
+}
+
+/// The tabular path: yearbook areas per unit, year and class (or code).
+fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outputs, StageError> {
+    let ids = table::ids(t, "areas", UNIT_ID)?;
+    let years = table::i64s(t, "areas", "year")?;
+    let area = table::f64s(t, "areas", "area_ha")?;
+    let classes: Vec<LandClass> = if table::has_column(t, "class") {
+        let names = table::strings(t, "areas", "class")?;
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                LandClass::parse(n).ok_or_else(|| {
+                    StageError::data(format!("`areas` row {} (unit `{}`, year {}): class `{n}` is not a land class", i + 1, ids[i], years[i]))
+                        .with_hint("classes: cultivated, forest, grassland, water, construction, unused (or give a `code` column and a `scheme`)")
+                })
+            })
+            .collect::<Result<_, _>>()?
+    } else if table::has_column(t, "code") {
+        let scheme = scheme.ok_or_else(|| {
+            StageError::data("`areas` has a `code` column but no `scheme` is given")
+                .with_hint("add `scheme: cnlucc` (or clcd, igbp, a CSV)")
+        })?;
+        let codes = table::i64s(t, "areas", "code")?;
+        let mut out = Vec::with_capacity(codes.len());
+        for (i, &code) in codes.iter().enumerate() {
+            match scheme.classify(code) {
+                CodeClass::Class(c) => out.push(Some(c)),
+                CodeClass::Excluded => out.push(None),
+                CodeClass::Unmapped => {
+                    return Err(StageError::data(format!(
+                        "`areas` row {} (unit `{}`, year {}): code {code} is not in scheme `{}`",
+                        i + 1,
+                        ids[i],
+                        years[i],
+                        scheme.name
+                    ))
+                    .with_hint("add the code to a scheme CSV (code,class) or fix the table"));
+                }
+            }
+        }
+        // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
+        return tabular_rows(&ids, &years, &area, &out);
+    } else {
+        return Err(
+            StageError::column_missing("areas", "class", &table::column_names(t))
+                .with_hint("give a `class` column, or a `code` column with a `scheme`"),
+        );
+    };
+    let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
+    tabular_rows(&ids, &years, &area, &classes)
+}
+
+fn tabular_rows(
+    ids: &[String],
+    years: &[i64],
+    area: &[f64],
+    classes: &[Option<LandClass>],
+) -> Result<Outputs, StageError> {
+    let mut sums: BTreeMap<(String, i64), [f64; 6]> = BTreeMap::new();
+    for i in 0..ids.len() {
+        let a = area[i];
+        if a.is_nan() {
+            return Err(StageError::data(format!(
+                "`areas` row {} (unit `{}`, year {}): area_ha is missing",
+                i + 1,
+                ids[i],
+                years[i]
+            ))
+            .with_hint("fill in the area or remove the row"));
+        }
+        if a < 0.0 || a.is_infinite() {
+            return Err(StageError::data(format!(
+                "`areas` row {} (unit `{}`, year {}): area_ha is {a}, expected ≥ 0",
+                i + 1,
+                ids[i],
+                years[i]
+            )));
+        }
+        let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 6]);
+        if let Some(c) = classes[i] {
+            entry[c.index()] += a;
+        }
+    }
+    let n = sums.len() * 6;
+    let (mut uid, mut yr, mut cl, mut ha) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((id, year), s) in &sums {
+        for c in LandClass::ALL {
+            uid.push(id.clone());
+            yr.push(*year);
+            cl.push(c.as_str());
+            ha.push(s[c.index()]);
+        }
+    }
+    let areas = TableBuilder::new()
+        .str(UNIT_ID, &uid)
+        .i64("year", yr)
+        .str("class", &cl)
+        .array("pixels", Arc::new(Int64Array::from(vec![None::<i64>; n])))
+        .f64("area_ha", ha)
+        .build()?;
+    let empty_s: [&str; 0] = [];
+    let transitions = TableBuilder::new()
+        .str(UNIT_ID, &empty_s)
+        .i64("year_from", vec![])
+        .i64("year_to", vec![])
+        .str("class_from", &empty_s)
+        .str("class_to", &empty_s)
+        .f64("area_ha", vec![])
+        .build()?;
+    let totals = TableBuilder::new()
+        .i64("year_from", vec![])
+        .i64("year_to", vec![])
+        .str("class_from", &empty_s)
+        .str("class_to", &empty_s)
+        .f64("area_ha", vec![])
+        .build()?;
+    let codes = TableBuilder::new()
+        .str(UNIT_ID, &empty_s)
+        .i64("year", vec![])
+        .i64("code", vec![])
+        .i64("pixels", vec![])
+        .build()?;
+    Ok(vec![
+        ("areas".into(), areas),
+        ("transitions".into(), transitions),
+        ("transitions_total".into(), totals),
+        ("codes".into(), codes),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Entry, StageEntry};
+    use arrow_array::{BinaryArray, RecordBatch};
+    use std::path::Path;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/landuse")
+    }
+
+    /// A units table (unit_id, WKB geometry) from a GeoJSON fixture, parsed with `geojson`.
+    fn units_table(name: &str) -> RecordBatch {
+        let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+        let fc: geojson::FeatureCollection = text.parse().unwrap();
+        let mut ids = Vec::new();
+        let mut wkb = Vec::new();
+        for f in fc.features {
+            let id = f.properties.as_ref().unwrap()["unit_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let g: geo::Geometry<f64> =
+                geo::Geometry::try_from(&f.geometry.unwrap().value).unwrap();
+            let mp = match g {
+                geo::Geometry::Polygon(p) => MultiPolygon(vec![p]),
+                geo::Geometry::MultiPolygon(m) => m,
+                other => panic!("unexpected {other:?}"),
+            };
+            ids.push(id);
+            wkb.push(crate::io::wkb::encode(&mp));
+        }
+        TableBuilder::new()
+            .str(UNIT_ID, &ids)
+            .array(
+                "geometry",
+                Arc::new(BinaryArray::from_iter_values(wkb.iter())),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[derive(Debug)]
+    struct Run {
+        outputs: BTreeMap<String, RecordBatch>,
+        warnings: Vec<String>,
+    }
+
+    fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
+        let prepared = Entry::<LandUse>::new().prepare(params)?;
+        let sources: BTreeMap<String, PathBuf> = prepared
+            .sources()
+            .into_iter()
+            .map(|s| (s.name, fixtures().join(s.path)))
+            .collect();
+        let ctx = StageContext::new("landuse", &fixtures(), sources);
+        let inputs = Inputs::new(BTreeMap::from([(port.to_owned(), table)]));
+        let outputs = prepared.run(&inputs, &ctx)?;
+        Ok(Run {
+            outputs: outputs.into_iter().collect(),
+            warnings: ctx.take_warnings(),
+        })
+    }
+
+    /// `areas` as (unit, year, class) → (pixels, area_ha).
+    fn areas(r: &Run) -> BTreeMap<(String, i64, String), (i64, f64)> {
+        let t = &r.outputs["areas"];
+        let (u, y, c) = (
+            table::ids(t, "a", UNIT_ID).unwrap(),
+            table::i64s(t, "a", "year").unwrap(),
+            table::strings(t, "a", "class").unwrap(),
+        );
+        // Null pixels (tabular input) read as -1.
+        let p: Vec<i64> = table::f64s(t, "a", "pixels")
+            .unwrap()
+            .iter()
+            .map(|&v| if v.is_nan() { -1 } else { v as i64 })
+            .collect();
+        let a = table::f64s(t, "a", "area_ha").unwrap();
+        (0..t.num_rows())
+            .map(|i| ((u[i].clone(), y[i], c[i].clone()), (p[i], a[i])))
+            .collect()
+    }
+
+    fn codes(r: &Run) -> BTreeMap<(String, i64, i64), i64> {
+        let t = &r.outputs["codes"];
+        let (u, y) = (
+            table::ids(t, "c", UNIT_ID).unwrap(),
+            table::i64s(t, "c", "year").unwrap(),
+        );
+        let (c, p) = (
+            table::i64s(t, "c", "code").unwrap(),
+            table::i64s(t, "c", "pixels").unwrap(),
+        );
+        (0..t.num_rows())
+            .map(|i| ((u[i].clone(), y[i], c[i]), p[i]))
+            .collect()
+    }
+
+    /// Hand counts for the 40 × 36 pattern of make_fixtures.py (tests/fixtures/landuse/README.md):
+    /// U1 = cols 0..20 × rows 0..18: 180 px of 1 (cultivated) + 180 of 2 (forest).
+    /// U2 = cols 5..35 × rows 10..30 (600 px) minus the hole cols 15..25 × rows 15..25 (100 px):
+    ///   value 1: 40 (top, cols 5..10) + 120 (bottom, cols 10..20) − 35 (hole) = 125 cultivated;
+    ///   2: 80 − 15 = 65 forest; 4: 80 − 15 = 65 grassland; 8: 40 construction; 5: 60 water;
+    ///   7: 60 unused; 0 (NoData): 120 − 35 = 85 not counted.
+    /// U3 = two parts: cols 30..40 × rows 0..5 (50 px of 8, construction) and cols 20..30 ×
+    ///   rows 30..36 (all NoData).
+    /// U4 = far outside; U5 = a triangle inside one pixel, covering no centre.
+    /// U6 = cols 30..40 × rows 18..36: 174 px of 7 (unused) + 6 px of the unmapped code 12.
+    fn expected_pixels() -> Vec<(&'static str, [i64; 6])> {
+        // cultivated, forest, grassland, water, construction, unused
+        vec![
+            ("U1", [180, 180, 0, 0, 0, 0]),
+            ("U2", [125, 65, 65, 60, 40, 60]),
+            ("U3", [0, 0, 0, 0, 50, 0]),
+            ("U4", [0; 6]),
+            ("U5", [0; 6]),
+            ("U6", [0, 0, 0, 0, 0, 174]),
+        ]
+    }
+
+    #[test]
+    fn projected_rasters_in_every_layout_match_hand_counts() {
+        let variants = [
+            "proj_u8_tiled_deflate.tif",
+            "proj_u16_strip_deflate_pred2.tif",
+            "proj_u8_strip_lzw.tif",
+            "proj_u16_tiled_lzw.tif",
+            "proj_u8_tiled_packbits.tif",
+            "proj_u16_strip_packbits.tif",
+            "proj_u8_strip_none.tif",
+            "proj_u16_tiled_none.tif",
+        ];
+        for file in variants {
+            let params = serde_json::json!({ "rasters": { "2000": file }, "scheme": "clcd" });
+            let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+            let a = areas(&r);
+            for (unit, px) in expected_pixels() {
+                for c in LandClass::ALL {
+                    let (p, ha) = a[&(unit.to_owned(), 2000, c.as_str().to_owned())];
+                    assert_eq!(p, px[c.index()], "{file} {unit} {c}");
+                    // 30 m × 30 m = 900 m² = 0.09 ha per pixel (Albers is equal-area).
+                    assert!(
+                        (ha - px[c.index()] as f64 * 0.09).abs() < 1e-9,
+                        "{file} {unit} {c}: {ha}"
+                    );
+                }
+            }
+            let k = codes(&r);
+            // NoData (0) is not in `codes`; the unmapped 12 is, with its 6 pixels.
+            assert_eq!(k.get(&("U3".into(), 2000, 8)), Some(&50));
+            assert_eq!(k.get(&("U3".into(), 2000, 0)), None);
+            assert_eq!(k.get(&("U6".into(), 2000, 12)), Some(&6));
+            let w = r.warnings.join("\n");
+            assert!(w.contains("unit `U4`: no pixel centre"), "{w}");
+            assert!(w.contains("unit `U5`: no pixel centre"), "{w}");
+            assert!(w.contains("12 (6 px)"), "{w}");
+        }
+    }
+
+    #[test]
+    fn geographic_raster_uses_row_areas_on_the_ellipsoid() {
+        let params = serde_json::json!({ "rasters": { "2005": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", units_table("units_geo.geojson")).unwrap();
+        let a = areas(&r);
+        for (unit, px) in expected_pixels() {
+            for c in LandClass::ALL {
+                assert_eq!(
+                    a[&(unit.to_owned(), 2005, c.as_str().to_owned())].0,
+                    px[c.index()],
+                    "{unit} {c}"
+                );
+            }
+        }
+        // pyproj 3.7.2 Geod(ellps="WGS84").polygon_area_perimeter of the same lon/lat boxes with
+        // densified parallels (README): U1 cultivated = lon 113.0–113.1 × lat 34.82–35.0;
+        // U3 construction = lon 113.3–113.4 × lat 34.95–35.0; U6 unused = lon 113.3–113.4 ×
+        // lat 34.64–34.82 minus the 12-block lon 113.35–113.37 × lat 34.67–34.70.
+        let checks = [
+            ("U1", "cultivated", 18_249.270_713_745_296),
+            ("U1", "forest", 18_249.270_713_745_296),
+            ("U3", "construction", 5_065.299_587_724_562),
+            ("U6", "unused", 17_678.526_351_526_38),
+        ];
+        for (unit, class, expect) in checks {
+            let got = a[&(unit.to_owned(), 2005, class.to_owned())].1;
+            assert!(
+                ((got - expect) / expect).abs() < 1e-6,
+                "{unit} {class}: {got} vs {expect}"
+            );
+        }
+        // NoData 65535 is not in `codes`.
+        assert!(codes(&r).keys().all(|k| k.2 != 65_535));
+        // Same numbers on one thread (sums in chunk order, not scheduling order).
+        let params = serde_json::json!({ "rasters": { "2005": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let one = pool.install(|| run(params, "units", units_table("units_geo.geojson")).unwrap());
+        assert_eq!(one.outputs["areas"], r.outputs["areas"]);
+    }
+
+    #[test]
+    fn transitions_sum_to_the_areas_of_year_from() {
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let a = areas(&r);
+        let t = &r.outputs["transitions"];
+        let (u, yf, yt) = (
+            table::ids(t, "t", UNIT_ID).unwrap(),
+            table::i64s(t, "t", "year_from").unwrap(),
+            table::i64s(t, "t", "year_to").unwrap(),
+        );
+        let (cf, ct, ha) = (
+            table::strings(t, "t", "class_from").unwrap(),
+            table::strings(t, "t", "class_to").unwrap(),
+            table::f64s(t, "t", "area_ha").unwrap(),
+        );
+        // 6 units × 36 class pairs, one pair of years.
+        assert_eq!(t.num_rows(), 6 * 36);
+        assert!(yf.iter().all(|&y| y == 2000) && yt.iter().all(|&y| y == 2020));
+        let mut out_of: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut cell: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+        for i in 0..t.num_rows() {
+            *out_of.entry((u[i].clone(), cf[i].clone())).or_default() += ha[i];
+            cell.insert((u[i].clone(), cf[i].clone(), ct[i].clone()), ha[i]);
+        }
+        // The 2020 raster differs only where no NoData is, so Σ over class_to = area in 2000.
+        for ((unit, class), sum) in &out_of {
+            let (_, area2000) = a[&(unit.clone(), 2000, class.clone())];
+            assert!(
+                (sum - area2000).abs() < 1e-9,
+                "{unit} {class}: {sum} vs {area2000}"
+            );
+        }
+        // U1: cols 0..5 × rows 0..18 (90 px = 8.1 ha) went from cropland (1) to impervious (8).
+        let c = |from: &str, to: &str| cell[&("U1".to_owned(), from.to_owned(), to.to_owned())];
+        assert!((c("cultivated", "construction") - 8.1).abs() < 1e-9);
+        assert!((c("cultivated", "cultivated") - 8.1).abs() < 1e-9);
+        assert!((c("forest", "forest") - 16.2).abs() < 1e-9);
+        // The basin total adds the units: U1's 8.1 ha is the only cropland → built-up change.
+        let tt = &r.outputs["transitions_total"];
+        assert_eq!(tt.num_rows(), 36);
+        let (f, to, v) = (
+            table::strings(tt, "t", "class_from").unwrap(),
+            table::strings(tt, "t", "class_to").unwrap(),
+            table::f64s(tt, "t", "area_ha").unwrap(),
+        );
+        let i = (0..36)
+            .find(|&i| f[i] == "cultivated" && to[i] == "construction")
+            .unwrap();
+        assert!((v[i] - 8.1).abs() < 1e-9);
+    }
+
+    /// rasterstats 0.20 `zonal_stats(henan_cities.geojson, mcd12c1_2019_igbp_yrb9.tif,
+    /// categorical=True, all_touched=False)` (make_henan.py; GDAL 3.10.3 via rasterio 1.4.4).
+    const HENAN_RASTERSTATS: &[(&str, &[(i64, i64)])] = &[
+        (
+            "410100",
+            &[(4, 2), (9, 3), (10, 9), (12, 243), (13, 42), (14, 1)],
+        ),
+        ("410200", &[(12, 239), (13, 7)]),
+        (
+            "410300",
+            &[
+                (0, 1),
+                (4, 210),
+                (8, 21),
+                (9, 16),
+                (10, 9),
+                (12, 318),
+                (13, 17),
+                (14, 3),
+            ],
+        ),
+        (
+            "410400",
+            &[
+                (0, 1),
+                (4, 39),
+                (8, 5),
+                (9, 6),
+                (11, 1),
+                (12, 239),
+                (13, 18),
+            ],
+        ),
+        (
+            "410500",
+            &[(4, 1), (5, 1), (9, 13), (10, 13), (12, 237), (13, 25)],
+        ),
+        ("410600", &[(10, 5), (12, 78), (13, 5)]),
+        (
+            "410700",
+            &[(4, 2), (5, 2), (9, 9), (10, 16), (12, 275), (13, 19)],
+        ),
+        (
+            "410800",
+            &[(4, 7), (5, 2), (9, 7), (10, 6), (12, 113), (13, 25)],
+        ),
+        ("410900", &[(12, 162), (13, 5)]),
+        ("411000", &[(12, 188), (13, 6), (14, 2)]),
+        ("411100", &[(12, 100), (13, 5)]),
+        (
+            "411200",
+            &[
+                (4, 119),
+                (5, 5),
+                (8, 11),
+                (9, 73),
+                (10, 19),
+                (12, 157),
+                (13, 4),
+                (14, 6),
+            ],
+        ),
+        (
+            "411300",
+            &[
+                (0, 12),
+                (4, 173),
+                (8, 85),
+                (9, 89),
+                (10, 3),
+                (11, 1),
+                (12, 645),
+                (13, 12),
+                (14, 3),
+            ],
+        ),
+        ("411400", &[(12, 411), (13, 8)]),
+        (
+            "411500",
+            &[
+                (0, 2),
+                (4, 15),
+                (5, 10),
+                (8, 146),
+                (9, 19),
+                (11, 3),
+                (12, 482),
+                (13, 10),
+                (14, 30),
+            ],
+        ),
+        ("411600", &[(12, 455), (13, 6)]),
+        (
+            "411700",
+            &[(0, 5), (4, 9), (8, 2), (9, 2), (11, 1), (12, 557), (13, 6)],
+        ),
+        (
+            "419001",
+            &[(4, 8), (5, 4), (9, 20), (10, 3), (12, 31), (13, 6), (14, 3)],
+        ),
+    ];
+
+    #[test]
+    fn modis_igbp_on_henan_cities_matches_rasterstats() {
+        let params = serde_json::json!({ "rasters": { "2019": "mcd12c1_2019_igbp_yrb9.tif" }, "scheme": "igbp" });
+        let r = run(params, "units", units_table("henan_cities.geojson")).unwrap();
+        let k = codes(&r);
+        let mut expected = BTreeMap::new();
+        for (unit, list) in HENAN_RASTERSTATS {
+            for &(code, px) in *list {
+                expected.insert(((*unit).to_owned(), 2019, code), px);
+            }
+        }
+        assert_eq!(k, expected);
+        // Reclassified with the IGBP table: Zhengzhou (410100) cropland = 12 + 14 → 243 + 1.
+        let a = areas(&r);
+        assert_eq!(
+            a[&("410100".to_owned(), 2019, "cultivated".to_owned())].0,
+            244
+        );
+        assert_eq!(a[&("410100".to_owned(), 2019, "forest".to_owned())].0, 2);
+        assert_eq!(
+            a[&("410100".to_owned(), 2019, "grassland".to_owned())].0,
+            12
+        );
+        assert_eq!(
+            a[&("410100".to_owned(), 2019, "construction".to_owned())].0,
+            42
+        );
+        // Pixel area at 34.7° N for 0.05°: ~25.4 km² = 2540 ha, so Zhengzhou's 300 px ≈ 7,600 km²
+        // (its official area is 7,567 km²).
+        let total: f64 = LandClass::ALL
+            .iter()
+            .map(|c| a[&("410100".to_owned(), 2019, c.as_str().to_owned())].1)
+            .sum();
+        assert!((total / 100.0 - 7_600.0).abs() < 150.0, "{total}");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn tabular_areas_are_validated_and_reclassified() {
+        let t = TableBuilder::new()
+            .str(UNIT_ID, &["A", "A", "A", "B"])
+            .i64("year", vec![2000, 2000, 2000, 2000])
+            .i64("code", vec![11, 12, 52, 99])
+            .f64("area_ha", vec![10.0, 5.0, 2.5, 100.0])
+            .build()
+            .unwrap();
+        let r = run(serde_json::json!({ "scheme": "cnlucc" }), "areas", t).unwrap();
+        let a = areas(&r);
+        // Paddy (11) + dry land (12) = 15 ha cultivated; rural settlement (52) = construction;
+        // B's only row is sea (99, excluded): all six classes 0.
+        assert_eq!(a[&("A".to_owned(), 2000, "cultivated".to_owned())].1, 15.0);
+        assert_eq!(a[&("A".to_owned(), 2000, "construction".to_owned())].1, 2.5);
+        assert_eq!(a[&("B".to_owned(), 2000, "water".to_owned())].1, 0.0);
+        assert_eq!(r.outputs["areas"].num_rows(), 12);
+
+        let bad = |class: &str, area: f64| {
+            let t = TableBuilder::new()
+                .str(UNIT_ID, &["C"])
+                .i64("year", vec![2015])
+                .str("class", &[class])
+                .f64("area_ha", vec![area])
+                .build()
+                .unwrap();
+            run(serde_json::json!({}), "areas", t).unwrap_err().message
+        };
+        assert!(
+            bad("wetland", 1.0).contains("unit `C`, year 2015): class `wetland`"),
+            "{}",
+            bad("wetland", 1.0)
+        );
+        assert!(bad("forest", -1.0).contains("unit `C`, year 2015): area_ha is -1"));
+        assert!(bad("forest", f64::NAN).contains("area_ha is missing"));
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let e = Entry::<LandUse>::new();
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "year2000": "a.tif" }, "scheme": "clcd" }))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("`year2000` is not a year"),
+            "{}",
+            err.message
+        );
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "2000": "a.tif" } }))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("`scheme` is required"));
+        let p = e.prepare(serde_json::json!({ "rasters": { "2000": "a.tif", "1995": "b.tif" }, "scheme": "my.csv" })).unwrap();
+        let names: Vec<String> = p.sources().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["raster.1995", "raster.2000", "scheme"]);
+    }
+
+    #[test]
+    fn user_scheme_csv_and_crs_mismatch_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("scheme.csv");
+        std::fs::write(&csv, "code,class\n1,cultivated\n2,forest\n4,grassland\n5,water\n7,unused\n8,construction\n12,unused\n").unwrap();
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": csv });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        // With 12 mapped to unused, U6 has 174 + 6 = 180 unused pixels and no warning about codes.
+        assert_eq!(
+            areas(&r)[&("U6".to_owned(), 2000, "unused".to_owned())].0,
+            180
+        );
+        assert!(!r.warnings.iter().any(|w| w.contains("codes not in scheme")));
+        // Declaring the Albers raster as lon/lat puts every unit outside it: warned, not mixed.
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd", "crs": "EPSG:4326" });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        assert_eq!(
+            r.warnings
+                .iter()
+                .filter(|w| w.contains("no pixel centre"))
+                .count(),
+            6
+        );
+    }
+}
