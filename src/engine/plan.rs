@@ -305,15 +305,15 @@ pub fn build(
             let Some(wire) = wires[i].get(port.name) else {
                 continue;
             };
-            let declared = &drafts[wire.stage]
+            let declared = drafts[wire.stage]
                 .outputs
                 .iter()
                 .find(|o| o.name == wire.output)
-                .expect("wired output exists")
-                .columns;
-            if declared.is_empty() {
+                .expect("wired output exists");
+            if !declared.complete {
                 continue;
             }
+            let declared = &declared.columns;
             if let Some(missing) = port.columns.iter().find(|c| !declared.contains(c)) {
                 return Err(Diagnostic::user(format!(
                     "stage `{}`: input `{}` needs column `{missing}`, which `{}.{}` does not produce",

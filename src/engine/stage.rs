@@ -56,9 +56,12 @@ impl Port {
 pub struct OutputDecl {
     pub name: String,
     pub doc: String,
-    /// Columns the output is guaranteed to have (it may have more). Empty means "not known
-    /// before running" (e.g. `ingest` of a CSV), which turns off the plan-time check downstream.
+    /// Columns the output is guaranteed to have. Empty means "not known before running"
+    /// (e.g. `ingest` of a CSV), which turns off the plan-time check downstream.
     pub columns: Vec<String>,
+    /// Whether `columns` lists every column. A downstream port asking for a column outside a
+    /// complete list is a plan-time error; outside a partial list it is checked at run time.
+    pub complete: bool,
 }
 
 impl OutputDecl {
@@ -67,11 +70,24 @@ impl OutputDecl {
             name: name.into(),
             doc: doc.into(),
             columns: Vec::new(),
+            complete: false,
         }
     }
+    /// Declares every column of the output.
     #[must_use]
     pub fn with_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
         self.columns = columns.into_iter().map(Into::into).collect();
+        self.complete = true;
+        self
+    }
+    /// Declares some columns the output will have; others depend on the data.
+    #[must_use]
+    pub fn with_some_columns<S: Into<String>>(
+        mut self,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.columns = columns.into_iter().map(Into::into).collect();
+        self.complete = false;
         self
     }
 }

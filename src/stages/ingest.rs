@@ -308,7 +308,7 @@ impl Stage for Ingest {
         if params.format.is_vector() {
             columns.push(GEOMETRY_COLUMN.to_owned());
         }
-        vec![OutputDecl::new("table", "The file's rows as a table.").with_columns(columns)]
+        vec![OutputDecl::new("table", "The file's rows as a table.").with_some_columns(columns)]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
