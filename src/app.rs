@@ -83,6 +83,7 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             Ok(0)
         }
         Command::Worker { invocation, out } => worker(&invocation, &out),
+        Command::DemoData { data_dir, study } => demo_data(&data_dir, study),
     }
 }
 
@@ -581,6 +582,30 @@ pub fn stages_doc(registry: &[&dyn StageEntry], format: StagesFormat) -> String 
         }
     }
     out
+}
+
+fn demo_data(data_dir: &Path, study: crate::cli::DemoStudy) -> Result<u8, Diagnostic> {
+    use crate::cli::DemoStudy;
+    use crate::demo::{Config, Study, generate_with};
+    let studies = match study {
+        DemoStudy::Henan => vec![Study::Henan],
+        DemoStudy::YellowRiver => vec![Study::YellowRiver],
+        DemoStudy::All => vec![Study::Henan, Study::YellowRiver],
+    };
+    for s in studies {
+        let generated = generate_with(data_dir, &Config::full(s)).map_err(|e| {
+            Diagnostic::user(format!("cannot generate the {} demonstration data", s.folder()))
+                .caused_by(e)
+                .with_hint("run from the repository's top level, or pass --data-dir pointing at pipelines/data")
+        })?;
+        print!("{}", generated.summary);
+        println!(
+            "wrote {} files to {}",
+            generated.files.len(),
+            data_dir.join(s.folder()).display()
+        );
+    }
+    Ok(0)
 }
 
 fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {

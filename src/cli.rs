@@ -111,6 +111,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StagesFormat::Text)]
         format: StagesFormat,
     },
+    /// Regenerate the demonstration data of the example studies (deterministic, seeded).
+    DemoData {
+        /// The data folder: boundaries are read from `<dir>/boundaries/`, and each study's
+        /// files are written to `<dir>/henan/` and `<dir>/yellow_river/`.
+        #[arg(long, value_name = "DIR", default_value = "pipelines/data")]
+        data_dir: PathBuf,
+        /// Which study's data.
+        #[arg(long, value_enum, default_value_t = DemoStudy::All)]
+        study: DemoStudy,
+    },
     /// Execute one serialised stage invocation (the seam for cluster executors).
     Worker {
         /// The invocation (JSON).
@@ -138,4 +148,11 @@ pub enum DagFormat {
 pub enum StagesFormat {
     Text,
     Markdown,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DemoStudy {
+    Henan,
+    YellowRiver,
+    All,
 }
