@@ -6,8 +6,8 @@
 //! pseudo p-values follow the same definition but use this crate's own generator
 //! ([`SplitMix64`]), so they agree only in distribution.
 //!
-//! Permutations run in parallel; each permutation (global) or unit (local) draws from its own
-//! stream derived from the seed, so the result does not depend on the number of threads.
+//! Permutations run in parallel; each permutation draws from its own stream derived from the
+//! seed, so the result does not depend on the number of threads.
 
 use std::fmt;
 
@@ -324,7 +324,9 @@ impl PairProduct {
 /// z-scores are two-sided (esda's default `two_tailed=True`); the permutation p-value is
 /// [`pseudo_p`] over random permutations of `x` across all units.
 ///
-/// Errors on fewer than 4 units, non-finite values, islands, or a constant `x`.
+/// # Errors
+/// [`MoranError`] on fewer than 4 units, non-finite values, islands, a constant `x`, or `x`
+/// and `w` of different lengths.
 ///
 /// # Units
 /// `x` in any units; I, E[I] and z dimensionless; p-values probabilities.
@@ -419,7 +421,8 @@ pub fn global_moran(
 /// are drawn once and shared by all units, which makes the test cheap; each sample comes from
 /// its own stream, so results do not depend on threading.
 ///
-/// Errors on fewer than 4 units, non-finite values, islands, or a constant `x`.
+/// # Errors
+/// As [`global_moran`].
 ///
 /// # Units
 /// `x` in any units; `I_i`, `z`, `lag` dimensionless; p-values probabilities.
