@@ -148,6 +148,10 @@ fn check(values: &[f64], quantity: Quantity) -> Result<(), GiniError> {
 /// Cumulative shares are running sums divided by the total summed in the same order, so the
 /// last point is exactly `(1, 1)`.
 ///
+/// # Errors
+/// [`GiniError`] on fewer than 2 units, a negative or non-finite value or weight, a zero
+/// total of either, or slices of different lengths.
+///
 /// # Units
 /// `value` and `weight` in any units (t C for the carbon Gini); the points are shares in `[0, 1]`.
 ///
@@ -222,6 +226,9 @@ pub fn lorenz(value: &[f64], weight: Option<&[f64]>) -> Result<Lorenz, GiniError
 /// Equals the mean absolute difference over twice the mean, `Σ_i Σ_j |x_i − x_j| / (2 n² x̄)`,
 /// which is what PySAL's `inequality.gini.Gini` computes.
 ///
+/// # Errors
+/// As [`lorenz`].
+///
 /// # Units
 /// Dimensionless; `values` in any units, all ≥ 0.
 ///
@@ -241,6 +248,9 @@ pub fn gini(values: &[f64]) -> Result<f64, GiniError> {
 
 /// The carbon Gini of `emission_t_c` against `reference` (e.g. sinks `cs_t_c`, or GDP): the
 /// Gini of the Lorenz curve of [`lorenz`] with `weight = reference`.
+///
+/// # Errors
+/// As [`lorenz`].
 ///
 /// # Units
 /// Dimensionless; `emission_t_c` in t C, `reference` in its own units (t C for sinks).
@@ -264,6 +274,9 @@ pub fn carbon_gini(emission_t_c: &[f64], reference: &[f64]) -> Result<f64, GiniE
 /// percentage (0–100) held by the first `k` units, `R = 50(n + 1)` the same sum for an even
 /// distribution and `M = 100 n` for one unit holding everything. `I ∈ [0, 1]`: 0 even,
 /// 1 fully concentrated. With `n` units, `I = Gini × n/(n − 1)` (ordinary Gini).
+///
+/// # Errors
+/// As [`lorenz`].
 ///
 /// # Units
 /// Dimensionless; `values` in any units, all ≥ 0.

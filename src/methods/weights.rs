@@ -47,6 +47,9 @@ impl SpatialWeights {
     /// `(a, b)` and `(b, a)` mean the same, and repeats count once. A unit with no edge (an
     /// island) gets an empty row, as in libpysal's `transform = "r"`.
     ///
+    /// # Errors
+    /// [`WeightsError`] when an edge joins a unit to itself or names a unit `>= n`.
+    ///
     /// # Units
     /// Weights are dimensionless; every non-empty row sums to 1.
     ///
