@@ -228,9 +228,27 @@ pub fn summary_json_value(report: &RunReport) -> serde_json::Value {
             let outputs: serde_json::Map<String, serde_json::Value> = r
                 .manifest
                 .as_ref()
-                .map(|m| m.outputs.iter().map(|o| (o.name.clone(), json!({"rows": o.rows, "digest": o.digest.to_hex()}))).collect())
+                .map(|m| {
+                    m.outputs
+                        .iter()
+                        .map(|o| {
+                            (
+                                o.name.clone(),
+                                json!({"rows": o.rows, "digest": o.digest.to_hex()}),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            json!({"name": r.name, "status": r.status.as_str(), "reason": r.reason, "seconds": r.seconds, "outputs": outputs})
+            json!({
+                "name": r.name,
+                "kind": r.key.as_ref().map(|k| k.kind.clone()),
+                "version": r.key.as_ref().map(|k| k.version),
+                "status": r.status.as_str(),
+                "reason": r.reason,
+                "seconds": r.seconds,
+                "outputs": outputs,
+            })
         })
         .collect();
     json!({ "stages": stages })

@@ -5,3 +5,4 @@ mod common;
 mod cache;
 mod errors;
 mod run;
+mod studies;

@@ -1,0 +1,116 @@
+//! The example studies under `pipelines/`: they reproduce their committed outputs byte for byte,
+//! and every stage's output digest is pinned to its kind's VERSION, so a change in a stage's
+//! output without a VERSION bump fails here instead of serving stale cache entries.
+//!
+//! After an intended change: bump the kind's VERSION, rerun the studies (`cargo run --release --
+//! run pipelines/*.yaml`), and regenerate the pins with `UPDATE_GOLDEN=1 cargo test --test cli studies`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a study with `--check` on a private cache; returns the summary JSON.
+fn check_study(name: &str) -> Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = tmp.path().join("summary.json");
+    let out = Command::new(crate::common::bin())
+        .current_dir(repo())
+        .env("CI", "1")
+        .args([
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+            "run",
+        ])
+        .arg(format!("pipelines/{name}.yaml"))
+        .args([
+            "--check",
+            "--quiet",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pipelines/{name}.yaml does not reproduce its committed outputs:\n{stderr}\nhint: rerun the study and commit pipelines/out"
+    );
+    serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap()
+}
+
+/// `stage → (kind, version, {output: digest})`
+fn pins(summary: &Value) -> BTreeMap<String, Value> {
+    summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let outputs: BTreeMap<String, String> = s["outputs"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_owned()))
+                .collect();
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                serde_json::json!({"kind": s["kind"], "version": s["version"], "outputs": outputs}),
+            )
+        })
+        .collect()
+}
+
+fn check_pins(study: &str) {
+    let current = pins(&check_study(study));
+    let path = repo().join(format!("tests/cli/golden/{study}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&current).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    let golden: BTreeMap<String, Value> = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|_| panic!("{} is missing", path.display())),
+    )
+    .unwrap();
+    for (stage, now) in &current {
+        let Some(then) = golden.get(stage) else {
+            panic!("stage `{stage}` of {study} has no pin; regenerate with UPDATE_GOLDEN=1")
+        };
+        if now["outputs"] != then["outputs"] {
+            assert_ne!(
+                (now["kind"].clone(), now["version"].clone()),
+                (then["kind"].clone(), then["version"].clone()),
+                "stage `{stage}` of {study}: kind {} version {} now gives different output; bump the kind's VERSION (and UPDATE_GOLDEN=1)",
+                now["kind"],
+                now["version"]
+            );
+            panic!(
+                "stage `{stage}` of {study}: version changed; regenerate the pins with UPDATE_GOLDEN=1"
+            );
+        }
+    }
+    assert_eq!(
+        current.len(),
+        golden.len(),
+        "stages were added or removed; regenerate with UPDATE_GOLDEN=1"
+    );
+}
+
+#[test]
+fn henan_reproduces_committed_outputs_and_pins() {
+    check_pins("henan_counties");
+}
+
+#[test]
+fn yellow_river_reproduces_committed_outputs_and_pins() {
+    check_pins("yellow_river_cities");
+}
