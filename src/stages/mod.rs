@@ -4,6 +4,9 @@
 #[allow(unused_imports)]
 use crate::engine::stage::{Entry, StageEntry};
 
+pub mod report;
+
 /// Every built-in kind, in the order `pipeline stages` lists them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
+    &Entry::<report::Report>::new(),
 ];
