@@ -70,12 +70,24 @@ pub fn fmt_num(v: f64) -> String {
         )
     } else if a >= 100.0 {
         format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
     } else if a >= 1.0 {
         format!("{v:.2}")
     } else if a >= 0.001 {
         format!("{v:.3}")
     } else {
         format!("{v:.2e}")
+    }
+}
+
+/// Tick labels: like [`fmt_num`] without trailing zeros (`50`, `0.2`).
+fn fmt_tick(v: f64) -> String {
+    let s = fmt_num(v);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
     }
 }
 
@@ -94,7 +106,7 @@ fn axes(
         let _ = write!(
             s,
             r##"<line x1="{l:.1}" x2="{r:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e3e3"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="end">{}</text>"##,
-            fmt_num(t),
+            fmt_tick(t),
             l = f.left,
             r = f.w - f.right,
             tx = f.left - 4.0,

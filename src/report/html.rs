@@ -5,7 +5,7 @@
 //! classes; maps of one variable over the years share breaks computed on the pooled values of
 //! all years, so colours compare across years. Diverging variables (NCE around 0, ECC and ESC
 //! around 1) get the neutral value added as a break so no class straddles it, and each class is
-//! coloured by its midpoint's distance from the neutral value.
+//! coloured on its side of the palette by its rank away from the neutral value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -32,6 +32,8 @@ type ZoneTotals = (usize, [f64; 3], [Vec<f64>; 2]);
 pub struct Variable {
     pub column: &'static str,
     pub title: &'static str,
+    /// Legend heading.
+    pub short: &'static str,
     /// `None`: sequential; `Some((neutral, high_is_bad))`: diverging around `neutral`.
     pub diverging: Option<(f64, bool)>,
 }
@@ -40,31 +42,37 @@ pub struct Variable {
 pub const VARIABLES: [Variable; 6] = [
     Variable {
         column: "ce_t_c",
+        short: "CE (t C)",
         title: "Carbon emission CE (t C)",
         diverging: None,
     },
     Variable {
         column: "cs_t_c",
+        short: "CS (t C)",
         title: "Carbon sink CS (t C)",
         diverging: None,
     },
     Variable {
         column: "nce_t_c",
+        short: "NCE (t C)",
         title: "Net carbon emission NCE (t C)",
         diverging: Some((0.0, true)),
     },
     Variable {
         column: "ci_t_per_10k_yuan",
+        short: "CI (t C per 10⁴ yuan)",
         title: "Carbon intensity CI (t C per 10⁴ yuan)",
         diverging: None,
     },
     Variable {
         column: "ecc",
+        short: "ECC",
         title: "Economic contribution coefficient ECC",
         diverging: Some((1.0, false)),
     },
     Variable {
         column: "esc",
+        short: "ESC",
         title: "Ecological support coefficient ESC",
         diverging: Some((1.0, false)),
     },
@@ -171,18 +179,15 @@ fn class_colours(
         .filter(|v| v.is_finite())
         .fold(f64::INFINITY, f64::min);
     let k = bounds.len();
+    // Diverging: classes at or below the neutral value take the teal side, the others the
+    // brown side (or the reverse), darker with each class away from the neutral value.
+    let below = var.diverging.map_or(0, |(neutral, _)| {
+        bounds.iter().filter(|&&b| b <= neutral).count()
+    });
+    let above = k - below;
     let mut colours = Vec::with_capacity(k);
     let mut legend = Vec::with_capacity(k);
     let mut lo = min;
-    let span = match var.diverging {
-        Some((neutral, _)) => values
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|v| (v - neutral).abs())
-            .fold(0.0, f64::max)
-            .max(1e-12),
-        None => 1.0,
-    };
     for (i, &hi) in bounds.iter().enumerate() {
         let colour = match var.diverging {
             None => palette::sequential(if k > 1 {
@@ -190,8 +195,12 @@ fn class_colours(
             } else {
                 0.5
             }),
-            Some((neutral, high_is_bad)) => {
-                let t = ((lo + hi) / 2.0 - neutral) / span;
+            Some((_, high_is_bad)) => {
+                let t = if i < below {
+                    -(0.25 + 0.75 * (below - i) as f64 / below as f64)
+                } else {
+                    0.25 + 0.75 * (i + 1 - below) as f64 / above as f64
+                };
                 palette::diverging(if high_is_bad { t } else { -t })
             }
         };
@@ -208,6 +217,7 @@ fn class_colours(
 fn numeric_layer<'a>(
     data: &ReportData,
     title: &'a str,
+    legend_title: &'a str,
     values: &[f64],
     bounds: &[f64],
     colours: &[String],
@@ -239,6 +249,7 @@ fn numeric_layer<'a>(
     }
     MapLayer {
         title,
+        legend_title,
         fills,
         tooltips,
         legend,
@@ -248,6 +259,7 @@ fn numeric_layer<'a>(
 fn categorical_layer<'a>(
     data: &ReportData,
     title: &'a str,
+    legend_title: &'a str,
     value_of: &dyn Fn(&str) -> Option<String>,
     colour_of: &dyn Fn(&str, usize) -> String,
 ) -> MapLayer<'a> {
@@ -288,6 +300,7 @@ fn categorical_layer<'a>(
     }
     MapLayer {
         title,
+        legend_title,
         fills,
         tooltips,
         legend,
@@ -367,7 +380,7 @@ pub fn render(data: &ReportData) -> String {
             })
             .collect();
         let title = format!("{}, {year}", var.title);
-        let layer = numeric_layer(data, &title, &values, &bounds, &colours, &legend);
+        let layer = numeric_layer(data, &title, var.short, &values, &bounds, &colours, &legend);
         let _ = writeln!(
             h,
             "<div class=\"cell\"><h3>{}</h3>{}</div>",
@@ -378,9 +391,13 @@ pub fn render(data: &ReportData) -> String {
     }
     if let Some(lisa) = data.lisa.get(&year) {
         let title = format!("LISA clusters of the mapped variable, {year}");
-        let layer = categorical_layer(data, &title, &|id| lisa.get(id).cloned(), &|c, _| {
-            palette::lisa(c).to_owned()
-        });
+        let layer = categorical_layer(
+            data,
+            &title,
+            "LISA class",
+            &|id| lisa.get(id).cloned(),
+            &|c, _| palette::lisa(c).to_owned(),
+        );
         let _ = writeln!(
             h,
             "<div class=\"cell\"><h3>{}</h3>{}</div>",
@@ -393,6 +410,7 @@ pub fn render(data: &ReportData) -> String {
         let layer = categorical_layer(
             data,
             &title,
+            "Cluster",
             &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
             &|_, k| palette::categorical(k).to_owned(),
         );
@@ -405,9 +423,13 @@ pub fn render(data: &ReportData) -> String {
     }
     if let Some(zones) = &data.zones {
         let title = "Compensation zones".to_owned();
-        let layer = categorical_layer(data, &title, &|id| zones.get(id).cloned(), &|_, k| {
-            palette::categorical(k).to_owned()
-        });
+        let layer = categorical_layer(
+            data,
+            &title,
+            "Zone",
+            &|id| zones.get(id).cloned(),
+            &|_, k| palette::categorical(k).to_owned(),
+        );
         let _ = writeln!(
             h,
             "<div class=\"cell\"><h3>{}</h3>{}</div>",
@@ -432,6 +454,7 @@ pub fn render(data: &ReportData) -> String {
         let layer = categorical_layer(
             data,
             &title,
+            "Role",
             &|id| roles.get(id).map(|r| (*r).to_owned()),
             &colour,
         );
@@ -461,7 +484,8 @@ pub fn render(data: &ReportData) -> String {
                     .map(|u| table.get(&(u.id.clone(), y)).copied().unwrap_or(f64::NAN))
                     .collect();
                 let title = format!("{}, {y}", var.title);
-                let layer = numeric_layer(data, &title, &values, bounds, colours, legend);
+                let layer =
+                    numeric_layer(data, &title, var.short, &values, bounds, colours, legend);
                 let _ = write!(
                     h,
                     "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
@@ -474,10 +498,13 @@ pub fn render(data: &ReportData) -> String {
             h.push_str("<h3>LISA clusters</h3><div class=\"row\">");
             for (y, lisa) in &data.lisa {
                 let title = format!("LISA, {y}");
-                let layer =
-                    categorical_layer(data, &title, &|id| lisa.get(id).cloned(), &|c, _| {
-                        palette::lisa(c).to_owned()
-                    });
+                let layer = categorical_layer(
+                    data,
+                    &title,
+                    "LISA class",
+                    &|id| lisa.get(id).cloned(),
+                    &|c, _| palette::lisa(c).to_owned(),
+                );
                 let _ = write!(
                     h,
                     "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",

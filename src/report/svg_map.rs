@@ -120,6 +120,8 @@ pub struct LegendEntry {
 #[derive(Debug, Clone)]
 pub struct MapLayer<'a> {
     pub title: &'a str,
+    /// Short heading of the legend (e.g. "NCE (t C)").
+    pub legend_title: &'a str,
     /// Fill per unit, in the order of [`ProjectedUnits::paths`].
     pub fills: Vec<String>,
     /// Tooltip per unit, same order.
@@ -174,7 +176,7 @@ pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> Str
         s,
         r#"<text x="{lx:.0}" y="{:.0}" font-weight="bold">{}</text>"#,
         font + 2.0,
-        escape(&legend_title(layer.title))
+        escape(layer.legend_title)
     );
     for (k, e) in layer.legend.iter().enumerate() {
         let y = 10.0 + font + k as f64 * (font + 5.0);
@@ -191,11 +193,6 @@ pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> Str
     }
     s.push_str("</g></svg>");
     s
-}
-
-fn legend_title(title: &str) -> String {
-    // The variable part of "Net emission NCE (t C), 2020" is long; the legend keeps the unit.
-    title.split(',').next().unwrap_or(title).to_owned()
 }
 
 fn north_arrow(s: &mut String, x: f64, y: f64, k: f64) {
@@ -219,12 +216,11 @@ fn scale_bar(s: &mut String, units: &ProjectedUnits, font: f64) {
     let (x, y) = (10.0, units.height - 10.0);
     let _ = write!(
         s,
-        r##"<g class="scale-bar" font-size="{font}" font-family="sans-serif"><rect x="{x:.0}" y="{y0:.1}" width="{h:.1}" height="4" fill="#222222"/><rect x="{xh:.1}" y="{y0:.1}" width="{h:.1}" height="4" fill="#ffffff" stroke="#222222" stroke-width="0.6"/><text x="{x:.0}" y="{yt:.1}">0</text><text x="{xe:.1}" y="{yt:.1}" text-anchor="end">{km:.0} km</text></g>"##,
+        r##"<g class="scale-bar" font-size="{font}" font-family="sans-serif"><rect x="{x:.0}" y="{y0:.1}" width="{h:.1}" height="4" fill="#222222"/><rect x="{xh:.1}" y="{y0:.1}" width="{h:.1}" height="4" fill="#ffffff" stroke="#222222" stroke-width="0.6"/><text x="{xe:.1}" y="{y:.1}">{km:.0} km</text></g>"##,
         y0 = y - 4.0,
         h = len / 2.0,
         xh = x + len / 2.0,
-        xe = x + len,
-        yt = y - 7.0,
+        xe = x + len + 4.0,
     );
 }
 
@@ -275,6 +271,7 @@ mod tests {
         assert_eq!(p.height, 150.0);
         let layer = MapLayer {
             title: "Test",
+            legend_title: "Test",
             fills: vec!["#000000".into(); 3],
             tooltips: vec!["a".into(), "b".into(), "c&d".into()],
             legend: vec![LegendEntry {

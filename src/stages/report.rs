@@ -762,4 +762,116 @@ mod tests {
         p.n_classes = 1;
         assert!(Report::validate(&p).is_err());
     }
+
+    /// The 123 Henan units of the committed boundary file, with indices derived from the
+    /// committed demonstration economy table (CE = GDP × energy intensity × 0.67 t C/tce).
+    fn henan_inputs() -> Vec<(&'static str, RecordBatch)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/data");
+        let text = std::fs::read_to_string(root.join("boundaries/henan_units123.geojson")).unwrap();
+        let geojson::GeoJson::FeatureCollection(fc) = text.parse().unwrap() else {
+            panic!("collection")
+        };
+        let mut ids = Vec::new();
+        let mut names = Vec::new();
+        let mut wkb = Vec::new();
+        for f in &fc.features {
+            ids.push(f.property("adcode").unwrap().to_string());
+            names.push(f.property("name").unwrap().as_str().unwrap().to_owned());
+            let shape = match geo::Geometry::<f64>::try_from(&f.geometry.as_ref().unwrap().value)
+                .unwrap()
+            {
+                geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
+                geo::Geometry::MultiPolygon(m) => m,
+                _ => panic!("polygons"),
+            };
+            wkb.push(crate::io::wkb::encode(&shape));
+        }
+        let geom = arrow_array::BinaryArray::from_iter_values(wkb.iter().map(Vec::as_slice));
+        let units = TableBuilder::new()
+            .str("unit_id", &ids)
+            .str("name", &names)
+            .array("geometry", Arc::new(geom))
+            .build()
+            .unwrap();
+
+        let eco = std::fs::read_to_string(root.join("henan/economy.csv")).unwrap();
+        let mut rows: Vec<(String, i64, f64, f64, f64)> = Vec::new();
+        for line in eco.lines().skip(1) {
+            let c: Vec<&str> = line.split(',').collect();
+            let gdp: f64 = c[2].parse().unwrap();
+            let pop: f64 = c[3].parse().unwrap();
+            let ei: f64 = c[7].parse().unwrap();
+            rows.push((
+                c[0].to_owned(),
+                c[1].parse().unwrap(),
+                gdp,
+                gdp * ei * 0.67,
+                pop * 0.4,
+            ));
+        }
+        let mut totals: Map<i64, (f64, f64, f64)> = Map::new();
+        for r in &rows {
+            let t = totals.entry(r.1).or_default();
+            t.0 += r.2;
+            t.1 += r.3;
+            t.2 += r.4;
+        }
+        let col = |f: &dyn Fn(&(String, i64, f64, f64, f64)) -> f64| {
+            rows.iter().map(f).collect::<Vec<f64>>()
+        };
+        let indices = TableBuilder::new()
+            .str(
+                "unit_id",
+                &rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            )
+            .i64("year", rows.iter().map(|r| r.1).collect())
+            .f64("ce_t_c", col(&|r| r.3))
+            .f64("cs_t_c", col(&|r| r.4))
+            .f64("nce_t_c", col(&|r| r.3 - r.4))
+            .f64("ci_t_per_10k_yuan", col(&|r| r.3 / r.2))
+            .f64(
+                "ecc",
+                col(&|r| (r.2 / totals[&r.1].0) / (r.3 / totals[&r.1].1)),
+            )
+            .f64(
+                "esc",
+                col(&|r| (r.4 / totals[&r.1].2) / (r.3 / totals[&r.1].1)),
+            )
+            .build()
+            .unwrap();
+        let fa = std::fs::read_to_string(root.join("henan/functional_areas.csv")).unwrap();
+        let (fa_ids, fa_cat): (Vec<String>, Vec<String>) = fa
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split_once(',')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .unwrap()
+            })
+            .unzip();
+        let functional = TableBuilder::new()
+            .str("unit_id", &fa_ids)
+            .str("category", &fa_cat)
+            .build()
+            .unwrap();
+        vec![
+            ("units", units),
+            ("indices", indices),
+            ("functional_areas", functional),
+        ]
+    }
+
+    #[test]
+    fn henan_report_has_one_path_per_unit_and_map() {
+        let (html, geo) = run(henan_inputs(), &params());
+        // 6 maps of 2020 and 6 rows of 5 small multiples, each with all 123 units.
+        assert_eq!(
+            html.matches(r#"<path class="unit" data-id=""#).count(),
+            123 * (6 + 6 * 5)
+        );
+        assert!(!html.contains("http"));
+        assert!(html.len() < 4_000_000, "{} bytes", html.len());
+        assert!(html.contains("national_key_development"));
+        assert_eq!(geo.num_rows(), 1);
+    }
 }
