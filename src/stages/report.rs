@@ -763,6 +763,9 @@ mod tests {
         assert!(Report::validate(&p).is_err());
     }
 
+    /// unit_id, year, GDP, CE, CS.
+    type EcoRow = (String, i64, f64, f64, f64);
+
     /// The 123 Henan units of the committed boundary file, with indices derived from the
     /// committed demonstration economy table (CE = GDP × energy intensity × 0.67 t C/tce).
     fn henan_inputs() -> Vec<(&'static str, RecordBatch)> {
@@ -795,7 +798,7 @@ mod tests {
             .unwrap();
 
         let eco = std::fs::read_to_string(root.join("henan/economy.csv")).unwrap();
-        let mut rows: Vec<(String, i64, f64, f64, f64)> = Vec::new();
+        let mut rows: Vec<EcoRow> = Vec::new();
         for line in eco.lines().skip(1) {
             let c: Vec<&str> = line.split(',').collect();
             let gdp: f64 = c[2].parse().unwrap();
@@ -816,9 +819,7 @@ mod tests {
             t.1 += r.3;
             t.2 += r.4;
         }
-        let col = |f: &dyn Fn(&(String, i64, f64, f64, f64)) -> f64| {
-            rows.iter().map(f).collect::<Vec<f64>>()
-        };
+        let col = |f: &dyn Fn(&EcoRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
         let indices = TableBuilder::new()
             .str(
                 "unit_id",
