@@ -1359,9 +1359,9 @@ impl Tables {
                     } else if u.kind == Kind::UrbanCore || (u.kind == Kind::CountyCity && imp > 0.2)
                     {
                         "provincial_key_development"
-                    } else if forest >= 0.5 {
+                    } else if forest >= 0.62 {
                         "national_ecological"
-                    } else if forest >= 0.22 {
+                    } else if forest >= 0.2 {
                         "provincial_ecological"
                     } else {
                         "agricultural_production"
@@ -1370,11 +1370,11 @@ impl Tables {
                 Study::YellowRiver => {
                     if nat_dev.contains(&u.adcode) {
                         "national_key_development"
-                    } else if imp > 0.07 || heavy.contains(&u.adcode) {
+                    } else if imp > 0.12 || (heavy.contains(&u.adcode) && imp > 0.05) {
                         "provincial_key_development"
-                    } else if natural >= 0.85 {
+                    } else if natural >= 0.92 {
                         "national_ecological"
-                    } else if natural >= 0.6 {
+                    } else if natural >= 0.7 {
                         "provincial_ecological"
                     } else {
                         "agricultural_production"

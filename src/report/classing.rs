@@ -203,4 +203,47 @@ mod tests {
         assert_eq!(class_of(10.0, &b), Some(2));
         assert_eq!(class_of(f64::NAN, &b), None);
     }
+
+    #[test]
+    fn jenks_and_quantiles_match_python_references() {
+        // v_i = ((37 i) mod 101)^1.5 / 10 for i = 0..40. References from a throwaway venv:
+        // jenkspy 0.4.1 `jenks_breaks(v, n_classes=5)` → [0, 13.25745073534124,
+        // 32.22157662188491, 54.84186357154541, 76.98727167525811, 100] (first entry = min);
+        // numpy `quantile(v, [.2, .4, .6, .8, 1])` → [8.811799126544784, 24.181421313649587,
+        // 44.41075383042156, 72.36665996537417, 100].
+        let v: Vec<f64> = (0..40)
+            .map(|i| f64::from((i * 37) % 101).powf(1.5) / 10.0)
+            .collect();
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+        };
+        let jenks = jenks_breaks(&v, 5);
+        assert!(
+            close(
+                &jenks,
+                &[
+                    13.25745073534124,
+                    32.22157662188491,
+                    54.84186357154541,
+                    76.98727167525811,
+                    100.0
+                ]
+            ),
+            "{jenks:?}"
+        );
+        let q = quantile_breaks(&v, 5);
+        assert!(
+            close(
+                &q,
+                &[
+                    8.811799126544784,
+                    24.181421313649587,
+                    44.41075383042156,
+                    72.36665996537417,
+                    100.0
+                ]
+            ),
+            "{q:?}"
+        );
+    }
 }

@@ -875,4 +875,71 @@ mod tests {
         assert!(html.contains("national_key_development"));
         assert_eq!(geo.num_rows(), 1);
     }
+
+    #[test]
+    fn renders_lisa_clusters_lorenz_landuse_and_compensation() {
+        let ids4 = ["410100", "410101", "410102", "410103"];
+        let lisa = TableBuilder::new()
+            .str("unit_id", &ids4)
+            .i64("year", vec![2020; 4])
+            .str("class", &["HH", "ns", "LL", "ns"])
+            .build()
+            .unwrap();
+        let clusters = TableBuilder::new()
+            .str("unit_id", &ids4)
+            .i64("cluster", vec![1, 1, 2, 2])
+            .build()
+            .unwrap();
+        let lorenz = TableBuilder::new()
+            .i64("year", vec![2020, 2020, 2020])
+            .i64("k", vec![2, 0, 1])
+            .f64("x", vec![1.0, 0.0, 0.5])
+            .f64("y", vec![1.0, 0.0, 0.2])
+            .build()
+            .unwrap();
+        let landuse = TableBuilder::new()
+            .str("unit_id", &["410100", "410101", "410100"])
+            .i64("year", vec![2020, 2020, 2015])
+            .str("class", &["forest", "forest", "cultivated"])
+            .f64("area_ha", vec![10.0, 5.0, 7.0])
+            .build()
+            .unwrap();
+        let compensation = TableBuilder::new()
+            .str("unit_id", &["410100", "410101", "410102", "410100"])
+            .i64("year", vec![2020, 2020, 2020, 2020])
+            .str("role", &["payer", "receiver", "balanced", "payer"])
+            .str(
+                "convention",
+                &["own_sink", "own_sink", "own_sink", "zero_sum"],
+            )
+            .f64("quantity_t_c", vec![50.0, -20.0, 0.0, 10.0])
+            .f64("value_balanced_yuan", vec![5000.0, -2000.0, 0.0, 1000.0])
+            .build()
+            .unwrap();
+        let inputs = vec![
+            ("units", units_table()),
+            ("indices", indices_table()),
+            ("autocorrelation", lisa),
+            ("clusters", clusters),
+            ("lorenz", lorenz),
+            ("landuse", landuse),
+            ("compensation", compensation),
+        ];
+        let (html, geo) = run(inputs, &params());
+        assert!(html.contains("LISA class") && html.contains("cluster 02"));
+        assert!(html.contains("Lorenz curves") && html.contains("Land-use area by class"));
+        // own_sink is first in sorted order: paid 5000, received −2000, one balanced unit.
+        assert!(html.contains(
+            "Convention <code>own_sink</code>; amount column <code>value_balanced_yuan</code>"
+        ));
+        assert!(html.contains("Total paid: <b>5000</b>; total received: <b>-2000</b>"));
+        assert!(html.contains("1 units balanced"));
+        // The role map: 4 more unit paths.
+        assert_eq!(
+            html.matches(r#"<path class="unit" data-id=""#).count(),
+            4 * (6 * 3 + 3)
+        );
+        let text = strings(&geo, "geojson", "content").unwrap().remove(0);
+        assert!(text.contains(r#""lisa":"HH""#) && text.contains(r#""cluster":2"#));
+    }
 }
