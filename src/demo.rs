@@ -280,8 +280,9 @@ fn henan_kind(adcode: u64, name: &str) -> (Kind, f64) {
 /// Provincial capitals are large, remote plateau prefectures small.
 fn yrb_rank(adcode: u64) -> f64 {
     match adcode {
-        410_100 | 610_100 => 9.0,                               // Zhengzhou, Xi'an
-        370_100 | 140_100 | 620_100 => 6.0,                     // Jinan, Taiyuan, Lanzhou
+        610_100 => 12.0,                    // Xi'an, the basin's largest city
+        410_100 => 9.0,                     // Zhengzhou
+        370_100 | 140_100 | 620_100 => 6.0, // Jinan, Taiyuan, Lanzhou
         150_100 | 150_200 | 640_100 | 630_100 | 410_300 => 4.5, // Hohhot, Baotou, Yinchuan, Xining, Luoyang
         632_300 | 632_500 | 632_600 | 623_000 | 513_200 | 152_900 => 0.8, // plateau prefectures, Alxa
         _ => 2.5,
@@ -1246,12 +1247,20 @@ impl Tables {
         for (k, &year) in YEARS.iter().enumerate() {
             let imp: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[IMPERVIOUS])).collect();
             let crop: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[CROPLAND])).collect();
+            let natural: Vec<f64> = (0..n)
+                .map(|i| stats.share(i, k, &[FOREST, SHRUB, GRASSLAND]))
+                .collect();
             let size: Vec<f64> = (0..n).map(|i| stats.size(i)).collect();
-            // People live on farmland and much more densely in built-up land.
+            // People live on farmland, more densely in built-up land, most in big cities.
+            let rank_density = match config.study {
+                Study::Henan => 0.35,
+                Study::YellowRiver => 0.18,
+            };
             let pop_w: Vec<f64> = (0..n)
                 .map(|i| {
                     size[i]
-                        * (0.25 + crop[i] + 9.0 * imp[i])
+                        * (0.01 + 0.03 * natural[i] + crop[i] + 9.0 * imp[i])
+                        * (1.0 + rank_density * (units[i].city_rank - 1.0))
                         * jitter(seed, units[i].adcode, 1, 0.12)
                 })
                 .collect();
@@ -1359,9 +1368,9 @@ impl Tables {
                     } else if u.kind == Kind::UrbanCore || (u.kind == Kind::CountyCity && imp > 0.2)
                     {
                         "provincial_key_development"
-                    } else if forest >= 0.5 {
+                    } else if forest >= 0.62 {
                         "national_ecological"
-                    } else if forest >= 0.22 {
+                    } else if forest >= 0.2 {
                         "provincial_ecological"
                     } else {
                         "agricultural_production"
@@ -1370,11 +1379,11 @@ impl Tables {
                 Study::YellowRiver => {
                     if nat_dev.contains(&u.adcode) {
                         "national_key_development"
-                    } else if imp > 0.07 || heavy.contains(&u.adcode) {
+                    } else if imp > 0.12 || (heavy.contains(&u.adcode) && imp > 0.05) {
                         "provincial_key_development"
-                    } else if natural >= 0.85 {
+                    } else if natural >= 0.92 {
                         "national_ecological"
-                    } else if natural >= 0.6 {
+                    } else if natural >= 0.7 {
                         "provincial_ecological"
                     } else {
                         "agricultural_production"

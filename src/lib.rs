@@ -10,5 +10,6 @@ pub mod demo;
 pub mod engine;
 pub mod io;
 pub mod methods;
+pub mod report;
 pub mod stages;
 pub mod table;

@@ -7,11 +7,12 @@
 //! tiles are compressed with `miniz_oxide` directly (a pure function of its input; going
 //! through flate2 would let feature unification pick the backend and change the bytes).
 //!
-//! Checked with GDAL: a file written by [`write_categorical`] with [`Crs::Epsg4326`] and one
-//! with [`Crs::albers_china`] were opened with rasterio 1.4 (GDAL 3.x wheels) in a throwaway
-//! venv (`/tmp/venv-demo/bin/pip install rasterio`); rasterio reported `EPSG:4326` and the
-//! Albers parameters (lat_1=25, lat_2=47, lon_0=105, WGS 84), the transform, `nodata = 0`,
-//! `compress = deflate`, 256 × 256 blocks and the same pixel histogram (see the tests).
+//! Checked with GDAL: files written by [`write_categorical`] with [`Crs::Epsg4326`] (the demo
+//! land-use rasters), [`Crs::albers_china`] and `EpsgProjected(32649)` were opened with rasterio
+//! 1.4.4 (GDAL 3.10.3) in a throwaway venv (`/tmp/venv-demo/bin/pip install rasterio`). GDAL
+//! reported `EPSG:4326`; `+proj=aea +lat_0=0 +lon_0=105 +lat_1=25 +lat_2=47 +x_0=0 +y_0=0
+//! +datum=WGS84 +units=m`; `EPSG:32649`; the transform; `nodata = 0`; `compress = deflate`;
+//! 256 × 256 blocks; the ImageDescription; and the same pixel histogram as written.
 
 use std::io::Cursor;
 use std::path::Path;

@@ -15,22 +15,25 @@ pub mod indices;
 pub mod inequality;
 pub mod ingest;
 pub mod landuse;
+pub mod report;
 pub mod sink;
 pub mod zoning;
 
-/// Every built-in kind, in the order `pipeline stages` lists them.
+/// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds, then the
+/// domain kinds in the order a study usually chains them.
 pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<ingest::Ingest>::new(),
     &Entry::<command::Command>::new(),
+    &Entry::<landuse::LandUse>::new(),
     &Entry::<emission::Emission>::new(),
     &Entry::<sink::Sink>::new(),
     &Entry::<indices::Indices>::new(),
-    &Entry::<compensation::Compensation>::new(),
-    &Entry::<functional_areas::FunctionalAreas>::new(),
     &Entry::<inequality::Inequality>::new(),
     &Entry::<autocorrelation::Autocorrelation>::new(),
     &Entry::<contiguity::Contiguity>::new(),
     &Entry::<cluster::Cluster>::new(),
     &Entry::<zoning::Zoning>::new(),
-    &Entry::<landuse::LandUse>::new(),
+    &Entry::<compensation::Compensation>::new(),
+    &Entry::<functional_areas::FunctionalAreas>::new(),
+    &Entry::<report::Report>::new(),
 ];

@@ -1,0 +1,832 @@
+//! Assembles the self-contained HTML report from plain data (no Arrow): maps, charts, tables
+//! and provenance, with inline CSS and SVG only (no scripts, no external resources).
+//!
+//! Classing: every numeric map uses the chosen classing ([`Classing`]) with `n_classes`
+//! classes; maps of one variable over the years share breaks computed on the pooled values of
+//! all years, so colours compare across years. Diverging variables (NCE around 0, ECC and ESC
+//! around 1) get the neutral value added as a break so no class straddles it, and each class is
+//! coloured on its side of the palette by its rank away from the neutral value.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use geo::MultiPolygon;
+
+use super::charts::{Series, bar_chart, fmt_num, line_chart, stacked_bars};
+use super::classing::{Classing, breaks, class_of};
+use super::palette;
+use super::projection::Albers;
+use super::svg_map::{LegendEntry, MapLayer, escape, map_svg, project_units};
+
+/// Pixel width of the main maps and of the small multiples.
+const MAP_W: f64 = 520.0;
+const SMALL_W: f64 = 250.0;
+
+/// Upper class bounds, class colours and legend of one variable.
+type ClassStyle = (Vec<f64>, Vec<String>, Vec<LegendEntry>);
+/// Per zone: units, sums of CE, CS, NCE, and the ECC and ESC values for means.
+type ZoneTotals = (usize, [f64; 3], [Vec<f64>; 2]);
+
+/// One mapped variable of the `indices` table.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub column: &'static str,
+    pub title: &'static str,
+    /// Legend heading.
+    pub short: &'static str,
+    /// `None`: sequential; `Some((neutral, high_is_bad))`: diverging around `neutral`.
+    pub diverging: Option<(f64, bool)>,
+}
+
+/// The numeric variables mapped from `indices`, in report order.
+pub const VARIABLES: [Variable; 6] = [
+    Variable {
+        column: "ce_t_c",
+        short: "CE (t C)",
+        title: "Carbon emission CE (t C)",
+        diverging: None,
+    },
+    Variable {
+        column: "cs_t_c",
+        short: "CS (t C)",
+        title: "Carbon sink CS (t C)",
+        diverging: None,
+    },
+    Variable {
+        column: "nce_t_c",
+        short: "NCE (t C)",
+        title: "Net carbon emission NCE (t C)",
+        diverging: Some((0.0, true)),
+    },
+    Variable {
+        column: "ci_t_per_10k_yuan",
+        short: "CI (t C per 10⁴ yuan)",
+        title: "Carbon intensity CI (t C per 10⁴ yuan)",
+        diverging: None,
+    },
+    Variable {
+        column: "ecc",
+        short: "ECC",
+        title: "Economic contribution coefficient ECC",
+        diverging: Some((1.0, false)),
+    },
+    Variable {
+        column: "esc",
+        short: "ESC",
+        title: "Ecological support coefficient ESC",
+        diverging: Some((1.0, false)),
+    },
+];
+
+/// The order study B ranks the main functional areas in; other categories follow sorted.
+pub const FUNCTIONAL_ORDER: [&str; 5] = [
+    "national_key_development",
+    "provincial_key_development",
+    "agricultural_production",
+    "provincial_ecological",
+    "national_ecological",
+];
+
+/// A unit to draw.
+#[derive(Debug, Clone)]
+pub struct UnitShape {
+    pub id: String,
+    pub name: String,
+    pub shape: MultiPolygon<f64>,
+}
+
+/// A compensation row for the chosen year and convention.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub unit_id: String,
+    pub role: String,
+    pub quantity_t_c: f64,
+    pub amount: f64,
+}
+
+/// Everything the report shows; absent parts are not rendered.
+#[derive(Debug, Clone, Default)]
+pub struct ReportData {
+    pub title: String,
+    pub demo_data: bool,
+    pub year: i64,
+    /// Units sorted by id.
+    pub units: Vec<UnitShape>,
+    /// `column → (unit_id, year) → value` for the [`VARIABLES`] present.
+    pub indices: BTreeMap<String, BTreeMap<(String, i64), f64>>,
+    /// LISA class per year (or under the chosen year when the table has no year) and unit.
+    pub lisa: BTreeMap<i64, BTreeMap<String, String>>,
+    pub clusters: Option<BTreeMap<String, i64>>,
+    pub zones: Option<BTreeMap<String, String>>,
+    /// `(year, gini, centralization)`.
+    pub inequality: Vec<(i64, f64, f64)>,
+    /// Lorenz curve points per year, in step order.
+    pub lorenz: BTreeMap<i64, Vec<(f64, f64)>>,
+    pub functional: Option<BTreeMap<String, String>>,
+    pub flows: Option<(String, String, Vec<Flow>)>,
+    /// `(year, class) → area_ha`, region totals.
+    pub landuse: BTreeMap<(i64, String), f64>,
+    pub provenance: Vec<(String, String)>,
+    /// `(port, rows, columns, blake3 of the Parquet bytes)`.
+    pub inputs: Vec<(String, usize, usize, String)>,
+    pub classing: Option<Classing>,
+    pub n_classes: usize,
+    pub albers: Option<Albers>,
+}
+
+impl ReportData {
+    fn years(&self) -> Vec<i64> {
+        let set: BTreeSet<i64> = self
+            .indices
+            .values()
+            .flat_map(|m| m.keys().map(|k| k.1))
+            .collect();
+        set.into_iter().collect()
+    }
+    fn name_of(&self, id: &str) -> &str {
+        self.units
+            .binary_search_by(|u| u.id.as_str().cmp(id))
+            .map_or("", |i| self.units[i].name.as_str())
+    }
+}
+
+/// Breaks for a variable: the chosen classing, plus the neutral value for diverging ones.
+fn variable_breaks(values: &[f64], var: &Variable, classing: Classing, n: usize) -> Vec<f64> {
+    let mut b = breaks(values, n, classing);
+    if let Some((neutral, _)) = var.diverging {
+        let min = values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        if min < neutral && b.last().is_some_and(|&max| max > neutral) && !b.contains(&neutral) {
+            b.push(neutral);
+            b.sort_by(f64::total_cmp);
+        }
+    }
+    b
+}
+
+/// Class colours and legend entries for breaks.
+fn class_colours(
+    values: &[f64],
+    bounds: &[f64],
+    var: &Variable,
+) -> (Vec<String>, Vec<LegendEntry>) {
+    let min = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let k = bounds.len();
+    // Diverging: classes at or below the neutral value take the teal side, the others the
+    // brown side (or the reverse), darker with each class away from the neutral value.
+    let below = var.diverging.map_or(0, |(neutral, _)| {
+        bounds.iter().filter(|&&b| b <= neutral).count()
+    });
+    let above = k - below;
+    let mut colours = Vec::with_capacity(k);
+    let mut legend = Vec::with_capacity(k);
+    let mut lo = min;
+    for (i, &hi) in bounds.iter().enumerate() {
+        let colour = match var.diverging {
+            None => palette::sequential(if k > 1 {
+                i as f64 / (k - 1) as f64
+            } else {
+                0.5
+            }),
+            Some((_, high_is_bad)) => {
+                let t = if i < below {
+                    -(0.25 + 0.75 * (below - i) as f64 / below as f64)
+                } else {
+                    0.25 + 0.75 * (i + 1 - below) as f64 / above as f64
+                };
+                palette::diverging(if high_is_bad { t } else { -t })
+            }
+        };
+        legend.push(LegendEntry {
+            colour: colour.clone(),
+            label: format!("{} – {}", fmt_num(lo), fmt_num(hi)),
+        });
+        colours.push(colour);
+        lo = hi;
+    }
+    (colours, legend)
+}
+
+fn numeric_layer<'a>(
+    data: &ReportData,
+    title: &'a str,
+    legend_title: &'a str,
+    values: &[f64],
+    bounds: &[f64],
+    colours: &[String],
+    legend: &[LegendEntry],
+) -> MapLayer<'a> {
+    let mut fills = Vec::with_capacity(values.len());
+    let mut tooltips = Vec::with_capacity(values.len());
+    for (u, &v) in data.units.iter().zip(values) {
+        fills.push(
+            class_of(v, bounds).map_or_else(|| palette::NO_DATA.to_owned(), |c| colours[c].clone()),
+        );
+        tooltips.push(format!(
+            "{} {}: {}",
+            u.id,
+            u.name,
+            if v.is_finite() {
+                fmt_num(v)
+            } else {
+                "no data".into()
+            }
+        ));
+    }
+    let mut legend = legend.to_vec();
+    if values.iter().any(|v| !v.is_finite()) {
+        legend.push(LegendEntry {
+            colour: palette::NO_DATA.into(),
+            label: "no data".into(),
+        });
+    }
+    MapLayer {
+        title,
+        legend_title,
+        fills,
+        tooltips,
+        legend,
+    }
+}
+
+fn categorical_layer<'a>(
+    data: &ReportData,
+    title: &'a str,
+    legend_title: &'a str,
+    value_of: &dyn Fn(&str) -> Option<String>,
+    colour_of: &dyn Fn(&str, usize) -> String,
+) -> MapLayer<'a> {
+    let values: Vec<Option<String>> = data.units.iter().map(|u| value_of(&u.id)).collect();
+    let cats: Vec<String> = values
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let colour = |c: &str| colour_of(c, cats.iter().position(|x| x == c).unwrap_or(0));
+    let fills = values
+        .iter()
+        .map(|v| {
+            v.as_deref()
+                .map_or_else(|| palette::NO_DATA.to_owned(), colour)
+        })
+        .collect();
+    let tooltips = data
+        .units
+        .iter()
+        .zip(&values)
+        .map(|(u, v)| format!("{} {}: {}", u.id, u.name, v.as_deref().unwrap_or("no data")))
+        .collect();
+    let mut legend: Vec<LegendEntry> = cats
+        .iter()
+        .map(|c| LegendEntry {
+            colour: colour(c),
+            label: c.clone(),
+        })
+        .collect();
+    if values.iter().any(Option::is_none) {
+        legend.push(LegendEntry {
+            colour: palette::NO_DATA.into(),
+            label: "no data".into(),
+        });
+    }
+    MapLayer {
+        title,
+        legend_title,
+        fills,
+        tooltips,
+        legend,
+    }
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222;line-height:1.4}\
+h1{margin:18px 0 6px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bottom:4px}h3{margin:14px 0 4px;font-size:1em}\
+.banner{background:#D55E00;color:#fff;font-weight:bold;padding:10px 14px;margin:12px 0;border-radius:4px;font-size:1.1em}\
+.grid{display:flex;flex-wrap:wrap;gap:10px 18px}.cell{flex:0 0 auto}\
+.row{display:flex;flex-wrap:nowrap;gap:6px;overflow-x:auto}\
+table{border-collapse:collapse;margin:8px 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}";
+
+/// Renders the report page.
+pub fn render(data: &ReportData) -> String {
+    let albers = data.albers.unwrap_or_else(Albers::china);
+    let classing = data.classing.unwrap_or(Classing::Quantile);
+    let n_classes = data.n_classes.max(2);
+    let shapes: Vec<(String, MultiPolygon<f64>)> = data
+        .units
+        .iter()
+        .map(|u| (u.id.clone(), u.shape.clone()))
+        .collect();
+    let big = project_units(&shapes, &albers, MAP_W, 0.6);
+    let small = project_units(&shapes, &albers, SMALL_W, 0.9);
+    let years = data.years();
+    let year = data.year;
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+        escape(&data.title)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", escape(&data.title));
+    if data.demo_data {
+        h.push_str("<div class=\"banner\" role=\"alert\">Demonstration data, not official statistics. The inputs were generated by <code>pipeline demo-data</code>; no number in this report describes the real region.</div>\n");
+    }
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">{} units; map year {year}; display projection Albers equal-area conic (lat_1 = {}°, lat_2 = {}°, lon_0 = {}°, WGS 84).</p>",
+        data.units.len(),
+        albers.lat_1,
+        albers.lat_2,
+        albers.lon_0
+    );
+
+    // Maps of the chosen year.
+    h.push_str("<h2 id=\"maps\">Maps</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">Classes: {} with {} classes; breaks pooled over all years of a variable. Sequential colours: viridis; diverging (NCE around 0, ECC and ESC around 1): ColorBrewer BrBG, brown = more emission or less contribution/support; categories: Okabe–Ito.</p>",
+        match classing {
+            Classing::Quantile => "quantiles (equal counts)",
+            Classing::NaturalBreaks => "Jenks natural breaks (Jenks 1967)",
+        },
+        n_classes
+    );
+    h.push_str("<div class=\"grid\">\n");
+    let mut pooled_breaks: BTreeMap<&str, ClassStyle> = BTreeMap::new();
+    for var in &VARIABLES {
+        let Some(table) = data.indices.get(var.column) else {
+            continue;
+        };
+        let all: Vec<f64> = table.values().copied().collect();
+        let bounds = variable_breaks(&all, var, classing, n_classes);
+        let (colours, legend) = class_colours(&all, &bounds, var);
+        let values: Vec<f64> = data
+            .units
+            .iter()
+            .map(|u| {
+                table
+                    .get(&(u.id.clone(), year))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
+        let title = format!("{}, {year}", var.title);
+        let layer = numeric_layer(data, &title, var.short, &values, &bounds, &colours, &legend);
+        let _ = writeln!(
+            h,
+            "<div class=\"cell\"><h3>{}</h3>{}</div>",
+            escape(&title),
+            map_svg(&big, &layer, false)
+        );
+        pooled_breaks.insert(var.column, (bounds, colours, legend));
+    }
+    if let Some(lisa) = data.lisa.get(&year) {
+        let title = format!("LISA clusters of the mapped variable, {year}");
+        let layer = categorical_layer(
+            data,
+            &title,
+            "LISA class",
+            &|id| lisa.get(id).cloned(),
+            &|c, _| palette::lisa(c).to_owned(),
+        );
+        let _ = writeln!(
+            h,
+            "<div class=\"cell\"><h3>{}</h3>{}</div>",
+            escape(&title),
+            map_svg(&big, &layer, false)
+        );
+    }
+    if let Some(clusters) = &data.clusters {
+        let title = "Spatially constrained clusters".to_owned();
+        let layer = categorical_layer(
+            data,
+            &title,
+            "Cluster",
+            &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
+            &|_, k| palette::categorical(k).to_owned(),
+        );
+        let _ = writeln!(
+            h,
+            "<div class=\"cell\"><h3>{}</h3>{}</div>",
+            escape(&title),
+            map_svg(&big, &layer, false)
+        );
+    }
+    if let Some(zones) = &data.zones {
+        let title = "Compensation zones".to_owned();
+        let layer = categorical_layer(
+            data,
+            &title,
+            "Zone",
+            &|id| zones.get(id).cloned(),
+            &|_, k| palette::categorical(k).to_owned(),
+        );
+        let _ = writeln!(
+            h,
+            "<div class=\"cell\"><h3>{}</h3>{}</div>",
+            escape(&title),
+            map_svg(&big, &layer, false)
+        );
+    }
+    if let Some((convention, _, flows)) = &data.flows {
+        let roles: BTreeMap<&str, &str> = flows
+            .iter()
+            .map(|f| (f.unit_id.as_str(), f.role.as_str()))
+            .collect();
+        let title = format!("Compensation role ({convention}), {year}");
+        let colour = |c: &str, _: usize| {
+            match c {
+                "payer" => "#D55E00",
+                "receiver" => "#009E73",
+                _ => "#F0E442",
+            }
+            .to_owned()
+        };
+        let layer = categorical_layer(
+            data,
+            &title,
+            "Role",
+            &|id| roles.get(id).map(|r| (*r).to_owned()),
+            &colour,
+        );
+        let _ = writeln!(
+            h,
+            "<div class=\"cell\"><h3>{}</h3>{}</div>",
+            escape(&title),
+            map_svg(&big, &layer, false)
+        );
+    }
+    h.push_str("</div>\n");
+
+    // Small multiples over the years.
+    if years.len() > 1 && !data.indices.is_empty() {
+        h.push_str("<h2 id=\"over-time\">Over the years</h2>\n");
+        for var in &VARIABLES {
+            let (Some(table), Some((bounds, colours, legend))) =
+                (data.indices.get(var.column), pooled_breaks.get(var.column))
+            else {
+                continue;
+            };
+            let _ = writeln!(h, "<h3>{}</h3><div class=\"row\">", escape(var.title));
+            for &y in &years {
+                let values: Vec<f64> = data
+                    .units
+                    .iter()
+                    .map(|u| table.get(&(u.id.clone(), y)).copied().unwrap_or(f64::NAN))
+                    .collect();
+                let title = format!("{}, {y}", var.title);
+                let layer =
+                    numeric_layer(data, &title, var.short, &values, bounds, colours, legend);
+                let _ = write!(
+                    h,
+                    "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
+                    map_svg(&small, &layer, true)
+                );
+            }
+            h.push_str("</div>\n");
+        }
+        if data.lisa.len() > 1 {
+            h.push_str("<h3>LISA clusters</h3><div class=\"row\">");
+            for (y, lisa) in &data.lisa {
+                let title = format!("LISA, {y}");
+                let layer = categorical_layer(
+                    data,
+                    &title,
+                    "LISA class",
+                    &|id| lisa.get(id).cloned(),
+                    &|c, _| palette::lisa(c).to_owned(),
+                );
+                let _ = write!(
+                    h,
+                    "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
+                    map_svg(&small, &layer, true)
+                );
+            }
+            h.push_str("</div>\n");
+        }
+    }
+
+    // Inequality.
+    if !data.inequality.is_empty() || !data.lorenz.is_empty() {
+        h.push_str("<h2 id=\"inequality\">Inequality</h2>\n<div class=\"grid\">");
+        if !data.inequality.is_empty() {
+            let gini = Series {
+                label: "Gini".into(),
+                colour: "#0072B2".into(),
+                points: data.inequality.iter().map(|r| (r.0 as f64, r.1)).collect(),
+                dashed: false,
+            };
+            let cent = Series {
+                label: "centralization".into(),
+                colour: "#009E73".into(),
+                points: data.inequality.iter().map(|r| (r.0 as f64, r.2)).collect(),
+                dashed: true,
+            };
+            let _ = write!(
+                h,
+                "<div class=\"cell\">{}</div>",
+                line_chart(
+                    "Gini and centralization index",
+                    &[gini, cent],
+                    Some((0.4, "warning line 0.4")),
+                    "year",
+                    "index",
+                    false
+                )
+            );
+        }
+        if !data.lorenz.is_empty() {
+            let n = data.lorenz.len();
+            let series: Vec<Series> = data
+                .lorenz
+                .iter()
+                .enumerate()
+                .map(|(k, (y, pts))| Series {
+                    label: y.to_string(),
+                    colour: palette::sequential(if n > 1 {
+                        k as f64 / (n - 1) as f64 * 0.9
+                    } else {
+                        0.0
+                    }),
+                    points: pts.clone(),
+                    dashed: false,
+                })
+                .collect();
+            let _ = write!(
+                h,
+                "<div class=\"cell\">{}</div>",
+                line_chart(
+                    "Lorenz curves",
+                    &series,
+                    None,
+                    "cumulative share of the reference",
+                    "cumulative share of the value",
+                    true
+                )
+            );
+        }
+        h.push_str("</div>\n");
+        if !data.inequality.is_empty() {
+            h.push_str(
+                "<table><tr><th>year</th><th>Gini</th><th>centralization</th><th>≥ 0.4</th></tr>",
+            );
+            for (y, g, c) in &data.inequality {
+                let _ = write!(
+                    h,
+                    "<tr><td>{y}</td><td class=\"num\">{g:.4}</td><td class=\"num\">{c:.4}</td><td>{}</td></tr>",
+                    if *g >= 0.4 || *c >= 0.4 { "yes" } else { "no" }
+                );
+            }
+            h.push_str("</table>\n");
+        }
+    }
+
+    // Functional areas.
+    if let Some(functional) = &data.functional {
+        let mut by_cat: BTreeMap<&str, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
+        for (id, cat) in functional {
+            let e = by_cat.entry(cat.as_str()).or_default();
+            e.2 += 1;
+            for (col, out) in [("ci_t_per_10k_yuan", 0), ("nce_t_c", 1)] {
+                if let Some(t) = data.indices.get(col) {
+                    for ((uid, _), v) in t.range((id.clone(), i64::MIN)..=(id.clone(), i64::MAX)) {
+                        if uid == id && v.is_finite() {
+                            if out == 0 { e.0.push(*v) } else { e.1.push(*v) }
+                        }
+                    }
+                }
+            }
+        }
+        let mut cats: Vec<&str> = FUNCTIONAL_ORDER
+            .iter()
+            .copied()
+            .filter(|c| by_cat.contains_key(c))
+            .collect();
+        cats.extend(
+            by_cat
+                .keys()
+                .copied()
+                .filter(|c| !FUNCTIONAL_ORDER.contains(c)),
+        );
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        h.push_str("<h2 id=\"functional-areas\">Main functional areas</h2>\n<p class=\"note\">Means over all units and years of each category.</p><div class=\"grid\">");
+        let ci: Vec<(String, f64)> = cats
+            .iter()
+            .map(|c| ((*c).to_owned(), mean(&by_cat[c].0)))
+            .collect();
+        let nce: Vec<(String, f64)> = cats
+            .iter()
+            .map(|c| ((*c).to_owned(), mean(&by_cat[c].1) / 1e4))
+            .collect();
+        if ci.iter().any(|c| c.1.is_finite()) {
+            let _ = write!(
+                h,
+                "<div class=\"cell\">{}</div>",
+                bar_chart(
+                    "Mean carbon intensity by functional area",
+                    &ci,
+                    "t C per 10⁴ yuan",
+                    &|_, _| palette::sequential(0.35)
+                )
+            );
+        }
+        if nce.iter().any(|c| c.1.is_finite()) {
+            let _ = write!(
+                h,
+                "<div class=\"cell\">{}</div>",
+                bar_chart(
+                    "Mean net emission by functional area",
+                    &nce,
+                    "10⁴ t C",
+                    &|_, v| palette::diverging(if v >= 0.0 { 0.8 } else { -0.8 })
+                )
+            );
+        }
+        h.push_str("</div>\n<table><tr><th>category</th><th>units</th><th>mean CI (t C per 10⁴ yuan)</th><th>mean NCE (10⁴ t C)</th></tr>");
+        for (c, (cr, nr)) in cats.iter().zip(ci.iter().zip(&nce)) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(c),
+                by_cat[c].2,
+                fmt_num(cr.1),
+                fmt_num(nr.1)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+
+    // Land use.
+    if !data.landuse.is_empty() {
+        let ly: Vec<i64> = data
+            .landuse
+            .keys()
+            .map(|k| k.0)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let classes: Vec<String> = data
+            .landuse
+            .keys()
+            .map(|k| k.1.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let parts: Vec<(String, String, Vec<f64>)> = classes
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                (
+                    c.clone(),
+                    palette::categorical(k).to_owned(),
+                    ly.iter()
+                        .map(|y| data.landuse.get(&(*y, c.clone())).copied().unwrap_or(0.0) / 1e4)
+                        .collect(),
+                )
+            })
+            .collect();
+        h.push_str("<h2 id=\"land-use\">Land use</h2>\n");
+        let _ = write!(
+            h,
+            "{}",
+            stacked_bars(
+                "Land-use area by class",
+                &ly.iter().map(i64::to_string).collect::<Vec<_>>(),
+                &parts,
+                "area (10⁴ ha)"
+            )
+        );
+    }
+
+    // Zones.
+    if let Some(zones) = &data.zones {
+        h.push_str("<h2 id=\"zones\">Zone summary</h2>\n");
+        let mut per: BTreeMap<&str, ZoneTotals> = BTreeMap::new();
+        for (id, z) in zones {
+            let e = per.entry(z.as_str()).or_default();
+            e.0 += 1;
+            for (k, col) in ["ce_t_c", "cs_t_c", "nce_t_c"].iter().enumerate() {
+                if let Some(v) = data
+                    .indices
+                    .get(*col)
+                    .and_then(|t| t.get(&(id.clone(), year)))
+                {
+                    e.1[k] += v;
+                }
+            }
+            for (k, col) in ["ecc", "esc"].iter().enumerate() {
+                if let Some(v) = data
+                    .indices
+                    .get(*col)
+                    .and_then(|t| t.get(&(id.clone(), year)))
+                {
+                    e.2[k].push(*v);
+                }
+            }
+        }
+        let _ = write!(
+            h,
+            "<table><tr><th>zone</th><th>units</th><th>CE {year} (t C)</th><th>CS {year} (t C)</th><th>NCE {year} (t C)</th><th>mean ECC</th><th>mean ESC</th></tr>"
+        );
+        for (z, (n, sums, means)) in &per {
+            let m = |v: &Vec<f64>| {
+                if v.is_empty() {
+                    "–".to_owned()
+                } else {
+                    fmt_num(v.iter().sum::<f64>() / v.len() as f64)
+                }
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(z),
+                fmt_num(sums[0]),
+                fmt_num(sums[1]),
+                fmt_num(sums[2]),
+                m(&means[0]),
+                m(&means[1])
+            );
+        }
+        h.push_str("</table>\n");
+    }
+
+    // Compensation flows.
+    if let Some((convention, amount_column, flows)) = &data.flows {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"compensation\">Compensation, {year}</h2>\n<p class=\"note\">Convention <code>{}</code>; amount column <code>{}</code>. Payers by amount, largest first; then receivers, largest receipt first.</p>",
+            escape(convention),
+            escape(amount_column)
+        );
+        let paid: f64 = flows
+            .iter()
+            .filter(|f| f.role == "payer")
+            .map(|f| f.amount)
+            .sum();
+        let received: f64 = flows
+            .iter()
+            .filter(|f| f.role == "receiver")
+            .map(|f| f.amount)
+            .sum();
+        let _ = writeln!(
+            h,
+            "<p>Total paid: <b>{}</b>; total received: <b>{}</b>.</p>",
+            fmt_num(paid),
+            fmt_num(received)
+        );
+        let mut rows: Vec<&Flow> = flows.iter().filter(|f| f.role != "balanced").collect();
+        rows.sort_by(|a, b| {
+            (a.role != "payer")
+                .cmp(&(b.role != "payer"))
+                .then(b.amount.abs().total_cmp(&a.amount.abs()))
+                .then(a.unit_id.cmp(&b.unit_id))
+        });
+        h.push_str("<table><tr><th>role</th><th>unit</th><th>name</th><th>quantity (t C)</th><th>amount</th></tr>");
+        for f in rows {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(&f.role),
+                escape(&f.unit_id),
+                escape(data.name_of(&f.unit_id)),
+                fmt_num(f.quantity_t_c),
+                fmt_num(f.amount)
+            );
+        }
+        h.push_str("</table>\n");
+        let balanced = flows.iter().filter(|f| f.role == "balanced").count();
+        let _ = writeln!(h, "<p class=\"note\">{balanced} units balanced.</p>");
+    }
+
+    // Provenance.
+    h.push_str("<h2 id=\"provenance\">Provenance</h2>\n<table><tr><th>input</th><th>rows</th><th>columns</th><th>BLAKE3 of the Parquet bytes</th></tr>");
+    for (port, rows, cols, digest) in &data.inputs {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{rows}</td><td class=\"num\">{cols}</td><td><code>{}</code></td></tr>",
+            escape(port),
+            escape(digest)
+        );
+    }
+    h.push_str("</table>\n<table><tr><th>item</th><th>value</th></tr>");
+    for (k, v) in &data.provenance {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
+    }
+    h.push_str("</table>\n</body>\n</html>\n");
+    h
+}

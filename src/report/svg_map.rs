@@ -1,0 +1,297 @@
+//! Choropleth maps as inline SVG: units projected to Albers, fitted into a box, simplified
+//! (Ramer–Douglas–Peucker in pixel units), one `<path class="unit" data-id="…">` per unit,
+//! with a legend, a north arrow and a scale bar.
+//!
+//! A browser or an HTML parser finds the units of every map with the CSS selector
+//! `svg.map path.unit` (one per unit and map); `data-id` holds the unit id and the `<title>`
+//! child the tooltip text.
+
+use std::fmt::Write as _;
+
+use geo::{Coord, LineString, MultiPolygon, Simplify};
+
+use super::projection::Albers;
+
+/// The projected rings of one polygon (exterior first).
+type Rings = Vec<Vec<(f64, f64)>>;
+
+/// Unit outlines projected and fitted into a `width` × `height` pixel box (y down).
+#[derive(Debug, Clone)]
+pub struct ProjectedUnits {
+    pub width: f64,
+    pub height: f64,
+    /// Ground metres per SVG pixel (for the scale bar).
+    pub metres_per_px: f64,
+    /// `(unit id, path data)`, in the order given.
+    pub paths: Vec<(String, String)>,
+}
+
+/// Projects and fits the units into a box `width` pixels wide, simplifying outlines with a
+/// tolerance of `tolerance_px` pixels. Every unit gets a path, even one that would vanish.
+pub fn project_units(
+    units: &[(String, MultiPolygon<f64>)],
+    albers: &Albers,
+    width: f64,
+    tolerance_px: f64,
+) -> ProjectedUnits {
+    let projected: Vec<Vec<Rings>> = units
+        .iter()
+        .map(|(_, mp)| {
+            mp.0.iter()
+                .map(|p| {
+                    std::iter::once(p.exterior())
+                        .chain(p.interiors())
+                        .map(|ring| ring.0.iter().map(|c| albers.project(c.x, c.y)).collect())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for &(x, y) in projected.iter().flatten().flatten().flatten() {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return ProjectedUnits {
+            width,
+            height: width,
+            metres_per_px: 1.0,
+            paths: Vec::new(),
+        };
+    }
+    let margin = 8.0;
+    let span_x = (x1 - x0).max(1.0);
+    let span_y = (y1 - y0).max(1.0);
+    let scale = (width - 2.0 * margin) / span_x;
+    let height = (span_y * scale + 2.0 * margin).ceil();
+    let to_px = |(x, y): (f64, f64)| Coord {
+        x: margin + (x - x0) * scale,
+        y: margin + (y1 - y) * scale,
+    };
+    let paths = units
+        .iter()
+        .zip(&projected)
+        .map(|((id, _), polys)| {
+            let mut d = String::new();
+            let mut d_full = String::new();
+            for rings in polys {
+                for (ri, ring) in rings.iter().enumerate() {
+                    let line = LineString(ring.iter().map(|&p| to_px(p)).collect());
+                    append_ring(&mut d_full, &line.0);
+                    let simple = line.simplify(tolerance_px);
+                    if simple.0.len() >= 4 {
+                        append_ring(&mut d, &simple.0);
+                    } else if ri == 0 {
+                        // The exterior collapsed: leave out the whole polygon.
+                        break;
+                    }
+                }
+            }
+            (id.clone(), if d.is_empty() { d_full } else { d })
+        })
+        .collect();
+    ProjectedUnits {
+        width,
+        height,
+        metres_per_px: 1.0 / scale,
+        paths,
+    }
+}
+
+fn append_ring(d: &mut String, coords: &[Coord<f64>]) {
+    let n = coords.len().saturating_sub(1); // the closing point repeats the first
+    for (i, c) in coords.iter().take(n.max(1)).enumerate() {
+        let _ = write!(d, "{}{:.1} {:.1}", if i == 0 { "M" } else { "L" }, c.x, c.y);
+    }
+    d.push('Z');
+}
+
+/// One legend entry: a colour swatch and its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegendEntry {
+    pub colour: String,
+    pub label: String,
+}
+
+/// What to draw on one map.
+#[derive(Debug, Clone)]
+pub struct MapLayer<'a> {
+    pub title: &'a str,
+    /// Short heading of the legend (e.g. "NCE (t C)").
+    pub legend_title: &'a str,
+    /// Fill per unit, in the order of [`ProjectedUnits::paths`].
+    pub fills: Vec<String>,
+    /// Tooltip per unit, same order.
+    pub tooltips: Vec<String>,
+    pub legend: Vec<LegendEntry>,
+}
+
+/// Width of the legend column to the right of a map, pixels.
+const LEGEND_W: f64 = 170.0;
+
+/// The map as an `<svg class="map">` element.
+pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> String {
+    let font = if small { 9.0 } else { 11.0 };
+    let legend_h = 18.0 + layer.legend.len() as f64 * (font + 5.0);
+    let w = units.width + LEGEND_W;
+    let h = units.height.max(legend_h) + 4.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="map" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
+        escape(layer.title)
+    );
+    s.push_str(r##"<g stroke="#555555" stroke-width="0.4" stroke-linejoin="round">"##);
+    for (i, (id, d)) in units.paths.iter().enumerate() {
+        let fill = layer
+            .fills
+            .get(i)
+            .map_or(super::palette::NO_DATA, String::as_str);
+        let tip = layer.tooltips.get(i).map_or("", String::as_str);
+        let _ = write!(
+            s,
+            r#"<path class="unit" data-id="{}" fill="{fill}" d="{d}"><title>{}</title></path>"#,
+            escape(id),
+            escape(tip)
+        );
+    }
+    s.push_str("</g>");
+    north_arrow(
+        &mut s,
+        units.width - 22.0,
+        10.0,
+        if small { 0.7 } else { 1.0 },
+    );
+    scale_bar(&mut s, units, font);
+    // Legend.
+    let lx = units.width + 6.0;
+    let _ = write!(
+        s,
+        r##"<g font-size="{font}" font-family="sans-serif" fill="#222222">"##
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{lx:.0}" y="{:.0}" font-weight="bold">{}</text>"#,
+        font + 2.0,
+        escape(layer.legend_title)
+    );
+    for (k, e) in layer.legend.iter().enumerate() {
+        let y = 10.0 + font + k as f64 * (font + 5.0);
+        let _ = write!(
+            s,
+            r##"<rect x="{lx:.0}" y="{y:.1}" width="{sw:.0}" height="{sh:.0}" fill="{}" stroke="#555555" stroke-width="0.4"/><text x="{tx:.0}" y="{ty:.1}">{}</text>"##,
+            e.colour,
+            escape(&e.label),
+            sw = font + 3.0,
+            sh = font + 1.0,
+            tx = lx + font + 8.0,
+            ty = y + font,
+        );
+    }
+    s.push_str("</g></svg>");
+    s
+}
+
+fn north_arrow(s: &mut String, x: f64, y: f64, k: f64) {
+    let _ = write!(
+        s,
+        r##"<g class="north-arrow" transform="translate({x:.1} {y:.1}) scale({k})"><path d="M8 0 L16 22 L8 17 L0 22 Z" fill="#222222"/><text x="8" y="34" font-size="11" font-family="sans-serif" text-anchor="middle">N</text></g>"##
+    );
+}
+
+/// A scale bar of a round length close to a quarter of the map width (true on the standard
+/// parallels; the projection is equal-area, so distances elsewhere are off by a few per cent).
+fn scale_bar(s: &mut String, units: &ProjectedUnits, font: f64) {
+    let target_km = units.width * 0.25 * units.metres_per_px / 1000.0;
+    let km = [
+        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+    ]
+    .into_iter()
+    .rfind(|&k| k <= target_km)
+    .unwrap_or(1.0);
+    let len = km * 1000.0 / units.metres_per_px;
+    let (x, y) = (10.0, units.height - 10.0);
+    let _ = write!(
+        s,
+        r##"<g class="scale-bar" font-size="{font}" font-family="sans-serif"><rect x="{x:.0}" y="{y0:.1}" width="{h:.1}" height="4" fill="#222222"/><rect x="{xh:.1}" y="{y0:.1}" width="{h:.1}" height="4" fill="#ffffff" stroke="#222222" stroke-width="0.6"/><text x="{xe:.1}" y="{y:.1}">{km:.0} km</text></g>"##,
+        y0 = y - 4.0,
+        h = len / 2.0,
+        xh = x + len / 2.0,
+        xe = x + len + 4.0,
+    );
+}
+
+/// Escapes text for HTML/SVG content and attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+
+    fn squares() -> Vec<(String, MultiPolygon<f64>)> {
+        (0..3)
+            .map(|i| {
+                let x = 110.0 + f64::from(i);
+                let p = polygon![(x: x, y: 34.0), (x: x + 1.0, y: 34.0), (x: x + 1.0, y: 35.0), (x: x, y: 35.0), (x: x, y: 34.0)];
+                (format!("u{i}"), MultiPolygon(vec![p]))
+            })
+            .collect()
+    }
+
+    /// Counts the unit paths of an SVG or HTML document, as a browser test would with the
+    /// selector `path.unit`.
+    pub(crate) fn count_unit_paths(doc: &str) -> usize {
+        doc.matches(r#"<path class="unit" data-id=""#).count()
+    }
+
+    #[test]
+    fn one_path_per_unit_with_id_and_furniture() {
+        let units = squares();
+        let p = project_units(&units, &Albers::china(), 300.0, 0.5);
+        // Independent check with pyproj 3.7.2 (same Albers): the corners of lon 110–113,
+        // lat 34–35 span 277 483.5 m × 130 364.5 m, so with 8 px margins the height is
+        // 130 364.5 × 284 / 277 483.5 + 16 = 149.43 → 150 px after rounding up.
+        assert_eq!(p.height, 150.0);
+        let layer = MapLayer {
+            title: "Test",
+            legend_title: "Test",
+            fills: vec!["#000000".into(); 3],
+            tooltips: vec!["a".into(), "b".into(), "c&d".into()],
+            legend: vec![LegendEntry {
+                colour: "#000000".into(),
+                label: "all".into(),
+            }],
+        };
+        let svg = map_svg(&p, &layer, false);
+        assert_eq!(count_unit_paths(&svg), 3);
+        assert!(svg.contains(r#"data-id="u2""#) && svg.contains("c&amp;d"));
+        assert!(svg.contains("north-arrow") && svg.contains("scale-bar"));
+    }
+
+    #[test]
+    fn tiny_units_still_get_a_path() {
+        let tiny = polygon![(x: 110.0, y: 34.0), (x: 110.0001, y: 34.0), (x: 110.0001, y: 34.0001), (x: 110.0, y: 34.0)];
+        let mut units = squares();
+        units.push(("tiny".into(), MultiPolygon(vec![tiny])));
+        let p = project_units(&units, &Albers::china(), 300.0, 2.0);
+        assert_eq!(p.paths.len(), 4);
+        assert!(p.paths.iter().all(|(_, d)| d.starts_with('M')));
+    }
+}
