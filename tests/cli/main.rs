@@ -4,5 +4,7 @@ mod common;
 
 mod cache;
 mod errors;
+mod png;
+mod report;
 mod run;
 mod studies;

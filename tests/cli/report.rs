@@ -1,0 +1,99 @@
+//! The example report, opened in a real browser (headless Chromium): the maps must draw.
+//! `.ci/run` installs Debian's `chromium`; without it this test fails and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chromium() -> PathBuf {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(candidate).output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!(
+        "the report test needs a headless browser: install Debian's `chromium` (apt-get install chromium); .ci/run does"
+    );
+}
+
+fn headless(profile: &Path) -> Command {
+    let mut c = Command::new(chromium());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+#[test]
+fn the_yellow_river_report_draws_its_maps_in_a_browser() {
+    let report =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/out/yellow_river/report.html");
+    assert!(
+        report.exists(),
+        "run the example studies first (README): {} is missing",
+        report.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", report.display());
+
+    // The DOM after rendering: one path per unit on every map.
+    let dom = headless(&tmp.path().join("p1"))
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let maps = dom.matches("<svg class=\"map\"").count();
+    let unit_paths = dom.matches("class=\"unit\"").count();
+    assert!(
+        maps >= 9,
+        "expected at least the nine single-year maps, found {maps}"
+    );
+    assert_eq!(unit_paths, 56 * maps, "every map draws all 56 units");
+    assert!(
+        dom.contains("Demonstration data"),
+        "the demonstration-data banner is shown"
+    );
+
+    // The pixels: the first map (carbon emission, viridis) is not blank.
+    let png = tmp.path().join("report.png");
+    let shot = headless(&tmp.path().join("p2"))
+        .args([
+            "--window-size=1400,1400",
+            &format!("--screenshot={}", png.display()),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let image = crate::png::decode(&std::fs::read(&png).unwrap());
+    assert_eq!(image.width, 1400);
+    // Viridis' dark end (#440154 … #3b528b): red and green low, blue well above them.
+    let viridis_dark = image
+        .rgb
+        .iter()
+        .filter(|[r, g, b]| *r < 90 && *g < 110 && *b > 70 && *b > *r + 20)
+        .count();
+    assert!(
+        viridis_dark > 20_000,
+        "only {viridis_dark} map-coloured pixels: the maps did not draw"
+    );
+}
