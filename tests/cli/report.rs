@@ -85,7 +85,7 @@ fn the_yellow_river_report_draws_its_maps_in_a_browser() {
         String::from_utf8_lossy(&shot.stderr)
     );
     let image = crate::png::decode(&std::fs::read(&png).unwrap());
-    assert_eq!(image.width, 1400);
+    assert_eq!((image.width, image.height), (1400, 1400));
     // Viridis' dark end (#440154 … #3b528b): red and green low, blue well above them.
     let viridis_dark = image
         .rgb
