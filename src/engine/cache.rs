@@ -52,6 +52,9 @@ pub struct Manifest {
     pub seconds: f64,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Intermediate tables the stage memoised: (memo key, blob digest).
+    #[serde(default)]
+    pub memos: Vec<(Digest, Digest)>,
 }
 
 impl Manifest {
@@ -275,6 +278,39 @@ impl Cache {
         })
     }
 
+    // ---- intermediate tables of stages (`StageContext::memo`) ----
+
+    fn memo_path(&self, key: &Digest) -> PathBuf {
+        self.sharded("memo", &key.to_hex(), "json")
+    }
+
+    /// The memoised table under `key`, checked against its digest.
+    pub fn memo_get(&self, key: &Digest) -> Option<(RecordBatch, Digest)> {
+        let record: OutputRecord =
+            serde_json::from_slice(&fs::read(self.memo_path(key)).ok()?).ok()?;
+        match self.read_blob(&record.digest) {
+            Ok(table) => Some((table, record.digest)),
+            Err(_) => {
+                let _ = fs::remove_file(self.memo_path(key));
+                None
+            }
+        }
+    }
+
+    /// Stores a memoised table; the index file is written after the blob.
+    pub fn memo_put(&self, key: &Digest, table: &RecordBatch) -> Result<Digest, Diagnostic> {
+        let bytes = crate::io::parquet::to_bytes(table).map_err(|e| {
+            Diagnostic::environment("cache: cannot encode a memoised table").caused_by(e)
+        })?;
+        let record = self.put_blob("memo", &bytes, table.num_rows() as u64)?;
+        self.place(
+            &self.memo_path(key),
+            &serde_json::to_vec(&record).expect("records serialise"),
+            false,
+        )?;
+        Ok(record.digest)
+    }
+
     // ---- the last key of each stage, for `explain` ----
 
     fn history_path(&self, study_id: &Digest, stage: &str) -> PathBuf {
@@ -432,6 +468,7 @@ impl Cache {
         let mut report = GcReport::default();
         let mut kept_entries = BTreeSet::new();
         let mut kept_blobs = BTreeSet::new();
+        let mut kept_memos = BTreeSet::new();
         let mut kept_bytes = 0u64;
         let mut dropped_runs = Vec::new();
         for (path, run) in &runs {
@@ -450,6 +487,7 @@ impl Cache {
                 kept_bytes += run_bytes;
                 kept_entries.extend(run.entries.iter().cloned());
                 kept_blobs.extend(run.blobs.iter().cloned());
+                kept_memos.extend(run.memos.iter().cloned());
             } else {
                 dropped_runs.push(path.clone());
             }
@@ -483,6 +521,16 @@ impl Cache {
             report.blobs += 1;
             report.bytes += fs::metadata(&path).map_or(0, |m| m.len());
             if !options.dry_run {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        for path in walk_files(&self.root.join("memo")) {
+            let key = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_owned();
+            if !kept_memos.contains(&key) && !options.dry_run {
                 let _ = fs::remove_file(&path);
             }
         }
@@ -537,6 +585,8 @@ pub struct RunRecord {
     pub finished_unix_ns: u128,
     pub entries: BTreeSet<String>,
     pub blobs: BTreeSet<String>,
+    #[serde(default)]
+    pub memos: BTreeSet<String>,
 }
 
 impl RunRecord {
@@ -708,5 +758,25 @@ mod tests {
         assert!(matches!(cache.read_blob(&rec.digest), Err(None)));
         assert!(!path.exists());
         assert_eq!(cache.verify(false).corrupt_blobs.len(), 0);
+    }
+}
+
+/// The cache as a [`MemoStore`] for running stages.
+#[derive(Debug, Clone)]
+pub struct CacheMemo(pub Cache);
+
+impl crate::engine::stage::MemoStore for CacheMemo {
+    fn get(&self, key: &Digest) -> Option<(RecordBatch, Digest)> {
+        self.0.memo_get(key)
+    }
+    fn put(
+        &self,
+        key: &Digest,
+        table: &RecordBatch,
+    ) -> Result<Digest, crate::engine::stage::StageError> {
+        self.0.memo_put(key, table).map_err(|d| {
+            crate::engine::stage::StageError::internal(d.message.clone())
+                .caused_by(d.causes.join("; "))
+        })
     }
 }

@@ -10,13 +10,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::cache::{Cache, ENGINE_VERSION, Manifest, RunRecord};
+use std::sync::Arc;
+
+use crate::engine::cache::{Cache, CacheMemo, ENGINE_VERSION, Manifest, RunRecord};
 use crate::engine::error::Diagnostic;
 use crate::engine::invocation::{InputLocation, Invocation};
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
-use crate::engine::stage::{Inputs, StageContext, StageError, StageErrorTier};
+use crate::engine::stage::{Inputs, MemoScope, StageContext, StageError, StageErrorTier};
 
 /// How a stage ended in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -462,11 +464,18 @@ fn execute(
             Err(Some(d)) => return fail(StageError::internal(d.message), 0.0, Some(key)),
         }
     }
-    let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone());
+    let scope = MemoScope {
+        kind: key.kind.clone(),
+        version: key.version,
+        inputs: key.inputs.clone(),
+    };
+    let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone())
+        .with_memo(Arc::new(CacheMemo(cache.clone())), scope);
     let inputs = Inputs::new(tables);
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
     let seconds = started.elapsed().as_secs_f64();
     let warnings = ctx.take_warnings();
+    let memos = ctx.take_memos();
     for w in &warnings {
         reporter.event(&Event::Warning {
             stage: name.clone(),
@@ -490,7 +499,9 @@ fn execute(
             );
         }
     };
-    match commit(cache, stage, &key, digest, outputs, seconds, warnings) {
+    match commit(
+        cache, stage, &key, digest, outputs, seconds, warnings, memos,
+    ) {
         Ok(manifest) => {
             let _ = cache.save_last_key(&plan.study_id, &name, &key);
             let rows = manifest.outputs.first().map_or(0, |o| o.rows);
@@ -513,14 +524,20 @@ fn execute(
     }
 }
 
+/// What a computation records besides its outputs.
+struct Extras {
+    seconds: f64,
+    warnings: Vec<String>,
+    memos: Vec<(Digest, Digest)>,
+}
+
 fn commit(
     cache: &Cache,
     stage: &crate::engine::plan::PlannedStage,
     key: &CacheKey,
     digest: Digest,
     outputs: crate::engine::stage::Outputs,
-    seconds: f64,
-    warnings: Vec<String>,
+    extras: Extras,
 ) -> Result<Manifest, StageError> {
     let declared: Vec<&str> = stage.outputs.iter().map(|o| o.name.as_str()).collect();
     let produced: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
@@ -556,8 +573,9 @@ fn commit(
         key: digest,
         components: key.clone(),
         outputs: records,
-        seconds,
-        warnings,
+        seconds: extras.seconds,
+        warnings: extras.warnings,
+        memos: extras.memos,
     };
     cache
         .commit(&manifest)

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
+
+use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -151,15 +153,43 @@ impl Inputs {
     }
 }
 
-/// What a running stage may ask of the engine: its declared source files, a seed, warnings,
-/// and whether to stop. No clock and no other paths, so results depend only on the key.
-#[derive(Debug)]
+/// Where [`StageContext::memo`] keeps intermediate tables: the engine's cache.
+pub trait MemoStore: Send + Sync {
+    /// The table stored under `key` and the digest of its bytes.
+    fn get(&self, key: &Digest) -> Option<(RecordBatch, Digest)>;
+    /// Stores the table; returns the digest of its bytes.
+    fn put(&self, key: &Digest, table: &RecordBatch) -> Result<Digest, StageError>;
+}
+
+/// What a running stage may ask of the engine: its declared source files, warnings, memoised
+/// intermediate tables, and whether to stop. No clock and no other paths, so results depend only
+/// on the key.
 pub struct StageContext {
     stage: String,
     study_dir: PathBuf,
     sources: BTreeMap<String, PathBuf>,
     warnings: Mutex<Vec<String>>,
     cancelled: AtomicBool,
+    memo: Option<(Arc<dyn MemoStore>, MemoScope)>,
+    memos_used: Mutex<Vec<(Digest, Digest)>>,
+}
+
+/// What a stage's memo keys are made of besides their own parameters.
+#[derive(Debug, Clone)]
+pub struct MemoScope {
+    pub kind: String,
+    pub version: u32,
+    /// The stage's key inputs: `port:<name>` and `source:<name>` → content digest.
+    pub inputs: BTreeMap<String, Digest>,
+}
+
+impl std::fmt::Debug for StageContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageContext")
+            .field("stage", &self.stage)
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StageContext {
@@ -170,7 +200,76 @@ impl StageContext {
             sources,
             warnings: Mutex::new(Vec::new()),
             cancelled: AtomicBool::new(false),
+            memo: None,
+            memos_used: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Lets [`StageContext::memo`] keep tables across runs.
+    #[must_use]
+    pub fn with_memo(mut self, store: Arc<dyn MemoStore>, scope: MemoScope) -> Self {
+        self.memo = Some((store, scope));
+        self
+    }
+
+    /// An intermediate table that depends on only some of the stage's inputs and parameters,
+    /// kept in the cache across runs. When a parameter outside `params` changes (say, a
+    /// reclassification table), the stage reruns but finds its expensive intermediate here.
+    ///
+    /// The memo key is the kind, its version, `name`, `params`, and the digests of the inputs
+    /// named in `depends_on` (`port:<name>` or `source:<name>`, as in the stage's key). Without a
+    /// store (in unit tests) the table is just computed.
+    pub fn memo(
+        &self,
+        name: &str,
+        depends_on: &[String],
+        params: &serde_json::Value,
+        compute: impl FnOnce() -> Result<RecordBatch, StageError>,
+    ) -> Result<RecordBatch, StageError> {
+        let Some((store, scope)) = &self.memo else {
+            return compute();
+        };
+        let mut inputs = BTreeMap::new();
+        for input in depends_on {
+            let digest = scope.inputs.get(input).ok_or_else(|| {
+                StageError::internal(format!(
+                    "memo `{name}` depends on `{input}`, which is not an input of this stage"
+                ))
+            })?;
+            inputs.insert(input.clone(), *digest);
+        }
+        let key = CacheKey {
+            format: KEY_FORMAT_VERSION,
+            kind: format!("{}#{name}", scope.kind),
+            version: scope.version,
+            params: params.clone(),
+            inputs,
+        }
+        .digest();
+        if let Some((table, digest)) = store.get(&key) {
+            self.memos_used
+                .lock()
+                .expect("memo list lock is never poisoned")
+                .push((key, digest));
+            return Ok(table);
+        }
+        let table = compute()?;
+        let digest = store.put(&key, &table)?;
+        self.memos_used
+            .lock()
+            .expect("memo list lock is never poisoned")
+            .push((key, digest));
+        Ok(table)
+    }
+
+    /// The memo entries this run used: (memo key, blob digest).
+    pub fn take_memos(&self) -> Vec<(Digest, Digest)> {
+        std::mem::take(
+            &mut *self
+                .memos_used
+                .lock()
+                .expect("memo list lock is never poisoned"),
+        )
     }
 
     /// The stage's name in the study (for messages).
@@ -422,5 +521,83 @@ impl<S: Stage> PreparedStage for Prepared<S> {
     }
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         S::run(&self.params, inputs, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct MapStore(Mutex<BTreeMap<Digest, RecordBatch>>);
+
+    impl MemoStore for MapStore {
+        fn get(&self, key: &Digest) -> Option<(RecordBatch, Digest)> {
+            self.0
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|t| (t.clone(), Digest::of(b"t")))
+        }
+        fn put(&self, key: &Digest, table: &RecordBatch) -> Result<Digest, StageError> {
+            self.0.lock().unwrap().insert(*key, table.clone());
+            Ok(Digest::of(b"t"))
+        }
+    }
+
+    fn ctx(store: &Arc<MapStore>, scheme: &[u8]) -> StageContext {
+        let inputs = BTreeMap::from([
+            ("source:raster".to_owned(), Digest::of(b"raster")),
+            ("source:scheme".to_owned(), Digest::of(scheme)),
+        ]);
+        StageContext::new("s", Path::new("."), BTreeMap::new()).with_memo(
+            store.clone(),
+            MemoScope {
+                kind: "k".into(),
+                version: 1,
+                inputs,
+            },
+        )
+    }
+
+    #[test]
+    fn memo_is_reused_when_only_other_inputs_change() {
+        let store = Arc::new(MapStore::default());
+        let table = || {
+            Ok(RecordBatch::new_empty(Arc::new(
+                arrow_schema::Schema::empty(),
+            )))
+        };
+        let depends = ["source:raster".to_owned()];
+        let mut computed = 0;
+        for scheme in [b"a".as_slice(), b"b".as_slice()] {
+            let c = ctx(&store, scheme);
+            c.memo("hist", &depends, &serde_json::json!({}), || {
+                computed += 1;
+                table()
+            })
+            .unwrap();
+            assert_eq!(c.take_memos().len(), 1);
+        }
+        assert_eq!(computed, 1, "a change outside the memo's inputs reuses it");
+        let c = ctx(&store, b"a");
+        c.memo("hist", &depends, &serde_json::json!({"cell": 2}), || {
+            computed += 1;
+            table()
+        })
+        .unwrap();
+        assert_eq!(
+            computed, 2,
+            "a change in the memo's own parameters recomputes it"
+        );
+        let err = c
+            .memo(
+                "hist",
+                &["port:nothing".to_owned()],
+                &serde_json::json!({}),
+                table,
+            )
+            .unwrap_err();
+        assert!(err.message.contains("not an input"), "{}", err.message);
     }
 }
