@@ -500,7 +500,16 @@ fn execute(
         }
     };
     match commit(
-        cache, stage, &key, digest, outputs, seconds, warnings, memos,
+        cache,
+        stage,
+        &key,
+        digest,
+        outputs,
+        Extras {
+            seconds,
+            warnings,
+            memos,
+        },
     ) {
         Ok(manifest) => {
             let _ = cache.save_last_key(&plan.study_id, &name, &key);
