@@ -1444,7 +1444,8 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
          **{DEMO_NOTE}.** Every number here is invented by a seeded generator to be plausible in size\n\
          and trend; none is a statistic or a measurement. Use the files to try the pipeline, not to\n\
          draw conclusions.\n\n\
-         Regenerate (byte-identical): `pipeline demo-data` (Rust: `pipeline::demo::generate`),\n\
+         Regenerate (byte-identical): `pipeline demo-data`, or `cargo run --example demo_data`\n\
+         (Rust: `pipeline::demo::generate`),\n\
          seed {seed}, years {years}.\n\n\
          Units: {units_line} ({n} units); `unit_id` is the adcode as text.\n\n\
          ## Files\n\n\
@@ -1637,7 +1638,7 @@ mod tests {
     }
 
     /// The committed Yellow River files are exactly what the generator writes (the Henan files
-    /// are checked the same way by `pipeline demo-data --check`; they take ~10 s in debug).
+    /// can be checked the same way through `generate_with`; they take ~10 s in debug).
     #[test]
     fn committed_yellow_river_data_equal_a_regeneration() {
         let dir = scratch(Study::YellowRiver);
