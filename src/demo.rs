@@ -1635,6 +1635,44 @@ mod tests {
             .parse()
             .unwrap();
         assert!((mha - 16.559).abs() < 0.17, "{line}");
+        // Class shares (domain notes §8 and the brief): cropland 55–65 %, forest + shrub
+        // ≈ 17 %, impervious 12–17 % and rising, cropland falling.
+        let share = |year_line: usize, class: &str| -> f64 {
+            let l = g.summary.lines().nth(year_line).unwrap();
+            let rest = l.split(&format!(" {class} ")).nth(1).unwrap();
+            rest.split('%').next().unwrap().parse().unwrap()
+        };
+        let (first, last) = (1, 1 + 2 * (YEARS.len() - 1));
+        assert!(
+            (55.0..66.0).contains(&share(first, "cropland"))
+                && (55.0..66.0).contains(&share(last, "cropland"))
+        );
+        assert!(share(last, "cropland") < share(first, "cropland"));
+        let forest = share(last, "forest") + share(last, "shrub");
+        assert!((15.0..19.5).contains(&forest), "{forest}");
+        assert!(
+            (12.0..13.5).contains(&share(first, "impervious"))
+                && (15.5..17.5).contains(&share(last, "impervious"))
+        );
+        // Energy carbon (fuel method) in 0.5–1.7e8 t C, peaking in 2015 (study B).
+        let carbon: Vec<f64> = (0..YEARS.len())
+            .map(|k| {
+                let l = g.summary.lines().nth(2 + 2 * k).unwrap();
+                l.split("fuel carbon ")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            carbon.iter().all(|c| (0.5e8..1.7e8).contains(c)),
+            "{carbon:?}"
+        );
+        assert!(carbon[3] > carbon[2] && carbon[3] > carbon[4], "{carbon:?}");
     }
 
     /// The committed Yellow River files are exactly what the generator writes (the Henan files
