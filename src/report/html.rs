@@ -693,7 +693,9 @@ pub fn render(data: &ReportData) -> String {
             .map(|(k, c)| {
                 (
                     c.clone(),
-                    palette::categorical(k).to_owned(),
+                    palette::land_class(c)
+                        .unwrap_or_else(|| palette::categorical(k))
+                        .to_owned(),
                     ly.iter()
                         .map(|y| data.landuse.get(&(*y, c.clone())).copied().unwrap_or(0.0) / 1e4)
                         .collect(),
