@@ -1225,12 +1225,13 @@ fn split(total: f64, weights: &[f64]) -> Vec<f64> {
 
 impl Tables {
     fn build(config: &Config, units: &[Unit], stats: &UnitStats) -> Self {
-        let (totals, heavy, nat_dev) = match config.study {
-            Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY, HENAN_NATIONAL_DEV),
-            Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY, YRB_NATIONAL_DEV),
+        let (totals, heavy) = match config.study {
+            Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY),
+            Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY),
         };
         let seed = config.seed;
         let n = units.len();
+        let categories = functional_categories(config, units, stats);
         let mut economy = String::from(
             "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
         );
@@ -1277,12 +1278,13 @@ impl Tables {
             let en_w: Vec<f64> = (0..n)
                 .map(|i| {
                     gdp[i]
+                        * intensity_factor(categories[i])
                         * if heavy.contains(&units[i].adcode) {
-                            1.9
+                            1.3
                         } else {
                             1.0
                         }
-                        * jitter(seed, units[i].adcode, 3, 0.2)
+                        * jitter(seed, units[i].adcode, 3, 0.1)
                 })
                 .collect();
             let tce = split(totals.energy_tce[k], &en_w);
@@ -1354,14 +1356,36 @@ impl Tables {
         energy.extend(energy_rows.into_values());
         crops.extend(crop_rows.into_values());
 
-        // Functional areas from the 2020 map and the economy.
-        let last = YEARS.len() - 1;
         let mut functional_areas = String::from("unit_id,category\n");
-        for (i, u) in units.iter().enumerate() {
+        for (u, category) in units.iter().zip(&categories) {
+            let _ = writeln!(functional_areas, "{},{category}", u.id);
+        }
+        Self {
+            economy,
+            energy,
+            crops,
+            functional_areas,
+            region,
+        }
+    }
+}
+
+/// Main-functional-area category of each unit, from the 2020 map and the unit's rank
+/// (an invented lookup for the demonstration, not the provincial plans).
+fn functional_categories(config: &Config, units: &[Unit], stats: &UnitStats) -> Vec<&'static str> {
+    let (heavy, nat_dev) = match config.study {
+        Study::Henan => (HENAN_HEAVY, HENAN_NATIONAL_DEV),
+        Study::YellowRiver => (YRB_HEAVY, YRB_NATIONAL_DEV),
+    };
+    let last = YEARS.len() - 1;
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
             let forest = stats.share(i, last, &[FOREST, SHRUB]);
             let natural = stats.share(i, last, &[FOREST, SHRUB, GRASSLAND, WETLAND, SNOW, BARREN]);
             let imp = stats.share(i, last, &[IMPERVIOUS]);
-            let category = match config.study {
+            match config.study {
                 Study::Henan => {
                     if nat_dev.contains(&u.adcode) {
                         "national_key_development"
@@ -1389,16 +1413,20 @@ impl Tables {
                         "agricultural_production"
                     }
                 }
-            };
-            let _ = writeln!(functional_areas, "{},{category}", u.id);
-        }
-        Self {
-            economy,
-            energy,
-            crops,
-            functional_areas,
-            region,
-        }
+            }
+        })
+        .collect()
+}
+
+/// Relative energy intensity by category, in the ratios of study B's mean carbon intensities
+/// (1.09, 0.93, 0.83, 0.70, 0.47 t per 10⁴ yuan, domain notes §0.2) divided by 0.83.
+fn intensity_factor(category: &str) -> f64 {
+    match category {
+        "national_key_development" => 1.31,
+        "provincial_key_development" => 1.12,
+        "provincial_ecological" => 0.84,
+        "national_ecological" => 0.57,
+        _ => 1.0,
     }
 }
 
