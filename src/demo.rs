@@ -1494,6 +1494,9 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
          - Tables: region totals per year (GDP, population, energy in tce, fuel mix, crop output) of\n\
            the order of the provincial yearbooks are split over units in proportion to weights from\n\
            the land-use map (built-up and cropland area), the unit's urban rank and a seeded jitter.\n\
+           Energy intensity differs by the unit's (invented) functional category in the ratios of\n\
+           study B's mean carbon intensities (1.09 : 0.93 : 0.83 : 0.70 : 0.47), and is higher in\n\
+           mining and heavy-industry units.\n\
            Physical fuel amounts are tce divided by the standard-coal coefficients of 刘贤赵 et al.\n\
            2017 (Table 1), so the energy-method carbon (§1.2 of the domain notes) comes out at\n\
            the intended size.\n",
