@@ -1225,12 +1225,13 @@ fn split(total: f64, weights: &[f64]) -> Vec<f64> {
 
 impl Tables {
     fn build(config: &Config, units: &[Unit], stats: &UnitStats) -> Self {
-        let (totals, heavy, nat_dev) = match config.study {
-            Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY, HENAN_NATIONAL_DEV),
-            Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY, YRB_NATIONAL_DEV),
+        let (totals, heavy) = match config.study {
+            Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY),
+            Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY),
         };
         let seed = config.seed;
         let n = units.len();
+        let categories = functional_categories(config, units, stats);
         let mut economy = String::from(
             "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
         );
@@ -1277,12 +1278,13 @@ impl Tables {
             let en_w: Vec<f64> = (0..n)
                 .map(|i| {
                     gdp[i]
+                        * intensity_factor(categories[i])
                         * if heavy.contains(&units[i].adcode) {
-                            1.9
+                            1.3
                         } else {
                             1.0
                         }
-                        * jitter(seed, units[i].adcode, 3, 0.2)
+                        * jitter(seed, units[i].adcode, 3, 0.1)
                 })
                 .collect();
             let tce = split(totals.energy_tce[k], &en_w);
@@ -1354,14 +1356,36 @@ impl Tables {
         energy.extend(energy_rows.into_values());
         crops.extend(crop_rows.into_values());
 
-        // Functional areas from the 2020 map and the economy.
-        let last = YEARS.len() - 1;
         let mut functional_areas = String::from("unit_id,category\n");
-        for (i, u) in units.iter().enumerate() {
+        for (u, category) in units.iter().zip(&categories) {
+            let _ = writeln!(functional_areas, "{},{category}", u.id);
+        }
+        Self {
+            economy,
+            energy,
+            crops,
+            functional_areas,
+            region,
+        }
+    }
+}
+
+/// Main-functional-area category of each unit, from the 2020 map and the unit's rank
+/// (an invented lookup for the demonstration, not the provincial plans).
+fn functional_categories(config: &Config, units: &[Unit], stats: &UnitStats) -> Vec<&'static str> {
+    let (heavy, nat_dev) = match config.study {
+        Study::Henan => (HENAN_HEAVY, HENAN_NATIONAL_DEV),
+        Study::YellowRiver => (YRB_HEAVY, YRB_NATIONAL_DEV),
+    };
+    let last = YEARS.len() - 1;
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
             let forest = stats.share(i, last, &[FOREST, SHRUB]);
             let natural = stats.share(i, last, &[FOREST, SHRUB, GRASSLAND, WETLAND, SNOW, BARREN]);
             let imp = stats.share(i, last, &[IMPERVIOUS]);
-            let category = match config.study {
+            match config.study {
                 Study::Henan => {
                     if nat_dev.contains(&u.adcode) {
                         "national_key_development"
@@ -1389,16 +1413,20 @@ impl Tables {
                         "agricultural_production"
                     }
                 }
-            };
-            let _ = writeln!(functional_areas, "{},{category}", u.id);
-        }
-        Self {
-            economy,
-            energy,
-            crops,
-            functional_areas,
-            region,
-        }
+            }
+        })
+        .collect()
+}
+
+/// Relative energy intensity by category, in the ratios of study B's mean carbon intensities
+/// (1.09, 0.93, 0.83, 0.70, 0.47 t per 10⁴ yuan, domain notes §0.2) divided by 0.83.
+fn intensity_factor(category: &str) -> f64 {
+    match category {
+        "national_key_development" => 1.31,
+        "provincial_key_development" => 1.12,
+        "provincial_ecological" => 0.84,
+        "national_ecological" => 0.57,
+        _ => 1.0,
     }
 }
 
@@ -1444,7 +1472,8 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
          **{DEMO_NOTE}.** Every number here is invented by a seeded generator to be plausible in size\n\
          and trend; none is a statistic or a measurement. Use the files to try the pipeline, not to\n\
          draw conclusions.\n\n\
-         Regenerate (byte-identical): `pipeline demo-data` (Rust: `pipeline::demo::generate`),\n\
+         Regenerate (byte-identical): `pipeline demo-data`, or `cargo run --example demo_data`\n\
+         (Rust: `pipeline::demo::generate`),\n\
          seed {seed}, years {years}.\n\n\
          Units: {units_line} ({n} units); `unit_id` is the adcode as text.\n\n\
          ## Files\n\n\
@@ -1465,6 +1494,9 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
          - Tables: region totals per year (GDP, population, energy in tce, fuel mix, crop output) of\n\
            the order of the provincial yearbooks are split over units in proportion to weights from\n\
            the land-use map (built-up and cropland area), the unit's urban rank and a seeded jitter.\n\
+           Energy intensity differs by the unit's (invented) functional category in the ratios of\n\
+           study B's mean carbon intensities (1.09 : 0.93 : 0.83 : 0.70 : 0.47), and is higher in\n\
+           mining and heavy-industry units.\n\
            Physical fuel amounts are tce divided by the standard-coal coefficients of 刘贤赵 et al.\n\
            2017 (Table 1), so the energy-method carbon (§1.2 of the domain notes) comes out at\n\
            the intended size.\n",
@@ -1634,10 +1666,48 @@ mod tests {
             .parse()
             .unwrap();
         assert!((mha - 16.559).abs() < 0.17, "{line}");
+        // Class shares (domain notes §8 and the brief): cropland 55–65 %, forest + shrub
+        // ≈ 17 %, impervious 12–17 % and rising, cropland falling.
+        let share = |year_line: usize, class: &str| -> f64 {
+            let l = g.summary.lines().nth(year_line).unwrap();
+            let rest = l.split(&format!(" {class} ")).nth(1).unwrap();
+            rest.split('%').next().unwrap().parse().unwrap()
+        };
+        let (first, last) = (1, 1 + 2 * (YEARS.len() - 1));
+        assert!(
+            (55.0..66.0).contains(&share(first, "cropland"))
+                && (55.0..66.0).contains(&share(last, "cropland"))
+        );
+        assert!(share(last, "cropland") < share(first, "cropland"));
+        let forest = share(last, "forest") + share(last, "shrub");
+        assert!((15.0..19.5).contains(&forest), "{forest}");
+        assert!(
+            (12.0..13.5).contains(&share(first, "impervious"))
+                && (15.5..17.5).contains(&share(last, "impervious"))
+        );
+        // Energy carbon (fuel method) in 0.5–1.7e8 t C, peaking in 2015 (study B).
+        let carbon: Vec<f64> = (0..YEARS.len())
+            .map(|k| {
+                let l = g.summary.lines().nth(2 + 2 * k).unwrap();
+                l.split("fuel carbon ")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            carbon.iter().all(|c| (0.5e8..1.7e8).contains(c)),
+            "{carbon:?}"
+        );
+        assert!(carbon[3] > carbon[2] && carbon[3] > carbon[4], "{carbon:?}");
     }
 
     /// The committed Yellow River files are exactly what the generator writes (the Henan files
-    /// are checked the same way by `pipeline demo-data --check`; they take ~10 s in debug).
+    /// can be checked the same way through `generate_with`; they take ~10 s in debug).
     #[test]
     fn committed_yellow_river_data_equal_a_regeneration() {
         let dir = scratch(Study::YellowRiver);

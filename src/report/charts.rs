@@ -81,6 +81,26 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
+/// Table cells: whole numbers with thin-space thousands groups from 1000 up
+/// (`17 600 000`), otherwise as [`fmt_num`].
+pub fn fmt_cell(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    if v.abs() < 1000.0 {
+        return fmt_num(v);
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('\u{2009}');
+        }
+        out.push(c);
+    }
+    if v < 0.0 { format!("−{out}") } else { out }
+}
+
 /// Tick labels: like [`fmt_num`] without trailing zeros (`50`, `0.2`).
 fn fmt_tick(v: f64) -> String {
     let s = fmt_num(v);
@@ -488,6 +508,13 @@ pub fn stacked_bars(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_cells_group_thousands() {
+        assert_eq!(fmt_cell(17_600_000.4), "17\u{2009}600\u{2009}000");
+        assert_eq!(fmt_cell(-1234.0), "−1\u{2009}234");
+        assert_eq!(fmt_cell(0.867), "0.867");
+    }
 
     #[test]
     fn nice_ticks() {

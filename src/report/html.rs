@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use geo::MultiPolygon;
 
-use super::charts::{Series, bar_chart, fmt_num, line_chart, stacked_bars};
+use super::charts::{Series, bar_chart, fmt_cell, fmt_num, line_chart, stacked_bars};
 use super::classing::{Classing, breaks, class_of};
 use super::palette;
 use super::projection::Albers;
@@ -664,8 +664,8 @@ pub fn render(data: &ReportData) -> String {
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(c),
                 by_cat[c].2,
-                fmt_num(cr.1),
-                fmt_num(nr.1)
+                fmt_cell(cr.1),
+                fmt_cell(nr.1)
             );
         }
         h.push_str("</table>\n");
@@ -693,7 +693,9 @@ pub fn render(data: &ReportData) -> String {
             .map(|(k, c)| {
                 (
                     c.clone(),
-                    palette::categorical(k).to_owned(),
+                    palette::land_class(c)
+                        .unwrap_or_else(|| palette::categorical(k))
+                        .to_owned(),
                     ly.iter()
                         .map(|y| data.landuse.get(&(*y, c.clone())).copied().unwrap_or(0.0) / 1e4)
                         .collect(),
@@ -748,16 +750,16 @@ pub fn render(data: &ReportData) -> String {
                 if v.is_empty() {
                     "–".to_owned()
                 } else {
-                    fmt_num(v.iter().sum::<f64>() / v.len() as f64)
+                    fmt_cell(v.iter().sum::<f64>() / v.len() as f64)
                 }
             };
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(z),
-                fmt_num(sums[0]),
-                fmt_num(sums[1]),
-                fmt_num(sums[2]),
+                fmt_cell(sums[0]),
+                fmt_cell(sums[1]),
+                fmt_cell(sums[2]),
                 m(&means[0]),
                 m(&means[1])
             );
@@ -786,8 +788,8 @@ pub fn render(data: &ReportData) -> String {
         let _ = writeln!(
             h,
             "<p>Total paid: <b>{}</b>; total received: <b>{}</b>.</p>",
-            fmt_num(paid),
-            fmt_num(received)
+            fmt_cell(paid),
+            fmt_cell(received)
         );
         let mut rows: Vec<&Flow> = flows.iter().filter(|f| f.role != "balanced").collect();
         rows.sort_by(|a, b| {
@@ -804,8 +806,8 @@ pub fn render(data: &ReportData) -> String {
                 escape(&f.role),
                 escape(&f.unit_id),
                 escape(data.name_of(&f.unit_id)),
-                fmt_num(f.quantity_t_c),
-                fmt_num(f.amount)
+                fmt_cell(f.quantity_t_c),
+                fmt_cell(f.amount)
             );
         }
         h.push_str("</table>\n");

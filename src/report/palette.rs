@@ -71,6 +71,20 @@ pub fn categorical(k: usize) -> &'static str {
     OKABE_ITO[k % OKABE_ITO.len()]
 }
 
+/// Colours of the six land-use carbon classes, from the Okabe–Ito set (other class names get
+/// `None` and a categorical colour).
+pub fn land_class(class: &str) -> Option<&'static str> {
+    Some(match class {
+        "cultivated" => "#F0E442",
+        "forest" => "#009E73",
+        "grassland" => "#E69F00",
+        "water" => "#0072B2",
+        "construction" => "#D55E00",
+        "unused" => "#999999",
+        _ => return None,
+    })
+}
+
 /// Colours of the LISA classes: hot spots vermillion, cold spots blue, outliers orange and
 /// sky blue, not significant light grey.
 pub fn lisa(class: &str) -> &'static str {

@@ -471,7 +471,14 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
         ),
         (
             "classing".into(),
-            format!("{:?}, {} classes", params.classes, params.n_classes),
+            format!(
+                "{}, {} classes",
+                match params.classes {
+                    Classing::Quantile => "quantile",
+                    Classing::NaturalBreaks => "natural_breaks",
+                },
+                params.n_classes
+            ),
         ),
         ("map year".into(), year.to_string()),
     ];
@@ -932,7 +939,9 @@ mod tests {
         assert!(html.contains(
             "Convention <code>own_sink</code>; amount column <code>value_balanced_yuan</code>"
         ));
-        assert!(html.contains("Total paid: <b>5000</b>; total received: <b>-2000</b>"));
+        assert!(
+            html.contains("Total paid: <b>5\u{2009}000</b>; total received: <b>−2\u{2009}000</b>")
+        );
         assert!(html.contains("1 units balanced"));
         // The role map: 4 more unit paths.
         assert_eq!(
