@@ -1472,7 +1472,7 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
          **{DEMO_NOTE}.** Every number here is invented by a seeded generator to be plausible in size\n\
          and trend; none is a statistic or a measurement. Use the files to try the pipeline, not to\n\
          draw conclusions.\n\n\
-         Regenerate (byte-identical): `pipeline demo-data`, or `cargo run --example demo_data`\n\
+         Regenerate (byte-identical): `pipeline demo-data`\n\
          (Rust: `pipeline::demo::generate`),\n\
          seed {seed}, years {years}.\n\n\
          Units: {units_line} ({n} units); `unit_id` is the adcode as text.\n\n\
