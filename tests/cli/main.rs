@@ -3,6 +3,7 @@
 mod common;
 
 mod cache;
+mod demo;
 mod errors;
 mod png;
 mod report;
