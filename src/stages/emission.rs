@@ -280,6 +280,23 @@ fn fuel_factors(
 /// Source name of a user energy-factor file.
 const ENERGY_SOURCE: &str = "energy_factors";
 
+/// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
+/// code: editing one changes results without changing any study, so the test
+/// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESETS_PINNED: (u32, &str) = (
+    1,
+    "65fa1db99d3b1bab4b371d4a2e39aa0c2889d696d8255f3224c74385dafc15d0",
+);
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESET_FILES_USED: &[&str] = &[
+    "set1.csv",
+    "set2.csv",
+    "mixed.csv",
+    "energy_liu2017.csv",
+    "energy_xia2017.csv",
+];
+
 const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
@@ -991,7 +1008,7 @@ mod tests {
         )
         .unwrap();
         let r = rows(&out);
-        assert!((r[0].2 - 1619.818_11).abs() < 1e-6, "{}", r[0].2);
+        assert!((r[0].2 - 1_619.818_11).abs() < 1e-6, "{}", r[0].2);
         assert!((r[2].2 - 539.939_37).abs() < 1e-6, "{}", r[2].2);
         // allocated construction emissions add up to the province's
         assert!((r[0].2 + r[2].2 - 4000.0 * 0.7143 * 0.7559).abs() < 1e-9);
@@ -1150,6 +1167,16 @@ mod tests {
         assert_eq!(
             f64s(&out[0].1, "e", "emission_t_c").unwrap(),
             vec![500.0, 250.0]
+        );
+    }
+
+    #[test]
+    fn presets_are_pinned_to_version() {
+        let digest = crate::methods::coefficients::presets_digest(PRESET_FILES_USED);
+        assert_eq!(
+            (Emission::VERSION, digest.as_str()),
+            PRESETS_PINNED,
+            "an embedded preset changed: bump `Emission::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
         );
     }
 }

@@ -132,6 +132,17 @@ pub struct Params {
     pub missing: MissingPolicy,
 }
 
+/// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
+/// code: editing one changes results without changing any study, so the test
+/// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESETS_PINNED: (u32, &str) = (
+    1,
+    "4a37d8cf96da85746f2ce2b8157095e24e56c1d658de9e50bf48570974deb6df",
+);
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv", "crops_tian.csv"];
+
 const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
@@ -236,13 +247,11 @@ impl Stage for Sink {
             CultivatedSink::CropYield => format!("crop_yield:{}", params.crop_parameters.preset),
             CultivatedSink::None => params.cultivated_sink.name().to_owned(),
         };
-        let (mut units, mut years, mut classes, mut sinks, mut methods): (
-            Vec<&str>,
-            Vec<i64>,
-            Vec<&str>,
-            Vec<f64>,
-            Vec<&str>,
-        ) = Default::default();
+        let mut units: Vec<&str> = Vec::new();
+        let mut years: Vec<i64> = Vec::new();
+        let mut classes: Vec<&str> = Vec::new();
+        let mut sinks: Vec<f64> = Vec::new();
+        let mut methods: Vec<&str> = Vec::new();
         for ua in &areas {
             let mut rows: Vec<(&str, f64, &str)> = Vec::new();
             let mut has_cultivated = false;
@@ -375,10 +384,12 @@ mod tests {
             .unwrap()
     }
 
+    type SinkRow = (String, String, f64, String);
+
     fn run(
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
-    ) -> Result<(Vec<(String, String, f64, String)>, Vec<String>), StageError> {
+    ) -> Result<(Vec<SinkRow>, Vec<String>), StageError> {
         let prepared = Entry::<Sink>::new().prepare(params)?;
         let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
         let ctx = StageContext::new("sink", std::path::Path::new("."), BTreeMap::new());
@@ -502,5 +513,15 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+
+    #[test]
+    fn presets_are_pinned_to_version() {
+        let digest = crate::methods::coefficients::presets_digest(PRESET_FILES_USED);
+        assert_eq!(
+            (Sink::VERSION, digest.as_str()),
+            PRESETS_PINNED,
+            "an embedded preset changed: bump `Sink::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
+        );
     }
 }
