@@ -38,11 +38,19 @@ fn unit(i: usize) -> String {
 
 fn tables() -> BTreeMap<&'static str, RecordBatch> {
     let mut rng = Rng(42);
-    let classes = ["construction", "cultivated", "forest", "grassland", "unused", "water"];
+    let classes = [
+        "construction",
+        "cultivated",
+        "forest",
+        "grassland",
+        "unused",
+        "water",
+    ];
     let (mut u, mut y, mut c, mut a) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut eu, mut ey) = (Vec::new(), Vec::new());
     let mut fuels: Vec<Vec<f64>> = vec![Vec::new(); 9];
-    let (mut gdp, mut pop, mut eng_u, mut eng_r, mut urb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gdp, mut pop, mut eng_u, mut eng_r, mut urb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut cu, mut cy, mut cc, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..UNITS {
         for year in 2000..2000 + YEARS {
@@ -70,9 +78,27 @@ fn tables() -> BTreeMap<&'static str, RecordBatch> {
             }
         }
     }
-    let areas = TableBuilder::new().str("unit_id", &u).i64("year", y).str("class", &c).f64("area_ha", a).build().unwrap();
-    let names = ["raw_coal", "coke", "crude_oil", "gasoline", "kerosene", "diesel", "fuel_oil", "natural_gas", "electricity"];
-    let mut energy = TableBuilder::new().str("unit_id", &eu).i64("year", ey.clone());
+    let areas = TableBuilder::new()
+        .str("unit_id", &u)
+        .i64("year", y)
+        .str("class", &c)
+        .f64("area_ha", a)
+        .build()
+        .unwrap();
+    let names = [
+        "raw_coal",
+        "coke",
+        "crude_oil",
+        "gasoline",
+        "kerosene",
+        "diesel",
+        "fuel_oil",
+        "natural_gas",
+        "electricity",
+    ];
+    let mut energy = TableBuilder::new()
+        .str("unit_id", &eu)
+        .i64("year", ey.clone());
     for (n, v) in names.iter().zip(fuels) {
         energy = energy.f64(n, v);
     }
@@ -86,18 +112,49 @@ fn tables() -> BTreeMap<&'static str, RecordBatch> {
         .f64("urbanization_rate", urb)
         .build()
         .unwrap();
-    let crops = TableBuilder::new().str("unit_id", &cu).i64("year", cy).str("crop", &cc).f64("yield_t", cv).build().unwrap();
+    let crops = TableBuilder::new()
+        .str("unit_id", &cu)
+        .i64("year", cy)
+        .str("crop", &cc)
+        .f64("yield_t", cv)
+        .build()
+        .unwrap();
     let ids: Vec<String> = (0..UNITS).map(unit).collect();
-    let cats: Vec<&str> = (0..UNITS).map(|i| ["national_dev", "provincial_dev", "agricultural", "provincial_eco", "national_eco"][i % 5]).collect();
-    let categories = TableBuilder::new().str("unit_id", &ids).str("category", &cats).build().unwrap();
-    BTreeMap::from([("areas", areas), ("energy", energy.build().unwrap()), ("economy", economy), ("crops", crops), ("categories", categories)])
+    let cats: Vec<&str> = (0..UNITS)
+        .map(|i| {
+            [
+                "national_dev",
+                "provincial_dev",
+                "agricultural",
+                "provincial_eco",
+                "national_eco",
+            ][i % 5]
+        })
+        .collect();
+    let categories = TableBuilder::new()
+        .str("unit_id", &ids)
+        .str("category", &cats)
+        .build()
+        .unwrap();
+    BTreeMap::from([
+        ("areas", areas),
+        ("energy", energy.build().unwrap()),
+        ("economy", economy),
+        ("crops", crops),
+        ("categories", categories),
+    ])
 }
 
 fn prepare<S: pipeline::engine::stage::Stage>(params: serde_json::Value) -> Box<dyn PreparedStage> {
     Entry::<S>::new().prepare(params).unwrap()
 }
 
-fn time(name: &str, stage: &dyn PreparedStage, inputs: Vec<(&str, RecordBatch)>, total: &mut Duration) -> Outputs {
+fn time(
+    name: &str,
+    stage: &dyn PreparedStage,
+    inputs: Vec<(&str, RecordBatch)>,
+    total: &mut Duration,
+) -> Outputs {
     let inputs = Inputs::new(inputs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
     let mut times = Vec::new();
     let mut out = None;
@@ -108,8 +165,17 @@ fn time(name: &str, stage: &dyn PreparedStage, inputs: Vec<(&str, RecordBatch)>,
         times.push(t.elapsed());
     }
     times.sort();
-    let rows: usize = out.as_ref().unwrap().iter().map(|(_, b)| b.num_rows()).sum();
-    println!("{name:<18} best {:>8.1} ms   median {:>8.1} ms   ({rows} output rows)", ms(times[0]), ms(times[RUNS / 2]));
+    let rows: usize = out
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
+    println!(
+        "{name:<18} best {:>8.1} ms   median {:>8.1} ms   ({rows} output rows)",
+        ms(times[0]),
+        ms(times[RUNS / 2])
+    );
     *total += times[RUNS / 2];
     out.unwrap()
 }
@@ -120,9 +186,21 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let t = tables();
-    println!("synthetic study: {UNITS} units × {YEARS} years; areas {} rows, crops {} rows", t["areas"].num_rows(), t["crops"].num_rows());
+    println!(
+        "synthetic study: {UNITS} units × {YEARS} years; areas {} rows, crops {} rows",
+        t["areas"].num_rows(),
+        t["crops"].num_rows()
+    );
     let mut total = Duration::ZERO;
-    let e = time("emission", &*prepare::<emission::Emission>(serde_json::json!({})), vec![("areas", t["areas"].clone()), ("energy", t["energy"].clone())], &mut total);
+    let e = time(
+        "emission",
+        &*prepare::<emission::Emission>(serde_json::json!({})),
+        vec![
+            ("areas", t["areas"].clone()),
+            ("energy", t["energy"].clone()),
+        ],
+        &mut total,
+    );
     let s = time(
         "sink",
         &*prepare::<sink::Sink>(serde_json::json!({"cultivated_sink": "crop_yield"})),
@@ -132,19 +210,31 @@ fn main() {
     let ix = time(
         "indices",
         &*prepare::<indices::Indices>(serde_json::json!({})),
-        vec![("emission", e[0].1.clone()), ("sink", s[0].1.clone()), ("economy", t["economy"].clone())],
+        vec![
+            ("emission", e[0].1.clone()),
+            ("sink", s[0].1.clone()),
+            ("economy", t["economy"].clone()),
+        ],
         &mut total,
     );
     time(
         "compensation",
-        &*prepare::<compensation::Compensation>(serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 260.9}})),
-        vec![("indices", ix[0].1.clone()), ("economy", t["economy"].clone())],
+        &*prepare::<compensation::Compensation>(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 260.9}}),
+        ),
+        vec![
+            ("indices", ix[0].1.clone()),
+            ("economy", t["economy"].clone()),
+        ],
         &mut total,
     );
     time(
         "functional_areas",
         &*prepare::<functional_areas::FunctionalAreas>(serde_json::json!({})),
-        vec![("indices", ix[0].1.clone()), ("categories", t["categories"].clone())],
+        vec![
+            ("indices", ix[0].1.clone()),
+            ("categories", t["categories"].clone()),
+        ],
         &mut total,
     );
     println!("all five stages (sum of medians): {:.1} ms", ms(total));
