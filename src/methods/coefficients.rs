@@ -27,6 +27,19 @@ pub const PRESET_FILES: &[(&str, &str)] = &[
     ("crops_tian.csv", include_str!("../presets/crops_tian.csv")),
 ];
 
+/// The BLAKE3 digest (hex) of the embedded presets named, in the order given: what a stage
+/// pins next to its `VERSION`.
+pub fn presets_digest(files: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        let text = preset_text(f).unwrap_or_default();
+        h.update(f.as_bytes());
+        h.update(&(text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 /// Names of the built-in land-use coefficient presets (file `<name>.csv`).
 pub const LAND_PRESETS: &[&str] = &["mixed", "set1", "set2"];
 /// Names of the built-in energy-factor presets (file `energy_<name>.csv`).
@@ -268,7 +281,9 @@ pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropPara
 pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
     if !(0.0..=1.0).contains(&p.carbon_fraction)
         || !(0.0..1.0).contains(&p.moisture)
-        || !(p.harvest_index > 0.0 && p.harvest_index <= 1.0)
+        || p.harvest_index <= 0.0
+        || p.harvest_index > 1.0
+        || p.harvest_index.is_nan()
     {
         return Err(format!(
             "crop `{crop}`: carbon_fraction {}, moisture {} and harvest_index {} must be fractions (moisture < 1, harvest_index > 0); write 12 % as 0.12",

@@ -13,6 +13,59 @@ use crate::engine::stage::{Source, StageContext, StageError};
 use crate::methods::coefficients::{LAND_PRESETS, parse_land_coefficients, preset_text};
 use crate::table::{f64s, has_column, i64s, ids};
 
+/// A text column, borrowed from the Arrow array when it is plain non-null UTF-8 (the usual
+/// case), otherwise converted to owned strings (integer ids, nulls).
+pub enum StrCol<'a> {
+    Borrowed(&'a arrow_array::StringArray),
+    Owned(Vec<String>),
+}
+
+impl StrCol<'_> {
+    /// Value of row `i`.
+    pub fn get(&self, i: usize) -> &str {
+        match self {
+            StrCol::Borrowed(a) => a.value(i),
+            StrCol::Owned(v) => &v[i],
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            StrCol::Borrowed(a) => arrow_array::Array::len(*a),
+            StrCol::Owned(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a text column without copying when possible. With `id`, empty values are an error.
+pub fn str_col<'a>(
+    batch: &'a RecordBatch,
+    table: &str,
+    name: &str,
+    id: bool,
+) -> Result<StrCol<'a>, StageError> {
+    let col = crate::table::column(batch, table, name)?;
+    if let Some(a) = col.as_any().downcast_ref::<arrow_array::StringArray>()
+        && arrow_array::Array::null_count(a) == 0
+    {
+        if id && let Some(row) = (0..arrow_array::Array::len(a)).find(|&i| a.value(i).is_empty()) {
+            return Err(StageError::data(format!(
+                "`{table}` row {}: id column `{name}` is empty",
+                row + 1
+            ))
+            .with_hint("every row needs an id"));
+        }
+        return Ok(StrCol::Borrowed(a));
+    }
+    Ok(StrCol::Owned(if id {
+        ids(batch, table, name)?
+    } else {
+        crate::table::strings(batch, table, name)?
+    }))
+}
+
 /// What to do when a side table (energy, economy, crops) lacks a value for a unit and year
 /// that the main table has, or holds an empty/NaN cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -354,69 +407,96 @@ pub fn class_without_coefficient(
 }
 
 /// One unit's land-use classes in one year, read from a `landuse` `areas` table.
-pub struct UnitYearAreas {
-    pub unit: String,
+pub struct UnitYearAreas<'a> {
+    pub unit: &'a str,
     pub year: i64,
     /// (class, area_ha), sorted by class.
-    pub classes: Vec<(String, f64)>,
+    pub classes: Vec<(&'a str, f64)>,
 }
 
-impl UnitYearAreas {
+impl UnitYearAreas<'_> {
     /// The area of `class`, 0 if absent.
     pub fn area(&self, class: &str) -> f64 {
         self.classes
             .iter()
-            .find(|(c, _)| c == class)
+            .find(|(c, _)| *c == class)
             .map_or(0.0, |(_, a)| *a)
     }
 }
 
-/// Reads an `areas` table (unit_id, year, class, area_ha) grouped by unit and year, sorted.
-/// Negative, NaN or infinite areas and repeated (unit, year, class) rows are errors.
-pub fn read_areas(batch: &RecordBatch, table: &str) -> Result<Vec<UnitYearAreas>, StageError> {
-    let units = ids(batch, table, "unit_id")?;
+/// The columns of an `areas` table (unit_id, year, class, area_ha), checked: negative, NaN or
+/// infinite areas are errors.
+pub struct AreaColumns<'a> {
+    table: String,
+    units: StrCol<'a>,
+    years: Vec<i64>,
+    classes: StrCol<'a>,
+    areas: Vec<f64>,
+}
+
+/// Reads an `areas` table.
+pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns<'a>, StageError> {
+    let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
-    let classes = crate::table::strings(batch, table, "class")?;
+    let classes = str_col(batch, table, "class", false)?;
     let areas = f64s(batch, table, "area_ha")?;
     for (row, a) in areas.iter().enumerate() {
         if !a.is_finite() || *a < 0.0 {
             return Err(StageError::data(format!(
                 "`{table}` row {}: unit `{}`, year {}, class `{}`: area_ha is {a}",
                 row + 1,
-                units[row],
+                units.get(row),
                 years[row],
-                classes[row]
+                classes.get(row)
             ))
             .with_hint(
                 "areas must be finite and ≥ 0 ha; check the land-use stage or the source table",
             ));
         }
     }
-    let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by(|&a, &b| {
-        (&units[a], years[a], &classes[a]).cmp(&(&units[b], years[b], &classes[b]))
-    });
-    let mut out: Vec<UnitYearAreas> = Vec::new();
-    for i in order {
-        match out.last_mut() {
-            Some(last) if last.unit == units[i] && last.year == years[i] => {
-                if last.classes.last().is_some_and(|(c, _)| *c == classes[i]) {
-                    return Err(StageError::data(format!(
-                        "`{table}`: unit `{}`, year {}: class `{}` appears twice",
-                        units[i], years[i], classes[i]
-                    ))
-                    .with_hint("keep one row per unit, year and class"));
-                }
-                last.classes.push((classes[i].clone(), areas[i]));
-            }
-            _ => out.push(UnitYearAreas {
-                unit: units[i].clone(),
-                year: years[i],
-                classes: vec![(classes[i].clone(), areas[i])],
-            }),
+    Ok(AreaColumns {
+        table: table.to_owned(),
+        units,
+        years,
+        classes,
+        areas,
+    })
+}
+
+impl AreaColumns<'_> {
+    /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
+    /// (unit, year, class) is an error.
+    pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
+        let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
+        let n = self.years.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        // `landuse` writes its rows sorted; only sort when they are not.
+        if !(1..n).all(|i| key(i - 1) <= key(i)) {
+            order.sort_by(|&a, &b| key(a).cmp(&key(b)));
         }
+        let mut out: Vec<UnitYearAreas<'_>> = Vec::new();
+        for i in order {
+            let (unit, year, class) = key(i);
+            match out.last_mut() {
+                Some(last) if last.unit == unit && last.year == year => {
+                    if last.classes.last().is_some_and(|(c, _)| *c == class) {
+                        return Err(StageError::data(format!(
+                            "`{}`: unit `{unit}`, year {year}: class `{class}` appears twice",
+                            self.table
+                        ))
+                        .with_hint("keep one row per unit, year and class"));
+                    }
+                    last.classes.push((class, self.areas[i]));
+                }
+                _ => out.push(UnitYearAreas {
+                    unit,
+                    year,
+                    classes: vec![(class, self.areas[i])],
+                }),
+            }
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
@@ -538,13 +618,11 @@ mod tests {
             .f64("area_ha", vec![1.0, 2.0, 3.0])
             .build()
             .unwrap();
-        let g = read_areas(&t, "areas").unwrap();
+        let cols = read_areas(&t, "areas").unwrap();
+        let g = cols.group().unwrap();
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].unit, "a");
-        assert_eq!(
-            g[0].classes,
-            vec![("forest".to_owned(), 3.0), ("water".to_owned(), 2.0)]
-        );
+        assert_eq!(g[0].classes, vec![("forest", 3.0), ("water", 2.0)]);
         let t = TableBuilder::new()
             .str("unit_id", &["a"])
             .i64("year", vec![2000])

@@ -15,8 +15,8 @@ use crate::methods::compensation::{
     pearl_willingness, quantities_t_c, rescale_balanced, role,
 };
 use crate::methods::indices::Budget;
-use crate::stages::carbon_panel::{MissingPolicy, Panel};
-use crate::table::{TableBuilder, f64s, i64s, ids};
+use crate::stages::carbon_panel::{MissingPolicy, Panel, str_col};
+use crate::table::{TableBuilder, f64s, i64s};
 
 /// The `compensation` stage kind.
 pub struct Compensation;
@@ -411,7 +411,23 @@ impl Stage for Compensation {
     #[allow(clippy::too_many_lines)]
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let t = inputs.table("indices")?;
-        let units = ids(t, "indices", "unit_id")?;
+        let unit_col = str_col(t, "indices", "unit_id", true)?;
+        let units: Vec<&str> = (0..unit_col.len()).map(|i| unit_col.get(i)).collect();
+        // rank of each row's unit id in sorted order, for integer sorting below
+        let unit_rank: Vec<usize> = {
+            let mut order: Vec<usize> = (0..units.len()).collect();
+            order.sort_by(|&a, &b| units[a].cmp(units[b]));
+            let mut rank = vec![0; units.len()];
+            for (k, w) in order.iter().enumerate() {
+                rank[*w] = if k > 0 && units[order[k - 1]] == units[*w] {
+                    rank[order[k - 1]]
+                } else {
+                    k
+                };
+            }
+            rank
+        };
+        let engel_columns = params.engel_columns();
         let years = i64s(t, "indices", "year")?;
         let ce = f64s(t, "indices", "ce_t_c")?;
         let cs = f64s(t, "indices", "cs_t_c")?;
@@ -460,7 +476,7 @@ impl Stage for Compensation {
         let mut summary = Summary::default();
         let mut skipped = Vec::new();
         for (&year, idx) in &mut by_year {
-            idx.sort_by(|&a, &b| units[a].cmp(&units[b]));
+            idx.sort_by_key(|&a| unit_rank[a]);
             if let Some(w) = idx.windows(2).find(|w| units[w[0]] == units[w[1]]) {
                 return Err(StageError::data(format!(
                     "`indices`: unit `{}` has two rows for {year}",
@@ -473,7 +489,7 @@ impl Stage for Compensation {
             for &i in idx.iter() {
                 let population = match (pop_idx, &economy) {
                     (Some(c), Some(e)) => {
-                        let p = e.get(&units[i], year, c, params.missing)?;
+                        let p = e.get(units[i], year, c, params.missing)?;
                         if p <= 0.0 {
                             return Err(StageError::data(format!(
                                 "`economy`: unit `{}`, year {year}: population is {p}",
@@ -494,8 +510,8 @@ impl Stage for Compensation {
                 let willingness = match (&economy, params.willingness) {
                     (Some(e), Willingness::Pearl) => {
                         let mut v = Vec::new();
-                        for (k, name) in params.engel_columns().iter().enumerate() {
-                            let x = e.get(&units[i], year, engel_start + k, params.missing)?;
+                        for (k, name) in engel_columns.iter().enumerate() {
+                            let x = e.get(units[i], year, engel_start + k, params.missing)?;
                             if x > 1.0 {
                                 return Err(StageError::data(format!("`economy`: unit `{}`, year {year}: `{name}` is {x}, above 1", units[i]))
                                     .with_hint("Engel coefficients and the urbanisation rate are fractions: divide percentages by 100"));
@@ -585,12 +601,16 @@ impl Stage for Compensation {
         if let Some(e) = &economy {
             e.report(ctx, params.missing);
         }
-        rows.sort_by(|a, b| {
-            (&units[a.unit], a.year, a.convention).cmp(&(&units[b.unit], b.year, b.convention))
+        rows.sort_unstable_by(|a, b| {
+            (unit_rank[a.unit], a.year, a.convention).cmp(&(
+                unit_rank[b.unit],
+                b.year,
+                b.convention,
+            ))
         });
 
         let u = params.money_unit.suffix();
-        let unit_ids: Vec<&str> = rows.iter().map(|r| units[r.unit].as_str()).collect();
+        let unit_ids: Vec<&str> = rows.iter().map(|r| units[r.unit]).collect();
         let roles: Vec<&str> = rows.iter().map(|r| r.role).collect();
         let convs: Vec<&str> = rows.iter().map(|r| r.convention.name()).collect();
         let table = TableBuilder::new()

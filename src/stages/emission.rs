@@ -280,6 +280,23 @@ fn fuel_factors(
 /// Source name of a user energy-factor file.
 const ENERGY_SOURCE: &str = "energy_factors";
 
+/// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
+/// code: editing one changes results without changing any study, so the test
+/// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESETS_PINNED: (u32, &str) = (
+    1,
+    "65fa1db99d3b1bab4b371d4a2e39aa0c2889d696d8255f3224c74385dafc15d0",
+);
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESET_FILES_USED: &[&str] = &[
+    "set1.csv",
+    "set2.csv",
+    "mixed.csv",
+    "energy_liu2017.csv",
+    "energy_xia2017.csv",
+];
+
 const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
@@ -468,65 +485,76 @@ impl Stage for Emission {
         ctx: &StageContext,
     ) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
-        let areas = read_areas(inputs.table("areas")?, "areas")?;
-        let label = params.coefficients.label();
+        let area_cols = read_areas(inputs.table("areas")?, "areas")?;
+        let areas = area_cols.group()?;
+        let area_method = format!("area_coefficient:{}", params.coefficients.label());
+
+        // construction-land emission per unit-year (aligned with `areas`) and its method
+        let mut fuels = FuelRowsOut::default();
+        let (construction, construction_method): (Option<Vec<f64>>, String) =
+            match params.construction {
+                ConstructionMethod::None => (None, String::new()),
+                ConstructionMethod::Coefficient => {
+                    let Some(&coef) = coefficients.get("construction") else {
+                        let (u, y) = areas.first().map_or(("", 0), |a| (a.unit, a.year));
+                        return Err(class_without_coefficient(
+                            "construction",
+                            u,
+                            y,
+                            &params.coefficients,
+                        ));
+                    };
+                    let e = areas
+                        .iter()
+                        .map(|ua| area_emission_t_c(ua.area("construction"), coef))
+                        .collect();
+                    (Some(e), area_method.clone())
+                }
+                ConstructionMethod::Energy => {
+                    let e = energy_method(params, inputs, ctx, &areas, &mut fuels)?;
+                    let method = format!(
+                        "energy:{}{}",
+                        params.energy_factors.preset,
+                        if params.include_electricity {
+                            "+electricity"
+                        } else {
+                            ""
+                        }
+                    );
+                    (Some(e), method)
+                }
+                ConstructionMethod::Intensity => (
+                    Some(intensity_method(params, inputs, ctx, &areas)?),
+                    "intensity".to_owned(),
+                ),
+            };
 
         let mut out = Rows::default();
-        let mut fuels = FuelRowsOut::default();
-        for ua in &areas {
-            for (class, area) in &ua.classes {
+        let mut rows: Vec<(&str, f64, &str)> = Vec::new();
+        for (k, ua) in areas.iter().enumerate() {
+            rows.clear();
+            for &(class, area) in &ua.classes {
                 if class == "construction" {
                     continue;
                 }
                 let Some(&coef) = coefficients.get(class) else {
                     return Err(class_without_coefficient(
                         class,
-                        &ua.unit,
+                        ua.unit,
                         ua.year,
                         &params.coefficients,
                     ));
                 };
                 if coef > 0.0 {
-                    out.push(
-                        &ua.unit,
-                        ua.year,
-                        class,
-                        area_emission_t_c(*area, coef),
-                        &format!("area_coefficient:{label}"),
-                    );
+                    rows.push((class, area_emission_t_c(area, coef), &area_method));
                 }
             }
-        }
-
-        match params.construction {
-            ConstructionMethod::None => {}
-            ConstructionMethod::Coefficient => {
-                let Some(&coef) = coefficients.get("construction") else {
-                    let (u, y) = areas
-                        .first()
-                        .map_or((String::new(), 0), |a| (a.unit.clone(), a.year));
-                    return Err(class_without_coefficient(
-                        "construction",
-                        &u,
-                        y,
-                        &params.coefficients,
-                    ));
-                };
-                for ua in &areas {
-                    out.push(
-                        &ua.unit,
-                        ua.year,
-                        "construction",
-                        area_emission_t_c(ua.area("construction"), coef),
-                        &format!("area_coefficient:{label}"),
-                    );
-                }
+            if let Some(c) = &construction {
+                rows.push(("construction", c[k], &construction_method));
+                rows.sort_by(|a, b| a.0.cmp(b.0));
             }
-            ConstructionMethod::Energy => {
-                energy_method(params, inputs, ctx, &areas, &mut out, &mut fuels)?
-            }
-            ConstructionMethod::Intensity => {
-                intensity_method(params, inputs, ctx, &areas, &mut out)?
+            for &(source, e, method) in &rows {
+                out.push(ua.unit, ua.year, source, e, method);
             }
         }
         Ok(vec![
@@ -541,7 +569,7 @@ fn parent_map(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,
     energy: &Panel,
-    areas: &[UnitYearAreas],
+    areas: &[UnitYearAreas<'_>],
 ) -> Result<Option<BTreeMap<String, String>>, StageError> {
     if params.energy_allocation == Allocation::Direct {
         return Ok(None);
@@ -559,7 +587,7 @@ fn parent_map(
                 )));
             }
         }
-        if let Some(ua) = areas.iter().find(|a| !map.contains_key(&a.unit)) {
+        if let Some(ua) = areas.iter().find(|a| !map.contains_key(a.unit)) {
             return Err(
                 StageError::data(format!("`parents` has no row for unit `{}`", ua.unit))
                     .with_hint("give every unit of `areas` a `parent_id`"),
@@ -577,7 +605,9 @@ fn parent_map(
             ));
         };
         for ua in areas {
-            map.insert(ua.unit.clone(), (*region).to_owned());
+            if !map.contains_key(ua.unit) {
+                map.insert(ua.unit.to_owned(), (*region).to_owned());
+            }
         }
     }
     Ok(Some(map))
@@ -587,7 +617,7 @@ fn parent_map(
 fn allocation_shares(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,
-    areas: &[UnitYearAreas],
+    areas: &[UnitYearAreas<'_>],
     parents: &BTreeMap<String, String>,
     ctx: &StageContext,
 ) -> Result<Vec<f64>, StageError> {
@@ -605,7 +635,7 @@ fn allocation_shares(
                 .map(|a| {
                     gdp_value(
                         &economy,
-                        &a.unit,
+                        a.unit,
                         a.year,
                         base,
                         params.missing,
@@ -621,7 +651,7 @@ fn allocation_shares(
     let mut groups: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
     for (i, a) in areas.iter().enumerate() {
         groups
-            .entry((parents[&a.unit].as_str(), a.year))
+            .entry((parents[a.unit].as_str(), a.year))
             .or_default()
             .push(i);
     }
@@ -658,14 +688,14 @@ fn economy_panel(
     Panel::read(inputs.table("economy")?, "economy", &cols, true)
 }
 
+/// Construction emission of each unit-year by the energy method; fills the `fuels` detail.
 fn energy_method(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,
     ctx: &StageContext,
-    areas: &[UnitYearAreas],
-    out: &mut Rows,
+    areas: &[UnitYearAreas<'_>],
     fuels_out: &mut FuelRowsOut,
-) -> Result<(), StageError> {
+) -> Result<Vec<f64>, StageError> {
     let rows = fuel_rows(&params.energy_factors, Some(ctx))?;
     let factors = fuel_factors(params, &rows)?;
     let table = inputs.table("energy")?;
@@ -706,52 +736,45 @@ fn energy_method(
         Some(p) => allocation_shares(params, inputs, areas, p, ctx)?,
         None => vec![1.0; areas.len()],
     };
-    let method = format!(
-        "energy:{}{}",
-        params.energy_factors.preset,
-        if params.include_electricity {
-            "+electricity"
-        } else {
-            ""
-        }
-    );
-    for (ua, share) in areas.iter().zip(shares) {
-        let region = parents
-            .as_ref()
-            .map_or(ua.unit.as_str(), |p| p[&ua.unit].as_str());
+    let mut out = Vec::with_capacity(areas.len());
+    for (k, (ua, share)) in areas.iter().zip(shares).enumerate() {
+        let region = parents.as_ref().map_or(ua.unit, |p| p[ua.unit].as_str());
         let mut total = 0.0;
-        for (c, (fuel, unit, factor)) in present.iter().enumerate() {
+        for (c, (_, _, factor)) in present.iter().enumerate() {
             let consumption = energy.get(region, ua.year, c, params.missing)? * share;
             let e = fuel_emission_t_c(consumption, *factor);
             total += e;
             fuels_out.push(
-                &ua.unit,
-                ua.year,
-                fuel,
+                k,
+                c,
                 consumption,
-                unit,
                 consumption * factor.theta_tce_per_unit,
                 e,
             );
         }
-        out.push(&ua.unit, ua.year, "construction", total, &method);
+        out.push(total);
     }
+    fuels_out.units = areas.iter().map(|a| (a.unit.to_owned(), a.year)).collect();
+    fuels_out.fuels = present
+        .iter()
+        .map(|(f, u, _)| (f.clone(), u.clone()))
+        .collect();
     energy.report(ctx, params.missing);
     let used: BTreeSet<&str> = match &parents {
         Some(p) => p.values().map(String::as_str).collect(),
-        None => areas.iter().map(|a| a.unit.as_str()).collect(),
+        None => areas.iter().map(|a| a.unit).collect(),
     };
     energy.warn_unused_units(ctx, &|u| used.contains(u));
-    Ok(())
+    Ok(out)
 }
 
+/// Construction emission of each unit-year by GDP × energy intensity × f_sc.
 fn intensity_method(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,
     ctx: &StageContext,
-    areas: &[UnitYearAreas],
-    out: &mut Rows,
-) -> Result<(), StageError> {
+    areas: &[UnitYearAreas<'_>],
+) -> Result<Vec<f64>, StageError> {
     let table = inputs.table("energy")?;
     require_column(table, "energy", &params.intensity_column)?;
     let energy = Panel::read(table, "energy", &[params.intensity_column.as_str()], true)?;
@@ -761,103 +784,100 @@ fn intensity_method(
         .deflator_column
         .as_ref()
         .map(|_| params.deflator_base);
+    let mut out = Vec::with_capacity(areas.len());
     for ua in areas {
-        let region = parents
-            .as_ref()
-            .map_or(ua.unit.as_str(), |p| p[&ua.unit].as_str());
+        let region = parents.as_ref().map_or(ua.unit, |p| p[ua.unit].as_str());
         let ei = energy.get(region, ua.year, 0, params.missing)?;
         let gdp = gdp_value(
             &economy,
-            &ua.unit,
+            ua.unit,
             ua.year,
             base,
             params.missing,
             &params.gdp_column,
         )?;
-        out.push(
-            &ua.unit,
-            ua.year,
-            "construction",
-            intensity_emission_t_c(gdp, ei, params.f_sc_t_c_per_tce),
-            "intensity",
-        );
+        out.push(intensity_emission_t_c(gdp, ei, params.f_sc_t_c_per_tce));
     }
     energy.report(ctx, params.missing);
     economy.report(ctx, params.missing);
-    Ok(())
+    Ok(out)
 }
 
-/// Output rows of `emission`, sorted at the end.
+/// Output rows of `emission`, pushed in (unit, year, source) order.
 #[derive(Default)]
-struct Rows {
-    rows: Vec<(String, i64, String, f64, String)>,
-}
-
-impl Rows {
-    fn push(&mut self, unit: &str, year: i64, source: &str, e: f64, method: &str) {
-        self.rows.push((
-            unit.to_owned(),
-            year,
-            source.to_owned(),
-            e,
-            method.to_owned(),
-        ));
-    }
-    fn build(mut self) -> Result<arrow_array::RecordBatch, StageError> {
-        self.rows
-            .sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
-        let units: Vec<&str> = self.rows.iter().map(|r| r.0.as_str()).collect();
-        let sources: Vec<&str> = self.rows.iter().map(|r| r.2.as_str()).collect();
-        let methods: Vec<&str> = self.rows.iter().map(|r| r.4.as_str()).collect();
-        TableBuilder::new()
-            .str("unit_id", &units)
-            .i64("year", self.rows.iter().map(|r| r.1).collect())
-            .str("source", &sources)
-            .f64("emission_t_c", self.rows.iter().map(|r| r.3).collect())
-            .str("method", &methods)
-            .build()
-    }
-}
-
-/// Output rows of `fuels` (already in unit, year order; fuels sorted).
-#[derive(Default)]
-struct FuelRowsOut {
-    units: Vec<String>,
+struct Rows<'a> {
+    units: Vec<&'a str>,
     years: Vec<i64>,
-    fuels: Vec<String>,
-    consumption: Vec<f64>,
-    unit: Vec<String>,
-    tce: Vec<f64>,
+    sources: Vec<&'a str>,
     emission: Vec<f64>,
+    methods: Vec<&'a str>,
 }
 
-impl FuelRowsOut {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        unit_id: &str,
-        year: i64,
-        fuel: &str,
-        consumption: f64,
-        unit: &str,
-        tce: f64,
-        e: f64,
-    ) {
-        self.units.push(unit_id.to_owned());
+impl<'a> Rows<'a> {
+    fn push(&mut self, unit: &'a str, year: i64, source: &'a str, e: f64, method: &'a str) {
+        self.units.push(unit);
         self.years.push(year);
-        self.fuels.push(fuel.to_owned());
-        self.consumption.push(consumption);
-        self.unit.push(unit.to_owned());
-        self.tce.push(tce);
+        self.sources.push(source);
         self.emission.push(e);
+        self.methods.push(method);
     }
     fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
         TableBuilder::new()
             .str("unit_id", &self.units)
             .i64("year", self.years)
-            .str("fuel", &self.fuels)
+            .str("source", &self.sources)
+            .f64("emission_t_c", self.emission)
+            .str("method", &self.methods)
+            .build()
+    }
+}
+
+/// Output rows of `fuels`: unit-year index and fuel index per row (already in unit, year,
+/// fuel order).
+#[derive(Default)]
+struct FuelRowsOut {
+    /// (unit, year) of each unit-year index.
+    units: Vec<(String, i64)>,
+    /// (fuel, physical unit) of each fuel index.
+    fuels: Vec<(String, String)>,
+    rows: Vec<(usize, usize)>,
+    consumption: Vec<f64>,
+    tce: Vec<f64>,
+    emission: Vec<f64>,
+}
+
+impl FuelRowsOut {
+    fn push(&mut self, unit_year: usize, fuel: usize, consumption: f64, tce: f64, e: f64) {
+        self.rows.push((unit_year, fuel));
+        self.consumption.push(consumption);
+        self.tce.push(tce);
+        self.emission.push(e);
+    }
+    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
+        let units: Vec<&str> = self
+            .rows
+            .iter()
+            .map(|r| self.units[r.0].0.as_str())
+            .collect();
+        let fuels: Vec<&str> = self
+            .rows
+            .iter()
+            .map(|r| self.fuels[r.1].0.as_str())
+            .collect();
+        let physical: Vec<&str> = self
+            .rows
+            .iter()
+            .map(|r| self.fuels[r.1].1.as_str())
+            .collect();
+        TableBuilder::new()
+            .str("unit_id", &units)
+            .i64(
+                "year",
+                self.rows.iter().map(|r| self.units[r.0].1).collect(),
+            )
+            .str("fuel", &fuels)
             .f64("consumption", self.consumption)
-            .str("unit", &self.unit)
+            .str("unit", &physical)
             .f64("tce", self.tce)
             .f64("emission_t_c", self.emission)
             .build()
@@ -991,7 +1011,7 @@ mod tests {
         )
         .unwrap();
         let r = rows(&out);
-        assert!((r[0].2 - 1619.818_11).abs() < 1e-6, "{}", r[0].2);
+        assert!((r[0].2 - 1_619.818_11).abs() < 1e-6, "{}", r[0].2);
         assert!((r[2].2 - 539.939_37).abs() < 1e-6, "{}", r[2].2);
         // allocated construction emissions add up to the province's
         assert!((r[0].2 + r[2].2 - 4000.0 * 0.7143 * 0.7559).abs() < 1e-9);
@@ -1150,6 +1170,16 @@ mod tests {
         assert_eq!(
             f64s(&out[0].1, "e", "emission_t_c").unwrap(),
             vec![500.0, 250.0]
+        );
+    }
+
+    #[test]
+    fn presets_are_pinned_to_version() {
+        let digest = crate::methods::coefficients::presets_digest(PRESET_FILES_USED);
+        assert_eq!(
+            (Emission::VERSION, digest.as_str()),
+            PRESETS_PINNED,
+            "an embedded preset changed: bump `Emission::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
         );
     }
 }

@@ -71,6 +71,7 @@ struct Acc {
 }
 
 impl Acc {
+    #[allow(clippy::too_many_arguments)]
     fn add(&mut self, unit: usize, year: i64, ce: f64, cs: f64, nce: f64, gdp: f64, ci: f64) {
         self.units.insert(unit);
         self.years.insert(year);

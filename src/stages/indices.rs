@@ -12,8 +12,8 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::indices::{Budget, UnitIndices, totals, unit_indices};
-use crate::stages::carbon_panel::{MissingPolicy, Panel, gdp_value};
-use crate::table::{TableBuilder, f64s, i64s, ids};
+use crate::stages::carbon_panel::{MissingPolicy, Panel, gdp_value, str_col};
+use crate::table::{TableBuilder, f64s, i64s};
 
 /// The `indices` stage kind.
 pub struct Indices;
@@ -103,11 +103,12 @@ fn sum_by_unit_year(
     table: &str,
     column: &str,
 ) -> Result<BTreeMap<String, BTreeMap<i64, Vec<f64>>>, StageError> {
-    let units = ids(batch, table, "unit_id")?;
+    let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
     let values = f64s(batch, table, column)?;
     let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-    for (i, ((u, y), v)) in units.into_iter().zip(years).zip(values).enumerate() {
+    for (i, (y, v)) in years.into_iter().zip(values).enumerate() {
+        let u = units.get(i);
         if !v.is_finite() || v < 0.0 {
             return Err(StageError::data(format!(
                 "`{table}` row {}: unit `{u}`, year {y}: `{column}` is {v}",
@@ -115,10 +116,11 @@ fn sum_by_unit_year(
             ))
             .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
         }
-        out.entry(u)
-            .or_default()
-            .entry(y)
-            .or_insert_with(|| vec![0.0])[0] += v;
+        let by_year = match out.get_mut(u) {
+            Some(m) => m,
+            None => out.entry(u.to_owned()).or_default(),
+        };
+        by_year.entry(y).or_insert_with(|| vec![0.0])[0] += v;
     }
     Ok(out)
 }
@@ -231,13 +233,14 @@ impl Stage for Indices {
             .map(|_| params.deflator_base);
 
         // every unit-year that has an emission or a sink, sorted by unit then year
-        let mut keys: Vec<(String, i64)> = ce
-            .keys()
-            .chain(cs.keys())
-            .map(|(u, y)| (u.to_owned(), y))
-            .collect();
-        keys.sort();
-        keys.dedup();
+        // both panels iterate in (unit, year) order: merge them
+        let mut keys: Vec<(&str, i64)> = ce.keys().collect();
+        let from_sink: Vec<(&str, i64)> = cs.keys().collect();
+        if keys != from_sink {
+            keys.extend(from_sink);
+            keys.sort_unstable();
+            keys.dedup();
+        }
 
         let mut budgets = Vec::with_capacity(keys.len());
         for (u, y) in &keys {
@@ -264,8 +267,7 @@ impl Stage for Indices {
         ce.report(ctx, params.missing);
         cs.report(ctx, params.missing);
         economy.report(ctx, params.missing);
-        let unit_set: std::collections::BTreeSet<&str> =
-            keys.iter().map(|(u, _)| u.as_str()).collect();
+        let unit_set: std::collections::BTreeSet<&str> = keys.iter().map(|(u, _)| *u).collect();
         economy.warn_unused_units(ctx, &|u| unit_set.contains(u));
 
         // per year, in unit order
@@ -325,7 +327,7 @@ impl Stage for Indices {
                 budgets[i].population,
             );
         }
-        let units: Vec<&str> = keys.iter().map(|(u, _)| u.as_str()).collect();
+        let units: Vec<&str> = keys.iter().map(|(u, _)| *u).collect();
         let indices = rows.table(Some(&units), true, pop_col.is_some(), None)?;
 
         // means per unit (keys are sorted by unit)
@@ -340,7 +342,7 @@ impl Stage for Indices {
                     .count();
             let r = start..end;
             let m = |f: &dyn Fn(usize) -> Option<f64>| mean(r.clone().map(f));
-            mean_units.push(&keys[start].0);
+            mean_units.push(keys[start].0);
             means
                 .ce
                 .push(m(&|i| Some(budgets[i].ce_t_c)).unwrap_or(f64::NAN));

@@ -14,9 +14,9 @@ use crate::methods::coefficients::{
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
+    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas, str_col,
 };
-use crate::table::{TableBuilder, f64s, i64s, ids, strings};
+use crate::table::{TableBuilder, f64s, i64s};
 
 /// The `sink` stage kind.
 pub struct Sink;
@@ -132,6 +132,17 @@ pub struct Params {
     pub missing: MissingPolicy,
 }
 
+/// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
+/// code: editing one changes results without changing any study, so the test
+/// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESETS_PINNED: (u32, &str) = (
+    1,
+    "4a37d8cf96da85746f2ce2b8157095e24e56c1d658de9e50bf48570974deb6df",
+);
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv", "crops_tian.csv"];
+
 const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
@@ -202,7 +213,8 @@ impl Stage for Sink {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
-        let areas = read_areas(inputs.table("areas")?, "areas")?;
+        let area_cols = read_areas(inputs.table("areas")?, "areas")?;
+        let areas = area_cols.group()?;
         let label = params.coefficients.label();
         if coefficients.get("cultivated").is_some_and(|c| *c < 0.0)
             && params.cultivated_sink != CultivatedSink::None
@@ -236,31 +248,30 @@ impl Stage for Sink {
             CultivatedSink::CropYield => format!("crop_yield:{}", params.crop_parameters.preset),
             CultivatedSink::None => params.cultivated_sink.name().to_owned(),
         };
-        let (mut units, mut years, mut classes, mut sinks, mut methods): (
-            Vec<&str>,
-            Vec<i64>,
-            Vec<&str>,
-            Vec<f64>,
-            Vec<&str>,
-        ) = Default::default();
+        let mut units: Vec<&str> = Vec::new();
+        let mut years: Vec<i64> = Vec::new();
+        let mut classes: Vec<&str> = Vec::new();
+        let mut sinks: Vec<f64> = Vec::new();
+        let mut methods: Vec<&str> = Vec::new();
+        let mut rows: Vec<(&str, f64, &str)> = Vec::new();
         for ua in &areas {
-            let mut rows: Vec<(&str, f64, &str)> = Vec::new();
+            rows.clear();
             let mut has_cultivated = false;
-            for (class, area) in &ua.classes {
+            for &(class, area) in &ua.classes {
                 if class == "construction" {
                     continue;
                 }
                 let Some(&coef) = coefficients.get(class) else {
                     return Err(class_without_coefficient(
                         class,
-                        &ua.unit,
+                        ua.unit,
                         ua.year,
                         &params.coefficients,
                     ));
                 };
                 if coef < 0.0 {
                     has_cultivated |= class == "cultivated";
-                    rows.push((class, area_sink_t_c(*area, coef), &area_method));
+                    rows.push((class, area_sink_t_c(area, coef), &area_method));
                 }
             }
             if !has_cultivated {
@@ -269,15 +280,15 @@ impl Stage for Sink {
                         area_sink_t_c(ua.area("cultivated"), c)
                     }
                     (CultivatedSink::CropYield, _, Some(panel)) => {
-                        panel.get(&ua.unit, ua.year, 0, params.missing)?
+                        panel.get(ua.unit, ua.year, 0, params.missing)?
                     }
                     _ => 0.0,
                 };
                 rows.push(("cultivated", s, &cultivated_method));
                 rows.sort_by(|a, b| a.0.cmp(b.0));
             }
-            for (class, s, m) in rows {
-                units.push(&ua.unit);
+            for &(class, s, m) in &rows {
+                units.push(ua.unit);
                 years.push(ua.year);
                 classes.push(class);
                 sinks.push(s);
@@ -286,8 +297,7 @@ impl Stage for Sink {
         }
         if let Some(panel) = &crops {
             panel.report(ctx, params.missing);
-            let known: std::collections::BTreeSet<&str> =
-                areas.iter().map(|a| a.unit.as_str()).collect();
+            let known: std::collections::BTreeSet<&str> = areas.iter().map(|a| a.unit).collect();
             panel.warn_unused_units(ctx, &|u| known.contains(u));
         }
         let table = TableBuilder::new()
@@ -306,45 +316,50 @@ fn crop_panel(
     table: &arrow_array::RecordBatch,
     params: &BTreeMap<String, CropParameters>,
 ) -> Result<Panel, StageError> {
-    let units = ids(table, "crops", "unit_id")?;
+    let units = str_col(table, "crops", "unit_id", true)?;
     let years = i64s(table, "crops", "year")?;
-    let crops = strings(table, "crops", "crop")?;
+    let crops = str_col(table, "crops", "crop", false)?;
     let yields = f64s(table, "crops", "yield_t")?;
-    let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-    let mut seen: std::collections::BTreeSet<(&str, i64, &str)> = std::collections::BTreeSet::new();
-    for i in 0..units.len() {
-        let y = yields[i];
+    // unit → year → (carbon, crops seen)
+    let mut acc: BTreeMap<&str, BTreeMap<i64, (f64, Vec<&str>)>> = BTreeMap::new();
+    for (i, &year) in years.iter().enumerate() {
+        let (unit, crop, y) = (units.get(i), crops.get(i), yields[i]);
         if y.is_infinite() || y < 0.0 {
             return Err(StageError::data(format!(
-                "`crops` row {}: unit `{}`, year {}, crop `{}`: yield_t is {y}",
-                i + 1,
-                units[i],
-                years[i],
-                crops[i]
+                "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is {y}",
+                i + 1
             ))
             .with_hint("yields must be finite and ≥ 0 t"));
         }
-        if !seen.insert((&units[i], years[i], &crops[i])) {
-            return Err(StageError::data(format!(
-                "`crops`: unit `{}`, year {}: crop `{}` appears twice",
-                units[i], years[i], crops[i]
-            )));
-        }
-        let p = params.get(&crops[i]).ok_or_else(|| {
-            StageError::data(format!("`crops` row {}: crop `{}` has no parameters", i + 1, crops[i])).with_hint(format!(
-                "known crops: {}; or add `crop_parameters: {{ override: {{ {}: {{carbon_fraction, moisture, harvest_index}} }} }}`",
-                params.keys().cloned().collect::<Vec<_>>().join(", "),
-                crops[i]
+        let p = params.get(crop).ok_or_else(|| {
+            StageError::data(format!("`crops` row {}: crop `{crop}` has no parameters", i + 1)).with_hint(format!(
+                "known crops: {}; or add `crop_parameters: {{ override: {{ {crop}: {{carbon_fraction, moisture, harvest_index}} }} }}`",
+                params.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        // NaN yields stay NaN so that the unit-year counts as missing.
-        let slot = rows
-            .entry(units[i].clone())
+        let slot = acc
+            .entry(unit)
             .or_default()
-            .entry(years[i])
-            .or_insert_with(|| vec![0.0]);
-        slot[0] += crop_sink_t_c(y, p);
+            .entry(year)
+            .or_insert_with(|| (0.0, Vec::new()));
+        if slot.1.contains(&crop) {
+            return Err(StageError::data(format!(
+                "`crops`: unit `{unit}`, year {year}: crop `{crop}` appears twice"
+            )));
+        }
+        slot.1.push(crop);
+        // NaN yields stay NaN so that the unit-year counts as missing.
+        slot.0 += crop_sink_t_c(y, p);
     }
+    let rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = acc
+        .into_iter()
+        .map(|(u, years)| {
+            (
+                u.to_owned(),
+                years.into_iter().map(|(y, (c, _))| (y, vec![c])).collect(),
+            )
+        })
+        .collect();
     Ok(Panel::from_rows("crops", &["crop carbon"], rows))
 }
 
@@ -352,6 +367,7 @@ fn crop_panel(
 mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
+    use crate::table::strings;
     use arrow_array::RecordBatch;
 
     fn areas_table() -> RecordBatch {
@@ -375,10 +391,12 @@ mod tests {
             .unwrap()
     }
 
+    type SinkRow = (String, String, f64, String);
+
     fn run(
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
-    ) -> Result<(Vec<(String, String, f64, String)>, Vec<String>), StageError> {
+    ) -> Result<(Vec<SinkRow>, Vec<String>), StageError> {
         let prepared = Entry::<Sink>::new().prepare(params)?;
         let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
         let ctx = StageContext::new("sink", std::path::Path::new("."), BTreeMap::new());
@@ -502,5 +520,15 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+
+    #[test]
+    fn presets_are_pinned_to_version() {
+        let digest = crate::methods::coefficients::presets_digest(PRESET_FILES_USED);
+        assert_eq!(
+            (Sink::VERSION, digest.as_str()),
+            PRESETS_PINNED,
+            "an embedded preset changed: bump `Sink::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
+        );
     }
 }
