@@ -218,7 +218,9 @@ pub fn polygon_contiguity(
                 .collect()
         })
         .collect();
-    let mut pairs: BTreeMap<(usize, usize), (bool, Vec<[f64; 2]>)> = BTreeMap::new();
+    // Per pair: whether a whole segment is shared, and all contact points of both units.
+    type PairContact = (bool, Vec<[f64; 2]>);
+    let mut pairs: BTreeMap<(usize, usize), PairContact> = BTreeMap::new();
     for (a, b, shared, points) in per_unit.into_iter().flatten() {
         let entry = pairs.entry((a, b)).or_default();
         entry.0 |= shared;
