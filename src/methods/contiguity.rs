@@ -6,6 +6,8 @@
 //! Candidate segments come from an R-tree on segment envelopes, so the work grows with the
 //! number of vertices, not with the number of unit pairs.
 
+use std::collections::BTreeMap;
+
 use geo::{Centroid, MultiPolygon};
 use rayon::prelude::*;
 use rstar::primitives::{GeomWithData, Rectangle};
@@ -103,20 +105,23 @@ impl Boundaries {
         }
     }
 
-    /// Units other than `own` whose boundary lies within the tolerance of `p`, sorted.
-    fn units_near(&self, p: [f64; 2], own: usize) -> Vec<usize> {
+    /// Appends to `out` the units other than `own` whose boundary lies within the tolerance of
+    /// `p`, each once.
+    fn units_near(&self, p: [f64; 2], own: usize, out: &mut Vec<usize>) {
         let t2 = self.tolerance * self.tolerance;
-        let env = AABB::from_point(p);
-        let mut out: Vec<usize> = self
+        let from = out.len();
+        for g in self
             .tree
-            .locate_in_envelope_intersecting(&env)
-            .map(|g| &self.segments[g.data])
-            .filter(|s| s.unit != own && point_segment_dist2(p, s.a, s.b) <= t2)
-            .map(|s| s.unit)
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+            .locate_in_envelope_intersecting(&AABB::from_point(p))
+        {
+            let s = &self.segments[g.data];
+            if s.unit != own
+                && !out[from..].contains(&s.unit)
+                && point_segment_dist2(p, s.a, s.b) <= t2
+            {
+                out.push(s.unit);
+            }
+        }
     }
 
     /// Whether `p` lies within the tolerance of `unit`'s boundary.
@@ -164,18 +169,27 @@ pub fn polygon_contiguity(
     let unit_rings: Vec<Vec<Vec<[f64; 2]>>> = units.iter().map(rings).collect();
     let boundaries = Boundaries::new(&unit_rings, tolerance.max(0.0));
     let t2 = boundaries.tolerance * boundaries.tolerance;
-    // Per unit: its touching neighbours, and for rook the ones it shares a stretch with.
-    let per_unit: Vec<Vec<(usize, usize, bool)>> = unit_rings
+    // Per unit: its touching neighbours with the contact points, and for rook whether a whole
+    // segment of the unit lies on the neighbour's boundary.
+    type Contact = (usize, usize, bool, Vec<[f64; 2]>);
+    let per_unit: Vec<Vec<Contact>> = unit_rings
         .par_iter()
         .enumerate()
         .map(|(u, rings)| {
-            let mut contacts: std::collections::BTreeMap<usize, (Vec<[f64; 2]>, bool)> =
-                std::collections::BTreeMap::new();
+            let mut contacts: BTreeMap<usize, (Vec<[f64; 2]>, bool)> = BTreeMap::new();
+            let mut near: Vec<usize> = Vec::new();
+            let mut bounds: Vec<usize> = Vec::new();
             for ring in rings {
-                let near: Vec<Vec<usize>> =
-                    ring.iter().map(|&p| boundaries.units_near(p, u)).collect();
+                near.clear();
+                bounds.clear();
+                bounds.push(0);
+                for &p in ring {
+                    boundaries.units_near(p, u, &mut near);
+                    bounds.push(near.len());
+                }
+                let near_of = |i: usize| &near[bounds[i]..bounds[i + 1]];
                 for (i, p) in ring.iter().enumerate() {
-                    for &w in &near[i] {
+                    for &w in near_of(i) {
                         contacts.entry(w).or_default().0.push(*p);
                     }
                 }
@@ -190,8 +204,8 @@ pub fn polygon_contiguity(
                             (ring[i][0] + ring[j][0]) / 2.0,
                             (ring[i][1] + ring[j][1]) / 2.0,
                         ];
-                        for &w in &near[i] {
-                            if near[j].binary_search(&w).is_ok() && boundaries.near_unit(mid, w) {
+                        for &w in near_of(i) {
+                            if near_of(j).contains(&w) && boundaries.near_unit(mid, w) {
                                 contacts.entry(w).or_default().1 = true;
                             }
                         }
@@ -200,43 +214,36 @@ pub fn polygon_contiguity(
             }
             contacts
                 .into_iter()
-                .map(|(w, (_, shared))| (u.min(w), u.max(w), shared))
+                .map(|(w, (points, shared))| (u.min(w), u.max(w), shared, points))
                 .collect()
         })
         .collect();
-    let mut pairs: std::collections::BTreeMap<(usize, usize), bool> =
-        std::collections::BTreeMap::new();
-    for (a, b, shared) in per_unit.into_iter().flatten() {
-        *pairs.entry((a, b)).or_default() |= shared;
+    // Per pair: whether a whole segment is shared, and all contact points of both units.
+    type PairContact = (bool, Vec<[f64; 2]>);
+    let mut pairs: BTreeMap<(usize, usize), PairContact> = BTreeMap::new();
+    for (a, b, shared, points) in per_unit.into_iter().flatten() {
+        let entry = pairs.entry((a, b)).or_default();
+        entry.0 |= shared;
+        entry.1.extend(points);
     }
     if rule == ContiguityRule::Queen {
         return pairs.into_keys().collect();
     }
     pairs
         .into_iter()
-        .filter(|&((a, b), shared)| shared || shares_stretch(&unit_rings, &boundaries, a, b))
+        .filter(|((a, b), (shared, points))| *shared || shares_stretch(&boundaries, *a, *b, points))
         .map(|(pair, _)| pair)
         .collect()
 }
 
 /// Rook fallback when neither unit has a whole segment on the other's boundary (their
-/// vertices along the common border are offset): any two contact points more than the
-/// tolerance apart with the midpoint on both boundaries.
-fn shares_stretch(
-    unit_rings: &[Vec<Vec<[f64; 2]>>],
-    boundaries: &Boundaries,
-    a: usize,
-    b: usize,
-) -> bool {
+/// vertices along the common border are offset): any two contact points (vertices of either
+/// unit on the other's boundary) more than the tolerance apart with the midpoint on both
+/// boundaries.
+fn shares_stretch(boundaries: &Boundaries, a: usize, b: usize, points: &[[f64; 2]]) -> bool {
     let t2 = boundaries.tolerance * boundaries.tolerance;
-    let mut points: Vec<[f64; 2]> = Vec::new();
-    for (own, other) in [(a, b), (b, a)] {
-        for ring in &unit_rings[own] {
-            points.extend(ring.iter().filter(|&&p| boundaries.near_unit(p, other)));
-        }
-    }
     // Many contact points and no shared segment would be an odd topology; bound the work.
-    points.truncate(64);
+    let points = &points[..points.len().min(64)];
     for i in 0..points.len() {
         for j in i + 1..points.len() {
             if dist2(points[i], points[j]) <= t2 {
@@ -329,6 +336,20 @@ impl UnionFind {
 }
 
 /// The centroid of each unit, `[x, y]` (NaN for an empty geometry).
+///
+/// # Units
+/// Coordinate units (degrees for lon/lat; planar centroids, fine for linking islands).
+///
+/// # References
+/// Bashein, G. & Detmer, P. R. (1994). Centroid of a polygon. *Graphics Gems IV*, 3–6.
+///
+/// # Examples
+/// ```
+/// use geo::{MultiPolygon, polygon};
+/// use pipeline::methods::contiguity::centroids;
+/// let sq = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 2.0, y: 0.0), (x: 2.0, y: 2.0), (x: 0.0, y: 2.0)]]);
+/// assert_eq!(centroids(&[sq]), vec![[1.0, 1.0]]);
+/// ```
 pub fn centroids(units: &[MultiPolygon<f64>]) -> Vec<[f64; 2]> {
     units
         .iter()

@@ -169,6 +169,21 @@ impl RuleSet {
     /// The five-type scheme, first match wins: carbon sink functional (ESC ≥ 1 and NCE ≤ 0),
     /// low-carbon maintenance (ESC ≥ 1, ECC ≥ 1), carbon intensity control (ESC ≥ 1, ECC < 1),
     /// economic development (ESC < 1, ECC ≥ 1), high-carbon optimization (ESC < 1, ECC < 1).
+    ///
+    /// # Units
+    /// ECC and ESC are ratios (neutral line 1); NCE in t C (neutral line 0).
+    ///
+    /// # References
+    /// A reconstruction for the Yellow River Basin study (project domain notes §5.4), on the
+    /// ECC/ESC quadrants of the carbon-compensation zoning literature (e.g. 赵荣钦 et al.).
+    ///
+    /// # Examples
+    /// ```
+    /// use pipeline::methods::zoning::RuleSet;
+    /// let five = RuleSet::five_type("nce_t_c");
+    /// assert_eq!(five.zones().len(), 5);
+    /// assert_eq!(five.rules[0].zone, "carbon_sink_functional");
+    /// ```
     pub fn five_type(nce_column: &str) -> Self {
         let c = |col: &str, op, v| (col.to_owned(), op, v);
         Self::new(
@@ -202,6 +217,21 @@ impl RuleSet {
     /// The ECC/ESC quadrants: low-carbon maintenance (ECC ≥ 1, ESC ≥ 1), economic development
     /// (ECC ≥ 1, ESC < 1), carbon sink functional (ECC < 1, ESC ≥ 1), high-carbon optimization
     /// (ECC < 1, ESC < 1). Disjoint and exhaustive.
+    ///
+    /// # Units
+    /// ECC and ESC are ratios; the neutral line is 1.
+    ///
+    /// # References
+    /// The 2×2 ECC/ESC zoning common in the Chinese carbon-compensation literature
+    /// (e.g. 赵荣钦 et al. on Henan; project domain notes §5.2).
+    ///
+    /// # Examples
+    /// ```
+    /// use pipeline::methods::zoning::RuleSet;
+    /// let q = RuleSet::quadrant();
+    /// // ECC 0.5, ESC 2 → carbon sink functional.
+    /// assert_eq!(q.zone_of(q.classify(&[0.5, 2.0])), Some("carbon_sink_functional"));
+    /// ```
     pub fn quadrant() -> Self {
         let c = |col: &str, op, v| (col.to_owned(), op, v);
         Self::new(
@@ -230,6 +260,21 @@ impl RuleSet {
 
     /// Payment / balanced / receiving zones on a value column with a balance band `±band`:
     /// payment above `+band`, receiving below `−band`, balanced in between (inclusive).
+    ///
+    /// # Units
+    /// `band` in the column's unit (t C for net emission, yuan for a compensation value).
+    ///
+    /// # References
+    /// The payment / balanced / compensated zoning of the carbon-compensation literature
+    /// (project domain notes §5.1).
+    ///
+    /// # Examples
+    /// ```
+    /// use pipeline::methods::zoning::RuleSet;
+    /// let t = RuleSet::three_zone("nce_t_c", 5.0);
+    /// assert_eq!(t.zone_of(t.classify(&[-4.0])), Some("balanced"));
+    /// assert_eq!(t.zone_of(t.classify(&[-6.0])), Some("receiving"));
+    /// ```
     pub fn three_zone(column: &str, band: f64) -> Self {
         let band = band.abs();
         let c = |op, v| (column.to_owned(), op, v);

@@ -840,4 +840,107 @@ mod tests {
                 .is_err()
         );
     }
+
+    /// Independent properties on the real Henan graph (317 libpysal queen pairs): every
+    /// cluster is a connected piece of the graph, there are k of them, and each meets the size
+    /// bound, for both methods and both kinds of bound.
+    #[test]
+    fn clusters_are_contiguous_and_bounded_on_henan() {
+        let csv = include_str!("../../tests/fixtures/cluster/henan_units123_adjacency.csv");
+        let pairs: Vec<(String, String)> = csv
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0].to_owned(), f[1].to_owned())
+            })
+            .collect();
+        let mut names: Vec<String> = pairs
+            .iter()
+            .flat_map(|p| [p.0.clone(), p.1.clone()])
+            .collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 123);
+        // Two smooth-ish variables from the adcode digits and a size column.
+        let code: Vec<f64> = names.iter().map(|n| n.parse::<f64>().unwrap()).collect();
+        let a: Vec<f64> = code.iter().map(|c| (c / 100.0).floor() % 17.0).collect();
+        let b: Vec<f64> = code.iter().map(|c| (c % 100.0).sqrt()).collect();
+        let size: Vec<f64> = code.iter().map(|c| 500.0 + (c % 7.0) * 300.0).collect();
+        let table = TableBuilder::new()
+            .str("unit_id", &names)
+            .f64("a", a)
+            .f64("b", b)
+            .f64("size", size.clone())
+            .build()
+            .unwrap();
+        let from: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+        let to: Vec<&str> = pairs.iter().map(|p| p.1.as_str()).collect();
+        let edges = TableBuilder::new()
+            .str("from", &from)
+            .str("to", &to)
+            .build()
+            .unwrap();
+        let index = |id: &str| names.iter().position(|n| n == id).unwrap();
+        let graph: Vec<(usize, usize)> = pairs.iter().map(|p| (index(&p.0), index(&p.1))).collect();
+        for method in ["skater", "redcap"] {
+            for (min_size, check_total) in [
+                (serde_json::json!(5), None),
+                (
+                    serde_json::json!({ "column": "size", "total": 6000 }),
+                    Some(6000.0),
+                ),
+            ] {
+                let params = serde_json::json!({ "variables": ["a", "b"], "method": method, "k": 6, "min_size": min_size });
+                let (out, _) = run(params, table.clone(), edges.clone()).unwrap();
+                let labels: Vec<usize> = i64s(&out[0].1, "labels", "cluster")
+                    .unwrap()
+                    .iter()
+                    .map(|&c| usize::try_from(c - 1).unwrap())
+                    .collect();
+                assert_eq!(labels.iter().max(), Some(&5), "{method}");
+                for c in 0..6 {
+                    let members: Vec<usize> = (0..123).filter(|&i| labels[i] == c).collect();
+                    let inner: Vec<(usize, usize)> = graph
+                        .iter()
+                        .copied()
+                        .filter(|&(x, y)| labels[x] == c && labels[y] == c)
+                        .collect();
+                    let comp = components(123, &inner);
+                    assert!(
+                        members.iter().all(|&i| comp[i] == comp[members[0]]),
+                        "{method}: cluster {c} is not contiguous"
+                    );
+                    match check_total {
+                        Some(t) => assert!(
+                            members.iter().map(|&i| size[i]).sum::<f64>() >= t,
+                            "{method}: cluster {c} total"
+                        ),
+                        None => assert!(
+                            members.len() >= 5,
+                            "{method}: cluster {c} has {} units",
+                            members.len()
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The parameters of the cross-stage contract parse as written.
+    #[test]
+    fn contract_params_parse() {
+        assert!(
+            Entry::<crate::stages::contiguity::Contiguity>::new()
+                .prepare(serde_json::json!({ "rule": "queen" }))
+                .is_ok()
+        );
+        let p = serde_json::json!({ "id_column": "unit_id", "method": "skater", "variables": ["ecc", "esc", "nce_t_c"], "standardize": "zscore", "k": 5, "min_size": 2 });
+        assert!(Entry::<Cluster>::new().prepare(p).is_ok());
+        assert!(
+            Entry::<crate::stages::zoning::Zoning>::new()
+                .prepare(serde_json::json!({ "scheme": "five_type" }))
+                .is_ok()
+        );
+    }
 }

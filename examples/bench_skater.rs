@@ -1,0 +1,220 @@
+//! Benchmark: SKATER with k = 10 on synthetic rook grids with 5 spatially smooth attributes,
+//! and queen contiguity of a grid of ~2,900 polygons with ~100 vertices each.
+//!
+//! Run: `cargo run --release --example bench_skater -- [--write DIR] [SIDE ...]`
+//! (peak memory is printed per grid before the contiguity part runs).
+//! (default sides 100 173 316, i.e. 10,000, 29,929 and 99,856 cells). With `--write DIR` it
+//! also writes, per grid, the attributes (`grid_SIDE.csv`), the rook weights as a GAL file
+//! (`grid_SIDE.gal`, ids 1..n) and its labels (`grid_SIDE_labels.csv`), so that pygeoda can be
+//! timed on the same input and its partition compared (see docs/performance-cluster.md).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use geo::{Coord, LineString, MultiPolygon, Polygon};
+use pipeline::methods::contiguity::{ContiguityRule, polygon_contiguity};
+use pipeline::methods::pseudo_f::{standardize, sums_of_squares};
+use pipeline::methods::skater::skater;
+
+const VARS: usize = 5;
+const K: usize = 10;
+
+/// SplitMix64, for a little value-stable noise that keeps distances untied.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        #[allow(clippy::cast_precision_loss)]
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        u * 2.0 - 1.0
+    }
+}
+
+/// Row-major attributes of a `side × side` grid and its rook edges.
+fn grid(side: usize) -> (Vec<f64>, Vec<(usize, usize)>) {
+    let mut rng = SplitMix(42);
+    let mut data = Vec::with_capacity(side * side * VARS);
+    #[allow(clippy::cast_precision_loss)]
+    let s = side as f64;
+    for r in 0..side {
+        for c in 0..side {
+            #[allow(clippy::cast_precision_loss)]
+            let (x, y) = (c as f64 / s, r as f64 / s);
+            let tau = std::f64::consts::TAU;
+            let v = [
+                (tau * 1.3 * x).sin() + (tau * 0.7 * y).cos(),
+                x * x + 0.5 * y,
+                (3.0 * x + 2.0 * y).sin() * (x - y).cos(),
+                (-((x - 0.3).powi(2) + (y - 0.6).powi(2)) / 0.1).exp(),
+                x * y + 0.2 * (5.0 * y).sin(),
+            ];
+            for value in v {
+                data.push(value + 0.01 * rng.next_unit());
+            }
+        }
+    }
+    let mut edges = Vec::with_capacity(2 * side * side);
+    for r in 0..side {
+        for c in 0..side {
+            let i = r * side + c;
+            if c + 1 < side {
+                edges.push((i, i + 1));
+            }
+            if r + 1 < side {
+                edges.push((i, i + side));
+            }
+        }
+    }
+    (data, edges)
+}
+
+/// CPU seconds (user + system) used by this process so far, from /proc (Linux, 100 ticks/s).
+/// On a shared machine this is steadier than wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    if f.len() > 13 {
+        (f[11] + f[12]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+/// Peak resident memory of this process in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+fn write_inputs(
+    dir: &str,
+    side: usize,
+    raw: &[f64],
+    edges: &[(usize, usize)],
+    labels: &[usize],
+) -> std::io::Result<()> {
+    let n = side * side;
+    let mut csv = String::from("id,v1,v2,v3,v4,v5\n");
+    for i in 0..n {
+        let _ = write!(csv, "{}", i + 1);
+        for j in 0..VARS {
+            let _ = write!(csv, ",{:?}", raw[i * VARS + j]);
+        }
+        csv.push('\n');
+    }
+    std::fs::write(format!("{dir}/grid_{side}.csv"), csv)?;
+    let mut nbrs = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        nbrs[a].push(b + 1);
+        nbrs[b].push(a + 1);
+    }
+    let mut gal = format!("0 {n} grid id\n");
+    for (i, list) in nbrs.iter_mut().enumerate() {
+        list.sort_unstable();
+        let _ = writeln!(gal, "{} {}", i + 1, list.len());
+        let line: Vec<String> = list.iter().map(ToString::to_string).collect();
+        let _ = writeln!(gal, "{}", line.join(" "));
+    }
+    std::fs::write(format!("{dir}/grid_{side}.gal"), gal)?;
+    let labels: String = labels.iter().map(|l| format!("{}\n", l + 1)).collect();
+    std::fs::write(format!("{dir}/grid_{side}_labels.csv"), labels)
+}
+
+/// A square with `per_side` vertices on each side (so neighbours share all their vertices).
+fn dense_square(x0: f64, y0: f64, per_side: usize) -> MultiPolygon<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    let step = 1.0 / per_side as f64;
+    let mut pts = Vec::with_capacity(4 * per_side + 1);
+    #[allow(clippy::cast_precision_loss)]
+    for (dx, dy, ox, oy) in [
+        (1.0, 0.0, 0.0, 0.0),
+        (0.0, 1.0, 1.0, 0.0),
+        (-1.0, 0.0, 1.0, 1.0),
+        (0.0, -1.0, 0.0, 1.0),
+    ] {
+        for i in 0..per_side {
+            let t = i as f64 * step;
+            pts.push(Coord {
+                x: (x0 + ox + dx * t) * 0.01,
+                y: (y0 + oy + dy * t) * 0.01 + 30.0,
+            });
+        }
+    }
+    pts.push(pts[0]);
+    MultiPolygon(vec![Polygon::new(LineString(pts), Vec::new())])
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut write_dir = None;
+    let mut sides = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--write" {
+            write_dir = args.next();
+        } else {
+            sides.push(a.parse::<usize>().expect("sides are integers"));
+        }
+    }
+    if sides.is_empty() {
+        sides = vec![100, 173, 316];
+    }
+
+    println!("cells,edges,wall_seconds,cpu_seconds,within_ss,total_ss,peak_rss_mib");
+    for side in sides {
+        let (raw, edges) = grid(side);
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let mut data = raw.clone();
+        standardize(&mut data, VARS);
+        let splits = skater(&data, VARS, &edges, K, None);
+        let labels = splits.labels(K);
+        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+        let ss = sums_of_squares(&data, VARS, &labels, K);
+        println!(
+            "{},{},{secs:.3},{cpu:.2},{:.6},{:.6},{:.1}",
+            side * side,
+            edges.len(),
+            ss.within_total,
+            ss.total,
+            peak_rss_mib()
+        );
+        if let Some(dir) = &write_dir {
+            write_inputs(dir, side, &raw, &edges, &labels).expect("writing the benchmark inputs");
+        }
+    }
+
+    // Contiguity: 54 × 54 = 2,916 squares of 100 vertices each.
+    let units: Vec<MultiPolygon<f64>> = (0..54 * 54)
+        .map(|i| {
+            #[allow(clippy::cast_precision_loss)]
+            let (x, y) = ((i % 54) as f64, (i / 54) as f64);
+            dense_square(x, y, 25)
+        })
+        .collect();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let queen = polygon_contiguity(&units, ContiguityRule::Queen, 1e-7);
+    let (queen_s, queen_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let rook = polygon_contiguity(&units, ContiguityRule::Rook, 1e-7);
+    let (rook_s, rook_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    println!(
+        "contiguity, 2916 polygons x 100 vertices: queen {} edges in {queen_s:.3} s wall / {queen_cpu:.2} s CPU, rook {} edges in {rook_s:.3} s wall / {rook_cpu:.2} s CPU",
+        queen.len(),
+        rook.len()
+    );
+}
