@@ -137,8 +137,8 @@ pub struct Params {
 /// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
-    1,
-    "4a37d8cf96da85746f2ce2b8157095e24e56c1d658de9e50bf48570974deb6df",
+    2,
+    "e8a0cf01c70283bf64cf220ed4cfbec2767b8d65d29bf26a16e7a267f305b51c",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv", "crops_tian.csv"];
@@ -172,7 +172,7 @@ const PARAMS: &[ParamDoc] = &[
 
 impl Stage for Sink {
     const KIND: &'static str = "sink";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Gross carbon absorption (t C, ≥ 0) per unit, year and land class: area × |coefficient| for sink classes; \
         cultivated land by none, a coefficient, or crop yields (c·Y·(1 − w)/H).";
     const PARAMS: &'static [ParamDoc] = PARAMS;
