@@ -34,6 +34,8 @@ pub struct PlannedStage {
     pub inputs: BTreeMap<String, Wire>,
     /// Declared source files: name → absolute path.
     pub sources: BTreeMap<String, PathBuf>,
+    /// The names of sources that may be absent.
+    pub optional_sources: BTreeSet<String>,
     pub outputs: Vec<OutputDecl>,
     pub publish: Vec<String>,
     /// Upstream stages (indices into [`Plan::stages`]), sorted.
@@ -327,8 +329,10 @@ pub fn build(
 
     // 5. Source files and publish formats.
     let mut sources_of = Vec::with_capacity(drafts.len());
+    let mut optional_of = Vec::with_capacity(drafts.len());
     for d in &drafts {
         let mut sources = BTreeMap::new();
+        let mut optional = BTreeSet::new();
         for s in d.prepared.sources() {
             let shown = s.path.to_string_lossy().into_owned();
             let span = src.find_text(d.spec.line, &shown);
@@ -337,6 +341,15 @@ pub fn build(
                 return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory", d.spec.name, s.path.display()))
                     .at(src, span)
                     .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
+            }
+            if s.optional && !resolved.exists() {
+                // Keyed as absent; the stage sees a path that does not exist.
+                optional.insert(s.name.clone());
+                sources.insert(s.name, resolved);
+                continue;
+            }
+            if s.optional {
+                optional.insert(s.name.clone());
             }
             let real = resolved.canonicalize().map_err(|e| {
                 Diagnostic::user(format!(
@@ -370,6 +383,7 @@ pub fn build(
             }
         }
         sources_of.push(sources);
+        optional_of.push(optional);
     }
     if drafts.iter().any(|d| !d.spec.publish.is_empty()) && spec.outputs.is_none() {
         return Err(Diagnostic::user(
@@ -418,6 +432,7 @@ pub fn build(
             prepared: d.prepared,
             inputs,
             sources: std::mem::take(&mut sources_of[i]),
+            optional_sources: std::mem::take(&mut optional_of[i]),
             outputs: d.outputs,
             publish: d.spec.publish.clone(),
             deps,

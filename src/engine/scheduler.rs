@@ -20,6 +20,9 @@ use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::stage::{Inputs, MemoScope, StageContext, StageError, StageErrorTier};
 
+/// The digest that keys an optional source file that does not exist.
+const ABSENT: Digest = Digest([0; 32]);
+
 /// How a stage ended in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +119,10 @@ pub fn run(
         let mut digests = BTreeMap::new();
         let mut failure = None;
         for (name, path) in &stage.sources {
+            if stage.optional_sources.contains(name) && !path.exists() {
+                digests.insert(name.clone(), ABSENT);
+                continue;
+            }
             match stat.digest(path) {
                 Ok((d, _)) => {
                     digests.insert(name.clone(), d);

@@ -101,6 +101,9 @@ impl OutputDecl {
 pub struct Source {
     pub name: String,
     pub path: PathBuf,
+    /// An optional source may be absent (e.g. a shapefile's `.cpg`); its absence is part of
+    /// the key, so the stage reruns when it appears.
+    pub optional: bool,
 }
 
 impl Source {
@@ -108,6 +111,14 @@ impl Source {
         Self {
             name: name.into(),
             path: path.into(),
+            optional: false,
+        }
+    }
+    /// A file the stage reads if it exists.
+    pub fn optional(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            optional: true,
+            ..Self::new(name, path)
         }
     }
 }

@@ -432,13 +432,21 @@ pub fn read_shapefile(
     for (i, item) in reader.iter_shapes_and_records().enumerate() {
         let label = format!("{file}: record {}", i + 1);
         let (shape, mut record) = item.map_err(|e| {
-            let err = StageError::data(format!("{label}: {e}"));
-            if matches!(&e, shapefile::Error::DbaseError(_)) {
-                err.with_hint(format!(
+            if let shapefile::Error::DbaseError(db) = &e {
+                let field = format!("{db:?}")
+                    .split("name: \"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .map(|f| format!(" field `{f}`"))
+                    .unwrap_or_default();
+                StageError::data(format!(
+                    "{label}:{field} is not valid text in the encoding taken from {from}"
+                ))
+                .with_hint(format!(
                     "the attribute encoding came from {from}; if the names are Chinese, try `encoding: GBK` (or add a .cpg file saying GBK)"
                 ))
             } else {
-                err
+                StageError::data(format!("{label}: {e}"))
             }
         })?;
         let geometry =

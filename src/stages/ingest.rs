@@ -315,6 +315,10 @@ impl Stage for Ingest {
         let mut sources = vec![Source::new("path", &params.path)];
         if params.format == Format::Shapefile {
             sources.push(Source::new("dbf", params.path.with_extension("dbf")));
+            // The sidecars that change what is read: the index, the CRS and the encoding.
+            for ext in ["shx", "prj", "cpg"] {
+                sources.push(Source::optional(ext, params.path.with_extension(ext)));
+            }
         }
         sources
     }

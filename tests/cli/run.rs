@@ -202,3 +202,34 @@ fn dag_and_stages_print() {
     let run = s.run(&["stages"]);
     assert!(run.stdout.contains("ingest (version"), "{}", run.stdout);
 }
+
+#[test]
+fn a_shapefile_sidecar_appearing_reruns_the_ingest() {
+    let s = Study::new();
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ingest/gbk_units");
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    for ext in ["shp", "shx", "dbf"] {
+        std::fs::copy(
+            fixtures.with_extension(ext),
+            s.path(&format!("data/units.{ext}")),
+        )
+        .unwrap();
+    }
+    s.file(
+        "study.yaml",
+        "study: shp\nstages:\n  units:\n    kind: ingest\n    path: data/units.shp\n",
+    );
+    // Without its .cpg the GBK attribute table is read as UTF-8 and fails, with a hint.
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(summary.with("failed"), ["units"]);
+    assert!(run.stderr.contains("encoding: GBK"), "{}", run.stderr);
+    // The encoding file appears: the stage's key changes and it reruns, now correctly.
+    s.file("data/units.cpg", "GBK");
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.with("ran"), ["units"]);
+    let (_, summary) = s.run_study(&[]);
+    assert_eq!(summary.with("cached"), ["units"]);
+}
