@@ -589,8 +589,8 @@ pub fn stages_doc(registry: &[&dyn StageEntry], format: StagesFormat) -> String 
                             out,
                             "| `{}` | {} | {} | {} |",
                             p.name,
-                            p.ty,
-                            p.default,
+                            p.ty.replace('|', "\\|"),
+                            p.default.replace('|', "\\|"),
                             p.doc.replace('|', "\\|")
                         );
                     }

@@ -233,3 +233,17 @@ fn a_shapefile_sidecar_appearing_reruns_the_ingest() {
     let (_, summary) = s.run_study(&[]);
     assert_eq!(summary.with("cached"), ["units"]);
 }
+
+#[test]
+fn docs_stages_md_is_generated_from_the_code() {
+    let generated = Study::new().run(&["stages", "--format", "markdown"]);
+    assert_eq!(generated.code, 0);
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/stages.md"),
+    )
+    .unwrap();
+    assert!(
+        generated.stdout == committed,
+        "docs/stages.md is stale: run `cargo run -- stages --format markdown > docs/stages.md`"
+    );
+}
