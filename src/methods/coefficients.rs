@@ -398,7 +398,8 @@ mod tests {
             parse_crop_parameters(preset_text("crops_tian.csv").unwrap())
                 .unwrap()
                 .len(),
-            14
+            // The 14 crops of the table, plus `soybean` repeating the beans row.
+            15
         );
     }
 
