@@ -2,7 +2,8 @@
 //! and queen contiguity of a grid of ~2,900 polygons with ~100 vertices each.
 //!
 //! Run: `cargo run --release --example bench_skater -- [--write DIR] [SIDE ...]`
-//! (peak memory is printed per grid before the contiguity part runs).
+//! (peak memory is printed per grid before the contiguity part runs). REDCAP labels go to
+//! `grid_SIDE_redcap_labels.csv`.
 //! (default sides 100 173 316, i.e. 10,000, 29,929 and 99,856 cells). With `--write DIR` it
 //! also writes, per grid, the attributes (`grid_SIDE.csv`), the rook weights as a GAL file
 //! (`grid_SIDE.gal`, ids 1..n) and its labels (`grid_SIDE_labels.csv`), so that pygeoda can be
@@ -14,6 +15,7 @@ use std::time::Instant;
 use geo::{Coord, LineString, MultiPolygon, Polygon};
 use pipeline::methods::contiguity::{ContiguityRule, polygon_contiguity};
 use pipeline::methods::pseudo_f::{standardize, sums_of_squares};
+use pipeline::methods::redcap::redcap;
 use pipeline::methods::skater::skater;
 
 const VARS: usize = 5;
@@ -175,6 +177,8 @@ fn main() {
         sides = vec![100, 173, 316];
     }
 
+    let mut redcap_timings = Vec::new();
+    println!("SKATER, k = 10:");
     println!("cells,edges,wall_seconds,cpu_seconds,within_ss,total_ss,peak_rss_mib");
     for side in sides {
         let (raw, edges) = grid(side);
@@ -195,6 +199,22 @@ fn main() {
         );
         if let Some(dir) = &write_dir {
             write_inputs(dir, side, &raw, &edges, &labels).expect("writing the benchmark inputs");
+        }
+        redcap_timings.push((side * side, data, edges));
+    }
+    println!("REDCAP (full-order average linkage), k = 10:");
+    println!("cells,wall_seconds,cpu_seconds,within_ss");
+    for (n, data, edges) in redcap_timings {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let labels = redcap(&data, VARS, &edges, K, None).labels(K);
+        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+        let ss = sums_of_squares(&data, VARS, &labels, K);
+        println!("{n},{secs:.3},{cpu:.2},{:.6}", ss.within_total);
+        if let Some(dir) = &write_dir {
+            let side = n.isqrt();
+            let text: String = labels.iter().map(|l| format!("{}\n", l + 1)).collect();
+            std::fs::write(format!("{dir}/grid_{side}_redcap_labels.csv"), text)
+                .expect("writing the REDCAP labels");
         }
     }
 

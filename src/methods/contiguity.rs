@@ -505,6 +505,31 @@ mod tests {
     }
 
     #[test]
+    fn tolerance_absorbs_overlaps() {
+        // Square 1 overlaps square 0 by a 1e-4 sliver: its left side runs inside 0, 1e-4 from
+        // 0's right side, and its corners lie on 0's top and bottom edges.
+        let a = square(0.0, 0.0, 2.0);
+        let b = MultiPolygon(vec![
+            polygon![(x: 1.9999, y: 0.0), (x: 3.0, y: 0.0), (x: 3.0, y: 2.0), (x: 1.9999, y: 2.0)],
+        ]);
+        let units = [a, b];
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Rook, 1e-3),
+            vec![(0, 1)]
+        );
+        // Without tolerance they still touch: 1's corners lie on 0's edges (queen), and the
+        // bottom (and top) edges overlap along [1.9999, 2], a stretch of 1e-4 (rook).
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Queen, 0.0),
+            vec![(0, 1)]
+        );
+        assert_eq!(
+            polygon_contiguity(&units, ContiguityRule::Rook, 0.0),
+            vec![(0, 1)]
+        );
+    }
+
+    #[test]
     fn t_junction_counts_as_rook() {
         // Square 0 (size 2) beside two unit squares stacked on its right: the vertex (2, 1)
         // of the small squares lies on 0's edge, which has no vertex there.

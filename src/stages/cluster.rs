@@ -800,6 +800,29 @@ mod tests {
             "{}",
             err.message
         );
+        // With `year:` the rows of that year are used.
+        let yearly = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b", "b"])
+            .i64("year", vec![2000, 2010, 2000, 2010])
+            .f64("x", vec![1.0, 2.0, 5.0, 7.0])
+            .build()
+            .unwrap();
+        let ab = TableBuilder::new()
+            .str("from", &["a"])
+            .str("to", &["b"])
+            .build()
+            .unwrap();
+        let (out, _) = run(
+            serde_json::json!({ "variables": ["x"], "k": 2, "year": 2010, "standardize": "none" }),
+            yearly,
+            ab,
+        )
+        .unwrap();
+        // Two units, two clusters; profiles show the 2010 values (2 and 7; tie in size → a first).
+        assert_eq!(
+            f64s(&out[2].1, "profiles", "x_mean").unwrap(),
+            vec![2.0, 7.0]
+        );
         // A missing value names the unit and column.
         let (_, edges) = grid();
         let mut x = vec![1.0; 9];
