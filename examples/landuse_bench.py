@@ -94,6 +94,7 @@ def timed(out, which, raster_name="lu_2000.tif"):
     import resource
     raster, units = f"{out}/{raster_name}", f"{out}/units_albers.geojson"
     t = time.time()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     if which == "exactextract":
         from exactextract import exact_extract
         feats = json.load(open(units))["features"]
@@ -105,8 +106,9 @@ def timed(out, which, raster_name="lu_2000.tif"):
         res = zonal_stats(units, raster, categorical=True, all_touched=False)
         n = len(res)
     dt = time.time() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{which}: {n} units in {dt:.2f} s, peak RSS {rss:.0f} MB")
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    print(f"{which}: {n} units in {dt:.2f} s wall, {cpu:.2f} s CPU, peak RSS {ru.ru_maxrss / 1024:.0f} MB")
     if which == "rasterstats" and os.environ.get("RS_OUT"):
         ids = [f["properties"]["unit_id"] for f in json.load(open(units))["features"]]
         with open(os.environ["RS_OUT"], "w") as fh:

@@ -28,7 +28,9 @@ fn units_table(path: &str) -> arrow_array::RecordBatch {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let g: geo::Geometry<f64> = geo::Geometry::try_from(&f.geometry.expect("features have geometry").value).expect("valid geometry");
+        let g: geo::Geometry<f64> =
+            geo::Geometry::try_from(&f.geometry.expect("features have geometry").value)
+                .expect("valid geometry");
         let mp = match g {
             geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
             geo::Geometry::MultiPolygon(m) => m,
@@ -39,7 +41,10 @@ fn units_table(path: &str) -> arrow_array::RecordBatch {
     }
     TableBuilder::new()
         .str("unit_id", &ids)
-        .array("geometry", Arc::new(BinaryArray::from_iter_values(wkb.iter())))
+        .array(
+            "geometry",
+            Arc::new(BinaryArray::from_iter_values(wkb.iter())),
+        )
         .build()
         .expect("units table builds")
 }
@@ -60,7 +65,9 @@ fn main() {
         eprintln!("usage: landuse_bench RASTER.tif UNITS_LONLAT.geojson [runs] [SECOND_YEAR.tif]");
         std::process::exit(2);
     }
-    let runs: usize = args.get(3).map_or(3, |s| s.parse().expect("runs is a number"));
+    let runs: usize = args
+        .get(3)
+        .map_or(3, |s| s.parse().expect("runs is a number"));
     let units = units_table(&args[2]);
     let mut rasters = serde_json::Map::new();
     rasters.insert("2000".into(), serde_json::Value::String(args[1].clone()));
@@ -68,19 +75,38 @@ fn main() {
         rasters.insert("2020".into(), serde_json::Value::String(second.clone()));
     }
     let params = serde_json::json!({ "rasters": rasters, "scheme": "clcd" });
-    let prepared = Entry::<LandUse>::new().prepare(params).expect("parameters are valid");
-    let sources: BTreeMap<String, PathBuf> = prepared.sources().into_iter().map(|s| (s.name, s.path)).collect();
-    println!("threads: {}, units: {}", rayon::current_num_threads(), units.num_rows());
+    let prepared = Entry::<LandUse>::new()
+        .prepare(params)
+        .expect("parameters are valid");
+    let sources: BTreeMap<String, PathBuf> = prepared
+        .sources()
+        .into_iter()
+        .map(|s| (s.name, s.path))
+        .collect();
+    println!(
+        "threads: {}, units: {}",
+        rayon::current_num_threads(),
+        units.num_rows()
+    );
     for run in 0..runs {
         let ctx = StageContext::new("landuse", std::path::Path::new("."), sources.clone());
         let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units.clone())]));
         let t = Instant::now();
         let out = prepared.run(&inputs, &ctx).expect("stage runs");
         let secs = t.elapsed().as_secs_f64();
-        let rows: Vec<String> = out.iter().map(|(n, b)| format!("{n}={}", b.num_rows())).collect();
+        let rows: Vec<String> = out
+            .iter()
+            .map(|(n, b)| format!("{n}={}", b.num_rows()))
+            .collect();
         let areas = &out[0].1;
-        let px: i64 = pipeline::table::i64s(areas, "areas", "pixels").expect("pixels").iter().sum();
-        let ha: f64 = pipeline::table::f64s(areas, "areas", "area_ha").expect("area_ha").iter().sum();
+        let px: i64 = pipeline::table::i64s(areas, "areas", "pixels")
+            .expect("pixels")
+            .iter()
+            .sum();
+        let ha: f64 = pipeline::table::f64s(areas, "areas", "area_ha")
+            .expect("area_ha")
+            .iter()
+            .sum();
         println!(
             "run {run}: {secs:.3} s  ({})  classified pixels {px}, {:.1} km²  peak RSS {:.0} MB",
             rows.join(" "),
@@ -95,7 +121,9 @@ fn main() {
             let ids = pipeline::table::ids(codes, "codes", "unit_id").expect("unit_id");
             let code = pipeline::table::i64s(codes, "codes", "code").expect("code");
             let px = pipeline::table::i64s(codes, "codes", "pixels").expect("pixels");
-            let lines: Vec<String> = (0..ids.len()).map(|i| format!("{},{},{}", ids[i], code[i], px[i])).collect();
+            let lines: Vec<String> = (0..ids.len())
+                .map(|i| format!("{},{},{}", ids[i], code[i], px[i]))
+                .collect();
             std::fs::write(path, lines.join("\n") + "\n").expect("codes file is writable");
         }
         if run == 0 {

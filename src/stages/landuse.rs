@@ -23,7 +23,7 @@ use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
-use crate::methods::zonal::{Count, Histogrammer, Pixel, Window};
+use crate::methods::zonal::{Count, Histogrammer, Window};
 use crate::table::{self, TableBuilder};
 
 /// The `landuse` stage kind.
@@ -560,7 +560,7 @@ fn from_rasters(
                 .enumerate()
                 .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
                 .collect();
-            let class_luts: Vec<Vec<u8>> =
+            let class_luts: Vec<Box<[u8; 1 << 16]>> =
                 rasters.iter().map(|info| class_lut(info, scheme)).collect();
             let layers = histogram_pass(
                 &rasters,
@@ -766,24 +766,21 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
 }
 
-/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped).
-fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Vec<u8> {
-    let n = match info.sample {
-        SampleType::U8 => u8::VALUES,
-        SampleType::U16 => u16::VALUES,
-    };
-    (0..n)
+/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
+/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check).
+fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
+    let lut: Vec<u8> = (0..=u32::from(u16::MAX))
         .map(|v| {
-            let v32 = u32::try_from(v).expect("pixel values fit u32");
-            if info.nodata == Some(v32) {
+            if info.nodata == Some(v) {
                 return NO_CLASS;
             }
-            match scheme.classify(i64::from(v32)) {
+            match scheme.classify(i64::from(v)) {
                 CodeClass::Class(c) => u8::try_from(c.index()).expect("six classes"),
                 _ => NO_CLASS,
             }
         })
-        .collect()
+        .collect();
+    lut.into_boxed_slice().try_into().expect("2^16 entries")
 }
 
 /// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
@@ -828,7 +825,7 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
 fn histogram_pass(
     rasters: &[&GeoTiffInfo],
     pairs: &[(usize, usize)],
-    class_luts: &[Vec<u8>],
+    class_luts: &[Box<[u8; 1 << 16]>],
     spans: &Spans,
     n_units: usize,
     row_area: Option<&[f64]>,
