@@ -1200,6 +1200,29 @@ mod tests {
     }
 
     #[test]
+    fn epsg_projected_raster_is_reprojected_and_flagged_as_not_equal_area() {
+        // The same pattern and unit boxes on a UTM 50N grid (EPSG:32650 in the GeoKeys, no
+        // parameters): units are reprojected through proj4rs' EPSG table.
+        let params = serde_json::json!({ "rasters": { "2010": "utm_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", units_table("units_utm_lonlat.geojson")).unwrap();
+        let a = areas(&r);
+        for (unit, px) in expected_pixels() {
+            for c in LandClass::ALL {
+                let (p, ha) = a[&(unit.to_owned(), 2010, c.as_str().to_owned())];
+                assert_eq!(p, px[c.index()], "{unit} {c}");
+                assert!((ha - px[c.index()] as f64 * 0.09).abs() < 1e-9);
+            }
+        }
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("EPSG:32650, which is not an equal-area projection")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
     fn geographic_raster_uses_row_areas_on_the_ellipsoid() {
         let params = serde_json::json!({ "rasters": { "2005": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
         let r = run(params, "units", units_table("units_geo.geojson")).unwrap();
