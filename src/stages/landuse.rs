@@ -48,6 +48,8 @@ pub struct Params {
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
 const NO_CLASS: u8 = 6;
+/// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
+const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
 const UNIT_ID: &str = "unit_id";
 
@@ -139,7 +141,7 @@ and reclassified into the same `areas` table.";
         vec![
             OutputDecl::new("areas", "area of each class per unit and year (every class listed, zeros included)")
                 .with_columns([UNIT_ID, "year", "class", "pixels", "area_ha"]),
-            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years")
+            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years (pixels with NoData or an unclassified code in either year left out)")
                 .with_columns([UNIT_ID, "year_from", "year_to", "class_from", "class_to", "area_ha"]),
             OutputDecl::new("transitions_total", "the transfer matrices summed over all units")
                 .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
@@ -460,6 +462,17 @@ fn from_rasters(
             StageError::data(format!("year {year}: {e}"))
                 .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
         })?;
+        // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
+        let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
+        let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
+        if chunk_mb > MAX_CHUNK_MB {
+            return Err(StageError::data(format!(
+                "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
+                info.path.display(),
+                info.chunk_height
+            ))
+            .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
+        }
         infos.push(info);
     }
     let mut groups: Vec<Vec<usize>> = Vec::new();
