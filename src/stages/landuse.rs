@@ -1057,6 +1057,7 @@ mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
     use arrow_array::{BinaryArray, RecordBatch};
+    use geo::polygon;
     use std::path::Path;
 
     fn fixtures() -> PathBuf {
@@ -1230,6 +1231,48 @@ mod tests {
             r.warnings
                 .iter()
                 .any(|w| w.contains("EPSG:32650, which is not an equal-area projection")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn partial_units_and_mismatched_tilings_are_warned() {
+        // A box across the west edge of the lon/lat raster: lon 112.95–113.05 × lat 34.90–34.95
+        // holds the centres of cols 0–4 (113.005 … 113.045) × rows 5–9 → 25 px of value 1.
+        let edge = polygon![(x: 112.95, y: 34.90), (x: 113.05, y: 34.90), (x: 113.05, y: 34.95), (x: 112.95, y: 34.95)];
+        let wkb = crate::io::wkb::encode(&MultiPolygon(vec![edge]));
+        let t = TableBuilder::new()
+            .str(UNIT_ID, &["edge"])
+            .array("geometry", Arc::new(BinaryArray::from_iter_values([wkb])))
+            .build()
+            .unwrap();
+        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", t).unwrap();
+        assert_eq!(
+            areas(&r)[&("edge".to_owned(), 2000, "cultivated".to_owned())].0,
+            25
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("unit `edge` extends beyond the raster")),
+            "{:?}",
+            r.warnings
+        );
+        // Same grid, different tiling (16 × 16 tiles vs strips): areas for both years, no
+        // transfer matrix, and a warning saying why.
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_strip_lzw.tif" },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        assert_eq!(r.outputs["areas"].num_rows(), 6 * 2 * 6);
+        assert_eq!(r.outputs["transitions"].num_rows(), 0);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("no transitions 2000 → 2020")),
             "{:?}",
             r.warnings
         );
