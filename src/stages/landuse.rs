@@ -554,18 +554,9 @@ fn from_rasters(
             PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
         });
 
-        // One pass per chunk layout; transitions between consecutive years sharing it.
-        let mut layouts: Vec<Vec<usize>> = Vec::new();
-        for &i in group {
-            match layouts
-                .iter_mut()
-                .find(|l| infos[l[0]].same_layout(&infos[i]))
-            {
-                Some(l) => l.push(i),
-                None => layouts.push(vec![i]),
-            }
-        }
-        for layout in &layouts {
+        // One pass over all years on this grid; transitions between consecutive years.
+        {
+            let layout = group;
             let rasters: Vec<&GeoTiffInfo> = layout.iter().map(|&i| &infos[i]).collect();
             // Pairs (positions within `layout`) of years consecutive in the whole list.
             let pairs: Vec<(usize, usize)> = layout
@@ -607,7 +598,7 @@ fn from_rasters(
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
             ctx.warn(format!(
-                "no transitions {} → {}: the two rasters differ in grid, CRS or tiling (warp and re-tile one onto the other's grid)",
+                "no transitions {} → {}: the two rasters differ in grid or CRS (warp one onto the other's grid)",
                 w[0].0, w[1].0
             ));
         }
@@ -796,9 +787,134 @@ fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     lut.into_boxed_slice().try_into().expect("2^16 entries")
 }
 
+/// Decoded chunks of a raster tiled differently from the pass's first raster, kept while the
+/// windows being read overlap them (a band of strips serves every tile across the band).
+struct RegionCache {
+    chunks: Vec<(usize, usize, OwnedChunk)>,
+    out: OwnedChunk,
+}
+
+enum OwnedChunk {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+/// The most chunk bytes one region cache keeps.
+const REGION_CACHE_BYTES: usize = 64 << 20;
+
+fn copy_rect<T: Copy>(
+    dst: &mut [T],
+    dst_stride: usize,
+    src: &[T],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    for r in 0..rows {
+        dst[r * dst_stride..r * dst_stride + cols]
+            .copy_from_slice(&src[r * src_stride..r * src_stride + cols]);
+    }
+}
+
+impl RegionCache {
+    fn new(sample: SampleType) -> Self {
+        let out = match sample {
+            SampleType::U8 => OwnedChunk::U8(Vec::new()),
+            SampleType::U16 => OwnedChunk::U16(Vec::new()),
+        };
+        Self {
+            chunks: Vec::new(),
+            out,
+        }
+    }
+
+    /// The pixels of `window` (laid out `window.stride` apart), assembled from the chunks of
+    /// `info` that overlap it.
+    fn read(
+        &mut self,
+        reader: &mut ChunkReader,
+        info: &GeoTiffInfo,
+        window: Window,
+    ) -> Result<ChunkPixels<'_>, geotiff::GeoTiffError> {
+        let Window {
+            col0,
+            row0,
+            width,
+            height,
+            stride,
+        } = window;
+        // Windows come in row-major order: chunks ending above this one are done with.
+        self.chunks.retain(|(_, row_end, _)| *row_end > row0);
+        let len = stride * (height - 1) + width;
+        match &mut self.out {
+            OwnedChunk::U8(v) => v.resize(len, 0),
+            OwnedChunk::U16(v) => v.resize(len, 0),
+        }
+        let src_stride = reader.stride();
+        let (cw, ch) = (info.chunk_width, info.chunk_height);
+        for cy in row0 / ch..=(row0 + height - 1) / ch {
+            for cx in col0 / cw..=(col0 + width - 1) / cw {
+                let index = cy * info.chunks_across() + cx;
+                let (cc0, cr0, cwid, chei) = info.chunk_rect(index);
+                if !self.chunks.iter().any(|(i, ..)| *i == index) {
+                    let cached: usize = self
+                        .chunks
+                        .iter()
+                        .map(|(.., c)| match c {
+                            OwnedChunk::U8(v) => v.len(),
+                            OwnedChunk::U16(v) => 2 * v.len(),
+                        })
+                        .sum();
+                    if cached > REGION_CACHE_BYTES {
+                        self.chunks.clear();
+                    }
+                    let owned = match reader.read(index)? {
+                        ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
+                        ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
+                    };
+                    self.chunks.push((index, cr0 + chei, owned));
+                }
+                let (_, _, chunk) = self
+                    .chunks
+                    .iter()
+                    .find(|(i, ..)| *i == index)
+                    .expect("chunk was just cached");
+                let (x0, x1) = (col0.max(cc0), (col0 + width).min(cc0 + cwid));
+                let (y0, y1) = (row0.max(cr0), (row0 + height).min(cr0 + chei));
+                let dst_at = (y0 - row0) * stride + (x0 - col0);
+                let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
+                match (&mut self.out, chunk) {
+                    (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
+                        &mut d[dst_at..],
+                        stride,
+                        &s[src_at..],
+                        src_stride,
+                        y1 - y0,
+                        x1 - x0,
+                    ),
+                    (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
+                        &mut d[dst_at..],
+                        stride,
+                        &s[src_at..],
+                        src_stride,
+                        y1 - y0,
+                        x1 - x0,
+                    ),
+                    _ => unreachable!("a raster's chunks all have its pixel type"),
+                }
+            }
+        }
+        Ok(match &self.out {
+            OwnedChunk::U8(v) => ChunkPixels::U8(v),
+            OwnedChunk::U16(v) => ChunkPixels::U16(v),
+        })
+    }
+}
+
 /// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
 struct Worker {
     readers: Vec<ChunkReader>,
+    regions: Vec<RegionCache>,
     hists: Vec<Histogrammer>,
     classes: Vec<Vec<u8>>,
     pair_buf: Vec<u8>,
@@ -820,6 +936,10 @@ fn new_worker(
     }
     hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u8>(n_units)));
     Ok(Worker {
+        regions: rasters
+            .iter()
+            .map(|info| RegionCache::new(info.sample))
+            .collect(),
         readers,
         hists,
         classes: vec![Vec::new(); rasters.len()],
@@ -851,6 +971,8 @@ fn histogram_pass(
             window_has_spans(spans, c0, r0, w, h)
         })
         .collect();
+    // Rasters tiled like the first are read chunk for chunk; others through a region cache.
+    let direct: Vec<bool> = rasters.iter().map(|r| r.same_layout(layout)).collect();
     let in_pair: Vec<bool> = (0..rasters.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
@@ -865,17 +987,22 @@ fn histogram_pass(
                 let worker = worker.as_mut().map_err(|e| e.clone())?;
                 let (col0, row0, width, height) = layout.chunk_rect(index);
                 let mut out = Vec::with_capacity(rasters.len() + pairs.len());
-                let Worker { readers, hists, classes, pair_buf } = worker;
-                let mut stride = 0;
+                let Worker { readers, regions, hists, classes, pair_buf } = worker;
+                // Every raster's window is laid out with the first raster's chunk stride.
+                let stride = readers[0].stride();
+                let window = Window { col0, row0, width, height, stride };
                 for k in 0..rasters.len() {
                     let reader = &mut readers[k];
-                    stride = reader.stride();
-                    let window = Window { col0, row0, width, height, stride };
                     let too_many = |e| {
                         StageError::data(format!("{}: {e}", rasters[k].path.display()))
                             .with_hint("a land-use raster holds class codes; check that this is the right file")
                     };
-                    let pixels = reader.read(index).map_err(|e| StageError::data(e.to_string()))?;
+                    let pixels = if direct[k] {
+                        reader.read(index)
+                    } else {
+                        regions[k].read(reader, rasters[k], window)
+                    }
+                    .map_err(|e| StageError::data(e.to_string()))?;
                     let counts = match pixels {
                         ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
                         ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
@@ -895,7 +1022,6 @@ fn histogram_pass(
                     let n = classes[a].len().min(classes[b].len());
                     pair_buf.clear();
                     pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| x * 8 + y));
-                    let window = Window { col0, row0, width, height, stride };
                     let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
@@ -1260,10 +1386,10 @@ mod tests {
             "{:?}",
             r.warnings
         );
-        // Same grid, different tiling (16 × 16 tiles vs strips): areas for both years, no
-        // transfer matrix, and a warning saying why.
+        // Different grids (lon/lat vs Albers): areas for both years, no transfer matrix, and a
+        // warning saying why.
         let params = serde_json::json!({
-            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_strip_lzw.tif" },
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "geo_u16_tiled_deflate.tif" },
             "scheme": "clcd",
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
@@ -1323,8 +1449,52 @@ mod tests {
 
     #[test]
     fn transitions_sum_to_the_areas_of_year_from() {
+        // 2000 tiled 16 × 16, 2020 tiled the same: chunk for chunk.
+        transitions_check("proj_u8_tiled_deflate.tif");
+        // 2000 in strips of 8 rows (uint16 DEFLATE, uint8 LZW), 2020 in 16 × 16 tiles: each
+        // 40 × 8 strip window of the pass is assembled from parts of three 2020 tiles.
+        transitions_check("proj_u16_strip_deflate_pred2.tif");
+        transitions_check("proj_u8_strip_lzw.tif");
+    }
+
+    #[test]
+    fn transitions_of_identical_maps_in_different_tilings_are_diagonal() {
+        // The same pattern tiled (2000) and in strips (2005): every pixel keeps its class, so the
+        // matrix is diagonal with the 2000 class areas (U2: cultivated 125 px = 11.25 ha).
         let params = serde_json::json!({
-            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2005": "proj_u16_strip_packbits.tif" },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let a = areas(&r);
+        let t = &r.outputs["transitions"];
+        let u = table::ids(t, "t", UNIT_ID).unwrap();
+        let (cf, ct) = (
+            table::strings(t, "t", "class_from").unwrap(),
+            table::strings(t, "t", "class_to").unwrap(),
+        );
+        let ha = table::f64s(t, "t", "area_ha").unwrap();
+        for i in 0..t.num_rows() {
+            let expect = if cf[i] == ct[i] {
+                a[&(u[i].clone(), 2000, cf[i].clone())].1
+            } else {
+                0.0
+            };
+            assert!(
+                (ha[i] - expect).abs() < 1e-9,
+                "{} {} → {}: {}",
+                u[i],
+                cf[i],
+                ct[i],
+                ha[i]
+            );
+        }
+        assert!((a[&("U2".to_owned(), 2005, "cultivated".to_owned())].1 - 11.25).abs() < 1e-9);
+    }
+
+    fn transitions_check(first: &str) {
+        let params = serde_json::json!({
+            "rasters": { "2000": first, "2020": "proj_u8_tiled_deflate_2020.tif" },
             "scheme": "clcd",
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
