@@ -174,6 +174,19 @@ and reclassified into the same `areas` table.";
                 )),
             );
         }
+        if let Some(path) = params.scheme_path()
+            && !(path.to_ascii_lowercase().ends_with(".csv")
+                || path.contains('/')
+                || path.contains('\\'))
+        {
+            return Err(StageError::data(format!(
+                "`scheme: {path}` is neither a built-in scheme nor a CSV path"
+            ))
+            .with_hint(format!(
+                "built-in schemes: {}; a user table is a `.csv` file with columns code,class",
+                Scheme::BUILTIN.join(", ")
+            )));
+        }
         if let Some(crs) = &params.crs {
             proj4rs::Proj::from_user_string(crs).map_err(|e| {
                 StageError::data(format!("`crs: {crs}` is not a CRS proj4rs knows: {e}")).with_hint("give `EPSG:<code>` or a PROJ string such as `+proj=aea +lat_1=25 +lat_2=47 +lon_0=105 +ellps=WGS84`")
@@ -1731,6 +1744,15 @@ mod tests {
             .unwrap();
         assert!(
             err.message.contains("`year2000` is not a year"),
+            "{}",
+            err.message
+        );
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "2000": "a.tif" }, "scheme": "cldc" }))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("neither a built-in scheme"),
             "{}",
             err.message
         );
