@@ -98,11 +98,34 @@ fn main() {
             .iter()
             .map(|(n, b)| format!("{n}={}", b.num_rows()))
             .collect();
+        let areas = &out[0].1;
+        let px: i64 = pipeline::table::i64s(areas, "areas", "pixels")
+            .expect("pixels")
+            .iter()
+            .sum();
+        let ha: f64 = pipeline::table::f64s(areas, "areas", "area_ha")
+            .expect("area_ha")
+            .iter()
+            .sum();
         println!(
-            "run {run}: {secs:.3} s  ({})  peak RSS {:.0} MB",
+            "run {run}: {secs:.3} s  ({})  classified pixels {px}, {:.1} km²  peak RSS {:.0} MB",
             rows.join(" "),
+            ha / 100.0,
             peak_rss_mb()
         );
+        if run == 0
+            && let Ok(path) = std::env::var("LANDUSE_BENCH_CODES")
+        {
+            // unit_id,code,pixels of the first year, for comparison with the Python references.
+            let codes = &out[3].1;
+            let ids = pipeline::table::ids(codes, "codes", "unit_id").expect("unit_id");
+            let code = pipeline::table::i64s(codes, "codes", "code").expect("code");
+            let px = pipeline::table::i64s(codes, "codes", "pixels").expect("pixels");
+            let lines: Vec<String> = (0..ids.len())
+                .map(|i| format!("{},{},{}", ids[i], code[i], px[i]))
+                .collect();
+            std::fs::write(path, lines.join("\n") + "\n").expect("codes file is writable");
+        }
         if run == 0 {
             for w in ctx.take_warnings().iter().take(5) {
                 println!("  warning: {w}");

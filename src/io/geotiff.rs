@@ -781,6 +781,106 @@ mod tests {
         );
     }
 
+    /// Writes a 4 × 2 uint8 GeoTIFF with the tiff crate's encoder and hand-made geo tags.
+    fn write_geotiff(path: &Path, transformation: &[f64], geokeys: &[u16]) {
+        let mut file = File::create(path).unwrap();
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut file).unwrap();
+        let mut image = enc
+            .new_image::<tiff::encoder::colortype::Gray8>(4, 2)
+            .unwrap();
+        image
+            .encoder()
+            .write_tag(Tag::ModelTransformationTag, transformation)
+            .unwrap();
+        image
+            .encoder()
+            .write_tag(Tag::GeoKeyDirectoryTag, geokeys)
+            .unwrap();
+        image.encoder().write_tag(Tag::GdalNodata, "255").unwrap();
+        image.write_data(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+    }
+
+    #[test]
+    fn reads_model_transformation_epsg_codes_and_pixel_is_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("utm.tif");
+        // ModelTransformation (row-major 4 × 4): x = 30·col + 500000, y = −30·row + 3800000.
+        let m = [
+            30.0,
+            0.0,
+            0.0,
+            500_000.0,
+            0.0,
+            -30.0,
+            0.0,
+            3_800_000.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+        ];
+        // GeoKeys: version 1.1.0, 3 keys: model type 1 (projected), raster type 2 (PixelIsPoint),
+        // ProjectedCSType 32650 (WGS 84 / UTM 50N).
+        let keys = [1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 2, 3072, 0, 1, 32650];
+        write_geotiff(&path, &m, &keys);
+        let info = open(&path).unwrap();
+        // PixelIsPoint: the matrix maps pixel centres, so the corner is half a pixel up-left.
+        assert_eq!(
+            info.transform,
+            GeoTransform {
+                x0: 499_985.0,
+                y0: 3_800_015.0,
+                dx: 30.0,
+                dy: -30.0
+            }
+        );
+        let crs = info.crs.unwrap();
+        assert_eq!(
+            (crs.geographic, crs.epsg, crs.proj4),
+            (false, Some(32650), None)
+        );
+        assert_eq!(info.nodata, Some(255));
+        // A rotated transformation is refused with a clear message.
+        let rotated = [
+            30.0,
+            5.0,
+            0.0,
+            500_000.0,
+            5.0,
+            -30.0,
+            0.0,
+            3_800_000.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+        ];
+        write_geotiff(&path, &rotated, &keys);
+        let err = open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("rotated or sheared raster") && err.contains("not supported"),
+            "{err}"
+        );
+        // A user-defined projection method the reader does not build (6 = oblique Mercator).
+        let keys = [
+            1, 1, 0, 4, 1024, 0, 1, 1, 2048, 0, 1, 4326, 3072, 0, 1, 32767, 3075, 0, 1, 6,
+        ];
+        write_geotiff(&path, &m, &keys);
+        let err = open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("user-defined projection method 6") && err.contains("`crs` parameter"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn unsupported_files_say_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,17 @@ impl Scheme {
     }
 
     /// A built-in scheme by name: `clcd`, `cnlucc` or `igbp`.
+    ///
+    /// # References
+    /// See [`clcd`], [`cnlucc`] and [`igbp`].
+    ///
+    /// # Examples
+    /// ```
+    /// use pipeline::methods::landuse_scheme::{CodeClass, LandClass, Scheme};
+    /// let s = Scheme::builtin("clcd").unwrap();
+    /// assert_eq!(s.classify(2), CodeClass::Class(LandClass::Forest));
+    /// assert!(Scheme::builtin("corine").is_none());
+    /// ```
     pub fn builtin(name: &str) -> Option<Scheme> {
         match name {
             "clcd" => Some(clcd()),
@@ -254,7 +265,29 @@ pub enum SchemeError {
 }
 
 /// Builds a scheme from `(line, code, class)` text rows of a user table; the class may also
-/// be `excluded` (or `nodata`) for fill codes.
+/// be `excluded` (or `nodata`) for fill codes. Class names are case-insensitive.
+///
+/// # Units
+/// Codes are the raster's integer values; classes are names.
+///
+/// # References
+/// A user's own reclassification table (e.g. for GlobeLand30 or ESA WorldCover codes).
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::landuse_scheme::{scheme_from_rows, CodeClass, LandClass};
+/// // ESA WorldCover: 10 tree cover, 40 cropland, 50 built-up, 0 no data.
+/// let rows = vec![
+///     (2, "10".to_owned(), "forest".to_owned()),
+///     (3, "40".to_owned(), "Cultivated".to_owned()),
+///     (4, "50".to_owned(), "construction".to_owned()),
+///     (5, "0".to_owned(), "excluded".to_owned()),
+/// ];
+/// let s = scheme_from_rows("worldcover.csv", &rows).unwrap();
+/// assert_eq!(s.classify(40), CodeClass::Class(LandClass::Cultivated));
+/// assert_eq!(s.classify(0), CodeClass::Excluded);
+/// assert_eq!(s.classify(60), CodeClass::Unmapped);
+/// ```
 pub fn scheme_from_rows(
     name: &str,
     rows: &[(usize, String, String)],

@@ -38,8 +38,28 @@ impl Pixel for u16 {
 /// The most distinct values one raster may have: a categorical raster has a few dozen.
 pub const MAX_CODES: usize = 1024;
 
-const NEW: u16 = u16::MAX;
 const COPIES: usize = 4;
+/// Lookup-table entry of a value not seen yet: counts land in a trap bin past the real ones.
+const TRAP: u16 = MAX_CODES as u16;
+const LUT_LEN: usize = 1 << 16;
+const LOCAL_LEN: usize = COPIES * (MAX_CODES + 1);
+
+/// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`.
+/// Fixed-size tables and a clamped bin keep the loop free of bounds checks and branches.
+#[inline(always)]
+fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T], delta: u32) {
+    let mut quads = seg.chunks_exact(COPIES);
+    for q in &mut quads {
+        for (k, v) in q.iter().enumerate() {
+            let i = COPIES * usize::from(lut[v.index()]).min(MAX_CODES) + k;
+            local[i] = local[i].wrapping_add(delta);
+        }
+    }
+    for (k, v) in quads.remainder().iter().enumerate() {
+        let i = COPIES * usize::from(lut[v.index()]).min(MAX_CODES) + k;
+        local[i] = local[i].wrapping_add(delta);
+    }
+}
 
 /// A rectangle of the raster held in memory, row-major, rows `stride` pixels apart
 /// (`stride ≥ width`: a padded edge tile keeps its padding).
@@ -76,9 +96,9 @@ struct Slot {
 /// Reusable scratch for counting windows of one raster (one per worker thread): a value → bin
 /// table filled as values appear, interleaved run counters, and per-unit sums for the window.
 pub struct Histogrammer {
-    lut: Vec<u16>,
+    lut: Box<[u16; LUT_LEN]>,
     codes: Vec<u32>,
-    local: Vec<u32>,
+    local: Box<[u32; LOCAL_LEN]>,
     slot_of_unit: Vec<u32>,
     slots: Vec<Slot>,
 }
@@ -87,9 +107,15 @@ impl Histogrammer {
     /// Scratch for a raster of pixel type `T` and `n_units` units.
     pub fn new<T: Pixel>(n_units: usize) -> Self {
         Self {
-            lut: vec![NEW; T::VALUES],
+            lut: vec![TRAP; LUT_LEN]
+                .into_boxed_slice()
+                .try_into()
+                .expect("LUT_LEN entries"),
             codes: Vec::new(),
-            local: vec![0; COPIES * MAX_CODES],
+            local: vec![0; LOCAL_LEN]
+                .into_boxed_slice()
+                .try_into()
+                .expect("LOCAL_LEN entries"),
             slot_of_unit: vec![u32::MAX; n_units],
             slots: Vec::new(),
         }
@@ -209,22 +235,16 @@ impl Histogrammer {
                 }
                 current = Some(span.unit);
                 let seg = &row[(a - c0) as usize..(b - c0) as usize];
-                let mut quads = seg.chunks_exact(COPIES);
-                for q in &mut quads {
-                    for (k, v) in q.iter().enumerate() {
-                        let mut bin = self.lut[v.index()];
-                        if bin == NEW {
-                            bin = self.assign(v.index())?;
+                tally(&self.lut, &mut self.local, seg, 1);
+                if self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0) {
+                    // New values: undo, give them bins, count again (rare: once per value).
+                    tally(&self.lut, &mut self.local, seg, u32::MAX);
+                    for v in seg {
+                        if self.lut[v.index()] == TRAP {
+                            self.assign(v.index())?;
                         }
-                        self.local[COPIES * bin as usize + k] += 1;
                     }
-                }
-                for (k, v) in quads.remainder().iter().enumerate() {
-                    let mut bin = self.lut[v.index()];
-                    if bin == NEW {
-                        bin = self.assign(v.index())?;
-                    }
-                    self.local[COPIES * bin as usize + k] += 1;
+                    tally(&self.lut, &mut self.local, seg, 1);
                 }
                 if area.is_some() {
                     self.flush(span.unit, area);

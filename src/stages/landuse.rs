@@ -23,7 +23,7 @@ use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
-use crate::methods::zonal::{Count, Histogrammer, Pixel, Window};
+use crate::methods::zonal::{Count, Histogrammer, Window};
 use crate::table::{self, TableBuilder};
 
 /// The `landuse` stage kind.
@@ -48,6 +48,8 @@ pub struct Params {
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
 const NO_CLASS: u8 = 6;
+/// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
+const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
 const UNIT_ID: &str = "unit_id";
 
@@ -139,7 +141,7 @@ and reclassified into the same `areas` table.";
         vec![
             OutputDecl::new("areas", "area of each class per unit and year (every class listed, zeros included)")
                 .with_columns([UNIT_ID, "year", "class", "pixels", "area_ha"]),
-            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years")
+            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years (pixels with NoData or an unclassified code in either year left out)")
                 .with_columns([UNIT_ID, "year_from", "year_to", "class_from", "class_to", "area_ha"]),
             OutputDecl::new("transitions_total", "the transfer matrices summed over all units")
                 .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
@@ -171,6 +173,19 @@ and reclassified into the same `areas` table.";
                     Scheme::BUILTIN.join(", ")
                 )),
             );
+        }
+        if let Some(path) = params.scheme_path()
+            && !(path.to_ascii_lowercase().ends_with(".csv")
+                || path.contains('/')
+                || path.contains('\\'))
+        {
+            return Err(StageError::data(format!(
+                "`scheme: {path}` is neither a built-in scheme nor a CSV path"
+            ))
+            .with_hint(format!(
+                "built-in schemes: {}; a user table is a `.csv` file with columns code,class",
+                Scheme::BUILTIN.join(", ")
+            )));
         }
         if let Some(crs) = &params.crs {
             proj4rs::Proj::from_user_string(crs).map_err(|e| {
@@ -460,6 +475,17 @@ fn from_rasters(
             StageError::data(format!("year {year}: {e}"))
                 .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
         })?;
+        // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
+        let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
+        let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
+        if chunk_mb > MAX_CHUNK_MB {
+            return Err(StageError::data(format!(
+                "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
+                info.path.display(),
+                info.chunk_height
+            ))
+            .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
+        }
         infos.push(info);
     }
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -541,18 +567,9 @@ fn from_rasters(
             PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
         });
 
-        // One pass per chunk layout; transitions between consecutive years sharing it.
-        let mut layouts: Vec<Vec<usize>> = Vec::new();
-        for &i in group {
-            match layouts
-                .iter_mut()
-                .find(|l| infos[l[0]].same_layout(&infos[i]))
-            {
-                Some(l) => l.push(i),
-                None => layouts.push(vec![i]),
-            }
-        }
-        for layout in &layouts {
+        // One pass over all years on this grid; transitions between consecutive years.
+        {
+            let layout = group;
             let rasters: Vec<&GeoTiffInfo> = layout.iter().map(|&i| &infos[i]).collect();
             // Pairs (positions within `layout`) of years consecutive in the whole list.
             let pairs: Vec<(usize, usize)> = layout
@@ -560,7 +577,7 @@ fn from_rasters(
                 .enumerate()
                 .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
                 .collect();
-            let class_luts: Vec<Vec<u8>> =
+            let class_luts: Vec<Box<[u8; 1 << 16]>> =
                 rasters.iter().map(|info| class_lut(info, scheme)).collect();
             let layers = histogram_pass(
                 &rasters,
@@ -594,7 +611,7 @@ fn from_rasters(
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
             ctx.warn(format!(
-                "no transitions {} → {}: the two rasters differ in grid, CRS or tiling (warp and re-tile one onto the other's grid)",
+                "no transitions {} → {}: the two rasters differ in grid or CRS (warp one onto the other's grid)",
                 w[0].0, w[1].0
             ));
         }
@@ -766,29 +783,151 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
 }
 
-/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped).
-fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Vec<u8> {
-    let n = match info.sample {
-        SampleType::U8 => u8::VALUES,
-        SampleType::U16 => u16::VALUES,
-    };
-    (0..n)
+/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
+/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check).
+fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
+    let lut: Vec<u8> = (0..=u32::from(u16::MAX))
         .map(|v| {
-            let v32 = u32::try_from(v).expect("pixel values fit u32");
-            if info.nodata == Some(v32) {
+            if info.nodata == Some(v) {
                 return NO_CLASS;
             }
-            match scheme.classify(i64::from(v32)) {
+            match scheme.classify(i64::from(v)) {
                 CodeClass::Class(c) => u8::try_from(c.index()).expect("six classes"),
                 _ => NO_CLASS,
             }
         })
-        .collect()
+        .collect();
+    lut.into_boxed_slice().try_into().expect("2^16 entries")
+}
+
+/// Decoded chunks of a raster tiled differently from the pass's first raster, kept while the
+/// windows being read overlap them (a band of strips serves every tile across the band).
+struct RegionCache {
+    chunks: Vec<(usize, usize, OwnedChunk)>,
+    out: OwnedChunk,
+}
+
+enum OwnedChunk {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+/// The most chunk bytes one region cache keeps.
+const REGION_CACHE_BYTES: usize = 64 << 20;
+
+fn copy_rect<T: Copy>(
+    dst: &mut [T],
+    dst_stride: usize,
+    src: &[T],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    for r in 0..rows {
+        dst[r * dst_stride..r * dst_stride + cols]
+            .copy_from_slice(&src[r * src_stride..r * src_stride + cols]);
+    }
+}
+
+impl RegionCache {
+    fn new(sample: SampleType) -> Self {
+        let out = match sample {
+            SampleType::U8 => OwnedChunk::U8(Vec::new()),
+            SampleType::U16 => OwnedChunk::U16(Vec::new()),
+        };
+        Self {
+            chunks: Vec::new(),
+            out,
+        }
+    }
+
+    /// The pixels of `window` (laid out `window.stride` apart), assembled from the chunks of
+    /// `info` that overlap it.
+    fn read(
+        &mut self,
+        reader: &mut ChunkReader,
+        info: &GeoTiffInfo,
+        window: Window,
+    ) -> Result<ChunkPixels<'_>, geotiff::GeoTiffError> {
+        let Window {
+            col0,
+            row0,
+            width,
+            height,
+            stride,
+        } = window;
+        // Windows come in row-major order: chunks ending above this one are done with.
+        self.chunks.retain(|(_, row_end, _)| *row_end > row0);
+        let len = stride * (height - 1) + width;
+        match &mut self.out {
+            OwnedChunk::U8(v) => v.resize(len, 0),
+            OwnedChunk::U16(v) => v.resize(len, 0),
+        }
+        let src_stride = reader.stride();
+        let (cw, ch) = (info.chunk_width, info.chunk_height);
+        for cy in row0 / ch..=(row0 + height - 1) / ch {
+            for cx in col0 / cw..=(col0 + width - 1) / cw {
+                let index = cy * info.chunks_across() + cx;
+                let (cc0, cr0, cwid, chei) = info.chunk_rect(index);
+                if !self.chunks.iter().any(|(i, ..)| *i == index) {
+                    let cached: usize = self
+                        .chunks
+                        .iter()
+                        .map(|(.., c)| match c {
+                            OwnedChunk::U8(v) => v.len(),
+                            OwnedChunk::U16(v) => 2 * v.len(),
+                        })
+                        .sum();
+                    if cached > REGION_CACHE_BYTES {
+                        self.chunks.clear();
+                    }
+                    let owned = match reader.read(index)? {
+                        ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
+                        ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
+                    };
+                    self.chunks.push((index, cr0 + chei, owned));
+                }
+                let (_, _, chunk) = self
+                    .chunks
+                    .iter()
+                    .find(|(i, ..)| *i == index)
+                    .expect("chunk was just cached");
+                let (x0, x1) = (col0.max(cc0), (col0 + width).min(cc0 + cwid));
+                let (y0, y1) = (row0.max(cr0), (row0 + height).min(cr0 + chei));
+                let dst_at = (y0 - row0) * stride + (x0 - col0);
+                let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
+                match (&mut self.out, chunk) {
+                    (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
+                        &mut d[dst_at..],
+                        stride,
+                        &s[src_at..],
+                        src_stride,
+                        y1 - y0,
+                        x1 - x0,
+                    ),
+                    (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
+                        &mut d[dst_at..],
+                        stride,
+                        &s[src_at..],
+                        src_stride,
+                        y1 - y0,
+                        x1 - x0,
+                    ),
+                    _ => unreachable!("a raster's chunks all have its pixel type"),
+                }
+            }
+        }
+        Ok(match &self.out {
+            OwnedChunk::U8(v) => ChunkPixels::U8(v),
+            OwnedChunk::U16(v) => ChunkPixels::U16(v),
+        })
+    }
 }
 
 /// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
 struct Worker {
     readers: Vec<ChunkReader>,
+    regions: Vec<RegionCache>,
     hists: Vec<Histogrammer>,
     classes: Vec<Vec<u8>>,
     pair_buf: Vec<u8>,
@@ -810,6 +949,10 @@ fn new_worker(
     }
     hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u8>(n_units)));
     Ok(Worker {
+        regions: rasters
+            .iter()
+            .map(|info| RegionCache::new(info.sample))
+            .collect(),
         readers,
         hists,
         classes: vec![Vec::new(); rasters.len()],
@@ -828,7 +971,7 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
 fn histogram_pass(
     rasters: &[&GeoTiffInfo],
     pairs: &[(usize, usize)],
-    class_luts: &[Vec<u8>],
+    class_luts: &[Box<[u8; 1 << 16]>],
     spans: &Spans,
     n_units: usize,
     row_area: Option<&[f64]>,
@@ -841,6 +984,8 @@ fn histogram_pass(
             window_has_spans(spans, c0, r0, w, h)
         })
         .collect();
+    // Rasters tiled like the first are read chunk for chunk; others through a region cache.
+    let direct: Vec<bool> = rasters.iter().map(|r| r.same_layout(layout)).collect();
     let in_pair: Vec<bool> = (0..rasters.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
@@ -855,17 +1000,22 @@ fn histogram_pass(
                 let worker = worker.as_mut().map_err(|e| e.clone())?;
                 let (col0, row0, width, height) = layout.chunk_rect(index);
                 let mut out = Vec::with_capacity(rasters.len() + pairs.len());
-                let Worker { readers, hists, classes, pair_buf } = worker;
-                let mut stride = 0;
+                let Worker { readers, regions, hists, classes, pair_buf } = worker;
+                // Every raster's window is laid out with the first raster's chunk stride.
+                let stride = readers[0].stride();
+                let window = Window { col0, row0, width, height, stride };
                 for k in 0..rasters.len() {
                     let reader = &mut readers[k];
-                    stride = reader.stride();
-                    let window = Window { col0, row0, width, height, stride };
                     let too_many = |e| {
                         StageError::data(format!("{}: {e}", rasters[k].path.display()))
                             .with_hint("a land-use raster holds class codes; check that this is the right file")
                     };
-                    let pixels = reader.read(index).map_err(|e| StageError::data(e.to_string()))?;
+                    let pixels = if direct[k] {
+                        reader.read(index)
+                    } else {
+                        regions[k].read(reader, rasters[k], window)
+                    }
+                    .map_err(|e| StageError::data(e.to_string()))?;
                     let counts = match pixels {
                         ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
                         ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
@@ -885,7 +1035,6 @@ fn histogram_pass(
                     let n = classes[a].len().min(classes[b].len());
                     pair_buf.clear();
                     pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| x * 8 + y));
-                    let window = Window { col0, row0, width, height, stride };
                     let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
@@ -1047,6 +1196,7 @@ mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
     use arrow_array::{BinaryArray, RecordBatch};
+    use geo::polygon;
     use std::path::Path;
 
     fn fixtures() -> PathBuf {
@@ -1203,6 +1353,71 @@ mod tests {
     }
 
     #[test]
+    fn epsg_projected_raster_is_reprojected_and_flagged_as_not_equal_area() {
+        // The same pattern and unit boxes on a UTM 50N grid (EPSG:32650 in the GeoKeys, no
+        // parameters): units are reprojected through proj4rs' EPSG table.
+        let params = serde_json::json!({ "rasters": { "2010": "utm_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", units_table("units_utm_lonlat.geojson")).unwrap();
+        let a = areas(&r);
+        for (unit, px) in expected_pixels() {
+            for c in LandClass::ALL {
+                let (p, ha) = a[&(unit.to_owned(), 2010, c.as_str().to_owned())];
+                assert_eq!(p, px[c.index()], "{unit} {c}");
+                assert!((ha - px[c.index()] as f64 * 0.09).abs() < 1e-9);
+            }
+        }
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("EPSG:32650, which is not an equal-area projection")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn partial_units_and_mismatched_tilings_are_warned() {
+        // A box across the west edge of the lon/lat raster: lon 112.95–113.05 × lat 34.90–34.95
+        // holds the centres of cols 0–4 (113.005 … 113.045) × rows 5–9 → 25 px of value 1.
+        let edge = polygon![(x: 112.95, y: 34.90), (x: 113.05, y: 34.90), (x: 113.05, y: 34.95), (x: 112.95, y: 34.95)];
+        let wkb = crate::io::wkb::encode(&MultiPolygon(vec![edge]));
+        let t = TableBuilder::new()
+            .str(UNIT_ID, &["edge"])
+            .array("geometry", Arc::new(BinaryArray::from_iter_values([wkb])))
+            .build()
+            .unwrap();
+        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", t).unwrap();
+        assert_eq!(
+            areas(&r)[&("edge".to_owned(), 2000, "cultivated".to_owned())].0,
+            25
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("unit `edge` extends beyond the raster")),
+            "{:?}",
+            r.warnings
+        );
+        // Different grids (lon/lat vs Albers): areas for both years, no transfer matrix, and a
+        // warning saying why.
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "geo_u16_tiled_deflate.tif" },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        assert_eq!(r.outputs["areas"].num_rows(), 6 * 2 * 6);
+        assert_eq!(r.outputs["transitions"].num_rows(), 0);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("no transitions 2000 → 2020")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
     fn geographic_raster_uses_row_areas_on_the_ellipsoid() {
         let params = serde_json::json!({ "rasters": { "2005": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
         let r = run(params, "units", units_table("units_geo.geojson")).unwrap();
@@ -1247,8 +1462,52 @@ mod tests {
 
     #[test]
     fn transitions_sum_to_the_areas_of_year_from() {
+        // 2000 tiled 16 × 16, 2020 tiled the same: chunk for chunk.
+        transitions_check("proj_u8_tiled_deflate.tif");
+        // 2000 in strips of 8 rows (uint16 DEFLATE, uint8 LZW), 2020 in 16 × 16 tiles: each
+        // 40 × 8 strip window of the pass is assembled from parts of three 2020 tiles.
+        transitions_check("proj_u16_strip_deflate_pred2.tif");
+        transitions_check("proj_u8_strip_lzw.tif");
+    }
+
+    #[test]
+    fn transitions_of_identical_maps_in_different_tilings_are_diagonal() {
+        // The same pattern tiled (2000) and in strips (2005): every pixel keeps its class, so the
+        // matrix is diagonal with the 2000 class areas (U2: cultivated 125 px = 11.25 ha).
         let params = serde_json::json!({
-            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2005": "proj_u16_strip_packbits.tif" },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let a = areas(&r);
+        let t = &r.outputs["transitions"];
+        let u = table::ids(t, "t", UNIT_ID).unwrap();
+        let (cf, ct) = (
+            table::strings(t, "t", "class_from").unwrap(),
+            table::strings(t, "t", "class_to").unwrap(),
+        );
+        let ha = table::f64s(t, "t", "area_ha").unwrap();
+        for i in 0..t.num_rows() {
+            let expect = if cf[i] == ct[i] {
+                a[&(u[i].clone(), 2000, cf[i].clone())].1
+            } else {
+                0.0
+            };
+            assert!(
+                (ha[i] - expect).abs() < 1e-9,
+                "{} {} → {}: {}",
+                u[i],
+                cf[i],
+                ct[i],
+                ha[i]
+            );
+        }
+        assert!((a[&("U2".to_owned(), 2005, "cultivated".to_owned())].1 - 11.25).abs() < 1e-9);
+    }
+
+    fn transitions_check(first: &str) {
+        let params = serde_json::json!({
+            "rasters": { "2000": first, "2020": "proj_u8_tiled_deflate_2020.tif" },
             "scheme": "clcd",
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
@@ -1485,6 +1744,15 @@ mod tests {
             .unwrap();
         assert!(
             err.message.contains("`year2000` is not a year"),
+            "{}",
+            err.message
+        );
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "2000": "a.tif" }, "scheme": "cldc" }))
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("neither a built-in scheme"),
             "{}",
             err.message
         );
