@@ -92,7 +92,7 @@ fn source_name(year: i64) -> String {
 
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
@@ -577,17 +577,34 @@ fn from_rasters(
                 .enumerate()
                 .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
                 .collect();
+            // The histograms do not depend on the scheme: they are memoised on the units, the
+            // rasters and the CRS, so a changed reclassification reruns only what follows.
+            let depends: Vec<String> = std::iter::once("port:units".to_owned())
+                .chain(
+                    layout
+                        .iter()
+                        .map(|&i| format!("source:{}", source_name(years[i].0))),
+                )
+                .collect();
+            let memo_params = serde_json::json!({
+                "crs": params.crs,
+                "years": layout.iter().map(|&i| years[i].0).collect::<Vec<_>>(),
+                "pairs": pairs,
+            });
+            let n_layers = rasters.len() + pairs.len();
+            let table = ctx.memo("histograms", &depends, &memo_params, || {
+                let layers = histogram_pass(&rasters, &pairs, &spans, n_units, area.rows(), ctx)?;
+                layers_to_table(&layers)
+            })?;
+            let mut layers = table_to_layers(&table, n_layers)?;
             let class_luts: Vec<Box<[u8; 1 << 16]>> =
                 rasters.iter().map(|info| class_lut(info, scheme)).collect();
-            let layers = histogram_pass(
-                &rasters,
-                &pairs,
-                &class_luts,
-                &spans,
-                n_units,
-                area.rows(),
-                ctx,
-            )?;
+            for (p, &(a, b)) in pairs.iter().enumerate() {
+                check_pair_codes(&layers[a], rasters[a])?;
+                check_pair_codes(&layers[b], rasters[b])?;
+                let raw = std::mem::take(&mut layers[rasters.len() + p]);
+                layers[rasters.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
+            }
             let mut layers = layers.into_iter();
             for &i in layout {
                 let codes = layers.next().expect("one layer per raster");
@@ -930,7 +947,7 @@ struct Worker {
     regions: Vec<RegionCache>,
     hists: Vec<Histogrammer>,
     classes: Vec<Vec<u8>>,
-    pair_buf: Vec<u8>,
+    pair_buf: Vec<u16>,
 }
 
 fn new_worker(
@@ -947,7 +964,7 @@ fn new_worker(
             SampleType::U16 => Histogrammer::new::<u16>(n_units),
         });
     }
-    hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u8>(n_units)));
+    hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u16>(n_units)));
     Ok(Worker {
         regions: rasters
             .iter()
@@ -960,6 +977,94 @@ fn new_worker(
     })
 }
 
+/// The count maps of a pass as a table (layer, unit, code, pixels, area_m2), for the memo.
+fn layers_to_table(layers: &[CountMap]) -> Result<arrow_array::RecordBatch, StageError> {
+    let rows = || {
+        layers
+            .iter()
+            .enumerate()
+            .flat_map(|(layer, map)| map.iter().map(move |(k, v)| (layer, k, v)))
+    };
+    TableBuilder::new()
+        .i64("layer", rows().map(|(layer, _, _)| layer as i64).collect())
+        .i64(
+            "unit",
+            rows().map(|(_, &(unit, _), _)| i64::from(unit)).collect(),
+        )
+        .i64(
+            "code",
+            rows().map(|(_, &(_, code), _)| i64::from(code)).collect(),
+        )
+        .i64(
+            "pixels",
+            rows().map(|(_, _, &(pixels, _))| to_i64(pixels)).collect(),
+        )
+        .f64("area_m2", rows().map(|(_, _, &(_, area))| area).collect())
+        .build()
+}
+
+/// The inverse of [`layers_to_table`].
+fn table_to_layers(
+    t: &arrow_array::RecordBatch,
+    n_layers: usize,
+) -> Result<Vec<CountMap>, StageError> {
+    let name = "landuse histograms";
+    let (layer, unit, code) = (
+        table::i64s(t, name, "layer")?,
+        table::i64s(t, name, "unit")?,
+        table::i64s(t, name, "code")?,
+    );
+    let (pixels, area) = (
+        table::i64s(t, name, "pixels")?,
+        table::f64s(t, name, "area_m2")?,
+    );
+    let mut layers = vec![CountMap::new(); n_layers];
+    for i in 0..t.num_rows() {
+        let bad = || StageError::internal("a memoised histogram does not fit this raster layout");
+        let map = layers
+            .get_mut(usize::try_from(layer[i]).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        let key = (
+            u32::try_from(unit[i]).map_err(|_| bad())?,
+            u32::try_from(code[i]).map_err(|_| bad())?,
+        );
+        map.insert(key, (u64::try_from(pixels[i]).map_err(|_| bad())?, area[i]));
+    }
+    Ok(layers)
+}
+
+/// Transitions are counted on raw codes capped at 255: a 16-bit raster whose classes use codes
+/// above 254 cannot be told apart there.
+fn check_pair_codes(codes: &CountMap, info: &GeoTiffInfo) -> Result<(), StageError> {
+    if let Some(&(_, code)) = codes
+        .keys()
+        .find(|&&(_, c)| c >= 255 && info.nodata != Some(c))
+    {
+        return Err(StageError::data(format!(
+            "{}: code {code}: transition matrices need class codes below 255",
+            info.path.display()
+        ))
+        .with_hint(
+            "recode the raster (CLCD and CNLUCC codes are all below 255), or list one year only",
+        ));
+    }
+    Ok(())
+}
+
+/// Raw code pairs (code_from·256 + code_to) to class pairs (class_from·8 + class_to).
+fn classify_pairs(raw: CountMap, from: &[u8; 1 << 16], to: &[u8; 1 << 16]) -> CountMap {
+    let mut out = CountMap::new();
+    for ((unit, pair), (pixels, area)) in raw {
+        let (a, b) = (from[(pair >> 8) as usize], to[(pair & 0xff) as usize]);
+        let e = out
+            .entry((unit, u32::from(a) * 8 + u32::from(b)))
+            .or_insert((0, 0.0));
+        e.0 += pixels;
+        e.1 += area;
+    }
+    out
+}
+
 fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> bool {
     let (c0u, c1u) = (c0 as u32, (c0 + w) as u32);
     !spans.rows_empty(r0, r0 + h)
@@ -967,11 +1072,12 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
 }
 
 /// Reads all rasters of one layout chunk by chunk in parallel and returns one count map per
-/// raster, then one per pair (keyed by class_from·8 + class_to).
+/// raster, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
+/// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
+/// scheme, so the result can be memoised across reclassifications.
 fn histogram_pass(
     rasters: &[&GeoTiffInfo],
     pairs: &[(usize, usize)],
-    class_luts: &[Box<[u8; 1 << 16]>],
     spans: &Spans,
     n_units: usize,
     row_area: Option<&[f64]>,
@@ -1022,19 +1128,19 @@ fn histogram_pass(
                     };
                     out.push(counts);
                     if in_pair[k] {
-                        let lut = &class_luts[k];
+                        // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
                         let cls = &mut classes[k];
                         cls.clear();
                         match pixels {
-                            ChunkPixels::U8(d) => cls.extend(d.iter().map(|&v| lut[usize::from(v)])),
-                            ChunkPixels::U16(d) => cls.extend(d.iter().map(|&v| lut[usize::from(v)])),
+                            ChunkPixels::U8(d) => cls.extend_from_slice(d),
+                            ChunkPixels::U16(d) => cls.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX))),
                         }
                     }
                 }
                 for (p, &(a, b)) in pairs.iter().enumerate() {
                     let n = classes[a].len().min(classes[b].len());
                     pair_buf.clear();
-                    pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| x * 8 + y));
+                    pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)));
                     let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
@@ -1789,5 +1895,120 @@ mod tests {
                 .count(),
             6
         );
+    }
+
+    /// Counts what the stage asks of the memo store.
+    #[derive(Default)]
+    struct CountingStore {
+        tables: std::sync::Mutex<BTreeMap<crate::engine::key::Digest, RecordBatch>>,
+        puts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::engine::stage::MemoStore for CountingStore {
+        fn get(
+            &self,
+            key: &crate::engine::key::Digest,
+        ) -> Option<(RecordBatch, crate::engine::key::Digest)> {
+            let t = self.tables.lock().unwrap().get(key).cloned()?;
+            Some((t, crate::engine::key::Digest::of(b"memo")))
+        }
+        fn put(
+            &self,
+            key: &crate::engine::key::Digest,
+            table: &RecordBatch,
+        ) -> Result<crate::engine::key::Digest, StageError> {
+            self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.tables.lock().unwrap().insert(*key, table.clone());
+            Ok(crate::engine::key::Digest::of(b"memo"))
+        }
+    }
+
+    #[test]
+    fn a_new_reclassification_reuses_the_memoised_histograms() {
+        use crate::engine::key::Digest;
+        use crate::engine::stage::MemoScope;
+        let store = Arc::new(CountingStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let run_with = |scheme_text: &str| {
+            let csv = dir.path().join("scheme.csv");
+            std::fs::write(&csv, scheme_text).unwrap();
+            let params = serde_json::json!({
+                "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+                "scheme": csv,
+            });
+            let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
+            let sources: BTreeMap<String, PathBuf> = prepared
+                .sources()
+                .into_iter()
+                .map(|s| (s.name, fixtures().join(s.path)))
+                .collect();
+            // The stage's key inputs as the engine would give them; the scheme's digest changes.
+            let inputs = BTreeMap::from([
+                ("port:units".to_owned(), Digest::of(b"units")),
+                ("source:raster.2000".to_owned(), Digest::of(b"r2000")),
+                ("source:raster.2020".to_owned(), Digest::of(b"r2020")),
+                (
+                    "source:scheme".to_owned(),
+                    Digest::of(scheme_text.as_bytes()),
+                ),
+            ]);
+            let scope = MemoScope {
+                kind: "landuse".into(),
+                version: 1,
+                inputs,
+            };
+            let ctx =
+                StageContext::new("landuse", &fixtures(), sources).with_memo(store.clone(), scope);
+            let table = units_table("units_proj_lonlat.geojson");
+            let outputs = prepared
+                .run(
+                    &Inputs::new(BTreeMap::from([("units".to_owned(), table)])),
+                    &ctx,
+                )
+                .unwrap();
+            Run {
+                outputs: outputs.into_iter().collect(),
+                warnings: ctx.take_warnings(),
+            }
+        };
+        let clcd_like = "code,class\n1,cultivated\n2,forest\n3,forest\n4,grassland\n5,water\n6,unused\n7,unused\n8,construction\n9,water\n12,unused\n";
+        let first = run_with(clcd_like);
+        assert_eq!(
+            store.puts.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "one histogram pass, memoised"
+        );
+        // Forest becomes grassland in the table: areas change, the histograms are reused.
+        let second = run_with(&clcd_like.replace("2,forest", "2,grassland"));
+        assert_eq!(
+            store.puts.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "no second pass"
+        );
+        let (a, b) = (areas(&first), areas(&second));
+        assert_ne!(a, b);
+        let total = |m: &BTreeMap<(String, i64, String), (i64, f64)>, class: &str| -> i64 {
+            m.iter()
+                .filter(|(k, _)| k.2 == class)
+                .map(|(_, v)| v.0)
+                .sum()
+        };
+        assert_eq!(
+            total(&a, "forest") + total(&a, "grassland"),
+            total(&b, "forest") + total(&b, "grassland")
+        );
+        assert!(total(&b, "forest") < total(&a, "forest"));
+        // And the same reclassification through a fresh pass gives the same tables.
+        let fresh = run(
+            serde_json::json!({
+                "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+                "scheme": dir.path().join("scheme.csv"),
+            }),
+            "units",
+            units_table("units_proj_lonlat.geojson"),
+        )
+        .unwrap();
+        assert_eq!(areas(&fresh), b);
+        assert_eq!(fresh.outputs["transitions"], second.outputs["transitions"]);
     }
 }
