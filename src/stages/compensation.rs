@@ -472,7 +472,24 @@ impl Stage for Compensation {
             by_year.entry(*y).or_default().push(i);
         }
         let div = params.money_unit.divisor();
-        let mut rows: Vec<OutRow> = Vec::new();
+        let mut convs = params.conventions.clone();
+        convs.sort_unstable();
+        convs.dedup();
+        let nconv = convs.len();
+        // output slot of each input row: rows come out sorted by unit, year, convention
+        let pos: Vec<usize> = {
+            let key = |i: usize| (unit_rank[i], years[i]);
+            let mut order: Vec<usize> = (0..years.len()).collect();
+            if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
+                order.sort_unstable_by_key(|&i| key(i));
+            }
+            let mut pos = vec![0; years.len()];
+            for (p, &i) in order.iter().enumerate() {
+                pos[i] = p;
+            }
+            pos
+        };
+        let mut slots: Vec<Option<OutRow>> = (0..years.len() * nconv).map(|_| None).collect();
         let mut summary = Summary::default();
         let mut skipped = Vec::new();
         for (&year, idx) in &mut by_year {
@@ -548,7 +565,7 @@ impl Stage for Compensation {
                 )
                 .collect();
 
-            for &conv in &params.conventions {
+            for (ci, &conv) in convs.iter().enumerate() {
                 let q = quantities_t_c(conv, &budgets);
                 if q.iter().any(Option::is_none) {
                     skipped.push(format!("{} in {year}", conv.name()));
@@ -571,7 +588,7 @@ impl Stage for Compensation {
                     let r = role(q[k], params.balance_abs_t_c, params.balance_rel, ce[i]);
                     let b = balanced.as_ref().and_then(|b| b[k]);
                     s.add(r, q[k], value[k], modified[k].unwrap_or(0.0), b);
-                    rows.push(OutRow {
+                    slots[pos[i] * nconv + ci] = Some(OutRow {
                         unit: i,
                         year,
                         convention: conv,
@@ -601,13 +618,7 @@ impl Stage for Compensation {
         if let Some(e) = &economy {
             e.report(ctx, params.missing);
         }
-        rows.sort_unstable_by(|a, b| {
-            (unit_rank[a.unit], a.year, a.convention).cmp(&(
-                unit_rank[b.unit],
-                b.year,
-                b.convention,
-            ))
-        });
+        let rows: Vec<OutRow> = slots.into_iter().flatten().collect();
 
         let u = params.money_unit.suffix();
         let unit_ids: Vec<&str> = rows.iter().map(|r| units[r.unit]).collect();
