@@ -3,7 +3,7 @@
 //! missing values, and choosing land-use coefficient presets. Not a stage kind.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
@@ -83,10 +83,18 @@ pub enum MissingPolicy {
 
 /// A unit × year table: for each unit and year, one value per requested column. NaN marks a
 /// missing cell.
+///
+/// Lookups go through a hash index (never iterated, so it cannot reach an output) with a
+/// one-entry cache of the last unit, because stages read a unit's years and columns in a row.
 pub struct Panel {
     table: String,
     columns: Vec<String>,
-    rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+    /// Unit ids, sorted.
+    units: Vec<String>,
+    index: HashMap<String, usize>,
+    /// Per unit (same order as `units`): year → values.
+    rows: Vec<BTreeMap<i64, Vec<f64>>>,
+    last: Cell<usize>,
     filled: Cell<usize>,
     first_filled: RefCell<Option<String>>,
 }
@@ -100,14 +108,15 @@ impl Panel {
         columns: &[&str],
         nonnegative: bool,
     ) -> Result<Self, StageError> {
-        let units = ids(batch, table, "unit_id")?;
+        let units = str_col(batch, table, "unit_id", true)?;
         let years = i64s(batch, table, "year")?;
         let values: Vec<Vec<f64>> = columns
             .iter()
             .map(|c| f64s(batch, table, c))
             .collect::<Result<_, _>>()?;
         let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-        for (row, (unit, year)) in units.into_iter().zip(years).enumerate() {
+        for (row, year) in years.into_iter().enumerate() {
+            let unit = units.get(row);
             let mut v = Vec::with_capacity(columns.len());
             for (c, col) in columns.iter().enumerate() {
                 let x = values[c][row];
@@ -122,12 +131,11 @@ impl Panel {
                 }
                 v.push(x);
             }
-            if rows
-                .entry(unit.clone())
-                .or_default()
-                .insert(year, v)
-                .is_some()
-            {
+            let by_year = match rows.get_mut(unit) {
+                Some(m) => m,
+                None => rows.entry(unit.to_owned()).or_default(),
+            };
+            if by_year.insert(year, v).is_some() {
                 return Err(StageError::data(format!(
                     "`{table}` row {}: unit `{unit}` has two rows for year {year}",
                     row + 1
@@ -144,29 +152,50 @@ impl Panel {
         columns: &[&str],
         rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
     ) -> Self {
+        let (units, rows): (Vec<String>, Vec<BTreeMap<i64, Vec<f64>>>) = rows.into_iter().unzip();
+        let index = units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), i))
+            .collect();
         Self {
             table: table.to_owned(),
             columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            units,
+            index,
             rows,
+            last: Cell::new(0),
             filled: Cell::new(0),
             first_filled: RefCell::new(None),
         }
     }
 
-    /// The units of the table.
+    /// The years of `unit`, if the table has it.
+    fn unit_rows(&self, unit: &str) -> Option<&BTreeMap<i64, Vec<f64>>> {
+        let last = self.last.get();
+        if self.units.get(last).is_some_and(|u| u == unit) {
+            return Some(&self.rows[last]);
+        }
+        let i = *self.index.get(unit)?;
+        self.last.set(i);
+        Some(&self.rows[i])
+    }
+
+    /// The units of the table, sorted.
     pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.rows.keys().map(String::as_str)
+        self.units.iter().map(String::as_str)
     }
 
     /// Whether the table has any row for `unit`.
     pub fn has_unit(&self, unit: &str) -> bool {
-        self.rows.contains_key(unit)
+        self.index.contains_key(unit)
     }
 
-    /// The units and years the table has.
+    /// The units and years the table has, sorted.
     pub fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.rows
+        self.units
             .iter()
+            .zip(&self.rows)
             .flat_map(|(u, years)| years.keys().map(move |y| (u.as_str(), *y)))
     }
 
@@ -180,7 +209,7 @@ impl Panel {
         policy: MissingPolicy,
     ) -> Result<f64, StageError> {
         let column = &self.columns[col];
-        let years = self.rows.get(unit);
+        let years = self.unit_rows(unit);
         if let Some(v) = years.and_then(|y| y.get(&year)).map(|v| v[col])
             && !v.is_nan()
         {
