@@ -321,9 +321,26 @@ fn crop_panel(
     let crops = str_col(table, "crops", "crop", false)?;
     let yields = f64s(table, "crops", "yield_t")?;
     // unit → year → (carbon, crops seen)
-    let mut acc: BTreeMap<&str, BTreeMap<i64, (f64, Vec<&str>)>> = BTreeMap::new();
-    for (i, &year) in years.iter().enumerate() {
-        let (unit, crop, y) = (units.get(i), crops.get(i), yields[i]);
+    // Visit rows grouped by (unit, year): in table order when sorted, as yield tables usually are.
+    let key = |i: usize| (units.get(i), years[i]);
+    let mut order: Vec<usize> = (0..years.len()).collect();
+    if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
+        order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    }
+    let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut run: Option<((&str, i64), f64)> = None;
+    let flush = |rows: &mut BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+                 (unit, year): (&str, i64),
+                 carbon: f64| {
+        let by_year = match rows.get_mut(unit) {
+            Some(m) => m,
+            None => rows.entry(unit.to_owned()).or_default(),
+        };
+        by_year.insert(year, vec![carbon]);
+    };
+    for i in order {
+        let ((unit, year), crop, y) = (key(i), crops.get(i), yields[i]);
         if y.is_infinite() || y < 0.0 {
             return Err(StageError::data(format!(
                 "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is {y}",
@@ -337,29 +354,29 @@ fn crop_panel(
                 params.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let slot = acc
-            .entry(unit)
-            .or_default()
-            .entry(year)
-            .or_insert_with(|| (0.0, Vec::new()));
-        if slot.1.contains(&crop) {
-            return Err(StageError::data(format!(
-                "`crops`: unit `{unit}`, year {year}: crop `{crop}` appears twice"
-            )));
+        match &mut run {
+            Some((k, carbon)) if *k == (unit, year) => {
+                if seen.contains(&crop) {
+                    return Err(StageError::data(format!(
+                        "`crops`: unit `{unit}`, year {year}: crop `{crop}` appears twice"
+                    )));
+                }
+                // NaN yields stay NaN so that the unit-year counts as missing.
+                *carbon += crop_sink_t_c(y, p);
+            }
+            _ => {
+                if let Some((k, carbon)) = run {
+                    flush(&mut rows, k, carbon);
+                }
+                seen.clear();
+                run = Some(((unit, year), crop_sink_t_c(y, p)));
+            }
         }
-        slot.1.push(crop);
-        // NaN yields stay NaN so that the unit-year counts as missing.
-        slot.0 += crop_sink_t_c(y, p);
+        seen.push(crop);
     }
-    let rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = acc
-        .into_iter()
-        .map(|(u, years)| {
-            (
-                u.to_owned(),
-                years.into_iter().map(|(y, (c, _))| (y, vec![c])).collect(),
-            )
-        })
-        .collect();
+    if let Some((k, carbon)) = run {
+        flush(&mut rows, k, carbon);
+    }
     Ok(Panel::from_rows("crops", &["crop carbon"], rows))
 }
 
@@ -520,6 +537,29 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+
+    #[test]
+    fn repeated_crop_is_an_error() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "b", "a"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["wheat", "wheat", "wheat"])
+            .f64("yield_t", vec![1.0, 1.0, 2.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: crop `wheat` appears twice"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
