@@ -668,3 +668,128 @@ mod tests {
         );
     }
 }
+
+/// The five carbon-budget stages chained on a two-unit study: checks that each stage reads the
+/// columns the previous one writes, against hand-computed numbers.
+#[cfg(test)]
+mod chain_tests {
+    use std::collections::BTreeMap;
+
+    use arrow_array::RecordBatch;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    use crate::engine::stage::{Entry, Inputs, Stage, StageContext, StageEntry};
+    use crate::stages::{compensation, emission, functional_areas, indices, sink};
+    use crate::table::TableBuilder;
+
+    fn run<S: Stage>(
+        params: serde_json::Value,
+        tables: Vec<(&str, RecordBatch)>,
+    ) -> Vec<RecordBatch> {
+        let prepared = Entry::<S>::new().prepare(params).unwrap();
+        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        let ctx = StageContext::new(S::KIND, std::path::Path::new("."), BTreeMap::new());
+        prepared
+            .run(&inputs, &ctx)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    fn f(t: &RecordBatch, name: &str) -> Vec<f64> {
+        t.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn emission_to_functional_areas() {
+        let areas = TableBuilder::new()
+            .str("unit_id", &["a", "a", "a", "b", "b", "b"])
+            .i64("year", vec![2000; 6])
+            .str(
+                "class",
+                &[
+                    "construction",
+                    "cultivated",
+                    "forest",
+                    "construction",
+                    "cultivated",
+                    "water",
+                ],
+            )
+            .i64("pixels", vec![0; 6])
+            .f64("area_ha", vec![300.0, 1000.0, 2000.0, 100.0, 500.0, 100.0])
+            .build()
+            .unwrap();
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![10_000.0, 1_000.0])
+            .build()
+            .unwrap();
+        let economy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("gdp_10k_yuan", vec![600.0, 400.0])
+            .f64("population", vec![10.0, 20.0])
+            .build()
+            .unwrap();
+        let e = run::<emission::Emission>(
+            serde_json::json!({}),
+            vec![("areas", areas.clone()), ("energy", energy)],
+        );
+        let s = run::<sink::Sink>(serde_json::json!({}), vec![("areas", areas)]);
+        let ix = run::<indices::Indices>(
+            serde_json::json!({}),
+            vec![
+                ("emission", e[0].clone()),
+                ("sink", s[0].clone()),
+                ("economy", economy),
+            ],
+        );
+        // CE a = 1000 × 0.422 + 10000 × 0.7143 × 0.7559 = 422 + 5399.3937 = 5821.3937
+        // CE b = 500 × 0.422 + 1000 × 0.7143 × 0.7559 = 211 + 539.93937 = 750.93937
+        // CS a = 2000 × 0.644 = 1288; CS b = 100 × 0.253 = 25.3; CE = 6572.33307, CS = 1313.3
+        let ce = f(&ix[0], "ce_t_c");
+        assert!(
+            (ce[0] - 5821.3937).abs() < 1e-9 && (ce[1] - 750.939_37).abs() < 1e-9,
+            "{ce:?}"
+        );
+        assert_eq!(f(&ix[0], "cs_t_c"), vec![1288.0, 25.3]);
+        // ECC a = 0.6 / (5821.3937 / 6572.33307) = 0.677397896; ESC a = (1288/1313.3) / 0.885743 = 1.107246998
+        let ecc = f(&ix[0], "ecc");
+        let esc = f(&ix[0], "esc");
+        assert!((ecc[0] - 0.677_397_896).abs() < 1e-8, "{ecc:?}");
+        assert!((esc[0] - 1.107_246_998).abs() < 1e-8, "{esc:?}");
+        assert!((esc[1] - 0.168_605_317).abs() < 1e-8, "{esc:?}");
+
+        let c = run::<compensation::Compensation>(
+            serde_json::json!({"conventions": ["own_sink"], "price": {"unit": "yuan_per_t_c", "value": 100.0}, "willingness": "none", "ability": "none"}),
+            vec![("indices", ix[0].clone())],
+        );
+        // own sink, a: (5821.3937 − 1288) × 100 = 453339.37 yuan
+        assert!((f(&c[0], "value_yuan")[0] - 453_339.37).abs() < 1e-6);
+
+        let cats = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .str("category", &["dev", "eco"])
+            .build()
+            .unwrap();
+        let fa = run::<functional_areas::FunctionalAreas>(
+            serde_json::json!({}),
+            vec![("indices", ix[0].clone()), ("categories", cats)],
+        );
+        // mean CI: dev 5821.3937/600 = 9.702322833, eco 750.93937/400 = 1.877348425 (ranked highest first)
+        let ci = f(&fa[0], "mean_ci_t_per_10k_yuan");
+        assert!(
+            (ci[0] - 9.702_322_833).abs() < 1e-8 && (ci[1] - 1.877_348_425).abs() < 1e-8,
+            "{ci:?}"
+        );
+    }
+}
