@@ -171,6 +171,13 @@ mod tests {
     }
 
     #[test]
+    fn henan_order_of_magnitude() {
+        // domain reference §8 sanity range: Henan cropland ≈ 8 Mha at +0.422 -> ≈ 3.4 Mt C/yr
+        // (8e6 × 0.422 = 3.376e6 t C)
+        assert!((area_emission_t_c(8.0e6, 0.422) - 3.376e6).abs() < 1e-3);
+    }
+
+    #[test]
     fn intensity_fallback() {
         // 1.5e5 × 10^4 yuan × 1.2 tce/10^4 yuan × 0.67 = 120,600 t C
         assert!((intensity_emission_t_c(1.5e5, 1.2, 0.67) - 120_600.0).abs() < 1e-6);

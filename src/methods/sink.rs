@@ -68,6 +68,13 @@ mod tests {
     }
 
     #[test]
+    fn henan_order_of_magnitude() {
+        // domain reference §8 sanity range: Henan forest ≈ 3 Mha at −0.581 -> ≈ 1.7 Mt C/yr
+        // (3e6 × 0.581 = 1.743e6 t C)
+        assert!((area_sink_t_c(3.0e6, -0.581) - 1.743e6).abs() < 1e-3);
+    }
+
+    #[test]
     fn sink_is_nonnegative_for_either_sign() {
         assert_eq!(area_sink_t_c(100.0, -0.021), area_sink_t_c(100.0, 0.021));
         assert!((area_sink_t_c(100.0, -0.021) - 2.1).abs() < 1e-12);

@@ -792,4 +792,30 @@ mod chain_tests {
             "{ci:?}"
         );
     }
+
+    /// Every parameter a kind accepts is documented in its `PARAMS`, and nothing more.
+    #[test]
+    fn params_docs_match_params() {
+        fn check<S: Stage>(minimal: serde_json::Value) {
+            let prepared = Entry::<S>::new().prepare(minimal).unwrap();
+            let mut keys: Vec<String> = prepared
+                .canonical_params()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let mut docs: Vec<String> = S::PARAMS.iter().map(|p| p.name.to_owned()).collect();
+            keys.sort();
+            docs.sort();
+            assert_eq!(keys, docs, "{}", S::KIND);
+        }
+        check::<emission::Emission>(serde_json::json!({}));
+        check::<sink::Sink>(serde_json::json!({}));
+        check::<indices::Indices>(serde_json::json!({}));
+        check::<compensation::Compensation>(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}}),
+        );
+        check::<functional_areas::FunctionalAreas>(serde_json::json!({}));
+    }
 }
