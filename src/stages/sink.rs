@@ -238,6 +238,8 @@ impl Stage for Sink {
             CultivatedSink::CropYield => Some(crop_panel(
                 inputs.table("crops")?,
                 &params.crop_parameters.load()?,
+                params.missing,
+                ctx,
             )?),
             _ => None,
         };
@@ -312,9 +314,15 @@ impl Stage for Sink {
 }
 
 /// Cropland sink per unit and year from a long crop-yield table.
+///
+/// An empty (NaN) yield follows `missing`: `error` stops, naming the crop; `zero` counts that
+/// crop as 0 (with a warning); `interpolate` makes the whole unit-year missing, so it is
+/// interpolated from the unit's other years.
 fn crop_panel(
     table: &arrow_array::RecordBatch,
     params: &BTreeMap<String, CropParameters>,
+    missing: MissingPolicy,
+    ctx: &StageContext,
 ) -> Result<Panel, StageError> {
     let units = str_col(table, "crops", "unit_id", true)?;
     let years = i64s(table, "crops", "year")?;
@@ -339,8 +347,25 @@ fn crop_panel(
         };
         by_year.insert(year, vec![carbon]);
     };
+    let mut zeroed = 0usize;
     for i in order {
-        let ((unit, year), crop, y) = (key(i), crops.get(i), yields[i]);
+        let ((unit, year), crop, mut y) = (key(i), crops.get(i), yields[i]);
+        if y.is_nan() {
+            match missing {
+                MissingPolicy::Error => {
+                    return Err(StageError::data(format!(
+                        "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is empty",
+                        i + 1
+                    ))
+                    .with_hint("give the yield, or set `missing: zero` or `missing: interpolate`"));
+                }
+                MissingPolicy::Zero => {
+                    zeroed += 1;
+                    y = 0.0;
+                }
+                MissingPolicy::Interpolate => {}
+            }
+        }
         if y.is_infinite() || y < 0.0 {
             return Err(StageError::data(format!(
                 "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is {y}",
@@ -376,6 +401,11 @@ fn crop_panel(
     }
     if let Some((k, carbon)) = run {
         flush(&mut rows, k, carbon);
+    }
+    if zeroed > 0 {
+        ctx.warn(format!(
+            "`crops`: {zeroed} empty yield(s) counted as zero by `missing: zero`"
+        ));
     }
     Ok(Panel::from_rows("crops", &["crop carbon"], rows))
 }
@@ -537,6 +567,36 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+
+    #[test]
+    fn empty_yield_follows_missing_policy() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["maize", "wheat", "wheat"])
+            .f64("yield_t", vec![f64::NAN, 1000.0, 0.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("crop `maize`: yield_t is empty"),
+            "{}",
+            err.message
+        );
+        // zero: maize counts 0, wheat 0.485 × 1000 × 0.88 / 0.40 = 1067 remains
+        let (r, w) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield", "missing": "zero"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .unwrap();
+        assert!((r[0].2 - 1067.0).abs() < 1e-9, "{}", r[0].2);
+        assert!(w.iter().any(|w| w.contains("1 empty yield")), "{w:?}");
     }
 
     #[test]
