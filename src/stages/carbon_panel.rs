@@ -683,19 +683,46 @@ mod chain_tests {
     use crate::stages::{compensation, emission, functional_areas, indices, sink};
     use crate::table::TableBuilder;
 
+    /// Runs a kind and checks its inputs and outputs against what it declares: the columns
+    /// of each wired port, output names and order, and the declared output columns in order.
     fn run<S: Stage>(
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Vec<RecordBatch> {
         let prepared = Entry::<S>::new().prepare(params).unwrap();
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        for port in prepared.ports() {
+            if let Some((_, t)) = tables.iter().find(|(n, _)| *n == port.name) {
+                for c in &port.columns {
+                    assert!(
+                        t.column_by_name(c).is_some(),
+                        "{}: input `{}` lacks declared column `{c}`",
+                        S::KIND,
+                        port.name
+                    );
+                }
+            }
+        }
+        let inputs = Inputs::new(
+            tables
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        );
         let ctx = StageContext::new(S::KIND, std::path::Path::new("."), BTreeMap::new());
-        prepared
-            .run(&inputs, &ctx)
-            .unwrap()
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect()
+        let out = prepared.run(&inputs, &ctx).unwrap();
+        let declared = prepared.outputs();
+        assert_eq!(out.len(), declared.len(), "{}", S::KIND);
+        for ((name, t), d) in out.iter().zip(&declared) {
+            assert_eq!(name, &d.name, "{}", S::KIND);
+            let actual = crate::table::column_names(t);
+            assert_eq!(
+                &actual[..d.columns.len()],
+                d.columns.as_slice(),
+                "{}: output `{name}`",
+                S::KIND
+            );
+        }
+        out.into_iter().map(|(_, t)| t).collect()
     }
 
     fn f(t: &RecordBatch, name: &str) -> Vec<f64> {
