@@ -29,6 +29,7 @@ pub const PRESET_FILES: &[(&str, &str)] = &[
 
 /// The BLAKE3 digest (hex) of the embedded presets named, in the order given: what a stage
 /// pins next to its `VERSION`.
+#[must_use]
 pub fn presets_digest(files: &[&str]) -> String {
     let mut h = blake3::Hasher::new();
     for f in files {
@@ -48,6 +49,7 @@ pub const ENERGY_PRESETS: &[&str] = &["liu2017", "xia2017"];
 pub const CROP_PRESETS: &[&str] = &["tian"];
 
 /// The text of an embedded preset file.
+#[must_use]
 pub fn preset_text(file: &str) -> Option<&'static str> {
     PRESET_FILES
         .iter()
@@ -158,7 +160,7 @@ fn text(row: &BTreeMap<String, String>, column: &str) -> String {
 ///
 /// # References
 /// Coefficient sets of the land-use carbon literature, e.g. Fang Jingyun et al. 2007
-/// (Sci. China D 37(6)); Lai Li 2010 (PhD thesis, Nanjing University).
+/// (Sci. China D 37(6)); Lai Li 2010 (`PhD` thesis, Nanjing University).
 ///
 /// # Examples
 /// ```
@@ -329,6 +331,7 @@ fn physical_unit(unit: &str) -> Option<(&'static str, f64)> {
 }
 
 /// All physical units accepted for energy-table columns.
+#[must_use]
 pub fn known_physical_units() -> Vec<&'static str> {
     MASS_UNITS
         .iter()

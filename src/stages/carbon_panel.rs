@@ -22,18 +22,21 @@ pub enum StrCol<'a> {
 
 impl StrCol<'_> {
     /// Value of row `i`.
+    #[must_use]
     pub fn get(&self, i: usize) -> &str {
         match self {
             StrCol::Borrowed(a) => a.value(i),
             StrCol::Owned(v) => &v[i],
         }
     }
+    #[must_use]
     pub fn len(&self) -> usize {
         match self {
             StrCol::Borrowed(a) => arrow_array::Array::len(*a),
             StrCol::Owned(v) => v.len(),
         }
     }
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -147,6 +150,7 @@ impl Panel {
     }
 
     /// A panel from already-grouped values.
+    #[must_use]
     pub fn from_rows(
         table: &str,
         columns: &[&str],
@@ -336,6 +340,7 @@ impl Default for CoefficientChoice {
 }
 
 /// Whether a preset name is a file path rather than a built-in name.
+#[must_use]
 pub fn is_path(preset: &str) -> bool {
     preset.contains('/') || preset.contains('\\') || preset.ends_with(".csv")
 }
@@ -345,6 +350,7 @@ pub const COEFFICIENT_SOURCE: &str = "coefficients";
 
 impl CoefficientChoice {
     /// The source file to declare, if the preset is a user file.
+    #[must_use]
     pub fn sources(&self) -> Vec<Source> {
         if is_path(&self.preset) {
             vec![Source::new(COEFFICIENT_SOURCE, PathBuf::from(&self.preset))]
@@ -412,6 +418,7 @@ impl CoefficientChoice {
     }
 
     /// A short label for the `method` output column, e.g. `mixed` or `set1+override`.
+    #[must_use]
     pub fn label(&self) -> String {
         if self.overrides.is_empty() {
             self.preset.clone()
@@ -422,6 +429,7 @@ impl CoefficientChoice {
 }
 
 /// Error for a land class without a coefficient.
+#[must_use]
 pub fn class_without_coefficient(
     class: &str,
     unit: &str,
@@ -439,12 +447,13 @@ pub fn class_without_coefficient(
 pub struct UnitYearAreas<'a> {
     pub unit: &'a str,
     pub year: i64,
-    /// (class, area_ha), sorted by class.
+    /// (class, `area_ha`), sorted by class.
     pub classes: Vec<(&'a str, f64)>,
 }
 
 impl UnitYearAreas<'_> {
     /// The area of `class`, 0 if absent.
+    #[must_use]
     pub fn area(&self, class: &str) -> f64 {
         self.classes
             .iter()
@@ -453,7 +462,7 @@ impl UnitYearAreas<'_> {
     }
 }
 
-/// The columns of an `areas` table (unit_id, year, class, area_ha), checked: negative, NaN or
+/// The columns of an `areas` table (`unit_id`, year, class, `area_ha`), checked: negative, NaN or
 /// infinite areas are errors.
 pub struct AreaColumns<'a> {
     table: String,

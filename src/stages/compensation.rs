@@ -111,7 +111,7 @@ pub enum EngelSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ability {
-    /// AP = (G_i/P_i)/(G/P).
+    /// AP = (`G_i/P_i)/(G/P`).
     #[default]
     GdpPerCapita,
     /// AP = 1.

@@ -31,7 +31,7 @@ pub enum ConstructionMethod {
     /// Σ fuel × θ × f from the `energy` table (Liu Xianzhao et al. 2017, Table 1).
     #[default]
     Energy,
-    /// GDP × energy intensity × f_sc (`energy` table with an intensity column, `economy` with GDP).
+    /// GDP × energy intensity × `f_sc` (`energy` table with an intensity column, `economy` with GDP).
     Intensity,
     /// Area × the preset's `construction` coefficient.
     Coefficient,
@@ -768,7 +768,7 @@ fn energy_method(
     Ok(out)
 }
 
-/// Construction emission of each unit-year by GDP × energy intensity × f_sc.
+/// Construction emission of each unit-year by GDP × energy intensity × `f_sc`.
 fn intensity_method(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,

@@ -37,7 +37,7 @@ pub struct Params {
     #[serde(default = "default_gdp_column")]
     pub gdp_column: String,
     /// Price-index column of `economy`; when set, GDP is at constant prices
-    /// (GDP × deflator_base / deflator).
+    /// (GDP × `deflator_base` / deflator).
     #[serde(default)]
     pub deflator_column: Option<String>,
     /// Deflator value of the base year.
