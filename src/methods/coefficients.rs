@@ -25,6 +25,10 @@ pub const PRESET_FILES: &[(&str, &str)] = &[
         include_str!("../presets/energy_xia2017.csv"),
     ),
     ("crops_tian.csv", include_str!("../presets/crops_tian.csv")),
+    (
+        "activities_wu2017.csv",
+        include_str!("../presets/activities_wu2017.csv"),
+    ),
 ];
 
 /// The BLAKE3 digest (hex) of the embedded presets named, in the order given: what a stage
@@ -45,6 +49,8 @@ pub fn presets_digest(files: &[&str]) -> String {
 pub const LAND_PRESETS: &[&str] = &["mixed", "set1", "set2"];
 /// Names of the built-in energy-factor presets (file `energy_<name>.csv`).
 pub const ENERGY_PRESETS: &[&str] = &["liu2017", "xia2017"];
+/// Names of the built-in presets of other emission sources (file `activities_<name>.csv`).
+pub const ACTIVITY_PRESETS: &[&str] = &["wu2017"];
 /// Names of the built-in crop-parameter presets (file `crops_<name>.csv`).
 pub const CROP_PRESETS: &[&str] = &["tian"];
 
@@ -279,6 +285,71 @@ pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropPara
     Ok(out)
 }
 
+/// Emission factor of an activity (agricultural input, livestock head, person).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityFactor {
+    /// t C per unit of the activity amount.
+    pub t_c_per_unit: f64,
+    /// The amount's unit, as documented (e.g. `t`, `head`, `ha irrigated`).
+    pub input_unit: String,
+    /// agriculture, livestock, respiration, …
+    pub group: String,
+}
+
+/// Parses a table of other emission sources (`activity,value,unit,input_unit,group,…`).
+/// `unit` must be `t C/<input unit>`.
+///
+/// # Errors
+/// A missing column, a value that is not a finite number ≥ 0, a unit not in t C, or a repeated
+/// activity.
+///
+/// # Units
+/// t C per unit of activity.
+///
+/// # References
+/// Wu Haoyue, He Yanqiu, Chen Rou 2017, Chinese Journal of Eco-Agriculture 25(9): 1381–1391,
+/// Table 1 (agricultural inputs and livestock, IPCC-based).
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::parse_activity_factors;
+/// let a = parse_activity_factors("activity,value,unit,input_unit,group\nfertilizer,0.8956,t C/t,t,agriculture\n").unwrap();
+/// assert_eq!(a["fertilizer"].t_c_per_unit, 0.8956);
+/// ```
+pub fn parse_activity_factors(text_csv: &str) -> Result<BTreeMap<String, ActivityFactor>, String> {
+    let rows = parse_rows(text_csv, &["activity", "value", "unit"])?;
+    let mut out = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line = i + 1;
+        let activity = text(row, "activity");
+        let value = number(row, "value", line)?;
+        if value < 0.0 {
+            return Err(format!("row {line} (`{activity}`): value must be ≥ 0"));
+        }
+        if !text(row, "unit")
+            .replace(' ', "")
+            .to_ascii_lowercase()
+            .starts_with("tc/")
+        {
+            return Err(format!(
+                "row {line} (`{activity}`): unit `{}` is not t C per unit",
+                text(row, "unit")
+            ));
+        }
+        let factor = ActivityFactor {
+            t_c_per_unit: value,
+            input_unit: text(row, "input_unit"),
+            group: text(row, "group"),
+        };
+        if activity.is_empty() || out.insert(activity.clone(), factor).is_some() {
+            return Err(format!(
+                "row {line}: activity `{activity}` is empty or repeated"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that crop parameters are fractions in range.
 pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
     if !(0.0..=1.0).contains(&p.carbon_fraction)
@@ -403,6 +474,12 @@ mod tests {
                 .len(),
             14
         );
+        let a = parse_activity_factors(preset_text("activities_wu2017.csv").unwrap()).unwrap();
+        assert_eq!(a.len(), 16);
+        // livestock rows are enteric + manure of Wu et al. 2017 Table 1 in t: dairy cow
+        // (416.02 + 122.76) / 1000 = 0.53878; pig (6.82 + 27.28) / 1000 = 0.0341
+        assert!((a["dairy_cow"].t_c_per_unit - 0.538_78).abs() < 1e-12);
+        assert!((a["pig"].t_c_per_unit - 0.0341).abs() < 1e-12);
     }
 
     #[test]

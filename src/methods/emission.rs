@@ -74,6 +74,27 @@ pub fn fuel_emission_t_c(consumption: f64, factor: FuelFactor) -> f64 {
     consumption * factor.theta_tce_per_unit * factor.f_t_c_per_tce
 }
 
+/// Emission of another source (agricultural input, livestock, respiration), `E = amount · factor`.
+///
+/// # Units
+/// `amount` in the factor's unit (t, head, ha, person); `factor_t_c_per_unit` in t C per unit;
+/// returns t C.
+///
+/// # References
+/// Wu Haoyue, He Yanqiu, Chen Rou 2017, Chinese Journal of Eco-Agriculture 25(9): 1381–1391,
+/// Table 1.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::emission::activity_emission_t_c;
+/// // 2000 t of fertiliser at 0.8956 t C/t -> 1791.2 t C
+/// assert!((activity_emission_t_c(2000.0, 0.8956) - 1791.2).abs() < 1e-9);
+/// ```
+#[must_use]
+pub fn activity_emission_t_c(amount: f64, factor_t_c_per_unit: f64) -> f64 {
+    amount * factor_t_c_per_unit
+}
+
 /// Fallback construction-land emission from GDP and energy intensity, `E_b = G · EI · f_sc`.
 ///
 /// # Units
