@@ -161,6 +161,9 @@ fn text(row: &BTreeMap<String, String>, column: &str) -> String {
 /// Parses a land-use coefficient table (`class,value,unit,citation,confidence`), sorted by
 /// class. Units must be `t C/ha/a` (or the synonyms `t C/hm2/a`, `tC/ha/yr`).
 ///
+/// # Errors
+/// A missing column, a value that is not a number, a unit other than t C/ha/a, or a repeated class.
+///
 /// # Units
 /// Values in t C per ha per year, signed (> 0 source, < 0 sink).
 ///
@@ -209,6 +212,9 @@ pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, S
 
 /// Parses an energy-factor table (`fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence`).
 ///
+/// # Errors
+/// A missing column, a factor that is not a number ≥ 0, or an empty or repeated fuel.
+///
 /// # Units
 /// `theta` in tce per the physical unit named by `theta_unit`; `f` in t C per tce.
 ///
@@ -250,6 +256,9 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
 }
 
 /// Parses a crop-parameter table (`crop,carbon_fraction,moisture,harvest_index,…`).
+///
+/// # Errors
+/// A missing column, a parameter out of range, or an empty or repeated crop.
 ///
 /// # Units
 /// All three parameters are fractions (moisture 0.12, not 12 %).
@@ -351,6 +360,9 @@ pub fn parse_activity_factors(text_csv: &str) -> Result<BTreeMap<String, Activit
 }
 
 /// Checks that crop parameters are fractions in range.
+///
+/// # Errors
+/// A parameter that is not a fraction (moisture < 1, harvest index > 0).
 pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
     if !(0.0..=1.0).contains(&p.carbon_fraction)
         || !(0.0..1.0).contains(&p.moisture)
@@ -414,6 +426,9 @@ pub fn known_physical_units() -> Vec<&'static str> {
 
 /// Converts a standard-coal coefficient printed per `theta_unit` (e.g. `tce/10^3 m3`) to tce
 /// per `input_unit` (e.g. `10^4 m3`), refusing a change of dimension (a mass column for a gas).
+///
+/// # Errors
+/// An unknown unit, or units of different dimensions (mass, volume, energy).
 ///
 /// # Units
 /// Returns tce per one `input_unit`.

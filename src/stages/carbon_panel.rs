@@ -43,6 +43,9 @@ impl StrCol<'_> {
 }
 
 /// Reads a text column without copying when possible. With `id`, empty values are an error.
+///
+/// # Errors
+/// A missing column, or an empty id when `id` is set.
 pub fn str_col<'a>(
     batch: &'a RecordBatch,
     table: &str,
@@ -105,6 +108,9 @@ pub struct Panel {
 impl Panel {
     /// Reads `columns` of a table keyed by `unit_id` and `year`. A repeated unit and year,
     /// a negative value (when `nonnegative`) or an infinite one is an error.
+    ///
+    /// # Errors
+    /// A missing column, a repeated unit and year, or a negative or infinite value.
     pub fn read(
         batch: &RecordBatch,
         table: &str,
@@ -205,6 +211,9 @@ impl Panel {
 
     /// The value of column number `col` for `unit` in `year`, applying `policy` when it is
     /// missing.
+    ///
+    /// # Errors
+    /// A missing value under `MissingPolicy::Error`, or one that cannot be interpolated.
     pub fn get(
         &self,
         unit: &str,
@@ -304,6 +313,9 @@ impl Panel {
 }
 
 /// Checks that a table has a column, with the "did you mean" hint.
+///
+/// # Errors
+/// The column is missing (with a "did you mean" hint).
 pub fn require_column(batch: &RecordBatch, table: &str, column: &str) -> Result<(), StageError> {
     if has_column(batch, column) {
         Ok(())
@@ -360,6 +372,9 @@ impl CoefficientChoice {
     }
 
     /// Plan-time check: a built-in name must exist, overrides must be finite.
+    ///
+    /// # Errors
+    /// An unknown built-in preset or a non-finite override.
     pub fn validate(&self) -> Result<(), StageError> {
         if !is_path(&self.preset) && !LAND_PRESETS.contains(&self.preset.as_str()) {
             let mut err = StageError::data(format!("unknown coefficient preset `{}`", self.preset));
@@ -389,6 +404,9 @@ impl CoefficientChoice {
     }
 
     /// The coefficients, class → t C/ha/a, overrides applied.
+    ///
+    /// # Errors
+    /// An unreadable or malformed coefficient file.
     pub fn load(&self, ctx: &StageContext) -> Result<BTreeMap<String, f64>, StageError> {
         let (text, origin) = if is_path(&self.preset) {
             let path = ctx.source(COEFFICIENT_SOURCE)?;
@@ -473,6 +491,9 @@ pub struct AreaColumns<'a> {
 }
 
 /// Reads an `areas` table.
+///
+/// # Errors
+/// A missing column, or a negative, NaN or infinite area.
 pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns<'a>, StageError> {
     let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
@@ -504,6 +525,9 @@ pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns
 impl AreaColumns<'_> {
     /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
     /// (unit, year, class) is an error.
+    ///
+    /// # Errors
+    /// A (unit, year, class) that appears twice.
     pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
         let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
         let n = self.years.len();
@@ -539,6 +563,9 @@ impl AreaColumns<'_> {
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
 /// deflator column is used (constant prices). GDP must be > 0.
+///
+/// # Errors
+/// A missing value (per `policy`), a deflator ≤ 0, or GDP ≤ 0.
 pub fn gdp_value(
     panel: &Panel,
     unit: &str,
