@@ -118,6 +118,17 @@ pub enum Ability {
     None,
 }
 
+/// Which units the willingness and ability factors modify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Modify {
+    /// Every unit: V = Q·p·L·AP (the formula as usually written).
+    #[default]
+    All,
+    /// Payers only: willingness and ability to pay describe the paying side.
+    Payers,
+}
+
 fn all_conventions() -> Vec<Convention> {
     Convention::ALL.to_vec()
 }
@@ -170,6 +181,10 @@ pub struct Params {
     /// `gdp_per_capita` (default) or `none`.
     #[serde(default)]
     pub ability: Ability,
+    /// Whose values L and AP modify: `all` (default, V = Q·p·L·AP for every unit) or `payers`
+    /// (receipts stay Q·p).
+    #[serde(default)]
+    pub modify: Modify,
     #[serde(default = "default_population")]
     pub population_column: String,
     /// Which side the balanced values keep: `payments` (default), `receipts` or `mean`.
@@ -274,6 +289,12 @@ const PARAMS: &[ParamDoc] = &[
         ty: "gdp_per_capita|none",
         default: "gdp_per_capita",
         doc: "ability to pay AP = (G_i/P_i)/(G/P)",
+    },
+    ParamDoc {
+        name: "modify",
+        ty: "all|payers",
+        default: "all",
+        doc: "apply L and AP to every unit, or to payers only (receipts stay Q·p)",
     },
     ParamDoc {
         name: "population_column",
@@ -580,7 +601,13 @@ impl Stage for Compensation {
                     .iter()
                     .zip(&factors)
                     .zip(&ability)
-                    .map(|((v, l), a)| Some(v * l * a))
+                    .map(|((v, l), a)| {
+                        Some(if params.modify == Modify::Payers && *v < 0.0 {
+                            *v
+                        } else {
+                            v * l * a
+                        })
+                    })
                     .collect();
                 let balanced = rescale_balanced(&modified, params.rescale);
                 if balanced.is_none() {
@@ -938,6 +965,20 @@ mod tests {
             "{b:?}"
         );
         assert!((b[0] - m[0] * 1.218_431 / 6.364_052).abs() < 1e-6, "{b:?}");
+    }
+
+    #[test]
+    fn modify_payers_only() {
+        let params = serde_json::json!({"conventions": ["net_by_gdp_share"], "price": {"unit": "yuan_per_t_c", "value": 100.0},
+            "money_unit": "10k_yuan", "modify": "payers"});
+        let (out, _) = run(params, true).unwrap();
+        // receivers a, b keep Q·p = −2.5; payer c: 5 × 0.7310586 / 3 = 1.218431 (as in the test above)
+        let m: Vec<f64> = f(&out[0].1, "value_modified_10k_yuan")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        assert_eq!((m[0], m[1]), (-2.5, -2.5));
+        assert!((m[2] - 1.218_431).abs() < 1e-6, "{m:?}");
     }
 
     #[test]
