@@ -7,36 +7,20 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
-};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow_array::types::{Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::engine::stage::StageError;
 
 /// The names of a table's columns.
 pub fn column_names(batch: &RecordBatch) -> Vec<String> {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect()
+    batch.schema().fields().iter().map(|f| f.name().clone()).collect()
 }
 
 /// The column `name`, or an error naming the table and listing the columns it has.
-pub fn column<'a>(
-    batch: &'a RecordBatch,
-    table: &str,
-    name: &str,
-) -> Result<&'a ArrayRef, StageError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| StageError::column_missing(table, name, &column_names(batch)))
+pub fn column<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a ArrayRef, StageError> {
+    batch.column_by_name(name).ok_or_else(|| StageError::column_missing(table, name, &column_names(batch)))
 }
 
 /// Whether the table has a column `name`.
@@ -51,15 +35,7 @@ pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, St
     macro_rules! prim {
         ($t:ty) => {{
             let a = col.as_primitive::<$t>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        f64::NAN
-                    } else {
-                        a.value(i) as f64
-                    }
-                })
-                .collect()
+            (0..n).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) as f64 }).collect()
         }};
     }
     #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
@@ -83,19 +59,14 @@ pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, St
                     out.push(f64::NAN);
                 } else {
                     out.push(s.parse::<f64>().map_err(|_| {
-                        StageError::data(format!(
-                            "`{table}` row {}: column `{name}` holds `{s}`, not a number",
-                            row + 1
-                        ))
+                        StageError::data(format!("`{table}` row {}: column `{name}` holds `{s}`, not a number", row + 1))
                     })?);
                 }
             }
             out
         }
         other => {
-            return Err(StageError::data(format!(
-                "`{table}`: column `{name}` has type {other}, expected a number"
-            )));
+            return Err(StageError::data(format!("`{table}`: column `{name}` has type {other}, expected a number")));
         }
     };
     Ok(values)
@@ -112,10 +83,7 @@ pub fn i64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<i64>, St
             if v.is_finite() && v.fract() == 0.0 {
                 Ok(v as i64)
             } else {
-                Err(StageError::data(format!(
-                    "`{table}` row {}: column `{name}` holds {v}, expected a whole number",
-                    row + 1
-                )))
+                Err(StageError::data(format!("`{table}` row {}: column `{name}` holds {v}, expected a whole number", row + 1)))
             }
         })
         .collect()
@@ -128,39 +96,15 @@ pub fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<Strin
     Ok(match col.data_type() {
         DataType::Utf8 => {
             let a = col.as_string::<i32>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_owned()
-                    }
-                })
-                .collect()
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_owned() }).collect()
         }
         DataType::LargeUtf8 => {
             let a = col.as_string::<i64>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_owned()
-                    }
-                })
-                .collect()
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_owned() }).collect()
         }
         DataType::Boolean => {
             let a = col.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_string()
-                    }
-                })
-                .collect()
+            (0..n).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_string() }).collect()
         }
         DataType::Int64 => int_strings::<Int64Type>(col),
         DataType::Int32 => int_strings::<Int32Type>(col),
@@ -172,19 +116,9 @@ pub fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<Strin
         DataType::UInt8 => int_strings::<UInt8Type>(col),
         DataType::Float64 | DataType::Float32 => f64s(batch, table, name)?
             .into_iter()
-            .map(|v| {
-                if v.is_nan() {
-                    String::new()
-                } else {
-                    format_number(v)
-                }
-            })
+            .map(|v| if v.is_nan() { String::new() } else { format_number(v) })
             .collect(),
-        other => {
-            return Err(StageError::data(format!(
-                "`{table}`: column `{name}` has type {other}, expected text or an integer"
-            )));
-        }
+        other => return Err(StageError::data(format!("`{table}`: column `{name}` has type {other}, expected text or an integer"))),
     })
 }
 
@@ -193,26 +127,14 @@ where
     T::Native: std::fmt::Display,
 {
     let a = col.as_primitive::<T>();
-    (0..a.len())
-        .map(|i| {
-            if a.is_null(i) {
-                String::new()
-            } else {
-                a.value(i).to_string()
-            }
-        })
-        .collect()
+    (0..a.len()).map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_string() }).collect()
 }
 
 /// Unit ids as text, checked non-empty.
 pub fn ids(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<String>, StageError> {
     let ids = strings(batch, table, name)?;
     if let Some(row) = ids.iter().position(String::is_empty) {
-        return Err(StageError::data(format!(
-            "`{table}` row {}: id column `{name}` is empty",
-            row + 1
-        ))
-        .with_hint("every row needs an id"));
+        return Err(StageError::data(format!("`{table}` row {}: id column `{name}` is empty", row + 1)).with_hint("every row needs an id"));
     }
     Ok(ids)
 }
@@ -230,21 +152,14 @@ pub fn bools(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<bool>, 
         .map(|(row, s)| match s.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(true),
             "false" | "0" | "no" | "" => Ok(false),
-            other => Err(StageError::data(format!(
-                "`{table}` row {}: column `{name}` holds `{other}`, expected true or false",
-                row + 1
-            ))),
+            other => Err(StageError::data(format!("`{table}` row {}: column `{name}` holds `{other}`, expected true or false", row + 1))),
         })
         .collect()
 }
 
 /// Formats a float the shortest way that reads back to the same value (`1` not `1.0`).
 pub fn format_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    }
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v}") }
 }
 
 /// Builds an output table column by column.
@@ -261,9 +176,7 @@ impl TableBuilder {
     #[must_use]
     pub fn str<S: AsRef<str>>(mut self, name: &str, values: &[S]) -> Self {
         self.fields.push(Field::new(name, DataType::Utf8, false));
-        self.columns.push(Arc::new(StringArray::from_iter_values(
-            values.iter().map(AsRef::as_ref),
-        )));
+        self.columns.push(Arc::new(StringArray::from_iter_values(values.iter().map(AsRef::as_ref))));
         self
     }
     #[must_use]
@@ -294,11 +207,7 @@ impl TableBuilder {
     /// Adds an already-built column.
     #[must_use]
     pub fn array(mut self, name: &str, array: ArrayRef) -> Self {
-        self.fields.push(Field::new(
-            name,
-            array.data_type().clone(),
-            array.null_count() > 0,
-        ));
+        self.fields.push(Field::new(name, array.data_type().clone(), array.null_count() > 0));
         self.columns.push(array);
         self
     }
@@ -307,8 +216,7 @@ impl TableBuilder {
         if self.columns.is_empty() {
             return Ok(RecordBatch::new_empty(schema));
         }
-        RecordBatch::try_new(schema, self.columns)
-            .map_err(|e| StageError::internal(format!("building an output table: {e}")))
+        RecordBatch::try_new(schema, self.columns).map_err(|e| StageError::internal(format!("building an output table: {e}")))
     }
 }
 
@@ -322,13 +230,8 @@ pub fn sorted_order<K: Ord>(keys: &[K]) -> Vec<usize> {
 
 /// Takes rows of a batch in the given order.
 pub fn take_rows(batch: &RecordBatch, order: &[usize]) -> Result<RecordBatch, StageError> {
-    let idx = arrow_array::UInt32Array::from_iter_values(
-        order
-            .iter()
-            .map(|&i| u32::try_from(i).expect("tables have fewer than 2^32 rows")),
-    );
-    arrow_select::take::take_record_batch(batch, &idx)
-        .map_err(|e| StageError::internal(format!("reordering rows: {e}")))
+    let idx = arrow_array::UInt32Array::from_iter_values(order.iter().map(|&i| u32::try_from(i).expect("tables have fewer than 2^32 rows")));
+    arrow_select::take::take_record_batch(batch, &idx).map_err(|e| StageError::internal(format!("reordering rows: {e}")))
 }
 
 #[cfg(test)]
@@ -337,11 +240,7 @@ mod tests {
 
     #[test]
     fn reads_numbers_and_ids_across_types() {
-        let t = TableBuilder::new()
-            .i64("id", vec![3, 1])
-            .str("x", &["1.5", " 2 "])
-            .build()
-            .unwrap();
+        let t = TableBuilder::new().i64("id", vec![3, 1]).str("x", &["1.5", " 2 "]).build().unwrap();
         assert_eq!(ids(&t, "t", "id").unwrap(), vec!["3", "1"]);
         assert_eq!(f64s(&t, "t", "x").unwrap(), vec![1.5, 2.0]);
         let err = f64s(&t, "t", "y").unwrap_err();
@@ -356,27 +255,15 @@ mod tests {
 }
 
 /// The unit polygons of a table's WKB `geometry` column.
-pub fn polygons(
-    batch: &RecordBatch,
-    table: &str,
-    name: &str,
-) -> Result<Vec<geo::MultiPolygon<f64>>, StageError> {
+pub fn polygons(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<geo::MultiPolygon<f64>>, StageError> {
     let col = column(batch, table, name)?;
-    let bin = col.as_binary_opt::<i32>().ok_or_else(|| {
-        StageError::data(format!(
-            "`{table}`: column `{name}` is not a WKB geometry column"
-        ))
-    })?;
+    let bin = col.as_binary_opt::<i32>().ok_or_else(|| StageError::data(format!("`{table}`: column `{name}` is not a WKB geometry column")))?;
     (0..bin.len())
         .map(|i| {
             if bin.is_null(i) {
-                return Err(StageError::data(format!(
-                    "`{table}` row {}: geometry is missing",
-                    i + 1
-                )));
+                return Err(StageError::data(format!("`{table}` row {}: geometry is missing", i + 1)));
             }
-            crate::io::wkb::decode(bin.value(i))
-                .map_err(|e| StageError::data(format!("`{table}` row {}: {e}", i + 1)))
+            crate::io::wkb::decode(bin.value(i)).map_err(|e| StageError::data(format!("`{table}` row {}: {e}", i + 1)))
         })
         .collect()
 }

@@ -28,20 +28,10 @@ pub struct Port {
 
 impl Port {
     pub fn required(name: &'static str, doc: &'static str) -> Self {
-        Self {
-            name,
-            doc,
-            required: true,
-            columns: Vec::new(),
-        }
+        Self { name, doc, required: true, columns: Vec::new() }
     }
     pub fn optional(name: &'static str, doc: &'static str) -> Self {
-        Self {
-            name,
-            doc,
-            required: false,
-            columns: Vec::new(),
-        }
+        Self { name, doc, required: false, columns: Vec::new() }
     }
     /// Declares the columns this port reads.
     #[must_use]
@@ -63,11 +53,7 @@ pub struct OutputDecl {
 
 impl OutputDecl {
     pub fn new(name: impl Into<String>, doc: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            doc: doc.into(),
-            columns: Vec::new(),
-        }
+        Self { name: name.into(), doc: doc.into(), columns: Vec::new() }
     }
     #[must_use]
     pub fn with_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
@@ -87,10 +73,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        Self {
-            name: name.into(),
-            path: path.into(),
-        }
+        Self { name: name.into(), path: path.into() }
     }
 }
 
@@ -119,9 +102,8 @@ impl Inputs {
     /// is an error in the stage's own port list.
     pub fn table(&self, port: &str) -> Result<&RecordBatch, StageError> {
         self.tables.get(port).ok_or_else(|| {
-            StageError::data(format!("input port `{port}` is not wired")).with_hint(format!(
-                "add `{port}: <stage>` under this stage's `inputs:`"
-            ))
+            StageError::data(format!("input port `{port}` is not wired"))
+                .with_hint(format!("add `{port}: <stage>` under this stage's `inputs:`"))
         })
     }
 
@@ -170,27 +152,20 @@ impl StageContext {
 
     /// The resolved path of a declared source file.
     pub fn source(&self, name: &str) -> Result<&Path, StageError> {
-        self.sources.get(name).map(PathBuf::as_path).ok_or_else(|| {
-            StageError::internal(format!("source `{name}` was not declared by the stage"))
-        })
+        self.sources
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| StageError::internal(format!("source `{name}` was not declared by the stage")))
     }
 
     /// Records a warning; it is shown to the user and stored with the cache entry, so a cached
     /// rerun repeats it.
     pub fn warn(&self, message: impl Into<String>) {
-        self.warnings
-            .lock()
-            .expect("warning list lock is never poisoned")
-            .push(message.into());
+        self.warnings.lock().expect("warning list lock is never poisoned").push(message.into());
     }
 
     pub fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .warnings
-                .lock()
-                .expect("warning list lock is never poisoned"),
-        )
+        std::mem::take(&mut *self.warnings.lock().expect("warning list lock is never poisoned"))
     }
 
     pub fn cancel(&self) {
@@ -227,12 +202,7 @@ pub struct StageError {
 
 impl StageError {
     fn with_tier(tier: StageErrorTier, message: impl Into<String>) -> Self {
-        Self {
-            tier,
-            message: message.into(),
-            causes: Vec::new(),
-            hint: None,
-        }
+        Self { tier, message: message.into(), causes: Vec::new(), hint: None }
     }
     /// Bad input data or parameters (exit 2).
     pub fn data(message: impl Into<String>) -> Self {
@@ -249,12 +219,10 @@ impl StageError {
     /// A missing column in an input table.
     pub fn column_missing(table: &str, column: &str, present: &[String]) -> Self {
         let mut err = Self::data(format!("input `{table}` has no column `{column}`"));
-        err.hint = Some(
-            match crate::engine::suggest::did_you_mean(column, present.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`? (columns: {})", present.join(", ")),
-                None => format!("the columns are: {}", present.join(", ")),
-            },
-        );
+        err.hint = Some(match crate::engine::suggest::did_you_mean(column, present.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`? (columns: {})", present.join(", ")),
+            None => format!("the columns are: {}", present.join(", ")),
+        });
         err
     }
     #[must_use]
@@ -310,11 +278,7 @@ pub trait Stage: Send + Sync + 'static {
         Ok(())
     }
     /// Computes the outputs.
-    fn run(
-        params: &Self::Params,
-        inputs: &Inputs,
-        ctx: &StageContext,
-    ) -> Result<Outputs, StageError>;
+    fn run(params: &Self::Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError>;
 }
 
 /// A kind as the registry holds it: object-safe, parameters not yet known.
@@ -372,17 +336,12 @@ impl<S: Stage> StageEntry for Entry<S> {
     }
     fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError> {
         let params: S::Params = serde_json::from_value(params).map_err(|e| {
-            let mut err =
-                StageError::data(format!("invalid parameters for kind `{}`: {e}", S::KIND));
+            let mut err = StageError::data(format!("invalid parameters for kind `{}`: {e}", S::KIND));
             let known: Vec<&str> = S::PARAMS.iter().map(|p| p.name).collect();
             err.hint = Some(if known.is_empty() {
                 format!("kind `{}` takes no parameters besides `inputs`", S::KIND)
             } else {
-                format!(
-                    "kind `{}` takes: {} (see `pipeline stages`)",
-                    S::KIND,
-                    known.join(", ")
-                )
+                format!("kind `{}` takes: {} (see `pipeline stages`)", S::KIND, known.join(", "))
             });
             err
         })?;

@@ -1,10 +1,7 @@
 //! "Did you mean" for mistyped names.
 
 /// The candidate closest to `wanted` by edit distance, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    wanted: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (wanted.chars().count() / 3).max(1) + 1;
     candidates
         .into_iter()
@@ -34,10 +31,7 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(
-            did_you_mean("emision", ["emission", "sink"]),
-            Some("emission")
-        );
+        assert_eq!(did_you_mean("emision", ["emission", "sink"]), Some("emission"));
         assert_eq!(did_you_mean("zzz", ["emission", "sink"]), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }

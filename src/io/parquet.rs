@@ -20,9 +20,7 @@ fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_created_by("pipeline".to_owned())
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build()
@@ -53,9 +51,7 @@ pub fn write(path: &Path, batch: &RecordBatch) -> std::io::Result<()> {
 
 /// Decodes Parquet bytes into one table.
 pub fn from_bytes(bytes: Vec<u8>) -> Result<RecordBatch, parquet::errors::ParquetError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?
-        .with_batch_size(ROWS_PER_GROUP)
-        .build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.with_batch_size(ROWS_PER_GROUP).build()?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     arrow_select::concat::concat_batches(&schema, &batches).map_err(Into::into)
@@ -64,12 +60,7 @@ pub fn from_bytes(bytes: Vec<u8>) -> Result<RecordBatch, parquet::errors::Parque
 /// Reads a Parquet file into one table.
 pub fn read(path: &Path) -> std::io::Result<RecordBatch> {
     let bytes = std::fs::read(path)?;
-    from_bytes(bytes).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    })
+    from_bytes(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -79,11 +70,7 @@ mod tests {
 
     #[test]
     fn same_table_gives_same_bytes_and_round_trips() {
-        let t = TableBuilder::new()
-            .str("unit_id", &["a", "b"])
-            .f64("area_ha", vec![1.5, 2.0])
-            .build()
-            .unwrap();
+        let t = TableBuilder::new().str("unit_id", &["a", "b"]).f64("area_ha", vec![1.5, 2.0]).build().unwrap();
         let a = to_bytes(&t).unwrap();
         let b = to_bytes(&t).unwrap();
         assert_eq!(a, b);

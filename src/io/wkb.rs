@@ -34,9 +34,7 @@ fn len_u32(n: usize) -> u32 {
 fn write_polygon(out: &mut Vec<u8>, polygon: &Polygon<f64>) {
     out.push(1);
     out.extend_from_slice(&POLYGON.to_le_bytes());
-    let rings: Vec<&LineString<f64>> = std::iter::once(polygon.exterior())
-        .chain(polygon.interiors())
-        .collect();
+    let rings: Vec<&LineString<f64>> = std::iter::once(polygon.exterior()).chain(polygon.interiors()).collect();
     out.extend_from_slice(&len_u32(rings.len()).to_le_bytes());
     for ring in rings {
         out.extend_from_slice(&len_u32(ring.0.len()).to_le_bytes());
@@ -66,10 +64,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], WkbError> {
-        let slice = self
-            .bytes
-            .get(self.pos..self.pos + N)
-            .ok_or(WkbError::Truncated(self.pos))?;
+        let slice = self.bytes.get(self.pos..self.pos + N).ok_or(WkbError::Truncated(self.pos))?;
         self.pos += N;
         Ok(slice.try_into().expect("slice has length N"))
     }
@@ -78,19 +73,11 @@ impl Reader<'_> {
     }
     fn u32(&mut self) -> Result<u32, WkbError> {
         let b = self.take::<4>()?;
-        Ok(if self.little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
+        Ok(if self.little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
     }
     fn f64(&mut self) -> Result<f64, WkbError> {
         let b = self.take::<8>()?;
-        Ok(if self.little {
-            f64::from_le_bytes(b)
-        } else {
-            f64::from_be_bytes(b)
-        })
+        Ok(if self.little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) })
     }
     fn header(&mut self) -> Result<(u32, usize), WkbError> {
         self.little = match self.u8()? {
@@ -136,11 +123,7 @@ impl Reader<'_> {
 
 /// Decodes a Polygon or MultiPolygon.
 pub fn decode(bytes: &[u8]) -> Result<MultiPolygon<f64>, WkbError> {
-    let mut r = Reader {
-        bytes,
-        pos: 0,
-        little: true,
-    };
+    let mut r = Reader { bytes, pos: 0, little: true };
     let (ty, dims) = r.header()?;
     match ty {
         POLYGON => Ok(MultiPolygon(vec![r.polygon_body(dims)?])),
@@ -181,13 +164,8 @@ mod tests {
 
     #[test]
     fn rejects_points_and_truncation() {
-        let point = [
-            1u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let point = [1u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(decode(&point), Err(WkbError::NotPolygonal(1)));
-        assert!(matches!(
-            decode(&[1, 3, 0, 0, 0, 1]),
-            Err(WkbError::Truncated(_))
-        ));
+        assert!(matches!(decode(&[1, 3, 0, 0, 0, 1]), Err(WkbError::Truncated(_))));
     }
 }

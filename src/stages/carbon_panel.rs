@@ -856,6 +856,20 @@ mod chain_tests {
         );
     }
 
+    #[test]
+    fn kinds_are_registered() {
+        let kinds: Vec<&str> = crate::stages::BUILTIN.iter().map(|e| e.kind()).collect();
+        for k in [
+            "emission",
+            "sink",
+            "indices",
+            "compensation",
+            "functional_areas",
+        ] {
+            assert!(kinds.contains(&k), "{k} is not in BUILTIN: {kinds:?}");
+        }
+    }
+
     /// Every parameter a kind accepts is documented in its `PARAMS`, and nothing more.
     #[test]
     fn params_docs_match_params() {

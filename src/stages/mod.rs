@@ -12,4 +12,10 @@ pub mod indices;
 pub mod sink;
 
 /// Every built-in kind, in the order `pipeline stages` lists them.
-pub const BUILTIN: &[&dyn StageEntry] = &[&Entry::<emission::Emission>::new()];
+pub const BUILTIN: &[&dyn StageEntry] = &[
+    &Entry::<emission::Emission>::new(),
+    &Entry::<sink::Sink>::new(),
+    &Entry::<indices::Indices>::new(),
+    &Entry::<compensation::Compensation>::new(),
+    &Entry::<functional_areas::FunctionalAreas>::new(),
+];
