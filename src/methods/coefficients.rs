@@ -25,10 +25,15 @@ pub const PRESET_FILES: &[(&str, &str)] = &[
         include_str!("../presets/energy_xia2017.csv"),
     ),
     ("crops_tian.csv", include_str!("../presets/crops_tian.csv")),
+    (
+        "activities_wu2017.csv",
+        include_str!("../presets/activities_wu2017.csv"),
+    ),
 ];
 
 /// The BLAKE3 digest (hex) of the embedded presets named, in the order given: what a stage
 /// pins next to its `VERSION`.
+#[must_use]
 pub fn presets_digest(files: &[&str]) -> String {
     let mut h = blake3::Hasher::new();
     for f in files {
@@ -44,10 +49,13 @@ pub fn presets_digest(files: &[&str]) -> String {
 pub const LAND_PRESETS: &[&str] = &["mixed", "set1", "set2"];
 /// Names of the built-in energy-factor presets (file `energy_<name>.csv`).
 pub const ENERGY_PRESETS: &[&str] = &["liu2017", "xia2017"];
+/// Names of the built-in presets of other emission sources (file `activities_<name>.csv`).
+pub const ACTIVITY_PRESETS: &[&str] = &["wu2017"];
 /// Names of the built-in crop-parameter presets (file `crops_<name>.csv`).
 pub const CROP_PRESETS: &[&str] = &["tian"];
 
 /// The text of an embedded preset file.
+#[must_use]
 pub fn preset_text(file: &str) -> Option<&'static str> {
     PRESET_FILES
         .iter()
@@ -153,12 +161,15 @@ fn text(row: &BTreeMap<String, String>, column: &str) -> String {
 /// Parses a land-use coefficient table (`class,value,unit,citation,confidence`), sorted by
 /// class. Units must be `t C/ha/a` (or the synonyms `t C/hm2/a`, `tC/ha/yr`).
 ///
+/// # Errors
+/// A missing column, a value that is not a number, a unit other than t C/ha/a, or a repeated class.
+///
 /// # Units
 /// Values in t C per ha per year, signed (> 0 source, < 0 sink).
 ///
 /// # References
 /// Coefficient sets of the land-use carbon literature, e.g. Fang Jingyun et al. 2007
-/// (Sci. China D 37(6)); Lai Li 2010 (PhD thesis, Nanjing University).
+/// (Sci. China D 37(6)); Lai Li 2010 (`PhD` thesis, Nanjing University).
 ///
 /// # Examples
 /// ```
@@ -200,6 +211,9 @@ pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, S
 }
 
 /// Parses an energy-factor table (`fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence`).
+///
+/// # Errors
+/// A missing column, a factor that is not a number ≥ 0, or an empty or repeated fuel.
 ///
 /// # Units
 /// `theta` in tce per the physical unit named by `theta_unit`; `f` in t C per tce.
@@ -243,6 +257,9 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
 
 /// Parses a crop-parameter table (`crop,carbon_fraction,moisture,harvest_index,…`).
 ///
+/// # Errors
+/// A missing column, a parameter out of range, or an empty or repeated crop.
+///
 /// # Units
 /// All three parameters are fractions (moisture 0.12, not 12 %).
 ///
@@ -277,7 +294,75 @@ pub fn parse_crop_parameters(text_csv: &str) -> Result<BTreeMap<String, CropPara
     Ok(out)
 }
 
+/// Emission factor of an activity (agricultural input, livestock head, person).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityFactor {
+    /// t C per unit of the activity amount.
+    pub t_c_per_unit: f64,
+    /// The amount's unit, as documented (e.g. `t`, `head`, `ha irrigated`).
+    pub input_unit: String,
+    /// agriculture, livestock, respiration, …
+    pub group: String,
+}
+
+/// Parses a table of other emission sources (`activity,value,unit,input_unit,group,…`).
+/// `unit` must be `t C/<input unit>`.
+///
+/// # Errors
+/// A missing column, a value that is not a finite number ≥ 0, a unit not in t C, or a repeated
+/// activity.
+///
+/// # Units
+/// t C per unit of activity.
+///
+/// # References
+/// Wu Haoyue, He Yanqiu, Chen Rou 2017, Chinese Journal of Eco-Agriculture 25(9): 1381–1391,
+/// Table 1 (agricultural inputs and livestock, IPCC-based).
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::parse_activity_factors;
+/// let a = parse_activity_factors("activity,value,unit,input_unit,group\nfertilizer,0.8956,t C/t,t,agriculture\n").unwrap();
+/// assert_eq!(a["fertilizer"].t_c_per_unit, 0.8956);
+/// ```
+pub fn parse_activity_factors(text_csv: &str) -> Result<BTreeMap<String, ActivityFactor>, String> {
+    let rows = parse_rows(text_csv, &["activity", "value", "unit"])?;
+    let mut out = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line = i + 1;
+        let activity = text(row, "activity");
+        let value = number(row, "value", line)?;
+        if value < 0.0 {
+            return Err(format!("row {line} (`{activity}`): value must be ≥ 0"));
+        }
+        if !text(row, "unit")
+            .replace(' ', "")
+            .to_ascii_lowercase()
+            .starts_with("tc/")
+        {
+            return Err(format!(
+                "row {line} (`{activity}`): unit `{}` is not t C per unit",
+                text(row, "unit")
+            ));
+        }
+        let factor = ActivityFactor {
+            t_c_per_unit: value,
+            input_unit: text(row, "input_unit"),
+            group: text(row, "group"),
+        };
+        if activity.is_empty() || out.insert(activity.clone(), factor).is_some() {
+            return Err(format!(
+                "row {line}: activity `{activity}` is empty or repeated"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that crop parameters are fractions in range.
+///
+/// # Errors
+/// A parameter that is not a fraction (moisture < 1, harvest index > 0).
 pub fn check_crop(crop: &str, p: &CropParameters) -> Result<(), String> {
     if !(0.0..=1.0).contains(&p.carbon_fraction)
         || !(0.0..1.0).contains(&p.moisture)
@@ -329,6 +414,7 @@ fn physical_unit(unit: &str) -> Option<(&'static str, f64)> {
 }
 
 /// All physical units accepted for energy-table columns.
+#[must_use]
 pub fn known_physical_units() -> Vec<&'static str> {
     MASS_UNITS
         .iter()
@@ -340,6 +426,9 @@ pub fn known_physical_units() -> Vec<&'static str> {
 
 /// Converts a standard-coal coefficient printed per `theta_unit` (e.g. `tce/10^3 m3`) to tce
 /// per `input_unit` (e.g. `10^4 m3`), refusing a change of dimension (a mass column for a gas).
+///
+/// # Errors
+/// An unknown unit, or units of different dimensions (mass, volume, energy).
 ///
 /// # Units
 /// Returns tce per one `input_unit`.
@@ -401,6 +490,12 @@ mod tests {
             // The 14 crops of the table, plus `soybean` repeating the beans row.
             15
         );
+        let a = parse_activity_factors(preset_text("activities_wu2017.csv").unwrap()).unwrap();
+        assert_eq!(a.len(), 16);
+        // livestock rows are enteric + manure of Wu et al. 2017 Table 1 in t: dairy cow
+        // (416.02 + 122.76) / 1000 = 0.53878; pig (6.82 + 27.28) / 1000 = 0.0341
+        assert!((a["dairy_cow"].t_c_per_unit - 0.538_78).abs() < 1e-12);
+        assert!((a["pig"].t_c_per_unit - 0.0341).abs() < 1e-12);
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl Convention {
     ];
 
     /// The YAML / output name.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Convention::OwnSink => "own_sink",
@@ -55,6 +56,7 @@ impl Convention {
     }
 
     /// Whether `Σ Q_i = 0` by construction.
+    #[must_use]
     pub fn zero_sum(self) -> bool {
         matches!(
             self,
@@ -65,6 +67,7 @@ impl Convention {
     }
 
     /// Whether the convention needs populations.
+    #[must_use]
     pub fn needs_population(self) -> bool {
         matches!(self, Convention::SinkByPopulationShare)
     }
@@ -94,6 +97,7 @@ impl Convention {
 /// // own sink: Q = NCE
 /// assert_eq!(quantities_t_c(Convention::OwnSink, &units), vec![Some(80.0), Some(240.0)]);
 /// ```
+#[must_use]
 pub fn quantities_t_c(convention: Convention, units: &[Budget]) -> Vec<Option<f64>> {
     let t = totals(units);
     let nce = t.ce_t_c - t.cs_t_c;
@@ -137,6 +141,7 @@ pub fn quantities_t_c(convention: Convention, units: &[Budget]) -> Vec<Option<f6
 /// // urban 0.30, rural 0.40, urbanisation 0.60 -> 0.18 + 0.16 = 0.34
 /// assert!((combined_engel(0.30, 0.40, 0.60) - 0.34).abs() < 1e-12);
 /// ```
+#[must_use]
 pub fn combined_engel(urban: f64, rural: f64, urbanization: f64) -> f64 {
     urban * urbanization + rural * (1.0 - urbanization)
 }
@@ -165,6 +170,7 @@ pub enum StageRule {
 /// use pipeline::methods::compensation::{StageRule, development_stage};
 /// assert!((development_stage(0.25, StageRule::InverseMinus3) - 1.0).abs() < 1e-12);
 /// ```
+#[must_use]
 pub fn development_stage(engel: f64, rule: StageRule) -> f64 {
     match rule {
         StageRule::InverseMinus3 => 1.0 / engel - 3.0,
@@ -189,6 +195,7 @@ pub fn development_stage(engel: f64, rule: StageRule) -> f64 {
 /// // t = 1: 1/(1 + e^-1) = 0.7310585786300049
 /// assert!((pearl_willingness(1.0) - 0.731_058_578_630_004_9).abs() < 1e-15);
 /// ```
+#[must_use]
 pub fn pearl_willingness(t: f64) -> f64 {
     1.0 / (1.0 + (-t).exp())
 }
@@ -208,6 +215,7 @@ pub fn pearl_willingness(t: f64) -> f64 {
 /// // unit 200/10 = 20 per head; region 1000/100 = 10 -> AP = 2
 /// assert_eq!(ability_to_pay(200.0, 10.0, 1000.0, 100.0), 2.0);
 /// ```
+#[must_use]
 pub fn ability_to_pay(gdp: f64, population: f64, region_gdp: f64, region_population: f64) -> f64 {
     (gdp / population) / (region_gdp / region_population)
 }
@@ -232,8 +240,8 @@ pub enum Rescale {
 /// As the input values (yuan).
 ///
 /// # References
-/// Zero-sum balancing of horizontal transfers (domain note to §4.3: applying L_i and AP_i per unit
-/// breaks Σ V_i = 0).
+/// Zero-sum balancing of horizontal transfers (domain note to §4.3: applying `L_i` and `AP_i` per unit
+/// breaks Σ `V_i` = 0).
 ///
 /// # Examples
 /// ```
@@ -241,6 +249,7 @@ pub enum Rescale {
 /// let v = rescale_balanced(&[Some(30.0), Some(-10.0), Some(-5.0)], Rescale::Payments).unwrap();
 /// assert_eq!(v, vec![Some(30.0), Some(-20.0), Some(-10.0)]);
 /// ```
+#[must_use]
 pub fn rescale_balanced(values: &[Option<f64>], rescale: Rescale) -> Option<Vec<Option<f64>>> {
     let paid: f64 = values.iter().flatten().filter(|v| **v > 0.0).sum();
     let received: f64 = -values.iter().flatten().filter(|v| **v < 0.0).sum::<f64>();
@@ -289,6 +298,7 @@ pub fn rescale_balanced(values: &[Option<f64>], rescale: Rescale) -> Option<Vec<
 /// assert_eq!(role(5.0, 0.0, 0.1, 100.0), "balanced");
 /// assert_eq!(role(-15.0, 0.0, 0.1, 100.0), "receiver");
 /// ```
+#[must_use]
 pub fn role(q_t_c: f64, abs_t_c: f64, rel: f64, ce_t_c: f64) -> &'static str {
     let band = abs_t_c.max(rel * ce_t_c.abs());
     if q_t_c > band {

@@ -11,7 +11,7 @@ use crate::methods::coefficients::FuelFactor;
 /// `area_ha` in ha, `coefficient_t_c_per_ha` in t C/ha/a; returns t C/a.
 ///
 /// # References
-/// Direct coefficient method of the land-use carbon literature, e.g. Lai Li 2010 (PhD
+/// Direct coefficient method of the land-use carbon literature, e.g. Lai Li 2010 (`PhD`
 /// thesis, Nanjing University); Li Ying, Huang Xianjin et al. 2008, Trans. CSAE 24(Suppl.2).
 ///
 /// # Examples
@@ -20,6 +20,7 @@ use crate::methods::coefficients::FuelFactor;
 /// // 1000 ha of cultivated land at 0.422 t C/ha/a
 /// assert!((area_emission_t_c(1000.0, 0.422) - 422.0).abs() < 1e-9);
 /// ```
+#[must_use]
 pub fn area_emission_t_c(area_ha: f64, coefficient_t_c_per_ha: f64) -> f64 {
     area_ha * coefficient_t_c_per_ha
 }
@@ -42,6 +43,7 @@ pub fn area_emission_t_c(area_ha: f64, coefficient_t_c_per_ha: f64) -> f64 {
 /// let coal = FuelFactor { theta_tce_per_unit: 0.7143, f_t_c_per_tce: 0.7559 };
 /// assert!((energy_emission_t_c(&[1000.0], &[coal]) - 539.939_37).abs() < 1e-9);
 /// ```
+#[must_use]
 pub fn energy_emission_t_c(consumption: &[f64], factors: &[FuelFactor]) -> f64 {
     assert_eq!(consumption.len(), factors.len(), "one factor per fuel");
     consumption
@@ -67,8 +69,30 @@ pub fn energy_emission_t_c(consumption: &[f64], factors: &[FuelFactor]) -> f64 {
 /// let gas = FuelFactor { theta_tce_per_unit: 13.3, f_t_c_per_tce: 0.4483 };
 /// assert!((fuel_emission_t_c(100.0, gas) - 596.239).abs() < 1e-9);
 /// ```
+#[must_use]
 pub fn fuel_emission_t_c(consumption: f64, factor: FuelFactor) -> f64 {
     consumption * factor.theta_tce_per_unit * factor.f_t_c_per_tce
+}
+
+/// Emission of another source (agricultural input, livestock, respiration), `E = amount · factor`.
+///
+/// # Units
+/// `amount` in the factor's unit (t, head, ha, person); `factor_t_c_per_unit` in t C per unit;
+/// returns t C.
+///
+/// # References
+/// Wu Haoyue, He Yanqiu, Chen Rou 2017, Chinese Journal of Eco-Agriculture 25(9): 1381–1391,
+/// Table 1.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::emission::activity_emission_t_c;
+/// // 2000 t of fertiliser at 0.8956 t C/t -> 1791.2 t C
+/// assert!((activity_emission_t_c(2000.0, 0.8956) - 1791.2).abs() < 1e-9);
+/// ```
+#[must_use]
+pub fn activity_emission_t_c(amount: f64, factor_t_c_per_unit: f64) -> f64 {
+    amount * factor_t_c_per_unit
 }
 
 /// Fallback construction-land emission from GDP and energy intensity, `E_b = G · EI · f_sc`.
@@ -78,7 +102,7 @@ pub fn fuel_emission_t_c(consumption: f64, factor: FuelFactor) -> f64 {
 /// `f_sc_t_c_per_tce` in t C per tce (0.67 by the NDRC Energy Research Institute); returns t C.
 ///
 /// # References
-/// Fallback used in county-level carbon-budget studies; f_sc = 0.67 t C/tce (NDRC Energy
+/// Fallback used in county-level carbon-budget studies; `f_sc` = 0.67 t C/tce (NDRC Energy
 /// Research Institute), see e.g. Zhao Rongqin et al., J. Natural Resources (Henan county carbon
 /// compensation).
 ///
@@ -88,6 +112,7 @@ pub fn fuel_emission_t_c(consumption: f64, factor: FuelFactor) -> f64 {
 /// // GDP 2,000,000 × 10^4 yuan, 0.8 tce/10^4 yuan, 0.67 t C/tce -> 1,072,000 t C
 /// assert!((intensity_emission_t_c(2.0e6, 0.8, 0.67) - 1.072e6).abs() < 1e-6);
 /// ```
+#[must_use]
 pub fn intensity_emission_t_c(
     gdp_10k_yuan: f64,
     intensity_tce_per_10k_yuan: f64,
@@ -112,6 +137,7 @@ pub fn intensity_emission_t_c(
 /// assert_eq!(shares(&[1.0, 3.0]).unwrap(), vec![0.25, 0.75]);
 /// assert!(shares(&[0.0, 0.0]).is_none());
 /// ```
+#[must_use]
 pub fn shares(weights: &[f64]) -> Option<Vec<f64>> {
     let total: f64 = weights.iter().sum();
     if total > 0.0 && total.is_finite() {
@@ -168,6 +194,13 @@ mod tests {
             assert!((total - 1.0).abs() < 1e-12, "{total}");
             assert!((s[0] / s[n - 1] - w[0] / w[n - 1]).abs() < 1e-9 * (w[0] / w[n - 1]).max(1.0));
         }
+    }
+
+    #[test]
+    fn henan_order_of_magnitude() {
+        // domain reference §8 sanity range: Henan cropland ≈ 8 Mha at +0.422 -> ≈ 3.4 Mt C/yr
+        // (8e6 × 0.422 = 3.376e6 t C)
+        assert!((area_emission_t_c(8.0e6, 0.422) - 3.376e6).abs() < 1e-3);
     }
 
     #[test]

@@ -27,9 +27,9 @@ pub struct UnitIndices {
     pub ci_t_per_10k_yuan: Option<f64>,
     /// CCR = CS / CE.
     pub ccr: Option<f64>,
-    /// ECC = (G_i/G) / (CE_i/CE).
+    /// ECC = (`G_i/G`) / (`CE_i/CE`).
     pub ecc: Option<f64>,
-    /// ESC = (CS_i/CS) / (CE_i/CE).
+    /// ESC = (`CS_i/CS`) / (`CE_i/CE`).
     pub esc: Option<f64>,
     /// SS = CE / CS (source/sink ratio).
     pub ss: Option<f64>,
@@ -70,6 +70,7 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 /// let u = [Budget { ce_t_c: 3.0, cs_t_c: 1.0, gdp_10k_yuan: 10.0, population: None }; 2];
 /// assert_eq!(totals(&u).ce_t_c, 6.0);
 /// ```
+#[must_use]
 pub fn totals(units: &[Budget]) -> RegionTotals {
     let mut t = RegionTotals {
         ce_t_c: 0.0,
@@ -112,6 +113,7 @@ pub fn totals(units: &[Budget]) -> RegionTotals {
 /// // ECC_1 = (300/400) / (100/400) = 3
 /// assert_eq!(ix[0].ecc, Some(3.0));
 /// ```
+#[must_use]
 pub fn unit_indices(units: &[Budget]) -> Vec<UnitIndices> {
     let t = totals(units);
     units

@@ -11,7 +11,7 @@ use crate::methods::coefficients::CropParameters;
 ///
 /// # References
 /// Fang Jingyun et al. 2007, Science in China D 37(6) (vegetation sink coefficients);
-/// Lai Li 2010 (PhD thesis, Nanjing University).
+/// Lai Li 2010 (`PhD` thesis, Nanjing University).
 ///
 /// # Examples
 /// ```
@@ -19,6 +19,7 @@ use crate::methods::coefficients::CropParameters;
 /// // 2500 ha of forest at −0.644 t C/ha/a absorb 1610 t C
 /// assert!((area_sink_t_c(2500.0, -0.644) - 1610.0).abs() < 1e-9);
 /// ```
+#[must_use]
 pub fn area_sink_t_c(area_ha: f64, coefficient_t_c_per_ha: f64) -> f64 {
     area_ha * coefficient_t_c_per_ha.abs()
 }
@@ -41,6 +42,7 @@ pub fn area_sink_t_c(area_ha: f64, coefficient_t_c_per_ha: f64) -> f64 {
 /// let wheat = CropParameters { carbon_fraction: 0.485, moisture: 0.12, harvest_index: 0.40 };
 /// assert!((crop_sink_t_c(1000.0, &wheat) - 1067.0).abs() < 1e-9);
 /// ```
+#[must_use]
 pub fn crop_sink_t_c(yield_t: f64, p: &CropParameters) -> f64 {
     p.carbon_fraction * yield_t * (1.0 - p.moisture) / p.harvest_index
 }
@@ -65,6 +67,13 @@ mod tests {
             harvest_index: 0.40,
         };
         assert!((crop_sink_t_c(37e6, &wheat) - 39.479e6).abs() < 1e3);
+    }
+
+    #[test]
+    fn henan_order_of_magnitude() {
+        // domain reference §8 sanity range: Henan forest ≈ 3 Mha at −0.581 -> ≈ 1.7 Mt C/yr
+        // (3e6 × 0.581 = 1.743e6 t C)
+        assert!((area_sink_t_c(3.0e6, -0.581) - 1.743e6).abs() < 1e-3);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! missing values, and choosing land-use coefficient presets. Not a stage kind.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
@@ -22,24 +22,30 @@ pub enum StrCol<'a> {
 
 impl StrCol<'_> {
     /// Value of row `i`.
+    #[must_use]
     pub fn get(&self, i: usize) -> &str {
         match self {
             StrCol::Borrowed(a) => a.value(i),
             StrCol::Owned(v) => &v[i],
         }
     }
+    #[must_use]
     pub fn len(&self) -> usize {
         match self {
             StrCol::Borrowed(a) => arrow_array::Array::len(*a),
             StrCol::Owned(v) => v.len(),
         }
     }
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// Reads a text column without copying when possible. With `id`, empty values are an error.
+///
+/// # Errors
+/// A missing column, or an empty id when `id` is set.
 pub fn str_col<'a>(
     batch: &'a RecordBatch,
     table: &str,
@@ -83,10 +89,18 @@ pub enum MissingPolicy {
 
 /// A unit × year table: for each unit and year, one value per requested column. NaN marks a
 /// missing cell.
+///
+/// Lookups go through a hash index (never iterated, so it cannot reach an output) with a
+/// one-entry cache of the last unit, because stages read a unit's years and columns in a row.
 pub struct Panel {
     table: String,
     columns: Vec<String>,
-    rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+    /// Unit ids, sorted.
+    units: Vec<String>,
+    index: HashMap<String, usize>,
+    /// Per unit (same order as `units`): year → values.
+    rows: Vec<BTreeMap<i64, Vec<f64>>>,
+    last: Cell<usize>,
     filled: Cell<usize>,
     first_filled: RefCell<Option<String>>,
 }
@@ -94,20 +108,24 @@ pub struct Panel {
 impl Panel {
     /// Reads `columns` of a table keyed by `unit_id` and `year`. A repeated unit and year,
     /// a negative value (when `nonnegative`) or an infinite one is an error.
+    ///
+    /// # Errors
+    /// A missing column, a repeated unit and year, or a negative or infinite value.
     pub fn read(
         batch: &RecordBatch,
         table: &str,
         columns: &[&str],
         nonnegative: bool,
     ) -> Result<Self, StageError> {
-        let units = ids(batch, table, "unit_id")?;
+        let units = str_col(batch, table, "unit_id", true)?;
         let years = i64s(batch, table, "year")?;
         let values: Vec<Vec<f64>> = columns
             .iter()
             .map(|c| f64s(batch, table, c))
             .collect::<Result<_, _>>()?;
         let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-        for (row, (unit, year)) in units.into_iter().zip(years).enumerate() {
+        for (row, year) in years.into_iter().enumerate() {
+            let unit = units.get(row);
             let mut v = Vec::with_capacity(columns.len());
             for (c, col) in columns.iter().enumerate() {
                 let x = values[c][row];
@@ -122,12 +140,11 @@ impl Panel {
                 }
                 v.push(x);
             }
-            if rows
-                .entry(unit.clone())
-                .or_default()
-                .insert(year, v)
-                .is_some()
-            {
+            let by_year = match rows.get_mut(unit) {
+                Some(m) => m,
+                None => rows.entry(unit.to_owned()).or_default(),
+            };
+            if by_year.insert(year, v).is_some() {
                 return Err(StageError::data(format!(
                     "`{table}` row {}: unit `{unit}` has two rows for year {year}",
                     row + 1
@@ -139,39 +156,64 @@ impl Panel {
     }
 
     /// A panel from already-grouped values.
+    #[must_use]
     pub fn from_rows(
         table: &str,
         columns: &[&str],
         rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
     ) -> Self {
+        let (units, rows): (Vec<String>, Vec<BTreeMap<i64, Vec<f64>>>) = rows.into_iter().unzip();
+        let index = units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), i))
+            .collect();
         Self {
             table: table.to_owned(),
             columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            units,
+            index,
             rows,
+            last: Cell::new(0),
             filled: Cell::new(0),
             first_filled: RefCell::new(None),
         }
     }
 
-    /// The units of the table.
+    /// The years of `unit`, if the table has it.
+    fn unit_rows(&self, unit: &str) -> Option<&BTreeMap<i64, Vec<f64>>> {
+        let last = self.last.get();
+        if self.units.get(last).is_some_and(|u| u == unit) {
+            return Some(&self.rows[last]);
+        }
+        let i = *self.index.get(unit)?;
+        self.last.set(i);
+        Some(&self.rows[i])
+    }
+
+    /// The units of the table, sorted.
     pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.rows.keys().map(String::as_str)
+        self.units.iter().map(String::as_str)
     }
 
     /// Whether the table has any row for `unit`.
     pub fn has_unit(&self, unit: &str) -> bool {
-        self.rows.contains_key(unit)
+        self.index.contains_key(unit)
     }
 
-    /// The units and years the table has.
+    /// The units and years the table has, sorted.
     pub fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.rows
+        self.units
             .iter()
+            .zip(&self.rows)
             .flat_map(|(u, years)| years.keys().map(move |y| (u.as_str(), *y)))
     }
 
     /// The value of column number `col` for `unit` in `year`, applying `policy` when it is
     /// missing.
+    ///
+    /// # Errors
+    /// A missing value under `MissingPolicy::Error`, or one that cannot be interpolated.
     pub fn get(
         &self,
         unit: &str,
@@ -180,7 +222,7 @@ impl Panel {
         policy: MissingPolicy,
     ) -> Result<f64, StageError> {
         let column = &self.columns[col];
-        let years = self.rows.get(unit);
+        let years = self.unit_rows(unit);
         if let Some(v) = years.and_then(|y| y.get(&year)).map(|v| v[col])
             && !v.is_nan()
         {
@@ -271,6 +313,9 @@ impl Panel {
 }
 
 /// Checks that a table has a column, with the "did you mean" hint.
+///
+/// # Errors
+/// The column is missing (with a "did you mean" hint).
 pub fn require_column(batch: &RecordBatch, table: &str, column: &str) -> Result<(), StageError> {
     if has_column(batch, column) {
         Ok(())
@@ -307,6 +352,7 @@ impl Default for CoefficientChoice {
 }
 
 /// Whether a preset name is a file path rather than a built-in name.
+#[must_use]
 pub fn is_path(preset: &str) -> bool {
     preset.contains('/') || preset.contains('\\') || preset.ends_with(".csv")
 }
@@ -316,6 +362,7 @@ pub const COEFFICIENT_SOURCE: &str = "coefficients";
 
 impl CoefficientChoice {
     /// The source file to declare, if the preset is a user file.
+    #[must_use]
     pub fn sources(&self) -> Vec<Source> {
         if is_path(&self.preset) {
             vec![Source::new(COEFFICIENT_SOURCE, PathBuf::from(&self.preset))]
@@ -325,6 +372,9 @@ impl CoefficientChoice {
     }
 
     /// Plan-time check: a built-in name must exist, overrides must be finite.
+    ///
+    /// # Errors
+    /// An unknown built-in preset or a non-finite override.
     pub fn validate(&self) -> Result<(), StageError> {
         if !is_path(&self.preset) && !LAND_PRESETS.contains(&self.preset.as_str()) {
             let mut err = StageError::data(format!("unknown coefficient preset `{}`", self.preset));
@@ -354,6 +404,9 @@ impl CoefficientChoice {
     }
 
     /// The coefficients, class → t C/ha/a, overrides applied.
+    ///
+    /// # Errors
+    /// An unreadable or malformed coefficient file.
     pub fn load(&self, ctx: &StageContext) -> Result<BTreeMap<String, f64>, StageError> {
         let (text, origin) = if is_path(&self.preset) {
             let path = ctx.source(COEFFICIENT_SOURCE)?;
@@ -383,6 +436,7 @@ impl CoefficientChoice {
     }
 
     /// A short label for the `method` output column, e.g. `mixed` or `set1+override`.
+    #[must_use]
     pub fn label(&self) -> String {
         if self.overrides.is_empty() {
             self.preset.clone()
@@ -393,6 +447,7 @@ impl CoefficientChoice {
 }
 
 /// Error for a land class without a coefficient.
+#[must_use]
 pub fn class_without_coefficient(
     class: &str,
     unit: &str,
@@ -410,12 +465,13 @@ pub fn class_without_coefficient(
 pub struct UnitYearAreas<'a> {
     pub unit: &'a str,
     pub year: i64,
-    /// (class, area_ha), sorted by class.
+    /// (class, `area_ha`), sorted by class.
     pub classes: Vec<(&'a str, f64)>,
 }
 
 impl UnitYearAreas<'_> {
     /// The area of `class`, 0 if absent.
+    #[must_use]
     pub fn area(&self, class: &str) -> f64 {
         self.classes
             .iter()
@@ -424,7 +480,7 @@ impl UnitYearAreas<'_> {
     }
 }
 
-/// The columns of an `areas` table (unit_id, year, class, area_ha), checked: negative, NaN or
+/// The columns of an `areas` table (`unit_id`, year, class, `area_ha`), checked: negative, NaN or
 /// infinite areas are errors.
 pub struct AreaColumns<'a> {
     table: String,
@@ -435,6 +491,9 @@ pub struct AreaColumns<'a> {
 }
 
 /// Reads an `areas` table.
+///
+/// # Errors
+/// A missing column, or a negative, NaN or infinite area.
 pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns<'a>, StageError> {
     let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
@@ -466,6 +525,9 @@ pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns
 impl AreaColumns<'_> {
     /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
     /// (unit, year, class) is an error.
+    ///
+    /// # Errors
+    /// A (unit, year, class) that appears twice.
     pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
         let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
         let n = self.years.len();
@@ -501,6 +563,9 @@ impl AreaColumns<'_> {
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
 /// deflator column is used (constant prices). GDP must be > 0.
+///
+/// # Errors
+/// A missing value (per `policy`), a deflator ≤ 0, or GDP ≤ 0.
 pub fn gdp_value(
     panel: &Panel,
     unit: &str,
@@ -637,5 +702,197 @@ mod tests {
             "{}",
             err.message
         );
+    }
+}
+
+/// The five carbon-budget stages chained on a two-unit study: checks that each stage reads the
+/// columns the previous one writes, against hand-computed numbers.
+#[cfg(test)]
+mod chain_tests {
+    use std::collections::BTreeMap;
+
+    use arrow_array::RecordBatch;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    use crate::engine::stage::{Entry, Inputs, Stage, StageContext, StageEntry};
+    use crate::stages::{compensation, emission, functional_areas, indices, sink};
+    use crate::table::TableBuilder;
+
+    /// Runs a kind and checks its inputs and outputs against what it declares: the columns
+    /// of each wired port, output names and order, and the declared output columns in order.
+    fn run<S: Stage>(
+        params: serde_json::Value,
+        tables: Vec<(&str, RecordBatch)>,
+    ) -> Vec<RecordBatch> {
+        let prepared = Entry::<S>::new().prepare(params).unwrap();
+        for port in prepared.ports() {
+            if let Some((_, t)) = tables.iter().find(|(n, _)| *n == port.name) {
+                for c in &port.columns {
+                    assert!(
+                        t.column_by_name(c).is_some(),
+                        "{}: input `{}` lacks declared column `{c}`",
+                        S::KIND,
+                        port.name
+                    );
+                }
+            }
+        }
+        let inputs = Inputs::new(
+            tables
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        );
+        let ctx = StageContext::new(S::KIND, std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx).unwrap();
+        let declared = prepared.outputs();
+        assert_eq!(out.len(), declared.len(), "{}", S::KIND);
+        for ((name, t), d) in out.iter().zip(&declared) {
+            assert_eq!(name, &d.name, "{}", S::KIND);
+            let actual = crate::table::column_names(t);
+            assert_eq!(
+                &actual[..d.columns.len()],
+                d.columns.as_slice(),
+                "{}: output `{name}`",
+                S::KIND
+            );
+        }
+        out.into_iter().map(|(_, t)| t).collect()
+    }
+
+    fn f(t: &RecordBatch, name: &str) -> Vec<f64> {
+        t.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn emission_to_functional_areas() {
+        let areas = TableBuilder::new()
+            .str("unit_id", &["a", "a", "a", "b", "b", "b"])
+            .i64("year", vec![2000; 6])
+            .str(
+                "class",
+                &[
+                    "construction",
+                    "cultivated",
+                    "forest",
+                    "construction",
+                    "cultivated",
+                    "water",
+                ],
+            )
+            .i64("pixels", vec![0; 6])
+            .f64("area_ha", vec![300.0, 1000.0, 2000.0, 100.0, 500.0, 100.0])
+            .build()
+            .unwrap();
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![10_000.0, 1_000.0])
+            .build()
+            .unwrap();
+        let economy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("gdp_10k_yuan", vec![600.0, 400.0])
+            .f64("population", vec![10.0, 20.0])
+            .build()
+            .unwrap();
+        let e = run::<emission::Emission>(
+            serde_json::json!({}),
+            vec![("areas", areas.clone()), ("energy", energy)],
+        );
+        let s = run::<sink::Sink>(serde_json::json!({}), vec![("areas", areas)]);
+        let ix = run::<indices::Indices>(
+            serde_json::json!({}),
+            vec![
+                ("emission", e[0].clone()),
+                ("sink", s[0].clone()),
+                ("economy", economy),
+            ],
+        );
+        // CE a = 1000 × 0.422 + 10000 × 0.7143 × 0.7559 = 422 + 5399.3937 = 5821.3937
+        // CE b = 500 × 0.422 + 1000 × 0.7143 × 0.7559 = 211 + 539.93937 = 750.93937
+        // CS a = 2000 × 0.644 = 1288; CS b = 100 × 0.253 = 25.3; CE = 6572.33307, CS = 1313.3
+        let ce = f(&ix[0], "ce_t_c");
+        assert!(
+            (ce[0] - 5821.3937).abs() < 1e-9 && (ce[1] - 750.939_37).abs() < 1e-9,
+            "{ce:?}"
+        );
+        assert_eq!(f(&ix[0], "cs_t_c"), vec![1288.0, 25.3]);
+        // ECC a = 0.6 / (5821.3937 / 6572.33307) = 0.677397896; ESC a = (1288/1313.3) / 0.885743 = 1.107246998
+        let ecc = f(&ix[0], "ecc");
+        let esc = f(&ix[0], "esc");
+        assert!((ecc[0] - 0.677_397_896).abs() < 1e-8, "{ecc:?}");
+        assert!((esc[0] - 1.107_246_998).abs() < 1e-8, "{esc:?}");
+        assert!((esc[1] - 0.168_605_317).abs() < 1e-8, "{esc:?}");
+
+        let c = run::<compensation::Compensation>(
+            serde_json::json!({"conventions": ["own_sink"], "price": {"unit": "yuan_per_t_c", "value": 100.0}, "willingness": "none", "ability": "none"}),
+            vec![("indices", ix[0].clone())],
+        );
+        // own sink, a: (5821.3937 − 1288) × 100 = 453339.37 yuan
+        assert!((f(&c[0], "value_yuan")[0] - 453_339.37).abs() < 1e-6);
+
+        let cats = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .str("category", &["dev", "eco"])
+            .build()
+            .unwrap();
+        let fa = run::<functional_areas::FunctionalAreas>(
+            serde_json::json!({}),
+            vec![("indices", ix[0].clone()), ("categories", cats)],
+        );
+        // mean CI: dev 5821.3937/600 = 9.702322833, eco 750.93937/400 = 1.877348425 (ranked highest first)
+        let ci = f(&fa[0], "mean_ci_t_per_10k_yuan");
+        assert!(
+            (ci[0] - 9.702_322_833).abs() < 1e-8 && (ci[1] - 1.877_348_425).abs() < 1e-8,
+            "{ci:?}"
+        );
+    }
+
+    #[test]
+    fn kinds_are_registered() {
+        let kinds: Vec<&str> = crate::stages::BUILTIN.iter().map(|e| e.kind()).collect();
+        for k in [
+            "emission",
+            "sink",
+            "indices",
+            "compensation",
+            "functional_areas",
+        ] {
+            assert!(kinds.contains(&k), "{k} is not in BUILTIN: {kinds:?}");
+        }
+    }
+
+    /// Every parameter a kind accepts is documented in its `PARAMS`, and nothing more.
+    #[test]
+    fn params_docs_match_params() {
+        fn check<S: Stage>(minimal: serde_json::Value) {
+            let prepared = Entry::<S>::new().prepare(minimal).unwrap();
+            let mut keys: Vec<String> = prepared
+                .canonical_params()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let mut docs: Vec<String> = S::PARAMS.iter().map(|p| p.name.to_owned()).collect();
+            keys.sort();
+            docs.sort();
+            assert_eq!(keys, docs, "{}", S::KIND);
+        }
+        check::<emission::Emission>(serde_json::json!({}));
+        check::<sink::Sink>(serde_json::json!({}));
+        check::<indices::Indices>(serde_json::json!({}));
+        check::<compensation::Compensation>(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}}),
+        );
+        check::<functional_areas::FunctionalAreas>(serde_json::json!({}));
     }
 }

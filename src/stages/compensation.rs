@@ -111,11 +111,22 @@ pub enum EngelSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ability {
-    /// AP = (G_i/P_i)/(G/P).
+    /// AP = (`G_i/P_i)/(G/P`).
     #[default]
     GdpPerCapita,
     /// AP = 1.
     None,
+}
+
+/// Which units the willingness and ability factors modify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Modify {
+    /// Every unit: V = Q·p·L·AP (the formula as usually written).
+    #[default]
+    All,
+    /// Payers only: willingness and ability to pay describe the paying side.
+    Payers,
 }
 
 fn all_conventions() -> Vec<Convention> {
@@ -170,6 +181,10 @@ pub struct Params {
     /// `gdp_per_capita` (default) or `none`.
     #[serde(default)]
     pub ability: Ability,
+    /// Whose values L and AP modify: `all` (default, V = Q·p·L·AP for every unit) or `payers`
+    /// (receipts stay Q·p).
+    #[serde(default)]
+    pub modify: Modify,
     #[serde(default = "default_population")]
     pub population_column: String,
     /// Which side the balanced values keep: `payments` (default), `receipts` or `mean`.
@@ -274,6 +289,12 @@ const PARAMS: &[ParamDoc] = &[
         ty: "gdp_per_capita|none",
         default: "gdp_per_capita",
         doc: "ability to pay AP = (G_i/P_i)/(G/P)",
+    },
+    ParamDoc {
+        name: "modify",
+        ty: "all|payers",
+        default: "all",
+        doc: "apply L and AP to every unit, or to payers only (receipts stay Q·p)",
     },
     ParamDoc {
         name: "population_column",
@@ -416,7 +437,10 @@ impl Stage for Compensation {
         // rank of each row's unit id in sorted order, for integer sorting below
         let unit_rank: Vec<usize> = {
             let mut order: Vec<usize> = (0..units.len()).collect();
-            order.sort_by(|&a, &b| units[a].cmp(units[b]));
+            // `indices` writes rows sorted by unit: only sort when they are not
+            if !(1..units.len()).all(|k| units[k - 1] <= units[k]) {
+                order.sort_by(|&a, &b| units[a].cmp(units[b]));
+            }
             let mut rank = vec![0; units.len()];
             for (k, w) in order.iter().enumerate() {
                 rank[*w] = if k > 0 && units[order[k - 1]] == units[*w] {
@@ -472,7 +496,24 @@ impl Stage for Compensation {
             by_year.entry(*y).or_default().push(i);
         }
         let div = params.money_unit.divisor();
-        let mut rows: Vec<OutRow> = Vec::new();
+        let mut convs = params.conventions.clone();
+        convs.sort_unstable();
+        convs.dedup();
+        let nconv = convs.len();
+        // output slot of each input row: rows come out sorted by unit, year, convention
+        let pos: Vec<usize> = {
+            let key = |i: usize| (unit_rank[i], years[i]);
+            let mut order: Vec<usize> = (0..years.len()).collect();
+            if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
+                order.sort_unstable_by_key(|&i| key(i));
+            }
+            let mut pos = vec![0; years.len()];
+            for (p, &i) in order.iter().enumerate() {
+                pos[i] = p;
+            }
+            pos
+        };
+        let mut out = OutCols::new(years.len() * nconv);
         let mut summary = Summary::default();
         let mut skipped = Vec::new();
         for (&year, idx) in &mut by_year {
@@ -548,7 +589,7 @@ impl Stage for Compensation {
                 )
                 .collect();
 
-            for &conv in &params.conventions {
+            for (ci, &conv) in convs.iter().enumerate() {
                 let q = quantities_t_c(conv, &budgets);
                 if q.iter().any(Option::is_none) {
                     skipped.push(format!("{} in {year}", conv.name()));
@@ -560,7 +601,13 @@ impl Stage for Compensation {
                     .iter()
                     .zip(&factors)
                     .zip(&ability)
-                    .map(|((v, l), a)| Some(v * l * a))
+                    .map(|((v, l), a)| {
+                        Some(if params.modify == Modify::Payers && *v < 0.0 {
+                            *v
+                        } else {
+                            v * l * a
+                        })
+                    })
                     .collect();
                 let balanced = rescale_balanced(&modified, params.rescale);
                 if balanced.is_none() {
@@ -571,19 +618,19 @@ impl Stage for Compensation {
                     let r = role(q[k], params.balance_abs_t_c, params.balance_rel, ce[i]);
                     let b = balanced.as_ref().and_then(|b| b[k]);
                     s.add(r, q[k], value[k], modified[k].unwrap_or(0.0), b);
-                    rows.push(OutRow {
-                        unit: i,
-                        year,
-                        convention: conv,
-                        role: r,
-                        quantity: q[k],
-                        price,
-                        value: value[k],
-                        willingness: factors[k],
-                        ability: ability[k],
-                        modified: modified[k].unwrap_or(f64::NAN),
-                        balanced: b,
-                    });
+                    let at = pos[i] * nconv + ci;
+                    out.present[at] = true;
+                    out.unit[at] = units[i];
+                    out.year[at] = year;
+                    out.convention[at] = conv;
+                    out.role[at] = r;
+                    out.quantity[at] = q[k];
+                    out.price[at] = price;
+                    out.value[at] = value[k];
+                    out.willingness[at] = factors[k];
+                    out.ability[at] = ability[k];
+                    out.modified[at] = modified[k].unwrap_or(f64::NAN);
+                    out.balanced[at] = b;
                 }
                 if balanced.is_none() {
                     s.paid_balanced = None;
@@ -601,44 +648,8 @@ impl Stage for Compensation {
         if let Some(e) = &economy {
             e.report(ctx, params.missing);
         }
-        rows.sort_unstable_by(|a, b| {
-            (unit_rank[a.unit], a.year, a.convention).cmp(&(
-                unit_rank[b.unit],
-                b.year,
-                b.convention,
-            ))
-        });
-
         let u = params.money_unit.suffix();
-        let unit_ids: Vec<&str> = rows.iter().map(|r| units[r.unit]).collect();
-        let roles: Vec<&str> = rows.iter().map(|r| r.role).collect();
-        let convs: Vec<&str> = rows.iter().map(|r| r.convention.name()).collect();
-        let table = TableBuilder::new()
-            .str("unit_id", &unit_ids)
-            .i64("year", rows.iter().map(|r| r.year).collect())
-            .str("role", &roles)
-            .str("convention", &convs)
-            .bool(
-                "zero_sum",
-                rows.iter().map(|r| r.convention.zero_sum()).collect(),
-            )
-            .f64("quantity_t_c", rows.iter().map(|r| r.quantity).collect())
-            .f64("price_yuan_per_t_c", rows.iter().map(|r| r.price).collect())
-            .f64(
-                &format!("value_{u}"),
-                rows.iter().map(|r| r.value).collect(),
-            )
-            .f64("willingness", rows.iter().map(|r| r.willingness).collect())
-            .f64("ability", rows.iter().map(|r| r.ability).collect())
-            .f64(
-                &format!("value_modified_{u}"),
-                rows.iter().map(|r| r.modified).collect(),
-            )
-            .f64_opt(
-                &format!("value_balanced_{u}"),
-                rows.iter().map(|r| r.balanced).collect(),
-            )
-            .build()?;
+        let table = out.table(u)?;
         Ok(vec![
             ("compensation".to_owned(), table),
             ("summary".to_owned(), summary.table(u)?),
@@ -646,18 +657,86 @@ impl Stage for Compensation {
     }
 }
 
-struct OutRow {
-    unit: usize,
-    year: i64,
-    convention: Convention,
-    role: &'static str,
-    quantity: f64,
-    price: f64,
-    value: f64,
-    willingness: f64,
-    ability: f64,
-    modified: f64,
-    balanced: Option<f64>,
+/// Output columns, one slot per (row, convention) in output order; `present` is false for
+/// conventions left out in a year.
+struct OutCols<'a> {
+    present: Vec<bool>,
+    unit: Vec<&'a str>,
+    year: Vec<i64>,
+    convention: Vec<Convention>,
+    role: Vec<&'static str>,
+    quantity: Vec<f64>,
+    price: Vec<f64>,
+    value: Vec<f64>,
+    willingness: Vec<f64>,
+    ability: Vec<f64>,
+    modified: Vec<f64>,
+    balanced: Vec<Option<f64>>,
+}
+
+impl<'a> OutCols<'a> {
+    fn new(n: usize) -> Self {
+        Self {
+            present: vec![false; n],
+            unit: vec![""; n],
+            year: vec![0; n],
+            convention: vec![Convention::OwnSink; n],
+            role: vec![""; n],
+            quantity: vec![0.0; n],
+            price: vec![0.0; n],
+            value: vec![0.0; n],
+            willingness: vec![0.0; n],
+            ability: vec![0.0; n],
+            modified: vec![0.0; n],
+            balanced: vec![None; n],
+        }
+    }
+
+    fn table(self, u: &str) -> Result<arrow_array::RecordBatch, StageError> {
+        let keep = |v: Vec<f64>, p: &[bool]| -> Vec<f64> {
+            if p.iter().all(|x| *x) {
+                v
+            } else {
+                v.into_iter()
+                    .zip(p)
+                    .filter(|(_, k)| **k)
+                    .map(|(x, _)| x)
+                    .collect()
+            }
+        };
+        let p = &self.present;
+        let pick = |i: usize| p[i];
+        let n = p.len();
+        let units: Vec<&str> = (0..n).filter(|&i| pick(i)).map(|i| self.unit[i]).collect();
+        let roles: Vec<&str> = (0..n).filter(|&i| pick(i)).map(|i| self.role[i]).collect();
+        let convs: Vec<&str> = (0..n)
+            .filter(|&i| pick(i))
+            .map(|i| self.convention[i].name())
+            .collect();
+        let zero_sum: Vec<bool> = (0..n)
+            .filter(|&i| pick(i))
+            .map(|i| self.convention[i].zero_sum())
+            .collect();
+        let years: Vec<i64> = (0..n).filter(|&i| pick(i)).map(|i| self.year[i]).collect();
+        let balanced: Vec<Option<f64>> = (0..n)
+            .filter(|&i| pick(i))
+            .map(|i| self.balanced[i])
+            .collect();
+        TableBuilder::new()
+            .str("unit_id", &units)
+            .i64("year", years)
+            .str("role", &roles)
+            .str("convention", &convs)
+            .bool("zero_sum", zero_sum)
+            .f64("quantity_t_c", keep(self.quantity, p))
+            .f64("price_yuan_per_t_c", keep(self.price, p))
+            .f64(&format!("value_{u}"), keep(self.value, p))
+            .f64("willingness", keep(self.willingness, p))
+            .f64("ability", keep(self.ability, p))
+            .f64(&format!("value_modified_{u}"), keep(self.modified, p))
+            .f64_opt(&format!("value_balanced_{u}"), balanced)
+            .build()
+    }
 }
 
 struct SummaryRow {
@@ -886,6 +965,20 @@ mod tests {
             "{b:?}"
         );
         assert!((b[0] - m[0] * 1.218_431 / 6.364_052).abs() < 1e-6, "{b:?}");
+    }
+
+    #[test]
+    fn modify_payers_only() {
+        let params = serde_json::json!({"conventions": ["net_by_gdp_share"], "price": {"unit": "yuan_per_t_c", "value": 100.0},
+            "money_unit": "10k_yuan", "modify": "payers"});
+        let (out, _) = run(params, true).unwrap();
+        // receivers a, b keep Q·p = −2.5; payer c: 5 × 0.7310586 / 3 = 1.218431 (as in the test above)
+        let m: Vec<f64> = f(&out[0].1, "value_modified_10k_yuan")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        assert_eq!((m[0], m[1]), (-2.5, -2.5));
+        assert!((m[2] - 1.218_431).abs() < 1e-6, "{m:?}");
     }
 
     #[test]

@@ -10,10 +10,11 @@ use crate::engine::stage::{
     OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    ENERGY_PRESETS, FuelFactor, FuelRow, parse_fuel_rows, preset_text, theta_per_input_unit,
+    ACTIVITY_PRESETS, ENERGY_PRESETS, FuelFactor, FuelRow, parse_activity_factors, parse_fuel_rows,
+    preset_text, theta_per_input_unit,
 };
 use crate::methods::emission::{
-    area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
+    activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
 };
 use crate::stages::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
@@ -31,7 +32,7 @@ pub enum ConstructionMethod {
     /// Σ fuel × θ × f from the `energy` table (Liu Xianzhao et al. 2017, Table 1).
     #[default]
     Energy,
-    /// GDP × energy intensity × f_sc (`energy` table with an intensity column, `economy` with GDP).
+    /// GDP × energy intensity × `f_sc` (`energy` table with an intensity column, `economy` with GDP).
     Intensity,
     /// Area × the preset's `construction` coefficient.
     Coefficient,
@@ -138,6 +139,48 @@ pub struct Params {
     /// `error` (default), `zero` or `interpolate` for values missing from `energy`/`economy`.
     #[serde(default)]
     pub missing: MissingPolicy,
+    /// Other emission sources (agricultural inputs, livestock, respiration) from an
+    /// `activities` table; off (`null`) by default.
+    #[serde(default)]
+    pub other_sources: Option<ActivityChoice>,
+}
+
+fn default_activity_preset() -> String {
+    "wu2017".to_owned()
+}
+
+/// Factors of other emission sources: a built-in preset with per-activity overrides (t C per
+/// unit of amount).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityChoice {
+    #[serde(default = "default_activity_preset")]
+    pub preset: String,
+    #[serde(default, rename = "override")]
+    pub overrides: BTreeMap<String, f64>,
+}
+
+impl ActivityChoice {
+    fn load(&self) -> Result<BTreeMap<String, f64>, StageError> {
+        let text = preset_text(&format!("activities_{}.csv", self.preset)).ok_or_else(|| {
+            StageError::data(format!("unknown preset of other sources `{}`", self.preset))
+                .with_hint(format!("built-in presets: {}", ACTIVITY_PRESETS.join(", ")))
+        })?;
+        let mut map: BTreeMap<String, f64> = parse_activity_factors(text)
+            .map_err(|e| StageError::internal(format!("preset `{}`: {e}", self.preset)))?
+            .into_iter()
+            .map(|(k, v)| (k, v.t_c_per_unit))
+            .collect();
+        for (k, v) in &self.overrides {
+            if !(v.is_finite() && *v >= 0.0) {
+                return Err(StageError::data(format!(
+                    "other-source override `{k}` is {v}, expected ≥ 0 t C per unit"
+                )));
+            }
+            map.insert(k.clone(), *v);
+        }
+        Ok(map)
+    }
 }
 
 /// Default physical unit of a fuel column, by the dimension of its factor's unit.
@@ -286,7 +329,7 @@ const ENERGY_SOURCE: &str = "energy_factors";
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
     1,
-    "65fa1db99d3b1bab4b371d4a2e39aa0c2889d696d8255f3224c74385dafc15d0",
+    "2fe40b66477862e910504a4bd4a9c2cc1017cacd7cbd6ba2c435361f0cc07f67",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &[
@@ -295,6 +338,7 @@ const PRESET_FILES_USED: &[&str] = &[
     "mixed.csv",
     "energy_liu2017.csv",
     "energy_xia2017.csv",
+    "activities_wu2017.csv",
 ];
 
 const PARAMS: &[ParamDoc] = &[
@@ -368,7 +412,13 @@ const PARAMS: &[ParamDoc] = &[
         name: "missing",
         ty: "error|zero|interpolate",
         default: "error",
-        doc: "policy for values missing from `energy`/`economy`",
+        doc: "policy for values missing from `energy`/`economy`/`activities`",
+    },
+    ParamDoc {
+        name: "other_sources",
+        ty: "{preset, override}?",
+        default: "null",
+        doc: "other sources from an `activities` table (unit_id, year, activity, amount): preset `wu2017` (fertilizer, pesticide, plastic_film, agricultural_diesel, irrigation, ploughing, livestock heads, respiration); `override: {activity: t C per unit}`",
     },
 ];
 
@@ -415,6 +465,15 @@ impl Stage for Emission {
             ports.push(
                 Port::optional("parents", "unit → parent region of the energy table")
                     .with_columns(["unit_id", "parent_id"]),
+            );
+        }
+        if params.other_sources.is_some() {
+            ports.push(
+                Port::required(
+                    "activities",
+                    "other sources: unit_id, year, activity, amount",
+                )
+                .with_columns(["unit_id", "year", "activity", "amount"]),
             );
         }
         ports
@@ -529,10 +588,42 @@ impl Stage for Emission {
                 ),
             };
 
+        let activities = match &params.other_sources {
+            Some(choice) => {
+                let factors = choice.load()?;
+                let (names, panel) = activity_panel(inputs.table("activities")?)?;
+                if let Some(n) = names.iter().find(|n| !factors.contains_key(*n)) {
+                    return Err(StageError::data(format!("`activities`: activity `{n}` has no factor in preset `{}`", choice.preset)).with_hint(
+                        format!(
+                            "known: {}; or add `other_sources: {{ override: {{ {n}: <t C per unit> }} }}`",
+                            factors.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                Some((factors, (names, panel)))
+            }
+            None => None,
+        };
+        let activity_method = params
+            .other_sources
+            .as_ref()
+            .map(|c| format!("activity:{}", c.preset))
+            .unwrap_or_default();
+
         let mut out = Rows::default();
         let mut rows: Vec<(&str, f64, &str)> = Vec::new();
         for (k, ua) in areas.iter().enumerate() {
             rows.clear();
+            if let Some((factors, (names, panel))) = &activities {
+                for (c, name) in names.iter().enumerate() {
+                    let amount = panel.get(ua.unit, ua.year, c, params.missing)?;
+                    rows.push((
+                        name,
+                        activity_emission_t_c(amount, factors[name]),
+                        &activity_method,
+                    ));
+                }
+            }
             for &(class, area) in &ua.classes {
                 if class == "construction" {
                     continue;
@@ -551,17 +642,64 @@ impl Stage for Emission {
             }
             if let Some(c) = &construction {
                 rows.push(("construction", c[k], &construction_method));
-                rows.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(StageError::data(format!(
+                    "source `{}` is both a land class and an activity (unit `{}`, year {})",
+                    w[0].0, ua.unit, ua.year
+                ))
+                .with_hint("rename the activity"));
             }
             for &(source, e, method) in &rows {
                 out.push(ua.unit, ua.year, source, e, method);
             }
+        }
+        if let Some((_, (_, panel))) = &activities {
+            panel.report(ctx, params.missing);
+            let known: BTreeSet<&str> = areas.iter().map(|a| a.unit).collect();
+            panel.warn_unused_units(ctx, &|u| known.contains(u));
         }
         Ok(vec![
             ("emission".to_owned(), out.build()?),
             ("fuels".to_owned(), fuels.build()?),
         ])
     }
+}
+
+/// The `activities` table pivoted to one column per activity (sorted). An activity a unit-year
+/// does not list counts as 0; a unit-year with no rows at all, or an empty amount, is missing.
+fn activity_panel(table: &arrow_array::RecordBatch) -> Result<(Vec<String>, Panel), StageError> {
+    let units = crate::stages::carbon_panel::str_col(table, "activities", "unit_id", true)?;
+    let years = crate::table::i64s(table, "activities", "year")?;
+    let acts = crate::stages::carbon_panel::str_col(table, "activities", "activity", false)?;
+    let amounts = crate::table::f64s(table, "activities", "amount")?;
+    let names: Vec<String> = {
+        let set: BTreeSet<&str> = (0..acts.len()).map(|i| acts.get(i)).collect();
+        set.into_iter().map(str::to_owned).collect()
+    };
+    let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    for (i, &year) in years.iter().enumerate() {
+        let (unit, act, x) = (units.get(i), acts.get(i), amounts[i]);
+        if x.is_infinite() || x < 0.0 {
+            return Err(StageError::data(format!(
+                "`activities` row {}: unit `{unit}`, year {year}, activity `{act}`: amount is {x}",
+                i + 1
+            ))
+            .with_hint("amounts must be finite and ≥ 0"));
+        }
+        let c = names
+            .binary_search_by(|n| n.as_str().cmp(act))
+            .expect("every activity is in the name list");
+        let slot = rows
+            .entry(unit.to_owned())
+            .or_default()
+            .entry(year)
+            .or_insert_with(|| vec![0.0; names.len()]);
+        slot[c] += x;
+    }
+    let cols: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok((names.clone(), Panel::from_rows("activities", &cols, rows)))
 }
 
 /// Parent region of each unit for allocation: from `parents`, or the energy table's only id.
@@ -768,7 +906,7 @@ fn energy_method(
     Ok(out)
 }
 
-/// Construction emission of each unit-year by GDP × energy intensity × f_sc.
+/// Construction emission of each unit-year by GDP × energy intensity × `f_sc`.
 fn intensity_method(
     params: &Params,
     inputs: &crate::engine::stage::Inputs,
@@ -1171,6 +1309,64 @@ mod tests {
             f64s(&out[0].1, "e", "emission_t_c").unwrap(),
             vec![500.0, 250.0]
         );
+    }
+
+    #[test]
+    fn other_sources_from_activities() {
+        let activities = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("activity", &["fertilizer", "pig", "respiration"])
+            .f64("amount", vec![2000.0, 10_000.0, 50_000.0])
+            .build()
+            .unwrap();
+        let params = serde_json::json!({"construction": "none", "other_sources": {}});
+        let (out, _) = run(
+            params,
+            vec![("areas", areas_table()), ("activities", activities.clone())],
+        )
+        .unwrap();
+        // a: cultivated 422; fertilizer 2000 × 0.8956 = 1791.2; pig 10000 × 0.0341 = 341;
+        //    respiration not listed for a -> 0
+        // b: cultivated 211; respiration 50000 × 0.079 = 3950; fertilizer and pig 0
+        let r = rows(&out);
+        let get = |u: &str, s: &str| r.iter().find(|x| x.0 == u && x.1 == s).unwrap().2;
+        assert!((get("a", "fertilizer") - 1791.2).abs() < 1e-9);
+        assert!((get("a", "pig") - 341.0).abs() < 1e-9);
+        assert_eq!(get("a", "respiration"), 0.0);
+        assert!((get("b", "respiration") - 3950.0).abs() < 1e-9);
+        assert_eq!(r.len(), 8); // 2 units × (cultivated + 3 activities)
+        // an unknown activity is an error with a hint
+        let bad = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .str("activity", &["goose"])
+            .f64("amount", vec![1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"construction": "none", "other_sources": {}}),
+            vec![("areas", areas_table()), ("activities", bad.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message.contains("activity `goose`"), "{}", err.message);
+        // ... fixed by an override; unit b has no activity rows: an error unless `missing: zero`
+        let params = serde_json::json!({"construction": "none", "other_sources": {"override": {"goose": 0.01}}});
+        let err = run(
+            params.clone(),
+            vec![("areas", areas_table()), ("activities", bad.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("`activities` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        let params = serde_json::json!({"construction": "none", "missing": "zero", "other_sources": {"override": {"goose": 0.01}}});
+        let (out, _) = run(params, vec![("areas", areas_table()), ("activities", bad)]).unwrap();
+        assert_eq!(rows(&out).iter().find(|x| x.1 == "goose").unwrap().2, 0.01);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct Params {
     #[serde(default = "default_gdp_column")]
     pub gdp_column: String,
     /// Price-index column of `economy`; when set, GDP is at constant prices
-    /// (GDP × deflator_base / deflator).
+    /// (GDP × `deflator_base` / deflator).
     #[serde(default)]
     pub deflator_column: Option<String>,
     /// Deflator value of the base year.
@@ -107,6 +107,15 @@ fn sum_by_unit_year(
     let years = i64s(batch, table, "year")?;
     let values = f64s(batch, table, column)?;
     let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    // Rows usually come sorted by unit and year: sum runs of equal keys, then store each run.
+    let mut flush = |u: &str, y: i64, sum: f64| {
+        let by_year = match out.get_mut(u) {
+            Some(m) => m,
+            None => out.entry(u.to_owned()).or_default(),
+        };
+        by_year.entry(y).or_insert_with(|| vec![0.0])[0] += sum;
+    };
+    let mut run: Option<(&str, i64, f64)> = None;
     for (i, (y, v)) in years.into_iter().zip(values).enumerate() {
         let u = units.get(i);
         if !v.is_finite() || v < 0.0 {
@@ -116,11 +125,18 @@ fn sum_by_unit_year(
             ))
             .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
         }
-        let by_year = match out.get_mut(u) {
-            Some(m) => m,
-            None => out.entry(u.to_owned()).or_default(),
-        };
-        by_year.entry(y).or_insert_with(|| vec![0.0])[0] += v;
+        match &mut run {
+            Some((ru, ry, sum)) if *ru == u && *ry == y => *sum += v,
+            _ => {
+                if let Some((ru, ry, sum)) = run {
+                    flush(ru, ry, sum);
+                }
+                run = Some((u, y, v));
+            }
+        }
+    }
+    if let Some((ru, ry, sum)) = run {
+        flush(ru, ry, sum);
     }
     Ok(out)
 }

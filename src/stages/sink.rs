@@ -238,6 +238,8 @@ impl Stage for Sink {
             CultivatedSink::CropYield => Some(crop_panel(
                 inputs.table("crops")?,
                 &params.crop_parameters.load()?,
+                params.missing,
+                ctx,
             )?),
             _ => None,
         };
@@ -312,18 +314,58 @@ impl Stage for Sink {
 }
 
 /// Cropland sink per unit and year from a long crop-yield table.
+///
+/// An empty (NaN) yield follows `missing`: `error` stops, naming the crop; `zero` counts that
+/// crop as 0 (with a warning); `interpolate` makes the whole unit-year missing, so it is
+/// interpolated from the unit's other years.
 fn crop_panel(
     table: &arrow_array::RecordBatch,
     params: &BTreeMap<String, CropParameters>,
+    missing: MissingPolicy,
+    ctx: &StageContext,
 ) -> Result<Panel, StageError> {
     let units = str_col(table, "crops", "unit_id", true)?;
     let years = i64s(table, "crops", "year")?;
     let crops = str_col(table, "crops", "crop", false)?;
     let yields = f64s(table, "crops", "yield_t")?;
     // unit → year → (carbon, crops seen)
-    let mut acc: BTreeMap<&str, BTreeMap<i64, (f64, Vec<&str>)>> = BTreeMap::new();
-    for (i, &year) in years.iter().enumerate() {
-        let (unit, crop, y) = (units.get(i), crops.get(i), yields[i]);
+    // Visit rows grouped by (unit, year): in table order when sorted, as yield tables usually are.
+    let key = |i: usize| (units.get(i), years[i]);
+    let mut order: Vec<usize> = (0..years.len()).collect();
+    if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
+        order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    }
+    let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut run: Option<((&str, i64), f64)> = None;
+    let flush = |rows: &mut BTreeMap<String, BTreeMap<i64, Vec<f64>>>,
+                 (unit, year): (&str, i64),
+                 carbon: f64| {
+        let by_year = match rows.get_mut(unit) {
+            Some(m) => m,
+            None => rows.entry(unit.to_owned()).or_default(),
+        };
+        by_year.insert(year, vec![carbon]);
+    };
+    let mut zeroed = 0usize;
+    for i in order {
+        let ((unit, year), crop, mut y) = (key(i), crops.get(i), yields[i]);
+        if y.is_nan() {
+            match missing {
+                MissingPolicy::Error => {
+                    return Err(StageError::data(format!(
+                        "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is empty",
+                        i + 1
+                    ))
+                    .with_hint("give the yield, or set `missing: zero` or `missing: interpolate`"));
+                }
+                MissingPolicy::Zero => {
+                    zeroed += 1;
+                    y = 0.0;
+                }
+                MissingPolicy::Interpolate => {}
+            }
+        }
         if y.is_infinite() || y < 0.0 {
             return Err(StageError::data(format!(
                 "`crops` row {}: unit `{unit}`, year {year}, crop `{crop}`: yield_t is {y}",
@@ -337,29 +379,34 @@ fn crop_panel(
                 params.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let slot = acc
-            .entry(unit)
-            .or_default()
-            .entry(year)
-            .or_insert_with(|| (0.0, Vec::new()));
-        if slot.1.contains(&crop) {
-            return Err(StageError::data(format!(
-                "`crops`: unit `{unit}`, year {year}: crop `{crop}` appears twice"
-            )));
+        match &mut run {
+            Some((k, carbon)) if *k == (unit, year) => {
+                if seen.contains(&crop) {
+                    return Err(StageError::data(format!(
+                        "`crops`: unit `{unit}`, year {year}: crop `{crop}` appears twice"
+                    )));
+                }
+                // NaN yields stay NaN so that the unit-year counts as missing.
+                *carbon += crop_sink_t_c(y, p);
+            }
+            _ => {
+                if let Some((k, carbon)) = run {
+                    flush(&mut rows, k, carbon);
+                }
+                seen.clear();
+                run = Some(((unit, year), crop_sink_t_c(y, p)));
+            }
         }
-        slot.1.push(crop);
-        // NaN yields stay NaN so that the unit-year counts as missing.
-        slot.0 += crop_sink_t_c(y, p);
+        seen.push(crop);
     }
-    let rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = acc
-        .into_iter()
-        .map(|(u, years)| {
-            (
-                u.to_owned(),
-                years.into_iter().map(|(y, (c, _))| (y, vec![c])).collect(),
-            )
-        })
-        .collect();
+    if let Some((k, carbon)) = run {
+        flush(&mut rows, k, carbon);
+    }
+    if zeroed > 0 {
+        ctx.warn(format!(
+            "`crops`: {zeroed} empty yield(s) counted as zero by `missing: zero`"
+        ));
+    }
     Ok(Panel::from_rows("crops", &["crop carbon"], rows))
 }
 
@@ -520,6 +567,59 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.message.contains("yield_t is -5"), "{}", err.message);
+    }
+
+    #[test]
+    fn empty_yield_follows_missing_policy() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["maize", "wheat", "wheat"])
+            .f64("yield_t", vec![f64::NAN, 1000.0, 0.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("crop `maize`: yield_t is empty"),
+            "{}",
+            err.message
+        );
+        // zero: maize counts 0, wheat 0.485 × 1000 × 0.88 / 0.40 = 1067 remains
+        let (r, w) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield", "missing": "zero"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .unwrap();
+        assert!((r[0].2 - 1067.0).abs() < 1e-9, "{}", r[0].2);
+        assert!(w.iter().any(|w| w.contains("1 empty yield")), "{w:?}");
+    }
+
+    #[test]
+    fn repeated_crop_is_an_error() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "b", "a"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["wheat", "wheat", "wheat"])
+            .f64("yield_t", vec![1.0, 1.0, 2.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message
+                .contains("unit `a`, year 2000: crop `wheat` appears twice"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
