@@ -36,44 +36,53 @@ pub struct Variable {
     pub short: &'static str,
     /// `None`: sequential; `Some((neutral, high_is_bad))`: diverging around `neutral`.
     pub diverging: Option<(f64, bool)>,
+    /// The column's values are divided by this for display (t C shown in 10⁴ t C, as the
+    /// seed studies report them).
+    pub display_divisor: f64,
 }
 
 /// The numeric variables mapped from `indices`, in report order.
 pub const VARIABLES: [Variable; 6] = [
     Variable {
         column: "ce_t_c",
-        short: "CE (t C)",
-        title: "Carbon emission CE (t C)",
+        short: "CE (10⁴ t C)",
+        title: "Carbon emission CE (10⁴ t C)",
+        display_divisor: 1e4,
         diverging: None,
     },
     Variable {
         column: "cs_t_c",
-        short: "CS (t C)",
-        title: "Carbon sink CS (t C)",
+        short: "CS (10⁴ t C)",
+        title: "Carbon sink CS (10⁴ t C)",
+        display_divisor: 1e4,
         diverging: None,
     },
     Variable {
         column: "nce_t_c",
-        short: "NCE (t C)",
-        title: "Net carbon emission NCE (t C)",
+        short: "NCE (10⁴ t C)",
+        title: "Net carbon emission NCE (10⁴ t C)",
+        display_divisor: 1e4,
         diverging: Some((0.0, true)),
     },
     Variable {
         column: "ci_t_per_10k_yuan",
         short: "CI (t C per 10⁴ yuan)",
         title: "Carbon intensity CI (t C per 10⁴ yuan)",
+        display_divisor: 1.0,
         diverging: None,
     },
     Variable {
         column: "ecc",
         short: "ECC",
         title: "Economic contribution coefficient ECC",
+        display_divisor: 1.0,
         diverging: Some((1.0, false)),
     },
     Variable {
         column: "esc",
         short: "ESC",
         title: "Ecological support coefficient ESC",
+        display_divisor: 1.0,
         diverging: Some((1.0, false)),
     },
 ];
@@ -366,7 +375,7 @@ pub fn render(data: &ReportData) -> String {
         let Some(table) = data.indices.get(var.column) else {
             continue;
         };
-        let all: Vec<f64> = table.values().copied().collect();
+        let all: Vec<f64> = table.values().map(|v| v / var.display_divisor).collect();
         let bounds = variable_breaks(&all, var, classing, n_classes);
         let (colours, legend) = class_colours(&all, &bounds, var);
         let values: Vec<f64> = data
@@ -375,8 +384,7 @@ pub fn render(data: &ReportData) -> String {
             .map(|u| {
                 table
                     .get(&(u.id.clone(), year))
-                    .copied()
-                    .unwrap_or(f64::NAN)
+                    .map_or(f64::NAN, |v| v / var.display_divisor)
             })
             .collect();
         let title = format!("{}, {year}", var.title);
@@ -390,7 +398,7 @@ pub fn render(data: &ReportData) -> String {
         pooled_breaks.insert(var.column, (bounds, colours, legend));
     }
     if let Some(lisa) = data.lisa.get(&year) {
-        let title = format!("LISA clusters of the mapped variable, {year}");
+        let title = format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
         let layer = categorical_layer(
             data,
             &title,
@@ -481,7 +489,11 @@ pub fn render(data: &ReportData) -> String {
                 let values: Vec<f64> = data
                     .units
                     .iter()
-                    .map(|u| table.get(&(u.id.clone(), y)).copied().unwrap_or(f64::NAN))
+                    .map(|u| {
+                        table
+                            .get(&(u.id.clone(), y))
+                            .map_or(f64::NAN, |v| v / var.display_divisor)
+                    })
                     .collect();
                 let title = format!("{}, {y}", var.title);
                 let layer =
