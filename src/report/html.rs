@@ -398,7 +398,8 @@ pub fn render(data: &ReportData) -> String {
         pooled_breaks.insert(var.column, (bounds, colours, legend));
     }
     if let Some(lisa) = data.lisa.get(&year) {
-        let title = format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
+        let title =
+            format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
         let layer = categorical_layer(
             data,
             &title,

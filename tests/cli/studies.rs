@@ -114,3 +114,63 @@ fn henan_reproduces_committed_outputs_and_pins() {
 fn yellow_river_reproduces_committed_outputs_and_pins() {
     check_pins("yellow_river_cities");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A research group's CI: after a coefficient is edited, `--check` fails and lists the
+/// published files that are now out of date, without touching them.
+#[test]
+fn check_fails_after_a_coefficient_edit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study_dir = tmp.path().join("pipelines");
+    copy_dir(&repo().join("pipelines"), &study_dir);
+    let yaml = study_dir.join("yellow_river_cities.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    // Both stages that use the land-use coefficients get the edit (the sink stage reads forest's).
+    let edited = text.replace(
+        "coefficients: { preset: mixed }",
+        "coefficients: { preset: mixed, override: { forest: -0.60 } }",
+    );
+    assert_ne!(text, edited, "the study sets its coefficients");
+    std::fs::write(&yaml, edited).unwrap();
+    let before = std::fs::read(study_dir.join("out/yellow_river/indices.csv")).unwrap();
+    let out = Command::new(crate::common::bin())
+        .current_dir(tmp.path())
+        .env("CI", "1")
+        .args([
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+            "run",
+            "pipelines/yellow_river_cities.yaml",
+            "--check",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("differs: ") && stderr.contains("indices.csv"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("landuse.csv"),
+        "land use does not depend on the coefficients: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read(study_dir.join("out/yellow_river/indices.csv")).unwrap(),
+        before,
+        "--check writes nothing"
+    );
+}
