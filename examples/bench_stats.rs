@@ -1,6 +1,6 @@
 //! Times the `inequality` and `autocorrelation` stages on a synthetic study of the size the
 //! brief names: 3,000 units × 21 years, a hexagonal-style grid (6 neighbours inside), 999
-//! permutations. Run: `cargo run --release --example stats_bench [units] [years]`.
+//! permutations. Run: `cargo run --release --example bench_stats [units] [years]`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

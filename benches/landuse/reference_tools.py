@@ -2,12 +2,12 @@
 
 Writes a synthetic CLCD-like land-use raster over Henan's Albers extent (30 m, uint8,
 DEFLATE, 512 x 512 tiles) plus Henan's 123 units projected to Albers, then times
-exactextract and rasterstats on it. The Rust side is `examples/landuse_bench.rs`.
+exactextract and rasterstats on it. The Rust side is `examples/bench_landuse.rs`.
 
     python3 -m venv /tmp/venv-landuse
     /tmp/venv-landuse/bin/pip install rasterio rasterstats exactextract pyproj
-    /tmp/venv-landuse/bin/python examples/landuse_bench.py make  UNITS.geojson OUTDIR [SCALE] [NOISE]
-    /tmp/venv-landuse/bin/python examples/landuse_bench.py time  OUTDIR [exactextract|rasterstats]
+    /tmp/venv-landuse/bin/python benches/landuse/reference_tools.py make  UNITS.geojson OUTDIR [SCALE] [NOISE]
+    /tmp/venv-landuse/bin/python benches/landuse/reference_tools.py time  OUTDIR [exactextract|rasterstats]
 
 UNITS.geojson: lon/lat polygons with a `unit_id` (or `adcode`) property, e.g. the shared
 henan_units123.geojson. SCALE (default 1) divides both raster dimensions (SCALE=2 → a quarter

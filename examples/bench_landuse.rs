@@ -1,8 +1,8 @@
 //! Times the `landuse` stage on a large raster (issue 3's whole-Henan 30 m design goal).
 //!
 //! ```text
-//! /tmp/venv-landuse/bin/python examples/landuse_bench.py make henan_units123.geojson /tmp/lubench_full 1
-//! cargo run --release --example landuse_bench -- /tmp/lubench_full/lu_2000.tif /tmp/lubench_full/units_lonlat.geojson [runs] [second_year.tif]
+//! /tmp/venv-landuse/bin/python benches/landuse/reference_tools.py make henan_units123.geojson /tmp/lubench_full 1
+//! cargo run --release --example bench_landuse -- /tmp/lubench_full/lu_2000.tif /tmp/lubench_full/units_lonlat.geojson [runs] [second_year.tif]
 //! ```
 //!
 //! Prints wall time per run and the process's peak resident memory (VmHWM).
@@ -62,7 +62,7 @@ fn peak_rss_mb() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: landuse_bench RASTER.tif UNITS_LONLAT.geojson [runs] [SECOND_YEAR.tif]");
+        eprintln!("usage: bench_landuse RASTER.tif UNITS_LONLAT.geojson [runs] [SECOND_YEAR.tif]");
         std::process::exit(2);
     }
     let runs: usize = args
