@@ -1,8 +1,7 @@
 //! Timing of the carbon-budget stages on a synthetic study of 3,000 units × 21 years.
 //!
-//! Run: `cargo run --release --example bench_carbon` (registered in Cargo.toml; it lives under
-//! `tests/bench/` because the repository's top level is fixed). Prints the time of each stage,
-//! best and median of several runs. No assertions on time.
+//! Run: `cargo run --release --example bench_carbon`. Prints the time of each stage, best and
+//! median of several runs. No assertions on time.
 
 use std::collections::BTreeMap;
 use std::path::Path;
