@@ -131,17 +131,6 @@ pub fn run(
     }
     cache.save_stat_cache(&stat)?;
 
-    let jobs = if options.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-    } else {
-        options.jobs
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("pipeline-worker-{i}"))
-        .build()
-        .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
-
     reporter.event(&Event::RunStarted {
         stages: needed.iter().filter(|x| **x).count(),
     });
@@ -154,97 +143,122 @@ pub fn run(
     let mut started = vec![false; n];
     let mut reruns = vec![0u8; n];
     let mut stop = false;
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
 
-    pool.in_place_scope(|scope| {
-        let mut in_flight = 0usize;
-        loop {
-            // Launch everything ready, in plan order.
-            if !stop {
-                for i in 0..n {
-                    if !needed[i] || started[i] || !waiting_on[i].is_empty() {
-                        continue;
-                    }
-                    // Skip stages whose upstream failed or was skipped.
-                    if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
-                        results[d].as_ref().is_some_and(|r| {
-                            matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
-                        })
-                    }) {
+    // Hits first, on this thread, in plan order (a topological order, so one pass serves every
+    // stage whose upstream all hit): probing is a small read and a stat, cheaper than handing
+    // each stage to a worker and back, and a run where everything hits starts no thread at all.
+    for i in 0..n {
+        if !needed[i] || !waiting_on[i].is_empty() {
+            continue;
+        }
+        let Ok(sources) = &source_digests[i] else {
+            continue;
+        };
+        let upstream = upstream_manifests(plan, &results, i);
+        let Ok(key) = stage_key(plan, i, &upstream, sources) else {
+            continue;
+        };
+        if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &key.digest()) {
+            started[i] = true;
+            results[i] = Some(result);
+            finish(plan, i, &mut waiting_on);
+        }
+    }
+    let rest = (0..n).filter(|&i| needed[i] && !started[i]).count();
+
+    let jobs = if options.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+    } else {
+        options.jobs
+    };
+    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    if rest > 0 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .thread_name(|i| format!("pipeline-worker-{i}"))
+            .build()
+            .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
+        pool.in_place_scope(|scope| {
+            let mut in_flight = 0usize;
+            loop {
+                // Launch everything ready, in plan order.
+                if !stop {
+                    for i in 0..n {
+                        if !needed[i] || started[i] || !waiting_on[i].is_empty() {
+                            continue;
+                        }
+                        // Skip stages whose upstream failed or was skipped.
+                        if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
+                            results[d].as_ref().is_some_and(|r| {
+                                matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
+                            })
+                        }) {
+                            started[i] = true;
+                            let reason =
+                                format!("upstream `{}` did not complete", plan.stages[*bad].name);
+                            reporter.event(&Event::StageSkipped {
+                                stage: plan.stages[i].name.clone(),
+                                reason: reason.clone(),
+                            });
+                            results[i] = Some(skipped(&plan.stages[i].name, reason));
+                            finish(plan, i, &mut waiting_on);
+                            continue;
+                        }
                         started[i] = true;
-                        let reason =
-                            format!("upstream `{}` did not complete", plan.stages[*bad].name);
-                        reporter.event(&Event::StageSkipped {
-                            stage: plan.stages[i].name.clone(),
-                            reason: reason.clone(),
+                        in_flight += 1;
+                        let upstream = upstream_manifests(plan, &results, i);
+                        let sources = source_digests[i].clone();
+                        let tx = tx.clone();
+                        scope.spawn(move |_| {
+                            let outcome =
+                                execute(plan, cache, reporter, options, i, &upstream, sources);
+                            let _ = tx.send((i, outcome));
                         });
-                        results[i] = Some(skipped(&plan.stages[i].name, reason));
-                        finish(plan, i, &mut waiting_on);
-                        continue;
                     }
-                    started[i] = true;
-                    in_flight += 1;
-                    let upstream: BTreeMap<usize, Manifest> = plan.stages[i]
-                        .deps
-                        .iter()
-                        .filter_map(|&d| {
-                            results[d]
-                                .as_ref()
-                                .and_then(|r| r.manifest.clone())
-                                .map(|m| (d, m))
-                        })
-                        .collect();
-                    let sources = source_digests[i].clone();
-                    let tx = tx.clone();
-                    scope.spawn(move |_| {
-                        let outcome =
-                            execute(plan, cache, reporter, options, i, &upstream, sources);
-                        let _ = tx.send((i, outcome));
-                    });
                 }
-            }
-            if in_flight == 0 {
-                break;
-            }
-            let (i, outcome) = rx.recv().expect("a worker always reports back");
-            in_flight -= 1;
-            match outcome {
-                Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
-                    reruns[up] += 1;
-                    results[up] = None;
-                    started[up] = false;
-                    started[i] = false;
-                    waiting_on[i].insert(up);
-                    // Dependants of `up` that have not started wait for it again too.
-                    for (d, stage) in plan.stages.iter().enumerate() {
-                        if !started[d] && stage.deps.contains(&up) {
-                            waiting_on[d].insert(up);
+                if in_flight == 0 {
+                    break;
+                }
+                let (i, outcome) = rx.recv().expect("a worker always reports back");
+                in_flight -= 1;
+                match outcome {
+                    Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
+                        reruns[up] += 1;
+                        results[up] = None;
+                        started[up] = false;
+                        started[i] = false;
+                        waiting_on[i].insert(up);
+                        // Dependants of `up` that have not started wait for it again too.
+                        for (d, stage) in plan.stages.iter().enumerate() {
+                            if !started[d] && stage.deps.contains(&up) {
+                                waiting_on[d].insert(up);
+                            }
                         }
                     }
-                }
-                Outcome::UpstreamCorrupt(up) => {
-                    let err = StageError::internal(format!(
-                        "the output of `{}` is corrupt again after recomputing it",
-                        plan.stages[up].name
-                    ));
-                    reporter.event(&Event::StageFailed {
-                        stage: plan.stages[i].name.clone(),
-                        message: err.message.clone(),
-                    });
-                    results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
-                    finish(plan, i, &mut waiting_on);
-                    stop |= !options.keep_going;
-                }
-                Outcome::Done(result) => {
-                    if result.status == StageStatus::Failed && !options.keep_going {
-                        stop = true;
+                    Outcome::UpstreamCorrupt(up) => {
+                        let err = StageError::internal(format!(
+                            "the output of `{}` is corrupt again after recomputing it",
+                            plan.stages[up].name
+                        ));
+                        reporter.event(&Event::StageFailed {
+                            stage: plan.stages[i].name.clone(),
+                            message: err.message.clone(),
+                        });
+                        results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
+                        finish(plan, i, &mut waiting_on);
+                        stop |= !options.keep_going;
                     }
-                    results[i] = Some(*result);
-                    finish(plan, i, &mut waiting_on);
+                    Outcome::Done(result) => {
+                        if result.status == StageStatus::Failed && !options.keep_going {
+                            stop = true;
+                        }
+                        results[i] = Some(*result);
+                        finish(plan, i, &mut waiting_on);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 
     // Whatever never started was stopped by a failure.
     for i in 0..n {
@@ -278,6 +292,24 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// The manifests of stage `i`'s upstream stages that have one.
+fn upstream_manifests(
+    plan: &Plan,
+    results: &[Option<StageResult>],
+    i: usize,
+) -> BTreeMap<usize, Manifest> {
+    plan.stages[i]
+        .deps
+        .iter()
+        .filter_map(|&d| {
+            results[d]
+                .as_ref()
+                .and_then(|r| r.manifest.clone())
+                .map(|m| (d, m))
+        })
+        .collect()
 }
 
 fn finish(plan: &Plan, done: usize, waiting_on: &mut [BTreeSet<usize>]) {
@@ -348,6 +380,41 @@ pub fn stage_key(
     })
 }
 
+/// Serves stage `i` from the cache when `digest` (the digest of `key`) has an intact entry.
+fn try_hit(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    i: usize,
+    key: &CacheKey,
+    digest: &Digest,
+) -> Option<StageResult> {
+    let manifest = cache.probe(digest)?;
+    let name = &plan.stages[i].name;
+    if !options.dry_run {
+        let _ = cache.save_last_key(&plan.study_id, name, key);
+    }
+    for w in &manifest.warnings {
+        reporter.event(&Event::Warning {
+            stage: name.clone(),
+            message: w.clone(),
+        });
+    }
+    reporter.event(&Event::StageCached {
+        stage: name.clone(),
+    });
+    Some(StageResult {
+        name: name.clone(),
+        status: StageStatus::Cached,
+        reason: None,
+        seconds: 0.0,
+        key: Some(key.clone()),
+        manifest: Some(manifest),
+        error: None,
+    })
+}
+
 fn execute(
     plan: &Plan,
     cache: &Cache,
@@ -388,31 +455,8 @@ fn execute(
         Err(e) => return fail(e, 0.0, None),
     };
     let digest = key.digest();
-    let hit = |manifest: Manifest, key: CacheKey| {
-        for w in &manifest.warnings {
-            reporter.event(&Event::Warning {
-                stage: name.clone(),
-                message: w.clone(),
-            });
-        }
-        reporter.event(&Event::StageCached {
-            stage: name.clone(),
-        });
-        Outcome::Done(Box::new(StageResult {
-            name: name.clone(),
-            status: StageStatus::Cached,
-            reason: None,
-            seconds: 0.0,
-            key: Some(key),
-            manifest: Some(manifest),
-            error: None,
-        }))
-    };
-    if let Some(manifest) = cache.probe(&digest) {
-        if !options.dry_run {
-            let _ = cache.save_last_key(&plan.study_id, &name, &key);
-        }
-        return hit(manifest, key);
+    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
+        return Outcome::Done(Box::new(result));
     }
     if options.dry_run {
         return Outcome::Done(Box::new(StageResult {
@@ -437,9 +481,8 @@ fn execute(
             );
         }
     };
-    if let Some(manifest) = cache.probe(&digest) {
-        let _ = cache.save_last_key(&plan.study_id, &name, &key);
-        return hit(manifest, key);
+    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
+        return Outcome::Done(Box::new(result));
     }
     reporter.event(&Event::StageStarted {
         stage: name.clone(),
