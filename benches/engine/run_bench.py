@@ -14,7 +14,8 @@ Two workspaces are generated under a temp dir (removed afterwards unless `--keep
   Snakemake) and the previous stage's output, and writes a two-line CSV with `printf`.
 * `large`: one 2 GiB input file (a repeated 1 MiB random block) feeding one stage.
 
-Scenarios, each timed `--reps` times (median and min, wall clock, warm page cache):
+Scenarios, each timed `--reps` times (wall clock median and min, and the median CPU time, user
++ system of the tool and its children, which a loaded machine disturbs less; warm page cache):
 
 * `no-op`: nothing changed since the last run;
 * `one input changed`: 8 bytes in the middle of one input are overwritten with a value never
@@ -178,20 +179,23 @@ class Tool:
         return dict(os.environ)
 
     def run(self, check: bool = True) -> float:
-        t0 = time.perf_counter()
-        r = subprocess.run(
-            self.argv(),
-            cwd=self.root,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        dt = time.perf_counter() - t0
-        if check and r.returncode != 0:
-            sys.exit(
-                f"{self.name} failed in {self.root} (exit {r.returncode}):\n"
-                + r.stdout.decode(errors="replace")[-3000:]
+        """Runs the tool once; returns the wall time and keeps the CPU time (user + system, of
+        the tool and its children) in `self.cpu`."""
+        with tempfile.TemporaryFile() as log:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                self.argv(), cwd=self.root, env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
+            _, status, usage = os.wait4(proc.pid, 0)
+            dt = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu = usage.ru_utime + usage.ru_stime
+            if check and proc.returncode != 0:
+                log.seek(0)
+                sys.exit(
+                    f"{self.name} failed in {self.root} (exit {proc.returncode}):\n"
+                    + log.read().decode(errors="replace")[-3000:]
+                )
         return dt
 
     def ran(self) -> int:
@@ -322,18 +326,19 @@ def touch_all(files: list[Path]):
 
 def measure(tool: Tool, reps: int, mutate, settle: float):
     """Times `reps` runs; `mutate` (or None for a no-op) precedes each."""
-    times, ran = [], []
+    times, cpus, ran = [], [], []
     for _ in range(reps):
         if mutate:
             mutate()
             time.sleep(settle)
         times.append(tool.run())
+        cpus.append(tool.cpu)
         ran.append(tool.ran())
         if mutate:
             # Settle: let the tool record the new state untimed, past any racy window.
             time.sleep(settle)
             tool.run()
-    return times, ran
+    return times, cpus, ran
 
 
 def fmt_s(t: float) -> str:
@@ -362,7 +367,7 @@ def bench_workspace(label, root, stages, tools_wanted, args, files, changed_file
         tool.run()  # settle the stat records of the first run
         print(f"  [{label}] {tool.name}: first run {fmt_s(first)}", file=sys.stderr)
         for scen, mutate in scenarios:
-            times, ran = measure(tool, args.reps, mutate, args.settle)
+            times, cpus, ran = measure(tool, args.reps, mutate, args.settle)
             rows.append(
                 {
                     "workspace": label,
@@ -370,16 +375,23 @@ def bench_workspace(label, root, stages, tools_wanted, args, files, changed_file
                     "tool": tool.name,
                     "median": statistics.median(times),
                     "min": min(times),
+                    "cpu": statistics.median(cpus),
                     "ran": sorted(set(ran)),
                     "first": first,
                 }
             )
             print(
                 f"  [{label}] {tool.name:9} {scen:32} median {fmt_s(statistics.median(times)):>9}"
-                f"  min {fmt_s(min(times)):>9}  ran {sorted(set(ran))}",
+                f"  min {fmt_s(min(times)):>9}  cpu {fmt_s(statistics.median(cpus)):>9}"
+                f"  ran {sorted(set(ran))}",
                 file=sys.stderr,
             )
     return rows
+
+
+def ratio(a: float, b: float) -> str:
+    r = a / b
+    return f"{r:.0f}×" if r >= 10 else f"{r:.1f}×"
 
 
 def table(rows) -> str:
@@ -390,7 +402,7 @@ def table(rows) -> str:
             tools.append(r["tool"])
     head = ["workspace", "scenario"]
     for t in tools:
-        head += [f"{t} median (min)", f"{t} ran"]
+        head += [f"{t} median (min)", f"{t} cpu", f"{t} ran"]
     for t in tools:
         if t != "pipeline":
             head.append(f"{t} / pipeline")
@@ -406,16 +418,20 @@ def table(rows) -> str:
         for t in tools:
             r = by.get(t)
             cells += (
-                [f"{fmt_s(r['median'])} ({fmt_s(r['min'])})", "/".join(map(str, r["ran"]))]
+                [
+                    f"{fmt_s(r['median'])} ({fmt_s(r['min'])})",
+                    fmt_s(r["cpu"]),
+                    "/".join(map(str, r["ran"])),
+                ]
                 if r
-                else ["-", "-"]
+                else ["-", "-", "-"]
             )
         base = by.get("pipeline")
         for t in tools:
             if t == "pipeline":
                 continue
             r = by.get(t)
-            cells.append(f"{r['median'] / base['median']:.0f}×" if r and base else "-")
+            cells.append(ratio(r["median"], base["median"]) if r and base else "-")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
