@@ -654,3 +654,138 @@ pub fn failure_tier(report: &RunReport) -> Option<crate::engine::error::Tier> {
         })
         .max()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::engine::plan::PlanOptions;
+    use crate::engine::progress::RecordingReporter;
+    use crate::engine::stage::{
+        Entry, Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageEntry,
+    };
+    use crate::engine::{plan, spec};
+
+    /// A test kind: one table `table` with one row `x = value`, whatever its input.
+    struct Constant;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ConstantParams {
+        value: f64,
+        #[serde(default)]
+        follows: bool,
+    }
+
+    impl Stage for Constant {
+        const KIND: &'static str = "constant";
+        const VERSION: u32 = 1;
+        const DOC: &'static str = "A one-row table.";
+        const PARAMS: &'static [ParamDoc] = &[];
+        type Params = ConstantParams;
+
+        fn ports(params: &ConstantParams) -> Vec<Port> {
+            if params.follows {
+                vec![Port::required("up", "any table")]
+            } else {
+                Vec::new()
+            }
+        }
+
+        fn outputs(_: &ConstantParams) -> Vec<OutputDecl> {
+            vec![OutputDecl::new("table", "x")]
+        }
+
+        fn run(
+            params: &ConstantParams,
+            _: &Inputs,
+            _: &StageContext,
+        ) -> Result<Outputs, StageError> {
+            let table = crate::table::TableBuilder::new()
+                .f64("x", vec![params.value])
+                .build()?;
+            Ok(vec![("table".to_owned(), table)])
+        }
+    }
+
+    static REGISTRY: &[&dyn StageEntry] = &[&Entry::<Constant>::new()];
+
+    /// `a → b → c` and `d`, with the given values.
+    fn plan_with(dir: &std::path::Path, [a, b, c, d]: [f64; 4]) -> Plan {
+        let path = dir.join("study.yaml");
+        let text = format!(
+            "study: sched\nstages:\n  \
+             a: {{ kind: constant, value: {a} }}\n  \
+             b: {{ kind: constant, value: {b}, follows: true, inputs: {{ up: a }} }}\n  \
+             c: {{ kind: constant, value: {c}, follows: true, inputs: {{ up: b }} }}\n  \
+             d: {{ kind: constant, value: {d} }}\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        plan::build(spec::load(&path).unwrap(), REGISTRY, PlanOptions::default()).unwrap()
+    }
+
+    fn statuses(report: &RunReport) -> Vec<(String, StageStatus)> {
+        let mut out: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| (r.name.clone(), r.status))
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        out
+    }
+
+    fn expect(list: [(&str, StageStatus); 4]) -> Vec<(String, StageStatus)> {
+        list.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn hits_are_served_before_and_after_misses() {
+        use StageStatus::{Cached, Ran};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let options = RunOptions::default();
+        let run = |plan: &Plan| {
+            let reporter = RecordingReporter::default();
+            let report = run(plan, &cache, &reporter, &options).unwrap();
+            (report, reporter.events.into_inner().unwrap())
+        };
+
+        let plan = plan_with(dir.path(), [1.0, 2.0, 3.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Ran), ("b", Ran), ("c", Ran), ("d", Ran)])
+        );
+
+        // Everything hits: one event per stage, in plan order, between start and finish.
+        let (report, events) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Cached), ("b", Cached), ("c", Cached), ("d", Cached)])
+        );
+        let mut expected = vec![Event::RunStarted { stages: 4 }];
+        expected.extend(plan.stages.iter().map(|s| Event::StageCached {
+            stage: s.name.clone(),
+        }));
+        expected.push(Event::RunFinished);
+        assert_eq!(events, expected);
+
+        // A miss at the end of the chain: the hits above it are served first.
+        let plan = plan_with(dir.path(), [1.0, 2.0, 5.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Cached), ("b", Cached), ("c", Ran), ("d", Cached)])
+        );
+
+        // A miss at the top: `b` reruns on its new input and writes the same bytes, so `c` is
+        // a hit found after the misses (early cutoff); `d` is a hit found before them.
+        let plan = plan_with(dir.path(), [7.0, 2.0, 5.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Ran), ("b", Ran), ("c", Cached), ("d", Cached)])
+        );
+    }
+}
