@@ -151,14 +151,15 @@ pub fn run(
         if !needed[i] || !waiting_on[i].is_empty() {
             continue;
         }
-        let Ok(sources) = &source_digests[i] else {
-            continue;
-        };
-        let upstream = upstream_manifests(plan, &results, i);
-        let Ok(key) = stage_key(plan, i, &upstream, sources) else {
-            continue;
-        };
-        if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &key.digest()) {
+        if let Some(result) = hit_here(
+            plan,
+            cache,
+            reporter,
+            options,
+            i,
+            &results,
+            &source_digests[i],
+        ) {
             started[i] = true;
             results[i] = Some(result);
             finish(plan, i, &mut waiting_on);
@@ -205,6 +206,20 @@ pub fn run(
                             continue;
                         }
                         started[i] = true;
+                        // A hit below a miss is served here too, without a round trip.
+                        if let Some(result) = hit_here(
+                            plan,
+                            cache,
+                            reporter,
+                            options,
+                            i,
+                            &results,
+                            &source_digests[i],
+                        ) {
+                            results[i] = Some(result);
+                            finish(plan, i, &mut waiting_on);
+                            continue;
+                        }
                         in_flight += 1;
                         let upstream = upstream_manifests(plan, &results, i);
                         let sources = source_digests[i].clone();
@@ -378,6 +393,23 @@ pub fn stage_key(
         params: stage.prepared.canonical_params(),
         inputs,
     })
+}
+
+/// Serves stage `i` from the cache on the calling thread, if its upstream stages all have
+/// results and its key has an intact entry.
+fn hit_here(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    i: usize,
+    results: &[Option<StageResult>],
+    sources: &Result<BTreeMap<String, Digest>, StageError>,
+) -> Option<StageResult> {
+    let sources = sources.as_ref().ok()?;
+    let upstream = upstream_manifests(plan, results, i);
+    let key = stage_key(plan, i, &upstream, sources).ok()?;
+    try_hit(plan, cache, reporter, options, i, &key, &key.digest())
 }
 
 /// Serves stage `i` from the cache when `digest` (the digest of `key`) has an intact entry.
