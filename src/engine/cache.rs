@@ -343,11 +343,26 @@ impl Cache {
 
     // ---- what each study's last run used, for `gc` ----
 
+    /// Records what a study's run used. A record that only differs from the stored one by being
+    /// newer, by less than [`RUN_RECORD_REFRESH_NS`], is not written: a no-op rerun then writes
+    /// (and fsyncs) nothing, and `gc`, which ages records in days, is not affected.
     pub fn record_run(&self, study_id: &Digest, record: &RunRecord) -> Result<(), Diagnostic> {
         let path = self
             .root
             .join("runs")
             .join(format!("{}.json", study_id.to_hex()));
+        let stored = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok());
+        if let Some(stored) = stored
+            && stored.study == record.study
+            && stored.entries == record.entries
+            && stored.blobs == record.blobs
+            && record.finished_unix_ns >= stored.finished_unix_ns
+            && record.finished_unix_ns - stored.finished_unix_ns < RUN_RECORD_REFRESH_NS
+        {
+            return Ok(());
+        }
         self.place(
             &path,
             &serde_json::to_vec_pretty(record).expect("run records serialise"),
@@ -578,6 +593,9 @@ pub struct VerifyReport {
     pub broken_entries: Vec<PathBuf>,
 }
 
+/// How stale an unchanged run record may get before a run rewrites it (an hour).
+pub const RUN_RECORD_REFRESH_NS: u128 = 3_600 * 1_000_000_000;
+
 /// The entries and blobs a study's last run used.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -734,6 +752,45 @@ mod tests {
         let (d3, hashed) = stat.digest(&file).unwrap();
         assert!(hashed);
         assert_ne!(d1, d3);
+    }
+
+    #[test]
+    fn unchanged_run_records_are_rewritten_only_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let study = Digest::of(b"study");
+        let path = cache
+            .root()
+            .join("runs")
+            .join(format!("{}.json", study.to_hex()));
+        let stored = |path: &Path| -> RunRecord {
+            serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+        };
+        let mut first = RunRecord::new("s");
+        first.entries.insert("e1".to_owned());
+        first.blobs.insert("b1".to_owned());
+        cache.record_run(&study, &first).unwrap();
+        assert_eq!(stored(&path).finished_unix_ns, first.finished_unix_ns);
+
+        // Same entries a minute later: the stored record stays as it is.
+        let mut same = first.clone();
+        same.finished_unix_ns += 60 * 1_000_000_000;
+        cache.record_run(&study, &same).unwrap();
+        assert_eq!(stored(&path).finished_unix_ns, first.finished_unix_ns);
+
+        // Same entries past the refresh interval: rewritten with the new time.
+        let mut later = first.clone();
+        later.finished_unix_ns += RUN_RECORD_REFRESH_NS;
+        cache.record_run(&study, &later).unwrap();
+        assert_eq!(stored(&path).finished_unix_ns, later.finished_unix_ns);
+
+        // Different entries: rewritten at once.
+        let mut changed = later.clone();
+        changed.finished_unix_ns += 1;
+        changed.entries.insert("e2".to_owned());
+        cache.record_run(&study, &changed).unwrap();
+        assert_eq!(stored(&path).entries, changed.entries);
+        assert_eq!(stored(&path).finished_unix_ns, changed.finished_unix_ns);
     }
 
     #[test]

@@ -140,17 +140,6 @@ pub fn run(
     }
     cache.save_stat_cache(&stat)?;
 
-    let jobs = if options.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-    } else {
-        options.jobs
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .thread_name(|i| format!("pipeline-worker-{i}"))
-        .build()
-        .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
-
     reporter.event(&Event::RunStarted {
         stages: needed.iter().filter(|x| **x).count(),
     });
@@ -163,97 +152,137 @@ pub fn run(
     let mut started = vec![false; n];
     let mut reruns = vec![0u8; n];
     let mut stop = false;
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
 
-    pool.in_place_scope(|scope| {
-        let mut in_flight = 0usize;
-        loop {
-            // Launch everything ready, in plan order.
-            if !stop {
-                for i in 0..n {
-                    if !needed[i] || started[i] || !waiting_on[i].is_empty() {
-                        continue;
-                    }
-                    // Skip stages whose upstream failed or was skipped.
-                    if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
-                        results[d].as_ref().is_some_and(|r| {
-                            matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
-                        })
-                    }) {
+    // Hits first, on this thread, in plan order (a topological order, so one pass serves every
+    // stage whose upstream all hit): probing is a small read and a stat, cheaper than handing
+    // each stage to a worker and back, and a run where everything hits starts no thread at all.
+    for i in 0..n {
+        if !needed[i] || !waiting_on[i].is_empty() {
+            continue;
+        }
+        if let Some(result) = hit_here(
+            plan,
+            cache,
+            reporter,
+            options,
+            i,
+            &results,
+            &source_digests[i],
+        ) {
+            started[i] = true;
+            results[i] = Some(result);
+            finish(plan, i, &mut waiting_on);
+        }
+    }
+    let rest = (0..n).filter(|&i| needed[i] && !started[i]).count();
+
+    let jobs = if options.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+    } else {
+        options.jobs
+    };
+    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    if rest > 0 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .thread_name(|i| format!("pipeline-worker-{i}"))
+            .build()
+            .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
+        pool.in_place_scope(|scope| {
+            let mut in_flight = 0usize;
+            loop {
+                // Launch everything ready, in plan order.
+                if !stop {
+                    for i in 0..n {
+                        if !needed[i] || started[i] || !waiting_on[i].is_empty() {
+                            continue;
+                        }
+                        // Skip stages whose upstream failed or was skipped.
+                        if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
+                            results[d].as_ref().is_some_and(|r| {
+                                matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
+                            })
+                        }) {
+                            started[i] = true;
+                            let reason =
+                                format!("upstream `{}` did not complete", plan.stages[*bad].name);
+                            reporter.event(&Event::StageSkipped {
+                                stage: plan.stages[i].name.clone(),
+                                reason: reason.clone(),
+                            });
+                            results[i] = Some(skipped(&plan.stages[i].name, reason));
+                            finish(plan, i, &mut waiting_on);
+                            continue;
+                        }
                         started[i] = true;
-                        let reason =
-                            format!("upstream `{}` did not complete", plan.stages[*bad].name);
-                        reporter.event(&Event::StageSkipped {
-                            stage: plan.stages[i].name.clone(),
-                            reason: reason.clone(),
+                        // A hit below a miss is served here too, without a round trip.
+                        if let Some(result) = hit_here(
+                            plan,
+                            cache,
+                            reporter,
+                            options,
+                            i,
+                            &results,
+                            &source_digests[i],
+                        ) {
+                            results[i] = Some(result);
+                            finish(plan, i, &mut waiting_on);
+                            continue;
+                        }
+                        in_flight += 1;
+                        let upstream = upstream_manifests(plan, &results, i);
+                        let sources = source_digests[i].clone();
+                        let tx = tx.clone();
+                        scope.spawn(move |_| {
+                            let outcome =
+                                execute(plan, cache, reporter, options, i, &upstream, sources);
+                            let _ = tx.send((i, outcome));
                         });
-                        results[i] = Some(skipped(&plan.stages[i].name, reason));
-                        finish(plan, i, &mut waiting_on);
-                        continue;
                     }
-                    started[i] = true;
-                    in_flight += 1;
-                    let upstream: BTreeMap<usize, Manifest> = plan.stages[i]
-                        .deps
-                        .iter()
-                        .filter_map(|&d| {
-                            results[d]
-                                .as_ref()
-                                .and_then(|r| r.manifest.clone())
-                                .map(|m| (d, m))
-                        })
-                        .collect();
-                    let sources = source_digests[i].clone();
-                    let tx = tx.clone();
-                    scope.spawn(move |_| {
-                        let outcome =
-                            execute(plan, cache, reporter, options, i, &upstream, sources);
-                        let _ = tx.send((i, outcome));
-                    });
                 }
-            }
-            if in_flight == 0 {
-                break;
-            }
-            let (i, outcome) = rx.recv().expect("a worker always reports back");
-            in_flight -= 1;
-            match outcome {
-                Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
-                    reruns[up] += 1;
-                    results[up] = None;
-                    started[up] = false;
-                    started[i] = false;
-                    waiting_on[i].insert(up);
-                    // Dependants of `up` that have not started wait for it again too.
-                    for (d, stage) in plan.stages.iter().enumerate() {
-                        if !started[d] && stage.deps.contains(&up) {
-                            waiting_on[d].insert(up);
+                if in_flight == 0 {
+                    break;
+                }
+                let (i, outcome) = rx.recv().expect("a worker always reports back");
+                in_flight -= 1;
+                match outcome {
+                    Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
+                        reruns[up] += 1;
+                        results[up] = None;
+                        started[up] = false;
+                        started[i] = false;
+                        waiting_on[i].insert(up);
+                        // Dependants of `up` that have not started wait for it again too.
+                        for (d, stage) in plan.stages.iter().enumerate() {
+                            if !started[d] && stage.deps.contains(&up) {
+                                waiting_on[d].insert(up);
+                            }
                         }
                     }
-                }
-                Outcome::UpstreamCorrupt(up) => {
-                    let err = StageError::internal(format!(
-                        "the output of `{}` is corrupt again after recomputing it",
-                        plan.stages[up].name
-                    ));
-                    reporter.event(&Event::StageFailed {
-                        stage: plan.stages[i].name.clone(),
-                        message: err.message.clone(),
-                    });
-                    results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
-                    finish(plan, i, &mut waiting_on);
-                    stop |= !options.keep_going;
-                }
-                Outcome::Done(result) => {
-                    if result.status == StageStatus::Failed && !options.keep_going {
-                        stop = true;
+                    Outcome::UpstreamCorrupt(up) => {
+                        let err = StageError::internal(format!(
+                            "the output of `{}` is corrupt again after recomputing it",
+                            plan.stages[up].name
+                        ));
+                        reporter.event(&Event::StageFailed {
+                            stage: plan.stages[i].name.clone(),
+                            message: err.message.clone(),
+                        });
+                        results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
+                        finish(plan, i, &mut waiting_on);
+                        stop |= !options.keep_going;
                     }
-                    results[i] = Some(*result);
-                    finish(plan, i, &mut waiting_on);
+                    Outcome::Done(result) => {
+                        if result.status == StageStatus::Failed && !options.keep_going {
+                            stop = true;
+                        }
+                        results[i] = Some(*result);
+                        finish(plan, i, &mut waiting_on);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 
     // Whatever never started was stopped by a failure.
     for i in 0..n {
@@ -287,6 +316,24 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// The manifests of stage `i`'s upstream stages that have one.
+fn upstream_manifests(
+    plan: &Plan,
+    results: &[Option<StageResult>],
+    i: usize,
+) -> BTreeMap<usize, Manifest> {
+    plan.stages[i]
+        .deps
+        .iter()
+        .filter_map(|&d| {
+            results[d]
+                .as_ref()
+                .and_then(|r| r.manifest.clone())
+                .map(|m| (d, m))
+        })
+        .collect()
 }
 
 fn finish(plan: &Plan, done: usize, waiting_on: &mut [BTreeSet<usize>]) {
@@ -357,6 +404,58 @@ pub fn stage_key(
     })
 }
 
+/// Serves stage `i` from the cache on the calling thread, if its upstream stages all have
+/// results and its key has an intact entry.
+fn hit_here(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    i: usize,
+    results: &[Option<StageResult>],
+    sources: &Result<BTreeMap<String, Digest>, StageError>,
+) -> Option<StageResult> {
+    let sources = sources.as_ref().ok()?;
+    let upstream = upstream_manifests(plan, results, i);
+    let key = stage_key(plan, i, &upstream, sources).ok()?;
+    try_hit(plan, cache, reporter, options, i, &key, &key.digest())
+}
+
+/// Serves stage `i` from the cache when `digest` (the digest of `key`) has an intact entry.
+fn try_hit(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    i: usize,
+    key: &CacheKey,
+    digest: &Digest,
+) -> Option<StageResult> {
+    let manifest = cache.probe(digest)?;
+    let name = &plan.stages[i].name;
+    if !options.dry_run {
+        let _ = cache.save_last_key(&plan.study_id, name, key);
+    }
+    for w in &manifest.warnings {
+        reporter.event(&Event::Warning {
+            stage: name.clone(),
+            message: w.clone(),
+        });
+    }
+    reporter.event(&Event::StageCached {
+        stage: name.clone(),
+    });
+    Some(StageResult {
+        name: name.clone(),
+        status: StageStatus::Cached,
+        reason: None,
+        seconds: 0.0,
+        key: Some(key.clone()),
+        manifest: Some(manifest),
+        error: None,
+    })
+}
+
 fn execute(
     plan: &Plan,
     cache: &Cache,
@@ -397,31 +496,8 @@ fn execute(
         Err(e) => return fail(e, 0.0, None),
     };
     let digest = key.digest();
-    let hit = |manifest: Manifest, key: CacheKey| {
-        for w in &manifest.warnings {
-            reporter.event(&Event::Warning {
-                stage: name.clone(),
-                message: w.clone(),
-            });
-        }
-        reporter.event(&Event::StageCached {
-            stage: name.clone(),
-        });
-        Outcome::Done(Box::new(StageResult {
-            name: name.clone(),
-            status: StageStatus::Cached,
-            reason: None,
-            seconds: 0.0,
-            key: Some(key),
-            manifest: Some(manifest),
-            error: None,
-        }))
-    };
-    if let Some(manifest) = cache.probe(&digest) {
-        if !options.dry_run {
-            let _ = cache.save_last_key(&plan.study_id, &name, &key);
-        }
-        return hit(manifest, key);
+    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
+        return Outcome::Done(Box::new(result));
     }
     if options.dry_run {
         return Outcome::Done(Box::new(StageResult {
@@ -446,9 +522,8 @@ fn execute(
             );
         }
     };
-    if let Some(manifest) = cache.probe(&digest) {
-        let _ = cache.save_last_key(&plan.study_id, &name, &key);
-        return hit(manifest, key);
+    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
+        return Outcome::Done(Box::new(result));
     }
     reporter.event(&Event::StageStarted {
         stage: name.clone(),
@@ -644,4 +719,139 @@ pub fn failure_tier(report: &RunReport) -> Option<crate::engine::error::Tier> {
             Some(StageErrorTier::Failed) | None => Tier::StageFailed,
         })
         .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::engine::plan::PlanOptions;
+    use crate::engine::progress::RecordingReporter;
+    use crate::engine::stage::{
+        Entry, Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageEntry,
+    };
+    use crate::engine::{plan, spec};
+
+    /// A test kind: one table `table` with one row `x = value`, whatever its input.
+    struct Constant;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ConstantParams {
+        value: f64,
+        #[serde(default)]
+        follows: bool,
+    }
+
+    impl Stage for Constant {
+        const KIND: &'static str = "constant";
+        const VERSION: u32 = 1;
+        const DOC: &'static str = "A one-row table.";
+        const PARAMS: &'static [ParamDoc] = &[];
+        type Params = ConstantParams;
+
+        fn ports(params: &ConstantParams) -> Vec<Port> {
+            if params.follows {
+                vec![Port::required("up", "any table")]
+            } else {
+                Vec::new()
+            }
+        }
+
+        fn outputs(_: &ConstantParams) -> Vec<OutputDecl> {
+            vec![OutputDecl::new("table", "x")]
+        }
+
+        fn run(
+            params: &ConstantParams,
+            _: &Inputs,
+            _: &StageContext,
+        ) -> Result<Outputs, StageError> {
+            let table = crate::table::TableBuilder::new()
+                .f64("x", vec![params.value])
+                .build()?;
+            Ok(vec![("table".to_owned(), table)])
+        }
+    }
+
+    static REGISTRY: &[&dyn StageEntry] = &[&Entry::<Constant>::new()];
+
+    /// `a → b → c` and `d`, with the given values.
+    fn plan_with(dir: &std::path::Path, [a, b, c, d]: [f64; 4]) -> Plan {
+        let path = dir.join("study.yaml");
+        let text = format!(
+            "study: sched\nstages:\n  \
+             a: {{ kind: constant, value: {a} }}\n  \
+             b: {{ kind: constant, value: {b}, follows: true, inputs: {{ up: a }} }}\n  \
+             c: {{ kind: constant, value: {c}, follows: true, inputs: {{ up: b }} }}\n  \
+             d: {{ kind: constant, value: {d} }}\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        plan::build(spec::load(&path).unwrap(), REGISTRY, PlanOptions::default()).unwrap()
+    }
+
+    fn statuses(report: &RunReport) -> Vec<(String, StageStatus)> {
+        let mut out: Vec<_> = report
+            .results
+            .iter()
+            .map(|r| (r.name.clone(), r.status))
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        out
+    }
+
+    fn expect(list: [(&str, StageStatus); 4]) -> Vec<(String, StageStatus)> {
+        list.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn hits_are_served_before_and_after_misses() {
+        use StageStatus::{Cached, Ran};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let options = RunOptions::default();
+        let run = |plan: &Plan| {
+            let reporter = RecordingReporter::default();
+            let report = run(plan, &cache, &reporter, &options).unwrap();
+            (report, reporter.events.into_inner().unwrap())
+        };
+
+        let plan = plan_with(dir.path(), [1.0, 2.0, 3.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Ran), ("b", Ran), ("c", Ran), ("d", Ran)])
+        );
+
+        // Everything hits: one event per stage, in plan order, between start and finish.
+        let (report, events) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Cached), ("b", Cached), ("c", Cached), ("d", Cached)])
+        );
+        let mut expected = vec![Event::RunStarted { stages: 4 }];
+        expected.extend(plan.stages.iter().map(|s| Event::StageCached {
+            stage: s.name.clone(),
+        }));
+        expected.push(Event::RunFinished);
+        assert_eq!(events, expected);
+
+        // A miss at the end of the chain: the hits above it are served first.
+        let plan = plan_with(dir.path(), [1.0, 2.0, 5.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Cached), ("b", Cached), ("c", Ran), ("d", Cached)])
+        );
+
+        // A miss at the top: `b` reruns on its new input and writes the same bytes, so `c` is
+        // a hit found after the misses (early cutoff); `d` is a hit found before them.
+        let plan = plan_with(dir.path(), [7.0, 2.0, 5.0, 4.0]);
+        let (report, _) = run(&plan);
+        assert_eq!(
+            statuses(&report),
+            expect([("a", Ran), ("b", Ran), ("c", Cached), ("d", Cached)])
+        );
+    }
 }

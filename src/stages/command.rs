@@ -293,6 +293,8 @@ struct Finished {
 fn wait(mut child: Child, ctx: &StageContext) -> Result<Finished, StageError> {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
+    // Poll often at first (a quick program is reaped within a millisecond), then back off.
+    let mut nap = Duration::from_millis(1);
     let status = loop {
         if let Some(status) = child
             .try_wait()
@@ -306,7 +308,8 @@ fn wait(mut child: Child, ctx: &StageContext) -> Result<Finished, StageError> {
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
