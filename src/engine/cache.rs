@@ -358,6 +358,7 @@ impl Cache {
             && stored.study == record.study
             && stored.entries == record.entries
             && stored.blobs == record.blobs
+            && stored.memos == record.memos
             && record.finished_unix_ns >= stored.finished_unix_ns
             && record.finished_unix_ns - stored.finished_unix_ns < RUN_RECORD_REFRESH_NS
         {

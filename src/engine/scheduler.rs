@@ -309,6 +309,8 @@ pub fn run(
                 record
                     .blobs
                     .extend(m.outputs.iter().map(|o| o.digest.to_hex()));
+                record.blobs.extend(m.memos.iter().map(|(_, d)| d.to_hex()));
+                record.memos.extend(m.memos.iter().map(|(k, _)| k.to_hex()));
             }
         }
         if options.targets.is_none() {

@@ -182,3 +182,64 @@ fn gc_keeps_what_the_last_run_used() {
     let (_, summary) = s.run_study(&[]);
     assert!(summary.with("ran").is_empty(), "{:?}", summary.status);
 }
+
+fn memo_files(s: &Study) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![s.cache.join("v1/memo")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), e.metadata().unwrap().modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `landuse` stage memoises its histograms: after `gc`, a new reclassification table still
+/// reruns only the reclassification (the memo is neither recomputed nor rewritten).
+#[test]
+fn memoised_histograms_survive_gc_and_serve_a_new_scheme() {
+    let s = Study::new();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/landuse");
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    for f in [
+        "units_proj_lonlat.geojson",
+        "proj_u8_tiled_deflate.tif",
+        "proj_u8_tiled_deflate_2020.tif",
+    ] {
+        std::fs::copy(fixtures.join(f), s.path(&format!("data/{f}"))).unwrap();
+    }
+    let scheme = "code,class\n1,cultivated\n2,forest\n3,forest\n4,grassland\n5,water\n6,unused\n7,unused\n8,construction\n9,water\n12,unused\n";
+    s.file("data/scheme.csv", scheme);
+    s.file(
+        "study.yaml",
+        "study: lu\nstages:\n  units:\n    kind: ingest\n    path: data/units_proj_lonlat.geojson\n    id_column: unit_id\n  landuse:\n    kind: landuse\n    inputs: { units: units }\n    rasters: { 2000: data/proj_u8_tiled_deflate.tif, 2020: data/proj_u8_tiled_deflate_2020.tif }\n    scheme: data/scheme.csv\n",
+    );
+    let (run, first) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let memos = memo_files(&s);
+    assert_eq!(memos.len(), 1, "one memoised histogram pass");
+    assert_eq!(s.run(&["gc"]).code, 0);
+    assert_eq!(memo_files(&s), memos, "gc keeps what the last run used");
+
+    s.file(
+        "data/scheme.csv",
+        &scheme.replace("2,forest", "2,grassland"),
+    );
+    let (run, second) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(second.with("ran"), ["landuse"]);
+    assert_ne!(
+        first.digests["landuse.areas"],
+        second.digests["landuse.areas"]
+    );
+    assert_eq!(
+        memo_files(&s),
+        memos,
+        "the histograms were served from the memo"
+    );
+}
