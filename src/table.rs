@@ -4,6 +4,7 @@
 //! Unit ids may be integers or strings in the user's files; stages read them with [`ids`],
 //! which renders integers in decimal, so every output carries ids as text.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -355,6 +356,51 @@ pub fn polygons(
                 .map_err(|e| StageError::data(format!("`{table}` row {}: {e}", i + 1)))
         })
         .collect()
+}
+
+/// The rows of `table` for one year. A table without a `year` column, or with a single year,
+/// is used whole; with several years `year` must pick one.
+pub fn select_year(
+    table: &RecordBatch,
+    name: &str,
+    year: Option<i64>,
+) -> Result<RecordBatch, StageError> {
+    if !has_column(table, "year") {
+        if let Some(y) = year {
+            return Err(StageError::data(format!(
+                "`year: {y}` is set but `{name}` has no `year` column"
+            ))
+            .with_hint("remove `year:`, or wire a table with one row per unit and year"));
+        }
+        return Ok(table.clone());
+    }
+    let years = i64s(table, name, "year")?;
+    let distinct: BTreeSet<i64> = years.iter().copied().collect();
+    let list = distinct
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match year {
+        Some(y) => {
+            let rows: Vec<usize> = (0..years.len()).filter(|&i| years[i] == y).collect();
+            if rows.is_empty() {
+                return Err(
+                    StageError::data(format!("`{name}` has no rows for year {y}"))
+                        .with_hint(format!("the years present are: {list}")),
+                );
+            }
+            take_rows(table, &rows)
+        }
+        None if distinct.len() > 1 => Err(StageError::data(format!(
+            "`{name}` has {} years ({list}) and one row per unit is needed",
+            distinct.len()
+        ))
+        .with_hint(
+            "set `year:` to one of them, or wire the multi-year means (e.g. `indices.means`)",
+        )),
+        None => Ok(table.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
 use crate::methods::redcap::redcap;
 use crate::methods::skater::{SizeBound, TreeSplits, skater};
 use crate::stages::contiguity::preview;
-use crate::table::{TableBuilder, f64s, has_column, i64s, ids, take_rows};
+use crate::table::{TableBuilder, f64s, ids, select_year, take_rows};
 
 pub struct Cluster;
 
@@ -448,51 +448,6 @@ fn profiles(
     b.build()
 }
 
-/// The rows of `table` for one year. A table without a `year` column, or with a single year,
-/// is used whole; with several years `year` must pick one.
-pub(crate) fn select_year(
-    table: &RecordBatch,
-    name: &str,
-    year: Option<i64>,
-) -> Result<RecordBatch, StageError> {
-    if !has_column(table, "year") {
-        if let Some(y) = year {
-            return Err(StageError::data(format!(
-                "`year: {y}` is set but `{name}` has no `year` column"
-            ))
-            .with_hint("remove `year:`, or wire a table with one row per unit and year"));
-        }
-        return Ok(table.clone());
-    }
-    let years = i64s(table, name, "year")?;
-    let distinct: BTreeSet<i64> = years.iter().copied().collect();
-    let list = distinct
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    match year {
-        Some(y) => {
-            let rows: Vec<usize> = (0..years.len()).filter(|&i| years[i] == y).collect();
-            if rows.is_empty() {
-                return Err(
-                    StageError::data(format!("`{name}` has no rows for year {y}"))
-                        .with_hint(format!("the years present are: {list}")),
-                );
-            }
-            take_rows(table, &rows)
-        }
-        None if distinct.len() > 1 => Err(StageError::data(format!(
-            "`{name}` has {} years ({list}) and one row per unit is needed",
-            distinct.len()
-        ))
-        .with_hint(
-            "set `year:` to one of them, or wire the multi-year means (e.g. `indices.means`)",
-        )),
-        None => Ok(table.clone()),
-    }
-}
-
 /// The unit ids of `table`, sorted, and the row order that sorts them. Duplicates are an error.
 pub(crate) fn sorted_unique_ids(
     table: &RecordBatch,
@@ -589,6 +544,7 @@ fn check_connected(n: usize, edges: &[(usize, usize)], names: &[String]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::i64s;
 
     use crate::engine::stage::{Entry, StageEntry};
     use crate::table::strings;

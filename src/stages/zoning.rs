@@ -10,7 +10,8 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::zoning::{Matching, RuleError, RuleSet, majority, parse_condition};
-use crate::stages::cluster::{select_year, sorted_unique_ids};
+use crate::stages::cluster::sorted_unique_ids;
+use crate::table::select_year;
 use crate::table::{TableBuilder, f64s, has_column, i64s, ids, take_rows};
 
 /// Columns summed per zone in the `summary` output when the table has them.
