@@ -144,9 +144,11 @@ fn run_study(
     if options.dry_run {
         return Ok(code);
     }
-    let files = publish::files(&plan, &cache, &report)?;
+    let mut record = publish::PublishRecord::load(&cache, &plan.study_id);
+    let publication = publish::files(&plan, &cache, &report, &record)?;
+    let total = publication.files.len() + publication.current_files;
     if check {
-        let diffs = publish::differences(&files);
+        let diffs = publish::differences(&publication.files);
         if !diffs.is_empty() {
             eprintln!(
                 "error: {} published file(s) differ from what the study produces:",
@@ -161,21 +163,22 @@ fn run_study(
             );
             code = code.max(1);
         } else if !quiet {
-            println!("check: {} published file(s) are up to date", files.len());
+            println!("check: {total} published file(s) are up to date");
         }
     } else {
-        let written = publish::write(&files)?;
+        let written = publish::write(&publication.files)?;
         if !quiet
-            && !files.is_empty()
+            && total > 0
             && let Some(dir) = &plan.outputs_dir
         {
             println!(
-                "published {} file(s) to {} ({written} changed)",
-                files.len(),
+                "published {total} file(s) to {} ({written} changed)",
                 dir.display()
             );
         }
     }
+    record.update(&publication);
+    record.save(&cache, &plan.study_id)?;
     Ok(code)
 }
 

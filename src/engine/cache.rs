@@ -311,6 +311,22 @@ impl Cache {
         Ok(record.digest)
     }
 
+    // ---- small documents other engine parts keep per study (e.g. the publish record) ----
+
+    /// Reads `<area>/<name>.json`, if present.
+    pub fn read_aux(&self, area: &str, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.root.join(area).join(format!("{name}.json"))).ok()
+    }
+
+    /// Writes `<area>/<name>.json` atomically.
+    pub fn write_aux(&self, area: &str, name: &str, bytes: &[u8]) -> Result<(), Diagnostic> {
+        self.place(
+            &self.root.join(area).join(format!("{name}.json")),
+            bytes,
+            false,
+        )
+    }
+
     // ---- the last key of each stage, for `explain` ----
 
     fn history_path(&self, study_id: &Digest, stage: &str) -> PathBuf {

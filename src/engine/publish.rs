@@ -3,34 +3,162 @@
 //! Each file is written to a temp name and renamed, and only when its bytes change, so a crash
 //! never leaves a half-written result and unchanged files keep their timestamps. `--check`
 //! compares instead of writing.
+//!
+//! A [`PublishRecord`] in the cache remembers which output (blob digest and format) each file
+//! came from and the file's stat when it was last written or verified, so a rerun whose outputs
+//! did not change re-derives nothing (the no-op stays cheap), while a file someone edited or
+//! deleted is noticed by its stat and rewritten (or reported by `--check`).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use crate::engine::cache::Cache;
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::cache::{Cache, RACY_WINDOW_NS};
 use crate::engine::error::Diagnostic;
 use crate::engine::plan::Plan;
 use crate::engine::scheduler::RunReport;
 
-/// One published file: where it goes and its bytes.
+/// One published file: where it goes, its bytes, and the output and format it comes from.
 pub struct PublishedFile {
     pub path: PathBuf,
     pub bytes: Vec<u8>,
+    pub origin: String,
 }
 
-/// The files the run's results publish, in a fixed order. Stages that did not complete
-/// publish nothing.
+/// What the run publishes: files to write or compare, and outputs whose files are known current.
+pub struct Publication {
+    pub files: Vec<PublishedFile>,
+    /// Origins whose files were verified earlier and have not been touched since.
+    pub current: Vec<String>,
+    /// How many files those current origins stand for.
+    pub current_files: usize,
+}
+
+/// A file as it was when last written or verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    path: PathBuf,
+    size: u64,
+    ino: u64,
+    mtime_ns: i128,
+    recorded_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Self> {
+        let m = fs::metadata(path).ok()?;
+        let recorded_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        Some(Self {
+            path: path.to_path_buf(),
+            size: m.size(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            recorded_ns,
+        })
+    }
+
+    /// Unchanged since recorded, and not modified so close to the recording that a later change
+    /// could have kept the same mtime.
+    fn still_holds(&self) -> bool {
+        Self::of(&self.path).is_some_and(|now| {
+            now.size == self.size
+                && now.ino == self.ino
+                && now.mtime_ns == self.mtime_ns
+                && self.mtime_ns + RACY_WINDOW_NS < self.recorded_ns
+        })
+    }
+}
+
+/// Origin (output, format and blob digest) → the files published from it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PublishRecord {
+    origins: BTreeMap<String, Vec<Stamp>>,
+}
+
+impl PublishRecord {
+    const AREA: &'static str = "published";
+
+    pub fn load(cache: &Cache, study: &crate::engine::key::Digest) -> Self {
+        cache
+            .read_aux(Self::AREA, &study.to_hex())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(
+        &self,
+        cache: &Cache,
+        study: &crate::engine::key::Digest,
+    ) -> Result<(), Diagnostic> {
+        let json = serde_json::to_vec(self).expect("publish records serialise");
+        cache.write_aux(Self::AREA, &study.to_hex(), &json)
+    }
+
+    fn current(&self, origin: &str) -> bool {
+        self.origins
+            .get(origin)
+            .is_some_and(|stamps| !stamps.is_empty() && stamps.iter().all(Stamp::still_holds))
+    }
+
+    /// Records the files now on disk for `publication`'s origins and forgets all others.
+    pub fn update(&mut self, publication: &Publication) {
+        let keep: BTreeSet<&str> = publication
+            .current
+            .iter()
+            .map(String::as_str)
+            .chain(publication.files.iter().map(|f| f.origin.as_str()))
+            .collect();
+        self.origins.retain(|o, _| keep.contains(o.as_str()));
+        let mut fresh: BTreeMap<&str, Vec<Stamp>> = BTreeMap::new();
+        for f in &publication.files {
+            let stamps = fresh.entry(f.origin.as_str()).or_default();
+            match fs::read(&f.path) {
+                Ok(bytes) if bytes == f.bytes => stamps.extend(Stamp::of(&f.path)),
+                // Not on disk as published (a `--check` that found a difference): no stamp,
+                // so the next run derives it again.
+                _ => {}
+            }
+        }
+        for (origin, stamps) in fresh {
+            let expected = publication
+                .files
+                .iter()
+                .filter(|f| f.origin == origin)
+                .count();
+            if stamps.len() == expected {
+                self.origins.insert(origin.to_owned(), stamps);
+            } else {
+                self.origins.remove(origin);
+            }
+        }
+    }
+}
+
+/// The files the run's results publish, in a fixed order, except those of outputs whose files
+/// `known` says are current. Stages that did not complete publish nothing.
 pub fn files(
     plan: &Plan,
     cache: &Cache,
     report: &RunReport,
-) -> Result<Vec<PublishedFile>, Diagnostic> {
-    let Some(dir) = &plan.outputs_dir else {
-        return Ok(Vec::new());
+    known: &PublishRecord,
+) -> Result<Publication, Diagnostic> {
+    let mut publication = Publication {
+        files: Vec::new(),
+        current: Vec::new(),
+        current_files: 0,
     };
-    let mut out = BTreeMap::new();
+    let Some(dir) = &plan.outputs_dir else {
+        return Ok(publication);
+    };
+    let mut out: BTreeMap<PathBuf, (Vec<u8>, String)> = BTreeMap::new();
     for stage in &plan.stages {
         if stage.publish.is_empty() {
             continue;
@@ -56,6 +184,12 @@ pub fn files(
                 })
             };
             for format in &stage.publish {
+                let origin = format!("{}.{}:{format}:{}", stage.name, record.name, record.digest);
+                if known.current(&origin) {
+                    publication.current_files += known.origins[&origin].len();
+                    publication.current.push(origin);
+                    continue;
+                }
                 match format.as_str() {
                     "parquet" => {
                         let bytes = fs::read(cache.blob_path(&record.digest)).map_err(|e| {
@@ -68,12 +202,12 @@ pub fn files(
                             ))
                             .with_hint("run `pipeline verify --repair`, then run again"));
                         }
-                        out.insert(dir.join(format!("{base}.parquet")), bytes);
+                        out.insert(dir.join(format!("{base}.parquet")), (bytes, origin));
                     }
                     "csv" => {
                         out.insert(
                             dir.join(format!("{base}.csv")),
-                            crate::io::export::to_csv(&table()?),
+                            (crate::io::export::to_csv(&table()?), origin),
                         );
                     }
                     "files" => {
@@ -96,7 +230,7 @@ pub fn files(
                                 crate::io::export::Cell::Bytes(b) => b,
                                 other => other.to_text().into_bytes(),
                             };
-                            out.insert(dir.join(name), content);
+                            out.insert(dir.join(name), (content, origin.clone()));
                         }
                     }
                     _ => unreachable!("publish formats are checked by the plan"),
@@ -104,10 +238,15 @@ pub fn files(
             }
         }
     }
-    Ok(out
+    publication.files = out
         .into_iter()
-        .map(|(path, bytes)| PublishedFile { path, bytes })
-        .collect())
+        .map(|(path, (bytes, origin))| PublishedFile {
+            path,
+            bytes,
+            origin,
+        })
+        .collect();
+    Ok(publication)
 }
 
 fn is_plain_relative(p: &Path) -> bool {

@@ -247,3 +247,28 @@ fn docs_stages_md_is_generated_from_the_code() {
         "docs/stages.md is stale: run `cargo run -- stages --format markdown > docs/stages.md`"
     );
 }
+
+#[test]
+fn a_hand_edited_published_file_is_noticed_and_restored() {
+    let s = fixture();
+    for _ in 0..3 {
+        // The second and third runs trust the publish record and derive nothing.
+        assert_eq!(s.run_study(&[]).0.code, 0);
+    }
+    let published = s.path("out/b.csv");
+    let original = std::fs::read_to_string(&published).unwrap();
+    std::fs::write(&published, original.replace("Kaifeng", "Kaifeng (edited)")).unwrap();
+    let (run, _) = s.run_study(&["--check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("differs: ") && run.stderr.contains("b.csv"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(s.path("out/b.parquet")).unwrap();
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(summary.with("ran").is_empty());
+    assert_eq!(std::fs::read_to_string(&published).unwrap(), original);
+    assert!(s.path("out/b.parquet").exists());
+}
