@@ -2,7 +2,7 @@
 
 Writes a synthetic CLCD-like land-use raster over Henan's Albers extent (30 m, uint8,
 DEFLATE, 512 x 512 tiles) plus Henan's 123 units projected to Albers, then times
-exactextract and rasterstats on it. The Rust side is `examples/bench_landuse.rs`.
+exactextract and rasterstats on it. The Rust side is `benches/bench_landuse.rs`.
 
     python3 -m venv /tmp/venv-landuse
     /tmp/venv-landuse/bin/pip install rasterio rasterstats exactextract pyproj
