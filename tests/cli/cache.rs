@@ -243,3 +243,25 @@ fn memoised_histograms_survive_gc_and_serve_a_new_scheme() {
         "the histograms were served from the memo"
     );
 }
+
+#[test]
+fn gc_max_size_drops_results_that_do_not_fit_and_rejects_bad_sizes() {
+    let s = fixture();
+    assert_eq!(s.run_study(&[]).0.code, 0);
+    let bad = s.run(&["gc", "--max-size", "lots"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("is not a size"), "{}", bad.stderr);
+    let dry = s.run(&["gc", "--max-size", "1", "--dry-run"]);
+    assert_eq!(dry.code, 0);
+    assert!(dry.stdout.starts_with("would remove"), "{}", dry.stdout);
+    assert!(!blob_paths(&s).is_empty(), "--dry-run removes nothing");
+    let gc = s.run(&["gc", "--max-size", "1"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert!(
+        blob_paths(&s).is_empty(),
+        "nothing fits in one byte: {}",
+        gc.stdout
+    );
+    let (_, summary) = s.run_study(&[]);
+    assert_eq!(summary.with("ran").len(), 5, "everything is recomputed");
+}

@@ -272,3 +272,52 @@ fn a_hand_edited_published_file_is_noticed_and_restored() {
     assert_eq!(std::fs::read_to_string(&published).unwrap(), original);
     assert!(s.path("out/b.parquet").exists());
 }
+
+/// The worker seam: a stage invocation written as JSON and run by `pipeline worker` gives the
+/// same bytes as the local executor.
+#[test]
+fn a_worker_process_computes_what_the_local_executor_does() {
+    let s = fixture();
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let local = &summary.digests["units.table"];
+
+    let study_dir = s.dir.path().canonicalize().unwrap();
+    let invocation = serde_json::json!({
+        "stage": "units",
+        "kind": "ingest",
+        "version": 1,
+        "params": { "path": "data/units.csv", "id_column": "unit_id" },
+        "study_dir": study_dir,
+        "inputs": {},
+        "sources": { "path": study_dir.join("data/units.csv") },
+        "outputs": ["table"],
+    });
+    s.file("invocation.json", &invocation.to_string());
+    let out = s.run(&["worker", "invocation.json", "--out", "worker-out"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("worker-out/result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "ok", "{result}");
+    assert_eq!(result["outputs"]["table"]["rows"], 3);
+    let bytes = std::fs::read(s.path("worker-out/table.parquet")).unwrap();
+    assert_eq!(
+        &blake3::hash(&bytes).to_hex().to_string(),
+        local,
+        "same bytes as the cached output"
+    );
+
+    // A failing invocation reports its error as data, with exit 1.
+    s.file(
+        "bad.json",
+        &invocation
+            .to_string()
+            .replace("data/units.csv", "data/missing.csv"),
+    );
+    let out = s.run(&["worker", "bad.json", "--out", "worker-bad"]);
+    assert_eq!(out.code, 1);
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("worker-bad/result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["error"]["tier"], "data", "{result}");
+}
