@@ -362,7 +362,7 @@ pub fn render(data: &ReportData) -> String {
     h.push_str("<h2 id=\"maps\">Maps</h2>\n");
     let _ = writeln!(
         h,
-        "<p class=\"note\">Classes: {} with {} classes; breaks pooled over all years of a variable. Sequential colours: viridis; diverging (NCE around 0, ECC and ESC around 1): ColorBrewer BrBG, brown = more emission or less contribution/support; categories: Okabe–Ito.</p>",
+        "<p class=\"note\">Classes: {} with {} classes; the maps of one year are classed on that year's values, the small multiples over the years share breaks pooled over all years so they can be compared. Sequential colours: viridis; diverging (NCE around 0, ECC and ESC around 1): ColorBrewer BrBG, brown = more emission or less contribution/support; categories: Okabe–Ito.</p>",
         match classing {
             Classing::Quantile => "quantiles (equal counts)",
             Classing::NaturalBreaks => "Jenks natural breaks (Jenks 1967)",
@@ -376,8 +376,8 @@ pub fn render(data: &ReportData) -> String {
             continue;
         };
         let all: Vec<f64> = table.values().map(|v| v / var.display_divisor).collect();
-        let bounds = variable_breaks(&all, var, classing, n_classes);
-        let (colours, legend) = class_colours(&all, &bounds, var);
+        let pooled_bounds = variable_breaks(&all, var, classing, n_classes);
+        let pooled_style = class_colours(&all, &pooled_bounds, var);
         let values: Vec<f64> = data
             .units
             .iter()
@@ -387,6 +387,16 @@ pub fn render(data: &ReportData) -> String {
                     .map_or(f64::NAN, |v| v / var.display_divisor)
             })
             .collect();
+        // This year's own classes: pooled breaks can leave a year in one class when a
+        // variable trends strongly (carbon intensity halves over two decades).
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let (bounds, (colours, legend)) = if finite.len() > n_classes {
+            let bounds = variable_breaks(&finite, var, classing, n_classes);
+            let style = class_colours(&finite, &bounds, var);
+            (bounds, style)
+        } else {
+            (pooled_bounds.clone(), pooled_style.clone())
+        };
         let title = format!("{}, {year}", var.title);
         let layer = numeric_layer(data, &title, var.short, &values, &bounds, &colours, &legend);
         let _ = writeln!(
@@ -395,7 +405,7 @@ pub fn render(data: &ReportData) -> String {
             escape(&title),
             map_svg(&big, &layer, false)
         );
-        pooled_breaks.insert(var.column, (bounds, colours, legend));
+        pooled_breaks.insert(var.column, (pooled_bounds, pooled_style.0, pooled_style.1));
     }
     if let Some(lisa) = data.lisa.get(&year) {
         let title =

@@ -110,7 +110,7 @@ const PORTS: [&str; 10] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
         clusters and zones for `year` and as small multiples over the years, each with legend, north arrow and scale bar; Gini and \
         centralization over the years with the 0.4 warning line; Lorenz curves; functional-area bars; zone summary; compensation \
