@@ -245,6 +245,7 @@ pub fn summary_json_value(report: &RunReport) -> serde_json::Value {
                 .unwrap_or_default();
             json!({
                 "name": r.name,
+                "key": r.key.as_ref().map(|k| k.digest().to_hex()),
                 "kind": r.key.as_ref().map(|k| k.kind.clone()),
                 "version": r.key.as_ref().map(|k| k.version),
                 "status": r.status.as_str(),

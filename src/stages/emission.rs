@@ -112,8 +112,9 @@ pub struct Params {
     #[serde(default)]
     pub energy_factors: EnergyFactorChoice,
     /// Count electricity (secondary energy; excluded by default to avoid double counting).
+    /// Unset means "no" with a warning when the table has electricity; `false` is a quiet "no".
     #[serde(default)]
-    pub include_electricity: bool,
+    pub include_electricity: Option<bool>,
     /// Physical unit of each fuel column when not the default (t; natural gas 10^4 m3;
     /// electricity 10^4 kWh), e.g. `{ raw_coal: "10^4 t" }`.
     #[serde(default)]
@@ -296,7 +297,7 @@ fn fuel_factors(
     }
     let mut out = Vec::new();
     for r in rows {
-        if r.fuel == "electricity" && !params.include_electricity {
+        if r.fuel == "electricity" && params.include_electricity != Some(true) {
             continue;
         }
         let unit = params
@@ -363,8 +364,8 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "include_electricity",
         ty: "bool",
-        default: "false",
-        doc: "count electricity (secondary energy)",
+        default: "unset (no)",
+        doc: "count electricity (secondary energy); unset warns when the table has electricity, `false` does not",
     },
     ParamDoc {
         name: "fuel_units",
@@ -574,7 +575,7 @@ impl Stage for Emission {
                     let method = format!(
                         "energy:{}{}",
                         params.energy_factors.preset,
-                        if params.include_electricity {
+                        if params.include_electricity == Some(true) {
                             "+electricity"
                         } else {
                             ""
@@ -826,6 +827,19 @@ fn economy_panel(
     Panel::read(inputs.table("economy")?, "economy", &cols, true)
 }
 
+/// The column of `fuel` in the energy table: `fuel`, else `fuel_<unit>` with the unit written
+/// as in names (`t`, `10^4 t` → `10k_t`, `10^4 m3` → `10k_m3`, `10^4 kWh` → `10k_kwh`).
+fn fuel_column(table: &arrow_array::RecordBatch, fuel: &str, unit: &str) -> Option<String> {
+    let suffix = unit
+        .trim()
+        .to_ascii_lowercase()
+        .replace("10^4", "10k")
+        .replace(' ', "_");
+    [fuel.to_owned(), format!("{fuel}_{suffix}")]
+        .into_iter()
+        .find(|c| has_column(table, c))
+}
+
 /// Construction emission of each unit-year by the energy method; fills the `fuels` detail.
 fn energy_method(
     params: &Params,
@@ -837,14 +851,21 @@ fn energy_method(
     let rows = fuel_rows(&params.energy_factors, Some(ctx))?;
     let factors = fuel_factors(params, &rows)?;
     let table = inputs.table("energy")?;
+    // Each fuel's column: named after the fuel, or after the fuel and its unit
+    // (`raw_coal_t`, `natural_gas_10k_m3`), as units-in-names tables write them.
+    let columns: Vec<Option<String>> = factors
+        .iter()
+        .map(|(f, u, _)| fuel_column(table, f, u))
+        .collect();
     let present: Vec<&(String, String, FuelFactor)> = factors
         .iter()
-        .filter(|(f, _, _)| has_column(table, f))
+        .zip(&columns)
+        .filter_map(|(x, c)| c.as_ref().map(|_| x))
         .collect();
     if present.is_empty() {
         return Err(
             StageError::data("`energy` has none of the fuel columns").with_hint(format!(
-                "name the columns after the fuels: {}",
+                "name the columns after the fuels, optionally with their unit (`raw_coal` or `raw_coal_t`): {}",
                 factors
                     .iter()
                     .map(|(f, _, _)| f.as_str())
@@ -855,8 +876,9 @@ fn energy_method(
     }
     let absent: Vec<&str> = factors
         .iter()
-        .filter(|(f, _, _)| !has_column(table, f))
-        .map(|(f, _, _)| f.as_str())
+        .zip(&columns)
+        .filter(|(_, c)| c.is_none())
+        .map(|((f, _, _), _)| f.as_str())
         .collect();
     if !absent.is_empty() {
         ctx.warn(format!(
@@ -864,10 +886,12 @@ fn energy_method(
             absent.join(", ")
         ));
     }
-    if !params.include_electricity && has_column(table, "electricity") {
-        ctx.warn("`energy` has an `electricity` column, excluded by default (set `include_electricity: true` to count it)");
+    if params.include_electricity.is_none()
+        && (has_column(table, "electricity") || has_column(table, "electricity_10k_kwh"))
+    {
+        ctx.warn("`energy` has an `electricity` column, excluded by default (set `include_electricity: true` to count it, or `false` to say so)");
     }
-    let cols: Vec<&str> = present.iter().map(|(f, _, _)| f.as_str()).collect();
+    let cols: Vec<&str> = columns.iter().flatten().map(String::as_str).collect();
     let energy = Panel::read(table, "energy", &cols, true)?;
     let parents = parent_map(params, inputs, &energy, areas)?;
     let shares = match &parents {
@@ -1376,6 +1400,32 @@ mod tests {
             (Emission::VERSION, digest.as_str()),
             PRESETS_PINNED,
             "an embedded preset changed: bump `Emission::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
+        );
+    }
+
+    #[test]
+    fn fuel_columns_may_carry_their_unit() {
+        let t = TableBuilder::new()
+            .f64("raw_coal_t", vec![1.0])
+            .f64("natural_gas_10k_m3", vec![1.0])
+            .f64("coke", vec![1.0])
+            .f64("diesel_10k_t", vec![1.0])
+            .build()
+            .unwrap();
+        assert_eq!(
+            fuel_column(&t, "raw_coal", "t").as_deref(),
+            Some("raw_coal_t")
+        );
+        assert_eq!(
+            fuel_column(&t, "natural_gas", "10^4 m3").as_deref(),
+            Some("natural_gas_10k_m3")
+        );
+        assert_eq!(fuel_column(&t, "coke", "t").as_deref(), Some("coke"));
+        // A column whose unit is not the fuel's declared unit is not taken for it.
+        assert_eq!(fuel_column(&t, "diesel", "t"), None);
+        assert_eq!(
+            fuel_column(&t, "diesel", "10^4 t").as_deref(),
+            Some("diesel_10k_t")
         );
     }
 }

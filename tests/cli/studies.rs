@@ -1,6 +1,7 @@
 //! The example studies under `pipelines/`: they reproduce their committed outputs byte for byte,
-//! and every stage's output digest is pinned to its kind's VERSION, so a change in a stage's
-//! output without a VERSION bump fails here instead of serving stale cache entries.
+//! and every stage's output digest is pinned to its cache key, so a change in a stage's output
+//! for the same key (same inputs, parameters and VERSION) fails here instead of serving stale
+//! cache entries.
 //!
 //! After an intended change: bump the kind's VERSION, rerun the studies (`cargo run --release --
 //! run pipelines/*.yaml`), and regenerate the pins with `UPDATE_GOLDEN=1 cargo test --test cli studies`.
@@ -59,7 +60,7 @@ fn pins(summary: &Value) -> BTreeMap<String, Value> {
                 .collect();
             (
                 s["name"].as_str().unwrap().to_owned(),
-                serde_json::json!({"kind": s["kind"], "version": s["version"], "outputs": outputs}),
+                serde_json::json!({"key": s["key"], "kind": s["kind"], "version": s["version"], "outputs": outputs}),
             )
         })
         .collect()
@@ -86,15 +87,15 @@ fn check_pins(study: &str) {
             panic!("stage `{stage}` of {study} has no pin; regenerate with UPDATE_GOLDEN=1")
         };
         if now["outputs"] != then["outputs"] {
+            // The same key (same kind, VERSION, parameters and input bytes) must give the same
+            // output; a different key (an edited study or input) just needs new pins.
             assert_ne!(
-                (now["kind"].clone(), now["version"].clone()),
-                (then["kind"].clone(), then["version"].clone()),
-                "stage `{stage}` of {study}: kind {} version {} now gives different output; bump the kind's VERSION (and UPDATE_GOLDEN=1)",
-                now["kind"],
-                now["version"]
+                now["key"], then["key"],
+                "stage `{stage}` of {study}: kind {} version {} now gives different output for the same inputs; bump the kind's VERSION (then UPDATE_GOLDEN=1)",
+                now["kind"], now["version"]
             );
             panic!(
-                "stage `{stage}` of {study}: version changed; regenerate the pins with UPDATE_GOLDEN=1"
+                "stage `{stage}` of {study}: its inputs, parameters or version changed; regenerate the pins with UPDATE_GOLDEN=1"
             );
         }
     }
