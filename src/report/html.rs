@@ -141,6 +141,28 @@ pub struct ReportData {
     pub classing: Option<Classing>,
     pub n_classes: usize,
     pub albers: Option<Albers>,
+    /// Show carbon masses as CO₂ (× 44/12) instead of C.
+    pub co2: bool,
+}
+
+/// Molar mass ratio CO₂ : C, for the CO₂ view (a presentation option; outputs stay in t C).
+pub const CO2_PER_C: f64 = 44.0 / 12.0;
+
+/// A variable's title, legend heading and display divisor, in the report's mass unit.
+fn shown(var: &Variable, co2: bool) -> (String, String, f64) {
+    if co2 && var.title.contains("t C") {
+        (
+            var.title.replace("t C", "t CO₂"),
+            var.short.replace("t C", "t CO₂"),
+            var.display_divisor / CO2_PER_C,
+        )
+    } else {
+        (
+            var.title.to_owned(),
+            var.short.to_owned(),
+            var.display_divisor,
+        )
+    }
 }
 
 impl ReportData {
@@ -375,7 +397,8 @@ pub fn render(data: &ReportData) -> String {
         let Some(table) = data.indices.get(var.column) else {
             continue;
         };
-        let all: Vec<f64> = table.values().map(|v| v / var.display_divisor).collect();
+        let (var_title, var_short, divisor) = shown(var, data.co2);
+        let all: Vec<f64> = table.values().map(|v| v / divisor).collect();
         let pooled_bounds = variable_breaks(&all, var, classing, n_classes);
         let pooled_style = class_colours(&all, &pooled_bounds, var);
         let values: Vec<f64> = data
@@ -384,7 +407,7 @@ pub fn render(data: &ReportData) -> String {
             .map(|u| {
                 table
                     .get(&(u.id.clone(), year))
-                    .map_or(f64::NAN, |v| v / var.display_divisor)
+                    .map_or(f64::NAN, |v| v / divisor)
             })
             .collect();
         // This year's own classes: pooled breaks can leave a year in one class when a
@@ -397,8 +420,10 @@ pub fn render(data: &ReportData) -> String {
         } else {
             (pooled_bounds.clone(), pooled_style.clone())
         };
-        let title = format!("{}, {year}", var.title);
-        let layer = numeric_layer(data, &title, var.short, &values, &bounds, &colours, &legend);
+        let title = format!("{var_title}, {year}");
+        let layer = numeric_layer(
+            data, &title, &var_short, &values, &bounds, &colours, &legend,
+        );
         let _ = writeln!(
             h,
             "<div class=\"cell\"><h3>{}</h3>{}</div>",
@@ -495,7 +520,8 @@ pub fn render(data: &ReportData) -> String {
             else {
                 continue;
             };
-            let _ = writeln!(h, "<h3>{}</h3><div class=\"row\">", escape(var.title));
+            let (var_title, var_short, divisor) = shown(var, data.co2);
+            let _ = writeln!(h, "<h3>{}</h3><div class=\"row\">", escape(&var_title));
             for &y in &years {
                 let values: Vec<f64> = data
                     .units
@@ -503,12 +529,12 @@ pub fn render(data: &ReportData) -> String {
                     .map(|u| {
                         table
                             .get(&(u.id.clone(), y))
-                            .map_or(f64::NAN, |v| v / var.display_divisor)
+                            .map_or(f64::NAN, |v| v / divisor)
                     })
                     .collect();
-                let title = format!("{}, {y}", var.title);
+                let title = format!("{var_title}, {y}");
                 let layer =
-                    numeric_layer(data, &title, var.short, &values, bounds, colours, legend);
+                    numeric_layer(data, &title, &var_short, &values, bounds, colours, legend);
                 let _ = write!(
                     h,
                     "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",

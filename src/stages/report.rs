@@ -60,6 +60,15 @@ impl Default for ProjectionParams {
     }
 }
 
+/// The mass unit of the report's carbon maps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mass {
+    #[default]
+    Carbon,
+    Co2,
+}
+
 /// Parameters of `report`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +102,9 @@ pub struct Params {
     /// Compensation convention to show; default the first in sorted order.
     #[serde(default)]
     pub convention: Option<String>,
+    /// `carbon` (t C, the default) or `co2` (× 44/12) for the maps of CE, CS, NCE and CI.
+    #[serde(default)]
+    pub mass: Mass,
 }
 
 const PORTS: [&str; 10] = [
@@ -182,6 +194,12 @@ impl Stage for Report {
             ty: "string",
             default: "first in sorted order",
             doc: "compensation convention to show",
+        },
+        ParamDoc {
+            name: "mass",
+            ty: "carbon | co2",
+            default: "carbon",
+            doc: "mass unit of the CE, CS, NCE and CI maps: t C, or t CO₂ (× 44/12); the tables stay in t C",
         },
     ];
     type Params = Params;
@@ -519,6 +537,7 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             lon_0: params.projection.lon_0,
             ..Albers::china()
         }),
+        co2: params.mass == Mass::Co2,
     })
 }
 
@@ -729,6 +748,23 @@ mod tests {
             strings(&geo, "geojson", "name").unwrap(),
             vec!["indices_2020.geojson", "zones.geojson"]
         );
+    }
+
+    #[test]
+    fn co2_view_relabels_and_rescales_the_carbon_maps_only() {
+        let inputs = || vec![("units", units_table()), ("indices", indices_table())];
+        let carbon = run(inputs(), &params()).0;
+        let mut p = params();
+        p.mass = Mass::Co2;
+        let co2 = run(inputs(), &p).0;
+        assert!(carbon.contains("Carbon emission CE (10⁴ t C), 2020"));
+        assert!(co2.contains("Carbon emission CE (10⁴ t CO₂), 2020"));
+        assert!(co2.contains("Carbon intensity CI (t CO₂ per 10⁴ yuan), 2020"));
+        assert!(co2.contains("Economic contribution coefficient ECC, 2020"));
+        // The largest 2020 emission, 4 × 1.1 × 100 t C = 440 t C, tops the CE legend:
+        // 0.044 × 10⁴ t C, or 440 × 44/12 = 1,613.3 t CO₂ = 0.161 × 10⁴ t CO₂.
+        assert!(carbon.contains("0.044"), "carbon legend");
+        assert!(co2.contains("0.161"), "CO₂ legend");
     }
 
     #[test]
