@@ -739,6 +739,17 @@ fn from_rasters(
         .i64("pixels", area_rows.pixels)
         .f64("area_ha", area_rows.area_ha)
         .build()?;
+    tables(areas, tr, tt, codes_rows)
+}
+
+/// The stage's outputs from its row columns: `areas` as built, then the transfer matrices
+/// (per unit and in total) and the raw code histogram.
+fn tables(
+    areas: arrow_array::RecordBatch,
+    tr: TransitionCols,
+    tt: TransitionCols,
+    codes_rows: CodeCols,
+) -> Result<Outputs, StageError> {
     let transitions = TableBuilder::new()
         .str(UNIT_ID, &tr.unit)
         .i64("year_from", tr.year_from)
@@ -1267,34 +1278,13 @@ fn tabular_rows(
         .array("pixels", Arc::new(Int64Array::from(vec![None::<i64>; n])))
         .f64("area_ha", ha)
         .build()?;
-    let empty_s: [&str; 0] = [];
-    let transitions = TableBuilder::new()
-        .str(UNIT_ID, &empty_s)
-        .i64("year_from", vec![])
-        .i64("year_to", vec![])
-        .str("class_from", &empty_s)
-        .str("class_to", &empty_s)
-        .f64("area_ha", vec![])
-        .build()?;
-    let totals = TableBuilder::new()
-        .i64("year_from", vec![])
-        .i64("year_to", vec![])
-        .str("class_from", &empty_s)
-        .str("class_to", &empty_s)
-        .f64("area_ha", vec![])
-        .build()?;
-    let codes = TableBuilder::new()
-        .str(UNIT_ID, &empty_s)
-        .i64("year", vec![])
-        .i64("code", vec![])
-        .i64("pixels", vec![])
-        .build()?;
-    Ok(vec![
-        ("areas".into(), areas),
-        ("transitions".into(), transitions),
-        ("transitions_total".into(), totals),
-        ("codes".into(), codes),
-    ])
+    // Yearbook areas carry no pixels: no transfer matrix and no code histogram.
+    tables(
+        areas,
+        TransitionCols::default(),
+        TransitionCols::default(),
+        CodeCols::default(),
+    )
 }
 
 #[cfg(test)]
