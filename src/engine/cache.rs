@@ -438,10 +438,11 @@ impl Cache {
         let mut corrupt = BTreeSet::new();
         for path in walk_files(&self.root.join("objects")) {
             report.blobs += 1;
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let name = stem(&path);
             let ok = Digest::from_hex(name).is_some_and(|d| {
-                let mut h = blake3::Hasher::new();
-                h.update_mmap(&path).is_ok() && Digest::from(h.finalize()) == d
+                fs::metadata(&path)
+                    .and_then(|m| hash_file(&path, m.len()))
+                    .is_ok_and(|h| h == d)
             });
             if !ok {
                 corrupt.insert(name.to_owned());
@@ -524,45 +525,28 @@ impl Cache {
                 dropped_runs.push(path.clone());
             }
         }
-        for (path, manifest) in self.entries() {
-            let key = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .to_owned();
-            if kept_entries.contains(&key) {
-                continue;
-            }
+        // Entries, blobs and memo indexes are all named after their key or digest.
+        let unkept = |area: &str, kept: &BTreeSet<String>| -> Vec<PathBuf> {
+            walk_files(&self.root.join(area))
+                .into_iter()
+                .filter(|p| !kept.contains(stem(p)))
+                .collect()
+        };
+        for path in unkept("entries", &kept_entries) {
             report.entries += 1;
-            if let Some(m) = manifest {
-                let _ = m;
-            }
             if !options.dry_run {
                 let _ = fs::remove_file(&path);
             }
         }
-        for path in walk_files(&self.root.join("objects")) {
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .to_owned();
-            if kept_blobs.contains(&name) {
-                continue;
-            }
+        for path in unkept("objects", &kept_blobs) {
             report.blobs += 1;
             report.bytes += fs::metadata(&path).map_or(0, |m| m.len());
             if !options.dry_run {
                 let _ = fs::remove_file(&path);
             }
         }
-        for path in walk_files(&self.root.join("memo")) {
-            let key = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .to_owned();
-            if !kept_memos.contains(&key) && !options.dry_run {
+        for path in unkept("memo", &kept_memos) {
+            if !options.dry_run {
                 let _ = fs::remove_file(&path);
             }
         }
@@ -723,6 +707,11 @@ pub fn hash_file(path: &Path, size: u64) -> io::Result<Digest> {
         h.update(&fs::read(path)?);
     }
     Ok(h.finalize().into())
+}
+
+/// A cache file's name without its extension: the key or digest it is stored under.
+fn stem(path: &Path) -> &str {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("")
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
