@@ -148,6 +148,15 @@ pub struct ReportData {
 /// Molar mass ratio CO₂ : C, for the CO₂ view (a presentation option; outputs stay in t C).
 pub const CO2_PER_C: f64 = 44.0 / 12.0;
 
+/// One titled map of the single-year grid.
+fn map_cell(h: &mut String, title: &str, svg: &str) {
+    let _ = writeln!(
+        h,
+        "<div class=\"cell\"><h3>{}</h3>{svg}</div>",
+        escape(title)
+    );
+}
+
 /// A variable's title, legend heading and display divisor, in the report's mass unit.
 fn shown(var: &Variable, co2: bool) -> (String, String, f64) {
     if co2 && var.title.contains("t C") {
@@ -424,12 +433,7 @@ pub fn render(data: &ReportData) -> String {
         let layer = numeric_layer(
             data, &title, &var_short, &values, &bounds, &colours, &legend,
         );
-        let _ = writeln!(
-            h,
-            "<div class=\"cell\"><h3>{}</h3>{}</div>",
-            escape(&title),
-            map_svg(&big, &layer, false)
-        );
+        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
         pooled_breaks.insert(var.column, (pooled_bounds, pooled_style.0, pooled_style.1));
     }
     if let Some(lisa) = data.lisa.get(&year) {
@@ -442,12 +446,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| lisa.get(id).cloned(),
             &|c, _| palette::lisa(c).to_owned(),
         );
-        let _ = writeln!(
-            h,
-            "<div class=\"cell\"><h3>{}</h3>{}</div>",
-            escape(&title),
-            map_svg(&big, &layer, false)
-        );
+        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
     }
     if let Some(clusters) = &data.clusters {
         let title = "Spatially constrained clusters".to_owned();
@@ -458,12 +457,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
             &|_, k| palette::categorical(k).to_owned(),
         );
-        let _ = writeln!(
-            h,
-            "<div class=\"cell\"><h3>{}</h3>{}</div>",
-            escape(&title),
-            map_svg(&big, &layer, false)
-        );
+        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
     }
     if let Some(zones) = &data.zones {
         let title = "Compensation zones".to_owned();
@@ -474,12 +468,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| zones.get(id).cloned(),
             &|_, k| palette::categorical(k).to_owned(),
         );
-        let _ = writeln!(
-            h,
-            "<div class=\"cell\"><h3>{}</h3>{}</div>",
-            escape(&title),
-            map_svg(&big, &layer, false)
-        );
+        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
     }
     if let Some((convention, _, flows)) = &data.flows {
         let roles: BTreeMap<&str, &str> = flows
@@ -502,12 +491,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| roles.get(id).map(|r| (*r).to_owned()),
             &colour,
         );
-        let _ = writeln!(
-            h,
-            "<div class=\"cell\"><h3>{}</h3>{}</div>",
-            escape(&title),
-            map_svg(&big, &layer, false)
-        );
+        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
     }
     h.push_str("</div>\n");
 
