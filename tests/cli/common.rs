@@ -130,3 +130,27 @@ pub fn touch(path: &Path) {
     let f = std::fs::File::options().append(true).open(path).unwrap();
     f.set_modified(std::time::SystemTime::now()).unwrap();
 }
+
+/// The path of an executable on `PATH`, if there is one.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// An external tool a test needs (a browser, a batch scheduler). A fresh machine may lack it:
+/// then the test prints `SKIPPED: …` with the reason and the caller returns early. Where the
+/// tool must be present (CI sets `env_var=1`), its absence fails the test instead.
+pub fn require_tool(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(found) = find_on_path(name) {
+        return Some(found);
+    }
+    let why = format!("`{name}` is not on PATH");
+    assert!(
+        std::env::var_os(env_var).is_none_or(|v| v.is_empty() || v == "0"),
+        "{why}, and {env_var} requires it (install it, or unset {env_var} to skip this test)"
+    );
+    eprintln!("SKIPPED: {why}; install it to run this test (set {env_var}=1 to make this a failure)");
+    None
+}
