@@ -83,11 +83,15 @@ pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, St
                 if s.is_empty() {
                     out.push(f64::NAN);
                 } else {
-                    out.push(s.parse::<f64>().map_err(|_| {
+                    // Rust also parses `NaN` and `inf`; as cells they are words, not numbers
+                    // (and a NaN here would later read as an empty cell).
+                    let value = s.parse::<f64>().ok().filter(|v| v.is_finite());
+                    out.push(value.ok_or_else(|| {
                         StageError::data(format!(
                             "`{table}` row {}: column `{name}` holds `{s}`, not a number",
                             row + 1
                         ))
+                        .with_hint("write the value as a finite number, or leave the cell empty if it is missing")
                     })?);
                 }
             }
@@ -418,6 +422,22 @@ mod tests {
         assert_eq!(f64s(&t, "t", "x").unwrap(), vec![1.5, 2.0]);
         let err = f64s(&t, "t", "y").unwrap_err();
         assert!(err.message.contains("no column `y`"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_nan_text_cell_is_not_a_number_and_an_empty_one_is_missing() {
+        let t = TableBuilder::new()
+            .str("x", &["1", "", "NaN"])
+            .str("y", &["inf", "2", "3"])
+            .build()
+            .unwrap();
+        let err = f64s(&t, "energy", "x").unwrap_err();
+        assert_eq!(err.message, "`energy` row 3: column `x` holds `NaN`, not a number");
+        let err = f64s(&t, "energy", "y").unwrap_err();
+        assert_eq!(err.message, "`energy` row 1: column `y` holds `inf`, not a number");
+        let t = TableBuilder::new().str("x", &["1", " "]).build().unwrap();
+        let values = f64s(&t, "energy", "x").unwrap();
+        assert!(values[0] == 1.0 && values[1].is_nan(), "an empty cell is missing: {values:?}");
     }
 
     #[test]

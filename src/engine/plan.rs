@@ -10,8 +10,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::engine::error::{Diagnostic, SourceSpan};
 use crate::engine::key::Digest;
-use crate::engine::spec::{SpecFile, StageSpec};
-use crate::engine::stage::{OutputDecl, PreparedStage, StageEntry};
+use crate::engine::spec::{SourceText, SpecFile, StageSpec};
+use crate::engine::stage::{OutputDecl, PreparedStage, StageEntry, StageError};
 use crate::engine::suggest::did_you_mean;
 
 /// Formats a stage's outputs can be published in.
@@ -164,6 +164,9 @@ pub fn build(
             .with_hint(hint));
         };
         let prepared = entry.prepare(stage.params.clone()).map_err(|e| {
+            if let Some(d) = param_type_error(entry, stage, src, &e) {
+                return d;
+            }
             let unknown = field_named(&e.message, "unknown field `");
             let span = unknown
                 .or_else(|| field_named(&e.message, "field `"))
@@ -361,6 +364,15 @@ pub fn build(
                 .at(src, span)
                 .with_hint("paths in a study are relative to the study file's directory")
             })?;
+            if real.is_dir() {
+                return Err(Diagnostic::user(format!(
+                    "stage `{}`: {} is a directory, not a file",
+                    d.spec.name,
+                    s.path.display()
+                ))
+                .at(src, span)
+                .with_hint("name the file inside it that the stage should read"));
+            }
             if !options.allow_outside && !real.starts_with(&study_dir_real) {
                 return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory {}", d.spec.name, real.display(), study_dir_real.display()))
                     .at(src, span)
@@ -446,6 +458,61 @@ pub fn build(
         outputs_dir,
         stages,
     })
+}
+
+/// A parameter whose value has the wrong type or form (`permutations: many`, `seed: [1, 2]`),
+/// named with the caret on its value. The deserialiser's own message names Rust types, not
+/// the parameter, so the parameter is found by leaving each one out in turn: the culprit is
+/// the one whose absence makes the error go away (or become "missing").
+fn param_type_error(
+    entry: &dyn StageEntry,
+    stage: &StageSpec,
+    src: &SourceText,
+    e: &StageError,
+) -> Option<Diagnostic> {
+    let serde_json::Value::Object(params) = &stage.params else {
+        return None;
+    };
+    if !e.message.starts_with("invalid parameters")
+        || e.message.contains("unknown field `")
+        || e.message.contains("missing field `")
+    {
+        return None;
+    }
+    let (name, value) = params.iter().find(|(name, _)| {
+        let mut without = params.clone();
+        without.remove(*name);
+        // Leaving the culprit out removes its error, or turns it into another one.
+        entry
+            .prepare(serde_json::Value::Object(without))
+            .map_or_else(|other| other.message != e.message, |_| true)
+    })?;
+    let doc = entry.params_doc().iter().find(|p| p.name == name);
+    let expected = match doc.map(|p| p.ty) {
+        Some("bool") => "true or false".to_owned(),
+        Some(ty) => ty.replace(" | ", " or "),
+        None => "a different value".to_owned(),
+    };
+    let shown = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut d = Diagnostic::user(format!(
+        "stage `{}`: parameter `{name}` must be {expected}, not `{shown}`",
+        stage.name
+    ))
+    .at(src, src.find_value(stage.line, name));
+    d.hint = Some(match doc {
+        Some(p) if p.ty.starts_with("list") && value.is_string() => {
+            format!("write a list: `{name}: [{shown}]`")
+        }
+        Some(p) => format!(
+            "`{name}`: {} (default: {}; see `pipeline stages`)",
+            p.doc, p.default
+        ),
+        None => format!("see `pipeline stages` for kind `{}`", stage.kind),
+    });
+    Some(d)
 }
 
 /// The name after `prefix` up to the closing backtick (serde names fields that way).

@@ -79,6 +79,48 @@ impl SourceText {
             })
     }
 
+    /// The span of the value written after the first `key:` at or after `from_line`: the rest
+    /// of the line, or up to the `,` or `}` that ends it in a flow mapping. The key itself
+    /// when the value starts on a later line (a block list, say).
+    pub fn find_value(&self, from_line: usize, key: &str) -> Option<SourceSpan> {
+        let key_span = self.find_key(from_line, key)?;
+        let line = self.line(key_span.line)?;
+        let after_key = key_span.column - 1 + key.len();
+        let colon = after_key + line[after_key..].find(':')? + 1;
+        let rest = &line[colon..];
+        let start = colon + (rest.len() - rest.trim_start().len());
+        let mut depth = 0i32;
+        let mut quote = None;
+        let mut end = line.len();
+        for (i, c) in line[start..].char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') if depth > 0 => depth -= 1,
+                (None, ',' | '}') if depth == 0 => {
+                    end = start + i;
+                    break;
+                }
+                (None, '#') if line[..start + i].ends_with(' ') => {
+                    end = start + i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let value = line[start..end].trim_end();
+        if value.is_empty() {
+            return Some(key_span);
+        }
+        Some(SourceSpan {
+            line: key_span.line,
+            column: start + 1,
+            len: value.chars().count(),
+        })
+    }
+
     fn stage_boundary(&self, line: &str, from_line: usize) -> bool {
         let indent = |l: &str| l.len() - l.trim_start().len();
         let Some(start) = self.text.lines().nth(from_line.saturating_sub(1)) else {
@@ -145,12 +187,49 @@ fn spec_error(
 
 /// Reads and parses a study file.
 pub fn load(path: &Path) -> Result<SpecFile, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::user(format!("cannot read study file {}", path.display()))
-            .caused_by(e)
-            .with_hint("check the path; study files are YAML")
+    let bytes = std::fs::read(path).map_err(|e| {
+        let d = Diagnostic::user(format!("cannot read study file {}", path.display())).caused_by(e);
+        if path.is_dir() {
+            d.with_hint("this is a directory: name the study's YAML file inside it")
+        } else {
+            d.with_hint("check the path; study files are YAML")
+        }
     })?;
-    parse(path, text)
+    parse(path, utf8_text(path, bytes)?)
+}
+
+/// The text of a study file, which must be UTF-8 (a UTF-8 byte-order mark is dropped). Files
+/// saved as UTF-16 (Windows' "Unicode") or in a legacy code page are named as such.
+fn utf8_text(path: &Path, mut bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    const RESAVE: &str = "re-save the file as UTF-8 (in most editors: Save As, Encoding: UTF-8)";
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    // A byte-order mark, or NUL bytes in the first line's ASCII (UTF-16 without a mark).
+    let utf16 = bytes.starts_with(&[0xFF, 0xFE])
+        || bytes.starts_with(&[0xFE, 0xFF])
+        || bytes.iter().take(64).filter(|&&b| b == 0).count() >= 4;
+    if utf16 {
+        return Err(Diagnostic::user(format!(
+            "study file {} is UTF-16 encoded, not UTF-8",
+            path.display()
+        ))
+        .with_hint(RESAVE));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let good = &e.as_bytes()[..at];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at - good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        Diagnostic::user(format!(
+            "study file {} is not UTF-8: line {line}, column {column} holds byte 0x{:02X}",
+            path.display(),
+            e.as_bytes()[at]
+        ))
+        .with_hint(format!(
+            "{RESAVE}; files saved as GBK or Latin-1 by older tools look like this"
+        ))
+    })
 }
 
 /// Parses a study file's text.
@@ -165,6 +244,9 @@ pub fn parse(path: &Path, text: String) -> Result<SpecFile, Diagnostic> {
             let column = usize::try_from(l.column()).ok()?;
             (line > 0).then_some(SourceSpan { line, column: column.max(1), len: 1 })
         });
+        if let Some((message, hint)) = plain_yaml_error(&e) {
+            return spec_error(&source, message, span, Some(hint));
+        }
         let message = yaml_message(&e);
         let hint = if message.contains("unknown field") {
             Some("the top level takes `study`, `outputs`, `description` and `stages`".to_owned())
@@ -190,6 +272,49 @@ pub fn parse(path: &Path, text: String) -> Result<SpecFile, Diagnostic> {
         outputs: raw.outputs.map(|o| o.value),
         stages,
         source,
+    })
+}
+
+/// Repeated keys and runaway aliases, said in a study file's terms rather than the YAML
+/// library's (which speaks of policies, replay counters and budgets).
+fn plain_yaml_error(e: &serde_saphyr::Error) -> Option<(String, String)> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
+    let mut err = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = err {
+        err = error;
+    }
+    const TOO_BIG: &str = "the study file expands to far more than a study holds";
+    const ALIASES: &str = "its anchors and aliases (`&name`, `*name`) repeat each other \
+        over and over; a study needs at most a few: write the repeated parts out, and check \
+        this is the file you meant to run";
+    Some(match err {
+        E::DuplicateMappingKey { key, .. } => (
+            match key {
+                Some(k) => format!("invalid study file: `{k}` is given twice in the same mapping"),
+                None => "invalid study file: a key is given twice in the same mapping".to_owned(),
+            },
+            "keep one of them: a repeated key does not add to the first, and which one would \
+             count is ambiguous"
+                .to_owned(),
+        ),
+        E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            (format!("invalid study file: {TOO_BIG}"), ALIASES.to_owned())
+        }
+        E::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. } => (
+                "invalid study file: it nests deeper than a study ever does".to_owned(),
+                "check the indentation and the brackets; a study is a few levels deep".to_owned(),
+            ),
+            _ => (
+                format!("invalid study file: {TOO_BIG}"),
+                format!("a study is a few hundred lines at most; {ALIASES}"),
+            ),
+        },
+        _ => return None,
     })
 }
 
@@ -333,6 +458,39 @@ pub fn is_stage_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_found_in_block_and_flow_style() {
+        let src = SourceText {
+            path: PathBuf::from("s.yaml"),
+            text: "stages:\n  a:\n    k: many # why\n  b: { kind: x, seed: [1, 2], k: 3 }\n  c:\n    variables:\n      - a\n".to_owned(),
+        };
+        let span = |line, column, len| Some(SourceSpan { line, column, len });
+        assert_eq!(src.find_value(2, "k"), span(3, 8, 4));
+        assert_eq!(src.find_value(4, "seed"), span(4, 23, 6));
+        assert_eq!(src.find_value(4, "kind"), span(4, 14, 1));
+        // A block list starts on the next line: the caret stays on the key.
+        assert_eq!(src.find_value(5, "variables"), span(6, 5, 9));
+    }
+
+    #[test]
+    fn study_files_in_other_encodings_are_named() {
+        let path = Path::new("s.yaml");
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend("study: x\n".encode_utf16().flat_map(u16::to_le_bytes));
+        let err = utf8_text(path, utf16).unwrap_err();
+        assert_eq!(err.message, "study file s.yaml is UTF-16 encoded, not UTF-8");
+        // UTF-16 without a byte-order mark: NULs between ASCII letters.
+        let bare: Vec<u8> = "study: x\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert!(utf8_text(path, bare).unwrap_err().message.contains("UTF-16"));
+        let err = utf8_text(path, b"a: 1\nb: \xD6\xA3\n".to_vec()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "study file s.yaml is not UTF-8: line 2, column 4 holds byte 0xD6"
+        );
+        assert!(err.hint.unwrap().contains("UTF-8"));
+        assert_eq!(utf8_text(path, b"\xEF\xBB\xBFa: 1\n".to_vec()).unwrap(), "a: 1\n");
+    }
 
     const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: rasterise\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";
 
