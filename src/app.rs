@@ -14,8 +14,8 @@ use crate::engine::key::differences;
 use crate::engine::plan::{self, Plan, PlanOptions};
 use crate::engine::progress::{PlainReporter, QuietReporter, Reporter, TerminalReporter};
 use crate::engine::scheduler::{self, RunOptions, RunReport, StageStatus};
-use crate::engine::stage::StageEntry;
-use crate::engine::{publish, spec};
+use crate::engine::stage::{StageEntry, StageError, StageErrorTier};
+use crate::engine::{interrupt, publish, spec};
 use crate::stages::BUILTIN;
 
 /// Runs the parsed command line.
@@ -41,13 +41,17 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     .with_hint("run the studies one at a time to get a summary of each"));
             }
             let options = RunOptions {
-                jobs,
+                jobs: capped_jobs(jobs),
                 keep_going,
                 dry_run,
                 targets: None,
             };
+            interrupt::install();
             let mut code = 0;
             for study in studies {
+                if interrupt::received().is_some() {
+                    break;
+                }
                 let args = StudyArgs {
                     study,
                     allow_outside,
@@ -70,7 +74,10 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             target,
             format,
             limit,
-        } => show(&study, &cache_dir, &target, format, limit),
+        } => {
+            interrupt::install();
+            show(&study, &cache_dir, &target, format, limit)
+        }
         Command::Dag { study, format } => dag(&study, &cache_dir, format),
         Command::Gc {
             dry_run,
@@ -79,12 +86,44 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
         } => gc(&cache_dir, dry_run, max_size.as_deref(), keep_days),
         Command::Verify { repair } => verify(&cache_dir, repair),
         Command::Stages { format } => {
-            print!("{}", stages_doc(BUILTIN, format));
+            emit(&stages_doc(BUILTIN, format))?;
             Ok(0)
         }
-        Command::Worker { invocation, out } => worker(&invocation, &out),
+        Command::Worker { invocation, out } => {
+            interrupt::install();
+            worker(&invocation, &out)
+        }
         Command::DemoData { data_dir, study } => demo_data(&data_dir, study),
     }
+}
+
+/// Writes to standard output. A reader that went away (`pipeline run … | head -1`) is not an
+/// error: the rest of the output is dropped quietly and the command still finishes its work
+/// (publishing, saving its records) and exits as it would have.
+fn emit(text: &str) -> Result<(), Diagnostic> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Diagnostic::environment("cannot write to standard output").caused_by(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// More threads than this per core only add memory and contention.
+const MAX_JOBS_PER_CORE: usize = 4;
+
+/// `--jobs`, capped at [`MAX_JOBS_PER_CORE`] × the available parallelism with a warning.
+fn capped_jobs(jobs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cap = cores.saturating_mul(MAX_JOBS_PER_CORE);
+    if jobs > cap {
+        eprintln!(
+            "warning: --jobs {jobs} is more than {MAX_JOBS_PER_CORE} per core on this machine ({cores} cores); using {cap}"
+        );
+        return cap;
+    }
+    jobs
 }
 
 fn load_plan(args: &StudyArgs) -> Result<Plan, Diagnostic> {
@@ -119,8 +158,11 @@ fn run_study(
     let plan = load_plan(args)?;
     let cache = Cache::open(cache_dir)?;
     let report = scheduler::run(&plan, &cache, reporter(quiet).as_ref(), options)?;
+    if let Some(signal) = interrupt::received() {
+        return Err(interrupted(signal));
+    }
     if !quiet {
-        print!("{}", summary_table(&report));
+        emit(&summary_table(&report))?;
     }
     if let Some(path) = summary_json {
         let text = serde_json::to_string_pretty(&summary_json_value(&report))
@@ -163,7 +205,9 @@ fn run_study(
             );
             code = code.max(1);
         } else if !quiet {
-            println!("check: {total} published file(s) are up to date");
+            emit(&format!(
+                "check: {total} published file(s) are up to date\n"
+            ))?;
         }
     } else {
         let written = publish::write(&publication.files)?;
@@ -171,15 +215,28 @@ fn run_study(
             && total > 0
             && let Some(dir) = &plan.outputs_dir
         {
-            println!(
-                "published {total} file(s) to {} ({written} changed)",
+            emit(&format!(
+                "published {total} file(s) to {} ({written} changed)\n",
                 dir.display()
-            );
+            ))?;
         }
     }
     record.update(&publication);
     record.save(&cache, &plan.study_id)?;
     Ok(code)
+}
+
+/// A run stopped by SIGINT or SIGTERM: the stages that finished are cached, nothing is
+/// published, and the exit code is the shell's 128 + signal.
+fn interrupted(signal: i32) -> Diagnostic {
+    Diagnostic::new(
+        Tier::Interrupted(interrupt::exit_code(signal)),
+        format!(
+            "stopped by {}: nothing was published",
+            interrupt::name(signal)
+        ),
+    )
+    .with_hint("stages that finished are cached; run the study again to continue")
 }
 
 /// The end-of-run table: each stage's status, time and rows.
@@ -260,8 +317,8 @@ pub fn summary_json_value(report: &RunReport) -> serde_json::Value {
 
 fn check(args: &StudyArgs) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
-    println!(
-        "study `{}`: {} stages, plan ok",
+    let mut out = format!(
+        "study `{}`: {} stages, plan ok\n",
         plan.spec.study,
         plan.stages.len()
     );
@@ -271,8 +328,9 @@ fn check(args: &StudyArgs) -> Result<u8, Diagnostic> {
             .iter()
             .map(|(p, w)| format!("{p} ← {}.{}", plan.stages[w.stage].name, w.output))
             .collect();
-        println!("  {:20} {:16} {}", s.name, s.kind, inputs.join(", "));
+        let _ = writeln!(out, "  {:20} {:16} {}", s.name, s.kind, inputs.join(", "));
     }
+    emit(&out)?;
     Ok(0)
 }
 
@@ -360,16 +418,20 @@ fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagno
             }
         }
     }
-    print!("{out}");
+    emit(&out)?;
     Ok(0)
 }
+
+/// Rows `show --format table` prints before "… N more rows", unless `--limit` says otherwise.
+/// CSV and JSON are for other programs, so they print every row.
+const TABLE_PREVIEW_ROWS: usize = 20;
 
 fn show(
     args: &StudyArgs,
     cache_dir: &Path,
     target: &str,
     format: ShowFormat,
-    limit: usize,
+    limit: Option<usize>,
 ) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
     let (idx, output) = plan.resolve_target(target)?;
@@ -407,19 +469,24 @@ fn show(
         })
     })?;
     let text = match format {
-        ShowFormat::Table => crate::io::export::to_text_table(&table, limit),
+        ShowFormat::Table => {
+            crate::io::export::to_text_table(&table, limit.unwrap_or(TABLE_PREVIEW_ROWS))
+        }
         ShowFormat::Csv => {
-            let head = table.slice(0, limit.min(table.num_rows()));
+            let head = table.slice(0, limit.unwrap_or(usize::MAX).min(table.num_rows()));
             String::from_utf8(crate::io::export::to_csv(&head))
                 .expect("CSV of UTF-8 cells is UTF-8")
         }
         ShowFormat::Json => {
-            serde_json::to_string_pretty(&crate::io::export::to_json_rows(&table, limit))
+            serde_json::to_string_pretty(&crate::io::export::to_json_rows(
+                &table,
+                limit.unwrap_or(usize::MAX),
+            ))
                 .expect("rows serialise")
                 + "\n"
         }
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    emit(&text)?;
     Ok(0)
 }
 
@@ -489,11 +556,11 @@ fn dag(args: &StudyArgs, cache_dir: &Path, format: DagFormat) -> Result<u8, Diag
             out.push_str("  classDef cached fill:#b7e4c7\n  classDef stale fill:#ffe8a1\n");
         }
     }
-    print!("{out}");
+    emit(&out)?;
     Ok(0)
 }
 
-/// Parses sizes such as `500M`, `2G`, `1024`.
+/// Parses sizes such as `500M`, `2G`, `1024`; `None` also when the size overflows 64 bits.
 fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
     let (num, mult) = match t.chars().last()?.to_ascii_uppercase() {
@@ -503,7 +570,7 @@ fn parse_size(text: &str) -> Option<u64> {
         'T' => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().ok().map(|n| n * mult)
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn gc(
@@ -515,8 +582,10 @@ fn gc(
     let max_size = match max_size {
         None => None,
         Some(s) => Some(parse_size(s).ok_or_else(|| {
-            Diagnostic::user(format!("`--max-size {s}` is not a size"))
-                .with_hint("write e.g. 500M or 2G")
+            Diagnostic::user(format!(
+                "`--max-size {s}` is not a size of at most 16 exbibytes"
+            ))
+            .with_hint("write e.g. 500M, 2G or 1T")
         })?),
     };
     let cache = Cache::open(cache_dir)?;
@@ -526,10 +595,10 @@ fn gc(
         max_size,
     })?;
     let verb = if dry_run { "would remove" } else { "removed" };
-    println!(
-        "{verb} {} entries, {} blobs ({} bytes), {} temp files; kept {} bytes",
+    emit(&format!(
+        "{verb} {} entries, {} blobs ({} bytes), {} temp files; kept {} bytes\n",
         r.entries, r.blobs, r.bytes, r.tmp_files, r.kept_bytes
-    );
+    ))?;
     Ok(0)
 }
 
@@ -620,12 +689,12 @@ fn demo_data(data_dir: &Path, study: crate::cli::DemoStudy) -> Result<u8, Diagno
                 .caused_by(e)
                 .with_hint("run from the repository's top level, or pass --data-dir pointing at pipelines/data")
         })?;
-        print!("{}", generated.summary);
-        println!(
-            "wrote {} files to {}",
+        emit(&format!(
+            "{}wrote {} files to {}\n",
+            generated.summary,
             generated.files.len(),
             data_dir.join(s.folder()).display()
-        );
+        ))?;
     }
     Ok(0)
 }
@@ -645,7 +714,8 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
     std::fs::create_dir_all(out).map_err(|e| {
         Diagnostic::environment(format!("cannot create {}", out.display())).caused_by(e)
     })?;
-    let result = match inv.execute(BUILTIN) {
+    let executed = inv.execute(BUILTIN);
+    let result = match &executed {
         Ok(done) => {
             let mut outputs = serde_json::Map::new();
             for (name, table) in &done.outputs {
@@ -662,13 +732,27 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
         }
         Err(e) => json!({"status": "failed", "error": e}),
     };
-    let failed = result["status"] != "ok";
     std::fs::write(
         out.join("result.json"),
         serde_json::to_vec_pretty(&result).expect("results serialise"),
     )
     .map_err(|e| Diagnostic::environment("cannot write result.json").caused_by(e))?;
-    Ok(u8::from(failed))
+    // A failure also goes to stderr as `run` prints it, with the documented exit code.
+    executed.map(|_| 0).map_err(|e| stage_failure(&inv.stage, e))
+}
+
+/// A stage's error as the diagnostic `main` renders; its tier picks the exit code (1 failed,
+/// 2 bad data or parameters, 3 environment or internal).
+fn stage_failure(stage: &str, e: StageError) -> Diagnostic {
+    let tier = match e.tier {
+        StageErrorTier::Data => Tier::User,
+        StageErrorTier::Failed => Tier::StageFailed,
+        StageErrorTier::Internal => Tier::Environment,
+    };
+    let mut d = Diagnostic::new(tier, format!("stage `{stage}` failed: {}", e.message));
+    d.causes = e.causes;
+    d.hint = e.hint;
+    d
 }
 
 #[cfg(test)]
@@ -681,5 +765,8 @@ mod tests {
         assert_eq!(parse_size("2g"), Some(2 << 30));
         assert_eq!(parse_size("12"), Some(12));
         assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("16777215T"), Some(16_777_215 << 40));
+        assert_eq!(parse_size("16777216T"), None, "2^64 bytes overflows");
+        assert_eq!(parse_size("99999999999T"), None);
     }
 }

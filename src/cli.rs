@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Reproducible regional carbon-budget studies: YAML-defined DAGs of cached stages.
 ///
 /// Exit codes: 0 ok; 1 a stage failed (or `run --check` found differences); 2 bad study, data or
-/// usage; 3 environment or internal error.
+/// usage; 3 environment or internal error; 130/143 stopped by SIGINT/SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, about, long_about = None)]
 pub struct Cli {
@@ -38,7 +38,7 @@ pub enum Command {
         /// Allow the study to read files outside its own directory tree.
         #[arg(long)]
         allow_outside: bool,
-        /// Worker threads (default: one per core).
+        /// Worker threads (default: one per core; at most 4 per core).
         #[arg(long, short, default_value_t = 0)]
         jobs: usize,
         /// Keep running independent stages after a failure.
@@ -77,9 +77,9 @@ pub enum Command {
         target: String,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// At most this many rows (default: all for csv and json; a preview of 20 for table).
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// Print the study's DAG, coloured by cache status.
     Dag {

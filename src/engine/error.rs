@@ -15,15 +15,19 @@ pub enum Tier {
     User,
     /// The machine or a bug (exit 3).
     Environment,
+    /// `pipeline` was stopped by a signal; the exit code is the shell's 128 + its number.
+    Interrupted(u8),
 }
 
 impl Tier {
-    /// The documented exit code: 1 a stage failed, 2 bad study/data/usage, 3 environment/internal.
+    /// The documented exit code: 1 a stage failed, 2 bad study/data/usage, 3 environment/internal,
+    /// 130 or 143 stopped by SIGINT or SIGTERM.
     pub fn exit_code(self) -> u8 {
         match self {
             Tier::StageFailed => 1,
             Tier::User => 2,
             Tier::Environment => 3,
+            Tier::Interrupted(code) => code,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod interrupt;
 pub mod invocation;
 pub mod key;
 pub mod plan;

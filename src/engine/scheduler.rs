@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::engine::cache::{Cache, CacheMemo, ENGINE_VERSION, Manifest, RunRecord};
 use crate::engine::error::Diagnostic;
+use crate::engine::interrupt;
 use crate::engine::invocation::{InputLocation, Invocation};
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::plan::Plan;
@@ -191,7 +192,8 @@ pub fn run(
         pool.in_place_scope(|scope| {
             let mut in_flight = 0usize;
             loop {
-                // Launch everything ready, in plan order.
+                // Launch everything ready, in plan order; nothing new after SIGINT or SIGTERM.
+                stop |= interrupt::received().is_some();
                 if !stop {
                     for i in 0..n {
                         if !needed[i] || started[i] || !waiting_on[i].is_empty() {
@@ -284,11 +286,14 @@ pub fn run(
         });
     }
 
-    // Whatever never started was stopped by a failure.
+    // Whatever never started was stopped by a failure or a signal.
     for i in 0..n {
         if needed[i] && results[i].is_none() {
-            let reason = "not run: the run stopped after a failure (use --keep-going to continue)"
-                .to_owned();
+            let reason = match interrupt::received() {
+                Some(signal) => format!("not run: the run was stopped by {}", interrupt::name(signal)),
+                None => "not run: the run stopped after a failure (use --keep-going to continue)"
+                    .to_owned(),
+            };
             reporter.event(&Event::StageSkipped {
                 stage: plan.stages[i].name.clone(),
                 reason: reason.clone(),
@@ -554,7 +559,8 @@ fn execute(
         inputs: key.inputs.clone(),
     };
     let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone())
-        .with_memo(Arc::new(CacheMemo(cache.clone())), scope);
+        .with_memo(Arc::new(CacheMemo(cache.clone())), scope)
+        .with_log_dir(cache.root().join("logs").join(plan.study_id.to_hex()));
     let inputs = Inputs::new(tables);
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
     let seconds = started.elapsed().as_secs_f64();

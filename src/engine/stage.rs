@@ -173,8 +173,8 @@ pub trait MemoStore: Send + Sync {
 }
 
 /// What a running stage may ask of the engine: its declared source files, warnings, memoised
-/// intermediate tables, and whether to stop. No clock and no other paths, so results depend only
-/// on the key.
+/// intermediate tables, files for logs (written, never read), and whether to stop. No clock and
+/// no other paths, so results depend only on the key.
 pub struct StageContext {
     stage: String,
     study_dir: PathBuf,
@@ -183,6 +183,7 @@ pub struct StageContext {
     cancelled: AtomicBool,
     memo: Option<(Arc<dyn MemoStore>, MemoScope)>,
     memos_used: Mutex<Vec<(Digest, Digest)>>,
+    log_dir: Option<PathBuf>,
 }
 
 /// What a stage's memo keys are made of besides their own parameters.
@@ -213,7 +214,25 @@ impl StageContext {
             cancelled: AtomicBool::new(false),
             memo: None,
             memos_used: Mutex::new(Vec::new()),
+            log_dir: None,
         }
+    }
+
+    /// Lets [`StageContext::log_file`] keep logs in `dir` (in the cache).
+    #[must_use]
+    pub fn with_log_dir(mut self, dir: PathBuf) -> Self {
+        self.log_dir = Some(dir);
+        self
+    }
+
+    /// A file for a log of this stage's run (an external program's output, say), named after
+    /// the stage and `what`, replacing the previous run's. Logs are written, never read back,
+    /// so they cannot change a result. `None` without a log directory (in unit tests) or when
+    /// it cannot be created.
+    pub fn log_file(&self, what: &str) -> Option<PathBuf> {
+        let dir = self.log_dir.as_ref()?;
+        std::fs::create_dir_all(dir).ok()?;
+        Some(dir.join(format!("{}.{what}.log", self.stage)))
     }
 
     /// Lets [`StageContext::memo`] keep tables across runs.
@@ -323,9 +342,10 @@ impl StageContext {
         self.cancelled.store(true, Ordering::Relaxed);
     }
 
-    /// Long stages poll this between chunks and return early when set.
+    /// Long stages poll this between chunks and return early when set: the run was cancelled,
+    /// or `pipeline` received SIGINT or SIGTERM.
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.cancelled.load(Ordering::Relaxed) || crate::engine::interrupt::received().is_some()
     }
 }
 

@@ -9,7 +9,12 @@
 //!   given as `$PIPELINE_SCRIPT_<i>` / `{script.<i>}`;
 //! - the program runs in the study file's directory, inherits the environment plus `env`,
 //!   and must exit 0; its stdin is empty, and the last 20 lines it printed (stderr, else
-//!   stdout) become the causes of the error when it fails.
+//!   stdout) become the causes of the error when it fails. Only the last 64 KiB of each
+//!   stream is kept in memory; the whole of it is written to `logs/` in the cache, and the
+//!   error names those files;
+//! - the program runs in its own process group, so stopping it also stops what it started:
+//!   after `timeout` (default 1 h), or when `pipeline` receives SIGINT or SIGTERM, the group
+//!   gets SIGTERM and, 5 s later, SIGKILL; the scratch directory is removed either way.
 //!
 //! `run` is either an argument vector (no shell) or one string for `sh -c`. In the string
 //! form a placeholder becomes the bare path when the shell would read it literally, and a
@@ -24,7 +29,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use serde::de::{SeqAccess, Visitor};
@@ -91,6 +96,73 @@ impl Format {
     }
 }
 
+/// How long a program may run: a whole number and a unit, `s`, `m` or `h` (`90s`, `10m`,
+/// `1h`). Written back the same way, so it reads in `explain` as in the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timeout {
+    seconds: u64,
+}
+
+impl Timeout {
+    /// One hour: long enough for a model run, short enough that a hung program does not hold
+    /// a run (and the cache's lock) for a day.
+    pub const DEFAULT: Timeout = Timeout { seconds: 3600 };
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::DEFAULT
+    }
+}
+
+impl Default for Timeout {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<String> for Timeout {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a duration: write e.g. 90s, 10m or 1h");
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = t.split_at(split);
+        let unit_s = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        let seconds = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_s))
+            .filter(|&s| s > 0)
+            .ok_or_else(bad)?;
+        Ok(Timeout { seconds })
+    }
+}
+
+impl From<Timeout> for String {
+    fn from(t: Timeout) -> String {
+        match t.seconds {
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from(*self))
+    }
+}
+
 fn default_outputs() -> Vec<String> {
     vec!["table".to_owned()]
 }
@@ -117,6 +189,11 @@ pub struct Params {
     /// Extra environment variables. Default: none.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// How long the program may run before its process group is stopped. Default: `1h`.
+    /// Left out of the key when it is the default, so adding it kept existing keys; it never
+    /// changes a successful output.
+    #[serde(default, skip_serializing_if = "Timeout::is_default")]
+    pub timeout: Timeout,
 }
 
 /// Port names must be `&'static str`; user-chosen ones are leaked once per distinct name (a
@@ -260,63 +337,187 @@ fn check_names(what: &str, names: &[String]) -> Result<(), StageError> {
     Ok(())
 }
 
-/// The last `n` lines of a program's output, for error messages.
-fn tail_lines(bytes: &[u8], n: usize) -> Vec<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().collect();
+/// The last `n` lines of a program's output, for error messages. When the capture was cut
+/// at its front, its first (partial) line is left out.
+fn tail_lines(stream: &Captured, n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(&stream.tail);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if stream.truncated && lines.len() > 1 {
+        lines.remove(0);
+    }
     lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|l| (*l).to_owned())
         .collect()
 }
 
-/// Reads a pipe to its end on a thread, so a chatty program cannot fill it and block.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+/// Bytes of each output stream kept in memory for the error message.
+const TAIL_BYTES: usize = 64 * 1024;
+
+/// What a program printed on one stream: the end of it, and the log holding all of it.
+#[derive(Debug, Default)]
+struct Captured {
+    tail: Vec<u8>,
+    /// Whether bytes before `tail` were dropped.
+    truncated: bool,
+    log: Option<PathBuf>,
+}
+
+/// Reads a pipe to its end on a thread, so a chatty program cannot fill it and block. The
+/// whole stream goes to `log` (when given and writable); only its last [`TAIL_BYTES`] stay in
+/// memory.
+fn capture(
+    pipe: Option<impl Read + Send + 'static>,
+    log: Option<PathBuf>,
+) -> std::thread::JoinHandle<Captured> {
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
+        let mut file = log
+            .as_ref()
+            .and_then(|p| std::fs::File::create(p).ok())
+            .map(std::io::BufWriter::new);
+        let mut captured = Captured::default();
+        let Some(mut pipe) = pipe else {
+            return captured;
+        };
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
             // A read error just ends the capture: the output is only used for messages.
-            let _ = pipe.read_to_end(&mut buf);
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(f) = &mut file
+                && std::io::Write::write_all(f, &chunk[..n]).is_err()
+            {
+                file = None;
+            }
+            captured.tail.extend_from_slice(&chunk[..n]);
+            if captured.tail.len() > 2 * TAIL_BYTES {
+                let cut = captured.tail.len() - TAIL_BYTES;
+                captured.tail.drain(..cut);
+                captured.truncated = true;
+            }
         }
-        buf
+        let written = file.is_some_and(|mut f| std::io::Write::flush(&mut f).is_ok());
+        if captured.tail.len() > TAIL_BYTES {
+            let cut = captured.tail.len() - TAIL_BYTES;
+            captured.tail.drain(..cut);
+            captured.truncated = true;
+        }
+        captured.log = log.filter(|_| written);
+        captured
     })
 }
 
-/// How a program ended: its status (`None` when cancelled) and what it printed.
-struct Finished {
-    status: Option<ExitStatus>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+/// Why a program stopped.
+enum Ending {
+    Exited(ExitStatus),
+    /// It ran past its timeout and was stopped.
+    TimedOut,
+    /// The run was cancelled (or `pipeline` got SIGINT or SIGTERM) and it was stopped.
+    Cancelled,
 }
 
-/// Waits for the child, killing it if the run is cancelled.
-fn wait(mut child: Child, ctx: &StageContext) -> Result<Finished, StageError> {
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
+/// How a program ended and what it printed.
+struct Finished {
+    ending: Ending,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl Finished {
+    /// The stream the error shows: stderr, or stdout when the program printed no errors.
+    fn shown(&self) -> &Captured {
+        if self.stderr.tail.is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        }
+    }
+
+    /// "; all it printed is in A and B", naming the logs that exist.
+    fn logs_note(&self) -> String {
+        let logs: Vec<String> = [&self.stdout.log, &self.stderr.log]
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect();
+        if logs.is_empty() {
+            String::new()
+        } else {
+            format!("; all it printed is in {}", logs.join(" and "))
+        }
+    }
+}
+
+/// How long a stopped program's group has between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Sends `signal` to every process in the group led by `child` (started with
+/// `process_group(0)`, so the group id is its pid). A group already gone is not an error.
+#[cfg(unix)]
+fn signal_group(child: &Child, signal: libc::c_int) {
+    let Ok(group) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: `kill` takes plain integers; a negative pid addresses the process group that
+    // `child` leads, which this stage created, so no unrelated process is signalled.
+    unsafe {
+        libc::kill(-group, signal);
+    }
+}
+
+/// Stops the program and everything it started: SIGTERM to the group, then SIGKILL after
+/// [`KILL_GRACE`] (to stragglers too, even when the leader obeyed), then reaps the leader.
+fn stop(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        signal_group(child, libc::SIGTERM);
+        let deadline = Instant::now() + KILL_GRACE;
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        signal_group(child, libc::SIGKILL);
+    }
+    #[cfg(not(unix))]
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for the child, stopping its process group at the timeout or when the run is
+/// cancelled.
+fn wait(
+    mut child: Child,
+    timeout: Duration,
+    ctx: &StageContext,
+) -> Result<Finished, StageError> {
+    let stdout = capture(child.stdout.take(), ctx.log_file("stdout"));
+    let stderr = capture(child.stderr.take(), ctx.log_file("stderr"));
+    let deadline = Instant::now() + timeout;
     // Poll often at first (a quick program is reaped within a millisecond), then back off.
     let mut nap = Duration::from_millis(1);
-    let status = loop {
+    let ending = loop {
         if let Some(status) = child
             .try_wait()
             .map_err(|e| StageError::internal(format!("waiting for the command: {e}")))?
         {
-            break Some(status);
+            break Ending::Exited(status);
         }
         if ctx.is_cancelled() {
-            // The child may have exited meanwhile; either way it is reaped below.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
+            stop(&mut child);
+            break Ending::Cancelled;
+        }
+        if Instant::now() >= deadline {
+            stop(&mut child);
+            break Ending::TimedOut;
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(20));
     };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
     Ok(Finished {
-        status,
-        stdout,
-        stderr,
+        ending,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     })
 }
 
@@ -366,6 +567,12 @@ impl Stage for Command {
             ty: "map name → value",
             default: "{}",
             doc: "Extra environment variables for the program.",
+        },
+        ParamDoc {
+            name: "timeout",
+            ty: "duration (90s, 10m, 1h)",
+            default: "1h",
+            doc: "How long the program may run; then its process group gets SIGTERM and, 5 s later, SIGKILL.",
         },
     ];
     type Params = Params;
@@ -466,22 +673,28 @@ impl Stage for Command {
             Run::Shell(_) => argv[2].clone(),
         };
         let finished = execute(&argv, params, &paths, ctx)?;
-        let log = tail_lines(
-            if finished.stderr.is_empty() {
-                &finished.stdout
-            } else {
-                &finished.stderr
-            },
-            TAIL_LINES,
-        );
+        let log = tail_lines(finished.shown(), TAIL_LINES);
         let with_log = |mut err: StageError| {
             err.causes.extend(log.iter().cloned());
             err
         };
-        let Some(status) = finished.status else {
-            return Err(StageError::failed(format!(
-                "`{shown}` was stopped: the run was cancelled"
-            )));
+        let status = match finished.ending {
+            Ending::Exited(status) => status,
+            Ending::Cancelled => {
+                return Err(StageError::failed(format!(
+                    "`{shown}` was stopped: the run was cancelled"
+                )));
+            }
+            Ending::TimedOut => {
+                return Err(with_log(StageError::failed(format!(
+                    "`{shown}` ran longer than its timeout of {} and was stopped",
+                    params.timeout
+                )))
+                .with_hint(format!(
+                    "raise `timeout:` if it needs longer (e.g. `timeout: 4h`){}",
+                    finished.logs_note()
+                )));
+            }
         };
         if !status.success() {
             return Err(with_log(StageError::failed(format!(
@@ -489,8 +702,9 @@ impl Stage for Command {
                 describe(status)
             )))
             .with_hint(format!(
-                "it ran in {}; the last lines it printed are shown above",
-                ctx.study_dir().display()
+                "it ran in {}; the last lines it printed are shown above{}",
+                ctx.study_dir().display(),
+                finished.logs_note()
             )));
         }
         let mut outputs = Vec::with_capacity(params.outputs.len());
@@ -558,14 +772,17 @@ impl Paths {
     }
 }
 
-/// Starts the program in the study directory and waits for it.
+/// Starts the program in the study directory, in a process group of its own, and waits for it.
 fn execute(
     argv: &[String],
     params: &Params,
     paths: &Paths,
     ctx: &StageContext,
 ) -> Result<Finished, StageError> {
-    let child = std::process::Command::new(&argv[0])
+    let mut command = std::process::Command::new(&argv[0]);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
         .args(&argv[1..])
         .current_dir(ctx.study_dir())
         .envs(&params.env)
@@ -582,7 +799,7 @@ fn execute(
                 err
             }
         })?;
-    wait(child, ctx)
+    wait(child, params.timeout.duration(), ctx)
 }
 
 /// "exited with code 3" or "was killed by signal 9".
@@ -836,6 +1053,88 @@ mod tests {
             .argv(&Run::Shell("cat \"{input.b}\"".to_owned()))
             .unwrap();
         assert_eq!(argv[2], "cat \"/tmp/pipeline-command-x1/in/b.parquet\"");
+    }
+
+    #[test]
+    fn timeouts_read_as_whole_seconds_minutes_or_hours() {
+        let t = |s: &str| Timeout::try_from(s.to_owned()).map(|t| t.seconds);
+        assert_eq!(t("90s"), Ok(90));
+        assert_eq!(t("10m"), Ok(600));
+        assert_eq!(t("1h"), Ok(3600));
+        assert_eq!(t(" 2h "), Ok(7200));
+        for bad in ["", "10", "1.5h", "0s", "-5m", "5 days", "h", "99999999999999999999h"] {
+            let err = t(bad).unwrap_err();
+            assert!(err.contains("90s, 10m or 1h"), "{bad}: {err}");
+        }
+        assert_eq!(String::from(Timeout { seconds: 5400 }), "90m");
+        assert_eq!(String::from(Timeout { seconds: 90 }), "90s");
+        assert_eq!(Timeout::default().to_string(), "1h");
+    }
+
+    #[test]
+    fn a_default_timeout_stays_out_of_the_canonical_params() {
+        let params: Params = serde_json::from_value(json!({"run": "true"})).unwrap();
+        assert_eq!(params.timeout, Timeout::DEFAULT);
+        let canonical = serde_json::to_value(&params).unwrap();
+        assert!(canonical.get("timeout").is_none(), "{canonical}");
+        let params: Params =
+            serde_json::from_value(json!({"run": "true", "timeout": "90s"})).unwrap();
+        assert_eq!(serde_json::to_value(&params).unwrap()["timeout"], "90s");
+    }
+
+    /// Whether `pid` has ended: gone, or a zombie waiting for its (re)parent to reap it.
+    fn ended(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')))
+    }
+
+    #[test]
+    fn a_timeout_stops_the_program_and_what_it_started() {
+        let study = Study::new();
+        // A background grandchild records its pid, then both wait far beyond the timeout.
+        let started = Instant::now();
+        let err = study
+            .run(
+                json!({"run": "sleep 30 & echo $! > grandchild.pid; echo working >&2; sleep 30",
+                       "timeout": "1s"}),
+                &[],
+            )
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
+        assert_eq!(
+            err.message,
+            "`sleep 30 & echo $! > grandchild.pid; echo working >&2; sleep 30` ran longer than its timeout of 1s and was stopped"
+        );
+        assert_eq!(err.causes, ["working"]);
+        assert!(err.hint.unwrap().contains("timeout:"));
+        let pid = std::fs::read_to_string(study.dir.path().join("grandchild.pid")).unwrap();
+        assert!(ended(pid.trim()), "the background `sleep` (pid {pid}) still runs");
+    }
+
+    #[test]
+    fn long_output_keeps_its_last_lines_in_memory_and_all_of_it_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let ctx = StageContext::new("chatty", dir.path(), BTreeMap::new()).with_log_dir(logs.clone());
+        // 200 000 lines of about 11 bytes (2.2 MB), far beyond the 64 KiB kept in memory.
+        let params: Params = serde_json::from_value(
+            json!({"run": "seq 1 200000 | sed 's/^/line /'; exit 4"}),
+        )
+        .unwrap();
+        let err = Command::run(&params, &Inputs::default(), &ctx).unwrap_err();
+        assert!(err.message.ends_with("exited with code 4"), "{}", err.message);
+        assert_eq!(err.causes.len(), TAIL_LINES);
+        assert_eq!(
+            (err.causes[0].as_str(), err.causes[19].as_str()),
+            ("line 199981", "line 200000")
+        );
+        let log = logs.join("chatty.stdout.log");
+        let hint = err.hint.unwrap();
+        assert!(hint.contains(&log.display().to_string()), "{hint}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 200_000);
+        assert!(text.starts_with("line 1\nline 2\n"));
     }
 
     #[test]

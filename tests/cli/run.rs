@@ -307,17 +307,40 @@ fn a_worker_process_computes_what_the_local_executor_does() {
         "same bytes as the cached output"
     );
 
-    // A failing invocation reports its error as data, with exit 1.
-    s.file(
-        "bad.json",
-        &invocation
-            .to_string()
-            .replace("data/units.csv", "data/missing.csv"),
-    );
+}
+
+/// `pipeline worker` exits as `run` does (2 for bad data, 3 for an internal error) and prints
+/// the error on stderr as well as in `result.json`.
+#[test]
+fn a_failing_worker_prints_its_error_and_exits_by_tier() {
+    let s = fixture();
+    let study_dir = s.dir.path().canonicalize().unwrap();
+    let invocation = serde_json::json!({
+        "stage": "units",
+        "kind": "ingest",
+        "version": 1,
+        "params": { "path": "data/missing.csv", "id_column": "unit_id" },
+        "study_dir": study_dir,
+        "inputs": {},
+        "sources": { "path": study_dir.join("data/missing.csv") },
+        "outputs": ["table"],
+    });
+    s.file("bad.json", &invocation.to_string());
     let out = s.run(&["worker", "bad.json", "--out", "worker-bad"]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: stage `units` failed:") && out.stderr.contains("missing.csv"),
+        "{}",
+        out.stderr
+    );
     let result: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.path("worker-bad/result.json")).unwrap()).unwrap();
     assert_eq!(result["status"], "failed");
     assert_eq!(result["error"]["tier"], "data", "{result}");
+
+    // A version this build does not have is internal: exit 3.
+    s.file("old.json", &invocation.to_string().replace("\"version\":1", "\"version\":99"));
+    let out = s.run(&["worker", "old.json", "--out", "worker-old"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("version"), "{}", out.stderr);
 }
