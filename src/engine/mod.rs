@@ -13,6 +13,9 @@ pub mod scheduler;
 pub mod spec;
 pub mod stage;
 pub mod suggest;
+pub mod sweep;
+pub mod sweep_sample;
+pub mod sweep_stats;
 
 #[cfg(test)]
 mod tests {

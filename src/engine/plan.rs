@@ -285,6 +285,29 @@ pub fn build(
         wires.push(wired);
     }
 
+    // 2b. A sweep re-runs other stages in memory: wire it to the outputs they read.
+    for i in 0..drafts.len() {
+        if drafts[i].entry.kind() != crate::engine::sweep::KIND {
+            continue;
+        }
+        let views: Vec<crate::engine::sweep::StageView> = drafts
+            .iter()
+            .zip(&wires)
+            .map(|(d, w)| crate::engine::sweep::StageView {
+                name: &d.spec.name,
+                line: d.spec.line,
+                entry: d.entry,
+                params: &d.spec.params,
+                prepared: d.prepared.as_ref(),
+                wires: w,
+                outputs: &d.outputs,
+            })
+            .collect();
+        let attached = crate::engine::sweep::attach(i, &views, src)?;
+        drafts[i].prepared = attached.prepared;
+        wires[i] = attached.wires;
+    }
+
     // 3. Cycles and order.
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<NodeIndex> = (0..drafts.len()).map(|i| graph.add_node(i)).collect();

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod landuse;
 pub mod report;
 pub mod sink;
+pub mod sweep;
 pub mod zoning;
 
 /// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds, then the
@@ -24,6 +25,7 @@ pub mod zoning;
 pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<ingest::Ingest>::new(),
     &Entry::<command::Command>::new(),
+    &Entry::<sweep::Sweep>::new(),
     &Entry::<landuse::LandUse>::new(),
     &Entry::<emission::Emission>::new(),
     &Entry::<sink::Sink>::new(),

@@ -1,0 +1,1086 @@
+//! `sweep`: Monte-Carlo uncertainty and sensitivity over part of a study. At plan time a sweep
+//! takes the stages named in `vary` and every stage between them and those named in `collect`,
+//! and is wired to the outputs those stages read from the rest of the study (so its key covers
+//! those bytes, its own parameters and the re-run stages' kinds, versions and parameters). At
+//! run time it samples the parameters, re-runs those stages in memory for each draw on the
+//! worker pool (no Parquet, no cache entries per draw) and reports the collected values, their
+//! summaries and rank sensitivities. It knows stages only through [`StageEntry`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::error::Diagnostic;
+use crate::engine::plan::Wire;
+use crate::engine::spec::SourceText;
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, PreparedStage, Source, StageContext, StageEntry, StageError,
+};
+use crate::engine::suggest::did_you_mean;
+use crate::engine::sweep_sample::unit_samples;
+pub use crate::engine::sweep_sample::{Distribution, Sampling};
+use crate::engine::sweep_stats as stats;
+
+/// The kind's name; the plan attaches the stages a sweep re-runs to stages of this kind.
+pub const KIND: &str = "sweep";
+
+fn default_draws() -> usize {
+    1000
+}
+
+/// Parameters of a sweep, as written in the study.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepParams {
+    /// Number of draws.
+    #[serde(default = "default_draws")]
+    pub draws: usize,
+    /// Seed of the sampling design.
+    pub seed: u64,
+    /// `lhs` (default) or `random`.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// `"<stage>.<parameter path>"` → distribution.
+    pub vary: BTreeMap<String, Distribution>,
+    /// Name → `"<stage>[.<output>].<column>"`.
+    pub collect: BTreeMap<String, String>,
+}
+
+/// Outputs every sweep has besides its collected names.
+const FIXED_OUTPUTS: [&str; 2] = ["draws", "sensitivity"];
+
+impl SweepParams {
+    /// Checks what can be checked without the study: counts, distributions, names.
+    pub fn validate(&self) -> Result<(), StageError> {
+        if self.draws < 2 {
+            return Err(
+                StageError::data(format!("draws is {}, expected at least 2", self.draws))
+                    .with_hint(
+                        "a few hundred draws make stable probabilities; 1000 is the default",
+                    ),
+            );
+        }
+        if self.vary.is_empty() || self.collect.is_empty() {
+            return Err(StageError::data("a sweep needs at least one `vary` and one `collect`")
+                .with_hint("e.g. `vary: { stage.param: { uniform: [0.1, 0.2] } }` and `collect: { name: stage.column }`"));
+        }
+        for (path, d) in &self.vary {
+            if let Some(problem) = d.problem() {
+                return Err(StageError::data(format!("vary `{path}`: {problem}")));
+            }
+        }
+        let mut names: BTreeSet<String> = FIXED_OUTPUTS.iter().map(|s| (*s).to_owned()).collect();
+        for name in self.collect.keys() {
+            let valid = crate::engine::spec::is_stage_name(name);
+            if !valid || !names.insert(name.clone()) || !names.insert(format!("{name}_summary")) {
+                return Err(StageError::data(format!(
+                    "collect name `{name}` is not usable as an output name"
+                ))
+                .with_hint("names are lower-case letters, digits and `_`, distinct from `draws`, `sensitivity` and each other's `<name>_summary`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sweep's outputs: `draws`, then `<name>` and `<name>_summary` per collected name, then
+    /// `sensitivity`.
+    pub fn outputs(&self) -> Vec<OutputDecl> {
+        let mut out = vec![
+            OutputDecl::new("draws", "every sampled value: draw, parameter, value (as YAML), value_number (the number, or a choice's 0-based position)")
+                .with_columns(["draw", "parameter", "value", "value_number"]),
+        ];
+        for name in self.collect.keys() {
+            out.push(
+                OutputDecl::new(
+                    name.clone(),
+                    "per draw: draw, the output's key columns, value",
+                )
+                .with_some_columns(["draw", "value"]),
+            );
+            out.push(OutputDecl::new(
+                format!("{name}_summary"),
+                "per key: a number's mean, sd, p05, p50, p95; a text's category, probability, modal_category, modal_probability",
+            ));
+        }
+        out.push(
+            OutputDecl::new(
+                "sensitivity",
+                "per collected name and parameter: Spearman and PRCC over the draws",
+            )
+            .with_columns(["output", "aggregate", "parameter", "spearman", "prcc"]),
+        );
+        out
+    }
+}
+
+/// The error the kind returns when it runs without the stages the plan attaches (only the plan
+/// gives a sweep the stages it re-runs).
+pub fn unattached() -> StageError {
+    StageError::internal(
+        "a sweep runs inside `pipeline run`, where the plan gives it the stages it re-runs",
+    )
+    .with_hint("run the study with `pipeline run`; a sweep cannot run as a lone worker invocation")
+}
+
+/// What the plan knows of a stage when it attaches a sweep.
+pub struct StageView<'a> {
+    pub name: &'a str,
+    pub line: usize,
+    pub entry: &'static dyn StageEntry,
+    /// The stage's parameters as written.
+    pub params: &'a serde_json::Value,
+    pub prepared: &'a dyn PreparedStage,
+    pub wires: &'a BTreeMap<String, Wire>,
+    pub outputs: &'a [OutputDecl],
+}
+
+/// A sweep ready to run, and the wires to the outputs it reads.
+pub struct Attached {
+    pub prepared: Box<dyn PreparedStage>,
+    pub wires: BTreeMap<String, Wire>,
+}
+
+/// Where a re-run stage's port reads from.
+#[derive(Debug, Clone)]
+enum Feed {
+    /// An output of the rest of the study: the sweep's input of that name.
+    Outside(String),
+    /// An output of a re-run stage, by position in the sweep's order.
+    Inside(usize, String),
+}
+
+/// One stage the sweep re-runs.
+struct Rerun {
+    name: String,
+    entry: &'static dyn StageEntry,
+    params: serde_json::Value,
+    canonical: serde_json::Value,
+    /// Prepared once when no parameter of the stage varies.
+    fixed: Option<Box<dyn PreparedStage>>,
+    feeds: BTreeMap<String, Feed>,
+    sources: Vec<Source>,
+}
+
+/// A `vary` entry resolved: which re-run stage, which path.
+struct Varied {
+    stage: usize,
+    path: Vec<String>,
+    distribution: Distribution,
+}
+
+/// A `collect` entry resolved.
+struct Collected {
+    stage: usize,
+    output: String,
+    column: String,
+}
+
+struct PreparedSweep {
+    params: SweepParams,
+    study_sources: Vec<Source>,
+    reruns: Vec<Rerun>,
+    varied: Vec<Varied>,
+    collected: Vec<(String, Collected)>,
+}
+
+/// Resolves sweep `i`: the stages it re-runs, their feeds from the rest of the study, and the
+/// checks of its `vary` and `collect` entries, with a caret at the offending YAML field.
+pub fn attach(i: usize, stages: &[StageView], src: &SourceText) -> Result<Attached, Diagnostic> {
+    let me = &stages[i];
+    let params: SweepParams =
+        serde_json::from_value(me.params.clone()).expect("the plan prepared these parameters");
+    let at = |key: &str| {
+        src.find_key(me.line, key)
+            .or_else(|| src.find_text(me.line, key))
+    };
+    let fail = |key: &str, message: String, hint: String| {
+        Diagnostic::user(format!("stage `{}`: {message}", me.name))
+            .at(src, at(key))
+            .with_hint(hint)
+    };
+    let index = |name: &str, key: &str| {
+        stages.iter().position(|s| s.name == name).ok_or_else(|| {
+            let names = stages.iter().map(|s| s.name);
+            let hint = match did_you_mean(name, names) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "name a stage of this study first".to_owned(),
+            };
+            fail(
+                key,
+                format!("`{key}` names stage `{name}`, which does not exist"),
+                hint,
+            )
+        })
+    };
+    let mut varied_at = Vec::new();
+    for key in params.vary.keys() {
+        let Some((stage, path)) = key.split_once('.') else {
+            return Err(fail(
+                key,
+                format!("vary `{key}` names no parameter"),
+                "write `<stage>.<parameter path>`, e.g. `stage.param.field`".to_owned(),
+            ));
+        };
+        varied_at.push((
+            index(stage, key)?,
+            path.split('.').map(str::to_owned).collect::<Vec<_>>(),
+        ));
+    }
+    let mut collected_at = Vec::new();
+    for (name, target) in &params.collect {
+        collected_at.push((
+            name.clone(),
+            resolve_collect(stages, target, &index, &fail)?,
+        ));
+    }
+    let ups: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|s| s.wires.values().map(|w| w.stage).collect())
+        .collect();
+    let below = reach(&ups, varied_at.iter().map(|v| v.0), true);
+    let above = reach(&ups, collected_at.iter().map(|c| c.1.stage), false);
+    for ((name, c), target) in collected_at.iter().zip(params.collect.values()) {
+        if !below[c.stage] {
+            return Err(fail(
+                target,
+                format!(
+                    "collect `{name}` reads `{}`, which no varied parameter reaches",
+                    stages[c.stage].name
+                ),
+                "collect an output downstream of a stage named in `vary`".to_owned(),
+            ));
+        }
+    }
+    for ((s, _), key) in varied_at.iter().zip(params.vary.keys()) {
+        if !above[*s] {
+            return Err(fail(
+                key,
+                format!(
+                    "vary `{key}`: stage `{}` feeds none of the collected outputs",
+                    stages[*s].name
+                ),
+                "collect an output of that stage or of one downstream of it".to_owned(),
+            ));
+        }
+    }
+    let members: Vec<usize> = order(&ups, &below, &above);
+    if let Some(&other) = members
+        .iter()
+        .find(|&&m| m == i || stages[m].entry.kind() == KIND)
+    {
+        return Err(fail(
+            stages[other].name,
+            format!("a sweep cannot re-run stage `{}`", stages[other].name),
+            "a sweep re-runs ordinary stages; keep sweeps out of each other's path".to_owned(),
+        ));
+    }
+    let position = |s: usize| members.iter().position(|&m| m == s).expect("member");
+    let mut wires = BTreeMap::new();
+    let mut reruns = Vec::with_capacity(members.len());
+    for &m in &members {
+        let s = &stages[m];
+        let mut feeds = BTreeMap::new();
+        for (port, w) in s.wires {
+            let feed = if members.contains(&w.stage) {
+                Feed::Inside(position(w.stage), w.output.clone())
+            } else {
+                let input = format!("{}.{}", stages[w.stage].name, w.output);
+                wires.insert(input.clone(), w.clone());
+                Feed::Outside(input)
+            };
+            feeds.insert(port.clone(), feed);
+        }
+        reruns.push(Rerun {
+            name: s.name.to_owned(),
+            entry: s.entry,
+            params: s.params.clone(),
+            canonical: s.prepared.canonical_params(),
+            fixed: None,
+            feeds,
+            sources: s.prepared.sources(),
+        });
+    }
+    let mut varied = Vec::new();
+    for ((s, path), (key, d)) in varied_at.into_iter().zip(&params.vary) {
+        let stage = position(s);
+        check_path(&reruns[stage], &path, d)
+            .map_err(|(m, h)| fail(key, format!("vary `{key}`: {m}"), h))?;
+        varied.push(Varied {
+            stage,
+            path,
+            distribution: d.clone(),
+        });
+    }
+    for (k, r) in reruns.iter_mut().enumerate() {
+        if !varied.iter().any(|v| v.stage == k) {
+            r.fixed = Some(
+                r.entry
+                    .prepare(r.params.clone())
+                    .map_err(|e| fail(&r.name, e.message, String::new()))?,
+            );
+        }
+    }
+    let collected = collected_at
+        .into_iter()
+        .map(|(n, c)| {
+            (
+                n,
+                Collected {
+                    stage: position(c.stage),
+                    ..c
+                },
+            )
+        })
+        .collect();
+    let study_sources = reruns
+        .iter()
+        .flat_map(|r| {
+            r.sources.iter().map(move |s| Source {
+                name: format!("{}.{}", r.name, s.name),
+                ..s.clone()
+            })
+        })
+        .collect();
+    Ok(Attached {
+        prepared: Box::new(PreparedSweep {
+            params,
+            study_sources,
+            reruns,
+            varied,
+            collected,
+        }),
+        wires,
+    })
+}
+
+/// `stage.column` or `stage.output.column`, checked against the stage's declared outputs.
+fn resolve_collect(
+    stages: &[StageView],
+    target: &str,
+    index: &dyn Fn(&str, &str) -> Result<usize, Diagnostic>,
+    fail: &dyn Fn(&str, String, String) -> Diagnostic,
+) -> Result<Collected, Diagnostic> {
+    let parts: Vec<&str> = target.split('.').collect();
+    let (stage, output, column) = match parts.as_slice() {
+        [s, c] => (*s, None, *c),
+        [s, o, c] => (*s, Some(*o), *c),
+        _ => {
+            return Err(fail(
+                target,
+                format!("collect `{target}` is not `<stage>[.<output>].<column>`"),
+                "e.g. `stage.column` (the stage's first output) or `stage.output.column`"
+                    .to_owned(),
+            ));
+        }
+    };
+    let s = index(stage, target)?;
+    let outputs = stages[s].outputs;
+    let decl = match output {
+        None => outputs.first(),
+        Some(o) => outputs.iter().find(|d| d.name == o),
+    };
+    let Some(decl) = decl else {
+        let names: Vec<&str> = outputs.iter().map(|d| d.name.as_str()).collect();
+        return Err(fail(
+            target,
+            format!("stage `{stage}` has no output `{}`", output.unwrap_or("")),
+            format!("its outputs are: {}", names.join(", ")),
+        ));
+    };
+    if decl.complete && !decl.columns.iter().any(|c| c == column) {
+        let hint = match did_you_mean(column, decl.columns.iter().map(String::as_str)) {
+            Some(c) => format!("did you mean `{c}`? (columns: {})", decl.columns.join(", ")),
+            None => format!("the columns are: {}", decl.columns.join(", ")),
+        };
+        return Err(fail(
+            target,
+            format!("`{stage}.{}` has no column `{column}`", decl.name),
+            hint,
+        ));
+    }
+    Ok(Collected {
+        stage: s,
+        output: decl.name.clone(),
+        column: column.to_owned(),
+    })
+}
+
+/// Stages reachable from `from` downstream (`down`) or upstream, themselves included.
+fn reach(ups: &[Vec<usize>], from: impl Iterator<Item = usize>, down: bool) -> Vec<bool> {
+    let mut seen = vec![false; ups.len()];
+    let mut stack: Vec<usize> = from.collect();
+    while let Some(s) = stack.pop() {
+        if std::mem::replace(&mut seen[s], true) {
+            continue;
+        }
+        if down {
+            stack.extend((0..ups.len()).filter(|&d| ups[d].contains(&s)));
+        } else {
+            stack.extend(&ups[s]);
+        }
+    }
+    seen
+}
+
+/// The stages both below a varied stage and above a collected one, upstream first (ties by
+/// position in the study, so the order never depends on hashing).
+fn order(ups: &[Vec<usize>], below: &[bool], above: &[bool]) -> Vec<usize> {
+    let members: Vec<usize> = (0..ups.len()).filter(|&s| below[s] && above[s]).collect();
+    let mut done: Vec<usize> = Vec::with_capacity(members.len());
+    while done.len() < members.len() {
+        let next = members.iter().copied().find(|&m| {
+            !done.contains(&m)
+                && ups[m]
+                    .iter()
+                    .all(|u| !members.contains(u) || done.contains(u))
+        });
+        // A cycle leaves stages out; the plan reports the cycle itself right after.
+        let Some(next) = next else { break };
+        done.push(next);
+    }
+    done
+}
+
+/// Probes a `vary` path: each probe value must be accepted by the stage's kind, must change
+/// its parameters, and must leave the files it reads alone.
+fn check_path(r: &Rerun, path: &[String], d: &Distribution) -> Result<(), (String, String)> {
+    let mut seen = Vec::new();
+    for probe in d.probes() {
+        let mut params = r.params.clone();
+        set_path(&mut params, path, probe.clone())
+            .map_err(|m| (m, "vary a parameter inside the stage's mapping".to_owned()))?;
+        let prepared = r.entry.prepare(params).map_err(|e| {
+            let hint = e.hint.clone().unwrap_or_else(|| {
+                format!(
+                    "see `pipeline stages` for what kind `{}` takes",
+                    r.entry.kind()
+                )
+            });
+            (
+                format!(
+                    "stage `{}` does not take {probe} at `{}`: {}",
+                    r.name,
+                    path.join("."),
+                    e.message
+                ),
+                hint,
+            )
+        })?;
+        if prepared.sources() != r.sources {
+            return Err((
+                format!(
+                    "`{}` changes the files stage `{}` reads",
+                    path.join("."),
+                    r.name
+                ),
+                "a sweep varies parameters; run one study per input file instead".to_owned(),
+            ));
+        }
+        seen.push(prepared.canonical_params());
+    }
+    seen.dedup();
+    if seen.len() < 2 && d.probes().len() > 1 {
+        return Err((
+            format!(
+                "`{}` names no parameter of kind `{}`: changing it changes nothing",
+                path.join("."),
+                r.entry.kind()
+            ),
+            format!(
+                "`pipeline stages` lists what kind `{}` takes",
+                r.entry.kind()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sets `path` in a parameter tree, creating mappings on the way, so a partial override keeps
+/// its siblings.
+pub fn set_path(
+    tree: &mut serde_json::Value,
+    path: &[String],
+    value: serde_json::Value,
+) -> Result<(), String> {
+    let mut here = tree;
+    for (k, segment) in path.iter().enumerate() {
+        if here.is_null() {
+            *here = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let serde_json::Value::Object(map) = here else {
+            return Err(format!("`{}` is not a mapping", path[..k].join(".")));
+        };
+        if k + 1 == path.len() {
+            map.insert(segment.clone(), value);
+            return Ok(());
+        }
+        here = map
+            .entry(segment.clone())
+            .or_insert(serde_json::Value::Null);
+    }
+    Err("an empty parameter path".to_owned())
+}
+
+/// The values one draw collected, per collected name.
+struct DrawValues {
+    keys: Vec<ArrayRef>,
+    key_names: Vec<String>,
+    values: Values,
+}
+
+#[derive(Clone)]
+enum Values {
+    Number(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl PreparedStage for PreparedSweep {
+    fn canonical_params(&self) -> serde_json::Value {
+        let stages: Vec<serde_json::Value> = self
+            .reruns
+            .iter()
+            .map(|r| {
+                let feeds: BTreeMap<&String, String> = r.feeds.iter().map(|(p, f)| (p, match f {
+                    Feed::Outside(input) => input.clone(),
+                    Feed::Inside(k, o) => format!("{}.{o}", self.reruns[*k].name),
+                })).collect();
+                serde_json::json!({"name": r.name, "kind": r.entry.kind(), "version": r.entry.version(), "params": r.canonical, "inputs": feeds})
+            })
+            .collect();
+        serde_json::json!({"sweep": self.params, "reruns": stages})
+    }
+    fn ports(&self) -> Vec<crate::engine::stage::Port> {
+        Vec::new()
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        self.params.outputs()
+    }
+    fn sources(&self) -> Vec<Source> {
+        self.study_sources.clone()
+    }
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let samples = self.sample();
+        let warnings = std::sync::Mutex::new(BTreeSet::new());
+        let draws: Vec<Vec<DrawValues>> = (0..self.params.draws)
+            .into_par_iter()
+            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, &warnings))
+            .collect::<Result<_, _>>()?;
+        for w in warnings
+            .into_inner()
+            .expect("warning set lock is never poisoned")
+        {
+            ctx.warn(w);
+        }
+        let mut out = vec![("draws".to_owned(), self.draws_table(&samples)?)];
+        let mut sensitivity = Sensitivity::default();
+        for (c, (name, _)) in self.collected.iter().enumerate() {
+            let per_draw: Vec<&DrawValues> = draws.iter().map(|d| &d[c]).collect();
+            check_same_keys(name, &per_draw)?;
+            out.push((name.clone(), per_draw_table(&per_draw)?));
+            let (summary, aggregate, label) = summarise(&per_draw)?;
+            out.push((format!("{name}_summary"), summary));
+            sensitivity.add(name, label, &aggregate, &samples, self.params.vary.keys());
+        }
+        out.push(("sensitivity".to_owned(), sensitivity.table()?));
+        Ok(out)
+    }
+}
+
+/// A sampled value: as the parameter takes it, and as a number for ranking.
+type Sample = (serde_json::Value, f64);
+
+impl PreparedSweep {
+    fn sample(&self) -> Vec<Vec<Sample>> {
+        let u = unit_samples(
+            self.params.sampling,
+            self.params.seed,
+            self.params.draws,
+            self.varied.len(),
+        );
+        u.iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&self.varied)
+                    .map(|(u, v)| v.distribution.at(*u))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Re-runs the stages for draw `d` and returns each collected column.
+    fn evaluate(
+        &self,
+        d: usize,
+        sample: &[Sample],
+        inputs: &Inputs,
+        ctx: &StageContext,
+        warnings: &std::sync::Mutex<BTreeSet<String>>,
+    ) -> Result<Vec<DrawValues>, StageError> {
+        if ctx.is_cancelled() {
+            return Err(StageError::failed("the sweep was cancelled"));
+        }
+        let in_draw = |stage: &str, e: StageError| StageError {
+            message: format!("draw {d}: stage `{stage}`: {}", e.message),
+            ..e
+        };
+        let mut produced: Vec<Outputs> = Vec::with_capacity(self.reruns.len());
+        for (k, r) in self.reruns.iter().enumerate() {
+            let owned;
+            let prepared: &dyn PreparedStage = if let Some(p) = &r.fixed {
+                p.as_ref()
+            } else {
+                let mut params = r.params.clone();
+                for (v, (value, _)) in self.varied.iter().zip(sample).filter(|(v, _)| v.stage == k)
+                {
+                    set_path(&mut params, &v.path, value.clone()).map_err(StageError::internal)?;
+                }
+                owned = r.entry.prepare(params).map_err(|e| in_draw(&r.name, e))?;
+                owned.as_ref()
+            };
+            let mut tables = BTreeMap::new();
+            for (port, feed) in &r.feeds {
+                let table = match feed {
+                    Feed::Outside(input) => inputs.table(input)?.clone(),
+                    Feed::Inside(up, output) => find(&produced[*up], output)?.clone(),
+                };
+                tables.insert(port.clone(), table);
+            }
+            let mut sources = BTreeMap::new();
+            for s in &r.sources {
+                sources.insert(
+                    s.name.clone(),
+                    ctx.source(&format!("{}.{}", r.name, s.name))?.to_path_buf(),
+                );
+            }
+            let sub = StageContext::new(&r.name, ctx.study_dir(), sources);
+            let outputs = prepared
+                .run(&Inputs::new(tables), &sub)
+                .map_err(|e| in_draw(&r.name, e))?;
+            let mut seen = warnings.lock().expect("warning set lock is never poisoned");
+            seen.extend(
+                sub.take_warnings()
+                    .into_iter()
+                    .map(|w| format!("stage `{}` in the draws: {w}", r.name)),
+            );
+            drop(seen);
+            produced.push(outputs);
+        }
+        self.collected
+            .iter()
+            .map(|(name, c)| {
+                let table = find(&produced[c.stage], &c.output)?;
+                column_values(name, table, &c.column)
+                    .map_err(|e| in_draw(&self.reruns[c.stage].name, e))
+            })
+            .collect()
+    }
+
+    fn draws_table(&self, samples: &[Vec<Sample>]) -> Result<RecordBatch, StageError> {
+        let (mut draw, mut parameter, mut value, mut number) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (d, row) in samples.iter().enumerate() {
+            for (name, (v, x)) in self.params.vary.keys().zip(row) {
+                draw.push(d as i64);
+                parameter.push(name.clone());
+                value.push(match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                number.push(*x);
+            }
+        }
+        batch(vec![
+            ("draw", Arc::new(Int64Array::from(draw))),
+            ("parameter", Arc::new(StringArray::from(parameter))),
+            ("value", Arc::new(StringArray::from(value))),
+            ("value_number", Arc::new(Float64Array::from(number))),
+        ])
+    }
+}
+
+fn find<'o>(outputs: &'o Outputs, name: &str) -> Result<&'o RecordBatch, StageError> {
+    outputs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| StageError::internal(format!("a re-run stage did not produce `{name}`")))
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .map_err(|e| StageError::internal("building a sweep table").caused_by(e))
+}
+
+fn is_number(t: &DataType) -> bool {
+    t.is_floating() || t.is_integer()
+}
+
+fn is_key(t: &DataType) -> bool {
+    t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean)
+}
+
+/// The collected column of one draw and its key columns: the shortest run of leading text,
+/// integer or boolean columns (the collected column aside) that tells the rows apart.
+fn column_values(name: &str, table: &RecordBatch, column: &str) -> Result<DrawValues, StageError> {
+    let schema = table.schema();
+    let Some(array) = table.column_by_name(column) else {
+        let present: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        return Err(StageError::column_missing(name, column, &present));
+    };
+    let candidates: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != column)
+        .take_while(|(_, f)| is_key(f.data_type()))
+        .map(|(i, _)| i)
+        .collect();
+    let mut rows: Vec<String> = vec![String::new(); table.num_rows()];
+    let mut width = 0;
+    let unique = |rows: &[String]| rows.iter().collect::<BTreeSet<_>>().len() == rows.len();
+    while !unique(&rows) && width < candidates.len() {
+        let keys = text_of(table.column(candidates[width]))?;
+        for (row, k) in rows.iter_mut().zip(keys) {
+            row.push('\u{1f}');
+            row.push_str(k.as_deref().unwrap_or("\u{0}"));
+        }
+        width += 1;
+    }
+    if !unique(&rows) {
+        return Err(StageError::data(format!("collect `{name}`: the rows of `{column}` have no key (leading text or integer columns that tell them apart)"))
+            .with_hint("collect a column of an output with one row per unit, year or other key"));
+    }
+    let values = if is_number(array.data_type()) {
+        Values::Number(numbers_of(array)?)
+    } else {
+        Values::Text(text_of(array)?)
+    };
+    Ok(DrawValues {
+        keys: candidates[..width]
+            .iter()
+            .map(|&i| table.column(i).clone())
+            .collect(),
+        key_names: candidates[..width]
+            .iter()
+            .map(|&i| schema.field(i).name().clone())
+            .collect(),
+        values,
+    })
+}
+
+fn numbers_of(a: &ArrayRef) -> Result<Vec<Option<f64>>, StageError> {
+    macro_rules! each {
+        ($t:ty) => {
+            a.as_primitive::<$t>()
+                .iter()
+                .map(|v| v.map(|x| x as f64))
+                .collect()
+        };
+    }
+    Ok(match a.data_type() {
+        DataType::Float64 => a.as_primitive::<Float64Type>().iter().collect(),
+        DataType::Float32 => each!(Float32Type),
+        DataType::Int8 => each!(Int8Type),
+        DataType::Int16 => each!(Int16Type),
+        DataType::Int32 => each!(Int32Type),
+        DataType::Int64 => each!(Int64Type),
+        DataType::UInt8 => each!(UInt8Type),
+        DataType::UInt16 => each!(UInt16Type),
+        DataType::UInt32 => each!(UInt32Type),
+        DataType::UInt64 => each!(UInt64Type),
+        other => {
+            return Err(StageError::data(format!(
+                "a column of type {other} is not a number"
+            )));
+        }
+    })
+}
+
+fn text_of(a: &ArrayRef) -> Result<Vec<Option<String>>, StageError> {
+    if is_number(a.data_type()) {
+        return Ok(numbers_of(a)?
+            .into_iter()
+            .map(|v| v.map(|x| x.to_string()))
+            .collect());
+    }
+    Ok(match a.data_type() {
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
+        DataType::Boolean => a
+            .as_boolean()
+            .iter()
+            .map(|v| v.map(|b| b.to_string()))
+            .collect(),
+        other => {
+            return Err(
+                StageError::data(format!("a column of type {other} cannot be collected"))
+                    .with_hint("collect a text, number or boolean column"),
+            );
+        }
+    })
+}
+
+/// Every draw must have the same keys in the same order (stages sort their rows).
+fn check_same_keys(name: &str, draws: &[&DrawValues]) -> Result<(), StageError> {
+    let first = draws[0];
+    for (d, dv) in draws.iter().enumerate().skip(1) {
+        let same = dv.key_names == first.key_names
+            && dv
+                .keys
+                .iter()
+                .zip(&first.keys)
+                .all(|(a, b)| a.to_data() == b.to_data());
+        if !same {
+            return Err(StageError::data(format!(
+                "collect `{name}`: draw {d} has other rows than draw 0 ({} keyed by {})",
+                name,
+                first.key_names.join(", ")
+            ))
+            .with_hint("collect an output whose rows do not depend on the varied parameters"));
+        }
+    }
+    Ok(())
+}
+
+/// `<name>`: draw, keys, value; one block of rows per draw.
+fn per_draw_table(draws: &[&DrawValues]) -> Result<RecordBatch, StageError> {
+    let rows = draws[0].keys.first().map_or(1, |k| k.len());
+    let mut draw = Vec::with_capacity(rows * draws.len());
+    for d in 0..draws.len() {
+        draw.extend(std::iter::repeat_n(d as i64, rows));
+    }
+    let mut columns: Vec<(&str, ArrayRef)> = vec![("draw", Arc::new(Int64Array::from(draw)))];
+    let repeated: Vec<u32> = (0..draws.len()).flat_map(|_| 0..rows as u32).collect();
+    let take = UInt32Array::from(repeated);
+    for (n, k) in draws[0].key_names.iter().zip(&draws[0].keys) {
+        let a = arrow_select::take::take(k.as_ref(), &take, None)
+            .map_err(|e| StageError::internal("repeating keys").caused_by(e))?;
+        columns.push((n, a));
+    }
+    let value: ArrayRef = match &draws[0].values {
+        Values::Number(_) => Arc::new(Float64Array::from(
+            draws
+                .iter()
+                .flat_map(|d| match &d.values {
+                    Values::Number(v) => v.clone(),
+                    Values::Text(_) => Vec::new(),
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Values::Text(_) => Arc::new(StringArray::from(
+            draws
+                .iter()
+                .flat_map(|d| match &d.values {
+                    Values::Text(v) => v.clone(),
+                    Values::Number(_) => Vec::new(),
+                })
+                .collect::<Vec<_>>(),
+        )),
+    };
+    columns.push(("value", value));
+    batch(columns)
+}
+
+/// `<name>_summary`, the per-draw aggregate the sensitivity ranks, and the aggregate's label.
+fn summarise(
+    draws: &[&DrawValues],
+) -> Result<(RecordBatch, Vec<Option<f64>>, &'static str), StageError> {
+    let first = draws[0];
+    let rows = first.keys.first().map_or(1, |k| k.len());
+    match &first.values {
+        Values::Number(_) => {
+            let per_key: Vec<Vec<f64>> = (0..rows)
+                .map(|r| {
+                    draws
+                        .iter()
+                        .filter_map(|d| match &d.values {
+                            Values::Number(v) => v[r],
+                            Values::Text(_) => None,
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut cols: [Vec<Option<f64>>; 5] = Default::default();
+            for mut xs in per_key {
+                xs.sort_by(f64::total_cmp);
+                let stats = if xs.is_empty() {
+                    [None; 5]
+                } else {
+                    let (m, sd) = stats::mean_sd(&xs);
+                    [
+                        Some(m),
+                        Some(sd),
+                        Some(stats::quantile_sorted(&xs, 0.05)),
+                        Some(stats::quantile_sorted(&xs, 0.5)),
+                        Some(stats::quantile_sorted(&xs, 0.95)),
+                    ]
+                };
+                for (c, s) in cols.iter_mut().zip(stats) {
+                    c.push(s);
+                }
+            }
+            let mut columns = key_columns(first, &(0..rows as u32).collect::<Vec<_>>())?;
+            for (n, c) in ["mean", "sd", "p05", "p50", "p95"].into_iter().zip(cols) {
+                columns.push((n, Arc::new(Float64Array::from(c))));
+            }
+            let aggregate = draws
+                .iter()
+                .map(|d| match &d.values {
+                    Values::Number(v) => {
+                        let xs: Vec<f64> = v.iter().flatten().copied().collect();
+                        (!xs.is_empty()).then(|| stats::mean_sd(&xs).0)
+                    }
+                    Values::Text(_) => None,
+                })
+                .collect();
+            Ok((batch(columns)?, aggregate, "mean_over_keys"))
+        }
+        Values::Text(_) => summarise_text(draws, rows),
+    }
+}
+
+fn key_columns<'a>(
+    first: &'a DrawValues,
+    take: &[u32],
+) -> Result<Vec<(&'a str, ArrayRef)>, StageError> {
+    let take = UInt32Array::from(take.to_vec());
+    first
+        .key_names
+        .iter()
+        .zip(&first.keys)
+        .map(|(n, k)| {
+            arrow_select::take::take(k.as_ref(), &take, None)
+                .map(|a| (n.as_str(), a))
+                .map_err(|e| StageError::internal("selecting keys").caused_by(e))
+        })
+        .collect()
+}
+
+/// A text's summary: per key × category seen anywhere, its probability; each key's modal category
+/// (ties to the first in sorted order) with its probability. The aggregate counts, per draw, the
+/// keys off their modal category.
+fn summarise_text(
+    draws: &[&DrawValues],
+    rows: usize,
+) -> Result<(RecordBatch, Vec<Option<f64>>, &'static str), StageError> {
+    let text = |d: &DrawValues, r: usize| match &d.values {
+        Values::Text(v) => v[r].clone(),
+        Values::Number(_) => None,
+    };
+    let categories: BTreeSet<String> = draws
+        .iter()
+        .flat_map(|d| (0..rows).filter_map(move |r| text(d, r)))
+        .collect();
+    let n = draws.len() as f64;
+    let (mut take, mut category, mut probability, mut modal, mut modal_p) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut modes = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let mut counts: BTreeMap<&String, usize> = categories.iter().map(|c| (c, 0)).collect();
+        for d in draws {
+            if let Some(c) = text(d, r) {
+                *counts.get_mut(&c).expect("seen category") += 1;
+            }
+        }
+        let (mode, top) =
+            counts.iter().fold(
+                (None, 0),
+                |best, (c, &k)| if k > best.1 { (Some(*c), k) } else { best },
+            );
+        modes.push(mode.cloned());
+        for (c, k) in &counts {
+            take.push(r as u32);
+            category.push((*c).clone());
+            probability.push(*k as f64 / n);
+            modal.push(mode.cloned());
+            modal_p.push(top as f64 / n);
+        }
+    }
+    let first = draws[0];
+    let mut columns = key_columns(first, &take)?;
+    columns.push(("category", Arc::new(StringArray::from(category))));
+    columns.push(("probability", Arc::new(Float64Array::from(probability))));
+    columns.push(("modal_category", Arc::new(StringArray::from(modal))));
+    columns.push(("modal_probability", Arc::new(Float64Array::from(modal_p))));
+    let aggregate = draws
+        .iter()
+        .map(|d| Some((0..rows).filter(|&r| text(d, r) != modes[r]).count() as f64))
+        .collect();
+    Ok((batch(columns)?, aggregate, "keys_off_mode"))
+}
+
+/// Rows of the `sensitivity` table.
+#[derive(Default)]
+struct Sensitivity {
+    output: Vec<String>,
+    aggregate: Vec<&'static str>,
+    parameter: Vec<String>,
+    spearman: Vec<Option<f64>>,
+    prcc: Vec<Option<f64>>,
+}
+
+impl Sensitivity {
+    fn add<'p>(
+        &mut self,
+        name: &str,
+        label: &'static str,
+        aggregate: &[Option<f64>],
+        samples: &[Vec<Sample>],
+        parameters: impl Iterator<Item = &'p String>,
+    ) {
+        // Draws whose aggregate is undefined (every key null) take no part.
+        let kept: Vec<usize> = (0..aggregate.len())
+            .filter(|&d| aggregate[d].is_some_and(f64::is_finite))
+            .collect();
+        let y: Vec<f64> = kept.iter().map(|&d| aggregate[d].expect("kept")).collect();
+        let x: Vec<Vec<f64>> = kept
+            .iter()
+            .map(|&d| samples[d].iter().map(|s| s.1).collect())
+            .collect();
+        let prcc = stats::prcc(&x, &y);
+        for (j, p) in parameters.enumerate() {
+            let xj: Vec<f64> = x.iter().map(|r| r[j]).collect();
+            self.output.push(name.to_owned());
+            self.aggregate.push(label);
+            self.parameter.push(p.clone());
+            self.spearman.push(stats::spearman(&xj, &y));
+            self.prcc.push(prcc.get(j).copied().flatten());
+        }
+    }
+
+    fn table(self) -> Result<RecordBatch, StageError> {
+        batch(vec![
+            ("output", Arc::new(StringArray::from(self.output))),
+            ("aggregate", Arc::new(StringArray::from(self.aggregate))),
+            ("parameter", Arc::new(StringArray::from(self.parameter))),
+            ("spearman", Arc::new(Float64Array::from(self.spearman))),
+            ("prcc", Arc::new(Float64Array::from(self.prcc))),
+        ])
+    }
+}

@@ -1,0 +1,61 @@
+//! `sweep`: Monte-Carlo uncertainty and sensitivity. The kind only declares itself; the engine
+//! (`engine::sweep`) gives each sweep the stages it re-runs when it builds the plan.
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+};
+use crate::engine::sweep::{self, SweepParams};
+
+pub struct Sweep;
+
+impl Stage for Sweep {
+    const KIND: &'static str = sweep::KIND;
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Re-runs the stages named in `vary`, and every stage between them and those named in `collect`, for each of `draws` sampled parameter sets, in memory; the rest of the study comes from the cache. A `vary` key `<stage>.<parameter path>` sets one value inside the stage's parameters (a partial override keeps the preset's other values). Outputs: `draws` (every sampled value), per collected name `<name>` (draw, the output's key columns, value) and `<name>_summary` (numbers: mean, sd, p05, p50, p95; text: category, probability, modal_category, modal_probability), and `sensitivity` (Spearman and PRCC of each parameter with each collected name: numbers as their mean over keys, text as the number of keys off their modal category). Key columns are the shortest run of leading text, integer or boolean columns that tells the rows apart.";
+    const PARAMS: &'static [ParamDoc] = &[
+        ParamDoc {
+            name: "draws",
+            ty: "integer ≥ 2",
+            default: "1000",
+            doc: "number of draws",
+        },
+        ParamDoc {
+            name: "seed",
+            ty: "integer",
+            default: "required",
+            doc: "seed of the sampling design; a draw depends on (seed, draws, index), not on threads",
+        },
+        ParamDoc {
+            name: "sampling",
+            ty: "lhs|random",
+            default: "lhs",
+            doc: "Latin hypercube (McKay, Beckman & Conover 1979) or independent draws",
+        },
+        ParamDoc {
+            name: "vary",
+            ty: "{\"<stage>.<path>\": distribution}",
+            default: "required",
+            doc: "`{uniform: [a, b]}`, `{triangular: [min, mode, max]}`, `{normal: [mean, sd]}` or `{choice: [v1, v2, …]}`",
+        },
+        ParamDoc {
+            name: "collect",
+            ty: "{name: \"<stage>[.<output>].<column>\"}",
+            default: "required",
+            doc: "columns to report per draw; each must be downstream of a varied stage",
+        },
+    ];
+    type Params = SweepParams;
+
+    fn ports(_: &SweepParams) -> Vec<Port> {
+        Vec::new()
+    }
+    fn outputs(params: &SweepParams) -> Vec<OutputDecl> {
+        params.outputs()
+    }
+    fn validate(params: &SweepParams) -> Result<(), StageError> {
+        params.validate()
+    }
+    fn run(_: &SweepParams, _: &Inputs, _: &StageContext) -> Result<Outputs, StageError> {
+        Err(sweep::unattached())
+    }
+}
