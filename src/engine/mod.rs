@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod finite;
 pub mod invocation;
 pub mod key;
 pub mod plan;
@@ -12,6 +13,7 @@ pub mod scheduler;
 pub mod spec;
 pub mod stage;
 pub mod suggest;
+pub mod warning;
 
 #[cfg(test)]
 mod tests {
