@@ -5,6 +5,7 @@ mod common;
 mod cache;
 mod demo;
 mod errors;
+mod mistakes;
 mod png;
 mod report;
 mod run;
