@@ -393,6 +393,12 @@ fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagno
                     "miss (would run)"
                 }
             );
+            if let Some(m) = result.manifest.as_ref().filter(|m| !m.warnings.is_empty()) {
+                let _ = writeln!(out, "warnings ({}):", m.warnings.len());
+                for w in &m.warnings {
+                    let _ = writeln!(out, "  [{}] {}", w.kind, w.message);
+                }
+            }
             if !hit {
                 match cache.last_key(&plan.study_id, name) {
                     None => {

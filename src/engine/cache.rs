@@ -51,7 +51,7 @@ pub struct Manifest {
     pub outputs: Vec<OutputRecord>,
     pub seconds: f64,
     #[serde(default)]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::engine::warning::Warning>,
     /// Intermediate tables the stage memoised: (memo key, blob digest).
     #[serde(default)]
     pub memos: Vec<(Digest, Digest)>,

@@ -34,7 +34,7 @@ pub struct Invocation {
 /// The outcome of an invocation: outputs and warnings, or the error.
 pub struct Executed {
     pub outputs: Outputs,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::engine::warning::Warning>,
 }
 
 impl Invocation {
@@ -61,9 +61,10 @@ impl Invocation {
         }
         let ctx = StageContext::new(&self.stage, &self.study_dir, self.sources.clone());
         let outputs = prepared.run(&Inputs::new(tables), &ctx)?;
+        crate::engine::finite::check_outputs(&self.stage, &outputs)?;
         Ok(Executed {
             outputs,
-            warnings: ctx.take_warnings(),
+            warnings: ctx.take_warning_records(),
         })
     }
 }

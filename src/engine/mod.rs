@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod error;
 pub mod interrupt;
+pub mod finite;
 pub mod invocation;
 pub mod key;
 pub mod plan;
@@ -16,6 +17,7 @@ pub mod suggest;
 pub mod sweep;
 pub mod sweep_sample;
 pub mod sweep_stats;
+pub mod warning;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::stage::{Inputs, MemoScope, StageContext, StageError, StageErrorTier};
+use crate::engine::warning::{Warning, summarise};
 
 /// The digest that keys an optional source file that does not exist.
 const ABSENT: Digest = Digest([0; 32]);
@@ -443,10 +444,11 @@ fn try_hit(
     if !options.dry_run {
         let _ = cache.save_last_key(&plan.study_id, name, key);
     }
-    for w in &manifest.warnings {
+    // A hit does not replay every warning: one line per kind, marked as cached.
+    for line in summarise(&manifest.warnings) {
         reporter.event(&Event::Warning {
             stage: name.clone(),
-            message: w.clone(),
+            message: format!("{line} (cached)"),
         });
     }
     reporter.event(&Event::StageCached {
@@ -561,15 +563,15 @@ fn execute(
     let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone())
         .with_memo(Arc::new(CacheMemo(cache.clone())), scope)
         .with_log_dir(cache.root().join("logs").join(plan.study_id.to_hex()));
-    let inputs = Inputs::new(tables);
+    let inputs = Inputs::new(tables).with_origins(input_origins(plan, i));
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
     let seconds = started.elapsed().as_secs_f64();
-    let warnings = ctx.take_warnings();
+    let warnings = ctx.take_warning_records();
     let memos = ctx.take_memos();
-    for w in &warnings {
+    for line in summarise(&warnings) {
         reporter.event(&Event::Warning {
             stage: name.clone(),
-            message: w.clone(),
+            message: line,
         });
     }
     let outputs = match ran {
@@ -623,10 +625,30 @@ fn execute(
     }
 }
 
+/// Port → the file the upstream stage read (its `path:` source, else its first required one),
+/// relative to the study's folder, so a stage can name the file a bad table came from.
+fn input_origins(plan: &Plan, i: usize) -> BTreeMap<String, String> {
+    plan.stages[i]
+        .inputs
+        .iter()
+        .filter_map(|(port, wire)| {
+            let up = &plan.stages[wire.stage];
+            let path = up.sources.get("path").or_else(|| {
+                up.sources
+                    .iter()
+                    .find(|(name, _)| !up.optional_sources.contains(*name))
+                    .map(|(_, p)| p)
+            })?;
+            let shown = path.strip_prefix(&plan.study_dir).unwrap_or(path);
+            Some((port.clone(), shown.display().to_string()))
+        })
+        .collect()
+}
+
 /// What a computation records besides its outputs.
 struct Extras {
     seconds: f64,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     memos: Vec<(Digest, Digest)>,
 }
 
@@ -648,6 +670,7 @@ fn commit(
             produced.join(", ")
         )));
     }
+    crate::engine::finite::check_outputs(&stage.name, &outputs)?;
     let mut records = Vec::with_capacity(outputs.len());
     for ((name, batch), decl) in outputs.iter().zip(&stage.outputs) {
         if let Some(missing) = decl

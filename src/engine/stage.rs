@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::RecordBatch;
 
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::warning::{GENERAL, Warning};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -137,11 +138,32 @@ pub struct ParamDoc {
 #[derive(Debug, Default)]
 pub struct Inputs {
     tables: BTreeMap<String, RecordBatch>,
+    /// Port → the file its table was read from, when the upstream stage reads one.
+    origins: BTreeMap<String, String>,
 }
 
 impl Inputs {
     pub fn new(tables: BTreeMap<String, RecordBatch>) -> Self {
-        Self { tables }
+        Self {
+            tables,
+            origins: BTreeMap::new(),
+        }
+    }
+
+    /// Records which file each port's table came from, for messages.
+    #[must_use]
+    pub fn with_origins(mut self, origins: BTreeMap<String, String>) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// The port's name for messages: `` `energy` (from data/energy.csv) `` when the file is
+    /// known, else `` `energy` ``.
+    pub fn label(&self, port: &str) -> String {
+        match self.origins.get(port) {
+            Some(file) => format!("`{port}` (from {file})"),
+            None => format!("`{port}`"),
+        }
     }
 
     /// The table wired to `port`. The plan guarantees required ports are wired, so a miss here
@@ -179,7 +201,7 @@ pub struct StageContext {
     stage: String,
     study_dir: PathBuf,
     sources: BTreeMap<String, PathBuf>,
-    warnings: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<Warning>>,
     cancelled: AtomicBool,
     memo: Option<(Arc<dyn MemoStore>, MemoScope)>,
     memos_used: Mutex<Vec<(Digest, Digest)>>,
@@ -320,16 +342,40 @@ impl StageContext {
         })
     }
 
-    /// Records a warning; it is shown to the user and stored with the cache entry, so a cached
-    /// rerun repeats it.
+    /// Records a warning of the [`GENERAL`] kind, shown on its own line. It is stored with the
+    /// cache entry, so a cached rerun can summarise it and `pipeline explain` list it.
     pub fn warn(&self, message: impl Into<String>) {
+        self.push_warning(Warning::new(GENERAL, message, None));
+    }
+
+    /// Records a warning of a named kind: a run shows one line per kind (the count and the
+    /// first), so a stage may warn once per unit.
+    pub fn warn_kind(&self, kind: &str, message: impl Into<String>) {
+        self.push_warning(Warning::new(kind, message, None));
+    }
+
+    /// As [`StageContext::warn_kind`], with a severity: the summary shows the highest.
+    pub fn warn_scored(&self, kind: &str, severity: f64, message: impl Into<String>) {
+        self.push_warning(Warning::new(kind, message, Some(severity)));
+    }
+
+    fn push_warning(&self, warning: Warning) {
         self.warnings
             .lock()
             .expect("warning list lock is never poisoned")
-            .push(message.into());
+            .push(warning);
     }
 
+    /// The warnings' messages (for tests of stage kinds).
     pub fn take_warnings(&self) -> Vec<String> {
+        self.take_warning_records()
+            .into_iter()
+            .map(|w| w.message)
+            .collect()
+    }
+
+    /// The warnings with their kinds and severities, as the engine stores them.
+    pub fn take_warning_records(&self) -> Vec<Warning> {
         std::mem::take(
             &mut *self
                 .warnings

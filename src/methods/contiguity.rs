@@ -360,6 +360,47 @@ pub fn centroids(units: &[MultiPolygon<f64>]) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The median over units of the diagonal of each unit's bounding box: a typical unit's size,
+/// against which a snapping tolerance is checked (a tolerance as wide as a unit makes units
+/// neighbours across whole units). The diagonal bounds the unit's diameter from above. Units
+/// without coordinates are left out; the median of an even count is the mean of the middle two.
+///
+/// # Units
+/// Coordinate units (degrees for lon/lat, metres for projected data).
+///
+/// # References
+/// Anselin, L., Syabri, I. & Kho, Y. (2006). GeoDa: an introduction to spatial data analysis.
+/// *Geographical Analysis* 38(1): 5–22 (contiguity from shared boundaries within a precision
+/// threshold small against the units).
+///
+/// # Examples
+/// ```
+/// use geo::{MultiPolygon, polygon};
+/// use pipeline::methods::contiguity::median_bbox_diagonal;
+/// let sq = |s: f64| MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: s, y: 0.0), (x: s, y: s), (x: 0.0, y: s)]]);
+/// // Squares of sides 3, 4 and 30: diagonals 3√2, 4√2, 30√2; the median is 4√2.
+/// let m = median_bbox_diagonal(&[sq(3.0), sq(4.0), sq(30.0)]).unwrap();
+/// assert!((m - 4.0 * 2f64.sqrt()).abs() < 1e-12);
+/// ```
+pub fn median_bbox_diagonal(units: &[MultiPolygon<f64>]) -> Option<f64> {
+    use geo::BoundingRect;
+    let mut diagonals: Vec<f64> = units
+        .iter()
+        .filter_map(BoundingRect::bounding_rect)
+        .map(|r| r.width().hypot(r.height()))
+        .collect();
+    if diagonals.is_empty() {
+        return None;
+    }
+    diagonals.sort_by(f64::total_cmp);
+    let mid = diagonals.len() / 2;
+    Some(if diagonals.len() % 2 == 1 {
+        diagonals[mid]
+    } else {
+        f64::midpoint(diagonals[mid - 1], diagonals[mid])
+    })
+}
+
 /// Edges that connect a disconnected graph: repeatedly the smallest component (ties by its
 /// smallest node) is linked to the nearest node outside it, by centroid distance, until one
 /// component remains. Islands (nodes without neighbours) are the usual case.
@@ -436,6 +477,20 @@ mod tests {
         MultiPolygon(vec![
             polygon![(x: x, y: y), (x: x + size, y: y), (x: x + size, y: y + size), (x: x, y: y + size)],
         ])
+    }
+
+    #[test]
+    fn median_bbox_diagonal_of_an_even_count_is_the_mean_of_the_middle_two() {
+        // Diagonals √2·{1, 2, 4, 100}: the middle two average to 3√2 (by hand).
+        let units = [
+            square(0.0, 0.0, 1.0),
+            square(5.0, 0.0, 2.0),
+            square(9.0, 0.0, 4.0),
+            square(20.0, 0.0, 100.0),
+        ];
+        let m = median_bbox_diagonal(&units).unwrap();
+        assert!((m - 3.0 * 2f64.sqrt()).abs() < 1e-12, "{m}");
+        assert_eq!(median_bbox_diagonal(&[MultiPolygon(Vec::new())]), None);
     }
 
     /// A 3×3 grid of unit squares, numbered row by row from the bottom left:

@@ -237,7 +237,7 @@ impl Stage for Autocorrelation {
                     } else {
                         format!("group {}", at.trim_start_matches(", "))
                     };
-                    ctx.warn(format!("{name}: every unit has the same `{}`, so Moran's I is undefined; its statistics are null", params.variable));
+                    ctx.warn_kind("moran_undefined", format!("{name}: every unit has the same `{}`, so Moran's I is undefined; its statistics are null", params.variable));
                     (None, None)
                 }
                 Err(MoranError::TooFewUnits { n }) => {

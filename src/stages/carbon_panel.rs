@@ -324,6 +324,46 @@ pub fn require_column(batch: &RecordBatch, table: &str, column: &str) -> Result<
     }
 }
 
+/// Refuses a column of an input table that the stage neither reads nor was told to ignore:
+/// a misspelt or mis-encoded header must not silently drop its values (a fuel column read as
+/// absent counts as zero and lowers every emission).
+///
+/// `label` names the table for messages (see `Inputs::label`); `known` lists the names the
+/// stage would read, for the "did you mean" hint.
+///
+/// # Errors
+/// The first column outside `used` and `ignored`, with the closest known name and how to opt out.
+pub fn refuse_unused_columns(
+    batch: &RecordBatch,
+    label: &str,
+    used: &[&str],
+    known: &[&str],
+    ignored: &[String],
+) -> Result<(), StageError> {
+    let schema = batch.schema();
+    let Some(extra) = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .find(|c| !used.contains(c) && !ignored.iter().any(|i| i == c))
+    else {
+        return Ok(());
+    };
+    let fix = match crate::engine::suggest::did_you_mean(extra, known.iter().copied()) {
+        Some(near) => format!("did you mean `{near}`? rename the column"),
+        None if !extra.is_ascii() => "if the header looks garbled, the file is not UTF-8: give \
+             its `ingest` stage `encoding:` (e.g. `gbk`) or save it as UTF-8"
+            .to_owned(),
+        None => format!("the columns read are: {}", known.join(", ")),
+    };
+    Err(StageError::data(format!(
+        "{label} has a column `{extra}` that this stage does not read, so its values would be ignored"
+    ))
+    .with_hint(format!(
+        "{fix}; to leave it out on purpose, add `ignore_columns: [{extra}]` to this stage"
+    )))
+}
+
 fn default_land_preset() -> String {
     "mixed".to_owned()
 }
@@ -804,7 +844,7 @@ mod chain_tests {
             .build()
             .unwrap();
         let e = run::<emission::Emission>(
-            serde_json::json!({}),
+            serde_json::json!({"absent_fuels": ["coke", "crude_oil", "gasoline", "kerosene", "diesel", "fuel_oil", "natural_gas"]}),
             vec![("areas", areas.clone()), ("energy", energy)],
         );
         let s = run::<sink::Sink>(serde_json::json!({}), vec![("areas", areas)]);

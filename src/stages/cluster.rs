@@ -269,10 +269,13 @@ impl Stage for Cluster {
         let mut data = raw.clone();
         if params.standardize == Standardize::Zscore {
             for j in standardize(&mut data, vars) {
-                ctx.warn(format!(
-                    "variable `{}` is constant; it does not affect the clusters",
-                    params.variables[j]
-                ));
+                ctx.warn_kind(
+                    "constant_variable",
+                    format!(
+                        "variable `{}` is constant; it does not affect the clusters",
+                        params.variables[j]
+                    ),
+                );
             }
         }
         let (weights, min_total) = match &params.min_size {

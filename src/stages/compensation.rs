@@ -611,7 +611,7 @@ impl Stage for Compensation {
                     .collect();
                 let balanced = rescale_balanced(&modified, params.rescale);
                 if balanced.is_none() {
-                    ctx.warn(format!("{} in {year}: every unit pays or every unit receives, so balanced values are null", conv.name()));
+                    ctx.warn_kind("convention_unbalanced", format!("{} in {year}: every unit pays or every unit receives, so balanced values are null", conv.name()));
                 }
                 let mut s = SummaryRow::new(year, conv);
                 for (k, &i) in idx.iter().enumerate() {

@@ -10,7 +10,8 @@ use crate::engine::stage::{
 };
 use crate::io::wkb::GEOMETRY_COLUMN;
 use crate::methods::contiguity::{
-    ContiguityRule, centroids, components, link_components, polygon_contiguity,
+    ContiguityRule, centroids, components, link_components, median_bbox_diagonal,
+    polygon_contiguity,
 };
 use crate::table::{TableBuilder, has_column, ids, polygons};
 
@@ -50,6 +51,10 @@ pub struct Params {
     /// The id column of the `units` table.
     #[serde(default = "default_id_column")]
     pub id_column: String,
+    /// Accept a `tolerance_m` above the units' median bounding-box diagonal, which otherwise
+    /// is an error (such a tolerance makes units neighbours across whole units).
+    #[serde(default)]
+    pub allow_large_tolerance: bool,
 }
 
 fn default_rule() -> Rule {
@@ -90,6 +95,12 @@ impl Stage for Contiguity {
             ty: "keep | nearest",
             default: "keep",
             doc: "nearest: link islands and smaller components to the nearest unit (centroid distance); needs `units`",
+        },
+        ParamDoc {
+            name: "allow_large_tolerance",
+            ty: "bool",
+            default: "false",
+            doc: "accept a `tolerance_m` above the units' median size (bounding-box diagonal), which is otherwise an error",
         },
         ParamDoc {
             name: "id_column",
@@ -214,11 +225,13 @@ impl Stage for Contiguity {
             for (id, g) in ids.iter().zip(geometry) {
                 ordered[index[id.as_str()]] = g.clone();
             }
-            let tolerance = if is_geographic(&ordered) {
-                params.tolerance_m / METRES_PER_DEGREE
+            let metres_per_unit = if is_geographic(&ordered) {
+                METRES_PER_DEGREE
             } else {
-                params.tolerance_m
+                1.0
             };
+            check_tolerance(params, &ordered, metres_per_unit)?;
+            let tolerance = params.tolerance_m / metres_per_unit;
             let rule = match params.rule {
                 Rule::Queen => ContiguityRule::Queen,
                 Rule::Rook => ContiguityRule::Rook,
@@ -251,10 +264,13 @@ impl Stage for Contiguity {
             }
             let links = link_components(&centroids(&ordered), &edges, is_geographic(&ordered));
             for &(a, b) in &links {
-                ctx.warn(format!(
-                    "linked `{}` and `{}` (nearest units by centroid) to connect the graph",
-                    names[a], names[b]
-                ));
+                ctx.warn_kind(
+                    "island_linked",
+                    format!(
+                        "linked `{}` and `{}` (nearest units by centroid) to connect the graph",
+                        names[a], names[b]
+                    ),
+                );
             }
             edges.extend(links);
             edges.sort_unstable();
@@ -301,6 +317,30 @@ impl Stage for Contiguity {
 }
 
 /// Whether every coordinate lies within lon/lat bounds (then the tolerance is in degrees).
+/// A tolerance wider than a typical unit (the median bounding-box diagonal, in metres at
+/// 111,320 m per degree for lon/lat) makes units neighbours across whole units: an error unless
+/// `allow_large_tolerance` says it is meant.
+fn check_tolerance(
+    params: &Params,
+    units: &[geo::MultiPolygon<f64>],
+    metres_per_unit: f64,
+) -> Result<(), StageError> {
+    let Some(median_m) = median_bbox_diagonal(units).map(|d| d * metres_per_unit) else {
+        return Ok(());
+    };
+    if params.tolerance_m <= median_m || params.allow_large_tolerance {
+        return Ok(());
+    }
+    Err(StageError::data(format!(
+        "`tolerance_m: {}` is larger than the units' median size, {median_m:.0} m (bounding-box diagonal), so units would be neighbours across whole units",
+        params.tolerance_m
+    ))
+    .with_hint(
+        "use a tolerance for the gaps between boundaries (1 m suits most boundary files); \
+         set `allow_large_tolerance: true` if it is meant",
+    ))
+}
+
 fn is_geographic(units: &[geo::MultiPolygon<f64>]) -> bool {
     use geo::CoordsIter;
     units.iter().all(|u| {

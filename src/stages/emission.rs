@@ -18,7 +18,7 @@ use crate::methods::emission::{
 };
 use crate::stages::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
-    is_path, read_areas, require_column,
+    is_path, read_areas, refuse_unused_columns, require_column,
 };
 use crate::table::{TableBuilder, has_column, ids};
 
@@ -119,6 +119,14 @@ pub struct Params {
     /// electricity 10^4 kWh), e.g. `{ raw_coal: "10^4 t" }`.
     #[serde(default)]
     pub fuel_units: BTreeMap<String, String>,
+    /// Fuels the `energy` table has no column for, counted as zero on purpose. Any other fuel
+    /// without a column is an error, so a misspelt header cannot lower the emission silently.
+    #[serde(default)]
+    pub absent_fuels: Vec<String>,
+    /// Columns of `energy` and `activities` that this stage must not read (notes, codes);
+    /// any other unread column is an error naming it.
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
     /// Carbon factor of standard coal for `construction: intensity`, t C/tce.
     #[serde(default = "default_f_sc")]
     pub f_sc_t_c_per_tce: f64,
@@ -374,6 +382,18 @@ const PARAMS: &[ParamDoc] = &[
         doc: "unit of each fuel column; defaults t, natural gas 10^4 m3, electricity 10^4 kWh",
     },
     ParamDoc {
+        name: "absent_fuels",
+        ty: "list of fuels",
+        default: "[]",
+        doc: "fuels the `energy` table lacks, counted as zero on purpose; any other fuel without a column is an error",
+    },
+    ParamDoc {
+        name: "ignore_columns",
+        ty: "list of columns",
+        default: "[]",
+        doc: "columns of `energy`/`activities` left unread on purpose; any other column that is neither a key nor read (e.g. a misspelt fuel) is an error",
+    },
+    ParamDoc {
         name: "f_sc_t_c_per_tce",
         ty: "float",
         default: "0.67",
@@ -592,7 +612,16 @@ impl Stage for Emission {
         let activities = match &params.other_sources {
             Some(choice) => {
                 let factors = choice.load()?;
-                let (names, panel) = activity_panel(inputs.table("activities")?)?;
+                let table = inputs.table("activities")?;
+                let columns = ["unit_id", "year", "activity", "amount"];
+                refuse_unused_columns(
+                    table,
+                    &inputs.label("activities"),
+                    &columns,
+                    &columns,
+                    &params.ignore_columns,
+                )?;
+                let (names, panel) = activity_panel(table)?;
                 if let Some(n) = names.iter().find(|n| !factors.contains_key(*n)) {
                     return Err(StageError::data(format!("`activities`: activity `{n}` has no factor in preset `{}`", choice.preset)).with_hint(
                         format!(
@@ -830,14 +859,82 @@ fn economy_panel(
 /// The column of `fuel` in the energy table: `fuel`, else `fuel_<unit>` with the unit written
 /// as in names (`t`, `10^4 t` → `10k_t`, `10^4 m3` → `10k_m3`, `10^4 kWh` → `10k_kwh`).
 fn fuel_column(table: &arrow_array::RecordBatch, fuel: &str, unit: &str) -> Option<String> {
+    fuel_column_names(fuel, unit)
+        .into_iter()
+        .find(|c| has_column(table, c))
+}
+
+/// The column names a fuel may have: bare, or with its unit (see [`fuel_column`]).
+fn fuel_column_names(fuel: &str, unit: &str) -> [String; 2] {
     let suffix = unit
         .trim()
         .to_ascii_lowercase()
         .replace("10^4", "10k")
         .replace(' ', "_");
     [fuel.to_owned(), format!("{fuel}_{suffix}")]
-        .into_iter()
-        .find(|c| has_column(table, c))
+}
+
+/// Every column of `energy` must be a key, a fuel of the factor table (electricity included,
+/// counted or not) or listed in `ignore_columns`; every counted fuel needs a column unless it
+/// is listed in `absent_fuels`. A misspelt (`raw_coal_tonnes`) or mis-encoded header would
+/// otherwise count that fuel as zero.
+fn check_energy_columns(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    rows: &[FuelRow],
+    factors: &[(String, String, FuelFactor)],
+    columns: &[Option<String>],
+) -> Result<(), StageError> {
+    let table = inputs.table("energy")?;
+    let label = inputs.label("energy");
+    let mut known: Vec<String> = vec!["unit_id".into(), "year".into()];
+    for r in rows {
+        let unit = params
+            .fuel_units
+            .get(&r.fuel)
+            .map_or_else(|| default_fuel_unit(&r.fuel, &r.theta_unit), String::as_str);
+        known.extend(fuel_column_names(&r.fuel, unit));
+    }
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    refuse_unused_columns(table, &label, &known, &known, &params.ignore_columns)?;
+    if let Some(fuel) = params
+        .absent_fuels
+        .iter()
+        .find(|f| !rows.iter().any(|r| &r.fuel == *f))
+    {
+        return Err(StageError::data(format!(
+            "`absent_fuels` names `{fuel}`, which the energy factors do not have"
+        ))
+        .with_hint(format!(
+            "fuels: {}",
+            rows.iter()
+                .map(|r| r.fuel.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for ((fuel, unit, _), column) in factors.iter().zip(columns) {
+        let listed = params.absent_fuels.contains(fuel);
+        match column {
+            Some(c) if listed => {
+                return Err(StageError::data(format!(
+                    "`absent_fuels` names `{fuel}`, but {label} has its column `{c}`"
+                ))
+                .with_hint(format!("remove `{fuel}` from `absent_fuels`")));
+            }
+            None if !listed => {
+                let [bare, with_unit] = fuel_column_names(fuel, unit);
+                return Err(StageError::data(format!(
+                    "{label} has no column for fuel `{fuel}` (`{bare}` or `{with_unit}`)"
+                ))
+                .with_hint(format!(
+                    "add the column; if the region used none, add `absent_fuels: [{fuel}]` to this stage to count it as zero"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Construction emission of each unit-year by the energy method; fills the `fuels` detail.
@@ -857,35 +954,12 @@ fn energy_method(
         .iter()
         .map(|(f, u, _)| fuel_column(table, f, u))
         .collect();
+    check_energy_columns(params, inputs, &rows, &factors, &columns)?;
     let present: Vec<&(String, String, FuelFactor)> = factors
         .iter()
         .zip(&columns)
         .filter_map(|(x, c)| c.as_ref().map(|_| x))
         .collect();
-    if present.is_empty() {
-        return Err(
-            StageError::data("`energy` has none of the fuel columns").with_hint(format!(
-                "name the columns after the fuels, optionally with their unit (`raw_coal` or `raw_coal_t`): {}",
-                factors
-                    .iter()
-                    .map(|(f, _, _)| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        );
-    }
-    let absent: Vec<&str> = factors
-        .iter()
-        .zip(&columns)
-        .filter(|(_, c)| c.is_none())
-        .map(|((f, _, _), _)| f.as_str())
-        .collect();
-    if !absent.is_empty() {
-        ctx.warn(format!(
-            "`energy` has no column for {}: counted as zero",
-            absent.join(", ")
-        ));
-    }
     if params.include_electricity.is_none()
         && (has_column(table, "electricity") || has_column(table, "electricity_10k_kwh"))
     {
@@ -1087,6 +1161,25 @@ mod tests {
         Ok((out, ctx.take_warnings()))
     }
 
+    /// The fossil fuels of the default preset other than `present`, as `absent_fuels`.
+    fn absent_except(present: &[&str]) -> serde_json::Value {
+        let all = [
+            "raw_coal",
+            "coke",
+            "crude_oil",
+            "gasoline",
+            "kerosene",
+            "diesel",
+            "fuel_oil",
+            "natural_gas",
+        ];
+        serde_json::json!(
+            all.iter()
+                .filter(|f| !present.contains(f))
+                .collect::<Vec<_>>()
+        )
+    }
+
     fn rows(out: &Outputs) -> Vec<(String, String, f64)> {
         let t = &out[0].1;
         let u = strings(t, "e", "unit_id").unwrap();
@@ -1109,8 +1202,20 @@ mod tests {
             .f64("electricity", vec![99_999.0, 99_999.0])
             .build()
             .unwrap();
-        let (out, warnings) = run(
+        // A fuel without a column is an error unless declared absent.
+        let err = run(
             serde_json::json!({}),
+            vec![("areas", areas_table()), ("energy", energy.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("no column for fuel `coke`"),
+            "{}",
+            err.message
+        );
+        let (out, warnings) = run(
+            serde_json::json!({"absent_fuels": absent_except(&["raw_coal", "natural_gas"])}),
             vec![("areas", areas_table()), ("energy", energy)],
         )
         .unwrap();
@@ -1124,8 +1229,7 @@ mod tests {
         assert!((r[1].2 - 422.0).abs() < 1e-9);
         assert!((r[2].2 - 539.939_37).abs() < 1e-6);
         assert!((r[3].2 - 211.0).abs() < 1e-9);
-        // fuels absent from the table are reported; electricity exclusion is reported
-        assert!(warnings.iter().any(|w| w.contains("coke")), "{warnings:?}");
+        // electricity exclusion is reported
         assert!(
             warnings.iter().any(|w| w.contains("electricity")),
             "{warnings:?}"
@@ -1142,7 +1246,7 @@ mod tests {
             .f64("electricity", vec![100.0, 0.0])
             .build()
             .unwrap();
-        let params = serde_json::json!({"include_electricity": true, "fuel_units": {"raw_coal": "10^4 t"}, "coefficients": {"override": {"cultivated": 0.0}}});
+        let params = serde_json::json!({"include_electricity": true, "fuel_units": {"raw_coal": "10^4 t"}, "coefficients": {"override": {"cultivated": 0.0}}, "absent_fuels": absent_except(&["raw_coal"])});
         let (out, _) = run(params, vec![("areas", areas_table()), ("energy", energy)]).unwrap();
         // a: coal 1 × 10^4 t × 0.7143 × 0.7559 = 5399.3937; electricity 100 × 10^4 kWh = 1000 MWh
         //    × 0.1229 × 0.68 = 83.572 -> 5482.9657. cultivated overridden to 0: no source rows.
@@ -1168,7 +1272,7 @@ mod tests {
             .build()
             .unwrap();
         let (out, _) = run(
-            serde_json::json!({"energy_allocation": "construction_area"}),
+            serde_json::json!({"energy_allocation": "construction_area", "absent_fuels": absent_except(&["raw_coal"])}),
             vec![("areas", areas_table()), ("energy", energy)],
         )
         .unwrap();
@@ -1220,7 +1324,7 @@ mod tests {
             .build()
             .unwrap();
         let err = run(
-            serde_json::json!({}),
+            serde_json::json!({"absent_fuels": absent_except(&["raw_coal"])}),
             vec![("areas", areas_table()), ("energy", energy.clone())],
         )
         .err()
@@ -1233,7 +1337,7 @@ mod tests {
         assert!(err.hint.unwrap().contains("missing: zero"));
         // with `missing: zero` unit b's construction emission is 0, with a warning
         let (out, warnings) = run(
-            serde_json::json!({"missing": "zero"}),
+            serde_json::json!({"missing": "zero", "absent_fuels": absent_except(&["raw_coal"])}),
             vec![("areas", areas_table()), ("energy", energy)],
         )
         .unwrap();
@@ -1241,6 +1345,45 @@ mod tests {
         assert!(
             warnings.iter().any(|w| w.contains("set to zero")),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn misspelt_or_contradicted_fuel_columns_are_errors() {
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal_tonnes", vec![1.0, 1.0])
+            .f64("coke", vec![1.0, 1.0])
+            .build()
+            .unwrap();
+        let absent = absent_except(&["coke"]);
+        let err = run(
+            serde_json::json!({ "absent_fuels": absent }),
+            vec![("areas", areas_table()), ("energy", energy.clone())],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("column `raw_coal_tonnes`"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.hint.unwrap().starts_with("did you mean `raw_coal_t`?"),
+            "the closest fuel column is suggested"
+        );
+        let err = run(
+            serde_json::json!({ "absent_fuels": absent_except(&[]), "ignore_columns": ["raw_coal_tonnes"] }),
+            vec![("areas", areas_table()), ("energy", energy)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message
+                .contains("`absent_fuels` names `coke`, but `energy` has its column `coke`"),
+            "{}",
+            err.message
         );
     }
 
@@ -1253,7 +1396,7 @@ mod tests {
             .build()
             .unwrap();
         let err = run(
-            serde_json::json!({}),
+            serde_json::json!({"absent_fuels": absent_except(&["raw_coal"])}),
             vec![("areas", areas_table()), ("energy", energy)],
         )
         .err()

@@ -210,11 +210,10 @@ impl Stage for Inequality {
             let lorenz = match gini::lorenz(&v, w.as_deref()) {
                 Ok(l) => Some(l),
                 Err(e @ (GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. })) => {
-                    ctx.warn(format!(
-                        "{}: {}; its gini is null",
-                        group_name(&at),
-                        fail(e).message
-                    ));
+                    ctx.warn_kind(
+                        "gini_undefined",
+                        format!("{}: {}; its gini is null", group_name(&at), fail(e).message),
+                    );
                     None
                 }
                 Err(e) => return Err(fail(e)),

@@ -308,7 +308,7 @@ fn raster_crs(
         })?;
         if crs.geographic {
             if crs.epsg.is_some_and(|c| c != 4326 && c != 4490) {
-                ctx.warn(format!(
+                ctx.warn_kind("raster_datum_ignored", format!(
                     "raster {file} (year {year}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
                     crs.description
                 ));
@@ -542,14 +542,14 @@ fn from_rasters(
         let (gx0, gy0, gx1, gy1) = grid.extent();
         for (u, shape) in shapes.iter().enumerate() {
             if pixels[u] == 0 {
-                ctx.warn(format!(
+                ctx.warn_kind("unit_without_pixels", format!(
                     "unit `{}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0",
                     ids[u]
                 ));
             } else if let Some(r) = shape.bounding_rect()
                 && (r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1)
             {
-                ctx.warn(format!(
+                ctx.warn_kind("unit_beyond_raster", format!(
                     "unit `{}` extends beyond the raster of year(s) {years_text}; only the part inside is counted",
                     ids[u]
                 ));
@@ -627,7 +627,7 @@ fn from_rasters(
     }
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
-            ctx.warn(format!(
+            ctx.warn_kind("no_transitions", format!(
                 "no transitions {} → {}: the two rasters differ in grid or CRS (warp one onto the other's grid)",
                 w[0].0, w[1].0
             ));
@@ -687,7 +687,7 @@ fn from_rasters(
             .push(format!("{code} ({px} px)"));
     }
     for (year, list) in by_year {
-        ctx.warn(format!(
+        ctx.warn_kind("codes_outside_scheme", format!(
             "year {year}: codes not in scheme `{}` left out of `areas` (see output `codes`): {}",
             scheme.name,
             list.join(", ")

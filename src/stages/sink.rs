@@ -14,7 +14,8 @@ use crate::methods::coefficients::{
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas, str_col,
+    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
+    refuse_unused_columns, str_col,
 };
 use crate::table::{TableBuilder, f64s, i64s};
 
@@ -130,6 +131,10 @@ pub struct Params {
     /// `error` (default), `zero` or `interpolate` for unit-years missing from `crops`.
     #[serde(default)]
     pub missing: MissingPolicy,
+    /// Columns of `crops` that this stage must not read (notes, codes); any other unread
+    /// column is an error naming it.
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
 }
 
 /// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
@@ -167,6 +172,12 @@ const PARAMS: &[ParamDoc] = &[
         ty: "error|zero|interpolate",
         default: "error",
         doc: "policy for unit-years without crop yields",
+    },
+    ParamDoc {
+        name: "ignore_columns",
+        ty: "list of columns",
+        default: "[]",
+        doc: "columns of `crops` left unread on purpose; any other column besides unit_id, year, crop, yield_t is an error",
     },
 ];
 
@@ -236,7 +247,7 @@ impl Stage for Sink {
         };
         let crops = match params.cultivated_sink {
             CultivatedSink::CropYield => Some(crop_panel(
-                inputs.table("crops")?,
+                crops_table(inputs, &params.ignore_columns)?,
                 &params.crop_parameters.load()?,
                 params.missing,
                 ctx,
@@ -311,6 +322,24 @@ impl Stage for Sink {
             .build()?;
         Ok(vec![("sink".to_owned(), table)])
     }
+}
+
+/// The `crops` table, refusing a column it does not read (a misspelt `yield_t` would
+/// otherwise be reported as missing while the values sit in the other column).
+fn crops_table<'a>(
+    inputs: &'a Inputs,
+    ignore_columns: &[String],
+) -> Result<&'a arrow_array::RecordBatch, StageError> {
+    let table = inputs.table("crops")?;
+    let columns = ["unit_id", "year", "crop", "yield_t"];
+    refuse_unused_columns(
+        table,
+        &inputs.label("crops"),
+        &columns,
+        &columns,
+        ignore_columns,
+    )?;
+    Ok(table)
 }
 
 /// Cropland sink per unit and year from a long crop-yield table.

@@ -6,6 +6,7 @@ mod cache;
 mod demo;
 mod errors;
 mod hygiene;
+mod mistakes;
 mod png;
 mod report;
 mod run;
