@@ -106,37 +106,40 @@ fn sum_by_unit_year(
     let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
     let values = f64s(batch, table, column)?;
-    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-    // Rows usually come sorted by unit and year: sum runs of equal keys, then store each run.
-    let mut flush = |u: &str, y: i64, sum: f64| {
-        let by_year = match out.get_mut(u) {
-            Some(m) => m,
-            None => out.entry(u.to_owned()).or_default(),
-        };
-        by_year.entry(y).or_insert_with(|| vec![0.0])[0] += sum;
-    };
-    let mut run: Option<(&str, i64, f64)> = None;
-    for (i, (y, v)) in years.into_iter().zip(values).enumerate() {
-        let u = units.get(i);
-        if !v.is_finite() || v < 0.0 {
+    for (i, (y, v)) in years.iter().zip(&values).enumerate() {
+        if !v.is_finite() || *v < 0.0 {
             return Err(StageError::data(format!(
-                "`{table}` row {}: unit `{u}`, year {y}: `{column}` is {v}",
-                i + 1
+                "`{table}` row {}: unit `{}`, year {y}: `{column}` is {v}",
+                i + 1,
+                units.get(i)
             ))
             .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
         }
+    }
+    // Each unit-year's values are added in ascending order, so the sum (float addition is not
+    // associative) is the same however the table's rows are ordered.
+    let mut order: Vec<usize> = (0..years.len()).collect();
+    order.sort_by(|&a, &b| {
+        (units.get(a), years[a])
+            .cmp(&(units.get(b), years[b]))
+            .then(values[a].total_cmp(&values[b]))
+    });
+    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut run: Option<(&str, i64, f64)> = None;
+    for i in order {
+        let (u, y, v) = (units.get(i), years[i], values[i]);
         match &mut run {
             Some((ru, ry, sum)) if *ru == u && *ry == y => *sum += v,
             _ => {
                 if let Some((ru, ry, sum)) = run {
-                    flush(ru, ry, sum);
+                    out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
                 }
                 run = Some((u, y, v));
             }
         }
     }
     if let Some((ru, ry, sum)) = run {
-        flush(ru, ry, sum);
+        out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
     }
     Ok(out)
 }

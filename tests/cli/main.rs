@@ -6,6 +6,8 @@ mod cache;
 mod demo;
 mod errors;
 mod png;
+mod publish;
 mod report;
+mod row_order;
 mod run;
 mod studies;
