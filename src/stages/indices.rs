@@ -155,7 +155,7 @@ fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 
 impl Stage for Indices {
     const KIND: &'static str = "indices";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Carbon-budget indices per unit and year: CE, CS, NCE = CE − CS (t C), CI = CE/GDP (t C per 10^4 yuan), \
         CCR = CS/CE, ECC = (G_i/G)/(CE_i/CE), ESC = (CS_i/CS)/(CE_i/CE), SS = CE/CS; multi-year means per unit and regional totals per year. \
         A unit with zero emission gets null CCR/ECC/ESC and a warning.";
@@ -477,6 +477,27 @@ mod tests {
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;
+
+    #[test]
+    fn unit_year_sums_do_not_depend_on_row_order() {
+        // Added smallest first, 0.6 + 0.6 = 1.2 and 1.2 + 1e16 rounds to 1e16 + 2 (doubles
+        // there are 2 apart); in the order 1e16, 0.6, 0.6 the sum would stay 1e16.
+        let values = [1e16, 0.6, 0.6];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0]] {
+            let t = long(
+                &["a", "a", "a"],
+                vec![2000; 3],
+                "emission_t_c",
+                order.iter().map(|&i| values[i]).collect(),
+            );
+            let sums = sum_by_unit_year(&t, "emission", "emission_t_c").unwrap();
+            assert_eq!(
+                sums["a"][&2000][0].to_bits(),
+                (1e16f64 + 2.0).to_bits(),
+                "rows {order:?}"
+            );
+        }
+    }
 
     fn long(units: &[&str], years: Vec<i64>, col: &str, v: Vec<f64>) -> RecordBatch {
         TableBuilder::new()

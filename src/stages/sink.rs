@@ -172,7 +172,7 @@ const PARAMS: &[ParamDoc] = &[
 
 impl Stage for Sink {
     const KIND: &'static str = "sink";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Gross carbon absorption (t C, ≥ 0) per unit, year and land class: area × |coefficient| for sink classes; \
         cultivated land by none, a coefficient, or crop yields (c·Y·(1 − w)/H).";
     const PARAMS: &'static [ParamDoc] = PARAMS;
