@@ -157,10 +157,27 @@ fn run_study(
 ) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
     let cache = Cache::open(cache_dir)?;
-    let report = scheduler::run(&plan, &cache, reporter(quiet).as_ref(), options)?;
+    // Held until publishing is done, so `gc` cannot remove what is about to be published.
+    let _hold = cache.run_guard()?;
+    let reporter = reporter(quiet);
+    let mut report = scheduler::run(&plan, &cache, reporter.as_ref(), options)?;
     if let Some(signal) = interrupt::received() {
         return Err(interrupted(signal));
     }
+    let mut record = publish::PublishRecord::load(&cache, &plan.study_id);
+    let publication = if options.dry_run {
+        None
+    } else {
+        let p = gather_publication(
+            &plan,
+            &cache,
+            &mut report,
+            &record,
+            reporter.as_ref(),
+            options,
+        );
+        Some(p?)
+    };
     if !quiet {
         emit(&summary_table(&report))?;
     }
@@ -183,17 +200,15 @@ fn run_study(
             eprint!("{}", d.render());
         }
     }
-    if options.dry_run {
+    let Some(publication) = publication else {
         return Ok(code);
-    }
-    let mut record = publish::PublishRecord::load(&cache, &plan.study_id);
-    let publication = publish::files(&plan, &cache, &report, &record)?;
+    };
     let total = publication.files.len() + publication.current_files;
     if check {
-        let diffs = publish::differences(&publication.files);
+        let diffs = publish::differences(plan.outputs_dir.as_deref(), &publication.files);
         if !diffs.is_empty() {
             eprintln!(
-                "error: {} published file(s) differ from what the study produces:",
+                "error: {} file(s) in the outputs folder differ from what the study publishes:",
                 diffs.len()
             );
             for (path, what) in &diffs {
@@ -209,12 +224,14 @@ fn run_study(
                 "check: {total} published file(s) are up to date\n"
             ))?;
         }
-    } else {
-        let written = publish::write(&publication.files)?;
-        if !quiet
-            && total > 0
-            && let Some(dir) = &plan.outputs_dir
-        {
+    } else if report.results.iter().any(|r| r.manifest.is_none()) {
+        // Publishing part of a run would mix its tables with files from an earlier one.
+        eprintln!(
+            "nothing published: not every stage completed, so the outputs folder keeps the files of the last complete run"
+        );
+    } else if let Some(dir) = &plan.outputs_dir {
+        let written = publish::write(dir, &publication.files)?;
+        if !quiet && total > 0 {
             emit(&format!(
                 "published {total} file(s) to {} ({written} changed)\n",
                 dir.display()
@@ -237,6 +254,29 @@ fn interrupted(signal: i32) -> Diagnostic {
         ),
     )
     .with_hint("stages that finished are cached; run the study again to continue")
+}
+
+/// The files to publish. A corrupt blob met on the way has been removed, so running the plan
+/// again recomputes the stage that made it (a hit checks blobs only by their stat seal).
+fn gather_publication(
+    plan: &Plan,
+    cache: &Cache,
+    report: &mut RunReport,
+    record: &publish::PublishRecord,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+) -> Result<publish::Publication, Diagnostic> {
+    let mut recomputed = false;
+    loop {
+        match publish::files(plan, cache, report, record)? {
+            Ok(publication) => return Ok(publication),
+            Err(_) if !recomputed => {
+                recomputed = true;
+                *report = scheduler::run(plan, cache, reporter, options)?;
+            }
+            Err(corrupt) => return Err(corrupt.diagnostic()),
+        }
+    }
 }
 
 /// The end-of-run table: each stage's status, time and rows.
@@ -303,6 +343,7 @@ pub fn summary_json_value(report: &RunReport) -> serde_json::Value {
             json!({
                 "name": r.name,
                 "key": r.key.as_ref().map(|k| k.digest().to_hex()),
+                "key_without_code": r.key.as_ref().map(|k| k.digest_without_code().to_hex()),
                 "kind": r.key.as_ref().map(|k| k.kind.clone()),
                 "version": r.key.as_ref().map(|k| k.version),
                 "status": r.status.as_str(),
@@ -375,6 +416,7 @@ fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagno
             let _ = writeln!(out, "key: {}", key.digest());
             let _ = writeln!(out, "  format: {}", key.format);
             let _ = writeln!(out, "  kind: {} (version {})", key.kind, key.version);
+            let _ = writeln!(out, "  code: {}", key.code);
             let _ = writeln!(
                 out,
                 "  params: {}",
@@ -442,15 +484,39 @@ fn show(
     let plan = load_plan(args)?;
     let (idx, output) = plan.resolve_target(target)?;
     let cache = Cache::open(cache_dir)?;
-    let report = scheduler::run(
-        &plan,
-        &cache,
-        reporter(true).as_ref(),
-        &RunOptions {
-            targets: Some(vec![idx]),
-            ..RunOptions::default()
-        },
-    )?;
+    let _hold = cache.run_guard()?;
+    let options = RunOptions {
+        targets: Some(vec![idx]),
+        ..RunOptions::default()
+    };
+    let mut report = scheduler::run(&plan, &cache, reporter(true).as_ref(), &options)?;
+    let name = plan.stages[idx].name.clone();
+    let mut recomputed = false;
+    let table = loop {
+        if scheduler::failure_tier(&report).is_some() {
+            break None;
+        }
+        let manifest = report
+            .get(&name)
+            .and_then(|r| r.manifest.as_ref())
+            .expect("a completed stage has a manifest");
+        let record = manifest.output(&output).expect("resolved outputs exist");
+        match cache.read_blob(&record.digest) {
+            Ok(table) => break Some(table),
+            Err(Some(d)) => return Err(d),
+            // The corrupt blob is gone now, so running again recomputes the stage.
+            Err(None) if !recomputed => {
+                recomputed = true;
+                report = scheduler::run(&plan, &cache, reporter(true).as_ref(), &options)?;
+            }
+            Err(None) => {
+                return Err(Diagnostic::environment(format!(
+                    "cache: the output `{name}.{output}` is corrupt again right after it was recomputed"
+                ))
+                .with_hint("the cache's disk may be failing: run `pipeline verify`, or use another `--cache-dir`"));
+            }
+        }
+    };
     if let Some(tier) = scheduler::failure_tier(&report) {
         for r in report.failed() {
             if let Some(e) = &r.error {
@@ -463,17 +529,7 @@ fn show(
         }
         return Ok(tier.exit_code());
     }
-    let manifest = report
-        .get(&plan.stages[idx].name)
-        .and_then(|r| r.manifest.as_ref())
-        .expect("a completed stage has a manifest");
-    let record = manifest.output(&output).expect("resolved outputs exist");
-    let table = cache.read_blob(&record.digest).map_err(|e| {
-        e.unwrap_or_else(|| {
-            Diagnostic::environment("cache: the output is corrupt")
-                .with_hint("run `pipeline verify --repair` and try again")
-        })
-    })?;
+    let table = table.expect("a run without failures yields the table");
     let text = match format {
         ShowFormat::Table => {
             crate::io::export::to_text_table(&table, limit.unwrap_or(TABLE_PREVIEW_ROWS))
@@ -623,8 +679,21 @@ fn verify(cache_dir: &Path, repair: bool) -> Result<u8, Diagnostic> {
         return Ok(0);
     }
     if repair {
-        println!("removed them; the next run recomputes those stages");
-        Ok(0)
+        if r.unremovable.is_empty() {
+            println!("removed them; the next run recomputes those stages");
+            return Ok(0);
+        }
+        let mut d = Diagnostic::environment(format!(
+            "cache: could not remove {} of them",
+            r.unremovable.len()
+        ))
+        .with_hint(
+            "make the cache directory writable (or remove those paths by hand), then run `pipeline verify --repair` again",
+        );
+        for (path, why) in &r.unremovable {
+            d = d.caused_by(format!("{}: {why}", path.display()));
+        }
+        Err(d)
     } else {
         println!("run `pipeline verify --repair` to remove them");
         Ok(1)

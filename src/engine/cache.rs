@@ -76,10 +76,22 @@ pub struct KeyLock {
     _file: File,
 }
 
-/// A run's shared hold on the cache, which keeps `gc` out until the run ends.
+/// A run's shared hold on the cache, which keeps `gc` out until the run ends, and its entry in
+/// `locks/` (`run-<start ns>-<pid>-<n>.lock`, locked while the run lives), which tells other
+/// runs how old the oldest live run is.
 #[derive(Debug)]
 pub struct RunGuard {
     _file: File,
+    live: Option<(File, PathBuf)>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if let Some((file, path)) = self.live.take() {
+            let _ = fs::remove_file(path);
+            drop(file);
+        }
+    }
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -146,7 +158,72 @@ impl Cache {
             .open(&path)
             .map_err(|e| io_error("open", &path, e))?;
         file.lock_shared().map_err(|e| io_error("lock", &path, e))?;
-        Ok(RunGuard { _file: file })
+        let live = self.register_live_run()?;
+        let oldest_ns = self.oldest_live_run_ns().min(live.1);
+        self.remove_tmp_older_than(oldest_ns);
+        Ok(RunGuard {
+            _file: file,
+            live: Some((live.0, live.2)),
+        })
+    }
+
+    /// Creates and locks this run's file in `locks/`. It is locked under a name other runs do
+    /// not look at, then renamed, so no run ever sees it unlocked and takes it for dead.
+    fn register_live_run(&self) -> Result<(File, u128, PathBuf), Diagnostic> {
+        let started_ns = now_ns();
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("run-{started_ns}-{}-{n}", std::process::id());
+        let locks = self.root.join("locks");
+        let new = locks.join(format!("{name}.new"));
+        let path = locks.join(format!("{name}.lock"));
+        let file = File::create(&new).map_err(|e| io_error("create", &new, e))?;
+        file.lock().map_err(|e| io_error("lock", &new, e))?;
+        fs::rename(&new, &path).map_err(|e| io_error("rename into", &path, e))?;
+        Ok((file, started_ns, path))
+    }
+
+    /// When the oldest run still alive started; files of dead runs are removed on the way.
+    fn oldest_live_run_ns(&self) -> u128 {
+        let mut oldest = u128::MAX;
+        let Ok(read) = fs::read_dir(self.root.join("locks")) else {
+            return oldest;
+        };
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(started_ns) = name
+                .strip_prefix("run-")
+                .and_then(|rest| rest.strip_suffix(".lock"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|ns| ns.parse::<u128>().ok())
+            else {
+                continue;
+            };
+            let Ok(file) = File::options().write(true).open(entry.path()) else {
+                continue;
+            };
+            match file.try_lock() {
+                // Nobody holds it: its run died (or just ended).
+                Ok(()) => {
+                    let _ = fs::remove_file(entry.path());
+                }
+                Err(_) => oldest = oldest.min(started_ns),
+            }
+        }
+        oldest
+    }
+
+    /// Removes files in `tmp/` last modified before `ns`: no live run wrote them.
+    fn remove_tmp_older_than(&self, ns: u128) {
+        for path in walk_files(&self.root.join("tmp")) {
+            let modified_ns = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos());
+            if modified_ns.is_some_and(|m| m < ns) {
+                let _ = fs::remove_file(path);
+            }
+        }
     }
 
     /// Waits for the exclusive hold on `key`.
@@ -179,6 +256,7 @@ impl Cache {
         for out in &manifest.outputs {
             let blob = self.blob_path(&out.digest);
             let intact = match fs::metadata(&blob) {
+                Ok(m) if !m.is_file() => false,
                 Ok(m) if m.len() == out.bytes && seal_of(&m) == out.seal => true,
                 Ok(m) if m.len() == out.bytes => {
                     hash_file(&blob, m.len()).is_ok_and(|d| d == out.digest)
@@ -186,7 +264,7 @@ impl Cache {
                 _ => false,
             };
             if !intact {
-                let _ = fs::remove_file(&blob);
+                remove_any(&blob);
                 let _ = fs::remove_file(&path);
                 return None;
             }
@@ -236,11 +314,14 @@ impl Cache {
     ) -> Result<OutputRecord, Diagnostic> {
         let digest = Digest::of(bytes);
         let dest = self.blob_path(&digest);
-        let intact = fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64);
+        // A stored blob of the right size may still hold other bytes: rehash before keeping it.
+        let intact = fs::metadata(&dest).is_ok_and(|m| {
+            m.is_file()
+                && m.len() == bytes.len() as u64
+                && hash_file(&dest, m.len()).is_ok_and(|d| d == digest)
+        });
         if !intact {
-            if dest.exists() {
-                let _ = fs::remove_file(&dest);
-            }
+            remove_any(&dest);
             self.place(&dest, bytes, true)?;
         }
         let seal = fs::metadata(&dest)
@@ -267,7 +348,7 @@ impl Cache {
         let path = self.blob_path(digest);
         let bytes = fs::read(&path).map_err(|_| None)?;
         if Digest::of(&bytes) != *digest {
-            let _ = fs::remove_file(&path);
+            remove_any(&path);
             return Err(None);
         }
         crate::io::parquet::from_bytes(bytes).map_err(|e| {
@@ -276,6 +357,18 @@ impl Cache {
                     .caused_by(e),
             )
         })
+    }
+
+    /// An output blob's bytes, if they match the digest; a mismatching blob is removed, as in
+    /// [`Cache::read_blob`].
+    pub fn read_blob_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).ok()?;
+        if Digest::of(&bytes) != *digest {
+            remove_any(&path);
+            return None;
+        }
+        Some(bytes)
     }
 
     // ---- intermediate tables of stages (`StageContext::memo`) ----
@@ -431,18 +524,19 @@ impl Cache {
         out
     }
 
-    /// Rehashes every blob. Returns the corrupt ones; with `repair`, removes them and every
-    /// entry that refers to them, so the next run recomputes those stages.
+    /// Rehashes every blob. Returns the corrupt ones (anything in `objects/<aa>/` that is not a
+    /// file holding the bytes its name promises); with `repair`, removes them and every entry
+    /// that refers to them, so the next run recomputes those stages, and lists what it could
+    /// not remove.
     pub fn verify(&self, repair: bool) -> VerifyReport {
         let mut report = VerifyReport::default();
         let mut corrupt = BTreeSet::new();
-        for path in walk_files(&self.root.join("objects")) {
+        for path in blob_slots(&self.root.join("objects")) {
             report.blobs += 1;
             let name = stem(&path);
             let ok = Digest::from_hex(name).is_some_and(|d| {
-                fs::metadata(&path)
-                    .and_then(|m| hash_file(&path, m.len()))
-                    .is_ok_and(|h| h == d)
+                fs::symlink_metadata(&path)
+                    .is_ok_and(|m| m.is_file() && hash_file(&path, m.len()).is_ok_and(|h| h == d))
             });
             if !ok {
                 corrupt.insert(name.to_owned());
@@ -454,7 +548,7 @@ impl Cache {
             let bad = match &manifest {
                 None => true,
                 Some(m) => m.outputs.iter().any(|o| {
-                    corrupt.contains(&o.digest.to_hex()) || !self.blob_path(&o.digest).exists()
+                    corrupt.contains(&o.digest.to_hex()) || !self.blob_path(&o.digest).is_file()
                 }),
             };
             if bad {
@@ -462,9 +556,7 @@ impl Cache {
             }
         }
         if repair {
-            for p in report.corrupt_blobs.iter().chain(&report.broken_entries) {
-                let _ = fs::remove_file(p);
-            }
+            report.remove_found(try_remove_any);
         }
         report
     }
@@ -592,6 +684,20 @@ pub struct VerifyReport {
     pub entries: usize,
     pub corrupt_blobs: Vec<PathBuf>,
     pub broken_entries: Vec<PathBuf>,
+    /// With `repair`: what could not be removed, and why.
+    pub unremovable: Vec<(PathBuf, String)>,
+}
+
+impl VerifyReport {
+    /// Removes the corrupt blobs and broken entries with `remove`, keeping what it could not
+    /// remove in [`VerifyReport::unremovable`] so the caller never claims a repair it did not do.
+    fn remove_found(&mut self, remove: impl Fn(&Path) -> io::Result<()>) {
+        for p in self.corrupt_blobs.iter().chain(&self.broken_entries) {
+            if let Err(e) = remove(p) {
+                self.unremovable.push((p.clone(), e.to_string()));
+            }
+        }
+    }
 }
 
 /// How stale an unchanged run record may get before a run rewrites it (an hour).
@@ -714,6 +820,46 @@ fn stem(path: &Path) -> &str {
     path.file_stem().and_then(|s| s.to_str()).unwrap_or("")
 }
 
+/// Everything stored where blobs live (`objects/<aa>/*`), files or not: a directory or a link
+/// in a blob's place is a corrupt blob, not something to skip.
+fn blob_slots(objects: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(shards) = fs::read_dir(objects) else {
+        return out;
+    };
+    for shard in shards.flatten() {
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(shard.path());
+            continue;
+        }
+        let Ok(read) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        out.extend(read.flatten().map(|e| e.path()));
+    }
+    out.sort();
+    out
+}
+
+/// Removes a file, or a directory tree standing where a cache file should be.
+fn try_remove_any(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// [`try_remove_any`] where failure shows up later anyway (the write that follows fails).
+fn remove_any(path: &Path) {
+    let _ = try_remove_any(path);
+}
+
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -797,6 +943,109 @@ mod tests {
         cache.record_run(&study, &changed).unwrap();
         assert_eq!(stored(&path).entries, changed.entries);
         assert_eq!(stored(&path).finished_unix_ns, changed.finished_unix_ns);
+    }
+
+    /// A blob to corrupt: stored through `put_blob`, then made writable.
+    fn stored_blob(cache: &Cache) -> (Vec<u8>, OutputRecord, PathBuf) {
+        let t = crate::table::TableBuilder::new()
+            .f64("x", vec![1.0, 2.0])
+            .build()
+            .unwrap();
+        let bytes = crate::io::parquet::to_bytes(&t).unwrap();
+        let rec = cache.put_blob("table", &bytes, 2).unwrap();
+        let path = cache.blob_path(&rec.digest);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        (bytes, rec, path)
+    }
+
+    #[test]
+    fn put_blob_replaces_a_same_size_blob_with_other_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (bytes, rec, path) = stored_blob(&cache);
+        let mut corrupted = bytes.clone();
+        corrupted[10] ^= 0xff;
+        fs::write(&path, &corrupted).unwrap();
+        let again = cache.put_blob("table", &bytes, 2).unwrap();
+        assert_eq!(again.digest, rec.digest);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn verify_reports_a_directory_in_place_of_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (_, _, path) = stored_blob(&cache);
+        fs::remove_file(&path).unwrap();
+        fs::create_dir_all(path.join("inner")).unwrap();
+        let report = cache.verify(false);
+        assert_eq!(report.corrupt_blobs, vec![path.clone()]);
+        let report = cache.verify(true);
+        assert!(report.unremovable.is_empty(), "{:?}", report.unremovable);
+        assert!(!path.exists());
+        // A blob that is a directory is not an intact blob for `put_blob` either.
+        fs::create_dir_all(&path).unwrap();
+        let (bytes, rec, _) = stored_blob(&cache);
+        assert!(path.is_file());
+        assert_eq!(fs::read(cache.blob_path(&rec.digest)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn repair_lists_what_it_could_not_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (bytes, _, path) = stored_blob(&cache);
+        let mut corrupted = bytes.clone();
+        corrupted[10] ^= 0xff;
+        fs::write(&path, &corrupted).unwrap();
+        let mut report = cache.verify(false);
+        // A read-only cache refuses removal (as root, permissions would not, so simulate it).
+        report.remove_found(|_| Err(io::Error::from(io::ErrorKind::PermissionDenied)));
+        assert_eq!(report.unremovable.len(), 1);
+        assert_eq!(report.unremovable[0].0, path);
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_run_removes_temp_files_older_than_the_oldest_live_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let an_hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let part = |name: &str| {
+            let p = cache.root().join("tmp").join(name);
+            fs::write(&p, b"half").unwrap();
+            p
+        };
+        // A dead run's file (nobody holds its lock) and its half-written blob.
+        let dead = cache.root().join("locks/run-1-4242-0.lock");
+        fs::write(&dead, b"").unwrap();
+        let stale = part("4242-1-0.part");
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+
+        let first = cache.run_guard().unwrap();
+        assert!(!stale.exists(), "a dead run's temp file is removed");
+        assert!(!dead.exists(), "a dead run's lock file is removed");
+        // Written while `first` lives: a later run must leave it alone.
+        let live = part("live.part");
+        let second = cache.run_guard().unwrap();
+        assert!(live.exists());
+        drop(second);
+        drop(first);
+        // Once every run that could have written it is gone, the next run removes it.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let third = cache.run_guard().unwrap();
+        assert!(!live.exists());
+        drop(third);
+        let left: Vec<_> = fs::read_dir(cache.root().join("locks")).unwrap().collect();
+        assert!(left.is_empty(), "runs remove their lock files: {left:?}");
     }
 
     #[test]

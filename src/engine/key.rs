@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 /// Bumped when the key encoding or the output byte format (e.g. Parquet writer settings) changes.
 pub const KEY_FORMAT_VERSION: u32 = 1;
 
+/// The code digest: BLAKE3 of every file under `src/` and of `Cargo.lock`, computed by
+/// `build.rs` when the binary is built. It is part of every key, so results computed by one
+/// build are never served to a build of different code, even when a kind's `VERSION` was not
+/// bumped. It does not cover the Rust toolchain or the platform.
+pub const CODE_DIGEST: Digest = Digest(*include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/code_digest.bin"
+)));
+
 /// A BLAKE3 hash, shown as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(pub [u8; 32]);
@@ -80,10 +89,31 @@ pub struct CacheKey {
     pub params: serde_json::Value,
     /// `port:<name>` → digest of the upstream output; `source:<name>` → digest of the file.
     pub inputs: BTreeMap<String, Digest>,
+    /// The code that computes it ([`CODE_DIGEST`] of the build that made the key). Keys saved
+    /// before keys knew their code read as all zeros.
+    #[serde(default = "no_code")]
+    pub code: Digest,
+}
+
+fn no_code() -> Digest {
+    Digest([0; 32])
 }
 
 impl CacheKey {
+    /// The digest that names the entry: everything in the key, code included.
     pub fn digest(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"pipeline-cache-key-with-code");
+        h.update(&self.digest_without_code().0);
+        h.update(&self.code.0);
+        h.finalize().into()
+    }
+
+    /// The digest of every field but the code: what a kind's `VERSION` answers for. The golden
+    /// tests pin it to output digests, so a change in output for the same inputs, parameters
+    /// and `VERSION` is caught, while any edit of the code (which changes [`CacheKey::digest`])
+    /// leaves the pins alone.
+    pub fn digest_without_code(&self) -> Digest {
         let mut h = blake3::Hasher::new();
         h.update(b"pipeline-cache-key");
         h.update(&self.format.to_le_bytes());
@@ -166,6 +196,13 @@ pub fn differences(old: &CacheKey, new: &CacheKey) -> Vec<String> {
             new.kind, old.version, new.version
         ));
     }
+    if old.code != new.code {
+        out.push(format!(
+            "code: {} → {} (a different build of pipeline)",
+            &old.code.to_hex()[..12],
+            &new.code.to_hex()[..12]
+        ));
+    }
     diff_values("", &old.params, &new.params, &mut out);
     for (name, d) in &new.inputs {
         match old.inputs.get(name) {
@@ -232,7 +269,49 @@ mod tests {
             version: 1,
             params,
             inputs: BTreeMap::new(),
+            code: CODE_DIGEST,
         }
+    }
+
+    #[test]
+    fn the_code_changes_the_key_but_not_the_key_without_code() {
+        let a = key(json!({"k": 1}));
+        let mut b = a.clone();
+        b.code = Digest::of(b"other build");
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.digest_without_code(), b.digest_without_code());
+        assert_eq!(
+            differences(&b, &a),
+            vec![format!(
+                "code: {} → {} (a different build of pipeline)",
+                &b.code.to_hex()[..12],
+                &CODE_DIGEST.to_hex()[..12]
+            )]
+        );
+        // The build script digested real sources, not nothing.
+        assert_ne!(CODE_DIGEST, Digest([0; 32]));
+        assert_ne!(CODE_DIGEST, Digest::of(b""));
+    }
+
+    /// Keys without code hash exactly as keys hashed before the code joined them (the encoding
+    /// spelt out here by hand), so output pins taken then stay valid.
+    #[test]
+    fn the_key_without_code_keeps_the_earlier_encoding() {
+        let k = key(json!({"a": 1}));
+        let mut h = blake3::Hasher::new();
+        h.update(b"pipeline-cache-key");
+        h.update(&1u32.to_le_bytes());
+        h.update(&1u64.to_le_bytes());
+        h.update(b"k");
+        h.update(&1u32.to_le_bytes());
+        h.update(b"o");
+        h.update(&1u64.to_le_bytes());
+        h.update(&1u64.to_le_bytes());
+        h.update(b"a");
+        h.update(b"i");
+        h.update(&1i64.to_le_bytes());
+        h.update(&0u64.to_le_bytes());
+        assert_eq!(k.digest_without_code(), Digest::from(h.finalize()));
     }
 
     #[test]

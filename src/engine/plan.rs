@@ -473,7 +473,16 @@ pub fn build(
             deps,
         });
     }
-    let outputs_dir = spec.outputs.as_ref().map(|o| normalise(&study_dir.join(o)));
+    let outputs_dir = match &spec.outputs {
+        Some(o) => Some(outputs_folder(
+            src,
+            o,
+            &study_dir,
+            &study_dir_real,
+            options,
+        )?),
+        None => None,
+    };
     Ok(Plan {
         spec,
         study_dir,
@@ -536,6 +545,55 @@ fn param_type_error(
         None => format!("see `pipeline stages` for kind `{}`", stage.kind),
     });
     Some(d)
+}
+
+/// The `outputs:` folder, resolved. Like source paths it must stay inside the study's directory
+/// (symbolic links resolved) unless `--allow-outside`, and it must be, or be creatable as, a
+/// folder: both are checked here so no stage runs for a study that cannot publish.
+fn outputs_folder(
+    src: &SourceText,
+    outputs: &str,
+    study_dir: &Path,
+    study_dir_real: &Path,
+    options: PlanOptions,
+) -> Result<PathBuf, Diagnostic> {
+    let span = src
+        .text
+        .lines()
+        .position(|l| l.starts_with("outputs:"))
+        .and_then(|i| src.find_text(i + 1, outputs));
+    let resolved = normalise(&study_dir.join(outputs));
+    // The nearest part of the path that exists decides where it really is and what it is.
+    let mut existing = resolved.as_path();
+    while !existing.exists()
+        && let Some(parent) = existing.parent()
+    {
+        existing = parent;
+    }
+    let real = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    if !options.allow_outside
+        && (!resolved.starts_with(study_dir) || !real.starts_with(study_dir_real))
+    {
+        return Err(Diagnostic::user(format!(
+            "`outputs: {outputs}` is outside the study's directory {}",
+            study_dir_real.display()
+        ))
+        .at(src, span)
+        .with_hint("publish inside the study's folder (e.g. `outputs: out`) so a run never overwrites files elsewhere, or pass --allow-outside"));
+    }
+    if !real.is_dir() {
+        return Err(Diagnostic::user(format!(
+            "`outputs: {outputs}`: {} is a file, not a folder",
+            existing.display()
+        ))
+        .at(src, span)
+        .with_hint(
+            "name a folder for the published outputs (e.g. `outputs: out`), or move that file away",
+        ));
+    }
+    Ok(resolved)
 }
 
 /// The name after `prefix` up to the closing backtick (serde names fields that way).

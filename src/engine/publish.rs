@@ -142,6 +142,30 @@ impl PublishRecord {
     }
 }
 
+/// An output whose blob did not match its digest when publishing read it. The blob has been
+/// removed, so running the plan again recomputes the stage that made it.
+#[derive(Debug, Clone)]
+pub struct CorruptOutput {
+    pub stage: String,
+    pub output: String,
+}
+
+impl CorruptOutput {
+    /// The error when the output is corrupt again right after being recomputed.
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic::environment(format!(
+            "cache: the output `{}.{}` is corrupt again right after it was recomputed",
+            self.stage, self.output
+        ))
+        .with_hint(
+            "the cache's disk may be failing: run `pipeline verify`, or use another `--cache-dir`",
+        )
+    }
+}
+
+/// What gathering the files found: the publication, or an output to recompute first.
+pub type Gathered = Result<Publication, CorruptOutput>;
+
 /// The files the run's results publish, in a fixed order, except those of outputs whose files
 /// `known` says are current. Stages that did not complete publish nothing.
 pub fn files(
@@ -149,14 +173,14 @@ pub fn files(
     cache: &Cache,
     report: &RunReport,
     known: &PublishRecord,
-) -> Result<Publication, Diagnostic> {
+) -> Result<Gathered, Diagnostic> {
     let mut publication = Publication {
         files: Vec::new(),
         current: Vec::new(),
         current_files: 0,
     };
     let Some(dir) = &plan.outputs_dir else {
-        return Ok(publication);
+        return Ok(Ok(publication));
     };
     let mut out: BTreeMap<PathBuf, (Vec<u8>, String)> = BTreeMap::new();
     for stage in &plan.stages {
@@ -172,16 +196,17 @@ pub fn files(
             } else {
                 format!("{}.{}", stage.name, record.name)
             };
-            let table = || {
-                cache.read_blob(&record.digest).map_err(|e| {
-                    e.unwrap_or_else(|| {
-                        Diagnostic::environment(format!(
-                            "cache: the output `{}.{}` is corrupt",
-                            stage.name, record.name
-                        ))
-                        .with_hint("run `pipeline verify --repair`, then run again")
-                    })
-                })
+            let corrupt = || {
+                Ok(Err(CorruptOutput {
+                    stage: stage.name.clone(),
+                    output: record.name.clone(),
+                }))
+            };
+            // `None`: the blob was corrupt (and is now removed).
+            let table = || match cache.read_blob(&record.digest) {
+                Ok(t) => Ok(Some(t)),
+                Err(None) => Ok(None),
+                Err(Some(d)) => Err(d),
             };
             for format in &stage.publish {
                 let origin = format!("{}.{}:{format}:{}", stage.name, record.name, record.digest);
@@ -192,26 +217,20 @@ pub fn files(
                 }
                 match format.as_str() {
                     "parquet" => {
-                        let bytes = fs::read(cache.blob_path(&record.digest)).map_err(|e| {
-                            Diagnostic::environment("cache: cannot read an output").caused_by(e)
-                        })?;
-                        if crate::engine::key::Digest::of(&bytes) != record.digest {
-                            return Err(Diagnostic::environment(format!(
-                                "cache: the output `{}.{}` is corrupt",
-                                stage.name, record.name
-                            ))
-                            .with_hint("run `pipeline verify --repair`, then run again"));
-                        }
+                        let Some(bytes) = cache.read_blob_bytes(&record.digest) else {
+                            return corrupt();
+                        };
                         out.insert(dir.join(format!("{base}.parquet")), (bytes, origin));
                     }
                     "csv" => {
+                        let Some(t) = table()? else { return corrupt() };
                         out.insert(
                             dir.join(format!("{base}.csv")),
-                            (crate::io::export::to_csv(&table()?), origin),
+                            (crate::io::export::to_csv(&t), origin),
                         );
                     }
                     "files" => {
-                        let t = table()?;
+                        let Some(t) = table()? else { return corrupt() };
                         let (Some(names), Some(contents)) =
                             (t.column_by_name("name"), t.column_by_name("content"))
                         else {
@@ -246,55 +265,170 @@ pub fn files(
             origin,
         })
         .collect();
-    Ok(publication)
+    Ok(Ok(publication))
 }
 
+/// A relative path of plain names that does not reach into publishing's own working names.
 fn is_plain_relative(p: &Path) -> bool {
-    !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+    !p.as_os_str().is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && !p
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(".pipeline-"))
 }
 
-/// Writes the files whose bytes differ from what is on disk. Returns how many were written.
-pub fn write(files: &[PublishedFile]) -> Result<usize, Diagnostic> {
-    let mut written = 0;
-    for f in files {
-        if fs::read(&f.path).is_ok_and(|old| old == f.bytes) {
+/// The folder, inside the outputs folder, where a publish stages its files before moving them.
+const STAGING: &str = ".pipeline-publish";
+/// The staging folder's list of moves; its presence is the commit point of a publish.
+const JOURNAL: &str = "journal.json";
+/// Temp files an earlier version of publishing left beside the files it wrote.
+const OLD_TMP_PREFIX: &str = ".pipeline-tmp-";
+
+/// Writes the files whose bytes differ from what is on disk, as one set. Returns how many.
+///
+/// POSIX renames one file atomically but offers no rename of a set, and renaming a folder over
+/// a non-empty one fails, so the set is made atomic with a journal: every changed file is
+/// written and fsynced under `<outputs>/.pipeline-publish/`, then the list of moves is written
+/// and renamed into place (the commit point), then each file is renamed over its target. A
+/// publish killed before the commit point leaves the old files untouched and its staging
+/// folder is discarded; one killed after it is finished by the next publish (which first
+/// completes or discards what it finds). Files the study does not publish are never touched.
+pub fn write(dir: &Path, files: &[PublishedFile]) -> Result<usize, Diagnostic> {
+    recover(dir)?;
+    let changed: Vec<&PublishedFile> = files
+        .iter()
+        .filter(|f| !fs::read(&f.path).is_ok_and(|old| old == f.bytes))
+        .collect();
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let staging = dir.join(STAGING);
+    let fail = |what: &str, path: &Path, e: std::io::Error| {
+        Diagnostic::environment(format!("cannot {what} {}", path.display()))
+            .caused_by(e)
+            .with_hint(
+                "check that the outputs folder is writable; the files there were left as they were",
+            )
+    };
+    fs::create_dir_all(&staging).map_err(|e| fail("create", &staging, e))?;
+    let mut moves: Vec<(String, PathBuf)> = Vec::with_capacity(changed.len());
+    for (n, f) in changed.iter().enumerate() {
+        let name = format!("{n}");
+        write_synced(&staging.join(&name), &f.bytes).map_err(|e| fail("write", &staging, e))?;
+        moves.push((name, f.path.clone()));
+    }
+    let journal = serde_json::to_vec(&moves).expect("moves serialise");
+    let part = staging.join(format!("{JOURNAL}.part"));
+    write_synced(&part, &journal).map_err(|e| fail("write", &part, e))?;
+    fs::rename(&part, staging.join(JOURNAL)).map_err(|e| fail("commit", &staging, e))?;
+    sync_dir(&staging);
+    finish(&staging, &moves)?;
+    Ok(changed.len())
+}
+
+/// Completes a publish whose journal was committed, or discards one that was not, and removes
+/// the temp files earlier versions could leave behind after a kill.
+pub fn recover(dir: &Path) -> Result<(), Diagnostic> {
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        let journal = fs::read(staging.join(JOURNAL))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<(String, PathBuf)>>(&b).ok());
+        match journal {
+            Some(moves) => finish(&staging, &moves)?,
+            None => fs::remove_dir_all(&staging).map_err(|e| {
+                Diagnostic::environment(format!("cannot remove {}", staging.display())).caused_by(e)
+            })?,
+        }
+    }
+    for path in leftovers(dir) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(OLD_TMP_PREFIX))
+        {
+            let _ = fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
+/// Moves each staged file over its target (skipping those an interrupted attempt already
+/// moved), then removes the staging folder.
+fn finish(staging: &Path, moves: &[(String, PathBuf)]) -> Result<(), Diagnostic> {
+    let mut parents = BTreeSet::new();
+    for (name, target) in moves {
+        let staged = staging.join(name);
+        if !staged.exists() {
             continue;
         }
-        let parent = f.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| {
-            Diagnostic::environment(format!("cannot create {}", parent.display())).caused_by(e)
-        })?;
-        let tmp = parent.join(format!(
-            ".pipeline-tmp-{}-{}",
-            std::process::id(),
-            f.path.file_name().and_then(|s| s.to_str()).unwrap_or("out")
-        ));
-        let result = (|| {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&f.bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &f.path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(
-                Diagnostic::environment(format!("cannot publish {}", f.path.display()))
-                    .caused_by(e),
-            );
-        }
-        written += 1;
+        let parent = target.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent)
+            .and_then(|()| fs::rename(&staged, target))
+            .map_err(|e| {
+                Diagnostic::environment(format!("cannot publish {}", target.display()))
+                    .caused_by(e)
+                    .with_hint("the new files are kept in the staging folder; fix the cause and run again to finish publishing them")
+            })?;
+        parents.insert(parent.to_path_buf());
     }
-    Ok(written)
+    for p in &parents {
+        sync_dir(p);
+    }
+    fs::remove_dir_all(staging).map_err(|e| {
+        Diagnostic::environment(format!("cannot remove {}", staging.display())).caused_by(e)
+    })
 }
 
-/// The published files whose bytes on disk differ from what the run produces (missing included).
-pub fn differences(files: &[PublishedFile]) -> Vec<(PathBuf, &'static str)> {
-    files
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// What an interrupted publish can leave in the outputs folder: its staging folder, and the
+/// `.pipeline-tmp-*` files of earlier versions (searched in subfolders too).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = fs::read_dir(&d) else { continue };
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if d == dir && name == STAGING {
+                out.push(path);
+            } else if name.starts_with(OLD_TMP_PREFIX) {
+                out.push(path);
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The published files whose bytes on disk differ from what the run produces (missing
+/// included), then what an interrupted publish left in the outputs folder (`unexpected`).
+/// Other files there are the user's and are not reported.
+pub fn differences(dir: Option<&Path>, files: &[PublishedFile]) -> Vec<(PathBuf, &'static str)> {
+    let mut out: Vec<(PathBuf, &'static str)> = files
         .iter()
         .filter_map(|f| match fs::read(&f.path) {
             Ok(old) if old == f.bytes => None,
             Ok(_) => Some((f.path.clone(), "differs")),
             Err(_) => Some((f.path.clone(), "missing")),
         })
-        .collect()
+        .collect();
+    if let Some(dir) = dir {
+        out.extend(leftovers(dir).into_iter().map(|p| (p, "unexpected")));
+    }
+    out
 }

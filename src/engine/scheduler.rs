@@ -16,7 +16,7 @@ use crate::engine::cache::{Cache, CacheMemo, ENGINE_VERSION, Manifest, RunRecord
 use crate::engine::error::Diagnostic;
 use crate::engine::interrupt;
 use crate::engine::invocation::{InputLocation, Invocation};
-use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::key::{CODE_DIGEST, CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::stage::{Inputs, MemoScope, StageContext, StageError, StageErrorTier};
@@ -409,6 +409,7 @@ pub fn stage_key(
         version: stage.version,
         params: stage.prepared.canonical_params(),
         inputs,
+        code: CODE_DIGEST,
     })
 }
 

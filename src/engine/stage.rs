@@ -296,6 +296,7 @@ impl StageContext {
             version: scope.version,
             params: params.clone(),
             inputs,
+            code: crate::engine::key::CODE_DIGEST,
         }
         .digest();
         if let Some((table, digest)) = store.get(&key) {

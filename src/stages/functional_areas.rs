@@ -118,7 +118,7 @@ fn ranks(cats: &[(&str, Option<f64>)]) -> Vec<i64> {
 
 impl Stage for FunctionalAreas {
     const KIND: &'static str = "functional_areas";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Summaries by main-functional-area category: per year and over the period, mean carbon intensity, mean net \
         emission per unit-year, totals and unit counts, ranked by mean CI (or NCE), highest first.";
     const PARAMS: &'static [ParamDoc] = PARAMS;
@@ -227,7 +227,11 @@ impl Stage for FunctionalAreas {
         let mut period = vec![Acc::default(); cat_names.len()];
         let mut yearly: BTreeMap<i64, Vec<Acc>> = BTreeMap::new();
         let mut totals_by_year: BTreeMap<i64, Vec<[f64; 4]>> = BTreeMap::new();
-        for i in 0..units.len() {
+        // Accumulate in (unit, year) order, so the sums (float addition is not associative)
+        // are the same however the rows of `indices` are ordered.
+        let mut rows: Vec<usize> = (0..units.len()).collect();
+        rows.sort_by(|&a, &b| (&units[a], years[a]).cmp(&(&units[b], years[b])));
+        for i in rows {
             let Some(c) = category.get(&units[i]) else {
                 return Err(StageError::data(format!(
                     "`categories` has no row for unit `{}`",

@@ -106,37 +106,40 @@ fn sum_by_unit_year(
     let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
     let values = f64s(batch, table, column)?;
-    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-    // Rows usually come sorted by unit and year: sum runs of equal keys, then store each run.
-    let mut flush = |u: &str, y: i64, sum: f64| {
-        let by_year = match out.get_mut(u) {
-            Some(m) => m,
-            None => out.entry(u.to_owned()).or_default(),
-        };
-        by_year.entry(y).or_insert_with(|| vec![0.0])[0] += sum;
-    };
-    let mut run: Option<(&str, i64, f64)> = None;
-    for (i, (y, v)) in years.into_iter().zip(values).enumerate() {
-        let u = units.get(i);
-        if !v.is_finite() || v < 0.0 {
+    for (i, (y, v)) in years.iter().zip(&values).enumerate() {
+        if !v.is_finite() || *v < 0.0 {
             return Err(StageError::data(format!(
-                "`{table}` row {}: unit `{u}`, year {y}: `{column}` is {v}",
-                i + 1
+                "`{table}` row {}: unit `{}`, year {y}: `{column}` is {v}",
+                i + 1,
+                units.get(i)
             ))
             .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
         }
+    }
+    // Each unit-year's values are added in ascending order, so the sum (float addition is not
+    // associative) is the same however the table's rows are ordered.
+    let mut order: Vec<usize> = (0..years.len()).collect();
+    order.sort_by(|&a, &b| {
+        (units.get(a), years[a])
+            .cmp(&(units.get(b), years[b]))
+            .then(values[a].total_cmp(&values[b]))
+    });
+    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut run: Option<(&str, i64, f64)> = None;
+    for i in order {
+        let (u, y, v) = (units.get(i), years[i], values[i]);
         match &mut run {
             Some((ru, ry, sum)) if *ru == u && *ry == y => *sum += v,
             _ => {
                 if let Some((ru, ry, sum)) = run {
-                    flush(ru, ry, sum);
+                    out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
                 }
                 run = Some((u, y, v));
             }
         }
     }
     if let Some((ru, ry, sum)) = run {
-        flush(ru, ry, sum);
+        out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
     }
     Ok(out)
 }
@@ -152,7 +155,7 @@ fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 
 impl Stage for Indices {
     const KIND: &'static str = "indices";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Carbon-budget indices per unit and year: CE, CS, NCE = CE − CS (t C), CI = CE/GDP (t C per 10^4 yuan), \
         CCR = CS/CE, ECC = (G_i/G)/(CE_i/CE), ESC = (CS_i/CS)/(CE_i/CE), SS = CE/CS; multi-year means per unit and regional totals per year. \
         A unit with zero emission gets null CCR/ECC/ESC and a warning.";
@@ -474,6 +477,27 @@ mod tests {
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;
+
+    #[test]
+    fn unit_year_sums_do_not_depend_on_row_order() {
+        // Added smallest first, 0.6 + 0.6 = 1.2 and 1.2 + 1e16 rounds to 1e16 + 2 (doubles
+        // there are 2 apart); in the order 1e16, 0.6, 0.6 the sum would stay 1e16.
+        let values = [1e16, 0.6, 0.6];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0]] {
+            let t = long(
+                &["a", "a", "a"],
+                vec![2000; 3],
+                "emission_t_c",
+                order.iter().map(|&i| values[i]).collect(),
+            );
+            let sums = sum_by_unit_year(&t, "emission", "emission_t_c").unwrap();
+            assert_eq!(
+                sums["a"][&2000][0].to_bits(),
+                (1e16f64 + 2.0).to_bits(),
+                "rows {order:?}"
+            );
+        }
+    }
 
     fn long(units: &[&str], years: Vec<i64>, col: &str, v: Vec<f64>) -> RecordBatch {
         TableBuilder::new()

@@ -92,7 +92,7 @@ fn source_name(year: i64) -> String {
 
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
@@ -1251,9 +1251,19 @@ fn tabular_rows(
                 years[i]
             )));
         }
+    }
+    // Rows of one unit, year and class are added in ascending order of area, so the sums (float
+    // addition is not associative) are the same however the table's rows are ordered.
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&ids[a], years[a], classes[a].map(LandClass::index))
+            .cmp(&(&ids[b], years[b], classes[b].map(LandClass::index)))
+            .then(area[a].total_cmp(&area[b]))
+    });
+    for i in order {
         let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 6]);
         if let Some(c) = classes[i] {
-            entry[c.index()] += a;
+            entry[c.index()] += area[i];
         }
     }
     let n = sums.len() * 6;
@@ -1792,6 +1802,30 @@ mod tests {
             .sum();
         assert!((total / 100.0 - 7_600.0).abs() < 150.0, "{total}");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn tabular_sums_do_not_depend_on_row_order() {
+        // Three forest rows of one unit-year. Added smallest first, 0.6 + 0.6 = 1.2 and
+        // 1.2 + 1e16 rounds to 1e16 + 2 (doubles there are 2 apart); added in table order
+        // 1e16 + 0.6 + 0.6 would stay 1e16.
+        let areas_ha = [1e16, 0.6, 0.6];
+        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0]] {
+            let t = TableBuilder::new()
+                .str(UNIT_ID, &["A", "A", "A"])
+                .i64("year", vec![2000; 3])
+                .str("class", &["forest"; 3])
+                .f64("area_ha", order.iter().map(|&i| areas_ha[i]).collect())
+                .build()
+                .unwrap();
+            let r = run(serde_json::json!({}), "areas", t).unwrap();
+            let forest = areas(&r)[&("A".to_owned(), 2000, "forest".to_owned())].1;
+            assert_eq!(
+                forest.to_bits(),
+                (1e16f64 + 2.0).to_bits(),
+                "rows {order:?}"
+            );
+        }
     }
 
     #[test]

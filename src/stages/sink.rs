@@ -183,7 +183,7 @@ const PARAMS: &[ParamDoc] = &[
 
 impl Stage for Sink {
     const KIND: &'static str = "sink";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Gross carbon absorption (t C, ≥ 0) per unit, year and land class: area × |coefficient| for sink classes; \
         cultivated land by none, a coefficient, or crop yields (c·Y·(1 − w)/H).";
     const PARAMS: &'static [ParamDoc] = PARAMS;
@@ -358,11 +358,13 @@ fn crop_panel(
     let crops = str_col(table, "crops", "crop", false)?;
     let yields = f64s(table, "crops", "yield_t")?;
     // unit → year → (carbon, crops seen)
-    // Visit rows grouped by (unit, year): in table order when sorted, as yield tables usually are.
+    // Visit rows sorted by (unit, year, crop), so each unit-year's crops are summed in the same
+    // order however the table's rows are ordered (float addition is not associative).
     let key = |i: usize| (units.get(i), years[i]);
+    let full_key = |i: usize| (units.get(i), years[i], crops.get(i));
     let mut order: Vec<usize> = (0..years.len()).collect();
-    if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
-        order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    if !(1..years.len()).all(|k| full_key(k - 1) <= full_key(k)) {
+        order.sort_by(|&a, &b| full_key(a).cmp(&full_key(b)));
     }
     let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
     let mut seen: Vec<&str> = Vec::new();
@@ -514,6 +516,49 @@ mod tests {
         // a: cultivated 1000 × 0.007 = 7; forest (set1) 2000 × 0.581 = 1162
         assert!((r[0].2 - 7.0).abs() < 1e-9 && r[0].3 == "coefficient:set1");
         assert!((r[1].2 - 1162.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn crop_sums_do_not_depend_on_row_order() {
+        // Three crops whose carbon equals their yield (c = 1, w = 0, H = 1). Summed in crop
+        // order, 1e16 + 0.6 + 0.6 stays 1e16 (the spacing of doubles there is 2, so each 0.6
+        // rounds away); summed as 0.6 + 0.6 + 1e16 it would be 1e16 + 2.
+        let one =
+            serde_json::json!({"carbon_fraction": 1.0, "moisture": 0.0, "harvest_index": 1.0});
+        let params = serde_json::json!({
+            "cultivated_sink": "crop_yield",
+            "crop_parameters": {"override": {"x": one, "y": one, "z": one}},
+        });
+        let crops = |order: [usize; 3]| {
+            let names = ["x", "y", "z"];
+            let yields = [1e16, 0.6, 0.6];
+            TableBuilder::new()
+                .str("unit_id", &["a", "a", "a", "b"])
+                .i64("year", vec![2000; 4])
+                .str(
+                    "crop",
+                    &[names[order[0]], names[order[1]], names[order[2]], "x"],
+                )
+                .f64(
+                    "yield_t",
+                    vec![yields[order[0]], yields[order[1]], yields[order[2]], 1.0],
+                )
+                .build()
+                .unwrap()
+        };
+        for order in [[0, 1, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+            let (r, _) = run(
+                params.clone(),
+                vec![("areas", areas_table()), ("crops", crops(order))],
+            )
+            .unwrap();
+            assert_eq!(
+                r[0].2.to_bits(),
+                1e16f64.to_bits(),
+                "rows {order:?}: {}",
+                r[0].2
+            );
+        }
     }
 
     #[test]

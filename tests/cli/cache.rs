@@ -265,3 +265,106 @@ fn gc_max_size_drops_results_that_do_not_fit_and_rejects_bad_sizes() {
     let (_, summary) = s.run_study(&[]);
     assert_eq!(summary.with("ran").len(), 5, "everything is recomputed");
 }
+
+/// Flips one byte of the blob with `digest` in place, keeping its inode and mtime, so the
+/// stat seal still matches and only reading the bytes can tell.
+fn corrupt_keeping_the_seal(s: &Study, digest: &str) {
+    let blob = blob_paths(s)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(digest))
+        .expect("the blob is stored");
+    let meta = std::fs::metadata(&blob).unwrap();
+    let mut perms = meta.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blob, perms).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[30] ^= 0x01;
+    let f = std::fs::File::options().write(true).open(&blob).unwrap();
+    std::io::Write::write_all(&mut &f, &bytes).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+}
+
+#[test]
+fn a_corrupt_blob_with_its_seal_intact_is_recomputed_when_published() {
+    let s = fixture();
+    let (_, first) = s.run_study(&[]);
+    corrupt_keeping_the_seal(&s, &first.digests["b.table"]);
+    // Publishing must read the blob again: the published files are gone.
+    std::fs::remove_file(s.path("out/b.csv")).unwrap();
+    std::fs::remove_file(s.path("out/b.parquet")).unwrap();
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.digests, first.digests);
+    assert_eq!(
+        std::fs::read_to_string(s.path("out/b.csv")).unwrap(),
+        UNITS_CSV
+    );
+    assert_eq!(s.run(&["verify"]).code, 0);
+    // And every later run is a plain hit.
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(summary.with("ran").is_empty());
+}
+
+#[test]
+fn show_recomputes_a_corrupt_blob_with_its_seal_intact() {
+    let s = fixture();
+    let (_, first) = s.run_study(&[]);
+    corrupt_keeping_the_seal(&s, &first.digests["c.table"]);
+    let run = s.run(&["show", "study.yaml", "c", "--format", "csv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, RATES_CSV);
+}
+
+#[test]
+fn verify_reports_a_directory_in_place_of_a_blob() {
+    let s = fixture();
+    let (_, first) = s.run_study(&[]);
+    let blob = blob_paths(&s)
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(first.digests["c.table"].as_str())
+        })
+        .unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::create_dir_all(blob.join("x")).unwrap();
+    let verify = s.run(&["verify"]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(verify.stdout.contains("corrupt blob:"), "{}", verify.stdout);
+    let repair = s.run(&["verify", "--repair"]);
+    assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
+    assert!(!blob.exists());
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(summary.digests, first.digests);
+}
+
+/// Entries a build of other code made must not be hits. Before keys knew the code, an entry's
+/// name was the key without the code, so moving each entry there is what an older binary left.
+#[test]
+fn entries_of_a_build_with_other_code_are_not_hits() {
+    let s = fixture();
+    let (run, _) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("summary.json")).unwrap()).unwrap();
+    for stage in summary["stages"].as_array().unwrap() {
+        let key = stage["key"].as_str().unwrap();
+        let old = stage["key_without_code"].as_str().unwrap();
+        assert_ne!(key, old);
+        let entries = s.cache.join("v1/entries");
+        let from = entries.join(&key[..2]).join(format!("{key}.json"));
+        let to = entries.join(&old[..2]).join(format!("{old}.json"));
+        let text = std::fs::read_to_string(&from).unwrap().replace(key, old);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, text).unwrap();
+        std::fs::remove_file(&from).unwrap();
+    }
+    let (run, summary) = s.run_study(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(summary.with("cached").is_empty(), "{:?}", summary.status);
+    let explain = s.run(&["explain", "study.yaml", "units"]);
+    assert!(explain.stdout.contains("  code: "), "{}", explain.stdout);
+}

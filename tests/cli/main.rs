@@ -8,6 +8,8 @@ mod errors;
 mod hygiene;
 mod mistakes;
 mod png;
+mod publish;
 mod report;
+mod row_order;
 mod run;
 mod studies;

@@ -60,7 +60,8 @@ fn pins(summary: &Value) -> BTreeMap<String, Value> {
                 .collect();
             (
                 s["name"].as_str().unwrap().to_owned(),
-                serde_json::json!({"key": s["key"], "kind": s["kind"], "version": s["version"], "outputs": outputs}),
+                // The key without the code digest: pins must survive code edits.
+                serde_json::json!({"key": s["key_without_code"], "kind": s["kind"], "version": s["version"], "outputs": outputs}),
             )
         })
         .collect()
