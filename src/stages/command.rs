@@ -486,11 +486,7 @@ fn stop(child: &mut Child) {
 
 /// Waits for the child, stopping its process group at the timeout or when the run is
 /// cancelled.
-fn wait(
-    mut child: Child,
-    timeout: Duration,
-    ctx: &StageContext,
-) -> Result<Finished, StageError> {
+fn wait(mut child: Child, timeout: Duration, ctx: &StageContext) -> Result<Finished, StageError> {
     let stdout = capture(child.stdout.take(), ctx.log_file("stdout"));
     let stderr = capture(child.stderr.take(), ctx.log_file("stderr"));
     let deadline = Instant::now() + timeout;
@@ -1062,7 +1058,16 @@ mod tests {
         assert_eq!(t("10m"), Ok(600));
         assert_eq!(t("1h"), Ok(3600));
         assert_eq!(t(" 2h "), Ok(7200));
-        for bad in ["", "10", "1.5h", "0s", "-5m", "5 days", "h", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "10",
+            "1.5h",
+            "0s",
+            "-5m",
+            "5 days",
+            "h",
+            "99999999999999999999h",
+        ] {
             let err = t(bad).unwrap_err();
             assert!(err.contains("90s, 10m or 1h"), "{bad}: {err}");
         }
@@ -1084,8 +1089,11 @@ mod tests {
 
     /// Whether `pid` has ended: gone, or a zombie waiting for its (re)parent to reap it.
     fn ended(pid: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+        })
     }
 
     #[test]
@@ -1100,7 +1108,11 @@ mod tests {
                 &[],
             )
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
         assert_eq!(
             err.message,
@@ -1109,21 +1121,28 @@ mod tests {
         assert_eq!(err.causes, ["working"]);
         assert!(err.hint.unwrap().contains("timeout:"));
         let pid = std::fs::read_to_string(study.dir.path().join("grandchild.pid")).unwrap();
-        assert!(ended(pid.trim()), "the background `sleep` (pid {pid}) still runs");
+        assert!(
+            ended(pid.trim()),
+            "the background `sleep` (pid {pid}) still runs"
+        );
     }
 
     #[test]
     fn long_output_keeps_its_last_lines_in_memory_and_all_of_it_in_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
-        let ctx = StageContext::new("chatty", dir.path(), BTreeMap::new()).with_log_dir(logs.clone());
+        let ctx =
+            StageContext::new("chatty", dir.path(), BTreeMap::new()).with_log_dir(logs.clone());
         // 200 000 lines of about 11 bytes (2.2 MB), far beyond the 64 KiB kept in memory.
-        let params: Params = serde_json::from_value(
-            json!({"run": "seq 1 200000 | sed 's/^/line /'; exit 4"}),
-        )
-        .unwrap();
+        let params: Params =
+            serde_json::from_value(json!({"run": "seq 1 200000 | sed 's/^/line /'; exit 4"}))
+                .unwrap();
         let err = Command::run(&params, &Inputs::default(), &ctx).unwrap_err();
-        assert!(err.message.ends_with("exited with code 4"), "{}", err.message);
+        assert!(
+            err.message.ends_with("exited with code 4"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.causes.len(), TAIL_LINES);
         assert_eq!(
             (err.causes[0].as_str(), err.causes[19].as_str()),

@@ -151,6 +151,8 @@ pub fn require_tool(name: &str, env_var: &str) -> Option<PathBuf> {
         std::env::var_os(env_var).is_none_or(|v| v.is_empty() || v == "0"),
         "{why}, and {env_var} requires it (install it, or unset {env_var} to skip this test)"
     );
-    eprintln!("SKIPPED: {why}; install it to run this test (set {env_var}=1 to make this a failure)");
+    eprintln!(
+        "SKIPPED: {why}; install it to run this test (set {env_var}=1 to make this a failure)"
+    );
     None
 }
