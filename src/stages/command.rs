@@ -489,7 +489,8 @@ fn stop(child: &mut Child) {
 fn wait(mut child: Child, timeout: Duration, ctx: &StageContext) -> Result<Finished, StageError> {
     let stdout = capture(child.stdout.take(), ctx.log_file("stdout"));
     let stderr = capture(child.stderr.take(), ctx.log_file("stderr"));
-    let deadline = Instant::now() + timeout;
+    // A timeout past the clock's range (years) never fires.
+    let deadline = Instant::now().checked_add(timeout);
     // Poll often at first (a quick program is reaped within a millisecond), then back off.
     let mut nap = Duration::from_millis(1);
     let ending = loop {
@@ -503,7 +504,7 @@ fn wait(mut child: Child, timeout: Duration, ctx: &StageContext) -> Result<Finis
             stop(&mut child);
             break Ending::Cancelled;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             stop(&mut child);
             break Ending::TimedOut;
         }
@@ -1074,6 +1075,8 @@ mod tests {
         assert_eq!(String::from(Timeout { seconds: 5400 }), "90m");
         assert_eq!(String::from(Timeout { seconds: 90 }), "90s");
         assert_eq!(Timeout::default().to_string(), "1h");
+        // The largest whole number of hours in 64 bits of seconds: accepted, and never fires.
+        assert_eq!(t("5124095576030431h"), Ok(5_124_095_576_030_431 * 3600));
     }
 
     #[test]
@@ -1125,6 +1128,18 @@ mod tests {
             ended(pid.trim()),
             "the background `sleep` (pid {pid}) still runs"
         );
+    }
+
+    #[test]
+    fn a_timeout_beyond_the_clocks_range_never_fires() {
+        let out = Study::new()
+            .run(
+                json!({"run": "echo unit_id > {output.table}", "format": "csv",
+                       "timeout": "5124095576030431h"}),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(out[0].1.num_rows(), 0);
     }
 
     #[test]
