@@ -490,6 +490,9 @@ fn show(
         ..RunOptions::default()
     };
     let mut report = scheduler::run(&plan, &cache, reporter(true).as_ref(), &options)?;
+    if let Some(signal) = interrupt::received() {
+        return Err(interrupted(signal));
+    }
     let name = plan.stages[idx].name.clone();
     let mut recomputed = false;
     let table = loop {
@@ -544,7 +547,7 @@ fn show(
                 &table,
                 limit.unwrap_or(usize::MAX),
             ))
-                .expect("rows serialise")
+            .expect("rows serialise")
                 + "\n"
         }
     };
@@ -812,8 +815,13 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
         serde_json::to_vec_pretty(&result).expect("results serialise"),
     )
     .map_err(|e| Diagnostic::environment("cannot write result.json").caused_by(e))?;
+    if let Some(signal) = interrupt::received() {
+        return Err(interrupted(signal));
+    }
     // A failure also goes to stderr as `run` prints it, with the documented exit code.
-    executed.map(|_| 0).map_err(|e| stage_failure(&inv.stage, e))
+    executed
+        .map(|_| 0)
+        .map_err(|e| stage_failure(&inv.stage, e))
 }
 
 /// A stage's error as the diagnostic `main` renders; its tier picks the exit code (1 failed,

@@ -432,12 +432,21 @@ mod tests {
             .build()
             .unwrap();
         let err = f64s(&t, "energy", "x").unwrap_err();
-        assert_eq!(err.message, "`energy` row 3: column `x` holds `NaN`, not a number");
+        assert_eq!(
+            err.message,
+            "`energy` row 3: column `x` holds `NaN`, not a number"
+        );
         let err = f64s(&t, "energy", "y").unwrap_err();
-        assert_eq!(err.message, "`energy` row 1: column `y` holds `inf`, not a number");
+        assert_eq!(
+            err.message,
+            "`energy` row 1: column `y` holds `inf`, not a number"
+        );
         let t = TableBuilder::new().str("x", &["1", " "]).build().unwrap();
         let values = f64s(&t, "energy", "x").unwrap();
-        assert!(values[0] == 1.0 && values[1].is_nan(), "an empty cell is missing: {values:?}");
+        assert!(
+            values[0] == 1.0 && values[1].is_nan(),
+            "an empty cell is missing: {values:?}"
+        );
     }
 
     #[test]

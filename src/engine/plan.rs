@@ -164,7 +164,7 @@ pub fn build(
             .with_hint(hint));
         };
         let prepared = entry.prepare(stage.params.clone()).map_err(|e| {
-            if let Some(d) = param_type_error(entry, stage, src, &e) {
+            if let Some(d) = param_error(entry, stage, src, &study_dir, &e) {
                 return d;
             }
             let unknown = field_named(&e.message, "unknown field `");
@@ -492,48 +492,66 @@ pub fn build(
     })
 }
 
-/// A parameter whose value has the wrong type or form (`permutations: many`, `seed: [1, 2]`),
-/// named with the caret on its value. The deserialiser's own message names Rust types, not
-/// the parameter, so the parameter is found by leaving each one out in turn: the culprit is
-/// the one whose absence makes the error go away (or become "missing").
-fn param_type_error(
+/// A parameter whose value the kind refuses (`permutations: many`, `seed: [1, 2]`, a
+/// directory as `path:`), named with the caret on its value. The deserialiser's message names
+/// neither the parameter nor, for type errors, anything but Rust types, so the parameter is
+/// found by leaving each one out in turn: the culprit is the one whose absence changes the error.
+fn param_error(
     entry: &dyn StageEntry,
     stage: &StageSpec,
     src: &SourceText,
+    study_dir: &Path,
     e: &StageError,
 ) -> Option<Diagnostic> {
     let serde_json::Value::Object(params) = &stage.params else {
         return None;
     };
-    if !e.message.starts_with("invalid parameters")
-        || e.message.contains("unknown field `")
-        || e.message.contains("missing field `")
-    {
+    let prefix = format!("invalid parameters for kind `{}`: ", stage.kind);
+    let detail = e.message.strip_prefix(&prefix)?;
+    if detail.contains("unknown field `") || detail.contains("missing field `") {
         return None;
     }
     let (name, value) = params.iter().find(|(name, _)| {
         let mut without = params.clone();
         without.remove(*name);
-        // Leaving the culprit out removes its error, or turns it into another one.
         entry
             .prepare(serde_json::Value::Object(without))
             .map_or_else(|other| other.message != e.message, |_| true)
     })?;
     let doc = entry.params_doc().iter().find(|p| p.name == name);
+    let shown = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let at = |d: Diagnostic| d.at(src, src.find_value(stage.line, name));
+    if value.is_string() && study_dir.join(&shown).is_dir() {
+        return Some(
+            at(Diagnostic::user(format!(
+                "stage `{}`: `{name}: {shown}` is a directory, not a file",
+                stage.name
+            )))
+            .with_hint("name the file inside it that the stage should read"),
+        );
+    }
+    // The deserialiser's own words for a wrong type name Rust types and enums.
+    let jargon = ["invalid type", "invalid value", "invalid length", "variant"];
+    if !jargon.iter().any(|j| detail.contains(j)) {
+        let mut d = at(Diagnostic::user(format!(
+            "stage `{}`: parameter `{name}`: {detail}",
+            stage.name
+        )));
+        d.causes.clone_from(&e.causes);
+        return Some(d);
+    }
     let expected = match doc.map(|p| p.ty) {
         Some("bool") => "true or false".to_owned(),
         Some(ty) => ty.replace(" | ", " or "),
         None => "a different value".to_owned(),
     };
-    let shown = match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut d = Diagnostic::user(format!(
+    let mut d = at(Diagnostic::user(format!(
         "stage `{}`: parameter `{name}` must be {expected}, not `{shown}`",
         stage.name
-    ))
-    .at(src, src.find_value(stage.line, name));
+    )));
     d.hint = Some(match doc {
         Some(p) if p.ty.starts_with("list") && value.is_string() => {
             format!("write a list: `{name}: [{shown}]`")

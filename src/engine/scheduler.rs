@@ -291,7 +291,10 @@ pub fn run(
     for i in 0..n {
         if needed[i] && results[i].is_none() {
             let reason = match interrupt::received() {
-                Some(signal) => format!("not run: the run was stopped by {}", interrupt::name(signal)),
+                Some(signal) => format!(
+                    "not run: the run was stopped by {}",
+                    interrupt::name(signal)
+                ),
                 None => "not run: the run stopped after a failure (use --keep-going to continue)"
                     .to_owned(),
             };

@@ -220,7 +220,8 @@ fn utf8_text(path: &Path, mut bytes: Vec<u8>) -> Result<String, Diagnostic> {
         let at = e.utf8_error().valid_up_to();
         let good = &e.as_bytes()[..at];
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = at - good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let column = std::str::from_utf8(&good[line_start..]).map_or(1, |t| t.chars().count() + 1);
         Diagnostic::user(format!(
             "study file {} is not UTF-8: line {line}, column {column} holds byte 0x{:02X}",
             path.display(),
@@ -285,9 +286,10 @@ fn plain_yaml_error(e: &serde_saphyr::Error) -> Option<(String, String)> {
         err = error;
     }
     const TOO_BIG: &str = "the study file expands to far more than a study holds";
-    const ALIASES: &str = "its anchors and aliases (`&name`, `*name`) repeat each other \
-        over and over; a study needs at most a few: write the repeated parts out, and check \
-        this is the file you meant to run";
+    const ALIASES: &str = "its anchors and aliases (`&name`, `*name`) repeat each other over \
+        and over: write the repeated parts out, and check this is the file you meant to run";
+    const HUGE: &str = "a study is a few hundred lines; if it uses anchors and aliases \
+        (`&name`, `*name`), write the repeated parts out, and check this is the file you meant to run";
     Some(match err {
         E::DuplicateMappingKey { key, .. } => (
             match key {
@@ -309,10 +311,7 @@ fn plain_yaml_error(e: &serde_saphyr::Error) -> Option<(String, String)> {
                 "invalid study file: it nests deeper than a study ever does".to_owned(),
                 "check the indentation and the brackets; a study is a few levels deep".to_owned(),
             ),
-            _ => (
-                format!("invalid study file: {TOO_BIG}"),
-                format!("a study is a few hundred lines at most; {ALIASES}"),
-            ),
+            _ => (format!("invalid study file: {TOO_BIG}"), HUGE.to_owned()),
         },
         _ => return None,
     })
@@ -479,17 +478,32 @@ mod tests {
         let mut utf16 = vec![0xFF, 0xFE];
         utf16.extend("study: x\n".encode_utf16().flat_map(u16::to_le_bytes));
         let err = utf8_text(path, utf16).unwrap_err();
-        assert_eq!(err.message, "study file s.yaml is UTF-16 encoded, not UTF-8");
-        // UTF-16 without a byte-order mark: NULs between ASCII letters.
-        let bare: Vec<u8> = "study: x\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
-        assert!(utf8_text(path, bare).unwrap_err().message.contains("UTF-16"));
-        let err = utf8_text(path, b"a: 1\nb: \xD6\xA3\n".to_vec()).unwrap_err();
         assert_eq!(
             err.message,
-            "study file s.yaml is not UTF-8: line 2, column 4 holds byte 0xD6"
+            "study file s.yaml is UTF-16 encoded, not UTF-8"
+        );
+        // UTF-16 without a byte-order mark: NULs between ASCII letters.
+        let bare: Vec<u8> = "study: x\n"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        assert!(
+            utf8_text(path, bare)
+                .unwrap_err()
+                .message
+                .contains("UTF-16")
+        );
+        // "郑州" in GBK; its first two bytes happen to be a valid UTF-8 character.
+        let err = utf8_text(path, b"a: 1\nb: \xD6\xA3\xD6\xDD\n".to_vec()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "study file s.yaml is not UTF-8: line 2, column 5 holds byte 0xD6"
         );
         assert!(err.hint.unwrap().contains("UTF-8"));
-        assert_eq!(utf8_text(path, b"\xEF\xBB\xBFa: 1\n".to_vec()).unwrap(), "a: 1\n");
+        assert_eq!(
+            utf8_text(path, b"\xEF\xBB\xBFa: 1\n".to_vec()).unwrap(),
+            "a: 1\n"
+        );
     }
 
     const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: rasterise\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";

@@ -486,14 +486,11 @@ fn stop(child: &mut Child) {
 
 /// Waits for the child, stopping its process group at the timeout or when the run is
 /// cancelled.
-fn wait(
-    mut child: Child,
-    timeout: Duration,
-    ctx: &StageContext,
-) -> Result<Finished, StageError> {
+fn wait(mut child: Child, timeout: Duration, ctx: &StageContext) -> Result<Finished, StageError> {
     let stdout = capture(child.stdout.take(), ctx.log_file("stdout"));
     let stderr = capture(child.stderr.take(), ctx.log_file("stderr"));
-    let deadline = Instant::now() + timeout;
+    // A timeout past the clock's range (years) never fires.
+    let deadline = Instant::now().checked_add(timeout);
     // Poll often at first (a quick program is reaped within a millisecond), then back off.
     let mut nap = Duration::from_millis(1);
     let ending = loop {
@@ -507,7 +504,7 @@ fn wait(
             stop(&mut child);
             break Ending::Cancelled;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             stop(&mut child);
             break Ending::TimedOut;
         }
@@ -1062,13 +1059,24 @@ mod tests {
         assert_eq!(t("10m"), Ok(600));
         assert_eq!(t("1h"), Ok(3600));
         assert_eq!(t(" 2h "), Ok(7200));
-        for bad in ["", "10", "1.5h", "0s", "-5m", "5 days", "h", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "10",
+            "1.5h",
+            "0s",
+            "-5m",
+            "5 days",
+            "h",
+            "99999999999999999999h",
+        ] {
             let err = t(bad).unwrap_err();
             assert!(err.contains("90s, 10m or 1h"), "{bad}: {err}");
         }
         assert_eq!(String::from(Timeout { seconds: 5400 }), "90m");
         assert_eq!(String::from(Timeout { seconds: 90 }), "90s");
         assert_eq!(Timeout::default().to_string(), "1h");
+        // The largest whole number of hours in 64 bits of seconds: accepted, and never fires.
+        assert_eq!(t("5124095576030431h"), Ok(5_124_095_576_030_431 * 3600));
     }
 
     #[test]
@@ -1084,8 +1092,11 @@ mod tests {
 
     /// Whether `pid` has ended: gone, or a zombie waiting for its (re)parent to reap it.
     fn ended(pid: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+        })
     }
 
     #[test]
@@ -1100,7 +1111,11 @@ mod tests {
                 &[],
             )
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Failed);
         assert_eq!(
             err.message,
@@ -1109,21 +1124,40 @@ mod tests {
         assert_eq!(err.causes, ["working"]);
         assert!(err.hint.unwrap().contains("timeout:"));
         let pid = std::fs::read_to_string(study.dir.path().join("grandchild.pid")).unwrap();
-        assert!(ended(pid.trim()), "the background `sleep` (pid {pid}) still runs");
+        assert!(
+            ended(pid.trim()),
+            "the background `sleep` (pid {pid}) still runs"
+        );
+    }
+
+    #[test]
+    fn a_timeout_beyond_the_clocks_range_never_fires() {
+        let out = Study::new()
+            .run(
+                json!({"run": "echo unit_id > {output.table}", "format": "csv",
+                       "timeout": "5124095576030431h"}),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(out[0].1.num_rows(), 0);
     }
 
     #[test]
     fn long_output_keeps_its_last_lines_in_memory_and_all_of_it_in_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
-        let ctx = StageContext::new("chatty", dir.path(), BTreeMap::new()).with_log_dir(logs.clone());
+        let ctx =
+            StageContext::new("chatty", dir.path(), BTreeMap::new()).with_log_dir(logs.clone());
         // 200 000 lines of about 11 bytes (2.2 MB), far beyond the 64 KiB kept in memory.
-        let params: Params = serde_json::from_value(
-            json!({"run": "seq 1 200000 | sed 's/^/line /'; exit 4"}),
-        )
-        .unwrap();
+        let params: Params =
+            serde_json::from_value(json!({"run": "seq 1 200000 | sed 's/^/line /'; exit 4"}))
+                .unwrap();
         let err = Command::run(&params, &Inputs::default(), &ctx).unwrap_err();
-        assert!(err.message.ends_with("exited with code 4"), "{}", err.message);
+        assert!(
+            err.message.ends_with("exited with code 4"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.causes.len(), TAIL_LINES);
         assert_eq!(
             (err.causes[0].as_str(), err.causes[19].as_str()),

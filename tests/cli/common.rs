@@ -2,6 +2,7 @@
 //! real binary whose output can be asserted on.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -151,6 +152,11 @@ pub fn require_tool(name: &str, env_var: &str) -> Option<PathBuf> {
         std::env::var_os(env_var).is_none_or(|v| v.is_empty() || v == "0"),
         "{why}, and {env_var} requires it (install it, or unset {env_var} to skip this test)"
     );
-    eprintln!("SKIPPED: {why}; install it to run this test (set {env_var}=1 to make this a failure)");
+    // Written to the process's stderr, not through `eprintln!`, which the test harness
+    // captures and hides for a test that passes.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {why}; install it to run this test (set {env_var}=1 to make this a failure)"
+    );
     None
 }

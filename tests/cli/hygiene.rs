@@ -25,7 +25,11 @@ fn show_as_csv_or_json_prints_every_row_unless_limited() {
     let s = rows_study(25);
     let csv = s.run(&["show", "study.yaml", "units", "--format", "csv"]);
     assert_eq!(csv.code, 0, "{}", csv.stderr);
-    assert_eq!(csv.stdout.lines().count(), 1 + 25, "a header and all 25 rows");
+    assert_eq!(
+        csv.stdout.lines().count(),
+        1 + 25,
+        "a header and all 25 rows"
+    );
     assert!(csv.stdout.ends_with("u024,24\n"), "{}", csv.stdout);
 
     let json = s.run(&["show", "study.yaml", "units", "--format", "json"]);
@@ -33,7 +37,15 @@ fn show_as_csv_or_json_prints_every_row_unless_limited() {
     let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(25));
 
-    let limited = s.run(&["show", "study.yaml", "units", "--format", "csv", "--limit", "3"]);
+    let limited = s.run(&[
+        "show",
+        "study.yaml",
+        "units",
+        "--format",
+        "csv",
+        "--limit",
+        "3",
+    ]);
     assert_eq!(limited.stdout.lines().count(), 1 + 3);
 }
 
@@ -44,7 +56,11 @@ fn show_as_a_table_previews_twenty_rows_and_counts_the_rest() {
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(table.stdout.contains("u019"), "{}", table.stdout);
     assert!(!table.stdout.contains("u020"), "{}", table.stdout);
-    assert!(table.stdout.ends_with("… 5 more rows\n"), "{}", table.stdout);
+    assert!(
+        table.stdout.ends_with("… 5 more rows\n"),
+        "{}",
+        table.stdout
+    );
     let all = s.run(&["show", "study.yaml", "units", "--limit", "30"]);
     assert!(all.stdout.contains("u024") && !all.stdout.contains("more rows"));
 }
@@ -54,9 +70,17 @@ fn an_overflowing_gc_max_size_is_a_usage_error() {
     let s = Study::new();
     let run = s.run(&["gc", "--max-size", "99999999999T"]);
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("`--max-size 99999999999T`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`--max-size 99999999999T`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
-    assert!(run.stdout.is_empty(), "nothing was collected: {}", run.stdout);
+    assert!(
+        run.stdout.is_empty(),
+        "nothing was collected: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -65,7 +89,8 @@ fn an_absurd_jobs_count_is_capped_with_a_warning() {
     let run = s.run(&["run", "study.yaml", "--jobs", "100000"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("warning: --jobs 100000 is more than 4 per core"),
+        run.stderr
+            .contains("warning: --jobs 100000 is more than 4 per core"),
         "{}",
         run.stderr
     );
@@ -149,14 +174,27 @@ fn a_signal_stops_running_commands_and_exits_with_the_shells_code() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "SIG{signal}: {stderr}");
         assert!(
-            stderr.contains(&format!("error: stopped by SIG{signal}: nothing was published")),
+            stderr.contains(&format!(
+                "error: stopped by SIG{signal}: nothing was published"
+            )),
             "{stderr}"
         );
-        assert!(ended(&sleeper), "SIG{signal}: the command's `sleep` still runs");
-        let scratch = std::path::Path::new(&input).parent().unwrap().parent().unwrap();
+        assert!(
+            ended(&sleeper),
+            "SIG{signal}: the command's `sleep` still runs"
+        );
+        let scratch = std::path::Path::new(&input)
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap();
         assert!(!scratch.exists(), "{} is left behind", scratch.display());
         assert!(!s.path("out").exists(), "nothing is published");
         let explain = s.run(&["explain", "study.yaml", "slow"]);
-        assert!(explain.stdout.contains("miss (would run)"), "{}", explain.stdout);
+        assert!(
+            explain.stdout.contains("miss (would run)"),
+            "{}",
+            explain.stdout
+        );
     }
 }

@@ -306,7 +306,6 @@ fn a_worker_process_computes_what_the_local_executor_does() {
         local,
         "same bytes as the cached output"
     );
-
 }
 
 /// `pipeline worker` exits as `run` does (2 for bad data, 3 for an internal error) and prints
@@ -329,7 +328,8 @@ fn a_failing_worker_prints_its_error_and_exits_by_tier() {
     let out = s.run(&["worker", "bad.json", "--out", "worker-bad"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.starts_with("error: stage `units` failed:") && out.stderr.contains("missing.csv"),
+        out.stderr.starts_with("error: stage `units` failed:")
+            && out.stderr.contains("missing.csv"),
         "{}",
         out.stderr
     );
@@ -339,7 +339,12 @@ fn a_failing_worker_prints_its_error_and_exits_by_tier() {
     assert_eq!(result["error"]["tier"], "data", "{result}");
 
     // A version this build does not have is internal: exit 3.
-    s.file("old.json", &invocation.to_string().replace("\"version\":1", "\"version\":99"));
+    s.file(
+        "old.json",
+        &invocation
+            .to_string()
+            .replace("\"version\":1", "\"version\":99"),
+    );
     let out = s.run(&["worker", "old.json", "--out", "worker-old"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("version"), "{}", out.stderr);
