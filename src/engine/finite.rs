@@ -88,9 +88,10 @@ fn describe(v: f64) -> &'static str {
 /// Fails when any float column of `batch` holds NaN or ±infinity.
 ///
 /// # Errors
-/// A data error naming the stage, the output, the first offending column and row (with the
-/// row's text and integer cells), and how many such cells the output has.
-pub fn check_output(stage: &str, output: &str, batch: &RecordBatch) -> Result<(), StageError> {
+/// A data error naming the output, the first offending column and row (with the row's text and
+/// integer cells), and how many such cells the output has. The stage's name is added where the
+/// failure is rendered.
+pub fn check_output(output: &str, batch: &RecordBatch) -> Result<(), StageError> {
     let schema = batch.schema();
     let mut first = None;
     let mut total = 0usize;
@@ -120,7 +121,7 @@ pub fn check_output(stage: &str, output: &str, batch: &RecordBatch) -> Result<()
         n => format!("; {} more non-finite cell(s) in this output", n - 1),
     };
     Err(StageError::data(format!(
-        "stage `{stage}` output `{output}` column `{}` row {}{at} is {}{others}",
+        "output `{output}` column `{}` row {}{at} is {}{others}",
         schema.field(c).name(),
         row + 1,
         describe(value),
@@ -136,10 +137,10 @@ pub fn check_output(stage: &str, output: &str, batch: &RecordBatch) -> Result<()
 ///
 /// # Errors
 /// The first output with a non-finite cell, as [`check_output`].
-pub fn check_outputs(stage: &str, outputs: &[(String, RecordBatch)]) -> Result<(), StageError> {
+pub fn check_outputs(outputs: &[(String, RecordBatch)]) -> Result<(), StageError> {
     outputs
         .iter()
-        .try_for_each(|(name, batch)| check_output(stage, name, batch))
+        .try_for_each(|(name, batch)| check_output(name, batch))
 }
 
 #[cfg(test)]
@@ -164,17 +165,17 @@ mod tests {
 
     #[test]
     fn finite_numbers_and_nulls_pass() {
-        check_output("s", "o", &table(vec![Some(1.0), None, Some(-0.0)])).unwrap();
+        check_output("o", &table(vec![Some(1.0), None, Some(-0.0)])).unwrap();
     }
 
     #[test]
     fn infinity_names_output_column_row_and_keys() {
         let batch = table(vec![Some(1.0), Some(f64::INFINITY), Some(f64::NAN)]);
-        let err = check_output("comp", "transfers", &batch).unwrap_err();
+        let err = check_output("transfers", &batch).unwrap_err();
         assert_eq!(err.tier, crate::engine::stage::StageErrorTier::Data);
         assert_eq!(
             err.message,
-            "stage `comp` output `transfers` column `x` row 2 (id = `u1`, year = 2001) is \
+            "output `transfers` column `x` row 2 (id = `u1`, year = 2001) is \
              +infinity; 1 more non-finite cell(s) in this output"
         );
         assert!(err.hint.unwrap().contains("1e308"));
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn nan_is_named_as_not_a_number() {
-        let err = check_outputs("s", &[("o".into(), table(vec![Some(f64::NAN)]))]).unwrap_err();
+        let err = check_outputs(&[("o".into(), table(vec![Some(f64::NAN)]))]).unwrap_err();
         assert!(
             err.message
                 .contains("row 1 (id = `u0`, year = 2000) is not a number")

@@ -61,7 +61,7 @@ impl Invocation {
         }
         let ctx = StageContext::new(&self.stage, &self.study_dir, self.sources.clone());
         let outputs = prepared.run(&Inputs::new(tables), &ctx)?;
-        crate::engine::finite::check_outputs(&self.stage, &outputs)?;
+        crate::engine::finite::check_outputs(&outputs)?;
         Ok(Executed {
             outputs,
             warnings: ctx.take_warning_records(),

@@ -674,7 +674,7 @@ fn commit(
             produced.join(", ")
         )));
     }
-    crate::engine::finite::check_outputs(&stage.name, &outputs)?;
+    crate::engine::finite::check_outputs(&outputs)?;
     let mut records = Vec::with_capacity(outputs.len());
     for ((name, batch), decl) in outputs.iter().zip(&stage.outputs) {
         if let Some(missing) = decl

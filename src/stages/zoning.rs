@@ -182,7 +182,7 @@ fn rule_set(params: &Params) -> Result<RuleSet, StageError> {
 
 impl Stage for Zoning {
     const KIND: &'static str = "zoning";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Assigns each unit a carbon-compensation zone from a rule table on index columns. Built-in \
         schemes: `five_type` (default, first match wins: carbon_sink_functional ESC ≥ 1 and NCE ≤ 0; \
         low_carbon_maintenance ESC ≥ 1 and ECC ≥ 1; carbon_intensity_control ESC ≥ 1 and ECC < 1; economic_development \
@@ -404,9 +404,13 @@ impl Stage for Zoning {
                     col.iter().map(|v| v.is_finite().then_some(*v)).collect(),
                 );
                 if params.cluster_rule == ClusterRule::Profile {
-                    builder = builder.f64(
+                    // A cluster whose units all lack the value has no mean: null, not NaN.
+                    builder = builder.f64_opt(
                         &format!("{name}_cluster_mean"),
-                        cluster.iter().map(|c| cluster_means[c][j]).collect(),
+                        cluster
+                            .iter()
+                            .map(|c| Some(cluster_means[c][j]).filter(|m| m.is_finite()))
+                            .collect(),
                     );
                 }
             }

@@ -110,7 +110,7 @@ fn an_input_value_that_overflows_fails_the_stage_instead_of_publishing_infinity(
     let run = s.run(&["run", "study.yaml"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     for part in [
-        "stage `emission` output `emission` column `emission_t_c`",
+        "stage `emission` failed: output `emission` column `emission_t_c`",
         "unit_id = `b`, year = 2000",
         "+infinity",
         "hint:",
