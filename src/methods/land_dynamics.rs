@@ -20,11 +20,7 @@
 /// assert!((k - 3.0).abs() < 1e-12);
 /// assert_eq!(single_dynamic_degree_pct_per_year(0.0, 10.0, 5), None);
 /// ```
-pub fn single_dynamic_degree_pct_per_year(
-    area_t1: f64,
-    area_t2: f64,
-    years: i64,
-) -> Option<f64> {
+pub fn single_dynamic_degree_pct_per_year(area_t1: f64, area_t2: f64, years: i64) -> Option<f64> {
     if area_t1 == 0.0 || years <= 0 {
         return None;
     }
