@@ -899,8 +899,9 @@ mod tests {
                 "{case} {key}: {got:?} vs PySAL {want}"
             );
         };
-        // Six units in two groups, two years (2001 doubles CE, which changes no share).
-        let groups: Vec<&str> = ["a", "a", "b", "b", "b", "a"].repeat(2);
+        // Six units in two groups (u1 a, u2 b, u3 a, u4 b, u5 b, u6 a; rows run u6 … u1), two
+        // years (2001 doubles CE, which changes no share).
+        let groups: Vec<&str> = ["a", "b", "b", "a", "b", "a"].repeat(2);
         let mut t = two_years();
         t = TableBuilder::new()
             .array("unit_id", t.column(0).clone())
