@@ -1220,7 +1220,11 @@ mod tests {
             .unwrap();
         let (out, _) = run(
             serde_json::json!({"energy_allocation": "ntl"}),
-            vec![("areas", areas_table()), ("energy", energy.clone()), ("ntl", ntl)],
+            vec![
+                ("areas", areas_table()),
+                ("energy", energy.clone()),
+                ("ntl", ntl),
+            ],
         )
         .unwrap();
         let r = rows(&out);
