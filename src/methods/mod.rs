@@ -4,6 +4,7 @@
 pub mod coefficients;
 pub mod compensation;
 pub mod contiguity;
+pub mod conversion_carbon;
 pub mod emission;
 pub mod getis_ord;
 pub mod gini;

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod landuse;
 pub mod report;
 pub mod sink;
+pub mod transition_carbon;
 pub mod zoning;
 
 /// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds, then the
@@ -27,6 +28,7 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<landuse::LandUse>::new(),
     &Entry::<emission::Emission>::new(),
     &Entry::<sink::Sink>::new(),
+    &Entry::<transition_carbon::TransitionCarbon>::new(),
     &Entry::<indices::Indices>::new(),
     &Entry::<inequality::Inequality>::new(),
     &Entry::<autocorrelation::Autocorrelation>::new(),
