@@ -807,7 +807,7 @@ fn dynamics_table(
             .entry(&classes[r])
             .or_default() += area_ha[r];
     }
-    let mut matrices: BTreeMap<(&str, i64, i64), Vec<(&str, &str, f64)>> = BTreeMap::new();
+    let mut matrices: BTreeMap<(&str, i64, i64), TransferMatrix<'_>> = BTreeMap::new();
     for r in 0..tr.unit.len() {
         matrices
             .entry((&tr.unit[r], tr.year_from[r], tr.year_to[r]))
@@ -843,6 +843,9 @@ fn dynamics_table(
         .f64_opt("degree_pct_per_year", out.degree)
         .build()
 }
+
+/// One unit's transfer matrix between two years: `(class_from, class_to, area_ha)`.
+type TransferMatrix<'a> = Vec<(&'a str, &'a str, f64)>;
 
 #[derive(Default)]
 struct DynamicsCols {
