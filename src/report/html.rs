@@ -127,8 +127,11 @@ pub struct ReportData {
     pub lisa: BTreeMap<i64, BTreeMap<String, String>>,
     pub clusters: Option<BTreeMap<String, i64>>,
     pub zones: Option<BTreeMap<String, String>>,
-    /// `(year, gini, centralization)`.
-    pub inequality: Vec<(i64, f64, f64)>,
+    /// One row per year of the `inequality` table.
+    pub inequality: Vec<InequalityRow>,
+    /// The `weight` of that table: `equal` (its `gini` is the plain Gini of emission per
+    /// unit), a column (its `gini` is the carbon Gini against that column), or unknown.
+    pub inequality_weight: Option<String>,
     /// Lorenz curve points per year, in step order.
     pub lorenz: BTreeMap<i64, Vec<(f64, f64)>>,
     pub functional: Option<BTreeMap<String, String>>,
@@ -551,32 +554,7 @@ pub fn render(data: &ReportData) -> String {
     // Inequality.
     if !data.inequality.is_empty() || !data.lorenz.is_empty() {
         h.push_str("<h2 id=\"inequality\">Inequality</h2>\n<div class=\"grid\">");
-        if !data.inequality.is_empty() {
-            let gini = Series {
-                label: "Gini".into(),
-                colour: "#0072B2".into(),
-                points: data.inequality.iter().map(|r| (r.0 as f64, r.1)).collect(),
-                dashed: false,
-            };
-            let cent = Series {
-                label: "centralization".into(),
-                colour: "#009E73".into(),
-                points: data.inequality.iter().map(|r| (r.0 as f64, r.2)).collect(),
-                dashed: true,
-            };
-            let _ = write!(
-                h,
-                "<div class=\"cell\">{}</div>",
-                line_chart(
-                    "Gini and centralization index",
-                    &[gini, cent],
-                    Some((0.4, "warning line 0.4")),
-                    "year",
-                    "index",
-                    false
-                )
-            );
-        }
+        inequality_charts(&mut h, data);
         if !data.lorenz.is_empty() {
             let n = data.lorenz.len();
             let series: Vec<Series> = data
@@ -608,19 +586,7 @@ pub fn render(data: &ReportData) -> String {
             );
         }
         h.push_str("</div>\n");
-        if !data.inequality.is_empty() {
-            h.push_str(
-                "<table><tr><th>year</th><th>Gini</th><th>centralization</th><th>≥ 0.4</th></tr>",
-            );
-            for (y, g, c) in &data.inequality {
-                let _ = write!(
-                    h,
-                    "<tr><td>{y}</td><td class=\"num\">{g:.4}</td><td class=\"num\">{c:.4}</td><td>{}</td></tr>",
-                    if *g >= 0.4 || *c >= 0.4 { "yes" } else { "no" }
-                );
-            }
-            h.push_str("</table>\n");
-        }
+        inequality_table(&mut h, data);
     }
 
     // Functional areas.
@@ -864,4 +830,132 @@ pub fn render(data: &ReportData) -> String {
     }
     h.push_str("</table>\n</body>\n</html>\n");
     h
+}
+
+/// One year of the `inequality` table as the report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InequalityRow {
+    pub year: i64,
+    /// The table's `gini`: see [`ReportData::inequality_weight`] for which index it is.
+    pub gini: f64,
+    pub centralization: f64,
+    /// The plain Gini of the value per unit (`gini_plain`), when the table has it.
+    pub gini_plain: Option<f64>,
+}
+
+/// Caption of the 0.4 line: the interpretation bands of the income-Gini convention (滕飞 et
+/// al. 2010, 气候变化研究进展 6(6): 449–455), which belong to the plain Gini of a quantity
+/// per unit and not to the carbon Gini of emission against sink.
+const WARNING_CAPTION: &str = "Dashed line: the 0.4 warning line of the income-Gini convention \
+    (&lt; 0.2 absolutely equal; 0.2–0.3 relatively equal; 0.3–0.4 relatively reasonable; 0.4–0.5 large gap; \
+    &gt; 0.5 very large gap). It belongs to the Gini of emission per unit (and the centralization index, \
+    ≈ that Gini × n/(n − 1)), not to the carbon Gini of emission against sink.";
+
+/// Which index the table's `gini` is, and the plain Gini per year when known.
+fn plain_gini(data: &ReportData) -> Option<Vec<(f64, f64)>> {
+    let equal = data.inequality_weight.as_deref() == Some("equal");
+    let rows = data.inequality.iter();
+    if equal {
+        return Some(rows.map(|r| (r.year as f64, r.gini)).collect());
+    }
+    rows.map(|r| r.gini_plain.map(|g| (r.year as f64, g)))
+        .collect()
+}
+
+/// The carbon Gini's title (`None` when the table's `gini` is the plain Gini).
+fn carbon_gini_title(data: &ReportData) -> Option<String> {
+    match data.inequality_weight.as_deref() {
+        Some("equal") => None,
+        Some(weight) => Some(format!(
+            "Carbon Gini: emission against sink (weight <code>{weight}</code>)"
+        )),
+        None => Some("Gini (the reference quantity is not recorded)".to_owned()),
+    }
+}
+
+/// The plain Gini with centralization and the 0.4 line (its caption below), and the carbon
+/// Gini in a chart of its own without the line.
+fn inequality_charts(h: &mut String, data: &ReportData) {
+    if data.inequality.is_empty() {
+        return;
+    }
+    let years = || data.inequality.iter().map(|r| r.year as f64);
+    if let Some(plain) = plain_gini(data) {
+        let gini = Series {
+            label: "Gini of emission per unit".into(),
+            colour: "#0072B2".into(),
+            points: plain,
+            dashed: false,
+        };
+        let cent = Series {
+            label: "centralization".into(),
+            colour: "#009E73".into(),
+            points: years()
+                .zip(data.inequality.iter().map(|r| r.centralization))
+                .collect(),
+            dashed: true,
+        };
+        let _ = write!(
+            h,
+            "<div class=\"cell\">{}<p class=\"note\">{WARNING_CAPTION}</p></div>",
+            line_chart(
+                "Gini of emission per unit and centralization index",
+                &[gini, cent],
+                Some((0.4, "warning line 0.4")),
+                "year",
+                "index",
+                false
+            )
+        );
+    }
+    if let Some(title) = carbon_gini_title(data) {
+        let carbon = Series {
+            label: "carbon Gini".into(),
+            colour: "#D55E00".into(),
+            points: years()
+                .zip(data.inequality.iter().map(|r| r.gini))
+                .collect(),
+            dashed: false,
+        };
+        let _ = write!(
+            h,
+            "<div class=\"cell\"><div class=\"note\">{title}</div>{}<p class=\"note\">The carbon Gini measures the mismatch between where carbon is emitted and where it is absorbed; the income-Gini warning line does not apply to it.</p></div>",
+            line_chart("Carbon Gini", &[carbon], None, "year", "index", false)
+        );
+    }
+}
+
+/// The per-year table; `≥ 0.4` flags only the indices the warning line belongs to.
+fn inequality_table(h: &mut String, data: &ReportData) {
+    if data.inequality.is_empty() {
+        return;
+    }
+    let carbon = carbon_gini_title(data).is_some();
+    let plain = plain_gini(data);
+    h.push_str("<table><tr><th>year</th>");
+    if carbon {
+        h.push_str("<th>carbon Gini</th>");
+    }
+    if plain.is_some() {
+        h.push_str("<th>Gini of emission per unit</th>");
+    }
+    h.push_str("<th>centralization</th><th>≥ 0.4 (Gini per unit or centralization)</th></tr>");
+    for (k, r) in data.inequality.iter().enumerate() {
+        let _ = write!(h, "<tr><td>{}</td>", r.year);
+        if carbon {
+            let _ = write!(h, "<td class=\"num\">{:.4}</td>", r.gini);
+        }
+        let per_unit = plain.as_ref().map(|p| p[k].1);
+        if let Some(g) = per_unit {
+            let _ = write!(h, "<td class=\"num\">{g:.4}</td>");
+        }
+        let flagged = per_unit.is_some_and(|g| g >= 0.4) || r.centralization >= 0.4;
+        let _ = write!(
+            h,
+            "<td class=\"num\">{:.4}</td><td>{}</td></tr>",
+            r.centralization,
+            if flagged { "yes" } else { "no" }
+        );
+    }
+    h.push_str("</table>\n");
 }

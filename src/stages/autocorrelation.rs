@@ -7,14 +7,16 @@
 
 use std::collections::BTreeMap;
 
+use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
+use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
 use crate::methods::moran::{self, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
-use crate::stages::inequality::{default_id_column, select_groups};
+use crate::stages::inequality::{Groups, default_id_column, select_groups};
 use crate::table::{self, TableBuilder};
 
 /// The `autocorrelation` kind.
@@ -48,6 +50,9 @@ pub struct Params {
     /// Keep only the rows of this year (column `year`). Default: all rows.
     #[serde(default)]
     pub year: Option<i64>,
+    /// Add the `hotspots` output: Getis-Ord Gi* per unit. Default false.
+    #[serde(default)]
+    pub hotspots: bool,
 }
 
 fn default_permutations() -> usize {
@@ -72,12 +77,13 @@ const GLOBAL_COLUMNS: [&str; 9] = [
     "n",
 ];
 const LOCAL_COLUMNS: [&str; 6] = ["ii", "z", "p_perm", "class", "lag", "quadrant"];
+const HOTSPOT_COLUMNS: [&str; 3] = ["gi_star_z", "p_norm", "class"];
 /// Upper bound on `permutations`, to catch a typo that would run for hours.
 const MAX_PERMUTATIONS: usize = 1_000_000;
 
 impl Stage for Autocorrelation {
     const KIND: &'static str = "autocorrelation";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Spatial autocorrelation of one variable, per group: global Moran's I with E[I], the \
         z-score and two-sided p-value under normality (and under randomisation), and a permutation pseudo p-value; \
         local Moran's I (LISA) per unit with a conditional-permutation pseudo p-value and its class HH/LL/HL/LH \
@@ -85,7 +91,9 @@ impl Stage for Autocorrelation {
         duplicates merged). Statistics as PySAL esda 2.9 (`Moran`, `Moran_Local`); pseudo p-values use esda's \
         definition (min of the two tail counts + 1)/(permutations + 1) with this tool's own seeded generator. \
         A unit without neighbours, an edge naming a unit absent from the group, or a duplicate unit is an error; \
-        a group whose values are all equal gets null statistics and a warning.";
+        a group whose values are all equal gets null statistics and a warning. With `hotspots: true`, also \
+        Getis-Ord Gi* per unit (binary contiguity weights including the unit itself; z under normality, one-sided \
+        p as esda `G_Local(y, w, transform='B', star=True)`) classed hot/cold at `alpha`.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "variable",
@@ -129,6 +137,12 @@ impl Stage for Autocorrelation {
             default: "none",
             doc: "keep only rows with this `year`; needed when the table has several years and `by` is not `year`",
         },
+        ParamDoc {
+            name: "hotspots",
+            ty: "bool",
+            default: "false",
+            doc: "add the `hotspots` output: Getis-Ord Gi* z-score, one-sided normal p and class hot/cold/ns (`p_norm < alpha`) per unit",
+        },
     ];
     type Params = Params;
 
@@ -150,7 +164,7 @@ impl Stage for Autocorrelation {
         let mut local = vec!["unit_id".to_owned()];
         local.extend(params.by.iter().cloned());
         local.extend(LOCAL_COLUMNS.iter().map(|c| (*c).to_owned()));
-        vec![
+        let mut out = vec![
             OutputDecl::new(
                 "global",
                 "one row per group: moran_i, expected_i = −1/(n−1), z (normality), p_norm (two-sided), p_perm (pseudo p), \
@@ -162,8 +176,21 @@ impl Stage for Autocorrelation {
                 "one row per unit and group: ii (local Moran), z (standardised value), p_perm (conditional permutation), \
                  class (HH/LL/HL/LH if p_perm < alpha, else ns), lag (spatial lag of z), quadrant (HH/LH/LL/HL regardless of p)",
             )
-            .with_columns(local),
-        ]
+            .with_columns(local.clone()),
+        ];
+        if params.hotspots {
+            let mut columns = local[..=params.by.iter().count()].to_vec();
+            columns.extend(HOTSPOT_COLUMNS.iter().map(|c| (*c).to_owned()));
+            out.push(
+                OutputDecl::new(
+                    "hotspots",
+                    "one row per unit and group: gi_star_z (Getis-Ord Gi* z-score, binary weights with the unit itself), \
+                     p_norm (one-sided normal p of |z|), class (hot if z > 0, cold if z < 0 when p_norm < alpha, else ns)",
+                )
+                .with_columns(columns),
+            );
+        }
+        out
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -209,6 +236,7 @@ impl Stage for Autocorrelation {
 
         let mut global = GlobalRows::default();
         let mut local: Vec<LocalRow> = Vec::new();
+        let mut hot: Vec<HotspotRow> = Vec::new();
         for g in 0..groups.len() {
             if ctx.is_cancelled() {
                 return Err(StageError::failed("cancelled"));
@@ -250,6 +278,10 @@ impl Stage for Autocorrelation {
             };
             global.push(g, unit_ids.len(), gm.as_ref());
             push_local(&mut local, g, &unit_ids, lm.as_ref(), params.alpha);
+            if params.hotspots {
+                let gi = gi_star(&x, &w, &at, ctx)?;
+                push_hotspots(&mut hot, g, &unit_ids, gi.as_ref(), params.alpha);
+            }
         }
 
         let out_global = groups
@@ -266,18 +298,11 @@ impl Stage for Autocorrelation {
             .build()?;
 
         local.sort_by(|a, b| a.unit_id.cmp(&b.unit_id).then(a.group.cmp(&b.group)));
-        let unit_ids: Vec<&str> = local.iter().map(|r| r.unit_id.as_str()).collect();
-        let local_groups: Vec<usize> = local.iter().map(|r| r.group).collect();
-        let mut out_local = TableBuilder::new().str("unit_id", &unit_ids);
-        let with_group = groups.column(batch, &local_groups)?.build()?;
-        for (field, col) in with_group
-            .schema()
-            .fields()
+        let keys: Vec<(&str, usize)> = local
             .iter()
-            .zip(with_group.columns())
-        {
-            out_local = out_local.array(field.name(), col.clone());
-        }
+            .map(|r| (r.unit_id.as_str(), r.group))
+            .collect();
+        let out_local = unit_and_group(&groups, batch, &keys)?;
         let classes: Vec<&str> = local.iter().map(|r| r.class).collect();
         let quadrants: Vec<&str> = local.iter().map(|r| r.quadrant).collect();
         let out_local = out_local
@@ -288,10 +313,104 @@ impl Stage for Autocorrelation {
             .f64_opt("lag", local.iter().map(|r| r.lag).collect())
             .str("quadrant", &quadrants)
             .build()?;
-        Ok(vec![
+        let mut out = vec![
             ("global".to_owned(), out_global),
             ("local".to_owned(), out_local),
-        ])
+        ];
+        if params.hotspots {
+            hot.sort_by(|a, b| a.unit_id.cmp(&b.unit_id).then(a.group.cmp(&b.group)));
+            let keys: Vec<(&str, usize)> =
+                hot.iter().map(|r| (r.unit_id.as_str(), r.group)).collect();
+            let classes: Vec<&str> = hot.iter().map(|r| r.class).collect();
+            let table = unit_and_group(&groups, batch, &keys)?
+                .f64_opt("gi_star_z", hot.iter().map(|r| r.z).collect())
+                .f64_opt("p_norm", hot.iter().map(|r| r.p_norm).collect())
+                .str("class", &classes)
+                .build()?;
+            out.push(("hotspots".to_owned(), table));
+        }
+        Ok(out)
+    }
+}
+
+/// A builder starting with `unit_id` and the group column, one row per `(unit, group)` key.
+fn unit_and_group(
+    groups: &Groups,
+    batch: &RecordBatch,
+    keys: &[(&str, usize)],
+) -> Result<TableBuilder, StageError> {
+    let unit_ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let group_of: Vec<usize> = keys.iter().map(|k| k.1).collect();
+    let mut out = TableBuilder::new().str("unit_id", &unit_ids);
+    let with_group = groups.column(batch, &group_of)?.build()?;
+    for (field, col) in with_group
+        .schema()
+        .fields()
+        .iter()
+        .zip(with_group.columns())
+    {
+        out = out.array(field.name(), col.clone());
+    }
+    Ok(out)
+}
+
+/// Gi* of one group; a group where it is undefined (constant values, zero mean) gets nulls and
+/// a warning.
+fn gi_star(
+    x: &[f64],
+    w: &SpatialWeights,
+    at: &str,
+    ctx: &StageContext,
+) -> Result<Option<GiStar>, StageError> {
+    match getis_ord::gi_star(x, w) {
+        Ok(gi) => Ok(Some(gi)),
+        Err(
+            e @ (GiStarError::Constant | GiStarError::ZeroMean | GiStarError::TooFewUnits { .. }),
+        ) => {
+            let name = if at.is_empty() {
+                "the table".to_owned()
+            } else {
+                format!("group {}", at.trim_start_matches(", "))
+            };
+            ctx.warn(format!("{name}: {e}; its hotspots are null"));
+            Ok(None)
+        }
+        Err(e) => Err(StageError::internal(format!("Gi*{at}: {e}"))),
+    }
+}
+
+struct HotspotRow {
+    unit_id: String,
+    group: usize,
+    z: Option<f64>,
+    p_norm: Option<f64>,
+    class: &'static str,
+}
+
+/// One row per unit; a z that is undefined (a unit whose neighbourhood is every unit has no
+/// variance) is null and `ns`.
+fn push_hotspots(
+    rows: &mut Vec<HotspotRow>,
+    group: usize,
+    unit_ids: &[&str],
+    gi: Option<&GiStar>,
+    alpha: f64,
+) {
+    for (k, id) in unit_ids.iter().enumerate() {
+        let (z, p) = match gi {
+            Some(gi) if gi.z[k].is_finite() => (Some(gi.z[k]), Some(gi.p_norm[k])),
+            _ => (None, None),
+        };
+        rows.push(HotspotRow {
+            unit_id: (*id).to_owned(),
+            group,
+            z,
+            p_norm: p,
+            class: match (z, p) {
+                (Some(z), Some(p)) => hotspot_class(z, p, alpha),
+                _ => "ns",
+            },
+        });
     }
 }
 
@@ -431,6 +550,7 @@ mod tests {
     const EDGES: &str = include_str!("../../tests/fixtures/stats/henan_units123_edges.csv");
     const GLOBAL: &str = include_str!("../../tests/fixtures/stats/moran_global_expected.json");
     const LOCAL: &str = include_str!("../../tests/fixtures/stats/moran_local_expected.csv");
+    const GI_STAR: &str = include_str!("../../tests/fixtures/stats/gi_star_expected.csv");
 
     fn run(
         params: serde_json::Value,
@@ -619,6 +739,65 @@ mod tests {
         )
         .unwrap();
         assert_ne!(f64_col(&other[1].1, "p_perm"), p_local);
+    }
+
+    #[test]
+    fn gi_star_hotspots_match_esda_g_local_star() {
+        let (ids, edges) = henan_edges();
+        let params = serde_json::json!({ "variable": "x", "id_column": "adcode", "by": "year", "hotspots": true });
+        let (out, warnings) = run(params, henan_table(&ids), edges).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (name, hot) = &out[2];
+        assert_eq!(name, "hotspots");
+        assert_eq!(
+            table::column_names(hot),
+            ["unit_id", "year", "gi_star_z", "p_norm", "class"]
+        );
+        // Rows by unit then year: the 2000 rows (even k) hold reference_domain.py's `clustered`.
+        // esda 2.9 G_Local(y, w, transform='B', star=True): Zs and p_norm (one-sided) to 1e-9.
+        let z = f64_col(hot, "gi_star_z");
+        let p = f64_col(hot, "p_norm");
+        let class = table::strings(hot, "h", "class").unwrap();
+        let units = table::strings(hot, "h", "unit_id").unwrap();
+        let (mut n_hot, mut n_cold) = (0, 0);
+        for line in GI_STAR.lines().skip(1) {
+            let r: Vec<&str> = line.split(',').collect();
+            let k = ids.binary_search(&r[0].parse().unwrap()).unwrap() * 2;
+            assert_eq!(units[k], r[0]);
+            let (want_z, want_p): (f64, f64) = (r[3].parse().unwrap(), r[4].parse().unwrap());
+            assert!(
+                (z[k].unwrap() - want_z).abs() < 1e-9,
+                "unit {}: {:?} vs {want_z}",
+                r[0],
+                z[k]
+            );
+            assert!(
+                (p[k].unwrap() - want_p).abs() < 1e-9,
+                "unit {}: {:?} vs {want_p}",
+                r[0],
+                p[k]
+            );
+            let want_class = match (want_p < 0.05, want_z > 0.0) {
+                (true, true) => "hot",
+                (true, false) => "cold",
+                _ => "ns",
+            };
+            assert_eq!(class[k], want_class, "unit {}", r[0]);
+            n_hot += usize::from(class[k] == "hot");
+            n_cold += usize::from(class[k] == "cold");
+        }
+        // reference_domain.py prints 14 hot and 16 cold units at 0.05.
+        assert_eq!((n_hot, n_cold), (14, 16));
+    }
+
+    #[test]
+    fn hotspots_output_exists_only_when_asked() {
+        let params: Params =
+            serde_json::from_value(serde_json::json!({ "variable": "x" })).unwrap();
+        assert_eq!(Autocorrelation::outputs(&params).len(), 2);
+        let (t, e) = path();
+        let (out, _) = run(serde_json::json!({ "variable": "x" }), t, e).unwrap();
+        assert_eq!(out.len(), 2);
     }
 
     /// Path a – b – c – d (given in mixed order and with a duplicate), x = 1, 2, 3, 4.

@@ -51,6 +51,9 @@ pub enum Allocation {
     ConstructionArea,
     /// Shared by GDP within each parent region.
     Gdp,
+    /// Shared by night-time-light totals (an `ntl` table: unit_id, year, ntl) within each
+    /// parent region.
+    Ntl,
 }
 
 fn default_energy_preset() -> String {
@@ -425,9 +428,9 @@ const PARAMS: &[ParamDoc] = &[
     },
     ParamDoc {
         name: "energy_allocation",
-        ty: "direct|construction_area|gdp",
+        ty: "direct|construction_area|gdp|ntl",
         default: "direct",
-        doc: "share a higher-level energy table among units (by `parents` table, or one region when `parents` is not wired)",
+        doc: "share a higher-level energy table among units (by `parents` table, or one region when `parents` is not wired); `ntl` shares by night-time-light totals from an `ntl` table (unit_id, year, ntl)",
     },
     ParamDoc {
         name: "missing",
@@ -481,6 +484,15 @@ impl Stage for Emission {
             ];
             cols.extend(params.deflator_column.clone());
             ports.push(Port::required("economy", "GDP per unit and year").with_columns(cols));
+        }
+        if params.energy_allocation == Allocation::Ntl {
+            ports.push(
+                Port::required(
+                    "ntl",
+                    "night-time-light total per unit and year (sum of the radiance values of the unit's pixels)",
+                )
+                .with_columns(["unit_id", "year", "ntl"]),
+            );
         }
         if params.energy_allocation != Allocation::Direct {
             ports.push(
@@ -814,6 +826,15 @@ fn allocation_shares(
             economy.report(ctx, params.missing);
             w
         }
+        Allocation::Ntl => {
+            let ntl = Panel::read(inputs.table("ntl")?, "ntl", &["ntl"], true)?;
+            let w = areas
+                .iter()
+                .map(|a| ntl.get(a.unit, a.year, 0, params.missing))
+                .collect::<Result<Vec<_>, _>>()?;
+            ntl.report(ctx, params.missing);
+            w
+        }
     };
     // group (parent, year) → indices, in a fixed order
     let mut groups: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
@@ -844,6 +865,7 @@ fn allocation_name(a: Allocation) -> &'static str {
         Allocation::Direct => "direct",
         Allocation::ConstructionArea => "construction area",
         Allocation::Gdp => "GDP",
+        Allocation::Ntl => "night-time light",
     }
 }
 
@@ -1281,6 +1303,50 @@ mod tests {
         assert!((r[2].2 - 539.939_37).abs() < 1e-6, "{}", r[2].2);
         // allocated construction emissions add up to the province's
         assert!((r[0].2 + r[2].2 - 4000.0 * 0.7143 * 0.7559).abs() < 1e-9);
+    }
+
+    #[test]
+    fn allocation_by_night_time_light() {
+        // The province's 4000 t raw coal shared by night-time light: a 60, b 20 -> 3/4 and 1/4,
+        // the same shares as `allocation_by_construction_area`, so the same tonnes:
+        // a 3000 × 0.7143 × 0.7559 = 1619.81811; b 1000 × 0.53993937 = 539.93937.
+        let energy = TableBuilder::new()
+            .str("unit_id", &["P"])
+            .i64("year", vec![2000])
+            .f64("raw_coal", vec![4000.0])
+            .build()
+            .unwrap();
+        let ntl = TableBuilder::new()
+            .str("unit_id", &["b", "a"])
+            .i64("year", vec![2000, 2000])
+            .f64("ntl", vec![20.0, 60.0])
+            .build()
+            .unwrap();
+        let (out, _) = run(
+            serde_json::json!({"energy_allocation": "ntl"}),
+            vec![
+                ("areas", areas_table()),
+                ("energy", energy.clone()),
+                ("ntl", ntl),
+            ],
+        )
+        .unwrap();
+        let r = rows(&out);
+        assert!((r[0].2 - 1_619.818_11).abs() < 1e-6, "{}", r[0].2);
+        assert!((r[2].2 - 539.939_37).abs() < 1e-6, "{}", r[2].2);
+        // A negative light total is an error naming the table.
+        let bad = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("ntl", vec![-1.0, 60.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"energy_allocation": "ntl"}),
+            vec![("areas", areas_table()), ("energy", energy), ("ntl", bad)],
+        )
+        .unwrap_err();
+        assert!(err.message.contains("`ntl`"), "{}", err.message);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
+use crate::methods::theil::{self, TheilError};
 use crate::table::{self, TableBuilder};
 
 /// The `inequality` kind.
@@ -48,6 +49,33 @@ pub struct Params {
     /// The threshold of the `warning` flags. Default 0.4, the conventional Gini warning line.
     #[serde(default = "default_warning_line")]
     pub warning_line: f64,
+    /// The index families computed. Default `[gini]`.
+    #[serde(default = "default_indices")]
+    pub indices: Vec<Index>,
+    /// A column partitioning the units (e.g. a functional area) for the Theil decomposition
+    /// into `theil_between` and `theil_within`. Needs `theil` in `indices`. Default: none.
+    #[serde(default)]
+    pub groups: Option<String>,
+}
+
+/// An index family of `inequality`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Index {
+    /// The Lorenz-curve family: carbon Gini, plain Gini, centralization index.
+    Gini,
+    /// Theil's T of the value (with `groups`, its between/within decomposition).
+    Theil,
+}
+
+fn default_indices() -> Vec<Index> {
+    vec![Index::Gini]
+}
+
+impl Params {
+    fn has(&self, index: Index) -> bool {
+        self.indices.contains(&index)
+    }
 }
 
 fn default_value() -> String {
@@ -63,29 +91,49 @@ fn default_warning_line() -> f64 {
     gini::WARNING_LINE
 }
 
-/// Columns of the default output, after the optional group column.
-const SUMMARY_COLUMNS: [&str; 7] = [
+/// Columns of the `gini` family in the summary output, after the optional group column and `n`.
+const GINI_COLUMNS: [&str; 6] = [
     "gini",
     "centralization",
-    "n",
     "warning",
     "centralization_warning",
     "gini_plain",
     "weight",
 ];
+/// Columns of the `theil` family (the last two only with `groups`).
+const THEIL_COLUMNS: [&str; 3] = ["theil", "theil_between", "theil_within"];
+
+/// The summary output's columns after the optional group column, in order.
+fn summary_columns(params: &Params) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if params.has(Index::Gini) {
+        out.extend(&GINI_COLUMNS[..2]);
+    }
+    out.push("n");
+    if params.has(Index::Gini) {
+        out.extend(&GINI_COLUMNS[2..]);
+    }
+    if params.has(Index::Theil) {
+        let k = if params.groups.is_some() { 3 } else { 1 };
+        out.extend(&THEIL_COLUMNS[..k]);
+    }
+    out
+}
 /// Columns of the `lorenz` output, after the optional group column.
 const LORENZ_COLUMNS: [&str; 4] = ["k", "unit_id", "x", "y"];
 
 impl Stage for Inequality {
     const KIND: &'static str = "inequality";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Inequality of a quantity across units, per group: the Gini coefficient of its Lorenz \
         curve against a reference quantity (default: emission `ce_t_c` against sinks `cs_t_c`, the carbon Gini; \
         `weight: equal` gives the ordinary Gini), the plain Gini of the value, and the centralization index \
         (A − R)/(M − R) of the value, with flags at the 0.4 warning line. Units are ordered by value/weight \
         ascending; a unit with weight 0 sorts last. Negative values or weights are an error; a group with fewer \
         than 2 units or a zero total gets null indices and a warning. Outputs `inequality` (one row per group) \
-        and `lorenz` (the curve's points, k = 0..n).";
+        and `lorenz` (the curve's points, k = 0..n). With `indices: [gini, theil]` also Theil's T of the value \
+        (all values must be > 0), and with `groups: <column>` its between- and within-group parts, as PySAL \
+        `inequality.theil.Theil` and `TheilD`.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "value",
@@ -123,15 +171,28 @@ impl Stage for Inequality {
             default: "0.4",
             doc: "threshold of `warning` (on `gini`) and `centralization_warning` (on `centralization`)",
         },
+        ParamDoc {
+            name: "indices",
+            ty: "list of `gini`, `theil`",
+            default: "[gini]",
+            doc: "index families: `gini` gives gini, centralization, warning, centralization_warning, gini_plain, weight and the Lorenz points; `theil` gives `theil` (Theil's T of the value)",
+        },
+        ParamDoc {
+            name: "groups",
+            ty: "column",
+            default: "none",
+            doc: "partition of the units (e.g. functional area) for `theil_between` and `theil_within` (needs `theil`)",
+        },
     ];
     type Params = Params;
 
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone(), params.value.clone()];
-        if params.weight != EQUAL {
+        if params.weight != EQUAL && params.has(Index::Gini) {
             columns.push(params.weight.clone());
         }
         columns.extend(params.by.clone());
+        columns.extend(params.groups.clone());
         if params.year.is_some() {
             columns.push("year".to_owned());
         }
@@ -157,9 +218,10 @@ impl Stage for Inequality {
             OutputDecl::new(
                 "inequality",
                 "one row per group: gini (value vs weight), centralization (of value), n, warning (gini ≥ warning_line), \
-                 centralization_warning, gini_plain (ordinary Gini of value), weight (the reference column or `equal`)",
+                 centralization_warning, gini_plain (ordinary Gini of value), weight (the reference column or `equal`); \
+                 with `theil`: theil (Theil's T of value), and with `groups`: theil_between, theil_within",
             )
-            .with_columns(with_group(&SUMMARY_COLUMNS)),
+            .with_columns(with_group(&summary_columns(params))),
             OutputDecl::new("lorenz", "the Lorenz curve of each group: k = 0..n, the unit added at step k (null at k = 0), cumulative shares x (weight) and y (value)")
                 .with_columns(with_group(&LORENZ_COLUMNS)),
         ]
@@ -173,8 +235,21 @@ impl Stage for Inequality {
             ))
             .with_hint("the conventional Gini warning line is 0.4"));
         }
+        if params.indices.is_empty() {
+            return Err(StageError::data("`indices` is empty")
+                .with_hint("list at least one of `gini`, `theil`, e.g. `indices: [gini, theil]`"));
+        }
+        if params.groups.is_some() && !params.has(Index::Theil) {
+            return Err(StageError::data(
+                "`groups` is given but `indices` has no `theil`",
+            )
+            .with_hint("`groups` partitions the Theil index: add `theil` to `indices`, or drop `groups`"));
+        }
         if let Some(by) = &params.by
-            && (SUMMARY_COLUMNS.contains(&by.as_str()) || LORENZ_COLUMNS.contains(&by.as_str()))
+            && (by == "n"
+                || GINI_COLUMNS.contains(&by.as_str())
+                || THEIL_COLUMNS.contains(&by.as_str())
+                || LORENZ_COLUMNS.contains(&by.as_str()))
         {
             return Err(StageError::data(format!(
                 "`by: {by}` would clash with an output column of the same name"
@@ -188,10 +263,14 @@ impl Stage for Inequality {
         let batch = inputs.table("table")?;
         let ids = table::ids(batch, "table", &params.id_column)?;
         let value = table::f64s(batch, "table", &params.value)?;
-        let weight = if params.weight == EQUAL {
+        let weight = if params.weight == EQUAL || !params.has(Index::Gini) {
             None
         } else {
             Some(table::f64s(batch, "table", &params.weight)?)
+        };
+        let partition = match &params.groups {
+            Some(column) => Some(partition_labels(batch, &ids, column)?),
+            None => None,
         };
         let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
 
@@ -201,79 +280,203 @@ impl Stage for Inequality {
             let rows = groups.unit_rows(g, &ids)?;
             let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();
             let v: Vec<f64> = rows.iter().map(|&r| value[r]).collect();
-            let w: Option<Vec<f64>> = weight
-                .as_ref()
-                .map(|w| rows.iter().map(|&r| w[r]).collect());
             let at = groups.describe(g);
-            let fail = |e: GiniError| gini_error(e, &unit_ids, params, &at);
-
-            let lorenz = match gini::lorenz(&v, w.as_deref()) {
-                Ok(l) => Some(l),
-                Err(e @ (GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. })) => {
-                    ctx.warn_kind(
-                        "gini_undefined",
-                        format!("{}: {}; its gini is null", group_name(&at), fail(e).message),
-                    );
-                    None
-                }
-                Err(e) => return Err(fail(e)),
-            };
-            let plain = soft(gini::gini(&v), &fail)?;
-            let centralization = soft(gini::centralization_index(&v), &fail)?;
-            if let Some(l) = &lorenz {
-                curve.push(g, l, &unit_ids);
-            }
-            let g_value = lorenz.as_ref().map(Lorenz::gini);
             summary.group.push(g);
-            summary.gini.push(g_value);
-            summary.centralization.push(centralization);
             summary
                 .n
                 .push(i64::try_from(rows.len()).expect("row counts fit i64"));
-            summary
-                .warning
-                .push(g_value.is_some_and(|x| x >= params.warning_line));
-            summary
-                .centralization_warning
-                .push(centralization.is_some_and(|x| x >= params.warning_line));
-            summary.gini_plain.push(plain);
+            if params.has(Index::Gini) {
+                let w: Option<Vec<f64>> = weight
+                    .as_ref()
+                    .map(|w| rows.iter().map(|&r| w[r]).collect());
+                let data = (v.as_slice(), w.as_deref(), unit_ids.as_slice());
+                gini_family(&mut summary, &mut curve, g, data, params, &at, ctx)?;
+            }
+            if params.has(Index::Theil) {
+                let labels: Option<Vec<&str>> = partition
+                    .as_ref()
+                    .map(|p| rows.iter().map(|&r| p[r].as_str()).collect());
+                theil_family(
+                    &mut summary,
+                    &v,
+                    labels.as_deref(),
+                    &unit_ids,
+                    params,
+                    &at,
+                    ctx,
+                )?;
+            }
         }
-
-        let weight_name = vec![params.weight.as_str(); summary.group.len()];
-        let out = groups
-            .column(batch, &summary.group)?
-            .f64_opt("gini", summary.gini)
-            .f64_opt("centralization", summary.centralization)
-            .i64("n", summary.n)
-            .bool("warning", summary.warning)
-            .bool("centralization_warning", summary.centralization_warning)
-            .f64_opt("gini_plain", summary.gini_plain)
-            .str("weight", &weight_name)
-            .build()?;
-        let unit: ArrayRef = Arc::new(StringArray::from(curve.unit));
-        let lorenz = groups
-            .column(batch, &curve.group)?
-            .i64("k", curve.k)
-            .array("unit_id", unit)
-            .f64("x", curve.x)
-            .f64("y", curve.y)
-            .build()?;
         Ok(vec![
-            ("inequality".to_owned(), out),
-            ("lorenz".to_owned(), lorenz),
+            (
+                "inequality".to_owned(),
+                summary.table(&groups, batch, params)?,
+            ),
+            ("lorenz".to_owned(), curve.table(&groups, batch)?),
         ])
     }
+}
+
+/// The Lorenz-curve indices of one group, appended to `summary` and `curve`.
+fn gini_family(
+    summary: &mut Summary,
+    curve: &mut Curve,
+    g: usize,
+    (v, w, unit_ids): (&[f64], Option<&[f64]>, &[&str]),
+    params: &Params,
+    at: &str,
+    ctx: &StageContext,
+) -> Result<(), StageError> {
+    let fail = &|e: GiniError| gini_error(e, unit_ids, params, at);
+    let lorenz = match gini::lorenz(v, w) {
+        Ok(l) => Some(l),
+        Err(e @ (GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. })) => {
+            ctx.warn_kind(
+                "gini_undefined",
+                format!(
+                "{}: {}; its gini is null",
+                group_name(at),
+                fail(e).message
+            ));
+            None
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let plain = soft(gini::gini(v), fail)?;
+    let centralization = soft(gini::centralization_index(v), fail)?;
+    if let Some(l) = &lorenz {
+        curve.push(g, l, unit_ids);
+    }
+    let g_value = lorenz.as_ref().map(Lorenz::gini);
+    summary.gini.push(g_value);
+    summary.centralization.push(centralization);
+    summary
+        .warning
+        .push(g_value.is_some_and(|x| x >= params.warning_line));
+    summary
+        .centralization_warning
+        .push(centralization.is_some_and(|x| x >= params.warning_line));
+    summary.gini_plain.push(plain);
+    Ok(())
+}
+
+/// Theil's T of one group (and its decomposition by `labels`), appended to `summary`. A group
+/// with fewer than two units gets nulls and a warning; a value ≤ 0 is an error naming the unit.
+fn theil_family(
+    summary: &mut Summary,
+    v: &[f64],
+    labels: Option<&[&str]>,
+    unit_ids: &[&str],
+    params: &Params,
+    at: &str,
+    ctx: &StageContext,
+) -> Result<(), StageError> {
+    let result = match labels {
+        Some(labels) => theil::theil_decomposition(v, labels).map(|d| (d.total, Some(d))),
+        None => theil::theil(v).map(|t| (t, None)),
+    };
+    let (total, parts) = match result {
+        Ok((t, d)) => (Some(t), d),
+        Err(TheilError::TooFewUnits { n }) => {
+            ctx.warn_kind(
+                "theil_undefined",
+                format!(
+                    "{}: {n} unit(s); Theil's index needs at least 2, so its theil is null",
+                    group_name(at)
+                ),
+            );
+            (None, None)
+        }
+        Err(TheilError::NotPositive { unit, value }) => {
+            return Err(StageError::data(format!(
+                "`table`: unit `{}`{at}: column `{}` is {value}; Theil's index needs values > 0",
+                unit_ids[unit], params.value
+            ))
+            .with_hint("ln(y/ȳ) is undefined at zero: drop the unit from the table, or use `indices: [gini]`, which accepts zeros"));
+        }
+        Err(TheilError::NotFinite { unit, value }) => {
+            return Err(StageError::data(format!(
+                "`table`: unit `{}`{at}: column `{}` is {value}",
+                unit_ids[unit], params.value
+            ))
+            .with_hint("fill in the missing value upstream or drop the unit"));
+        }
+        Err(e @ TheilError::LengthMismatch { .. }) => {
+            return Err(StageError::internal(e.to_string()));
+        }
+    };
+    summary.theil.push(total);
+    summary.theil_between.push(parts.map(|d| d.between));
+    summary.theil_within.push(parts.map(|d| d.within));
+    Ok(())
+}
+
+/// The `groups` column as text, one label per row; an empty label is an error naming the unit.
+fn partition_labels(
+    batch: &RecordBatch,
+    ids: &[String],
+    column: &str,
+) -> Result<Vec<String>, StageError> {
+    let labels = table::strings(batch, "table", column)?;
+    if let Some(r) = labels.iter().position(String::is_empty) {
+        return Err(StageError::data(format!(
+            "`table` row {}: unit `{}` has no value in the `groups` column `{column}`",
+            r + 1,
+            ids[r]
+        ))
+        .with_hint("every unit needs a group for the Theil decomposition"));
+    }
+    Ok(labels)
 }
 
 #[derive(Default)]
 struct Summary {
     group: Vec<usize>,
+    n: Vec<i64>,
     gini: Vec<Option<f64>>,
     centralization: Vec<Option<f64>>,
-    n: Vec<i64>,
     warning: Vec<bool>,
     centralization_warning: Vec<bool>,
     gini_plain: Vec<Option<f64>>,
+    theil: Vec<Option<f64>>,
+    theil_between: Vec<Option<f64>>,
+    theil_within: Vec<Option<f64>>,
+}
+
+impl Summary {
+    /// The `inequality` output, columns in the order of [`summary_columns`].
+    fn table(
+        self,
+        groups: &Groups,
+        batch: &RecordBatch,
+        params: &Params,
+    ) -> Result<RecordBatch, StageError> {
+        let mut out = groups.column(batch, &self.group)?;
+        let with_gini = params.has(Index::Gini);
+        if with_gini {
+            out = out
+                .f64_opt("gini", self.gini)
+                .f64_opt("centralization", self.centralization);
+        }
+        out = out.i64("n", self.n);
+        if with_gini {
+            let weight_name = vec![params.weight.as_str(); self.group.len()];
+            out = out
+                .bool("warning", self.warning)
+                .bool("centralization_warning", self.centralization_warning)
+                .f64_opt("gini_plain", self.gini_plain)
+                .str("weight", &weight_name);
+        }
+        if params.has(Index::Theil) {
+            out = out.f64_opt("theil", self.theil);
+            if params.groups.is_some() {
+                out = out
+                    .f64_opt("theil_between", self.theil_between)
+                    .f64_opt("theil_within", self.theil_within);
+            }
+        }
+        out.build()
+    }
 }
 
 #[derive(Default)]
@@ -286,6 +489,17 @@ struct Curve {
 }
 
 impl Curve {
+    fn table(self, groups: &Groups, batch: &RecordBatch) -> Result<RecordBatch, StageError> {
+        let unit: ArrayRef = Arc::new(StringArray::from(self.unit));
+        groups
+            .column(batch, &self.group)?
+            .i64("k", self.k)
+            .array("unit_id", unit)
+            .f64("x", self.x)
+            .f64("y", self.y)
+            .build()
+    }
+
     fn push(&mut self, group: usize, lorenz: &Lorenz, unit_ids: &[&str]) {
         for (k, &(x, y)) in lorenz.points.iter().enumerate() {
             self.group.push(group);
@@ -675,6 +889,127 @@ mod tests {
         // Centralization needs only the values: b holds 1 and 3 → A = 75 + 100, I = 0.5.
         assert_eq!(f64_col(summary, "centralization"), [None, Some(0.5)]);
         assert_eq!(out[1].1.num_rows(), 0);
+    }
+
+    const THEIL: &str = include_str!("../../tests/fixtures/stats/theil_expected.json");
+    const EDGES: &str = include_str!("../../tests/fixtures/stats/henan_units123_edges.csv");
+
+    #[test]
+    fn theil_and_its_decomposition_match_pysal_theild() {
+        let expected: serde_json::Value = serde_json::from_str(THEIL).unwrap();
+        let close = |got: Option<f64>, key: &str, case: &str| {
+            let want = expected[case][key].as_f64().unwrap();
+            assert!(
+                (got.unwrap() - want).abs() < 1e-9,
+                "{case} {key}: {got:?} vs PySAL {want}"
+            );
+        };
+        // Six units in two groups (u1 a, u2 b, u3 a, u4 b, u5 b, u6 a; rows run u6 … u1), two
+        // years (2001 doubles CE, which changes no share).
+        let groups: Vec<&str> = ["a", "b", "b", "a", "b", "a"].repeat(2);
+        let mut t = two_years();
+        t = TableBuilder::new()
+            .array("unit_id", t.column(0).clone())
+            .array("year", t.column(1).clone())
+            .array("ce_t_c", t.column(2).clone())
+            .array("cs_t_c", t.column(3).clone())
+            .str("zone", &groups)
+            .build()
+            .unwrap();
+        let (out, _) = run(
+            serde_json::json!({ "by": "year", "indices": ["gini", "theil"], "groups": "zone" }),
+            t,
+        )
+        .unwrap();
+        let summary = &out[0].1;
+        assert_eq!(
+            table::column_names(summary),
+            [
+                "year",
+                "gini",
+                "centralization",
+                "n",
+                "warning",
+                "centralization_warning",
+                "gini_plain",
+                "weight",
+                "theil",
+                "theil_between",
+                "theil_within"
+            ]
+        );
+        for row in 0..2 {
+            close(f64_col(summary, "theil")[row], "theil", "six_units");
+            close(
+                f64_col(summary, "theil_between")[row],
+                "theil_between",
+                "six_units",
+            );
+            close(
+                f64_col(summary, "theil_within")[row],
+                "theil_within",
+                "six_units",
+            );
+        }
+
+        // 123 Henan counties, reference_domain.py's `clustered` value grouped by prefecture.
+        let mut ids: Vec<i64> = EDGES
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').map(|v| v.parse::<i64>().unwrap()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        #[allow(clippy::cast_precision_loss)]
+        let value: Vec<f64> = ids
+            .iter()
+            .map(|id| ((id / 100) % 100) as f64 + 0.5 * (id % 7) as f64)
+            .collect();
+        let prefecture: Vec<String> = ids.iter().map(|id| (id / 100).to_string()).collect();
+        let t = TableBuilder::new()
+            .i64("unit_id", ids)
+            .f64("v", value)
+            .str("prefecture", &prefecture)
+            .build()
+            .unwrap();
+        let (out, _) = run(
+            serde_json::json!({ "value": "v", "indices": ["theil"], "groups": "prefecture" }),
+            t,
+        )
+        .unwrap();
+        let summary = &out[0].1;
+        assert_eq!(
+            table::column_names(summary),
+            ["n", "theil", "theil_between", "theil_within"]
+        );
+        let case = "henan_clustered_by_prefecture";
+        close(f64_col(summary, "theil")[0], "theil", case);
+        close(f64_col(summary, "theil_between")[0], "theil_between", case);
+        close(f64_col(summary, "theil_within")[0], "theil_within", case);
+        assert_eq!(out[1].1.num_rows(), 0, "no Lorenz points without `gini`");
+    }
+
+    #[test]
+    fn theil_of_a_zero_value_names_the_unit() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "b", "c"])
+            .f64("ce_t_c", vec![1.0, 0.0, 3.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({ "indices": ["theil"] }), t).unwrap_err();
+        assert!(
+            err.message.contains("unit `b`") && err.message.contains("`ce_t_c` is 0"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.unwrap().contains("undefined at zero"));
+        let t = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .f64("ce_t_c", vec![1.0, 2.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({ "groups": "zone" }), t).unwrap_err();
+        assert!(err.message.contains("no `theil`"), "{}", err.message);
     }
 
     #[test]

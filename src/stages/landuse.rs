@@ -20,6 +20,9 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType};
+use crate::methods::land_dynamics::{
+    comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
+};
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
@@ -147,6 +150,8 @@ and reclassified into the same `areas` table.";
                 .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
             OutputDecl::new("codes", "raw pixel counts per unit, year and code before reclassification (NoData left out)")
                 .with_columns([UNIT_ID, "year", "code", "pixels"]),
+            OutputDecl::new("dynamics", "per unit and consecutive years: the single dynamic degree K = (A_t2 − A_t1)/A_t1/T × 100 of each class, and class `all` with the comprehensive dynamic degree LC = Σ_i≠j ΔLU_i→j/(2 Σ LU_t1)/T × 100 of the transfer matrix; in % per year, null where A_t1 = 0 (and for `all` without a transfer matrix)")
+                .with_columns([UNIT_ID, "year_from", "year_to", "class", "degree_pct_per_year"]),
         ]
     }
 
@@ -750,6 +755,7 @@ fn tables(
     tt: TransitionCols,
     codes_rows: CodeCols,
 ) -> Result<Outputs, StageError> {
+    let dynamics = dynamics_table(&areas, &tr)?;
     let transitions = TableBuilder::new()
         .str(UNIT_ID, &tr.unit)
         .i64("year_from", tr.year_from)
@@ -776,7 +782,88 @@ fn tables(
         ("transitions".into(), transitions),
         ("transitions_total".into(), totals),
         ("codes".into(), codes),
+        ("dynamics".into(), dynamics),
     ])
+}
+
+/// The `dynamics` output: per unit and pair of consecutive years, the single dynamic degree of
+/// each class and, as class `all`, the comprehensive dynamic degree of the unit's transfer
+/// matrix (null without one, as for yearbook areas).
+fn dynamics_table(
+    areas: &arrow_array::RecordBatch,
+    tr: &TransitionCols,
+) -> Result<arrow_array::RecordBatch, StageError> {
+    let ids = table::strings(areas, "areas", UNIT_ID)?;
+    let years = table::i64s(areas, "areas", "year")?;
+    let classes = table::strings(areas, "areas", "class")?;
+    let area_ha = table::f64s(areas, "areas", "area_ha")?;
+    let mut by_unit: BTreeMap<&str, BTreeMap<i64, BTreeMap<&str, f64>>> = BTreeMap::new();
+    for r in 0..ids.len() {
+        *by_unit
+            .entry(&ids[r])
+            .or_default()
+            .entry(years[r])
+            .or_default()
+            .entry(&classes[r])
+            .or_default() += area_ha[r];
+    }
+    let mut matrices: BTreeMap<(&str, i64, i64), TransferMatrix<'_>> = BTreeMap::new();
+    for r in 0..tr.unit.len() {
+        matrices
+            .entry((&tr.unit[r], tr.year_from[r], tr.year_to[r]))
+            .or_default()
+            .push((tr.class_from[r], tr.class_to[r], tr.area_ha[r]));
+    }
+    let mut out = DynamicsCols::default();
+    for (unit, by_year) in &by_unit {
+        let years: Vec<i64> = by_year.keys().copied().collect();
+        for pair in years.windows(2) {
+            let (y1, y2) = (pair[0], pair[1]);
+            for class in LandClass::ALL.map(LandClass::as_str) {
+                let a1 = by_year[&y1].get(class).copied().unwrap_or(0.0);
+                let a2 = by_year[&y2].get(class).copied().unwrap_or(0.0);
+                out.push(
+                    unit,
+                    (y1, y2),
+                    class,
+                    single_dynamic_degree_pct_per_year(a1, a2, y2 - y1),
+                );
+            }
+            let lc = matrices
+                .get(&(*unit, y1, y2))
+                .and_then(|m| comprehensive_dynamic_degree_pct_per_year(m, y2 - y1));
+            out.push(unit, (y1, y2), "all", lc);
+        }
+    }
+    TableBuilder::new()
+        .str(UNIT_ID, &out.unit)
+        .i64("year_from", out.year_from)
+        .i64("year_to", out.year_to)
+        .str("class", &out.class)
+        .f64_opt("degree_pct_per_year", out.degree)
+        .build()
+}
+
+/// One unit's transfer matrix between two years: `(class_from, class_to, area_ha)`.
+type TransferMatrix<'a> = Vec<(&'a str, &'a str, f64)>;
+
+#[derive(Default)]
+struct DynamicsCols {
+    unit: Vec<String>,
+    year_from: Vec<i64>,
+    year_to: Vec<i64>,
+    class: Vec<String>,
+    degree: Vec<Option<f64>>,
+}
+
+impl DynamicsCols {
+    fn push(&mut self, unit: &str, (y1, y2): (i64, i64), class: &str, degree: Option<f64>) {
+        self.unit.push(unit.to_owned());
+        self.year_from.push(y1);
+        self.year_to.push(y2);
+        self.class.push(class.to_owned());
+        self.degree.push(degree);
+    }
 }
 
 #[derive(Default)]
@@ -1826,6 +1913,85 @@ mod tests {
                 "rows {order:?}"
             );
         }
+    }
+
+    #[test]
+    fn dynamic_degrees_by_hand() {
+        use arrow_array::Array;
+        use arrow_array::cast::AsArray;
+        // Unit A, ha: cultivated 100 → 80 → 84, forest 50 → 50 → 50, construction 10 → 30 → 26
+        // in 2000, 2010, 2015; the other classes 0. Transfer matrix 2000 → 2010 only:
+        // cultivated → cultivated 78, → construction 20, → forest 2; forest → forest 48,
+        // → cultivated 2; construction → construction 10 (total 160 ha).
+        let class_ha = [
+            [100.0, 50.0, 0.0, 0.0, 10.0, 0.0],
+            [80.0, 50.0, 0.0, 0.0, 30.0, 0.0],
+            [84.0, 50.0, 0.0, 0.0, 26.0, 0.0],
+        ];
+        let mut cols = AreaCols::default();
+        for (year, ha) in
+            [2015, 2000, 2010]
+                .into_iter()
+                .zip([class_ha[2], class_ha[0], class_ha[1]])
+        {
+            for c in LandClass::ALL {
+                cols.unit.push("A".to_owned());
+                cols.year.push(year);
+                cols.class.push(c.as_str());
+                cols.area_ha.push(ha[c.index()]);
+            }
+        }
+        let areas = TableBuilder::new()
+            .str(UNIT_ID, &cols.unit)
+            .i64("year", cols.year)
+            .str("class", &cols.class)
+            .f64("area_ha", cols.area_ha)
+            .build()
+            .unwrap();
+        let mut tr = TransitionCols::default();
+        for (from, to, ha) in [
+            ("cultivated", "cultivated", 78.0),
+            ("cultivated", "construction", 20.0),
+            ("cultivated", "forest", 2.0),
+            ("forest", "forest", 48.0),
+            ("forest", "cultivated", 2.0),
+            ("construction", "construction", 10.0),
+        ] {
+            tr.unit.push("A".to_owned());
+            tr.year_from.push(2000);
+            tr.year_to.push(2010);
+            tr.class_from.push(LandClass::parse(from).unwrap().as_str());
+            tr.class_to.push(LandClass::parse(to).unwrap().as_str());
+            tr.area_ha.push(ha);
+        }
+        let d = dynamics_table(&areas, &tr).unwrap();
+        assert_eq!(d.num_rows(), 14);
+        let class = table::strings(&d, "d", "class").unwrap();
+        let from = table::i64s(&d, "d", "year_from").unwrap();
+        let k = d
+            .column_by_name("degree_pct_per_year")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Float64Type>();
+        let get = |y: i64, c: &str| {
+            let r = (0..d.num_rows())
+                .find(|&r| from[r] == y && class[r] == c)
+                .unwrap();
+            k.is_valid(r).then(|| k.value(r))
+        };
+        let close = |got: Option<f64>, want: f64| {
+            assert!((got.unwrap() - want).abs() < 1e-12, "{got:?} vs {want}")
+        };
+        // K = (80 − 100)/100/10 × 100 = −2; construction (30 − 10)/10/10 × 100 = 20; forest 0.
+        close(get(2000, "cultivated"), -2.0);
+        close(get(2000, "construction"), 20.0);
+        close(get(2000, "forest"), 0.0);
+        assert_eq!(get(2000, "grassland"), None, "A_t1 = 0");
+        // LC = (20 + 2 + 2)/(2 × 160)/10 × 100 = 0.75.
+        close(get(2000, "all"), 0.75);
+        // 2010 → 2015: cultivated (84 − 80)/80/5 × 100 = 1; no matrix, so `all` is null.
+        close(get(2010, "cultivated"), 1.0);
+        close(get(2010, "construction"), -(4.0 / 30.0) / 5.0 * 100.0);
+        assert_eq!(get(2010, "all"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod landuse;
 pub mod report;
 pub mod sink;
 pub mod sweep;
+pub mod transition_carbon;
 pub mod zoning;
 
 /// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds, then the
@@ -29,6 +30,7 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<landuse::LandUse>::new(),
     &Entry::<emission::Emission>::new(),
     &Entry::<sink::Sink>::new(),
+    &Entry::<transition_carbon::TransitionCarbon>::new(),
     &Entry::<indices::Indices>::new(),
     &Entry::<inequality::Inequality>::new(),
     &Entry::<autocorrelation::Autocorrelation>::new(),

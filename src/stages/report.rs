@@ -11,7 +11,7 @@ use crate::engine::stage::{
 };
 use crate::report::classing::Classing;
 use crate::report::geojson_out::{Feature, Prop, feature_collection};
-use crate::report::html::{Flow, ReportData, UnitShape, VARIABLES, render};
+use crate::report::html::{Flow, InequalityRow, ReportData, UnitShape, VARIABLES, render};
 use crate::report::projection::Albers;
 use crate::table::{TableBuilder, f64s, has_column, i64s, ids, polygons, strings};
 
@@ -122,10 +122,11 @@ const PORTS: [&str; 10] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
         clusters and zones for `year` and as small multiples over the years, each with legend, north arrow and scale bar; Gini and \
-        centralization over the years with the 0.4 warning line; Lorenz curves; functional-area bars; zone summary; compensation \
+        centralization over the years with the 0.4 warning line (for the Gini of emission per unit; the carbon Gini of emission against \
+        sink is charted apart, without it); Lorenz curves; functional-area bars; zone summary; compensation \
         flows; provenance) and GeoJSON layers. Only wired inputs are rendered. Outputs are tables of file contents (`name`, \
         `content`) for the engine to publish.";
     const PARAMS: &'static [ParamDoc] = &[
@@ -420,19 +421,10 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
         }
         None => None,
     };
-    let mut inequality = Vec::new();
-    if let Some(t) = inputs.optional("inequality") {
-        let y = i64s(t, "inequality", "year")?;
-        let g = f64s(t, "inequality", "gini")?;
-        let c = f64s(t, "inequality", "centralization")?;
-        inequality = y
-            .into_iter()
-            .zip(g)
-            .zip(c)
-            .map(|((y, g), c)| (y, g, c))
-            .collect();
-        inequality.sort_by_key(|r| r.0);
-    }
+    let (inequality, inequality_weight) = match inputs.optional("inequality") {
+        Some(t) => inequality_rows(t)?,
+        None => (Vec::new(), None),
+    };
     let mut lorenz: BTreeMap<i64, Vec<(i64, f64, f64)>> = BTreeMap::new();
     if let Some(t) = inputs.optional("lorenz") {
         let y = i64s(t, "lorenz", "year")?;
@@ -523,6 +515,7 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
         clusters,
         zones,
         inequality,
+        inequality_weight,
         lorenz,
         functional,
         flows,
@@ -635,6 +628,36 @@ fn compensation_flows(
     Ok(Some((chosen, amount_col, flows)))
 }
 
+/// The `inequality` table's rows by year, and its `weight` (which index `gini` is).
+fn inequality_rows(t: &RecordBatch) -> Result<(Vec<InequalityRow>, Option<String>), StageError> {
+    let y = i64s(t, "inequality", "year")?;
+    let g = f64s(t, "inequality", "gini")?;
+    let c = f64s(t, "inequality", "centralization")?;
+    let plain = if has_column(t, "gini_plain") {
+        f64s(t, "inequality", "gini_plain")?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None; y.len()]
+    };
+    let weight = if has_column(t, "weight") {
+        strings(t, "inequality", "weight")?.into_iter().next()
+    } else {
+        None
+    };
+    let mut rows: Vec<InequalityRow> = (0..y.len())
+        .map(|i| InequalityRow {
+            year: y[i],
+            gini: g[i],
+            centralization: c[i],
+            gini_plain: plain[i].filter(|v| v.is_finite()),
+        })
+        .collect();
+    rows.sort_by_key(|r| r.year);
+    Ok((rows, weight))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +742,8 @@ mod tests {
             .i64("year", vec![2015, 2020])
             .f64("gini", vec![0.35, 0.42])
             .f64("centralization", vec![0.3, 0.41])
+            .f64("gini_plain", vec![0.28, 0.39])
+            .str("weight", &["cs_t_c", "cs_t_c"])
             .build()
             .unwrap();
         let (html, geo) = run(
@@ -741,7 +766,18 @@ mod tests {
         );
         assert!(!html.contains("<script"));
         assert!(html.contains("Demonstration data, not official statistics"));
-        assert!(html.contains("warning line 0.4"));
+        // The warning line and its caption go with the Gini per unit, once; the carbon Gini of
+        // emission against sink has its own chart, named with its weight, without the line.
+        assert_eq!(html.matches("warning line 0.4").count(), 1);
+        assert!(html.contains("Gini of emission per unit and centralization index"));
+        assert!(html.contains("0.4–0.5 large gap"));
+        assert!(html.contains("Carbon Gini: emission against sink (weight <code>cs_t_c</code>)"));
+        let carbon_chart = html.split("Carbon Gini: emission").nth(1).unwrap();
+        let carbon_chart = carbon_chart.split("</p></div>").next().unwrap();
+        assert!(
+            !carbon_chart.contains("reference-line"),
+            "no 0.4 line on the carbon Gini"
+        );
         assert!(html.contains(&escape("C<D>")), "names are escaped");
         assert!(!html.contains("C<D>"));
         assert_eq!(

@@ -87,7 +87,8 @@ pub struct Params {
     /// The balance band of the `three_zone` scheme: |value| ≤ band is balanced.
     #[serde(default)]
     pub band: f64,
-    /// With clusters: `majority` or `profile`.
+    /// With clusters: `profile` (default: the zone of the cluster's mean values, as the
+    /// domain method names clusters by their centroid) or `majority`.
     #[serde(default = "default_cluster_rule")]
     pub cluster_rule: ClusterRule,
     /// An area column: weights the majority and is summed in `summary`.
@@ -105,7 +106,7 @@ fn default_value_column() -> String {
     "nce_t_c".to_owned()
 }
 fn default_cluster_rule() -> ClusterRule {
-    ClusterRule::Majority
+    ClusterRule::Profile
 }
 fn default_id_column() -> String {
     "unit_id".to_owned()
@@ -189,9 +190,9 @@ impl Stage for Zoning {
         ESC < 1 and ECC ≥ 1; high_carbon_optimization ESC < 1 and ECC < 1), `quadrant` (ECC/ESC), `three_zone` \
         (payment > band ≥ balanced ≥ −band > receiving on `value_column`), or custom `rules`. The table is checked at \
         plan time: gaps (without `default`), overlaps under `match: unique` and rules that can never apply are errors \
-        naming the rules and an example point. With `clusters` wired every unit takes its cluster's zone: the \
-        area-weighted majority of its units' zones (`cluster_rule: majority`) or the zone of the cluster's mean values \
-        (`profile`).";
+        naming the rules and an example point. With `clusters` wired every unit takes its cluster's zone: the zone of \
+        the cluster's mean values (`cluster_rule: profile`, the default) or the area-weighted majority of its units' \
+        zones (`majority`).";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "scheme",
@@ -231,9 +232,9 @@ impl Stage for Zoning {
         },
         ParamDoc {
             name: "cluster_rule",
-            ty: "majority | profile",
-            default: "majority",
-            doc: "with clusters: area-weighted majority of unit zones, or the zone of the cluster mean",
+            ty: "profile | majority",
+            default: "profile",
+            doc: "with clusters: the zone of the cluster's mean values (profile), or the area-weighted majority of unit zones",
         },
         ParamDoc {
             name: "area_column",
@@ -671,7 +672,7 @@ mod tests {
         // Majority by area: a 500 (sink), b 400 (maintenance), c 300 (control) → sink;
         // d 200 (economic) vs e 100 (high-carbon) → economic development.
         let out = run(
-            serde_json::json!({ "area_column": "area_km2" }),
+            serde_json::json!({ "area_column": "area_km2", "cluster_rule": "majority" }),
             indices(),
             Some(labels.clone()),
         )
@@ -695,13 +696,8 @@ mod tests {
             vec![1200.0, 0.0, 0.0, 300.0, 0.0]
         );
         // Profile: cluster 1 means ESC 1.1, NCE 4/3, ECC 3.6/3 = 1.2 → maintenance;
-        // cluster 2 means ESC 0.4, ECC 1.2 → economic development.
-        let out = run(
-            serde_json::json!({ "cluster_rule": "profile" }),
-            indices(),
-            Some(labels),
-        )
-        .unwrap();
+        // cluster 2 means ESC 0.4, ECC 1.2 → economic development. Profile is the default.
+        let out = run(serde_json::json!({}), indices(), Some(labels)).unwrap();
         assert_eq!(
             strings(&out[0].1, "zones", "zone").unwrap()[0],
             "low_carbon_maintenance"

@@ -1,0 +1,215 @@
+//! `transition_carbon`: the carbon attribution of the transfer matrix. For each unit and each
+//! class-to-class conversion of `landuse`'s `transitions`, the change in yearly emission (CE)
+//! and absorption (CS) that the conversion causes under the area-coefficient method.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::stage::{
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+};
+use crate::methods::conversion_carbon::conversion_change_t_c;
+use crate::stages::carbon_panel::CoefficientChoice;
+use crate::table::{self, TableBuilder};
+
+/// The `transition_carbon` kind.
+pub struct TransitionCarbon;
+
+/// Parameters of `transition_carbon`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Land-use coefficients, as for `emission` and `sink` (use the same choice). Default
+    /// preset `mixed`.
+    #[serde(default)]
+    pub coefficients: CoefficientChoice,
+}
+
+/// The embedded presets this kind reads, and their digest pinned with `VERSION` (as in `sink`).
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESETS_PINNED: (u32, &str) = (
+    1,
+    "d8d6656972deb9c90756133db69c5f7980ddbaf633871de850a599285bcbe0e2",
+);
+#[cfg_attr(not(test), allow(dead_code))]
+const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv"];
+
+const COLUMNS: [&str; 8] = [
+    "unit_id",
+    "year_from",
+    "year_to",
+    "class_from",
+    "class_to",
+    "area_ha",
+    "delta_ce_t_c_per_year",
+    "delta_cs_t_c_per_year",
+];
+
+impl Stage for TransitionCarbon {
+    const KIND: &'static str = "transition_carbon";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Carbon attribution of the transfer matrix: for each unit and conversion class_from → \
+        class_to (class_from ≠ class_to) of `landuse`'s `transitions`, the change in yearly emission ΔCE = a·(max(c_to, 0) \
+        − max(c_from, 0)) and absorption ΔCS = a·(max(−c_to, 0) − max(−c_from, 0)) in t C per year, from the land-use \
+        coefficients c (t C/ha/a, > 0 source, < 0 sink). A class without a coefficient absorbs nothing and its emission \
+        is unknown (construction land is accounted from energy use): ΔCE is null for conversions to or from it.";
+    const PARAMS: &'static [ParamDoc] = &[ParamDoc {
+        name: "coefficients",
+        ty: "{preset, override}",
+        default: "{preset: mixed}",
+        doc: "land-use coefficients t C/ha/a, as for `emission` and `sink`",
+    }];
+    type Params = Params;
+
+    fn ports(_params: &Params) -> Vec<Port> {
+        vec![
+            Port::required(
+                "transitions",
+                "the transfer matrix per unit (`landuse`'s `transitions`)",
+            )
+            .with_columns([
+                "unit_id",
+                "year_from",
+                "year_to",
+                "class_from",
+                "class_to",
+                "area_ha",
+            ]),
+        ]
+    }
+
+    fn outputs(_params: &Params) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new(
+                "transition_carbon",
+                "per unit and conversion: area_ha, delta_ce_t_c_per_year (null when a class has no coefficient), delta_cs_t_c_per_year",
+            )
+            .with_columns(COLUMNS),
+        ]
+    }
+
+    fn sources(params: &Params) -> Vec<Source> {
+        params.coefficients.sources()
+    }
+
+    fn validate(params: &Params) -> Result<(), StageError> {
+        params.coefficients.validate()
+    }
+
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let coefficients = params.coefficients.load(ctx)?;
+        let t = inputs.table("transitions")?;
+        let units = table::ids(t, "transitions", "unit_id")?;
+        let year_from = table::i64s(t, "transitions", "year_from")?;
+        let year_to = table::i64s(t, "transitions", "year_to")?;
+        let from = table::strings(t, "transitions", "class_from")?;
+        let to = table::strings(t, "transitions", "class_to")?;
+        let area = table::f64s(t, "transitions", "area_ha")?;
+        let mut rows: Vec<usize> = (0..units.len()).filter(|&r| from[r] != to[r]).collect();
+        if let Some(&r) = rows
+            .iter()
+            .find(|&&r| !(area[r].is_finite() && area[r] >= 0.0))
+        {
+            return Err(StageError::data(format!(
+                "`transitions` row {}: unit `{}`, {} → {}: area_ha is {}",
+                r + 1,
+                units[r],
+                from[r],
+                to[r],
+                area[r]
+            ))
+            .with_hint("areas are ≥ 0 ha; wire `landuse`'s `transitions` output"));
+        }
+        rows.sort_by(|&a, &b| {
+            (&units[a], year_from[a], year_to[a], &from[a], &to[a]).cmp(&(
+                &units[b],
+                year_from[b],
+                year_to[b],
+                &from[b],
+                &to[b],
+            ))
+        });
+        let (mut ce, mut cs) = (
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+        );
+        for &r in &rows {
+            let (d_ce, d_cs) = conversion_change_t_c(
+                area[r],
+                coefficients.get(&from[r]).copied(),
+                coefficients.get(&to[r]).copied(),
+            );
+            ce.push(d_ce);
+            cs.push(d_cs);
+        }
+        let pick_str = |v: &[String]| rows.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+        let pick_i64 = |v: &[i64]| rows.iter().map(|&r| v[r]).collect::<Vec<_>>();
+        let out = TableBuilder::new()
+            .str("unit_id", &pick_str(&units))
+            .i64("year_from", pick_i64(&year_from))
+            .i64("year_to", pick_i64(&year_to))
+            .str("class_from", &pick_str(&from))
+            .str("class_to", &pick_str(&to))
+            .f64("area_ha", rows.iter().map(|&r| area[r]).collect())
+            .f64_opt("delta_ce_t_c_per_year", ce)
+            .f64("delta_cs_t_c_per_year", cs)
+            .build()?;
+        Ok(vec![("transition_carbon".to_owned(), out)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::stage::{Entry, StageEntry};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn conversions_are_attributed_with_the_preset_coefficients() {
+        let t = TableBuilder::new()
+            .str("unit_id", &["b", "a", "a", "a"])
+            .i64("year_from", vec![2000; 4])
+            .i64("year_to", vec![2010; 4])
+            .str(
+                "class_from",
+                &["forest", "cultivated", "cultivated", "forest"],
+            )
+            .str(
+                "class_to",
+                &["forest", "construction", "cultivated", "cultivated"],
+            )
+            .f64("area_ha", vec![50.0, 20.0, 78.0, 10.0])
+            .build()
+            .unwrap();
+        let prepared = Entry::<TransitionCarbon>::new()
+            .prepare(serde_json::json!({}))
+            .unwrap();
+        let inputs = Inputs::new(BTreeMap::from([("transitions".to_owned(), t)]));
+        let ctx = StageContext::new("tc", std::path::Path::new("."), BTreeMap::new());
+        let out = prepared.run(&inputs, &ctx).unwrap();
+        let o = &out[0].1;
+        assert_eq!(table::column_names(o), COLUMNS);
+        // Persistence rows (b forest → forest, a cultivated → cultivated) are left out.
+        assert_eq!(o.num_rows(), 2);
+        assert_eq!(
+            table::strings(o, "o", "class_to").unwrap(),
+            ["construction", "cultivated"]
+        );
+        let ce = table::f64s(o, "o", "delta_ce_t_c_per_year").unwrap();
+        let cs = table::f64s(o, "o", "delta_cs_t_c_per_year").unwrap();
+        // Preset `mixed`: cultivated +0.422, forest −0.644, construction has no coefficient.
+        // a: 20 ha cultivated → construction: ΔCE unknown (null), ΔCS 0.
+        assert!(ce[0].is_nan() && cs[0] == 0.0);
+        // a: 10 ha forest → cultivated: ΔCE = 10 × 0.422 = 4.22, ΔCS = −10 × 0.644 = −6.44.
+        assert!((ce[1] - 4.22).abs() < 1e-12 && (cs[1] + 6.44).abs() < 1e-12);
+    }
+
+    #[test]
+    fn presets_are_pinned_to_version() {
+        let digest = crate::methods::coefficients::presets_digest(PRESET_FILES_USED);
+        assert_eq!(
+            (TransitionCarbon::VERSION, digest.as_str()),
+            PRESETS_PINNED,
+            "an embedded preset changed: bump `TransitionCarbon::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
+        );
+    }
+}
