@@ -224,7 +224,7 @@ fn run_study(
                 "check: {total} published file(s) are up to date\n"
             ))?;
         }
-    } else if report.results.iter().any(|r| r.manifest.is_none()) {
+    } else if plan.outputs_dir.is_some() && report.results.iter().any(|r| r.manifest.is_none()) {
         // Publishing part of a run would mix its tables with files from an earlier one.
         eprintln!(
             "nothing published: not every stage completed, so the outputs folder keeps the files of the last complete run"

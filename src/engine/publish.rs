@@ -402,9 +402,7 @@ pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
         for entry in read.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if d == dir && name == STAGING {
-                out.push(path);
-            } else if name.starts_with(OLD_TMP_PREFIX) {
+            if (d == dir && name == STAGING) || name.starts_with(OLD_TMP_PREFIX) {
                 out.push(path);
             } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);

@@ -142,7 +142,7 @@ pub struct Params {
 /// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
-    2,
+    3,
     "e8a0cf01c70283bf64cf220ed4cfbec2767b8d65d29bf26a16e7a267f305b51c",
 );
 #[cfg_attr(not(test), allow(dead_code))]
