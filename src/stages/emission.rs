@@ -1323,7 +1323,7 @@ mod tests {
             .build()
             .unwrap();
         let (out, _) = run(
-            serde_json::json!({"energy_allocation": "ntl"}),
+            serde_json::json!({"energy_allocation": "ntl", "absent_fuels": absent_except(&["raw_coal"])}),
             vec![
                 ("areas", areas_table()),
                 ("energy", energy.clone()),
@@ -1342,7 +1342,7 @@ mod tests {
             .build()
             .unwrap();
         let err = run(
-            serde_json::json!({"energy_allocation": "ntl"}),
+            serde_json::json!({"energy_allocation": "ntl", "absent_fuels": absent_except(&["raw_coal"])}),
             vec![("areas", areas_table()), ("energy", energy), ("ntl", bad)],
         )
         .unwrap_err();
