@@ -2,8 +2,9 @@
 //! attributes as cells (types decided later), geometries as `geo` multipolygons.
 //!
 //! Only areal units are read: Polygon and MultiPolygon (GeoJSON), Polygon/PolygonZ/PolygonM
-//! (Shapefile). Coordinates are taken as they are (lon/lat is expected; nothing is reprojected),
-//! but rings are oriented as RFC 7946 says (exteriors counter-clockwise, holes clockwise) so
+//! (Shapefile). Coordinates come out in lon/lat degrees: a GeoJSON `crs` member or a shapefile
+//! `.prj` naming a projection is honoured (see [`crate::io::crs`]), and a vertex outside its
+//! CRS's valid range is an error naming the feature and the vertex. Rings are oriented as RFC 7946 says (exteriors counter-clockwise, holes clockwise) so
 //! every unit table has the same winding whatever the source (shapefiles wind the other way).
 //! Knows formats, not carbon.
 
@@ -22,6 +23,7 @@ use shapefile::dbase;
 
 use crate::engine::stage::StageError;
 use crate::io::cells::{Cell, CellTable};
+use crate::io::crs::SourceCrs;
 
 // --- GeoJSON -------------------------------------------------------------------------------
 
@@ -32,6 +34,9 @@ struct RawCollection {
     kind: String,
     #[serde(default)]
     features: Vec<RawFeature>,
+    /// The legacy (2008) named-CRS member; RFC 7946 files have none and are lon/lat.
+    #[serde(default)]
+    crs: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +195,13 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
     if collection.features.is_empty() {
         return Err(StageError::data(format!("{file} has no features")));
     }
+    let crs = match collection.crs.as_ref().filter(|c| !c.is_null()) {
+        None => SourceCrs::LonLat,
+        Some(member) => SourceCrs::from_geojson_member(member).map_err(|e| {
+            StageError::data(format!("{file}: {e}"))
+                .with_hint("name the CRS as {\"type\": \"name\", \"properties\": {\"name\": \"EPSG:3857\"}}, or save the file in EPSG:4326 without a `crs` member")
+        })?,
+    };
     let mut names = Vec::new();
     let mut columns = Vec::new();
     let mut rows = Vec::new();
@@ -197,6 +209,7 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
     for (i, feature) in collection.features.into_iter().enumerate() {
         let label = format!("{file}: feature index {i}");
         let geometry = json_geometry(feature.geometry)
+            .and_then(|g| crs.to_lon_lat(g))
             .map_err(|e| StageError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         let values = feature.properties.map(|p| p.0).unwrap_or_default();
@@ -388,6 +401,21 @@ fn dbf_encoding(
     }
 }
 
+/// The CRS of a shapefile's `.prj` (lon/lat when there is none).
+fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, StageError> {
+    let prj_path = path.with_extension("prj");
+    let Ok(bytes) = std::fs::read(&prj_path) else {
+        return Ok(SourceCrs::LonLat);
+    };
+    let shown_prj = shown.with_extension("prj");
+    let text = String::from_utf8_lossy(&bytes);
+    SourceCrs::from_prj(&text).map_err(|e| {
+        StageError::data(format!("{}: {e}", shown_prj.display())).with_hint(
+            "write the .prj as ESRI WKT (GIS software does when it saves a shapefile), or reproject the file to EPSG:4326",
+        )
+    })
+}
+
 /// Reads a shapefile (`.shp` with its `.dbf`; `.shx`, `.cpg` and `.prj` when present).
 /// `encoding` overrides the attribute encoding; otherwise the `.cpg` file names it, else the
 /// DBF's language driver id, else the attributes must be UTF-8.
@@ -424,6 +452,7 @@ pub fn read_shapefile(
         .iter()
         .map(|f| f.name().to_owned())
         .collect();
+    let crs = prj_crs(path, shown)?;
     let mut reader = shapefile::Reader::new(shapes, records);
 
     let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); fields.len()];
@@ -449,8 +478,9 @@ pub fn read_shapefile(
                 StageError::data(format!("{label}: {e}"))
             }
         })?;
-        let geometry =
-            shape_polygon(shape).map_err(|e| StageError::data(format!("{label}: {e}")))?;
+        let geometry = shape_polygon(shape)
+            .and_then(|g| crs.to_lon_lat(g))
+            .map_err(|e| StageError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         for (column, name) in columns.iter_mut().zip(&fields) {
             column.push(record.remove(name).map_or(Cell::Null, dbf_cell));
@@ -459,11 +489,6 @@ pub fn read_shapefile(
     }
     if rows.is_empty() {
         return Err(StageError::data(format!("{file} has no records")));
-    }
-    if let Ok(prj) = std::fs::read_to_string(path.with_extension("prj"))
-        && prj.trim_start().starts_with("PROJCS")
-    {
-        notes.push(format!("{file}: the .prj describes a projected CRS, but unit geometries are expected in lon/lat (EPSG:4326)"));
     }
     let mut table = CellTable::new(shown, fields.into_iter().zip(columns).collect(), rows)?;
     table.geometry = Some(geometries);
@@ -608,6 +633,130 @@ mod tests {
         assert_eq!(
             err.message,
             "p.geojson: feature index 1: the geometry is a Point, but units must be Polygon or MultiPolygon"
+        );
+    }
+
+    fn vector_fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/vector")
+            .join(name)
+    }
+
+    /// Vertices of each unit (all rings, in order, as lon/lat).
+    fn vertices(table: &CellTable) -> Vec<Vec<Coord<f64>>> {
+        use geo::CoordsIter;
+        let geometries = table
+            .geometry
+            .as_ref()
+            .expect("vector tables have geometry");
+        geometries
+            .iter()
+            .map(|g| g.coords_iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn projected_shapefiles_give_the_lon_lat_polygons_and_their_areas() {
+        use geo::GeodesicArea;
+        let lon_lat = read_geojson(
+            &vector_fixture("units_lonlat.geojson"),
+            Path::new("units_lonlat.geojson"),
+        )
+        .unwrap();
+        let expected = vertices(&lon_lat);
+        // Geodesic areas on WGS84 by pyproj's Geod.polygon_area_perimeter (make_fixtures.py).
+        let areas_m2 = [304_644_807.580_688_5, 470_139_361.609_407_4];
+        for name in [
+            "albers_wgs84",
+            "utm49n_wgs84",
+            "gk38_cgcs2000",
+            "gk_cm114_beijing1954",
+        ] {
+            let shp = vector_fixture(&format!("{name}.shp"));
+            let table = read_shapefile(&shp, Path::new(name), None).unwrap();
+            let got = vertices(&table);
+            assert_eq!(got.len(), expected.len(), "{name}");
+            for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
+                // pyproj projected the lon/lat vertices; reading back must undo it (1e-8° ≈ 1 mm).
+                assert!(
+                    (g.x - e.x).abs() < 1e-8 && (g.y - e.y).abs() < 1e-8,
+                    "{name}: {g:?} vs {e:?}"
+                );
+            }
+            for (geometry, area) in table.geometry.as_ref().unwrap().iter().zip(areas_m2) {
+                let got = geometry.geodesic_area_unsigned();
+                assert!((got - area).abs() / area < 1e-9, "{name}: {got} vs {area}");
+            }
+        }
+    }
+
+    #[test]
+    fn geojson_crs_member_is_honoured() {
+        let lon_lat = read_geojson(
+            &vector_fixture("units_lonlat.geojson"),
+            Path::new("units_lonlat.geojson"),
+        )
+        .unwrap();
+        let mercator = read_geojson(
+            &vector_fixture("units_3857.geojson"),
+            Path::new("units_3857.geojson"),
+        )
+        .unwrap();
+        for (g, e) in vertices(&mercator)
+            .iter()
+            .flatten()
+            .zip(vertices(&lon_lat).iter().flatten())
+        {
+            assert!(
+                (g.x - e.x).abs() < 1e-9 && (g.y - e.y).abs() < 1e-9,
+                "{g:?} vs {e:?}"
+            );
+        }
+    }
+
+    fn geojson_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.geojson");
+        std::fs::write(&path, text).unwrap();
+        read_geojson(&path, Path::new("u.geojson"))
+            .unwrap_err()
+            .message
+    }
+
+    #[test]
+    fn absurd_vertex_is_an_error_naming_feature_and_vertex() {
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[113,34],[114,34],[1e308,1e308],[113,34]]]}}]}"#,
+        );
+        assert!(
+            message.starts_with(
+                "u.geojson: feature index 0: the vertex [1e308, 1e308] is not a longitude/latitude"
+            ),
+            "{message}"
+        );
+        // In a projected file the same vertex is beyond any projected coordinate.
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:3857"}},
+            "features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1000,0],[1e308,1e308],[0,0]]]}}]}"#,
+        );
+        assert!(
+            message.starts_with("u.geojson: feature index 0: the vertex [1e308, 1e308] is not a coordinate of EPSG:3857"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_geojson_crs_is_an_error() {
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:FOO::1"}},
+            "features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}]}"#,
+        );
+        assert_eq!(
+            message,
+            "u.geojson: the `crs` member names `urn:ogc:def:crs:FOO::1`, which is not an EPSG code"
         );
     }
 
