@@ -138,9 +138,32 @@ fn decoder(path: &Path) -> Result<Decoder<BufReader<File>>, GeoTiffError> {
         path: path.to_owned(),
         source,
     })?;
+    let file_len = file
+        .metadata()
+        .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
     Ok(Decoder::new(BufReader::with_capacity(1 << 16, file))
         .map_err(|e| tiff_err(path, e))?
-        .with_limits(Limits::unlimited()))
+        .with_limits(limits(file_len)))
+}
+
+/// Bytes one decoded chunk may take per byte of file, beyond [`CHUNK_ALLOWANCE`]. DEFLATE
+/// expands at most 1032-fold; a constant LZW strip a little more, but then the file holds
+/// other chunks too.
+const EXPANSION_PER_FILE_BYTE: usize = 1024;
+/// What any chunk may take whatever the file's size (a 2048 × 2048 tile of 8-bit codes).
+const CHUNK_ALLOWANCE: usize = 4 << 20;
+
+/// Decoder limits set by the file's size, not by the sizes its tags declare: a tag's values
+/// lie inside the file, and a chunk cannot decode to more than its bytes can expand to. So a
+/// small file declaring a 2^30-pixel tile or a 2^32-entry offset table is an error, not an
+/// attempt to allocate it.
+fn limits(file_len: usize) -> Limits {
+    let mut limits = Limits::default();
+    limits.ifd_value_size = file_len;
+    limits.decoding_buffer_size =
+        CHUNK_ALLOWANCE.saturating_add(file_len.saturating_mul(EXPANSION_PER_FILE_BYTE));
+    limits.intermediate_buffer_size = limits.decoding_buffer_size;
+    limits
 }
 
 /// Reads the header, georeferencing and CRS of a GeoTIFF (first image only).
@@ -879,6 +902,29 @@ mod tests {
             err.contains("user-defined projection method 6") && err.contains("`crs` parameter"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn declared_sizes_beyond_the_file_are_errors_not_allocations() {
+        // Files of a few hundred bytes from the malformed-input corpus: a StripOffsets tag
+        // declaring 2^30 - 1 entries (8 GiB of values) and a 2^30 × 2^30-pixel tile. Without
+        // limits set by the file's size, the decoder tried to allocate both.
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/geotiff");
+        for name in [
+            "strip_offsets_count_huge.tif",
+            "tiles_huge.tif",
+            "geokeys_count_huge.tif",
+        ] {
+            let path = corpus.join(name);
+            let opened = open(&path).and_then(|info| {
+                let mut reader = ChunkReader::new(&info)?;
+                reader.read(0).map(drop)
+            });
+            let message = opened.unwrap_err().to_string();
+            assert!(message.contains(name), "{message}");
+        }
+        assert_eq!(limits(1000).ifd_value_size, 1000);
+        assert_eq!(limits(1000).decoding_buffer_size, (4 << 20) + 1_024_000);
     }
 
     #[test]
