@@ -358,7 +358,11 @@ mod tests {
         }
         assert!(text.len() < 500);
         let err = parse(Path::new("s.yaml"), text).unwrap_err();
-        assert!(err.message.starts_with("invalid study file"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid study file"),
+            "{}",
+            err.message
+        );
         // Two levels (81 values) are a legitimate use of anchors.
         let small = "study: demo\nstages:\n  units:\n    kind: ingest\n    a: &a [x, x, x, x, x, x, x, x, x]\n    b: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
         assert!(parse(Path::new("s.yaml"), small.to_owned()).is_ok());

@@ -401,6 +401,113 @@ fn dbf_encoding(
     }
 }
 
+/// Checks the record structure of a `.shp` (ESRI, *Shapefile Technical Description*, 1998,
+/// tables 1 to 6) before the shapefile crate reads it, since that crate reserves memory for the
+/// part and point counts a record declares: every record must fit in the file, and the counts
+/// of a polygon, polyline or multipoint must fit in its record.
+fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
+    let int_at = |at: usize, big: bool| -> i32 {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().expect("4 bytes");
+        if big {
+            i32::from_be_bytes(b)
+        } else {
+            i32::from_le_bytes(b)
+        }
+    };
+    if bytes.len() < 100 {
+        return Err(format!(
+            "the file has {} bytes, fewer than the 100-byte header",
+            bytes.len()
+        ));
+    }
+    let mut pos = 100;
+    let mut record = 0;
+    while pos + 8 <= bytes.len() {
+        record += 1;
+        let words = int_at(pos + 4, true);
+        let end = usize::try_from(words)
+            .ok()
+            .map(|w| pos + 8 + 2 * w)
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| format!("record {record} declares {words} 16-bit words of content, beyond the end of the file"))?;
+        let content_len = end - pos - 8;
+        if content_len >= 4 {
+            let shape_type = int_at(pos + 8, false);
+            // The fixed part of the record: type, bounding box and the counts (parts, points).
+            let needed = match shape_type {
+                3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
+                8 | 18 | 28 => 40,
+                _ => 0,
+            };
+            if needed > 0 {
+                if content_len < needed {
+                    return Err(format!(
+                        "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
+                    ));
+                }
+                // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
+                let (parts, points) = if needed == 44 {
+                    (int_at(pos + 8 + 36, false), int_at(pos + 8 + 40, false))
+                } else {
+                    (0, int_at(pos + 8 + 36, false))
+                };
+                let fits = u64::try_from(parts)
+                    .ok()
+                    .zip(u64::try_from(points).ok())
+                    .is_some_and(|(parts, points)| {
+                        needed as u64 + 4 * parts + 16 * points <= content_len as u64
+                    });
+                if !fits {
+                    return Err(format!(
+                        "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
+                    ));
+                }
+            }
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Checks a `.dbf` header against its own fields and the file's size (dBase III+ layout as in
+/// the *Xbase file format description*, 32-byte field descriptors ended by 0x0D): the record
+/// length must equal the deletion flag plus the field lengths, and the declared records must
+/// be in the file. The dbase crate otherwise reads misaligned records as values, silently.
+fn check_dbf_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 32 {
+        return Err(format!(
+            "the file has {} bytes, fewer than the 32-byte header",
+            bytes.len()
+        ));
+    }
+    if bytes[0] & 0x07 == 4 {
+        // dBase 7 has 48-byte field descriptors; the crate reads those itself.
+        return Ok(());
+    }
+    let records = u64::from(u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")));
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let record_len = u64::from(u16::from_le_bytes([bytes[10], bytes[11]]));
+    let mut fields_len = 1u64;
+    let mut at = 32;
+    while at + 32 <= bytes.len().min(header_len) && bytes[at] != 0x0D {
+        fields_len += u64::from(bytes[at + 16]);
+        at += 32;
+    }
+    if record_len != fields_len {
+        return Err(format!(
+            "the header says each record takes {record_len} bytes, but its fields take {fields_len} (with the deletion flag)"
+        ));
+    }
+    let needed = header_len as u64 + records * record_len;
+    if (bytes.len() as u64) < needed {
+        return Err(format!(
+            "the header declares {records} records of {record_len} bytes after a {header_len}-byte header ({needed} bytes), but the file has {}",
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The CRS of a shapefile's `.prj` (lon/lat when there is none).
 fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, StageError> {
     let prj_path = path.with_extension("prj");
@@ -425,6 +532,11 @@ pub fn read_shapefile(
     encoding: Option<&'static encoding_rs::Encoding>,
 ) -> Result<CellTable, StageError> {
     let file = shown.display();
+    let damaged = "the file is damaged: export the layer again from GIS software";
+    let shp_bytes =
+        std::fs::read(path).map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
+    check_shp_records(&shp_bytes)
+        .map_err(|e| StageError::data(format!("{file}: {e}")).with_hint(damaged))?;
     let shapes = shapefile::ShapeReader::from_path(path)
         .map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
     let dbf_path = path.with_extension("dbf");
@@ -437,6 +549,12 @@ pub fn read_shapefile(
             "a shapefile is several files: keep the .dbf (and .shx, .prj, .cpg) next to the .shp",
         )
     })?;
+    if let Ok(bytes) = std::fs::read(&dbf_path) {
+        check_dbf_header(&bytes).map_err(|e| {
+            StageError::data(format!("{}: {e}", shown.with_extension("dbf").display()))
+                .with_hint(damaged)
+        })?;
+    }
     let mut notes = Vec::new();
     let (encoding, from) = dbf_encoding(path, shown, encoding, &mut notes, ldid(&dbf_path));
     let builder = dbase::ReaderBuilder::new();
@@ -758,6 +876,87 @@ mod tests {
             message,
             "u.geojson: the `crs` member names `urn:ogc:def:crs:FOO::1`, which is not an EPSG code"
         );
+    }
+
+    fn corpus(path: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus")
+            .join(path)
+    }
+
+    #[test]
+    fn shp_counts_beyond_the_record_are_errors_not_allocations() {
+        // One polygon record declaring 2^31 - 1 parts (or points) in 80 bytes: the shapefile
+        // crate reserved 8 GiB (32 GiB) for them before finding the record short.
+        for (name, counts) in [
+            ("parts_huge", "2147483647 parts and 5 points"),
+            ("points_huge", "1 parts and 2147483647 points"),
+        ] {
+            let err = read_shapefile(
+                &corpus(&format!("shapefile/{name}.shp")),
+                Path::new("u.shp"),
+                None,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("u.shp: record 1 declares {counts}, more than its 128 bytes hold")
+            );
+        }
+    }
+
+    #[test]
+    fn dbf_record_length_that_disagrees_with_its_fields_is_an_error() {
+        // One C(6) field: a record is 1 + 6 = 7 bytes; the header says 3.
+        let err = read_shapefile(
+            &corpus("dbf/record_length_short.shp"),
+            Path::new("u.shp"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "u.dbf: the header says each record takes 3 bytes, but its fields take 7 (with the deletion flag)"
+        );
+        let err =
+            read_shapefile(&corpus("dbf/records_huge.shp"), Path::new("u.shp"), None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("u.dbf: the header declares 4294967295 records"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn gbk_attributes_without_a_usable_cpg_get_the_encoding_hint() {
+        // 郑州市 in GBK, with a .cpg saying `System`, `ANSI` (Esri's words for the machine's
+        // code page, which a reader cannot know) and with no .cpg at all.
+        for name in ["gbk_cpg_system", "gbk_cpg_ansi", "gbk_without_cpg"] {
+            let err = read_shapefile(
+                &corpus(&format!("dbf/{name}.shp")),
+                Path::new("u.shp"),
+                None,
+            )
+            .unwrap_err();
+            assert!(
+                err.message
+                    .starts_with("u.shp: record 1: field `NAME` is not valid text"),
+                "{name}: {}",
+                err.message
+            );
+            assert!(err.hint.unwrap().contains("`encoding: GBK`"), "{name}");
+        }
+        let table = read_shapefile(
+            &corpus("dbf/gbk_cpg_system.shp"),
+            Path::new("u.shp"),
+            Some(encoding_rs::GBK),
+        )
+        .unwrap();
+        let super::super::cells::Column::Cells(names) = &table.columns[0].1 else {
+            panic!("cells")
+        };
+        assert_eq!(names, &[Cell::Text("郑州市".to_owned())]);
     }
 
     #[test]
