@@ -141,9 +141,77 @@ fn decoder(path: &Path) -> Result<Decoder<BufReader<File>>, GeoTiffError> {
     let file_len = file
         .metadata()
         .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
+    first_ifd_fits(&file, file_len).map_err(|message| tiff_err(path, message))?;
+    std::io::Seek::rewind(&mut (&file)).map_err(|e| tiff_err(path, e))?;
     Ok(Decoder::new(BufReader::with_capacity(1 << 16, file))
         .map_err(|e| tiff_err(path, e))?
         .with_limits(limits(file_len)))
+}
+
+/// Checks that every tag of the first IFD declares no more values than the file holds (TIFF
+/// 6.0, Adobe 1992, section 2; BigTIFF as Aware Systems describe it). The tiff crate reads that
+/// IFD with its own limits before ours apply, and reserves 32 bytes a declared value.
+fn first_ifd_fits(file: &File, file_len: usize) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut reader = BufReader::with_capacity(4096, file);
+    let mut head = [0u8; 16];
+    if reader.read_exact(&mut head).is_err() {
+        // Too short to hold an IFD: the decoder says what is wrong.
+        return Ok(());
+    }
+    let little = &head[..2] == b"II";
+    let int = |b: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for i in 0..b.len() {
+            let byte = if little { b[b.len() - 1 - i] } else { b[i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        v
+    };
+    let big = int(&head[2..4]) == 43;
+    let ifd = if big {
+        int(&head[8..16])
+    } else {
+        int(&head[4..8])
+    };
+    let (entry_len, count_len, inline) = if big { (20, 8, 8) } else { (12, 4, 4) };
+    let mut count_bytes = [0u8; 8];
+    let entries_len = if big { 8 } else { 2 };
+    let counted = reader.seek(SeekFrom::Start(ifd)).is_ok()
+        && reader.read_exact(&mut count_bytes[..entries_len]).is_ok();
+    if !counted {
+        return Ok(());
+    }
+    let entries = int(&count_bytes[..entries_len]);
+    let file_len = file_len as u64;
+    if entries.saturating_mul(entry_len as u64) > file_len {
+        return Err(format!(
+            "the first IFD declares {entries} tags, more than the file holds"
+        ));
+    }
+    let mut entry = [0u8; 20];
+    for _ in 0..entries {
+        if reader.read_exact(&mut entry[..entry_len]).is_err() {
+            return Ok(());
+        }
+        let (tag, kind) = (int(&entry[0..2]), int(&entry[2..4]));
+        let count = int(&entry[4..4 + count_len]);
+        // Value sizes by field type: SHORT, SSHORT 2; LONG, SLONG, FLOAT, IFD 4; RATIONAL,
+        // SRATIONAL, DOUBLE, LONG8, SLONG8, IFD8 8; BYTE, ASCII, UNDEFINED and unknown 1.
+        let size = match kind {
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            _ => 1,
+        };
+        let bytes = count.saturating_mul(size);
+        if bytes > inline && bytes > file_len {
+            return Err(format!(
+                "tag {tag} declares {count} values ({bytes} bytes), more than the file's {file_len} bytes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Bytes one decoded chunk may take per byte of file, beyond [`CHUNK_ALLOWANCE`]. DEFLATE
@@ -914,6 +982,9 @@ mod tests {
             "strip_offsets_count_huge.tif",
             "tiles_huge.tif",
             "geokeys_count_huge.tif",
+            // Found by the fuzzer: ImageLength with 524,289 values, which the decoder reserved
+            // 16 MiB for while reading the IFD, before any limit of ours applied.
+            "fuzz_image_length_count_huge.tif",
         ] {
             let path = corpus.join(name);
             let opened = open(&path).and_then(|info| {

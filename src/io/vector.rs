@@ -462,6 +462,19 @@ fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
                         "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
                     ));
                 }
+                // Each part starts at a point index, in order: the reader sizes rings from them.
+                let starts = (0..usize::try_from(parts).unwrap_or(0))
+                    .map(|i| int_at(pos + 8 + 44 + 4 * i, false));
+                let mut previous = 0;
+                for (i, start) in starts.enumerate() {
+                    if start < previous || start >= points || (i == 0 && start != 0) {
+                        return Err(format!(
+                            "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
+                            i + 1
+                        ));
+                    }
+                    previous = start;
+                }
             }
         }
         pos = end;
@@ -903,6 +916,22 @@ mod tests {
                 format!("u.shp: record 1 declares {counts}, more than its 128 bytes hold")
             );
         }
+    }
+
+    #[test]
+    fn shp_part_starting_before_its_points_is_an_error() {
+        // Found by the fuzzer: one ring whose start index is -4194307; the crate sized the
+        // ring as 5 - (-4194307) points and reserved 64 MiB for a 309-byte file.
+        let err = read_shapefile(
+            &corpus("shapefile/part_index_negative.shp"),
+            Path::new("u.shp"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "u.shp: record 1: part 1 starts at point -3, outside 0..5 or before the part ahead of it"
+        );
     }
 
     #[test]
