@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::BinaryArray;
-use geo::CoordsIter;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -199,8 +198,8 @@ fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
 }
 
 /// Warns about unit geometries that later stages may trip on (see
-/// [`crate::io::vector::geometry_problem`]) and about coordinates that cannot be
-/// longitude/latitude (a projected file, most likely), naming the first offender.
+/// [`crate::io::vector::geometry_problem`]), naming the first offender. (Vertices outside
+/// their CRS's range are the readers' errors.)
 fn check_geometries(table: &CellTable, ctx: &StageContext) {
     let Some(geometries) = &table.geometry else {
         return;
@@ -217,20 +216,11 @@ fn check_geometries(table: &CellTable, ctx: &StageContext) {
             geometries.len()
         ));
     }
-    let outside = geometries.iter().zip(&table.rows).find(|(g, _)| {
-        g.coords_iter()
-            .any(|c| c.x.abs() > 180.0 || c.y.abs() > 90.0)
-    });
-    if let Some((_, row)) = outside {
-        ctx.warn(format!(
-            "{row}: coordinates outside ±180/±90, so not longitude/latitude; unit geometries are expected in EPSG:4326 and are used as they are"
-        ));
-    }
 }
 
 impl Stage for Ingest {
     const KIND: &'static str = "ingest";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Reads one file (CSV, Parquet, GeoJSON, Shapefile or XLSX) into a table. Column types are \
         inferred (int, float, bool, else string; empty cells are null) unless `types` names them. With `id_column`, the ids \
         become the first column `unit_id` (text, unique) and rows are sorted by it. GeoJSON and Shapefile polygons become a \

@@ -42,9 +42,12 @@ pub fn extension(target: &str) -> &'static str {
     }
 }
 
+/// Files read with an input, by extension: a `.shp`'s `.dbf`, a `.dbf`'s `.shp`, ...
+pub type Companions = Vec<(String, Vec<u8>)>;
+
 /// The corpus inputs of a target (sorted), each with the sibling files of the same stem it
 /// is read with (a `.shp` with its `.dbf`, a `.dbf` with its `.shp`, ...).
-pub fn corpus(target: &str) -> Vec<(PathBuf, Vec<(String, Vec<u8>)>)> {
+pub fn corpus(target: &str) -> Vec<(PathBuf, Companions)> {
     let dir = corpus_dir(target);
     let ext = extension(target);
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
