@@ -61,3 +61,45 @@ fn every_corpus_file_is_refused_cleanly_with_bounded_memory() {
     // The corpus is the one make_corpus.py writes: at least 200 cases over 9 formats.
     assert!(count >= 200, "{count} corpus files");
 }
+
+/// A study that ingests one corpus file (with its companions) fails with exit 2 and an error
+/// naming the file; nothing panics.
+fn ingest_fails_cleanly(target: &str, input: &std::path::Path, companions: &[(String, Vec<u8>)]) {
+    let study = crate::common::Study::new();
+    let name = format!("units.{}", targets::extension(target));
+    let data = study.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join(&name), std::fs::read(input).unwrap()).unwrap();
+    for (ext, bytes) in companions {
+        std::fs::write(data.join(format!("units.{ext}")), bytes).unwrap();
+    }
+    let path = if matches!(target, "dbf" | "prj") {
+        "data/units.shp".to_owned()
+    } else {
+        format!("data/{name}")
+    };
+    study.file(
+        "study.yaml",
+        &format!("study: corpus\nstages:\n  units:\n    kind: ingest\n    path: {path}\n"),
+    );
+    let run = study.run(&["run", "study.yaml", "--quiet"]);
+    let file = input.file_name().unwrap().to_string_lossy();
+    assert_eq!(run.code, 2, "{file}: {}", run.stderr);
+    assert!(run.stderr.contains("data/units."), "{file}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{file}: {}", run.stderr);
+}
+
+#[test]
+fn corpus_files_fail_an_ingesting_study_with_exit_2() {
+    for target in ["csv", "xlsx", "geojson", "shapefile", "dbf", "prj"] {
+        // Every fourth case of each format keeps the test quick; the library test reads all.
+        for (input, companions) in targets::corpus(target).iter().step_by(4) {
+            ingest_fails_cleanly(target, input, companions);
+        }
+    }
+    let (input, companions) = targets::corpus("geojson")
+        .into_iter()
+        .find(|(p, _)| p.ends_with("vertex_1e308.geojson"))
+        .unwrap();
+    ingest_fails_cleanly("geojson", &input, &companions);
+}
