@@ -239,7 +239,8 @@ pub fn parse(path: &Path, text: String) -> Result<SpecFile, Diagnostic> {
         path: path.to_path_buf(),
         text,
     };
-    let raw: RawSpec = serde_saphyr::from_str(&source.text).map_err(|e| {
+    let raw: RawSpec = serde_saphyr::from_str_with_options(&source.text, yaml_options(source.text.len()))
+        .map_err(|e| {
         let span = e.location().and_then(|l| {
             let line = usize::try_from(l.line()).ok()?;
             let column = usize::try_from(l.column()).ok()?;
@@ -315,6 +316,15 @@ fn plain_yaml_error(e: &serde_saphyr::Error) -> Option<(String, String)> {
         },
         _ => return None,
     })
+}
+
+/// Parser options whose alias budget grows with the file: a study may share values through
+/// anchors, but expanding them may not take more than 16 events per byte of the file (the
+/// default budget, a million events, let a 600-byte alias bomb take 27 MB).
+fn yaml_options(text_len: usize) -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.alias_limits.max_total_replayed_events = 1000 + 16 * text_len;
+    options
 }
 
 /// The parser's message without its own rendering of location and snippet.
@@ -507,6 +517,28 @@ mod tests {
     }
 
     const STUDY: &str = "study: demo\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/u.csv\n  areas:\n    kind: rasterise\n    inputs: { units: units }\n    rasters: { 2000: a.tif }\n    publish: [parquet, csv]\n";
+
+    #[test]
+    fn alias_expansion_is_bounded_by_the_file_size() {
+        // Six levels of nine aliases: 9^6 = 531,441 replayed values from about 400 bytes,
+        // within the parser's default budget of a million but far beyond 16 per byte.
+        let mut text = String::from("study: demo\nstages:\n  units:\n    kind: ingest\n");
+        text.push_str("    l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=6 {
+            let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+            text.push_str(&format!("    l{i}: &l{i} [{refs}]\n"));
+        }
+        assert!(text.len() < 500);
+        let err = parse(Path::new("s.yaml"), text).unwrap_err();
+        assert!(
+            err.message.starts_with("invalid study file"),
+            "{}",
+            err.message
+        );
+        // Two levels (81 values) are a legitimate use of anchors.
+        let small = "study: demo\nstages:\n  units:\n    kind: ingest\n    a: &a [x, x, x, x, x, x, x, x, x]\n    b: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
+        assert!(parse(Path::new("s.yaml"), small.to_owned()).is_ok());
+    }
 
     #[test]
     fn splits_engine_keys_from_params_and_keeps_lines() {

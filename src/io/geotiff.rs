@@ -138,9 +138,100 @@ fn decoder(path: &Path) -> Result<Decoder<BufReader<File>>, GeoTiffError> {
         path: path.to_owned(),
         source,
     })?;
+    let file_len = file
+        .metadata()
+        .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
+    first_ifd_fits(&file, file_len).map_err(|message| tiff_err(path, message))?;
+    std::io::Seek::rewind(&mut (&file)).map_err(|e| tiff_err(path, e))?;
     Ok(Decoder::new(BufReader::with_capacity(1 << 16, file))
         .map_err(|e| tiff_err(path, e))?
-        .with_limits(Limits::unlimited()))
+        .with_limits(limits(file_len)))
+}
+
+/// Checks that every tag of the first IFD declares no more values than the file holds (TIFF
+/// 6.0, Adobe 1992, section 2; BigTIFF as Aware Systems describe it). The tiff crate reads that
+/// IFD with its own limits before ours apply, and reserves 32 bytes a declared value.
+fn first_ifd_fits(file: &File, file_len: usize) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut reader = BufReader::with_capacity(4096, file);
+    let mut head = [0u8; 16];
+    if reader.read_exact(&mut head).is_err() {
+        // Too short to hold an IFD: the decoder says what is wrong.
+        return Ok(());
+    }
+    let little = &head[..2] == b"II";
+    let int = |b: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for i in 0..b.len() {
+            let byte = if little { b[b.len() - 1 - i] } else { b[i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        v
+    };
+    let big = int(&head[2..4]) == 43;
+    let ifd = if big {
+        int(&head[8..16])
+    } else {
+        int(&head[4..8])
+    };
+    let (entry_len, count_len, inline) = if big { (20, 8, 8) } else { (12, 4, 4) };
+    let mut count_bytes = [0u8; 8];
+    let entries_len = if big { 8 } else { 2 };
+    let counted = reader.seek(SeekFrom::Start(ifd)).is_ok()
+        && reader.read_exact(&mut count_bytes[..entries_len]).is_ok();
+    if !counted {
+        return Ok(());
+    }
+    let entries = int(&count_bytes[..entries_len]);
+    let file_len = file_len as u64;
+    if entries.saturating_mul(entry_len as u64) > file_len {
+        return Err(format!(
+            "the first IFD declares {entries} tags, more than the file holds"
+        ));
+    }
+    let mut entry = [0u8; 20];
+    for _ in 0..entries {
+        if reader.read_exact(&mut entry[..entry_len]).is_err() {
+            return Ok(());
+        }
+        let (tag, kind) = (int(&entry[0..2]), int(&entry[2..4]));
+        let count = int(&entry[4..4 + count_len]);
+        // Value sizes by field type: SHORT, SSHORT 2; LONG, SLONG, FLOAT, IFD 4; RATIONAL,
+        // SRATIONAL, DOUBLE, LONG8, SLONG8, IFD8 8; BYTE, ASCII, UNDEFINED and unknown 1.
+        let size = match kind {
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            _ => 1,
+        };
+        let bytes = count.saturating_mul(size);
+        if bytes > inline && bytes > file_len {
+            return Err(format!(
+                "tag {tag} declares {count} values ({bytes} bytes), more than the file's {file_len} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes one decoded chunk may take per byte of file, beyond [`CHUNK_ALLOWANCE`]. DEFLATE
+/// expands at most 1032-fold; a constant LZW strip a little more, but then the file holds
+/// other chunks too.
+const EXPANSION_PER_FILE_BYTE: usize = 1024;
+/// What any chunk may take whatever the file's size (a 2048 × 2048 tile of 8-bit codes).
+const CHUNK_ALLOWANCE: usize = 4 << 20;
+
+/// Decoder limits set by the file's size, not by the sizes its tags declare: a tag's values
+/// lie inside the file, and a chunk cannot decode to more than its bytes can expand to. So a
+/// small file declaring a 2^30-pixel tile or a 2^32-entry offset table is an error, not an
+/// attempt to allocate it.
+fn limits(file_len: usize) -> Limits {
+    let mut limits = Limits::default();
+    limits.ifd_value_size = file_len;
+    limits.decoding_buffer_size =
+        CHUNK_ALLOWANCE.saturating_add(file_len.saturating_mul(EXPANSION_PER_FILE_BYTE));
+    limits.intermediate_buffer_size = limits.decoding_buffer_size;
+    limits
 }
 
 /// Reads the header, georeferencing and CRS of a GeoTIFF (first image only).
@@ -879,6 +970,32 @@ mod tests {
             err.contains("user-defined projection method 6") && err.contains("`crs` parameter"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn declared_sizes_beyond_the_file_are_errors_not_allocations() {
+        // Files of a few hundred bytes from the malformed-input corpus: a StripOffsets tag
+        // declaring 2^30 - 1 entries (8 GiB of values) and a 2^30 × 2^30-pixel tile. Without
+        // limits set by the file's size, the decoder tried to allocate both.
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/geotiff");
+        for name in [
+            "strip_offsets_count_huge.tif",
+            "tiles_huge.tif",
+            "geokeys_count_huge.tif",
+            // Found by the fuzzer: ImageLength with 524,289 values, which the decoder reserved
+            // 16 MiB for while reading the IFD, before any limit of ours applied.
+            "fuzz_image_length_count_huge.tif",
+        ] {
+            let path = corpus.join(name);
+            let opened = open(&path).and_then(|info| {
+                let mut reader = ChunkReader::new(&info)?;
+                reader.read(0).map(drop)
+            });
+            let message = opened.unwrap_err().to_string();
+            assert!(message.contains(name), "{message}");
+        }
+        assert_eq!(limits(1000).ifd_value_size, 1000);
+        assert_eq!(limits(1000).decoding_buffer_size, (4 << 20) + 1_024_000);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The edges: file formats to and from Arrow tables and domain types. Knows formats, not carbon.
 
 pub mod cells;
+pub mod crs;
 pub mod csv_table;
 pub mod export;
 pub mod geotiff;

@@ -2,8 +2,9 @@
 //! attributes as cells (types decided later), geometries as `geo` multipolygons.
 //!
 //! Only areal units are read: Polygon and MultiPolygon (GeoJSON), Polygon/PolygonZ/PolygonM
-//! (Shapefile). Coordinates are taken as they are (lon/lat is expected; nothing is reprojected),
-//! but rings are oriented as RFC 7946 says (exteriors counter-clockwise, holes clockwise) so
+//! (Shapefile). Coordinates come out in lon/lat degrees: a GeoJSON `crs` member or a shapefile
+//! `.prj` naming a projection is honoured (see [`crate::io::crs`]), and a vertex outside its
+//! CRS's valid range is an error naming the feature and the vertex. Rings are oriented as RFC 7946 says (exteriors counter-clockwise, holes clockwise) so
 //! every unit table has the same winding whatever the source (shapefiles wind the other way).
 //! Knows formats, not carbon.
 
@@ -22,6 +23,7 @@ use shapefile::dbase;
 
 use crate::engine::stage::StageError;
 use crate::io::cells::{Cell, CellTable};
+use crate::io::crs::SourceCrs;
 
 // --- GeoJSON -------------------------------------------------------------------------------
 
@@ -32,6 +34,9 @@ struct RawCollection {
     kind: String,
     #[serde(default)]
     features: Vec<RawFeature>,
+    /// The legacy (2008) named-CRS member; RFC 7946 files have none and are lon/lat.
+    #[serde(default)]
+    crs: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +195,13 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
     if collection.features.is_empty() {
         return Err(StageError::data(format!("{file} has no features")));
     }
+    let crs = match collection.crs.as_ref().filter(|c| !c.is_null()) {
+        None => SourceCrs::LonLat,
+        Some(member) => SourceCrs::from_geojson_member(member).map_err(|e| {
+            StageError::data(format!("{file}: {e}"))
+                .with_hint("name the CRS as {\"type\": \"name\", \"properties\": {\"name\": \"EPSG:3857\"}}, or save the file in EPSG:4326 without a `crs` member")
+        })?,
+    };
     let mut names = Vec::new();
     let mut columns = Vec::new();
     let mut rows = Vec::new();
@@ -197,6 +209,7 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
     for (i, feature) in collection.features.into_iter().enumerate() {
         let label = format!("{file}: feature index {i}");
         let geometry = json_geometry(feature.geometry)
+            .and_then(|g| crs.to_lon_lat(g))
             .map_err(|e| StageError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         let values = feature.properties.map(|p| p.0).unwrap_or_default();
@@ -388,6 +401,141 @@ fn dbf_encoding(
     }
 }
 
+/// Checks the record structure of a `.shp` (ESRI, *Shapefile Technical Description*, 1998,
+/// tables 1 to 6) before the shapefile crate reads it, since that crate reserves memory for the
+/// part and point counts a record declares: every record must fit in the file, and the counts
+/// of a polygon, polyline or multipoint must fit in its record.
+fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
+    let int_at = |at: usize, big: bool| -> i32 {
+        let b: [u8; 4] = bytes[at..at + 4].try_into().expect("4 bytes");
+        if big {
+            i32::from_be_bytes(b)
+        } else {
+            i32::from_le_bytes(b)
+        }
+    };
+    if bytes.len() < 100 {
+        return Err(format!(
+            "the file has {} bytes, fewer than the 100-byte header",
+            bytes.len()
+        ));
+    }
+    let mut pos = 100;
+    let mut record = 0;
+    while pos + 8 <= bytes.len() {
+        record += 1;
+        let words = int_at(pos + 4, true);
+        let end = usize::try_from(words)
+            .ok()
+            .map(|w| pos + 8 + 2 * w)
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| format!("record {record} declares {words} 16-bit words of content, beyond the end of the file"))?;
+        let content_len = end - pos - 8;
+        if content_len >= 4 {
+            let shape_type = int_at(pos + 8, false);
+            // The fixed part of the record: type, bounding box and the counts (parts, points).
+            let needed = match shape_type {
+                3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
+                8 | 18 | 28 => 40,
+                _ => 0,
+            };
+            if needed > 0 {
+                if content_len < needed {
+                    return Err(format!(
+                        "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
+                    ));
+                }
+                // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
+                let (parts, points) = if needed == 44 {
+                    (int_at(pos + 8 + 36, false), int_at(pos + 8 + 40, false))
+                } else {
+                    (0, int_at(pos + 8 + 36, false))
+                };
+                let fits = u64::try_from(parts)
+                    .ok()
+                    .zip(u64::try_from(points).ok())
+                    .is_some_and(|(parts, points)| {
+                        needed as u64 + 4 * parts + 16 * points <= content_len as u64
+                    });
+                if !fits {
+                    return Err(format!(
+                        "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
+                    ));
+                }
+                // Each part starts at a point index, in order: the reader sizes rings from them.
+                let starts = (0..usize::try_from(parts).unwrap_or(0))
+                    .map(|i| int_at(pos + 8 + 44 + 4 * i, false));
+                let mut previous = 0;
+                for (i, start) in starts.enumerate() {
+                    if start < previous || start >= points || (i == 0 && start != 0) {
+                        return Err(format!(
+                            "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
+                            i + 1
+                        ));
+                    }
+                    previous = start;
+                }
+            }
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Checks a `.dbf` header against its own fields and the file's size (dBase III+ layout as in
+/// the *Xbase file format description*, 32-byte field descriptors ended by 0x0D): the record
+/// length must equal the deletion flag plus the field lengths, and the declared records must
+/// be in the file. The dbase crate otherwise reads misaligned records as values, silently.
+fn check_dbf_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 32 {
+        return Err(format!(
+            "the file has {} bytes, fewer than the 32-byte header",
+            bytes.len()
+        ));
+    }
+    if bytes[0] & 0x07 == 4 {
+        // dBase 7 has 48-byte field descriptors; the crate reads those itself.
+        return Ok(());
+    }
+    let records = u64::from(u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")));
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let record_len = u64::from(u16::from_le_bytes([bytes[10], bytes[11]]));
+    let mut fields_len = 1u64;
+    let mut at = 32;
+    while at + 32 <= bytes.len().min(header_len) && bytes[at] != 0x0D {
+        fields_len += u64::from(bytes[at + 16]);
+        at += 32;
+    }
+    if record_len != fields_len {
+        return Err(format!(
+            "the header says each record takes {record_len} bytes, but its fields take {fields_len} (with the deletion flag)"
+        ));
+    }
+    let needed = header_len as u64 + records * record_len;
+    if (bytes.len() as u64) < needed {
+        return Err(format!(
+            "the header declares {records} records of {record_len} bytes after a {header_len}-byte header ({needed} bytes), but the file has {}",
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The CRS of a shapefile's `.prj` (lon/lat when there is none).
+fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, StageError> {
+    let prj_path = path.with_extension("prj");
+    let Ok(bytes) = std::fs::read(&prj_path) else {
+        return Ok(SourceCrs::LonLat);
+    };
+    let shown_prj = shown.with_extension("prj");
+    let text = String::from_utf8_lossy(&bytes);
+    SourceCrs::from_prj(&text).map_err(|e| {
+        StageError::data(format!("{}: {e}", shown_prj.display())).with_hint(
+            "write the .prj as ESRI WKT (GIS software does when it saves a shapefile), or reproject the file to EPSG:4326",
+        )
+    })
+}
+
 /// Reads a shapefile (`.shp` with its `.dbf`; `.shx`, `.cpg` and `.prj` when present).
 /// `encoding` overrides the attribute encoding; otherwise the `.cpg` file names it, else the
 /// DBF's language driver id, else the attributes must be UTF-8.
@@ -397,6 +545,11 @@ pub fn read_shapefile(
     encoding: Option<&'static encoding_rs::Encoding>,
 ) -> Result<CellTable, StageError> {
     let file = shown.display();
+    let damaged = "the file is damaged: export the layer again from GIS software";
+    let shp_bytes =
+        std::fs::read(path).map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
+    check_shp_records(&shp_bytes)
+        .map_err(|e| StageError::data(format!("{file}: {e}")).with_hint(damaged))?;
     let shapes = shapefile::ShapeReader::from_path(path)
         .map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
     let dbf_path = path.with_extension("dbf");
@@ -409,6 +562,12 @@ pub fn read_shapefile(
             "a shapefile is several files: keep the .dbf (and .shx, .prj, .cpg) next to the .shp",
         )
     })?;
+    if let Ok(bytes) = std::fs::read(&dbf_path) {
+        check_dbf_header(&bytes).map_err(|e| {
+            StageError::data(format!("{}: {e}", shown.with_extension("dbf").display()))
+                .with_hint(damaged)
+        })?;
+    }
     let mut notes = Vec::new();
     let (encoding, from) = dbf_encoding(path, shown, encoding, &mut notes, ldid(&dbf_path));
     let builder = dbase::ReaderBuilder::new();
@@ -424,6 +583,7 @@ pub fn read_shapefile(
         .iter()
         .map(|f| f.name().to_owned())
         .collect();
+    let crs = prj_crs(path, shown)?;
     let mut reader = shapefile::Reader::new(shapes, records);
 
     let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); fields.len()];
@@ -449,8 +609,9 @@ pub fn read_shapefile(
                 StageError::data(format!("{label}: {e}"))
             }
         })?;
-        let geometry =
-            shape_polygon(shape).map_err(|e| StageError::data(format!("{label}: {e}")))?;
+        let geometry = shape_polygon(shape)
+            .and_then(|g| crs.to_lon_lat(g))
+            .map_err(|e| StageError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         for (column, name) in columns.iter_mut().zip(&fields) {
             column.push(record.remove(name).map_or(Cell::Null, dbf_cell));
@@ -459,11 +620,6 @@ pub fn read_shapefile(
     }
     if rows.is_empty() {
         return Err(StageError::data(format!("{file} has no records")));
-    }
-    if let Ok(prj) = std::fs::read_to_string(path.with_extension("prj"))
-        && prj.trim_start().starts_with("PROJCS")
-    {
-        notes.push(format!("{file}: the .prj describes a projected CRS, but unit geometries are expected in lon/lat (EPSG:4326)"));
     }
     let mut table = CellTable::new(shown, fields.into_iter().zip(columns).collect(), rows)?;
     table.geometry = Some(geometries);
@@ -609,6 +765,227 @@ mod tests {
             err.message,
             "p.geojson: feature index 1: the geometry is a Point, but units must be Polygon or MultiPolygon"
         );
+    }
+
+    fn vector_fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/vector")
+            .join(name)
+    }
+
+    /// Vertices of each unit (all rings, in order, as lon/lat).
+    fn vertices(table: &CellTable) -> Vec<Vec<Coord<f64>>> {
+        use geo::CoordsIter;
+        let geometries = table
+            .geometry
+            .as_ref()
+            .expect("vector tables have geometry");
+        geometries
+            .iter()
+            .map(|g| g.coords_iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn projected_shapefiles_give_the_lon_lat_polygons_and_their_areas() {
+        use geo::GeodesicArea;
+        let lon_lat = read_geojson(
+            &vector_fixture("units_lonlat.geojson"),
+            Path::new("units_lonlat.geojson"),
+        )
+        .unwrap();
+        let expected = vertices(&lon_lat);
+        // Geodesic areas on WGS84 by pyproj's Geod.polygon_area_perimeter (make_fixtures.py).
+        let areas_m2 = [304_644_807.580_688_5, 470_139_361.609_407_4];
+        for name in [
+            "albers_wgs84",
+            "utm49n_wgs84",
+            "gk38_cgcs2000",
+            "gk_cm114_beijing1954",
+        ] {
+            let shp = vector_fixture(&format!("{name}.shp"));
+            let table = read_shapefile(&shp, Path::new(name), None).unwrap();
+            let got = vertices(&table);
+            assert_eq!(got.len(), expected.len(), "{name}");
+            for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
+                // pyproj projected the lon/lat vertices; reading back must undo it (1e-8° ≈ 1 mm).
+                assert!(
+                    (g.x - e.x).abs() < 1e-8 && (g.y - e.y).abs() < 1e-8,
+                    "{name}: {g:?} vs {e:?}"
+                );
+            }
+            for (geometry, area) in table.geometry.as_ref().unwrap().iter().zip(areas_m2) {
+                let got = geometry.geodesic_area_unsigned();
+                assert!((got - area).abs() / area < 1e-9, "{name}: {got} vs {area}");
+            }
+        }
+    }
+
+    #[test]
+    fn geojson_crs_member_is_honoured() {
+        let lon_lat = read_geojson(
+            &vector_fixture("units_lonlat.geojson"),
+            Path::new("units_lonlat.geojson"),
+        )
+        .unwrap();
+        let mercator = read_geojson(
+            &vector_fixture("units_3857.geojson"),
+            Path::new("units_3857.geojson"),
+        )
+        .unwrap();
+        for (g, e) in vertices(&mercator)
+            .iter()
+            .flatten()
+            .zip(vertices(&lon_lat).iter().flatten())
+        {
+            assert!(
+                (g.x - e.x).abs() < 1e-9 && (g.y - e.y).abs() < 1e-9,
+                "{g:?} vs {e:?}"
+            );
+        }
+    }
+
+    fn geojson_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.geojson");
+        std::fs::write(&path, text).unwrap();
+        read_geojson(&path, Path::new("u.geojson"))
+            .unwrap_err()
+            .message
+    }
+
+    #[test]
+    fn absurd_vertex_is_an_error_naming_feature_and_vertex() {
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[113,34],[114,34],[1e308,1e308],[113,34]]]}}]}"#,
+        );
+        assert!(
+            message.starts_with(
+                "u.geojson: feature index 0: the vertex [1e308, 1e308] is not a longitude/latitude"
+            ),
+            "{message}"
+        );
+        // In a projected file the same vertex is beyond any projected coordinate.
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:3857"}},
+            "features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1000,0],[1e308,1e308],[0,0]]]}}]}"#,
+        );
+        assert!(
+            message.starts_with("u.geojson: feature index 0: the vertex [1e308, 1e308] is not a coordinate of EPSG:3857"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_geojson_crs_is_an_error() {
+        let message = geojson_error(
+            r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:FOO::1"}},
+            "features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}]}"#,
+        );
+        assert_eq!(
+            message,
+            "u.geojson: the `crs` member names `urn:ogc:def:crs:FOO::1`, which is not an EPSG code"
+        );
+    }
+
+    fn corpus(path: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/corpus")
+            .join(path)
+    }
+
+    #[test]
+    fn shp_counts_beyond_the_record_are_errors_not_allocations() {
+        // One polygon record declaring 2^31 - 1 parts (or points) in 80 bytes: the shapefile
+        // crate reserved 8 GiB (32 GiB) for them before finding the record short.
+        for (name, counts) in [
+            ("parts_huge", "2147483647 parts and 5 points"),
+            ("points_huge", "1 parts and 2147483647 points"),
+        ] {
+            let err = read_shapefile(
+                &corpus(&format!("shapefile/{name}.shp")),
+                Path::new("u.shp"),
+                None,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("u.shp: record 1 declares {counts}, more than its 128 bytes hold")
+            );
+        }
+    }
+
+    #[test]
+    fn shp_part_starting_before_its_points_is_an_error() {
+        // Found by the fuzzer: one ring whose start index is -4194307; the crate sized the
+        // ring as 5 - (-4194307) points and reserved 64 MiB for a 309-byte file.
+        let err = read_shapefile(
+            &corpus("shapefile/part_index_negative.shp"),
+            Path::new("u.shp"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "u.shp: record 1: part 1 starts at point -3, outside 0..5 or before the part ahead of it"
+        );
+    }
+
+    #[test]
+    fn dbf_record_length_that_disagrees_with_its_fields_is_an_error() {
+        // One C(6) field: a record is 1 + 6 = 7 bytes; the header says 3.
+        let err = read_shapefile(
+            &corpus("dbf/record_length_short.shp"),
+            Path::new("u.shp"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "u.dbf: the header says each record takes 3 bytes, but its fields take 7 (with the deletion flag)"
+        );
+        let err =
+            read_shapefile(&corpus("dbf/records_huge.shp"), Path::new("u.shp"), None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("u.dbf: the header declares 4294967295 records"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn gbk_attributes_without_a_usable_cpg_get_the_encoding_hint() {
+        // 郑州市 in GBK, with a .cpg saying `System`, `ANSI` (Esri's words for the machine's
+        // code page, which a reader cannot know) and with no .cpg at all.
+        for name in ["gbk_cpg_system", "gbk_cpg_ansi", "gbk_without_cpg"] {
+            let err = read_shapefile(
+                &corpus(&format!("dbf/{name}.shp")),
+                Path::new("u.shp"),
+                None,
+            )
+            .unwrap_err();
+            assert!(
+                err.message
+                    .starts_with("u.shp: record 1: field `NAME` is not valid text"),
+                "{name}: {}",
+                err.message
+            );
+            assert!(err.hint.unwrap().contains("`encoding: GBK`"), "{name}");
+        }
+        let table = read_shapefile(
+            &corpus("dbf/gbk_cpg_system.shp"),
+            Path::new("u.shp"),
+            Some(encoding_rs::GBK),
+        )
+        .unwrap();
+        let super::super::cells::Column::Cells(names) = &table.columns[0].1 else {
+            panic!("cells")
+        };
+        assert_eq!(names, &[Cell::Text("郑州市".to_owned())]);
     }
 
     #[test]

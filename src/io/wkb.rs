@@ -112,12 +112,17 @@ impl Reader<'_> {
         };
         Ok((base % 1000, 2 + ewkb_dims + iso_dims))
     }
+    /// At most how many items of `item_bytes` each the rest of the input can hold: a declared
+    /// count reserves no more memory than the bytes that could back it.
+    fn room_for(&self, declared: usize, item_bytes: usize) -> usize {
+        declared.min(self.bytes.len().saturating_sub(self.pos) / item_bytes)
+    }
     fn polygon_body(&mut self, dims: usize) -> Result<Polygon<f64>, WkbError> {
         let n_rings = self.u32()? as usize;
-        let mut rings = Vec::with_capacity(n_rings.min(1024));
+        let mut rings = Vec::with_capacity(self.room_for(n_rings, 4));
         for _ in 0..n_rings {
             let n = self.u32()? as usize;
-            let mut coords = Vec::with_capacity(n.min(1 << 20));
+            let mut coords = Vec::with_capacity(self.room_for(n, 8 * dims));
             for _ in 0..n {
                 let x = self.f64()?;
                 let y = self.f64()?;
@@ -146,7 +151,7 @@ pub fn decode(bytes: &[u8]) -> Result<MultiPolygon<f64>, WkbError> {
         POLYGON => Ok(MultiPolygon(vec![r.polygon_body(dims)?])),
         MULTIPOLYGON => {
             let n = r.u32()? as usize;
-            let mut polys = Vec::with_capacity(n.min(1 << 16));
+            let mut polys = Vec::with_capacity(r.room_for(n, 9));
             for _ in 0..n {
                 let (ty, dims) = r.header()?;
                 if ty != POLYGON {
@@ -189,5 +194,21 @@ mod tests {
             decode(&[1, 3, 0, 0, 0, 1]),
             Err(WkbError::Truncated(_))
         ));
+    }
+
+    #[test]
+    fn huge_declared_counts_reserve_memory_for_the_bytes_present_only() {
+        // A polygon of one ring declaring 2^32 - 1 points, then one point: 16 bytes of points
+        // can hold one coordinate pair, so that is all the reader may reserve before it finds
+        // the input truncated (it used to reserve 2^20 points, 16 MiB, for 29 bytes).
+        let mut wkb = vec![1u8, 3, 0, 0, 0, 1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        wkb.extend_from_slice(&[0; 16]);
+        let reader = Reader {
+            bytes: &wkb,
+            pos: 13,
+            little: true,
+        };
+        assert_eq!(reader.room_for(u32::MAX as usize, 16), 1);
+        assert_eq!(decode(&wkb), Err(WkbError::Truncated(29)));
     }
 }

@@ -42,6 +42,49 @@ fn column_letters(mut col: u32) -> String {
     letters.iter().rev().collect()
 }
 
+/// Cells the sheet's rectangle may span beyond 16 per cell that holds a value.
+const SPARSE_ALLOWANCE: u64 = 100_000;
+
+/// Refuses a sheet whose values are scattered over a rectangle far larger than they fill:
+/// calamine reserves the whole rectangle (from the first to the last value) at once, so one
+/// stray value at XFD1048576 would ask for gigabytes. Memory stays bounded by the values the
+/// file holds, not by the cell references it declares.
+fn check_extent<R: std::io::Read + std::io::Seek>(
+    workbook: &mut Xlsx<R>,
+    sheet: &str,
+    file: &str,
+) -> Result<(), StageError> {
+    let unreadable = |e: calamine::XlsxError| {
+        StageError::data(format!("cannot read sheet `{sheet}` of {file}: {e}"))
+    };
+    let mut cells = workbook.worksheet_cells_reader(sheet).map_err(unreadable)?;
+    let (mut first, mut last, mut values) = ((u32::MAX, u32::MAX), (0, 0), 0u64);
+    while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+        if matches!(cell.get_value(), calamine::DataRef::Empty) {
+            continue;
+        }
+        let (row, col) = cell.get_position();
+        first = (first.0.min(row), first.1.min(col));
+        last = (last.0.max(row), last.1.max(col));
+        values += 1;
+    }
+    if values == 0 {
+        return Ok(());
+    }
+    let span = u64::from(last.0 - first.0 + 1) * u64::from(last.1 - first.1 + 1);
+    if span > SPARSE_ALLOWANCE + 16 * values {
+        return Err(StageError::data(format!(
+            "{file}: sheet `{sheet}` has {values} values spread over {}{}:{}{} ({span} cells)",
+            column_letters(first.1),
+            first.0 + 1,
+            column_letters(last.1),
+            last.0 + 1
+        ))
+        .with_hint("delete the stray values far from the table (Ctrl+End in Excel shows the last one), or copy the table to a new sheet"));
+    }
+    Ok(())
+}
+
 /// Reads `sheet` (the first sheet when `None`) of the workbook at `path`.
 pub fn read(path: &Path, shown: &Path, sheet: Option<&str>) -> Result<CellTable, StageError> {
     let file = shown.display();
@@ -70,6 +113,7 @@ pub fn read(path: &Path, shown: &Path, sheet: Option<&str>) -> Result<CellTable,
             .cloned()
             .ok_or_else(|| StageError::data(format!("{file} has no sheets")))?,
     };
+    check_extent(&mut workbook, &sheet, &file.to_string())?;
     let range = workbook
         .worksheet_range(&sheet)
         .map_err(|e| StageError::data(format!("cannot read sheet `{sheet}` of {file}: {e}")))?;
@@ -120,6 +164,24 @@ pub fn read(path: &Path, shown: &Path, sheet: Option<&str>) -> Result<CellTable,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stray_value_far_from_the_table_is_refused_before_reserving_its_rectangle() {
+        // A two-row table plus one value at XFD1048576, the last cell Excel allows: the
+        // rectangle from A1 is 16384 × 1048576 cells, which calamine would reserve at once.
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/xlsx");
+        let err = read(
+            &corpus.join("cell_ref_huge.xlsx"),
+            Path::new("t.xlsx"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "t.xlsx: sheet `Sheet1` has 5 values spread over A1:XFD1048576 (17179869184 cells)"
+        );
+        assert!(err.hint.unwrap().contains("stray values"));
+    }
 
     #[test]
     fn column_letters_follow_excel() {

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::BinaryArray;
-use geo::CoordsIter;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -199,8 +198,8 @@ fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
 }
 
 /// Warns about unit geometries that later stages may trip on (see
-/// [`crate::io::vector::geometry_problem`]) and about coordinates that cannot be
-/// longitude/latitude (a projected file, most likely), naming the first offender.
+/// [`crate::io::vector::geometry_problem`]), naming the first offender. (Vertices outside
+/// their CRS's range are the readers' errors.)
 fn check_geometries(table: &CellTable, ctx: &StageContext) {
     let Some(geometries) = &table.geometry else {
         return;
@@ -217,20 +216,11 @@ fn check_geometries(table: &CellTable, ctx: &StageContext) {
             geometries.len()
         ));
     }
-    let outside = geometries.iter().zip(&table.rows).find(|(g, _)| {
-        g.coords_iter()
-            .any(|c| c.x.abs() > 180.0 || c.y.abs() > 90.0)
-    });
-    if let Some((_, row)) = outside {
-        ctx.warn(format!(
-            "{row}: coordinates outside ±180/±90, so not longitude/latitude; unit geometries are expected in EPSG:4326 and are used as they are"
-        ));
-    }
 }
 
 impl Stage for Ingest {
     const KIND: &'static str = "ingest";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Reads one file (CSV, Parquet, GeoJSON, Shapefile or XLSX) into a table. Column types are \
         inferred (int, float, bool, else string; empty cells are null) unless `types` names them. With `id_column`, the ids \
         become the first column `unit_id` (text, unique) and rows are sorted by it. GeoJSON and Shapefile polygons become a \
@@ -618,20 +608,22 @@ mod tests {
             .unwrap();
         }
         std::fs::write(dir.path().join("u.cpg"), "EBCDIC-FANTASY").unwrap();
+        // A .prj naming a projection without its parameters cannot be converted: an error.
         std::fs::write(
             dir.path().join("u.prj"),
             "PROJCS[\"CGCS2000_3_Degree_GK_CM_114E\"]",
         )
         .unwrap();
+        let err = ingest_in(dir.path(), json!({"path": "u.shp", "encoding": "GBK"})).unwrap_err();
+        assert_eq!(err.message, "u.prj: the .prj's PROJCS has no PROJECTION");
+        std::fs::remove_file(dir.path().join("u.prj")).unwrap();
         let (t, warnings) =
             ingest_in(dir.path(), json!({"path": "u.shp", "encoding": "GBK"})).unwrap();
         assert_eq!(t.num_rows(), 3);
-        assert_eq!(
-            warnings.len(),
-            1,
+        assert!(
+            warnings.is_empty(),
             "the encoding parameter wins over the .cpg: {warnings:?}"
         );
-        assert!(warnings[0].contains("projected CRS"), "{warnings:?}");
         let err = ingest_in(dir.path(), json!({"path": "u.shp"})).unwrap_err();
         assert!(err.hint.unwrap().contains("encoding: GBK"));
     }
@@ -693,18 +685,20 @@ mod tests {
     #[test]
     fn suspicious_geometries_are_warned_about() {
         let dir = tempfile::tempdir().unwrap();
-        // Feature 0 is a bow-tie (its edges cross at (1, 1)); feature 1 is in metres.
-        std::fs::write(
-            dir.path().join("w.geojson"),
-            r#"{"type":"FeatureCollection","features":[
-            {"type":"Feature","properties":{"id":"a"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}},
-            {"type":"Feature","properties":{"id":"b"},"geometry":{"type":"Polygon","coordinates":[[[500000,0],[500100,0],[500100,100],[500000,0]]]}}]}"#,
-        )
-        .unwrap();
+        // Feature 0 is a bow-tie (its edges cross at (1, 1)); feature 1 is a valid triangle.
+        let features = |second: &str| {
+            format!(
+                r#"{{"type":"FeatureCollection","features":[
+            {{"type":"Feature","properties":{{"id":"a"}},"geometry":{{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}}}},
+            {{"type":"Feature","properties":{{"id":"b"}},"geometry":{{"type":"Polygon","coordinates":[[{second}]]}}}}]}}"#
+            )
+        };
+        let path = dir.path().join("w.geojson");
+        std::fs::write(&path, features("[5,0],[5.1,0],[5.1,0.1],[5,0]")).unwrap();
         let (t, warnings) =
             ingest_in(dir.path(), json!({"path": "w.geojson", "id_column": "id"})).unwrap();
         assert_eq!(t.num_rows(), 2);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with(
                 "1 of 2 unit geometries are invalid; the first is w.geojson: feature index 0: "
@@ -712,10 +706,20 @@ mod tests {
             "{}",
             warnings[0]
         );
+        // Metres in a file that declares no CRS cannot be longitude/latitude: an error.
+        std::fs::write(
+            &path,
+            features("[500000,0],[500100,0],[500100,100],[500000,0]"),
+        )
+        .unwrap();
+        let err =
+            ingest_in(dir.path(), json!({"path": "w.geojson", "id_column": "id"})).unwrap_err();
         assert!(
-            warnings[1].starts_with("w.geojson: feature index 1: coordinates outside ±180/±90"),
+            err.message.starts_with(
+                "w.geojson: feature index 1: the vertex [500000, 0] is not a longitude/latitude"
+            ),
             "{}",
-            warnings[1]
+            err.message
         );
     }
 

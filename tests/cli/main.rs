@@ -1,8 +1,10 @@
-//! The one integration test binary: every test drives the real `pipeline` binary.
+//! The one integration test binary: every test drives the real `pipeline` binary, except the
+//! malformed-input corpus, which calls each format's reader directly.
 
 mod common;
 
 mod cache;
+mod corpus;
 mod demo;
 mod errors;
 mod hygiene;
