@@ -46,6 +46,18 @@ pub struct Params {
     /// without GeoKeys or with a projection the reader does not know.
     #[serde(default)]
     pub crs: Option<String>,
+    /// Keep units without a single data pixel (outside the rasters, or smaller than a pixel)
+    /// with zero areas instead of failing; with the `areas` table, units whose areas are all 0.
+    #[serde(default)]
+    pub allow_empty_units: bool,
+    /// The least share of the units' polygon area (on the ellipsoid) that must have data in
+    /// each year; below it the rasters and units most likely do not overlap.
+    #[serde(default = "default_min_coverage")]
+    pub min_coverage: f64,
+}
+
+fn default_min_coverage() -> f64 {
+    0.5
 }
 
 /// The files of one year: a path (which may be a file-name pattern) or a list of them.
@@ -163,7 +175,9 @@ impl Stage for LandUse {
 unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
 computed per row on the WGS84 ellipsoid for lon/lat rasters and is constant on projected ones; unit polygons are \
-reprojected to the raster's CRS. Also the transfer matrix between consecutive years and the raw code histogram. \
+reprojected to the raster's CRS. A year may be several files on one pixel grid (provincial files, export tiles), read \
+as one mosaic. Also the transfer matrix between consecutive years, the raw code histogram and NoData per unit \
+(`coverage`); a year without data inside the units, or covering less than `min_coverage` of their area, fails. \
 With the `areas` input instead of rasters, yearbook areas (unit_id, year, class or code, area_ha) are validated \
 and reclassified into the same `areas` table.";
     const PARAMS: &'static [ParamDoc] = &[
@@ -183,7 +197,19 @@ and reclassified into the same `areas` table.";
             name: "crs",
             ty: "string",
             default: "from the GeoKeys",
-            doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know.",
+            doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know. A raster without georeferencing tags is placed by a `.tfw` world file beside it (with `crs:`).",
+        },
+        ParamDoc {
+            name: "allow_empty_units",
+            ty: "bool",
+            default: "false",
+            doc: "Keep units with no data pixel in a year (outside the rasters, or smaller than a pixel), or with all-zero areas in the `areas` table, with zero areas (one warning) instead of failing.",
+        },
+        ParamDoc {
+            name: "min_coverage",
+            ty: "number",
+            default: "0.5",
+            doc: "The least share (0–1) of the units' polygon area, measured on the WGS84 ellipsoid, that must have data in every year; below it the study fails, as rasters and units most likely do not overlap (wrong CRS, swapped lat/lon, shifted units). A year with no data inside any unit always fails.",
         },
     ];
     type Params = Params;
@@ -213,6 +239,8 @@ and reclassified into the same `areas` table.";
                 .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
             OutputDecl::new("codes", "raw pixel counts per unit, year and code before reclassification (NoData left out)")
                 .with_columns([UNIT_ID, "year", "code", "pixels"]),
+            OutputDecl::new("coverage", "NoData accounting per unit and year: pixel centres inside the unit (NoData included), those with NoData (the file's NoData, outside every file of the year, or a fill code the scheme excludes), and the areas of both; empty for the `areas` table")
+                .with_columns([UNIT_ID, "year", "pixels", "nodata_pixels", "area_ha", "nodata_ha"]),
         ]
     }
 
@@ -220,7 +248,21 @@ and reclassified into the same `areas` table.";
         let mut out: Vec<Source> = match params.years() {
             Ok(years) => years
                 .iter()
-                .flat_map(|(y, files)| year_sources(*y, files))
+                .flat_map(|(y, files)| {
+                    let rasters = year_sources(*y, files);
+                    // A world file beside a raster georeferences it when its tags do not.
+                    let sidecars: Vec<Source> = rasters
+                        .iter()
+                        .filter(|s| !s.pattern)
+                        .map(|s| {
+                            Source::optional(
+                                format!("{}.tfw", s.name),
+                                s.path.with_extension("tfw"),
+                            )
+                        })
+                        .collect();
+                    rasters.into_iter().chain(sidecars)
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -253,6 +295,13 @@ and reclassified into the same `areas` table.";
                 Scheme::BUILTIN.join(", ")
             )));
         }
+        if !(0.0..=1.0).contains(&params.min_coverage) {
+            return Err(StageError::data(format!(
+                "`min_coverage: {}` is not a share between 0 and 1",
+                params.min_coverage
+            ))
+            .with_hint("e.g. `min_coverage: 0.2` accepts rasters covering a fifth of the units"));
+        }
         if let Some(crs) = &params.crs {
             proj4rs::Proj::from_user_string(crs).map_err(|e| {
                 StageError::data(format!("`crs: {crs}` is not a CRS proj4rs knows: {e}")).with_hint("give `EPSG:<code>` or a PROJ string such as `+proj=aea +lat_1=25 +lat_2=47 +lon_0=105 +ellps=WGS84`")
@@ -268,7 +317,7 @@ and reclassified into the same `areas` table.";
                 return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
                     .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
             }
-            return tabular(table, scheme.as_ref());
+            return tabular(table, scheme.as_ref(), params.allow_empty_units, ctx);
         }
         let units = inputs.table("units").map_err(|e| {
             e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
@@ -739,6 +788,18 @@ fn from_rasters(
         .map(|r| r.expect("every year belongs to one group"))
         .collect();
     let n_units = ids.len();
+    let year_list: Vec<i64> = years.iter().map(|(y, _)| *y).collect();
+    let cov = coverage_rows(&ids, &year_list, &year_results, scheme);
+    let polygon_ha: Vec<f64> = geoms
+        .iter()
+        // Geodesic areas follow ring orientation (a clockwise ring encloses the rest of the
+        // globe): orient exteriors counter-clockwise first.
+        .map(|g| {
+            let oriented = geo::orient::Orient::orient(g, geo::orient::Direction::Default);
+            geo::GeodesicArea::geodesic_area_unsigned(&oriented) / 1e4
+        })
+        .collect();
+    check_coverage(params, &cov, &polygon_ha, &opened, ctx)?;
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
             ctx.warn(format!(
@@ -853,7 +914,7 @@ fn from_rasters(
         .i64("pixels", area_rows.pixels)
         .f64("area_ha", area_rows.area_ha)
         .build()?;
-    tables(areas, tr, tt, codes_rows)
+    tables(areas, tr, tt, codes_rows, cov)
 }
 
 /// The units as the raster path uses them: ids sorted, lon/lat polygons in the same order.
@@ -901,13 +962,6 @@ fn read_group(
     };
     let spans = rasterize(&grid, shapes);
     let pixels = spans.pixels_per_unit(n_units);
-    for (u, id) in units.ids.iter().enumerate() {
-        if pixels[u] == 0 {
-            ctx.warn(format!(
-                "unit `{id}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0"
-            ));
-        }
-    }
     let (gx0, gy0, gx1, gy1) = grid.extent();
     let beyond: Vec<&str> = shapes
         .iter()
@@ -957,8 +1011,16 @@ fn read_group(
                 .flat_map(|&i| years[i].sources.iter().map(|s| format!("source:{s}"))),
         )
         .collect();
+    // The grid and each file's place on it: a world file beside a raster moves them.
+    let placement: Vec<Vec<(usize, usize)>> = group
+        .mosaics
+        .iter()
+        .map(|m| m.files.iter().map(|f| (f.col, f.row)).collect())
+        .collect();
     let memo_params = serde_json::json!({
         "crs": params.crs,
+        "grid": [t.x0, t.y0, t.dx, t.dy],
+        "placement": placement,
         "years": layout.iter().map(|&i| years[i].year).collect::<Vec<_>>(),
         "pairs": pairs,
     });
@@ -1002,6 +1064,166 @@ fn read_group(
     Ok((year_out, pair_out))
 }
 
+/// NoData accounting per unit and year: every pixel centre inside the unit, and how much of it
+/// is NoData (the file's NoData value, a pixel no file of the year covers, or a fill code the
+/// scheme excludes).
+#[derive(Default)]
+struct CoverageCols {
+    unit: Vec<String>,
+    year: Vec<i64>,
+    pixels: Vec<i64>,
+    nodata_pixels: Vec<i64>,
+    area_ha: Vec<f64>,
+    nodata_ha: Vec<f64>,
+}
+
+fn coverage_rows(
+    ids: &[String],
+    years: &[i64],
+    results: &[YearResult],
+    scheme: &Scheme,
+) -> CoverageCols {
+    let mut out = CoverageCols::default();
+    for (u, id) in ids.iter().enumerate() {
+        let unit = u32::try_from(u).expect("fewer than 2³² units");
+        for (res, &year) in results.iter().zip(years) {
+            let (mut px, mut nd_px, mut m2, mut nd_m2) = (0u64, 0u64, 0.0f64, 0.0f64);
+            for (&(_, code), &(n, summed)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
+                let a = res.area.area_m2(n, summed);
+                px += n;
+                if res.nodata == Some(code)
+                    || scheme.classify(i64::from(code)) == CodeClass::Excluded
+                {
+                    nd_px += n;
+                    nd_m2 += a;
+                } else {
+                    m2 += a;
+                }
+            }
+            out.unit.push(id.clone());
+            out.year.push(year);
+            out.pixels.push(to_i64(px));
+            out.nodata_pixels.push(to_i64(nd_px));
+            out.area_ha.push(m2 / 1e4);
+            out.nodata_ha.push(nd_m2 / 1e4);
+        }
+    }
+    out
+}
+
+/// The share of NoData above which a unit is reported (a clipped provincial file loses a few
+/// per cent of a border county).
+const NODATA_SHARE_WARN: f64 = 0.005;
+
+/// Refuses years that cannot be right (no data inside any unit; data over less than
+/// `min_coverage` of the units' polygon area) and units without data (unless allowed), and
+/// warns once about units with NoData.
+fn check_coverage(
+    params: &Params,
+    cov: &CoverageCols,
+    polygon_ha: &[f64],
+    years: &[YearFiles],
+    ctx: &StageContext,
+) -> Result<(), StageError> {
+    let n_years = years.len();
+    let files = |yi: usize| {
+        years[yi]
+            .infos
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let overlap_hint = "check that the units and the rasters cover the same area: unit polygons are read as lon/lat degrees (a GeoJSON in EPSG:3857, swapped lat/lon or shifted units land elsewhere), and the raster's georeferencing must be right (`gdalinfo <file>`)";
+    let total_polygon_ha: f64 = polygon_ha.iter().sum();
+    // Rows are unit-major: row = unit · n_years + year.
+    for (yi, y) in years.iter().enumerate() {
+        let rows = (yi..cov.unit.len()).step_by(n_years);
+        let (data_ha, counted_ha) = rows.fold((0.0, 0.0), |(d, c), i| {
+            (d + cov.area_ha[i], c + cov.area_ha[i] + cov.nodata_ha[i])
+        });
+        if data_ha == 0.0 {
+            return Err(StageError::data(format!(
+                "year {}: no pixel inside any unit has data in {} ({counted_ha:.1} ha of the units' {total_polygon_ha:.1} ha fall on the raster, all NoData)",
+                y.year,
+                files(yi)
+            ))
+            .with_hint(overlap_hint));
+        }
+        let share = data_ha / total_polygon_ha;
+        if total_polygon_ha > 0.0 && share < params.min_coverage {
+            return Err(StageError::data(format!(
+                "year {}: only {:.1} % of the units' polygon area ({data_ha:.1} of {total_polygon_ha:.1} ha) has data in {} ({counted_ha:.1} ha fall on the raster at all)",
+                y.year,
+                100.0 * share,
+                files(yi)
+            ))
+            .with_hint(format!(
+                "{overlap_hint}; if the rasters are meant to cover only part of the units, lower `min_coverage` (now {})",
+                params.min_coverage
+            )));
+        }
+    }
+    let empty: Vec<String> = (0..cov.unit.len())
+        .filter(|&i| cov.area_ha[i] == 0.0)
+        .map(|i| format!("`{}` ({})", cov.unit[i], cov.year[i]))
+        .collect();
+    if !empty.is_empty() {
+        let shown = empty
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if empty.len() > 10 {
+            format!(" and {} more", empty.len() - 10)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{} unit-year(s) have no pixel with data: {shown}{more}",
+            empty.len()
+        );
+        if !params.allow_empty_units {
+            return Err(StageError::data(text).with_hint(format!(
+                "{overlap_hint}; units outside the rasters or smaller than a pixel can be kept with zero areas by `allow_empty_units: true`"
+            )));
+        }
+        ctx.warn(format!(
+            "{text}; their areas are 0 (`allow_empty_units: true`)"
+        ));
+    }
+    warn_nodata_share(cov, ctx);
+    Ok(())
+}
+
+fn warn_nodata_share(cov: &CoverageCols, ctx: &StageContext) {
+    let mut count = 0;
+    let mut worst: Option<(usize, f64)> = None;
+    for i in 0..cov.unit.len() {
+        let counted = cov.area_ha[i] + cov.nodata_ha[i];
+        if cov.area_ha[i] == 0.0 || counted == 0.0 {
+            continue; // Reported as a unit without data.
+        }
+        let share = cov.nodata_ha[i] / counted;
+        if share > NODATA_SHARE_WARN {
+            count += 1;
+            if worst.is_none_or(|(_, s)| share > s) {
+                worst = Some((i, share));
+            }
+        }
+    }
+    if let Some((i, share)) = worst {
+        ctx.warn(format!(
+            "{count} unit-year(s) have more than {} % of their pixels NoData; the worst is `{}` in {} with {:.2} % (see output `coverage`)",
+            100.0 * NODATA_SHARE_WARN,
+            cov.unit[i],
+            cov.year[i],
+            100.0 * share
+        ));
+    }
+}
+
 /// The stage's outputs from its row columns: `areas` as built, then the transfer matrices
 /// (per unit and in total) and the raw code histogram.
 fn tables(
@@ -1009,7 +1231,16 @@ fn tables(
     tr: TransitionCols,
     tt: TransitionCols,
     codes_rows: CodeCols,
+    cov: CoverageCols,
 ) -> Result<Outputs, StageError> {
+    let coverage = TableBuilder::new()
+        .str(UNIT_ID, &cov.unit)
+        .i64("year", cov.year)
+        .i64("pixels", cov.pixels)
+        .i64("nodata_pixels", cov.nodata_pixels)
+        .f64("area_ha", cov.area_ha)
+        .f64("nodata_ha", cov.nodata_ha)
+        .build()?;
     let transitions = TableBuilder::new()
         .str(UNIT_ID, &tr.unit)
         .i64("year_from", tr.year_from)
@@ -1036,6 +1267,7 @@ fn tables(
         ("transitions".into(), transitions),
         ("transitions_total".into(), totals),
         ("codes".into(), codes),
+        ("coverage".into(), coverage),
     ])
 }
 
@@ -1393,7 +1625,12 @@ fn histogram_pass(
 }
 
 /// The tabular path: yearbook areas per unit, year and class (or code).
-fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outputs, StageError> {
+fn tabular(
+    t: &arrow_array::RecordBatch,
+    scheme: Option<&Scheme>,
+    allow_empty: bool,
+    ctx: &StageContext,
+) -> Result<Outputs, StageError> {
     let ids = table::ids(t, "areas", UNIT_ID)?;
     let years = table::i64s(t, "areas", "year")?;
     let area = table::f64s(t, "areas", "area_ha")?;
@@ -1433,7 +1670,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
             }
         }
         // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
-        return tabular_rows(&ids, &years, &area, &out);
+        return tabular_rows(&ids, &years, &area, &out, allow_empty, ctx);
     } else {
         return Err(
             StageError::column_missing("areas", "class", &table::column_names(t))
@@ -1441,7 +1678,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
         );
     };
     let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
-    tabular_rows(&ids, &years, &area, &classes)
+    tabular_rows(&ids, &years, &area, &classes, allow_empty, ctx)
 }
 
 fn tabular_rows(
@@ -1449,6 +1686,8 @@ fn tabular_rows(
     years: &[i64],
     area: &[f64],
     classes: &[Option<LandClass>],
+    allow_empty: bool,
+    ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
     let mut sums: BTreeMap<(String, i64), [f64; 6]> = BTreeMap::new();
     for i in 0..ids.len() {
@@ -1474,6 +1713,29 @@ fn tabular_rows(
         if let Some(c) = classes[i] {
             entry[c.index()] += a;
         }
+    }
+    let empty: Vec<String> = sums
+        .iter()
+        .filter(|(_, s)| s.iter().all(|&a| a == 0.0))
+        .map(|((id, year), _)| format!("`{id}` ({year})"))
+        .collect();
+    if !empty.is_empty() {
+        let text = format!(
+            "`areas`: {} unit-year(s) have all class areas 0: {}",
+            empty.len(),
+            empty
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !allow_empty {
+            return Err(StageError::data(text).with_hint(
+                "check the table's area column and units (a misread column reads as zeros); to keep such units with zero areas set `allow_empty_units: true`",
+            ));
+        }
+        ctx.warn(format!("{text}; kept (`allow_empty_units: true`)"));
     }
     let n = sums.len() * 6;
     let (mut uid, mut yr, mut cl, mut ha) = (
@@ -1503,6 +1765,7 @@ fn tabular_rows(
         TransitionCols::default(),
         TransitionCols::default(),
         CodeCols::default(),
+        CoverageCols::default(),
     )
 }
 
@@ -1555,7 +1818,19 @@ mod tests {
         warnings: Vec<String>,
     }
 
-    fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
+    fn run(
+        mut params: serde_json::Value,
+        port: &str,
+        table: RecordBatch,
+    ) -> Result<Run, StageError> {
+        // The fixture units include U4 (outside the rasters) and U5 (smaller than a pixel):
+        // raster tests keep them unless they test the refusal itself.
+        if let Some(p) = params.as_object_mut()
+            && p.contains_key("rasters")
+        {
+            p.entry("allow_empty_units")
+                .or_insert(serde_json::json!(true));
+        }
         let prepared = Entry::<LandUse>::new().prepare(params)?;
         let sources: BTreeMap<String, PathBuf> =
             crate::engine::pattern::expand(&fixtures(), prepared.sources())
@@ -1662,8 +1937,10 @@ mod tests {
             assert_eq!(k.get(&("U3".into(), 2000, 0)), None);
             assert_eq!(k.get(&("U6".into(), 2000, 12)), Some(&6));
             let w = r.warnings.join("\n");
-            assert!(w.contains("unit `U4`: no pixel centre"), "{w}");
-            assert!(w.contains("unit `U5`: no pixel centre"), "{w}");
+            assert!(
+                w.contains("2 unit-year(s) have no pixel with data: `U4` (2000), `U5` (2000)"),
+                "{w}"
+            );
             assert!(w.contains("12 (6 px)"), "{w}");
         }
     }
@@ -1702,7 +1979,8 @@ mod tests {
             .array("geometry", Arc::new(BinaryArray::from_iter_values([wkb])))
             .build()
             .unwrap();
-        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        // Half the box lies off the raster: accepted with a lower `min_coverage`.
+        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd", "min_coverage": 0.4 });
         let r = run(params, "units", t).unwrap();
         assert_eq!(
             areas(&r)[&("edge".to_owned(), 2000, "cultivated".to_owned())].0,
@@ -1715,10 +1993,35 @@ mod tests {
             "{:?}",
             r.warnings
         );
-        // Different grids (lon/lat vs Albers): areas for both years, no transfer matrix, and a
-        // warning saying why.
+        // Different grids (the Albers grid and a copy moved half a pixel east): areas for both
+        // years, no transfer matrix, and a warning saying why.
+        let dir = tempfile::tempdir().unwrap();
+        let moved = dir.path().join("moved.tif");
+        {
+            use crate::io::geotiff_writer::{
+                CategoricalRaster, Crs, GridPlacement, write_categorical,
+            };
+            let codes: Vec<u8> = (0..36)
+                .flat_map(|r| (0..40).map(move |c| pattern(c, r)))
+                .collect();
+            let raster = CategoricalRaster {
+                width: 40,
+                height: 36,
+                codes: &codes,
+                placement: GridPlacement {
+                    x_min: 766_035.0,
+                    y_max: 3_711_150.0,
+                    pixel_width: 30.0,
+                    pixel_height: 30.0,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            write_categorical(&moved, &raster).unwrap();
+        }
         let params = serde_json::json!({
-            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "geo_u16_tiled_deflate.tif" },
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": show(&moved) },
             "scheme": "clcd",
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
@@ -2023,7 +2326,28 @@ mod tests {
             .f64("area_ha", vec![10.0, 5.0, 2.5, 100.0])
             .build()
             .unwrap();
-        let r = run(serde_json::json!({ "scheme": "cnlucc" }), "areas", t).unwrap();
+        let e = run(
+            serde_json::json!({ "scheme": "cnlucc" }),
+            "areas",
+            t.clone(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("1 unit-year(s) have all class areas 0: `B` (2000)"),
+            "{e}"
+        );
+        let r = run(
+            serde_json::json!({ "scheme": "cnlucc", "allow_empty_units": true }),
+            "areas",
+            t,
+        )
+        .unwrap();
+        assert!(
+            r.warnings.iter().any(|w| w.contains("`B` (2000)")),
+            "{:?}",
+            r.warnings
+        );
         let a = areas(&r);
         // Paddy (11) + dry land (12) = 15 ha cultivated; rural settlement (52) = construction;
         // B's only row is sea (99, excluded): all six classes 0.
@@ -2079,7 +2403,35 @@ mod tests {
         assert!(err.message.contains("`scheme` is required"));
         let p = e.prepare(serde_json::json!({ "rasters": { "2000": "a.tif", "1995": "b.tif" }, "scheme": "my.csv" })).unwrap();
         let names: Vec<String> = p.sources().into_iter().map(|s| s.name).collect();
-        assert_eq!(names, ["raster.1995", "raster.2000", "scheme"]);
+        // Each raster's world file is an optional source: adding one reruns the stage.
+        assert_eq!(
+            names,
+            [
+                "raster.1995",
+                "raster.1995.tfw",
+                "raster.2000",
+                "raster.2000.tfw",
+                "scheme"
+            ]
+        );
+        let p = e.prepare(serde_json::json!({ "rasters": { "2000": ["a.tif", "b.tif"], "2005": "t/lu_*.tif" }, "scheme": "clcd" })).unwrap();
+        let names: Vec<String> = p.sources().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "raster.2000.0",
+                "raster.2000.1",
+                "raster.2000.0.tfw",
+                "raster.2000.1.tfw",
+                "raster.2005"
+            ]
+        );
+        assert!(p.sources()[4].pattern);
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "2000": "a.tif" }, "scheme": "clcd", "min_coverage": 1.5 }))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("`min_coverage: 1.5`"), "{err:?}");
     }
 
     #[test]
@@ -2097,13 +2449,12 @@ mod tests {
         assert!(!r.warnings.iter().any(|w| w.contains("codes not in scheme")));
         // Declaring the Albers raster as lon/lat puts every unit outside it: warned, not mixed.
         let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd", "crs": "EPSG:4326" });
-        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
-        assert_eq!(
-            r.warnings
-                .iter()
-                .filter(|w| w.contains("no pixel centre"))
-                .count(),
-            6
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        assert!(
+            e.message
+                .contains("year 2000: no pixel inside any unit has data in")
+                && e.message.contains("proj_u8_tiled_deflate.tif"),
+            "{e}"
         );
     }
 
@@ -2145,6 +2496,7 @@ mod tests {
             let params = serde_json::json!({
                 "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
                 "scheme": csv,
+                "allow_empty_units": true,
             });
             let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
             let sources: BTreeMap<String, PathBuf> = prepared
@@ -2409,6 +2761,7 @@ mod tests {
         let params = serde_json::json!({
             "rasters": { "2000": show(&national), "2020": show(&province) },
             "scheme": "clcd",
+            "min_coverage": 0.4,
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
         let t = &r.outputs["transitions"];
@@ -2439,5 +2792,160 @@ mod tests {
             .map(|i| ha[i])
             .sum();
         assert_eq!(u6_total, 0.0);
+    }
+
+    /// `coverage` as (unit, year) → (pixels, nodata_pixels, area_ha, nodata_ha).
+    fn coverage(r: &Run) -> BTreeMap<(String, i64), (i64, i64, f64, f64)> {
+        let t = &r.outputs["coverage"];
+        let (u, y) = (
+            table::ids(t, "c", UNIT_ID).unwrap(),
+            table::i64s(t, "c", "year").unwrap(),
+        );
+        let (p, n) = (
+            table::i64s(t, "c", "pixels").unwrap(),
+            table::i64s(t, "c", "nodata_pixels").unwrap(),
+        );
+        let (a, na) = (
+            table::f64s(t, "c", "area_ha").unwrap(),
+            table::f64s(t, "c", "nodata_ha").unwrap(),
+        );
+        (0..t.num_rows())
+            .map(|i| ((u[i].clone(), y[i]), (p[i], n[i], a[i], na[i])))
+            .collect()
+    }
+
+    #[test]
+    fn coverage_counts_nodata_per_unit_and_warns_once() {
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let c = coverage(&r);
+        // Hand counts (README): U2 has 500 px, 85 of them NoData (0); U3 110 px, 60 NoData;
+        // U6 180 px, the unmapped 12 counting as data; 0.09 ha a pixel.
+        let want = [
+            ("U1", 360, 0),
+            ("U2", 500, 85),
+            ("U3", 110, 60),
+            ("U4", 0, 0),
+            ("U5", 0, 0),
+            ("U6", 180, 0),
+        ];
+        for (unit, px, nd) in want {
+            let (p, n, a, na) = c[&(unit.to_owned(), 2000)];
+            assert_eq!((p, n), (px, nd), "{unit}");
+            assert!(
+                (a - (px - nd) as f64 * 0.09).abs() < 1e-9 && (na - nd as f64 * 0.09).abs() < 1e-9,
+                "{unit}"
+            );
+        }
+        let w: Vec<&String> = r.warnings.iter().filter(|w| w.contains("NoData")).collect();
+        // U2 (17 %) and U3 (54.55 %) exceed 0.5 %; U3 is the worst.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("2 unit-year(s)") && w[0].contains("`U3` in 2000 with 54.55 %"),
+            "{}",
+            w[0]
+        );
+    }
+
+    #[test]
+    fn rasters_and_units_that_do_not_overlap_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let units = || units_table("units_proj_lonlat.geojson");
+        // A raster that is all NoData.
+        let blank = write_part(&d.join("blank.tif"), 0..40, 0..36, |_, _| 0);
+        let params = serde_json::json!({ "rasters": { "2000": show(&blank) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message
+                .contains("year 2000: no pixel inside any unit has data")
+                && e.message.contains("blank.tif"),
+            "{e}"
+        );
+        // Units somewhere else (the lon/lat fixture boxes lie west of the Albers raster).
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_geo.geojson")).unwrap_err();
+        assert!(
+            e.message.contains("no pixel inside any unit has data"),
+            "{e}"
+        );
+        assert!(
+            e.hint.as_deref().is_some_and(|h| h.contains("lon/lat")),
+            "{e:?}"
+        );
+        // A raster covering cols 0..10 only: data on U1's 180 px and U2's 100 px of about
+        // 1270 px of polygons (22 %), below the default 50 %; accepted when asked for.
+        let west = write_part(&d.join("west.tif"), 0..10, 0..36, pattern);
+        let params = serde_json::json!({ "rasters": { "2000": show(&west) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message.contains("year 2000: only 2") && e.message.contains("west.tif"),
+            "{e}"
+        );
+        assert!(
+            e.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("min_coverage")),
+            "{e:?}"
+        );
+        let params = serde_json::json!({ "rasters": { "2000": show(&west) }, "scheme": "clcd", "min_coverage": 0.2 });
+        let r = run(params, "units", units()).unwrap();
+        assert_eq!(coverage(&r)[&("U2".to_owned(), 2000)].0, 100);
+        // Units without data are refused unless allowed, listed by id.
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd", "allow_empty_units": false });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message
+                .contains("2 unit-year(s) have no pixel with data: `U4` (2000), `U5` (2000)"),
+            "{e}"
+        );
+        assert!(
+            e.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("allow_empty_units: true")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_world_file_with_crs_georeferences_a_tiff_without_geokeys() {
+        let dir = tempfile::tempdir().unwrap();
+        let tif = dir.path().join("plain.tif");
+        let codes: Vec<u8> = (0..36)
+            .flat_map(|r| (0..40).map(move |c| pattern(c, r)))
+            .collect();
+        {
+            let mut file = std::fs::File::create(&tif).unwrap();
+            let mut enc = tiff::encoder::TiffEncoder::new(&mut file).unwrap();
+            let mut image = enc
+                .new_image::<tiff::encoder::colortype::Gray8>(40, 36)
+                .unwrap();
+            image
+                .encoder()
+                .write_tag(tiff::tags::Tag::GdalNodata, "0")
+                .unwrap();
+            image.write_data(&codes).unwrap();
+        }
+        // The fixtures' grid: corner (766020, 3711150), 30 m; a world file gives pixel centres.
+        std::fs::write(
+            dir.path().join("plain.tfw"),
+            "30\n0\n0\n-30\n766035\n3711135\n",
+        )
+        .unwrap();
+        let units = || units_table("units_proj_lonlat.geojson");
+        let albers = "+proj=aea +lat_1=25 +lat_2=47 +lat_0=0 +lon_0=105 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs";
+        let params = serde_json::json!({ "rasters": { "2000": show(&tif) }, "scheme": "clcd", "crs": albers });
+        let plain = run(params, "units", units()).unwrap();
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let reference = run(params, "units", units()).unwrap();
+        assert_eq!(areas(&plain), areas(&reference));
+        // Without `crs:` the CRS is unknown: the error says how to give it.
+        let params = serde_json::json!({ "rasters": { "2000": show(&tif) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message.contains("plain.tif")
+                && e.hint.as_deref().is_some_and(|h| h.contains("crs: EPSG")),
+            "{e:?}"
+        );
     }
 }
