@@ -640,7 +640,7 @@ fn on_lattice(params: &Params, a: &GeoTiffInfo, b: &GeoTiffInfo) -> Result<(i64,
 /// files of one year must share CRS and lattice.
 fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, StageError> {
     // Offsets of every file from its group's reference file (the first file of its first year).
-    let mut members: Vec<(usize, Vec<usize>, Vec<Vec<(i64, i64)>>)> = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
     for (yi, y) in years.iter().enumerate() {
         let first = &y.infos[0];
         let mut offsets = Vec::with_capacity(y.infos.len());
@@ -656,21 +656,34 @@ fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, Stage
             })?;
             offsets.push(off);
         }
-        let joined = members.iter_mut().find_map(|(reference, ys, offs)| {
-            let r = &years[*reference].infos[0];
+        let joined = members.iter_mut().find_map(|m| {
+            let r = &years[m.reference].infos[0];
             on_lattice(params, r, first).ok().map(|(c, row)| {
-                ys.push(yi);
-                offs.push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
+                m.years.push(yi);
+                m.offsets
+                    .push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
             })
         });
         if joined.is_none() {
-            members.push((yi, vec![yi], vec![offsets]));
+            members.push(Member {
+                reference: yi,
+                years: vec![yi],
+                offsets: vec![offsets],
+            });
         }
     }
     members
         .into_iter()
-        .map(|(reference, ys, offs)| place(&years[reference].infos[0], years, ys, &offs))
+        .map(|m| place(&years[m.reference].infos[0], years, m.years, &m.offsets))
         .collect()
+}
+
+/// The years of one group while grouping: each file's offset from the reference year's first
+/// file, in its pixels.
+struct Member {
+    reference: usize,
+    years: Vec<usize>,
+    offsets: Vec<Vec<(i64, i64)>>,
 }
 
 /// The group's grid (the union of its files' extents) and each year's mosaic on it.
@@ -777,11 +790,11 @@ fn from_rasters(
         geoms: &geoms,
     };
     for group in &groups {
-        let (read_years, pairs) = read_group(params, group, &opened, &units, scheme, ctx)?;
-        for (yi, r) in read_years {
+        let read = read_group(params, group, &opened, &units, scheme, ctx)?;
+        for (yi, r) in read.years {
             year_results[yi] = Some(r);
         }
-        pair_results.extend(pairs);
+        pair_results.extend(read.pairs);
     }
     let year_results: Vec<YearResult> = year_results
         .into_iter()
@@ -933,7 +946,7 @@ fn read_group(
     units: &UnitShapes<'_>,
     scheme: &Scheme,
     ctx: &StageContext,
-) -> Result<(Vec<(usize, YearResult)>, Vec<PairResult>), StageError> {
+) -> Result<GroupResult, StageError> {
     let n_units = units.ids.len();
     let years_text = group
         .years
@@ -1061,7 +1074,17 @@ fn read_group(
             area: Arc::clone(&area),
         });
     }
-    Ok((year_out, pair_out))
+    Ok(GroupResult {
+        years: year_out,
+        pairs: pair_out,
+    })
+}
+
+/// What one group's pass gives: each year's histogram (by index into all years) and the
+/// transitions between its consecutive years.
+struct GroupResult {
+    years: Vec<(usize, YearResult)>,
+    pairs: Vec<PairResult>,
 }
 
 /// NoData accounting per unit and year: every pixel centre inside the unit, and how much of it
@@ -1325,7 +1348,7 @@ fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
 /// tiled like the pass's windows or through a region cache; or a mosaic of several files.
 enum LayerReader {
     File {
-        reader: ChunkReader,
+        reader: Box<ChunkReader>,
         region: RegionCache,
         direct: bool,
     },
@@ -1352,7 +1375,7 @@ fn new_worker(
         readers.push(
             match m.whole() {
                 Some(info) => ChunkReader::new(info).map(|reader| LayerReader::File {
-                    reader,
+                    reader: Box::new(reader),
                     region: RegionCache::new(info.sample),
                     direct: layout.is_some_and(|l| info.same_layout(l)),
                 }),

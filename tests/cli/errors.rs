@@ -122,3 +122,16 @@ fn path_outside_the_study() {
         &[]
     ));
 }
+
+#[test]
+fn raster_pattern_that_matches_no_file_names_the_pattern() {
+    let err = check_fails(
+        "study: bad\nstages:\n  lu:\n    kind: landuse\n    rasters: { 2000: \"tiles/lu_2000_*.tif\" }\n    scheme: clcd\n",
+        &[("tiles/lu_2001_a.tif", "not a raster")],
+    );
+    assert!(
+        err.contains("stage `lu`") && err.contains("`tiles/lu_2000_*.tif` matches no file"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
