@@ -7,6 +7,7 @@ pub mod interrupt;
 pub mod finite;
 pub mod invocation;
 pub mod key;
+pub mod pattern;
 pub mod plan;
 pub mod progress;
 pub mod publish;

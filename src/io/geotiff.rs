@@ -397,12 +397,15 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
                 dy: m[5],
             }
         }
-        _ => {
-            return Err(georef(
-                path,
-                "no georeferencing (needs ModelPixelScale + ModelTiepoint, or ModelTransformation)",
-            ));
-        }
+        _ => match world_file(path) {
+            Some(wf) => read_world_file(path, &wf)?,
+            None => {
+                return Err(georef(
+                    path,
+                    "no georeferencing (needs ModelPixelScale + ModelTiepoint, or ModelTransformation, or a `.tfw` world file beside it)",
+                ));
+            }
+        },
     };
     if !(transform.dx > 0.0
         && transform.dy != 0.0
@@ -441,6 +444,61 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
         nodata,
         transform,
         crs,
+    })
+}
+
+/// The world file beside a raster (`x.tfw` for `x.tif`), if any.
+pub fn world_file(path: &Path) -> Option<PathBuf> {
+    Some(path.with_extension("tfw")).filter(|p| p.is_file())
+}
+
+/// Reads an ESRI world file: six numbers, one a line: pixel width A, rotation terms D and B,
+/// pixel height E (negative for north-up), and the map coordinates C, F of the centre of the
+/// upper-left pixel. The corner is half a pixel up-left of that centre.
+///
+/// # References
+/// ESRI, "World files for raster datasets", ArcGIS Desktop help (the six-line format).
+fn read_world_file(path: &Path, wf: &Path) -> Result<GeoTransform, GeoTiffError> {
+    let text = std::fs::read_to_string(wf).map_err(|source| GeoTiffError::FileUnreadable {
+        path: wf.to_owned(),
+        source,
+    })?;
+    let numbers: Vec<f64> = text
+        .split_whitespace()
+        .map(|t| {
+            t.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    georef(
+                        wf,
+                        format!(
+                            "`{t}` is not a number (a world file holds six numbers, one a line)"
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let [a, d, b, e, c, f] = numbers[..] else {
+        return Err(georef(
+            wf,
+            format!("holds {} numbers, a world file has six", numbers.len()),
+        ));
+    };
+    if d != 0.0 || b != 0.0 {
+        return Err(unsupported(
+            path,
+            format!(
+                "a rotated grid (world file {} has rotation terms)",
+                wf.display()
+            ),
+        ));
+    }
+    Ok(GeoTransform {
+        x0: c - a / 2.0,
+        y0: f - e / 2.0,
+        dx: a,
+        dy: e,
     })
 }
 
@@ -1017,6 +1075,37 @@ mod tests {
             .unwrap();
         let err = open(&path).unwrap_err().to_string();
         assert!(err.contains("no georeferencing"), "{err}");
+        // With a world file beside it: georeferenced, CRS unknown (the stage's `crs:` gives it).
+        // Pixel centre (766035, 3711135) with 30 m pixels puts the corner at (766020, 3711150).
+        std::fs::write(
+            dir.path().join("plain.tfw"),
+            "30\n0\n0\n-30\n766035\n3711135\n",
+        )
+        .unwrap();
+        let info = open(&path).unwrap();
+        assert_eq!(
+            info.transform,
+            GeoTransform {
+                x0: 766_020.0,
+                y0: 3_711_150.0,
+                dx: 30.0,
+                dy: -30.0
+            }
+        );
+        assert!(info.crs.is_none());
+        std::fs::write(dir.path().join("plain.tfw"), "30\n0\n0\n-30\n766035\n").unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("plain.tfw") && err.contains("5 numbers"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("plain.tfw"),
+            "30\n0.5\n0\n-30\n766035\n3711135\n",
+        )
+        .unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("rotated"), "{err}");
         let err = open(&dir.path().join("missing.tif"))
             .unwrap_err()
             .to_string();

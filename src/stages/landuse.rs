@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
-use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType};
+use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
+use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
 use crate::methods::land_dynamics::{
     comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
 };
@@ -36,9 +37,10 @@ pub struct LandUse;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Year → categorical GeoTIFF (one file per year). Empty with the tabular `areas` input.
+    /// Year → categorical GeoTIFF: one path, a list of paths, or a file-name pattern (`*`, `?`);
+    /// the files of a year are read as one mosaic. Empty with the tabular `areas` input.
     #[serde(default)]
-    pub rasters: BTreeMap<String, PathBuf>,
+    pub rasters: BTreeMap<String, RasterFiles>,
     /// `clcd`, `cnlucc`, `igbp`, or the path of a `code,class` CSV. Required with rasters and
     /// with a tabular input that has a `code` column.
     #[serde(default)]
@@ -47,6 +49,35 @@ pub struct Params {
     /// without GeoKeys or with a projection the reader does not know.
     #[serde(default)]
     pub crs: Option<String>,
+    /// Keep units without a single data pixel (outside the rasters, or smaller than a pixel)
+    /// with zero areas instead of failing; with the `areas` table, units whose areas are all 0.
+    #[serde(default)]
+    pub allow_empty_units: bool,
+    /// The least share of the units' polygon area (on the ellipsoid) that must have data in
+    /// each year; below it the rasters and units most likely do not overlap.
+    #[serde(default = "default_min_coverage")]
+    pub min_coverage: f64,
+}
+
+fn default_min_coverage() -> f64 {
+    0.5
+}
+
+/// The files of one year: a path (which may be a file-name pattern) or a list of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RasterFiles {
+    One(PathBuf),
+    Several(Vec<PathBuf>),
+}
+
+impl RasterFiles {
+    fn paths(&self) -> &[PathBuf] {
+        match self {
+            RasterFiles::One(p) => std::slice::from_ref(p),
+            RasterFiles::Several(v) => v,
+        }
+    }
 }
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
@@ -58,9 +89,9 @@ const UNIT_ID: &str = "unit_id";
 
 impl Params {
     /// The years, parsed and sorted, with their paths.
-    fn years(&self) -> Result<Vec<(i64, PathBuf)>, StageError> {
-        let mut out: Vec<(i64, PathBuf)> = Vec::new();
-        for (key, path) in &self.rasters {
+    fn years(&self) -> Result<Vec<(i64, RasterFiles)>, StageError> {
+        let mut out: Vec<(i64, RasterFiles)> = Vec::new();
+        for (key, files) in &self.rasters {
             let year = key
                 .trim()
                 .parse::<i64>()
@@ -76,9 +107,16 @@ impl Params {
                     "`rasters` lists year {year} twice"
                 )));
             }
-            out.push((year, path.clone()));
+            if files.paths().is_empty() {
+                return Err(
+                    StageError::data(format!("`rasters` year {year} lists no file")).with_hint(
+                        "give a path, a list of paths or a pattern such as `tiles/lu_2000_*.tif`",
+                    ),
+                );
+            }
+            out.push((year, files.clone()));
         }
-        out.sort();
+        out.sort_by_key(|(y, _)| *y);
         Ok(out)
     }
 
@@ -93,6 +131,46 @@ fn source_name(year: i64) -> String {
     format!("raster.{year}")
 }
 
+/// The sources of one year: `raster.<year>` for one path, `raster.<year>.<i>` for the i-th
+/// of a list; a path with `*` or `?` in its file name is a pattern.
+fn year_sources(year: i64, files: &RasterFiles) -> Vec<Source> {
+    let source = |name: String, path: &PathBuf| {
+        if crate::engine::pattern::is_pattern(&path.to_string_lossy()) {
+            Source::pattern(name, path)
+        } else {
+            Source::new(name, path)
+        }
+    };
+    match files {
+        RasterFiles::One(p) => vec![source(source_name(year), p)],
+        RasterFiles::Several(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, p)| source(format!("{}.{i}", source_name(year)), p))
+            .collect(),
+    }
+}
+
+/// The files of one year as the plan resolved them: (source name, path), in order.
+fn year_files(
+    year: i64,
+    files: &RasterFiles,
+    ctx: &StageContext,
+) -> Result<Vec<(String, PathBuf)>, StageError> {
+    let mut out = Vec::new();
+    for s in year_sources(year, files) {
+        let found = ctx.sources_matching(&s.name);
+        if found.is_empty() {
+            return Err(StageError::internal(format!(
+                "source `{}` was not resolved",
+                s.name
+            )));
+        }
+        out.extend(found.into_iter().map(|(n, p)| (n, p.to_owned())));
+    }
+    Ok(out)
+}
+
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
     const VERSION: u32 = 3;
@@ -100,15 +178,17 @@ impl Stage for LandUse {
 unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
 computed per row on the WGS84 ellipsoid for lon/lat rasters and is constant on projected ones; unit polygons are \
-reprojected to the raster's CRS. Also the transfer matrix between consecutive years and the raw code histogram. \
+reprojected to the raster's CRS. A year may be several files on one pixel grid (provincial files, export tiles), read \
+as one mosaic. Also the transfer matrix between consecutive years, the raw code histogram and NoData per unit \
+(`coverage`); a year without data inside the units, or covering less than `min_coverage` of their area, fails. \
 With the `areas` input instead of rasters, yearbook areas (unit_id, year, class or code, area_ha) are validated \
 and reclassified into the same `areas` table.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "rasters",
-            ty: "map year → path",
+            ty: "map year → path | [path, …] | pattern",
             default: "{}",
-            doc: "One categorical GeoTIFF per year (8/16-bit unsigned, stripped or tiled, none/DEFLATE/LZW/PackBits). All years on one grid are read in one pass.",
+            doc: "Categorical GeoTIFFs per year (8/16-bit unsigned, stripped or tiled, none/DEFLATE/LZW/PackBits): one path, a list, or a file-name pattern such as `tiles/CLCD_v01_2000_*.tif` (`*`, `?`; matches sorted by name). The files of a year are read as one mosaic without copying: they must share CRS and pixel grid, and where they overlap their data must agree. Years on one CRS and grid are read in one pass over the union of their extents; transitions use the pixels both years cover.",
         },
         ParamDoc {
             name: "scheme",
@@ -120,7 +200,19 @@ and reclassified into the same `areas` table.";
             name: "crs",
             ty: "string",
             default: "from the GeoKeys",
-            doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know.",
+            doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know. A raster without georeferencing tags is placed by a `.tfw` world file beside it (with `crs:`).",
+        },
+        ParamDoc {
+            name: "allow_empty_units",
+            ty: "bool",
+            default: "false",
+            doc: "Keep units with no data pixel in a year (outside the rasters, or smaller than a pixel), or with all-zero areas in the `areas` table, with zero areas (one warning) instead of failing.",
+        },
+        ParamDoc {
+            name: "min_coverage",
+            ty: "number",
+            default: "0.5",
+            doc: "The least share (0–1) of the units' polygon area, measured on the WGS84 ellipsoid, that must have data in every year; below it the study fails, as rasters and units most likely do not overlap (wrong CRS, swapped lat/lon, shifted units). A year with no data inside any unit always fails.",
         },
     ];
     type Params = Params;
@@ -152,14 +244,30 @@ and reclassified into the same `areas` table.";
                 .with_columns([UNIT_ID, "year", "code", "pixels"]),
             OutputDecl::new("dynamics", "per unit and consecutive years: the single dynamic degree K = (A_t2 − A_t1)/A_t1/T × 100 of each class, and class `all` with the comprehensive dynamic degree LC = Σ_i≠j ΔLU_i→j/(2 Σ LU_t1)/T × 100 of the transfer matrix; in % per year, null where A_t1 = 0 (and for `all` without a transfer matrix)")
                 .with_columns([UNIT_ID, "year_from", "year_to", "class", "degree_pct_per_year"]),
+            OutputDecl::new("coverage", "NoData accounting per unit and year: pixel centres inside the unit (NoData included), those with NoData (the file's NoData, outside every file of the year, or a fill code the scheme excludes), and the areas of both; empty for the `areas` table")
+                .with_columns([UNIT_ID, "year", "pixels", "nodata_pixels", "area_ha", "nodata_ha"]),
         ]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
         let mut out: Vec<Source> = match params.years() {
             Ok(years) => years
-                .into_iter()
-                .map(|(y, p)| Source::new(source_name(y), p))
+                .iter()
+                .flat_map(|(y, files)| {
+                    let rasters = year_sources(*y, files);
+                    // A world file beside a raster georeferences it when its tags do not.
+                    let sidecars: Vec<Source> = rasters
+                        .iter()
+                        .filter(|s| !s.pattern)
+                        .map(|s| {
+                            Source::optional(
+                                format!("{}.tfw", s.name),
+                                s.path.with_extension("tfw"),
+                            )
+                        })
+                        .collect();
+                    rasters.into_iter().chain(sidecars)
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -192,6 +300,13 @@ and reclassified into the same `areas` table.";
                 Scheme::BUILTIN.join(", ")
             )));
         }
+        if !(0.0..=1.0).contains(&params.min_coverage) {
+            return Err(StageError::data(format!(
+                "`min_coverage: {}` is not a share between 0 and 1",
+                params.min_coverage
+            ))
+            .with_hint("e.g. `min_coverage: 0.2` accepts rasters covering a fifth of the units"));
+        }
         if let Some(crs) = &params.crs {
             proj4rs::Proj::from_user_string(crs).map_err(|e| {
                 StageError::data(format!("`crs: {crs}` is not a CRS proj4rs knows: {e}")).with_hint("give `EPSG:<code>` or a PROJ string such as `+proj=aea +lat_1=25 +lat_2=47 +lon_0=105 +ellps=WGS84`")
@@ -207,7 +322,7 @@ and reclassified into the same `areas` table.";
                 return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
                     .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
             }
-            return tabular(table, scheme.as_ref());
+            return tabular(table, scheme.as_ref(), params.allow_empty_units, ctx);
         }
         let units = inputs.table("units").map_err(|e| {
             e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
@@ -452,10 +567,209 @@ struct PairResult {
     area: Arc<PixelArea>,
 }
 
+/// The files of one year, opened.
+struct YearFiles {
+    year: i64,
+    /// Source names (for memo keys), in file order.
+    sources: Vec<String>,
+    infos: Vec<GeoTiffInfo>,
+}
+
+/// Years whose files share CRS and pixel lattice, read in one pass over the union of their
+/// extents.
+struct Group {
+    /// Indices into the years, ascending.
+    years: Vec<usize>,
+    /// One mosaic per year of `years`, on the group's grid.
+    mosaics: Vec<Mosaic>,
+    /// The group's grid: the union of every file's extent.
+    transform: GeoTransform,
+    width: usize,
+    height: usize,
+}
+
+fn open_years(
+    years: &[(i64, RasterFiles)],
+    ctx: &StageContext,
+) -> Result<Vec<YearFiles>, StageError> {
+    let mut out = Vec::with_capacity(years.len());
+    for (year, files) in years {
+        let mut opened = YearFiles {
+            year: *year,
+            sources: Vec::new(),
+            infos: Vec::new(),
+        };
+        for (name, path) in year_files(*year, files, ctx)? {
+            let info = open_raster(*year, &path)?;
+            opened.sources.push(name);
+            opened.infos.push(info);
+        }
+        out.push(opened);
+    }
+    Ok(out)
+}
+
+fn open_raster(year: i64, path: &std::path::Path) -> Result<GeoTiffInfo, StageError> {
+    let info = geotiff::open(path).map_err(|e| {
+        StageError::data(format!("year {year}: {e}"))
+            .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
+    })?;
+    // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
+    let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
+    let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
+    if chunk_mb > MAX_CHUNK_MB {
+        return Err(StageError::data(format!(
+            "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
+            info.path.display(),
+            info.chunk_height
+        ))
+        .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
+    }
+    Ok(info)
+}
+
+/// Whether `b` is on `a`'s CRS and lattice: its offset in `a`'s pixels, or why not.
+fn on_lattice(params: &Params, a: &GeoTiffInfo, b: &GeoTiffInfo) -> Result<(i64, i64), String> {
+    if params.crs.is_none() && a.crs != b.crs {
+        let show = |i: &GeoTiffInfo| {
+            i.crs
+                .as_ref()
+                .map_or_else(|| "no CRS".to_owned(), |c| c.description.clone())
+        };
+        return Err(format!("their CRSs differ: {} and {}", show(a), show(b)));
+    }
+    mosaic::lattice_offset(a, b)
+}
+
+/// Groups the years by CRS and lattice and places each year's files on its group's grid. The
+/// files of one year must share CRS and lattice.
+fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, StageError> {
+    // Offsets of every file from its group's reference file (the first file of its first year).
+    let mut members: Vec<Member> = Vec::new();
+    for (yi, y) in years.iter().enumerate() {
+        let first = &y.infos[0];
+        let mut offsets = Vec::with_capacity(y.infos.len());
+        for info in &y.infos {
+            let off = on_lattice(params, first, info).map_err(|why| {
+                StageError::data(format!(
+                    "year {}: {} and {} cannot be read as one mosaic: {why}",
+                    y.year,
+                    first.path.display(),
+                    info.path.display()
+                ))
+                .with_hint("the files of one year must share CRS and pixel grid; warp them onto one grid (`gdalwarp -t_srs <crs> -tr <size> <size> -tap`)")
+            })?;
+            offsets.push(off);
+        }
+        let joined = members.iter_mut().find_map(|m| {
+            let r = &years[m.reference].infos[0];
+            on_lattice(params, r, first).ok().map(|(c, row)| {
+                m.years.push(yi);
+                m.offsets
+                    .push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
+            })
+        });
+        if joined.is_none() {
+            members.push(Member {
+                reference: yi,
+                years: vec![yi],
+                offsets: vec![offsets],
+            });
+        }
+    }
+    members
+        .into_iter()
+        .map(|m| place(&years[m.reference].infos[0], years, m.years, &m.offsets))
+        .collect()
+}
+
+/// The years of one group while grouping: each file's offset from the reference year's first
+/// file, in its pixels.
+struct Member {
+    reference: usize,
+    years: Vec<usize>,
+    offsets: Vec<Vec<(i64, i64)>>,
+}
+
+/// The group's grid (the union of its files' extents) and each year's mosaic on it.
+fn place(
+    reference: &GeoTiffInfo,
+    years: &[YearFiles],
+    group: Vec<usize>,
+    offsets: &[Vec<(i64, i64)>],
+) -> Result<Group, StageError> {
+    let mut extent = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for (&yi, offs) in group.iter().zip(offsets) {
+        for (info, &(c, r)) in years[yi].infos.iter().zip(offs) {
+            let (w, h) = (to_i64(info.width as u64), to_i64(info.height as u64));
+            extent = (
+                extent.0.min(c),
+                extent.1.min(r),
+                extent.2.max(c + w),
+                extent.3.max(r + h),
+            );
+        }
+    }
+    let size = |n: i64| {
+        usize::try_from(n).map_err(|_| StageError::internal("a mosaic grid of negative size"))
+    };
+    let (width, height) = (size(extent.2 - extent.0)?, size(extent.3 - extent.1)?);
+    if width.saturating_mul(height) > MAX_MOSAIC_PIXELS {
+        let files: Vec<String> = group
+            .iter()
+            .flat_map(|&yi| years[yi].infos.iter().map(|i| i.path.display().to_string()))
+            .collect();
+        return Err(StageError::data(format!(
+            "the rasters {} span {width} × {height} pixels together: they lie far apart on one grid",
+            files.join(", ")
+        ))
+        .with_hint("check that each year's files cover the study area (a file in the wrong place is far from the others)"));
+    }
+    let t = reference.transform;
+    #[allow(clippy::cast_precision_loss)]
+    let transform = GeoTransform {
+        x0: t.x0 + extent.0 as f64 * t.dx,
+        y0: t.y0 + extent.1 as f64 * t.dy,
+        dx: t.dx,
+        dy: t.dy,
+    };
+    let mut mosaics = Vec::with_capacity(group.len());
+    for (&yi, offs) in group.iter().zip(offsets) {
+        let files = years[yi]
+            .infos
+            .iter()
+            .zip(offs)
+            .map(|(info, &(c, r))| {
+                Ok(Placed {
+                    info: info.clone(),
+                    col: size(c - extent.0)?,
+                    row: size(r - extent.1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StageError>>()?;
+        let m = Mosaic::new(files, width, height).map_err(|e| {
+            StageError::data(format!("year {}: {e}", years[yi].year))
+                .with_hint("the files of one year must use one NoData value (`gdal_edit.py -a_nodata <value> file.tif`)")
+        })?;
+        mosaics.push(m);
+    }
+    Ok(Group {
+        years: group,
+        mosaics,
+        transform,
+        width,
+        height,
+    })
+}
+
+/// The largest grid the files of a group may span together (2³⁴ pixels: a 30 m grid of all
+/// China is 2·10¹⁰); beyond it one file is in the wrong place.
+const MAX_MOSAIC_PIXELS: usize = 1 << 34;
+
 fn from_rasters(
     params: &Params,
     units: &arrow_array::RecordBatch,
-    years: &[(i64, PathBuf)],
+    years: &[(i64, RasterFiles)],
     scheme: &Scheme,
     ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
@@ -472,164 +786,38 @@ fn from_rasters(
         );
     }
 
-    // Open every raster and group them by grid (same transform, size and CRS).
-    let mut infos = Vec::with_capacity(years.len());
-    for (year, _) in years {
-        let path = ctx.source(&source_name(*year))?;
-        let info = geotiff::open(path).map_err(|e| {
-            StageError::data(format!("year {year}: {e}"))
-                .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
-        })?;
-        // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
-        let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
-        let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
-        if chunk_mb > MAX_CHUNK_MB {
-            return Err(StageError::data(format!(
-                "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
-                info.path.display(),
-                info.chunk_height
-            ))
-            .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
-        }
-        infos.push(info);
-    }
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..infos.len() {
-        let key = |k: usize| {
-            let t = &infos[k].transform;
-            (
-                t.x0.to_bits(),
-                t.y0.to_bits(),
-                t.dx.to_bits(),
-                t.dy.to_bits(),
-                infos[k].width,
-                infos[k].height,
-                infos[k].crs.clone().map(|c| c.description),
-            )
-        };
-        match groups.iter_mut().find(|g| key(g[0]) == key(i)) {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-
+    let opened = open_years(years, ctx)?;
+    let groups = group_years(params, &opened)?;
     let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
     let mut pair_results: Vec<PairResult> = Vec::new();
-    let n_units = ids.len();
+    let units = UnitShapes {
+        ids: &ids,
+        geoms: &geoms,
+    };
     for group in &groups {
-        let first = &infos[group[0]];
-        let group_years: Vec<i64> = group.iter().map(|&i| years[i].0).collect();
-        let years_text = group_years
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let crs = raster_crs(params, first, years[group[0]].0, ctx)?;
-        let t = first.transform;
-        let grid = Grid {
-            x0: t.x0,
-            y0: t.y0,
-            dx: t.dx,
-            dy: t.dy,
-            width: first.width,
-            height: first.height,
-        };
-        let projected;
-        let shapes: &[MultiPolygon<f64>] = match &crs.proj {
-            Some(p) => {
-                projected = reproject(&geoms, p, &ids, &crs.description)?;
-                &projected
-            }
-            None => &geoms,
-        };
-        let spans = rasterize(&grid, shapes);
-        let pixels = spans.pixels_per_unit(n_units);
-        let (gx0, gy0, gx1, gy1) = grid.extent();
-        for (u, shape) in shapes.iter().enumerate() {
-            if pixels[u] == 0 {
-                ctx.warn_kind("unit_without_pixels", format!(
-                    "unit `{}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0",
-                    ids[u]
-                ));
-            } else if let Some(r) = shape.bounding_rect()
-                && (r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1)
-            {
-                ctx.warn_kind("unit_beyond_raster", format!(
-                    "unit `{}` extends beyond the raster of year(s) {years_text}; only the part inside is counted",
-                    ids[u]
-                ));
-            }
+        let read = read_group(params, group, &opened, &units, scheme, ctx)?;
+        for (yi, r) in read.years {
+            year_results[yi] = Some(r);
         }
-        let area = Arc::new(if crs.geographic {
-            PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, first.height))
-        } else {
-            if !crs.equal_area {
-                ctx.warn(format!(
-                    "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
-                    crs.description
-                ));
-            }
-            PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
-        });
-
-        // One pass over all years on this grid; transitions between consecutive years.
-        {
-            let layout = group;
-            let rasters: Vec<&GeoTiffInfo> = layout.iter().map(|&i| &infos[i]).collect();
-            // Pairs (positions within `layout`) of years consecutive in the whole list.
-            let pairs: Vec<(usize, usize)> = layout
-                .iter()
-                .enumerate()
-                .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
-                .collect();
-            // The histograms do not depend on the scheme: they are memoised on the units, the
-            // rasters and the CRS, so a changed reclassification reruns only what follows.
-            let depends: Vec<String> = std::iter::once("port:units".to_owned())
-                .chain(
-                    layout
-                        .iter()
-                        .map(|&i| format!("source:{}", source_name(years[i].0))),
-                )
-                .collect();
-            let memo_params = serde_json::json!({
-                "crs": params.crs,
-                "years": layout.iter().map(|&i| years[i].0).collect::<Vec<_>>(),
-                "pairs": pairs,
-            });
-            let n_layers = rasters.len() + pairs.len();
-            let table = ctx.memo("histograms", &depends, &memo_params, || {
-                let layers = histogram_pass(&rasters, &pairs, &spans, n_units, area.rows(), ctx)?;
-                layers_to_table(&layers)
-            })?;
-            let mut layers = table_to_layers(&table, n_layers)?;
-            let class_luts: Vec<Box<[u8; 1 << 16]>> =
-                rasters.iter().map(|info| class_lut(info, scheme)).collect();
-            for (p, &(a, b)) in pairs.iter().enumerate() {
-                check_pair_codes(&layers[a], rasters[a])?;
-                check_pair_codes(&layers[b], rasters[b])?;
-                let raw = std::mem::take(&mut layers[rasters.len() + p]);
-                layers[rasters.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
-            }
-            let mut layers = layers.into_iter();
-            for &i in layout {
-                let codes = layers.next().expect("one layer per raster");
-                year_results[i] = Some(YearResult {
-                    codes,
-                    area: Arc::clone(&area),
-                    nodata: infos[i].nodata,
-                });
-            }
-            for &(a, b) in &pairs {
-                let counts = layers.next().expect("one layer per pair");
-                pair_results.push(PairResult {
-                    from: years[layout[a]].0,
-                    to: years[layout[b]].0,
-                    counts,
-                    area: Arc::clone(&area),
-                });
-            }
-        }
+        pair_results.extend(read.pairs);
     }
+    let year_results: Vec<YearResult> = year_results
+        .into_iter()
+        .map(|r| r.expect("every year belongs to one group"))
+        .collect();
+    let n_units = ids.len();
+    let year_list: Vec<i64> = years.iter().map(|(y, _)| *y).collect();
+    let cov = coverage_rows(&ids, &year_list, &year_results, scheme);
+    let polygon_ha: Vec<f64> = geoms
+        .iter()
+        // Geodesic areas follow ring orientation (a clockwise ring encloses the rest of the
+        // globe): orient exteriors counter-clockwise first.
+        .map(|g| {
+            let oriented = geo::orient::Orient::orient(g, geo::orient::Direction::Default);
+            geo::GeodesicArea::geodesic_area_unsigned(&oriented) / 1e4
+        })
+        .collect();
+    check_coverage(params, &cov, &polygon_ha, &opened, ctx)?;
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
             ctx.warn_kind("no_transitions", format!(
@@ -646,7 +834,7 @@ fn from_rasters(
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
     let mut per_unit: Vec<Vec<[(u64, f64); 6]>> = vec![vec![[(0, 0.0); 6]; years.len()]; n_units];
     for (yi, (year, _)) in years.iter().enumerate() {
-        let res = year_results[yi].as_ref().expect("every year was read");
+        let res = &year_results[yi];
         for (&(unit, code), &(px, summed)) in &res.codes {
             if res.nodata == Some(code) {
                 continue;
@@ -664,7 +852,7 @@ fn from_rasters(
     }
     for (u, id) in ids.iter().enumerate() {
         for (yi, (year, _)) in years.iter().enumerate() {
-            let res = year_results[yi].as_ref().expect("every year was read");
+            let res = &year_results[yi];
             for (&(unit, code), &(px, _)) in res.codes.range((u as u32, 0)..=(u as u32, u32::MAX)) {
                 debug_assert_eq!(unit as usize, u);
                 if res.nodata != Some(code) {
@@ -744,7 +932,324 @@ fn from_rasters(
         .i64("pixels", area_rows.pixels)
         .f64("area_ha", area_rows.area_ha)
         .build()?;
-    tables(areas, tr, tt, codes_rows)
+    tables(areas, tr, tt, codes_rows, cov)
+}
+
+/// The units as the raster path uses them: ids sorted, lon/lat polygons in the same order.
+struct UnitShapes<'a> {
+    ids: &'a [String],
+    geoms: &'a [MultiPolygon<f64>],
+}
+
+/// Reads one group of years in one pass: their code histograms and the raw transitions between
+/// consecutive years of the group.
+#[allow(clippy::too_many_lines)]
+fn read_group(
+    params: &Params,
+    group: &Group,
+    years: &[YearFiles],
+    units: &UnitShapes<'_>,
+    scheme: &Scheme,
+    ctx: &StageContext,
+) -> Result<GroupResult, StageError> {
+    let n_units = units.ids.len();
+    let years_text = group
+        .years
+        .iter()
+        .map(|&i| years[i].year.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first = &years[group.years[0]].infos[0];
+    let crs = raster_crs(params, first, years[group.years[0]].year, ctx)?;
+    let t = group.transform;
+    let grid = Grid {
+        x0: t.x0,
+        y0: t.y0,
+        dx: t.dx,
+        dy: t.dy,
+        width: group.width,
+        height: group.height,
+    };
+    let projected;
+    let shapes: &[MultiPolygon<f64>] = match &crs.proj {
+        Some(p) => {
+            projected = reproject(units.geoms, p, units.ids, &crs.description)?;
+            &projected
+        }
+        None => units.geoms,
+    };
+    let spans = rasterize(&grid, shapes);
+    let pixels = spans.pixels_per_unit(n_units);
+    let (gx0, gy0, gx1, gy1) = grid.extent();
+    let beyond: Vec<&str> = shapes
+        .iter()
+        .zip(units.ids)
+        .enumerate()
+        .filter(|&(u, (shape, _))| {
+            pixels[u] > 0
+                && shape.bounding_rect().is_some_and(|r| {
+                    r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1
+                })
+        })
+        .map(|(_, (_, id))| id.as_str())
+        .collect();
+    if let Some(example) = beyond.first() {
+        ctx.warn(format!(
+            "{} unit(s) extend beyond the raster of year(s) {years_text} (e.g. `{example}`); only the parts inside are counted (see output `coverage`)",
+            beyond.len()
+        ));
+    }
+    let area = Arc::new(if crs.geographic {
+        PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, group.height))
+    } else {
+        if !crs.equal_area {
+            ctx.warn(format!(
+                "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
+                crs.description
+            ));
+        }
+        PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
+    });
+
+    // One pass over all years of the group; transitions between consecutive years.
+    let layout = &group.years;
+    let layers: Vec<&Mosaic> = group.mosaics.iter().collect();
+    // Pairs (positions within `layout`) of years consecutive in the whole list.
+    let pairs: Vec<(usize, usize)> = layout
+        .iter()
+        .enumerate()
+        .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
+        .collect();
+    // The histograms do not depend on the scheme: they are memoised on the units, the
+    // rasters and the CRS, so a changed reclassification reruns only what follows.
+    let depends: Vec<String> = std::iter::once("port:units".to_owned())
+        .chain(
+            layout
+                .iter()
+                .flat_map(|&i| years[i].sources.iter().map(|s| format!("source:{s}"))),
+        )
+        .collect();
+    // The grid and each file's place on it: a world file beside a raster moves them.
+    let placement: Vec<Vec<(usize, usize)>> = group
+        .mosaics
+        .iter()
+        .map(|m| m.files.iter().map(|f| (f.col, f.row)).collect())
+        .collect();
+    let memo_params = serde_json::json!({
+        "crs": params.crs,
+        "grid": [t.x0, t.y0, t.dx, t.dy],
+        "placement": placement,
+        "years": layout.iter().map(|&i| years[i].year).collect::<Vec<_>>(),
+        "pairs": pairs,
+    });
+    let n_layers = layers.len() + pairs.len();
+    let table = ctx.memo("histograms", &depends, &memo_params, || {
+        let counts = histogram_pass(&layers, &pairs, &spans, n_units, area.rows(), &t, ctx)?;
+        layers_to_table(&counts)
+    })?;
+    let mut counts = table_to_layers(&table, n_layers)?;
+    let class_luts: Vec<Box<[u8; 1 << 16]>> =
+        layers.iter().map(|m| class_lut(m.nodata, scheme)).collect();
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        check_pair_codes(&counts[a], layers[a])?;
+        check_pair_codes(&counts[b], layers[b])?;
+        let raw = std::mem::take(&mut counts[layers.len() + p]);
+        counts[layers.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
+    }
+    let mut counts = counts.into_iter();
+    let mut year_out = Vec::with_capacity(layout.len());
+    for (k, &i) in layout.iter().enumerate() {
+        let codes = counts.next().expect("one layer per raster");
+        year_out.push((
+            i,
+            YearResult {
+                codes,
+                area: Arc::clone(&area),
+                nodata: layers[k].nodata,
+            },
+        ));
+    }
+    let mut pair_out = Vec::with_capacity(pairs.len());
+    for &(a, b) in &pairs {
+        let counts = counts.next().expect("one layer per pair");
+        pair_out.push(PairResult {
+            from: years[layout[a]].year,
+            to: years[layout[b]].year,
+            counts,
+            area: Arc::clone(&area),
+        });
+    }
+    Ok(GroupResult {
+        years: year_out,
+        pairs: pair_out,
+    })
+}
+
+/// What one group's pass gives: each year's histogram (by index into all years) and the
+/// transitions between its consecutive years.
+struct GroupResult {
+    years: Vec<(usize, YearResult)>,
+    pairs: Vec<PairResult>,
+}
+
+/// NoData accounting per unit and year: every pixel centre inside the unit, and how much of it
+/// is NoData (the file's NoData value, a pixel no file of the year covers, or a fill code the
+/// scheme excludes).
+#[derive(Default)]
+struct CoverageCols {
+    unit: Vec<String>,
+    year: Vec<i64>,
+    pixels: Vec<i64>,
+    nodata_pixels: Vec<i64>,
+    area_ha: Vec<f64>,
+    nodata_ha: Vec<f64>,
+}
+
+fn coverage_rows(
+    ids: &[String],
+    years: &[i64],
+    results: &[YearResult],
+    scheme: &Scheme,
+) -> CoverageCols {
+    let mut out = CoverageCols::default();
+    for (u, id) in ids.iter().enumerate() {
+        let unit = u32::try_from(u).expect("fewer than 2³² units");
+        for (res, &year) in results.iter().zip(years) {
+            let (mut px, mut nd_px, mut m2, mut nd_m2) = (0u64, 0u64, 0.0f64, 0.0f64);
+            for (&(_, code), &(n, summed)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
+                let a = res.area.area_m2(n, summed);
+                px += n;
+                if res.nodata == Some(code)
+                    || scheme.classify(i64::from(code)) == CodeClass::Excluded
+                {
+                    nd_px += n;
+                    nd_m2 += a;
+                } else {
+                    m2 += a;
+                }
+            }
+            out.unit.push(id.clone());
+            out.year.push(year);
+            out.pixels.push(to_i64(px));
+            out.nodata_pixels.push(to_i64(nd_px));
+            out.area_ha.push(m2 / 1e4);
+            out.nodata_ha.push(nd_m2 / 1e4);
+        }
+    }
+    out
+}
+
+/// The share of NoData above which a unit is reported (a clipped provincial file loses a few
+/// per cent of a border county).
+const NODATA_SHARE_WARN: f64 = 0.005;
+
+/// Refuses years that cannot be right (no data inside any unit; data over less than
+/// `min_coverage` of the units' polygon area) and units without data (unless allowed), and
+/// warns once about units with NoData.
+fn check_coverage(
+    params: &Params,
+    cov: &CoverageCols,
+    polygon_ha: &[f64],
+    years: &[YearFiles],
+    ctx: &StageContext,
+) -> Result<(), StageError> {
+    let n_years = years.len();
+    let files = |yi: usize| {
+        years[yi]
+            .infos
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let overlap_hint = "check that the units and the rasters cover the same area: unit polygons are read as lon/lat degrees (a GeoJSON in EPSG:3857, swapped lat/lon or shifted units land elsewhere), and the raster's georeferencing must be right (`gdalinfo <file>`)";
+    let total_polygon_ha: f64 = polygon_ha.iter().sum();
+    // Rows are unit-major: row = unit · n_years + year.
+    for (yi, y) in years.iter().enumerate() {
+        let rows = (yi..cov.unit.len()).step_by(n_years);
+        let (data_ha, counted_ha) = rows.fold((0.0, 0.0), |(d, c), i| {
+            (d + cov.area_ha[i], c + cov.area_ha[i] + cov.nodata_ha[i])
+        });
+        if data_ha == 0.0 {
+            return Err(StageError::data(format!(
+                "year {}: no pixel inside any unit has data in {} ({counted_ha:.1} ha of the units' {total_polygon_ha:.1} ha fall on the raster, all NoData)",
+                y.year,
+                files(yi)
+            ))
+            .with_hint(overlap_hint));
+        }
+        let share = data_ha / total_polygon_ha;
+        if total_polygon_ha > 0.0 && share < params.min_coverage {
+            return Err(StageError::data(format!(
+                "year {}: only {:.1} % of the units' polygon area ({data_ha:.1} of {total_polygon_ha:.1} ha) has data in {} ({counted_ha:.1} ha fall on the raster at all)",
+                y.year,
+                100.0 * share,
+                files(yi)
+            ))
+            .with_hint(format!(
+                "{overlap_hint}; if the rasters are meant to cover only part of the units, lower `min_coverage` (now {})",
+                params.min_coverage
+            )));
+        }
+    }
+    let empty: Vec<String> = (0..cov.unit.len())
+        .filter(|&i| cov.area_ha[i] == 0.0)
+        .map(|i| format!("`{}` ({})", cov.unit[i], cov.year[i]))
+        .collect();
+    if !empty.is_empty() {
+        let shown = empty
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if empty.len() > 10 {
+            format!(" and {} more", empty.len() - 10)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{} unit-year(s) have no pixel with data: {shown}{more}",
+            empty.len()
+        );
+        if !params.allow_empty_units {
+            return Err(StageError::data(text).with_hint(format!(
+                "{overlap_hint}; units outside the rasters or smaller than a pixel can be kept with zero areas by `allow_empty_units: true`"
+            )));
+        }
+        ctx.warn(format!(
+            "{text}; their areas are 0 (`allow_empty_units: true`)"
+        ));
+    }
+    warn_nodata_share(cov, ctx);
+    Ok(())
+}
+
+fn warn_nodata_share(cov: &CoverageCols, ctx: &StageContext) {
+    let mut count = 0;
+    let mut worst: Option<(usize, f64)> = None;
+    for i in 0..cov.unit.len() {
+        let counted = cov.area_ha[i] + cov.nodata_ha[i];
+        if cov.area_ha[i] == 0.0 || counted == 0.0 {
+            continue; // Reported as a unit without data.
+        }
+        let share = cov.nodata_ha[i] / counted;
+        if share > NODATA_SHARE_WARN {
+            count += 1;
+            if worst.is_none_or(|(_, s)| share > s) {
+                worst = Some((i, share));
+            }
+        }
+    }
+    if let Some((i, share)) = worst {
+        ctx.warn(format!(
+            "{count} unit-year(s) have more than {} % of their pixels NoData; the worst is `{}` in {} with {:.2} % (see output `coverage`)",
+            100.0 * NODATA_SHARE_WARN,
+            cov.unit[i],
+            cov.year[i],
+            100.0 * share
+        ));
+    }
 }
 
 /// The stage's outputs from its row columns: `areas` as built, then the transfer matrices
@@ -754,8 +1259,17 @@ fn tables(
     tr: TransitionCols,
     tt: TransitionCols,
     codes_rows: CodeCols,
+    cov: CoverageCols,
 ) -> Result<Outputs, StageError> {
     let dynamics = dynamics_table(&areas, &tr)?;
+    let coverage = TableBuilder::new()
+        .str(UNIT_ID, &cov.unit)
+        .i64("year", cov.year)
+        .i64("pixels", cov.pixels)
+        .i64("nodata_pixels", cov.nodata_pixels)
+        .f64("area_ha", cov.area_ha)
+        .f64("nodata_ha", cov.nodata_ha)
+        .build()?;
     let transitions = TableBuilder::new()
         .str(UNIT_ID, &tr.unit)
         .i64("year_from", tr.year_from)
@@ -783,6 +1297,7 @@ fn tables(
         ("transitions_total".into(), totals),
         ("codes".into(), codes),
         ("dynamics".into(), dynamics),
+        ("coverage".into(), coverage),
     ])
 }
 
@@ -899,11 +1414,12 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
-/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check).
-fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
+/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check). A NoData value
+/// above 254 also marks 255, the value it is capped to in transition pairs.
+fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     let lut: Vec<u8> = (0..=u32::from(u16::MAX))
         .map(|v| {
-            if info.nodata == Some(v) {
+            if nodata == Some(v) || (v == 255 && nodata.is_some_and(|n| n >= 255)) {
                 return NO_CLASS;
             }
             match scheme.classify(i64::from(v)) {
@@ -915,164 +1431,128 @@ fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     lut.into_boxed_slice().try_into().expect("2^16 entries")
 }
 
-/// Decoded chunks of a raster tiled differently from the pass's first raster, kept while the
-/// windows being read overlap them (a band of strips serves every tile across the band).
-struct RegionCache {
-    chunks: Vec<(usize, usize, OwnedChunk)>,
-    out: OwnedChunk,
+/// How a worker reads one layer: a file that is the whole grid, chunk for chunk when it is
+/// tiled like the pass's windows or through a region cache; or a mosaic of several files.
+enum LayerReader {
+    File {
+        reader: Box<ChunkReader>,
+        region: RegionCache,
+        direct: bool,
+    },
+    Mosaic(MosaicReader),
 }
 
-enum OwnedChunk {
-    U8(Vec<u8>),
-    U16(Vec<u16>),
-}
-
-/// The most chunk bytes one region cache keeps.
-const REGION_CACHE_BYTES: usize = 64 << 20;
-
-fn copy_rect<T: Copy>(
-    dst: &mut [T],
-    dst_stride: usize,
-    src: &[T],
-    src_stride: usize,
-    rows: usize,
-    cols: usize,
-) {
-    for r in 0..rows {
-        dst[r * dst_stride..r * dst_stride + cols]
-            .copy_from_slice(&src[r * src_stride..r * src_stride + cols]);
-    }
-}
-
-impl RegionCache {
-    fn new(sample: SampleType) -> Self {
-        let out = match sample {
-            SampleType::U8 => OwnedChunk::U8(Vec::new()),
-            SampleType::U16 => OwnedChunk::U16(Vec::new()),
-        };
-        Self {
-            chunks: Vec::new(),
-            out,
-        }
-    }
-
-    /// The pixels of `window` (laid out `window.stride` apart), assembled from the chunks of
-    /// `info` that overlap it.
-    fn read(
-        &mut self,
-        reader: &mut ChunkReader,
-        info: &GeoTiffInfo,
-        window: Window,
-    ) -> Result<ChunkPixels<'_>, geotiff::GeoTiffError> {
-        let Window {
-            col0,
-            row0,
-            width,
-            height,
-            stride,
-        } = window;
-        // Windows come in row-major order: chunks ending above this one are done with.
-        self.chunks.retain(|(_, row_end, _)| *row_end > row0);
-        let len = stride * (height - 1) + width;
-        match &mut self.out {
-            OwnedChunk::U8(v) => v.resize(len, 0),
-            OwnedChunk::U16(v) => v.resize(len, 0),
-        }
-        let src_stride = reader.stride();
-        let (cw, ch) = (info.chunk_width, info.chunk_height);
-        for cy in row0 / ch..=(row0 + height - 1) / ch {
-            for cx in col0 / cw..=(col0 + width - 1) / cw {
-                let index = cy * info.chunks_across() + cx;
-                let (cc0, cr0, cwid, chei) = info.chunk_rect(index);
-                if !self.chunks.iter().any(|(i, ..)| *i == index) {
-                    let cached: usize = self
-                        .chunks
-                        .iter()
-                        .map(|(.., c)| match c {
-                            OwnedChunk::U8(v) => v.len(),
-                            OwnedChunk::U16(v) => 2 * v.len(),
-                        })
-                        .sum();
-                    if cached > REGION_CACHE_BYTES {
-                        self.chunks.clear();
-                    }
-                    let owned = match reader.read(index)? {
-                        ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
-                        ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
-                    };
-                    self.chunks.push((index, cr0 + chei, owned));
-                }
-                let (_, _, chunk) = self
-                    .chunks
-                    .iter()
-                    .find(|(i, ..)| *i == index)
-                    .expect("chunk was just cached");
-                let (x0, x1) = (col0.max(cc0), (col0 + width).min(cc0 + cwid));
-                let (y0, y1) = (row0.max(cr0), (row0 + height).min(cr0 + chei));
-                let dst_at = (y0 - row0) * stride + (x0 - col0);
-                let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
-                match (&mut self.out, chunk) {
-                    (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    _ => unreachable!("a raster's chunks all have its pixel type"),
-                }
-            }
-        }
-        Ok(match &self.out {
-            OwnedChunk::U8(v) => ChunkPixels::U8(v),
-            OwnedChunk::U16(v) => ChunkPixels::U16(v),
-        })
-    }
-}
-
-/// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
+/// Per-thread state of a pass: one reader and histogram per layer, one histogram per pair.
 struct Worker {
-    readers: Vec<ChunkReader>,
-    regions: Vec<RegionCache>,
+    readers: Vec<LayerReader>,
     hists: Vec<Histogrammer>,
     classes: Vec<Vec<u8>>,
     pair_buf: Vec<u16>,
 }
 
 fn new_worker(
-    rasters: &[&GeoTiffInfo],
+    layers: &[&Mosaic],
+    layout: Option<&GeoTiffInfo>,
     n_pairs: usize,
     n_units: usize,
 ) -> Result<Worker, StageError> {
-    let mut readers = Vec::with_capacity(rasters.len());
-    let mut hists = Vec::with_capacity(rasters.len() + n_pairs);
-    for info in rasters {
-        readers.push(ChunkReader::new(info).map_err(|e| StageError::data(e.to_string()))?);
-        hists.push(match info.sample {
+    let mut readers = Vec::with_capacity(layers.len());
+    let mut hists = Vec::with_capacity(layers.len() + n_pairs);
+    for m in layers {
+        readers.push(
+            match m.whole() {
+                Some(info) => ChunkReader::new(info).map(|reader| LayerReader::File {
+                    reader: Box::new(reader),
+                    region: RegionCache::new(info.sample),
+                    direct: layout.is_some_and(|l| info.same_layout(l)),
+                }),
+                None => MosaicReader::new(m).map(LayerReader::Mosaic),
+            }
+            .map_err(|e| StageError::data(e.to_string()))?,
+        );
+        hists.push(match m.sample {
             SampleType::U8 => Histogrammer::new::<u8>(n_units),
             SampleType::U16 => Histogrammer::new::<u16>(n_units),
         });
     }
     hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u16>(n_units)));
     Ok(Worker {
-        regions: rasters
-            .iter()
-            .map(|info| RegionCache::new(info.sample))
-            .collect(),
         readers,
         hists,
-        classes: vec![Vec::new(); rasters.len()],
+        classes: vec![Vec::new(); layers.len()],
         pair_buf: Vec::new(),
     })
+}
+
+/// The windows of a pass, `(chunk index of the layout file, window)`: the chunks of the first
+/// layer when it is one file covering the grid (its layout), else blocks of the grid sized like
+/// the first file's chunks. Windows no unit reaches are left out.
+fn pass_windows(first: &Mosaic, spans: &Spans) -> Vec<(Option<usize>, Window)> {
+    let keep = |w: &Window| window_has_spans(spans, w.col0, w.row0, w.width, w.height);
+    if let Some(layout) = first.whole() {
+        return (0..layout.chunk_count())
+            .map(|i| {
+                let (col0, row0, width, height) = layout.chunk_rect(i);
+                let stride = layout.chunk_width;
+                (
+                    Some(i),
+                    Window {
+                        col0,
+                        row0,
+                        width,
+                        height,
+                        stride,
+                    },
+                )
+            })
+            .filter(|(_, w)| keep(w))
+            .collect();
+    }
+    let info = &first.files[0].info;
+    let bw = info.chunk_width.clamp(1, first.width);
+    let bh = info.chunk_height.max(64).min(first.height);
+    let mut out = Vec::new();
+    for row0 in (0..first.height).step_by(bh) {
+        for col0 in (0..first.width).step_by(bw) {
+            let w = Window {
+                col0,
+                row0,
+                width: bw.min(first.width - col0),
+                height: bh.min(first.height - row0),
+                stride: bw,
+            };
+            if keep(&w) {
+                out.push((None, w));
+            }
+        }
+    }
+    out
+}
+
+/// A read error of one layer as the user should see it: two files disagreeing on a pixel are
+/// named with the pixel's centre in the raster CRS.
+fn layer_error(e: MosaicError, t: &GeoTransform) -> StageError {
+    match e {
+        MosaicError::FilesDisagree {
+            first,
+            second,
+            col,
+            row,
+            first_value,
+            second_value,
+        } => {
+            #[allow(clippy::cast_precision_loss)]
+            let (x, y) = (
+                t.x0 + (col as f64 + 0.5) * t.dx,
+                t.y0 + (row as f64 + 0.5) * t.dy,
+            );
+            StageError::data(format!(
+                "{first} and {second} overlap with different codes ({first_value} and {second_value}) at the pixel centred on x = {x}, y = {y}"
+            ))
+            .with_hint("tiles of one year must hold the same code where they overlap: check that both files belong to the same year and product")
+        }
+        MosaicError::File(e) => StageError::data(e.to_string()),
+    }
 }
 
 /// The count maps of a pass as a table (layer, unit, code, pixels, area_m2), for the memo.
@@ -1133,14 +1613,14 @@ fn table_to_layers(
 
 /// Transitions are counted on raw codes capped at 255: a 16-bit raster whose classes use codes
 /// above 254 cannot be told apart there.
-fn check_pair_codes(codes: &CountMap, info: &GeoTiffInfo) -> Result<(), StageError> {
+fn check_pair_codes(codes: &CountMap, layer: &Mosaic) -> Result<(), StageError> {
     if let Some(&(_, code)) = codes
         .keys()
-        .find(|&&(_, c)| c >= 255 && info.nodata != Some(c))
+        .find(|&&(_, c)| c >= 255 && layer.nodata != Some(c))
     {
         return Err(StageError::data(format!(
             "{}: code {code}: transition matrices need class codes below 255",
-            info.path.display()
+            layer.files[0].info.path.display()
         ))
         .with_hint(
             "recode the raster (CLCD and CNLUCC codes are all below 255), or list one year only",
@@ -1169,57 +1649,51 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
         && (r0..r0 + h).any(|r| spans.row_window(r, c0u, c1u).iter().any(|s| s.x1 > c0u))
 }
 
-/// Reads all rasters of one layout chunk by chunk in parallel and returns one count map per
-/// raster, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
+/// Reads all layers of one group window by window in parallel and returns one count map per
+/// layer, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
 /// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
 /// scheme, so the result can be memoised across reclassifications.
 fn histogram_pass(
-    rasters: &[&GeoTiffInfo],
+    layers: &[&Mosaic],
     pairs: &[(usize, usize)],
     spans: &Spans,
     n_units: usize,
     row_area: Option<&[f64]>,
+    transform: &GeoTransform,
     ctx: &StageContext,
 ) -> Result<Vec<CountMap>, StageError> {
-    let layout = rasters[0];
-    let chunks: Vec<usize> = (0..layout.chunk_count())
-        .filter(|&i| {
-            let (c0, r0, w, h) = layout.chunk_rect(i);
-            window_has_spans(spans, c0, r0, w, h)
-        })
-        .collect();
-    // Rasters tiled like the first are read chunk for chunk; others through a region cache.
-    let direct: Vec<bool> = rasters.iter().map(|r| r.same_layout(layout)).collect();
-    let in_pair: Vec<bool> = (0..rasters.len())
+    let layout = layers[0].whole();
+    let windows = pass_windows(layers[0], spans);
+    let in_pair: Vec<bool> = (0..layers.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
-    let per_chunk: Vec<Vec<Vec<Count>>> = chunks
+    let per_chunk: Vec<Vec<Vec<Count>>> = windows
         .par_iter()
         .map_init(
-            || new_worker(rasters, pairs.len(), n_units),
-            |worker, &index| -> Result<Vec<Vec<Count>>, StageError> {
+            || new_worker(layers, layout, pairs.len(), n_units),
+            |worker, &(index, window)| -> Result<Vec<Vec<Count>>, StageError> {
                 if ctx.is_cancelled() {
                     return Err(StageError::failed("cancelled"));
                 }
                 let worker = worker.as_mut().map_err(|e| e.clone())?;
-                let (col0, row0, width, height) = layout.chunk_rect(index);
-                let mut out = Vec::with_capacity(rasters.len() + pairs.len());
-                let Worker { readers, regions, hists, classes, pair_buf } = worker;
-                // Every raster's window is laid out with the first raster's chunk stride.
-                let stride = readers[0].stride();
-                let window = Window { col0, row0, width, height, stride };
-                for k in 0..rasters.len() {
-                    let reader = &mut readers[k];
+                let mut out = Vec::with_capacity(layers.len() + pairs.len());
+                let Worker { readers, hists, classes, pair_buf } = worker;
+                for k in 0..layers.len() {
                     let too_many = |e| {
-                        StageError::data(format!("{}: {e}", rasters[k].path.display()))
+                        StageError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
                             .with_hint("a land-use raster holds class codes; check that this is the right file")
                     };
-                    let pixels = if direct[k] {
-                        reader.read(index)
-                    } else {
-                        regions[k].read(reader, rasters[k], window)
-                    }
-                    .map_err(|e| StageError::data(e.to_string()))?;
+                    let pixels = match &mut readers[k] {
+                        LayerReader::File { reader, direct: true, .. } => reader
+                            .read(index.expect("direct reads follow the layout's chunks"))
+                            .map_err(|e| StageError::data(e.to_string()))?,
+                        LayerReader::File { reader, region, .. } => region
+                            .read(reader, &layers[k].files[0].info, window)
+                            .map_err(|e| StageError::data(e.to_string()))?,
+                        LayerReader::Mosaic(m) => {
+                            m.read(layers[k], window).map_err(|e| layer_error(e, transform))?
+                        }
+                    };
                     let counts = match pixels {
                         ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
                         ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
@@ -1239,15 +1713,15 @@ fn histogram_pass(
                     let n = classes[a].len().min(classes[b].len());
                     pair_buf.clear();
                     pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)));
-                    let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
+                    let counts = hists[layers.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
                 Ok(out)
             },
         )
         .collect::<Result<_, _>>()?;
-    // Add up in chunk order: float sums do not depend on scheduling.
-    let mut maps: Vec<CountMap> = vec![CountMap::new(); rasters.len() + pairs.len()];
+    // Add up in window order: float sums do not depend on scheduling.
+    let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
     for chunk in per_chunk {
         for (layer, counts) in chunk.into_iter().enumerate() {
             for c in counts {
@@ -1261,7 +1735,12 @@ fn histogram_pass(
 }
 
 /// The tabular path: yearbook areas per unit, year and class (or code).
-fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outputs, StageError> {
+fn tabular(
+    t: &arrow_array::RecordBatch,
+    scheme: Option<&Scheme>,
+    allow_empty: bool,
+    ctx: &StageContext,
+) -> Result<Outputs, StageError> {
     let ids = table::ids(t, "areas", UNIT_ID)?;
     let years = table::i64s(t, "areas", "year")?;
     let area = table::f64s(t, "areas", "area_ha")?;
@@ -1301,7 +1780,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
             }
         }
         // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
-        return tabular_rows(&ids, &years, &area, &out);
+        return tabular_rows(&ids, &years, &area, &out, allow_empty, ctx);
     } else {
         return Err(
             StageError::column_missing("areas", "class", &table::column_names(t))
@@ -1309,7 +1788,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
         );
     };
     let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
-    tabular_rows(&ids, &years, &area, &classes)
+    tabular_rows(&ids, &years, &area, &classes, allow_empty, ctx)
 }
 
 fn tabular_rows(
@@ -1317,6 +1796,8 @@ fn tabular_rows(
     years: &[i64],
     area: &[f64],
     classes: &[Option<LandClass>],
+    allow_empty: bool,
+    ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
     let mut sums: BTreeMap<(String, i64), [f64; 6]> = BTreeMap::new();
     for i in 0..ids.len() {
@@ -1353,6 +1834,29 @@ fn tabular_rows(
             entry[c.index()] += area[i];
         }
     }
+    let empty: Vec<String> = sums
+        .iter()
+        .filter(|(_, s)| s.iter().all(|&a| a == 0.0))
+        .map(|((id, year), _)| format!("`{id}` ({year})"))
+        .collect();
+    if !empty.is_empty() {
+        let text = format!(
+            "`areas`: {} unit-year(s) have all class areas 0: {}",
+            empty.len(),
+            empty
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !allow_empty {
+            return Err(StageError::data(text).with_hint(
+                "check the table's area column and units (a misread column reads as zeros); to keep such units with zero areas set `allow_empty_units: true`",
+            ));
+        }
+        ctx.warn(format!("{text}; kept (`allow_empty_units: true`)"));
+    }
     let n = sums.len() * 6;
     let (mut uid, mut yr, mut cl, mut ha) = (
         Vec::with_capacity(n),
@@ -1381,6 +1885,7 @@ fn tabular_rows(
         TransitionCols::default(),
         TransitionCols::default(),
         CodeCols::default(),
+        CoverageCols::default(),
     )
 }
 
@@ -1433,13 +1938,26 @@ mod tests {
         warnings: Vec<String>,
     }
 
-    fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
+    fn run(
+        mut params: serde_json::Value,
+        port: &str,
+        table: RecordBatch,
+    ) -> Result<Run, StageError> {
+        // The fixture units include U4 (outside the rasters) and U5 (smaller than a pixel):
+        // raster tests keep them unless they test the refusal itself.
+        if let Some(p) = params.as_object_mut()
+            && p.contains_key("rasters")
+        {
+            p.entry("allow_empty_units")
+                .or_insert(serde_json::json!(true));
+        }
         let prepared = Entry::<LandUse>::new().prepare(params)?;
-        let sources: BTreeMap<String, PathBuf> = prepared
-            .sources()
-            .into_iter()
-            .map(|s| (s.name, fixtures().join(s.path)))
-            .collect();
+        let sources: BTreeMap<String, PathBuf> =
+            crate::engine::pattern::expand(&fixtures(), prepared.sources())
+                .map_err(StageError::data)?
+                .into_iter()
+                .map(|s| (s.name, fixtures().join(s.path)))
+                .collect();
         let ctx = StageContext::new("landuse", &fixtures(), sources);
         let inputs = Inputs::new(BTreeMap::from([(port.to_owned(), table)]));
         let outputs = prepared.run(&inputs, &ctx)?;
@@ -1539,8 +2057,10 @@ mod tests {
             assert_eq!(k.get(&("U3".into(), 2000, 0)), None);
             assert_eq!(k.get(&("U6".into(), 2000, 12)), Some(&6));
             let w = r.warnings.join("\n");
-            assert!(w.contains("unit `U4`: no pixel centre"), "{w}");
-            assert!(w.contains("unit `U5`: no pixel centre"), "{w}");
+            assert!(
+                w.contains("2 unit-year(s) have no pixel with data: `U4` (2000), `U5` (2000)"),
+                "{w}"
+            );
             assert!(w.contains("12 (6 px)"), "{w}");
         }
     }
@@ -1579,7 +2099,8 @@ mod tests {
             .array("geometry", Arc::new(BinaryArray::from_iter_values([wkb])))
             .build()
             .unwrap();
-        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd" });
+        // Half the box lies off the raster: accepted with a lower `min_coverage`.
+        let params = serde_json::json!({ "rasters": { "2000": "geo_u16_tiled_deflate.tif" }, "scheme": "clcd", "min_coverage": 0.4 });
         let r = run(params, "units", t).unwrap();
         assert_eq!(
             areas(&r)[&("edge".to_owned(), 2000, "cultivated".to_owned())].0,
@@ -1588,14 +2109,39 @@ mod tests {
         assert!(
             r.warnings
                 .iter()
-                .any(|w| w.contains("unit `edge` extends beyond the raster")),
+                .any(|w| w.contains("1 unit(s) extend beyond the raster") && w.contains("`edge`")),
             "{:?}",
             r.warnings
         );
-        // Different grids (lon/lat vs Albers): areas for both years, no transfer matrix, and a
-        // warning saying why.
+        // Different grids (the Albers grid and a copy moved half a pixel east): areas for both
+        // years, no transfer matrix, and a warning saying why.
+        let dir = tempfile::tempdir().unwrap();
+        let moved = dir.path().join("moved.tif");
+        {
+            use crate::io::geotiff_writer::{
+                CategoricalRaster, Crs, GridPlacement, write_categorical,
+            };
+            let codes: Vec<u8> = (0..36)
+                .flat_map(|r| (0..40).map(move |c| pattern(c, r)))
+                .collect();
+            let raster = CategoricalRaster {
+                width: 40,
+                height: 36,
+                codes: &codes,
+                placement: GridPlacement {
+                    x_min: 766_035.0,
+                    y_max: 3_711_150.0,
+                    pixel_width: 30.0,
+                    pixel_height: 30.0,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            write_categorical(&moved, &raster).unwrap();
+        }
         let params = serde_json::json!({
-            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "geo_u16_tiled_deflate.tif" },
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": show(&moved) },
             "scheme": "clcd",
         });
         let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
@@ -2003,7 +2549,28 @@ mod tests {
             .f64("area_ha", vec![10.0, 5.0, 2.5, 100.0])
             .build()
             .unwrap();
-        let r = run(serde_json::json!({ "scheme": "cnlucc" }), "areas", t).unwrap();
+        let e = run(
+            serde_json::json!({ "scheme": "cnlucc" }),
+            "areas",
+            t.clone(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("1 unit-year(s) have all class areas 0: `B` (2000)"),
+            "{e}"
+        );
+        let r = run(
+            serde_json::json!({ "scheme": "cnlucc", "allow_empty_units": true }),
+            "areas",
+            t,
+        )
+        .unwrap();
+        assert!(
+            r.warnings.iter().any(|w| w.contains("`B` (2000)")),
+            "{:?}",
+            r.warnings
+        );
         let a = areas(&r);
         // Paddy (11) + dry land (12) = 15 ha cultivated; rural settlement (52) = construction;
         // B's only row is sea (99, excluded): all six classes 0.
@@ -2059,7 +2626,35 @@ mod tests {
         assert!(err.message.contains("`scheme` is required"));
         let p = e.prepare(serde_json::json!({ "rasters": { "2000": "a.tif", "1995": "b.tif" }, "scheme": "my.csv" })).unwrap();
         let names: Vec<String> = p.sources().into_iter().map(|s| s.name).collect();
-        assert_eq!(names, ["raster.1995", "raster.2000", "scheme"]);
+        // Each raster's world file is an optional source: adding one reruns the stage.
+        assert_eq!(
+            names,
+            [
+                "raster.1995",
+                "raster.1995.tfw",
+                "raster.2000",
+                "raster.2000.tfw",
+                "scheme"
+            ]
+        );
+        let p = e.prepare(serde_json::json!({ "rasters": { "2000": ["a.tif", "b.tif"], "2005": "t/lu_*.tif" }, "scheme": "clcd" })).unwrap();
+        let names: Vec<String> = p.sources().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "raster.2000.0",
+                "raster.2000.1",
+                "raster.2000.0.tfw",
+                "raster.2000.1.tfw",
+                "raster.2005"
+            ]
+        );
+        assert!(p.sources()[4].pattern);
+        let err = e
+            .prepare(serde_json::json!({ "rasters": { "2000": "a.tif" }, "scheme": "clcd", "min_coverage": 1.5 }))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("`min_coverage: 1.5`"), "{err:?}");
     }
 
     #[test]
@@ -2077,13 +2672,12 @@ mod tests {
         assert!(!r.warnings.iter().any(|w| w.contains("codes not in scheme")));
         // Declaring the Albers raster as lon/lat puts every unit outside it: warned, not mixed.
         let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd", "crs": "EPSG:4326" });
-        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
-        assert_eq!(
-            r.warnings
-                .iter()
-                .filter(|w| w.contains("no pixel centre"))
-                .count(),
-            6
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        assert!(
+            e.message
+                .contains("year 2000: no pixel inside any unit has data in")
+                && e.message.contains("proj_u8_tiled_deflate.tif"),
+            "{e}"
         );
     }
 
@@ -2125,6 +2719,7 @@ mod tests {
             let params = serde_json::json!({
                 "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
                 "scheme": csv,
+                "allow_empty_units": true,
             });
             let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
             let sources: BTreeMap<String, PathBuf> = prepared
@@ -2200,5 +2795,380 @@ mod tests {
         .unwrap();
         assert_eq!(areas(&fresh), b);
         assert_eq!(fresh.outputs["transitions"], second.outputs["transitions"]);
+    }
+
+    /// The CLCD pattern of make_fixtures.py (tests/fixtures/landuse/README.md) at (col, row).
+    fn pattern(c: usize, r: usize) -> u8 {
+        if (30..33).contains(&r) && (35..37).contains(&c) {
+            12
+        } else if r < 18 {
+            [1, 2, 4, 8][c / 10]
+        } else {
+            [5, 1, 0, 7][c / 10]
+        }
+    }
+
+    /// Writes the part cols × rows of a 40 × 36 Albers grid at the fixtures' origin (766020,
+    /// 3711150), 30 m, NoData 0, with the codes `code(col, row)` (grid coordinates).
+    fn write_part(
+        path: &Path,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        code: impl Fn(usize, usize) -> u8,
+    ) -> PathBuf {
+        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+        let codes: Vec<u8> = rows
+            .clone()
+            .flat_map(|r| cols.clone().map(move |c| (c, r)))
+            .map(|(c, r)| code(c, r))
+            .collect();
+        let raster = CategoricalRaster {
+            width: u32::try_from(cols.len()).unwrap(),
+            height: u32::try_from(rows.len()).unwrap(),
+            codes: &codes,
+            placement: GridPlacement {
+                x_min: 766_020.0 + 30.0 * cols.start as f64,
+                y_max: 3_711_150.0 - 30.0 * rows.start as f64,
+                pixel_width: 30.0,
+                pixel_height: 30.0,
+            },
+            crs: Crs::albers_china(),
+            nodata: Some(0),
+            description: None,
+        };
+        write_categorical(path, &raster).unwrap();
+        path.to_owned()
+    }
+
+    fn show(p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    #[test]
+    fn a_year_as_tiles_a_list_or_a_pattern_equals_the_merged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let merged = write_part(&d.join("merged.tif"), 0..40, 0..36, pattern);
+        // Two provincial files: bounding boxes that overlap (cols 16..24), each NoData outside
+        // its province (west: cols < 20, east: cols >= 20).
+        let west = write_part(&d.join("prov_west.tif"), 0..24, 0..36, |c, r| {
+            if c < 20 { pattern(c, r) } else { 0 }
+        });
+        let east = write_part(&d.join("prov_east.tif"), 16..40, 0..36, |c, r| {
+            if c >= 20 { pattern(c, r) } else { 0 }
+        });
+        // Earth Engine export tiles: a 2 × 2 split that overlaps by 3 pixels with equal values.
+        std::fs::create_dir(d.join("ee")).unwrap();
+        for (i, (cols, rows)) in [
+            (0..22, 0..20),
+            (19..40, 0..20),
+            (0..22, 17..36),
+            (19..40, 17..36),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            write_part(
+                &d.join(format!("ee/lu_2000-{i:04}.tif")),
+                cols,
+                rows,
+                pattern,
+            );
+        }
+        let units = || units_table("units_proj_lonlat.geojson");
+        let run_with = |files: serde_json::Value| {
+            let params = serde_json::json!({ "rasters": { "2000": files, "2020": show(&merged) }, "scheme": "clcd" });
+            run(params, "units", units()).unwrap()
+        };
+        let reference = run_with(serde_json::json!(show(&merged)));
+        let provinces = run_with(serde_json::json!([show(&west), show(&east)]));
+        let tiles = run_with(serde_json::json!(show(&d.join("ee/lu_2000-*.tif"))));
+        // The hand counts of expected_pixels hold for the merged file ...
+        for (unit, px) in expected_pixels() {
+            for (c, n) in LandClass::ALL.iter().zip(px) {
+                assert_eq!(
+                    areas(&reference)[&(unit.to_owned(), 2000, c.as_str().to_owned())].0,
+                    n,
+                    "{unit} {c:?}"
+                );
+            }
+        }
+        // ... and every output is the same table, bit for bit, from the tiles.
+        for r in [&provinces, &tiles] {
+            for name in ["areas", "codes", "transitions", "transitions_total"] {
+                assert_eq!(r.outputs[name], reference.outputs[name], "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_that_disagree_on_an_overlap_are_an_error_naming_both_files_and_the_pixel() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write_part(&d.join("a.tif"), 0..22, 0..36, pattern);
+        // Column 20, row 3 holds 4 in the pattern; this tile says 1.
+        let b = write_part(&d.join("b.tif"), 20..40, 0..36, |c, r| {
+            if (c, r) == (20, 3) { 1 } else { pattern(c, r) }
+        });
+        let params =
+            serde_json::json!({ "rasters": { "2000": [show(&a), show(&b)] }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        let text = e.to_string();
+        // The pixel's centre: x = 766020 + 20.5·30 = 766635, y = 3711150 − 3.5·30 = 3711045.
+        for want in [
+            show(&a),
+            show(&b),
+            "x = 766635".to_owned(),
+            "y = 3711045".to_owned(),
+            "(4 and 1)".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want} not in {text}");
+        }
+    }
+
+    #[test]
+    fn tiles_off_the_lattice_are_an_error_naming_both_files_and_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write_part(&d.join("a.tif"), 0..20, 0..36, pattern);
+        // The same tile as the east half, moved 15 m (half a pixel) east.
+        let b = d.join("b.tif");
+        {
+            use crate::io::geotiff_writer::{
+                CategoricalRaster, Crs, GridPlacement, write_categorical,
+            };
+            let codes = vec![1u8; 20 * 36];
+            let raster = CategoricalRaster {
+                width: 20,
+                height: 36,
+                codes: &codes,
+                placement: GridPlacement {
+                    x_min: 766_020.0 + 615.0,
+                    y_max: 3_711_150.0,
+                    pixel_width: 30.0,
+                    pixel_height: 30.0,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            write_categorical(&b, &raster).unwrap();
+        }
+        let params =
+            serde_json::json!({ "rasters": { "2000": [show(&a), show(&b)] }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        let text = e.to_string();
+        for want in [
+            show(&a),
+            show(&b),
+            "20.5000 columns".to_owned(),
+            "year 2000".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want} not in {text}");
+        }
+        // A pattern that matches nothing names itself.
+        let params = serde_json::json!({ "rasters": { "2000": show(&d.join("none_*.tif")) }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        assert!(
+            e.to_string().contains("none_*.tif") && e.to_string().contains("matches no file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn transitions_between_a_provincial_and_a_national_extent_use_the_pixels_both_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let national = write_part(&d.join("national.tif"), 0..40, 0..36, pattern);
+        let province = write_part(&d.join("province.tif"), 0..20, 0..36, pattern);
+        let params = serde_json::json!({
+            "rasters": { "2000": show(&national), "2020": show(&province) },
+            "scheme": "clcd",
+            "min_coverage": 0.4,
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let t = &r.outputs["transitions"];
+        let (u, cf, ct, ha) = (
+            table::ids(t, "t", UNIT_ID).unwrap(),
+            table::strings(t, "t", "class_from").unwrap(),
+            table::strings(t, "t", "class_to").unwrap(),
+            table::f64s(t, "t", "area_ha").unwrap(),
+        );
+        let cell: BTreeMap<(String, String, String), f64> = (0..t.num_rows())
+            .map(|i| ((u[i].clone(), cf[i].clone(), ct[i].clone()), ha[i]))
+            .collect();
+        // U2 within cols 0..20 (by hand from the pattern, 0.09 ha a pixel): rows 10..18 give
+        // 40 px of 1 (cols 5..10) and 80 − 15 (hole) = 65 px of 2; rows 18..30 give 60 px of 5
+        // and 120 − 35 (hole) = 85 px of 1. So cultivated 125 px, forest 65, water 60.
+        let c = |unit: &str, a: &str, b: &str| cell[&(unit.to_owned(), a.to_owned(), b.to_owned())];
+        assert!((c("U2", "cultivated", "cultivated") - 125.0 * 0.09).abs() < 1e-9);
+        assert!((c("U2", "forest", "forest") - 65.0 * 0.09).abs() < 1e-9);
+        assert!((c("U2", "water", "water") - 60.0 * 0.09).abs() < 1e-9);
+        let u2_total: f64 = (0..t.num_rows())
+            .filter(|&i| u[i] == "U2")
+            .map(|i| ha[i])
+            .sum();
+        assert!((u2_total - 250.0 * 0.09).abs() < 1e-9, "{u2_total}");
+        // U6 (cols 30..40) lies outside the province: no transition.
+        let u6_total: f64 = (0..t.num_rows())
+            .filter(|&i| u[i] == "U6")
+            .map(|i| ha[i])
+            .sum();
+        assert_eq!(u6_total, 0.0);
+    }
+
+    /// `coverage` as (unit, year) → (pixels, nodata_pixels, area_ha, nodata_ha).
+    fn coverage(r: &Run) -> BTreeMap<(String, i64), (i64, i64, f64, f64)> {
+        let t = &r.outputs["coverage"];
+        let (u, y) = (
+            table::ids(t, "c", UNIT_ID).unwrap(),
+            table::i64s(t, "c", "year").unwrap(),
+        );
+        let (p, n) = (
+            table::i64s(t, "c", "pixels").unwrap(),
+            table::i64s(t, "c", "nodata_pixels").unwrap(),
+        );
+        let (a, na) = (
+            table::f64s(t, "c", "area_ha").unwrap(),
+            table::f64s(t, "c", "nodata_ha").unwrap(),
+        );
+        (0..t.num_rows())
+            .map(|i| ((u[i].clone(), y[i]), (p[i], n[i], a[i], na[i])))
+            .collect()
+    }
+
+    #[test]
+    fn coverage_counts_nodata_per_unit_and_warns_once() {
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let c = coverage(&r);
+        // Hand counts (README): U2 has 500 px, 85 of them NoData (0); U3 110 px, 60 NoData;
+        // U6 180 px, the unmapped 12 counting as data; 0.09 ha a pixel.
+        let want = [
+            ("U1", 360, 0),
+            ("U2", 500, 85),
+            ("U3", 110, 60),
+            ("U4", 0, 0),
+            ("U5", 0, 0),
+            ("U6", 180, 0),
+        ];
+        for (unit, px, nd) in want {
+            let (p, n, a, na) = c[&(unit.to_owned(), 2000)];
+            assert_eq!((p, n), (px, nd), "{unit}");
+            assert!(
+                (a - (px - nd) as f64 * 0.09).abs() < 1e-9 && (na - nd as f64 * 0.09).abs() < 1e-9,
+                "{unit}"
+            );
+        }
+        let w: Vec<&String> = r.warnings.iter().filter(|w| w.contains("NoData")).collect();
+        // U2 (17 %) and U3 (54.55 %) exceed 0.5 %; U3 is the worst.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("2 unit-year(s)") && w[0].contains("`U3` in 2000 with 54.55 %"),
+            "{}",
+            w[0]
+        );
+    }
+
+    #[test]
+    fn rasters_and_units_that_do_not_overlap_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let units = || units_table("units_proj_lonlat.geojson");
+        // A raster that is all NoData.
+        let blank = write_part(&d.join("blank.tif"), 0..40, 0..36, |_, _| 0);
+        let params = serde_json::json!({ "rasters": { "2000": show(&blank) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message
+                .contains("year 2000: no pixel inside any unit has data")
+                && e.message.contains("blank.tif"),
+            "{e}"
+        );
+        // Units somewhere else (the lon/lat fixture boxes lie west of the Albers raster).
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_geo.geojson")).unwrap_err();
+        assert!(
+            e.message.contains("no pixel inside any unit has data"),
+            "{e}"
+        );
+        assert!(
+            e.hint.as_deref().is_some_and(|h| h.contains("lon/lat")),
+            "{e:?}"
+        );
+        // A raster covering cols 0..10 only: data on U1's 180 px and U2's 100 px of about
+        // 1270 px of polygons (22 %), below the default 50 %; accepted when asked for.
+        let west = write_part(&d.join("west.tif"), 0..10, 0..36, pattern);
+        let params = serde_json::json!({ "rasters": { "2000": show(&west) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message.contains("year 2000: only 2") && e.message.contains("west.tif"),
+            "{e}"
+        );
+        assert!(
+            e.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("min_coverage")),
+            "{e:?}"
+        );
+        let params = serde_json::json!({ "rasters": { "2000": show(&west) }, "scheme": "clcd", "min_coverage": 0.2 });
+        let r = run(params, "units", units()).unwrap();
+        assert_eq!(coverage(&r)[&("U2".to_owned(), 2000)].0, 100);
+        // Units without data are refused unless allowed, listed by id.
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd", "allow_empty_units": false });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message
+                .contains("2 unit-year(s) have no pixel with data: `U4` (2000), `U5` (2000)"),
+            "{e}"
+        );
+        assert!(
+            e.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("allow_empty_units: true")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_world_file_with_crs_georeferences_a_tiff_without_geokeys() {
+        let dir = tempfile::tempdir().unwrap();
+        let tif = dir.path().join("plain.tif");
+        let codes: Vec<u8> = (0..36)
+            .flat_map(|r| (0..40).map(move |c| pattern(c, r)))
+            .collect();
+        {
+            let mut file = std::fs::File::create(&tif).unwrap();
+            let mut enc = tiff::encoder::TiffEncoder::new(&mut file).unwrap();
+            let mut image = enc
+                .new_image::<tiff::encoder::colortype::Gray8>(40, 36)
+                .unwrap();
+            image
+                .encoder()
+                .write_tag(tiff::tags::Tag::GdalNodata, "0")
+                .unwrap();
+            image.write_data(&codes).unwrap();
+        }
+        // The fixtures' grid: corner (766020, 3711150), 30 m; a world file gives pixel centres.
+        std::fs::write(
+            dir.path().join("plain.tfw"),
+            "30\n0\n0\n-30\n766035\n3711135\n",
+        )
+        .unwrap();
+        let units = || units_table("units_proj_lonlat.geojson");
+        let albers = "+proj=aea +lat_1=25 +lat_2=47 +lat_0=0 +lon_0=105 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs";
+        let params = serde_json::json!({ "rasters": { "2000": show(&tif) }, "scheme": "clcd", "crs": albers });
+        let plain = run(params, "units", units()).unwrap();
+        let params = serde_json::json!({ "rasters": { "2000": "proj_u8_tiled_deflate.tif" }, "scheme": "clcd" });
+        let reference = run(params, "units", units()).unwrap();
+        assert_eq!(areas(&plain), areas(&reference));
+        // Without `crs:` the CRS is unknown: the error says how to give it.
+        let params = serde_json::json!({ "rasters": { "2000": show(&tif) }, "scheme": "clcd" });
+        let e = run(params, "units", units()).unwrap_err();
+        assert!(
+            e.message.contains("plain.tif")
+                && e.hint.as_deref().is_some_and(|h| h.contains("crs: EPSG")),
+            "{e:?}"
+        );
     }
 }

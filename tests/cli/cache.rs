@@ -217,7 +217,7 @@ fn memoised_histograms_survive_gc_and_serve_a_new_scheme() {
     s.file("data/scheme.csv", scheme);
     s.file(
         "study.yaml",
-        "study: lu\nstages:\n  units:\n    kind: ingest\n    path: data/units_proj_lonlat.geojson\n    id_column: unit_id\n  landuse:\n    kind: landuse\n    inputs: { units: units }\n    rasters: { 2000: data/proj_u8_tiled_deflate.tif, 2020: data/proj_u8_tiled_deflate_2020.tif }\n    scheme: data/scheme.csv\n",
+        "study: lu\nstages:\n  units:\n    kind: ingest\n    path: data/units_proj_lonlat.geojson\n    id_column: unit_id\n  landuse:\n    kind: landuse\n    inputs: { units: units }\n    rasters: { 2000: data/proj_u8_tiled_deflate.tif, 2020: data/proj_u8_tiled_deflate_2020.tif }\n    scheme: data/scheme.csv\n    allow_empty_units: true\n",
     );
     let (run, first) = s.run_study(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -240,4 +240,15 @@ fn a_nan_cell_is_not_a_number_rather_than_empty() {
             "unit_id,name,pop\n410100,Zhengzhou,1260\n410200,Kaifeng,NaN\n410300,Luoyang,707\n"
         )]
     ));
+#[test]
+fn raster_pattern_that_matches_no_file_names_the_pattern() {
+    let err = check_fails(
+        "study: bad\nstages:\n  lu:\n    kind: landuse\n    rasters: { 2000: \"tiles/lu_2000_*.tif\" }\n    scheme: clcd\n",
+        &[("tiles/lu_2001_a.tif", "not a raster")],
+    );
+    assert!(
+        err.contains("stage `lu`") && err.contains("`tiles/lu_2000_*.tif` matches no file"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
 }
