@@ -240,6 +240,8 @@ fn a_nan_cell_is_not_a_number_rather_than_empty() {
             "unit_id,name,pop\n410100,Zhengzhou,1260\n410200,Kaifeng,NaN\n410300,Luoyang,707\n"
         )]
     ));
+}
+
 #[test]
 fn raster_pattern_that_matches_no_file_names_the_pattern() {
     let err = check_fails(
