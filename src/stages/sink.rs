@@ -10,7 +10,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    CROP_PRESETS, CropParameters, check_crop, parse_crop_parameters, preset_text,
+    CROP_PRESETS, CropParameters, check_crop, crop_name, parse_crop_parameters, preset_text,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
@@ -349,7 +349,7 @@ fn crop_panel(
     };
     let mut zeroed = 0usize;
     for i in order {
-        let ((unit, year), crop, mut y) = (key(i), crops.get(i), yields[i]);
+        let ((unit, year), crop, mut y) = (key(i), crop_name(crops.get(i)), yields[i]);
         if y.is_nan() {
             match missing {
                 MissingPolicy::Error => {
