@@ -5,6 +5,7 @@ pub mod cache;
 pub mod error;
 pub mod invocation;
 pub mod key;
+pub mod pattern;
 pub mod plan;
 pub mod progress;
 pub mod publish;

@@ -333,7 +333,13 @@ pub fn build(
     for d in &drafts {
         let mut sources = BTreeMap::new();
         let mut optional = BTreeSet::new();
-        for s in d.prepared.sources() {
+        let declared = crate::engine::pattern::expand(&study_dir, d.prepared.sources())
+            .map_err(|e| {
+                Diagnostic::user(format!("stage `{}`: {e}", d.spec.name))
+                    .at(src, Some(SourceSpan { line: d.spec.line, column: 1, len: 1 }))
+                    .with_hint("patterns use `*` and `?` in the file name; paths are relative to the study file's directory")
+            })?;
+        for s in declared {
             let shown = s.path.to_string_lossy().into_owned();
             let span = src.find_text(d.spec.line, &shown);
             let resolved = normalise(&study_dir.join(&s.path));

@@ -104,6 +104,9 @@ pub struct Source {
     /// An optional source may be absent (e.g. a shapefile's `.cpg`); its absence is part of
     /// the key, so the stage reruns when it appears.
     pub optional: bool,
+    /// The file name is a pattern (`*`, `?`) expanded when the study is planned into one
+    /// source per matching file (see [`crate::engine::pattern`]).
+    pub pattern: bool,
 }
 
 impl Source {
@@ -112,6 +115,15 @@ impl Source {
             name: name.into(),
             path: path.into(),
             optional: false,
+            pattern: false,
+        }
+    }
+    /// Every file whose name matches `path`'s file-name pattern; read them with
+    /// [`StageContext::sources_matching`].
+    pub fn pattern(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            pattern: true,
+            ..Self::new(name, path)
         }
     }
     /// A file the stage reads if it exists.
@@ -299,6 +311,18 @@ impl StageContext {
         self.sources.get(name).map(PathBuf::as_path).ok_or_else(|| {
             StageError::internal(format!("source `{name}` was not declared by the stage"))
         })
+    }
+
+    /// The files of source `name`: itself when declared as one file, else the files its
+    /// pattern matched, in file-name order, each with its source name.
+    pub fn sources_matching(&self, name: &str) -> Vec<(String, &Path)> {
+        if let Some(p) = self.sources.get(name) {
+            return vec![(name.to_owned(), p.as_path())];
+        }
+        (0..)
+            .map(|i| crate::engine::pattern::expanded_name(name, i))
+            .map_while(|n| self.sources.get(&n).map(|p| (n, p.as_path())))
+            .collect()
     }
 
     /// Records a warning; it is shown to the user and stored with the cache entry, so a cached

@@ -5,6 +5,7 @@ pub mod csv_table;
 pub mod export;
 pub mod geotiff;
 pub mod geotiff_writer;
+pub mod mosaic;
 pub mod parquet;
 pub mod vector;
 pub mod wkb;

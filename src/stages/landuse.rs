@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
-use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, SampleType};
+use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
+use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
@@ -33,9 +34,10 @@ pub struct LandUse;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Year → categorical GeoTIFF (one file per year). Empty with the tabular `areas` input.
+    /// Year → categorical GeoTIFF: one path, a list of paths, or a file-name pattern (`*`, `?`);
+    /// the files of a year are read as one mosaic. Empty with the tabular `areas` input.
     #[serde(default)]
-    pub rasters: BTreeMap<String, PathBuf>,
+    pub rasters: BTreeMap<String, RasterFiles>,
     /// `clcd`, `cnlucc`, `igbp`, or the path of a `code,class` CSV. Required with rasters and
     /// with a tabular input that has a `code` column.
     #[serde(default)]
@@ -44,6 +46,23 @@ pub struct Params {
     /// without GeoKeys or with a projection the reader does not know.
     #[serde(default)]
     pub crs: Option<String>,
+}
+
+/// The files of one year: a path (which may be a file-name pattern) or a list of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RasterFiles {
+    One(PathBuf),
+    Several(Vec<PathBuf>),
+}
+
+impl RasterFiles {
+    fn paths(&self) -> &[PathBuf] {
+        match self {
+            RasterFiles::One(p) => std::slice::from_ref(p),
+            RasterFiles::Several(v) => v,
+        }
+    }
 }
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
@@ -55,9 +74,9 @@ const UNIT_ID: &str = "unit_id";
 
 impl Params {
     /// The years, parsed and sorted, with their paths.
-    fn years(&self) -> Result<Vec<(i64, PathBuf)>, StageError> {
-        let mut out: Vec<(i64, PathBuf)> = Vec::new();
-        for (key, path) in &self.rasters {
+    fn years(&self) -> Result<Vec<(i64, RasterFiles)>, StageError> {
+        let mut out: Vec<(i64, RasterFiles)> = Vec::new();
+        for (key, files) in &self.rasters {
             let year = key
                 .trim()
                 .parse::<i64>()
@@ -73,9 +92,16 @@ impl Params {
                     "`rasters` lists year {year} twice"
                 )));
             }
-            out.push((year, path.clone()));
+            if files.paths().is_empty() {
+                return Err(
+                    StageError::data(format!("`rasters` year {year} lists no file")).with_hint(
+                        "give a path, a list of paths or a pattern such as `tiles/lu_2000_*.tif`",
+                    ),
+                );
+            }
+            out.push((year, files.clone()));
         }
-        out.sort();
+        out.sort_by_key(|(y, _)| *y);
         Ok(out)
     }
 
@@ -90,9 +116,49 @@ fn source_name(year: i64) -> String {
     format!("raster.{year}")
 }
 
+/// The sources of one year: `raster.<year>` for one path, `raster.<year>.<i>` for the i-th
+/// of a list; a path with `*` or `?` in its file name is a pattern.
+fn year_sources(year: i64, files: &RasterFiles) -> Vec<Source> {
+    let source = |name: String, path: &PathBuf| {
+        if crate::engine::pattern::is_pattern(&path.to_string_lossy()) {
+            Source::pattern(name, path)
+        } else {
+            Source::new(name, path)
+        }
+    };
+    match files {
+        RasterFiles::One(p) => vec![source(source_name(year), p)],
+        RasterFiles::Several(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, p)| source(format!("{}.{i}", source_name(year)), p))
+            .collect(),
+    }
+}
+
+/// The files of one year as the plan resolved them: (source name, path), in order.
+fn year_files(
+    year: i64,
+    files: &RasterFiles,
+    ctx: &StageContext,
+) -> Result<Vec<(String, PathBuf)>, StageError> {
+    let mut out = Vec::new();
+    for s in year_sources(year, files) {
+        let found = ctx.sources_matching(&s.name);
+        if found.is_empty() {
+            return Err(StageError::internal(format!(
+                "source `{}` was not resolved",
+                s.name
+            )));
+        }
+        out.extend(found.into_iter().map(|(n, p)| (n, p.to_owned())));
+    }
+    Ok(out)
+}
+
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
@@ -103,9 +169,9 @@ and reclassified into the same `areas` table.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "rasters",
-            ty: "map year → path",
+            ty: "map year → path | [path, …] | pattern",
             default: "{}",
-            doc: "One categorical GeoTIFF per year (8/16-bit unsigned, stripped or tiled, none/DEFLATE/LZW/PackBits). All years on one grid are read in one pass.",
+            doc: "Categorical GeoTIFFs per year (8/16-bit unsigned, stripped or tiled, none/DEFLATE/LZW/PackBits): one path, a list, or a file-name pattern such as `tiles/CLCD_v01_2000_*.tif` (`*`, `?`; matches sorted by name). The files of a year are read as one mosaic without copying: they must share CRS and pixel grid, and where they overlap their data must agree. Years on one CRS and grid are read in one pass over the union of their extents; transitions use the pixels both years cover.",
         },
         ParamDoc {
             name: "scheme",
@@ -153,8 +219,8 @@ and reclassified into the same `areas` table.";
     fn sources(params: &Params) -> Vec<Source> {
         let mut out: Vec<Source> = match params.years() {
             Ok(years) => years
-                .into_iter()
-                .map(|(y, p)| Source::new(source_name(y), p))
+                .iter()
+                .flat_map(|(y, files)| year_sources(*y, files))
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -447,10 +513,196 @@ struct PairResult {
     area: Arc<PixelArea>,
 }
 
+/// The files of one year, opened.
+struct YearFiles {
+    year: i64,
+    /// Source names (for memo keys), in file order.
+    sources: Vec<String>,
+    infos: Vec<GeoTiffInfo>,
+}
+
+/// Years whose files share CRS and pixel lattice, read in one pass over the union of their
+/// extents.
+struct Group {
+    /// Indices into the years, ascending.
+    years: Vec<usize>,
+    /// One mosaic per year of `years`, on the group's grid.
+    mosaics: Vec<Mosaic>,
+    /// The group's grid: the union of every file's extent.
+    transform: GeoTransform,
+    width: usize,
+    height: usize,
+}
+
+fn open_years(
+    years: &[(i64, RasterFiles)],
+    ctx: &StageContext,
+) -> Result<Vec<YearFiles>, StageError> {
+    let mut out = Vec::with_capacity(years.len());
+    for (year, files) in years {
+        let mut opened = YearFiles {
+            year: *year,
+            sources: Vec::new(),
+            infos: Vec::new(),
+        };
+        for (name, path) in year_files(*year, files, ctx)? {
+            let info = open_raster(*year, &path)?;
+            opened.sources.push(name);
+            opened.infos.push(info);
+        }
+        out.push(opened);
+    }
+    Ok(out)
+}
+
+fn open_raster(year: i64, path: &std::path::Path) -> Result<GeoTiffInfo, StageError> {
+    let info = geotiff::open(path).map_err(|e| {
+        StageError::data(format!("year {year}: {e}"))
+            .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
+    })?;
+    // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
+    let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
+    let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
+    if chunk_mb > MAX_CHUNK_MB {
+        return Err(StageError::data(format!(
+            "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
+            info.path.display(),
+            info.chunk_height
+        ))
+        .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
+    }
+    Ok(info)
+}
+
+/// Whether `b` is on `a`'s CRS and lattice: its offset in `a`'s pixels, or why not.
+fn on_lattice(params: &Params, a: &GeoTiffInfo, b: &GeoTiffInfo) -> Result<(i64, i64), String> {
+    if params.crs.is_none() && a.crs != b.crs {
+        let show = |i: &GeoTiffInfo| {
+            i.crs
+                .as_ref()
+                .map_or_else(|| "no CRS".to_owned(), |c| c.description.clone())
+        };
+        return Err(format!("their CRSs differ: {} and {}", show(a), show(b)));
+    }
+    mosaic::lattice_offset(a, b)
+}
+
+/// Groups the years by CRS and lattice and places each year's files on its group's grid. The
+/// files of one year must share CRS and lattice.
+fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, StageError> {
+    // Offsets of every file from its group's reference file (the first file of its first year).
+    let mut members: Vec<(usize, Vec<usize>, Vec<Vec<(i64, i64)>>)> = Vec::new();
+    for (yi, y) in years.iter().enumerate() {
+        let first = &y.infos[0];
+        let mut offsets = Vec::with_capacity(y.infos.len());
+        for info in &y.infos {
+            let off = on_lattice(params, first, info).map_err(|why| {
+                StageError::data(format!(
+                    "year {}: {} and {} cannot be read as one mosaic: {why}",
+                    y.year,
+                    first.path.display(),
+                    info.path.display()
+                ))
+                .with_hint("the files of one year must share CRS and pixel grid; warp them onto one grid (`gdalwarp -t_srs <crs> -tr <size> <size> -tap`)")
+            })?;
+            offsets.push(off);
+        }
+        let joined = members.iter_mut().find_map(|(reference, ys, offs)| {
+            let r = &years[*reference].infos[0];
+            on_lattice(params, r, first).ok().map(|(c, row)| {
+                ys.push(yi);
+                offs.push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
+            })
+        });
+        if joined.is_none() {
+            members.push((yi, vec![yi], vec![offsets]));
+        }
+    }
+    members
+        .into_iter()
+        .map(|(reference, ys, offs)| place(&years[reference].infos[0], years, ys, &offs))
+        .collect()
+}
+
+/// The group's grid (the union of its files' extents) and each year's mosaic on it.
+fn place(
+    reference: &GeoTiffInfo,
+    years: &[YearFiles],
+    group: Vec<usize>,
+    offsets: &[Vec<(i64, i64)>],
+) -> Result<Group, StageError> {
+    let mut extent = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for (&yi, offs) in group.iter().zip(offsets) {
+        for (info, &(c, r)) in years[yi].infos.iter().zip(offs) {
+            let (w, h) = (to_i64(info.width as u64), to_i64(info.height as u64));
+            extent = (
+                extent.0.min(c),
+                extent.1.min(r),
+                extent.2.max(c + w),
+                extent.3.max(r + h),
+            );
+        }
+    }
+    let size = |n: i64| {
+        usize::try_from(n).map_err(|_| StageError::internal("a mosaic grid of negative size"))
+    };
+    let (width, height) = (size(extent.2 - extent.0)?, size(extent.3 - extent.1)?);
+    if width.saturating_mul(height) > MAX_MOSAIC_PIXELS {
+        let files: Vec<String> = group
+            .iter()
+            .flat_map(|&yi| years[yi].infos.iter().map(|i| i.path.display().to_string()))
+            .collect();
+        return Err(StageError::data(format!(
+            "the rasters {} span {width} × {height} pixels together: they lie far apart on one grid",
+            files.join(", ")
+        ))
+        .with_hint("check that each year's files cover the study area (a file in the wrong place is far from the others)"));
+    }
+    let t = reference.transform;
+    #[allow(clippy::cast_precision_loss)]
+    let transform = GeoTransform {
+        x0: t.x0 + extent.0 as f64 * t.dx,
+        y0: t.y0 + extent.1 as f64 * t.dy,
+        dx: t.dx,
+        dy: t.dy,
+    };
+    let mut mosaics = Vec::with_capacity(group.len());
+    for (&yi, offs) in group.iter().zip(offsets) {
+        let files = years[yi]
+            .infos
+            .iter()
+            .zip(offs)
+            .map(|(info, &(c, r))| {
+                Ok(Placed {
+                    info: info.clone(),
+                    col: size(c - extent.0)?,
+                    row: size(r - extent.1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StageError>>()?;
+        let m = Mosaic::new(files, width, height).map_err(|e| {
+            StageError::data(format!("year {}: {e}", years[yi].year))
+                .with_hint("the files of one year must use one NoData value (`gdal_edit.py -a_nodata <value> file.tif`)")
+        })?;
+        mosaics.push(m);
+    }
+    Ok(Group {
+        years: group,
+        mosaics,
+        transform,
+        width,
+        height,
+    })
+}
+
+/// The largest grid the files of a group may span together (2³⁴ pixels: a 30 m grid of all
+/// China is 2·10¹⁰); beyond it one file is in the wrong place.
+const MAX_MOSAIC_PIXELS: usize = 1 << 34;
+
 fn from_rasters(
     params: &Params,
     units: &arrow_array::RecordBatch,
-    years: &[(i64, PathBuf)],
+    years: &[(i64, RasterFiles)],
     scheme: &Scheme,
     ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
@@ -467,164 +719,26 @@ fn from_rasters(
         );
     }
 
-    // Open every raster and group them by grid (same transform, size and CRS).
-    let mut infos = Vec::with_capacity(years.len());
-    for (year, _) in years {
-        let path = ctx.source(&source_name(*year))?;
-        let info = geotiff::open(path).map_err(|e| {
-            StageError::data(format!("year {year}: {e}"))
-                .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
-        })?;
-        // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
-        let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
-        let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
-        if chunk_mb > MAX_CHUNK_MB {
-            return Err(StageError::data(format!(
-                "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
-                info.path.display(),
-                info.chunk_height
-            ))
-            .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
-        }
-        infos.push(info);
-    }
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..infos.len() {
-        let key = |k: usize| {
-            let t = &infos[k].transform;
-            (
-                t.x0.to_bits(),
-                t.y0.to_bits(),
-                t.dx.to_bits(),
-                t.dy.to_bits(),
-                infos[k].width,
-                infos[k].height,
-                infos[k].crs.clone().map(|c| c.description),
-            )
-        };
-        match groups.iter_mut().find(|g| key(g[0]) == key(i)) {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-
+    let opened = open_years(years, ctx)?;
+    let groups = group_years(params, &opened)?;
     let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
     let mut pair_results: Vec<PairResult> = Vec::new();
-    let n_units = ids.len();
+    let units = UnitShapes {
+        ids: &ids,
+        geoms: &geoms,
+    };
     for group in &groups {
-        let first = &infos[group[0]];
-        let group_years: Vec<i64> = group.iter().map(|&i| years[i].0).collect();
-        let years_text = group_years
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let crs = raster_crs(params, first, years[group[0]].0, ctx)?;
-        let t = first.transform;
-        let grid = Grid {
-            x0: t.x0,
-            y0: t.y0,
-            dx: t.dx,
-            dy: t.dy,
-            width: first.width,
-            height: first.height,
-        };
-        let projected;
-        let shapes: &[MultiPolygon<f64>] = match &crs.proj {
-            Some(p) => {
-                projected = reproject(&geoms, p, &ids, &crs.description)?;
-                &projected
-            }
-            None => &geoms,
-        };
-        let spans = rasterize(&grid, shapes);
-        let pixels = spans.pixels_per_unit(n_units);
-        let (gx0, gy0, gx1, gy1) = grid.extent();
-        for (u, shape) in shapes.iter().enumerate() {
-            if pixels[u] == 0 {
-                ctx.warn(format!(
-                    "unit `{}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0",
-                    ids[u]
-                ));
-            } else if let Some(r) = shape.bounding_rect()
-                && (r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1)
-            {
-                ctx.warn(format!(
-                    "unit `{}` extends beyond the raster of year(s) {years_text}; only the part inside is counted",
-                    ids[u]
-                ));
-            }
+        let (read_years, pairs) = read_group(params, group, &opened, &units, scheme, ctx)?;
+        for (yi, r) in read_years {
+            year_results[yi] = Some(r);
         }
-        let area = Arc::new(if crs.geographic {
-            PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, first.height))
-        } else {
-            if !crs.equal_area {
-                ctx.warn(format!(
-                    "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
-                    crs.description
-                ));
-            }
-            PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
-        });
-
-        // One pass over all years on this grid; transitions between consecutive years.
-        {
-            let layout = group;
-            let rasters: Vec<&GeoTiffInfo> = layout.iter().map(|&i| &infos[i]).collect();
-            // Pairs (positions within `layout`) of years consecutive in the whole list.
-            let pairs: Vec<(usize, usize)> = layout
-                .iter()
-                .enumerate()
-                .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
-                .collect();
-            // The histograms do not depend on the scheme: they are memoised on the units, the
-            // rasters and the CRS, so a changed reclassification reruns only what follows.
-            let depends: Vec<String> = std::iter::once("port:units".to_owned())
-                .chain(
-                    layout
-                        .iter()
-                        .map(|&i| format!("source:{}", source_name(years[i].0))),
-                )
-                .collect();
-            let memo_params = serde_json::json!({
-                "crs": params.crs,
-                "years": layout.iter().map(|&i| years[i].0).collect::<Vec<_>>(),
-                "pairs": pairs,
-            });
-            let n_layers = rasters.len() + pairs.len();
-            let table = ctx.memo("histograms", &depends, &memo_params, || {
-                let layers = histogram_pass(&rasters, &pairs, &spans, n_units, area.rows(), ctx)?;
-                layers_to_table(&layers)
-            })?;
-            let mut layers = table_to_layers(&table, n_layers)?;
-            let class_luts: Vec<Box<[u8; 1 << 16]>> =
-                rasters.iter().map(|info| class_lut(info, scheme)).collect();
-            for (p, &(a, b)) in pairs.iter().enumerate() {
-                check_pair_codes(&layers[a], rasters[a])?;
-                check_pair_codes(&layers[b], rasters[b])?;
-                let raw = std::mem::take(&mut layers[rasters.len() + p]);
-                layers[rasters.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
-            }
-            let mut layers = layers.into_iter();
-            for &i in layout {
-                let codes = layers.next().expect("one layer per raster");
-                year_results[i] = Some(YearResult {
-                    codes,
-                    area: Arc::clone(&area),
-                    nodata: infos[i].nodata,
-                });
-            }
-            for &(a, b) in &pairs {
-                let counts = layers.next().expect("one layer per pair");
-                pair_results.push(PairResult {
-                    from: years[layout[a]].0,
-                    to: years[layout[b]].0,
-                    counts,
-                    area: Arc::clone(&area),
-                });
-            }
-        }
+        pair_results.extend(pairs);
     }
+    let year_results: Vec<YearResult> = year_results
+        .into_iter()
+        .map(|r| r.expect("every year belongs to one group"))
+        .collect();
+    let n_units = ids.len();
     for w in years.windows(2) {
         if !pair_results.iter().any(|p| p.from == w[0].0) {
             ctx.warn(format!(
@@ -641,7 +755,7 @@ fn from_rasters(
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
     let mut per_unit: Vec<Vec<[(u64, f64); 6]>> = vec![vec![[(0, 0.0); 6]; years.len()]; n_units];
     for (yi, (year, _)) in years.iter().enumerate() {
-        let res = year_results[yi].as_ref().expect("every year was read");
+        let res = &year_results[yi];
         for (&(unit, code), &(px, summed)) in &res.codes {
             if res.nodata == Some(code) {
                 continue;
@@ -659,7 +773,7 @@ fn from_rasters(
     }
     for (u, id) in ids.iter().enumerate() {
         for (yi, (year, _)) in years.iter().enumerate() {
-            let res = year_results[yi].as_ref().expect("every year was read");
+            let res = &year_results[yi];
             for (&(unit, code), &(px, _)) in res.codes.range((u as u32, 0)..=(u as u32, u32::MAX)) {
                 debug_assert_eq!(unit as usize, u);
                 if res.nodata != Some(code) {
@@ -742,6 +856,152 @@ fn from_rasters(
     tables(areas, tr, tt, codes_rows)
 }
 
+/// The units as the raster path uses them: ids sorted, lon/lat polygons in the same order.
+struct UnitShapes<'a> {
+    ids: &'a [String],
+    geoms: &'a [MultiPolygon<f64>],
+}
+
+/// Reads one group of years in one pass: their code histograms and the raw transitions between
+/// consecutive years of the group.
+#[allow(clippy::too_many_lines)]
+fn read_group(
+    params: &Params,
+    group: &Group,
+    years: &[YearFiles],
+    units: &UnitShapes<'_>,
+    scheme: &Scheme,
+    ctx: &StageContext,
+) -> Result<(Vec<(usize, YearResult)>, Vec<PairResult>), StageError> {
+    let n_units = units.ids.len();
+    let years_text = group
+        .years
+        .iter()
+        .map(|&i| years[i].year.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first = &years[group.years[0]].infos[0];
+    let crs = raster_crs(params, first, years[group.years[0]].year, ctx)?;
+    let t = group.transform;
+    let grid = Grid {
+        x0: t.x0,
+        y0: t.y0,
+        dx: t.dx,
+        dy: t.dy,
+        width: group.width,
+        height: group.height,
+    };
+    let projected;
+    let shapes: &[MultiPolygon<f64>] = match &crs.proj {
+        Some(p) => {
+            projected = reproject(units.geoms, p, units.ids, &crs.description)?;
+            &projected
+        }
+        None => units.geoms,
+    };
+    let spans = rasterize(&grid, shapes);
+    let pixels = spans.pixels_per_unit(n_units);
+    for (u, id) in units.ids.iter().enumerate() {
+        if pixels[u] == 0 {
+            ctx.warn(format!(
+                "unit `{id}`: no pixel centre of the raster of year(s) {years_text} lies inside it (outside the raster, or smaller than a pixel); its areas are 0"
+            ));
+        }
+    }
+    let (gx0, gy0, gx1, gy1) = grid.extent();
+    let beyond: Vec<&str> = shapes
+        .iter()
+        .zip(units.ids)
+        .enumerate()
+        .filter(|&(u, (shape, _))| {
+            pixels[u] > 0
+                && shape.bounding_rect().is_some_and(|r| {
+                    r.min().x < gx0 || r.min().y < gy0 || r.max().x > gx1 || r.max().y > gy1
+                })
+        })
+        .map(|(_, (_, id))| id.as_str())
+        .collect();
+    if let Some(example) = beyond.first() {
+        ctx.warn(format!(
+            "{} unit(s) extend beyond the raster of year(s) {years_text} (e.g. `{example}`); only the parts inside are counted (see output `coverage`)",
+            beyond.len()
+        ));
+    }
+    let area = Arc::new(if crs.geographic {
+        PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, group.height))
+    } else {
+        if !crs.equal_area {
+            ctx.warn(format!(
+                "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
+                crs.description
+            ));
+        }
+        PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
+    });
+
+    // One pass over all years of the group; transitions between consecutive years.
+    let layout = &group.years;
+    let layers: Vec<&Mosaic> = group.mosaics.iter().collect();
+    // Pairs (positions within `layout`) of years consecutive in the whole list.
+    let pairs: Vec<(usize, usize)> = layout
+        .iter()
+        .enumerate()
+        .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
+        .collect();
+    // The histograms do not depend on the scheme: they are memoised on the units, the
+    // rasters and the CRS, so a changed reclassification reruns only what follows.
+    let depends: Vec<String> = std::iter::once("port:units".to_owned())
+        .chain(
+            layout
+                .iter()
+                .flat_map(|&i| years[i].sources.iter().map(|s| format!("source:{s}"))),
+        )
+        .collect();
+    let memo_params = serde_json::json!({
+        "crs": params.crs,
+        "years": layout.iter().map(|&i| years[i].year).collect::<Vec<_>>(),
+        "pairs": pairs,
+    });
+    let n_layers = layers.len() + pairs.len();
+    let table = ctx.memo("histograms", &depends, &memo_params, || {
+        let counts = histogram_pass(&layers, &pairs, &spans, n_units, area.rows(), &t, ctx)?;
+        layers_to_table(&counts)
+    })?;
+    let mut counts = table_to_layers(&table, n_layers)?;
+    let class_luts: Vec<Box<[u8; 1 << 16]>> =
+        layers.iter().map(|m| class_lut(m.nodata, scheme)).collect();
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        check_pair_codes(&counts[a], layers[a])?;
+        check_pair_codes(&counts[b], layers[b])?;
+        let raw = std::mem::take(&mut counts[layers.len() + p]);
+        counts[layers.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
+    }
+    let mut counts = counts.into_iter();
+    let mut year_out = Vec::with_capacity(layout.len());
+    for (k, &i) in layout.iter().enumerate() {
+        let codes = counts.next().expect("one layer per raster");
+        year_out.push((
+            i,
+            YearResult {
+                codes,
+                area: Arc::clone(&area),
+                nodata: layers[k].nodata,
+            },
+        ));
+    }
+    let mut pair_out = Vec::with_capacity(pairs.len());
+    for &(a, b) in &pairs {
+        let counts = counts.next().expect("one layer per pair");
+        pair_out.push(PairResult {
+            from: years[layout[a]].year,
+            to: years[layout[b]].year,
+            counts,
+            area: Arc::clone(&area),
+        });
+    }
+    Ok((year_out, pair_out))
+}
+
 /// The stage's outputs from its row columns: `areas` as built, then the transfer matrices
 /// (per unit and in total) and the raw code histogram.
 fn tables(
@@ -812,11 +1072,12 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
-/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check).
-fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
+/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check). A NoData value
+/// above 254 also marks 255, the value it is capped to in transition pairs.
+fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     let lut: Vec<u8> = (0..=u32::from(u16::MAX))
         .map(|v| {
-            if info.nodata == Some(v) {
+            if nodata == Some(v) || (v == 255 && nodata.is_some_and(|n| n >= 255)) {
                 return NO_CLASS;
             }
             match scheme.classify(i64::from(v)) {
@@ -828,164 +1089,128 @@ fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     lut.into_boxed_slice().try_into().expect("2^16 entries")
 }
 
-/// Decoded chunks of a raster tiled differently from the pass's first raster, kept while the
-/// windows being read overlap them (a band of strips serves every tile across the band).
-struct RegionCache {
-    chunks: Vec<(usize, usize, OwnedChunk)>,
-    out: OwnedChunk,
+/// How a worker reads one layer: a file that is the whole grid, chunk for chunk when it is
+/// tiled like the pass's windows or through a region cache; or a mosaic of several files.
+enum LayerReader {
+    File {
+        reader: ChunkReader,
+        region: RegionCache,
+        direct: bool,
+    },
+    Mosaic(MosaicReader),
 }
 
-enum OwnedChunk {
-    U8(Vec<u8>),
-    U16(Vec<u16>),
-}
-
-/// The most chunk bytes one region cache keeps.
-const REGION_CACHE_BYTES: usize = 64 << 20;
-
-fn copy_rect<T: Copy>(
-    dst: &mut [T],
-    dst_stride: usize,
-    src: &[T],
-    src_stride: usize,
-    rows: usize,
-    cols: usize,
-) {
-    for r in 0..rows {
-        dst[r * dst_stride..r * dst_stride + cols]
-            .copy_from_slice(&src[r * src_stride..r * src_stride + cols]);
-    }
-}
-
-impl RegionCache {
-    fn new(sample: SampleType) -> Self {
-        let out = match sample {
-            SampleType::U8 => OwnedChunk::U8(Vec::new()),
-            SampleType::U16 => OwnedChunk::U16(Vec::new()),
-        };
-        Self {
-            chunks: Vec::new(),
-            out,
-        }
-    }
-
-    /// The pixels of `window` (laid out `window.stride` apart), assembled from the chunks of
-    /// `info` that overlap it.
-    fn read(
-        &mut self,
-        reader: &mut ChunkReader,
-        info: &GeoTiffInfo,
-        window: Window,
-    ) -> Result<ChunkPixels<'_>, geotiff::GeoTiffError> {
-        let Window {
-            col0,
-            row0,
-            width,
-            height,
-            stride,
-        } = window;
-        // Windows come in row-major order: chunks ending above this one are done with.
-        self.chunks.retain(|(_, row_end, _)| *row_end > row0);
-        let len = stride * (height - 1) + width;
-        match &mut self.out {
-            OwnedChunk::U8(v) => v.resize(len, 0),
-            OwnedChunk::U16(v) => v.resize(len, 0),
-        }
-        let src_stride = reader.stride();
-        let (cw, ch) = (info.chunk_width, info.chunk_height);
-        for cy in row0 / ch..=(row0 + height - 1) / ch {
-            for cx in col0 / cw..=(col0 + width - 1) / cw {
-                let index = cy * info.chunks_across() + cx;
-                let (cc0, cr0, cwid, chei) = info.chunk_rect(index);
-                if !self.chunks.iter().any(|(i, ..)| *i == index) {
-                    let cached: usize = self
-                        .chunks
-                        .iter()
-                        .map(|(.., c)| match c {
-                            OwnedChunk::U8(v) => v.len(),
-                            OwnedChunk::U16(v) => 2 * v.len(),
-                        })
-                        .sum();
-                    if cached > REGION_CACHE_BYTES {
-                        self.chunks.clear();
-                    }
-                    let owned = match reader.read(index)? {
-                        ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
-                        ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
-                    };
-                    self.chunks.push((index, cr0 + chei, owned));
-                }
-                let (_, _, chunk) = self
-                    .chunks
-                    .iter()
-                    .find(|(i, ..)| *i == index)
-                    .expect("chunk was just cached");
-                let (x0, x1) = (col0.max(cc0), (col0 + width).min(cc0 + cwid));
-                let (y0, y1) = (row0.max(cr0), (row0 + height).min(cr0 + chei));
-                let dst_at = (y0 - row0) * stride + (x0 - col0);
-                let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
-                match (&mut self.out, chunk) {
-                    (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    _ => unreachable!("a raster's chunks all have its pixel type"),
-                }
-            }
-        }
-        Ok(match &self.out {
-            OwnedChunk::U8(v) => ChunkPixels::U8(v),
-            OwnedChunk::U16(v) => ChunkPixels::U16(v),
-        })
-    }
-}
-
-/// Per-thread state of a pass: one decoder and histogram per raster, one histogram per pair.
+/// Per-thread state of a pass: one reader and histogram per layer, one histogram per pair.
 struct Worker {
-    readers: Vec<ChunkReader>,
-    regions: Vec<RegionCache>,
+    readers: Vec<LayerReader>,
     hists: Vec<Histogrammer>,
     classes: Vec<Vec<u8>>,
     pair_buf: Vec<u16>,
 }
 
 fn new_worker(
-    rasters: &[&GeoTiffInfo],
+    layers: &[&Mosaic],
+    layout: Option<&GeoTiffInfo>,
     n_pairs: usize,
     n_units: usize,
 ) -> Result<Worker, StageError> {
-    let mut readers = Vec::with_capacity(rasters.len());
-    let mut hists = Vec::with_capacity(rasters.len() + n_pairs);
-    for info in rasters {
-        readers.push(ChunkReader::new(info).map_err(|e| StageError::data(e.to_string()))?);
-        hists.push(match info.sample {
+    let mut readers = Vec::with_capacity(layers.len());
+    let mut hists = Vec::with_capacity(layers.len() + n_pairs);
+    for m in layers {
+        readers.push(
+            match m.whole() {
+                Some(info) => ChunkReader::new(info).map(|reader| LayerReader::File {
+                    reader,
+                    region: RegionCache::new(info.sample),
+                    direct: layout.is_some_and(|l| info.same_layout(l)),
+                }),
+                None => MosaicReader::new(m).map(LayerReader::Mosaic),
+            }
+            .map_err(|e| StageError::data(e.to_string()))?,
+        );
+        hists.push(match m.sample {
             SampleType::U8 => Histogrammer::new::<u8>(n_units),
             SampleType::U16 => Histogrammer::new::<u16>(n_units),
         });
     }
     hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u16>(n_units)));
     Ok(Worker {
-        regions: rasters
-            .iter()
-            .map(|info| RegionCache::new(info.sample))
-            .collect(),
         readers,
         hists,
-        classes: vec![Vec::new(); rasters.len()],
+        classes: vec![Vec::new(); layers.len()],
         pair_buf: Vec::new(),
     })
+}
+
+/// The windows of a pass, `(chunk index of the layout file, window)`: the chunks of the first
+/// layer when it is one file covering the grid (its layout), else blocks of the grid sized like
+/// the first file's chunks. Windows no unit reaches are left out.
+fn pass_windows(first: &Mosaic, spans: &Spans) -> Vec<(Option<usize>, Window)> {
+    let keep = |w: &Window| window_has_spans(spans, w.col0, w.row0, w.width, w.height);
+    if let Some(layout) = first.whole() {
+        return (0..layout.chunk_count())
+            .map(|i| {
+                let (col0, row0, width, height) = layout.chunk_rect(i);
+                let stride = layout.chunk_width;
+                (
+                    Some(i),
+                    Window {
+                        col0,
+                        row0,
+                        width,
+                        height,
+                        stride,
+                    },
+                )
+            })
+            .filter(|(_, w)| keep(w))
+            .collect();
+    }
+    let info = &first.files[0].info;
+    let bw = info.chunk_width.clamp(1, first.width);
+    let bh = info.chunk_height.max(64).min(first.height);
+    let mut out = Vec::new();
+    for row0 in (0..first.height).step_by(bh) {
+        for col0 in (0..first.width).step_by(bw) {
+            let w = Window {
+                col0,
+                row0,
+                width: bw.min(first.width - col0),
+                height: bh.min(first.height - row0),
+                stride: bw,
+            };
+            if keep(&w) {
+                out.push((None, w));
+            }
+        }
+    }
+    out
+}
+
+/// A read error of one layer as the user should see it: two files disagreeing on a pixel are
+/// named with the pixel's centre in the raster CRS.
+fn layer_error(e: MosaicError, t: &GeoTransform) -> StageError {
+    match e {
+        MosaicError::FilesDisagree {
+            first,
+            second,
+            col,
+            row,
+            first_value,
+            second_value,
+        } => {
+            #[allow(clippy::cast_precision_loss)]
+            let (x, y) = (
+                t.x0 + (col as f64 + 0.5) * t.dx,
+                t.y0 + (row as f64 + 0.5) * t.dy,
+            );
+            StageError::data(format!(
+                "{first} and {second} overlap with different codes ({first_value} and {second_value}) at the pixel centred on x = {x}, y = {y}"
+            ))
+            .with_hint("tiles of one year must hold the same code where they overlap: check that both files belong to the same year and product")
+        }
+        MosaicError::File(e) => StageError::data(e.to_string()),
+    }
 }
 
 /// The count maps of a pass as a table (layer, unit, code, pixels, area_m2), for the memo.
@@ -1046,14 +1271,14 @@ fn table_to_layers(
 
 /// Transitions are counted on raw codes capped at 255: a 16-bit raster whose classes use codes
 /// above 254 cannot be told apart there.
-fn check_pair_codes(codes: &CountMap, info: &GeoTiffInfo) -> Result<(), StageError> {
+fn check_pair_codes(codes: &CountMap, layer: &Mosaic) -> Result<(), StageError> {
     if let Some(&(_, code)) = codes
         .keys()
-        .find(|&&(_, c)| c >= 255 && info.nodata != Some(c))
+        .find(|&&(_, c)| c >= 255 && layer.nodata != Some(c))
     {
         return Err(StageError::data(format!(
             "{}: code {code}: transition matrices need class codes below 255",
-            info.path.display()
+            layer.files[0].info.path.display()
         ))
         .with_hint(
             "recode the raster (CLCD and CNLUCC codes are all below 255), or list one year only",
@@ -1082,57 +1307,51 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
         && (r0..r0 + h).any(|r| spans.row_window(r, c0u, c1u).iter().any(|s| s.x1 > c0u))
 }
 
-/// Reads all rasters of one layout chunk by chunk in parallel and returns one count map per
-/// raster, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
+/// Reads all layers of one group window by window in parallel and returns one count map per
+/// layer, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
 /// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
 /// scheme, so the result can be memoised across reclassifications.
 fn histogram_pass(
-    rasters: &[&GeoTiffInfo],
+    layers: &[&Mosaic],
     pairs: &[(usize, usize)],
     spans: &Spans,
     n_units: usize,
     row_area: Option<&[f64]>,
+    transform: &GeoTransform,
     ctx: &StageContext,
 ) -> Result<Vec<CountMap>, StageError> {
-    let layout = rasters[0];
-    let chunks: Vec<usize> = (0..layout.chunk_count())
-        .filter(|&i| {
-            let (c0, r0, w, h) = layout.chunk_rect(i);
-            window_has_spans(spans, c0, r0, w, h)
-        })
-        .collect();
-    // Rasters tiled like the first are read chunk for chunk; others through a region cache.
-    let direct: Vec<bool> = rasters.iter().map(|r| r.same_layout(layout)).collect();
-    let in_pair: Vec<bool> = (0..rasters.len())
+    let layout = layers[0].whole();
+    let windows = pass_windows(layers[0], spans);
+    let in_pair: Vec<bool> = (0..layers.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
-    let per_chunk: Vec<Vec<Vec<Count>>> = chunks
+    let per_chunk: Vec<Vec<Vec<Count>>> = windows
         .par_iter()
         .map_init(
-            || new_worker(rasters, pairs.len(), n_units),
-            |worker, &index| -> Result<Vec<Vec<Count>>, StageError> {
+            || new_worker(layers, layout, pairs.len(), n_units),
+            |worker, &(index, window)| -> Result<Vec<Vec<Count>>, StageError> {
                 if ctx.is_cancelled() {
                     return Err(StageError::failed("cancelled"));
                 }
                 let worker = worker.as_mut().map_err(|e| e.clone())?;
-                let (col0, row0, width, height) = layout.chunk_rect(index);
-                let mut out = Vec::with_capacity(rasters.len() + pairs.len());
-                let Worker { readers, regions, hists, classes, pair_buf } = worker;
-                // Every raster's window is laid out with the first raster's chunk stride.
-                let stride = readers[0].stride();
-                let window = Window { col0, row0, width, height, stride };
-                for k in 0..rasters.len() {
-                    let reader = &mut readers[k];
+                let mut out = Vec::with_capacity(layers.len() + pairs.len());
+                let Worker { readers, hists, classes, pair_buf } = worker;
+                for k in 0..layers.len() {
                     let too_many = |e| {
-                        StageError::data(format!("{}: {e}", rasters[k].path.display()))
+                        StageError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
                             .with_hint("a land-use raster holds class codes; check that this is the right file")
                     };
-                    let pixels = if direct[k] {
-                        reader.read(index)
-                    } else {
-                        regions[k].read(reader, rasters[k], window)
-                    }
-                    .map_err(|e| StageError::data(e.to_string()))?;
+                    let pixels = match &mut readers[k] {
+                        LayerReader::File { reader, direct: true, .. } => reader
+                            .read(index.expect("direct reads follow the layout's chunks"))
+                            .map_err(|e| StageError::data(e.to_string()))?,
+                        LayerReader::File { reader, region, .. } => region
+                            .read(reader, &layers[k].files[0].info, window)
+                            .map_err(|e| StageError::data(e.to_string()))?,
+                        LayerReader::Mosaic(m) => {
+                            m.read(layers[k], window).map_err(|e| layer_error(e, transform))?
+                        }
+                    };
                     let counts = match pixels {
                         ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
                         ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
@@ -1152,15 +1371,15 @@ fn histogram_pass(
                     let n = classes[a].len().min(classes[b].len());
                     pair_buf.clear();
                     pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)));
-                    let counts = hists[rasters.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
+                    let counts = hists[layers.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
                 Ok(out)
             },
         )
         .collect::<Result<_, _>>()?;
-    // Add up in chunk order: float sums do not depend on scheduling.
-    let mut maps: Vec<CountMap> = vec![CountMap::new(); rasters.len() + pairs.len()];
+    // Add up in window order: float sums do not depend on scheduling.
+    let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
     for chunk in per_chunk {
         for (layer, counts) in chunk.into_iter().enumerate() {
             for c in counts {
@@ -1338,11 +1557,12 @@ mod tests {
 
     fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
         let prepared = Entry::<LandUse>::new().prepare(params)?;
-        let sources: BTreeMap<String, PathBuf> = prepared
-            .sources()
-            .into_iter()
-            .map(|s| (s.name, fixtures().join(s.path)))
-            .collect();
+        let sources: BTreeMap<String, PathBuf> =
+            crate::engine::pattern::expand(&fixtures(), prepared.sources())
+                .map_err(StageError::data)?
+                .into_iter()
+                .map(|s| (s.name, fixtures().join(s.path)))
+                .collect();
         let ctx = StageContext::new("landuse", &fixtures(), sources);
         let inputs = Inputs::new(BTreeMap::from([(port.to_owned(), table)]));
         let outputs = prepared.run(&inputs, &ctx)?;
@@ -1491,7 +1711,7 @@ mod tests {
         assert!(
             r.warnings
                 .iter()
-                .any(|w| w.contains("unit `edge` extends beyond the raster")),
+                .any(|w| w.contains("1 unit(s) extend beyond the raster") && w.contains("`edge`")),
             "{:?}",
             r.warnings
         );
@@ -2000,5 +2220,224 @@ mod tests {
         .unwrap();
         assert_eq!(areas(&fresh), b);
         assert_eq!(fresh.outputs["transitions"], second.outputs["transitions"]);
+    }
+
+    /// The CLCD pattern of make_fixtures.py (tests/fixtures/landuse/README.md) at (col, row).
+    fn pattern(c: usize, r: usize) -> u8 {
+        if (30..33).contains(&r) && (35..37).contains(&c) {
+            12
+        } else if r < 18 {
+            [1, 2, 4, 8][c / 10]
+        } else {
+            [5, 1, 0, 7][c / 10]
+        }
+    }
+
+    /// Writes the part cols × rows of a 40 × 36 Albers grid at the fixtures' origin (766020,
+    /// 3711150), 30 m, NoData 0, with the codes `code(col, row)` (grid coordinates).
+    fn write_part(
+        path: &Path,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        code: impl Fn(usize, usize) -> u8,
+    ) -> PathBuf {
+        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+        let codes: Vec<u8> = rows
+            .clone()
+            .flat_map(|r| cols.clone().map(move |c| (c, r)))
+            .map(|(c, r)| code(c, r))
+            .collect();
+        let raster = CategoricalRaster {
+            width: u32::try_from(cols.len()).unwrap(),
+            height: u32::try_from(rows.len()).unwrap(),
+            codes: &codes,
+            placement: GridPlacement {
+                x_min: 766_020.0 + 30.0 * cols.start as f64,
+                y_max: 3_711_150.0 - 30.0 * rows.start as f64,
+                pixel_width: 30.0,
+                pixel_height: 30.0,
+            },
+            crs: Crs::albers_china(),
+            nodata: Some(0),
+            description: None,
+        };
+        write_categorical(path, &raster).unwrap();
+        path.to_owned()
+    }
+
+    fn show(p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    #[test]
+    fn a_year_as_tiles_a_list_or_a_pattern_equals_the_merged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let merged = write_part(&d.join("merged.tif"), 0..40, 0..36, pattern);
+        // Two provincial files: bounding boxes that overlap (cols 16..24), each NoData outside
+        // its province (west: cols < 20, east: cols >= 20).
+        let west = write_part(&d.join("prov_west.tif"), 0..24, 0..36, |c, r| {
+            if c < 20 { pattern(c, r) } else { 0 }
+        });
+        let east = write_part(&d.join("prov_east.tif"), 16..40, 0..36, |c, r| {
+            if c >= 20 { pattern(c, r) } else { 0 }
+        });
+        // Earth Engine export tiles: a 2 × 2 split that overlaps by 3 pixels with equal values.
+        std::fs::create_dir(d.join("ee")).unwrap();
+        for (i, (cols, rows)) in [
+            (0..22, 0..20),
+            (19..40, 0..20),
+            (0..22, 17..36),
+            (19..40, 17..36),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            write_part(
+                &d.join(format!("ee/lu_2000-{i:04}.tif")),
+                cols,
+                rows,
+                pattern,
+            );
+        }
+        let units = || units_table("units_proj_lonlat.geojson");
+        let run_with = |files: serde_json::Value| {
+            let params = serde_json::json!({ "rasters": { "2000": files, "2020": show(&merged) }, "scheme": "clcd" });
+            run(params, "units", units()).unwrap()
+        };
+        let reference = run_with(serde_json::json!(show(&merged)));
+        let provinces = run_with(serde_json::json!([show(&west), show(&east)]));
+        let tiles = run_with(serde_json::json!(show(&d.join("ee/lu_2000-*.tif"))));
+        // The hand counts of expected_pixels hold for the merged file ...
+        for (unit, px) in expected_pixels() {
+            for (c, n) in LandClass::ALL.iter().zip(px) {
+                assert_eq!(
+                    areas(&reference)[&(unit.to_owned(), 2000, c.as_str().to_owned())].0,
+                    n,
+                    "{unit} {c:?}"
+                );
+            }
+        }
+        // ... and every output is the same table, bit for bit, from the tiles.
+        for r in [&provinces, &tiles] {
+            for name in ["areas", "codes", "transitions", "transitions_total"] {
+                assert_eq!(r.outputs[name], reference.outputs[name], "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_that_disagree_on_an_overlap_are_an_error_naming_both_files_and_the_pixel() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write_part(&d.join("a.tif"), 0..22, 0..36, pattern);
+        // Column 20, row 3 holds 4 in the pattern; this tile says 1.
+        let b = write_part(&d.join("b.tif"), 20..40, 0..36, |c, r| {
+            if (c, r) == (20, 3) { 1 } else { pattern(c, r) }
+        });
+        let params =
+            serde_json::json!({ "rasters": { "2000": [show(&a), show(&b)] }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        let text = e.to_string();
+        // The pixel's centre: x = 766020 + 20.5·30 = 766635, y = 3711150 − 3.5·30 = 3711045.
+        for want in [
+            show(&a),
+            show(&b),
+            "x = 766635".to_owned(),
+            "y = 3711045".to_owned(),
+            "(4 and 1)".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want} not in {text}");
+        }
+    }
+
+    #[test]
+    fn tiles_off_the_lattice_are_an_error_naming_both_files_and_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = write_part(&d.join("a.tif"), 0..20, 0..36, pattern);
+        // The same tile as the east half, moved 15 m (half a pixel) east.
+        let b = d.join("b.tif");
+        {
+            use crate::io::geotiff_writer::{
+                CategoricalRaster, Crs, GridPlacement, write_categorical,
+            };
+            let codes = vec![1u8; 20 * 36];
+            let raster = CategoricalRaster {
+                width: 20,
+                height: 36,
+                codes: &codes,
+                placement: GridPlacement {
+                    x_min: 766_020.0 + 615.0,
+                    y_max: 3_711_150.0,
+                    pixel_width: 30.0,
+                    pixel_height: 30.0,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            write_categorical(&b, &raster).unwrap();
+        }
+        let params =
+            serde_json::json!({ "rasters": { "2000": [show(&a), show(&b)] }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        let text = e.to_string();
+        for want in [
+            show(&a),
+            show(&b),
+            "20.5000 columns".to_owned(),
+            "year 2000".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want} not in {text}");
+        }
+        // A pattern that matches nothing names itself.
+        let params = serde_json::json!({ "rasters": { "2000": show(&d.join("none_*.tif")) }, "scheme": "clcd" });
+        let e = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap_err();
+        assert!(
+            e.to_string().contains("none_*.tif") && e.to_string().contains("matches no file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn transitions_between_a_provincial_and_a_national_extent_use_the_pixels_both_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let national = write_part(&d.join("national.tif"), 0..40, 0..36, pattern);
+        let province = write_part(&d.join("province.tif"), 0..20, 0..36, pattern);
+        let params = serde_json::json!({
+            "rasters": { "2000": show(&national), "2020": show(&province) },
+            "scheme": "clcd",
+        });
+        let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let t = &r.outputs["transitions"];
+        let (u, cf, ct, ha) = (
+            table::ids(t, "t", UNIT_ID).unwrap(),
+            table::strings(t, "t", "class_from").unwrap(),
+            table::strings(t, "t", "class_to").unwrap(),
+            table::f64s(t, "t", "area_ha").unwrap(),
+        );
+        let cell: BTreeMap<(String, String, String), f64> = (0..t.num_rows())
+            .map(|i| ((u[i].clone(), cf[i].clone(), ct[i].clone()), ha[i]))
+            .collect();
+        // U2 within cols 0..20 (by hand from the pattern, 0.09 ha a pixel): rows 10..18 give
+        // 40 px of 1 (cols 5..10) and 80 − 15 (hole) = 65 px of 2; rows 18..30 give 60 px of 5
+        // and 120 − 35 (hole) = 85 px of 1. So cultivated 125 px, forest 65, water 60.
+        let c = |unit: &str, a: &str, b: &str| cell[&(unit.to_owned(), a.to_owned(), b.to_owned())];
+        assert!((c("U2", "cultivated", "cultivated") - 125.0 * 0.09).abs() < 1e-9);
+        assert!((c("U2", "forest", "forest") - 65.0 * 0.09).abs() < 1e-9);
+        assert!((c("U2", "water", "water") - 60.0 * 0.09).abs() < 1e-9);
+        let u2_total: f64 = (0..t.num_rows())
+            .filter(|&i| u[i] == "U2")
+            .map(|i| ha[i])
+            .sum();
+        assert!((u2_total - 250.0 * 0.09).abs() < 1e-9, "{u2_total}");
+        // U6 (cols 30..40) lies outside the province: no transition.
+        let u6_total: f64 = (0..t.num_rows())
+            .filter(|&i| u[i] == "U6")
+            .map(|i| ha[i])
+            .sum();
+        assert_eq!(u6_total, 0.0);
     }
 }
