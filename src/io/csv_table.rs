@@ -135,6 +135,14 @@ fn row_text(fields: &[String]) -> String {
     kept.join(" ")
 }
 
+/// A CSV file's records sorted out: the header, the data rows, and (when the table ended at an
+/// empty line) that line with the non-empty rows ignored below it.
+struct Split {
+    header: Vec<String>,
+    data: Vec<Record>,
+    end: Option<(u32, Vec<(u32, String)>)>,
+}
+
 /// Splits the records into the header, the data rows and the rows ignored after the table's
 /// end. Without `header_row` the first record is the header and blank rows are skipped; with
 /// it, records above that line are titles and the table ends at the first empty row.
@@ -142,7 +150,7 @@ fn split_records(
     records: Vec<Record>,
     file: &str,
     header_row: Option<u32>,
-) -> Result<(Vec<String>, Vec<Record>, Option<(u32, Vec<(u32, String)>)>), StageError> {
+) -> Result<Split, StageError> {
     let mut records = records.into_iter();
     let header = match header_row {
         None => records.next(),
@@ -180,7 +188,11 @@ fn split_records(
             None => data.push(r),
         }
     }
-    Ok((header.fields, data, end))
+    Ok(Split {
+        header: header.fields,
+        data,
+        end,
+    })
 }
 
 fn parse_rows(
@@ -195,7 +207,7 @@ fn parse_rows(
         return Err(StageError::data(format!("{file} is empty"))
             .with_hint("a CSV file needs a header row and at least one data row"));
     }
-    let (header, data, end) = split_records(records(text, &file)?, &file, header_row)?;
+    let Split { header, data, end } = split_records(records(text, &file)?, &file, header_row)?;
     let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); header.len()];
     let mut rows = Vec::new();
     let mut numbers = Vec::new();

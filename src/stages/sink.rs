@@ -512,6 +512,43 @@ mod tests {
     }
 
     #[test]
+    fn chinese_crop_names_need_no_recode() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["小麦", "玉米", "wheat"])
+            .f64("yield_t", vec![1000.0, 5000.0, 0.0])
+            .build()
+            .unwrap();
+        let (r, _) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .unwrap();
+        // As `crop_yield_method`: wheat 1067 + maize 5122.125 = 6189.125 t C.
+        assert!((r[0].2 - 6189.125).abs() < 1e-9, "{}", r[0].2);
+        // 小麦 and wheat are one crop: listing both is listing it twice.
+        let twice = TableBuilder::new()
+            .str("unit_id", &["a", "a"])
+            .i64("year", vec![2000, 2000])
+            .str("crop", &["小麦", "wheat"])
+            .f64("yield_t", vec![1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", twice)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("crop `wheat` appears twice"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn crop_errors() {
         let crops = TableBuilder::new()
             .str("unit_id", &["a"])
