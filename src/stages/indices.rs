@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn missing_economy_row_is_never_hinted_as_zero() {
+        let e = long(
+            &["a", "b"],
+            vec![2000, 2000],
+            "emission_t_c",
+            vec![1.0, 2.0],
+        );
+        let s = long(&["a", "b"], vec![2000, 2000], "sink_t_c", vec![1.0, 1.0]);
+        let g = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .f64("gdp_10k_yuan", vec![1.0])
+            .f64("population", vec![50_000.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), e, s, g).err().unwrap();
+        assert!(
+            err.message.contains("`economy` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        let hint = err.hint.unwrap();
+        assert!(
+            hint.contains("missing: interpolate") && !hint.contains("zero"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn missing_and_bad_rows() {
         let e = long(
             &["a", "b"],
