@@ -286,7 +286,7 @@ fn a_worker_process_computes_what_the_local_executor_does() {
     let invocation = serde_json::json!({
         "stage": "units",
         "kind": "ingest",
-        "version": 1,
+        "version": 2,
         "params": { "path": "data/units.csv", "id_column": "unit_id" },
         "study_dir": study_dir,
         "inputs": {},
