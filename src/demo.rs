@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use geo::{BoundingRect, Centroid, MultiPolygon};
 
+mod yearbook;
+
 use crate::io::geotiff_writer::{
     CategoricalRaster, Crs, GeoTiffWriteError, GridPlacement, write_categorical,
 };
@@ -163,6 +165,9 @@ pub fn generate_with(data_dir: &Path, config: &Config) -> Result<Generated, Demo
         std::fs::write(&path, text).map_err(|source| io_err(&path, source))?;
         files.push(path);
     }
+    if config.study == Study::Henan {
+        files.extend(yearbook::write(data_dir, &units, &tables, &grid, &maps)?);
+    }
     files.sort();
     let summary = summary(config, &grid, &maps, &tables);
     Ok(Generated { files, summary })
@@ -192,6 +197,8 @@ enum Kind {
 #[derive(Debug, Clone)]
 struct Unit {
     id: String,
+    /// The name in the boundary file (`郑州市市辖区`).
+    name: String,
     adcode: u64,
     shape: MultiPolygon<f64>,
     /// Where the town centre sits (label point, or the polygon centroid).
@@ -243,6 +250,7 @@ fn read_units(path: &Path, study: Study) -> Result<Vec<Unit>, DemoError> {
         };
         units.push(Unit {
             id: adcode.to_string(),
+            name: name.clone(),
             adcode,
             shape,
             centre,
@@ -1601,6 +1609,7 @@ mod tests {
         let square = polygon![(x: 0.0, y: 0.0), (x: 1.0, y: 0.0), (x: 1.0, y: 1.0), (x: 0.0, y: 1.0), (x: 0.0, y: 0.0)];
         let unit = Unit {
             id: "1".into(),
+            name: "甲".into(),
             adcode: 1,
             shape: MultiPolygon(vec![square]),
             centre: (0.5, 0.5),
@@ -1628,7 +1637,8 @@ mod tests {
         let (a, b) = (scratch(Study::Henan), scratch(Study::Henan));
         let ga = generate_with(a.path(), &config).unwrap();
         let gb = generate_with(b.path(), &config).unwrap();
-        assert_eq!(ga.files.len(), 10);
+        // 5 maps and 5 files in henan/; 10 tiles and 4 files in henan_yearbook/.
+        assert_eq!(ga.files.len(), 24);
         for (fa, fb) in ga.files.iter().zip(&gb.files) {
             assert_eq!(fa.file_name(), fb.file_name());
             assert_eq!(

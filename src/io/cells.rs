@@ -20,6 +20,7 @@ use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::StageError;
+use crate::io::yearbook::{fold_width, plain_number};
 use crate::table::format_number;
 
 /// One value as a file holds it.
@@ -81,8 +82,11 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// A finite decimal number (`1`, `-2.5`, `1e3`); rejects `NaN`, `inf` and other words Rust's
 /// float parser accepts.
+/// Yearbook print (`5,758,213.8`, full-width digits, surrounding blanks) is read through
+/// [`crate::io::yearbook::plain_number`] first.
 fn parse_number(s: &str) -> Option<f64> {
-    let s = s.trim();
+    let plain = plain_number(s);
+    let s = plain.as_ref();
     if !s.bytes().any(|b| b.is_ascii_digit())
         || s.bytes()
             .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
@@ -93,10 +97,11 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 fn raw_kind(s: &str) -> RawKind {
-    let t = s.trim();
-    if parse_bool(t).is_some() {
+    if parse_bool(s).is_some() {
         return RawKind::Bool;
     }
+    let plain = plain_number(s);
+    let t = plain.as_ref();
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
     // A leading zero (`007`, `0410`) marks a code, not a quantity: keep such columns as text.
     let leading_zero =
@@ -146,10 +151,10 @@ impl Cell {
             #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
             Cell::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
             Cell::Text(s) | Cell::Raw(s) => {
-                let t = s.trim();
+                let t = plain_number(s);
                 t.parse::<i64>()
                     .ok()
-                    .or_else(|| Cell::Float(parse_number(t)?).as_int())
+                    .or_else(|| Cell::Float(parse_number(&t)?).as_int())
             }
             _ => None,
         }
@@ -355,7 +360,11 @@ impl Column {
     }
 
     /// The column as cells, if its type allows (`name` and `source` for the message).
-    fn cells(&self, source: &str, name: &str) -> Result<std::borrow::Cow<'_, [Cell]>, StageError> {
+    pub(crate) fn cells(
+        &self,
+        source: &str,
+        name: &str,
+    ) -> Result<std::borrow::Cow<'_, [Cell]>, StageError> {
         match self {
             Column::Cells(c) => Ok(std::borrow::Cow::Borrowed(c)),
             Column::Array(a) => from_array(a).map(std::borrow::Cow::Owned).ok_or_else(|| {
@@ -378,6 +387,33 @@ pub struct CellTable {
     pub geometry: Option<Vec<geo::MultiPolygon<f64>>>,
     /// Things the reader noticed that the user should hear about (shown as warnings).
     pub notes: Vec<String>,
+    /// Each row's number as a spreadsheet shows the file (XLSX row, CSV line); empty for
+    /// formats without one (GeoJSON, DBF, Parquet).
+    pub sheet_rows: Vec<u32>,
+    /// Each column's place in the spreadsheet (0-based, A = 0), by column name.
+    pub sheet_columns: BTreeMap<String, SheetColumn>,
+}
+
+/// Where a column's cells are in the spreadsheet: one column, or (after `melt`) one per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SheetColumn {
+    Fixed(u32),
+    PerRow(Vec<u32>),
+}
+
+/// Column letters for a 0-based column index (0 → A, 26 → AA), as Excel names them.
+pub fn column_letters(mut col: u32) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(char::from(
+            b'A' + u8::try_from(col % 26).expect("a remainder of 26 fits in u8"),
+        ));
+        if col < 26 {
+            break;
+        }
+        col = col / 26 - 1;
+    }
+    letters.iter().rev().collect()
 }
 
 /// The column every unit table is keyed on.
@@ -413,6 +449,15 @@ impl CellTable {
             }
             debug_assert_eq!(cells.len(), rows.len(), "every column has one cell per row");
         }
+        let sheet_columns = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| !n.trim().is_empty())
+            .map(|(i, (n, _))| {
+                let i = u32::try_from(i).expect("files have fewer than 2^32 columns");
+                (n.clone(), SheetColumn::Fixed(i))
+            })
+            .collect();
         let columns = columns
             .into_iter()
             .filter(|(n, _)| !n.trim().is_empty())
@@ -424,6 +469,8 @@ impl CellTable {
             rows,
             geometry: None,
             notes: Vec::new(),
+            sheet_rows: Vec::new(),
+            sheet_columns,
         })
     }
 
@@ -444,6 +491,8 @@ impl CellTable {
             rows,
             geometry: None,
             notes: Vec::new(),
+            sheet_rows: Vec::new(),
+            sheet_columns: BTreeMap::new(),
         }
     }
 
@@ -455,10 +504,43 @@ impl CellTable {
         self.columns.iter().map(|(n, _)| n.clone()).collect()
     }
 
-    fn position(&self, name: &str) -> Result<usize, StageError> {
+    /// The spreadsheet cell (`D7`) of `column` in `row`, when the format has one.
+    pub fn cell_ref(&self, column: &str, row: usize) -> Option<String> {
+        let line = self.sheet_rows.get(row)?;
+        let col = match self.sheet_columns.get(column)? {
+            SheetColumn::Fixed(c) => *c,
+            SheetColumn::PerRow(cs) => *cs.get(row)?,
+        };
+        Some(format!("{}{line}", column_letters(col)))
+    }
+
+    /// Where a cell is, for messages: `file:12, cell C12`, or the row alone.
+    pub fn at(&self, column: &str, row: usize) -> String {
+        match self.cell_ref(column, row) {
+            Some(cell) => format!("{}, cell {cell}", self.rows[row]),
+            None => self.rows[row].clone(),
+        }
+    }
+
+    /// The index of column `name`; a header written with full-width brackets or blanks
+    /// (`人口（万人）`) also answers to its half-width spelling.
+    pub fn position(&self, name: &str) -> Result<usize, StageError> {
+        let folded = |n: &str| fold_width(n).split_whitespace().collect::<String>();
         self.columns
             .iter()
             .position(|(n, _)| n == name)
+            .or_else(|| {
+                let wanted = folded(name);
+                let mut same = self
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, _))| folded(n) == wanted);
+                match (same.next(), same.next()) {
+                    (Some((i, _)), None) => Some(i),
+                    _ => None,
+                }
+            })
             .ok_or_else(|| {
                 let mut err = StageError::column_missing(&self.source, name, &self.names());
                 err.message = format!("{} has no column `{name}`", self.source);
@@ -477,6 +559,9 @@ impl CellTable {
                 ))
                 .with_hint("rename or drop the other column first"));
             }
+            if let Some(place) = self.sheet_columns.remove(&self.columns[i].0) {
+                self.sheet_columns.insert(new.clone(), place);
+            }
             self.columns[i].0.clone_from(new);
         }
         Ok(())
@@ -488,6 +573,14 @@ impl CellTable {
             *col = col.take(order)?;
         }
         self.rows = order.iter().map(|&i| self.rows[i].clone()).collect();
+        if !self.sheet_rows.is_empty() {
+            self.sheet_rows = order.iter().map(|&i| self.sheet_rows[i]).collect();
+        }
+        for place in self.sheet_columns.values_mut() {
+            if let SheetColumn::PerRow(cs) = place {
+                *cs = order.iter().map(|&i| cs[i]).collect();
+            }
+        }
         if let Some(g) = &mut self.geometry {
             *g = order.iter().map(|&i| g[i].clone()).collect();
         }
@@ -598,8 +691,10 @@ impl CellTable {
             };
             let ty = forced.unwrap_or_else(|| infer(&cells));
             let array = build(&cells, ty).map_err(|bad| {
-                let err =
-                    StageError::data(format!("{}: column `{name}`: {bad}", self.rows[bad.row]));
+                let err = StageError::data(format!(
+                    "{}: column `{name}`: {bad}",
+                    self.at(name, bad.row)
+                ));
                 if forced.is_some() {
                     err.with_hint(format!(
                         "fix the value, or drop `{name}` from `types:` to read it as it is"

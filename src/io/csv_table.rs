@@ -10,18 +10,21 @@ use std::path::Path;
 
 use crate::engine::stage::StageError;
 use crate::io::cells::{Cell, CellTable};
+use crate::io::yearbook::footnote_note;
 
 /// Reads the CSV file at `path`. `shown` is the path as the user wrote it (for messages);
-/// `encoding` is the file's text encoding (UTF-8 when `None`).
+/// `encoding` is the file's text encoding (UTF-8 when `None`); `header_row` (1-based line)
+/// marks the header below title lines.
 pub fn read(
     path: &Path,
     shown: &Path,
     encoding: Option<&'static encoding_rs::Encoding>,
+    header_row: Option<u32>,
 ) -> Result<CellTable, StageError> {
     let bytes = std::fs::read(path)
         .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
     let text = decode(&bytes, shown, encoding)?;
-    parse(&text, shown)
+    parse_rows(&text, shown, true, header_row)
 }
 
 /// Decodes a whole file: strict UTF-8 by default, else the given encoding.
@@ -76,7 +79,7 @@ fn record_line(text: &str, position: &csv::Position) -> u64 {
 
 /// Parses CSV text (header row first); a file without data rows is an error.
 pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
-    parse_rows(text, shown, true)
+    parse_rows(text, shown, true, None)
 }
 
 /// Reads a UTF-8 CSV file that may have a header and no rows (e.g. a program's output, where
@@ -84,63 +87,163 @@ pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
 pub fn read_maybe_empty(path: &Path, shown: &Path) -> Result<CellTable, StageError> {
     let bytes = std::fs::read(path)
         .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
-    parse_rows(&decode(&bytes, shown, None)?, shown, false)
+    parse_rows(&decode(&bytes, shown, None)?, shown, false, None)
 }
 
-fn parse_rows(text: &str, shown: &Path, require_rows: bool) -> Result<CellTable, StageError> {
-    let file = shown.display();
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        return Err(StageError::data(format!("{file} is empty"))
-            .with_hint("a CSV file needs a header row and at least one data row"));
-    }
+/// One CSV record: its line, whether blank lines came before it, and its fields.
+struct Record {
+    line: u64,
+    after_blank: bool,
+    fields: Vec<String>,
+}
+
+fn records(text: &str, file: &str) -> Result<Vec<Record>, StageError> {
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| StageError::data(format!("{file}:1: cannot read the header: {e}")))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); header.len()];
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, csv::Position::line);
             StageError::data(format!("{file}:{line}: cannot read the row: {e}"))
         })?;
-        let line = record.position().map_or(0, |p| record_line(text, p));
-        if record.iter().all(str::is_empty) {
-            continue; // Blank lines (e.g. at the end of a hand-edited file) are not rows.
+        let (line, after_blank) = record.position().map_or((0, false), |p| {
+            let line = record_line(text, p);
+            (line, line > p.line())
+        });
+        out.push(Record {
+            line,
+            after_blank,
+            fields: record.iter().map(str::to_owned).collect(),
+        });
+    }
+    Ok(out)
+}
+
+fn is_empty(fields: &[String]) -> bool {
+    fields.iter().all(String::is_empty)
+}
+
+fn row_text(fields: &[String]) -> String {
+    let kept: Vec<&str> = fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+        .collect();
+    kept.join(" ")
+}
+
+/// A CSV file's records sorted out: the header, the data rows, and (when the table ended at an
+/// empty line) that line with the non-empty rows ignored below it.
+struct Split {
+    header: Vec<String>,
+    data: Vec<Record>,
+    end: Option<(u32, Vec<(u32, String)>)>,
+}
+
+/// Splits the records into the header, the data rows and the rows ignored after the table's
+/// end. Without `header_row` the first record is the header and blank rows are skipped; with
+/// it, records above that line are titles and the table ends at the first empty row.
+fn split_records(
+    records: Vec<Record>,
+    file: &str,
+    header_row: Option<u32>,
+) -> Result<Split, StageError> {
+    let mut records = records.into_iter();
+    let header = match header_row {
+        None => records.next(),
+        Some(h) => records
+            .by_ref()
+            .find(|r| r.line >= u64::from(h))
+            .filter(|r| r.line == u64::from(h)),
+    };
+    let Some(header) = header.filter(|r| !is_empty(&r.fields)) else {
+        return Err(match header_row {
+            Some(h) => StageError::data(format!("{file}:{h}: the header row is empty"))
+                .with_hint("`header_row` counts lines from 1, as a spreadsheet numbers rows"),
+            None => StageError::data(format!("{file} is empty")),
+        });
+    };
+    let mut data = Vec::new();
+    let mut end: Option<(u32, Vec<(u32, String)>)> = None;
+    let line32 = |l: u64| u32::try_from(l).unwrap_or(u32::MAX);
+    for r in records {
+        match &mut end {
+            Some((_, ignored)) => {
+                if !is_empty(&r.fields) {
+                    ignored.push((line32(r.line), row_text(&r.fields)));
+                }
+            }
+            None if header_row.is_some() && (r.after_blank || is_empty(&r.fields)) => {
+                let (empty_line, ignored) = if is_empty(&r.fields) {
+                    (r.line, Vec::new())
+                } else {
+                    (r.line - 1, vec![(line32(r.line), row_text(&r.fields))])
+                };
+                end = Some((line32(empty_line), ignored));
+            }
+            None if is_empty(&r.fields) => {} // Blank lines of a hand-edited file are not rows.
+            None => data.push(r),
         }
-        if record.len() != header.len() {
-            let detail = if record.len() > header.len() {
+    }
+    Ok(Split {
+        header: header.fields,
+        data,
+        end,
+    })
+}
+
+fn parse_rows(
+    text: &str,
+    shown: &Path,
+    require_rows: bool,
+    header_row: Option<u32>,
+) -> Result<CellTable, StageError> {
+    let file = shown.display().to_string();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(StageError::data(format!("{file} is empty"))
+            .with_hint("a CSV file needs a header row and at least one data row"));
+    }
+    let Split { header, data, end } = split_records(records(text, &file)?, &file, header_row)?;
+    let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); header.len()];
+    let mut rows = Vec::new();
+    let mut numbers = Vec::new();
+    for record in data {
+        let line = record.line;
+        if record.fields.len() != header.len() {
+            let detail = if record.fields.len() > header.len() {
                 format!("the header has no name for field {}", header.len() + 1)
             } else {
-                format!("column `{}` is missing", header[record.len()])
+                format!("column `{}` is missing", header[record.fields.len()])
             };
             return Err(StageError::data(format!(
                 "{file}:{line}: the row has {} fields but the header has {}: {detail}",
-                record.len(),
+                record.fields.len(),
                 header.len()
             ))
             .with_hint(
                 "every row needs one field per header column; quote fields that contain commas",
             ));
         }
-        for (column, field) in columns.iter_mut().zip(record.iter()) {
+        for (column, field) in columns.iter_mut().zip(&record.fields) {
             column.push(Cell::raw(field));
         }
         rows.push(format!("{file}:{line}"));
+        numbers.push(u32::try_from(line).unwrap_or(u32::MAX));
     }
     if rows.is_empty() && require_rows {
         return Err(StageError::data(format!("{file} has a header but no rows"))
             .with_hint("add data rows below the header"));
     }
-    CellTable::new(shown, header.into_iter().zip(columns).collect(), rows)
+    let mut table = CellTable::new(shown, header.into_iter().zip(columns).collect(), rows)?;
+    table.sheet_rows = numbers;
+    if let Some((empty, ignored)) = end {
+        table.notes.extend(footnote_note(&file, empty, &ignored));
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

@@ -11,3 +11,5 @@ pub mod parquet;
 pub mod vector;
 pub mod wkb;
 pub mod xlsx;
+pub mod xlsx_writer;
+pub mod yearbook;

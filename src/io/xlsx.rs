@@ -10,7 +10,8 @@ use std::path::Path;
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
 use crate::engine::stage::StageError;
-use crate::io::cells::{Cell, CellTable};
+use crate::io::cells::{Cell, CellTable, SheetColumn, column_letters};
+use crate::io::yearbook::footnote_note;
 
 fn cell(value: &Data) -> Result<Cell, String> {
     Ok(match value {
@@ -85,8 +86,14 @@ fn check_extent<R: std::io::Read + std::io::Seek>(
     Ok(())
 }
 
-/// Reads `sheet` (the first sheet when `None`) of the workbook at `path`.
-pub fn read(path: &Path, shown: &Path, sheet: Option<&str>) -> Result<CellTable, StageError> {
+/// Reads `sheet` (the first sheet when `None`) of the workbook at `path`; `header_row` (1-based,
+/// as Excel numbers rows) marks the header below a title.
+pub fn read(
+    path: &Path,
+    shown: &Path,
+    sheet: Option<&str>,
+    header_row: Option<u32>,
+) -> Result<CellTable, StageError> {
     let file = shown.display();
     let mut workbook: Xlsx<_> = open_workbook(path).map_err(|e| {
         StageError::data(format!("cannot open {file} as an XLSX workbook: {e}"))
@@ -117,48 +124,119 @@ pub fn read(path: &Path, shown: &Path, sheet: Option<&str>) -> Result<CellTable,
     let range = workbook
         .worksheet_range(&sheet)
         .map_err(|e| StageError::data(format!("cannot read sheet `{sheet}` of {file}: {e}")))?;
+    let place = format!("{file}: sheet `{sheet}`");
+    let mut table = table_of(&range, shown, &place, header_row)?;
+    let (_, col0) = range.start().unwrap_or((0, 0));
+    for c in table.sheet_columns.values_mut() {
+        if let SheetColumn::Fixed(i) = c {
+            *i += col0;
+        }
+    }
+    Ok(table)
+}
+
+/// What the rows of a sheet are: skipped (above the header), the header, data, or, after
+/// the first empty row below a `header_row`, ignored (footnotes).
+struct SheetRows {
+    header: Option<Vec<String>>,
+    columns: Vec<Vec<Cell>>,
+    labels: Vec<String>,
+    numbers: Vec<u32>,
+    /// The first empty row below the header, when `header_row` is given.
+    end: Option<u32>,
+    ignored: Vec<(u32, String)>,
+}
+
+fn row_text(values: &[Data]) -> String {
+    values
+        .iter()
+        .filter(|v| !matches!(v, Data::Empty))
+        .map(|v| v.to_string().trim().to_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The table of a sheet: without `header_row`, its first non-empty row is the header and
+/// blank rows are skipped; with it, rows above it are titles and the table ends at the first
+/// empty row below it (later rows are footnotes, noted once).
+fn table_of(
+    range: &calamine::Range<Data>,
+    shown: &Path,
+    place: &str,
+    header_row: Option<u32>,
+) -> Result<CellTable, StageError> {
     let (row0, col0) = range.start().unwrap_or((0, 0));
-    let mut header: Option<Vec<String>> = None;
-    let mut columns: Vec<Vec<Cell>> = Vec::new();
-    let mut rows = Vec::new();
+    let mut r = SheetRows {
+        header: None,
+        columns: Vec::new(),
+        labels: Vec::new(),
+        numbers: Vec::new(),
+        end: None,
+        ignored: Vec::new(),
+    };
     for (i, values) in range.rows().enumerate() {
-        if values.iter().all(|v| matches!(v, Data::Empty)) {
+        let excel_row = row0 + u32::try_from(i).expect("sheets have fewer than 2^32 rows") + 1;
+        let empty = values.iter().all(|v| matches!(v, Data::Empty));
+        if header_row.is_some_and(|h| excel_row < h) {
             continue;
         }
-        let excel_row = row0 as usize + i + 1;
-        let label = format!("{file}: sheet `{sheet}` row {excel_row}");
-        let Some(names) = &header else {
-            header = Some(
+        if r.end.is_some() {
+            if !empty {
+                r.ignored.push((excel_row, row_text(values)));
+            }
+            continue;
+        }
+        if empty {
+            if header_row.is_some() && r.header.is_some() {
+                r.end = Some(excel_row);
+            }
+            continue;
+        }
+        if header_row.is_some_and(|h| excel_row > h) && r.header.is_none() {
+            break; // The header row was empty; reported below.
+        }
+        let label = format!("{place} row {excel_row}");
+        let Some(names) = &r.header else {
+            r.header = Some(
                 values
                     .iter()
                     .map(|v| v.to_string().trim().to_owned())
                     .collect(),
             );
-            columns = vec![Vec::new(); values.len()];
+            r.columns = vec![Vec::new(); values.len()];
             continue;
         };
-        for (j, (column, value)) in columns.iter_mut().zip(values).enumerate() {
+        for (j, (column, value)) in r.columns.iter_mut().zip(values).enumerate() {
             let c = cell(value).map_err(|e| {
                 let col = column_letters(
                     col0 + u32::try_from(j).expect("sheets have fewer than 2^32 columns"),
                 );
                 StageError::data(format!(
-                    "{label}: column `{}` (cell {col}{excel_row}): {e}",
+                    "{label}, cell {col}{excel_row}: column `{}`: {e}",
                     names[j]
                 ))
             })?;
             column.push(c);
         }
-        rows.push(label);
+        r.labels.push(label);
+        r.numbers.push(excel_row);
     }
-    let header =
-        header.ok_or_else(|| StageError::data(format!("{file}: sheet `{sheet}` is empty")))?;
-    if rows.is_empty() {
+    let header = r.header.ok_or_else(|| match header_row {
+        Some(h) => StageError::data(format!("{place}: the header row {h} is empty"))
+            .with_hint("`header_row` counts rows from 1, as Excel numbers them"),
+        None => StageError::data(format!("{place} is empty")),
+    })?;
+    if r.labels.is_empty() {
         return Err(StageError::data(format!(
-            "{file}: sheet `{sheet}` has a header but no rows"
+            "{place} has a header but no rows"
         )));
     }
-    CellTable::new(shown, header.into_iter().zip(columns).collect(), rows)
+    let mut table = CellTable::new(shown, header.into_iter().zip(r.columns).collect(), r.labels)?;
+    table.sheet_rows = r.numbers;
+    if let Some(end) = r.end {
+        table.notes.extend(footnote_note(place, end, &r.ignored));
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

@@ -96,6 +96,48 @@ pub struct FuelRow {
     pub citation: String,
 }
 
+/// Crop names as Chinese statistical yearbooks print them → the names of the crop-parameter
+/// presets (the rows of Tian Yun et al. / Li Bo et al. tables, `crops_tian.csv`). Totals that
+/// contain other rows (油料 = peanut + rapeseed + sesame + …, 粮食) are left out on purpose:
+/// summed with their parts they would count a harvest twice.
+pub const CHINESE_CROP_NAMES: &[(&str, &str)] = &[
+    ("小麦", "wheat"),
+    ("玉米", "maize"),
+    ("稻谷", "rice"),
+    ("水稻", "rice"),
+    ("豆类", "beans"),
+    ("大豆", "soybean"),
+    ("薯类", "tubers"),
+    ("棉花", "cotton"),
+    ("油菜籽", "rapeseed"),
+    ("油菜", "rapeseed"),
+    ("花生", "peanut"),
+    ("甘蔗", "sugarcane"),
+    ("甜菜", "sugar_beet"),
+    ("烟叶", "tobacco"),
+    ("蔬菜", "vegetables"),
+    ("瓜果", "melons"),
+    ("瓜类", "melons"),
+    ("其他谷物", "other_grains"),
+];
+
+/// The preset name of a crop written in Chinese (`小麦` → `wheat`); other names as they are.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::coefficients::crop_name;
+/// assert_eq!(crop_name(" 玉米 "), "maize");
+/// assert_eq!(crop_name("maize"), "maize");
+/// ```
+#[must_use]
+pub fn crop_name(name: &str) -> &str {
+    let trimmed = name.trim();
+    CHINESE_CROP_NAMES
+        .iter()
+        .find(|(zh, _)| *zh == trimmed)
+        .map_or(name, |(_, en)| en)
+}
+
 /// Crop parameters of the crop-yield sink `C = c·Y·(1 − w)/H`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CropParameters {

@@ -54,9 +54,43 @@ impl LandClass {
     /// ```
     pub fn parse(name: &str) -> Option<LandClass> {
         let name = name.trim().to_ascii_lowercase();
-        LandClass::ALL.into_iter().find(|c| c.as_str() == name)
+        LandClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .or_else(|| {
+                CHINESE_CLASS_NAMES
+                    .iter()
+                    .find(|(zh, _)| *zh == name)
+                    .map(|(_, c)| *c)
+            })
     }
 }
+
+/// The first-level classes as Chinese tables name them, accepted wherever a class name is:
+/// CNLUCC's six first-level classes (刘纪远 et al., RESDC land use/cover classification;
+/// 耕地, 林地, 草地, 水域, 城乡、工矿、居民用地, 未利用土地) and the first-level classes of
+/// GB/T 21010-2017 *Current land use classification* that correspond one to one
+/// (耕地, 林地, 草地, 水域及水利设施用地, 其他土地 is not listed: it mixes bare land with
+/// facility land), plus the everyday 建设用地 and 未利用地.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::landuse_scheme::LandClass;
+/// assert_eq!(LandClass::parse("水域及水利设施用地"), Some(LandClass::Water));
+/// assert_eq!(LandClass::parse("城乡、工矿、居民用地"), Some(LandClass::Construction));
+/// ```
+pub const CHINESE_CLASS_NAMES: &[(&str, LandClass)] = &[
+    ("耕地", LandClass::Cultivated),
+    ("林地", LandClass::Forest),
+    ("草地", LandClass::Grassland),
+    ("水域", LandClass::Water),
+    ("水域及水利设施用地", LandClass::Water),
+    ("建设用地", LandClass::Construction),
+    ("城乡、工矿、居民用地", LandClass::Construction),
+    ("城乡工矿居民用地", LandClass::Construction),
+    ("未利用地", LandClass::Unused),
+    ("未利用土地", LandClass::Unused),
+];
 
 impl fmt::Display for LandClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -241,9 +241,13 @@ impl Panel {
         };
         let value = match policy {
             MissingPolicy::Error => {
-                return Err(StageError::data(what).with_hint(
-                    "add the value to the table, or set `missing: zero` or `missing: interpolate` on this stage",
-                ));
+                // A county's GDP or population is never zero: do not suggest filling it so.
+                let hint = if self.table == "economy" {
+                    "add the value to the table, or set `missing: interpolate` on this stage"
+                } else {
+                    "add the value to the table, or set `missing: zero` or `missing: interpolate` on this stage"
+                };
+                return Err(StageError::data(what).with_hint(hint));
             }
             MissingPolicy::Zero => 0.0,
             MissingPolicy::Interpolate => {
@@ -267,8 +271,13 @@ impl Panel {
                         v0 + w * (v1 - v0)
                     }
                     _ => {
+                        let hint = if self.table == "economy" {
+                            "add the value to the table"
+                        } else {
+                            "add the value, or use `missing: zero`"
+                        };
                         return Err(StageError::data(format!("{what}, and `missing: interpolate` needs a value before and after {year}"))
-                            .with_hint("add the value, or use `missing: zero`"));
+                            .with_hint(hint));
                     }
                 }
             }

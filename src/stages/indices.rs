@@ -283,6 +283,7 @@ impl Stage for Indices {
                 population,
             });
         }
+        warn_small_population(&budgets, ctx);
         ce.report(ctx, params.missing);
         cs.report(ctx, params.missing);
         economy.report(ctx, params.missing);
@@ -469,6 +470,37 @@ impl TableCols {
     }
 }
 
+/// Median population (persons) below which the column is probably in 10⁴ persons (万人).
+/// County-level units in China number tens of thousands of people and more; a median of
+/// 10,000 would be a county of the smallest few.
+const PERSONS_MEDIAN_FLOOR: f64 = 10_000.0;
+
+/// Warns when the median population over the unit-years is below [`PERSONS_MEDIAN_FLOOR`]:
+/// per-capita indices expect persons, and yearbooks print 万人.
+fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
+    let mut pops: Vec<f64> = budgets
+        .iter()
+        .filter_map(|b| b.population)
+        .filter(|p| p.is_finite())
+        .collect();
+    if pops.is_empty() {
+        return;
+    }
+    pops.sort_by(f64::total_cmp);
+    let n = pops.len();
+    let median = if n % 2 == 1 {
+        pops[n / 2]
+    } else {
+        f64::midpoint(pops[n / 2 - 1], pops[n / 2])
+    };
+    if median < PERSONS_MEDIAN_FLOOR {
+        ctx.warn(format!(
+            "`economy`: the median population is {median}, below 10000 persons: per-capita indices expect persons; \
+             if the table is in 万人 (10^4 persons), add `scale: {{ <population column>: 10000 }}` to its `ingest` stage"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,6 +683,63 @@ mod tests {
     }
 
     #[test]
+    fn population_in_ten_thousands_is_warned_about() {
+        let budget = |population: f64| Budget {
+            ce_t_c: 1.0,
+            cs_t_c: 1.0,
+            gdp_10k_yuan: 1.0,
+            population: Some(population),
+        };
+        let warned = |pops: &[f64]| {
+            let ctx = StageContext::new("indices", std::path::Path::new("."), BTreeMap::new());
+            let budgets: Vec<Budget> = pops.iter().map(|&p| budget(p)).collect();
+            warn_small_population(&budgets, &ctx);
+            ctx.take_warnings()
+        };
+        // Henan's counties in 万人 (郑州市区 494.7, 中牟县 ~ 100, 巩义市 ~ 80): median 100.
+        let w = warned(&[494.7369, 100.0, 80.0]);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("median population is 100,") && w[0].contains("scale:"),
+            "{w:?}"
+        );
+        // The same in persons: median 1,000,000, no warning; an even count takes the midpoint
+        // (9,000 and 12,000 → 10,500 ≥ 10,000).
+        assert!(warned(&[4_947_369.0, 1_000_000.0, 800_000.0]).is_empty());
+        assert!(warned(&[9_000.0, 12_000.0]).is_empty());
+        assert_eq!(warned(&[8_000.0, 11_000.0]).len(), 1);
+    }
+
+    #[test]
+    fn missing_economy_row_is_never_hinted_as_zero() {
+        let e = long(
+            &["a", "b"],
+            vec![2000, 2000],
+            "emission_t_c",
+            vec![1.0, 2.0],
+        );
+        let s = long(&["a", "b"], vec![2000, 2000], "sink_t_c", vec![1.0, 1.0]);
+        let g = TableBuilder::new()
+            .str("unit_id", &["a"])
+            .i64("year", vec![2000])
+            .f64("gdp_10k_yuan", vec![1.0])
+            .f64("population", vec![50_000.0])
+            .build()
+            .unwrap();
+        let err = run(serde_json::json!({}), e, s, g).err().unwrap();
+        assert!(
+            err.message.contains("`economy` has no row for unit `b`"),
+            "{}",
+            err.message
+        );
+        let hint = err.hint.unwrap();
+        assert!(
+            hint.contains("missing: interpolate") && !hint.contains("zero"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn missing_and_bad_rows() {
         let e = long(
             &["a", "b"],
@@ -663,7 +752,7 @@ mod tests {
             .str("unit_id", &["a", "b"])
             .i64("year", vec![2000, 2000])
             .f64("gdp_10k_yuan", vec![1.0, 1.0])
-            .f64("population", vec![1.0, 1.0])
+            .f64("population", vec![50_000.0, 50_000.0])
             .build()
             .unwrap();
         let err = run(serde_json::json!({}), e.clone(), s.clone(), g.clone())
@@ -694,7 +783,7 @@ mod tests {
             .str("unit_id", &["a", "b"])
             .i64("year", vec![2000, 2000])
             .f64("gdp_10k_yuan", vec![0.0, 1.0])
-            .f64("population", vec![1.0, 1.0])
+            .f64("population", vec![50_000.0, 50_000.0])
             .build()
             .unwrap();
         let err = run(

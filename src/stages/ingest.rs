@@ -17,6 +17,7 @@ use crate::engine::stage::{
 };
 use crate::io::cells::{Cell, CellTable, ColumnType, UNIT_ID, encoding_for_label};
 use crate::io::wkb::{self, GEOMETRY_COLUMN};
+use crate::io::yearbook::NameMatch;
 use crate::table::TableBuilder;
 
 /// The `ingest` kind.
@@ -83,6 +84,53 @@ struct ParamsAsWritten {
     encoding: Option<String>,
     #[serde(default)]
     columns: Option<Vec<String>>,
+    #[serde(default)]
+    header_row: Option<u32>,
+    #[serde(default)]
+    melt: Option<Melt>,
+    #[serde(default)]
+    recode: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    unit_names: Option<UnitNames>,
+    #[serde(default)]
+    scale: BTreeMap<String, f64>,
+    #[serde(default = "default_na_values")]
+    na_values: Vec<String>,
+}
+
+/// `melt`: a wide table (one column per crop, say) into a long one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Melt {
+    /// Columns that identify a row (e.g. the unit's name and the year); kept on every row.
+    pub id_columns: Vec<String>,
+    /// The new column holding the other columns' names.
+    pub names_to: String,
+    /// The new column holding their values.
+    pub values_to: String,
+}
+
+/// `unit_names`: unit ids from the names a yearbook prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitNames {
+    /// The table's column of unit names.
+    pub column: String,
+    /// The column of names in the `units` input; default `name`.
+    #[serde(default = "default_units_column")]
+    pub units_column: String,
+    /// Table name → unit id, for names that differ from the units' (`郑州市区: "410100"`).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+fn default_units_column() -> String {
+    "name".to_owned()
+}
+
+/// Cells that mean "no value" in yearbooks: empty, a dash, an ellipsis, `NA`.
+fn default_na_values() -> Vec<String> {
+    ["", "—", "…", "-", "NA"].map(str::to_owned).to_vec()
 }
 
 /// Parameters of `ingest`. The format is always filled in (from the extension when not
@@ -112,6 +160,19 @@ pub struct Params {
     pub encoding: Option<String>,
     /// Columns to keep (besides `unit_id` and `geometry`, always kept); default: all.
     pub columns: Option<Vec<String>>,
+    /// The header's row (1-based, CSV and XLSX): rows above it are titles; the table ends at
+    /// the first empty row below it. Default: the first non-empty row, blank rows skipped.
+    pub header_row: Option<u32>,
+    /// A wide table into a long one, after `rename`.
+    pub melt: Option<Melt>,
+    /// Value rewrites per column, `column: {from: to}`.
+    pub recode: BTreeMap<String, BTreeMap<String, String>>,
+    /// Unit ids from names, matched against the `units` input.
+    pub unit_names: Option<UnitNames>,
+    /// Factors per numeric column (`0.01` for percent, `10000` for 万人 → persons).
+    pub scale: BTreeMap<String, f64>,
+    /// Whole cells read as nulls; default `["", "—", "…", "-", "NA"]`.
+    pub na_values: Vec<String>,
 }
 
 impl TryFrom<ParamsAsWritten> for Params {
@@ -137,6 +198,12 @@ impl TryFrom<ParamsAsWritten> for Params {
             filter: p.filter,
             encoding: p.encoding,
             columns: p.columns,
+            header_row: p.header_row,
+            melt: p.melt,
+            recode: p.recode,
+            unit_names: p.unit_names,
+            scale: p.scale,
+            na_values: p.na_values,
         })
     }
 }
@@ -175,10 +242,14 @@ fn encoding(params: &Params) -> Result<Option<&'static encoding_rs::Encoding>, S
 fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
     let shown = params.path.as_path();
     match params.format {
-        Format::Csv => crate::io::csv_table::read(path, shown, encoding(params)?),
+        Format::Csv => {
+            crate::io::csv_table::read(path, shown, encoding(params)?, params.header_row)
+        }
         Format::Geojson => crate::io::vector::read_geojson(path, shown),
         Format::Shapefile => crate::io::vector::read_shapefile(path, shown, encoding(params)?),
-        Format::Xlsx => crate::io::xlsx::read(path, shown, params.sheet.as_deref()),
+        Format::Xlsx => {
+            crate::io::xlsx::read(path, shown, params.sheet.as_deref(), params.header_row)
+        }
         Format::Parquet => {
             let batch = crate::io::parquet::read(path)
                 .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
@@ -195,6 +266,83 @@ fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
             Ok(CellTable::from_arrays(shown, columns, batch.num_rows()))
         }
     }
+}
+
+/// Checks the yearbook parameters that can be checked before reading the file.
+fn validate_yearbook(params: &Params) -> Result<(), StageError> {
+    if let Some(h) = params.header_row {
+        if !matches!(params.format, Format::Csv | Format::Xlsx) {
+            return Err(StageError::data(format!(
+                "`header_row` applies to CSV and XLSX files, but the format is {}",
+                params.format.name()
+            ))
+            .with_hint("remove `header_row:`"));
+        }
+        if h == 0 {
+            return Err(
+                StageError::data("`header_row: 0`: rows are numbered from 1")
+                    .with_hint("write the row number Excel shows next to the header"),
+            );
+        }
+    }
+    if params.unit_names.is_some() && params.id_column.is_some() {
+        return Err(StageError::data(
+            "`unit_names` and `id_column` both make `unit_id`: give one of them",
+        )
+        .with_hint("use `unit_names` when the table names units, `id_column` when it codes them"));
+    }
+    if let Some(m) = &params.melt
+        && (m.id_columns.is_empty()
+            || m.names_to.trim().is_empty()
+            || m.values_to.trim().is_empty())
+    {
+        return Err(StageError::data(
+            "`melt` needs `id_columns` (at least one) and non-empty `names_to` and `values_to`",
+        )
+        .with_hint(
+            "e.g. `melt: { id_columns: [县名, 年份], names_to: crop, values_to: yield_t }`",
+        ));
+    }
+    if let Some((column, factor)) = params
+        .scale
+        .iter()
+        .find(|(_, f)| !f.is_finite() || **f == 0.0)
+    {
+        return Err(StageError::data(format!(
+            "`scale: {column}: {factor}`: a factor must be a finite, non-zero number"
+        ))
+        .with_hint("e.g. 0.01 for percent, 10000 for 万人 → persons"));
+    }
+    Ok(())
+}
+
+/// Applies `melt`, `recode`, `unit_names` and `scale`, in that order, after `rename`.
+fn yearbook_edits(
+    params: &Params,
+    inputs: &Inputs,
+    table: &mut CellTable,
+) -> Result<(), StageError> {
+    if let Some(m) = &params.melt {
+        table.melt(&m.id_columns, &m.names_to, &m.values_to)?;
+    }
+    for (column, map) in &params.recode {
+        table.recode(column, map)?;
+    }
+    if let Some(u) = &params.unit_names {
+        let units = inputs.table("units")?;
+        let ids = crate::table::ids(units, "units", UNIT_ID)?;
+        let names = crate::table::strings(units, "units", &u.units_column)?;
+        table.add_unit_ids(&NameMatch {
+            column: &u.column,
+            units: ids.into_iter().zip(names).collect(),
+            units_label: format!("`units` column `{}`", u.units_column),
+            aliases: &u.aliases,
+        })?;
+    }
+    for (column, factor) in &params.scale {
+        table.scale(column, *factor)?;
+    }
+    Ok(())
 }
 
 /// Warns about unit geometries that later stages may trip on (see
@@ -224,7 +372,8 @@ impl Stage for Ingest {
     const DOC: &'static str = "Reads one file (CSV, Parquet, GeoJSON, Shapefile or XLSX) into a table. Column types are \
         inferred (int, float, bool, else string; empty cells are null) unless `types` names them. With `id_column`, the ids \
         become the first column `unit_id` (text, unique) and rows are sorted by it. GeoJSON and Shapefile polygons become a \
-        WKB `geometry` column (last).";
+        WKB `geometry` column (last). Yearbook tables: numbers may carry thousands separators and full-width digits; the \
+        edits apply in the order header_row → rename → melt → recode → unit_names → scale → types → filter → columns.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "path",
@@ -280,16 +429,58 @@ impl Stage for Ingest {
             default: "all",
             doc: "Columns to keep, besides `unit_id` and `geometry`.",
         },
+        ParamDoc {
+            name: "header_row",
+            ty: "row number (1-based)",
+            default: "the first non-empty row",
+            doc: "CSV and XLSX: the header's row; rows above are titles, the table ends at the first empty row below (later rows, e.g. 注：…, are ignored with a warning).",
+        },
+        ParamDoc {
+            name: "melt",
+            ty: "{id_columns, names_to, values_to}",
+            default: "none",
+            doc: "Wide to long: every column not in `id_columns` becomes rows of `names_to` (its name) and `values_to` (its value).",
+        },
+        ParamDoc {
+            name: "recode",
+            ty: "map column → {from: to}",
+            default: "{}",
+            doc: "Rewrites values, e.g. `{category: {国家级重点开发区: national_key_development}}`; others stay.",
+        },
+        ParamDoc {
+            name: "unit_names",
+            ty: "{column, units_column, aliases}",
+            default: "none",
+            doc: "Adds `unit_id` by matching `column` to the names of the `units` input (`units_column`, default `name`), after trimming and full-width folding; `aliases: {name: unit_id}`.",
+        },
+        ParamDoc {
+            name: "scale",
+            ty: "map column → factor",
+            default: "{}",
+            doc: "Multiplies numeric columns: 0.01 for percent, 10000 for 万人 → persons or 亿元 → 万元.",
+        },
+        ParamDoc {
+            name: "na_values",
+            ty: "list of text",
+            default: "[\"\", \"—\", \"…\", \"-\", \"NA\"]",
+            doc: "Whole cells read as missing (null).",
+        },
     ];
     type Params = Params;
 
-    fn ports(_params: &Params) -> Vec<Port> {
-        Vec::new()
+    fn ports(params: &Params) -> Vec<Port> {
+        match &params.unit_names {
+            Some(u) => vec![
+                Port::required("units", "the units whose names `unit_names` matches")
+                    .with_columns([UNIT_ID.to_owned(), u.units_column.clone()]),
+            ],
+            None => Vec::new(),
+        }
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
         let mut columns = Vec::new();
-        if params.id_column.is_some() {
+        if params.id_column.is_some() || params.unit_names.is_some() {
             columns.push(UNIT_ID.to_owned());
         }
         if let Some(keep) = &params.columns {
@@ -329,6 +520,7 @@ impl Stage for Ingest {
             .with_hint("remove `encoding:`"));
         }
         encoding(params)?;
+        validate_yearbook(params)?;
         if let Some(id) = &params.id_column
             && let Some(typed) = [id.as_str(), UNIT_ID]
                 .into_iter()
@@ -349,7 +541,7 @@ impl Stage for Ingest {
         Ok(())
     }
 
-    fn run(params: &Params, _inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let path = ctx.source("path")?;
         if !path.is_file() {
             return Err(StageError::data(format!(
@@ -360,10 +552,12 @@ impl Stage for Ingest {
             .with_hint("check `path:`; a relative path is taken from the study file's directory"));
         }
         let mut table = read(params, path)?;
+        table.null_na_values(&params.na_values);
         for note in std::mem::take(&mut table.notes) {
             ctx.warn(note);
         }
         table.rename(&params.rename)?;
+        yearbook_edits(params, inputs, &mut table)?;
         for (column, value) in &params.filter {
             table.filter(column, &filter_cell(column, value)?)?;
         }
@@ -434,6 +628,36 @@ mod tests {
             .collect();
         let ctx = StageContext::new("units", dir, sources);
         let mut out = Ingest::run(&params, &Inputs::default(), &ctx)?;
+        Ok((out.remove(0).1, ctx.take_warnings()))
+    }
+
+    /// Runs `ingest` on `file` (written into a temp dir) with three Henan units wired to `units`.
+    fn yearbook_in(
+        file: &str,
+        bytes: &[u8],
+        params: serde_json::Value,
+    ) -> Result<(RecordBatch, Vec<String>), StageError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file), bytes).unwrap();
+        let mut p = json!({ "path": file });
+        p.as_object_mut()
+            .unwrap()
+            .extend(params.as_object().unwrap().clone());
+        let params: Params =
+            serde_json::from_value(p).map_err(|e| StageError::data(e.to_string()))?;
+        Ingest::validate(&params)?;
+        let sources = Ingest::sources(&params)
+            .into_iter()
+            .map(|s| (s.name, dir.path().join(s.path)))
+            .collect();
+        let units = TableBuilder::new()
+            .str("unit_id", &["410100", "410122", "410425"])
+            .str("name", &["郑州市市辖区", "中牟县", "郏县"])
+            .build()
+            .unwrap();
+        let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units)]));
+        let ctx = StageContext::new("economy", dir.path(), sources);
+        let mut out = Ingest::run(&params, &inputs, &ctx)?;
         Ok((out.remove(0).1, ctx.take_warnings()))
     }
 
@@ -678,8 +902,190 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.message,
-            "tests/fixtures/ingest/yearbook.xlsx: sheet `gdp` row 3: column `note`: `revised` is not an integer"
+            "tests/fixtures/ingest/yearbook.xlsx: sheet `gdp` row 3, cell E3: column `note`: `revised` is not an integer"
         );
+    }
+
+    /// A yearbook table as a GBK CSV: a title line, Chinese headers with full-width brackets,
+    /// padded names, thousands separators, 万人, percent, a dash for a missing value, rows in
+    /// year order, and a footnote after an empty line.
+    const GBK_YEARBOOK: &str = "表 1 主要经济指标,,,\n\
+        县名,年份,地区生产总值（万元）,年末总人口（万人）,城镇化率（%）\n\
+        郑州市区,2000,\"5,758,213.8\",494.7369,62.82\n\
+        郏\u{3000}县,2000,\"１２３,４５６\",57.58,—\n\
+        中牟县,2000, 8000.5 ,70.1,0.57\n\
+        郑州市区,2005,\"11,896,573.8\",498.661,81.58\n\
+        ,,,,\n\
+        注：本表为演示数据。,,,,\n\
+        资料来源：演示。,,,,\n";
+
+    fn gbk(text: &str) -> Vec<u8> {
+        encoding_rs::GBK.encode(text).0.into_owned()
+    }
+
+    fn economy_params() -> serde_json::Value {
+        json!({
+            "encoding": "GBK",
+            "header_row": 2,
+            "rename": {"年份": "year", "地区生产总值（万元）": "gdp_10k_yuan", "年末总人口（万人）": "population", "城镇化率（%）": "urbanization_rate"},
+            "unit_names": {"column": "县名", "aliases": {"郑州市区": "410100"}},
+            "scale": {"population": 10000, "urbanization_rate": 0.01},
+            "columns": ["year", "gdp_10k_yuan", "population", "urbanization_rate"],
+        })
+    }
+
+    #[test]
+    fn gbk_yearbook_csv_reads_as_the_coded_table() {
+        let (t, warnings) = yearbook_in("e.csv", &gbk(GBK_YEARBOOK), economy_params()).unwrap();
+        assert_eq!(
+            column_names(&t),
+            [
+                "unit_id",
+                "year",
+                "gdp_10k_yuan",
+                "population",
+                "urbanization_rate"
+            ]
+        );
+        // Sorted by unit id, a unit's years in file order.
+        assert_eq!(
+            ids(&t, "t", "unit_id").unwrap(),
+            ["410100", "410100", "410122", "410425"]
+        );
+        assert_eq!(i64s(&t, "t", "year").unwrap(), [2000, 2005, 2000, 2000]);
+        assert_eq!(
+            f64s(&t, "t", "gdp_10k_yuan").unwrap(),
+            [5_758_213.8, 11_896_573.8, 8000.5, 123_456.0]
+        );
+        // 万人 × 10000 moves the point: persons exactly, as integers.
+        assert_eq!(t.schema().field(3).data_type(), &DataType::Int64);
+        assert_eq!(
+            i64s(&t, "t", "population").unwrap(),
+            [4_947_369, 4_986_610, 701_000, 575_800]
+        );
+        let rate = f64s(&t, "t", "urbanization_rate").unwrap();
+        assert_eq!(rate[..3], [0.6282, 0.8158, 0.0057]);
+        assert!(rate[3].is_nan(), "the dash is a missing value");
+        assert_eq!(
+            warnings,
+            [
+                "e.csv: the table ends at the empty row 7; 2 row(s) below it are ignored, the first (row 8) reads `注：本表为演示数据。`"
+            ]
+        );
+    }
+
+    #[test]
+    fn unmatched_names_are_listed_with_suggestions_and_cells() {
+        let mut params = economy_params();
+        params["unit_names"] = json!({"column": "县名"});
+        let err = yearbook_in("e.csv", &gbk(GBK_YEARBOOK), params).unwrap_err();
+        assert_eq!(
+            err.message,
+            "e.csv: 1 name(s) in column `县名` match no unit (`units` column `name`):\n  e.csv:3, cell A3: `郑州市区`: did you mean `郑州市市辖区` (410100)?\n1 unit(s) have no row: 郑州市市辖区 (410100)"
+        );
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("aliases: { 郑州市区: \"410100\" }"), "{hint}");
+        assert!(
+            !hint.contains("missing"),
+            "no `missing: zero` for economic tables: {hint}"
+        );
+        // A bad number names the file, the row and column letter as a spreadsheet shows them,
+        // and the cell's text.
+        let mut params = economy_params();
+        params["types"] = json!({"gdp_10k_yuan": "float"});
+        let text = GBK_YEARBOOK
+            .replace("\" 8000.5 \"", "8000,5")
+            .replace(" 8000.5 ", "8000.5x");
+        let err = yearbook_in("e.csv", &gbk(&text), params).unwrap_err();
+        assert_eq!(
+            err.message,
+            "e.csv:5, cell C5: column `gdp_10k_yuan`: `8000.5x` is not a number"
+        );
+    }
+
+    #[test]
+    fn wide_xlsx_crop_table_melts_into_long_rows() {
+        use crate::io::xlsx_writer::{XlsxCell, XlsxSheet, workbook};
+        let text = |s: &str| XlsxCell::Text(s.to_owned());
+        let num = |s: &str| XlsxCell::Number(s.to_owned());
+        let sheet = XlsxSheet {
+            name: "农作物".into(),
+            rows: vec![
+                vec![text("表 3 主要农作物产量（吨）")],
+                vec![text("县名"), text("年份"), text("小麦"), text("玉米")],
+                vec![text("中牟县"), num("2000"), num("1000"), num("5000")],
+                vec![text("郑州市区"), num("2000"), num("200"), text("abc")],
+                vec![],
+                vec![text("注：演示数据。")],
+            ],
+            merge_title: true,
+        };
+        let bytes = workbook(&[sheet]);
+        let params = json!({
+            "sheet": "农作物",
+            "header_row": 2,
+            "rename": {"年份": "year"},
+            "melt": {"id_columns": ["县名", "year"], "names_to": "crop", "values_to": "yield_t"},
+            "unit_names": {"column": "县名", "aliases": {"郑州市区": "410100"}},
+            "types": {"yield_t": "float"},
+            "columns": ["year", "crop", "yield_t"],
+        });
+        let err = yearbook_in("y.xlsx", &bytes, params.clone()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "y.xlsx: sheet `农作物` row 4, cell D4: column `yield_t`: `abc` is not a number"
+        );
+        let fixed = XlsxSheet {
+            name: "农作物".into(),
+            rows: vec![
+                vec![text("表 3")],
+                vec![text("县名"), text("年份"), text("小麦"), text("玉米")],
+                vec![text("中牟县"), num("2000"), num("1000"), num("5000")],
+                vec![text("郑州市区"), num("2000"), num("200"), text("—")],
+            ],
+            merge_title: false,
+        };
+        let (t, warnings) = yearbook_in("y.xlsx", &workbook(&[fixed]), params).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(column_names(&t), ["unit_id", "year", "crop", "yield_t"]);
+        assert_eq!(
+            ids(&t, "t", "unit_id").unwrap(),
+            ["410100", "410100", "410122", "410122"]
+        );
+        assert_eq!(
+            strings(&t, "t", "crop").unwrap(),
+            ["小麦", "玉米", "小麦", "玉米"]
+        );
+        let y = f64s(&t, "t", "yield_t").unwrap();
+        assert_eq!((y[0], y[2], y[3]), (200.0, 1000.0, 5000.0));
+        assert!(y[1].is_nan());
+    }
+
+    #[test]
+    fn recode_rewrites_values_before_unit_names() {
+        let csv = "县名,主体功能区\n中牟县,国家级重点开发区\n郑州市区,农产品主产区\n";
+        let (t, _) = yearbook_in(
+            "f.csv",
+            csv.as_bytes(),
+            json!({
+                "rename": {"主体功能区": "category"},
+                "recode": {"category": {"国家级重点开发区": "national_key_development", "农产品主产区": "agricultural_production"}},
+                "unit_names": {"column": "县名", "aliases": {"郑州市区": "410100"}},
+                "columns": ["category"],
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            strings(&t, "t", "category").unwrap(),
+            ["agricultural_production", "national_key_development"]
+        );
+        let err = yearbook_in(
+            "f.csv",
+            csv.as_bytes(),
+            json!({"unit_names": {"column": "县名"}, "id_column": "县名"}),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("give one of them"), "{}", err.message);
     }
 
     #[test]
@@ -740,7 +1146,10 @@ mod tests {
     #[test]
     fn bad_value_names_file_line_and_column() {
         let err = csv_in("id,v\na,1\nb,x\n", json!({"types": {"v": "float"}})).unwrap_err();
-        assert_eq!(err.message, "t.csv:3: column `v`: `x` is not a number");
+        assert_eq!(
+            err.message,
+            "t.csv:3, cell B3: column `v`: `x` is not a number"
+        );
         let err = csv_in("id,v\na,1\nb,2,3\n", json!({})).unwrap_err();
         assert!(
             err.message

@@ -33,9 +33,9 @@ fn default_n_classes() -> usize {
 fn default_file_name() -> String {
     "report.html".into()
 }
-fn default_name_column() -> String {
-    "name".into()
-}
+/// Columns that hold unit names in boundary files as they are distributed: ours, the common
+/// shapefile spelling, and the Chinese headers of county tables.
+const NAME_COLUMNS: [&str; 4] = ["name", "NAME", "名称", "县名"];
 fn default_category_column() -> String {
     "category".into()
 }
@@ -93,9 +93,10 @@ pub struct Params {
     /// Name of the HTML file in the `html` output.
     #[serde(default = "default_file_name")]
     pub file_name: String,
-    /// Column of `units` with the unit names (optional in the table).
-    #[serde(default = "default_name_column")]
-    pub name_column: String,
+    /// Column of `units` with the unit names; default: the first of `name`, `NAME`, `名称`,
+    /// `县名` the table has (else the report shows unit ids, with a warning).
+    #[serde(default)]
+    pub name_column: Option<String>,
     /// Column of `functional_areas` with the category.
     #[serde(default = "default_category_column")]
     pub category_column: String,
@@ -181,8 +182,8 @@ impl Stage for Report {
         ParamDoc {
             name: "name_column",
             ty: "string",
-            default: "name",
-            doc: "column of `units` with unit names (used if present)",
+            default: "name, NAME, 名称 or 县名",
+            doc: "column of `units` with unit names; without one the report shows unit ids and warns",
         },
         ParamDoc {
             name: "category_column",
@@ -331,16 +332,35 @@ impl Stage for Report {
     }
 }
 
+/// The unit names: from `name_column` when given (it must exist), else from the first of
+/// [`NAME_COLUMNS`] present; `None`, with a warning, when the table has none.
+fn unit_names(
+    units_t: &RecordBatch,
+    name_column: Option<&str>,
+    ctx: &StageContext,
+) -> Result<Option<Vec<String>>, StageError> {
+    if let Some(column) = name_column {
+        return strings(units_t, "units", column).map(Some);
+    }
+    match NAME_COLUMNS.into_iter().find(|c| has_column(units_t, c)) {
+        Some(column) => strings(units_t, "units", column).map(Some),
+        None => {
+            ctx.warn(format!(
+                "`units` has no column of unit names ({}); the report shows unit ids instead",
+                NAME_COLUMNS.join(", ")
+            ));
+            Ok(None)
+        }
+    }
+}
+
 /// Reads the wired inputs into the report's plain data.
 fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<ReportData, StageError> {
     let units_t = inputs.table("units")?;
     let unit_ids = ids(units_t, "units", "unit_id")?;
     let shapes = polygons(units_t, "units", crate::io::wkb::GEOMETRY_COLUMN)?;
-    let names = if has_column(units_t, &params.name_column) {
-        strings(units_t, "units", &params.name_column)?
-    } else {
-        vec![String::new(); unit_ids.len()]
-    };
+    let names = unit_names(units_t, params.name_column.as_deref(), ctx)?
+        .unwrap_or_else(|| vec![String::new(); unit_ids.len()]);
     let mut units: Vec<UnitShape> = unit_ids
         .into_iter()
         .zip(names)
@@ -801,6 +821,50 @@ mod tests {
         // 0.044 × 10⁴ t C, or 440 × 44/12 = 1,613.3 t CO₂ = 0.161 × 10⁴ t CO₂.
         assert!(carbon.contains("0.044"), "carbon legend");
         assert!(co2.contains("0.161"), "CO₂ legend");
+    }
+
+    #[test]
+    fn unit_names_are_found_under_common_headers_or_warned_about() {
+        let renamed = |from: &str, to: &str| {
+            let t = units_table();
+            let fields: Vec<arrow_schema::Field> = t
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let name = if f.name() == from {
+                        to
+                    } else {
+                        f.name().as_str()
+                    };
+                    f.as_ref().clone().with_name(name)
+                })
+                .collect();
+            RecordBatch::try_new(
+                Arc::new(arrow_schema::Schema::new(fields)),
+                t.columns().to_vec(),
+            )
+            .unwrap()
+        };
+        let warnings = |units: RecordBatch, params: &Params| {
+            let ctx = StageContext::new("report", std::path::Path::new("."), BTreeMap::new());
+            let names = unit_names(&units, params.name_column.as_deref(), &ctx).unwrap();
+            (names, ctx.take_warnings())
+        };
+        for header in ["NAME", "名称", "县名"] {
+            let (names, warned) = warnings(renamed("name", header), &params());
+            assert_eq!(names.unwrap()[2], "C<D>", "{header}");
+            assert!(warned.is_empty());
+        }
+        let (names, warned) = warnings(renamed("name", "label"), &params());
+        assert!(names.is_none());
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].contains("shows unit ids instead"), "{warned:?}");
+        let mut p = params();
+        p.name_column = Some("label".into());
+        let (names, warned) = warnings(renamed("name", "label"), &p);
+        assert_eq!(names.unwrap()[0], "A");
+        assert!(warned.is_empty());
     }
 
     #[test]

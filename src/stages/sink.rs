@@ -10,7 +10,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    CROP_PRESETS, CropParameters, check_crop, parse_crop_parameters, preset_text,
+    CROP_PRESETS, CropParameters, check_crop, crop_name, parse_crop_parameters, preset_text,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
@@ -380,7 +380,7 @@ fn crop_panel(
     };
     let mut zeroed = 0usize;
     for i in order {
-        let ((unit, year), crop, mut y) = (key(i), crops.get(i), yields[i]);
+        let ((unit, year), crop, mut y) = (key(i), crop_name(crops.get(i)), yields[i]);
         if y.is_nan() {
             match missing {
                 MissingPolicy::Error => {
@@ -583,6 +583,43 @@ mod tests {
         let params = serde_json::json!({"cultivated_sink": "crop_yield", "crop_parameters": {"override": {"wheat": {"harvest_index": 0.5}}}});
         let (r, _) = run(params, vec![("areas", areas_table()), ("crops", crops)]).unwrap();
         assert!((r[0].2 - 5975.725).abs() < 1e-9, "{}", r[0].2);
+    }
+
+    #[test]
+    fn chinese_crop_names_need_no_recode() {
+        let crops = TableBuilder::new()
+            .str("unit_id", &["a", "a", "b"])
+            .i64("year", vec![2000, 2000, 2000])
+            .str("crop", &["小麦", "玉米", "wheat"])
+            .f64("yield_t", vec![1000.0, 5000.0, 0.0])
+            .build()
+            .unwrap();
+        let (r, _) = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", crops)],
+        )
+        .unwrap();
+        // As `crop_yield_method`: wheat 1067 + maize 5122.125 = 6189.125 t C.
+        assert!((r[0].2 - 6189.125).abs() < 1e-9, "{}", r[0].2);
+        // 小麦 and wheat are one crop: listing both is listing it twice.
+        let twice = TableBuilder::new()
+            .str("unit_id", &["a", "a"])
+            .i64("year", vec![2000, 2000])
+            .str("crop", &["小麦", "wheat"])
+            .f64("yield_t", vec![1.0, 1.0])
+            .build()
+            .unwrap();
+        let err = run(
+            serde_json::json!({"cultivated_sink": "crop_yield"}),
+            vec![("areas", areas_table()), ("crops", twice)],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("crop `wheat` appears twice"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn regenerating_the_demo_data_gives_the_committed_bytes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for study in ["henan", "yellow_river"] {
+    for study in ["henan", "henan_yearbook", "yellow_river"] {
         let made = files_under(&tmp.path().join(study));
         let kept = files_under(&committed.join(study));
         let names = |v: &[PathBuf]| {

@@ -117,6 +117,51 @@ fn yellow_river_reproduces_committed_outputs_and_pins() {
     check_pins("yellow_river_cities");
 }
 
+#[test]
+fn henan_yearbook_reproduces_committed_outputs_and_pins() {
+    check_pins("henan_yearbook");
+}
+
+/// One CSV field of two studies' outputs agrees: equal text, or numbers within 1e-9
+/// (relative to the larger of 1 and the value).
+fn fields_agree(a: &str, b: &str) -> bool {
+    a == b
+        || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y))
+            if (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+}
+
+/// The yearbook-shaped inputs, read with `ingest` parameters only, give the demonstration
+/// study's results: every published table (the report's title differs, so it is left out).
+/// The committed outputs are compared; `henan_yearbook_reproduces_committed_outputs_and_pins`
+/// and `henan_reproduces_committed_outputs_and_pins` check that they are current.
+#[test]
+fn yearbook_study_equals_the_demonstration_study() {
+    let out = repo().join("pipelines/out");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(out.join("henan")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "csv") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_owned();
+        let theirs = std::fs::read_to_string(&path).unwrap();
+        let ours = std::fs::read_to_string(out.join("henan_yearbook").join(&name))
+            .unwrap_or_else(|e| panic!("henan_yearbook has no {name:?}: {e}"));
+        let (a, b): (Vec<&str>, Vec<&str>) = (theirs.lines().collect(), ours.lines().collect());
+        assert_eq!(a.len(), b.len(), "{name:?}: row counts");
+        for (line, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
+            assert!(
+                xs.len() == ys.len() && xs.iter().zip(&ys).all(|(p, q)| fields_agree(p, q)),
+                "{name:?} line {}: {x} vs {y}",
+                line + 1
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 20, "only {compared} tables compared");
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
