@@ -28,21 +28,6 @@ fn cell(value: &Data) -> Result<Cell, String> {
     })
 }
 
-/// Column letters for a 0-based column index (0 → A, 26 → AA).
-fn column_letters(mut col: u32) -> String {
-    let mut letters = Vec::new();
-    loop {
-        letters.push(char::from(
-            b'A' + u8::try_from(col % 26).expect("a remainder of 26 fits in u8"),
-        ));
-        if col < 26 {
-            break;
-        }
-        col = col / 26 - 1;
-    }
-    letters.iter().rev().collect()
-}
-
 /// Cells the sheet's rectangle may span beyond 16 per cell that holds a value.
 const SPARSE_ALLOWANCE: u64 = 100_000;
 
@@ -251,6 +236,7 @@ mod tests {
         let err = read(
             &corpus.join("cell_ref_huge.xlsx"),
             Path::new("t.xlsx"),
+            None,
             None,
         )
         .unwrap_err();

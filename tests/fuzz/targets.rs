@@ -100,10 +100,13 @@ fn read(target: &str, path: &Path, shown: &Path) -> Result<(), String> {
         "spec" => pipeline::engine::spec::load(path)
             .map(drop)
             .map_err(|d| d.render()),
-        "csv" => csv_table::read(path, shown, None)
+        // Both with and without a title above the header (`header_row`).
+        "csv" => csv_table::read(path, shown, None, None)
+            .and_then(|_| csv_table::read(path, shown, None, Some(2)))
             .map(drop)
             .map_err(|e| e.message),
-        "xlsx" => xlsx::read(path, shown, None)
+        "xlsx" => xlsx::read(path, shown, None, None)
+            .and_then(|_| xlsx::read(path, shown, None, Some(2)))
             .map(drop)
             .map_err(|e| e.message),
         "geojson" => vector::read_geojson(path, shown)
