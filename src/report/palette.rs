@@ -71,7 +71,7 @@ pub fn categorical(k: usize) -> &'static str {
     OKABE_ITO[k % OKABE_ITO.len()]
 }
 
-/// Colours of the six land-use carbon classes, from the Okabe–Ito set (other class names get
+/// Colours of the seven land-use carbon classes (six and wetland), from the Okabe–Ito set (other class names get
 /// `None` and a categorical colour).
 pub fn land_class(class: &str) -> Option<&'static str> {
     Some(match class {
@@ -81,6 +81,7 @@ pub fn land_class(class: &str) -> Option<&'static str> {
         "water" => "#0072B2",
         "construction" => "#D55E00",
         "unused" => "#999999",
+        "wetland" => "#56B4E9",
         _ => return None,
     })
 }

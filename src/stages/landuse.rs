@@ -47,10 +47,46 @@ pub struct Params {
     /// without GeoKeys or with a projection the reader does not know.
     #[serde(default)]
     pub crs: Option<String>,
+    /// Where wetland codes (CLCD 9, CNLUCC 64, IGBP 11, `wetland` rows) go: `water` (default,
+    /// the published six-class tables) or `class`, a seventh class `wetland`.
+    #[serde(default, skip_serializing_if = "Wetland::is_default")]
+    pub wetland: Wetland,
+}
+
+/// What `landuse` does with wetland codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wetland {
+    /// Fold them into the class the scheme gives them (water; unused for CNLUCC marsh).
+    #[default]
+    Water,
+    /// Keep them apart as a seventh class `wetland`.
+    Class,
+}
+
+impl Wetland {
+    fn is_default(&self) -> bool {
+        *self == Wetland::Water
+    }
+
+    /// The classes the `areas` and transfer-matrix rows list.
+    fn classes(self) -> &'static [LandClass] {
+        match self {
+            Wetland::Water => &LandClass::ALL,
+            Wetland::Class => &LandClass::WITH_WETLAND,
+        }
+    }
+
+    fn apply(self, scheme: Scheme) -> Scheme {
+        match self {
+            Wetland::Water => scheme,
+            Wetland::Class => scheme.with_wetland_class(),
+        }
+    }
 }
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
-const NO_CLASS: u8 = 6;
+const NO_CLASS: u8 = 7;
 /// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
 const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
@@ -121,6 +157,12 @@ and reclassified into the same `areas` table.";
             ty: "string",
             default: "from the GeoKeys",
             doc: "The rasters' CRS as `EPSG:<code>` or a PROJ string, when the files lack GeoKeys or use a projection the reader does not know.",
+        },
+        ParamDoc {
+            name: "wetland",
+            ty: "water|class",
+            default: "water",
+            doc: "Wetland codes (CLCD 9, IGBP 11, CNLUCC 64 marsh, `wetland` rows of a scheme CSV or an areas table): `water` folds them into the scheme's class (water; unused for CNLUCC marsh), `class` keeps a seventh class `wetland` so a preset's wetland coefficient (set2 −0.567) applies.",
         },
     ];
     type Params = Params;
@@ -201,13 +243,13 @@ and reclassified into the same `areas` table.";
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let scheme = load_scheme(params, ctx)?;
+        let scheme = load_scheme(params, ctx)?.map(|s| params.wetland.apply(s));
         if let Some(table) = inputs.optional("areas") {
             if !params.rasters.is_empty() {
                 return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
                     .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
             }
-            return tabular(table, scheme.as_ref());
+            return tabular(table, scheme.as_ref(), params.wetland);
         }
         let units = inputs.table("units").map_err(|e| {
             e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
@@ -276,7 +318,7 @@ fn load_scheme(params: &Params, ctx: &StageContext) -> Result<Option<Scheme>, St
         .map(Some)
         .map_err(|e| {
             StageError::data(format!("scheme table {}: {e}", path.display())).with_hint(
-                "classes: cultivated, forest, grassland, water, construction, unused, excluded",
+                "classes: cultivated, forest, grassland, water, construction, unused, wetland, excluded",
             )
         })
 }
@@ -644,7 +686,8 @@ fn from_rasters(
     let mut codes_rows = CodeCols::default();
     let mut area_rows = AreaCols::default();
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    let mut per_unit: Vec<Vec<[(u64, f64); 6]>> = vec![vec![[(0, 0.0); 6]; years.len()]; n_units];
+    let classes = params.wetland.classes();
+    let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; n_units];
     for (yi, (year, _)) in years.iter().enumerate() {
         let res = year_results[yi].as_ref().expect("every year was read");
         for (&(unit, code), &(px, summed)) in &res.codes {
@@ -674,7 +717,7 @@ fn from_rasters(
                     codes_rows.pixels.push(to_i64(px));
                 }
             }
-            for c in LandClass::ALL {
+            for &c in classes {
                 let (px, m2) = per_unit[u][yi][c.index()];
                 area_rows.unit.push(id.clone());
                 area_rows.year.push(*year);
@@ -703,18 +746,18 @@ fn from_rasters(
     let mut tr = TransitionCols::default();
     let mut tt = TransitionCols::default();
     for p in &pair_results {
-        let mut total = [[0.0f64; 6]; 6];
+        let mut total = [[0.0f64; 7]; 7];
         for (u, id) in ids.iter().enumerate() {
-            let mut m = [[0.0f64; 6]; 6];
+            let mut m = [[0.0f64; 7]; 7];
             for (&(_, pair), &(px, summed)) in p.counts.range((u as u32, 0)..=(u as u32, u32::MAX))
             {
                 let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
-                if a < 6 && b < 6 {
+                if a < 7 && b < 7 {
                     m[a][b] += p.area.area_m2(px, summed) / 1e4;
                 }
             }
-            for a in LandClass::ALL {
-                for b in LandClass::ALL {
+            for &a in classes {
+                for &b in classes {
                     let v = m[a.index()][b.index()];
                     total[a.index()][b.index()] += v;
                     tr.unit.push(id.clone());
@@ -726,8 +769,8 @@ fn from_rasters(
                 }
             }
         }
-        for a in LandClass::ALL {
-            for b in LandClass::ALL {
+        for &a in classes {
+            for &b in classes {
                 tt.year_from.push(p.from);
                 tt.year_to.push(p.to);
                 tt.class_from.push(a.as_str());
@@ -814,12 +857,18 @@ fn dynamics_table(
             .or_default()
             .push((tr.class_from[r], tr.class_to[r], tr.area_ha[r]));
     }
+    // Wetland rows exist only when the study keeps wetland apart.
+    let dynamics_classes: &[LandClass] = if classes.iter().any(|c| c == "wetland") {
+        &LandClass::WITH_WETLAND
+    } else {
+        &LandClass::ALL
+    };
     let mut out = DynamicsCols::default();
     for (unit, by_year) in &by_unit {
         let years: Vec<i64> = by_year.keys().copied().collect();
         for pair in years.windows(2) {
             let (y1, y2) = (pair[0], pair[1]);
-            for class in LandClass::ALL.map(LandClass::as_str) {
+            for class in dynamics_classes.iter().map(|c| c.as_str()) {
                 let a1 = by_year[&y1].get(class).copied().unwrap_or(0.0);
                 let a2 = by_year[&y2].get(class).copied().unwrap_or(0.0);
                 out.push(
@@ -898,7 +947,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
 }
 
-/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
+/// Pixel value → class index (0–6) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
 /// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check).
 fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
     let lut: Vec<u8> = (0..=u32::from(u16::MAX))
@@ -907,7 +956,7 @@ fn class_lut(info: &GeoTiffInfo, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
                 return NO_CLASS;
             }
             match scheme.classify(i64::from(v)) {
-                CodeClass::Class(c) => u8::try_from(c.index()).expect("six classes"),
+                CodeClass::Class(c) => u8::try_from(c.index()).expect("seven classes"),
                 _ => NO_CLASS,
             }
         })
@@ -1261,7 +1310,11 @@ fn histogram_pass(
 }
 
 /// The tabular path: yearbook areas per unit, year and class (or code).
-fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outputs, StageError> {
+fn tabular(
+    t: &arrow_array::RecordBatch,
+    scheme: Option<&Scheme>,
+    wetland: Wetland,
+) -> Result<Outputs, StageError> {
     let ids = table::ids(t, "areas", UNIT_ID)?;
     let years = table::i64s(t, "areas", "year")?;
     let area = table::f64s(t, "areas", "area_ha")?;
@@ -1271,10 +1324,12 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                LandClass::parse(n).ok_or_else(|| {
-                    StageError::data(format!("`areas` row {} (unit `{}`, year {}): class `{n}` is not a land class", i + 1, ids[i], years[i]))
-                        .with_hint("classes: cultivated, forest, grassland, water, construction, unused (or give a `code` column and a `scheme`)")
-                })
+                match LandClass::parse(n) {
+                    Some(LandClass::Wetland) if wetland == Wetland::Water => Ok(LandClass::Water),
+                    Some(c) => Ok(c),
+                    None => Err(StageError::data(format!("`areas` row {} (unit `{}`, year {}): class `{n}` is not a land class", i + 1, ids[i], years[i]))
+                        .with_hint("classes: cultivated, forest, grassland, water, construction, unused, wetland (or give a `code` column and a `scheme`)")),
+                }
             })
             .collect::<Result<_, _>>()?
     } else if table::has_column(t, "code") {
@@ -1301,7 +1356,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
             }
         }
         // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
-        return tabular_rows(&ids, &years, &area, &out);
+        return tabular_rows(&ids, &years, &area, &out, wetland.classes());
     } else {
         return Err(
             StageError::column_missing("areas", "class", &table::column_names(t))
@@ -1309,7 +1364,7 @@ fn tabular(t: &arrow_array::RecordBatch, scheme: Option<&Scheme>) -> Result<Outp
         );
     };
     let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
-    tabular_rows(&ids, &years, &area, &classes)
+    tabular_rows(&ids, &years, &area, &classes, wetland.classes())
 }
 
 fn tabular_rows(
@@ -1317,8 +1372,9 @@ fn tabular_rows(
     years: &[i64],
     area: &[f64],
     classes: &[Option<LandClass>],
+    listed: &[LandClass],
 ) -> Result<Outputs, StageError> {
-    let mut sums: BTreeMap<(String, i64), [f64; 6]> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, i64), [f64; 7]> = BTreeMap::new();
     for i in 0..ids.len() {
         let a = area[i];
         if a.is_nan() {
@@ -1348,12 +1404,12 @@ fn tabular_rows(
             .then(area[a].total_cmp(&area[b]))
     });
     for i in order {
-        let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 6]);
+        let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 7]);
         if let Some(c) = classes[i] {
             entry[c.index()] += area[i];
         }
     }
-    let n = sums.len() * 6;
+    let n = sums.len() * listed.len();
     let (mut uid, mut yr, mut cl, mut ha) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -1361,7 +1417,7 @@ fn tabular_rows(
         Vec::with_capacity(n),
     );
     for ((id, year), s) in &sums {
-        for c in LandClass::ALL {
+        for &c in listed {
             uid.push(id.clone());
             yr.push(*year);
             cl.push(c.as_str());
@@ -2023,9 +2079,9 @@ mod tests {
             run(serde_json::json!({}), "areas", t).unwrap_err().message
         };
         assert!(
-            bad("wetland", 1.0).contains("unit `C`, year 2015): class `wetland`"),
+            bad("marsh", 1.0).contains("unit `C`, year 2015): class `marsh`"),
             "{}",
-            bad("wetland", 1.0)
+            bad("marsh", 1.0)
         );
         assert!(bad("forest", -1.0).contains("unit `C`, year 2015): area_ha is -1"));
         assert!(bad("forest", f64::NAN).contains("area_ha is missing"));

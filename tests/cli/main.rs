@@ -13,3 +13,4 @@ mod report;
 mod row_order;
 mod run;
 mod studies;
+mod wetland;
