@@ -2257,4 +2257,136 @@ mod tests {
         assert_eq!(areas(&fresh), b);
         assert_eq!(fresh.outputs["transitions"], second.outputs["transitions"]);
     }
+
+    #[test]
+    fn wetland_pixels_fold_into_water_or_form_a_seventh_class() {
+        // IGBP 0 is water and 11 permanent wetland; the counts per city are rasterstats' (see
+        // HENAN_RASTERSTATS): 410400 holds 1 px of 11 and 0 px of 0.
+        let count = |unit: &str, code: i64| {
+            HENAN_RASTERSTATS
+                .iter()
+                .find(|(u, _)| *u == unit)
+                .and_then(|(_, list)| list.iter().find(|(c, _)| *c == code))
+                .map_or(0, |(_, px)| *px)
+        };
+        let by_mode = |wetland: Option<&str>| {
+            let mut params = serde_json::json!({ "rasters": { "2019": "mcd12c1_2019_igbp_yrb9.tif" }, "scheme": "igbp" });
+            if let Some(w) = wetland {
+                params["wetland"] = serde_json::json!(w);
+            }
+            run(params, "units", units_table("henan_cities.geojson")).unwrap()
+        };
+        let (default, water, class) = (
+            by_mode(None),
+            by_mode(Some("water")),
+            by_mode(Some("class")),
+        );
+        assert_eq!(areas(&default), areas(&water));
+        assert_eq!(default.outputs["areas"].num_rows(), 18 * 6);
+        assert_eq!(class.outputs["areas"].num_rows(), 18 * 7);
+        let (folded, kept) = (areas(&default), areas(&class));
+        for (unit, _) in HENAN_RASTERSTATS {
+            let key = |c: &str| ((*unit).to_owned(), 2019, c.to_owned());
+            assert_eq!(
+                folded[&key("water")].0,
+                count(unit, 0) + count(unit, 11),
+                "{unit}"
+            );
+            assert_eq!(kept[&key("water")].0, count(unit, 0), "{unit}");
+            assert_eq!(kept[&key("wetland")].0, count(unit, 11), "{unit}");
+            assert!(!folded.contains_key(&key("wetland")));
+            for c in [
+                "cultivated",
+                "forest",
+                "grassland",
+                "construction",
+                "unused",
+            ] {
+                assert_eq!(folded[&key(c)], kept[&key(c)], "{unit} {c}");
+            }
+        }
+        assert_eq!(
+            kept[&("410400".to_owned(), 2019, "wetland".to_owned())].0,
+            1
+        );
+    }
+
+    #[test]
+    fn wetland_class_adds_wetland_rows_to_areas_and_dynamics() {
+        // Yearbook-style code areas (CLCD): 2000 water 5 ha + wetland 10 ha; 2005 wetland 15 ha.
+        let t = TableBuilder::new()
+            .str(UNIT_ID, &["A", "A", "A"])
+            .i64("year", vec![2000, 2000, 2005])
+            .i64("code", vec![5, 9, 9])
+            .f64("area_ha", vec![5.0, 10.0, 15.0])
+            .build()
+            .unwrap();
+        let r = run(
+            serde_json::json!({ "scheme": "clcd", "wetland": "class" }),
+            "areas",
+            t.clone(),
+        )
+        .unwrap();
+        let a = areas(&r);
+        assert_eq!(a[&("A".to_owned(), 2000, "wetland".to_owned())].1, 10.0);
+        assert_eq!(a[&("A".to_owned(), 2000, "water".to_owned())].1, 5.0);
+        // Wetland K = (15 − 10)/10/5 × 100 = 10 %/a; water (0 − 5)/5/5 × 100 = −20 %/a.
+        let d = &r.outputs["dynamics"];
+        let classes = table::strings(d, "d", "class").unwrap();
+        let degree = table::f64s(d, "d", "degree_pct_per_year").unwrap();
+        let get = |c: &str| degree[classes.iter().position(|x| x == c).unwrap()];
+        assert!((get("wetland") - 10.0).abs() < 1e-12);
+        assert!((get("water") + 20.0).abs() < 1e-12);
+        // Folded into water, the 15 ha stay 15 ha: K = 0.
+        let r = run(serde_json::json!({ "scheme": "clcd" }), "areas", t).unwrap();
+        let d = &r.outputs["dynamics"];
+        let classes = table::strings(d, "d", "class").unwrap();
+        assert!(!classes.iter().any(|c| c == "wetland"));
+        let degree = table::f64s(d, "d", "degree_pct_per_year").unwrap();
+        assert_eq!(
+            degree[classes.iter().position(|x| x == "water").unwrap()],
+            0.0
+        );
+    }
+
+    #[test]
+    fn wetland_class_splits_the_transfer_matrix_without_changing_its_other_cells() {
+        // CLCD with water (5) relabelled wetland: kept apart, the water row and column of the
+        // default matrix move to wetland whole, and every other cell stays as it was.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("scheme.csv");
+        std::fs::write(&csv, "code,class\n0,excluded\n1,cultivated\n2,forest\n3,forest\n4,grassland\n5,wetland\n6,unused\n7,unused\n8,construction\n9,water\n").unwrap();
+        let by_mode = |wetland: &str| {
+            let params = serde_json::json!({
+                "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+                "scheme": csv, "wetland": wetland,
+            });
+            let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+            let t = &r.outputs["transitions"];
+            let (u, f, to, a) = (
+                table::ids(t, "t", UNIT_ID).unwrap(),
+                table::strings(t, "t", "class_from").unwrap(),
+                table::strings(t, "t", "class_to").unwrap(),
+                table::f64s(t, "t", "area_ha").unwrap(),
+            );
+            (0..t.num_rows())
+                .map(|i| ((u[i].clone(), f[i].clone(), to[i].clone()), a[i]))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (folded, kept) = (by_mode("water"), by_mode("class"));
+        assert_eq!(folded.len(), 6 * 36);
+        assert_eq!(kept.len(), 6 * 49);
+        let rename = |c: &str| if c == "water" { "wetland" } else { c }.to_owned();
+        let mut moved = 0.0;
+        for ((unit, from, to), area) in &folded {
+            let cell = (unit.clone(), rename(from), rename(to));
+            assert_eq!(kept[&cell], *area, "{cell:?}");
+            if from == "water" || to == "water" {
+                moved += area;
+                assert_eq!(kept[&(unit.clone(), from.clone(), to.clone())], 0.0);
+            }
+        }
+        // U2 holds 60 px of water in 2000 (expected_pixels), 0.09 ha each.
+        assert!(moved >= 60.0 * 0.09 - 1e-9, "{moved}");
+    }
 }
