@@ -133,7 +133,7 @@ impl Stage for LandUse {
     const KIND: &'static str = "landuse";
     const VERSION: u32 = 3;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
-unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
+unused; and wetland with `wetland: class`) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
 computed per row on the WGS84 ellipsoid for lon/lat rasters and is constant on projected ones; unit polygons are \
 reprojected to the raster's CRS. Also the transfer matrix between consecutive years and the raw code histogram. \
