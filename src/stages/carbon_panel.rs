@@ -499,7 +499,7 @@ pub fn class_without_coefficient(
         choice.preset
     ))
     .with_hint(if class == "wetland" {
-        format!("fold wetland into water with `wetland: water` on the `landuse` stage, use a preset with a wetland coefficient (`set2`), or add `coefficients: {{ override: {{ wetland: <t C/ha/a> }} }}`")
+        "fold wetland into water with `wetland: water` on the `landuse` stage, use a preset with a wetland coefficient (`set2`), or add `coefficients: { override: { wetland: <t C/ha/a> } }`".to_owned()
     } else {
         format!("add it under `coefficients: {{ override: {{ {class}: <t C/ha/a> }} }}` (> 0 source, < 0 sink)")
     })
