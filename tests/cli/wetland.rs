@@ -48,8 +48,14 @@ fn wetland_folds_into_water_by_default_and_keeps_its_set2_coefficient_as_a_class
         let run = s.run(&["run", "study.yaml"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let rows = sinks(&s);
-        assert!((sink_of(&rows, "water").unwrap() - 37.95).abs() < 1e-9, "{rows:?}");
-        assert!((sink_of(&rows, "forest").unwrap() - 6.44).abs() < 1e-9, "{rows:?}");
+        assert!(
+            (sink_of(&rows, "water").unwrap() - 37.95).abs() < 1e-9,
+            "{rows:?}"
+        );
+        assert!(
+            (sink_of(&rows, "forest").unwrap() - 6.44).abs() < 1e-9,
+            "{rows:?}"
+        );
         assert_eq!(sink_of(&rows, "wetland"), None, "{rows:?}");
     }
     // `wetland: class`: water 50 ha × 0.253 = 12.65 t C; wetland 100 ha × 0.567 = 56.7 t C
@@ -58,9 +64,18 @@ fn wetland_folds_into_water_by_default_and_keeps_its_set2_coefficient_as_a_class
     let run = s.run(&["run", "study.yaml"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rows = sinks(&s);
-    assert!((sink_of(&rows, "water").unwrap() - 12.65).abs() < 1e-9, "{rows:?}");
-    assert!((sink_of(&rows, "wetland").unwrap() - 56.7).abs() < 1e-9, "{rows:?}");
-    assert!((sink_of(&rows, "forest").unwrap() - 6.44).abs() < 1e-9, "{rows:?}");
+    assert!(
+        (sink_of(&rows, "water").unwrap() - 12.65).abs() < 1e-9,
+        "{rows:?}"
+    );
+    assert!(
+        (sink_of(&rows, "wetland").unwrap() - 56.7).abs() < 1e-9,
+        "{rows:?}"
+    );
+    assert!(
+        (sink_of(&rows, "forest").unwrap() - 6.44).abs() < 1e-9,
+        "{rows:?}"
+    );
 }
 
 #[test]
