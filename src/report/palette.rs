@@ -114,4 +114,14 @@ mod tests {
         // (84+123)/2 = 103.5 → 104 (0x68).
         assert_eq!(sequential(1.0 / 16.0), "#461768");
     }
+
+    #[test]
+    fn every_land_class_with_wetland_has_its_own_colour() {
+        use crate::methods::landuse_scheme::LandClass;
+        let colours: std::collections::BTreeSet<&str> = LandClass::WITH_WETLAND
+            .iter()
+            .map(|c| land_class(c.as_str()).expect("a colour per class"))
+            .collect();
+        assert_eq!(colours.len(), 7);
+    }
 }
