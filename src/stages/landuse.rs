@@ -2347,6 +2347,21 @@ mod tests {
             degree[classes.iter().position(|x| x == "water").unwrap()],
             0.0
         );
+
+        // A `class` column naming wetland: 4 ha water + 6 ha wetland.
+        let named = TableBuilder::new()
+            .str(UNIT_ID, &["B", "B"])
+            .i64("year", vec![2010, 2010])
+            .str("class", &["water", "Wetland"])
+            .f64("area_ha", vec![4.0, 6.0])
+            .build()
+            .unwrap();
+        let key = |c: &str| ("B".to_owned(), 2010, c.to_owned());
+        let folded = areas(&run(serde_json::json!({}), "areas", named.clone()).unwrap());
+        assert_eq!(folded[&key("water")].1, 10.0);
+        assert!(!folded.contains_key(&key("wetland")));
+        let kept = areas(&run(serde_json::json!({ "wetland": "class" }), "areas", named).unwrap());
+        assert_eq!((kept[&key("water")].1, kept[&key("wetland")].1), (4.0, 6.0));
     }
 
     #[test]
