@@ -1,11 +1,13 @@
 //! Reclassification of land-use / land-cover codes to the six carbon-accounting classes
-//! (cultivated, forest, grassland, water, construction, unused): the built-in CLCD, CNLUCC and
-//! IGBP schemes and user tables. Knows codes and classes, not files.
+//! (cultivated, forest, grassland, water, construction, unused), optionally with a seventh,
+//! wetland: the built-in CLCD, CNLUCC and IGBP schemes and user tables. Knows codes and
+//! classes, not files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// One of the six land classes every carbon-budget stage works with.
+/// One of the six land classes every carbon-budget stage works with, or the optional seventh,
+/// wetland (kept apart only when a study asks for it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LandClass {
     Cultivated,
@@ -14,6 +16,7 @@ pub enum LandClass {
     Water,
     Construction,
     Unused,
+    Wetland,
 }
 
 impl LandClass {
@@ -27,6 +30,17 @@ impl LandClass {
         LandClass::Unused,
     ];
 
+    /// The six classes followed by wetland: the classes of a study that keeps wetland apart.
+    pub const WITH_WETLAND: [LandClass; 7] = [
+        LandClass::Cultivated,
+        LandClass::Forest,
+        LandClass::Grassland,
+        LandClass::Water,
+        LandClass::Construction,
+        LandClass::Unused,
+        LandClass::Wetland,
+    ];
+
     /// The name used in tables (`cultivated`, `forest`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,10 +50,11 @@ impl LandClass {
             LandClass::Water => "water",
             LandClass::Construction => "construction",
             LandClass::Unused => "unused",
+            LandClass::Wetland => "wetland",
         }
     }
 
-    /// Position in [`LandClass::ALL`] (0–5).
+    /// Position in [`LandClass::WITH_WETLAND`] (0–6).
     pub fn index(self) -> usize {
         self as usize
     }
@@ -50,11 +65,12 @@ impl LandClass {
     /// ```
     /// use pipeline::methods::landuse_scheme::LandClass;
     /// assert_eq!(LandClass::parse(" Forest "), Some(LandClass::Forest));
-    /// assert_eq!(LandClass::parse("wetland"), None);
+    /// assert_eq!(LandClass::parse("wetland"), Some(LandClass::Wetland));
+    /// assert_eq!(LandClass::parse("marsh"), None);
     /// ```
     pub fn parse(name: &str) -> Option<LandClass> {
         let name = name.trim().to_ascii_lowercase();
-        LandClass::ALL
+        LandClass::WITH_WETLAND
             .into_iter()
             .find(|c| c.as_str() == name)
             .or_else(|| {
@@ -118,6 +134,9 @@ pub struct Scheme {
     map: BTreeMap<i64, Option<LandClass>>,
     /// CNLUCC only: map three-digit codes by their first two digits (111 → 11).
     third_level_by_prefix: bool,
+    /// Codes the nomenclature names wetland; `map` holds the six-class class they fold into
+    /// unless [`Scheme::with_wetland_class`] keeps them apart.
+    wetland_codes: BTreeSet<i64>,
 }
 
 impl Scheme {
@@ -130,7 +149,35 @@ impl Scheme {
             name: name.into(),
             map: pairs.into_iter().collect(),
             third_level_by_prefix: false,
+            wetland_codes: BTreeSet::new(),
         }
+    }
+
+    /// Marks `codes` as wetland codes of the nomenclature (their class in the map is what they
+    /// fold into by default).
+    fn with_wetland_codes(mut self, codes: impl IntoIterator<Item = i64>) -> Scheme {
+        self.wetland_codes.extend(codes);
+        self
+    }
+
+    /// The scheme with its wetland codes mapped to [`LandClass::Wetland`] instead of the class
+    /// they fold into by default (CLCD 9 and IGBP 11 → water, CNLUCC 64 marsh → unused).
+    ///
+    /// # Examples
+    /// ```
+    /// use pipeline::methods::landuse_scheme::{CodeClass, LandClass, Scheme};
+    /// let clcd = Scheme::builtin("clcd").unwrap();
+    /// assert_eq!(clcd.classify(9), CodeClass::Class(LandClass::Water));
+    /// let kept = clcd.with_wetland_class();
+    /// assert_eq!(kept.classify(9), CodeClass::Class(LandClass::Wetland));
+    /// assert_eq!(kept.classify(5), CodeClass::Class(LandClass::Water));
+    /// ```
+    #[must_use]
+    pub fn with_wetland_class(mut self) -> Scheme {
+        for code in &self.wetland_codes {
+            self.map.insert(*code, Some(LandClass::Wetland));
+        }
+        self
     }
 
     /// A built-in scheme by name: `clcd`, `cnlucc` or `igbp`.
@@ -185,7 +232,8 @@ impl Scheme {
 
 /// CLCD (Yang & Huang 2021) values 1–9 to the six classes; 0 (fill) excluded.
 ///
-/// Snow/ice (6) and barren (7) → unused; wetland (9) → water; shrub (3) → forest.
+/// Snow/ice (6) and barren (7) → unused; wetland (9) → water (or wetland, see
+/// [`Scheme::with_wetland_class`]); shrub (3) → forest.
 ///
 /// # References
 /// Yang, J., Huang, X. (2021). The 30 m annual land cover dataset and its dynamics in China from
@@ -213,12 +261,14 @@ pub fn clcd() -> Scheme {
             (9, Some(Water)),
         ],
     )
+    .with_wetland_codes([9])
 }
 
 /// CNLUCC (RESDC/CAS) first-level codes 1–6, second-level codes 11–67 and third-level
 /// cropland codes 111–124 (by their first two digits); 99 (sea) excluded.
 ///
-/// Glacier/snow (44) stays water with its first-level class; marsh (64) stays unused.
+/// Glacier/snow (44) stays water with its first-level class; marsh (64), the CNLUCC wetland,
+/// stays unused with its first-level class (or wetland, see [`Scheme::with_wetland_class`]).
 ///
 /// # References
 /// Liu, J. et al. (2014). Spatiotemporal characteristics, patterns, and causes of land-use
@@ -245,14 +295,14 @@ pub fn cnlucc() -> Scheme {
         pairs.extend(second.iter().map(|&c| (c, Some(class))));
     }
     pairs.push((99, None));
-    let mut scheme = Scheme::from_pairs("cnlucc", pairs);
+    let mut scheme = Scheme::from_pairs("cnlucc", pairs).with_wetland_codes([64]);
     scheme.third_level_by_prefix = true;
     scheme
 }
 
 /// MODIS IGBP land-cover types (MCD12Q1/MCD12C1 LC_Type1) to the six classes: 0 water → water;
 /// 1–8 forests, shrublands and woody savannas → forest; 9–10 savannas, grassland → grassland;
-/// 11 permanent wetland → water; 12 cropland and 14 cropland/natural mosaic → cultivated;
+/// 11 permanent wetland → water (or wetland, see [`Scheme::with_wetland_class`]); 12 cropland and 14 cropland/natural mosaic → cultivated;
 /// 13 urban → construction; 15 snow/ice and 16 barren → unused; 255 fill excluded.
 ///
 /// # References
@@ -280,7 +330,7 @@ pub fn igbp() -> Scheme {
         (14, Some(Cultivated)),
     ]);
     pairs.extend([(15, Some(Unused)), (16, Some(Unused))]);
-    Scheme::from_pairs("igbp", pairs)
+    Scheme::from_pairs("igbp", pairs).with_wetland_codes([11])
 }
 
 /// Why a user scheme table was rejected.
@@ -289,7 +339,7 @@ pub enum SchemeError {
     #[error("line {line}: code `{code}` is not a whole number")]
     CodeInvalid { line: usize, code: String },
     #[error(
-        "line {line}: class `{class}` is not one of cultivated, forest, grassland, water, construction, unused, excluded"
+        "line {line}: class `{class}` is not one of cultivated, forest, grassland, water, construction, unused, wetland, excluded"
     )]
     ClassUnknown { line: usize, class: String },
     #[error("line {line}: code {code} is listed twice")]
@@ -299,7 +349,8 @@ pub enum SchemeError {
 }
 
 /// Builds a scheme from `(line, code, class)` text rows of a user table; the class may also
-/// be `excluded` (or `nodata`) for fill codes. Class names are case-insensitive.
+/// be `excluded` (or `nodata`) for fill codes, or `wetland` (water unless the study keeps
+/// wetland apart, see [`Scheme::with_wetland_class`]). Class names are case-insensitive.
 ///
 /// # Units
 /// Codes are the raster's integer values; classes are names.
@@ -327,6 +378,7 @@ pub fn scheme_from_rows(
     rows: &[(usize, String, String)],
 ) -> Result<Scheme, SchemeError> {
     let mut map = BTreeMap::new();
+    let mut wetland_codes = Vec::new();
     for (line, code, class) in rows {
         let line = *line;
         let code_v: i64 = code.trim().parse().map_err(|_| SchemeError::CodeInvalid {
@@ -335,6 +387,10 @@ pub fn scheme_from_rows(
         })?;
         let class_v = match class.trim().to_ascii_lowercase().as_str() {
             "excluded" | "nodata" | "none" => None,
+            "wetland" => {
+                wetland_codes.push(code_v);
+                Some(LandClass::Water)
+            }
             other => Some(
                 LandClass::parse(other).ok_or_else(|| SchemeError::ClassUnknown {
                     line,
@@ -346,7 +402,7 @@ pub fn scheme_from_rows(
             return Err(SchemeError::CodeDuplicate { line, code: code_v });
         }
     }
-    Ok(Scheme::from_pairs(name, map))
+    Ok(Scheme::from_pairs(name, map).with_wetland_codes(wetland_codes))
 }
 
 #[cfg(test)]
@@ -412,6 +468,31 @@ mod tests {
     }
 
     #[test]
+    fn wetland_codes_fold_by_default_and_stay_apart_on_request() {
+        let wet = CodeClass::Class(LandClass::Wetland);
+        // Defaults as the published tables: CLCD 9 and IGBP 11 → water, CNLUCC 64 marsh → unused.
+        assert_eq!(clcd().classify(9), CodeClass::Class(LandClass::Water));
+        assert_eq!(igbp().classify(11), CodeClass::Class(LandClass::Water));
+        assert_eq!(cnlucc().classify(64), CodeClass::Class(LandClass::Unused));
+        assert_eq!(clcd().with_wetland_class().classify(9), wet);
+        assert_eq!(igbp().with_wetland_class().classify(11), wet);
+        let c = cnlucc().with_wetland_class();
+        assert_eq!(c.classify(64), wet);
+        // Only the wetland code moves: its neighbours keep their classes.
+        assert_eq!(c.classify(63), CodeClass::Class(LandClass::Unused));
+        assert_eq!(c.classify(6), CodeClass::Class(LandClass::Unused));
+        assert_eq!(
+            clcd().with_wetland_class().classify(5),
+            CodeClass::Class(LandClass::Water)
+        );
+        // A user table's `wetland` rows behave the same way.
+        let rows = vec![(2, "9".to_owned(), "Wetland".to_owned())];
+        let s = scheme_from_rows("my.csv", &rows).unwrap();
+        assert_eq!(s.classify(9), CodeClass::Class(LandClass::Water));
+        assert_eq!(s.with_wetland_class().classify(9), wet);
+    }
+
+    #[test]
     fn user_rows_are_validated() {
         let rows = vec![
             (2, "7".to_owned(), "Forest".to_owned()),
@@ -420,12 +501,12 @@ mod tests {
         let s = scheme_from_rows("my.csv", &rows).unwrap();
         assert_eq!(s.classify(7), CodeClass::Class(LandClass::Forest));
         assert_eq!(s.classify(0), CodeClass::Excluded);
-        let bad = vec![(4, "7".to_owned(), "wetland".to_owned())];
+        let bad = vec![(4, "7".to_owned(), "marsh".to_owned())];
         assert_eq!(
             scheme_from_rows("x", &bad).unwrap_err(),
             SchemeError::ClassUnknown {
                 line: 4,
-                class: "wetland".into()
+                class: "marsh".into()
             }
         );
         let dup = vec![

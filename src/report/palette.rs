@@ -71,7 +71,7 @@ pub fn categorical(k: usize) -> &'static str {
     OKABE_ITO[k % OKABE_ITO.len()]
 }
 
-/// Colours of the six land-use carbon classes, from the Okabe–Ito set (other class names get
+/// Colours of the seven land-use carbon classes (six and wetland), from the Okabe–Ito set (other class names get
 /// `None` and a categorical colour).
 pub fn land_class(class: &str) -> Option<&'static str> {
     Some(match class {
@@ -81,6 +81,7 @@ pub fn land_class(class: &str) -> Option<&'static str> {
         "water" => "#0072B2",
         "construction" => "#D55E00",
         "unused" => "#999999",
+        "wetland" => "#56B4E9",
         _ => return None,
     })
 }
@@ -112,5 +113,15 @@ mod tests {
         // Halfway between #440154 and #472d7b: (68+71)/2 = 69.5 → 70 (0x46), (1+45)/2 = 23 (0x17),
         // (84+123)/2 = 103.5 → 104 (0x68).
         assert_eq!(sequential(1.0 / 16.0), "#461768");
+    }
+
+    #[test]
+    fn every_land_class_with_wetland_has_its_own_colour() {
+        use crate::methods::landuse_scheme::LandClass;
+        let colours: std::collections::BTreeSet<&str> = LandClass::WITH_WETLAND
+            .iter()
+            .map(|c| land_class(c.as_str()).expect("a colour per class"))
+            .collect();
+        assert_eq!(colours.len(), 7);
     }
 }

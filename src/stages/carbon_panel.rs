@@ -507,7 +507,11 @@ pub fn class_without_coefficient(
         "`areas`: class `{class}` (unit `{unit}`, year {year}) has no coefficient in preset `{}`",
         choice.preset
     ))
-    .with_hint(format!("add it under `coefficients: {{ override: {{ {class}: <t C/ha/a> }} }}` (> 0 source, < 0 sink)"))
+    .with_hint(if class == "wetland" {
+        "fold wetland into water with `wetland: water` on the `landuse` stage, use a preset with a wetland coefficient (`set2`), or add `coefficients: { override: { wetland: <t C/ha/a> } }`".to_owned()
+    } else {
+        format!("add it under `coefficients: {{ override: {{ {class}: <t C/ha/a> }} }}` (> 0 source, < 0 sink)")
+    })
 }
 
 /// One unit's land-use classes in one year, read from a `landuse` `areas` table.

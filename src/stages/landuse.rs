@@ -57,6 +57,10 @@ pub struct Params {
     /// each year; below it the rasters and units most likely do not overlap.
     #[serde(default = "default_min_coverage")]
     pub min_coverage: f64,
+    /// Where wetland codes (CLCD 9, CNLUCC 64, IGBP 11, `wetland` rows) go: `water` (default,
+    /// the published six-class tables) or `class`, a seventh class `wetland`.
+    #[serde(default, skip_serializing_if = "Wetland::is_default")]
+    pub wetland: Wetland,
 }
 
 fn default_min_coverage() -> f64 {
@@ -80,8 +84,40 @@ impl RasterFiles {
     }
 }
 
+/// What `landuse` does with wetland codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wetland {
+    /// Fold them into the class the scheme gives them (water; unused for CNLUCC marsh).
+    #[default]
+    Water,
+    /// Keep them apart as a seventh class `wetland`.
+    Class,
+}
+
+impl Wetland {
+    fn is_default(&self) -> bool {
+        *self == Wetland::Water
+    }
+
+    /// The classes the `areas` and transfer-matrix rows list.
+    fn classes(self) -> &'static [LandClass] {
+        match self {
+            Wetland::Water => &LandClass::ALL,
+            Wetland::Class => &LandClass::WITH_WETLAND,
+        }
+    }
+
+    fn apply(self, scheme: Scheme) -> Scheme {
+        match self {
+            Wetland::Water => scheme,
+            Wetland::Class => scheme.with_wetland_class(),
+        }
+    }
+}
+
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
-const NO_CLASS: u8 = 6;
+const NO_CLASS: u8 = 7;
 /// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
 const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
@@ -175,7 +211,7 @@ impl Stage for LandUse {
     const KIND: &'static str = "landuse";
     const VERSION: u32 = 3;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
-unused) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
+unused; and wetland with `wetland: class`) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
 computed per row on the WGS84 ellipsoid for lon/lat rasters and is constant on projected ones; unit polygons are \
 reprojected to the raster's CRS. A year may be several files on one pixel grid (provincial files, export tiles), read \
@@ -213,6 +249,12 @@ and reclassified into the same `areas` table.";
             ty: "number",
             default: "0.5",
             doc: "The least share (0–1) of the units' polygon area, measured on the WGS84 ellipsoid, that must have data in every year; below it the study fails, as rasters and units most likely do not overlap (wrong CRS, swapped lat/lon, shifted units). A year with no data inside any unit always fails.",
+        },
+        ParamDoc {
+            name: "wetland",
+            ty: "water|class",
+            default: "water",
+            doc: "Wetland codes (CLCD 9, IGBP 11, CNLUCC 64 marsh, `wetland` rows of a scheme CSV or an areas table): `water` folds them into the scheme's class (water; unused for CNLUCC marsh), `class` keeps a seventh class `wetland` so a preset's wetland coefficient (set2 −0.567) applies.",
         },
     ];
     type Params = Params;
@@ -316,13 +358,13 @@ and reclassified into the same `areas` table.";
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let scheme = load_scheme(params, ctx)?;
+        let scheme = load_scheme(params, ctx)?.map(|s| params.wetland.apply(s));
         if let Some(table) = inputs.optional("areas") {
             if !params.rasters.is_empty() {
                 return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
                     .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
             }
-            return tabular(table, scheme.as_ref(), params.allow_empty_units, ctx);
+            return tabular(table, scheme.as_ref(), params.allow_empty_units, params.wetland, ctx);
         }
         let units = inputs.table("units").map_err(|e| {
             e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
@@ -391,7 +433,7 @@ fn load_scheme(params: &Params, ctx: &StageContext) -> Result<Option<Scheme>, St
         .map(Some)
         .map_err(|e| {
             StageError::data(format!("scheme table {}: {e}", path.display())).with_hint(
-                "classes: cultivated, forest, grassland, water, construction, unused, excluded",
+                "classes: cultivated, forest, grassland, water, construction, unused, wetland, excluded",
             )
         })
 }
@@ -832,7 +874,8 @@ fn from_rasters(
     let mut codes_rows = CodeCols::default();
     let mut area_rows = AreaCols::default();
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    let mut per_unit: Vec<Vec<[(u64, f64); 6]>> = vec![vec![[(0, 0.0); 6]; years.len()]; n_units];
+    let classes = params.wetland.classes();
+    let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; n_units];
     for (yi, (year, _)) in years.iter().enumerate() {
         let res = &year_results[yi];
         for (&(unit, code), &(px, summed)) in &res.codes {
@@ -862,7 +905,7 @@ fn from_rasters(
                     codes_rows.pixels.push(to_i64(px));
                 }
             }
-            for c in LandClass::ALL {
+            for &c in classes {
                 let (px, m2) = per_unit[u][yi][c.index()];
                 area_rows.unit.push(id.clone());
                 area_rows.year.push(*year);
@@ -891,18 +934,18 @@ fn from_rasters(
     let mut tr = TransitionCols::default();
     let mut tt = TransitionCols::default();
     for p in &pair_results {
-        let mut total = [[0.0f64; 6]; 6];
+        let mut total = [[0.0f64; 7]; 7];
         for (u, id) in ids.iter().enumerate() {
-            let mut m = [[0.0f64; 6]; 6];
+            let mut m = [[0.0f64; 7]; 7];
             for (&(_, pair), &(px, summed)) in p.counts.range((u as u32, 0)..=(u as u32, u32::MAX))
             {
                 let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
-                if a < 6 && b < 6 {
+                if a < 7 && b < 7 {
                     m[a][b] += p.area.area_m2(px, summed) / 1e4;
                 }
             }
-            for a in LandClass::ALL {
-                for b in LandClass::ALL {
+            for &a in classes {
+                for &b in classes {
                     let v = m[a.index()][b.index()];
                     total[a.index()][b.index()] += v;
                     tr.unit.push(id.clone());
@@ -914,8 +957,8 @@ fn from_rasters(
                 }
             }
         }
-        for a in LandClass::ALL {
-            for b in LandClass::ALL {
+        for &a in classes {
+            for &b in classes {
                 tt.year_from.push(p.from);
                 tt.year_to.push(p.to);
                 tt.class_from.push(a.as_str());
@@ -1329,12 +1372,18 @@ fn dynamics_table(
             .or_default()
             .push((tr.class_from[r], tr.class_to[r], tr.area_ha[r]));
     }
+    // Wetland rows exist only when the study keeps wetland apart.
+    let dynamics_classes: &[LandClass] = if classes.iter().any(|c| c == "wetland") {
+        &LandClass::WITH_WETLAND
+    } else {
+        &LandClass::ALL
+    };
     let mut out = DynamicsCols::default();
     for (unit, by_year) in &by_unit {
         let years: Vec<i64> = by_year.keys().copied().collect();
         for pair in years.windows(2) {
             let (y1, y2) = (pair[0], pair[1]);
-            for class in LandClass::ALL.map(LandClass::as_str) {
+            for class in dynamics_classes.iter().map(|c| c.as_str()) {
                 let a1 = by_year[&y1].get(class).copied().unwrap_or(0.0);
                 let a2 = by_year[&y2].get(class).copied().unwrap_or(0.0);
                 out.push(
@@ -1413,7 +1462,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
 }
 
-/// Pixel value → class index (0–5) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
+/// Pixel value → class index (0–6) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
 /// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check). A NoData value
 /// above 254 also marks 255, the value it is capped to in transition pairs.
 fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
@@ -1423,7 +1472,7 @@ fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
                 return NO_CLASS;
             }
             match scheme.classify(i64::from(v)) {
-                CodeClass::Class(c) => u8::try_from(c.index()).expect("six classes"),
+                CodeClass::Class(c) => u8::try_from(c.index()).expect("seven classes"),
                 _ => NO_CLASS,
             }
         })
@@ -1739,6 +1788,7 @@ fn tabular(
     t: &arrow_array::RecordBatch,
     scheme: Option<&Scheme>,
     allow_empty: bool,
+    wetland: Wetland,
     ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
     let ids = table::ids(t, "areas", UNIT_ID)?;
@@ -1750,10 +1800,12 @@ fn tabular(
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                LandClass::parse(n).ok_or_else(|| {
-                    StageError::data(format!("`areas` row {} (unit `{}`, year {}): class `{n}` is not a land class", i + 1, ids[i], years[i]))
-                        .with_hint("classes: cultivated, forest, grassland, water, construction, unused (or give a `code` column and a `scheme`)")
-                })
+                match LandClass::parse(n) {
+                    Some(LandClass::Wetland) if wetland == Wetland::Water => Ok(LandClass::Water),
+                    Some(c) => Ok(c),
+                    None => Err(StageError::data(format!("`areas` row {} (unit `{}`, year {}): class `{n}` is not a land class", i + 1, ids[i], years[i]))
+                        .with_hint("classes: cultivated, forest, grassland, water, construction, unused, wetland (or give a `code` column and a `scheme`)")),
+                }
             })
             .collect::<Result<_, _>>()?
     } else if table::has_column(t, "code") {
@@ -1780,7 +1832,7 @@ fn tabular(
             }
         }
         // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
-        return tabular_rows(&ids, &years, &area, &out, allow_empty, ctx);
+        return tabular_rows(&ids, &years, &area, &out, wetland.classes(), allow_empty, ctx);
     } else {
         return Err(
             StageError::column_missing("areas", "class", &table::column_names(t))
@@ -1788,7 +1840,7 @@ fn tabular(
         );
     };
     let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
-    tabular_rows(&ids, &years, &area, &classes, allow_empty, ctx)
+    tabular_rows(&ids, &years, &area, &classes, wetland.classes(), allow_empty, ctx)
 }
 
 fn tabular_rows(
@@ -1796,10 +1848,11 @@ fn tabular_rows(
     years: &[i64],
     area: &[f64],
     classes: &[Option<LandClass>],
+    listed: &[LandClass],
     allow_empty: bool,
     ctx: &StageContext,
 ) -> Result<Outputs, StageError> {
-    let mut sums: BTreeMap<(String, i64), [f64; 6]> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, i64), [f64; 7]> = BTreeMap::new();
     for i in 0..ids.len() {
         let a = area[i];
         if a.is_nan() {
@@ -1829,7 +1882,7 @@ fn tabular_rows(
             .then(area[a].total_cmp(&area[b]))
     });
     for i in order {
-        let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 6]);
+        let entry = sums.entry((ids[i].clone(), years[i])).or_insert([0.0; 7]);
         if let Some(c) = classes[i] {
             entry[c.index()] += area[i];
         }
@@ -1857,7 +1910,7 @@ fn tabular_rows(
         }
         ctx.warn(format!("{text}; kept (`allow_empty_units: true`)"));
     }
-    let n = sums.len() * 6;
+    let n = sums.len() * listed.len();
     let (mut uid, mut yr, mut cl, mut ha) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -1865,7 +1918,7 @@ fn tabular_rows(
         Vec::with_capacity(n),
     );
     for ((id, year), s) in &sums {
-        for c in LandClass::ALL {
+        for &c in listed {
             uid.push(id.clone());
             yr.push(*year);
             cl.push(c.as_str());
@@ -2590,9 +2643,9 @@ mod tests {
             run(serde_json::json!({}), "areas", t).unwrap_err().message
         };
         assert!(
-            bad("wetland", 1.0).contains("unit `C`, year 2015): class `wetland`"),
+            bad("marsh", 1.0).contains("unit `C`, year 2015): class `marsh`"),
             "{}",
-            bad("wetland", 1.0)
+            bad("marsh", 1.0)
         );
         assert!(bad("forest", -1.0).contains("unit `C`, year 2015): area_ha is -1"));
         assert!(bad("forest", f64::NAN).contains("area_ha is missing"));
@@ -3170,5 +3223,152 @@ mod tests {
                 && e.hint.as_deref().is_some_and(|h| h.contains("crs: EPSG")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn wetland_pixels_fold_into_water_or_form_a_seventh_class() {
+        // IGBP 0 is water and 11 permanent wetland; the counts per city are rasterstats' (see
+        // HENAN_RASTERSTATS): 410400 holds 1 px of 11 and 0 px of 0.
+        let count = |unit: &str, code: i64| {
+            HENAN_RASTERSTATS
+                .iter()
+                .find(|(u, _)| *u == unit)
+                .and_then(|(_, list)| list.iter().find(|(c, _)| *c == code))
+                .map_or(0, |(_, px)| *px)
+        };
+        let by_mode = |wetland: Option<&str>| {
+            let mut params = serde_json::json!({ "rasters": { "2019": "mcd12c1_2019_igbp_yrb9.tif" }, "scheme": "igbp" });
+            if let Some(w) = wetland {
+                params["wetland"] = serde_json::json!(w);
+            }
+            run(params, "units", units_table("henan_cities.geojson")).unwrap()
+        };
+        let (default, water, class) = (
+            by_mode(None),
+            by_mode(Some("water")),
+            by_mode(Some("class")),
+        );
+        assert_eq!(areas(&default), areas(&water));
+        assert_eq!(default.outputs["areas"].num_rows(), 18 * 6);
+        assert_eq!(class.outputs["areas"].num_rows(), 18 * 7);
+        let (folded, kept) = (areas(&default), areas(&class));
+        for (unit, _) in HENAN_RASTERSTATS {
+            let key = |c: &str| ((*unit).to_owned(), 2019, c.to_owned());
+            assert_eq!(
+                folded[&key("water")].0,
+                count(unit, 0) + count(unit, 11),
+                "{unit}"
+            );
+            assert_eq!(kept[&key("water")].0, count(unit, 0), "{unit}");
+            assert_eq!(kept[&key("wetland")].0, count(unit, 11), "{unit}");
+            assert!(!folded.contains_key(&key("wetland")));
+            for c in [
+                "cultivated",
+                "forest",
+                "grassland",
+                "construction",
+                "unused",
+            ] {
+                assert_eq!(folded[&key(c)], kept[&key(c)], "{unit} {c}");
+            }
+        }
+        assert_eq!(
+            kept[&("410400".to_owned(), 2019, "wetland".to_owned())].0,
+            1
+        );
+    }
+
+    #[test]
+    fn wetland_class_adds_wetland_rows_to_areas_and_dynamics() {
+        // Yearbook-style code areas (CLCD): 2000 water 5 ha + wetland 10 ha; 2005 wetland 15 ha.
+        let t = TableBuilder::new()
+            .str(UNIT_ID, &["A", "A", "A"])
+            .i64("year", vec![2000, 2000, 2005])
+            .i64("code", vec![5, 9, 9])
+            .f64("area_ha", vec![5.0, 10.0, 15.0])
+            .build()
+            .unwrap();
+        let r = run(
+            serde_json::json!({ "scheme": "clcd", "wetland": "class" }),
+            "areas",
+            t.clone(),
+        )
+        .unwrap();
+        let a = areas(&r);
+        assert_eq!(a[&("A".to_owned(), 2000, "wetland".to_owned())].1, 10.0);
+        assert_eq!(a[&("A".to_owned(), 2000, "water".to_owned())].1, 5.0);
+        // Wetland K = (15 − 10)/10/5 × 100 = 10 %/a; water (0 − 5)/5/5 × 100 = −20 %/a.
+        let d = &r.outputs["dynamics"];
+        let classes = table::strings(d, "d", "class").unwrap();
+        let degree = table::f64s(d, "d", "degree_pct_per_year").unwrap();
+        let get = |c: &str| degree[classes.iter().position(|x| x == c).unwrap()];
+        assert!((get("wetland") - 10.0).abs() < 1e-12);
+        assert!((get("water") + 20.0).abs() < 1e-12);
+        // Folded into water, the 15 ha stay 15 ha: K = 0.
+        let r = run(serde_json::json!({ "scheme": "clcd" }), "areas", t).unwrap();
+        let d = &r.outputs["dynamics"];
+        let classes = table::strings(d, "d", "class").unwrap();
+        assert!(!classes.iter().any(|c| c == "wetland"));
+        let degree = table::f64s(d, "d", "degree_pct_per_year").unwrap();
+        assert_eq!(
+            degree[classes.iter().position(|x| x == "water").unwrap()],
+            0.0
+        );
+
+        // A `class` column naming wetland: 4 ha water + 6 ha wetland.
+        let named = TableBuilder::new()
+            .str(UNIT_ID, &["B", "B"])
+            .i64("year", vec![2010, 2010])
+            .str("class", &["water", "Wetland"])
+            .f64("area_ha", vec![4.0, 6.0])
+            .build()
+            .unwrap();
+        let key = |c: &str| ("B".to_owned(), 2010, c.to_owned());
+        let folded = areas(&run(serde_json::json!({}), "areas", named.clone()).unwrap());
+        assert_eq!(folded[&key("water")].1, 10.0);
+        assert!(!folded.contains_key(&key("wetland")));
+        let kept = areas(&run(serde_json::json!({ "wetland": "class" }), "areas", named).unwrap());
+        assert_eq!((kept[&key("water")].1, kept[&key("wetland")].1), (4.0, 6.0));
+    }
+
+    #[test]
+    fn wetland_class_splits_the_transfer_matrix_without_changing_its_other_cells() {
+        // CLCD with water (5) relabelled wetland: kept apart, the water row and column of the
+        // default matrix move to wetland whole, and every other cell stays as it was.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("scheme.csv");
+        std::fs::write(&csv, "code,class\n0,excluded\n1,cultivated\n2,forest\n3,forest\n4,grassland\n5,wetland\n6,unused\n7,unused\n8,construction\n9,water\n").unwrap();
+        let by_mode = |wetland: &str| {
+            let params = serde_json::json!({
+                "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+                "scheme": csv, "wetland": wetland,
+            });
+            let r = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+            let t = &r.outputs["transitions"];
+            let (u, f, to, a) = (
+                table::ids(t, "t", UNIT_ID).unwrap(),
+                table::strings(t, "t", "class_from").unwrap(),
+                table::strings(t, "t", "class_to").unwrap(),
+                table::f64s(t, "t", "area_ha").unwrap(),
+            );
+            (0..t.num_rows())
+                .map(|i| ((u[i].clone(), f[i].clone(), to[i].clone()), a[i]))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (folded, kept) = (by_mode("water"), by_mode("class"));
+        assert_eq!(folded.len(), 6 * 36);
+        assert_eq!(kept.len(), 6 * 49);
+        let rename = |c: &str| if c == "water" { "wetland" } else { c }.to_owned();
+        let mut moved = 0.0;
+        for ((unit, from, to), area) in &folded {
+            let cell = (unit.clone(), rename(from), rename(to));
+            assert_eq!(kept[&cell], *area, "{cell:?}");
+            if from == "water" || to == "water" {
+                moved += area;
+                assert_eq!(kept[&(unit.clone(), from.clone(), to.clone())], 0.0);
+            }
+        }
+        // U2 holds 60 px of water in 2000 (expected_pixels), 0.09 ha each.
+        assert!(moved >= 60.0 * 0.09 - 1e-9, "{moved}");
     }
 }

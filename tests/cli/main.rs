@@ -15,3 +15,4 @@ mod report;
 mod row_order;
 mod run;
 mod studies;
+mod wetland;
