@@ -317,7 +317,7 @@ fn a_failing_worker_prints_its_error_and_exits_by_tier() {
     let invocation = serde_json::json!({
         "stage": "units",
         "kind": "ingest",
-        "version": 1,
+        "version": 2,
         "params": { "path": "data/missing.csv", "id_column": "unit_id" },
         "study_dir": study_dir,
         "inputs": {},
