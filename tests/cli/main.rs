@@ -9,3 +9,4 @@ mod png;
 mod report;
 mod run;
 mod studies;
+mod sweep;
