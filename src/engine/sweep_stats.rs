@@ -183,6 +183,47 @@ mod tests {
         assert!((quantile_sorted(&xs, 0.95) - 4.8).abs() < 1e-15);
     }
 
+    fn csv(name: &str) -> Vec<Vec<String>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sweep")
+            .join(name);
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn spearman_and_prcc_match_scipy_and_pingouin() {
+        // tests/fixtures/sweep: scipy.stats.spearmanr and pingouin.partial_corr(method="spearman").
+        let rows: Vec<Vec<f64>> = csv("samples.csv")
+            .iter()
+            .map(|r| r.iter().map(|x| x.parse().unwrap()).collect())
+            .collect();
+        let params: Vec<Vec<f64>> = rows.iter().map(|r| r[..3].to_vec()).collect();
+        let y: Vec<f64> = rows.iter().map(|r| r[3]).collect();
+        let prcc = prcc(&params, &y);
+        for (j, expected) in csv("expected.csv").iter().enumerate() {
+            let xj: Vec<f64> = params.iter().map(|r| r[j]).collect();
+            let want_s: f64 = expected[1].parse().unwrap();
+            let want_p: f64 = expected[2].parse().unwrap();
+            let got_s = spearman(&xj, &y).unwrap();
+            let got_p = prcc[j].unwrap();
+            assert!(
+                (got_s - want_s).abs() < 1e-12,
+                "{}: spearman {got_s} vs {want_s}",
+                expected[0]
+            );
+            assert!(
+                (got_p - want_p).abs() < 1e-12,
+                "{}: prcc {got_p} vs {want_p}",
+                expected[0]
+            );
+        }
+    }
+
     #[test]
     fn constant_sides_have_no_correlation() {
         assert_eq!(spearman(&[1.0, 2.0, 3.0], &[5.0, 5.0, 5.0]), None);
