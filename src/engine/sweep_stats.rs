@@ -145,11 +145,12 @@ fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
             continue;
         }
         a.swap(col, pivot);
-        for r in 0..p {
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col] / a[col][col];
-                for c in col..=p {
-                    a[r][c] -= f * a[col][c];
+                let f = row[col] / pivot_row[col];
+                for (x, y) in row.iter_mut().zip(&pivot_row).skip(col) {
+                    *x -= f * y;
                 }
             }
         }
