@@ -145,11 +145,12 @@ fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
             continue;
         }
         a.swap(col, pivot);
-        for r in 0..p {
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col] / a[col][col];
-                for c in col..=p {
-                    a[r][c] -= f * a[col][c];
+                let f = row[col] / pivot_row[col];
+                for (x, y) in row.iter_mut().zip(&pivot_row).skip(col) {
+                    *x -= f * y;
                 }
             }
         }
@@ -181,6 +182,47 @@ mod tests {
         assert!((quantile_sorted(&xs, 0.05) - 1.2).abs() < 1e-15);
         assert!((quantile_sorted(&xs, 0.5) - 3.0).abs() < 1e-15);
         assert!((quantile_sorted(&xs, 0.95) - 4.8).abs() < 1e-15);
+    }
+
+    fn csv(name: &str) -> Vec<Vec<String>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sweep")
+            .join(name);
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn spearman_and_prcc_match_scipy_and_pingouin() {
+        // tests/fixtures/sweep: scipy.stats.spearmanr and pingouin.partial_corr(method="spearman").
+        let rows: Vec<Vec<f64>> = csv("samples.csv")
+            .iter()
+            .map(|r| r.iter().map(|x| x.parse().unwrap()).collect())
+            .collect();
+        let params: Vec<Vec<f64>> = rows.iter().map(|r| r[..3].to_vec()).collect();
+        let y: Vec<f64> = rows.iter().map(|r| r[3]).collect();
+        let prcc = prcc(&params, &y);
+        for (j, expected) in csv("expected.csv").iter().enumerate() {
+            let xj: Vec<f64> = params.iter().map(|r| r[j]).collect();
+            let want_s: f64 = expected[1].parse().unwrap();
+            let want_p: f64 = expected[2].parse().unwrap();
+            let got_s = spearman(&xj, &y).unwrap();
+            let got_p = prcc[j].unwrap();
+            assert!(
+                (got_s - want_s).abs() < 1e-12,
+                "{}: spearman {got_s} vs {want_s}",
+                expected[0]
+            );
+            assert!(
+                (got_p - want_p).abs() < 1e-12,
+                "{}: prcc {got_p} vs {want_p}",
+                expected[0]
+            );
+        }
     }
 
     #[test]

@@ -505,6 +505,46 @@ pub fn stacked_bars(
     s
 }
 
+/// A tornado chart: one horizontal bar per label, longest first, from −1 to 1 around zero
+/// (for correlations such as PRCC).
+pub fn tornado_chart(title: &str, bars: &[(String, f64)], x_label: &str) -> String {
+    let mut bars: Vec<&(String, f64)> = bars.iter().filter(|b| b.1.is_finite()).collect();
+    bars.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+    let (label_w, bar_w, row_h) = (330.0, 300.0, 22.0);
+    let h = 60.0 + row_h * bars.len() as f64;
+    let zero = label_w + bar_w / 2.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\"><text x=\"4\" y=\"16\" font-weight=\"bold\" font-size=\"13\">{t}</text>",
+        w = label_w + bar_w + 20.0,
+        t = escape(title)
+    );
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 30.0 + row_h * i as f64;
+        let len = v.abs().min(1.0) * bar_w / 2.0;
+        let x = if *v < 0.0 { zero - len } else { zero };
+        let colour = super::palette::diverging(if *v >= 0.0 { 0.8 } else { -0.8 });
+        let _ = write!(
+            s,
+            "<text x=\"{lx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{l}</text><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{len:.1}\" height=\"{bh}\" fill=\"{colour}\"><title>{l}: {val}</title></rect>",
+            lx = label_w - 6.0,
+            ty = y + 13.0,
+            l = escape(label),
+            bh = row_h - 6.0,
+            val = fmt_num(*v)
+        );
+    }
+    let bottom = 30.0 + row_h * bars.len() as f64;
+    let _ = write!(
+        s,
+        "<line x1=\"{zero}\" y1=\"26\" x2=\"{zero}\" y2=\"{bottom}\" stroke=\"#333\"/><text x=\"{zero}\" y=\"{ly}\" font-size=\"11\" text-anchor=\"middle\">{xl} (−1 … 1)</text></svg>",
+        ly = bottom + 18.0,
+        xl = escape(x_label)
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,11 +12,13 @@ use std::fmt::Write as _;
 
 use geo::MultiPolygon;
 
-use super::charts::{Series, bar_chart, fmt_cell, fmt_num, line_chart, stacked_bars};
+use super::charts::{
+    Series, bar_chart, fmt_cell, fmt_num, line_chart, stacked_bars, tornado_chart,
+};
 use super::classing::{Classing, breaks, class_of};
 use super::palette;
 use super::projection::Albers;
-use super::svg_map::{LegendEntry, MapLayer, escape, map_svg, project_units};
+use super::svg_map::{LegendEntry, MapLayer, ProjectedUnits, escape, map_svg, project_units};
 
 /// Pixel width of the main maps and of the small multiples.
 const MAP_W: f64 = 520.0;
@@ -146,6 +148,19 @@ pub struct ReportData {
     pub albers: Option<Albers>,
     /// Show carbon masses as CO₂ (× 44/12) instead of C.
     pub co2: bool,
+    /// What a `sweep` stage found, when its outputs are wired.
+    pub robustness: Robustness,
+}
+
+/// The robustness of the results under a `sweep`'s sampled parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Robustness {
+    /// unit → (modal zone, its probability over the draws), from `<zone>_summary`.
+    pub modal_zone: BTreeMap<String, (String, f64)>,
+    /// (convention, unit → probability of the `payer` role in the map year), from `<role>_summary`.
+    pub payer: Option<(String, BTreeMap<String, f64>)>,
+    /// (collected name, parameter, PRCC), from `sensitivity`.
+    pub prcc: Vec<(String, String, f64)>,
 }
 
 /// Molar mass ratio CO₂ : C, for the CO₂ view (a presentation option; outputs stay in t C).
@@ -714,6 +729,8 @@ pub fn render(data: &ReportData) -> String {
         );
     }
 
+    robustness_section(&mut h, data, &big);
+
     // Zones.
     if let Some(zones) = &data.zones {
         h.push_str("<h2 id=\"zones\">Zone summary</h2>\n");
@@ -958,4 +975,91 @@ fn inequality_table(h: &mut String, data: &ReportData) {
         );
     }
     h.push_str("</table>\n");
+}
+
+/// A map of probabilities in fixed classes, so low values (results that are not robust) stand
+/// out the same way in every report.
+fn probability_layer<'a>(
+    data: &ReportData,
+    title: &'a str,
+    legend_title: &'a str,
+    value_of: &dyn Fn(&str) -> Option<(f64, String)>,
+) -> MapLayer<'a> {
+    const BOUNDS: [f64; 5] = [0.5, 0.75, 0.9, 0.99, 1.0];
+    const LABELS: [&str; 5] = ["< 0.5", "0.5 – 0.75", "0.75 – 0.9", "0.9 – 0.99", "≥ 0.99"];
+    let class = |p: f64| {
+        BOUNDS
+            .iter()
+            .position(|&b| p < b)
+            .unwrap_or(BOUNDS.len() - 1)
+    };
+    let colour = |k: usize| palette::sequential(k as f64 / (BOUNDS.len() - 1) as f64);
+    let mut fills = Vec::with_capacity(data.units.len());
+    let mut tooltips = Vec::with_capacity(data.units.len());
+    for u in &data.units {
+        match value_of(&u.id) {
+            Some((p, what)) => {
+                fills.push(colour(class(p)));
+                tooltips.push(format!("{} {}: {what} {}", u.id, u.name, fmt_num(p)));
+            }
+            None => {
+                fills.push(palette::NO_DATA.to_owned());
+                tooltips.push(format!("{} {}: no data", u.id, u.name));
+            }
+        }
+    }
+    let legend = LABELS
+        .iter()
+        .enumerate()
+        .map(|(k, l)| LegendEntry {
+            colour: colour(k),
+            label: (*l).to_owned(),
+        })
+        .collect();
+    MapLayer {
+        title,
+        legend_title,
+        fills,
+        tooltips,
+        legend,
+    }
+}
+
+/// Robustness under a sweep: the modal zone's probability, the probability of paying, and a
+/// tornado chart of PRCC per collected name.
+fn robustness_section(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
+    let r = &data.robustness;
+    if r.modal_zone.is_empty() && r.payer.is_none() && r.prcc.is_empty() {
+        return;
+    }
+    h.push_str("<h2 id=\"robustness\">Robustness</h2>\n<p class=\"note\">From a <code>sweep</code> stage: the share of draws of the sampled coefficients and factors in which each unit falls in its most frequent (modal) zone, and in which it pays compensation; pale units are robust, dark ones change with defensible parameter choices. The tornado charts rank the parameters by their partial rank correlation (PRCC, Marino et al. 2008) with each collected result.</p>\n<div class=\"grid\">\n");
+    if !r.modal_zone.is_empty() {
+        let title = "Probability of the modal zone".to_owned();
+        let layer = probability_layer(data, &title, "P(modal zone)", &|id| {
+            r.modal_zone.get(id).map(|(z, p)| (*p, format!("{z},")))
+        });
+        map_cell(h, &title, &map_svg(big, &layer, false));
+    }
+    if let Some((convention, payer)) = &r.payer {
+        let title = format!("Probability of paying ({convention}), {}", data.year);
+        let layer = probability_layer(data, &title, "P(payer)", &|id| {
+            payer.get(id).map(|p| (*p, "P(payer) =".to_owned()))
+        });
+        map_cell(h, &title, &map_svg(big, &layer, false));
+    }
+    let outputs: BTreeSet<&str> = r.prcc.iter().map(|x| x.0.as_str()).collect();
+    for output in outputs {
+        let bars: Vec<(String, f64)> = r
+            .prcc
+            .iter()
+            .filter(|x| x.0 == output)
+            .map(|x| (x.1.clone(), x.2))
+            .collect();
+        let _ = write!(
+            h,
+            "<div class=\"cell\">{}</div>",
+            tornado_chart(&format!("What moves `{output}`"), &bars, "PRCC")
+        );
+    }
+    h.push_str("</div>\n");
 }

@@ -11,7 +11,9 @@ use crate::engine::stage::{
 };
 use crate::report::classing::Classing;
 use crate::report::geojson_out::{Feature, Prop, feature_collection};
-use crate::report::html::{Flow, InequalityRow, ReportData, UnitShape, VARIABLES, render};
+use crate::report::html::{
+    Flow, InequalityRow, ReportData, Robustness, UnitShape, VARIABLES, render,
+};
 use crate::report::projection::Albers;
 use crate::table::{TableBuilder, f64s, has_column, i64s, ids, polygons, strings};
 
@@ -108,7 +110,7 @@ pub struct Params {
     pub mass: Mass,
 }
 
-const PORTS: [&str; 10] = [
+const PORTS: [&str; 13] = [
     "units",
     "indices",
     "inequality",
@@ -119,6 +121,9 @@ const PORTS: [&str; 10] = [
     "compensation",
     "functional_areas",
     "landuse",
+    "zone_summary",
+    "role_summary",
+    "sensitivity",
 ];
 
 impl Stage for Report {
@@ -219,6 +224,9 @@ impl Stage for Report {
                 .with_columns(["unit_id", "year", "role"]),
             Port::optional("functional_areas", "unit → main-functional-area lookup").with_columns(["unit_id".to_owned(), params.category_column.clone()]),
             Port::optional("landuse", "`landuse`'s `areas`: unit_id, year, class, area_ha").with_columns(["year", "class", "area_ha"]),
+            Port::optional("zone_summary", "a `sweep`'s summary of a collected zone column: unit_id, modal_category, modal_probability").with_columns(["unit_id", "modal_category", "modal_probability"]),
+            Port::optional("role_summary", "a `sweep`'s summary of `compensation.role`: unit_id, year, convention, category, probability (of `payer`: the probability of paying)").with_columns(["unit_id", "year", "convention", "category", "probability"]),
+            Port::optional("sensitivity", "a `sweep`'s `sensitivity`: output, parameter, prcc (tornado charts)").with_columns(["output", "parameter", "prcc"]),
         ]
     }
 
@@ -485,6 +493,8 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
         }
     }
 
+    let robustness = robustness(params, inputs, year)?;
+
     let mut provenance: Vec<(String, String)> = vec![
         (
             "engine".into(),
@@ -551,7 +561,52 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             ..Albers::china()
         }),
         co2: params.mass == Mass::Co2,
+        robustness,
     })
+}
+
+/// What a wired `sweep` says: each unit's modal zone and its probability, its probability of
+/// paying under the shown convention in the map year, and each parameter's PRCC.
+fn robustness(params: &Params, inputs: &Inputs, year: i64) -> Result<Robustness, StageError> {
+    let mut r = Robustness::default();
+    if let Some(t) = inputs.optional("zone_summary") {
+        let ids = ids(t, "zone_summary", "unit_id")?;
+        let modal = strings(t, "zone_summary", "modal_category")?;
+        let p = f64s(t, "zone_summary", "modal_probability")?;
+        for ((u, z), p) in ids.into_iter().zip(modal).zip(p) {
+            r.modal_zone.insert(u, (z, p));
+        }
+    }
+    if let Some(t) = inputs.optional("role_summary") {
+        let conventions = strings(t, "role_summary", "convention")?;
+        let shown = match &params.convention {
+            Some(c) => c.clone(),
+            None => conventions.iter().min().cloned().unwrap_or_default(),
+        };
+        let ids = ids(t, "role_summary", "unit_id")?;
+        let years = i64s(t, "role_summary", "year")?;
+        let category = strings(t, "role_summary", "category")?;
+        let p = f64s(t, "role_summary", "probability")?;
+        let mut payer = BTreeMap::new();
+        for i in 0..ids.len() {
+            if years[i] == year && conventions[i] == shown && category[i] == "payer" {
+                payer.insert(ids[i].clone(), p[i]);
+            }
+        }
+        r.payer = Some((shown, payer));
+    }
+    if let Some(t) = inputs.optional("sensitivity") {
+        let output = strings(t, "sensitivity", "output")?;
+        let parameter = strings(t, "sensitivity", "parameter")?;
+        let prcc = f64s(t, "sensitivity", "prcc")?;
+        r.prcc = output
+            .into_iter()
+            .zip(parameter)
+            .zip(prcc)
+            .map(|((o, p), v)| (o, p, v))
+            .collect();
+    }
+    Ok(r)
 }
 
 /// BLAKE3 of the table's deterministic Parquet encoding.
@@ -865,6 +920,83 @@ mod tests {
         let (names, warned) = warnings(renamed("name", "label"), &p);
         assert_eq!(names.unwrap()[0], "A");
         assert!(warned.is_empty());
+    }
+
+    #[test]
+    fn robustness_maps_the_modal_zone_and_payer_probabilities_and_ranks_parameters() {
+        let ids = ["410100", "410101", "410102", "410103"];
+        let zone_summary = TableBuilder::new()
+            .str("unit_id", &ids)
+            .str("modal_category", &["a", "a", "b", "b"])
+            .f64("modal_probability", vec![1.0, 0.55, 0.95, 0.4])
+            .build()
+            .unwrap();
+        // Two conventions and two years: only 2020 under `x` counts.
+        let mut uid = Vec::new();
+        let (mut year, mut conv, mut cat, mut p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, u) in ids.iter().enumerate() {
+            for (y, c) in [(2015, "x"), (2020, "x"), (2020, "y")] {
+                for (category, share) in [
+                    ("payer", 0.25 * i as f64),
+                    ("receiver", 1.0 - 0.25 * i as f64),
+                ] {
+                    uid.push((*u).to_owned());
+                    year.push(y);
+                    conv.push(c);
+                    cat.push(category);
+                    p.push(if y == 2020 && c == "x" { share } else { 0.999 });
+                }
+            }
+        }
+        let role_summary = TableBuilder::new()
+            .str("unit_id", &uid)
+            .i64("year", year)
+            .str("convention", &conv)
+            .str("category", &cat)
+            .f64("probability", p)
+            .build()
+            .unwrap();
+        let sensitivity = TableBuilder::new()
+            .str("output", &["nce", "nce", "zone"])
+            .str("parameter", &["small.param", "big.param", "big.param"])
+            .f64("prcc", vec![0.1, -0.9, 0.5])
+            .build()
+            .unwrap();
+        let mut params = params();
+        params.convention = Some("x".into());
+        let (html, _) = run(
+            vec![
+                ("units", units_table()),
+                ("indices", indices_table()),
+                ("zone_summary", zone_summary),
+                ("role_summary", role_summary),
+                ("sensitivity", sensitivity),
+            ],
+            &params,
+        );
+        assert!(
+            html.contains("Probability of the modal zone"),
+            "modal-zone map"
+        );
+        assert!(
+            html.contains("410101 B: a, 0.55"),
+            "tooltip carries the modal zone"
+        );
+        assert!(
+            html.contains("Probability of paying (x), 2020"),
+            "payer map"
+        );
+        // 410103 pays in 0.75 of the draws (2020, convention x), not 0.999.
+        assert!(
+            html.contains("410103 E: P(payer) = 0.75"),
+            "payer probability"
+        );
+        let tornado = &html[html.find("What moves `nce`").unwrap()..];
+        assert!(
+            tornado.find("big.param").unwrap() < tornado.find("small.param").unwrap(),
+            "the largest |PRCC| comes first"
+        );
+        assert!(html.contains("What moves `zone`"));
     }
 
     #[test]

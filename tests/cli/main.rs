@@ -16,3 +16,4 @@ mod row_order;
 mod run;
 mod studies;
 mod wetland;
+mod sweep;
