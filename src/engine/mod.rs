@@ -3,8 +3,8 @@
 
 pub mod cache;
 pub mod error;
-pub mod interrupt;
 pub mod finite;
+pub mod interrupt;
 pub mod invocation;
 pub mod key;
 pub mod pattern;

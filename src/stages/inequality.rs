@@ -333,11 +333,8 @@ fn gini_family(
         Err(e @ (GiniError::TooFewUnits { .. } | GiniError::ZeroTotal { .. })) => {
             ctx.warn_kind(
                 "gini_undefined",
-                format!(
-                "{}: {}; its gini is null",
-                group_name(at),
-                fail(e).message
-            ));
+                format!("{}: {}; its gini is null", group_name(at), fail(e).message),
+            );
             None
         }
         Err(e) => return Err(fail(e)),

@@ -364,7 +364,13 @@ and reclassified into the same `areas` table.";
                 return Err(StageError::data("`landuse` got both `rasters` and an `areas` input")
                     .with_hint("use rasters with `inputs: { units: ... }`, or a table with `inputs: { areas: ... }`"));
             }
-            return tabular(table, scheme.as_ref(), params.allow_empty_units, params.wetland, ctx);
+            return tabular(
+                table,
+                scheme.as_ref(),
+                params.allow_empty_units,
+                params.wetland,
+                ctx,
+            );
         }
         let units = inputs.table("units").map_err(|e| {
             e.with_hint("wire `units: <ingest stage>` (polygons) or `areas: <table>`")
@@ -1832,7 +1838,15 @@ fn tabular(
             }
         }
         // Excluded codes (fill, sea) are dropped; keep a placeholder to align rows.
-        return tabular_rows(&ids, &years, &area, &out, wetland.classes(), allow_empty, ctx);
+        return tabular_rows(
+            &ids,
+            &years,
+            &area,
+            &out,
+            wetland.classes(),
+            allow_empty,
+            ctx,
+        );
     } else {
         return Err(
             StageError::column_missing("areas", "class", &table::column_names(t))
@@ -1840,7 +1854,15 @@ fn tabular(
         );
     };
     let classes: Vec<Option<LandClass>> = classes.into_iter().map(Some).collect();
-    tabular_rows(&ids, &years, &area, &classes, wetland.classes(), allow_empty, ctx)
+    tabular_rows(
+        &ids,
+        &years,
+        &area,
+        &classes,
+        wetland.classes(),
+        allow_empty,
+        ctx,
+    )
 }
 
 fn tabular_rows(

@@ -15,5 +15,5 @@ mod report;
 mod row_order;
 mod run;
 mod studies;
-mod wetland;
 mod sweep;
+mod wetland;

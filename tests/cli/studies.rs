@@ -164,8 +164,7 @@ fn yearbook_study_equals_the_demonstration_study() {
             let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
             let scale = row_scale(&xs);
             assert!(
-                xs.len() == ys.len()
-                    && xs.iter().zip(&ys).all(|(p, q)| fields_agree(p, q, scale)),
+                xs.len() == ys.len() && xs.iter().zip(&ys).all(|(p, q)| fields_agree(p, q, scale)),
                 "{name:?} line {}: {x} vs {y}",
                 line + 1
             );
