@@ -343,7 +343,7 @@ fn a_failing_worker_prints_its_error_and_exits_by_tier() {
         "old.json",
         &invocation
             .to_string()
-            .replace("\"version\":1", "\"version\":99"),
+            .replace("\"version\":2", "\"version\":99"),
     );
     let out = s.run(&["worker", "old.json", "--out", "worker-old"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
