@@ -285,27 +285,33 @@ fn fuel_rows(
     Ok(rows)
 }
 
+/// A parameter (`fuel_units`, `absent_fuels`) that names a fuel the factor table does not have.
+fn refuse_unknown_fuels<'a>(
+    param: &str,
+    mut named: impl Iterator<Item = &'a String>,
+    rows: &[FuelRow],
+) -> Result<(), StageError> {
+    let Some(fuel) = named.find(|f| !rows.iter().any(|r| &r.fuel == *f)) else {
+        return Ok(());
+    };
+    Err(StageError::data(format!(
+        "`{param}` names `{fuel}`, which the energy factors do not have"
+    ))
+    .with_hint(format!(
+        "fuels: {}",
+        rows.iter()
+            .map(|r| r.fuel.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
 /// The fuels counted, with factors per unit of the energy table's column.
 fn fuel_factors(
     params: &Params,
     rows: &[FuelRow],
 ) -> Result<Vec<(String, String, FuelFactor)>, StageError> {
-    if let Some(fuel) = params
-        .fuel_units
-        .keys()
-        .find(|f| !rows.iter().any(|r| &r.fuel == *f))
-    {
-        return Err(StageError::data(format!(
-            "`fuel_units` names `{fuel}`, which the energy factors do not have"
-        ))
-        .with_hint(format!(
-            "fuels: {}",
-            rows.iter()
-                .map(|r| r.fuel.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    refuse_unknown_fuels("fuel_units", params.fuel_units.keys(), rows)?;
     let mut out = Vec::new();
     for r in rows {
         if r.fuel == "electricity" && params.include_electricity != Some(true) {
@@ -919,22 +925,7 @@ fn check_energy_columns(
     }
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     refuse_unused_columns(table, &label, &known, &known, &params.ignore_columns)?;
-    if let Some(fuel) = params
-        .absent_fuels
-        .iter()
-        .find(|f| !rows.iter().any(|r| &r.fuel == *f))
-    {
-        return Err(StageError::data(format!(
-            "`absent_fuels` names `{fuel}`, which the energy factors do not have"
-        ))
-        .with_hint(format!(
-            "fuels: {}",
-            rows.iter()
-                .map(|r| r.fuel.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    refuse_unknown_fuels("absent_fuels", params.absent_fuels.iter(), rows)?;
     for ((fuel, unit, _), column) in factors.iter().zip(columns) {
         let listed = params.absent_fuels.contains(fuel);
         match column {

@@ -921,15 +921,15 @@ fn from_rasters(
             }
         }
     }
-    let mut by_year: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut by_year: BTreeMap<i64, (Vec<String>, u64)> = BTreeMap::new();
     for ((year, code), px) in &unmapped {
-        by_year
-            .entry(*year)
-            .or_default()
-            .push(format!("{code} ({px} px)"));
+        let (list, total) = by_year.entry(*year).or_default();
+        list.push(format!("{code} ({px} px)"));
+        *total += px;
     }
-    for (year, list) in by_year {
-        ctx.warn_kind("codes_outside_scheme", format!(
+    // The year losing the most pixels is the worst example of the summary.
+    for (year, (list, total_px)) in by_year {
+        ctx.warn_scored("codes_outside_scheme", total_px as f64, format!(
             "year {year}: codes not in scheme `{}` left out of `areas` (see output `codes`): {}",
             scheme.name,
             list.join(", ")
