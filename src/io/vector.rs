@@ -431,50 +431,55 @@ fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
             .filter(|&end| end <= bytes.len())
             .ok_or_else(|| format!("record {record} declares {words} 16-bit words of content, beyond the end of the file"))?;
         let content_len = end - pos - 8;
-        if content_len >= 4 {
-            let shape_type = int_at(pos + 8, false);
-            // The fixed part of the record: type, bounding box and the counts (parts, points).
-            let needed = match shape_type {
-                3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
-                8 | 18 | 28 => 40,
-                _ => 0,
+        // Every record holds at least its shape type; the reader would otherwise take the
+        // type and counts from the bytes of the records after it.
+        if content_len < 4 {
+            return Err(format!(
+                "record {record} is {content_len} bytes, too short to hold its shape type"
+            ));
+        }
+        let shape_type = int_at(pos + 8, false);
+        // The fixed part of the record: type, bounding box and the counts (parts, points).
+        let needed = match shape_type {
+            3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
+            8 | 18 | 28 => 40,
+            _ => 0,
+        };
+        if needed > 0 {
+            if content_len < needed {
+                return Err(format!(
+                    "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
+                ));
+            }
+            // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
+            let (parts, points) = if needed == 44 {
+                (int_at(pos + 8 + 36, false), int_at(pos + 8 + 40, false))
+            } else {
+                (0, int_at(pos + 8 + 36, false))
             };
-            if needed > 0 {
-                if content_len < needed {
+            let fits = u64::try_from(parts)
+                .ok()
+                .zip(u64::try_from(points).ok())
+                .is_some_and(|(parts, points)| {
+                    needed as u64 + 4 * parts + 16 * points <= content_len as u64
+                });
+            if !fits {
+                return Err(format!(
+                    "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
+                ));
+            }
+            // Each part starts at a point index, in order: the reader sizes rings from them.
+            let starts = (0..usize::try_from(parts).unwrap_or(0))
+                .map(|i| int_at(pos + 8 + 44 + 4 * i, false));
+            let mut previous = 0;
+            for (i, start) in starts.enumerate() {
+                if start < previous || start >= points || (i == 0 && start != 0) {
                     return Err(format!(
-                        "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
+                        "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
+                        i + 1
                     ));
                 }
-                // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
-                let (parts, points) = if needed == 44 {
-                    (int_at(pos + 8 + 36, false), int_at(pos + 8 + 40, false))
-                } else {
-                    (0, int_at(pos + 8 + 36, false))
-                };
-                let fits = u64::try_from(parts)
-                    .ok()
-                    .zip(u64::try_from(points).ok())
-                    .is_some_and(|(parts, points)| {
-                        needed as u64 + 4 * parts + 16 * points <= content_len as u64
-                    });
-                if !fits {
-                    return Err(format!(
-                        "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
-                    ));
-                }
-                // Each part starts at a point index, in order: the reader sizes rings from them.
-                let starts = (0..usize::try_from(parts).unwrap_or(0))
-                    .map(|i| int_at(pos + 8 + 44 + 4 * i, false));
-                let mut previous = 0;
-                for (i, start) in starts.enumerate() {
-                    if start < previous || start >= points || (i == 0 && start != 0) {
-                        return Err(format!(
-                            "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
-                            i + 1
-                        ));
-                    }
-                    previous = start;
-                }
+                previous = start;
             }
         }
         pos = end;
@@ -931,6 +936,22 @@ mod tests {
         assert_eq!(
             err.message,
             "u.shp: record 1: part 1 starts at point -3, outside 0..5 or before the part ahead of it"
+        );
+    }
+
+    #[test]
+    fn shp_record_without_content_is_an_error_not_an_allocation() {
+        // Found by the fuzzer: record 1 declares 0 words of content, and the crate read the
+        // shape type and a part count of 1,098,907,648 from the bytes after it (4.4 GB).
+        let err = read_shapefile(
+            &corpus("shapefile/fuzz_record_without_content.shp"),
+            Path::new("u.shp"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "u.shp: record 1 is 0 bytes, too short to hold its shape type"
         );
     }
 
