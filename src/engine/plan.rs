@@ -11,7 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::engine::error::{Diagnostic, SourceSpan};
 use crate::engine::key::Digest;
 use crate::engine::spec::{SourceText, SpecFile, StageSpec};
-use crate::engine::stage::{OutputDecl, PreparedStage, StageEntry, StageError};
+use crate::engine::stage::{OutputDecl, Port, PreparedStage, StageEntry, StageError};
 use crate::engine::suggest::did_you_mean;
 
 /// Formats a stage's outputs can be published in.
@@ -126,6 +126,15 @@ struct Draft<'s> {
     outputs: Vec<OutputDecl>,
 }
 
+/// Where the study lives: its directory as written (normalised) and with links resolved.
+struct StudyDirs {
+    dir: PathBuf,
+    real: PathBuf,
+}
+
+/// A stage's resolved source files and the names of those that may be absent.
+type StageSources = (BTreeMap<String, PathBuf>, BTreeSet<String>);
+
 /// Builds the plan.
 pub fn build(
     spec: SpecFile,
@@ -134,165 +143,263 @@ pub fn build(
 ) -> Result<Plan, Diagnostic> {
     let src = &spec.source;
     let study_dir = normalise(&spec.dir());
-    let study_dir_real = study_dir
-        .canonicalize()
-        .unwrap_or_else(|_| study_dir.clone());
+    let dirs = StudyDirs {
+        real: study_dir
+            .canonicalize()
+            .unwrap_or_else(|_| study_dir.clone()),
+        dir: study_dir,
+    };
     let study_id = Digest::of(absolute(&spec.source.path).to_string_lossy().as_bytes());
 
-    // 1. Kinds and parameters.
-    let mut drafts = Vec::with_capacity(spec.stages.len());
-    for stage in &spec.stages {
-        let Some(entry) = registry.iter().copied().find(|e| e.kind() == stage.kind) else {
-            let kinds: Vec<&str> = registry.iter().map(|e| e.kind()).collect();
-            let hint = match did_you_mean(&stage.kind, kinds.iter().copied()) {
-                Some(k) => format!("did you mean `{k}`? (`pipeline stages` lists every kind)"),
-                None => format!(
-                    "the kinds are: {} (`pipeline stages` documents them)",
-                    kinds.join(", ")
-                ),
-            };
-            return Err(Diagnostic::user(format!(
-                "stage `{}`: unknown kind `{}`",
-                stage.name, stage.kind
-            ))
-            .at(
-                src,
-                src.find_key(stage.line, "kind")
-                    .and_then(|k| src.find_text(k.line, &stage.kind))
-                    .or_else(|| src.find_key(stage.line, "kind")),
-            )
-            .with_hint(hint));
-        };
-        let prepared = entry.prepare(stage.params.clone()).map_err(|e| {
-            if let Some(d) = param_error(entry, stage, src, &study_dir, &e) {
-                return d;
-            }
-            let unknown = field_named(&e.message, "unknown field `");
-            let span = unknown
-                .or_else(|| field_named(&e.message, "field `"))
-                .and_then(|field| src.find_key(stage.line, field))
-                .or_else(|| src.find_key(stage.line, &stage.name));
-            let mut d =
-                Diagnostic::user(format!("stage `{}`: {}", stage.name, e.message)).at(src, span);
-            d.causes = e.causes.clone();
-            d.hint = e.hint.clone();
-            let params = entry.params_doc().iter().map(|p| p.name);
-            if let Some(suggestion) = unknown.and_then(|u| did_you_mean(u, params)) {
-                d.hint = Some(format!("did you mean `{suggestion}`?"));
-            }
-            d
-        })?;
-        let outputs = prepared.outputs();
-        drafts.push(Draft {
-            spec: stage,
-            entry,
-            prepared,
-            outputs,
-        });
-    }
-
-    // 2. Wiring.
-    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
-    let mut wires: Vec<BTreeMap<String, Wire>> = Vec::with_capacity(drafts.len());
+    let mut drafts = spec
+        .stages
+        .iter()
+        .map(|stage| draft_stage(stage, registry, src, &dirs.dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut wires = wire_stages(&drafts, src)?;
+    attach_sweeps(&mut drafts, &mut wires, src)?;
+    let order = order_stages(&drafts, &wires, src)?;
+    check_declared_columns(&drafts, &wires, src)?;
+    let mut sources = Vec::with_capacity(drafts.len());
     for d in &drafts {
+        sources.push(resolve_sources(d, &dirs, options, src)?);
+        check_publish_formats(d, src)?;
+    }
+    if drafts.iter().any(|d| !d.spec.publish.is_empty()) && spec.outputs.is_none() {
+        return Err(Diagnostic::user(
+            "stages publish outputs but the study has no `outputs:` folder",
+        )
+        .at(
+            src,
+            Some(SourceSpan {
+                line: 1,
+                column: 1,
+                len: 1,
+            }),
+        )
+        .with_hint("add `outputs: out/<study>` at the top level"));
+    }
+    let stages = assemble(drafts, &wires, sources, &order);
+    let outputs_dir = match &spec.outputs {
+        Some(o) => Some(outputs_folder(src, o, &dirs.dir, &dirs.real, options)?),
+        None => None,
+    };
+    Ok(Plan {
+        spec,
+        study_dir: dirs.dir,
+        study_id,
+        outputs_dir,
+        stages,
+    })
+}
+
+/// Step 1: the stage's kind looked up in the registry and its parameters typed.
+fn draft_stage<'s>(
+    stage: &'s StageSpec,
+    registry: &[&'static dyn StageEntry],
+    src: &SourceText,
+    study_dir: &Path,
+) -> Result<Draft<'s>, Diagnostic> {
+    let Some(entry) = registry.iter().copied().find(|e| e.kind() == stage.kind) else {
+        return Err(unknown_kind(stage, registry, src));
+    };
+    let prepared = entry
+        .prepare(stage.params.clone())
+        .map_err(|e| prepare_error(entry, stage, src, study_dir, &e))?;
+    let outputs = prepared.outputs();
+    Ok(Draft {
+        spec: stage,
+        entry,
+        prepared,
+        outputs,
+    })
+}
+
+/// A kind the registry does not hold, with the nearest one or the list of all.
+fn unknown_kind(
+    stage: &StageSpec,
+    registry: &[&'static dyn StageEntry],
+    src: &SourceText,
+) -> Diagnostic {
+    let kinds: Vec<&str> = registry.iter().map(|e| e.kind()).collect();
+    let hint = match did_you_mean(&stage.kind, kinds.iter().copied()) {
+        Some(k) => format!("did you mean `{k}`? (`pipeline stages` lists every kind)"),
+        None => format!(
+            "the kinds are: {} (`pipeline stages` documents them)",
+            kinds.join(", ")
+        ),
+    };
+    Diagnostic::user(format!(
+        "stage `{}`: unknown kind `{}`",
+        stage.name, stage.kind
+    ))
+    .at(
+        src,
+        src.find_key(stage.line, "kind")
+            .and_then(|k| src.find_text(k.line, &stage.kind))
+            .or_else(|| src.find_key(stage.line, "kind")),
+    )
+    .with_hint(hint)
+}
+
+/// Parameters the kind refused: the offending parameter pointed at, or the field serde names.
+fn prepare_error(
+    entry: &dyn StageEntry,
+    stage: &StageSpec,
+    src: &SourceText,
+    study_dir: &Path,
+    e: &StageError,
+) -> Diagnostic {
+    if let Some(d) = param_error(entry, stage, src, study_dir, e) {
+        return d;
+    }
+    let unknown = field_named(&e.message, "unknown field `");
+    let span = unknown
+        .or_else(|| field_named(&e.message, "field `"))
+        .and_then(|field| src.find_key(stage.line, field))
+        .or_else(|| src.find_key(stage.line, &stage.name));
+    let mut d = Diagnostic::user(format!("stage `{}`: {}", stage.name, e.message)).at(src, span);
+    d.causes = e.causes.clone();
+    d.hint = e.hint.clone();
+    let params = entry.params_doc().iter().map(|p| p.name);
+    if let Some(suggestion) = unknown.and_then(|u| did_you_mean(u, params)) {
+        d.hint = Some(format!("did you mean `{suggestion}`?"));
+    }
+    d
+}
+
+/// Step 2: every stage's ports wired to upstream outputs, in the study's order.
+fn wire_stages(
+    drafts: &[Draft<'_>],
+    src: &SourceText,
+) -> Result<Vec<BTreeMap<String, Wire>>, Diagnostic> {
+    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
+    let mut wires = Vec::with_capacity(drafts.len());
+    for d in drafts {
         let ports = d.prepared.ports();
         let mut wired = BTreeMap::new();
         for (port, target) in &d.spec.inputs {
-            let span = src.find_key(d.spec.line, port);
             if !ports.iter().any(|p| p.name == port) {
-                let port_names: Vec<&str> = ports.iter().map(|p| p.name).collect();
-                let hint = match did_you_mean(port, port_names.iter().copied()) {
-                    Some(p) => format!("did you mean `{p}`?"),
-                    None if port_names.is_empty() => {
-                        format!("kind `{}` takes no inputs", d.entry.kind())
-                    }
-                    None => format!(
-                        "kind `{}` has ports: {}",
-                        d.entry.kind(),
-                        port_names.join(", ")
-                    ),
-                };
-                return Err(Diagnostic::user(format!(
-                    "stage `{}`: kind `{}` has no input port `{port}`",
-                    d.spec.name,
-                    d.entry.kind()
-                ))
-                .at(src, span)
-                .with_hint(hint));
+                return Err(unknown_port(d, &ports, port, src));
             }
-            let (up_name, output) = match target.split_once('.') {
-                Some((s, o)) => (s, Some(o)),
-                None => (target.as_str(), None),
-            };
-            let Some(up) = names.iter().position(|n| *n == up_name) else {
-                let hint = match did_you_mean(up_name, names.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("the stages are: {}", names.join(", ")),
-                };
-                return Err(Diagnostic::user(format!(
-                    "stage `{}`: input `{port}` names stage `{up_name}`, which does not exist",
-                    d.spec.name
-                ))
-                .at(src, src.find_text(d.spec.line, target).or(span))
-                .with_hint(hint));
-            };
-            let up_outputs = &drafts[up].outputs;
-            let output = match output {
-                None => match up_outputs.first() {
-                    Some(o) => o.name.clone(),
-                    None => {
-                        return Err(Diagnostic::user(format!(
-                            "stage `{up_name}` has no outputs to wire to `{}`",
-                            d.spec.name
-                        ))
-                        .at(src, span));
-                    }
-                },
-                Some(o) if up_outputs.iter().any(|x| x.name == o) => o.to_owned(),
-                Some(o) => {
-                    let outs: Vec<&str> = up_outputs.iter().map(|x| x.name.as_str()).collect();
-                    let hint = match did_you_mean(o, outs.iter().copied()) {
-                        Some(s) => format!("did you mean `{up_name}.{s}`?"),
-                        None => format!("`{up_name}` has outputs: {}", outs.join(", ")),
-                    };
-                    return Err(Diagnostic::user(format!(
-                        "stage `{}`: stage `{up_name}` has no output `{o}`",
-                        d.spec.name
-                    ))
-                    .at(src, src.find_text(d.spec.line, target).or(span))
-                    .with_hint(hint));
-                }
-            };
-            wired.insert(port.clone(), Wire { stage: up, output });
+            let wire = wire_port(d, drafts, &names, port, target, src)?;
+            wired.insert(port.clone(), wire);
         }
-        for p in ports.iter().filter(|p| p.required) {
-            if !wired.contains_key(p.name) {
-                return Err(Diagnostic::user(format!(
-                    "stage `{}`: required input `{}` is not wired",
-                    d.spec.name, p.name
-                ))
-                .at(
-                    src,
-                    src.find_key(d.spec.line, "inputs")
-                        .or_else(|| src.find_key(d.spec.line, &d.spec.name)),
-                )
-                .with_hint(format!(
-                    "add `inputs: {{ {}: <stage> }}` ({})",
-                    p.name, p.doc
-                )));
-            }
+        if let Some(p) = ports
+            .iter()
+            .find(|p| p.required && !wired.contains_key(p.name))
+        {
+            return Err(Diagnostic::user(format!(
+                "stage `{}`: required input `{}` is not wired",
+                d.spec.name, p.name
+            ))
+            .at(
+                src,
+                src.find_key(d.spec.line, "inputs")
+                    .or_else(|| src.find_key(d.spec.line, &d.spec.name)),
+            )
+            .with_hint(format!(
+                "add `inputs: {{ {}: <stage> }}` ({})",
+                p.name, p.doc
+            )));
         }
         wires.push(wired);
     }
+    Ok(wires)
+}
 
-    // 2b. A sweep re-runs other stages in memory: wire it to the outputs they read.
+/// An input naming a port the kind does not have.
+fn unknown_port(d: &Draft<'_>, ports: &[Port], port: &str, src: &SourceText) -> Diagnostic {
+    let port_names: Vec<&str> = ports.iter().map(|p| p.name).collect();
+    let hint = match did_you_mean(port, port_names.iter().copied()) {
+        Some(p) => format!("did you mean `{p}`?"),
+        None if port_names.is_empty() => {
+            format!("kind `{}` takes no inputs", d.entry.kind())
+        }
+        None => format!(
+            "kind `{}` has ports: {}",
+            d.entry.kind(),
+            port_names.join(", ")
+        ),
+    };
+    Diagnostic::user(format!(
+        "stage `{}`: kind `{}` has no input port `{port}`",
+        d.spec.name,
+        d.entry.kind()
+    ))
+    .at(src, src.find_key(d.spec.line, port))
+    .with_hint(hint)
+}
+
+/// One input (`port: stage` or `port: stage.output`) resolved to an upstream output.
+fn wire_port(
+    d: &Draft<'_>,
+    drafts: &[Draft<'_>],
+    names: &[&str],
+    port: &str,
+    target: &str,
+    src: &SourceText,
+) -> Result<Wire, Diagnostic> {
+    let span = src.find_key(d.spec.line, port);
+    let (up_name, output) = match target.split_once('.') {
+        Some((s, o)) => (s, Some(o)),
+        None => (target, None),
+    };
+    let Some(up) = names.iter().position(|n| *n == up_name) else {
+        let hint = match did_you_mean(up_name, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("the stages are: {}", names.join(", ")),
+        };
+        return Err(Diagnostic::user(format!(
+            "stage `{}`: input `{port}` names stage `{up_name}`, which does not exist",
+            d.spec.name
+        ))
+        .at(src, src.find_text(d.spec.line, target).or(span))
+        .with_hint(hint));
+    };
+    let up_outputs = &drafts[up].outputs;
+    let output = match output {
+        None => match up_outputs.first() {
+            Some(o) => o.name.clone(),
+            None => {
+                return Err(Diagnostic::user(format!(
+                    "stage `{up_name}` has no outputs to wire to `{}`",
+                    d.spec.name
+                ))
+                .at(src, span));
+            }
+        },
+        Some(o) if up_outputs.iter().any(|x| x.name == o) => o.to_owned(),
+        Some(o) => {
+            let outs: Vec<&str> = up_outputs.iter().map(|x| x.name.as_str()).collect();
+            let hint = match did_you_mean(o, outs.iter().copied()) {
+                Some(s) => format!("did you mean `{up_name}.{s}`?"),
+                None => format!("`{up_name}` has outputs: {}", outs.join(", ")),
+            };
+            return Err(Diagnostic::user(format!(
+                "stage `{}`: stage `{up_name}` has no output `{o}`",
+                d.spec.name
+            ))
+            .at(src, src.find_text(d.spec.line, target).or(span))
+            .with_hint(hint));
+        }
+    };
+    Ok(Wire { stage: up, output })
+}
+
+/// Step 2b: a sweep re-runs other stages in memory, so it is wired to the outputs they read.
+fn attach_sweeps(
+    drafts: &mut [Draft<'_>],
+    wires: &mut [BTreeMap<String, Wire>],
+    src: &SourceText,
+) -> Result<(), Diagnostic> {
     for i in 0..drafts.len() {
         if drafts[i].entry.kind() != crate::engine::sweep::KIND {
             continue;
         }
         let views: Vec<crate::engine::sweep::StageView> = drafts
             .iter()
-            .zip(&wires)
+            .zip(wires.iter())
             .map(|(d, w)| crate::engine::sweep::StageView {
                 name: &d.spec.name,
                 line: d.spec.line,
@@ -307,8 +414,16 @@ pub fn build(
         drafts[i].prepared = attached.prepared;
         wires[i] = attached.wires;
     }
+    Ok(())
+}
 
-    // 3. Cycles and order.
+/// Step 3: no cycles, then a topological order (ties by name).
+fn order_stages(
+    drafts: &[Draft<'_>],
+    wires: &[BTreeMap<String, Wire>],
+    src: &SourceText,
+) -> Result<Vec<usize>, Diagnostic> {
+    let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<NodeIndex> = (0..drafts.len()).map(|i| graph.add_node(i)).collect();
     for (i, w) in wires.iter().enumerate() {
@@ -325,15 +440,23 @@ pub fn build(
             .at(src, src.find_key(first.spec.line, "inputs"))
             .with_hint("a stage cannot depend on its own output, directly or through others: remove one of these inputs"));
     }
-    let order = topological_order(&wires, drafts.len(), &names);
+    Ok(topological_order(wires, drafts.len(), &names))
+}
 
-    // 4. Declared columns.
+/// Step 4: every column a port needs is declared by the output wired to it (when that output
+/// declares its columns completely).
+fn check_declared_columns(
+    drafts: &[Draft<'_>],
+    wires: &[BTreeMap<String, Wire>],
+    src: &SourceText,
+) -> Result<(), Diagnostic> {
     for (i, d) in drafts.iter().enumerate() {
         for port in d.prepared.ports() {
             let Some(wire) = wires[i].get(port.name) else {
                 continue;
             };
-            let declared = drafts[wire.stage]
+            let upstream = &drafts[wire.stage];
+            let declared = upstream
                 .outputs
                 .iter()
                 .find(|o| o.name == wire.output)
@@ -343,113 +466,117 @@ pub fn build(
             }
             let declared = &declared.columns;
             if let Some(missing) = port.columns.iter().find(|c| !declared.contains(c)) {
+                let up_name = &upstream.spec.name;
                 return Err(Diagnostic::user(format!(
                     "stage `{}`: input `{}` needs column `{missing}`, which `{}.{}` does not produce",
-                    d.spec.name, port.name, names[wire.stage], wire.output
+                    d.spec.name, port.name, up_name, wire.output
                 ))
                 .at(src, src.find_key(d.spec.line, port.name))
-                .with_hint(format!("`{}.{}` has: {}", names[wire.stage], wire.output, declared.join(", "))));
+                .with_hint(format!("`{}.{}` has: {}", up_name, wire.output, declared.join(", "))));
             }
         }
     }
+    Ok(())
+}
 
-    // 5. Source files and publish formats.
-    let mut sources_of = Vec::with_capacity(drafts.len());
-    let mut optional_of = Vec::with_capacity(drafts.len());
-    for d in &drafts {
-        let mut sources = BTreeMap::new();
-        let mut optional = BTreeSet::new();
-        let declared = crate::engine::pattern::expand(&study_dir, d.prepared.sources())
-            .map_err(|e| {
-                Diagnostic::user(format!("stage `{}`: {e}", d.spec.name))
-                    .at(src, Some(SourceSpan { line: d.spec.line, column: 1, len: 1 }))
-                    .with_hint("patterns use `*` and `?` in the file name; paths are relative to the study file's directory")
-            })?;
-        for s in declared {
-            let shown = s.path.to_string_lossy().into_owned();
-            let span = src.find_text(d.spec.line, &shown);
-            let resolved = normalise(&study_dir.join(&s.path));
-            if !options.allow_outside && !resolved.starts_with(&study_dir) {
-                return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory", d.spec.name, s.path.display()))
-                    .at(src, span)
-                    .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
-            }
-            if s.optional && !resolved.exists() {
-                // Keyed as absent; the stage sees a path that does not exist.
-                optional.insert(s.name.clone());
-                sources.insert(s.name, resolved);
-                continue;
-            }
-            if s.optional {
-                optional.insert(s.name.clone());
-            }
-            let real = resolved.canonicalize().map_err(|e| {
-                Diagnostic::user(format!(
-                    "stage `{}`: input file {} not found",
-                    d.spec.name,
-                    resolved.display()
-                ))
-                .caused_by(e)
+/// Step 5: a stage's source files, patterns expanded, each resolved inside the study's
+/// directory (unless `--allow-outside`) and required to be a file unless optional.
+fn resolve_sources(
+    d: &Draft<'_>,
+    dirs: &StudyDirs,
+    options: PlanOptions,
+    src: &SourceText,
+) -> Result<StageSources, Diagnostic> {
+    let mut sources = BTreeMap::new();
+    let mut optional = BTreeSet::new();
+    let declared = crate::engine::pattern::expand(&dirs.dir, d.prepared.sources())
+        .map_err(|e| {
+            Diagnostic::user(format!("stage `{}`: {e}", d.spec.name))
+                .at(src, Some(SourceSpan { line: d.spec.line, column: 1, len: 1 }))
+                .with_hint("patterns use `*` and `?` in the file name; paths are relative to the study file's directory")
+        })?;
+    for s in declared {
+        let shown = s.path.to_string_lossy().into_owned();
+        let span = src.find_text(d.spec.line, &shown);
+        let resolved = normalise(&dirs.dir.join(&s.path));
+        if !options.allow_outside && !resolved.starts_with(&dirs.dir) {
+            return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory", d.spec.name, s.path.display()))
                 .at(src, span)
-                .with_hint("paths in a study are relative to the study file's directory")
-            })?;
-            if real.is_dir() {
-                return Err(Diagnostic::user(format!(
-                    "stage `{}`: {} is a directory, not a file",
-                    d.spec.name,
-                    s.path.display()
-                ))
+                .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
+        }
+        if s.optional && !resolved.exists() {
+            // Keyed as absent; the stage sees a path that does not exist.
+            optional.insert(s.name.clone());
+            sources.insert(s.name, resolved);
+            continue;
+        }
+        if s.optional {
+            optional.insert(s.name.clone());
+        }
+        let real = resolved.canonicalize().map_err(|e| {
+            Diagnostic::user(format!(
+                "stage `{}`: input file {} not found",
+                d.spec.name,
+                resolved.display()
+            ))
+            .caused_by(e)
+            .at(src, span)
+            .with_hint("paths in a study are relative to the study file's directory")
+        })?;
+        if real.is_dir() {
+            return Err(Diagnostic::user(format!(
+                "stage `{}`: {} is a directory, not a file",
+                d.spec.name,
+                s.path.display()
+            ))
+            .at(src, span)
+            .with_hint("name the file inside it that the stage should read"));
+        }
+        if !options.allow_outside && !real.starts_with(&dirs.real) {
+            return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory {}", d.spec.name, real.display(), dirs.real.display()))
                 .at(src, span)
-                .with_hint("name the file inside it that the stage should read"));
-            }
-            if !options.allow_outside && !real.starts_with(&study_dir_real) {
-                return Err(Diagnostic::user(format!("stage `{}`: {} is outside the study's directory {}", d.spec.name, real.display(), study_dir_real.display()))
-                    .at(src, span)
-                    .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
-            }
-            sources.insert(s.name, real);
+                .with_hint("keep a study's data beside it so it can be shared and rerun, or pass --allow-outside"));
         }
-        for f in &d.spec.publish {
-            if !PUBLISH_FORMATS.contains(&f.as_str()) {
-                let hint = match did_you_mean(f, PUBLISH_FORMATS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("formats: {}", PUBLISH_FORMATS.join(", ")),
-                };
-                return Err(Diagnostic::user(format!(
-                    "stage `{}`: unknown publish format `{f}`",
-                    d.spec.name
-                ))
-                .at(src, src.find_text(d.spec.line, f))
-                .with_hint(hint));
-            }
-        }
-        sources_of.push(sources);
-        optional_of.push(optional);
+        sources.insert(s.name, real);
     }
-    if drafts.iter().any(|d| !d.spec.publish.is_empty()) && spec.outputs.is_none() {
-        return Err(Diagnostic::user(
-            "stages publish outputs but the study has no `outputs:` folder",
-        )
-        .at(
-            src,
-            Some(SourceSpan {
-                line: 1,
-                column: 1,
-                len: 1,
-            }),
-        )
-        .with_hint("add `outputs: out/<study>` at the top level"));
-    }
+    Ok((sources, optional))
+}
 
-    // 6. Assemble in order, renumbering wires.
+/// Step 5b: every `publish:` format is one the engine knows.
+fn check_publish_formats(d: &Draft<'_>, src: &SourceText) -> Result<(), Diagnostic> {
+    for f in &d.spec.publish {
+        if !PUBLISH_FORMATS.contains(&f.as_str()) {
+            let hint = match did_you_mean(f, PUBLISH_FORMATS.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("formats: {}", PUBLISH_FORMATS.join(", ")),
+            };
+            return Err(Diagnostic::user(format!(
+                "stage `{}`: unknown publish format `{f}`",
+                d.spec.name
+            ))
+            .at(src, src.find_text(d.spec.line, f))
+            .with_hint(hint));
+        }
+    }
+    Ok(())
+}
+
+/// Step 6: the stages in `order`, their wires renumbered to positions in that order.
+fn assemble(
+    drafts: Vec<Draft<'_>>,
+    wires: &[BTreeMap<String, Wire>],
+    sources: Vec<StageSources>,
+    order: &[usize],
+) -> Vec<PlannedStage> {
     let mut position = vec![0; drafts.len()];
     for (pos, &i) in order.iter().enumerate() {
         position[i] = pos;
     }
-    let mut drafts: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
+    let mut placed: Vec<Option<(Draft, StageSources)>> =
+        drafts.into_iter().zip(sources).map(Some).collect();
     let mut stages = Vec::with_capacity(order.len());
-    for &i in &order {
-        let d = drafts[i].take().expect("each stage is placed once");
+    for &i in order {
+        let (d, (sources, optional_sources)) = placed[i].take().expect("each stage is placed once");
         let inputs: BTreeMap<String, Wire> = wires[i]
             .iter()
             .map(|(p, w)| {
@@ -472,30 +599,14 @@ pub fn build(
             version: d.entry.version(),
             prepared: d.prepared,
             inputs,
-            sources: std::mem::take(&mut sources_of[i]),
-            optional_sources: std::mem::take(&mut optional_of[i]),
+            sources,
+            optional_sources,
             outputs: d.outputs,
             publish: d.spec.publish.clone(),
             deps,
         });
     }
-    let outputs_dir = match &spec.outputs {
-        Some(o) => Some(outputs_folder(
-            src,
-            o,
-            &study_dir,
-            &study_dir_real,
-            options,
-        )?),
-        None => None,
-    };
-    Ok(Plan {
-        spec,
-        study_dir,
-        study_id,
-        outputs_dir,
-        stages,
-    })
+    stages
 }
 
 /// A parameter whose value the kind refuses (`permutations: many`, `seed: [1, 2]`, a
