@@ -12,4 +12,5 @@ pub mod io;
 pub mod methods;
 pub mod report;
 pub mod stages;
+pub mod suggest;
 pub mod table;

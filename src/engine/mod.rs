@@ -14,7 +14,8 @@ pub mod publish;
 pub mod scheduler;
 pub mod spec;
 pub mod stage;
-pub mod suggest;
+// "Did you mean" is shared with the file readers, so it lives at the crate's top level.
+pub use crate::suggest;
 pub mod sweep;
 pub mod sweep_sample;
 pub mod sweep_stats;

@@ -19,9 +19,8 @@ use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, Strin
 use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::StageError;
+use crate::io::IoError;
 use crate::io::yearbook::{fold_width, plain_number};
-use crate::table::format_number;
 
 /// One value as a file holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +139,8 @@ impl Cell {
             Cell::Null => None,
             Cell::Bool(b) => Some(b.to_string()),
             Cell::Int(v) => Some(v.to_string()),
-            Cell::Float(v) => Some(format_number(*v)),
+            // Whole numbers print without a fraction (`3.0` as `3`), as a spreadsheet shows them.
+            Cell::Float(v) => Some(v.to_string()),
             Cell::Text(s) | Cell::Raw(s) => Some(s.clone()),
         }
     }
@@ -342,7 +342,7 @@ pub enum Column {
 }
 
 impl Column {
-    fn take(&self, order: &[usize]) -> Result<Column, StageError> {
+    fn take(&self, order: &[usize]) -> Result<Column, IoError> {
         Ok(match self {
             Column::Cells(c) => Column::Cells(order.iter().map(|&i| c[i].clone()).collect()),
             Column::Array(a) => {
@@ -353,7 +353,7 @@ impl Column {
                 );
                 Column::Array(
                     arrow_select::take::take(a.as_ref(), &idx, None)
-                        .map_err(|e| StageError::internal(format!("reordering rows: {e}")))?,
+                        .map_err(|e| IoError::internal(format!("reordering rows: {e}")))?,
                 )
             }
         })
@@ -364,11 +364,11 @@ impl Column {
         &self,
         source: &str,
         name: &str,
-    ) -> Result<std::borrow::Cow<'_, [Cell]>, StageError> {
+    ) -> Result<std::borrow::Cow<'_, [Cell]>, IoError> {
         match self {
             Column::Cells(c) => Ok(std::borrow::Cow::Borrowed(c)),
             Column::Array(a) => from_array(a).map(std::borrow::Cow::Owned).ok_or_else(|| {
-                StageError::data(format!("{source}: column `{name}` has type {}, which `ingest` cannot compare or convert", a.data_type()))
+                IoError::data(format!("{source}: column `{name}` has type {}, which `ingest` cannot compare or convert", a.data_type()))
             }),
         }
     }
@@ -427,7 +427,7 @@ impl CellTable {
         source: &Path,
         columns: Vec<(String, Vec<Cell>)>,
         rows: Vec<String>,
-    ) -> Result<Self, StageError> {
+    ) -> Result<Self, IoError> {
         let source = source.display().to_string();
         let mut seen = BTreeSet::new();
         for (i, (name, cells)) in columns.iter().enumerate() {
@@ -435,14 +435,14 @@ impl CellTable {
                 if cells.iter().all(Cell::is_null) {
                     continue; // A trailing comma or a formatted but empty spreadsheet column.
                 }
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{source}: column {} has values but no name",
                     i + 1
                 ))
                 .with_hint("give every column with values a header"));
             }
             if !seen.insert(name.as_str()) {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{source}: column `{name}` appears twice in the header"
                 ))
                 .with_hint("rename one of them in the file"));
@@ -524,7 +524,7 @@ impl CellTable {
 
     /// The index of column `name`; a header written with full-width brackets or blanks
     /// (`人口（万人）`) also answers to its half-width spelling.
-    pub fn position(&self, name: &str) -> Result<usize, StageError> {
+    pub fn position(&self, name: &str) -> Result<usize, IoError> {
         let folded = |n: &str| fold_width(n).split_whitespace().collect::<String>();
         self.columns
             .iter()
@@ -542,18 +542,18 @@ impl CellTable {
                 }
             })
             .ok_or_else(|| {
-                let mut err = StageError::column_missing(&self.source, name, &self.names());
+                let mut err = IoError::column_missing(&self.source, name, &self.names());
                 err.message = format!("{} has no column `{name}`", self.source);
                 err
             })
     }
 
     /// Renames columns (`old → new`).
-    pub fn rename(&mut self, renames: &BTreeMap<String, String>) -> Result<(), StageError> {
+    pub fn rename(&mut self, renames: &BTreeMap<String, String>) -> Result<(), IoError> {
         for (old, new) in renames {
             let i = self.position(old)?;
             if old != new && self.columns.iter().any(|(n, _)| n == new) {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{}: cannot rename `{old}` to `{new}`: a column `{new}` already exists",
                     self.source
                 ))
@@ -568,7 +568,7 @@ impl CellTable {
     }
 
     /// Keeps the rows in `order`, in that order.
-    pub fn take(&mut self, order: &[usize]) -> Result<(), StageError> {
+    pub fn take(&mut self, order: &[usize]) -> Result<(), IoError> {
         for (_, col) in &mut self.columns {
             *col = col.take(order)?;
         }
@@ -589,7 +589,7 @@ impl CellTable {
 
     /// Keeps the rows where `column` equals `value`: as booleans if both read as
     /// `true`/`false`, as numbers if both are numbers, else as text.
-    pub fn filter(&mut self, column: &str, value: &Cell) -> Result<(), StageError> {
+    pub fn filter(&mut self, column: &str, value: &Cell) -> Result<(), IoError> {
         let i = self.position(column)?;
         let cells = self.columns[i].1.cells(&self.source, column)?;
         let keep: Vec<usize> = cells
@@ -604,7 +604,7 @@ impl CellTable {
             if seen.len() > listed.len() {
                 listed.push("...");
             }
-            return Err(StageError::data(format!(
+            return Err(IoError::data(format!(
                 "{}: no row has `{column}` equal to `{}`",
                 self.source,
                 value.text().unwrap_or_else(|| "null".to_owned())
@@ -615,7 +615,7 @@ impl CellTable {
     }
 
     /// Keeps only `keep` (in the table's order), plus `unit_id` and `geometry`.
-    pub fn select(&mut self, keep: &[String]) -> Result<(), StageError> {
+    pub fn select(&mut self, keep: &[String]) -> Result<(), IoError> {
         for name in keep {
             self.position(name)?;
         }
@@ -626,10 +626,10 @@ impl CellTable {
     }
 
     /// Makes `column` the `unit_id` column: text, first, non-empty, unique; rows sorted by it.
-    pub fn set_unit_id(&mut self, column: &str) -> Result<(), StageError> {
+    pub fn set_unit_id(&mut self, column: &str) -> Result<(), IoError> {
         let i = self.position(column)?;
         if column != UNIT_ID && self.columns.iter().any(|(n, _)| n == UNIT_ID) {
-            return Err(StageError::data(format!(
+            return Err(IoError::data(format!(
                 "{}: `id_column: {column}` would replace the existing column `unit_id`",
                 self.source
             ))
@@ -643,14 +643,14 @@ impl CellTable {
         for (row, cell) in cells.iter().enumerate() {
             let id = cell.text().map(|s| s.trim().to_owned()).unwrap_or_default();
             if id.is_empty() {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{}: id column `{column}` is empty",
                     self.rows[row]
                 ))
                 .with_hint("every row needs a unit id"));
             }
             if let Some(&other) = first_row.get(&id) {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{}: unit id `{id}` (column `{column}`) appears twice: {} and {}",
                     self.source, self.rows[other], self.rows[row]
                 ))
@@ -675,7 +675,7 @@ impl CellTable {
     pub fn build(
         self,
         types: &BTreeMap<String, ColumnType>,
-    ) -> Result<Vec<(String, ArrayRef)>, StageError> {
+    ) -> Result<Vec<(String, ArrayRef)>, IoError> {
         for name in types.keys() {
             self.position(name)?;
         }
@@ -691,7 +691,7 @@ impl CellTable {
             };
             let ty = forced.unwrap_or_else(|| infer(&cells));
             let array = build(&cells, ty).map_err(|bad| {
-                let err = StageError::data(format!(
+                let err = IoError::data(format!(
                     "{}: column `{name}`: {bad}",
                     self.at(name, bad.row)
                 ));
@@ -751,6 +751,16 @@ mod tests {
 
     fn raw(values: &[&str]) -> Vec<Cell> {
         values.iter().map(|s| Cell::raw(s)).collect()
+    }
+
+    #[test]
+    fn float_cells_read_as_text_like_a_spreadsheet_shows_them() {
+        // Whole numbers lose the fraction, others keep the shortest exact digits.
+        assert_eq!(Cell::Float(3.0).text().as_deref(), Some("3"));
+        assert_eq!(Cell::Float(-0.0).text().as_deref(), Some("-0"));
+        assert_eq!(Cell::Float(2.5).text().as_deref(), Some("2.5"));
+        assert_eq!(Cell::Float(1e15).text().as_deref(), Some("1000000000000000"));
+        assert_eq!(Cell::Float(0.1 + 0.2).text().as_deref(), Some("0.30000000000000004"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::engine::stage::StageError;
+use crate::io::IoError;
 use crate::io::cells::{Cell, CellTable};
 use crate::io::yearbook::footnote_note;
 
@@ -20,9 +20,9 @@ pub fn read(
     shown: &Path,
     encoding: Option<&'static encoding_rs::Encoding>,
     header_row: Option<u32>,
-) -> Result<CellTable, StageError> {
+) -> Result<CellTable, IoError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
+        .map_err(|e| IoError::data(format!("cannot read {}: {e}", shown.display())))?;
     let text = decode(&bytes, shown, encoding)?;
     parse_rows(&text, shown, true, header_row)
 }
@@ -32,7 +32,7 @@ pub fn decode(
     bytes: &[u8],
     shown: &Path,
     encoding: Option<&'static encoding_rs::Encoding>,
-) -> Result<String, StageError> {
+) -> Result<String, IoError> {
     match encoding.filter(|&e| e != encoding_rs::UTF_8) {
         None => {
             let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -41,7 +41,7 @@ pub fn decode(
                     .iter()
                     .filter(|&&b| b == b'\n')
                     .count();
-                StageError::data(format!(
+                IoError::data(format!(
                     "{}:{line}: the file is not valid UTF-8",
                     shown.display()
                 ))
@@ -51,7 +51,7 @@ pub fn decode(
         Some(enc) => {
             let (text, _, had_errors) = enc.decode(bytes);
             if had_errors {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "{}: the file is not valid {}",
                     shown.display(),
                     enc.name()
@@ -78,15 +78,15 @@ fn record_line(text: &str, position: &csv::Position) -> u64 {
 }
 
 /// Parses CSV text (header row first); a file without data rows is an error.
-pub fn parse(text: &str, shown: &Path) -> Result<CellTable, StageError> {
+pub fn parse(text: &str, shown: &Path) -> Result<CellTable, IoError> {
     parse_rows(text, shown, true, None)
 }
 
 /// Reads a UTF-8 CSV file that may have a header and no rows (e.g. a program's output, where
 /// "nothing matched" is a result).
-pub fn read_maybe_empty(path: &Path, shown: &Path) -> Result<CellTable, StageError> {
+pub fn read_maybe_empty(path: &Path, shown: &Path) -> Result<CellTable, IoError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;
+        .map_err(|e| IoError::data(format!("cannot read {}: {e}", shown.display())))?;
     parse_rows(&decode(&bytes, shown, None)?, shown, false, None)
 }
 
@@ -97,7 +97,7 @@ struct Record {
     fields: Vec<String>,
 }
 
-fn records(text: &str, file: &str) -> Result<Vec<Record>, StageError> {
+fn records(text: &str, file: &str) -> Result<Vec<Record>, IoError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -107,7 +107,7 @@ fn records(text: &str, file: &str) -> Result<Vec<Record>, StageError> {
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, csv::Position::line);
-            StageError::data(format!("{file}:{line}: cannot read the row: {e}"))
+            IoError::data(format!("{file}:{line}: cannot read the row: {e}"))
         })?;
         let (line, after_blank) = record.position().map_or((0, false), |p| {
             let line = record_line(text, p);
@@ -150,7 +150,7 @@ fn split_records(
     records: Vec<Record>,
     file: &str,
     header_row: Option<u32>,
-) -> Result<Split, StageError> {
+) -> Result<Split, IoError> {
     let mut records = records.into_iter();
     let header = match header_row {
         None => records.next(),
@@ -161,9 +161,9 @@ fn split_records(
     };
     let Some(header) = header.filter(|r| !is_empty(&r.fields)) else {
         return Err(match header_row {
-            Some(h) => StageError::data(format!("{file}:{h}: the header row is empty"))
+            Some(h) => IoError::data(format!("{file}:{h}: the header row is empty"))
                 .with_hint("`header_row` counts lines from 1, as a spreadsheet numbers rows"),
-            None => StageError::data(format!("{file} is empty")),
+            None => IoError::data(format!("{file} is empty")),
         });
     };
     let mut data = Vec::new();
@@ -200,11 +200,11 @@ fn parse_rows(
     shown: &Path,
     require_rows: bool,
     header_row: Option<u32>,
-) -> Result<CellTable, StageError> {
+) -> Result<CellTable, IoError> {
     let file = shown.display().to_string();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
-        return Err(StageError::data(format!("{file} is empty"))
+        return Err(IoError::data(format!("{file} is empty"))
             .with_hint("a CSV file needs a header row and at least one data row"));
     }
     let Split { header, data, end } = split_records(records(text, &file)?, &file, header_row)?;
@@ -219,7 +219,7 @@ fn parse_rows(
             } else {
                 format!("column `{}` is missing", header[record.fields.len()])
             };
-            return Err(StageError::data(format!(
+            return Err(IoError::data(format!(
                 "{file}:{line}: the row has {} fields but the header has {}: {detail}",
                 record.fields.len(),
                 header.len()
@@ -235,7 +235,7 @@ fn parse_rows(
         numbers.push(u32::try_from(line).unwrap_or(u32::MAX));
     }
     if rows.is_empty() && require_rows {
-        return Err(StageError::data(format!("{file} has a header but no rows"))
+        return Err(IoError::data(format!("{file} has a header but no rows"))
             .with_hint("add data rows below the header"));
     }
     let mut table = CellTable::new(shown, header.into_iter().zip(columns).collect(), rows)?;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use shapefile::dbase;
 
-use crate::engine::stage::StageError;
+use crate::io::IoError;
 use crate::io::cells::{Cell, CellTable};
 use crate::io::crs::SourceCrs;
 
@@ -169,16 +169,16 @@ fn json_geometry(geometry: Option<geojson::Geometry>) -> Result<MultiPolygon<f64
 }
 
 /// Reads a GeoJSON FeatureCollection. `shown` is the path as the user wrote it.
-pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> {
+pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, IoError> {
     let file = shown.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
+        .map_err(|e| IoError::data(format!("cannot read {file}: {e}")))?;
     if text.trim().is_empty() {
-        return Err(StageError::data(format!("{file} is empty"))
+        return Err(IoError::data(format!("{file} is empty"))
             .with_hint("a GeoJSON file holds one FeatureCollection"));
     }
     let collection: RawCollection = serde_json::from_str(&text).map_err(|e| {
-        StageError::data(format!(
+        IoError::data(format!(
             "{file}:{}:{}: not a GeoJSON FeatureCollection",
             e.line(),
             e.column()
@@ -186,19 +186,19 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
         .caused_by(&e)
     })?;
     if collection.kind != "FeatureCollection" {
-        return Err(StageError::data(format!(
+        return Err(IoError::data(format!(
             "{file}: the top-level object is a {}, not a FeatureCollection",
             collection.kind
         ))
         .with_hint("wrap the features in {\"type\": \"FeatureCollection\", \"features\": [...]}"));
     }
     if collection.features.is_empty() {
-        return Err(StageError::data(format!("{file} has no features")));
+        return Err(IoError::data(format!("{file} has no features")));
     }
     let crs = match collection.crs.as_ref().filter(|c| !c.is_null()) {
         None => SourceCrs::LonLat,
         Some(member) => SourceCrs::from_geojson_member(member).map_err(|e| {
-            StageError::data(format!("{file}: {e}"))
+            IoError::data(format!("{file}: {e}"))
                 .with_hint("name the CRS as {\"type\": \"name\", \"properties\": {\"name\": \"EPSG:3857\"}}, or save the file in EPSG:4326 without a `crs` member")
         })?,
     };
@@ -210,7 +210,7 @@ pub fn read_geojson(path: &Path, shown: &Path) -> Result<CellTable, StageError> 
         let label = format!("{file}: feature index {i}");
         let geometry = json_geometry(feature.geometry)
             .and_then(|g| crs.to_lon_lat(g))
-            .map_err(|e| StageError::data(format!("{label}: {e}")))?;
+            .map_err(|e| IoError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         let values = feature.properties.map(|p| p.0).unwrap_or_default();
         push_row(
@@ -527,7 +527,7 @@ fn check_dbf_header(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The CRS of a shapefile's `.prj` (lon/lat when there is none).
-fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, StageError> {
+fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, IoError> {
     let prj_path = path.with_extension("prj");
     let Ok(bytes) = std::fs::read(&prj_path) else {
         return Ok(SourceCrs::LonLat);
@@ -535,7 +535,7 @@ fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, StageError> {
     let shown_prj = shown.with_extension("prj");
     let text = String::from_utf8_lossy(&bytes);
     SourceCrs::from_prj(&text).map_err(|e| {
-        StageError::data(format!("{}: {e}", shown_prj.display())).with_hint(
+        IoError::data(format!("{}: {e}", shown_prj.display())).with_hint(
             "write the .prj as ESRI WKT (GIS software does when it saves a shapefile), or reproject the file to EPSG:4326",
         )
     })
@@ -548,18 +548,18 @@ pub fn read_shapefile(
     path: &Path,
     shown: &Path,
     encoding: Option<&'static encoding_rs::Encoding>,
-) -> Result<CellTable, StageError> {
+) -> Result<CellTable, IoError> {
     let file = shown.display();
     let damaged = "the file is damaged: export the layer again from GIS software";
     let shp_bytes =
-        std::fs::read(path).map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
+        std::fs::read(path).map_err(|e| IoError::data(format!("cannot read {file}: {e}")))?;
     check_shp_records(&shp_bytes)
-        .map_err(|e| StageError::data(format!("{file}: {e}")).with_hint(damaged))?;
+        .map_err(|e| IoError::data(format!("{file}: {e}")).with_hint(damaged))?;
     let shapes = shapefile::ShapeReader::from_path(path)
-        .map_err(|e| StageError::data(format!("cannot read {file}: {e}")))?;
+        .map_err(|e| IoError::data(format!("cannot read {file}: {e}")))?;
     let dbf_path = path.with_extension("dbf");
     let dbf = File::open(&dbf_path).map_err(|e| {
-        StageError::data(format!(
+        IoError::data(format!(
             "cannot open the attribute file {} of {file}: {e}",
             dbf_path.display()
         ))
@@ -569,7 +569,7 @@ pub fn read_shapefile(
     })?;
     if let Ok(bytes) = std::fs::read(&dbf_path) {
         check_dbf_header(&bytes).map_err(|e| {
-            StageError::data(format!("{}: {e}", shown.with_extension("dbf").display()))
+            IoError::data(format!("{}: {e}", shown.with_extension("dbf").display()))
                 .with_hint(damaged)
         })?;
     }
@@ -582,7 +582,7 @@ pub fn read_shapefile(
     };
     let records = builder
         .build(BufReader::new(dbf))
-        .map_err(|e| StageError::data(format!("cannot read {}: {e}", dbf_path.display())))?;
+        .map_err(|e| IoError::data(format!("cannot read {}: {e}", dbf_path.display())))?;
     let fields: Vec<String> = records
         .fields()
         .iter()
@@ -604,19 +604,19 @@ pub fn read_shapefile(
                     .and_then(|rest| rest.split('"').next())
                     .map(|f| format!(" field `{f}`"))
                     .unwrap_or_default();
-                StageError::data(format!(
+                IoError::data(format!(
                     "{label}:{field} is not valid text in the encoding taken from {from}"
                 ))
                 .with_hint(format!(
                     "the attribute encoding came from {from}; if the names are Chinese, try `encoding: GBK` (or add a .cpg file saying GBK)"
                 ))
             } else {
-                StageError::data(format!("{label}: {e}"))
+                IoError::data(format!("{label}: {e}"))
             }
         })?;
         let geometry = shape_polygon(shape)
             .and_then(|g| crs.to_lon_lat(g))
-            .map_err(|e| StageError::data(format!("{label}: {e}")))?;
+            .map_err(|e| IoError::data(format!("{label}: {e}")))?;
         geometries.push(geometry.orient(Direction::Default));
         for (column, name) in columns.iter_mut().zip(&fields) {
             column.push(record.remove(name).map_or(Cell::Null, dbf_cell));
@@ -624,7 +624,7 @@ pub fn read_shapefile(
         rows.push(label);
     }
     if rows.is_empty() {
-        return Err(StageError::data(format!("{file} has no records")));
+        return Err(IoError::data(format!("{file} has no records")));
     }
     let mut table = CellTable::new(shown, fields.into_iter().zip(columns).collect(), rows)?;
     table.geometry = Some(geometries);

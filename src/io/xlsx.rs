@@ -9,7 +9,7 @@ use std::path::Path;
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use crate::engine::stage::StageError;
+use crate::io::IoError;
 use crate::io::cells::{Cell, CellTable, SheetColumn, column_letters};
 use crate::io::yearbook::footnote_note;
 
@@ -39,9 +39,9 @@ fn check_extent<R: std::io::Read + std::io::Seek>(
     workbook: &mut Xlsx<R>,
     sheet: &str,
     file: &str,
-) -> Result<(), StageError> {
+) -> Result<(), IoError> {
     let unreadable = |e: calamine::XlsxError| {
-        StageError::data(format!("cannot read sheet `{sheet}` of {file}: {e}"))
+        IoError::data(format!("cannot read sheet `{sheet}` of {file}: {e}"))
     };
     let mut cells = workbook.worksheet_cells_reader(sheet).map_err(unreadable)?;
     let (mut first, mut last, mut values) = ((u32::MAX, u32::MAX), (0, 0), 0u64);
@@ -59,7 +59,7 @@ fn check_extent<R: std::io::Read + std::io::Seek>(
     }
     let span = u64::from(last.0 - first.0 + 1) * u64::from(last.1 - first.1 + 1);
     if span > SPARSE_ALLOWANCE + 16 * values {
-        return Err(StageError::data(format!(
+        return Err(IoError::data(format!(
             "{file}: sheet `{sheet}` has {values} values spread over {}{}:{}{} ({span} cells)",
             column_letters(first.1),
             first.0 + 1,
@@ -78,19 +78,19 @@ pub fn read(
     shown: &Path,
     sheet: Option<&str>,
     header_row: Option<u32>,
-) -> Result<CellTable, StageError> {
+) -> Result<CellTable, IoError> {
     let file = shown.display();
     let mut workbook: Xlsx<_> = open_workbook(path).map_err(|e| {
-        StageError::data(format!("cannot open {file} as an XLSX workbook: {e}"))
+        IoError::data(format!("cannot open {file} as an XLSX workbook: {e}"))
             .with_hint("only .xlsx is read; save .xls files as .xlsx")
     })?;
     let names = workbook.sheet_names();
     let sheet = match sheet {
         Some(s) => {
             if !names.iter().any(|n| n == s) {
-                let mut err = StageError::data(format!("{file} has no sheet `{s}`"));
+                let mut err = IoError::data(format!("{file} has no sheet `{s}`"));
                 err.hint = Some(
-                    match crate::engine::suggest::did_you_mean(s, names.iter().map(String::as_str))
+                    match crate::suggest::did_you_mean(s, names.iter().map(String::as_str))
                     {
                         Some(m) => format!("did you mean `{m}`? (sheets: {})", names.join(", ")),
                         None => format!("the sheets are: {}", names.join(", ")),
@@ -103,12 +103,12 @@ pub fn read(
         None => names
             .first()
             .cloned()
-            .ok_or_else(|| StageError::data(format!("{file} has no sheets")))?,
+            .ok_or_else(|| IoError::data(format!("{file} has no sheets")))?,
     };
     check_extent(&mut workbook, &sheet, &file.to_string())?;
     let range = workbook
         .worksheet_range(&sheet)
-        .map_err(|e| StageError::data(format!("cannot read sheet `{sheet}` of {file}: {e}")))?;
+        .map_err(|e| IoError::data(format!("cannot read sheet `{sheet}` of {file}: {e}")))?;
     let place = format!("{file}: sheet `{sheet}`");
     let mut table = table_of(&range, shown, &place, header_row)?;
     let (_, col0) = range.start().unwrap_or((0, 0));
@@ -149,7 +149,7 @@ fn table_of(
     shown: &Path,
     place: &str,
     header_row: Option<u32>,
-) -> Result<CellTable, StageError> {
+) -> Result<CellTable, IoError> {
     let (row0, col0) = range.start().unwrap_or((0, 0));
     let mut r = SheetRows {
         header: None,
@@ -196,7 +196,7 @@ fn table_of(
                 let col = column_letters(
                     col0 + u32::try_from(j).expect("sheets have fewer than 2^32 columns"),
                 );
-                StageError::data(format!(
+                IoError::data(format!(
                     "{label}, cell {col}{excel_row}: column `{}`: {e}",
                     names[j]
                 ))
@@ -207,12 +207,12 @@ fn table_of(
         r.numbers.push(excel_row);
     }
     let header = r.header.ok_or_else(|| match header_row {
-        Some(h) => StageError::data(format!("{place}: the header row {h} is empty"))
+        Some(h) => IoError::data(format!("{place}: the header row {h} is empty"))
             .with_hint("`header_row` counts rows from 1, as Excel numbers them"),
-        None => StageError::data(format!("{place} is empty")),
+        None => IoError::data(format!("{place} is empty")),
     })?;
     if r.labels.is_empty() {
-        return Err(StageError::data(format!(
+        return Err(IoError::data(format!(
             "{place} has a header but no rows"
         )));
     }

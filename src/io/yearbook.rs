@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::engine::stage::StageError;
-use crate::engine::suggest::did_you_mean;
+use crate::io::IoError;
+use crate::suggest::did_you_mean;
 use crate::io::cells::{Cell, CellTable, Column, SheetColumn, UNIT_ID};
 
 /// Folds the full-width forms (U+FF01–U+FF5E: `０`–`９`, `－`, `，`, `．`, `（`, …) to ASCII,
@@ -155,7 +155,7 @@ pub struct NameMatch<'a> {
 
 impl NameMatch<'_> {
     /// Normalised name → the ids of the units so named, with aliases (normalised too) first.
-    fn index(&self) -> Result<BTreeMap<String, Vec<String>>, StageError> {
+    fn index(&self) -> Result<BTreeMap<String, Vec<String>>, IoError> {
         let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (id, name) in &self.units {
             by_name
@@ -165,7 +165,7 @@ impl NameMatch<'_> {
         }
         for (alias, id) in self.aliases {
             if !self.units.iter().any(|(u, _)| u == id) {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "`unit_names: aliases: {alias}: \"{id}\"`: no unit has the id `{id}` ({})",
                     self.units_label
                 ))
@@ -202,14 +202,14 @@ impl CellTable {
         id_columns: &[String],
         names_to: &str,
         values_to: &str,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), IoError> {
         let ids: Vec<usize> = id_columns
             .iter()
             .map(|c| self.position(c))
             .collect::<Result<_, _>>()?;
         for new in [names_to, values_to] {
             if id_columns.iter().any(|c| c == new) || names_to == values_to {
-                return Err(StageError::data(format!(
+                return Err(IoError::data(format!(
                     "`melt`: `{new}` is used twice among `id_columns`, `names_to` and `values_to`"
                 ))
                 .with_hint("give the new name and value columns names of their own"));
@@ -219,7 +219,7 @@ impl CellTable {
             .filter(|i| !ids.contains(i))
             .collect();
         if value_columns.is_empty() || self.geometry.is_some() {
-            return Err(StageError::data(format!(
+            return Err(IoError::data(format!(
                 "{}: `melt` needs a table without geometry and with columns besides `id_columns`",
                 self.source
             ))
@@ -266,7 +266,7 @@ impl CellTable {
         &mut self,
         column: &str,
         map: &BTreeMap<String, String>,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), IoError> {
         let i = self.position(column)?;
         let normal: BTreeMap<String, &String> = map
             .iter()
@@ -289,14 +289,14 @@ impl CellTable {
 
     /// Multiplies the numbers of `column` by `factor`. A power of ten moves the decimal point
     /// (exact: `494.7369` 万人 × 10000 is `4947369` persons); another factor multiplies floats.
-    pub fn scale(&mut self, column: &str, factor: f64) -> Result<(), StageError> {
+    pub fn scale(&mut self, column: &str, factor: f64) -> Result<(), IoError> {
         let i = self.position(column)?;
         let name = self.columns[i].0.clone();
         let cells = self.columns[i].1.cells(&self.source, &name)?.into_owned();
         let mut out = Vec::with_capacity(cells.len());
         for (row, cell) in cells.iter().enumerate() {
             out.push(scaled(cell, factor).ok_or_else(|| {
-                StageError::data(format!(
+                IoError::data(format!(
                     "{}: column `{name}`: `{}` is not a number, so `scale` cannot multiply it",
                     self.at(&name, row),
                     cell.text().unwrap_or_default()
@@ -313,9 +313,9 @@ impl CellTable {
     /// Adds `unit_id` (first) by matching the names in `m.column` to the units' names, then
     /// sorts rows by it (stably, so a unit's rows keep their order). Every name that matches
     /// no unit is reported at once, next to the units left without a row.
-    pub fn add_unit_ids(&mut self, m: &NameMatch<'_>) -> Result<(), StageError> {
+    pub fn add_unit_ids(&mut self, m: &NameMatch<'_>) -> Result<(), IoError> {
         if self.columns.iter().any(|(n, _)| n == UNIT_ID) {
-            return Err(StageError::data(format!(
+            return Err(IoError::data(format!(
                 "{}: `unit_names` would replace the existing column `unit_id`",
                 self.source
             ))
@@ -332,7 +332,7 @@ impl CellTable {
             match index.get(&normal_name(&text)).map(Vec::as_slice) {
                 Some([id]) => ids.push(id.clone()),
                 Some(several) => {
-                    return Err(StageError::data(format!(
+                    return Err(IoError::data(format!(
                         "{}: column `{column}`: `{text}` names {} units ({}): {}",
                         self.at(&column, row),
                         several.len(),
@@ -345,7 +345,7 @@ impl CellTable {
                     )));
                 }
                 None if text.trim().is_empty() => {
-                    return Err(StageError::data(format!(
+                    return Err(IoError::data(format!(
                         "{}: column `{column}` is empty",
                         self.at(&column, row)
                     ))
@@ -380,7 +380,7 @@ impl CellTable {
         column: &str,
         unmatched: &[(usize, String)],
         ids: &[String],
-    ) -> StageError {
+    ) -> IoError {
         let orphans: Vec<&(String, String)> =
             m.units.iter().filter(|(id, _)| !ids.contains(id)).collect();
         let orphan_names: Vec<String> = orphans.iter().map(|(_, n)| normal_name(n)).collect();
@@ -422,7 +422,7 @@ impl CellTable {
         };
         let alias =
             first_alias.unwrap_or_else(|| format!("{}: \"<unit id>\"", unmatched[0].1.trim()));
-        StageError::data(format!(
+        IoError::data(format!(
             "{}: {} name(s) in column `{column}` match no unit ({}):\n{}\n{orphans_line}",
             self.source,
             seen.len(),

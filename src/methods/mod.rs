@@ -24,3 +24,28 @@ pub mod theil;
 pub mod weights;
 pub mod zonal;
 pub mod zoning;
+
+#[cfg(test)]
+mod tests {
+    /// `methods` is pure math: it names nothing else of the crate (engine, stages, io, tables)
+    /// and reads no files, so each method can be read, tested and reused on its own.
+    #[test]
+    fn methods_use_nothing_else_of_the_crate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/methods");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("crate::") {
+                assert!(
+                    text[at..].starts_with("crate::methods::"),
+                    "{} names `{}`",
+                    path.display(),
+                    text[at..].split_whitespace().next().unwrap_or_default()
+                );
+            }
+            for word in ["std::fs", "std::io", "arrow_", "parquet::"] {
+                assert!(!text.contains(word), "{} uses `{word}`", path.display());
+            }
+        }
+    }
+}

@@ -348,12 +348,8 @@ impl RuleSet {
     fn describe(&self, point: &[f64]) -> String {
         let mut s = String::new();
         for (i, (c, v)) in self.columns.iter().zip(point).enumerate() {
-            let _ = write!(
-                s,
-                "{}{c} = {}",
-                if i > 0 { ", " } else { "" },
-                crate::table::format_number(*v)
-            );
+            // `{v}` prints whole numbers without a fraction (`1.0` as `1`).
+            let _ = write!(s, "{}{c} = {v}", if i > 0 { ", " } else { "" });
         }
         s
     }

@@ -242,14 +242,24 @@ fn encoding(params: &Params) -> Result<Option<&'static encoding_rs::Encoding>, S
 fn read(params: &Params, path: &Path) -> Result<CellTable, StageError> {
     let shown = params.path.as_path();
     match params.format {
-        Format::Csv => {
-            crate::io::csv_table::read(path, shown, encoding(params)?, params.header_row)
-        }
-        Format::Geojson => crate::io::vector::read_geojson(path, shown),
-        Format::Shapefile => crate::io::vector::read_shapefile(path, shown, encoding(params)?),
-        Format::Xlsx => {
-            crate::io::xlsx::read(path, shown, params.sheet.as_deref(), params.header_row)
-        }
+        Format::Csv => Ok(crate::io::csv_table::read(
+            path,
+            shown,
+            encoding(params)?,
+            params.header_row,
+        )?),
+        Format::Geojson => Ok(crate::io::vector::read_geojson(path, shown)?),
+        Format::Shapefile => Ok(crate::io::vector::read_shapefile(
+            path,
+            shown,
+            encoding(params)?,
+        )?),
+        Format::Xlsx => Ok(crate::io::xlsx::read(
+            path,
+            shown,
+            params.sheet.as_deref(),
+            params.header_row,
+        )?),
         Format::Parquet => {
             let batch = crate::io::parquet::read(path)
                 .map_err(|e| StageError::data(format!("cannot read {}: {e}", shown.display())))?;

@@ -41,3 +41,18 @@ pub const BUILTIN: &[&dyn StageEntry] = &[
     &Entry::<functional_areas::FunctionalAreas>::new(),
     &Entry::<report::Report>::new(),
 ];
+
+/// The readers' errors become the stage's at this boundary, so `io` and `engine` need not know
+/// each other: bad file contents stay the user's to fix (exit 2), a reader's invariant ours.
+impl From<crate::io::IoError> for crate::engine::stage::StageError {
+    fn from(e: crate::io::IoError) -> Self {
+        use crate::io::IoErrorTier;
+        let mut err = match e.tier {
+            IoErrorTier::Data => Self::data(e.message),
+            IoErrorTier::Internal => Self::internal(e.message),
+        };
+        err.causes = e.causes;
+        err.hint = e.hint;
+        err
+    }
+}
