@@ -1,4 +1,4 @@
-//! Times the `landuse` stage on a large raster (issue 3's whole-Henan 30 m design goal).
+//! Times the `landuse` stage on a large raster (the whole-Henan 30 m design goal in docs/performance.md).
 //!
 //! ```text
 //! /tmp/venv-landuse/bin/python benches/landuse/reference_tools.py make henan_units123.geojson /tmp/lubench_full 1

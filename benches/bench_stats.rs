@@ -1,5 +1,5 @@
 //! Times the `inequality` and `autocorrelation` stages on a synthetic study of the size the
-//! brief names: 3,000 units × 21 years, a hexagonal-style grid (6 neighbours inside), 999
+//! study size docs/performance.md targets: 3,000 units × 21 years, a hexagonal-style grid (6 neighbours inside), 999
 //! permutations. Run: `cargo run --release --example bench_stats [units] [years]`.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-"""Benchmark data and reference timings for the `landuse` stage (issue 3).
+"""Benchmark data and reference timings for the `landuse` stage.
 
 Writes a synthetic CLCD-like land-use raster over Henan's Albers extent (30 m, uint8,
 DEFLATE, 512 x 512 tiles) plus Henan's 123 units projected to Albers, then times

@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn default_preset_matches_the_decisions() {
-        // domain.md "Decisions": cultivated +0.422, forest -0.644, grassland -0.021, water -0.253, unused -0.005.
+        // The default mixed set: cultivated +0.422, forest -0.644, grassland -0.021, water -0.253, unused -0.005.
         let set = parse_land_coefficients(preset_text("mixed.csv").unwrap()).unwrap();
         let get = |c: &str| set.iter().find(|x| x.class == c).unwrap().value_t_c_per_ha;
         assert_eq!(get("cultivated"), 0.422);

@@ -240,8 +240,9 @@ pub enum Rescale {
 /// As the input values (yuan).
 ///
 /// # References
-/// Zero-sum balancing of horizontal transfers (domain note to §4.3: applying `L_i` and `AP_i` per unit
-/// breaks Σ `V_i` = 0).
+/// Zero-sum balancing of horizontal transfers: the per-unit factors `L_i` and `AP_i` of the modified
+/// model (Zhao Qing, Xu Hao & Guo Niandong 2017, Chinese J. Eco-Agriculture 25(7): 1052–1059)
+/// break Σ `V_i` = 0, so payments and receipts are rescaled separately to meet.
 ///
 /// # Examples
 /// ```
@@ -290,7 +291,7 @@ pub fn rescale_balanced(values: &[Option<f64>], rescale: Rescale) -> Option<Vec<
 /// `q_t_c`, `abs_t_c`, `ce_t_c` in t C; `rel` a fraction.
 ///
 /// # References
-/// Payment / balanced / compensated zones (domain §4.5, §5.1; Xu Hongwen et al., Sci. Rep. 15:3266, 2025).
+/// Payment / balanced / compensated zones with a balance band (Xu Hongwen et al., Sci. Rep. 15:3266, 2025).
 ///
 /// # Examples
 /// ```

@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn henan_order_of_magnitude() {
-        // domain reference §8 sanity range: Henan cropland ≈ 8 Mha at +0.422 -> ≈ 3.4 Mt C/yr
+        // Order of magnitude: Henan's cropland is about 8 Mha; at +0.422 that is ≈ 3.4 Mt C/yr
         // (8e6 × 0.422 = 3.376e6 t C)
         assert!((area_emission_t_c(8.0e6, 0.422) - 3.376e6).abs() < 1e-3);
     }

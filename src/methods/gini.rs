@@ -363,7 +363,7 @@ mod tests {
         // A = 478.125, R = 50·7 = 350, M = 600 → I = 128.125/250 = 0.5125 (reference.py: 0.5125).
         let i = centralization_index(&CE).unwrap();
         assert!((i - 0.5125).abs() < 1e-12);
-        // Identity I = Gini × n/(n − 1) (domain §3.3): 0.42708333 × 6/5 = 0.5125.
+        // Identity I = Gini × n/(n − 1) (algebra in docs/methods.md): 0.42708333 × 6/5 = 0.5125.
         assert!((i - gini(&CE).unwrap() * 6.0 / 5.0).abs() < 1e-12);
         assert!((centralization_index(&CS).unwrap() - gini(&CS).unwrap() * 1.2).abs() < 1e-12);
     }

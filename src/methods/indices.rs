@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn ci_ratio_is_inverse_ecc() {
-        // identity CI_i / CI_region = 1 / ECC_i (domain §3.2), on pseudo-random panels
+        // identity CI_i / CI_region = (CE_i/G_i)/(CE/G) = 1 / ECC_i (algebra), on pseudo-random panels
         let mut x = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = || {
             x ^= x << 13;

@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn builtin_tables_follow_the_published_class_lists() {
-        // CLCD table (domain §7.2): 1 crop, 2 forest, 3 shrub, 4 grass, 5 water, 6 snow, 7 barren,
+        // CLCD classes (Yang & Huang 2021, ESSD 13: 3907–3925): 1 crop, 2 forest, 3 shrub, 4 grass, 5 water, 6 snow, 7 barren,
         // 8 impervious, 9 wetland.
         let expect = [
             "cultivated",
@@ -442,7 +442,7 @@ mod tests {
         }
         assert_eq!(c.classify(134), CodeClass::Unmapped);
         assert_eq!(c.classify(25), CodeClass::Unmapped);
-        // IGBP as listed in issue 3.
+        // IGBP LC_Type1 classes (Friedl et al. 2010, Remote Sensing of Environment 114: 168–182).
         let g = igbp();
         let expect = [
             (0, "water"),

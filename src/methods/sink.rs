@@ -60,7 +60,7 @@ mod tests {
             harvest_index: 0.40,
         };
         assert!((crop_sink_t_c(5000.0, &maize) - 5122.125).abs() < 1e-9);
-        // domain.md §2.2 order of magnitude: Henan wheat 37 Mt -> 0.485 × 37e6 × 0.88 / 0.40 ≈ 39.5 Mt C
+        // Order of magnitude: Henan's wheat harvest is about 37 Mt -> 0.485 × 37e6 × 0.88 / 0.40 ≈ 39.5 Mt C
         let wheat = CropParameters {
             carbon_fraction: 0.485,
             moisture: 0.12,
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn henan_order_of_magnitude() {
-        // domain reference §8 sanity range: Henan forest ≈ 3 Mha at −0.581 -> ≈ 1.7 Mt C/yr
+        // Order of magnitude: Henan's forest is about 3 Mha; at −0.581 that is ≈ 1.7 Mt C/yr
         // (3e6 × 0.581 = 1.743e6 t C)
         assert!((area_sink_t_c(3.0e6, -0.581) - 1.743e6).abs() < 1e-3);
     }

@@ -174,8 +174,9 @@ impl RuleSet {
     /// ECC and ESC are ratios (neutral line 1); NCE in t C (neutral line 0).
     ///
     /// # References
-    /// A reconstruction for the Yellow River Basin study (project domain notes §5.4), on the
-    /// ECC/ESC quadrants of the carbon-compensation zoning literature (e.g. 赵荣钦 et al.).
+    /// A reconstruction for the Yellow River Basin study (its published abstract names five zone
+    /// types but not their rules), on the ECC/ESC quadrants of the carbon-compensation zoning
+    /// literature (Rong et al. 2020, *Energies* 13(10): 2600).
     ///
     /// # Examples
     /// ```
@@ -223,7 +224,7 @@ impl RuleSet {
     ///
     /// # References
     /// The 2×2 ECC/ESC zoning common in the Chinese carbon-compensation literature
-    /// (e.g. 赵荣钦 et al. on Henan; project domain notes §5.2).
+    /// (Rong et al. 2020, *Energies* 13(10): 2600, on the lower Yellow River).
     ///
     /// # Examples
     /// ```
@@ -266,7 +267,7 @@ impl RuleSet {
     ///
     /// # References
     /// The payment / balanced / compensated zoning of the carbon-compensation literature
-    /// (project domain notes §5.1).
+    /// (Xu Hongwen et al. 2025, *Scientific Reports* 15: 3266: 7 payment, 5 balanced, 14 compensated).
     ///
     /// # Examples
     /// ```
