@@ -31,7 +31,6 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        #[allow(clippy::cast_precision_loss)]
         let u = (z >> 11) as f64 / (1u64 << 53) as f64;
         u * 2.0 - 1.0
     }
@@ -41,11 +40,9 @@ impl SplitMix {
 fn grid(side: usize) -> (Vec<f64>, Vec<(usize, usize)>) {
     let mut rng = SplitMix(42);
     let mut data = Vec::with_capacity(side * side * VARS);
-    #[allow(clippy::cast_precision_loss)]
     let s = side as f64;
     for r in 0..side {
         for c in 0..side {
-            #[allow(clippy::cast_precision_loss)]
             let (x, y) = (c as f64 / s, r as f64 / s);
             let tau = std::f64::consts::TAU;
             let v = [
@@ -140,10 +137,8 @@ fn write_inputs(
 
 /// A square with `per_side` vertices on each side (so neighbours share all their vertices).
 fn dense_square(x0: f64, y0: f64, per_side: usize) -> MultiPolygon<f64> {
-    #[allow(clippy::cast_precision_loss)]
     let step = 1.0 / per_side as f64;
     let mut pts = Vec::with_capacity(4 * per_side + 1);
-    #[allow(clippy::cast_precision_loss)]
     for (dx, dy, ox, oy) in [
         (1.0, 0.0, 0.0, 0.0),
         (0.0, 1.0, 1.0, 0.0),
@@ -221,7 +216,6 @@ fn main() {
     // Contiguity: 54 × 54 = 2,916 squares of 100 vertices each.
     let units: Vec<MultiPolygon<f64>> = (0..54 * 54)
         .map(|i| {
-            #[allow(clippy::cast_precision_loss)]
             let (x, y) = ((i % 54) as f64, (i / 54) as f64);
             dense_square(x, y, 25)
         })

@@ -54,9 +54,7 @@ fn main() {
     for y in 0..years {
         for u in 0..units {
             let (r, c) = (u / cols, u % cols);
-            #[allow(clippy::cast_precision_loss)]
             let smooth = (r as f64 / 7.0).sin() + (c as f64 / 5.0).cos();
-            #[allow(clippy::cast_precision_loss)]
             let noise = ((u * 7919 + y * 104_729) % 1000) as f64 / 1000.0;
             ids.push(id(r, c));
             year.push(2000 + i64::try_from(y).unwrap());

@@ -63,7 +63,6 @@ pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, St
                 .collect()
         }};
     }
-    #[allow(clippy::cast_precision_loss, clippy::cast_lossless)]
     let values: Vec<f64> = match col.data_type() {
         DataType::Float64 => prim!(Float64Type),
         DataType::Float32 => prim!(Float32Type),
@@ -113,7 +112,6 @@ pub fn i64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<i64>, St
         .iter()
         .enumerate()
         .map(|(row, &v)| {
-            #[allow(clippy::cast_possible_truncation)]
             if v.is_finite() && v.fract() == 0.0 {
                 Ok(v as i64)
             } else {

@@ -234,7 +234,6 @@ fn write_tiles(out: &Path, grid: &Grid, maps: &[Vec<u8>]) -> Result<Vec<PathBuf>
                 "{}. CLCD codes 1-9, 0 = outside the study units. Year {year}, {part} tile.",
                 DEMO_NOTE.replace('—', "-")
             );
-            #[allow(clippy::cast_precision_loss)]
             let x_min = grid.x_min + from as f64 * grid.px;
             write_categorical(
                 &path,

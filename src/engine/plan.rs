@@ -397,7 +397,7 @@ fn attach_sweeps(
         if drafts[i].entry.kind() != crate::engine::sweep::KIND {
             continue;
         }
-        let views: Vec<crate::engine::sweep::StageView> = drafts
+        let views: Vec<crate::engine::sweep::StageView<'_>> = drafts
             .iter()
             .zip(wires.iter())
             .map(|(d, w)| crate::engine::sweep::StageView {
@@ -572,7 +572,7 @@ fn assemble(
     for (pos, &i) in order.iter().enumerate() {
         position[i] = pos;
     }
-    let mut placed: Vec<Option<(Draft, StageSources)>> =
+    let mut placed: Vec<Option<(Draft<'_>, StageSources)>> =
         drafts.into_iter().zip(sources).map(Some).collect();
     let mut stages = Vec::with_capacity(order.len());
     for &i in order {

@@ -196,7 +196,11 @@ struct PreparedSweep {
 
 /// Resolves sweep `i`: the stages it re-runs, their feeds from the rest of the study, and the
 /// checks of its `vary` and `collect` entries, with a caret at the offending YAML field.
-pub fn attach(i: usize, stages: &[StageView], src: &SourceText) -> Result<Attached, Diagnostic> {
+pub fn attach(
+    i: usize,
+    stages: &[StageView<'_>],
+    src: &SourceText,
+) -> Result<Attached, Diagnostic> {
     let me = &stages[i];
     let params: SweepParams =
         serde_json::from_value(me.params.clone()).expect("the plan prepared these parameters");
@@ -366,7 +370,7 @@ pub fn attach(i: usize, stages: &[StageView], src: &SourceText) -> Result<Attach
 
 /// `stage.column` or `stage.output.column`, checked against the stage's declared outputs.
 fn resolve_collect(
-    stages: &[StageView],
+    stages: &[StageView<'_>],
     target: &str,
     index: &dyn Fn(&str, &str) -> Result<usize, Diagnostic>,
     fail: &dyn Fn(&str, String, String) -> Diagnostic,

@@ -148,7 +148,6 @@ impl Cell {
     fn as_int(&self) -> Option<i64> {
         match self {
             Cell::Int(v) => Some(*v),
-            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
             Cell::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
             Cell::Text(s) | Cell::Raw(s) => {
                 let t = plain_number(s);
@@ -160,7 +159,6 @@ impl Cell {
         }
     }
 
-    #[allow(clippy::cast_precision_loss)]
     fn as_float(&self) -> Option<f64> {
         match self {
             Cell::Int(v) => Some(*v as f64),
@@ -288,7 +286,6 @@ pub fn from_array(array: &ArrayRef) -> Option<Vec<Cell>> {
         DataType::UInt32 => prim!(UInt32Type, |v| Cell::Int(i64::from(v))),
         DataType::UInt16 => prim!(UInt16Type, |v| Cell::Int(i64::from(v))),
         DataType::UInt8 => prim!(UInt8Type, |v| Cell::Int(i64::from(v))),
-        #[allow(clippy::cast_precision_loss)]
         DataType::UInt64 => prim!(UInt64Type, |v: u64| i64::try_from(v)
             .map_or(Cell::Float(v as f64), Cell::Int)),
         DataType::Float64 => prim!(Float64Type, Cell::Float),
@@ -759,8 +756,14 @@ mod tests {
         assert_eq!(Cell::Float(3.0).text().as_deref(), Some("3"));
         assert_eq!(Cell::Float(-0.0).text().as_deref(), Some("-0"));
         assert_eq!(Cell::Float(2.5).text().as_deref(), Some("2.5"));
-        assert_eq!(Cell::Float(1e15).text().as_deref(), Some("1000000000000000"));
-        assert_eq!(Cell::Float(0.1 + 0.2).text().as_deref(), Some("0.30000000000000004"));
+        assert_eq!(
+            Cell::Float(1e15).text().as_deref(),
+            Some("1000000000000000")
+        );
+        assert_eq!(
+            Cell::Float(0.1 + 0.2).text().as_deref(),
+            Some("0.30000000000000004")
+        );
     }
 
     #[test]

@@ -40,11 +40,10 @@ impl IoError {
     }
     /// A column a table does not have, with the nearest name or the list of all.
     pub fn column_missing(table: &str, column: &str, present: &[String]) -> Self {
-        let hint =
-            match crate::suggest::did_you_mean(column, present.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`? (columns: {})", present.join(", ")),
-                None => format!("the columns are: {}", present.join(", ")),
-            };
+        let hint = match crate::suggest::did_you_mean(column, present.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`? (columns: {})", present.join(", ")),
+            None => format!("the columns are: {}", present.join(", ")),
+        };
         Self::data(format!("input `{table}` has no column `{column}`")).with_hint(hint)
     }
     #[must_use]

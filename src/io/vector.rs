@@ -318,7 +318,6 @@ fn dbf_cell(value: dbase::FieldValue) -> Cell {
         }
         // dBase numbers are decimal text in the file; whole ones are read as integers, as
         // GDAL does for N fields without decimals.
-        #[allow(clippy::cast_possible_truncation)]
         V::Numeric(Some(v)) if v.fract() == 0.0 && v.abs() < 9.0e15 => Cell::Int(v as i64),
         V::Numeric(Some(v)) | V::Double(v) | V::Currency(v) => Cell::Float(v),
         V::Float(Some(v)) => Cell::Float(f64::from(v)),

@@ -17,7 +17,6 @@ fn cell(value: &Data) -> Result<Cell, String> {
     Ok(match value {
         Data::Empty => Cell::Null,
         Data::Int(v) => Cell::Int(*v),
-        #[allow(clippy::cast_possible_truncation)]
         Data::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Cell::Int(*v as i64),
         Data::Float(v) => Cell::Float(*v),
         Data::String(s) => Cell::raw(s.trim()),
@@ -90,8 +89,7 @@ pub fn read(
             if !names.iter().any(|n| n == s) {
                 let mut err = IoError::data(format!("{file} has no sheet `{s}`"));
                 err.hint = Some(
-                    match crate::suggest::did_you_mean(s, names.iter().map(String::as_str))
-                    {
+                    match crate::suggest::did_you_mean(s, names.iter().map(String::as_str)) {
                         Some(m) => format!("did you mean `{m}`? (sheets: {})", names.join(", ")),
                         None => format!("the sheets are: {}", names.join(", ")),
                     },
@@ -212,9 +210,7 @@ fn table_of(
         None => IoError::data(format!("{place} is empty")),
     })?;
     if r.labels.is_empty() {
-        return Err(IoError::data(format!(
-            "{place} has a header but no rows"
-        )));
+        return Err(IoError::data(format!("{place} has a header but no rows")));
     }
     let mut table = CellTable::new(shown, header.into_iter().zip(r.columns).collect(), r.labels)?;
     table.sheet_rows = r.numbers;

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::io::IoError;
-use crate::suggest::did_you_mean;
 use crate::io::cells::{Cell, CellTable, Column, SheetColumn, UNIT_ID};
+use crate::suggest::did_you_mean;
 
 /// Folds the full-width forms (U+FF01–U+FF5E: `０`–`９`, `－`, `，`, `．`, `（`, …) to ASCII,
 /// the ideographic and no-break spaces to a space, and the minus sign U+2212 to `-`.
@@ -109,7 +109,6 @@ pub fn shift_decimal(text: &str, k: i32) -> Option<String> {
 
 /// A cell multiplied by `factor`, or `None` when it is not a number.
 fn scaled(cell: &Cell, factor: f64) -> Option<Cell> {
-    #[allow(clippy::cast_precision_loss)]
     let text = match cell {
         Cell::Null => return Some(Cell::Null),
         Cell::Int(v) => v.to_string(),
@@ -262,11 +261,7 @@ impl CellTable {
 
     /// Rewrites the values of `column` found in `map` (compared after trimming and width
     /// folding); other values stay as they are.
-    pub fn recode(
-        &mut self,
-        column: &str,
-        map: &BTreeMap<String, String>,
-    ) -> Result<(), IoError> {
+    pub fn recode(&mut self, column: &str, map: &BTreeMap<String, String>) -> Result<(), IoError> {
         let i = self.position(column)?;
         let normal: BTreeMap<String, &String> = map
             .iter()

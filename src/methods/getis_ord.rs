@@ -91,7 +91,6 @@ pub fn gi_star(values: &[f64], w: &SpatialWeights) -> Result<GiStar, GiStarError
     if n < 2 {
         return Err(GiStarError::TooFewUnits { n });
     }
-    #[allow(clippy::cast_precision_loss)]
     let n_f = n as f64;
     let total: f64 = values.iter().sum();
     let mean = total / n_f;
@@ -109,7 +108,6 @@ pub fn gi_star(values: &[f64], w: &SpatialWeights) -> Result<GiStar, GiStarError
     };
     for i in 0..n {
         let local: f64 = values[i] + w.neighbours(i).iter().map(|&j| values[j]).sum::<f64>();
-        #[allow(clippy::cast_precision_loss)]
         let card = (w.neighbours(i).len() + 1) as f64;
         let g = local / total;
         let expected = card / n_f;

@@ -312,7 +312,6 @@ pub fn centralization_index(values: &[f64]) -> Result<f64, GiniError> {
         cum += v;
         a += 100.0 * cum / total;
     }
-    #[allow(clippy::cast_precision_loss)]
     let nf = n as f64;
     let r = 50.0 * (nf + 1.0);
     let m = 100.0 * nf;

@@ -24,7 +24,6 @@ pub fn single_dynamic_degree_pct_per_year(area_t1: f64, area_t2: f64, years: i64
     if area_t1 == 0.0 || years <= 0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     let t = years as f64;
     Some((area_t2 - area_t1) / area_t1 / t * 100.0)
 }
@@ -63,7 +62,6 @@ pub fn comprehensive_dynamic_degree_pct_per_year<C: PartialEq>(
         .filter(|(from, to, _)| from != to)
         .map(|t| t.2)
         .sum();
-    #[allow(clippy::cast_precision_loss)]
     let t = years as f64;
     Some(changed / (2.0 * total) / t * 100.0)
 }

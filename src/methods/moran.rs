@@ -225,9 +225,8 @@ fn two_sided(z: f64) -> f64 {
 /// ```
 pub fn pseudo_p(larger: usize, permutations: usize) -> f64 {
     let extreme = larger.min(permutations - larger);
-    #[allow(clippy::cast_precision_loss)] // counts are far below 2^52
-    let p = (extreme as f64 + 1.0) / (permutations as f64 + 1.0);
-    p
+    // Counts are far below 2^52, so the casts are exact.
+    (extreme as f64 + 1.0) / (permutations as f64 + 1.0)
 }
 
 fn check(x: &[f64], w: &SpatialWeights) -> Result<(), MoranError> {
@@ -256,7 +255,6 @@ fn check(x: &[f64], w: &SpatialWeights) -> Result<(), MoranError> {
     Ok(())
 }
 
-#[allow(clippy::cast_precision_loss)] // unit counts are far below 2^52
 fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64
 }
@@ -357,7 +355,6 @@ pub fn global_moran(
 ) -> Result<GlobalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
-    #[allow(clippy::cast_precision_loss)]
     let nf = n as f64;
     let xbar = mean(x);
     let z: Vec<f64> = x.iter().map(|v| v - xbar).collect();
@@ -450,7 +447,6 @@ pub fn local_moran(
 ) -> Result<LocalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
-    #[allow(clippy::cast_precision_loss)]
     let nf = n as f64;
     let xbar = mean(x);
     let sd = (x.iter().map(|v| (v - xbar) * (v - xbar)).sum::<f64>() / nf).sqrt();
@@ -667,7 +663,6 @@ mod tests {
             }
         }
         let w = SpatialWeights::row_standardised(100, &edges).unwrap();
-        #[allow(clippy::cast_precision_loss)]
         let x: Vec<f64> = (0..100).map(|i| (i / 10 + i % 10) as f64).collect();
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
@@ -732,7 +727,6 @@ mod tests {
         }
 
         /// The synthetic variables of reference.py.
-        #[allow(clippy::cast_precision_loss)]
         fn variable(name: &str, adcode: i64) -> f64 {
             match name {
                 "clustered" => ((adcode / 100) % 100) as f64 + 0.5 * (adcode % 7) as f64,

@@ -25,9 +25,7 @@ pub fn mean_sq_distance(data: &[f64], vars: usize, i: usize, j: usize) -> f64 {
         &data[i * vars..(i + 1) * vars],
         &data[j * vars..(j + 1) * vars],
     );
-    #[allow(clippy::cast_precision_loss)]
-    let d = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / vars as f64;
-    d
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / vars as f64
 }
 
 /// A minimum spanning forest by Kruskal's algorithm.

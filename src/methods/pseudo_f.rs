@@ -23,7 +23,6 @@ pub fn standardize(data: &mut [f64], vars: usize) -> Vec<usize> {
     let n = data.len().checked_div(vars).unwrap_or(0);
     let mut constant = Vec::new();
     for j in 0..vars {
-        #[allow(clippy::cast_precision_loss)]
         let nf = n as f64;
         let mean = (0..n).map(|i| data[i * vars + j]).sum::<f64>() / nf;
         let ss = (0..n)
@@ -94,7 +93,6 @@ pub fn sums_of_squares(data: &[f64], vars: usize, labels: &[usize], k: usize) ->
             cmean[labels[i] * vars + j] += data[i * vars + j];
         }
     }
-    #[allow(clippy::cast_precision_loss)]
     {
         for m in &mut mean {
             *m /= n.max(1) as f64;
@@ -145,7 +143,6 @@ pub fn pseudo_f(between: f64, within: f64, n: usize, k: usize) -> f64 {
     if k < 2 || k >= n || within <= 0.0 {
         return f64::NAN;
     }
-    #[allow(clippy::cast_precision_loss)]
     let (n, k) = (n as f64, k as f64);
     (between / (k - 1.0)) / (within / (n - k))
 }

@@ -188,7 +188,6 @@ fn unit_spans(grid: &Grid, mp: &MultiPolygon<f64>, unit: u32) -> Vec<(u32, Span)
                     continue;
                 }
                 // Candidate rows, then the exact half-open test on y (robust to rounding in t).
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 for r in (lo as usize)..=(hi as usize) {
                     let yc = centre_y(r);
                     if (p.y <= yc) != (q.y <= yc) {
@@ -216,7 +215,6 @@ fn unit_spans(grid: &Grid, mp: &MultiPolygon<f64>, unit: u32) -> Vec<(u32, Span)
         let c0 = ua.ceil().max(0.0);
         let c1 = ub.ceil().min(width);
         if c0 < c1 {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             out.push((
                 r,
                 Span {

@@ -73,7 +73,6 @@ struct Cluster {
 
 impl Cluster {
     fn ssd(&self) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let n = self.count as f64;
         (self.sq - self.sum.iter().map(|s| s * s).sum::<f64>() / n).max(0.0)
     }
@@ -82,7 +81,6 @@ impl Cluster {
 /// The average over all pairs of the mean squared difference (GeoDa's distance), from the
 /// clusters' sums.
 fn average_linkage(a: &Cluster, b: &Cluster) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
     let (na, nb, vars) = (a.count as f64, b.count as f64, a.sum.len() as f64);
     let centroid: f64 = a
         .sum

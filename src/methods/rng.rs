@@ -109,21 +109,17 @@ impl SplitMix64 {
     pub fn below(&mut self, bound: u64) -> u64 {
         assert!(bound > 0, "below() needs a positive bound");
         let mut m = u128::from(self.next_u64()) * u128::from(bound);
-        #[allow(clippy::cast_possible_truncation)] // the low 64 bits are wanted
+        // The low 64 bits are wanted.
         let mut low = m as u64;
         if low < bound {
             let threshold = bound.wrapping_neg() % bound;
             while low < threshold {
                 m = u128::from(self.next_u64()) * u128::from(bound);
-                #[allow(clippy::cast_possible_truncation)]
-                {
-                    low = m as u64;
-                }
+                low = m as u64;
             }
         }
-        #[allow(clippy::cast_possible_truncation)] // the high half of a 64x64 product fits
-        let high = (m >> 64) as u64;
-        high
+        // The high half of a 64x64 product fits in 64 bits.
+        (m >> 64) as u64
     }
 
     /// Shuffles `items` in place (Fisher–Yates, every order equally likely).

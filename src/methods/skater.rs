@@ -177,7 +177,6 @@ impl<'a> Forest<'a> {
                 *acc += x;
             }
         }
-        #[allow(clippy::cast_precision_loss)]
         let mf = m as f64;
         for v in &mut mean {
             *v /= mf;
@@ -206,7 +205,6 @@ impl<'a> Forest<'a> {
             }
         }
         let ssd = |s: &[f64], q: f64, n: usize| {
-            #[allow(clippy::cast_precision_loss)]
             let n = n as f64;
             q - s.iter().map(|x| x * x).sum::<f64>() / n
         };

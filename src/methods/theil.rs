@@ -85,7 +85,6 @@ fn check(values: &[f64]) -> Result<(), TheilError> {
 pub fn theil(values: &[f64]) -> Result<f64, TheilError> {
     check(values)?;
     let total: f64 = values.iter().sum();
-    #[allow(clippy::cast_precision_loss)]
     let n = values.len() as f64;
     Ok(values
         .iter()
@@ -135,9 +134,7 @@ pub fn theil_decomposition<G: Ord>(
         entry.0 += y;
         entry.1 += 1;
     }
-    #[allow(clippy::cast_precision_loss)]
     let n = values.len() as f64;
-    #[allow(clippy::cast_precision_loss)]
     let between: f64 = by_group
         .values()
         .map(|&(sum, count)| {

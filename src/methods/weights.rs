@@ -87,7 +87,6 @@ impl SpatialWeights {
         for mut list in lists {
             list.sort_unstable();
             list.dedup();
-            #[allow(clippy::cast_precision_loss)] // neighbour counts are far below 2^52
             let w = if list.is_empty() {
                 0.0
             } else {

@@ -163,7 +163,6 @@ impl Histogrammer {
                 quad.fill(0);
                 slot.pixels[b] += n;
                 if let Some(a) = area_m2 {
-                    #[allow(clippy::cast_precision_loss)]
                     let w = n as f64 * a;
                     slot.area_m2[b] += w;
                 }

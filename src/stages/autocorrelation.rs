@@ -229,7 +229,6 @@ impl Stage for Autocorrelation {
         let from = table::ids(edges, "edges", "from")?;
         let to = table::ids(edges, "edges", "to")?;
         let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
-        #[allow(clippy::cast_precision_loss)]
         if 1.0 / (params.permutations as f64 + 1.0) >= params.alpha {
             ctx.warn(format!("with {} permutations no p-value can fall below alpha = {}: every LISA class will be `ns`", params.permutations, params.alpha));
         }
@@ -605,7 +604,6 @@ mod tests {
 
     /// reference.py's `clustered` variable (year 2000) and `scattered` (year 2010), with the
     /// id as an integer column named `adcode` and rows in reverse order.
-    #[allow(clippy::cast_precision_loss)]
     fn henan_table(ids: &[i64]) -> RecordBatch {
         let mut adcode = Vec::new();
         let mut year = Vec::new();

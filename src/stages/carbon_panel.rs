@@ -266,7 +266,6 @@ impl Panel {
                 }
                 match (before, after) {
                     (Some((y0, v0)), Some((y1, v1))) => {
-                        #[allow(clippy::cast_precision_loss)]
                         let w = (year - y0) as f64 / (y1 - y0) as f64;
                         v0 + w * (v1 - v0)
                     }

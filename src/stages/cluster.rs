@@ -365,7 +365,6 @@ impl Stage for Cluster {
         };
         let labels = splits.labels(chosen_k);
         let summary = {
-            #[allow(clippy::cast_possible_wrap)]
             let k_col = rows.iter().map(|r| r.0 as i64).collect();
             TableBuilder::new()
                 .i64("k", k_col)
@@ -385,7 +384,6 @@ impl Stage for Cluster {
                 .bool("chosen", rows.iter().map(|r| r.0 == chosen_k).collect())
                 .build()?
         };
-        #[allow(clippy::cast_possible_wrap)]
         let labels_table = TableBuilder::new()
             .str("unit_id", &names)
             .i64("cluster", labels.iter().map(|&c| c as i64 + 1).collect())
@@ -399,7 +397,6 @@ impl Stage for Cluster {
     }
 }
 
-#[allow(clippy::cast_precision_loss)]
 fn usize_f64(x: usize) -> f64 {
     x as f64
 }
@@ -428,7 +425,6 @@ fn profiles(
             z_sum[c * vars + j] += data[i * vars + j];
         }
     }
-    #[allow(clippy::cast_possible_wrap)]
     let mut b = TableBuilder::new()
         .i64("cluster", (1..=k as i64).collect())
         .i64("units", count.iter().map(|&c| c as i64).collect())

@@ -429,7 +429,6 @@ impl Stage for Compensation {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)]
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let t = inputs.table("indices")?;
         let unit_col = str_col(t, "indices", "unit_id", true)?;

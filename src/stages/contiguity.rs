@@ -302,7 +302,6 @@ impl Stage for Contiguity {
             .str("from", &from)
             .str("to", &to)
             .build()?;
-        #[allow(clippy::cast_possible_wrap)]
         let components_table = TableBuilder::new()
             .str("unit_id", &names)
             .i64("component", comp.iter().map(|&c| c as i64 + 1).collect())

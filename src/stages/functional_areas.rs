@@ -175,7 +175,6 @@ impl Stage for FunctionalAreas {
         ]
     }
 
-    #[allow(clippy::too_many_lines)]
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let cat_table = inputs.table("categories")?;
         let cat_units = ids(cat_table, "categories", "unit_id")?;
@@ -299,9 +298,7 @@ impl Stage for FunctionalAreas {
         let annual = |k: usize, j: usize| -> f64 {
             let years: Vec<f64> = totals_by_year.values().map(|v| v[k][j]).collect();
             let n = period[k].years.len();
-            #[allow(clippy::cast_precision_loss)]
-            let mean = years.iter().sum::<f64>() / n as f64;
-            mean
+            years.iter().sum::<f64>() / n as f64
         };
         let names: Vec<&str> = order
             .iter()

@@ -227,7 +227,6 @@ impl Stage for Indices {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)]
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let ce = Panel::from_rows(
             "emission",

@@ -957,7 +957,6 @@ mod tests {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        #[allow(clippy::cast_precision_loss)]
         let value: Vec<f64> = ids
             .iter()
             .map(|id| ((id / 100) % 100) as f64 + 0.5 * (id % 7) as f64)

@@ -124,7 +124,6 @@ fn an_input_value_that_overflows_fails_the_stage_instead_of_publishing_infinity(
 fn squares_geojson(n: usize, gap: f64) -> String {
     let features: Vec<String> = (0..n)
         .map(|i| {
-            #[allow(clippy::cast_precision_loss)]
             let x = 113.0 + i as f64 * (0.1 + gap);
             let (x1, y0, y1) = (x + 0.1, 34.0, 34.1);
             format!(

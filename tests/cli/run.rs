@@ -171,7 +171,7 @@ fn show_prints_an_output_running_what_it_needs() {
     let s = fixture();
     let run = s.run(&["show", "study.yaml", "a", "--format", "csv"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, super::run::UNITS_CSV);
+    assert_eq!(run.stdout, UNITS_CSV);
     let (_, summary) = s.run_study(&["--dry-run"]);
     assert_eq!(summary.with("cached"), ["a", "units"]);
 }
