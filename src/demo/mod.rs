@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use geo::{BoundingRect, Centroid, MultiPolygon};
 
+pub mod national;
+pub mod texture;
 mod yearbook;
 
 use crate::io::geotiff_writer::{
@@ -98,6 +100,8 @@ pub enum DemoError {
     Boundary { path: String, message: String },
     #[error(transparent)]
     Raster(#[from] GeoTiffWriteError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What [`generate_with`] produced: the files (sorted) and a plain-text summary of provincial
