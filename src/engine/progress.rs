@@ -36,6 +36,15 @@ pub enum Event {
         stage: String,
         message: String,
     },
+    /// A running stage has done `done` of `total` steps of its longest part (`unit`: `tiles`,
+    /// `years`, …). `milestone` marks the first event of each tenth, for plain-line output.
+    StageProgress {
+        stage: String,
+        done: u64,
+        total: u64,
+        unit: String,
+        milestone: bool,
+    },
     RunFinished,
 }
 
@@ -61,7 +70,14 @@ impl Reporter for PlainReporter {
             Event::StageFailed { stage, message } => format!("FAILED  {stage}: {message}"),
             Event::StageSkipped { stage, reason } => format!("skipped {stage}: {reason}"),
             Event::Warning { stage, message } => format!("warning {stage}: {message}"),
-            Event::RunStarted { .. } | Event::RunFinished => return,
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+                milestone: true,
+            } => format!("        {stage}: {done}/{total} {unit}"),
+            Event::RunStarted { .. } | Event::RunFinished | Event::StageProgress { .. } => return,
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -123,6 +139,28 @@ impl TerminalReporter {
     }
 }
 
+impl TerminalReporter {
+    /// Turns the stage's spinner into a bar with an ETA.
+    fn show_progress(&self, stage: &str, done: u64, total: u64, unit: &str) {
+        let running = self
+            .running
+            .lock()
+            .expect("reporter lock is never poisoned");
+        if let Some((_, bar)) = running.iter().find(|(s, _)| s == stage) {
+            if bar.length() != Some(total) {
+                bar.set_style(
+                    ProgressStyle::with_template(&format!(
+                        "  {{msg}} {{bar:24}} {{pos}}/{{len}} {unit} ({{elapsed}}, ETA {{eta}})"
+                    ))
+                    .expect("template is valid"),
+                );
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    }
+}
+
 impl Reporter for TerminalReporter {
     fn event(&self, event: &Event) {
         match event {
@@ -160,6 +198,13 @@ impl Reporter for TerminalReporter {
             Event::Warning { stage, message } => {
                 let _ = self.multi.println(format!("warning {stage}: {message}"));
             }
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+                ..
+            } => self.show_progress(stage, *done, *total, unit),
             Event::RunFinished => {
                 self.overall.finish_and_clear();
             }
