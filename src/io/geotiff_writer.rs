@@ -823,4 +823,108 @@ mod tests {
             Err(GeoTiffWriteError::SizeMismatch { .. })
         ));
     }
+
+    fn streamed(layout: Layout, codes: &[u8], w: u32, h: u32, dir: &Path) -> Vec<u8> {
+        let path = dir.join(format!("{layout:?}.tif"));
+        let header = RasterHeader {
+            width: w,
+            height: h,
+            placement: GridPlacement {
+                x_min: -2_000_000.0,
+                y_max: 5_000_000.0,
+                pixel_width: 90.0,
+                pixel_height: 90.0,
+            },
+            crs: Crs::albers_china(),
+            nodata: Some(0),
+            description: Some("streamed".into()),
+        };
+        let mut writer = StreamingGeoTiff::create(&path, header, layout).unwrap();
+        // Uneven pieces: 1 row, then 5, then the rest, so bands are assembled across calls.
+        let row = w as usize;
+        writer.write_rows(&codes[..row]).unwrap();
+        writer.write_rows(&codes[row..6 * row]).unwrap();
+        writer.write_rows(&codes[6 * row..]).unwrap();
+        writer.finish().unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn streamed_lzw_strips_and_deflate_tiles_round_trip_with_their_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 × 270: partial tiles at the right and bottom, a short last strip (270 = 27 × 10).
+        let (w, h) = (300, 270);
+        let codes = sample(w, h);
+        let lzw = streamed(Layout::LzwStrips { rows: 27 }, &codes, w, h, dir.path());
+        let tiles = streamed(Layout::DeflateTiles, &codes, w, h, dir.path());
+        for (bytes, compression) in [(&lzw, 5), (&tiles, 8)] {
+            let mut d = decode(bytes);
+            assert_eq!(d.dimensions().unwrap(), (w, h));
+            assert_eq!(d.get_tag_u32(Tag::Compression).unwrap(), compression);
+            assert_eq!(
+                d.get_tag_f64_vec(Tag::ModelTiepointTag).unwrap(),
+                vec![0.0, 0.0, 0.0, -2_000_000.0, 5_000_000.0, 0.0]
+            );
+            assert_eq!(
+                d.get_tag_f64_vec(Tag::GeoDoubleParamsTag).unwrap(),
+                vec![25.0, 47.0, 105.0, 0.0, 0.0, 0.0]
+            );
+            assert_eq!(d.get_tag_ascii_string(Tag::GdalNodata).unwrap(), "0");
+            assert_eq!(
+                d.get_tag_ascii_string(Tag::ImageDescription).unwrap(),
+                "streamed"
+            );
+            match d.read_image().unwrap() {
+                DecodingResult::U8(px) => assert_eq!(px, codes),
+                other => panic!("expected u8 pixels, got {other:?}"),
+            }
+        }
+        let mut d = decode(&lzw);
+        assert_eq!(d.get_tag_u32(Tag::RowsPerStrip).unwrap(), 27);
+        assert_eq!(d.strip_count().unwrap(), 10);
+        let d = decode(&tiles);
+        assert_eq!(d.chunk_dimensions(), (256, 256));
+        // Same pixels, same bytes.
+        assert_eq!(
+            lzw,
+            streamed(Layout::LzwStrips { rows: 27 }, &codes, w, h, dir.path())
+        );
+    }
+
+    #[test]
+    fn streaming_refuses_too_many_or_too_few_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = RasterHeader {
+            width: 4,
+            height: 2,
+            placement: GridPlacement {
+                x_min: 0.0,
+                y_max: 0.0,
+                pixel_width: 1.0,
+                pixel_height: 1.0,
+            },
+            crs: Crs::Epsg4326,
+            nodata: None,
+            description: None,
+        };
+        let path = dir.path().join("a.tif");
+        let mut w = StreamingGeoTiff::create(&path, header.clone(), Layout::DeflateTiles).unwrap();
+        assert!(
+            w.write_rows(&[1; 12]).is_err(),
+            "three rows of a two-row raster"
+        );
+        w.write_rows(&[1; 4]).unwrap();
+        assert!(matches!(
+            w.finish(),
+            Err(GeoTiffWriteError::SizeMismatch { .. })
+        ));
+        assert_eq!(
+            Layout::lzw_strips_for_width(150_000),
+            Layout::LzwStrips { rows: 1 }
+        );
+        assert_eq!(
+            Layout::lzw_strips_for_width(1_000),
+            Layout::LzwStrips { rows: 8 }
+        );
+    }
 }
