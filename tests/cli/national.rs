@@ -13,7 +13,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Pixel size of the test run: 2,852 units on a 1,100 × 1,100 px grid, a few seconds in debug.
+/// Pixel size of the test run: 2,852 units on a 968 × 1,104 px grid.
 const PIXEL_M: f64 = 5_000.0;
 
 fn pipeline(dir: &Path, args: &[&str]) -> String {
@@ -88,46 +88,24 @@ fn national_unit_areas_match_their_polygons_within_pixelisation_error() {
             &PIXEL_M.to_string(),
             "--years",
             "2000..2001",
-            "--format",
-            "both",
         ],
     );
-    // The same pixels in both layouts: two studies, one per layout, give the same areas.
-    for (name, suffix) in [("lzw", ""), ("tiled", "_tiled")] {
-        std::fs::write(
-            tmp.path().join(format!("{name}.yaml")),
-            format!(
-                "study: national-{name}\noutputs: out/{name}\nstages:\n  \
-                 units: {{ kind: ingest, path: data/boundaries/china_counties.geojson, id_column: adcode }}\n  \
-                 landuse:\n    kind: landuse\n    inputs: {{ units: units }}\n    scheme: clcd\n    \
-                 allow_empty_units: true\n    publish: [csv]\n    rasters:\n      \
-                 2000: data/national/landuse_2000{suffix}.tif\n      2001: data/national/landuse_2001{suffix}.tif\n"
-            ),
-        )
-        .unwrap();
-        pipeline(
-            tmp.path(),
-            &[
-                "--cache-dir",
-                "cache",
-                "run",
-                &format!("{name}.yaml"),
-                "--quiet",
-            ],
-        );
-    }
-    let coverage = |name: &str| {
-        std::fs::read_to_string(tmp.path().join(format!("out/{name}/landuse.coverage.csv")))
-            .unwrap()
-    };
-    assert_eq!(
-        coverage("lzw"),
-        coverage("tiled"),
-        "LZW strips and DEFLATE tiles hold the same pixels"
+    std::fs::write(
+        tmp.path().join("national.yaml"),
+        "study: national\noutputs: out\nstages:\n  \
+         units: { kind: ingest, path: data/boundaries/china_counties.geojson, id_column: adcode }\n  \
+         landuse:\n    kind: landuse\n    inputs: { units: units }\n    scheme: clcd\n    \
+         allow_empty_units: true\n    publish: [csv]\n    rasters:\n      \
+         2000: data/national/landuse_2000.tif\n      2001: data/national/landuse_2001.tif\n",
+    )
+    .unwrap();
+    pipeline(
+        tmp.path(),
+        &["--cache-dir", "cache", "run", "national.yaml", "--quiet"],
     );
 
     // unit_id → pixels inside the unit (classes and NoData), in 2000.
-    let text = coverage("lzw");
+    let text = std::fs::read_to_string(tmp.path().join("out/landuse.coverage.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
@@ -175,7 +153,7 @@ fn national_unit_areas_match_their_polygons_within_pixelisation_error() {
         );
         total_counted += counted;
         total_polygon += area_m2;
-        if area_m2 > 400.0 * pixel_m2 {
+        if area_m2 > 100.0 * pixel_m2 {
             relative_errors.push((counted - area_m2).abs() / area_m2);
         }
     }
@@ -185,8 +163,14 @@ fn national_unit_areas_match_their_polygons_within_pixelisation_error() {
         (total_counted - total_polygon).abs() <= 5e-4 * total_polygon,
         "total {total_counted} vs {total_polygon}"
     );
-    // Units of more than 400 pixels are counted within a few per cent on average.
+    // Units of more than 100 pixels: a boundary crossing about 4·√100 = 40 pixels, each off by
+    // a fraction of a pixel with random sign, gives a relative error of the order of
+    // 0.3·√40/100 ≈ 2 %; these units are counted within that on average (825 units, 1.1 %
+    // measured when the test was written).
     let mean = relative_errors.iter().sum::<f64>() / relative_errors.len() as f64;
     assert!(relative_errors.len() > 500, "{}", relative_errors.len());
-    assert!(mean < 0.02, "mean relative error of large units {mean}");
+    assert!(
+        mean < 0.02,
+        "mean relative error of units over 100 pixels {mean}"
+    );
 }
