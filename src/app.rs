@@ -93,7 +93,18 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             interrupt::install();
             worker(&invocation, &out)
         }
-        Command::DemoData { data_dir, study } => demo_data(&data_dir, study),
+        Command::DemoData {
+            national: true,
+            resolution,
+            years,
+            out,
+            format,
+            data_dir,
+            ..
+        } => demo_national(&data_dir, &out, resolution, &years, format),
+        Command::DemoData {
+            data_dir, study, ..
+        } => demo_data(&data_dir, study),
     }
 }
 
@@ -774,6 +785,49 @@ fn demo_data(data_dir: &Path, study: crate::cli::DemoStudy) -> Result<u8, Diagno
             data_dir.join(s.folder()).display()
         ))?;
     }
+    Ok(0)
+}
+
+fn demo_national(
+    data_dir: &Path,
+    out: &Path,
+    resolution_m: f64,
+    years: &str,
+    format: crate::cli::RasterFormat,
+) -> Result<u8, Diagnostic> {
+    use crate::cli::RasterFormat;
+    use crate::demo::national::{BOUNDARY_FILE, Formats, NationalConfig, generate};
+    let bad_years = || {
+        Diagnostic::user(format!("--years `{years}` is not a range of years"))
+            .with_hint("write the first and last year with two dots, e.g. `--years 1985..2022`")
+    };
+    let (first, last) = years.split_once("..").ok_or_else(bad_years)?;
+    let parse = |y: &str| y.trim().parse::<i64>().map_err(|_| bad_years());
+    let config = NationalConfig {
+        boundaries: data_dir.join("boundaries").join(BOUNDARY_FILE),
+        out: out.to_owned(),
+        resolution_m,
+        years: (parse(first)?, parse(last)?),
+        formats: match format {
+            RasterFormat::Lzw => Formats::Lzw,
+            RasterFormat::Deflate => Formats::Deflate,
+            RasterFormat::Both => Formats::Both,
+        },
+        seed: 20_250_324,
+    };
+    let bar = crate::engine::progress::work_bar("demo-data", "rows");
+    let generated = generate(&config, &|done, total| bar.update(done, total)).map_err(|e| {
+        Diagnostic::user("cannot generate the national demonstration data")
+            .caused_by(e)
+            .with_hint("run from the repository's top level, or pass --data-dir pointing at the folder holding boundaries/china_counties.geojson")
+    })?;
+    bar.finish();
+    emit(&format!(
+        "{}\nwrote {} files to {}\n",
+        generated.summary,
+        generated.files.len(),
+        out.display()
+    ))?;
     Ok(0)
 }
 

@@ -120,6 +120,32 @@ pub enum Command {
         /// Which study's data.
         #[arg(long, value_enum, default_value_t = DemoStudy::All)]
         study: DemoStudy,
+        /// Instead: national CLCD-like rasters of mainland China's county-level units and their
+        /// tables (generated on demand, not committed), into `--out`.
+        #[arg(long)]
+        national: bool,
+        /// Pixel size of the national rasters, metres.
+        #[arg(long, value_name = "METRES", default_value_t = crate::demo::national::DEFAULT_RESOLUTION_M, requires = "national")]
+        resolution: f64,
+        /// Years of the national rasters, `FIRST..LAST` (inclusive).
+        #[arg(
+            long,
+            value_name = "FIRST..LAST",
+            default_value = "1985..2022",
+            requires = "national"
+        )]
+        years: String,
+        /// Where the national data go.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "pipelines/data/national",
+            requires = "national"
+        )]
+        out: PathBuf,
+        /// Raster layout of the national data: LZW strips (as CLCD ships), DEFLATE tiles, or both.
+        #[arg(long, value_enum, default_value_t = RasterFormat::Lzw, requires = "national")]
+        format: RasterFormat,
     },
     /// Execute one serialised stage invocation (the seam for cluster executors).
     Worker {
@@ -155,4 +181,11 @@ pub enum DemoStudy {
     Henan,
     YellowRiver,
     All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RasterFormat {
+    Lzw,
+    Deflate,
+    Both,
 }

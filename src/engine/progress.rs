@@ -36,6 +36,15 @@ pub enum Event {
         stage: String,
         message: String,
     },
+    /// A running stage has done `done` of `total` steps of its longest part (`unit`: `tiles`,
+    /// `years`, …). `milestone` marks the first event of each tenth, for plain-line output.
+    StageProgress {
+        stage: String,
+        done: u64,
+        total: u64,
+        unit: String,
+        milestone: bool,
+    },
     RunFinished,
 }
 
@@ -61,7 +70,14 @@ impl Reporter for PlainReporter {
             Event::StageFailed { stage, message } => format!("FAILED  {stage}: {message}"),
             Event::StageSkipped { stage, reason } => format!("skipped {stage}: {reason}"),
             Event::Warning { stage, message } => format!("warning {stage}: {message}"),
-            Event::RunStarted { .. } | Event::RunFinished => return,
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+                milestone: true,
+            } => format!("        {stage}: {done}/{total} {unit}"),
+            Event::RunStarted { .. } | Event::RunFinished | Event::StageProgress { .. } => return,
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -123,6 +139,28 @@ impl TerminalReporter {
     }
 }
 
+impl TerminalReporter {
+    /// Turns the stage's spinner into a bar with an ETA.
+    fn show_progress(&self, stage: &str, done: u64, total: u64, unit: &str) {
+        let running = self
+            .running
+            .lock()
+            .expect("reporter lock is never poisoned");
+        if let Some((_, bar)) = running.iter().find(|(s, _)| s == stage) {
+            if bar.length() != Some(total) {
+                bar.set_style(
+                    ProgressStyle::with_template(&format!(
+                        "  {{msg}} {{bar:24}} {{pos}}/{{len}} {unit} ({{elapsed}}, ETA {{eta}})"
+                    ))
+                    .expect("template is valid"),
+                );
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    }
+}
+
 impl Reporter for TerminalReporter {
     fn event(&self, event: &Event) {
         match event {
@@ -160,6 +198,13 @@ impl Reporter for TerminalReporter {
             Event::Warning { stage, message } => {
                 let _ = self.multi.println(format!("warning {stage}: {message}"));
             }
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+                ..
+            } => self.show_progress(stage, *done, *total, unit),
             Event::RunFinished => {
                 self.overall.finish_and_clear();
             }
@@ -179,5 +224,83 @@ impl Reporter for RecordingReporter {
             .lock()
             .expect("reporter lock is never poisoned")
             .push(event.clone());
+    }
+}
+
+/// Progress of one long piece of work with a known size: an indicatif bar with an ETA on a
+/// terminal, a plain line at every tenth otherwise, nothing when quiet.
+pub struct WorkBar {
+    bar: Option<ProgressBar>,
+    label: String,
+    unit: String,
+    quiet: bool,
+    /// The last tenth printed as a plain line.
+    tenth: std::sync::atomic::AtomicU64,
+}
+
+/// A [`WorkBar`] for `label`, counting `unit`s; a bar only if stderr is a terminal.
+pub fn work_bar(label: &str, unit: &str) -> WorkBar {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{msg}} {{bar:30}} {{pos}}/{{len}} {unit} ({{elapsed}}, ETA {{eta}})"
+            ))
+            .expect("template is valid"),
+        );
+        bar.set_message(label.to_owned());
+        bar
+    });
+    WorkBar {
+        bar,
+        label: label.to_owned(),
+        unit: unit.to_owned(),
+        quiet: false,
+        tenth: std::sync::atomic::AtomicU64::new(0),
+    }
+}
+
+impl WorkBar {
+    /// A bar that shows nothing (`--quiet`).
+    pub fn quiet() -> Self {
+        WorkBar {
+            bar: None,
+            label: String::new(),
+            unit: String::new(),
+            quiet: true,
+            tenth: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `done` of `total` units are finished.
+    pub fn update(&self, done: u64, total: u64) {
+        if self.quiet {
+            return;
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+            return;
+        }
+        let tenth = (done * 10).checked_div(total).unwrap_or(10);
+        let before = self
+            .tenth
+            .fetch_max(tenth, std::sync::atomic::Ordering::Relaxed);
+        if tenth > before {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{} {done}/{total} {}",
+                self.label,
+                self.unit
+            );
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }

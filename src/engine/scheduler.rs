@@ -564,11 +564,19 @@ fn execute(
         version: key.version,
         inputs: key.inputs.clone(),
     };
+    let (progress_tx, progress_rx) = std::sync::mpsc::channel();
     let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone())
         .with_memo(Arc::new(CacheMemo(cache.clone())), scope)
-        .with_log_dir(cache.root().join("logs").join(plan.study_id.to_hex()));
+        .with_log_dir(cache.root().join("logs").join(plan.study_id.to_hex()))
+        .with_progress(progress_tx);
     let inputs = Inputs::new(tables).with_origins(input_origins(plan, i));
-    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
+    // Progress events reach the reporter from a helper thread while the stage runs.
+    let ran = std::thread::scope(|scope| {
+        scope.spawn(move || progress_rx.into_iter().for_each(|e| reporter.event(&e)));
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
+        ctx.end_progress();
+        ran
+    });
     let seconds = started.elapsed().as_secs_f64();
     let warnings = ctx.take_warning_records();
     let memos = ctx.take_memos();

@@ -218,6 +218,15 @@ pub struct StageContext {
     memo: Option<(Arc<dyn MemoStore>, MemoScope)>,
     memos_used: Mutex<Vec<(Digest, Digest)>>,
     log_dir: Option<PathBuf>,
+    progress: Mutex<Option<ProgressSink>>,
+}
+
+/// Where [`StageContext::progress`] sends its events, and the last tenth sent.
+struct ProgressSink {
+    events: std::sync::mpsc::Sender<crate::engine::progress::Event>,
+    tenth: u64,
+    /// The last thousandth sent: at most about a thousand events per stage.
+    permille: u64,
 }
 
 /// What a stage's memo keys are made of besides their own parameters.
@@ -249,7 +258,63 @@ impl StageContext {
             memo: None,
             memos_used: Mutex::new(Vec::new()),
             log_dir: None,
+            progress: Mutex::new(None),
         }
+    }
+
+    /// Sends [`StageContext::progress`] reports to `events` until [`StageContext::end_progress`].
+    #[must_use]
+    pub fn with_progress(
+        self,
+        events: std::sync::mpsc::Sender<crate::engine::progress::Event>,
+    ) -> Self {
+        *self
+            .progress
+            .lock()
+            .expect("progress lock is never poisoned") = Some(ProgressSink {
+            events,
+            tenth: 0,
+            permille: 0,
+        });
+        self
+    }
+
+    /// Stops sending progress (closes the channel, so its reader ends).
+    pub fn end_progress(&self) {
+        self.progress
+            .lock()
+            .expect("progress lock is never poisoned")
+            .take();
+    }
+
+    /// Reports that `done` of `total` steps (`unit`: `tiles`, `years`, …) of the stage's long
+    /// part are finished; shown as a bar with an ETA on a terminal, as a line per tenth in logs.
+    /// Call it from any thread; it never affects results.
+    pub fn progress(&self, done: u64, total: u64, unit: &str) {
+        let mut sink = self
+            .progress
+            .lock()
+            .expect("progress lock is never poisoned");
+        let Some(sink) = sink.as_mut() else {
+            return;
+        };
+        let permille = (done * 1000).checked_div(total).unwrap_or(1000);
+        if permille <= sink.permille && done != 0 {
+            return;
+        }
+        sink.permille = permille;
+        let tenth = permille / 100;
+        let milestone = tenth > sink.tenth;
+        sink.tenth = sink.tenth.max(tenth);
+        let _ = sink
+            .events
+            .send(crate::engine::progress::Event::StageProgress {
+                stage: self.stage.clone(),
+                done,
+                total,
+                unit: unit.to_owned(),
+                milestone,
+            });
     }
 
     /// Lets [`StageContext::log_file`] keep logs in `dir` (in the cache).
@@ -629,6 +694,43 @@ impl<S: Stage> PreparedStage for Prepared<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_thinned_to_thousandths_with_one_milestone_per_tenth() {
+        use crate::engine::progress::Event;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = StageContext::new("s", Path::new("."), BTreeMap::new()).with_progress(tx);
+        for done in 0..=5_000u64 {
+            ctx.progress(done, 5_000, "tiles");
+        }
+        ctx.end_progress();
+        ctx.progress(1, 1, "tiles"); // After the end: dropped.
+        let events: Vec<Event> = rx.iter().collect();
+        // 0, then every 5th step (one per thousandth): 1 + 1000 events.
+        assert_eq!(events.len(), 1_001);
+        let milestones: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StageProgress {
+                    done,
+                    milestone: true,
+                    ..
+                } => Some(*done),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(milestones, (1..=10).map(|t| t * 500).collect::<Vec<_>>());
+        assert!(matches!(
+            events.last(),
+            Some(Event::StageProgress {
+                done: 5_000,
+                total: 5_000,
+                ..
+            })
+        ));
+        // Without a channel, progress is a no-op.
+        StageContext::new("s", Path::new("."), BTreeMap::new()).progress(1, 2, "x");
+    }
 
     #[derive(Default)]
     struct MapStore(Mutex<BTreeMap<Digest, RecordBatch>>);

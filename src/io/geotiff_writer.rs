@@ -241,6 +241,327 @@ pub fn write_categorical(
     Ok(bytes.len() as u64)
 }
 
+/// How a streamed raster is cut into chunks and compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Strips of `rows` rows, LZW-compressed (TIFF compression 5), as CLCD ships.
+    LzwStrips { rows: u32 },
+    /// [`TILE_SIZE`]² tiles, DEFLATE-compressed (TIFF compression 8), as [`encode_categorical`].
+    DeflateTiles,
+}
+
+impl Layout {
+    /// LZW strips of GDAL's default height for stripped GeoTIFFs: as many rows as fit in
+    /// 8 KiB, at least one.
+    pub fn lzw_strips_for_width(width: u32) -> Self {
+        Layout::LzwStrips {
+            rows: (8192 / width.max(1)).max(1),
+        }
+    }
+
+    /// Rows of one band: the strip height, or the tile height.
+    fn band_rows(self) -> u32 {
+        match self {
+            Layout::LzwStrips { rows } => rows,
+            Layout::DeflateTiles => TILE_SIZE,
+        }
+    }
+}
+
+/// Everything of a streamed raster but its pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RasterHeader {
+    pub width: u32,
+    pub height: u32,
+    pub placement: GridPlacement,
+    pub crs: Crs,
+    pub nodata: Option<u8>,
+    pub description: Option<String>,
+}
+
+/// Writes a categorical GeoTIFF row band by row band, so a raster larger than memory can be
+/// written: chunks are compressed (in parallel) and appended as soon as their rows are in, and
+/// the image directory goes at the end, its offset patched into the header. Only the chunk
+/// offsets and byte counts stay in memory. The bytes are a pure function of the pixels.
+pub struct StreamingGeoTiff {
+    file: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    header: RasterHeader,
+    layout: Layout,
+    /// Bytes written so far (the next chunk's offset).
+    position: u64,
+    offsets: Vec<u32>,
+    counts: Vec<u32>,
+    /// Rows received but not yet a whole band.
+    pending: Vec<u8>,
+    rows_received: u32,
+}
+
+impl StreamingGeoTiff {
+    /// Creates `path` (replacing any file there) and writes the TIFF header.
+    pub fn create(
+        path: &Path,
+        header: RasterHeader,
+        layout: Layout,
+    ) -> Result<Self, GeoTiffWriteError> {
+        use std::io::Write as _;
+        if header.width == 0 || header.height == 0 {
+            return Err(GeoTiffWriteError::Empty);
+        }
+        let p = header.placement;
+        if !(p.pixel_width > 0.0
+            && p.pixel_height > 0.0
+            && p.pixel_width.is_finite()
+            && p.pixel_height.is_finite())
+        {
+            return Err(GeoTiffWriteError::PixelSize(p.pixel_width, p.pixel_height));
+        }
+        if let Some(text) = header.description.as_deref().filter(|t| !t.is_ascii()) {
+            return Err(GeoTiffWriteError::NonAscii(text.to_owned()));
+        }
+        let io = |source| GeoTiffWriteError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+        // Little-endian classic TIFF; the directory offset is patched in by `finish`.
+        file.write_all(b"II*\0\0\0\0\0").map_err(io)?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            header,
+            layout,
+            position: 8,
+            offsets: Vec::new(),
+            counts: Vec::new(),
+            pending: Vec::new(),
+            rows_received: 0,
+        })
+    }
+
+    /// Appends whole rows (`rows.len()` a multiple of the width), north to south.
+    pub fn write_rows(&mut self, rows: &[u8]) -> Result<(), GeoTiffWriteError> {
+        let w = self.header.width as usize;
+        let n = rows.len() / w;
+        if rows.len() % w != 0 || self.rows_received as usize + n > self.header.height as usize {
+            return Err(GeoTiffWriteError::SizeMismatch {
+                width: self.header.width,
+                height: self.header.height,
+                expected: u64::from(self.header.width) * u64::from(self.header.height),
+                got: (self.rows_received as usize * w) + rows.len(),
+            });
+        }
+        self.pending.extend_from_slice(rows);
+        self.rows_received += u32::try_from(n).expect("rows fit the height, a u32");
+        let band = self.layout.band_rows() as usize * w;
+        let last = self.rows_received == self.header.height;
+        while self.pending.len() >= band || (last && !self.pending.is_empty()) {
+            let take = band.min(self.pending.len());
+            let rest = self.pending.split_off(take);
+            let full = std::mem::replace(&mut self.pending, rest);
+            self.write_band(&full)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses one band (the last may be short) into its chunks and appends them.
+    fn write_band(&mut self, band: &[u8]) -> Result<(), GeoTiffWriteError> {
+        use rayon::prelude::*;
+        use std::io::Write as _;
+        use tiff::encoder::compression::{CompressionAlgorithm, Lzw};
+        let w = self.header.width as usize;
+        let chunks: Vec<Vec<u8>> = match self.layout {
+            Layout::LzwStrips { rows } => band
+                .par_chunks(rows as usize * w)
+                .map(|strip| {
+                    let mut out = Vec::with_capacity(strip.len() / 4);
+                    Lzw.write_to(&mut out, strip)
+                        .expect("LZW into a Vec cannot fail");
+                    out
+                })
+                .collect(),
+            Layout::DeflateTiles => {
+                let fill = self.header.nodata.unwrap_or(0);
+                let t = TILE_SIZE as usize;
+                let band_rows = band.len() / w;
+                (0..w.div_ceil(t))
+                    .into_par_iter()
+                    .map(|tx| {
+                        let mut tile = vec![fill; t * t];
+                        let cols = t.min(w - tx * t);
+                        for r in 0..band_rows {
+                            let src = r * w + tx * t;
+                            tile[r * t..r * t + cols].copy_from_slice(&band[src..src + cols]);
+                        }
+                        miniz_oxide::deflate::compress_to_vec_zlib(&tile, 9)
+                    })
+                    .collect()
+            }
+        };
+        for chunk in chunks {
+            self.file
+                .write_all(&chunk)
+                .map_err(|source| self.io(source))?;
+            self.offsets
+                .push(u32::try_from(self.position).map_err(|_| GeoTiffWriteError::TooLarge)?);
+            self.counts
+                .push(u32::try_from(chunk.len()).map_err(|_| GeoTiffWriteError::TooLarge)?);
+            self.position += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn io(&self, source: std::io::Error) -> GeoTiffWriteError {
+        GeoTiffWriteError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Writes the image directory and closes the file; returns its size in bytes. Fails if
+    /// fewer rows than the height were written.
+    pub fn finish(mut self) -> Result<u64, GeoTiffWriteError> {
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        if self.rows_received != self.header.height {
+            return Err(GeoTiffWriteError::SizeMismatch {
+                width: self.header.width,
+                height: self.header.height,
+                expected: u64::from(self.header.width) * u64::from(self.header.height),
+                got: self.rows_received as usize * self.header.width as usize,
+            });
+        }
+        let ifd = IfdBuilder::for_raster(&self.header, self.layout, &self.offsets, &self.counts);
+        let (bytes, ifd_offset) = ifd.encode(self.position)?;
+        self.file
+            .write_all(&bytes)
+            .map_err(|source| self.io(source))?;
+        let size = self.position + bytes.len() as u64;
+        self.file
+            .seek(SeekFrom::Start(4))
+            .and_then(|_| self.file.write_all(&ifd_offset.to_le_bytes()))
+            .and_then(|()| self.file.flush())
+            .map_err(|source| self.io(source))?;
+        Ok(size)
+    }
+}
+
+/// One TIFF directory entry's value.
+enum IfdValue {
+    Short(Vec<u16>),
+    Long(Vec<u32>),
+    Double(Vec<f64>),
+    Ascii(String),
+}
+
+/// A classic little-endian TIFF image directory (TIFF 6.0, Adobe 1992, §2), built by hand for
+/// the streaming writer, whose chunks are already on disk when the directory is written.
+struct IfdBuilder {
+    entries: Vec<(u16, IfdValue)>,
+}
+
+impl IfdBuilder {
+    fn for_raster(header: &RasterHeader, layout: Layout, offsets: &[u32], counts: &[u32]) -> Self {
+        use IfdValue::{Ascii, Double, Long, Short};
+        let p = header.placement;
+        let mut entries = vec![
+            (256, Long(vec![header.width])),
+            (257, Long(vec![header.height])),
+            (258, Short(vec![8])),
+            (262, Short(vec![1])),
+            (277, Short(vec![1])),
+            (284, Short(vec![1])),
+            (339, Short(vec![1])),
+            (33550, Double(vec![p.pixel_width, p.pixel_height, 0.0])),
+            (33922, Double(vec![0.0, 0.0, 0.0, p.x_min, p.y_max, 0.0])),
+        ];
+        match layout {
+            Layout::LzwStrips { rows } => {
+                entries.push((259, Short(vec![5])));
+                entries.push((273, Long(offsets.to_vec())));
+                entries.push((278, Long(vec![rows])));
+                entries.push((279, Long(counts.to_vec())));
+            }
+            Layout::DeflateTiles => {
+                entries.push((259, Short(vec![8])));
+                entries.push((322, Long(vec![TILE_SIZE])));
+                entries.push((323, Long(vec![TILE_SIZE])));
+                entries.push((324, Long(offsets.to_vec())));
+                entries.push((325, Long(counts.to_vec())));
+            }
+        }
+        if let Some(text) = &header.description {
+            entries.push((270, Ascii(text.clone())));
+        }
+        let keys = GeoKeys::for_crs(header.crs);
+        entries.push((34735, Short(keys.directory)));
+        if !keys.doubles.is_empty() {
+            entries.push((TAG_DOUBLE_PARAMS, Double(keys.doubles)));
+        }
+        if !keys.ascii.is_empty() {
+            entries.push((TAG_ASCII_PARAMS, Ascii(keys.ascii)));
+        }
+        if let Some(nodata) = header.nodata {
+            entries.push((42113, Ascii(nodata.to_string())));
+        }
+        entries.sort_by_key(|(tag, _)| *tag);
+        Self { entries }
+    }
+
+    /// The directory's bytes for a file whose data ends at `start`: out-of-line values first
+    /// (word-aligned), then the directory; returns the bytes and the directory's offset.
+    fn encode(self, start: u64) -> Result<(Vec<u8>, u32), GeoTiffWriteError> {
+        let too_large = |_| GeoTiffWriteError::TooLarge;
+        let mut out = Vec::new();
+        if start % 2 == 1 {
+            out.push(0);
+        }
+        let mut table = Vec::with_capacity(2 + 12 * self.entries.len() + 4);
+        table.extend_from_slice(
+            &u16::try_from(self.entries.len())
+                .expect("a few dozen tags")
+                .to_le_bytes(),
+        );
+        for (tag, value) in &self.entries {
+            let (ty, count, bytes): (u16, usize, Vec<u8>) = match value {
+                IfdValue::Short(v) => {
+                    (3, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+                IfdValue::Long(v) => (4, v.len(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                IfdValue::Double(v) => (
+                    12,
+                    v.len(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+                IfdValue::Ascii(s) => {
+                    let mut b = s.as_bytes().to_vec();
+                    b.push(0);
+                    (2, b.len(), b)
+                }
+            };
+            table.extend_from_slice(&tag.to_le_bytes());
+            table.extend_from_slice(&ty.to_le_bytes());
+            table.extend_from_slice(&u32::try_from(count).map_err(too_large)?.to_le_bytes());
+            if bytes.len() <= 4 {
+                let mut inline = [0u8; 4];
+                inline[..bytes.len()].copy_from_slice(&bytes);
+                table.extend_from_slice(&inline);
+            } else {
+                let at = u32::try_from(start + out.len() as u64).map_err(too_large)?;
+                out.extend_from_slice(&bytes);
+                if out.len() % 2 == 1 {
+                    out.push(0);
+                }
+                table.extend_from_slice(&at.to_le_bytes());
+            }
+        }
+        table.extend_from_slice(&0u32.to_le_bytes());
+        let ifd_offset = u32::try_from(start + out.len() as u64).map_err(too_large)?;
+        out.extend_from_slice(&table);
+        Ok((out, ifd_offset))
+    }
+}
+
 // GeoKey ids and codes (GeoTIFF 1.0 specification, §6.2–6.3; OGC GeoTIFF 1.1 standard 19-008r4).
 const GT_MODEL_TYPE: u16 = 1024;
 const GT_RASTER_TYPE: u16 = 1025;
@@ -501,5 +822,109 @@ mod tests {
             encode_categorical(&short),
             Err(GeoTiffWriteError::SizeMismatch { .. })
         ));
+    }
+
+    fn streamed(layout: Layout, codes: &[u8], w: u32, h: u32, dir: &Path) -> Vec<u8> {
+        let path = dir.join(format!("{layout:?}.tif"));
+        let header = RasterHeader {
+            width: w,
+            height: h,
+            placement: GridPlacement {
+                x_min: -2_000_000.0,
+                y_max: 5_000_000.0,
+                pixel_width: 90.0,
+                pixel_height: 90.0,
+            },
+            crs: Crs::albers_china(),
+            nodata: Some(0),
+            description: Some("streamed".into()),
+        };
+        let mut writer = StreamingGeoTiff::create(&path, header, layout).unwrap();
+        // Uneven pieces: 1 row, then 5, then the rest, so bands are assembled across calls.
+        let row = w as usize;
+        writer.write_rows(&codes[..row]).unwrap();
+        writer.write_rows(&codes[row..6 * row]).unwrap();
+        writer.write_rows(&codes[6 * row..]).unwrap();
+        writer.finish().unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn streamed_lzw_strips_and_deflate_tiles_round_trip_with_their_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 × 270: partial tiles at the right and bottom, a short last strip (270 = 27 × 10).
+        let (w, h) = (300, 270);
+        let codes = sample(w, h);
+        let lzw = streamed(Layout::LzwStrips { rows: 27 }, &codes, w, h, dir.path());
+        let tiles = streamed(Layout::DeflateTiles, &codes, w, h, dir.path());
+        for (bytes, compression) in [(&lzw, 5), (&tiles, 8)] {
+            let mut d = decode(bytes);
+            assert_eq!(d.dimensions().unwrap(), (w, h));
+            assert_eq!(d.get_tag_u32(Tag::Compression).unwrap(), compression);
+            assert_eq!(
+                d.get_tag_f64_vec(Tag::ModelTiepointTag).unwrap(),
+                vec![0.0, 0.0, 0.0, -2_000_000.0, 5_000_000.0, 0.0]
+            );
+            assert_eq!(
+                d.get_tag_f64_vec(Tag::GeoDoubleParamsTag).unwrap(),
+                vec![25.0, 47.0, 105.0, 0.0, 0.0, 0.0]
+            );
+            assert_eq!(d.get_tag_ascii_string(Tag::GdalNodata).unwrap(), "0");
+            assert_eq!(
+                d.get_tag_ascii_string(Tag::ImageDescription).unwrap(),
+                "streamed"
+            );
+            match d.read_image().unwrap() {
+                DecodingResult::U8(px) => assert_eq!(px, codes),
+                other => panic!("expected u8 pixels, got {other:?}"),
+            }
+        }
+        let mut d = decode(&lzw);
+        assert_eq!(d.get_tag_u32(Tag::RowsPerStrip).unwrap(), 27);
+        assert_eq!(d.strip_count().unwrap(), 10);
+        let d = decode(&tiles);
+        assert_eq!(d.chunk_dimensions(), (256, 256));
+        // Same pixels, same bytes.
+        assert_eq!(
+            lzw,
+            streamed(Layout::LzwStrips { rows: 27 }, &codes, w, h, dir.path())
+        );
+    }
+
+    #[test]
+    fn streaming_refuses_too_many_or_too_few_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = RasterHeader {
+            width: 4,
+            height: 2,
+            placement: GridPlacement {
+                x_min: 0.0,
+                y_max: 0.0,
+                pixel_width: 1.0,
+                pixel_height: 1.0,
+            },
+            crs: Crs::Epsg4326,
+            nodata: None,
+            description: None,
+        };
+        let path = dir.path().join("a.tif");
+        let mut w = StreamingGeoTiff::create(&path, header.clone(), Layout::DeflateTiles).unwrap();
+        assert!(
+            w.write_rows(&[1; 12]).is_err(),
+            "three rows of a two-row raster"
+        );
+        w.write_rows(&[1; 4]).unwrap();
+        assert!(matches!(
+            w.finish(),
+            Err(GeoTiffWriteError::SizeMismatch { .. })
+        ));
+        assert_eq!(
+            Layout::lzw_strips_for_width(150_000),
+            Layout::LzwStrips { rows: 1 }
+        );
+        assert_eq!(
+            Layout::lzw_strips_for_width(1_000),
+            Layout::LzwStrips { rows: 8 }
+        );
     }
 }

@@ -240,6 +240,8 @@ impl Stage for Autocorrelation {
             if ctx.is_cancelled() {
                 return Err(StageError::failed("cancelled"));
             }
+            // One group (year) is the permutation batch whose progress a long run shows.
+            ctx.progress(g as u64, groups.len() as u64, "groups");
             let at = groups.describe(g);
             let rows = groups.unit_rows(g, &ids)?;
             let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();

@@ -1722,6 +1722,9 @@ fn histogram_pass(
     let in_pair: Vec<bool> = (0..layers.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
+    // Progress in tiles of all years (every window is read for every year of the pass).
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let unit = format!("tiles × {} years", layers.len());
     let per_chunk: Vec<Vec<Vec<Count>>> = windows
         .par_iter()
         .map_init(
@@ -1771,6 +1774,8 @@ fn histogram_pass(
                     let counts = hists[layers.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
                     out.push(counts);
                 }
+                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                ctx.progress(finished, windows.len() as u64, &unit);
                 Ok(out)
             },
         )

@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod hygiene;
 mod mistakes;
+mod national;
 mod png;
 mod publish;
 mod report;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use geo::{BoundingRect, Centroid, MultiPolygon};
 
+pub mod national;
+pub mod texture;
 mod yearbook;
 
 use crate::io::geotiff_writer::{
@@ -98,6 +100,8 @@ pub enum DemoError {
     Boundary { path: String, message: String },
     #[error(transparent)]
     Raster(#[from] GeoTiffWriteError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What [`generate_with`] produced: the files (sorted) and a plain-text summary of provincial
@@ -339,66 +343,42 @@ impl Grid {
     fn lat(&self, row: usize) -> f64 {
         self.y_max - (row as f64 + 0.5) * self.px
     }
-    /// Area of one pixel of `row` in hectares on the authalic sphere (R = 6 371 007.2 m):
-    /// R² · Δλ · (sin φ_top − sin φ_bottom). For reporting only (uses `sin`).
-    fn pixel_area_ha(&self, row: usize) -> f64 {
-        const R: f64 = 6_371_007.2;
-        let top = (self.y_max - row as f64 * self.px).to_radians();
-        let bottom = (self.y_max - (row + 1) as f64 * self.px).to_radians();
-        R * R * self.px.to_radians() * (top.sin() - bottom.sin()) / 1e4
+    /// Area of one pixel of each row in hectares, on the WGS84 ellipsoid.
+    fn row_areas_ha(&self) -> Vec<f64> {
+        crate::methods::pixel_area::row_areas_m2(self.y_max, -self.px, self.px, self.h)
+            .into_iter()
+            .map(|a| a / 1e4)
+            .collect()
     }
 }
 
 const NO_UNIT: u16 = u16::MAX;
 
-/// Which unit each pixel centre falls in (`NO_UNIT` outside all), by scan conversion of every
-/// unit's rings with the even–odd rule. Units are drawn in id order and a pixel keeps its first
-/// owner, so a centre exactly on a shared border is deterministic.
+/// Which unit each pixel centre falls in (`NO_UNIT` outside all), by the pixel-centre rule of
+/// [`crate::methods::rasterize`]. Where units overlap, the first in id order keeps the pixel.
 fn rasterize(units: &[Unit], grid: &Grid) -> Vec<u16> {
+    let raster_grid = crate::methods::rasterize::Grid {
+        x0: grid.x_min,
+        y0: grid.y_max,
+        dx: grid.px,
+        dy: -grid.px,
+        width: grid.w,
+        height: grid.h,
+    };
+    let shapes: Vec<MultiPolygon<f64>> = units.iter().map(|u| u.shape.clone()).collect();
+    let spans = crate::methods::rasterize::rasterize(&raster_grid, &shapes);
     let mut owner = vec![NO_UNIT; grid.w * grid.h];
-    let mut crossings = Vec::new();
-    for (ui, unit) in units.iter().enumerate() {
-        let ui = u16::try_from(ui).expect("fewer than 65535 units");
-        let edges: Vec<(f64, f64, f64, f64)> = unit
-            .shape
-            .0
-            .iter()
-            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-            .flat_map(|ring| {
-                ring.lines()
-                    .map(|l| (l.start.x, l.start.y, l.end.x, l.end.y))
-            })
-            .collect();
-        let Some(rect) = unit.shape.bounding_rect() else {
-            continue;
-        };
-        let row0 = (((grid.y_max - rect.max().y) / grid.px) - 0.5)
-            .floor()
-            .max(0.0) as usize;
-        let row1 =
-            ((((grid.y_max - rect.min().y) / grid.px) - 0.5).ceil() as usize).min(grid.h - 1);
-        for row in row0..=row1 {
-            let y = grid.lat(row);
-            crossings.clear();
-            for &(x1, y1, x2, y2) in &edges {
-                if (y1 <= y) != (y2 <= y) {
-                    crossings.push(x1 + (y - y1) / (y2 - y1) * (x2 - x1));
-                }
-            }
-            crossings.sort_by(f64::total_cmp);
-            for pair in crossings.chunks_exact(2) {
-                let c0 = ((pair[0] - grid.x_min) / grid.px - 0.5).ceil().max(0.0) as usize;
-                let c1 = ((pair[1] - grid.x_min) / grid.px - 0.5).floor();
-                if c1 < 0.0 {
-                    continue;
-                }
-                let c1 = (c1 as usize).min(grid.w - 1);
-                for col in c0..c1 + 1 {
-                    let cell = &mut owner[row * grid.w + col];
-                    if *cell == NO_UNIT {
-                        *cell = ui;
-                    }
-                }
+    let mut row_spans = Vec::new();
+    for row in 0..grid.h {
+        row_spans.clear();
+        row_spans.extend_from_slice(spans.row(row));
+        row_spans.sort_by_key(|s| s.unit);
+        for span in &row_spans {
+            let ui = u16::try_from(span.unit).expect("fewer than 65535 units");
+            let cells =
+                &mut owner[row * grid.w + span.x0 as usize..row * grid.w + span.x1 as usize];
+            for cell in cells.iter_mut().filter(|c| **c == NO_UNIT) {
+                *cell = ui;
             }
         }
     }
@@ -408,12 +388,9 @@ fn rasterize(units: &[Unit], grid: &Grid) -> Vec<u16> {
 // ---------------------------------------------------------------------------------------------
 // Noise
 
-/// SplitMix64 (Steele, Lea & Flood 2014), the finaliser used as a hash.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// One SplitMix64 output for the state `z` (Steele, Lea & Flood 2014), used as a hash.
+fn splitmix64(z: u64) -> u64 {
+    crate::methods::rng::SplitMix64::new(z).next_u64()
 }
 
 /// A uniform number in [0, 1) from a seed and two integers.
@@ -1165,13 +1142,30 @@ const YRB_TOTALS: Totals = Totals {
     ],
 };
 
-/// Standard-coal coefficients θ (tce per t; natural gas per 10⁴ m³ = 10 × the per-10³ m³ value)
-/// of 刘贤赵 et al. 2017, Table 1, used to turn tce back into physical amounts.
-const FUEL_TCE_PER_UNIT: [f64; 8] = [0.7143, 0.9714, 1.4286, 1.4714, 1.4714, 1.4571, 1.4286, 13.3];
-/// Carbon coefficients f (t C per tce), same table, for the summary only.
-const FUEL_C_PER_TCE: [f64; 8] = [
-    0.7559, 0.8550, 0.5857, 0.5538, 0.5714, 0.5921, 0.6185, 0.4483,
-];
+/// Standard-coal coefficient θ (tce per unit of the column) and carbon factor f (t C per tce)
+/// of each of [`FUEL_COLUMNS`], from the `liu2017` energy preset (刘贤赵 et al. 2017, *Acta
+/// Ecologica Sinica* 37(7), Table 1), used to turn tce back into physical amounts.
+fn fuel_factors() -> [(f64, f64); 8] {
+    let rows = crate::methods::coefficients::parse_fuel_rows(
+        crate::methods::coefficients::preset_text("energy_liu2017.csv")
+            .expect("the liu2017 preset is embedded"),
+    )
+    .expect("the embedded presets parse (tested in methods::coefficients)");
+    FUEL_COLUMNS.map(|column| {
+        let (fuel, unit) = column
+            .rsplit_once("_t")
+            .filter(|(_, rest)| rest.is_empty())
+            .map_or(("natural_gas", "10^4 m3"), |(fuel, _)| (fuel, "t"));
+        let row = rows
+            .iter()
+            .find(|r| r.fuel == fuel)
+            .expect("the liu2017 preset has every fuel of the energy table");
+        let theta =
+            crate::methods::coefficients::theta_per_input_unit(row.theta, &row.theta_unit, unit)
+                .expect("the preset's units convert to the table's");
+        (theta, row.f_t_c_per_tce)
+    })
+}
 const FUEL_COLUMNS: [&str; 8] = [
     "raw_coal_t",
     "coke_t",
@@ -1239,6 +1233,7 @@ impl Tables {
         };
         let seed = config.seed;
         let n = units.len();
+        let factors = fuel_factors();
         let categories = functional_categories(config, units, stats);
         let mut economy = String::from(
             "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
@@ -1324,8 +1319,8 @@ impl Tables {
                 let mut line = format!("{},{year}", u.id);
                 for j in 0..8 {
                     let fuel_tce = tce[i] * mix[j] / mix_sum;
-                    fuel_carbon += fuel_tce * FUEL_C_PER_TCE[j];
-                    let amount = fuel_tce / FUEL_TCE_PER_UNIT[j];
+                    fuel_carbon += fuel_tce * factors[j].1;
+                    let amount = fuel_tce / factors[j].0;
                     if j == 7 {
                         let _ = write!(line, ",{amount:.1}");
                     } else {
@@ -1536,10 +1531,10 @@ fn summary(config: &Config, grid: &Grid, maps: &[Vec<u8>], tables: &Tables) -> S
         "{:?} (pixel {}°, {} × {}):\n",
         config.study, config.pixel_deg, grid.w, grid.h
     );
+    let row_ha = grid.row_areas_ha();
     for (k, map) in maps.iter().enumerate() {
         let mut area = [0.0f64; 10];
-        for row in 0..grid.h {
-            let a = grid.pixel_area_ha(row);
+        for (row, &a) in row_ha.iter().enumerate() {
             for &c in &map[row * grid.w..(row + 1) * grid.w] {
                 area[c as usize] += a;
             }
