@@ -86,7 +86,8 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
         } => gc(&cache_dir, dry_run, max_size.as_deref(), keep_days),
         Command::Verify { repair } => verify(&cache_dir, repair),
         Command::Stages { format } => {
-            let presets = crate::stages::presets::presets_doc(matches!(format, StagesFormat::Markdown));
+            let presets =
+                crate::stages::presets::presets_doc(matches!(format, StagesFormat::Markdown));
             emit(&(stages_doc(BUILTIN, format) + &presets))?;
             Ok(0)
         }

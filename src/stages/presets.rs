@@ -5,8 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::methods::coefficients::{
-    CitedRange, ENERGY_PRESETS, LAND_PRESETS, parse_fuel_rows, parse_land_coefficients,
-    preset_text,
+    CitedRange, ENERGY_PRESETS, LAND_PRESETS, parse_fuel_rows, parse_land_coefficients, preset_text,
 };
 
 /// The presets section of `pipeline stages`, as text or Markdown.
