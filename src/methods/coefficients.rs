@@ -10,6 +10,7 @@
 //! test ([`PRESET_FILES`]).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// Every embedded preset file, by file name, with its text.
 pub const PRESET_FILES: &[(&str, &str)] = &[
@@ -61,6 +62,51 @@ pub fn preset_text(file: &str) -> Option<&'static str> {
         .iter()
         .find(|(name, _)| *name == file)
         .map(|(_, text)| *text)
+}
+
+/// An embedded preset file parsed once per process: its text never changes, and a `sweep`
+/// prepares the stages that read it once per draw.
+fn parsed_once<T: Send + Sync>(
+    cell: &'static OnceLock<Vec<(&'static str, Result<T, String>)>>,
+    file: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<&'static Result<T, String>> {
+    let all = cell.get_or_init(|| {
+        PRESET_FILES
+            .iter()
+            .map(|(name, text)| (*name, parse(text)))
+            .collect()
+    });
+    all.iter().find(|(name, _)| *name == file).map(|(_, r)| r)
+}
+
+/// The embedded land-use coefficient file `file` (e.g. `mixed.csv`), parsed once.
+#[must_use]
+pub fn land_preset(file: &str) -> Option<&'static Result<Vec<LandCoefficient>, String>> {
+    static CELL: OnceLock<Vec<(&'static str, Result<Vec<LandCoefficient>, String>)>> =
+        OnceLock::new();
+    parsed_once(&CELL, file, parse_land_coefficients)
+}
+
+/// The embedded energy-factor file `file` (e.g. `energy_liu2017.csv`), parsed once.
+#[must_use]
+pub fn fuel_preset(file: &str) -> Option<&'static Result<Vec<FuelRow>, String>> {
+    static CELL: OnceLock<Vec<(&'static str, Result<Vec<FuelRow>, String>)>> = OnceLock::new();
+    parsed_once(&CELL, file, parse_fuel_rows)
+}
+
+/// The embedded crop-parameter file `file` (e.g. `crops_tian.csv`), parsed once.
+#[must_use]
+pub fn crop_preset(
+    file: &str,
+) -> Option<&'static Result<BTreeMap<String, CropParameters>, String>> {
+    static CELL: OnceLock<
+        Vec<(
+            &'static str,
+            Result<BTreeMap<String, CropParameters>, String>,
+        )>,
+    > = OnceLock::new();
+    parsed_once(&CELL, file, parse_crop_parameters)
 }
 
 /// One land-use coefficient: the class it applies to and its signed value.
@@ -349,7 +395,8 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
         let theta = number(row, "theta", line)?;
         let f_t_c_per_tce = number(row, "f_t_c_per_tce", line)?;
         let in_fuel = |e: String| format!("{e} (fuel `{fuel}`)");
-        let theta_range = cited_range(row, ("theta_min", "theta_max"), theta, line).map_err(in_fuel)?;
+        let theta_range =
+            cited_range(row, ("theta_min", "theta_max"), theta, line).map_err(in_fuel)?;
         let f_range = cited_range(row, ("f_min", "f_max"), f_t_c_per_tce, line).map_err(in_fuel)?;
         let ranges = match (theta_range, f_range) {
             (None, None) => None,
@@ -634,11 +681,20 @@ mod tests {
             let set =
                 parse_land_coefficients(preset_text(&format!("{name}.csv")).unwrap()).unwrap();
             for c in &set {
-                let r = c.range.as_ref().unwrap_or_else(|| panic!("{name}: {}", c.class));
+                let r = c
+                    .range
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name}: {}", c.class));
                 assert!(r.min <= c.value_t_c_per_ha && c.value_t_c_per_ha <= r.max);
             }
             let range = |class: &str| {
-                let r = set.iter().find(|c| c.class == class).unwrap().range.clone().unwrap();
+                let r = set
+                    .iter()
+                    .find(|c| c.class == class)
+                    .unwrap()
+                    .range
+                    .clone()
+                    .unwrap();
                 (r.min, r.max)
             };
             assert_eq!(range("forest"), (-0.644, -0.581), "{name}");
@@ -648,10 +704,22 @@ mod tests {
         // domain.md §1.2: natural gas theta 1.2143 (Xia 2017) or 1.33 (Liu 2017); electricity
         // 0.1229 or 0.4040 tce/MWh with f 0.68 or 0.7935.
         for name in ENERGY_PRESETS {
-            let rows = parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap()).unwrap();
+            let rows =
+                parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap()).unwrap();
             let get = |fuel: &str| {
-                let r = rows.iter().find(|r| r.fuel == fuel).unwrap().ranges.clone().unwrap();
-                (r.theta.min, r.theta.max, r.f_t_c_per_tce.min, r.f_t_c_per_tce.max)
+                let r = rows
+                    .iter()
+                    .find(|r| r.fuel == fuel)
+                    .unwrap()
+                    .ranges
+                    .clone()
+                    .unwrap();
+                (
+                    r.theta.min,
+                    r.theta.max,
+                    r.f_t_c_per_tce.min,
+                    r.f_t_c_per_tce.max,
+                )
             };
             assert!(rows.iter().all(|r| r.ranges.is_some()), "{name}");
             assert_eq!(get("natural_gas"), (1.2143, 1.33, 0.4483, 0.4483));
@@ -669,20 +737,37 @@ mod tests {
             .range
             .clone()
             .unwrap();
-        assert_eq!((r.min, r.max, r.source.as_str()), (-0.644, -0.581, "Li 2008; Fang 2007"));
+        assert_eq!(
+            (r.min, r.max, r.source.as_str()),
+            (-0.644, -0.581, "Li 2008; Fang 2007")
+        );
         let half = parse("forest,-0.6,t C/ha/a,-0.644,,x").unwrap_err();
-        assert!(half.contains("filled together") && half.contains("forest"), "{half}");
+        assert!(
+            half.contains("filled together") && half.contains("forest"),
+            "{half}"
+        );
         let outside = parse("forest,-0.7,t C/ha/a,-0.644,-0.581,x").unwrap_err();
         assert!(outside.contains("outside its cited range"), "{outside}");
         let unordered = parse("forest,-0.6,t C/ha/a,-0.581,-0.644,x").unwrap_err();
         assert!(unordered.contains("outside its cited range"), "{unordered}");
-        assert!(parse("forest,-0.6,t C/ha/a,-0.644,-0.581,").unwrap_err().contains("range_source"));
-        assert!(parse("forest,-0.6,t C/ha/a,low,-0.581,x").unwrap_err().contains("not a number"));
+        assert!(
+            parse("forest,-0.6,t C/ha/a,-0.644,-0.581,")
+                .unwrap_err()
+                .contains("range_source")
+        );
+        assert!(
+            parse("forest,-0.6,t C/ha/a,low,-0.581,x")
+                .unwrap_err()
+                .contains("not a number")
+        );
         let fuel = parse_fuel_rows(
             "fuel,theta,theta_unit,f_t_c_per_tce,theta_min,theta_max,f_min,f_max,range_source\ncoke,0.97,tce/t,0.85,0.9,1,,,x\n",
         )
         .unwrap_err();
-        assert!(fuel.contains("both factors") && fuel.contains("coke"), "{fuel}");
+        assert!(
+            fuel.contains("both factors") && fuel.contains("coke"),
+            "{fuel}"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::engine::stage::{
     OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    ACTIVITY_PRESETS, ENERGY_PRESETS, FuelFactor, FuelRow, parse_activity_factors, parse_fuel_rows,
-    preset_text, theta_per_input_unit,
+    ACTIVITY_PRESETS, ENERGY_PRESETS, FuelFactor, FuelRow, fuel_preset, parse_activity_factors,
+    parse_fuel_rows, preset_text, theta_per_input_unit,
 };
 use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
@@ -212,33 +212,38 @@ fn fuel_rows(
     choice: &EnergyFactorChoice,
     ctx: Option<&StageContext>,
 ) -> Result<Vec<FuelRow>, StageError> {
-    let text = if is_path(&choice.preset) {
+    let mut rows = if is_path(&choice.preset) {
         let Some(ctx) = ctx else {
             return Ok(Vec::new());
         };
         let path = ctx.source(ENERGY_SOURCE)?;
-        std::fs::read_to_string(path).map_err(|e| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
             StageError::data(format!(
                 "cannot read energy-factor file `{}`",
                 path.display()
             ))
             .caused_by(e)
+        })?;
+        parse_fuel_rows(&text).map_err(|e| {
+            StageError::data(format!("energy factors `{}`: {e}", choice.preset))
+                .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence[,theta_min,theta_max,f_min,f_max,range_source]")
         })?
     } else {
-        preset_text(&format!("energy_{}.csv", choice.preset))
-            .ok_or_else(|| {
-                StageError::data(format!("unknown energy-factor preset `{}`", choice.preset))
-                    .with_hint(format!(
-                        "built-in presets: {}; or give a path to a CSV file",
-                        ENERGY_PRESETS.join(", ")
-                    ))
+        let unknown = || {
+            StageError::data(format!("unknown energy-factor preset `{}`", choice.preset)).with_hint(
+                format!(
+                    "built-in presets: {}; or give a path to a CSV file",
+                    ENERGY_PRESETS.join(", ")
+                ),
+            )
+        };
+        fuel_preset(&format!("energy_{}.csv", choice.preset))
+            .ok_or_else(unknown)?
+            .clone()
+            .map_err(|e| {
+                StageError::internal(format!("built-in energy factors `{}`: {e}", choice.preset))
             })?
-            .to_owned()
     };
-    let mut rows = parse_fuel_rows(&text).map_err(|e| {
-        StageError::data(format!("energy factors `{}`: {e}", choice.preset))
-            .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence")
-    })?;
     for (fuel, o) in &choice.overrides {
         let bad = |what: &str| StageError::data(format!("energy-factor override `{fuel}`: {what}"));
         if let Some(row) = rows.iter_mut().find(|r| &r.fuel == fuel) {

@@ -10,7 +10,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    CROP_PRESETS, CropParameters, check_crop, crop_name, parse_crop_parameters, preset_text,
+    CROP_PRESETS, CropParameters, check_crop, crop_name, crop_preset,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
@@ -79,11 +79,12 @@ impl Default for CropChoice {
 
 impl CropChoice {
     fn load(&self) -> Result<BTreeMap<String, CropParameters>, StageError> {
-        let text = preset_text(&format!("crops_{}.csv", self.preset)).ok_or_else(|| {
-            StageError::data(format!("unknown crop-parameter preset `{}`", self.preset))
-                .with_hint(format!("built-in presets: {}", CROP_PRESETS.join(", ")))
-        })?;
-        let mut map = parse_crop_parameters(text)
+        let mut map = crop_preset(&format!("crops_{}.csv", self.preset))
+            .ok_or_else(|| {
+                StageError::data(format!("unknown crop-parameter preset `{}`", self.preset))
+                    .with_hint(format!("built-in presets: {}", CROP_PRESETS.join(", ")))
+            })?
+            .clone()
             .map_err(|e| StageError::internal(format!("crop preset `{}`: {e}", self.preset)))?;
         for (crop, o) in &self.overrides {
             let p = match map.get(crop) {
