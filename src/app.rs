@@ -86,7 +86,9 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
         } => gc(&cache_dir, dry_run, max_size.as_deref(), keep_days),
         Command::Verify { repair } => verify(&cache_dir, repair),
         Command::Stages { format } => {
-            emit(&stages_doc(BUILTIN, format))?;
+            let presets =
+                crate::stages::presets::presets_doc(matches!(format, StagesFormat::Markdown));
+            emit(&(stages_doc(BUILTIN, format) + &presets))?;
             Ok(0)
         }
         Command::Worker { invocation, out } => {

@@ -576,10 +576,7 @@ impl PreparedStage for PreparedSweep {
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let samples = self.sample();
         let warnings = std::sync::Mutex::new(BTreeSet::new());
-        let draws: Vec<Vec<DrawValues>> = (0..self.params.draws)
-            .into_par_iter()
-            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, &warnings))
-            .collect::<Result<_, _>>()?;
+        let draws = self.evaluate_range(0..self.params.draws, &samples, inputs, ctx, &warnings)?;
         for w in warnings
             .into_inner()
             .expect("warning set lock is never poisoned")
@@ -589,8 +586,9 @@ impl PreparedStage for PreparedSweep {
         let mut out = vec![("draws".to_owned(), self.draws_table(&samples)?)];
         let mut sensitivity = Sensitivity::default();
         for (c, (name, _)) in self.collected.iter().enumerate() {
-            let per_draw: Vec<&DrawValues> = draws.iter().map(|d| &d[c]).collect();
-            check_same_keys(name, &per_draw)?;
+            let tables: Vec<&RecordBatch> = draws.iter().map(|d| &d[c]).collect();
+            let values = draw_values(name, &self.collected[c].1.column, &tables)?;
+            let per_draw: Vec<&DrawValues> = values.iter().collect();
             out.push((name.clone(), per_draw_table(&per_draw)?));
             let (summary, aggregate, label) = summarise(&per_draw)?;
             out.push((format!("{name}_summary"), summary));
@@ -622,7 +620,24 @@ impl PreparedSweep {
             .collect()
     }
 
-    /// Re-runs the stages for draw `d` and returns each collected column.
+    /// Re-runs the stages for the draws of `range` on the worker pool; per draw, each collected
+    /// output narrowed to its key candidates and column. A draw depends only on its index and
+    /// `samples`, so any split of the draws into ranges gives the same values.
+    fn evaluate_range(
+        &self,
+        range: std::ops::Range<usize>,
+        samples: &[Vec<Sample>],
+        inputs: &Inputs,
+        ctx: &StageContext,
+        warnings: &std::sync::Mutex<BTreeSet<String>>,
+    ) -> Result<Vec<Vec<RecordBatch>>, StageError> {
+        range
+            .into_par_iter()
+            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, warnings))
+            .collect()
+    }
+
+    /// Re-runs the stages for draw `d` and returns each collected output, narrowed.
     fn evaluate(
         &self,
         d: usize,
@@ -630,7 +645,7 @@ impl PreparedSweep {
         inputs: &Inputs,
         ctx: &StageContext,
         warnings: &std::sync::Mutex<BTreeSet<String>>,
-    ) -> Result<Vec<DrawValues>, StageError> {
+    ) -> Result<Vec<RecordBatch>, StageError> {
         if ctx.is_cancelled() {
             return Err(StageError::failed("the sweep was cancelled"));
         }
@@ -684,8 +699,7 @@ impl PreparedSweep {
             .iter()
             .map(|(name, c)| {
                 let table = find(&produced[c.stage], &c.output)?;
-                column_values(name, table, &c.column)
-                    .map_err(|e| in_draw(&self.reruns[c.stage].name, e))
+                narrowed(name, table, &c.column).map_err(|e| in_draw(&self.reruns[c.stage].name, e))
             })
             .collect()
     }
@@ -741,6 +755,35 @@ fn is_key(t: &DataType) -> bool {
     t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean)
 }
 
+/// The columns a key may come from: the leading text, integer or boolean columns, the
+/// collected column aside.
+fn key_candidates(table: &RecordBatch, column: &str) -> Vec<usize> {
+    table
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != column)
+        .take_while(|(_, f)| is_key(f.data_type()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// One draw's collected output narrowed to the key candidates and the collected column, so a
+/// draw keeps only what the summaries read.
+fn narrowed(name: &str, table: &RecordBatch, column: &str) -> Result<RecordBatch, StageError> {
+    let schema = table.schema();
+    let Ok(at) = schema.index_of(column) else {
+        let present: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        return Err(StageError::column_missing(name, column, &present));
+    };
+    let mut keep = key_candidates(table, column);
+    keep.push(at);
+    table
+        .project(&keep)
+        .map_err(|e| StageError::internal("narrowing a collected table").caused_by(e))
+}
+
 /// The collected column of one draw and its key columns: the shortest run of leading text,
 /// integer or boolean columns (the collected column aside) that tells the rows apart.
 fn column_values(name: &str, table: &RecordBatch, column: &str) -> Result<DrawValues, StageError> {
@@ -749,14 +792,7 @@ fn column_values(name: &str, table: &RecordBatch, column: &str) -> Result<DrawVa
         let present: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         return Err(StageError::column_missing(name, column, &present));
     };
-    let candidates: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.name() != column)
-        .take_while(|(_, f)| is_key(f.data_type()))
-        .map(|(i, _)| i)
-        .collect();
+    let candidates = key_candidates(table, column);
     let mut rows: Vec<String> = vec![String::new(); table.num_rows()];
     let mut width = 0;
     let unique = |rows: &[String]| rows.iter().collect::<BTreeSet<_>>().len() == rows.len();
@@ -772,11 +808,6 @@ fn column_values(name: &str, table: &RecordBatch, column: &str) -> Result<DrawVa
         return Err(StageError::data(format!("collect `{name}`: the rows of `{column}` have no key (leading text or integer columns that tell them apart)"))
             .with_hint("collect a column of an output with one row per unit, year or other key"));
     }
-    let values = if is_number(array.data_type()) {
-        Values::Number(numbers_of(array)?)
-    } else {
-        Values::Text(text_of(array)?)
-    };
     Ok(DrawValues {
         keys: candidates[..width]
             .iter()
@@ -786,8 +817,56 @@ fn column_values(name: &str, table: &RecordBatch, column: &str) -> Result<DrawVa
             .iter()
             .map(|&i| schema.field(i).name().clone())
             .collect(),
-        values,
+        values: values_of(array)?,
     })
+}
+
+fn values_of(array: &ArrayRef) -> Result<Values, StageError> {
+    Ok(if is_number(array.data_type()) {
+        Values::Number(numbers_of(array)?)
+    } else {
+        Values::Text(text_of(array)?)
+    })
+}
+
+/// Every draw's values of one collected name. Draw 0 finds the key columns; every other draw
+/// must have the same keys in the same order (stages sort their rows), which also makes them
+/// unique without testing each draw again.
+fn draw_values(
+    name: &str,
+    column: &str,
+    tables: &[&RecordBatch],
+) -> Result<Vec<DrawValues>, StageError> {
+    let first = column_values(name, tables[0], column).map_err(|e| StageError {
+        message: format!("draw 0: {}", e.message),
+        ..e
+    })?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (d, table) in tables.iter().enumerate().skip(1) {
+        let same = table.num_rows() == tables[0].num_rows()
+            && first.key_names.iter().zip(&first.keys).all(|(n, k)| {
+                table
+                    .column_by_name(n)
+                    .is_some_and(|other| other.as_ref() == k.as_ref())
+            });
+        if !same {
+            return Err(StageError::data(format!(
+                "collect `{name}`: draw {d} has other rows than draw 0 ({name} keyed by {})",
+                first.key_names.join(", ")
+            ))
+            .with_hint("collect an output whose rows do not depend on the varied parameters"));
+        }
+        let array = table
+            .column_by_name(column)
+            .expect("narrowed tables keep the collected column");
+        out.push(DrawValues {
+            keys: first.keys.clone(),
+            key_names: first.key_names.clone(),
+            values: values_of(array)?,
+        });
+    }
+    out.insert(0, first);
+    Ok(out)
 }
 
 fn numbers_of(a: &ArrayRef) -> Result<Vec<Option<f64>>, StageError> {
@@ -848,28 +927,6 @@ fn text_of(a: &ArrayRef) -> Result<Vec<Option<String>>, StageError> {
             );
         }
     })
-}
-
-/// Every draw must have the same keys in the same order (stages sort their rows).
-fn check_same_keys(name: &str, draws: &[&DrawValues]) -> Result<(), StageError> {
-    let first = draws[0];
-    for (d, dv) in draws.iter().enumerate().skip(1) {
-        let same = dv.key_names == first.key_names
-            && dv
-                .keys
-                .iter()
-                .zip(&first.keys)
-                .all(|(a, b)| a.to_data() == b.to_data());
-        if !same {
-            return Err(StageError::data(format!(
-                "collect `{name}`: draw {d} has other rows than draw 0 ({} keyed by {})",
-                name,
-                first.key_names.join(", ")
-            ))
-            .with_hint("collect an output whose rows do not depend on the varied parameters"));
-        }
-    }
-    Ok(())
 }
 
 /// `<name>`: draw, keys, value; one block of rows per draw.
@@ -989,15 +1046,15 @@ fn key_columns<'a>(
 /// A text's summary: per key × category seen anywhere, its probability; each key's modal category
 /// (ties to the first in sorted order) with its probability. The aggregate counts, per draw, the
 /// keys off their modal category.
-fn summarise_text(
-    draws: &[&DrawValues],
+fn summarise_text<'a>(
+    draws: &[&'a DrawValues],
     rows: usize,
 ) -> Result<(RecordBatch, Vec<Option<f64>>, &'static str), StageError> {
-    let text = |d: &DrawValues, r: usize| match &d.values {
-        Values::Text(v) => v[r].clone(),
+    let text = |d: &'a DrawValues, r: usize| match &d.values {
+        Values::Text(v) => v[r].as_deref(),
         Values::Number(_) => None,
     };
-    let categories: BTreeSet<String> = draws
+    let categories: BTreeSet<&str> = draws
         .iter()
         .flat_map(|d| (0..rows).filter_map(move |r| text(d, r)))
         .collect();
@@ -1006,10 +1063,10 @@ fn summarise_text(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut modes = Vec::with_capacity(rows);
     for r in 0..rows {
-        let mut counts: BTreeMap<&String, usize> = categories.iter().map(|c| (c, 0)).collect();
+        let mut counts: BTreeMap<&str, usize> = categories.iter().map(|c| (*c, 0)).collect();
         for d in draws {
             if let Some(c) = text(d, r) {
-                *counts.get_mut(&c).expect("seen category") += 1;
+                *counts.get_mut(c).expect("seen category") += 1;
             }
         }
         let (mode, top) =
@@ -1017,12 +1074,12 @@ fn summarise_text(
                 (None, 0),
                 |best, (c, &k)| if k > best.1 { (Some(*c), k) } else { best },
             );
-        modes.push(mode.cloned());
+        modes.push(mode);
         for (c, k) in &counts {
             take.push(r as u32);
-            category.push((*c).clone());
+            category.push(*c);
             probability.push(*k as f64 / n);
-            modal.push(mode.cloned());
+            modal.push(mode);
             modal_p.push(top as f64 / n);
         }
     }

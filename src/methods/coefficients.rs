@@ -10,6 +10,7 @@
 //! test ([`PRESET_FILES`]).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// Every embedded preset file, by file name, with its text.
 pub const PRESET_FILES: &[(&str, &str)] = &[
@@ -63,6 +64,51 @@ pub fn preset_text(file: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
+/// An embedded preset file parsed once per process: its text never changes, and a `sweep`
+/// prepares the stages that read it once per draw.
+fn parsed_once<T: Send + Sync>(
+    cell: &'static OnceLock<Vec<(&'static str, Result<T, String>)>>,
+    file: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<&'static Result<T, String>> {
+    let all = cell.get_or_init(|| {
+        PRESET_FILES
+            .iter()
+            .map(|(name, text)| (*name, parse(text)))
+            .collect()
+    });
+    all.iter().find(|(name, _)| *name == file).map(|(_, r)| r)
+}
+
+/// The embedded land-use coefficient file `file` (e.g. `mixed.csv`), parsed once.
+#[must_use]
+pub fn land_preset(file: &str) -> Option<&'static Result<Vec<LandCoefficient>, String>> {
+    static CELL: OnceLock<Vec<(&'static str, Result<Vec<LandCoefficient>, String>)>> =
+        OnceLock::new();
+    parsed_once(&CELL, file, parse_land_coefficients)
+}
+
+/// The embedded energy-factor file `file` (e.g. `energy_liu2017.csv`), parsed once.
+#[must_use]
+pub fn fuel_preset(file: &str) -> Option<&'static Result<Vec<FuelRow>, String>> {
+    static CELL: OnceLock<Vec<(&'static str, Result<Vec<FuelRow>, String>)>> = OnceLock::new();
+    parsed_once(&CELL, file, parse_fuel_rows)
+}
+
+/// The embedded crop-parameter file `file` (e.g. `crops_tian.csv`), parsed once.
+#[must_use]
+pub fn crop_preset(
+    file: &str,
+) -> Option<&'static Result<BTreeMap<String, CropParameters>, String>> {
+    static CELL: OnceLock<
+        Vec<(
+            &'static str,
+            Result<BTreeMap<String, CropParameters>, String>,
+        )>,
+    > = OnceLock::new();
+    parsed_once(&CELL, file, parse_crop_parameters)
+}
+
 /// One land-use coefficient: the class it applies to and its signed value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LandCoefficient {
@@ -73,6 +119,18 @@ pub struct LandCoefficient {
     pub value_t_c_per_ha: f64,
     pub citation: String,
     pub confidence: String,
+    /// The range of the values cited for the class, when the table gives one.
+    pub range: Option<CitedRange>,
+}
+
+/// The range of the values the literature cites for one coefficient or factor: the minimum
+/// and maximum over the sources, and those sources. A value cited once has `min == max`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CitedRange {
+    pub min: f64,
+    pub max: f64,
+    /// The sources of the two ends (or of the single value).
+    pub source: String,
 }
 
 /// Energy factors of one fuel, converted to the physical unit the energy table uses.
@@ -94,6 +152,16 @@ pub struct FuelRow {
     pub theta_unit: String,
     pub f_t_c_per_tce: f64,
     pub citation: String,
+    /// The cited ranges of `theta` (in `theta_unit`) and of `f_t_c_per_tce`, when the table
+    /// gives them.
+    pub ranges: Option<FuelRanges>,
+}
+
+/// The cited ranges of a fuel's two factors, with their sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuelRanges {
+    pub theta: CitedRange,
+    pub f_t_c_per_tce: CitedRange,
 }
 
 /// Crop names as Chinese statistical yearbooks print them → the names of the crop-parameter
@@ -200,11 +268,51 @@ fn text(row: &BTreeMap<String, String>, column: &str) -> String {
     row.get(column).cloned().unwrap_or_default()
 }
 
-/// Parses a land-use coefficient table (`class,value,unit,citation,confidence`), sorted by
-/// class. Units must be `t C/ha/a` (or the synonyms `t C/hm2/a`, `tC/ha/yr`).
+/// The cited range in columns `min_column` and `max_column` around `value`, if the table has
+/// those columns and the row fills them. Both cells are filled or both empty; a filled range
+/// must be ordered, contain `value` and name its source in `range_source`.
+fn cited_range(
+    row: &BTreeMap<String, String>,
+    (min_column, max_column): (&str, &str),
+    value: f64,
+    line: usize,
+) -> Result<Option<CitedRange>, String> {
+    let filled = |c: &str| row.get(c).is_some_and(|t| !t.is_empty());
+    match (filled(min_column), filled(max_column)) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => {
+            return Err(format!(
+                "row {line}: `{min_column}` and `{max_column}` must be filled together (or both left empty)"
+            ));
+        }
+    }
+    let (min, max) = (
+        number(row, min_column, line)?,
+        number(row, max_column, line)?,
+    );
+    if !(min <= value && value <= max) {
+        return Err(format!(
+            "row {line}: the value {value} lies outside its cited range [{min}, {max}] (`{min_column}`, `{max_column}`)"
+        ));
+    }
+    let source = text(row, "range_source");
+    if source.is_empty() {
+        return Err(format!(
+            "row {line}: `range_source` is empty; name the sources of the range"
+        ));
+    }
+    Ok(Some(CitedRange { min, max, source }))
+}
+
+/// Parses a land-use coefficient table (`class,value,unit,citation,confidence`, optionally
+/// `min,max,range_source`: the range of the values cited for the class), sorted by class. Units
+/// must be `t C/ha/a` (or the synonyms `t C/hm2/a`, `tC/ha/yr`).
 ///
 /// # Errors
-/// A missing column, a value that is not a number, a unit other than t C/ha/a, or a repeated class.
+/// A missing column, a value that is not a number, a unit other than t C/ha/a, a repeated
+/// class, or a range that is half filled, not numbers, unordered, without its source or not
+/// around the value.
 ///
 /// # Units
 /// Values in t C per ha per year, signed (> 0 source, < 0 sink).
@@ -241,8 +349,11 @@ pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, S
         if out.iter().any(|c| c.class == class) {
             return Err(format!("row {line}: class `{class}` appears twice"));
         }
+        let value_t_c_per_ha = number(row, "value", line)?;
         out.push(LandCoefficient {
-            value_t_c_per_ha: number(row, "value", line)?,
+            range: cited_range(row, ("min", "max"), value_t_c_per_ha, line)
+                .map_err(|e| format!("{e} (class `{class}`)"))?,
+            value_t_c_per_ha,
             class,
             citation: text(row, "citation"),
             confidence: text(row, "confidence"),
@@ -252,10 +363,13 @@ pub fn parse_land_coefficients(text_csv: &str) -> Result<Vec<LandCoefficient>, S
     Ok(out)
 }
 
-/// Parses an energy-factor table (`fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence`).
+/// Parses an energy-factor table (`fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence`,
+/// optionally `theta_min,theta_max,f_min,f_max,range_source`: the ranges of the values cited
+/// for the fuel's two factors).
 ///
 /// # Errors
-/// A missing column, a factor that is not a number ≥ 0, or an empty or repeated fuel.
+/// A missing column, a factor that is not a number ≥ 0, an empty or repeated fuel, or a range
+/// that is half filled, not numbers, unordered, without its source or not around the factor.
 ///
 /// # Units
 /// `theta` in tce per the physical unit named by `theta_unit`; `f` in t C per tce.
@@ -278,11 +392,30 @@ pub fn parse_fuel_rows(text_csv: &str) -> Result<Vec<FuelRow>, String> {
         if fuel.is_empty() || out.iter().any(|r| r.fuel == fuel) {
             return Err(format!("row {line}: fuel `{fuel}` is empty or repeated"));
         }
+        let theta = number(row, "theta", line)?;
+        let f_t_c_per_tce = number(row, "f_t_c_per_tce", line)?;
+        let in_fuel = |e: String| format!("{e} (fuel `{fuel}`)");
+        let theta_range =
+            cited_range(row, ("theta_min", "theta_max"), theta, line).map_err(in_fuel)?;
+        let f_range = cited_range(row, ("f_min", "f_max"), f_t_c_per_tce, line).map_err(in_fuel)?;
+        let ranges = match (theta_range, f_range) {
+            (None, None) => None,
+            (Some(theta), Some(f_t_c_per_tce)) => Some(FuelRanges {
+                theta,
+                f_t_c_per_tce,
+            }),
+            _ => {
+                return Err(in_fuel(format!(
+                    "row {line}: give the ranges of both factors (`theta_min`, `theta_max`, `f_min`, `f_max`) or of neither"
+                )));
+            }
+        };
         let r = FuelRow {
-            theta: number(row, "theta", line)?,
+            theta,
             theta_unit: text(row, "theta_unit"),
-            f_t_c_per_tce: number(row, "f_t_c_per_tce", line)?,
+            f_t_c_per_tce,
             citation: text(row, "citation"),
+            ranges,
             fuel,
         };
         if r.theta < 0.0 || r.f_t_c_per_tce < 0.0 {
@@ -538,6 +671,103 @@ mod tests {
         // (416.02 + 122.76) / 1000 = 0.53878; pig (6.82 + 27.28) / 1000 = 0.0341
         assert!((a["dairy_cow"].t_c_per_unit - 0.538_78).abs() < 1e-12);
         assert!((a["pig"].t_c_per_unit - 0.0341).abs() < 1e-12);
+    }
+
+    #[test]
+    fn embedded_presets_carry_cited_ranges() {
+        // domain.md §1.1: forest -0.581 (set 1, Fang 2007) and -0.644 (set 2, Li Ying 2008);
+        // cultivated 0.422 (set 1) and 0.497 (set 2). Every row of every preset has a range.
+        for name in LAND_PRESETS {
+            let set =
+                parse_land_coefficients(preset_text(&format!("{name}.csv")).unwrap()).unwrap();
+            for c in &set {
+                let r = c
+                    .range
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name}: {}", c.class));
+                assert!(r.min <= c.value_t_c_per_ha && c.value_t_c_per_ha <= r.max);
+            }
+            let range = |class: &str| {
+                let r = set
+                    .iter()
+                    .find(|c| c.class == class)
+                    .unwrap()
+                    .range
+                    .clone()
+                    .unwrap();
+                (r.min, r.max)
+            };
+            assert_eq!(range("forest"), (-0.644, -0.581), "{name}");
+            assert_eq!(range("cultivated"), (0.422, 0.497), "{name}");
+            assert_eq!(range("water"), (-0.253, -0.253), "{name}");
+        }
+        // domain.md §1.2: natural gas theta 1.2143 (Xia 2017) or 1.33 (Liu 2017); electricity
+        // 0.1229 or 0.4040 tce/MWh with f 0.68 or 0.7935.
+        for name in ENERGY_PRESETS {
+            let rows =
+                parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap()).unwrap();
+            let get = |fuel: &str| {
+                let r = rows
+                    .iter()
+                    .find(|r| r.fuel == fuel)
+                    .unwrap()
+                    .ranges
+                    .clone()
+                    .unwrap();
+                (
+                    r.theta.min,
+                    r.theta.max,
+                    r.f_t_c_per_tce.min,
+                    r.f_t_c_per_tce.max,
+                )
+            };
+            assert!(rows.iter().all(|r| r.ranges.is_some()), "{name}");
+            assert_eq!(get("natural_gas"), (1.2143, 1.33, 0.4483, 0.4483));
+            assert_eq!(get("electricity"), (0.1229, 0.404, 0.68, 0.7935));
+            assert_eq!(get("raw_coal"), (0.7143, 0.7143, 0.726, 0.7559));
+        }
+    }
+
+    #[test]
+    fn ranges_are_optional_but_checked_when_given() {
+        let head = "class,value,unit,min,max,range_source\n";
+        let parse = |row: &str| parse_land_coefficients(&format!("{head}{row}\n"));
+        assert_eq!(parse("forest,-0.6,t C/ha/a,,,").unwrap()[0].range, None);
+        let r = parse("forest,-0.6,t C/ha/a,-0.644,-0.581,Li 2008; Fang 2007").unwrap()[0]
+            .range
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (r.min, r.max, r.source.as_str()),
+            (-0.644, -0.581, "Li 2008; Fang 2007")
+        );
+        let half = parse("forest,-0.6,t C/ha/a,-0.644,,x").unwrap_err();
+        assert!(
+            half.contains("filled together") && half.contains("forest"),
+            "{half}"
+        );
+        let outside = parse("forest,-0.7,t C/ha/a,-0.644,-0.581,x").unwrap_err();
+        assert!(outside.contains("outside its cited range"), "{outside}");
+        let unordered = parse("forest,-0.6,t C/ha/a,-0.581,-0.644,x").unwrap_err();
+        assert!(unordered.contains("outside its cited range"), "{unordered}");
+        assert!(
+            parse("forest,-0.6,t C/ha/a,-0.644,-0.581,")
+                .unwrap_err()
+                .contains("range_source")
+        );
+        assert!(
+            parse("forest,-0.6,t C/ha/a,low,-0.581,x")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        let fuel = parse_fuel_rows(
+            "fuel,theta,theta_unit,f_t_c_per_tce,theta_min,theta_max,f_min,f_max,range_source\ncoke,0.97,tce/t,0.85,0.9,1,,,x\n",
+        )
+        .unwrap_err();
+        assert!(
+            fuel.contains("both factors") && fuel.contains("coke"),
+            "{fuel}"
+        );
     }
 
     #[test]

