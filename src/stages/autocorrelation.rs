@@ -541,11 +541,10 @@ fn push_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, RecordBatch};
-    use std::collections::BTreeMap as Map;
-    use std::path::Path;
 
     const EDGES: &str = include_str!("../../tests/fixtures/stats/henan_units123_edges.csv");
     const GLOBAL: &str = include_str!("../../tests/fixtures/stats/moran_global_expected.json");
@@ -557,15 +556,7 @@ mod tests {
         table: RecordBatch,
         edges: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let params: Params = serde_json::from_value(params).unwrap();
-        Autocorrelation::validate(&params)?;
-        let inputs = Inputs::new(Map::from([
-            ("table".to_owned(), table),
-            ("edges".to_owned(), edges),
-        ]));
-        let ctx = StageContext::new("moran", Path::new("."), Map::new());
-        let out = Autocorrelation::run(&params, &inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Autocorrelation>(params, vec![("table", table), ("edges", edges)])
     }
 
     fn f64_col(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {

@@ -547,6 +547,7 @@ fn check_connected(n: usize, edges: &[(usize, usize)], names: &[String]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use crate::table::i64s;
 
     use crate::engine::stage::{Entry, StageEntry};
@@ -557,15 +558,7 @@ mod tests {
         table: RecordBatch,
         edges: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Cluster>::new().prepare(params)?;
-        let inputs = Inputs::new(
-            [("table".to_owned(), table), ("edges".to_owned(), edges)]
-                .into_iter()
-                .collect(),
-        );
-        let ctx = StageContext::new("clusters", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Cluster>(params, vec![("table", table), ("edges", edges)])
     }
 
     /// The 3×3 grid of the SKATER hand calculation in `methods::skater` (values 0 1 2 / 1 2 8 /

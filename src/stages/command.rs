@@ -854,21 +854,9 @@ mod tests {
             params: serde_json::Value,
             inputs: &[(&str, RecordBatch)],
         ) -> Result<Outputs, StageError> {
-            let params: Params =
-                serde_json::from_value(params).map_err(|e| StageError::data(e.to_string()))?;
-            Command::validate(&params)?;
-            let sources = Command::sources(&params)
-                .into_iter()
-                .map(|s| (s.name, self.dir.path().join(s.path)))
-                .collect();
-            let ctx = StageContext::new("custom", self.dir.path(), sources);
-            let inputs = Inputs::new(
-                inputs
-                    .iter()
-                    .map(|(p, t)| ((*p).to_owned(), t.clone()))
-                    .collect(),
-            );
-            Command::run(&params, &inputs, &ctx)
+            let tables = inputs.iter().map(|(p, t)| (*p, t.clone())).collect();
+            crate::stages::testing::run_in::<Command>(self.dir.path(), params, tables)
+                .map(|(outputs, _)| outputs)
         }
     }
 

@@ -837,6 +837,7 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
+    use crate::stages::testing;
     use crate::table::{bools, strings};
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
@@ -871,14 +872,11 @@ mod tests {
         params: serde_json::Value,
         with_economy: bool,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Compensation>::new().prepare(params)?;
-        let mut tables = vec![("indices".to_owned(), indices())];
+        let mut tables = vec![("indices", indices())];
         if with_economy {
-            tables.push(("economy".to_owned(), economy()));
+            tables.push(("economy", economy()));
         }
-        let ctx = StageContext::new("compensation", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&Inputs::new(tables.into_iter().collect()), &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Compensation>(params, tables)
     }
 
     fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
@@ -1037,7 +1035,6 @@ mod tests {
         .unwrap();
         assert!(err.message.contains("no price for 2000"), "{}", err.message);
         // Engel given in percent
-        let prepared = Entry::<Compensation>::new().prepare(serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}, "engel": "urban"})).unwrap();
         let econ = TableBuilder::new()
             .str("unit_id", &["a", "b", "c"])
             .i64("year", vec![2000; 3])
@@ -1045,21 +1042,12 @@ mod tests {
             .f64("engel_urban", vec![35.0, 30.0, 30.0])
             .build()
             .unwrap();
-        let ctx = StageContext::new("c", std::path::Path::new("."), BTreeMap::new());
-        let err = prepared
-            .run(
-                &Inputs::new(
-                    [
-                        ("indices".to_owned(), indices()),
-                        ("economy".to_owned(), econ),
-                    ]
-                    .into_iter()
-                    .collect(),
-                ),
-                &ctx,
-            )
-            .err()
-            .unwrap();
+        let err = testing::run::<Compensation>(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}, "engel": "urban"}),
+            vec![("indices", indices()), ("economy", econ)],
+        )
+        .err()
+        .unwrap();
         assert!(
             err.message
                 .contains("unit `a`, year 2000: `engel_urban` is 35"),

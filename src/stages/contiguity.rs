@@ -362,12 +362,12 @@ pub(crate) fn preview(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use std::sync::Arc;
 
     use arrow_array::{BinaryArray, RecordBatch};
     use geo::polygon;
 
-    use crate::engine::stage::{Entry, StageEntry};
     use crate::table::strings;
 
     /// A units table from a GeoJSON fixture (`adcode` as the id).
@@ -401,11 +401,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Contiguity>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("edges", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Contiguity>(params, tables)
     }
 
     /// The libpysal edge list of a fixture, as sorted (from, to) pairs; `rook_only` keeps the

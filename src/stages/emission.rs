@@ -1136,7 +1136,7 @@ impl FuelRowsOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Inputs, StageEntry};
+    use crate::engine::stage::StageEntry;
     use crate::table::{TableBuilder, f64s, strings};
     use arrow_array::RecordBatch;
 
@@ -1167,11 +1167,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = crate::engine::stage::Entry::<Emission>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("emission", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        crate::stages::testing::run::<Emission>(params, tables)
     }
 
     /// The fossil fuels of the default preset other than `present`, as `absent_fuels`.
@@ -1521,13 +1517,12 @@ mod tests {
             prepared.sources(),
             vec![Source::new("coefficients", "my.csv")]
         );
-        let ctx = StageContext::new(
-            "emission",
+        let (out, _) = crate::stages::testing::run_in::<Emission>(
             dir.path(),
-            [("coefficients".to_owned(), path)].into_iter().collect(),
-        );
-        let inputs = Inputs::new([("areas".to_owned(), areas_table())].into_iter().collect());
-        let out = prepared.run(&inputs, &ctx).unwrap();
+            serde_json::json!({"construction": "none", "coefficients": {"preset": "my.csv"}}),
+            vec![("areas", areas_table())],
+        )
+        .unwrap();
         // a: 1000 × 0.5 = 500; b: 500 × 0.5 = 250
         assert_eq!(
             f64s(&out[0].1, "e", "emission_t_c").unwrap(),

@@ -504,7 +504,8 @@ fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
+    use crate::stages::testing;
+
     use crate::table::column_names;
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
@@ -561,19 +562,10 @@ mod tests {
         sink: RecordBatch,
         economy: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Indices>::new().prepare(params)?;
-        let inputs = Inputs::new(
-            [
-                ("emission".to_owned(), emission),
-                ("sink".to_owned(), sink),
-                ("economy".to_owned(), economy),
-            ]
-            .into_iter()
-            .collect(),
-        );
-        let ctx = StageContext::new("indices", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Indices>(
+            params,
+            vec![("emission", emission), ("sink", sink), ("economy", economy)],
+        )
     }
 
     fn col(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {

@@ -715,22 +715,16 @@ pub(crate) fn select_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use std::collections::BTreeMap as Map;
-    use std::path::Path;
 
     fn run(
         params: serde_json::Value,
         table: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let params: Params = serde_json::from_value(params).unwrap();
-        Inequality::validate(&params)?;
-        let inputs = Inputs::new(Map::from([("table".to_owned(), table)]));
-        let ctx = StageContext::new("ineq", Path::new("."), Map::new());
-        let out = Inequality::run(&params, &inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Inequality>(params, vec![("table", table)])
     }
 
     fn f64_col(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {

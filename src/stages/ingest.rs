@@ -619,16 +619,8 @@ mod tests {
         dir: &Path,
         params: serde_json::Value,
     ) -> Result<(RecordBatch, Vec<String>), StageError> {
-        let params: Params =
-            serde_json::from_value(params).map_err(|e| StageError::data(e.to_string()))?;
-        Ingest::validate(&params)?;
-        let sources = Ingest::sources(&params)
-            .into_iter()
-            .map(|s| (s.name, dir.join(s.path)))
-            .collect();
-        let ctx = StageContext::new("units", dir, sources);
-        let mut out = Ingest::run(&params, &Inputs::default(), &ctx)?;
-        Ok((out.remove(0).1, ctx.take_warnings()))
+        let (mut out, warnings) = crate::stages::testing::run_in::<Ingest>(dir, params, vec![])?;
+        Ok((out.remove(0).1, warnings))
     }
 
     /// Runs `ingest` on `file` (written into a temp dir) with three Henan units wired to `units`.
@@ -643,22 +635,14 @@ mod tests {
         p.as_object_mut()
             .unwrap()
             .extend(params.as_object().unwrap().clone());
-        let params: Params =
-            serde_json::from_value(p).map_err(|e| StageError::data(e.to_string()))?;
-        Ingest::validate(&params)?;
-        let sources = Ingest::sources(&params)
-            .into_iter()
-            .map(|s| (s.name, dir.path().join(s.path)))
-            .collect();
         let units = TableBuilder::new()
             .str("unit_id", &["410100", "410122", "410425"])
             .str("name", &["郑州市市辖区", "中牟县", "郏县"])
             .build()
             .unwrap();
-        let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units)]));
-        let ctx = StageContext::new("economy", dir.path(), sources);
-        let mut out = Ingest::run(&params, &inputs, &ctx)?;
-        Ok((out.remove(0).1, ctx.take_warnings()))
+        let (mut out, warnings) =
+            crate::stages::testing::run_in::<Ingest>(dir.path(), p, vec![("units", units)])?;
+        Ok((out.remove(0).1, warnings))
     }
 
     fn ingest(params: serde_json::Value) -> Result<RecordBatch, StageError> {

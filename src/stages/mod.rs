@@ -18,6 +18,8 @@ pub mod landuse;
 pub mod report;
 pub mod sink;
 pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transition_carbon;
 pub mod zoning;
 

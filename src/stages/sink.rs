@@ -444,7 +444,7 @@ fn crop_panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
+
     use crate::table::strings;
     use arrow_array::RecordBatch;
 
@@ -475,10 +475,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Vec<SinkRow>, Vec<String>), StageError> {
-        let prepared = Entry::<Sink>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("sink", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
+        let (out, warnings) = crate::stages::testing::run::<Sink>(params, tables)?;
         let t = &out[0].1;
         let rows = strings(t, "s", "unit_id")
             .unwrap()
@@ -488,7 +485,7 @@ mod tests {
             .zip(strings(t, "s", "method").unwrap())
             .map(|(((u, c), s), m)| (u, c, s, m))
             .collect();
-        Ok((rows, ctx.take_warnings()))
+        Ok((rows, warnings))
     }
 
     #[test]
