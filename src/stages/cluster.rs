@@ -123,7 +123,7 @@ impl Stage for Cluster {
         ParamDoc {
             name: "method",
             ty: "skater | redcap",
-            default: "skater",
+            default: "",
             doc: "redcap is full-order average linkage",
         },
         ParamDoc {
@@ -135,41 +135,44 @@ impl Stage for Cluster {
         ParamDoc {
             name: "standardize",
             ty: "zscore | none",
-            default: "zscore",
+            default: "",
             doc: "zscore uses the sample standard deviation (n − 1), as GeoDa",
         },
         ParamDoc {
             name: "k",
             ty: "integer | auto",
-            default: "auto",
+            default: "",
             doc: "number of clusters, or auto: the largest pseudo-F in k_range",
         },
         ParamDoc {
             name: "k_range",
             ty: "[min, max]",
-            default: "[2, 30]",
+            default: "",
             doc: "k tried by k: auto (max capped at n − 1)",
         },
         ParamDoc {
             name: "min_size",
             ty: "integer | {column, total}",
-            default: "1",
+            default: "",
             doc: "minimum units per cluster, or minimum total of a column per cluster",
         },
         ParamDoc {
             name: "year",
             ty: "integer",
-            default: "none",
+            default: "",
             doc: "the year to select when `table` has a `year` column with several years",
         },
         ParamDoc {
             name: "id_column",
             ty: "string",
-            default: "unit_id",
+            default: "",
             doc: "the unit id column of `table`",
         },
     ];
     type Params = Params;
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"variables": ["ecc", "esc"]})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone()];

@@ -538,31 +538,31 @@ impl Stage for Command {
         ParamDoc {
             name: "ports",
             ty: "list of names",
-            default: "[]",
+            default: "",
             doc: "Input ports (all required), wired under `inputs:`.",
         },
         ParamDoc {
             name: "outputs",
             ty: "list of names",
-            default: "[table]",
+            default: "",
             doc: "Tables the program writes; the first is the default output.",
         },
         ParamDoc {
             name: "scripts",
             ty: "list of paths",
-            default: "[]",
+            default: "",
             doc: "Files the program uses, relative to the study file; their content is part of the cache key.",
         },
         ParamDoc {
             name: "format",
             ty: "parquet | csv",
-            default: "parquet",
+            default: "",
             doc: "The format the program writes its outputs in.",
         },
         ParamDoc {
             name: "env",
             ty: "map name → value",
-            default: "{}",
+            default: "",
             doc: "Extra environment variables for the program.",
         },
         ParamDoc {
@@ -573,6 +573,9 @@ impl Stage for Command {
         },
     ];
     type Params = Params;
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"run": "./make_table.sh"})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         params

@@ -81,31 +81,31 @@ impl Stage for Contiguity {
         ParamDoc {
             name: "rule",
             ty: "queen | rook",
-            default: "queen",
+            default: "",
             doc: "queen: a shared vertex or edge; rook: a shared stretch of boundary longer than the tolerance",
         },
         ParamDoc {
             name: "tolerance_m",
             ty: "number (m)",
-            default: "1",
+            default: "",
             doc: "boundaries closer than this touch; for lon/lat data converted at 111,320 m per degree",
         },
         ParamDoc {
             name: "islands",
             ty: "keep | nearest",
-            default: "keep",
+            default: "",
             doc: "nearest: link islands and smaller components to the nearest unit (centroid distance); needs `units`",
         },
         ParamDoc {
             name: "allow_large_tolerance",
             ty: "bool",
-            default: "false",
+            default: "",
             doc: "accept a `tolerance_m` above the units' median size (bounding-box diagonal), which is otherwise an error",
         },
         ParamDoc {
             name: "id_column",
             ty: "string",
-            default: "unit_id",
+            default: "",
             doc: "the id column of the `units` table",
         },
     ];

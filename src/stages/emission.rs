@@ -363,19 +363,19 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a: built-in `mixed` (default), `set1`, `set2` or a CSV path; `override: {class: value}`. Classes with value > 0 are sources",
     },
     ParamDoc {
         name: "construction",
         ty: "energy|intensity|coefficient|none",
-        default: "energy",
+        default: "",
         doc: "construction-land method (energy: Liu et al. 2017 factors; intensity: GDP × EI × f_sc)",
     },
     ParamDoc {
         name: "energy_factors",
         ty: "{preset, override}",
-        default: "{preset: liu2017}",
+        default: "",
         doc: "fuel factors: `liu2017`, `xia2017` or a CSV path; `override: {fuel: {theta, theta_unit, f_t_c_per_tce}}`",
     },
     ParamDoc {
@@ -387,37 +387,37 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "fuel_units",
         ty: "map fuel → unit",
-        default: "{}",
+        default: "",
         doc: "unit of each fuel column; defaults t, natural gas 10^4 m3, electricity 10^4 kWh",
     },
     ParamDoc {
         name: "absent_fuels",
         ty: "list of fuels",
-        default: "[]",
+        default: "",
         doc: "fuels the `energy` table lacks, counted as zero on purpose; any other fuel without a column is an error",
     },
     ParamDoc {
         name: "ignore_columns",
         ty: "list of columns",
-        default: "[]",
+        default: "",
         doc: "columns of `energy`/`activities` left unread on purpose; any other column that is neither a key nor read (e.g. a misspelt fuel) is an error",
     },
     ParamDoc {
         name: "f_sc_t_c_per_tce",
         ty: "float",
-        default: "0.67",
+        default: "",
         doc: "carbon factor of standard coal for `intensity` (NDRC Energy Research Institute)",
     },
     ParamDoc {
         name: "intensity_column",
         ty: "string",
-        default: "energy_intensity_tce_per_10k_yuan",
+        default: "",
         doc: "energy-intensity column of `energy` (tce per 10^4 yuan)",
     },
     ParamDoc {
         name: "gdp_column",
         ty: "string",
-        default: "gdp_10k_yuan",
+        default: "",
         doc: "GDP column of `economy` (10^4 yuan)",
     },
     ParamDoc {
@@ -429,19 +429,19 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "deflator_base",
         ty: "float",
-        default: "100",
+        default: "",
         doc: "deflator value of the base year",
     },
     ParamDoc {
         name: "energy_allocation",
         ty: "direct|construction_area|gdp|ntl",
-        default: "direct",
+        default: "",
         doc: "share a higher-level energy table among units (by `parents` table, or one region when `parents` is not wired); `ntl` shares by night-time-light totals from an `ntl` table (unit_id, year, ntl)",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for values missing from `energy`/`economy`/`activities`",
     },
     ParamDoc {

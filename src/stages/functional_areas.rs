@@ -45,13 +45,13 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "category_column",
         ty: "string",
-        default: "category",
+        default: "",
         doc: "category column of `categories` (one row per unit)",
     },
     ParamDoc {
         name: "rank_by",
         ty: "ci|nce",
-        default: "ci",
+        default: "",
         doc: "rank categories by mean carbon intensity or mean net emission, highest first",
     },
 ];

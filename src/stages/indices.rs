@@ -55,7 +55,7 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "gdp_column",
         ty: "string",
-        default: "gdp_10k_yuan",
+        default: "",
         doc: "GDP column of `economy` (10^4 yuan)",
     },
     ParamDoc {
@@ -67,19 +67,19 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "deflator_base",
         ty: "float",
-        default: "100",
+        default: "",
         doc: "deflator value of the base year",
     },
     ParamDoc {
         name: "population_column",
         ty: "string?",
-        default: "population",
+        default: "",
         doc: "population column of `economy`; null to leave out per-capita CE",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for unit-years missing from `emission`, `sink` or `economy`",
     },
 ];

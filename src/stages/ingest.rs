@@ -390,19 +390,19 @@ impl Stage for Ingest {
         ParamDoc {
             name: "id_column",
             ty: "column",
-            default: "none",
+            default: "",
             doc: "Column of unit ids: renamed `unit_id`, moved first, checked non-empty and unique; rows sorted by it.",
         },
         ParamDoc {
             name: "rename",
             ty: "map old → new",
-            default: "{}",
+            default: "",
             doc: "Column renames, applied before every other parameter.",
         },
         ParamDoc {
             name: "types",
             ty: "map column → int | float | string | bool",
-            default: "{}",
+            default: "",
             doc: "Column types overriding inference; a value that does not convert is an error naming its row.",
         },
         ParamDoc {
@@ -414,7 +414,7 @@ impl Stage for Ingest {
         ParamDoc {
             name: "filter",
             ty: "map column → value",
-            default: "{}",
+            default: "",
             doc: "Keep only rows where each column equals its value, e.g. `yrb56: true`.",
         },
         ParamDoc {
@@ -438,35 +438,39 @@ impl Stage for Ingest {
         ParamDoc {
             name: "melt",
             ty: "{id_columns, names_to, values_to}",
-            default: "none",
+            default: "",
             doc: "Wide to long: every column not in `id_columns` becomes rows of `names_to` (its name) and `values_to` (its value).",
         },
         ParamDoc {
             name: "recode",
             ty: "map column → {from: to}",
-            default: "{}",
+            default: "",
             doc: "Rewrites values, e.g. `{category: {国家级重点开发区: national_key_development}}`; others stay.",
         },
         ParamDoc {
             name: "unit_names",
             ty: "{column, units_column, aliases}",
-            default: "none",
+            default: "",
             doc: "Adds `unit_id` by matching `column` to the names of the `units` input (`units_column`, default `name`), after trimming and full-width folding; `aliases: {name: unit_id}`.",
         },
         ParamDoc {
             name: "scale",
             ty: "map column → factor",
-            default: "{}",
+            default: "",
             doc: "Multiplies numeric columns: 0.01 for percent, 10000 for 万人 → persons or 亿元 → 万元.",
         },
         ParamDoc {
             name: "na_values",
             ty: "list of text",
-            default: "[\"\", \"—\", \"…\", \"-\", \"NA\"]",
+            default: "",
             doc: "Whole cells read as missing (null).",
         },
     ];
     type Params = Params;
+    const DESCRIBED_DEFAULTS: &'static [&'static str] = &["format"];
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"path": "units.geojson"})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         match &params.unit_names {

@@ -152,31 +152,31 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a (as for `emission`); classes with value < 0 are sinks",
     },
     ParamDoc {
         name: "cultivated_sink",
         ty: "none|coefficient|crop_yield",
-        default: "none",
+        default: "",
         doc: "cropland sink method; recorded in the `method` column",
     },
     ParamDoc {
         name: "crop_parameters",
         ty: "{preset, override}",
-        default: "{preset: tian}",
+        default: "",
         doc: "crop c, w, H for `crop_yield`; `override: {crop: {carbon_fraction, moisture, harvest_index}}`",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for unit-years without crop yields",
     },
     ParamDoc {
         name: "ignore_columns",
         ty: "list of columns",
-        default: "[]",
+        default: "",
         doc: "columns of `crops` left unread on purpose; any other column besides unit_id, year, crop, yield_t is an error",
     },
 ];

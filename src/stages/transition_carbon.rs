@@ -55,7 +55,7 @@ impl Stage for TransitionCarbon {
     const PARAMS: &'static [ParamDoc] = &[ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a, as for `emission` and `sink`",
     }];
     type Params = Params;
