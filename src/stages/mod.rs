@@ -16,6 +16,7 @@ pub mod inequality;
 pub mod ingest;
 pub mod landuse;
 pub mod report;
+pub mod schema;
 pub mod sink;
 pub mod sweep;
 #[cfg(test)]

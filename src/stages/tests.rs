@@ -95,7 +95,10 @@ fn areas() -> RecordBatch {
                 y.push(year);
                 c.push(*class);
                 #[allow(clippy::cast_precision_loss)]
-                a.push(100.0 * (1 + (i * 3 + j * 5) % 7) as f64 + f64::from(u8::try_from(year - 2000).unwrap()));
+                a.push(
+                    100.0 * (1 + (i * 3 + j * 5) % 7) as f64
+                        + f64::from(u8::try_from(year - 2000).unwrap()),
+                );
             }
         }
     }
