@@ -7,6 +7,7 @@ pub mod finite;
 pub mod interrupt;
 pub mod invocation;
 pub mod key;
+pub mod param_defaults;
 pub mod pattern;
 pub mod plan;
 pub mod progress;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::RecordBatch;
 
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::param_defaults::{self, DefaultDrift};
 use crate::engine::warning::{GENERAL, Warning};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -141,7 +142,9 @@ impl Source {
 pub struct ParamDoc {
     pub name: &'static str,
     pub ty: &'static str,
-    /// The default as written in YAML, or `"required"`.
+    /// Empty for most parameters: `pipeline stages` shows the default the code uses (see
+    /// [`crate::engine::param_defaults`]). Written only where that value says too little: what
+    /// a `null` default means, or when a required parameter is required.
     pub default: &'static str,
     pub doc: &'static str,
 }
@@ -575,6 +578,14 @@ pub trait Stage: Send + Sync + 'static {
     const DOC: &'static str;
     /// Parameters as documented by `pipeline stages`.
     const PARAMS: &'static [ParamDoc];
+    /// Example values of the required parameters (none by default). The documented defaults
+    /// of the others are these deserialised into [`Stage::Params`] and serialised again.
+    fn required_example() -> serde_json::Value {
+        serde_json::Value::Object(serde_json::Map::new())
+    }
+    /// Parameters whose default is better said in words than shown as a value, because it
+    /// depends on other parameters or is long; `pipeline stages` shows their written default.
+    const DESCRIBED_DEFAULTS: &'static [&'static str] = &[];
     /// Typed parameters: every key of the stage's YAML mapping except `kind`, `inputs`, `publish`.
     /// Use `#[serde(deny_unknown_fields)]` so typos are caught.
     type Params: DeserializeOwned + Serialize + Send + Sync + 'static;
@@ -604,7 +615,11 @@ pub trait StageEntry: Send + Sync {
     fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
     fn doc(&self) -> &'static str;
+    /// Parameters with their defaults as the code has them.
     fn params_doc(&self) -> &'static [ParamDoc];
+    /// The written defaults that contradict the code's; an error if the kind's example of its
+    /// required parameters does not deserialise.
+    fn default_drifts(&self) -> Result<Vec<DefaultDrift>, StageError>;
     /// Deserialises and validates the parameters.
     fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError>;
 }
@@ -650,7 +665,28 @@ impl<S: Stage> StageEntry for Entry<S> {
         S::DOC
     }
     fn params_doc(&self) -> &'static [ParamDoc] {
-        S::PARAMS
+        // Derived once per kind and kept for the life of the process, like the registry.
+        static DOCS: Mutex<BTreeMap<&'static str, &'static [ParamDoc]>> =
+            Mutex::new(BTreeMap::new());
+        let mut docs = DOCS.lock().expect("parameter docs lock is never poisoned");
+        docs.entry(S::KIND).or_insert_with(|| {
+            let defaults = default_params::<S>().ok();
+            let derived = param_defaults::documented(
+                S::PARAMS,
+                &S::required_example(),
+                defaults.as_ref(),
+                S::DESCRIBED_DEFAULTS,
+            );
+            Box::leak(derived.into_boxed_slice())
+        })
+    }
+    fn default_drifts(&self) -> Result<Vec<DefaultDrift>, StageError> {
+        Ok(param_defaults::drifts(
+            S::PARAMS,
+            &S::required_example(),
+            &default_params::<S>()?,
+            S::DESCRIBED_DEFAULTS,
+        ))
     }
     fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError> {
         let params: S::Params = serde_json::from_value(params).map_err(|e| {
@@ -671,6 +707,18 @@ impl<S: Stage> StageEntry for Entry<S> {
         S::validate(&params)?;
         Ok(Box::new(Prepared::<S> { params }))
     }
+}
+
+/// The parameters deserialised from the kind's example of its required ones, serialised: every
+/// default filled in.
+fn default_params<S: Stage>() -> Result<serde_json::Value, StageError> {
+    let params: S::Params = serde_json::from_value(S::required_example()).map_err(|e| {
+        StageError::internal(format!(
+            "kind `{}`: its example of the required parameters does not deserialise: {e}",
+            S::KIND
+        ))
+    })?;
+    serde_json::to_value(&params).map_err(|e| StageError::internal(e.to_string()))
 }
 
 impl<S: Stage> PreparedStage for Prepared<S> {

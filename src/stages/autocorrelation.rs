@@ -104,47 +104,50 @@ impl Stage for Autocorrelation {
         ParamDoc {
             name: "id_column",
             ty: "column",
-            default: "unit_id",
+            default: "",
             doc: "unit ids of `table`, as used in `edges`",
         },
         ParamDoc {
             name: "permutations",
             ty: "integer",
-            default: "999",
+            default: "",
             doc: "random permutations for `p_perm` (1..1000000)",
         },
         ParamDoc {
             name: "seed",
             ty: "integer",
-            default: "12345",
+            default: "",
             doc: "seed of the permutations; the same seed gives the same p-values on any number of threads, and each group uses it afresh",
         },
         ParamDoc {
             name: "alpha",
             ty: "number",
-            default: "0.05",
+            default: "",
             doc: "significance level of the LISA classes (`p_perm < alpha`)",
         },
         ParamDoc {
             name: "by",
             ty: "column",
-            default: "none",
+            default: "",
             doc: "grouping column (e.g. `year`): one analysis per value",
         },
         ParamDoc {
             name: "year",
             ty: "integer",
-            default: "none",
+            default: "",
             doc: "keep only rows with this `year`; needed when the table has several years and `by` is not `year`",
         },
         ParamDoc {
             name: "hotspots",
             ty: "bool",
-            default: "false",
+            default: "",
             doc: "add the `hotspots` output: Getis-Ord Gi* z-score, one-sided normal p and class hot/cold/ns (`p_norm < alpha`) per unit",
         },
     ];
     type Params = Params;
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"variable": "nce_t_c"})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone(), params.variable.clone()];
@@ -542,11 +545,10 @@ fn push_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, RecordBatch};
-    use std::collections::BTreeMap as Map;
-    use std::path::Path;
 
     const EDGES: &str = include_str!("../../tests/fixtures/stats/henan_units123_edges.csv");
     const GLOBAL: &str = include_str!("../../tests/fixtures/stats/moran_global_expected.json");
@@ -558,15 +560,7 @@ mod tests {
         table: RecordBatch,
         edges: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let params: Params = serde_json::from_value(params).unwrap();
-        Autocorrelation::validate(&params)?;
-        let inputs = Inputs::new(Map::from([
-            ("table".to_owned(), table),
-            ("edges".to_owned(), edges),
-        ]));
-        let ctx = StageContext::new("moran", Path::new("."), Map::new());
-        let out = Autocorrelation::run(&params, &inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Autocorrelation>(params, vec![("table", table), ("edges", edges)])
     }
 
     fn f64_col(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {

@@ -123,7 +123,7 @@ impl Stage for Cluster {
         ParamDoc {
             name: "method",
             ty: "skater | redcap",
-            default: "skater",
+            default: "",
             doc: "redcap is full-order average linkage",
         },
         ParamDoc {
@@ -135,41 +135,44 @@ impl Stage for Cluster {
         ParamDoc {
             name: "standardize",
             ty: "zscore | none",
-            default: "zscore",
+            default: "",
             doc: "zscore uses the sample standard deviation (n − 1), as GeoDa",
         },
         ParamDoc {
             name: "k",
             ty: "integer | auto",
-            default: "auto",
+            default: "",
             doc: "number of clusters, or auto: the largest pseudo-F in k_range",
         },
         ParamDoc {
             name: "k_range",
             ty: "[min, max]",
-            default: "[2, 30]",
+            default: "",
             doc: "k tried by k: auto (max capped at n − 1)",
         },
         ParamDoc {
             name: "min_size",
             ty: "integer | {column, total}",
-            default: "1",
+            default: "",
             doc: "minimum units per cluster, or minimum total of a column per cluster",
         },
         ParamDoc {
             name: "year",
             ty: "integer",
-            default: "none",
+            default: "",
             doc: "the year to select when `table` has a `year` column with several years",
         },
         ParamDoc {
             name: "id_column",
             ty: "string",
-            default: "unit_id",
+            default: "",
             doc: "the unit id column of `table`",
         },
     ];
     type Params = Params;
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"variables": ["ecc", "esc"]})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone()];
@@ -543,6 +546,7 @@ fn check_connected(n: usize, edges: &[(usize, usize)], names: &[String]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use crate::table::i64s;
 
     use crate::engine::stage::{Entry, StageEntry};
@@ -553,15 +557,7 @@ mod tests {
         table: RecordBatch,
         edges: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Cluster>::new().prepare(params)?;
-        let inputs = Inputs::new(
-            [("table".to_owned(), table), ("edges".to_owned(), edges)]
-                .into_iter()
-                .collect(),
-        );
-        let ctx = StageContext::new("clusters", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Cluster>(params, vec![("table", table), ("edges", edges)])
     }
 
     /// The 3×3 grid of the SKATER hand calculation in `methods::skater` (values 0 1 2 / 1 2 8 /

@@ -538,31 +538,31 @@ impl Stage for Command {
         ParamDoc {
             name: "ports",
             ty: "list of names",
-            default: "[]",
+            default: "",
             doc: "Input ports (all required), wired under `inputs:`.",
         },
         ParamDoc {
             name: "outputs",
             ty: "list of names",
-            default: "[table]",
+            default: "",
             doc: "Tables the program writes; the first is the default output.",
         },
         ParamDoc {
             name: "scripts",
             ty: "list of paths",
-            default: "[]",
+            default: "",
             doc: "Files the program uses, relative to the study file; their content is part of the cache key.",
         },
         ParamDoc {
             name: "format",
             ty: "parquet | csv",
-            default: "parquet",
+            default: "",
             doc: "The format the program writes its outputs in.",
         },
         ParamDoc {
             name: "env",
             ty: "map name → value",
-            default: "{}",
+            default: "",
             doc: "Extra environment variables for the program.",
         },
         ParamDoc {
@@ -573,6 +573,9 @@ impl Stage for Command {
         },
     ];
     type Params = Params;
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"run": "./make_table.sh"})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         params
@@ -854,21 +857,9 @@ mod tests {
             params: serde_json::Value,
             inputs: &[(&str, RecordBatch)],
         ) -> Result<Outputs, StageError> {
-            let params: Params =
-                serde_json::from_value(params).map_err(|e| StageError::data(e.to_string()))?;
-            Command::validate(&params)?;
-            let sources = Command::sources(&params)
-                .into_iter()
-                .map(|s| (s.name, self.dir.path().join(s.path)))
-                .collect();
-            let ctx = StageContext::new("custom", self.dir.path(), sources);
-            let inputs = Inputs::new(
-                inputs
-                    .iter()
-                    .map(|(p, t)| ((*p).to_owned(), t.clone()))
-                    .collect(),
-            );
-            Command::run(&params, &inputs, &ctx)
+            let tables = inputs.iter().map(|(p, t)| (*p, t.clone())).collect();
+            crate::stages::testing::run_in::<Command>(self.dir.path(), params, tables)
+                .map(|(outputs, _)| outputs)
         }
     }
 

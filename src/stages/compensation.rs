@@ -245,85 +245,85 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "money_unit",
         ty: "yuan|10k_yuan",
-        default: "yuan",
+        default: "",
         doc: "unit (and column suffix) of the values",
     },
     ParamDoc {
         name: "willingness",
         ty: "pearl|none",
-        default: "pearl",
+        default: "",
         doc: "Pearl-curve willingness L = 1/(1 + e^(−t)) from the Engel coefficient",
     },
     ParamDoc {
         name: "stage_rule",
         ty: "inverse_minus3|engel",
-        default: "inverse_minus3",
+        default: "",
         doc: "development stage t = 1/En − 3, or t = En (Zhao Qing et al. 2017)",
     },
     ParamDoc {
         name: "engel",
         ty: "combined|urban|rural",
-        default: "combined",
+        default: "",
         doc: "Engel coefficient used: urban·φ + rural·(1 − φ), or one of them",
     },
     ParamDoc {
         name: "engel_urban_column",
         ty: "string",
-        default: "engel_urban",
+        default: "",
         doc: "urban Engel coefficient (fraction 0–1) in `economy`",
     },
     ParamDoc {
         name: "engel_rural_column",
         ty: "string",
-        default: "engel_rural",
+        default: "",
         doc: "rural Engel coefficient (fraction 0–1) in `economy`",
     },
     ParamDoc {
         name: "urbanization_column",
         ty: "string",
-        default: "urbanization_rate",
+        default: "",
         doc: "urbanisation rate φ (fraction 0–1) in `economy`",
     },
     ParamDoc {
         name: "ability",
         ty: "gdp_per_capita|none",
-        default: "gdp_per_capita",
+        default: "",
         doc: "ability to pay AP = (G_i/P_i)/(G/P)",
     },
     ParamDoc {
         name: "modify",
         ty: "all|payers",
-        default: "all",
+        default: "",
         doc: "apply L and AP to every unit, or to payers only (receipts stay Q·p)",
     },
     ParamDoc {
         name: "population_column",
         ty: "string",
-        default: "population",
+        default: "",
         doc: "population in `economy`",
     },
     ParamDoc {
         name: "rescale",
         ty: "payments|receipts|mean",
-        default: "payments",
+        default: "",
         doc: "balanced values: scale receipts to payments, payments to receipts, or both to their mean",
     },
     ParamDoc {
         name: "balance_abs_t_c",
         ty: "float",
-        default: "0",
+        default: "",
         doc: "|Q| at or below this (t C) is `balanced`",
     },
     ParamDoc {
         name: "balance_rel",
         ty: "float",
-        default: "0",
+        default: "",
         doc: "|Q| at or below this fraction of CE is `balanced`",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for unit-years missing from `economy`",
     },
 ];
@@ -335,6 +335,10 @@ impl Stage for Compensation {
         modified value Q·p·L·AP (Pearl willingness, ability to pay), and a balanced value with total paid = total received.";
     const PARAMS: &'static [ParamDoc] = PARAMS;
     type Params = Params;
+    const DESCRIBED_DEFAULTS: &'static [&'static str] = &["conventions"];
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 100.0}})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         let mut ports = vec![Port::required("indices", "`indices` output").with_columns([
@@ -836,6 +840,7 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
+    use crate::stages::testing;
     use crate::table::{bools, strings};
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
@@ -870,14 +875,11 @@ mod tests {
         params: serde_json::Value,
         with_economy: bool,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Compensation>::new().prepare(params)?;
-        let mut tables = vec![("indices".to_owned(), indices())];
+        let mut tables = vec![("indices", indices())];
         if with_economy {
-            tables.push(("economy".to_owned(), economy()));
+            tables.push(("economy", economy()));
         }
-        let ctx = StageContext::new("compensation", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&Inputs::new(tables.into_iter().collect()), &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Compensation>(params, tables)
     }
 
     fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
@@ -1036,7 +1038,6 @@ mod tests {
         .unwrap();
         assert!(err.message.contains("no price for 2000"), "{}", err.message);
         // Engel given in percent
-        let prepared = Entry::<Compensation>::new().prepare(serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}, "engel": "urban"})).unwrap();
         let econ = TableBuilder::new()
             .str("unit_id", &["a", "b", "c"])
             .i64("year", vec![2000; 3])
@@ -1044,21 +1045,12 @@ mod tests {
             .f64("engel_urban", vec![35.0, 30.0, 30.0])
             .build()
             .unwrap();
-        let ctx = StageContext::new("c", std::path::Path::new("."), BTreeMap::new());
-        let err = prepared
-            .run(
-                &Inputs::new(
-                    [
-                        ("indices".to_owned(), indices()),
-                        ("economy".to_owned(), econ),
-                    ]
-                    .into_iter()
-                    .collect(),
-                ),
-                &ctx,
-            )
-            .err()
-            .unwrap();
+        let err = testing::run::<Compensation>(
+            serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 1.0}, "engel": "urban"}),
+            vec![("indices", indices()), ("economy", econ)],
+        )
+        .err()
+        .unwrap();
         assert!(
             err.message
                 .contains("unit `a`, year 2000: `engel_urban` is 35"),

@@ -81,31 +81,31 @@ impl Stage for Contiguity {
         ParamDoc {
             name: "rule",
             ty: "queen | rook",
-            default: "queen",
+            default: "",
             doc: "queen: a shared vertex or edge; rook: a shared stretch of boundary longer than the tolerance",
         },
         ParamDoc {
             name: "tolerance_m",
             ty: "number (m)",
-            default: "1",
+            default: "",
             doc: "boundaries closer than this touch; for lon/lat data converted at 111,320 m per degree",
         },
         ParamDoc {
             name: "islands",
             ty: "keep | nearest",
-            default: "keep",
+            default: "",
             doc: "nearest: link islands and smaller components to the nearest unit (centroid distance); needs `units`",
         },
         ParamDoc {
             name: "allow_large_tolerance",
             ty: "bool",
-            default: "false",
+            default: "",
             doc: "accept a `tolerance_m` above the units' median size (bounding-box diagonal), which is otherwise an error",
         },
         ParamDoc {
             name: "id_column",
             ty: "string",
-            default: "unit_id",
+            default: "",
             doc: "the id column of the `units` table",
         },
     ];
@@ -361,12 +361,12 @@ pub(crate) fn preview(names: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use std::sync::Arc;
 
     use arrow_array::{BinaryArray, RecordBatch};
     use geo::polygon;
 
-    use crate::engine::stage::{Entry, StageEntry};
     use crate::table::strings;
 
     /// A units table from a GeoJSON fixture (`adcode` as the id).
@@ -400,11 +400,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Contiguity>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("edges", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Contiguity>(params, tables)
     }
 
     /// The libpysal edge list of a fixture, as sorted (from, to) pairs; `rook_only` keeps the

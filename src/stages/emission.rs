@@ -370,19 +370,19 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a: built-in `mixed` (default), `set1`, `set2` or a CSV path; `override: {class: value}`. Classes with value > 0 are sources",
     },
     ParamDoc {
         name: "construction",
         ty: "energy|intensity|coefficient|none",
-        default: "energy",
+        default: "",
         doc: "construction-land method (energy: Liu et al. 2017 factors; intensity: GDP × EI × f_sc)",
     },
     ParamDoc {
         name: "energy_factors",
         ty: "{preset, override}",
-        default: "{preset: liu2017}",
+        default: "",
         doc: "fuel factors: `liu2017`, `xia2017` or a CSV path; `override: {fuel: {theta, theta_unit, f_t_c_per_tce}}`",
     },
     ParamDoc {
@@ -394,37 +394,37 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "fuel_units",
         ty: "map fuel → unit",
-        default: "{}",
+        default: "",
         doc: "unit of each fuel column; defaults t, natural gas 10^4 m3, electricity 10^4 kWh",
     },
     ParamDoc {
         name: "absent_fuels",
         ty: "list of fuels",
-        default: "[]",
+        default: "",
         doc: "fuels the `energy` table lacks, counted as zero on purpose; any other fuel without a column is an error",
     },
     ParamDoc {
         name: "ignore_columns",
         ty: "list of columns",
-        default: "[]",
+        default: "",
         doc: "columns of `energy`/`activities` left unread on purpose; any other column that is neither a key nor read (e.g. a misspelt fuel) is an error",
     },
     ParamDoc {
         name: "f_sc_t_c_per_tce",
         ty: "float",
-        default: "0.67",
+        default: "",
         doc: "carbon factor of standard coal for `intensity` (NDRC Energy Research Institute)",
     },
     ParamDoc {
         name: "intensity_column",
         ty: "string",
-        default: "energy_intensity_tce_per_10k_yuan",
+        default: "",
         doc: "energy-intensity column of `energy` (tce per 10^4 yuan)",
     },
     ParamDoc {
         name: "gdp_column",
         ty: "string",
-        default: "gdp_10k_yuan",
+        default: "",
         doc: "GDP column of `economy` (10^4 yuan)",
     },
     ParamDoc {
@@ -436,19 +436,19 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "deflator_base",
         ty: "float",
-        default: "100",
+        default: "",
         doc: "deflator value of the base year",
     },
     ParamDoc {
         name: "energy_allocation",
         ty: "direct|construction_area|gdp|ntl",
-        default: "direct",
+        default: "",
         doc: "share a higher-level energy table among units (by `parents` table, or one region when `parents` is not wired); `ntl` shares by night-time-light totals from an `ntl` table (unit_id, year, ntl)",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for values missing from `energy`/`economy`/`activities`",
     },
     ParamDoc {
@@ -1143,7 +1143,7 @@ impl FuelRowsOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Inputs, StageEntry};
+    use crate::engine::stage::StageEntry;
     use crate::table::{TableBuilder, f64s, strings};
     use arrow_array::RecordBatch;
 
@@ -1174,11 +1174,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = crate::engine::stage::Entry::<Emission>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("emission", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        crate::stages::testing::run::<Emission>(params, tables)
     }
 
     /// The fossil fuels of the default preset other than `present`, as `absent_fuels`.
@@ -1528,13 +1524,12 @@ mod tests {
             prepared.sources(),
             vec![Source::new("coefficients", "my.csv")]
         );
-        let ctx = StageContext::new(
-            "emission",
+        let (out, _) = crate::stages::testing::run_in::<Emission>(
             dir.path(),
-            [("coefficients".to_owned(), path)].into_iter().collect(),
-        );
-        let inputs = Inputs::new([("areas".to_owned(), areas_table())].into_iter().collect());
-        let out = prepared.run(&inputs, &ctx).unwrap();
+            serde_json::json!({"construction": "none", "coefficients": {"preset": "my.csv"}}),
+            vec![("areas", areas_table())],
+        )
+        .unwrap();
         // a: 1000 × 0.5 = 500; b: 500 × 0.5 = 250
         assert_eq!(
             f64s(&out[0].1, "e", "emission_t_c").unwrap(),

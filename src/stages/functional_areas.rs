@@ -45,13 +45,13 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "category_column",
         ty: "string",
-        default: "category",
+        default: "",
         doc: "category column of `categories` (one row per unit)",
     },
     ParamDoc {
         name: "rank_by",
         ty: "ci|nce",
-        default: "ci",
+        default: "",
         doc: "rank categories by mean carbon intensity or mean net emission, highest first",
     },
 ];
@@ -417,7 +417,8 @@ struct YearCols<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
+    use crate::stages::testing;
+
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;
@@ -453,20 +454,10 @@ mod tests {
         params: serde_json::Value,
         categories: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<FunctionalAreas>::new().prepare(params)?;
-        let ctx = StageContext::new("fa", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(
-            &Inputs::new(
-                [
-                    ("indices".to_owned(), indices()),
-                    ("categories".to_owned(), categories),
-                ]
-                .into_iter()
-                .collect(),
-            ),
-            &ctx,
-        )?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<FunctionalAreas>(
+            params,
+            vec![("indices", indices()), ("categories", categories)],
+        )
     }
 
     fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {

@@ -13,7 +13,8 @@ use crate::engine::stage::{
 };
 use crate::methods::indices::{Budget, UnitIndices, totals, unit_indices};
 use crate::stages::carbon_panel::{MissingPolicy, Panel, gdp_value, str_col};
-use crate::table::{TableBuilder, f64s, i64s};
+use crate::stages::schema::TableSchema;
+use crate::table::{f64s, i64s};
 
 /// The `indices` stage kind.
 pub struct Indices;
@@ -55,7 +56,7 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "gdp_column",
         ty: "string",
-        default: "gdp_10k_yuan",
+        default: "",
         doc: "GDP column of `economy` (10^4 yuan)",
     },
     ParamDoc {
@@ -67,34 +68,21 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "deflator_base",
         ty: "float",
-        default: "100",
+        default: "",
         doc: "deflator value of the base year",
     },
     ParamDoc {
         name: "population_column",
         ty: "string?",
-        default: "population",
+        default: "",
         doc: "population column of `economy`; null to leave out per-capita CE",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for unit-years missing from `emission`, `sink` or `economy`",
     },
-];
-
-const INDEX_COLUMNS: [&str; 10] = [
-    "unit_id",
-    "year",
-    "ce_t_c",
-    "cs_t_c",
-    "nce_t_c",
-    "gdp_10k_yuan",
-    "ci_t_per_10k_yuan",
-    "ccr",
-    "ecc",
-    "esc",
 ];
 
 /// Sums a long table's value column per unit and year; values must be finite and ≥ 0.
@@ -190,34 +178,8 @@ impl Stage for Indices {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let extra: &[&str] = if params.population_column.is_some() {
-            &["ss", "population", "ce_per_capita_t_c"]
-        } else {
-            &["ss"]
-        };
-        let cols: Vec<&str> = INDEX_COLUMNS.iter().chain(extra).copied().collect();
-        let mean_cols: Vec<&str> = cols
-            .iter()
-            .filter(|c| **c != "year")
-            .copied()
-            .chain(["n_years"])
-            .collect();
-        let total_cols: Vec<&str> = cols
-            .iter()
-            .filter(|c| !matches!(**c, "unit_id" | "ecc" | "esc"))
-            .copied()
-            .chain(["n_units"])
-            .collect();
-        vec![
-            OutputDecl::new("indices", "one row per unit and year").with_columns(cols),
-            OutputDecl::new(
-                "means",
-                "per unit: means over its years (of the yearly values; nulls skipped)",
-            )
-            .with_columns(mean_cols),
-            OutputDecl::new("totals", "per year: regional sums and the regional ratios")
-                .with_columns(total_cols),
-        ]
+        let t = Tables::new(params);
+        vec![t.indices.decl(), t.means.decl(), t.totals.decl()]
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -238,18 +200,7 @@ impl Stage for Indices {
             &["sink_t_c"],
             sum_by_unit_year(inputs.table("sink")?, "sink", "sink_t_c")?,
         );
-        let mut econ_cols = vec![params.gdp_column.as_str()];
-        econ_cols.extend(params.deflator_column.as_deref());
-        let pop_col = params.population_column.as_ref().map(|c| {
-            econ_cols.push(c);
-            econ_cols.len() - 1
-        });
-        let economy = Panel::read(inputs.table("economy")?, "economy", &econ_cols, true)?;
-        let base = params
-            .deflator_column
-            .as_ref()
-            .map(|_| params.deflator_base);
-
+        let economy = Economy::read(params, inputs)?;
         // every unit-year that has an emission or a sink, sorted by unit then year
         // both panels iterate in (unit, year) order: merge them
         let mut keys: Vec<(&str, i64)> = ce.keys().collect();
@@ -259,214 +210,273 @@ impl Stage for Indices {
             keys.sort_unstable();
             keys.dedup();
         }
-
-        let mut budgets = Vec::with_capacity(keys.len());
-        for (u, y) in &keys {
-            let population = match pop_col {
-                Some(c) => {
-                    let p = economy.get(u, *y, c, params.missing)?;
-                    if p <= 0.0 {
-                        return Err(StageError::data(format!(
-                            "`economy`: unit `{u}`, year {y}: population is {p}"
-                        ))
-                        .with_hint("population must be > 0"));
-                    }
-                    Some(p)
-                }
-                None => None,
-            };
-            budgets.push(Budget {
-                ce_t_c: ce.get(u, *y, 0, params.missing)?,
-                cs_t_c: cs.get(u, *y, 0, params.missing)?,
-                gdp_10k_yuan: gdp_value(&economy, u, *y, base, params.missing, &params.gdp_column)?,
-                population,
-            });
-        }
+        let budgets = keys
+            .iter()
+            .map(|&(u, y)| {
+                Ok(Budget {
+                    ce_t_c: ce.get(u, y, 0, params.missing)?,
+                    cs_t_c: cs.get(u, y, 0, params.missing)?,
+                    gdp_10k_yuan: economy.gdp(params, u, y)?,
+                    population: economy.population(params, u, y)?,
+                })
+            })
+            .collect::<Result<Vec<Budget>, StageError>>()?;
         warn_small_population(&budgets, ctx);
         ce.report(ctx, params.missing);
         cs.report(ctx, params.missing);
-        economy.report(ctx, params.missing);
+        economy.panel.report(ctx, params.missing);
         let unit_set: std::collections::BTreeSet<&str> = keys.iter().map(|(u, _)| *u).collect();
-        economy.warn_unused_units(ctx, &|u| unit_set.contains(u));
+        economy
+            .panel
+            .warn_unused_units(ctx, &|u| unit_set.contains(u));
 
-        // per year, in unit order
-        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-        for (i, (_, y)) in keys.iter().enumerate() {
-            by_year.entry(*y).or_default().push(i);
-        }
-        let mut ix: Vec<Option<UnitIndices>> = vec![None; keys.len()];
-        let mut tot = TableCols::default();
-        for (year, idx) in &by_year {
-            let b: Vec<Budget> = idx.iter().map(|&i| budgets[i]).collect();
-            for (&i, v) in idx.iter().zip(unit_indices(&b)) {
-                ix[i] = Some(v);
-            }
-            let t = totals(&b);
-            tot.year.push(*year);
-            tot.push(
-                t.ce_t_c,
-                t.cs_t_c,
-                t.gdp_10k_yuan,
-                &unit_indices(&[Budget {
-                    ce_t_c: t.ce_t_c,
-                    cs_t_c: t.cs_t_c,
-                    gdp_10k_yuan: t.gdp_10k_yuan,
-                    population: t.population,
-                }])[0],
-                t.population,
-            );
-            tot.n
-                .push(i64::try_from(idx.len()).expect("fewer than 2^63 units"));
-        }
-        let ix: Vec<UnitIndices> = ix
-            .into_iter()
-            .map(|v| v.expect("every unit-year belongs to one year"))
-            .collect();
-
-        let zero: Vec<usize> = (0..keys.len())
-            .filter(|&i| budgets[i].ce_t_c == 0.0)
-            .collect();
-        if let Some(&first) = zero.first() {
-            ctx.warn(format!(
-                "{} unit-year(s) have zero emission, so CCR, ECC and ESC are infinite and left null (first: unit `{}`, year {})",
-                zero.len(),
-                keys[first].0,
-                keys[first].1
-            ));
-        }
-
-        let mut rows = TableCols::default();
-        for (i, (_, y)) in keys.iter().enumerate() {
-            rows.year.push(*y);
-            rows.push(
-                budgets[i].ce_t_c,
-                budgets[i].cs_t_c,
-                budgets[i].gdp_10k_yuan,
-                &ix[i],
-                budgets[i].population,
-            );
-        }
-        let units: Vec<&str> = keys.iter().map(|(u, _)| *u).collect();
-        let indices = rows.table(Some(&units), true, pop_col.is_some(), None)?;
-
-        // means per unit (keys are sorted by unit)
-        let mut means = TableCols::default();
-        let mut mean_units: Vec<&str> = Vec::new();
-        let mut start = 0;
-        while start < keys.len() {
-            let end = start
-                + keys[start..]
-                    .iter()
-                    .take_while(|(u, _)| *u == keys[start].0)
-                    .count();
-            let r = start..end;
-            let m = |f: &dyn Fn(usize) -> Option<f64>| mean(r.clone().map(f));
-            mean_units.push(keys[start].0);
-            means
-                .ce
-                .push(m(&|i| Some(budgets[i].ce_t_c)).unwrap_or(f64::NAN));
-            means
-                .cs
-                .push(m(&|i| Some(budgets[i].cs_t_c)).unwrap_or(f64::NAN));
-            means
-                .nce
-                .push(m(&|i| Some(ix[i].nce_t_c)).unwrap_or(f64::NAN));
-            means
-                .gdp
-                .push(m(&|i| Some(budgets[i].gdp_10k_yuan)).unwrap_or(f64::NAN));
-            means.ci.push(m(&|i| ix[i].ci_t_per_10k_yuan));
-            means.ccr.push(m(&|i| ix[i].ccr));
-            means.ecc.push(m(&|i| ix[i].ecc));
-            means.esc.push(m(&|i| ix[i].esc));
-            means.ss.push(m(&|i| ix[i].ss));
-            means.pop.push(m(&|i| budgets[i].population));
-            means.pc.push(m(&|i| ix[i].ce_per_capita_t_c));
-            means
-                .n
-                .push(i64::try_from(end - start).expect("fewer than 2^63 years"));
-            start = end;
-        }
-        let means = means.table(Some(&mean_units), false, pop_col.is_some(), Some("n_years"))?;
-        let totals = tot.table(None, true, pop_col.is_some(), Some("n_units"))?;
+        let (rows, totals) = yearly_rows(&keys, &budgets);
+        warn_zero_emission(&rows, ctx);
+        let means = unit_means(&rows);
+        let tables = Tables::new(params);
         Ok(vec![
-            ("indices".to_owned(), indices),
-            ("means".to_owned(), means),
-            ("totals".to_owned(), totals),
+            tables.indices.build(&rows)?,
+            tables.means.build(&means)?,
+            tables.totals.build(&totals)?,
         ])
     }
 }
 
-/// Column buffers shared by the three outputs.
-#[derive(Default)]
-struct TableCols {
-    year: Vec<i64>,
-    ce: Vec<f64>,
-    cs: Vec<f64>,
-    nce: Vec<f64>,
-    gdp: Vec<f64>,
-    ci: Vec<Option<f64>>,
-    ccr: Vec<Option<f64>>,
-    ecc: Vec<Option<f64>>,
-    esc: Vec<Option<f64>>,
-    ss: Vec<Option<f64>>,
-    pop: Vec<Option<f64>>,
-    pc: Vec<Option<f64>>,
-    n: Vec<i64>,
+/// The `economy` panel and where its population column sits.
+struct Economy {
+    panel: Panel,
+    population: Option<usize>,
 }
 
-impl TableCols {
-    fn push(&mut self, ce: f64, cs: f64, gdp: f64, ix: &UnitIndices, population: Option<f64>) {
-        self.ce.push(ce);
-        self.cs.push(cs);
-        self.nce.push(ix.nce_t_c);
-        self.gdp.push(gdp);
-        self.ci.push(ix.ci_t_per_10k_yuan);
-        self.ccr.push(ix.ccr);
-        self.ecc.push(ix.ecc);
-        self.esc.push(ix.esc);
-        self.ss.push(ix.ss);
-        self.pop.push(population);
-        self.pc.push(ix.ce_per_capita_t_c);
+impl Economy {
+    fn read(params: &Params, inputs: &Inputs) -> Result<Self, StageError> {
+        let mut columns = vec![params.gdp_column.as_str()];
+        columns.extend(params.deflator_column.as_deref());
+        let population = params.population_column.as_ref().map(|c| {
+            columns.push(c);
+            columns.len() - 1
+        });
+        let panel = Panel::read(inputs.table("economy")?, "economy", &columns, true)?;
+        Ok(Self { panel, population })
     }
 
-    /// `units` given: unit tables (indices, means), which carry ECC and ESC; `count`: the name
-    /// of the trailing count column.
-    fn table(
-        self,
-        units: Option<&[&str]>,
-        with_year: bool,
-        population: bool,
-        count: Option<&str>,
-    ) -> Result<arrow_array::RecordBatch, StageError> {
-        let ecc_esc = units.is_some();
-        let mut b = TableBuilder::new();
-        if let Some(u) = units {
-            b = b.str("unit_id", u);
-        }
-        if with_year {
-            b = b.i64("year", self.year);
-        }
-        b = b
-            .f64("ce_t_c", self.ce)
-            .f64("cs_t_c", self.cs)
-            .f64("nce_t_c", self.nce)
-            .f64("gdp_10k_yuan", self.gdp)
-            .f64_opt("ci_t_per_10k_yuan", self.ci)
-            .f64_opt("ccr", self.ccr);
-        if ecc_esc {
-            b = b.f64_opt("ecc", self.ecc).f64_opt("esc", self.esc);
-        }
-        b = b.f64_opt("ss", self.ss);
-        if population {
-            b = b
-                .f64_opt("population", self.pop)
-                .f64_opt("ce_per_capita_t_c", self.pc);
-        }
-        if let Some(name) = count {
-            b = b.i64(name, self.n);
-        }
-        b.build()
+    /// GDP at constant prices when a deflator is given.
+    fn gdp(&self, params: &Params, unit: &str, year: i64) -> Result<f64, StageError> {
+        let base = params
+            .deflator_column
+            .as_ref()
+            .map(|_| params.deflator_base);
+        gdp_value(
+            &self.panel,
+            unit,
+            year,
+            base,
+            params.missing,
+            &params.gdp_column,
+        )
     }
+
+    fn population(
+        &self,
+        params: &Params,
+        unit: &str,
+        year: i64,
+    ) -> Result<Option<f64>, StageError> {
+        let Some(column) = self.population else {
+            return Ok(None);
+        };
+        let p = self.panel.get(unit, year, column, params.missing)?;
+        if p <= 0.0 {
+            return Err(StageError::data(format!(
+                "`economy`: unit `{unit}`, year {year}: population is {p}"
+            ))
+            .with_hint("population must be > 0"));
+        }
+        Ok(Some(p))
+    }
+}
+
+/// The values of one row of any of the three tables: a unit-year, a unit's means over its
+/// years, or a year's regional totals.
+#[derive(Debug, Clone, Copy)]
+struct Values {
+    ce_t_c: f64,
+    cs_t_c: f64,
+    nce_t_c: f64,
+    gdp_10k_yuan: f64,
+    ci_t_per_10k_yuan: Option<f64>,
+    ccr: Option<f64>,
+    ecc: Option<f64>,
+    esc: Option<f64>,
+    ss: Option<f64>,
+    population: Option<f64>,
+    ce_per_capita_t_c: Option<f64>,
+}
+
+impl Values {
+    fn new(b: &Budget, ix: &UnitIndices) -> Self {
+        Self {
+            ce_t_c: b.ce_t_c,
+            cs_t_c: b.cs_t_c,
+            nce_t_c: ix.nce_t_c,
+            gdp_10k_yuan: b.gdp_10k_yuan,
+            ci_t_per_10k_yuan: ix.ci_t_per_10k_yuan,
+            ccr: ix.ccr,
+            ecc: ix.ecc,
+            esc: ix.esc,
+            ss: ix.ss,
+            population: b.population,
+            ce_per_capita_t_c: ix.ce_per_capita_t_c,
+        }
+    }
+}
+
+/// A row of `indices` (unit and year), `means` (unit; `count` years) or `totals` (year;
+/// `count` units).
+struct Row<'a> {
+    unit: &'a str,
+    year: i64,
+    count: i64,
+    v: Values,
+}
+
+/// The three output tables, declared once for `outputs` and `run`.
+struct Tables<'a> {
+    indices: TableSchema<Row<'a>>,
+    means: TableSchema<Row<'a>>,
+    totals: TableSchema<Row<'a>>,
+}
+
+impl Tables<'_> {
+    fn new(params: &Params) -> Self {
+        let population = params.population_column.is_some();
+        let indices = TableSchema::<Row>::new("indices", "one row per unit and year")
+            .text("unit_id", |r| r.unit)
+            .int("year", |r| r.year);
+        let means = TableSchema::<Row>::new(
+            "means",
+            "per unit: means over its years (of the yearly values; nulls skipped)",
+        )
+        .text("unit_id", |r| r.unit);
+        let totals =
+            TableSchema::<Row>::new("totals", "per year: regional sums and the regional ratios")
+                .int("year", |r| r.year);
+        Self {
+            indices: value_columns(indices, true, population),
+            means: value_columns(means, true, population).int("n_years", |r| r.count),
+            totals: value_columns(totals, false, population).int("n_units", |r| r.count),
+        }
+    }
+}
+
+/// The index columns every table shares; ECC and ESC compare a unit with its region, so the
+/// regional totals leave them out.
+fn value_columns<'a>(
+    table: TableSchema<Row<'a>>,
+    ecc_esc: bool,
+    population: bool,
+) -> TableSchema<Row<'a>> {
+    table
+        .float("ce_t_c", |r| r.v.ce_t_c)
+        .float("cs_t_c", |r| r.v.cs_t_c)
+        .float("nce_t_c", |r| r.v.nce_t_c)
+        .float("gdp_10k_yuan", |r| r.v.gdp_10k_yuan)
+        .float_or_null("ci_t_per_10k_yuan", |r| r.v.ci_t_per_10k_yuan)
+        .float_or_null("ccr", |r| r.v.ccr)
+        .when(ecc_esc, |t| {
+            t.float_or_null("ecc", |r| r.v.ecc)
+                .float_or_null("esc", |r| r.v.esc)
+        })
+        .float_or_null("ss", |r| r.v.ss)
+        .when(population, |t| {
+            t.float_or_null("population", |r| r.v.population)
+                .float_or_null("ce_per_capita_t_c", |r| r.v.ce_per_capita_t_c)
+        })
+}
+
+/// The `indices` rows (in `keys` order) and the `totals` rows: the indices of a unit compare
+/// it with the other units of its year, so they are computed a year at a time.
+fn yearly_rows<'a>(keys: &[(&'a str, i64)], budgets: &[Budget]) -> (Vec<Row<'a>>, Vec<Row<'a>>) {
+    let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, (_, y)) in keys.iter().enumerate() {
+        by_year.entry(*y).or_default().push(i);
+    }
+    let mut ix: Vec<Option<UnitIndices>> = vec![None; keys.len()];
+    let mut total_rows = Vec::with_capacity(by_year.len());
+    for (year, idx) in &by_year {
+        let b: Vec<Budget> = idx.iter().map(|&i| budgets[i]).collect();
+        for (&i, v) in idx.iter().zip(unit_indices(&b)) {
+            ix[i] = Some(v);
+        }
+        let t = totals(&b);
+        let region = Budget {
+            ce_t_c: t.ce_t_c,
+            cs_t_c: t.cs_t_c,
+            gdp_10k_yuan: t.gdp_10k_yuan,
+            population: t.population,
+        };
+        total_rows.push(Row {
+            unit: "",
+            year: *year,
+            count: i64::try_from(idx.len()).expect("fewer than 2^63 units"),
+            v: Values::new(&region, &unit_indices(&[region])[0]),
+        });
+    }
+    let rows = keys
+        .iter()
+        .zip(budgets)
+        .zip(ix)
+        .map(|((&(unit, year), b), ix)| Row {
+            unit,
+            year,
+            count: 1,
+            v: Values::new(b, &ix.expect("every unit-year belongs to one year")),
+        })
+        .collect();
+    (rows, total_rows)
+}
+
+/// A unit with zero emission has no CCR, ECC or ESC.
+fn warn_zero_emission(rows: &[Row], ctx: &StageContext) {
+    let zero: Vec<&Row> = rows.iter().filter(|r| r.v.ce_t_c == 0.0).collect();
+    if let Some(first) = zero.first() {
+        ctx.warn(format!(
+            "{} unit-year(s) have zero emission, so CCR, ECC and ESC are infinite and left null (first: unit `{}`, year {})",
+            zero.len(),
+            first.unit,
+            first.year
+        ));
+    }
+}
+
+/// Per unit, the mean of each value over its years (rows are sorted by unit).
+fn unit_means<'a>(rows: &[Row<'a>]) -> Vec<Row<'a>> {
+    rows.chunk_by(|a, b| a.unit == b.unit)
+        .map(|years| {
+            let m = |f: fn(&Values) -> Option<f64>| mean(years.iter().map(|r| f(&r.v)));
+            let m_or_nan = |f: fn(&Values) -> f64| {
+                mean(years.iter().map(|r| Some(f(&r.v)))).unwrap_or(f64::NAN)
+            };
+            Row {
+                unit: years[0].unit,
+                year: 0,
+                count: i64::try_from(years.len()).expect("fewer than 2^63 years"),
+                v: Values {
+                    ce_t_c: m_or_nan(|v| v.ce_t_c),
+                    cs_t_c: m_or_nan(|v| v.cs_t_c),
+                    nce_t_c: m_or_nan(|v| v.nce_t_c),
+                    gdp_10k_yuan: m_or_nan(|v| v.gdp_10k_yuan),
+                    ci_t_per_10k_yuan: m(|v| v.ci_t_per_10k_yuan),
+                    ccr: m(|v| v.ccr),
+                    ecc: m(|v| v.ecc),
+                    esc: m(|v| v.esc),
+                    ss: m(|v| v.ss),
+                    population: m(|v| v.population),
+                    ce_per_capita_t_c: m(|v| v.ce_per_capita_t_c),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Median population (persons) below which the column is probably in 10⁴ persons (万人).
@@ -503,7 +513,9 @@ fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
+    use crate::stages::testing;
+    use crate::table::TableBuilder;
+
     use crate::table::column_names;
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
@@ -560,19 +572,10 @@ mod tests {
         sink: RecordBatch,
         economy: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let prepared = Entry::<Indices>::new().prepare(params)?;
-        let inputs = Inputs::new(
-            [
-                ("emission".to_owned(), emission),
-                ("sink".to_owned(), sink),
-                ("economy".to_owned(), economy),
-            ]
-            .into_iter()
-            .collect(),
-        );
-        let ctx = StageContext::new("indices", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Indices>(
+            params,
+            vec![("emission", emission), ("sink", sink), ("economy", economy)],
+        )
     }
 
     fn col(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
@@ -602,7 +605,21 @@ mod tests {
         let (out, warnings) = run(serde_json::json!({}), emission, sink, economy()).unwrap();
         let t = &out[0].1;
         let names = column_names(t);
-        assert_eq!(&names[..10], INDEX_COLUMNS.map(str::to_owned).as_slice());
+        assert_eq!(
+            &names[..10],
+            [
+                "unit_id",
+                "year",
+                "ce_t_c",
+                "cs_t_c",
+                "nce_t_c",
+                "gdp_10k_yuan",
+                "ci_t_per_10k_yuan",
+                "ccr",
+                "ecc",
+                "esc"
+            ]
+        );
         // row order a2000, a2001, b2000, b2001, c2000, c2001
         // a2000: ECC = (400/1000)/(100/1000) = 4, ESC = (50/250)/(100/1000) = 2, CI = 0.25, CCR = 0.5
         let ecc = col(t, "ecc");

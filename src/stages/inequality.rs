@@ -138,49 +138,49 @@ impl Stage for Inequality {
         ParamDoc {
             name: "value",
             ty: "column",
-            default: "ce_t_c",
+            default: "",
             doc: "the quantity whose distribution is measured (Lorenz y; all ≥ 0)",
         },
         ParamDoc {
             name: "weight",
             ty: "column or `equal`",
-            default: "cs_t_c",
+            default: "",
             doc: "the reference quantity (Lorenz x; all ≥ 0); `equal` gives each unit 1/n, so `gini` is the ordinary Gini of `value`",
         },
         ParamDoc {
             name: "by",
             ty: "column",
-            default: "none",
+            default: "",
             doc: "grouping column (e.g. `year`): one row per value, sorted",
         },
         ParamDoc {
             name: "year",
             ty: "integer",
-            default: "none",
+            default: "",
             doc: "keep only rows with this `year`; needed when the table has several years and `by` is not `year`",
         },
         ParamDoc {
             name: "id_column",
             ty: "column",
-            default: "unit_id",
+            default: "",
             doc: "unit ids (for messages and the Lorenz points)",
         },
         ParamDoc {
             name: "warning_line",
             ty: "number",
-            default: "0.4",
+            default: "",
             doc: "threshold of `warning` (on `gini`) and `centralization_warning` (on `centralization`)",
         },
         ParamDoc {
             name: "indices",
             ty: "list of `gini`, `theil`",
-            default: "[gini]",
+            default: "",
             doc: "index families: `gini` gives gini, centralization, warning, centralization_warning, gini_plain, weight and the Lorenz points; `theil` gives `theil` (Theil's T of the value)",
         },
         ParamDoc {
             name: "groups",
             ty: "column",
-            default: "none",
+            default: "",
             doc: "partition of the units (e.g. functional area) for `theil_between` and `theil_within` (needs `theil`)",
         },
     ];
@@ -715,22 +715,16 @@ pub(crate) fn select_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
-    use std::collections::BTreeMap as Map;
-    use std::path::Path;
 
     fn run(
         params: serde_json::Value,
         table: RecordBatch,
     ) -> Result<(Outputs, Vec<String>), StageError> {
-        let params: Params = serde_json::from_value(params).unwrap();
-        Inequality::validate(&params)?;
-        let inputs = Inputs::new(Map::from([("table".to_owned(), table)]));
-        let ctx = StageContext::new("ineq", Path::new("."), Map::new());
-        let out = Inequality::run(&params, &inputs, &ctx)?;
-        Ok((out, ctx.take_warnings()))
+        testing::run::<Inequality>(params, vec![("table", table)])
     }
 
     fn f64_col(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {

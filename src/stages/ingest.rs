@@ -400,19 +400,19 @@ impl Stage for Ingest {
         ParamDoc {
             name: "id_column",
             ty: "column",
-            default: "none",
+            default: "",
             doc: "Column of unit ids: renamed `unit_id`, moved first, checked non-empty and unique; rows sorted by it.",
         },
         ParamDoc {
             name: "rename",
             ty: "map old → new",
-            default: "{}",
+            default: "",
             doc: "Column renames, applied before every other parameter.",
         },
         ParamDoc {
             name: "types",
             ty: "map column → int | float | string | bool",
-            default: "{}",
+            default: "",
             doc: "Column types overriding inference; a value that does not convert is an error naming its row.",
         },
         ParamDoc {
@@ -424,7 +424,7 @@ impl Stage for Ingest {
         ParamDoc {
             name: "filter",
             ty: "map column → value",
-            default: "{}",
+            default: "",
             doc: "Keep only rows where each column equals its value, e.g. `yrb56: true`.",
         },
         ParamDoc {
@@ -448,35 +448,39 @@ impl Stage for Ingest {
         ParamDoc {
             name: "melt",
             ty: "{id_columns, names_to, values_to}",
-            default: "none",
+            default: "",
             doc: "Wide to long: every column not in `id_columns` becomes rows of `names_to` (its name) and `values_to` (its value).",
         },
         ParamDoc {
             name: "recode",
             ty: "map column → {from: to}",
-            default: "{}",
+            default: "",
             doc: "Rewrites values, e.g. `{category: {国家级重点开发区: national_key_development}}`; others stay.",
         },
         ParamDoc {
             name: "unit_names",
             ty: "{column, units_column, aliases}",
-            default: "none",
+            default: "",
             doc: "Adds `unit_id` by matching `column` to the names of the `units` input (`units_column`, default `name`), after trimming and full-width folding; `aliases: {name: unit_id}`.",
         },
         ParamDoc {
             name: "scale",
             ty: "map column → factor",
-            default: "{}",
+            default: "",
             doc: "Multiplies numeric columns: 0.01 for percent, 10000 for 万人 → persons or 亿元 → 万元.",
         },
         ParamDoc {
             name: "na_values",
             ty: "list of text",
-            default: "[\"\", \"—\", \"…\", \"-\", \"NA\"]",
+            default: "",
             doc: "Whole cells read as missing (null).",
         },
     ];
     type Params = Params;
+    const DESCRIBED_DEFAULTS: &'static [&'static str] = &["format"];
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({"path": "units.geojson"})
+    }
 
     fn ports(params: &Params) -> Vec<Port> {
         match &params.unit_names {
@@ -629,16 +633,8 @@ mod tests {
         dir: &Path,
         params: serde_json::Value,
     ) -> Result<(RecordBatch, Vec<String>), StageError> {
-        let params: Params =
-            serde_json::from_value(params).map_err(|e| StageError::data(e.to_string()))?;
-        Ingest::validate(&params)?;
-        let sources = Ingest::sources(&params)
-            .into_iter()
-            .map(|s| (s.name, dir.join(s.path)))
-            .collect();
-        let ctx = StageContext::new("units", dir, sources);
-        let mut out = Ingest::run(&params, &Inputs::default(), &ctx)?;
-        Ok((out.remove(0).1, ctx.take_warnings()))
+        let (mut out, warnings) = crate::stages::testing::run_in::<Ingest>(dir, params, vec![])?;
+        Ok((out.remove(0).1, warnings))
     }
 
     /// Runs `ingest` on `file` (written into a temp dir) with three Henan units wired to `units`.
@@ -653,22 +649,14 @@ mod tests {
         p.as_object_mut()
             .unwrap()
             .extend(params.as_object().unwrap().clone());
-        let params: Params =
-            serde_json::from_value(p).map_err(|e| StageError::data(e.to_string()))?;
-        Ingest::validate(&params)?;
-        let sources = Ingest::sources(&params)
-            .into_iter()
-            .map(|s| (s.name, dir.path().join(s.path)))
-            .collect();
         let units = TableBuilder::new()
             .str("unit_id", &["410100", "410122", "410425"])
             .str("name", &["郑州市市辖区", "中牟县", "郏县"])
             .build()
             .unwrap();
-        let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units)]));
-        let ctx = StageContext::new("economy", dir.path(), sources);
-        let mut out = Ingest::run(&params, &inputs, &ctx)?;
-        Ok((out.remove(0).1, ctx.take_warnings()))
+        let (mut out, warnings) =
+            crate::stages::testing::run_in::<Ingest>(dir.path(), p, vec![("units", units)])?;
+        Ok((out.remove(0).1, warnings))
     }
 
     fn ingest(params: serde_json::Value) -> Result<RecordBatch, StageError> {

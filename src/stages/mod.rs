@@ -17,8 +17,11 @@ pub mod ingest;
 pub mod landuse;
 pub mod presets;
 pub mod report;
+pub mod schema;
 pub mod sink;
 pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transition_carbon;
 pub mod zoning;
 
@@ -57,3 +60,5 @@ impl From<crate::io::IoError> for crate::engine::stage::StageError {
         err
     }
 }
+#[cfg(test)]
+mod tests;

@@ -154,31 +154,31 @@ const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a (as for `emission`); classes with value < 0 are sinks",
     },
     ParamDoc {
         name: "cultivated_sink",
         ty: "none|coefficient|crop_yield",
-        default: "none",
+        default: "",
         doc: "cropland sink method; recorded in the `method` column",
     },
     ParamDoc {
         name: "crop_parameters",
         ty: "{preset, override}",
-        default: "{preset: tian}",
+        default: "",
         doc: "crop c, w, H for `crop_yield`; `override: {crop: {carbon_fraction, moisture, harvest_index}}`",
     },
     ParamDoc {
         name: "missing",
         ty: "error|zero|interpolate",
-        default: "error",
+        default: "",
         doc: "policy for unit-years without crop yields",
     },
     ParamDoc {
         name: "ignore_columns",
         ty: "list of columns",
-        default: "[]",
+        default: "",
         doc: "columns of `crops` left unread on purpose; any other column besides unit_id, year, crop, yield_t is an error",
     },
 ];
@@ -446,7 +446,7 @@ fn crop_panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
+
     use crate::table::strings;
     use arrow_array::RecordBatch;
 
@@ -477,10 +477,7 @@ mod tests {
         params: serde_json::Value,
         tables: Vec<(&str, RecordBatch)>,
     ) -> Result<(Vec<SinkRow>, Vec<String>), StageError> {
-        let prepared = Entry::<Sink>::new().prepare(params)?;
-        let inputs = Inputs::new(tables.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-        let ctx = StageContext::new("sink", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx)?;
+        let (out, warnings) = crate::stages::testing::run::<Sink>(params, tables)?;
         let t = &out[0].1;
         let rows = strings(t, "s", "unit_id")
             .unwrap()
@@ -490,7 +487,7 @@ mod tests {
             .zip(strings(t, "s", "method").unwrap())
             .map(|(((u, c), s), m)| (u, c, s, m))
             .collect();
-        Ok((rows, ctx.take_warnings()))
+        Ok((rows, warnings))
     }
 
     #[test]

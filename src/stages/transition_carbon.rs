@@ -55,7 +55,7 @@ impl Stage for TransitionCarbon {
     const PARAMS: &'static [ParamDoc] = &[ParamDoc {
         name: "coefficients",
         ty: "{preset, override}",
-        default: "{preset: mixed}",
+        default: "",
         doc: "land-use coefficients t C/ha/a, as for `emission` and `sink`",
     }];
     type Params = Params;
@@ -160,8 +160,6 @@ impl Stage for TransitionCarbon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stage::{Entry, StageEntry};
-    use std::collections::BTreeMap;
 
     #[test]
     fn conversions_are_attributed_with_the_preset_coefficients() {
@@ -180,12 +178,11 @@ mod tests {
             .f64("area_ha", vec![50.0, 20.0, 78.0, 10.0])
             .build()
             .unwrap();
-        let prepared = Entry::<TransitionCarbon>::new()
-            .prepare(serde_json::json!({}))
-            .unwrap();
-        let inputs = Inputs::new(BTreeMap::from([("transitions".to_owned(), t)]));
-        let ctx = StageContext::new("tc", std::path::Path::new("."), BTreeMap::new());
-        let out = prepared.run(&inputs, &ctx).unwrap();
+        let (out, _) = crate::stages::testing::run::<TransitionCarbon>(
+            serde_json::json!({}),
+            vec![("transitions", t)],
+        )
+        .unwrap();
         let o = &out[0].1;
         assert_eq!(table::column_names(o), COLUMNS);
         // Persistence rows (b forest → forest, a cultivated → cultivated) are left out.

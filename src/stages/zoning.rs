@@ -203,55 +203,55 @@ impl Stage for Zoning {
         ParamDoc {
             name: "rules",
             ty: "list of {zone, when: {column: condition | [conditions]}}",
-            default: "none",
+            default: "",
             doc: "custom rules, e.g. { zone: sink, when: { esc: \">= 1\", nce_t_c: \"<= 0\" } }",
         },
         ParamDoc {
             name: "match",
             ty: "first | unique",
-            default: "first",
+            default: "first for five_type and custom rules, unique for quadrant and three_zone",
             doc: "first: the first matching rule wins; unique: overlapping rules are an error",
         },
         ParamDoc {
             name: "default",
             ty: "string",
-            default: "none",
+            default: "",
             doc: "zone of units no rule matches, or with a missing value; without it those are errors",
         },
         ParamDoc {
             name: "value_column",
             ty: "string",
-            default: "nce_t_c",
+            default: "",
             doc: "the column of three_zone",
         },
         ParamDoc {
             name: "band",
             ty: "number",
-            default: "0",
+            default: "",
             doc: "three_zone balance band: |value| ≤ band is balanced",
         },
         ParamDoc {
             name: "cluster_rule",
             ty: "profile | majority",
-            default: "profile",
+            default: "",
             doc: "with clusters: the zone of the cluster's mean values (profile), or the area-weighted majority of unit zones",
         },
         ParamDoc {
             name: "area_column",
             ty: "string",
-            default: "none",
+            default: "",
             doc: "unit area: weights the majority and is summed per zone",
         },
         ParamDoc {
             name: "year",
             ty: "integer",
-            default: "none",
+            default: "",
             doc: "the year to select when `table` has several",
         },
         ParamDoc {
             name: "id_column",
             ty: "string",
-            default: "unit_id",
+            default: "",
             doc: "the unit id column of `table`",
         },
     ];
@@ -286,9 +286,11 @@ impl Stage for Zoning {
         summary_cols.extend(params.area_column.iter().cloned());
         vec![
             OutputDecl::new("zones", "per unit: its zone and the values that decided it (with clusters: cluster, unit_zone and, for profile, the cluster means)")
-                .with_columns(zone_cols),
+                // With `clusters` wired (which the parameters cannot tell) it has more columns.
+                .with_some_columns(zone_cols),
             OutputDecl::new("summary", "per zone, in rule order: units, and sums of area and of ce_t_c, cs_t_c, nce_t_c when present")
-                .with_columns(summary_cols),
+                // The sums of `SUMMED` follow only for the columns the input has.
+                .with_some_columns(summary_cols),
         ]
     }
 
@@ -552,6 +554,7 @@ fn summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::testing;
 
     use crate::engine::stage::{Entry, StageEntry};
     use crate::table::strings;
@@ -567,14 +570,11 @@ mod tests {
         table: RecordBatch,
         clusters: Option<RecordBatch>,
     ) -> Result<Outputs, StageError> {
-        let prepared = prepare(params)?;
-        let mut tables = BTreeMap::new();
-        tables.insert("table".to_owned(), table);
+        let mut tables = vec![("table", table)];
         if let Some(c) = clusters {
-            tables.insert("clusters".to_owned(), c);
+            tables.push(("clusters", c));
         }
-        let ctx = StageContext::new("zones", std::path::Path::new("."), BTreeMap::new());
-        prepared.run(&Inputs::new(tables), &ctx)
+        testing::run::<Zoning>(params, tables).map(|(out, _)| out)
     }
 
     /// Five units, one per five-type zone (worked through the rules in order):
