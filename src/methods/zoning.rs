@@ -20,7 +20,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, x: f64, value: f64) -> bool {
+    pub fn holds(self, x: f64, value: f64) -> bool {
         match self {
             Op::Ge => x >= value,
             Op::Gt => x > value,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
+use crate::methods::cluster_naming::name_clusters;
 use crate::methods::zoning::{Matching, RuleError, RuleSet, majority, parse_condition};
 use crate::stages::cluster::sorted_unique_ids;
 use crate::table::select_year;
@@ -91,6 +92,10 @@ pub struct Params {
     /// domain method names clusters by their centroid) or `majority`.
     #[serde(default = "default_cluster_rule")]
     pub cluster_rule: ClusterRule,
+    /// With `profile`: one zone per cluster, ties (two cluster means in one zone) going to the
+    /// more distinct cluster by the largest |z| (see [`crate::methods::cluster_naming`]).
+    #[serde(default)]
+    pub distinct_zones: bool,
     /// An area column: weights the majority and is summed in `summary`.
     #[serde(default)]
     pub area_column: Option<String>,
@@ -192,7 +197,8 @@ impl Stage for Zoning {
         plan time: gaps (without `default`), overlaps under `match: unique` and rules that can never apply are errors \
         naming the rules and an example point. With `clusters` wired every unit takes its cluster's zone: the zone of \
         the cluster's mean values (`cluster_rule: profile`, the default) or the area-weighted majority of its units' \
-        zones (`majority`).";
+        zones (`majority`). With `distinct_zones: true` every cluster gets a zone of its own, ties going to the \
+        cluster whose mean has the largest |z|.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "scheme",
@@ -235,6 +241,12 @@ impl Stage for Zoning {
             ty: "profile | majority",
             default: "",
             doc: "with clusters: the zone of the cluster's mean values (profile), or the area-weighted majority of unit zones",
+        },
+        ParamDoc {
+            name: "distinct_zones",
+            ty: "bool",
+            default: "false",
+            doc: "with cluster_rule profile: one zone per cluster; when two cluster means fall in one zone, the cluster with the largest |z| keeps it and the other takes the free zone its mean misses by the least z-distance",
         },
         ParamDoc {
             name: "area_column",
@@ -299,10 +311,16 @@ impl Stage for Zoning {
             return Err(StageError::data(format!("`band` is {}", params.band))
                 .with_hint("give a band ≥ 0 in the value column's unit"));
         }
+        if params.distinct_zones && params.cluster_rule != ClusterRule::Profile {
+            return Err(StageError::data(
+                "`distinct_zones` names clusters by their mean profile, not by majority",
+            )
+            .with_hint("use `cluster_rule: profile`, or drop `distinct_zones`"));
+        }
         rule_set(params).map(|_| ())
     }
 
-    fn run(params: &Params, inputs: &Inputs, _ctx: &StageContext) -> Result<Outputs, StageError> {
+    fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let rs = rule_set(params)?;
         let table = select_year(inputs.table("table")?, "table", params.year)?;
         let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
@@ -388,6 +406,11 @@ impl Stage for Zoning {
                         .with_hint("give a `default:` zone"));
                 };
                 cluster_zone.insert(c, zone);
+            }
+            if params.distinct_zones {
+                rename_distinctly(&rs, &columns, &cluster_means, &mut cluster_zone, ctx, |z| {
+                    zone_index(z)
+                });
             }
             let zone_names: Vec<&str> = cluster
                 .iter()
@@ -476,6 +499,32 @@ fn classify(
         None => Err(StageError::internal(format!(
             "unit `{unit}` matches no zone rule although the rules were checked as exhaustive"
         ))),
+    }
+}
+
+/// Gives each cluster a zone of its own, the most distinct cluster first (ties by the largest
+/// |z|); clusters left without a free zone keep their profile's zone, with a warning.
+fn rename_distinctly(
+    rs: &RuleSet,
+    columns: &[Vec<f64>],
+    means: &BTreeMap<i64, Vec<f64>>,
+    cluster_zone: &mut BTreeMap<i64, usize>,
+    ctx: &StageContext,
+    zone_index: impl Fn(&str) -> usize,
+) {
+    let centroids: Vec<Vec<f64>> = means.values().cloned().collect();
+    let naming = name_clusters(rs, &centroids, columns);
+    for (&c, rule) in means.keys().zip(&naming.rules) {
+        if let Some(zone) = rs.zone_of(*rule) {
+            cluster_zone.insert(c, zone_index(zone));
+        }
+    }
+    if naming.shared > 0 {
+        ctx.warn(format!(
+            "{} of {} clusters share a zone: there are more clusters than zones",
+            naming.shared,
+            means.len()
+        ));
     }
 }
 
@@ -782,5 +831,45 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// Two clusters whose means both satisfy the sink-functional rule first. Regional means
+    /// (esc, nce, ecc) = (1.0667, 2.6667, 1.2667), sample sds (0.5132, 15.535, 0.6807). The
+    /// largest |z|: u1 1.126 (ECC), u3 1.116 (NCE), u2 0.783 (ECC). u1 keeps sink functional,
+    /// u3 takes economic development, and u2, whose mean also satisfies low-carbon maintenance
+    /// (ESC 1.2 ≥ 1, ECC 1.8 ≥ 1), takes that.
+    #[test]
+    fn distinct_zones_break_ties_by_the_largest_z() {
+        let table = TableBuilder::new()
+            .str("unit_id", &["u1", "u2", "u3"])
+            .f64("esc", vec![1.5, 1.2, 0.5])
+            .f64("nce_t_c", vec![-10.0, -2.0, 20.0])
+            .f64("ecc", vec![0.5, 1.8, 1.5])
+            .build()
+            .unwrap();
+        let labels = TableBuilder::new()
+            .str("unit_id", &["u1", "u2", "u3"])
+            .i64("cluster", vec![1, 2, 3])
+            .build()
+            .unwrap();
+        let zones = |params| {
+            let out = run(params, table.clone(), Some(labels.clone())).unwrap();
+            strings(&out[0].1, "zones", "zone").unwrap()
+        };
+        let shared = zones(serde_json::json!({}));
+        assert_eq!(shared[0], "carbon_sink_functional");
+        assert_eq!(shared[1], "carbon_sink_functional");
+        assert_eq!(
+            zones(serde_json::json!({ "distinct_zones": true })),
+            vec![
+                "carbon_sink_functional",
+                "low_carbon_maintenance",
+                "economic_development"
+            ]
+        );
+        let err = prepare(serde_json::json!({ "distinct_zones": true, "cluster_rule": "majority" }))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("distinct_zones"), "{}", err.message);
     }
 }
