@@ -245,7 +245,7 @@ impl Stage for Zoning {
         ParamDoc {
             name: "distinct_zones",
             ty: "bool",
-            default: "false",
+            default: "",
             doc: "with cluster_rule profile: one zone per cluster; when two cluster means fall in one zone, the cluster with the largest |z| keeps it and the other takes the free zone its mean misses by the least z-distance",
         },
         ParamDoc {
