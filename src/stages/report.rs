@@ -364,6 +364,75 @@ fn unit_names(
 
 /// Reads the wired inputs into the report's plain data.
 fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<ReportData, StageError> {
+    let units = read_units(params, inputs, ctx)?;
+    let indices = read_indices(inputs)?;
+    let year = map_year(params, &indices)?;
+    let lisa = read_lisa(inputs, year)?;
+    let clusters = match inputs.optional("clusters") {
+        Some(t) => Some(one_year_by_unit(t, "clusters", year, |t| {
+            i64s(t, "clusters", "cluster")
+        })?),
+        None => None,
+    };
+    let zones = match inputs.optional("zones") {
+        Some(t) => Some(one_year_by_unit(t, "zones", year, |t| {
+            strings(t, "zones", "zone")
+        })?),
+        None => None,
+    };
+    let (inequality, inequality_weight) = match inputs.optional("inequality") {
+        Some(t) => inequality_rows(t)?,
+        None => (Vec::new(), None),
+    };
+    let functional = match inputs.optional("functional_areas") {
+        Some(t) => Some(
+            ids(t, "functional_areas", "unit_id")?
+                .into_iter()
+                .zip(strings(t, "functional_areas", &params.category_column)?)
+                .collect(),
+        ),
+        None => None,
+    };
+    let flows = match inputs.optional("compensation") {
+        Some(t) => compensation_flows(params, t, year, ctx)?,
+        None => None,
+    };
+    Ok(ReportData {
+        title: params.title.clone(),
+        demo_data: params.demo_data,
+        year,
+        units,
+        indices,
+        lisa,
+        clusters,
+        zones,
+        inequality,
+        inequality_weight,
+        lorenz: read_lorenz(inputs)?,
+        functional,
+        flows,
+        landuse: read_landuse(inputs)?,
+        provenance: provenance(params, ctx, year),
+        inputs: input_digests(inputs)?,
+        classing: Some(params.classes),
+        n_classes: params.n_classes,
+        albers: Some(Albers {
+            lat_1: params.projection.lat_1,
+            lat_2: params.projection.lat_2,
+            lon_0: params.projection.lon_0,
+            ..Albers::china()
+        }),
+        co2: params.mass == Mass::Co2,
+        robustness: robustness(params, inputs, year)?,
+    })
+}
+
+/// The units with their names and shapes, sorted by id; a repeated id is a data error.
+fn read_units(
+    params: &Params,
+    inputs: &Inputs,
+    ctx: &StageContext,
+) -> Result<Vec<UnitShape>, StageError> {
     let units_t = inputs.table("units")?;
     let unit_ids = ids(units_t, "units", "unit_id")?;
     let shapes = polygons(units_t, "units", crate::io::wkb::GEOMETRY_COLUMN)?;
@@ -382,27 +451,39 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
                 .with_hint("give every unit one row"),
         );
     }
+    Ok(units)
+}
 
+/// `column → (unit_id, year) → value` for the mapped [`VARIABLES`] the `indices` table has.
+fn read_indices(
+    inputs: &Inputs,
+) -> Result<BTreeMap<String, BTreeMap<(String, i64), f64>>, StageError> {
     let mut indices: BTreeMap<String, BTreeMap<(String, i64), f64>> = BTreeMap::new();
-    if let Some(t) = inputs.optional("indices") {
-        let uid = ids(t, "indices", "unit_id")?;
-        let year = i64s(t, "indices", "year")?;
-        for var in &VARIABLES {
-            if has_column(t, var.column) {
-                let v = f64s(t, "indices", var.column)?;
-                let m = indices.entry(var.column.to_owned()).or_default();
-                for ((u, y), x) in uid.iter().zip(&year).zip(v) {
-                    m.insert((u.clone(), *y), x);
-                }
+    let Some(t) = inputs.optional("indices") else {
+        return Ok(indices);
+    };
+    let uid = ids(t, "indices", "unit_id")?;
+    let year = i64s(t, "indices", "year")?;
+    for var in &VARIABLES {
+        if has_column(t, var.column) {
+            let v = f64s(t, "indices", var.column)?;
+            let m = indices.entry(var.column.to_owned()).or_default();
+            for ((u, y), x) in uid.iter().zip(&year).zip(v) {
+                m.insert((u.clone(), *y), x);
             }
         }
     }
+    Ok(indices)
+}
+
+/// The year the single-year maps show: `year:` when set (it must be in `indices`), else the
+/// latest year of `indices`, else 0.
+fn map_year(
+    params: &Params,
+    indices: &BTreeMap<String, BTreeMap<(String, i64), f64>>,
+) -> Result<i64, StageError> {
     let latest = indices.values().flat_map(|m| m.keys().map(|k| k.1)).max();
-    let year = match (params.year, latest) {
-        (Some(y), _) => y,
-        (None, Some(y)) => y,
-        (None, None) => 0,
-    };
+    let year = params.year.or(latest).unwrap_or(0);
     if let (Some(y), false) = (params.year, indices.is_empty())
         && !indices.values().any(|m| m.keys().any(|k| k.1 == y))
     {
@@ -411,48 +492,47 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
                 .with_hint("set `year:` to one of the years of the indices table"),
         );
     }
+    Ok(year)
+}
 
+/// LISA class per year and unit; a table without `year` counts as the map year.
+fn read_lisa(
+    inputs: &Inputs,
+    year: i64,
+) -> Result<BTreeMap<i64, BTreeMap<String, String>>, StageError> {
     let mut lisa: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
-    if let Some(t) = inputs.optional("autocorrelation") {
-        let uid = ids(t, "autocorrelation", "unit_id")?;
-        let class = strings(t, "autocorrelation", "class")?;
-        let years = if has_column(t, "year") {
-            i64s(t, "autocorrelation", "year")?
-        } else {
-            vec![year; uid.len()]
-        };
-        for ((u, c), y) in uid.into_iter().zip(class).zip(years) {
-            lisa.entry(y).or_default().insert(u, c);
-        }
+    let Some(t) = inputs.optional("autocorrelation") else {
+        return Ok(lisa);
+    };
+    let uid = ids(t, "autocorrelation", "unit_id")?;
+    let class = strings(t, "autocorrelation", "class")?;
+    let years = if has_column(t, "year") {
+        i64s(t, "autocorrelation", "year")?
+    } else {
+        vec![year; uid.len()]
+    };
+    for ((u, c), y) in uid.into_iter().zip(class).zip(years) {
+        lisa.entry(y).or_default().insert(u, c);
     }
-    let clusters = match inputs.optional("clusters") {
-        Some(t) => {
-            let t = one_year(t, "clusters", year)?;
-            Some(
-                ids(&t, "clusters", "unit_id")?
-                    .into_iter()
-                    .zip(i64s(&t, "clusters", "cluster")?)
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let zones = match inputs.optional("zones") {
-        Some(t) => {
-            let t = one_year(t, "zones", year)?;
-            Some(
-                ids(&t, "zones", "unit_id")?
-                    .into_iter()
-                    .zip(strings(&t, "zones", "zone")?)
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let (inequality, inequality_weight) = match inputs.optional("inequality") {
-        Some(t) => inequality_rows(t)?,
-        None => (Vec::new(), None),
-    };
+    Ok(lisa)
+}
+
+/// `unit_id → value` of the map year's rows (all rows when the table has no `year`).
+fn one_year_by_unit<T>(
+    t: &RecordBatch,
+    table: &str,
+    year: i64,
+    values: impl Fn(&RecordBatch) -> Result<Vec<T>, StageError>,
+) -> Result<BTreeMap<String, T>, StageError> {
+    let t = one_year(t, table, year)?;
+    Ok(ids(&t, table, "unit_id")?
+        .into_iter()
+        .zip(values(&t)?)
+        .collect())
+}
+
+/// Lorenz curve points per year, in step (`k`) order.
+fn read_lorenz(inputs: &Inputs) -> Result<BTreeMap<i64, Vec<(f64, f64)>>, StageError> {
     let mut lorenz: BTreeMap<i64, Vec<(i64, f64, f64)>> = BTreeMap::new();
     if let Some(t) = inputs.optional("lorenz") {
         let y = i64s(t, "lorenz", "year")?;
@@ -463,26 +543,17 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             lorenz.entry(y[i]).or_default().push((k[i], x[i], v[i]));
         }
     }
-    let lorenz = lorenz
+    Ok(lorenz
         .into_iter()
         .map(|(y, mut pts)| {
             pts.sort_by_key(|p| p.0);
             (y, pts.into_iter().map(|p| (p.1, p.2)).collect())
         })
-        .collect();
-    let functional = match inputs.optional("functional_areas") {
-        Some(t) => Some(
-            ids(t, "functional_areas", "unit_id")?
-                .into_iter()
-                .zip(strings(t, "functional_areas", &params.category_column)?)
-                .collect(),
-        ),
-        None => None,
-    };
-    let flows = match inputs.optional("compensation") {
-        Some(t) => compensation_flows(params, t, year, ctx)?,
-        None => None,
-    };
+        .collect())
+}
+
+/// Region land-use area (ha) per year and class, summed over units.
+fn read_landuse(inputs: &Inputs) -> Result<BTreeMap<(i64, String), f64>, StageError> {
     let mut landuse = BTreeMap::new();
     if let Some(t) = inputs.optional("landuse") {
         let y = i64s(t, "landuse", "year")?;
@@ -492,9 +563,11 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             *landuse.entry((y, c)).or_insert(0.0) += a;
         }
     }
+    Ok(landuse)
+}
 
-    let robustness = robustness(params, inputs, year)?;
-
+/// The provenance items: engine, stage, classing, map year, then the study's own items.
+fn provenance(params: &Params, ctx: &StageContext, year: i64) -> Vec<(String, String)> {
     let mut provenance: Vec<(String, String)> = vec![
         (
             "engine".into(),
@@ -528,41 +601,18 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     );
-    let mut inputs_list = Vec::new();
+    provenance
+}
+
+/// `(port, rows, columns, digest)` of every wired input, in port order.
+fn input_digests(inputs: &Inputs) -> Result<Vec<(String, usize, usize, String)>, StageError> {
+    let mut list = Vec::new();
     for port in PORTS {
         if let Some(t) = inputs.optional(port) {
-            inputs_list.push((port.to_owned(), t.num_rows(), t.num_columns(), digest(t)?));
+            list.push((port.to_owned(), t.num_rows(), t.num_columns(), digest(t)?));
         }
     }
-
-    Ok(ReportData {
-        title: params.title.clone(),
-        demo_data: params.demo_data,
-        year,
-        units,
-        indices,
-        lisa,
-        clusters,
-        zones,
-        inequality,
-        inequality_weight,
-        lorenz,
-        functional,
-        flows,
-        landuse,
-        provenance,
-        inputs: inputs_list,
-        classing: Some(params.classes),
-        n_classes: params.n_classes,
-        albers: Some(Albers {
-            lat_1: params.projection.lat_1,
-            lat_2: params.projection.lat_2,
-            lon_0: params.projection.lon_0,
-            ..Albers::china()
-        }),
-        co2: params.mass == Mass::Co2,
-        robustness,
-    })
+    Ok(list)
 }
 
 /// What a wired `sweep` says: each unit's modal zone and its probability, its probability of
