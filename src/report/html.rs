@@ -23,6 +23,9 @@ use super::svg_map::{LegendEntry, MapLayer, ProjectedUnits, escape, map_svg, pro
 /// Pixel width of the main maps and of the small multiples.
 const MAP_W: f64 = 520.0;
 const SMALL_W: f64 = 250.0;
+/// Simplification tolerance of the small multiples, pixels: at 250 px a county-level unit is
+/// a few pixels wide, and each vertex a browser need not draw counts at national scale.
+const SMALL_TOLERANCE_PX: f64 = 1.2;
 
 /// Upper class bounds, class colours and legend of one variable.
 type ClassStyle = (Vec<f64>, Vec<String>, Vec<LegendEntry>);
@@ -382,7 +385,7 @@ pub fn render(data: &ReportData) -> String {
         .map(|u| (u.id.clone(), u.shape.clone()))
         .collect();
     let big = project_units(&shapes, &albers, MAP_W, 0.6);
-    let small = project_units(&shapes, &albers, SMALL_W, 0.9);
+    let small = project_units(&shapes, &albers, SMALL_W, SMALL_TOLERANCE_PX);
 
     let mut h = String::new();
     header(&mut h, data, &albers);
@@ -552,18 +555,45 @@ fn categorical_maps(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
     }
 }
 
-/// Small multiples of every variable (on breaks pooled over the years) and of LISA classes.
+/// At most this many small multiples per row: one row of 38 maps is unreadable (and at
+/// national scale too heavy for a page).
+const MAX_YEAR_MAPS: usize = 6;
+
+/// The years the small multiples show: all of them up to [`MAX_YEAR_MAPS`], else the first,
+/// the last and the years closest to even spacing between them.
+fn readable_years(years: &[i64]) -> Vec<i64> {
+    let n = years.len();
+    if n <= MAX_YEAR_MAPS {
+        return years.to_vec();
+    }
+    let steps = MAX_YEAR_MAPS - 1;
+    (0..=steps)
+        .map(|k| years[(k * (n - 1) + steps / 2) / steps])
+        .collect()
+}
+
+/// Small multiples of every variable (on breaks pooled over the years) and of LISA classes,
+/// for the [`readable_years`].
 fn over_the_years(
     h: &mut String,
     data: &ReportData,
     small: &ProjectedUnits,
     pooled_breaks: &BTreeMap<&str, ClassStyle>,
 ) {
-    let years = data.years();
-    if years.len() <= 1 || data.indices.is_empty() {
+    let all_years = data.years();
+    if all_years.len() <= 1 || data.indices.is_empty() {
         return;
     }
+    let years = readable_years(&all_years);
     h.push_str("<h2 id=\"over-time\">Over the years</h2>\n");
+    if years.len() < all_years.len() {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{} of the {} years: the first, the last and evenly spaced between them (the <code>indices</code> table and the GeoJSON layers hold every year).</p>",
+            years.len(),
+            all_years.len()
+        );
+    }
     for var in &VARIABLES {
         let (Some(table), Some((bounds, colours, legend))) =
             (data.indices.get(var.column), pooled_breaks.get(var.column))
@@ -586,7 +616,9 @@ fn over_the_years(
     }
     if data.lisa.len() > 1 {
         h.push_str("<h3>LISA clusters</h3><div class=\"row\">");
-        for (y, lisa) in &data.lisa {
+        let lisa_years: Vec<i64> = data.lisa.keys().copied().collect();
+        for y in readable_years(&lisa_years) {
+            let lisa = &data.lisa[&y];
             let title = format!("LISA, {y}");
             let layer = categorical_layer(
                 data,
@@ -1121,4 +1153,90 @@ fn robustness_section(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
         );
     }
     h.push_str("</div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+
+    /// A row of `n` one-degree squares with `ce_t_c` for `years`.
+    fn row_of_units(n: usize, years: std::ops::RangeInclusive<i64>) -> ReportData {
+        let units: Vec<UnitShape> = (0..n)
+            .map(|i| {
+                let x = 110.0 + i as f64;
+                UnitShape {
+                    id: format!("u{i}"),
+                    name: String::new(),
+                    shape: MultiPolygon(vec![
+                        polygon![(x: x, y: 34.0), (x: x + 1.0, y: 34.0), (x: x + 1.0, y: 35.0), (x: x, y: 34.0 + 1.0), (x: x, y: 34.0)],
+                    ]),
+                }
+            })
+            .collect();
+        let mut ce = BTreeMap::new();
+        for y in years {
+            for (i, u) in units.iter().enumerate() {
+                ce.insert((u.id.clone(), y), (i as f64 + 1.0) * 1e4 + y as f64);
+            }
+        }
+        ReportData {
+            title: "t".into(),
+            year: 2022,
+            units,
+            indices: BTreeMap::from([("ce_t_c".to_owned(), ce)]),
+            n_classes: 3,
+            ..ReportData::default()
+        }
+    }
+
+    #[test]
+    fn up_to_six_years_are_all_shown_beyond_that_first_last_and_evenly_spaced() {
+        assert_eq!(readable_years(&[2000, 2005, 2010]), vec![2000, 2005, 2010]);
+        let six: Vec<i64> = (2000..2006).collect();
+        assert_eq!(readable_years(&six), six);
+        // 38 years, indices 0..=37 at k × 37 / 5 rounded: 0, 7.4, 14.8, 22.2, 29.6, 37.
+        let annual: Vec<i64> = (1985..=2022).collect();
+        assert_eq!(
+            readable_years(&annual),
+            vec![1985, 1992, 2000, 2007, 2015, 2022]
+        );
+        // Irregular years keep the first and the last.
+        assert_eq!(
+            readable_years(&[1990, 1995, 2000, 2005, 2010, 2015, 2018, 2020]),
+            vec![1990, 1995, 2005, 2010, 2018, 2020]
+        );
+    }
+
+    #[test]
+    fn an_annual_study_draws_six_small_multiples_per_row_with_every_unit() {
+        let html = render(&row_of_units(4, 1985..=2022));
+        let over = &html[html.find("id=\"over-time\"").unwrap()..];
+        assert!(over.contains("6 of the 38 years: the first, the last and evenly spaced"));
+        let shown: Vec<&str> = over
+            .match_indices("<div class=\"note\">")
+            .map(|(i, m)| &over[i + m.len()..i + m.len() + 4])
+            .collect();
+        assert_eq!(shown, ["1985", "1992", "2000", "2007", "2015", "2022"]);
+        // Each small multiple draws every unit once, in one path per colour.
+        let maps: Vec<&str> = over.split("<svg class=\"map\"").skip(1).collect();
+        assert_eq!(maps.len(), 6);
+        for map in maps {
+            let rings: usize = map
+                .match_indices("<path class=\"fill\"")
+                .map(|(i, _)| {
+                    let d = &map[i..];
+                    d[..d.find("/>").unwrap()].matches('M').count()
+                })
+                .sum();
+            assert_eq!(rings, 4);
+        }
+    }
+
+    #[test]
+    fn five_years_are_all_drawn_without_a_note() {
+        let html = render(&row_of_units(3, 2000..=2004));
+        assert_eq!(html.matches("<svg class=\"map\"").count(), 1 + 5);
+        assert!(!html.contains("evenly spaced"));
+    }
 }

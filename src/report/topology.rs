@@ -255,7 +255,7 @@ impl Topology {
 }
 
 /// Pixel coordinates to the grid.
-fn to_grid(x: f64, y: f64) -> GridPoint {
+pub(crate) fn to_grid(x: f64, y: f64) -> GridPoint {
     // Pixel coordinates of a map are a few thousand at most: far inside i64.
     #[allow(clippy::cast_possible_truncation)]
     (

@@ -880,11 +880,13 @@ mod tests {
             ],
             &params(),
         );
-        // 6 variables × (1 map for 2020 + 2 small multiples) + the zone map, 4 units each.
+        // 6 maps of 2020 and the zone map draw each of the 4 units; the 2 small multiples of
+        // each variable draw one path per colour.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            4 * (6 * 3 + 1)
+            4 * (6 + 1)
         );
+        assert_eq!(html.matches(r#"<svg class="map""#).count(), 6 + 1 + 6 * 2);
         assert!(
             !html.contains("http"),
             "the report must not reference the network"
@@ -1190,11 +1192,12 @@ mod tests {
     #[test]
     fn henan_report_has_one_path_per_unit_and_map() {
         let (html, geo) = run(henan_inputs(), &params());
-        // 6 maps of 2020 and 6 rows of 5 small multiples, each with all 123 units.
+        // 6 maps of 2020 with all 123 units each, and 6 rows of 5 small multiples.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            123 * (6 + 6 * 5)
+            123 * 6
         );
+        assert_eq!(html.matches(r#"<svg class="map""#).count(), 6 + 6 * 5);
         assert!(!html.contains("http"));
         assert!(html.len() < 4_000_000, "{} bytes", html.len());
         assert!(html.contains("national_key_development"));
@@ -1261,10 +1264,10 @@ mod tests {
             html.contains("Total paid: <b>5\u{2009}000</b>; total received: <b>−2\u{2009}000</b>")
         );
         assert!(html.contains("1 units balanced"));
-        // The role map: 4 more unit paths.
+        // With the LISA, cluster and role maps: 9 large maps of 4 units.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            4 * (6 * 3 + 3)
+            4 * (6 + 3)
         );
         let text = strings(&geo, "geojson", "content").unwrap().remove(0);
         assert!(text.contains(r#""lisa":"HH""#) && text.contains(r#""cluster":2"#));
