@@ -128,9 +128,11 @@ const PORTS: [&str; 13] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
-        clusters and zones for `year` and as small multiples over the years, each with legend, north arrow and scale bar; Gini and \
+        clusters and zones for `year` and as small multiples over the years (all years up to six, else six: the first, the last and \
+        evenly spaced between), each with legend, north arrow and scale bar; outlines simplified with neighbours' borders kept \
+        identical; Gini and \
         centralization over the years with the 0.4 warning line (for the Gini of emission per unit; the carbon Gini of emission against \
         sink is charted apart, without it); Lorenz curves; functional-area bars; zone summary; compensation \
         flows; provenance) and GeoJSON layers. Only wired inputs are rendered. Outputs are tables of file contents (`name`, \
