@@ -25,6 +25,9 @@ use geo::{Coord, LineString, Simplify};
 /// than a screen shows and coarse enough to print each coordinate in a few characters.
 pub const QUANTUM_PX: f64 = 0.1;
 
+/// A polygon's rings in pixel coordinates, exterior first.
+pub type PixelPolygon = Vec<Vec<(f64, f64)>>;
+
 /// A vertex on the [`QUANTUM_PX`] grid: pixel coordinates times 10, rounded.
 pub type GridPoint = (i64, i64);
 
@@ -66,7 +69,7 @@ struct Topology {
 /// points required to represent a digitized line or its caricature. The Canadian
 /// Cartographer 10(2): 112–122.
 pub fn simplify_shared_borders(
-    units: &[Vec<Vec<Vec<(f64, f64)>>>],
+    units: &[Vec<PixelPolygon>],
     tolerance_px: f64,
 ) -> Vec<Vec<GridPolygon>> {
     let topology = Topology::build(units);
@@ -93,7 +96,7 @@ pub fn simplify_shared_borders(
 }
 
 impl Topology {
-    fn build(units: &[Vec<Vec<Vec<(f64, f64)>>>]) -> Self {
+    fn build(units: &[Vec<PixelPolygon>]) -> Self {
         let mut index: HashMap<(u64, u64), u32> = HashMap::new();
         let mut points: Vec<(f64, f64)> = Vec::new();
         let mut rings: Vec<(usize, usize, usize, Vec<u32>)> = Vec::new();
@@ -223,7 +226,7 @@ impl Topology {
 
     fn assemble(
         &self,
-        units: &[Vec<Vec<Vec<(f64, f64)>>>],
+        units: &[Vec<PixelPolygon>],
         arcs: &[Vec<GridPoint>],
     ) -> Vec<Vec<GridPolygon>> {
         let mut out: Vec<Vec<GridPolygon>> = units
@@ -490,15 +493,15 @@ mod tests {
 
     /// A 3 × 3 grid of units whose inner borders wiggle, unit 9 an enclave in the middle
     /// unit (its hole) and unit 10 an island; with the pairs of neighbours.
-    fn grid() -> (Vec<Vec<Vec<Vec<(f64, f64)>>>>, Vec<(usize, usize)>) {
+    fn grid() -> (Vec<Vec<PixelPolygon>>, Vec<(usize, usize)>) {
         let n = 3;
         let corner = |i: usize, j: usize| (i as f64 * CELL, j as f64 * CELL);
         let on_outline = |a: (usize, usize), b: (usize, usize)| {
             (a.0 == b.0 && (a.0 == 0 || a.0 == n)) || (a.1 == b.1 && (a.1 == 0 || a.1 == n))
         };
         // Each border once, from its lower corner to its upper one.
-        let mut borders: BTreeMap<((usize, usize), (usize, usize)), Vec<(f64, f64)>> =
-            BTreeMap::new();
+        type Corner = (usize, usize);
+        let mut borders: BTreeMap<(Corner, Corner), Vec<(f64, f64)>> = BTreeMap::new();
         let mut seed = 0.0;
         let mut edge = |a: (usize, usize), b: (usize, usize)| -> Vec<(f64, f64)> {
             let key = if a < b { (a, b) } else { (b, a) };

@@ -456,11 +456,12 @@ fn read_units(
     Ok(units)
 }
 
-/// `column → (unit_id, year) → value` for the mapped [`VARIABLES`] the `indices` table has.
-fn read_indices(
-    inputs: &Inputs,
-) -> Result<BTreeMap<String, BTreeMap<(String, i64), f64>>, StageError> {
-    let mut indices: BTreeMap<String, BTreeMap<(String, i64), f64>> = BTreeMap::new();
+/// `column → (unit_id, year) → value`.
+type IndexValues = BTreeMap<String, BTreeMap<(String, i64), f64>>;
+
+/// The values of the mapped [`VARIABLES`] the `indices` table has.
+fn read_indices(inputs: &Inputs) -> Result<IndexValues, StageError> {
+    let mut indices = IndexValues::new();
     let Some(t) = inputs.optional("indices") else {
         return Ok(indices);
     };
@@ -480,10 +481,7 @@ fn read_indices(
 
 /// The year the single-year maps show: `year:` when set (it must be in `indices`), else the
 /// latest year of `indices`, else 0.
-fn map_year(
-    params: &Params,
-    indices: &BTreeMap<String, BTreeMap<(String, i64), f64>>,
-) -> Result<i64, StageError> {
+fn map_year(params: &Params, indices: &IndexValues) -> Result<i64, StageError> {
     let latest = indices.values().flat_map(|m| m.keys().map(|k| k.1)).max();
     let year = params.year.or(latest).unwrap_or(0);
     if let (Some(y), false) = (params.year, indices.is_empty())
