@@ -23,6 +23,9 @@ use super::svg_map::{LegendEntry, MapLayer, ProjectedUnits, escape, map_svg, pro
 /// Pixel width of the main maps and of the small multiples.
 const MAP_W: f64 = 520.0;
 const SMALL_W: f64 = 250.0;
+/// Simplification tolerance of the small multiples, pixels: at 250 px a county-level unit is
+/// a few pixels wide, and each vertex a browser need not draw counts at national scale.
+const SMALL_TOLERANCE_PX: f64 = 1.2;
 
 /// Upper class bounds, class colours and legend of one variable.
 type ClassStyle = (Vec<f64>, Vec<String>, Vec<LegendEntry>);
@@ -373,22 +376,33 @@ h1{margin:18px 0 6px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bot
 table{border-collapse:collapse;margin:8px 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}";
 
-/// Renders the report page.
+/// Renders the report page, section by section in page order.
 pub fn render(data: &ReportData) -> String {
     let albers = data.albers.unwrap_or_else(Albers::china);
-    let classing = data.classing.unwrap_or(Classing::Quantile);
-    let n_classes = data.n_classes.max(2);
     let shapes: Vec<(String, MultiPolygon<f64>)> = data
         .units
         .iter()
         .map(|u| (u.id.clone(), u.shape.clone()))
         .collect();
     let big = project_units(&shapes, &albers, MAP_W, 0.6);
-    let small = project_units(&shapes, &albers, SMALL_W, 0.9);
-    let years = data.years();
-    let year = data.year;
+    let small = project_units(&shapes, &albers, SMALL_W, SMALL_TOLERANCE_PX);
 
     let mut h = String::new();
+    header(&mut h, data, &albers);
+    let pooled_breaks = single_year_maps(&mut h, data, &big);
+    over_the_years(&mut h, data, &small, &pooled_breaks);
+    inequality_section(&mut h, data);
+    functional_section(&mut h, data);
+    landuse_section(&mut h, data);
+    robustness_section(&mut h, data, &big);
+    zones_section(&mut h, data);
+    compensation_section(&mut h, data);
+    provenance_section(&mut h, data);
+    h
+}
+
+/// The document head, title, demonstration banner and the study line.
+fn header(h: &mut String, data: &ReportData, albers: &Albers) {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
@@ -400,14 +414,42 @@ pub fn render(data: &ReportData) -> String {
     }
     let _ = writeln!(
         h,
-        "<p class=\"note\">{} units; map year {year}; display projection Albers equal-area conic (lat_1 = {}°, lat_2 = {}°, lon_0 = {}°, WGS 84).</p>",
+        "<p class=\"note\">{} units; map year {}; display projection Albers equal-area conic (lat_1 = {}°, lat_2 = {}°, lon_0 = {}°, WGS 84).</p>",
         data.units.len(),
+        data.year,
         albers.lat_1,
         albers.lat_2,
         albers.lon_0
     );
+}
 
-    // Maps of the chosen year.
+/// The values of `table` for `year` in unit order, divided by `divisor`; NaN where absent.
+fn year_values(
+    data: &ReportData,
+    table: &BTreeMap<(String, i64), f64>,
+    year: i64,
+    divisor: f64,
+) -> Vec<f64> {
+    data.units
+        .iter()
+        .map(|u| {
+            table
+                .get(&(u.id.clone(), year))
+                .map_or(f64::NAN, |v| v / divisor)
+        })
+        .collect()
+}
+
+/// The maps of the chosen year: each variable classed on that year's values, then LISA,
+/// clusters, zones and compensation roles. Returns each variable's breaks pooled over all
+/// years, for the maps over the years.
+fn single_year_maps<'d>(
+    h: &mut String,
+    data: &'d ReportData,
+    big: &ProjectedUnits,
+) -> BTreeMap<&'d str, ClassStyle> {
+    let classing = data.classing.unwrap_or(Classing::Quantile);
+    let n_classes = data.n_classes.max(2);
     h.push_str("<h2 id=\"maps\">Maps</h2>\n");
     let _ = writeln!(
         h,
@@ -428,15 +470,7 @@ pub fn render(data: &ReportData) -> String {
         let all: Vec<f64> = table.values().map(|v| v / divisor).collect();
         let pooled_bounds = variable_breaks(&all, var, classing, n_classes);
         let pooled_style = class_colours(&all, &pooled_bounds, var);
-        let values: Vec<f64> = data
-            .units
-            .iter()
-            .map(|u| {
-                table
-                    .get(&(u.id.clone(), year))
-                    .map_or(f64::NAN, |v| v / divisor)
-            })
-            .collect();
+        let values = year_values(data, table, data.year, divisor);
         // This year's own classes: pooled breaks can leave a year in one class when a
         // variable trends strongly (carbon intensity halves over two decades).
         let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
@@ -447,13 +481,21 @@ pub fn render(data: &ReportData) -> String {
         } else {
             (pooled_bounds.clone(), pooled_style.clone())
         };
-        let title = format!("{var_title}, {year}");
+        let title = format!("{var_title}, {}", data.year);
         let layer = numeric_layer(
             data, &title, &var_short, &values, &bounds, &colours, &legend,
         );
-        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
+        map_cell(h, &title, &map_svg(big, &layer, false));
         pooled_breaks.insert(var.column, (pooled_bounds, pooled_style.0, pooled_style.1));
     }
+    categorical_maps(h, data, big);
+    h.push_str("</div>\n");
+    pooled_breaks
+}
+
+/// The single-year maps of categories: LISA clusters, spatial clusters, zones, roles.
+fn categorical_maps(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
+    let year = data.year;
     if let Some(lisa) = data.lisa.get(&year) {
         let title =
             format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
@@ -464,7 +506,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| lisa.get(id).cloned(),
             &|c, _| palette::lisa(c).to_owned(),
         );
-        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
+        map_cell(h, &title, &map_svg(big, &layer, false));
     }
     if let Some(clusters) = &data.clusters {
         let title = "Spatially constrained clusters".to_owned();
@@ -475,7 +517,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
             &|_, k| palette::categorical(k).to_owned(),
         );
-        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
+        map_cell(h, &title, &map_svg(big, &layer, false));
     }
     if let Some(zones) = &data.zones {
         let title = "Compensation zones".to_owned();
@@ -486,7 +528,7 @@ pub fn render(data: &ReportData) -> String {
             &|id| zones.get(id).cloned(),
             &|_, k| palette::categorical(k).to_owned(),
         );
-        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
+        map_cell(h, &title, &map_svg(big, &layer, false));
     }
     if let Some((convention, _, flows)) = &data.flows {
         let roles: BTreeMap<&str, &str> = flows
@@ -509,329 +551,379 @@ pub fn render(data: &ReportData) -> String {
             &|id| roles.get(id).map(|r| (*r).to_owned()),
             &colour,
         );
-        map_cell(&mut h, &title, &map_svg(&big, &layer, false));
+        map_cell(h, &title, &map_svg(big, &layer, false));
     }
-    h.push_str("</div>\n");
+}
 
-    // Small multiples over the years.
-    if years.len() > 1 && !data.indices.is_empty() {
-        h.push_str("<h2 id=\"over-time\">Over the years</h2>\n");
-        for var in &VARIABLES {
-            let (Some(table), Some((bounds, colours, legend))) =
-                (data.indices.get(var.column), pooled_breaks.get(var.column))
-            else {
-                continue;
-            };
-            let (var_title, var_short, divisor) = shown(var, data.co2);
-            let _ = writeln!(h, "<h3>{}</h3><div class=\"row\">", escape(&var_title));
-            for &y in &years {
-                let values: Vec<f64> = data
-                    .units
-                    .iter()
-                    .map(|u| {
-                        table
-                            .get(&(u.id.clone(), y))
-                            .map_or(f64::NAN, |v| v / divisor)
-                    })
-                    .collect();
-                let title = format!("{var_title}, {y}");
-                let layer =
-                    numeric_layer(data, &title, &var_short, &values, bounds, colours, legend);
-                let _ = write!(
-                    h,
-                    "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
-                    map_svg(&small, &layer, true)
-                );
-            }
-            h.push_str("</div>\n");
-        }
-        if data.lisa.len() > 1 {
-            h.push_str("<h3>LISA clusters</h3><div class=\"row\">");
-            for (y, lisa) in &data.lisa {
-                let title = format!("LISA, {y}");
-                let layer = categorical_layer(
-                    data,
-                    &title,
-                    "LISA class",
-                    &|id| lisa.get(id).cloned(),
-                    &|c, _| palette::lisa(c).to_owned(),
-                );
-                let _ = write!(
-                    h,
-                    "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
-                    map_svg(&small, &layer, true)
-                );
-            }
-            h.push_str("</div>\n");
-        }
+/// At most this many small multiples per row: one row of 38 maps is unreadable (and at
+/// national scale too heavy for a page).
+const MAX_YEAR_MAPS: usize = 6;
+
+/// The years the small multiples show: all of them up to [`MAX_YEAR_MAPS`], else the first,
+/// the last and the years closest to even spacing between them.
+fn readable_years(years: &[i64]) -> Vec<i64> {
+    let n = years.len();
+    if n <= MAX_YEAR_MAPS {
+        return years.to_vec();
     }
+    let steps = MAX_YEAR_MAPS - 1;
+    (0..=steps)
+        .map(|k| years[(k * (n - 1) + steps / 2) / steps])
+        .collect()
+}
 
-    // Inequality.
-    if !data.inequality.is_empty() || !data.lorenz.is_empty() {
-        h.push_str("<h2 id=\"inequality\">Inequality</h2>\n<div class=\"grid\">");
-        inequality_charts(&mut h, data);
-        if !data.lorenz.is_empty() {
-            let n = data.lorenz.len();
-            let series: Vec<Series> = data
-                .lorenz
-                .iter()
-                .enumerate()
-                .map(|(k, (y, pts))| Series {
-                    label: y.to_string(),
-                    colour: palette::sequential(if n > 1 {
-                        k as f64 / (n - 1) as f64 * 0.9
-                    } else {
-                        0.0
-                    }),
-                    points: pts.clone(),
-                    dashed: false,
-                })
-                .collect();
+/// Small multiples of every variable (on breaks pooled over the years) and of LISA classes,
+/// for the [`readable_years`].
+fn over_the_years(
+    h: &mut String,
+    data: &ReportData,
+    small: &ProjectedUnits,
+    pooled_breaks: &BTreeMap<&str, ClassStyle>,
+) {
+    let all_years = data.years();
+    if all_years.len() <= 1 || data.indices.is_empty() {
+        return;
+    }
+    let years = readable_years(&all_years);
+    h.push_str("<h2 id=\"over-time\">Over the years</h2>\n");
+    if years.len() < all_years.len() {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{} of the {} years: the first, the last and evenly spaced between them (the <code>indices</code> table and the GeoJSON layers hold every year).</p>",
+            years.len(),
+            all_years.len()
+        );
+    }
+    for var in &VARIABLES {
+        let (Some(table), Some((bounds, colours, legend))) =
+            (data.indices.get(var.column), pooled_breaks.get(var.column))
+        else {
+            continue;
+        };
+        let (var_title, var_short, divisor) = shown(var, data.co2);
+        let _ = writeln!(h, "<h3>{}</h3><div class=\"row\">", escape(&var_title));
+        for &y in &years {
+            let values = year_values(data, table, y, divisor);
+            let title = format!("{var_title}, {y}");
+            let layer = numeric_layer(data, &title, &var_short, &values, bounds, colours, legend);
             let _ = write!(
                 h,
-                "<div class=\"cell\">{}</div>",
-                line_chart(
-                    "Lorenz curves",
-                    &series,
-                    None,
-                    "cumulative share of the reference",
-                    "cumulative share of the value",
-                    true
-                )
+                "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
+                map_svg(small, &layer, true)
             );
         }
         h.push_str("</div>\n");
-        inequality_table(&mut h, data);
     }
+    if data.lisa.len() > 1 {
+        h.push_str("<h3>LISA clusters</h3><div class=\"row\">");
+        let lisa_years: Vec<i64> = data.lisa.keys().copied().collect();
+        for y in readable_years(&lisa_years) {
+            let lisa = &data.lisa[&y];
+            let title = format!("LISA, {y}");
+            let layer = categorical_layer(
+                data,
+                &title,
+                "LISA class",
+                &|id| lisa.get(id).cloned(),
+                &|c, _| palette::lisa(c).to_owned(),
+            );
+            let _ = write!(
+                h,
+                "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
+                map_svg(small, &layer, true)
+            );
+        }
+        h.push_str("</div>\n");
+    }
+}
 
-    // Functional areas.
-    if let Some(functional) = &data.functional {
-        let mut by_cat: BTreeMap<&str, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
-        for (id, cat) in functional {
-            let e = by_cat.entry(cat.as_str()).or_default();
-            e.2 += 1;
-            for (col, out) in [("ci_t_per_10k_yuan", 0), ("nce_t_c", 1)] {
-                if let Some(t) = data.indices.get(col) {
-                    for ((uid, _), v) in t.range((id.clone(), i64::MIN)..=(id.clone(), i64::MAX)) {
-                        if uid == id && v.is_finite() {
-                            if out == 0 { e.0.push(*v) } else { e.1.push(*v) }
-                        }
+/// Gini and centralization charts, Lorenz curves and the per-year table.
+fn inequality_section(h: &mut String, data: &ReportData) {
+    if data.inequality.is_empty() && data.lorenz.is_empty() {
+        return;
+    }
+    h.push_str("<h2 id=\"inequality\">Inequality</h2>\n<div class=\"grid\">");
+    inequality_charts(h, data);
+    if !data.lorenz.is_empty() {
+        let n = data.lorenz.len();
+        let series: Vec<Series> = data
+            .lorenz
+            .iter()
+            .enumerate()
+            .map(|(k, (y, pts))| Series {
+                label: y.to_string(),
+                colour: palette::sequential(if n > 1 {
+                    k as f64 / (n - 1) as f64 * 0.9
+                } else {
+                    0.0
+                }),
+                points: pts.clone(),
+                dashed: false,
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<div class=\"cell\">{}</div>",
+            line_chart(
+                "Lorenz curves",
+                &series,
+                None,
+                "cumulative share of the reference",
+                "cumulative share of the value",
+                true
+            )
+        );
+    }
+    h.push_str("</div>\n");
+    inequality_table(h, data);
+}
+
+/// Per main functional area: units, and the finite CI and NCE values of all its years.
+type FunctionalValues<'a> = BTreeMap<&'a str, (Vec<f64>, Vec<f64>, usize)>;
+
+fn functional_values<'a>(
+    data: &ReportData,
+    functional: &'a BTreeMap<String, String>,
+) -> FunctionalValues<'a> {
+    let mut by_cat: FunctionalValues<'a> = BTreeMap::new();
+    for (id, cat) in functional {
+        let e = by_cat.entry(cat.as_str()).or_default();
+        e.2 += 1;
+        for (col, out) in [("ci_t_per_10k_yuan", 0), ("nce_t_c", 1)] {
+            if let Some(t) = data.indices.get(col) {
+                for ((uid, _), v) in t.range((id.clone(), i64::MIN)..=(id.clone(), i64::MAX)) {
+                    if uid == id && v.is_finite() {
+                        if out == 0 { e.0.push(*v) } else { e.1.push(*v) }
                     }
                 }
             }
         }
-        let mut cats: Vec<&str> = FUNCTIONAL_ORDER
-            .iter()
-            .copied()
-            .filter(|c| by_cat.contains_key(c))
-            .collect();
-        cats.extend(
-            by_cat
-                .keys()
-                .copied()
-                .filter(|c| !FUNCTIONAL_ORDER.contains(c)),
-        );
-        let mean = |v: &[f64]| {
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                v.iter().sum::<f64>() / v.len() as f64
-            }
-        };
-        h.push_str("<h2 id=\"functional-areas\">Main functional areas</h2>\n<p class=\"note\">Means over all units and years of each category.</p><div class=\"grid\">");
-        let ci: Vec<(String, f64)> = cats
-            .iter()
-            .map(|c| ((*c).to_owned(), mean(&by_cat[c].0)))
-            .collect();
-        let nce: Vec<(String, f64)> = cats
-            .iter()
-            .map(|c| ((*c).to_owned(), mean(&by_cat[c].1) / 1e4))
-            .collect();
-        if ci.iter().any(|c| c.1.is_finite()) {
-            let _ = write!(
-                h,
-                "<div class=\"cell\">{}</div>",
-                bar_chart(
-                    "Mean carbon intensity by functional area",
-                    &ci,
-                    "t C per 10⁴ yuan",
-                    &|_, _| palette::sequential(0.35)
-                )
-            );
-        }
-        if nce.iter().any(|c| c.1.is_finite()) {
-            let _ = write!(
-                h,
-                "<div class=\"cell\">{}</div>",
-                bar_chart(
-                    "Mean net emission by functional area",
-                    &nce,
-                    "10⁴ t C",
-                    &|_, v| palette::diverging(if v >= 0.0 { 0.8 } else { -0.8 })
-                )
-            );
-        }
-        h.push_str("</div>\n<table><tr><th>category</th><th>units</th><th>mean CI (t C per 10⁴ yuan)</th><th>mean NCE (10⁴ t C)</th></tr>");
-        for (c, (cr, nr)) in cats.iter().zip(ci.iter().zip(&nce)) {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(c),
-                by_cat[c].2,
-                fmt_cell(cr.1),
-                fmt_cell(nr.1)
-            );
-        }
-        h.push_str("</table>\n");
     }
+    by_cat
+}
 
-    // Land use.
-    if !data.landuse.is_empty() {
-        let ly: Vec<i64> = data
-            .landuse
+/// Mean CI and NCE per main functional area, as bar charts and a table.
+fn functional_section(h: &mut String, data: &ReportData) {
+    let Some(functional) = &data.functional else {
+        return;
+    };
+    let by_cat = functional_values(data, functional);
+    let mut cats: Vec<&str> = FUNCTIONAL_ORDER
+        .iter()
+        .copied()
+        .filter(|c| by_cat.contains_key(c))
+        .collect();
+    cats.extend(
+        by_cat
             .keys()
-            .map(|k| k.0)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let classes: Vec<String> = data
-            .landuse
-            .keys()
-            .map(|k| k.1.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let parts: Vec<(String, String, Vec<f64>)> = classes
-            .iter()
-            .enumerate()
-            .map(|(k, c)| {
-                (
-                    c.clone(),
-                    palette::land_class(c)
-                        .unwrap_or_else(|| palette::categorical(k))
-                        .to_owned(),
-                    ly.iter()
-                        .map(|y| data.landuse.get(&(*y, c.clone())).copied().unwrap_or(0.0) / 1e4)
-                        .collect(),
-                )
-            })
-            .collect();
-        h.push_str("<h2 id=\"land-use\">Land use</h2>\n");
+            .copied()
+            .filter(|c| !FUNCTIONAL_ORDER.contains(c)),
+    );
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    h.push_str("<h2 id=\"functional-areas\">Main functional areas</h2>\n<p class=\"note\">Means over all units and years of each category.</p><div class=\"grid\">");
+    let ci: Vec<(String, f64)> = cats
+        .iter()
+        .map(|c| ((*c).to_owned(), mean(&by_cat[c].0)))
+        .collect();
+    let nce: Vec<(String, f64)> = cats
+        .iter()
+        .map(|c| ((*c).to_owned(), mean(&by_cat[c].1) / 1e4))
+        .collect();
+    if ci.iter().any(|c| c.1.is_finite()) {
         let _ = write!(
             h,
-            "{}",
-            stacked_bars(
-                "Land-use area by class",
-                &ly.iter().map(i64::to_string).collect::<Vec<_>>(),
-                &parts,
-                "area (10⁴ ha)"
+            "<div class=\"cell\">{}</div>",
+            bar_chart(
+                "Mean carbon intensity by functional area",
+                &ci,
+                "t C per 10⁴ yuan",
+                &|_, _| palette::sequential(0.35)
             )
         );
     }
-
-    robustness_section(&mut h, data, &big);
-
-    // Zones.
-    if let Some(zones) = &data.zones {
-        h.push_str("<h2 id=\"zones\">Zone summary</h2>\n");
-        let mut per: BTreeMap<&str, ZoneTotals> = BTreeMap::new();
-        for (id, z) in zones {
-            let e = per.entry(z.as_str()).or_default();
-            e.0 += 1;
-            for (k, col) in ["ce_t_c", "cs_t_c", "nce_t_c"].iter().enumerate() {
-                if let Some(v) = data
-                    .indices
-                    .get(*col)
-                    .and_then(|t| t.get(&(id.clone(), year)))
-                {
-                    e.1[k] += v;
-                }
-            }
-            for (k, col) in ["ecc", "esc"].iter().enumerate() {
-                if let Some(v) = data
-                    .indices
-                    .get(*col)
-                    .and_then(|t| t.get(&(id.clone(), year)))
-                {
-                    e.2[k].push(*v);
-                }
-            }
-        }
+    if nce.iter().any(|c| c.1.is_finite()) {
         let _ = write!(
             h,
-            "<table><tr><th>zone</th><th>units</th><th>CE {year} (t C)</th><th>CS {year} (t C)</th><th>NCE {year} (t C)</th><th>mean ECC</th><th>mean ESC</th></tr>"
+            "<div class=\"cell\">{}</div>",
+            bar_chart(
+                "Mean net emission by functional area",
+                &nce,
+                "10⁴ t C",
+                &|_, v| palette::diverging(if v >= 0.0 { 0.8 } else { -0.8 })
+            )
         );
-        for (z, (n, sums, means)) in &per {
-            let m = |v: &Vec<f64>| {
-                if v.is_empty() {
-                    "–".to_owned()
-                } else {
-                    fmt_cell(v.iter().sum::<f64>() / v.len() as f64)
-                }
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(z),
-                fmt_cell(sums[0]),
-                fmt_cell(sums[1]),
-                fmt_cell(sums[2]),
-                m(&means[0]),
-                m(&means[1])
-            );
-        }
-        h.push_str("</table>\n");
     }
-
-    // Compensation flows.
-    if let Some((convention, amount_column, flows)) = &data.flows {
-        let _ = writeln!(
+    h.push_str("</div>\n<table><tr><th>category</th><th>units</th><th>mean CI (t C per 10⁴ yuan)</th><th>mean NCE (10⁴ t C)</th></tr>");
+    for (c, (cr, nr)) in cats.iter().zip(ci.iter().zip(&nce)) {
+        let _ = write!(
             h,
-            "<h2 id=\"compensation\">Compensation, {year}</h2>\n<p class=\"note\">Convention <code>{}</code>; amount column <code>{}</code>. Payers by amount, largest first; then receivers, largest receipt first.</p>",
-            escape(convention),
-            escape(amount_column)
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(c),
+            by_cat[c].2,
+            fmt_cell(cr.1),
+            fmt_cell(nr.1)
         );
-        let paid: f64 = flows
-            .iter()
-            .filter(|f| f.role == "payer")
-            .map(|f| f.amount)
-            .sum();
-        let received: f64 = flows
-            .iter()
-            .filter(|f| f.role == "receiver")
-            .map(|f| f.amount)
-            .sum();
-        let _ = writeln!(
-            h,
-            "<p>Total paid: <b>{}</b>; total received: <b>{}</b>.</p>",
-            fmt_cell(paid),
-            fmt_cell(received)
-        );
-        let mut rows: Vec<&Flow> = flows.iter().filter(|f| f.role != "balanced").collect();
-        rows.sort_by(|a, b| {
-            (a.role != "payer")
-                .cmp(&(b.role != "payer"))
-                .then(b.amount.abs().total_cmp(&a.amount.abs()))
-                .then(a.unit_id.cmp(&b.unit_id))
-        });
-        h.push_str("<table><tr><th>role</th><th>unit</th><th>name</th><th>quantity (t C)</th><th>amount</th></tr>");
-        for f in rows {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(&f.role),
-                escape(&f.unit_id),
-                escape(data.name_of(&f.unit_id)),
-                fmt_cell(f.quantity_t_c),
-                fmt_cell(f.amount)
-            );
-        }
-        h.push_str("</table>\n");
-        let balanced = flows.iter().filter(|f| f.role == "balanced").count();
-        let _ = writeln!(h, "<p class=\"note\">{balanced} units balanced.</p>");
     }
+    h.push_str("</table>\n");
+}
 
-    // Provenance.
+/// Region land-use area by class and year, as stacked bars.
+fn landuse_section(h: &mut String, data: &ReportData) {
+    if data.landuse.is_empty() {
+        return;
+    }
+    let ly: Vec<i64> = data
+        .landuse
+        .keys()
+        .map(|k| k.0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let classes: Vec<String> = data
+        .landuse
+        .keys()
+        .map(|k| k.1.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let parts: Vec<(String, String, Vec<f64>)> = classes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            (
+                c.clone(),
+                palette::land_class(c)
+                    .unwrap_or_else(|| palette::categorical(k))
+                    .to_owned(),
+                ly.iter()
+                    .map(|y| data.landuse.get(&(*y, c.clone())).copied().unwrap_or(0.0) / 1e4)
+                    .collect(),
+            )
+        })
+        .collect();
+    h.push_str("<h2 id=\"land-use\">Land use</h2>\n");
+    let _ = write!(
+        h,
+        "{}",
+        stacked_bars(
+            "Land-use area by class",
+            &ly.iter().map(i64::to_string).collect::<Vec<_>>(),
+            &parts,
+            "area (10⁴ ha)"
+        )
+    );
+}
+
+/// Per zone: units, CE, CS and NCE totals in the map year and mean ECC and ESC.
+fn zones_section(h: &mut String, data: &ReportData) {
+    let Some(zones) = &data.zones else {
+        return;
+    };
+    let year = data.year;
+    h.push_str("<h2 id=\"zones\">Zone summary</h2>\n");
+    let mut per: BTreeMap<&str, ZoneTotals> = BTreeMap::new();
+    for (id, z) in zones {
+        let e = per.entry(z.as_str()).or_default();
+        e.0 += 1;
+        let value = |col: &str| {
+            data.indices
+                .get(col)
+                .and_then(|t| t.get(&(id.clone(), year)))
+        };
+        for (k, col) in ["ce_t_c", "cs_t_c", "nce_t_c"].iter().enumerate() {
+            if let Some(v) = value(col) {
+                e.1[k] += v;
+            }
+        }
+        for (k, col) in ["ecc", "esc"].iter().enumerate() {
+            if let Some(v) = value(col) {
+                e.2[k].push(*v);
+            }
+        }
+    }
+    let _ = write!(
+        h,
+        "<table><tr><th>zone</th><th>units</th><th>CE {year} (t C)</th><th>CS {year} (t C)</th><th>NCE {year} (t C)</th><th>mean ECC</th><th>mean ESC</th></tr>"
+    );
+    for (z, (n, sums, means)) in &per {
+        let m = |v: &Vec<f64>| {
+            if v.is_empty() {
+                "–".to_owned()
+            } else {
+                fmt_cell(v.iter().sum::<f64>() / v.len() as f64)
+            }
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{n}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(z),
+            fmt_cell(sums[0]),
+            fmt_cell(sums[1]),
+            fmt_cell(sums[2]),
+            m(&means[0]),
+            m(&means[1])
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// Totals paid and received in the map year, then payers and receivers by amount.
+fn compensation_section(h: &mut String, data: &ReportData) {
+    let Some((convention, amount_column, flows)) = &data.flows else {
+        return;
+    };
+    let _ = writeln!(
+        h,
+        "<h2 id=\"compensation\">Compensation, {}</h2>\n<p class=\"note\">Convention <code>{}</code>; amount column <code>{}</code>. Payers by amount, largest first; then receivers, largest receipt first.</p>",
+        data.year,
+        escape(convention),
+        escape(amount_column)
+    );
+    let total = |role: &str| -> f64 {
+        flows
+            .iter()
+            .filter(|f| f.role == role)
+            .map(|f| f.amount)
+            .sum()
+    };
+    let _ = writeln!(
+        h,
+        "<p>Total paid: <b>{}</b>; total received: <b>{}</b>.</p>",
+        fmt_cell(total("payer")),
+        fmt_cell(total("receiver"))
+    );
+    let mut rows: Vec<&Flow> = flows.iter().filter(|f| f.role != "balanced").collect();
+    rows.sort_by(|a, b| {
+        (a.role != "payer")
+            .cmp(&(b.role != "payer"))
+            .then(b.amount.abs().total_cmp(&a.amount.abs()))
+            .then(a.unit_id.cmp(&b.unit_id))
+    });
+    h.push_str("<table><tr><th>role</th><th>unit</th><th>name</th><th>quantity (t C)</th><th>amount</th></tr>");
+    for f in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&f.role),
+            escape(&f.unit_id),
+            escape(data.name_of(&f.unit_id)),
+            fmt_cell(f.quantity_t_c),
+            fmt_cell(f.amount)
+        );
+    }
+    h.push_str("</table>\n");
+    let balanced = flows.iter().filter(|f| f.role == "balanced").count();
+    let _ = writeln!(h, "<p class=\"note\">{balanced} units balanced.</p>");
+}
+
+/// The inputs with their digests, the provenance items, and the end of the page.
+fn provenance_section(h: &mut String, data: &ReportData) {
     h.push_str("<h2 id=\"provenance\">Provenance</h2>\n<table><tr><th>input</th><th>rows</th><th>columns</th><th>BLAKE3 of the Parquet bytes</th></tr>");
     for (port, rows, cols, digest) in &data.inputs {
         let _ = write!(
@@ -846,7 +938,6 @@ pub fn render(data: &ReportData) -> String {
         let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
     }
     h.push_str("</table>\n</body>\n</html>\n");
-    h
 }
 
 /// One year of the `inequality` table as the report reads it.
@@ -1062,4 +1153,90 @@ fn robustness_section(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
         );
     }
     h.push_str("</div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+
+    /// A row of `n` one-degree squares with `ce_t_c` for `years`.
+    fn row_of_units(n: usize, years: std::ops::RangeInclusive<i64>) -> ReportData {
+        let units: Vec<UnitShape> = (0..n)
+            .map(|i| {
+                let x = 110.0 + i as f64;
+                UnitShape {
+                    id: format!("u{i}"),
+                    name: String::new(),
+                    shape: MultiPolygon(vec![
+                        polygon![(x: x, y: 34.0), (x: x + 1.0, y: 34.0), (x: x + 1.0, y: 35.0), (x: x, y: 34.0 + 1.0), (x: x, y: 34.0)],
+                    ]),
+                }
+            })
+            .collect();
+        let mut ce = BTreeMap::new();
+        for y in years {
+            for (i, u) in units.iter().enumerate() {
+                ce.insert((u.id.clone(), y), (i as f64 + 1.0) * 1e4 + y as f64);
+            }
+        }
+        ReportData {
+            title: "t".into(),
+            year: 2022,
+            units,
+            indices: BTreeMap::from([("ce_t_c".to_owned(), ce)]),
+            n_classes: 3,
+            ..ReportData::default()
+        }
+    }
+
+    #[test]
+    fn up_to_six_years_are_all_shown_beyond_that_first_last_and_evenly_spaced() {
+        assert_eq!(readable_years(&[2000, 2005, 2010]), vec![2000, 2005, 2010]);
+        let six: Vec<i64> = (2000..2006).collect();
+        assert_eq!(readable_years(&six), six);
+        // 38 years, indices 0..=37 at k × 37 / 5 rounded: 0, 7.4, 14.8, 22.2, 29.6, 37.
+        let annual: Vec<i64> = (1985..=2022).collect();
+        assert_eq!(
+            readable_years(&annual),
+            vec![1985, 1992, 2000, 2007, 2015, 2022]
+        );
+        // Irregular years keep the first and the last.
+        assert_eq!(
+            readable_years(&[1990, 1995, 2000, 2005, 2010, 2015, 2018, 2020]),
+            vec![1990, 1995, 2005, 2010, 2018, 2020]
+        );
+    }
+
+    #[test]
+    fn an_annual_study_draws_six_small_multiples_per_row_with_every_unit() {
+        let html = render(&row_of_units(4, 1985..=2022));
+        let over = &html[html.find("id=\"over-time\"").unwrap()..];
+        assert!(over.contains("6 of the 38 years: the first, the last and evenly spaced"));
+        let shown: Vec<&str> = over
+            .match_indices("<div class=\"note\">")
+            .map(|(i, m)| &over[i + m.len()..i + m.len() + 4])
+            .collect();
+        assert_eq!(shown, ["1985", "1992", "2000", "2007", "2015", "2022"]);
+        // Each small multiple draws every unit once, in one path per colour.
+        let maps: Vec<&str> = over.split("<svg class=\"map\"").skip(1).collect();
+        assert_eq!(maps.len(), 6);
+        for map in maps {
+            let rings: usize = map
+                .match_indices("<path class=\"fill\"")
+                .map(|(i, _)| {
+                    let d = &map[i..];
+                    d[..d.find("/>").unwrap()].matches('M').count()
+                })
+                .sum();
+            assert_eq!(rings, 4);
+        }
+    }
+
+    #[test]
+    fn five_years_are_all_drawn_without_a_note() {
+        let html = render(&row_of_units(3, 2000..=2004));
+        assert_eq!(html.matches("<svg class=\"map\"").count(), 1 + 5);
+        assert!(!html.contains("evenly spaced"));
+    }
 }

@@ -9,3 +9,4 @@ pub mod html;
 pub mod palette;
 pub mod projection;
 pub mod svg_map;
+pub mod topology;

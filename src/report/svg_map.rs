@@ -1,16 +1,19 @@
 //! Choropleth maps as inline SVG: units projected to Albers, fitted into a box, simplified
-//! (Ramer–Douglas–Peucker in pixel units), one `<path class="unit" data-id="…">` per unit,
-//! with a legend, a north arrow and a scale bar.
+//! with their shared borders kept identical ([`super::topology`]), one
+//! `<path class="unit" data-id="…">` per unit on every large map, with a legend, a north arrow
+//! and a scale bar. Small multiples draw one path per colour instead.
 //!
-//! A browser or an HTML parser finds the units of every map with the CSS selector
-//! `svg.map path.unit` (one per unit and map); `data-id` holds the unit id and the `<title>`
+//! A browser or an HTML parser finds the units of every large map with the CSS selector
+//! `svg.map .unit` (one per unit and map); `data-id` holds the unit id and the `<title>`
 //! child the tooltip text.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use geo::{Coord, LineString, MultiPolygon, Simplify};
+use geo::MultiPolygon;
 
 use super::projection::Albers;
+use super::topology::{GridPolygon, simplify_shared_borders, to_grid};
 
 /// The projected rings of one polygon (exterior first).
 type Rings = Vec<Vec<(f64, f64)>>;
@@ -27,7 +30,8 @@ pub struct ProjectedUnits {
 }
 
 /// Projects and fits the units into a box `width` pixels wide, simplifying outlines with a
-/// tolerance of `tolerance_px` pixels. Every unit gets a path, even one that would vanish.
+/// tolerance of `tolerance_px` pixels and keeping shared borders shared. Every unit gets a
+/// path, even one that would vanish.
 pub fn project_units(
     units: &[(String, MultiPolygon<f64>)],
     albers: &Albers,
@@ -67,30 +71,37 @@ pub fn project_units(
     let span_y = (y1 - y0).max(1.0);
     let scale = (width - 2.0 * margin) / span_x;
     let height = (span_y * scale + 2.0 * margin).ceil();
-    let to_px = |(x, y): (f64, f64)| Coord {
-        x: margin + (x - x0) * scale,
-        y: margin + (y1 - y) * scale,
-    };
+    let to_px = |(x, y): (f64, f64)| (margin + (x - x0) * scale, margin + (y1 - y) * scale);
+    let in_px: Vec<Vec<Rings>> = projected
+        .iter()
+        .map(|polys| {
+            polys
+                .iter()
+                .map(|rings| {
+                    rings
+                        .iter()
+                        .map(|ring| ring.iter().map(|&p| to_px(p)).collect())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let simplified = simplify_shared_borders(&in_px, tolerance_px);
     let paths = units
         .iter()
-        .zip(&projected)
-        .map(|((id, _), polys)| {
-            let mut d = String::new();
-            let mut d_full = String::new();
-            for rings in polys {
-                for (ri, ring) in rings.iter().enumerate() {
-                    let line = LineString(ring.iter().map(|&p| to_px(p)).collect());
-                    append_ring(&mut d_full, &line.0);
-                    let simple = line.simplify(tolerance_px);
-                    if simple.0.len() >= 4 {
-                        append_ring(&mut d, &simple.0);
-                    } else if ri == 0 {
-                        // The exterior collapsed: leave out the whole polygon.
-                        break;
-                    }
-                }
-            }
-            (id.clone(), if d.is_empty() { d_full } else { d })
+        .zip(&simplified)
+        .zip(&in_px)
+        .map(|(((id, _), polys), full)| {
+            let d = if polys.is_empty() {
+                // Smaller than the grid: a mark where it is, so every unit still has a path.
+                let first = full.iter().flatten().flatten().next().copied();
+                first.map_or_else(String::new, |(x, y)| {
+                    path_data(&[vec![vec![to_grid(x, y); 3]]])
+                })
+            } else {
+                path_data(polys)
+            };
+            (id.clone(), d)
         })
         .collect();
     ProjectedUnits {
@@ -101,12 +112,55 @@ pub fn project_units(
     }
 }
 
-fn append_ring(d: &mut String, coords: &[Coord<f64>]) {
-    let n = coords.len().saturating_sub(1); // the closing point repeats the first
-    for (i, c) in coords.iter().take(n.max(1)).enumerate() {
-        let _ = write!(d, "{}{:.1} {:.1}", if i == 0 { "M" } else { "L" }, c.x, c.y);
+/// SVG path data of polygons on the grid: each ring's first vertex absolute (`M`), the others
+/// relative to the previous one (`l`, repeated implicitly), in pixels with at most one
+/// decimal, then `z`. Relative steps between grid vertices are short, so this is about half
+/// the size of absolute coordinates.
+fn path_data(polygons: &[GridPolygon]) -> String {
+    let mut d = String::new();
+    for ring in polygons.iter().flatten() {
+        let Some(&first) = ring.first() else {
+            continue;
+        };
+        d.push('M');
+        push_tenths(&mut d, first.0);
+        push_tenths(&mut d, first.1);
+        let mut last = first;
+        for (k, &p) in ring.iter().enumerate().skip(1) {
+            if k == 1 {
+                d.push('l');
+            }
+            push_tenths(&mut d, p.0 - last.0);
+            push_tenths(&mut d, p.1 - last.1);
+            last = p;
+        }
+        d.push('z');
     }
-    d.push('Z');
+    d
+}
+
+/// Appends a grid coordinate (tenths of a pixel) as a decimal number, shortest form
+/// (`12.3`, `-.5`, `4`), separated from a preceding number by a space unless it starts with
+/// a minus sign.
+fn push_tenths(d: &mut String, tenths: i64) {
+    let follows_number = d.ends_with(|c: char| c.is_ascii_digit() || c == '.');
+    if tenths < 0 {
+        d.push('-');
+    } else if follows_number {
+        d.push(' ');
+    }
+    let (whole, tenth) = (tenths.unsigned_abs() / 10, tenths.unsigned_abs() % 10);
+    match (whole, tenth) {
+        (w, 0) => {
+            let _ = write!(d, "{w}");
+        }
+        (0, t) => {
+            let _ = write!(d, ".{t}");
+        }
+        (w, t) => {
+            let _ = write!(d, "{w}.{t}");
+        }
+    }
 }
 
 /// One legend entry: a colour swatch and its label.
@@ -132,7 +186,10 @@ pub struct MapLayer<'a> {
 /// Width of the legend column to the right of a map, pixels.
 const LEGEND_W: f64 = 170.0;
 
-/// The map as an `<svg class="map">` element.
+/// The map as an `<svg class="map">` element. A large map draws one `<path class="unit">` per
+/// unit with its tooltip; a `small` one (the small multiples) draws one `<path class="fill">`
+/// per colour holding the outlines of all units of that colour, so a page of many small maps
+/// stays light for the browser however many units it maps.
 pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> String {
     let font = if small { 9.0 } else { 11.0 };
     let legend_h = 18.0 + layer.legend.len() as f64 * (font + 5.0);
@@ -144,19 +201,14 @@ pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> Str
         r#"<svg class="map" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
         escape(layer.title)
     );
-    s.push_str(r##"<g stroke="#555555" stroke-width="0.4" stroke-linejoin="round">"##);
-    for (i, (id, d)) in units.paths.iter().enumerate() {
-        let fill = layer
-            .fills
-            .get(i)
-            .map_or(super::palette::NO_DATA, String::as_str);
-        let tip = layer.tooltips.get(i).map_or("", String::as_str);
-        let _ = write!(
-            s,
-            r#"<path class="unit" data-id="{}" fill="{fill}" d="{d}"><title>{}</title></path>"#,
-            escape(id),
-            escape(tip)
-        );
+    // Even-odd: a hole stays open whichever way its ring turns.
+    s.push_str(
+        r##"<g stroke="#555555" stroke-width="0.4" stroke-linejoin="round" fill-rule="evenodd">"##,
+    );
+    if small {
+        fills_by_colour(&mut s, units, layer);
+    } else {
+        unit_paths(&mut s, units, layer);
     }
     s.push_str("</g>");
     north_arrow(
@@ -193,6 +245,37 @@ pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> Str
     }
     s.push_str("</g></svg>");
     s
+}
+
+/// One `<path>` per unit, with its fill and tooltip.
+fn unit_paths(s: &mut String, units: &ProjectedUnits, layer: &MapLayer<'_>) {
+    for (i, (id, d)) in units.paths.iter().enumerate() {
+        let fill = layer
+            .fills
+            .get(i)
+            .map_or(super::palette::NO_DATA, String::as_str);
+        let _ = write!(
+            s,
+            r#"<path class="unit" data-id="{}" fill="{fill}" d="{d}"><title>{}</title></path>"#,
+            escape(id),
+            escape(layer.tooltips.get(i).map_or("", String::as_str))
+        );
+    }
+}
+
+/// One `<path>` per fill colour with the outlines of its units, colours in sorted order.
+fn fills_by_colour(s: &mut String, units: &ProjectedUnits, layer: &MapLayer<'_>) {
+    let mut by_colour: BTreeMap<&str, String> = BTreeMap::new();
+    for (i, (_, d)) in units.paths.iter().enumerate() {
+        let fill = layer
+            .fills
+            .get(i)
+            .map_or(super::palette::NO_DATA, String::as_str);
+        by_colour.entry(fill).or_default().push_str(d);
+    }
+    for (fill, d) in by_colour {
+        let _ = write!(s, r#"<path class="fill" fill="{fill}" d="{d}"/>"#);
+    }
 }
 
 fn north_arrow(s: &mut String, x: f64, y: f64, k: f64) {
@@ -256,7 +339,7 @@ mod tests {
     }
 
     /// Counts the unit paths of an SVG or HTML document, as a browser test would with the
-    /// selector `path.unit`.
+    /// selector `.unit`.
     pub(crate) fn count_unit_paths(doc: &str) -> usize {
         doc.matches(r#"<path class="unit" data-id=""#).count()
     }

@@ -128,9 +128,11 @@ const PORTS: [&str; 13] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
-        clusters and zones for `year` and as small multiples over the years, each with legend, north arrow and scale bar; Gini and \
+        clusters and zones for `year` and as small multiples over the years (all years up to six, else six: the first, the last and \
+        evenly spaced between), each with legend, north arrow and scale bar; outlines simplified with neighbours' borders kept \
+        identical; Gini and \
         centralization over the years with the 0.4 warning line (for the Gini of emission per unit; the carbon Gini of emission against \
         sink is charted apart, without it); Lorenz curves; functional-area bars; zone summary; compensation \
         flows; provenance) and GeoJSON layers. Only wired inputs are rendered. Outputs are tables of file contents (`name`, \
@@ -364,6 +366,75 @@ fn unit_names(
 
 /// Reads the wired inputs into the report's plain data.
 fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<ReportData, StageError> {
+    let units = read_units(params, inputs, ctx)?;
+    let indices = read_indices(inputs)?;
+    let year = map_year(params, &indices)?;
+    let lisa = read_lisa(inputs, year)?;
+    let clusters = match inputs.optional("clusters") {
+        Some(t) => Some(one_year_by_unit(t, "clusters", year, |t| {
+            i64s(t, "clusters", "cluster")
+        })?),
+        None => None,
+    };
+    let zones = match inputs.optional("zones") {
+        Some(t) => Some(one_year_by_unit(t, "zones", year, |t| {
+            strings(t, "zones", "zone")
+        })?),
+        None => None,
+    };
+    let (inequality, inequality_weight) = match inputs.optional("inequality") {
+        Some(t) => inequality_rows(t)?,
+        None => (Vec::new(), None),
+    };
+    let functional = match inputs.optional("functional_areas") {
+        Some(t) => Some(
+            ids(t, "functional_areas", "unit_id")?
+                .into_iter()
+                .zip(strings(t, "functional_areas", &params.category_column)?)
+                .collect(),
+        ),
+        None => None,
+    };
+    let flows = match inputs.optional("compensation") {
+        Some(t) => compensation_flows(params, t, year, ctx)?,
+        None => None,
+    };
+    Ok(ReportData {
+        title: params.title.clone(),
+        demo_data: params.demo_data,
+        year,
+        units,
+        indices,
+        lisa,
+        clusters,
+        zones,
+        inequality,
+        inequality_weight,
+        lorenz: read_lorenz(inputs)?,
+        functional,
+        flows,
+        landuse: read_landuse(inputs)?,
+        provenance: provenance(params, ctx, year),
+        inputs: input_digests(inputs)?,
+        classing: Some(params.classes),
+        n_classes: params.n_classes,
+        albers: Some(Albers {
+            lat_1: params.projection.lat_1,
+            lat_2: params.projection.lat_2,
+            lon_0: params.projection.lon_0,
+            ..Albers::china()
+        }),
+        co2: params.mass == Mass::Co2,
+        robustness: robustness(params, inputs, year)?,
+    })
+}
+
+/// The units with their names and shapes, sorted by id; a repeated id is a data error.
+fn read_units(
+    params: &Params,
+    inputs: &Inputs,
+    ctx: &StageContext,
+) -> Result<Vec<UnitShape>, StageError> {
     let units_t = inputs.table("units")?;
     let unit_ids = ids(units_t, "units", "unit_id")?;
     let shapes = polygons(units_t, "units", crate::io::wkb::GEOMETRY_COLUMN)?;
@@ -382,27 +453,37 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
                 .with_hint("give every unit one row"),
         );
     }
+    Ok(units)
+}
 
-    let mut indices: BTreeMap<String, BTreeMap<(String, i64), f64>> = BTreeMap::new();
-    if let Some(t) = inputs.optional("indices") {
-        let uid = ids(t, "indices", "unit_id")?;
-        let year = i64s(t, "indices", "year")?;
-        for var in &VARIABLES {
-            if has_column(t, var.column) {
-                let v = f64s(t, "indices", var.column)?;
-                let m = indices.entry(var.column.to_owned()).or_default();
-                for ((u, y), x) in uid.iter().zip(&year).zip(v) {
-                    m.insert((u.clone(), *y), x);
-                }
+/// `column → (unit_id, year) → value`.
+type IndexValues = BTreeMap<String, BTreeMap<(String, i64), f64>>;
+
+/// The values of the mapped [`VARIABLES`] the `indices` table has.
+fn read_indices(inputs: &Inputs) -> Result<IndexValues, StageError> {
+    let mut indices = IndexValues::new();
+    let Some(t) = inputs.optional("indices") else {
+        return Ok(indices);
+    };
+    let uid = ids(t, "indices", "unit_id")?;
+    let year = i64s(t, "indices", "year")?;
+    for var in &VARIABLES {
+        if has_column(t, var.column) {
+            let v = f64s(t, "indices", var.column)?;
+            let m = indices.entry(var.column.to_owned()).or_default();
+            for ((u, y), x) in uid.iter().zip(&year).zip(v) {
+                m.insert((u.clone(), *y), x);
             }
         }
     }
+    Ok(indices)
+}
+
+/// The year the single-year maps show: `year:` when set (it must be in `indices`), else the
+/// latest year of `indices`, else 0.
+fn map_year(params: &Params, indices: &IndexValues) -> Result<i64, StageError> {
     let latest = indices.values().flat_map(|m| m.keys().map(|k| k.1)).max();
-    let year = match (params.year, latest) {
-        (Some(y), _) => y,
-        (None, Some(y)) => y,
-        (None, None) => 0,
-    };
+    let year = params.year.or(latest).unwrap_or(0);
     if let (Some(y), false) = (params.year, indices.is_empty())
         && !indices.values().any(|m| m.keys().any(|k| k.1 == y))
     {
@@ -411,48 +492,47 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
                 .with_hint("set `year:` to one of the years of the indices table"),
         );
     }
+    Ok(year)
+}
 
+/// LISA class per year and unit; a table without `year` counts as the map year.
+fn read_lisa(
+    inputs: &Inputs,
+    year: i64,
+) -> Result<BTreeMap<i64, BTreeMap<String, String>>, StageError> {
     let mut lisa: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
-    if let Some(t) = inputs.optional("autocorrelation") {
-        let uid = ids(t, "autocorrelation", "unit_id")?;
-        let class = strings(t, "autocorrelation", "class")?;
-        let years = if has_column(t, "year") {
-            i64s(t, "autocorrelation", "year")?
-        } else {
-            vec![year; uid.len()]
-        };
-        for ((u, c), y) in uid.into_iter().zip(class).zip(years) {
-            lisa.entry(y).or_default().insert(u, c);
-        }
+    let Some(t) = inputs.optional("autocorrelation") else {
+        return Ok(lisa);
+    };
+    let uid = ids(t, "autocorrelation", "unit_id")?;
+    let class = strings(t, "autocorrelation", "class")?;
+    let years = if has_column(t, "year") {
+        i64s(t, "autocorrelation", "year")?
+    } else {
+        vec![year; uid.len()]
+    };
+    for ((u, c), y) in uid.into_iter().zip(class).zip(years) {
+        lisa.entry(y).or_default().insert(u, c);
     }
-    let clusters = match inputs.optional("clusters") {
-        Some(t) => {
-            let t = one_year(t, "clusters", year)?;
-            Some(
-                ids(&t, "clusters", "unit_id")?
-                    .into_iter()
-                    .zip(i64s(&t, "clusters", "cluster")?)
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let zones = match inputs.optional("zones") {
-        Some(t) => {
-            let t = one_year(t, "zones", year)?;
-            Some(
-                ids(&t, "zones", "unit_id")?
-                    .into_iter()
-                    .zip(strings(&t, "zones", "zone")?)
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let (inequality, inequality_weight) = match inputs.optional("inequality") {
-        Some(t) => inequality_rows(t)?,
-        None => (Vec::new(), None),
-    };
+    Ok(lisa)
+}
+
+/// `unit_id → value` of the map year's rows (all rows when the table has no `year`).
+fn one_year_by_unit<T>(
+    t: &RecordBatch,
+    table: &str,
+    year: i64,
+    values: impl Fn(&RecordBatch) -> Result<Vec<T>, StageError>,
+) -> Result<BTreeMap<String, T>, StageError> {
+    let t = one_year(t, table, year)?;
+    Ok(ids(&t, table, "unit_id")?
+        .into_iter()
+        .zip(values(&t)?)
+        .collect())
+}
+
+/// Lorenz curve points per year, in step (`k`) order.
+fn read_lorenz(inputs: &Inputs) -> Result<BTreeMap<i64, Vec<(f64, f64)>>, StageError> {
     let mut lorenz: BTreeMap<i64, Vec<(i64, f64, f64)>> = BTreeMap::new();
     if let Some(t) = inputs.optional("lorenz") {
         let y = i64s(t, "lorenz", "year")?;
@@ -463,26 +543,17 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             lorenz.entry(y[i]).or_default().push((k[i], x[i], v[i]));
         }
     }
-    let lorenz = lorenz
+    Ok(lorenz
         .into_iter()
         .map(|(y, mut pts)| {
             pts.sort_by_key(|p| p.0);
             (y, pts.into_iter().map(|p| (p.1, p.2)).collect())
         })
-        .collect();
-    let functional = match inputs.optional("functional_areas") {
-        Some(t) => Some(
-            ids(t, "functional_areas", "unit_id")?
-                .into_iter()
-                .zip(strings(t, "functional_areas", &params.category_column)?)
-                .collect(),
-        ),
-        None => None,
-    };
-    let flows = match inputs.optional("compensation") {
-        Some(t) => compensation_flows(params, t, year, ctx)?,
-        None => None,
-    };
+        .collect())
+}
+
+/// Region land-use area (ha) per year and class, summed over units.
+fn read_landuse(inputs: &Inputs) -> Result<BTreeMap<(i64, String), f64>, StageError> {
     let mut landuse = BTreeMap::new();
     if let Some(t) = inputs.optional("landuse") {
         let y = i64s(t, "landuse", "year")?;
@@ -492,9 +563,11 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             *landuse.entry((y, c)).or_insert(0.0) += a;
         }
     }
+    Ok(landuse)
+}
 
-    let robustness = robustness(params, inputs, year)?;
-
+/// The provenance items: engine, stage, classing, map year, then the study's own items.
+fn provenance(params: &Params, ctx: &StageContext, year: i64) -> Vec<(String, String)> {
     let mut provenance: Vec<(String, String)> = vec![
         (
             "engine".into(),
@@ -528,41 +601,18 @@ fn collect(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Repor
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     );
-    let mut inputs_list = Vec::new();
+    provenance
+}
+
+/// `(port, rows, columns, digest)` of every wired input, in port order.
+fn input_digests(inputs: &Inputs) -> Result<Vec<(String, usize, usize, String)>, StageError> {
+    let mut list = Vec::new();
     for port in PORTS {
         if let Some(t) = inputs.optional(port) {
-            inputs_list.push((port.to_owned(), t.num_rows(), t.num_columns(), digest(t)?));
+            list.push((port.to_owned(), t.num_rows(), t.num_columns(), digest(t)?));
         }
     }
-
-    Ok(ReportData {
-        title: params.title.clone(),
-        demo_data: params.demo_data,
-        year,
-        units,
-        indices,
-        lisa,
-        clusters,
-        zones,
-        inequality,
-        inequality_weight,
-        lorenz,
-        functional,
-        flows,
-        landuse,
-        provenance,
-        inputs: inputs_list,
-        classing: Some(params.classes),
-        n_classes: params.n_classes,
-        albers: Some(Albers {
-            lat_1: params.projection.lat_1,
-            lat_2: params.projection.lat_2,
-            lon_0: params.projection.lon_0,
-            ..Albers::china()
-        }),
-        co2: params.mass == Mass::Co2,
-        robustness,
-    })
+    Ok(list)
 }
 
 /// What a wired `sweep` says: each unit's modal zone and its probability, its probability of
@@ -830,11 +880,13 @@ mod tests {
             ],
             &params(),
         );
-        // 6 variables × (1 map for 2020 + 2 small multiples) + the zone map, 4 units each.
+        // 6 maps of 2020 and the zone map draw each of the 4 units; the 2 small multiples of
+        // each variable draw one path per colour.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            4 * (6 * 3 + 1)
+            4 * (6 + 1)
         );
+        assert_eq!(html.matches(r#"<svg class="map""#).count(), 6 + 1 + 6 * 2);
         assert!(
             !html.contains("http"),
             "the report must not reference the network"
@@ -1140,11 +1192,12 @@ mod tests {
     #[test]
     fn henan_report_has_one_path_per_unit_and_map() {
         let (html, geo) = run(henan_inputs(), &params());
-        // 6 maps of 2020 and 6 rows of 5 small multiples, each with all 123 units.
+        // 6 maps of 2020 with all 123 units each, and 6 rows of 5 small multiples.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            123 * (6 + 6 * 5)
+            123 * 6
         );
+        assert_eq!(html.matches(r#"<svg class="map""#).count(), 6 + 6 * 5);
         assert!(!html.contains("http"));
         assert!(html.len() < 4_000_000, "{} bytes", html.len());
         assert!(html.contains("national_key_development"));
@@ -1211,10 +1264,10 @@ mod tests {
             html.contains("Total paid: <b>5\u{2009}000</b>; total received: <b>−2\u{2009}000</b>")
         );
         assert!(html.contains("1 units balanced"));
-        // The role map: 4 more unit paths.
+        // With the LISA, cluster and role maps: 9 large maps of 4 units.
         assert_eq!(
             html.matches(r#"<path class="unit" data-id=""#).count(),
-            4 * (6 * 3 + 3)
+            4 * (6 + 3)
         );
         let text = strings(&geo, "geojson", "content").unwrap().remove(0);
         assert!(text.contains(r#""lisa":"HH""#) && text.contains(r#""cluster":2"#));
