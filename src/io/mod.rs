@@ -6,6 +6,7 @@ pub mod csv_table;
 pub mod export;
 pub mod geotiff;
 pub mod geotiff_writer;
+pub mod lzw;
 pub mod mosaic;
 pub mod parquet;
 pub mod vector;
