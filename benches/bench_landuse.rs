@@ -5,7 +5,7 @@
 //! # CLCD-like rasters (class patches, villages, towns, rivers, lakes, speckle) in CLCD's Albers,
 //! # each year twice: LZW strips of one row (as GDAL writes CLCD's provincial files) and DEFLATE
 //! # 256 × 256 tiles; plus a lattice of jittered quadrilateral units in lon/lat.
-//! cargo run --release --example bench_landuse -- texture DIR WIDTH HEIGHT [YEARS] [PIXEL_M] [UNIT_KM]
+//! cargo run --release --example bench_landuse -- texture DIR WIDTH HEIGHT [YEARS] [PIXEL_M] [UNIT_KM] [X_MIN Y_MAX] [lzw|deflate]
 //! cargo run --release --example bench_landuse -- DIR/lzw_2000.tif DIR/units_lonlat.geojson [runs] [more years' rasters…]
 //! ```
 //!
@@ -86,7 +86,7 @@ fn main() {
     }
     if args.len() < 3 {
         eprintln!(
-            "usage: bench_landuse RASTER.tif UNITS_LONLAT.geojson [runs] [MORE_RASTERS.tif…]\n       bench_landuse texture DIR WIDTH HEIGHT [YEARS] [PIXEL_M] [UNIT_KM]\n       bench_landuse decode RASTER.tif…"
+            "usage: bench_landuse RASTER.tif UNITS_LONLAT.geojson [runs] [MORE_RASTERS.tif…]\n       bench_landuse texture DIR WIDTH HEIGHT [YEARS] [PIXEL_M] [UNIT_KM] [X_MIN Y_MAX] [lzw|deflate]\n       bench_landuse decode RASTER.tif…"
         );
         std::process::exit(2);
     }
@@ -182,9 +182,17 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // CLCD-like texture
 
-/// Origin of the synthetic rasters in CLCD's Albers (metres): south-west Henan.
+/// Default origin of the synthetic rasters in CLCD's Albers (metres): Henan's north-west corner.
 const X_MIN: f64 = 200_000.0;
 const Y_MAX: f64 = 3_900_000.0;
+
+/// Where a synthetic raster lies and its pixel size, in CLCD's Albers (metres).
+#[derive(Clone, Copy)]
+struct Place {
+    x_min: f64,
+    y_max: f64,
+    pixel_m: f64,
+}
 
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -235,11 +243,11 @@ fn settlement(seed: u64, x: f64, y: f64, cell: f64, p: f32, r_max: f64, growth: 
 
 /// CLCD codes of one raster row: 1 cropland, 2 forest, 3 shrub, 4 grassland, 5 water,
 /// 7 barren, 8 impervious, 9 wetland. `year` (0, 1, …) grows towns and moves speckle.
-fn texture_row(row: usize, pixel_m: f64, year: u32, out: &mut [u8]) {
-    let y = Y_MAX - (row as f64 + 0.5) * pixel_m;
+fn texture_row(row: usize, at: Place, year: u32, out: &mut [u8]) {
+    let y = at.y_max - (row as f64 + 0.5) * at.pixel_m;
     let growth = 1.0 + 0.015 * f64::from(year);
     for (col, v) in out.iter_mut().enumerate() {
-        let x = X_MIN + (col as f64 + 0.5) * pixel_m;
+        let x = at.x_min + (col as f64 + 0.5) * at.pixel_m;
         // Relief and moisture at regional scale; patches at field to landscape scales, with
         // the coordinates warped so that edges meander.
         let relief = noise(1, x, y, 60_000.0) * 0.7 + noise(2, x, y, 15_000.0) * 0.3;
@@ -328,7 +336,7 @@ fn albers_keys() -> (Vec<u16>, Vec<f64>) {
 
 /// Writes a CLCD-like raster: LZW strips of one row (`tiled` false) or DEFLATE 256 × 256 tiles.
 /// Chunks are coded in parallel, band by band, so memory stays at one band of rows.
-fn write_raster(path: &Path, w: usize, h: usize, pixel_m: f64, year: u32, tiled: bool) {
+fn write_raster(path: &Path, w: usize, h: usize, at: Place, year: u32, tiled: bool) {
     use tiff::encoder::TiffEncoder;
     use tiff::tags::Tag;
     const TILE: usize = 256;
@@ -341,7 +349,7 @@ fn write_raster(path: &Path, w: usize, h: usize, pixel_m: f64, year: u32, tiled:
         let mut band = vec![0u8; rows * w];
         band.par_chunks_mut(w)
             .enumerate()
-            .for_each(|(r, out)| texture_row(band0 + r, pixel_m, year, out));
+            .for_each(|(r, out)| texture_row(band0 + r, at, year, out));
         let chunks: Vec<Vec<u8>> = if tiled {
             (0..w.div_ceil(TILE))
                 .into_par_iter()
@@ -389,11 +397,11 @@ fn write_raster(path: &Path, w: usize, h: usize, pixel_m: f64, year: u32, tiled:
         dir.write_tag(Tag::StripByteCounts, &counts[..]).unwrap();
     }
     dir.write_tag(Tag::SampleFormat, 1u16).unwrap();
-    dir.write_tag(Tag::ModelPixelScaleTag, &[pixel_m, pixel_m, 0.0][..])
+    dir.write_tag(Tag::ModelPixelScaleTag, &[at.pixel_m, at.pixel_m, 0.0][..])
         .unwrap();
     dir.write_tag(
         Tag::ModelTiepointTag,
-        &[0.0, 0.0, 0.0, X_MIN, Y_MAX, 0.0][..],
+        &[0.0, 0.0, 0.0, at.x_min, at.y_max, 0.0][..],
     )
     .unwrap();
     dir.write_tag(Tag::GeoKeyDirectoryTag, &keys[..]).unwrap();
@@ -406,13 +414,13 @@ fn write_raster(path: &Path, w: usize, h: usize, pixel_m: f64, year: u32, tiled:
 /// Units: a lattice of quadrilaterals of about `unit_km` a side with jittered shared corners,
 /// densified edges, inverse-projected to lon/lat (so the stage reprojects them, as it does
 /// counties). Written as GeoJSON with `unit_id`.
-fn write_units(path: &Path, w: usize, h: usize, pixel_m: f64, unit_km: f64) {
+fn write_units(path: &Path, w: usize, h: usize, at: Place, unit_km: f64) {
     let albers = proj4rs::Proj::from_proj_string(
         "+proj=aea +lat_1=25 +lat_2=47 +lat_0=0 +lon_0=105 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs",
     )
     .expect("Albers");
     let lonlat = proj4rs::Proj::from_proj_string("+proj=longlat +ellps=WGS84 +no_defs").unwrap();
-    let (width_m, height_m) = (w as f64 * pixel_m, h as f64 * pixel_m);
+    let (width_m, height_m) = (w as f64 * at.pixel_m, h as f64 * at.pixel_m);
     let (nx, ny) = (
         (width_m / (unit_km * 1000.0)).round().max(1.0) as i64,
         (height_m / (unit_km * 1000.0)).round().max(1.0) as i64,
@@ -427,8 +435,8 @@ fn write_units(path: &Path, w: usize, h: usize, pixel_m: f64, unit_km: f64) {
             }
         };
         (
-            X_MIN + (i as f64 + jitter(0, i == 0 || i == nx)) * cw,
-            Y_MAX - (j as f64 + jitter(1, j == 0 || j == ny)) * ch,
+            at.x_min + (i as f64 + jitter(0, i == 0 || i == nx)) * cw,
+            at.y_max - (j as f64 + jitter(1, j == 0 || j == ny)) * ch,
         )
     };
     let mut features = Vec::new();
@@ -469,13 +477,23 @@ fn texture_command(args: &[String]) {
     };
     let dir = PathBuf::from(args.first().expect("DIR"));
     let (w, h) = (arg(1, 20_000.0) as usize, arg(2, 17_550.0) as usize);
-    let (years, pixel_m, unit_km) = (arg(3, 1.0) as u32, arg(4, 30.0), arg(5, 40.0));
+    let (years, unit_km) = (arg(3, 1.0) as u32, arg(5, 40.0));
+    let at = Place {
+        pixel_m: arg(4, 30.0),
+        x_min: arg(6, X_MIN),
+        y_max: arg(7, Y_MAX),
+    };
+    let formats: &[(bool, &str)] = match args.get(8).map(String::as_str) {
+        Some("lzw") => &[(false, "lzw")],
+        Some("deflate") => &[(true, "deflate")],
+        _ => &[(false, "lzw"), (true, "deflate")],
+    };
     std::fs::create_dir_all(&dir).expect("DIR is writable");
     for year in 0..years {
-        for (tiled, name) in [(false, "lzw"), (true, "deflate")] {
+        for &(tiled, name) in formats {
             let path = dir.join(format!("{name}_{}.tif", 2000 + year));
             let t = Instant::now();
-            write_raster(&path, w, h, pixel_m, year, tiled);
+            write_raster(&path, w, h, at, year, tiled);
             let size = std::fs::metadata(&path).map_or(0, |m| m.len());
             println!(
                 "{}: {w} × {h} px, {:.1} MB ({:.2} bits a pixel), {:.1} s",
@@ -486,7 +504,7 @@ fn texture_command(args: &[String]) {
             );
         }
     }
-    write_units(&dir.join("units_lonlat.geojson"), w, h, pixel_m, unit_km);
+    write_units(&dir.join("units_lonlat.geojson"), w, h, at, unit_km);
     println!("{}", dir.join("units_lonlat.geojson").display());
 }
 
