@@ -10,7 +10,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
+use std::sync::Arc;
+
+use tiff::decoder::{ChunkType, Decoder, Limits};
 use tiff::tags::Tag;
 
 /// Why a GeoTIFF could not be used.
@@ -75,6 +77,8 @@ pub struct GeoTiffInfo {
     pub transform: GeoTransform,
     /// `None` when the file has no GeoKey directory.
     pub crs: Option<Crs>,
+    /// Where the chunks lie in the file and how they are coded.
+    storage: Arc<Storage>,
 }
 
 impl GeoTiffInfo {
@@ -317,7 +321,29 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
         }
     };
     let tiled = dec.get_chunk_type() == ChunkType::Tile;
-    let (chunk_width, chunk_height) = dec.chunk_dimensions();
+    let (width, height) = (width as usize, height as usize);
+    let storage = read_storage(path, &mut dec, compression, sample, tiled, height)?;
+    let (chunk_width, chunk_height) = if tiled {
+        let (w, h) = dec.chunk_dimensions();
+        (w as usize, h as usize)
+    } else {
+        (
+            width,
+            (storage.strip_rows * storage.strips_per_chunk).min(height),
+        )
+    };
+    let decoded_bytes = chunk_width
+        .saturating_mul(chunk_height)
+        .saturating_mul(sample.bytes());
+    let file_len = usize::try_from(storage.file_len).unwrap_or(usize::MAX);
+    if decoded_bytes > limits(file_len).decoding_buffer_size {
+        return Err(tiff_err(
+            path,
+            format!(
+                "chunks of {chunk_width} × {chunk_height} pixels cannot be coded in a file of {file_len} bytes"
+            ),
+        ));
+    }
     let nodata = match dec
         .find_tag(Tag::GdalNodata)
         .map_err(|e| tiff_err(path, e))?
@@ -434,16 +460,17 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
         .map_err(|m| unsupported(path, m))?;
     Ok(GeoTiffInfo {
         path: path.to_owned(),
-        width: width as usize,
-        height: height as usize,
+        width,
+        height,
         sample,
         tiled,
-        chunk_width: chunk_width as usize,
-        chunk_height: chunk_height as usize,
+        chunk_width,
+        chunk_height,
         compression,
         nodata,
         transform,
         crs,
+        storage: Arc::new(storage),
     })
 }
 
@@ -734,25 +761,252 @@ pub enum ChunkPixels<'a> {
     U16(&'a [u16]),
 }
 
-/// A decoder for one thread: reads chunks into a reused buffer.
+impl SampleType {
+    /// Bytes per pixel.
+    pub fn bytes(self) -> usize {
+        match self {
+            SampleType::U8 => 1,
+            SampleType::U16 => 2,
+        }
+    }
+}
+
+/// How the chunks of a file are compressed (TIFF 6.0, Adobe 1992, section 3 and 13; DEFLATE
+/// as the Adobe PageMaker 6.0 TIFF Technical Notes, 1995, define it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    None,
+    Lzw,
+    Deflate,
+    PackBits,
+}
+
+/// Decoded strips a chunk of a stripped file gathers, at least: files written with a few rows
+/// per strip (GDAL's default is one 8 KB strip) are read in batches of strips, so the cost of
+/// a chunk (a task, a read, a decoder reset, a window of the histogram) is spread over enough
+/// pixels.
+const STRIP_BATCH_BYTES: usize = 256 << 10;
+
+/// Where the chunks of a file lie and how they are coded: the IFD's StripOffsets/TileOffsets
+/// and byte counts, Compression, Predictor and the byte order.
+struct Storage {
+    offsets: Vec<u64>,
+    byte_counts: Vec<u64>,
+    codec: Codec,
+    /// Horizontal differencing (Predictor = 2, TIFF 6.0 section 14).
+    predictor: bool,
+    big_endian: bool,
+    /// Rows of one strip (the image height for tiled files: unused there).
+    strip_rows: usize,
+    /// Strips read as one chunk (1 for tiled files).
+    strips_per_chunk: usize,
+    file_len: u64,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Storage {{ {} chunks, {:?}, predictor {}, {} rows a strip, {} strips a chunk }}",
+            self.offsets.len(),
+            self.codec,
+            self.predictor,
+            self.strip_rows,
+            self.strips_per_chunk
+        )
+    }
+}
+
+/// Reads what [`ChunkReader`] needs from the IFD and checks that every chunk lies in the file.
+fn read_storage(
+    path: &Path,
+    dec: &mut Decoder<BufReader<File>>,
+    compression: &str,
+    sample: SampleType,
+    tiled: bool,
+    height: usize,
+) -> Result<Storage, GeoTiffError> {
+    let codec = match compression {
+        "LZW" => Codec::Lzw,
+        "DEFLATE" => Codec::Deflate,
+        "PackBits" => Codec::PackBits,
+        _ => Codec::None,
+    };
+    let predictor = match dec
+        .find_tag_unsigned::<u16>(Tag::Predictor)
+        .map_err(|e| tiff_err(path, e))?
+        .unwrap_or(1)
+    {
+        1 => false,
+        2 => true,
+        other => {
+            return Err(unsupported(
+                path,
+                format!("predictor {other} (only none and horizontal differencing for integers)"),
+            ));
+        }
+    };
+    let (offsets_tag, counts_tag) = if tiled {
+        (Tag::TileOffsets, Tag::TileByteCounts)
+    } else {
+        (Tag::StripOffsets, Tag::StripByteCounts)
+    };
+    let offsets = dec
+        .get_tag_u64_vec(offsets_tag)
+        .map_err(|e| tiff_err(path, e))?;
+    let byte_counts = dec
+        .get_tag_u64_vec(counts_tag)
+        .map_err(|e| tiff_err(path, e))?;
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| tiff_err(path, e))?
+        .len();
+    if let Some(i) = (0..offsets.len().min(byte_counts.len())).find(|&i| {
+        offsets[i]
+            .checked_add(byte_counts[i])
+            .is_none_or(|end| end > file_len)
+    }) {
+        return Err(tiff_err(
+            path,
+            format!(
+                "chunk {i} ({} bytes at offset {}) ends past the end of the file ({file_len} bytes)",
+                byte_counts[i], offsets[i]
+            ),
+        ));
+    }
+    let (strip_rows, strips_per_chunk) = if tiled {
+        (height, 1)
+    } else {
+        let rows = dec.chunk_dimensions().1 as usize;
+        let rows = rows.clamp(1, height.max(1));
+        let (width, _) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
+        let strip_bytes = (width as usize).saturating_mul(rows) * sample.bytes();
+        (rows, STRIP_BATCH_BYTES.div_ceil(strip_bytes.max(1)).max(1))
+    };
+    Ok(Storage {
+        offsets,
+        byte_counts,
+        codec,
+        predictor,
+        big_endian: dec.byte_order() == tiff::tags::ByteOrder::BigEndian,
+        strip_rows,
+        strips_per_chunk,
+        file_len,
+    })
+}
+
+/// The decoder state of one codec, kept from chunk to chunk so that decoding allocates nothing.
+enum Inflater {
+    None,
+    Lzw(crate::io::lzw::LzwTable),
+    Deflate(Box<flate2::Decompress>),
+    PackBits,
+}
+
+impl Inflater {
+    fn new(codec: Codec) -> Self {
+        match codec {
+            Codec::None => Inflater::None,
+            Codec::Lzw => Inflater::Lzw(crate::io::lzw::LzwTable::default()),
+            Codec::Deflate => Inflater::Deflate(Box::new(flate2::Decompress::new(true))),
+            Codec::PackBits => Inflater::PackBits,
+        }
+    }
+
+    /// Decodes one chunk's bytes into `out`, filling it; returns the bytes written when the
+    /// data ends early. Bytes past `out` are ignored (some writers pad the last strip).
+    fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize, String> {
+        match self {
+            Inflater::None => {
+                let n = input.len().min(out.len());
+                out[..n].copy_from_slice(&input[..n]);
+                Ok(n)
+            }
+            Inflater::Lzw(table) => {
+                crate::io::lzw::decode(input, out, table).map_err(|e| e.to_string())
+            }
+            Inflater::Deflate(d) => {
+                d.reset(true);
+                d.decompress(input, out, flate2::FlushDecompress::Finish)
+                    .map_err(|e| format!("DEFLATE: {e}"))?;
+                Ok(usize::try_from(d.total_out()).unwrap_or(usize::MAX))
+            }
+            Inflater::PackBits => Ok(unpack_bits(input, out)),
+        }
+    }
+}
+
+/// Decodes PackBits (Apple Technical Note TN1023, 1996; TIFF 6.0 section 9): a header byte n
+/// copies n + 1 literal bytes (0 ≤ n ≤ 127) or repeats the next byte 1 − n times
+/// (−127 ≤ n ≤ −1); −128 is skipped. Returns the bytes written.
+fn unpack_bits(input: &[u8], out: &mut [u8]) -> usize {
+    let (mut i, mut o) = (0, 0);
+    while i < input.len() && o < out.len() {
+        let n = input[i].cast_signed();
+        i += 1;
+        if n >= 0 {
+            let len = (usize::from(n.cast_unsigned()) + 1)
+                .min(input.len() - i)
+                .min(out.len() - o);
+            out[o..o + len].copy_from_slice(&input[i..i + len]);
+            i += len;
+            o += len;
+        } else if n != -128 {
+            let Some(&v) = input.get(i) else { break };
+            i += 1;
+            let len = (1 + usize::from(n.unsigned_abs())).min(out.len() - o);
+            out[o..o + len].fill(v);
+            o += len;
+        }
+    }
+    o
+}
+
+/// Undoes horizontal differencing (TIFF 6.0, section 14) on rows of `row_len` samples.
+fn undo_predictor<T: Copy>(data: &mut [T], row_len: usize, add: impl Fn(T, T) -> T) {
+    for row in data.chunks_mut(row_len.max(1)) {
+        for i in 1..row.len() {
+            row[i] = add(row[i], row[i - 1]);
+        }
+    }
+}
+
+/// A decoder for one thread: reads a chunk's bytes with one read and decodes them straight
+/// into a reused buffer (no allocation once the buffers have grown to a chunk).
 pub struct ChunkReader {
     path: PathBuf,
+    file: File,
+    storage: Arc<Storage>,
+    sample: SampleType,
     stride: usize,
-    decoder: Decoder<BufReader<File>>,
-    buffer: DecodingResult,
+    chunk_height: usize,
+    height: usize,
+    tiled: bool,
+    inflater: Inflater,
+    compressed: Vec<u8>,
+    /// Decoded bytes (8-bit pixels, or 16-bit ones before byte-order conversion).
+    bytes: Vec<u8>,
+    wide: Vec<u16>,
 }
 
 impl ChunkReader {
     pub fn new(info: &GeoTiffInfo) -> Result<Self, GeoTiffError> {
-        let buffer = match info.sample {
-            SampleType::U8 => DecodingResult::U8(Vec::new()),
-            SampleType::U16 => DecodingResult::U16(Vec::new()),
-        };
+        let file = File::open(&info.path).map_err(|source| GeoTiffError::FileUnreadable {
+            path: info.path.clone(),
+            source,
+        })?;
         Ok(Self {
             path: info.path.clone(),
+            file,
+            storage: Arc::clone(&info.storage),
+            sample: info.sample,
             stride: info.chunk_width,
-            decoder: decoder(&info.path)?,
-            buffer,
+            chunk_height: info.chunk_height,
+            height: info.height,
+            tiled: info.tiled,
+            inflater: Inflater::new(info.storage.codec),
+            compressed: Vec::new(),
+            bytes: Vec::new(),
+            wide: Vec::new(),
         })
     }
 
@@ -765,28 +1019,106 @@ impl ChunkReader {
     /// rectangle ([`GeoTiffInfo::chunk_rect`]) row by row, each row [`Self::stride`] pixels
     /// apart (the full tile width: edge tiles keep their padding columns).
     pub fn read(&mut self, index: usize) -> Result<ChunkPixels<'_>, GeoTiffError> {
-        let index = u32::try_from(index).map_err(|e| tiff_err(&self.path, e))?;
-        // The tiff crate takes the output row stride in bytes. Reading whole padded tile rows
-        // takes its direct path; cropping edge tiles row by row fails on LZW tiles of 16-bit
-        // data in tiff 0.11.3 ("no lzw end code found").
-        let bytes = if matches!(self.buffer, DecodingResult::U16(_)) {
-            2
+        let px = self.sample.bytes();
+        let storage = Arc::clone(&self.storage);
+        let (first, count, rows) = if self.tiled {
+            (index, 1, self.chunk_height)
         } else {
-            1
+            let first = index * storage.strips_per_chunk;
+            let row0 = first * storage.strip_rows;
+            let rows = self.chunk_height.min(self.height.saturating_sub(row0));
+            (first, rows.div_ceil(storage.strip_rows), rows)
         };
-        self.decoder
-            .read_chunk_to_buffer(&mut self.buffer, index, self.stride * bytes)
-            .map_err(|e| tiff_err(&self.path, e))?;
-        Ok(match &self.buffer {
-            DecodingResult::U8(v) => ChunkPixels::U8(v),
-            DecodingResult::U16(v) => ChunkPixels::U16(v),
-            _ => {
-                return Err(unsupported(
+        if count == 0 || first + count > storage.offsets.len() {
+            return Err(tiff_err(&self.path, format!("no chunk {index}")));
+        }
+        self.bytes.resize(self.stride * rows * px, 0);
+        self.read_compressed(first, count)?;
+        let mut at = 0; // into `compressed`
+        for k in 0..count {
+            let strip = first + k;
+            let n_in = usize::try_from(storage.byte_counts[strip]).unwrap_or(usize::MAX);
+            let rows_here = if self.tiled {
+                rows
+            } else {
+                storage.strip_rows.min(rows - k * storage.strip_rows)
+            };
+            let want = self.stride * rows_here * px;
+            let out_at = k * storage.strip_rows * self.stride * px;
+            let out = &mut self.bytes[out_at..out_at + want];
+            let got = self
+                .inflater
+                .decode(&self.compressed[at..at + n_in], out)
+                .map_err(|m| tiff_err(&self.path, format!("chunk {strip}: {m}")))?;
+            if got < want {
+                return Err(tiff_err(
                     &self.path,
-                    "a pixel type other than 8- or 16-bit unsigned",
+                    format!("chunk {strip} decodes to {got} bytes, {want} expected"),
                 ));
             }
-        })
+            at += n_in;
+        }
+        Ok(self.finish())
+    }
+
+    /// Reads the compressed bytes of chunks `first .. first + count` into `compressed`, one
+    /// after the other: with one read when they lie back to back in the file, as writers put them.
+    fn read_compressed(&mut self, first: usize, count: usize) -> Result<(), GeoTiffError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let s = &self.storage;
+        let range = first..first + count;
+        let total: u64 = s.byte_counts[range.clone()].iter().sum();
+        let total = usize::try_from(total).map_err(|e| tiff_err(&self.path, e))?;
+        self.compressed.resize(total, 0);
+        let contiguous = range
+            .clone()
+            .skip(1)
+            .all(|i| s.offsets[i] == s.offsets[i - 1] + s.byte_counts[i - 1]);
+        let read = |offset: u64, buf: &mut [u8]| -> Result<(), GeoTiffError> {
+            (&self.file)
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| (&self.file).read_exact(buf))
+                .map_err(|e| tiff_err(&self.path, format!("reading chunk data: {e}")))
+        };
+        if contiguous {
+            return read(s.offsets[first], &mut self.compressed);
+        }
+        let mut at = 0;
+        for i in range {
+            let n = usize::try_from(s.byte_counts[i]).map_err(|e| tiff_err(&self.path, e))?;
+            read(s.offsets[i], &mut self.compressed[at..at + n])?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Undoes the predictor and the byte order on the decoded bytes.
+    fn finish(&mut self) -> ChunkPixels<'_> {
+        let row = self.stride;
+        match self.sample {
+            SampleType::U8 => {
+                if self.storage.predictor {
+                    undo_predictor(&mut self.bytes, row, u8::wrapping_add);
+                }
+                ChunkPixels::U8(&self.bytes)
+            }
+            SampleType::U16 => {
+                let big = self.storage.big_endian;
+                self.wide.clear();
+                self.wide.extend(self.bytes.chunks_exact(2).map(|b| {
+                    let b = [b[0], b[1]];
+                    if big {
+                        u16::from_be_bytes(b)
+                    } else {
+                        u16::from_le_bytes(b)
+                    }
+                }));
+                if self.storage.predictor {
+                    undo_predictor(&mut self.wide, row, u16::wrapping_add);
+                }
+                ChunkPixels::U16(&self.wide)
+            }
+        }
     }
 }
 
@@ -867,8 +1199,9 @@ mod tests {
                 (sample, tiled, compression),
                 "{name}"
             );
-            // Tiles 16 × 16 (3 × 3 of them, partial at the edges); strips of 8 rows (5 strips).
-            assert_eq!(info.chunk_count(), if tiled { 9 } else { 5 }, "{name}");
+            // Tiles 16 × 16 (3 × 3 of them, partial at the edges); the 5 strips of 8 rows are
+            // read as one chunk (they hold far less than STRIP_BATCH_BYTES).
+            assert_eq!(info.chunk_count(), if tiled { 9 } else { 1 }, "{name}");
             assert_eq!(info.nodata, Some(0));
             // Origin written by make_fixtures.py (Albers x, y of 113.5° E 34.5° N rounded to 30 m).
             assert_eq!(
@@ -895,6 +1228,94 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strips_read_in_batches_decode_like_the_image_written() {
+        use tiff::encoder::colortype::{Gray8, Gray16};
+        use tiff::encoder::{Compression, DeflateLevel, TiffEncoder};
+        use tiff::tags::Predictor;
+        // 4096 × 300 with 7 rows a strip: 43 strips, the last of 6 rows; 8-bit strips of 28 KB
+        // are read 10 at a time (5 chunks, the last of 20 rows), 16-bit ones 5 at a time.
+        let (w, h) = (4096usize, 300usize);
+        let value = |c: usize, r: usize| ((c / 50 + r / 9) % 7 + (c * r) % 3) as u16;
+        let dir = tempfile::tempdir().unwrap();
+        let kinds = [
+            (Compression::Lzw, Predictor::None),
+            (Compression::Deflate(DeflateLevel::Fast), Predictor::None),
+            (
+                Compression::Deflate(DeflateLevel::Fast),
+                Predictor::Horizontal,
+            ),
+            (Compression::Packbits, Predictor::None),
+            (Compression::Uncompressed, Predictor::None),
+        ];
+        for (k, (compression, predictor)) in kinds.into_iter().enumerate() {
+            for wide in [false, true] {
+                let path = dir.path().join(format!("{k}_{wide}.tif"));
+                let mut file = File::create(&path).unwrap();
+                let mut enc = TiffEncoder::new(&mut file)
+                    .unwrap()
+                    .with_compression(compression)
+                    .with_predictor(predictor);
+                let scale = [30.0, 30.0, 0.0];
+                let tie = [0.0, 0.0, 0.0, 500_000.0, 3_800_000.0, 0.0];
+                macro_rules! write {
+                    ($color:ty, $data:expr) => {{
+                        let mut image = enc.new_image::<$color>(w as u32, h as u32).unwrap();
+                        image.rows_per_strip(7).unwrap();
+                        let e = image.encoder();
+                        e.write_tag(Tag::ModelPixelScaleTag, &scale[..]).unwrap();
+                        e.write_tag(Tag::ModelTiepointTag, &tie[..]).unwrap();
+                        image.write_data(&$data).unwrap();
+                    }};
+                }
+                let grid = (0..h).flat_map(|r| (0..w).map(move |c| value(c, r)));
+                if wide {
+                    write!(Gray16, grid.map(|v| v * 1000).collect::<Vec<u16>>());
+                } else {
+                    write!(Gray8, grid.map(|v| v as u8).collect::<Vec<u8>>());
+                }
+                let info = open(&path).unwrap();
+                assert_eq!(info.chunk_count(), if wide { 9 } else { 5 }, "{k} {wide}");
+                let px = read_all(&info);
+                for r in 0..h {
+                    for c in 0..w {
+                        let want = u32::from(value(c, r)) * if wide { 1000 } else { 1 };
+                        assert_eq!(
+                            px[r * w + c],
+                            want,
+                            "kind {k}, 16-bit {wide}, col {c}, row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn palette_geotiff_reads_as_codes() {
+        // make_palette.py: the pattern of proj_u8_strip_lzw.tif written by GDAL with
+        // Photometric = Palette (3) and CLCD's colour table, as ArcGIS and QGIS export maps.
+        let palette = fixture("proj_u8_strip_lzw_palette.tif");
+        let mut dec = decoder(&palette).unwrap();
+        assert_eq!(
+            dec.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+                .unwrap(),
+            Some(3)
+        );
+        assert!(dec.find_tag(Tag::ColorMap).unwrap().is_some());
+        let info = open(&palette).unwrap();
+        let grey = open(&fixture("proj_u8_strip_lzw.tif")).unwrap();
+        assert_eq!((info.sample, info.nodata), (SampleType::U8, Some(0)));
+        assert_eq!(info.transform, grey.transform);
+        let codes = read_all(&info);
+        assert_eq!(codes, read_all(&grey));
+        // Codes, not colours: the unmapped 12 block and the CLCD values themselves.
+        assert_eq!(
+            (codes[31 * 40 + 35], codes[0], codes[35 * 40 + 39]),
+            (12, 1, 7)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod export;
 pub mod geotiff;
 pub mod geotiff_writer;
+pub mod lzw;
 pub mod mosaic;
 pub mod parquet;
 pub mod vector;

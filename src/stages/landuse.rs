@@ -1722,76 +1722,166 @@ fn histogram_pass(
     let in_pair: Vec<bool> = (0..layers.len())
         .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
         .collect();
-    // Progress in tiles of all years (every window is read for every year of the pass).
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let unit = format!("tiles × {} years", layers.len());
-    let per_chunk: Vec<Vec<Vec<Count>>> = windows
-        .par_iter()
-        .map_init(
-            || new_worker(layers, layout, pairs.len(), n_units),
-            |worker, &(index, window)| -> Result<Vec<Vec<Count>>, StageError> {
-                if ctx.is_cancelled() {
-                    return Err(StageError::failed("cancelled"));
-                }
-                let worker = worker.as_mut().map_err(|e| e.clone())?;
-                let mut out = Vec::with_capacity(layers.len() + pairs.len());
-                let Worker { readers, hists, classes, pair_buf } = worker;
-                for k in 0..layers.len() {
-                    let too_many = |e| {
-                        StageError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
-                            .with_hint("a land-use raster holds class codes; check that this is the right file")
-                    };
-                    let pixels = match &mut readers[k] {
-                        LayerReader::File { reader, direct: true, .. } => reader
-                            .read(index.expect("direct reads follow the layout's chunks"))
-                            .map_err(|e| StageError::data(e.to_string()))?,
-                        LayerReader::File { reader, region, .. } => region
-                            .read(reader, &layers[k].files[0].info, window)
-                            .map_err(|e| StageError::data(e.to_string()))?,
-                        LayerReader::Mosaic(m) => {
-                            m.read(layers[k], window).map_err(|e| layer_error(e, transform))?
-                        }
-                    };
-                    let counts = match pixels {
-                        ChunkPixels::U8(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
-                        ChunkPixels::U16(d) => hists[k].count(spans, window, d, row_area).map_err(too_many)?,
-                    };
-                    out.push(counts);
-                    if in_pair[k] {
-                        // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
-                        let cls = &mut classes[k];
-                        cls.clear();
-                        match pixels {
-                            ChunkPixels::U8(d) => cls.extend_from_slice(d),
-                            ChunkPixels::U16(d) => cls.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX))),
-                        }
-                    }
-                }
-                for (p, &(a, b)) in pairs.iter().enumerate() {
-                    let n = classes[a].len().min(classes[b].len());
-                    pair_buf.clear();
-                    pair_buf.extend(classes[a][..n].iter().zip(&classes[b][..n]).map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)));
-                    let counts = hists[layers.len() + p].count(spans, window, pair_buf, row_area).map_err(|e| StageError::internal(e.to_string()))?;
-                    out.push(counts);
-                }
-                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                ctx.progress(finished, windows.len() as u64, &unit);
-                Ok(out)
-            },
+    let pool = WorkerPool::default();
+    let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
+        count_window(
+            worker, layers, pairs, &in_pair, spans, row_area, transform, index, window,
         )
-        .collect::<Result<_, _>>()?;
-    // Add up in window order: float sums do not depend on scheduling.
+    };
+    // Windows in batches, each batch's counts added up in window order before the next is read:
+    // float sums do not depend on scheduling, and memory holds one batch of counts, not the
+    // counts of every window of every year.
     let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
-    for chunk in per_chunk {
-        for (layer, counts) in chunk.into_iter().enumerate() {
-            for c in counts {
-                let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
-                e.0 += c.pixels;
-                e.1 += c.area_m2;
+    // Progress in tiles of all years (every window is read for every year of the pass).
+    let unit = format!("tiles × {} years", layers.len());
+    let mut done = 0u64;
+    for batch in windows.chunks(WINDOWS_PER_BATCH) {
+        let per_window: Vec<Vec<Vec<Count>>> = batch
+            .par_iter()
+            .map_init(
+                || pool.take(|| new_worker(layers, layout, pairs.len(), n_units)),
+                |worker, &(index, window)| -> Result<Vec<Vec<Count>>, StageError> {
+                    if ctx.is_cancelled() {
+                        return Err(StageError::failed("cancelled"));
+                    }
+                    let worker = worker.get().map_err(|e| e.clone())?;
+                    count(worker, index, window)
+                },
+            )
+            .collect::<Result<_, _>>()?;
+        for counts_of_window in per_window {
+            for (layer, counts) in counts_of_window.into_iter().enumerate() {
+                for c in counts {
+                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
+                    e.0 += c.pixels;
+                    e.1 += c.area_m2;
+                }
+            }
+        }
+        done += batch.len() as u64;
+        ctx.progress(done, windows.len() as u64, &unit);
+    }
+    Ok(maps)
+}
+
+/// Windows read in parallel before their counts are added up.
+const WINDOWS_PER_BATCH: usize = 256;
+
+/// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
+/// for every batch would cost more than small windows).
+#[derive(Default)]
+struct WorkerPool(std::sync::Mutex<Vec<Worker>>);
+
+/// A worker on loan from a [`WorkerPool`], given back when dropped.
+struct PooledWorker<'a> {
+    worker: Option<Result<Worker, StageError>>,
+    pool: &'a WorkerPool,
+}
+
+impl WorkerPool {
+    fn take(&self, make: impl FnOnce() -> Result<Worker, StageError>) -> PooledWorker<'_> {
+        let kept = self.0.lock().ok().and_then(|mut v| v.pop());
+        PooledWorker {
+            worker: Some(kept.map_or_else(make, Ok)),
+            pool: self,
+        }
+    }
+}
+
+impl PooledWorker<'_> {
+    fn get(&mut self) -> Result<&mut Worker, &StageError> {
+        match self.worker.as_mut() {
+            Some(Ok(w)) => Ok(w),
+            Some(Err(e)) => Err(e),
+            None => unreachable!("a pooled worker is present until dropped"),
+        }
+    }
+}
+
+impl Drop for PooledWorker<'_> {
+    fn drop(&mut self) {
+        if let (Some(Ok(w)), Ok(mut kept)) = (self.worker.take(), self.pool.0.lock()) {
+            kept.push(w);
+        }
+    }
+}
+
+/// Reads one window of every layer and counts it: one list per layer, then one per pair.
+#[allow(clippy::too_many_arguments)]
+fn count_window(
+    worker: &mut Worker,
+    layers: &[&Mosaic],
+    pairs: &[(usize, usize)],
+    in_pair: &[bool],
+    spans: &Spans,
+    row_area: Option<&[f64]>,
+    transform: &GeoTransform,
+    index: Option<usize>,
+    window: Window,
+) -> Result<Vec<Vec<Count>>, StageError> {
+    let mut out = Vec::with_capacity(layers.len() + pairs.len());
+    let Worker {
+        readers,
+        hists,
+        classes,
+        pair_buf,
+    } = worker;
+    for k in 0..layers.len() {
+        let too_many = |e| {
+            StageError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
+                .with_hint("a land-use raster holds class codes; check that this is the right file")
+        };
+        let pixels = match &mut readers[k] {
+            LayerReader::File {
+                reader,
+                direct: true,
+                ..
+            } => reader
+                .read(index.expect("direct reads follow the layout's chunks"))
+                .map_err(|e| StageError::data(e.to_string()))?,
+            LayerReader::File { reader, region, .. } => region
+                .read(reader, &layers[k].files[0].info, window)
+                .map_err(|e| StageError::data(e.to_string()))?,
+            LayerReader::Mosaic(m) => m
+                .read(layers[k], window)
+                .map_err(|e| layer_error(e, transform))?,
+        };
+        let counts = match pixels {
+            ChunkPixels::U8(d) => hists[k]
+                .count(spans, window, d, row_area)
+                .map_err(too_many)?,
+            ChunkPixels::U16(d) => hists[k]
+                .count(spans, window, d, row_area)
+                .map_err(too_many)?,
+        };
+        out.push(counts);
+        if in_pair[k] {
+            // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
+            let cls = &mut classes[k];
+            cls.clear();
+            match pixels {
+                ChunkPixels::U8(d) => cls.extend_from_slice(d),
+                ChunkPixels::U16(d) => {
+                    cls.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)))
+                }
             }
         }
     }
-    Ok(maps)
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        let n = classes[a].len().min(classes[b].len());
+        pair_buf.clear();
+        pair_buf.extend(
+            classes[a][..n]
+                .iter()
+                .zip(&classes[b][..n])
+                .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
+        );
+        let counts = hists[layers.len() + p]
+            .count(spans, window, pair_buf, row_area)
+            .map_err(|e| StageError::internal(e.to_string()))?;
+        out.push(counts);
+    }
+    Ok(out)
 }
 
 /// The tabular path: yearbook areas per unit, year and class (or code).
