@@ -36,6 +36,13 @@ pub enum Event {
         stage: String,
         message: String,
     },
+    /// A stage's batch jobs (its shards and itself), as their counts change.
+    Jobs {
+        stage: String,
+        pending: usize,
+        running: usize,
+        done: usize,
+    },
     RunFinished,
 }
 
@@ -61,6 +68,12 @@ impl Reporter for PlainReporter {
             Event::StageFailed { stage, message } => format!("FAILED  {stage}: {message}"),
             Event::StageSkipped { stage, reason } => format!("skipped {stage}: {reason}"),
             Event::Warning { stage, message } => format!("warning {stage}: {message}"),
+            Event::Jobs {
+                stage,
+                pending,
+                running,
+                done,
+            } => format!("jobs    {stage}: {pending} pending, {running} running, {done} done"),
             Event::RunStarted { .. } | Event::RunFinished => return,
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -159,6 +172,19 @@ impl Reporter for TerminalReporter {
             }
             Event::Warning { stage, message } => {
                 let _ = self.multi.println(format!("warning {stage}: {message}"));
+            }
+            Event::Jobs {
+                stage,
+                pending,
+                running,
+                done,
+            } => {
+                let running_bars = self.running.lock().expect("reporter lock is never poisoned");
+                if let Some((_, bar)) = running_bars.iter().find(|(s, _)| s == stage) {
+                    bar.set_message(format!(
+                        "{stage}: jobs {pending} pending, {running} running, {done} done"
+                    ));
+                }
             }
             Event::RunFinished => {
                 self.overall.finish_and_clear();

@@ -782,6 +782,8 @@ pub fn invocation(
         inputs,
         sources: stage.sources.clone(),
         outputs: stage.outputs.iter().map(|o| o.name.clone()).collect(),
+        shard: None,
+        memo: None,
     }
 }
 
