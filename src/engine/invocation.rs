@@ -80,11 +80,16 @@ impl Invocation {
         }
         let mut ctx = StageContext::new(&self.stage, &self.study_dir, self.sources.clone());
         if let Some(memo) = &self.memo {
-            ctx = ctx.with_memo(Arc::new(CacheMemo(shared_cache(&memo.cache_dir)?)), memo.scope.clone());
+            ctx = ctx.with_memo(
+                Arc::new(CacheMemo(shared_cache(&memo.cache_dir)?)),
+                memo.scope.clone(),
+            );
         }
         let inputs = Inputs::new(tables);
         let outputs = match &self.shard {
-            Some(shard) => prepared.run_shard(shard, &inputs, &ctx).map(|()| Vec::new())?,
+            Some(shard) => prepared
+                .run_shard(shard, &inputs, &ctx)
+                .map(|()| Vec::new())?,
             None => prepared.run(&inputs, &ctx)?,
         };
         crate::engine::finite::check_outputs(&outputs)?;

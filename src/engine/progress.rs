@@ -179,7 +179,10 @@ impl Reporter for TerminalReporter {
                 running,
                 done,
             } => {
-                let running_bars = self.running.lock().expect("reporter lock is never poisoned");
+                let running_bars = self
+                    .running
+                    .lock()
+                    .expect("reporter lock is never poisoned");
                 if let Some((_, bar)) = running_bars.iter().find(|(s, _)| s == stage) {
                     bar.set_message(format!(
                         "{stage}: jobs {pending} pending, {running} running, {done} done"

@@ -287,9 +287,9 @@ impl<'a> State<'a> {
             .deps
             .iter()
             .find(|&&d| {
-                self.results[d].as_ref().is_some_and(|r| {
-                    matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
-                })
+                self.results[d]
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.status, StageStatus::Failed | StageStatus::Skipped))
             })
             .map(|&bad| format!("upstream `{}` did not complete", plan.stages[bad].name))
     }
@@ -418,7 +418,6 @@ fn run_record(plan: &Plan, report: &RunReport) -> RunRecord {
     }
     record
 }
-
 
 /// The manifests of stage `i`'s upstream stages that have one.
 fn upstream_manifests(
@@ -582,7 +581,10 @@ impl Env<'_> {
         };
         if let Some(&missing) = stage.deps.iter().find(|d| !upstream.contains_key(d)) {
             // Only a dry run gets here: the upstream would run, so its output digest is unknown.
-            let reason = format!("upstream `{}` would run first", self.plan.stages[missing].name);
+            let reason = format!(
+                "upstream `{}` would run first",
+                self.plan.stages[missing].name
+            );
             return Outcome::Done(Box::new(would_run(&stage.name, Some(reason), None)));
         }
         let key = match stage_key(self.plan, i, upstream, &sources) {
@@ -654,7 +656,14 @@ impl Env<'_> {
             warnings: computed.warnings,
             memos: computed.memos,
         };
-        match commit(self.cache, stage, &key, key.digest(), computed.outputs, extras) {
+        match commit(
+            self.cache,
+            stage,
+            &key,
+            key.digest(),
+            computed.outputs,
+            extras,
+        ) {
             Ok(manifest) => {
                 let _ = self.cache.save_last_key(&self.plan.study_id, &name, &key);
                 let rows = manifest.outputs.first().map_or(0, |o| o.rows);
@@ -689,7 +698,6 @@ fn would_run(name: &str, reason: Option<String>, key: Option<CacheKey>) -> Stage
         error: None,
     }
 }
-
 
 /// What a computation records besides its outputs.
 struct Extras {

@@ -458,7 +458,10 @@ fn stage_spec(
                 source,
                 format!("stage `{name}`: invalid `resources`: {e}"),
                 here("resources"),
-                Some("write `resources: { cpus: 8, mem: 16G, time: 1h }` (any of the three)".to_owned()),
+                Some(
+                    "write `resources: { cpus: 8, mem: 16G, time: 1h }` (any of the three)"
+                        .to_owned(),
+                ),
             )
         })?),
     };

@@ -650,7 +650,9 @@ pub trait PreparedStage: Send + Sync {
         _inputs: &Inputs,
         _ctx: &StageContext,
     ) -> Result<(), StageError> {
-        Err(StageError::internal(format!("this stage has no shard `{shard}`")))
+        Err(StageError::internal(format!(
+            "this stage has no shard `{shard}`"
+        )))
     }
 }
 

@@ -54,7 +54,9 @@ impl Executor for LocalExecutor {
                     .unwrap_or_default();
                 Err(ComputeError::Failed(
                     StageError::internal(format!("stage kind `{}` panicked: {what}", stage.kind))
-                        .with_hint("this is a bug in pipeline; please report it with the study file"),
+                        .with_hint(
+                            "this is a bug in pipeline; please report it with the study file",
+                        ),
                 ))
             }
         }

@@ -132,11 +132,15 @@ pub fn memory_mb(text: &str) -> Result<u64, String> {
 /// plain minutes) pass through.
 pub fn slurm_time(text: &str) -> Result<String, String> {
     let t = text.trim();
-    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-') {
+    if !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c == ':' || c == '-')
+    {
         return Ok(t.to_owned());
     }
-    let seconds = duration_seconds(t)
-        .ok_or_else(|| format!("time `{text}` is not a duration (e.g. 90s, 30m, 1h, 2d or HH:MM:SS)"))?;
+    let seconds = duration_seconds(t).ok_or_else(|| {
+        format!("time `{text}` is not a duration (e.g. 90s, 30m, 1h, 2d or HH:MM:SS)")
+    })?;
     if seconds == 0 {
         return Err(format!("time `{text}` must be more than zero"));
     }
@@ -189,7 +193,11 @@ mod tests {
     #[test]
     fn times_become_slurm_day_hour_minute_second() {
         assert_eq!(slurm_time("1h").unwrap(), "0-01:00:00");
-        assert_eq!(slurm_time("90s").unwrap(), "0-00:02:00", "rounded up to minutes");
+        assert_eq!(
+            slurm_time("90s").unwrap(),
+            "0-00:02:00",
+            "rounded up to minutes"
+        );
         assert_eq!(slurm_time("2d").unwrap(), "2-00:00:00");
         assert_eq!(slurm_time("1500m").unwrap(), "1-01:00:00");
         assert_eq!(slurm_time("12:30:00").unwrap(), "12:30:00");

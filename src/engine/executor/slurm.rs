@@ -61,8 +61,7 @@ impl SlurmProfile {
     /// Reads and checks a profile.
     pub fn load(path: &Path) -> Result<Self, Diagnostic> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::user(format!("cannot read executor config {}", path.display()))
-                .caused_by(e)
+            Diagnostic::user(format!("cannot read executor config {}", path.display())).caused_by(e)
         })?;
         let profile: SlurmProfile = serde_saphyr::from_str(&text).map_err(|e| {
             Diagnostic::user(format!("invalid executor config {}", path.display()))
@@ -70,14 +69,21 @@ impl SlurmProfile {
                 .with_hint("it takes `partition`, `account`, `qos`, `sbatch_args`, `default`, `stages`, `worker` and `poll` (see docs/cluster.md)")
         })?;
         profile.check().map_err(|message| {
-            Diagnostic::user(format!("invalid executor config {}: {message}", path.display()))
-                .with_hint("memory as `16G` or `500M`; times as `30m`, `2h` or `HH:MM:SS`; `poll` as `2s`")
+            Diagnostic::user(format!(
+                "invalid executor config {}: {message}",
+                path.display()
+            ))
+            .with_hint(
+                "memory as `16G` or `500M`; times as `30m`, `2h` or `HH:MM:SS`; `poll` as `2s`",
+            )
         })?;
         Ok(profile)
     }
 
     fn check(&self) -> Result<(), String> {
-        self.default.check().map_err(|e| format!("`default`: {e}"))?;
+        self.default
+            .check()
+            .map_err(|e| format!("`default`: {e}"))?;
         for (stage, r) in &self.stages {
             r.check().map_err(|e| format!("`stages.{stage}`: {e}"))?;
         }
@@ -360,7 +366,10 @@ impl SlurmExecutor {
         let mut cmd = Command::new("sbatch");
         cmd.arg("--parsable")
             .arg(format!("--job-name={}", spec.name))
-            .arg(format!("--output={}", spec.dir.join("stdout.log").display()))
+            .arg(format!(
+                "--output={}",
+                spec.dir.join("stdout.log").display()
+            ))
             .arg(format!("--error={}", spec.dir.join("stderr.log").display()))
             .arg(format!("--chdir={}", spec.dir.display()))
             // Lost nodes and preemption are resubmitted here, counted, rather than requeued.
@@ -400,7 +409,9 @@ impl SlurmExecutor {
                 spec.stage, spec.name
             ))
             .caused_by(String::from_utf8_lossy(&out.stderr).trim())
-            .with_hint("check `partition`, `account`, `qos` and `sbatch_args` in the executor config"));
+            .with_hint(
+                "check `partition`, `account`, `qos` and `sbatch_args` in the executor config",
+            ));
         }
         Ok(id)
     }
@@ -551,7 +562,11 @@ enum JobState {
 impl JobState {
     /// `RUNNING`, `CANCELLED by 0`, `NODE_FAIL` → the state.
     fn from_word(text: &str) -> Self {
-        let word = text.split_whitespace().next().unwrap_or("").trim_end_matches('+');
+        let word = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('+');
         match word {
             "" => JobState::Unknown,
             "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
@@ -608,7 +623,10 @@ fn finished(spec: &JobSpec, id: &str, state: &JobState) -> Result<Computed, Comp
 /// The worker's output tables, decoded, in the stage's declared order.
 fn read_outputs(spec: &JobSpec, mut result: WorkerResult) -> Result<Computed, ComputeError> {
     let mut outputs = Vec::with_capacity(result.outputs.len());
-    let declared = spec.outputs.iter().filter_map(|n| result.outputs.remove_entry(n));
+    let declared = spec
+        .outputs
+        .iter()
+        .filter_map(|n| result.outputs.remove_entry(n));
     for (name, out) in declared.collect::<Vec<_>>() {
         let bytes = std::fs::read(&out.path).map_err(|e| {
             StageError::internal(format!(
@@ -619,8 +637,12 @@ fn read_outputs(spec: &JobSpec, mut result: WorkerResult) -> Result<Computed, Co
             .caused_by(e)
         })?;
         let table = crate::io::parquet::from_bytes(bytes).map_err(|e| {
-            StageError::internal(format!("stage `{}`: cannot decode {}", spec.stage, out.path.display()))
-                .caused_by(e)
+            StageError::internal(format!(
+                "stage `{}`: cannot decode {}",
+                spec.stage,
+                out.path.display()
+            ))
+            .caused_by(e)
         })?;
         outputs.push((name, table));
     }
@@ -695,12 +717,18 @@ fn cancelled(spec: &JobSpec) -> ComputeError {
 }
 
 /// A shard's key: the stage's kind and version, the shard's name, the stage's parameters and
-/// the digests of the inputs the shard depends on.
+/// the digests of the inputs the shard depends on (a pattern source's files included).
 fn shard_key(stage: &CacheKey, shard: &Shard) -> CacheKey {
-    let inputs = shard
-        .depends_on
+    let inputs = stage
+        .inputs
         .iter()
-        .filter_map(|i| stage.inputs.get(i).map(|d| (i.clone(), *d)))
+        .filter(|(name, _)| {
+            shard.depends_on.iter().any(|dep| {
+                name.strip_prefix(dep.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+        })
+        .map(|(name, d)| (name.clone(), *d))
         .collect();
     CacheKey {
         format: stage.format,
@@ -758,15 +786,30 @@ mod tests {
 
     #[test]
     fn job_states_sort_into_waiting_lost_and_ended() {
-        assert_eq!(JobState::from_word("RUNNING"), JobState::Waiting("RUNNING".into()));
-        assert_eq!(JobState::from_word("PENDING\n"), JobState::Waiting("PENDING".into()));
-        assert_eq!(JobState::from_word("NODE_FAIL"), JobState::Lost("NODE_FAIL".into()));
-        assert_eq!(JobState::from_word("PREEMPTED"), JobState::Lost("PREEMPTED".into()));
+        assert_eq!(
+            JobState::from_word("RUNNING"),
+            JobState::Waiting("RUNNING".into())
+        );
+        assert_eq!(
+            JobState::from_word("PENDING\n"),
+            JobState::Waiting("PENDING".into())
+        );
+        assert_eq!(
+            JobState::from_word("NODE_FAIL"),
+            JobState::Lost("NODE_FAIL".into())
+        );
+        assert_eq!(
+            JobState::from_word("PREEMPTED"),
+            JobState::Lost("PREEMPTED".into())
+        );
         assert_eq!(
             JobState::from_word("CANCELLED by 0"),
             JobState::Ended("CANCELLED".into())
         );
-        assert_eq!(JobState::from_word("OUT_OF_MEMORY"), JobState::Ended("OUT_OF_MEMORY".into()));
+        assert_eq!(
+            JobState::from_word("OUT_OF_MEMORY"),
+            JobState::Ended("OUT_OF_MEMORY".into())
+        );
         assert_eq!(JobState::from_word(""), JobState::Unknown);
     }
 
@@ -786,10 +829,18 @@ mod tests {
 
         std::fs::write(&path, "partitions: short\n").unwrap();
         let err = SlurmProfile::load(&path).unwrap_err();
-        assert!(err.message.contains("invalid executor config"), "{}", err.message);
+        assert!(
+            err.message.contains("invalid executor config"),
+            "{}",
+            err.message
+        );
         std::fs::write(&path, "default: { mem: lots }\n").unwrap();
         let err = SlurmProfile::load(&path).unwrap_err();
-        assert!(err.message.contains("`default`: memory `lots`"), "{}", err.message);
+        assert!(
+            err.message.contains("`default`: memory `lots`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
