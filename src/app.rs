@@ -253,7 +253,7 @@ fn run_study(
 /// `--executor` and its config, checked before any study runs.
 enum ExecutorChoice {
     Local,
-    Slurm(SlurmProfile),
+    Slurm(Box<SlurmProfile>),
 }
 
 impl ExecutorChoice {
@@ -264,8 +264,10 @@ impl ExecutorChoice {
                 "`--executor-config` configures a batch executor; the local one takes none",
             )
             .with_hint("add `--executor slurm`, or drop `--executor-config`")),
-            (ExecutorKind::Slurm, None) => Ok(Self::Slurm(SlurmProfile::default())),
-            (ExecutorKind::Slurm, Some(path)) => Ok(Self::Slurm(SlurmProfile::load(path)?)),
+            (ExecutorKind::Slurm, None) => Ok(Self::Slurm(Box::default())),
+            (ExecutorKind::Slurm, Some(path)) => {
+                Ok(Self::Slurm(Box::new(SlurmProfile::load(path)?)))
+            }
         }
     }
 
@@ -301,7 +303,7 @@ impl ExecutorChoice {
             .root()
             .join("jobs")
             .join(format!("{stamp}-{}", std::process::id()));
-        let slurm = SlurmExecutor::new(profile.clone(), resources, run_dir, options.jobs)?;
+        let slurm = SlurmExecutor::new((**profile).clone(), resources, run_dir, options.jobs)?;
         scheduler::run_with(plan, cache, reporter, options, &slurm)
     }
 }

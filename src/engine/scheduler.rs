@@ -149,12 +149,14 @@ struct Env<'a> {
     executor: &'a dyn Executor,
 }
 
+/// A stage's source digests, or why they could not be read.
+type SourceDigests = Result<BTreeMap<String, Digest>, StageError>;
+
 /// Where a run stands: which stages are needed, started, waiting, done.
 struct State<'a> {
     env: Env<'a>,
     needed: Vec<bool>,
-    /// Each stage's source digests, or why they could not be read.
-    sources: Vec<Result<BTreeMap<String, Digest>, StageError>>,
+    sources: Vec<SourceDigests>,
     results: Vec<Option<StageResult>>,
     /// Upstream stages each stage still waits for.
     waiting_on: Vec<BTreeSet<usize>>,
@@ -369,7 +371,7 @@ fn source_digests(
     plan: &Plan,
     cache: &Cache,
     needed: &[bool],
-) -> Result<Vec<Result<BTreeMap<String, Digest>, StageError>>, Diagnostic> {
+) -> Result<Vec<SourceDigests>, Diagnostic> {
     let mut stat = cache.stat_cache(&plan.study_id);
     let mut out = Vec::with_capacity(plan.stages.len());
     for (i, stage) in plan.stages.iter().enumerate() {

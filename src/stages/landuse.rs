@@ -1260,11 +1260,11 @@ impl LayerMemos {
         };
         let year = |k: usize| years[group.years[k]].year;
         let mut entries = Vec::new();
-        for k in 0..group.years.len() {
+        for (k, place) in placement.iter().enumerate() {
             let memo_params = serde_json::json!({
                 "crs": params.crs,
                 "grid": [t.x0, t.y0, t.dx, t.dy, group.width, group.height],
-                "placement": placement[k],
+                "placement": place,
                 "year": year(k),
             });
             entries.push(("histogram", depends(&[k]), memo_params, year(k).to_string()));

@@ -516,13 +516,12 @@ impl SlurmExecutor {
                 None => self.accounting.store(false, Ordering::Relaxed),
             }
         }
-        if let Some(text) = query("scontrol", &["show", "job", "-o", id]) {
-            if let Some(word) = text
+        if let Some(text) = query("scontrol", &["show", "job", "-o", id])
+            && let Some(word) = text
                 .split_whitespace()
                 .find_map(|field| field.strip_prefix("JobState="))
-            {
-                return JobState::from_word(word);
-            }
+        {
+            return JobState::from_word(word);
         }
         match std::fs::read_to_string(dir.join("exit")) {
             Ok(code) if code.trim() == "0" => JobState::Ended("COMPLETED".to_owned()),
