@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DagFormat, ShowFormat, StagesFormat, StudyArgs};
+use crate::cli::{Cli, Command, DagFormat, ExecutorKind, ShowFormat, StagesFormat, StudyArgs};
 use crate::engine::cache::{Cache, GcOptions};
 use crate::engine::error::{Diagnostic, Tier};
+use crate::engine::executor::slurm::{SlurmExecutor, SlurmProfile};
 use crate::engine::key::differences;
 use crate::engine::plan::{self, Plan, PlanOptions};
 use crate::engine::progress::{PlainReporter, QuietReporter, Reporter, TerminalReporter};
@@ -35,13 +36,16 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             summary_json,
             quiet,
             check,
+            executor,
+            executor_config,
         } => {
             if studies.len() > 1 && summary_json.is_some() {
                 return Err(Diagnostic::user("`--summary-json` takes one study")
                     .with_hint("run the studies one at a time to get a summary of each"));
             }
+            let executor = ExecutorChoice::new(executor, executor_config.as_deref())?;
             let options = RunOptions {
-                jobs: capped_jobs(jobs),
+                jobs: executor.jobs(jobs),
                 keep_going,
                 dry_run,
                 targets: None,
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     &args,
                     &cache_dir,
                     &options,
+                    &executor,
                     summary_json.as_deref(),
                     quiet,
                     check,
@@ -160,10 +165,12 @@ fn reporter(quiet: bool) -> Box<dyn Reporter> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_study(
     args: &StudyArgs,
     cache_dir: &Path,
     options: &RunOptions,
+    executor: &ExecutorChoice,
     summary_json: Option<&Path>,
     quiet: bool,
     check: bool,
@@ -173,7 +180,7 @@ fn run_study(
     // Held until publishing is done, so `gc` cannot remove what is about to be published.
     let _hold = cache.run_guard()?;
     let reporter = reporter(quiet);
-    let mut report = scheduler::run(&plan, &cache, reporter.as_ref(), options)?;
+    let mut report = executor.run(&plan, &cache, reporter.as_ref(), options)?;
     if let Some(signal) = interrupt::received() {
         return Err(interrupted(signal));
     }
@@ -254,6 +261,64 @@ fn run_study(
     record.update(&publication);
     record.save(&cache, &plan.study_id)?;
     Ok(code)
+}
+
+/// `--executor` and its config, checked before any study runs.
+enum ExecutorChoice {
+    Local,
+    Slurm(Box<SlurmProfile>),
+}
+
+impl ExecutorChoice {
+    fn new(kind: ExecutorKind, config: Option<&Path>) -> Result<Self, Diagnostic> {
+        match (kind, config) {
+            (ExecutorKind::Local, None) => Ok(Self::Local),
+            (ExecutorKind::Local, Some(_)) => Err(Diagnostic::user(
+                "`--executor-config` configures a batch executor; the local one takes none",
+            )
+            .with_hint("add `--executor slurm`, or drop `--executor-config`")),
+            (ExecutorKind::Slurm, None) => Ok(Self::Slurm(Box::default())),
+            (ExecutorKind::Slurm, Some(path)) => {
+                Ok(Self::Slurm(Box::new(SlurmProfile::load(path)?)))
+            }
+        }
+    }
+
+    /// `--jobs`: worker threads here, jobs in flight on SLURM.
+    fn jobs(&self, jobs: usize) -> usize {
+        match self {
+            Self::Local => capped_jobs(jobs),
+            Self::Slurm(_) if jobs == 0 => 32,
+            Self::Slurm(_) => jobs,
+        }
+    }
+
+    fn run(
+        &self,
+        plan: &Plan,
+        cache: &Cache,
+        reporter: &dyn Reporter,
+        options: &RunOptions,
+    ) -> Result<RunReport, Diagnostic> {
+        let Self::Slurm(profile) = self else {
+            return scheduler::run(plan, cache, reporter, options);
+        };
+        let resources = plan
+            .spec
+            .stages
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.resources.clone()?)))
+            .collect();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let run_dir = cache
+            .root()
+            .join("jobs")
+            .join(format!("{stamp}-{}", std::process::id()));
+        let slurm = SlurmExecutor::new((**profile).clone(), resources, run_dir, options.jobs)?;
+        scheduler::run_with(plan, cache, reporter, options, &slurm)
+    }
 }
 
 /// A run stopped by SIGINT or SIGTERM: the stages that finished are cached, nothing is
@@ -862,7 +927,7 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
                     json!({"rows": table.num_rows(), "path": path}),
                 );
             }
-            json!({"status": "ok", "outputs": outputs, "warnings": done.warnings})
+            json!({"status": "ok", "outputs": outputs, "warnings": done.warnings, "memos": done.memos})
         }
         Err(e) => json!({"status": "failed", "error": e}),
     };

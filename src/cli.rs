@@ -56,6 +56,13 @@ pub enum Command {
         /// Do not publish: exit 1 listing published files that differ from what the run produces.
         #[arg(long)]
         check: bool,
+        /// Where stages that miss are computed: here, or as SLURM batch jobs (`--jobs` then
+        /// caps the jobs in flight; default 32).
+        #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+        executor: ExecutorKind,
+        /// The executor's settings (for slurm: partition, account, resources; see docs/cluster.md).
+        #[arg(long, value_name = "FILE")]
+        executor_config: Option<PathBuf>,
     },
     /// Parse and plan a study, check input schemas; run nothing.
     Check {
@@ -155,6 +162,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::cache::{Cache, CacheMemo};
 use crate::engine::key::Digest;
-use crate::engine::stage::{Inputs, Outputs, StageContext, StageEntry, StageError};
+use crate::engine::stage::{Inputs, MemoScope, Outputs, StageContext, StageEntry, StageError};
 
 /// An input table: its content digest and where its Parquet bytes are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,12 +31,29 @@ pub struct Invocation {
     pub inputs: BTreeMap<String, InputLocation>,
     pub sources: BTreeMap<String, PathBuf>,
     pub outputs: Vec<String>,
+    /// Compute only this shard's memos (see [`crate::engine::stage::Stage::shards`]); no
+    /// outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// The cache whose memos the stage may use and fill; without it nothing is memoised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<MemoAccess>,
+}
+
+/// Where a worker finds memoised tables: a cache directory (one the coordinator shares with
+/// the worker's machine) and the stage's memo scope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoAccess {
+    pub cache_dir: PathBuf,
+    pub scope: MemoScope,
 }
 
 /// The outcome of an invocation: outputs and warnings, or the error.
 pub struct Executed {
     pub outputs: Outputs,
     pub warnings: Vec<crate::engine::warning::Warning>,
+    /// The memo entries used: (memo key, blob digest).
+    pub memos: Vec<(Digest, Digest)>,
 }
 
 impl Invocation {
@@ -59,20 +78,62 @@ impl Invocation {
         for (port, loc) in &self.inputs {
             tables.insert(port.clone(), read_checked(&loc.path, &loc.digest)?);
         }
-        let ctx = StageContext::new(&self.stage, &self.study_dir, self.sources.clone());
-        let outputs = prepared.run(&Inputs::new(tables), &ctx)?;
+        let mut ctx = StageContext::new(&self.stage, &self.study_dir, self.sources.clone());
+        if let Some(memo) = &self.memo {
+            ctx = ctx.with_memo(
+                Arc::new(CacheMemo(shared_cache(&memo.cache_dir)?)),
+                memo.scope.clone(),
+            );
+        }
+        let inputs = Inputs::new(tables);
+        let outputs = match &self.shard {
+            Some(shard) => prepared
+                .run_shard(shard, &inputs, &ctx)
+                .map(|()| Vec::new())?,
+            None => prepared.run(&inputs, &ctx)?,
+        };
         crate::engine::finite::check_outputs(&outputs)?;
         Ok(Executed {
             outputs,
             warnings: ctx.take_warning_records(),
+            memos: ctx.take_memos(),
         })
     }
+}
+
+/// The coordinator's cache, which must already exist here: a worker on another machine sees
+/// it only through a shared filesystem.
+fn shared_cache(dir: &Path) -> Result<Cache, StageError> {
+    if !dir.join("v1").is_dir() {
+        return Err(StageError::internal(format!(
+            "the cache directory {} is not visible on this machine ({})",
+            dir.display(),
+            host_name()
+        ))
+        .with_hint("the cache must be on a filesystem every node mounts at the same path (use `--cache-dir` on shared storage)"));
+    }
+    Cache::open(dir).map_err(|d| StageError::internal(d.message).caused_by(d.causes.join("; ")))
+}
+
+/// This machine's name, for messages.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this host".to_owned())
 }
 
 /// Reads a Parquet input, refusing bytes that do not match the digest.
 pub fn read_checked(path: &Path, digest: &Digest) -> Result<arrow_array::RecordBatch, StageError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        StageError::internal(format!("cannot read input {}", path.display())).caused_by(e)
+        StageError::internal(format!(
+            "cannot read input {} on {}",
+            path.display(),
+            host_name()
+        ))
+        .caused_by(e)
+        .with_hint("the cache must be on a filesystem every node mounts at the same path")
     })?;
     if Digest::of(&bytes) != *digest {
         return Err(StageError::internal(format!(

@@ -45,6 +45,13 @@ pub enum Event {
         unit: String,
         milestone: bool,
     },
+    /// A stage's batch jobs (its shards and itself), as their counts change.
+    Jobs {
+        stage: String,
+        pending: usize,
+        running: usize,
+        done: usize,
+    },
     RunFinished,
 }
 
@@ -77,6 +84,12 @@ impl Reporter for PlainReporter {
                 unit,
                 milestone: true,
             } => format!("        {stage}: {done}/{total} {unit}"),
+            Event::Jobs {
+                stage,
+                pending,
+                running,
+                done,
+            } => format!("jobs    {stage}: {pending} pending, {running} running, {done} done"),
             Event::RunStarted { .. } | Event::RunFinished | Event::StageProgress { .. } => return,
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -205,6 +218,22 @@ impl Reporter for TerminalReporter {
                 unit,
                 ..
             } => self.show_progress(stage, *done, *total, unit),
+            Event::Jobs {
+                stage,
+                pending,
+                running,
+                done,
+            } => {
+                let running_bars = self
+                    .running
+                    .lock()
+                    .expect("reporter lock is never poisoned");
+                if let Some((_, bar)) = running_bars.iter().find(|(s, _)| s == stage) {
+                    bar.set_message(format!(
+                        "{stage}: jobs {pending} pending, {running} running, {done} done"
+                    ));
+                }
+            }
             Event::RunFinished => {
                 self.overall.finish_and_clear();
             }

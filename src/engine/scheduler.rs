@@ -4,22 +4,21 @@
 //! scheduling new stages after the first failure.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use crate::engine::cache::{Cache, CacheMemo, ENGINE_VERSION, Manifest, RunRecord};
+use crate::engine::cache::{Cache, ENGINE_VERSION, Manifest, RunRecord};
 use crate::engine::error::Diagnostic;
+use crate::engine::executor::local::LocalExecutor;
+use crate::engine::executor::{ComputeError, Executor, Job};
 use crate::engine::interrupt;
 use crate::engine::invocation::{InputLocation, Invocation};
 use crate::engine::key::{CODE_DIGEST, CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
-use crate::engine::stage::{Inputs, MemoScope, StageContext, StageError, StageErrorTier};
+use crate::engine::stage::{StageError, StageErrorTier};
 use crate::engine::warning::{Warning, summarise};
 
 /// The digest that keys an optional source file that does not exist.
@@ -95,27 +94,289 @@ enum Outcome {
     UpstreamCorrupt(usize),
 }
 
-/// Runs the plan against the cache.
+/// Runs the plan against the cache, computing misses in this process.
 pub fn run(
     plan: &Plan,
     cache: &Cache,
     reporter: &dyn Reporter,
     options: &RunOptions,
 ) -> Result<RunReport, Diagnostic> {
-    let _guard = cache.run_guard()?;
-    let n = plan.stages.len();
-    let needed = match &options.targets {
-        Some(t) => plan.upstream_closure(t),
-        None => vec![true; n],
-    };
+    run_with(plan, cache, reporter, options, &LocalExecutor)
+}
 
-    // Source digests first: stat-cached, so a no-op run hashes nothing.
+/// Runs the plan against the cache, computing misses with `executor`.
+pub fn run_with(
+    plan: &Plan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+    options: &RunOptions,
+    executor: &dyn Executor,
+) -> Result<RunReport, Diagnostic> {
+    let _guard = cache.run_guard()?;
+    let env = Env {
+        plan,
+        cache,
+        reporter,
+        options,
+        executor,
+    };
+    let mut state = State::new(env)?;
+    reporter.event(&Event::RunStarted {
+        stages: state.needed.iter().filter(|x| **x).count(),
+    });
+    state.serve_hits();
+    if state.remaining() > 0 {
+        state.run_pool()?;
+    }
+    state.skip_unstarted();
+    reporter.event(&Event::RunFinished);
+    let report = RunReport {
+        results: state.results.into_iter().flatten().collect(),
+    };
+    if !options.dry_run && options.targets.is_none() {
+        cache.record_run(&plan.study_id, &run_record(plan, &report))?;
+    }
+    Ok(report)
+}
+
+/// What every part of a run reads and nothing changes: cheap to copy into worker threads.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    plan: &'a Plan,
+    cache: &'a Cache,
+    reporter: &'a dyn Reporter,
+    options: &'a RunOptions,
+    executor: &'a dyn Executor,
+}
+
+/// A stage's source digests, or why they could not be read.
+type SourceDigests = Result<BTreeMap<String, Digest>, StageError>;
+
+/// Where a run stands: which stages are needed, started, waiting, done.
+struct State<'a> {
+    env: Env<'a>,
+    needed: Vec<bool>,
+    sources: Vec<SourceDigests>,
+    results: Vec<Option<StageResult>>,
+    /// Upstream stages each stage still waits for.
+    waiting_on: Vec<BTreeSet<usize>>,
+    started: Vec<bool>,
+    /// How often each stage was recomputed because its output was found corrupt.
+    reruns: Vec<u8>,
+    /// Start nothing new: a failure without `keep_going`, or a signal.
+    stop: bool,
+}
+
+impl<'a> State<'a> {
+    fn new(env: Env<'a>) -> Result<Self, Diagnostic> {
+        let plan = env.plan;
+        let n = plan.stages.len();
+        let needed = match &env.options.targets {
+            Some(t) => plan.upstream_closure(t),
+            None => vec![true; n],
+        };
+        let sources = source_digests(plan, env.cache, &needed)?;
+        Ok(Self {
+            env,
+            needed,
+            sources,
+            results: vec![None; n],
+            waiting_on: plan
+                .stages
+                .iter()
+                .map(|s| s.deps.iter().copied().collect())
+                .collect(),
+            started: vec![false; n],
+            reruns: vec![0; n],
+            stop: false,
+        })
+    }
+
+    /// Whether stage `i` could start now: needed, not started, its upstream all done.
+    fn ready(&self, i: usize) -> bool {
+        self.needed[i] && !self.started[i] && self.waiting_on[i].is_empty()
+    }
+
+    fn remaining(&self) -> usize {
+        (0..self.needed.len())
+            .filter(|&i| self.needed[i] && !self.started[i])
+            .count()
+    }
+
+    /// Hits first, on this thread, in plan order (a topological order, so one pass serves every
+    /// stage whose upstream all hit): probing is a small read and a stat, cheaper than handing
+    /// each stage to a worker and back, and a run where everything hits starts no thread at all.
+    fn serve_hits(&mut self) {
+        for i in 0..self.needed.len() {
+            if !self.ready(i) {
+                continue;
+            }
+            if let Some(result) = self.env.hit_here(i, &self.results, &self.sources[i]) {
+                self.started[i] = true;
+                self.finish(i, result);
+            }
+        }
+    }
+
+    /// Runs what remains on a pool of `jobs` threads, each stage as soon as its upstream is done.
+    fn run_pool(&mut self) -> Result<(), Diagnostic> {
+        let jobs = if self.env.options.jobs == 0 {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        } else {
+            self.env.options.jobs
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .thread_name(|i| format!("pipeline-worker-{i}"))
+            .build()
+            .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        pool.in_place_scope(|scope| {
+            let mut in_flight = 0usize;
+            loop {
+                // Nothing new after SIGINT or SIGTERM.
+                self.stop |= interrupt::received().is_some();
+                if !self.stop {
+                    for i in self.launchable() {
+                        in_flight += 1;
+                        let upstream = upstream_manifests(self.env.plan, &self.results, i);
+                        let sources = self.sources[i].clone();
+                        let (tx, env) = (tx.clone(), self.env);
+                        scope.spawn(move |_| {
+                            let _ = tx.send((i, env.execute(i, &upstream, sources)));
+                        });
+                    }
+                }
+                if in_flight == 0 {
+                    break;
+                }
+                let (i, outcome) = rx.recv().expect("a worker always reports back");
+                in_flight -= 1;
+                self.take(i, outcome);
+            }
+        });
+        Ok(())
+    }
+
+    /// Marks every ready stage started and returns those to compute, in plan order; a stage
+    /// whose upstream failed is skipped, and a hit is served here.
+    fn launchable(&mut self) -> Vec<usize> {
+        let mut launch = Vec::new();
+        for i in 0..self.needed.len() {
+            if !self.ready(i) {
+                continue;
+            }
+            self.started[i] = true;
+            if let Some(reason) = self.upstream_failure(i) {
+                self.env.reporter.event(&Event::StageSkipped {
+                    stage: self.env.plan.stages[i].name.clone(),
+                    reason: reason.clone(),
+                });
+                self.finish(i, skipped(&self.env.plan.stages[i].name, reason));
+            } else if let Some(result) = self.env.hit_here(i, &self.results, &self.sources[i]) {
+                self.finish(i, result);
+            } else {
+                launch.push(i);
+            }
+        }
+        launch
+    }
+
+    /// Why stage `i` cannot run: an upstream stage failed or was skipped.
+    fn upstream_failure(&self, i: usize) -> Option<String> {
+        let plan = self.env.plan;
+        plan.stages[i]
+            .deps
+            .iter()
+            .find(|&&d| {
+                self.results[d]
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.status, StageStatus::Failed | StageStatus::Skipped))
+            })
+            .map(|&bad| format!("upstream `{}` did not complete", plan.stages[bad].name))
+    }
+
+    /// Takes a worker's outcome for stage `i`.
+    fn take(&mut self, i: usize, outcome: Outcome) {
+        let plan = self.env.plan;
+        match outcome {
+            Outcome::UpstreamCorrupt(up) if self.reruns[up] < 2 => {
+                self.reruns[up] += 1;
+                self.results[up] = None;
+                self.started[up] = false;
+                self.started[i] = false;
+                self.waiting_on[i].insert(up);
+                // Dependants of `up` that have not started wait for it again too.
+                for (d, stage) in plan.stages.iter().enumerate() {
+                    if !self.started[d] && stage.deps.contains(&up) {
+                        self.waiting_on[d].insert(up);
+                    }
+                }
+            }
+            Outcome::UpstreamCorrupt(up) => {
+                let err = StageError::internal(format!(
+                    "the output of `{}` is corrupt again after recomputing it",
+                    plan.stages[up].name
+                ));
+                self.env.reporter.event(&Event::StageFailed {
+                    stage: plan.stages[i].name.clone(),
+                    message: err.message.clone(),
+                });
+                self.finish(i, failed(&plan.stages[i].name, err, 0.0, None));
+                self.stop |= !self.env.options.keep_going;
+            }
+            Outcome::Done(result) => {
+                self.stop |= result.status == StageStatus::Failed && !self.env.options.keep_going;
+                self.finish(i, *result);
+            }
+        }
+    }
+
+    /// Records stage `i`'s result and releases the stages waiting for it.
+    fn finish(&mut self, done: usize, result: StageResult) {
+        self.results[done] = Some(result);
+        for (d, stage) in self.env.plan.stages.iter().enumerate() {
+            if stage.deps.contains(&done) {
+                self.waiting_on[d].remove(&done);
+            }
+        }
+    }
+
+    /// Whatever never started was stopped by a failure or a signal.
+    fn skip_unstarted(&mut self) {
+        for i in 0..self.needed.len() {
+            if !self.needed[i] || self.results[i].is_some() {
+                continue;
+            }
+            let reason = match interrupt::received() {
+                Some(signal) => format!(
+                    "not run: the run was stopped by {}",
+                    interrupt::name(signal)
+                ),
+                None => "not run: the run stopped after a failure (use --keep-going to continue)"
+                    .to_owned(),
+            };
+            let name = &self.env.plan.stages[i].name;
+            self.env.reporter.event(&Event::StageSkipped {
+                stage: name.clone(),
+                reason: reason.clone(),
+            });
+            self.results[i] = Some(skipped(name, reason));
+        }
+    }
+}
+
+/// Source digests of the needed stages: stat-cached, so a no-op run hashes nothing.
+fn source_digests(
+    plan: &Plan,
+    cache: &Cache,
+    needed: &[bool],
+) -> Result<Vec<SourceDigests>, Diagnostic> {
     let mut stat = cache.stat_cache(&plan.study_id);
-    let mut source_digests: Vec<Result<BTreeMap<String, Digest>, StageError>> =
-        Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(plan.stages.len());
     for (i, stage) in plan.stages.iter().enumerate() {
         if !needed[i] {
-            source_digests.push(Ok(BTreeMap::new()));
+            out.push(Ok(BTreeMap::new()));
             continue;
         }
         let mut digests = BTreeMap::new();
@@ -138,195 +399,26 @@ pub fn run(
                 }
             }
         }
-        source_digests.push(failure.map_or(Ok(digests), Err));
+        out.push(failure.map_or(Ok(digests), Err));
     }
     cache.save_stat_cache(&stat)?;
+    Ok(out)
+}
 
-    reporter.event(&Event::RunStarted {
-        stages: needed.iter().filter(|x| **x).count(),
-    });
-    let mut results: Vec<Option<StageResult>> = vec![None; n];
-    let mut waiting_on: Vec<BTreeSet<usize>> = plan
-        .stages
-        .iter()
-        .map(|s| s.deps.iter().copied().collect())
-        .collect();
-    let mut started = vec![false; n];
-    let mut reruns = vec![0u8; n];
-    let mut stop = false;
-
-    // Hits first, on this thread, in plan order (a topological order, so one pass serves every
-    // stage whose upstream all hit): probing is a small read and a stat, cheaper than handing
-    // each stage to a worker and back, and a run where everything hits starts no thread at all.
-    for i in 0..n {
-        if !needed[i] || !waiting_on[i].is_empty() {
-            continue;
-        }
-        if let Some(result) = hit_here(
-            plan,
-            cache,
-            reporter,
-            options,
-            i,
-            &results,
-            &source_digests[i],
-        ) {
-            started[i] = true;
-            results[i] = Some(result);
-            finish(plan, i, &mut waiting_on);
+/// What the run used, so `gc` keeps it.
+fn run_record(plan: &Plan, report: &RunReport) -> RunRecord {
+    let mut record = RunRecord::new(&plan.spec.study);
+    for r in &report.results {
+        if let Some(m) = &r.manifest {
+            record.entries.insert(m.key.to_hex());
+            record
+                .blobs
+                .extend(m.outputs.iter().map(|o| o.digest.to_hex()));
+            record.blobs.extend(m.memos.iter().map(|(_, d)| d.to_hex()));
+            record.memos.extend(m.memos.iter().map(|(k, _)| k.to_hex()));
         }
     }
-    let rest = (0..n).filter(|&i| needed[i] && !started[i]).count();
-
-    let jobs = if options.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-    } else {
-        options.jobs
-    };
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
-    if rest > 0 {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .thread_name(|i| format!("pipeline-worker-{i}"))
-            .build()
-            .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
-        pool.in_place_scope(|scope| {
-            let mut in_flight = 0usize;
-            loop {
-                // Launch everything ready, in plan order; nothing new after SIGINT or SIGTERM.
-                stop |= interrupt::received().is_some();
-                if !stop {
-                    for i in 0..n {
-                        if !needed[i] || started[i] || !waiting_on[i].is_empty() {
-                            continue;
-                        }
-                        // Skip stages whose upstream failed or was skipped.
-                        if let Some(bad) = plan.stages[i].deps.iter().find(|&&d| {
-                            results[d].as_ref().is_some_and(|r| {
-                                matches!(r.status, StageStatus::Failed | StageStatus::Skipped)
-                            })
-                        }) {
-                            started[i] = true;
-                            let reason =
-                                format!("upstream `{}` did not complete", plan.stages[*bad].name);
-                            reporter.event(&Event::StageSkipped {
-                                stage: plan.stages[i].name.clone(),
-                                reason: reason.clone(),
-                            });
-                            results[i] = Some(skipped(&plan.stages[i].name, reason));
-                            finish(plan, i, &mut waiting_on);
-                            continue;
-                        }
-                        started[i] = true;
-                        // A hit below a miss is served here too, without a round trip.
-                        if let Some(result) = hit_here(
-                            plan,
-                            cache,
-                            reporter,
-                            options,
-                            i,
-                            &results,
-                            &source_digests[i],
-                        ) {
-                            results[i] = Some(result);
-                            finish(plan, i, &mut waiting_on);
-                            continue;
-                        }
-                        in_flight += 1;
-                        let upstream = upstream_manifests(plan, &results, i);
-                        let sources = source_digests[i].clone();
-                        let tx = tx.clone();
-                        scope.spawn(move |_| {
-                            let outcome =
-                                execute(plan, cache, reporter, options, i, &upstream, sources);
-                            let _ = tx.send((i, outcome));
-                        });
-                    }
-                }
-                if in_flight == 0 {
-                    break;
-                }
-                let (i, outcome) = rx.recv().expect("a worker always reports back");
-                in_flight -= 1;
-                match outcome {
-                    Outcome::UpstreamCorrupt(up) if reruns[up] < 2 => {
-                        reruns[up] += 1;
-                        results[up] = None;
-                        started[up] = false;
-                        started[i] = false;
-                        waiting_on[i].insert(up);
-                        // Dependants of `up` that have not started wait for it again too.
-                        for (d, stage) in plan.stages.iter().enumerate() {
-                            if !started[d] && stage.deps.contains(&up) {
-                                waiting_on[d].insert(up);
-                            }
-                        }
-                    }
-                    Outcome::UpstreamCorrupt(up) => {
-                        let err = StageError::internal(format!(
-                            "the output of `{}` is corrupt again after recomputing it",
-                            plan.stages[up].name
-                        ));
-                        reporter.event(&Event::StageFailed {
-                            stage: plan.stages[i].name.clone(),
-                            message: err.message.clone(),
-                        });
-                        results[i] = Some(failed(&plan.stages[i].name, err, 0.0, None));
-                        finish(plan, i, &mut waiting_on);
-                        stop |= !options.keep_going;
-                    }
-                    Outcome::Done(result) => {
-                        if result.status == StageStatus::Failed && !options.keep_going {
-                            stop = true;
-                        }
-                        results[i] = Some(*result);
-                        finish(plan, i, &mut waiting_on);
-                    }
-                }
-            }
-        });
-    }
-
-    // Whatever never started was stopped by a failure or a signal.
-    for i in 0..n {
-        if needed[i] && results[i].is_none() {
-            let reason = match interrupt::received() {
-                Some(signal) => format!(
-                    "not run: the run was stopped by {}",
-                    interrupt::name(signal)
-                ),
-                None => "not run: the run stopped after a failure (use --keep-going to continue)"
-                    .to_owned(),
-            };
-            reporter.event(&Event::StageSkipped {
-                stage: plan.stages[i].name.clone(),
-                reason: reason.clone(),
-            });
-            results[i] = Some(skipped(&plan.stages[i].name, reason));
-        }
-    }
-    reporter.event(&Event::RunFinished);
-
-    let report = RunReport {
-        results: results.into_iter().flatten().collect(),
-    };
-    if !options.dry_run {
-        let mut record = RunRecord::new(&plan.spec.study);
-        for r in &report.results {
-            if let Some(m) = &r.manifest {
-                record.entries.insert(m.key.to_hex());
-                record
-                    .blobs
-                    .extend(m.outputs.iter().map(|o| o.digest.to_hex()));
-                record.blobs.extend(m.memos.iter().map(|(_, d)| d.to_hex()));
-                record.memos.extend(m.memos.iter().map(|(k, _)| k.to_hex()));
-            }
-        }
-        if options.targets.is_none() {
-            cache.record_run(&plan.study_id, &record)?;
-        }
-    }
-    Ok(report)
+    record
 }
 
 /// The manifests of stage `i`'s upstream stages that have one.
@@ -345,14 +437,6 @@ fn upstream_manifests(
                 .map(|m| (d, m))
         })
         .collect()
-}
-
-fn finish(plan: &Plan, done: usize, waiting_on: &mut [BTreeSet<usize>]) {
-    for (d, stage) in plan.stages.iter().enumerate() {
-        if stage.deps.contains(&done) {
-            waiting_on[d].remove(&done);
-        }
-    }
 }
 
 fn skipped(name: &str, reason: String) -> StageResult {
@@ -416,23 +500,6 @@ pub fn stage_key(
     })
 }
 
-/// Serves stage `i` from the cache on the calling thread, if its upstream stages all have
-/// results and its key has an intact entry.
-fn hit_here(
-    plan: &Plan,
-    cache: &Cache,
-    reporter: &dyn Reporter,
-    options: &RunOptions,
-    i: usize,
-    results: &[Option<StageResult>],
-    sources: &Result<BTreeMap<String, Digest>, StageError>,
-) -> Option<StageResult> {
-    let sources = sources.as_ref().ok()?;
-    let upstream = upstream_manifests(plan, results, i);
-    let key = stage_key(plan, i, &upstream, sources).ok()?;
-    try_hit(plan, cache, reporter, options, i, &key, &key.digest())
-}
-
 /// Serves stage `i` from the cache when `digest` (the digest of `key`) has an intact entry.
 fn try_hit(
     plan: &Plan,
@@ -469,192 +536,169 @@ fn try_hit(
     })
 }
 
-fn execute(
-    plan: &Plan,
-    cache: &Cache,
-    reporter: &dyn Reporter,
-    options: &RunOptions,
-    i: usize,
-    upstream: &BTreeMap<usize, Manifest>,
-    sources: Result<BTreeMap<String, Digest>, StageError>,
-) -> Outcome {
-    let stage = &plan.stages[i];
-    let name = stage.name.clone();
-    let fail = |err: StageError, seconds: f64, key: Option<CacheKey>| {
-        reporter.event(&Event::StageFailed {
+impl Env<'_> {
+    /// Serves stage `i` from the cache on the calling thread, if its upstream stages all have
+    /// results and its key has an intact entry.
+    fn hit_here(
+        &self,
+        i: usize,
+        results: &[Option<StageResult>],
+        sources: &Result<BTreeMap<String, Digest>, StageError>,
+    ) -> Option<StageResult> {
+        let sources = sources.as_ref().ok()?;
+        let upstream = upstream_manifests(self.plan, results, i);
+        let key = stage_key(self.plan, i, &upstream, sources).ok()?;
+        try_hit(
+            self.plan,
+            self.cache,
+            self.reporter,
+            self.options,
+            i,
+            &key,
+            &key.digest(),
+        )
+    }
+
+    /// The stage's failure, reported.
+    fn fail(&self, i: usize, err: StageError, seconds: f64, key: Option<CacheKey>) -> Outcome {
+        let name = &self.plan.stages[i].name;
+        self.reporter.event(&Event::StageFailed {
             stage: name.clone(),
             message: err.message.clone(),
         });
-        Outcome::Done(Box::new(failed(&name, err, seconds, key)))
-    };
-    let sources = match sources {
-        Ok(s) => s,
-        Err(e) => return fail(e, 0.0, None),
-    };
-    if let Some(&missing) = stage.deps.iter().find(|d| !upstream.contains_key(d)) {
-        // Only a dry run gets here: the upstream would run, so its output digest is unknown.
-        let reason = format!("upstream `{}` would run first", plan.stages[missing].name);
-        return Outcome::Done(Box::new(StageResult {
-            name: name.clone(),
-            status: StageStatus::WouldRun,
-            reason: Some(reason),
-            seconds: 0.0,
-            key: None,
-            manifest: None,
-            error: None,
-        }));
-    }
-    let key = match stage_key(plan, i, upstream, &sources) {
-        Ok(k) => k,
-        Err(e) => return fail(e, 0.0, None),
-    };
-    let digest = key.digest();
-    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
-        return Outcome::Done(Box::new(result));
-    }
-    if options.dry_run {
-        return Outcome::Done(Box::new(StageResult {
-            name: name.clone(),
-            status: StageStatus::WouldRun,
-            reason: None,
-            seconds: 0.0,
-            key: Some(key),
-            manifest: None,
-            error: None,
-        }));
+        Outcome::Done(Box::new(failed(name, err, seconds, key)))
     }
 
-    // Miss: hold the key so a concurrent run of the same study waits instead of recomputing.
-    let _lock = match cache.lock_key(&digest) {
-        Ok(l) => l,
-        Err(d) => {
-            return fail(
-                StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")),
-                0.0,
-                Some(key),
+    /// Stage `i` on a worker thread: a hit, a dry run's "would run", or computed and committed.
+    fn execute(
+        &self,
+        i: usize,
+        upstream: &BTreeMap<usize, Manifest>,
+        sources: Result<BTreeMap<String, Digest>, StageError>,
+    ) -> Outcome {
+        let stage = &self.plan.stages[i];
+        let sources = match sources {
+            Ok(s) => s,
+            Err(e) => return self.fail(i, e, 0.0, None),
+        };
+        if let Some(&missing) = stage.deps.iter().find(|d| !upstream.contains_key(d)) {
+            // Only a dry run gets here: the upstream would run, so its output digest is unknown.
+            let reason = format!(
+                "upstream `{}` would run first",
+                self.plan.stages[missing].name
             );
+            return Outcome::Done(Box::new(would_run(&stage.name, Some(reason), None)));
         }
-    };
-    if let Some(result) = try_hit(plan, cache, reporter, options, i, &key, &digest) {
-        return Outcome::Done(Box::new(result));
+        let key = match stage_key(self.plan, i, upstream, &sources) {
+            Ok(k) => k,
+            Err(e) => return self.fail(i, e, 0.0, None),
+        };
+        let digest = key.digest();
+        let hit = || {
+            let (plan, cache, reporter, options) =
+                (self.plan, self.cache, self.reporter, self.options);
+            try_hit(plan, cache, reporter, options, i, &key, &digest)
+        };
+        if let Some(result) = hit() {
+            return Outcome::Done(Box::new(result));
+        }
+        if self.options.dry_run {
+            return Outcome::Done(Box::new(would_run(&stage.name, None, Some(key))));
+        }
+        // Miss: hold the key so a concurrent run of the same study waits instead of recomputing.
+        let _lock = match self.cache.lock_key(&digest) {
+            Ok(l) => l,
+            Err(d) => {
+                let err = StageError::internal(d.message.clone()).caused_by(d.causes.join("; "));
+                return self.fail(i, err, 0.0, Some(key));
+            }
+        };
+        if let Some(result) = hit() {
+            return Outcome::Done(Box::new(result));
+        }
+        self.compute_and_commit(i, upstream, key)
     }
-    reporter.event(&Event::StageStarted {
-        stage: name.clone(),
-    });
-    let started = Instant::now();
 
-    let mut tables = BTreeMap::new();
-    for (port, wire) in &stage.inputs {
-        let out = upstream[&wire.stage]
-            .output(&wire.output)
-            .expect("checked when building the key");
-        match cache.read_blob(&out.digest) {
-            Ok(t) => {
-                tables.insert(port.clone(), t);
-            }
-            Err(None) => {
-                cache.drop_entry(&upstream[&wire.stage].key);
-                return Outcome::UpstreamCorrupt(wire.stage);
-            }
-            Err(Some(d)) => return fail(StageError::internal(d.message), 0.0, Some(key)),
-        }
-    }
-    let scope = MemoScope {
-        kind: key.kind.clone(),
-        version: key.version,
-        inputs: key.inputs.clone(),
-    };
-    let (progress_tx, progress_rx) = std::sync::mpsc::channel();
-    let ctx = StageContext::new(&name, &plan.study_dir, stage.sources.clone())
-        .with_memo(Arc::new(CacheMemo(cache.clone())), scope)
-        .with_log_dir(cache.root().join("logs").join(plan.study_id.to_hex()))
-        .with_progress(progress_tx);
-    let inputs = Inputs::new(tables).with_origins(input_origins(plan, i));
-    // Progress events reach the reporter from a helper thread while the stage runs.
-    let ran = std::thread::scope(|scope| {
-        scope.spawn(move || progress_rx.into_iter().for_each(|e| reporter.event(&e)));
-        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| stage.prepared.run(&inputs, &ctx)));
-        ctx.end_progress();
-        ran
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let warnings = ctx.take_warning_records();
-    let memos = ctx.take_memos();
-    for line in summarise(&warnings) {
-        reporter.event(&Event::Warning {
+    /// Computes stage `i` (its key missed and is locked) with the executor, then commits it.
+    fn compute_and_commit(
+        &self,
+        i: usize,
+        upstream: &BTreeMap<usize, Manifest>,
+        key: CacheKey,
+    ) -> Outcome {
+        let stage = &self.plan.stages[i];
+        let name = stage.name.clone();
+        self.reporter.event(&Event::StageStarted {
             stage: name.clone(),
-            message: line,
         });
-    }
-    let outputs = match ran {
-        Ok(Ok(outputs)) => outputs,
-        Ok(Err(e)) => return fail(e, seconds, Some(key)),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            return fail(
-                StageError::internal(format!("stage kind `{}` panicked: {what}", stage.kind))
-                    .with_hint("this is a bug in pipeline; please report it with the study file"),
-                seconds,
-                Some(key),
-            );
-        }
-    };
-    match commit(
-        cache,
-        stage,
-        &key,
-        digest,
-        outputs,
-        Extras {
-            seconds,
-            warnings,
-            memos,
-        },
-    ) {
-        Ok(manifest) => {
-            let _ = cache.save_last_key(&plan.study_id, &name, &key);
-            let rows = manifest.outputs.first().map_or(0, |o| o.rows);
-            reporter.event(&Event::StageFinished {
+        let started = Instant::now();
+        let job = Job {
+            plan: self.plan,
+            cache: self.cache,
+            reporter: self.reporter,
+            index: i,
+            key: &key,
+            upstream,
+        };
+        let computed = self.executor.compute(&job);
+        let seconds = started.elapsed().as_secs_f64();
+        let computed = match computed {
+            Ok(c) => c,
+            Err(ComputeError::UpstreamCorrupt(up)) => return Outcome::UpstreamCorrupt(up),
+            Err(ComputeError::Failed(e)) => return self.fail(i, e, seconds, Some(key)),
+        };
+        for line in summarise(&computed.warnings) {
+            self.reporter.event(&Event::Warning {
                 stage: name.clone(),
-                seconds,
-                rows,
+                message: line,
             });
-            Outcome::Done(Box::new(StageResult {
-                name,
-                status: StageStatus::Ran,
-                reason: None,
-                seconds,
-                key: Some(key),
-                manifest: Some(manifest),
-                error: None,
-            }))
         }
-        Err(e) => fail(e, seconds, Some(key)),
+        let extras = Extras {
+            seconds,
+            warnings: computed.warnings,
+            memos: computed.memos,
+        };
+        match commit(
+            self.cache,
+            stage,
+            &key,
+            key.digest(),
+            computed.outputs,
+            extras,
+        ) {
+            Ok(manifest) => {
+                let _ = self.cache.save_last_key(&self.plan.study_id, &name, &key);
+                let rows = manifest.outputs.first().map_or(0, |o| o.rows);
+                self.reporter.event(&Event::StageFinished {
+                    stage: name.clone(),
+                    seconds,
+                    rows,
+                });
+                Outcome::Done(Box::new(StageResult {
+                    name,
+                    status: StageStatus::Ran,
+                    reason: None,
+                    seconds,
+                    key: Some(key),
+                    manifest: Some(manifest),
+                    error: None,
+                }))
+            }
+            Err(e) => self.fail(i, e, seconds, Some(key)),
+        }
     }
 }
 
-/// Port → the file the upstream stage read (its `path:` source, else its first required one),
-/// relative to the study's folder, so a stage can name the file a bad table came from.
-fn input_origins(plan: &Plan, i: usize) -> BTreeMap<String, String> {
-    plan.stages[i]
-        .inputs
-        .iter()
-        .filter_map(|(port, wire)| {
-            let up = &plan.stages[wire.stage];
-            let path = up.sources.get("path").or_else(|| {
-                up.sources
-                    .iter()
-                    .find(|(name, _)| !up.optional_sources.contains(*name))
-                    .map(|(_, p)| p)
-            })?;
-            let shown = path.strip_prefix(&plan.study_dir).unwrap_or(path);
-            Some((port.clone(), shown.display().to_string()))
-        })
-        .collect()
+fn would_run(name: &str, reason: Option<String>, key: Option<CacheKey>) -> StageResult {
+    StageResult {
+        name: name.to_owned(),
+        status: StageStatus::WouldRun,
+        reason,
+        seconds: 0.0,
+        key,
+        manifest: None,
+        error: None,
+    }
 }
 
 /// What a computation records besides its outputs.
@@ -748,6 +792,8 @@ pub fn invocation(
         inputs,
         sources: stage.sources.clone(),
         outputs: stage.outputs.iter().map(|o| o.name.clone()).collect(),
+        shard: None,
+        memo: None,
     }
 }
 

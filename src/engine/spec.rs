@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::engine::error::{Diagnostic, SourceSpan};
+use crate::engine::executor::Resources;
 
 /// Keys of a stage mapping that belong to the engine; every other key is a stage parameter.
-pub const ENGINE_KEYS: &[&str] = &["kind", "inputs", "publish", "description"];
+pub const ENGINE_KEYS: &[&str] = &["kind", "inputs", "publish", "description", "resources"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +148,9 @@ pub struct StageSpec {
     /// Port → `stage` or `stage.output`.
     pub inputs: BTreeMap<String, String>,
     pub publish: Vec<String>,
+    /// What a batch job for this stage asks for (`resources: { cpus, mem, time }`); never
+    /// part of a cache key.
+    pub resources: Option<Resources>,
     /// Everything else: the kind's parameters.
     pub params: serde_json::Value,
 }
@@ -447,12 +451,27 @@ fn stage_spec(
         }
     };
     map.remove("description");
+    let resources = match map.remove("resources") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(Resources::from_value(value).map_err(|e| {
+            spec_error(
+                source,
+                format!("stage `{name}`: invalid `resources`: {e}"),
+                here("resources"),
+                Some(
+                    "write `resources: { cpus: 8, mem: 16G, time: 1h }` (any of the three)"
+                        .to_owned(),
+                ),
+            )
+        })?),
+    };
     Ok(StageSpec {
         name,
         line,
         kind,
         inputs,
         publish,
+        resources,
         params: serde_json::Value::Object(map),
     })
 }

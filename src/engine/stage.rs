@@ -233,7 +233,7 @@ struct ProgressSink {
 }
 
 /// What a stage's memo keys are made of besides their own parameters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MemoScope {
     pub kind: String,
     pub version: u32,
@@ -358,8 +358,68 @@ impl StageContext {
         params: &serde_json::Value,
         compute: impl FnOnce() -> Result<RecordBatch, StageError>,
     ) -> Result<RecordBatch, StageError> {
-        let Some((store, scope)) = &self.memo else {
+        if self.memo.is_none() {
             return compute();
+        }
+        if let Some(table) = self.memo_lookup(name, depends_on, params)? {
+            return Ok(table);
+        }
+        let table = compute()?;
+        self.memo_store(name, depends_on, params, &table)?;
+        Ok(table)
+    }
+
+    /// The memoised table, if the store has it (see [`StageContext::memo`]); `None` without a
+    /// store. For a stage that computes several memos in one pass when any is missing.
+    pub fn memo_lookup(
+        &self,
+        name: &str,
+        depends_on: &[String],
+        params: &serde_json::Value,
+    ) -> Result<Option<RecordBatch>, StageError> {
+        let Some((store, _)) = &self.memo else {
+            return Ok(None);
+        };
+        let key = self.memo_key(name, depends_on, params)?;
+        Ok(store.get(&key).map(|(table, digest)| {
+            self.used_memo(key, digest);
+            table
+        }))
+    }
+
+    /// Stores a table [`StageContext::memo_lookup`] did not find; nothing without a store.
+    pub fn memo_store(
+        &self,
+        name: &str,
+        depends_on: &[String],
+        params: &serde_json::Value,
+        table: &RecordBatch,
+    ) -> Result<(), StageError> {
+        let Some((store, _)) = &self.memo else {
+            return Ok(());
+        };
+        let key = self.memo_key(name, depends_on, params)?;
+        let digest = store.put(&key, table)?;
+        self.used_memo(key, digest);
+        Ok(())
+    }
+
+    fn used_memo(&self, key: Digest, digest: Digest) {
+        self.memos_used
+            .lock()
+            .expect("memo list lock is never poisoned")
+            .push((key, digest));
+    }
+
+    /// The memo key: the kind, its version, `name`, `params`, and the digests of `depends_on`.
+    fn memo_key(
+        &self,
+        name: &str,
+        depends_on: &[String],
+        params: &serde_json::Value,
+    ) -> Result<Digest, StageError> {
+        let Some((_, scope)) = &self.memo else {
+            return Err(StageError::internal("memo keys need a memo store"));
         };
         let mut inputs = BTreeMap::new();
         for input in depends_on {
@@ -370,7 +430,7 @@ impl StageContext {
             })?;
             inputs.insert(input.clone(), *digest);
         }
-        let key = CacheKey {
+        Ok(CacheKey {
             format: KEY_FORMAT_VERSION,
             kind: format!("{}#{name}", scope.kind),
             version: scope.version,
@@ -378,21 +438,7 @@ impl StageContext {
             inputs,
             code: crate::engine::key::CODE_DIGEST,
         }
-        .digest();
-        if let Some((table, digest)) = store.get(&key) {
-            self.memos_used
-                .lock()
-                .expect("memo list lock is never poisoned")
-                .push((key, digest));
-            return Ok(table);
-        }
-        let table = compute()?;
-        let digest = store.put(&key, &table)?;
-        self.memos_used
-            .lock()
-            .expect("memo list lock is never poisoned")
-            .push((key, digest));
-        Ok(table)
+        .digest())
     }
 
     /// The memo entries this run used: (memo key, blob digest).
@@ -608,6 +654,37 @@ pub trait Stage: Send + Sync + 'static {
         inputs: &Inputs,
         ctx: &StageContext,
     ) -> Result<Outputs, StageError>;
+    /// A kind that takes well under a second (reading a small table, say): a batch executor
+    /// runs it in the coordinating process instead of submitting a job for it.
+    const QUICK: bool = false;
+    /// Parts of the work that may run as separate jobs, each filling memos (see
+    /// [`StageContext::memo`]) that [`Stage::run`] then finds, so `run` only merges. Empty,
+    /// the default: the stage runs whole. Local runs ignore shards; `run` must compute any
+    /// memo it does not find.
+    fn shards(_params: &Self::Params) -> Vec<Shard> {
+        Vec::new()
+    }
+    /// Computes the memos of one shard named by [`Stage::shards`].
+    fn run_shard(
+        _params: &Self::Params,
+        shard: &str,
+        _inputs: &Inputs,
+        _ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        Err(StageError::internal(format!(
+            "kind `{}` has no shard `{shard}`",
+            Self::KIND
+        )))
+    }
+}
+
+/// One shard of a stage: a name (`2005`, say) and the inputs its memos depend on
+/// (`port:<name>`, `source:<name>`), which key the shard, so a rerun recomputes only the
+/// shards whose inputs changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub name: String,
+    pub depends_on: Vec<String>,
 }
 
 /// A kind as the registry holds it: object-safe, parameters not yet known.
@@ -633,6 +710,30 @@ pub trait PreparedStage: Send + Sync {
     fn outputs(&self) -> Vec<OutputDecl>;
     fn sources(&self) -> Vec<Source>;
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError>;
+    /// See [`Stage::QUICK`].
+    fn quick(&self) -> bool {
+        false
+    }
+    /// Whether `pipeline worker` can run this stage from its invocation (kind and canonical
+    /// parameters). A stage built by the engine from other stages cannot, and runs in place.
+    fn has_invocation(&self) -> bool {
+        true
+    }
+    /// See [`Stage::shards`].
+    fn shards(&self) -> Vec<Shard> {
+        Vec::new()
+    }
+    /// See [`Stage::run_shard`].
+    fn run_shard(
+        &self,
+        shard: &str,
+        _inputs: &Inputs,
+        _ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        Err(StageError::internal(format!(
+            "this stage has no shard `{shard}`"
+        )))
+    }
 }
 
 /// Makes any [`Stage`] a [`StageEntry`]; `const`-constructible for the static registry.
@@ -736,6 +837,20 @@ impl<S: Stage> PreparedStage for Prepared<S> {
     }
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         S::run(&self.params, inputs, ctx)
+    }
+    fn quick(&self) -> bool {
+        S::QUICK
+    }
+    fn shards(&self) -> Vec<Shard> {
+        S::shards(&self.params)
+    }
+    fn run_shard(
+        &self,
+        shard: &str,
+        inputs: &Inputs,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        S::run_shard(&self.params, shard, inputs, ctx)
     }
 }
 

@@ -550,6 +550,10 @@ enum Values {
 }
 
 impl PreparedStage for PreparedSweep {
+    /// The reruns are built from the study's other stages, which an invocation does not carry.
+    fn has_invocation(&self) -> bool {
+        false
+    }
     fn canonical_params(&self) -> serde_json::Value {
         let stages: Vec<serde_json::Value> = self
             .reruns

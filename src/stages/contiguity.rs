@@ -73,6 +73,8 @@ fn default_id_column() -> String {
 impl Stage for Contiguity {
     const KIND: &'static str = "contiguity";
     const VERSION: u32 = 1;
+    /// Neighbours of a few thousand units take well under a second: a batch executor runs it in place.
+    const QUICK: bool = true;
     const DOC: &'static str = "Neighbour pairs of the units: queen or rook contiguity of their polygons (with a snapping \
         tolerance for the small gaps and overlaps of real boundary files, found through an R-tree), or a given table of \
         edges. Reports islands and connected components; `islands: nearest` links each island, and each smaller \

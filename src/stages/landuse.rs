@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
-    Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Shard, Source, Stage, StageContext, StageError,
 };
 use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
 use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
@@ -358,6 +358,55 @@ and reclassified into the same `areas` table.";
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        run_rasters(params, inputs, ctx, None)
+    }
+
+    /// One shard per year (its histograms) and one per consecutive pair of years (their
+    /// transitions), so a batch executor reads the years in parallel and a rerun after one
+    /// year's raster changed recomputes that year, its two pairs and the merge.
+    fn shards(params: &Params) -> Vec<Shard> {
+        let Ok(years) = params.years() else {
+            return Vec::new();
+        };
+        let deps = |year: i64, files: &RasterFiles| {
+            year_sources(year, files)
+                .into_iter()
+                .map(|s| format!("source:{}", s.name))
+                .collect::<Vec<_>>()
+        };
+        let units = || vec!["port:units".to_owned()];
+        let mut shards: Vec<Shard> = years
+            .iter()
+            .map(|(year, files)| Shard {
+                name: year.to_string(),
+                depends_on: [units(), deps(*year, files)].concat(),
+            })
+            .collect();
+        shards.extend(years.windows(2).map(|w| Shard {
+            name: format!("{}-{}", w[0].0, w[1].0),
+            depends_on: [units(), deps(w[0].0, &w[0].1), deps(w[1].0, &w[1].1)].concat(),
+        }));
+        shards
+    }
+
+    fn run_shard(
+        params: &Params,
+        shard: &str,
+        inputs: &Inputs,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        run_rasters(params, inputs, ctx, Some(shard)).map(|_| ())
+    }
+}
+
+/// The stage's run; with `only`, just the memos of that shard (and no outputs).
+fn run_rasters(
+    params: &Params,
+    inputs: &Inputs,
+    ctx: &StageContext,
+    only: Option<&str>,
+) -> Result<Outputs, StageError> {
+    {
         let scheme = load_scheme(params, ctx)?.map(|s| params.wetland.apply(s));
         if let Some(table) = inputs.optional("areas") {
             if !params.rasters.is_empty() {
@@ -382,7 +431,7 @@ and reclassified into the same `areas` table.";
         }
         let scheme =
             scheme.ok_or_else(|| StageError::data("`scheme` is required with `rasters`"))?;
-        from_rasters(params, units, &years, &scheme, ctx)
+        from_rasters(params, units, &years, &scheme, ctx, only)
     }
 }
 
@@ -820,6 +869,7 @@ fn from_rasters(
     years: &[(i64, RasterFiles)],
     scheme: &Scheme,
     ctx: &StageContext,
+    only: Option<&str>,
 ) -> Result<Outputs, StageError> {
     // Units, sorted by id.
     let ids = table::ids(units, "units", UNIT_ID)?;
@@ -842,8 +892,14 @@ fn from_rasters(
         ids: &ids,
         geoms: &geoms,
     };
+    if only.is_some() {
+        for group in &groups {
+            read_group(params, group, &opened, &units, scheme, ctx, only)?;
+        }
+        return Ok(Vec::new());
+    }
     for group in &groups {
-        let read = read_group(params, group, &opened, &units, scheme, ctx)?;
+        let read = read_group(params, group, &opened, &units, scheme, ctx, None)?;
         for (yi, r) in read.years {
             year_results[yi] = Some(r);
         }
@@ -1000,6 +1056,7 @@ fn read_group(
     units: &UnitShapes<'_>,
     scheme: &Scheme,
     ctx: &StageContext,
+    only: Option<&str>,
 ) -> Result<GroupResult, StageError> {
     let n_units = units.ids.len();
     let years_text = group
@@ -1069,34 +1126,73 @@ fn read_group(
         .enumerate()
         .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
         .collect();
-    // The histograms do not depend on the scheme: they are memoised on the units, the
-    // rasters and the CRS, so a changed reclassification reruns only what follows.
-    let depends: Vec<String> = std::iter::once("port:units".to_owned())
-        .chain(
-            layout
-                .iter()
-                .flat_map(|&i| years[i].sources.iter().map(|s| format!("source:{s}"))),
-        )
-        .collect();
     // The grid and each file's place on it: a world file beside a raster moves them.
     let placement: Vec<Vec<(usize, usize)>> = group
         .mosaics
         .iter()
         .map(|m| m.files.iter().map(|f| (f.col, f.row)).collect())
         .collect();
-    let memo_params = serde_json::json!({
-        "crs": params.crs,
-        "grid": [t.x0, t.y0, t.dx, t.dy],
-        "placement": placement,
-        "years": layout.iter().map(|&i| years[i].year).collect::<Vec<_>>(),
-        "pairs": pairs,
-    });
-    let n_layers = layers.len() + pairs.len();
-    let table = ctx.memo("histograms", &depends, &memo_params, || {
-        let counts = histogram_pass(&layers, &pairs, &spans, n_units, area.rows(), &t, ctx)?;
-        layers_to_table(&counts)
-    })?;
-    let mut counts = table_to_layers(&table, n_layers)?;
+    let memos = LayerMemos::new(params, group, years, &pairs, &placement);
+    let wanted: Vec<usize> = match only {
+        Some(shard) => memos.shard_layers(shard),
+        None => (0..memos.len()).collect(),
+    };
+    if only.is_some() && wanted.is_empty() {
+        return Ok(GroupResult {
+            years: Vec::new(),
+            pairs: Vec::new(),
+        });
+    }
+    let mut found = memos.lookup(&wanted, ctx)?;
+    let missing: Vec<usize> = wanted
+        .iter()
+        .copied()
+        .filter(|&j| found[j].is_none())
+        .collect();
+    if !missing.is_empty() {
+        // One pass over the layers the missing memos need. Per-row pixel areas are summed in
+        // the order of the first layer's chunks, so that layer always leads the pass.
+        let lead = area.rows().map(|_| 0);
+        let (sub, sub_pairs) = pass_plan(layers.len(), &pairs, &missing, lead);
+        let sub_layers: Vec<&Mosaic> = sub.iter().map(|&k| layers[k]).collect();
+        let counts = histogram_pass(
+            &sub_layers,
+            &sub_pairs,
+            &spans,
+            n_units,
+            area.rows(),
+            &t,
+            ctx,
+        )?;
+        let mut counts = counts.into_iter();
+        let targets = sub.iter().copied().chain(sub_pairs.iter().map(|&(a, b)| {
+            let pair = (sub[a], sub[b]);
+            layers.len()
+                + pairs
+                    .iter()
+                    .position(|&p| p == pair)
+                    .expect("a pass pair is a group pair")
+        }));
+        for j in targets.collect::<Vec<_>>() {
+            let layer = counts
+                .next()
+                .expect("one count map per layer and pair of the pass");
+            if found[j].is_none() {
+                memos.store(j, &layer, ctx)?;
+                found[j] = Some(layer);
+            }
+        }
+    }
+    if only.is_some() {
+        return Ok(GroupResult {
+            years: Vec::new(),
+            pairs: Vec::new(),
+        });
+    }
+    let mut counts: Vec<CountMap> = found
+        .into_iter()
+        .map(|c| c.expect("every layer and pair was found or computed"))
+        .collect();
     let class_luts: Vec<Box<[u8; 1 << 16]>> =
         layers.iter().map(|m| class_lut(m.nodata, scheme)).collect();
     for (p, &(a, b)) in pairs.iter().enumerate() {
@@ -1132,6 +1228,121 @@ fn read_group(
         years: year_out,
         pairs: pair_out,
     })
+}
+
+/// The memos of one group: a histogram per year (`histogram`) and raw transitions per pair of
+/// consecutive years (`transitions`), in that order. They do not depend on the scheme: each is
+/// keyed on the units, its years' rasters, the CRS and its place on the group's grid, so a
+/// changed reclassification, or a changed raster of another year, reuses it.
+struct LayerMemos {
+    /// (memo name, inputs it depends on, its parameters, shard name) per layer then pair.
+    entries: Vec<(&'static str, Vec<String>, serde_json::Value, String)>,
+}
+
+impl LayerMemos {
+    fn new(
+        params: &Params,
+        group: &Group,
+        years: &[YearFiles],
+        pairs: &[(usize, usize)],
+        placement: &[Vec<(usize, usize)>],
+    ) -> Self {
+        let t = group.transform;
+        let depends = |ks: &[usize]| -> Vec<String> {
+            std::iter::once("port:units".to_owned())
+                .chain(ks.iter().flat_map(|&k| {
+                    years[group.years[k]]
+                        .sources
+                        .iter()
+                        .map(|s| format!("source:{s}"))
+                }))
+                .collect()
+        };
+        let year = |k: usize| years[group.years[k]].year;
+        let mut entries = Vec::new();
+        for (k, place) in placement.iter().enumerate() {
+            let memo_params = serde_json::json!({
+                "crs": params.crs,
+                "grid": [t.x0, t.y0, t.dx, t.dy, group.width, group.height],
+                "placement": place,
+                "year": year(k),
+            });
+            entries.push(("histogram", depends(&[k]), memo_params, year(k).to_string()));
+        }
+        for &(a, b) in pairs {
+            let memo_params = serde_json::json!({
+                "crs": params.crs,
+                "grid": [t.x0, t.y0, t.dx, t.dy, group.width, group.height],
+                "placement": [&placement[a], &placement[b]],
+                "years": [year(a), year(b)],
+            });
+            let name = format!("{}-{}", year(a), year(b));
+            entries.push(("transitions", depends(&[a, b]), memo_params, name));
+        }
+        Self { entries }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entries shard `shard` computes (none when its years are not in this group).
+    fn shard_layers(&self, shard: &str) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&j| self.entries[j].3 == shard)
+            .collect()
+    }
+
+    /// The memoised count maps of `wanted`, by entry; `None` where not memoised.
+    fn lookup(
+        &self,
+        wanted: &[usize],
+        ctx: &StageContext,
+    ) -> Result<Vec<Option<CountMap>>, StageError> {
+        let mut found = vec![None; self.entries.len()];
+        for &j in wanted {
+            let (name, depends, memo_params, _) = &self.entries[j];
+            if let Some(table) = ctx.memo_lookup(name, depends, memo_params)? {
+                found[j] = table_to_layers(&table, 1)?.pop();
+            }
+        }
+        Ok(found)
+    }
+
+    fn store(&self, j: usize, counts: &CountMap, ctx: &StageContext) -> Result<(), StageError> {
+        let (name, depends, memo_params, _) = &self.entries[j];
+        let table = layers_to_table(std::slice::from_ref(counts))?;
+        ctx.memo_store(name, depends, memo_params, &table)
+    }
+}
+
+/// The layers one pass must read to compute the `missing` entries (layers `0..n_layers`, then
+/// pairs), ascending and led by `lead` when given, and the missing pairs as positions in them.
+fn pass_plan(
+    n_layers: usize,
+    pairs: &[(usize, usize)],
+    missing: &[usize],
+    lead: Option<usize>,
+) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let mut needed: std::collections::BTreeSet<usize> = lead.into_iter().collect();
+    let mut missing_pairs = Vec::new();
+    for &j in missing {
+        if j < n_layers {
+            needed.insert(j);
+        } else {
+            let (a, b) = pairs[j - n_layers];
+            needed.extend([a, b]);
+            missing_pairs.push((a, b));
+        }
+    }
+    let sub: Vec<usize> = needed.into_iter().collect();
+    let at = |k: usize| {
+        sub.iter()
+            .position(|&s| s == k)
+            .expect("pair years are in the pass")
+    };
+    let sub_pairs = missing_pairs.iter().map(|&(a, b)| (at(a), at(b))).collect();
+    (sub, sub_pairs)
 }
 
 /// What one group's pass gives: each year's histogram (by index into all years) and the

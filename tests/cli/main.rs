@@ -15,6 +15,7 @@ mod publish;
 mod report;
 mod row_order;
 mod run;
+mod slurm;
 mod studies;
 mod sweep;
 mod wetland;

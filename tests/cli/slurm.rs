@@ -1,0 +1,222 @@
+//! `--executor slurm` against a real SLURM: the single-node one `scripts/slurm-test-cluster`
+//! starts (CI runs it first and sets `PIPELINE_REQUIRE_SLURM=1`, so these tests cannot skip
+//! there). Elsewhere they are skipped, saying so, when SLURM is absent or not answering.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{Study, require_tool};
+
+const REQUIRE: &str = "PIPELINE_REQUIRE_SLURM";
+/// Where `scripts/slurm-test-cluster` writes its configuration by default.
+const TEST_CLUSTER_CONF: &str = "/tmp/pipeline-slurm/slurm.conf";
+
+/// `SLURM_CONF` for the tests (the environment's, else the test cluster's), once SLURM answers.
+fn slurm_conf() -> Option<Option<PathBuf>> {
+    require_tool("sbatch", REQUIRE)?;
+    let conf = std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(TEST_CLUSTER_CONF)).filter(|p| p.exists()));
+    let mut sinfo = Command::new("sinfo");
+    sinfo.args(["-h", "-o", "%T"]);
+    if let Some(c) = &conf {
+        sinfo.env("SLURM_CONF", c);
+    }
+    let up = sinfo.output().is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout).lines().any(|l| {
+                ["idle", "mixed", "allocated"]
+                    .iter()
+                    .any(|s| l.starts_with(s))
+            })
+    });
+    if up {
+        return Some(conf);
+    }
+    let why = "SLURM is installed but no node answers `sinfo`";
+    assert!(
+        std::env::var_os(REQUIRE).is_none_or(|v| v.is_empty() || v == "0"),
+        "{why}, and {REQUIRE} requires it: start one with scripts/slurm-test-cluster"
+    );
+    eprintln!("SKIPPED: {why}; start one with scripts/slurm-test-cluster");
+    None
+}
+
+fn with_conf(mut c: Command, conf: Option<&Path>) -> Command {
+    if let Some(conf) = conf {
+        c.env("SLURM_CONF", conf);
+    }
+    c
+}
+
+/// Names of this user's jobs SLURM still lists.
+fn queued(conf: Option<&Path>, name: &str) -> Vec<String> {
+    let mut squeue = with_conf(Command::new("squeue"), conf);
+    squeue.args(["-h", "-o", "%i %j %T", "-n", name]);
+    let out = squeue.output().expect("squeue runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The job folders of a cache's runs, by name.
+fn job_folders(cache: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for run in std::fs::read_dir(cache.join("v1/jobs"))
+        .into_iter()
+        .flatten()
+    {
+        for job in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            names.push(job.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The Henan example through SLURM publishes exactly the committed outputs (which the local
+/// executor reproduces, see `studies.rs`); `landuse` fans out into one job per year and per
+/// pair of years; a second run submits nothing.
+#[test]
+fn henan_through_slurm_gives_the_local_bytes() {
+    let Some(conf) = slurm_conf() else { return };
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = || {
+        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
+        c.current_dir(&repo)
+            .env("CI", "1")
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args([
+                "run",
+                "pipelines/henan_counties.yaml",
+                "--executor",
+                "slurm",
+                "--check",
+            ]);
+        c.output().unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the SLURM run differs from the committed (local) outputs:\n{stderr}"
+    );
+    let jobs = job_folders(&cache);
+    let landuse = jobs.iter().filter(|j| j.starts_with("landuse")).count();
+    assert!(
+        landuse >= 5,
+        "landuse ran as {landuse} job(s), not one per year: {jobs:?}"
+    );
+    assert!(jobs.contains(&"landuse-2000".to_owned()), "{jobs:?}");
+    assert!(jobs.contains(&"landuse-2015-2020".to_owned()), "{jobs:?}");
+    assert!(
+        !jobs.iter().any(|j| j == "units" || j == "edges"),
+        "quick kinds run in place: {jobs:?}"
+    );
+    for run_dir in std::fs::read_dir(cache.join("v1/jobs")).unwrap() {
+        let landuse_dir = run_dir.unwrap().path().join("landuse");
+        assert!(landuse_dir.join("stdout.log").exists());
+        assert!(landuse_dir.join("stderr.log").exists());
+    }
+
+    let again = run();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        job_folders(&cache).len(),
+        jobs.len(),
+        "a run where everything hits submits no job"
+    );
+}
+
+fn small_study(stages: &str) -> Study {
+    let s = Study::new();
+    s.file("data/units.csv", "unit_id,x\nb,2\na,1\n");
+    s.file(
+        "study.yaml",
+        &format!(
+            "study: slurm-small\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n{stages}"
+        ),
+    );
+    s
+}
+
+/// A stage whose job fails: the error names the stage, the job, its state and the last lines
+/// of its stderr, exits by the stage error's tier, and records nothing.
+#[test]
+fn a_failing_slurm_job_reports_its_stderr() {
+    let Some(conf) = slurm_conf() else { return };
+    let s = small_study(
+        "  broken:\n    kind: command\n    inputs: { table: units }\n    ports: [table]\n    resources: { cpus: 1, time: 5m }\n    run: [\"sh\", \"-c\", \"echo the-tool-says-no >&2; exit 7\"]\n",
+    );
+    let out = with_conf(
+        s.command(&["run", "study.yaml", "--executor", "slurm"]),
+        conf.as_deref(),
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "stage `broken` failed",
+        "(`pipeline-broken`) ended FAILED",
+        "stderr.log",
+        "the-tool-says-no",
+    ] {
+        assert!(stderr.contains(expected), "no `{expected}` in:\n{stderr}");
+    }
+    let (_, summary) = s.run_study(&[]);
+    assert_eq!(summary.status["units"], "cached");
+    assert_eq!(
+        summary.status["broken"], "failed",
+        "a failure is never cached"
+    );
+}
+
+/// Ctrl-C while a job runs: `scancel` leaves nothing in `squeue`, the exit code is 130, and
+/// nothing is published.
+#[test]
+fn an_interrupted_slurm_run_cancels_its_jobs() {
+    let Some(conf) = slurm_conf() else { return };
+    let s = small_study(
+        "  slow_for_cancel:\n    kind: command\n    inputs: { table: units }\n    ports: [table]\n    run: [\"sleep\", \"300\"]\n    publish: [csv]\noutputs: out\n",
+    );
+    let name = "pipeline-slow_for_cancel";
+    let child = with_conf(
+        s.command(&["run", "study.yaml", "--executor", "slurm"]),
+        conf.as_deref(),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while queued(conf.as_deref(), name).is_empty() {
+        assert!(Instant::now() < until, "the job was never submitted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on the child's pid, which has not been waited for, so it is ours.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // A cancelled job may show as COMPLETING for a moment.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = queued(conf.as_deref(), name);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < until, "jobs left in squeue: {left:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(!s.path("out").exists(), "nothing is published");
+}
