@@ -369,6 +369,16 @@ mod tests {
     }
 
     #[test]
+    fn path_data_is_relative_in_tenths_of_a_pixel() {
+        // By hand: (123.4, 56.7) absolute, then steps (+1.2, −0.3), (+0.5, +2.0), (−10, 0).
+        let ring = vec![(1234, 567), (1246, 564), (1251, 584), (1151, 584)];
+        assert_eq!(
+            path_data(&[vec![ring, vec![(0, 0), (5, 0), (0, -5)]]]),
+            "M123.4 56.7l1.2-.3 .5 2-10 0zM0 0l.5 0-.5-.5z"
+        );
+    }
+
+    #[test]
     fn tiny_units_still_get_a_path() {
         let tiny = polygon![(x: 110.0, y: 34.0), (x: 110.0001, y: 34.0), (x: 110.0001, y: 34.0001), (x: 110.0, y: 34.0)];
         let mut units = squares();
