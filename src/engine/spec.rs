@@ -502,6 +502,37 @@ mod tests {
     }
 
     #[test]
+    fn resources_are_kept_apart_from_the_parameters_and_checked() {
+        let text = "study: r\nstages:\n  big:\n    kind: x\n    value: 1\n    resources: { cpus: 8, mem: 16G, time: 1h }\n";
+        let spec = parse(Path::new("s.yaml"), text.to_owned()).unwrap();
+        let stage = &spec.stages[0];
+        // Only `params` enter the key: where a stage runs cannot change its result.
+        assert_eq!(stage.params, serde_json::json!({"value": 1}));
+        let r = stage.resources.as_ref().unwrap();
+        assert_eq!(
+            (r.cpus, r.mem.as_deref(), r.time.as_deref()),
+            (Some(8), Some("16G"), Some("1h"))
+        );
+
+        let bad = text.replace("16G", "16 gigs");
+        let err = parse(Path::new("s.yaml"), bad).unwrap_err();
+        assert!(
+            err.message
+                .contains("stage `big`: invalid `resources`: memory `16 gigs`"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.location.unwrap().span.unwrap().line, 6);
+        let unknown = text.replace("cpus:", "cores:");
+        let err = parse(Path::new("s.yaml"), unknown).unwrap_err();
+        assert!(
+            err.message.contains("unknown field `cores`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn study_files_in_other_encodings_are_named() {
         let path = Path::new("s.yaml");
         let mut utf16 = vec![0xFF, 0xFE];

@@ -1177,7 +1177,7 @@ fn read_group(
             let layer = counts
                 .next()
                 .expect("one count map per layer and pair of the pass");
-            if found[j].is_none() {
+            if missing.contains(&j) {
                 memos.store(j, &layer, ctx)?;
                 found[j] = Some(layer);
             }
@@ -3141,14 +3141,14 @@ mod tests {
         let first = run_with(clcd_like);
         assert_eq!(
             store.puts.load(std::sync::atomic::Ordering::Relaxed),
-            1,
-            "one histogram pass, memoised"
+            3,
+            "one histogram pass, memoised per year (2) and pair of years (1)"
         );
         // Forest becomes grassland in the table: areas change, the histograms are reused.
         let second = run_with(&clcd_like.replace("2,forest", "2,grassland"));
         assert_eq!(
             store.puts.load(std::sync::atomic::Ordering::Relaxed),
-            1,
+            3,
             "no second pass"
         );
         let (a, b) = (areas(&first), areas(&second));
@@ -3176,6 +3176,71 @@ mod tests {
         .unwrap();
         assert_eq!(areas(&fresh), b);
         assert_eq!(fresh.outputs["transitions"], second.outputs["transitions"]);
+    }
+
+    /// The shards (one per year, one per pair of consecutive years) fill the memos the run then
+    /// finds; after one year's raster changes, only that year's and its pair's memos are
+    /// computed again, and the tables equal a run without memos.
+    #[test]
+    fn shards_fill_the_memos_and_a_changed_year_recomputes_only_its_own() {
+        use crate::engine::key::Digest;
+        use crate::engine::stage::MemoScope;
+        let store = Arc::new(CountingStore::default());
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+            "allow_empty_units": true,
+        });
+        let prepared = Entry::<LandUse>::new().prepare(params.clone()).unwrap();
+        let names: Vec<String> = prepared.shards().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["2000", "2020", "2000-2020"]);
+        let sources: BTreeMap<String, PathBuf> = prepared
+            .sources()
+            .into_iter()
+            .map(|s| (s.name, fixtures().join(s.path)))
+            .collect();
+        let ctx = |raster_2020: &[u8]| {
+            let inputs = BTreeMap::from([
+                ("port:units".to_owned(), Digest::of(b"units")),
+                ("source:raster.2000".to_owned(), Digest::of(b"r2000")),
+                ("source:raster.2020".to_owned(), Digest::of(raster_2020)),
+            ]);
+            let scope = MemoScope {
+                kind: "landuse".into(),
+                version: 1,
+                inputs,
+            };
+            StageContext::new("landuse", &fixtures(), sources.clone())
+                .with_memo(store.clone(), scope)
+        };
+        let inputs = || {
+            Inputs::new(BTreeMap::from([(
+                "units".to_owned(),
+                units_table("units_proj_lonlat.geojson"),
+            )]))
+        };
+        let puts = || store.puts.load(std::sync::atomic::Ordering::Relaxed);
+
+        let c = ctx(b"r2020");
+        for shard in &names {
+            prepared.run_shard(shard, &inputs(), &c).unwrap();
+        }
+        assert_eq!(puts(), 3, "each shard stores its own memo, once");
+        let merged = prepared.run(&inputs(), &c).unwrap();
+        assert_eq!(puts(), 3, "the merge finds every memo");
+        let fresh = run(params, "units", units_table("units_proj_lonlat.geojson")).unwrap();
+        let merged: BTreeMap<String, RecordBatch> = merged.into_iter().collect();
+        assert_eq!(
+            merged, fresh.outputs,
+            "the same tables as a run without memos"
+        );
+
+        // A new 2020 raster: its histogram and the pair are computed again, 2000's is reused.
+        let c = ctx(b"another 2020");
+        prepared.run(&inputs(), &c).unwrap();
+        assert_eq!(puts(), 5);
+        prepared.run_shard("1990", &inputs(), &c).unwrap();
+        assert_eq!(puts(), 5, "a shard of no group computes nothing");
     }
 
     /// The CLCD pattern of make_fixtures.py (tests/fixtures/landuse/README.md) at (col, row).

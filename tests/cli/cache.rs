@@ -222,7 +222,11 @@ fn memoised_histograms_survive_gc_and_serve_a_new_scheme() {
     let (run, first) = s.run_study(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let memos = memo_files(&s);
-    assert_eq!(memos.len(), 1, "one memoised histogram pass");
+    assert_eq!(
+        memos.len(),
+        3,
+        "one histogram pass, memoised per year (2) and pair of years (1)"
+    );
     assert_eq!(s.run(&["gc"]).code, 0);
     assert_eq!(memo_files(&s), memos, "gc keeps what the last run used");
 

@@ -66,7 +66,7 @@ impl SlurmProfile {
         let profile: SlurmProfile = serde_saphyr::from_str(&text).map_err(|e| {
             Diagnostic::user(format!("invalid executor config {}", path.display()))
                 .caused_by(e.without_snippet())
-                .with_hint("it takes `partition`, `account`, `qos`, `sbatch_args`, `default`, `stages`, `worker` and `poll` (see docs/cluster.md)")
+                .with_hint("it takes `partition`, `account`, `qos`, `sbatch_args`, `default`, `stages`, `worker` and `poll` (see the SLURM page of the docs)")
         })?;
         profile.check().map_err(|message| {
             Diagnostic::user(format!(
@@ -818,12 +818,12 @@ mod tests {
         let path = dir.path().join("slurm.yaml");
         std::fs::write(
             &path,
-            "partition: short\nsbatch_args: [--exclusive]\ndefault: { cpus: 2, mem: 4G, time: 1h }\nstages: { landuse: { cpus: 8 } }\npoll: 500ms\n",
+            "partition: short\nsbatch_args: [--exclusive]\ndefault: { cpus: 2, mem: 4G, time: 1h }\nstages: { big: { cpus: 8 } }\npoll: 500ms\n",
         )
         .unwrap();
         let p = SlurmProfile::load(&path).unwrap();
         assert_eq!(p.partition.as_deref(), Some("short"));
-        assert_eq!(p.stages["landuse"].cpus, Some(8));
+        assert_eq!(p.stages["big"].cpus, Some(8));
         assert_eq!(p.poll(), Duration::from_millis(500));
 
         std::fs::write(&path, "partitions: short\n").unwrap();
