@@ -81,7 +81,7 @@ impl RunReport {
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Worker threads; 0 means one per core.
+    /// Worker threads; 0 means RAYON_NUM_THREADS when set, else one per core.
     pub jobs: usize,
     pub keep_going: bool,
     pub dry_run: bool,
@@ -178,15 +178,11 @@ pub fn run(
     }
     let rest = (0..n).filter(|&i| needed[i] && !started[i]).count();
 
-    let jobs = if options.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-    } else {
-        options.jobs
-    };
     let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
     if rest > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
+            // 0 (no `--jobs`) leaves the count to rayon: RAYON_NUM_THREADS, else one per core.
+            .num_threads(options.jobs)
             .thread_name(|i| format!("pipeline-worker-{i}"))
             .build()
             .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
