@@ -80,7 +80,7 @@ impl RunReport {
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Worker threads; 0 means one per core.
+    /// Worker threads; 0 means RAYON_NUM_THREADS when set, else one per core.
     pub jobs: usize,
     pub keep_going: bool,
     pub dry_run: bool,
@@ -220,13 +220,9 @@ impl<'a> State<'a> {
 
     /// Runs what remains on a pool of `jobs` threads, each stage as soon as its upstream is done.
     fn run_pool(&mut self) -> Result<(), Diagnostic> {
-        let jobs = if self.env.options.jobs == 0 {
-            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-        } else {
-            self.env.options.jobs
-        };
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
+            // 0 (no `--jobs`) leaves the count to rayon: RAYON_NUM_THREADS, else one per core.
+            .num_threads(self.env.options.jobs)
             .thread_name(|i| format!("pipeline-worker-{i}"))
             .build()
             .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;

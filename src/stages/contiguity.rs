@@ -142,141 +142,39 @@ impl Stage for Contiguity {
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let units = inputs.optional("units");
+        let units = read_units(inputs.optional("units"), params)?;
         let edge_table = inputs.optional("edges");
-        let (unit_ids, geometry) = match units {
-            Some(t) => {
-                let ids = ids(t, "units", &params.id_column)?;
-                let geometry = if has_column(t, GEOMETRY_COLUMN) {
-                    Some(polygons(t, "units", GEOMETRY_COLUMN)?)
-                } else {
-                    None
-                };
-                (Some(ids), geometry)
-            }
-            None => (None, None),
-        };
-        // The unit list, sorted, and how each id maps to an index.
-        let mut names: Vec<String> = match (&unit_ids, edge_table) {
-            (Some(ids), _) => ids.clone(),
-            (None, Some(t)) => {
-                let mut all = ids(t, "edges", "from")?;
-                all.extend(ids(t, "edges", "to")?);
-                all
-            }
-            (None, None) => {
-                return Err(StageError::data("neither `units` nor `edges` is wired")
-                    .with_hint("wire `units: <ingest stage>` for polygon contiguity, or `edges: <table with from, to>`"));
-            }
-        };
-        if let Some(ids) = &unit_ids {
-            let mut seen = BTreeSet::new();
-            if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
-                return Err(StageError::data(format!(
-                    "`units`: unit id `{dup}` appears more than once in `{}`",
-                    params.id_column
-                ))
-                .with_hint("unit ids must be unique; dissolve or rename the duplicates"));
-            }
-        }
-        names.sort();
-        names.dedup();
+        let names = unit_names(units.as_ref(), edge_table)?;
         let index: BTreeMap<&str, usize> = names
             .iter()
             .enumerate()
             .map(|(i, s)| (s.as_str(), i))
             .collect();
-        let n = names.len();
-
-        let mut edges: Vec<(usize, usize)> = if let Some(t) = edge_table {
-            let from = ids(t, "edges", "from")?;
-            let to = ids(t, "edges", "to")?;
-            let mut out = Vec::with_capacity(from.len());
-            for (row, (a, b)) in from.iter().zip(&to).enumerate() {
-                let (Some(&i), Some(&j)) = (index.get(a.as_str()), index.get(b.as_str())) else {
-                    let missing = if index.contains_key(a.as_str()) { b } else { a };
-                    return Err(StageError::data(format!(
-                        "`edges` row {}: unit `{missing}` is not in `units`",
-                        row + 1
-                    ))
-                    .with_hint("the edge table and the units table must use the same ids"));
-                };
-                if i == j {
-                    return Err(StageError::data(format!(
-                        "`edges` row {}: unit `{a}` is linked to itself",
-                        row + 1
-                    ))
-                    .with_hint("remove self-links"));
-                }
-                out.push((i.min(j), i.max(j)));
+        let mut edges = match (edge_table, &units) {
+            (Some(t), _) => table_edges(t, &index)?,
+            (None, Some(units)) => {
+                let ordered = units.polygons_in_order(&index, inputs.optional("units"))?;
+                polygon_edges(params, &ordered)?
             }
-            out
-        } else {
-            let ids = unit_ids
-                .as_ref()
-                .expect("units are wired when edges are not");
-            let geometry = geometry.as_ref().ok_or_else(|| {
-                StageError::column_missing(
-                    "units",
-                    GEOMETRY_COLUMN,
-                    &crate::table::column_names(units.expect("units are wired")),
-                )
-            })?;
-            // Geometries in the order of the sorted ids.
-            let mut ordered = vec![geo::MultiPolygon(Vec::new()); n];
-            for (id, g) in ids.iter().zip(geometry) {
-                ordered[index[id.as_str()]] = g.clone();
-            }
-            let metres_per_unit = if is_geographic(&ordered) {
-                METRES_PER_DEGREE
-            } else {
-                1.0
-            };
-            check_tolerance(params, &ordered, metres_per_unit)?;
-            let tolerance = params.tolerance_m / metres_per_unit;
-            let rule = match params.rule {
-                Rule::Queen => ContiguityRule::Queen,
-                Rule::Rook => ContiguityRule::Rook,
-            };
-            polygon_contiguity(&ordered, rule, tolerance)
+            (None, None) => unreachable!("unit_names refuses a stage with neither input"),
         };
         edges.sort_unstable();
         edges.dedup();
 
-        let mut degree_before = vec![0usize; n];
-        for &(a, b) in &edges {
-            degree_before[a] += 1;
-            degree_before[b] += 1;
-        }
-        let islands: Vec<&str> = (0..n)
+        let degree_before = degrees(names.len(), &edges);
+        let islands: Vec<&str> = (0..names.len())
             .filter(|&i| degree_before[i] == 0)
             .map(|i| names[i].as_str())
             .collect();
         if params.islands == Islands::Nearest {
-            let Some(geometry) = geometry.as_ref() else {
+            let Some(units) = units.as_ref().filter(|u| u.geometry.is_some()) else {
                 return Err(StageError::data(
                     "`islands: nearest` needs the unit polygons to find the nearest unit",
                 )
                 .with_hint("wire `units: <ingest stage>` (with a `geometry` column) as well"));
             };
-            let ids = unit_ids.as_ref().expect("geometry comes with unit ids");
-            let mut ordered = vec![geo::MultiPolygon(Vec::new()); n];
-            for (id, g) in ids.iter().zip(geometry) {
-                ordered[index[id.as_str()]] = g.clone();
-            }
-            let links = link_components(&centroids(&ordered), &edges, is_geographic(&ordered));
-            for &(a, b) in &links {
-                ctx.warn_kind(
-                    "island_linked",
-                    format!(
-                        "linked `{}` and `{}` (nearest units by centroid) to connect the graph",
-                        names[a], names[b]
-                    ),
-                );
-            }
-            edges.extend(links);
-            edges.sort_unstable();
-            edges.dedup();
+            let ordered = units.polygons_in_order(&index, inputs.optional("units"))?;
+            link_islands(&mut edges, &ordered, &names, ctx);
         } else if !islands.is_empty() {
             ctx.warn(format!(
                 "{} unit(s) have no neighbour: {}; clustering needs `islands: nearest`",
@@ -284,37 +182,205 @@ impl Stage for Contiguity {
                 preview(&islands)
             ));
         }
-
-        let comp = components(n, &edges);
-        let mut degree = vec![0i64; n];
-        for &(a, b) in &edges {
-            degree[a] += 1;
-            degree[b] += 1;
-        }
-        let count = comp.iter().max().map_or(0, |c| c + 1);
-        if count > 1 && params.islands == Islands::Keep {
-            ctx.warn(format!(
-                "the neighbour graph has {count} connected components"
-            ));
-        }
-        // Ids are sorted, so index order is id order and (from, to) pairs are sorted as text.
-        let from: Vec<&str> = edges.iter().map(|&(a, _)| names[a].as_str()).collect();
-        let to: Vec<&str> = edges.iter().map(|&(_, b)| names[b].as_str()).collect();
-        let edges_table = TableBuilder::new()
-            .str("from", &from)
-            .str("to", &to)
-            .build()?;
-        let components_table = TableBuilder::new()
-            .str("unit_id", &names)
-            .i64("component", comp.iter().map(|&c| c as i64 + 1).collect())
-            .i64("degree", degree)
-            .bool("island", degree_before.iter().map(|&d| d == 0).collect())
-            .build()?;
-        Ok(vec![
-            ("edges".to_owned(), edges_table),
-            ("components".to_owned(), components_table),
-        ])
+        output_tables(params, &names, &edges, &degree_before, ctx)
     }
+}
+
+/// The ids of the `units` table (checked unique) and its polygons, when it has them.
+struct Units {
+    ids: Vec<String>,
+    geometry: Option<Vec<geo::MultiPolygon<f64>>>,
+}
+
+impl Units {
+    /// The polygons in the order of `index` (the sorted ids); an error when the table has no
+    /// geometry column.
+    fn polygons_in_order(
+        &self,
+        index: &BTreeMap<&str, usize>,
+        table: Option<&arrow_array::RecordBatch>,
+    ) -> Result<Vec<geo::MultiPolygon<f64>>, StageError> {
+        let geometry = self.geometry.as_ref().ok_or_else(|| {
+            StageError::column_missing(
+                "units",
+                GEOMETRY_COLUMN,
+                &table.map(crate::table::column_names).unwrap_or_default(),
+            )
+        })?;
+        let mut ordered = vec![geo::MultiPolygon(Vec::new()); index.len()];
+        for (id, g) in self.ids.iter().zip(geometry) {
+            ordered[index[id.as_str()]] = g.clone();
+        }
+        Ok(ordered)
+    }
+}
+
+/// Reads the ids (refusing duplicates) and polygons of the `units` table, when it is wired.
+fn read_units(
+    table: Option<&arrow_array::RecordBatch>,
+    params: &Params,
+) -> Result<Option<Units>, StageError> {
+    let Some(t) = table else {
+        return Ok(None);
+    };
+    let ids = ids(t, "units", &params.id_column)?;
+    let geometry = if has_column(t, GEOMETRY_COLUMN) {
+        Some(polygons(t, "units", GEOMETRY_COLUMN)?)
+    } else {
+        None
+    };
+    let mut seen = BTreeSet::new();
+    if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+        return Err(StageError::data(format!(
+            "`units`: unit id `{dup}` appears more than once in `{}`",
+            params.id_column
+        ))
+        .with_hint("unit ids must be unique; dissolve or rename the duplicates"));
+    }
+    Ok(Some(Units { ids, geometry }))
+}
+
+/// The unit list, sorted: the `units` ids, or else every id of the edge table.
+fn unit_names(
+    units: Option<&Units>,
+    edge_table: Option<&arrow_array::RecordBatch>,
+) -> Result<Vec<String>, StageError> {
+    let mut names: Vec<String> = match (units, edge_table) {
+        (Some(units), _) => units.ids.clone(),
+        (None, Some(t)) => {
+            let mut all = ids(t, "edges", "from")?;
+            all.extend(ids(t, "edges", "to")?);
+            all
+        }
+        (None, None) => {
+            return Err(StageError::data("neither `units` nor `edges` is wired")
+                .with_hint("wire `units: <ingest stage>` for polygon contiguity, or `edges: <table with from, to>`"));
+        }
+    };
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The pairs of a given edge table as index pairs `(min, max)`, checked against the units.
+fn table_edges(
+    t: &arrow_array::RecordBatch,
+    index: &BTreeMap<&str, usize>,
+) -> Result<Vec<(usize, usize)>, StageError> {
+    let from = ids(t, "edges", "from")?;
+    let to = ids(t, "edges", "to")?;
+    let mut out = Vec::with_capacity(from.len());
+    for (row, (a, b)) in from.iter().zip(&to).enumerate() {
+        let (Some(&i), Some(&j)) = (index.get(a.as_str()), index.get(b.as_str())) else {
+            let missing = if index.contains_key(a.as_str()) { b } else { a };
+            return Err(StageError::data(format!(
+                "`edges` row {}: unit `{missing}` is not in `units`",
+                row + 1
+            ))
+            .with_hint("the edge table and the units table must use the same ids"));
+        };
+        if i == j {
+            return Err(StageError::data(format!(
+                "`edges` row {}: unit `{a}` is linked to itself",
+                row + 1
+            ))
+            .with_hint("remove self-links"));
+        }
+        out.push((i.min(j), i.max(j)));
+    }
+    Ok(out)
+}
+
+/// Polygon contiguity of the units (in sorted-id order) under the stage's rule and tolerance.
+fn polygon_edges(
+    params: &Params,
+    ordered: &[geo::MultiPolygon<f64>],
+) -> Result<Vec<(usize, usize)>, StageError> {
+    let metres_per_unit = if is_geographic(ordered) {
+        METRES_PER_DEGREE
+    } else {
+        1.0
+    };
+    check_tolerance(params, ordered, metres_per_unit)?;
+    let tolerance = params.tolerance_m / metres_per_unit;
+    let rule = match params.rule {
+        Rule::Queen => ContiguityRule::Queen,
+        Rule::Rook => ContiguityRule::Rook,
+    };
+    Ok(polygon_contiguity(ordered, rule, tolerance))
+}
+
+/// The degree of each of `n` nodes.
+fn degrees(n: usize, edges: &[(usize, usize)]) -> Vec<usize> {
+    let mut degree = vec![0usize; n];
+    for &(a, b) in edges {
+        degree[a] += 1;
+        degree[b] += 1;
+    }
+    degree
+}
+
+/// Links each island and smaller component to its nearest unit by centroid, with a warning
+/// per link, keeping `edges` sorted and unique.
+fn link_islands(
+    edges: &mut Vec<(usize, usize)>,
+    ordered: &[geo::MultiPolygon<f64>],
+    names: &[String],
+    ctx: &StageContext,
+) {
+    let links = link_components(&centroids(ordered), edges, is_geographic(ordered));
+    for &(a, b) in &links {
+        ctx.warn_kind(
+            "island_linked",
+            format!(
+                "linked `{}` and `{}` (nearest units by centroid) to connect the graph",
+                names[a], names[b]
+            ),
+        );
+    }
+    edges.extend(links);
+    edges.sort_unstable();
+    edges.dedup();
+}
+
+/// The `edges` and `components` tables (with a warning when the graph is not connected and
+/// islands are kept).
+fn output_tables(
+    params: &Params,
+    names: &[String],
+    edges: &[(usize, usize)],
+    degree_before: &[usize],
+    ctx: &StageContext,
+) -> Result<Outputs, StageError> {
+    let n = names.len();
+    let comp = components(n, edges);
+    let count = comp.iter().max().map_or(0, |c| c + 1);
+    if count > 1 && params.islands == Islands::Keep {
+        ctx.warn(format!(
+            "the neighbour graph has {count} connected components"
+        ));
+    }
+    // Ids are sorted, so index order is id order and (from, to) pairs are sorted as text.
+    let from: Vec<&str> = edges.iter().map(|&(a, _)| names[a].as_str()).collect();
+    let to: Vec<&str> = edges.iter().map(|&(_, b)| names[b].as_str()).collect();
+    let edges_table = TableBuilder::new()
+        .str("from", &from)
+        .str("to", &to)
+        .build()?;
+    #[allow(clippy::cast_possible_wrap)]
+    let components_table = TableBuilder::new()
+        .str("unit_id", names)
+        .i64("component", comp.iter().map(|&c| c as i64 + 1).collect())
+        .i64(
+            "degree",
+            degrees(n, edges).iter().map(|&d| d as i64).collect(),
+        )
+        .bool("island", degree_before.iter().map(|&d| d == 0).collect())
+        .build()?;
+    Ok(vec![
+        ("edges".to_owned(), edges_table),
+        ("components".to_owned(), components_table),
+    ])
 }
 
 /// Whether every coordinate lies within lon/lat bounds (then the tolerance is in degrees).
