@@ -183,7 +183,7 @@ mod tests {
             "{preset: mixed}"
         );
         assert_eq!(yaml_flow(&json!({})), "{}");
-        assert_eq!(yaml_flow(&json!(["gini"])), "[gini]");
+        assert_eq!(yaml_flow(&json!(["mean"])), "[mean]");
         assert_eq!(yaml_flow(&json!("12")), "\"12\"");
         // One item needs quotes, so all are quoted.
         assert_eq!(yaml_flow(&json!(["", "NA"])), "[\"\", \"NA\"]");

@@ -15,8 +15,9 @@ use crate::methods::compensation::{
     pearl_willingness, quantities_t_c, rescale_balanced, role,
 };
 use crate::methods::indices::Budget;
-use crate::stages::carbon_panel::{MissingPolicy, Panel, str_col};
-use crate::table::{TableBuilder, f64s, i64s};
+use crate::stages::carbon_panel::{MissingPolicy, Panel, StrCol, str_col};
+use crate::stages::schema::TableSchema;
+use crate::table::{f64s, i64s};
 
 /// The `compensation` stage kind.
 pub struct Compensation;
@@ -135,20 +136,17 @@ fn all_conventions() -> Vec<Convention> {
 fn default_stage_rule() -> StageRule {
     StageRule::InverseMinus3
 }
-fn col(name: &str) -> String {
-    name.to_owned()
-}
 fn default_engel_urban() -> String {
-    col("engel_urban")
+    "engel_urban".to_owned()
 }
 fn default_engel_rural() -> String {
-    col("engel_rural")
+    "engel_rural".to_owned()
 }
 fn default_urbanization() -> String {
-    col("urbanization_rate")
+    "urbanization_rate".to_owned()
 }
 fn default_population() -> String {
-    col("population")
+    "population".to_owned()
 }
 
 /// Parameters of `compensation`.
@@ -365,43 +363,7 @@ impl Stage for Compensation {
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
         let u = params.money_unit.suffix();
-        vec![
-            OutputDecl::new("compensation", "one row per unit, year and convention").with_columns(
-                [
-                    col("unit_id"),
-                    col("year"),
-                    col("role"),
-                    col("convention"),
-                    col("zero_sum"),
-                    col("quantity_t_c"),
-                    col("price_yuan_per_t_c"),
-                    format!("value_{u}"),
-                    col("willingness"),
-                    col("ability"),
-                    format!("value_modified_{u}"),
-                    format!("value_balanced_{u}"),
-                ],
-            ),
-            OutputDecl::new(
-                "summary",
-                "per year and convention: counts and totals paid and received",
-            )
-            .with_columns([
-                col("year"),
-                col("convention"),
-                col("zero_sum"),
-                col("n_payers"),
-                col("n_receivers"),
-                col("n_balanced"),
-                col("sum_quantity_t_c"),
-                format!("paid_{u}"),
-                format!("received_{u}"),
-                format!("paid_modified_{u}"),
-                format!("received_modified_{u}"),
-                format!("paid_balanced_{u}"),
-                format!("received_balanced_{u}"),
-            ]),
-        ]
+        vec![compensation_table(u).decl(), summary_table(u).decl()]
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -434,11 +396,91 @@ impl Stage for Compensation {
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let t = inputs.table("indices")?;
-        let unit_col = str_col(t, "indices", "unit_id", true)?;
+        let indices = inputs.table("indices")?;
+        let unit_col = str_col(indices, "indices", "unit_id", true)?;
+        let rows = IndexRows::read(indices, &unit_col)?;
+        let econ_cols = params.economy_columns();
+        let economy = if econ_cols.is_empty() {
+            None
+        } else {
+            let cols: Vec<&str> = econ_cols.iter().map(String::as_str).collect();
+            Some(Panel::read(
+                inputs.table("economy")?,
+                "economy",
+                &cols,
+                true,
+            )?)
+        };
+        // group rows by year, units sorted within
+        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, y) in rows.years.iter().enumerate() {
+            by_year.entry(*y).or_default().push(i);
+        }
+        let mut convs = params.conventions.clone();
+        convs.sort_unstable();
+        convs.dedup();
+        // output slot of each input row and convention: rows come out sorted by unit, year,
+        // convention; a convention left out in a year leaves its slots empty
+        let pos = rows.output_positions();
+        let mut slots: Vec<Option<CompensationRow>> = vec![None; rows.len() * convs.len()];
+        let mut summary = Vec::new();
+        let mut skipped = Vec::new();
+        for (&year, idx) in &mut by_year {
+            idx.sort_by_key(|&a| rows.unit_rank[a]);
+            if let Some(w) = idx
+                .windows(2)
+                .find(|w| rows.units[w[0]] == rows.units[w[1]])
+            {
+                return Err(StageError::data(format!(
+                    "`indices`: unit `{}` has two rows for {year}",
+                    rows.units[w[0]]
+                )));
+            }
+            let year_rows = YearInputs::read(params, &rows, economy.as_ref(), year, idx)?;
+            for (ci, &conv) in convs.iter().enumerate() {
+                let Some(out) = year_rows.convention(params, &rows, idx, conv, ctx) else {
+                    skipped.push(format!("{} in {year}", conv.name()));
+                    continue;
+                };
+                for (k, &i) in idx.iter().enumerate() {
+                    slots[pos[i] * convs.len() + ci] = Some(out.rows[k]);
+                }
+                summary.push(out.summary);
+            }
+        }
+        if !skipped.is_empty() {
+            ctx.warn(format!(
+                "no regional sink, so these conventions are undefined and left out: {}",
+                skipped.join(", ")
+            ));
+        }
+        if let Some(e) = &economy {
+            e.report(ctx, params.missing);
+        }
+        let u = params.money_unit.suffix();
+        let table: Vec<CompensationRow> = slots.into_iter().flatten().collect();
+        Ok(vec![
+            compensation_table(u).build(&table)?,
+            summary_table(u).build(&summary)?,
+        ])
+    }
+}
+
+/// The columns of `indices` the conventions use, checked.
+struct IndexRows<'a> {
+    units: Vec<&'a str>,
+    /// Rank of each row's unit id in sorted order, for integer sorting.
+    unit_rank: Vec<usize>,
+    years: Vec<i64>,
+    ce: Vec<f64>,
+    cs: Vec<f64>,
+    gdp: Vec<f64>,
+}
+
+impl<'a> IndexRows<'a> {
+    fn read(t: &arrow_array::RecordBatch, unit_col: &'a StrCol) -> Result<Self, StageError> {
         let units: Vec<&str> = (0..unit_col.len()).map(|i| unit_col.get(i)).collect();
-        // rank of each row's unit id in sorted order, for integer sorting below
-        let unit_rank: Vec<usize> = {
+        let unit_rank = {
             let mut order: Vec<usize> = (0..units.len()).collect();
             // `indices` writes rows sorted by unit: only sort when they are not
             if !(1..units.len()).all(|k| units[k - 1] <= units[k]) {
@@ -454,12 +496,25 @@ impl Stage for Compensation {
             }
             rank
         };
-        let engel_columns = params.engel_columns();
-        let years = i64s(t, "indices", "year")?;
-        let ce = f64s(t, "indices", "ce_t_c")?;
-        let cs = f64s(t, "indices", "cs_t_c")?;
-        let gdp = f64s(t, "indices", "gdp_10k_yuan")?;
-        for i in 0..units.len() {
+        let rows = Self {
+            unit_rank,
+            years: i64s(t, "indices", "year")?,
+            ce: f64s(t, "indices", "ce_t_c")?,
+            cs: f64s(t, "indices", "cs_t_c")?,
+            gdp: f64s(t, "indices", "gdp_10k_yuan")?,
+            units,
+        };
+        rows.check()?;
+        Ok(rows)
+    }
+
+    fn len(&self) -> usize {
+        self.units.len()
+    }
+
+    fn check(&self) -> Result<(), StageError> {
+        let (ce, cs, gdp) = (&self.ce, &self.cs, &self.gdp);
+        for i in 0..self.len() {
             if !(ce[i].is_finite()
                 && cs[i].is_finite()
                 && gdp[i].is_finite()
@@ -470,276 +525,243 @@ impl Stage for Compensation {
                 return Err(StageError::data(format!(
                     "`indices` row {}: unit `{}`, year {}: CE {}, CS {}, GDP {} (need CE, CS ≥ 0 and GDP > 0)",
                     i + 1,
-                    units[i],
-                    years[i],
+                    self.units[i],
+                    self.years[i],
                     ce[i],
                     cs[i],
                     gdp[i]
                 )));
             }
         }
-        let econ_cols = params.economy_columns();
-        let economy = if econ_cols.is_empty() {
-            None
-        } else {
-            let cols: Vec<&str> = econ_cols.iter().map(String::as_str).collect();
-            Some(Panel::read(
-                inputs.table("economy")?,
-                "economy",
-                &cols,
-                true,
-            )?)
-        };
-        let pop_idx = params.needs_population().then_some(0);
-        let engel_start = usize::from(params.needs_population());
+        Ok(())
+    }
 
-        // group rows by year, units sorted within
-        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-        for (i, y) in years.iter().enumerate() {
-            by_year.entry(*y).or_default().push(i);
+    /// The position of each row once sorted by unit and year.
+    fn output_positions(&self) -> Vec<usize> {
+        let key = |i: usize| (self.unit_rank[i], self.years[i]);
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if !(1..self.len()).all(|k| key(k - 1) <= key(k)) {
+            order.sort_unstable_by_key(|&i| key(i));
         }
-        let div = params.money_unit.divisor();
-        let mut convs = params.conventions.clone();
-        convs.sort_unstable();
-        convs.dedup();
-        let nconv = convs.len();
-        // output slot of each input row: rows come out sorted by unit, year, convention
-        let pos: Vec<usize> = {
-            let key = |i: usize| (unit_rank[i], years[i]);
-            let mut order: Vec<usize> = (0..years.len()).collect();
-            if !(1..years.len()).all(|k| key(k - 1) <= key(k)) {
-                order.sort_unstable_by_key(|&i| key(i));
-            }
-            let mut pos = vec![0; years.len()];
-            for (p, &i) in order.iter().enumerate() {
-                pos[i] = p;
-            }
-            pos
-        };
-        let mut out = OutCols::new(years.len() * nconv);
-        let mut summary = Summary::default();
-        let mut skipped = Vec::new();
-        for (&year, idx) in &mut by_year {
-            idx.sort_by_key(|&a| unit_rank[a]);
-            if let Some(w) = idx.windows(2).find(|w| units[w[0]] == units[w[1]]) {
-                return Err(StageError::data(format!(
-                    "`indices`: unit `{}` has two rows for {year}",
-                    units[w[0]]
-                )));
-            }
-            let price = params.price.yuan_per_t_c(year)?;
-            let mut budgets = Vec::with_capacity(idx.len());
-            let mut factors = Vec::with_capacity(idx.len());
-            for &i in idx.iter() {
-                let population = match (pop_idx, &economy) {
-                    (Some(c), Some(e)) => {
-                        let p = e.get(units[i], year, c, params.missing)?;
-                        if p <= 0.0 {
-                            return Err(StageError::data(format!(
-                                "`economy`: unit `{}`, year {year}: population is {p}",
-                                units[i]
-                            ))
-                            .with_hint("population must be > 0"));
-                        }
-                        Some(p)
-                    }
-                    _ => None,
-                };
-                budgets.push(Budget {
-                    ce_t_c: ce[i],
-                    cs_t_c: cs[i],
-                    gdp_10k_yuan: gdp[i],
-                    population,
-                });
-                let willingness = match (&economy, params.willingness) {
-                    (Some(e), Willingness::Pearl) => {
-                        let mut v = Vec::new();
-                        for (k, name) in engel_columns.iter().enumerate() {
-                            let x = e.get(units[i], year, engel_start + k, params.missing)?;
-                            if x > 1.0 {
-                                return Err(StageError::data(format!("`economy`: unit `{}`, year {year}: `{name}` is {x}, above 1", units[i]))
-                                    .with_hint("Engel coefficients and the urbanisation rate are fractions: divide percentages by 100"));
-                            }
-                            v.push(x);
-                        }
-                        let en = match params.engel {
-                            EngelSource::Combined => combined_engel(v[0], v[1], v[2]),
-                            EngelSource::Urban | EngelSource::Rural => v[0],
-                        };
-                        if en <= 0.0 {
-                            return Err(StageError::data(format!(
-                                "`economy`: unit `{}`, year {year}: the Engel coefficient is {en}",
-                                units[i]
-                            ))
-                            .with_hint("it must be > 0"));
-                        }
-                        pearl_willingness(development_stage(en, params.stage_rule))
-                    }
-                    _ => 1.0,
-                };
-                factors.push(willingness);
-            }
-            let region = crate::methods::indices::totals(&budgets);
-            let ability: Vec<f64> = budgets
-                .iter()
-                .map(
-                    |b| match (params.ability, b.population, region.population) {
-                        (Ability::GdpPerCapita, Some(p), Some(total)) => {
-                            ability_to_pay(b.gdp_10k_yuan, p, region.gdp_10k_yuan, total)
-                        }
-                        _ => 1.0,
-                    },
-                )
-                .collect();
-
-            for (ci, &conv) in convs.iter().enumerate() {
-                let q = quantities_t_c(conv, &budgets);
-                if q.iter().any(Option::is_none) {
-                    skipped.push(format!("{} in {year}", conv.name()));
-                    continue;
-                }
-                let q: Vec<f64> = q.into_iter().flatten().collect();
-                let value: Vec<f64> = q.iter().map(|q| q * price / div).collect();
-                let modified: Vec<Option<f64>> = value
-                    .iter()
-                    .zip(&factors)
-                    .zip(&ability)
-                    .map(|((v, l), a)| {
-                        Some(if params.modify == Modify::Payers && *v < 0.0 {
-                            *v
-                        } else {
-                            v * l * a
-                        })
-                    })
-                    .collect();
-                let balanced = rescale_balanced(&modified, params.rescale);
-                if balanced.is_none() {
-                    ctx.warn_kind("convention_unbalanced", format!("{} in {year}: every unit pays or every unit receives, so balanced values are null", conv.name()));
-                }
-                let mut s = SummaryRow::new(year, conv);
-                for (k, &i) in idx.iter().enumerate() {
-                    let r = role(q[k], params.balance_abs_t_c, params.balance_rel, ce[i]);
-                    let b = balanced.as_ref().and_then(|b| b[k]);
-                    s.add(r, q[k], value[k], modified[k].unwrap_or(0.0), b);
-                    let at = pos[i] * nconv + ci;
-                    out.present[at] = true;
-                    out.unit[at] = units[i];
-                    out.year[at] = year;
-                    out.convention[at] = conv;
-                    out.role[at] = r;
-                    out.quantity[at] = q[k];
-                    out.price[at] = price;
-                    out.value[at] = value[k];
-                    out.willingness[at] = factors[k];
-                    out.ability[at] = ability[k];
-                    out.modified[at] = modified[k].unwrap_or(f64::NAN);
-                    out.balanced[at] = b;
-                }
-                if balanced.is_none() {
-                    s.paid_balanced = None;
-                    s.received_balanced = None;
-                }
-                summary.rows.push(s);
-            }
+        let mut pos = vec![0; self.len()];
+        for (p, &i) in order.iter().enumerate() {
+            pos[i] = p;
         }
-        if !skipped.is_empty() {
-            ctx.warn(format!(
-                "no regional sink, so these conventions are undefined and left out: {}",
-                skipped.join(", ")
-            ));
-        }
-        if let Some(e) = &economy {
-            e.report(ctx, params.missing);
-        }
-        let u = params.money_unit.suffix();
-        let table = out.table(u)?;
-        Ok(vec![
-            ("compensation".to_owned(), table),
-            ("summary".to_owned(), summary.table(u)?),
-        ])
+        pos
     }
 }
 
-/// Output columns, one slot per (row, convention) in output order; `present` is false for
-/// conventions left out in a year.
-struct OutCols<'a> {
-    present: Vec<bool>,
-    unit: Vec<&'a str>,
-    year: Vec<i64>,
-    convention: Vec<Convention>,
-    role: Vec<&'static str>,
-    quantity: Vec<f64>,
-    price: Vec<f64>,
-    value: Vec<f64>,
+/// One year's budgets and the factors that modify each unit's value.
+struct YearInputs {
+    year: i64,
+    price: f64,
+    budgets: Vec<Budget>,
     willingness: Vec<f64>,
     ability: Vec<f64>,
-    modified: Vec<f64>,
-    balanced: Vec<Option<f64>>,
 }
 
-impl<'a> OutCols<'a> {
-    fn new(n: usize) -> Self {
-        Self {
-            present: vec![false; n],
-            unit: vec![""; n],
-            year: vec![0; n],
-            convention: vec![Convention::OwnSink; n],
-            role: vec![""; n],
-            quantity: vec![0.0; n],
-            price: vec![0.0; n],
-            value: vec![0.0; n],
-            willingness: vec![0.0; n],
-            ability: vec![0.0; n],
-            modified: vec![0.0; n],
-            balanced: vec![None; n],
+impl YearInputs {
+    /// The units `idx` (sorted) of `year`.
+    fn read(
+        params: &Params,
+        rows: &IndexRows,
+        economy: Option<&Panel>,
+        year: i64,
+        idx: &[usize],
+    ) -> Result<Self, StageError> {
+        let price = params.price.yuan_per_t_c(year)?;
+        let pop_idx = params.needs_population().then_some(0);
+        let mut budgets = Vec::with_capacity(idx.len());
+        let mut willingness = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let unit = rows.units[i];
+            let population = match (pop_idx, economy) {
+                (Some(c), Some(e)) => {
+                    let p = e.get(unit, year, c, params.missing)?;
+                    if p <= 0.0 {
+                        return Err(StageError::data(format!(
+                            "`economy`: unit `{unit}`, year {year}: population is {p}"
+                        ))
+                        .with_hint("population must be > 0"));
+                    }
+                    Some(p)
+                }
+                _ => None,
+            };
+            budgets.push(Budget {
+                ce_t_c: rows.ce[i],
+                cs_t_c: rows.cs[i],
+                gdp_10k_yuan: rows.gdp[i],
+                population,
+            });
+            willingness.push(match (economy, params.willingness) {
+                (Some(e), Willingness::Pearl) => pearl_factor(params, e, unit, year)?,
+                _ => 1.0,
+            });
         }
+        let region = crate::methods::indices::totals(&budgets);
+        let ability = budgets
+            .iter()
+            .map(
+                |b| match (params.ability, b.population, region.population) {
+                    (Ability::GdpPerCapita, Some(p), Some(total)) => {
+                        ability_to_pay(b.gdp_10k_yuan, p, region.gdp_10k_yuan, total)
+                    }
+                    _ => 1.0,
+                },
+            )
+            .collect();
+        Ok(Self {
+            year,
+            price,
+            budgets,
+            willingness,
+            ability,
+        })
     }
 
-    fn table(self, u: &str) -> Result<arrow_array::RecordBatch, StageError> {
-        let keep = |v: Vec<f64>, p: &[bool]| -> Vec<f64> {
-            if p.iter().all(|x| *x) {
-                v
-            } else {
-                v.into_iter()
-                    .zip(p)
-                    .filter(|(_, k)| **k)
-                    .map(|(x, _)| x)
-                    .collect()
-            }
-        };
-        let p = &self.present;
-        let pick = |i: usize| p[i];
-        let n = p.len();
-        let units: Vec<&str> = (0..n).filter(|&i| pick(i)).map(|i| self.unit[i]).collect();
-        let roles: Vec<&str> = (0..n).filter(|&i| pick(i)).map(|i| self.role[i]).collect();
-        let convs: Vec<&str> = (0..n)
-            .filter(|&i| pick(i))
-            .map(|i| self.convention[i].name())
+    /// The rows of one convention (in the order of `idx`) and its summary; `None` when the
+    /// convention is undefined this year (no regional sink).
+    fn convention<'a>(
+        &self,
+        params: &Params,
+        rows: &IndexRows<'a>,
+        idx: &[usize],
+        conv: Convention,
+        ctx: &StageContext,
+    ) -> Option<ConventionRows<'a>> {
+        let year = self.year;
+        let q: Vec<f64> = quantities_t_c(conv, &self.budgets)
+            .into_iter()
+            .collect::<Option<Vec<f64>>>()?;
+        let div = params.money_unit.divisor();
+        let value: Vec<f64> = q.iter().map(|q| q * self.price / div).collect();
+        let modified: Vec<Option<f64>> = value
+            .iter()
+            .zip(&self.willingness)
+            .zip(&self.ability)
+            .map(|((v, l), a)| {
+                Some(if params.modify == Modify::Payers && *v < 0.0 {
+                    *v
+                } else {
+                    v * l * a
+                })
+            })
             .collect();
-        let zero_sum: Vec<bool> = (0..n)
-            .filter(|&i| pick(i))
-            .map(|i| self.convention[i].zero_sum())
-            .collect();
-        let years: Vec<i64> = (0..n).filter(|&i| pick(i)).map(|i| self.year[i]).collect();
-        let balanced: Vec<Option<f64>> = (0..n)
-            .filter(|&i| pick(i))
-            .map(|i| self.balanced[i])
-            .collect();
-        TableBuilder::new()
-            .str("unit_id", &units)
-            .i64("year", years)
-            .str("role", &roles)
-            .str("convention", &convs)
-            .bool("zero_sum", zero_sum)
-            .f64("quantity_t_c", keep(self.quantity, p))
-            .f64("price_yuan_per_t_c", keep(self.price, p))
-            .f64(&format!("value_{u}"), keep(self.value, p))
-            .f64("willingness", keep(self.willingness, p))
-            .f64("ability", keep(self.ability, p))
-            .f64(&format!("value_modified_{u}"), keep(self.modified, p))
-            .f64_opt(&format!("value_balanced_{u}"), balanced)
-            .build()
+        let balanced = rescale_balanced(&modified, params.rescale);
+        if balanced.is_none() {
+            ctx.warn_kind("convention_unbalanced", format!("{} in {year}: every unit pays or every unit receives, so balanced values are null", conv.name()));
+        }
+        let mut summary = SummaryRow::new(year, conv);
+        let mut out = Vec::with_capacity(idx.len());
+        for (k, &i) in idx.iter().enumerate() {
+            let r = role(q[k], params.balance_abs_t_c, params.balance_rel, rows.ce[i]);
+            let b = balanced.as_ref().and_then(|b| b[k]);
+            summary.add(r, q[k], value[k], modified[k].unwrap_or(0.0), b);
+            out.push(CompensationRow {
+                unit: rows.units[i],
+                year,
+                convention: conv,
+                role: r,
+                quantity: q[k],
+                price: self.price,
+                value: value[k],
+                willingness: self.willingness[k],
+                ability: self.ability[k],
+                modified: modified[k].unwrap_or(f64::NAN),
+                balanced: b,
+            });
+        }
+        if balanced.is_none() {
+            summary.paid_balanced = None;
+            summary.received_balanced = None;
+        }
+        Some(ConventionRows { rows: out, summary })
     }
+}
+
+/// Pearl-curve willingness to pay from the unit's Engel coefficient.
+fn pearl_factor(params: &Params, e: &Panel, unit: &str, year: i64) -> Result<f64, StageError> {
+    let engel_start = usize::from(params.needs_population());
+    let mut v = Vec::new();
+    for (k, name) in params.engel_columns().iter().enumerate() {
+        let x = e.get(unit, year, engel_start + k, params.missing)?;
+        if x > 1.0 {
+            return Err(StageError::data(format!("`economy`: unit `{unit}`, year {year}: `{name}` is {x}, above 1"))
+                .with_hint("Engel coefficients and the urbanisation rate are fractions: divide percentages by 100"));
+        }
+        v.push(x);
+    }
+    let en = match params.engel {
+        EngelSource::Combined => combined_engel(v[0], v[1], v[2]),
+        EngelSource::Urban | EngelSource::Rural => v[0],
+    };
+    if en <= 0.0 {
+        return Err(StageError::data(format!(
+            "`economy`: unit `{unit}`, year {year}: the Engel coefficient is {en}"
+        ))
+        .with_hint("it must be > 0"));
+    }
+    Ok(pearl_willingness(development_stage(en, params.stage_rule)))
+}
+
+struct ConventionRows<'a> {
+    rows: Vec<CompensationRow<'a>>,
+    summary: SummaryRow,
+}
+
+/// A row of `compensation`: one unit, year and convention.
+#[derive(Clone, Copy)]
+struct CompensationRow<'a> {
+    unit: &'a str,
+    year: i64,
+    convention: Convention,
+    role: &'static str,
+    quantity: f64,
+    price: f64,
+    value: f64,
+    willingness: f64,
+    ability: f64,
+    modified: f64,
+    balanced: Option<f64>,
+}
+
+/// The `compensation` table; money columns end in the money unit `u`.
+fn compensation_table<'a>(u: &str) -> TableSchema<CompensationRow<'a>> {
+    TableSchema::<CompensationRow>::new("compensation", "one row per unit, year and convention")
+        .text("unit_id", |r| r.unit)
+        .int("year", |r| r.year)
+        .text("role", |r| r.role)
+        .text("convention", |r| r.convention.name())
+        .bool("zero_sum", |r| r.convention.zero_sum())
+        .float("quantity_t_c", |r| r.quantity)
+        .float("price_yuan_per_t_c", |r| r.price)
+        .float(format!("value_{u}"), |r| r.value)
+        .float("willingness", |r| r.willingness)
+        .float("ability", |r| r.ability)
+        .float(format!("value_modified_{u}"), |r| r.modified)
+        .float_or_null(format!("value_balanced_{u}"), |r| r.balanced)
+}
+
+/// The `summary` table; money columns end in the money unit `u`.
+fn summary_table(u: &str) -> TableSchema<SummaryRow> {
+    TableSchema::<SummaryRow>::new(
+        "summary",
+        "per year and convention: counts and totals paid and received",
+    )
+    .int("year", |s| s.year)
+    .text("convention", |s| s.convention.name())
+    .bool("zero_sum", |s| s.convention.zero_sum())
+    .int("n_payers", |s| s.n[0])
+    .int("n_receivers", |s| s.n[1])
+    .int("n_balanced", |s| s.n[2])
+    .float("sum_quantity_t_c", |s| s.sum_q)
+    .float(format!("paid_{u}"), |s| s.paid)
+    .float(format!("received_{u}"), |s| s.received)
+    .float(format!("paid_modified_{u}"), |s| s.paid_modified)
+    .float(format!("received_modified_{u}"), |s| s.received_modified)
+    .float_or_null(format!("paid_balanced_{u}"), |s| s.paid_balanced)
+    .float_or_null(format!("received_balanced_{u}"), |s| s.received_balanced)
 }
 
 struct SummaryRow {
@@ -791,56 +813,12 @@ impl SummaryRow {
     }
 }
 
-#[derive(Default)]
-struct Summary {
-    rows: Vec<SummaryRow>,
-}
-
-impl Summary {
-    fn table(self, u: &str) -> Result<arrow_array::RecordBatch, StageError> {
-        let r = &self.rows;
-        let convs: Vec<&str> = r.iter().map(|s| s.convention.name()).collect();
-        TableBuilder::new()
-            .i64("year", r.iter().map(|s| s.year).collect())
-            .str("convention", &convs)
-            .bool(
-                "zero_sum",
-                r.iter().map(|s| s.convention.zero_sum()).collect(),
-            )
-            .i64("n_payers", r.iter().map(|s| s.n[0]).collect())
-            .i64("n_receivers", r.iter().map(|s| s.n[1]).collect())
-            .i64("n_balanced", r.iter().map(|s| s.n[2]).collect())
-            .f64("sum_quantity_t_c", r.iter().map(|s| s.sum_q).collect())
-            .f64(&format!("paid_{u}"), r.iter().map(|s| s.paid).collect())
-            .f64(
-                &format!("received_{u}"),
-                r.iter().map(|s| s.received).collect(),
-            )
-            .f64(
-                &format!("paid_modified_{u}"),
-                r.iter().map(|s| s.paid_modified).collect(),
-            )
-            .f64(
-                &format!("received_modified_{u}"),
-                r.iter().map(|s| s.received_modified).collect(),
-            )
-            .f64_opt(
-                &format!("paid_balanced_{u}"),
-                r.iter().map(|s| s.paid_balanced).collect(),
-            )
-            .f64_opt(
-                &format!("received_balanced_{u}"),
-                r.iter().map(|s| s.received_balanced).collect(),
-            )
-            .build()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
     use crate::stages::testing;
+    use crate::table::TableBuilder;
     use crate::table::{bools, strings};
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
-use crate::table::{TableBuilder, f64s, i64s, ids, strings};
+use crate::stages::schema::TableSchema;
+use crate::table::{f64s, i64s, ids, strings};
 
 /// The `functional_areas` stage kind.
 pub struct FunctionalAreas;
@@ -141,64 +142,63 @@ impl Stage for FunctionalAreas {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new("summary", "per category over the period, ranked").with_columns([
-                "category",
-                "rank",
-                "n_units",
-                "n_years",
-                "mean_ci_t_per_10k_yuan",
-                "mean_nce_t_c",
-                "mean_nce_10k_t",
-                "mean_ce_t_c",
-                "mean_cs_t_c",
-                "pooled_ci_t_per_10k_yuan",
-                "annual_ce_t_c",
-                "annual_cs_t_c",
-                "annual_nce_t_c",
-                "annual_gdp_10k_yuan",
-            ]),
-            OutputDecl::new("by_year", "per year and category, ranked within the year")
-                .with_columns([
-                    "year",
-                    "category",
-                    "rank",
-                    "n_units",
-                    "mean_ci_t_per_10k_yuan",
-                    "mean_nce_t_c",
-                    "total_ce_t_c",
-                    "total_cs_t_c",
-                    "total_nce_t_c",
-                    "total_gdp_10k_yuan",
-                    "pooled_ci_t_per_10k_yuan",
-                ]),
-        ]
+        vec![summary_table().decl(), by_year_table().decl()]
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let cat_table = inputs.table("categories")?;
-        let cat_units = ids(cat_table, "categories", "unit_id")?;
-        let cat_values = strings(cat_table, "categories", &params.category_column)?;
-        let mut category: BTreeMap<String, String> = BTreeMap::new();
-        for (row, (u, c)) in cat_units.into_iter().zip(cat_values).enumerate() {
-            if c.trim().is_empty() {
-                return Err(StageError::data(format!(
-                    "`categories` row {}: unit `{u}` has an empty `{}`",
-                    row + 1,
-                    params.category_column
-                )));
-            }
-            if let Some(old) = category.insert(u.clone(), c.clone())
-                && old != c
-            {
-                return Err(StageError::data(format!(
-                    "`categories`: unit `{u}` is in two categories (`{old}`, `{c}`)"
-                ))
-                .with_hint("give each unit one category"));
-            }
-        }
+        let category = read_categories(params, inputs.table("categories")?)?;
+        let acc = Accumulated::read(&category, inputs.table("indices")?, ctx)?;
+        Ok(vec![
+            summary_table().build(&acc.summary_rows(params.rank_by))?,
+            by_year_table().build(&acc.year_rows(params.rank_by))?,
+        ])
+    }
+}
 
-        let t = inputs.table("indices")?;
+/// Unit → category, each unit in one category.
+fn read_categories(
+    params: &Params,
+    table: &arrow_array::RecordBatch,
+) -> Result<BTreeMap<String, String>, StageError> {
+    let cat_units = ids(table, "categories", "unit_id")?;
+    let cat_values = strings(table, "categories", &params.category_column)?;
+    let mut category: BTreeMap<String, String> = BTreeMap::new();
+    for (row, (u, c)) in cat_units.into_iter().zip(cat_values).enumerate() {
+        if c.trim().is_empty() {
+            return Err(StageError::data(format!(
+                "`categories` row {}: unit `{u}` has an empty `{}`",
+                row + 1,
+                params.category_column
+            )));
+        }
+        if let Some(old) = category.insert(u.clone(), c.clone())
+            && old != c
+        {
+            return Err(StageError::data(format!(
+                "`categories`: unit `{u}` is in two categories (`{old}`, `{c}`)"
+            ))
+            .with_hint("give each unit one category"));
+        }
+    }
+    Ok(category)
+}
+
+/// The `indices` rows summed per category, over the period and per year.
+struct Accumulated<'a> {
+    /// Category names, sorted; the accumulators are indexed alike.
+    cat_names: Vec<&'a str>,
+    period: Vec<Acc>,
+    yearly: BTreeMap<i64, Vec<Acc>>,
+    /// Per year and category: sums of CE, CS, NCE and GDP.
+    totals_by_year: BTreeMap<i64, Vec<[f64; 4]>>,
+}
+
+impl<'a> Accumulated<'a> {
+    fn read(
+        category: &'a BTreeMap<String, String>,
+        t: &arrow_array::RecordBatch,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
         let units = ids(t, "indices", "unit_id")?;
         let years = i64s(t, "indices", "year")?;
         let ce = f64s(t, "indices", "ce_t_c")?;
@@ -207,25 +207,22 @@ impl Stage for FunctionalAreas {
         let gdp = f64s(t, "indices", "gdp_10k_yuan")?;
         let ci = f64s(t, "indices", "ci_t_per_10k_yuan")?;
 
-        let cat_names: Vec<&String> = {
-            let mut v: Vec<&String> = category.values().collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let cat_index: BTreeMap<&str, usize> = cat_names
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.as_str(), i))
-            .collect();
+        let mut cat_names: Vec<&str> = category.values().map(String::as_str).collect();
+        cat_names.sort_unstable();
+        cat_names.dedup();
+        let cat_index: BTreeMap<&str, usize> =
+            cat_names.iter().enumerate().map(|(i, c)| (*c, i)).collect();
         let unit_index: BTreeMap<&str, usize> = category
             .keys()
             .enumerate()
             .map(|(i, u)| (u.as_str(), i))
             .collect();
-        let mut period = vec![Acc::default(); cat_names.len()];
-        let mut yearly: BTreeMap<i64, Vec<Acc>> = BTreeMap::new();
-        let mut totals_by_year: BTreeMap<i64, Vec<[f64; 4]>> = BTreeMap::new();
+        let mut acc = Self {
+            period: vec![Acc::default(); cat_names.len()],
+            yearly: BTreeMap::new(),
+            totals_by_year: BTreeMap::new(),
+            cat_names,
+        };
         // Accumulate in (unit, year) order, so the sums (float addition is not associative)
         // are the same however the rows of `indices` are ordered.
         let mut rows: Vec<usize> = (0..units.len()).collect();
@@ -249,149 +246,119 @@ impl Stage for FunctionalAreas {
             }
             let k = cat_index[c.as_str()];
             let u = unit_index[units[i].as_str()];
-            period[k].add(u, years[i], ce[i], cs[i], nce[i], gdp[i], ci[i]);
-            yearly
+            let n_cats = acc.cat_names.len();
+            acc.period[k].add(u, years[i], ce[i], cs[i], nce[i], gdp[i], ci[i]);
+            acc.yearly
                 .entry(years[i])
-                .or_insert_with(|| vec![Acc::default(); cat_names.len()])[k]
+                .or_insert_with(|| vec![Acc::default(); n_cats])[k]
                 .add(u, years[i], ce[i], cs[i], nce[i], gdp[i], ci[i]);
-            let tot = &mut totals_by_year
+            let tot = &mut acc
+                .totals_by_year
                 .entry(years[i])
-                .or_insert_with(|| vec![[0.0; 4]; cat_names.len()])[k];
+                .or_insert_with(|| vec![[0.0; 4]; n_cats])[k];
             tot[0] += ce[i];
             tot[1] += cs[i];
             tot[2] += nce[i];
             tot[3] += gdp[i];
         }
-        let used: std::collections::BTreeSet<&str> = units.iter().map(String::as_str).collect();
-        let unused: Vec<&str> = category
-            .keys()
-            .map(String::as_str)
-            .filter(|u| !used.contains(u))
-            .collect();
-        if !unused.is_empty() {
-            ctx.warn(format!(
-                "`categories`: {} unit(s) have no indices and are ignored (e.g. {})",
-                unused.len(),
-                unused
-                    .iter()
-                    .take(5)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        warn_unused_categories(category, &units, ctx);
+        Ok(acc)
+    }
 
-        // period summary: categories with at least one unit-year
-        let present: Vec<usize> = (0..cat_names.len())
-            .filter(|&k| period[k].n_rows > 0)
+    /// The period summary: categories with at least one unit-year, by rank.
+    fn summary_rows(&self, rank_by: RankBy) -> Vec<SummaryRow<'a>> {
+        let present: Vec<usize> = (0..self.cat_names.len())
+            .filter(|&k| self.period[k].n_rows > 0)
             .collect();
         let keys: Vec<(&str, Option<f64>)> = present
             .iter()
-            .map(|&k| (cat_names[k].as_str(), period[k].key(params.rank_by)))
+            .map(|&k| (self.cat_names[k], self.period[k].key(rank_by)))
             .collect();
         let r = ranks(&keys);
         let mut order: Vec<usize> = (0..present.len()).collect();
         order.sort_by_key(|&i| r[i]);
-        let pick = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
-            order.iter().map(|&i| f(present[i])).collect()
-        };
-        let annual = |k: usize, j: usize| -> f64 {
-            let years: Vec<f64> = totals_by_year.values().map(|v| v[k][j]).collect();
-            let n = period[k].years.len();
-            years.iter().sum::<f64>() / n as f64
-        };
-        let names: Vec<&str> = order
-            .iter()
-            .map(|&i| cat_names[present[i]].as_str())
-            .collect();
-        let summary = TableBuilder::new()
-            .str("category", &names)
-            .i64("rank", order.iter().map(|&i| r[i]).collect())
-            .i64(
-                "n_units",
-                order
-                    .iter()
-                    .map(|&i| i64::try_from(period[present[i]].units.len()).expect("few units"))
-                    .collect(),
-            )
-            .i64(
-                "n_years",
-                order
-                    .iter()
-                    .map(|&i| i64::try_from(period[present[i]].years.len()).expect("few years"))
-                    .collect(),
-            )
-            .f64_opt(
-                "mean_ci_t_per_10k_yuan",
-                order
-                    .iter()
-                    .map(|&i| period[present[i]].mean_ci())
-                    .collect(),
-            )
-            .f64("mean_nce_t_c", pick(&|k| period[k].mean_nce()))
-            .f64("mean_nce_10k_t", pick(&|k| period[k].mean_nce() / 1e4))
-            .f64(
-                "mean_ce_t_c",
-                pick(&|k| period[k].ce / f64::from(period[k].n_rows)),
-            )
-            .f64(
-                "mean_cs_t_c",
-                pick(&|k| period[k].cs / f64::from(period[k].n_rows)),
-            )
-            .f64_opt(
-                "pooled_ci_t_per_10k_yuan",
-                order.iter().map(|&i| pooled(&period[present[i]])).collect(),
-            )
-            .f64("annual_ce_t_c", pick(&|k| annual(k, 0)))
-            .f64("annual_cs_t_c", pick(&|k| annual(k, 1)))
-            .f64("annual_nce_t_c", pick(&|k| annual(k, 2)))
-            .f64("annual_gdp_10k_yuan", pick(&|k| annual(k, 3)))
-            .build()?;
+        order
+            .into_iter()
+            .map(|i| {
+                let k = present[i];
+                let a = &self.period[k];
+                SummaryRow {
+                    category: self.cat_names[k],
+                    rank: r[i],
+                    n_units: i64::try_from(a.units.len()).expect("few units"),
+                    n_years: i64::try_from(a.years.len()).expect("few years"),
+                    mean_ci: a.mean_ci(),
+                    mean_nce: a.mean_nce(),
+                    mean_ce: a.ce / f64::from(a.n_rows),
+                    mean_cs: a.cs / f64::from(a.n_rows),
+                    pooled_ci: pooled(a),
+                    annual: [0, 1, 2, 3].map(|j| self.annual_mean(k, j)),
+                }
+            })
+            .collect()
+    }
 
-        // per year
-        let mut b = YearCols::default();
-        for (year, accs) in &yearly {
+    /// The mean over the category's years of its yearly sum `j` (CE, CS, NCE, GDP).
+    fn annual_mean(&self, k: usize, j: usize) -> f64 {
+        let years: Vec<f64> = self.totals_by_year.values().map(|v| v[k][j]).collect();
+        let n = self.period[k].years.len();
+        #[allow(clippy::cast_precision_loss)]
+        let mean = years.iter().sum::<f64>() / n as f64;
+        mean
+    }
+
+    /// Per year, the categories present that year, by rank.
+    fn year_rows(&self, rank_by: RankBy) -> Vec<YearRow<'a>> {
+        let mut rows = Vec::new();
+        for (year, accs) in &self.yearly {
             let present: Vec<usize> = (0..accs.len()).filter(|&k| accs[k].n_rows > 0).collect();
             let keys: Vec<(&str, Option<f64>)> = present
                 .iter()
-                .map(|&k| (cat_names[k].as_str(), accs[k].key(params.rank_by)))
+                .map(|&k| (self.cat_names[k], accs[k].key(rank_by)))
                 .collect();
             let r = ranks(&keys);
             let mut order: Vec<usize> = (0..present.len()).collect();
             order.sort_by_key(|&i| r[i]);
             for i in order {
                 let a = &accs[present[i]];
-                b.year.push(*year);
-                b.category.push(cat_names[present[i]].as_str());
-                b.rank.push(r[i]);
-                b.n_units
-                    .push(i64::try_from(a.units.len()).expect("few units"));
-                b.mean_ci.push(a.mean_ci());
-                b.mean_nce.push(a.mean_nce());
-                b.ce.push(a.ce);
-                b.cs.push(a.cs);
-                b.nce.push(a.nce_sum);
-                b.gdp.push(a.gdp);
-                b.pooled.push(pooled(a));
+                rows.push(YearRow {
+                    year: *year,
+                    category: self.cat_names[present[i]],
+                    rank: r[i],
+                    n_units: i64::try_from(a.units.len()).expect("few units"),
+                    mean_ci: a.mean_ci(),
+                    mean_nce: a.mean_nce(),
+                    totals: [a.ce, a.cs, a.nce_sum, a.gdp],
+                    pooled_ci: pooled(a),
+                });
             }
         }
-        let by_year = TableBuilder::new()
-            .i64("year", b.year)
-            .str("category", &b.category)
-            .i64("rank", b.rank)
-            .i64("n_units", b.n_units)
-            .f64_opt("mean_ci_t_per_10k_yuan", b.mean_ci)
-            .f64("mean_nce_t_c", b.mean_nce)
-            .f64("total_ce_t_c", b.ce)
-            .f64("total_cs_t_c", b.cs)
-            .f64("total_nce_t_c", b.nce)
-            .f64("total_gdp_10k_yuan", b.gdp)
-            .f64_opt("pooled_ci_t_per_10k_yuan", b.pooled)
-            .build()?;
-        Ok(vec![
-            ("summary".to_owned(), summary),
-            ("by_year".to_owned(), by_year),
-        ])
+        rows
+    }
+}
+
+fn warn_unused_categories(
+    category: &BTreeMap<String, String>,
+    units: &[String],
+    ctx: &StageContext,
+) {
+    let used: std::collections::BTreeSet<&str> = units.iter().map(String::as_str).collect();
+    let unused: Vec<&str> = category
+        .keys()
+        .map(String::as_str)
+        .filter(|u| !used.contains(u))
+        .collect();
+    if !unused.is_empty() {
+        ctx.warn(format!(
+            "`categories`: {} unit(s) have no indices and are ignored (e.g. {})",
+            unused.len(),
+            unused
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
 }
 
@@ -399,25 +366,72 @@ fn pooled(a: &Acc) -> Option<f64> {
     (a.gdp > 0.0).then(|| a.ce / a.gdp)
 }
 
-#[derive(Default)]
-struct YearCols<'a> {
-    year: Vec<i64>,
-    category: Vec<&'a str>,
-    rank: Vec<i64>,
-    n_units: Vec<i64>,
-    mean_ci: Vec<Option<f64>>,
-    mean_nce: Vec<f64>,
-    ce: Vec<f64>,
-    cs: Vec<f64>,
-    nce: Vec<f64>,
-    gdp: Vec<f64>,
-    pooled: Vec<Option<f64>>,
+/// A row of `summary`: one category over the period.
+struct SummaryRow<'a> {
+    category: &'a str,
+    rank: i64,
+    n_units: i64,
+    n_years: i64,
+    mean_ci: Option<f64>,
+    mean_nce: f64,
+    mean_ce: f64,
+    mean_cs: f64,
+    pooled_ci: Option<f64>,
+    /// Means over the years of the yearly sums of CE, CS, NCE and GDP.
+    annual: [f64; 4],
+}
+
+fn summary_table<'a>() -> TableSchema<SummaryRow<'a>> {
+    TableSchema::<SummaryRow>::new("summary", "per category over the period, ranked")
+        .text("category", |r| r.category)
+        .int("rank", |r| r.rank)
+        .int("n_units", |r| r.n_units)
+        .int("n_years", |r| r.n_years)
+        .float_or_null("mean_ci_t_per_10k_yuan", |r| r.mean_ci)
+        .float("mean_nce_t_c", |r| r.mean_nce)
+        .float("mean_nce_10k_t", |r| r.mean_nce / 1e4)
+        .float("mean_ce_t_c", |r| r.mean_ce)
+        .float("mean_cs_t_c", |r| r.mean_cs)
+        .float_or_null("pooled_ci_t_per_10k_yuan", |r| r.pooled_ci)
+        .float("annual_ce_t_c", |r| r.annual[0])
+        .float("annual_cs_t_c", |r| r.annual[1])
+        .float("annual_nce_t_c", |r| r.annual[2])
+        .float("annual_gdp_10k_yuan", |r| r.annual[3])
+}
+
+/// A row of `by_year`: one category in one year.
+struct YearRow<'a> {
+    year: i64,
+    category: &'a str,
+    rank: i64,
+    n_units: i64,
+    mean_ci: Option<f64>,
+    mean_nce: f64,
+    /// Sums of CE, CS, NCE and GDP.
+    totals: [f64; 4],
+    pooled_ci: Option<f64>,
+}
+
+fn by_year_table<'a>() -> TableSchema<YearRow<'a>> {
+    TableSchema::<YearRow>::new("by_year", "per year and category, ranked within the year")
+        .int("year", |r| r.year)
+        .text("category", |r| r.category)
+        .int("rank", |r| r.rank)
+        .int("n_units", |r| r.n_units)
+        .float_or_null("mean_ci_t_per_10k_yuan", |r| r.mean_ci)
+        .float("mean_nce_t_c", |r| r.mean_nce)
+        .float("total_ce_t_c", |r| r.totals[0])
+        .float("total_cs_t_c", |r| r.totals[1])
+        .float("total_nce_t_c", |r| r.totals[2])
+        .float("total_gdp_10k_yuan", |r| r.totals[3])
+        .float_or_null("pooled_ci_t_per_10k_yuan", |r| r.pooled_ci)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
 
     use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
