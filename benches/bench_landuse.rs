@@ -120,7 +120,9 @@ fn main() {
             );
         }
     }
-    let params = serde_json::json!({ "rasters": rasters, "scheme": "clcd" });
+    // Units the rasters miss (the national boundaries' far-south islands) are kept with zero areas.
+    let params =
+        serde_json::json!({ "rasters": rasters, "scheme": "clcd", "allow_empty_units": true });
     let prepared = Entry::<LandUse>::new()
         .prepare(params)
         .expect("parameters are valid");
