@@ -120,7 +120,9 @@ fn main() {
             );
         }
     }
-    let params = serde_json::json!({ "rasters": rasters, "scheme": "clcd" });
+    // Units the rasters miss (the national boundaries' far-south islands) are kept with zero areas.
+    let params =
+        serde_json::json!({ "rasters": rasters, "scheme": "clcd", "allow_empty_units": true });
     let prepared = Entry::<LandUse>::new()
         .prepare(params)
         .expect("parameters are valid");
@@ -306,7 +308,7 @@ fn texture_row(row: usize, at: Place, year: u32, out: &mut [u8]) {
 // Writing the rasters
 
 /// The GeoKey directory and parameters of CLCD's Albers, as the project's own writer encodes them.
-fn albers_keys() -> (Vec<u16>, Vec<f64>) {
+fn albers_keys() -> (Vec<u16>, Vec<f64>, String) {
     use pipeline::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, encode_categorical};
     let bytes = encode_categorical(&CategoricalRaster {
         width: 1,
@@ -331,7 +333,10 @@ fn albers_keys() -> (Vec<u16>, Vec<f64>) {
     let doubles = dec
         .get_tag_f64_vec(tiff::tags::Tag::GeoDoubleParamsTag)
         .expect("GeoDoubles");
-    (keys, doubles)
+    let ascii = dec
+        .get_tag_ascii_string(tiff::tags::Tag::GeoAsciiParamsTag)
+        .expect("GeoAscii");
+    (keys, doubles, ascii)
 }
 
 /// Writes a CLCD-like raster: LZW strips of one row (`tiled` false) or DEFLATE 256 × 256 tiles.
@@ -378,7 +383,7 @@ fn write_raster(path: &Path, w: usize, h: usize, at: Place, year: u32, tiled: bo
             counts.push(u32::try_from(c.len()).expect("chunk under 4 GiB"));
         }
     }
-    let (keys, doubles) = albers_keys();
+    let (keys, doubles, ascii) = albers_keys();
     dir.write_tag(Tag::ImageWidth, w as u32).unwrap();
     dir.write_tag(Tag::ImageLength, h as u32).unwrap();
     dir.write_tag(Tag::BitsPerSample, 8u16).unwrap();
@@ -406,6 +411,8 @@ fn write_raster(path: &Path, w: usize, h: usize, at: Place, year: u32, tiled: bo
     .unwrap();
     dir.write_tag(Tag::GeoKeyDirectoryTag, &keys[..]).unwrap();
     dir.write_tag(Tag::GeoDoubleParamsTag, &doubles[..])
+        .unwrap();
+    dir.write_tag(Tag::GeoAsciiParamsTag, ascii.as_str())
         .unwrap();
     dir.write_tag(Tag::GdalNodata, "0").unwrap();
     dir.finish().expect("IFD written");
