@@ -64,10 +64,14 @@ pub fn preset_text(file: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
+/// Every embedded preset file by name, parsed by one parser (an error for the files of other
+/// shapes, which no caller asks that parser for).
+type ParsedPresets<T> = OnceLock<Vec<(&'static str, Result<T, String>)>>;
+
 /// An embedded preset file parsed once per process: its text never changes, and a `sweep`
 /// prepares the stages that read it once per draw.
 fn parsed_once<T: Send + Sync>(
-    cell: &'static OnceLock<Vec<(&'static str, Result<T, String>)>>,
+    cell: &'static ParsedPresets<T>,
     file: &str,
     parse: fn(&str) -> Result<T, String>,
 ) -> Option<&'static Result<T, String>> {
@@ -83,15 +87,14 @@ fn parsed_once<T: Send + Sync>(
 /// The embedded land-use coefficient file `file` (e.g. `mixed.csv`), parsed once.
 #[must_use]
 pub fn land_preset(file: &str) -> Option<&'static Result<Vec<LandCoefficient>, String>> {
-    static CELL: OnceLock<Vec<(&'static str, Result<Vec<LandCoefficient>, String>)>> =
-        OnceLock::new();
+    static CELL: ParsedPresets<Vec<LandCoefficient>> = OnceLock::new();
     parsed_once(&CELL, file, parse_land_coefficients)
 }
 
 /// The embedded energy-factor file `file` (e.g. `energy_liu2017.csv`), parsed once.
 #[must_use]
 pub fn fuel_preset(file: &str) -> Option<&'static Result<Vec<FuelRow>, String>> {
-    static CELL: OnceLock<Vec<(&'static str, Result<Vec<FuelRow>, String>)>> = OnceLock::new();
+    static CELL: ParsedPresets<Vec<FuelRow>> = OnceLock::new();
     parsed_once(&CELL, file, parse_fuel_rows)
 }
 
@@ -100,12 +103,7 @@ pub fn fuel_preset(file: &str) -> Option<&'static Result<Vec<FuelRow>, String>> 
 pub fn crop_preset(
     file: &str,
 ) -> Option<&'static Result<BTreeMap<String, CropParameters>, String>> {
-    static CELL: OnceLock<
-        Vec<(
-            &'static str,
-            Result<BTreeMap<String, CropParameters>, String>,
-        )>,
-    > = OnceLock::new();
+    static CELL: ParsedPresets<BTreeMap<String, CropParameters>> = OnceLock::new();
     parsed_once(&CELL, file, parse_crop_parameters)
 }
 
