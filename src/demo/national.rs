@@ -292,6 +292,9 @@ fn seats(units: &[Unit]) -> Vec<Seat> {
 /// Per-unit counts: `[year][code]` pixels.
 type UnitCounts = Vec<[u64; CLASSES + 1]>;
 
+/// One row's codes per year, and its pixel counts per unit.
+type RowOut = (Vec<Vec<u8>>, Vec<(u32, UnitCounts)>);
+
 /// The rows of one band, as written, and the pixel counts per unit in them.
 struct Band {
     /// Per year, the band's rows.
@@ -394,7 +397,7 @@ fn make_band(
     rows: std::ops::Range<usize>,
 ) -> Band {
     let w = grid.width;
-    let per_row: Vec<(Vec<Vec<u8>>, Vec<(u32, UnitCounts)>)> = rows
+    let per_row: Vec<RowOut> = rows
         .into_par_iter()
         .map(|r| {
             let mut owner = vec![None; w];
