@@ -38,7 +38,7 @@ pub enum Command {
         /// Allow the study to read files outside its own directory tree.
         #[arg(long)]
         allow_outside: bool,
-        /// Worker threads (default: one per core; at most 4 per core).
+        /// Worker threads (default: $RAYON_NUM_THREADS, else one per core; at most 4 per core).
         #[arg(long, short, default_value_t = 0)]
         jobs: usize,
         /// Keep running independent stages after a failure.
