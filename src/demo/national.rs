@@ -34,7 +34,7 @@ pub const DEFAULT_RESOLUTION_M: f64 = 1000.0;
 pub const DEFAULT_YEARS: (i64, i64) = (1985, 2022);
 /// Bumped when the same configuration would give other bytes; an earlier run is reused only if
 /// its README names this version.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 /// The boundary file under the data directory's `boundaries/`.
 pub const BOUNDARY_FILE: &str = "china_counties.geojson";
 /// CLCD's Albers grid (Yang & Huang 2021): WGS 84, standard parallels 25° and 47° N, central
@@ -592,14 +592,20 @@ fn tables(
             .join(",")
     );
     let seed = config.seed;
+    let pixel_m2 = config.resolution_m * config.resolution_m;
+    let area_px: Vec<f64> = units
+        .iter()
+        .map(|u| geo::Area::unsigned_area(&u.albers) / pixel_m2)
+        .collect();
     let mut per_year = Vec::new();
     for (k, &year) in years.iter().enumerate() {
         let [gdp_total, pop_total, tce_total, elec_total] = national(year);
         let px = |u: usize, code: usize| count(u)[k][code] as f64;
+        // A share by polygon area too, so a unit smaller than a pixel still has people.
         let pop_w: Vec<f64> = (0..units.len())
             .map(|u| {
                 let natural = px(u, 2) + px(u, 3) + px(u, 4);
-                (0.01 * natural + px(u, 1) + 12.0 * px(u, 8))
+                (0.01 * natural + px(u, 1) + 12.0 * px(u, 8) + 0.05 * area_px[u])
                     * jitter(seed, units[u].adcode, 1, 0.15)
             })
             .collect();
