@@ -34,7 +34,7 @@ pub const DEFAULT_RESOLUTION_M: f64 = 1000.0;
 pub const DEFAULT_YEARS: (i64, i64) = (1985, 2022);
 /// Bumped when the same configuration would give other bytes; an earlier run is reused only if
 /// its README names this version.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 3;
 /// The boundary file under the data directory's `boundaries/`.
 pub const BOUNDARY_FILE: &str = "china_counties.geojson";
 /// CLCD's Albers grid (Yang & Huang 2021): WGS 84, standard parallels 25° and 47° N, central
@@ -292,6 +292,9 @@ fn seats(units: &[Unit]) -> Vec<Seat> {
 /// Per-unit counts: `[year][code]` pixels.
 type UnitCounts = Vec<[u64; CLASSES + 1]>;
 
+/// One row's codes per year, and its pixel counts per unit.
+type RowOut = (Vec<Vec<u8>>, Vec<(u32, UnitCounts)>);
+
 /// The rows of one band, as written, and the pixel counts per unit in them.
 struct Band {
     /// Per year, the band's rows.
@@ -394,7 +397,7 @@ fn make_band(
     rows: std::ops::Range<usize>,
 ) -> Band {
     let w = grid.width;
-    let per_row: Vec<(Vec<Vec<u8>>, Vec<(u32, UnitCounts)>)> = rows
+    let per_row: Vec<RowOut> = rows
         .into_par_iter()
         .map(|r| {
             let mut owner = vec![None; w];
@@ -589,14 +592,20 @@ fn tables(
             .join(",")
     );
     let seed = config.seed;
+    let pixel_m2 = config.resolution_m * config.resolution_m;
+    let area_px: Vec<f64> = units
+        .iter()
+        .map(|u| geo::Area::unsigned_area(&u.albers) / pixel_m2)
+        .collect();
     let mut per_year = Vec::new();
     for (k, &year) in years.iter().enumerate() {
         let [gdp_total, pop_total, tce_total, elec_total] = national(year);
         let px = |u: usize, code: usize| count(u)[k][code] as f64;
+        // A share by polygon area too, so a unit smaller than a pixel still has people.
         let pop_w: Vec<f64> = (0..units.len())
             .map(|u| {
                 let natural = px(u, 2) + px(u, 3) + px(u, 4);
-                (0.01 * natural + px(u, 1) + 12.0 * px(u, 8))
+                (0.01 * natural + px(u, 1) + 12.0 * px(u, 8) + 0.05 * area_px[u])
                     * jitter(seed, units[u].adcode, 1, 0.15)
             })
             .collect();
@@ -619,7 +628,16 @@ fn tables(
             economy_rows.push((
                 unit.adcode,
                 year,
-                format!("{},{year},{:.1},{:.0}\n", unit.adcode, gdp[u], pop[u]),
+                format!(
+                    "{},{year},{:.1},{:.0},{:.4},{:.4},{:.4}\n",
+                    unit.adcode,
+                    gdp[u],
+                    pop[u],
+                    ((0.237 + (0.652 - 0.237) * t) * jitter(seed, unit.adcode, 4, 0.3))
+                        .clamp(0.05, 0.99),
+                    (0.53 + (0.295 - 0.53) * t) * jitter(seed, unit.adcode, 5, 0.06),
+                    (0.578 + (0.33 - 0.578) * t) * jitter(seed, unit.adcode, 6, 0.06),
+                ),
             ));
             let mut line = format!("{},{year}", unit.adcode);
             for (j, th) in theta.iter().enumerate() {
@@ -633,7 +651,9 @@ fn tables(
     }
     // Rows sorted by unit, then year.
     economy_rows.sort_by_key(|(a, y, _)| (*a, *y));
-    let mut economy = String::from("unit_id,year,gdp_10k_yuan,population\n");
+    let mut economy = String::from(
+        "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural\n",
+    );
     economy.extend(economy_rows.into_iter().map(|(_, _, l)| l));
     per_year.sort_by_key(|(a, y, _)| (*a, *y));
     energy.extend(per_year.into_iter().map(|(_, _, l)| l));
@@ -671,7 +691,7 @@ fn readme(config: &NationalConfig, grid: &Grid, years: &[i64], units: usize) -> 
          - `landuse_<year>.tif`: CLCD codes 1–9 (0 = outside the units, NoData), {w} × {h} px of {res} m\n  \
          in CLCD's Albers grid (WGS 84, lat_1 = 25, lat_2 = 47, lon_0 = 105), LZW strips;\n  \
          `landuse_<year>_tiled.tif` (with `--format deflate|both`): the same pixels, DEFLATE tiles of 256².\n\
-         - `economy.csv`: `unit_id,year,gdp_10k_yuan,population`.\n\
+         - `economy.csv`: `unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural`.\n\
          - `energy.csv`: fuels in physical units (t, natural gas in 10⁴ m³) and electricity in 10⁴ kWh.\n\n\
          The maps are a seeded texture (class patches, villages, growing towns, rivers, speckle)\n\
          over regional class mixes; the tables split national totals of the right order over the\n\

@@ -221,11 +221,11 @@ pub struct StageContext {
     memo: Option<(Arc<dyn MemoStore>, MemoScope)>,
     memos_used: Mutex<Vec<(Digest, Digest)>>,
     log_dir: Option<PathBuf>,
-    progress: Mutex<Option<ProgressSink>>,
+    progress: Mutex<Option<ProgressChannel>>,
 }
 
 /// Where [`StageContext::progress`] sends its events, and the last tenth sent.
-struct ProgressSink {
+struct ProgressChannel {
     events: std::sync::mpsc::Sender<crate::engine::progress::Event>,
     tenth: u64,
     /// The last thousandth sent: at most about a thousand events per stage.
@@ -274,7 +274,7 @@ impl StageContext {
         *self
             .progress
             .lock()
-            .expect("progress lock is never poisoned") = Some(ProgressSink {
+            .expect("progress lock is never poisoned") = Some(ProgressChannel {
             events,
             tenth: 0,
             permille: 0,
@@ -294,22 +294,22 @@ impl StageContext {
     /// part are finished; shown as a bar with an ETA on a terminal, as a line per tenth in logs.
     /// Call it from any thread; it never affects results.
     pub fn progress(&self, done: u64, total: u64, unit: &str) {
-        let mut sink = self
+        let mut guard = self
             .progress
             .lock()
             .expect("progress lock is never poisoned");
-        let Some(sink) = sink.as_mut() else {
+        let Some(channel) = guard.as_mut() else {
             return;
         };
         let permille = (done * 1000).checked_div(total).unwrap_or(1000);
-        if permille <= sink.permille && done != 0 {
+        if permille <= channel.permille && done != 0 {
             return;
         }
-        sink.permille = permille;
+        channel.permille = permille;
         let tenth = permille / 100;
-        let milestone = tenth > sink.tenth;
-        sink.tenth = sink.tenth.max(tenth);
-        let _ = sink
+        let milestone = tenth > channel.tenth;
+        channel.tenth = channel.tenth.max(tenth);
+        let _ = channel
             .events
             .send(crate::engine::progress::Event::StageProgress {
                 stage: self.stage.clone(),

@@ -344,7 +344,9 @@ impl StreamingGeoTiff {
     pub fn write_rows(&mut self, rows: &[u8]) -> Result<(), GeoTiffWriteError> {
         let w = self.header.width as usize;
         let n = rows.len() / w;
-        if rows.len() % w != 0 || self.rows_received as usize + n > self.header.height as usize {
+        if !rows.len().is_multiple_of(w)
+            || self.rows_received as usize + n > self.header.height as usize
+        {
             return Err(GeoTiffWriteError::SizeMismatch {
                 width: self.header.width,
                 height: self.header.height,
@@ -513,7 +515,7 @@ impl IfdBuilder {
     fn encode(self, start: u64) -> Result<(Vec<u8>, u32), GeoTiffWriteError> {
         let too_large = |_| GeoTiffWriteError::TooLarge;
         let mut out = Vec::new();
-        if start % 2 == 1 {
+        if !start.is_multiple_of(2) {
             out.push(0);
         }
         let mut table = Vec::with_capacity(2 + 12 * self.entries.len() + 4);
@@ -549,7 +551,7 @@ impl IfdBuilder {
             } else {
                 let at = u32::try_from(start + out.len() as u64).map_err(too_large)?;
                 out.extend_from_slice(&bytes);
-                if out.len() % 2 == 1 {
+                if !out.len().is_multiple_of(2) {
                     out.push(0);
                 }
                 table.extend_from_slice(&at.to_le_bytes());
