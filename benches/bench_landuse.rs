@@ -139,7 +139,7 @@ fn main() {
         pixels as f64 / 1e9
     );
     for run in 0..runs {
-        let ctx = StageContext::new("landuse", std::path::Path::new("."), sources.clone());
+        let ctx = StageContext::new("landuse", Path::new("."), sources.clone());
         let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units.clone())]));
         let (t, cpu0) = (Instant::now(), cpu_seconds());
         let out = prepared.run(&inputs, &ctx).expect("stage runs");

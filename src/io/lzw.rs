@@ -178,7 +178,7 @@ mod tests {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let run = 1 + (x >> 58) as usize * ((x >> 40) & 3) as usize;
-            if (x >> 20) & 7 == 0 {
+            if (x >> 20).trailing_zeros() >= 3 {
                 value = [1, 2, 4, 5, 8][((x >> 30) % 5) as usize];
             }
             out.extend(std::iter::repeat_n(value, run.min(n - out.len())));

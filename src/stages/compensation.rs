@@ -422,7 +422,7 @@ impl Stage for Compensation {
         // output slot of each input row and convention: rows come out sorted by unit, year,
         // convention; a convention left out in a year leaves its slots empty
         let pos = rows.output_positions();
-        let mut slots: Vec<Option<CompensationRow>> = vec![None; rows.len() * convs.len()];
+        let mut slots: Vec<Option<CompensationRow<'_>>> = vec![None; rows.len() * convs.len()];
         let mut summary = Vec::new();
         let mut skipped = Vec::new();
         for (&year, idx) in &mut by_year {
@@ -458,7 +458,7 @@ impl Stage for Compensation {
             e.report(ctx, params.missing);
         }
         let u = params.money_unit.suffix();
-        let table: Vec<CompensationRow> = slots.into_iter().flatten().collect();
+        let table: Vec<CompensationRow<'_>> = slots.into_iter().flatten().collect();
         Ok(vec![
             compensation_table(u).build(&table)?,
             summary_table(u).build(&summary)?,
@@ -478,7 +478,7 @@ struct IndexRows<'a> {
 }
 
 impl<'a> IndexRows<'a> {
-    fn read(t: &arrow_array::RecordBatch, unit_col: &'a StrCol) -> Result<Self, StageError> {
+    fn read(t: &arrow_array::RecordBatch, unit_col: &'a StrCol<'_>) -> Result<Self, StageError> {
         let units: Vec<&str> = (0..unit_col.len()).map(|i| unit_col.get(i)).collect();
         let unit_rank = {
             let mut order: Vec<usize> = (0..units.len()).collect();
@@ -564,7 +564,7 @@ impl YearInputs {
     /// The units `idx` (sorted) of `year`.
     fn read(
         params: &Params,
-        rows: &IndexRows,
+        rows: &IndexRows<'_>,
         economy: Option<&Panel>,
         year: i64,
         idx: &[usize],
@@ -728,7 +728,7 @@ struct CompensationRow<'a> {
 
 /// The `compensation` table; money columns end in the money unit `u`.
 fn compensation_table<'a>(u: &str) -> TableSchema<CompensationRow<'a>> {
-    TableSchema::<CompensationRow>::new("compensation", "one row per unit, year and convention")
+    TableSchema::<CompensationRow<'_>>::new("compensation", "one row per unit, year and convention")
         .text("unit_id", |r| r.unit)
         .int("year", |r| r.year)
         .text("role", |r| r.role)

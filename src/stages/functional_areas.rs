@@ -382,7 +382,7 @@ struct SummaryRow<'a> {
 }
 
 fn summary_table<'a>() -> TableSchema<SummaryRow<'a>> {
-    TableSchema::<SummaryRow>::new("summary", "per category over the period, ranked")
+    TableSchema::<SummaryRow<'_>>::new("summary", "per category over the period, ranked")
         .text("category", |r| r.category)
         .int("rank", |r| r.rank)
         .int("n_units", |r| r.n_units)
@@ -413,7 +413,7 @@ struct YearRow<'a> {
 }
 
 fn by_year_table<'a>() -> TableSchema<YearRow<'a>> {
-    TableSchema::<YearRow>::new("by_year", "per year and category, ranked within the year")
+    TableSchema::<YearRow<'_>>::new("by_year", "per year and category, ranked within the year")
         .int("year", |r| r.year)
         .text("category", |r| r.category)
         .int("rank", |r| r.rank)

@@ -350,17 +350,19 @@ struct Tables<'a> {
 impl Tables<'_> {
     fn new(params: &Params) -> Self {
         let population = params.population_column.is_some();
-        let indices = TableSchema::<Row>::new("indices", "one row per unit and year")
+        let indices = TableSchema::<Row<'_>>::new("indices", "one row per unit and year")
             .text("unit_id", |r| r.unit)
             .int("year", |r| r.year);
-        let means = TableSchema::<Row>::new(
+        let means = TableSchema::<Row<'_>>::new(
             "means",
             "per unit: means over its years (of the yearly values; nulls skipped)",
         )
         .text("unit_id", |r| r.unit);
-        let totals =
-            TableSchema::<Row>::new("totals", "per year: regional sums and the regional ratios")
-                .int("year", |r| r.year);
+        let totals = TableSchema::<Row<'_>>::new(
+            "totals",
+            "per year: regional sums and the regional ratios",
+        )
+        .int("year", |r| r.year);
         Self {
             indices: value_columns(indices, true, population),
             means: value_columns(means, true, population).int("n_years", |r| r.count),
@@ -437,8 +439,8 @@ fn yearly_rows<'a>(keys: &[(&'a str, i64)], budgets: &[Budget]) -> (Vec<Row<'a>>
 }
 
 /// A unit with zero emission has no CCR, ECC or ESC.
-fn warn_zero_emission(rows: &[Row], ctx: &StageContext) {
-    let zero: Vec<&Row> = rows.iter().filter(|r| r.v.ce_t_c == 0.0).collect();
+fn warn_zero_emission(rows: &[Row<'_>], ctx: &StageContext) {
+    let zero: Vec<&Row<'_>> = rows.iter().filter(|r| r.v.ce_t_c == 0.0).collect();
     if let Some(first) = zero.first() {
         ctx.warn(format!(
             "{} unit-year(s) have zero emission, so CCR, ECC and ESC are infinite and left null (first: unit `{}`, year {})",

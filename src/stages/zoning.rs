@@ -867,9 +867,10 @@ mod tests {
                 "economic_development"
             ]
         );
-        let err = prepare(serde_json::json!({ "distinct_zones": true, "cluster_rule": "majority" }))
-            .err()
-            .unwrap();
+        let err =
+            prepare(serde_json::json!({ "distinct_zones": true, "cluster_rule": "majority" }))
+                .err()
+                .unwrap();
         assert!(err.message.contains("distinct_zones"), "{}", err.message);
     }
 }

@@ -12,8 +12,12 @@ const REQUIRE: &str = "PIPELINE_REQUIRE_SLURM";
 /// Where `scripts/slurm-test-cluster` writes its configuration by default.
 const TEST_CLUSTER_CONF: &str = "/tmp/pipeline-slurm/slurm.conf";
 
-/// `SLURM_CONF` for the tests (the environment's, else the test cluster's), once SLURM answers.
-fn slurm_conf() -> Option<Option<PathBuf>> {
+/// A SLURM that answers, with the `SLURM_CONF` to reach it (the environment's, else the test
+/// cluster's; `None`: SLURM's own default).
+struct Cluster(Option<PathBuf>);
+
+/// The cluster for the tests, once SLURM answers; `None` (after saying so) to skip.
+fn slurm_conf() -> Option<Cluster> {
     require_tool("sbatch", REQUIRE)?;
     let conf = std::env::var_os("SLURM_CONF")
         .map(PathBuf::from)
@@ -32,7 +36,7 @@ fn slurm_conf() -> Option<Option<PathBuf>> {
             })
     });
     if up {
-        return Some(conf);
+        return Some(Cluster(conf));
     }
     let why = "SLURM is installed but no node answers `sinfo`";
     assert!(
@@ -81,7 +85,9 @@ fn job_folders(cache: &Path) -> Vec<String> {
 /// pair of years; a second run submits nothing.
 #[test]
 fn henan_through_slurm_gives_the_local_bytes() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
@@ -153,7 +159,9 @@ fn small_study(stages: &str) -> Study {
 /// of its stderr, exits by the stage error's tier, and records nothing.
 #[test]
 fn a_failing_slurm_job_reports_its_stderr() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
     let s = small_study(
         "  broken:\n    kind: command\n    inputs: { table: units }\n    ports: [table]\n    resources: { cpus: 1, time: 5m }\n    run: [\"sh\", \"-c\", \"echo the-tool-says-no >&2; exit 7\"]\n",
     );
@@ -185,7 +193,9 @@ fn a_failing_slurm_job_reports_its_stderr() {
 /// nothing is published.
 #[test]
 fn an_interrupted_slurm_run_cancels_its_jobs() {
-    let Some(conf) = slurm_conf() else { return };
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
     let s = small_study(
         "  slow_for_cancel:\n    kind: command\n    inputs: { table: units }\n    ports: [table]\n    run: [\"sleep\", \"300\"]\n    publish: [csv]\noutputs: out\n",
     );

@@ -427,7 +427,7 @@ impl SlurmExecutor {
         let mut unknown: BTreeMap<String, u32> = BTreeMap::new();
         let mut nap = Duration::from_millis(250).min(self.profile.poll());
         while !jobs.is_empty() {
-            if self.sleep_unless_signalled(nap) {
+            if Self::sleep_unless_signalled(nap) {
                 self.cancel(&jobs);
                 for j in jobs.drain(..) {
                     done.push((j.spec_index, Err(cancelled(&specs[j.spec_index]))));
@@ -472,7 +472,7 @@ impl SlurmExecutor {
     }
 
     /// Sleeps `nap` in short steps; true as soon as SIGINT or SIGTERM has come.
-    fn sleep_unless_signalled(&self, nap: Duration) -> bool {
+    fn sleep_unless_signalled(nap: Duration) -> bool {
         let until = Instant::now() + nap;
         while Instant::now() < until {
             if interrupt::received().is_some() {
