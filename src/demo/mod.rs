@@ -177,6 +177,26 @@ pub fn generate_with(data_dir: &Path, config: &Config) -> Result<Generated, Demo
     Ok(Generated { files, summary })
 }
 
+/// A boundary file's problem, naming the file.
+fn boundary_error(path: &Path, message: String) -> DemoError {
+    DemoError::Boundary {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// The features of a boundary GeoJSON (a FeatureCollection), for the generators' unit readers.
+fn read_feature_collection(path: &Path) -> Result<geojson::FeatureCollection, DemoError> {
+    let text = std::fs::read_to_string(path).map_err(|source| io_err(path, source))?;
+    let gj: geojson::GeoJson = text
+        .parse()
+        .map_err(|e| boundary_error(path, format!("not GeoJSON: {e}")))?;
+    match gj {
+        geojson::GeoJson::FeatureCollection(fc) => Ok(fc),
+        _ => Err(boundary_error(path, "expected a FeatureCollection".into())),
+    }
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> DemoError {
     DemoError::Io {
         path: path.display().to_string(),
@@ -213,15 +233,8 @@ struct Unit {
 }
 
 fn read_units(path: &Path, study: Study) -> Result<Vec<Unit>, DemoError> {
-    let text = std::fs::read_to_string(path).map_err(|source| io_err(path, source))?;
-    let bad = |message: String| DemoError::Boundary {
-        path: path.display().to_string(),
-        message,
-    };
-    let gj: geojson::GeoJson = text.parse().map_err(|e| bad(format!("not GeoJSON: {e}")))?;
-    let geojson::GeoJson::FeatureCollection(fc) = gj else {
-        return Err(bad("expected a FeatureCollection".into()));
-    };
+    let bad = |message: String| boundary_error(path, message);
+    let fc = read_feature_collection(path)?;
     let mut units = Vec::new();
     for (i, f) in fc.features.iter().enumerate() {
         let prop = |k: &str| f.property(k).cloned().unwrap_or(serde_json::Value::Null);

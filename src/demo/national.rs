@@ -21,7 +21,7 @@ use geo::{BoundingRect, Centroid, Coord, LineString, MultiPolygon, Polygon};
 use rayon::prelude::*;
 
 use super::texture::{Anchor, CLASSES, ClassMix, Landscape, PixelBase, Seat};
-use super::{DEMO_NOTE, DemoError, io_err};
+use super::{DEMO_NOTE, DemoError, boundary_error, io_err, read_feature_collection};
 use crate::io::geotiff_writer::{Crs, GridPlacement, Layout, RasterHeader, StreamingGeoTiff};
 use crate::methods::coefficients::{parse_fuel_rows, preset_text, theta_per_input_unit};
 use crate::methods::rasterize::{Grid, Spans, rasterize};
@@ -171,15 +171,8 @@ fn up_to_date(config: &NationalConfig, years: &[i64], readme_text: &str) -> Opti
 }
 
 fn read_units(path: &Path) -> Result<Vec<Unit>, DemoError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-    let bad = |message: String| DemoError::Boundary {
-        path: path.display().to_string(),
-        message,
-    };
-    let gj: geojson::GeoJson = text.parse().map_err(|e| bad(format!("not GeoJSON: {e}")))?;
-    let geojson::GeoJson::FeatureCollection(fc) = gj else {
-        return Err(bad("expected a FeatureCollection".into()));
-    };
+    let bad = |message: String| boundary_error(path, message);
+    let fc = read_feature_collection(path)?;
     let from = proj4rs::Proj::from_proj_string("+proj=longlat +ellps=WGS84 +no_defs")
         .map_err(|e| bad(format!("WGS84: {e}")))?;
     let to =
