@@ -10,6 +10,7 @@ pub mod geotiff_writer;
 pub mod lzw;
 pub mod mosaic;
 pub mod parquet;
+pub mod raster_crs;
 pub mod vector;
 pub mod wkb;
 pub mod xlsx;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::Int64Array;
-use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
+use geo::{BoundingRect, MultiPolygon};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,7 @@ use crate::engine::stage::{
 };
 use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
 use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
+use crate::io::raster_crs::{raster_crs, reproject};
 use crate::methods::land_dynamics::{
     comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
 };
@@ -493,137 +494,6 @@ fn load_scheme(params: &Params, ctx: &StageContext) -> Result<Option<Scheme>, St
         })
 }
 
-/// The raster CRS as the stage uses it.
-struct RasterCrs {
-    geographic: bool,
-    /// The projection to reproject lon/lat units into (None for geographic rasters).
-    proj: Option<proj4rs::Proj>,
-    description: String,
-    /// Metres per CRS unit (projected).
-    to_meter: f64,
-    equal_area: bool,
-}
-
-fn raster_crs(
-    params: &Params,
-    info: &GeoTiffInfo,
-    year: i64,
-    ctx: &StageContext,
-) -> Result<RasterCrs, StageError> {
-    let file = info.path.display();
-    let hint = "give the rasters' CRS with `crs: EPSG:<code>` or `crs: <PROJ string>`";
-    let (proj, description) = if let Some(text) = &params.crs {
-        let p = proj4rs::Proj::from_user_string(text)
-            .map_err(|e| StageError::data(format!("`crs: {text}`: {e}")))?;
-        (p, text.clone())
-    } else {
-        let crs = info.crs.as_ref().ok_or_else(|| {
-            StageError::data(format!(
-                "raster {file} (year {year}) has no GeoKeys, so its CRS is unknown"
-            ))
-            .with_hint(hint)
-        })?;
-        if crs.geographic {
-            if crs.epsg.is_some_and(|c| c != 4326 && c != 4490) {
-                ctx.warn_kind("raster_datum_ignored", format!(
-                    "raster {file} (year {year}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
-                    crs.description
-                ));
-            }
-            return Ok(RasterCrs {
-                geographic: true,
-                proj: None,
-                description: crs.description.clone(),
-                to_meter: 1.0,
-                equal_area: true,
-            });
-        }
-        let p = match (&crs.proj4, crs.epsg) {
-            (Some(s), _) => proj4rs::Proj::from_proj_string(s),
-            (None, Some(code)) => proj4rs::Proj::from_epsg_code(code),
-            (None, None) => {
-                return Err(StageError::data(format!(
-                    "raster {file}: projected CRS without code or parameters"
-                ))
-                .with_hint(hint));
-            }
-        }
-        .map_err(|e| {
-            StageError::data(format!(
-                "raster {file} (year {year}): cannot build its CRS {} for reprojection: {e}",
-                crs.description
-            ))
-            .with_hint(hint)
-        })?;
-        (p, crs.description.clone())
-    };
-    if proj.is_latlong() {
-        return Ok(RasterCrs {
-            geographic: true,
-            proj: None,
-            description,
-            to_meter: 1.0,
-            equal_area: true,
-        });
-    }
-    let equal_area = matches!(
-        proj.projname(),
-        "aea" | "laea" | "cea" | "moll" | "eqearth" | "sinu"
-    );
-    let to_meter = proj.to_meter();
-    Ok(RasterCrs {
-        geographic: false,
-        proj: Some(proj),
-        description,
-        to_meter,
-        equal_area,
-    })
-}
-
-/// Reprojects lon/lat (degrees) polygons into the raster CRS.
-fn reproject(
-    geoms: &[MultiPolygon<f64>],
-    dst: &proj4rs::Proj,
-    ids: &[String],
-    crs: &str,
-) -> Result<Vec<MultiPolygon<f64>>, StageError> {
-    let src = proj4rs::Proj::from_proj_string("+proj=longlat +ellps=WGS84 +no_defs")
-        .map_err(|e| StageError::internal(format!("WGS84: {e}")))?;
-    let ring = |ls: &LineString<f64>, id: &str| -> Result<LineString<f64>, StageError> {
-        let mut pts: Vec<(f64, f64, f64)> =
-            ls.0.iter()
-                .map(|c| (c.x.to_radians(), c.y.to_radians(), 0.0))
-                .collect();
-        proj4rs::transform::transform(&src, dst, pts.as_mut_slice()).map_err(|e| {
-            StageError::data(format!(
-                "unit `{id}`: cannot reproject its polygon to the raster CRS {crs}: {e}"
-            ))
-            .with_hint("check that the unit geometries are lon/lat degrees (EPSG:4326)")
-        })?;
-        Ok(LineString(
-            pts.into_iter().map(|(x, y, _)| Coord { x, y }).collect(),
-        ))
-    };
-    geoms
-        .iter()
-        .zip(ids)
-        .map(|(mp, id)| {
-            mp.0.iter()
-                .map(|p| {
-                    let ext = ring(p.exterior(), id)?;
-                    let holes = p
-                        .interiors()
-                        .iter()
-                        .map(|h| ring(h, id))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok(Polygon::new(ext, holes))
-                })
-                .collect::<Result<Vec<_>, StageError>>()
-                .map(MultiPolygon)
-        })
-        .collect()
-}
-
 /// Pixel area on one grid.
 enum PixelArea {
     Constant(f64),
@@ -1066,7 +936,15 @@ fn read_group(
         .collect::<Vec<_>>()
         .join(", ");
     let first = &years[group.years[0]].infos[0];
-    let crs = raster_crs(params, first, years[group.years[0]].year, ctx)?;
+    let year0 = years[group.years[0]].year;
+    let crs = raster_crs(params.crs.as_deref(), first, year0)?;
+    if crs.datum_ignored {
+        ctx.warn_kind("raster_datum_ignored", format!(
+            "raster {} (year {year0}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
+            first.path.display(),
+            crs.description
+        ));
+    }
     let t = group.transform;
     let grid = Grid {
         x0: t.x0,
