@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Shard, Source, Stage, StageContext, StageError,
 };
-use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
-use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
+use crate::io::geotiff::{ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
+use crate::io::mosaic::{Mosaic, MosaicError, MosaicReader, RegionCache};
 use crate::io::raster_crs::{raster_crs, reproject};
+use crate::io::raster_region::{Group, YearFiles, group_years, open_raster};
 use crate::methods::land_dynamics::{
     comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
 };
@@ -119,8 +120,6 @@ impl Wetland {
 
 /// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
 const NO_CLASS: u8 = 7;
-/// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
-const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
 const UNIT_ID: &str = "unit_id";
 
@@ -534,27 +533,6 @@ struct PairResult {
     area: Arc<PixelArea>,
 }
 
-/// The files of one year, opened.
-struct YearFiles {
-    year: i64,
-    /// Source names (for memo keys), in file order.
-    sources: Vec<String>,
-    infos: Vec<GeoTiffInfo>,
-}
-
-/// Years whose files share CRS and pixel lattice, read in one pass over the union of their
-/// extents.
-struct Group {
-    /// Indices into the years, ascending.
-    years: Vec<usize>,
-    /// One mosaic per year of `years`, on the group's grid.
-    mosaics: Vec<Mosaic>,
-    /// The group's grid: the union of every file's extent.
-    transform: GeoTransform,
-    width: usize,
-    height: usize,
-}
-
 fn open_years(
     years: &[(i64, RasterFiles)],
     ctx: &StageContext,
@@ -575,163 +553,6 @@ fn open_years(
     }
     Ok(out)
 }
-
-fn open_raster(year: i64, path: &std::path::Path) -> Result<GeoTiffInfo, StageError> {
-    let info = geotiff::open(path).map_err(|e| {
-        StageError::data(format!("year {year}: {e}"))
-            .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
-    })?;
-    // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
-    let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
-    let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
-    if chunk_mb > MAX_CHUNK_MB {
-        return Err(StageError::data(format!(
-            "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
-            info.path.display(),
-            info.chunk_height
-        ))
-        .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
-    }
-    Ok(info)
-}
-
-/// Whether `b` is on `a`'s CRS and lattice: its offset in `a`'s pixels, or why not.
-fn on_lattice(params: &Params, a: &GeoTiffInfo, b: &GeoTiffInfo) -> Result<(i64, i64), String> {
-    if params.crs.is_none() && a.crs != b.crs {
-        let show = |i: &GeoTiffInfo| {
-            i.crs
-                .as_ref()
-                .map_or_else(|| "no CRS".to_owned(), |c| c.description.clone())
-        };
-        return Err(format!("their CRSs differ: {} and {}", show(a), show(b)));
-    }
-    mosaic::lattice_offset(a, b)
-}
-
-/// Groups the years by CRS and lattice and places each year's files on its group's grid. The
-/// files of one year must share CRS and lattice.
-fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, StageError> {
-    // Offsets of every file from its group's reference file (the first file of its first year).
-    let mut members: Vec<Member> = Vec::new();
-    for (yi, y) in years.iter().enumerate() {
-        let first = &y.infos[0];
-        let mut offsets = Vec::with_capacity(y.infos.len());
-        for info in &y.infos {
-            let off = on_lattice(params, first, info).map_err(|why| {
-                StageError::data(format!(
-                    "year {}: {} and {} cannot be read as one mosaic: {why}",
-                    y.year,
-                    first.path.display(),
-                    info.path.display()
-                ))
-                .with_hint("the files of one year must share CRS and pixel grid; warp them onto one grid (`gdalwarp -t_srs <crs> -tr <size> <size> -tap`)")
-            })?;
-            offsets.push(off);
-        }
-        let joined = members.iter_mut().find_map(|m| {
-            let r = &years[m.reference].infos[0];
-            on_lattice(params, r, first).ok().map(|(c, row)| {
-                m.years.push(yi);
-                m.offsets
-                    .push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
-            })
-        });
-        if joined.is_none() {
-            members.push(Member {
-                reference: yi,
-                years: vec![yi],
-                offsets: vec![offsets],
-            });
-        }
-    }
-    members
-        .into_iter()
-        .map(|m| place(&years[m.reference].infos[0], years, m.years, &m.offsets))
-        .collect()
-}
-
-/// The years of one group while grouping: each file's offset from the reference year's first
-/// file, in its pixels.
-struct Member {
-    reference: usize,
-    years: Vec<usize>,
-    offsets: Vec<Vec<(i64, i64)>>,
-}
-
-/// The group's grid (the union of its files' extents) and each year's mosaic on it.
-fn place(
-    reference: &GeoTiffInfo,
-    years: &[YearFiles],
-    group: Vec<usize>,
-    offsets: &[Vec<(i64, i64)>],
-) -> Result<Group, StageError> {
-    let mut extent = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
-    for (&yi, offs) in group.iter().zip(offsets) {
-        for (info, &(c, r)) in years[yi].infos.iter().zip(offs) {
-            let (w, h) = (to_i64(info.width as u64), to_i64(info.height as u64));
-            extent = (
-                extent.0.min(c),
-                extent.1.min(r),
-                extent.2.max(c + w),
-                extent.3.max(r + h),
-            );
-        }
-    }
-    let size = |n: i64| {
-        usize::try_from(n).map_err(|_| StageError::internal("a mosaic grid of negative size"))
-    };
-    let (width, height) = (size(extent.2 - extent.0)?, size(extent.3 - extent.1)?);
-    if width.saturating_mul(height) > MAX_MOSAIC_PIXELS {
-        let files: Vec<String> = group
-            .iter()
-            .flat_map(|&yi| years[yi].infos.iter().map(|i| i.path.display().to_string()))
-            .collect();
-        return Err(StageError::data(format!(
-            "the rasters {} span {width} × {height} pixels together: they lie far apart on one grid",
-            files.join(", ")
-        ))
-        .with_hint("check that each year's files cover the study area (a file in the wrong place is far from the others)"));
-    }
-    let t = reference.transform;
-    #[allow(clippy::cast_precision_loss)]
-    let transform = GeoTransform {
-        x0: t.x0 + extent.0 as f64 * t.dx,
-        y0: t.y0 + extent.1 as f64 * t.dy,
-        dx: t.dx,
-        dy: t.dy,
-    };
-    let mut mosaics = Vec::with_capacity(group.len());
-    for (&yi, offs) in group.iter().zip(offsets) {
-        let files = years[yi]
-            .infos
-            .iter()
-            .zip(offs)
-            .map(|(info, &(c, r))| {
-                Ok(Placed {
-                    info: info.clone(),
-                    col: size(c - extent.0)?,
-                    row: size(r - extent.1)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StageError>>()?;
-        let m = Mosaic::new(files, width, height).map_err(|e| {
-            StageError::data(format!("year {}: {e}", years[yi].year))
-                .with_hint("the files of one year must use one NoData value (`gdal_edit.py -a_nodata <value> file.tif`)")
-        })?;
-        mosaics.push(m);
-    }
-    Ok(Group {
-        years: group,
-        mosaics,
-        transform,
-        width,
-        height,
-    })
-}
-
-/// The largest grid the files of a group may span together (2³⁴ pixels: a 30 m grid of all
-/// China is 2·10¹⁰); beyond it one file is in the wrong place.
-const MAX_MOSAIC_PIXELS: usize = 1 << 34;
 
 fn from_rasters(
     params: &Params,
@@ -755,7 +576,7 @@ fn from_rasters(
     }
 
     let opened = open_years(years, ctx)?;
-    let groups = group_years(params, &opened)?;
+    let groups = group_years(params.crs.is_some(), &opened)?;
     let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
     let mut pair_results: Vec<PairResult> = Vec::new();
     let units = UnitShapes {
