@@ -11,6 +11,7 @@ pub mod lzw;
 pub mod mosaic;
 pub mod parquet;
 pub mod raster_crs;
+pub mod raster_pass;
 pub mod raster_region;
 pub mod vector;
 pub mod wkb;
