@@ -4,14 +4,16 @@
 //! matrices. Counts are added up in window order batch by batch, so outputs do not depend on
 //! the number of threads and memory holds one batch of counts.
 
+use std::collections::BTreeSet;
+
 use rayon::prelude::*;
 
 use crate::io::IoError;
-use crate::io::geotiff::{ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
+use crate::io::geotiff::{ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform};
 use crate::io::mosaic::{Mosaic, MosaicError, MosaicReader, RegionCache};
 use crate::methods::land_counts::CountMap;
 use crate::methods::rasterize::Spans;
-use crate::methods::zonal::{Count, Histogrammer, Window};
+use crate::methods::zonal::{Count, Histogrammer, MAX_CODES, Pixel, TooManyCodes, Window};
 
 /// What a pass tells and asks its caller while it runs.
 pub trait PassObserver: Sync {
@@ -36,57 +38,73 @@ impl From<IoError> for PassError {
     }
 }
 
-/// How a worker reads one layer: a file that is the whole grid, chunk for chunk when it is
-/// tiled like the pass's windows or through a region cache; or a mosaic of several files.
+/// How a worker reads one layer. A file that is the whole grid and tiled like the pass's
+/// windows is read chunk for chunk through the worker's one direct reader, opened for the layer
+/// it reads, so a worker holds the decode buffers of one year, not of every year. A file tiled
+/// otherwise keeps its reader and region cache across windows (a band of strips serves many
+/// windows), as does a mosaic of several files.
 enum LayerReader {
-    File {
+    Direct,
+    Region {
         reader: Box<ChunkReader>,
         region: RegionCache,
-        direct: bool,
     },
     Mosaic(MosaicReader),
 }
 
-/// Per-thread state of a pass: one reader and histogram per layer, one histogram per pair.
+/// Per-thread state of a pass. Apart from readers that keep a region cache, its memory does
+/// not grow with the number of years: one histogram counts every year and one every pair
+/// (see [`count_shared`]), and the transfer matrices come from a rolling pair of years, the
+/// raw codes of the previous and the current year of the window (pairs are consecutive
+/// layers of the pass).
 struct Worker {
     readers: Vec<LayerReader>,
-    hists: Vec<Histogrammer>,
-    classes: Vec<Vec<u8>>,
+    /// The direct reader last opened, with its layer.
+    direct: Option<(usize, ChunkReader)>,
+    hist: Histogrammer,
+    pair_hist: Histogrammer,
+    /// Per layer, the distinct values this worker has counted: a year with more than
+    /// [`MAX_CODES`] is not a categorical raster.
+    seen: Vec<BTreeSet<u32>>,
+    /// Raw codes of the window, capped at 255: the previous year's and the current year's.
+    prev: Vec<u8>,
+    cur: Vec<u8>,
     pair_buf: Vec<u16>,
+    n_units: usize,
 }
 
 fn new_worker(
     layers: &[&Mosaic],
     layout: Option<&GeoTiffInfo>,
-    n_pairs: usize,
     n_units: usize,
 ) -> Result<Worker, IoError> {
-    let mut readers = Vec::with_capacity(layers.len());
-    let mut hists = Vec::with_capacity(layers.len() + n_pairs);
-    for m in layers {
-        readers.push(
-            match m.whole() {
-                Some(info) => ChunkReader::new(info).map(|reader| LayerReader::File {
-                    reader: Box::new(reader),
-                    region: RegionCache::new(info.sample),
-                    direct: layout.is_some_and(|l| info.same_layout(l)),
-                }),
-                None => MosaicReader::new(m).map(LayerReader::Mosaic),
-            }
-            .map_err(|e| IoError::data(e.to_string()))?,
-        );
-        hists.push(match m.sample {
-            SampleType::U8 => Histogrammer::new::<u8>(n_units),
-            SampleType::U16 => Histogrammer::new::<u16>(n_units),
-        });
-    }
-    hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u16>(n_units)));
+    let readers = layers
+        .iter()
+        .map(|m| layer_reader(m, layout))
+        .collect::<Result<_, _>>()?;
     Ok(Worker {
         readers,
-        hists,
-        classes: vec![Vec::new(); layers.len()],
+        direct: None,
+        hist: Histogrammer::new::<u16>(n_units),
+        pair_hist: Histogrammer::new::<u16>(n_units),
+        seen: vec![BTreeSet::new(); layers.len()],
+        prev: Vec::new(),
+        cur: Vec::new(),
         pair_buf: Vec::new(),
+        n_units,
     })
+}
+
+fn layer_reader(m: &Mosaic, layout: Option<&GeoTiffInfo>) -> Result<LayerReader, IoError> {
+    match m.whole() {
+        Some(info) if layout.is_some_and(|l| info.same_layout(l)) => Ok(LayerReader::Direct),
+        Some(info) => ChunkReader::new(info).map(|reader| LayerReader::Region {
+            reader: Box::new(reader),
+            region: RegionCache::new(info.sample),
+        }),
+        None => MosaicReader::new(m).map(LayerReader::Mosaic),
+    }
+    .map_err(|e| IoError::data(e.to_string()))
 }
 
 /// The windows of a pass, `(chunk index of the layout file, window)`: the chunks of the first
@@ -201,7 +219,7 @@ pub fn histogram_pass(
         let per_window: Vec<Vec<Vec<Count>>> = batch
             .par_iter()
             .map_init(
-                || pool.take(|| new_worker(layers, layout, pairs.len(), n_units)),
+                || pool.take(|| new_worker(layers, layout, n_units)),
                 |worker, &(index, window)| -> Result<Vec<Vec<Count>>, PassError> {
                     if observer.cancelled() {
                         return Err(PassError::Cancelled);
@@ -281,67 +299,188 @@ fn count_window(
     index: Option<usize>,
     window: Window,
 ) -> Result<Vec<Vec<Count>>, IoError> {
-    let mut out = Vec::with_capacity(layers.len() + pairs.len());
+    let n_layers = layers.len();
+    let mut out = vec![Vec::new(); n_layers + pairs.len()];
     let Worker {
         readers,
-        hists,
-        classes,
+        direct,
+        hist,
+        pair_hist,
+        seen,
+        prev,
+        cur,
         pair_buf,
+        n_units,
     } = worker;
-    for k in 0..layers.len() {
-        let too_many = |e| {
+    for k in 0..n_layers {
+        let too_many = |e: TooManyCodes| {
             IoError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
                 .with_hint("a land-use raster holds class codes; check that this is the right file")
         };
-        let pixels = match &mut readers[k] {
-            LayerReader::File {
-                reader,
-                direct: true,
-                ..
-            } => reader
-                .read(index.expect("direct reads follow the layout's chunks"))
-                .map_err(|e| IoError::data(e.to_string()))?,
-            LayerReader::File { reader, region, .. } => region
-                .read(reader, &layers[k].files[0].info, window)
-                .map_err(|e| IoError::data(e.to_string()))?,
-            LayerReader::Mosaic(m) => m
-                .read(layers[k], window)
-                .map_err(|e| layer_error(e, transform))?,
-        };
+        let pixels = read_layer(readers, direct, k, layers[k], index, window, transform)?;
         let counts = match pixels {
-            ChunkPixels::U8(d) => hists[k]
-                .count(spans, window, d, row_area)
-                .map_err(too_many)?,
-            ChunkPixels::U16(d) => hists[k]
-                .count(spans, window, d, row_area)
-                .map_err(too_many)?,
-        };
-        out.push(counts);
+            ChunkPixels::U8(d) => count_shared(hist, *n_units, spans, window, d, row_area),
+            ChunkPixels::U16(d) => count_shared(hist, *n_units, spans, window, d, row_area),
+        }
+        .map_err(too_many)?;
+        seen[k].extend(counts.iter().map(|c| c.code));
+        if seen[k].len() > MAX_CODES {
+            return Err(too_many(TooManyCodes));
+        }
+        out[k] = counts;
         if in_pair[k] {
             // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
-            let cls = &mut classes[k];
-            cls.clear();
+            std::mem::swap(prev, cur);
+            cur.clear();
             match pixels {
-                ChunkPixels::U8(d) => cls.extend_from_slice(d),
+                ChunkPixels::U8(d) => cur.extend_from_slice(d),
                 ChunkPixels::U16(d) => {
-                    cls.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)))
+                    cur.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)));
                 }
             }
         }
-    }
-    for (p, &(a, b)) in pairs.iter().enumerate() {
-        let n = classes[a].len().min(classes[b].len());
-        pair_buf.clear();
-        pair_buf.extend(
-            classes[a][..n]
-                .iter()
-                .zip(&classes[b][..n])
-                .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
-        );
-        let counts = hists[layers.len() + p]
-            .count(spans, window, pair_buf, row_area)
-            .map_err(|e| IoError::internal(e.to_string()))?;
-        out.push(counts);
+        for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
+            if a + 1 != k {
+                return Err(IoError::internal(
+                    "a pass pair is not two consecutive layers",
+                ));
+            }
+            let n = prev.len().min(cur.len());
+            pair_buf.clear();
+            pair_buf.extend(
+                prev[..n]
+                    .iter()
+                    .zip(&cur[..n])
+                    .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
+            );
+            out[n_layers + p] =
+                count_shared(pair_hist, *n_units, spans, window, pair_buf, row_area)
+                    .map_err(|e| IoError::internal(e.to_string()))?;
+        }
     }
     Ok(out)
+}
+
+/// Reads one window of layer `k`.
+fn read_layer<'w>(
+    readers: &'w mut [LayerReader],
+    direct: &'w mut Option<(usize, ChunkReader)>,
+    k: usize,
+    layer: &Mosaic,
+    index: Option<usize>,
+    window: Window,
+    transform: &GeoTransform,
+) -> Result<ChunkPixels<'w>, IoError> {
+    let data = |e: crate::io::geotiff::GeoTiffError| IoError::data(e.to_string());
+    match &mut readers[k] {
+        LayerReader::Direct => {
+            let index = index.expect("direct reads follow the layout's chunks");
+            if direct.as_ref().is_none_or(|(open, _)| *open != k) {
+                let info = layer.whole().expect("a direct layer is one file");
+                *direct = Some((k, ChunkReader::new(info).map_err(data)?));
+            }
+            let (_, reader) = direct.as_mut().expect("opened above");
+            reader.read(index).map_err(data)
+        }
+        LayerReader::Region { reader, region } => region
+            .read(reader, &layer.files[0].info, window)
+            .map_err(|e| IoError::data(e.to_string())),
+        LayerReader::Mosaic(m) => m.read(layer, window).map_err(|e| layer_error(e, transform)),
+    }
+}
+
+/// Counts a window with a histogram shared by every year (or every pair) of the pass. Its
+/// value table keeps the values of all years it counted; when they fill it, a fresh table
+/// counts the window again, so only a year with too many values of its own is refused (see
+/// `Worker::seen`). Counts are keyed by value, so they do not depend on the table's history.
+fn count_shared<T: Pixel>(
+    hist: &mut Histogrammer,
+    n_units: usize,
+    spans: &Spans,
+    window: Window,
+    data: &[T],
+    row_area: Option<&[f64]>,
+) -> Result<Vec<Count>, TooManyCodes> {
+    hist.count(spans, window, data, row_area)
+        .or_else(|TooManyCodes| {
+            *hist = Histogrammer::new::<T>(n_units);
+            hist.count(spans, window, data, row_area)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::rasterize::{Grid, rasterize};
+    use geo::{MultiPolygon, polygon};
+
+    /// A 1,024 × 1 px grid with one unit over all of it.
+    fn one_row() -> (Spans, Window) {
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 1024,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![polygon![
+            (x: 0.0, y: 0.0), (x: 1024.0, y: 0.0), (x: 1024.0, y: 1.0), (x: 0.0, y: 1.0)
+        ]]);
+        let window = Window {
+            col0: 0,
+            row0: 0,
+            width: 1024,
+            height: 1,
+            stride: 1024,
+        };
+        (rasterize(&grid, &[unit]), window)
+    }
+
+    #[test]
+    fn a_shared_histogram_counts_years_whose_values_together_overflow_its_table() {
+        let (spans, window) = one_row();
+        let mut hist = Histogrammer::new::<u16>(1);
+        // Year one: the 1,024 values 0..1024, one pixel each (a full table).
+        let year_one: Vec<u16> = (0..1024).collect();
+        let counts = count_shared(&mut hist, 1, &spans, window, &year_one, None).unwrap();
+        assert_eq!(counts.len(), 1024);
+        // Year two: 1,000..2,024, new values the full table cannot take; a fresh one does, and
+        // the counts are the year's own (one pixel each of its values, none of year one's).
+        let year_two: Vec<u16> = (1000..2024).collect();
+        let counts = count_shared(&mut hist, 1, &spans, window, &year_two, None).unwrap();
+        let codes: Vec<u32> = counts.iter().map(|c| c.code).collect();
+        assert_eq!(codes, (1000..2024).collect::<Vec<u32>>());
+        assert!(counts.iter().all(|c| c.pixels == 1 && c.unit == 0));
+    }
+
+    #[test]
+    fn a_window_with_more_values_than_a_table_holds_is_still_refused() {
+        // 1,025 distinct values in one window: not a categorical raster, fresh table or not.
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 1025,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![polygon![
+            (x: 0.0, y: 0.0), (x: 1025.0, y: 0.0), (x: 1025.0, y: 1.0), (x: 0.0, y: 1.0)
+        ]]);
+        let spans = rasterize(&grid, &[unit]);
+        let window = Window {
+            col0: 0,
+            row0: 0,
+            width: 1025,
+            height: 1,
+            stride: 1025,
+        };
+        let data: Vec<u16> = (0..1025).collect();
+        let mut hist = Histogrammer::new::<u16>(1);
+        assert_eq!(
+            count_shared(&mut hist, 1, &spans, window, &data, None),
+            Err(TooManyCodes)
+        );
+    }
 }
