@@ -10,6 +10,7 @@ pub mod emission;
 pub mod getis_ord;
 pub mod gini;
 pub mod indices;
+pub mod land_counts;
 pub mod land_dynamics;
 pub mod landuse_scheme;
 pub mod moran;

@@ -16,7 +16,7 @@ use crate::engine::stage::{
 use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
 use crate::methods::moran::{self, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
-use crate::stages::inequality::{Groups, default_id_column, select_groups};
+use crate::stages::shared::groups::{Groups, default_id_column, select_groups};
 use crate::table::{self, TableBuilder};
 
 /// The `autocorrelation` kind.

@@ -13,7 +13,7 @@ use crate::methods::contiguity::components;
 use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
 use crate::methods::redcap::redcap;
 use crate::methods::skater::{SizeBound, TreeSplits, skater};
-use crate::stages::contiguity::preview;
+use crate::stages::shared::units::{preview, sorted_unique_ids};
 use crate::table::{TableBuilder, f64s, ids, select_year, take_rows};
 
 pub struct Cluster;
@@ -448,24 +448,6 @@ fn profiles(
             );
     }
     b.build()
-}
-
-/// The unit ids of `table`, sorted, and the row order that sorts them. Duplicates are an error.
-pub(crate) fn sorted_unique_ids(
-    table: &RecordBatch,
-    name: &str,
-    id_column: &str,
-) -> Result<(Vec<String>, Vec<usize>), StageError> {
-    let ids = ids(table, name, id_column)?;
-    let order = crate::table::sorted_order(&ids);
-    let names: Vec<String> = order.iter().map(|&i| ids[i].clone()).collect();
-    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(
-            StageError::data(format!("`{name}`: unit `{}` has more than one row", w[0]))
-                .with_hint("give one row per unit (select a year with `year:` or aggregate first)"),
-        );
-    }
-    Ok((names, order))
 }
 
 /// The edges between units of the table, as sorted index pairs. Edges to units not in the

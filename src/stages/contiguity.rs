@@ -13,6 +13,7 @@ use crate::methods::contiguity::{
     ContiguityRule, centroids, components, link_components, median_bbox_diagonal,
     polygon_contiguity,
 };
+use crate::stages::shared::units::preview;
 use crate::table::{TableBuilder, has_column, ids, polygons};
 
 /// Metres per degree of latitude (WGS84 mean), to turn `tolerance_m` into degrees.
@@ -414,16 +415,6 @@ fn is_geographic(units: &[geo::MultiPolygon<f64>]) -> bool {
         u.coords_iter()
             .all(|c| c.x.abs() <= 180.0 && c.y.abs() <= 90.0)
     })
-}
-
-/// The first few names of a list, for messages.
-pub(crate) fn preview(names: &[&str]) -> String {
-    let shown: Vec<String> = names.iter().take(10).map(|s| format!("`{s}`")).collect();
-    if names.len() > 10 {
-        format!("{} and {} more", shown.join(", "), names.len() - 10)
-    } else {
-        shown.join(", ")
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::methods::coefficients::{
 use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
 };
-use crate::stages::carbon_panel::{
+use crate::stages::shared::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
     is_path, read_areas, refuse_unused_columns, require_column,
 };
@@ -725,9 +725,10 @@ impl Stage for Emission {
 /// The `activities` table pivoted to one column per activity (sorted). An activity a unit-year
 /// does not list counts as 0; a unit-year with no rows at all, or an empty amount, is missing.
 fn activity_panel(table: &arrow_array::RecordBatch) -> Result<(Vec<String>, Panel), StageError> {
-    let units = crate::stages::carbon_panel::str_col(table, "activities", "unit_id", true)?;
+    let units = crate::stages::shared::carbon_panel::str_col(table, "activities", "unit_id", true)?;
     let years = crate::table::i64s(table, "activities", "year")?;
-    let acts = crate::stages::carbon_panel::str_col(table, "activities", "activity", false)?;
+    let acts =
+        crate::stages::shared::carbon_panel::str_col(table, "activities", "activity", false)?;
     let amounts = crate::table::f64s(table, "activities", "amount")?;
     let names: Vec<String> = {
         let set: BTreeSet<&str> = (0..acts.len()).map(|i| acts.get(i)).collect();

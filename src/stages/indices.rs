@@ -12,8 +12,8 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::indices::{Budget, UnitIndices, totals, unit_indices};
-use crate::stages::carbon_panel::{MissingPolicy, Panel, gdp_value, str_col};
 use crate::stages::schema::TableSchema;
+use crate::stages::shared::carbon_panel::{MissingPolicy, Panel, gdp_value, str_col};
 use crate::table::{f64s, i64s};
 
 /// The `indices` stage kind.

@@ -6,10 +6,9 @@
 //! Also home of [`select_groups`], the "one group per `by` value, one year unless grouped by
 //! year" row selection that `autocorrelation` shares.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -17,7 +16,8 @@ use crate::engine::stage::{
 };
 use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
 use crate::methods::theil::{self, TheilError};
-use crate::table::{self, TableBuilder};
+use crate::stages::shared::groups::{Groups, default_id_column, select_groups};
+use crate::table;
 
 /// The `inequality` kind.
 pub struct Inequality;
@@ -83,9 +83,6 @@ fn default_value() -> String {
 }
 fn default_weight() -> String {
     "cs_t_c".to_owned()
-}
-pub(crate) fn default_id_column() -> String {
-    "unit_id".to_owned()
 }
 fn default_warning_line() -> f64 {
     gini::WARNING_LINE
@@ -549,173 +546,11 @@ fn gini_error(e: GiniError, unit_ids: &[&str], params: &Params, at: &str) -> Sta
     }
 }
 
-// ------------------------------------------------------------------ groups (shared)
-
-/// A group key: integers sort numerically, anything else as text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    Int(i64),
-    Text(String),
-}
-
-/// The rows of a table split into groups by an optional `by` column, in ascending key order.
-#[derive(Debug)]
-pub(crate) struct Groups {
-    by: Option<String>,
-    /// Per group, the rows in table order.
-    rows: Vec<Vec<usize>>,
-    /// Per group, a row holding its key (to copy the key into outputs with its type).
-    first_row: Vec<usize>,
-    /// Per group, `by = key` for messages.
-    labels: Vec<String>,
-}
-
-impl Groups {
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// `", by = key"` for messages (empty without `by`).
-    pub(crate) fn describe(&self, group: usize) -> String {
-        if self.by.is_some() {
-            format!(", {}", self.labels[group])
-        } else {
-            String::new()
-        }
-    }
-
-    /// The group's rows sorted by unit id; a unit appearing twice is an error.
-    pub(crate) fn unit_rows(&self, group: usize, ids: &[String]) -> Result<Vec<usize>, StageError> {
-        let mut rows = self.rows[group].clone();
-        rows.sort_by(|&a, &b| ids[a].cmp(&ids[b]).then(a.cmp(&b)));
-        if let Some(pair) = rows.windows(2).find(|p| ids[p[0]] == ids[p[1]]) {
-            let what = if self.by.is_some() {
-                format!("in group {}", self.labels[group])
-            } else {
-                "in the table".to_owned()
-            };
-            return Err(StageError::data(format!("`table` rows {} and {}: unit `{}` appears twice {what}", pair[0] + 1, pair[1] + 1, ids[pair[0]]))
-                .with_hint("the stage needs one row per unit; group with `by:` (e.g. `by: year`) or pick one year with `year:`"));
-        }
-        Ok(rows)
-    }
-
-    /// A builder starting with the group column for output rows of the given groups (nothing
-    /// without `by`). The key keeps the input column's type.
-    pub(crate) fn column(
-        &self,
-        batch: &RecordBatch,
-        groups: &[usize],
-    ) -> Result<TableBuilder, StageError> {
-        let builder = TableBuilder::new();
-        let Some(by) = &self.by else {
-            return Ok(builder);
-        };
-        let col = table::column(batch, "table", by)?;
-        let idx =
-            UInt32Array::from_iter_values(groups.iter().map(|&g| {
-                u32::try_from(self.first_row[g]).expect("tables have fewer than 2^32 rows")
-            }));
-        let keys = arrow_select::take::take(col.as_ref(), &idx, None)
-            .map_err(|e| StageError::internal(format!("copying the group column: {e}")))?;
-        Ok(builder.array(by, keys))
-    }
-}
-
-/// Splits `batch` into groups by the column `by` (or one group), after keeping only the rows
-/// of `year` when given. When the table has a `year` column with several years among the kept
-/// rows and `by` is not `year`, that is an error: the results would mix years.
-pub(crate) fn select_groups(
-    batch: &RecordBatch,
-    table_name: &str,
-    by: Option<&str>,
-    year: Option<i64>,
-) -> Result<Groups, StageError> {
-    let mut rows: Vec<usize> = (0..batch.num_rows()).collect();
-    if let Some(y) = year {
-        let years = table::i64s(batch, table_name, "year")?;
-        rows.retain(|&r| years[r] == y);
-        if rows.is_empty() {
-            let present: std::collections::BTreeSet<i64> = years.iter().copied().collect();
-            return Err(
-                StageError::data(format!("`{table_name}` has no rows with year {y}")).with_hint(
-                    format!(
-                        "the years present are: {}",
-                        present
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-            );
-        }
-    }
-    if table::has_column(batch, "year") && by != Some("year") && year.is_none() {
-        let years = table::i64s(batch, table_name, "year")?;
-        let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|&r| years[r]).collect();
-        if distinct.len() > 1 {
-            let list: Vec<String> = distinct.iter().take(6).map(ToString::to_string).collect();
-            let more = if distinct.len() > 6 { ", …" } else { "" };
-            return Err(StageError::data(format!(
-                "`{table_name}` holds {} years ({}{more}), which would be mixed into one result",
-                distinct.len(),
-                list.join(", ")
-            ))
-            .with_hint("add `by: year` for one result per year, or `year: <year>` to pick one"));
-        }
-    }
-    let Some(by) = by else {
-        return Ok(Groups {
-            by: None,
-            first_row: vec![rows.first().copied().unwrap_or(0)],
-            labels: vec![String::new()],
-            rows: vec![rows],
-        });
-    };
-    let col = table::column(batch, table_name, by)?;
-    let keys: Vec<Key> = if col.data_type().is_integer() || col.data_type().is_floating() {
-        table::i64s(batch, table_name, by)?
-            .into_iter()
-            .map(Key::Int)
-            .collect()
-    } else {
-        let text = table::strings(batch, table_name, by)?;
-        if let Some(&r) = rows.iter().find(|&&r| text[r].is_empty()) {
-            return Err(StageError::data(format!(
-                "`{table_name}` row {}: the grouping column `{by}` is empty",
-                r + 1
-            ))
-            .with_hint("every row needs a group value"));
-        }
-        text.into_iter().map(Key::Text).collect()
-    };
-    let mut map: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
-    for &r in &rows {
-        map.entry(&keys[r]).or_default().push(r);
-    }
-    let mut groups = Groups {
-        by: Some(by.to_owned()),
-        rows: Vec::new(),
-        first_row: Vec::new(),
-        labels: Vec::new(),
-    };
-    for (key, rows) in map {
-        let shown = match key {
-            Key::Int(v) => v.to_string(),
-            Key::Text(s) => s.clone(),
-        };
-        groups.labels.push(format!("{by} = {shown}"));
-        groups.first_row.push(rows[0]);
-        groups.rows.push(rows);
-    }
-    Ok(groups)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};

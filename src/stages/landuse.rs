@@ -12,22 +12,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::Int64Array;
-use geo::{BoundingRect, Coord, LineString, MultiPolygon, Polygon};
-use rayon::prelude::*;
+use geo::{BoundingRect, MultiPolygon};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Shard, Source, Stage, StageContext, StageError,
 };
-use crate::io::geotiff::{self, ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform, SampleType};
-use crate::io::mosaic::{self, Mosaic, MosaicError, MosaicReader, Placed, RegionCache};
+use crate::io::mosaic::Mosaic;
+use crate::io::raster_crs::{raster_crs, reproject};
+use crate::io::raster_pass::{PassError, PassObserver, histogram_pass};
+use crate::io::raster_region::{Group, YearFiles, group_years, open_raster};
+use crate::methods::land_counts::{CountMap, PixelArea, class_lut, classify_pairs, pass_plan};
 use crate::methods::land_dynamics::{
     comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
 };
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
-use crate::methods::rasterize::{Grid, Spans, rasterize};
-use crate::methods::zonal::{Count, Histogrammer, Window};
+use crate::methods::rasterize::{Grid, rasterize};
 use crate::table::{self, TableBuilder};
 
 /// The `landuse` stage kind.
@@ -116,10 +117,6 @@ impl Wetland {
     }
 }
 
-/// Class index for "no class" (NoData, excluded or unmapped) in the per-pixel class tables.
-const NO_CLASS: u8 = 7;
-/// The largest tile or strip read, in MiB (a whole-image strip of a province raster is refused).
-const MAX_CHUNK_MB: usize = 64;
 /// The id the unit polygons come with.
 const UNIT_ID: &str = "unit_id";
 
@@ -493,163 +490,6 @@ fn load_scheme(params: &Params, ctx: &StageContext) -> Result<Option<Scheme>, St
         })
 }
 
-/// The raster CRS as the stage uses it.
-struct RasterCrs {
-    geographic: bool,
-    /// The projection to reproject lon/lat units into (None for geographic rasters).
-    proj: Option<proj4rs::Proj>,
-    description: String,
-    /// Metres per CRS unit (projected).
-    to_meter: f64,
-    equal_area: bool,
-}
-
-fn raster_crs(
-    params: &Params,
-    info: &GeoTiffInfo,
-    year: i64,
-    ctx: &StageContext,
-) -> Result<RasterCrs, StageError> {
-    let file = info.path.display();
-    let hint = "give the rasters' CRS with `crs: EPSG:<code>` or `crs: <PROJ string>`";
-    let (proj, description) = if let Some(text) = &params.crs {
-        let p = proj4rs::Proj::from_user_string(text)
-            .map_err(|e| StageError::data(format!("`crs: {text}`: {e}")))?;
-        (p, text.clone())
-    } else {
-        let crs = info.crs.as_ref().ok_or_else(|| {
-            StageError::data(format!(
-                "raster {file} (year {year}) has no GeoKeys, so its CRS is unknown"
-            ))
-            .with_hint(hint)
-        })?;
-        if crs.geographic {
-            if crs.epsg.is_some_and(|c| c != 4326 && c != 4490) {
-                ctx.warn_kind("raster_datum_ignored", format!(
-                    "raster {file} (year {year}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
-                    crs.description
-                ));
-            }
-            return Ok(RasterCrs {
-                geographic: true,
-                proj: None,
-                description: crs.description.clone(),
-                to_meter: 1.0,
-                equal_area: true,
-            });
-        }
-        let p = match (&crs.proj4, crs.epsg) {
-            (Some(s), _) => proj4rs::Proj::from_proj_string(s),
-            (None, Some(code)) => proj4rs::Proj::from_epsg_code(code),
-            (None, None) => {
-                return Err(StageError::data(format!(
-                    "raster {file}: projected CRS without code or parameters"
-                ))
-                .with_hint(hint));
-            }
-        }
-        .map_err(|e| {
-            StageError::data(format!(
-                "raster {file} (year {year}): cannot build its CRS {} for reprojection: {e}",
-                crs.description
-            ))
-            .with_hint(hint)
-        })?;
-        (p, crs.description.clone())
-    };
-    if proj.is_latlong() {
-        return Ok(RasterCrs {
-            geographic: true,
-            proj: None,
-            description,
-            to_meter: 1.0,
-            equal_area: true,
-        });
-    }
-    let equal_area = matches!(
-        proj.projname(),
-        "aea" | "laea" | "cea" | "moll" | "eqearth" | "sinu"
-    );
-    let to_meter = proj.to_meter();
-    Ok(RasterCrs {
-        geographic: false,
-        proj: Some(proj),
-        description,
-        to_meter,
-        equal_area,
-    })
-}
-
-/// Reprojects lon/lat (degrees) polygons into the raster CRS.
-fn reproject(
-    geoms: &[MultiPolygon<f64>],
-    dst: &proj4rs::Proj,
-    ids: &[String],
-    crs: &str,
-) -> Result<Vec<MultiPolygon<f64>>, StageError> {
-    let src = proj4rs::Proj::from_proj_string("+proj=longlat +ellps=WGS84 +no_defs")
-        .map_err(|e| StageError::internal(format!("WGS84: {e}")))?;
-    let ring = |ls: &LineString<f64>, id: &str| -> Result<LineString<f64>, StageError> {
-        let mut pts: Vec<(f64, f64, f64)> =
-            ls.0.iter()
-                .map(|c| (c.x.to_radians(), c.y.to_radians(), 0.0))
-                .collect();
-        proj4rs::transform::transform(&src, dst, pts.as_mut_slice()).map_err(|e| {
-            StageError::data(format!(
-                "unit `{id}`: cannot reproject its polygon to the raster CRS {crs}: {e}"
-            ))
-            .with_hint("check that the unit geometries are lon/lat degrees (EPSG:4326)")
-        })?;
-        Ok(LineString(
-            pts.into_iter().map(|(x, y, _)| Coord { x, y }).collect(),
-        ))
-    };
-    geoms
-        .iter()
-        .zip(ids)
-        .map(|(mp, id)| {
-            mp.0.iter()
-                .map(|p| {
-                    let ext = ring(p.exterior(), id)?;
-                    let holes = p
-                        .interiors()
-                        .iter()
-                        .map(|h| ring(h, id))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok(Polygon::new(ext, holes))
-                })
-                .collect::<Result<Vec<_>, StageError>>()
-                .map(MultiPolygon)
-        })
-        .collect()
-}
-
-/// Pixel area on one grid.
-enum PixelArea {
-    Constant(f64),
-    PerRow(Vec<f64>),
-}
-
-impl PixelArea {
-    fn rows(&self) -> Option<&[f64]> {
-        match self {
-            PixelArea::Constant(_) => None,
-            PixelArea::PerRow(v) => Some(v),
-        }
-    }
-    /// Area in m² of `pixels` whose per-row sum is `summed_m2`.
-    #[allow(clippy::cast_precision_loss)]
-    fn area_m2(&self, pixels: u64, summed_m2: f64) -> f64 {
-        match self {
-            PixelArea::Constant(a) => pixels as f64 * a,
-            PixelArea::PerRow(_) => summed_m2,
-        }
-    }
-}
-
-/// Per (unit, code) sums: pixels and per-row area.
-type CountMap = BTreeMap<(u32, u32), (u64, f64)>;
-
 struct YearResult {
     codes: CountMap,
     area: Arc<PixelArea>,
@@ -662,27 +502,6 @@ struct PairResult {
     /// Keyed (unit, class_from·8 + class_to).
     counts: CountMap,
     area: Arc<PixelArea>,
-}
-
-/// The files of one year, opened.
-struct YearFiles {
-    year: i64,
-    /// Source names (for memo keys), in file order.
-    sources: Vec<String>,
-    infos: Vec<GeoTiffInfo>,
-}
-
-/// Years whose files share CRS and pixel lattice, read in one pass over the union of their
-/// extents.
-struct Group {
-    /// Indices into the years, ascending.
-    years: Vec<usize>,
-    /// One mosaic per year of `years`, on the group's grid.
-    mosaics: Vec<Mosaic>,
-    /// The group's grid: the union of every file's extent.
-    transform: GeoTransform,
-    width: usize,
-    height: usize,
 }
 
 fn open_years(
@@ -706,163 +525,6 @@ fn open_years(
     Ok(out)
 }
 
-fn open_raster(year: i64, path: &std::path::Path) -> Result<GeoTiffInfo, StageError> {
-    let info = geotiff::open(path).map_err(|e| {
-        StageError::data(format!("year {year}: {e}"))
-            .with_hint("convert with `gdal_translate -ot Byte|UInt16 -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`")
-    })?;
-    // Memory is a few chunks per thread: refuse chunks that would not fit that promise.
-    let bytes = if info.sample == SampleType::U16 { 2 } else { 1 };
-    let chunk_mb = (info.chunk_width * info.chunk_height * bytes) >> 20;
-    if chunk_mb > MAX_CHUNK_MB {
-        return Err(StageError::data(format!(
-            "year {year}: {} is stored in chunks of {chunk_mb} MB (strips of {} rows), too large to read in parallel",
-            info.path.display(),
-            info.chunk_height
-        ))
-        .with_hint("re-tile it: `gdal_translate -co TILED=YES -co COMPRESS=DEFLATE in.tif out.tif`"));
-    }
-    Ok(info)
-}
-
-/// Whether `b` is on `a`'s CRS and lattice: its offset in `a`'s pixels, or why not.
-fn on_lattice(params: &Params, a: &GeoTiffInfo, b: &GeoTiffInfo) -> Result<(i64, i64), String> {
-    if params.crs.is_none() && a.crs != b.crs {
-        let show = |i: &GeoTiffInfo| {
-            i.crs
-                .as_ref()
-                .map_or_else(|| "no CRS".to_owned(), |c| c.description.clone())
-        };
-        return Err(format!("their CRSs differ: {} and {}", show(a), show(b)));
-    }
-    mosaic::lattice_offset(a, b)
-}
-
-/// Groups the years by CRS and lattice and places each year's files on its group's grid. The
-/// files of one year must share CRS and lattice.
-fn group_years(params: &Params, years: &[YearFiles]) -> Result<Vec<Group>, StageError> {
-    // Offsets of every file from its group's reference file (the first file of its first year).
-    let mut members: Vec<Member> = Vec::new();
-    for (yi, y) in years.iter().enumerate() {
-        let first = &y.infos[0];
-        let mut offsets = Vec::with_capacity(y.infos.len());
-        for info in &y.infos {
-            let off = on_lattice(params, first, info).map_err(|why| {
-                StageError::data(format!(
-                    "year {}: {} and {} cannot be read as one mosaic: {why}",
-                    y.year,
-                    first.path.display(),
-                    info.path.display()
-                ))
-                .with_hint("the files of one year must share CRS and pixel grid; warp them onto one grid (`gdalwarp -t_srs <crs> -tr <size> <size> -tap`)")
-            })?;
-            offsets.push(off);
-        }
-        let joined = members.iter_mut().find_map(|m| {
-            let r = &years[m.reference].infos[0];
-            on_lattice(params, r, first).ok().map(|(c, row)| {
-                m.years.push(yi);
-                m.offsets
-                    .push(offsets.iter().map(|&(a, b)| (a + c, b + row)).collect());
-            })
-        });
-        if joined.is_none() {
-            members.push(Member {
-                reference: yi,
-                years: vec![yi],
-                offsets: vec![offsets],
-            });
-        }
-    }
-    members
-        .into_iter()
-        .map(|m| place(&years[m.reference].infos[0], years, m.years, &m.offsets))
-        .collect()
-}
-
-/// The years of one group while grouping: each file's offset from the reference year's first
-/// file, in its pixels.
-struct Member {
-    reference: usize,
-    years: Vec<usize>,
-    offsets: Vec<Vec<(i64, i64)>>,
-}
-
-/// The group's grid (the union of its files' extents) and each year's mosaic on it.
-fn place(
-    reference: &GeoTiffInfo,
-    years: &[YearFiles],
-    group: Vec<usize>,
-    offsets: &[Vec<(i64, i64)>],
-) -> Result<Group, StageError> {
-    let mut extent = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
-    for (&yi, offs) in group.iter().zip(offsets) {
-        for (info, &(c, r)) in years[yi].infos.iter().zip(offs) {
-            let (w, h) = (to_i64(info.width as u64), to_i64(info.height as u64));
-            extent = (
-                extent.0.min(c),
-                extent.1.min(r),
-                extent.2.max(c + w),
-                extent.3.max(r + h),
-            );
-        }
-    }
-    let size = |n: i64| {
-        usize::try_from(n).map_err(|_| StageError::internal("a mosaic grid of negative size"))
-    };
-    let (width, height) = (size(extent.2 - extent.0)?, size(extent.3 - extent.1)?);
-    if width.saturating_mul(height) > MAX_MOSAIC_PIXELS {
-        let files: Vec<String> = group
-            .iter()
-            .flat_map(|&yi| years[yi].infos.iter().map(|i| i.path.display().to_string()))
-            .collect();
-        return Err(StageError::data(format!(
-            "the rasters {} span {width} × {height} pixels together: they lie far apart on one grid",
-            files.join(", ")
-        ))
-        .with_hint("check that each year's files cover the study area (a file in the wrong place is far from the others)"));
-    }
-    let t = reference.transform;
-    #[allow(clippy::cast_precision_loss)]
-    let transform = GeoTransform {
-        x0: t.x0 + extent.0 as f64 * t.dx,
-        y0: t.y0 + extent.1 as f64 * t.dy,
-        dx: t.dx,
-        dy: t.dy,
-    };
-    let mut mosaics = Vec::with_capacity(group.len());
-    for (&yi, offs) in group.iter().zip(offsets) {
-        let files = years[yi]
-            .infos
-            .iter()
-            .zip(offs)
-            .map(|(info, &(c, r))| {
-                Ok(Placed {
-                    info: info.clone(),
-                    col: size(c - extent.0)?,
-                    row: size(r - extent.1)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StageError>>()?;
-        let m = Mosaic::new(files, width, height).map_err(|e| {
-            StageError::data(format!("year {}: {e}", years[yi].year))
-                .with_hint("the files of one year must use one NoData value (`gdal_edit.py -a_nodata <value> file.tif`)")
-        })?;
-        mosaics.push(m);
-    }
-    Ok(Group {
-        years: group,
-        mosaics,
-        transform,
-        width,
-        height,
-    })
-}
-
-/// The largest grid the files of a group may span together (2³⁴ pixels: a 30 m grid of all
-/// China is 2·10¹⁰); beyond it one file is in the wrong place.
-const MAX_MOSAIC_PIXELS: usize = 1 << 34;
-
 fn from_rasters(
     params: &Params,
     units: &arrow_array::RecordBatch,
@@ -885,7 +547,7 @@ fn from_rasters(
     }
 
     let opened = open_years(years, ctx)?;
-    let groups = group_years(params, &opened)?;
+    let groups = group_years(params.crs.is_some(), &opened)?;
     let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
     let mut pair_results: Vec<PairResult> = Vec::new();
     let units = UnitShapes {
@@ -1066,7 +728,15 @@ fn read_group(
         .collect::<Vec<_>>()
         .join(", ");
     let first = &years[group.years[0]].infos[0];
-    let crs = raster_crs(params, first, years[group.years[0]].year, ctx)?;
+    let year0 = years[group.years[0]].year;
+    let crs = raster_crs(params.crs.as_deref(), first, year0)?;
+    if crs.datum_ignored {
+        ctx.warn_kind("raster_datum_ignored", format!(
+            "raster {} (year {year0}) is in {}; it is read as WGS84 lon/lat (datum shift ignored)",
+            first.path.display(),
+            crs.description
+        ));
+    }
     let t = group.transform;
     let grid = Grid {
         x0: t.x0,
@@ -1162,8 +832,12 @@ fn read_group(
             n_units,
             area.rows(),
             &t,
-            ctx,
-        )?;
+            &StageObserver(ctx),
+        )
+        .map_err(|e| match e {
+            PassError::Io(e) => StageError::from(e),
+            PassError::Cancelled => StageError::failed("cancelled"),
+        })?;
         let mut counts = counts.into_iter();
         let targets = sub.iter().copied().chain(sub_pairs.iter().map(|&(a, b)| {
             let pair = (sub[a], sub[b]);
@@ -1314,35 +988,6 @@ impl LayerMemos {
         let table = layers_to_table(std::slice::from_ref(counts))?;
         ctx.memo_store(name, depends, memo_params, &table)
     }
-}
-
-/// The layers one pass must read to compute the `missing` entries (layers `0..n_layers`, then
-/// pairs), ascending and led by `lead` when given, and the missing pairs as positions in them.
-fn pass_plan(
-    n_layers: usize,
-    pairs: &[(usize, usize)],
-    missing: &[usize],
-    lead: Option<usize>,
-) -> (Vec<usize>, Vec<(usize, usize)>) {
-    let mut needed: std::collections::BTreeSet<usize> = lead.into_iter().collect();
-    let mut missing_pairs = Vec::new();
-    for &j in missing {
-        if j < n_layers {
-            needed.insert(j);
-        } else {
-            let (a, b) = pairs[j - n_layers];
-            needed.extend([a, b]);
-            missing_pairs.push((a, b));
-        }
-    }
-    let sub: Vec<usize> = needed.into_iter().collect();
-    let at = |k: usize| {
-        sub.iter()
-            .position(|&s| s == k)
-            .expect("pair years are in the pass")
-    };
-    let sub_pairs = missing_pairs.iter().map(|&(a, b)| (at(a), at(b))).collect();
-    (sub, sub_pairs)
 }
 
 /// What one group's pass gives: each year's histogram (by index into all years) and the
@@ -1679,146 +1324,34 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
 }
 
-/// Pixel value → class index (0–6) or [`NO_CLASS`] (NoData, excluded, unmapped), for every
-/// 16-bit value (so lookups of 8- and 16-bit pixels need no bounds check). A NoData value
-/// above 254 also marks 255, the value it is capped to in transition pairs.
-fn class_lut(nodata: Option<u32>, scheme: &Scheme) -> Box<[u8; 1 << 16]> {
-    let lut: Vec<u8> = (0..=u32::from(u16::MAX))
-        .map(|v| {
-            if nodata == Some(v) || (v == 255 && nodata.is_some_and(|n| n >= 255)) {
-                return NO_CLASS;
-            }
-            match scheme.classify(i64::from(v)) {
-                CodeClass::Class(c) => u8::try_from(c.index()).expect("seven classes"),
-                _ => NO_CLASS,
-            }
-        })
-        .collect();
-    lut.into_boxed_slice().try_into().expect("2^16 entries")
-}
+/// The stage's context as a pass sees it: cancellation and progress.
+struct StageObserver<'a>(&'a StageContext);
 
-/// How a worker reads one layer: a file that is the whole grid, chunk for chunk when it is
-/// tiled like the pass's windows or through a region cache; or a mosaic of several files.
-enum LayerReader {
-    File {
-        reader: Box<ChunkReader>,
-        region: RegionCache,
-        direct: bool,
-    },
-    Mosaic(MosaicReader),
-}
-
-/// Per-thread state of a pass: one reader and histogram per layer, one histogram per pair.
-struct Worker {
-    readers: Vec<LayerReader>,
-    hists: Vec<Histogrammer>,
-    classes: Vec<Vec<u8>>,
-    pair_buf: Vec<u16>,
-}
-
-fn new_worker(
-    layers: &[&Mosaic],
-    layout: Option<&GeoTiffInfo>,
-    n_pairs: usize,
-    n_units: usize,
-) -> Result<Worker, StageError> {
-    let mut readers = Vec::with_capacity(layers.len());
-    let mut hists = Vec::with_capacity(layers.len() + n_pairs);
-    for m in layers {
-        readers.push(
-            match m.whole() {
-                Some(info) => ChunkReader::new(info).map(|reader| LayerReader::File {
-                    reader: Box::new(reader),
-                    region: RegionCache::new(info.sample),
-                    direct: layout.is_some_and(|l| info.same_layout(l)),
-                }),
-                None => MosaicReader::new(m).map(LayerReader::Mosaic),
-            }
-            .map_err(|e| StageError::data(e.to_string()))?,
-        );
-        hists.push(match m.sample {
-            SampleType::U8 => Histogrammer::new::<u8>(n_units),
-            SampleType::U16 => Histogrammer::new::<u16>(n_units),
-        });
+impl PassObserver for StageObserver<'_> {
+    fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
     }
-    hists.extend((0..n_pairs).map(|_| Histogrammer::new::<u16>(n_units)));
-    Ok(Worker {
-        readers,
-        hists,
-        classes: vec![Vec::new(); layers.len()],
-        pair_buf: Vec::new(),
-    })
+    fn progress(&self, done: u64, total: u64, unit: &str) {
+        self.0.progress(done, total, unit);
+    }
 }
 
-/// The windows of a pass, `(chunk index of the layout file, window)`: the chunks of the first
-/// layer when it is one file covering the grid (its layout), else blocks of the grid sized like
-/// the first file's chunks. Windows no unit reaches are left out.
-fn pass_windows(first: &Mosaic, spans: &Spans) -> Vec<(Option<usize>, Window)> {
-    let keep = |w: &Window| window_has_spans(spans, w.col0, w.row0, w.width, w.height);
-    if let Some(layout) = first.whole() {
-        return (0..layout.chunk_count())
-            .map(|i| {
-                let (col0, row0, width, height) = layout.chunk_rect(i);
-                let stride = layout.chunk_width;
-                (
-                    Some(i),
-                    Window {
-                        col0,
-                        row0,
-                        width,
-                        height,
-                        stride,
-                    },
-                )
-            })
-            .filter(|(_, w)| keep(w))
-            .collect();
+/// Transitions are counted on raw codes capped at 255: a 16-bit raster whose classes use codes
+/// above 254 cannot be told apart there.
+fn check_pair_codes(codes: &CountMap, layer: &Mosaic) -> Result<(), StageError> {
+    if let Some(&(_, code)) = codes
+        .keys()
+        .find(|&&(_, c)| c >= 255 && layer.nodata != Some(c))
+    {
+        return Err(StageError::data(format!(
+            "{}: code {code}: transition matrices need class codes below 255",
+            layer.files[0].info.path.display()
+        ))
+        .with_hint(
+            "recode the raster (CLCD and CNLUCC codes are all below 255), or list one year only",
+        ));
     }
-    let info = &first.files[0].info;
-    let bw = info.chunk_width.clamp(1, first.width);
-    let bh = info.chunk_height.max(64).min(first.height);
-    let mut out = Vec::new();
-    for row0 in (0..first.height).step_by(bh) {
-        for col0 in (0..first.width).step_by(bw) {
-            let w = Window {
-                col0,
-                row0,
-                width: bw.min(first.width - col0),
-                height: bh.min(first.height - row0),
-                stride: bw,
-            };
-            if keep(&w) {
-                out.push((None, w));
-            }
-        }
-    }
-    out
-}
-
-/// A read error of one layer as the user should see it: two files disagreeing on a pixel are
-/// named with the pixel's centre in the raster CRS.
-fn layer_error(e: MosaicError, t: &GeoTransform) -> StageError {
-    match e {
-        MosaicError::FilesDisagree {
-            first,
-            second,
-            col,
-            row,
-            first_value,
-            second_value,
-        } => {
-            #[allow(clippy::cast_precision_loss)]
-            let (x, y) = (
-                t.x0 + (col as f64 + 0.5) * t.dx,
-                t.y0 + (row as f64 + 0.5) * t.dy,
-            );
-            StageError::data(format!(
-                "{first} and {second} overlap with different codes ({first_value} and {second_value}) at the pixel centred on x = {x}, y = {y}"
-            ))
-            .with_hint("tiles of one year must hold the same code where they overlap: check that both files belong to the same year and product")
-        }
-        MosaicError::File(e) => StageError::data(e.to_string()),
-    }
+    Ok(())
 }
 
 /// The count maps of a pass as a table (layer, unit, code, pixels, area_m2), for the memo.
@@ -1875,224 +1408,6 @@ fn table_to_layers(
         map.insert(key, (u64::try_from(pixels[i]).map_err(|_| bad())?, area[i]));
     }
     Ok(layers)
-}
-
-/// Transitions are counted on raw codes capped at 255: a 16-bit raster whose classes use codes
-/// above 254 cannot be told apart there.
-fn check_pair_codes(codes: &CountMap, layer: &Mosaic) -> Result<(), StageError> {
-    if let Some(&(_, code)) = codes
-        .keys()
-        .find(|&&(_, c)| c >= 255 && layer.nodata != Some(c))
-    {
-        return Err(StageError::data(format!(
-            "{}: code {code}: transition matrices need class codes below 255",
-            layer.files[0].info.path.display()
-        ))
-        .with_hint(
-            "recode the raster (CLCD and CNLUCC codes are all below 255), or list one year only",
-        ));
-    }
-    Ok(())
-}
-
-/// Raw code pairs (code_from·256 + code_to) to class pairs (class_from·8 + class_to).
-fn classify_pairs(raw: CountMap, from: &[u8; 1 << 16], to: &[u8; 1 << 16]) -> CountMap {
-    let mut out = CountMap::new();
-    for ((unit, pair), (pixels, area)) in raw {
-        let (a, b) = (from[(pair >> 8) as usize], to[(pair & 0xff) as usize]);
-        let e = out
-            .entry((unit, u32::from(a) * 8 + u32::from(b)))
-            .or_insert((0, 0.0));
-        e.0 += pixels;
-        e.1 += area;
-    }
-    out
-}
-
-fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> bool {
-    let (c0u, c1u) = (c0 as u32, (c0 + w) as u32);
-    !spans.rows_empty(r0, r0 + h)
-        && (r0..r0 + h).any(|r| spans.row_window(r, c0u, c1u).iter().any(|s| s.x1 > c0u))
-}
-
-/// Reads all layers of one group window by window in parallel and returns one count map per
-/// layer, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
-/// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
-/// scheme, so the result can be memoised across reclassifications.
-fn histogram_pass(
-    layers: &[&Mosaic],
-    pairs: &[(usize, usize)],
-    spans: &Spans,
-    n_units: usize,
-    row_area: Option<&[f64]>,
-    transform: &GeoTransform,
-    ctx: &StageContext,
-) -> Result<Vec<CountMap>, StageError> {
-    let layout = layers[0].whole();
-    let windows = pass_windows(layers[0], spans);
-    let in_pair: Vec<bool> = (0..layers.len())
-        .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
-        .collect();
-    let pool = WorkerPool::default();
-    let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
-        count_window(
-            worker, layers, pairs, &in_pair, spans, row_area, transform, index, window,
-        )
-    };
-    // Windows in batches, each batch's counts added up in window order before the next is read:
-    // float sums do not depend on scheduling, and memory holds one batch of counts, not the
-    // counts of every window of every year.
-    let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
-    // Progress in tiles of all years (every window is read for every year of the pass).
-    let unit = format!("tiles × {} years", layers.len());
-    let mut done = 0u64;
-    for batch in windows.chunks(WINDOWS_PER_BATCH) {
-        let per_window: Vec<Vec<Vec<Count>>> = batch
-            .par_iter()
-            .map_init(
-                || pool.take(|| new_worker(layers, layout, pairs.len(), n_units)),
-                |worker, &(index, window)| -> Result<Vec<Vec<Count>>, StageError> {
-                    if ctx.is_cancelled() {
-                        return Err(StageError::failed("cancelled"));
-                    }
-                    let worker = worker.get().map_err(|e| e.clone())?;
-                    count(worker, index, window)
-                },
-            )
-            .collect::<Result<_, _>>()?;
-        for counts_of_window in per_window {
-            for (layer, counts) in counts_of_window.into_iter().enumerate() {
-                for c in counts {
-                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
-                    e.0 += c.pixels;
-                    e.1 += c.area_m2;
-                }
-            }
-        }
-        done += batch.len() as u64;
-        ctx.progress(done, windows.len() as u64, &unit);
-    }
-    Ok(maps)
-}
-
-/// Windows read in parallel before their counts are added up.
-const WINDOWS_PER_BATCH: usize = 256;
-
-/// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
-/// for every batch would cost more than small windows).
-#[derive(Default)]
-struct WorkerPool(std::sync::Mutex<Vec<Worker>>);
-
-/// A worker on loan from a [`WorkerPool`], given back when dropped.
-struct PooledWorker<'a> {
-    worker: Option<Result<Worker, StageError>>,
-    pool: &'a WorkerPool,
-}
-
-impl WorkerPool {
-    fn take(&self, make: impl FnOnce() -> Result<Worker, StageError>) -> PooledWorker<'_> {
-        let kept = self.0.lock().ok().and_then(|mut v| v.pop());
-        PooledWorker {
-            worker: Some(kept.map_or_else(make, Ok)),
-            pool: self,
-        }
-    }
-}
-
-impl PooledWorker<'_> {
-    fn get(&mut self) -> Result<&mut Worker, &StageError> {
-        match self.worker.as_mut() {
-            Some(Ok(w)) => Ok(w),
-            Some(Err(e)) => Err(e),
-            None => unreachable!("a pooled worker is present until dropped"),
-        }
-    }
-}
-
-impl Drop for PooledWorker<'_> {
-    fn drop(&mut self) {
-        if let (Some(Ok(w)), Ok(mut kept)) = (self.worker.take(), self.pool.0.lock()) {
-            kept.push(w);
-        }
-    }
-}
-
-/// Reads one window of every layer and counts it: one list per layer, then one per pair.
-#[allow(clippy::too_many_arguments)]
-fn count_window(
-    worker: &mut Worker,
-    layers: &[&Mosaic],
-    pairs: &[(usize, usize)],
-    in_pair: &[bool],
-    spans: &Spans,
-    row_area: Option<&[f64]>,
-    transform: &GeoTransform,
-    index: Option<usize>,
-    window: Window,
-) -> Result<Vec<Vec<Count>>, StageError> {
-    let mut out = Vec::with_capacity(layers.len() + pairs.len());
-    let Worker {
-        readers,
-        hists,
-        classes,
-        pair_buf,
-    } = worker;
-    for k in 0..layers.len() {
-        let too_many = |e| {
-            StageError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
-                .with_hint("a land-use raster holds class codes; check that this is the right file")
-        };
-        let pixels = match &mut readers[k] {
-            LayerReader::File {
-                reader,
-                direct: true,
-                ..
-            } => reader
-                .read(index.expect("direct reads follow the layout's chunks"))
-                .map_err(|e| StageError::data(e.to_string()))?,
-            LayerReader::File { reader, region, .. } => region
-                .read(reader, &layers[k].files[0].info, window)
-                .map_err(|e| StageError::data(e.to_string()))?,
-            LayerReader::Mosaic(m) => m
-                .read(layers[k], window)
-                .map_err(|e| layer_error(e, transform))?,
-        };
-        let counts = match pixels {
-            ChunkPixels::U8(d) => hists[k]
-                .count(spans, window, d, row_area)
-                .map_err(too_many)?,
-            ChunkPixels::U16(d) => hists[k]
-                .count(spans, window, d, row_area)
-                .map_err(too_many)?,
-        };
-        out.push(counts);
-        if in_pair[k] {
-            // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
-            let cls = &mut classes[k];
-            cls.clear();
-            match pixels {
-                ChunkPixels::U8(d) => cls.extend_from_slice(d),
-                ChunkPixels::U16(d) => {
-                    cls.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)))
-                }
-            }
-        }
-    }
-    for (p, &(a, b)) in pairs.iter().enumerate() {
-        let n = classes[a].len().min(classes[b].len());
-        pair_buf.clear();
-        pair_buf.extend(
-            classes[a][..n]
-                .iter()
-                .zip(&classes[b][..n])
-                .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
-        );
-        let counts = hists[layers.len() + p]
-            .count(spans, window, pair_buf, row_area)
-            .map_err(|e| StageError::internal(e.to_string()))?;
-        out.push(counts);
-    }
-    Ok(out)
 }
 
 /// The tabular path: yearbook areas per unit, year and class (or code).

@@ -4,7 +4,6 @@
 use crate::engine::stage::{Entry, StageEntry};
 
 pub mod autocorrelation;
-pub mod carbon_panel;
 pub mod cluster;
 pub mod command;
 pub mod compensation;
@@ -18,6 +17,7 @@ pub mod landuse;
 pub mod presets;
 pub mod report;
 pub mod schema;
+pub mod shared;
 pub mod sink;
 pub mod sweep;
 #[cfg(test)]

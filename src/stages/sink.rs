@@ -13,7 +13,7 @@ use crate::methods::coefficients::{
     CROP_PRESETS, CropParameters, check_crop, crop_name, crop_preset,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
-use crate::stages::carbon_panel::{
+use crate::stages::shared::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
     refuse_unused_columns, str_col,
 };

@@ -1,0 +1,486 @@
+//! One pass over the years of a group: every window no unit reaches is skipped, the others are
+//! read for every year in parallel (one decoder per worker) and counted per unit and code by
+//! [`crate::methods::zonal`], and consecutive years are counted as code pairs for the transfer
+//! matrices. Counts are added up in window order batch by batch, so outputs do not depend on
+//! the number of threads and memory holds one batch of counts.
+
+use std::collections::BTreeSet;
+
+use rayon::prelude::*;
+
+use crate::io::IoError;
+use crate::io::geotiff::{ChunkPixels, ChunkReader, GeoTiffInfo, GeoTransform};
+use crate::io::mosaic::{Mosaic, MosaicError, MosaicReader, RegionCache};
+use crate::methods::land_counts::CountMap;
+use crate::methods::rasterize::Spans;
+use crate::methods::zonal::{Count, Histogrammer, MAX_CODES, Pixel, TooManyCodes, Window};
+
+/// What a pass tells and asks its caller while it runs.
+pub trait PassObserver: Sync {
+    /// Whether the run was cancelled (checked before every window).
+    fn cancelled(&self) -> bool;
+    /// `done` of `total` windows counted, each a window of every year (`unit` says so).
+    fn progress(&self, done: u64, total: u64, unit: &str);
+}
+
+/// Why a pass stopped.
+#[derive(Debug)]
+pub enum PassError {
+    /// A file could not be read or counted.
+    Io(IoError),
+    /// The observer asked to stop.
+    Cancelled,
+}
+
+impl From<IoError> for PassError {
+    fn from(e: IoError) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// How a worker reads one layer. A file that is the whole grid and tiled like the pass's
+/// windows is read chunk for chunk through the worker's one direct reader, opened for the layer
+/// it reads, so a worker holds the decode buffers of one year, not of every year. A file tiled
+/// otherwise keeps its reader and region cache across windows (a band of strips serves many
+/// windows), as does a mosaic of several files.
+enum LayerReader {
+    Direct,
+    Region {
+        reader: Box<ChunkReader>,
+        region: RegionCache,
+    },
+    Mosaic(MosaicReader),
+}
+
+/// Per-thread state of a pass. Apart from readers that keep a region cache, its memory does
+/// not grow with the number of years: one histogram counts every year and one every pair
+/// (see [`count_shared`]), and the transfer matrices come from a rolling pair of years, the
+/// raw codes of the previous and the current year of the window (pairs are consecutive
+/// layers of the pass).
+struct Worker {
+    readers: Vec<LayerReader>,
+    /// The direct reader last opened, with its layer.
+    direct: Option<(usize, ChunkReader)>,
+    hist: Histogrammer,
+    pair_hist: Histogrammer,
+    /// Per layer, the distinct values this worker has counted: a year with more than
+    /// [`MAX_CODES`] is not a categorical raster.
+    seen: Vec<BTreeSet<u32>>,
+    /// Raw codes of the window, capped at 255: the previous year's and the current year's.
+    prev: Vec<u8>,
+    cur: Vec<u8>,
+    pair_buf: Vec<u16>,
+    n_units: usize,
+}
+
+fn new_worker(
+    layers: &[&Mosaic],
+    layout: Option<&GeoTiffInfo>,
+    n_units: usize,
+) -> Result<Worker, IoError> {
+    let readers = layers
+        .iter()
+        .map(|m| layer_reader(m, layout))
+        .collect::<Result<_, _>>()?;
+    Ok(Worker {
+        readers,
+        direct: None,
+        hist: Histogrammer::new::<u16>(n_units),
+        pair_hist: Histogrammer::new::<u16>(n_units),
+        seen: vec![BTreeSet::new(); layers.len()],
+        prev: Vec::new(),
+        cur: Vec::new(),
+        pair_buf: Vec::new(),
+        n_units,
+    })
+}
+
+fn layer_reader(m: &Mosaic, layout: Option<&GeoTiffInfo>) -> Result<LayerReader, IoError> {
+    match m.whole() {
+        Some(info) if layout.is_some_and(|l| info.same_layout(l)) => Ok(LayerReader::Direct),
+        Some(info) => ChunkReader::new(info).map(|reader| LayerReader::Region {
+            reader: Box::new(reader),
+            region: RegionCache::new(info.sample),
+        }),
+        None => MosaicReader::new(m).map(LayerReader::Mosaic),
+    }
+    .map_err(|e| IoError::data(e.to_string()))
+}
+
+/// The windows of a pass, `(chunk index of the layout file, window)`: the chunks of the first
+/// layer when it is one file covering the grid (its layout), else blocks of the grid sized like
+/// the first file's chunks. Windows no unit reaches are left out.
+pub fn pass_windows(first: &Mosaic, spans: &Spans) -> Vec<(Option<usize>, Window)> {
+    let keep = |w: &Window| window_has_spans(spans, w.col0, w.row0, w.width, w.height);
+    if let Some(layout) = first.whole() {
+        return (0..layout.chunk_count())
+            .map(|i| {
+                let (col0, row0, width, height) = layout.chunk_rect(i);
+                let stride = layout.chunk_width;
+                (
+                    Some(i),
+                    Window {
+                        col0,
+                        row0,
+                        width,
+                        height,
+                        stride,
+                    },
+                )
+            })
+            .filter(|(_, w)| keep(w))
+            .collect();
+    }
+    let info = &first.files[0].info;
+    let bw = info.chunk_width.clamp(1, first.width);
+    let bh = info.chunk_height.max(64).min(first.height);
+    let mut out = Vec::new();
+    for row0 in (0..first.height).step_by(bh) {
+        for col0 in (0..first.width).step_by(bw) {
+            let w = Window {
+                col0,
+                row0,
+                width: bw.min(first.width - col0),
+                height: bh.min(first.height - row0),
+                stride: bw,
+            };
+            if keep(&w) {
+                out.push((None, w));
+            }
+        }
+    }
+    out
+}
+
+/// A read error of one layer as the user should see it: two files disagreeing on a pixel are
+/// named with the pixel's centre in the raster CRS.
+fn layer_error(e: MosaicError, t: &GeoTransform) -> IoError {
+    match e {
+        MosaicError::FilesDisagree {
+            first,
+            second,
+            col,
+            row,
+            first_value,
+            second_value,
+        } => {
+            #[allow(clippy::cast_precision_loss)]
+            let (x, y) = (
+                t.x0 + (col as f64 + 0.5) * t.dx,
+                t.y0 + (row as f64 + 0.5) * t.dy,
+            );
+            IoError::data(format!(
+                "{first} and {second} overlap with different codes ({first_value} and {second_value}) at the pixel centred on x = {x}, y = {y}"
+            ))
+            .with_hint("tiles of one year must hold the same code where they overlap: check that both files belong to the same year and product")
+        }
+        MosaicError::File(e) => IoError::data(e.to_string()),
+    }
+}
+
+fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> bool {
+    let (c0u, c1u) = (c0 as u32, (c0 + w) as u32);
+    !spans.rows_empty(r0, r0 + h)
+        && (r0..r0 + h).any(|r| spans.row_window(r, c0u, c1u).iter().any(|s| s.x1 > c0u))
+}
+
+/// Reads all layers of one group window by window in parallel and returns one count map per
+/// layer, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
+/// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
+/// scheme, so the result can be memoised across reclassifications.
+pub fn histogram_pass(
+    layers: &[&Mosaic],
+    pairs: &[(usize, usize)],
+    spans: &Spans,
+    n_units: usize,
+    row_area: Option<&[f64]>,
+    transform: &GeoTransform,
+    observer: &dyn PassObserver,
+) -> Result<Vec<CountMap>, PassError> {
+    let layout = layers[0].whole();
+    let windows = pass_windows(layers[0], spans);
+    let in_pair: Vec<bool> = (0..layers.len())
+        .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
+        .collect();
+    let pool = WorkerPool::default();
+    let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
+        count_window(
+            worker, layers, pairs, &in_pair, spans, row_area, transform, index, window,
+        )
+    };
+    // Windows in batches, each batch's counts added up in window order before the next is read:
+    // float sums do not depend on scheduling, and memory holds one batch of counts, not the
+    // counts of every window of every year.
+    let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
+    // Progress in tiles of all years (every window is read for every year of the pass).
+    let unit = format!("tiles × {} years", layers.len());
+    let mut done = 0u64;
+    for batch in windows.chunks(WINDOWS_PER_BATCH) {
+        let per_window: Vec<Vec<Vec<Count>>> = batch
+            .par_iter()
+            .map_init(
+                || pool.take(|| new_worker(layers, layout, n_units)),
+                |worker, &(index, window)| -> Result<Vec<Vec<Count>>, PassError> {
+                    if observer.cancelled() {
+                        return Err(PassError::Cancelled);
+                    }
+                    let worker = worker.get().map_err(|e| PassError::Io(e.clone()))?;
+                    Ok(count(worker, index, window)?)
+                },
+            )
+            .collect::<Result<_, _>>()?;
+        for counts_of_window in per_window {
+            for (layer, counts) in counts_of_window.into_iter().enumerate() {
+                for c in counts {
+                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
+                    e.0 += c.pixels;
+                    e.1 += c.area_m2;
+                }
+            }
+        }
+        done += batch.len() as u64;
+        observer.progress(done, windows.len() as u64, &unit);
+    }
+    Ok(maps)
+}
+
+/// Windows read in parallel before their counts are added up.
+const WINDOWS_PER_BATCH: usize = 256;
+
+/// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
+/// for every batch would cost more than small windows).
+#[derive(Default)]
+struct WorkerPool(std::sync::Mutex<Vec<Worker>>);
+
+/// A worker on loan from a [`WorkerPool`], given back when dropped.
+struct PooledWorker<'a> {
+    worker: Option<Result<Worker, IoError>>,
+    pool: &'a WorkerPool,
+}
+
+impl WorkerPool {
+    fn take(&self, make: impl FnOnce() -> Result<Worker, IoError>) -> PooledWorker<'_> {
+        let kept = self.0.lock().ok().and_then(|mut v| v.pop());
+        PooledWorker {
+            worker: Some(kept.map_or_else(make, Ok)),
+            pool: self,
+        }
+    }
+}
+
+impl PooledWorker<'_> {
+    fn get(&mut self) -> Result<&mut Worker, &IoError> {
+        match self.worker.as_mut() {
+            Some(Ok(w)) => Ok(w),
+            Some(Err(e)) => Err(e),
+            None => unreachable!("a pooled worker is present until dropped"),
+        }
+    }
+}
+
+impl Drop for PooledWorker<'_> {
+    fn drop(&mut self) {
+        if let (Some(Ok(w)), Ok(mut kept)) = (self.worker.take(), self.pool.0.lock()) {
+            kept.push(w);
+        }
+    }
+}
+
+/// Reads one window of every layer and counts it: one list per layer, then one per pair.
+#[allow(clippy::too_many_arguments)]
+fn count_window(
+    worker: &mut Worker,
+    layers: &[&Mosaic],
+    pairs: &[(usize, usize)],
+    in_pair: &[bool],
+    spans: &Spans,
+    row_area: Option<&[f64]>,
+    transform: &GeoTransform,
+    index: Option<usize>,
+    window: Window,
+) -> Result<Vec<Vec<Count>>, IoError> {
+    let n_layers = layers.len();
+    let mut out = vec![Vec::new(); n_layers + pairs.len()];
+    let Worker {
+        readers,
+        direct,
+        hist,
+        pair_hist,
+        seen,
+        prev,
+        cur,
+        pair_buf,
+        n_units,
+    } = worker;
+    for k in 0..n_layers {
+        let too_many = |e: TooManyCodes| {
+            IoError::data(format!("{}: {e}", layers[k].files[0].info.path.display()))
+                .with_hint("a land-use raster holds class codes; check that this is the right file")
+        };
+        let pixels = read_layer(readers, direct, k, layers[k], index, window, transform)?;
+        let counts = match pixels {
+            ChunkPixels::U8(d) => count_shared(hist, *n_units, spans, window, d, row_area),
+            ChunkPixels::U16(d) => count_shared(hist, *n_units, spans, window, d, row_area),
+        }
+        .map_err(too_many)?;
+        seen[k].extend(counts.iter().map(|c| c.code));
+        if seen[k].len() > MAX_CODES {
+            return Err(too_many(TooManyCodes));
+        }
+        out[k] = counts;
+        if in_pair[k] {
+            // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
+            std::mem::swap(prev, cur);
+            cur.clear();
+            match pixels {
+                ChunkPixels::U8(d) => cur.extend_from_slice(d),
+                ChunkPixels::U16(d) => {
+                    cur.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)));
+                }
+            }
+        }
+        for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
+            if a + 1 != k {
+                return Err(IoError::internal(
+                    "a pass pair is not two consecutive layers",
+                ));
+            }
+            let n = prev.len().min(cur.len());
+            pair_buf.clear();
+            pair_buf.extend(
+                prev[..n]
+                    .iter()
+                    .zip(&cur[..n])
+                    .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
+            );
+            out[n_layers + p] =
+                count_shared(pair_hist, *n_units, spans, window, pair_buf, row_area)
+                    .map_err(|e| IoError::internal(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one window of layer `k`.
+fn read_layer<'w>(
+    readers: &'w mut [LayerReader],
+    direct: &'w mut Option<(usize, ChunkReader)>,
+    k: usize,
+    layer: &Mosaic,
+    index: Option<usize>,
+    window: Window,
+    transform: &GeoTransform,
+) -> Result<ChunkPixels<'w>, IoError> {
+    let data = |e: crate::io::geotiff::GeoTiffError| IoError::data(e.to_string());
+    match &mut readers[k] {
+        LayerReader::Direct => {
+            let index = index.expect("direct reads follow the layout's chunks");
+            if direct.as_ref().is_none_or(|(open, _)| *open != k) {
+                let info = layer.whole().expect("a direct layer is one file");
+                *direct = Some((k, ChunkReader::new(info).map_err(data)?));
+            }
+            let (_, reader) = direct.as_mut().expect("opened above");
+            reader.read(index).map_err(data)
+        }
+        LayerReader::Region { reader, region } => region
+            .read(reader, &layer.files[0].info, window)
+            .map_err(|e| IoError::data(e.to_string())),
+        LayerReader::Mosaic(m) => m.read(layer, window).map_err(|e| layer_error(e, transform)),
+    }
+}
+
+/// Counts a window with a histogram shared by every year (or every pair) of the pass. Its
+/// value table keeps the values of all years it counted; when they fill it, a fresh table
+/// counts the window again, so only a year with too many values of its own is refused (see
+/// `Worker::seen`). Counts are keyed by value, so they do not depend on the table's history.
+fn count_shared<T: Pixel>(
+    hist: &mut Histogrammer,
+    n_units: usize,
+    spans: &Spans,
+    window: Window,
+    data: &[T],
+    row_area: Option<&[f64]>,
+) -> Result<Vec<Count>, TooManyCodes> {
+    hist.count(spans, window, data, row_area)
+        .or_else(|TooManyCodes| {
+            *hist = Histogrammer::new::<T>(n_units);
+            hist.count(spans, window, data, row_area)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::rasterize::{Grid, rasterize};
+    use geo::{MultiPolygon, polygon};
+
+    /// A 1,024 × 1 px grid with one unit over all of it.
+    fn one_row() -> (Spans, Window) {
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 1024,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![polygon![
+            (x: 0.0, y: 0.0), (x: 1024.0, y: 0.0), (x: 1024.0, y: 1.0), (x: 0.0, y: 1.0)
+        ]]);
+        let window = Window {
+            col0: 0,
+            row0: 0,
+            width: 1024,
+            height: 1,
+            stride: 1024,
+        };
+        (rasterize(&grid, &[unit]), window)
+    }
+
+    #[test]
+    fn a_shared_histogram_counts_years_whose_values_together_overflow_its_table() {
+        let (spans, window) = one_row();
+        let mut hist = Histogrammer::new::<u16>(1);
+        // Year one: the 1,024 values 0..1024, one pixel each (a full table).
+        let year_one: Vec<u16> = (0..1024).collect();
+        let counts = count_shared(&mut hist, 1, &spans, window, &year_one, None).unwrap();
+        assert_eq!(counts.len(), 1024);
+        // Year two: 1,000..2,024, new values the full table cannot take; a fresh one does, and
+        // the counts are the year's own (one pixel each of its values, none of year one's).
+        let year_two: Vec<u16> = (1000..2024).collect();
+        let counts = count_shared(&mut hist, 1, &spans, window, &year_two, None).unwrap();
+        let codes: Vec<u32> = counts.iter().map(|c| c.code).collect();
+        assert_eq!(codes, (1000..2024).collect::<Vec<u32>>());
+        assert!(counts.iter().all(|c| c.pixels == 1 && c.unit == 0));
+    }
+
+    #[test]
+    fn a_window_with_more_values_than_a_table_holds_is_still_refused() {
+        // 1,025 distinct values in one window: not a categorical raster, fresh table or not.
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width: 1025,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![polygon![
+            (x: 0.0, y: 0.0), (x: 1025.0, y: 0.0), (x: 1025.0, y: 1.0), (x: 0.0, y: 1.0)
+        ]]);
+        let spans = rasterize(&grid, &[unit]);
+        let window = Window {
+            col0: 0,
+            row0: 0,
+            width: 1025,
+            height: 1,
+            stride: 1025,
+        };
+        let data: Vec<u16> = (0..1025).collect();
+        let mut hist = Histogrammer::new::<u16>(1);
+        assert_eq!(
+            count_shared(&mut hist, 1, &spans, window, &data, None),
+            Err(TooManyCodes)
+        );
+    }
+}
