@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::RecordBatch;
+use arrow_array::ArrayRef;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -16,8 +16,9 @@ use crate::engine::stage::{
 use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
 use crate::methods::moran::{self, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
-use crate::stages::shared::groups::{Groups, default_id_column, select_groups};
-use crate::table::{self, TableBuilder};
+use crate::stages::schema::TableSchema;
+use crate::stages::shared::groups::{default_id_column, select_groups};
+use crate::table;
 
 /// The `autocorrelation` kind.
 pub struct Autocorrelation;
@@ -65,19 +66,56 @@ fn default_alpha() -> f64 {
     0.05
 }
 
-const GLOBAL_COLUMNS: [&str; 9] = [
-    "moran_i",
-    "expected_i",
-    "z",
-    "p_norm",
-    "p_perm",
-    "z_rand",
-    "p_rand",
-    "variance_norm",
-    "n",
-];
-const LOCAL_COLUMNS: [&str; 6] = ["ii", "z", "p_perm", "class", "lag", "quadrant"];
-const HOTSPOT_COLUMNS: [&str; 3] = ["gi_star_z", "p_norm", "class"];
+/// The `global` output: one row per group.
+fn global_table(params: &Params) -> TableSchema<GlobalRow> {
+    TableSchema::<GlobalRow>::new(
+        "global",
+        "one row per group: moran_i, expected_i = −1/(n−1), z (normality), p_norm (two-sided), p_perm (pseudo p), \
+         z_rand and p_rand (randomisation), variance_norm, n",
+    )
+    .when_some(params.by.clone(), |t, by| t.taken(by, |r| r.key_row))
+    .float_or_null("moran_i", |r| r.m.as_ref().map(|m| m.moran_i))
+    .float_or_null("expected_i", |r| r.m.as_ref().map(|m| m.expected_i))
+    .float_or_null("z", |r| r.m.as_ref().map(|m| m.z_norm))
+    .float_or_null("p_norm", |r| r.m.as_ref().map(|m| m.p_norm))
+    .float_or_null("p_perm", |r| r.m.as_ref().and_then(|m| m.p_perm))
+    .float_or_null("z_rand", |r| r.m.as_ref().map(|m| m.z_rand))
+    .float_or_null("p_rand", |r| r.m.as_ref().map(|m| m.p_rand))
+    .float_or_null("variance_norm", |r| r.m.as_ref().map(|m| m.variance_norm))
+    .int("n", |r| r.n)
+}
+
+/// The `local` output: one row per unit and group.
+fn local_table(params: &Params) -> TableSchema<LocalRow> {
+    TableSchema::<LocalRow>::new(
+        "local",
+        "one row per unit and group: ii (local Moran), z (standardised value), p_perm (conditional permutation), \
+         class (HH/LL/HL/LH if p_perm < alpha, else ns), lag (spatial lag of z), quadrant (HH/LH/LL/HL regardless of p)",
+    )
+    .text("unit_id", |r| &r.unit_id)
+    .when_some(params.by.clone(), |t, by| t.taken(by, |r| r.key_row))
+    .float_or_null("ii", |r| r.ii)
+    .float_or_null("z", |r| r.z)
+    .float_or_null("p_perm", |r| r.p_perm)
+    .text("class", |r| r.class)
+    .float_or_null("lag", |r| r.lag)
+    .text("quadrant", |r| r.quadrant)
+}
+
+/// The `hotspots` output (with `hotspots: true`): one row per unit and group.
+fn hotspot_table(params: &Params) -> TableSchema<HotspotRow> {
+    TableSchema::<HotspotRow>::new(
+        "hotspots",
+        "one row per unit and group: gi_star_z (Getis-Ord Gi* z-score, binary weights with the unit itself), \
+         p_norm (one-sided normal p of |z|), class (hot if z > 0, cold if z < 0 when p_norm < alpha, else ns)",
+    )
+    .text("unit_id", |r| &r.unit_id)
+    .when_some(params.by.clone(), |t, by| t.taken(by, |r| r.key_row))
+    .float_or_null("gi_star_z", |r| r.z)
+    .float_or_null("p_norm", |r| r.p_norm)
+    .text("class", |r| r.class)
+}
+
 /// Upper bound on `permutations`, to catch a typo that would run for hours.
 const MAX_PERMUTATIONS: usize = 1_000_000;
 
@@ -98,7 +136,7 @@ impl Stage for Autocorrelation {
         ParamDoc {
             name: "variable",
             ty: "column",
-            default: "required",
+            default: "",
             doc: "the numeric column tested",
         },
         ParamDoc {
@@ -162,36 +200,9 @@ impl Stage for Autocorrelation {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let mut global: Vec<String> = params.by.iter().cloned().collect();
-        global.extend(GLOBAL_COLUMNS.iter().map(|c| (*c).to_owned()));
-        let mut local = vec!["unit_id".to_owned()];
-        local.extend(params.by.iter().cloned());
-        local.extend(LOCAL_COLUMNS.iter().map(|c| (*c).to_owned()));
-        let mut out = vec![
-            OutputDecl::new(
-                "global",
-                "one row per group: moran_i, expected_i = −1/(n−1), z (normality), p_norm (two-sided), p_perm (pseudo p), \
-                 z_rand and p_rand (randomisation), variance_norm, n",
-            )
-            .with_columns(global),
-            OutputDecl::new(
-                "local",
-                "one row per unit and group: ii (local Moran), z (standardised value), p_perm (conditional permutation), \
-                 class (HH/LL/HL/LH if p_perm < alpha, else ns), lag (spatial lag of z), quadrant (HH/LH/LL/HL regardless of p)",
-            )
-            .with_columns(local.clone()),
-        ];
+        let mut out = vec![global_table(params).decl(), local_table(params).decl()];
         if params.hotspots {
-            let mut columns = local[..=params.by.iter().count()].to_vec();
-            columns.extend(HOTSPOT_COLUMNS.iter().map(|c| (*c).to_owned()));
-            out.push(
-                OutputDecl::new(
-                    "hotspots",
-                    "one row per unit and group: gi_star_z (Getis-Ord Gi* z-score, binary weights with the unit itself), \
-                     p_norm (one-sided normal p of |z|), class (hot if z > 0, cold if z < 0 when p_norm < alpha, else ns)",
-                )
-                .with_columns(columns),
-            );
+            out.push(hotspot_table(params).decl());
         }
         out
     }
@@ -212,9 +223,9 @@ impl Stage for Autocorrelation {
             .with_hint("0.05 is the usual level"));
         }
         if let Some(by) = &params.by
-            && (by == "unit_id"
-                || GLOBAL_COLUMNS.contains(&by.as_str())
-                || LOCAL_COLUMNS.contains(&by.as_str()))
+            && Self::outputs(params)
+                .iter()
+                .any(|o| o.columns.iter().filter(|c| *c == by).count() > 1)
         {
             return Err(StageError::data(format!(
                 "`by: {by}` would clash with an output column of the same name"
@@ -236,7 +247,7 @@ impl Stage for Autocorrelation {
             ctx.warn(format!("with {} permutations no p-value can fall below alpha = {}: every LISA class will be `ns`", params.permutations, params.alpha));
         }
 
-        let mut global = GlobalRows::default();
+        let mut global: Vec<GlobalRow> = Vec::with_capacity(groups.len());
         let mut local: Vec<LocalRow> = Vec::new();
         let mut hot: Vec<HotspotRow> = Vec::new();
         for g in 0..groups.len() {
@@ -280,82 +291,39 @@ impl Stage for Autocorrelation {
                 }
                 Err(e) => return Err(StageError::internal(format!("Moran's I{at}: {e}"))),
             };
-            global.push(g, unit_ids.len(), gm.as_ref());
-            push_local(&mut local, g, &unit_ids, lm.as_ref(), params.alpha);
+            let key_row = groups.key_row(g);
+            global.push(GlobalRow {
+                key_row,
+                n: i64::try_from(unit_ids.len()).expect("unit counts fit i64"),
+                m: gm,
+            });
+            push_local(
+                &mut local,
+                (g, key_row),
+                &unit_ids,
+                lm.as_ref(),
+                params.alpha,
+            );
             if params.hotspots {
                 let gi = gi_star(&x, &w, &at, ctx)?;
-                push_hotspots(&mut hot, g, &unit_ids, gi.as_ref(), params.alpha);
+                push_hotspots(&mut hot, (g, key_row), &unit_ids, gi.as_ref(), params.alpha);
             }
         }
 
-        let out_global = groups
-            .column(batch, &global.group)?
-            .f64_opt("moran_i", global.moran_i)
-            .f64_opt("expected_i", global.expected_i)
-            .f64_opt("z", global.z)
-            .f64_opt("p_norm", global.p_norm)
-            .f64_opt("p_perm", global.p_perm)
-            .f64_opt("z_rand", global.z_rand)
-            .f64_opt("p_rand", global.p_rand)
-            .f64_opt("variance_norm", global.variance_norm)
-            .i64("n", global.n)
-            .build()?;
-
+        let keys = groups.key_column(batch)?;
+        let keys: Vec<&ArrayRef> = keys.iter().collect();
+        // Units in id order, each unit's groups in key order.
         local.sort_by(|a, b| a.unit_id.cmp(&b.unit_id).then(a.group.cmp(&b.group)));
-        let keys: Vec<(&str, usize)> = local
-            .iter()
-            .map(|r| (r.unit_id.as_str(), r.group))
-            .collect();
-        let out_local = unit_and_group(&groups, batch, &keys)?;
-        let classes: Vec<&str> = local.iter().map(|r| r.class).collect();
-        let quadrants: Vec<&str> = local.iter().map(|r| r.quadrant).collect();
-        let out_local = out_local
-            .f64_opt("ii", local.iter().map(|r| r.ii).collect())
-            .f64_opt("z", local.iter().map(|r| r.z).collect())
-            .f64_opt("p_perm", local.iter().map(|r| r.p_perm).collect())
-            .str("class", &classes)
-            .f64_opt("lag", local.iter().map(|r| r.lag).collect())
-            .str("quadrant", &quadrants)
-            .build()?;
         let mut out = vec![
-            ("global".to_owned(), out_global),
-            ("local".to_owned(), out_local),
+            global_table(params).build_with(&global, &keys)?,
+            local_table(params).build_with(&local, &keys)?,
         ];
         if params.hotspots {
             hot.sort_by(|a, b| a.unit_id.cmp(&b.unit_id).then(a.group.cmp(&b.group)));
-            let keys: Vec<(&str, usize)> =
-                hot.iter().map(|r| (r.unit_id.as_str(), r.group)).collect();
-            let classes: Vec<&str> = hot.iter().map(|r| r.class).collect();
-            let table = unit_and_group(&groups, batch, &keys)?
-                .f64_opt("gi_star_z", hot.iter().map(|r| r.z).collect())
-                .f64_opt("p_norm", hot.iter().map(|r| r.p_norm).collect())
-                .str("class", &classes)
-                .build()?;
-            out.push(("hotspots".to_owned(), table));
+            out.push(hotspot_table(params).build_with(&hot, &keys)?);
         }
         Ok(out)
     }
-}
-
-/// A builder starting with `unit_id` and the group column, one row per `(unit, group)` key.
-fn unit_and_group(
-    groups: &Groups,
-    batch: &RecordBatch,
-    keys: &[(&str, usize)],
-) -> Result<TableBuilder, StageError> {
-    let unit_ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
-    let group_of: Vec<usize> = keys.iter().map(|k| k.1).collect();
-    let mut out = TableBuilder::new().str("unit_id", &unit_ids);
-    let with_group = groups.column(batch, &group_of)?.build()?;
-    for (field, col) in with_group
-        .schema()
-        .fields()
-        .iter()
-        .zip(with_group.columns())
-    {
-        out = out.array(field.name(), col.clone());
-    }
-    Ok(out)
 }
 
 /// Gi* of one group; a group where it is undefined (constant values, zero mean) gets nulls and
@@ -385,7 +353,9 @@ fn gi_star(
 
 struct HotspotRow {
     unit_id: String,
+    /// The group's index (for the row order) and the input row holding its key.
     group: usize,
+    key_row: usize,
     z: Option<f64>,
     p_norm: Option<f64>,
     class: &'static str,
@@ -395,7 +365,7 @@ struct HotspotRow {
 /// variance) is null and `ns`.
 fn push_hotspots(
     rows: &mut Vec<HotspotRow>,
-    group: usize,
+    (group, key_row): (usize, usize),
     unit_ids: &[&str],
     gi: Option<&GiStar>,
     alpha: f64,
@@ -408,6 +378,7 @@ fn push_hotspots(
         rows.push(HotspotRow {
             unit_id: (*id).to_owned(),
             group,
+            key_row,
             z,
             p_norm: p,
             class: match (z, p) {
@@ -465,38 +436,18 @@ fn weights(
     Ok(w)
 }
 
-#[derive(Default)]
-struct GlobalRows {
-    group: Vec<usize>,
-    moran_i: Vec<Option<f64>>,
-    expected_i: Vec<Option<f64>>,
-    z: Vec<Option<f64>>,
-    p_norm: Vec<Option<f64>>,
-    p_perm: Vec<Option<f64>>,
-    z_rand: Vec<Option<f64>>,
-    p_rand: Vec<Option<f64>>,
-    variance_norm: Vec<Option<f64>>,
-    n: Vec<i64>,
-}
-
-impl GlobalRows {
-    fn push(&mut self, group: usize, n: usize, m: Option<&GlobalMoran>) {
-        self.group.push(group);
-        self.moran_i.push(m.map(|m| m.moran_i));
-        self.expected_i.push(m.map(|m| m.expected_i));
-        self.z.push(m.map(|m| m.z_norm));
-        self.p_norm.push(m.map(|m| m.p_norm));
-        self.p_perm.push(m.and_then(|m| m.p_perm));
-        self.z_rand.push(m.map(|m| m.z_rand));
-        self.p_rand.push(m.map(|m| m.p_rand));
-        self.variance_norm.push(m.map(|m| m.variance_norm));
-        self.n.push(i64::try_from(n).expect("unit counts fit i64"));
-    }
+/// A row of the `global` output: one group, its statistics `None` where undefined.
+struct GlobalRow {
+    key_row: usize,
+    n: i64,
+    m: Option<GlobalMoran>,
 }
 
 struct LocalRow {
     unit_id: String,
+    /// The group's index (for the row order) and the input row holding its key.
     group: usize,
+    key_row: usize,
     ii: Option<f64>,
     z: Option<f64>,
     p_perm: Option<f64>,
@@ -507,7 +458,7 @@ struct LocalRow {
 
 fn push_local(
     rows: &mut Vec<LocalRow>,
-    group: usize,
+    (group, key_row): (usize, usize),
     unit_ids: &[&str],
     m: Option<&LocalMoran>,
     alpha: f64,
@@ -519,6 +470,7 @@ fn push_local(
                 LocalRow {
                     unit_id: (*id).to_owned(),
                     group,
+                    key_row,
                     ii: Some(m.ii[k]),
                     z: Some(m.z[k]),
                     p_perm: p,
@@ -530,6 +482,7 @@ fn push_local(
             None => LocalRow {
                 unit_id: (*id).to_owned(),
                 group,
+                key_row,
                 ii: None,
                 z: None,
                 p_perm: None,
@@ -546,6 +499,7 @@ fn push_local(
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::{Array, RecordBatch};

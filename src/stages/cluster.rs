@@ -13,8 +13,9 @@ use crate::methods::contiguity::components;
 use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
 use crate::methods::redcap::redcap;
 use crate::methods::skater::{SizeBound, TreeSplits, skater};
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::units::{preview, sorted_unique_ids};
-use crate::table::{TableBuilder, f64s, ids, select_year, take_rows};
+use crate::table::{f64s, ids, select_year, take_rows};
 
 pub struct Cluster;
 
@@ -129,7 +130,7 @@ impl Stage for Cluster {
         ParamDoc {
             name: "variables",
             ty: "list of columns",
-            default: "required",
+            default: "",
             doc: "numeric columns of `table` to cluster on",
         },
         ParamDoc {
@@ -195,21 +196,10 @@ impl Stage for Cluster {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let mut profile_cols = vec![
-            "cluster".to_owned(),
-            "units".to_owned(),
-            "within_ss".to_owned(),
-        ];
-        for v in &params.variables {
-            profile_cols.push(format!("{v}_mean"));
-            profile_cols.push(format!("{v}_z_mean"));
-        }
         vec![
-            OutputDecl::new("labels", "the cluster (1..k) of each unit").with_columns(["unit_id", "cluster"]),
-            OutputDecl::new("summary", "one row per k evaluated: sums of squares, between/total ratio, pseudo-F; `chosen` marks the k used")
-                .with_columns(["k", "total_ss", "within_ss", "between_ss", "between_total_ratio", "pseudo_f", "chosen"]),
-            OutputDecl::new("profiles", "per cluster: units, within SSD, and the mean of each variable (raw and standardised)")
-                .with_columns(profile_cols),
+            labels_table().decl(),
+            summary_table().decl(),
+            profiles_table(&params.variables).decl(),
         ]
     }
 
@@ -367,37 +357,89 @@ impl Stage for Cluster {
             }
         };
         let labels = splits.labels(chosen_k);
-        let summary = {
-            let k_col = rows.iter().map(|r| r.0 as i64).collect();
-            TableBuilder::new()
-                .i64("k", k_col)
-                .f64("total_ss", rows.iter().map(|r| r.1.total).collect())
-                .f64("within_ss", rows.iter().map(|r| r.1.within_total).collect())
-                .f64("between_ss", rows.iter().map(|r| r.1.between).collect())
-                .f64(
-                    "between_total_ratio",
-                    rows.iter().map(|r| r.1.ratio()).collect(),
-                )
-                .f64_opt(
-                    "pseudo_f",
-                    rows.iter()
-                        .map(|r| r.2.is_finite().then_some(r.2))
-                        .collect(),
-                )
-                .bool("chosen", rows.iter().map(|r| r.0 == chosen_k).collect())
-                .build()?
-        };
-        let labels_table = TableBuilder::new()
-            .str("unit_id", &names)
-            .i64("cluster", labels.iter().map(|&c| c as i64 + 1).collect())
-            .build()?;
-        let profiles = profiles(&params.variables, &raw, &data, &labels, chosen_k)?;
+        let summary: Vec<KRow> = rows
+            .into_iter()
+            .map(|(k, ss, pseudo_f)| KRow {
+                k,
+                ss,
+                pseudo_f,
+                chosen: k == chosen_k,
+            })
+            .collect();
+        let units: Vec<LabelRow<'_>> = names
+            .iter()
+            .zip(&labels)
+            .map(|(unit_id, &cluster)| LabelRow { unit_id, cluster })
+            .collect();
+        let profiles = profiles(vars, &raw, &data, &labels, chosen_k);
         Ok(vec![
-            ("labels".to_owned(), labels_table),
-            ("summary".to_owned(), summary),
-            ("profiles".to_owned(), profiles),
+            labels_table().build(&units)?,
+            summary_table().build(&summary)?,
+            profiles_table(&params.variables).build(&profiles)?,
         ])
     }
+}
+
+/// A row of `labels`: a unit and its cluster, counted from 0.
+struct LabelRow<'a> {
+    unit_id: &'a str,
+    cluster: usize,
+}
+
+/// A row of `summary`: one k evaluated.
+struct KRow {
+    k: usize,
+    ss: crate::methods::pseudo_f::SumsOfSquares,
+    pseudo_f: f64,
+    chosen: bool,
+}
+
+/// A row of `profiles`: one cluster (counted from 0), with per variable its mean, raw and
+/// standardised.
+struct ProfileRow {
+    cluster: usize,
+    units: usize,
+    within_ss: f64,
+    mean: Vec<f64>,
+    z_mean: Vec<f64>,
+}
+
+fn labels_table<'a>() -> TableSchema<LabelRow<'a>> {
+    TableSchema::<LabelRow<'_>>::new("labels", "the cluster (1..k) of each unit")
+        .text("unit_id", |r| r.unit_id)
+        .int("cluster", |r| count_i64(r.cluster) + 1)
+}
+
+fn summary_table() -> TableSchema<KRow> {
+    TableSchema::<KRow>::new(
+        "summary",
+        "one row per k evaluated: sums of squares, between/total ratio, pseudo-F; `chosen` marks the k used",
+    )
+    .int("k", |r| count_i64(r.k))
+    .float("total_ss", |r| r.ss.total)
+    .float("within_ss", |r| r.ss.within_total)
+    .float("between_ss", |r| r.ss.between)
+    .float("between_total_ratio", |r| r.ss.ratio())
+    .float_or_null("pseudo_f", |r| r.pseudo_f.is_finite().then_some(r.pseudo_f))
+    .bool("chosen", |r| r.chosen)
+}
+
+fn profiles_table(variables: &[String]) -> TableSchema<ProfileRow> {
+    let table = TableSchema::<ProfileRow>::new(
+        "profiles",
+        "per cluster: units, within SSD, and the mean of each variable (raw and standardised)",
+    )
+    .int("cluster", |r| count_i64(r.cluster) + 1)
+    .int("units", |r| count_i64(r.units))
+    .float("within_ss", |r| r.within_ss);
+    variables.iter().enumerate().fold(table, |t, (j, v)| {
+        t.float_at(format!("{v}_mean"), j, |r, j| r.mean[j])
+            .float_at(format!("{v}_z_mean"), j, |r, j| r.z_mean[j])
+    })
+}
+
+fn count_i64(count: usize) -> i64 {
+    i64::try_from(count).expect("counts fit i64")
 }
 
 fn usize_f64(x: usize) -> f64 {
@@ -409,14 +451,7 @@ fn year_note(year: Option<i64>) -> String {
 }
 
 /// Per-cluster size, within SSD and variable means (raw and standardised).
-fn profiles(
-    variables: &[String],
-    raw: &[f64],
-    data: &[f64],
-    labels: &[usize],
-    k: usize,
-) -> Result<RecordBatch, StageError> {
-    let vars = variables.len();
+fn profiles(vars: usize, raw: &[f64], data: &[f64], labels: &[usize], k: usize) -> Vec<ProfileRow> {
     let ss = sums_of_squares(data, vars, labels, k);
     let mut count = vec![0usize; k];
     let mut raw_sum = vec![0.0; k * vars];
@@ -428,26 +463,19 @@ fn profiles(
             z_sum[c * vars + j] += data[i * vars + j];
         }
     }
-    let mut b = TableBuilder::new()
-        .i64("cluster", (1..=k as i64).collect())
-        .i64("units", count.iter().map(|&c| c as i64).collect())
-        .f64("within_ss", ss.within.clone());
-    for (j, v) in variables.iter().enumerate() {
-        b = b
-            .f64(
-                &format!("{v}_mean"),
-                (0..k)
-                    .map(|c| raw_sum[c * vars + j] / usize_f64(count[c]))
-                    .collect(),
-            )
-            .f64(
-                &format!("{v}_z_mean"),
-                (0..k)
-                    .map(|c| z_sum[c * vars + j] / usize_f64(count[c]))
-                    .collect(),
-            );
-    }
-    b.build()
+    (0..k)
+        .map(|c| ProfileRow {
+            cluster: c,
+            units: count[c],
+            within_ss: ss.within[c],
+            mean: (0..vars)
+                .map(|j| raw_sum[c * vars + j] / usize_f64(count[c]))
+                .collect(),
+            z_mean: (0..vars)
+                .map(|j| z_sum[c * vars + j] / usize_f64(count[c]))
+                .collect(),
+        })
+        .collect()
 }
 
 /// The edges between units of the table, as sorted index pairs. Edges to units not in the
@@ -529,6 +557,7 @@ fn check_connected(n: usize, edges: &[(usize, usize)], names: &[String]) -> Resu
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
     use crate::table::i64s;
 
     use crate::engine::stage::{Entry, StageEntry};

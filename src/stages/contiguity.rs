@@ -13,8 +13,9 @@ use crate::methods::contiguity::{
     ContiguityRule, centroids, components, link_components, median_bbox_diagonal,
     polygon_contiguity,
 };
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::units::preview;
-use crate::table::{TableBuilder, has_column, ids, polygons};
+use crate::table::{has_column, ids, polygons};
 
 /// Metres per degree of latitude (WGS84 mean), to turn `tolerance_m` into degrees.
 const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -124,11 +125,7 @@ impl Stage for Contiguity {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new("edges", "neighbour pairs, each once with from < to, sorted").with_columns(["from", "to"]),
-            OutputDecl::new("components", "per unit: connected component (1 = largest), degree, and whether it had no neighbour before linking")
-                .with_columns(["unit_id", "component", "degree", "island"]),
-        ]
+        vec![edges_table().decl(), components_table().decl()]
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -362,26 +359,61 @@ fn output_tables(
         ));
     }
     // Ids are sorted, so index order is id order and (from, to) pairs are sorted as text.
-    let from: Vec<&str> = edges.iter().map(|&(a, _)| names[a].as_str()).collect();
-    let to: Vec<&str> = edges.iter().map(|&(_, b)| names[b].as_str()).collect();
-    let edges_table = TableBuilder::new()
-        .str("from", &from)
-        .str("to", &to)
-        .build()?;
-    #[allow(clippy::cast_possible_wrap)]
-    let components_table = TableBuilder::new()
-        .str("unit_id", names)
-        .i64("component", comp.iter().map(|&c| c as i64 + 1).collect())
-        .i64(
-            "degree",
-            degrees(n, edges).iter().map(|&d| d as i64).collect(),
-        )
-        .bool("island", degree_before.iter().map(|&d| d == 0).collect())
-        .build()?;
+    let pairs: Vec<EdgeRow<'_>> = edges
+        .iter()
+        .map(|&(a, b)| EdgeRow {
+            from: &names[a],
+            to: &names[b],
+        })
+        .collect();
+    let degree = degrees(n, edges);
+    let units: Vec<UnitRow<'_>> = (0..n)
+        .map(|i| UnitRow {
+            unit_id: &names[i],
+            component: comp[i],
+            degree: degree[i],
+            island: degree_before[i] == 0,
+        })
+        .collect();
     Ok(vec![
-        ("edges".to_owned(), edges_table),
-        ("components".to_owned(), components_table),
+        edges_table().build(&pairs)?,
+        components_table().build(&units)?,
     ])
+}
+
+/// A row of `edges`: one neighbour pair.
+struct EdgeRow<'a> {
+    from: &'a str,
+    to: &'a str,
+}
+
+/// A row of `components`: one unit. `component` counts from 0 (the largest).
+struct UnitRow<'a> {
+    unit_id: &'a str,
+    component: usize,
+    degree: usize,
+    island: bool,
+}
+
+fn edges_table<'a>() -> TableSchema<EdgeRow<'a>> {
+    TableSchema::<EdgeRow<'_>>::new("edges", "neighbour pairs, each once with from < to, sorted")
+        .text("from", |r| r.from)
+        .text("to", |r| r.to)
+}
+
+fn components_table<'a>() -> TableSchema<UnitRow<'a>> {
+    TableSchema::<UnitRow<'_>>::new(
+        "components",
+        "per unit: connected component (1 = largest), degree, and whether it had no neighbour before linking",
+    )
+    .text("unit_id", |r| r.unit_id)
+    .int("component", |r| count_i64(r.component) + 1)
+    .int("degree", |r| count_i64(r.degree))
+    .bool("island", |r| r.island)
+}
+
+fn count_i64(count: usize) -> i64 {
+    i64::try_from(count).expect("unit counts fit i64")
 }
 
 /// Whether every coordinate lies within lon/lat bounds (then the tolerance is in degrees).
@@ -421,6 +453,7 @@ fn is_geographic(units: &[geo::MultiPolygon<f64>]) -> bool {
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
     use std::sync::Arc;
 
     use arrow_array::{BinaryArray, RecordBatch};

@@ -6,9 +6,7 @@
 //! Also home of [`select_groups`], the "one group per `by` value, one year unless grouped by
 //! year" row selection that `autocorrelation` shares.
 
-use std::sync::Arc;
-
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
@@ -16,7 +14,8 @@ use crate::engine::stage::{
 };
 use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
 use crate::methods::theil::{self, TheilError};
-use crate::stages::shared::groups::{Groups, default_id_column, select_groups};
+use crate::stages::schema::TableSchema;
+use crate::stages::shared::groups::{default_id_column, select_groups};
 use crate::table;
 
 /// The `inequality` kind.
@@ -88,36 +87,47 @@ fn default_warning_line() -> f64 {
     gini::WARNING_LINE
 }
 
-/// Columns of the `gini` family in the summary output, after the optional group column and `n`.
-const GINI_COLUMNS: [&str; 6] = [
-    "gini",
-    "centralization",
-    "warning",
-    "centralization_warning",
-    "gini_plain",
-    "weight",
-];
-/// Columns of the `theil` family (the last two only with `groups`).
-const THEIL_COLUMNS: [&str; 3] = ["theil", "theil_between", "theil_within"];
-
-/// The summary output's columns after the optional group column, in order.
-fn summary_columns(params: &Params) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if params.has(Index::Gini) {
-        out.extend(&GINI_COLUMNS[..2]);
-    }
-    out.push("n");
-    if params.has(Index::Gini) {
-        out.extend(&GINI_COLUMNS[2..]);
-    }
-    if params.has(Index::Theil) {
-        let k = if params.groups.is_some() { 3 } else { 1 };
-        out.extend(&THEIL_COLUMNS[..k]);
-    }
-    out
+/// The `inequality` output: one row per group, the columns of the index families asked for.
+fn summary_table<'a>(params: &Params) -> TableSchema<SummaryRow<'a>> {
+    let gini = params.has(Index::Gini);
+    let theil = params.has(Index::Theil);
+    TableSchema::<SummaryRow<'a>>::new(
+        "inequality",
+        "one row per group: gini (value vs weight), centralization (of value), n, warning (gini ≥ warning_line), \
+         centralization_warning, gini_plain (ordinary Gini of value), weight (the reference column or `equal`); \
+         with `theil`: theil (Theil's T of value), and with `groups`: theil_between, theil_within",
+    )
+    .when_some(params.by.clone(), |t, by| t.taken(by, |r| r.key_row))
+    .when(gini, |t| {
+        t.float_or_null("gini", |r| r.gini)
+            .float_or_null("centralization", |r| r.centralization)
+    })
+    .int("n", |r| r.n)
+    .when(gini, |t| {
+        t.bool("warning", |r| r.warning)
+            .bool("centralization_warning", |r| r.centralization_warning)
+            .float_or_null("gini_plain", |r| r.gini_plain)
+            .text("weight", |r| r.weight)
+    })
+    .when(theil, |t| t.float_or_null("theil", |r| r.theil))
+    .when(theil && params.groups.is_some(), |t| {
+        t.float_or_null("theil_between", |r| r.theil_between)
+            .float_or_null("theil_within", |r| r.theil_within)
+    })
 }
-/// Columns of the `lorenz` output, after the optional group column.
-const LORENZ_COLUMNS: [&str; 4] = ["k", "unit_id", "x", "y"];
+
+/// The `lorenz` output: the points of each group's curve.
+fn lorenz_table(params: &Params) -> TableSchema<PointRow> {
+    TableSchema::<PointRow>::new(
+        "lorenz",
+        "the Lorenz curve of each group: k = 0..n, the unit added at step k (null at k = 0), cumulative shares x (weight) and y (value)",
+    )
+    .when_some(params.by.clone(), |t, by| t.taken(by, |r| r.key_row))
+    .int("k", |r| r.k)
+    .text_or_null("unit_id", |r| r.unit.as_deref())
+    .float("x", |r| r.x)
+    .float("y", |r| r.y)
+}
 
 impl Stage for Inequality {
     const KIND: &'static str = "inequality";
@@ -203,25 +213,7 @@ impl Stage for Inequality {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let with_group = |cols: &[&str]| {
-            params
-                .by
-                .iter()
-                .cloned()
-                .chain(cols.iter().map(|c| (*c).to_owned()))
-                .collect::<Vec<String>>()
-        };
-        vec![
-            OutputDecl::new(
-                "inequality",
-                "one row per group: gini (value vs weight), centralization (of value), n, warning (gini ≥ warning_line), \
-                 centralization_warning, gini_plain (ordinary Gini of value), weight (the reference column or `equal`); \
-                 with `theil`: theil (Theil's T of value), and with `groups`: theil_between, theil_within",
-            )
-            .with_columns(with_group(&summary_columns(params))),
-            OutputDecl::new("lorenz", "the Lorenz curve of each group: k = 0..n, the unit added at step k (null at k = 0), cumulative shares x (weight) and y (value)")
-                .with_columns(with_group(&LORENZ_COLUMNS)),
-        ]
+        vec![summary_table(params).decl(), lorenz_table(params).decl()]
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -243,10 +235,9 @@ impl Stage for Inequality {
             .with_hint("`groups` partitions the Theil index: add `theil` to `indices`, or drop `groups`"));
         }
         if let Some(by) = &params.by
-            && (by == "n"
-                || GINI_COLUMNS.contains(&by.as_str())
-                || THEIL_COLUMNS.contains(&by.as_str())
-                || LORENZ_COLUMNS.contains(&by.as_str()))
+            && Self::outputs(params)
+                .iter()
+                .any(|o| o.columns.iter().filter(|c| *c == by).count() > 1)
         {
             return Err(StageError::data(format!(
                 "`by: {by}` would clash with an output column of the same name"
@@ -271,59 +262,49 @@ impl Stage for Inequality {
         };
         let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
 
-        let mut summary = Summary::default();
-        let mut curve = Curve::default();
+        let mut summary: Vec<SummaryRow<'_>> = Vec::with_capacity(groups.len());
+        let mut curve: Vec<PointRow> = Vec::new();
         for g in 0..groups.len() {
             let rows = groups.unit_rows(g, &ids)?;
             let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();
             let v: Vec<f64> = rows.iter().map(|&r| value[r]).collect();
             let at = groups.describe(g);
-            summary.group.push(g);
-            summary
-                .n
-                .push(i64::try_from(rows.len()).expect("row counts fit i64"));
+            let mut row = SummaryRow::new(groups.key_row(g), rows.len(), &params.weight);
             if params.has(Index::Gini) {
                 let w: Option<Vec<f64>> = weight
                     .as_ref()
                     .map(|w| rows.iter().map(|&r| w[r]).collect());
                 let data = (v.as_slice(), w.as_deref(), unit_ids.as_slice());
-                gini_family(&mut summary, &mut curve, g, data, params, &at, ctx)?;
+                let lorenz = gini_family(&mut row, data, params, &at, ctx)?;
+                if let Some(l) = &lorenz {
+                    push_points(&mut curve, groups.key_row(g), l, &unit_ids);
+                }
             }
             if params.has(Index::Theil) {
                 let labels: Option<Vec<&str>> = partition
                     .as_ref()
                     .map(|p| rows.iter().map(|&r| p[r].as_str()).collect());
-                theil_family(
-                    &mut summary,
-                    &v,
-                    labels.as_deref(),
-                    &unit_ids,
-                    params,
-                    &at,
-                    ctx,
-                )?;
+                theil_family(&mut row, &v, labels.as_deref(), &unit_ids, params, &at, ctx)?;
             }
+            summary.push(row);
         }
+        let keys = groups.key_column(batch)?;
+        let keys: Vec<&ArrayRef> = keys.iter().collect();
         Ok(vec![
-            (
-                "inequality".to_owned(),
-                summary.table(&groups, batch, params)?,
-            ),
-            ("lorenz".to_owned(), curve.table(&groups, batch)?),
+            summary_table(params).build_with(&summary, &keys)?,
+            lorenz_table(params).build_with(&curve, &keys)?,
         ])
     }
 }
 
 /// The Lorenz-curve indices of one group, appended to `summary` and `curve`.
 fn gini_family(
-    summary: &mut Summary,
-    curve: &mut Curve,
-    g: usize,
+    row: &mut SummaryRow<'_>,
     (v, w, unit_ids): (&[f64], Option<&[f64]>, &[&str]),
     params: &Params,
     at: &str,
     ctx: &StageContext,
-) -> Result<(), StageError> {
+) -> Result<Option<Lorenz>, StageError> {
     let fail = &|e: GiniError| gini_error(e, unit_ids, params, at);
     let lorenz = match gini::lorenz(v, w) {
         Ok(l) => Some(l),
@@ -338,26 +319,19 @@ fn gini_family(
     };
     let plain = soft(gini::gini(v), fail)?;
     let centralization = soft(gini::centralization_index(v), fail)?;
-    if let Some(l) = &lorenz {
-        curve.push(g, l, unit_ids);
-    }
     let g_value = lorenz.as_ref().map(Lorenz::gini);
-    summary.gini.push(g_value);
-    summary.centralization.push(centralization);
-    summary
-        .warning
-        .push(g_value.is_some_and(|x| x >= params.warning_line));
-    summary
-        .centralization_warning
-        .push(centralization.is_some_and(|x| x >= params.warning_line));
-    summary.gini_plain.push(plain);
-    Ok(())
+    row.gini = g_value;
+    row.centralization = centralization;
+    row.warning = g_value.is_some_and(|x| x >= params.warning_line);
+    row.centralization_warning = centralization.is_some_and(|x| x >= params.warning_line);
+    row.gini_plain = plain;
+    Ok(lorenz)
 }
 
-/// Theil's T of one group (and its decomposition by `labels`), appended to `summary`. A group
+/// Theil's T of one group (and its decomposition by `labels`), into its row. A group
 /// with fewer than two units gets nulls and a warning; a value ≤ 0 is an error naming the unit.
 fn theil_family(
-    summary: &mut Summary,
+    row: &mut SummaryRow<'_>,
     v: &[f64],
     labels: Option<&[&str]>,
     unit_ids: &[&str],
@@ -399,9 +373,9 @@ fn theil_family(
             return Err(StageError::internal(e.to_string()));
         }
     };
-    summary.theil.push(total);
-    summary.theil_between.push(parts.map(|d| d.between));
-    summary.theil_within.push(parts.map(|d| d.within));
+    row.theil = total;
+    row.theil_between = parts.map(|d| d.between);
+    row.theil_within = parts.map(|d| d.within);
     Ok(())
 }
 
@@ -423,88 +397,61 @@ fn partition_labels(
     Ok(labels)
 }
 
-#[derive(Default)]
-struct Summary {
-    group: Vec<usize>,
-    n: Vec<i64>,
-    gini: Vec<Option<f64>>,
-    centralization: Vec<Option<f64>>,
-    warning: Vec<bool>,
-    centralization_warning: Vec<bool>,
-    gini_plain: Vec<Option<f64>>,
-    theil: Vec<Option<f64>>,
-    theil_between: Vec<Option<f64>>,
-    theil_within: Vec<Option<f64>>,
+/// A row of the `inequality` output: one group. The indices of a family not asked for, or
+/// undefined for the group, stay `None`.
+struct SummaryRow<'a> {
+    /// The input row holding the group's key.
+    key_row: usize,
+    n: i64,
+    gini: Option<f64>,
+    centralization: Option<f64>,
+    warning: bool,
+    centralization_warning: bool,
+    gini_plain: Option<f64>,
+    weight: &'a str,
+    theil: Option<f64>,
+    theil_between: Option<f64>,
+    theil_within: Option<f64>,
 }
 
-impl Summary {
-    /// The `inequality` output, columns in the order of [`summary_columns`].
-    fn table(
-        self,
-        groups: &Groups,
-        batch: &RecordBatch,
-        params: &Params,
-    ) -> Result<RecordBatch, StageError> {
-        let mut out = groups.column(batch, &self.group)?;
-        let with_gini = params.has(Index::Gini);
-        if with_gini {
-            out = out
-                .f64_opt("gini", self.gini)
-                .f64_opt("centralization", self.centralization);
+impl<'a> SummaryRow<'a> {
+    fn new(key_row: usize, n: usize, weight: &'a str) -> Self {
+        Self {
+            key_row,
+            n: i64::try_from(n).expect("row counts fit i64"),
+            gini: None,
+            centralization: None,
+            warning: false,
+            centralization_warning: false,
+            gini_plain: None,
+            weight,
+            theil: None,
+            theil_between: None,
+            theil_within: None,
         }
-        out = out.i64("n", self.n);
-        if with_gini {
-            let weight_name = vec![params.weight.as_str(); self.group.len()];
-            out = out
-                .bool("warning", self.warning)
-                .bool("centralization_warning", self.centralization_warning)
-                .f64_opt("gini_plain", self.gini_plain)
-                .str("weight", &weight_name);
-        }
-        if params.has(Index::Theil) {
-            out = out.f64_opt("theil", self.theil);
-            if params.groups.is_some() {
-                out = out
-                    .f64_opt("theil_between", self.theil_between)
-                    .f64_opt("theil_within", self.theil_within);
-            }
-        }
-        out.build()
     }
 }
 
-#[derive(Default)]
-struct Curve {
-    group: Vec<usize>,
-    k: Vec<i64>,
-    unit: Vec<Option<String>>,
-    x: Vec<f64>,
-    y: Vec<f64>,
+/// A point of a Lorenz curve: the unit added at step `k` (none at `k = 0`).
+struct PointRow {
+    key_row: usize,
+    k: i64,
+    unit: Option<String>,
+    x: f64,
+    y: f64,
 }
 
-impl Curve {
-    fn table(self, groups: &Groups, batch: &RecordBatch) -> Result<RecordBatch, StageError> {
-        let unit: ArrayRef = Arc::new(StringArray::from(self.unit));
-        groups
-            .column(batch, &self.group)?
-            .i64("k", self.k)
-            .array("unit_id", unit)
-            .f64("x", self.x)
-            .f64("y", self.y)
-            .build()
-    }
-
-    fn push(&mut self, group: usize, lorenz: &Lorenz, unit_ids: &[&str]) {
-        for (k, &(x, y)) in lorenz.points.iter().enumerate() {
-            self.group.push(group);
-            self.k.push(i64::try_from(k).expect("point counts fit i64"));
-            self.unit.push(
-                k.checked_sub(1)
-                    .map(|s| unit_ids[lorenz.order[s]].to_owned()),
-            );
-            self.x.push(x);
-            self.y.push(y);
-        }
+fn push_points(curve: &mut Vec<PointRow>, key_row: usize, lorenz: &Lorenz, unit_ids: &[&str]) {
+    for (k, &(x, y)) in lorenz.points.iter().enumerate() {
+        curve.push(PointRow {
+            key_row,
+            k: i64::try_from(k).expect("point counts fit i64"),
+            unit: k
+                .checked_sub(1)
+                .map(|s| unit_ids[lorenz.order[s]].to_owned()),
+            x,
+            y,
+        });
     }
 }
 

@@ -3,7 +3,9 @@
 //! into the [`OutputDecl`] the plan checks, and `run()` builds the table from its rows with it,
 //! so a column's name is written in one place and cannot be declared without being written.
 
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 
 use crate::engine::stage::{OutputDecl, StageError};
 use crate::table::TableBuilder;
@@ -18,6 +20,14 @@ enum Cell<R> {
     /// Null where a value is undefined (say, a ratio over zero).
     FloatOrNull(fn(&R) -> Option<f64>),
     Bool(fn(&R) -> bool),
+    /// Null where `None`; nullable in the Arrow schema only when some value is null.
+    TextOrNull(for<'r> fn(&'r R) -> Option<&'r str>),
+    /// One of several columns of one shape whose names come from the parameters (one per
+    /// variable, say): the `usize` tells the function which.
+    FloatAt(usize, fn(&R, usize) -> f64),
+    FloatOrNullAt(usize, fn(&R, usize) -> Option<f64>),
+    /// A column of an input table, copied with its Arrow type: the row gives the input row.
+    Taken(fn(&R) -> usize),
 }
 
 struct Column<R> {
@@ -30,6 +40,8 @@ pub struct TableSchema<R> {
     name: &'static str,
     doc: &'static str,
     columns: Vec<Column<R>>,
+    /// Whether the declaration lists every column (see [`TableSchema::partial`]).
+    complete: bool,
 }
 
 impl<R> TableSchema<R> {
@@ -38,7 +50,16 @@ impl<R> TableSchema<R> {
             name,
             doc,
             columns: Vec::new(),
+            complete: true,
         }
+    }
+
+    /// Declares the columns as some of the table's, not all: for a table whose further
+    /// columns depend on the data (or on a port being wired), which only `run()` knows.
+    #[must_use]
+    pub fn partial(mut self) -> Self {
+        self.complete = false;
+        self
     }
 
     fn with(mut self, name: impl Into<String>, cell: Cell<R>) -> Self {
@@ -79,21 +100,81 @@ impl<R> TableSchema<R> {
         self.with(name, Cell::Bool(f))
     }
 
+    /// A text column, null where `f` gives `None`.
+    #[must_use]
+    pub fn text_or_null(
+        self,
+        name: impl Into<String>,
+        f: for<'r> fn(&'r R) -> Option<&'r str>,
+    ) -> Self {
+        self.with(name, Cell::TextOrNull(f))
+    }
+
+    /// A float column, one of several of one shape: `f(row, at)` reads it.
+    #[must_use]
+    pub fn float_at(self, name: impl Into<String>, at: usize, f: fn(&R, usize) -> f64) -> Self {
+        self.with(name, Cell::FloatAt(at, f))
+    }
+
+    /// As [`TableSchema::float_at`], null where `f` gives `None`.
+    #[must_use]
+    pub fn float_or_null_at(
+        self,
+        name: impl Into<String>,
+        at: usize,
+        f: fn(&R, usize) -> Option<f64>,
+    ) -> Self {
+        self.with(name, Cell::FloatOrNullAt(at, f))
+    }
+
+    /// A column copied from an input table with its type (a grouping key, say): `f` gives
+    /// the input row of each output row, and [`TableSchema::build_with`] the input column.
+    #[must_use]
+    pub fn taken(self, name: impl Into<String>, f: fn(&R) -> usize) -> Self {
+        self.with(name, Cell::Taken(f))
+    }
+
     /// Adds the columns only when `yes`: for columns a parameter turns on.
     #[must_use]
     pub fn when(self, yes: bool, add: impl FnOnce(Self) -> Self) -> Self {
         if yes { add(self) } else { self }
     }
 
+    /// Adds the columns only when `value` is given, passing it on: for a column a parameter
+    /// names.
+    #[must_use]
+    pub fn when_some<T>(self, value: Option<T>, add: impl FnOnce(Self, T) -> Self) -> Self {
+        match value {
+            Some(v) => add(self, v),
+            None => self,
+        }
+    }
+
     /// The declaration the plan checks downstream ports against.
     pub fn decl(&self) -> OutputDecl {
-        OutputDecl::new(self.name, self.doc)
-            .with_columns(self.columns.iter().map(|c| c.name.clone()))
+        let names = self.columns.iter().map(|c| c.name.clone());
+        let decl = OutputDecl::new(self.name, self.doc);
+        if self.complete {
+            decl.with_columns(names)
+        } else {
+            decl.with_some_columns(names)
+        }
     }
 
     /// The table of `rows`, named, in the rows' order.
     pub fn build(&self, rows: &[R]) -> Result<(String, RecordBatch), StageError> {
+        self.build_with(rows, &[])
+    }
+
+    /// As [`TableSchema::build`], with the input columns of the [`TableSchema::taken`]
+    /// columns, in their order.
+    pub fn build_with(
+        &self,
+        rows: &[R],
+        taken: &[&ArrayRef],
+    ) -> Result<(String, RecordBatch), StageError> {
         let mut table = TableBuilder::new();
+        let mut sources = taken.iter();
         for c in &self.columns {
             let name = c.name.as_str();
             table = match &c.cell {
@@ -102,16 +183,40 @@ impl<R> TableSchema<R> {
                 Cell::Float(f) => table.f64(name, rows.iter().map(*f).collect()),
                 Cell::FloatOrNull(f) => table.f64_opt(name, rows.iter().map(*f).collect()),
                 Cell::Bool(f) => table.bool(name, rows.iter().map(*f).collect()),
+                Cell::TextOrNull(f) => {
+                    let values = StringArray::from_iter(rows.iter().map(*f));
+                    table.array(name, Arc::new(values))
+                }
+                Cell::FloatAt(at, f) => table.f64(name, rows.iter().map(|r| f(r, *at)).collect()),
+                Cell::FloatOrNullAt(at, f) => {
+                    table.f64_opt(name, rows.iter().map(|r| f(r, *at)).collect())
+                }
+                Cell::Taken(f) => {
+                    let source = sources.next().ok_or_else(|| {
+                        StageError::internal(format!("no input column for `{name}`"))
+                    })?;
+                    table.array(name, take(source, rows.iter().map(*f))?)
+                }
             };
         }
         Ok((self.name.to_owned(), table.build()?))
     }
 }
 
+/// The values of `source` at `rows`, in that order.
+fn take(source: &ArrayRef, rows: impl Iterator<Item = usize>) -> Result<ArrayRef, StageError> {
+    let index = UInt32Array::from_iter_values(
+        rows.map(|r| u32::try_from(r).expect("tables have fewer than 2^32 rows")),
+    );
+    arrow_select::take::take(source.as_ref(), &index, None)
+        .map_err(|e| StageError::internal(format!("copying an input column: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::table::{column_names, f64s, i64s, ids};
+    use arrow_array::Array;
 
     struct Row {
         unit: String,
@@ -151,5 +256,47 @@ mod tests {
         assert!(t.schema().field(2).is_nullable() && !t.schema().field(1).is_nullable());
         // No rows still gives the declared columns.
         assert_eq!(column_names(&schema.build(&[]).unwrap().1), decl.columns);
+    }
+
+    struct Point {
+        input_row: usize,
+        unit: Option<String>,
+        values: [f64; 2],
+    }
+
+    #[test]
+    fn taken_nullable_text_and_indexed_columns_follow_the_declaration() {
+        let schema = TableSchema::<Point>::new("p", "points")
+            .when_some(Some("year"), |s, by| s.taken(by, |r| r.input_row))
+            .text_or_null("unit_id", |r| r.unit.as_deref())
+            .float_at("a_mean", 0, |r, j| r.values[j])
+            .float_or_null_at("b_mean", 1, |r, j| Some(r.values[j]).filter(|v| *v > 0.0))
+            .partial();
+        let decl = schema.decl();
+        assert_eq!(decl.columns, ["year", "unit_id", "a_mean", "b_mean"]);
+        assert!(!decl.complete);
+        let rows = [
+            Point {
+                input_row: 2,
+                unit: None,
+                values: [1.5, -1.0],
+            },
+            Point {
+                input_row: 0,
+                unit: Some("a".into()),
+                values: [2.5, 3.0],
+            },
+        ];
+        // The key column keeps the input's type and takes the rows named: 2030, then 2010.
+        let years: ArrayRef = Arc::new(arrow_array::Int32Array::from(vec![2010, 2020, 2030]));
+        let (_, t) = schema.build_with(&rows, &[&years]).unwrap();
+        assert_eq!(t.schema().field(0).data_type(), years.data_type());
+        assert_eq!(i64s(&t, "p", "year").unwrap(), [2030, 2010]);
+        assert!(t.schema().field(1).is_nullable() && t.column(1).is_null(0));
+        assert_eq!(f64s(&t, "p", "a_mean").unwrap(), [1.5, 2.5]);
+        let b = f64s(&t, "p", "b_mean").unwrap();
+        assert!(b[0].is_nan() && b[1] == 3.0, "{b:?}");
+        // A taken column without its input column is an internal error, not a panic.
+        assert!(schema.build(&rows).is_err());
     }
 }

@@ -11,9 +11,10 @@ use crate::engine::stage::{
 };
 use crate::methods::cluster_naming::name_clusters;
 use crate::methods::zoning::{Matching, RuleError, RuleSet, majority, parse_condition};
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::units::sorted_unique_ids;
 use crate::table::select_year;
-use crate::table::{TableBuilder, f64s, has_column, i64s, ids, take_rows};
+use crate::table::{f64s, has_column, i64s, ids, take_rows};
 
 /// Columns summed per zone in the `summary` output when the table has them.
 const SUMMED: [&str; 3] = ["ce_t_c", "cs_t_c", "nce_t_c"];
@@ -290,19 +291,18 @@ impl Stage for Zoning {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let mut zone_cols = vec!["unit_id".to_owned(), "zone".to_owned()];
-        if let Ok(rs) = rule_set(params) {
-            zone_cols.extend(rs.columns);
-        }
-        let mut summary_cols = vec!["zone".to_owned(), "units".to_owned()];
-        summary_cols.extend(params.area_column.iter().cloned());
+        let columns = rule_set(params).map(|rs| rs.columns).unwrap_or_default();
+        let without_clusters = Wiring {
+            clusters: false,
+            profile: false,
+        };
         vec![
-            OutputDecl::new("zones", "per unit: its zone and the values that decided it (with clusters: cluster, unit_zone and, for profile, the cluster means)")
-                // With `clusters` wired (which the parameters cannot tell) it has more columns.
-                .with_some_columns(zone_cols),
-            OutputDecl::new("summary", "per zone, in rule order: units, and sums of area and of ce_t_c, cs_t_c, nce_t_c when present")
-                // The sums of `SUMMED` follow only for the columns the input has.
-                .with_some_columns(summary_cols),
+            // With `clusters` wired (which the parameters cannot tell) it has more columns.
+            zones_table(&columns, without_clusters).partial().decl(),
+            // The sums of `SUMMED` follow only for the columns the input has.
+            summary_table(params.area_column.as_deref(), &[])
+                .partial()
+                .decl(),
         ]
     }
 
@@ -322,156 +322,316 @@ impl Stage for Zoning {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let rs = rule_set(params)?;
-        let table = select_year(inputs.table("table")?, "table", params.year)?;
+        let units = Units::read(params, &rs, inputs.table("table")?)?;
+        let zones = rs.zones();
+        let by_cluster = match inputs.optional("clusters") {
+            Some(labels) => Some(ClusterZones::new(params, &rs, &units, labels, ctx)?),
+            None => None,
+        };
+        let final_zone: Vec<usize> = match &by_cluster {
+            Some(c) => c.cluster.iter().map(|k| c.zone[k]).collect(),
+            None => units
+                .own_zone
+                .iter()
+                .map(|z| {
+                    z.or_else(|| rs.default.as_deref().map(|d| zone_index(&zones, d)))
+                        .expect("classify errs when neither a rule nor a default applies")
+                })
+                .collect(),
+        };
+        let rows = zone_rows(&units, &zones, &final_zone, by_cluster.as_ref());
+        let wiring = Wiring {
+            clusters: by_cluster.is_some(),
+            profile: params.cluster_rule == ClusterRule::Profile,
+        };
+        let present: Vec<&str> = SUMMED
+            .into_iter()
+            .filter(|c| has_column(&units.table, c))
+            .collect();
+        let summary = summary_rows(&units, &zones, &final_zone, &present)?;
+        Ok(vec![
+            zones_table(&rs.columns, wiring).build(&rows)?,
+            summary_table(params.area_column.as_deref(), &present).build(&summary)?,
+        ])
+    }
+}
+
+/// The units of `table` (in id order, of the chosen year), with the rule columns and each
+/// unit's own zone.
+struct Units {
+    names: Vec<String>,
+    table: RecordBatch,
+    /// The rule columns' values, per column.
+    columns: Vec<Vec<f64>>,
+    /// Each unit's zone by the rules (an index into the zones), `None` for the default.
+    own_zone: Vec<Option<usize>>,
+    /// Each unit's area, with `area_column`.
+    area: Option<Vec<f64>>,
+}
+
+impl Units {
+    fn read(params: &Params, rs: &RuleSet, input: &RecordBatch) -> Result<Self, StageError> {
+        let table = select_year(input, "table", params.year)?;
         let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
         let table = take_rows(&table, &order)?;
-        let n = names.len();
         let columns: Vec<Vec<f64>> = rs
             .columns
             .iter()
             .map(|c| f64s(&table, "table", c))
             .collect::<Result<_, _>>()?;
         let zones = rs.zones();
-        let zone_index = |name: &str| {
-            zones
-                .iter()
-                .position(|z| z == name)
-                .expect("every rule's zone is listed")
-        };
-        // Each unit's own zone (an index into `zones`).
-        let mut unit_zone = Vec::with_capacity(n);
+        let mut own_zone = Vec::with_capacity(names.len());
         let mut values = vec![0.0; rs.columns.len()];
-        for i in 0..n {
+        for (i, name) in names.iter().enumerate() {
             for (v, col) in values.iter_mut().zip(&columns) {
                 *v = col[i];
             }
-            unit_zone.push(
-                classify(&rs, &values, &names[i], params.year)?
-                    .map(|r| zone_index(&rs.rules[r].zone)),
+            own_zone.push(
+                classify(rs, &values, name, params.year)?
+                    .map(|r| zone_index(&zones, &rs.rules[r].zone)),
             );
         }
         let area = match &params.area_column {
-            Some(c) => {
-                let a = f64s(&table, "table", c)?;
-                if let Some(i) = a.iter().position(|x| !x.is_finite() || *x < 0.0) {
-                    return Err(StageError::data(format!(
-                        "`table`: unit `{}` has `{c}` = {}, not an area ≥ 0",
-                        names[i], a[i]
-                    ))
-                    .with_hint("fill the area of every unit"));
-                }
-                Some(a)
-            }
+            Some(c) => Some(areas(&table, c, &names)?),
             None => None,
         };
+        Ok(Self {
+            names,
+            table,
+            columns,
+            own_zone,
+            area,
+        })
+    }
+}
 
-        let mut builder = TableBuilder::new().str("unit_id", &names);
-        let final_zone: Vec<usize> = if let Some(labels) = inputs.optional("clusters") {
-            let cluster = unit_clusters(labels, &names)?;
-            let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-            for (i, &c) in cluster.iter().enumerate() {
-                members.entry(c).or_default().push(i);
-            }
-            let mut cluster_zone: BTreeMap<i64, usize> = BTreeMap::new();
-            let mut cluster_means: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-            for (&c, units) in &members {
-                let zone = match params.cluster_rule {
-                    ClusterRule::Majority => {
-                        let votes: Vec<(usize, f64)> = units
-                            .iter()
-                            .filter_map(|&i| {
-                                unit_zone[i].map(|z| (z, area.as_ref().map_or(1.0, |a| a[i])))
-                            })
-                            .collect();
-                        majority(&votes, zones.len())
-                    }
-                    ClusterRule::Profile => {
-                        let means: Vec<f64> = columns
-                            .iter()
-                            .map(|col| mean_finite(units.iter().map(|&i| col[i])))
-                            .collect();
-                        let z = classify(
-                            &rs,
-                            &means,
-                            &format!("cluster {c} (mean profile)"),
-                            params.year,
-                        )?
-                        .map(|r| zone_index(&rs.rules[r].zone));
-                        cluster_means.insert(c, means);
-                        z
-                    }
-                };
-                let Some(zone) = zone.or_else(|| rs.default.as_deref().map(zone_index)) else {
-                    return Err(StageError::data(format!("cluster {c}: no unit has a zone"))
-                        .with_hint("give a `default:` zone"));
-                };
-                cluster_zone.insert(c, zone);
-            }
-            if params.distinct_zones {
-                rename_distinctly(&rs, &columns, &cluster_means, &mut cluster_zone, ctx, |z| {
-                    zone_index(z)
-                });
-            }
-            let zone_names: Vec<&str> = cluster
+/// The area column, checked: every unit has an area ≥ 0.
+fn areas(table: &RecordBatch, column: &str, names: &[String]) -> Result<Vec<f64>, StageError> {
+    let a = f64s(table, "table", column)?;
+    if let Some(i) = a.iter().position(|x| !x.is_finite() || *x < 0.0) {
+        return Err(StageError::data(format!(
+            "`table`: unit `{}` has `{column}` = {}, not an area ≥ 0",
+            names[i], a[i]
+        ))
+        .with_hint("fill the area of every unit"));
+    }
+    Ok(a)
+}
+
+/// The index of zone `name` among the rule set's zones.
+fn zone_index(zones: &[String], name: &str) -> usize {
+    zones
+        .iter()
+        .position(|z| z == name)
+        .expect("every rule's zone is listed")
+}
+
+/// The zones by cluster: each unit's cluster, each cluster's zone and, under `profile`, its
+/// mean values.
+struct ClusterZones {
+    cluster: Vec<i64>,
+    zone: BTreeMap<i64, usize>,
+    means: BTreeMap<i64, Vec<f64>>,
+}
+
+impl ClusterZones {
+    fn new(
+        params: &Params,
+        rs: &RuleSet,
+        units: &Units,
+        labels: &RecordBatch,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
+        let cluster = unit_clusters(labels, &units.names)?;
+        let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, &c) in cluster.iter().enumerate() {
+            members.entry(c).or_default().push(i);
+        }
+        let zones = rs.zones();
+        let mut out = Self {
+            cluster,
+            zone: BTreeMap::new(),
+            means: BTreeMap::new(),
+        };
+        for (&c, members) in &members {
+            let (zone, means) = cluster_zone(params, rs, units, c, members)?;
+            let Some(zone) = zone.or_else(|| rs.default.as_deref().map(|d| zone_index(&zones, d)))
+            else {
+                return Err(StageError::data(format!("cluster {c}: no unit has a zone"))
+                    .with_hint("give a `default:` zone"));
+            };
+            out.zone.insert(c, zone);
+            out.means.extend(means.map(|m| (c, m)));
+        }
+        if params.distinct_zones {
+            rename_distinctly(rs, &units.columns, &out.means, &mut out.zone, ctx, |z| {
+                zone_index(&zones, z)
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The zone of one cluster by `cluster_rule` (`None` when no rule applies) and, for
+/// `profile`, the cluster's mean values that decided it.
+fn cluster_zone(
+    params: &Params,
+    rs: &RuleSet,
+    units: &Units,
+    c: i64,
+    members: &[usize],
+) -> Result<(Option<usize>, Option<Vec<f64>>), StageError> {
+    let zones = rs.zones();
+    match params.cluster_rule {
+        ClusterRule::Majority => {
+            let votes: Vec<(usize, f64)> = members
                 .iter()
-                .map(|c| zones[cluster_zone[c]].as_str())
-                .collect();
-            let own: Vec<&str> = unit_zone
-                .iter()
-                .map(|z| z.map_or("", |z| zones[z].as_str()))
-                .collect();
-            builder = builder
-                .i64("cluster", cluster.clone())
-                .str("zone", &zone_names)
-                .str("unit_zone", &own);
-            for (j, (name, col)) in rs.columns.iter().zip(&columns).enumerate() {
-                builder = builder.f64_opt(
-                    name,
-                    col.iter().map(|v| v.is_finite().then_some(*v)).collect(),
-                );
-                if params.cluster_rule == ClusterRule::Profile {
-                    // A cluster whose units all lack the value has no mean: null, not NaN.
-                    builder = builder.f64_opt(
-                        &format!("{name}_cluster_mean"),
-                        cluster
-                            .iter()
-                            .map(|c| Some(cluster_means[c][j]).filter(|m| m.is_finite()))
-                            .collect(),
-                    );
-                }
-            }
-            cluster.iter().map(|c| cluster_zone[c]).collect()
-        } else {
-            let finals: Vec<usize> = unit_zone
-                .iter()
-                .map(|z| {
-                    z.or_else(|| rs.default.as_deref().map(zone_index))
-                        .expect("classify errs when neither a rule nor a default applies")
+                .filter_map(|&i| {
+                    let weight = units.area.as_ref().map_or(1.0, |a| a[i]);
+                    units.own_zone[i].map(|z| (z, weight))
                 })
                 .collect();
-            let zone_names: Vec<&str> = finals.iter().map(|&z| zones[z].as_str()).collect();
-            builder = builder.str("zone", &zone_names);
-            for (name, col) in rs.columns.iter().zip(&columns) {
-                builder = builder.f64_opt(
-                    name,
-                    col.iter().map(|v| v.is_finite().then_some(*v)).collect(),
-                );
-            }
-            finals
-        };
-        let zones_table = builder.build()?;
-        let summary = summary(
-            &table,
-            &zones,
-            &final_zone,
-            params.area_column.as_deref(),
-            area.as_deref(),
-        )?;
-        Ok(vec![
-            ("zones".to_owned(), zones_table),
-            ("summary".to_owned(), summary),
-        ])
+            Ok((majority(&votes, zones.len()), None))
+        }
+        ClusterRule::Profile => {
+            let means: Vec<f64> = units
+                .columns
+                .iter()
+                .map(|col| mean_finite(members.iter().map(|&i| col[i])))
+                .collect();
+            let name = format!("cluster {c} (mean profile)");
+            let zone = classify(rs, &means, &name, params.year)?
+                .map(|r| zone_index(&zones, &rs.rules[r].zone));
+            Ok((zone, Some(means)))
+        }
     }
+}
+
+/// Which columns `zones` has beyond the unit's zone and rule values.
+#[derive(Clone, Copy)]
+struct Wiring {
+    /// `clusters` is wired: the cluster, and the unit's own zone.
+    clusters: bool,
+    /// With clusters, `cluster_rule: profile`: the cluster means.
+    profile: bool,
+}
+
+/// A row of `zones`: one unit.
+struct ZoneRow<'a> {
+    unit_id: &'a str,
+    unit: usize,
+    cluster: i64,
+    zone: &'a str,
+    /// The zone by the unit's own values; empty for the default.
+    unit_zone: &'a str,
+    /// The rule columns, per column.
+    columns: &'a [Vec<f64>],
+    /// The cluster's mean of each rule column (empty without `profile`).
+    means: &'a [f64],
+}
+
+fn zone_rows<'a>(
+    units: &'a Units,
+    zones: &'a [String],
+    final_zone: &[usize],
+    by_cluster: Option<&'a ClusterZones>,
+) -> Vec<ZoneRow<'a>> {
+    (0..units.names.len())
+        .map(|i| {
+            let cluster = by_cluster.map_or(0, |c| c.cluster[i]);
+            ZoneRow {
+                unit_id: &units.names[i],
+                unit: i,
+                cluster,
+                zone: &zones[final_zone[i]],
+                unit_zone: units.own_zone[i].map_or("", |z| &zones[z]),
+                columns: &units.columns,
+                means: by_cluster
+                    .and_then(|c| c.means.get(&cluster))
+                    .map_or(&[], Vec::as_slice),
+            }
+        })
+        .collect()
+}
+
+/// Null where a value is missing (NaN), as the input had it.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn zones_table<'a>(rule_columns: &[String], wiring: Wiring) -> TableSchema<ZoneRow<'a>> {
+    let table = TableSchema::<ZoneRow<'_>>::new(
+        "zones",
+        "per unit: its zone and the values that decided it (with clusters: cluster, unit_zone and, for profile, the cluster means)",
+    )
+    .text("unit_id", |r| r.unit_id)
+    .when(wiring.clusters, |t| t.int("cluster", |r| r.cluster))
+    .text("zone", |r| r.zone)
+    .when(wiring.clusters, |t| t.text("unit_zone", |r| r.unit_zone));
+    rule_columns.iter().enumerate().fold(table, |t, (j, name)| {
+        t.float_or_null_at(name.clone(), j, |r, j| finite(r.columns[j][r.unit]))
+            // A cluster whose units all lack the value has no mean: null, not NaN.
+            .when(wiring.clusters && wiring.profile, |t| {
+                t.float_or_null_at(format!("{name}_cluster_mean"), j, |r, j| finite(r.means[j]))
+            })
+    })
+}
+
+/// A row of `summary`: one zone, its units and its sums.
+struct SummaryRow<'a> {
+    zone: &'a str,
+    units: i64,
+    area: f64,
+    /// The sums of the `SUMMED` columns the table has, in that order.
+    sums: Vec<f64>,
+}
+
+/// Per zone in rule order: units, area and the sums of the `present` carbon columns.
+fn summary_rows<'a>(
+    units: &Units,
+    zones: &'a [String],
+    final_zone: &[usize],
+    present: &[&str],
+) -> Result<Vec<SummaryRow<'a>>, StageError> {
+    let sum_by_zone = |values: &[f64]| {
+        let mut s = vec![0.0; zones.len()];
+        for (i, &z) in final_zone.iter().enumerate() {
+            s[z] += values[i];
+        }
+        s
+    };
+    let mut count = vec![0i64; zones.len()];
+    for &z in final_zone {
+        count[z] += 1;
+    }
+    let area = units.area.as_deref().map(sum_by_zone);
+    let sums: Vec<Vec<f64>> = present
+        .iter()
+        .map(|c| Ok(sum_by_zone(&f64s(&units.table, "table", c)?)))
+        .collect::<Result<_, StageError>>()?;
+    Ok(zones
+        .iter()
+        .enumerate()
+        .map(|(z, zone)| SummaryRow {
+            zone,
+            units: count[z],
+            area: area.as_ref().map_or(0.0, |a| a[z]),
+            sums: sums.iter().map(|s| s[z]).collect(),
+        })
+        .collect())
+}
+
+fn summary_table<'a>(area_column: Option<&str>, summed: &[&str]) -> TableSchema<SummaryRow<'a>> {
+    let table = TableSchema::<SummaryRow<'_>>::new(
+        "summary",
+        "per zone, in rule order: units, and sums of area and of ce_t_c, cs_t_c, nce_t_c when present",
+    )
+    .text("zone", |r| r.zone)
+    .int("units", |r| r.units)
+    .when_some(area_column, |t, name| t.float(name, |r| r.area));
+    summed.iter().enumerate().fold(table, |t, (j, name)| {
+        t.float_or_null_at(*name, j, |r, j| finite(r.sums[j]))
+    })
 }
 
 /// The rule index for one unit's values, `None` for the default zone. A missing value takes
@@ -561,49 +721,11 @@ fn unit_clusters(labels: &RecordBatch, names: &[String]) -> Result<Vec<i64>, Sta
         .collect()
 }
 
-/// Per zone in rule order: units, area and the carbon sums present in the table.
-fn summary(
-    table: &RecordBatch,
-    zones: &[String],
-    final_zone: &[usize],
-    area_name: Option<&str>,
-    area: Option<&[f64]>,
-) -> Result<RecordBatch, StageError> {
-    let k = zones.len();
-    let mut units = vec![0i64; k];
-    for &z in final_zone {
-        units[z] += 1;
-    }
-    let mut b = TableBuilder::new().str("zone", zones).i64("units", units);
-    let sum_by_zone = |values: &[f64]| {
-        let mut s = vec![0.0; k];
-        for (i, &z) in final_zone.iter().enumerate() {
-            s[z] += values[i];
-        }
-        s
-    };
-    if let (Some(name), Some(a)) = (area_name, area) {
-        b = b.f64(name, sum_by_zone(a));
-    }
-    for col in SUMMED {
-        if has_column(table, col) {
-            let v = f64s(table, "table", col)?;
-            b = b.f64_opt(
-                col,
-                sum_by_zone(&v)
-                    .into_iter()
-                    .map(|s| s.is_finite().then_some(s))
-                    .collect(),
-            );
-        }
-    }
-    b.build()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::table::TableBuilder;
 
     use crate::engine::stage::{Entry, StageEntry};
     use crate::table::strings;

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::engine::stage::StageError;
-use crate::table::{self, TableBuilder};
+use crate::table;
 
 /// The default `id_column` of the kinds that read one row per unit.
 pub(crate) fn default_id_column() -> String {
@@ -62,25 +62,20 @@ impl Groups {
         Ok(rows)
     }
 
-    /// A builder starting with the group column for output rows of the given groups (nothing
-    /// without `by`). The key keeps the input column's type.
-    pub(crate) fn column(
-        &self,
-        batch: &RecordBatch,
-        groups: &[usize],
-    ) -> Result<TableBuilder, StageError> {
-        let builder = TableBuilder::new();
-        let Some(by) = &self.by else {
-            return Ok(builder);
-        };
-        let col = table::column(batch, "table", by)?;
-        let idx =
-            UInt32Array::from_iter_values(groups.iter().map(|&g| {
-                u32::try_from(self.first_row[g]).expect("tables have fewer than 2^32 rows")
-            }));
-        let keys = arrow_select::take::take(col.as_ref(), &idx, None)
-            .map_err(|e| StageError::internal(format!("copying the group column: {e}")))?;
-        Ok(builder.array(by, keys))
+    /// The input row holding the group's key (for [`TableSchema::taken`]).
+    ///
+    /// [`TableSchema::taken`]: crate::stages::schema::TableSchema::taken
+    pub(crate) fn key_row(&self, group: usize) -> usize {
+        self.first_row[group]
+    }
+
+    /// The input column of the group keys, to copy into outputs with its type (nothing
+    /// without `by`).
+    pub(crate) fn key_column(&self, batch: &RecordBatch) -> Result<Option<ArrayRef>, StageError> {
+        match &self.by {
+            Some(by) => Ok(Some(table::column(batch, "table", by)?.clone())),
+            None => Ok(None),
+        }
     }
 }
 
