@@ -8,33 +8,23 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use pipeline::engine::stage::{Entry, Inputs, Outputs, PreparedStage, StageContext, StageEntry};
+use pipeline::engine::stage::{Inputs, Outputs, PreparedStage, StageContext};
 use pipeline::stages::{compensation, emission, functional_areas, indices, sink};
 use pipeline::table::TableBuilder;
+use support::{Noise, prepare};
+
+mod support;
 
 const UNITS: usize = 3000;
 const YEARS: i64 = 21;
 const RUNS: usize = 7;
-
-/// SplitMix64: small and value-stable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn unit(i: usize) -> String {
     format!("U{i:05}")
 }
 
 fn tables() -> BTreeMap<&'static str, RecordBatch> {
-    let mut rng = Rng(42);
+    let mut rng = Noise::new(42);
     let classes = [
         "construction",
         "cultivated",
@@ -55,23 +45,23 @@ fn tables() -> BTreeMap<&'static str, RecordBatch> {
                 u.push(unit(i));
                 y.push(year);
                 c.push(class);
-                a.push(1000.0 + 50_000.0 * rng.next());
+                a.push(1000.0 + 50_000.0 * rng.unit());
             }
             eu.push(unit(i));
             ey.push(year);
             for f in &mut fuels {
-                f.push(10_000.0 * rng.next());
+                f.push(10_000.0 * rng.unit());
             }
-            gdp.push(1e5 + 1e6 * rng.next());
-            pop.push(10.0 + 100.0 * rng.next());
-            eng_u.push(0.25 + 0.2 * rng.next());
-            eng_r.push(0.3 + 0.2 * rng.next());
-            urb.push(0.2 + 0.6 * rng.next());
+            gdp.push(1e5 + 1e6 * rng.unit());
+            pop.push(10.0 + 100.0 * rng.unit());
+            eng_u.push(0.25 + 0.2 * rng.unit());
+            eng_r.push(0.3 + 0.2 * rng.unit());
+            urb.push(0.2 + 0.6 * rng.unit());
             for crop in ["maize", "rice", "wheat"] {
                 cu.push(unit(i));
                 cy.push(year);
                 cc.push(crop);
-                cv.push(1e5 * rng.next());
+                cv.push(1e5 * rng.unit());
             }
         }
     }
@@ -140,10 +130,6 @@ fn tables() -> BTreeMap<&'static str, RecordBatch> {
         ("crops", crops),
         ("categories", categories),
     ])
-}
-
-fn prepare<S: pipeline::engine::stage::Stage>(params: serde_json::Value) -> Box<dyn PreparedStage> {
-    Entry::<S>::new().prepare(params).unwrap()
 }
 
 fn time(

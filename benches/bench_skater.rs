@@ -17,28 +17,16 @@ use pipeline::methods::contiguity::{ContiguityRule, polygon_contiguity};
 use pipeline::methods::pseudo_f::{standardize, sums_of_squares};
 use pipeline::methods::redcap::redcap;
 use pipeline::methods::skater::skater;
+use support::{Noise, cpu_seconds, peak_rss_mib};
+
+mod support;
 
 const VARS: usize = 5;
 const K: usize = 10;
 
-/// SplitMix64, for a little value-stable noise that keeps distances untied.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
-        u * 2.0 - 1.0
-    }
-}
-
 /// Row-major attributes of a `side × side` grid and its rook edges.
 fn grid(side: usize) -> (Vec<f64>, Vec<(usize, usize)>) {
-    let mut rng = SplitMix(42);
+    let mut rng = Noise::new(42);
     let mut data = Vec::with_capacity(side * side * VARS);
     let s = side as f64;
     for r in 0..side {
@@ -53,7 +41,7 @@ fn grid(side: usize) -> (Vec<f64>, Vec<(usize, usize)>) {
                 x * y + 0.2 * (5.0 * y).sin(),
             ];
             for value in v {
-                data.push(value + 0.01 * rng.next_unit());
+                data.push(value + 0.01 * (2.0 * rng.unit() - 1.0));
             }
         }
     }
@@ -70,35 +58,6 @@ fn grid(side: usize) -> (Vec<f64>, Vec<(usize, usize)>) {
         }
     }
     (data, edges)
-}
-
-/// CPU seconds (user + system) used by this process so far, from /proc (Linux, 100 ticks/s).
-/// On a shared machine this is steadier than wall time.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() > 13 {
-        (f[11] + f[12]) / 100.0
-    } else {
-        f64::NAN
-    }
-}
-
-/// Peak resident memory of this process in MiB (Linux).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    kib / 1024.0
 }
 
 fn write_inputs(

@@ -10,18 +10,9 @@ use pipeline::engine::stage::{Inputs, Stage, StageContext};
 use pipeline::stages::autocorrelation::Autocorrelation;
 use pipeline::stages::inequality::Inequality;
 use pipeline::table::TableBuilder;
+use support::cpu_seconds;
 
-/// CPU seconds used by the process so far (user + system, all threads), from /proc/self/stat.
-/// Wall time on a loaded machine says little; CPU time is what a stage costs.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
-    });
-    ticks / 100.0
-}
+mod support;
 
 fn main() {
     let args: Vec<usize> = std::env::args()

@@ -124,47 +124,21 @@ pub fn i64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<i64>, St
         .collect()
 }
 
+fn text_strings<'a>(cells: impl Iterator<Item = Option<&'a str>>) -> Vec<String> {
+    cells.map(|v| v.unwrap_or_default().to_owned()).collect()
+}
+
 /// A text column (integers are rendered in decimal). Nulls become empty strings.
 pub fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<String>, StageError> {
     let col = column(batch, table, name)?;
-    let n = col.len();
     Ok(match col.data_type() {
-        DataType::Utf8 => {
-            let a = col.as_string::<i32>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_owned()
-                    }
-                })
-                .collect()
-        }
-        DataType::LargeUtf8 => {
-            let a = col.as_string::<i64>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_owned()
-                    }
-                })
-                .collect()
-        }
-        DataType::Boolean => {
-            let a = col.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        String::new()
-                    } else {
-                        a.value(i).to_string()
-                    }
-                })
-                .collect()
-        }
+        DataType::Utf8 => text_strings(col.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => text_strings(col.as_string::<i64>().iter()),
+        DataType::Boolean => col
+            .as_boolean()
+            .iter()
+            .map(|v| v.map(|b| b.to_string()).unwrap_or_default())
+            .collect(),
         DataType::Int64 => int_strings::<Int64Type>(col),
         DataType::Int32 => int_strings::<Int32Type>(col),
         DataType::Int16 => int_strings::<Int16Type>(col),

@@ -111,6 +111,22 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
+/// A chart's `<svg>` element, opened, with its title above the frame's left edge.
+fn chart_start(frame: &Frame, title: &str) -> String {
+    let (w, h) = (frame.w, frame.h);
+    let mut s = format!(
+        r#"<svg class="chart" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
+        escape(title)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{:.0}" y="16" font-size="12" font-weight="bold" font-family="sans-serif">{}</text>"#,
+        frame.left,
+        escape(title)
+    );
+    s
+}
+
 fn axes(
     s: &mut String,
     f: &Frame,
@@ -241,16 +257,7 @@ pub fn line_chart(
         y0: y_ticks.first().copied().unwrap_or(0.0),
         y1: y_ticks.last().copied().unwrap_or(1.0),
     };
-    let mut s = format!(
-        r#"<svg class="chart" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
-        escape(title)
-    );
-    let _ = write!(
-        s,
-        r#"<text x="{:.0}" y="16" font-size="12" font-weight="bold" font-family="sans-serif">{}</text>"#,
-        frame.left,
-        escape(title)
-    );
+    let mut s = chart_start(&frame, title);
     let x_fmt: &dyn Fn(f64) -> String = if square {
         &|v| format!("{v:.1}")
     } else {
@@ -360,16 +367,7 @@ pub fn bar_chart(
         y0: y_ticks.first().copied().unwrap_or(0.0),
         y1: y_ticks.last().copied().unwrap_or(1.0),
     };
-    let mut s = format!(
-        r#"<svg class="chart" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
-        escape(title)
-    );
-    let _ = write!(
-        s,
-        r#"<text x="{:.0}" y="16" font-size="12" font-weight="bold" font-family="sans-serif">{}</text>"#,
-        frame.left,
-        escape(title)
-    );
+    let mut s = chart_start(&frame, title);
     axes(&mut s, &frame, &[], &y_ticks, "", y_label, &|v| {
         format!("{v:.0}")
     });
@@ -450,16 +448,7 @@ pub fn stacked_bars(
         y0: 0.0,
         y1: y_ticks.last().copied().unwrap_or(1.0),
     };
-    let mut s = format!(
-        r#"<svg class="chart" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
-        escape(title)
-    );
-    let _ = write!(
-        s,
-        r#"<text x="{:.0}" y="16" font-size="12" font-weight="bold" font-family="sans-serif">{}</text>"#,
-        frame.left,
-        escape(title)
-    );
+    let mut s = chart_start(&frame, title);
     axes(&mut s, &frame, &[], &y_ticks, "", y_label, &|v| {
         format!("{v:.0}")
     });

@@ -873,6 +873,9 @@ fn zones_section(h: &mut String, data: &ReportData) {
     h.push_str("</table>\n");
 }
 
+/// Above this many rows the payers and receivers table starts folded (`<details>`).
+const FOLDED_TABLE_ROWS: usize = 200;
+
 /// Totals paid and received in the map year, then payers and receivers by amount.
 fn compensation_section(h: &mut String, data: &ReportData) {
     let Some((convention, amount_column, flows)) = &data.flows else {
@@ -905,6 +908,16 @@ fn compensation_section(h: &mut String, data: &ReportData) {
             .then(b.amount.abs().total_cmp(&a.amount.abs()))
             .then(a.unit_id.cmp(&b.unit_id))
     });
+    // A table of thousands of rows is what a browser pays most for on a national page (its
+    // layout took longer than the maps'): a long one starts folded, and is laid out when opened.
+    let folded = rows.len() > FOLDED_TABLE_ROWS;
+    if folded {
+        let _ = write!(
+            h,
+            "<details><summary>All {} payers and receivers</summary>",
+            rows.len()
+        );
+    }
     h.push_str("<table><tr><th>role</th><th>unit</th><th>name</th><th>quantity (t C)</th><th>amount</th></tr>");
     for f in rows {
         let _ = write!(
@@ -917,7 +930,11 @@ fn compensation_section(h: &mut String, data: &ReportData) {
             fmt_cell(f.amount)
         );
     }
-    h.push_str("</table>\n");
+    h.push_str(if folded {
+        "</table></details>\n"
+    } else {
+        "</table>\n"
+    });
     let balanced = flows.iter().filter(|f| f.role == "balanced").count();
     let _ = writeln!(h, "<p class=\"note\">{balanced} units balanced.</p>");
 }
@@ -1187,6 +1204,38 @@ mod tests {
             indices: BTreeMap::from([("ce_t_c".to_owned(), ce)]),
             n_classes: 3,
             ..ReportData::default()
+        }
+    }
+
+    fn with_flows(n: usize) -> ReportData {
+        let flows = (0..n)
+            .map(|i| Flow {
+                unit_id: format!("u{i}"),
+                role: if i % 2 == 0 { "payer" } else { "receiver" }.to_owned(),
+                quantity_t_c: 1.0 + i as f64,
+                amount: 10.0 * (1.0 + i as f64),
+            })
+            .collect();
+        ReportData {
+            flows: Some(("c".into(), "value".into(), flows)),
+            ..row_of_units(2, 2022..=2022)
+        }
+    }
+
+    #[test]
+    fn a_long_payers_table_starts_folded_and_keeps_every_row() {
+        for (n, folded) in [(FOLDED_TABLE_ROWS, false), (FOLDED_TABLE_ROWS + 1, true)] {
+            let html = render(&with_flows(n));
+            let section = &html[html.find("id=\"compensation\"").unwrap()..];
+            let section = &section[..section.find("units balanced").unwrap()];
+            assert_eq!(section.contains("<details>"), folded, "{n} rows");
+            assert_eq!(section.matches("<tr><td>").count(), n, "{n} rows");
+            if folded {
+                assert!(
+                    section.contains(&format!("<summary>All {n} payers and receivers</summary>"))
+                );
+                assert!(section.contains("</table></details>"));
+            }
         }
     }
 

@@ -531,7 +531,7 @@ impl Stage for Command {
         ParamDoc {
             name: "run",
             ty: "list of text | text",
-            default: "required",
+            default: "",
             doc: "[program, arg, ...] run directly, or one command line for `sh -c`; {input.<port>}, {output.<name>}, \
                   {script.<i>} are replaced by paths ({{ and }} for literal braces).",
         },
@@ -1068,6 +1068,17 @@ mod tests {
         assert_eq!(Timeout::default().to_string(), "1h");
         // The largest whole number of hours in 64 bits of seconds: accepted, and never fires.
         assert_eq!(t("5124095576030431h"), Ok(5_124_095_576_030_431 * 3600));
+    }
+
+    /// The default is left out of the serialised parameters (so it is not derived from them):
+    /// the text `pipeline stages` shows is checked against the code here.
+    #[test]
+    fn the_documented_timeout_is_the_default_one() {
+        let doc = Command::PARAMS
+            .iter()
+            .find(|p| p.name == "timeout")
+            .unwrap();
+        assert_eq!(doc.default, Timeout::DEFAULT.to_string());
     }
 
     #[test]

@@ -818,11 +818,10 @@ mod tests {
     use super::*;
     use crate::engine::stage::{Entry, StageEntry};
     use crate::stages::testing;
+    use crate::stages::testing::nullable_f64s as f;
     use crate::table::TableBuilder;
     use crate::table::{bools, strings};
     use arrow_array::RecordBatch;
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::Float64Type;
 
     fn indices() -> RecordBatch {
         // CE 100, 200, 700; CS 50, 150, 50; G 400, 400, 200 (year 2000)
@@ -858,14 +857,6 @@ mod tests {
             tables.push(("economy", economy()));
         }
         testing::run::<Compensation>(params, tables)
-    }
-
-    fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
-        t.column_by_name(name)
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect()
     }
 
     #[test]

@@ -431,11 +431,10 @@ fn by_year_table<'a>() -> TableSchema<YearRow<'a>> {
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::stages::testing::nullable_f64s as f;
     use crate::table::TableBuilder;
 
     use arrow_array::RecordBatch;
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::Float64Type;
 
     fn indices() -> RecordBatch {
         // units a, b: "dev"; c: "eco". Years 2000, 2001.
@@ -472,14 +471,6 @@ mod tests {
             params,
             vec![("indices", indices()), ("categories", categories)],
         )
-    }
-
-    fn f(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
-        t.column_by_name(name)
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect()
     }
 
     fn cats() -> RecordBatch {

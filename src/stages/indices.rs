@@ -516,12 +516,11 @@ fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
 mod tests {
     use super::*;
     use crate::stages::testing;
+    use crate::stages::testing::nullable_f64s as col;
     use crate::table::TableBuilder;
 
     use crate::table::column_names;
     use arrow_array::RecordBatch;
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::Float64Type;
 
     #[test]
     fn unit_year_sums_do_not_depend_on_row_order() {
@@ -578,14 +577,6 @@ mod tests {
             params,
             vec![("emission", emission), ("sink", sink), ("economy", economy)],
         )
-    }
-
-    fn col(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
-        t.column_by_name(name)
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect()
     }
 
     #[test]

@@ -376,6 +376,49 @@ fn check_geometries(table: &CellTable, ctx: &StageContext) {
     }
 }
 
+/// What the `table` output holds, as far as the parameters tell before the file is read:
+/// `outputs()` declares it and `run()` selects by it, so the two cannot disagree. The other
+/// columns are the file's own, known only once it is read, which is why `ingest` declares
+/// its output partially rather than with a [`crate::stages::schema::TableSchema`].
+struct TableShape {
+    /// `unit_id` comes first (from `id_column` or `unit_names`).
+    unit_id: bool,
+    /// The `columns` to keep, with the id column left out: it is kept anyway, as `unit_id`.
+    kept: Option<Vec<String>>,
+    /// The format's polygons become the last column, `geometry`.
+    geometry: bool,
+}
+
+impl TableShape {
+    fn of(params: &Params) -> Self {
+        let kept = params.columns.as_ref().map(|keep| {
+            keep.iter()
+                .filter(|c| Some(*c) != params.id_column.as_ref())
+                .cloned()
+                .collect()
+        });
+        Self {
+            unit_id: params.id_column.is_some() || params.unit_names.is_some(),
+            kept,
+            geometry: params.format.is_vector(),
+        }
+    }
+
+    fn decl(&self) -> OutputDecl {
+        let mut columns = Vec::new();
+        if self.unit_id {
+            columns.push(UNIT_ID.to_owned());
+        }
+        if let Some(kept) = &self.kept {
+            columns.extend(kept.iter().filter(|c| c.as_str() != UNIT_ID).cloned());
+        }
+        if self.geometry {
+            columns.push(GEOMETRY_COLUMN.to_owned());
+        }
+        OutputDecl::new("table", "The file's rows as a table.").with_some_columns(columns)
+    }
+}
+
 impl Stage for Ingest {
     const KIND: &'static str = "ingest";
     const VERSION: u32 = 2;
@@ -390,7 +433,7 @@ impl Stage for Ingest {
         ParamDoc {
             name: "path",
             ty: "path",
-            default: "required",
+            default: "",
             doc: "The file, relative to the study file's directory.",
         },
         ParamDoc {
@@ -495,17 +538,7 @@ impl Stage for Ingest {
     }
 
     fn outputs(params: &Params) -> Vec<OutputDecl> {
-        let mut columns = Vec::new();
-        if params.id_column.is_some() || params.unit_names.is_some() {
-            columns.push(UNIT_ID.to_owned());
-        }
-        if let Some(keep) = &params.columns {
-            columns.extend(keep.iter().filter(|c| c.as_str() != UNIT_ID).cloned());
-        }
-        if params.format.is_vector() {
-            columns.push(GEOMETRY_COLUMN.to_owned());
-        }
-        vec![OutputDecl::new("table", "The file's rows as a table.").with_some_columns(columns)]
+        vec![TableShape::of(params).decl()]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
@@ -567,6 +600,7 @@ impl Stage for Ingest {
             ))
             .with_hint("check `path:`; a relative path is taken from the study file's directory"));
         }
+        let shape = TableShape::of(params);
         let mut table = read(params, path)?;
         table.null_na_values(&params.na_values);
         for note in std::mem::take(&mut table.notes) {
@@ -581,14 +615,8 @@ impl Stage for Ingest {
         if let Some(id) = &params.id_column {
             table.set_unit_id(id)?;
         }
-        if let Some(keep) = &params.columns {
-            // The id column is kept anyway, under its new name.
-            let keep: Vec<String> = keep
-                .iter()
-                .filter(|c| Some(*c) != params.id_column.as_ref())
-                .cloned()
-                .collect();
-            table.select(&keep)?;
+        if let Some(keep) = &shape.kept {
+            table.select(keep)?;
         }
         let geometry = table.geometry.take();
         if geometry.is_some() && table.columns.iter().any(|(n, _)| n == GEOMETRY_COLUMN) {
@@ -673,6 +701,17 @@ mod tests {
             .unwrap()
             .extend(params.as_object().unwrap().clone());
         ingest_in(dir.path(), p).map(|(t, _)| t)
+    }
+
+    #[test]
+    fn a_kept_id_column_is_declared_and_written_as_unit_id() {
+        let params = json!({"path": "t.csv", "id_column": "code", "columns": ["code", "pop"]});
+        let typed: Params = serde_json::from_value(params.clone()).unwrap();
+        assert_eq!(Ingest::outputs(&typed)[0].columns, ["unit_id", "pop"]);
+        // The harness also fails if a declared column is not written.
+        let t = csv_in("code,name,pop\n2,b,20\n1,a,10\n", params).unwrap();
+        assert_eq!(column_names(&t), ["unit_id", "pop"]);
+        assert_eq!(ids(&t, "t", "unit_id").unwrap(), ["1", "2"]);
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::report::html::{
     Flow, InequalityRow, ReportData, Robustness, UnitShape, VARIABLES, render,
 };
 use crate::report::projection::Albers;
-use crate::table::{TableBuilder, f64s, has_column, i64s, ids, polygons, strings};
+use crate::stages::schema::TableSchema;
+use crate::table::{f64s, has_column, i64s, ids, polygons, strings};
 
 /// The `report` stage kind.
 pub struct Report;
@@ -128,7 +129,7 @@ const PORTS: [&str; 13] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
         clusters and zones for `year` and as small multiples over the years (all years up to six, else six: the first, the last and \
         evenly spaced between), each with legend, north arrow and scale bar; outlines simplified with neighbours' borders kept \
@@ -141,7 +142,7 @@ impl Stage for Report {
         ParamDoc {
             name: "title",
             ty: "string",
-            default: "Carbon budget and compensation zoning",
+            default: "",
             doc: "page title",
         },
         ParamDoc {
@@ -153,37 +154,37 @@ impl Stage for Report {
         ParamDoc {
             name: "demo_data",
             ty: "bool",
-            default: "true",
+            default: "",
             doc: "show the banner \"Demonstration data, not official statistics\"",
         },
         ParamDoc {
             name: "classes",
             ty: "quantile | natural_breaks",
-            default: "quantile",
+            default: "",
             doc: "map classing: quantiles or Jenks (1967) natural breaks; breaks pooled over years",
         },
         ParamDoc {
             name: "n_classes",
             ty: "integer",
-            default: "5",
+            default: "",
             doc: "number of classes (2–9); diverging maps add the neutral value as a break",
         },
         ParamDoc {
             name: "projection",
             ty: "{lat_1, lat_2, lon_0}",
-            default: "{lat_1: 25, lat_2: 47, lon_0: 105}",
+            default: "",
             doc: "Albers equal-area conic (WGS 84) of the maps (Snyder 1987)",
         },
         ParamDoc {
             name: "provenance",
             ty: "map of text",
-            default: "{}",
+            default: "",
             doc: "extra lines for the provenance table (inputs and their digests are always listed)",
         },
         ParamDoc {
             name: "file_name",
             ty: "string",
-            default: "report.html",
+            default: "",
             doc: "name of the HTML file in the `html` output",
         },
         ParamDoc {
@@ -195,7 +196,7 @@ impl Stage for Report {
         ParamDoc {
             name: "category_column",
             ty: "string",
-            default: "category",
+            default: "",
             doc: "column of `functional_areas` with the category",
         },
         ParamDoc {
@@ -207,7 +208,7 @@ impl Stage for Report {
         ParamDoc {
             name: "mass",
             ty: "carbon | co2",
-            default: "carbon",
+            default: "",
             doc: "mass unit of the CE, CS, NCE and CI maps: t C, or t CO₂ (× 44/12); the tables stay in t C",
         },
     ];
@@ -233,11 +234,7 @@ impl Stage for Report {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new("html", "one row: name (file name) and content (the self-contained HTML page)").with_columns(["name", "content"]),
-            OutputDecl::new("geojson", "GeoJSON FeatureCollections: indices_<year>.geojson (and zones.geojson with zones), one row each")
-                .with_columns(["name", "content"]),
-        ]
+        vec![html_schema().decl(), geojson_schema().decl()]
     }
 
     fn validate(params: &Params) -> Result<(), StageError> {
@@ -265,81 +262,106 @@ impl Stage for Report {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let data = collect(params, inputs, ctx)?;
-        let html = render(&data);
-        let html_table = TableBuilder::new()
-            .str("name", &[params.file_name.as_str()])
-            .str("content", &[html])
-            .build()?;
-
-        let mut names = Vec::new();
-        let mut contents = Vec::new();
-        if !data.indices.is_empty() {
-            let feats: Vec<Feature<'_>> = data
-                .units
-                .iter()
-                .map(|u| {
-                    let mut props = vec![
-                        ("name".to_owned(), Prop::Text(u.name.clone())),
-                        ("year".to_owned(), Prop::Integer(data.year)),
-                    ];
-                    for var in &VARIABLES {
-                        if let Some(t) = data.indices.get(var.column) {
-                            props.push((
-                                var.column.to_owned(),
-                                Prop::Number(
-                                    t.get(&(u.id.clone(), data.year))
-                                        .copied()
-                                        .unwrap_or(f64::NAN),
-                                ),
-                            ));
-                        }
-                    }
-                    if let Some(c) = data.lisa.get(&data.year).and_then(|m| m.get(&u.id)) {
-                        props.push(("lisa".into(), Prop::Text(c.clone())));
-                    }
-                    if let Some(c) = data.clusters.as_ref().and_then(|m| m.get(&u.id)) {
-                        props.push(("cluster".into(), Prop::Integer(*c)));
-                    }
-                    (u.id.as_str(), &u.shape, props)
-                })
-                .collect();
-            let name = format!("indices_{}.geojson", data.year);
-            contents.push(feature_collection(
-                name.trim_end_matches(".geojson"),
-                &feats,
-            ));
-            names.push(name);
-        }
-        if let Some(zones) = &data.zones {
-            let feats: Vec<Feature<'_>> = data
-                .units
-                .iter()
-                .map(|u| {
-                    let zone = zones
-                        .get(&u.id)
-                        .map_or(Prop::Text(String::new()), |z| Prop::Text(z.clone()));
-                    (
-                        u.id.as_str(),
-                        &u.shape,
-                        vec![
-                            ("name".to_owned(), Prop::Text(u.name.clone())),
-                            ("zone".to_owned(), zone),
-                        ],
-                    )
-                })
-                .collect();
-            contents.push(feature_collection("zones", &feats));
-            names.push("zones.geojson".to_owned());
-        }
-        let geojson_table = TableBuilder::new()
-            .str("name", &names)
-            .str("content", &contents)
-            .build()?;
+        let html = NamedFile {
+            name: params.file_name.clone(),
+            content: render(&data),
+        };
         Ok(vec![
-            ("html".into(), html_table),
-            ("geojson".into(), geojson_table),
+            html_schema().build(&[html])?,
+            geojson_schema().build(&geojson_files(&data))?,
         ])
     }
+}
+
+/// One file the engine publishes: its name and its text.
+struct NamedFile {
+    name: String,
+    content: String,
+}
+
+/// The `html` output: the report page, one row.
+fn html_schema() -> TableSchema<NamedFile> {
+    TableSchema::<NamedFile>::new(
+        "html",
+        "one row: name (file name) and content (the self-contained HTML page)",
+    )
+    .text("name", |f| &f.name)
+    .text("content", |f| &f.content)
+}
+
+/// The `geojson` output: one row per layer.
+fn geojson_schema() -> TableSchema<NamedFile> {
+    TableSchema::<NamedFile>::new(
+        "geojson",
+        "GeoJSON FeatureCollections: indices_<year>.geojson (and zones.geojson with zones), one row each",
+    )
+    .text("name", |f| &f.name)
+    .text("content", |f| &f.content)
+}
+
+/// The GeoJSON layers: the indices of the map year, and the zones when wired.
+fn geojson_files(data: &ReportData) -> Vec<NamedFile> {
+    let mut files = Vec::new();
+    if !data.indices.is_empty() {
+        let feats: Vec<Feature<'_>> = data
+            .units
+            .iter()
+            .map(|u| {
+                let mut props = vec![
+                    ("name".to_owned(), Prop::Text(u.name.clone())),
+                    ("year".to_owned(), Prop::Integer(data.year)),
+                ];
+                for var in &VARIABLES {
+                    if let Some(t) = data.indices.get(var.column) {
+                        props.push((
+                            var.column.to_owned(),
+                            Prop::Number(
+                                t.get(&(u.id.clone(), data.year))
+                                    .copied()
+                                    .unwrap_or(f64::NAN),
+                            ),
+                        ));
+                    }
+                }
+                if let Some(c) = data.lisa.get(&data.year).and_then(|m| m.get(&u.id)) {
+                    props.push(("lisa".into(), Prop::Text(c.clone())));
+                }
+                if let Some(c) = data.clusters.as_ref().and_then(|m| m.get(&u.id)) {
+                    props.push(("cluster".into(), Prop::Integer(*c)));
+                }
+                (u.id.as_str(), &u.shape, props)
+            })
+            .collect();
+        let layer = format!("indices_{}", data.year);
+        files.push(NamedFile {
+            content: feature_collection(&layer, &feats),
+            name: format!("{layer}.geojson"),
+        });
+    }
+    if let Some(zones) = &data.zones {
+        let feats: Vec<Feature<'_>> = data
+            .units
+            .iter()
+            .map(|u| {
+                let zone = zones
+                    .get(&u.id)
+                    .map_or(Prop::Text(String::new()), |z| Prop::Text(z.clone()));
+                (
+                    u.id.as_str(),
+                    &u.shape,
+                    vec![
+                        ("name".to_owned(), Prop::Text(u.name.clone())),
+                        ("zone".to_owned(), zone),
+                    ],
+                )
+            })
+            .collect();
+        files.push(NamedFile {
+            name: "zones.geojson".to_owned(),
+            content: feature_collection("zones", &feats),
+        });
+    }
+    files
 }
 
 /// The unit names: from `name_column` when given (it must exist), else from the first of
@@ -787,6 +809,7 @@ fn inequality_rows(t: &RecordBatch) -> Result<(Vec<InequalityRow>, Option<String
 mod tests {
     use super::*;
     use crate::report::svg_map::escape;
+    use crate::table::TableBuilder;
     use geo::polygon;
     use std::collections::BTreeMap as Map;
     use std::sync::Arc;

@@ -90,3 +90,14 @@ pub(crate) fn assert_declared(kind: &str, declared: &[OutputDecl], outputs: &Out
         }
     }
 }
+
+/// Column `name` of `t` as floats, `None` where null. Panics if the column is missing or not
+/// Float64: a test's table is the kind's own output.
+pub(crate) fn nullable_f64s(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    use arrow_array::cast::AsArray;
+    t.column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"))
+        .as_primitive::<arrow_array::types::Float64Type>()
+        .iter()
+        .collect()
+}

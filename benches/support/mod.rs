@@ -1,0 +1,57 @@
+//! What the benchmarks share, included by each with `mod support;`: value-stable noise, the
+//! process's CPU time and peak memory, and a kind prepared as the engine prepares it.
+
+// Each benchmark is a crate of its own and uses only part of this module.
+#![allow(dead_code)]
+
+use pipeline::engine::stage::{Entry, PreparedStage, Stage, StageEntry};
+use pipeline::methods::rng::SplitMix64;
+
+/// Uniform noise in `[0, 1)` from SplitMix64: the same values on every machine and run.
+pub struct Noise(SplitMix64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
+    }
+
+    /// The next value in `[0, 1)`: the top 53 bits of the next draw.
+    pub fn unit(&mut self) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64's mantissa exactly
+        let v = (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        v
+    }
+}
+
+/// CPU seconds (user + system, all threads) used by this process so far, from
+/// /proc/self/stat (Linux, 100 ticks per second); NaN elsewhere. On a shared machine this is
+/// steadier than wall time.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // utime and stime are fields 14 and 15, the 12th and 13th after the parenthesised name.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(f64::NAN, |f| {
+        f.iter().map(|v| v.parse::<f64>().unwrap_or(f64::NAN)).sum()
+    });
+    ticks / 100.0
+}
+
+/// Peak resident memory of this process in MiB (Linux); NaN elsewhere.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+/// Kind `S` with `params`, deserialised and validated as the engine does.
+pub fn prepare<S: Stage>(params: serde_json::Value) -> Box<dyn PreparedStage> {
+    Entry::<S>::new()
+        .prepare(params)
+        .unwrap_or_else(|e| panic!("kind `{}`: {e:?}", S::KIND))
+}
