@@ -3,7 +3,9 @@
 //! into the [`OutputDecl`] the plan checks, and `run()` builds the table from its rows with it,
 //! so a column's name is written in one place and cannot be declared without being written.
 
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch};
 
 use crate::engine::stage::{OutputDecl, StageError};
 use crate::table::TableBuilder;
@@ -13,6 +15,9 @@ use crate::table::TableBuilder;
 enum Cell<R> {
     Text(for<'r> fn(&'r R) -> &'r str),
     Int(fn(&R) -> i64),
+    /// Null where a value is undefined; nullable in the Arrow schema only when a value is null
+    /// (say, pixel counts that yearbook areas do not have).
+    IntOrNull(fn(&R) -> Option<i64>),
     /// Never null (non-nullable in the Arrow schema).
     Float(fn(&R) -> f64),
     /// Null where a value is undefined (say, a ratio over zero).
@@ -61,6 +66,11 @@ impl<R> TableSchema<R> {
         self.with(name, Cell::Int(f))
     }
 
+    /// An integer column, null where `f` gives `None`; nullable only when a value is null.
+    #[must_use]
+    pub fn int_or_null(self, name: impl Into<String>, f: fn(&R) -> Option<i64>) -> Self {
+        self.with(name, Cell::IntOrNull(f))
+    }
     /// A float column that is never null.
     #[must_use]
     pub fn float(self, name: impl Into<String>, f: fn(&R) -> f64) -> Self {
@@ -99,6 +109,10 @@ impl<R> TableSchema<R> {
             table = match &c.cell {
                 Cell::Text(f) => table.str(name, &rows.iter().map(*f).collect::<Vec<&str>>()),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
+                Cell::IntOrNull(f) => table.array(
+                    name,
+                    Arc::new(Int64Array::from(rows.iter().map(*f).collect::<Vec<_>>())),
+                ),
                 Cell::Float(f) => table.f64(name, rows.iter().map(*f).collect()),
                 Cell::FloatOrNull(f) => table.f64_opt(name, rows.iter().map(*f).collect()),
                 Cell::Bool(f) => table.bool(name, rows.iter().map(*f).collect()),
