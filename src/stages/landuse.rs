@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::Int64Array;
 use geo::{BoundingRect, MultiPolygon};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Shard, Source, Stage, StageContext, StageError,
 };
+use crate::io::geotiff::GeoTransform;
 use crate::io::mosaic::Mosaic;
 use crate::io::raster_crs::{raster_crs, reproject};
 use crate::io::raster_pass::{PassError, PassObserver, histogram_pass};
@@ -28,7 +28,8 @@ use crate::methods::land_dynamics::{
 };
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
-use crate::methods::rasterize::{Grid, rasterize};
+use crate::methods::rasterize::{Grid, Spans, rasterize};
+use crate::stages::schema::TableSchema;
 use crate::table::{self, TableBuilder};
 
 /// The `landuse` stage kind.
@@ -273,18 +274,12 @@ and reclassified into the same `areas` table.";
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
         vec![
-            OutputDecl::new("areas", "area of each class per unit and year (every class listed, zeros included)")
-                .with_columns([UNIT_ID, "year", "class", "pixels", "area_ha"]),
-            OutputDecl::new("transitions", "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years (pixels with NoData or an unclassified code in either year left out)")
-                .with_columns([UNIT_ID, "year_from", "year_to", "class_from", "class_to", "area_ha"]),
-            OutputDecl::new("transitions_total", "the transfer matrices summed over all units")
-                .with_columns(["year_from", "year_to", "class_from", "class_to", "area_ha"]),
-            OutputDecl::new("codes", "raw pixel counts per unit, year and code before reclassification (NoData left out)")
-                .with_columns([UNIT_ID, "year", "code", "pixels"]),
-            OutputDecl::new("dynamics", "per unit and consecutive years: the single dynamic degree K = (A_t2 − A_t1)/A_t1/T × 100 of each class, and class `all` with the comprehensive dynamic degree LC = Σ_i≠j ΔLU_i→j/(2 Σ LU_t1)/T × 100 of the transfer matrix; in % per year, null where A_t1 = 0 (and for `all` without a transfer matrix)")
-                .with_columns([UNIT_ID, "year_from", "year_to", "class", "degree_pct_per_year"]),
-            OutputDecl::new("coverage", "NoData accounting per unit and year: pixel centres inside the unit (NoData included), those with NoData (the file's NoData, outside every file of the year, or a fill code the scheme excludes), and the areas of both; empty for the `areas` table")
-                .with_columns([UNIT_ID, "year", "pixels", "nodata_pixels", "area_ha", "nodata_ha"]),
+            areas_schema().decl(),
+            transitions_schema().decl(),
+            transitions_total_schema().decl(),
+            codes_schema().decl(),
+            dynamics_schema().decl(),
+            coverage_schema().decl(),
         ]
     }
 
@@ -533,7 +528,35 @@ fn from_rasters(
     ctx: &StageContext,
     only: Option<&str>,
 ) -> Result<Outputs, StageError> {
-    // Units, sorted by id.
+    let (ids, geoms) = sorted_units(units)?;
+    let opened = open_years(years, ctx)?;
+    let groups = group_years(params.crs.is_some(), &opened)?;
+    let shapes = UnitShapes {
+        ids: &ids,
+        geoms: &geoms,
+    };
+    if only.is_some() {
+        for group in &groups {
+            read_group(params, group, &opened, &shapes, scheme, ctx, only)?;
+        }
+        return Ok(Vec::new());
+    }
+    let (year_results, pair_results) =
+        read_all_groups(params, &groups, &opened, &shapes, scheme, ctx)?;
+    let year_list: Vec<i64> = years.iter().map(|(y, _)| *y).collect();
+    let coverage = coverage_rows(&ids, &year_list, &year_results, scheme);
+    check_coverage(params, &coverage, &polygon_areas_ha(&geoms), &opened, ctx)?;
+    warn_years_without_transitions(&year_list, &pair_results, ctx);
+    let classes = params.wetland.classes();
+    let (areas, codes) = area_and_code_rows(&ids, &year_list, &year_results, scheme, classes, ctx);
+    let (transitions, totals) = transition_rows(&ids, &pair_results, classes);
+    tables(&areas, &transitions, &totals, &codes, &coverage)
+}
+
+/// The units' ids and polygons, sorted by id; an id given twice is an error.
+fn sorted_units(
+    units: &arrow_array::RecordBatch,
+) -> Result<(Vec<String>, Vec<MultiPolygon<f64>>), StageError> {
     let ids = table::ids(units, "units", UNIT_ID)?;
     let geoms = table::polygons(units, "units", "geometry")?;
     let order = table::sorted_order(&ids);
@@ -545,36 +568,39 @@ fn from_rasters(
                 .with_hint("unit ids must be unique"),
         );
     }
+    Ok((ids, geoms))
+}
 
-    let opened = open_years(years, ctx)?;
-    let groups = group_years(params.crs.is_some(), &opened)?;
-    let mut year_results: Vec<Option<YearResult>> = (0..years.len()).map(|_| None).collect();
+/// Every group's counts: each year's histogram (in the order of the years) and the
+/// transitions between consecutive years, by first year.
+fn read_all_groups(
+    params: &Params,
+    groups: &[Group],
+    opened: &[YearFiles],
+    shapes: &UnitShapes<'_>,
+    scheme: &Scheme,
+    ctx: &StageContext,
+) -> Result<(Vec<YearResult>, Vec<PairResult>), StageError> {
+    let mut year_results: Vec<Option<YearResult>> = (0..opened.len()).map(|_| None).collect();
     let mut pair_results: Vec<PairResult> = Vec::new();
-    let units = UnitShapes {
-        ids: &ids,
-        geoms: &geoms,
-    };
-    if only.is_some() {
-        for group in &groups {
-            read_group(params, group, &opened, &units, scheme, ctx, only)?;
-        }
-        return Ok(Vec::new());
-    }
-    for group in &groups {
-        let read = read_group(params, group, &opened, &units, scheme, ctx, None)?;
+    for group in groups {
+        let read = read_group(params, group, opened, shapes, scheme, ctx, None)?;
         for (yi, r) in read.years {
             year_results[yi] = Some(r);
         }
         pair_results.extend(read.pairs);
     }
-    let year_results: Vec<YearResult> = year_results
+    pair_results.sort_by_key(|p| p.from);
+    let year_results = year_results
         .into_iter()
         .map(|r| r.expect("every year belongs to one group"))
         .collect();
-    let n_units = ids.len();
-    let year_list: Vec<i64> = years.iter().map(|(y, _)| *y).collect();
-    let cov = coverage_rows(&ids, &year_list, &year_results, scheme);
-    let polygon_ha: Vec<f64> = geoms
+    Ok((year_results, pair_results))
+}
+
+/// The units' polygon areas in ha on the WGS84 ellipsoid.
+fn polygon_areas_ha(geoms: &[MultiPolygon<f64>]) -> Vec<f64> {
+    geoms
         .iter()
         // Geodesic areas follow ring orientation (a clockwise ring encloses the rest of the
         // globe): orient exteriors counter-clockwise first.
@@ -582,26 +608,33 @@ fn from_rasters(
             let oriented = geo::orient::Orient::orient(g, geo::orient::Direction::Default);
             geo::GeodesicArea::geodesic_area_unsigned(&oriented) / 1e4
         })
-        .collect();
-    check_coverage(params, &cov, &polygon_ha, &opened, ctx)?;
+        .collect()
+}
+
+fn warn_years_without_transitions(years: &[i64], pairs: &[PairResult], ctx: &StageContext) {
     for w in years.windows(2) {
-        if !pair_results.iter().any(|p| p.from == w[0].0) {
+        if !pairs.iter().any(|p| p.from == w[0]) {
             ctx.warn_kind("no_transitions", format!(
                 "no transitions {} → {}: the two rasters differ in grid or CRS (warp one onto the other's grid)",
-                w[0].0, w[1].0
+                w[0], w[1]
             ));
         }
     }
-    pair_results.sort_by_key(|p| p.from);
+}
 
-    // codes and areas.
-    let mut codes_rows = CodeCols::default();
-    let mut area_rows = AreaCols::default();
+/// The `areas` rows (every listed class of every unit and year) and the `codes` rows (raw codes
+/// but NoData); codes outside the scheme are warned about, by year.
+fn area_and_code_rows(
+    ids: &[String],
+    years: &[i64],
+    results: &[YearResult],
+    scheme: &Scheme,
+    classes: &[LandClass],
+    ctx: &StageContext,
+) -> (Vec<AreaRow>, Vec<CodeRow>) {
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    let classes = params.wetland.classes();
-    let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; n_units];
-    for (yi, (year, _)) in years.iter().enumerate() {
-        let res = &year_results[yi];
+    let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; ids.len()];
+    for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
         for (&(unit, code), &(px, summed)) in &res.codes {
             if res.nodata == Some(code) {
                 continue;
@@ -613,34 +646,45 @@ fn from_rasters(
                     cell.1 += res.area.area_m2(px, summed);
                 }
                 CodeClass::Excluded => {}
-                CodeClass::Unmapped => *unmapped.entry((*year, code)).or_default() += px,
+                CodeClass::Unmapped => *unmapped.entry((year, code)).or_default() += px,
             }
         }
     }
+    let mut areas = Vec::with_capacity(ids.len() * years.len() * classes.len());
+    let mut codes = Vec::new();
     for (u, id) in ids.iter().enumerate() {
-        for (yi, (year, _)) in years.iter().enumerate() {
-            let res = &year_results[yi];
-            for (&(unit, code), &(px, _)) in res.codes.range((u as u32, 0)..=(u as u32, u32::MAX)) {
-                debug_assert_eq!(unit as usize, u);
+        let unit = u32::try_from(u).expect("fewer than 2³² units");
+        for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
+            for (&(_, code), &(px, _)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
                 if res.nodata != Some(code) {
-                    codes_rows.unit.push(id.clone());
-                    codes_rows.year.push(*year);
-                    codes_rows.code.push(i64::from(code));
-                    codes_rows.pixels.push(to_i64(px));
+                    codes.push(CodeRow {
+                        unit: id.clone(),
+                        year,
+                        code: i64::from(code),
+                        pixels: to_i64(px),
+                    });
                 }
             }
-            for &c in classes {
+            areas.extend(classes.iter().map(|&c| {
                 let (px, m2) = per_unit[u][yi][c.index()];
-                area_rows.unit.push(id.clone());
-                area_rows.year.push(*year);
-                area_rows.class.push(c.as_str());
-                area_rows.pixels.push(to_i64(px));
-                area_rows.area_ha.push(m2 / 1e4);
-            }
+                AreaRow {
+                    unit: id.clone(),
+                    year,
+                    class: c.as_str(),
+                    pixels: Some(to_i64(px)),
+                    area_ha: m2 / 1e4,
+                }
+            }));
         }
     }
+    warn_unmapped(&unmapped, scheme, ctx);
+    (areas, codes)
+}
+
+/// One warning per year with codes the scheme does not list.
+fn warn_unmapped(unmapped: &BTreeMap<(i64, u32), u64>, scheme: &Scheme, ctx: &StageContext) {
     let mut by_year: BTreeMap<i64, (Vec<String>, u64)> = BTreeMap::new();
-    for ((year, code), px) in &unmapped {
+    for ((year, code), px) in unmapped {
         let (list, total) = by_year.entry(*year).or_default();
         list.push(format!("{code} ({px} px)"));
         *total += px;
@@ -653,16 +697,22 @@ fn from_rasters(
             list.join(", ")
         ));
     }
+}
 
-    // transitions.
-    let mut tr = TransitionCols::default();
-    let mut tt = TransitionCols::default();
-    for p in &pair_results {
+/// The transfer matrices per unit and summed over the units, every listed class pair.
+fn transition_rows(
+    ids: &[String],
+    pairs: &[PairResult],
+    classes: &[LandClass],
+) -> (Vec<TransitionRow>, Vec<TransitionRow>) {
+    let mut per_unit = Vec::new();
+    let mut totals = Vec::new();
+    for p in pairs {
         let mut total = [[0.0f64; 7]; 7];
         for (u, id) in ids.iter().enumerate() {
+            let unit = u32::try_from(u).expect("fewer than 2³² units");
             let mut m = [[0.0f64; 7]; 7];
-            for (&(_, pair), &(px, summed)) in p.counts.range((u as u32, 0)..=(u as u32, u32::MAX))
-            {
+            for (&(_, pair), &(px, summed)) in p.counts.range((unit, 0)..=(unit, u32::MAX)) {
                 let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
                 if a < 7 && b < 7 {
                     m[a][b] += p.area.area_m2(px, summed) / 1e4;
@@ -672,34 +722,18 @@ fn from_rasters(
                 for &b in classes {
                     let v = m[a.index()][b.index()];
                     total[a.index()][b.index()] += v;
-                    tr.unit.push(id.clone());
-                    tr.year_from.push(p.from);
-                    tr.year_to.push(p.to);
-                    tr.class_from.push(a.as_str());
-                    tr.class_to.push(b.as_str());
-                    tr.area_ha.push(v);
+                    per_unit.push(TransitionRow::new(id.clone(), p, (a, b), v));
                 }
             }
         }
         for &a in classes {
             for &b in classes {
-                tt.year_from.push(p.from);
-                tt.year_to.push(p.to);
-                tt.class_from.push(a.as_str());
-                tt.class_to.push(b.as_str());
-                tt.area_ha.push(total[a.index()][b.index()]);
+                let v = total[a.index()][b.index()];
+                totals.push(TransitionRow::new(String::new(), p, (a, b), v));
             }
         }
     }
-
-    let areas = TableBuilder::new()
-        .str(UNIT_ID, &area_rows.unit)
-        .i64("year", area_rows.year)
-        .str("class", &area_rows.class)
-        .i64("pixels", area_rows.pixels)
-        .f64("area_ha", area_rows.area_ha)
-        .build()?;
-    tables(areas, tr, tt, codes_rows, cov)
+    (per_unit, totals)
 }
 
 /// The units as the raster path uses them: ids sorted, lon/lat polygons in the same order.
@@ -708,9 +742,15 @@ struct UnitShapes<'a> {
     geoms: &'a [MultiPolygon<f64>],
 }
 
+/// A group's grid as the units see it: which pixels belong to which unit, and pixel areas.
+struct GroupGrid {
+    spans: Spans,
+    area: Arc<PixelArea>,
+    transform: GeoTransform,
+}
+
 /// Reads one group of years in one pass: their code histograms and the raw transitions between
-/// consecutive years of the group.
-#[allow(clippy::too_many_lines)]
+/// consecutive years of the group; with `only`, just that shard's memos (and an empty result).
 fn read_group(
     params: &Params,
     group: &Group,
@@ -720,7 +760,36 @@ fn read_group(
     ctx: &StageContext,
     only: Option<&str>,
 ) -> Result<GroupResult, StageError> {
-    let n_units = units.ids.len();
+    let grid = group_grid(params, group, years, units, ctx)?;
+    let pairs = consecutive_pairs(&group.years);
+    let Some(counts) = group_counts(
+        params,
+        group,
+        years,
+        &grid,
+        &pairs,
+        units.ids.len(),
+        ctx,
+        only,
+    )?
+    else {
+        return Ok(GroupResult {
+            years: Vec::new(),
+            pairs: Vec::new(),
+        });
+    };
+    classified_results(group, years, &pairs, counts, &grid.area, scheme)
+}
+
+/// The group's grid, the units rasterised on it (reprojected to its CRS first), and its pixel
+/// areas; warns about units reaching beyond the rasters and about a CRS that is not equal-area.
+fn group_grid(
+    params: &Params,
+    group: &Group,
+    years: &[YearFiles],
+    units: &UnitShapes<'_>,
+    ctx: &StageContext,
+) -> Result<GroupGrid, StageError> {
     let years_text = group
         .years
         .iter()
@@ -755,11 +824,38 @@ fn read_group(
         None => units.geoms,
     };
     let spans = rasterize(&grid, shapes);
-    let pixels = spans.pixels_per_unit(n_units);
+    warn_units_beyond(&grid, shapes, &spans, units.ids, &years_text, ctx);
+    let area = Arc::new(if crs.geographic {
+        PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, group.height))
+    } else {
+        if !crs.equal_area {
+            ctx.warn(format!(
+                "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
+                crs.description
+            ));
+        }
+        PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
+    });
+    Ok(GroupGrid {
+        spans,
+        area,
+        transform: t,
+    })
+}
+
+fn warn_units_beyond(
+    grid: &Grid,
+    shapes: &[MultiPolygon<f64>],
+    spans: &Spans,
+    ids: &[String],
+    years_text: &str,
+    ctx: &StageContext,
+) {
+    let pixels = spans.pixels_per_unit(ids.len());
     let (gx0, gy0, gx1, gy1) = grid.extent();
     let beyond: Vec<&str> = shapes
         .iter()
-        .zip(units.ids)
+        .zip(ids)
         .enumerate()
         .filter(|&(u, (shape, _))| {
             pixels[u] > 0
@@ -775,43 +871,45 @@ fn read_group(
             beyond.len()
         ));
     }
-    let area = Arc::new(if crs.geographic {
-        PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, group.height))
-    } else {
-        if !crs.equal_area {
-            ctx.warn(format!(
-                "the raster of year(s) {years_text} is in {}, which is not an equal-area projection: areas are map-plane areas (use an Albers grid)",
-                crs.description
-            ));
-        }
-        PixelArea::Constant((t.dx * t.dy).abs() * crs.to_meter * crs.to_meter)
-    });
+}
 
-    // One pass over all years of the group; transitions between consecutive years.
-    let layout = &group.years;
-    let layers: Vec<&Mosaic> = group.mosaics.iter().collect();
-    // Pairs (positions within `layout`) of years consecutive in the whole list.
-    let pairs: Vec<(usize, usize)> = layout
+/// Pairs (positions within `layout`, ascending year indices) of years consecutive in the
+/// whole list of years.
+fn consecutive_pairs(layout: &[usize]) -> Vec<(usize, usize)> {
+    layout
         .iter()
         .enumerate()
         .filter_map(|(a, &i)| layout.iter().position(|&j| j == i + 1).map(|b| (a, b)))
-        .collect();
+        .collect()
+}
+
+/// The raw count maps of a group (each layer, then each pair), from the memos where they are
+/// and from one pass over the layers the missing ones need; `None` when only a shard's memos
+/// were wanted.
+#[allow(clippy::too_many_arguments)]
+fn group_counts(
+    params: &Params,
+    group: &Group,
+    years: &[YearFiles],
+    grid: &GroupGrid,
+    pairs: &[(usize, usize)],
+    n_units: usize,
+    ctx: &StageContext,
+    only: Option<&str>,
+) -> Result<Option<Vec<CountMap>>, StageError> {
     // The grid and each file's place on it: a world file beside a raster moves them.
     let placement: Vec<Vec<(usize, usize)>> = group
         .mosaics
         .iter()
         .map(|m| m.files.iter().map(|f| (f.col, f.row)).collect())
         .collect();
-    let memos = LayerMemos::new(params, group, years, &pairs, &placement);
+    let memos = LayerMemos::new(params, group, years, pairs, &placement);
     let wanted: Vec<usize> = match only {
         Some(shard) => memos.shard_layers(shard),
         None => (0..memos.len()).collect(),
     };
     if only.is_some() && wanted.is_empty() {
-        return Ok(GroupResult {
-            years: Vec::new(),
-            pairs: Vec::new(),
-        });
+        return Ok(None);
     }
     let mut found = memos.lookup(&wanted, ctx)?;
     let missing: Vec<usize> = wanted
@@ -820,84 +918,109 @@ fn read_group(
         .filter(|&j| found[j].is_none())
         .collect();
     if !missing.is_empty() {
-        // One pass over the layers the missing memos need. Per-row pixel areas are summed in
-        // the order of the first layer's chunks, so that layer always leads the pass.
-        let lead = area.rows().map(|_| 0);
-        let (sub, sub_pairs) = pass_plan(layers.len(), &pairs, &missing, lead);
-        let sub_layers: Vec<&Mosaic> = sub.iter().map(|&k| layers[k]).collect();
-        let counts = histogram_pass(
-            &sub_layers,
-            &sub_pairs,
-            &spans,
-            n_units,
-            area.rows(),
-            &t,
-            &StageObserver(ctx),
-        )
-        .map_err(|e| match e {
-            PassError::Io(e) => StageError::from(e),
-            PassError::Cancelled => StageError::failed("cancelled"),
-        })?;
-        let mut counts = counts.into_iter();
-        let targets = sub.iter().copied().chain(sub_pairs.iter().map(|&(a, b)| {
-            let pair = (sub[a], sub[b]);
-            layers.len()
-                + pairs
-                    .iter()
-                    .position(|&p| p == pair)
-                    .expect("a pass pair is a group pair")
-        }));
-        for j in targets.collect::<Vec<_>>() {
-            let layer = counts
-                .next()
-                .expect("one count map per layer and pair of the pass");
-            if missing.contains(&j) {
-                memos.store(j, &layer, ctx)?;
-                found[j] = Some(layer);
-            }
+        let layers: Vec<&Mosaic> = group.mosaics.iter().collect();
+        let computed = count_missing(&layers, pairs, &missing, grid, n_units, ctx)?;
+        for (j, layer) in computed {
+            memos.store(j, &layer, ctx)?;
+            found[j] = Some(layer);
         }
     }
     if only.is_some() {
-        return Ok(GroupResult {
-            years: Vec::new(),
-            pairs: Vec::new(),
-        });
+        return Ok(None);
     }
-    let mut counts: Vec<CountMap> = found
-        .into_iter()
-        .map(|c| c.expect("every layer and pair was found or computed"))
-        .collect();
+    Ok(Some(
+        found
+            .into_iter()
+            .map(|c| c.expect("every layer and pair was found or computed"))
+            .collect(),
+    ))
+}
+
+/// One pass over the layers the `missing` entries (layers, then pairs) need; the count map of
+/// each missing entry, by entry.
+fn count_missing(
+    layers: &[&Mosaic],
+    pairs: &[(usize, usize)],
+    missing: &[usize],
+    grid: &GroupGrid,
+    n_units: usize,
+    ctx: &StageContext,
+) -> Result<Vec<(usize, CountMap)>, StageError> {
+    // Per-row pixel areas are summed in the order of the first layer's chunks, so that layer
+    // always leads the pass.
+    let lead = grid.area.rows().map(|_| 0);
+    let (sub, sub_pairs) = pass_plan(layers.len(), pairs, missing, lead);
+    let sub_layers: Vec<&Mosaic> = sub.iter().map(|&k| layers[k]).collect();
+    let counts = histogram_pass(
+        &sub_layers,
+        &sub_pairs,
+        &grid.spans,
+        n_units,
+        grid.area.rows(),
+        &grid.transform,
+        &StageObserver(ctx),
+    )
+    .map_err(|e| match e {
+        PassError::Io(e) => StageError::from(e),
+        PassError::Cancelled => StageError::failed("cancelled"),
+    })?;
+    let targets = sub.iter().copied().chain(sub_pairs.iter().map(|&(a, b)| {
+        let pair = (sub[a], sub[b]);
+        layers.len()
+            + pairs
+                .iter()
+                .position(|&p| p == pair)
+                .expect("a pass pair is a group pair")
+    }));
+    Ok(targets
+        .zip(counts)
+        .filter(|(j, _)| missing.contains(j))
+        .collect())
+}
+
+/// The group's count maps as results: each year's codes, and each pair's raw code pairs folded
+/// into class pairs by the scheme.
+fn classified_results(
+    group: &Group,
+    years: &[YearFiles],
+    pairs: &[(usize, usize)],
+    mut counts: Vec<CountMap>,
+    area: &Arc<PixelArea>,
+    scheme: &Scheme,
+) -> Result<GroupResult, StageError> {
+    let layers = &group.mosaics;
+    let layout = &group.years;
     let class_luts: Vec<Box<[u8; 1 << 16]>> =
         layers.iter().map(|m| class_lut(m.nodata, scheme)).collect();
     for (p, &(a, b)) in pairs.iter().enumerate() {
-        check_pair_codes(&counts[a], layers[a])?;
-        check_pair_codes(&counts[b], layers[b])?;
+        check_pair_codes(&counts[a], &layers[a])?;
+        check_pair_codes(&counts[b], &layers[b])?;
         let raw = std::mem::take(&mut counts[layers.len() + p]);
         counts[layers.len() + p] = classify_pairs(raw, &class_luts[a], &class_luts[b]);
     }
     let mut counts = counts.into_iter();
-    let mut year_out = Vec::with_capacity(layout.len());
-    for (k, &i) in layout.iter().enumerate() {
-        let codes = counts.next().expect("one layer per raster");
-        year_out.push((
-            i,
-            YearResult {
+    let year_out = layout
+        .iter()
+        .zip(layers)
+        .map(|(&i, layer)| {
+            let codes = counts.next().expect("one layer per raster");
+            let result = YearResult {
                 codes,
-                area: Arc::clone(&area),
-                nodata: layers[k].nodata,
-            },
-        ));
-    }
-    let mut pair_out = Vec::with_capacity(pairs.len());
-    for &(a, b) in &pairs {
-        let counts = counts.next().expect("one layer per pair");
-        pair_out.push(PairResult {
+                area: Arc::clone(area),
+                nodata: layer.nodata,
+            };
+            (i, result)
+        })
+        .collect();
+    let pair_out = pairs
+        .iter()
+        .map(|&(a, b)| PairResult {
             from: years[layout[a]].year,
             to: years[layout[b]].year,
-            counts,
-            area: Arc::clone(&area),
-        });
-    }
+            counts: counts.next().expect("one layer per pair"),
+            area: Arc::clone(area),
+        })
+        .collect();
     Ok(GroupResult {
         years: year_out,
         pairs: pair_out,
@@ -997,26 +1120,14 @@ struct GroupResult {
     pairs: Vec<PairResult>,
 }
 
-/// NoData accounting per unit and year: every pixel centre inside the unit, and how much of it
-/// is NoData (the file's NoData value, a pixel no file of the year covers, or a fill code the
-/// scheme excludes).
-#[derive(Default)]
-struct CoverageCols {
-    unit: Vec<String>,
-    year: Vec<i64>,
-    pixels: Vec<i64>,
-    nodata_pixels: Vec<i64>,
-    area_ha: Vec<f64>,
-    nodata_ha: Vec<f64>,
-}
-
+/// The `coverage` rows, unit-major: row = unit · n_years + year.
 fn coverage_rows(
     ids: &[String],
     years: &[i64],
     results: &[YearResult],
     scheme: &Scheme,
-) -> CoverageCols {
-    let mut out = CoverageCols::default();
+) -> Vec<CoverageRow> {
+    let mut out = Vec::with_capacity(ids.len() * years.len());
     for (u, id) in ids.iter().enumerate() {
         let unit = u32::try_from(u).expect("fewer than 2³² units");
         for (res, &year) in results.iter().zip(years) {
@@ -1033,12 +1144,14 @@ fn coverage_rows(
                     m2 += a;
                 }
             }
-            out.unit.push(id.clone());
-            out.year.push(year);
-            out.pixels.push(to_i64(px));
-            out.nodata_pixels.push(to_i64(nd_px));
-            out.area_ha.push(m2 / 1e4);
-            out.nodata_ha.push(nd_m2 / 1e4);
+            out.push(CoverageRow {
+                unit: id.clone(),
+                year,
+                pixels: to_i64(px),
+                nodata_pixels: to_i64(nd_px),
+                area_ha: m2 / 1e4,
+                nodata_ha: nd_m2 / 1e4,
+            });
         }
     }
     out
@@ -1053,7 +1166,7 @@ const NODATA_SHARE_WARN: f64 = 0.005;
 /// warns once about units with NoData.
 fn check_coverage(
     params: &Params,
-    cov: &CoverageCols,
+    cov: &[CoverageRow],
     polygon_ha: &[f64],
     years: &[YearFiles],
     ctx: &StageContext,
@@ -1071,9 +1184,9 @@ fn check_coverage(
     let total_polygon_ha: f64 = polygon_ha.iter().sum();
     // Rows are unit-major: row = unit · n_years + year.
     for (yi, y) in years.iter().enumerate() {
-        let rows = (yi..cov.unit.len()).step_by(n_years);
+        let rows = (yi..cov.len()).step_by(n_years);
         let (data_ha, counted_ha) = rows.fold((0.0, 0.0), |(d, c), i| {
-            (d + cov.area_ha[i], c + cov.area_ha[i] + cov.nodata_ha[i])
+            (d + cov[i].area_ha, c + cov[i].area_ha + cov[i].nodata_ha)
         });
         if data_ha == 0.0 {
             return Err(StageError::data(format!(
@@ -1097,9 +1210,9 @@ fn check_coverage(
             )));
         }
     }
-    let empty: Vec<String> = (0..cov.unit.len())
-        .filter(|&i| cov.area_ha[i] == 0.0)
-        .map(|i| format!("`{}` ({})", cov.unit[i], cov.year[i]))
+    let empty: Vec<String> = (0..cov.len())
+        .filter(|&i| cov[i].area_ha == 0.0)
+        .map(|i| format!("`{}` ({})", cov[i].unit, cov[i].year))
         .collect();
     if !empty.is_empty() {
         let shown = empty
@@ -1130,15 +1243,15 @@ fn check_coverage(
     Ok(())
 }
 
-fn warn_nodata_share(cov: &CoverageCols, ctx: &StageContext) {
+fn warn_nodata_share(cov: &[CoverageRow], ctx: &StageContext) {
     let mut count = 0;
     let mut worst: Option<(usize, f64)> = None;
-    for i in 0..cov.unit.len() {
-        let counted = cov.area_ha[i] + cov.nodata_ha[i];
-        if cov.area_ha[i] == 0.0 || counted == 0.0 {
+    for i in 0..cov.len() {
+        let counted = cov[i].area_ha + cov[i].nodata_ha;
+        if cov[i].area_ha == 0.0 || counted == 0.0 {
             continue; // Reported as a unit without data.
         }
-        let share = cov.nodata_ha[i] / counted;
+        let share = cov[i].nodata_ha / counted;
         if share > NODATA_SHARE_WARN {
             count += 1;
             if worst.is_none_or(|(_, s)| share > s) {
@@ -1150,175 +1263,224 @@ fn warn_nodata_share(cov: &CoverageCols, ctx: &StageContext) {
         ctx.warn(format!(
             "{count} unit-year(s) have more than {} % of their pixels NoData; the worst is `{}` in {} with {:.2} % (see output `coverage`)",
             100.0 * NODATA_SHARE_WARN,
-            cov.unit[i],
-            cov.year[i],
+            cov[i].unit,
+            cov[i].year,
             100.0 * share
         ));
     }
 }
 
-/// The stage's outputs from its row columns: `areas` as built, then the transfer matrices
-/// (per unit and in total) and the raw code histogram.
+/// One row of `areas`; `pixels` is null for yearbook areas.
+struct AreaRow {
+    unit: String,
+    year: i64,
+    class: &'static str,
+    pixels: Option<i64>,
+    area_ha: f64,
+}
+
+/// One row of `codes`.
+struct CodeRow {
+    unit: String,
+    year: i64,
+    code: i64,
+    pixels: i64,
+}
+
+/// One row of `transitions`, or of `transitions_total` (whose `unit` stays empty).
+struct TransitionRow {
+    unit: String,
+    year_from: i64,
+    year_to: i64,
+    class_from: &'static str,
+    class_to: &'static str,
+    area_ha: f64,
+}
+
+impl TransitionRow {
+    fn new(unit: String, pair: &PairResult, (a, b): (LandClass, LandClass), area_ha: f64) -> Self {
+        Self {
+            unit,
+            year_from: pair.from,
+            year_to: pair.to,
+            class_from: a.as_str(),
+            class_to: b.as_str(),
+            area_ha,
+        }
+    }
+}
+
+/// One row of `dynamics`.
+struct DynamicsRow {
+    unit: String,
+    year_from: i64,
+    year_to: i64,
+    class: &'static str,
+    degree_pct_per_year: Option<f64>,
+}
+
+/// One row of `coverage`: NoData accounting per unit and year, every pixel centre inside the
+/// unit and how much of it is NoData (the file's NoData value, a pixel no file of the year
+/// covers, or a fill code the scheme excludes).
+struct CoverageRow {
+    unit: String,
+    year: i64,
+    pixels: i64,
+    nodata_pixels: i64,
+    area_ha: f64,
+    nodata_ha: f64,
+}
+
+fn areas_schema() -> TableSchema<AreaRow> {
+    TableSchema::<AreaRow>::new(
+        "areas",
+        "area of each class per unit and year (every class listed, zeros included)",
+    )
+    .text(UNIT_ID, |r| &r.unit)
+    .int("year", |r| r.year)
+    .text("class", |r| r.class)
+    .int_or_null("pixels", |r| r.pixels)
+    .float("area_ha", |r| r.area_ha)
+}
+
+fn transitions_schema() -> TableSchema<TransitionRow> {
+    TableSchema::<TransitionRow>::new(
+        "transitions",
+        "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years (pixels with NoData or an unclassified code in either year left out)",
+    )
+    .text(UNIT_ID, |r| &r.unit)
+    .int("year_from", |r| r.year_from)
+    .int("year_to", |r| r.year_to)
+    .text("class_from", |r| r.class_from)
+    .text("class_to", |r| r.class_to)
+    .float("area_ha", |r| r.area_ha)
+}
+
+fn transitions_total_schema() -> TableSchema<TransitionRow> {
+    TableSchema::<TransitionRow>::new(
+        "transitions_total",
+        "the transfer matrices summed over all units",
+    )
+    .int("year_from", |r| r.year_from)
+    .int("year_to", |r| r.year_to)
+    .text("class_from", |r| r.class_from)
+    .text("class_to", |r| r.class_to)
+    .float("area_ha", |r| r.area_ha)
+}
+
+fn codes_schema() -> TableSchema<CodeRow> {
+    TableSchema::<CodeRow>::new(
+        "codes",
+        "raw pixel counts per unit, year and code before reclassification (NoData left out)",
+    )
+    .text(UNIT_ID, |r| &r.unit)
+    .int("year", |r| r.year)
+    .int("code", |r| r.code)
+    .int("pixels", |r| r.pixels)
+}
+
+fn dynamics_schema() -> TableSchema<DynamicsRow> {
+    TableSchema::<DynamicsRow>::new(
+        "dynamics",
+        "per unit and consecutive years: the single dynamic degree K = (A_t2 − A_t1)/A_t1/T × 100 of each class, and class `all` with the comprehensive dynamic degree LC = Σ_i≠j ΔLU_i→j/(2 Σ LU_t1)/T × 100 of the transfer matrix; in % per year, null where A_t1 = 0 (and for `all` without a transfer matrix)",
+    )
+    .text(UNIT_ID, |r| &r.unit)
+    .int("year_from", |r| r.year_from)
+    .int("year_to", |r| r.year_to)
+    .text("class", |r| r.class)
+    .float_or_null("degree_pct_per_year", |r| r.degree_pct_per_year)
+}
+
+fn coverage_schema() -> TableSchema<CoverageRow> {
+    TableSchema::<CoverageRow>::new(
+        "coverage",
+        "NoData accounting per unit and year: pixel centres inside the unit (NoData included), those with NoData (the file's NoData, outside every file of the year, or a fill code the scheme excludes), and the areas of both; empty for the `areas` table",
+    )
+    .text(UNIT_ID, |r| &r.unit)
+    .int("year", |r| r.year)
+    .int("pixels", |r| r.pixels)
+    .int("nodata_pixels", |r| r.nodata_pixels)
+    .float("area_ha", |r| r.area_ha)
+    .float("nodata_ha", |r| r.nodata_ha)
+}
+
+/// The stage's outputs from its rows; `dynamics` follows from the areas and transfer matrices.
 fn tables(
-    areas: arrow_array::RecordBatch,
-    tr: TransitionCols,
-    tt: TransitionCols,
-    codes_rows: CodeCols,
-    cov: CoverageCols,
+    areas: &[AreaRow],
+    transitions: &[TransitionRow],
+    totals: &[TransitionRow],
+    codes: &[CodeRow],
+    coverage: &[CoverageRow],
 ) -> Result<Outputs, StageError> {
-    let dynamics = dynamics_table(&areas, &tr)?;
-    let coverage = TableBuilder::new()
-        .str(UNIT_ID, &cov.unit)
-        .i64("year", cov.year)
-        .i64("pixels", cov.pixels)
-        .i64("nodata_pixels", cov.nodata_pixels)
-        .f64("area_ha", cov.area_ha)
-        .f64("nodata_ha", cov.nodata_ha)
-        .build()?;
-    let transitions = TableBuilder::new()
-        .str(UNIT_ID, &tr.unit)
-        .i64("year_from", tr.year_from)
-        .i64("year_to", tr.year_to)
-        .str("class_from", &tr.class_from)
-        .str("class_to", &tr.class_to)
-        .f64("area_ha", tr.area_ha)
-        .build()?;
-    let totals = TableBuilder::new()
-        .i64("year_from", tt.year_from)
-        .i64("year_to", tt.year_to)
-        .str("class_from", &tt.class_from)
-        .str("class_to", &tt.class_to)
-        .f64("area_ha", tt.area_ha)
-        .build()?;
-    let codes = TableBuilder::new()
-        .str(UNIT_ID, &codes_rows.unit)
-        .i64("year", codes_rows.year)
-        .i64("code", codes_rows.code)
-        .i64("pixels", codes_rows.pixels)
-        .build()?;
+    let dynamics = dynamics_rows(areas, transitions);
     Ok(vec![
-        ("areas".into(), areas),
-        ("transitions".into(), transitions),
-        ("transitions_total".into(), totals),
-        ("codes".into(), codes),
-        ("dynamics".into(), dynamics),
-        ("coverage".into(), coverage),
+        areas_schema().build(areas)?,
+        transitions_schema().build(transitions)?,
+        transitions_total_schema().build(totals)?,
+        codes_schema().build(codes)?,
+        dynamics_schema().build(&dynamics)?,
+        coverage_schema().build(coverage)?,
     ])
 }
 
-/// The `dynamics` output: per unit and pair of consecutive years, the single dynamic degree of
+/// The `dynamics` rows: per unit and pair of consecutive years, the single dynamic degree of
 /// each class and, as class `all`, the comprehensive dynamic degree of the unit's transfer
 /// matrix (null without one, as for yearbook areas).
-fn dynamics_table(
-    areas: &arrow_array::RecordBatch,
-    tr: &TransitionCols,
-) -> Result<arrow_array::RecordBatch, StageError> {
-    let ids = table::strings(areas, "areas", UNIT_ID)?;
-    let years = table::i64s(areas, "areas", "year")?;
-    let classes = table::strings(areas, "areas", "class")?;
-    let area_ha = table::f64s(areas, "areas", "area_ha")?;
+fn dynamics_rows(areas: &[AreaRow], transitions: &[TransitionRow]) -> Vec<DynamicsRow> {
     let mut by_unit: BTreeMap<&str, BTreeMap<i64, BTreeMap<&str, f64>>> = BTreeMap::new();
-    for r in 0..ids.len() {
+    for r in areas {
         *by_unit
-            .entry(&ids[r])
+            .entry(&r.unit)
             .or_default()
-            .entry(years[r])
+            .entry(r.year)
             .or_default()
-            .entry(&classes[r])
-            .or_default() += area_ha[r];
+            .entry(r.class)
+            .or_default() += r.area_ha;
     }
     let mut matrices: BTreeMap<(&str, i64, i64), TransferMatrix<'_>> = BTreeMap::new();
-    for r in 0..tr.unit.len() {
+    for r in transitions {
         matrices
-            .entry((&tr.unit[r], tr.year_from[r], tr.year_to[r]))
+            .entry((&r.unit, r.year_from, r.year_to))
             .or_default()
-            .push((tr.class_from[r], tr.class_to[r], tr.area_ha[r]));
+            .push((r.class_from, r.class_to, r.area_ha));
     }
     // Wetland rows exist only when the study keeps wetland apart.
-    let dynamics_classes: &[LandClass] = if classes.iter().any(|c| c == "wetland") {
+    let dynamics_classes: &[LandClass] = if areas.iter().any(|r| r.class == "wetland") {
         &LandClass::WITH_WETLAND
     } else {
         &LandClass::ALL
     };
-    let mut out = DynamicsCols::default();
+    let mut out = Vec::new();
     for (unit, by_year) in &by_unit {
         let years: Vec<i64> = by_year.keys().copied().collect();
         for pair in years.windows(2) {
             let (y1, y2) = (pair[0], pair[1]);
+            let row = |class: &'static str, degree| DynamicsRow {
+                unit: (*unit).to_owned(),
+                year_from: y1,
+                year_to: y2,
+                class,
+                degree_pct_per_year: degree,
+            };
             for class in dynamics_classes.iter().map(|c| c.as_str()) {
                 let a1 = by_year[&y1].get(class).copied().unwrap_or(0.0);
                 let a2 = by_year[&y2].get(class).copied().unwrap_or(0.0);
-                out.push(
-                    unit,
-                    (y1, y2),
+                out.push(row(
                     class,
                     single_dynamic_degree_pct_per_year(a1, a2, y2 - y1),
-                );
+                ));
             }
             let lc = matrices
                 .get(&(*unit, y1, y2))
                 .and_then(|m| comprehensive_dynamic_degree_pct_per_year(m, y2 - y1));
-            out.push(unit, (y1, y2), "all", lc);
+            out.push(row("all", lc));
         }
     }
-    TableBuilder::new()
-        .str(UNIT_ID, &out.unit)
-        .i64("year_from", out.year_from)
-        .i64("year_to", out.year_to)
-        .str("class", &out.class)
-        .f64_opt("degree_pct_per_year", out.degree)
-        .build()
+    out
 }
 
 /// One unit's transfer matrix between two years: `(class_from, class_to, area_ha)`.
 type TransferMatrix<'a> = Vec<(&'a str, &'a str, f64)>;
-
-#[derive(Default)]
-struct DynamicsCols {
-    unit: Vec<String>,
-    year_from: Vec<i64>,
-    year_to: Vec<i64>,
-    class: Vec<String>,
-    degree: Vec<Option<f64>>,
-}
-
-impl DynamicsCols {
-    fn push(&mut self, unit: &str, (y1, y2): (i64, i64), class: &str, degree: Option<f64>) {
-        self.unit.push(unit.to_owned());
-        self.year_from.push(y1);
-        self.year_to.push(y2);
-        self.class.push(class.to_owned());
-        self.degree.push(degree);
-    }
-}
-
-#[derive(Default)]
-struct CodeCols {
-    unit: Vec<String>,
-    year: Vec<i64>,
-    code: Vec<i64>,
-    pixels: Vec<i64>,
-}
-
-#[derive(Default)]
-struct AreaCols {
-    unit: Vec<String>,
-    year: Vec<i64>,
-    class: Vec<&'static str>,
-    pixels: Vec<i64>,
-    area_ha: Vec<f64>,
-}
-
-/// Transfer-matrix rows; `unit` stays empty for the basin total.
-#[derive(Default)]
-struct TransitionCols {
-    unit: Vec<String>,
-    year_from: Vec<i64>,
-    year_to: Vec<i64>,
-    class_from: Vec<&'static str>,
-    class_to: Vec<&'static str>,
-    area_ha: Vec<f64>,
-}
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
@@ -1553,36 +1715,20 @@ fn tabular_rows(
         }
         ctx.warn(format!("{text}; kept (`allow_empty_units: true`)"));
     }
-    let n = sums.len() * listed.len();
-    let (mut uid, mut yr, mut cl, mut ha) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for ((id, year), s) in &sums {
-        for &c in listed {
-            uid.push(id.clone());
-            yr.push(*year);
-            cl.push(c.as_str());
-            ha.push(s[c.index()]);
-        }
-    }
-    let areas = TableBuilder::new()
-        .str(UNIT_ID, &uid)
-        .i64("year", yr)
-        .str("class", &cl)
-        .array("pixels", Arc::new(Int64Array::from(vec![None::<i64>; n])))
-        .f64("area_ha", ha)
-        .build()?;
+    let areas: Vec<AreaRow> = sums
+        .iter()
+        .flat_map(|((id, year), s)| {
+            listed.iter().map(move |&c| AreaRow {
+                unit: id.clone(),
+                year: *year,
+                class: c.as_str(),
+                pixels: None,
+                area_ha: s[c.index()],
+            })
+        })
+        .collect();
     // Yearbook areas carry no pixels: no transfer matrix and no code histogram.
-    tables(
-        areas,
-        TransitionCols::default(),
-        TransitionCols::default(),
-        CodeCols::default(),
-        CoverageCols::default(),
-    )
+    tables(&areas, &[], &[], &[], &[])
 }
 
 #[cfg(test)]
@@ -2170,27 +2316,23 @@ mod tests {
             [80.0, 50.0, 0.0, 0.0, 30.0, 0.0],
             [84.0, 50.0, 0.0, 0.0, 26.0, 0.0],
         ];
-        let mut cols = AreaCols::default();
+        let mut areas = Vec::new();
         for (year, ha) in
             [2015, 2000, 2010]
                 .into_iter()
                 .zip([class_ha[2], class_ha[0], class_ha[1]])
         {
             for c in LandClass::ALL {
-                cols.unit.push("A".to_owned());
-                cols.year.push(year);
-                cols.class.push(c.as_str());
-                cols.area_ha.push(ha[c.index()]);
+                areas.push(AreaRow {
+                    unit: "A".to_owned(),
+                    year,
+                    class: c.as_str(),
+                    pixels: None,
+                    area_ha: ha[c.index()],
+                });
             }
         }
-        let areas = TableBuilder::new()
-            .str(UNIT_ID, &cols.unit)
-            .i64("year", cols.year)
-            .str("class", &cols.class)
-            .f64("area_ha", cols.area_ha)
-            .build()
-            .unwrap();
-        let mut tr = TransitionCols::default();
+        let mut tr = Vec::new();
         for (from, to, ha) in [
             ("cultivated", "cultivated", 78.0),
             ("cultivated", "construction", 20.0),
@@ -2199,14 +2341,18 @@ mod tests {
             ("forest", "cultivated", 2.0),
             ("construction", "construction", 10.0),
         ] {
-            tr.unit.push("A".to_owned());
-            tr.year_from.push(2000);
-            tr.year_to.push(2010);
-            tr.class_from.push(LandClass::parse(from).unwrap().as_str());
-            tr.class_to.push(LandClass::parse(to).unwrap().as_str());
-            tr.area_ha.push(ha);
+            tr.push(TransitionRow {
+                unit: "A".to_owned(),
+                year_from: 2000,
+                year_to: 2010,
+                class_from: LandClass::parse(from).unwrap().as_str(),
+                class_to: LandClass::parse(to).unwrap().as_str(),
+                area_ha: ha,
+            });
         }
-        let d = dynamics_table(&areas, &tr).unwrap();
+        let (_, d) = dynamics_schema()
+            .build(&dynamics_rows(&areas, &tr))
+            .unwrap();
         assert_eq!(d.num_rows(), 14);
         let class = table::strings(&d, "d", "class").unwrap();
         let from = table::i64s(&d, "d", "year_from").unwrap();

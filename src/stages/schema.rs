@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 
 use crate::engine::stage::{OutputDecl, StageError};
 use crate::table::TableBuilder;
@@ -15,6 +15,9 @@ use crate::table::TableBuilder;
 enum Cell<R> {
     Text(for<'r> fn(&'r R) -> &'r str),
     Int(fn(&R) -> i64),
+    /// Null where a value is undefined; nullable in the Arrow schema only when a value is null
+    /// (say, pixel counts that yearbook areas do not have).
+    IntOrNull(fn(&R) -> Option<i64>),
     /// Never null (non-nullable in the Arrow schema).
     Float(fn(&R) -> f64),
     /// Null where a value is undefined (say, a ratio over zero).
@@ -82,6 +85,11 @@ impl<R> TableSchema<R> {
         self.with(name, Cell::Int(f))
     }
 
+    /// An integer column, null where `f` gives `None`; nullable only when a value is null.
+    #[must_use]
+    pub fn int_or_null(self, name: impl Into<String>, f: fn(&R) -> Option<i64>) -> Self {
+        self.with(name, Cell::IntOrNull(f))
+    }
     /// A float column that is never null.
     #[must_use]
     pub fn float(self, name: impl Into<String>, f: fn(&R) -> f64) -> Self {
@@ -180,6 +188,10 @@ impl<R> TableSchema<R> {
             table = match &c.cell {
                 Cell::Text(f) => table.str(name, &rows.iter().map(*f).collect::<Vec<&str>>()),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
+                Cell::IntOrNull(f) => table.array(
+                    name,
+                    Arc::new(Int64Array::from(rows.iter().map(*f).collect::<Vec<_>>())),
+                ),
                 Cell::Float(f) => table.f64(name, rows.iter().map(*f).collect()),
                 Cell::FloatOrNull(f) => table.f64_opt(name, rows.iter().map(*f).collect()),
                 Cell::Bool(f) => table.bool(name, rows.iter().map(*f).collect()),
