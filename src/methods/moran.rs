@@ -312,6 +312,38 @@ impl PairProduct {
     }
 }
 
+/// How a permutation test runs its draws: in batches of `size`, calling `on_batch(done)`
+/// after each (for a progress bar). A draw's result does not depend on its batch and the
+/// counts of draws are added exactly, so any batch size gives the same p-values.
+pub struct Batches<'a> {
+    pub size: usize,
+    pub on_batch: &'a dyn Fn(usize),
+}
+
+impl Batches<'_> {
+    /// The batch size the stages use: a few hundred draws of a national panel's 2,850 units
+    /// take milliseconds, so a bar moves often and the reports cost nothing.
+    pub const DEFAULT_SIZE: usize = 100;
+
+    /// Batches of [`Batches::DEFAULT_SIZE`] that report nothing.
+    pub fn silent() -> Batches<'static> {
+        Batches {
+            size: Self::DEFAULT_SIZE,
+            on_batch: &|_| {},
+        }
+    }
+
+    /// The draws `0..permutations` as ranges of at most `size`, reporting after each.
+    fn run(&self, permutations: usize, mut draws: impl FnMut(std::ops::Range<usize>)) {
+        let size = self.size.max(1);
+        for start in (0..permutations).step_by(size) {
+            let end = (start + size).min(permutations);
+            draws(start..end);
+            (self.on_batch)(end);
+        }
+    }
+}
+
 /// Global Moran's I of `x` under weights `w`, with analytic inference under normality and
 /// randomisation, and a permutation test of `permutations` random relabellings (0 for none).
 ///
@@ -353,6 +385,20 @@ pub fn global_moran(
     permutations: usize,
     seed: u64,
 ) -> Result<GlobalMoran, MoranError> {
+    global_moran_in_batches(x, w, permutations, seed, &Batches::silent())
+}
+
+/// [`global_moran`], its permutations run in `batches`.
+///
+/// # Errors
+/// As [`global_moran`].
+pub fn global_moran_in_batches(
+    x: &[f64],
+    w: &SpatialWeights,
+    permutations: usize,
+    seed: u64,
+    batches: &Batches<'_>,
+) -> Result<GlobalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
     let nf = n as f64;
@@ -379,18 +425,21 @@ pub fn global_moran(
     let z_rand = (moran_i - expected_i) / variance_rand.sqrt();
 
     let p_perm = (permutations > 0).then(|| {
-        let larger = (0..permutations)
-            .into_par_iter()
-            .map_init(
-                || vec![0.0; n],
-                |buf, p| {
-                    buf.copy_from_slice(&z);
-                    SplitMix64::stream(seed, &[GLOBAL_STREAM, p as u64]).shuffle(buf);
-                    statistic(buf) >= moran_i
-                },
-            )
-            .filter(|&at_least| at_least)
-            .count();
+        let mut larger = 0;
+        batches.run(permutations, |draws| {
+            larger += draws
+                .into_par_iter()
+                .map_init(
+                    || vec![0.0; n],
+                    |buf, p| {
+                        buf.copy_from_slice(&z);
+                        SplitMix64::stream(seed, &[GLOBAL_STREAM, p as u64]).shuffle(buf);
+                        statistic(buf) >= moran_i
+                    },
+                )
+                .filter(|&at_least| at_least)
+                .count();
+        });
         pseudo_p(larger, permutations)
     });
 
@@ -445,6 +494,21 @@ pub fn local_moran(
     permutations: usize,
     seed: u64,
 ) -> Result<LocalMoran, MoranError> {
+    local_moran_in_batches(x, w, permutations, seed, &Batches::silent())
+}
+
+/// [`local_moran`], its permutations run in `batches` (every unit's draws of a batch, then
+/// the next batch).
+///
+/// # Errors
+/// As [`global_moran`].
+pub fn local_moran_in_batches(
+    x: &[f64],
+    w: &SpatialWeights,
+    permutations: usize,
+    seed: u64,
+    batches: &Batches<'_>,
+) -> Result<LocalMoran, MoranError> {
     check(x, w)?;
     let n = x.len();
     let nf = n as f64;
@@ -459,14 +523,14 @@ pub fn local_moran(
     let p_perm = (permutations > 0).then(|| {
         let max_card = (0..n).map(|i| w.cardinality(i)).max().unwrap_or(0);
         let samples = conditional_samples(n - 1, max_card, permutations, seed);
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let larger =
-                    conditional_larger(i, &z, w, ii[i], z[i] * scaling, &samples, max_card);
-                pseudo_p(larger, permutations)
-            })
-            .collect()
+        let mut larger = vec![0; n];
+        batches.run(permutations, |draws| {
+            let batch = &samples[draws.start * max_card..draws.end * max_card];
+            larger.par_iter_mut().enumerate().for_each(|(i, count)| {
+                *count += conditional_larger(i, &z, w, ii[i], z[i] * scaling, batch, max_card);
+            });
+        });
+        larger.iter().map(|&l| pseudo_p(l, permutations)).collect()
     });
     Ok(LocalMoran { ii, z, lag, p_perm })
 }
@@ -695,6 +759,39 @@ mod tests {
         // A different seed gives different local p-values somewhere.
         let other = local_moran(&x, &w, 199, 8).unwrap();
         assert_ne!(other.p_perm, l1.p_perm);
+    }
+
+    #[test]
+    fn batches_report_progress_and_leave_p_values_unchanged() {
+        let edges: Vec<(usize, usize)> = (0..29).map(|i| (i, i + 1)).collect();
+        let w = SpatialWeights::row_standardised(30, &edges).unwrap();
+        let x: Vec<f64> = (0..30).map(|i| f64::from((i * 7) % 11)).collect();
+        let whole = Batches {
+            size: 199,
+            on_batch: &|_| {},
+        };
+        let g = global_moran_in_batches(&x, &w, 199, 3, &whole).unwrap();
+        let l = local_moran_in_batches(&x, &w, 199, 3, &whole).unwrap();
+        // Batches of 1 draw, of 7 (not a multiple of the 4 draws summed side by side) and
+        // larger than the test: the same p-values, and a report after every batch.
+        for size in [1, 7, 1000] {
+            let seen = std::cell::RefCell::new(Vec::new());
+            let batches = Batches {
+                size,
+                on_batch: &|done| seen.borrow_mut().push(done),
+            };
+            assert_eq!(
+                global_moran_in_batches(&x, &w, 199, 3, &batches).unwrap(),
+                g
+            );
+            assert_eq!(local_moran_in_batches(&x, &w, 199, 3, &batches).unwrap(), l);
+            let expected: Vec<usize> = (1..=199usize.div_ceil(size))
+                .map(|b| (b * size).min(199))
+                .collect();
+            let reports = seen.into_inner();
+            assert_eq!(reports.len(), 2 * expected.len(), "batch size {size}");
+            assert_eq!(reports[..expected.len()], expected, "batch size {size}");
+        }
     }
 
     /// The Henan 123-unit queen contiguity and the esda 2.9 results of

@@ -14,7 +14,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
-use crate::methods::moran::{self, Cluster, GlobalMoran, LocalMoran, MoranError};
+use crate::methods::moran::{self, Batches, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
 use crate::stages::schema::TableSchema;
 use crate::stages::shared::groups::{default_id_column, select_groups};
@@ -247,6 +247,11 @@ impl Stage for Autocorrelation {
             ctx.warn(format!("with {} permutations no p-value can fall below alpha = {}: every LISA class will be `ns`", params.permutations, params.alpha));
         }
 
+        let progress = Progress {
+            ctx,
+            groups: groups.len(),
+            permutations: params.permutations,
+        };
         let mut global: Vec<GlobalRow> = Vec::with_capacity(groups.len());
         let mut local: Vec<LocalRow> = Vec::new();
         let mut hot: Vec<HotspotRow> = Vec::new();
@@ -254,8 +259,6 @@ impl Stage for Autocorrelation {
             if ctx.is_cancelled() {
                 return Err(StageError::failed("cancelled"));
             }
-            // One group (year) is the permutation batch whose progress a long run shows.
-            ctx.progress(g as u64, groups.len() as u64, "groups");
             let at = groups.describe(g);
             let rows = groups.unit_rows(g, &ids)?;
             let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();
@@ -265,13 +268,7 @@ impl Stage for Autocorrelation {
                 return Err(StageError::data(format!("`table` row {}: unit `{}`{at}: column `{}` is missing or not finite", rows[k] + 1, unit_ids[k], params.variable))
                     .with_hint("fill in the value upstream, or leave the unit out of both the table and the edges"));
             }
-            let result =
-                moran::global_moran(&x, &w, params.permutations, params.seed).and_then(|gm| {
-                    Ok((
-                        gm,
-                        moran::local_moran(&x, &w, params.permutations, params.seed)?,
-                    ))
-                });
+            let result = moran_tests(&x, &w, params, &progress.of_group(g));
             let (gm, lm) = match result {
                 Ok(r) => (Some(r.0), Some(r.1)),
                 Err(MoranError::Constant) => {
@@ -323,6 +320,50 @@ impl Stage for Autocorrelation {
             out.push(hotspot_table(params).build_with(&hot, &keys)?);
         }
         Ok(out)
+    }
+}
+
+/// Global and local Moran's I of one group, their permutations in batches that report
+/// `progress`.
+fn moran_tests(
+    x: &[f64],
+    w: &SpatialWeights,
+    params: &Params,
+    on_batch: &dyn Fn(usize),
+) -> Result<(GlobalMoran, LocalMoran), MoranError> {
+    let (p, seed) = (params.permutations, params.seed);
+    let global_batches = Batches {
+        size: Batches::DEFAULT_SIZE,
+        on_batch,
+    };
+    let gm = moran::global_moran_in_batches(x, w, p, seed, &global_batches)?;
+    let local_batches = Batches {
+        size: Batches::DEFAULT_SIZE,
+        on_batch: &|done| on_batch(p + done),
+    };
+    Ok((
+        gm,
+        moran::local_moran_in_batches(x, w, p, seed, &local_batches)?,
+    ))
+}
+
+/// The stage's progress in permutations: each group runs them twice, for the global and for
+/// the local statistic.
+struct Progress<'a> {
+    ctx: &'a StageContext,
+    groups: usize,
+    permutations: usize,
+}
+
+impl Progress<'_> {
+    /// Reports for group `g`, given the permutations it has done.
+    fn of_group(&self, g: usize) -> impl Fn(usize) + '_ {
+        let per_group = 2 * self.permutations as u64;
+        let total = self.groups as u64 * per_group;
+        move |done| {
+            self.ctx
+                .progress(g as u64 * per_group + done as u64, total, "permutations");
+        }
     }
 }
 
@@ -761,6 +802,52 @@ mod tests {
             .build()
             .unwrap();
         (t, e)
+    }
+
+    #[test]
+    fn progress_advances_per_permutation_batch() {
+        use crate::engine::progress::Event;
+        use crate::engine::stage::{Entry, StageEntry};
+        // The path in two years: 2 groups × (999 global + 999 local draws) = 3,996, reported
+        // after each batch of 100 draws (10 batches per statistic, the last of 99).
+        let (t, edges) = path();
+        let years = TableBuilder::new()
+            .str("unit_id", &["d", "b", "a", "c", "d", "b", "a", "c"])
+            .i64("year", vec![2000, 2000, 2000, 2000, 2010, 2010, 2010, 2010])
+            .f64(
+                "x",
+                [table::f64s(&t, "t", "x").unwrap(), vec![1.0, 3.0, 4.0, 2.0]].concat(),
+            )
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx =
+            StageContext::new("lisa", std::path::Path::new("."), BTreeMap::new()).with_progress(tx);
+        let inputs = Inputs::new([("table".to_owned(), years), ("edges".to_owned(), edges)].into());
+        Entry::<Autocorrelation>::new()
+            .prepare(serde_json::json!({"variable": "x", "by": "year"}))
+            .unwrap()
+            .run(&inputs, &ctx)
+            .unwrap();
+        ctx.end_progress();
+        let done: Vec<u64> = rx
+            .iter()
+            .map(|e| match e {
+                Event::StageProgress {
+                    done, total, unit, ..
+                } => {
+                    assert_eq!((total, unit.as_str()), (3996, "permutations"));
+                    done
+                }
+                other => panic!("unexpected event {other:?}"),
+            })
+            .collect();
+        assert_eq!(done.len(), 40, "{done:?}");
+        assert_eq!(done[..3], [100, 200, 300]);
+        // The first group's global draws end at 999, its local draws at 1,998.
+        assert!(done.contains(&999) && done.contains(&1998), "{done:?}");
+        assert!(done.windows(2).all(|d| d[0] < d[1]));
+        assert_eq!(done.last(), Some(&3996));
     }
 
     #[test]

@@ -196,7 +196,7 @@ impl<R> TableSchema<R> {
                 Cell::FloatOrNull(f) => table.f64_opt(name, rows.iter().map(*f).collect()),
                 Cell::Bool(f) => table.bool(name, rows.iter().map(*f).collect()),
                 Cell::TextOrNull(f) => {
-                    let values = StringArray::from_iter(rows.iter().map(*f));
+                    let values: StringArray = rows.iter().map(*f).collect();
                     table.array(name, Arc::new(values))
                 }
                 Cell::FloatAt(at, f) => table.f64(name, rows.iter().map(|r| f(r, *at)).collect()),

@@ -766,6 +766,43 @@ mod tests {
             .unwrap()
     }
 
+    /// `scheme` and `match` default to `null`, whose meaning the written text gives: it must
+    /// say what `rule_set` does.
+    #[test]
+    fn documented_scheme_and_match_defaults_are_the_codes() {
+        let written = |name: &str| {
+            Zoning::PARAMS
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap()
+                .default
+        };
+        let rules = |params: serde_json::Value| {
+            rule_set(&serde_json::from_value::<Params>(params).unwrap()).unwrap()
+        };
+        assert_eq!(written("scheme"), "five_type (custom when rules are given)");
+        let mut five_type = RuleSet::five_type("nce_t_c");
+        five_type.matching = Matching::First;
+        assert_eq!(rules(serde_json::json!({})), five_type);
+        let custom = serde_json::json!({"rules": [{"zone": "all"}]});
+        assert_eq!(rules(custom.clone()).zones(), ["all"]);
+
+        let (first, unique) = written("match").split_once(", unique for ").unwrap();
+        for (params, scheme) in [
+            (serde_json::json!({}), "five_type"),
+            (serde_json::json!({"scheme": "quadrant"}), "quadrant"),
+            (serde_json::json!({"scheme": "three_zone"}), "three_zone"),
+            (custom, "custom"),
+        ] {
+            let matching = rules(params).matching;
+            assert_eq!(
+                (first.contains(scheme), unique.contains(scheme)),
+                (matching == Matching::First, matching == Matching::Unique),
+                "`match` of scheme {scheme}"
+            );
+        }
+    }
+
     #[test]
     fn five_type_assigns_every_zone() {
         let out = run(serde_json::json!({}), indices(), None).unwrap();
