@@ -387,14 +387,7 @@ impl StreamingGeoTiff {
         let chunks: Vec<Vec<u8>> = match self.layout {
             Layout::LzwStrips { rows } => bands
                 .par_chunks(rows as usize * w)
-                .map(|strip| {
-                    // TIFF's LZW: MSB-first codes, the early code-size switch (TIFF 6.0 §13).
-                    // Encoded into a Vec: tiff's `Lzw::write_to` streams through a zeroed 16 MiB
-                    // buffer per call, which cost more than the encoding of an 8 KiB strip.
-                    weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
-                        .encode(strip)
-                        .expect("LZW at 8 bits encodes any bytes")
-                })
+                .map(lzw_strip)
                 .collect(),
             Layout::DeflateTiles => {
                 let fill = self.header.nodata.unwrap_or(0);
@@ -463,6 +456,15 @@ impl StreamingGeoTiff {
             .map_err(|source| self.io(source))?;
         Ok(size)
     }
+}
+
+/// One strip in TIFF's LZW (TIFF 6.0, Adobe 1992, §13: MSB-first codes, the early code-size
+/// switch). Encoded into a Vec: the `tiff` crate's `Lzw::write_to` streams through a zeroed
+/// 16 MiB buffer per call, which costs far more than encoding an 8 KiB strip.
+fn lzw_strip(strip: &[u8]) -> Vec<u8> {
+    weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+        .encode(strip)
+        .expect("LZW at 8 bits encodes any bytes")
 }
 
 /// One TIFF directory entry's value.
@@ -866,6 +868,20 @@ mod tests {
         writer.write_rows(&codes[6 * row..]).unwrap();
         writer.finish().unwrap();
         std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn lzw_strips_are_the_bytes_of_tiffs_own_lzw_writer() {
+        use crate::methods::rng::SplitMix64;
+        use tiff::encoder::compression::{CompressionAlgorithm, Lzw};
+        let mut rng = SplitMix64::new(3);
+        let noise: Vec<u8> = (0..50_000).map(|_| (rng.next_u64() % 10) as u8).collect();
+        // Patterned, noisy (past 4,096 codes: dictionary resets), one long run, one byte, none.
+        for strip in [sample(8192, 1), noise, vec![7; 100_000], vec![3], vec![]] {
+            let mut theirs = Vec::new();
+            Lzw.write_to(&mut theirs, &strip).unwrap();
+            assert_eq!(lzw_strip(&strip), theirs, "strip of {} bytes", strip.len());
+        }
     }
 
     #[test]
