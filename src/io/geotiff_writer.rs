@@ -385,10 +385,9 @@ impl StreamingGeoTiff {
         }
         let w = self.header.width as usize;
         let chunks: Vec<Vec<u8>> = match self.layout {
-            Layout::LzwStrips { rows } => bands
-                .par_chunks(rows as usize * w)
-                .map(lzw_strip)
-                .collect(),
+            Layout::LzwStrips { rows } => {
+                bands.par_chunks(rows as usize * w).map(lzw_strip).collect()
+            }
             Layout::DeflateTiles => {
                 let fill = self.header.nodata.unwrap_or(0);
                 let t = TILE_SIZE as usize;
@@ -909,7 +908,9 @@ mod tests {
                 let mut writer = StreamingGeoTiff::create(&path, header.clone(), layout).unwrap();
                 let mut at = 0;
                 for &rows in pieces {
-                    writer.write_rows(&codes[at..at + rows * w as usize]).unwrap();
+                    writer
+                        .write_rows(&codes[at..at + rows * w as usize])
+                        .unwrap();
                     at += rows * w as usize;
                 }
                 writer.finish().unwrap();
