@@ -107,8 +107,9 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             out,
             format,
             data_dir,
+            jobs,
             ..
-        } => demo_national(&data_dir, &out, resolution, &years, format),
+        } => demo_national(&data_dir, &out, resolution, &years, format, jobs),
         Command::DemoData {
             data_dir, study, ..
         } => demo_data(&data_dir, study),
@@ -871,6 +872,7 @@ fn demo_national(
     resolution_m: f64,
     years: &str,
     format: crate::cli::RasterFormat,
+    jobs: usize,
 ) -> Result<u8, Diagnostic> {
     use crate::cli::RasterFormat;
     use crate::demo::national::{BOUNDARY_FILE, Formats, NationalConfig, generate};
@@ -892,8 +894,13 @@ fn demo_national(
         },
         seed: 20_250_324,
     };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(capped_jobs(jobs))
+        .build()
+        .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
     let bar = crate::engine::progress::work_bar("demo-data", "rows");
-    let generated = generate(&config, &|done, total| bar.update(done, total)).map_err(|e| {
+    let generated = pool.install(|| generate(&config, &|done, total| bar.update(done, total)));
+    let generated = generated.map_err(|e| {
         Diagnostic::user("cannot generate the national demonstration data")
             .caused_by(e)
             .with_hint("run from the repository's top level, or pass --data-dir pointing at the folder holding boundaries/china_counties.geojson")

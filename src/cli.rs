@@ -153,6 +153,10 @@ pub enum Command {
         /// Raster layout of the national data: LZW strips (as CLCD ships), DEFLATE tiles, or both.
         #[arg(long, value_enum, default_value_t = RasterFormat::Lzw, requires = "national")]
         format: RasterFormat,
+        /// Worker threads for the national data (default: RAYON_NUM_THREADS when set, else one
+        /// per core); the files are the same whatever the number.
+        #[arg(long, short, default_value_t = 0, requires = "national")]
+        jobs: usize,
     },
     /// Execute one serialised stage invocation (the seam for cluster executors).
     Worker {

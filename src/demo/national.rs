@@ -285,9 +285,6 @@ fn seats(units: &[Unit]) -> Vec<Seat> {
 /// Per-unit counts: `[year][code]` pixels.
 type UnitCounts = Vec<[u64; CLASSES + 1]>;
 
-/// One row's codes per year, and its pixel counts per unit.
-type RowOut = (Vec<Vec<u8>>, Vec<(u32, UnitCounts)>);
-
 /// The rows of one band, as written, and the pixel counts per unit in them.
 struct Band {
     /// Per year, the band's rows.
@@ -348,11 +345,14 @@ fn write_rasters(
     for start in (0..grid.height).step_by(band_rows) {
         let end = (start + band_rows).min(grid.height);
         let band = make_band(grid, spans, landscape, years, start..end);
-        for (per_year, rows) in writers.iter_mut().zip(&band.rows) {
-            for w in per_year.iter_mut() {
-                w.write_rows(rows)?;
-            }
-        }
+        // Each year's files are compressed and written by their own task (and each file's
+        // chunks in parallel within it), so no core waits for one file's writer.
+        writers
+            .par_iter_mut()
+            .zip(&band.rows)
+            .try_for_each(|(per_year, rows)| {
+                per_year.iter_mut().try_for_each(|w| w.write_rows(rows))
+            })?;
         for (unit, counts) in band.counts {
             let unit = unit as usize;
             if totals.len() <= unit {
@@ -381,7 +381,8 @@ fn too_large(grid: &Grid) -> DemoError {
     ))
 }
 
-/// Classifies the rows `rows` for every year and counts pixels per unit.
+/// Classifies the rows `rows` for every year and counts pixels per unit. Rows are made in
+/// parallel, each straight into its place in every year's band.
 fn make_band(
     grid: &Grid,
     spans: &Spans,
@@ -390,52 +391,62 @@ fn make_band(
     rows: std::ops::Range<usize>,
 ) -> Band {
     let w = grid.width;
-    let per_row: Vec<RowOut> = rows
-        .into_par_iter()
-        .map(|r| {
-            let mut owner = vec![None; w];
-            for s in spans.row(r) {
-                owner[s.x0 as usize..s.x1 as usize].fill(Some(s.unit));
-            }
-            let y = grid.y0 + (r as f64 + 0.5) * grid.dy;
-            let mut base = vec![PixelBase::default(); w];
-            landscape.base_row(y, grid.x0, grid.dx, &owner, &mut base);
-            let codes: Vec<Vec<u8>> = years
-                .iter()
-                .map(|&year| {
-                    let mut out = vec![0u8; w];
-                    landscape.classify_row(&base, year, &mut out);
-                    out
-                })
-                .collect();
-            let mut counts: Vec<(u32, UnitCounts)> = Vec::new();
-            for s in spans.row(r) {
-                let (a, b) = (s.x0 as usize, s.x1 as usize);
-                if !owner[a..b].iter().all(|&o| o == Some(s.unit)) {
-                    continue; // An overlapped span: counted by the unit drawn over it.
-                }
-                let mut per_year = vec![[0u64; CLASSES + 1]; years.len()];
-                for (c, row) in per_year.iter_mut().zip(&codes) {
-                    for &code in &row[a..b] {
-                        c[usize::from(code)] += 1;
-                    }
-                }
-                counts.push((s.unit, per_year));
-            }
-            (codes, counts)
-        })
+    let mut band_rows = vec![vec![0u8; rows.len() * w]; years.len()];
+    // Row r of every year's band, for the task that makes row r.
+    let mut outs: Vec<Vec<&mut [u8]>> = (0..rows.len())
+        .map(|_| Vec::with_capacity(years.len()))
         .collect();
-    let mut band = Band {
-        rows: vec![Vec::with_capacity(per_row.len() * w); years.len()],
-        counts: Vec::new(),
-    };
-    for (codes, counts) in per_row {
-        for (dst, src) in band.rows.iter_mut().zip(codes) {
-            dst.extend_from_slice(&src);
+    for year_rows in &mut band_rows {
+        for (out, row) in outs.iter_mut().zip(year_rows.chunks_mut(w)) {
+            out.push(row);
         }
-        band.counts.extend(counts);
     }
-    band
+    let counts: Vec<Vec<(u32, UnitCounts)>> = rows
+        .into_par_iter()
+        .zip(outs)
+        .map(|(r, mut out)| make_row(grid, spans, landscape, years, r, &mut out))
+        .collect();
+    Band {
+        rows: band_rows,
+        counts: counts.into_iter().flatten().collect(),
+    }
+}
+
+/// Classifies row `r` into `out` (one slice per year) and returns its pixel counts per unit.
+fn make_row(
+    grid: &Grid,
+    spans: &Spans,
+    landscape: &Landscape,
+    years: &[i64],
+    r: usize,
+    out: &mut [&mut [u8]],
+) -> Vec<(u32, UnitCounts)> {
+    let w = grid.width;
+    let mut owner = vec![None; w];
+    for s in spans.row(r) {
+        owner[s.x0 as usize..s.x1 as usize].fill(Some(s.unit));
+    }
+    let y = grid.y0 + (r as f64 + 0.5) * grid.dy;
+    let mut base = vec![PixelBase::default(); w];
+    landscape.base_row(y, grid.x0, grid.dx, &owner, &mut base);
+    for (&year, codes) in years.iter().zip(out.iter_mut()) {
+        landscape.classify_row(&base, year, codes);
+    }
+    let mut counts: Vec<(u32, UnitCounts)> = Vec::new();
+    for s in spans.row(r) {
+        let (a, b) = (s.x0 as usize, s.x1 as usize);
+        if !owner[a..b].iter().all(|&o| o == Some(s.unit)) {
+            continue; // An overlapped span: counted by the unit drawn over it.
+        }
+        let mut per_year = vec![[0u64; CLASSES + 1]; years.len()];
+        for (c, codes) in per_year.iter_mut().zip(out.iter()) {
+            for &code in &codes[a..b] {
+                c[usize::from(code)] += 1;
+            }
+        }
+        counts.push((s.unit, per_year));
+    }
+    counts
 }
 
 /// Regional class mixes (codes 1–9: cropland, forest, shrub, grassland, water, snow/ice,

@@ -354,45 +354,54 @@ impl StreamingGeoTiff {
                 got: (self.rows_received as usize * w) + rows.len(),
             });
         }
-        self.pending.extend_from_slice(rows);
         self.rows_received += u32::try_from(n).expect("rows fit the height, a u32");
         let band = self.layout.band_rows() as usize * w;
         let last = self.rows_received == self.header.height;
-        while self.pending.len() >= band || (last && !self.pending.is_empty()) {
-            let take = band.min(self.pending.len());
-            let rest = self.pending.split_off(take);
-            let full = std::mem::replace(&mut self.pending, rest);
-            self.write_band(&full)?;
+        // Whole bands are compressed together, straight from the caller's rows when nothing is
+        // pending, so a block of many bands keeps every core busy and nothing is copied twice.
+        let whole = |len: usize| if last { len } else { len - len % band };
+        if self.pending.is_empty() {
+            let cut = whole(rows.len());
+            self.write_bands(&rows[..cut])?;
+            self.pending.extend_from_slice(&rows[cut..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(rows);
+            let cut = whole(pending.len());
+            self.write_bands(&pending[..cut])?;
+            pending.drain(..cut);
+            self.pending = pending;
         }
         Ok(())
     }
 
-    /// Compresses one band (the last may be short) into its chunks and appends them.
-    fn write_band(&mut self, band: &[u8]) -> Result<(), GeoTiffWriteError> {
+    /// Compresses whole bands (the raster's last may be short) into their chunks, all in
+    /// parallel, and appends them in chunk order.
+    fn write_bands(&mut self, bands: &[u8]) -> Result<(), GeoTiffWriteError> {
         use rayon::prelude::*;
         use std::io::Write as _;
-        use tiff::encoder::compression::{CompressionAlgorithm, Lzw};
+        if bands.is_empty() {
+            return Ok(());
+        }
         let w = self.header.width as usize;
         let chunks: Vec<Vec<u8>> = match self.layout {
-            Layout::LzwStrips { rows } => band
-                .par_chunks(rows as usize * w)
-                .map(|strip| {
-                    let mut out = Vec::with_capacity(strip.len() / 4);
-                    Lzw.write_to(&mut out, strip)
-                        .expect("LZW into a Vec cannot fail");
-                    out
-                })
-                .collect(),
+            Layout::LzwStrips { rows } => {
+                bands.par_chunks(rows as usize * w).map(lzw_strip).collect()
+            }
             Layout::DeflateTiles => {
                 let fill = self.header.nodata.unwrap_or(0);
                 let t = TILE_SIZE as usize;
-                let band_rows = band.len() / w;
-                (0..w.div_ceil(t))
+                let across = w.div_ceil(t);
+                let band_len = t * w;
+                (0..bands.len().div_ceil(band_len) * across)
                     .into_par_iter()
-                    .map(|tx| {
+                    .map(|i| {
+                        let band = &bands[(i / across) * band_len..];
+                        let band = &band[..band.len().min(band_len)];
+                        let tx = i % across;
                         let mut tile = vec![fill; t * t];
                         let cols = t.min(w - tx * t);
-                        for r in 0..band_rows {
+                        for r in 0..band.len() / w {
                             let src = r * w + tx * t;
                             tile[r * t..r * t + cols].copy_from_slice(&band[src..src + cols]);
                         }
@@ -446,6 +455,15 @@ impl StreamingGeoTiff {
             .map_err(|source| self.io(source))?;
         Ok(size)
     }
+}
+
+/// One strip in TIFF's LZW (TIFF 6.0, Adobe 1992, §13: MSB-first codes, the early code-size
+/// switch). Encoded into a Vec: the `tiff` crate's `Lzw::write_to` streams through a zeroed
+/// 16 MiB buffer per call, which costs far more than encoding an 8 KiB strip.
+fn lzw_strip(strip: &[u8]) -> Vec<u8> {
+    weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+        .encode(strip)
+        .expect("LZW at 8 bits encodes any bytes")
 }
 
 /// One TIFF directory entry's value.
@@ -849,6 +867,65 @@ mod tests {
         writer.write_rows(&codes[6 * row..]).unwrap();
         writer.finish().unwrap();
         std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn lzw_strips_are_the_bytes_of_tiffs_own_lzw_writer() {
+        use crate::methods::rng::SplitMix64;
+        use tiff::encoder::compression::{CompressionAlgorithm, Lzw};
+        let mut rng = SplitMix64::new(3);
+        let noise: Vec<u8> = (0..50_000).map(|_| (rng.next_u64() % 10) as u8).collect();
+        // Patterned, noisy (past 4,096 codes: dictionary resets), one long run, one byte, none.
+        for strip in [sample(8192, 1), noise, vec![7; 100_000], vec![3], vec![]] {
+            let mut theirs = Vec::new();
+            Lzw.write_to(&mut theirs, &strip).unwrap();
+            assert_eq!(lzw_strip(&strip), theirs, "strip of {} bytes", strip.len());
+        }
+    }
+
+    #[test]
+    fn streamed_bytes_do_not_depend_on_how_rows_are_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 × 600: three tile bands (the last short) and 23 strips of 27 rows (the last short).
+        let (w, h) = (300, 600);
+        let codes = sample(w, h);
+        for layout in [Layout::LzwStrips { rows: 27 }, Layout::DeflateTiles] {
+            let header = RasterHeader {
+                width: w,
+                height: h,
+                placement: GridPlacement {
+                    x_min: 0.0,
+                    y_max: 0.0,
+                    pixel_width: 30.0,
+                    pixel_height: 30.0,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            let write = |name: &str, pieces: &[usize]| {
+                let path = dir.path().join(name);
+                let mut writer = StreamingGeoTiff::create(&path, header.clone(), layout).unwrap();
+                let mut at = 0;
+                for &rows in pieces {
+                    writer
+                        .write_rows(&codes[at..at + rows * w as usize])
+                        .unwrap();
+                    at += rows * w as usize;
+                }
+                writer.finish().unwrap();
+                std::fs::read(path).unwrap()
+            };
+            let at_once = write("once.tif", &[600]);
+            // Row by row: every band is assembled from pieces.
+            assert_eq!(at_once, write("rows.tif", &[1; 600]), "{layout:?}");
+            // Pieces that straddle band and strip ends.
+            assert_eq!(at_once, write("mixed.tif", &[300, 1, 299]), "{layout:?}");
+            match decode(&at_once).read_image().unwrap() {
+                DecodingResult::U8(px) => assert_eq!(px, codes),
+                other => panic!("expected u8 pixels, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -156,6 +156,52 @@ impl OwnedChunk {
     }
 }
 
+/// A window as both readers use it: its pixel rectangle on the grid (ends exclusive), the
+/// stride of its buffer and the buffer's length (the last row needs only `width` pixels).
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    col0: usize,
+    row0: usize,
+    col1: usize,
+    row1: usize,
+    stride: usize,
+    len: usize,
+}
+
+impl Extent {
+    fn of(window: Window) -> Self {
+        let Window {
+            col0,
+            row0,
+            width,
+            height,
+            stride,
+        } = window;
+        Self {
+            col0,
+            row0,
+            col1: col0 + width,
+            row1: row0 + height,
+            stride,
+            len: stride * (height - 1) + width,
+        }
+    }
+
+    /// The part of the window inside `(col, row, width, height)` as `(x0, x1, y0, y1)` in grid
+    /// pixels, ends exclusive; `None` when they do not meet.
+    fn clip(&self, rect: (usize, usize, usize, usize)) -> Option<(usize, usize, usize, usize)> {
+        let (c, r, w, h) = rect;
+        let (x0, x1) = (self.col0.max(c), self.col1.min(c + w));
+        let (y0, y1) = (self.row0.max(r), self.row1.min(r + h));
+        (x0 < x1 && y0 < y1).then_some((x0, x1, y0, y1))
+    }
+
+    /// The index in the window's buffer of grid pixel (`x`, `y`).
+    fn offset(&self, x: usize, y: usize) -> usize {
+        (y - self.row0) * self.stride + (x - self.col0)
+    }
+}
+
 /// The most chunk bytes one region cache keeps.
 const REGION_CACHE_BYTES: usize = 64 << 20;
 
@@ -189,26 +235,20 @@ impl RegionCache {
         info: &GeoTiffInfo,
         window: Window,
     ) -> Result<ChunkPixels<'_>, GeoTiffError> {
-        let Window {
-            col0,
-            row0,
-            width,
-            height,
-            stride,
-        } = window;
+        let extent = Extent::of(window);
         // Windows come in row-major order: chunks ending above this one are done with.
-        self.chunks.retain(|(_, row_end, _)| *row_end > row0);
-        let len = stride * (height - 1) + width;
+        self.chunks.retain(|(_, row_end, _)| *row_end > extent.row0);
         match &mut self.out {
-            OwnedChunk::U8(v) => v.resize(len, 0),
-            OwnedChunk::U16(v) => v.resize(len, 0),
+            OwnedChunk::U8(v) => v.resize(extent.len, 0),
+            OwnedChunk::U16(v) => v.resize(extent.len, 0),
         }
         let src_stride = reader.stride();
         let (cw, ch) = (info.chunk_width, info.chunk_height);
-        for cy in row0 / ch..=(row0 + height - 1) / ch {
-            for cx in col0 / cw..=(col0 + width - 1) / cw {
+        for cy in extent.row0 / ch..=(extent.row1 - 1) / ch {
+            for cx in extent.col0 / cw..=(extent.col1 - 1) / cw {
                 let index = cy * info.chunks_across() + cx;
-                let (cc0, cr0, cwid, chei) = info.chunk_rect(index);
+                let chunk_rect = info.chunk_rect(index);
+                let (cc0, cr0, _, chei) = chunk_rect;
                 if !self.chunks.iter().any(|(i, ..)| *i == index) {
                     let cached: usize = self.chunks.iter().map(|(.., c)| c.bytes()).sum();
                     if cached > REGION_CACHE_BYTES {
@@ -225,10 +265,12 @@ impl RegionCache {
                     .iter()
                     .find(|(i, ..)| *i == index)
                     .expect("chunk was just cached");
-                let (x0, x1) = (col0.max(cc0), (col0 + width).min(cc0 + cwid));
-                let (y0, y1) = (row0.max(cr0), (row0 + height).min(cr0 + chei));
-                let dst_at = (y0 - row0) * stride + (x0 - col0);
+                let (x0, x1, y0, y1) = extent
+                    .clip(chunk_rect)
+                    .expect("the chunks visited overlap the window");
+                let dst_at = extent.offset(x0, y0);
                 let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
+                let stride = extent.stride;
                 match (&mut self.out, chunk) {
                     (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
                         &mut d[dst_at..],
@@ -301,14 +343,8 @@ impl MosaicReader {
         mosaic: &Mosaic,
         window: Window,
     ) -> Result<ChunkPixels<'_>, MosaicError> {
-        let Window {
-            col0,
-            row0,
-            width,
-            height,
-            stride,
-        } = window;
-        let len = stride * (height - 1) + width;
+        let extent = Extent::of(window);
+        let len = extent.len;
         let fill = mosaic.nodata.unwrap_or(0);
         match &mut self.out {
             OwnedChunk::U8(v) => {
@@ -329,12 +365,10 @@ impl MosaicReader {
         self.owner.clear();
         self.owner.resize(len, u16::MAX);
         for (k, placed) in mosaic.files.iter().enumerate() {
-            let (fc, fr, fw, fh) = placed.rect();
-            let (x0, x1) = (col0.max(fc), (col0 + width).min(fc + fw));
-            let (y0, y1) = (row0.max(fr), (row0 + height).min(fr + fh));
-            if x0 >= x1 || y0 >= y1 {
+            let Some((x0, x1, y0, y1)) = extent.clip(placed.rect()) else {
                 continue;
-            }
+            };
+            let (fc, fr) = (placed.col, placed.row);
             let local = Window {
                 col0: x0 - fc,
                 row0: y0 - fr,
@@ -347,8 +381,8 @@ impl MosaicReader {
             let at = Overlay {
                 file: u16::try_from(k).expect("fewer than 65535 files in a mosaic"),
                 nodata: placed.info.nodata,
-                dst_at: (y0 - row0) * stride + (x0 - col0),
-                stride,
+                dst_at: extent.offset(x0, y0),
+                stride: extent.stride,
                 rows: y1 - y0,
                 cols: x1 - x0,
             };
@@ -361,7 +395,7 @@ impl MosaicReader {
                 }
             };
             if let Some((i, first, first_value, second_value)) = conflict {
-                let (r, c) = (i / stride, i % stride);
+                let (r, c) = (i / extent.stride, i % extent.stride);
                 return Err(MosaicError::FilesDisagree {
                     first: mosaic.files[usize::from(first)]
                         .info
@@ -369,8 +403,8 @@ impl MosaicReader {
                         .display()
                         .to_string(),
                     second: placed.info.path.display().to_string(),
-                    col: col0 + c,
-                    row: row0 + r,
+                    col: extent.col0 + c,
+                    row: extent.row0 + r,
                     first_value,
                     second_value,
                 });

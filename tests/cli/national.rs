@@ -174,3 +174,60 @@ fn national_unit_areas_match_their_polygons_within_pixelisation_error() {
         "mean relative error of units over 100 pixels {mean}"
     );
 }
+
+#[test]
+fn national_demo_data_bytes_do_not_depend_on_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boundaries = tmp.path().join("data/boundaries");
+    std::fs::create_dir_all(&boundaries).unwrap();
+    std::fs::copy(
+        repo().join("pipelines/data/boundaries/china_counties.geojson"),
+        boundaries.join("china_counties.geojson"),
+    )
+    .unwrap();
+    // 20 km: a 242 × 277 px grid, so two bands of rows, 33-row LZW strips and partial tiles.
+    let generate = |jobs: &str| {
+        let out = format!("data/national_{jobs}");
+        pipeline(
+            tmp.path(),
+            &[
+                "demo-data",
+                "--national",
+                "--data-dir",
+                "data",
+                "--out",
+                &out,
+                "--resolution",
+                "20000",
+                "--years",
+                "2000..2002",
+                "--format",
+                "both",
+                "--jobs",
+                jobs,
+            ],
+        );
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(tmp.path().join(&out))
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(path).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let one = generate("1");
+    let three = generate("3");
+    let names: Vec<&str> = one.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(names.contains(&"landuse_2001_tiled.tif"), "{names:?}");
+    for ((name, a), (_, b)) in one.iter().zip(&three) {
+        assert!(a == b, "{name} differs between 1 and 3 threads");
+    }
+    assert_eq!(
+        one.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        three.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+}

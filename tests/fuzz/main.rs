@@ -15,27 +15,22 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use pipeline::methods::rng::SplitMix64;
+
 mod alloc;
 mod targets;
 
 #[global_allocator]
 static COUNTING: alloc::Counting = alloc::Counting;
 
-/// SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number generators",
-/// OOPSLA 2014): small, fast and fully determined by its seed.
-struct Rng(u64);
+/// The crate's SplitMix64 ([`SplitMix64`]), drawing indices: mutants are fully determined by
+/// the seed.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n` > 0; the modulo bias is irrelevant here).
+    /// Uniform in `0..n` (`n` > 0).
     fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("below n fits in usize")
+        usize::try_from(self.0.below(n as u64)).expect("below n fits in usize")
     }
 }
 
@@ -199,7 +194,9 @@ fn fuzz(target: &str, options: &Options) -> Result<usize, String> {
     if let Ok(bytes) = std::fs::read(control) {
         seed_bytes.push(bytes);
     }
-    let mut rng = Rng(options.seed ^ (target.len() as u64).wrapping_mul(0x1000_0000_01B3));
+    let mut rng = Rng(SplitMix64::new(
+        options.seed ^ (target.len() as u64).wrapping_mul(0x1000_0000_01B3),
+    ));
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let mut runs = 0;
     eprintln!(
