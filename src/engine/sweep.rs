@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::error::Diagnostic;
 use crate::engine::plan::Wire;
+use crate::engine::reuse::ReuseStore;
 use crate::engine::spec::SourceText;
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, PreparedStage, Source, StageContext, StageEntry, StageError,
@@ -685,9 +686,25 @@ impl PreparedSweep {
         ctx: &StageContext,
         warnings: &std::sync::Mutex<BTreeSet<String>>,
     ) -> Result<Vec<Vec<RecordBatch>>, StageError> {
+        let stores = self.reuse_stores();
         range
             .into_par_iter()
-            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, warnings))
+            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, &stores, warnings))
+            .collect()
+    }
+
+    /// Per re-run stage, the store its draws share values in: the ports it reads from the rest
+    /// of the study hold the same table in every draw.
+    fn reuse_stores(&self) -> Vec<Arc<ReuseStore>> {
+        self.reruns
+            .iter()
+            .map(|r| {
+                let fixed = r.feeds.iter().filter_map(|(port, feed)| match feed {
+                    Feed::Outside(_) => Some(port.clone()),
+                    Feed::Inside(..) => None,
+                });
+                Arc::new(ReuseStore::new(fixed))
+            })
             .collect()
     }
 
@@ -698,6 +715,7 @@ impl PreparedSweep {
         sample: &[Sample],
         inputs: &Inputs,
         ctx: &StageContext,
+        stores: &[Arc<ReuseStore>],
         warnings: &std::sync::Mutex<BTreeSet<String>>,
     ) -> Result<Vec<RecordBatch>, StageError> {
         if ctx.is_cancelled() {
@@ -736,7 +754,8 @@ impl PreparedSweep {
                     ctx.source(&format!("{}.{}", r.name, s.name))?.to_path_buf(),
                 );
             }
-            let sub = StageContext::new(&r.name, ctx.study_dir(), sources);
+            let sub = StageContext::new(&r.name, ctx.study_dir(), sources)
+                .with_reuse(Arc::clone(&stores[k]));
             let outputs = prepared
                 .run(&Inputs::new(tables), &sub)
                 .map_err(|e| in_draw(&r.name, e))?;
