@@ -986,7 +986,7 @@ fn energy_method(
         ctx.warn("`energy` has an `electricity` column, excluded by default (set `include_electricity: true` to count it, or `false` to say so)");
     }
     let cols: Vec<&str> = columns.iter().flatten().map(String::as_str).collect();
-    let energy = Panel::read(table, "energy", &cols, true)?;
+    let energy = energy_panel(table, &cols, ctx)?;
     let parents = parent_map(params, inputs, &energy, areas)?;
     let shares = match &parents {
         Some(p) => allocation_shares(params, inputs, areas, p, ctx)?,
@@ -1024,6 +1024,19 @@ fn energy_method(
     Ok(out)
 }
 
+/// Columns `cols` of the `energy` table as a panel, read once for all the draws of a sweep that
+/// vary factors rather than the table.
+fn energy_panel(
+    table: &arrow_array::RecordBatch,
+    cols: &[&str],
+    ctx: &StageContext,
+) -> Result<Panel, StageError> {
+    let values = ctx.reuse("energy_panel", &["energy"], &cols, || {
+        Ok(Panel::read(table, "energy", cols, true)?.values())
+    })?;
+    Ok(Panel::over(std::sync::Arc::clone(&values)))
+}
+
 /// Construction emission of each unit-year by GDP × energy intensity × `f_sc`.
 fn intensity_method(
     params: &Params,
@@ -1033,7 +1046,7 @@ fn intensity_method(
 ) -> Result<Vec<f64>, StageError> {
     let table = inputs.table("energy")?;
     require_column(table, "energy", &params.intensity_column)?;
-    let energy = Panel::read(table, "energy", &[params.intensity_column.as_str()], true)?;
+    let energy = energy_panel(table, &[params.intensity_column.as_str()], ctx)?;
     let economy = economy_panel(params, inputs)?;
     let parents = parent_map(params, inputs, &energy, areas)?;
     let base = params

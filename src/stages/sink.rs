@@ -3,6 +3,7 @@
 //! or the crop-yield method.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -248,12 +249,17 @@ impl Stage for Sink {
             _ => None,
         };
         let crops = match params.cultivated_sink {
-            CultivatedSink::CropYield => Some(crop_panel(
-                crops_table(inputs, &params.ignore_columns)?,
-                &params.crop_parameters.load()?,
-                params.missing,
-                ctx,
-            )?),
+            CultivatedSink::CropYield => {
+                // Only the crop parameters vary the crop carbon: a sweep's draws that vary the
+                // land coefficients share it instead of each sorting every crop row again.
+                let crop = &params.crop_parameters;
+                let key = (crop, params.missing, &params.ignore_columns);
+                let values = ctx.reuse("crop_panel", &["crops"], &key, || {
+                    let table = crops_table(inputs, &params.ignore_columns)?;
+                    Ok(crop_panel(table, &crop.load()?, params.missing, ctx)?.values())
+                })?;
+                Some(Panel::over(Arc::clone(&values)))
+            }
             _ => None,
         };
 
