@@ -353,8 +353,8 @@ const ENERGY_SOURCE: &str = "energy_factors";
 /// value changed (not for comments or the cited ranges, which no output reads).
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
-    1,
-    "6c3ef8b0d33f22fd48f0b4604c3629e844c7bcf03bae79ca1b786a85c6ffc4bf",
+    2,
+    "387bfe64c22d7fe06d40a5344945300c010de6c5e5e98e3331e80d911a582624",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &[
@@ -461,7 +461,7 @@ const PARAMS: &[ParamDoc] = &[
 
 impl Stage for Emission {
     const KIND: &'static str = "emission";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Gross carbon emission (t C) per unit, year and source: area × coefficient for source classes, \
         construction land from energy consumption (Σ e·θ·f), GDP × energy intensity × f_sc, or a coefficient.";
     const PARAMS: &'static [ParamDoc] = PARAMS;
