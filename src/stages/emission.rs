@@ -20,7 +20,8 @@ use crate::stages::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
     is_path, read_areas, refuse_unused_columns, require_column,
 };
-use crate::table::{TableBuilder, has_column, ids};
+use crate::stages::schema::TableSchema;
+use crate::table::{has_column, ids};
 
 /// The `emission` stage kind.
 pub struct Emission;
@@ -526,26 +527,7 @@ impl Stage for Emission {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new(
-                "emission",
-                "unit_id, year, source, emission_t_c (t C), method; one row per source",
-            )
-            .with_columns(["unit_id", "year", "source", "emission_t_c", "method"]),
-            OutputDecl::new(
-                "fuels",
-                "energy method detail: unit_id, year, fuel, consumption, unit, tce, emission_t_c",
-            )
-            .with_columns([
-                "unit_id",
-                "year",
-                "fuel",
-                "consumption",
-                "unit",
-                "tce",
-                "emission_t_c",
-            ]),
-        ]
+        vec![emission_schema().decl(), fuels_schema().decl()]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
@@ -665,7 +647,7 @@ impl Stage for Emission {
             .map(|c| format!("activity:{}", c.preset))
             .unwrap_or_default();
 
-        let mut out = Rows::default();
+        let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut rows: Vec<(&str, f64, &str)> = Vec::new();
         for (k, ua) in areas.iter().enumerate() {
             rows.clear();
@@ -707,7 +689,13 @@ impl Stage for Emission {
                 .with_hint("rename the activity"));
             }
             for &(source, e, method) in &rows {
-                out.push(ua.unit, ua.year, source, e, method);
+                out.push(SourceRow {
+                    unit: ua.unit,
+                    year: ua.year,
+                    source,
+                    emission_t_c: e,
+                    method,
+                });
             }
         }
         if let Some((_, (_, panel))) = &activities {
@@ -716,8 +704,8 @@ impl Stage for Emission {
             panel.warn_unused_units(ctx, &|u| known.contains(u));
         }
         Ok(vec![
-            ("emission".to_owned(), out.build()?),
-            ("fuels".to_owned(), fuels.build()?),
+            emission_schema().build(&out)?,
+            fuels_schema().build(&fuels.rows())?,
         ])
     }
 }
@@ -1072,33 +1060,53 @@ fn intensity_method(
     Ok(out)
 }
 
-/// Output rows of `emission`, pushed in (unit, year, source) order.
-#[derive(Default)]
-struct Rows<'a> {
-    units: Vec<&'a str>,
-    years: Vec<i64>,
-    sources: Vec<&'a str>,
-    emission: Vec<f64>,
-    methods: Vec<&'a str>,
+/// One row of `emission`: a unit's emission from one source in one year; pushed in (unit,
+/// year, source) order.
+struct SourceRow<'a> {
+    unit: &'a str,
+    year: i64,
+    source: &'a str,
+    emission_t_c: f64,
+    method: &'a str,
 }
 
-impl<'a> Rows<'a> {
-    fn push(&mut self, unit: &'a str, year: i64, source: &'a str, e: f64, method: &'a str) {
-        self.units.push(unit);
-        self.years.push(year);
-        self.sources.push(source);
-        self.emission.push(e);
-        self.methods.push(method);
-    }
-    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
-        TableBuilder::new()
-            .str("unit_id", &self.units)
-            .i64("year", self.years)
-            .str("source", &self.sources)
-            .f64("emission_t_c", self.emission)
-            .str("method", &self.methods)
-            .build()
-    }
+/// The `emission` output, declared once for `outputs()` and `run()`.
+fn emission_schema<'a>() -> TableSchema<SourceRow<'a>> {
+    TableSchema::<SourceRow<'a>>::new(
+        "emission",
+        "unit_id, year, source, emission_t_c (t C), method; one row per source",
+    )
+    .text("unit_id", |r| r.unit)
+    .int("year", |r| r.year)
+    .text("source", |r| r.source)
+    .float("emission_t_c", |r| r.emission_t_c)
+    .text("method", |r| r.method)
+}
+
+/// One row of `fuels`: a fuel's consumption and emission in one unit-year.
+struct FuelOut<'a> {
+    unit: &'a str,
+    year: i64,
+    fuel: &'a str,
+    consumption: f64,
+    physical_unit: &'a str,
+    tce: f64,
+    emission_t_c: f64,
+}
+
+/// The `fuels` output, declared once for `outputs()` and `run()`.
+fn fuels_schema<'a>() -> TableSchema<FuelOut<'a>> {
+    TableSchema::<FuelOut<'a>>::new(
+        "fuels",
+        "energy method detail: unit_id, year, fuel, consumption, unit, tce, emission_t_c",
+    )
+    .text("unit_id", |r| r.unit)
+    .int("year", |r| r.year)
+    .text("fuel", |r| r.fuel)
+    .float("consumption", |r| r.consumption)
+    .text("unit", |r| r.physical_unit)
+    .float("tce", |r| r.tce)
+    .float("emission_t_c", |r| r.emission_t_c)
 }
 
 /// Output rows of `fuels`: unit-year index and fuel index per row (already in unit, year,
@@ -1122,34 +1130,20 @@ impl FuelRowsOut {
         self.tce.push(tce);
         self.emission.push(e);
     }
-    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
-        let units: Vec<&str> = self
-            .rows
+    fn rows(&self) -> Vec<FuelOut<'_>> {
+        self.rows
             .iter()
-            .map(|r| self.units[r.0].0.as_str())
-            .collect();
-        let fuels: Vec<&str> = self
-            .rows
-            .iter()
-            .map(|r| self.fuels[r.1].0.as_str())
-            .collect();
-        let physical: Vec<&str> = self
-            .rows
-            .iter()
-            .map(|r| self.fuels[r.1].1.as_str())
-            .collect();
-        TableBuilder::new()
-            .str("unit_id", &units)
-            .i64(
-                "year",
-                self.rows.iter().map(|r| self.units[r.0].1).collect(),
-            )
-            .str("fuel", &fuels)
-            .f64("consumption", self.consumption)
-            .str("unit", &physical)
-            .f64("tce", self.tce)
-            .f64("emission_t_c", self.emission)
-            .build()
+            .enumerate()
+            .map(|(k, &(unit_year, fuel))| FuelOut {
+                unit: &self.units[unit_year].0,
+                year: self.units[unit_year].1,
+                fuel: &self.fuels[fuel].0,
+                consumption: self.consumption[k],
+                physical_unit: &self.fuels[fuel].1,
+                tce: self.tce[k],
+                emission_t_c: self.emission[k],
+            })
+            .collect()
     }
 }
 
