@@ -100,7 +100,9 @@ mod tests {
             .get_or_compute::<u8>("x", String::new(), || Err(StageError::data("bad row")))
             .unwrap_err();
         assert_eq!(err.message, "bad row");
-        let v = store.get_or_compute("x", String::new(), || Ok(3u8)).unwrap();
+        let v = store
+            .get_or_compute("x", String::new(), || Ok(3u8))
+            .unwrap();
         assert_eq!(*v, 3);
     }
 

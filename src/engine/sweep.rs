@@ -269,18 +269,21 @@ impl AttachContext<'_, '_> {
 
     /// The position of stage `name`, named in the YAML field `key`.
     fn index(&self, name: &str, key: &str) -> Result<usize, Diagnostic> {
-        self.stages.iter().position(|s| s.name == name).ok_or_else(|| {
-            let names = self.stages.iter().map(|s| s.name);
-            let hint = match did_you_mean(name, names) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "name a stage of this study first".to_owned(),
-            };
-            self.fail(
-                key,
-                format!("`{key}` names stage `{name}`, which does not exist"),
-                hint,
-            )
-        })
+        self.stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| {
+                let names = self.stages.iter().map(|s| s.name);
+                let hint = match did_you_mean(name, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "name a stage of this study first".to_owned(),
+                };
+                self.fail(
+                    key,
+                    format!("`{key}` names stage `{name}`, which does not exist"),
+                    hint,
+                )
+            })
     }
 
     /// Each `vary` key as (stage position, parameter path), in the order of `params.vary`.

@@ -227,7 +227,8 @@ impl Panel {
 
     /// The units and years the table has, sorted.
     pub fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.values.units
+        self.values
+            .units
             .iter()
             .zip(&self.values.rows)
             .flat_map(|(u, years)| years.keys().map(move |y| (u.as_str(), *y)))
@@ -610,6 +611,15 @@ pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns
     })
 }
 
+/// The rows of an `areas` table in (unit, year, class) order, cut into unit-years: what
+/// [`AreaColumns::group`] finds by comparing ids, kept so that runs over the same table (a
+/// sweep's draws) compare them once.
+pub struct AreaGroups {
+    order: Vec<usize>,
+    /// Where each unit-year starts in `order`, and `order.len()` at the end.
+    starts: Vec<usize>,
+}
+
 impl AreaColumns<'_> {
     /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
     /// (unit, year, class) is an error.
@@ -617,6 +627,14 @@ impl AreaColumns<'_> {
     /// # Errors
     /// A (unit, year, class) that appears twice.
     pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
+        Ok(self.grouped_by(&self.row_groups()?))
+    }
+
+    /// The row order and unit-year boundaries of [`AreaColumns::group`].
+    ///
+    /// # Errors
+    /// A (unit, year, class) that appears twice.
+    pub fn row_groups(&self) -> Result<AreaGroups, StageError> {
         let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
         let n = self.years.len();
         let mut order: Vec<usize> = (0..n).collect();
@@ -624,29 +642,57 @@ impl AreaColumns<'_> {
         if !(1..n).all(|i| key(i - 1) <= key(i)) {
             order.sort_by(|&a, &b| key(a).cmp(&key(b)));
         }
-        let mut out: Vec<UnitYearAreas<'_>> = Vec::new();
-        for i in order {
-            let (unit, year, class) = key(i);
-            match out.last_mut() {
-                Some(last) if last.unit == unit && last.year == year => {
-                    if last.classes.last().is_some_and(|(c, _)| *c == class) {
-                        return Err(StageError::data(format!(
-                            "`{}`: unit `{unit}`, year {year}: class `{class}` appears twice",
-                            self.table
-                        ))
-                        .with_hint("keep one row per unit, year and class"));
-                    }
-                    last.classes.push((class, self.areas[i]));
-                }
-                _ => out.push(UnitYearAreas {
-                    unit,
-                    year,
-                    classes: vec![(class, self.areas[i])],
-                }),
+        let mut starts = Vec::new();
+        for (k, pair) in order.windows(2).enumerate() {
+            let ((unit, year, class), next) = (key(pair[1]), key(pair[0]));
+            if (unit, year) != (next.0, next.1) {
+                starts.push(k + 1);
+            } else if class == next.2 {
+                return Err(StageError::data(format!(
+                    "`{}`: unit `{unit}`, year {year}: class `{class}` appears twice",
+                    self.table
+                ))
+                .with_hint("keep one row per unit, year and class"));
             }
         }
-        Ok(out)
+        if n > 0 {
+            starts.insert(0, 0);
+        }
+        starts.push(n);
+        Ok(AreaGroups { order, starts })
     }
+
+    /// The unit-years of `groups` (found by [`AreaColumns::row_groups`] on this table).
+    #[must_use]
+    pub fn grouped_by(&self, groups: &AreaGroups) -> Vec<UnitYearAreas<'_>> {
+        groups
+            .starts
+            .windows(2)
+            .map(|w| {
+                let rows = &groups.order[w[0]..w[1]];
+                UnitYearAreas {
+                    unit: self.units.get(rows[0]),
+                    year: self.years[rows[0]],
+                    classes: rows
+                        .iter()
+                        .map(|&i| (self.classes.get(i), self.areas[i]))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The row groups of the `areas` input (`columns` read from the port `areas`): a sweep's draws
+/// compare its ids once rather than once each.
+///
+/// # Errors
+/// A repeated (unit, year, class).
+pub fn area_groups(
+    columns: &AreaColumns<'_>,
+    ctx: &StageContext,
+) -> Result<Arc<AreaGroups>, StageError> {
+    ctx.reuse("area_groups", &["areas"], &(), || columns.row_groups())
 }
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a

@@ -17,8 +17,8 @@ use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
 };
 use crate::stages::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
-    is_path, read_areas, refuse_unused_columns, require_column,
+    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups, class_without_coefficient,
+    gdp_value, is_path, read_areas, refuse_unused_columns, require_column,
 };
 use crate::stages::schema::TableSchema;
 use crate::table::{has_column, ids};
@@ -573,7 +573,8 @@ impl Stage for Emission {
     ) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
         let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let areas = area_cols.group()?;
+        let groups = area_groups(&area_cols, ctx)?;
+        let areas = area_cols.grouped_by(&groups);
         let area_method = format!("area_coefficient:{}", params.coefficients.label());
 
         // construction-land emission per unit-year (aligned with `areas`) and its method

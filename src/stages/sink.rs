@@ -15,7 +15,7 @@ use crate::methods::coefficients::{
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::stages::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
+    CoefficientChoice, MissingPolicy, Panel, area_groups, class_without_coefficient, read_areas,
     refuse_unused_columns, str_col,
 };
 use crate::stages::schema::TableSchema;
@@ -226,7 +226,8 @@ impl Stage for Sink {
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
         let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let areas = area_cols.group()?;
+        let groups = area_groups(&area_cols, ctx)?;
+        let areas = area_cols.grouped_by(&groups);
         let label = params.coefficients.label();
         if coefficients.get("cultivated").is_some_and(|c| *c < 0.0)
             && params.cultivated_sink != CultivatedSink::None
