@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod plan;
 pub mod progress;
 pub mod publish;
+pub mod reuse;
 pub mod scheduler;
 pub mod spec;
 pub mod stage;

@@ -14,6 +14,7 @@ use arrow_array::RecordBatch;
 
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::param_defaults::{self, DefaultDrift};
+use crate::engine::reuse::ReuseStore;
 use crate::engine::warning::{GENERAL, Warning};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -222,6 +223,7 @@ pub struct StageContext {
     memos_used: Mutex<Vec<(Digest, Digest)>>,
     log_dir: Option<PathBuf>,
     progress: Mutex<Option<ProgressChannel>>,
+    reuse: Option<Arc<ReuseStore>>,
 }
 
 /// Where [`StageContext::progress`] sends its events, and the last tenth sent.
@@ -262,6 +264,36 @@ impl StageContext {
             memos_used: Mutex::new(Vec::new()),
             log_dir: None,
             progress: Mutex::new(None),
+            reuse: None,
+        }
+    }
+
+    /// Lets [`StageContext::reuse`] share values with the other runs that use `store`.
+    #[must_use]
+    pub fn with_reuse(mut self, store: Arc<ReuseStore>) -> Self {
+        self.reuse = Some(store);
+        self
+    }
+
+    /// A value computed only from the tables of `ports` and from `params` (say, a table's rows
+    /// sorted and grouped): when the stage runs many times over the same tables in one process,
+    /// as in a sweep's draws, the first run computes it and the others share it. Otherwise, or
+    /// when a port's table changes between runs, it is just computed. `compute` must read
+    /// nothing else, or runs would share a value they should each have computed.
+    pub fn reuse<T: Send + Sync + 'static>(
+        &self,
+        name: &str,
+        ports: &[&str],
+        params: &impl Serialize,
+        compute: impl FnOnce() -> Result<T, StageError>,
+    ) -> Result<Arc<T>, StageError> {
+        match &self.reuse {
+            Some(store) if store.covers(ports) => {
+                let params = serde_json::to_string(params)
+                    .map_err(|e| StageError::internal("keying a reused value").caused_by(e))?;
+                store.get_or_compute(name, params, compute)
+            }
+            _ => compute().map(Arc::new),
         }
     }
 

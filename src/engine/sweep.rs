@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::error::Diagnostic;
 use crate::engine::plan::Wire;
+use crate::engine::reuse::ReuseStore;
 use crate::engine::spec::SourceText;
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, PreparedStage, Source, StageContext, StageEntry, StageError,
@@ -201,150 +202,29 @@ pub fn attach(
     stages: &[StageView<'_>],
     src: &SourceText,
 ) -> Result<Attached, Diagnostic> {
-    let me = &stages[i];
+    let cx = AttachContext {
+        me: &stages[i],
+        stages,
+        src,
+    };
     let params: SweepParams =
-        serde_json::from_value(me.params.clone()).expect("the plan prepared these parameters");
-    let at = |key: &str| {
-        src.find_key(me.line, key)
-            .or_else(|| src.find_text(me.line, key))
-    };
-    let fail = |key: &str, message: String, hint: String| {
-        Diagnostic::user(format!("stage `{}`: {message}", me.name))
-            .at(src, at(key))
-            .with_hint(hint)
-    };
-    let index = |name: &str, key: &str| {
-        stages.iter().position(|s| s.name == name).ok_or_else(|| {
-            let names = stages.iter().map(|s| s.name);
-            let hint = match did_you_mean(name, names) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "name a stage of this study first".to_owned(),
-            };
-            fail(
-                key,
-                format!("`{key}` names stage `{name}`, which does not exist"),
-                hint,
-            )
-        })
-    };
-    let mut varied_at = Vec::new();
-    for key in params.vary.keys() {
-        let Some((stage, path)) = key.split_once('.') else {
-            return Err(fail(
-                key,
-                format!("vary `{key}` names no parameter"),
-                "write `<stage>.<parameter path>`, e.g. `stage.param.field`".to_owned(),
-            ));
-        };
-        varied_at.push((
-            index(stage, key)?,
-            path.split('.').map(str::to_owned).collect::<Vec<_>>(),
-        ));
-    }
-    let mut collected_at = Vec::new();
-    for (name, target) in &params.collect {
-        collected_at.push((
-            name.clone(),
-            resolve_collect(stages, target, &index, &fail)?,
-        ));
-    }
-    let ups: Vec<Vec<usize>> = stages
+        serde_json::from_value(cx.me.params.clone()).expect("the plan prepared these parameters");
+    let varied_at = cx.resolve_vary(&params)?;
+    let collected_at = params
+        .collect
         .iter()
-        .map(|s| s.wires.values().map(|w| w.stage).collect())
-        .collect();
-    let below = reach(&ups, varied_at.iter().map(|v| v.0), true);
-    let above = reach(&ups, collected_at.iter().map(|c| c.1.stage), false);
-    for ((name, c), target) in collected_at.iter().zip(params.collect.values()) {
-        if !below[c.stage] {
-            return Err(fail(
-                target,
-                format!(
-                    "collect `{name}` reads `{}`, which no varied parameter reaches",
-                    stages[c.stage].name
-                ),
-                "collect an output downstream of a stage named in `vary`".to_owned(),
-            ));
-        }
-    }
-    for ((s, _), key) in varied_at.iter().zip(params.vary.keys()) {
-        if !above[*s] {
-            return Err(fail(
-                key,
-                format!(
-                    "vary `{key}`: stage `{}` feeds none of the collected outputs",
-                    stages[*s].name
-                ),
-                "collect an output of that stage or of one downstream of it".to_owned(),
-            ));
-        }
-    }
-    let members: Vec<usize> = order(&ups, &below, &above);
-    if let Some(&other) = members
-        .iter()
-        .find(|&&m| m == i || stages[m].entry.kind() == KIND)
-    {
-        return Err(fail(
-            stages[other].name,
-            format!("a sweep cannot re-run stage `{}`", stages[other].name),
-            "a sweep re-runs ordinary stages; keep sweeps out of each other's path".to_owned(),
-        ));
-    }
+        .map(|(name, target)| Ok((name.clone(), cx.resolve_collect(target)?)))
+        .collect::<Result<Vec<_>, Diagnostic>>()?;
+    let members = cx.members(i, &params, &varied_at, &collected_at)?;
+    let (mut reruns, wires) = cx.reruns(&members);
     let position = |s: usize| members.iter().position(|&m| m == s).expect("member");
-    let mut wires = BTreeMap::new();
-    let mut reruns = Vec::with_capacity(members.len());
-    for &m in &members {
-        let s = &stages[m];
-        let mut feeds = BTreeMap::new();
-        for (port, w) in s.wires {
-            let feed = if members.contains(&w.stage) {
-                Feed::Inside(position(w.stage), w.output.clone())
-            } else {
-                let input = format!("{}.{}", stages[w.stage].name, w.output);
-                wires.insert(input.clone(), w.clone());
-                Feed::Outside(input)
-            };
-            feeds.insert(port.clone(), feed);
-        }
-        reruns.push(Rerun {
-            name: s.name.to_owned(),
-            entry: s.entry,
-            params: s.params.clone(),
-            canonical: s.prepared.canonical_params(),
-            fixed: None,
-            feeds,
-            sources: s.prepared.sources(),
-        });
-    }
-    let mut varied = Vec::new();
-    for ((s, path), (key, d)) in varied_at.into_iter().zip(&params.vary) {
-        let stage = position(s);
-        check_path(&reruns[stage], &path, d)
-            .map_err(|(m, h)| fail(key, format!("vary `{key}`: {m}"), h))?;
-        varied.push(Varied {
-            stage,
-            path,
-            distribution: d.clone(),
-        });
-    }
-    for (k, r) in reruns.iter_mut().enumerate() {
-        if !varied.iter().any(|v| v.stage == k) {
-            r.fixed = Some(
-                r.entry
-                    .prepare(r.params.clone())
-                    .map_err(|e| fail(&r.name, e.message, String::new()))?,
-            );
-        }
-    }
+    let varied = cx.checked_varied(&params, varied_at, &reruns, &position)?;
+    cx.prepare_fixed(&mut reruns, &varied)?;
     let collected = collected_at
         .into_iter()
         .map(|(n, c)| {
-            (
-                n,
-                Collected {
-                    stage: position(c.stage),
-                    ..c
-                },
-            )
+            let stage = position(c.stage);
+            (n, Collected { stage, ..c })
         })
         .collect();
     let study_sources = reruns
@@ -368,56 +248,230 @@ pub fn attach(
     })
 }
 
-/// `stage.column` or `stage.output.column`, checked against the stage's declared outputs.
-fn resolve_collect(
-    stages: &[StageView<'_>],
-    target: &str,
-    index: &dyn Fn(&str, &str) -> Result<usize, Diagnostic>,
-    fail: &dyn Fn(&str, String, String) -> Diagnostic,
-) -> Result<Collected, Diagnostic> {
-    let parts: Vec<&str> = target.split('.').collect();
-    let (stage, output, column) = match parts.as_slice() {
-        [s, c] => (*s, None, *c),
-        [s, o, c] => (*s, Some(*o), *c),
-        _ => {
-            return Err(fail(
+/// The study as the plan sees it while attaching one sweep, and where its errors point.
+struct AttachContext<'v, 's> {
+    me: &'v StageView<'s>,
+    stages: &'v [StageView<'s>],
+    src: &'v SourceText,
+}
+
+impl AttachContext<'_, '_> {
+    /// An error of this sweep with a caret at `key` (a YAML key or, failing that, its text).
+    fn fail(&self, key: &str, message: String, hint: String) -> Diagnostic {
+        let at = self
+            .src
+            .find_key(self.me.line, key)
+            .or_else(|| self.src.find_text(self.me.line, key));
+        Diagnostic::user(format!("stage `{}`: {message}", self.me.name))
+            .at(self.src, at)
+            .with_hint(hint)
+    }
+
+    /// The position of stage `name`, named in the YAML field `key`.
+    fn index(&self, name: &str, key: &str) -> Result<usize, Diagnostic> {
+        self.stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| {
+                let names = self.stages.iter().map(|s| s.name);
+                let hint = match did_you_mean(name, names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "name a stage of this study first".to_owned(),
+                };
+                self.fail(
+                    key,
+                    format!("`{key}` names stage `{name}`, which does not exist"),
+                    hint,
+                )
+            })
+    }
+
+    /// Each `vary` key as (stage position, parameter path), in the order of `params.vary`.
+    fn resolve_vary(&self, params: &SweepParams) -> Result<Vec<(usize, Vec<String>)>, Diagnostic> {
+        params
+            .vary
+            .keys()
+            .map(|key| {
+                let Some((stage, path)) = key.split_once('.') else {
+                    return Err(self.fail(
+                        key,
+                        format!("vary `{key}` names no parameter"),
+                        "write `<stage>.<parameter path>`, e.g. `stage.param.field`".to_owned(),
+                    ));
+                };
+                let path = path.split('.').map(str::to_owned).collect();
+                Ok((self.index(stage, key)?, path))
+            })
+            .collect()
+    }
+
+    /// `stage.column` or `stage.output.column`, checked against the stage's declared outputs.
+    fn resolve_collect(&self, target: &str) -> Result<Collected, Diagnostic> {
+        let parts: Vec<&str> = target.split('.').collect();
+        let (stage, output, column) = match parts.as_slice() {
+            [s, c] => (*s, None, *c),
+            [s, o, c] => (*s, Some(*o), *c),
+            _ => {
+                return Err(self.fail(
+                    target,
+                    format!("collect `{target}` is not `<stage>[.<output>].<column>`"),
+                    "e.g. `stage.column` (the stage's first output) or `stage.output.column`"
+                        .to_owned(),
+                ));
+            }
+        };
+        let s = self.index(stage, target)?;
+        let outputs = self.stages[s].outputs;
+        let decl = match output {
+            None => outputs.first(),
+            Some(o) => outputs.iter().find(|d| d.name == o),
+        };
+        let Some(decl) = decl else {
+            let names: Vec<&str> = outputs.iter().map(|d| d.name.as_str()).collect();
+            return Err(self.fail(
                 target,
-                format!("collect `{target}` is not `<stage>[.<output>].<column>`"),
-                "e.g. `stage.column` (the stage's first output) or `stage.output.column`"
-                    .to_owned(),
+                format!("stage `{stage}` has no output `{}`", output.unwrap_or("")),
+                format!("its outputs are: {}", names.join(", ")),
+            ));
+        };
+        if decl.complete && !decl.columns.iter().any(|c| c == column) {
+            let hint = match did_you_mean(column, decl.columns.iter().map(String::as_str)) {
+                Some(c) => format!("did you mean `{c}`? (columns: {})", decl.columns.join(", ")),
+                None => format!("the columns are: {}", decl.columns.join(", ")),
+            };
+            return Err(self.fail(
+                target,
+                format!("`{stage}.{}` has no column `{column}`", decl.name),
+                hint,
             ));
         }
-    };
-    let s = index(stage, target)?;
-    let outputs = stages[s].outputs;
-    let decl = match output {
-        None => outputs.first(),
-        Some(o) => outputs.iter().find(|d| d.name == o),
-    };
-    let Some(decl) = decl else {
-        let names: Vec<&str> = outputs.iter().map(|d| d.name.as_str()).collect();
-        return Err(fail(
-            target,
-            format!("stage `{stage}` has no output `{}`", output.unwrap_or("")),
-            format!("its outputs are: {}", names.join(", ")),
-        ));
-    };
-    if decl.complete && !decl.columns.iter().any(|c| c == column) {
-        let hint = match did_you_mean(column, decl.columns.iter().map(String::as_str)) {
-            Some(c) => format!("did you mean `{c}`? (columns: {})", decl.columns.join(", ")),
-            None => format!("the columns are: {}", decl.columns.join(", ")),
-        };
-        return Err(fail(
-            target,
-            format!("`{stage}.{}` has no column `{column}`", decl.name),
-            hint,
-        ));
+        Ok(Collected {
+            stage: s,
+            output: decl.name.clone(),
+            column: column.to_owned(),
+        })
     }
-    Ok(Collected {
-        stage: s,
-        output: decl.name.clone(),
-        column: column.to_owned(),
-    })
+
+    /// The stages the sweep re-runs, upstream first: those below a varied stage and above a
+    /// collected one. Every collected stage must be below a varied one, every varied stage
+    /// above a collected one, and no member may be a sweep.
+    fn members(
+        &self,
+        i: usize,
+        params: &SweepParams,
+        varied_at: &[(usize, Vec<String>)],
+        collected_at: &[(String, Collected)],
+    ) -> Result<Vec<usize>, Diagnostic> {
+        let stages = self.stages;
+        let ups: Vec<Vec<usize>> = stages
+            .iter()
+            .map(|s| s.wires.values().map(|w| w.stage).collect())
+            .collect();
+        let below = reach(&ups, varied_at.iter().map(|v| v.0), true);
+        let above = reach(&ups, collected_at.iter().map(|c| c.1.stage), false);
+        for ((name, c), target) in collected_at.iter().zip(params.collect.values()) {
+            if !below[c.stage] {
+                return Err(self.fail(
+                    target,
+                    format!(
+                        "collect `{name}` reads `{}`, which no varied parameter reaches",
+                        stages[c.stage].name
+                    ),
+                    "collect an output downstream of a stage named in `vary`".to_owned(),
+                ));
+            }
+        }
+        for ((s, _), key) in varied_at.iter().zip(params.vary.keys()) {
+            if !above[*s] {
+                return Err(self.fail(
+                    key,
+                    format!(
+                        "vary `{key}`: stage `{}` feeds none of the collected outputs",
+                        stages[*s].name
+                    ),
+                    "collect an output of that stage or of one downstream of it".to_owned(),
+                ));
+            }
+        }
+        let members = order(&ups, &below, &above);
+        if let Some(&other) = members
+            .iter()
+            .find(|&&m| m == i || stages[m].entry.kind() == KIND)
+        {
+            return Err(self.fail(
+                stages[other].name,
+                format!("a sweep cannot re-run stage `{}`", stages[other].name),
+                "a sweep re-runs ordinary stages; keep sweeps out of each other's path".to_owned(),
+            ));
+        }
+        Ok(members)
+    }
+
+    /// The re-run stages with their feeds, and the sweep's wires to the outputs they read from
+    /// the rest of the study.
+    fn reruns(&self, members: &[usize]) -> (Vec<Rerun>, BTreeMap<String, Wire>) {
+        let mut wires = BTreeMap::new();
+        let mut reruns = Vec::with_capacity(members.len());
+        for &m in members {
+            let s = &self.stages[m];
+            let mut feeds = BTreeMap::new();
+            for (port, w) in s.wires {
+                let feed = if let Some(k) = members.iter().position(|&o| o == w.stage) {
+                    Feed::Inside(k, w.output.clone())
+                } else {
+                    let input = format!("{}.{}", self.stages[w.stage].name, w.output);
+                    wires.insert(input.clone(), w.clone());
+                    Feed::Outside(input)
+                };
+                feeds.insert(port.clone(), feed);
+            }
+            reruns.push(Rerun {
+                name: s.name.to_owned(),
+                entry: s.entry,
+                params: s.params.clone(),
+                canonical: s.prepared.canonical_params(),
+                fixed: None,
+                feeds,
+                sources: s.prepared.sources(),
+            });
+        }
+        (reruns, wires)
+    }
+
+    /// The `vary` entries with their stage's position among the reruns, each path probed.
+    fn checked_varied(
+        &self,
+        params: &SweepParams,
+        varied_at: Vec<(usize, Vec<String>)>,
+        reruns: &[Rerun],
+        position: &dyn Fn(usize) -> usize,
+    ) -> Result<Vec<Varied>, Diagnostic> {
+        varied_at
+            .into_iter()
+            .zip(&params.vary)
+            .map(|((s, path), (key, d))| {
+                let stage = position(s);
+                check_path(&reruns[stage], &path, d)
+                    .map_err(|(m, h)| self.fail(key, format!("vary `{key}`: {m}"), h))?;
+                Ok(Varied {
+                    stage,
+                    path,
+                    distribution: d.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Prepares once the re-run stages none of whose parameters vary.
+    fn prepare_fixed(&self, reruns: &mut [Rerun], varied: &[Varied]) -> Result<(), Diagnostic> {
+        for (k, r) in reruns.iter_mut().enumerate() {
+            if !varied.iter().any(|v| v.stage == k) {
+                let prepared = r.entry.prepare(r.params.clone());
+                r.fixed = Some(prepared.map_err(|e| self.fail(&r.name, e.message, String::new()))?);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Stages reachable from `from` downstream (`down`) or upstream, themselves included.
@@ -635,9 +689,25 @@ impl PreparedSweep {
         ctx: &StageContext,
         warnings: &std::sync::Mutex<BTreeSet<String>>,
     ) -> Result<Vec<Vec<RecordBatch>>, StageError> {
+        let stores = self.reuse_stores();
         range
             .into_par_iter()
-            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, warnings))
+            .map(|d| self.evaluate(d, &samples[d], inputs, ctx, &stores, warnings))
+            .collect()
+    }
+
+    /// Per re-run stage, the store its draws share values in: the ports it reads from the rest
+    /// of the study hold the same table in every draw.
+    fn reuse_stores(&self) -> Vec<Arc<ReuseStore>> {
+        self.reruns
+            .iter()
+            .map(|r| {
+                let fixed = r.feeds.iter().filter_map(|(port, feed)| match feed {
+                    Feed::Outside(_) => Some(port.clone()),
+                    Feed::Inside(..) => None,
+                });
+                Arc::new(ReuseStore::new(fixed))
+            })
             .collect()
     }
 
@@ -648,6 +718,7 @@ impl PreparedSweep {
         sample: &[Sample],
         inputs: &Inputs,
         ctx: &StageContext,
+        stores: &[Arc<ReuseStore>],
         warnings: &std::sync::Mutex<BTreeSet<String>>,
     ) -> Result<Vec<RecordBatch>, StageError> {
         if ctx.is_cancelled() {
@@ -686,7 +757,8 @@ impl PreparedSweep {
                     ctx.source(&format!("{}.{}", r.name, s.name))?.to_path_buf(),
                 );
             }
-            let sub = StageContext::new(&r.name, ctx.study_dir(), sources);
+            let sub = StageContext::new(&r.name, ctx.study_dir(), sources)
+                .with_reuse(Arc::clone(&stores[k]));
             let outputs = prepared
                 .run(&Inputs::new(tables), &sub)
                 .map_err(|e| in_draw(&r.name, e))?;

@@ -16,11 +16,12 @@ use crate::methods::coefficients::{
 use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
 };
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, class_without_coefficient, gdp_value,
-    is_path, read_areas, refuse_unused_columns, require_column,
+    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups, class_without_coefficient,
+    gdp_value, is_path, read_areas, refuse_unused_columns, require_column,
 };
-use crate::table::{TableBuilder, has_column, ids};
+use crate::table::{has_column, ids};
 
 /// The `emission` stage kind.
 pub struct Emission;
@@ -353,8 +354,8 @@ const ENERGY_SOURCE: &str = "energy_factors";
 /// value changed (not for comments or the cited ranges, which no output reads).
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
-    1,
-    "6c3ef8b0d33f22fd48f0b4604c3629e844c7bcf03bae79ca1b786a85c6ffc4bf",
+    2,
+    "387bfe64c22d7fe06d40a5344945300c010de6c5e5e98e3331e80d911a582624",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &[
@@ -461,7 +462,7 @@ const PARAMS: &[ParamDoc] = &[
 
 impl Stage for Emission {
     const KIND: &'static str = "emission";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Gross carbon emission (t C) per unit, year and source: area × coefficient for source classes, \
         construction land from energy consumption (Σ e·θ·f), GDP × energy intensity × f_sc, or a coefficient.";
     const PARAMS: &'static [ParamDoc] = PARAMS;
@@ -526,26 +527,7 @@ impl Stage for Emission {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new(
-                "emission",
-                "unit_id, year, source, emission_t_c (t C), method; one row per source",
-            )
-            .with_columns(["unit_id", "year", "source", "emission_t_c", "method"]),
-            OutputDecl::new(
-                "fuels",
-                "energy method detail: unit_id, year, fuel, consumption, unit, tce, emission_t_c",
-            )
-            .with_columns([
-                "unit_id",
-                "year",
-                "fuel",
-                "consumption",
-                "unit",
-                "tce",
-                "emission_t_c",
-            ]),
-        ]
+        vec![emission_schema().decl(), fuels_schema().decl()]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
@@ -591,7 +573,8 @@ impl Stage for Emission {
     ) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
         let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let areas = area_cols.group()?;
+        let groups = area_groups(&area_cols, ctx)?;
+        let areas = area_cols.grouped_by(&groups);
         let area_method = format!("area_coefficient:{}", params.coefficients.label());
 
         // construction-land emission per unit-year (aligned with `areas`) and its method
@@ -665,7 +648,7 @@ impl Stage for Emission {
             .map(|c| format!("activity:{}", c.preset))
             .unwrap_or_default();
 
-        let mut out = Rows::default();
+        let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut rows: Vec<(&str, f64, &str)> = Vec::new();
         for (k, ua) in areas.iter().enumerate() {
             rows.clear();
@@ -707,7 +690,13 @@ impl Stage for Emission {
                 .with_hint("rename the activity"));
             }
             for &(source, e, method) in &rows {
-                out.push(ua.unit, ua.year, source, e, method);
+                out.push(SourceRow {
+                    unit: ua.unit,
+                    year: ua.year,
+                    source,
+                    emission_t_c: e,
+                    method,
+                });
             }
         }
         if let Some((_, (_, panel))) = &activities {
@@ -716,8 +705,8 @@ impl Stage for Emission {
             panel.warn_unused_units(ctx, &|u| known.contains(u));
         }
         Ok(vec![
-            ("emission".to_owned(), out.build()?),
-            ("fuels".to_owned(), fuels.build()?),
+            emission_schema().build(&out)?,
+            fuels_schema().build(&fuels.rows())?,
         ])
     }
 }
@@ -987,7 +976,7 @@ fn energy_method(
         ctx.warn("`energy` has an `electricity` column, excluded by default (set `include_electricity: true` to count it, or `false` to say so)");
     }
     let cols: Vec<&str> = columns.iter().flatten().map(String::as_str).collect();
-    let energy = Panel::read(table, "energy", &cols, true)?;
+    let energy = energy_panel(table, &cols, ctx)?;
     let parents = parent_map(params, inputs, &energy, areas)?;
     let shares = match &parents {
         Some(p) => allocation_shares(params, inputs, areas, p, ctx)?,
@@ -1025,6 +1014,19 @@ fn energy_method(
     Ok(out)
 }
 
+/// Columns `cols` of the `energy` table as a panel, read once for all the draws of a sweep that
+/// vary factors rather than the table.
+fn energy_panel(
+    table: &arrow_array::RecordBatch,
+    cols: &[&str],
+    ctx: &StageContext,
+) -> Result<Panel, StageError> {
+    let values = ctx.reuse("energy_panel", &["energy"], &cols, || {
+        Ok(Panel::read(table, "energy", cols, true)?.values())
+    })?;
+    Ok(Panel::over(std::sync::Arc::clone(&values)))
+}
+
 /// Construction emission of each unit-year by GDP × energy intensity × `f_sc`.
 fn intensity_method(
     params: &Params,
@@ -1034,7 +1036,7 @@ fn intensity_method(
 ) -> Result<Vec<f64>, StageError> {
     let table = inputs.table("energy")?;
     require_column(table, "energy", &params.intensity_column)?;
-    let energy = Panel::read(table, "energy", &[params.intensity_column.as_str()], true)?;
+    let energy = energy_panel(table, &[params.intensity_column.as_str()], ctx)?;
     let economy = economy_panel(params, inputs)?;
     let parents = parent_map(params, inputs, &energy, areas)?;
     let base = params
@@ -1060,33 +1062,53 @@ fn intensity_method(
     Ok(out)
 }
 
-/// Output rows of `emission`, pushed in (unit, year, source) order.
-#[derive(Default)]
-struct Rows<'a> {
-    units: Vec<&'a str>,
-    years: Vec<i64>,
-    sources: Vec<&'a str>,
-    emission: Vec<f64>,
-    methods: Vec<&'a str>,
+/// One row of `emission`: a unit's emission from one source in one year; pushed in (unit,
+/// year, source) order.
+struct SourceRow<'a> {
+    unit: &'a str,
+    year: i64,
+    source: &'a str,
+    emission_t_c: f64,
+    method: &'a str,
 }
 
-impl<'a> Rows<'a> {
-    fn push(&mut self, unit: &'a str, year: i64, source: &'a str, e: f64, method: &'a str) {
-        self.units.push(unit);
-        self.years.push(year);
-        self.sources.push(source);
-        self.emission.push(e);
-        self.methods.push(method);
-    }
-    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
-        TableBuilder::new()
-            .str("unit_id", &self.units)
-            .i64("year", self.years)
-            .str("source", &self.sources)
-            .f64("emission_t_c", self.emission)
-            .str("method", &self.methods)
-            .build()
-    }
+/// The `emission` output, declared once for `outputs()` and `run()`.
+fn emission_schema<'a>() -> TableSchema<SourceRow<'a>> {
+    TableSchema::<SourceRow<'a>>::new(
+        "emission",
+        "unit_id, year, source, emission_t_c (t C), method; one row per source",
+    )
+    .text("unit_id", |r| r.unit)
+    .int("year", |r| r.year)
+    .text("source", |r| r.source)
+    .float("emission_t_c", |r| r.emission_t_c)
+    .text("method", |r| r.method)
+}
+
+/// One row of `fuels`: a fuel's consumption and emission in one unit-year.
+struct FuelOut<'a> {
+    unit: &'a str,
+    year: i64,
+    fuel: &'a str,
+    consumption: f64,
+    physical_unit: &'a str,
+    tce: f64,
+    emission_t_c: f64,
+}
+
+/// The `fuels` output, declared once for `outputs()` and `run()`.
+fn fuels_schema<'a>() -> TableSchema<FuelOut<'a>> {
+    TableSchema::<FuelOut<'a>>::new(
+        "fuels",
+        "energy method detail: unit_id, year, fuel, consumption, unit, tce, emission_t_c",
+    )
+    .text("unit_id", |r| r.unit)
+    .int("year", |r| r.year)
+    .text("fuel", |r| r.fuel)
+    .float("consumption", |r| r.consumption)
+    .text("unit", |r| r.physical_unit)
+    .float("tce", |r| r.tce)
+    .float("emission_t_c", |r| r.emission_t_c)
 }
 
 /// Output rows of `fuels`: unit-year index and fuel index per row (already in unit, year,
@@ -1110,34 +1132,20 @@ impl FuelRowsOut {
         self.tce.push(tce);
         self.emission.push(e);
     }
-    fn build(self) -> Result<arrow_array::RecordBatch, StageError> {
-        let units: Vec<&str> = self
-            .rows
+    fn rows(&self) -> Vec<FuelOut<'_>> {
+        self.rows
             .iter()
-            .map(|r| self.units[r.0].0.as_str())
-            .collect();
-        let fuels: Vec<&str> = self
-            .rows
-            .iter()
-            .map(|r| self.fuels[r.1].0.as_str())
-            .collect();
-        let physical: Vec<&str> = self
-            .rows
-            .iter()
-            .map(|r| self.fuels[r.1].1.as_str())
-            .collect();
-        TableBuilder::new()
-            .str("unit_id", &units)
-            .i64(
-                "year",
-                self.rows.iter().map(|r| self.units[r.0].1).collect(),
-            )
-            .str("fuel", &fuels)
-            .f64("consumption", self.consumption)
-            .str("unit", &physical)
-            .f64("tce", self.tce)
-            .f64("emission_t_c", self.emission)
-            .build()
+            .enumerate()
+            .map(|(k, &(unit_year, fuel))| FuelOut {
+                unit: &self.units[unit_year].0,
+                year: self.units[unit_year].1,
+                fuel: &self.fuels[fuel].0,
+                consumption: self.consumption[k],
+                physical_unit: &self.fuels[fuel].1,
+                tce: self.tce[k],
+                emission_t_c: self.emission[k],
+            })
+            .collect()
     }
 }
 

@@ -5,6 +5,7 @@
 //! and the stage warns, naming the first such unit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -105,13 +106,23 @@ fn sum_by_unit_year(
         }
     }
     // Each unit-year's values are added in ascending order, so the sum (float addition is not
-    // associative) is the same however the table's rows are ordered.
+    // associative) is the same however the table's rows are ordered. Upstream stages write
+    // their rows grouped by unit and year; then sorting within each group gives the same
+    // (stable) order as sorting the whole table, without comparing ids.
+    let key = |i: usize| (units.get(i), years[i]);
+    let by_value = |a: &usize, b: &usize| values[*a].total_cmp(&values[*b]);
     let mut order: Vec<usize> = (0..years.len()).collect();
-    order.sort_by(|&a, &b| {
-        (units.get(a), years[a])
-            .cmp(&(units.get(b), years[b]))
-            .then(values[a].total_cmp(&values[b]))
-    });
+    if (1..years.len()).all(|i| key(i - 1) <= key(i)) {
+        let mut start = 0;
+        for end in 1..=order.len() {
+            if end == order.len() || key(end) != key(start) {
+                order[start..end].sort_by(by_value);
+                start = end;
+            }
+        }
+    } else {
+        order.sort_by(|a, b| key(*a).cmp(&key(*b)).then(by_value(a, b)));
+    }
     let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
     let mut run: Option<(&str, i64, f64)> = None;
     for i in order {
@@ -200,7 +211,7 @@ impl Stage for Indices {
             &["sink_t_c"],
             sum_by_unit_year(inputs.table("sink")?, "sink", "sink_t_c")?,
         );
-        let economy = Economy::read(params, inputs)?;
+        let economy = Economy::read(params, inputs, ctx)?;
         // every unit-year that has an emission or a sink, sorted by unit then year
         // both panels iterate in (unit, year) order: merge them
         let mut keys: Vec<(&str, i64)> = ce.keys().collect();
@@ -249,14 +260,18 @@ struct Economy {
 }
 
 impl Economy {
-    fn read(params: &Params, inputs: &Inputs) -> Result<Self, StageError> {
+    fn read(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Self, StageError> {
         let mut columns = vec![params.gdp_column.as_str()];
         columns.extend(params.deflator_column.as_deref());
         let population = params.population_column.as_ref().map(|c| {
             columns.push(c);
             columns.len() - 1
         });
-        let panel = Panel::read(inputs.table("economy")?, "economy", &columns, true)?;
+        // The same in every draw of a sweep that varies other stages: read it once.
+        let values = ctx.reuse("economy", &["economy"], &columns, || {
+            Ok(Panel::read(inputs.table("economy")?, "economy", &columns, true)?.values())
+        })?;
+        let panel = Panel::over(Arc::clone(&values));
         Ok(Self { panel, population })
     }
 

@@ -3,6 +3,7 @@
 //! or the crop-yield method.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,11 +14,12 @@ use crate::methods::coefficients::{
     CROP_PRESETS, CropParameters, check_crop, crop_name, crop_preset,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, class_without_coefficient, read_areas,
+    CoefficientChoice, MissingPolicy, Panel, area_groups, class_without_coefficient, read_areas,
     refuse_unused_columns, str_col,
 };
-use crate::table::{TableBuilder, f64s, i64s};
+use crate::table::{f64s, i64s};
 
 /// The `sink` stage kind.
 pub struct Sink;
@@ -206,10 +208,7 @@ impl Stage for Sink {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new("sink", "unit_id, year, class, sink_t_c (t C, ≥ 0), method")
-                .with_columns(["unit_id", "year", "class", "sink_t_c", "method"]),
-        ]
+        vec![schema().decl()]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
@@ -227,7 +226,8 @@ impl Stage for Sink {
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
         let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let areas = area_cols.group()?;
+        let groups = area_groups(&area_cols, ctx)?;
+        let areas = area_cols.grouped_by(&groups);
         let label = params.coefficients.label();
         if coefficients.get("cultivated").is_some_and(|c| *c < 0.0)
             && params.cultivated_sink != CultivatedSink::None
@@ -248,12 +248,17 @@ impl Stage for Sink {
             _ => None,
         };
         let crops = match params.cultivated_sink {
-            CultivatedSink::CropYield => Some(crop_panel(
-                crops_table(inputs, &params.ignore_columns)?,
-                &params.crop_parameters.load()?,
-                params.missing,
-                ctx,
-            )?),
+            CultivatedSink::CropYield => {
+                // Only the crop parameters vary the crop carbon: a sweep's draws that vary the
+                // land coefficients share it instead of each sorting every crop row again.
+                let crop = &params.crop_parameters;
+                let key = (crop, params.missing, &params.ignore_columns);
+                let values = ctx.reuse("crop_panel", &["crops"], &key, || {
+                    let table = crops_table(inputs, &params.ignore_columns)?;
+                    Ok(crop_panel(table, &crop.load()?, params.missing, ctx)?.values())
+                })?;
+                Some(Panel::over(Arc::clone(&values)))
+            }
             _ => None,
         };
 
@@ -263,11 +268,7 @@ impl Stage for Sink {
             CultivatedSink::CropYield => format!("crop_yield:{}", params.crop_parameters.preset),
             CultivatedSink::None => params.cultivated_sink.name().to_owned(),
         };
-        let mut units: Vec<&str> = Vec::new();
-        let mut years: Vec<i64> = Vec::new();
-        let mut classes: Vec<&str> = Vec::new();
-        let mut sinks: Vec<f64> = Vec::new();
-        let mut methods: Vec<&str> = Vec::new();
+        let mut out: Vec<Row<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut rows: Vec<(&str, f64, &str)> = Vec::new();
         for ua in &areas {
             rows.clear();
@@ -302,28 +303,40 @@ impl Stage for Sink {
                 rows.push(("cultivated", s, &cultivated_method));
                 rows.sort_by(|a, b| a.0.cmp(b.0));
             }
-            for &(class, s, m) in &rows {
-                units.push(ua.unit);
-                years.push(ua.year);
-                classes.push(class);
-                sinks.push(s);
-                methods.push(m);
-            }
+            out.extend(rows.iter().map(|&(class, sink_t_c, method)| Row {
+                unit: ua.unit,
+                year: ua.year,
+                class,
+                sink_t_c,
+                method,
+            }));
         }
         if let Some(panel) = &crops {
             panel.report(ctx, params.missing);
             let known: std::collections::BTreeSet<&str> = areas.iter().map(|a| a.unit).collect();
             panel.warn_unused_units(ctx, &|u| known.contains(u));
         }
-        let table = TableBuilder::new()
-            .str("unit_id", &units)
-            .i64("year", years)
-            .str("class", &classes)
-            .f64("sink_t_c", sinks)
-            .str("method", &methods)
-            .build()?;
-        Ok(vec![("sink".to_owned(), table)])
+        Ok(vec![schema().build(&out)?])
     }
+}
+
+/// One row of the output: a unit's sink of one land class in one year.
+struct Row<'a> {
+    unit: &'a str,
+    year: i64,
+    class: &'a str,
+    sink_t_c: f64,
+    method: &'a str,
+}
+
+/// The output, declared once for `outputs()` and `run()`.
+fn schema<'a>() -> TableSchema<Row<'a>> {
+    TableSchema::<Row<'a>>::new("sink", "unit_id, year, class, sink_t_c (t C, ≥ 0), method")
+        .text("unit_id", |r| r.unit)
+        .int("year", |r| r.year)
+        .text("class", |r| r.class)
+        .float("sink_t_c", |r| r.sink_t_c)
+        .text("method", |r| r.method)
 }
 
 /// The `crops` table, refusing a column it does not read (a misspelt `yield_t` would
@@ -447,7 +460,7 @@ fn crop_panel(
 mod tests {
     use super::*;
 
-    use crate::table::strings;
+    use crate::table::{TableBuilder, strings};
     use arrow_array::RecordBatch;
 
     fn areas_table() -> RecordBatch {

@@ -16,35 +16,43 @@ impl Stage for Sweep {
         ParamDoc {
             name: "draws",
             ty: "integer ≥ 2",
-            default: "1000",
+            default: "",
             doc: "number of draws",
         },
         ParamDoc {
             name: "seed",
             ty: "integer",
-            default: "required",
+            default: "",
             doc: "seed of the sampling design; a draw depends on (seed, draws, index), not on threads",
         },
         ParamDoc {
             name: "sampling",
             ty: "lhs|random",
-            default: "lhs",
+            default: "",
             doc: "Latin hypercube (McKay, Beckman & Conover 1979) or independent draws",
         },
         ParamDoc {
             name: "vary",
             ty: "{\"<stage>.<path>\": distribution}",
-            default: "required",
+            default: "",
             doc: "`{uniform: [a, b]}`, `{triangular: [min, mode, max]}`, `{normal: [mean, sd]}` or `{choice: [v1, v2, …]}`",
         },
         ParamDoc {
             name: "collect",
             ty: "{name: \"<stage>[.<output>].<column>\"}",
-            default: "required",
+            default: "",
             doc: "columns to report per draw; each must be downstream of a varied stage",
         },
     ];
     type Params = SweepParams;
+
+    fn required_example() -> serde_json::Value {
+        serde_json::json!({
+            "seed": 7,
+            "vary": {"sink.coefficients.override.forest": {"uniform": [-0.644, -0.578]}},
+            "collect": {"nce": "indices.nce_t_c"},
+        })
+    }
 
     fn ports(_: &SweepParams) -> Vec<Port> {
         Vec::new()

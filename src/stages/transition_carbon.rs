@@ -8,8 +8,9 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::conversion_carbon::conversion_change_t_c;
+use crate::stages::schema::TableSchema;
 use crate::stages::shared::carbon_panel::CoefficientChoice;
-use crate::table::{self, TableBuilder};
+use crate::table;
 
 /// The `transition_carbon` kind.
 pub struct TransitionCarbon;
@@ -33,16 +34,33 @@ const PRESETS_PINNED: (u32, &str) = (
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv"];
 
-const COLUMNS: [&str; 8] = [
-    "unit_id",
-    "year_from",
-    "year_to",
-    "class_from",
-    "class_to",
-    "area_ha",
-    "delta_ce_t_c_per_year",
-    "delta_cs_t_c_per_year",
-];
+/// One conversion of one unit, as the output table has it.
+struct Row<'a> {
+    unit: &'a str,
+    year_from: i64,
+    year_to: i64,
+    class_from: &'a str,
+    class_to: &'a str,
+    area_ha: f64,
+    delta_ce_t_c_per_year: Option<f64>,
+    delta_cs_t_c_per_year: f64,
+}
+
+/// The output, declared once for `outputs()` and `run()`.
+fn schema<'a>() -> TableSchema<Row<'a>> {
+    TableSchema::<Row<'a>>::new(
+        "transition_carbon",
+        "per unit and conversion: area_ha, delta_ce_t_c_per_year (null when a class has no coefficient), delta_cs_t_c_per_year",
+    )
+    .text("unit_id", |r| r.unit)
+    .int("year_from", |r| r.year_from)
+    .int("year_to", |r| r.year_to)
+    .text("class_from", |r| r.class_from)
+    .text("class_to", |r| r.class_to)
+    .float("area_ha", |r| r.area_ha)
+    .float_or_null("delta_ce_t_c_per_year", |r| r.delta_ce_t_c_per_year)
+    .float("delta_cs_t_c_per_year", |r| r.delta_cs_t_c_per_year)
+}
 
 impl Stage for TransitionCarbon {
     const KIND: &'static str = "transition_carbon";
@@ -78,13 +96,7 @@ impl Stage for TransitionCarbon {
     }
 
     fn outputs(_params: &Params) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl::new(
-                "transition_carbon",
-                "per unit and conversion: area_ha, delta_ce_t_c_per_year (null when a class has no coefficient), delta_cs_t_c_per_year",
-            )
-            .with_columns(COLUMNS),
-        ]
+        vec![schema().decl()]
     }
 
     fn sources(params: &Params) -> Vec<Source> {
@@ -128,38 +140,34 @@ impl Stage for TransitionCarbon {
                 &to[b],
             ))
         });
-        let (mut ce, mut cs) = (
-            Vec::with_capacity(rows.len()),
-            Vec::with_capacity(rows.len()),
-        );
-        for &r in &rows {
-            let (d_ce, d_cs) = conversion_change_t_c(
-                area[r],
-                coefficients.get(&from[r]).copied(),
-                coefficients.get(&to[r]).copied(),
-            );
-            ce.push(d_ce);
-            cs.push(d_cs);
-        }
-        let pick_str = |v: &[String]| rows.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
-        let pick_i64 = |v: &[i64]| rows.iter().map(|&r| v[r]).collect::<Vec<_>>();
-        let out = TableBuilder::new()
-            .str("unit_id", &pick_str(&units))
-            .i64("year_from", pick_i64(&year_from))
-            .i64("year_to", pick_i64(&year_to))
-            .str("class_from", &pick_str(&from))
-            .str("class_to", &pick_str(&to))
-            .f64("area_ha", rows.iter().map(|&r| area[r]).collect())
-            .f64_opt("delta_ce_t_c_per_year", ce)
-            .f64("delta_cs_t_c_per_year", cs)
-            .build()?;
-        Ok(vec![("transition_carbon".to_owned(), out)])
+        let out: Vec<Row<'_>> = rows
+            .iter()
+            .map(|&r| {
+                let (d_ce, d_cs) = conversion_change_t_c(
+                    area[r],
+                    coefficients.get(&from[r]).copied(),
+                    coefficients.get(&to[r]).copied(),
+                );
+                Row {
+                    unit: &units[r],
+                    year_from: year_from[r],
+                    year_to: year_to[r],
+                    class_from: &from[r],
+                    class_to: &to[r],
+                    area_ha: area[r],
+                    delta_ce_t_c_per_year: d_ce,
+                    delta_cs_t_c_per_year: d_cs,
+                }
+            })
+            .collect();
+        Ok(vec![schema().build(&out)?])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::TableBuilder;
 
     #[test]
     fn conversions_are_attributed_with_the_preset_coefficients() {
@@ -184,7 +192,7 @@ mod tests {
         )
         .unwrap();
         let o = &out[0].1;
-        assert_eq!(table::column_names(o), COLUMNS);
+        assert_eq!(table::column_names(o), schema().decl().columns);
         // Persistence rows (b forest → forest, a cultivated → cultivated) are left out.
         assert_eq!(o.num_rows(), 2);
         assert_eq!(

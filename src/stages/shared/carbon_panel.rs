@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -94,7 +95,17 @@ pub enum MissingPolicy {
 ///
 /// Lookups go through a hash index (never iterated, so it cannot reach an output) with a
 /// one-entry cache of the last unit, because stages read a unit's years and columns in a row.
+/// The values are shared ([`Panel::values`], [`Panel::over`]), so a stage that runs many times
+/// over the same table reads it once; the record of filled values is each panel's own.
 pub struct Panel {
+    values: Arc<PanelValues>,
+    last: Cell<usize>,
+    filled: Cell<usize>,
+    first_filled: RefCell<Option<String>>,
+}
+
+/// The values of a [`Panel`], without its record of lookups.
+pub struct PanelValues {
     table: String,
     columns: Vec<String>,
     /// Unit ids, sorted.
@@ -102,9 +113,6 @@ pub struct Panel {
     index: HashMap<String, usize>,
     /// Per unit (same order as `units`): year → values.
     rows: Vec<BTreeMap<i64, Vec<f64>>>,
-    last: Cell<usize>,
-    filled: Cell<usize>,
-    first_filled: RefCell<Option<String>>,
 }
 
 impl Panel {
@@ -170,44 +178,59 @@ impl Panel {
             .enumerate()
             .map(|(i, u)| (u.clone(), i))
             .collect();
-        Self {
+        Self::over(Arc::new(PanelValues {
             table: table.to_owned(),
             columns: columns.iter().map(|c| (*c).to_owned()).collect(),
             units,
             index,
             rows,
+        }))
+    }
+
+    /// A panel over shared values, with nothing filled yet.
+    #[must_use]
+    pub fn over(values: Arc<PanelValues>) -> Self {
+        Self {
+            values,
             last: Cell::new(0),
             filled: Cell::new(0),
             first_filled: RefCell::new(None),
         }
     }
 
+    /// The panel's values, to share with [`Panel::over`].
+    #[must_use]
+    pub fn values(&self) -> Arc<PanelValues> {
+        Arc::clone(&self.values)
+    }
+
     /// The years of `unit`, if the table has it.
     fn unit_rows(&self, unit: &str) -> Option<&BTreeMap<i64, Vec<f64>>> {
         let last = self.last.get();
-        if self.units.get(last).is_some_and(|u| u == unit) {
-            return Some(&self.rows[last]);
+        if self.values.units.get(last).is_some_and(|u| u == unit) {
+            return Some(&self.values.rows[last]);
         }
-        let i = *self.index.get(unit)?;
+        let i = *self.values.index.get(unit)?;
         self.last.set(i);
-        Some(&self.rows[i])
+        Some(&self.values.rows[i])
     }
 
     /// The units of the table, sorted.
     pub fn units(&self) -> impl Iterator<Item = &str> {
-        self.units.iter().map(String::as_str)
+        self.values.units.iter().map(String::as_str)
     }
 
     /// Whether the table has any row for `unit`.
     pub fn has_unit(&self, unit: &str) -> bool {
-        self.index.contains_key(unit)
+        self.values.index.contains_key(unit)
     }
 
     /// The units and years the table has, sorted.
     pub fn keys(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.units
+        self.values
+            .units
             .iter()
-            .zip(&self.rows)
+            .zip(&self.values.rows)
             .flat_map(|(u, years)| years.keys().map(move |y| (u.as_str(), *y)))
     }
 
@@ -223,7 +246,7 @@ impl Panel {
         col: usize,
         policy: MissingPolicy,
     ) -> Result<f64, StageError> {
-        let column = &self.columns[col];
+        let column = &self.values.columns[col];
         let years = self.unit_rows(unit);
         if let Some(v) = years.and_then(|y| y.get(&year)).map(|v| v[col])
             && !v.is_nan()
@@ -231,20 +254,20 @@ impl Panel {
             return Ok(v);
         }
         let what = match years {
-            None => format!("`{}` has no row for unit `{unit}`", self.table),
+            None => format!("`{}` has no row for unit `{unit}`", self.values.table),
             Some(y) if !y.contains_key(&year) => format!(
                 "`{}` has no row for unit `{unit}` in year {year}",
-                self.table
+                self.values.table
             ),
             Some(_) => format!(
                 "`{}`: unit `{unit}`, year {year}: column `{column}` is empty",
-                self.table
+                self.values.table
             ),
         };
         let value = match policy {
             MissingPolicy::Error => {
                 // A county's GDP or population is never zero: do not suggest filling it so.
-                let hint = if self.table == "economy" {
+                let hint = if self.values.table == "economy" {
                     "add the value to the table, or set `missing: interpolate` on this stage"
                 } else {
                     "add the value to the table, or set `missing: zero` or `missing: interpolate` on this stage"
@@ -272,7 +295,7 @@ impl Panel {
                         v0 + w * (v1 - v0)
                     }
                     _ => {
-                        let hint = if self.table == "economy" {
+                        let hint = if self.values.table == "economy" {
                             "add the value to the table"
                         } else {
                             "add the value, or use `missing: zero`"
@@ -302,7 +325,7 @@ impl Panel {
             };
             ctx.warn(format!(
                 "`{}`: {n} missing value(s) {how} by the `missing` policy (first: {first})",
-                self.table
+                self.values.table
             ));
         }
     }
@@ -314,7 +337,7 @@ impl Panel {
             let shown: Vec<&str> = extra.iter().take(5).copied().collect();
             ctx.warn(format!(
                 "`{}`: {} unit(s) are not in the study's units and are ignored (e.g. {})",
-                self.table,
+                self.values.table,
                 extra.len(),
                 shown.join(", ")
             ));
@@ -588,6 +611,15 @@ pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns
     })
 }
 
+/// The rows of an `areas` table in (unit, year, class) order, cut into unit-years: what
+/// [`AreaColumns::group`] finds by comparing ids, kept so that runs over the same table (a
+/// sweep's draws) compare them once.
+pub struct AreaGroups {
+    order: Vec<usize>,
+    /// Where each unit-year starts in `order`, and `order.len()` at the end.
+    starts: Vec<usize>,
+}
+
 impl AreaColumns<'_> {
     /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
     /// (unit, year, class) is an error.
@@ -595,6 +627,14 @@ impl AreaColumns<'_> {
     /// # Errors
     /// A (unit, year, class) that appears twice.
     pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
+        Ok(self.grouped_by(&self.row_groups()?))
+    }
+
+    /// The row order and unit-year boundaries of [`AreaColumns::group`].
+    ///
+    /// # Errors
+    /// A (unit, year, class) that appears twice.
+    pub fn row_groups(&self) -> Result<AreaGroups, StageError> {
         let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
         let n = self.years.len();
         let mut order: Vec<usize> = (0..n).collect();
@@ -602,29 +642,57 @@ impl AreaColumns<'_> {
         if !(1..n).all(|i| key(i - 1) <= key(i)) {
             order.sort_by(|&a, &b| key(a).cmp(&key(b)));
         }
-        let mut out: Vec<UnitYearAreas<'_>> = Vec::new();
-        for i in order {
-            let (unit, year, class) = key(i);
-            match out.last_mut() {
-                Some(last) if last.unit == unit && last.year == year => {
-                    if last.classes.last().is_some_and(|(c, _)| *c == class) {
-                        return Err(StageError::data(format!(
-                            "`{}`: unit `{unit}`, year {year}: class `{class}` appears twice",
-                            self.table
-                        ))
-                        .with_hint("keep one row per unit, year and class"));
-                    }
-                    last.classes.push((class, self.areas[i]));
-                }
-                _ => out.push(UnitYearAreas {
-                    unit,
-                    year,
-                    classes: vec![(class, self.areas[i])],
-                }),
+        let mut starts = Vec::new();
+        for (k, pair) in order.windows(2).enumerate() {
+            let ((unit, year, class), next) = (key(pair[1]), key(pair[0]));
+            if (unit, year) != (next.0, next.1) {
+                starts.push(k + 1);
+            } else if class == next.2 {
+                return Err(StageError::data(format!(
+                    "`{}`: unit `{unit}`, year {year}: class `{class}` appears twice",
+                    self.table
+                ))
+                .with_hint("keep one row per unit, year and class"));
             }
         }
-        Ok(out)
+        if n > 0 {
+            starts.insert(0, 0);
+        }
+        starts.push(n);
+        Ok(AreaGroups { order, starts })
     }
+
+    /// The unit-years of `groups` (found by [`AreaColumns::row_groups`] on this table).
+    #[must_use]
+    pub fn grouped_by(&self, groups: &AreaGroups) -> Vec<UnitYearAreas<'_>> {
+        groups
+            .starts
+            .windows(2)
+            .map(|w| {
+                let rows = &groups.order[w[0]..w[1]];
+                UnitYearAreas {
+                    unit: self.units.get(rows[0]),
+                    year: self.years[rows[0]],
+                    classes: rows
+                        .iter()
+                        .map(|&i| (self.classes.get(i), self.areas[i]))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The row groups of the `areas` input (`columns` read from the port `areas`): a sweep's draws
+/// compare its ids once rather than once each.
+///
+/// # Errors
+/// A repeated (unit, year, class).
+pub fn area_groups(
+    columns: &AreaColumns<'_>,
+    ctx: &StageContext,
+) -> Result<Arc<AreaGroups>, StageError> {
+    ctx.reuse("area_groups", &["areas"], &(), || columns.row_groups())
 }
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
