@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one look serves every waiting thread.
@@ -46,11 +46,25 @@ impl JobState {
 }
 
 /// The last look at the jobs in flight, shared by the waiting threads.
-#[derive(Default)]
 pub(super) struct Board {
     last: Mutex<Look>,
+    /// How long one look serves every waiting thread.
+    fresh: Duration,
     /// Whether `sacct` failed (without an accounting database it always does).
     no_accounting: AtomicBool,
+    /// Looks taken so far.
+    looks: AtomicUsize,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self {
+            last: Mutex::default(),
+            fresh: FRESH,
+            no_accounting: AtomicBool::new(false),
+            looks: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -71,11 +85,12 @@ impl Board {
         in_flight: &BTreeSet<String>,
     ) -> Vec<Option<JobState>> {
         let mut look = self.last.lock().expect("look lock is never poisoned");
-        let fresh = look.at.is_some_and(|t| t.elapsed() < FRESH)
+        let fresh = look.at.is_some_and(|t| t.elapsed() < self.fresh)
             && ids.iter().all(|id| look.asked.contains(id));
         if !fresh {
             let mut asked = in_flight.clone();
             asked.extend(ids.iter().cloned());
+            self.looks.fetch_add(1, Ordering::Relaxed);
             look.states = self.query(&asked);
             look.asked = asked;
             look.at = Some(Instant::now());
@@ -209,6 +224,33 @@ mod tests {
             JobState::Ended("OUT_OF_MEMORY".into())
         );
         assert_eq!(JobState::from_word(""), JobState::Unknown);
+    }
+
+    #[test]
+    fn one_look_serves_every_job_it_asked_about() {
+        // Whatever SLURM answers here (or not at all), what counts is when the board looks.
+        let board = Board {
+            fresh: Duration::from_secs(3600),
+            ..Board::default()
+        };
+        let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let in_flight: BTreeSet<String> = ids(&["900001_0", "900001_1", "900002"])
+            .into_iter()
+            .collect();
+        board.states(&ids(&["900001_0"]), &in_flight);
+        assert_eq!(board.looks.load(Ordering::Relaxed), 1);
+        board.states(&ids(&["900001_1", "900002"]), &in_flight);
+        assert_eq!(
+            board.looks.load(Ordering::Relaxed),
+            1,
+            "the first look asked about every job in flight"
+        );
+        board.states(&ids(&["900003"]), &in_flight);
+        assert_eq!(
+            board.looks.load(Ordering::Relaxed),
+            2,
+            "a new job needs a new look"
+        );
     }
 
     #[test]
