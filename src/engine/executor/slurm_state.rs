@@ -1,4 +1,4 @@
-//! What SLURM says of the jobs a run has in flight: one `sacct` (where the cluster keeps
+//! What SLURM says of the jobs a run has in flight: one `sacct` (where SLURM keeps
 //! accounting) or one `squeue --states=all` per look, for every job of every stage at once,
 //! shared by the threads that wait for them. A job neither lists is looked up in its exit
 //! file by the caller.
