@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::stage::{
-    Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
+    Inputs, OutputDecl, Outputs, ParamDoc, Port, Shard, Stage, StageContext, StageError,
 };
 use crate::methods::contiguity::components;
 use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
@@ -15,7 +15,7 @@ use crate::methods::redcap::redcap;
 use crate::methods::skater::{SizeBound, TreeSplits, skater};
 use crate::stages::schema::TableSchema;
 use crate::stages::shared::units::{preview, sorted_unique_ids};
-use crate::table::{f64s, ids, select_year, take_rows};
+use crate::table::{TableBuilder, f64s, i64s, ids, select_year, take_rows};
 
 pub struct Cluster;
 
@@ -239,7 +239,104 @@ impl Stage for Cluster {
         Ok(())
     }
 
+    /// With `k: auto`, one shard per chunk of [`K_PER_SHARD`] values of k; the run merges
+    /// their scores and picks k as it would alone.
+    fn shards(params: &Params) -> Vec<Shard> {
+        k_chunks(params)
+            .into_iter()
+            .map(|chunk| Shard {
+                name: chunk_name(chunk),
+                depends_on: chunk_depends(),
+            })
+            .collect()
+    }
+
+    fn run_shard(
+        params: &Params,
+        shard: &str,
+        inputs: &Inputs,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        let chunk = k_chunks(params)
+            .into_iter()
+            .find(|&c| chunk_name(c) == shard)
+            .ok_or_else(|| StageError::internal(format!("`cluster` has no shard `{shard}`")))?;
+        let prep = Prepared::new(params, inputs, ctx)?;
+        evaluate_chunk(params, &prep, chunk, ctx)
+    }
+
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+        let prep = Prepared::new(params, inputs, ctx)?;
+        let n = prep.names.len();
+        let (k_lo, k_hi) = k_bounds(params, n)?;
+        let scored = match scores_from_shards(params, ctx, n, k_lo, k_hi)? {
+            Some(found) => found,
+            None => scores_here(params, &prep, k_lo, k_hi),
+        };
+        if scored.reached < k_hi {
+            ctx.warn(format!(
+                "only {} clusters could be formed (asked for {k_hi}): no further cut {}",
+                scored.reached,
+                if prep.bounded {
+                    "keeps every cluster at `min_size` and reduces the sum of squares"
+                } else {
+                    "reduces the sum of squares"
+                }
+            ));
+        }
+        let Scored {
+            rows,
+            chosen_k,
+            partitions,
+            ..
+        } = scored;
+        let labels = partitions.labels(chosen_k);
+        let Prepared {
+            names,
+            raw,
+            data,
+            vars: prep_vars,
+            ..
+        } = prep;
+        let summary: Vec<KRow> = rows
+            .into_iter()
+            .map(|(k, ss, pseudo_f)| KRow {
+                k,
+                ss,
+                pseudo_f,
+                chosen: k == chosen_k,
+            })
+            .collect();
+        let units: Vec<LabelRow<'_>> = names
+            .iter()
+            .zip(&labels)
+            .map(|(unit_id, &cluster)| LabelRow { unit_id, cluster })
+            .collect();
+        let profiles = profiles(prep_vars, &raw, &data, &labels, chosen_k);
+        Ok(vec![
+            labels_table().build(&units)?,
+            summary_table().build(&summary)?,
+            profiles_table(&params.variables).build(&profiles)?,
+        ])
+    }
+}
+
+/// The table, graph and standardised data every `k` is evaluated on: the same in a shard and
+/// in the merge, so both evaluate the same partitions.
+struct Prepared {
+    names: Vec<String>,
+    raw: Vec<f64>,
+    data: Vec<f64>,
+    vars: usize,
+    edges: Vec<(usize, usize)>,
+    weights: Vec<f64>,
+    min_total: f64,
+    /// Whether `min_size` bounds the cuts.
+    bounded: bool,
+}
+
+impl Prepared {
+    fn new(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Self, StageError> {
         let table = select_year(inputs.table("table")?, "table", params.year)?;
         let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
         let table = take_rows(&table, &order)?;
@@ -285,99 +382,288 @@ impl Stage for Cluster {
                 (w, t.total)
             }
         };
-        let bound = (min_total > 1.0 || matches!(params.min_size, MinSize::Total(_))).then_some(
-            SizeBound {
-                weights: &weights,
-                min_total,
-            },
-        );
-        let (k_lo, k_hi) = match params.k {
-            ClusterCount::Fixed(k) if k > n => {
-                return Err(StageError::data(format!(
-                    "`k` is {k} but `table` has only {n} units{}",
-                    year_note(params.year)
-                ))
-                .with_hint("ask for at most as many clusters as units"));
-            }
-            ClusterCount::Fixed(k) => (k, k),
-            ClusterCount::Chosen(_) => {
-                let hi = params.k_range[1].min(n.saturating_sub(1));
-                if hi < params.k_range[0] {
-                    return Err(StageError::data(format!(
-                        "`k: auto` needs at least {} units, `table` has {n}",
-                        params.k_range[0] + 1
-                    ))
-                    .with_hint("give a fixed `k` or lower `k_range`"));
-                }
-                (params.k_range[0], hi)
-            }
-        };
-        let splits: TreeSplits = match params.method {
-            Method::Skater => skater(&data, vars, &edges, k_hi, bound),
-            Method::Redcap => redcap(&data, vars, &edges, k_hi, bound),
-        };
-        let reached = splits.reached();
-        if reached < k_hi {
-            ctx.warn(format!(
-                "only {reached} clusters could be formed (asked for {k_hi}): no further cut {}",
-                if bound.is_some() {
-                    "keeps every cluster at `min_size` and reduces the sum of squares"
-                } else {
-                    "reduces the sum of squares"
-                }
-            ));
-        }
-        // Evaluate every k in range that was reached.
-        let mut rows: Vec<(usize, crate::methods::pseudo_f::SumsOfSquares, f64)> = Vec::new();
-        for k in k_lo..=k_hi.min(reached) {
-            let labels = splits.labels(k);
-            let ss = sums_of_squares(&data, vars, &labels, k);
-            let f = pseudo_f(ss.between, ss.within_total, n, k);
-            rows.push((k, ss, f));
-        }
-        if rows.is_empty() {
-            // Fewer clusters reached than the lowest k asked for: report what there is.
-            let labels = splits.labels(reached);
-            let ss = sums_of_squares(&data, vars, &labels, reached);
-            let f = pseudo_f(ss.between, ss.within_total, n, reached);
-            rows.push((reached, ss, f));
-        }
-        let chosen_k = match params.k {
-            ClusterCount::Fixed(_) => rows[rows.len() - 1].0,
-            ClusterCount::Chosen(_) => {
-                let mut best = rows[0].0;
-                let mut best_f = f64::NEG_INFINITY;
-                for (k, _, f) in &rows {
-                    if f.is_finite() && *f > best_f {
-                        best = *k;
-                        best_f = *f;
-                    }
-                }
-                best
-            }
-        };
-        let labels = splits.labels(chosen_k);
-        let summary: Vec<KRow> = rows
-            .into_iter()
-            .map(|(k, ss, pseudo_f)| KRow {
-                k,
-                ss,
-                pseudo_f,
-                chosen: k == chosen_k,
-            })
-            .collect();
-        let units: Vec<LabelRow<'_>> = names
-            .iter()
-            .zip(&labels)
-            .map(|(unit_id, &cluster)| LabelRow { unit_id, cluster })
-            .collect();
-        let profiles = profiles(vars, &raw, &data, &labels, chosen_k);
-        Ok(vec![
-            labels_table().build(&units)?,
-            summary_table().build(&summary)?,
-            profiles_table(&params.variables).build(&profiles)?,
-        ])
+        let bounded = min_total > 1.0 || matches!(params.min_size, MinSize::Total(_));
+        Ok(Self {
+            names,
+            raw,
+            data,
+            vars,
+            edges,
+            weights,
+            min_total,
+            bounded,
+        })
     }
+
+    /// The greedy cuts up to `k` clusters. Each cut depends only on the cuts before it, so the
+    /// partitions up to `k` are the same whatever larger `k` is asked for.
+    fn splits(&self, method: Method, k: usize) -> TreeSplits {
+        let bound = self.bounded.then_some(SizeBound {
+            weights: &self.weights,
+            min_total: self.min_total,
+        });
+        match method {
+            Method::Skater => skater(&self.data, self.vars, &self.edges, k, bound),
+            Method::Redcap => redcap(&self.data, self.vars, &self.edges, k, bound),
+        }
+    }
+}
+
+/// The range of k evaluated: `k` itself, or `k_range` capped at n − 1.
+fn k_bounds(params: &Params, n: usize) -> Result<(usize, usize), StageError> {
+    match params.k {
+        ClusterCount::Fixed(k) if k > n => Err(StageError::data(format!(
+            "`k` is {k} but `table` has only {n} units{}",
+            year_note(params.year)
+        ))
+        .with_hint("ask for at most as many clusters as units")),
+        ClusterCount::Fixed(k) => Ok((k, k)),
+        ClusterCount::Chosen(_) => {
+            let hi = params.k_range[1].min(n.saturating_sub(1));
+            if hi < params.k_range[0] {
+                return Err(StageError::data(format!(
+                    "`k: auto` needs at least {} units, `table` has {n}",
+                    params.k_range[0] + 1
+                ))
+                .with_hint("give a fixed `k` or lower `k_range`"));
+            }
+            Ok((params.k_range[0], hi))
+        }
+    }
+}
+
+/// One evaluated k: its sums of squares and pseudo-F.
+type KScore = (usize, crate::methods::pseudo_f::SumsOfSquares, f64);
+
+/// Every k evaluated, the one chosen, and where its partition comes from.
+struct Scored {
+    rows: Vec<KScore>,
+    chosen_k: usize,
+    partitions: Partitions,
+    /// The most clusters the cuts reached (at most `k_hi`).
+    reached: usize,
+}
+
+/// The partitions of the evaluated k: the cuts themselves, or the labels the shards stored.
+enum Partitions {
+    Cuts(TreeSplits),
+    Stored(BTreeMap<usize, Vec<usize>>),
+}
+
+impl Partitions {
+    fn labels(&self, k: usize) -> Vec<usize> {
+        match self {
+            Partitions::Cuts(splits) => splits.labels(k),
+            Partitions::Stored(by_k) => by_k[&k].clone(),
+        }
+    }
+}
+
+/// Evaluates `k_lo..=k_hi` in this process: the stage's whole work.
+fn scores_here(params: &Params, prep: &Prepared, k_lo: usize, k_hi: usize) -> Scored {
+    let splits = prep.splits(params.method, k_hi);
+    let reached = splits.reached();
+    let mut rows: Vec<KScore> = (k_lo..=k_hi.min(reached))
+        .map(|k| score(prep, &splits.labels(k), k))
+        .collect();
+    if rows.is_empty() {
+        // Fewer clusters reached than the lowest k asked for: report what there is.
+        rows.push(score(prep, &splits.labels(reached), reached));
+    }
+    let chosen_k = choose(params, &rows);
+    Scored {
+        rows,
+        chosen_k,
+        partitions: Partitions::Cuts(splits),
+        reached,
+    }
+}
+
+/// The sums of squares and pseudo-F of one partition into `k` clusters.
+fn score(prep: &Prepared, labels: &[usize], k: usize) -> KScore {
+    let ss = sums_of_squares(&prep.data, prep.vars, labels, k);
+    let f = pseudo_f(ss.between, ss.within_total, prep.names.len(), k);
+    (k, ss, f)
+}
+
+/// The k used: the given one, or the first with the largest finite pseudo-F.
+fn choose(params: &Params, rows: &[KScore]) -> usize {
+    match params.k {
+        ClusterCount::Fixed(_) => rows[rows.len() - 1].0,
+        ClusterCount::Chosen(_) => {
+            let mut best = rows[0].0;
+            let mut best_f = f64::NEG_INFINITY;
+            for (k, _, f) in rows {
+                if f.is_finite() && *f > best_f {
+                    best = *k;
+                    best_f = *f;
+                }
+            }
+            best
+        }
+    }
+}
+
+/// Values of k evaluated per shard of `k: auto`. The greedy cuts are sequential, so a shard
+/// still makes every cut up to its largest k; what shards share out is the evaluation of
+/// each k (labels, sums of squares, pseudo-F), which costs as much again per k.
+const K_PER_SHARD: usize = 4;
+
+/// The k chunks of `k: auto`, inclusive, from `k_range` as written (before the cap at
+/// n − 1, which only the data tell).
+fn k_chunks(params: &Params) -> Vec<(usize, usize)> {
+    let ClusterCount::Chosen(_) = params.k else {
+        return Vec::new();
+    };
+    let [lo, hi] = params.k_range;
+    (lo..=hi)
+        .step_by(K_PER_SHARD)
+        .map(|a| (a, (a + K_PER_SHARD - 1).min(hi)))
+        .collect()
+}
+
+fn chunk_name((a, b): (usize, usize)) -> String {
+    format!("k{a}-{b}")
+}
+
+/// The inputs a chunk's memos depend on: all of the stage's.
+fn chunk_depends() -> Vec<String> {
+    vec!["port:table".to_owned(), "port:edges".to_owned()]
+}
+
+fn chunk_memo_params(params: &Params, chunk: (usize, usize)) -> serde_json::Value {
+    serde_json::json!({ "params": params, "k": [chunk.0, chunk.1] })
+}
+
+/// Evaluates one chunk of k and stores it as two memos: `k_scores` (one row per k of the
+/// chunk: whether it was evaluated, its sums of squares and pseudo-F, and the clusters the
+/// cuts reached) and `k_labels` (per evaluated k, the label of each unit in id order).
+fn evaluate_chunk(
+    params: &Params,
+    prep: &Prepared,
+    chunk: (usize, usize),
+    ctx: &StageContext,
+) -> Result<(), StageError> {
+    let n = prep.names.len();
+    let (k_lo, k_hi) = k_bounds(params, n)?;
+    let top = chunk.1.min(k_hi);
+    let splits = prep.splits(params.method, top);
+    let reached = splits.reached();
+    let (mut ks, mut evaluated, mut total, mut within, mut between, mut f) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut label_k, mut label) = (Vec::new(), Vec::new());
+    for k in chunk.0..=chunk.1 {
+        ks.push(k as i64);
+        let row = (k >= k_lo && k <= top.min(reached)).then(|| {
+            let labels = splits.labels(k);
+            label_k.extend(std::iter::repeat_n(k as i64, n));
+            label.extend(labels.iter().map(|&c| c as i64));
+            score(prep, &labels, k)
+        });
+        evaluated.push(row.is_some());
+        let (t, w, b, pf) = row.map_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN), |(_, ss, f)| {
+            (ss.total, ss.within_total, ss.between, f)
+        });
+        total.push(t);
+        within.push(w);
+        between.push(b);
+        f.push(pf);
+    }
+    let rows = ks.len();
+    let scores = TableBuilder::new()
+        .i64("k", ks)
+        .bool("evaluated", evaluated)
+        .f64("total_ss", total)
+        .f64("within_ss", within)
+        .f64("between_ss", between)
+        .f64("pseudo_f", f)
+        .i64("reached", vec![reached as i64; rows])
+        .build()?;
+    let labels = TableBuilder::new()
+        .i64("k", label_k)
+        .i64("cluster", label)
+        .build()?;
+    let memo_params = chunk_memo_params(params, chunk);
+    ctx.memo_store("k_scores", &chunk_depends(), &memo_params, &scores)?;
+    ctx.memo_store("k_labels", &chunk_depends(), &memo_params, &labels)
+}
+
+/// The scores the shards stored, when every chunk's memos are there and they evaluated at
+/// least one k; `None` otherwise (a local run, or a study whose cuts stop below `k_range`),
+/// and the merge evaluates everything itself.
+fn scores_from_shards(
+    params: &Params,
+    ctx: &StageContext,
+    n: usize,
+    k_lo: usize,
+    k_hi: usize,
+) -> Result<Option<Scored>, StageError> {
+    let mut rows: Vec<KScore> = Vec::new();
+    let mut by_k = BTreeMap::new();
+    let mut reached = None;
+    for chunk in k_chunks(params) {
+        let memo_params = chunk_memo_params(params, chunk);
+        let (Some(scores), Some(labels)) = (
+            ctx.memo_lookup("k_scores", &chunk_depends(), &memo_params)?,
+            ctx.memo_lookup("k_labels", &chunk_depends(), &memo_params)?,
+        ) else {
+            return Ok(None);
+        };
+        let ks = i64s(&scores, "k_scores", "k")?;
+        let evaluated = crate::table::bools(&scores, "k_scores", "evaluated")?;
+        let (total, within, between, f) = (
+            f64s(&scores, "k_scores", "total_ss")?,
+            f64s(&scores, "k_scores", "within_ss")?,
+            f64s(&scores, "k_scores", "between_ss")?,
+            f64s(&scores, "k_scores", "pseudo_f")?,
+        );
+        if (chunk.0..=chunk.1).contains(&k_hi) {
+            reached = i64s(&scores, "k_scores", "reached")?.first().copied();
+        }
+        let label_k = i64s(&labels, "k_labels", "k")?;
+        let label = i64s(&labels, "k_labels", "cluster")?;
+        for (r, &k) in ks.iter().enumerate() {
+            if !evaluated[r] {
+                continue;
+            }
+            let k =
+                usize::try_from(k).map_err(|_| StageError::internal("a stored k is negative"))?;
+            let mine: Vec<usize> = label_k
+                .iter()
+                .zip(&label)
+                .filter(|(lk, _)| usize::try_from(**lk).ok() == Some(k))
+                .map(|(_, &c)| usize::try_from(c).unwrap_or(usize::MAX))
+                .collect();
+            if mine.len() != n || mine.iter().any(|&c| c >= k) {
+                return Err(StageError::internal(format!(
+                    "the stored partition into {k} clusters does not fit the {n} units"
+                )));
+            }
+            let ss = crate::methods::pseudo_f::SumsOfSquares {
+                total: total[r],
+                within: Vec::new(),
+                within_total: within[r],
+                between: between[r],
+            };
+            rows.push((k, ss, f[r]));
+            by_k.insert(k, mine);
+        }
+    }
+    let Some(reached) = reached.and_then(|r| usize::try_from(r).ok()) else {
+        return Ok(None);
+    };
+    rows.retain(|r| r.0 >= k_lo && r.0 <= k_hi);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.sort_by_key(|r| r.0);
+    let chosen_k = choose(params, &rows);
+    Ok(Some(Scored {
+        rows,
+        chosen_k,
+        partitions: Partitions::Stored(by_k),
+        reached,
+    }))
 }
 
 /// A row of `labels`: a unit and its cluster, counted from 0.
@@ -652,6 +938,104 @@ mod tests {
         assert_eq!(
             i64s(&out[0].1, "labels", "cluster").unwrap(),
             vec![1, 1, 1, 1, 1, 2, 2, 2, 2]
+        );
+    }
+
+    /// A memo store in memory that counts what is stored.
+    #[derive(Default)]
+    struct MemoryStore {
+        tables: std::sync::Mutex<BTreeMap<crate::engine::key::Digest, RecordBatch>>,
+    }
+
+    impl crate::engine::stage::MemoStore for MemoryStore {
+        fn get(
+            &self,
+            key: &crate::engine::key::Digest,
+        ) -> Option<(RecordBatch, crate::engine::key::Digest)> {
+            let t = self.tables.lock().unwrap().get(key).cloned()?;
+            Some((t, crate::engine::key::Digest::of(b"memo")))
+        }
+        fn put(
+            &self,
+            key: &crate::engine::key::Digest,
+            table: &RecordBatch,
+        ) -> Result<crate::engine::key::Digest, StageError> {
+            self.tables.lock().unwrap().insert(*key, table.clone());
+            Ok(crate::engine::key::Digest::of(b"memo"))
+        }
+    }
+
+    /// Runs `cluster` on the grid as a batch executor would: first each shard (when `sharded`),
+    /// then the run, all with one memo store. Returns the outputs, the warnings and how many
+    /// memos the run read.
+    fn run_with_store(params: serde_json::Value, sharded: bool) -> (Outputs, Vec<String>, usize) {
+        use crate::engine::key::Digest;
+        let (table, edges) = grid();
+        let prepared = Entry::<Cluster>::new().prepare(params).unwrap();
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let scope = crate::engine::stage::MemoScope {
+            kind: "cluster".into(),
+            version: 1,
+            inputs: BTreeMap::from([
+                ("port:table".to_owned(), Digest::of(b"table")),
+                ("port:edges".to_owned(), Digest::of(b"edges")),
+            ]),
+        };
+        let ctx = || {
+            StageContext::new("c", std::path::Path::new("."), BTreeMap::new())
+                .with_memo(store.clone(), scope.clone())
+        };
+        let inputs = Inputs::new(BTreeMap::from([
+            ("table".to_owned(), table),
+            ("edges".to_owned(), edges),
+        ]));
+        if sharded {
+            for shard in prepared.shards() {
+                prepared.run_shard(&shard.name, &inputs, &ctx()).unwrap();
+            }
+        }
+        let merge = ctx();
+        let outputs = prepared.run(&inputs, &merge).unwrap();
+        (outputs, merge.take_warnings(), merge.take_memos().len())
+    }
+
+    #[test]
+    fn k_auto_shards_merge_into_the_outputs_of_one_run() {
+        // n = 9 caps k at 8: chunks k2-5 and k6-9 hold rows, k10-12 holds none.
+        let params = serde_json::json!({ "variables": ["x"], "k": "auto", "k_range": [2, 12], "standardize": "none" });
+        let names: Vec<String> = Entry::<Cluster>::new()
+            .prepare(params.clone())
+            .unwrap()
+            .shards()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["k2-5", "k6-9", "k10-12"]);
+        let (alone, alone_warnings, read_alone) = run_with_store(params.clone(), false);
+        assert_eq!(read_alone, 0, "a run without shards finds no memo");
+        let (merged, merged_warnings, read) = run_with_store(params, true);
+        assert_eq!(read, 6, "the merge reads two memos per chunk");
+        assert_eq!(merged, alone);
+        assert_eq!(merged_warnings, alone_warnings);
+        assert_eq!(
+            i64s(&merged[1].1, "summary", "k").unwrap(),
+            (2..=8).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn k_auto_shards_agree_when_min_size_stops_the_cuts_early() {
+        // min_size 4 on 9 units allows at most 2 clusters: every chunk past k2-3 is empty and
+        // the merge must warn exactly as a single run does.
+        let params = serde_json::json!({ "variables": ["x"], "k": "auto", "k_range": [2, 8], "min_size": 4, "standardize": "none" });
+        let (alone, alone_warnings, _) = run_with_store(params.clone(), false);
+        let (merged, merged_warnings, read) = run_with_store(params, true);
+        assert_eq!(read, 4, "the merge reads two memos per chunk");
+        assert_eq!(merged, alone);
+        assert_eq!(merged_warnings, alone_warnings);
+        assert!(
+            alone_warnings.iter().any(|w| w.contains("only 2 clusters")),
+            "{alone_warnings:?}"
         );
     }
 

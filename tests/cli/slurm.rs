@@ -230,3 +230,91 @@ fn an_interrupted_slurm_run_cancels_its_jobs() {
     }
     assert!(!s.path("out").exists(), "nothing is published");
 }
+
+/// The `.parquet` files a run published, by name.
+fn published(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `cluster` with `k: auto` fans out into one array task per chunk of k (`k_range: [2, 8]`
+/// gives chunks 2–5 and 6–8), each writing into its shard's folder, then a merge job; the
+/// published tables are byte-identical to a local run's.
+#[test]
+fn k_auto_clusters_fan_out_through_slurm_with_the_local_bytes() {
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
+    let s = Study::new();
+    // A 3×3 rook grid: low values bottom left, high ones top right.
+    s.file(
+        "data/units.csv",
+        "unit_id,x\ng0,0\ng1,1\ng2,2\ng3,1\ng4,2\ng5,8\ng6,9\ng7,8\ng8,9\n",
+    );
+    s.file(
+        "data/edges.csv",
+        "from,to\ng0,g1\ng1,g2\ng3,g4\ng4,g5\ng6,g7\ng7,g8\ng0,g3\ng3,g6\ng1,g4\ng4,g7\ng2,g5\ng5,g8\n",
+    );
+    s.file(
+        "study.yaml",
+        "study: slurm-k-auto\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: auto\n    k_range: [2, 8]\n    publish: [parquet]\n",
+    );
+    let run = |cache: &Path, executor: &str| {
+        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
+        let out = c
+            .current_dir(s.path(""))
+            .env("CI", "1")
+            .env_remove("PIPELINE_CACHE_DIR")
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["run", "study.yaml", "--executor", executor])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{executor}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let files = published(&s.path("out"));
+        std::fs::remove_dir_all(s.path("out")).unwrap();
+        files
+    };
+    let local = run(&s.path("cache-local"), "local");
+    assert_eq!(local.len(), 3, "labels, summary and profiles");
+    let slurm_cache = s.path("cache-slurm");
+    let slurm = run(&slurm_cache, "slurm");
+    assert!(slurm == local, "the SLURM run published other bytes");
+    let jobs = job_folders(&slurm_cache);
+    for folder in ["zones-k2-5", "zones-k6-8", "zones.tasks", "zones"] {
+        assert!(jobs.contains(&folder.to_owned()), "no {folder} in {jobs:?}");
+    }
+    let run_dir = std::fs::read_dir(slurm_cache.join("v1/jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for shard in ["zones-k2-5", "zones-k6-8"] {
+        assert!(
+            run_dir.join(shard).join("stdout.log").exists(),
+            "the array task of {shard} wrote no stdout.log into its folder"
+        );
+        assert_eq!(
+            std::fs::read_to_string(run_dir.join(shard).join("exit"))
+                .unwrap()
+                .trim(),
+            "0"
+        );
+    }
+    let script = std::fs::read_to_string(run_dir.join("zones.tasks/array.sh")).unwrap();
+    assert!(script.contains("SLURM_ARRAY_TASK_ID"), "{script}");
+}

@@ -5,6 +5,7 @@
 
 pub mod local;
 pub mod slurm;
+mod slurm_state;
 
 use std::collections::BTreeMap;
 

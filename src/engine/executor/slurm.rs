@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use serde::Deserialize;
 use crate::engine::cache::{ENGINE_VERSION, Manifest};
 use crate::engine::error::Diagnostic;
 use crate::engine::executor::local::LocalExecutor;
+use crate::engine::executor::slurm_state::{Board, JobState};
 use crate::engine::executor::{ComputeError, Computed, Executor, Job, Resources, slurm_time};
 use crate::engine::interrupt;
 use crate::engine::invocation::MemoAccess;
@@ -110,12 +110,12 @@ pub struct SlurmExecutor {
     worker: String,
     /// This run's job folders.
     run_dir: PathBuf,
-    /// Jobs submitted and not yet seen to end, so a signal can cancel them.
+    /// Jobs (and array tasks) submitted and not yet seen to end, so a signal can cancel them.
     in_flight: Mutex<BTreeSet<String>>,
     /// Free job slots (`--jobs`).
     slots: (Mutex<usize>, Condvar),
-    /// Whether `sacct` answers (without an accounting database it never does).
-    accounting: AtomicBool,
+    /// The last look at the jobs in flight, shared by the stages waiting.
+    board: Board,
 }
 
 impl SlurmExecutor {
@@ -154,7 +154,7 @@ impl SlurmExecutor {
             run_dir,
             in_flight: Mutex::new(BTreeSet::new()),
             slots: (Mutex::new(max_jobs.max(1)), Condvar::new()),
-            accounting: AtomicBool::new(true),
+            board: Board::default(),
         })
     }
 
@@ -188,13 +188,13 @@ impl Executor for SlurmExecutor {
             return LocalExecutor.compute(job);
         }
         let shards = job.plan.stages[job.index].prepared.shards();
+        let mut watch = Watch::new(job);
         if !shards.is_empty() {
-            self.run_shards(job, &shards)?;
+            self.run_shards(job, &shards, &mut watch)?;
         }
         let spec = self.job_spec(job, None)?;
-        let mut watch = Watch::new(job, 1);
-        let done = self.run_job(&spec, &mut watch)?;
-        Ok(done)
+        watch.total += 1;
+        self.run_job(&spec, &mut watch)
     }
 }
 
@@ -206,11 +206,11 @@ struct JobSpec {
     /// The stage's outputs, in declared order.
     outputs: Vec<String>,
     dir: PathBuf,
-    resources: Resources,
 }
 
-/// A submitted job.
+/// A submitted job, or one task of an array job.
 struct Submitted {
+    /// `123`, or `123_4` for task 4 of array job 123.
     id: String,
     spec_index: usize,
     resubmitted: u32,
@@ -260,12 +260,17 @@ impl SlurmExecutor {
             stage: stage.name.clone(),
             outputs: invocation.outputs.clone(),
             dir,
-            resources: self.resources(&stage.name),
         })
     }
 
-    /// Runs the shards whose keys miss, one job each, and records each as it completes.
-    fn run_shards(&self, job: &Job<'_>, shards: &[Shard]) -> Result<(), ComputeError> {
+    /// Runs the shards whose keys miss, as one array job (one task per shard; a lone shard as
+    /// a plain job), and records each shard as it completes.
+    fn run_shards(
+        &self,
+        job: &Job<'_>,
+        shards: &[Shard],
+        watch: &mut Watch<'_>,
+    ) -> Result<(), ComputeError> {
         let mut specs = Vec::new();
         let mut keys = Vec::new();
         for shard in shards {
@@ -279,26 +284,33 @@ impl SlurmExecutor {
         if specs.is_empty() {
             return Ok(());
         }
-        let mut watch = Watch::new(job, specs.len());
-        let mut jobs = Vec::new();
-        let mut failure = None;
-        for (k, spec) in specs.iter().enumerate() {
-            match self.submit(spec) {
-                Ok(id) => jobs.push(Submitted {
-                    id,
-                    spec_index: k,
-                    resubmitted: 0,
-                }),
+        watch.total += specs.len();
+        let (jobs, held) = if specs.len() == 1 {
+            let held = self.take_slots(1);
+            match self.sbatch(&specs[0]) {
+                Ok(id) => (vec![self.submitted(id, 0)], held),
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    self.release_slots(held);
+                    return Err(e.into());
                 }
             }
-        }
-        let results = self.wait_all(&specs, jobs, &mut watch);
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
+        } else {
+            let held = self.take_slots(specs.len());
+            match self.sbatch_array(job, &specs, held) {
+                Ok(id) => (
+                    (0..specs.len())
+                        .map(|k| self.submitted(format!("{id}_{k}"), k))
+                        .collect(),
+                    held,
+                ),
+                Err(e) => {
+                    self.release_slots(held);
+                    return Err(e.into());
+                }
+            }
+        };
+        let results = self.wait_all(&specs, jobs, held, watch);
+        watch.done_before += specs.len();
         for (k, result) in results {
             let computed = result?;
             let key = &keys[k];
@@ -319,59 +331,55 @@ impl SlurmExecutor {
 
     /// Submits one job and waits for it.
     fn run_job(&self, spec: &JobSpec, watch: &mut Watch<'_>) -> Result<Computed, ComputeError> {
-        let id = self.submit(spec)?;
-        let jobs = vec![Submitted {
-            id,
-            spec_index: 0,
-            resubmitted: 0,
-        }];
-        let mut results = self.wait_all(std::slice::from_ref(spec), jobs, watch);
+        let held = self.take_slots(1);
+        let id = self
+            .sbatch(spec)
+            .inspect_err(|_| self.release_slots(held))?;
+        let jobs = vec![self.submitted(id, 0)];
+        let mut results = self.wait_all(std::slice::from_ref(spec), jobs, held, watch);
         results.pop().expect("one job, one result").1
     }
 
-    /// Takes a job slot (waiting for one), then submits the job.
-    fn submit(&self, spec: &JobSpec) -> Result<String, StageError> {
-        {
-            let (free, freed) = &self.slots;
-            let mut free = free.lock().expect("slot lock is never poisoned");
-            while *free == 0 {
-                free = freed.wait(free).expect("slot lock is never poisoned");
-            }
-            *free -= 1;
+    /// Notes a job (or array task) as in flight, so a signal cancels it.
+    fn submitted(&self, id: String, spec_index: usize) -> Submitted {
+        self.in_flight
+            .lock()
+            .expect("job list lock is never poisoned")
+            .insert(id.clone());
+        Submitted {
+            id,
+            spec_index,
+            resubmitted: 0,
         }
-        let submitted = self.sbatch(spec);
-        match &submitted {
-            Ok(id) => {
-                self.in_flight
-                    .lock()
-                    .expect("job list lock is never poisoned")
-                    .insert(id.clone());
-            }
-            Err(_) => self.release_slot(),
-        }
-        submitted
     }
 
-    fn release_slot(&self) {
+    /// Takes between one and `want` job slots (`--jobs`), waiting for at least one.
+    fn take_slots(&self, want: usize) -> usize {
         let (free, freed) = &self.slots;
-        *free.lock().expect("slot lock is never poisoned") += 1;
-        freed.notify_one();
+        let mut free = free.lock().expect("slot lock is never poisoned");
+        while *free == 0 {
+            free = freed.wait(free).expect("slot lock is never poisoned");
+        }
+        let taken = want.clamp(1, *free);
+        *free -= taken;
+        taken
     }
 
-    /// `sbatch`: the job's id.
-    fn sbatch(&self, spec: &JobSpec) -> Result<String, StageError> {
-        for stale in ["exit", "out/result.json"] {
-            let _ = std::fs::remove_file(spec.dir.join(stale));
+    fn release_slots(&self, n: usize) {
+        if n == 0 {
+            return;
         }
+        let (free, freed) = &self.slots;
+        *free.lock().expect("slot lock is never poisoned") += n;
+        freed.notify_all();
+    }
+
+    /// `sbatch` with the options every job gets: name, no requeue, the profile's partition,
+    /// account and QOS, the resources of `stage`, and the profile's own arguments.
+    fn sbatch_command(&self, name: &str, stage: &str) -> Result<Command, StageError> {
         let mut cmd = Command::new("sbatch");
         cmd.arg("--parsable")
-            .arg(format!("--job-name={}", spec.name))
-            .arg(format!(
-                "--output={}",
-                spec.dir.join("stdout.log").display()
-            ))
-            .arg(format!("--error={}", spec.dir.join("stderr.log").display()))
-            .arg(format!("--chdir={}", spec.dir.display()))
+            .arg(format!("--job-name={name}"))
             // Lost nodes and preemption are resubmitted here, counted, rather than requeued.
             .arg("--no-requeue");
         for (flag, value) in [
@@ -383,7 +391,7 @@ impl SlurmExecutor {
                 cmd.arg(format!("--{flag}={v}"));
             }
         }
-        let r = &spec.resources;
+        let r = self.resources(stage);
         if let Some(cpus) = r.cpus {
             cmd.arg(format!("--cpus-per-task={cpus}"));
         }
@@ -397,30 +405,70 @@ impl SlurmExecutor {
             ));
         }
         cmd.args(&self.profile.sbatch_args);
-        cmd.arg(spec.dir.join("job.sh"));
-        let out = cmd.output().map_err(|e| {
-            StageError::internal(format!("stage `{}`: cannot run sbatch", spec.stage)).caused_by(e)
-        })?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
-        if !out.status.success() || id.is_empty() {
-            return Err(StageError::internal(format!(
-                "stage `{}`: sbatch refused job `{}`",
-                spec.stage, spec.name
-            ))
-            .caused_by(String::from_utf8_lossy(&out.stderr).trim())
-            .with_hint(
-                "check `partition`, `account`, `qos` and `sbatch_args` in the executor config",
-            ));
-        }
-        Ok(id)
+        Ok(cmd)
     }
 
-    /// Waits until every job has ended: resubmits lost ones, cancels all on a signal.
+    /// `sbatch` one job: its id.
+    fn sbatch(&self, spec: &JobSpec) -> Result<String, StageError> {
+        clear_stale(spec);
+        let mut cmd = self.sbatch_command(&spec.name, &spec.stage)?;
+        cmd.arg(format!(
+            "--output={}",
+            spec.dir.join("stdout.log").display()
+        ))
+        .arg(format!("--error={}", spec.dir.join("stderr.log").display()))
+        .arg(format!("--chdir={}", spec.dir.display()))
+        .arg(spec.dir.join("job.sh"));
+        submit_command(cmd, &spec.stage, &spec.name)
+    }
+
+    /// `sbatch --array=0-(n-1)%held`: one task per shard, named `pipeline-<stage>` (SLURM
+    /// gives all tasks of an array one name). Task `i` runs the job of folder `<stage>.tasks/i`,
+    /// a link to the shard's folder `<stage>-<shard>`, where its stdout and stderr go too.
+    fn sbatch_array(
+        &self,
+        job: &Job<'_>,
+        specs: &[JobSpec],
+        held: usize,
+    ) -> Result<String, StageError> {
+        let stage = &job.plan.stages[job.index].name;
+        let tasks = self.run_dir.join(format!("{stage}.tasks"));
+        let io = |e: std::io::Error| {
+            StageError::internal(format!("cannot write the job folder {}", tasks.display()))
+                .caused_by(e)
+        };
+        std::fs::create_dir_all(&tasks).map_err(io)?;
+        for (i, spec) in specs.iter().enumerate() {
+            clear_stale(spec);
+            let link = tasks.join(i.to_string());
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&spec.dir, &link).map_err(io)?;
+        }
+        let script = format!(
+            "#!/bin/sh\n# pipeline-{stage}: one task per shard; task i runs the job in folder i.\nexec sh \"$SLURM_ARRAY_TASK_ID/job.sh\"\n"
+        );
+        std::fs::write(tasks.join("array.sh"), script).map_err(io)?;
+        let name = format!("pipeline-{stage}");
+        let mut cmd = self.sbatch_command(&name, stage)?;
+        cmd.arg(format!("--array=0-{}%{held}", specs.len() - 1))
+            .arg(format!(
+                "--output={}",
+                tasks.join("%a/stdout.log").display()
+            ))
+            .arg(format!("--error={}", tasks.join("%a/stderr.log").display()))
+            .arg(format!("--chdir={}", tasks.display()))
+            .arg(tasks.join("array.sh"));
+        submit_command(cmd, stage, &name)
+    }
+
+    /// Waits until every job has ended: resubmits lost ones (a lost array task as a job of
+    /// its own, `pipeline-<stage>-<shard>`), cancels all on a signal, and gives back the `held`
+    /// job slots as fewer jobs remain than it holds.
     fn wait_all(
         &self,
         specs: &[JobSpec],
         mut jobs: Vec<Submitted>,
+        mut held: usize,
         watch: &mut Watch<'_>,
     ) -> Vec<(usize, Result<Computed, ComputeError>)> {
         let mut done = Vec::new();
@@ -435,12 +483,10 @@ impl SlurmExecutor {
                 break;
             }
             nap = (nap * 2).min(self.profile.poll());
-            let mut states = Vec::new();
+            let states = self.states(&jobs, specs);
             let mut still = Vec::new();
-            for mut j in jobs.drain(..) {
+            for (mut j, state) in jobs.drain(..).zip(states.iter().cloned()) {
                 let spec = &specs[j.spec_index];
-                let state = self.state(&j.id, &spec.dir);
-                states.push(state.clone());
                 match state {
                     JobState::Waiting(_) => still.push(j),
                     JobState::Unknown if *unknown.entry(j.id.clone()).or_default() < 5 => {
@@ -450,8 +496,12 @@ impl SlurmExecutor {
                     JobState::Lost(_) if j.resubmitted < RESUBMISSIONS => {
                         self.ended(&j.id);
                         j.resubmitted += 1;
-                        match self.submit(spec) {
+                        match self.sbatch(spec) {
                             Ok(id) => {
+                                self.in_flight
+                                    .lock()
+                                    .expect("job list lock is never poisoned")
+                                    .insert(id.clone());
                                 j.id = id;
                                 still.push(j);
                             }
@@ -466,9 +516,29 @@ impl SlurmExecutor {
             }
             watch.update(&states, done.len());
             jobs = still;
+            let spare = held.saturating_sub(jobs.len());
+            self.release_slots(spare);
+            held -= spare;
         }
+        self.release_slots(held);
         done.sort_by_key(|(k, _)| *k);
         done
+    }
+
+    /// The states of `jobs`, from one look at every job in flight; a job SLURM no longer lists
+    /// from its exit file.
+    fn states(&self, jobs: &[Submitted], specs: &[JobSpec]) -> Vec<JobState> {
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let in_flight = self
+            .in_flight
+            .lock()
+            .expect("job list lock is never poisoned")
+            .clone();
+        let listed = self.board.states(&ids, &in_flight);
+        jobs.iter()
+            .zip(listed)
+            .map(|(j, state)| state.unwrap_or_else(|| exit_file_state(&specs[j.spec_index].dir)))
+            .collect()
     }
 
     /// Sleeps `nap` in short steps; true as soon as SIGINT or SIGTERM has come.
@@ -488,10 +558,9 @@ impl SlurmExecutor {
             .lock()
             .expect("job list lock is never poisoned")
             .remove(id);
-        self.release_slot();
     }
 
-    /// `scancel` the jobs.
+    /// `scancel` the jobs (array tasks by their own ids).
     fn cancel(&self, jobs: &[Submitted]) {
         if jobs.is_empty() {
             return;
@@ -501,32 +570,6 @@ impl SlurmExecutor {
             .output();
         for j in jobs {
             self.ended(&j.id);
-        }
-    }
-
-    /// A job's state: from `sacct` when the system keeps accounting, else `scontrol show
-    /// job`, else (the job already forgotten) its exit file.
-    fn state(&self, id: &str, dir: &Path) -> JobState {
-        if self.accounting.load(Ordering::Relaxed) {
-            match query("sacct", &["-n", "-P", "-X", "-o", "State", "-j", id]) {
-                Some(text) if !text.trim().is_empty() => {
-                    return JobState::from_word(text.lines().next().unwrap_or(""));
-                }
-                Some(_) => {}
-                None => self.accounting.store(false, Ordering::Relaxed),
-            }
-        }
-        if let Some(text) = query("scontrol", &["show", "job", "-o", id])
-            && let Some(word) = text
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("JobState="))
-        {
-            return JobState::from_word(word);
-        }
-        match std::fs::read_to_string(dir.join("exit")) {
-            Ok(code) if code.trim() == "0" => JobState::Ended("COMPLETED".to_owned()),
-            Ok(_) => JobState::Ended("FAILED".to_owned()),
-            Err(_) => JobState::Unknown,
         }
     }
 }
@@ -545,45 +588,39 @@ impl Drop for SlurmExecutor {
     }
 }
 
-/// A job's state as SLURM names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum JobState {
-    /// Pending, running, completing, suspended: look again later.
-    Waiting(String),
-    /// Ended on a failed node or preempted: worth submitting again.
-    Lost(String),
-    /// Any other end: COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED, …
-    Ended(String),
-    /// SLURM does not know the job and it left no exit file (yet).
-    Unknown,
-}
-
-impl JobState {
-    /// `RUNNING`, `CANCELLED by 0`, `NODE_FAIL` → the state.
-    fn from_word(text: &str) -> Self {
-        let word = text
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .trim_end_matches('+');
-        match word {
-            "" => JobState::Unknown,
-            "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
-            | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SIGNALING" | "STAGE_OUT" => {
-                JobState::Waiting(word.to_owned())
-            }
-            "NODE_FAIL" | "PREEMPTED" => JobState::Lost(word.to_owned()),
-            _ => JobState::Ended(word.to_owned()),
-        }
+/// Removes what a previous submission of the job left: its exit file and result.
+fn clear_stale(spec: &JobSpec) {
+    for stale in ["exit", "out/result.json"] {
+        let _ = std::fs::remove_file(spec.dir.join(stale));
     }
 }
 
-/// Runs a SLURM query; its output when it succeeds.
-fn query(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+/// Runs a prepared `sbatch`: the job's id.
+fn submit_command(mut cmd: Command, stage: &str, name: &str) -> Result<String, StageError> {
+    let out = cmd.output().map_err(|e| {
+        StageError::internal(format!("stage `{stage}`: cannot run sbatch")).caused_by(e)
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
+    if !out.status.success() || id.is_empty() {
+        return Err(
+            StageError::internal(format!("stage `{stage}`: sbatch refused job `{name}`"))
+                .caused_by(String::from_utf8_lossy(&out.stderr).trim())
+                .with_hint(
+                    "check `partition`, `account`, `qos` and `sbatch_args` in the executor config",
+                ),
+        );
+    }
+    Ok(id)
+}
+
+/// The state a job's exit file tells, for a job SLURM has already forgotten.
+fn exit_file_state(dir: &Path) -> JobState {
+    match std::fs::read_to_string(dir.join("exit")) {
+        Ok(code) if code.trim() == "0" => JobState::Ended("COMPLETED".to_owned()),
+        Ok(_) => JobState::Ended("FAILED".to_owned()),
+        Err(_) => JobState::Unknown,
+    }
 }
 
 /// What the worker wrote in `out/result.json`.
@@ -742,20 +779,25 @@ fn shard_key(stage: &CacheKey, shard: &Shard) -> CacheKey {
 /// Reports a stage's jobs pending, running and done as they change.
 struct Watch<'a> {
     job: &'a Job<'a>,
+    /// The stage's jobs: its shards' and its own.
     total: usize,
+    /// Jobs of the stage done before the current wait (its shards, while the merge runs).
+    done_before: usize,
     last: (usize, usize, usize),
 }
 
 impl<'a> Watch<'a> {
-    fn new(job: &'a Job<'a>, total: usize) -> Self {
+    fn new(job: &'a Job<'a>) -> Self {
         Self {
             job,
-            total,
+            total: 0,
+            done_before: 0,
             last: (usize::MAX, 0, 0),
         }
     }
 
     fn update(&mut self, states: &[JobState], done: usize) {
+        let done = self.done_before + done;
         let running = states
             .iter()
             .filter(|s| matches!(s, JobState::Waiting(w) if w != "PENDING"))
@@ -782,35 +824,6 @@ fn shell_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_states_sort_into_waiting_lost_and_ended() {
-        assert_eq!(
-            JobState::from_word("RUNNING"),
-            JobState::Waiting("RUNNING".into())
-        );
-        assert_eq!(
-            JobState::from_word("PENDING\n"),
-            JobState::Waiting("PENDING".into())
-        );
-        assert_eq!(
-            JobState::from_word("NODE_FAIL"),
-            JobState::Lost("NODE_FAIL".into())
-        );
-        assert_eq!(
-            JobState::from_word("PREEMPTED"),
-            JobState::Lost("PREEMPTED".into())
-        );
-        assert_eq!(
-            JobState::from_word("CANCELLED by 0"),
-            JobState::Ended("CANCELLED".into())
-        );
-        assert_eq!(
-            JobState::from_word("OUT_OF_MEMORY"),
-            JobState::Ended("OUT_OF_MEMORY".into())
-        );
-        assert_eq!(JobState::from_word(""), JobState::Unknown);
-    }
 
     #[test]
     fn profiles_refuse_unknown_keys_and_bad_values() {
