@@ -137,7 +137,10 @@ fn georef(path: &Path, message: impl Into<String>) -> GeoTiffError {
     }
 }
 
-fn decoder(path: &Path) -> Result<Decoder<BufReader<File>>, GeoTiffError> {
+/// The tiff crate's decoder over a GeoTIFF's first image (it reads only the tags here).
+type TagReader = Decoder<BufReader<File>>;
+
+fn decoder(path: &Path) -> Result<TagReader, GeoTiffError> {
     let file = File::open(path).map_err(|source| GeoTiffError::FileUnreadable {
         path: path.to_owned(),
         source,
@@ -242,86 +245,10 @@ fn limits(file_len: usize) -> Limits {
 pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
     let mut dec = decoder(path)?;
     let (width, height) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
-    let tag_u64 =
-        |dec: &mut Decoder<BufReader<File>>, tag: Tag| -> Result<Option<u64>, GeoTiffError> {
-            dec.find_tag_unsigned::<u64>(tag)
-                .map_err(|e| tiff_err(path, e))
-        };
-    let samples = tag_u64(&mut dec, Tag::SamplesPerPixel)?.unwrap_or(1);
-    if samples != 1 {
-        return Err(unsupported(
-            path,
-            format!("a raster with {samples} bands (only single-band rasters are read)"),
-        ));
-    }
-    let bits = tag_u64(&mut dec, Tag::BitsPerSample)?.unwrap_or(1);
-    let format = tag_u64(&mut dec, Tag::SampleFormat)?.unwrap_or(1);
-    let sample = match (bits, format) {
-        (8, 1) => SampleType::U8,
-        (16, 1) => SampleType::U16,
-        (b, 1) => {
-            return Err(unsupported(
-                path,
-                format!("{b}-bit unsigned pixels (only 8 and 16 bits)"),
-            ));
-        }
-        (b, 2) => {
-            return Err(unsupported(
-                path,
-                format!("{b}-bit signed pixels (only unsigned 8- and 16-bit categories)"),
-            ));
-        }
-        (b, 3) => {
-            return Err(unsupported(
-                path,
-                format!("{b}-bit floating-point pixels (a land-use raster holds integer codes)"),
-            ));
-        }
-        (b, f) => {
-            return Err(unsupported(
-                path,
-                format!("{b}-bit pixels of sample format {f}"),
-            ));
-        }
-    };
-    let compression = match tag_u64(&mut dec, Tag::Compression)?.unwrap_or(1) {
-        1 => "none",
-        5 => "LZW",
-        8 | 32946 => "DEFLATE",
-        32773 => "PackBits",
-        7 => {
-            return Err(unsupported(
-                path,
-                "JPEG compression (lossy; categories need lossless data)",
-            ));
-        }
-        50000 => {
-            return Err(unsupported(
-                path,
-                "ZSTD compression (re-save with COMPRESS=DEFLATE or LZW)",
-            ));
-        }
-        34887 => {
-            return Err(unsupported(
-                path,
-                "LERC compression (re-save with COMPRESS=DEFLATE or LZW)",
-            ));
-        }
-        34925 => {
-            return Err(unsupported(
-                path,
-                "LZMA compression (re-save with COMPRESS=DEFLATE or LZW)",
-            ));
-        }
-        other => {
-            return Err(unsupported(
-                path,
-                format!("compression method {other} (supported: none, DEFLATE, LZW, PackBits)"),
-            ));
-        }
-    };
-    let tiled = dec.get_chunk_type() == ChunkType::Tile;
     let (width, height) = (width as usize, height as usize);
+    let sample = sample_type(path, &mut dec)?;
+    let compression = compression(path, &mut dec)?;
+    let tiled = dec.get_chunk_type() == ChunkType::Tile;
     let storage = read_storage(path, &mut dec, compression, sample, tiled, height)?;
     let (chunk_width, chunk_height) = if tiled {
         let (w, h) = dec.chunk_dimensions();
@@ -332,10 +259,99 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
             (storage.strip_rows * storage.strips_per_chunk).min(height),
         )
     };
+    check_chunk_fits(path, chunk_width, chunk_height, sample, storage.file_len)?;
+    let nodata = nodata(path, &mut dec, sample)?;
+    let (transform, crs) = georeferencing(path, &mut dec)?;
+    Ok(GeoTiffInfo {
+        path: path.to_owned(),
+        width,
+        height,
+        sample,
+        tiled,
+        chunk_width,
+        chunk_height,
+        compression,
+        nodata,
+        transform,
+        crs,
+        storage: Arc::new(storage),
+    })
+}
+
+fn tag_u64(path: &Path, dec: &mut TagReader, tag: Tag) -> Result<Option<u64>, GeoTiffError> {
+    dec.find_tag_unsigned::<u64>(tag)
+        .map_err(|e| tiff_err(path, e))
+}
+
+fn tag_f64s(path: &Path, dec: &mut TagReader, tag: Tag) -> Result<Option<Vec<f64>>, GeoTiffError> {
+    dec.find_tag(tag)
+        .map_err(|e| tiff_err(path, e))?
+        .map(|v| v.into_f64_vec().map_err(|e| tiff_err(path, e)))
+        .transpose()
+}
+
+fn tag_string(path: &Path, dec: &mut TagReader, tag: Tag) -> Result<Option<String>, GeoTiffError> {
+    dec.find_tag(tag)
+        .map_err(|e| tiff_err(path, e))?
+        .map(|v| v.into_string().map_err(|e| tiff_err(path, e)))
+        .transpose()
+}
+
+/// The pixel type: one band of unsigned 8- or 16-bit samples.
+fn sample_type(path: &Path, dec: &mut TagReader) -> Result<SampleType, GeoTiffError> {
+    let samples = tag_u64(path, dec, Tag::SamplesPerPixel)?.unwrap_or(1);
+    if samples != 1 {
+        return Err(unsupported(
+            path,
+            format!("a raster with {samples} bands (only single-band rasters are read)"),
+        ));
+    }
+    let bits = tag_u64(path, dec, Tag::BitsPerSample)?.unwrap_or(1);
+    let format = tag_u64(path, dec, Tag::SampleFormat)?.unwrap_or(1);
+    let what = match (bits, format) {
+        (8, 1) => return Ok(SampleType::U8),
+        (16, 1) => return Ok(SampleType::U16),
+        (b, 1) => format!("{b}-bit unsigned pixels (only 8 and 16 bits)"),
+        (b, 2) => format!("{b}-bit signed pixels (only unsigned 8- and 16-bit categories)"),
+        (b, 3) => {
+            format!("{b}-bit floating-point pixels (a land-use raster holds integer codes)")
+        }
+        (b, f) => format!("{b}-bit pixels of sample format {f}"),
+    };
+    Err(unsupported(path, what))
+}
+
+/// The Compression tag's method by name, or what to do about one not supported.
+fn compression(path: &Path, dec: &mut TagReader) -> Result<&'static str, GeoTiffError> {
+    let resave = "compression (re-save with COMPRESS=DEFLATE or LZW)";
+    let what = match tag_u64(path, dec, Tag::Compression)?.unwrap_or(1) {
+        1 => return Ok("none"),
+        5 => return Ok("LZW"),
+        8 | 32946 => return Ok("DEFLATE"),
+        32773 => return Ok("PackBits"),
+        7 => "JPEG compression (lossy; categories need lossless data)".to_owned(),
+        50000 => format!("ZSTD {resave}"),
+        34887 => format!("LERC {resave}"),
+        34925 => format!("LZMA {resave}"),
+        other => {
+            format!("compression method {other} (supported: none, DEFLATE, LZW, PackBits)")
+        }
+    };
+    Err(unsupported(path, what))
+}
+
+/// Refuses chunks larger than the file's bytes could decode to (see [`limits`]).
+fn check_chunk_fits(
+    path: &Path,
+    chunk_width: usize,
+    chunk_height: usize,
+    sample: SampleType,
+    file_len: u64,
+) -> Result<(), GeoTiffError> {
     let decoded_bytes = chunk_width
         .saturating_mul(chunk_height)
         .saturating_mul(sample.bytes());
-    let file_len = usize::try_from(storage.file_len).unwrap_or(usize::MAX);
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
     if decoded_bytes > limits(file_len).decoding_buffer_size {
         return Err(tiff_err(
             path,
@@ -344,95 +360,45 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
             ),
         ));
     }
-    let nodata = match dec
-        .find_tag(Tag::GdalNodata)
-        .map_err(|e| tiff_err(path, e))?
-    {
-        None => None,
-        Some(v) => {
-            let text = v.into_string().map_err(|e| tiff_err(path, e))?;
-            let text = text.trim_matches(char::from(0)).trim();
-            let value: f64 = text.parse().map_err(|_| {
-                georef(path, format!("the NoData tag holds `{text}`, not a number"))
-            })?;
-            let max = if sample == SampleType::U8 {
-                255.0
-            } else {
-                65_535.0
-            };
-            if value.fract() == 0.0 && (0.0..=max).contains(&value) {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                Some(value as u32)
-            } else {
-                None // A NoData value the pixel type cannot hold marks no pixel.
-            }
-        }
+    Ok(())
+}
+
+/// GDAL's NoData tag as a pixel value; `None` without the tag or when the pixel type cannot
+/// hold its value (then it marks no pixel).
+fn nodata(
+    path: &Path,
+    dec: &mut TagReader,
+    sample: SampleType,
+) -> Result<Option<u32>, GeoTiffError> {
+    let Some(text) = tag_string(path, dec, Tag::GdalNodata)? else {
+        return Ok(None);
     };
-    let f64s =
-        |dec: &mut Decoder<BufReader<File>>, tag: Tag| -> Result<Option<Vec<f64>>, GeoTiffError> {
-            dec.find_tag(tag)
-                .map_err(|e| tiff_err(path, e))?
-                .map(|v| v.into_f64_vec().map_err(|e| tiff_err(path, e)))
-                .transpose()
-        };
-    let scale = f64s(&mut dec, Tag::ModelPixelScaleTag)?;
-    let tiepoint = f64s(&mut dec, Tag::ModelTiepointTag)?;
-    let matrix = f64s(&mut dec, Tag::ModelTransformationTag)?;
-    let keys = dec
-        .find_tag(Tag::GeoKeyDirectoryTag)
-        .map_err(|e| tiff_err(path, e))?
-        .map(|v| v.into_u16_vec().map_err(|e| tiff_err(path, e)))
-        .transpose()?;
-    let doubles = f64s(&mut dec, Tag::GeoDoubleParamsTag)?.unwrap_or_default();
-    let ascii = dec
-        .find_tag(Tag::GeoAsciiParamsTag)
-        .map_err(|e| tiff_err(path, e))?
-        .map(|v| v.into_string().map_err(|e| tiff_err(path, e)))
-        .transpose()?
-        .unwrap_or_default();
-    let geokeys = keys
-        .map(|k| GeoKeys::parse(&k, &doubles, &ascii))
-        .transpose()
-        .map_err(|m| georef(path, m))?;
-    let mut transform = match (scale, tiepoint, matrix) {
-        (Some(s), Some(t), _) if s.len() >= 2 && t.len() >= 6 => {
-            if t.len() > 6 {
-                return Err(unsupported(
-                    path,
-                    "georeferencing by several tie points (warp the raster to a regular grid first)",
-                ));
-            }
-            GeoTransform {
-                x0: t[3] - t[0] * s[0],
-                y0: t[4] + t[1] * s[1],
-                dx: s[0],
-                dy: -s[1],
-            }
-        }
-        (_, _, Some(m)) if m.len() >= 8 => {
-            if m[1] != 0.0 || m[4] != 0.0 {
-                return Err(unsupported(
-                    path,
-                    "a rotated or sheared raster (ModelTransformation with rotation terms)",
-                ));
-            }
-            GeoTransform {
-                x0: m[3],
-                y0: m[7],
-                dx: m[0],
-                dy: m[5],
-            }
-        }
-        _ => match world_file(path) {
-            Some(wf) => read_world_file(path, &wf)?,
-            None => {
-                return Err(georef(
-                    path,
-                    "no georeferencing (needs ModelPixelScale + ModelTiepoint, or ModelTransformation, or a `.tfw` world file beside it)",
-                ));
-            }
-        },
+    let text = text.trim_matches(char::from(0)).trim();
+    let value: f64 = text
+        .parse()
+        .map_err(|_| georef(path, format!("the NoData tag holds `{text}`, not a number")))?;
+    let max = if sample == SampleType::U8 {
+        255.0
+    } else {
+        65_535.0
     };
+    if value.fract() == 0.0 && (0.0..=max).contains(&value) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        return Ok(Some(value as u32));
+    }
+    Ok(None)
+}
+
+/// The pixel grid's affine map and the CRS of the GeoKeys (`None` without a GeoKey directory).
+fn georeferencing(
+    path: &Path,
+    dec: &mut TagReader,
+) -> Result<(GeoTransform, Option<Crs>), GeoTiffError> {
+    let scale = tag_f64s(path, dec, Tag::ModelPixelScaleTag)?;
+    let tiepoint = tag_f64s(path, dec, Tag::ModelTiepointTag)?;
+    let matrix = tag_f64s(path, dec, Tag::ModelTransformationTag)?;
+    let geokeys = geokeys(path, dec)?;
+    let mut transform = transform_from_tags(path, scale, tiepoint, matrix)?;
     if !(transform.dx > 0.0
         && transform.dy != 0.0
         && transform.dx.is_finite()
@@ -458,20 +424,68 @@ pub fn open(path: &Path) -> Result<GeoTiffInfo, GeoTiffError> {
         .map(|k| k.crs())
         .transpose()
         .map_err(|m| unsupported(path, m))?;
-    Ok(GeoTiffInfo {
-        path: path.to_owned(),
-        width,
-        height,
-        sample,
-        tiled,
-        chunk_width,
-        chunk_height,
-        compression,
-        nodata,
-        transform,
-        crs,
-        storage: Arc::new(storage),
-    })
+    Ok((transform, crs))
+}
+
+/// The GeoKey directory with its double and ASCII parameters, if the file has one.
+fn geokeys(path: &Path, dec: &mut TagReader) -> Result<Option<GeoKeys>, GeoTiffError> {
+    let keys = dec
+        .find_tag(Tag::GeoKeyDirectoryTag)
+        .map_err(|e| tiff_err(path, e))?
+        .map(|v| v.into_u16_vec().map_err(|e| tiff_err(path, e)))
+        .transpose()?;
+    let doubles = tag_f64s(path, dec, Tag::GeoDoubleParamsTag)?.unwrap_or_default();
+    let ascii = tag_string(path, dec, Tag::GeoAsciiParamsTag)?.unwrap_or_default();
+    keys.map(|k| GeoKeys::parse(&k, &doubles, &ascii))
+        .transpose()
+        .map_err(|m| georef(path, m))
+}
+
+/// The affine map from ModelPixelScale + one ModelTiepoint, else ModelTransformation, else a
+/// world file beside the raster.
+fn transform_from_tags(
+    path: &Path,
+    scale: Option<Vec<f64>>,
+    tiepoint: Option<Vec<f64>>,
+    matrix: Option<Vec<f64>>,
+) -> Result<GeoTransform, GeoTiffError> {
+    match (scale, tiepoint, matrix) {
+        (Some(s), Some(t), _) if s.len() >= 2 && t.len() >= 6 => {
+            if t.len() > 6 {
+                return Err(unsupported(
+                    path,
+                    "georeferencing by several tie points (warp the raster to a regular grid first)",
+                ));
+            }
+            Ok(GeoTransform {
+                x0: t[3] - t[0] * s[0],
+                y0: t[4] + t[1] * s[1],
+                dx: s[0],
+                dy: -s[1],
+            })
+        }
+        (_, _, Some(m)) if m.len() >= 8 => {
+            if m[1] != 0.0 || m[4] != 0.0 {
+                return Err(unsupported(
+                    path,
+                    "a rotated or sheared raster (ModelTransformation with rotation terms)",
+                ));
+            }
+            Ok(GeoTransform {
+                x0: m[3],
+                y0: m[7],
+                dx: m[0],
+                dy: m[5],
+            })
+        }
+        _ => match world_file(path) {
+            Some(wf) => read_world_file(path, &wf),
+            None => Err(georef(
+                path,
+                "no georeferencing (needs ModelPixelScale + ModelTiepoint, or ModelTransformation, or a `.tfw` world file beside it)",
+            )),
+        },
+    }
 }
 
 /// The world file beside a raster (`x.tfw` for `x.tif`), if any.
@@ -820,7 +834,7 @@ impl std::fmt::Debug for Storage {
 /// Reads what [`ChunkReader`] needs from the IFD and checks that every chunk lies in the file.
 fn read_storage(
     path: &Path,
-    dec: &mut Decoder<BufReader<File>>,
+    dec: &mut TagReader,
     compression: &str,
     sample: SampleType,
     tiled: bool,
