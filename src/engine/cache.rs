@@ -148,8 +148,9 @@ impl Cache {
             .join(format!("{}-{}-{n}.{ext}", std::process::id(), now_ns()))
     }
 
-    /// Takes the run's shared hold (see [`RunGuard`]).
-    pub fn run_guard(&self) -> Result<RunGuard, Diagnostic> {
+    /// `gc.lock`, opened (created if missing) but not yet locked: runs hold it shared, `gc`
+    /// exclusively.
+    fn gc_lock_file(&self) -> Result<(File, PathBuf), Diagnostic> {
         let path = self.root.join("gc.lock");
         let file = File::options()
             .create(true)
@@ -157,6 +158,12 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(|e| io_error("open", &path, e))?;
+        Ok((file, path))
+    }
+
+    /// Takes the run's shared hold (see [`RunGuard`]).
+    pub fn run_guard(&self) -> Result<RunGuard, Diagnostic> {
+        let (file, path) = self.gc_lock_file()?;
         file.lock_shared().map_err(|e| io_error("lock", &path, e))?;
         let live = self.register_live_run()?;
         let oldest_ns = self.oldest_live_run_ns().min(live.1);
@@ -564,13 +571,7 @@ impl Cache {
     /// Removes entries and blobs that no recent run references. Waits for running `pipeline run`s
     /// to finish first (they hold `gc.lock` shared).
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, Diagnostic> {
-        let lock_path = self.root.join("gc.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io_error("open", &lock_path, e))?;
+        let (lock, lock_path) = self.gc_lock_file()?;
         lock.lock().map_err(|e| io_error("lock", &lock_path, e))?;
 
         let now = now_ns();

@@ -290,44 +290,21 @@ pub fn from_array(array: &ArrayRef) -> Option<Vec<Cell>> {
             .map_or(Cell::Float(v as f64), Cell::Int)),
         DataType::Float64 => prim!(Float64Type, Cell::Float),
         DataType::Float32 => prim!(Float32Type, |v| Cell::Float(f64::from(v))),
-        DataType::Utf8 => {
-            let a = array.as_string::<i32>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Null
-                    } else {
-                        Cell::Text(a.value(i).to_owned())
-                    }
-                })
-                .collect()
-        }
-        DataType::LargeUtf8 => {
-            let a = array.as_string::<i64>();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Null
-                    } else {
-                        Cell::Text(a.value(i).to_owned())
-                    }
-                })
-                .collect()
-        }
-        DataType::Boolean => {
-            let a = array.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Null
-                    } else {
-                        Cell::Bool(a.value(i))
-                    }
-                })
-                .collect()
-        }
+        DataType::Utf8 => text_cells(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => text_cells(array.as_string::<i64>().iter()),
+        DataType::Boolean => array
+            .as_boolean()
+            .iter()
+            .map(|v| v.map_or(Cell::Null, Cell::Bool))
+            .collect(),
         _ => return None,
     })
+}
+
+fn text_cells<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Cell> {
+    values
+        .map(|v| v.map_or(Cell::Null, |t| Cell::Text(t.to_owned())))
+        .collect()
 }
 
 /// A column of a [`CellTable`]: cells still to be typed, or an Arrow column read as is

@@ -279,24 +279,27 @@ struct NamedFile {
     content: String,
 }
 
+/// A table of files: `name` and `content`, one row each.
+fn files_schema(name: &'static str, doc: &'static str) -> TableSchema<NamedFile> {
+    TableSchema::<NamedFile>::new(name, doc)
+        .text("name", |f| &f.name)
+        .text("content", |f| &f.content)
+}
+
 /// The `html` output: the report page, one row.
 fn html_schema() -> TableSchema<NamedFile> {
-    TableSchema::<NamedFile>::new(
+    files_schema(
         "html",
         "one row: name (file name) and content (the self-contained HTML page)",
     )
-    .text("name", |f| &f.name)
-    .text("content", |f| &f.content)
 }
 
 /// The `geojson` output: one row per layer.
 fn geojson_schema() -> TableSchema<NamedFile> {
-    TableSchema::<NamedFile>::new(
+    files_schema(
         "geojson",
         "GeoJSON FeatureCollections: indices_<year>.geojson (and zones.geojson with zones), one row each",
     )
-    .text("name", |f| &f.name)
-    .text("content", |f| &f.content)
 }
 
 /// The GeoJSON layers: the indices of the map year, and the zones when wired.
