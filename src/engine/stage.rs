@@ -696,6 +696,12 @@ pub trait Stage: Send + Sync + 'static {
     fn shards(_params: &Self::Params) -> Vec<Shard> {
         Vec::new()
     }
+    /// Runs of this kind on small tables, for the test that every registered kind writes the
+    /// tables it declares; that test fails for a kind that gives none. Test builds only.
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<Example> {
+        Vec::new()
+    }
     /// Computes the memos of one shard named by [`Stage::shards`].
     fn run_shard(
         _params: &Self::Params,
@@ -719,6 +725,34 @@ pub struct Shard {
     pub depends_on: Vec<String>,
 }
 
+/// One run of a kind on small tables (see [`Stage::declaration_examples`]).
+#[cfg(test)]
+pub struct Example {
+    /// The stage's parameters.
+    pub params: serde_json::Value,
+    /// Port → table.
+    pub tables: Vec<(&'static str, RecordBatch)>,
+    /// Files written into the study folder first: relative path → contents.
+    pub files: Vec<(&'static str, &'static str)>,
+}
+
+#[cfg(test)]
+impl Example {
+    pub fn new(params: serde_json::Value, tables: Vec<(&'static str, RecordBatch)>) -> Self {
+        Self {
+            params,
+            tables,
+            files: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_file(mut self, path: &'static str, contents: &'static str) -> Self {
+        self.files.push((path, contents));
+        self
+    }
+}
+
 /// A kind as the registry holds it: object-safe, parameters not yet known.
 pub trait StageEntry: Send + Sync {
     fn kind(&self) -> &'static str;
@@ -731,6 +765,9 @@ pub trait StageEntry: Send + Sync {
     fn default_drifts(&self) -> Result<Vec<DefaultDrift>, StageError>;
     /// Deserialises and validates the parameters.
     fn prepare(&self, params: serde_json::Value) -> Result<Box<dyn PreparedStage>, StageError>;
+    /// See [`Stage::declaration_examples`].
+    #[cfg(test)]
+    fn declaration_examples(&self) -> Vec<Example>;
 }
 
 /// A kind with its parameters: what the plan holds for each stage.
@@ -790,6 +827,10 @@ struct Prepared<S: Stage> {
 impl<S: Stage> StageEntry for Entry<S> {
     fn kind(&self) -> &'static str {
         S::KIND
+    }
+    #[cfg(test)]
+    fn declaration_examples(&self) -> Vec<Example> {
+        S::declaration_examples()
     }
     fn version(&self) -> u32 {
         S::VERSION

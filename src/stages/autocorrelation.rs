@@ -183,6 +183,22 @@ impl Stage for Autocorrelation {
         },
     ];
     type Params = Params;
+
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        [false, true]
+            .into_iter()
+            .map(|hotspots| {
+                Example::new(
+                    json!({"variable": "nce_t_c", "permutations": 99, "hotspots": hotspots}),
+                    vec![("table", study::indices().1), ("edges", study::edges())],
+                )
+            })
+            .collect()
+    }
     fn required_example() -> serde_json::Value {
         serde_json::json!({"variable": "nce_t_c"})
     }

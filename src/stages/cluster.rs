@@ -171,6 +171,17 @@ impl Stage for Cluster {
         },
     ];
     type Params = Params;
+
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({"variables": ["ecc", "esc"], "k": 2, "min_size": 1}),
+            vec![("table", study::indices().1), ("edges", study::edges())],
+        )]
+    }
     fn required_example() -> serde_json::Value {
         serde_json::json!({"variables": ["ecc", "esc"]})
     }

@@ -573,6 +573,17 @@ impl Stage for Command {
         },
     ];
     type Params = Params;
+
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({"run": "cp \"$PIPELINE_INPUT_UNITS\" \"$PIPELINE_OUTPUT_TABLE\"", "ports": ["units"]}),
+            vec![("units", study::units())],
+        )]
+    }
     fn required_example() -> serde_json::Value {
         serde_json::json!({"run": "./make_table.sh"})
     }

@@ -333,6 +333,22 @@ impl Stage for Compensation {
         modified value Q·p·L·AP (Pearl willingness, ability to pay), and a balanced value with total paid = total received.";
     const PARAMS: &'static [ParamDoc] = PARAMS;
     type Params = Params;
+
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        ["yuan", "10k_yuan"]
+            .into_iter()
+            .map(|money_unit| {
+                Example::new(
+                    json!({"price": {"unit": "yuan_per_t_c", "value": 100.0}, "money_unit": money_unit}),
+                    vec![("indices", study::indices().0), ("economy", study::economy())],
+                )
+            })
+            .collect()
+    }
     const DESCRIBED_DEFAULTS: &'static [&'static str] = &["conventions"];
     fn required_example() -> serde_json::Value {
         serde_json::json!({"price": {"unit": "yuan_per_t_c", "value": 100.0}})

@@ -115,6 +115,14 @@ impl Stage for Contiguity {
     ];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(json!({}), vec![("units", study::units())])]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         vec![
             Port::optional("units", "unit polygons (id + WKB `geometry`, lon/lat or projected metres); required unless `edges` is wired")

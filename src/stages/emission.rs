@@ -468,6 +468,14 @@ impl Stage for Emission {
     const PARAMS: &'static [ParamDoc] = PARAMS;
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(json!({"construction": "none"}), vec![("areas", study::land_areas())])]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         let mut ports = vec![
             Port::required("areas", "class areas per unit and year (landuse `areas`)")

@@ -125,6 +125,17 @@ impl Stage for FunctionalAreas {
     const PARAMS: &'static [ParamDoc] = PARAMS;
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({}),
+            vec![("indices", study::indices().0), ("categories", study::categories())],
+        )]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         vec![
             Port::required("indices", "`indices` output").with_columns([

@@ -161,6 +161,21 @@ impl Stage for Indices {
     const PARAMS: &'static [ParamDoc] = PARAMS;
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({}),
+            vec![
+                ("emission", study::emission()),
+                ("sink", study::sink()),
+                ("economy", study::economy()),
+            ],
+        )]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         let mut econ = vec![
             "unit_id".to_owned(),

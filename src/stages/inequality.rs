@@ -193,6 +193,17 @@ impl Stage for Inequality {
     ];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({"by": "year", "indices": ["gini", "theil"]}),
+            vec![("table", study::indices().0)],
+        )]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone(), params.value.clone()];
         if params.weight != EQUAL && params.has(Index::Gini) {

@@ -522,6 +522,13 @@ impl Stage for Ingest {
         },
     ];
     type Params = Params;
+
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use serde_json::json;
+        vec![Example::new(json!({"path": "economy.csv"}), vec![]).with_file("economy.csv", "unit_id,year,gdp_10k_yuan\na,2000,1.5\n")]
+    }
     const DESCRIBED_DEFAULTS: &'static [&'static str] = &["format"];
     fn required_example() -> serde_json::Value {
         serde_json::json!({"path": "units.geojson"})

@@ -257,6 +257,14 @@ and reclassified into the same `areas` table.";
     ];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(json!({}), vec![("areas", study::areas())])]
+    }
+
     fn ports(_params: &Params) -> Vec<Port> {
         vec![
             Port::optional(

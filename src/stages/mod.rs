@@ -3,48 +3,42 @@
 
 use crate::engine::stage::{Entry, StageEntry};
 
-pub mod autocorrelation;
-pub mod cluster;
-pub mod command;
-pub mod compensation;
-pub mod contiguity;
-pub mod emission;
-pub mod functional_areas;
-pub mod indices;
-pub mod inequality;
-pub mod ingest;
-pub mod landuse;
 pub mod presets;
-pub mod report;
 pub mod schema;
 pub mod shared;
-pub mod sink;
-pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod transition_carbon;
-pub mod zoning;
 
-/// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds, then the
-/// domain kinds in the order a study usually chains them.
-pub const BUILTIN: &[&dyn StageEntry] = &[
-    &Entry::<ingest::Ingest>::new(),
-    &Entry::<command::Command>::new(),
-    &Entry::<sweep::Sweep>::new(),
-    &Entry::<landuse::LandUse>::new(),
-    &Entry::<emission::Emission>::new(),
-    &Entry::<sink::Sink>::new(),
-    &Entry::<transition_carbon::TransitionCarbon>::new(),
-    &Entry::<indices::Indices>::new(),
-    &Entry::<inequality::Inequality>::new(),
-    &Entry::<autocorrelation::Autocorrelation>::new(),
-    &Entry::<contiguity::Contiguity>::new(),
-    &Entry::<cluster::Cluster>::new(),
-    &Entry::<zoning::Zoning>::new(),
-    &Entry::<compensation::Compensation>::new(),
-    &Entry::<functional_areas::FunctionalAreas>::new(),
-    &Entry::<report::Report>::new(),
-];
+/// Declares each kind's module and its entry in [`BUILTIN`] from one line, `module::Kind`,
+/// so a new kind is its own file plus one line here.
+macro_rules! kinds {
+    ($($module:ident :: $kind:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every built-in kind, in the order `pipeline stages` lists them: the generic kinds,
+        /// then the domain kinds in the order a study usually chains them.
+        pub const BUILTIN: &[&dyn StageEntry] = &[$(&Entry::<$module::$kind>::new()),*];
+    };
+}
+
+kinds! {
+    ingest::Ingest,
+    command::Command,
+    sweep::Sweep,
+    landuse::LandUse,
+    emission::Emission,
+    sink::Sink,
+    transition_carbon::TransitionCarbon,
+    indices::Indices,
+    inequality::Inequality,
+    autocorrelation::Autocorrelation,
+    contiguity::Contiguity,
+    cluster::Cluster,
+    zoning::Zoning,
+    compensation::Compensation,
+    functional_areas::FunctionalAreas,
+    report::Report,
+}
 
 /// The readers' errors become the stage's at this boundary, so `io` and `engine` need not know
 /// each other: bad file contents stay the user's to fix (exit 2), a reader's invariant ours.

@@ -214,6 +214,17 @@ impl Stage for Report {
     ];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(
+            json!({}),
+            vec![("units", study::units()), ("indices", study::indices().0)],
+        )]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         vec![
             Port::required("units", "unit polygons: unit_id, geometry (WKB lon/lat), optionally a name column").with_columns(["unit_id", "geometry"]),

@@ -12,6 +12,8 @@ use crate::engine::stage::{
 };
 use crate::table::column_names;
 
+pub(crate) mod study;
+
 /// A stage's outputs and the messages of the warnings it recorded.
 pub(crate) type Ran = (Outputs, Vec<String>);
 

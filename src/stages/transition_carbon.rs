@@ -78,6 +78,14 @@ impl Stage for TransitionCarbon {
     }];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(json!({}), vec![("transitions", study::transitions())])]
+    }
+
     fn ports(_params: &Params) -> Vec<Port> {
         vec![
             Port::required(

@@ -270,6 +270,14 @@ impl Stage for Zoning {
     ];
     type Params = Params;
 
+    #[cfg(test)]
+    fn declaration_examples() -> Vec<crate::engine::stage::Example> {
+        use crate::engine::stage::Example;
+        use crate::stages::testing::study;
+        use serde_json::json;
+        vec![Example::new(json!({"default": "other"}), vec![("table", study::indices().1)])]
+    }
+
     fn ports(params: &Params) -> Vec<Port> {
         let mut columns = vec![params.id_column.clone()];
         if let Ok(rs) = rule_set(params) {
