@@ -379,7 +379,7 @@ mod tests {
         let mut k = 0u8;
         while data.len() < width * height {
             let run = 1 + (usize::from(k) * 37) % 69;
-            let value = if data.len() > 600 && k % 5 == 0 {
+            let value = if data.len() > 600 && k.is_multiple_of(5) {
                 9
             } else {
                 [1, 2, 5, 7][usize::from(k % 4)]
