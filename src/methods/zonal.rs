@@ -6,9 +6,11 @@
 //! order, so float sums never depend on scheduling. Within a window the spans of
 //! [`crate::methods::rasterize`] say which pixels belong to which unit.
 //!
-//! Land-use rasters are long runs of one class. Counting a run into one counter makes every
-//! increment wait on the previous store; [`Histogrammer`] keeps four interleaved copies of each
-//! counter (indexed by pixel position mod 4) and adds them up when a unit's run ends.
+//! Land-use rasters are long runs of one class. [`Histogrammer`] takes a row in blocks of
+//! [`BLOCK`] pixels and counts a block of one value with one addition; in a block that holds an
+//! edge, counting a run into one counter would make every increment wait on the previous store,
+//! so it keeps four interleaved copies of each counter (indexed by pixel position mod 4) and
+//! adds them up when a unit's run ends.
 
 use crate::methods::rasterize::Spans;
 
@@ -17,6 +19,8 @@ pub trait Pixel: Copy {
     /// Number of distinct values (size of the lookup table).
     const VALUES: usize;
     fn index(self) -> usize;
+    /// Whether every pixel of `block` holds the value of its first.
+    fn uniform(block: &[Self; BLOCK]) -> bool;
 }
 
 impl Pixel for u8 {
@@ -25,6 +29,11 @@ impl Pixel for u8 {
     fn index(self) -> usize {
         self as usize
     }
+    #[inline(always)]
+    fn uniform(block: &[u8; BLOCK]) -> bool {
+        // An OR of differences rather than `all`: no early exit, so it compiles to a few vector ops.
+        block.iter().fold(0, |acc, &v| acc | (v ^ block[0])) == 0
+    }
 }
 
 impl Pixel for u16 {
@@ -32,6 +41,10 @@ impl Pixel for u16 {
     #[inline(always)]
     fn index(self) -> usize {
         self as usize
+    }
+    #[inline(always)]
+    fn uniform(block: &[u16; BLOCK]) -> bool {
+        block.iter().fold(0, |acc, &v| acc | (v ^ block[0])) == 0
     }
 }
 
@@ -44,19 +57,33 @@ const TRAP: u16 = MAX_CODES as u16;
 const LUT_LEN: usize = 1 << 16;
 const LOCAL_LEN: usize = COPIES * (MAX_CODES + 1);
 
+/// Pixels tested at once for a run: a block of one value is counted with one addition.
+pub const BLOCK: usize = 32;
+
 /// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`.
-/// Fixed-size tables and a clamped bin keep the loop free of bounds checks and branches.
+/// Land-use rows are mostly long runs of one class, so `seg` is taken in blocks of [`BLOCK`]
+/// pixels and a block of one value adds `BLOCK · delta` to one counter; only blocks that hold
+/// an edge are counted pixel by pixel. Fixed-size tables and a clamped bin keep the loops free
+/// of bounds checks and branches.
 #[inline(always)]
 fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T], delta: u32) {
-    let mut quads = seg.chunks_exact(COPIES);
-    for q in &mut quads {
-        for (k, v) in q.iter().enumerate() {
-            let i = COPIES * usize::from(lut[v.index()]).min(MAX_CODES) + k;
-            local[i] = local[i].wrapping_add(delta);
+    let bin = |v: T| COPIES * usize::from(lut[v.index()]).min(MAX_CODES);
+    let (blocks, rest) = seg.as_chunks::<BLOCK>();
+    for block in blocks {
+        if T::uniform(block) {
+            let i = bin(block[0]);
+            local[i] = local[i].wrapping_add(delta.wrapping_mul(BLOCK as u32));
+        } else {
+            for quad in block.as_chunks::<COPIES>().0 {
+                for (k, &v) in quad.iter().enumerate() {
+                    let i = bin(v) + k;
+                    local[i] = local[i].wrapping_add(delta);
+                }
+            }
         }
     }
-    for (k, v) in quads.remainder().iter().enumerate() {
-        let i = COPIES * usize::from(lut[v.index()]).min(MAX_CODES) + k;
+    for (k, &v) in rest.iter().enumerate() {
+        let i = bin(v) + k % COPIES;
         local[i] = local[i].wrapping_add(delta);
     }
 }
@@ -157,8 +184,7 @@ impl Histogrammer {
             .chunks_exact_mut(COPIES)
             .enumerate()
         {
-            let n =
-                u64::from(quad[0]) + u64::from(quad[1]) + u64::from(quad[2]) + u64::from(quad[3]);
+            let n = quad.iter().copied().map(u64::from).sum::<u64>();
             if n != 0 {
                 quad.fill(0);
                 slot.pixels[b] += n;
@@ -284,6 +310,7 @@ mod tests {
     use super::*;
     use crate::methods::rasterize::{Grid, rasterize};
     use geo::{MultiPolygon, polygon};
+    use std::collections::BTreeMap;
 
     #[test]
     fn windows_add_up_to_the_whole_and_weights_rows() {
@@ -324,6 +351,74 @@ mod tests {
         }
         // Each row holds each value twice: area per value = 2·1 + 2·10 + 2·100 = 222.
         assert_eq!(total, [(6, 222.0), (6, 222.0), (6, 222.0)]);
+    }
+
+    /// Two units side by side over a 1000 × 3 raster, split at column 517 (not a multiple of
+    /// [`BLOCK`]), holding runs of 1 to 69 pixels with values first seen mid-row: the counts
+    /// equal a plain pixel-by-pixel tally, whether blocks are of one value or hold an edge.
+    fn blocks_and_edges_count_like_single_pixels<T: Pixel + From<u8> + Into<u32>>() {
+        let (width, height, split) = (1000usize, 3usize, 517.0);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 3.0,
+            dx: 1.0,
+            dy: -1.0,
+            width,
+            height,
+        };
+        let west = MultiPolygon(vec![
+            polygon![(x: 0.0, y: 0.0), (x: split, y: 0.0), (x: split, y: 3.0), (x: 0.0, y: 3.0)],
+        ]);
+        let east = MultiPolygon(vec![
+            polygon![(x: split, y: 0.0), (x: 1000.0, y: 0.0), (x: 1000.0, y: 3.0), (x: split, y: 3.0)],
+        ]);
+        let spans = rasterize(&grid, &[west, east]);
+        // Runs of length 1 + (k·37 mod 69) of values cycling through 1, 2, 5, 7 and, from the
+        // middle of the first row on, 9.
+        let mut data: Vec<T> = Vec::with_capacity(width * height);
+        let mut k = 0u8;
+        while data.len() < width * height {
+            let run = 1 + (usize::from(k) * 37) % 69;
+            let value = if data.len() > 600 && k.is_multiple_of(5) {
+                9
+            } else {
+                [1, 2, 5, 7][usize::from(k % 4)]
+            };
+            data.extend(std::iter::repeat_n(T::from(value), run));
+            k = k.wrapping_add(1);
+        }
+        data.truncate(width * height);
+        let mut expected = BTreeMap::new();
+        for (i, &v) in data.iter().enumerate() {
+            let unit = u32::from(i % width >= 517);
+            *expected.entry((unit, v.into())).or_insert(0u64) += 1;
+        }
+        let mut h = Histogrammer::new::<T>(2);
+        let w = Window {
+            col0: 0,
+            row0: 0,
+            width,
+            height,
+            stride: width,
+        };
+        let counted: BTreeMap<(u32, u32), u64> = h
+            .count(&spans, w, &data, None)
+            .unwrap()
+            .iter()
+            .map(|c| ((c.unit, c.code), c.pixels))
+            .collect();
+        assert_eq!(counted, expected);
+        assert_eq!(counted.values().sum::<u64>(), 3000);
+    }
+
+    #[test]
+    fn blocks_and_edges_count_like_single_pixels_u8() {
+        blocks_and_edges_count_like_single_pixels::<u8>();
+    }
+
+    #[test]
+    fn blocks_and_edges_count_like_single_pixels_u16() {
+        blocks_and_edges_count_like_single_pixels::<u16>();
     }
 
     #[test]
