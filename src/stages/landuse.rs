@@ -1246,12 +1246,12 @@ fn check_coverage(
 fn warn_nodata_share(cov: &[CoverageRow], ctx: &StageContext) {
     let mut count = 0;
     let mut worst: Option<(usize, f64)> = None;
-    for i in 0..cov.len() {
-        let counted = cov[i].area_ha + cov[i].nodata_ha;
-        if cov[i].area_ha == 0.0 || counted == 0.0 {
+    for (i, row) in cov.iter().enumerate() {
+        let counted = row.area_ha + row.nodata_ha;
+        if row.area_ha == 0.0 || counted == 0.0 {
             continue; // Reported as a unit without data.
         }
-        let share = cov[i].nodata_ha / counted;
+        let share = row.nodata_ha / counted;
         if share > NODATA_SHARE_WARN {
             count += 1;
             if worst.is_none_or(|(_, s)| share > s) {
