@@ -106,3 +106,57 @@ pub fn pass_plan(
     let sub_pairs = missing_pairs.iter().map(|&(a, b)| (at(a), at(b))).collect();
     (sub, sub_pairs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_areas_are_constant_on_projected_grids_and_summed_per_row_on_lon_lat_ones() {
+        // 30 m pixels: 10 px × 900 m² = 9,000 m², whatever the row sum says.
+        assert_eq!(PixelArea::Constant(900.0).area_m2(10, 0.0), 9000.0);
+        assert!(PixelArea::Constant(900.0).rows().is_none());
+        // Per-row areas were summed while counting: the sum is the area.
+        let rows = PixelArea::PerRow(vec![800.0, 810.0]);
+        assert_eq!(rows.area_m2(10, 8_050.0), 8_050.0);
+        assert_eq!(rows.rows(), Some(&[800.0, 810.0][..]));
+    }
+
+    #[test]
+    fn raw_code_pairs_fold_into_class_pairs() {
+        // Codes 1 → class 0, 2 and 3 → class 1; anything else no class.
+        let mut lut = vec![NO_CLASS; 1 << 16];
+        lut[1] = 0;
+        lut[2] = 1;
+        lut[3] = 1;
+        let lut: Box<[u8; 1 << 16]> = lut.into_boxed_slice().try_into().unwrap();
+        let raw = CountMap::from([
+            ((0, 1 << 8 | 2), (3, 1.5)),
+            ((0, 1 << 8 | 3), (2, 1.0)),
+            ((0, 2 << 8 | 2), (1, 0.5)),
+            ((1, 9 << 8 | 1), (4, 2.0)),
+        ]);
+        let classes = classify_pairs(raw, &lut, &lut);
+        // (0 → 1) holds both 1→2 and 1→3: 5 px, 2.5 m²; (1 → 1) = 1·8 + 1 = 9; code 9 has
+        // no class, so unit 1's pair is NO_CLASS·8 + 0 = 56.
+        let want = CountMap::from([
+            ((0, 1), (5, 2.5)),
+            ((0, 9), (1, 0.5)),
+            ((1, u32::from(NO_CLASS) * 8), (4, 2.0)),
+        ]);
+        assert_eq!(classes, want);
+    }
+
+    #[test]
+    fn a_pass_reads_the_layers_its_missing_entries_need_led_by_the_first() {
+        // Four years, pairs (0,1), (1,2), (2,3); missing: year 2 and pair (1,2) (entry 4 + 1).
+        let pairs = [(0, 1), (1, 2), (2, 3)];
+        let (sub, sub_pairs) = pass_plan(4, &pairs, &[2, 5], Some(0));
+        assert_eq!(sub, [0, 1, 2]);
+        assert_eq!(sub_pairs, [(1, 2)]);
+        // Without a lead, year 0 is not read.
+        let (sub, sub_pairs) = pass_plan(4, &pairs, &[2, 5], None);
+        assert_eq!(sub, [1, 2]);
+        assert_eq!(sub_pairs, [(0, 1)]);
+    }
+}

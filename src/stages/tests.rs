@@ -57,3 +57,29 @@ fn every_kind_writes_the_tables_it_declares() {
         "kinds that give no `declaration_examples`: {unrun:?}"
     );
 }
+
+/// Every file directly in `src/stages/` but the harness and the shared declarations is one kind
+/// of `BUILTIN`, named after it; what several kinds use lives in `stages/shared/`.
+#[test]
+fn every_file_of_the_stages_folder_is_one_kind() {
+    const NOT_KINDS: [&str; 5] = ["mod", "schema", "testing", "tests", "presets"];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages");
+    let kinds: BTreeSet<&str> = BUILTIN.iter().map(|e| e.kind()).collect();
+    let mut strays = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("src/stages is readable") {
+        let path = entry.expect("a directory entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs")
+            && !NOT_KINDS.contains(&stem)
+            && !kinds.contains(stem)
+        {
+            strays.push(stem.to_owned());
+        }
+    }
+    assert!(
+        strays.is_empty(),
+        "files in src/stages/ that are not kinds (move them to src/stages/shared/): {strays:?}"
+    );
+}
