@@ -1,6 +1,9 @@
 //! Checks over every kind in [`BUILTIN`]: the defaults `pipeline stages` documents are the ones
 //! the code uses, and each kind, run on its own examples, writes the tables it declares.
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
 use super::BUILTIN;
 use crate::stages::testing;
 
