@@ -1435,7 +1435,8 @@ fn functional_categories(config: &Config, units: &[Unit], stats: &UnitStats) -> 
 }
 
 /// Relative energy intensity by category, in the ratios of study B's mean carbon intensities
-/// (1.09, 0.93, 0.83, 0.70, 0.47 t per 10⁴ yuan, domain notes §0.2) divided by 0.83.
+/// (1.09, 0.93, 0.83, 0.70, 0.47 t per 10⁴ yuan; Deng et al. 2025, Environmental Science
+/// 46(3): 1517–1534, abstract) divided by 0.83.
 fn intensity_factor(category: &str) -> f64 {
     match category {
         "national_key_development" => 1.31,
@@ -1514,7 +1515,7 @@ fn readme(config: &Config, units: &[Unit], grid: &Grid) -> String {
            study B's mean carbon intensities (1.09 : 0.93 : 0.83 : 0.70 : 0.47), and is higher in\n\
            mining and heavy-industry units.\n\
            Physical fuel amounts are tce divided by the standard-coal coefficients of 刘贤赵 et al.\n\
-           2017 (Table 1), so the energy-method carbon (§1.2 of the domain notes) comes out at\n\
+           2017 (Table 1), so the energy-method carbon (docs/methods.md, Emission) comes out at\n\
            the intended size.\n",
         seed = config.seed,
         years = YEARS.map(|y| y.to_string()).join(", "),
@@ -1684,7 +1685,7 @@ mod tests {
             .parse()
             .unwrap();
         assert!((mha - 16.559).abs() < 0.17, "{line}");
-        // Class shares (domain notes §8 and the brief): cropland 55–65 %, forest + shrub
+        // The class shares the generator aims at (its per-year targets): cropland 55–65 %, forest + shrub
         // ≈ 17 %, impervious 12–17 % and rising, cropland falling.
         let share = |year_line: usize, class: &str| -> f64 {
             let l = g.summary.lines().nth(year_line).unwrap();

@@ -673,7 +673,8 @@ mod tests {
 
     #[test]
     fn embedded_presets_carry_cited_ranges() {
-        // domain.md §1.1: forest -0.581 (set 1, Fang 2007) and -0.644 (set 2, Li Ying 2008);
+        // Forest -0.581 (set 1, Fang et al. 2007, Sci. China D) and -0.644 (set 2, Li Ying et al.
+        // 2008, Trans. CSAE);
         // cultivated 0.422 (set 1) and 0.497 (set 2). Every row of every preset has a range.
         for name in LAND_PRESETS {
             let set =
@@ -699,8 +700,9 @@ mod tests {
             assert_eq!(range("cultivated"), (0.422, 0.497), "{name}");
             assert_eq!(range("water"), (-0.253, -0.253), "{name}");
         }
-        // domain.md §1.2: natural gas theta 1.2143 (Xia 2017) or 1.33 (Liu 2017); electricity
-        // 0.1229 or 0.4040 tce/MWh with f 0.68 or 0.7935.
+        // Natural gas theta 1.2143 (Xia et al. 2017, Acta Ecol. Sin. 37(11)) or 1.33 (Liu et al.
+        // 2017, Acta Ecol. Sin. 37(7), Table 1); electricity 0.1229 or 0.4040 tce/MWh with f 0.68
+        // (Huang & Wang 2017) or 0.7935 (Xia et al. 2017).
         for name in ENERGY_PRESETS {
             let rows =
                 parse_fuel_rows(preset_text(&format!("energy_{name}.csv")).unwrap()).unwrap();

@@ -355,7 +355,7 @@ const ENERGY_SOURCE: &str = "energy_factors";
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
     2,
-    "387bfe64c22d7fe06d40a5344945300c010de6c5e5e98e3331e80d911a582624",
+    "5c4bcd6b7fdc45006e40c7a3e2f0b82165a4a578fce4857f648834cb0dba74b6",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &[

@@ -147,7 +147,7 @@ pub struct Params {
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
     3,
-    "4c15d967f5e35a11c075e41778d60c68e36ff9434cadafcd33ba772a0aecf4eb",
+    "30264998b455bca6101980bade64aea9f8a52504f26c587ede1e0083f1b02ec0",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv", "crops_tian.csv"];

@@ -29,7 +29,7 @@ pub struct Params {
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESETS_PINNED: (u32, &str) = (
     1,
-    "0cd93152a31f6fd64cbe092d9ee751dfb3e1d4cdf7ff81701243f3dd4ea57073",
+    "9a817ec4e200b5286f7bf3e359b2379963a9ea1ff07df698ecc90649a87dfa85",
 );
 #[cfg_attr(not(test), allow(dead_code))]
 const PRESET_FILES_USED: &[&str] = &["set1.csv", "set2.csv", "mixed.csv"];
