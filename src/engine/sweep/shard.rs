@@ -50,6 +50,9 @@ fn values_memo(name: &str) -> String {
 /// One draw's collected tables (one per collected name, in the sweep's order).
 type DrawTables = Vec<RecordBatch>;
 
+/// A kept chunk: its draws' collected tables, in draw order, and its draws' warnings.
+type KeptChunk = (Vec<DrawTables>, Vec<String>);
+
 impl PreparedSweep {
     /// One shard per chunk of draws; each depends on every input of the sweep.
     pub(super) fn chunk_shards(&self) -> Vec<Shard> {
@@ -170,7 +173,7 @@ impl PreparedSweep {
         &self,
         range: &Range<usize>,
         ctx: &StageContext,
-    ) -> Result<Option<(Vec<DrawTables>, Vec<String>)>, StageError> {
+    ) -> Result<Option<KeptChunk>, StageError> {
         let params = self.chunk_params(range);
         let depends_on = ctx.memo_inputs();
         let Some(kept_warnings) = ctx.memo_lookup(WARNINGS_MEMO, &depends_on, &params)? else {
