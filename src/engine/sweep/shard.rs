@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn a_kept_chunk_splits_back_into_its_draws() {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("unit_id", DataType::Utf8, true),
+            Field::new("id", DataType::Utf8, true),
             Field::new("value", DataType::Float64, true),
         ]));
         let table = |ids: &[&str], values: &[f64]| {
