@@ -337,6 +337,23 @@ fn sweep_chunks_run_by_workers_merge_to_the_bytes_of_one_evaluation() {
         );
     }
 
+    // A study edited while its chunks wait for a node is refused, not half-used.
+    let mut stale = scheduler::invocation(&plan, &cache, i, &upstream);
+    stale.shard = Some("draws0-249".to_owned());
+    stale.study = Some(study.clone());
+    let written = std::fs::read_to_string(&study).unwrap();
+    s.file("study.yaml", &written.replace("seed: 5", "seed: 6"));
+    let Err(e) = stale.execute(BUILTIN) else {
+        panic!("a chunk of the edited study ran");
+    };
+    assert!(
+        e.message.contains("not the one the run planned"),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.unwrap().contains("run it again"));
+    s.file("study.yaml", &written);
+
     cache.drop_entry(&whole.key);
     let again = scheduler::run(&plan, &cache, &QuietReporter, &options).unwrap();
     let merged = manifest(&again, "robustness");
