@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::cache::{Cache, CacheMemo};
 use crate::engine::key::Digest;
-use crate::engine::stage::{Inputs, MemoScope, Outputs, StageContext, StageEntry, StageError};
+use crate::engine::stage::{
+    Inputs, MemoScope, Outputs, PreparedStage, StageContext, StageEntry, StageError,
+};
 
 /// An input table: its content digest and where its Parquet bytes are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +40,11 @@ pub struct Invocation {
     /// The cache whose memos the stage may use and fill; without it nothing is memoised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memo: Option<MemoAccess>,
+    /// For a stage the plan builds from the study's other stages (a sweep), which its kind and
+    /// parameters alone cannot rebuild: the study file (absolute), planned again here to take
+    /// the stage of this name, whose parameters must still be `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<PathBuf>,
 }
 
 /// Where a worker finds memoised tables: a cache directory (one the coordinator shares with
@@ -73,7 +80,10 @@ impl Invocation {
                 self.version
             )));
         }
-        let prepared = entry.prepare(self.params.clone())?;
+        let prepared = match &self.study {
+            Some(study) => self.replanned(study, registry)?,
+            None => entry.prepare(self.params.clone())?,
+        };
         let mut tables = BTreeMap::new();
         for (port, loc) in &self.inputs {
             tables.insert(port.clone(), read_checked(&loc.path, &loc.digest)?);
@@ -98,6 +108,51 @@ impl Invocation {
             warnings: ctx.take_warning_records(),
             memos: ctx.take_memos(),
         })
+    }
+}
+
+impl Invocation {
+    /// The stage of this name in the study planned again. Source paths were checked when the
+    /// coordinator planned the study, so they are allowed anywhere here.
+    fn replanned(
+        &self,
+        study: &Path,
+        registry: &[&'static dyn StageEntry],
+    ) -> Result<Box<dyn PreparedStage>, StageError> {
+        let unplanned = |d: crate::engine::error::Diagnostic| {
+            let mut e = StageError::internal(format!(
+                "cannot plan the study {} again on {}: {}",
+                study.display(),
+                host_name(),
+                d.message
+            ))
+            .with_hint("the study file must be on a filesystem every node mounts at the same path, unchanged while the run lasts");
+            e.causes.extend(d.causes);
+            e
+        };
+        let spec = crate::engine::spec::load(study).map_err(unplanned)?;
+        let options = crate::engine::plan::PlanOptions {
+            allow_outside: true,
+        };
+        let mut plan = crate::engine::plan::build(spec, registry, options).map_err(unplanned)?;
+        let at = plan.index_of(&self.stage).ok_or_else(|| {
+            StageError::internal(format!(
+                "the study {} has no stage `{}` any more",
+                study.display(),
+                self.stage
+            ))
+            .with_hint("the study file changed while the run lasted: run it again")
+        })?;
+        let stage = plan.stages.swap_remove(at);
+        if stage.kind != self.kind || stage.prepared.canonical_params() != self.params {
+            return Err(StageError::internal(format!(
+                "stage `{}` of {} is not the one the run planned",
+                self.stage,
+                study.display()
+            ))
+            .with_hint("the study file changed while the run lasted: run it again"));
+        }
+        Ok(stage.prepared)
     }
 }
 

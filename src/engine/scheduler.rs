@@ -790,6 +790,7 @@ pub fn invocation(
         outputs: stage.outputs.iter().map(|o| o.name.clone()).collect(),
         shard: None,
         memo: None,
+        study: None,
     }
 }
 

@@ -473,6 +473,14 @@ impl StageContext {
         .digest())
     }
 
+    /// The names of the key inputs a memo may depend on (`port:<name>`, `source:<name>`);
+    /// none without a store.
+    pub fn memo_inputs(&self) -> Vec<String> {
+        self.memo.as_ref().map_or_else(Vec::new, |(_, scope)| {
+            scope.inputs.keys().cloned().collect()
+        })
+    }
+
     /// The memo entries this run used: (memo key, blob digest).
     pub fn take_memos(&self) -> Vec<(Digest, Digest)> {
         std::mem::take(

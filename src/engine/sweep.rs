@@ -33,6 +33,10 @@ use crate::engine::sweep_sample::unit_samples;
 pub use crate::engine::sweep_sample::{Distribution, Sampling};
 use crate::engine::sweep_stats as stats;
 
+mod shard;
+
+pub use shard::DRAWS_PER_CHUNK;
+
 /// The kind's name; the plan attaches the stages a sweep re-runs to stages of this kind.
 pub const KIND: &str = "sweep";
 
@@ -604,9 +608,21 @@ enum Values {
 }
 
 impl PreparedStage for PreparedSweep {
-    /// The reruns are built from the study's other stages, which an invocation does not carry.
+    /// The reruns are built from the study's other stages, which an invocation does not carry;
+    /// a worker runs a chunk of draws (a shard) by planning the study again.
     fn has_invocation(&self) -> bool {
         false
+    }
+    fn shards(&self) -> Vec<crate::engine::stage::Shard> {
+        self.chunk_shards()
+    }
+    fn run_shard(
+        &self,
+        shard: &str,
+        inputs: &Inputs,
+        ctx: &StageContext,
+    ) -> Result<(), StageError> {
+        self.run_chunk(shard, inputs, ctx)
     }
     fn canonical_params(&self) -> serde_json::Value {
         let stages: Vec<serde_json::Value> = self
@@ -634,7 +650,7 @@ impl PreparedStage for PreparedSweep {
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let samples = self.sample();
         let warnings = std::sync::Mutex::new(BTreeSet::new());
-        let draws = self.evaluate_range(0..self.params.draws, &samples, inputs, ctx, &warnings)?;
+        let draws = self.all_draws(&samples, inputs, ctx, &warnings)?;
         for w in warnings
             .into_inner()
             .expect("warning set lock is never poisoned")

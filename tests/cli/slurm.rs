@@ -318,3 +318,85 @@ fn k_auto_clusters_fan_out_through_slurm_with_the_local_bytes() {
     let script = std::fs::read_to_string(run_dir.join("zones.tasks/array.sh")).unwrap();
     assert!(script.contains("SLURM_ARRAY_TASK_ID"), "{script}");
 }
+
+/// A sweep of 260 draws fans out into one array task per chunk of draws (0–249 and 250–259),
+/// each worker planning the study again; the merge runs in the coordinator, and the published
+/// tables are byte-identical to a local run's.
+#[test]
+fn sweep_draw_chunks_fan_out_through_slurm_with_the_local_bytes() {
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
+    let s = crate::sweep::chunked_sweep_study();
+    let run = |cache: &Path, executor: &str| {
+        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
+        let out = c
+            .current_dir(s.path(""))
+            .env("CI", "1")
+            .env_remove("PIPELINE_CACHE_DIR")
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["run", "study.yaml", "--executor", executor])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{executor}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let files = published(&s.path("out"));
+        std::fs::remove_dir_all(s.path("out")).unwrap();
+        files
+    };
+    let local = run(&s.path("cache-local"), "local");
+    assert!(
+        local.iter().any(|(name, _)| name.contains("zone_summary")),
+        "{:?}",
+        local.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    let slurm_cache = s.path("cache-slurm");
+    let slurm = run(&slurm_cache, "slurm");
+    assert!(slurm == local, "the SLURM run published other bytes");
+    let jobs = job_folders(&slurm_cache);
+    for folder in [
+        "robustness-draws0-249",
+        "robustness-draws250-259",
+        "robustness.tasks",
+    ] {
+        assert!(jobs.contains(&folder.to_owned()), "no {folder} in {jobs:?}");
+    }
+    assert!(
+        !jobs.contains(&"robustness".to_owned()),
+        "the merge runs in the coordinator: {jobs:?}"
+    );
+    let run_dir = std::fs::read_dir(slurm_cache.join("v1/jobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let merges: Vec<usize> = std::fs::read_dir(slurm_cache.join("v1/entries"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .filter_map(|e| {
+            let entry: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            (entry["components"]["kind"] == "sweep")
+                .then(|| entry["memos"].as_array().map_or(0, Vec::len))
+        })
+        .collect();
+    assert_eq!(
+        merges,
+        [4],
+        "the merge took both chunks' values and warnings as kept"
+    );
+    for chunk in ["robustness-draws0-249", "robustness-draws250-259"] {
+        assert_eq!(
+            std::fs::read_to_string(run_dir.join(chunk).join("exit"))
+                .unwrap()
+                .trim(),
+            "0",
+            "{chunk}"
+        );
+    }
+}

@@ -254,3 +254,115 @@ fn sweep_rejects_a_collect_not_downstream_of_a_vary() {
     assert!(stderr.contains("no varied parameter reaches"), "{stderr}");
     assert!(stderr.contains("landuse.area_ha"), "{stderr}");
 }
+
+/// A small study whose sweep spans two chunks of draws (250 and 10): nine units clustered
+/// with a sampled k, the labels collected and published.
+pub fn chunked_sweep_study() -> Study {
+    let s = Study::new();
+    s.file(
+        "data/units.csv",
+        "unit_id,x\ng0,0\ng1,1\ng2,2\ng3,1\ng4,2\ng5,8\ng6,9\ng7,8\ng8,9\n",
+    );
+    s.file(
+        "data/edges.csv",
+        "from,to\ng0,g1\ng1,g2\ng3,g4\ng4,g5\ng6,g7\ng7,g8\ng0,g3\ng3,g6\ng1,g4\ng4,g7\ng2,g5\ng5,g8\n",
+    );
+    s.file(
+        "study.yaml",
+        "study: sweep-chunks\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: 3\n  robustness:\n    kind: sweep\n    draws: 260\n    seed: 5\n    vary:\n      zones.k: { choice: [2, 3, 4] }\n    collect:\n      zone: zones.labels.cluster\n    publish: [parquet]\n",
+    );
+    s
+}
+
+/// The draws of a sweep evaluated chunk by chunk through the worker seam (each worker plans
+/// the study again and keeps its chunk as memos), then merged by the sweep's run, give the
+/// bytes one evaluation of all draws gives.
+#[test]
+fn sweep_chunks_run_by_workers_merge_to_the_bytes_of_one_evaluation() {
+    use pipeline::engine::cache::Cache;
+    use pipeline::engine::invocation::MemoAccess;
+    use pipeline::engine::plan::{self, PlanOptions};
+    use pipeline::engine::progress::QuietReporter;
+    use pipeline::engine::scheduler::{self, RunOptions};
+    use pipeline::engine::stage::MemoScope;
+    use pipeline::stages::BUILTIN;
+
+    let s = chunked_sweep_study();
+    let study = std::path::absolute(s.path("study.yaml")).unwrap();
+    let spec = pipeline::engine::spec::load(&study).unwrap();
+    let plan = plan::build(spec, BUILTIN, PlanOptions::default()).unwrap();
+    let cache_dir = s.path("cache");
+    let cache = Cache::open(&cache_dir).unwrap();
+    let options = RunOptions::default();
+    let report = scheduler::run(&plan, &cache, &QuietReporter, &options).unwrap();
+    let manifest = |report: &scheduler::RunReport, name: &str| {
+        report.get(name).unwrap().manifest.clone().unwrap()
+    };
+    let whole = manifest(&report, "robustness");
+    assert!(whole.memos.is_empty(), "a local run keeps no chunk");
+
+    let i = plan.index_of("robustness").unwrap();
+    let shards = plan.stages[i].prepared.shards();
+    let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["draws0-249", "draws250-259"]);
+    let upstream: BTreeMap<usize, _> = plan.stages[i]
+        .deps
+        .iter()
+        .map(|&d| (d, manifest(&report, &plan.stages[d].name)))
+        .collect();
+    for shard in &shards {
+        let mut invocation = scheduler::invocation(&plan, &cache, i, &upstream);
+        invocation.shard = Some(shard.name.clone());
+        invocation.study = Some(study.clone());
+        invocation.memo = Some(MemoAccess {
+            cache_dir: cache_dir.clone(),
+            scope: MemoScope {
+                kind: whole.components.kind.clone(),
+                version: whole.components.version,
+                inputs: whole.components.inputs.clone(),
+            },
+        });
+        // Through JSON, as a worker on another machine reads it.
+        let text = serde_json::to_string(&invocation).unwrap();
+        let invocation: pipeline::engine::invocation::Invocation =
+            serde_json::from_str(&text).unwrap();
+        let done = invocation
+            .execute(BUILTIN)
+            .unwrap_or_else(|e| panic!("{}: {}", shard.name, e.message));
+        assert!(done.outputs.is_empty(), "a shard only keeps memos");
+        assert_eq!(
+            done.memos.len(),
+            2,
+            "the values of `zone`, and the warnings"
+        );
+    }
+
+    // A study edited while its chunks wait for a node is refused, not half-used.
+    let mut stale = scheduler::invocation(&plan, &cache, i, &upstream);
+    stale.shard = Some("draws0-249".to_owned());
+    stale.study = Some(study.clone());
+    let written = std::fs::read_to_string(&study).unwrap();
+    s.file("study.yaml", &written.replace("seed: 5", "seed: 6"));
+    let Err(e) = stale.execute(BUILTIN) else {
+        panic!("a chunk of the edited study ran");
+    };
+    assert!(
+        e.message.contains("not the one the run planned"),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.unwrap().contains("run it again"));
+    s.file("study.yaml", &written);
+
+    cache.drop_entry(&whole.key);
+    let again = scheduler::run(&plan, &cache, &QuietReporter, &options).unwrap();
+    let merged = manifest(&again, "robustness");
+    assert_eq!(merged.memos.len(), 4, "the merge took both chunks as kept");
+    let digests = |m: &pipeline::engine::cache::Manifest| {
+        m.outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.digest))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(digests(&merged), digests(&whole));
+}

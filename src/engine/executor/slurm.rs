@@ -184,10 +184,15 @@ impl SlurmExecutor {
 
 impl Executor for SlurmExecutor {
     fn compute(&self, job: &Job<'_>) -> Result<Computed, ComputeError> {
+        let shards = job.plan.stages[job.index].prepared.shards();
         if self.runs_here(job) {
+            // A stage built from the study's other stages (a sweep) has no job of its own, but
+            // its shards do: their jobs plan the study again, and the merge runs here.
+            if !job.plan.stages[job.index].prepared.has_invocation() && !shards.is_empty() {
+                self.run_shards(job, &shards, &mut Watch::new(job))?;
+            }
             return LocalExecutor.compute(job);
         }
-        let shards = job.plan.stages[job.index].prepared.shards();
         let mut watch = Watch::new(job);
         if !shards.is_empty() {
             self.run_shards(job, &shards, &mut watch)?;
@@ -225,6 +230,9 @@ impl SlurmExecutor {
         let mut invocation =
             crate::engine::scheduler::invocation(job.plan, job.cache, job.index, job.upstream);
         invocation.shard = shard.map(|s| s.name.clone());
+        if !stage.prepared.has_invocation() {
+            invocation.study = Some(study_path(job.plan)?);
+        }
         invocation.memo = Some(MemoAccess {
             cache_dir: job
                 .cache
@@ -750,6 +758,17 @@ fn cancelled(spec: &JobSpec) -> ComputeError {
         "cancelled: SLURM job `{}` was cancelled with scancel",
         spec.name
     )))
+}
+
+/// The study file as a worker on another machine finds it: absolute.
+fn study_path(plan: &crate::engine::plan::Plan) -> Result<PathBuf, StageError> {
+    std::path::absolute(&plan.spec.source.path).map_err(|e| {
+        StageError::internal(format!(
+            "cannot make the study path {} absolute",
+            plan.spec.source.path.display()
+        ))
+        .caused_by(e)
+    })
 }
 
 /// A shard's key: the stage's kind and version, the shard's name, the stage's parameters and
