@@ -187,7 +187,12 @@ fn run_study(
     check: bool,
 ) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
-    let cache = Cache::open(cache_dir)?;
+    // Batch jobs start in another working directory: they need the cache's absolute path.
+    let cache_dir = match executor {
+        ExecutorChoice::Slurm(_) => std::path::absolute(cache_dir).unwrap_or(cache_dir.into()),
+        ExecutorChoice::Local => cache_dir.to_path_buf(),
+    };
+    let cache = Cache::open(&cache_dir)?;
     // Held until publishing is done, so `gc` cannot remove what is about to be published.
     let _hold = cache.run_guard()?;
     let reporter = reporter(quiet);
