@@ -143,6 +143,42 @@ fn henan_through_slurm_gives_the_local_bytes() {
     );
 }
 
+/// The Yellow River example through SLURM publishes exactly the committed (local) outputs,
+/// with its stages run as batch jobs.
+#[test]
+fn yellow_river_through_slurm_gives_the_local_bytes() {
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
+    c.current_dir(&repo)
+        .env("CI", "1")
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args([
+            "run",
+            "pipelines/yellow_river_cities.yaml",
+            "--executor",
+            "slurm",
+            "--check",
+        ]);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SLURM run differs from the committed (local) outputs:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs = job_folders(&cache);
+    assert!(
+        jobs.iter().any(|j| j.starts_with("landuse")),
+        "landuse ran as a batch job: {jobs:?}"
+    );
+    assert!(jobs.len() >= 5, "only {} job(s): {jobs:?}", jobs.len());
+}
+
 fn small_study(stages: &str) -> Study {
     let s = Study::new();
     s.file("data/units.csv", "unit_id,x\nb,2\na,1\n");
