@@ -323,11 +323,14 @@ fn plain_yaml_error(e: &serde_saphyr::Error) -> Option<(String, String)> {
 }
 
 /// Parser options whose alias budget grows with the file: a study may share values through
-/// anchors, but expanding them may not take more than 16 events per byte of the file (the
-/// default budget, a million events, let a 600-byte alias bomb take 27 MB).
+/// anchors, but expanding them may not take more than 1,000 events plus 2 per byte of the file.
+/// The parser keeps an anchor's events (about 200 bytes each) in one buffer that doubles as it
+/// grows, so 2 events per byte keep that buffer under about 1 KB per byte of the file; the
+/// default budget, a million events, let a 600-byte alias bomb take 27 MB, and 16 per byte
+/// still let a 16 KB one take 26 MiB in one allocation.
 fn yaml_options(text_len: usize) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
-    options.alias_limits.max_total_replayed_events = 1000 + 16 * text_len;
+    options.alias_limits.max_total_replayed_events = 1000 + 2 * text_len;
     options
 }
 
@@ -571,7 +574,7 @@ mod tests {
     #[test]
     fn alias_expansion_is_bounded_by_the_file_size() {
         // Six levels of nine aliases: 9^6 = 531,441 replayed values from about 400 bytes,
-        // within the parser's default budget of a million but far beyond 16 per byte.
+        // within the parser's default budget of a million but far beyond 2 per byte.
         let mut text = String::from("study: demo\nstages:\n  units:\n    kind: ingest\n");
         text.push_str("    l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
         for i in 1..=6 {
@@ -580,6 +583,21 @@ mod tests {
         }
         assert!(text.len() < 500);
         let err = parse(Path::new("s.yaml"), text).unwrap_err();
+        assert!(
+            err.message.starts_with("invalid study file"),
+            "{}",
+            err.message
+        );
+        // Four levels padded to 16 KB replay about 83,000 events: within 16 per byte of the
+        // file (a budget that let a 16 KB bomb buffer 26 MiB at once) but beyond 2 per byte.
+        let mut padded = String::from("study: demo\nstages:\n  units:\n    kind: ingest\n");
+        padded.push_str("    l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=4 {
+            let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+            padded.push_str(&format!("    l{i}: &l{i} [{refs}]\n"));
+        }
+        padded.push_str(&format!("# {}\n", "x".repeat(16_000)));
+        let err = parse(Path::new("s.yaml"), padded).unwrap_err();
         assert!(
             err.message.starts_with("invalid study file"),
             "{}",
