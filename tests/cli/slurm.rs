@@ -80,6 +80,22 @@ fn job_folders(cache: &Path) -> Vec<String> {
     names
 }
 
+/// `pipeline run STUDY --executor slurm --check` in the repository: the published outputs
+/// must equal the committed ones, which the local executor reproduces (see `studies.rs`).
+fn check_example_through_slurm(
+    conf: Option<&Path>,
+    cache: &Path,
+    study: &str,
+) -> std::process::Output {
+    let mut c = with_conf(Command::new(crate::common::bin()), conf);
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CI", "1")
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["run", study, "--executor", "slurm", "--check"]);
+    c.output().unwrap()
+}
+
 /// The Henan example through SLURM publishes exactly the committed outputs (which the local
 /// executor reproduces, see `studies.rs`); `landuse` fans out into one job per year and per
 /// pair of years; a second run submits nothing.
@@ -88,24 +104,10 @@ fn henan_through_slurm_gives_the_local_bytes() {
     let Some(Cluster(conf)) = slurm_conf() else {
         return;
     };
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let run = || {
-        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
-        c.current_dir(&repo)
-            .env("CI", "1")
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args([
-                "run",
-                "pipelines/henan_counties.yaml",
-                "--executor",
-                "slurm",
-                "--check",
-            ]);
-        c.output().unwrap()
-    };
+    let run =
+        || check_example_through_slurm(conf.as_deref(), &cache, "pipelines/henan_counties.yaml");
     let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -150,22 +152,13 @@ fn yellow_river_through_slurm_gives_the_local_bytes() {
     let Some(Cluster(conf)) = slurm_conf() else {
         return;
     };
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
-    c.current_dir(&repo)
-        .env("CI", "1")
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args([
-            "run",
-            "pipelines/yellow_river_cities.yaml",
-            "--executor",
-            "slurm",
-            "--check",
-        ]);
-    let out = c.output().unwrap();
+    let out = check_example_through_slurm(
+        conf.as_deref(),
+        &cache,
+        "pipelines/yellow_river_cities.yaml",
+    );
     assert!(
         out.status.success(),
         "the SLURM run differs from the committed (local) outputs:\n{}",
@@ -267,6 +260,34 @@ fn an_interrupted_slurm_run_cancels_its_jobs() {
     assert!(!s.path("out").exists(), "nothing is published");
 }
 
+/// Runs `study.yaml` of `s` with `executor`, asserts success, and returns the published files
+/// (removing them, so the next run publishes afresh).
+fn run_and_collect(
+    conf: Option<&Path>,
+    s: &Study,
+    cache: &Path,
+    executor: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let mut c = with_conf(Command::new(crate::common::bin()), conf);
+    let out = c
+        .current_dir(s.path(""))
+        .env("CI", "1")
+        .env_remove("PIPELINE_CACHE_DIR")
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["run", "study.yaml", "--executor", executor])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{executor}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = published(&s.path("out"));
+    std::fs::remove_dir_all(s.path("out")).unwrap();
+    files
+}
+
 /// The `.parquet` files a run published, by name.
 fn published(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -304,26 +325,7 @@ fn k_auto_clusters_fan_out_through_slurm_with_the_local_bytes() {
         "study.yaml",
         "study: slurm-k-auto\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: auto\n    k_range: [2, 8]\n    publish: [parquet]\n",
     );
-    let run = |cache: &Path, executor: &str| {
-        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
-        let out = c
-            .current_dir(s.path(""))
-            .env("CI", "1")
-            .env_remove("PIPELINE_CACHE_DIR")
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(["run", "study.yaml", "--executor", executor])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{executor}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let files = published(&s.path("out"));
-        std::fs::remove_dir_all(s.path("out")).unwrap();
-        files
-    };
+    let run = |cache: &Path, executor: &str| run_and_collect(conf.as_deref(), &s, cache, executor);
     let local = run(&s.path("cache-local"), "local");
     assert_eq!(local.len(), 3, "labels, summary and profiles");
     let slurm_cache = s.path("cache-slurm");
@@ -364,26 +366,7 @@ fn sweep_draw_chunks_fan_out_through_slurm_with_the_local_bytes() {
         return;
     };
     let s = crate::sweep::chunked_sweep_study();
-    let run = |cache: &Path, executor: &str| {
-        let mut c = with_conf(Command::new(crate::common::bin()), conf.as_deref());
-        let out = c
-            .current_dir(s.path(""))
-            .env("CI", "1")
-            .env_remove("PIPELINE_CACHE_DIR")
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(["run", "study.yaml", "--executor", executor])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{executor}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let files = published(&s.path("out"));
-        std::fs::remove_dir_all(s.path("out")).unwrap();
-        files
-    };
+    let run = |cache: &Path, executor: &str| run_and_collect(conf.as_deref(), &s, cache, executor);
     let local = run(&s.path("cache-local"), "local");
     assert!(
         local.iter().any(|(name, _)| name.contains("zone_summary")),
