@@ -952,30 +952,6 @@ mod tests {
         );
     }
 
-    /// A memo store in memory that counts what is stored.
-    #[derive(Default)]
-    struct MemoryStore {
-        tables: std::sync::Mutex<BTreeMap<crate::engine::key::Digest, RecordBatch>>,
-    }
-
-    impl crate::engine::stage::MemoStore for MemoryStore {
-        fn get(
-            &self,
-            key: &crate::engine::key::Digest,
-        ) -> Option<(RecordBatch, crate::engine::key::Digest)> {
-            let t = self.tables.lock().unwrap().get(key).cloned()?;
-            Some((t, crate::engine::key::Digest::of(b"memo")))
-        }
-        fn put(
-            &self,
-            key: &crate::engine::key::Digest,
-            table: &RecordBatch,
-        ) -> Result<crate::engine::key::Digest, StageError> {
-            self.tables.lock().unwrap().insert(*key, table.clone());
-            Ok(crate::engine::key::Digest::of(b"memo"))
-        }
-    }
-
     /// Runs `cluster` on the grid as a batch executor would: first each shard (when `sharded`),
     /// then the run, all with one memo store. Returns the outputs, the warnings and how many
     /// memos the run read.
@@ -983,7 +959,7 @@ mod tests {
         use crate::engine::key::Digest;
         let (table, edges) = grid();
         let prepared = Entry::<Cluster>::new().prepare(params).unwrap();
-        let store = std::sync::Arc::new(MemoryStore::default());
+        let store = std::sync::Arc::new(testing::MemoryStore::default());
         let scope = crate::engine::stage::MemoScope {
             kind: "cluster".into(),
             version: 1,

@@ -2532,36 +2532,11 @@ mod tests {
     }
 
     /// Counts what the stage asks of the memo store.
-    #[derive(Default)]
-    struct CountingStore {
-        tables: std::sync::Mutex<BTreeMap<crate::engine::key::Digest, RecordBatch>>,
-        puts: std::sync::atomic::AtomicUsize,
-    }
-
-    impl crate::engine::stage::MemoStore for CountingStore {
-        fn get(
-            &self,
-            key: &crate::engine::key::Digest,
-        ) -> Option<(RecordBatch, crate::engine::key::Digest)> {
-            let t = self.tables.lock().unwrap().get(key).cloned()?;
-            Some((t, crate::engine::key::Digest::of(b"memo")))
-        }
-        fn put(
-            &self,
-            key: &crate::engine::key::Digest,
-            table: &RecordBatch,
-        ) -> Result<crate::engine::key::Digest, StageError> {
-            self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.tables.lock().unwrap().insert(*key, table.clone());
-            Ok(crate::engine::key::Digest::of(b"memo"))
-        }
-    }
-
     #[test]
     fn a_new_reclassification_reuses_the_memoised_histograms() {
         use crate::engine::key::Digest;
         use crate::engine::stage::MemoScope;
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(crate::stages::testing::MemoryStore::default());
         let dir = tempfile::tempdir().unwrap();
         let run_with = |scheme_text: &str| {
             let csv = dir.path().join("scheme.csv");
@@ -2609,14 +2584,14 @@ mod tests {
         let clcd_like = "code,class\n1,cultivated\n2,forest\n3,forest\n4,grassland\n5,water\n6,unused\n7,unused\n8,construction\n9,water\n12,unused\n";
         let first = run_with(clcd_like);
         assert_eq!(
-            store.puts.load(std::sync::atomic::Ordering::Relaxed),
+            store.puts(),
             3,
             "one histogram pass, memoised per year (2) and pair of years (1)"
         );
         // Forest becomes grassland in the table: areas change, the histograms are reused.
         let second = run_with(&clcd_like.replace("2,forest", "2,grassland"));
         assert_eq!(
-            store.puts.load(std::sync::atomic::Ordering::Relaxed),
+            store.puts(),
             3,
             "no second pass"
         );
@@ -2654,7 +2629,7 @@ mod tests {
     fn shards_fill_the_memos_and_a_changed_year_recomputes_only_its_own() {
         use crate::engine::key::Digest;
         use crate::engine::stage::MemoScope;
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(crate::stages::testing::MemoryStore::default());
         let params = serde_json::json!({
             "rasters": { "2000": "proj_u8_tiled_deflate.tif", "2020": "proj_u8_tiled_deflate_2020.tif" },
             "scheme": "clcd",
@@ -2688,7 +2663,7 @@ mod tests {
                 units_table("units_proj_lonlat.geojson"),
             )]))
         };
-        let puts = || store.puts.load(std::sync::atomic::Ordering::Relaxed);
+        let puts = || store.puts();
 
         let c = ctx(b"r2020");
         for shard in &names {

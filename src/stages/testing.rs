@@ -103,3 +103,37 @@ pub(crate) fn nullable_f64s(t: &RecordBatch, name: &str) -> Vec<Option<f64>> {
         .iter()
         .collect()
 }
+
+/// A memo store in memory that counts what is stored, for tests of kinds that keep memos
+/// (shards, reused histograms).
+#[derive(Default)]
+pub(crate) struct MemoryStore {
+    tables: std::sync::Mutex<BTreeMap<crate::engine::key::Digest, RecordBatch>>,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryStore {
+    /// How many memos were stored so far.
+    pub(crate) fn puts(&self) -> usize {
+        self.puts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl crate::engine::stage::MemoStore for MemoryStore {
+    fn get(
+        &self,
+        key: &crate::engine::key::Digest,
+    ) -> Option<(RecordBatch, crate::engine::key::Digest)> {
+        let t = self.tables.lock().unwrap().get(key).cloned()?;
+        Some((t, crate::engine::key::Digest::of(b"memo")))
+    }
+    fn put(
+        &self,
+        key: &crate::engine::key::Digest,
+        table: &RecordBatch,
+    ) -> Result<crate::engine::key::Digest, StageError> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tables.lock().unwrap().insert(*key, table.clone());
+        Ok(crate::engine::key::Digest::of(b"memo"))
+    }
+}

@@ -80,20 +80,22 @@ fn job_folders(cache: &Path) -> Vec<String> {
     names
 }
 
-/// `pipeline run STUDY --executor slurm --check` in the repository: the published outputs
-/// must equal the committed ones, which the local executor reproduces (see `studies.rs`).
-fn check_example_through_slurm(
-    conf: Option<&Path>,
-    cache: &Path,
-    study: &str,
-) -> std::process::Output {
+/// `pipeline run STUDY --executor slurm --check` in the repository, asserting that the
+/// published outputs equal the committed ones, which the local executor reproduces (see
+/// `studies.rs`).
+fn check_example_through_slurm(conf: Option<&Path>, cache: &Path, study: &str) {
     let mut c = with_conf(Command::new(crate::common::bin()), conf);
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CI", "1")
         .arg("--cache-dir")
         .arg(cache)
         .args(["run", study, "--executor", "slurm", "--check"]);
-    c.output().unwrap()
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{study}: the SLURM run differs from the committed (local) outputs:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The Henan example through SLURM publishes exactly the committed outputs (which the local
@@ -108,12 +110,7 @@ fn henan_through_slurm_gives_the_local_bytes() {
     let cache = tmp.path().join("cache");
     let run =
         || check_example_through_slurm(conf.as_deref(), &cache, "pipelines/henan_counties.yaml");
-    let out = run();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the SLURM run differs from the committed (local) outputs:\n{stderr}"
-    );
+    run();
     let jobs = job_folders(&cache);
     let landuse = jobs.iter().filter(|j| j.starts_with("landuse")).count();
     assert!(
@@ -132,12 +129,7 @@ fn henan_through_slurm_gives_the_local_bytes() {
         assert!(landuse_dir.join("stderr.log").exists());
     }
 
-    let again = run();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    run();
     assert_eq!(
         job_folders(&cache).len(),
         jobs.len(),
@@ -154,15 +146,10 @@ fn yellow_river_through_slurm_gives_the_local_bytes() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let out = check_example_through_slurm(
+    check_example_through_slurm(
         conf.as_deref(),
         &cache,
         "pipelines/yellow_river_cities.yaml",
-    );
-    assert!(
-        out.status.success(),
-        "the SLURM run differs from the committed (local) outputs:\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let jobs = job_folders(&cache);
     assert!(
@@ -311,18 +298,7 @@ fn k_auto_clusters_fan_out_through_slurm_with_the_local_bytes() {
     let Some(Cluster(conf)) = slurm_conf() else {
         return;
     };
-    let s = Study::new();
-    // A 3×3 rook grid: low values bottom left, high ones top right.
-    s.file(
-        "data/units.csv",
-        "unit_id,x\ng0,0\ng1,1\ng2,2\ng3,1\ng4,2\ng5,8\ng6,9\ng7,8\ng8,9\n",
-    );
-    s.file(
-        "data/edges.csv",
-        "from,to\ng0,g1\ng1,g2\ng3,g4\ng4,g5\ng6,g7\ng7,g8\ng0,g3\ng3,g6\ng1,g4\ng4,g7\ng2,g5\ng5,g8\n",
-    );
-    s.file(
-        "study.yaml",
+    let s = crate::sweep::grid_study(
         "study: slurm-k-auto\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: auto\n    k_range: [2, 8]\n    publish: [parquet]\n",
     );
     let run = |cache: &Path, executor: &str| run_and_collect(conf.as_deref(), &s, cache, executor);

@@ -255,9 +255,9 @@ fn sweep_rejects_a_collect_not_downstream_of_a_vary() {
     assert!(stderr.contains("landuse.area_ha"), "{stderr}");
 }
 
-/// A small study whose sweep spans two chunks of draws (250 and 10): nine units clustered
-/// with a sampled k, the labels collected and published.
-pub fn chunked_sweep_study() -> Study {
+/// A study of nine units on a 3×3 rook grid (`data/units.csv` with one variable `x`, low
+/// values bottom left and high ones top right; `data/edges.csv`) and the given `study.yaml`.
+pub fn grid_study(study_yaml: &str) -> Study {
     let s = Study::new();
     s.file(
         "data/units.csv",
@@ -267,11 +267,16 @@ pub fn chunked_sweep_study() -> Study {
         "data/edges.csv",
         "from,to\ng0,g1\ng1,g2\ng3,g4\ng4,g5\ng6,g7\ng7,g8\ng0,g3\ng3,g6\ng1,g4\ng4,g7\ng2,g5\ng5,g8\n",
     );
-    s.file(
-        "study.yaml",
-        "study: sweep-chunks\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: 3\n  robustness:\n    kind: sweep\n    draws: 260\n    seed: 5\n    vary:\n      zones.k: { choice: [2, 3, 4] }\n    collect:\n      zone: zones.labels.cluster\n    publish: [parquet]\n",
-    );
+    s.file("study.yaml", study_yaml);
     s
+}
+
+/// A small study whose sweep spans two chunks of draws (250 and 10): nine units clustered
+/// with a sampled k, the labels collected and published.
+pub fn chunked_sweep_study() -> Study {
+    grid_study(
+        "study: sweep-chunks\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.csv\n    id_column: unit_id\n  edges:\n    kind: ingest\n    path: data/edges.csv\n  zones:\n    kind: cluster\n    inputs: { table: units, edges: edges }\n    variables: [x]\n    standardize: none\n    k: 3\n  robustness:\n    kind: sweep\n    draws: 260\n    seed: 5\n    vary:\n      zones.k: { choice: [2, 3, 4] }\n    collect:\n      zone: zones.labels.cluster\n    publish: [parquet]\n",
+    )
 }
 
 /// The draws of a sweep evaluated chunk by chunk through the worker seam (each worker plans
