@@ -25,6 +25,8 @@ use pipeline::stages::landuse::LandUse;
 use pipeline::table::TableBuilder;
 use rayon::prelude::*;
 
+mod support;
+
 fn units_table(path: &str) -> arrow_array::RecordBatch {
     let text = std::fs::read_to_string(path).expect("units GeoJSON is readable");
     let fc: geojson::FeatureCollection = text.parse().expect("units file is a FeatureCollection");
@@ -56,16 +58,6 @@ fn units_table(path: &str) -> arrow_array::RecordBatch {
         )
         .build()
         .expect("units table builds")
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// User + system CPU seconds of the process so far.
@@ -157,7 +149,7 @@ fn main() {
             "run {run}: wall {secs:.3} s, CPU {cpu:.3} s, {:.3} Gpx per CPU-second, {:.3} Gpx/s wall, peak RSS {:.0} MB  ({}; classified pixels {px})",
             pixels as f64 / 1e9 / cpu,
             pixels as f64 / 1e9 / secs,
-            peak_rss_mb(),
+            support::peak_rss_mib(),
             rows.join(" "),
         );
         if run == 0

@@ -25,13 +25,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use pipeline::engine::stage::{
-    Entry, Inputs, Outputs, PreparedStage, Stage, StageContext, StageEntry,
-};
+use pipeline::engine::stage::{Inputs, Outputs, PreparedStage, StageContext};
 use pipeline::stages::{
     autocorrelation, cluster, compensation, contiguity, emission, indices, ingest, sink, zoning,
 };
 use pipeline::table::{TableBuilder, f64s, polygons, strings};
+use support::{cpu_seconds, peak_rss_mib, prepare};
+
+mod support;
 
 const FIRST_YEAR: i64 = 1985;
 const YEARS: i64 = 38;
@@ -70,30 +71,6 @@ impl Rng {
     }
 }
 
-/// CPU seconds (user + system, all threads) used by this process so far, from /proc/self/stat
-/// (Linux, 100 ticks per second). On a shared machine this is steadier than wall time.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(f64::NAN, |f| {
-        f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
-    });
-    ticks / 100.0
-}
-
-/// Peak resident memory of this process in MiB (Linux).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    kib / 1024.0
-}
-
 struct Options {
     boundaries: PathBuf,
     runs: usize,
@@ -130,12 +107,6 @@ struct Timing {
     best_s: f64,
     median_s: f64,
     cpu_s: f64,
-}
-
-fn prepare<S: Stage>(params: serde_json::Value) -> Box<dyn PreparedStage> {
-    Entry::<S>::new()
-        .prepare(params)
-        .expect("benchmark parameters are valid")
 }
 
 /// Runs `stage` `runs` times on `inputs` and returns its outputs by name with the timing.
