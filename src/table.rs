@@ -1,8 +1,11 @@
-//! Column access and table building for stage adapters: typed columns out of a `RecordBatch`
-//! with errors that name the table and column, and a small builder for output tables.
+//! Column access and table building for stage adapters and the engine's own tables: typed
+//! columns out of a `RecordBatch` with errors that name the table and column, a small builder
+//! for output tables, and output tables declared once ([`schema::TableSchema`]).
 //!
 //! Unit ids may be integers or strings in the user's files; stages read them with [`ids`],
 //! which renders integers in decimal, so every output carries ids as text.
+
+pub mod schema;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

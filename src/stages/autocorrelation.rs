@@ -16,7 +16,7 @@ use crate::engine::stage::{
 use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
 use crate::methods::moran::{self, Batches, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::groups::{default_id_column, select_groups};
 use crate::table;
 

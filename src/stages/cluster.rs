@@ -13,7 +13,7 @@ use crate::methods::contiguity::components;
 use crate::methods::pseudo_f::{pseudo_f, standardize, sums_of_squares};
 use crate::methods::redcap::redcap;
 use crate::methods::skater::{SizeBound, TreeSplits, skater};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::units::{preview, sorted_unique_ids};
 use crate::table::{TableBuilder, f64s, i64s, ids, select_year, take_rows};
 

@@ -15,7 +15,7 @@ use crate::methods::compensation::{
     pearl_willingness, quantities_t_c, rescale_balanced, role,
 };
 use crate::methods::indices::Budget;
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{MissingPolicy, Panel, StrCol, str_col};
 use crate::table::{f64s, i64s};
 

@@ -13,7 +13,7 @@ use crate::methods::contiguity::{
     ContiguityRule, centroids, components, link_components, median_bbox_diagonal,
     polygon_contiguity,
 };
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::units::preview;
 use crate::table::{has_column, ids, polygons};
 

@@ -16,7 +16,7 @@ use crate::methods::coefficients::{
 use crate::methods::emission::{
     activity_emission_t_c, area_emission_t_c, fuel_emission_t_c, intensity_emission_t_c, shares,
 };
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups, class_without_coefficient,
     gdp_value, is_path, read_areas, refuse_unused_columns, require_column,

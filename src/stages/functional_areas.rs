@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::table::{f64s, i64s, ids, strings};
 
 /// The `functional_areas` stage kind.

@@ -13,7 +13,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Stage, StageContext, StageError,
 };
 use crate::methods::indices::{Budget, UnitIndices, totals, unit_indices};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{MissingPolicy, Panel, gdp_value, str_col};
 use crate::table::{f64s, i64s};
 

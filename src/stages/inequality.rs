@@ -14,7 +14,7 @@ use crate::engine::stage::{
 };
 use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
 use crate::methods::theil::{self, TheilError};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::groups::{default_id_column, select_groups};
 use crate::table;
 

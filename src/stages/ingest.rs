@@ -379,7 +379,7 @@ fn check_geometries(table: &CellTable, ctx: &StageContext) {
 /// What the `table` output holds, as far as the parameters tell before the file is read:
 /// `outputs()` declares it and `run()` selects by it, so the two cannot disagree. The other
 /// columns are the file's own, known only once it is read, which is why `ingest` declares
-/// its output partially rather than with a [`crate::stages::schema::TableSchema`].
+/// its output partially rather than with a [`crate::table::schema::TableSchema`].
 struct TableShape {
     /// `unit_id` comes first (from `id_column` or `unit_names`).
     unit_id: bool,

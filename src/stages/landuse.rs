@@ -29,7 +29,7 @@ use crate::methods::land_dynamics::{
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::table::{self, TableBuilder};
 
 /// The `landuse` stage kind.

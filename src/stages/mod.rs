@@ -4,7 +4,6 @@
 use crate::engine::stage::{Entry, StageEntry};
 
 pub mod presets;
-pub mod schema;
 pub mod shared;
 #[cfg(test)]
 pub(crate) mod testing;

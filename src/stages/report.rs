@@ -15,7 +15,7 @@ use crate::report::html::{
     Flow, InequalityRow, ReportData, Robustness, UnitShape, VARIABLES, render,
 };
 use crate::report::projection::Albers;
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::table::{f64s, has_column, i64s, ids, polygons, strings};
 
 /// The `report` stage kind.

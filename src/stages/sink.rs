@@ -14,7 +14,7 @@ use crate::methods::coefficients::{
     CROP_PRESETS, CropParameters, check_crop, crop_name, crop_preset,
 };
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
     CoefficientChoice, MissingPolicy, Panel, area_groups, class_without_coefficient, read_areas,
     refuse_unused_columns, str_col,

@@ -8,7 +8,7 @@ use crate::engine::stage::{
     Inputs, OutputDecl, Outputs, ParamDoc, Port, Source, Stage, StageContext, StageError,
 };
 use crate::methods::conversion_carbon::conversion_change_t_c;
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::CoefficientChoice;
 use crate::table;
 

@@ -11,7 +11,7 @@ use crate::engine::stage::{
 };
 use crate::methods::cluster_naming::name_clusters;
 use crate::methods::zoning::{Matching, RuleError, RuleSet, majority, parse_condition};
-use crate::stages::schema::TableSchema;
+use crate::table::schema::TableSchema;
 use crate::stages::shared::units::sorted_unique_ids;
 use crate::table::select_year;
 use crate::table::{f64s, has_column, i64s, ids, take_rows};

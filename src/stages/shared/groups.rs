@@ -64,7 +64,7 @@ impl Groups {
 
     /// The input row holding the group's key (for [`TableSchema::taken`]).
     ///
-    /// [`TableSchema::taken`]: crate::stages::schema::TableSchema::taken
+    /// [`TableSchema::taken`]: crate::table::schema::TableSchema::taken
     pub(crate) fn key_row(&self, group: usize) -> usize {
         self.first_row[group]
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 
+use super::TableBuilder;
 use crate::engine::stage::{OutputDecl, StageError};
-use crate::table::TableBuilder;
 
 /// How one column reads a row: the Arrow type follows from the variant. Plain functions (a
 /// closure that captures nothing) keep a schema free of lifetimes beyond the row's own.
