@@ -14,10 +14,8 @@ use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{
-    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
-};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +29,8 @@ use crate::engine::stage::{
 use crate::engine::suggest::did_you_mean;
 use crate::engine::sweep_sample::unit_samples;
 pub use crate::engine::sweep_sample::{Distribution, Sampling};
-use crate::engine::sweep_stats as stats;
 
+mod output_tables;
 mod shard;
 
 pub use shard::DRAWS_PER_CHUNK;
@@ -101,31 +99,7 @@ impl SweepParams {
     /// The sweep's outputs: `draws`, then `<name>` and `<name>_summary` per collected name, then
     /// `sensitivity`.
     pub fn outputs(&self) -> Vec<OutputDecl> {
-        let mut out = vec![
-            OutputDecl::new("draws", "every sampled value: draw, parameter, value (as YAML), value_number (the number, or a choice's 0-based position)")
-                .with_columns(["draw", "parameter", "value", "value_number"]),
-        ];
-        for name in self.collect.keys() {
-            out.push(
-                OutputDecl::new(
-                    name.clone(),
-                    "per draw: draw, the output's key columns, value",
-                )
-                .with_some_columns(["draw", "value"]),
-            );
-            out.push(OutputDecl::new(
-                format!("{name}_summary"),
-                "per key: a number's mean, sd, p05, p50, p95; a text's category, probability, modal_category, modal_probability",
-            ));
-        }
-        out.push(
-            OutputDecl::new(
-                "sensitivity",
-                "per collected name and parameter: Spearman and PRCC over the draws",
-            )
-            .with_columns(["output", "aggregate", "parameter", "spearman", "prcc"]),
-        );
-        out
+        output_tables::declarations(self.collect.keys())
     }
 }
 
@@ -657,18 +631,20 @@ impl PreparedStage for PreparedSweep {
         {
             ctx.warn(w);
         }
-        let mut out = vec![("draws".to_owned(), self.draws_table(&samples)?)];
-        let mut sensitivity = Sensitivity::default();
+        let parameters: Vec<&str> = self.params.vary.keys().map(String::as_str).collect();
+        let mut out = vec![output_tables::draws_table(&parameters, &samples)?];
+        let mut sensitivity = output_tables::Sensitivity::default();
         for (c, (name, _)) in self.collected.iter().enumerate() {
             let tables: Vec<&RecordBatch> = draws.iter().map(|d| &d[c]).collect();
             let values = draw_values(name, &self.collected[c].1.column, &tables)?;
             let per_draw: Vec<&DrawValues> = values.iter().collect();
-            out.push((name.clone(), per_draw_table(&per_draw)?));
-            let (summary, aggregate, label) = summarise(&per_draw)?;
-            out.push((format!("{name}_summary"), summary));
-            sensitivity.add(name, label, &aggregate, &samples, self.params.vary.keys());
+            out.push(output_tables::per_draw_table(name, &per_draw)?);
+            let summary = output_tables::summary_table(name, &per_draw)?;
+            let (label, aggregate) = (summary.label, &summary.aggregate);
+            sensitivity.add(name, label, aggregate, &samples, self.params.vary.keys());
+            out.push(summary.table);
         }
-        out.push(("sensitivity".to_owned(), sensitivity.table()?));
+        out.push(sensitivity.table()?);
         Ok(out)
     }
 }
@@ -795,28 +771,6 @@ impl PreparedSweep {
             })
             .collect()
     }
-
-    fn draws_table(&self, samples: &[Vec<Sample>]) -> Result<RecordBatch, StageError> {
-        let (mut draw, mut parameter, mut value, mut number) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (d, row) in samples.iter().enumerate() {
-            for (name, (v, x)) in self.params.vary.keys().zip(row) {
-                draw.push(d as i64);
-                parameter.push(name.clone());
-                value.push(match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
-                number.push(*x);
-            }
-        }
-        batch(vec![
-            ("draw", Arc::new(Int64Array::from(draw))),
-            ("parameter", Arc::new(StringArray::from(parameter))),
-            ("value", Arc::new(StringArray::from(value))),
-            ("value_number", Arc::new(Float64Array::from(number))),
-        ])
-    }
 }
 
 fn find<'o>(outputs: &'o Outputs, name: &str) -> Result<&'o RecordBatch, StageError> {
@@ -825,18 +779,6 @@ fn find<'o>(outputs: &'o Outputs, name: &str) -> Result<&'o RecordBatch, StageEr
         .find(|(n, _)| n == name)
         .map(|(_, t)| t)
         .ok_or_else(|| StageError::internal(format!("a re-run stage did not produce `{name}`")))
-}
-
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, StageError> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-        .collect();
-    RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .map_err(|e| StageError::internal("building a sweep table").caused_by(e))
 }
 
 fn is_number(t: &DataType) -> bool {
@@ -1019,221 +961,4 @@ fn text_of(a: &ArrayRef) -> Result<Vec<Option<String>>, StageError> {
             );
         }
     })
-}
-
-/// `<name>`: draw, keys, value; one block of rows per draw.
-fn per_draw_table(draws: &[&DrawValues]) -> Result<RecordBatch, StageError> {
-    let rows = draws[0].keys.first().map_or(1, |k| k.len());
-    let mut draw = Vec::with_capacity(rows * draws.len());
-    for d in 0..draws.len() {
-        draw.extend(std::iter::repeat_n(d as i64, rows));
-    }
-    let mut columns: Vec<(&str, ArrayRef)> = vec![("draw", Arc::new(Int64Array::from(draw)))];
-    let repeated: Vec<u32> = (0..draws.len()).flat_map(|_| 0..rows as u32).collect();
-    let take = UInt32Array::from(repeated);
-    for (n, k) in draws[0].key_names.iter().zip(&draws[0].keys) {
-        let a = arrow_select::take::take(k.as_ref(), &take, None)
-            .map_err(|e| StageError::internal("repeating keys").caused_by(e))?;
-        columns.push((n, a));
-    }
-    let value: ArrayRef = match &draws[0].values {
-        Values::Number(_) => Arc::new(Float64Array::from(
-            draws
-                .iter()
-                .flat_map(|d| match &d.values {
-                    Values::Number(v) => v.clone(),
-                    Values::Text(_) => Vec::new(),
-                })
-                .collect::<Vec<_>>(),
-        )),
-        Values::Text(_) => Arc::new(StringArray::from(
-            draws
-                .iter()
-                .flat_map(|d| match &d.values {
-                    Values::Text(v) => v.clone(),
-                    Values::Number(_) => Vec::new(),
-                })
-                .collect::<Vec<_>>(),
-        )),
-    };
-    columns.push(("value", value));
-    batch(columns)
-}
-
-/// `<name>_summary`, the per-draw aggregate the sensitivity ranks, and the aggregate's label.
-fn summarise(
-    draws: &[&DrawValues],
-) -> Result<(RecordBatch, Vec<Option<f64>>, &'static str), StageError> {
-    let first = draws[0];
-    let rows = first.keys.first().map_or(1, |k| k.len());
-    match &first.values {
-        Values::Number(_) => {
-            let per_key: Vec<Vec<f64>> = (0..rows)
-                .map(|r| {
-                    draws
-                        .iter()
-                        .filter_map(|d| match &d.values {
-                            Values::Number(v) => v[r],
-                            Values::Text(_) => None,
-                        })
-                        .collect()
-                })
-                .collect();
-            let mut cols: [Vec<Option<f64>>; 5] = Default::default();
-            for mut xs in per_key {
-                xs.sort_by(f64::total_cmp);
-                let stats = if xs.is_empty() {
-                    [None; 5]
-                } else {
-                    let (m, sd) = stats::mean_sd(&xs);
-                    [
-                        Some(m),
-                        Some(sd),
-                        Some(stats::quantile_sorted(&xs, 0.05)),
-                        Some(stats::quantile_sorted(&xs, 0.5)),
-                        Some(stats::quantile_sorted(&xs, 0.95)),
-                    ]
-                };
-                for (c, s) in cols.iter_mut().zip(stats) {
-                    c.push(s);
-                }
-            }
-            let mut columns = key_columns(first, &(0..rows as u32).collect::<Vec<_>>())?;
-            for (n, c) in ["mean", "sd", "p05", "p50", "p95"].into_iter().zip(cols) {
-                columns.push((n, Arc::new(Float64Array::from(c))));
-            }
-            let aggregate = draws
-                .iter()
-                .map(|d| match &d.values {
-                    Values::Number(v) => {
-                        let xs: Vec<f64> = v.iter().flatten().copied().collect();
-                        (!xs.is_empty()).then(|| stats::mean_sd(&xs).0)
-                    }
-                    Values::Text(_) => None,
-                })
-                .collect();
-            Ok((batch(columns)?, aggregate, "mean_over_keys"))
-        }
-        Values::Text(_) => summarise_text(draws, rows),
-    }
-}
-
-fn key_columns<'a>(
-    first: &'a DrawValues,
-    take: &[u32],
-) -> Result<Vec<(&'a str, ArrayRef)>, StageError> {
-    let take = UInt32Array::from(take.to_vec());
-    first
-        .key_names
-        .iter()
-        .zip(&first.keys)
-        .map(|(n, k)| {
-            arrow_select::take::take(k.as_ref(), &take, None)
-                .map(|a| (n.as_str(), a))
-                .map_err(|e| StageError::internal("selecting keys").caused_by(e))
-        })
-        .collect()
-}
-
-/// A text's summary: per key × category seen anywhere, its probability; each key's modal category
-/// (ties to the first in sorted order) with its probability. The aggregate counts, per draw, the
-/// keys off their modal category.
-fn summarise_text<'a>(
-    draws: &[&'a DrawValues],
-    rows: usize,
-) -> Result<(RecordBatch, Vec<Option<f64>>, &'static str), StageError> {
-    let text = |d: &'a DrawValues, r: usize| match &d.values {
-        Values::Text(v) => v[r].as_deref(),
-        Values::Number(_) => None,
-    };
-    let categories: BTreeSet<&str> = draws
-        .iter()
-        .flat_map(|d| (0..rows).filter_map(move |r| text(d, r)))
-        .collect();
-    let n = draws.len() as f64;
-    let (mut take, mut category, mut probability, mut modal, mut modal_p) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut modes = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let mut counts: BTreeMap<&str, usize> = categories.iter().map(|c| (*c, 0)).collect();
-        for d in draws {
-            if let Some(c) = text(d, r) {
-                *counts.get_mut(c).expect("seen category") += 1;
-            }
-        }
-        let (mode, top) =
-            counts.iter().fold(
-                (None, 0),
-                |best, (c, &k)| if k > best.1 { (Some(*c), k) } else { best },
-            );
-        modes.push(mode);
-        for (c, k) in &counts {
-            take.push(r as u32);
-            category.push(*c);
-            probability.push(*k as f64 / n);
-            modal.push(mode);
-            modal_p.push(top as f64 / n);
-        }
-    }
-    let first = draws[0];
-    let mut columns = key_columns(first, &take)?;
-    columns.push(("category", Arc::new(StringArray::from(category))));
-    columns.push(("probability", Arc::new(Float64Array::from(probability))));
-    columns.push(("modal_category", Arc::new(StringArray::from(modal))));
-    columns.push(("modal_probability", Arc::new(Float64Array::from(modal_p))));
-    let aggregate = draws
-        .iter()
-        .map(|d| Some((0..rows).filter(|&r| text(d, r) != modes[r]).count() as f64))
-        .collect();
-    Ok((batch(columns)?, aggregate, "keys_off_mode"))
-}
-
-/// Rows of the `sensitivity` table.
-#[derive(Default)]
-struct Sensitivity {
-    output: Vec<String>,
-    aggregate: Vec<&'static str>,
-    parameter: Vec<String>,
-    spearman: Vec<Option<f64>>,
-    prcc: Vec<Option<f64>>,
-}
-
-impl Sensitivity {
-    fn add<'p>(
-        &mut self,
-        name: &str,
-        label: &'static str,
-        aggregate: &[Option<f64>],
-        samples: &[Vec<Sample>],
-        parameters: impl Iterator<Item = &'p String>,
-    ) {
-        // Draws whose aggregate is undefined (every key null) take no part.
-        let kept: Vec<usize> = (0..aggregate.len())
-            .filter(|&d| aggregate[d].is_some_and(f64::is_finite))
-            .collect();
-        let y: Vec<f64> = kept.iter().map(|&d| aggregate[d].expect("kept")).collect();
-        let x: Vec<Vec<f64>> = kept
-            .iter()
-            .map(|&d| samples[d].iter().map(|s| s.1).collect())
-            .collect();
-        let prcc = stats::prcc(&x, &y);
-        for (j, p) in parameters.enumerate() {
-            let xj: Vec<f64> = x.iter().map(|r| r[j]).collect();
-            self.output.push(name.to_owned());
-            self.aggregate.push(label);
-            self.parameter.push(p.clone());
-            self.spearman.push(stats::spearman(&xj, &y));
-            self.prcc.push(prcc.get(j).copied().flatten());
-        }
-    }
-
-    fn table(self) -> Result<RecordBatch, StageError> {
-        batch(vec![
-            ("output", Arc::new(StringArray::from(self.output))),
-            ("aggregate", Arc::new(StringArray::from(self.aggregate))),
-            ("parameter", Arc::new(StringArray::from(self.parameter))),
-            ("spearman", Arc::new(Float64Array::from(self.spearman))),
-            ("prcc", Arc::new(Float64Array::from(self.prcc))),
-        ])
-    }
 }

@@ -30,7 +30,8 @@ fn every_kind_documents_the_defaults_its_code_uses() {
 }
 
 /// Kinds the engine expands when it plans a study instead of running them as a stage, so
-/// they have no run of their own to check (their tables are checked by the engine's tests).
+/// they have no run of their own to check (a sweep's tables are checked against its
+/// declarations in `engine::sweep::output_tables`).
 const EXPANDED_BY_THE_ENGINE: [&str; 1] = ["sweep"];
 
 /// Every kind in [`BUILTIN`], run on each of its own `declaration_examples` (the small study

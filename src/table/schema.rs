@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{Field, Schema};
 
 use super::TableBuilder;
 use crate::engine::stage::{OutputDecl, StageError};
@@ -16,7 +17,7 @@ enum Cell<R> {
     Text(for<'r> fn(&'r R) -> &'r str),
     Int(fn(&R) -> i64),
     /// Null where a value is undefined; nullable in the Arrow schema only when a value is null
-    /// (say, pixel counts that yearbook areas do not have).
+    /// (say, a count that some inputs do not have).
     IntOrNull(fn(&R) -> Option<i64>),
     /// Never null (non-nullable in the Arrow schema).
     Float(fn(&R) -> f64),
@@ -40,20 +41,23 @@ struct Column<R> {
 
 /// One output table: its name, its description for the plan, and its columns in order.
 pub struct TableSchema<R> {
-    name: &'static str,
-    doc: &'static str,
+    name: String,
+    doc: String,
     columns: Vec<Column<R>>,
     /// Whether the declaration lists every column (see [`TableSchema::partial`]).
     complete: bool,
+    /// Whether every column is nullable in the Arrow schema (see [`TableSchema::nullable`]).
+    nullable: bool,
 }
 
 impl<R> TableSchema<R> {
-    pub fn new(name: &'static str, doc: &'static str) -> Self {
+    pub fn new(name: impl Into<String>, doc: impl Into<String>) -> Self {
         Self {
-            name,
-            doc,
+            name: name.into(),
+            doc: doc.into(),
             columns: Vec::new(),
             complete: true,
+            nullable: false,
         }
     }
 
@@ -62,6 +66,14 @@ impl<R> TableSchema<R> {
     #[must_use]
     pub fn partial(mut self) -> Self {
         self.complete = false;
+        self
+    }
+
+    /// Declares every column nullable in the Arrow schema, whether or not a value is null (the
+    /// Parquet bytes record it): for a table first written that way, whose bytes must not move.
+    #[must_use]
+    pub fn nullable(mut self) -> Self {
+        self.nullable = true;
         self
     }
 
@@ -161,7 +173,7 @@ impl<R> TableSchema<R> {
     /// The declaration the plan checks downstream ports against.
     pub fn decl(&self) -> OutputDecl {
         let names = self.columns.iter().map(|c| c.name.clone());
-        let decl = OutputDecl::new(self.name, self.doc);
+        let decl = OutputDecl::new(self.name.as_str(), self.doc.as_str());
         if self.complete {
             decl.with_columns(names)
         } else {
@@ -211,8 +223,30 @@ impl<R> TableSchema<R> {
                 }
             };
         }
-        Ok((self.name.to_owned(), table.build()?))
+        let table = table.build()?;
+        let table = if self.nullable {
+            every_field_nullable(table)?
+        } else {
+            table
+        };
+        Ok((self.name.clone(), table))
     }
+}
+
+/// `table` with every field of its schema nullable.
+fn every_field_nullable(table: RecordBatch) -> Result<RecordBatch, StageError> {
+    if table.num_columns() == 0 {
+        return Ok(table);
+    }
+    let schema = table.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), table.columns().to_vec())
+        .map_err(|e| StageError::internal(format!("building an output table: {e}")))
 }
 
 /// The values of `source` at `rows`, in that order.
@@ -268,6 +302,33 @@ mod tests {
         assert!(t.schema().field(2).is_nullable() && !t.schema().field(1).is_nullable());
         // No rows still gives the declared columns.
         assert_eq!(column_names(&schema.build(&[]).unwrap().1), decl.columns);
+    }
+
+    #[test]
+    fn a_nullable_table_marks_every_column_nullable_and_keeps_its_values() {
+        let schema = || {
+            TableSchema::<Row>::new("t", "a test table")
+                .text("unit_id", |r| &r.unit)
+                .int("year", |r| r.year)
+        };
+        let rows = [Row {
+            unit: "a".into(),
+            year: 2000,
+            ratio: None,
+        }];
+        let (_, plain) = schema().build(&rows).unwrap();
+        let (_, nullable) = schema().nullable().build(&rows).unwrap();
+        let flags = |t: &RecordBatch| -> Vec<bool> {
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| f.is_nullable())
+                .collect()
+        };
+        assert_eq!(flags(&plain), [false, false]);
+        assert_eq!(flags(&nullable), [true, true]);
+        assert_eq!(plain.columns(), nullable.columns());
+        assert_eq!(schema().nullable().decl().columns, ["unit_id", "year"]);
     }
 
     struct Point {

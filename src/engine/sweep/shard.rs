@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
 use super::PreparedSweep;
 use super::{Feed, Sample};
 use crate::engine::stage::{Inputs, PreparedStage, Shard, StageContext, StageError};
+use crate::table::TableBuilder;
 
 /// Draws per chunk, hence per batch job: a 10,000-draw sweep makes 40 jobs, each long enough
 /// to outweigh the cost of starting a job and planning the study again.
@@ -244,16 +245,8 @@ fn split_by_draw(table: &RecordBatch, range: &Range<usize>) -> Option<Vec<Record
 }
 
 fn warnings_table(warnings: &BTreeSet<String>) -> Result<RecordBatch, StageError> {
-    let column = StringArray::from_iter_values(warnings);
-    RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "warning",
-            DataType::Utf8,
-            false,
-        )])),
-        vec![Arc::new(column)],
-    )
-    .map_err(|e| StageError::internal("building a sweep chunk's warnings").caused_by(e))
+    let warnings: Vec<&String> = warnings.iter().collect();
+    TableBuilder::new().str("warning", &warnings).build()
 }
 
 fn warnings_of(table: &RecordBatch) -> Option<Vec<String>> {
@@ -263,6 +256,8 @@ fn warnings_of(table: &RecordBatch) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::StringArray;
+
     use super::*;
 
     #[test]
