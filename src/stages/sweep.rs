@@ -11,7 +11,7 @@ pub struct Sweep;
 impl Stage for Sweep {
     const KIND: &'static str = sweep::KIND;
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Re-runs the stages named in `vary`, and every stage between them and those named in `collect`, for each of `draws` sampled parameter sets, in memory; the rest of the study comes from the cache. A `vary` key `<stage>.<parameter path>` sets one value inside the stage's parameters (a partial override keeps the preset's other values). Outputs: `draws` (every sampled value), per collected name `<name>` (draw, the output's key columns, value) and `<name>_summary` (numbers: mean, sd, p05, p50, p95; text: category, probability, modal_category, modal_probability), and `sensitivity` (Spearman and PRCC of each parameter with each collected name: numbers as their mean over keys, text as the number of keys off their modal category). Key columns are the shortest run of leading text, integer or boolean columns that tells the rows apart.";
+    const DOC: &'static str = "Re-runs the stages named in `vary`, and every stage between them and those named in `collect`, for each of `draws` sampled parameter sets, in memory; the rest of the study comes from the cache. A `vary` key `<stage>.<parameter path>` sets one value inside the stage's parameters (a partial override keeps the preset's other values). Outputs: `draws` (every sampled value), per collected name `<name>` (draw, the output's key columns, value) and `<name>_summary` (numbers: mean, sd, p05, p50, p95; text: category, probability, modal_category, modal_probability), and `sensitivity` (Spearman and PRCC of each parameter with each collected name: numbers as their mean over keys, text as the number of keys off their modal category). Key columns are the shortest run of leading text, integer or boolean columns that tells the rows apart. With `--executor slurm` the draws run as batch jobs of 250 draws each (shards `draws0-249`, `draws250-499`, …; docs/cluster.md), and the run merges what they collected into the same outputs, byte for byte, as a local run.";
     const PARAMS: &'static [ParamDoc] = &[
         ParamDoc {
             name: "draws",
@@ -65,5 +65,16 @@ impl Stage for Sweep {
     }
     fn run(_: &SweepParams, _: &Inputs, _: &StageContext) -> Result<Outputs, StageError> {
         Err(sweep::unattached())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documentation_gives_the_number_of_draws_per_batch_job() {
+        let phrase = format!("batch jobs of {} draws", sweep::DRAWS_PER_CHUNK);
+        assert!(Sweep::DOC.contains(&phrase), "DOC lacks `{phrase}`");
     }
 }
