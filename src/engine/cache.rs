@@ -152,12 +152,7 @@ impl Cache {
     /// exclusively.
     fn gc_lock_file(&self) -> Result<(File, PathBuf), Diagnostic> {
         let path = self.root.join("gc.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
+        let file = open_lock_file(&path)?;
         Ok((file, path))
     }
 
@@ -239,12 +234,7 @@ impl Cache {
             .root
             .join("locks")
             .join(format!("{}.lock", key.to_hex()));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open", &path, e))?;
+        let file = open_lock_file(&path)?;
         file.lock().map_err(|e| io_error("lock", &path, e))?;
         Ok(KeyLock { _file: file })
     }
@@ -861,6 +851,16 @@ fn remove_any(path: &Path) {
     let _ = try_remove_any(path);
 }
 
+/// A lock file, created if missing and never truncated (its holders keep it open).
+fn open_lock_file(path: &Path) -> Result<File, Diagnostic> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error("open", path, e))
+}
+
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -946,13 +946,17 @@ mod tests {
         assert_eq!(stored(&path).finished_unix_ns, changed.finished_unix_ns);
     }
 
-    /// A blob to corrupt: stored through `put_blob`, then made writable.
-    fn stored_blob(cache: &Cache) -> (Vec<u8>, OutputRecord, PathBuf) {
-        let t = crate::table::TableBuilder::new()
+    /// The table [`stored_blob`] stores.
+    fn blob_table() -> RecordBatch {
+        crate::table::TableBuilder::new()
             .f64("x", vec![1.0, 2.0])
             .build()
-            .unwrap();
-        let bytes = crate::io::parquet::to_bytes(&t).unwrap();
+            .unwrap()
+    }
+
+    /// A blob to corrupt: [`blob_table`] stored through `put_blob`, then made writable.
+    fn stored_blob(cache: &Cache) -> (Vec<u8>, OutputRecord, PathBuf) {
+        let bytes = crate::io::parquet::to_bytes(&blob_table()).unwrap();
         let rec = cache.put_blob("table", &bytes, 2).unwrap();
         let path = cache.blob_path(&rec.digest);
         let mut perms = fs::metadata(&path).unwrap().permissions();
@@ -962,14 +966,19 @@ mod tests {
         (bytes, rec, path)
     }
 
+    /// Overwrites the blob at `path` with its `bytes`, one byte flipped.
+    fn write_corrupted(path: &Path, bytes: &[u8]) {
+        let mut corrupted = bytes.to_vec();
+        corrupted[10] ^= 0xff;
+        fs::write(path, &corrupted).unwrap();
+    }
+
     #[test]
     fn put_blob_replaces_a_same_size_blob_with_other_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let (bytes, rec, path) = stored_blob(&cache);
-        let mut corrupted = bytes.clone();
-        corrupted[10] ^= 0xff;
-        fs::write(&path, &corrupted).unwrap();
+        write_corrupted(&path, &bytes);
         let again = cache.put_blob("table", &bytes, 2).unwrap();
         assert_eq!(again.digest, rec.digest);
         assert_eq!(fs::read(&path).unwrap(), bytes);
@@ -999,9 +1008,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let (bytes, _, path) = stored_blob(&cache);
-        let mut corrupted = bytes.clone();
-        corrupted[10] ^= 0xff;
-        fs::write(&path, &corrupted).unwrap();
+        write_corrupted(&path, &bytes);
         let mut report = cache.verify(false);
         // A read-only cache refuses removal (as root, permissions would not, so simulate it).
         report.remove_found(|_| Err(io::Error::from(io::ErrorKind::PermissionDenied)));
@@ -1053,21 +1060,9 @@ mod tests {
     fn corrupt_blob_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let t = crate::table::TableBuilder::new()
-            .f64("x", vec![1.0, 2.0])
-            .build()
-            .unwrap();
-        let bytes = crate::io::parquet::to_bytes(&t).unwrap();
-        let rec = cache.put_blob("table", &bytes, 2).unwrap();
-        assert_eq!(cache.read_blob(&rec.digest).unwrap(), t);
-        let path = cache.blob_path(&rec.digest);
-        let mut perms = fs::metadata(&path).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perms.set_readonly(false);
-        fs::set_permissions(&path, perms).unwrap();
-        let mut corrupted = bytes.clone();
-        corrupted[10] ^= 0xff;
-        fs::write(&path, &corrupted).unwrap();
+        let (bytes, rec, path) = stored_blob(&cache);
+        assert_eq!(cache.read_blob(&rec.digest).unwrap(), blob_table());
+        write_corrupted(&path, &bytes);
         assert!(matches!(cache.read_blob(&rec.digest), Err(None)));
         assert!(!path.exists());
         assert_eq!(cache.verify(false).corrupt_blobs.len(), 0);
