@@ -18,11 +18,13 @@ use super::charts::{
 use super::classing::{Classing, breaks, class_of};
 use super::palette;
 use super::projection::Albers;
-use super::svg_map::{LegendEntry, MapLayer, ProjectedUnits, escape, map_svg, project_units};
+use super::svg_map::{LegendEntry, MapLayer, MapOutlines, ProjectedUnits, escape, map_svg};
 
 /// Pixel width of the main maps and of the small multiples.
 const MAP_W: f64 = 520.0;
 const SMALL_W: f64 = 250.0;
+/// Simplification tolerance of the large maps, pixels.
+const MAP_TOLERANCE_PX: f64 = 0.6;
 /// Simplification tolerance of the small multiples, pixels: at 250 px a county-level unit is
 /// a few pixels wide, and each vertex a browser need not draw counts at national scale.
 const SMALL_TOLERANCE_PX: f64 = 1.2;
@@ -384,8 +386,12 @@ pub fn render(data: &ReportData) -> String {
         .iter()
         .map(|u| (u.id.clone(), u.shape.clone()))
         .collect();
-    let big = project_units(&shapes, &albers, MAP_W, 0.6);
-    let small = project_units(&shapes, &albers, SMALL_W, SMALL_TOLERANCE_PX);
+    // The outlines are cut into shared arcs once, then simplified for both map sizes.
+    let outlines = MapOutlines::new(&shapes, &albers);
+    let (big, small) = rayon::join(
+        || outlines.fit(MAP_W, MAP_TOLERANCE_PX),
+        || outlines.fit(SMALL_W, SMALL_TOLERANCE_PX),
+    );
 
     let mut h = String::new();
     header(&mut h, data, &albers);
