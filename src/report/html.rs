@@ -415,13 +415,16 @@ fn categorical_layer<'a>(
     }
 }
 
+/// The page's style. Maps skip style, layout and paint while off screen
+/// (`content-visibility: auto`; their size is fixed by their `width` and `height`), so a
+/// national report with dozens of maps opens at the cost of the maps in view.
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222;line-height:1.4}\
 h1{margin:18px 0 6px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bottom:4px}h3{margin:14px 0 4px;font-size:1em}\
 .banner{background:#D55E00;color:#fff;font-weight:bold;padding:10px 14px;margin:12px 0;border-radius:4px;font-size:1.1em}\
 .grid{display:flex;flex-wrap:wrap;gap:10px 18px}.cell{flex:0 0 auto}\
 .row{display:flex;flex-wrap:nowrap;gap:6px;overflow-x:auto}\
 table{border-collapse:collapse;margin:8px 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}";
+th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}svg.map{content-visibility:auto}";
 
 /// Renders the report page, section by section in page order.
 pub fn render(data: &ReportData) -> String {
