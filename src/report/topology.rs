@@ -122,7 +122,7 @@ impl SharedBorders {
                 break;
             }
             for &a in &faulty {
-                // Below a tenth of the grid the arc is as good as unsimplified.
+                // Below a quarter of the grid step the arc is as good as unsimplified.
                 tolerance[a] = if tolerance[a] < QUANTUM_PX / 4.0 {
                     0.0
                 } else {
