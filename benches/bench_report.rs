@@ -1,5 +1,6 @@
 //! Renders the report of a national study, 2,850 county-level units × 38 years, on the real
-//! county boundaries with synthetic values, and prints the page's size and the render time.
+//! county boundaries with synthetic values, and prints the page's size and the render's wall
+//! and CPU time on the threads given by `RAYON_NUM_THREADS` (default: every core).
 //! Run: `cargo run --release --example bench_report [boundaries.geojson] [years] [out.html]`
 //! (defaults: pipelines/data/boundaries/china_counties.geojson, 38 years,
 //! target/bench_report/report.html). Open the page in headless Chromium to time its drawing
@@ -12,6 +13,9 @@ use std::time::Instant;
 use geo::{Centroid, Coord, LineString, MultiPolygon, Polygon};
 use pipeline::report::html::{Flow, InequalityRow, ReportData, UnitShape, VARIABLES, render};
 use serde_json::Value;
+use support::cpu_seconds;
+
+mod support;
 
 fn ring(v: &Value) -> LineString<f64> {
     let coords = v.as_array().map_or(&[][..], Vec::as_slice);
@@ -177,20 +181,21 @@ fn main() {
     data.flows = Some(("proportional".into(), "value_yuan".into(), flows));
     data.units = units;
 
-    let start = Instant::now();
+    let (cpu0, start) = (cpu_seconds(), Instant::now());
     let html = render(&data);
-    let seconds = start.elapsed().as_secs_f64();
+    let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("creating the output folder");
     }
     std::fs::write(&out, &html).expect("writing the report");
     println!(
-        "{} units × {n_years} years: report.html {:.2} MB ({} bytes), {} maps, {} unit shapes, rendered in {seconds:.2} s → {}",
+        "{} units × {n_years} years: report.html {:.2} MB ({} bytes), {} maps, {} unit shapes, rendered in {seconds:.2} s wall, {cpu:.2} s CPU on {} threads → {}",
         data.units.len(),
         html.len() as f64 / 1e6,
         html.len(),
         html.matches("<svg class=\"map\"").count(),
         html.matches("class=\"unit\"").count(),
+        rayon::current_num_threads(),
         out.display()
     );
 }

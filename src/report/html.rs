@@ -18,11 +18,15 @@ use super::charts::{
 use super::classing::{Classing, breaks, class_of};
 use super::palette;
 use super::projection::Albers;
-use super::svg_map::{LegendEntry, MapLayer, ProjectedUnits, escape, map_svg, project_units};
+use rayon::prelude::*;
+
+use super::svg_map::{LegendEntry, MapLayer, MapOutlines, ProjectedUnits, escape, map_svg};
 
 /// Pixel width of the main maps and of the small multiples.
 const MAP_W: f64 = 520.0;
 const SMALL_W: f64 = 250.0;
+/// Simplification tolerance of the large maps, pixels.
+const MAP_TOLERANCE_PX: f64 = 0.6;
 /// Simplification tolerance of the small multiples, pixels: at 250 px a county-level unit is
 /// a few pixels wide, and each vertex a browser need not draw counts at national scale.
 const SMALL_TOLERANCE_PX: f64 = 1.2;
@@ -169,13 +173,56 @@ pub struct Robustness {
 /// Molar mass ratio CO₂ : C, for the CO₂ view (a presentation option; outputs stay in t C).
 pub const CO2_PER_C: f64 = 44.0 / 12.0;
 
-/// One titled map of the single-year grid.
-fn map_cell(h: &mut String, title: &str, svg: &str) {
-    let _ = writeln!(
-        h,
-        "<div class=\"cell\"><h3>{}</h3>{svg}</div>",
-        escape(title)
-    );
+/// Draws one map's SVG.
+type MapJob<'a> = Box<dyn Fn() -> String + Send + Sync + 'a>;
+
+/// The maps of the page, drawn once its text is written: all of them at once on the stage's
+/// threads, then each put back where it belongs, so the page is the same whatever the number
+/// of threads.
+#[derive(Default)]
+struct DeferredMaps<'a> {
+    /// `(byte offset in the page, job)`, offsets in page order.
+    jobs: Vec<(usize, MapJob<'a>)>,
+}
+
+impl<'a> DeferredMaps<'a> {
+    /// A map to draw at the end of the page written so far.
+    fn push(&mut self, h: &str, job: impl Fn() -> String + Send + Sync + 'a) {
+        self.jobs.push((h.len(), Box::new(job)));
+    }
+
+    /// One titled map of the single-year grid.
+    fn cell(&mut self, h: &mut String, title: &str, job: impl Fn() -> String + Send + Sync + 'a) {
+        let _ = write!(h, "<div class=\"cell\"><h3>{}</h3>", escape(title));
+        self.push(h, job);
+        h.push_str("</div>\n");
+    }
+
+    /// One small multiple of a row, under its year.
+    fn year_cell(
+        &mut self,
+        h: &mut String,
+        year: i64,
+        job: impl Fn() -> String + Send + Sync + 'a,
+    ) {
+        let _ = write!(h, "<div class=\"cell\"><div class=\"note\">{year}</div>");
+        self.push(h, job);
+        h.push_str("</div>");
+    }
+
+    /// The page with every map drawn in its place.
+    fn draw_into(self, h: &str) -> String {
+        let svgs: Vec<String> = self.jobs.par_iter().map(|(_, job)| job()).collect();
+        let mut page = String::with_capacity(h.len() + svgs.iter().map(String::len).sum::<usize>());
+        let mut at = 0;
+        for ((offset, _), svg) in self.jobs.iter().zip(svgs) {
+            page.push_str(&h[at..*offset]);
+            page.push_str(&svg);
+            at = *offset;
+        }
+        page.push_str(&h[at..]);
+        page
+    }
 }
 
 /// A variable's title, legend heading and display divisor, in the report's mass unit.
@@ -368,13 +415,16 @@ fn categorical_layer<'a>(
     }
 }
 
+/// The page's style. Maps skip style, layout and paint while off screen
+/// (`content-visibility: auto`; their size is fixed by their `width` and `height`), so a
+/// national report with dozens of maps opens at the cost of the maps in view.
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222;line-height:1.4}\
 h1{margin:18px 0 6px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bottom:4px}h3{margin:14px 0 4px;font-size:1em}\
 .banner{background:#D55E00;color:#fff;font-weight:bold;padding:10px 14px;margin:12px 0;border-radius:4px;font-size:1.1em}\
 .grid{display:flex;flex-wrap:wrap;gap:10px 18px}.cell{flex:0 0 auto}\
 .row{display:flex;flex-wrap:nowrap;gap:6px;overflow-x:auto}\
 table{border-collapse:collapse;margin:8px 0;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}";
+th{background:#f2f2f2}.note{color:#555;font-size:.9em}svg{background:#fff}svg.map{content-visibility:auto}";
 
 /// Renders the report page, section by section in page order.
 pub fn render(data: &ReportData) -> String {
@@ -384,21 +434,26 @@ pub fn render(data: &ReportData) -> String {
         .iter()
         .map(|u| (u.id.clone(), u.shape.clone()))
         .collect();
-    let big = project_units(&shapes, &albers, MAP_W, 0.6);
-    let small = project_units(&shapes, &albers, SMALL_W, SMALL_TOLERANCE_PX);
+    // The outlines are cut into shared arcs once, then simplified for both map sizes.
+    let outlines = MapOutlines::new(&shapes, &albers);
+    let (big, small) = rayon::join(
+        || outlines.fit(MAP_W, MAP_TOLERANCE_PX),
+        || outlines.fit(SMALL_W, SMALL_TOLERANCE_PX),
+    );
 
     let mut h = String::new();
+    let mut maps = DeferredMaps::default();
     header(&mut h, data, &albers);
-    let pooled_breaks = single_year_maps(&mut h, data, &big);
-    over_the_years(&mut h, data, &small, &pooled_breaks);
+    let pooled_breaks = single_year_maps(&mut h, &mut maps, data, &big);
+    over_the_years(&mut h, &mut maps, data, &small, &pooled_breaks);
     inequality_section(&mut h, data);
     functional_section(&mut h, data);
     landuse_section(&mut h, data);
-    robustness_section(&mut h, data, &big);
+    robustness_section(&mut h, &mut maps, data, &big);
     zones_section(&mut h, data);
     compensation_section(&mut h, data);
     provenance_section(&mut h, data);
-    h
+    maps.draw_into(&h)
 }
 
 /// The document head, title, demonstration banner and the study line.
@@ -445,8 +500,9 @@ fn year_values(
 /// years, for the maps over the years.
 fn single_year_maps<'d>(
     h: &mut String,
+    maps: &mut DeferredMaps<'d>,
     data: &'d ReportData,
-    big: &ProjectedUnits,
+    big: &'d ProjectedUnits,
 ) -> BTreeMap<&'d str, ClassStyle> {
     let classing = data.classing.unwrap_or(Classing::Quantile);
     let n_classes = data.n_classes.max(2);
@@ -482,53 +538,66 @@ fn single_year_maps<'d>(
             (pooled_bounds.clone(), pooled_style.clone())
         };
         let title = format!("{var_title}, {}", data.year);
-        let layer = numeric_layer(
-            data, &title, &var_short, &values, &bounds, &colours, &legend,
-        );
-        map_cell(h, &title, &map_svg(big, &layer, false));
+        maps.cell(h, &title.clone(), move || {
+            let layer = numeric_layer(
+                data, &title, &var_short, &values, &bounds, &colours, &legend,
+            );
+            map_svg(big, &layer, false)
+        });
         pooled_breaks.insert(var.column, (pooled_bounds, pooled_style.0, pooled_style.1));
     }
-    categorical_maps(h, data, big);
+    categorical_maps(h, maps, data, big);
     h.push_str("</div>\n");
     pooled_breaks
 }
 
 /// The single-year maps of categories: LISA clusters, spatial clusters, zones, roles.
-fn categorical_maps(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
+fn categorical_maps<'d>(
+    h: &mut String,
+    maps: &mut DeferredMaps<'d>,
+    data: &'d ReportData,
+    big: &'d ProjectedUnits,
+) {
     let year = data.year;
     if let Some(lisa) = data.lisa.get(&year) {
         let title =
             format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
-        let layer = categorical_layer(
-            data,
-            &title,
-            "LISA class",
-            &|id| lisa.get(id).cloned(),
-            &|c, _| palette::lisa(c).to_owned(),
-        );
-        map_cell(h, &title, &map_svg(big, &layer, false));
+        maps.cell(h, &title.clone(), move || {
+            let layer = categorical_layer(
+                data,
+                &title,
+                "LISA class",
+                &|id| lisa.get(id).cloned(),
+                &|c, _| palette::lisa(c).to_owned(),
+            );
+            map_svg(big, &layer, false)
+        });
     }
     if let Some(clusters) = &data.clusters {
         let title = "Spatially constrained clusters".to_owned();
-        let layer = categorical_layer(
-            data,
-            &title,
-            "Cluster",
-            &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
-            &|_, k| palette::categorical(k).to_owned(),
-        );
-        map_cell(h, &title, &map_svg(big, &layer, false));
+        maps.cell(h, &title.clone(), move || {
+            let layer = categorical_layer(
+                data,
+                &title,
+                "Cluster",
+                &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
+                &|_, k| palette::categorical(k).to_owned(),
+            );
+            map_svg(big, &layer, false)
+        });
     }
     if let Some(zones) = &data.zones {
         let title = "Compensation zones".to_owned();
-        let layer = categorical_layer(
-            data,
-            &title,
-            "Zone",
-            &|id| zones.get(id).cloned(),
-            &|_, k| palette::categorical(k).to_owned(),
-        );
-        map_cell(h, &title, &map_svg(big, &layer, false));
+        maps.cell(h, &title.clone(), move || {
+            let layer = categorical_layer(
+                data,
+                &title,
+                "Zone",
+                &|id| zones.get(id).cloned(),
+                &|_, k| palette::categorical(k).to_owned(),
+            );
+            map_svg(big, &layer, false)
+        });
     }
     if let Some((convention, _, flows)) = &data.flows {
         let roles: BTreeMap<&str, &str> = flows
@@ -544,14 +613,16 @@ fn categorical_maps(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
             }
             .to_owned()
         };
-        let layer = categorical_layer(
-            data,
-            &title,
-            "Role",
-            &|id| roles.get(id).map(|r| (*r).to_owned()),
-            &colour,
-        );
-        map_cell(h, &title, &map_svg(big, &layer, false));
+        maps.cell(h, &title.clone(), move || {
+            let layer = categorical_layer(
+                data,
+                &title,
+                "Role",
+                &|id| roles.get(id).map(|r| (*r).to_owned()),
+                &colour,
+            );
+            map_svg(big, &layer, false)
+        });
     }
 }
 
@@ -574,10 +645,11 @@ fn readable_years(years: &[i64]) -> Vec<i64> {
 
 /// Small multiples of every variable (on breaks pooled over the years) and of LISA classes,
 /// for the [`readable_years`].
-fn over_the_years(
+fn over_the_years<'d>(
     h: &mut String,
-    data: &ReportData,
-    small: &ProjectedUnits,
+    maps: &mut DeferredMaps<'d>,
+    data: &'d ReportData,
+    small: &'d ProjectedUnits,
     pooled_breaks: &BTreeMap<&str, ClassStyle>,
 ) {
     let all_years = data.years();
@@ -605,12 +677,16 @@ fn over_the_years(
         for &y in &years {
             let values = year_values(data, table, y, divisor);
             let title = format!("{var_title}, {y}");
-            let layer = numeric_layer(data, &title, &var_short, &values, bounds, colours, legend);
-            let _ = write!(
-                h,
-                "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
-                map_svg(small, &layer, true)
+            let (var_short, style) = (
+                var_short.clone(),
+                (bounds.clone(), colours.clone(), legend.clone()),
             );
+            maps.year_cell(h, y, move || {
+                let (bounds, colours, legend) = &style;
+                let layer =
+                    numeric_layer(data, &title, &var_short, &values, bounds, colours, legend);
+                map_svg(small, &layer, true)
+            });
         }
         h.push_str("</div>\n");
     }
@@ -620,18 +696,16 @@ fn over_the_years(
         for y in readable_years(&lisa_years) {
             let lisa = &data.lisa[&y];
             let title = format!("LISA, {y}");
-            let layer = categorical_layer(
-                data,
-                &title,
-                "LISA class",
-                &|id| lisa.get(id).cloned(),
-                &|c, _| palette::lisa(c).to_owned(),
-            );
-            let _ = write!(
-                h,
-                "<div class=\"cell\"><div class=\"note\">{y}</div>{}</div>",
+            maps.year_cell(h, y, move || {
+                let layer = categorical_layer(
+                    data,
+                    &title,
+                    "LISA class",
+                    &|id| lisa.get(id).cloned(),
+                    &|c, _| palette::lisa(c).to_owned(),
+                );
                 map_svg(small, &layer, true)
-            );
+            });
         }
         h.push_str("</div>\n");
     }
@@ -1135,7 +1209,12 @@ fn probability_layer<'a>(
 
 /// Robustness under a sweep: the modal zone's probability, the probability of paying, and a
 /// tornado chart of PRCC per collected name.
-fn robustness_section(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
+fn robustness_section<'d>(
+    h: &mut String,
+    maps: &mut DeferredMaps<'d>,
+    data: &'d ReportData,
+    big: &'d ProjectedUnits,
+) {
     let r = &data.robustness;
     if r.modal_zone.is_empty() && r.payer.is_none() && r.prcc.is_empty() {
         return;
@@ -1143,17 +1222,21 @@ fn robustness_section(h: &mut String, data: &ReportData, big: &ProjectedUnits) {
     h.push_str("<h2 id=\"robustness\">Robustness</h2>\n<p class=\"note\">From a <code>sweep</code> stage: the share of draws of the sampled coefficients and factors in which each unit falls in its most frequent (modal) zone, and in which it pays compensation; pale units are robust, dark ones change with defensible parameter choices. The tornado charts rank the parameters by their partial rank correlation (PRCC, Marino et al. 2008) with each collected result.</p>\n<div class=\"grid\">\n");
     if !r.modal_zone.is_empty() {
         let title = "Probability of the modal zone".to_owned();
-        let layer = probability_layer(data, &title, "P(modal zone)", &|id| {
-            r.modal_zone.get(id).map(|(z, p)| (*p, format!("{z},")))
+        maps.cell(h, &title.clone(), move || {
+            let layer = probability_layer(data, &title, "P(modal zone)", &|id| {
+                r.modal_zone.get(id).map(|(z, p)| (*p, format!("{z},")))
+            });
+            map_svg(big, &layer, false)
         });
-        map_cell(h, &title, &map_svg(big, &layer, false));
     }
     if let Some((convention, payer)) = &r.payer {
         let title = format!("Probability of paying ({convention}), {}", data.year);
-        let layer = probability_layer(data, &title, "P(payer)", &|id| {
-            payer.get(id).map(|p| (*p, "P(payer) =".to_owned()))
+        maps.cell(h, &title.clone(), move || {
+            let layer = probability_layer(data, &title, "P(payer)", &|id| {
+                payer.get(id).map(|p| (*p, "P(payer) =".to_owned()))
+            });
+            map_svg(big, &layer, false)
         });
-        map_cell(h, &title, &map_svg(big, &layer, false));
     }
     let outputs: BTreeSet<&str> = r.prcc.iter().map(|x| x.0.as_str()).collect();
     for output in outputs {
@@ -1280,6 +1363,40 @@ mod tests {
                 .sum();
             assert_eq!(rings, 4);
         }
+    }
+
+    #[test]
+    fn the_page_is_the_same_on_one_thread_and_on_two() {
+        let mut data = row_of_units(40, 2015..=2022);
+        for y in [2015, 2022] {
+            let classes = ["HH", "LL", "HL", "LH", "NS"];
+            data.lisa.insert(
+                y,
+                data.units
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (u.id.clone(), classes[(i + y as usize) % 5].to_owned()))
+                    .collect(),
+            );
+        }
+        data.clusters = Some(
+            data.units
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.id.clone(), (i / 7) as i64))
+                .collect(),
+        );
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| render(&data))
+        };
+        let one = on(1);
+        // 1 large map of CE + LISA + clusters; 6 small multiples of CE + 2 of LISA.
+        assert_eq!(one.matches("<svg class=\"map\"").count(), 3 + 6 + 2);
+        assert_eq!(one, on(2));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use geo::MultiPolygon;
 
 use super::projection::Albers;
-use super::topology::{GridPolygon, simplify_shared_borders, to_grid};
+use rayon::prelude::*;
+
+use super::topology::{GridPolygon, QUANTUM_PX, SharedBorders, to_grid};
 
 /// The projected rings of one polygon (exterior first).
 type Rings = Vec<Vec<(f64, f64)>>;
@@ -29,93 +31,113 @@ pub struct ProjectedUnits {
     pub paths: Vec<(String, String)>,
 }
 
+/// Unit outlines projected to Albers and cut into shared arcs once ([`SharedBorders`]), to be
+/// fitted into maps of any width with [`MapOutlines::fit`].
+#[derive(Debug)]
+pub struct MapOutlines {
+    ids: Vec<String>,
+    /// The first projected vertex of each unit (metres), where a unit too small for the grid
+    /// gets its mark.
+    first: Vec<Option<(f64, f64)>>,
+    /// Projected bounding box: `(x0, y0, x1, y1)` in metres; `None` without any vertex.
+    bounds: Option<(f64, f64, f64, f64)>,
+    borders: SharedBorders,
+}
+
+impl MapOutlines {
+    /// Projects `units` with `albers` and cuts their outlines into shared arcs.
+    pub fn new(units: &[(String, MultiPolygon<f64>)], albers: &Albers) -> Self {
+        let projected: Vec<Vec<Rings>> = units
+            .par_iter()
+            .map(|(_, mp)| {
+                mp.0.iter()
+                    .map(|p| {
+                        std::iter::once(p.exterior())
+                            .chain(p.interiors())
+                            .map(|ring| ring.0.iter().map(|c| albers.project(c.x, c.y)).collect())
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut bounds: Option<(f64, f64, f64, f64)> = None;
+        for &(x, y) in projected.iter().flatten().flatten().flatten() {
+            let (x0, y0, x1, y1) = bounds.unwrap_or((x, y, x, y));
+            bounds = Some((x0.min(x), y0.min(y), x1.max(x), y1.max(y)));
+        }
+        MapOutlines {
+            ids: units.iter().map(|(id, _)| id.clone()).collect(),
+            first: projected
+                .iter()
+                .map(|polys| polys.iter().flatten().flatten().next().copied())
+                .collect(),
+            bounds,
+            borders: SharedBorders::new(&projected),
+        }
+    }
+
+    /// Fits the outlines into a box `width` pixels wide (y down), simplified with a tolerance
+    /// of `tolerance_px` pixels, shared borders kept shared. Every unit gets a path, even one
+    /// that would vanish.
+    pub fn fit(&self, width: f64, tolerance_px: f64) -> ProjectedUnits {
+        let Some((x0, y0, x1, y1)) = self.bounds else {
+            return ProjectedUnits {
+                width,
+                height: width,
+                metres_per_px: 1.0,
+                paths: Vec::new(),
+            };
+        };
+        let margin = 8.0;
+        let span_x = (x1 - x0).max(1.0);
+        let span_y = (y1 - y0).max(1.0);
+        let scale = (width - 2.0 * margin) / span_x;
+        let height = (span_y * scale + 2.0 * margin).ceil();
+        let to_px = |(x, y): (f64, f64)| (margin + (x - x0) * scale, margin + (y1 - y) * scale);
+        let simplified = self.borders.simplify(&to_px, tolerance_px);
+        let paths = self
+            .ids
+            .par_iter()
+            .zip(&simplified)
+            .zip(&self.first)
+            .map(|((id, polys), first)| {
+                let d = if polys.is_empty() {
+                    // Smaller than the grid: a mark where it is, so every unit still has a path.
+                    first.map_or_else(String::new, |p| {
+                        let (x, y) = to_px(p);
+                        path_data(&[vec![vec![to_grid(x, y); 3]]])
+                    })
+                } else {
+                    path_data(polys)
+                };
+                (id.clone(), d)
+            })
+            .collect();
+        ProjectedUnits {
+            width,
+            height,
+            metres_per_px: 1.0 / scale,
+            paths,
+        }
+    }
+}
+
 /// Projects and fits the units into a box `width` pixels wide, simplifying outlines with a
-/// tolerance of `tolerance_px` pixels and keeping shared borders shared. Every unit gets a
-/// path, even one that would vanish.
+/// tolerance of `tolerance_px` pixels and keeping shared borders shared (one map size; maps
+/// of several sizes share one [`MapOutlines`]).
 pub fn project_units(
     units: &[(String, MultiPolygon<f64>)],
     albers: &Albers,
     width: f64,
     tolerance_px: f64,
 ) -> ProjectedUnits {
-    let projected: Vec<Vec<Rings>> = units
-        .iter()
-        .map(|(_, mp)| {
-            mp.0.iter()
-                .map(|p| {
-                    std::iter::once(p.exterior())
-                        .chain(p.interiors())
-                        .map(|ring| ring.0.iter().map(|c| albers.project(c.x, c.y)).collect())
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for &(x, y) in projected.iter().flatten().flatten().flatten() {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
-    if x0 > x1 {
-        return ProjectedUnits {
-            width,
-            height: width,
-            metres_per_px: 1.0,
-            paths: Vec::new(),
-        };
-    }
-    let margin = 8.0;
-    let span_x = (x1 - x0).max(1.0);
-    let span_y = (y1 - y0).max(1.0);
-    let scale = (width - 2.0 * margin) / span_x;
-    let height = (span_y * scale + 2.0 * margin).ceil();
-    let to_px = |(x, y): (f64, f64)| (margin + (x - x0) * scale, margin + (y1 - y) * scale);
-    let in_px: Vec<Vec<Rings>> = projected
-        .iter()
-        .map(|polys| {
-            polys
-                .iter()
-                .map(|rings| {
-                    rings
-                        .iter()
-                        .map(|ring| ring.iter().map(|&p| to_px(p)).collect())
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    let simplified = simplify_shared_borders(&in_px, tolerance_px);
-    let paths = units
-        .iter()
-        .zip(&simplified)
-        .zip(&in_px)
-        .map(|(((id, _), polys), full)| {
-            let d = if polys.is_empty() {
-                // Smaller than the grid: a mark where it is, so every unit still has a path.
-                let first = full.iter().flatten().flatten().next().copied();
-                first.map_or_else(String::new, |(x, y)| {
-                    path_data(&[vec![vec![to_grid(x, y); 3]]])
-                })
-            } else {
-                path_data(polys)
-            };
-            (id.clone(), d)
-        })
-        .collect();
-    ProjectedUnits {
-        width,
-        height,
-        metres_per_px: 1.0 / scale,
-        paths,
-    }
+    MapOutlines::new(units, albers).fit(width, tolerance_px)
 }
 
-/// SVG path data of polygons on the grid: each ring's first vertex absolute (`M`), the others
-/// relative to the previous one (`l`, repeated implicitly), in pixels with at most one
-/// decimal, then `z`. Relative steps between grid vertices are short, so this is about half
-/// the size of absolute coordinates.
+/// SVG path data of polygons on the grid, in grid units (the map scales them by
+/// [`QUANTUM_PX`]): each ring's first vertex absolute (`M`), the others relative to the
+/// previous one (`l`, repeated implicitly), then `z`. Relative steps between grid vertices are
+/// short integers, so this is about a third of the size of absolute decimal coordinates.
 fn path_data(polygons: &[GridPolygon]) -> String {
     let mut d = String::new();
     for ring in polygons.iter().flatten() {
@@ -123,15 +145,15 @@ fn path_data(polygons: &[GridPolygon]) -> String {
             continue;
         };
         d.push('M');
-        push_tenths(&mut d, first.0);
-        push_tenths(&mut d, first.1);
+        push_step(&mut d, first.0);
+        push_step(&mut d, first.1);
         let mut last = first;
         for (k, &p) in ring.iter().enumerate().skip(1) {
             if k == 1 {
                 d.push('l');
             }
-            push_tenths(&mut d, p.0 - last.0);
-            push_tenths(&mut d, p.1 - last.1);
+            push_step(&mut d, p.0 - last.0);
+            push_step(&mut d, p.1 - last.1);
             last = p;
         }
         d.push('z');
@@ -139,28 +161,13 @@ fn path_data(polygons: &[GridPolygon]) -> String {
     d
 }
 
-/// Appends a grid coordinate (tenths of a pixel) as a decimal number, shortest form
-/// (`12.3`, `-.5`, `4`), separated from a preceding number by a space unless it starts with
-/// a minus sign.
-fn push_tenths(d: &mut String, tenths: i64) {
-    let follows_number = d.ends_with(|c: char| c.is_ascii_digit() || c == '.');
-    if tenths < 0 {
-        d.push('-');
-    } else if follows_number {
+/// Appends an integer, separated from a preceding number by a space unless it starts with a
+/// minus sign.
+fn push_step(d: &mut String, n: i64) {
+    if n >= 0 && d.ends_with(|c: char| c.is_ascii_digit()) {
         d.push(' ');
     }
-    let (whole, tenth) = (tenths.unsigned_abs() / 10, tenths.unsigned_abs() % 10);
-    match (whole, tenth) {
-        (w, 0) => {
-            let _ = write!(d, "{w}");
-        }
-        (0, t) => {
-            let _ = write!(d, ".{t}");
-        }
-        (w, t) => {
-            let _ = write!(d, "{w}.{t}");
-        }
-    }
+    let _ = write!(d, "{n}");
 }
 
 /// One legend entry: a colour swatch and its label.
@@ -201,9 +208,12 @@ pub fn map_svg(units: &ProjectedUnits, layer: &MapLayer<'_>, small: bool) -> Str
         r#"<svg class="map" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
         escape(layer.title)
     );
-    // Even-odd: a hole stays open whichever way its ring turns.
-    s.push_str(
-        r##"<g stroke="#555555" stroke-width="0.4" stroke-linejoin="round" fill-rule="evenodd">"##,
+    // Even-odd: a hole stays open whichever way its ring turns. Paths are in grid units,
+    // scaled to pixels here; the stroke is 0.4 px wide.
+    let _ = write!(
+        s,
+        r##"<g transform="scale({QUANTUM_PX})" stroke="#555555" stroke-width="{}" stroke-linejoin="round" fill-rule="evenodd">"##,
+        0.4 / QUANTUM_PX
     );
     if small {
         fills_by_colour(&mut s, units, layer);
@@ -369,12 +379,12 @@ mod tests {
     }
 
     #[test]
-    fn path_data_is_relative_in_tenths_of_a_pixel() {
-        // By hand: (123.4, 56.7) absolute, then steps (+1.2, −0.3), (+0.5, +2.0), (−10, 0).
+    fn path_data_is_relative_in_grid_units() {
+        // By hand: (1234, 567) absolute, then steps (+12, −3), (+5, +20), (−100, 0).
         let ring = vec![(1234, 567), (1246, 564), (1251, 584), (1151, 584)];
         assert_eq!(
             path_data(&[vec![ring, vec![(0, 0), (5, 0), (0, -5)]]]),
-            "M123.4 56.7l1.2-.3 .5 2-10 0zM0 0l.5 0-.5-.5z"
+            "M1234 567l12-3 5 20-100 0zM0 0l5 0-5-5z"
         );
     }
 

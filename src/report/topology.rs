@@ -20,15 +20,17 @@
 use std::collections::HashMap;
 
 use geo::{Coord, LineString, Simplify};
+use rayon::prelude::*;
 
-/// The grid the simplified vertices are snapped to, in pixels: a tenth of a pixel, finer
-/// than a screen shows and coarse enough to print each coordinate in a few characters.
-pub const QUANTUM_PX: f64 = 0.1;
+/// The grid the simplified vertices are snapped to, in pixels: a quarter of a pixel, finer
+/// than a screen shows at 1× and half a device pixel at 2×, and coarse enough to print each
+/// coordinate as a small integer (a relative step is mostly one or two digits).
+pub const QUANTUM_PX: f64 = 0.25;
 
 /// A polygon's rings in pixel coordinates, exterior first.
 pub type PixelPolygon = Vec<Vec<(f64, f64)>>;
 
-/// A vertex on the [`QUANTUM_PX`] grid: pixel coordinates times 10, rounded.
+/// A vertex on the [`QUANTUM_PX`] grid: pixel coordinates divided by the quantum, rounded.
 pub type GridPoint = (i64, i64);
 
 /// A polygon's rings on the grid, exterior first; each ring is open (its last vertex is not a
@@ -72,27 +74,71 @@ pub fn simplify_shared_borders(
     units: &[Vec<PixelPolygon>],
     tolerance_px: f64,
 ) -> Vec<Vec<GridPolygon>> {
-    let topology = Topology::build(units);
-    let mut tolerance = vec![tolerance_px.max(0.0); topology.arcs.len()];
-    let mut arcs = topology.simplified_arcs(&tolerance);
-    for _ in 0..MAX_ROUNDS {
-        let mut faulty = topology.collapsed_ring_arcs(&arcs);
-        faulty.extend(crossing_arcs(&arcs));
-        faulty.retain(|&a| tolerance[a] > 0.0);
-        if faulty.is_empty() {
-            break;
-        }
-        for a in faulty {
-            // Below a tenth of the grid the arc is as good as unsimplified.
-            tolerance[a] = if tolerance[a] < QUANTUM_PX / 4.0 {
-                0.0
-            } else {
-                tolerance[a] / 2.0
-            };
-            arcs[a] = topology.simplified_arc(a, tolerance[a]);
+    SharedBorders::new(units).simplify(&|p| p, tolerance_px)
+}
+
+/// A map cut into shared arcs once, to be simplified at any size: the cut depends only on which
+/// vertices the rings share, not on the scale, so maps of several sizes share it.
+#[derive(Debug)]
+pub struct SharedBorders {
+    topology: Topology,
+    /// Polygons per unit, in input order.
+    polygons: Vec<usize>,
+}
+
+impl SharedBorders {
+    /// Cuts `units` (per unit, its polygons; per polygon, its rings, exterior first; in any
+    /// planar coordinates) into arcs at their junctions.
+    pub fn new(units: &[Vec<PixelPolygon>]) -> Self {
+        SharedBorders {
+            topology: Topology::build(units),
+            polygons: units.iter().map(Vec::len).collect(),
         }
     }
-    topology.assemble(units, &arcs)
+
+    /// The outlines moved to pixels by `to_px` (a similarity: a uniform scale, a flip and a
+    /// shift, which leaves the Douglas–Peucker choice of vertices unchanged) and simplified
+    /// with a tolerance of `tolerance_px` pixels, as [`simplify_shared_borders`] describes.
+    /// Arcs are simplified and checked in parallel; the result does not depend on the number
+    /// of threads.
+    pub fn simplify(
+        &self,
+        to_px: &(dyn Fn((f64, f64)) -> (f64, f64) + Sync),
+        tolerance_px: f64,
+    ) -> Vec<Vec<GridPolygon>> {
+        let topology = &self.topology;
+        let mut tolerance = vec![tolerance_px.max(0.0); topology.arcs.len()];
+        let mut arcs: Vec<Vec<GridPoint>> = (0..topology.arcs.len())
+            .into_par_iter()
+            .map(|a| topology.simplified_arc(a, to_px, tolerance[a]))
+            .collect();
+        for _ in 0..MAX_ROUNDS {
+            let mut faulty = topology.collapsed_ring_arcs(&arcs);
+            faulty.extend(crossing_arcs(&arcs));
+            faulty.sort_unstable();
+            faulty.dedup();
+            faulty.retain(|&a| tolerance[a] > 0.0);
+            if faulty.is_empty() {
+                break;
+            }
+            for &a in &faulty {
+                // Below a quarter of the grid step the arc is as good as unsimplified.
+                tolerance[a] = if tolerance[a] < QUANTUM_PX / 4.0 {
+                    0.0
+                } else {
+                    tolerance[a] / 2.0
+                };
+            }
+            let redone: Vec<Vec<GridPoint>> = faulty
+                .par_iter()
+                .map(|&a| topology.simplified_arc(a, to_px, tolerance[a]))
+                .collect();
+            for (a, arc) in faulty.into_iter().zip(redone) {
+                arcs[a] = arc;
+            }
+        }
+        topology.assemble(&self.polygons, &arcs)
+    }
 }
 
 impl Topology {
@@ -157,19 +203,19 @@ impl Topology {
         }
     }
 
-    fn simplified_arcs(&self, tolerance: &[f64]) -> Vec<Vec<GridPoint>> {
-        (0..self.arcs.len())
-            .map(|a| self.simplified_arc(a, tolerance[a]))
-            .collect()
-    }
-
-    /// Arc `a` simplified with `tolerance_px`, on the grid, without repeated vertices.
-    fn simplified_arc(&self, a: usize, tolerance_px: f64) -> Vec<GridPoint> {
+    /// Arc `a` moved to pixels by `to_px` and simplified with `tolerance_px`, on the grid,
+    /// without repeated vertices.
+    fn simplified_arc(
+        &self,
+        a: usize,
+        to_px: &(dyn Fn((f64, f64)) -> (f64, f64) + Sync),
+        tolerance_px: f64,
+    ) -> Vec<GridPoint> {
         let line = LineString(
             self.arcs[a]
                 .iter()
                 .map(|&i| {
-                    let (x, y) = self.points[i as usize];
+                    let (x, y) = to_px(self.points[i as usize]);
                     Coord { x, y }
                 })
                 .collect(),
@@ -213,33 +259,28 @@ impl Topology {
 
     /// The arcs of rings that collapsed: fewer than three vertices or no area.
     fn collapsed_ring_arcs(&self, arcs: &[Vec<GridPoint>]) -> Vec<usize> {
-        let mut out = Vec::new();
-        for ring in &self.rings {
-            if !is_proper_ring(&Self::ring_points(ring, arcs)) {
-                out.extend(ring.arcs.iter().map(|&(a, _)| a));
-            }
-        }
+        let mut out: Vec<usize> = self
+            .rings
+            .par_iter()
+            .filter(|ring| !is_proper_ring(&Self::ring_points(ring, arcs)))
+            .flat_map_iter(|ring| ring.arcs.iter().map(|&(a, _)| a))
+            .collect();
         out.sort_unstable();
         out.dedup();
         out
     }
 
-    fn assemble(
-        &self,
-        units: &[Vec<PixelPolygon>],
-        arcs: &[Vec<GridPoint>],
-    ) -> Vec<Vec<GridPolygon>> {
-        let mut out: Vec<Vec<GridPolygon>> = units
-            .iter()
-            .map(|polygons| vec![Vec::new(); polygons.len()])
-            .collect();
-        let mut exterior_kept: Vec<Vec<bool>> = units
-            .iter()
-            .map(|polygons| vec![false; polygons.len()])
+    fn assemble(&self, polygons: &[usize], arcs: &[Vec<GridPoint>]) -> Vec<Vec<GridPolygon>> {
+        let mut out: Vec<Vec<GridPolygon>> =
+            polygons.iter().map(|&n| vec![Vec::new(); n]).collect();
+        let mut exterior_kept: Vec<Vec<bool>> = polygons.iter().map(|&n| vec![false; n]).collect();
+        let rings: Vec<Vec<GridPoint>> = self
+            .rings
+            .par_iter()
+            .map(|ring| Self::ring_points(ring, arcs))
             .collect();
         // Rings were recorded unit by unit, polygon by polygon, exterior first.
-        for ring in &self.rings {
-            let pts = Self::ring_points(ring, arcs);
+        for (ring, pts) in self.rings.iter().zip(rings) {
             if !is_proper_ring(&pts) {
                 continue;
             }
@@ -441,19 +482,28 @@ fn crossing_arcs(arcs: &[Vec<GridPoint>]) -> Vec<usize> {
             }
         }
     }
-    let mut faulty = vec![false; arcs.len()];
-    for members in buckets.values() {
-        for (k, &i) in members.iter().enumerate() {
-            for &j in &members[k + 1..] {
-                let (ai, ki, p, q) = segments[i];
-                let (aj, kj, r, s) = segments[j];
-                if (ai, ki) == (aj, kj) || !segments_conflict((p, q), (r, s)) {
-                    continue;
+    // Each bucket is checked on its own; the union of the faulty arcs does not depend on the
+    // order the buckets are visited in.
+    let buckets: Vec<Vec<usize>> = buckets.into_values().collect();
+    let conflicts: Vec<usize> = buckets
+        .par_iter()
+        .flat_map_iter(|members| {
+            let mut found = Vec::new();
+            for (k, &i) in members.iter().enumerate() {
+                for &j in &members[k + 1..] {
+                    let (ai, ki, p, q) = segments[i];
+                    let (aj, kj, r, s) = segments[j];
+                    if (ai, ki) != (aj, kj) && segments_conflict((p, q), (r, s)) {
+                        found.extend([ai, aj]);
+                    }
                 }
-                faulty[ai] = true;
-                faulty[aj] = true;
             }
-        }
+            found
+        })
+        .collect();
+    let mut faulty = vec![false; arcs.len()];
+    for a in conflicts {
+        faulty[a] = true;
     }
     (0..arcs.len()).filter(|&a| faulty[a]).collect()
 }

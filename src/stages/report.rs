@@ -129,7 +129,7 @@ const PORTS: [&str; 13] = [
 
 impl Stage for Report {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 6;
+    const VERSION: u32 = 7;
     const DOC: &'static str = "Writes one self-contained HTML report (inline SVG choropleth maps of CE, CS, NCE, CI, ECC, ESC, LISA classes, \
         clusters and zones for `year` and as small multiples over the years (all years up to six, else six: the first, the last and \
         evenly spaced between), each with legend, north arrow and scale bar; outlines simplified with neighbours' borders kept \
