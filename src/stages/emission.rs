@@ -658,7 +658,14 @@ impl Stage for Emission {
             .unwrap_or_default();
         if activities.is_none() {
             let methods = (area_method.as_str(), construction_method.as_str());
-            let emission = class_rows(params, &coefficients, &areas, &construction, methods, ctx)?;
+            let emission = class_rows(
+                params,
+                &coefficients,
+                &areas,
+                construction.as_deref(),
+                methods,
+                ctx,
+            )?;
             return Ok(vec![emission, fuels_schema().build(&fuels.rows())?]);
         }
 
@@ -733,7 +740,7 @@ fn class_rows(
     params: &Params,
     coefficients: &BTreeMap<String, f64>,
     areas: &[UnitYearAreas<'_>],
-    construction: &Option<Vec<f64>>,
+    construction: Option<&[f64]>,
     (area_method, construction_method): (&str, &str),
     ctx: &StageContext,
 ) -> Result<(String, arrow_array::RecordBatch), StageError> {
