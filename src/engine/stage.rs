@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
 use crate::engine::param_defaults::{self, DefaultDrift};
@@ -295,6 +295,38 @@ impl StageContext {
             }
             _ => compute().map(Arc::new),
         }
+    }
+
+    /// A value computed only from `columns` and `params`, whichever stage produced the columns
+    /// (the key columns of an upstream stage's output, say, which stay the same while its
+    /// values change): when the stage runs many times in one process, as in a sweep's draws, a
+    /// run whose columns hold the same values as the last computation's shares its value, and
+    /// other runs compute it again. `compute` must read nothing else.
+    ///
+    /// # Errors
+    /// What `compute` returns.
+    pub fn reuse_over<T: Send + Sync + 'static>(
+        &self,
+        name: &str,
+        columns: &[ArrayRef],
+        params: &impl Serialize,
+        compute: impl FnOnce() -> Result<T, StageError>,
+    ) -> Result<Arc<T>, StageError> {
+        match &self.reuse {
+            Some(store) => {
+                let params = serde_json::to_string(params)
+                    .map_err(|e| StageError::internal("keying a reused value").caused_by(e))?;
+                store.get_or_compute_over(name, params, columns, compute)
+            }
+            None => compute().map(Arc::new),
+        }
+    }
+
+    /// Whether anything reads output `name` of this run. Always true in a study; a sweep's
+    /// draws read only what the stages after them and the collected names read, so a stage
+    /// may leave another output empty (with its declared columns) rather than build it.
+    pub fn output_read(&self, name: &str) -> bool {
+        self.reuse.as_ref().is_none_or(|store| store.reads(name))
     }
 
     /// Sends [`StageContext::progress`] reports to `events` until [`StageContext::end_progress`].

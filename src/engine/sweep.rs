@@ -689,16 +689,29 @@ impl PreparedSweep {
     }
 
     /// Per re-run stage, the store its draws share values in: the ports it reads from the rest
-    /// of the study hold the same table in every draw.
+    /// of the study hold the same table in every draw, and only the outputs that later re-run
+    /// stages or the collected names read are read.
     fn reuse_stores(&self) -> Vec<Arc<ReuseStore>> {
         self.reruns
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(k, r)| {
                 let fixed = r.feeds.iter().filter_map(|(port, feed)| match feed {
                     Feed::Outside(_) => Some(port.clone()),
                     Feed::Inside(..) => None,
                 });
-                Arc::new(ReuseStore::new(fixed))
+                let fed = self.reruns.iter().flat_map(|later| {
+                    later.feeds.values().filter_map(move |feed| match feed {
+                        Feed::Inside(up, output) if *up == k => Some(output.clone()),
+                        _ => None,
+                    })
+                });
+                let collected = self
+                    .collected
+                    .iter()
+                    .filter(|(_, c)| c.stage == k)
+                    .map(|(_, c)| c.output.clone());
+                Arc::new(ReuseStore::new(fixed).reading_only(fed.chain(collected)))
             })
             .collect()
     }

@@ -420,12 +420,11 @@ impl Stage for Compensation {
             None
         } else {
             let cols: Vec<&str> = econ_cols.iter().map(String::as_str).collect();
-            Some(Panel::read(
-                inputs.table("economy")?,
-                "economy",
-                &cols,
-                true,
-            )?)
+            // The same in every draw of a sweep that varies other stages: read it once.
+            let values = ctx.reuse("economy", &["economy"], &cols, || {
+                Ok(Panel::read(inputs.table("economy")?, "economy", &cols, true)?.values())
+            })?;
+            Some(Panel::over(std::sync::Arc::clone(&values)))
         };
         // group rows by year, units sorted within
         let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();

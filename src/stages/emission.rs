@@ -18,8 +18,9 @@ use crate::methods::emission::{
 };
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups, class_without_coefficient,
-    gdp_value, is_path, read_areas, refuse_unused_columns, require_column,
+    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
+    class_row_key, class_without_coefficient, gdp_value, is_path, read_areas,
+    refuse_unused_columns, require_column,
 };
 use crate::table::{has_column, ids};
 
@@ -655,6 +656,18 @@ impl Stage for Emission {
             .as_ref()
             .map(|c| format!("activity:{}", c.preset))
             .unwrap_or_default();
+        if activities.is_none() {
+            let methods = (area_method.as_str(), construction_method.as_str());
+            let emission = class_rows(
+                params,
+                &coefficients,
+                &areas,
+                construction.as_deref(),
+                methods,
+                ctx,
+            )?;
+            return Ok(vec![emission, fuels_schema().build(&fuels.rows())?]);
+        }
 
         let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut rows: Vec<(&str, f64, &str)> = Vec::new();
@@ -717,6 +730,94 @@ impl Stage for Emission {
             fuels_schema().build(&fuels.rows())?,
         ])
     }
+}
+
+/// The `emission` output when no activities are counted: a row per land class with a positive
+/// coefficient and one for construction, per unit-year. Which rows there are depends only on
+/// `areas` and on which coefficients are positive, so a sweep's draws find the rows once and
+/// then only multiply.
+fn class_rows(
+    params: &Params,
+    coefficients: &BTreeMap<String, f64>,
+    areas: &[UnitYearAreas<'_>],
+    construction: Option<&[f64]>,
+    (area_method, construction_method): (&str, &str),
+    ctx: &StageContext,
+) -> Result<(String, arrow_array::RecordBatch), StageError> {
+    let key = (
+        class_row_key(coefficients, |c| c > 0.0),
+        construction.is_some(),
+        area_method,
+        construction_method,
+    );
+    let layout = ctx.reuse("emission_rows", &["areas"], &key, || {
+        let mut classes: Vec<String> = coefficients
+            .iter()
+            .filter(|(c, v)| **v > 0.0 && *c != "construction")
+            .map(|(c, _)| c.clone())
+            .collect();
+        classes.sort();
+        let mut rows = Vec::new();
+        let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
+        let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
+        for (k, ua) in areas.iter().enumerate() {
+            here.clear();
+            for (j, &(class, _)) in ua.classes.iter().enumerate() {
+                if class == "construction" {
+                    continue;
+                }
+                if !coefficients.contains_key(class) {
+                    return Err(class_without_coefficient(
+                        class,
+                        ua.unit,
+                        ua.year,
+                        &params.coefficients,
+                    ));
+                }
+                if let Ok(c) = classes.binary_search_by(|x| x.as_str().cmp(class)) {
+                    here.push((class, Some((j, c))));
+                }
+            }
+            if construction.is_some() {
+                here.push(("construction", None));
+            }
+            here.sort_by(|a, b| a.0.cmp(b.0));
+            for &(source, at) in &here {
+                rows.push((k, at));
+                out.push(SourceRow {
+                    unit: ua.unit,
+                    year: ua.year,
+                    source,
+                    emission_t_c: 0.0,
+                    method: if at.is_some() {
+                        area_method
+                    } else {
+                        construction_method
+                    },
+                });
+            }
+        }
+        let template = emission_schema().build(&out)?.1;
+        Ok(ClassRows {
+            classes,
+            rows,
+            template,
+        })
+    })?;
+    let coef = layout.coefficients(coefficients)?;
+    let values = layout
+        .rows
+        .iter()
+        .map(|&(k, at)| match (at, construction) {
+            (Some((j, c)), _) => area_emission_t_c(areas[k].classes[j].1, coef[c]),
+            (None, Some(e)) => e[k],
+            (None, None) => unreachable!("construction rows exist only with construction"),
+        })
+        .collect();
+    Ok((
+        "emission".to_owned(),
+        layout.with_values("emission_t_c", values)?,
+    ))
 }
 
 /// The `activities` table pivoted to one column per activity (sorted). An activity a unit-year
@@ -990,36 +1091,97 @@ fn energy_method(
         Some(p) => allocation_shares(params, inputs, areas, p, ctx)?,
         None => vec![1.0; areas.len()],
     };
+    // Each unit's own consumption, looked up once for a sweep's draws (which vary factors).
+    let own = match &parents {
+        Some(_) => None,
+        None => Some(own_consumption(params, &energy, &cols, areas, ctx)?),
+    };
+    // A sweep's draws that read only `emission` leave the `fuels` detail empty.
+    let detail = ctx.output_read("fuels");
     let mut out = Vec::with_capacity(areas.len());
     for (k, (ua, share)) in areas.iter().zip(shares).enumerate() {
         let region = parents.as_ref().map_or(ua.unit, |p| p[ua.unit].as_str());
         let mut total = 0.0;
         for (c, (_, _, factor)) in present.iter().enumerate() {
-            let consumption = energy.get(region, ua.year, c, params.missing)? * share;
+            let consumption = match &own {
+                Some(own) => own.values[k * cols.len() + c],
+                None => energy.get(region, ua.year, c, params.missing)? * share,
+            };
             let e = fuel_emission_t_c(consumption, *factor);
             total += e;
-            fuels_out.push(
-                k,
-                c,
-                consumption,
-                consumption * factor.theta_tce_per_unit,
-                e,
-            );
+            if detail {
+                fuels_out.push(
+                    k,
+                    c,
+                    consumption,
+                    consumption * factor.theta_tce_per_unit,
+                    e,
+                );
+            }
         }
         out.push(total);
     }
-    fuels_out.units = areas.iter().map(|a| (a.unit.to_owned(), a.year)).collect();
-    fuels_out.fuels = present
-        .iter()
-        .map(|(f, u, _)| (f.clone(), u.clone()))
-        .collect();
-    energy.report(ctx, params.missing);
-    let used: BTreeSet<&str> = match &parents {
+    if detail {
+        fuels_out.units = areas.iter().map(|a| (a.unit.to_owned(), a.year)).collect();
+        fuels_out.fuels = present
+            .iter()
+            .map(|(f, u, _)| (f.clone(), u.clone()))
+            .collect();
+    }
+    match &own {
+        Some(own) => {
+            if let Some(w) = &own.filled {
+                ctx.warn(w.clone());
+            }
+        }
+        None => energy.report(ctx, params.missing),
+    }
+    let mut used: Vec<&str> = match &parents {
         Some(p) => p.values().map(String::as_str).collect(),
         None => areas.iter().map(|a| a.unit).collect(),
     };
-    energy.warn_unused_units(ctx, &|u| used.contains(u));
+    used.sort_unstable();
+    used.dedup();
+    energy.warn_unused_units(ctx, &|u| used.binary_search(&u).is_ok());
     Ok(out)
+}
+
+/// Each unit-year's own consumption of each fuel column, and the warning about values the
+/// `missing` policy filled.
+struct OwnConsumption {
+    /// Per unit-year (in `areas` order), one value per column.
+    values: Vec<f64>,
+    filled: Option<String>,
+}
+
+/// The consumption of each unit-year of `areas` and column `cols` of `energy`: read from the
+/// `energy` and `areas` tables alone, so a sweep's draws that vary factors look it up once.
+fn own_consumption(
+    params: &Params,
+    energy: &Panel,
+    cols: &[&str],
+    areas: &[UnitYearAreas<'_>],
+    ctx: &StageContext,
+) -> Result<std::sync::Arc<OwnConsumption>, StageError> {
+    ctx.reuse(
+        "own_consumption",
+        &["energy", "areas"],
+        &(cols, params.missing),
+        || {
+            // A panel of its own, so that its record of filled values is this lookup's.
+            let panel = Panel::over(energy.values());
+            let mut values = Vec::with_capacity(areas.len() * cols.len());
+            for ua in areas {
+                for c in 0..cols.len() {
+                    values.push(panel.get(ua.unit, ua.year, c, params.missing)?);
+                }
+            }
+            Ok(OwnConsumption {
+                values,
+                filled: panel.filled_warning(params.missing),
+            })
+        },
+    )
 }
 
 /// Columns `cols` of the `energy` table as a panel, read once for all the draws of a sweep that
@@ -1268,6 +1430,35 @@ mod tests {
             "{warnings:?}"
         );
         assert_eq!(out[1].1.num_rows(), 4); // 2 units × 2 fuels
+    }
+
+    #[test]
+    fn runs_sharing_reused_rows_give_what_separate_runs_give() {
+        // As a sweep's draws: one store for runs that vary coefficients and factors. A
+        // cultivated coefficient of 0 drops the cultivated rows, so the rows are found again.
+        let store = std::sync::Arc::new(crate::engine::reuse::ReuseStore::new([
+            "areas".to_owned(),
+            "energy".to_owned(),
+        ]));
+        let energy = TableBuilder::new()
+            .str("unit_id", &["a", "b"])
+            .i64("year", vec![2000, 2000])
+            .f64("raw_coal", vec![10_000.0, 1_000.0])
+            .build()
+            .unwrap();
+        for (cultivated, coal_f) in [(0.422, 0.7559), (0.5, 0.73), (0.0, 0.7559), (0.45, 0.74)] {
+            let params = serde_json::json!({
+                "absent_fuels": absent_except(&["raw_coal"]),
+                "coefficients": {"override": {"cultivated": cultivated}},
+                "energy_factors": {"override": {"raw_coal": {"f_t_c_per_tce": coal_f}}},
+            });
+            let tables = || vec![("areas", areas_table()), ("energy", energy.clone())];
+            let shared =
+                crate::stages::testing::run_sharing::<Emission>(&store, params.clone(), tables())
+                    .unwrap();
+            let alone = run(params, tables()).unwrap();
+            assert_eq!(shared, alone, "cultivated {cultivated}");
+        }
     }
 
     #[test]

@@ -86,61 +86,189 @@ const PARAMS: &[ParamDoc] = &[
     },
 ];
 
-/// Sums a long table's value column per unit and year; values must be finite and ≥ 0.
-fn sum_by_unit_year(
-    batch: &arrow_array::RecordBatch,
-    table: &str,
-    column: &str,
-) -> Result<BTreeMap<String, BTreeMap<i64, Vec<f64>>>, StageError> {
-    let units = str_col(batch, table, "unit_id", true)?;
-    let years = i64s(batch, table, "year")?;
-    let values = f64s(batch, table, column)?;
-    for (i, (y, v)) in years.iter().zip(&values).enumerate() {
-        if !v.is_finite() || *v < 0.0 {
+/// The rows of a long table (`unit_id`, `year`, values) grouped by unit and year: what the
+/// per-unit-year sums need besides the values, found from the key columns alone so that runs
+/// whose key columns do not change (a sweep's draws) find it once.
+struct UnitYearRows {
+    /// The rows, unit-year by unit-year (table order within each).
+    order: Vec<usize>,
+    /// Where each unit-year starts in `order`, and `order.len()` at the end.
+    starts: Vec<usize>,
+    /// Each unit-year, sorted by unit then year.
+    keys: Vec<(String, i64)>,
+}
+
+impl UnitYearRows {
+    fn new(batch: &arrow_array::RecordBatch, table: &str) -> Result<Self, StageError> {
+        let units = str_col(batch, table, "unit_id", true)?;
+        let years = i64s(batch, table, "year")?;
+        let key = |i: usize| (units.get(i), years[i]);
+        let mut order: Vec<usize> = (0..years.len()).collect();
+        // Upstream stages write their rows grouped by unit and year: then no ids are sorted.
+        if !(1..years.len()).all(|i| key(i - 1) <= key(i)) {
+            order.sort_by(|a, b| key(*a).cmp(&key(*b)));
+        }
+        let mut starts = Vec::new();
+        let mut keys = Vec::new();
+        for (k, &i) in order.iter().enumerate() {
+            if k == 0 || key(order[k - 1]) != key(i) {
+                starts.push(k);
+                keys.push((units.get(i).to_owned(), years[i]));
+            }
+        }
+        starts.push(order.len());
+        Ok(Self {
+            order,
+            starts,
+            keys,
+        })
+    }
+
+    /// The key columns the grouping is found from.
+    fn key_columns(
+        batch: &arrow_array::RecordBatch,
+        table: &str,
+    ) -> Result<[arrow_array::ArrayRef; 2], StageError> {
+        Ok([
+            Arc::clone(crate::table::column(batch, table, "unit_id")?),
+            Arc::clone(crate::table::column(batch, table, "year")?),
+        ])
+    }
+
+    /// Sums the value column `column` per unit-year (in the order of `keys`); values must be
+    /// finite and ≥ 0.
+    ///
+    /// Each unit-year's values are added in ascending order, so the sum (float addition is not
+    /// associative) is the same however the table's rows are ordered.
+    fn sums(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        table: &str,
+        column: &str,
+    ) -> Result<Vec<f64>, StageError> {
+        let values = f64s(batch, table, column)?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            let units = str_col(batch, table, "unit_id", true)?;
+            let years = i64s(batch, table, "year")?;
             return Err(StageError::data(format!(
-                "`{table}` row {}: unit `{}`, year {y}: `{column}` is {v}",
+                "`{table}` row {}: unit `{}`, year {}: `{column}` is {}",
                 i + 1,
-                units.get(i)
+                units.get(i),
+                years[i],
+                values[i]
             ))
             .with_hint("gross emission and absorption are finite and ≥ 0 t C"));
         }
+        let mut group: Vec<f64> = Vec::new();
+        Ok(self
+            .starts
+            .windows(2)
+            .map(|w| {
+                group.clear();
+                group.extend(self.order[w[0]..w[1]].iter().map(|&i| values[i]));
+                group.sort_by(f64::total_cmp);
+                group[1..].iter().fold(group[0], |sum, v| sum + v)
+            })
+            .collect())
     }
-    // Each unit-year's values are added in ascending order, so the sum (float addition is not
-    // associative) is the same however the table's rows are ordered. Upstream stages write
-    // their rows grouped by unit and year; then sorting within each group gives the same
-    // (stable) order as sorting the whole table, without comparing ids.
-    let key = |i: usize| (units.get(i), years[i]);
-    let by_value = |a: &usize, b: &usize| values[*a].total_cmp(&values[*b]);
-    let mut order: Vec<usize> = (0..years.len()).collect();
-    if (1..years.len()).all(|i| key(i - 1) <= key(i)) {
-        let mut start = 0;
-        for end in 1..=order.len() {
-            if end == order.len() || key(end) != key(start) {
-                order[start..end].sort_by(by_value);
-                start = end;
+
+    /// The sums as a panel, for unit-years that one table has and the other lacks.
+    fn panel(&self, table: &str, column: &str, sums: &[f64]) -> Panel {
+        let mut rows: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+        for ((unit, year), sum) in self.keys.iter().zip(sums) {
+            rows.entry(unit.clone())
+                .or_default()
+                .insert(*year, vec![*sum]);
+        }
+        Panel::from_rows(table, &[column], rows)
+    }
+}
+
+/// The unit-year rows of `emission` and `sink`, shared by the runs whose key columns are the
+/// same (a sweep's draws, which change values only).
+fn unit_year_rows(
+    inputs: &Inputs,
+    ctx: &StageContext,
+) -> Result<Arc<(UnitYearRows, UnitYearRows)>, StageError> {
+    let (emission, sink) = (inputs.table("emission")?, inputs.table("sink")?);
+    let mut columns = UnitYearRows::key_columns(emission, "emission")?.to_vec();
+    columns.extend(UnitYearRows::key_columns(sink, "sink")?);
+    ctx.reuse_over("unit_year_rows", &columns, &(), || {
+        Ok((
+            UnitYearRows::new(emission, "emission")?,
+            UnitYearRows::new(sink, "sink")?,
+        ))
+    })
+}
+
+/// CE and CS (t C) per unit-year of `emission` or `sink`, sorted by unit then year.
+enum Sums<'a> {
+    /// Both tables have the same unit-years (as the carbon stages write them).
+    Aligned {
+        keys: &'a [(String, i64)],
+        ce: Vec<f64>,
+        cs: Vec<f64>,
+    },
+    /// A unit-year one table lacks is filled by the `missing` policy.
+    Filled {
+        keys: Vec<(&'a str, i64)>,
+        ce: Panel,
+        cs: Panel,
+    },
+}
+
+impl<'a> Sums<'a> {
+    fn new(inputs: &Inputs, rows: &'a (UnitYearRows, UnitYearRows)) -> Result<Self, StageError> {
+        let (ce_rows, cs_rows) = rows;
+        let ce = ce_rows.sums(inputs.table("emission")?, "emission", "emission_t_c")?;
+        let cs = cs_rows.sums(inputs.table("sink")?, "sink", "sink_t_c")?;
+        if ce_rows.keys == cs_rows.keys {
+            return Ok(Self::Aligned {
+                keys: &ce_rows.keys,
+                ce,
+                cs,
+            });
+        }
+        let mut keys: Vec<(&str, i64)> = ce_rows
+            .keys
+            .iter()
+            .chain(&cs_rows.keys)
+            .map(|(u, y)| (u.as_str(), *y))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(Self::Filled {
+            keys,
+            ce: ce_rows.panel("emission", "emission_t_c", &ce),
+            cs: cs_rows.panel("sink", "sink_t_c", &cs),
+        })
+    }
+
+    fn keys(&self) -> Vec<(&'a str, i64)> {
+        match self {
+            Self::Aligned { keys, .. } => keys.iter().map(|(u, y)| (u.as_str(), *y)).collect(),
+            Self::Filled { keys, .. } => keys.clone(),
+        }
+    }
+
+    /// CE and CS of unit-year number `k`.
+    fn get(&self, k: usize, missing: MissingPolicy) -> Result<(f64, f64), StageError> {
+        match self {
+            Self::Aligned { ce, cs, .. } => Ok((ce[k], cs[k])),
+            Self::Filled { keys, ce, cs } => {
+                let (u, y) = keys[k];
+                Ok((ce.get(u, y, 0, missing)?, cs.get(u, y, 0, missing)?))
             }
         }
-    } else {
-        order.sort_by(|a, b| key(*a).cmp(&key(*b)).then(by_value(a, b)));
     }
-    let mut out: BTreeMap<String, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
-    let mut run: Option<(&str, i64, f64)> = None;
-    for i in order {
-        let (u, y, v) = (units.get(i), years[i], values[i]);
-        match &mut run {
-            Some((ru, ry, sum)) if *ru == u && *ry == y => *sum += v,
-            _ => {
-                if let Some((ru, ry, sum)) = run {
-                    out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
-                }
-                run = Some((u, y, v));
-            }
+
+    /// Warns about the values the `missing` policy filled.
+    fn report(&self, ctx: &StageContext, missing: MissingPolicy) {
+        if let Self::Filled { ce, cs, .. } = self {
+            ce.report(ctx, missing);
+            cs.report(ctx, missing);
         }
     }
-    if let Some((ru, ry, sum)) = run {
-        out.entry(ru.to_owned()).or_default().insert(ry, vec![sum]);
-    }
-    Ok(out)
 }
 
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -216,54 +344,50 @@ impl Stage for Indices {
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
-        let ce = Panel::from_rows(
-            "emission",
-            &["emission_t_c"],
-            sum_by_unit_year(inputs.table("emission")?, "emission", "emission_t_c")?,
-        );
-        let cs = Panel::from_rows(
-            "sink",
-            &["sink_t_c"],
-            sum_by_unit_year(inputs.table("sink")?, "sink", "sink_t_c")?,
-        );
-        let economy = Economy::read(params, inputs, ctx)?;
+        let rows = unit_year_rows(inputs, ctx)?;
         // every unit-year that has an emission or a sink, sorted by unit then year
-        // both panels iterate in (unit, year) order: merge them
-        let mut keys: Vec<(&str, i64)> = ce.keys().collect();
-        let from_sink: Vec<(&str, i64)> = cs.keys().collect();
-        if keys != from_sink {
-            keys.extend(from_sink);
-            keys.sort_unstable();
-            keys.dedup();
-        }
+        let sums = Sums::new(inputs, &rows)?;
+        let keys = sums.keys();
+        let economy = Economy::read(params, inputs, ctx)?;
         let budgets = keys
             .iter()
-            .map(|&(u, y)| {
+            .enumerate()
+            .map(|(k, &(u, y))| {
+                let (ce_t_c, cs_t_c) = sums.get(k, params.missing)?;
                 Ok(Budget {
-                    ce_t_c: ce.get(u, y, 0, params.missing)?,
-                    cs_t_c: cs.get(u, y, 0, params.missing)?,
+                    ce_t_c,
+                    cs_t_c,
                     gdp_10k_yuan: economy.gdp(params, u, y)?,
                     population: economy.population(params, u, y)?,
                 })
             })
             .collect::<Result<Vec<Budget>, StageError>>()?;
         warn_small_population(&budgets, ctx);
-        ce.report(ctx, params.missing);
-        cs.report(ctx, params.missing);
+        sums.report(ctx, params.missing);
         economy.panel.report(ctx, params.missing);
-        let unit_set: std::collections::BTreeSet<&str> = keys.iter().map(|(u, _)| *u).collect();
+        let mut units: Vec<&str> = keys.iter().map(|(u, _)| *u).collect();
+        units.dedup();
         economy
             .panel
-            .warn_unused_units(ctx, &|u| unit_set.contains(u));
+            .warn_unused_units(ctx, &|u| units.binary_search(&u).is_ok());
 
         let (rows, totals) = yearly_rows(&keys, &budgets);
         warn_zero_emission(&rows, ctx);
         let means = unit_means(&rows);
         let tables = Tables::new(params);
+        // A sweep's draws may read only some tables: the others are left empty.
+        let read = |name: &str| ctx.output_read(name);
+        let none = Vec::new();
         Ok(vec![
-            tables.indices.build(&rows)?,
-            tables.means.build(&means)?,
-            tables.totals.build(&totals)?,
+            tables
+                .indices
+                .build(if read("indices") { &rows } else { &none })?,
+            tables
+                .means
+                .build(if read("means") { &means } else { &none })?,
+            tables
+                .totals
+                .build(if read("totals") { &totals } else { &none })?,
         ])
     }
 }
@@ -564,12 +688,40 @@ mod tests {
                 "emission_t_c",
                 order.iter().map(|&i| values[i]).collect(),
             );
-            let sums = sum_by_unit_year(&t, "emission", "emission_t_c").unwrap();
+            let rows = UnitYearRows::new(&t, "emission").unwrap();
+            assert_eq!(rows.keys, [("a".to_owned(), 2000)]);
+            let sums = rows.sums(&t, "emission", "emission_t_c").unwrap();
             assert_eq!(
-                sums["a"][&2000][0].to_bits(),
+                sums[0].to_bits(),
                 (1e16f64 + 2.0).to_bits(),
                 "rows {order:?}"
             );
+        }
+    }
+
+    #[test]
+    fn runs_sharing_unit_years_give_what_separate_runs_give() {
+        // As a sweep's draws: one store while the upstream values change (same keys, rows not
+        // grouped by unit-year) and then the keys too (a unit-year only `emission` has, filled
+        // by `missing: zero`).
+        let store = Arc::new(crate::engine::reuse::ReuseStore::new(["economy".to_owned()]));
+        let emission = |units: &[&str], years: Vec<i64>, scale: f64| {
+            let v = (0..units.len()).map(|i| scale * (i + 1) as f64).collect();
+            long(units, years, "emission_t_c", v)
+        };
+        let cases = [
+            emission(&["b", "a", "b", "c"], vec![2000, 2000, 2000, 2000], 1.0),
+            emission(&["b", "a", "b", "c"], vec![2000, 2000, 2000, 2000], 2.5),
+            emission(&["a", "b", "c", "c"], vec![2000, 2000, 2000, 2001], 3.0),
+        ];
+        let sink = long(&["a", "b", "c"], vec![2000; 3], "sink_t_c", vec![1.0, 2.0, 3.0]);
+        for (n, e) in cases.into_iter().enumerate() {
+            let params = serde_json::json!({"missing": "zero"});
+            let tables = vec![("emission", e), ("sink", sink.clone()), ("economy", economy())];
+            let shared = testing::run_sharing::<Indices>(&store, params.clone(), tables.clone())
+                .unwrap();
+            let alone = testing::run::<Indices>(params, tables).unwrap();
+            assert_eq!(shared, alone, "case {n}");
         }
     }
 

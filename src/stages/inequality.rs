@@ -260,23 +260,20 @@ impl Stage for Inequality {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let batch = inputs.table("table")?;
-        let ids = table::ids(batch, "table", &params.id_column)?;
+        let layout = Layout::shared(params, batch, ctx)?;
+        let (ids, partition, groups) = (&layout.ids, &layout.partition, &layout.groups);
         let value = table::f64s(batch, "table", &params.value)?;
         let weight = if params.weight == EQUAL || !params.has(Index::Gini) {
             None
         } else {
             Some(table::f64s(batch, "table", &params.weight)?)
         };
-        let partition = match &params.groups {
-            Some(column) => Some(partition_labels(batch, &ids, column)?),
-            None => None,
-        };
-        let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
+        // A sweep's draws that read only the summary leave the curves empty.
+        let curves = ctx.output_read("lorenz");
 
         let mut summary: Vec<SummaryRow<'_>> = Vec::with_capacity(groups.len());
         let mut curve: Vec<PointRow> = Vec::new();
-        for g in 0..groups.len() {
-            let rows = groups.unit_rows(g, &ids)?;
+        for (g, rows) in layout.unit_rows.iter().enumerate() {
             let unit_ids: Vec<&str> = rows.iter().map(|&r| ids[r].as_str()).collect();
             let v: Vec<f64> = rows.iter().map(|&r| value[r]).collect();
             let at = groups.describe(g);
@@ -287,7 +284,9 @@ impl Stage for Inequality {
                     .map(|w| rows.iter().map(|&r| w[r]).collect());
                 let data = (v.as_slice(), w.as_deref(), unit_ids.as_slice());
                 let lorenz = gini_family(&mut row, data, params, &at, ctx)?;
-                if let Some(l) = &lorenz {
+                if let Some(l) = &lorenz
+                    && curves
+                {
                     push_points(&mut curve, groups.key_row(g), l, &unit_ids);
                 }
             }
@@ -305,6 +304,57 @@ impl Stage for Inequality {
             summary_table(params).build_with(&summary, &keys)?,
             lorenz_table(params).build_with(&curve, &keys)?,
         ])
+    }
+}
+
+/// The rows of the input table as the indices read them: ids, `groups` labels, the groups
+/// and each group's rows sorted by unit id. Found from the id, `year`, `by` and `groups`
+/// columns alone, so that runs whose values change and ids do not (a sweep's draws) find it
+/// once.
+struct Layout {
+    ids: Vec<String>,
+    partition: Option<Vec<String>>,
+    groups: crate::stages::shared::groups::Groups,
+    /// Per group, its rows sorted by unit id.
+    unit_rows: Vec<Vec<usize>>,
+}
+
+impl Layout {
+    fn shared(
+        params: &Params,
+        batch: &RecordBatch,
+        ctx: &StageContext,
+    ) -> Result<std::sync::Arc<Self>, StageError> {
+        let mut names = vec![params.id_column.as_str()];
+        names.extend(params.by.as_deref());
+        names.extend(params.groups.as_deref());
+        if table::has_column(batch, "year") {
+            names.push("year");
+        }
+        let columns = names
+            .iter()
+            .map(|n| table::column(batch, "table", n).cloned())
+            .collect::<Result<Vec<ArrayRef>, StageError>>()?;
+        let key = (&params.id_column, &params.by, &params.groups, params.year);
+        ctx.reuse_over("layout", &columns, &key, || Self::new(params, batch))
+    }
+
+    fn new(params: &Params, batch: &RecordBatch) -> Result<Self, StageError> {
+        let ids = table::ids(batch, "table", &params.id_column)?;
+        let partition = match &params.groups {
+            Some(column) => Some(partition_labels(batch, &ids, column)?),
+            None => None,
+        };
+        let groups = select_groups(batch, "table", params.by.as_deref(), params.year)?;
+        let unit_rows = (0..groups.len())
+            .map(|g| groups.unit_rows(g, &ids))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            ids,
+            partition,
+            groups,
+            unit_rows,
+        })
     }
 }
 
@@ -600,6 +650,40 @@ mod tests {
         let y = f64_col(lorenz, "y");
         assert_eq!((x[6], y[6]), (Some(1.0), Some(1.0)));
         assert_eq!((x[1], y[1]), (Some(75.0 / 310.0), Some(15.0 / 800.0)));
+    }
+
+    #[test]
+    fn runs_sharing_the_row_layout_give_what_separate_runs_give() {
+        // As a sweep's draws: the values change and the ids stay, then the ids change too.
+        let store = std::sync::Arc::new(crate::engine::reuse::ReuseStore::default());
+        let base = two_years();
+        let scaled = |k: f64| {
+            let ce: Vec<f64> = table::f64s(&base, "t", "ce_t_c")
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (1.0 + k * i as f64))
+                .collect();
+            let mut columns = base.columns().to_vec();
+            columns[2] = std::sync::Arc::new(arrow_array::Float64Array::from(ce));
+            RecordBatch::try_new(base.schema(), columns).unwrap()
+        };
+        let renamed = {
+            let mut columns = base.columns().to_vec();
+            let ids = ["u1", "u2", "u3", "u4", "u5", "u6"];
+            let all: Vec<&str> = ids.iter().chain(&ids).copied().collect();
+            columns[0] = std::sync::Arc::new(arrow_array::StringArray::from(all));
+            RecordBatch::try_new(base.schema(), columns).unwrap()
+        };
+        for (n, t) in [scaled(0.0), scaled(0.1), scaled(0.3), renamed].into_iter().enumerate() {
+            let params = serde_json::json!({ "by": "year" });
+            let tables = vec![("table", t)];
+            let shared =
+                testing::run_sharing::<Inequality>(&store, params.clone(), tables.clone())
+                    .unwrap();
+            let alone = testing::run::<Inequality>(params, tables).unwrap();
+            assert_eq!(shared, alone, "case {n}");
+        }
     }
 
     #[test]

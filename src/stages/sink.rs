@@ -16,8 +16,8 @@ use crate::methods::coefficients::{
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    CoefficientChoice, MissingPolicy, Panel, area_groups, class_without_coefficient, read_areas,
-    refuse_unused_columns, str_col,
+    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
+    class_row_key, class_without_coefficient, read_areas, refuse_unused_columns, str_col,
 };
 use crate::table::{f64s, i64s};
 
@@ -276,56 +276,109 @@ impl Stage for Sink {
             CultivatedSink::CropYield => format!("crop_yield:{}", params.crop_parameters.preset),
             CultivatedSink::None => params.cultivated_sink.name().to_owned(),
         };
+        let methods = (area_method.as_str(), cultivated_method.as_str());
+        let layout = sink_rows(params, &coefficients, &areas, methods, ctx)?;
+        let coef = layout.coefficients(&coefficients)?;
+        let values = layout
+            .rows
+            .iter()
+            .map(|&(k, at)| {
+                let ua = &areas[k];
+                Ok(match (at, params.cultivated_sink, cultivated_coef, &crops) {
+                    (Some((j, c)), ..) => area_sink_t_c(ua.classes[j].1, coef[c]),
+                    (None, CultivatedSink::Coefficient, Some(c), _) => {
+                        area_sink_t_c(ua.area("cultivated"), c)
+                    }
+                    (None, CultivatedSink::CropYield, _, Some(panel)) => {
+                        panel.get(ua.unit, ua.year, 0, params.missing)?
+                    }
+                    (None, ..) => 0.0,
+                })
+            })
+            .collect::<Result<Vec<f64>, StageError>>()?;
+        if let Some(panel) = &crops {
+            panel.report(ctx, params.missing);
+            // The unit-years are sorted by unit.
+            let mut known: Vec<&str> = areas.iter().map(|a| a.unit).collect();
+            known.dedup();
+            panel.warn_unused_units(ctx, &|u| known.binary_search(&u).is_ok());
+        }
+        Ok(vec![(
+            "sink".to_owned(),
+            layout.with_values("sink_t_c", values)?,
+        )])
+    }
+}
+
+/// The rows of the output: per unit-year, a row per land class with a negative coefficient,
+/// and one for cultivated land unless its coefficient is negative. Which rows there are
+/// depends only on `areas` and on which coefficients are negative, so a sweep's draws find
+/// the rows once and then only multiply.
+fn sink_rows(
+    params: &Params,
+    coefficients: &BTreeMap<String, f64>,
+    areas: &[UnitYearAreas<'_>],
+    (area_method, cultivated_method): (&str, &str),
+    ctx: &StageContext,
+) -> Result<Arc<ClassRows>, StageError> {
+    let key = (
+        class_row_key(coefficients, |c| c < 0.0),
+        area_method,
+        cultivated_method,
+    );
+    ctx.reuse("sink_rows", &["areas"], &key, || {
+        let classes: Vec<String> = coefficients
+            .iter()
+            .filter(|(c, v)| **v < 0.0 && *c != "construction")
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut rows = Vec::new();
         let mut out: Vec<Row<'_>> = Vec::with_capacity(areas.len() * 4);
-        let mut rows: Vec<(&str, f64, &str)> = Vec::new();
-        for ua in &areas {
-            rows.clear();
-            let mut has_cultivated = false;
-            for &(class, area) in &ua.classes {
+        let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
+        for (k, ua) in areas.iter().enumerate() {
+            here.clear();
+            for (j, &(class, _)) in ua.classes.iter().enumerate() {
                 if class == "construction" {
                     continue;
                 }
-                let Some(&coef) = coefficients.get(class) else {
+                if !coefficients.contains_key(class) {
                     return Err(class_without_coefficient(
                         class,
                         ua.unit,
                         ua.year,
                         &params.coefficients,
                     ));
-                };
-                if coef < 0.0 {
-                    has_cultivated |= class == "cultivated";
-                    rows.push((class, area_sink_t_c(area, coef), &area_method));
+                }
+                if let Ok(c) = classes.binary_search_by(|x| x.as_str().cmp(class)) {
+                    here.push((class, Some((j, c))));
                 }
             }
-            if !has_cultivated {
-                let s = match (params.cultivated_sink, cultivated_coef, &crops) {
-                    (CultivatedSink::Coefficient, Some(c), _) => {
-                        area_sink_t_c(ua.area("cultivated"), c)
-                    }
-                    (CultivatedSink::CropYield, _, Some(panel)) => {
-                        panel.get(ua.unit, ua.year, 0, params.missing)?
-                    }
-                    _ => 0.0,
-                };
-                rows.push(("cultivated", s, &cultivated_method));
-                rows.sort_by(|a, b| a.0.cmp(b.0));
+            if !here.iter().any(|(class, _)| *class == "cultivated") {
+                here.push(("cultivated", None));
+                here.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.extend(rows.iter().map(|&(class, sink_t_c, method)| Row {
-                unit: ua.unit,
-                year: ua.year,
-                class,
-                sink_t_c,
-                method,
-            }));
+            for &(class, at) in &here {
+                rows.push((k, at));
+                out.push(Row {
+                    unit: ua.unit,
+                    year: ua.year,
+                    class,
+                    sink_t_c: 0.0,
+                    method: if at.is_some() {
+                        area_method
+                    } else {
+                        cultivated_method
+                    },
+                });
+            }
         }
-        if let Some(panel) = &crops {
-            panel.report(ctx, params.missing);
-            let known: std::collections::BTreeSet<&str> = areas.iter().map(|a| a.unit).collect();
-            panel.warn_unused_units(ctx, &|u| known.contains(u));
-        }
-        Ok(vec![schema().build(&out)?])
-    }
+        let template = schema().build(&out)?.1;
+        Ok(ClassRows {
+            classes,
+            rows,
+            template,
+        })
+    })
 }
 
 /// One row of the output: a unit's sink of one land class in one year.
@@ -528,6 +581,30 @@ mod tests {
         assert!((got[4].2 - 25.3).abs() < 1e-9 && got[4].1 == "water");
         assert_eq!(r[0].3, "none");
         assert!(r.iter().all(|x| x.2 >= 0.0));
+    }
+
+    #[test]
+    fn runs_sharing_reused_rows_give_what_separate_runs_give() {
+        // As a sweep's draws: one store for runs that vary the forest coefficient. A positive
+        // one drops the forest rows, so the rows are found again.
+        let store =
+            Arc::new(crate::engine::reuse::ReuseStore::new(["areas".to_owned()]));
+        for forest in [-0.644, -0.6, 0.1, -0.581] {
+            let params = serde_json::json!({
+                "cultivated_sink": "coefficient",
+                "coefficients": {"preset": "set1", "override": {"forest": forest}},
+            });
+            let shared = crate::stages::testing::run_sharing::<Sink>(
+                &store,
+                params.clone(),
+                vec![("areas", areas_table())],
+            )
+            .unwrap();
+            let alone =
+                crate::stages::testing::run::<Sink>(params, vec![("areas", areas_table())])
+                    .unwrap();
+            assert_eq!(shared, alone, "forest {forest}");
+        }
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub(crate) fn run_in<S: Stage>(
     run_entry(&Entry::<S>::new(), dir, params, tables)
 }
 
+/// As [`run`], sharing reused values ([`StageContext::reuse`]) with the other runs given
+/// `store`, as the draws of a sweep do.
+pub(crate) fn run_sharing<S: Stage>(
+    store: &std::sync::Arc<crate::engine::reuse::ReuseStore>,
+    params: serde_json::Value,
+    tables: Vec<(&str, RecordBatch)>,
+) -> Result<Ran, StageError> {
+    run_with(
+        &Entry::<S>::new(),
+        Path::new("."),
+        params,
+        tables,
+        Some(store),
+    )
+}
+
 /// Runs a registered kind. Panics if the outputs differ from the kind's declaration: that is
 /// a bug in the kind, whatever the test is about.
 pub(crate) fn run_entry(
@@ -43,6 +59,16 @@ pub(crate) fn run_entry(
     params: serde_json::Value,
     tables: Vec<(&str, RecordBatch)>,
 ) -> Result<Ran, StageError> {
+    run_with(entry, dir, params, tables, None)
+}
+
+fn run_with(
+    entry: &dyn StageEntry,
+    dir: &Path,
+    params: serde_json::Value,
+    tables: Vec<(&str, RecordBatch)>,
+    store: Option<&std::sync::Arc<crate::engine::reuse::ReuseStore>>,
+) -> Result<Ran, StageError> {
     let prepared = entry.prepare(params)?;
     let sources: BTreeMap<String, PathBuf> =
         crate::engine::pattern::expand(dir, prepared.sources())
@@ -50,7 +76,10 @@ pub(crate) fn run_entry(
             .into_iter()
             .map(|s| (s.name, dir.join(s.path)))
             .collect();
-    let ctx = StageContext::new(entry.kind(), dir, sources);
+    let mut ctx = StageContext::new(entry.kind(), dir, sources);
+    if let Some(store) = store {
+        ctx = ctx.with_reuse(std::sync::Arc::clone(store));
+    }
     let inputs = Inputs::new(
         tables
             .into_iter()

@@ -330,7 +330,7 @@ impl Stage for Zoning {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let rs = rule_set(params)?;
-        let units = Units::read(params, &rs, inputs.table("table")?)?;
+        let units = Units::read(params, &rs, inputs.table("table")?, ctx)?;
         let zones = rs.zones();
         let by_cluster = match inputs.optional("clusters") {
             Some(labels) => Some(ClusterZones::new(params, &rs, &units, labels, ctx)?),
@@ -367,7 +367,8 @@ impl Stage for Zoning {
 /// The units of `table` (in id order, of the chosen year), with the rule columns and each
 /// unit's own zone.
 struct Units {
-    names: Vec<String>,
+    /// The sorted unit ids, and the input row of each.
+    ids: std::sync::Arc<(Vec<String>, Vec<usize>)>,
     table: RecordBatch,
     /// The rule columns' values, per column.
     columns: Vec<Vec<f64>>,
@@ -378,10 +379,25 @@ struct Units {
 }
 
 impl Units {
-    fn read(params: &Params, rs: &RuleSet, input: &RecordBatch) -> Result<Self, StageError> {
+    fn read(
+        params: &Params,
+        rs: &RuleSet,
+        input: &RecordBatch,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
         let table = select_year(input, "table", params.year)?;
-        let (names, order) = sorted_unique_ids(&table, "table", &params.id_column)?;
-        let table = take_rows(&table, &order)?;
+        // The id order depends on the id column alone: runs whose ids do not change (a
+        // sweep's draws) sort them once.
+        let id_column = crate::table::column(&table, "table", &params.id_column)?.clone();
+        let ids = ctx.reuse_over("unit_order", &[id_column], &params.id_column, || {
+            sorted_unique_ids(&table, "table", &params.id_column)
+        })?;
+        let (names, order) = (&ids.0, &ids.1);
+        let table = if order.iter().enumerate().all(|(k, &i)| k == i) {
+            table
+        } else {
+            take_rows(&table, order)?
+        };
         let columns: Vec<Vec<f64>> = rs
             .columns
             .iter()
@@ -400,16 +416,23 @@ impl Units {
             );
         }
         let area = match &params.area_column {
-            Some(c) => Some(areas(&table, c, &names)?),
+            Some(c) => Some(areas(&table, c, names)?),
             None => None,
         };
         Ok(Self {
-            names,
+            ids,
             table,
             columns,
             own_zone,
             area,
         })
+    }
+}
+
+impl Units {
+    /// The unit ids, sorted.
+    fn names(&self) -> &[String] {
+        &self.ids.0
     }
 }
 
@@ -450,7 +473,7 @@ impl ClusterZones {
         labels: &RecordBatch,
         ctx: &StageContext,
     ) -> Result<Self, StageError> {
-        let cluster = unit_clusters(labels, &units.names)?;
+        let cluster = unit_clusters(labels, units.names())?;
         let mut members: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (i, &c) in cluster.iter().enumerate() {
             members.entry(c).or_default().push(i);
@@ -544,11 +567,11 @@ fn zone_rows<'a>(
     final_zone: &[usize],
     by_cluster: Option<&'a ClusterZones>,
 ) -> Vec<ZoneRow<'a>> {
-    (0..units.names.len())
+    (0..units.names().len())
         .map(|i| {
             let cluster = by_cluster.map_or(0, |c| c.cluster[i]);
             ZoneRow {
-                unit_id: &units.names[i],
+                unit_id: &units.names()[i],
                 unit: i,
                 cluster,
                 zone: &zones[final_zone[i]],
@@ -772,6 +795,33 @@ mod tests {
             .f64("area_km2", vec![100.0, 200.0, 300.0, 400.0, 500.0])
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn runs_sharing_the_unit_order_give_what_separate_runs_give() {
+        // As a sweep's draws: NCE changes and the ids stay, then the ids change too.
+        let store = std::sync::Arc::new(crate::engine::reuse::ReuseStore::default());
+        let base = indices();
+        let with = |at: usize, column: arrow_array::ArrayRef| {
+            let mut columns = base.columns().to_vec();
+            columns[at] = column;
+            RecordBatch::try_new(base.schema(), columns).unwrap()
+        };
+        let nce = |v: Vec<f64>| std::sync::Arc::new(arrow_array::Float64Array::from(v)) as _;
+        let ids = std::sync::Arc::new(arrow_array::StringArray::from(vec!["a", "b", "c", "d", "e"]));
+        let cases = [
+            base.clone(),
+            with(5, nce(vec![-9.0, 18.0, 5.0, 2.0, -3.0])),
+            with(0, ids),
+        ];
+        for (n, t) in cases.into_iter().enumerate() {
+            let tables = vec![("table", t)];
+            let shared =
+                testing::run_sharing::<Zoning>(&store, serde_json::json!({}), tables.clone())
+                    .unwrap();
+            let alone = testing::run::<Zoning>(serde_json::json!({}), tables).unwrap();
+            assert_eq!(shared, alone, "case {n}");
+        }
     }
 
     /// `scheme` and `match` default to `null`, whose meaning the written text gives: it must

@@ -315,19 +315,28 @@ impl Panel {
 
     /// Warns once about the values filled by the missing policy.
     pub fn report(&self, ctx: &StageContext, policy: MissingPolicy) {
-        let n = self.filled.get();
-        if n > 0 {
-            let first = self.first_filled.borrow().clone().unwrap_or_default();
-            let how = if policy == MissingPolicy::Zero {
-                "set to zero"
-            } else {
-                "interpolated"
-            };
-            ctx.warn(format!(
-                "`{}`: {n} missing value(s) {how} by the `missing` policy (first: {first})",
-                self.values.table
-            ));
+        if let Some(w) = self.filled_warning(policy) {
+            ctx.warn(w);
         }
+    }
+
+    /// The warning [`Panel::report`] gives, if any value was filled.
+    #[must_use]
+    pub fn filled_warning(&self, policy: MissingPolicy) -> Option<String> {
+        let n = self.filled.get();
+        if n == 0 {
+            return None;
+        }
+        let first = self.first_filled.borrow().clone().unwrap_or_default();
+        let how = if policy == MissingPolicy::Zero {
+            "set to zero"
+        } else {
+            "interpolated"
+        };
+        Some(format!(
+            "`{}`: {n} missing value(s) {how} by the `missing` policy (first: {first})",
+            self.values.table
+        ))
     }
 
     /// Warns about units of this table that `wanted` does not use.
@@ -693,6 +702,65 @@ pub fn area_groups(
     ctx: &StageContext,
 ) -> Result<Arc<AreaGroups>, StageError> {
     ctx.reuse("area_groups", &["areas"], &(), || columns.row_groups())
+}
+
+/// The land classes an output table has rows for, found once per `areas` table and set of
+/// coefficients (see [`ClassRows`]).
+pub struct ClassRows {
+    /// The classes that have rows, sorted.
+    pub classes: Vec<String>,
+    /// Per output row: its unit-year (an index into the grouped areas) and, for a land class,
+    /// its position among that unit-year's classes and its index in `classes`; `None` for a
+    /// row the kind computes otherwise (construction, cultivated land by another method).
+    pub rows: Vec<(usize, Option<(usize, usize)>)>,
+    /// The output with every row, its value column still to be filled.
+    pub template: RecordBatch,
+}
+
+impl ClassRows {
+    /// Each class's coefficient in the order of `classes`.
+    ///
+    /// # Errors
+    /// A class without a coefficient (checked when the rows were found; an internal error).
+    pub fn coefficients(&self, all: &BTreeMap<String, f64>) -> Result<Vec<f64>, StageError> {
+        self.classes
+            .iter()
+            .map(|c| {
+                all.get(c).copied().ok_or_else(|| {
+                    StageError::internal(format!("class `{c}` lost its coefficient"))
+                })
+            })
+            .collect()
+    }
+
+    /// The template with its float column `column` set to `values` (one per row): the other
+    /// columns are the template's own arrays, shared by every run that uses it.
+    ///
+    /// # Errors
+    /// `column` missing from the template, or a length other than the rows'.
+    pub fn with_values(&self, column: &str, values: Vec<f64>) -> Result<RecordBatch, StageError> {
+        let at = self.template.schema().index_of(column).map_err(|_| {
+            StageError::internal(format!("the output template has no column `{column}`"))
+        })?;
+        let mut columns = self.template.columns().to_vec();
+        columns[at] = Arc::new(arrow_array::Float64Array::from(values));
+        RecordBatch::try_new(self.template.schema(), columns)
+            .map_err(|e| StageError::internal("filling an output template").caused_by(e))
+    }
+}
+
+/// Which coefficients a class's rows depend on: each class with a coefficient and whether it
+/// passes `keep` (say, `> 0` for an emission). A [`ClassRows`] found for one key serves every
+/// run with the same key.
+#[must_use]
+pub fn class_row_key(
+    coefficients: &BTreeMap<String, f64>,
+    keep: impl Fn(f64) -> bool,
+) -> Vec<(&str, bool)> {
+    coefficients
+        .iter()
+        .map(|(c, v)| (c.as_str(), keep(*v)))
+        .collect()
 }
 
 /// Reads GDP (10^4 yuan) from an economy panel, dividing by `deflator / deflator_base` when a
