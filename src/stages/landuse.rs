@@ -972,19 +972,27 @@ fn group_counts(
         .collect();
     let memos = LayerMemos::new(params, group, years, pairs, &placement);
     let parts = PartMemos::new(params, group, years);
-    // A year of several files is counted part by part, never as one layer (see PartMemos).
+    let (by_parts, part_counts) = if only.is_some() || grid.area.rows().is_some() {
+        // A year of several files is counted part by part (see PartMemos).
+        let wanted_parts = parts.shard_parts(only);
+        let counts = parts.counts(&wanted_parts, group, grid, n_units, ctx)?;
+        (parts.layers(), counts)
+    } else {
+        // On a projected grid counts are integers and areas follow from them, so the sum of
+        // a year's parts equals the year read whole: memoised parts serve when all are there,
+        // and otherwise the year is read in the pass with the others, once.
+        parts.memoised(ctx)?
+    };
     let wanted: Vec<usize> = match only {
         Some(shard) => memos.shard_layers(shard),
         None => (0..memos.len()).collect(),
     }
     .into_iter()
-    .filter(|&j| !parts.counts_layer(j))
+    .filter(|j| !by_parts.contains(j))
     .collect();
-    let wanted_parts = parts.shard_parts(only);
-    if only.is_some() && wanted.is_empty() && wanted_parts.is_empty() {
+    if only.is_some() && wanted.is_empty() && part_counts.is_empty() {
         return Ok(None);
     }
-    let part_counts = parts.counts(&wanted_parts, group, grid, n_units, ctx)?;
     let mut found = memos.lookup(&wanted, ctx)?;
     let missing: Vec<usize> = wanted
         .iter()
@@ -1261,9 +1269,41 @@ impl PartMemos {
         Self { entries }
     }
 
-    /// Whether entry `j` of the group's [`LayerMemos`] is a year counted by parts here.
-    fn counts_layer(&self, j: usize) -> bool {
-        self.entries.iter().any(|e| e.layer == j)
+    /// The group's layers (years) of several files.
+    fn layers(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self.entries.iter().map(|e| e.layer).collect();
+        out.dedup();
+        out
+    }
+
+    /// The layers whose parts are all memoised, with those parts' count maps.
+    fn memoised(
+        &self,
+        ctx: &StageContext,
+    ) -> Result<(Vec<usize>, Vec<(usize, CountMap)>), StageError> {
+        let (mut layers, mut counts) = (Vec::new(), Vec::new());
+        for layer in self.layers() {
+            let mut found = Vec::new();
+            for p in (0..self.entries.len()).filter(|&p| self.entries[p].layer == layer) {
+                match self.lookup(p, ctx)? {
+                    Some(c) => found.push((p, c)),
+                    None => break,
+                }
+            }
+            if found.len() == self.entries.iter().filter(|e| e.layer == layer).count() {
+                layers.push(layer);
+                counts.extend(found);
+            }
+        }
+        Ok((layers, counts))
+    }
+
+    fn lookup(&self, p: usize, ctx: &StageContext) -> Result<Option<CountMap>, StageError> {
+        let e = &self.entries[p];
+        match ctx.memo_lookup("histogram_part", &e.depends, &e.memo_params)? {
+            Some(table) => Ok(Some(table_to_layers(&table, 1)?.pop().unwrap_or_default())),
+            None => Ok(None),
+        }
     }
 
     /// The parts shard `only` counts; every part without a shard.
@@ -1286,9 +1326,8 @@ impl PartMemos {
         let mut out = Vec::with_capacity(wanted.len());
         for &p in wanted {
             let e = &self.entries[p];
-            let memo = ctx.memo_lookup("histogram_part", &e.depends, &e.memo_params)?;
-            let counts = match memo {
-                Some(table) => table_to_layers(&table, 1)?.pop().unwrap_or_default(),
+            let counts = match self.lookup(p, ctx)? {
+                Some(counts) => counts,
                 None => {
                     let counts = count_part(&group.mosaics[e.layer], e.part, grid, n_units, ctx)?;
                     let table = layers_to_table(std::slice::from_ref(&counts))?;
@@ -3107,6 +3146,80 @@ mod tests {
         assert_eq!(store.puts(), 6, "the other tiles' shards still hold");
         prepared.run(&inputs(), &c).unwrap();
         assert_eq!(store.puts(), 9);
+    }
+
+    /// On a projected grid the local run reads a year of several files whole, in one pass
+    /// with the other years; the tile shards' parts add up to the same integer counts, so
+    /// shards and merge still give its bytes.
+    #[test]
+    fn tile_shards_on_a_projected_grid_add_up_to_the_year_read_whole() {
+        use crate::engine::key::Digest;
+        use crate::engine::stage::MemoScope;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Tile 0 = columns 0..22, NoData where col ≥ 18 and row ≥ 20; tile 1 = columns 15..40
+        // × rows 0..24; tile 2 = columns 20..40 × rows 22..36, which fills tile 0's NoData from
+        // column 20. Columns 18..20 of rows 24..36 have no data in any tile.
+        let data = |c: usize, r: usize| {
+            (c < 22 && !(c >= 18 && r >= 20)) || (c >= 15 && r < 24) || (c >= 20 && r >= 22)
+        };
+        let tiles = [
+            write_part(&d.join("p0.tif"), 0..22, 0..36, |c, r| {
+                if c >= 18 && r >= 20 { 0 } else { pattern(c, r) }
+            }),
+            write_part(&d.join("p1.tif"), 15..40, 0..24, pattern),
+            write_part(&d.join("p2.tif"), 20..40, 22..36, pattern),
+        ];
+        let merged = write_part(&d.join("merged.tif"), 0..40, 0..36, |c, r| {
+            if data(c, r) { pattern(c, r) } else { 0 }
+        });
+        let params = serde_json::json!({
+            "rasters": { "2000": tiles.iter().map(|p| show(p)).collect::<Vec<_>>(), "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+            "allow_empty_units": true,
+        });
+        let units = || units_table("units_proj_lonlat.geojson");
+        let local = run(params.clone(), "units", units()).unwrap();
+        let mut whole_params = params.clone();
+        whole_params["rasters"]["2000"] = serde_json::json!(show(&merged));
+        let whole = run(whole_params, "units", units()).unwrap();
+        assert_eq!(local.outputs, whole.outputs);
+
+        let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
+        let sources: BTreeMap<String, PathBuf> = prepared
+            .sources()
+            .into_iter()
+            .map(|s| (s.name, fixtures().join(s.path)))
+            .collect();
+        let inputs = BTreeMap::from([
+            ("port:units".to_owned(), Digest::of(b"units")),
+            ("source:raster.2000.0".to_owned(), Digest::of(b"p0")),
+            ("source:raster.2000.1".to_owned(), Digest::of(b"p1")),
+            ("source:raster.2000.2".to_owned(), Digest::of(b"p2")),
+            ("source:raster.2020".to_owned(), Digest::of(b"2020")),
+        ]);
+        let scope = MemoScope {
+            kind: "landuse".into(),
+            version: 1,
+            inputs,
+        };
+        let store = Arc::new(crate::stages::testing::MemoryStore::default());
+        let c = StageContext::new("landuse", &fixtures(), sources).with_memo(store.clone(), scope);
+        let port = || Inputs::new(BTreeMap::from([("units".to_owned(), units())]));
+        for shard in prepared.shards() {
+            prepared.run_shard(&shard.name, &port(), &c).unwrap();
+        }
+        assert_eq!(store.puts(), 6, "4 parts of 2000, the 2020 histogram, the pair");
+        let sharded: BTreeMap<String, RecordBatch> =
+            prepared.run(&port(), &c).unwrap().into_iter().collect();
+        assert_eq!(store.puts(), 6, "the merge finds every memo");
+        for (name, table) in &local.outputs {
+            assert_eq!(
+                crate::io::parquet::to_bytes(&sharded[name]).unwrap(),
+                crate::io::parquet::to_bytes(table).unwrap(),
+                "{name}"
+            );
+        }
     }
 
     /// The CLCD pattern of make_fixtures.py (tests/fixtures/landuse/README.md) at (col, row).
