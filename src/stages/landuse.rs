@@ -247,7 +247,7 @@ fn year_files(
 
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused; and wetland with `wetland: class`) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
