@@ -1210,6 +1210,9 @@ struct PartMemos {
     entries: Vec<PartEntry>,
 }
 
+/// Count maps of parts, each with its index into [`PartMemos`]' entries.
+type PartCounts = Vec<(usize, CountMap)>;
+
 struct PartEntry {
     layer: usize,
     part: MosaicPart,
@@ -1280,7 +1283,7 @@ impl PartMemos {
     fn memoised(
         &self,
         ctx: &StageContext,
-    ) -> Result<(Vec<usize>, Vec<(usize, CountMap)>), StageError> {
+    ) -> Result<(Vec<usize>, PartCounts), StageError> {
         let (mut layers, mut counts) = (Vec::new(), Vec::new());
         for layer in self.layers() {
             let mut found = Vec::new();
@@ -1322,7 +1325,7 @@ impl PartMemos {
         grid: &GroupGrid,
         n_units: usize,
         ctx: &StageContext,
-    ) -> Result<Vec<(usize, CountMap)>, StageError> {
+    ) -> Result<PartCounts, StageError> {
         let mut out = Vec::with_capacity(wanted.len());
         for &p in wanted {
             let e = &self.entries[p];
@@ -1341,7 +1344,7 @@ impl PartMemos {
     }
 
     /// Each year's histogram: the sum of its parts' counts, in part order.
-    fn sum_by_layer(&self, parts: Vec<(usize, CountMap)>) -> Vec<(usize, CountMap)> {
+    fn sum_by_layer(&self, parts: PartCounts) -> Vec<(usize, CountMap)> {
         let mut out: Vec<(usize, CountMap)> = Vec::new();
         for (p, counts) in parts {
             let layer = self.entries[p].layer;
