@@ -3151,6 +3151,33 @@ mod tests {
         assert_eq!(store.puts(), 9);
     }
 
+    #[test]
+    fn tile_shards_are_named_by_the_listed_path_their_files_come_from() {
+        // The 3rd file a pattern listed second matches belongs to that path's shard.
+        let alone = MosaicPart::Alone(4);
+        assert_eq!(part_shard(2000, 3, alone, "raster.2000.1/2"), "2000-t1");
+        assert_eq!(part_shard(2000, 3, alone, "raster.2000.2"), "2000-t2");
+        assert_eq!(part_shard(2000, 3, MosaicPart::Shared, ""), "2000-overlaps");
+        // A year of one path (a pattern) keeps its own shard for every part.
+        assert_eq!(part_shard(2000, 1, alone, "raster.2000/4"), "2000");
+        assert_eq!(part_shard(2000, 1, MosaicPart::Shared, ""), "2000");
+        // And the shards a list with a pattern declares: one per path, one for overlaps.
+        let params = serde_json::json!({
+            "rasters": { "2000": ["a.tif", "tiles/b_*.tif"], "2005": "c_*.tif" },
+            "scheme": "clcd",
+        });
+        let shards = Entry::<LandUse>::new().prepare(params).unwrap().shards();
+        let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["2000-t0", "2000-t1", "2000-overlaps", "2005", "2000-2005"]
+        );
+        assert_eq!(
+            shards[2].depends_on,
+            ["port:units", "source:raster.2000.0", "source:raster.2000.1"]
+        );
+    }
+
     /// On a projected grid the local run reads a year of several files whole, in one pass
     /// with the other years; the tile shards' parts add up to the same integer counts, so
     /// shards and merge still give its bytes.
