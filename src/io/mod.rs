@@ -9,6 +9,7 @@ pub mod geotiff;
 pub mod geotiff_writer;
 pub mod lzw;
 pub mod mosaic;
+pub mod mosaic_parts;
 pub mod parquet;
 pub mod raster_crs;
 pub mod raster_pass;

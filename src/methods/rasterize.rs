@@ -105,6 +105,40 @@ impl Spans {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
+
+    /// The parts of these spans inside the column ranges `columns(row)` gives for each row
+    /// (sorted, disjoint, ends exclusive): the units' pixels within one region of the grid.
+    #[must_use]
+    pub fn clipped(&self, columns: impl Fn(usize) -> Vec<(u32, u32)>) -> Spans {
+        let mut row_start = Vec::with_capacity(self.row_start.len());
+        let mut spans = Vec::new();
+        let mut disjoint = Vec::with_capacity(self.rows());
+        row_start.push(0);
+        for r in 0..self.rows() {
+            let first = spans.len();
+            if !self.row(r).is_empty() {
+                for (c0, c1) in columns(r) {
+                    spans.extend(self.row(r).iter().filter_map(|s| {
+                        let (x0, x1) = (s.x0.max(c0), s.x1.min(c1));
+                        (x0 < x1).then_some(Span {
+                            x0,
+                            x1,
+                            unit: s.unit,
+                        })
+                    }));
+                }
+            }
+            let row = &mut spans[first..];
+            row.sort_unstable();
+            disjoint.push(row.windows(2).all(|w| w[0].x1 <= w[1].x0));
+            row_start.push(spans.len());
+        }
+        Spans {
+            row_start,
+            spans,
+            disjoint,
+        }
+    }
 }
 
 /// Rasterises units on a grid by the pixel-centre rule (module docs), in parallel over units.
@@ -304,5 +338,26 @@ mod tests {
         );
         assert_eq!(spans.row_window(9, 4, 5).len(), 2);
         assert!(spans.rows_empty(0, 9));
+    }
+
+    #[test]
+    fn clipped_spans_keep_the_pixels_inside_the_columns_of_each_row() {
+        // The 55-pixel holed square of unit 0; row 5 holds columns 1–2 and 6–8 (see above).
+        let holed = polygon!(
+            exterior: [(x: 1.0, y: 1.0), (x: 9.0, y: 1.0), (x: 9.0, y: 9.0), (x: 1.0, y: 9.0)],
+            interiors: [[(x: 3.0, y: 3.0), (x: 6.0, y: 3.0), (x: 6.0, y: 6.0), (x: 3.0, y: 6.0)]],
+        );
+        let spans = rasterize(&grid10(), &[MultiPolygon(vec![holed])]);
+        // Columns [0, 2) and [7, 10) in rows below 5, nothing from row 5 on: rows 1..4 hold
+        // column 1 and columns 7–8, 3 px each → 12 px.
+        let clipped = spans.clipped(|r| if r < 5 { vec![(0, 2), (7, 10)] } else { vec![] });
+        assert_eq!(clipped.pixels_per_unit(1), vec![12]);
+        let r1: Vec<(u32, u32)> = clipped.row(1).iter().map(|s| (s.x0, s.x1)).collect();
+        assert_eq!(r1, vec![(1, 2), (7, 9)]);
+        assert!(clipped.rows_empty(5, 10));
+        // Two regions that split every row add up to the whole.
+        let left = spans.clipped(|_| vec![(0, 4)]);
+        let right = spans.clipped(|_| vec![(4, 10)]);
+        assert_eq!(left.pixels_per_unit(1)[0] + right.pixels_per_unit(1)[0], 55);
     }
 }

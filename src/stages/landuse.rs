@@ -19,6 +19,7 @@ use crate::engine::stage::{
 };
 use crate::io::geotiff::GeoTransform;
 use crate::io::mosaic::Mosaic;
+use crate::io::mosaic_parts::MosaicPart;
 use crate::io::raster_crs::{raster_crs, reproject};
 use crate::io::raster_pass::{PassError, PassObserver, histogram_pass};
 use crate::io::raster_region::{Group, YearFiles, group_years, open_raster};
@@ -165,6 +166,45 @@ fn source_name(year: i64) -> String {
     format!("raster.{year}")
 }
 
+/// How many paths (or patterns) a year lists.
+fn year_paths(files: &RasterFiles) -> usize {
+    match files {
+        RasterFiles::One(_) => 1,
+        RasterFiles::Several(v) => v.len(),
+    }
+}
+
+/// The shard of the files of the `i`-th path of a year listed as several.
+fn tile_shard(year: i64, i: usize) -> String {
+    format!("{year}-t{i}")
+}
+
+/// The shard of the overlaps and gaps of a year listed as several paths.
+fn overlaps_shard(year: i64) -> String {
+    format!("{year}-overlaps")
+}
+
+/// The shard that counts `part` of a year of several files, whose file `source` names: the
+/// year's own shard when it lists one path (a pattern's files are only known once the study
+/// is planned, after its shards are named).
+fn part_shard(year: i64, paths: usize, part: MosaicPart, source: &str) -> String {
+    if paths < 2 {
+        return year.to_string();
+    }
+    match part {
+        MosaicPart::Shared => overlaps_shard(year),
+        MosaicPart::Alone(_) => {
+            // `raster.<year>.<i>`, or `raster.<year>.<i>/<n>` for the n-th file of a pattern.
+            let path_index = source
+                .strip_prefix(&format!("{}.", source_name(year)))
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .expect("the files of a year listed as several paths are named by their index");
+            tile_shard(year, path_index)
+        }
+    }
+}
+
 /// The sources of one year: `raster.<year>` for one path, `raster.<year>.<i>` for the i-th
 /// of a list; a path with `*` or `?` in its file name is a pattern.
 fn year_sources(year: i64, files: &RasterFiles) -> Vec<Source> {
@@ -207,7 +247,7 @@ fn year_files(
 
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused; and wetland with `wetland: class`) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
@@ -363,7 +403,10 @@ and reclassified into the same `areas` table.";
 
     /// One shard per year (its histograms) and one per consecutive pair of years (their
     /// transitions), so a batch executor reads the years in parallel and a rerun after one
-    /// year's raster changed recomputes that year, its two pairs and the merge.
+    /// year's raster changed recomputes that year, its two pairs and the merge. A year listed
+    /// as several paths has, instead of its own shard, one per path (`<year>-t<i>`, the pixels
+    /// only that path's files cover) and one for the pixels where files overlap or no file
+    /// lies (`<year>-overlaps`); see [`MosaicPart`].
     fn shards(params: &Params) -> Vec<Shard> {
         let Ok(years) = params.years() else {
             return Vec::new();
@@ -375,13 +418,29 @@ and reclassified into the same `areas` table.";
                 .collect::<Vec<_>>()
         };
         let units = || vec!["port:units".to_owned()];
-        let mut shards: Vec<Shard> = years
-            .iter()
-            .map(|(year, files)| Shard {
-                name: year.to_string(),
+        let mut shards: Vec<Shard> = Vec::new();
+        for (year, files) in &years {
+            let paths = year_paths(files);
+            if paths < 2 {
+                shards.push(Shard {
+                    name: year.to_string(),
+                    depends_on: [units(), deps(*year, files)].concat(),
+                });
+                continue;
+            }
+            shards.extend((0..paths).map(|i| Shard {
+                name: tile_shard(*year, i),
+                depends_on: [
+                    units(),
+                    vec![format!("source:{}.{i}", source_name(*year))],
+                ]
+                .concat(),
+            }));
+            shards.push(Shard {
+                name: overlaps_shard(*year),
                 depends_on: [units(), deps(*year, files)].concat(),
-            })
-            .collect();
+            });
+        }
         shards.extend(years.windows(2).map(|w| Shard {
             name: format!("{}-{}", w[0].0, w[1].0),
             depends_on: [units(), deps(w[0].0, &w[0].1), deps(w[1].0, &w[1].1)].concat(),
@@ -912,11 +971,26 @@ fn group_counts(
         .map(|m| m.files.iter().map(|f| (f.col, f.row)).collect())
         .collect();
     let memos = LayerMemos::new(params, group, years, pairs, &placement);
+    let parts = PartMemos::new(params, group, years);
+    let (by_parts, part_counts) = if only.is_some() || grid.area.rows().is_some() {
+        // A year of several files is counted part by part (see PartMemos).
+        let wanted_parts = parts.shard_parts(only);
+        let counts = parts.counts(&wanted_parts, group, grid, n_units, ctx)?;
+        (parts.layers(), counts)
+    } else {
+        // On a projected grid counts are integers and areas follow from them, so the sum of
+        // a year's parts equals the year read whole: memoised parts serve when all are there,
+        // and otherwise the year is read in the pass with the others, once.
+        parts.memoised(ctx)?
+    };
     let wanted: Vec<usize> = match only {
         Some(shard) => memos.shard_layers(shard),
         None => (0..memos.len()).collect(),
-    };
-    if only.is_some() && wanted.is_empty() {
+    }
+    .into_iter()
+    .filter(|j| !by_parts.contains(j))
+    .collect();
+    if only.is_some() && wanted.is_empty() && part_counts.is_empty() {
         return Ok(None);
     }
     let mut found = memos.lookup(&wanted, ctx)?;
@@ -935,6 +1009,9 @@ fn group_counts(
     }
     if only.is_some() {
         return Ok(None);
+    }
+    for (k, counts) in parts.sum_by_layer(part_counts) {
+        found[k] = Some(counts);
     }
     Ok(Some(
         found
@@ -1118,6 +1195,201 @@ impl LayerMemos {
         let (name, depends, memo_params, _) = &self.entries[j];
         let table = layers_to_table(std::slice::from_ref(counts))?;
         ctx.memo_store(name, depends, memo_params, &table)
+    }
+}
+
+/// The memos of the years of a group made of several files, one per part of each such year
+/// (each file's pixels alone, then the shared pixels: [`MosaicPart`]). A year's histogram is
+/// the sum of its parts' in that order, whether the parts were counted in one run or in
+/// separate shards, so both give the same bytes (on a lon/lat grid areas are sums of floats,
+/// which depend on their order). A file's part is keyed on that file, the units and every
+/// file's extent, so new data in another file of the year leaves it valid.
+struct PartMemos {
+    /// Per part: its layer in the group, the part, and the memo's name, inputs, parameters and
+    /// shard, in layer then part order.
+    entries: Vec<PartEntry>,
+}
+
+/// Count maps of parts, each with its index into [`PartMemos`]' entries.
+type PartCounts = Vec<(usize, CountMap)>;
+
+struct PartEntry {
+    layer: usize,
+    part: MosaicPart,
+    depends: Vec<String>,
+    memo_params: serde_json::Value,
+    shard: String,
+}
+
+impl PartMemos {
+    fn new(params: &Params, group: &Group, years: &[YearFiles]) -> Self {
+        let t = group.transform;
+        let listed = params.years().unwrap_or_default();
+        let mut entries = Vec::new();
+        for (k, mosaic) in group.mosaics.iter().enumerate() {
+            if mosaic.files.len() < 2 {
+                continue;
+            }
+            let y = &years[group.years[k]];
+            let paths = listed
+                .iter()
+                .find(|(year, _)| *year == y.year)
+                .map_or(1, |(_, files)| year_paths(files));
+            let rects: Vec<[usize; 4]> = mosaic
+                .files
+                .iter()
+                .map(|f| [f.col, f.row, f.info.width, f.info.height])
+                .collect();
+            let source = |s: &String| format!("source:{s}");
+            for part in MosaicPart::all(mosaic) {
+                let (depends_on, which, file_source) = match part {
+                    MosaicPart::Alone(i) => (
+                        vec![source(&y.sources[i])],
+                        serde_json::json!(i),
+                        y.sources[i].as_str(),
+                    ),
+                    MosaicPart::Shared => {
+                        (y.sources.iter().map(source).collect(), serde_json::json!("shared"), "")
+                    }
+                };
+                entries.push(PartEntry {
+                    layer: k,
+                    part,
+                    depends: std::iter::once("port:units".to_owned())
+                        .chain(depends_on)
+                        .collect(),
+                    memo_params: serde_json::json!({
+                        "crs": params.crs,
+                        "grid": [t.x0, t.y0, t.dx, t.dy, group.width, group.height],
+                        "rects": rects,
+                        "year": y.year,
+                        "part": which,
+                    }),
+                    shard: part_shard(y.year, paths, part, file_source),
+                });
+            }
+        }
+        Self { entries }
+    }
+
+    /// The group's layers (years) of several files.
+    fn layers(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self.entries.iter().map(|e| e.layer).collect();
+        out.dedup();
+        out
+    }
+
+    /// The layers whose parts are all memoised, with those parts' count maps.
+    fn memoised(
+        &self,
+        ctx: &StageContext,
+    ) -> Result<(Vec<usize>, PartCounts), StageError> {
+        let (mut layers, mut counts) = (Vec::new(), Vec::new());
+        for layer in self.layers() {
+            let mut found = Vec::new();
+            for p in (0..self.entries.len()).filter(|&p| self.entries[p].layer == layer) {
+                match self.lookup(p, ctx)? {
+                    Some(c) => found.push((p, c)),
+                    None => break,
+                }
+            }
+            if found.len() == self.entries.iter().filter(|e| e.layer == layer).count() {
+                layers.push(layer);
+                counts.extend(found);
+            }
+        }
+        Ok((layers, counts))
+    }
+
+    fn lookup(&self, p: usize, ctx: &StageContext) -> Result<Option<CountMap>, StageError> {
+        let e = &self.entries[p];
+        match ctx.memo_lookup("histogram_part", &e.depends, &e.memo_params)? {
+            Some(table) => Ok(Some(table_to_layers(&table, 1)?.pop().unwrap_or_default())),
+            None => Ok(None),
+        }
+    }
+
+    /// The parts shard `only` counts; every part without a shard.
+    fn shard_parts(&self, only: Option<&str>) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&p| only.is_none_or(|shard| self.entries[p].shard == shard))
+            .collect()
+    }
+
+    /// The count maps of the `wanted` parts, from the memos where they are, else counted (and
+    /// stored), in the order of `wanted`.
+    fn counts(
+        &self,
+        wanted: &[usize],
+        group: &Group,
+        grid: &GroupGrid,
+        n_units: usize,
+        ctx: &StageContext,
+    ) -> Result<PartCounts, StageError> {
+        let mut out = Vec::with_capacity(wanted.len());
+        for &p in wanted {
+            let e = &self.entries[p];
+            let counts = match self.lookup(p, ctx)? {
+                Some(counts) => counts,
+                None => {
+                    let counts = count_part(&group.mosaics[e.layer], e.part, grid, n_units, ctx)?;
+                    let table = layers_to_table(std::slice::from_ref(&counts))?;
+                    ctx.memo_store("histogram_part", &e.depends, &e.memo_params, &table)?;
+                    counts
+                }
+            };
+            out.push((p, counts));
+        }
+        Ok(out)
+    }
+
+    /// Each year's histogram: the sum of its parts' counts, in part order.
+    fn sum_by_layer(&self, parts: PartCounts) -> Vec<(usize, CountMap)> {
+        let mut out: Vec<(usize, CountMap)> = Vec::new();
+        for (p, counts) in parts {
+            let layer = self.entries[p].layer;
+            if out.last().is_none_or(|(k, _)| *k != layer) {
+                out.push((layer, CountMap::new()));
+            }
+            let total = &mut out.last_mut().expect("pushed above").1;
+            for (key, (pixels, area)) in counts {
+                let e = total.entry(key).or_insert((0, 0.0));
+                e.0 += pixels;
+                e.1 += area;
+            }
+        }
+        out
+    }
+}
+
+/// One part of a mosaic counted in a pass of its own: the units' pixels clipped to the part,
+/// read through the file alone or through the whole mosaic.
+fn count_part(
+    mosaic: &Mosaic,
+    part: MosaicPart,
+    grid: &GroupGrid,
+    n_units: usize,
+    ctx: &StageContext,
+) -> Result<CountMap, StageError> {
+    let spans = grid.spans.clipped(|row| part.columns(mosaic, row));
+    let layer = part.layer(mosaic).map_err(StageError::internal)?;
+    let mut counts = histogram_pass(
+        &[&layer],
+        &[],
+        &spans,
+        n_units,
+        grid.area.rows(),
+        &grid.transform,
+        &StageObserver(ctx),
+    )
+    .map_err(pass_error)?;
+    Ok(counts.pop().expect("one count map per layer"))
+}
+
+fn pass_error(e: PassError) -> StageError {
+    match e {
+        PassError::Io(e) => StageError::from(e),
+        PassError::Cancelled => StageError::failed("cancelled"),
     }
 }
 
@@ -2685,6 +2957,299 @@ mod tests {
         assert_eq!(puts(), 5);
         prepared.run_shard("1990", &inputs(), &c).unwrap();
         assert_eq!(puts(), 5, "a shard of no group computes nothing");
+    }
+
+    /// Codes of the lon/lat tile tests at (col, row): bands of CLCD codes 1–8.
+    fn lonlat_code(c: usize, r: usize) -> u8 {
+        [1, 2, 4, 5, 8, 1, 2, 7][(c / 5 + r / 6) % 8]
+    }
+
+    /// Writes the part cols × rows of a 40 × 36 lon/lat grid of 0.01° pixels whose top-left
+    /// corner is (113° E, 35° N), NoData 0, with the codes `code(col, row)` (grid coordinates).
+    fn write_lonlat_part(
+        path: &Path,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        code: impl Fn(usize, usize) -> u8,
+    ) -> PathBuf {
+        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+        let codes: Vec<u8> = rows
+            .clone()
+            .flat_map(|r| cols.clone().map(move |c| (c, r)))
+            .map(|(c, r)| code(c, r))
+            .collect();
+        let raster = CategoricalRaster {
+            width: u32::try_from(cols.len()).unwrap(),
+            height: u32::try_from(rows.len()).unwrap(),
+            codes: &codes,
+            placement: GridPlacement {
+                x_min: 113.0 + 0.01 * cols.start as f64,
+                y_max: 35.0 - 0.01 * rows.start as f64,
+                pixel_width: 0.01,
+                pixel_height: 0.01,
+            },
+            crs: Crs::Epsg4326,
+            nodata: Some(0),
+            description: None,
+        };
+        write_categorical(path, &raster).unwrap();
+        path.to_owned()
+    }
+
+    /// Units on the lon/lat tile grid: `A` straddles the edge of tiles 0 and 1 and their
+    /// overlap, `B` the gap no tile covers and tiles 1 and 2, `C` lies in tile 1 alone.
+    fn lonlat_tile_units() -> RecordBatch {
+        let rect = |(x0, y0, x1, y1): (f64, f64, f64, f64)| {
+            crate::io::wkb::encode(&MultiPolygon(vec![polygon![
+                (x: x0, y: y0), (x: x1, y: y0), (x: x1, y: y1), (x: x0, y: y1), (x: x0, y: y0)
+            ]]))
+        };
+        // Columns 10..30 × rows 5..20; columns 5..25 × rows 22..34; columns 32..38 × rows 10..30
+        // (pixel centres at 113.005 + 0.01·col, 34.995 − 0.01·row).
+        let wkb: Vec<Vec<u8>> = [
+            (113.10, 34.80, 113.30, 34.95),
+            (113.05, 34.66, 113.25, 34.78),
+            (113.32, 34.70, 113.38, 34.90),
+        ]
+        .into_iter()
+        .map(rect)
+        .collect();
+        TableBuilder::new()
+            .str(UNIT_ID, &["A", "B", "C"])
+            .array(
+                "geometry",
+                Arc::new(BinaryArray::from_iter_values(wkb.iter())),
+            )
+            .build()
+            .unwrap()
+    }
+
+    /// Three overlapping tiles of different extents for one year, on a lon/lat grid (per-row
+    /// pixel areas, summed as floats), and the same year as one file:
+    /// tile 0 = columns 0..24 × rows 0..22, NoData where col ≥ 20 and row ≥ 10;
+    /// tile 1 = columns 16..40 × rows 6..36 (fills tile 0's NoData, agrees on the rest of the
+    /// overlap); tile 2 = columns 0..14 × rows 20..36 (overlaps tile 0 in rows 20..22); columns
+    /// 14..16 of rows 22..36 lie in no tile and read as NoData.
+    fn write_lonlat_tiles(d: &Path) -> (Vec<PathBuf>, PathBuf) {
+        let tiles = vec![
+            write_lonlat_part(&d.join("t0.tif"), 0..24, 0..22, |c, r| {
+                if c >= 20 && r >= 10 { 0 } else { lonlat_code(c, r) }
+            }),
+            write_lonlat_part(&d.join("t1.tif"), 16..40, 6..36, lonlat_code),
+            write_lonlat_part(&d.join("t2.tif"), 0..14, 20..36, lonlat_code),
+        ];
+        let merged = write_lonlat_part(&d.join("merged.tif"), 0..40, 0..36, |c, r| {
+            let in_t1 = c >= 16 && r >= 6;
+            let in_t2 = c < 14 && r >= 20;
+            let in_t0 = c < 24 && r < 22;
+            if in_t0 || in_t1 || in_t2 { lonlat_code(c, r) } else { 0 }
+        });
+        (tiles, merged)
+    }
+
+    /// Each tile's shard counts the pixels only its tile covers and the overlaps shard the
+    /// rest, so the shards and the merge give the local run's tables bit for bit (on a lon/lat
+    /// grid, whose float area sums depend on their order); a changed tile recomputes its own
+    /// part, the overlaps and the pair that reads its year, nothing else.
+    #[test]
+    fn tile_shards_and_their_merge_give_the_local_bytes_and_a_changed_tile_recomputes_its_own()
+    {
+        use crate::engine::key::Digest;
+        use crate::engine::stage::MemoScope;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (tiles, merged) = write_lonlat_tiles(d);
+        // 2010: the one-file year, with every band moved three columns (transitions).
+        let later = write_lonlat_part(&d.join("later.tif"), 0..40, 0..36, |c, r| {
+            lonlat_code(c + 3, r)
+        });
+        let params = serde_json::json!({
+            "rasters": { "2000": tiles.iter().map(|p| show(p)).collect::<Vec<_>>(), "2010": show(&later) },
+            "scheme": "clcd",
+        });
+        let local = run(params.clone(), "units", lonlat_tile_units()).unwrap();
+
+        let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
+        let shards = prepared.shards();
+        let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["2000-t0", "2000-t1", "2000-t2", "2000-overlaps", "2010", "2000-2010"]
+        );
+        assert_eq!(
+            shards[1].depends_on,
+            ["port:units", "source:raster.2000.1"],
+            "a tile's shard reads its own file"
+        );
+        let sources: BTreeMap<String, PathBuf> = prepared
+            .sources()
+            .into_iter()
+            .map(|s| (s.name, d.join(s.path)))
+            .collect();
+        let store = Arc::new(crate::stages::testing::MemoryStore::default());
+        let ctx = |tile_1: &[u8]| {
+            let inputs = BTreeMap::from([
+                ("port:units".to_owned(), Digest::of(b"units")),
+                ("source:raster.2000.0".to_owned(), Digest::of(b"t0")),
+                ("source:raster.2000.1".to_owned(), Digest::of(tile_1)),
+                ("source:raster.2000.2".to_owned(), Digest::of(b"t2")),
+                ("source:raster.2010".to_owned(), Digest::of(b"2010")),
+            ]);
+            let scope = MemoScope {
+                kind: "landuse".into(),
+                version: 1,
+                inputs,
+            };
+            StageContext::new("landuse", d, sources.clone()).with_memo(store.clone(), scope)
+        };
+        let inputs = || Inputs::new(BTreeMap::from([("units".to_owned(), lonlat_tile_units())]));
+        // The fixture's units are all inside the grid with data: no `allow_empty_units`.
+        let c = ctx(b"t1");
+        for shard in &names {
+            prepared.run_shard(shard, &inputs(), &c).unwrap();
+        }
+        assert_eq!(store.puts(), 6, "4 parts of 2000, the 2010 histogram, the pair");
+        let sharded: BTreeMap<String, RecordBatch> =
+            prepared.run(&inputs(), &c).unwrap().into_iter().collect();
+        assert_eq!(store.puts(), 6, "the merge finds every memo");
+        for (name, table) in &local.outputs {
+            assert_eq!(
+                crate::io::parquet::to_bytes(&sharded[name]).unwrap(),
+                crate::io::parquet::to_bytes(table).unwrap(),
+                "{name}"
+            );
+        }
+
+        // Pixel counts equal the one-file year's; areas agree to rounding (other float order).
+        let whole = run(
+            serde_json::json!({ "rasters": { "2000": show(&merged), "2010": show(&later) }, "scheme": "clcd" }),
+            "units",
+            lonlat_tile_units(),
+        )
+        .unwrap();
+        assert_eq!(codes(&local), codes(&whole));
+        let (a, b) = (areas(&local), areas(&whole));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, (px, ha)) in &a {
+            assert_eq!(*px, b[k].0, "{k:?}");
+            assert!((ha - b[k].1).abs() <= 1e-9 * ha.abs().max(1.0), "{k:?}");
+        }
+        let pixels = |r: &Run| -> BTreeMap<(String, i64), (i64, i64)> {
+            coverage(r).into_iter().map(|(k, v)| (k, (v.0, v.1))).collect()
+        };
+        assert_eq!(pixels(&local), pixels(&whole));
+        // Unit B holds the gap's NoData: columns 14..16 of its rows 22..34, 2 × 12 = 24 px.
+        assert_eq!(coverage(&local)[&("B".to_owned(), 2000)].1, 24);
+
+        // Tile 1 changes: its part, the overlaps and the pair are counted again.
+        let c = ctx(b"another t1");
+        for shard in ["2000-t0", "2000-t2", "2010"] {
+            prepared.run_shard(shard, &inputs(), &c).unwrap();
+        }
+        assert_eq!(store.puts(), 6, "the other tiles' shards still hold");
+        prepared.run(&inputs(), &c).unwrap();
+        assert_eq!(store.puts(), 9);
+    }
+
+    #[test]
+    fn tile_shards_are_named_by_the_listed_path_their_files_come_from() {
+        // The 3rd file a pattern listed second matches belongs to that path's shard.
+        let alone = MosaicPart::Alone(4);
+        assert_eq!(part_shard(2000, 3, alone, "raster.2000.1/2"), "2000-t1");
+        assert_eq!(part_shard(2000, 3, alone, "raster.2000.2"), "2000-t2");
+        assert_eq!(part_shard(2000, 3, MosaicPart::Shared, ""), "2000-overlaps");
+        // A year of one path (a pattern) keeps its own shard for every part.
+        assert_eq!(part_shard(2000, 1, alone, "raster.2000/4"), "2000");
+        assert_eq!(part_shard(2000, 1, MosaicPart::Shared, ""), "2000");
+        // And the shards a list with a pattern declares: one per path, one for overlaps.
+        let params = serde_json::json!({
+            "rasters": { "2000": ["a.tif", "tiles/b_*.tif"], "2005": "c_*.tif" },
+            "scheme": "clcd",
+        });
+        let shards = Entry::<LandUse>::new().prepare(params).unwrap().shards();
+        let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["2000-t0", "2000-t1", "2000-overlaps", "2005", "2000-2005"]
+        );
+        assert_eq!(
+            shards[2].depends_on,
+            ["port:units", "source:raster.2000.0", "source:raster.2000.1"]
+        );
+    }
+
+    /// On a projected grid the local run reads a year of several files whole, in one pass
+    /// with the other years; the tile shards' parts add up to the same integer counts, so
+    /// shards and merge still give its bytes.
+    #[test]
+    fn tile_shards_on_a_projected_grid_add_up_to_the_year_read_whole() {
+        use crate::engine::key::Digest;
+        use crate::engine::stage::MemoScope;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Tile 0 = columns 0..22, NoData where col ≥ 18 and row ≥ 20; tile 1 = columns 15..40
+        // × rows 0..24; tile 2 = columns 20..40 × rows 22..36, which fills tile 0's NoData from
+        // column 20. Columns 18..20 of rows 24..36 have no data in any tile.
+        let data = |c: usize, r: usize| {
+            (c < 22 && !(c >= 18 && r >= 20)) || (c >= 15 && r < 24) || (c >= 20 && r >= 22)
+        };
+        let tiles = [
+            write_part(&d.join("p0.tif"), 0..22, 0..36, |c, r| {
+                if c >= 18 && r >= 20 { 0 } else { pattern(c, r) }
+            }),
+            write_part(&d.join("p1.tif"), 15..40, 0..24, pattern),
+            write_part(&d.join("p2.tif"), 20..40, 22..36, pattern),
+        ];
+        let merged = write_part(&d.join("merged.tif"), 0..40, 0..36, |c, r| {
+            if data(c, r) { pattern(c, r) } else { 0 }
+        });
+        let params = serde_json::json!({
+            "rasters": { "2000": tiles.iter().map(|p| show(p)).collect::<Vec<_>>(), "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+            "allow_empty_units": true,
+        });
+        let units = || units_table("units_proj_lonlat.geojson");
+        let local = run(params.clone(), "units", units()).unwrap();
+        let mut whole_params = params.clone();
+        whole_params["rasters"]["2000"] = serde_json::json!(show(&merged));
+        let whole = run(whole_params, "units", units()).unwrap();
+        assert_eq!(local.outputs, whole.outputs);
+
+        let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
+        let sources: BTreeMap<String, PathBuf> = prepared
+            .sources()
+            .into_iter()
+            .map(|s| (s.name, fixtures().join(s.path)))
+            .collect();
+        let inputs = BTreeMap::from([
+            ("port:units".to_owned(), Digest::of(b"units")),
+            ("source:raster.2000.0".to_owned(), Digest::of(b"p0")),
+            ("source:raster.2000.1".to_owned(), Digest::of(b"p1")),
+            ("source:raster.2000.2".to_owned(), Digest::of(b"p2")),
+            ("source:raster.2020".to_owned(), Digest::of(b"2020")),
+        ]);
+        let scope = MemoScope {
+            kind: "landuse".into(),
+            version: 1,
+            inputs,
+        };
+        let store = Arc::new(crate::stages::testing::MemoryStore::default());
+        let c = StageContext::new("landuse", &fixtures(), sources).with_memo(store.clone(), scope);
+        let port = || Inputs::new(BTreeMap::from([("units".to_owned(), units())]));
+        for shard in prepared.shards() {
+            prepared.run_shard(&shard.name, &port(), &c).unwrap();
+        }
+        assert_eq!(store.puts(), 6, "4 parts of 2000, the 2020 histogram, the pair");
+        let sharded: BTreeMap<String, RecordBatch> =
+            prepared.run(&port(), &c).unwrap().into_iter().collect();
+        assert_eq!(store.puts(), 6, "the merge finds every memo");
+        for (name, table) in &local.outputs {
+            assert_eq!(
+                crate::io::parquet::to_bytes(&sharded[name]).unwrap(),
+                crate::io::parquet::to_bytes(table).unwrap(),
+                "{name}"
+            );
+        }
     }
 
     /// The CLCD pattern of make_fixtures.py (tests/fixtures/landuse/README.md) at (col, row).

@@ -395,3 +395,146 @@ fn sweep_draw_chunks_fan_out_through_slurm_with_the_local_bytes() {
         );
     }
 }
+
+/// Writes columns `cols` × rows `rows` of a lon/lat grid of 0.01° pixels whose top-left corner
+/// is (113° E, 35° N), NoData 0, with the codes `code(col, row)` (grid coordinates).
+fn write_lonlat_tile(
+    path: &Path,
+    cols: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    code: impl Fn(usize, usize) -> u8,
+) {
+    use pipeline::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+    let codes: Vec<u8> = rows
+        .clone()
+        .flat_map(|r| cols.clone().map(move |c| (c, r)))
+        .map(|(c, r)| code(c, r))
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let raster = CategoricalRaster {
+        width: u32::try_from(cols.len()).unwrap(),
+        height: u32::try_from(rows.len()).unwrap(),
+        codes: &codes,
+        placement: GridPlacement {
+            x_min: 113.0 + 0.01 * cols.start as f64,
+            y_max: 35.0 - 0.01 * rows.start as f64,
+            pixel_width: 0.01,
+            pixel_height: 0.01,
+        },
+        crs: Crs::Epsg4326,
+        nodata: Some(0),
+        description: None,
+    };
+    write_categorical(path, &raster).unwrap();
+}
+
+/// Bands of CLCD codes 1–8 at (col, row).
+fn band_code(c: usize, r: usize) -> u8 {
+    [1, 2, 4, 5, 8, 1, 2, 7][(c / 5 + r / 6) % 8]
+}
+
+/// A study whose year 2000 is three overlapping tiles of different extents on a lon/lat grid
+/// (tile 0: columns 0..24 × rows 0..22, NoData where col ≥ 20 and row ≥ 20; tile 1: columns
+/// 16..40 × rows 6..36; tile 2: columns 0..14 × rows 20..36; columns 14..16 of rows 22..36 in
+/// no tile); unit A straddles the edge of tiles 0 and 1, B the gap.
+fn tiled_year_study() -> Study {
+    let s = Study::new();
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    write_lonlat_tile(&s.path("data/t0.tif"), 0..24, 0..22, |c, r| {
+        if c >= 20 && r >= 20 {
+            0
+        } else {
+            band_code(c, r)
+        }
+    });
+    write_lonlat_tile(&s.path("data/t1.tif"), 16..40, 6..36, band_code);
+    write_lonlat_tile(&s.path("data/t2.tif"), 0..14, 20..36, band_code);
+    let square = |x0: f64, y0: f64, x1: f64, y1: f64| {
+        format!("[[[{x0},{y0}],[{x1},{y0}],[{x1},{y1}],[{x0},{y1}],[{x0},{y0}]]]")
+    };
+    let feature = |id: &str, rings: String| {
+        format!(
+            "{{\"type\":\"Feature\",\"properties\":{{\"unit_id\":\"{id}\"}},\"geometry\":{{\"type\":\"Polygon\",\"coordinates\":{rings}}}}}"
+        )
+    };
+    s.file(
+        "data/units.geojson",
+        &format!(
+            "{{\"type\":\"FeatureCollection\",\"features\":[{},{},{}]}}",
+            feature("A", square(113.10, 34.80, 113.30, 34.95)),
+            feature("B", square(113.05, 34.66, 113.25, 34.78)),
+            feature("C", square(113.32, 34.70, 113.38, 34.90)),
+        ),
+    );
+    s.file(
+        "study.yaml",
+        "study: slurm-tiles\noutputs: out\nstages:\n  units:\n    kind: ingest\n    path: data/units.geojson\n    id_column: unit_id\n  landuse:\n    kind: landuse\n    inputs: { units: units }\n    rasters:\n      2000: [data/t0.tif, data/t1.tif, data/t2.tif]\n    scheme: clcd\n    publish: [parquet]\n",
+    );
+    s
+}
+
+/// The job folders of the cache's newest run.
+fn last_run_jobs(cache: &Path) -> Vec<String> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(cache.join("v1/jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let mut names: Vec<String> = std::fs::read_dir(runs.last().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A year of several tiles fans out into one array task per tile and one for the overlaps
+/// and gaps, and the published tables are byte-identical to a local run's; after one tile
+/// changes, a rerun submits that tile's shard, the overlaps and the merge, nothing else.
+#[test]
+fn tile_shards_run_as_jobs_through_slurm_with_the_local_bytes() {
+    let Some(Cluster(conf)) = slurm_conf() else {
+        return;
+    };
+    let s = tiled_year_study();
+    let run = |cache: &Path, executor: &str| run_and_collect(conf.as_deref(), &s, cache, executor);
+    let local = run(&s.path("cache-local"), "local");
+    assert_eq!(local.len(), 6, "the six landuse tables");
+    let slurm_cache = s.path("cache-slurm");
+    let slurm = run(&slurm_cache, "slurm");
+    assert!(slurm == local, "the SLURM run published other bytes");
+    let jobs = job_folders(&slurm_cache);
+    for folder in [
+        "landuse-2000-t0",
+        "landuse-2000-t1",
+        "landuse-2000-t2",
+        "landuse-2000-overlaps",
+        "landuse.tasks",
+        "landuse",
+    ] {
+        assert!(jobs.contains(&folder.to_owned()), "no {folder} in {jobs:?}");
+    }
+    assert!(!jobs.contains(&"landuse-2000".to_owned()), "{jobs:?}");
+
+    // Tile 1 gets a new code in a pixel of unit C that only it covers (column 35, row 25).
+    write_lonlat_tile(&s.path("data/t1.tif"), 16..40, 6..36, |c, r| {
+        if (c, r) == (35, 25) {
+            8
+        } else {
+            band_code(c, r)
+        }
+    });
+    let before = local;
+    let local = run(&s.path("cache-local"), "local");
+    assert!(local != before, "the changed pixel changes the tables");
+    let slurm = run(&slurm_cache, "slurm");
+    assert!(slurm == local, "the SLURM rerun published other bytes");
+    let rerun: Vec<String> = last_run_jobs(&slurm_cache)
+        .into_iter()
+        .filter(|j| j != "landuse.tasks")
+        .collect();
+    assert_eq!(
+        rerun,
+        ["landuse", "landuse-2000-overlaps", "landuse-2000-t1"]
+    );
+}
