@@ -215,7 +215,7 @@ pub fn histogram_pass(
     // Progress in tiles of all years (every window is read for every year of the pass).
     let unit = format!("tiles × {} years", layers.len());
     let mut done = 0u64;
-    for batch in windows.chunks(WINDOWS_PER_BATCH) {
+    for batch in windows.chunks(windows_per_batch(layers.len() + pairs.len())) {
         let per_window: Vec<Vec<Vec<Count>>> = batch
             .par_iter()
             .map_init(
@@ -244,8 +244,21 @@ pub fn histogram_pass(
     Ok(maps)
 }
 
-/// Windows read in parallel before their counts are added up.
+/// The most windows read in parallel before their counts are added up.
 const WINDOWS_PER_BATCH: usize = 256;
+
+/// The counts of a batch are held until it ends, one list per window and layer (year or pair):
+/// windows × layers lists. Batches of [`WINDOW_LAYERS_PER_BATCH`] window-layers keep that
+/// independent of the number of years, as long as every thread still gets a few windows.
+const WINDOW_LAYERS_PER_BATCH: usize = 1024;
+
+/// Windows per batch for a pass over `layers` layers (years and pairs). The batch size changes
+/// no output: counts are added up in window order whatever the batches.
+fn windows_per_batch(layers: usize) -> usize {
+    (WINDOW_LAYERS_PER_BATCH / layers.max(1))
+        .min(WINDOWS_PER_BATCH)
+        .max(4 * rayon::current_num_threads())
+}
 
 /// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
 /// for every batch would cost more than small windows).

@@ -186,7 +186,11 @@ impl<R> TableSchema<R> {
         for c in &self.columns {
             let name = c.name.as_str();
             table = match &c.cell {
-                Cell::Text(f) => table.str(name, &rows.iter().map(*f).collect::<Vec<&str>>()),
+                // Straight from the rows: no list of every row's text beside the array.
+                Cell::Text(f) => table.array(
+                    name,
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(*f))),
+                ),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
                 Cell::IntOrNull(f) => table.array(
                     name,
