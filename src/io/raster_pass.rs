@@ -121,7 +121,7 @@ impl LayerReader {
 /// study of 38 years of provincial files has 38 of them per worker; beyond this budget the
 /// caches are emptied, so a worker's memory does not grow with the number of years (a chunk
 /// dropped this way is decoded again if a later window needs it).
-pub const WORKER_CACHE_BYTES: usize = 64 << 20;
+pub const WORKER_CACHE_BYTES: usize = 32 << 20;
 
 /// Keeps a worker's caches within `budget` bytes after layer `current` was read: the caches
 /// of the other layers are emptied, the one read most recently first. Every window reads the

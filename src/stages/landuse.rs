@@ -715,7 +715,8 @@ fn transition_rows<'a>(
     pairs: &[PairResult],
     classes: &[LandClass],
 ) -> (Vec<TransitionRow<'a>>, Vec<TransitionRow<'a>>) {
-    let mut per_unit = Vec::new();
+    // Millions of rows in a national annual study: no slack from growing the list.
+    let mut per_unit = Vec::with_capacity(pairs.len() * ids.len() * classes.len() * classes.len());
     let mut totals = Vec::new();
     for p in pairs {
         let mut total = [[0.0f64; 7]; 7];

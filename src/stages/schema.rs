@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 
 use crate::engine::stage::{OutputDecl, StageError};
@@ -186,11 +187,7 @@ impl<R> TableSchema<R> {
         for c in &self.columns {
             let name = c.name.as_str();
             table = match &c.cell {
-                // Straight from the rows: no list of every row's text beside the array.
-                Cell::Text(f) => table.array(
-                    name,
-                    Arc::new(StringArray::from_iter_values(rows.iter().map(*f))),
-                ),
+                Cell::Text(f) => table.array(name, Arc::new(text_array(rows, *f))),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
                 Cell::IntOrNull(f) => table.array(
                     name,
@@ -217,6 +214,17 @@ impl<R> TableSchema<R> {
         }
         Ok((self.name.to_owned(), table.build()?))
     }
+}
+
+/// A text column read straight from the rows, its buffers sized once: neither a list of every
+/// row's text beside the array nor a values buffer grown by doubling (millions of rows).
+fn text_array<R>(rows: &[R], f: for<'r> fn(&'r R) -> &'r str) -> StringArray {
+    let bytes = rows.iter().map(|r| f(r).len()).sum();
+    let mut builder = StringBuilder::with_capacity(rows.len(), bytes);
+    for r in rows {
+        builder.append_value(f(r));
+    }
+    builder.finish()
 }
 
 /// The values of `source` at `rows`, in that order.
