@@ -227,6 +227,29 @@ impl RegionCache {
         }
     }
 
+    /// Bytes held: the decoded chunks kept and the window buffer.
+    pub fn held_bytes(&self) -> usize {
+        let out = match &self.out {
+            OwnedChunk::U8(v) => v.capacity(),
+            OwnedChunk::U16(v) => 2 * v.capacity(),
+        };
+        self.chunks.iter().map(|(.., c)| c.bytes()).sum::<usize>() + out
+    }
+
+    /// Drops every chunk and the window buffer (a later read decodes what it needs again).
+    pub fn clear(&mut self) {
+        self.chunks = Vec::new();
+        self.out = match self.out {
+            OwnedChunk::U8(_) => OwnedChunk::U8(Vec::new()),
+            OwnedChunk::U16(_) => OwnedChunk::U16(Vec::new()),
+        };
+    }
+
+    /// Drops the chunks that end at or above grid row `row` (windows come in row-major order).
+    fn forget_above(&mut self, row: usize) {
+        self.chunks.retain(|(_, row_end, _)| *row_end > row);
+    }
+
     /// The pixels of `window` of the file (laid out `window.stride` apart), assembled from the
     /// chunks of `info` that overlap it.
     pub fn read(
@@ -237,7 +260,7 @@ impl RegionCache {
     ) -> Result<ChunkPixels<'_>, GeoTiffError> {
         let extent = Extent::of(window);
         // Windows come in row-major order: chunks ending above this one are done with.
-        self.chunks.retain(|(_, row_end, _)| *row_end > extent.row0);
+        self.forget_above(extent.row0);
         match &mut self.out {
             OwnedChunk::U8(v) => v.resize(extent.len, 0),
             OwnedChunk::U16(v) => v.resize(extent.len, 0),
@@ -337,6 +360,28 @@ impl MosaicReader {
         })
     }
 
+    /// Bytes held: every file's region cache and the window buffers.
+    pub fn held_bytes(&self) -> usize {
+        let out = match &self.out {
+            OwnedChunk::U8(v) => v.capacity(),
+            OwnedChunk::U16(v) => 2 * v.capacity(),
+        };
+        let files: usize = self.files.iter().map(|(_, r)| r.held_bytes()).sum();
+        files + out + 2 * self.owner.capacity()
+    }
+
+    /// Drops every file's cached chunks and the window buffers.
+    pub fn clear(&mut self) {
+        for (_, region) in &mut self.files {
+            region.clear();
+        }
+        self.owner = Vec::new();
+        self.out = match self.out {
+            OwnedChunk::U8(_) => OwnedChunk::U8(Vec::new()),
+            OwnedChunk::U16(_) => OwnedChunk::U16(Vec::new()),
+        };
+    }
+
     /// The pixels of `window` of the mosaic grid, laid out `window.stride` apart.
     pub fn read(
         &mut self,
@@ -366,6 +411,10 @@ impl MosaicReader {
         self.owner.resize(len, u16::MAX);
         for (k, placed) in mosaic.files.iter().enumerate() {
             let Some((x0, x1, y0, y1)) = extent.clip(placed.rect()) else {
+                // A file this window misses may hold chunks of rows the pass has left behind.
+                self.files[k]
+                    .1
+                    .forget_above(extent.row0.saturating_sub(placed.row));
                 continue;
             };
             let (fc, fr) = (placed.col, placed.row);

@@ -5,6 +5,7 @@
 //! the number of threads and memory holds one batch of counts.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -42,7 +43,8 @@ impl From<IoError> for PassError {
 /// windows is read chunk for chunk through the worker's one direct reader, opened for the layer
 /// it reads, so a worker holds the decode buffers of one year, not of every year. A file tiled
 /// otherwise keeps its reader and region cache across windows (a band of strips serves many
-/// windows), as does a mosaic of several files.
+/// windows), as does a mosaic of several files; all those caches of one worker share one budget
+/// ([`WORKER_CACHE_BYTES`]).
 enum LayerReader {
     Direct,
     Region {
@@ -93,6 +95,55 @@ fn new_worker(
         pair_buf: Vec::new(),
         n_units,
     })
+}
+
+impl LayerReader {
+    /// Bytes of decoded chunks and window buffers kept across windows.
+    fn held_bytes(&self) -> usize {
+        match self {
+            LayerReader::Direct => 0,
+            LayerReader::Region { region, .. } => region.held_bytes(),
+            LayerReader::Mosaic(m) => m.held_bytes(),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            LayerReader::Direct => {}
+            LayerReader::Region { region, .. } => region.clear(),
+            LayerReader::Mosaic(m) => m.clear(),
+        }
+    }
+}
+
+/// The most bytes of decoded chunks and window buffers one worker keeps across windows for all
+/// its layers together. A study of 38 years of provincial files has 38 caches per worker;
+/// beyond this budget caches are emptied, so a worker's memory does not grow with the number of
+/// years (a chunk dropped this way is decoded again if a later window needs it).
+pub const WORKER_CACHE_BYTES: usize = 32 << 20;
+
+/// Keeps a worker's caches within `budget` bytes after layer `current` was read: the caches
+/// of the other layers are emptied, the one read most recently first (every window reads the
+/// layers in order, so the layer read just before is the one needed again last), and the
+/// current layer's last, when it alone is over the budget.
+fn keep_within(readers: &mut [LayerReader], current: usize, budget: usize) -> usize {
+    let mut held: usize = readers.iter().map(LayerReader::held_bytes).sum();
+    let n = readers.len();
+    let order = (0..current)
+        .rev()
+        .chain((current + 1..n).rev())
+        .chain(std::iter::once(current));
+    for k in order {
+        if held <= budget {
+            break;
+        }
+        let freed = readers[k].held_bytes();
+        if freed > 0 {
+            readers[k].clear();
+            held -= freed;
+        }
+    }
+    held
 }
 
 fn layer_reader(m: &Mosaic, layout: Option<&GeoTiffInfo>) -> Result<LayerReader, IoError> {
@@ -197,6 +248,41 @@ pub fn histogram_pass(
     transform: &GeoTransform,
     observer: &dyn PassObserver,
 ) -> Result<Vec<CountMap>, PassError> {
+    let memory = PassMemory::new(WORKER_CACHE_BYTES);
+    histogram_pass_within(
+        layers, pairs, spans, n_units, row_area, transform, observer, &memory,
+    )
+}
+
+/// What bounds the memory of a pass, and what it held.
+pub struct PassMemory {
+    /// Bytes of decoded chunks one worker may keep across windows (see [`WORKER_CACHE_BYTES`]).
+    pub cache_budget_bytes: usize,
+    /// The most bytes any worker kept across windows, after any layer of any window.
+    pub peak_cached_bytes: AtomicUsize,
+}
+
+impl PassMemory {
+    pub fn new(cache_budget_bytes: usize) -> Self {
+        Self {
+            cache_budget_bytes,
+            peak_cached_bytes: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// [`histogram_pass`] with the workers' caches held within `memory`'s budget.
+#[allow(clippy::too_many_arguments)]
+pub fn histogram_pass_within(
+    layers: &[&Mosaic],
+    pairs: &[(usize, usize)],
+    spans: &Spans,
+    n_units: usize,
+    row_area: Option<&[f64]>,
+    transform: &GeoTransform,
+    observer: &dyn PassObserver,
+    memory: &PassMemory,
+) -> Result<Vec<CountMap>, PassError> {
     let layout = layers[0].whole();
     let windows = pass_windows(layers[0], spans);
     let in_pair: Vec<bool> = (0..layers.len())
@@ -205,7 +291,7 @@ pub fn histogram_pass(
     let pool = WorkerPool::default();
     let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
         count_window(
-            worker, layers, pairs, &in_pair, spans, row_area, transform, index, window,
+            worker, layers, pairs, &in_pair, spans, row_area, transform, memory, index, window,
         )
     };
     // Windows in batches, each batch's counts added up in window order before the next is read:
@@ -215,7 +301,7 @@ pub fn histogram_pass(
     // Progress in tiles of all years (every window is read for every year of the pass).
     let unit = format!("tiles × {} years", layers.len());
     let mut done = 0u64;
-    for batch in windows.chunks(WINDOWS_PER_BATCH) {
+    for batch in windows.chunks(windows_per_batch(layers.len() + pairs.len())) {
         let per_window: Vec<Vec<Vec<Count>>> = batch
             .par_iter()
             .map_init(
@@ -244,8 +330,21 @@ pub fn histogram_pass(
     Ok(maps)
 }
 
-/// Windows read in parallel before their counts are added up.
+/// The most windows read in parallel before their counts are added up.
 const WINDOWS_PER_BATCH: usize = 256;
+
+/// The counts of a batch are held until it ends, one list per window and layer (year or pair):
+/// windows × layers lists. Batches of [`WINDOW_LAYERS_PER_BATCH`] window-layers keep that
+/// independent of the number of years, as long as every thread still gets a few windows.
+const WINDOW_LAYERS_PER_BATCH: usize = 1024;
+
+/// Windows per batch for a pass over `layers` layers (years and pairs). The batch size changes
+/// no output: counts are added up in window order whatever the batches.
+fn windows_per_batch(layers: usize) -> usize {
+    (WINDOW_LAYERS_PER_BATCH / layers.max(1))
+        .min(WINDOWS_PER_BATCH)
+        .max(4 * rayon::current_num_threads())
+}
 
 /// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
 /// for every batch would cost more than small windows).
@@ -296,6 +395,7 @@ fn count_window(
     spans: &Spans,
     row_area: Option<&[f64]>,
     transform: &GeoTransform,
+    memory: &PassMemory,
     index: Option<usize>,
     window: Window,
 ) -> Result<Vec<Vec<Count>>, IoError> {
@@ -339,6 +439,8 @@ fn count_window(
                 }
             }
         }
+        let held = keep_within(readers, k, memory.cache_budget_bytes);
+        memory.peak_cached_bytes.fetch_max(held, Ordering::Relaxed);
         for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
             if a + 1 != k {
                 return Err(IoError::internal(
@@ -435,6 +537,131 @@ mod tests {
             stride: 1024,
         };
         (rasterize(&grid, &[unit]), window)
+    }
+
+    struct Quiet;
+
+    impl PassObserver for Quiet {
+        fn cancelled(&self) -> bool {
+            false
+        }
+        fn progress(&self, _done: u64, _total: u64, _unit: &str) {}
+    }
+
+    /// `years` layers of a 64 × 48 px Albers grid, each year two files (west and east halves,
+    /// DEFLATE tiles, so each file's cache keeps a decoded 256² tile), with one unit over all of it.
+    fn two_file_years(dir: &std::path::Path, years: usize) -> (Vec<Mosaic>, Spans) {
+        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+        use crate::io::mosaic::Placed;
+        let (x0, y0, px) = (766_020.0, 3_711_150.0, 30.0);
+        let part = |year: usize, name: &str, cols: std::ops::Range<usize>| {
+            let codes: Vec<u8> = (0..48)
+                .flat_map(|r| cols.clone().map(move |c| (c, r)))
+                .map(|(c, r)| u8::try_from(1 + (c / 8 + r / 8 + year) % 9).unwrap())
+                .collect();
+            let path = dir.join(format!("lu_{year}_{name}.tif"));
+            let raster = CategoricalRaster {
+                width: u32::try_from(cols.len()).unwrap(),
+                height: 48,
+                codes: &codes,
+                placement: GridPlacement {
+                    x_min: x0 + px * cols.start as f64,
+                    y_max: y0,
+                    pixel_width: px,
+                    pixel_height: px,
+                },
+                crs: Crs::albers_china(),
+                nodata: Some(0),
+                description: None,
+            };
+            write_categorical(&path, &raster).unwrap();
+            let info = crate::io::geotiff::open(&path).unwrap();
+            Placed {
+                info,
+                col: cols.start,
+                row: 0,
+            }
+        };
+        let mosaics = (0..years)
+            .map(|y| {
+                Mosaic::new(
+                    vec![part(y, "west", 0..32), part(y, "east", 32..64)],
+                    64,
+                    48,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let grid = Grid {
+            x0,
+            y0,
+            dx: px,
+            dy: -px,
+            width: 64,
+            height: 48,
+        };
+        let (x1, y1) = (x0 + 64.0 * px, y0 - 48.0 * px);
+        let unit = MultiPolygon(vec![polygon![
+            (x: x0, y: y1), (x: x1, y: y1), (x: x1, y: y0), (x: x0, y: y0)
+        ]]);
+        (mosaics, rasterize(&grid, &[unit]))
+    }
+
+    /// Runs a pass over the first `years` layers (with their consecutive pairs) on one thread:
+    /// its counts and the most bytes its worker kept across windows.
+    fn pass_holding(
+        mosaics: &[Mosaic],
+        spans: &Spans,
+        years: usize,
+        budget: usize,
+    ) -> (Vec<CountMap>, usize) {
+        let layers: Vec<&Mosaic> = mosaics[..years].iter().collect();
+        let pairs: Vec<(usize, usize)> = (1..years).map(|b| (b - 1, b)).collect();
+        let memory = PassMemory::new(budget);
+        let t = GeoTransform {
+            x0: 766_020.0,
+            y0: 3_711_150.0,
+            dx: 30.0,
+            dy: -30.0,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let counts = pool
+            .install(|| histogram_pass_within(&layers, &pairs, spans, 1, None, &t, &Quiet, &memory))
+            .unwrap();
+        (counts, memory.peak_cached_bytes.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_worker_keeps_no_more_decoded_chunks_for_many_years_than_its_budget_and_one_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mosaics, spans) = two_file_years(dir.path(), 12);
+        let unlimited = usize::MAX;
+        // Without a budget every year's files keep their decoded tiles: memory grows with years.
+        let (_, one_year) = pass_holding(&mosaics, &spans, 1, unlimited);
+        let (_, three) = pass_holding(&mosaics, &spans, 3, unlimited);
+        let (all_counts, twelve) = pass_holding(&mosaics, &spans, 12, unlimited);
+        assert!(
+            one_year >= 2 * 256 * 256,
+            "two decoded 256² tiles a year: {one_year}"
+        );
+        assert!(
+            twelve >= 3 * three,
+            "{twelve} vs {three}: caches of every year are kept"
+        );
+        // Within a budget of two years' worth, 12 years hold what 3 hold, at most the budget
+        // whatever the number of years, and count the same.
+        let budget = 2 * one_year;
+        let (_, three_within) = pass_holding(&mosaics, &spans, 3, budget);
+        let (counts, twelve_within) = pass_holding(&mosaics, &spans, 12, budget);
+        assert!(twelve_within <= budget, "{twelve_within} > {budget}");
+        assert_eq!(twelve_within, three_within);
+        assert_eq!(
+            counts, all_counts,
+            "dropped chunks are decoded again, to the same counts"
+        );
     }
 
     #[test]

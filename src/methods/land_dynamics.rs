@@ -54,14 +54,40 @@ pub fn comprehensive_dynamic_degree_pct_per_year<C: PartialEq>(
     years: i64,
 ) -> Option<f64> {
     let total: f64 = transfer.iter().map(|t| t.2).sum();
-    if total == 0.0 || years <= 0 {
-        return None;
-    }
     let changed: f64 = transfer
         .iter()
         .filter(|(from, to, _)| from != to)
         .map(|t| t.2)
         .sum();
+    comprehensive_dynamic_degree_from_sums_pct_per_year(changed, total, years)
+}
+
+/// [`comprehensive_dynamic_degree_pct_per_year`] from the matrix's sums, for a caller that
+/// adds the cells up as they come instead of holding the matrix: `changed = Σ_{i≠j} ΔLU_{i→j}`
+/// and `total = Σ_i LU_{i,t1}`. `None` where `total` is 0 or `T ≤ 0`.
+///
+/// # Units
+/// Areas in any one unit (e.g. ha); `years` = `T`; result in % per year.
+///
+/// # References
+/// 王秀兰, 包玉海 (1999). 土地利用动态变化研究方法探讨. 地理科学进展 18(1): 81–87.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::land_dynamics::comprehensive_dynamic_degree_from_sums_pct_per_year;
+/// // 14 ha of 100 ha changed class in 10 years: LC = 14 / 200 / 10 × 100 = 0.7 % per year.
+/// let lc = comprehensive_dynamic_degree_from_sums_pct_per_year(14.0, 100.0, 10).unwrap();
+/// assert!((lc - 0.7).abs() < 1e-12);
+/// assert_eq!(comprehensive_dynamic_degree_from_sums_pct_per_year(0.0, 0.0, 10), None);
+/// ```
+pub fn comprehensive_dynamic_degree_from_sums_pct_per_year(
+    changed: f64,
+    total: f64,
+    years: i64,
+) -> Option<f64> {
+    if total == 0.0 || years <= 0 {
+        return None;
+    }
     let t = years as f64;
     Some(changed / (2.0 * total) / t * 100.0)
 }

@@ -25,7 +25,7 @@ use crate::io::raster_pass::{PassError, PassObserver, histogram_pass};
 use crate::io::raster_region::{Group, YearFiles, group_years, open_raster};
 use crate::methods::land_counts::{CountMap, PixelArea, class_lut, classify_pairs, pass_plan};
 use crate::methods::land_dynamics::{
-    comprehensive_dynamic_degree_pct_per_year, single_dynamic_degree_pct_per_year,
+    comprehensive_dynamic_degree_from_sums_pct_per_year, single_dynamic_degree_pct_per_year,
 };
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
 use crate::methods::pixel_area::row_areas_m2;
@@ -616,8 +616,10 @@ fn from_rasters(
     warn_years_without_transitions(&year_list, &pair_results, ctx);
     let classes = params.wetland.classes();
     let (areas, codes) = area_and_code_rows(&ids, &year_list, &year_results, scheme, classes, ctx);
+    drop(year_results);
     let (transitions, totals) = transition_rows(&ids, &pair_results, classes);
-    tables(&areas, &transitions, &totals, &codes, &coverage)
+    drop(pair_results);
+    tables(areas, transitions, &totals, codes, &coverage)
 }
 
 /// The units' ids and polygons, sorted by id; an id given twice is an error.
@@ -691,14 +693,14 @@ fn warn_years_without_transitions(years: &[i64], pairs: &[PairResult], ctx: &Sta
 
 /// The `areas` rows (every listed class of every unit and year) and the `codes` rows (raw codes
 /// but NoData); codes outside the scheme are warned about, by year.
-fn area_and_code_rows(
-    ids: &[String],
+fn area_and_code_rows<'a>(
+    ids: &'a [String],
     years: &[i64],
     results: &[YearResult],
     scheme: &Scheme,
     classes: &[LandClass],
     ctx: &StageContext,
-) -> (Vec<AreaRow>, Vec<CodeRow>) {
+) -> (Vec<AreaRow<'a>>, Vec<CodeRow<'a>>) {
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
     let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; ids.len()];
     for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
@@ -725,7 +727,7 @@ fn area_and_code_rows(
             for (&(_, code), &(px, _)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
                 if res.nodata != Some(code) {
                     codes.push(CodeRow {
-                        unit: id.clone(),
+                        unit: id,
                         year,
                         code: i64::from(code),
                         pixels: to_i64(px),
@@ -735,9 +737,9 @@ fn area_and_code_rows(
             areas.extend(classes.iter().map(|&c| {
                 let (px, m2) = per_unit[u][yi][c.index()];
                 AreaRow {
-                    unit: id.clone(),
+                    unit: id,
                     year,
-                    class: c.as_str(),
+                    class: c,
                     pixels: Some(to_i64(px)),
                     area_ha: m2 / 1e4,
                 }
@@ -767,12 +769,13 @@ fn warn_unmapped(unmapped: &BTreeMap<(i64, u32), u64>, scheme: &Scheme, ctx: &St
 }
 
 /// The transfer matrices per unit and summed over the units, every listed class pair.
-fn transition_rows(
-    ids: &[String],
+fn transition_rows<'a>(
+    ids: &'a [String],
     pairs: &[PairResult],
     classes: &[LandClass],
-) -> (Vec<TransitionRow>, Vec<TransitionRow>) {
-    let mut per_unit = Vec::new();
+) -> (Vec<TransitionRow<'a>>, Vec<TransitionRow<'a>>) {
+    // Millions of rows in a national annual study: no slack from growing the list.
+    let mut per_unit = Vec::with_capacity(pairs.len() * ids.len() * classes.len() * classes.len());
     let mut totals = Vec::new();
     for p in pairs {
         let mut total = [[0.0f64; 7]; 7];
@@ -789,14 +792,14 @@ fn transition_rows(
                 for &b in classes {
                     let v = m[a.index()][b.index()];
                     total[a.index()][b.index()] += v;
-                    per_unit.push(TransitionRow::new(id.clone(), p, (a, b), v));
+                    per_unit.push(TransitionRow::new(id, p, (a, b), v));
                 }
             }
         }
         for &a in classes {
             for &b in classes {
                 let v = total[a.index()][b.index()];
-                totals.push(TransitionRow::new(String::new(), p, (a, b), v));
+                totals.push(TransitionRow::new("", p, (a, b), v));
             }
         }
     }
@@ -1401,12 +1404,12 @@ struct GroupResult {
 }
 
 /// The `coverage` rows, unit-major: row = unit · n_years + year.
-fn coverage_rows(
-    ids: &[String],
+fn coverage_rows<'a>(
+    ids: &'a [String],
     years: &[i64],
     results: &[YearResult],
     scheme: &Scheme,
-) -> Vec<CoverageRow> {
+) -> Vec<CoverageRow<'a>> {
     let mut out = Vec::with_capacity(ids.len() * years.len());
     for (u, id) in ids.iter().enumerate() {
         let unit = u32::try_from(u).expect("fewer than 2³² units");
@@ -1425,7 +1428,7 @@ fn coverage_rows(
                 }
             }
             out.push(CoverageRow {
-                unit: id.clone(),
+                unit: id,
                 year,
                 pixels: to_i64(px),
                 nodata_pixels: to_i64(nd_px),
@@ -1446,7 +1449,7 @@ const NODATA_SHARE_WARN: f64 = 0.005;
 /// warns once about units with NoData.
 fn check_coverage(
     params: &Params,
-    cov: &[CoverageRow],
+    cov: &[CoverageRow<'_>],
     polygon_ha: &[f64],
     years: &[YearFiles],
     ctx: &StageContext,
@@ -1523,7 +1526,7 @@ fn check_coverage(
     Ok(())
 }
 
-fn warn_nodata_share(cov: &[CoverageRow], ctx: &StageContext) {
+fn warn_nodata_share(cov: &[CoverageRow<'_>], ctx: &StageContext) {
     let mut count = 0;
     let mut worst: Option<(usize, f64)> = None;
     for (i, row) in cov.iter().enumerate() {
@@ -1550,49 +1553,51 @@ fn warn_nodata_share(cov: &[CoverageRow], ctx: &StageContext) {
     }
 }
 
-/// One row of `areas`; `pixels` is null for yearbook areas.
-struct AreaRow {
-    unit: String,
+/// One row of `areas`; `pixels` is null for yearbook areas. Rows borrow the unit ids and
+/// name classes by value, so that the millions of rows of a national annual study cost a few
+/// dozen bytes each (no allocation per row).
+struct AreaRow<'a> {
+    unit: &'a str,
     year: i64,
-    class: &'static str,
+    class: LandClass,
     pixels: Option<i64>,
     area_ha: f64,
 }
 
 /// One row of `codes`.
-struct CodeRow {
-    unit: String,
+struct CodeRow<'a> {
+    unit: &'a str,
     year: i64,
     code: i64,
     pixels: i64,
 }
 
 /// One row of `transitions`, or of `transitions_total` (whose `unit` stays empty).
-struct TransitionRow {
-    unit: String,
+struct TransitionRow<'a> {
+    unit: &'a str,
     year_from: i64,
     year_to: i64,
-    class_from: &'static str,
-    class_to: &'static str,
+    class_from: LandClass,
+    class_to: LandClass,
     area_ha: f64,
 }
 
-impl TransitionRow {
-    fn new(unit: String, pair: &PairResult, (a, b): (LandClass, LandClass), area_ha: f64) -> Self {
+impl<'a> TransitionRow<'a> {
+    fn new(unit: &'a str, pair: &PairResult, (a, b): (LandClass, LandClass), area_ha: f64) -> Self {
         Self {
             unit,
             year_from: pair.from,
             year_to: pair.to,
-            class_from: a.as_str(),
-            class_to: b.as_str(),
+            class_from: a,
+            class_to: b,
             area_ha,
         }
     }
 }
 
 /// One row of `dynamics`.
-struct DynamicsRow {
-    unit: String,
+struct DynamicsRow<'a> {
+    unit: &'a str,
     year_from: i64,
     year_to: i64,
     class: &'static str,
@@ -1602,8 +1607,8 @@ struct DynamicsRow {
 /// One row of `coverage`: NoData accounting per unit and year, every pixel centre inside the
 /// unit and how much of it is NoData (the file's NoData value, a pixel no file of the year
 /// covers, or a fill code the scheme excludes).
-struct CoverageRow {
-    unit: String,
+struct CoverageRow<'a> {
+    unit: &'a str,
     year: i64,
     pixels: i64,
     nodata_pixels: i64,
@@ -1611,72 +1616,72 @@ struct CoverageRow {
     nodata_ha: f64,
 }
 
-fn areas_schema() -> TableSchema<AreaRow> {
-    TableSchema::<AreaRow>::new(
+fn areas_schema<'a>() -> TableSchema<AreaRow<'a>> {
+    TableSchema::<AreaRow<'a>>::new(
         "areas",
         "area of each class per unit and year (every class listed, zeros included)",
     )
-    .text(UNIT_ID, |r| &r.unit)
+    .text(UNIT_ID, |r| r.unit)
     .int("year", |r| r.year)
-    .text("class", |r| r.class)
+    .text("class", |r| r.class.as_str())
     .int_or_null("pixels", |r| r.pixels)
     .float("area_ha", |r| r.area_ha)
 }
 
-fn transitions_schema() -> TableSchema<TransitionRow> {
-    TableSchema::<TransitionRow>::new(
+fn transitions_schema<'a>() -> TableSchema<TransitionRow<'a>> {
+    TableSchema::<TransitionRow<'a>>::new(
         "transitions",
         "per unit, area that was class_from in year_from and class_to in year_to, for consecutive years (pixels with NoData or an unclassified code in either year left out)",
     )
-    .text(UNIT_ID, |r| &r.unit)
+    .text(UNIT_ID, |r| r.unit)
     .int("year_from", |r| r.year_from)
     .int("year_to", |r| r.year_to)
-    .text("class_from", |r| r.class_from)
-    .text("class_to", |r| r.class_to)
+    .text("class_from", |r| r.class_from.as_str())
+    .text("class_to", |r| r.class_to.as_str())
     .float("area_ha", |r| r.area_ha)
 }
 
-fn transitions_total_schema() -> TableSchema<TransitionRow> {
-    TableSchema::<TransitionRow>::new(
+fn transitions_total_schema<'a>() -> TableSchema<TransitionRow<'a>> {
+    TableSchema::<TransitionRow<'a>>::new(
         "transitions_total",
         "the transfer matrices summed over all units",
     )
     .int("year_from", |r| r.year_from)
     .int("year_to", |r| r.year_to)
-    .text("class_from", |r| r.class_from)
-    .text("class_to", |r| r.class_to)
+    .text("class_from", |r| r.class_from.as_str())
+    .text("class_to", |r| r.class_to.as_str())
     .float("area_ha", |r| r.area_ha)
 }
 
-fn codes_schema() -> TableSchema<CodeRow> {
-    TableSchema::<CodeRow>::new(
+fn codes_schema<'a>() -> TableSchema<CodeRow<'a>> {
+    TableSchema::<CodeRow<'a>>::new(
         "codes",
         "raw pixel counts per unit, year and code before reclassification (NoData left out)",
     )
-    .text(UNIT_ID, |r| &r.unit)
+    .text(UNIT_ID, |r| r.unit)
     .int("year", |r| r.year)
     .int("code", |r| r.code)
     .int("pixels", |r| r.pixels)
 }
 
-fn dynamics_schema() -> TableSchema<DynamicsRow> {
-    TableSchema::<DynamicsRow>::new(
+fn dynamics_schema<'a>() -> TableSchema<DynamicsRow<'a>> {
+    TableSchema::<DynamicsRow<'a>>::new(
         "dynamics",
         "per unit and consecutive years: the single dynamic degree K = (A_t2 − A_t1)/A_t1/T × 100 of each class, and class `all` with the comprehensive dynamic degree LC = Σ_i≠j ΔLU_i→j/(2 Σ LU_t1)/T × 100 of the transfer matrix; in % per year, null where A_t1 = 0 (and for `all` without a transfer matrix)",
     )
-    .text(UNIT_ID, |r| &r.unit)
+    .text(UNIT_ID, |r| r.unit)
     .int("year_from", |r| r.year_from)
     .int("year_to", |r| r.year_to)
     .text("class", |r| r.class)
     .float_or_null("degree_pct_per_year", |r| r.degree_pct_per_year)
 }
 
-fn coverage_schema() -> TableSchema<CoverageRow> {
-    TableSchema::<CoverageRow>::new(
+fn coverage_schema<'a>() -> TableSchema<CoverageRow<'a>> {
+    TableSchema::<CoverageRow<'a>>::new(
         "coverage",
         "NoData accounting per unit and year: pixel centres inside the unit (NoData included), those with NoData (the file's NoData, outside every file of the year, or a fill code the scheme excludes), and the areas of both; empty for the `areas` table",
     )
-    .text(UNIT_ID, |r| &r.unit)
+    .text(UNIT_ID, |r| r.unit)
     .int("year", |r| r.year)
     .int("pixels", |r| r.pixels)
     .int("nodata_pixels", |r| r.nodata_pixels)
@@ -1685,20 +1690,29 @@ fn coverage_schema() -> TableSchema<CoverageRow> {
 }
 
 /// The stage's outputs from its rows; `dynamics` follows from the areas and transfer matrices.
+/// Each table is built from rows that are then dropped: a national annual study has millions
+/// of transition rows, and keeping every output's rows beside every built table would double
+/// the stage's peak memory.
 fn tables(
-    areas: &[AreaRow],
-    transitions: &[TransitionRow],
-    totals: &[TransitionRow],
-    codes: &[CodeRow],
-    coverage: &[CoverageRow],
+    areas: Vec<AreaRow<'_>>,
+    transitions: Vec<TransitionRow<'_>>,
+    totals: &[TransitionRow<'_>],
+    codes: Vec<CodeRow<'_>>,
+    coverage: &[CoverageRow<'_>],
 ) -> Result<Outputs, StageError> {
-    let dynamics = dynamics_rows(areas, transitions);
+    let dynamics = dynamics_rows(&areas, &transitions);
+    let transitions_table = transitions_schema().build(&transitions)?;
+    drop(transitions);
+    let dynamics_table = dynamics_schema().build(&dynamics)?;
+    drop(dynamics);
+    let codes_table = codes_schema().build(&codes)?;
+    drop(codes);
     Ok(vec![
-        areas_schema().build(areas)?,
-        transitions_schema().build(transitions)?,
+        areas_schema().build(&areas)?,
+        transitions_table,
         transitions_total_schema().build(totals)?,
-        codes_schema().build(codes)?,
-        dynamics_schema().build(&dynamics)?,
+        codes_table,
+        dynamics_table,
         coverage_schema().build(coverage)?,
     ])
 }
@@ -1706,26 +1720,21 @@ fn tables(
 /// The `dynamics` rows: per unit and pair of consecutive years, the single dynamic degree of
 /// each class and, as class `all`, the comprehensive dynamic degree of the unit's transfer
 /// matrix (null without one, as for yearbook areas).
-fn dynamics_rows(areas: &[AreaRow], transitions: &[TransitionRow]) -> Vec<DynamicsRow> {
-    let mut by_unit: BTreeMap<&str, BTreeMap<i64, BTreeMap<&str, f64>>> = BTreeMap::new();
+fn dynamics_rows<'a>(
+    areas: &[AreaRow<'a>],
+    transitions: &[TransitionRow<'_>],
+) -> Vec<DynamicsRow<'a>> {
+    let mut by_unit: BTreeMap<&str, BTreeMap<i64, [f64; 7]>> = BTreeMap::new();
     for r in areas {
-        *by_unit
-            .entry(&r.unit)
+        by_unit
+            .entry(r.unit)
             .or_default()
             .entry(r.year)
-            .or_default()
-            .entry(r.class)
-            .or_default() += r.area_ha;
+            .or_insert([0.0; 7])[r.class.index()] += r.area_ha;
     }
-    let mut matrices: BTreeMap<(&str, i64, i64), TransferMatrix<'_>> = BTreeMap::new();
-    for r in transitions {
-        matrices
-            .entry((&r.unit, r.year_from, r.year_to))
-            .or_default()
-            .push((r.class_from, r.class_to, r.area_ha));
-    }
+    let matrices = transfer_sums(transitions);
     // Wetland rows exist only when the study keeps wetland apart.
-    let dynamics_classes: &[LandClass] = if areas.iter().any(|r| r.class == "wetland") {
+    let dynamics_classes: &[LandClass] = if areas.iter().any(|r| r.class == LandClass::Wetland) {
         &LandClass::WITH_WETLAND
     } else {
         &LandClass::ALL
@@ -1736,31 +1745,54 @@ fn dynamics_rows(areas: &[AreaRow], transitions: &[TransitionRow]) -> Vec<Dynami
         for pair in years.windows(2) {
             let (y1, y2) = (pair[0], pair[1]);
             let row = |class: &'static str, degree| DynamicsRow {
-                unit: (*unit).to_owned(),
+                unit,
                 year_from: y1,
                 year_to: y2,
                 class,
                 degree_pct_per_year: degree,
             };
-            for class in dynamics_classes.iter().map(|c| c.as_str()) {
-                let a1 = by_year[&y1].get(class).copied().unwrap_or(0.0);
-                let a2 = by_year[&y2].get(class).copied().unwrap_or(0.0);
+            for class in dynamics_classes {
+                let a1 = by_year[&y1][class.index()];
+                let a2 = by_year[&y2][class.index()];
                 out.push(row(
-                    class,
+                    class.as_str(),
                     single_dynamic_degree_pct_per_year(a1, a2, y2 - y1),
                 ));
             }
-            let lc = matrices
-                .get(&(*unit, y1, y2))
-                .and_then(|m| comprehensive_dynamic_degree_pct_per_year(m, y2 - y1));
+            let lc = matrices.get(&(*unit, y1, y2)).and_then(|m| {
+                comprehensive_dynamic_degree_from_sums_pct_per_year(m.changed_ha, m.total_ha, y2 - y1)
+            });
             out.push(row("all", lc));
         }
     }
     out
 }
 
-/// One unit's transfer matrix between two years: `(class_from, class_to, area_ha)`.
-type TransferMatrix<'a> = Vec<(&'a str, &'a str, f64)>;
+/// One unit's transfer matrix between two years, summed: all of it and its off-diagonal cells.
+#[derive(Default)]
+struct TransferSums {
+    total_ha: f64,
+    changed_ha: f64,
+}
+
+/// The sums of each unit's transfer matrix, by (unit, year_from, year_to), each added up in row
+/// order. A matrix's rows arrive together, so one lookup serves a run of rows.
+fn transfer_sums<'a>(
+    transitions: &[TransitionRow<'a>],
+) -> BTreeMap<(&'a str, i64, i64), TransferSums> {
+    let key = |r: &TransitionRow<'a>| (r.unit, r.year_from, r.year_to);
+    let mut sums: BTreeMap<(&str, i64, i64), TransferSums> = BTreeMap::new();
+    for run in transitions.chunk_by(|a, b| key(a) == key(b)) {
+        let m = sums.entry(key(&run[0])).or_default();
+        for r in run {
+            m.total_ha += r.area_ha;
+            if r.class_from != r.class_to {
+                m.changed_ha += r.area_ha;
+            }
+        }
+    }
+    sums
+}
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("pixel counts fit i64")
@@ -1995,20 +2027,20 @@ fn tabular_rows(
         }
         ctx.warn(format!("{text}; kept (`allow_empty_units: true`)"));
     }
-    let areas: Vec<AreaRow> = sums
+    let areas: Vec<AreaRow<'_>> = sums
         .iter()
         .flat_map(|((id, year), s)| {
             listed.iter().map(move |&c| AreaRow {
-                unit: id.clone(),
+                unit: id,
                 year: *year,
-                class: c.as_str(),
+                class: c,
                 pixels: None,
                 area_ha: s[c.index()],
             })
         })
         .collect();
     // Yearbook areas carry no pixels: no transfer matrix and no code histogram.
-    tables(&areas, &[], &[], &[], &[])
+    tables(areas, Vec::new(), &[], Vec::new(), &[])
 }
 
 #[cfg(test)]
@@ -2604,9 +2636,9 @@ mod tests {
         {
             for c in LandClass::ALL {
                 areas.push(AreaRow {
-                    unit: "A".to_owned(),
+                    unit: "A",
                     year,
-                    class: c.as_str(),
+                    class: c,
                     pixels: None,
                     area_ha: ha[c.index()],
                 });
@@ -2622,11 +2654,11 @@ mod tests {
             ("construction", "construction", 10.0),
         ] {
             tr.push(TransitionRow {
-                unit: "A".to_owned(),
+                unit: "A",
                 year_from: 2000,
                 year_to: 2010,
-                class_from: LandClass::parse(from).unwrap().as_str(),
-                class_to: LandClass::parse(to).unwrap().as_str(),
+                class_from: LandClass::parse(from).unwrap(),
+                class_to: LandClass::parse(to).unwrap(),
                 area_ha: ha,
             });
         }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{Field, Schema};
 
@@ -198,7 +199,7 @@ impl<R> TableSchema<R> {
         for c in &self.columns {
             let name = c.name.as_str();
             table = match &c.cell {
-                Cell::Text(f) => table.str(name, &rows.iter().map(*f).collect::<Vec<&str>>()),
+                Cell::Text(f) => table.array(name, Arc::new(text_array(rows, *f))),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
                 Cell::IntOrNull(f) => table.array(
                     name,
@@ -247,6 +248,17 @@ fn every_field_nullable(table: RecordBatch) -> Result<RecordBatch, StageError> {
     let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
     RecordBatch::try_new(Arc::new(schema), table.columns().to_vec())
         .map_err(|e| StageError::internal(format!("building an output table: {e}")))
+}
+
+/// A text column read straight from the rows, its buffers sized once: neither a list of every
+/// row's text beside the array nor a values buffer grown by doubling (millions of rows).
+fn text_array<R>(rows: &[R], f: for<'r> fn(&'r R) -> &'r str) -> StringArray {
+    let bytes = rows.iter().map(|r| f(r).len()).sum();
+    let mut builder = StringBuilder::with_capacity(rows.len(), bytes);
+    for r in rows {
+        builder.append_value(f(r));
+    }
+    builder.finish()
 }
 
 /// The values of `source` at `rows`, in that order.
