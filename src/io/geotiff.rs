@@ -1246,7 +1246,12 @@ mod tests {
             assert_eq!(reader.stride(), fresh.stride());
             for i in 0..info.chunk_count() {
                 let reused = as_u32(reader.read(i).unwrap());
-                assert_eq!(reused, as_u32(fresh.read(i).unwrap()), "{} chunk {i}", info.path.display());
+                assert_eq!(
+                    reused,
+                    as_u32(fresh.read(i).unwrap()),
+                    "{} chunk {i}",
+                    info.path.display()
+                );
             }
         }
     }

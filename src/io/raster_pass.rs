@@ -195,13 +195,14 @@ pub fn histogram_pass(
 ) -> Result<Vec<CountMap>, PassError> {
     let layout = layers[0].whole();
     let windows = pass_windows(layers[0], spans);
-    let starts_pair: Vec<bool> = (0..layers.len())
+    // Whether layer k is the earlier year of a pair (its codes are kept for the next layer).
+    let is_from: Vec<bool> = (0..layers.len())
         .map(|k| pairs.iter().any(|&(a, _)| a == k))
         .collect();
     let pool = WorkerPool::default();
     let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
         count_window(
-            worker, layers, pairs, &starts_pair, spans, row_area, transform, index, window,
+            worker, layers, pairs, &is_from, spans, row_area, transform, index, window,
         )
     };
     // Windows in batches, each batch's counts added up in window order before the next is read:
@@ -288,7 +289,7 @@ fn count_window(
     worker: &mut Worker,
     layers: &[&Mosaic],
     pairs: &[(usize, usize)],
-    starts_pair: &[bool],
+    is_from: &[bool],
     spans: &Spans,
     row_area: Option<&[f64]>,
     transform: &GeoTransform,
@@ -338,7 +339,7 @@ fn count_window(
             .map_err(|e| IoError::internal(e.to_string()))?;
         }
         // The next layer's pairs need this layer's codes after its chunk buffer is reused.
-        if starts_pair[k] {
+        if is_from[k] {
             prev.clear();
             match pixels {
                 ChunkPixels::U8(d) => prev.extend_from_slice(d),
@@ -432,12 +433,14 @@ mod tests {
         let mut hist = Histogrammer::new::<u16>(1);
         // Year one: the 1,024 values 0..1024, one pixel each (a full table).
         let year_one: Vec<u16> = (0..1024).collect();
-        let counts = count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_one, None)).unwrap();
+        let counts =
+            count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_one, None)).unwrap();
         assert_eq!(counts.len(), 1024);
         // Year two: 1,000..2,024, new values the full table cannot take; a fresh one does, and
         // the counts are the year's own (one pixel each of its values, none of year one's).
         let year_two: Vec<u16> = (1000..2024).collect();
-        let counts = count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_two, None)).unwrap();
+        let counts =
+            count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_two, None)).unwrap();
         let codes: Vec<u32> = counts.iter().map(|c| c.code).collect();
         assert_eq!(codes, (1000..2024).collect::<Vec<u32>>());
         assert!(counts.iter().all(|c| c.pixels == 1 && c.unit == 0));

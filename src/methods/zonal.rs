@@ -44,6 +44,8 @@ impl Pixel for u8 {
             use std::arch::x86_64::{
                 __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
             };
+            // Read with unaligned loads only, so the pointer's alignment does not matter.
+            #[allow(clippy::cast_ptr_alignment)]
             let p = block.as_ptr().cast::<__m128i>();
             // SAFETY: SSE2 is part of every x86_64 target; the two unaligned loads read the
             // block's 32 bytes.
@@ -81,6 +83,8 @@ impl Pixel for u16 {
                 __m128i, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
                 _mm_set1_epi16,
             };
+            // Read with unaligned loads only, so the pointer's alignment does not matter.
+            #[allow(clippy::cast_ptr_alignment)]
             let p = block.as_ptr().cast::<__m128i>();
             // SAFETY: SSE2 is part of every x86_64 target; the four unaligned loads read the
             // block's 64 bytes. Equal lanes are −1 and pack (signed saturation) to bytes of −1.
@@ -410,7 +414,10 @@ impl Histogrammer {
         data: &[T],
         row_area_m2: Option<&[f64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
-        assert!(window_fits(window, data.len()), "window data holds its rows");
+        assert!(
+            window_fits(window, data.len()),
+            "window data holds its rows"
+        );
         self.count_values(spans, window, data, row_area_m2)
     }
 
@@ -739,7 +746,12 @@ mod tests {
                 .iter()
                 .map(|v| v * 1000)
                 .collect();
-            for (b, w) in bytes.as_chunks::<BLOCK>().0.iter().zip(wide.as_chunks::<BLOCK>().0) {
+            for (b, w) in bytes
+                .as_chunks::<BLOCK>()
+                .0
+                .iter()
+                .zip(wide.as_chunks::<BLOCK>().0)
+            {
                 for i in [0, 7, 31] {
                     assert_eq!(u8::same_mask(b, b[i]), same_mask_scalar(b, b[i]));
                     assert_eq!(u16::same_mask(w, w[i]), same_mask_scalar(w, w[i]));
