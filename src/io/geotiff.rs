@@ -938,15 +938,21 @@ impl Inflater {
             Inflater::Lzw(table) => {
                 crate::io::lzw::decode(input, out, table).map_err(|e| e.to_string())
             }
-            Inflater::Deflate(d) => {
-                d.reset(true);
-                d.decompress(input, out, flate2::FlushDecompress::Finish)
-                    .map_err(|e| format!("DEFLATE: {e}"))?;
-                Ok(usize::try_from(d.total_out()).unwrap_or(usize::MAX))
-            }
+            Inflater::Deflate(d) => inflate(d, input, out),
             Inflater::PackBits => Ok(unpack_bits(input, out)),
         }
     }
+}
+
+/// Inflates one chunk's zlib stream (RFC 1950 around RFC 1951's DEFLATE) into `out`, the
+/// whole chunk at once, with `flate2`'s zlib-rs (`miniz_oxide`, which the writer uses, was
+/// slower on CLCD-like tiles: docs/performance.md); returns the bytes written. A stream that
+/// ends early is not an error here: the caller compares the bytes written with those expected.
+fn inflate(d: &mut flate2::Decompress, input: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    d.reset(true);
+    d.decompress(input, out, flate2::FlushDecompress::Finish)
+        .map_err(|e| format!("DEFLATE: {e}"))?;
+    Ok(usize::try_from(d.total_out()).unwrap_or(usize::MAX))
 }
 
 /// Decodes PackBits (Apple Technical Note TN1023, 1996; TIFF 6.0 section 9): a header byte n
@@ -1022,6 +1028,27 @@ impl ChunkReader {
             bytes: Vec::new(),
             wide: Vec::new(),
         })
+    }
+
+    /// Points the reader at another file, keeping its buffers and decoder state: a pass that
+    /// reads a window of every year with one reader then opens a file per year and window but
+    /// allocates nothing (a fresh reader would allocate and zero a chunk's buffers each time).
+    pub fn reopen(&mut self, info: &GeoTiffInfo) -> Result<(), GeoTiffError> {
+        self.file = File::open(&info.path).map_err(|source| GeoTiffError::FileUnreadable {
+            path: info.path.clone(),
+            source,
+        })?;
+        if info.storage.codec != self.storage.codec {
+            self.inflater = Inflater::new(info.storage.codec);
+        }
+        self.path.clone_from(&info.path);
+        self.storage = Arc::clone(&info.storage);
+        self.sample = info.sample;
+        self.stride = info.chunk_width;
+        self.chunk_height = info.chunk_height;
+        self.height = info.height;
+        self.tiled = info.tiled;
+        Ok(())
     }
 
     /// Pixels from one row of a chunk to the next.
@@ -1140,6 +1167,31 @@ impl ChunkReader {
 mod tests {
     use super::*;
 
+    #[test]
+    fn inflate_fills_the_chunk_ignores_padding_and_refuses_corrupt_data() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i / 300 % 7) as u8).collect();
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
+        let mut d = flate2::Decompress::new(true);
+        let mut out = vec![0u8; data.len()];
+        assert_eq!(inflate(&mut d, &packed, &mut out), Ok(data.len()));
+        assert_eq!(out, data);
+        // A chunk shorter than the stream (a padded last strip): filled, the rest ignored; the
+        // same decompressor is reused.
+        let mut out = vec![0u8; 1_000];
+        assert_eq!(inflate(&mut d, &packed, &mut out), Ok(1_000));
+        assert_eq!(out, data[..1_000]);
+        // Data cut short: what it holds, for the caller to compare with the chunk's size.
+        let mut out = vec![0u8; data.len()];
+        let got = inflate(&mut d, &packed[..packed.len() / 2], &mut out).unwrap();
+        assert!(got < data.len());
+        assert_eq!(out[..got], data[..got]);
+        // A flipped byte in the checksum, and bytes that are no DEFLATE stream, are errors.
+        let mut bad = packed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(inflate(&mut d, &bad, &mut out).is_err());
+        assert!(inflate(&mut d, &[0x78, 0x9c, 0xff, 0xff, 0xff], &mut out).is_err());
+    }
+
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/landuse")
@@ -1165,6 +1217,43 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_reopened_reader_reads_another_file_like_a_fresh_one() {
+        // Every layout, codec and sample type in turn through one reader, there and back.
+        let names = [
+            "proj_u8_tiled_deflate.tif",
+            "proj_u16_strip_deflate_pred2.tif",
+            "proj_u8_strip_lzw.tif",
+            "proj_u16_tiled_lzw.tif",
+            "proj_u8_tiled_packbits.tif",
+            "proj_u16_strip_packbits.tif",
+            "proj_u8_strip_none.tif",
+            "proj_u16_tiled_none.tif",
+        ];
+        let infos: Vec<GeoTiffInfo> = names.iter().map(|n| open(&fixture(n)).unwrap()).collect();
+        let as_u32 = |p: ChunkPixels<'_>| -> Vec<u32> {
+            match p {
+                ChunkPixels::U8(v) => v.iter().map(|&x| u32::from(x)).collect(),
+                ChunkPixels::U16(v) => v.iter().map(|&x| u32::from(x)).collect(),
+            }
+        };
+        let mut reader = ChunkReader::new(&infos[0]).unwrap();
+        for info in infos.iter().chain(infos.iter().rev()) {
+            reader.reopen(info).unwrap();
+            let mut fresh = ChunkReader::new(info).unwrap();
+            assert_eq!(reader.stride(), fresh.stride());
+            for i in 0..info.chunk_count() {
+                let reused = as_u32(reader.read(i).unwrap());
+                assert_eq!(
+                    reused,
+                    as_u32(fresh.read(i).unwrap()),
+                    "{} chunk {i}",
+                    info.path.display()
+                );
+            }
+        }
     }
 
     #[test]

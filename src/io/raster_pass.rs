@@ -57,8 +57,8 @@ enum LayerReader {
 /// Per-thread state of a pass. Apart from readers that keep a region cache, its memory does
 /// not grow with the number of years: one histogram counts every year and one every pair
 /// (see [`count_shared`]), and the transfer matrices come from a rolling pair of years, the
-/// raw codes of the previous and the current year of the window (pairs are consecutive
-/// layers of the pass).
+/// previous year's raw codes of the window and the current year's decoded chunk (pairs are
+/// consecutive layers of the pass).
 struct Worker {
     readers: Vec<LayerReader>,
     /// The direct reader last opened, with its layer.
@@ -68,10 +68,8 @@ struct Worker {
     /// Per layer, the distinct values this worker has counted: a year with more than
     /// [`MAX_CODES`] is not a categorical raster.
     seen: Vec<BTreeSet<u32>>,
-    /// Raw codes of the window, capped at 255: the previous year's and the current year's.
+    /// The previous year's raw codes of the window, capped at 255.
     prev: Vec<u8>,
-    cur: Vec<u8>,
-    pair_buf: Vec<u16>,
     n_units: usize,
 }
 
@@ -91,8 +89,6 @@ fn new_worker(
         pair_hist: Histogrammer::new::<u16>(n_units),
         seen: vec![BTreeSet::new(); layers.len()],
         prev: Vec::new(),
-        cur: Vec::new(),
-        pair_buf: Vec::new(),
         n_units,
     })
 }
@@ -285,13 +281,14 @@ pub fn histogram_pass_within(
 ) -> Result<Vec<CountMap>, PassError> {
     let layout = layers[0].whole();
     let windows = pass_windows(layers[0], spans);
-    let in_pair: Vec<bool> = (0..layers.len())
-        .map(|k| pairs.iter().any(|&(a, b)| a == k || b == k))
+    // Whether layer k is the earlier year of a pair (its codes are kept for the next layer).
+    let is_from: Vec<bool> = (0..layers.len())
+        .map(|k| pairs.iter().any(|&(a, _)| a == k))
         .collect();
     let pool = WorkerPool::default();
     let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
         count_window(
-            worker, layers, pairs, &in_pair, spans, row_area, transform, memory, index, window,
+            worker, layers, pairs, &is_from, spans, row_area, transform, memory, index, window,
         )
     };
     // Windows in batches, each batch's counts added up in window order before the next is read:
@@ -391,7 +388,7 @@ fn count_window(
     worker: &mut Worker,
     layers: &[&Mosaic],
     pairs: &[(usize, usize)],
-    in_pair: &[bool],
+    is_from: &[bool],
     spans: &Spans,
     row_area: Option<&[f64]>,
     transform: &GeoTransform,
@@ -408,8 +405,6 @@ fn count_window(
         pair_hist,
         seen,
         prev,
-        cur,
-        pair_buf,
         n_units,
     } = worker;
     for k in 0..n_layers {
@@ -418,47 +413,41 @@ fn count_window(
                 .with_hint("a land-use raster holds class codes; check that this is the right file")
         };
         let pixels = read_layer(readers, direct, k, layers[k], index, window, transform)?;
-        let counts = match pixels {
-            ChunkPixels::U8(d) => count_shared(hist, *n_units, spans, window, d, row_area),
-            ChunkPixels::U16(d) => count_shared(hist, *n_units, spans, window, d, row_area),
-        }
+        let counts = count_shared(hist, *n_units, |h| match pixels {
+            ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
+            ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
+        })
         .map_err(too_many)?;
         seen[k].extend(counts.iter().map(|c| c.code));
         if seen[k].len() > MAX_CODES {
             return Err(too_many(TooManyCodes));
         }
         out[k] = counts;
-        if in_pair[k] {
-            // Raw codes, capped at 255 so a pair fits 16 bits (see check_pair_codes).
-            std::mem::swap(prev, cur);
-            cur.clear();
-            match pixels {
-                ChunkPixels::U8(d) => cur.extend_from_slice(d),
-                ChunkPixels::U16(d) => {
-                    cur.extend(d.iter().map(|&v| u8::try_from(v).unwrap_or(u8::MAX)));
-                }
-            }
-        }
-        let held = keep_within(readers, k, memory.cache_budget_bytes);
-        memory.peak_cached_bytes.fetch_max(held, Ordering::Relaxed);
+        // Pairs ending at this layer: counted from the previous layer's codes and this layer's
+        // decoded chunk as it is (codes capped at 255, so a pair fits 16 bits; see
+        // check_pair_codes).
         for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
             if a + 1 != k {
                 return Err(IoError::internal(
                     "a pass pair is not two consecutive layers",
                 ));
             }
-            let n = prev.len().min(cur.len());
-            pair_buf.clear();
-            pair_buf.extend(
-                prev[..n]
-                    .iter()
-                    .zip(&cur[..n])
-                    .map(|(&x, &y)| u16::from(x) << 8 | u16::from(y)),
-            );
-            out[n_layers + p] =
-                count_shared(pair_hist, *n_units, spans, window, pair_buf, row_area)
-                    .map_err(|e| IoError::internal(e.to_string()))?;
+            out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
+                ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
+                ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
+            })
+            .map_err(|e| IoError::internal(e.to_string()))?;
         }
+        // The next layer's pairs need this layer's codes after its chunk buffer is reused.
+        if is_from[k] {
+            prev.clear();
+            match pixels {
+                ChunkPixels::U8(d) => prev.extend_from_slice(d),
+                ChunkPixels::U16(d) => prev.extend(d.iter().map(|&v| v.capped())),
+            }
+        }
+        let held = keep_within(readers, k, memory.cache_budget_bytes);
+        memory.peak_cached_bytes.fetch_max(held, Ordering::Relaxed);
     }
     Ok(out)
 }
@@ -477,9 +466,14 @@ fn read_layer<'w>(
     match &mut readers[k] {
         LayerReader::Direct => {
             let index = index.expect("direct reads follow the layout's chunks");
-            if direct.as_ref().is_none_or(|(open, _)| *open != k) {
-                let info = layer.whole().expect("a direct layer is one file");
-                *direct = Some((k, ChunkReader::new(info).map_err(data)?));
+            let info = layer.whole().expect("a direct layer is one file");
+            match direct {
+                Some((open, reader)) if *open != k => {
+                    reader.reopen(info).map_err(data)?;
+                    *open = k;
+                }
+                Some(_) => {}
+                None => *direct = Some((k, ChunkReader::new(info).map_err(data)?)),
             }
             let (_, reader) = direct.as_mut().expect("opened above");
             reader.read(index).map_err(data)
@@ -495,19 +489,15 @@ fn read_layer<'w>(
 /// value table keeps the values of all years it counted; when they fill it, a fresh table
 /// counts the window again, so only a year with too many values of its own is refused (see
 /// `Worker::seen`). Counts are keyed by value, so they do not depend on the table's history.
-fn count_shared<T: Pixel>(
+fn count_shared(
     hist: &mut Histogrammer,
     n_units: usize,
-    spans: &Spans,
-    window: Window,
-    data: &[T],
-    row_area: Option<&[f64]>,
+    count: impl Fn(&mut Histogrammer) -> Result<Vec<Count>, TooManyCodes>,
 ) -> Result<Vec<Count>, TooManyCodes> {
-    hist.count(spans, window, data, row_area)
-        .or_else(|TooManyCodes| {
-            *hist = Histogrammer::new::<T>(n_units);
-            hist.count(spans, window, data, row_area)
-        })
+    count(hist).or_else(|TooManyCodes| {
+        *hist = Histogrammer::new::<u16>(n_units);
+        count(hist)
+    })
 }
 
 #[cfg(test)]
@@ -670,12 +660,14 @@ mod tests {
         let mut hist = Histogrammer::new::<u16>(1);
         // Year one: the 1,024 values 0..1024, one pixel each (a full table).
         let year_one: Vec<u16> = (0..1024).collect();
-        let counts = count_shared(&mut hist, 1, &spans, window, &year_one, None).unwrap();
+        let counts =
+            count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_one, None)).unwrap();
         assert_eq!(counts.len(), 1024);
         // Year two: 1,000..2,024, new values the full table cannot take; a fresh one does, and
         // the counts are the year's own (one pixel each of its values, none of year one's).
         let year_two: Vec<u16> = (1000..2024).collect();
-        let counts = count_shared(&mut hist, 1, &spans, window, &year_two, None).unwrap();
+        let counts =
+            count_shared(&mut hist, 1, |h| h.count(&spans, window, &year_two, None)).unwrap();
         let codes: Vec<u32> = counts.iter().map(|c| c.code).collect();
         assert_eq!(codes, (1000..2024).collect::<Vec<u32>>());
         assert!(counts.iter().all(|c| c.pixels == 1 && c.unit == 0));
@@ -706,7 +698,7 @@ mod tests {
         let data: Vec<u16> = (0..1025).collect();
         let mut hist = Histogrammer::new::<u16>(1);
         assert_eq!(
-            count_shared(&mut hist, 1, &spans, window, &data, None),
+            count_shared(&mut hist, 1, |h| h.count(&spans, window, &data, None)),
             Err(TooManyCodes)
         );
     }

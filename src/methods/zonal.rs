@@ -7,10 +7,12 @@
 //! [`crate::methods::rasterize`] say which pixels belong to which unit.
 //!
 //! Land-use rasters are long runs of one class. [`Histogrammer`] takes a row in blocks of
-//! [`BLOCK`] pixels and counts a block of one value with one addition; in a block that holds an
-//! edge, counting a run into one counter would make every increment wait on the previous store,
-//! so it keeps four interleaved copies of each counter (indexed by pixel position mod 4) and
-//! adds them up when a unit's run ends.
+//! [`BLOCK`] pixels and counts a block value by value: one vector comparison finds every pixel
+//! of the block holding the value of its first uncounted pixel, and one addition counts them.
+//! A block of one value costs one comparison, a block with an edge or a speckle two or three,
+//! where counting pixel by pixel would cost 32 dependent table lookups and additions. Counters
+//! come in four interleaved copies (by block position mod 4, so that consecutive additions to
+//! one value do not wait on each other's stores), added up when a unit's run ends.
 
 use crate::methods::rasterize::Spans;
 
@@ -19,8 +21,10 @@ pub trait Pixel: Copy {
     /// Number of distinct values (size of the lookup table).
     const VALUES: usize;
     fn index(self) -> usize;
-    /// Whether every pixel of `block` holds the value of its first.
-    fn uniform(block: &[Self; BLOCK]) -> bool;
+    /// The value as one byte, values above 255 capped at 255 (one side of a code pair).
+    fn capped(self) -> u8;
+    /// Bit `i` set where `block[i] == value`.
+    fn same_mask(block: &[Self; BLOCK], value: Self) -> u32;
 }
 
 impl Pixel for u8 {
@@ -30,9 +34,34 @@ impl Pixel for u8 {
         self as usize
     }
     #[inline(always)]
-    fn uniform(block: &[u8; BLOCK]) -> bool {
-        // An OR of differences rather than `all`: no early exit, so it compiles to a few vector ops.
-        block.iter().fold(0, |acc, &v| acc | (v ^ block[0])) == 0
+    fn capped(self) -> u8 {
+        self
+    }
+    #[inline(always)]
+    fn same_mask(block: &[u8; BLOCK], value: u8) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{
+                __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+            };
+            // Read with unaligned loads only, so the pointer's alignment does not matter.
+            #[allow(clippy::cast_ptr_alignment)]
+            let p = block.as_ptr().cast::<__m128i>();
+            // SAFETY: SSE2 is part of every x86_64 target; the two unaligned loads read the
+            // block's 32 bytes.
+            let (lo, hi) = unsafe {
+                let needle = _mm_set1_epi8(value.cast_signed());
+                (
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(p), needle)),
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(p.add(1)), needle)),
+                )
+            };
+            lo.cast_unsigned() | hi.cast_unsigned() << 16
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            same_mask_scalar(block, value)
+        }
     }
 }
 
@@ -43,9 +72,46 @@ impl Pixel for u16 {
         self as usize
     }
     #[inline(always)]
-    fn uniform(block: &[u16; BLOCK]) -> bool {
-        block.iter().fold(0, |acc, &v| acc | (v ^ block[0])) == 0
+    fn capped(self) -> u8 {
+        u8::try_from(self).unwrap_or(u8::MAX)
     }
+    #[inline(always)]
+    fn same_mask(block: &[u16; BLOCK], value: u16) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{
+                __m128i, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
+                _mm_set1_epi16,
+            };
+            // Read with unaligned loads only, so the pointer's alignment does not matter.
+            #[allow(clippy::cast_ptr_alignment)]
+            let p = block.as_ptr().cast::<__m128i>();
+            // SAFETY: SSE2 is part of every x86_64 target; the four unaligned loads read the
+            // block's 64 bytes. Equal lanes are −1 and pack (signed saturation) to bytes of −1.
+            let (lo, hi) = unsafe {
+                let needle = _mm_set1_epi16(value.cast_signed());
+                let eq = |k: usize| _mm_cmpeq_epi16(_mm_loadu_si128(p.add(k)), needle);
+                (
+                    _mm_movemask_epi8(_mm_packs_epi16(eq(0), eq(1))),
+                    _mm_movemask_epi8(_mm_packs_epi16(eq(2), eq(3))),
+                )
+            };
+            lo.cast_unsigned() | hi.cast_unsigned() << 16
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            same_mask_scalar(block, value)
+        }
+    }
+}
+
+/// [`Pixel::same_mask`] without vector instructions.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn same_mask_scalar<T: PartialEq>(block: &[T; BLOCK], value: T) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, v)| mask | u32::from(*v == value) << i)
 }
 
 /// The most distinct values one raster may have: a categorical raster has a few dozen.
@@ -57,34 +123,145 @@ const TRAP: u16 = MAX_CODES as u16;
 const LUT_LEN: usize = 1 << 16;
 const LOCAL_LEN: usize = COPIES * (MAX_CODES + 1);
 
-/// Pixels tested at once for a run: a block of one value is counted with one addition.
+/// Pixels counted as one block (the bits of a [`Pixel::same_mask`]).
 pub const BLOCK: usize = 32;
 
-/// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`.
-/// Land-use rows are mostly long runs of one class, so `seg` is taken in blocks of [`BLOCK`]
-/// pixels and a block of one value adds `BLOCK · delta` to one counter; only blocks that hold
-/// an edge are counted pixel by pixel. Fixed-size tables and a clamped bin keep the loops free
-/// of bounds checks and branches.
+/// Values a block is counted by, one comparison each, before the pixels left (a block of
+/// noise) are counted one by one.
+const VALUES_PER_BLOCK: usize = 4;
+
+/// Adds `delta` (1, or `u32::MAX` to undo) to copy `copy` of the counter of every pixel of one
+/// block, value by value: the pixels left to count are a bit mask, and `same(i)` gives every
+/// pixel holding pixel `i`'s value, counted at `bin(i)` with one addition.
+#[inline(always)]
+fn tally_block(
+    local: &mut [u32; LOCAL_LEN],
+    copy: usize,
+    delta: u32,
+    bin: impl Fn(usize) -> usize,
+    same: impl Fn(usize) -> u32,
+) {
+    let mut left = u32::MAX;
+    for _ in 0..VALUES_PER_BLOCK {
+        let first = left.trailing_zeros() as usize;
+        let counted = same(first) & left;
+        let i = bin(first) + copy;
+        local[i] = local[i].wrapping_add(delta.wrapping_mul(counted.count_ones()));
+        left &= !counted;
+        if left == 0 {
+            return;
+        }
+    }
+    while left != 0 {
+        let i = bin(left.trailing_zeros() as usize) + copy;
+        local[i] = local[i].wrapping_add(delta);
+        left &= left - 1;
+    }
+}
+
+/// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`:
+/// blocks of [`BLOCK`] pixels value by value ([`tally_block`]), the rest pixel by pixel.
+/// Fixed-size tables and a clamped bin keep the loops free of bounds checks.
 #[inline(always)]
 fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T], delta: u32) {
     let bin = |v: T| COPIES * usize::from(lut[v.index()]).min(MAX_CODES);
     let (blocks, rest) = seg.as_chunks::<BLOCK>();
-    for block in blocks {
-        if T::uniform(block) {
-            let i = bin(block[0]);
-            local[i] = local[i].wrapping_add(delta.wrapping_mul(BLOCK as u32));
-        } else {
-            for quad in block.as_chunks::<COPIES>().0 {
-                for (k, &v) in quad.iter().enumerate() {
-                    let i = bin(v) + k;
-                    local[i] = local[i].wrapping_add(delta);
-                }
-            }
-        }
+    for (n, block) in blocks.iter().enumerate() {
+        tally_block(
+            local,
+            n % COPIES,
+            delta,
+            |i| bin(block[i]),
+            |i| T::same_mask(block, block[i]),
+        );
     }
     for (k, &v) in rest.iter().enumerate() {
         let i = bin(v) + k % COPIES;
         local[i] = local[i].wrapping_add(delta);
+    }
+}
+
+/// [`tally`] for the code pairs of two layers: the value of a pixel is `from · 256 + to`, and
+/// the pixels holding a pair are those holding both its codes. Reads the two decoded windows
+/// as they are, without building the pair codes first.
+#[inline(always)]
+fn tally_pairs<T: Pixel>(
+    lut: &[u16; LUT_LEN],
+    local: &mut [u32; LOCAL_LEN],
+    from: &[u8],
+    to: &[T],
+    delta: u32,
+) {
+    let bin = |f: u8, t: T| {
+        COPIES * usize::from(lut[usize::from(f) << 8 | usize::from(t.capped())]).min(MAX_CODES)
+    };
+    let (from_blocks, from_rest) = from.as_chunks::<BLOCK>();
+    let (to_blocks, to_rest) = to.as_chunks::<BLOCK>();
+    for (n, (f, t)) in from_blocks.iter().zip(to_blocks).enumerate() {
+        tally_block(
+            local,
+            n % COPIES,
+            delta,
+            |i| bin(f[i], t[i]),
+            |i| u8::same_mask(f, f[i]) & T::same_mask(t, t[i]),
+        );
+    }
+    for (k, (&f, &t)) in from_rest.iter().zip(to_rest).enumerate() {
+        let i = bin(f, t) + k % COPIES;
+        local[i] = local[i].wrapping_add(delta);
+    }
+}
+
+/// What a histogram counts along a window: the pixels of one layer, or the code pairs of two.
+trait Values: Copy {
+    /// Pixels `a..b` of the window's data.
+    fn slice(self, a: usize, b: usize) -> Self;
+    /// Adds `delta` to the interleaved counter of every pixel's value.
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32);
+    /// Calls `f` with the value of every pixel.
+    fn for_each(self, f: impl FnMut(usize));
+}
+
+impl<T: Pixel> Values for &[T] {
+    #[inline(always)]
+    fn slice(self, a: usize, b: usize) -> Self {
+        &self[a..b]
+    }
+    #[inline(always)]
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
+        tally(lut, local, self, delta);
+    }
+    fn for_each(self, mut f: impl FnMut(usize)) {
+        for v in self {
+            f(v.index());
+        }
+    }
+}
+
+/// The code pairs of two layers over the same pixels: `from` (the earlier layer's codes, capped
+/// at 255) and `to`.
+#[derive(Clone, Copy)]
+struct Pairs<'a, T> {
+    from: &'a [u8],
+    to: &'a [T],
+}
+
+impl<T: Pixel> Values for Pairs<'_, T> {
+    #[inline(always)]
+    fn slice(self, a: usize, b: usize) -> Self {
+        Pairs {
+            from: &self.from[a..b],
+            to: &self.to[a..b],
+        }
+    }
+    #[inline(always)]
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
+        tally_pairs(lut, local, self.from, self.to, delta);
+    }
+    fn for_each(self, mut f: impl FnMut(usize)) {
+        for (&a, &b) in self.from.iter().zip(self.to) {
+            f(usize::from(a) << 8 | usize::from(b.capped()));
+        }
     }
 }
 
@@ -118,6 +295,11 @@ struct Slot {
     unit: u32,
     pixels: Vec<u64>,
     area_m2: Vec<f64>,
+}
+
+/// Whether `len` pixels hold every row of `window`.
+fn window_fits(window: Window, len: usize) -> bool {
+    window.height == 0 || len >= window.stride * (window.height - 1) + window.width
 }
 
 /// Reusable scratch for counting windows of one raster (one per worker thread): a value → bin
@@ -233,9 +415,59 @@ impl Histogrammer {
         row_area_m2: Option<&[f64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
         assert!(
-            window.height == 0 || data.len() >= window.stride * (window.height - 1) + window.width,
+            window_fits(window, data.len()),
             "window data holds its rows"
         );
+        self.count_values(spans, window, data, row_area_m2)
+    }
+
+    /// Counts the code pairs of two layers over one window, as [`Self::count`] counts one layer:
+    /// the value of a pixel is `from · 256 + to`, its code in `from` (an earlier layer, capped at
+    /// 255) and in `to` (capped likewise). Both hold the window's pixels in the same layout. The
+    /// cells of a land-use transfer matrix (Liu et al., 2014, *Journal of Geographical Sciences*
+    /// 24(2), 195–210), counted per unit.
+    ///
+    /// # Units
+    /// Pixels; m² for areas.
+    ///
+    /// # Examples
+    /// ```
+    /// use geo::{polygon, MultiPolygon};
+    /// use pipeline::methods::rasterize::{rasterize, Grid};
+    /// use pipeline::methods::zonal::{Histogrammer, Window};
+    /// // 3 × 1 raster: codes [1 1 2] then [1 3 3]; pairs (1,1), (1,3), (2,3).
+    /// let grid = Grid { x0: 0.0, y0: 1.0, dx: 1.0, dy: -1.0, width: 3, height: 1 };
+    /// let unit = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 3.0, y: 0.0), (x: 3.0, y: 1.0), (x: 0.0, y: 1.0)]]);
+    /// let spans = rasterize(&grid, &[unit]);
+    /// let w = Window { col0: 0, row0: 0, width: 3, height: 1, stride: 3 };
+    /// let mut h = Histogrammer::new::<u16>(1);
+    /// let counts = h.count_pairs(&spans, w, &[1, 1, 2], &[1u8, 3, 3], None).unwrap();
+    /// let pairs: Vec<(u32, u64)> = counts.iter().map(|c| (c.code, c.pixels)).collect();
+    /// assert_eq!(pairs, vec![(1 * 256 + 1, 1), (1 * 256 + 3, 1), (2 * 256 + 3, 1)]);
+    /// ```
+    pub fn count_pairs<T: Pixel>(
+        &mut self,
+        spans: &Spans,
+        window: Window,
+        from: &[u8],
+        to: &[T],
+        row_area_m2: Option<&[f64]>,
+    ) -> Result<Vec<Count>, TooManyCodes> {
+        assert!(
+            window_fits(window, from.len()) && window_fits(window, to.len()),
+            "both layers' window data hold its rows"
+        );
+        self.count_values(spans, window, Pairs { from, to }, row_area_m2)
+    }
+
+    /// The walk of [`Self::count`] over the spans of a window, whatever the values are.
+    fn count_values<V: Values>(
+        &mut self,
+        spans: &Spans,
+        window: Window,
+        data: V,
+        row_area_m2: Option<&[f64]>,
+    ) -> Result<Vec<Count>, TooManyCodes> {
         let c0 = u32::try_from(window.col0).expect("columns fit u32");
         let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
         let mut current: Option<u32> = None;
@@ -245,7 +477,7 @@ impl Histogrammer {
                 break;
             }
             let area = row_area_m2.map(|a| a[r]);
-            let row = &data[wr * window.stride..wr * window.stride + window.width];
+            let row0 = wr * window.stride;
             for span in spans.row_window(r, c0, c1) {
                 let a = span.x0.max(c0);
                 let b = span.x1.min(c1);
@@ -259,17 +491,19 @@ impl Histogrammer {
                     self.flush(u, area);
                 }
                 current = Some(span.unit);
-                let seg = &row[(a - c0) as usize..(b - c0) as usize];
-                tally(&self.lut, &mut self.local, seg, 1);
+                let seg = data.slice(row0 + (a - c0) as usize, row0 + (b - c0) as usize);
+                seg.tally(&self.lut, &mut self.local, 1);
                 if self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0) {
                     // New values: undo, give them bins, count again (rare: once per value).
-                    tally(&self.lut, &mut self.local, seg, u32::MAX);
-                    for v in seg {
-                        if self.lut[v.index()] == TRAP {
-                            self.assign(v.index())?;
+                    seg.tally(&self.lut, &mut self.local, u32::MAX);
+                    let mut result = Ok(());
+                    seg.for_each(|v| {
+                        if result.is_ok() && self.lut[v] == TRAP {
+                            result = self.assign(v).map(|_| ());
                         }
-                    }
-                    tally(&self.lut, &mut self.local, seg, 1);
+                    });
+                    result?;
+                    seg.tally(&self.lut, &mut self.local, 1);
                 }
                 if area.is_some() {
                     self.flush(span.unit, area);
@@ -419,6 +653,167 @@ mod tests {
     #[test]
     fn blocks_and_edges_count_like_single_pixels_u16() {
         blocks_and_edges_count_like_single_pixels::<u16>();
+    }
+
+    /// Two layers over the two units of a 1000 × 3 raster split at column 517: runs of 1 to 69
+    /// pixels whose edges fall at different places in each layer, so blocks are uniform in
+    /// both, in one, or in neither; the later layer holds 300, which pairs as 255.
+    fn two_layers() -> (Spans, Window, Vec<u8>, Vec<u16>) {
+        let (width, height) = (1000usize, 3usize);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 3.0,
+            dx: 1.0,
+            dy: -1.0,
+            width,
+            height,
+        };
+        let half = |x0: f64, x1: f64| {
+            MultiPolygon(vec![
+                polygon![(x: x0, y: 0.0), (x: x1, y: 0.0), (x: x1, y: 3.0), (x: x0, y: 3.0)],
+            ])
+        };
+        let spans = rasterize(&grid, &[half(0.0, 517.0), half(517.0, 1000.0)]);
+        let runs = |step: usize, values: &[u16]| -> Vec<u16> {
+            let mut out = Vec::new();
+            let mut k = 0;
+            while out.len() < width * height {
+                let run = 1 + (k * step) % 69;
+                out.extend(std::iter::repeat_n(values[k % values.len()], run));
+                k += 1;
+            }
+            out.truncate(width * height);
+            out
+        };
+        let from: Vec<u8> = runs(37, &[1, 2, 5, 7])
+            .into_iter()
+            .map(|v| u8::try_from(v).unwrap())
+            .collect();
+        let to = runs(23, &[1, 2, 300, 7, 9]);
+        let window = Window {
+            col0: 0,
+            row0: 0,
+            width,
+            height,
+            stride: width,
+        };
+        (spans, window, from, to)
+    }
+
+    #[test]
+    fn pairs_count_like_the_pair_codes_built_first() {
+        let (spans, window, from, to) = two_layers();
+        // The reference: pair codes from · 256 + min(to, 255), tallied pixel by pixel.
+        let mut expected = BTreeMap::new();
+        for (i, (&a, &b)) in from.iter().zip(&to).enumerate() {
+            let unit = u32::from(i % 1000 >= 517);
+            let code = u32::from(a) * 256 + u32::from(b.min(255));
+            *expected.entry((unit, code)).or_insert(0u64) += 1;
+        }
+        assert!(expected.keys().any(|&(_, code)| code % 256 == 255));
+        let to_u8: Vec<u8> = to.iter().map(|&v| v.min(255) as u8).collect();
+        for counts in [
+            Histogrammer::new::<u16>(2).count_pairs(&spans, window, &from, &to, None),
+            Histogrammer::new::<u16>(2).count_pairs(&spans, window, &from, &to_u8, None),
+        ] {
+            let counted: BTreeMap<(u32, u32), u64> = counts
+                .unwrap()
+                .iter()
+                .map(|c| ((c.unit, c.code), c.pixels))
+                .collect();
+            assert_eq!(counted, expected);
+        }
+    }
+
+    /// Pixels of noise: `values` distinct values from SplitMix-like hashing of the index.
+    fn noise<T: TryFrom<u64>>(n: usize, values: u64) -> Vec<T> {
+        (0..n as u64)
+            .map(|i| {
+                let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                T::try_from((z ^ (z >> 31)) % values).ok().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_mask_marks_the_pixels_holding_a_value() {
+        // The vector comparison against the scalar one, on blocks of 2 and of 40 values.
+        for values in [2, 40] {
+            let bytes: Vec<u8> = noise(BLOCK * 20, values);
+            let wide: Vec<u16> = noise::<u16>(BLOCK * 20, values)
+                .iter()
+                .map(|v| v * 1000)
+                .collect();
+            for (b, w) in bytes
+                .as_chunks::<BLOCK>()
+                .0
+                .iter()
+                .zip(wide.as_chunks::<BLOCK>().0)
+            {
+                for i in [0, 7, 31] {
+                    assert_eq!(u8::same_mask(b, b[i]), same_mask_scalar(b, b[i]));
+                    assert_eq!(u16::same_mask(w, w[i]), same_mask_scalar(w, w[i]));
+                    assert_ne!(u8::same_mask(b, b[i]) & 1 << i, 0);
+                }
+            }
+        }
+        let mut block = [3u16; BLOCK];
+        block[0] = 700;
+        block[17] = 700;
+        block[31] = 700;
+        assert_eq!(u16::same_mask(&block, 700), 1 | 1 << 17 | 1 << 31);
+        assert_eq!(u16::same_mask(&block, 3), !(1 | 1 << 17 | 1 << 31));
+    }
+
+    /// Blocks of more values than [`VALUES_PER_BLOCK`] (noise of 3, 6 and 40 values, first seen
+    /// anywhere in a block) count like a plain pixel-by-pixel tally.
+    fn noisy_blocks_count_like_single_pixels<T: Pixel + TryFrom<u64> + Into<u32>>() {
+        let width = 1000;
+        let grid = Grid {
+            x0: 0.0,
+            y0: 1.0,
+            dx: 1.0,
+            dy: -1.0,
+            width,
+            height: 1,
+        };
+        let unit = MultiPolygon(vec![
+            polygon![(x: 3.0, y: 0.0), (x: 990.0, y: 0.0), (x: 990.0, y: 1.0), (x: 3.0, y: 1.0)],
+        ]);
+        let spans = rasterize(&grid, &[unit]);
+        for values in [3, 6, 40] {
+            let data: Vec<T> = noise(width, values);
+            let mut expected = BTreeMap::new();
+            for &v in &data[3..990] {
+                *expected.entry(v.into()).or_insert(0u64) += 1;
+            }
+            let w = Window {
+                col0: 0,
+                row0: 0,
+                width,
+                height: 1,
+                stride: width,
+            };
+            let counted: BTreeMap<u32, u64> = Histogrammer::new::<T>(1)
+                .count(&spans, w, &data, None)
+                .unwrap()
+                .iter()
+                .map(|c| (c.code, c.pixels))
+                .collect();
+            assert_eq!(counted, expected, "{values} values");
+        }
+    }
+
+    #[test]
+    fn noisy_blocks_count_like_single_pixels_u8() {
+        noisy_blocks_count_like_single_pixels::<u8>();
+    }
+
+    #[test]
+    fn noisy_blocks_count_like_single_pixels_u16() {
+        noisy_blocks_count_like_single_pixels::<u16>();
     }
 
     #[test]
