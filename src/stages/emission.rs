@@ -586,45 +586,16 @@ impl Stage for Emission {
         let areas = area_cols.grouped_by(&groups);
         let area_method = format!("area_coefficient:{}", params.coefficients.label());
 
-        // construction-land emission per unit-year (aligned with `areas`) and its method
         let mut fuels = FuelRowsOut::default();
-        let (construction, construction_method): (Option<Vec<f64>>, String) =
-            match params.construction {
-                ConstructionMethod::None => (None, String::new()),
-                ConstructionMethod::Coefficient => {
-                    let Some(&coef) = coefficients.get("construction") else {
-                        let (u, y) = areas.first().map_or(("", 0), |a| (a.unit, a.year));
-                        return Err(class_without_coefficient(
-                            "construction",
-                            u,
-                            y,
-                            &params.coefficients,
-                        ));
-                    };
-                    let e = areas
-                        .iter()
-                        .map(|ua| area_emission_t_c(ua.area("construction"), coef))
-                        .collect();
-                    (Some(e), area_method.clone())
-                }
-                ConstructionMethod::Energy => {
-                    let e = energy_method(params, inputs, ctx, &areas, &mut fuels)?;
-                    let method = format!(
-                        "energy:{}{}",
-                        params.energy_factors.preset,
-                        if params.include_electricity == Some(true) {
-                            "+electricity"
-                        } else {
-                            ""
-                        }
-                    );
-                    (Some(e), method)
-                }
-                ConstructionMethod::Intensity => (
-                    Some(intensity_method(params, inputs, ctx, &areas)?),
-                    "intensity".to_owned(),
-                ),
-            };
+        let (construction, construction_method) = construction_emission(
+            params,
+            inputs,
+            ctx,
+            &areas,
+            &coefficients,
+            &area_method,
+            &mut fuels,
+        )?;
 
         let activities = match &params.other_sources {
             Some(choice) => {
@@ -730,6 +701,55 @@ impl Stage for Emission {
             fuels_schema().build(&fuels.rows())?,
         ])
     }
+}
+
+/// Construction-land emission per unit-year (aligned with `areas`) and the method it names,
+/// by the study's `construction` choice; the energy method also fills `fuels`.
+fn construction_emission(
+    params: &Params,
+    inputs: &crate::engine::stage::Inputs,
+    ctx: &StageContext,
+    areas: &[UnitYearAreas<'_>],
+    coefficients: &BTreeMap<String, f64>,
+    area_method: &str,
+    fuels: &mut FuelRowsOut,
+) -> Result<(Option<Vec<f64>>, String), StageError> {
+    Ok(match params.construction {
+        ConstructionMethod::None => (None, String::new()),
+        ConstructionMethod::Coefficient => {
+            let Some(&coef) = coefficients.get("construction") else {
+                let (u, y) = areas.first().map_or(("", 0), |a| (a.unit, a.year));
+                return Err(class_without_coefficient(
+                    "construction",
+                    u,
+                    y,
+                    &params.coefficients,
+                ));
+            };
+            let e = areas
+                .iter()
+                .map(|ua| area_emission_t_c(ua.area("construction"), coef))
+                .collect();
+            (Some(e), area_method.to_owned())
+        }
+        ConstructionMethod::Energy => {
+            let e = energy_method(params, inputs, ctx, areas, fuels)?;
+            let method = format!(
+                "energy:{}{}",
+                params.energy_factors.preset,
+                if params.include_electricity == Some(true) {
+                    "+electricity"
+                } else {
+                    ""
+                }
+            );
+            (Some(e), method)
+        }
+        ConstructionMethod::Intensity => (
+            Some(intensity_method(params, inputs, ctx, areas)?),
+            "intensity".to_owned(),
+        ),
+    })
 }
 
 /// The `emission` output when no activities are counted: a row per land class with a positive
