@@ -3004,28 +3004,8 @@ mod tests {
         rows: std::ops::Range<usize>,
         code: impl Fn(usize, usize) -> u8,
     ) -> PathBuf {
-        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
-        let codes: Vec<u8> = rows
-            .clone()
-            .flat_map(|r| cols.clone().map(move |c| (c, r)))
-            .map(|(c, r)| code(c, r))
-            .collect();
-        let raster = CategoricalRaster {
-            width: u32::try_from(cols.len()).unwrap(),
-            height: u32::try_from(rows.len()).unwrap(),
-            codes: &codes,
-            placement: GridPlacement {
-                x_min: 113.0 + 0.01 * cols.start as f64,
-                y_max: 35.0 - 0.01 * rows.start as f64,
-                pixel_width: 0.01,
-                pixel_height: 0.01,
-            },
-            crs: Crs::Epsg4326,
-            nodata: Some(0),
-            description: None,
-        };
-        write_categorical(path, &raster).unwrap();
-        path.to_owned()
+        let grid = (113.0, 35.0, 0.01, crate::io::geotiff_writer::Crs::Epsg4326);
+        write_grid_part(path, grid, cols, rows, code)
     }
 
     /// Units on the lon/lat tile grid: `A` straddles the edge of tiles 0 and 1 and their
@@ -3303,7 +3283,20 @@ mod tests {
         rows: std::ops::Range<usize>,
         code: impl Fn(usize, usize) -> u8,
     ) -> PathBuf {
-        use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
+        let grid = (766_020.0, 3_711_150.0, 30.0, crate::io::geotiff_writer::Crs::albers_china());
+        write_grid_part(path, grid, cols, rows, code)
+    }
+
+    /// Writes the part cols × rows of a grid given as (left, top, pixel size, CRS), NoData 0,
+    /// with the codes `code(col, row)` (grid coordinates).
+    fn write_grid_part(
+        path: &Path,
+        (left, top, pixel, crs): (f64, f64, f64, crate::io::geotiff_writer::Crs),
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        code: impl Fn(usize, usize) -> u8,
+    ) -> PathBuf {
+        use crate::io::geotiff_writer::{CategoricalRaster, GridPlacement, write_categorical};
         let codes: Vec<u8> = rows
             .clone()
             .flat_map(|r| cols.clone().map(move |c| (c, r)))
@@ -3314,12 +3307,12 @@ mod tests {
             height: u32::try_from(rows.len()).unwrap(),
             codes: &codes,
             placement: GridPlacement {
-                x_min: 766_020.0 + 30.0 * cols.start as f64,
-                y_max: 3_711_150.0 - 30.0 * rows.start as f64,
-                pixel_width: 30.0,
-                pixel_height: 30.0,
+                x_min: left + pixel * cols.start as f64,
+                y_max: top - pixel * rows.start as f64,
+                pixel_width: pixel,
+                pixel_height: pixel,
             },
-            crs: Crs::albers_china(),
+            crs,
             nodata: Some(0),
             description: None,
         };
