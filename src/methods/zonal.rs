@@ -12,7 +12,9 @@
 //! A block of one value costs one comparison, a block with an edge or a speckle two or three,
 //! where counting pixel by pixel would cost 32 dependent table lookups and additions. Counters
 //! come in four interleaved copies (by block position mod 4, so that consecutive additions to
-//! one value do not wait on each other's stores), added up when a unit's run ends.
+//! one value do not wait on each other's stores), added up when a unit's run ends. A run
+//! notes the bins it touched in a 64-bit mask (bin mod 64), so ending a short run visits those
+//! bins, not every bin the histogram has seen.
 
 use crate::methods::rasterize::Spans;
 
@@ -130,9 +132,17 @@ pub const BLOCK: usize = 32;
 /// noise) are counted one by one.
 const VALUES_PER_BLOCK: usize = 4;
 
+/// The bit of the touched-bins mask for the counters starting at `bin` (a bin times
+/// [`COPIES`]): bins 64 apart share a bit, so the mask may name bins not touched, never miss one.
+#[inline(always)]
+fn touch_bit(bin: usize) -> u64 {
+    1 << (bin / COPIES % 64)
+}
+
 /// Adds `delta` (1, or `u32::MAX` to undo) to copy `copy` of the counter of every pixel of one
 /// block, value by value: the pixels left to count are a bit mask, and `same(i)` gives every
-/// pixel holding pixel `i`'s value, counted at `bin(i)` with one addition.
+/// pixel holding pixel `i`'s value, counted at `bin(i)` with one addition. Returns the
+/// [`touch_bit`]s of the bins added to.
 #[inline(always)]
 fn tally_block(
     local: &mut [u32; LOCAL_LEN],
@@ -140,34 +150,45 @@ fn tally_block(
     delta: u32,
     bin: impl Fn(usize) -> usize,
     same: impl Fn(usize) -> u32,
-) {
+) -> u64 {
+    let mut touched = 0;
     let mut left = u32::MAX;
     for _ in 0..VALUES_PER_BLOCK {
         let first = left.trailing_zeros() as usize;
         let counted = same(first) & left;
-        let i = bin(first) + copy;
-        local[i] = local[i].wrapping_add(delta.wrapping_mul(counted.count_ones()));
+        let b = bin(first);
+        touched |= touch_bit(b);
+        local[b + copy] = local[b + copy].wrapping_add(delta.wrapping_mul(counted.count_ones()));
         left &= !counted;
         if left == 0 {
-            return;
+            return touched;
         }
     }
     while left != 0 {
-        let i = bin(left.trailing_zeros() as usize) + copy;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(left.trailing_zeros() as usize);
+        touched |= touch_bit(b);
+        local[b + copy] = local[b + copy].wrapping_add(delta);
         left &= left - 1;
     }
+    touched
 }
 
 /// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`:
 /// blocks of [`BLOCK`] pixels value by value ([`tally_block`]), the rest pixel by pixel.
-/// Fixed-size tables and a clamped bin keep the loops free of bounds checks.
+/// Fixed-size tables and a clamped bin keep the loops free of bounds checks. Returns the
+/// [`touch_bit`]s of the bins added to.
 #[inline(always)]
-fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T], delta: u32) {
+fn tally<T: Pixel>(
+    lut: &[u16; LUT_LEN],
+    local: &mut [u32; LOCAL_LEN],
+    seg: &[T],
+    delta: u32,
+) -> u64 {
     let bin = |v: T| COPIES * usize::from(lut[v.index()]).min(MAX_CODES);
+    let mut touched = 0;
     let (blocks, rest) = seg.as_chunks::<BLOCK>();
     for (n, block) in blocks.iter().enumerate() {
-        tally_block(
+        touched |= tally_block(
             local,
             n % COPIES,
             delta,
@@ -176,9 +197,11 @@ fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T]
         );
     }
     for (k, &v) in rest.iter().enumerate() {
-        let i = bin(v) + k % COPIES;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(v);
+        touched |= touch_bit(b);
+        local[b + k % COPIES] = local[b + k % COPIES].wrapping_add(delta);
     }
+    touched
 }
 
 /// [`tally`] for the code pairs of two layers: the value of a pixel is `from · 256 + to`, and
@@ -191,14 +214,15 @@ fn tally_pairs<T: Pixel>(
     from: &[u8],
     to: &[T],
     delta: u32,
-) {
+) -> u64 {
     let bin = |f: u8, t: T| {
         COPIES * usize::from(lut[usize::from(f) << 8 | usize::from(t.capped())]).min(MAX_CODES)
     };
     let (from_blocks, from_rest) = from.as_chunks::<BLOCK>();
     let (to_blocks, to_rest) = to.as_chunks::<BLOCK>();
+    let mut touched = 0;
     for (n, (f, t)) in from_blocks.iter().zip(to_blocks).enumerate() {
-        tally_block(
+        touched |= tally_block(
             local,
             n % COPIES,
             delta,
@@ -207,17 +231,20 @@ fn tally_pairs<T: Pixel>(
         );
     }
     for (k, (&f, &t)) in from_rest.iter().zip(to_rest).enumerate() {
-        let i = bin(f, t) + k % COPIES;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(f, t);
+        touched |= touch_bit(b);
+        local[b + k % COPIES] = local[b + k % COPIES].wrapping_add(delta);
     }
+    touched
 }
 
 /// What a histogram counts along a window: the pixels of one layer, or the code pairs of two.
 trait Values: Copy {
     /// Pixels `a..b` of the window's data.
     fn slice(self, a: usize, b: usize) -> Self;
-    /// Adds `delta` to the interleaved counter of every pixel's value.
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32);
+    /// Adds `delta` to the interleaved counter of every pixel's value; returns the
+    /// [`touch_bit`]s of the bins added to.
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64;
     /// Calls `f` with the value of every pixel.
     fn for_each(self, f: impl FnMut(usize));
 }
@@ -228,8 +255,8 @@ impl<T: Pixel> Values for &[T] {
         &self[a..b]
     }
     #[inline(always)]
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
-        tally(lut, local, self, delta);
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64 {
+        tally(lut, local, self, delta)
     }
     fn for_each(self, mut f: impl FnMut(usize)) {
         for v in self {
@@ -255,8 +282,8 @@ impl<T: Pixel> Values for Pairs<'_, T> {
         }
     }
     #[inline(always)]
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
-        tally_pairs(lut, local, self.from, self.to, delta);
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64 {
+        tally_pairs(lut, local, self.from, self.to, delta)
     }
     fn for_each(self, mut f: impl FnMut(usize)) {
         for (&a, &b) in self.from.iter().zip(self.to) {
@@ -308,6 +335,8 @@ pub struct Histogrammer {
     lut: Box<[u16; LUT_LEN]>,
     codes: Vec<u32>,
     local: Box<[u32; LOCAL_LEN]>,
+    /// The [`touch_bit`]s of the bins the current run added to: the bins to visit at its end.
+    touched: u64,
     slot_of_unit: Vec<u32>,
     slots: Vec<Slot>,
 }
@@ -325,6 +354,7 @@ impl Histogrammer {
                 .into_boxed_slice()
                 .try_into()
                 .expect("LOCAL_LEN entries"),
+            touched: 0,
             slot_of_unit: vec![u32::MAX; n_units],
             slots: Vec::new(),
         }
@@ -343,6 +373,8 @@ impl Histogrammer {
     }
 
     /// Adds the run counters into `unit`'s sums (weighting by `area_m2` when given) and clears them.
+    /// Visits only the bins whose [`touch_bit`] the run set: the others are zero. Each bin gets
+    /// at most one addition a run, so the order of the visits changes no sum.
     fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
         let n_bins = self.codes.len();
         let u = unit as usize;
@@ -362,17 +394,20 @@ impl Histogrammer {
             slot.pixels.resize(n_bins, 0);
             slot.area_m2.resize(n_bins, 0.0);
         }
-        for (b, quad) in self.local[..COPIES * n_bins]
-            .chunks_exact_mut(COPIES)
-            .enumerate()
-        {
-            let n = quad.iter().copied().map(u64::from).sum::<u64>();
-            if n != 0 {
-                quad.fill(0);
-                slot.pixels[b] += n;
-                if let Some(a) = area_m2 {
-                    let w = n as f64 * a;
-                    slot.area_m2[b] += w;
+        let mut touched = std::mem::take(&mut self.touched);
+        while touched != 0 {
+            let first = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            for b in (first..n_bins).step_by(64) {
+                let quad = &mut self.local[COPIES * b..COPIES * (b + 1)];
+                let n = quad.iter().copied().map(u64::from).sum::<u64>();
+                if n != 0 {
+                    quad.fill(0);
+                    slot.pixels[b] += n;
+                    if let Some(a) = area_m2 {
+                        let w = n as f64 * a;
+                        slot.area_m2[b] += w;
+                    }
                 }
             }
         }
@@ -492,7 +527,7 @@ impl Histogrammer {
                 }
                 current = Some(span.unit);
                 let seg = data.slice(row0 + (a - c0) as usize, row0 + (b - c0) as usize);
-                seg.tally(&self.lut, &mut self.local, 1);
+                self.touched |= seg.tally(&self.lut, &mut self.local, 1);
                 if self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0) {
                     // New values: undo, give them bins, count again (rare: once per value).
                     seg.tally(&self.lut, &mut self.local, u32::MAX);
@@ -503,7 +538,7 @@ impl Histogrammer {
                         }
                     });
                     result?;
-                    seg.tally(&self.lut, &mut self.local, 1);
+                    self.touched |= seg.tally(&self.lut, &mut self.local, 1);
                 }
                 if area.is_some() {
                     self.flush(span.unit, area);
@@ -814,6 +849,63 @@ mod tests {
     #[test]
     fn noisy_blocks_count_like_single_pixels_u16() {
         noisy_blocks_count_like_single_pixels::<u16>();
+    }
+
+    /// Ten units of 100 columns each over 1000 × 4 px of noise of 200 values (more than the 64
+    /// bits of the touched-bins mask, so bins 64 apart share a bit), with and without row areas:
+    /// every run ends after a short span, and the counts and areas equal a pixel-by-pixel tally.
+    #[test]
+    fn short_runs_of_many_values_count_like_single_pixels() {
+        let (width, height) = (1000usize, 4usize);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 4.0,
+            dx: 1.0,
+            dy: -1.0,
+            width,
+            height,
+        };
+        let units: Vec<MultiPolygon> = (0..10)
+            .map(|u| {
+                let (x0, x1) = (f64::from(u) * 100.0, f64::from(u + 1) * 100.0);
+                MultiPolygon(vec![
+                    polygon![(x: x0, y: 0.0), (x: x1, y: 0.0), (x: x1, y: 4.0), (x: x0, y: 4.0)],
+                ])
+            })
+            .collect();
+        let spans = rasterize(&grid, &units);
+        let data: Vec<u16> = noise(width * height, 200);
+        // Row areas are small integers, so every sum of them is exact in any order.
+        let row_area = [1.0, 2.0, 4.0, 8.0];
+        let mut expected = BTreeMap::new();
+        for (i, &v) in data.iter().enumerate() {
+            let e = expected
+                .entry((u32::try_from(i % width / 100).unwrap(), u32::from(v)))
+                .or_insert((0u64, 0.0f64));
+            e.0 += 1;
+            e.1 += row_area[i / width];
+        }
+        let w = Window {
+            col0: 0,
+            row0: 0,
+            width,
+            height,
+            stride: width,
+        };
+        let mut h = Histogrammer::new::<u16>(10);
+        for areas in [None, Some(&row_area[..])] {
+            let counted: BTreeMap<(u32, u32), (u64, f64)> = h
+                .count(&spans, w, &data, areas)
+                .unwrap()
+                .iter()
+                .map(|c| ((c.unit, c.code), (c.pixels, c.area_m2)))
+                .collect();
+            let want: BTreeMap<(u32, u32), (u64, f64)> = expected
+                .iter()
+                .map(|(&k, &(n, a))| (k, (n, if areas.is_some() { a } else { 0.0 })))
+                .collect();
+            assert_eq!(counted, want);
+        }
     }
 
     #[test]
