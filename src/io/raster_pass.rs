@@ -413,31 +413,62 @@ fn count_window(
                 .with_hint("a land-use raster holds class codes; check that this is the right file")
         };
         let pixels = read_layer(readers, direct, k, layers[k], index, window, transform)?;
-        let counts = count_shared(hist, *n_units, |h| match pixels {
-            ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
-            ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
-        })
-        .map_err(too_many)?;
+        // Pairs ending at this layer: counted from the previous layer's codes and this layer's
+        // decoded chunk as it is (codes capped at 255, so a pair fits 16 bits; see
+        // check_pair_codes), in the same walk as the layer's own histogram.
+        let ending: Vec<usize> = (0..pairs.len()).filter(|&p| pairs[p].1 == k).collect();
+        if ending.iter().any(|&p| pairs[p].0 + 1 != k) {
+            return Err(IoError::internal(
+                "a pass pair is not two consecutive layers",
+            ));
+        }
+        let fused = match ending.first() {
+            Some(&p) => match pixels {
+                ChunkPixels::U8(d) => {
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                }
+                ChunkPixels::U16(d) => {
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                }
+            }
+            .map(|(counts, pair_counts)| {
+                for &q in &ending[1..] {
+                    out[n_layers + q].clone_from(&pair_counts);
+                }
+                out[n_layers + p] = pair_counts;
+                counts
+            }),
+            None => Err(TooManyCodes),
+        };
+        let counts = match fused {
+            Ok(counts) => counts,
+            Err(TooManyCodes) => {
+                // No pair, or the shared tables are full: count the layer, then its pairs, each
+                // in its own walk (a fresh table where one is full).
+                if !ending.is_empty() {
+                    *hist = Histogrammer::new::<u16>(*n_units);
+                    *pair_hist = Histogrammer::new::<u16>(*n_units);
+                }
+                let counts = count_shared(hist, *n_units, |h| match pixels {
+                    ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
+                    ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
+                })
+                .map_err(too_many)?;
+                for &p in &ending {
+                    out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
+                        ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
+                        ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
+                    })
+                    .map_err(|e| IoError::internal(e.to_string()))?;
+                }
+                counts
+            }
+        };
         seen[k].extend(counts.iter().map(|c| c.code));
         if seen[k].len() > MAX_CODES {
             return Err(too_many(TooManyCodes));
         }
         out[k] = counts;
-        // Pairs ending at this layer: counted from the previous layer's codes and this layer's
-        // decoded chunk as it is (codes capped at 255, so a pair fits 16 bits; see
-        // check_pair_codes).
-        for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
-            if a + 1 != k {
-                return Err(IoError::internal(
-                    "a pass pair is not two consecutive layers",
-                ));
-            }
-            out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
-                ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
-                ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
-            })
-            .map_err(|e| IoError::internal(e.to_string()))?;
-        }
         // The next layer's pairs need this layer's codes after its chunk buffer is reused.
         if is_from[k] {
             prev.clear();

@@ -140,19 +140,21 @@ fn touch_bit(bin: usize) -> u64 {
 }
 
 /// Adds `delta` (1, or `u32::MAX` to undo) to copy `copy` of the counter of every pixel of one
-/// block, value by value: the pixels left to count are a bit mask, and `same(i)` gives every
-/// pixel holding pixel `i`'s value, counted at `bin(i)` with one addition. Returns the
-/// [`touch_bit`]s of the bins added to.
+/// block in the mask `left`, value by value: `same(i)` gives every pixel holding pixel `i`'s
+/// value, counted at `bin(i)` with one addition. Returns the [`touch_bit`]s of the bins added to.
 #[inline(always)]
 fn tally_block(
     local: &mut [u32; LOCAL_LEN],
     copy: usize,
     delta: u32,
+    mut left: u32,
     bin: impl Fn(usize) -> usize,
     same: impl Fn(usize) -> u32,
 ) -> u64 {
     let mut touched = 0;
-    let mut left = u32::MAX;
+    if left == 0 {
+        return touched;
+    }
     for _ in 0..VALUES_PER_BLOCK {
         let first = left.trailing_zeros() as usize;
         let counted = same(first) & left;
@@ -192,6 +194,7 @@ fn tally<T: Pixel>(
             local,
             n % COPIES,
             delta,
+            u32::MAX,
             |i| bin(block[i]),
             |i| T::same_mask(block, block[i]),
         );
@@ -226,6 +229,7 @@ fn tally_pairs<T: Pixel>(
             local,
             n % COPIES,
             delta,
+            u32::MAX,
             |i| bin(f[i], t[i]),
             |i| u8::same_mask(f, f[i]) & T::same_mask(t, t[i]),
         );
@@ -236,6 +240,80 @@ fn tally_pairs<T: Pixel>(
         local[b + k % COPIES] = local[b + k % COPIES].wrapping_add(delta);
     }
     touched
+}
+
+/// The bin of value `v` in a value → bin table, times [`COPIES`]; values not seen yet land in
+/// the trap bin.
+#[inline(always)]
+fn bin_of(lut: &[u16; LUT_LEN], v: usize) -> usize {
+    COPIES * usize::from(lut[v]).min(MAX_CODES)
+}
+
+/// [`tally`] of `to` and [`tally_pairs`] of `from` and `to` in one walk: the pixels of a block
+/// holding one value of `to` are found once, counted in the year's histogram, and split by their
+/// value in `from` for the pair histogram, so a block of one value in both layers costs two
+/// comparisons and two additions. Returns the [`touch_bit`]s of the year's and the pairs' bins.
+#[inline(always)]
+fn tally_with_pairs<T: Pixel>(
+    year: (&[u16; LUT_LEN], &mut [u32; LOCAL_LEN]),
+    pairs: (&[u16; LUT_LEN], &mut [u32; LOCAL_LEN]),
+    from: &[u8],
+    to: &[T],
+    delta: u32,
+) -> (u64, u64) {
+    let ((year_lut, year_local), (pair_lut, pair_local)) = (year, pairs);
+    let pair_code = |f: u8, t: T| usize::from(f) << 8 | usize::from(t.capped());
+    let (mut year_touched, mut pair_touched) = (0, 0);
+    let (from_blocks, from_rest) = from.as_chunks::<BLOCK>();
+    let (to_blocks, to_rest) = to.as_chunks::<BLOCK>();
+    for (n, (f, t)) in from_blocks.iter().zip(to_blocks).enumerate() {
+        let copy = n % COPIES;
+        let mut left = u32::MAX;
+        for _ in 0..VALUES_PER_BLOCK {
+            let first = left.trailing_zeros() as usize;
+            let value = t[first];
+            let same = T::same_mask(t, value) & left;
+            let b = bin_of(year_lut, value.index());
+            year_touched |= touch_bit(b);
+            year_local[b + copy] =
+                year_local[b + copy].wrapping_add(delta.wrapping_mul(same.count_ones()));
+            pair_touched |= tally_block(
+                pair_local,
+                copy,
+                delta,
+                same,
+                |i| bin_of(pair_lut, pair_code(f[i], value)),
+                |i| u8::same_mask(f, f[i]),
+            );
+            left &= !same;
+            if left == 0 {
+                break;
+            }
+        }
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            let (b, p) = (
+                bin_of(year_lut, t[i].index()),
+                bin_of(pair_lut, pair_code(f[i], t[i])),
+            );
+            year_touched |= touch_bit(b);
+            pair_touched |= touch_bit(p);
+            year_local[b + copy] = year_local[b + copy].wrapping_add(delta);
+            pair_local[p + copy] = pair_local[p + copy].wrapping_add(delta);
+            left &= left - 1;
+        }
+    }
+    for (k, (&f, &t)) in from_rest.iter().zip(to_rest).enumerate() {
+        let (b, p) = (
+            bin_of(year_lut, t.index()),
+            bin_of(pair_lut, pair_code(f, t)),
+        );
+        year_touched |= touch_bit(b);
+        pair_touched |= touch_bit(p);
+        year_local[b + k % COPIES] = year_local[b + k % COPIES].wrapping_add(delta);
+        pair_local[p + k % COPIES] = pair_local[p + k % COPIES].wrapping_add(delta);
+    }
+    (year_touched, pair_touched)
 }
 
 /// What a histogram counts along a window: the pixels of one layer, or the code pairs of two.
@@ -495,6 +573,55 @@ impl Histogrammer {
         self.count_values(spans, window, Pairs { from, to }, row_area_m2)
     }
 
+    /// Counts the pixels of one window of `to` as [`Self::count`] does, and the code pairs of
+    /// `from` and `to` into `pairs` as [`Self::count_pairs`] does, in one walk over the window:
+    /// the pixels holding a value of `to` are found once for both. Returns the year's counts,
+    /// then the pairs'.
+    ///
+    /// # Units
+    /// Pixels; m² for areas.
+    ///
+    /// # Examples
+    /// ```
+    /// use geo::{polygon, MultiPolygon};
+    /// use pipeline::methods::rasterize::{rasterize, Grid};
+    /// use pipeline::methods::zonal::{Histogrammer, Window};
+    /// // 3 × 1 raster: codes [1 1 2] then [1 3 3]: the later year 1 once and 3 twice; pairs
+    /// // (1,1), (1,3), (2,3).
+    /// let grid = Grid { x0: 0.0, y0: 1.0, dx: 1.0, dy: -1.0, width: 3, height: 1 };
+    /// let unit = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 3.0, y: 0.0), (x: 3.0, y: 1.0), (x: 0.0, y: 1.0)]]);
+    /// let spans = rasterize(&grid, &[unit]);
+    /// let w = Window { col0: 0, row0: 0, width: 3, height: 1, stride: 3 };
+    /// let (mut year, mut pairs) = (Histogrammer::new::<u8>(1), Histogrammer::new::<u16>(1));
+    /// let (counts, pair_counts) = year.count_with_pairs(&mut pairs, &spans, w, &[1, 1, 2], &[1u8, 3, 3], None).unwrap();
+    /// let codes = |c: &[pipeline::methods::zonal::Count]| c.iter().map(|c| (c.code, c.pixels)).collect::<Vec<_>>();
+    /// assert_eq!(codes(&counts), vec![(1, 1), (3, 2)]);
+    /// assert_eq!(codes(&pair_counts), vec![(1 * 256 + 1, 1), (1 * 256 + 3, 1), (2 * 256 + 3, 1)]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn count_with_pairs<T: Pixel>(
+        &mut self,
+        pairs: &mut Histogrammer,
+        spans: &Spans,
+        window: Window,
+        from: &[u8],
+        to: &[T],
+        row_area_m2: Option<&[f64]>,
+    ) -> Result<(Vec<Count>, Vec<Count>), TooManyCodes> {
+        assert!(
+            window_fits(window, from.len()) && window_fits(window, to.len()),
+            "both layers' window data hold its rows"
+        );
+        let mut both = WithPairs {
+            year: &mut *self,
+            pairs: &mut *pairs,
+            from,
+            to,
+        };
+        walk(&mut both, spans, window, row_area_m2)?;
+        Ok((self.emit(), pairs.emit()))
+    }
+
     /// The walk of [`Self::count`] over the spans of a window, whatever the values are.
     fn count_values<V: Values>(
         &mut self,
@@ -503,53 +630,29 @@ impl Histogrammer {
         data: V,
         row_area_m2: Option<&[f64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
-        let c0 = u32::try_from(window.col0).expect("columns fit u32");
-        let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
-        let mut current: Option<u32> = None;
-        for wr in 0..window.height {
-            let r = window.row0 + wr;
-            if r >= spans.rows() {
-                break;
+        walk(&mut (&mut *self, data), spans, window, row_area_m2)?;
+        Ok(self.emit())
+    }
+
+    /// Whether the last tally met values not seen yet (counted in the trap bin).
+    fn trapped(&self) -> bool {
+        self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0)
+    }
+
+    /// Gives a bin to every value of `seg` not seen yet.
+    #[cold]
+    fn assign_all<V: Values>(&mut self, seg: V) -> Result<(), TooManyCodes> {
+        let mut result = Ok(());
+        seg.for_each(|v| {
+            if result.is_ok() && self.lut[v] == TRAP {
+                result = self.assign(v).map(|_| ());
             }
-            let area = row_area_m2.map(|a| a[r]);
-            let row0 = wr * window.stride;
-            for span in spans.row_window(r, c0, c1) {
-                let a = span.x0.max(c0);
-                let b = span.x1.min(c1);
-                if a >= b {
-                    continue;
-                }
-                // A lon/lat grid changes pixel area with every row: flush at each span then.
-                if let Some(u) = current
-                    && (u != span.unit || area.is_some())
-                {
-                    self.flush(u, area);
-                }
-                current = Some(span.unit);
-                let seg = data.slice(row0 + (a - c0) as usize, row0 + (b - c0) as usize);
-                self.touched |= seg.tally(&self.lut, &mut self.local, 1);
-                if self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0) {
-                    // New values: undo, give them bins, count again (rare: once per value).
-                    seg.tally(&self.lut, &mut self.local, u32::MAX);
-                    let mut result = Ok(());
-                    seg.for_each(|v| {
-                        if result.is_ok() && self.lut[v] == TRAP {
-                            result = self.assign(v).map(|_| ());
-                        }
-                    });
-                    result?;
-                    self.touched |= seg.tally(&self.lut, &mut self.local, 1);
-                }
-                if area.is_some() {
-                    self.flush(span.unit, area);
-                    current = None;
-                }
-            }
-        }
-        if let Some(u) = current {
-            self.flush(u, None);
-        }
-        // Emit the window's sums, sorted by unit then code, and reset the slots.
+        });
+        result
+    }
+
+    /// The window's sums, sorted by unit then code; resets the slots.
+    fn emit(&mut self) -> Vec<Count> {
         let mut out = Vec::new();
         let mut slots = std::mem::take(&mut self.slots);
         slots.sort_unstable_by_key(|s| s.unit);
@@ -570,8 +673,123 @@ impl Histogrammer {
         }
         slots.clear();
         self.slots = slots;
-        Ok(out)
+        out
     }
+}
+
+/// What a walk over the spans of a window counts into: one histogram, or a year's and its
+/// pairs' together.
+trait Runs {
+    /// Counts pixels `a..b` of the window's data into the current run.
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes>;
+    /// Ends the current run, adding it to `unit`'s sums.
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>);
+}
+
+impl<V: Values> Runs for (&mut Histogrammer, V) {
+    #[inline(always)]
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes> {
+        let (h, data) = self;
+        let seg = data.slice(a, b);
+        h.touched |= seg.tally(&h.lut, &mut h.local, 1);
+        if h.trapped() {
+            // New values: undo, give them bins, count again (rare: once per value).
+            seg.tally(&h.lut, &mut h.local, u32::MAX);
+            h.assign_all(seg)?;
+            h.touched |= seg.tally(&h.lut, &mut h.local, 1);
+        }
+        Ok(())
+    }
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
+        self.0.flush(unit, area_m2);
+    }
+}
+
+/// A year's histogram and its pairs' with the two layers they count.
+struct WithPairs<'a, T> {
+    year: &'a mut Histogrammer,
+    pairs: &'a mut Histogrammer,
+    from: &'a [u8],
+    to: &'a [T],
+}
+
+impl<T: Pixel> WithPairs<'_, T> {
+    fn tally(&mut self, a: usize, b: usize, delta: u32) {
+        let (year, pairs) = tally_with_pairs(
+            (&self.year.lut, &mut self.year.local),
+            (&self.pairs.lut, &mut self.pairs.local),
+            &self.from[a..b],
+            &self.to[a..b],
+            delta,
+        );
+        self.year.touched |= year;
+        self.pairs.touched |= pairs;
+    }
+}
+
+impl<T: Pixel> Runs for WithPairs<'_, T> {
+    #[inline(always)]
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes> {
+        self.tally(a, b, 1);
+        if self.year.trapped() || self.pairs.trapped() {
+            // New values in either: undo both, give them bins, count again.
+            self.tally(a, b, u32::MAX);
+            self.year.assign_all(&self.to[a..b])?;
+            let (from, to) = (&self.from[a..b], &self.to[a..b]);
+            self.pairs.assign_all(Pairs { from, to })?;
+            self.tally(a, b, 1);
+        }
+        Ok(())
+    }
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
+        self.year.flush(unit, area_m2);
+        self.pairs.flush(unit, area_m2);
+    }
+}
+
+/// Walks the spans of the units over a window, row by row, counting each span into `runs` and
+/// ending a run where the unit changes (or at every span on a lon/lat grid, where pixel area
+/// changes with the row).
+fn walk(
+    runs: &mut impl Runs,
+    spans: &Spans,
+    window: Window,
+    row_area_m2: Option<&[f64]>,
+) -> Result<(), TooManyCodes> {
+    let c0 = u32::try_from(window.col0).expect("columns fit u32");
+    let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
+    let mut current: Option<u32> = None;
+    for wr in 0..window.height {
+        let r = window.row0 + wr;
+        if r >= spans.rows() {
+            break;
+        }
+        let area = row_area_m2.map(|a| a[r]);
+        let row0 = wr * window.stride;
+        for span in spans.row_window(r, c0, c1) {
+            let a = span.x0.max(c0);
+            let b = span.x1.min(c1);
+            if a >= b {
+                continue;
+            }
+            // A lon/lat grid changes pixel area with every row: flush at each span then.
+            if let Some(u) = current
+                && (u != span.unit || area.is_some())
+            {
+                runs.flush(u, area);
+            }
+            current = Some(span.unit);
+            runs.span(row0 + (a - c0) as usize, row0 + (b - c0) as usize)?;
+            if area.is_some() {
+                runs.flush(span.unit, area);
+                current = None;
+            }
+        }
+    }
+    if let Some(u) = current {
+        runs.flush(u, None);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -757,6 +975,48 @@ mod tests {
                 .map(|c| ((c.unit, c.code), c.pixels))
                 .collect();
             assert_eq!(counted, expected);
+        }
+    }
+
+    /// The year and its pairs counted in one walk equal the two counted apart, for both pixel
+    /// types of the later layer, with and without row areas, over two windows (the second
+    /// counted with tables that already hold values), values first met mid-row in either.
+    #[test]
+    fn year_and_pairs_in_one_walk_count_like_two_walks() {
+        let (spans, window, from, to) = two_layers();
+        let to_u8: Vec<u8> = to.iter().map(|&v| v.min(255) as u8).collect();
+        let row_area = [1.5, 2.0, 4.25];
+        let halves = [(0, 517), (517, 483)];
+        for areas in [None, Some(&row_area[..])] {
+            let (mut year, mut pairs) = (Histogrammer::new::<u16>(2), Histogrammer::new::<u16>(2));
+            let (mut year8, mut pairs8) = (Histogrammer::new::<u8>(2), Histogrammer::new::<u16>(2));
+            for (col0, width) in halves {
+                let w = Window {
+                    col0,
+                    width,
+                    ..window
+                };
+                let (f, t, t8) = (&from[col0..], &to[col0..], &to_u8[col0..]);
+                let apart = (
+                    Histogrammer::new::<u16>(2)
+                        .count(&spans, w, t, areas)
+                        .unwrap(),
+                    Histogrammer::new::<u16>(2)
+                        .count_pairs(&spans, w, f, t, areas)
+                        .unwrap(),
+                );
+                assert!(!apart.0.is_empty() && apart.1.len() > apart.0.len());
+                let fused = year.count_with_pairs(&mut pairs, &spans, w, f, t, areas);
+                assert_eq!(fused.unwrap(), apart);
+                let fused8 = year8.count_with_pairs(&mut pairs8, &spans, w, f, t8, areas);
+                let apart8 = (
+                    Histogrammer::new::<u8>(2)
+                        .count(&spans, w, t8, areas)
+                        .unwrap(),
+                    apart.1.clone(),
+                );
+                assert_eq!(fused8.unwrap(), apart8);
+            }
         }
     }
 
