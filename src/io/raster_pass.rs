@@ -715,11 +715,10 @@ mod tests {
         let (counts, _) = pass_holding(&mosaics, &spans, 7, usize::MAX);
         let mut expected = vec![CountMap::new(); 13];
         for (c, r) in (0..64).flat_map(|c| (0..48).map(move |r| (c, r))) {
-            for y in 0..7 {
-                let e = expected[y]
-                    .entry((0, u32::from(code(c, r, y))))
-                    .or_insert((0, 0.0));
-                e.0 += 1;
+            for (y, year) in expected[..7].iter_mut().enumerate() {
+                year.entry((0, u32::from(code(c, r, y))))
+                    .or_insert((0, 0.0))
+                    .0 += 1;
             }
             for y in 1..7 {
                 let pair = u32::from(code(c, r, y - 1)) * 256 + u32::from(code(c, r, y));
