@@ -413,31 +413,62 @@ fn count_window(
                 .with_hint("a land-use raster holds class codes; check that this is the right file")
         };
         let pixels = read_layer(readers, direct, k, layers[k], index, window, transform)?;
-        let counts = count_shared(hist, *n_units, |h| match pixels {
-            ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
-            ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
-        })
-        .map_err(too_many)?;
+        // Pairs ending at this layer: counted from the previous layer's codes and this layer's
+        // decoded chunk as it is (codes capped at 255, so a pair fits 16 bits; see
+        // check_pair_codes), in the same walk as the layer's own histogram.
+        let ending: Vec<usize> = (0..pairs.len()).filter(|&p| pairs[p].1 == k).collect();
+        if ending.iter().any(|&p| pairs[p].0 + 1 != k) {
+            return Err(IoError::internal(
+                "a pass pair is not two consecutive layers",
+            ));
+        }
+        let fused = match ending.first() {
+            Some(&p) => match pixels {
+                ChunkPixels::U8(d) => {
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                }
+                ChunkPixels::U16(d) => {
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                }
+            }
+            .map(|(counts, pair_counts)| {
+                for &q in &ending[1..] {
+                    out[n_layers + q].clone_from(&pair_counts);
+                }
+                out[n_layers + p] = pair_counts;
+                counts
+            }),
+            None => Err(TooManyCodes),
+        };
+        let counts = match fused {
+            Ok(counts) => counts,
+            Err(TooManyCodes) => {
+                // No pair, or the shared tables are full: count the layer, then its pairs, each
+                // in its own walk (a fresh table where one is full).
+                if !ending.is_empty() {
+                    *hist = Histogrammer::new::<u16>(*n_units);
+                    *pair_hist = Histogrammer::new::<u16>(*n_units);
+                }
+                let counts = count_shared(hist, *n_units, |h| match pixels {
+                    ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
+                    ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
+                })
+                .map_err(too_many)?;
+                for &p in &ending {
+                    out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
+                        ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
+                        ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
+                    })
+                    .map_err(|e| IoError::internal(e.to_string()))?;
+                }
+                counts
+            }
+        };
         seen[k].extend(counts.iter().map(|c| c.code));
         if seen[k].len() > MAX_CODES {
             return Err(too_many(TooManyCodes));
         }
         out[k] = counts;
-        // Pairs ending at this layer: counted from the previous layer's codes and this layer's
-        // decoded chunk as it is (codes capped at 255, so a pair fits 16 bits; see
-        // check_pair_codes).
-        for (p, &(a, _)) in pairs.iter().enumerate().filter(|(_, (_, b))| *b == k) {
-            if a + 1 != k {
-                return Err(IoError::internal(
-                    "a pass pair is not two consecutive layers",
-                ));
-            }
-            out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
-                ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
-                ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
-            })
-            .map_err(|e| IoError::internal(e.to_string()))?;
-        }
         // The next layer's pairs need this layer's codes after its chunk buffer is reused.
         if is_from[k] {
             prev.clear();
@@ -541,13 +572,24 @@ mod tests {
     /// `years` layers of a 64 × 48 px Albers grid, each year two files (west and east halves,
     /// DEFLATE tiles, so each file's cache keeps a decoded 256² tile), with one unit over all of it.
     fn two_file_years(dir: &std::path::Path, years: usize) -> (Vec<Mosaic>, Spans) {
+        two_file_years_of(dir, years, |c, r, year| {
+            u8::try_from(1 + (c / 8 + r / 8 + year) % 9).unwrap()
+        })
+    }
+
+    /// [`two_file_years`] with the code of column `c`, row `r` of layer `year` given by `code`.
+    fn two_file_years_of(
+        dir: &std::path::Path,
+        years: usize,
+        code: fn(usize, usize, usize) -> u8,
+    ) -> (Vec<Mosaic>, Spans) {
         use crate::io::geotiff_writer::{CategoricalRaster, Crs, GridPlacement, write_categorical};
         use crate::io::mosaic::Placed;
         let (x0, y0, px) = (766_020.0, 3_711_150.0, 30.0);
         let part = |year: usize, name: &str, cols: std::ops::Range<usize>| {
             let codes: Vec<u8> = (0..48)
                 .flat_map(|r| cols.clone().map(move |c| (c, r)))
-                .map(|(c, r)| u8::try_from(1 + (c / 8 + r / 8 + year) % 9).unwrap())
+                .map(|(c, r)| code(c, r, year))
                 .collect();
             let path = dir.join(format!("lu_{year}_{name}.tif"));
             let raster = CategoricalRaster {
@@ -652,6 +694,44 @@ mod tests {
             counts, all_counts,
             "dropped chunks are decoded again, to the same counts"
         );
+    }
+
+    #[test]
+    fn pairs_whose_codes_together_overflow_the_shared_table_are_counted_apart() {
+        // Code 1 + (i·m mod 255) at pixel i = c + 64·r, m changing with the year (code 1 in the
+        // first four rows): ≤ 255 code pairs between two years, but more than the table's 1,024
+        // over seven years, so the walk counting a year with its pair fails part way down the
+        // window, its runs half counted, and both are counted again apart.
+        const M: [usize; 7] = [1, 7, 13, 29, 41, 53, 97];
+        let code = |c: usize, r: usize, y: usize| {
+            if r < 4 {
+                1
+            } else {
+                u8::try_from(1 + ((c + 64 * r) * M[y]) % 255).unwrap()
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mosaics, spans) = two_file_years_of(dir.path(), 7, code);
+        let (counts, _) = pass_holding(&mosaics, &spans, 7, usize::MAX);
+        let mut expected = vec![CountMap::new(); 13];
+        for (c, r) in (0..64).flat_map(|c| (0..48).map(move |r| (c, r))) {
+            for (y, year) in expected[..7].iter_mut().enumerate() {
+                year.entry((0, u32::from(code(c, r, y))))
+                    .or_insert((0, 0.0))
+                    .0 += 1;
+            }
+            for y in 1..7 {
+                let pair = u32::from(code(c, r, y - 1)) * 256 + u32::from(code(c, r, y));
+                let e = expected[6 + y].entry((0, pair)).or_insert((0, 0.0));
+                e.0 += 1;
+            }
+        }
+        let distinct_pairs: BTreeSet<u32> = expected[7..]
+            .iter()
+            .flat_map(|m| m.keys().map(|&(_, code)| code))
+            .collect();
+        assert!(distinct_pairs.len() > MAX_CODES, "{}", distinct_pairs.len());
+        assert_eq!(counts, expected);
     }
 
     #[test]

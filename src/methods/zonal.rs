@@ -12,7 +12,9 @@
 //! A block of one value costs one comparison, a block with an edge or a speckle two or three,
 //! where counting pixel by pixel would cost 32 dependent table lookups and additions. Counters
 //! come in four interleaved copies (by block position mod 4, so that consecutive additions to
-//! one value do not wait on each other's stores), added up when a unit's run ends.
+//! one value do not wait on each other's stores), added up when a unit's run ends. A run
+//! notes the bins it touched in a 64-bit mask (bin mod 64), so ending a short run visits those
+//! bins, not every bin the histogram has seen.
 
 use crate::methods::rasterize::Spans;
 
@@ -130,55 +132,79 @@ pub const BLOCK: usize = 32;
 /// noise) are counted one by one.
 const VALUES_PER_BLOCK: usize = 4;
 
+/// The bit of the touched-bins mask for the counters starting at `bin` (a bin times
+/// [`COPIES`]): bins 64 apart share a bit, so the mask may name bins not touched, never miss one.
+#[inline(always)]
+fn touch_bit(bin: usize) -> u64 {
+    1 << (bin / COPIES % 64)
+}
+
 /// Adds `delta` (1, or `u32::MAX` to undo) to copy `copy` of the counter of every pixel of one
-/// block, value by value: the pixels left to count are a bit mask, and `same(i)` gives every
-/// pixel holding pixel `i`'s value, counted at `bin(i)` with one addition.
+/// block in the mask `left`, value by value: `same(i)` gives every pixel holding pixel `i`'s
+/// value, counted at `bin(i)` with one addition. Returns the [`touch_bit`]s of the bins added to.
 #[inline(always)]
 fn tally_block(
     local: &mut [u32; LOCAL_LEN],
     copy: usize,
     delta: u32,
+    mut left: u32,
     bin: impl Fn(usize) -> usize,
     same: impl Fn(usize) -> u32,
-) {
-    let mut left = u32::MAX;
+) -> u64 {
+    let mut touched = 0;
+    if left == 0 {
+        return touched;
+    }
     for _ in 0..VALUES_PER_BLOCK {
         let first = left.trailing_zeros() as usize;
         let counted = same(first) & left;
-        let i = bin(first) + copy;
-        local[i] = local[i].wrapping_add(delta.wrapping_mul(counted.count_ones()));
+        let b = bin(first);
+        touched |= touch_bit(b);
+        local[b + copy] = local[b + copy].wrapping_add(delta.wrapping_mul(counted.count_ones()));
         left &= !counted;
         if left == 0 {
-            return;
+            return touched;
         }
     }
     while left != 0 {
-        let i = bin(left.trailing_zeros() as usize) + copy;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(left.trailing_zeros() as usize);
+        touched |= touch_bit(b);
+        local[b + copy] = local[b + copy].wrapping_add(delta);
         left &= left - 1;
     }
+    touched
 }
 
 /// Adds `delta` (1, or `u32::MAX` to undo) to the interleaved counter of every pixel of `seg`:
 /// blocks of [`BLOCK`] pixels value by value ([`tally_block`]), the rest pixel by pixel.
-/// Fixed-size tables and a clamped bin keep the loops free of bounds checks.
+/// Fixed-size tables and a clamped bin keep the loops free of bounds checks. Returns the
+/// [`touch_bit`]s of the bins added to.
 #[inline(always)]
-fn tally<T: Pixel>(lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], seg: &[T], delta: u32) {
+fn tally<T: Pixel>(
+    lut: &[u16; LUT_LEN],
+    local: &mut [u32; LOCAL_LEN],
+    seg: &[T],
+    delta: u32,
+) -> u64 {
     let bin = |v: T| COPIES * usize::from(lut[v.index()]).min(MAX_CODES);
+    let mut touched = 0;
     let (blocks, rest) = seg.as_chunks::<BLOCK>();
     for (n, block) in blocks.iter().enumerate() {
-        tally_block(
+        touched |= tally_block(
             local,
             n % COPIES,
             delta,
+            u32::MAX,
             |i| bin(block[i]),
             |i| T::same_mask(block, block[i]),
         );
     }
     for (k, &v) in rest.iter().enumerate() {
-        let i = bin(v) + k % COPIES;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(v);
+        touched |= touch_bit(b);
+        local[b + k % COPIES] = local[b + k % COPIES].wrapping_add(delta);
     }
+    touched
 }
 
 /// [`tally`] for the code pairs of two layers: the value of a pixel is `from · 256 + to`, and
@@ -191,33 +217,112 @@ fn tally_pairs<T: Pixel>(
     from: &[u8],
     to: &[T],
     delta: u32,
-) {
+) -> u64 {
     let bin = |f: u8, t: T| {
         COPIES * usize::from(lut[usize::from(f) << 8 | usize::from(t.capped())]).min(MAX_CODES)
     };
     let (from_blocks, from_rest) = from.as_chunks::<BLOCK>();
     let (to_blocks, to_rest) = to.as_chunks::<BLOCK>();
+    let mut touched = 0;
     for (n, (f, t)) in from_blocks.iter().zip(to_blocks).enumerate() {
-        tally_block(
+        touched |= tally_block(
             local,
             n % COPIES,
             delta,
+            u32::MAX,
             |i| bin(f[i], t[i]),
             |i| u8::same_mask(f, f[i]) & T::same_mask(t, t[i]),
         );
     }
     for (k, (&f, &t)) in from_rest.iter().zip(to_rest).enumerate() {
-        let i = bin(f, t) + k % COPIES;
-        local[i] = local[i].wrapping_add(delta);
+        let b = bin(f, t);
+        touched |= touch_bit(b);
+        local[b + k % COPIES] = local[b + k % COPIES].wrapping_add(delta);
     }
+    touched
+}
+
+/// The bin of value `v` in a value → bin table, times [`COPIES`]; values not seen yet land in
+/// the trap bin.
+#[inline(always)]
+fn bin_of(lut: &[u16; LUT_LEN], v: usize) -> usize {
+    COPIES * usize::from(lut[v]).min(MAX_CODES)
+}
+
+/// [`tally`] of `to` and [`tally_pairs`] of `from` and `to` in one walk: the pixels of a block
+/// holding one value of `to` are found once, counted in the year's histogram, and split by their
+/// value in `from` for the pair histogram, so a block of one value in both layers costs two
+/// comparisons and two additions. Returns the [`touch_bit`]s of the year's and the pairs' bins.
+#[inline(always)]
+fn tally_with_pairs<T: Pixel>(
+    year: (&[u16; LUT_LEN], &mut [u32; LOCAL_LEN]),
+    pairs: (&[u16; LUT_LEN], &mut [u32; LOCAL_LEN]),
+    from: &[u8],
+    to: &[T],
+    delta: u32,
+) -> (u64, u64) {
+    let ((year_lut, year_local), (pair_lut, pair_local)) = (year, pairs);
+    let pair_code = |f: u8, t: T| usize::from(f) << 8 | usize::from(t.capped());
+    let (mut year_touched, mut pair_touched) = (0, 0);
+    let (from_blocks, from_rest) = from.as_chunks::<BLOCK>();
+    let (to_blocks, to_rest) = to.as_chunks::<BLOCK>();
+    for (n, (f, t)) in from_blocks.iter().zip(to_blocks).enumerate() {
+        let copy = n % COPIES;
+        let mut left = u32::MAX;
+        for _ in 0..VALUES_PER_BLOCK {
+            let first = left.trailing_zeros() as usize;
+            let value = t[first];
+            let same = T::same_mask(t, value) & left;
+            let b = bin_of(year_lut, value.index());
+            year_touched |= touch_bit(b);
+            year_local[b + copy] =
+                year_local[b + copy].wrapping_add(delta.wrapping_mul(same.count_ones()));
+            pair_touched |= tally_block(
+                pair_local,
+                copy,
+                delta,
+                same,
+                |i| bin_of(pair_lut, pair_code(f[i], value)),
+                |i| u8::same_mask(f, f[i]),
+            );
+            left &= !same;
+            if left == 0 {
+                break;
+            }
+        }
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            let (b, p) = (
+                bin_of(year_lut, t[i].index()),
+                bin_of(pair_lut, pair_code(f[i], t[i])),
+            );
+            year_touched |= touch_bit(b);
+            pair_touched |= touch_bit(p);
+            year_local[b + copy] = year_local[b + copy].wrapping_add(delta);
+            pair_local[p + copy] = pair_local[p + copy].wrapping_add(delta);
+            left &= left - 1;
+        }
+    }
+    for (k, (&f, &t)) in from_rest.iter().zip(to_rest).enumerate() {
+        let (b, p) = (
+            bin_of(year_lut, t.index()),
+            bin_of(pair_lut, pair_code(f, t)),
+        );
+        year_touched |= touch_bit(b);
+        pair_touched |= touch_bit(p);
+        year_local[b + k % COPIES] = year_local[b + k % COPIES].wrapping_add(delta);
+        pair_local[p + k % COPIES] = pair_local[p + k % COPIES].wrapping_add(delta);
+    }
+    (year_touched, pair_touched)
 }
 
 /// What a histogram counts along a window: the pixels of one layer, or the code pairs of two.
 trait Values: Copy {
     /// Pixels `a..b` of the window's data.
     fn slice(self, a: usize, b: usize) -> Self;
-    /// Adds `delta` to the interleaved counter of every pixel's value.
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32);
+    /// Adds `delta` to the interleaved counter of every pixel's value; returns the
+    /// [`touch_bit`]s of the bins added to.
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64;
     /// Calls `f` with the value of every pixel.
     fn for_each(self, f: impl FnMut(usize));
 }
@@ -228,8 +333,8 @@ impl<T: Pixel> Values for &[T] {
         &self[a..b]
     }
     #[inline(always)]
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
-        tally(lut, local, self, delta);
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64 {
+        tally(lut, local, self, delta)
     }
     fn for_each(self, mut f: impl FnMut(usize)) {
         for v in self {
@@ -255,8 +360,8 @@ impl<T: Pixel> Values for Pairs<'_, T> {
         }
     }
     #[inline(always)]
-    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) {
-        tally_pairs(lut, local, self.from, self.to, delta);
+    fn tally(self, lut: &[u16; LUT_LEN], local: &mut [u32; LOCAL_LEN], delta: u32) -> u64 {
+        tally_pairs(lut, local, self.from, self.to, delta)
     }
     fn for_each(self, mut f: impl FnMut(usize)) {
         for (&a, &b) in self.from.iter().zip(self.to) {
@@ -308,6 +413,8 @@ pub struct Histogrammer {
     lut: Box<[u16; LUT_LEN]>,
     codes: Vec<u32>,
     local: Box<[u32; LOCAL_LEN]>,
+    /// The [`touch_bit`]s of the bins the current run added to: the bins to visit at its end.
+    touched: u64,
     slot_of_unit: Vec<u32>,
     slots: Vec<Slot>,
 }
@@ -325,6 +432,7 @@ impl Histogrammer {
                 .into_boxed_slice()
                 .try_into()
                 .expect("LOCAL_LEN entries"),
+            touched: 0,
             slot_of_unit: vec![u32::MAX; n_units],
             slots: Vec::new(),
         }
@@ -343,6 +451,8 @@ impl Histogrammer {
     }
 
     /// Adds the run counters into `unit`'s sums (weighting by `area_m2` when given) and clears them.
+    /// Visits only the bins whose [`touch_bit`] the run set: the others are zero. Each bin gets
+    /// at most one addition a run, so the order of the visits changes no sum.
     fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
         let n_bins = self.codes.len();
         let u = unit as usize;
@@ -362,17 +472,20 @@ impl Histogrammer {
             slot.pixels.resize(n_bins, 0);
             slot.area_m2.resize(n_bins, 0.0);
         }
-        for (b, quad) in self.local[..COPIES * n_bins]
-            .chunks_exact_mut(COPIES)
-            .enumerate()
-        {
-            let n = quad.iter().copied().map(u64::from).sum::<u64>();
-            if n != 0 {
-                quad.fill(0);
-                slot.pixels[b] += n;
-                if let Some(a) = area_m2 {
-                    let w = n as f64 * a;
-                    slot.area_m2[b] += w;
+        let mut touched = std::mem::take(&mut self.touched);
+        while touched != 0 {
+            let first = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            for b in (first..n_bins).step_by(64) {
+                let quad = &mut self.local[COPIES * b..COPIES * (b + 1)];
+                let n = quad.iter().copied().map(u64::from).sum::<u64>();
+                if n != 0 {
+                    quad.fill(0);
+                    slot.pixels[b] += n;
+                    if let Some(a) = area_m2 {
+                        let w = n as f64 * a;
+                        slot.area_m2[b] += w;
+                    }
                 }
             }
         }
@@ -460,6 +573,55 @@ impl Histogrammer {
         self.count_values(spans, window, Pairs { from, to }, row_area_m2)
     }
 
+    /// Counts the pixels of one window of `to` as [`Self::count`] does, and the code pairs of
+    /// `from` and `to` into `pairs` as [`Self::count_pairs`] does, in one walk over the window:
+    /// the pixels holding a value of `to` are found once for both. Returns the year's counts,
+    /// then the pairs'.
+    ///
+    /// # Units
+    /// Pixels; m² for areas.
+    ///
+    /// # Examples
+    /// ```
+    /// use geo::{polygon, MultiPolygon};
+    /// use pipeline::methods::rasterize::{rasterize, Grid};
+    /// use pipeline::methods::zonal::{Histogrammer, Window};
+    /// // 3 × 1 raster: codes [1 1 2] then [1 3 3]: the later year 1 once and 3 twice; pairs
+    /// // (1,1), (1,3), (2,3).
+    /// let grid = Grid { x0: 0.0, y0: 1.0, dx: 1.0, dy: -1.0, width: 3, height: 1 };
+    /// let unit = MultiPolygon(vec![polygon![(x: 0.0, y: 0.0), (x: 3.0, y: 0.0), (x: 3.0, y: 1.0), (x: 0.0, y: 1.0)]]);
+    /// let spans = rasterize(&grid, &[unit]);
+    /// let w = Window { col0: 0, row0: 0, width: 3, height: 1, stride: 3 };
+    /// let (mut year, mut pairs) = (Histogrammer::new::<u8>(1), Histogrammer::new::<u16>(1));
+    /// let (counts, pair_counts) = year.count_with_pairs(&mut pairs, &spans, w, &[1, 1, 2], &[1u8, 3, 3], None).unwrap();
+    /// let codes = |c: &[pipeline::methods::zonal::Count]| c.iter().map(|c| (c.code, c.pixels)).collect::<Vec<_>>();
+    /// assert_eq!(codes(&counts), vec![(1, 1), (3, 2)]);
+    /// assert_eq!(codes(&pair_counts), vec![(1 * 256 + 1, 1), (1 * 256 + 3, 1), (2 * 256 + 3, 1)]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn count_with_pairs<T: Pixel>(
+        &mut self,
+        pairs: &mut Histogrammer,
+        spans: &Spans,
+        window: Window,
+        from: &[u8],
+        to: &[T],
+        row_area_m2: Option<&[f64]>,
+    ) -> Result<(Vec<Count>, Vec<Count>), TooManyCodes> {
+        assert!(
+            window_fits(window, from.len()) && window_fits(window, to.len()),
+            "both layers' window data hold its rows"
+        );
+        let mut both = WithPairs {
+            year: &mut *self,
+            pairs: &mut *pairs,
+            from,
+            to,
+        };
+        walk(&mut both, spans, window, row_area_m2)?;
+        Ok((self.emit(), pairs.emit()))
+    }
+
     /// The walk of [`Self::count`] over the spans of a window, whatever the values are.
     fn count_values<V: Values>(
         &mut self,
@@ -468,53 +630,29 @@ impl Histogrammer {
         data: V,
         row_area_m2: Option<&[f64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
-        let c0 = u32::try_from(window.col0).expect("columns fit u32");
-        let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
-        let mut current: Option<u32> = None;
-        for wr in 0..window.height {
-            let r = window.row0 + wr;
-            if r >= spans.rows() {
-                break;
+        walk(&mut (&mut *self, data), spans, window, row_area_m2)?;
+        Ok(self.emit())
+    }
+
+    /// Whether the last tally met values not seen yet (counted in the trap bin).
+    fn trapped(&self) -> bool {
+        self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0)
+    }
+
+    /// Gives a bin to every value of `seg` not seen yet.
+    #[cold]
+    fn assign_all<V: Values>(&mut self, seg: V) -> Result<(), TooManyCodes> {
+        let mut result = Ok(());
+        seg.for_each(|v| {
+            if result.is_ok() && self.lut[v] == TRAP {
+                result = self.assign(v).map(|_| ());
             }
-            let area = row_area_m2.map(|a| a[r]);
-            let row0 = wr * window.stride;
-            for span in spans.row_window(r, c0, c1) {
-                let a = span.x0.max(c0);
-                let b = span.x1.min(c1);
-                if a >= b {
-                    continue;
-                }
-                // A lon/lat grid changes pixel area with every row: flush at each span then.
-                if let Some(u) = current
-                    && (u != span.unit || area.is_some())
-                {
-                    self.flush(u, area);
-                }
-                current = Some(span.unit);
-                let seg = data.slice(row0 + (a - c0) as usize, row0 + (b - c0) as usize);
-                seg.tally(&self.lut, &mut self.local, 1);
-                if self.local[COPIES * MAX_CODES..].iter().any(|&n| n != 0) {
-                    // New values: undo, give them bins, count again (rare: once per value).
-                    seg.tally(&self.lut, &mut self.local, u32::MAX);
-                    let mut result = Ok(());
-                    seg.for_each(|v| {
-                        if result.is_ok() && self.lut[v] == TRAP {
-                            result = self.assign(v).map(|_| ());
-                        }
-                    });
-                    result?;
-                    seg.tally(&self.lut, &mut self.local, 1);
-                }
-                if area.is_some() {
-                    self.flush(span.unit, area);
-                    current = None;
-                }
-            }
-        }
-        if let Some(u) = current {
-            self.flush(u, None);
-        }
-        // Emit the window's sums, sorted by unit then code, and reset the slots.
+        });
+        result
+    }
+
+    /// The window's sums, sorted by unit then code; resets the slots.
+    fn emit(&mut self) -> Vec<Count> {
         let mut out = Vec::new();
         let mut slots = std::mem::take(&mut self.slots);
         slots.sort_unstable_by_key(|s| s.unit);
@@ -535,8 +673,123 @@ impl Histogrammer {
         }
         slots.clear();
         self.slots = slots;
-        Ok(out)
+        out
     }
+}
+
+/// What a walk over the spans of a window counts into: one histogram, or a year's and its
+/// pairs' together.
+trait Runs {
+    /// Counts pixels `a..b` of the window's data into the current run.
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes>;
+    /// Ends the current run, adding it to `unit`'s sums.
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>);
+}
+
+impl<V: Values> Runs for (&mut Histogrammer, V) {
+    #[inline(always)]
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes> {
+        let (h, data) = self;
+        let seg = data.slice(a, b);
+        h.touched |= seg.tally(&h.lut, &mut h.local, 1);
+        if h.trapped() {
+            // New values: undo, give them bins, count again (rare: once per value).
+            seg.tally(&h.lut, &mut h.local, u32::MAX);
+            h.assign_all(seg)?;
+            h.touched |= seg.tally(&h.lut, &mut h.local, 1);
+        }
+        Ok(())
+    }
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
+        self.0.flush(unit, area_m2);
+    }
+}
+
+/// A year's histogram and its pairs' with the two layers they count.
+struct WithPairs<'a, T> {
+    year: &'a mut Histogrammer,
+    pairs: &'a mut Histogrammer,
+    from: &'a [u8],
+    to: &'a [T],
+}
+
+impl<T: Pixel> WithPairs<'_, T> {
+    fn tally(&mut self, a: usize, b: usize, delta: u32) {
+        let (year, pairs) = tally_with_pairs(
+            (&self.year.lut, &mut self.year.local),
+            (&self.pairs.lut, &mut self.pairs.local),
+            &self.from[a..b],
+            &self.to[a..b],
+            delta,
+        );
+        self.year.touched |= year;
+        self.pairs.touched |= pairs;
+    }
+}
+
+impl<T: Pixel> Runs for WithPairs<'_, T> {
+    #[inline(always)]
+    fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes> {
+        self.tally(a, b, 1);
+        if self.year.trapped() || self.pairs.trapped() {
+            // New values in either: undo both, give them bins, count again.
+            self.tally(a, b, u32::MAX);
+            self.year.assign_all(&self.to[a..b])?;
+            let (from, to) = (&self.from[a..b], &self.to[a..b]);
+            self.pairs.assign_all(Pairs { from, to })?;
+            self.tally(a, b, 1);
+        }
+        Ok(())
+    }
+    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
+        self.year.flush(unit, area_m2);
+        self.pairs.flush(unit, area_m2);
+    }
+}
+
+/// Walks the spans of the units over a window, row by row, counting each span into `runs` and
+/// ending a run where the unit changes (or at every span on a lon/lat grid, where pixel area
+/// changes with the row).
+fn walk(
+    runs: &mut impl Runs,
+    spans: &Spans,
+    window: Window,
+    row_area_m2: Option<&[f64]>,
+) -> Result<(), TooManyCodes> {
+    let c0 = u32::try_from(window.col0).expect("columns fit u32");
+    let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
+    let mut current: Option<u32> = None;
+    for wr in 0..window.height {
+        let r = window.row0 + wr;
+        if r >= spans.rows() {
+            break;
+        }
+        let area = row_area_m2.map(|a| a[r]);
+        let row0 = wr * window.stride;
+        for span in spans.row_window(r, c0, c1) {
+            let a = span.x0.max(c0);
+            let b = span.x1.min(c1);
+            if a >= b {
+                continue;
+            }
+            // A lon/lat grid changes pixel area with every row: flush at each span then.
+            if let Some(u) = current
+                && (u != span.unit || area.is_some())
+            {
+                runs.flush(u, area);
+            }
+            current = Some(span.unit);
+            runs.span(row0 + (a - c0) as usize, row0 + (b - c0) as usize)?;
+            if area.is_some() {
+                runs.flush(span.unit, area);
+                current = None;
+            }
+        }
+    }
+    if let Some(u) = current {
+        runs.flush(u, None);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -725,6 +978,48 @@ mod tests {
         }
     }
 
+    /// The year and its pairs counted in one walk equal the two counted apart, for both pixel
+    /// types of the later layer, with and without row areas, over two windows (the second
+    /// counted with tables that already hold values), values first met mid-row in either.
+    #[test]
+    fn year_and_pairs_in_one_walk_count_like_two_walks() {
+        let (spans, window, from, to) = two_layers();
+        let to_u8: Vec<u8> = to.iter().map(|&v| v.min(255) as u8).collect();
+        let row_area = [1.5, 2.0, 4.25];
+        let halves = [(0, 517), (517, 483)];
+        for areas in [None, Some(&row_area[..])] {
+            let (mut year, mut pairs) = (Histogrammer::new::<u16>(2), Histogrammer::new::<u16>(2));
+            let (mut year8, mut pairs8) = (Histogrammer::new::<u8>(2), Histogrammer::new::<u16>(2));
+            for (col0, width) in halves {
+                let w = Window {
+                    col0,
+                    width,
+                    ..window
+                };
+                let (f, t, t8) = (&from[col0..], &to[col0..], &to_u8[col0..]);
+                let apart = (
+                    Histogrammer::new::<u16>(2)
+                        .count(&spans, w, t, areas)
+                        .unwrap(),
+                    Histogrammer::new::<u16>(2)
+                        .count_pairs(&spans, w, f, t, areas)
+                        .unwrap(),
+                );
+                assert!(!apart.0.is_empty() && apart.1.len() > apart.0.len());
+                let fused = year.count_with_pairs(&mut pairs, &spans, w, f, t, areas);
+                assert_eq!(fused.unwrap(), apart);
+                let fused8 = year8.count_with_pairs(&mut pairs8, &spans, w, f, t8, areas);
+                let apart8 = (
+                    Histogrammer::new::<u8>(2)
+                        .count(&spans, w, t8, areas)
+                        .unwrap(),
+                    apart.1.clone(),
+                );
+                assert_eq!(fused8.unwrap(), apart8);
+            }
+        }
+    }
+
     /// Pixels of noise: `values` distinct values from SplitMix-like hashing of the index.
     fn noise<T: TryFrom<u64>>(n: usize, values: u64) -> Vec<T> {
         (0..n as u64)
@@ -814,6 +1109,63 @@ mod tests {
     #[test]
     fn noisy_blocks_count_like_single_pixels_u16() {
         noisy_blocks_count_like_single_pixels::<u16>();
+    }
+
+    /// Ten units of 100 columns each over 1000 × 4 px of noise of 200 values (more than the 64
+    /// bits of the touched-bins mask, so bins 64 apart share a bit), with and without row areas:
+    /// every run ends after a short span, and the counts and areas equal a pixel-by-pixel tally.
+    #[test]
+    fn short_runs_of_many_values_count_like_single_pixels() {
+        let (width, height) = (1000usize, 4usize);
+        let grid = Grid {
+            x0: 0.0,
+            y0: 4.0,
+            dx: 1.0,
+            dy: -1.0,
+            width,
+            height,
+        };
+        let units: Vec<MultiPolygon> = (0..10)
+            .map(|u| {
+                let (x0, x1) = (f64::from(u) * 100.0, f64::from(u + 1) * 100.0);
+                MultiPolygon(vec![
+                    polygon![(x: x0, y: 0.0), (x: x1, y: 0.0), (x: x1, y: 4.0), (x: x0, y: 4.0)],
+                ])
+            })
+            .collect();
+        let spans = rasterize(&grid, &units);
+        let data: Vec<u16> = noise(width * height, 200);
+        // Row areas are small integers, so every sum of them is exact in any order.
+        let row_area = [1.0, 2.0, 4.0, 8.0];
+        let mut expected = BTreeMap::new();
+        for (i, &v) in data.iter().enumerate() {
+            let e = expected
+                .entry((u32::try_from(i % width / 100).unwrap(), u32::from(v)))
+                .or_insert((0u64, 0.0f64));
+            e.0 += 1;
+            e.1 += row_area[i / width];
+        }
+        let w = Window {
+            col0: 0,
+            row0: 0,
+            width,
+            height,
+            stride: width,
+        };
+        let mut h = Histogrammer::new::<u16>(10);
+        for areas in [None, Some(&row_area[..])] {
+            let counted: BTreeMap<(u32, u32), (u64, f64)> = h
+                .count(&spans, w, &data, areas)
+                .unwrap()
+                .iter()
+                .map(|c| ((c.unit, c.code), (c.pixels, c.area_m2)))
+                .collect();
+            let want: BTreeMap<(u32, u32), (u64, f64)> = expected
+                .iter()
+                .map(|(&k, &(n, a))| (k, (n, if areas.is_some() { a } else { 0.0 })))
+                .collect();
+            assert_eq!(counted, want);
+        }
     }
 
     #[test]
