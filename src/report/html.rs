@@ -198,6 +198,25 @@ impl<'a> DeferredMaps<'a> {
         h.push_str("</div>\n");
     }
 
+    /// One titled map of categories on the single-year grid: each unit's category from
+    /// `value_of`, coloured by `colour_of` (category, its index among those shown).
+    #[allow(clippy::too_many_arguments)]
+    fn categorical_cell(
+        &mut self,
+        h: &mut String,
+        data: &'a ReportData,
+        big: &'a ProjectedUnits,
+        title: String,
+        legend_title: &'static str,
+        value_of: impl Fn(&str) -> Option<String> + Send + Sync + 'a,
+        colour_of: impl Fn(&str, usize) -> String + Send + Sync + 'a,
+    ) {
+        self.cell(h, &title.clone(), move || {
+            let layer = categorical_layer(data, &title, legend_title, &value_of, &colour_of);
+            map_svg(big, &layer, false)
+        });
+    }
+
     /// One small multiple of a row, under its year.
     fn year_cell(
         &mut self,
@@ -562,42 +581,39 @@ fn categorical_maps<'d>(
     if let Some(lisa) = data.lisa.get(&year) {
         let title =
             format!("LISA clusters (local Moran's I of the `autocorrelation` variable), {year}");
-        maps.cell(h, &title.clone(), move || {
-            let layer = categorical_layer(
-                data,
-                &title,
-                "LISA class",
-                &|id| lisa.get(id).cloned(),
-                &|c, _| palette::lisa(c).to_owned(),
-            );
-            map_svg(big, &layer, false)
-        });
+        maps.categorical_cell(
+            h,
+            data,
+            big,
+            title,
+            "LISA class",
+            |id| lisa.get(id).cloned(),
+            |c, _| palette::lisa(c).to_owned(),
+        );
     }
     if let Some(clusters) = &data.clusters {
         let title = "Spatially constrained clusters".to_owned();
-        maps.cell(h, &title.clone(), move || {
-            let layer = categorical_layer(
-                data,
-                &title,
-                "Cluster",
-                &|id| clusters.get(id).map(|c| format!("cluster {c:02}")),
-                &|_, k| palette::categorical(k).to_owned(),
-            );
-            map_svg(big, &layer, false)
-        });
+        maps.categorical_cell(
+            h,
+            data,
+            big,
+            title,
+            "Cluster",
+            |id| clusters.get(id).map(|c| format!("cluster {c:02}")),
+            |_, k| palette::categorical(k).to_owned(),
+        );
     }
     if let Some(zones) = &data.zones {
         let title = "Compensation zones".to_owned();
-        maps.cell(h, &title.clone(), move || {
-            let layer = categorical_layer(
-                data,
-                &title,
-                "Zone",
-                &|id| zones.get(id).cloned(),
-                &|_, k| palette::categorical(k).to_owned(),
-            );
-            map_svg(big, &layer, false)
-        });
+        maps.categorical_cell(
+            h,
+            data,
+            big,
+            title,
+            "Zone",
+            |id| zones.get(id).cloned(),
+            |_, k| palette::categorical(k).to_owned(),
+        );
     }
     if let Some((convention, _, flows)) = &data.flows {
         let roles: BTreeMap<&str, &str> = flows
@@ -613,16 +629,15 @@ fn categorical_maps<'d>(
             }
             .to_owned()
         };
-        maps.cell(h, &title.clone(), move || {
-            let layer = categorical_layer(
-                data,
-                &title,
-                "Role",
-                &|id| roles.get(id).map(|r| (*r).to_owned()),
-                &colour,
-            );
-            map_svg(big, &layer, false)
-        });
+        maps.categorical_cell(
+            h,
+            data,
+            big,
+            title,
+            "Role",
+            move |id| roles.get(id).map(|r| (*r).to_owned()),
+            colour,
+        );
     }
 }
 
