@@ -18,6 +18,7 @@ use crate::methods::emission::{
 };
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
+    classes_with_rows,
     ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
     class_row_key, class_without_coefficient, gdp_value, is_path, read_areas,
     refuse_unused_columns, require_column,
@@ -781,23 +782,7 @@ fn class_rows(
         let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
         for (k, ua) in areas.iter().enumerate() {
-            here.clear();
-            for (j, &(class, _)) in ua.classes.iter().enumerate() {
-                if class == "construction" {
-                    continue;
-                }
-                if !coefficients.contains_key(class) {
-                    return Err(class_without_coefficient(
-                        class,
-                        ua.unit,
-                        ua.year,
-                        &params.coefficients,
-                    ));
-                }
-                if let Ok(c) = classes.binary_search_by(|x| x.as_str().cmp(class)) {
-                    here.push((class, Some((j, c))));
-                }
-            }
+            classes_with_rows(ua, &classes, coefficients, &params.coefficients, &mut here)?;
             if construction.is_some() {
                 here.push(("construction", None));
             }

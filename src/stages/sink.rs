@@ -16,8 +16,9 @@ use crate::methods::coefficients::{
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
+    classes_with_rows,
     ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
-    class_row_key, class_without_coefficient, read_areas, refuse_unused_columns, str_col,
+    class_row_key, read_areas, refuse_unused_columns, str_col,
 };
 use crate::table::{f64s, i64s};
 
@@ -336,23 +337,7 @@ fn sink_rows(
         let mut out: Vec<Row<'_>> = Vec::with_capacity(areas.len() * 4);
         let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
         for (k, ua) in areas.iter().enumerate() {
-            here.clear();
-            for (j, &(class, _)) in ua.classes.iter().enumerate() {
-                if class == "construction" {
-                    continue;
-                }
-                if !coefficients.contains_key(class) {
-                    return Err(class_without_coefficient(
-                        class,
-                        ua.unit,
-                        ua.year,
-                        &params.coefficients,
-                    ));
-                }
-                if let Ok(c) = classes.binary_search_by(|x| x.as_str().cmp(class)) {
-                    here.push((class, Some((j, c))));
-                }
-            }
+            classes_with_rows(ua, &classes, coefficients, &params.coefficients, &mut here)?;
             if !here.iter().any(|(class, _)| *class == "cultivated") {
                 here.push(("cultivated", None));
                 here.sort_by(|a, b| a.0.cmp(b.0));

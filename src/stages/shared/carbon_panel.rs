@@ -749,6 +749,34 @@ impl ClassRows {
     }
 }
 
+/// The classes of one unit-year's `areas` that have rows, as (class, (index in `ua.classes`,
+/// index in `classes`)), in the order of `ua.classes`: those listed in the sorted `classes`.
+/// Construction is left to the caller (it has a method of its own).
+///
+/// # Errors
+/// A class other than construction without a coefficient.
+pub fn classes_with_rows<'a>(
+    ua: &UnitYearAreas<'a>,
+    classes: &[String],
+    coefficients: &BTreeMap<String, f64>,
+    choice: &CoefficientChoice,
+    here: &mut Vec<(&'a str, Option<(usize, usize)>)>,
+) -> Result<(), StageError> {
+    here.clear();
+    for (j, &(class, _)) in ua.classes.iter().enumerate() {
+        if class == "construction" {
+            continue;
+        }
+        if !coefficients.contains_key(class) {
+            return Err(class_without_coefficient(class, ua.unit, ua.year, choice));
+        }
+        if let Ok(c) = classes.binary_search_by(|x| x.as_str().cmp(class)) {
+            here.push((class, Some((j, c))));
+        }
+    }
+    Ok(())
+}
+
 /// Which coefficients a class's rows depend on: each class with a coefficient and whether it
 /// passes `keep` (say, `> 0` for an emission). A [`ClassRows`] found for one key serves every
 /// run with the same key.
