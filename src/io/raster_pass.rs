@@ -234,19 +234,20 @@ fn window_has_spans(spans: &Spans, c0: usize, r0: usize, w: usize, h: usize) -> 
 /// Reads all layers of one group window by window in parallel and returns one count map per
 /// layer, then one per pair keyed by the raw codes, code_from·256 + code_to (codes above 254
 /// of 16-bit rasters share 255; `check_pair_codes` refuses those). Nothing here depends on the
-/// scheme, so the result can be memoised across reclassifications.
+/// scheme, so the result can be memoised across reclassifications. `row_cm2` gives, on a
+/// lon/lat grid, the pixel area of each row in whole cm², summed exactly into the counts.
 pub fn histogram_pass(
     layers: &[&Mosaic],
     pairs: &[(usize, usize)],
     spans: &Spans,
     n_units: usize,
-    row_area: Option<&[f64]>,
+    row_cm2: Option<&[u64]>,
     transform: &GeoTransform,
     observer: &dyn PassObserver,
 ) -> Result<Vec<CountMap>, PassError> {
     let memory = PassMemory::new(WORKER_CACHE_BYTES);
     histogram_pass_within(
-        layers, pairs, spans, n_units, row_area, transform, observer, &memory,
+        layers, pairs, spans, n_units, row_cm2, transform, observer, &memory,
     )
 }
 
@@ -274,7 +275,7 @@ pub fn histogram_pass_within(
     pairs: &[(usize, usize)],
     spans: &Spans,
     n_units: usize,
-    row_area: Option<&[f64]>,
+    row_cm2: Option<&[u64]>,
     transform: &GeoTransform,
     observer: &dyn PassObserver,
     memory: &PassMemory,
@@ -288,12 +289,12 @@ pub fn histogram_pass_within(
     let pool = WorkerPool::default();
     let count = |worker: &mut Worker, index: Option<usize>, window: Window| {
         count_window(
-            worker, layers, pairs, &is_from, spans, row_area, transform, memory, index, window,
+            worker, layers, pairs, &is_from, spans, row_cm2, transform, memory, index, window,
         )
     };
-    // Windows in batches, each batch's counts added up in window order before the next is read:
-    // float sums do not depend on scheduling, and memory holds one batch of counts, not the
-    // counts of every window of every year.
+    // Windows in batches, each batch's counts added up before the next is read: memory holds
+    // one batch of counts, not the counts of every window of every year. Counts and areas
+    // (whole cm²) are integers, so no order of windows changes a sum.
     let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
     // Progress in tiles of all years (every window is read for every year of the pass).
     let unit = format!("tiles × {} years", layers.len());
@@ -315,9 +316,9 @@ pub fn histogram_pass_within(
         for counts_of_window in per_window {
             for (layer, counts) in counts_of_window.into_iter().enumerate() {
                 for c in counts {
-                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0.0));
+                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0));
                     e.0 += c.pixels;
-                    e.1 += c.area_m2;
+                    e.1 += c.area_cm2;
                 }
             }
         }
@@ -390,7 +391,7 @@ fn count_window(
     pairs: &[(usize, usize)],
     is_from: &[bool],
     spans: &Spans,
-    row_area: Option<&[f64]>,
+    row_cm2: Option<&[u64]>,
     transform: &GeoTransform,
     memory: &PassMemory,
     index: Option<usize>,
@@ -425,10 +426,10 @@ fn count_window(
         let fused = match ending.first() {
             Some(&p) => match pixels {
                 ChunkPixels::U8(d) => {
-                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_cm2)
                 }
                 ChunkPixels::U16(d) => {
-                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_area)
+                    hist.count_with_pairs(pair_hist, spans, window, prev, d, row_cm2)
                 }
             }
             .map(|(counts, pair_counts)| {
@@ -450,14 +451,14 @@ fn count_window(
                     *pair_hist = Histogrammer::new::<u16>(*n_units);
                 }
                 let counts = count_shared(hist, *n_units, |h| match pixels {
-                    ChunkPixels::U8(d) => h.count(spans, window, d, row_area),
-                    ChunkPixels::U16(d) => h.count(spans, window, d, row_area),
+                    ChunkPixels::U8(d) => h.count(spans, window, d, row_cm2),
+                    ChunkPixels::U16(d) => h.count(spans, window, d, row_cm2),
                 })
                 .map_err(too_many)?;
                 for &p in &ending {
                     out[n_layers + p] = count_shared(pair_hist, *n_units, |h| match pixels {
-                        ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_area),
-                        ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_area),
+                        ChunkPixels::U8(d) => h.count_pairs(spans, window, prev, d, row_cm2),
+                        ChunkPixels::U16(d) => h.count_pairs(spans, window, prev, d, row_cm2),
                     })
                     .map_err(|e| IoError::internal(e.to_string()))?;
                 }
@@ -717,12 +718,12 @@ mod tests {
         for (c, r) in (0..64).flat_map(|c| (0..48).map(move |r| (c, r))) {
             for (y, year) in expected[..7].iter_mut().enumerate() {
                 year.entry((0, u32::from(code(c, r, y))))
-                    .or_insert((0, 0.0))
+                    .or_insert((0, 0))
                     .0 += 1;
             }
             for y in 1..7 {
                 let pair = u32::from(code(c, r, y - 1)) * 256 + u32::from(code(c, r, y));
-                let e = expected[6 + y].entry((0, pair)).or_insert((0, 0.0));
+                let e = expected[6 + y].entry((0, pair)).or_insert((0, 0));
                 e.0 += 1;
             }
         }

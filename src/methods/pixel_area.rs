@@ -1,6 +1,7 @@
 //! Area of raster pixels on the WGS84 ellipsoid. A lon/lat pixel is a quadrangle bounded by two
 //! meridians and two parallels; its area depends only on its latitudes, so one number per raster
-//! row suffices.
+//! row suffices. Counting sums these areas in fixed point (whole cm²), so a sum is exact and the
+//! same in any order of rows, windows, tiles or shards.
 
 /// WGS84 semi-major axis, m.
 pub const WGS84_A_M: f64 = 6_378_137.0;
@@ -71,6 +72,59 @@ pub fn row_areas_m2(top_lat_deg: f64, dlat_deg: f64, dlon_deg: f64, rows: usize)
         .collect()
 }
 
+/// Square centimetres per square metre: lon/lat pixel areas are summed as whole cm² (10⁻⁴ m²).
+///
+/// Why cm²: the whole WGS84 ellipsoid is 5.10 × 10¹⁴ m² = 5.10 × 10¹⁸ cm², below both
+/// `i64::MAX` (9.22 × 10¹⁸, the memo tables' column) and `u64::MAX` (1.84 × 10¹⁹), so no unit's
+/// sum can overflow even if one unit were the whole Earth; China (9.6 × 10¹² m² = 9.6 × 10¹⁶ cm²)
+/// leaves a hundredfold margin. Rounding each row's pixel to the nearest cm² errs by at most
+/// 0.5 cm² a pixel: a relative 5.6 × 10⁻⁸ on a 30 m (900 m²) pixel and 5 × 10⁻⁷ on a 10 m one,
+/// orders of magnitude below the pixelisation error along a unit's boundary.
+pub const CM2_PER_M2: f64 = 1e4;
+
+/// Area of one pixel in each row of a north-up lon/lat raster, rounded to whole cm² so that
+/// sums of them are exact integers whatever their order ([`CM2_PER_M2`] says why cm²).
+///
+/// # Units
+/// Degrees in, cm² out.
+///
+/// # References
+/// As [`quadrangle_area_m2`].
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::pixel_area::{row_areas_cm2, row_areas_m2};
+/// // A 30 m-class pixel (0.00025°) at 34° N: about 640 m², kept to the cm².
+/// let cm2 = row_areas_cm2(34.00025, -0.00025, 0.00025, 1)[0];
+/// let m2 = row_areas_m2(34.00025, -0.00025, 0.00025, 1)[0];
+/// assert!((cm2 as f64 - m2 * 1e4).abs() <= 0.5, "{cm2} vs {m2}");
+/// ```
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub fn row_areas_cm2(top_lat_deg: f64, dlat_deg: f64, dlon_deg: f64, rows: usize) -> Vec<u64> {
+    row_areas_m2(top_lat_deg, dlat_deg, dlon_deg, rows)
+        .into_iter()
+        // Areas are finite and non-negative, and far below 2⁶⁴ cm² (see CM2_PER_M2).
+        .map(|a| (a * CM2_PER_M2).round() as u64)
+        .collect()
+}
+
+/// Converts a sum of whole cm² to m², the same way in every run: one exact-or-nearest
+/// conversion to `f64` (exact below 2⁵³ cm² ≈ 9 × 10¹¹ m², more than any province) and one
+/// correctly rounded division.
+///
+/// # Units
+/// cm² in, m² out.
+///
+/// # Examples
+/// ```
+/// use pipeline::methods::pixel_area::cm2_to_m2;
+/// assert_eq!(cm2_to_m2(9_000_000), 900.0);
+/// ```
+#[allow(clippy::cast_precision_loss)]
+pub fn cm2_to_m2(area_cm2: u64) -> f64 {
+    area_cm2 as f64 / CM2_PER_M2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +186,27 @@ mod tests {
         // The WGS84 surface area is 510,065,621.7 km² (Karney 2013, GeographicLib docs).
         let total = 2.0 * quadrangle_area_m2(-90.0, 90.0, 180.0);
         assert!((total / 1e6 - 510_065_621.718).abs() < 0.01, "{total}");
+    }
+
+    #[test]
+    fn row_areas_in_cm2_are_the_rounded_m2_and_add_up_in_any_order() {
+        // 0.00025° rows from 34° N southwards (Henan, CLCD-class 30 m pixels).
+        let m2 = row_areas_m2(34.0, -0.00025, 0.00025, 400);
+        let cm2 = row_areas_cm2(34.0, -0.00025, 0.00025, 400);
+        for (&a, &c) in m2.iter().zip(&cm2) {
+            assert!((c as f64 - a * 1e4).abs() <= 0.5, "{c} cm² vs {a} m²");
+        }
+        // Integer sums do not depend on the order; float sums of the same areas here do.
+        let forward: u64 = cm2.iter().sum();
+        let backward: u64 = cm2.iter().rev().sum();
+        assert_eq!(forward, backward);
+        let total_m2: f64 = m2.iter().sum();
+        assert!(
+            (cm2_to_m2(forward) - total_m2).abs() < 400.0 * 0.5e-4,
+            "{forward} vs {total_m2}"
+        );
+        // The whole ellipsoid in cm² still fits i64 (the memo column), as CM2_PER_M2 says.
+        let earth_cm2 = 2.0 * quadrangle_area_m2(-90.0, 90.0, 180.0) * CM2_PER_M2;
+        assert!(earth_cm2 < i64::MAX as f64, "{earth_cm2}");
     }
 }

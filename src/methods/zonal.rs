@@ -1,5 +1,6 @@
 //! Zonal histograms of a categorical raster: per unit and pixel value, the pixel count and (on a
-//! lon/lat grid, where pixel area varies by row) the summed pixel area.
+//! lon/lat grid, where pixel area varies by row) the summed pixel area in whole cm², an integer
+//! sum that no order of windows or rows can change.
 //!
 //! The raster is processed window by window (a tile or a strip), in any order and on any thread;
 //! each window gives a small sorted list of counts, and the caller adds the lists up in window
@@ -381,14 +382,14 @@ pub struct Window {
     pub stride: usize,
 }
 
-/// One count of a window: `pixels` of value `code` in unit `unit`, covering `area_m2`
+/// One count of a window: `pixels` of value `code` in unit `unit`, covering `area_cm2`
 /// (only summed when row areas are given; 0 otherwise).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Count {
     pub unit: u32,
     pub code: u32,
     pub pixels: u64,
-    pub area_m2: f64,
+    pub area_cm2: u64,
 }
 
 /// The raster has more distinct values than [`MAX_CODES`].
@@ -399,7 +400,7 @@ pub struct TooManyCodes;
 struct Slot {
     unit: u32,
     pixels: Vec<u64>,
-    area_m2: Vec<f64>,
+    area_cm2: Vec<u64>,
 }
 
 /// Whether `len` pixels hold every row of `window`.
@@ -450,10 +451,10 @@ impl Histogrammer {
         Ok(bin)
     }
 
-    /// Adds the run counters into `unit`'s sums (weighting by `area_m2` when given) and clears them.
+    /// Adds the run counters into `unit`'s sums (weighting by `area_cm2` when given) and clears them.
     /// Visits only the bins whose [`touch_bit`] the run set: the others are zero. Each bin gets
     /// at most one addition a run, so the order of the visits changes no sum.
-    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
+    fn flush(&mut self, unit: u32, area_cm2: Option<u64>) {
         let n_bins = self.codes.len();
         let u = unit as usize;
         let slot_index = if self.slot_of_unit[u] == u32::MAX {
@@ -461,7 +462,7 @@ impl Histogrammer {
             self.slots.push(Slot {
                 unit,
                 pixels: Vec::new(),
-                area_m2: Vec::new(),
+                area_cm2: Vec::new(),
             });
             self.slots.len() - 1
         } else {
@@ -470,7 +471,7 @@ impl Histogrammer {
         let slot = &mut self.slots[slot_index];
         if slot.pixels.len() < n_bins {
             slot.pixels.resize(n_bins, 0);
-            slot.area_m2.resize(n_bins, 0.0);
+            slot.area_cm2.resize(n_bins, 0);
         }
         let mut touched = std::mem::take(&mut self.touched);
         while touched != 0 {
@@ -482,9 +483,8 @@ impl Histogrammer {
                 if n != 0 {
                     quad.fill(0);
                     slot.pixels[b] += n;
-                    if let Some(a) = area_m2 {
-                        let w = n as f64 * a;
-                        slot.area_m2[b] += w;
+                    if let Some(a) = area_cm2 {
+                        slot.area_cm2[b] += n * a;
                     }
                 }
             }
@@ -493,13 +493,13 @@ impl Histogrammer {
 
     /// Counts the pixels of one window that fall in units' spans.
     ///
-    /// `data` holds the window's pixels row-major (`window.stride` apart). `row_area_m2`, when
+    /// `data` holds the window's pixels row-major (`window.stride` apart). `row_area_cm2`, when
     /// given, is the pixel area of every raster row (lon/lat grids); without it areas are left 0
     /// and the caller multiplies counts by the constant pixel area. Returns counts sorted by
     /// unit, then value.
     ///
     /// # Units
-    /// Pixels; m² for areas.
+    /// Pixels; cm² for areas.
     ///
     /// # References
     /// The zonal-statistics operation of map algebra: Tomlin, C. D. (1990). *Geographic
@@ -525,13 +525,13 @@ impl Histogrammer {
         spans: &Spans,
         window: Window,
         data: &[T],
-        row_area_m2: Option<&[f64]>,
+        row_area_cm2: Option<&[u64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
         assert!(
             window_fits(window, data.len()),
             "window data holds its rows"
         );
-        self.count_values(spans, window, data, row_area_m2)
+        self.count_values(spans, window, data, row_area_cm2)
     }
 
     /// Counts the code pairs of two layers over one window, as [`Self::count`] counts one layer:
@@ -541,7 +541,7 @@ impl Histogrammer {
     /// 24(2), 195–210), counted per unit.
     ///
     /// # Units
-    /// Pixels; m² for areas.
+    /// Pixels; cm² for areas.
     ///
     /// # Examples
     /// ```
@@ -564,13 +564,13 @@ impl Histogrammer {
         window: Window,
         from: &[u8],
         to: &[T],
-        row_area_m2: Option<&[f64]>,
+        row_area_cm2: Option<&[u64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
         assert!(
             window_fits(window, from.len()) && window_fits(window, to.len()),
             "both layers' window data hold its rows"
         );
-        self.count_values(spans, window, Pairs { from, to }, row_area_m2)
+        self.count_values(spans, window, Pairs { from, to }, row_area_cm2)
     }
 
     /// Counts the pixels of one window of `to` as [`Self::count`] does, and the code pairs of
@@ -579,7 +579,7 @@ impl Histogrammer {
     /// then the pairs'.
     ///
     /// # Units
-    /// Pixels; m² for areas.
+    /// Pixels; cm² for areas.
     ///
     /// # Examples
     /// ```
@@ -606,7 +606,7 @@ impl Histogrammer {
         window: Window,
         from: &[u8],
         to: &[T],
-        row_area_m2: Option<&[f64]>,
+        row_area_cm2: Option<&[u64]>,
     ) -> Result<(Vec<Count>, Vec<Count>), TooManyCodes> {
         assert!(
             window_fits(window, from.len()) && window_fits(window, to.len()),
@@ -618,7 +618,7 @@ impl Histogrammer {
             from,
             to,
         };
-        walk(&mut both, spans, window, row_area_m2)?;
+        walk(&mut both, spans, window, row_area_cm2)?;
         Ok((self.emit(), pairs.emit()))
     }
 
@@ -628,9 +628,9 @@ impl Histogrammer {
         spans: &Spans,
         window: Window,
         data: V,
-        row_area_m2: Option<&[f64]>,
+        row_area_cm2: Option<&[u64]>,
     ) -> Result<Vec<Count>, TooManyCodes> {
-        walk(&mut (&mut *self, data), spans, window, row_area_m2)?;
+        walk(&mut (&mut *self, data), spans, window, row_area_cm2)?;
         Ok(self.emit())
     }
 
@@ -665,7 +665,7 @@ impl Histogrammer {
                         unit: slot.unit,
                         code: self.codes[b],
                         pixels: n,
-                        area_m2: slot.area_m2[b],
+                        area_cm2: slot.area_cm2[b],
                     });
                 }
             }
@@ -683,7 +683,7 @@ trait Runs {
     /// Counts pixels `a..b` of the window's data into the current run.
     fn span(&mut self, a: usize, b: usize) -> Result<(), TooManyCodes>;
     /// Ends the current run, adding it to `unit`'s sums.
-    fn flush(&mut self, unit: u32, area_m2: Option<f64>);
+    fn flush(&mut self, unit: u32, area_cm2: Option<u64>);
 }
 
 impl<V: Values> Runs for (&mut Histogrammer, V) {
@@ -700,8 +700,8 @@ impl<V: Values> Runs for (&mut Histogrammer, V) {
         }
         Ok(())
     }
-    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
-        self.0.flush(unit, area_m2);
+    fn flush(&mut self, unit: u32, area_cm2: Option<u64>) {
+        self.0.flush(unit, area_cm2);
     }
 }
 
@@ -741,9 +741,9 @@ impl<T: Pixel> Runs for WithPairs<'_, T> {
         }
         Ok(())
     }
-    fn flush(&mut self, unit: u32, area_m2: Option<f64>) {
-        self.year.flush(unit, area_m2);
-        self.pairs.flush(unit, area_m2);
+    fn flush(&mut self, unit: u32, area_cm2: Option<u64>) {
+        self.year.flush(unit, area_cm2);
+        self.pairs.flush(unit, area_cm2);
     }
 }
 
@@ -754,7 +754,7 @@ fn walk(
     runs: &mut impl Runs,
     spans: &Spans,
     window: Window,
-    row_area_m2: Option<&[f64]>,
+    row_area_cm2: Option<&[u64]>,
 ) -> Result<(), TooManyCodes> {
     let c0 = u32::try_from(window.col0).expect("columns fit u32");
     let c1 = u32::try_from(window.col0 + window.width).expect("columns fit u32");
@@ -764,7 +764,7 @@ fn walk(
         if r >= spans.rows() {
             break;
         }
-        let area = row_area_m2.map(|a| a[r]);
+        let area = row_area_cm2.map(|a| a[r]);
         let row0 = wr * window.stride;
         for span in spans.row_window(r, c0, c1) {
             let a = span.x0.max(c0);
@@ -817,8 +817,8 @@ mod tests {
         let spans = rasterize(&grid, &[unit]);
         let px = |c: usize, r: usize| ((c + r) % 3) as u16;
         let mut h = Histogrammer::new::<u16>(1);
-        let row_area = [1.0, 10.0, 100.0];
-        let mut total = [(0u64, 0.0f64); 3];
+        let row_area = [1u64, 10, 100];
+        let mut total = [(0u64, 0u64); 3];
         // Two windows of 4 and 2 columns (like tiles with a partial last one).
         for (col0, width) in [(0usize, 4usize), (4, 2)] {
             let data: Vec<u16> = (0..3)
@@ -833,11 +833,11 @@ mod tests {
             };
             for c in h.count(&spans, w, &data, Some(&row_area)).unwrap() {
                 total[c.code as usize].0 += c.pixels;
-                total[c.code as usize].1 += c.area_m2;
+                total[c.code as usize].1 += c.area_cm2;
             }
         }
         // Each row holds each value twice: area per value = 2·1 + 2·10 + 2·100 = 222.
-        assert_eq!(total, [(6, 222.0), (6, 222.0), (6, 222.0)]);
+        assert_eq!(total, [(6, 222), (6, 222), (6, 222)]);
     }
 
     /// Two units side by side over a 1000 × 3 raster, split at column 517 (not a multiple of
@@ -985,7 +985,7 @@ mod tests {
     fn year_and_pairs_in_one_walk_count_like_two_walks() {
         let (spans, window, from, to) = two_layers();
         let to_u8: Vec<u8> = to.iter().map(|&v| v.min(255) as u8).collect();
-        let row_area = [1.5, 2.0, 4.25];
+        let row_area = [15u64, 20, 42];
         let halves = [(0, 517), (517, 483)];
         for areas in [None, Some(&row_area[..])] {
             let (mut year, mut pairs) = (Histogrammer::new::<u16>(2), Histogrammer::new::<u16>(2));
@@ -1135,13 +1135,12 @@ mod tests {
             .collect();
         let spans = rasterize(&grid, &units);
         let data: Vec<u16> = noise(width * height, 200);
-        // Row areas are small integers, so every sum of them is exact in any order.
-        let row_area = [1.0, 2.0, 4.0, 8.0];
+        let row_area = [1u64, 2, 4, 8];
         let mut expected = BTreeMap::new();
         for (i, &v) in data.iter().enumerate() {
             let e = expected
                 .entry((u32::try_from(i % width / 100).unwrap(), u32::from(v)))
-                .or_insert((0u64, 0.0f64));
+                .or_insert((0u64, 0u64));
             e.0 += 1;
             e.1 += row_area[i / width];
         }
@@ -1154,15 +1153,15 @@ mod tests {
         };
         let mut h = Histogrammer::new::<u16>(10);
         for areas in [None, Some(&row_area[..])] {
-            let counted: BTreeMap<(u32, u32), (u64, f64)> = h
+            let counted: BTreeMap<(u32, u32), (u64, u64)> = h
                 .count(&spans, w, &data, areas)
                 .unwrap()
                 .iter()
-                .map(|c| ((c.unit, c.code), (c.pixels, c.area_m2)))
+                .map(|c| ((c.unit, c.code), (c.pixels, c.area_cm2)))
                 .collect();
-            let want: BTreeMap<(u32, u32), (u64, f64)> = expected
+            let want: BTreeMap<(u32, u32), (u64, u64)> = expected
                 .iter()
-                .map(|(&k, &(n, a))| (k, (n, if areas.is_some() { a } else { 0.0 })))
+                .map(|(&k, &(n, a))| (k, (n, if areas.is_some() { a } else { 0 })))
                 .collect();
             assert_eq!(counted, want);
         }

@@ -28,7 +28,7 @@ use crate::methods::land_dynamics::{
     comprehensive_dynamic_degree_from_sums_pct_per_year, single_dynamic_degree_pct_per_year,
 };
 use crate::methods::landuse_scheme::{CodeClass, LandClass, Scheme, scheme_from_rows};
-use crate::methods::pixel_area::row_areas_m2;
+use crate::methods::pixel_area::row_areas_cm2;
 use crate::methods::rasterize::{Grid, Spans, rasterize};
 use crate::table::schema::TableSchema;
 use crate::table::{self, TableBuilder};
@@ -247,7 +247,7 @@ fn year_files(
 
 impl Stage for LandUse {
     const KIND: &'static str = "landuse";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DOC: &'static str = "Areas of the six carbon classes (cultivated, forest, grassland, water, construction, \
 unused; and wetland with `wetland: class`) per unit and year from categorical land-use GeoTIFFs (CLCD, CNLUCC, MODIS IGBP or any coded map): a pixel \
 belongs to a unit when its centre lies inside the unit's polygon (even-odd rule, holes excluded); pixel area is \
@@ -702,7 +702,8 @@ fn area_and_code_rows<'a>(
     ctx: &StageContext,
 ) -> (Vec<AreaRow<'a>>, Vec<CodeRow<'a>>) {
     let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    let mut per_unit: Vec<Vec<[(u64, f64); 7]>> = vec![vec![[(0, 0.0); 7]; years.len()]; ids.len()];
+    // Pixels and cm² (lon/lat grids) per class: exact sums, turned into areas once.
+    let mut per_unit: Vec<Vec<[(u64, u64); 7]>> = vec![vec![[(0, 0); 7]; years.len()]; ids.len()];
     for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
         for (&(unit, code), &(px, summed)) in &res.codes {
             if res.nodata == Some(code) {
@@ -712,7 +713,7 @@ fn area_and_code_rows<'a>(
                 CodeClass::Class(c) => {
                     let cell = &mut per_unit[unit as usize][yi][c.index()];
                     cell.0 += px;
-                    cell.1 += res.area.area_m2(px, summed);
+                    cell.1 += summed;
                 }
                 CodeClass::Excluded => {}
                 CodeClass::Unmapped => *unmapped.entry((year, code)).or_default() += px,
@@ -735,13 +736,13 @@ fn area_and_code_rows<'a>(
                 }
             }
             areas.extend(classes.iter().map(|&c| {
-                let (px, m2) = per_unit[u][yi][c.index()];
+                let (px, cm2) = per_unit[u][yi][c.index()];
                 AreaRow {
                     unit: id,
                     year,
                     class: c,
                     pixels: Some(to_i64(px)),
-                    area_ha: m2 / 1e4,
+                    area_ha: res.area.area_m2(px, cm2) / 1e4,
                 }
             }));
         }
@@ -896,7 +897,7 @@ fn group_grid(
     let spans = rasterize(&grid, shapes);
     warn_units_beyond(&grid, shapes, &spans, units.ids, &years_text, ctx);
     let area = Arc::new(if crs.geographic {
-        PixelArea::PerRow(row_areas_m2(t.y0, t.dy, t.dx, group.height))
+        PixelArea::PerRow(row_areas_cm2(t.y0, t.dy, t.dx, group.height))
     } else {
         if !crs.equal_area {
             ctx.warn(format!(
@@ -975,15 +976,15 @@ fn group_counts(
         .collect();
     let memos = LayerMemos::new(params, group, years, pairs, &placement);
     let parts = PartMemos::new(params, group, years);
-    let (by_parts, part_counts) = if only.is_some() || grid.area.rows().is_some() {
-        // A year of several files is counted part by part (see PartMemos).
+    let (by_parts, part_counts) = if only.is_some() {
+        // A shard counts its part of a year of several files (see PartMemos).
         let wanted_parts = parts.shard_parts(only);
         let counts = parts.counts(&wanted_parts, group, grid, n_units, ctx)?;
         (parts.layers(), counts)
     } else {
-        // On a projected grid counts are integers and areas follow from them, so the sum of
-        // a year's parts equals the year read whole: memoised parts serve when all are there,
-        // and otherwise the year is read in the pass with the others, once.
+        // Counts and areas (pixels, whole cm²) are integers, so the sum of a year's parts
+        // equals the year read whole: memoised parts serve when all are there, and otherwise
+        // the year is read in the pass with the others, once.
         parts.memoised(ctx)?
     };
     let wanted: Vec<usize> = match only {
@@ -1034,17 +1035,15 @@ fn count_missing(
     n_units: usize,
     ctx: &StageContext,
 ) -> Result<Vec<(usize, CountMap)>, StageError> {
-    // Per-row pixel areas are summed in the order of the first layer's chunks, so that layer
-    // always leads the pass.
-    let lead = grid.area.rows().map(|_| 0);
-    let (sub, sub_pairs) = pass_plan(layers.len(), pairs, missing, lead);
+    let (sub, sub_pairs) = pass_plan(layers.len(), pairs, missing);
     let sub_layers: Vec<&Mosaic> = sub.iter().map(|&k| layers[k]).collect();
+    note_pass(&sub_layers);
     let counts = histogram_pass(
         &sub_layers,
         &sub_pairs,
         &grid.spans,
         n_units,
-        grid.area.rows(),
+        grid.area.rows_cm2(),
         &grid.transform,
         &StageObserver(ctx),
     )
@@ -1202,11 +1201,11 @@ impl LayerMemos {
 }
 
 /// The memos of the years of a group made of several files, one per part of each such year
-/// (each file's pixels alone, then the shared pixels: [`MosaicPart`]). A year's histogram is
-/// the sum of its parts' in that order, whether the parts were counted in one run or in
-/// separate shards, so both give the same bytes (on a lon/lat grid areas are sums of floats,
-/// which depend on their order). A file's part is keyed on that file, the units and every
-/// file's extent, so new data in another file of the year leaves it valid.
+/// (each file's pixels alone, then the shared pixels: [`MosaicPart`]), counted by the shards
+/// of a SLURM run. A year's histogram is the sum of its parts; counts and areas (whole cm²)
+/// are integers, so that sum equals the year read whole in a local run, byte for byte. A
+/// file's part is keyed on that file, the units and every file's extent, so new data in
+/// another file of the year leaves it valid.
 struct PartMemos {
     /// Per part: its layer in the group, the part, and the memo's name, inputs, parameters and
     /// shard, in layer then part order.
@@ -1356,7 +1355,7 @@ impl PartMemos {
             }
             let total = &mut out.last_mut().expect("pushed above").1;
             for (key, (pixels, area)) in counts {
-                let e = total.entry(key).or_insert((0, 0.0));
+                let e = total.entry(key).or_insert((0, 0));
                 e.0 += pixels;
                 e.1 += area;
             }
@@ -1376,17 +1375,41 @@ fn count_part(
 ) -> Result<CountMap, StageError> {
     let spans = grid.spans.clipped(|row| part.columns(mosaic, row));
     let layer = part.layer(mosaic).map_err(StageError::internal)?;
+    note_pass(&[&layer]);
     let mut counts = histogram_pass(
         &[&layer],
         &[],
         &spans,
         n_units,
-        grid.area.rows(),
+        grid.area.rows_cm2(),
         &grid.transform,
         &StageObserver(ctx),
     )
     .map_err(pass_error)?;
     Ok(counts.pop().expect("one count map per layer"))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The files of each layer of each raster pass this thread made, in order: tests assert
+    /// that a run reads each year once.
+    static PASSES_READ: std::cell::RefCell<Vec<Vec<Vec<PathBuf>>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records a pass over `layers` for the tests; nothing outside them.
+fn note_pass(layers: &[&Mosaic]) {
+    #[cfg(test)]
+    PASSES_READ.with_borrow_mut(|passes| {
+        passes.push(
+            layers
+                .iter()
+                .map(|m| m.files.iter().map(|f| f.info.path.clone()).collect())
+                .collect(),
+        );
+    });
+    #[cfg(not(test))]
+    let _ = layers;
 }
 
 fn pass_error(e: PassError) -> StageError {
@@ -1414,17 +1437,16 @@ fn coverage_rows<'a>(
     for (u, id) in ids.iter().enumerate() {
         let unit = u32::try_from(u).expect("fewer than 2³² units");
         for (res, &year) in results.iter().zip(years) {
-            let (mut px, mut nd_px, mut m2, mut nd_m2) = (0u64, 0u64, 0.0f64, 0.0f64);
-            for (&(_, code), &(n, summed)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
-                let a = res.area.area_m2(n, summed);
+            let (mut px, mut nd_px, mut cm2, mut nd_cm2) = (0u64, 0u64, 0u64, 0u64);
+            for (&(_, code), &(n, summed_cm2)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
                 px += n;
                 if res.nodata == Some(code)
                     || scheme.classify(i64::from(code)) == CodeClass::Excluded
                 {
                     nd_px += n;
-                    nd_m2 += a;
+                    nd_cm2 += summed_cm2;
                 } else {
-                    m2 += a;
+                    cm2 += summed_cm2;
                 }
             }
             out.push(CoverageRow {
@@ -1432,8 +1454,8 @@ fn coverage_rows<'a>(
                 year,
                 pixels: to_i64(px),
                 nodata_pixels: to_i64(nd_px),
-                area_ha: m2 / 1e4,
-                nodata_ha: nd_m2 / 1e4,
+                area_ha: res.area.area_m2(px - nd_px, cm2) / 1e4,
+                nodata_ha: res.area.area_m2(nd_px, nd_cm2) / 1e4,
             });
         }
     }
@@ -1795,7 +1817,7 @@ fn transfer_sums<'a>(
 }
 
 fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).expect("pixel counts fit i64")
+    i64::try_from(v).expect("pixel counts and cm² sums fit i64 (see CM2_PER_M2)")
 }
 
 /// The stage's context as a pass sees it: cancellation and progress.
@@ -1828,7 +1850,7 @@ fn check_pair_codes(codes: &CountMap, layer: &Mosaic) -> Result<(), StageError> 
     Ok(())
 }
 
-/// The count maps of a pass as a table (layer, unit, code, pixels, area_m2), for the memo.
+/// The count maps of a pass as a table (layer, unit, code, pixels, area_cm2), for the memo.
 fn layers_to_table(layers: &[CountMap]) -> Result<arrow_array::RecordBatch, StageError> {
     let rows = || {
         layers
@@ -1850,7 +1872,10 @@ fn layers_to_table(layers: &[CountMap]) -> Result<arrow_array::RecordBatch, Stag
             "pixels",
             rows().map(|(_, _, &(pixels, _))| to_i64(pixels)).collect(),
         )
-        .f64("area_m2", rows().map(|(_, _, &(_, area))| area).collect())
+        .i64(
+            "area_cm2",
+            rows().map(|(_, _, &(_, area))| to_i64(area)).collect(),
+        )
         .build()
 }
 
@@ -1867,7 +1892,7 @@ fn table_to_layers(
     );
     let (pixels, area) = (
         table::i64s(t, name, "pixels")?,
-        table::f64s(t, name, "area_m2")?,
+        table::i64s(t, name, "area_cm2")?,
     );
     let mut layers = vec![CountMap::new(); n_layers];
     for i in 0..t.num_rows() {
@@ -1879,7 +1904,8 @@ fn table_to_layers(
             u32::try_from(unit[i]).map_err(|_| bad())?,
             u32::try_from(code[i]).map_err(|_| bad())?,
         );
-        map.insert(key, (u64::try_from(pixels[i]).map_err(|_| bad())?, area[i]));
+        let pixels = u64::try_from(pixels[i]).map_err(|_| bad())?;
+        map.insert(key, (pixels, u64::try_from(area[i]).map_err(|_| bad())?));
     }
     Ok(layers)
 }
@@ -3037,7 +3063,7 @@ mod tests {
     }
 
     /// Three overlapping tiles of different extents for one year, on a lon/lat grid (per-row
-    /// pixel areas, summed as floats), and the same year as one file:
+    /// pixel areas), and the same year as one file:
     /// tile 0 = columns 0..24 × rows 0..22, NoData where col ≥ 20 and row ≥ 10;
     /// tile 1 = columns 16..40 × rows 6..36 (fills tile 0's NoData, agrees on the rest of the
     /// overlap); tile 2 = columns 0..14 × rows 20..36 (overlaps tile 0 in rows 20..22); columns
@@ -3060,9 +3086,10 @@ mod tests {
     }
 
     /// Each tile's shard counts the pixels only its tile covers and the overlaps shard the
-    /// rest, so the shards and the merge give the local run's tables bit for bit (on a lon/lat
-    /// grid, whose float area sums depend on their order); a changed tile recomputes its own
-    /// part, the overlaps and the pair that reads its year, nothing else.
+    /// rest, so the shards and the merge give the bytes of the local run, which reads each
+    /// year once, whole (on a lon/lat grid, where area sums in floats would depend on the
+    /// order, and this fixture's do); a changed tile recomputes its own part and the overlaps
+    /// in shards, and the merge then reads the year once with its pair.
     #[test]
     fn tile_shards_and_their_merge_give_the_local_bytes_and_a_changed_tile_recomputes_its_own()
     {
@@ -3079,7 +3106,15 @@ mod tests {
             "rasters": { "2000": tiles.iter().map(|p| show(p)).collect::<Vec<_>>(), "2010": show(&later) },
             "scheme": "clcd",
         });
+        let passes = || PASSES_READ.with_borrow_mut(std::mem::take);
+        passes();
         let local = run(params.clone(), "units", lonlat_tile_units()).unwrap();
+        let one_pass = [vec![tiles.clone(), vec![later.clone()]]];
+        assert_eq!(
+            passes(),
+            one_pass,
+            "the local run reads each year once, in one pass"
+        );
 
         let prepared = Entry::<LandUse>::new().prepare(params).unwrap();
         let shards = prepared.shards();
@@ -3132,35 +3167,51 @@ mod tests {
             );
         }
 
-        // Pixel counts equal the one-file year's; areas agree to rounding (other float order).
+        // The one-file year gives the same tables: areas are exact sums, in any order.
         let whole = run(
             serde_json::json!({ "rasters": { "2000": show(&merged), "2010": show(&later) }, "scheme": "clcd" }),
             "units",
             lonlat_tile_units(),
         )
         .unwrap();
-        assert_eq!(codes(&local), codes(&whole));
-        let (a, b) = (areas(&local), areas(&whole));
-        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-        for (k, (px, ha)) in &a {
-            assert_eq!(*px, b[k].0, "{k:?}");
-            assert!((ha - b[k].1).abs() <= 1e-9 * ha.abs().max(1.0), "{k:?}");
-        }
-        let pixels = |r: &Run| -> BTreeMap<(String, i64), (i64, i64)> {
-            coverage(r).into_iter().map(|(k, v)| (k, (v.0, v.1))).collect()
-        };
-        assert_eq!(pixels(&local), pixels(&whole));
+        assert_eq!(local.outputs, whole.outputs);
+        assert!(areas(&local).values().any(|&(px, ha)| px > 0 && ha > 0.0));
         // Unit B holds the gap's NoData: columns 14..16 of its rows 22..34, 2 × 12 = 24 px.
         assert_eq!(coverage(&local)[&("B".to_owned(), 2000)].1, 24);
+        // These orders matter to floats here: unit A's pixel areas (columns 10..30, rows
+        // 5..20) summed as f64 part by part (tile 0 alone, tile 1 alone, shared) and row by
+        // row differ in their last bits, so float sums would have failed the checks above.
+        let row_m2 = crate::methods::pixel_area::row_areas_m2(35.0, -0.01, 0.01, 36);
+        let in_t0 = |c: usize, r: usize| c < 24 && r < 22;
+        let in_t1 = |c: usize, r: usize| c >= 16 && r >= 6;
+        let unit_a = || (5..20).flat_map(|r| (10..30).map(move |c| (c, r)));
+        let by_rows: f64 = unit_a().map(|(_, r)| row_m2[r]).sum();
+        let part_of = |c, r| match (in_t0(c, r), in_t1(c, r)) {
+            (true, false) => 0,
+            (false, true) => 1,
+            _ => 2,
+        };
+        let by_parts: f64 = (0..3)
+            .map(|p| {
+                unit_a()
+                    .filter(|&(c, r)| part_of(c, r) == p)
+                    .map(|(_, r)| row_m2[r])
+                    .sum::<f64>()
+            })
+            .sum();
+        assert_ne!(by_rows.to_bits(), by_parts.to_bits(), "{by_rows} {by_parts}");
 
-        // Tile 1 changes: its part, the overlaps and the pair are counted again.
+        // Tile 1 changes: the other shards still hold; the merge, missing tile 1's part,
+        // reads the year whole once, for its histogram and the pair (two memos).
         let c = ctx(b"another t1");
         for shard in ["2000-t0", "2000-t2", "2010"] {
             prepared.run_shard(shard, &inputs(), &c).unwrap();
         }
         assert_eq!(store.puts(), 6, "the other tiles' shards still hold");
+        passes();
         prepared.run(&inputs(), &c).unwrap();
-        assert_eq!(store.puts(), 9);
+        assert_eq!(store.puts(), 8);
+        assert_eq!(passes(), one_pass);
     }
 
     #[test]
