@@ -683,6 +683,7 @@ const WETLAND: u8 = 9;
 const UNASSIGNED: u8 = 255;
 
 /// Per-pixel fields of the in-study pixels, computed once and shared by all years.
+#[derive(Default)]
 struct Fields {
     /// Grid index of each in-study pixel.
     cell: Vec<u32>,
@@ -706,143 +707,211 @@ struct Fields {
     town: Vec<f32>,
 }
 
-// Parallel per-pixel arrays read best with one index.
-#[allow(clippy::needless_range_loop)]
+/// The four noise layers the per-pixel fields mix, each seeded from the study seed.
+struct NoiseLayers {
+    coarse: Fbm,
+    coarse2: Fbm,
+    fine: Fbm,
+    medium: Fbm,
+}
+
+impl NoiseLayers {
+    fn new(seed: u64) -> Self {
+        let fbm = |stream: u64, cell_deg: f64, octaves: u32| Fbm {
+            seed: splitmix64(seed ^ stream),
+            cell_deg,
+            octaves,
+        };
+        Self {
+            coarse: fbm(1, 0.3, 4),
+            coarse2: fbm(2, 0.25, 3),
+            fine: fbm(3, 0.035, 3),
+            medium: fbm(4, 0.1, 3),
+        }
+    }
+
+    /// Fills `rows` with grid row `row` of the coarse, second coarse, fine and medium layers.
+    fn fill_row(&self, grid: &Grid, row: usize, rows: &mut [Vec<f32>; 4]) {
+        self.coarse.row(grid, row, &mut rows[0]);
+        self.coarse2.row(grid, row, &mut rows[1]);
+        self.fine.row(grid, row, &mut rows[2]);
+        self.medium.row(grid, row, &mut rows[3]);
+    }
+}
+
+/// The noise of one pixel: coarse, second coarse, fine and medium, each in [0, 1].
+struct PixelNoise {
+    n1: f64,
+    n2: f64,
+    nf: f64,
+    nm: f64,
+}
+
+/// The fields of one in-study pixel, before they are narrowed to `f32` in [`Fields`].
+struct PixelFields {
+    relief: f64,
+    fine: f64,
+    medium: f64,
+    second: f64,
+    third: f64,
+    wet: f64,
+    river_d2: f64,
+    lake: f64,
+    town: f64,
+}
+
+/// The rivers and reservoirs of a study, and the base urban radius (degrees) of a rank-1 city
+/// in 2000.
+struct Landscape {
+    rivers: Vec<Line>,
+    lakes: Lakes,
+    base_urban_radius_deg: f64,
+}
+
+impl Landscape {
+    fn of(study: Study) -> Self {
+        match study {
+            Study::Henan => Self {
+                rivers: vec![HENAN_YELLOW_RIVER, HENAN_HUAI_RIVER],
+                lakes: HENAN_LAKES,
+                base_urban_radius_deg: 0.016,
+            },
+            Study::YellowRiver => Self {
+                rivers: vec![YRB_YELLOW_RIVER],
+                lakes: YRB_LAKES,
+                base_urban_radius_deg: 0.02,
+            },
+        }
+    }
+
+    /// Squared distance (degrees²) from (x, y) to the nearest river.
+    fn river_d2(&self, x: f64, y: f64) -> f64 {
+        self.rivers
+            .iter()
+            .map(|r| polyline_dist2(x, y, r))
+            .fold(f64::MAX, f64::min)
+    }
+
+    /// Distance from (x, y) to the nearest reservoir centre relative to its radius.
+    fn lake(&self, x: f64, y: f64) -> f64 {
+        self.lakes
+            .iter()
+            .map(|&((cx, cy), r)| {
+                ((x - cx) * (x - cx) * LON_SCALE * LON_SCALE + (y - cy) * (y - cy)).sqrt() / r
+            })
+            .fold(f64::MAX, f64::min)
+    }
+
+    /// Town centres within [`TOWN_REACH`] of latitude `y`: (lon, lat, squared urban radius).
+    fn towns_near_latitude(&self, units: &[Unit], y: f64) -> Vec<(f64, f64, f64)> {
+        let base_r = self.base_urban_radius_deg;
+        units
+            .iter()
+            .filter(|u| (u.centre.1 - y).abs() < TOWN_REACH)
+            .map(|u| (u.centre.0, u.centre.1, base_r * base_r * u.city_rank))
+            .collect()
+    }
+}
+
+/// The nearest town's squared distance over its squared urban radius, or [`TOWN_FAR`].
+fn town_score(near_towns: &[(f64, f64, f64)], x: f64, y: f64) -> f64 {
+    near_towns
+        .iter()
+        .filter(|t| (t.0 - x).abs() < TOWN_REACH)
+        .map(|&(cx, cy, r2)| {
+            let (dx, dy) = ((x - cx) * LON_SCALE, y - cy);
+            (dx * dx + dy * dy) / r2
+        })
+        .fold(TOWN_FAR, f64::min)
+}
+
+/// Relief, second, third and wetland scores of a pixel: the study's ridges plus noise.
+fn terrain_scores(study: Study, x: f64, y: f64, noise: &PixelNoise) -> (f64, f64, f64, f64) {
+    let PixelNoise { n1, n2, nm, .. } = *noise;
+    match study {
+        Study::Henan => {
+            let m = ridges_max(x, y, HENAN_MOUNTAINS);
+            (
+                m + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
+                m + 0.6 * (n2 - 0.5),
+                m * 0.5 + nm,
+                0.0,
+            )
+        }
+        Study::YellowRiver => {
+            let forest = ridges_max(x, y, YRB_FOREST);
+            let plain = clamp01((x - 112.8) / 0.7) * if y < 38.3 { 1.0 } else { 0.0 };
+            let loess = 0.5 * ridge(x, y, (104.5, 36.6), (110.0, 36.8), 1.0);
+            let crop = ridges_max(x, y, YRB_CROP).max(plain).max(loess);
+            let alxa = clamp01((105.8 - x) / 2.5 + 0.3) * clamp01((y - 37.2) / 1.0);
+            let maduo = if x < 99.5 && y > 34.0 { 0.5 } else { 0.0 };
+            let barren = ridges_max(x, y, YRB_BARREN).max(alxa).max(maduo);
+            let wet = ridges_max(x, y, YRB_WETLAND);
+            (
+                forest + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
+                crop + 0.4 * (n2 - 0.5),
+                barren + 0.3 * (n1 - 0.5),
+                wet + 0.3 * (nm - 0.5),
+            )
+        }
+    }
+}
+
+impl Fields {
+    fn push(&mut self, idx: usize, p: &PixelFields) {
+        self.cell
+            .push(u32::try_from(idx).expect("grids have fewer than 2^32 pixels"));
+        self.relief.push(p.relief as f32);
+        self.fine.push(p.fine as f32);
+        self.medium.push(p.medium as f32);
+        self.second.push(p.second as f32);
+        self.third.push(p.third as f32);
+        self.wet.push(p.wet as f32);
+        self.river_d2.push(p.river_d2 as f32);
+        self.lake.push(p.lake as f32);
+        self.town.push(p.town as f32);
+    }
+}
+
 fn compute_fields(config: &Config, units: &[Unit], grid: &Grid, owner: &[u16]) -> Fields {
-    let s = config.seed;
-    let coarse = Fbm {
-        seed: splitmix64(s ^ 1),
-        cell_deg: 0.3,
-        octaves: 4,
-    };
-    let coarse2 = Fbm {
-        seed: splitmix64(s ^ 2),
-        cell_deg: 0.25,
-        octaves: 3,
-    };
-    let fine = Fbm {
-        seed: splitmix64(s ^ 3),
-        cell_deg: 0.035,
-        octaves: 3,
-    };
-    let medium = Fbm {
-        seed: splitmix64(s ^ 4),
-        cell_deg: 0.1,
-        octaves: 3,
-    };
+    let noise = NoiseLayers::new(config.seed);
+    let landscape = Landscape::of(config.study);
     let mut rows = [
         vec![0f32; grid.w],
         vec![0f32; grid.w],
         vec![0f32; grid.w],
         vec![0f32; grid.w],
     ];
-    let mut f = Fields {
-        cell: Vec::new(),
-        relief: Vec::new(),
-        fine: Vec::new(),
-        medium: Vec::new(),
-        second: Vec::new(),
-        third: Vec::new(),
-        wet: Vec::new(),
-        river_d2: Vec::new(),
-        lake: Vec::new(),
-        town: Vec::new(),
-    };
-    let (rivers, lakes): (Vec<Line>, Lakes) = match config.study {
-        Study::Henan => (vec![HENAN_YELLOW_RIVER, HENAN_HUAI_RIVER], HENAN_LAKES),
-        Study::YellowRiver => (vec![YRB_YELLOW_RIVER], YRB_LAKES),
-    };
-    // Base urban radius in degrees for city_rank 1 in 2000.
-    let base_r = match config.study {
-        Study::Henan => 0.016,
-        Study::YellowRiver => 0.02,
-    };
-    for row in 0..grid.h {
-        if !owner[row * grid.w..(row + 1) * grid.w]
-            .iter()
-            .any(|&o| o != NO_UNIT)
-        {
+    let mut f = Fields::default();
+    for (row, owners) in owner.chunks_exact(grid.w).enumerate() {
+        if owners.iter().all(|&o| o == NO_UNIT) {
             continue;
         }
-        coarse.row(grid, row, &mut rows[0]);
-        coarse2.row(grid, row, &mut rows[1]);
-        fine.row(grid, row, &mut rows[2]);
-        medium.row(grid, row, &mut rows[3]);
+        noise.fill_row(grid, row, &mut rows);
         let y = grid.lat(row);
         // Town centres farther than TOWN_REACH degrees add nothing visible; skip them.
-        let near_towns: Vec<(f64, f64, f64)> = units
-            .iter()
-            .filter(|u| (u.centre.1 - y).abs() < TOWN_REACH)
-            .map(|u| (u.centre.0, u.centre.1, base_r * base_r * u.city_rank))
-            .collect();
-        for col in 0..grid.w {
-            let idx = row * grid.w + col;
-            if owner[idx] == NO_UNIT {
-                continue;
-            }
+        let near_towns = landscape.towns_near_latitude(units, y);
+        for (col, _) in owners.iter().enumerate().filter(|&(_, &o)| o != NO_UNIT) {
             let x = grid.lon(col);
-            let (n1, n2, nf, nm) = (
-                f64::from(rows[0][col]),
-                f64::from(rows[1][col]),
-                f64::from(rows[2][col]),
-                f64::from(rows[3][col]),
-            );
-            let (relief, second, third, wet) = match config.study {
-                Study::Henan => {
-                    let m = ridges_max(x, y, HENAN_MOUNTAINS);
-                    (
-                        m + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
-                        m + 0.6 * (n2 - 0.5),
-                        m * 0.5 + nm,
-                        0.0,
-                    )
-                }
-                Study::YellowRiver => {
-                    let forest = ridges_max(x, y, YRB_FOREST);
-                    let plain = clamp01((x - 112.8) / 0.7) * if y < 38.3 { 1.0 } else { 0.0 };
-                    let loess = 0.5 * ridge(x, y, (104.5, 36.6), (110.0, 36.8), 1.0);
-                    let crop = ridges_max(x, y, YRB_CROP).max(plain).max(loess);
-                    let alxa = clamp01((105.8 - x) / 2.5 + 0.3) * clamp01((y - 37.2) / 1.0);
-                    let maduo = if x < 99.5 && y > 34.0 { 0.5 } else { 0.0 };
-                    let barren = ridges_max(x, y, YRB_BARREN).max(alxa).max(maduo);
-                    let wet = ridges_max(x, y, YRB_WETLAND);
-                    (
-                        forest + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
-                        crop + 0.4 * (n2 - 0.5),
-                        barren + 0.3 * (n1 - 0.5),
-                        wet + 0.3 * (nm - 0.5),
-                    )
-                }
+            let noise = PixelNoise {
+                n1: f64::from(rows[0][col]),
+                n2: f64::from(rows[1][col]),
+                nf: f64::from(rows[2][col]),
+                nm: f64::from(rows[3][col]),
             };
-            let river_d2 = rivers
-                .iter()
-                .map(|r| polyline_dist2(x, y, r))
-                .fold(f64::MAX, f64::min);
-            let lake = lakes
-                .iter()
-                .map(|&((cx, cy), r)| {
-                    ((x - cx) * (x - cx) * LON_SCALE * LON_SCALE + (y - cy) * (y - cy)).sqrt() / r
-                })
-                .fold(f64::MAX, f64::min);
-            let town = near_towns
-                .iter()
-                .filter(|t| (t.0 - x).abs() < TOWN_REACH)
-                .map(|&(cx, cy, r2)| {
-                    let (dx, dy) = ((x - cx) * LON_SCALE, y - cy);
-                    (dx * dx + dy * dy) / r2
-                })
-                .fold(TOWN_FAR, f64::min);
-            f.cell
-                .push(u32::try_from(idx).expect("grids have fewer than 2^32 pixels"));
-            f.relief.push(relief as f32);
-            f.fine.push(nf as f32);
-            f.medium.push(nm as f32);
-            f.second.push(second as f32);
-            f.third.push(third as f32);
-            f.wet.push(wet as f32);
-            f.river_d2.push(river_d2 as f32);
-            f.lake.push(lake as f32);
-            f.town.push(town as f32);
+            let (relief, second, third, wet) = terrain_scores(config.study, x, y, &noise);
+            let pixel = PixelFields {
+                relief,
+                fine: noise.nf,
+                medium: noise.nm,
+                second,
+                third,
+                wet,
+                river_d2: landscape.river_d2(x, y),
+                lake: landscape.lake(x, y),
+                town: town_score(&near_towns, x, y),
+            };
+            f.push(row * grid.w + col, &pixel);
         }
     }
     f
