@@ -965,134 +965,178 @@ fn assign_top(codes: &mut [u8], score: &[f32], target: usize, code: u8) {
     }
 }
 
+/// Year-independent scores by which unassigned pixels are ranked for a class.
+struct ClassScores {
+    /// Ponds and small reservoirs: more in the plains.
+    pond: Vec<f32>,
+    /// Wetland: near rivers (Henan), the marsh basins (Yellow River).
+    wet: Vec<f32>,
+    /// Snow and ice: Amne Machin (empty for Henan).
+    snow: Vec<f32>,
+    rock: Vec<f32>,
+    /// Villages and towns outside the cores: fine noise, fewer in the mountains and deserts,
+    /// more near towns.
+    village: Vec<f32>,
+}
+
+impl ClassScores {
+    fn new(study: Study, grid: &Grid, f: &Fields) -> Self {
+        let n = f.cell.len();
+        let pond = match study {
+            Study::Henan => (0..n)
+                .map(|i| f.fine[i] - 0.3 * f.relief[i].max(0.0))
+                .collect(),
+            Study::YellowRiver => (0..n)
+                .map(|i| f.fine[i] - 0.5 * f.third[i].max(0.0) + 0.3 * f.second[i].max(0.0))
+                .collect(),
+        };
+        let wet = match study {
+            Study::Henan => (0..n)
+                .map(|i| -f.river_d2[i].sqrt() + 0.01 * f.fine[i])
+                .collect(),
+            Study::YellowRiver => f.wet.clone(),
+        };
+        let snow = match study {
+            Study::Henan => Vec::new(),
+            Study::YellowRiver => (0..n)
+                .map(|i| {
+                    let idx = f.cell[i] as usize;
+                    let (x, y) = (grid.lon(idx % grid.w), grid.lat(idx / grid.w));
+                    (ridge(x, y, (99.45, 34.8), (99.6, 34.7), 0.12) + 0.2 * f64::from(f.fine[i]))
+                        as f32
+                })
+                .collect(),
+        };
+        let rock = (0..n).map(|i| f.third[i] + 0.5 * f.fine[i]).collect();
+        let village = (0..n)
+            .map(|i| {
+                let near = 1.0 / (1.0 + f.town[i] / 25.0);
+                let plain = match study {
+                    Study::Henan => -0.5 * f.relief[i].max(0.0),
+                    Study::YellowRiver => 0.5 * f.second[i] - 0.3 * f.third[i],
+                };
+                f.fine[i] + plain + 0.25 * near
+            })
+            .collect();
+        Self {
+            pond,
+            wet,
+            snow,
+            rock,
+            village,
+        }
+    }
+}
+
+/// Marks urban cores, which grow with the year: radius × (1 + 0.9 t) at year fraction `t`,
+/// edges roughened by noise.
+fn mark_urban_cores(codes: &mut [u8], f: &Fields, t: f64) {
+    let grow = (1.0 + 0.9 * t) * (1.0 + 0.9 * t);
+    for (i, code) in codes.iter_mut().enumerate() {
+        let edge = 0.6 + 0.8 * f64::from(f.medium[i]);
+        if f64::from(f.town[i]) < grow * edge * edge {
+            *code = IMPERVIOUS;
+        }
+    }
+}
+
+/// Marks rivers (half-width about `river_hw` degrees) and reservoirs among unassigned pixels.
+fn mark_rivers_and_reservoirs(codes: &mut [u8], f: &Fields, river_hw: f64) {
+    for (i, code) in codes.iter_mut().enumerate() {
+        if *code != UNASSIGNED {
+            continue;
+        }
+        let hw = river_hw * (0.6 + 0.8 * f64::from(f.fine[i]));
+        if f64::from(f.river_d2[i]) < hw * hw
+            || f64::from(f.lake[i]) < 0.85 + 0.3 * f64::from(f.medium[i])
+        {
+            *code = WATER;
+        }
+    }
+}
+
+/// Gives each ranked class its year-`k` share of the pixels, in an order that lets the
+/// earlier classes take the pixels they score best on.
+fn assign_ranked_classes(
+    codes: &mut [u8],
+    study: Study,
+    f: &Fields,
+    scores: &ClassScores,
+    k: usize,
+) {
+    let shares = match study {
+        Study::Henan => &HENAN_SHARES,
+        Study::YellowRiver => &YRB_SHARES,
+    };
+    let n = codes.len() as f64;
+    let mut assign = |score: &[f32], share: f64, code: u8| {
+        assign_top(codes, score, (share * n).round() as usize, code);
+    };
+    assign(&scores.pond, shares.water[k], WATER);
+    assign(&scores.wet, shares.wetland[k], WETLAND);
+    if shares.snow[k] > 0.0 {
+        assign(&scores.snow, shares.snow[k], SNOW);
+    }
+    match study {
+        Study::Henan => {
+            assign(&f.relief, shares.forest[k], FOREST);
+            assign(&f.second, shares.grassland[k], GRASSLAND);
+            assign(&scores.rock, shares.barren[k], BARREN);
+        }
+        Study::YellowRiver => {
+            assign(&f.third, shares.barren[k], BARREN);
+            assign(&f.relief, shares.forest[k], FOREST);
+        }
+    }
+    assign(&scores.village, shares.impervious[k], IMPERVIOUS);
+    if study == Study::YellowRiver {
+        assign(&f.second, shares.cropland[k], CROPLAND);
+    }
+}
+
+/// Gives the remaining pixels class `rest`, and turns the drier part of the forest (Taihang
+/// and the Loess Plateau) into shrub.
+fn fill_rest_and_shrub(codes: &mut [u8], f: &Fields, grid: &Grid, rest: u8) {
+    for (i, code) in codes.iter_mut().enumerate() {
+        if *code == UNASSIGNED {
+            *code = rest;
+        } else if *code == FOREST {
+            let idx = f.cell[i] as usize;
+            let dry = if grid.lat(idx / grid.w) > 34.8 {
+                0.12
+            } else {
+                -0.12
+            };
+            if f64::from(f.medium[i]) + dry > 0.62 {
+                *code = SHRUB;
+            }
+        }
+    }
+}
+
 /// The land-use map of every year, full-grid `u8` codes (0 outside the study units).
-#[allow(clippy::needless_range_loop)]
 fn classify(config: &Config, units: &[Unit], grid: &Grid, owner: &[u16]) -> Vec<Vec<u8>> {
     let f = compute_fields(config, units, grid, owner);
-    let n = f.cell.len();
-    let (shares, rest, river_hw) = match config.study {
-        Study::Henan => (&HENAN_SHARES, CROPLAND, 0.012),
-        Study::YellowRiver => (&YRB_SHARES, GRASSLAND, 0.012),
+    let scores = ClassScores::new(config.study, grid, &f);
+    let (rest, river_hw) = match config.study {
+        Study::Henan => (CROPLAND, 0.012),
+        Study::YellowRiver => (GRASSLAND, 0.012),
     };
-    let target = |share: f64| (share * n as f64).round() as usize;
-    // Year-independent scores. Ponds and small reservoirs: more in the plains.
-    let pond: Vec<f32> = match config.study {
-        Study::Henan => (0..n)
-            .map(|i| f.fine[i] - 0.3 * f.relief[i].max(0.0))
-            .collect(),
-        Study::YellowRiver => (0..n)
-            .map(|i| f.fine[i] - 0.5 * f.third[i].max(0.0) + 0.3 * f.second[i].max(0.0))
-            .collect(),
-    };
-    // Wetland: near rivers (Henan), the marsh basins (Yellow River).
-    let wet: Vec<f32> = match config.study {
-        Study::Henan => (0..n)
-            .map(|i| -f.river_d2[i].sqrt() + 0.01 * f.fine[i])
-            .collect(),
-        Study::YellowRiver => f.wet.clone(),
-    };
-    // Snow and ice: Amne Machin.
-    let snow: Vec<f32> = match config.study {
-        Study::Henan => Vec::new(),
-        Study::YellowRiver => (0..n)
-            .map(|i| {
-                let idx = f.cell[i] as usize;
-                let (x, y) = (grid.lon(idx % grid.w), grid.lat(idx / grid.w));
-                (ridge(x, y, (99.45, 34.8), (99.6, 34.7), 0.12) + 0.2 * f64::from(f.fine[i])) as f32
-            })
-            .collect(),
-    };
-    let rock: Vec<f32> = (0..n).map(|i| f.third[i] + 0.5 * f.fine[i]).collect();
-    // Villages and towns outside the cores: fine noise, fewer in the mountains and deserts,
-    // more near towns.
-    let village: Vec<f32> = (0..n)
-        .map(|i| {
-            let near = 1.0 / (1.0 + f.town[i] / 25.0);
-            let plain = match config.study {
-                Study::Henan => -0.5 * f.relief[i].max(0.0),
-                Study::YellowRiver => 0.5 * f.second[i] - 0.3 * f.third[i],
-            };
-            f.fine[i] + plain + 0.25 * near
+    (0..YEARS.len())
+        .map(|k| {
+            let t = k as f64 / (YEARS.len() - 1) as f64;
+            let mut codes = vec![UNASSIGNED; f.cell.len()];
+            mark_urban_cores(&mut codes, &f, t);
+            mark_rivers_and_reservoirs(&mut codes, &f, river_hw);
+            assign_ranked_classes(&mut codes, config.study, &f, &scores, k);
+            fill_rest_and_shrub(&mut codes, &f, grid, rest);
+            let mut full = vec![0u8; grid.w * grid.h];
+            for (&cell, &c) in f.cell.iter().zip(&codes) {
+                full[cell as usize] = c;
+            }
+            full
         })
-        .collect();
-    let mut maps = Vec::new();
-    for k in 0..YEARS.len() {
-        let t = k as f64 / (YEARS.len() - 1) as f64;
-        let mut codes = vec![UNASSIGNED; n];
-        // Urban cores grow with the year: radius × (1 + 0.9 t), edges roughened by noise.
-        let grow = (1.0 + 0.9 * t) * (1.0 + 0.9 * t);
-        for i in 0..n {
-            let edge = 0.6 + 0.8 * f64::from(f.medium[i]);
-            if f64::from(f.town[i]) < grow * edge * edge {
-                codes[i] = IMPERVIOUS;
-            }
-        }
-        // Rivers and reservoirs.
-        for i in 0..n {
-            if codes[i] != UNASSIGNED {
-                continue;
-            }
-            let hw = river_hw * (0.6 + 0.8 * f64::from(f.fine[i]));
-            if f64::from(f.river_d2[i]) < hw * hw
-                || f64::from(f.lake[i]) < 0.85 + 0.3 * f64::from(f.medium[i])
-            {
-                codes[i] = WATER;
-            }
-        }
-        assign_top(&mut codes, &pond, target(shares.water[k]), WATER);
-        // Wetland: near rivers (Henan), the marsh basins (Yellow River).
-        assign_top(&mut codes, &wet, target(shares.wetland[k]), WETLAND);
-        if shares.snow[k] > 0.0 {
-            assign_top(&mut codes, &snow, target(shares.snow[k]), SNOW);
-        }
-        match config.study {
-            Study::Henan => {
-                assign_top(&mut codes, &f.relief, target(shares.forest[k]), FOREST);
-                assign_top(
-                    &mut codes,
-                    &f.second,
-                    target(shares.grassland[k]),
-                    GRASSLAND,
-                );
-                assign_top(&mut codes, &rock, target(shares.barren[k]), BARREN);
-            }
-            Study::YellowRiver => {
-                assign_top(&mut codes, &f.third, target(shares.barren[k]), BARREN);
-                assign_top(&mut codes, &f.relief, target(shares.forest[k]), FOREST);
-            }
-        }
-        assign_top(
-            &mut codes,
-            &village,
-            target(shares.impervious[k]),
-            IMPERVIOUS,
-        );
-        if config.study == Study::YellowRiver {
-            assign_top(&mut codes, &f.second, target(shares.cropland[k]), CROPLAND);
-        }
-        // Shrub: the drier part of the forest (Taihang and the Loess Plateau).
-        for i in 0..n {
-            if codes[i] == UNASSIGNED {
-                codes[i] = rest;
-            } else if codes[i] == FOREST {
-                let idx = f.cell[i] as usize;
-                let dry = if grid.lat(idx / grid.w) > 34.8 {
-                    0.12
-                } else {
-                    -0.12
-                };
-                if f64::from(f.medium[i]) + dry > 0.62 {
-                    codes[i] = SHRUB;
-                }
-            }
-        }
-        let mut full = vec![0u8; grid.w * grid.h];
-        for (i, &c) in codes.iter().enumerate() {
-            full[f.cell[i] as usize] = c;
-        }
-        maps.push(full);
-    }
-    maps
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
