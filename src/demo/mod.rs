@@ -1351,140 +1351,221 @@ fn split(total: f64, weights: &[f64]) -> Vec<f64> {
     weights.iter().map(|w| total * w / sum).collect()
 }
 
+/// The land of every unit in one year: built-up, cropland and natural shares, and size.
+struct YearLand {
+    imp: Vec<f64>,
+    crop: Vec<f64>,
+    natural: Vec<f64>,
+    size: Vec<f64>,
+    /// The area-weighted mean built-up share of the region.
+    mean_imp: f64,
+}
+
+impl YearLand {
+    fn of(stats: &UnitStats, n: usize, k: usize) -> Self {
+        let imp: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[IMPERVIOUS])).collect();
+        let size: Vec<f64> = (0..n).map(|i| stats.size(i)).collect();
+        let mean_imp =
+            imp.iter().zip(&size).map(|(a, b)| a * b).sum::<f64>() / size.iter().sum::<f64>();
+        Self {
+            crop: (0..n).map(|i| stats.share(i, k, &[CROPLAND])).collect(),
+            natural: (0..n)
+                .map(|i| stats.share(i, k, &[FOREST, SHRUB, GRASSLAND]))
+                .collect(),
+            imp,
+            size,
+            mean_imp,
+        }
+    }
+}
+
+/// One year's region totals spread over the units.
+struct YearEconomy {
+    pop: Vec<f64>,
+    gdp_10k_yuan: Vec<f64>,
+    tce: Vec<f64>,
+    elec_10k_kwh: Vec<f64>,
+}
+
+/// What the region's yearly totals are spread over the units by: the study, its units, their
+/// functional categories and the fuel factors.
+struct Spreader<'a> {
+    config: &'a Config,
+    units: &'a [Unit],
+    totals: &'static Totals,
+    heavy: &'static [u64],
+    categories: &'a [&'static str],
+    factors: [(f64, f64); 8],
+}
+
+impl Spreader<'_> {
+    /// Unit `i`'s multiplier for `stream` (see [`jitter`]).
+    fn jitter(&self, i: usize, stream: i64, amplitude: f64) -> f64 {
+        jitter(self.config.seed, self.units[i].adcode, stream, amplitude)
+    }
+
+    /// Population, GDP, energy and electricity of year `k`, spread by land and rank.
+    fn economy(&self, land: &YearLand, k: usize) -> YearEconomy {
+        let units = self.units;
+        let n = units.len();
+        // People live on farmland, more densely in built-up land, most in big cities.
+        let rank_density = match self.config.study {
+            Study::Henan => 0.35,
+            Study::YellowRiver => 0.18,
+        };
+        let pop_w: Vec<f64> = (0..n)
+            .map(|i| {
+                land.size[i]
+                    * (0.01 + 0.03 * land.natural[i] + land.crop[i] + 9.0 * land.imp[i])
+                    * (1.0 + rank_density * (units[i].city_rank - 1.0))
+                    * self.jitter(i, 1, 0.12)
+            })
+            .collect();
+        let pop = split(self.totals.population[k], &pop_w);
+        // Output per head rises with the built-up share and the city's rank.
+        let gdp_w: Vec<f64> = (0..n)
+            .map(|i| {
+                pop[i]
+                    * (0.5 + 4.0 * land.imp[i] + 0.15 * units[i].city_rank)
+                    * self.jitter(i, 2, 0.15)
+            })
+            .collect();
+        let gdp = split(self.totals.gdp_10k_yuan[k], &gdp_w);
+        let en_w: Vec<f64> = (0..n)
+            .map(|i| {
+                let heavy = if self.heavy.contains(&units[i].adcode) {
+                    1.3
+                } else {
+                    1.0
+                };
+                gdp[i] * intensity_factor(self.categories[i]) * heavy * self.jitter(i, 3, 0.1)
+            })
+            .collect();
+        YearEconomy {
+            tce: split(self.totals.energy_tce[k], &en_w),
+            elec_10k_kwh: split(self.totals.electricity_10k_kwh[k], &gdp_w),
+            pop,
+            gdp_10k_yuan: gdp,
+        }
+    }
+
+    /// Unit `i`'s row of `economy.csv` for year `k`.
+    fn economy_row(&self, land: &YearLand, e: &YearEconomy, i: usize, k: usize) -> String {
+        let (u, t, year) = (&self.units[i], self.totals, YEARS[k]);
+        let urb = (t.urbanization[k]
+            * (0.55 + 0.45 * land.imp[i] / land.mean_imp + 0.05 * u.city_rank)
+            * self.jitter(i, 4, 0.08))
+        .clamp(0.08, 0.97);
+        let eu = t.engel_urban[k] * self.jitter(i, 5, 0.06);
+        let er = t.engel_rural[k] * self.jitter(i, 6, 0.06);
+        let ei = e.tce[i] / e.gdp_10k_yuan[i];
+        format!(
+            "{},{year},{:.1},{:.0},{urb:.4},{eu:.4},{er:.4},{ei:.4}\n",
+            u.id, e.gdp_10k_yuan[i], e.pop[i]
+        )
+    }
+
+    /// Unit `i`'s row of `energy.csv` for year `k`; adds the unit's fuel carbon (t C) to
+    /// `fuel_carbon_t_c`.
+    fn energy_row(&self, e: &YearEconomy, i: usize, k: usize, fuel_carbon_t_c: &mut f64) -> String {
+        // Fuel mix: the region's shares, jittered per unit, renormalised.
+        let mix: Vec<f64> = (0..8)
+            .map(|j| self.totals.fuel_share[k][j] * self.jitter(i, 10 + j as i64, 0.25))
+            .collect();
+        let mix_sum: f64 = mix.iter().sum();
+        let mut line = format!("{},{}", self.units[i].id, YEARS[k]);
+        for (j, (theta, f)) in self.factors.iter().enumerate() {
+            let fuel_tce = e.tce[i] * mix[j] / mix_sum;
+            *fuel_carbon_t_c += fuel_tce * f;
+            let amount = fuel_tce / theta;
+            // Natural gas (10⁴ m³) keeps one decimal; the fuels in t are whole.
+            if j == 7 {
+                let _ = write!(line, ",{amount:.1}");
+            } else {
+                let _ = write!(line, ",{amount:.0}");
+            }
+        }
+        let _ = writeln!(line, ",{:.1}", e.elec_10k_kwh[i]);
+        line
+    }
+
+    /// The `crops.csv` rows of year `k`, keyed by unit id, year and crop: crops follow
+    /// cropland area, with regional preferences.
+    fn crop_rows(
+        &self,
+        land: &YearLand,
+        k: usize,
+        rows: &mut BTreeMap<(String, i64, usize), String>,
+    ) {
+        let (units, year) = (self.units, YEARS[k]);
+        for (j, name) in CROPS.iter().enumerate() {
+            let w: Vec<f64> = (0..units.len())
+                .map(|i| {
+                    let (x, y) = units[i].centre;
+                    let bias = crop_bias(self.config.study, j, x, y)
+                        + if j == 6 { 3.0 * land.imp[i] } else { 0.0 };
+                    land.size[i] * land.crop[i] * bias * self.jitter(i, 20 + j as i64, 0.2)
+                })
+                .collect();
+            for (i, t) in split(self.totals.crops_t[k][j], &w).into_iter().enumerate() {
+                rows.insert(
+                    (units[i].id.clone(), year, j),
+                    format!("{},{year},{name},{t:.0}\n", units[i].id),
+                );
+            }
+        }
+    }
+}
+
 impl Tables {
     fn build(config: &Config, units: &[Unit], stats: &UnitStats) -> Self {
         let (totals, heavy) = match config.study {
             Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY),
             Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY),
         };
-        let seed = config.seed;
-        let n = units.len();
-        let factors = fuel_factors();
         let categories = functional_categories(config, units, stats);
-        let mut economy = String::from(
-            "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
-        );
-        let mut energy = format!(
-            "unit_id,year,{},electricity_10k_kwh\n",
-            FUEL_COLUMNS.join(",")
-        );
-        let mut crops = String::from("unit_id,year,crop,yield_t\n");
+        let spreader = Spreader {
+            config,
+            units,
+            totals,
+            heavy,
+            categories: &categories,
+            factors: fuel_factors(),
+        };
         let mut region = Vec::new();
         // Rows are built per year, then emitted sorted by unit and year.
         let mut eco_rows: BTreeMap<(String, i64), String> = BTreeMap::new();
         let mut energy_rows: BTreeMap<(String, i64), String> = BTreeMap::new();
         let mut crop_rows: BTreeMap<(String, i64, usize), String> = BTreeMap::new();
         for (k, &year) in YEARS.iter().enumerate() {
-            let imp: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[IMPERVIOUS])).collect();
-            let crop: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[CROPLAND])).collect();
-            let natural: Vec<f64> = (0..n)
-                .map(|i| stats.share(i, k, &[FOREST, SHRUB, GRASSLAND]))
-                .collect();
-            let size: Vec<f64> = (0..n).map(|i| stats.size(i)).collect();
-            // People live on farmland, more densely in built-up land, most in big cities.
-            let rank_density = match config.study {
-                Study::Henan => 0.35,
-                Study::YellowRiver => 0.18,
-            };
-            let pop_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    size[i]
-                        * (0.01 + 0.03 * natural[i] + crop[i] + 9.0 * imp[i])
-                        * (1.0 + rank_density * (units[i].city_rank - 1.0))
-                        * jitter(seed, units[i].adcode, 1, 0.12)
-                })
-                .collect();
-            let pop = split(totals.population[k], &pop_w);
-            // Output per head rises with the built-up share and the city's rank.
-            let gdp_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    pop[i]
-                        * (0.5 + 4.0 * imp[i] + 0.15 * units[i].city_rank)
-                        * jitter(seed, units[i].adcode, 2, 0.15)
-                })
-                .collect();
-            let gdp = split(totals.gdp_10k_yuan[k], &gdp_w);
-            let en_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    gdp[i]
-                        * intensity_factor(categories[i])
-                        * if heavy.contains(&units[i].adcode) {
-                            1.3
-                        } else {
-                            1.0
-                        }
-                        * jitter(seed, units[i].adcode, 3, 0.1)
-                })
-                .collect();
-            let tce = split(totals.energy_tce[k], &en_w);
-            let elec = split(totals.electricity_10k_kwh[k], &gdp_w);
-            let mean_imp =
-                imp.iter().zip(&size).map(|(a, b)| a * b).sum::<f64>() / size.iter().sum::<f64>();
-            let mut fuel_carbon = 0.0;
-            for i in 0..n {
-                let u = &units[i];
-                let urb = (totals.urbanization[k]
-                    * (0.55 + 0.45 * imp[i] / mean_imp + 0.05 * u.city_rank)
-                    * jitter(seed, u.adcode, 4, 0.08))
-                .clamp(0.08, 0.97);
-                let eu = totals.engel_urban[k] * jitter(seed, u.adcode, 5, 0.06);
-                let er = totals.engel_rural[k] * jitter(seed, u.adcode, 6, 0.06);
-                let ei = tce[i] / gdp[i];
-                eco_rows.insert(
-                    (u.id.clone(), year),
-                    format!(
-                        "{},{year},{:.1},{:.0},{urb:.4},{eu:.4},{er:.4},{ei:.4}\n",
-                        u.id, gdp[i], pop[i]
-                    ),
-                );
-                // Fuel mix: the region's shares, jittered per unit, renormalised.
-                let mix: Vec<f64> = (0..8)
-                    .map(|j| totals.fuel_share[k][j] * jitter(seed, u.adcode, 10 + j as i64, 0.25))
-                    .collect();
-                let mix_sum: f64 = mix.iter().sum();
-                let mut line = format!("{},{year}", u.id);
-                for j in 0..8 {
-                    let fuel_tce = tce[i] * mix[j] / mix_sum;
-                    fuel_carbon += fuel_tce * factors[j].1;
-                    let amount = fuel_tce / factors[j].0;
-                    if j == 7 {
-                        let _ = write!(line, ",{amount:.1}");
-                    } else {
-                        let _ = write!(line, ",{amount:.0}");
-                    }
-                }
-                let _ = writeln!(line, ",{:.1}", elec[i]);
-                energy_rows.insert((u.id.clone(), year), line);
+            let land = YearLand::of(stats, units.len(), k);
+            let e = spreader.economy(&land, k);
+            let mut fuel_carbon_t_c = 0.0;
+            for (i, u) in units.iter().enumerate() {
+                let row = spreader.economy_row(&land, &e, i, k);
+                eco_rows.insert((u.id.clone(), year), row);
+                let row = spreader.energy_row(&e, i, k, &mut fuel_carbon_t_c);
+                energy_rows.insert((u.id.clone(), year), row);
             }
-            // Crops follow cropland area, with regional preferences.
-            for (j, name) in CROPS.iter().enumerate() {
-                let w: Vec<f64> = (0..n)
-                    .map(|i| {
-                        let u = &units[i];
-                        let (x, y) = u.centre;
-                        let bias = crop_bias(config.study, j, x, y)
-                            + if j == 6 { 3.0 * imp[i] } else { 0.0 };
-                        size[i] * crop[i] * bias * jitter(seed, u.adcode, 20 + j as i64, 0.2)
-                    })
-                    .collect();
-                for (i, t) in split(totals.crops_t[k][j], &w).into_iter().enumerate() {
-                    crop_rows.insert(
-                        (units[i].id.clone(), year, j),
-                        format!("{},{year},{name},{t:.0}\n", units[i].id),
-                    );
-                }
-            }
+            spreader.crop_rows(&land, k, &mut crop_rows);
             region.push([
-                gdp.iter().sum(),
-                pop.iter().sum(),
-                tce.iter().sum(),
-                fuel_carbon,
+                e.gdp_10k_yuan.iter().sum(),
+                e.pop.iter().sum(),
+                e.tce.iter().sum(),
+                fuel_carbon_t_c,
             ]);
         }
+        let mut economy = String::from(
+            "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
+        );
         economy.extend(eco_rows.into_values());
+        let mut energy = format!(
+            "unit_id,year,{},electricity_10k_kwh\n",
+            FUEL_COLUMNS.join(",")
+        );
         energy.extend(energy_rows.into_values());
+        let mut crops = String::from("unit_id,year,crop,yield_t\n");
         crops.extend(crop_rows.into_values());
-
         let mut functional_areas = String::from("unit_id,category\n");
         for (u, category) in units.iter().zip(&categories) {
             let _ = writeln!(functional_areas, "{},{category}", u.id);
