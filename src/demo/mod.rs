@@ -186,6 +186,28 @@ fn boundary_error(path: &Path, message: String) -> DemoError {
 }
 
 /// The features of a boundary GeoJSON (a FeatureCollection), for the generators' unit readers.
+/// The `adcode` and polygons of feature `i` (counted from 0) of the boundary file `path`.
+fn adcode_and_polygons(
+    path: &Path,
+    i: usize,
+    f: &geojson::Feature,
+) -> Result<(u64, MultiPolygon<f64>), DemoError> {
+    let bad = |message: String| boundary_error(path, message);
+    let adcode = f
+        .property("adcode")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad(format!("feature {} has no integer `adcode`", i + 1)))?;
+    let geometry = f
+        .geometry
+        .as_ref()
+        .ok_or_else(|| bad(format!("unit {adcode} has no geometry")))?;
+    match geo::Geometry::<f64>::try_from(&geometry.value) {
+        Ok(geo::Geometry::Polygon(p)) => Ok((adcode, MultiPolygon(vec![p]))),
+        Ok(geo::Geometry::MultiPolygon(m)) => Ok((adcode, m)),
+        _ => Err(bad(format!("unit {adcode}: geometry is not a polygon"))),
+    }
+}
+
 fn read_feature_collection(path: &Path) -> Result<geojson::FeatureCollection, DemoError> {
     let text = std::fs::read_to_string(path).map_err(|source| io_err(path, source))?;
     let gj: geojson::GeoJson = text
@@ -241,19 +263,8 @@ fn read_units(path: &Path, study: Study) -> Result<Vec<Unit>, DemoError> {
         if study == Study::YellowRiver && prop("yrb56") != serde_json::Value::Bool(true) {
             continue;
         }
-        let adcode = prop("adcode")
-            .as_u64()
-            .ok_or_else(|| bad(format!("feature {} has no integer `adcode`", i + 1)))?;
+        let (adcode, shape) = adcode_and_polygons(path, i, f)?;
         let name = prop("name").as_str().unwrap_or_default().to_owned();
-        let geometry = f
-            .geometry
-            .as_ref()
-            .ok_or_else(|| bad(format!("unit {adcode} has no geometry")))?;
-        let shape = match geo::Geometry::<f64>::try_from(&geometry.value) {
-            Ok(geo::Geometry::Polygon(p)) => MultiPolygon(vec![p]),
-            Ok(geo::Geometry::MultiPolygon(m)) => m,
-            _ => return Err(bad(format!("unit {adcode}: geometry is not a polygon"))),
-        };
         let centroid = shape
             .centroid()
             .ok_or_else(|| bad(format!("unit {adcode}: empty geometry")))?;
