@@ -856,20 +856,7 @@ fn read_storage(
         "PackBits" => Codec::PackBits,
         _ => Codec::None,
     };
-    let predictor = match dec
-        .find_tag_unsigned::<u16>(Tag::Predictor)
-        .map_err(|e| tiff_err(path, e))?
-        .unwrap_or(1)
-    {
-        1 => false,
-        2 => true,
-        other => {
-            return Err(unsupported(
-                path,
-                format!("predictor {other} (only none and horizontal differencing for integers)"),
-            ));
-        }
-    };
+    let predictor = horizontal_predictor(path, dec)?;
     let (offsets_tag, counts_tag) = if tiled {
         (Tag::TileOffsets, Tag::TileByteCounts)
     } else {
@@ -884,27 +871,11 @@ fn read_storage(
     let file_len = std::fs::metadata(path)
         .map_err(|e| tiff_err(path, e))?
         .len();
-    if let Some(i) = (0..offsets.len().min(byte_counts.len())).find(|&i| {
-        offsets[i]
-            .checked_add(byte_counts[i])
-            .is_none_or(|end| end > file_len)
-    }) {
-        return Err(tiff_err(
-            path,
-            format!(
-                "chunk {i} ({} bytes at offset {}) ends past the end of the file ({file_len} bytes)",
-                byte_counts[i], offsets[i]
-            ),
-        ));
-    }
+    check_chunks_in_file(path, &offsets, &byte_counts, file_len)?;
     let (strip_rows, strips_per_chunk) = if tiled {
         (height, 1)
     } else {
-        let rows = dec.chunk_dimensions().1 as usize;
-        let rows = rows.clamp(1, height.max(1));
-        let (width, _) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
-        let strip_bytes = (width as usize).saturating_mul(rows) * sample.bytes();
-        (rows, STRIP_BATCH_BYTES.div_ceil(strip_bytes.max(1)).max(1))
+        strip_batching(path, dec, sample, height)?
     };
     Ok(Storage {
         offsets,
@@ -916,6 +887,62 @@ fn read_storage(
         strips_per_chunk,
         file_len,
     })
+}
+
+/// Whether the samples are stored as horizontal differences (TIFF predictor 2); an error for
+/// any predictor other than none (1) and that.
+fn horizontal_predictor(path: &Path, dec: &mut TagReader) -> Result<bool, GeoTiffError> {
+    match dec
+        .find_tag_unsigned::<u16>(Tag::Predictor)
+        .map_err(|e| tiff_err(path, e))?
+        .unwrap_or(1)
+    {
+        1 => Ok(false),
+        2 => Ok(true),
+        other => Err(unsupported(
+            path,
+            format!("predictor {other} (only none and horizontal differencing for integers)"),
+        )),
+    }
+}
+
+/// An error naming the first chunk that ends past the end of the file (`file_len` bytes).
+fn check_chunks_in_file(
+    path: &Path,
+    offsets: &[u64],
+    byte_counts: &[u64],
+    file_len: u64,
+) -> Result<(), GeoTiffError> {
+    let past_end = (0..offsets.len().min(byte_counts.len())).find(|&i| {
+        offsets[i]
+            .checked_add(byte_counts[i])
+            .is_none_or(|end| end > file_len)
+    });
+    match past_end {
+        None => Ok(()),
+        Some(i) => Err(tiff_err(
+            path,
+            format!(
+                "chunk {i} ({} bytes at offset {}) ends past the end of the file ({file_len} bytes)",
+                byte_counts[i], offsets[i]
+            ),
+        )),
+    }
+}
+
+/// Rows per strip, and how many strips are decoded together so that a batch holds about
+/// [`STRIP_BATCH_BYTES`].
+fn strip_batching(
+    path: &Path,
+    dec: &mut TagReader,
+    sample: SampleType,
+    height: usize,
+) -> Result<(usize, usize), GeoTiffError> {
+    let rows = dec.chunk_dimensions().1 as usize;
+    let rows = rows.clamp(1, height.max(1));
+    let (width, _) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
+    let strip_bytes = (width as usize).saturating_mul(rows) * sample.bytes();
+    Ok((rows, STRIP_BATCH_BYTES.div_ceil(strip_bytes.max(1)).max(1)))
 }
 
 /// The decoder state of one codec, kept from chunk to chunk so that decoding allocates nothing.
