@@ -647,47 +647,13 @@ enum KeyValue {
 
 impl GeoKeys {
     fn for_crs(crs: Crs) -> Self {
+        Self::from_keys(crs_keys(crs))
+    }
+
+    /// The directory of `keys`, sorted by id as the GeoTIFF specification requires, with
+    /// doubles and citations in their own tags.
+    fn from_keys(mut keys: Vec<(u16, KeyValue)>) -> Self {
         use KeyValue::{Ascii, Double, Short};
-        let mut keys: Vec<(u16, KeyValue)> = vec![(GT_RASTER_TYPE, Short(RASTER_PIXEL_IS_AREA))];
-        match crs {
-            Crs::Epsg4326 => {
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_GEOGRAPHIC)));
-                keys.push((GEOGRAPHIC_TYPE, Short(4326)));
-                keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
-            }
-            Crs::EpsgProjected(code) => {
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
-                keys.push((PROJECTED_CS_TYPE, Short(code)));
-                keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
-            }
-            Crs::Albers {
-                lat_1,
-                lat_2,
-                lat_0,
-                lon_0,
-                x_0,
-                y_0,
-            } => {
-                let name = format!(
-                    "WGS 84 / Albers equal-area (lat_1={lat_1} lat_2={lat_2} lat_0={lat_0} lon_0={lon_0})"
-                );
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
-                keys.push((GT_CITATION, Ascii(name.clone())));
-                keys.push((GEOGRAPHIC_TYPE, Short(4326)));
-                keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
-                keys.push((PROJECTED_CS_TYPE, Short(USER_DEFINED)));
-                keys.push((PCS_CITATION, Ascii(name)));
-                keys.push((PROJECTION, Short(USER_DEFINED)));
-                keys.push((PROJ_COORD_TRANS, Short(CT_ALBERS_EQUAL_AREA)));
-                keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
-                keys.push((PROJ_STD_PARALLEL_1, Double(lat_1)));
-                keys.push((PROJ_STD_PARALLEL_2, Double(lat_2)));
-                keys.push((PROJ_NAT_ORIGIN_LONG, Double(lon_0)));
-                keys.push((PROJ_NAT_ORIGIN_LAT, Double(lat_0)));
-                keys.push((PROJ_FALSE_EASTING, Double(x_0)));
-                keys.push((PROJ_FALSE_NORTHING, Double(y_0)));
-            }
-        }
         keys.sort_by_key(|(id, _)| *id);
         let count = u16::try_from(keys.len()).expect("a GeoKey directory has fewer than 2^16 keys");
         // Header: KeyDirectoryVersion 1, KeyRevision 1.0, number of keys.
@@ -718,6 +684,52 @@ impl GeoKeys {
             ascii,
         }
     }
+}
+
+/// The GeoKeys that say which CRS a raster is in (pixels are areas).
+fn crs_keys(crs: Crs) -> Vec<(u16, KeyValue)> {
+    use KeyValue::{Ascii, Double, Short};
+    let mut keys: Vec<(u16, KeyValue)> = vec![(GT_RASTER_TYPE, Short(RASTER_PIXEL_IS_AREA))];
+    match crs {
+        Crs::Epsg4326 => {
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_GEOGRAPHIC)));
+            keys.push((GEOGRAPHIC_TYPE, Short(4326)));
+            keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
+        }
+        Crs::EpsgProjected(code) => {
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
+            keys.push((PROJECTED_CS_TYPE, Short(code)));
+            keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
+        }
+        Crs::Albers {
+            lat_1,
+            lat_2,
+            lat_0,
+            lon_0,
+            x_0,
+            y_0,
+        } => {
+            let name = format!(
+                "WGS 84 / Albers equal-area (lat_1={lat_1} lat_2={lat_2} lat_0={lat_0} lon_0={lon_0})"
+            );
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
+            keys.push((GT_CITATION, Ascii(name.clone())));
+            keys.push((GEOGRAPHIC_TYPE, Short(4326)));
+            keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
+            keys.push((PROJECTED_CS_TYPE, Short(USER_DEFINED)));
+            keys.push((PCS_CITATION, Ascii(name)));
+            keys.push((PROJECTION, Short(USER_DEFINED)));
+            keys.push((PROJ_COORD_TRANS, Short(CT_ALBERS_EQUAL_AREA)));
+            keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
+            keys.push((PROJ_STD_PARALLEL_1, Double(lat_1)));
+            keys.push((PROJ_STD_PARALLEL_2, Double(lat_2)));
+            keys.push((PROJ_NAT_ORIGIN_LONG, Double(lon_0)));
+            keys.push((PROJ_NAT_ORIGIN_LAT, Double(lat_0)));
+            keys.push((PROJ_FALSE_EASTING, Double(x_0)));
+            keys.push((PROJ_FALSE_NORTHING, Double(y_0)));
+        }
+    }
+    keys
 }
 
 #[cfg(test)]
