@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, DagFormat, ExecutorKind, ShowFormat, StagesFormat, StudyArgs};
 use crate::engine::cache::{Cache, GcOptions};
 use crate::engine::error::{Diagnostic, Tier};
 use crate::engine::executor::slurm::{SlurmExecutor, SlurmProfile};
-use crate::engine::key::differences;
+use crate::engine::key::{CacheKey, differences};
 use crate::engine::plan::{self, Plan, PlanOptions};
 use crate::engine::progress::{PlainReporter, QuietReporter, Reporter, TerminalReporter};
 use crate::engine::scheduler::{self, RunOptions, RunReport, StageStatus};
@@ -44,33 +45,20 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
                     .with_hint("run the studies one at a time to get a summary of each"));
             }
             let executor = ExecutorChoice::new(executor, executor_config.as_deref())?;
-            let options = RunOptions {
-                jobs: executor.jobs(jobs),
-                keep_going,
-                dry_run,
-                targets: None,
+            let settings = RunSettings {
+                cache_dir: &cache_dir,
+                options: RunOptions {
+                    jobs: executor.jobs(jobs),
+                    keep_going,
+                    dry_run,
+                    targets: None,
+                },
+                executor,
+                summary_json: summary_json.as_deref(),
+                quiet,
+                check,
             };
-            interrupt::install();
-            let mut code = 0;
-            for study in studies {
-                if interrupt::received().is_some() {
-                    break;
-                }
-                let args = StudyArgs {
-                    study,
-                    allow_outside,
-                };
-                code = code.max(run_study(
-                    &args,
-                    &cache_dir,
-                    &options,
-                    &executor,
-                    summary_json.as_deref(),
-                    quiet,
-                    check,
-                )?);
-            }
-            Ok(code)
+            run_studies(studies, allow_outside, &settings)
         }
         Command::Check { study } => check(&study),
         Command::Explain { study, stage } => explain(&study, &cache_dir, &stage),
@@ -176,16 +164,46 @@ fn reporter(quiet: bool) -> Box<dyn Reporter> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_study(
-    args: &StudyArgs,
-    cache_dir: &Path,
-    options: &RunOptions,
-    executor: &ExecutorChoice,
-    summary_json: Option<&Path>,
+/// How `pipeline run` runs each of its studies: the command line's options.
+struct RunSettings<'a> {
+    cache_dir: &'a Path,
+    options: RunOptions,
+    executor: ExecutorChoice,
+    summary_json: Option<&'a Path>,
     quiet: bool,
     check: bool,
+}
+
+/// Runs the studies one after another until one is interrupted; the exit code is the worst.
+fn run_studies(
+    studies: Vec<PathBuf>,
+    allow_outside: bool,
+    settings: &RunSettings<'_>,
 ) -> Result<u8, Diagnostic> {
+    interrupt::install();
+    let mut code = 0;
+    for study in studies {
+        if interrupt::received().is_some() {
+            break;
+        }
+        let args = StudyArgs {
+            study,
+            allow_outside,
+        };
+        code = code.max(run_study(&args, settings)?);
+    }
+    Ok(code)
+}
+
+fn run_study(args: &StudyArgs, settings: &RunSettings<'_>) -> Result<u8, Diagnostic> {
+    let RunSettings {
+        cache_dir,
+        ref options,
+        ref executor,
+        summary_json,
+        quiet,
+        check,
+    } = *settings;
     let plan = load_plan(args)?;
     // Batch jobs start in another working directory: they need the cache's absolute path.
     let cache_dir = match executor {
@@ -218,65 +236,102 @@ fn run_study(
         emit(&summary_table(&report))?;
     }
     if let Some(path) = summary_json {
-        let text = serde_json::to_string_pretty(&summary_json_value(&report))
-            .expect("summaries serialise");
-        std::fs::write(path, text + "\n").map_err(|e| {
-            Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
-        })?;
+        write_summary_json(path, &report)?;
     }
     let mut code = scheduler::failure_tier(&report).map_or(0, Tier::exit_code);
+    print_failures(&report, Tier::StageFailed);
+    let Some(publication) = publication else {
+        return Ok(code);
+    };
+    if check {
+        code = code.max(check_outputs(&plan, args, &publication, quiet)?);
+    } else {
+        publish_outputs(&plan, &report, &publication, quiet)?;
+    }
+    record.update(&publication);
+    record.save(&cache, &plan.study_id)?;
+    Ok(code)
+}
+
+/// `--summary-json`: the run's summary as JSON in `path`.
+fn write_summary_json(path: &Path, report: &RunReport) -> Result<(), Diagnostic> {
+    let text =
+        serde_json::to_string_pretty(&summary_json_value(report)).expect("summaries serialise");
+    std::fs::write(path, text + "\n").map_err(|e| {
+        Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
+    })
+}
+
+/// `--check`: 0 if the outputs folder holds what the study publishes, else 1 with the list of
+/// files that differ.
+fn check_outputs(
+    plan: &Plan,
+    args: &StudyArgs,
+    publication: &publish::Publication,
+    quiet: bool,
+) -> Result<u8, Diagnostic> {
+    let diffs = publish::differences(plan.outputs_dir.as_deref(), &publication.files);
+    if diffs.is_empty() {
+        if !quiet {
+            let total = publication.files.len() + publication.current_files;
+            emit(&format!(
+                "check: {total} published file(s) are up to date\n"
+            ))?;
+        }
+        return Ok(0);
+    }
+    eprintln!(
+        "error: {} file(s) in the outputs folder differ from what the study publishes:",
+        diffs.len()
+    );
+    for (path, what) in &diffs {
+        eprintln!("  {what}: {}", path.display());
+    }
+    eprintln!(
+        "hint: run `pipeline run {}` and commit the updated outputs",
+        args.study.display()
+    );
+    Ok(1)
+}
+
+/// Writes the publication to the outputs folder, if the study has one and every stage completed.
+fn publish_outputs(
+    plan: &Plan,
+    report: &RunReport,
+    publication: &publish::Publication,
+    quiet: bool,
+) -> Result<(), Diagnostic> {
+    let Some(dir) = &plan.outputs_dir else {
+        return Ok(());
+    };
+    if report.results.iter().any(|r| r.manifest.is_none()) {
+        // Publishing part of a run would mix its tables with files from an earlier one.
+        eprintln!(
+            "nothing published: not every stage completed, so the outputs folder keeps the files of the last complete run"
+        );
+        return Ok(());
+    }
+    let written = publish::write(dir, &publication.files)?;
+    let total = publication.files.len() + publication.current_files;
+    if !quiet && total > 0 {
+        emit(&format!(
+            "published {total} file(s) to {} ({written} changed)\n",
+            dir.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Prints each failed stage's error, with its causes and hint, as a diagnostic of `tier`.
+fn print_failures(report: &RunReport, tier: Tier) {
     for r in report.failed() {
         if let Some(e) = &r.error {
-            let mut d = Diagnostic::new(
-                Tier::StageFailed,
-                format!("stage `{}` failed: {}", r.name, e.message),
-            );
+            let mut d = Diagnostic::new(tier, format!("stage `{}` failed: {}", r.name, e.message));
             d.causes = e.causes.clone();
             d.hint = e.hint.clone();
             eprint!("{}", d.render());
         }
     }
-    let Some(publication) = publication else {
-        return Ok(code);
-    };
-    let total = publication.files.len() + publication.current_files;
-    if check {
-        let diffs = publish::differences(plan.outputs_dir.as_deref(), &publication.files);
-        if !diffs.is_empty() {
-            eprintln!(
-                "error: {} file(s) in the outputs folder differ from what the study publishes:",
-                diffs.len()
-            );
-            for (path, what) in &diffs {
-                eprintln!("  {what}: {}", path.display());
-            }
-            eprintln!(
-                "hint: run `pipeline run {}` and commit the updated outputs",
-                args.study.display()
-            );
-            code = code.max(1);
-        } else if !quiet {
-            emit(&format!(
-                "check: {total} published file(s) are up to date\n"
-            ))?;
-        }
-    } else if plan.outputs_dir.is_some() && report.results.iter().any(|r| r.manifest.is_none()) {
-        // Publishing part of a run would mix its tables with files from an earlier one.
-        eprintln!(
-            "nothing published: not every stage completed, so the outputs folder keeps the files of the last complete run"
-        );
-    } else if let Some(dir) = &plan.outputs_dir {
-        let written = publish::write(dir, &publication.files)?;
-        if !quiet && total > 0 {
-            emit(&format!(
-                "published {total} file(s) to {} ({written} changed)\n",
-                dir.display()
-            ))?;
-        }
-    }
-    record.update(&publication);
-    record.save(&cache, &plan.study_id)?;
-    Ok(code)
 }
 
 /// `--executor` and its config, checked before any study runs.
@@ -507,28 +562,8 @@ fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagno
             );
         }
         Some(key) => {
-            let _ = writeln!(out, "key: {}", key.digest());
-            let _ = writeln!(out, "  format: {}", key.format);
-            let _ = writeln!(out, "  kind: {} (version {})", key.kind, key.version);
-            let _ = writeln!(out, "  code: {}", key.code);
-            let _ = writeln!(
-                out,
-                "  params: {}",
-                serde_json::to_string(&key.params).expect("params serialise")
-            );
-            for (input, digest) in &key.inputs {
-                let _ = writeln!(out, "  {input}: {digest}");
-            }
             let hit = result.status == StageStatus::Cached;
-            let _ = writeln!(
-                out,
-                "status: {}",
-                if hit {
-                    "hit (cached)"
-                } else {
-                    "miss (would run)"
-                }
-            );
+            describe_key(&mut out, key, hit);
             if let Some(m) = result.manifest.as_ref().filter(|m| !m.warnings.is_empty()) {
                 let _ = writeln!(out, "warnings ({}):", m.warnings.len());
                 for w in &m.warnings {
@@ -536,32 +571,56 @@ fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagno
                 }
             }
             if !hit {
-                match cache.last_key(&plan.study_id, name) {
-                    None => {
-                        let _ = writeln!(
-                            out,
-                            "no earlier run of this stage is recorded in this cache"
-                        );
-                    }
-                    Some(old) => {
-                        let diffs = differences(&old, key);
-                        let _ = writeln!(out, "changed since the last run:");
-                        if diffs.is_empty() {
-                            let _ = writeln!(
-                                out,
-                                "  nothing in the key (the entry was removed by gc, verify or a corrupt blob)"
-                            );
-                        }
-                        for d in diffs {
-                            let _ = writeln!(out, "  {d}");
-                        }
-                    }
-                }
+                changes_since_last_run(&mut out, cache.last_key(&plan.study_id, name), key);
             }
         }
     }
     emit(&out)?;
     Ok(0)
+}
+
+/// The key's digest, each of its fields, and whether the cache holds its entry.
+fn describe_key(out: &mut String, key: &CacheKey, hit: bool) {
+    let _ = writeln!(out, "key: {}", key.digest());
+    let _ = writeln!(out, "  format: {}", key.format);
+    let _ = writeln!(out, "  kind: {} (version {})", key.kind, key.version);
+    let _ = writeln!(out, "  code: {}", key.code);
+    let _ = writeln!(
+        out,
+        "  params: {}",
+        serde_json::to_string(&key.params).expect("params serialise")
+    );
+    for (input, digest) in &key.inputs {
+        let _ = writeln!(out, "  {input}: {digest}");
+    }
+    let status = if hit {
+        "hit (cached)"
+    } else {
+        "miss (would run)"
+    };
+    let _ = writeln!(out, "status: {status}");
+}
+
+/// What differs between the key of the stage's last recorded run and `key`.
+fn changes_since_last_run(out: &mut String, last: Option<CacheKey>, key: &CacheKey) {
+    let Some(old) = last else {
+        let _ = writeln!(
+            out,
+            "no earlier run of this stage is recorded in this cache"
+        );
+        return;
+    };
+    let diffs = differences(&old, key);
+    let _ = writeln!(out, "changed since the last run:");
+    if diffs.is_empty() {
+        let _ = writeln!(
+            out,
+            "  nothing in the key (the entry was removed by gc, verify or a corrupt blob)"
+        );
+    }
+    for d in diffs {
+        let _ = writeln!(out, "  {d}");
+    }
 }
 
 /// Rows `show --format table` prints before "… N more rows", unless `--limit` says otherwise.
@@ -588,23 +647,42 @@ fn show(
         return Err(interrupted(signal));
     }
     let name = plan.stages[idx].name.clone();
+    let table = read_output(&plan, &cache, &options, &mut report, &name, &output)?;
+    if let Some(tier) = scheduler::failure_tier(&report) {
+        print_failures(&report, tier);
+        return Ok(tier.exit_code());
+    }
+    let table = table.expect("a run without failures yields the table");
+    emit(&table_text(&table, format, limit))?;
+    Ok(0)
+}
+
+/// The table of output `name.output`, or `None` if a stage of the run failed. A corrupt blob
+/// is removed when met, so the stage is run once more to recompute it.
+fn read_output(
+    plan: &Plan,
+    cache: &Cache,
+    options: &RunOptions,
+    report: &mut RunReport,
+    name: &str,
+    output: &str,
+) -> Result<Option<RecordBatch>, Diagnostic> {
     let mut recomputed = false;
-    let table = loop {
-        if scheduler::failure_tier(&report).is_some() {
-            break None;
+    loop {
+        if scheduler::failure_tier(report).is_some() {
+            return Ok(None);
         }
         let manifest = report
-            .get(&name)
+            .get(name)
             .and_then(|r| r.manifest.as_ref())
             .expect("a completed stage has a manifest");
-        let record = manifest.output(&output).expect("resolved outputs exist");
+        let record = manifest.output(output).expect("resolved outputs exist");
         match cache.read_blob(&record.digest) {
-            Ok(table) => break Some(table),
+            Ok(table) => return Ok(Some(table)),
             Err(Some(d)) => return Err(d),
-            // The corrupt blob is gone now, so running again recomputes the stage.
             Err(None) if !recomputed => {
                 recomputed = true;
-                report = scheduler::run(&plan, &cache, reporter(true).as_ref(), &options)?;
+                *report = scheduler::run(plan, cache, reporter(true).as_ref(), options)?;
             }
             Err(None) => {
                 return Err(Diagnostic::environment(format!(
@@ -613,23 +691,15 @@ fn show(
                 .with_hint("the cache's disk may be failing: run `pipeline verify`, or use another `--cache-dir`"));
             }
         }
-    };
-    if let Some(tier) = scheduler::failure_tier(&report) {
-        for r in report.failed() {
-            if let Some(e) = &r.error {
-                let mut d =
-                    Diagnostic::new(tier, format!("stage `{}` failed: {}", r.name, e.message));
-                d.causes = e.causes.clone();
-                d.hint = e.hint.clone();
-                eprint!("{}", d.render());
-            }
-        }
-        return Ok(tier.exit_code());
     }
-    let table = table.expect("a run without failures yields the table");
-    let text = match format {
+}
+
+/// The first `limit` rows of `table` in `format`; a text table stops at
+/// [`TABLE_PREVIEW_ROWS`] unless `limit` says otherwise.
+fn table_text(table: &RecordBatch, format: ShowFormat, limit: Option<usize>) -> String {
+    match format {
         ShowFormat::Table => {
-            crate::io::export::to_text_table(&table, limit.unwrap_or(TABLE_PREVIEW_ROWS))
+            crate::io::export::to_text_table(table, limit.unwrap_or(TABLE_PREVIEW_ROWS))
         }
         ShowFormat::Csv => {
             let head = table.slice(0, limit.unwrap_or(usize::MAX).min(table.num_rows()));
@@ -638,15 +708,13 @@ fn show(
         }
         ShowFormat::Json => {
             serde_json::to_string_pretty(&crate::io::export::to_json_rows(
-                &table,
+                table,
                 limit.unwrap_or(usize::MAX),
             ))
             .expect("rows serialise")
                 + "\n"
         }
-    };
-    emit(&text)?;
-    Ok(0)
+    }
 }
 
 fn dag(args: &StudyArgs, cache_dir: &Path, format: DagFormat) -> Result<u8, Diagnostic> {
@@ -661,62 +729,69 @@ fn dag(args: &StudyArgs, cache_dir: &Path, format: DagFormat) -> Result<u8, Diag
             ..RunOptions::default()
         },
     )?;
-    let status = |name: &str| report.get(name).map_or(StageStatus::WouldRun, |r| r.status);
-    let mut out = String::new();
-    match format {
-        DagFormat::Dot => {
-            let _ = writeln!(
-                out,
-                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];",
-                plan.spec.study
-            );
-            for s in &plan.stages {
-                let colour = if status(&s.name) == StageStatus::Cached {
-                    "palegreen"
-                } else {
-                    "lightgoldenrod1"
-                };
-                let _ = writeln!(
-                    out,
-                    "  {} [label=\"{}\\n{}\", fillcolor={colour}];",
-                    s.name, s.name, s.kind
-                );
-            }
-            for s in &plan.stages {
-                for (port, w) in &s.inputs {
-                    let _ = writeln!(
-                        out,
-                        "  {} -> {} [label=\"{port}\"];",
-                        plan.stages[w.stage].name, s.name
-                    );
-                }
-            }
-            out.push_str("}\n");
-        }
-        DagFormat::Mermaid => {
-            out.push_str("flowchart LR\n");
-            for s in &plan.stages {
-                let class = if status(&s.name) == StageStatus::Cached {
-                    "cached"
-                } else {
-                    "stale"
-                };
-                let _ = writeln!(out, "  {}[\"{}<br/>{}\"]:::{class}", s.name, s.name, s.kind);
-            }
-            for s in &plan.stages {
-                for (port, w) in &s.inputs {
-                    let _ = writeln!(
-                        out,
-                        "  {} -->|{port}| {}",
-                        plan.stages[w.stage].name, s.name
-                    );
-                }
-            }
-            out.push_str("  classDef cached fill:#b7e4c7\n  classDef stale fill:#ffe8a1\n");
-        }
-    }
+    let cached = |name: &str| {
+        report
+            .get(name)
+            .is_some_and(|r| r.status == StageStatus::Cached)
+    };
+    let out = match format {
+        DagFormat::Dot => dot_graph(&plan, &cached),
+        DagFormat::Mermaid => mermaid_graph(&plan, &cached),
+    };
     emit(&out)?;
     Ok(0)
+}
+
+/// Each wire of the plan as (upstream stage, downstream stage, port).
+fn wires(plan: &Plan) -> impl Iterator<Item = (&str, &str, &str)> {
+    plan.stages.iter().flat_map(move |s| {
+        s.inputs.iter().map(move |(port, w)| {
+            (
+                plan.stages[w.stage].name.as_str(),
+                s.name.as_str(),
+                port.as_str(),
+            )
+        })
+    })
+}
+
+/// The plan as a Graphviz digraph, cached stages in green.
+fn dot_graph(plan: &Plan, cached: &dyn Fn(&str) -> bool) -> String {
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];\n",
+        plan.spec.study
+    );
+    for s in &plan.stages {
+        let colour = if cached(&s.name) {
+            "palegreen"
+        } else {
+            "lightgoldenrod1"
+        };
+        let _ = writeln!(
+            out,
+            "  {} [label=\"{}\\n{}\", fillcolor={colour}];",
+            s.name, s.name, s.kind
+        );
+    }
+    for (from, to, port) in wires(plan) {
+        let _ = writeln!(out, "  {from} -> {to} [label=\"{port}\"];");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The plan as a Mermaid flowchart, cached stages in green.
+fn mermaid_graph(plan: &Plan, cached: &dyn Fn(&str) -> bool) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for s in &plan.stages {
+        let class = if cached(&s.name) { "cached" } else { "stale" };
+        let _ = writeln!(out, "  {}[\"{}<br/>{}\"]:::{class}", s.name, s.name, s.kind);
+    }
+    for (from, to, port) in wires(plan) {
+        let _ = writeln!(out, "  {from} -->|{port}| {to}");
+    }
+    out.push_str("  classDef cached fill:#b7e4c7\n  classDef stale fill:#ffe8a1\n");
+    out
 }
 
 /// Parses sizes such as `500M`, `2G`, `1024`; `None` also when the size overflows 64 bits.

@@ -186,6 +186,28 @@ fn boundary_error(path: &Path, message: String) -> DemoError {
 }
 
 /// The features of a boundary GeoJSON (a FeatureCollection), for the generators' unit readers.
+/// The `adcode` and polygons of feature `i` (counted from 0) of the boundary file `path`.
+fn adcode_and_polygons(
+    path: &Path,
+    i: usize,
+    f: &geojson::Feature,
+) -> Result<(u64, MultiPolygon<f64>), DemoError> {
+    let bad = |message: String| boundary_error(path, message);
+    let adcode = f
+        .property("adcode")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad(format!("feature {} has no integer `adcode`", i + 1)))?;
+    let geometry = f
+        .geometry
+        .as_ref()
+        .ok_or_else(|| bad(format!("unit {adcode} has no geometry")))?;
+    match geo::Geometry::<f64>::try_from(&geometry.value) {
+        Ok(geo::Geometry::Polygon(p)) => Ok((adcode, MultiPolygon(vec![p]))),
+        Ok(geo::Geometry::MultiPolygon(m)) => Ok((adcode, m)),
+        _ => Err(bad(format!("unit {adcode}: geometry is not a polygon"))),
+    }
+}
+
 fn read_feature_collection(path: &Path) -> Result<geojson::FeatureCollection, DemoError> {
     let text = std::fs::read_to_string(path).map_err(|source| io_err(path, source))?;
     let gj: geojson::GeoJson = text
@@ -241,19 +263,8 @@ fn read_units(path: &Path, study: Study) -> Result<Vec<Unit>, DemoError> {
         if study == Study::YellowRiver && prop("yrb56") != serde_json::Value::Bool(true) {
             continue;
         }
-        let adcode = prop("adcode")
-            .as_u64()
-            .ok_or_else(|| bad(format!("feature {} has no integer `adcode`", i + 1)))?;
+        let (adcode, shape) = adcode_and_polygons(path, i, f)?;
         let name = prop("name").as_str().unwrap_or_default().to_owned();
-        let geometry = f
-            .geometry
-            .as_ref()
-            .ok_or_else(|| bad(format!("unit {adcode} has no geometry")))?;
-        let shape = match geo::Geometry::<f64>::try_from(&geometry.value) {
-            Ok(geo::Geometry::Polygon(p)) => MultiPolygon(vec![p]),
-            Ok(geo::Geometry::MultiPolygon(m)) => m,
-            _ => return Err(bad(format!("unit {adcode}: geometry is not a polygon"))),
-        };
         let centroid = shape
             .centroid()
             .ok_or_else(|| bad(format!("unit {adcode}: empty geometry")))?;
@@ -683,6 +694,7 @@ const WETLAND: u8 = 9;
 const UNASSIGNED: u8 = 255;
 
 /// Per-pixel fields of the in-study pixels, computed once and shared by all years.
+#[derive(Default)]
 struct Fields {
     /// Grid index of each in-study pixel.
     cell: Vec<u32>,
@@ -706,143 +718,211 @@ struct Fields {
     town: Vec<f32>,
 }
 
-// Parallel per-pixel arrays read best with one index.
-#[allow(clippy::needless_range_loop)]
+/// The four noise layers the per-pixel fields mix, each seeded from the study seed.
+struct NoiseLayers {
+    coarse: Fbm,
+    coarse2: Fbm,
+    fine: Fbm,
+    medium: Fbm,
+}
+
+impl NoiseLayers {
+    fn new(seed: u64) -> Self {
+        let fbm = |stream: u64, cell_deg: f64, octaves: u32| Fbm {
+            seed: splitmix64(seed ^ stream),
+            cell_deg,
+            octaves,
+        };
+        Self {
+            coarse: fbm(1, 0.3, 4),
+            coarse2: fbm(2, 0.25, 3),
+            fine: fbm(3, 0.035, 3),
+            medium: fbm(4, 0.1, 3),
+        }
+    }
+
+    /// Fills `rows` with grid row `row` of the coarse, second coarse, fine and medium layers.
+    fn fill_row(&self, grid: &Grid, row: usize, rows: &mut [Vec<f32>; 4]) {
+        self.coarse.row(grid, row, &mut rows[0]);
+        self.coarse2.row(grid, row, &mut rows[1]);
+        self.fine.row(grid, row, &mut rows[2]);
+        self.medium.row(grid, row, &mut rows[3]);
+    }
+}
+
+/// The noise of one pixel: coarse, second coarse, fine and medium, each in [0, 1].
+struct PixelNoise {
+    n1: f64,
+    n2: f64,
+    nf: f64,
+    nm: f64,
+}
+
+/// The fields of one in-study pixel, before they are narrowed to `f32` in [`Fields`].
+struct PixelFields {
+    relief: f64,
+    fine: f64,
+    medium: f64,
+    second: f64,
+    third: f64,
+    wet: f64,
+    river_d2: f64,
+    lake: f64,
+    town: f64,
+}
+
+/// The rivers and reservoirs of a study, and the base urban radius (degrees) of a rank-1 city
+/// in 2000.
+struct Landscape {
+    rivers: Vec<Line>,
+    lakes: Lakes,
+    base_urban_radius_deg: f64,
+}
+
+impl Landscape {
+    fn of(study: Study) -> Self {
+        match study {
+            Study::Henan => Self {
+                rivers: vec![HENAN_YELLOW_RIVER, HENAN_HUAI_RIVER],
+                lakes: HENAN_LAKES,
+                base_urban_radius_deg: 0.016,
+            },
+            Study::YellowRiver => Self {
+                rivers: vec![YRB_YELLOW_RIVER],
+                lakes: YRB_LAKES,
+                base_urban_radius_deg: 0.02,
+            },
+        }
+    }
+
+    /// Squared distance (degrees²) from (x, y) to the nearest river.
+    fn river_d2(&self, x: f64, y: f64) -> f64 {
+        self.rivers
+            .iter()
+            .map(|r| polyline_dist2(x, y, r))
+            .fold(f64::MAX, f64::min)
+    }
+
+    /// Distance from (x, y) to the nearest reservoir centre relative to its radius.
+    fn lake(&self, x: f64, y: f64) -> f64 {
+        self.lakes
+            .iter()
+            .map(|&((cx, cy), r)| {
+                ((x - cx) * (x - cx) * LON_SCALE * LON_SCALE + (y - cy) * (y - cy)).sqrt() / r
+            })
+            .fold(f64::MAX, f64::min)
+    }
+
+    /// Town centres within [`TOWN_REACH`] of latitude `y`: (lon, lat, squared urban radius).
+    fn towns_near_latitude(&self, units: &[Unit], y: f64) -> Vec<(f64, f64, f64)> {
+        let base_r = self.base_urban_radius_deg;
+        units
+            .iter()
+            .filter(|u| (u.centre.1 - y).abs() < TOWN_REACH)
+            .map(|u| (u.centre.0, u.centre.1, base_r * base_r * u.city_rank))
+            .collect()
+    }
+}
+
+/// The nearest town's squared distance over its squared urban radius, or [`TOWN_FAR`].
+fn town_score(near_towns: &[(f64, f64, f64)], x: f64, y: f64) -> f64 {
+    near_towns
+        .iter()
+        .filter(|t| (t.0 - x).abs() < TOWN_REACH)
+        .map(|&(cx, cy, r2)| {
+            let (dx, dy) = ((x - cx) * LON_SCALE, y - cy);
+            (dx * dx + dy * dy) / r2
+        })
+        .fold(TOWN_FAR, f64::min)
+}
+
+/// Relief, second, third and wetland scores of a pixel: the study's ridges plus noise.
+fn terrain_scores(study: Study, x: f64, y: f64, noise: &PixelNoise) -> (f64, f64, f64, f64) {
+    let PixelNoise { n1, n2, nm, .. } = *noise;
+    match study {
+        Study::Henan => {
+            let m = ridges_max(x, y, HENAN_MOUNTAINS);
+            (
+                m + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
+                m + 0.6 * (n2 - 0.5),
+                m * 0.5 + nm,
+                0.0,
+            )
+        }
+        Study::YellowRiver => {
+            let forest = ridges_max(x, y, YRB_FOREST);
+            let plain = clamp01((x - 112.8) / 0.7) * if y < 38.3 { 1.0 } else { 0.0 };
+            let loess = 0.5 * ridge(x, y, (104.5, 36.6), (110.0, 36.8), 1.0);
+            let crop = ridges_max(x, y, YRB_CROP).max(plain).max(loess);
+            let alxa = clamp01((105.8 - x) / 2.5 + 0.3) * clamp01((y - 37.2) / 1.0);
+            let maduo = if x < 99.5 && y > 34.0 { 0.5 } else { 0.0 };
+            let barren = ridges_max(x, y, YRB_BARREN).max(alxa).max(maduo);
+            let wet = ridges_max(x, y, YRB_WETLAND);
+            (
+                forest + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
+                crop + 0.4 * (n2 - 0.5),
+                barren + 0.3 * (n1 - 0.5),
+                wet + 0.3 * (nm - 0.5),
+            )
+        }
+    }
+}
+
+impl Fields {
+    fn push(&mut self, idx: usize, p: &PixelFields) {
+        self.cell
+            .push(u32::try_from(idx).expect("grids have fewer than 2^32 pixels"));
+        self.relief.push(p.relief as f32);
+        self.fine.push(p.fine as f32);
+        self.medium.push(p.medium as f32);
+        self.second.push(p.second as f32);
+        self.third.push(p.third as f32);
+        self.wet.push(p.wet as f32);
+        self.river_d2.push(p.river_d2 as f32);
+        self.lake.push(p.lake as f32);
+        self.town.push(p.town as f32);
+    }
+}
+
 fn compute_fields(config: &Config, units: &[Unit], grid: &Grid, owner: &[u16]) -> Fields {
-    let s = config.seed;
-    let coarse = Fbm {
-        seed: splitmix64(s ^ 1),
-        cell_deg: 0.3,
-        octaves: 4,
-    };
-    let coarse2 = Fbm {
-        seed: splitmix64(s ^ 2),
-        cell_deg: 0.25,
-        octaves: 3,
-    };
-    let fine = Fbm {
-        seed: splitmix64(s ^ 3),
-        cell_deg: 0.035,
-        octaves: 3,
-    };
-    let medium = Fbm {
-        seed: splitmix64(s ^ 4),
-        cell_deg: 0.1,
-        octaves: 3,
-    };
+    let noise = NoiseLayers::new(config.seed);
+    let landscape = Landscape::of(config.study);
     let mut rows = [
         vec![0f32; grid.w],
         vec![0f32; grid.w],
         vec![0f32; grid.w],
         vec![0f32; grid.w],
     ];
-    let mut f = Fields {
-        cell: Vec::new(),
-        relief: Vec::new(),
-        fine: Vec::new(),
-        medium: Vec::new(),
-        second: Vec::new(),
-        third: Vec::new(),
-        wet: Vec::new(),
-        river_d2: Vec::new(),
-        lake: Vec::new(),
-        town: Vec::new(),
-    };
-    let (rivers, lakes): (Vec<Line>, Lakes) = match config.study {
-        Study::Henan => (vec![HENAN_YELLOW_RIVER, HENAN_HUAI_RIVER], HENAN_LAKES),
-        Study::YellowRiver => (vec![YRB_YELLOW_RIVER], YRB_LAKES),
-    };
-    // Base urban radius in degrees for city_rank 1 in 2000.
-    let base_r = match config.study {
-        Study::Henan => 0.016,
-        Study::YellowRiver => 0.02,
-    };
-    for row in 0..grid.h {
-        if !owner[row * grid.w..(row + 1) * grid.w]
-            .iter()
-            .any(|&o| o != NO_UNIT)
-        {
+    let mut f = Fields::default();
+    for (row, owners) in owner.chunks_exact(grid.w).enumerate() {
+        if owners.iter().all(|&o| o == NO_UNIT) {
             continue;
         }
-        coarse.row(grid, row, &mut rows[0]);
-        coarse2.row(grid, row, &mut rows[1]);
-        fine.row(grid, row, &mut rows[2]);
-        medium.row(grid, row, &mut rows[3]);
+        noise.fill_row(grid, row, &mut rows);
         let y = grid.lat(row);
         // Town centres farther than TOWN_REACH degrees add nothing visible; skip them.
-        let near_towns: Vec<(f64, f64, f64)> = units
-            .iter()
-            .filter(|u| (u.centre.1 - y).abs() < TOWN_REACH)
-            .map(|u| (u.centre.0, u.centre.1, base_r * base_r * u.city_rank))
-            .collect();
-        for col in 0..grid.w {
-            let idx = row * grid.w + col;
-            if owner[idx] == NO_UNIT {
-                continue;
-            }
+        let near_towns = landscape.towns_near_latitude(units, y);
+        for (col, _) in owners.iter().enumerate().filter(|&(_, &o)| o != NO_UNIT) {
             let x = grid.lon(col);
-            let (n1, n2, nf, nm) = (
-                f64::from(rows[0][col]),
-                f64::from(rows[1][col]),
-                f64::from(rows[2][col]),
-                f64::from(rows[3][col]),
-            );
-            let (relief, second, third, wet) = match config.study {
-                Study::Henan => {
-                    let m = ridges_max(x, y, HENAN_MOUNTAINS);
-                    (
-                        m + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
-                        m + 0.6 * (n2 - 0.5),
-                        m * 0.5 + nm,
-                        0.0,
-                    )
-                }
-                Study::YellowRiver => {
-                    let forest = ridges_max(x, y, YRB_FOREST);
-                    let plain = clamp01((x - 112.8) / 0.7) * if y < 38.3 { 1.0 } else { 0.0 };
-                    let loess = 0.5 * ridge(x, y, (104.5, 36.6), (110.0, 36.8), 1.0);
-                    let crop = ridges_max(x, y, YRB_CROP).max(plain).max(loess);
-                    let alxa = clamp01((105.8 - x) / 2.5 + 0.3) * clamp01((y - 37.2) / 1.0);
-                    let maduo = if x < 99.5 && y > 34.0 { 0.5 } else { 0.0 };
-                    let barren = ridges_max(x, y, YRB_BARREN).max(alxa).max(maduo);
-                    let wet = ridges_max(x, y, YRB_WETLAND);
-                    (
-                        forest + 0.35 * (n1 - 0.5) + 0.3 * (nm - 0.5),
-                        crop + 0.4 * (n2 - 0.5),
-                        barren + 0.3 * (n1 - 0.5),
-                        wet + 0.3 * (nm - 0.5),
-                    )
-                }
+            let noise = PixelNoise {
+                n1: f64::from(rows[0][col]),
+                n2: f64::from(rows[1][col]),
+                nf: f64::from(rows[2][col]),
+                nm: f64::from(rows[3][col]),
             };
-            let river_d2 = rivers
-                .iter()
-                .map(|r| polyline_dist2(x, y, r))
-                .fold(f64::MAX, f64::min);
-            let lake = lakes
-                .iter()
-                .map(|&((cx, cy), r)| {
-                    ((x - cx) * (x - cx) * LON_SCALE * LON_SCALE + (y - cy) * (y - cy)).sqrt() / r
-                })
-                .fold(f64::MAX, f64::min);
-            let town = near_towns
-                .iter()
-                .filter(|t| (t.0 - x).abs() < TOWN_REACH)
-                .map(|&(cx, cy, r2)| {
-                    let (dx, dy) = ((x - cx) * LON_SCALE, y - cy);
-                    (dx * dx + dy * dy) / r2
-                })
-                .fold(TOWN_FAR, f64::min);
-            f.cell
-                .push(u32::try_from(idx).expect("grids have fewer than 2^32 pixels"));
-            f.relief.push(relief as f32);
-            f.fine.push(nf as f32);
-            f.medium.push(nm as f32);
-            f.second.push(second as f32);
-            f.third.push(third as f32);
-            f.wet.push(wet as f32);
-            f.river_d2.push(river_d2 as f32);
-            f.lake.push(lake as f32);
-            f.town.push(town as f32);
+            let (relief, second, third, wet) = terrain_scores(config.study, x, y, &noise);
+            let pixel = PixelFields {
+                relief,
+                fine: noise.nf,
+                medium: noise.nm,
+                second,
+                third,
+                wet,
+                river_d2: landscape.river_d2(x, y),
+                lake: landscape.lake(x, y),
+                town: town_score(&near_towns, x, y),
+            };
+            f.push(row * grid.w + col, &pixel);
         }
     }
     f
@@ -896,134 +976,178 @@ fn assign_top(codes: &mut [u8], score: &[f32], target: usize, code: u8) {
     }
 }
 
+/// Year-independent scores by which unassigned pixels are ranked for a class.
+struct ClassScores {
+    /// Ponds and small reservoirs: more in the plains.
+    pond: Vec<f32>,
+    /// Wetland: near rivers (Henan), the marsh basins (Yellow River).
+    wet: Vec<f32>,
+    /// Snow and ice: Amne Machin (empty for Henan).
+    snow: Vec<f32>,
+    rock: Vec<f32>,
+    /// Villages and towns outside the cores: fine noise, fewer in the mountains and deserts,
+    /// more near towns.
+    village: Vec<f32>,
+}
+
+impl ClassScores {
+    fn new(study: Study, grid: &Grid, f: &Fields) -> Self {
+        let n = f.cell.len();
+        let pond = match study {
+            Study::Henan => (0..n)
+                .map(|i| f.fine[i] - 0.3 * f.relief[i].max(0.0))
+                .collect(),
+            Study::YellowRiver => (0..n)
+                .map(|i| f.fine[i] - 0.5 * f.third[i].max(0.0) + 0.3 * f.second[i].max(0.0))
+                .collect(),
+        };
+        let wet = match study {
+            Study::Henan => (0..n)
+                .map(|i| -f.river_d2[i].sqrt() + 0.01 * f.fine[i])
+                .collect(),
+            Study::YellowRiver => f.wet.clone(),
+        };
+        let snow = match study {
+            Study::Henan => Vec::new(),
+            Study::YellowRiver => (0..n)
+                .map(|i| {
+                    let idx = f.cell[i] as usize;
+                    let (x, y) = (grid.lon(idx % grid.w), grid.lat(idx / grid.w));
+                    (ridge(x, y, (99.45, 34.8), (99.6, 34.7), 0.12) + 0.2 * f64::from(f.fine[i]))
+                        as f32
+                })
+                .collect(),
+        };
+        let rock = (0..n).map(|i| f.third[i] + 0.5 * f.fine[i]).collect();
+        let village = (0..n)
+            .map(|i| {
+                let near = 1.0 / (1.0 + f.town[i] / 25.0);
+                let plain = match study {
+                    Study::Henan => -0.5 * f.relief[i].max(0.0),
+                    Study::YellowRiver => 0.5 * f.second[i] - 0.3 * f.third[i],
+                };
+                f.fine[i] + plain + 0.25 * near
+            })
+            .collect();
+        Self {
+            pond,
+            wet,
+            snow,
+            rock,
+            village,
+        }
+    }
+}
+
+/// Marks urban cores, which grow with the year: radius × (1 + 0.9 t) at year fraction `t`,
+/// edges roughened by noise.
+fn mark_urban_cores(codes: &mut [u8], f: &Fields, t: f64) {
+    let grow = (1.0 + 0.9 * t) * (1.0 + 0.9 * t);
+    for (i, code) in codes.iter_mut().enumerate() {
+        let edge = 0.6 + 0.8 * f64::from(f.medium[i]);
+        if f64::from(f.town[i]) < grow * edge * edge {
+            *code = IMPERVIOUS;
+        }
+    }
+}
+
+/// Marks rivers (half-width about `river_hw` degrees) and reservoirs among unassigned pixels.
+fn mark_rivers_and_reservoirs(codes: &mut [u8], f: &Fields, river_hw: f64) {
+    for (i, code) in codes.iter_mut().enumerate() {
+        if *code != UNASSIGNED {
+            continue;
+        }
+        let hw = river_hw * (0.6 + 0.8 * f64::from(f.fine[i]));
+        if f64::from(f.river_d2[i]) < hw * hw
+            || f64::from(f.lake[i]) < 0.85 + 0.3 * f64::from(f.medium[i])
+        {
+            *code = WATER;
+        }
+    }
+}
+
+/// Gives each ranked class its year-`k` share of the pixels, in an order that lets the
+/// earlier classes take the pixels they score best on.
+fn assign_ranked_classes(
+    codes: &mut [u8],
+    study: Study,
+    f: &Fields,
+    scores: &ClassScores,
+    k: usize,
+) {
+    let shares = match study {
+        Study::Henan => &HENAN_SHARES,
+        Study::YellowRiver => &YRB_SHARES,
+    };
+    let n = codes.len() as f64;
+    let mut assign = |score: &[f32], share: f64, code: u8| {
+        assign_top(codes, score, (share * n).round() as usize, code);
+    };
+    assign(&scores.pond, shares.water[k], WATER);
+    assign(&scores.wet, shares.wetland[k], WETLAND);
+    if shares.snow[k] > 0.0 {
+        assign(&scores.snow, shares.snow[k], SNOW);
+    }
+    match study {
+        Study::Henan => {
+            assign(&f.relief, shares.forest[k], FOREST);
+            assign(&f.second, shares.grassland[k], GRASSLAND);
+            assign(&scores.rock, shares.barren[k], BARREN);
+        }
+        Study::YellowRiver => {
+            assign(&f.third, shares.barren[k], BARREN);
+            assign(&f.relief, shares.forest[k], FOREST);
+        }
+    }
+    assign(&scores.village, shares.impervious[k], IMPERVIOUS);
+    if study == Study::YellowRiver {
+        assign(&f.second, shares.cropland[k], CROPLAND);
+    }
+}
+
+/// Gives the remaining pixels class `rest`, and turns the drier part of the forest (Taihang
+/// and the Loess Plateau) into shrub.
+fn fill_rest_and_shrub(codes: &mut [u8], f: &Fields, grid: &Grid, rest: u8) {
+    for (i, code) in codes.iter_mut().enumerate() {
+        if *code == UNASSIGNED {
+            *code = rest;
+        } else if *code == FOREST {
+            let idx = f.cell[i] as usize;
+            let dry = if grid.lat(idx / grid.w) > 34.8 {
+                0.12
+            } else {
+                -0.12
+            };
+            if f64::from(f.medium[i]) + dry > 0.62 {
+                *code = SHRUB;
+            }
+        }
+    }
+}
+
 /// The land-use map of every year, full-grid `u8` codes (0 outside the study units).
-#[allow(clippy::needless_range_loop)]
 fn classify(config: &Config, units: &[Unit], grid: &Grid, owner: &[u16]) -> Vec<Vec<u8>> {
     let f = compute_fields(config, units, grid, owner);
-    let n = f.cell.len();
-    let (shares, rest, river_hw) = match config.study {
-        Study::Henan => (&HENAN_SHARES, CROPLAND, 0.012),
-        Study::YellowRiver => (&YRB_SHARES, GRASSLAND, 0.012),
+    let scores = ClassScores::new(config.study, grid, &f);
+    let (rest, river_hw) = match config.study {
+        Study::Henan => (CROPLAND, 0.012),
+        Study::YellowRiver => (GRASSLAND, 0.012),
     };
-    let target = |share: f64| (share * n as f64).round() as usize;
-    // Year-independent scores. Ponds and small reservoirs: more in the plains.
-    let pond: Vec<f32> = match config.study {
-        Study::Henan => (0..n)
-            .map(|i| f.fine[i] - 0.3 * f.relief[i].max(0.0))
-            .collect(),
-        Study::YellowRiver => (0..n)
-            .map(|i| f.fine[i] - 0.5 * f.third[i].max(0.0) + 0.3 * f.second[i].max(0.0))
-            .collect(),
-    };
-    // Wetland: near rivers (Henan), the marsh basins (Yellow River).
-    let wet: Vec<f32> = match config.study {
-        Study::Henan => (0..n)
-            .map(|i| -f.river_d2[i].sqrt() + 0.01 * f.fine[i])
-            .collect(),
-        Study::YellowRiver => f.wet.clone(),
-    };
-    // Snow and ice: Amne Machin.
-    let snow: Vec<f32> = match config.study {
-        Study::Henan => Vec::new(),
-        Study::YellowRiver => (0..n)
-            .map(|i| {
-                let idx = f.cell[i] as usize;
-                let (x, y) = (grid.lon(idx % grid.w), grid.lat(idx / grid.w));
-                (ridge(x, y, (99.45, 34.8), (99.6, 34.7), 0.12) + 0.2 * f64::from(f.fine[i])) as f32
-            })
-            .collect(),
-    };
-    let rock: Vec<f32> = (0..n).map(|i| f.third[i] + 0.5 * f.fine[i]).collect();
-    // Villages and towns outside the cores: fine noise, fewer in the mountains and deserts,
-    // more near towns.
-    let village: Vec<f32> = (0..n)
-        .map(|i| {
-            let near = 1.0 / (1.0 + f.town[i] / 25.0);
-            let plain = match config.study {
-                Study::Henan => -0.5 * f.relief[i].max(0.0),
-                Study::YellowRiver => 0.5 * f.second[i] - 0.3 * f.third[i],
-            };
-            f.fine[i] + plain + 0.25 * near
+    (0..YEARS.len())
+        .map(|k| {
+            let t = k as f64 / (YEARS.len() - 1) as f64;
+            let mut codes = vec![UNASSIGNED; f.cell.len()];
+            mark_urban_cores(&mut codes, &f, t);
+            mark_rivers_and_reservoirs(&mut codes, &f, river_hw);
+            assign_ranked_classes(&mut codes, config.study, &f, &scores, k);
+            fill_rest_and_shrub(&mut codes, &f, grid, rest);
+            let mut full = vec![0u8; grid.w * grid.h];
+            for (&cell, &c) in f.cell.iter().zip(&codes) {
+                full[cell as usize] = c;
+            }
+            full
         })
-        .collect();
-    let mut maps = Vec::new();
-    for k in 0..YEARS.len() {
-        let t = k as f64 / (YEARS.len() - 1) as f64;
-        let mut codes = vec![UNASSIGNED; n];
-        // Urban cores grow with the year: radius × (1 + 0.9 t), edges roughened by noise.
-        let grow = (1.0 + 0.9 * t) * (1.0 + 0.9 * t);
-        for i in 0..n {
-            let edge = 0.6 + 0.8 * f64::from(f.medium[i]);
-            if f64::from(f.town[i]) < grow * edge * edge {
-                codes[i] = IMPERVIOUS;
-            }
-        }
-        // Rivers and reservoirs.
-        for i in 0..n {
-            if codes[i] != UNASSIGNED {
-                continue;
-            }
-            let hw = river_hw * (0.6 + 0.8 * f64::from(f.fine[i]));
-            if f64::from(f.river_d2[i]) < hw * hw
-                || f64::from(f.lake[i]) < 0.85 + 0.3 * f64::from(f.medium[i])
-            {
-                codes[i] = WATER;
-            }
-        }
-        assign_top(&mut codes, &pond, target(shares.water[k]), WATER);
-        // Wetland: near rivers (Henan), the marsh basins (Yellow River).
-        assign_top(&mut codes, &wet, target(shares.wetland[k]), WETLAND);
-        if shares.snow[k] > 0.0 {
-            assign_top(&mut codes, &snow, target(shares.snow[k]), SNOW);
-        }
-        match config.study {
-            Study::Henan => {
-                assign_top(&mut codes, &f.relief, target(shares.forest[k]), FOREST);
-                assign_top(
-                    &mut codes,
-                    &f.second,
-                    target(shares.grassland[k]),
-                    GRASSLAND,
-                );
-                assign_top(&mut codes, &rock, target(shares.barren[k]), BARREN);
-            }
-            Study::YellowRiver => {
-                assign_top(&mut codes, &f.third, target(shares.barren[k]), BARREN);
-                assign_top(&mut codes, &f.relief, target(shares.forest[k]), FOREST);
-            }
-        }
-        assign_top(
-            &mut codes,
-            &village,
-            target(shares.impervious[k]),
-            IMPERVIOUS,
-        );
-        if config.study == Study::YellowRiver {
-            assign_top(&mut codes, &f.second, target(shares.cropland[k]), CROPLAND);
-        }
-        // Shrub: the drier part of the forest (Taihang and the Loess Plateau).
-        for i in 0..n {
-            if codes[i] == UNASSIGNED {
-                codes[i] = rest;
-            } else if codes[i] == FOREST {
-                let idx = f.cell[i] as usize;
-                let dry = if grid.lat(idx / grid.w) > 34.8 {
-                    0.12
-                } else {
-                    -0.12
-                };
-                if f64::from(f.medium[i]) + dry > 0.62 {
-                    codes[i] = SHRUB;
-                }
-            }
-        }
-        let mut full = vec![0u8; grid.w * grid.h];
-        for (i, &c) in codes.iter().enumerate() {
-            full[f.cell[i] as usize] = c;
-        }
-        maps.push(full);
-    }
-    maps
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1238,140 +1362,221 @@ fn split(total: f64, weights: &[f64]) -> Vec<f64> {
     weights.iter().map(|w| total * w / sum).collect()
 }
 
+/// The land of every unit in one year: built-up, cropland and natural shares, and size.
+struct YearLand {
+    imp: Vec<f64>,
+    crop: Vec<f64>,
+    natural: Vec<f64>,
+    size: Vec<f64>,
+    /// The area-weighted mean built-up share of the region.
+    mean_imp: f64,
+}
+
+impl YearLand {
+    fn of(stats: &UnitStats, n: usize, k: usize) -> Self {
+        let imp: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[IMPERVIOUS])).collect();
+        let size: Vec<f64> = (0..n).map(|i| stats.size(i)).collect();
+        let mean_imp =
+            imp.iter().zip(&size).map(|(a, b)| a * b).sum::<f64>() / size.iter().sum::<f64>();
+        Self {
+            crop: (0..n).map(|i| stats.share(i, k, &[CROPLAND])).collect(),
+            natural: (0..n)
+                .map(|i| stats.share(i, k, &[FOREST, SHRUB, GRASSLAND]))
+                .collect(),
+            imp,
+            size,
+            mean_imp,
+        }
+    }
+}
+
+/// One year's region totals spread over the units.
+struct YearEconomy {
+    pop: Vec<f64>,
+    gdp_10k_yuan: Vec<f64>,
+    tce: Vec<f64>,
+    elec_10k_kwh: Vec<f64>,
+}
+
+/// What the region's yearly totals are spread over the units by: the study, its units, their
+/// functional categories and the fuel factors.
+struct Spreader<'a> {
+    config: &'a Config,
+    units: &'a [Unit],
+    totals: &'static Totals,
+    heavy: &'static [u64],
+    categories: &'a [&'static str],
+    factors: [(f64, f64); 8],
+}
+
+impl Spreader<'_> {
+    /// Unit `i`'s multiplier for `stream` (see [`jitter`]).
+    fn jitter(&self, i: usize, stream: i64, amplitude: f64) -> f64 {
+        jitter(self.config.seed, self.units[i].adcode, stream, amplitude)
+    }
+
+    /// Population, GDP, energy and electricity of year `k`, spread by land and rank.
+    fn economy(&self, land: &YearLand, k: usize) -> YearEconomy {
+        let units = self.units;
+        let n = units.len();
+        // People live on farmland, more densely in built-up land, most in big cities.
+        let rank_density = match self.config.study {
+            Study::Henan => 0.35,
+            Study::YellowRiver => 0.18,
+        };
+        let pop_w: Vec<f64> = (0..n)
+            .map(|i| {
+                land.size[i]
+                    * (0.01 + 0.03 * land.natural[i] + land.crop[i] + 9.0 * land.imp[i])
+                    * (1.0 + rank_density * (units[i].city_rank - 1.0))
+                    * self.jitter(i, 1, 0.12)
+            })
+            .collect();
+        let pop = split(self.totals.population[k], &pop_w);
+        // Output per head rises with the built-up share and the city's rank.
+        let gdp_w: Vec<f64> = (0..n)
+            .map(|i| {
+                pop[i]
+                    * (0.5 + 4.0 * land.imp[i] + 0.15 * units[i].city_rank)
+                    * self.jitter(i, 2, 0.15)
+            })
+            .collect();
+        let gdp = split(self.totals.gdp_10k_yuan[k], &gdp_w);
+        let en_w: Vec<f64> = (0..n)
+            .map(|i| {
+                let heavy = if self.heavy.contains(&units[i].adcode) {
+                    1.3
+                } else {
+                    1.0
+                };
+                gdp[i] * intensity_factor(self.categories[i]) * heavy * self.jitter(i, 3, 0.1)
+            })
+            .collect();
+        YearEconomy {
+            tce: split(self.totals.energy_tce[k], &en_w),
+            elec_10k_kwh: split(self.totals.electricity_10k_kwh[k], &gdp_w),
+            pop,
+            gdp_10k_yuan: gdp,
+        }
+    }
+
+    /// Unit `i`'s row of `economy.csv` for year `k`.
+    fn economy_row(&self, land: &YearLand, e: &YearEconomy, i: usize, k: usize) -> String {
+        let (u, t, year) = (&self.units[i], self.totals, YEARS[k]);
+        let urb = (t.urbanization[k]
+            * (0.55 + 0.45 * land.imp[i] / land.mean_imp + 0.05 * u.city_rank)
+            * self.jitter(i, 4, 0.08))
+        .clamp(0.08, 0.97);
+        let eu = t.engel_urban[k] * self.jitter(i, 5, 0.06);
+        let er = t.engel_rural[k] * self.jitter(i, 6, 0.06);
+        let ei = e.tce[i] / e.gdp_10k_yuan[i];
+        format!(
+            "{},{year},{:.1},{:.0},{urb:.4},{eu:.4},{er:.4},{ei:.4}\n",
+            u.id, e.gdp_10k_yuan[i], e.pop[i]
+        )
+    }
+
+    /// Unit `i`'s row of `energy.csv` for year `k`; adds the unit's fuel carbon (t C) to
+    /// `fuel_carbon_t_c`.
+    fn energy_row(&self, e: &YearEconomy, i: usize, k: usize, fuel_carbon_t_c: &mut f64) -> String {
+        // Fuel mix: the region's shares, jittered per unit, renormalised.
+        let mix: Vec<f64> = (0..8)
+            .map(|j| self.totals.fuel_share[k][j] * self.jitter(i, 10 + j as i64, 0.25))
+            .collect();
+        let mix_sum: f64 = mix.iter().sum();
+        let mut line = format!("{},{}", self.units[i].id, YEARS[k]);
+        for (j, (theta, f)) in self.factors.iter().enumerate() {
+            let fuel_tce = e.tce[i] * mix[j] / mix_sum;
+            *fuel_carbon_t_c += fuel_tce * f;
+            let amount = fuel_tce / theta;
+            // Natural gas (10⁴ m³) keeps one decimal; the fuels in t are whole.
+            if j == 7 {
+                let _ = write!(line, ",{amount:.1}");
+            } else {
+                let _ = write!(line, ",{amount:.0}");
+            }
+        }
+        let _ = writeln!(line, ",{:.1}", e.elec_10k_kwh[i]);
+        line
+    }
+
+    /// The `crops.csv` rows of year `k`, keyed by unit id, year and crop: crops follow
+    /// cropland area, with regional preferences.
+    fn crop_rows(
+        &self,
+        land: &YearLand,
+        k: usize,
+        rows: &mut BTreeMap<(String, i64, usize), String>,
+    ) {
+        let (units, year) = (self.units, YEARS[k]);
+        for (j, name) in CROPS.iter().enumerate() {
+            let w: Vec<f64> = (0..units.len())
+                .map(|i| {
+                    let (x, y) = units[i].centre;
+                    let bias = crop_bias(self.config.study, j, x, y)
+                        + if j == 6 { 3.0 * land.imp[i] } else { 0.0 };
+                    land.size[i] * land.crop[i] * bias * self.jitter(i, 20 + j as i64, 0.2)
+                })
+                .collect();
+            for (i, t) in split(self.totals.crops_t[k][j], &w).into_iter().enumerate() {
+                rows.insert(
+                    (units[i].id.clone(), year, j),
+                    format!("{},{year},{name},{t:.0}\n", units[i].id),
+                );
+            }
+        }
+    }
+}
+
 impl Tables {
     fn build(config: &Config, units: &[Unit], stats: &UnitStats) -> Self {
         let (totals, heavy) = match config.study {
             Study::Henan => (&HENAN_TOTALS, HENAN_HEAVY),
             Study::YellowRiver => (&YRB_TOTALS, YRB_HEAVY),
         };
-        let seed = config.seed;
-        let n = units.len();
-        let factors = fuel_factors();
         let categories = functional_categories(config, units, stats);
-        let mut economy = String::from(
-            "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
-        );
-        let mut energy = format!(
-            "unit_id,year,{},electricity_10k_kwh\n",
-            FUEL_COLUMNS.join(",")
-        );
-        let mut crops = String::from("unit_id,year,crop,yield_t\n");
+        let spreader = Spreader {
+            config,
+            units,
+            totals,
+            heavy,
+            categories: &categories,
+            factors: fuel_factors(),
+        };
         let mut region = Vec::new();
         // Rows are built per year, then emitted sorted by unit and year.
         let mut eco_rows: BTreeMap<(String, i64), String> = BTreeMap::new();
         let mut energy_rows: BTreeMap<(String, i64), String> = BTreeMap::new();
         let mut crop_rows: BTreeMap<(String, i64, usize), String> = BTreeMap::new();
         for (k, &year) in YEARS.iter().enumerate() {
-            let imp: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[IMPERVIOUS])).collect();
-            let crop: Vec<f64> = (0..n).map(|i| stats.share(i, k, &[CROPLAND])).collect();
-            let natural: Vec<f64> = (0..n)
-                .map(|i| stats.share(i, k, &[FOREST, SHRUB, GRASSLAND]))
-                .collect();
-            let size: Vec<f64> = (0..n).map(|i| stats.size(i)).collect();
-            // People live on farmland, more densely in built-up land, most in big cities.
-            let rank_density = match config.study {
-                Study::Henan => 0.35,
-                Study::YellowRiver => 0.18,
-            };
-            let pop_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    size[i]
-                        * (0.01 + 0.03 * natural[i] + crop[i] + 9.0 * imp[i])
-                        * (1.0 + rank_density * (units[i].city_rank - 1.0))
-                        * jitter(seed, units[i].adcode, 1, 0.12)
-                })
-                .collect();
-            let pop = split(totals.population[k], &pop_w);
-            // Output per head rises with the built-up share and the city's rank.
-            let gdp_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    pop[i]
-                        * (0.5 + 4.0 * imp[i] + 0.15 * units[i].city_rank)
-                        * jitter(seed, units[i].adcode, 2, 0.15)
-                })
-                .collect();
-            let gdp = split(totals.gdp_10k_yuan[k], &gdp_w);
-            let en_w: Vec<f64> = (0..n)
-                .map(|i| {
-                    gdp[i]
-                        * intensity_factor(categories[i])
-                        * if heavy.contains(&units[i].adcode) {
-                            1.3
-                        } else {
-                            1.0
-                        }
-                        * jitter(seed, units[i].adcode, 3, 0.1)
-                })
-                .collect();
-            let tce = split(totals.energy_tce[k], &en_w);
-            let elec = split(totals.electricity_10k_kwh[k], &gdp_w);
-            let mean_imp =
-                imp.iter().zip(&size).map(|(a, b)| a * b).sum::<f64>() / size.iter().sum::<f64>();
-            let mut fuel_carbon = 0.0;
-            for i in 0..n {
-                let u = &units[i];
-                let urb = (totals.urbanization[k]
-                    * (0.55 + 0.45 * imp[i] / mean_imp + 0.05 * u.city_rank)
-                    * jitter(seed, u.adcode, 4, 0.08))
-                .clamp(0.08, 0.97);
-                let eu = totals.engel_urban[k] * jitter(seed, u.adcode, 5, 0.06);
-                let er = totals.engel_rural[k] * jitter(seed, u.adcode, 6, 0.06);
-                let ei = tce[i] / gdp[i];
-                eco_rows.insert(
-                    (u.id.clone(), year),
-                    format!(
-                        "{},{year},{:.1},{:.0},{urb:.4},{eu:.4},{er:.4},{ei:.4}\n",
-                        u.id, gdp[i], pop[i]
-                    ),
-                );
-                // Fuel mix: the region's shares, jittered per unit, renormalised.
-                let mix: Vec<f64> = (0..8)
-                    .map(|j| totals.fuel_share[k][j] * jitter(seed, u.adcode, 10 + j as i64, 0.25))
-                    .collect();
-                let mix_sum: f64 = mix.iter().sum();
-                let mut line = format!("{},{year}", u.id);
-                for j in 0..8 {
-                    let fuel_tce = tce[i] * mix[j] / mix_sum;
-                    fuel_carbon += fuel_tce * factors[j].1;
-                    let amount = fuel_tce / factors[j].0;
-                    if j == 7 {
-                        let _ = write!(line, ",{amount:.1}");
-                    } else {
-                        let _ = write!(line, ",{amount:.0}");
-                    }
-                }
-                let _ = writeln!(line, ",{:.1}", elec[i]);
-                energy_rows.insert((u.id.clone(), year), line);
+            let land = YearLand::of(stats, units.len(), k);
+            let e = spreader.economy(&land, k);
+            let mut fuel_carbon_t_c = 0.0;
+            for (i, u) in units.iter().enumerate() {
+                let row = spreader.economy_row(&land, &e, i, k);
+                eco_rows.insert((u.id.clone(), year), row);
+                let row = spreader.energy_row(&e, i, k, &mut fuel_carbon_t_c);
+                energy_rows.insert((u.id.clone(), year), row);
             }
-            // Crops follow cropland area, with regional preferences.
-            for (j, name) in CROPS.iter().enumerate() {
-                let w: Vec<f64> = (0..n)
-                    .map(|i| {
-                        let u = &units[i];
-                        let (x, y) = u.centre;
-                        let bias = crop_bias(config.study, j, x, y)
-                            + if j == 6 { 3.0 * imp[i] } else { 0.0 };
-                        size[i] * crop[i] * bias * jitter(seed, u.adcode, 20 + j as i64, 0.2)
-                    })
-                    .collect();
-                for (i, t) in split(totals.crops_t[k][j], &w).into_iter().enumerate() {
-                    crop_rows.insert(
-                        (units[i].id.clone(), year, j),
-                        format!("{},{year},{name},{t:.0}\n", units[i].id),
-                    );
-                }
-            }
+            spreader.crop_rows(&land, k, &mut crop_rows);
             region.push([
-                gdp.iter().sum(),
-                pop.iter().sum(),
-                tce.iter().sum(),
-                fuel_carbon,
+                e.gdp_10k_yuan.iter().sum(),
+                e.pop.iter().sum(),
+                e.tce.iter().sum(),
+                fuel_carbon_t_c,
             ]);
         }
+        let mut economy = String::from(
+            "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural,energy_intensity_tce_per_10k_yuan\n",
+        );
         economy.extend(eco_rows.into_values());
+        let mut energy = format!(
+            "unit_id,year,{},electricity_10k_kwh\n",
+            FUEL_COLUMNS.join(",")
+        );
         energy.extend(energy_rows.into_values());
+        let mut crops = String::from("unit_id,year,crop,yield_t\n");
         crops.extend(crop_rows.into_values());
-
         let mut functional_areas = String::from("unit_id,category\n");
         for (u, category) in units.iter().zip(&categories) {
             let _ = writeln!(functional_areas, "{},{category}", u.id);

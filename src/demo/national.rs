@@ -21,7 +21,9 @@ use geo::{BoundingRect, Centroid, Coord, LineString, MultiPolygon, Polygon};
 use rayon::prelude::*;
 
 use super::texture::{Anchor, CLASSES, ClassMix, Landscape, PixelBase, Seat};
-use super::{DEMO_NOTE, DemoError, boundary_error, io_err, read_feature_collection};
+use super::{
+    DEMO_NOTE, DemoError, adcode_and_polygons, boundary_error, io_err, read_feature_collection,
+};
 use crate::io::geotiff_writer::{Crs, GridPlacement, Layout, RasterHeader, StreamingGeoTiff};
 use crate::methods::coefficients::{parse_fuel_rows, preset_text, theta_per_input_unit};
 use crate::methods::rasterize::{Grid, Spans, rasterize};
@@ -179,24 +181,16 @@ fn read_units(path: &Path) -> Result<Vec<Unit>, DemoError> {
         proj4rs::Proj::from_proj_string(ALBERS_PROJ).map_err(|e| bad(format!("Albers: {e}")))?;
     let mut units = Vec::new();
     for (i, f) in fc.features.iter().enumerate() {
-        let prop = |k: &str| f.property(k).cloned().unwrap_or(serde_json::Value::Null);
-        let adcode = prop("adcode")
-            .as_u64()
-            .ok_or_else(|| bad(format!("feature {} has no integer `adcode`", i + 1)))?;
-        let geometry = f
-            .geometry
-            .as_ref()
-            .ok_or_else(|| bad(format!("unit {adcode} has no geometry")))?;
-        let lon_lat = match geo::Geometry::<f64>::try_from(&geometry.value) {
-            Ok(geo::Geometry::Polygon(p)) => MultiPolygon(vec![p]),
-            Ok(geo::Geometry::MultiPolygon(m)) => m,
-            _ => return Err(bad(format!("unit {adcode}: geometry is not a polygon"))),
-        };
+        let (adcode, lon_lat) = adcode_and_polygons(path, i, f)?;
         let albers = project(&lon_lat, &from, &to)
             .map_err(|e| bad(format!("unit {adcode}: cannot project to Albers: {e}")))?;
         units.push(Unit {
             adcode,
-            kind: prop("kind").as_str().unwrap_or("county").to_owned(),
+            kind: f
+                .property("kind")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("county")
+                .to_owned(),
             albers,
         });
     }
@@ -300,6 +294,52 @@ fn write_rasters(
     years: &[i64],
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(Vec<PathBuf>, Vec<UnitCounts>), DemoError> {
+    let (mut writers, files) = open_year_writers(config, grid, years)?;
+    let mut totals: Vec<UnitCounts> = Vec::new();
+    // 256 rows is one tile row; a band's rows are made in parallel.
+    let band_rows = 256;
+    for start in (0..grid.height).step_by(band_rows) {
+        let end = (start + band_rows).min(grid.height);
+        let band = make_band(grid, spans, landscape, years, start..end);
+        // Each year's files are compressed and written by their own task (and each file's
+        // chunks in parallel within it), so no core waits for one file's writer.
+        writers
+            .par_iter_mut()
+            .zip(&band.rows)
+            .try_for_each(|(per_year, rows)| {
+                per_year.iter_mut().try_for_each(|w| w.write_rows(rows))
+            })?;
+        for (unit, counts) in band.counts {
+            add_unit_counts(&mut totals, unit as usize, &counts, years.len());
+        }
+        progress(end as u64, grid.height as u64);
+    }
+    for per_year in writers {
+        for w in per_year {
+            w.finish()?;
+        }
+    }
+    Ok((files, totals))
+}
+
+/// Adds a band's class counts of `unit` (per year) to its totals.
+fn add_unit_counts(totals: &mut Vec<UnitCounts>, unit: usize, counts: &UnitCounts, years: usize) {
+    if totals.len() <= unit {
+        totals.resize(unit + 1, vec![[0; CLASSES + 1]; years]);
+    }
+    for (t, c) in totals[unit].iter_mut().zip(counts) {
+        for (a, b) in t.iter_mut().zip(c) {
+            *a += b;
+        }
+    }
+}
+
+/// One writer per chosen format for each year, and the paths they write.
+fn open_year_writers(
+    config: &NationalConfig,
+    grid: &Grid,
+    years: &[i64],
+) -> Result<(Vec<Vec<StreamingGeoTiff>>, Vec<PathBuf>), DemoError> {
     let mut writers = Vec::new();
     let mut files = Vec::new();
     let width = u32::try_from(grid.width).map_err(|_| too_large(grid))?;
@@ -339,39 +379,7 @@ fn write_rasters(
         }
         writers.push(per_year);
     }
-    let mut totals: Vec<UnitCounts> = Vec::new();
-    // 256 rows is one tile row; a band's rows are made in parallel.
-    let band_rows = 256;
-    for start in (0..grid.height).step_by(band_rows) {
-        let end = (start + band_rows).min(grid.height);
-        let band = make_band(grid, spans, landscape, years, start..end);
-        // Each year's files are compressed and written by their own task (and each file's
-        // chunks in parallel within it), so no core waits for one file's writer.
-        writers
-            .par_iter_mut()
-            .zip(&band.rows)
-            .try_for_each(|(per_year, rows)| {
-                per_year.iter_mut().try_for_each(|w| w.write_rows(rows))
-            })?;
-        for (unit, counts) in band.counts {
-            let unit = unit as usize;
-            if totals.len() <= unit {
-                totals.resize(unit + 1, vec![[0; CLASSES + 1]; years.len()]);
-            }
-            for (t, c) in totals[unit].iter_mut().zip(&counts) {
-                for (a, b) in t.iter_mut().zip(c) {
-                    *a += b;
-                }
-            }
-        }
-        progress(end as u64, grid.height as u64);
-    }
-    for per_year in writers {
-        for w in per_year {
-            w.finish()?;
-        }
-    }
-    Ok((files, totals))
+    Ok((writers, files))
 }
 
 fn too_large(grid: &Grid) -> DemoError {
@@ -566,15 +574,12 @@ fn split(total: f64, weights: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn tables(
-    config: &NationalConfig,
-    units: &[Unit],
-    years: &[i64],
-    counts: &[UnitCounts],
-) -> Result<Tables, DemoError> {
+/// Standard-coal coefficient θ of each of [`FUELS`] in its table unit, from the `liu2017`
+/// energy preset (刘贤赵 et al. 2017, *Acta Ecologica Sinica* 37(7), Table 1).
+fn fuel_thetas() -> Result<Vec<f64>, DemoError> {
     let preset = parse_fuel_rows(preset_text("energy_liu2017.csv").unwrap_or_default())
         .map_err(|e| DemoError::Config(format!("the liu2017 energy preset: {e}")))?;
-    let theta: Vec<f64> = FUELS
+    FUELS
         .iter()
         .map(|(fuel, unit)| {
             let row = preset.iter().find(|r| r.fuel == *fuel).ok_or_else(|| {
@@ -583,74 +588,114 @@ fn tables(
             theta_per_input_unit(row.theta, &row.theta_unit, &unit.replace("10k_", "10^4 "))
                 .map_err(DemoError::Config)
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// One year's national totals spread over the units.
+struct YearSpread {
+    pop: Vec<f64>,
+    gdp_10k_yuan: Vec<f64>,
+    tce: Vec<f64>,
+    elec_10k_kwh: Vec<f64>,
+}
+
+/// Spreads year `year`'s national totals over the units by their land (`px(u, code)`
+/// pixels of each class, `area_px` their polygon area in pixels).
+fn spread_year(
+    seed: u64,
+    units: &[Unit],
+    year: i64,
+    area_px: &[f64],
+    px: &dyn Fn(usize, usize) -> f64,
+) -> YearSpread {
+    let [gdp_total, pop_total, tce_total, elec_total] = national(year);
+    // A share by polygon area too, so a unit smaller than a pixel still has people.
+    let pop_w: Vec<f64> = (0..units.len())
+        .map(|u| {
+            let natural = px(u, 2) + px(u, 3) + px(u, 4);
+            (0.01 * natural + px(u, 1) + 12.0 * px(u, 8) + 0.05 * area_px[u])
+                * jitter(seed, units[u].adcode, 1, 0.15)
+        })
+        .collect();
+    let pop = split(pop_total, &pop_w);
+    let gdp_w: Vec<f64> = (0..units.len())
+        .map(|u| {
+            let all: f64 = (1..=CLASSES).map(|c| px(u, c)).sum();
+            let built = if all > 0.0 { px(u, 8) / all } else { 0.0 };
+            pop[u] * (0.5 + 6.0 * built) * jitter(seed, units[u].adcode, 2, 0.2)
+        })
+        .collect();
+    let gdp = split(gdp_total, &gdp_w);
+    let tce_w: Vec<f64> = (0..units.len())
+        .map(|u| gdp[u] * jitter(seed, units[u].adcode, 3, 0.3))
+        .collect();
+    YearSpread {
+        tce: split(tce_total, &tce_w),
+        elec_10k_kwh: split(elec_total, &gdp_w),
+        pop,
+        gdp_10k_yuan: gdp,
+    }
+}
+
+/// Unit `u`'s `economy.csv` row; `t` is the year's place between 1985 (0) and 2022 (1).
+fn economy_line(seed: u64, unit: &Unit, u: usize, year: i64, t: f64, e: &YearSpread) -> String {
+    format!(
+        "{},{year},{:.1},{:.0},{:.4},{:.4},{:.4}\n",
+        unit.adcode,
+        e.gdp_10k_yuan[u],
+        e.pop[u],
+        ((0.237 + (0.652 - 0.237) * t) * jitter(seed, unit.adcode, 4, 0.3)).clamp(0.05, 0.99),
+        (0.53 + (0.295 - 0.53) * t) * jitter(seed, unit.adcode, 5, 0.06),
+        (0.578 + (0.33 - 0.578) * t) * jitter(seed, unit.adcode, 6, 0.06),
+    )
+}
+
+/// Unit `u`'s `energy.csv` row: the year's fuel mix, jittered per unit, in physical units.
+fn energy_line(
+    seed: u64,
+    unit: &Unit,
+    u: usize,
+    year: i64,
+    t: f64,
+    e: &YearSpread,
+    theta: &[f64],
+) -> String {
+    let mut line = format!("{},{year}", unit.adcode);
+    for (j, th) in theta.iter().enumerate() {
+        let share = FUEL_SHARE_1985[j] + (FUEL_SHARE_2022[j] - FUEL_SHARE_1985[j]) * t;
+        let amount = e.tce[u] * share * jitter(seed, unit.adcode, 10 + j as u64, 0.2) / th;
+        let _ = write!(line, ",{amount:.1}");
+    }
+    let _ = writeln!(line, ",{:.1}", e.elec_10k_kwh[u]);
+    line
+}
+
+fn tables(
+    config: &NationalConfig,
+    units: &[Unit],
+    years: &[i64],
+    counts: &[UnitCounts],
+) -> Result<Tables, DemoError> {
+    let theta = fuel_thetas()?;
     let empty = vec![[0u64; CLASSES + 1]; years.len()];
     let count = |u: usize| counts.get(u).unwrap_or(&empty);
-    let mut economy_rows = Vec::new();
-    let mut energy = format!(
-        "unit_id,year,{},electricity_10k_kwh\n",
-        FUELS
-            .iter()
-            .map(|(f, u)| format!("{f}_{u}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
     let seed = config.seed;
     let pixel_m2 = config.resolution_m * config.resolution_m;
     let area_px: Vec<f64> = units
         .iter()
         .map(|u| geo::Area::unsigned_area(&u.albers) / pixel_m2)
         .collect();
-    let mut per_year = Vec::new();
+    let mut economy_rows = Vec::new();
+    let mut energy_rows = Vec::new();
     for (k, &year) in years.iter().enumerate() {
-        let [gdp_total, pop_total, tce_total, elec_total] = national(year);
         let px = |u: usize, code: usize| count(u)[k][code] as f64;
-        // A share by polygon area too, so a unit smaller than a pixel still has people.
-        let pop_w: Vec<f64> = (0..units.len())
-            .map(|u| {
-                let natural = px(u, 2) + px(u, 3) + px(u, 4);
-                (0.01 * natural + px(u, 1) + 12.0 * px(u, 8) + 0.05 * area_px[u])
-                    * jitter(seed, units[u].adcode, 1, 0.15)
-            })
-            .collect();
-        let pop = split(pop_total, &pop_w);
-        let gdp_w: Vec<f64> = (0..units.len())
-            .map(|u| {
-                let all: f64 = (1..=CLASSES).map(|c| px(u, c)).sum();
-                let built = if all > 0.0 { px(u, 8) / all } else { 0.0 };
-                pop[u] * (0.5 + 6.0 * built) * jitter(seed, units[u].adcode, 2, 0.2)
-            })
-            .collect();
-        let gdp = split(gdp_total, &gdp_w);
-        let tce_w: Vec<f64> = (0..units.len())
-            .map(|u| gdp[u] * jitter(seed, units[u].adcode, 3, 0.3))
-            .collect();
-        let tce = split(tce_total, &tce_w);
-        let elec = split(elec_total, &gdp_w);
+        let e = spread_year(seed, units, year, &area_px, &px);
         let t = ((year - 1985) as f64 / 37.0).clamp(0.0, 1.0);
         for (u, unit) in units.iter().enumerate() {
-            economy_rows.push((
-                unit.adcode,
-                year,
-                format!(
-                    "{},{year},{:.1},{:.0},{:.4},{:.4},{:.4}\n",
-                    unit.adcode,
-                    gdp[u],
-                    pop[u],
-                    ((0.237 + (0.652 - 0.237) * t) * jitter(seed, unit.adcode, 4, 0.3))
-                        .clamp(0.05, 0.99),
-                    (0.53 + (0.295 - 0.53) * t) * jitter(seed, unit.adcode, 5, 0.06),
-                    (0.578 + (0.33 - 0.578) * t) * jitter(seed, unit.adcode, 6, 0.06),
-                ),
-            ));
-            let mut line = format!("{},{year}", unit.adcode);
-            for (j, th) in theta.iter().enumerate() {
-                let share = FUEL_SHARE_1985[j] + (FUEL_SHARE_2022[j] - FUEL_SHARE_1985[j]) * t;
-                let amount = tce[u] * share * jitter(seed, unit.adcode, 10 + j as u64, 0.2) / th;
-                let _ = write!(line, ",{amount:.1}");
-            }
-            let _ = writeln!(line, ",{:.1}", elec[u]);
-            per_year.push((unit.adcode, year, line));
+            let line = economy_line(seed, unit, u, year, t, &e);
+            economy_rows.push((unit.adcode, year, line));
+            let line = energy_line(seed, unit, u, year, t, &e, &theta);
+            energy_rows.push((unit.adcode, year, line));
         }
     }
     // Rows sorted by unit, then year.
@@ -659,8 +704,16 @@ fn tables(
         "unit_id,year,gdp_10k_yuan,population,urbanization_rate,engel_urban,engel_rural\n",
     );
     economy.extend(economy_rows.into_iter().map(|(_, _, l)| l));
-    per_year.sort_by_key(|(a, y, _)| (*a, *y));
-    energy.extend(per_year.into_iter().map(|(_, _, l)| l));
+    energy_rows.sort_by_key(|(a, y, _)| (*a, *y));
+    let mut energy = format!(
+        "unit_id,year,{},electricity_10k_kwh\n",
+        FUELS
+            .iter()
+            .map(|(f, u)| format!("{f}_{u}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    energy.extend(energy_rows.into_iter().map(|(_, _, l)| l));
     Ok(Tables {
         economy,
         energy,

@@ -344,19 +344,121 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// One stage's entry in the study file, for reading its keys and reporting what is wrong
+/// with them at the right place.
+struct StageKeys<'a> {
+    source: &'a SourceText,
+    name: &'a str,
+    line: usize,
+}
+
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+impl StageKeys<'_> {
+    /// Where `key` stands in the stage's entry, or the stage's name if it cannot be found.
+    fn here(&self, key: &str) -> Option<SourceSpan> {
+        self.source.find_key(self.line, key).or(Some(SourceSpan {
+            line: self.line,
+            column: 1,
+            len: self.name.len(),
+        }))
+    }
+
+    fn error(&self, message: String, key: &str, hint: Option<&str>) -> Diagnostic {
+        spec_error(
+            self.source,
+            message,
+            self.here(key),
+            hint.map(str::to_owned),
+        )
+    }
+
+    fn kind(&self, map: &mut JsonMap) -> Result<String, Diagnostic> {
+        let name = self.name;
+        match map.remove("kind") {
+            Some(serde_json::Value::String(k)) => Ok(k),
+            Some(_) => Err(self.error(
+                format!("stage `{name}`: `kind` must be a name"),
+                "kind",
+                None,
+            )),
+            None => Err(self.error(
+                format!("stage `{name}` has no `kind`"),
+                name,
+                Some("add `kind: <kind>`; `pipeline stages` lists the kinds"),
+            )),
+        }
+    }
+
+    fn inputs(&self, map: &mut JsonMap) -> Result<BTreeMap<String, String>, Diagnostic> {
+        let name = self.name;
+        match map.remove("inputs") {
+            None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
+            Some(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(port, target)| match target {
+                    serde_json::Value::String(target) => Ok((port, target)),
+                    _ => Err(self.error(
+                        format!(
+                            "stage `{name}`: input `{port}` must name a stage (`stage` or `stage.output`)"
+                        ),
+                        &port,
+                        None,
+                    )),
+                })
+                .collect(),
+            Some(_) => Err(self.error(
+                format!("stage `{name}`: `inputs` must be a mapping of port to stage"),
+                "inputs",
+                Some("write `inputs: { port: stage }` or `inputs: { port: stage.output }`"),
+            )),
+        }
+    }
+
+    fn publish(&self, map: &mut JsonMap) -> Result<Vec<String>, Diagnostic> {
+        let name = self.name;
+        match map.remove("publish") {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::String(s)) => Ok(vec![s]),
+            Some(serde_json::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    serde_json::Value::String(s) => Ok(s),
+                    _ => Err(self.error(
+                        format!("stage `{name}`: `publish` lists formats by name"),
+                        "publish",
+                        None,
+                    )),
+                })
+                .collect(),
+            Some(_) => Err(self.error(
+                format!("stage `{name}`: `publish` must be a list of formats"),
+                "publish",
+                None,
+            )),
+        }
+    }
+
+    fn resources(&self, map: &mut JsonMap) -> Result<Option<Resources>, Diagnostic> {
+        let Some(value) = map.remove("resources").filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        Resources::from_value(value).map(Some).map_err(|e| {
+            self.error(
+                format!("stage `{}`: invalid `resources`: {e}", self.name),
+                "resources",
+                Some("write `resources: { cpus: 8, mem: 16G, time: 1h }` (any of the three)"),
+            )
+        })
+    }
+}
+
 fn stage_spec(
     source: &SourceText,
     name: String,
     line: usize,
     value: serde_json::Value,
 ) -> Result<StageSpec, Diagnostic> {
-    let here = |key: &str| {
-        source.find_key(line, key).or(Some(SourceSpan {
-            line,
-            column: 1,
-            len: name.len(),
-        }))
-    };
     if !is_stage_name(&name) {
         return Err(spec_error(
             source,
@@ -368,106 +470,23 @@ fn stage_spec(
             ),
         ));
     }
+    let entry = StageKeys {
+        source,
+        name: &name,
+        line,
+    };
     let serde_json::Value::Object(mut map) = value else {
-        return Err(spec_error(
-            source,
+        return Err(entry.error(
             format!("stage `{name}` must be a mapping with at least `kind:`"),
-            here(&name),
+            &name,
             None,
         ));
     };
-    let kind = match map.remove("kind") {
-        Some(serde_json::Value::String(k)) => k,
-        Some(_) => {
-            return Err(spec_error(
-                source,
-                format!("stage `{name}`: `kind` must be a name"),
-                here("kind"),
-                None,
-            ));
-        }
-        None => {
-            return Err(spec_error(
-                source,
-                format!("stage `{name}` has no `kind`"),
-                here(&name),
-                Some("add `kind: <kind>`; `pipeline stages` lists the kinds".to_owned()),
-            ));
-        }
-    };
-    let inputs = match map.remove("inputs") {
-        None | Some(serde_json::Value::Null) => BTreeMap::new(),
-        Some(serde_json::Value::Object(m)) => {
-            let mut inputs = BTreeMap::new();
-            for (port, target) in m {
-                let serde_json::Value::String(target) = target else {
-                    return Err(spec_error(
-                        source,
-                        format!(
-                            "stage `{name}`: input `{port}` must name a stage (`stage` or `stage.output`)"
-                        ),
-                        here(&port),
-                        None,
-                    ));
-                };
-                inputs.insert(port, target);
-            }
-            inputs
-        }
-        Some(_) => {
-            return Err(spec_error(
-                source,
-                format!("stage `{name}`: `inputs` must be a mapping of port to stage"),
-                here("inputs"),
-                Some(
-                    "write `inputs: { port: stage }` or `inputs: { port: stage.output }`"
-                        .to_owned(),
-                ),
-            ));
-        }
-    };
-    let publish = match map.remove("publish") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(s)) => vec![s],
-        Some(serde_json::Value::Array(items)) => {
-            let mut formats = Vec::new();
-            for item in items {
-                let serde_json::Value::String(s) = item else {
-                    return Err(spec_error(
-                        source,
-                        format!("stage `{name}`: `publish` lists formats by name"),
-                        here("publish"),
-                        None,
-                    ));
-                };
-                formats.push(s);
-            }
-            formats
-        }
-        Some(_) => {
-            return Err(spec_error(
-                source,
-                format!("stage `{name}`: `publish` must be a list of formats"),
-                here("publish"),
-                None,
-            ));
-        }
-    };
+    let kind = entry.kind(&mut map)?;
+    let inputs = entry.inputs(&mut map)?;
+    let publish = entry.publish(&mut map)?;
     map.remove("description");
-    let resources = match map.remove("resources") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value) => Some(Resources::from_value(value).map_err(|e| {
-            spec_error(
-                source,
-                format!("stage `{name}`: invalid `resources`: {e}"),
-                here("resources"),
-                Some(
-                    "write `resources: { cpus: 8, mem: 16G, time: 1h }` (any of the three)"
-                        .to_owned(),
-                ),
-            )
-        })?),
-    };
+    let resources = entry.resources(&mut map)?;
     Ok(StageSpec {
         name,
         line,

@@ -349,27 +349,55 @@ fn projcs_to_proj4(projcs: &WktNode) -> Result<String, String> {
         .child("PROJECTION")
         .and_then(WktNode::name)
         .ok_or("the .prj's PROJCS has no PROJECTION")?;
-    let parameters: Vec<(String, f64)> = projcs
-        .children("PARAMETER")
-        .filter_map(|p| Some((p.name()?.to_ascii_lowercase(), p.number(1)?)))
-        .collect();
-    let param = |names: &[&str]| {
-        parameters
+    let params = WktParameters::of(projcs);
+    let mut proj4 = projection_to_proj4(projection, &params)?;
+    let x_0 = params.get(&["false_easting"]).unwrap_or(0.0);
+    let y_0 = params.get(&["false_northing"]).unwrap_or(0.0);
+    proj4.push_str(&format!(" +x_0={x_0} +y_0={y_0}"));
+    proj4.push_str(&ellipsoid(projcs, projection)?);
+    let to_meter = linear_unit_m(projcs)?;
+    proj4.push_str(&format!(" +to_meter={to_meter} +no_defs"));
+    Ok(proj4)
+}
+
+/// The `PARAMETER[name, value]` nodes of a PROJCS, names in lower case.
+struct WktParameters(Vec<(String, f64)>);
+
+impl WktParameters {
+    fn of(projcs: &WktNode) -> Self {
+        Self(
+            projcs
+                .children("PARAMETER")
+                .filter_map(|p| Some((p.name()?.to_ascii_lowercase(), p.number(1)?)))
+                .collect(),
+        )
+    }
+
+    /// The value of the first parameter whose name is one of `names`.
+    fn get(&self, names: &[&str]) -> Option<f64> {
+        self.0
             .iter()
             .find(|(n, _)| names.contains(&n.as_str()))
             .map(|(_, v)| *v)
-    };
-    let lat_0 = param(&["latitude_of_origin", "latitude_of_center"]).unwrap_or(0.0);
-    let lon_0 = param(&[
-        "central_meridian",
-        "longitude_of_center",
-        "longitude_of_origin",
-    ])
-    .unwrap_or(0.0);
-    let lat_1 = param(&["standard_parallel_1"]);
-    let lat_2 = param(&["standard_parallel_2"]);
-    let k_0 = param(&["scale_factor"]).unwrap_or(1.0);
-    let mut proj4 = match projection.to_ascii_lowercase().as_str() {
+    }
+}
+
+/// The projection method and its parameters as PROJ parameters (origin, parallels, scale).
+fn projection_to_proj4(projection: &str, params: &WktParameters) -> Result<String, String> {
+    let lat_0 = params
+        .get(&["latitude_of_origin", "latitude_of_center"])
+        .unwrap_or(0.0);
+    let lon_0 = params
+        .get(&[
+            "central_meridian",
+            "longitude_of_center",
+            "longitude_of_origin",
+        ])
+        .unwrap_or(0.0);
+    let lat_1 = params.get(&["standard_parallel_1"]);
+    let lat_2 = params.get(&["standard_parallel_2"]);
+    let k_0 = params.get(&["scale_factor"]).unwrap_or(1.0);
+    Ok(match projection.to_ascii_lowercase().as_str() {
         "albers" | "albers_conic_equal_area" => format!(
             "+proj=aea +lat_0={lat_0} +lon_0={lon_0} +lat_1={} +lat_2={}",
             lat_1.ok_or("the Albers .prj has no Standard_Parallel_1")?,
@@ -402,23 +430,22 @@ fn projcs_to_proj4(projcs: &WktNode) -> Result<String, String> {
                 "the .prj's projection `{other}` is not one this program converts (Albers, Transverse_Mercator, Gauss_Kruger, Lambert_Conformal_Conic, Lambert_Azimuthal_Equal_Area, Mercator, Cylindrical_Equal_Area)"
             ));
         }
-    };
-    let x_0 = param(&["false_easting"]).unwrap_or(0.0);
-    let y_0 = param(&["false_northing"]).unwrap_or(0.0);
-    proj4.push_str(&format!(" +x_0={x_0} +y_0={y_0}"));
-    proj4.push_str(&ellipsoid(projcs, projection)?);
-    // The linear unit: UNIT["Meter", 1.0] (metres per unit), the PROJCS's own UNIT node.
+    })
+}
+
+/// Metres per linear unit, from the PROJCS's own `UNIT["Meter", 1.0]` node (1 without one).
+fn linear_unit_m(projcs: &WktNode) -> Result<f64, String> {
     let to_meter = projcs
         .child("UNIT")
         .and_then(|u| u.number(1))
         .unwrap_or(1.0);
-    if !(to_meter.is_finite() && to_meter > 0.0) {
-        return Err(format!(
+    if to_meter.is_finite() && to_meter > 0.0 {
+        Ok(to_meter)
+    } else {
+        Err(format!(
             "the .prj's UNIT is {to_meter} metres, not a positive number"
-        ));
+        ))
     }
-    proj4.push_str(&format!(" +to_meter={to_meter} +no_defs"));
-    Ok(proj4)
 }
 
 /// ` +a=… +rf=…` from `GEOGCS[..., DATUM[..., SPHEROID[name, a, 1/f]]]`. Esri's Web Mercator

@@ -664,106 +664,116 @@ impl GeoKeys {
 
     fn crs(&self) -> Result<Crs, String> {
         match self.get_short(GT_MODEL_TYPE) {
-            Some(2) => {
-                if let Some(units) = self.get_short(GEOG_ANGULAR_UNITS)
-                    && units != 9102
-                {
-                    return Err(format!(
-                        "geographic coordinates in angular unit {units} (only degrees, 9102)"
-                    ));
-                }
-                let epsg = self
-                    .get_short(GEOGRAPHIC_TYPE)
-                    .filter(|&c| c != USER_DEFINED);
-                let description = epsg.map_or_else(
-                    || "geographic (user-defined datum)".to_owned(),
-                    |c| format!("EPSG:{c}"),
-                );
-                Ok(Crs {
-                    geographic: true,
-                    epsg,
-                    proj4: None,
-                    description,
-                })
-            }
-            Some(1) => {
-                let code = self
-                    .get_short(PROJECTED_CS_TYPE)
-                    .filter(|&c| c != USER_DEFINED);
-                if let Some(code) = code {
-                    return Ok(Crs {
-                        geographic: false,
-                        epsg: Some(code),
-                        proj4: None,
-                        description: format!("EPSG:{code}"),
-                    });
-                }
-                if let Some(units) = self.get_short(PROJ_LINEAR_UNITS)
-                    && units != 9001
-                {
-                    return Err(format!(
-                        "projected coordinates in linear unit {units} (only metres, 9001)"
-                    ));
-                }
-                let d = |id: u16| self.get_double(id).unwrap_or(0.0);
-                let fe = self
-                    .get_double(PROJ_FALSE_EASTING)
-                    .or(self.get_double(PROJ_FALSE_ORIGIN_EASTING))
-                    .unwrap_or(0.0);
-                let fn_ = self
-                    .get_double(PROJ_FALSE_NORTHING)
-                    .or(self.get_double(PROJ_FALSE_ORIGIN_NORTHING))
-                    .unwrap_or(0.0);
-                let lon0 = self
-                    .get_double(PROJ_NAT_ORIGIN_LONG)
-                    .or(self.get_double(PROJ_FALSE_ORIGIN_LONG))
-                    .or(self.get_double(PROJ_CENTER_LONG))
-                    .unwrap_or(0.0);
-                let lat0 = self
-                    .get_double(PROJ_NAT_ORIGIN_LAT)
-                    .or(self.get_double(PROJ_FALSE_ORIGIN_LAT))
-                    .or(self.get_double(PROJ_CENTER_LAT))
-                    .unwrap_or(0.0);
-                let ellps = self.ellipsoid()?;
-                let body = match self.get_short(PROJ_COORD_TRANS) {
-                    Some(11) => format!(
-                        "+proj=aea +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
-                        d(PROJ_STD_PARALLEL1),
-                        d(PROJ_STD_PARALLEL2)
-                    ),
-                    Some(10) => format!("+proj=laea +lat_0={lat0} +lon_0={lon0}"),
-                    Some(1) => format!(
-                        "+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k={}",
-                        self.get_double(PROJ_SCALE_AT_NAT_ORIGIN).unwrap_or(1.0)
-                    ),
-                    Some(8) => format!(
-                        "+proj=lcc +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
-                        d(PROJ_STD_PARALLEL1),
-                        d(PROJ_STD_PARALLEL2)
-                    ),
-                    Some(other) => {
-                        return Err(format!(
-                            "user-defined projection method {other} (read: Albers 11, Lambert azimuthal 10, transverse Mercator 1, Lambert conic 8); give the CRS with the `crs` parameter"
-                        ));
-                    }
-                    None => {
-                        return Err(
-                            "a user-defined projected CRS without a projection method".into()
-                        );
-                    }
-                };
-                let proj4 = format!("{body} +x_0={fe} +y_0={fn_} {ellps} +units=m +no_defs");
-                Ok(Crs {
-                    geographic: false,
-                    epsg: None,
-                    description: proj4.clone(),
-                    proj4: Some(proj4),
-                })
-            }
+            Some(2) => self.geographic_crs(),
+            Some(1) => self.projected_crs(),
             Some(other) => Err(format!(
                 "model type {other} (only projected 1 and geographic 2)"
             )),
             None => Err("GeoKeys without a model type".into()),
+        }
+    }
+
+    fn geographic_crs(&self) -> Result<Crs, String> {
+        if let Some(units) = self.get_short(GEOG_ANGULAR_UNITS)
+            && units != 9102
+        {
+            return Err(format!(
+                "geographic coordinates in angular unit {units} (only degrees, 9102)"
+            ));
+        }
+        let epsg = self
+            .get_short(GEOGRAPHIC_TYPE)
+            .filter(|&c| c != USER_DEFINED);
+        let description = epsg.map_or_else(
+            || "geographic (user-defined datum)".to_owned(),
+            |c| format!("EPSG:{c}"),
+        );
+        Ok(Crs {
+            geographic: true,
+            epsg,
+            proj4: None,
+            description,
+        })
+    }
+
+    /// A projected CRS by its EPSG code, or a user-defined one as a PROJ string.
+    fn projected_crs(&self) -> Result<Crs, String> {
+        let code = self
+            .get_short(PROJECTED_CS_TYPE)
+            .filter(|&c| c != USER_DEFINED);
+        if let Some(code) = code {
+            return Ok(Crs {
+                geographic: false,
+                epsg: Some(code),
+                proj4: None,
+                description: format!("EPSG:{code}"),
+            });
+        }
+        if let Some(units) = self.get_short(PROJ_LINEAR_UNITS)
+            && units != 9001
+        {
+            return Err(format!(
+                "projected coordinates in linear unit {units} (only metres, 9001)"
+            ));
+        }
+        let proj4 = self.user_defined_proj4()?;
+        Ok(Crs {
+            geographic: false,
+            epsg: None,
+            description: proj4.clone(),
+            proj4: Some(proj4),
+        })
+    }
+
+    /// The first of the keys `ids` that is present, or 0 (GeoTIFF's default for offsets and
+    /// origins).
+    fn first_double(&self, ids: &[u16]) -> f64 {
+        ids.iter()
+            .find_map(|&id| self.get_double(id))
+            .unwrap_or(0.0)
+    }
+
+    /// The PROJ string of a user-defined projected CRS in metres.
+    fn user_defined_proj4(&self) -> Result<String, String> {
+        let fe = self.first_double(&[PROJ_FALSE_EASTING, PROJ_FALSE_ORIGIN_EASTING]);
+        let fn_ = self.first_double(&[PROJ_FALSE_NORTHING, PROJ_FALSE_ORIGIN_NORTHING]);
+        let ellps = self.ellipsoid()?;
+        let body = self.projection_method()?;
+        Ok(format!(
+            "{body} +x_0={fe} +y_0={fn_} {ellps} +units=m +no_defs"
+        ))
+    }
+
+    /// The projection method and its parameters as PROJ parameters.
+    fn projection_method(&self) -> Result<String, String> {
+        let d = |id: u16| self.get_double(id).unwrap_or(0.0);
+        let lon0 = self.first_double(&[
+            PROJ_NAT_ORIGIN_LONG,
+            PROJ_FALSE_ORIGIN_LONG,
+            PROJ_CENTER_LONG,
+        ]);
+        let lat0 =
+            self.first_double(&[PROJ_NAT_ORIGIN_LAT, PROJ_FALSE_ORIGIN_LAT, PROJ_CENTER_LAT]);
+        match self.get_short(PROJ_COORD_TRANS) {
+            Some(11) => Ok(format!(
+                "+proj=aea +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
+                d(PROJ_STD_PARALLEL1),
+                d(PROJ_STD_PARALLEL2)
+            )),
+            Some(10) => Ok(format!("+proj=laea +lat_0={lat0} +lon_0={lon0}")),
+            Some(1) => Ok(format!(
+                "+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k={}",
+                self.get_double(PROJ_SCALE_AT_NAT_ORIGIN).unwrap_or(1.0)
+            )),
+            Some(8) => Ok(format!(
+                "+proj=lcc +lat_1={} +lat_2={} +lat_0={lat0} +lon_0={lon0}",
+                d(PROJ_STD_PARALLEL1),
+                d(PROJ_STD_PARALLEL2)
+            )),
+            Some(other) => Err(format!(
+                "user-defined projection method {other} (read: Albers 11, Lambert azimuthal 10, transverse Mercator 1, Lambert conic 8); give the CRS with the `crs` parameter"
+            )),
+            None => Err("a user-defined projected CRS without a projection method".into()),
         }
     }
 }
@@ -846,20 +856,7 @@ fn read_storage(
         "PackBits" => Codec::PackBits,
         _ => Codec::None,
     };
-    let predictor = match dec
-        .find_tag_unsigned::<u16>(Tag::Predictor)
-        .map_err(|e| tiff_err(path, e))?
-        .unwrap_or(1)
-    {
-        1 => false,
-        2 => true,
-        other => {
-            return Err(unsupported(
-                path,
-                format!("predictor {other} (only none and horizontal differencing for integers)"),
-            ));
-        }
-    };
+    let predictor = horizontal_predictor(path, dec)?;
     let (offsets_tag, counts_tag) = if tiled {
         (Tag::TileOffsets, Tag::TileByteCounts)
     } else {
@@ -874,27 +871,11 @@ fn read_storage(
     let file_len = std::fs::metadata(path)
         .map_err(|e| tiff_err(path, e))?
         .len();
-    if let Some(i) = (0..offsets.len().min(byte_counts.len())).find(|&i| {
-        offsets[i]
-            .checked_add(byte_counts[i])
-            .is_none_or(|end| end > file_len)
-    }) {
-        return Err(tiff_err(
-            path,
-            format!(
-                "chunk {i} ({} bytes at offset {}) ends past the end of the file ({file_len} bytes)",
-                byte_counts[i], offsets[i]
-            ),
-        ));
-    }
+    check_chunks_in_file(path, &offsets, &byte_counts, file_len)?;
     let (strip_rows, strips_per_chunk) = if tiled {
         (height, 1)
     } else {
-        let rows = dec.chunk_dimensions().1 as usize;
-        let rows = rows.clamp(1, height.max(1));
-        let (width, _) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
-        let strip_bytes = (width as usize).saturating_mul(rows) * sample.bytes();
-        (rows, STRIP_BATCH_BYTES.div_ceil(strip_bytes.max(1)).max(1))
+        strip_batching(path, dec, sample, height)?
     };
     Ok(Storage {
         offsets,
@@ -906,6 +887,62 @@ fn read_storage(
         strips_per_chunk,
         file_len,
     })
+}
+
+/// Whether the samples are stored as horizontal differences (TIFF predictor 2); an error for
+/// any predictor other than none (1) and that.
+fn horizontal_predictor(path: &Path, dec: &mut TagReader) -> Result<bool, GeoTiffError> {
+    match dec
+        .find_tag_unsigned::<u16>(Tag::Predictor)
+        .map_err(|e| tiff_err(path, e))?
+        .unwrap_or(1)
+    {
+        1 => Ok(false),
+        2 => Ok(true),
+        other => Err(unsupported(
+            path,
+            format!("predictor {other} (only none and horizontal differencing for integers)"),
+        )),
+    }
+}
+
+/// An error naming the first chunk that ends past the end of the file (`file_len` bytes).
+fn check_chunks_in_file(
+    path: &Path,
+    offsets: &[u64],
+    byte_counts: &[u64],
+    file_len: u64,
+) -> Result<(), GeoTiffError> {
+    let past_end = (0..offsets.len().min(byte_counts.len())).find(|&i| {
+        offsets[i]
+            .checked_add(byte_counts[i])
+            .is_none_or(|end| end > file_len)
+    });
+    match past_end {
+        None => Ok(()),
+        Some(i) => Err(tiff_err(
+            path,
+            format!(
+                "chunk {i} ({} bytes at offset {}) ends past the end of the file ({file_len} bytes)",
+                byte_counts[i], offsets[i]
+            ),
+        )),
+    }
+}
+
+/// Rows per strip, and how many strips are decoded together so that a batch holds about
+/// [`STRIP_BATCH_BYTES`].
+fn strip_batching(
+    path: &Path,
+    dec: &mut TagReader,
+    sample: SampleType,
+    height: usize,
+) -> Result<(usize, usize), GeoTiffError> {
+    let rows = dec.chunk_dimensions().1 as usize;
+    let rows = rows.clamp(1, height.max(1));
+    let (width, _) = dec.dimensions().map_err(|e| tiff_err(path, e))?;
+    let strip_bytes = (width as usize).saturating_mul(rows) * sample.bytes();
+    Ok((rows, STRIP_BATCH_BYTES.div_ceil(strip_bytes.max(1)).max(1)))
 }
 
 /// The decoder state of one codec, kept from chunk to chunk so that decoding allocates nothing.

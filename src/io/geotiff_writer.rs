@@ -14,10 +14,10 @@
 //! +datum=WGS84 +units=m`; `EPSG:32649`; the transform; `nodata = 0`; `compress = deflate`;
 //! 256 × 256 blocks; the ImageDescription; and the same pixel histogram as written.
 
-use std::io::Cursor;
+use std::io::{Cursor, Seek, Write};
 use std::path::Path;
 
-use tiff::encoder::TiffEncoder;
+use tiff::encoder::{DirectoryEncoder, TiffEncoder, TiffKind};
 use tiff::tags::{
     CompressionMethod, PhotometricInterpretation, PlanarConfiguration, SampleFormat, Tag,
 };
@@ -128,6 +128,40 @@ pub enum GeoTiffWriteError {
 /// assert_eq!(&bytes[..4], b"II*\0"); // a little-endian classic TIFF
 /// ```
 pub fn encode_categorical(raster: &CategoricalRaster<'_>) -> Result<Vec<u8>, GeoTiffWriteError> {
+    check_categorical(raster)?;
+    let mut buf = Cursor::new(Vec::new());
+    {
+        let mut encoder = TiffEncoder::new(&mut buf)?;
+        let mut dir = encoder.image_directory()?;
+        let (offsets, counts) = write_tiles(&mut dir, raster)?;
+        let (w, h) = (raster.width, raster.height);
+        dir.write_tag(Tag::ImageWidth, w)?;
+        if let Some(text) = raster.description {
+            dir.write_tag(Tag::ImageDescription, text)?;
+        }
+        dir.write_tag(Tag::ImageLength, h)?;
+        dir.write_tag(Tag::BitsPerSample, 8u16)?;
+        dir.write_tag(Tag::Compression, CompressionMethod::Deflate)?;
+        dir.write_tag(
+            Tag::PhotometricInterpretation,
+            PhotometricInterpretation::BlackIsZero,
+        )?;
+        dir.write_tag(Tag::SamplesPerPixel, 1u16)?;
+        dir.write_tag(Tag::PlanarConfiguration, PlanarConfiguration::Chunky)?;
+        dir.write_tag(Tag::TileWidth, TILE_SIZE)?;
+        dir.write_tag(Tag::TileLength, TILE_SIZE)?;
+        dir.write_tag(Tag::TileOffsets, &offsets[..])?;
+        dir.write_tag(Tag::TileByteCounts, &counts[..])?;
+        dir.write_tag(Tag::SampleFormat, &[SampleFormat::Uint][..])?;
+        write_georeference(&mut dir, raster)?;
+        dir.finish()?;
+    }
+    Ok(buf.into_inner())
+}
+
+/// Checks a raster before anything is written: not empty, one code per pixel, positive finite
+/// pixel sizes and an ASCII description (a TIFF ASCII tag holds nothing else).
+fn check_categorical(raster: &CategoricalRaster<'_>) -> Result<(), GeoTiffWriteError> {
     let (w, h) = (raster.width, raster.height);
     if w == 0 || h == 0 {
         return Err(GeoTiffWriteError::Empty);
@@ -149,83 +183,72 @@ pub fn encode_categorical(raster: &CategoricalRaster<'_>) -> Result<Vec<u8>, Geo
     {
         return Err(GeoTiffWriteError::PixelSize(p.pixel_width, p.pixel_height));
     }
-
     if let Some(text) = raster.description.filter(|t| !t.is_ascii()) {
         return Err(GeoTiffWriteError::NonAscii(text.to_owned()));
     }
+    Ok(())
+}
 
-    let mut buf = Cursor::new(Vec::new());
-    {
-        let mut encoder = TiffEncoder::new(&mut buf)?;
-        let mut dir = encoder.image_directory()?;
-
-        // Tiles first (row-major), each padded to a full tile with the nodata code.
-        let fill = raster.nodata.unwrap_or(0);
-        let tiles_across = w.div_ceil(TILE_SIZE);
-        let tiles_down = h.div_ceil(TILE_SIZE);
-        let mut offsets = Vec::with_capacity((tiles_across * tiles_down) as usize);
-        let mut counts = Vec::with_capacity(offsets.capacity());
-        let mut tile = vec![fill; (TILE_SIZE * TILE_SIZE) as usize];
-        for ty in 0..tiles_down {
-            for tx in 0..tiles_across {
-                tile.fill(fill);
-                let x0 = tx * TILE_SIZE;
-                let y0 = ty * TILE_SIZE;
-                let cols = TILE_SIZE.min(w - x0) as usize;
-                for r in 0..TILE_SIZE.min(h - y0) {
-                    let src = ((y0 + r) as usize) * w as usize + x0 as usize;
-                    let dst = (r * TILE_SIZE) as usize;
-                    tile[dst..dst + cols].copy_from_slice(&raster.codes[src..src + cols]);
-                }
-                // zlib stream (RFC 1950) at level 9, as TIFF compression 8 ("Adobe Deflate") expects.
-                let packed = miniz_oxide::deflate::compress_to_vec_zlib(&tile, 9);
-                let offset = dir.write_data(&packed[..])?;
-                offsets.push(u32::try_from(offset).map_err(|_| GeoTiffWriteError::TooLarge)?);
-                counts.push(u32::try_from(packed.len()).map_err(|_| GeoTiffWriteError::TooLarge)?);
+/// Writes the tiles (row-major), each padded to a full tile with the nodata code and
+/// deflated; returns their offsets and byte counts.
+fn write_tiles<W: Write + Seek, K: TiffKind>(
+    dir: &mut DirectoryEncoder<'_, W, K>,
+    raster: &CategoricalRaster<'_>,
+) -> Result<(Vec<u32>, Vec<u32>), GeoTiffWriteError> {
+    let (w, h) = (raster.width, raster.height);
+    let fill = raster.nodata.unwrap_or(0);
+    let tiles_across = w.div_ceil(TILE_SIZE);
+    let tiles_down = h.div_ceil(TILE_SIZE);
+    let mut offsets = Vec::with_capacity((tiles_across * tiles_down) as usize);
+    let mut counts = Vec::with_capacity(offsets.capacity());
+    let mut tile = vec![fill; (TILE_SIZE * TILE_SIZE) as usize];
+    for ty in 0..tiles_down {
+        for tx in 0..tiles_across {
+            tile.fill(fill);
+            let x0 = tx * TILE_SIZE;
+            let y0 = ty * TILE_SIZE;
+            let cols = TILE_SIZE.min(w - x0) as usize;
+            for r in 0..TILE_SIZE.min(h - y0) {
+                let src = ((y0 + r) as usize) * w as usize + x0 as usize;
+                let dst = (r * TILE_SIZE) as usize;
+                tile[dst..dst + cols].copy_from_slice(&raster.codes[src..src + cols]);
             }
+            // zlib stream (RFC 1950) at level 9, as TIFF compression 8 ("Adobe Deflate") expects.
+            let packed = miniz_oxide::deflate::compress_to_vec_zlib(&tile, 9);
+            let offset = dir.write_data(&packed[..])?;
+            offsets.push(u32::try_from(offset).map_err(|_| GeoTiffWriteError::TooLarge)?);
+            counts.push(u32::try_from(packed.len()).map_err(|_| GeoTiffWriteError::TooLarge)?);
         }
-
-        dir.write_tag(Tag::ImageWidth, w)?;
-        if let Some(text) = raster.description {
-            dir.write_tag(Tag::ImageDescription, text)?;
-        }
-        dir.write_tag(Tag::ImageLength, h)?;
-        dir.write_tag(Tag::BitsPerSample, 8u16)?;
-        dir.write_tag(Tag::Compression, CompressionMethod::Deflate)?;
-        dir.write_tag(
-            Tag::PhotometricInterpretation,
-            PhotometricInterpretation::BlackIsZero,
-        )?;
-        dir.write_tag(Tag::SamplesPerPixel, 1u16)?;
-        dir.write_tag(Tag::PlanarConfiguration, PlanarConfiguration::Chunky)?;
-        dir.write_tag(Tag::TileWidth, TILE_SIZE)?;
-        dir.write_tag(Tag::TileLength, TILE_SIZE)?;
-        dir.write_tag(Tag::TileOffsets, &offsets[..])?;
-        dir.write_tag(Tag::TileByteCounts, &counts[..])?;
-        dir.write_tag(Tag::SampleFormat, &[SampleFormat::Uint][..])?;
-
-        dir.write_tag(
-            Tag::ModelPixelScaleTag,
-            &[p.pixel_width, p.pixel_height, 0.0][..],
-        )?;
-        dir.write_tag(
-            Tag::ModelTiepointTag,
-            &[0.0, 0.0, 0.0, p.x_min, p.y_max, 0.0][..],
-        )?;
-        let keys = GeoKeys::for_crs(raster.crs);
-        dir.write_tag(Tag::GeoKeyDirectoryTag, &keys.directory[..])?;
-        if !keys.doubles.is_empty() {
-            dir.write_tag(Tag::GeoDoubleParamsTag, &keys.doubles[..])?;
-        }
-        if !keys.ascii.is_empty() {
-            dir.write_tag(Tag::GeoAsciiParamsTag, keys.ascii.as_str())?;
-        }
-        if let Some(nodata) = raster.nodata {
-            dir.write_tag(Tag::GdalNodata, nodata.to_string().as_str())?;
-        }
-        dir.finish()?;
     }
-    Ok(buf.into_inner())
+    Ok((offsets, counts))
+}
+
+/// Writes where the raster lies (pixel scale, tie point, GeoKeys) and its nodata code.
+fn write_georeference<W: Write + Seek, K: TiffKind>(
+    dir: &mut DirectoryEncoder<'_, W, K>,
+    raster: &CategoricalRaster<'_>,
+) -> Result<(), GeoTiffWriteError> {
+    let p = raster.placement;
+    dir.write_tag(
+        Tag::ModelPixelScaleTag,
+        &[p.pixel_width, p.pixel_height, 0.0][..],
+    )?;
+    dir.write_tag(
+        Tag::ModelTiepointTag,
+        &[0.0, 0.0, 0.0, p.x_min, p.y_max, 0.0][..],
+    )?;
+    let keys = GeoKeys::for_crs(raster.crs);
+    dir.write_tag(Tag::GeoKeyDirectoryTag, &keys.directory[..])?;
+    if !keys.doubles.is_empty() {
+        dir.write_tag(Tag::GeoDoubleParamsTag, &keys.doubles[..])?;
+    }
+    if !keys.ascii.is_empty() {
+        dir.write_tag(Tag::GeoAsciiParamsTag, keys.ascii.as_str())?;
+    }
+    if let Some(nodata) = raster.nodata {
+        dir.write_tag(Tag::GdalNodata, nodata.to_string().as_str())?;
+    }
+    Ok(())
 }
 
 /// Encodes the raster and writes it to `path` (replacing any file there).
@@ -624,47 +647,13 @@ enum KeyValue {
 
 impl GeoKeys {
     fn for_crs(crs: Crs) -> Self {
+        Self::from_keys(crs_keys(crs))
+    }
+
+    /// The directory of `keys`, sorted by id as the GeoTIFF specification requires, with
+    /// doubles and citations in their own tags.
+    fn from_keys(mut keys: Vec<(u16, KeyValue)>) -> Self {
         use KeyValue::{Ascii, Double, Short};
-        let mut keys: Vec<(u16, KeyValue)> = vec![(GT_RASTER_TYPE, Short(RASTER_PIXEL_IS_AREA))];
-        match crs {
-            Crs::Epsg4326 => {
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_GEOGRAPHIC)));
-                keys.push((GEOGRAPHIC_TYPE, Short(4326)));
-                keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
-            }
-            Crs::EpsgProjected(code) => {
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
-                keys.push((PROJECTED_CS_TYPE, Short(code)));
-                keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
-            }
-            Crs::Albers {
-                lat_1,
-                lat_2,
-                lat_0,
-                lon_0,
-                x_0,
-                y_0,
-            } => {
-                let name = format!(
-                    "WGS 84 / Albers equal-area (lat_1={lat_1} lat_2={lat_2} lat_0={lat_0} lon_0={lon_0})"
-                );
-                keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
-                keys.push((GT_CITATION, Ascii(name.clone())));
-                keys.push((GEOGRAPHIC_TYPE, Short(4326)));
-                keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
-                keys.push((PROJECTED_CS_TYPE, Short(USER_DEFINED)));
-                keys.push((PCS_CITATION, Ascii(name)));
-                keys.push((PROJECTION, Short(USER_DEFINED)));
-                keys.push((PROJ_COORD_TRANS, Short(CT_ALBERS_EQUAL_AREA)));
-                keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
-                keys.push((PROJ_STD_PARALLEL_1, Double(lat_1)));
-                keys.push((PROJ_STD_PARALLEL_2, Double(lat_2)));
-                keys.push((PROJ_NAT_ORIGIN_LONG, Double(lon_0)));
-                keys.push((PROJ_NAT_ORIGIN_LAT, Double(lat_0)));
-                keys.push((PROJ_FALSE_EASTING, Double(x_0)));
-                keys.push((PROJ_FALSE_NORTHING, Double(y_0)));
-            }
-        }
         keys.sort_by_key(|(id, _)| *id);
         let count = u16::try_from(keys.len()).expect("a GeoKey directory has fewer than 2^16 keys");
         // Header: KeyDirectoryVersion 1, KeyRevision 1.0, number of keys.
@@ -695,6 +684,52 @@ impl GeoKeys {
             ascii,
         }
     }
+}
+
+/// The GeoKeys that say which CRS a raster is in (pixels are areas).
+fn crs_keys(crs: Crs) -> Vec<(u16, KeyValue)> {
+    use KeyValue::{Ascii, Double, Short};
+    let mut keys: Vec<(u16, KeyValue)> = vec![(GT_RASTER_TYPE, Short(RASTER_PIXEL_IS_AREA))];
+    match crs {
+        Crs::Epsg4326 => {
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_GEOGRAPHIC)));
+            keys.push((GEOGRAPHIC_TYPE, Short(4326)));
+            keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
+        }
+        Crs::EpsgProjected(code) => {
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
+            keys.push((PROJECTED_CS_TYPE, Short(code)));
+            keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
+        }
+        Crs::Albers {
+            lat_1,
+            lat_2,
+            lat_0,
+            lon_0,
+            x_0,
+            y_0,
+        } => {
+            let name = format!(
+                "WGS 84 / Albers equal-area (lat_1={lat_1} lat_2={lat_2} lat_0={lat_0} lon_0={lon_0})"
+            );
+            keys.push((GT_MODEL_TYPE, Short(MODEL_TYPE_PROJECTED)));
+            keys.push((GT_CITATION, Ascii(name.clone())));
+            keys.push((GEOGRAPHIC_TYPE, Short(4326)));
+            keys.push((GEOG_ANGULAR_UNITS, Short(ANGULAR_DEGREE)));
+            keys.push((PROJECTED_CS_TYPE, Short(USER_DEFINED)));
+            keys.push((PCS_CITATION, Ascii(name)));
+            keys.push((PROJECTION, Short(USER_DEFINED)));
+            keys.push((PROJ_COORD_TRANS, Short(CT_ALBERS_EQUAL_AREA)));
+            keys.push((PROJ_LINEAR_UNITS, Short(LINEAR_METER)));
+            keys.push((PROJ_STD_PARALLEL_1, Double(lat_1)));
+            keys.push((PROJ_STD_PARALLEL_2, Double(lat_2)));
+            keys.push((PROJ_NAT_ORIGIN_LONG, Double(lon_0)));
+            keys.push((PROJ_NAT_ORIGIN_LAT, Double(lat_0)));
+            keys.push((PROJ_FALSE_EASTING, Double(x_0)));
+            keys.push((PROJ_FALSE_NORTHING, Double(y_0)));
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -271,51 +271,75 @@ impl RegionCache {
             for cx in extent.col0 / cw..=(extent.col1 - 1) / cw {
                 let index = cy * info.chunks_across() + cx;
                 let chunk_rect = info.chunk_rect(index);
-                let (cc0, cr0, _, chei) = chunk_rect;
-                if !self.chunks.iter().any(|(i, ..)| *i == index) {
-                    let cached: usize = self.chunks.iter().map(|(.., c)| c.bytes()).sum();
-                    if cached > REGION_CACHE_BYTES {
-                        self.chunks.clear();
-                    }
-                    let owned = match reader.read(index)? {
-                        ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
-                        ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
-                    };
-                    self.chunks.push((index, cr0 + chei, owned));
-                }
-                let (_, _, chunk) = self
-                    .chunks
-                    .iter()
-                    .find(|(i, ..)| *i == index)
-                    .expect("chunk was just cached");
-                let (x0, x1, y0, y1) = extent
-                    .clip(chunk_rect)
-                    .expect("the chunks visited overlap the window");
-                let dst_at = extent.offset(x0, y0);
-                let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
-                let stride = extent.stride;
-                match (&mut self.out, chunk) {
-                    (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
-                        &mut d[dst_at..],
-                        stride,
-                        &s[src_at..],
-                        src_stride,
-                        y1 - y0,
-                        x1 - x0,
-                    ),
-                    _ => unreachable!("a raster's chunks all have its pixel type"),
-                }
+                let (_, cr0, _, chei) = chunk_rect;
+                let chunk = cached_chunk(&mut self.chunks, reader, index, cr0 + chei)?;
+                copy_overlap(&mut self.out, &extent, chunk, chunk_rect, src_stride);
             }
         }
         Ok(self.out.pixels())
+    }
+}
+
+/// Chunk `index` from the cache, read into it first if it is not there (the cache is
+/// emptied when it holds more than [`REGION_CACHE_BYTES`]); `bottom` is the row below it.
+fn cached_chunk<'a>(
+    chunks: &'a mut Vec<(usize, usize, OwnedChunk)>,
+    reader: &mut ChunkReader,
+    index: usize,
+    bottom: usize,
+) -> Result<&'a OwnedChunk, GeoTiffError> {
+    if !chunks.iter().any(|(i, ..)| *i == index) {
+        let cached: usize = chunks.iter().map(|(.., c)| c.bytes()).sum();
+        if cached > REGION_CACHE_BYTES {
+            chunks.clear();
+        }
+        let owned = match reader.read(index)? {
+            ChunkPixels::U8(d) => OwnedChunk::U8(d.to_vec()),
+            ChunkPixels::U16(d) => OwnedChunk::U16(d.to_vec()),
+        };
+        chunks.push((index, bottom, owned));
+    }
+    let (_, _, chunk) = chunks
+        .iter()
+        .find(|(i, ..)| *i == index)
+        .expect("chunk was just cached");
+    Ok(chunk)
+}
+
+/// Copies the part of `chunk` (at `chunk_rect`, rows `src_stride` pixels apart) that lies in
+/// the window `extent` into `out`.
+fn copy_overlap(
+    out: &mut OwnedChunk,
+    extent: &Extent,
+    chunk: &OwnedChunk,
+    chunk_rect: (usize, usize, usize, usize),
+    src_stride: usize,
+) {
+    let (cc0, cr0, ..) = chunk_rect;
+    let (x0, x1, y0, y1) = extent
+        .clip(chunk_rect)
+        .expect("the chunks visited overlap the window");
+    let dst_at = extent.offset(x0, y0);
+    let src_at = (y0 - cr0) * src_stride + (x0 - cc0);
+    let stride = extent.stride;
+    match (out, chunk) {
+        (OwnedChunk::U8(d), OwnedChunk::U8(s)) => copy_rect(
+            &mut d[dst_at..],
+            stride,
+            &s[src_at..],
+            src_stride,
+            y1 - y0,
+            x1 - x0,
+        ),
+        (OwnedChunk::U16(d), OwnedChunk::U16(s)) => copy_rect(
+            &mut d[dst_at..],
+            stride,
+            &s[src_at..],
+            src_stride,
+            y1 - y0,
+            x1 - x0,
+        ),
+        _ => unreachable!("a raster's chunks all have its pixel type"),
     }
 }
 
@@ -389,26 +413,7 @@ impl MosaicReader {
         window: Window,
     ) -> Result<ChunkPixels<'_>, MosaicError> {
         let extent = Extent::of(window);
-        let len = extent.len;
-        let fill = mosaic.nodata.unwrap_or(0);
-        match &mut self.out {
-            OwnedChunk::U8(v) => {
-                v.clear();
-                v.resize(
-                    len,
-                    u8::try_from(fill).expect("8-bit mosaics have 8-bit NoData"),
-                );
-            }
-            OwnedChunk::U16(v) => {
-                v.clear();
-                v.resize(
-                    len,
-                    u16::try_from(fill).expect("NoData fits the pixel type"),
-                );
-            }
-        }
-        self.owner.clear();
-        self.owner.resize(len, u16::MAX);
+        self.start_window(extent.len, mosaic.nodata.unwrap_or(0));
         for (k, placed) in mosaic.files.iter().enumerate() {
             let Some((x0, x1, y0, y1)) = extent.clip(placed.rect()) else {
                 // A file this window misses may hold chunks of rows the pass has left behind.
@@ -443,23 +448,56 @@ impl MosaicReader {
                     unreachable!("a mosaic with a 16-bit file is read as 16-bit")
                 }
             };
-            if let Some((i, first, first_value, second_value)) = conflict {
-                let (r, c) = (i / extent.stride, i % extent.stride);
-                return Err(MosaicError::FilesDisagree {
-                    first: mosaic.files[usize::from(first)]
-                        .info
-                        .path
-                        .display()
-                        .to_string(),
-                    second: placed.info.path.display().to_string(),
-                    col: extent.col0 + c,
-                    row: extent.row0 + r,
-                    first_value,
-                    second_value,
-                });
+            if let Some(conflict) = conflict {
+                return Err(files_disagree(mosaic, placed, &extent, conflict));
             }
         }
         Ok(self.out.pixels())
+    }
+
+    /// Fills the output with `len` NoData pixels (`fill`) owned by no file.
+    fn start_window(&mut self, len: usize, fill: u32) {
+        match &mut self.out {
+            OwnedChunk::U8(v) => {
+                v.clear();
+                v.resize(
+                    len,
+                    u8::try_from(fill).expect("8-bit mosaics have 8-bit NoData"),
+                );
+            }
+            OwnedChunk::U16(v) => {
+                v.clear();
+                v.resize(
+                    len,
+                    u16::try_from(fill).expect("NoData fits the pixel type"),
+                );
+            }
+        }
+        self.owner.clear();
+        self.owner.resize(len, u16::MAX);
+    }
+}
+
+/// The error for the first pixel of the window `extent` where `placed` and an earlier file
+/// disagree: `conflict` as [`Overlay::apply`] returns it.
+fn files_disagree(
+    mosaic: &Mosaic,
+    placed: &Placed,
+    extent: &Extent,
+    (i, first, first_value, second_value): (usize, u16, u32, u32),
+) -> MosaicError {
+    let (r, c) = (i / extent.stride, i % extent.stride);
+    MosaicError::FilesDisagree {
+        first: mosaic.files[usize::from(first)]
+            .info
+            .path
+            .display()
+            .to_string(),
+        second: placed.info.path.display().to_string(),
+        col: extent.col0 + c,
+        row: extent.row0 + r,
+        first_value,
+        second_value,
     }
 }
 

@@ -405,14 +405,6 @@ fn dbf_encoding(
 /// part and point counts a record declares: every record must fit in the file, and the counts
 /// of a polygon, polyline or multipoint must fit in its record.
 fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
-    let int_at = |at: usize, big: bool| -> i32 {
-        let b: [u8; 4] = bytes[at..at + 4].try_into().expect("4 bytes");
-        if big {
-            i32::from_be_bytes(b)
-        } else {
-            i32::from_le_bytes(b)
-        }
-    };
     if bytes.len() < 100 {
         return Err(format!(
             "the file has {} bytes, fewer than the 100-byte header",
@@ -423,7 +415,7 @@ fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
     let mut record = 0;
     while pos + 8 <= bytes.len() {
         record += 1;
-        let words = int_at(pos + 4, true);
+        let words = i32_at(bytes, pos + 4, true);
         let end = usize::try_from(words)
             .ok()
             .map(|w| pos + 8 + 2 * w)
@@ -437,51 +429,68 @@ fn check_shp_records(bytes: &[u8]) -> Result<(), String> {
                 "record {record} is {content_len} bytes, too short to hold its shape type"
             ));
         }
-        let shape_type = int_at(pos + 8, false);
-        // The fixed part of the record: type, bounding box and the counts (parts, points).
-        let needed = match shape_type {
-            3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
-            8 | 18 | 28 => 40,
-            _ => 0,
-        };
-        if needed > 0 {
-            if content_len < needed {
-                return Err(format!(
-                    "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
-                ));
-            }
-            // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
-            let (parts, points) = if needed == 44 {
-                (int_at(pos + 8 + 36, false), int_at(pos + 8 + 40, false))
-            } else {
-                (0, int_at(pos + 8 + 36, false))
-            };
-            let fits = u64::try_from(parts)
-                .ok()
-                .zip(u64::try_from(points).ok())
-                .is_some_and(|(parts, points)| {
-                    needed as u64 + 4 * parts + 16 * points <= content_len as u64
-                });
-            if !fits {
-                return Err(format!(
-                    "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
-                ));
-            }
-            // Each part starts at a point index, in order: the reader sizes rings from them.
-            let starts = (0..usize::try_from(parts).unwrap_or(0))
-                .map(|i| int_at(pos + 8 + 44 + 4 * i, false));
-            let mut previous = 0;
-            for (i, start) in starts.enumerate() {
-                if start < previous || start >= points || (i == 0 && start != 0) {
-                    return Err(format!(
-                        "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
-                        i + 1
-                    ));
-                }
-                previous = start;
-            }
-        }
+        check_shp_counts(&bytes[pos + 8..end], record)?;
         pos = end;
+    }
+    Ok(())
+}
+
+/// The 32-bit integer at `at`, big-endian if `big` (the `.shp` record headers) else
+/// little-endian (the record contents).
+fn i32_at(bytes: &[u8], at: usize, big: bool) -> i32 {
+    let b: [u8; 4] = bytes[at..at + 4].try_into().expect("4 bytes");
+    if big {
+        i32::from_be_bytes(b)
+    } else {
+        i32::from_le_bytes(b)
+    }
+}
+
+/// Checks that the part and point counts of a polygon, polyline or multipoint record
+/// (`content`, at least 4 bytes) fit in it, and that its parts start in order.
+fn check_shp_counts(content: &[u8], record: usize) -> Result<(), String> {
+    let content_len = content.len();
+    let int_at = |at: usize| i32_at(content, at, false);
+    let shape_type = int_at(0);
+    // The fixed part of the record: type, bounding box and the counts (parts, points).
+    let needed = match shape_type {
+        3 | 5 | 13 | 15 | 23 | 25 | 31 => 44,
+        8 | 18 | 28 => 40,
+        _ => return Ok(()),
+    };
+    if content_len < needed {
+        return Err(format!(
+            "record {record} is {content_len} bytes, too short for its shape type {shape_type}"
+        ));
+    }
+    // Counts follow the 4-byte type and the 32-byte box, at content offset 36.
+    let (parts, points) = if needed == 44 {
+        (int_at(36), int_at(40))
+    } else {
+        (0, int_at(36))
+    };
+    let fits = u64::try_from(parts)
+        .ok()
+        .zip(u64::try_from(points).ok())
+        .is_some_and(|(parts, points)| {
+            needed as u64 + 4 * parts + 16 * points <= content_len as u64
+        });
+    if !fits {
+        return Err(format!(
+            "record {record} declares {parts} parts and {points} points, more than its {content_len} bytes hold"
+        ));
+    }
+    // Each part starts at a point index, in order: the reader sizes rings from them.
+    let starts = (0..usize::try_from(parts).unwrap_or(0)).map(|i| int_at(44 + 4 * i));
+    let mut previous = 0;
+    for (i, start) in starts.enumerate() {
+        if start < previous || start >= points || (i == 0 && start != 0) {
+            return Err(format!(
+                "record {record}: part {} starts at point {start}, outside 0..{points} or before the part ahead of it",
+                i + 1
+            ));
+        }
+        previous = start;
     }
     Ok(())
 }
@@ -540,6 +549,26 @@ fn prj_crs(path: &Path, shown: &Path) -> Result<SourceCrs, IoError> {
     })
 }
 
+/// The error for a record the shapefile crate cannot read; an attribute that does not decode
+/// names its field and where the encoding came from (`from`).
+fn shapefile_record_error(e: &shapefile::Error, label: &str, from: &str) -> IoError {
+    let shapefile::Error::DbaseError(db) = e else {
+        return IoError::data(format!("{label}: {e}"));
+    };
+    let field = format!("{db:?}")
+        .split("name: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|f| format!(" field `{f}`"))
+        .unwrap_or_default();
+    IoError::data(format!(
+        "{label}:{field} is not valid text in the encoding taken from {from}"
+    ))
+    .with_hint(format!(
+        "the attribute encoding came from {from}; if the names are Chinese, try `encoding: GBK` (or add a .cpg file saying GBK)"
+    ))
+}
+
 /// Reads a shapefile (`.shp` with its `.dbf`; `.shx`, `.cpg` and `.prj` when present).
 /// `encoding` overrides the attribute encoding; otherwise the `.cpg` file names it, else the
 /// DBF's language driver id, else the attributes must be UTF-8.
@@ -595,24 +624,7 @@ pub fn read_shapefile(
     let mut geometries = Vec::new();
     for (i, item) in reader.iter_shapes_and_records().enumerate() {
         let label = format!("{file}: record {}", i + 1);
-        let (shape, mut record) = item.map_err(|e| {
-            if let shapefile::Error::DbaseError(db) = &e {
-                let field = format!("{db:?}")
-                    .split("name: \"")
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .map(|f| format!(" field `{f}`"))
-                    .unwrap_or_default();
-                IoError::data(format!(
-                    "{label}:{field} is not valid text in the encoding taken from {from}"
-                ))
-                .with_hint(format!(
-                    "the attribute encoding came from {from}; if the names are Chinese, try `encoding: GBK` (or add a .cpg file saying GBK)"
-                ))
-            } else {
-                IoError::data(format!("{label}: {e}"))
-            }
-        })?;
+        let (shape, mut record) = item.map_err(|e| shapefile_record_error(&e, &label, &from))?;
         let geometry = shape_polygon(shape)
             .and_then(|g| crs.to_lon_lat(g))
             .map_err(|e| IoError::data(format!("{label}: {e}")))?;

@@ -120,6 +120,7 @@ pub fn read(
 
 /// What the rows of a sheet are: skipped (above the header), the header, data, or, after
 /// the first empty row below a `header_row`, ignored (footnotes).
+#[derive(Default)]
 struct SheetRows {
     header: Option<Vec<String>>,
     columns: Vec<Vec<Cell>>,
@@ -128,6 +129,45 @@ struct SheetRows {
     /// The first empty row below the header, when `header_row` is given.
     end: Option<u32>,
     ignored: Vec<(u32, String)>,
+}
+
+impl SheetRows {
+    fn set_header(&mut self, values: &[Data]) {
+        self.header = Some(
+            values
+                .iter()
+                .map(|v| v.to_string().trim().to_owned())
+                .collect(),
+        );
+        self.columns = vec![Vec::new(); values.len()];
+    }
+
+    /// Adds a data row, Excel row `excel_row` of a sheet whose first column is `col0`; an
+    /// error names the cell that is not a value.
+    fn push_data(
+        &mut self,
+        values: &[Data],
+        label: String,
+        excel_row: u32,
+        col0: u32,
+    ) -> Result<(), IoError> {
+        let names = self.header.as_ref().expect("data rows follow the header");
+        for (j, (column, value)) in self.columns.iter_mut().zip(values).enumerate() {
+            let c = cell(value).map_err(|e| {
+                let col = column_letters(
+                    col0 + u32::try_from(j).expect("sheets have fewer than 2^32 columns"),
+                );
+                IoError::data(format!(
+                    "{label}, cell {col}{excel_row}: column `{}`: {e}",
+                    names[j]
+                ))
+            })?;
+            column.push(c);
+        }
+        self.labels.push(label);
+        self.numbers.push(excel_row);
+        Ok(())
+    }
 }
 
 fn row_text(values: &[Data]) -> String {
@@ -149,14 +189,7 @@ fn table_of(
     header_row: Option<u32>,
 ) -> Result<CellTable, IoError> {
     let (row0, col0) = range.start().unwrap_or((0, 0));
-    let mut r = SheetRows {
-        header: None,
-        columns: Vec::new(),
-        labels: Vec::new(),
-        numbers: Vec::new(),
-        end: None,
-        ignored: Vec::new(),
-    };
+    let mut r = SheetRows::default();
     for (i, values) in range.rows().enumerate() {
         let excel_row = row0 + u32::try_from(i).expect("sheets have fewer than 2^32 rows") + 1;
         let empty = values.iter().all(|v| matches!(v, Data::Empty));
@@ -178,31 +211,11 @@ fn table_of(
         if header_row.is_some_and(|h| excel_row > h) && r.header.is_none() {
             break; // The header row was empty; reported below.
         }
-        let label = format!("{place} row {excel_row}");
-        let Some(names) = &r.header else {
-            r.header = Some(
-                values
-                    .iter()
-                    .map(|v| v.to_string().trim().to_owned())
-                    .collect(),
-            );
-            r.columns = vec![Vec::new(); values.len()];
-            continue;
-        };
-        for (j, (column, value)) in r.columns.iter_mut().zip(values).enumerate() {
-            let c = cell(value).map_err(|e| {
-                let col = column_letters(
-                    col0 + u32::try_from(j).expect("sheets have fewer than 2^32 columns"),
-                );
-                IoError::data(format!(
-                    "{label}, cell {col}{excel_row}: column `{}`: {e}",
-                    names[j]
-                ))
-            })?;
-            column.push(c);
+        if r.header.is_none() {
+            r.set_header(values);
+        } else {
+            r.push_data(values, format!("{place} row {excel_row}"), excel_row, col0)?;
         }
-        r.labels.push(label);
-        r.numbers.push(excel_row);
     }
     let header = r.header.ok_or_else(|| match header_row {
         Some(h) => IoError::data(format!("{place}: the header row {h} is empty"))

@@ -112,6 +112,32 @@ fn average_linkage(a: &Cluster, b: &Cluster) -> f64 {
 /// assert_eq!(redcap_tree(&[0.0, 1.0, 3.0], 1, &[(0, 1), (1, 2)]), vec![(0, 1), (1, 2)]);
 /// ```
 pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut clusters = singleton_clusters(data, vars, edges);
+    let n = clusters.len();
+    // A cluster lives at the index of its smallest node; merged-away indices are dead.
+    let mut alive = vec![true; n];
+    let mut heap = initial_candidates(&clusters);
+    let mut tree = Vec::with_capacity(n.saturating_sub(1));
+    while let Some(c) = heap.pop() {
+        if !(alive[c.a]
+            && alive[c.b]
+            && clusters[c.a].version == c.version_a
+            && clusters[c.b].version == c.version_b)
+        {
+            continue;
+        }
+        let link = clusters[c.a].links[&c.b];
+        tree.push((link.a, link.b));
+        let (keep, gone) = (c.a.min(c.b), c.a.max(c.b));
+        merge(&mut clusters, keep, gone);
+        alive[gone] = false;
+        push_candidates(&mut heap, &mut clusters, keep);
+    }
+    tree
+}
+
+/// One cluster per node, linked to its neighbours along `edges` (self-loops ignored).
+fn singleton_clusters(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<Cluster> {
     let n = data.len().checked_div(vars).unwrap_or(0);
     let mut clusters: Vec<Cluster> = (0..n)
         .map(|i| {
@@ -137,8 +163,11 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
         clusters[i].links.insert(j, link);
         clusters[j].links.insert(i, link);
     }
-    // A cluster lives at the index of its smallest node; merged-away indices are dead.
-    let mut alive = vec![true; n];
+    clusters
+}
+
+/// A merge candidate for each pair of linked singletons.
+fn initial_candidates(clusters: &[Cluster]) -> BinaryHeap<Candidate> {
     let mut heap = BinaryHeap::new();
     for (i, cluster) in clusters.iter().enumerate() {
         for (&j, link) in &cluster.links {
@@ -153,66 +182,60 @@ pub fn redcap_tree(data: &[f64], vars: usize, edges: &[(usize, usize)]) -> Vec<(
             }
         }
     }
-    let mut tree = Vec::with_capacity(n.saturating_sub(1));
-    while let Some(c) = heap.pop() {
-        if !(alive[c.a]
-            && alive[c.b]
-            && clusters[c.a].version == c.version_a
-            && clusters[c.b].version == c.version_b)
-        {
+    heap
+}
+
+/// Merges cluster `gone` into `keep` (the smaller id): sums add up, and each neighbour of
+/// `gone` is linked to `keep` by the shorter of the two links (Full-Order-ALK keeps the
+/// shortest edge between two clusters).
+fn merge(clusters: &mut [Cluster], keep: usize, gone: usize) {
+    let gone_cluster = std::mem::replace(
+        &mut clusters[gone],
+        Cluster {
+            count: 0,
+            sum: Vec::new(),
+            sq: 0.0,
+            version: 0,
+            links: BTreeMap::new(),
+        },
+    );
+    let k = &mut clusters[keep];
+    k.count += gone_cluster.count;
+    for (s, g) in k.sum.iter_mut().zip(&gone_cluster.sum) {
+        *s += g;
+    }
+    k.sq += gone_cluster.sq;
+    k.version += 1;
+    k.links.remove(&gone);
+    for (other, link) in gone_cluster.links {
+        if other == keep {
             continue;
         }
-        let link = clusters[c.a].links[&c.b];
-        tree.push((link.a, link.b));
-        // Merge the cluster with fewer links into the other, keeping the smaller id.
-        let (keep, gone) = (c.a.min(c.b), c.a.max(c.b));
-        let gone_cluster = std::mem::replace(
-            &mut clusters[gone],
-            Cluster {
-                count: 0,
-                sum: Vec::new(),
-                sq: 0.0,
-                version: 0,
-                links: BTreeMap::new(),
-            },
-        );
-        alive[gone] = false;
-        {
-            let k = &mut clusters[keep];
-            k.count += gone_cluster.count;
-            for (s, g) in k.sum.iter_mut().zip(&gone_cluster.sum) {
-                *s += g;
-            }
-            k.sq += gone_cluster.sq;
-            k.version += 1;
-            k.links.remove(&gone);
+        let entry = clusters[keep].links.entry(other).or_insert(link);
+        if link.less(*entry) {
+            *entry = link;
         }
-        for (other, link) in gone_cluster.links {
-            if other == keep {
-                continue;
-            }
-            let entry = clusters[keep].links.entry(other).or_insert(link);
-            if link.less(*entry) {
-                *entry = link;
-            }
-            clusters[other].links.remove(&gone);
-        }
-        let neighbours: Vec<(usize, Link)> =
-            clusters[keep].links.iter().map(|(&o, &l)| (o, l)).collect();
-        for (other, link) in neighbours {
-            clusters[other].links.insert(keep, link);
-            let distance = average_linkage(&clusters[keep], &clusters[other]);
-            let (a, b) = (keep.min(other), keep.max(other));
-            heap.push(Candidate {
-                distance,
-                a,
-                b,
-                version_a: clusters[a].version,
-                version_b: clusters[b].version,
-            });
-        }
+        clusters[other].links.remove(&gone);
     }
-    tree
+}
+
+/// Links `keep`'s neighbours back to it and queues a candidate for each at the new average
+/// linkage.
+fn push_candidates(heap: &mut BinaryHeap<Candidate>, clusters: &mut [Cluster], keep: usize) {
+    let neighbours: Vec<(usize, Link)> =
+        clusters[keep].links.iter().map(|(&o, &l)| (o, l)).collect();
+    for (other, link) in neighbours {
+        clusters[other].links.insert(keep, link);
+        let distance = average_linkage(&clusters[keep], &clusters[other]);
+        let (a, b) = (keep.min(other), keep.max(other));
+        heap.push(Candidate {
+            distance,
+            a,
+            b,
+            version_a: clusters[a].version,
+            version_b: clusters[b].version,
+        });
+    }
 }
 
 /// REDCAP clustering: [`redcap_tree`] cut into `k` clusters by [`partition_tree`].

@@ -165,23 +165,35 @@ impl<'a> Forest<'a> {
     /// The best admissible cut of the tree containing `root`, if any reduces the SSD.
     fn best_cut(&mut self, root: usize) -> Option<Cut> {
         self.traverse(root);
-        let vars = self.vars;
-        let m = self.order.len();
-        if m < 2 {
+        if self.order.len() < 2 {
             return None;
         }
         // Centre on the tree's mean so that Σx² − (Σx)²/n loses no precision.
-        let mut mean = vec![0.0; vars];
+        let mean = self.tree_mean();
+        self.accumulate_subtrees(&mean);
+        self.best_subtree_cut(root)
+    }
+
+    /// The mean row of the nodes of the last traversal.
+    fn tree_mean(&self) -> Vec<f64> {
+        let mut mean = vec![0.0; self.vars];
         for &u in &self.order {
             for (acc, x) in mean.iter_mut().zip(self.row(u)) {
                 *acc += x;
             }
         }
-        let mf = m as f64;
+        let mf = self.order.len() as f64;
         for v in &mut mean {
             *v /= mf;
         }
-        for idx in (0..m).rev() {
+        mean
+    }
+
+    /// For each node of the last traversal, the count, weight, sum and sum of squares of the
+    /// rows (centred on `mean`) of the subtree it roots, children before parents.
+    fn accumulate_subtrees(&mut self, mean: &[f64]) {
+        let vars = self.vars;
+        for idx in (0..self.order.len()).rev() {
             let u = self.order[idx];
             let mut q = 0.0;
             for (j, m) in mean.iter().enumerate() {
@@ -204,13 +216,15 @@ impl<'a> Forest<'a> {
                 }
             }
         }
-        let ssd = |s: &[f64], q: f64, n: usize| {
-            let n = n as f64;
-            q - s.iter().map(|x| x * x).sum::<f64>() / n
-        };
+    }
+
+    /// The cut above the subtree whose removal reduces the SSD most (ties to the smaller edge)
+    /// among those the size bound admits; `None` if no cut reduces it.
+    fn best_subtree_cut(&self, root: usize) -> Option<Cut> {
+        let (vars, m) = (self.vars, self.order.len());
         let total_sum: Vec<f64> = self.sum[root * vars..(root + 1) * vars].to_vec();
         let (total_sq, total_w) = (self.sq[root], self.weight[root]);
-        let total = ssd(&total_sum, total_sq, m);
+        let total = centred_ssd(&total_sum, total_sq, m);
         let mut rest = vec![0.0; vars];
         let mut best: Option<Cut> = None;
         for &v in &self.order[1..] {
@@ -224,8 +238,8 @@ impl<'a> Forest<'a> {
                 rest[j] = total_sum[j] - s[j];
             }
             let reduction = total
-                - ssd(s, self.sq[v], self.count[v])
-                - ssd(&rest, total_sq - self.sq[v], m - self.count[v]);
+                - centred_ssd(s, self.sq[v], self.count[v])
+                - centred_ssd(&rest, total_sq - self.sq[v], m - self.count[v]);
             let key = (self.up[v].min(v), self.up[v].max(v));
             let better = match best {
                 None => reduction > 0.0,
@@ -363,6 +377,12 @@ pub fn skater(
     let n = data.len().checked_div(vars).unwrap_or(0);
     let tree = minimum_spanning_forest(n, &weighted);
     partition_tree(data, vars, &tree, k, bound)
+}
+
+/// The sum of squared deviations of `n` rows from their mean, from their sum `s` and sum of
+/// squares `q`: q − Σ s²/n.
+fn centred_ssd(s: &[f64], q: f64, n: usize) -> f64 {
+    q - s.iter().map(|x| x * x).sum::<f64>() / n as f64
 }
 
 #[cfg(test)]

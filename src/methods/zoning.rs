@@ -377,29 +377,7 @@ impl RuleSet {
             return Err(RuleError::RulesEmpty);
         }
         let axes: Vec<Vec<f64>> = (0..self.columns.len())
-            .map(|col| {
-                let mut t: Vec<f64> = self
-                    .rules
-                    .iter()
-                    .flat_map(|r| {
-                        r.conditions
-                            .iter()
-                            .filter(|c| c.column == col)
-                            .map(|c| c.value)
-                    })
-                    .collect();
-                t.sort_by(f64::total_cmp);
-                t.dedup();
-                let mut pts = vec![t[0] - 1.0];
-                for (i, &v) in t.iter().enumerate() {
-                    pts.push(v);
-                    if let Some(&next) = t.get(i + 1) {
-                        pts.push((v + next) / 2.0);
-                    }
-                }
-                pts.push(t[t.len() - 1] + 1.0);
-                pts
-            })
+            .map(|col| self.probe_values(col))
             .collect();
         let cells = axes
             .iter()
@@ -416,28 +394,7 @@ impl RuleSet {
                 *p = axis[rest % axis.len()];
                 rest /= axis.len();
             }
-            let matching: Vec<usize> = (0..self.rules.len())
-                .filter(|&r| Self::matches(&self.rules[r], &point))
-                .take(2)
-                .collect();
-            match matching.as_slice() {
-                [] if self.default.is_none() => {
-                    return Err(RuleError::RulesNotExhaustive {
-                        point: self.describe(&point),
-                    });
-                }
-                [] => {}
-                [a, b] if self.matching == Matching::Unique => {
-                    return Err(RuleError::RulesOverlap {
-                        first: a + 1,
-                        first_zone: self.rules[*a].zone.clone(),
-                        second: b + 1,
-                        second_zone: self.rules[*b].zone.clone(),
-                        point: self.describe(&point),
-                    });
-                }
-                [a, ..] => reachable[*a] = true,
-            }
+            self.check_point(&point, &mut reachable)?;
         }
         if let Some(r) = reachable.iter().position(|&ok| !ok) {
             return Err(RuleError::RuleUnreachable {
@@ -446,6 +403,58 @@ impl RuleSet {
             });
         }
         Ok(())
+    }
+
+    /// The values of column `col` that stand for every interval its thresholds make: each
+    /// threshold, the midpoints between them, and one beyond each end.
+    fn probe_values(&self, col: usize) -> Vec<f64> {
+        let mut t: Vec<f64> = self
+            .rules
+            .iter()
+            .flat_map(|r| {
+                r.conditions
+                    .iter()
+                    .filter(|c| c.column == col)
+                    .map(|c| c.value)
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t.dedup();
+        let mut pts = vec![t[0] - 1.0];
+        for (i, &v) in t.iter().enumerate() {
+            pts.push(v);
+            if let Some(&next) = t.get(i + 1) {
+                pts.push((v + next) / 2.0);
+            }
+        }
+        pts.push(t[t.len() - 1] + 1.0);
+        pts
+    }
+
+    /// Marks the rule that takes `point` as reachable; an error if no rule (and no default)
+    /// takes it, or two do under unique matching.
+    fn check_point(&self, point: &[f64], reachable: &mut [bool]) -> Result<(), RuleError> {
+        let matching: Vec<usize> = (0..self.rules.len())
+            .filter(|&r| Self::matches(&self.rules[r], point))
+            .take(2)
+            .collect();
+        match matching.as_slice() {
+            [] if self.default.is_none() => Err(RuleError::RulesNotExhaustive {
+                point: self.describe(point),
+            }),
+            [] => Ok(()),
+            [a, b] if self.matching == Matching::Unique => Err(RuleError::RulesOverlap {
+                first: a + 1,
+                first_zone: self.rules[*a].zone.clone(),
+                second: b + 1,
+                second_zone: self.rules[*b].zone.clone(),
+                point: self.describe(point),
+            }),
+            [a, ..] => {
+                reachable[*a] = true;
+                Ok(())
+            }
+        }
     }
 }
 

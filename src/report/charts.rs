@@ -203,6 +203,81 @@ fn legend(s: &mut String, items: &[(&str, &str, bool)], x: f64, y: f64) {
     s.push_str("</g>");
 }
 
+/// The smallest box (x0, x1, y0, y1) holding every finite point and the reference line's
+/// value; empty (x0 > x1) when there is no finite point.
+fn data_bounds(series: &[Series], hline: Option<(f64, &str)>) -> (f64, f64, f64, f64) {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in series.iter().flat_map(|s| s.points.iter()) {
+        if x.is_finite() && y.is_finite() {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    if let Some((v, _)) = hline {
+        y0 = y0.min(v);
+        y1 = y1.max(v);
+    }
+    (x0, x1, y0, y1)
+}
+
+/// The dashed diagonal of a square chart, from (0, 0) to (1, 1).
+fn diagonal(s: &mut String, frame: &Frame) {
+    let _ = write!(
+        s,
+        r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999999" stroke-dasharray="3 3"/>"##,
+        frame.px(0.0),
+        frame.py(0.0),
+        frame.px(1.0),
+        frame.py(1.0)
+    );
+}
+
+/// A dashed horizontal line at `v` across the plot, labelled at its right end.
+fn reference_line(s: &mut String, frame: &Frame, v: f64, label: &str) {
+    let y = frame.py(v);
+    let _ = write!(
+        s,
+        r##"<line class="reference-line" x1="{l:.1}" x2="{r:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#D55E00" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{r:.1}" y="{ty:.1}" font-size="10" font-family="sans-serif" fill="#D55E00" text-anchor="end">{}</text>"##,
+        escape(label),
+        l = frame.left,
+        r = frame.w - frame.right,
+        ty = y - 4.0
+    );
+}
+
+/// One series as a polyline through its finite points, with a dot on each if `markers`.
+fn series_line(s: &mut String, frame: &Frame, se: &Series, markers: bool) {
+    let d: Vec<String> = se
+        .points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|&(x, y)| format!("{:.1},{:.1}", frame.px(x), frame.py(y)))
+        .collect();
+    let dash = if se.dashed {
+        r#" stroke-dasharray="5 3""#
+    } else {
+        ""
+    };
+    let _ = write!(
+        s,
+        r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+        se.colour,
+        d.join(" ")
+    );
+    if markers {
+        for p in &d {
+            let (x, y) = p.split_once(',').expect("formatted as x,y");
+            let _ = write!(
+                s,
+                r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"#,
+                se.colour
+            );
+        }
+    }
+}
+
 /// A line chart. `hline` draws a dashed horizontal reference line with a label (e.g. the 0.4
 /// warning line); `square` forces equal axes from 0 to 1 with the diagonal (Lorenz curves).
 pub fn line_chart(
@@ -218,23 +293,10 @@ pub fn line_chart(
     } else {
         (560.0, 300.0)
     };
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        if x.is_finite() && y.is_finite() {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-    }
-    if let Some((v, _)) = hline {
-        y0 = y0.min(v);
-        y1 = y1.max(v);
-    }
-    if square || x0 > x1 {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
+    let (x0, x1, y0, y1) = match data_bounds(series, hline) {
+        (x0, x1, _, _) if square || x0 > x1 => (0.0, 1.0, 0.0, 1.0),
+        bounds => bounds,
+    };
     let y_ticks = if square {
         ticks(0.0, 1.0, 5)
     } else {
@@ -265,54 +327,13 @@ pub fn line_chart(
     };
     axes(&mut s, &frame, &x_ticks, &y_ticks, x_label, y_label, x_fmt);
     if square {
-        let _ = write!(
-            s,
-            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999999" stroke-dasharray="3 3"/>"##,
-            frame.px(0.0),
-            frame.py(0.0),
-            frame.px(1.0),
-            frame.py(1.0)
-        );
+        diagonal(&mut s, &frame);
     }
     if let Some((v, label)) = hline {
-        let y = frame.py(v);
-        let _ = write!(
-            s,
-            r##"<line class="reference-line" x1="{l:.1}" x2="{r:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#D55E00" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{r:.1}" y="{ty:.1}" font-size="10" font-family="sans-serif" fill="#D55E00" text-anchor="end">{}</text>"##,
-            escape(label),
-            l = frame.left,
-            r = w - frame.right,
-            ty = y - 4.0
-        );
+        reference_line(&mut s, &frame, v, label);
     }
     for se in series {
-        let d: Vec<String> = se
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", frame.px(x), frame.py(y)))
-            .collect();
-        let dash = if se.dashed {
-            r#" stroke-dasharray="5 3""#
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
-            se.colour,
-            d.join(" ")
-        );
-        if !square {
-            for p in &d {
-                let (x, y) = p.split_once(',').expect("formatted as x,y");
-                let _ = write!(
-                    s,
-                    r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"#,
-                    se.colour
-                );
-            }
-        }
+        series_line(&mut s, &frame, se, !square);
     }
     let items: Vec<(&str, &str, bool)> = series
         .iter()
@@ -332,6 +353,45 @@ fn distinct_x(series: &[Series]) -> Vec<f64> {
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     xs
+}
+
+/// One bar of [`bar_chart`] at `x`, `slot` wide with its gap: the bar, its value, and its
+/// label below the axis.
+fn labelled_bar(
+    s: &mut String,
+    frame: &Frame,
+    x: f64,
+    slot: f64,
+    label: &str,
+    v: f64,
+    colour: &str,
+) {
+    let (ya, yb) = (frame.py(v.max(0.0)), frame.py(v.min(0.0)));
+    let _ = write!(
+        s,
+        r#"<rect x="{x:.1}" y="{ya:.1}" width="{bw:.1}" height="{bh:.1}" fill="{colour}"><title>{}: {}</title></rect>"#,
+        escape(label),
+        fmt_num(v),
+        bw = slot * 0.7,
+        bh = (yb - ya).max(0.5)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{cx:.1}" y="{vy:.1}" font-size="10" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+        fmt_num(v),
+        cx = x + slot * 0.35,
+        vy = if v >= 0.0 { ya - 3.0 } else { yb + 11.0 }
+    );
+    // Category labels wrap on underscores to fit under the bar.
+    for (k, part) in label.split('_').enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{cx:.1}" y="{ly:.1}" font-size="9" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+            escape(part),
+            cx = x + slot * 0.35,
+            ly = frame.h - frame.bottom + 14.0 + 10.0 * k as f64
+        );
+    }
 }
 
 /// A vertical bar chart of labelled values (negative bars go below the zero line).
@@ -373,36 +433,9 @@ pub fn bar_chart(
     });
     let slot = (w - frame.left - frame.right) / n as f64;
     for (i, (label, v)) in bars.iter().enumerate() {
-        if !v.is_finite() {
-            continue;
-        }
-        let x = frame.left + slot * (i as f64 + 0.15);
-        let (ya, yb) = (frame.py(v.max(0.0)), frame.py(v.min(0.0)));
-        let _ = write!(
-            s,
-            r#"<rect x="{x:.1}" y="{ya:.1}" width="{bw:.1}" height="{bh:.1}" fill="{}"><title>{}: {}</title></rect>"#,
-            colour_of(i, *v),
-            escape(label),
-            fmt_num(*v),
-            bw = slot * 0.7,
-            bh = (yb - ya).max(0.5)
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{cx:.1}" y="{vy:.1}" font-size="10" font-family="sans-serif" text-anchor="middle">{}</text>"#,
-            fmt_num(*v),
-            cx = x + slot * 0.35,
-            vy = if *v >= 0.0 { ya - 3.0 } else { yb + 11.0 }
-        );
-        // Category labels wrap on underscores to fit under the bar.
-        for (k, part) in label.split('_').enumerate() {
-            let _ = write!(
-                s,
-                r#"<text x="{cx:.1}" y="{ly:.1}" font-size="9" font-family="sans-serif" text-anchor="middle">{}</text>"#,
-                escape(part),
-                cx = x + slot * 0.35,
-                ly = h - frame.bottom + 14.0 + 10.0 * k as f64
-            );
+        if v.is_finite() {
+            let x = frame.left + slot * (i as f64 + 0.15);
+            labelled_bar(&mut s, &frame, x, slot, label, *v, &colour_of(i, *v));
         }
     }
     let zero = frame.py(0.0);
@@ -454,30 +487,49 @@ pub fn stacked_bars(
     });
     let slot = (w - frame.left - frame.right) / n as f64;
     for (i, x_label) in xs.iter().enumerate() {
-        let x = frame.left + slot * (i as f64 + 0.2);
-        let mut acc = 0.0;
-        for (name, colour, values) in parts {
-            let v = values.get(i).copied().unwrap_or(0.0).max(0.0);
-            let (ya, yb) = (frame.py(acc + v), frame.py(acc));
-            let _ = write!(
-                s,
-                r#"<rect x="{x:.1}" y="{ya:.1}" width="{bw:.1}" height="{bh:.1}" fill="{colour}"><title>{} {}: {}</title></rect>"#,
-                escape(x_label),
-                escape(name),
-                fmt_num(v),
-                bw = slot * 0.6,
-                bh = (yb - ya).max(0.0)
-            );
-            acc += v;
-        }
+        stacked_bar(&mut s, &frame, slot, i, x_label, parts);
+    }
+    parts_legend(&mut s, &frame, parts);
+    s.push_str("</svg>");
+    s
+}
+
+/// Bar `i` of [`stacked_bars`]: one segment per part, bottom up, and the bar's label.
+fn stacked_bar(
+    s: &mut String,
+    frame: &Frame,
+    slot: f64,
+    i: usize,
+    x_label: &str,
+    parts: &[(String, String, Vec<f64>)],
+) {
+    let x = frame.left + slot * (i as f64 + 0.2);
+    let mut acc = 0.0;
+    for (name, colour, values) in parts {
+        let v = values.get(i).copied().unwrap_or(0.0).max(0.0);
+        let (ya, yb) = (frame.py(acc + v), frame.py(acc));
         let _ = write!(
             s,
-            r#"<text x="{cx:.1}" y="{ly:.1}" font-size="10" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+            r#"<rect x="{x:.1}" y="{ya:.1}" width="{bw:.1}" height="{bh:.1}" fill="{colour}"><title>{} {}: {}</title></rect>"#,
             escape(x_label),
-            cx = x + slot * 0.3,
-            ly = h - frame.bottom + 14.0
+            escape(name),
+            fmt_num(v),
+            bw = slot * 0.6,
+            bh = (yb - ya).max(0.0)
         );
+        acc += v;
     }
+    let _ = write!(
+        s,
+        r#"<text x="{cx:.1}" y="{ly:.1}" font-size="10" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+        escape(x_label),
+        cx = x + slot * 0.3,
+        ly = frame.h - frame.bottom + 14.0
+    );
+}
+
+/// The legend of [`stacked_bars`], right of the plot: the top part first, as stacked.
+fn parts_legend(s: &mut String, frame: &Frame, parts: &[(String, String, Vec<f64>)]) {
     s.push_str(r##"<g font-size="10" font-family="sans-serif" fill="#222222">"##);
     for (k, (name, colour, _)) in parts.iter().enumerate().rev() {
         let y = frame.top + 6.0 + (parts.len() - 1 - k) as f64 * 14.0;
@@ -485,13 +537,12 @@ pub fn stacked_bars(
             s,
             r#"<rect x="{x:.1}" y="{y:.1}" width="10" height="10" fill="{colour}"/><text x="{tx:.1}" y="{ty:.1}">{}</text>"#,
             escape(name),
-            x = w - frame.right + 12.0,
-            tx = w - frame.right + 26.0,
+            x = frame.w - frame.right + 12.0,
+            tx = frame.w - frame.right + 26.0,
             ty = y + 9.0
         );
     }
-    s.push_str("</g></svg>");
-    s
+    s.push_str("</g>");
 }
 
 /// A tornado chart: one horizontal bar per label, longest first, from −1 to 1 around zero

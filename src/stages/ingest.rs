@@ -665,6 +665,20 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
     }
 
+    /// A scratch folder holding the GBK-encoded fixture shapefile as `u.shp`, `.shx` and
+    /// `.dbf`, without `.cpg` or `.prj`.
+    fn gbk_shapefile_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["shp", "shx", "dbf"] {
+            std::fs::copy(
+                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
+                dir.path().join(format!("u.{ext}")),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
     /// Runs `ingest` with `params` (JSON), resolving `path` against `dir` as the engine would.
     fn ingest_in(
         dir: &Path,
@@ -840,14 +854,7 @@ mod tests {
 
     #[test]
     fn shapefile_without_cpg_needs_the_encoding_parameter() {
-        let dir = tempfile::tempdir().unwrap();
-        for ext in ["shp", "shx", "dbf"] {
-            std::fs::copy(
-                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
-                dir.path().join(format!("u.{ext}")),
-            )
-            .unwrap();
-        }
+        let dir = gbk_shapefile_dir();
         let err = ingest_in(dir.path(), json!({"path": "u.shp"})).unwrap_err();
         assert!(
             err.message.starts_with("u.shp: record 1:"),
@@ -869,14 +876,7 @@ mod tests {
     #[test]
     fn shapefile_sidecars_are_noticed() {
         // A projected .prj and a .cpg naming an unknown encoding are both reported.
-        let dir = tempfile::tempdir().unwrap();
-        for ext in ["shp", "shx", "dbf"] {
-            std::fs::copy(
-                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
-                dir.path().join(format!("u.{ext}")),
-            )
-            .unwrap();
-        }
+        let dir = gbk_shapefile_dir();
         std::fs::write(dir.path().join("u.cpg"), "EBCDIC-FANTASY").unwrap();
         // A .prj naming a projection without its parameters cannot be converted: an error.
         std::fs::write(
@@ -901,14 +901,7 @@ mod tests {
     #[test]
     fn shapefile_language_driver_id_names_gbk() {
         // No .cpg, but byte 29 of the DBF header set to 0x4D (ESRI: code page 936, GBK).
-        let dir = tempfile::tempdir().unwrap();
-        for ext in ["shp", "shx", "dbf"] {
-            std::fs::copy(
-                repo(&format!("tests/fixtures/ingest/gbk_units.{ext}")),
-                dir.path().join(format!("u.{ext}")),
-            )
-            .unwrap();
-        }
+        let dir = gbk_shapefile_dir();
         let mut dbf = std::fs::read(dir.path().join("u.dbf")).unwrap();
         dbf[29] = 0x4D;
         std::fs::write(dir.path().join("u.dbf"), dbf).unwrap();

@@ -88,39 +88,12 @@ pub(crate) fn select_groups(
     by: Option<&str>,
     year: Option<i64>,
 ) -> Result<Groups, StageError> {
-    let mut rows: Vec<usize> = (0..batch.num_rows()).collect();
-    if let Some(y) = year {
-        let years = table::i64s(batch, table_name, "year")?;
-        rows.retain(|&r| years[r] == y);
-        if rows.is_empty() {
-            let present: std::collections::BTreeSet<i64> = years.iter().copied().collect();
-            return Err(
-                StageError::data(format!("`{table_name}` has no rows with year {y}")).with_hint(
-                    format!(
-                        "the years present are: {}",
-                        present
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-            );
-        }
-    }
+    let rows = match year {
+        Some(y) => rows_of_year(batch, table_name, y)?,
+        None => (0..batch.num_rows()).collect(),
+    };
     if table::has_column(batch, "year") && by != Some("year") && year.is_none() {
-        let years = table::i64s(batch, table_name, "year")?;
-        let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|&r| years[r]).collect();
-        if distinct.len() > 1 {
-            let list: Vec<String> = distinct.iter().take(6).map(ToString::to_string).collect();
-            let more = if distinct.len() > 6 { ", …" } else { "" };
-            return Err(StageError::data(format!(
-                "`{table_name}` holds {} years ({}{more}), which would be mixed into one result",
-                distinct.len(),
-                list.join(", ")
-            ))
-            .with_hint("add `by: year` for one result per year, or `year: <year>` to pick one"));
-        }
+        check_one_year(batch, table_name, &rows)?;
     }
     let Some(by) = by else {
         return Ok(Groups {
@@ -130,23 +103,7 @@ pub(crate) fn select_groups(
             rows: vec![rows],
         });
     };
-    let col = table::column(batch, table_name, by)?;
-    let keys: Vec<Key> = if col.data_type().is_integer() || col.data_type().is_floating() {
-        table::i64s(batch, table_name, by)?
-            .into_iter()
-            .map(Key::Int)
-            .collect()
-    } else {
-        let text = table::strings(batch, table_name, by)?;
-        if let Some(&r) = rows.iter().find(|&&r| text[r].is_empty()) {
-            return Err(StageError::data(format!(
-                "`{table_name}` row {}: the grouping column `{by}` is empty",
-                r + 1
-            ))
-            .with_hint("every row needs a group value"));
-        }
-        text.into_iter().map(Key::Text).collect()
-    };
+    let keys = group_keys(batch, table_name, by, &rows)?;
     let mut map: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
     for &r in &rows {
         map.entry(&keys[r]).or_default().push(r);
@@ -167,4 +124,62 @@ pub(crate) fn select_groups(
         groups.rows.push(rows);
     }
     Ok(groups)
+}
+
+/// The rows of year `y`; an error listing the years present if there are none.
+fn rows_of_year(batch: &RecordBatch, table_name: &str, y: i64) -> Result<Vec<usize>, StageError> {
+    let years = table::i64s(batch, table_name, "year")?;
+    let rows: Vec<usize> = (0..batch.num_rows()).filter(|&r| years[r] == y).collect();
+    if rows.is_empty() {
+        let present: std::collections::BTreeSet<i64> = years.iter().copied().collect();
+        let present: Vec<String> = present.iter().map(ToString::to_string).collect();
+        return Err(
+            StageError::data(format!("`{table_name}` has no rows with year {y}"))
+                .with_hint(format!("the years present are: {}", present.join(", "))),
+        );
+    }
+    Ok(rows)
+}
+
+/// An error if `rows` hold more than one year, which one result would mix.
+fn check_one_year(batch: &RecordBatch, table_name: &str, rows: &[usize]) -> Result<(), StageError> {
+    let years = table::i64s(batch, table_name, "year")?;
+    let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|&r| years[r]).collect();
+    if distinct.len() <= 1 {
+        return Ok(());
+    }
+    let list: Vec<String> = distinct.iter().take(6).map(ToString::to_string).collect();
+    let more = if distinct.len() > 6 { ", …" } else { "" };
+    Err(StageError::data(format!(
+        "`{table_name}` holds {} years ({}{more}), which would be mixed into one result",
+        distinct.len(),
+        list.join(", ")
+    ))
+    .with_hint("add `by: year` for one result per year, or `year: <year>` to pick one"))
+}
+
+/// The grouping key of every row of `batch` from column `by`: numbers as integers, else
+/// text, which must not be empty in any of `rows`.
+fn group_keys(
+    batch: &RecordBatch,
+    table_name: &str,
+    by: &str,
+    rows: &[usize],
+) -> Result<Vec<Key>, StageError> {
+    let col = table::column(batch, table_name, by)?;
+    if col.data_type().is_integer() || col.data_type().is_floating() {
+        return Ok(table::i64s(batch, table_name, by)?
+            .into_iter()
+            .map(Key::Int)
+            .collect());
+    }
+    let text = table::strings(batch, table_name, by)?;
+    if let Some(&r) = rows.iter().find(|&&r| text[r].is_empty()) {
+        return Err(StageError::data(format!(
+            "`{table_name}` row {}: the grouping column `{by}` is empty",
+            r + 1
+        ))
+        .with_hint("every row needs a group value"));
+    }
+    Ok(text.into_iter().map(Key::Text).collect())
 }
