@@ -813,15 +813,15 @@ fn walk(
     runs: &mut impl Runs,
     spans: &Spans,
     window: Window,
-    row_area_m2: Option<&[f64]>,
+    row_area_cm2: Option<&[u64]>,
 ) -> Result<(), TooManyCodes> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("popcnt") {
         // SAFETY: `walk_popcnt` only adds the `popcnt` target feature, and the CPU running this
         // has it (checked just above; the check is cached by the standard library).
-        return unsafe { walk_popcnt(runs, spans, window, row_area_m2) };
+        return unsafe { walk_popcnt(runs, spans, window, row_area_cm2) };
     }
-    walk_portable(runs, spans, window, row_area_m2)
+    walk_portable(runs, spans, window, row_area_cm2)
 }
 
 /// [`walk_portable`] with `count_ones` as one instruction (see [`walk`]).
@@ -831,9 +831,9 @@ fn walk_popcnt(
     runs: &mut impl Runs,
     spans: &Spans,
     window: Window,
-    row_area_m2: Option<&[f64]>,
+    row_area_cm2: Option<&[u64]>,
 ) -> Result<(), TooManyCodes> {
-    walk_portable(runs, spans, window, row_area_m2)
+    walk_portable(runs, spans, window, row_area_cm2)
 }
 
 /// Walks the spans of the units over a window, row by row, counting each span into `runs` and
@@ -1116,8 +1116,8 @@ mod tests {
     #[test]
     fn the_popcnt_walk_counts_like_the_portable_one() {
         let (spans, window, from, to) = two_layers();
-        let row_area = [1.5, 2.0, 4.25];
-        for areas in [None, Some(&row_area[..])] {
+        let row_area_cm2 = [15_000_u64, 20_000, 42_500];
+        for areas in [None, Some(&row_area_cm2[..])] {
             let run = |dispatched: bool| {
                 let mut year = Histogrammer::new::<u16>(2);
                 let mut pairs = Histogrammer::new::<u16>(2);
