@@ -263,12 +263,16 @@ impl<R> TableParts<'_, R> {
             match (&c.cell, values) {
                 (Cell::Text(f), Values::Text(b)) => {
                     reserve_text(b, expected, rows.iter().map(|r| f(r).len()));
-                    rows.iter().for_each(|r| b.append_value(f(r)));
+                    for r in rows {
+                        b.append_value(f(r));
+                    }
                 }
                 (Cell::TextOrNull(f), Values::TextOrNull(b)) => {
                     let lens = rows.iter().map(|r| f(r).map_or(0, str::len));
                     reserve_text(b, expected, lens);
-                    rows.iter().for_each(|r| b.append_option(f(r)));
+                    for r in rows {
+                        b.append_option(f(r));
+                    }
                 }
                 (Cell::Int(f), Values::Int(v)) => v.extend(rows.iter().map(*f)),
                 (Cell::IntOrNull(f), Values::IntOrNull(v)) => v.extend(rows.iter().map(*f)),
@@ -343,8 +347,11 @@ fn reserve_text(b: &mut StringBuilder, expected_rows: usize, lens: impl Iterator
         return;
     }
     let expected_rows = expected_rows.max(rows);
-    let expected_bytes = bytes.div_ceil(rows) * expected_rows;
-    *b = StringBuilder::with_capacity(expected_rows, expected_bytes.max(bytes));
+    // Proportional to the rows, not to a rounded length a row: no slack on millions of rows.
+    let expected_bytes = bytes
+        .checked_mul(expected_rows)
+        .map_or(bytes, |b| b.div_ceil(rows));
+    *b = StringBuilder::with_capacity(expected_rows, expected_bytes);
 }
 
 /// `table` with every field of its schema nullable.
