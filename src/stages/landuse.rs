@@ -617,9 +617,10 @@ fn from_rasters(
     let classes = params.wetland.classes();
     let (areas, codes) = area_and_code_rows(&ids, &year_list, &year_results, scheme, classes, ctx);
     drop(year_results);
-    let (transitions, totals) = transition_rows(&ids, &pair_results, classes);
-    drop(pair_results);
-    tables(areas, transitions, &totals, codes, &coverage)
+    let codes_table = codes_schema().build(&codes)?;
+    drop(codes);
+    let transfers = transfer_tables(&ids, pair_results, classes)?;
+    tables(areas, transfers, codes_table, &coverage)
 }
 
 /// The units' ids and polygons, sorted by id; an id given twice is an error.
@@ -769,39 +770,70 @@ fn warn_unmapped(unmapped: &BTreeMap<(i64, u32), u64>, scheme: &Scheme, ctx: &St
     }
 }
 
-/// The transfer matrices per unit and summed over the units, every listed class pair.
-fn transition_rows<'a>(
+/// The `transitions` and `transitions_total` tables and the sums of each unit's transfer
+/// matrix (for `dynamics`), built a pair of years at a time: a pair's count map and rows are
+/// dropped once its rows are columns of the table, so a national annual study (2,852 units ×
+/// 36 class pairs a year) never holds every pair's rows or counts beside the table.
+fn transfer_tables<'a>(
     ids: &'a [String],
-    pairs: &[PairResult],
+    pairs: Vec<PairResult>,
+    classes: &[LandClass],
+) -> Result<Transfers<'a>, StageError> {
+    let schema = transitions_schema();
+    let mut table = schema.parts(pairs.len() * ids.len() * classes.len() * classes.len());
+    let mut totals = Vec::with_capacity(pairs.len() * classes.len() * classes.len());
+    let mut sums = BTreeMap::new();
+    for pair in pairs {
+        let (rows, total) = pair_rows(ids, &pair, classes);
+        drop(pair);
+        table.append(&rows);
+        sums.extend(transfer_sums(&rows));
+        totals.extend(total);
+    }
+    Ok(Transfers {
+        table: table.finish()?,
+        totals: transitions_total_schema().build(&totals)?,
+        sums,
+    })
+}
+
+/// The transitions tables and each unit's matrix sums by (unit, year_from, year_to).
+struct Transfers<'a> {
+    table: (String, arrow_array::RecordBatch),
+    totals: (String, arrow_array::RecordBatch),
+    sums: BTreeMap<(&'a str, i64, i64), TransferSums>,
+}
+
+/// One pair's transfer matrices: per unit, and summed over the units, every listed class pair.
+fn pair_rows<'a>(
+    ids: &'a [String],
+    p: &PairResult,
     classes: &[LandClass],
 ) -> (Vec<TransitionRow<'a>>, Vec<TransitionRow<'a>>) {
-    // Millions of rows in a national annual study: no slack from growing the list.
-    let mut per_unit = Vec::with_capacity(pairs.len() * ids.len() * classes.len() * classes.len());
-    let mut totals = Vec::new();
-    for p in pairs {
-        let mut total = [[0.0f64; 7]; 7];
-        for (u, id) in ids.iter().enumerate() {
-            let unit = u32::try_from(u).expect("fewer than 2³² units");
-            let mut m = [[0.0f64; 7]; 7];
-            for (&(_, pair), &(px, summed)) in p.counts.range((unit, 0)..=(unit, u32::MAX)) {
-                let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
-                if a < 7 && b < 7 {
-                    m[a][b] += p.area.area_m2(px, summed) / 1e4;
-                }
-            }
-            for &a in classes {
-                for &b in classes {
-                    let v = m[a.index()][b.index()];
-                    total[a.index()][b.index()] += v;
-                    per_unit.push(TransitionRow::new(id, p, (a, b), v));
-                }
+    let mut per_unit = Vec::with_capacity(ids.len() * classes.len() * classes.len());
+    let mut total = [[0.0f64; 7]; 7];
+    for (u, id) in ids.iter().enumerate() {
+        let unit = u32::try_from(u).expect("fewer than 2³² units");
+        let mut m = [[0.0f64; 7]; 7];
+        for (&(_, pair), &(px, summed)) in p.counts.range((unit, 0)..=(unit, u32::MAX)) {
+            let (a, b) = ((pair / 8) as usize, (pair % 8) as usize);
+            if a < 7 && b < 7 {
+                m[a][b] += p.area.area_m2(px, summed) / 1e4;
             }
         }
         for &a in classes {
             for &b in classes {
-                let v = total[a.index()][b.index()];
-                totals.push(TransitionRow::new("", p, (a, b), v));
+                let v = m[a.index()][b.index()];
+                total[a.index()][b.index()] += v;
+                per_unit.push(TransitionRow::new(id, p, (a, b), v));
             }
+        }
+    }
+    let mut totals = Vec::with_capacity(classes.len() * classes.len());
+    for &a in classes {
+        for &b in classes {
+            let v = total[a.index()][b.index()];
+            totals.push(TransitionRow::new("", p, (a, b), v));
         }
     }
     (per_unit, totals)
@@ -1711,41 +1743,33 @@ fn coverage_schema<'a>() -> TableSchema<CoverageRow<'a>> {
     .float("nodata_ha", |r| r.nodata_ha)
 }
 
-/// The stage's outputs from its rows; `dynamics` follows from the areas and transfer matrices.
-/// Each table is built from rows that are then dropped: a national annual study has millions
-/// of transition rows, and keeping every output's rows beside every built table would double
-/// the stage's peak memory.
+/// The stage's outputs; `dynamics` follows from the areas and the transfer matrices' sums.
+/// Tables of millions of rows come built (`codes`, `transitions`) and the rest are built from
+/// rows that are then dropped, so no output's rows outlive its table.
 fn tables(
     areas: Vec<AreaRow<'_>>,
-    transitions: Vec<TransitionRow<'_>>,
-    totals: &[TransitionRow<'_>],
-    codes: Vec<CodeRow<'_>>,
+    transfers: Transfers<'_>,
+    codes: (String, arrow_array::RecordBatch),
     coverage: &[CoverageRow<'_>],
 ) -> Result<Outputs, StageError> {
-    let dynamics = dynamics_rows(&areas, &transitions);
-    let transitions_table = transitions_schema().build(&transitions)?;
-    drop(transitions);
-    let dynamics_table = dynamics_schema().build(&dynamics)?;
-    drop(dynamics);
-    let codes_table = codes_schema().build(&codes)?;
-    drop(codes);
+    let dynamics = dynamics_table(&areas, &transfers.sums)?;
     Ok(vec![
         areas_schema().build(&areas)?,
-        transitions_table,
-        transitions_total_schema().build(totals)?,
-        codes_table,
-        dynamics_table,
+        transfers.table,
+        transfers.totals,
+        codes,
+        dynamics,
         coverage_schema().build(coverage)?,
     ])
 }
 
-/// The `dynamics` rows: per unit and pair of consecutive years, the single dynamic degree of
+/// The `dynamics` table: per unit and pair of consecutive years, the single dynamic degree of
 /// each class and, as class `all`, the comprehensive dynamic degree of the unit's transfer
-/// matrix (null without one, as for yearbook areas).
-fn dynamics_rows<'a>(
-    areas: &[AreaRow<'a>],
-    transitions: &[TransitionRow<'_>],
-) -> Vec<DynamicsRow<'a>> {
+/// matrix (null without one, as for yearbook areas). Built a unit at a time.
+fn dynamics_table(
+    areas: &[AreaRow<'_>],
+    matrices: &BTreeMap<(&str, i64, i64), TransferSums>,
+) -> Result<(String, arrow_array::RecordBatch), StageError> {
     let mut by_unit: BTreeMap<&str, BTreeMap<i64, [f64; 7]>> = BTreeMap::new();
     for r in areas {
         by_unit
@@ -1754,38 +1778,51 @@ fn dynamics_rows<'a>(
             .entry(r.year)
             .or_insert([0.0; 7])[r.class.index()] += r.area_ha;
     }
-    let matrices = transfer_sums(transitions);
     // Wetland rows exist only when the study keeps wetland apart.
-    let dynamics_classes: &[LandClass] = if areas.iter().any(|r| r.class == LandClass::Wetland) {
+    let classes: &[LandClass] = if areas.iter().any(|r| r.class == LandClass::Wetland) {
         &LandClass::WITH_WETLAND
     } else {
         &LandClass::ALL
     };
-    let mut out = Vec::new();
+    let pairs: usize = by_unit.values().map(|y| y.len().saturating_sub(1)).sum();
+    let schema = dynamics_schema();
+    let mut table = schema.parts(pairs * (classes.len() + 1));
     for (unit, by_year) in &by_unit {
-        let years: Vec<i64> = by_year.keys().copied().collect();
-        for pair in years.windows(2) {
-            let (y1, y2) = (pair[0], pair[1]);
-            let row = |class: &'static str, degree| DynamicsRow {
-                unit,
-                year_from: y1,
-                year_to: y2,
-                class,
-                degree_pct_per_year: degree,
-            };
-            for class in dynamics_classes {
-                let a1 = by_year[&y1][class.index()];
-                let a2 = by_year[&y2][class.index()];
-                out.push(row(
-                    class.as_str(),
-                    single_dynamic_degree_pct_per_year(a1, a2, y2 - y1),
-                ));
-            }
-            let lc = matrices.get(&(*unit, y1, y2)).and_then(|m| {
-                comprehensive_dynamic_degree_from_sums_pct_per_year(m.changed_ha, m.total_ha, y2 - y1)
-            });
-            out.push(row("all", lc));
+        table.append(&unit_dynamics_rows(unit, by_year, matrices, classes));
+    }
+    table.finish()
+}
+
+/// One unit's `dynamics` rows, by consecutive years then class (`all` last).
+fn unit_dynamics_rows<'a>(
+    unit: &'a str,
+    by_year: &BTreeMap<i64, [f64; 7]>,
+    matrices: &BTreeMap<(&str, i64, i64), TransferSums>,
+    classes: &[LandClass],
+) -> Vec<DynamicsRow<'a>> {
+    let years: Vec<i64> = by_year.keys().copied().collect();
+    let mut out = Vec::with_capacity(years.len() * (classes.len() + 1));
+    for pair in years.windows(2) {
+        let (y1, y2) = (pair[0], pair[1]);
+        let row = |class: &'static str, degree| DynamicsRow {
+            unit,
+            year_from: y1,
+            year_to: y2,
+            class,
+            degree_pct_per_year: degree,
+        };
+        for class in classes {
+            let a1 = by_year[&y1][class.index()];
+            let a2 = by_year[&y2][class.index()];
+            out.push(row(
+                class.as_str(),
+                single_dynamic_degree_pct_per_year(a1, a2, y2 - y1),
+            ));
         }
+        let lc = matrices.get(&(unit, y1, y2)).and_then(|m| {
+            comprehensive_dynamic_degree_from_sums_pct_per_year(m.changed_ha, m.total_ha, y2 - y1)
+        });
+        out.push(row("all", lc));
     }
     out
 }
@@ -2066,7 +2103,8 @@ fn tabular_rows(
         })
         .collect();
     // Yearbook areas carry no pixels: no transfer matrix and no code histogram.
-    tables(areas, Vec::new(), &[], Vec::new(), &[])
+    let transfers = transfer_tables(&[], Vec::new(), listed)?;
+    tables(areas, transfers, codes_schema().build(&[])?, &[])
 }
 
 #[cfg(test)]
@@ -2688,9 +2726,7 @@ mod tests {
                 area_ha: ha,
             });
         }
-        let (_, d) = dynamics_schema()
-            .build(&dynamics_rows(&areas, &tr))
-            .unwrap();
+        let (_, d) = dynamics_table(&areas, &transfer_sums(&tr)).unwrap();
         assert_eq!(d.num_rows(), 14);
         let class = table::strings(&d, "d", "class").unwrap();
         let from = table::i64s(&d, "d", "year_from").unwrap();

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::builder::{ArrayBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{Field, Schema};
 
 use super::TableBuilder;
@@ -194,44 +194,164 @@ impl<R> TableSchema<R> {
         rows: &[R],
         taken: &[&ArrayRef],
     ) -> Result<(String, RecordBatch), StageError> {
+        let mut parts = self.parts(rows.len());
+        parts.append(rows);
+        parts.finish_with(taken)
+    }
+
+    /// A table built a part of its rows at a time, about `expected_rows` in all: each part's
+    /// rows can be dropped once appended, so a table of millions of rows never has all its
+    /// rows beside its columns. The table equals [`TableSchema::build`] of the parts' rows
+    /// in order.
+    pub fn parts(&self, expected_rows: usize) -> TableParts<'_, R> {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| Values::new(&c.cell, expected_rows))
+            .collect();
+        TableParts {
+            schema: self,
+            expected_rows,
+            columns,
+        }
+    }
+}
+
+/// A table of a [`TableSchema`] being filled part by part (see [`TableSchema::parts`]).
+pub struct TableParts<'s, R> {
+    schema: &'s TableSchema<R>,
+    expected_rows: usize,
+    columns: Vec<Values>,
+}
+
+/// The values of one column so far, in the form its Arrow array is made from without a copy.
+enum Values {
+    Text(StringBuilder),
+    TextOrNull(StringBuilder),
+    Int(Vec<i64>),
+    IntOrNull(Vec<Option<i64>>),
+    Float(Vec<f64>),
+    FloatOrNull(Vec<Option<f64>>),
+    Bool(Vec<bool>),
+    /// The input rows of a taken column.
+    Rows(Vec<u32>),
+}
+
+impl Values {
+    fn new<R>(cell: &Cell<R>, rows: usize) -> Self {
+        match cell {
+            // Sized at the first part, once the text's bytes a row are known.
+            Cell::Text(_) => Self::Text(StringBuilder::with_capacity(0, 0)),
+            Cell::TextOrNull(_) => Self::TextOrNull(StringBuilder::with_capacity(0, 0)),
+            Cell::Int(_) => Self::Int(Vec::with_capacity(rows)),
+            Cell::IntOrNull(_) => Self::IntOrNull(Vec::with_capacity(rows)),
+            Cell::Float(_) | Cell::FloatAt(..) => Self::Float(Vec::with_capacity(rows)),
+            Cell::FloatOrNull(_) | Cell::FloatOrNullAt(..) => {
+                Self::FloatOrNull(Vec::with_capacity(rows))
+            }
+            Cell::Bool(_) => Self::Bool(Vec::with_capacity(rows)),
+            Cell::Taken(_) => Self::Rows(Vec::with_capacity(rows)),
+        }
+    }
+}
+
+impl<R> TableParts<'_, R> {
+    /// Appends `rows` after the rows appended so far.
+    pub fn append(&mut self, rows: &[R]) {
+        let expected = self.expected_rows;
+        for (c, values) in self.schema.columns.iter().zip(&mut self.columns) {
+            match (&c.cell, values) {
+                (Cell::Text(f), Values::Text(b)) => {
+                    reserve_text(b, expected, rows.iter().map(|r| f(r).len()));
+                    for r in rows {
+                        b.append_value(f(r));
+                    }
+                }
+                (Cell::TextOrNull(f), Values::TextOrNull(b)) => {
+                    let lens = rows.iter().map(|r| f(r).map_or(0, str::len));
+                    reserve_text(b, expected, lens);
+                    for r in rows {
+                        b.append_option(f(r));
+                    }
+                }
+                (Cell::Int(f), Values::Int(v)) => v.extend(rows.iter().map(*f)),
+                (Cell::IntOrNull(f), Values::IntOrNull(v)) => v.extend(rows.iter().map(*f)),
+                (Cell::Float(f), Values::Float(v)) => v.extend(rows.iter().map(*f)),
+                (Cell::FloatAt(at, f), Values::Float(v)) => {
+                    v.extend(rows.iter().map(|r| f(r, *at)));
+                }
+                (Cell::FloatOrNull(f), Values::FloatOrNull(v)) => v.extend(rows.iter().map(*f)),
+                (Cell::FloatOrNullAt(at, f), Values::FloatOrNull(v)) => {
+                    v.extend(rows.iter().map(|r| f(r, *at)));
+                }
+                (Cell::Bool(f), Values::Bool(v)) => v.extend(rows.iter().map(*f)),
+                (Cell::Taken(f), Values::Rows(v)) => v.extend(
+                    rows.iter()
+                        .map(|r| u32::try_from(f(r)).expect("tables have fewer than 2^32 rows")),
+                ),
+                _ => unreachable!("each column's values are made from its cell"),
+            }
+        }
+    }
+
+    /// The table of every part appended, named.
+    pub fn finish(self) -> Result<(String, RecordBatch), StageError> {
+        self.finish_with(&[])
+    }
+
+    /// As [`TableParts::finish`], with the input columns of the [`TableSchema::taken`]
+    /// columns, in their order.
+    pub fn finish_with(self, taken: &[&ArrayRef]) -> Result<(String, RecordBatch), StageError> {
+        let schema = self.schema;
         let mut table = TableBuilder::new();
         let mut sources = taken.iter();
-        for c in &self.columns {
+        for (c, values) in schema.columns.iter().zip(self.columns) {
             let name = c.name.as_str();
-            table = match &c.cell {
-                Cell::Text(f) => table.array(name, Arc::new(text_array(rows, *f))),
-                Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
-                Cell::IntOrNull(f) => table.array(
-                    name,
-                    Arc::new(Int64Array::from(rows.iter().map(*f).collect::<Vec<_>>())),
-                ),
-                Cell::Float(f) => table.f64(name, rows.iter().map(*f).collect()),
-                Cell::FloatOrNull(f) => table.f64_opt(name, rows.iter().map(*f).collect()),
-                Cell::Bool(f) => table.bool(name, rows.iter().map(*f).collect()),
-                Cell::TextOrNull(f) => {
-                    let values: StringArray = rows.iter().map(*f).collect();
-                    table.array(name, Arc::new(values))
+            table = match values {
+                Values::Text(mut b) | Values::TextOrNull(mut b) => {
+                    table.array(name, Arc::new(b.finish()))
                 }
-                Cell::FloatAt(at, f) => table.f64(name, rows.iter().map(|r| f(r, *at)).collect()),
-                Cell::FloatOrNullAt(at, f) => {
-                    table.f64_opt(name, rows.iter().map(|r| f(r, *at)).collect())
-                }
-                Cell::Taken(f) => {
+                Values::Int(v) => table.i64(name, v),
+                Values::IntOrNull(v) => table.array(name, Arc::new(Int64Array::from(v))),
+                Values::Float(v) => table.f64(name, v),
+                Values::FloatOrNull(v) => table.f64_opt(name, v),
+                Values::Bool(v) => table.bool(name, v),
+                Values::Rows(v) => {
                     let source = sources.next().ok_or_else(|| {
                         StageError::internal(format!("no input column for `{name}`"))
                     })?;
-                    table.array(name, take(source, rows.iter().map(*f))?)
+                    table.array(name, take(source, &UInt32Array::from(v))?)
                 }
             };
         }
         let table = table.build()?;
-        let table = if self.nullable {
+        let table = if schema.nullable {
             every_field_nullable(table)?
         } else {
             table
         };
-        Ok((self.name.clone(), table))
+        Ok((schema.name.clone(), table))
     }
+}
+
+/// Sizes an empty text column's buffers from its first part: as many bytes a row as that
+/// part has, for the rows expected. Neither a list of every row's text beside the array nor
+/// a values buffer grown by doubling (millions of rows); a later part that does not fit grows
+/// it as usual.
+fn reserve_text(b: &mut StringBuilder, expected_rows: usize, lens: impl Iterator<Item = usize>) {
+    if !b.is_empty() {
+        return;
+    }
+    let (rows, bytes) = lens.fold((0usize, 0usize), |(n, s), l| (n + 1, s + l));
+    if rows == 0 {
+        return;
+    }
+    let expected_rows = expected_rows.max(rows);
+    // Proportional to the rows, not to a rounded length a row: no slack on millions of rows.
+    let expected_bytes = bytes
+        .checked_mul(expected_rows)
+        .map_or(bytes, |b| b.div_ceil(rows));
+    *b = StringBuilder::with_capacity(expected_rows, expected_bytes);
 }
 
 /// `table` with every field of its schema nullable.
@@ -250,23 +370,9 @@ fn every_field_nullable(table: RecordBatch) -> Result<RecordBatch, StageError> {
         .map_err(|e| StageError::internal(format!("building an output table: {e}")))
 }
 
-/// A text column read straight from the rows, its buffers sized once: neither a list of every
-/// row's text beside the array nor a values buffer grown by doubling (millions of rows).
-fn text_array<R>(rows: &[R], f: for<'r> fn(&'r R) -> &'r str) -> StringArray {
-    let bytes = rows.iter().map(|r| f(r).len()).sum();
-    let mut builder = StringBuilder::with_capacity(rows.len(), bytes);
-    for r in rows {
-        builder.append_value(f(r));
-    }
-    builder.finish()
-}
-
-/// The values of `source` at `rows`, in that order.
-fn take(source: &ArrayRef, rows: impl Iterator<Item = usize>) -> Result<ArrayRef, StageError> {
-    let index = UInt32Array::from_iter_values(
-        rows.map(|r| u32::try_from(r).expect("tables have fewer than 2^32 rows")),
-    );
-    arrow_select::take::take(source.as_ref(), &index, None)
+/// The values of `source` at the input rows `index`, in that order.
+fn take(source: &ArrayRef, index: &UInt32Array) -> Result<ArrayRef, StageError> {
+    arrow_select::take::take(source.as_ref(), index, None)
         .map_err(|e| StageError::internal(format!("copying an input column: {e}")))
 }
 
@@ -383,5 +489,36 @@ mod tests {
         assert!(b[0].is_nan() && b[1] == 3.0, "{b:?}");
         // A taken column without its input column is an internal error, not a panic.
         assert!(schema.build(&rows).is_err());
+    }
+
+    #[test]
+    fn a_table_built_in_parts_equals_the_table_built_at_once() {
+        let schema = TableSchema::<Point>::new("p", "points")
+            .taken("year", |r| r.input_row)
+            .text_or_null("unit_id", |r| r.unit.as_deref())
+            .float_at("a_mean", 0, |r, j| r.values[j])
+            .float_or_null_at("b_mean", 1, |r, j| Some(r.values[j]).filter(|v| *v > 0.0));
+        let point = |i: usize, unit: Option<&str>| Point {
+            input_row: i % 3,
+            unit: unit.map(str::to_owned),
+            values: [i as f64, 1.0 - i as f64],
+        };
+        // The first part's short ids size the text buffers too small for the later parts.
+        let rows: Vec<Point> = (0..7)
+            .map(|i| point(i, [Some("a"), None, Some("a much longer id")][i.min(2)]))
+            .collect();
+        let years: ArrayRef = Arc::new(Int64Array::from(vec![2010, 2020, 2030]));
+        let whole = schema.build_with(&rows, &[&years]).unwrap();
+        let mut parts = schema.parts(5);
+        for part in [&rows[..1], &rows[1..1], &rows[1..4], &rows[4..]] {
+            parts.append(part);
+        }
+        let in_parts = parts.finish_with(&[&years]).unwrap();
+        assert_eq!(in_parts, whole);
+        assert_eq!(in_parts.1.num_rows(), 7);
+        assert!(
+            schema.parts(0).finish().is_err(),
+            "a taken column needs its input"
+        );
     }
 }
