@@ -194,10 +194,44 @@ impl<R> TableSchema<R> {
         rows: &[R],
         taken: &[&ArrayRef],
     ) -> Result<(String, RecordBatch), StageError> {
+        self.build_over(rows, taken, None)
+    }
+
+    /// As [`TableSchema::build`], but the columns named in `kept` are `template`'s own arrays
+    /// (a table this schema built from rows with the same keys) rather than built again: runs
+    /// that change only the values (a sweep's draws) share their text and key columns, and so
+    /// pass the same arrays downstream.
+    ///
+    /// # Errors
+    /// A kept column missing from `template`, or `template` with another number of rows.
+    pub fn build_keeping(
+        &self,
+        rows: &[R],
+        template: &RecordBatch,
+        kept: &[&str],
+    ) -> Result<(String, RecordBatch), StageError> {
+        self.build_over(rows, &[], Some((template, kept)))
+    }
+
+    fn build_over(
+        &self,
+        rows: &[R],
+        taken: &[&ArrayRef],
+        template: Option<(&RecordBatch, &[&str])>,
+    ) -> Result<(String, RecordBatch), StageError> {
         let mut table = TableBuilder::new();
         let mut sources = taken.iter();
         for c in &self.columns {
             let name = c.name.as_str();
+            if let Some((template, kept)) = template
+                && kept.contains(&name)
+            {
+                let array = template.column_by_name(name).ok_or_else(|| {
+                    StageError::internal(format!("the table template has no column `{name}`"))
+                })?;
+                table = table.array(name, Arc::clone(array));
+                continue;
+            }
             table = match &c.cell {
                 Cell::Text(f) => table.array(name, Arc::new(text_array(rows, *f))),
                 Cell::Int(f) => table.i64(name, rows.iter().map(*f).collect()),
@@ -341,6 +375,33 @@ mod tests {
         assert_eq!(flags(&nullable), [true, true]);
         assert_eq!(plain.columns(), nullable.columns());
         assert_eq!(schema().nullable().decl().columns, ["unit_id", "year"]);
+    }
+
+    #[test]
+    fn a_table_built_keeping_template_columns_shares_their_arrays() {
+        let schema = TableSchema::<Row>::new("t", "a test table")
+            .text("unit_id", |r| &r.unit)
+            .int("year", |r| r.year)
+            .float_or_null("ratio", |r| r.ratio);
+        let row = |ratio| Row {
+            unit: "a".into(),
+            year: 2000,
+            ratio,
+        };
+        let (_, template) = schema.build(&[row(None)]).unwrap();
+        let (_, kept) = schema
+            .build_keeping(&[row(Some(0.5))], &template, &["unit_id", "year"])
+            .unwrap();
+        let (_, built) = schema.build(&[row(Some(0.5))]).unwrap();
+        assert_eq!(kept, built, "the same table as one built from the rows");
+        assert!(Arc::ptr_eq(kept.column(0), template.column(0)));
+        assert!(Arc::ptr_eq(kept.column(1), template.column(1)));
+        assert!(
+            schema
+                .build_keeping(&[row(None), row(None)], &template, &["unit_id"])
+                .is_err(),
+            "a template of another length"
+        );
     }
 
     struct Point {
