@@ -187,15 +187,18 @@ pub fn lorenz(value: &[f64], weight: Option<&[f64]>) -> Result<Lorenz, GiniError
     if let Some(w) = weight {
         check(w, Quantity::Weight)?;
     }
-    let key = |i: usize| -> f64 {
-        match weight {
-            None => value[i],
-            Some(w) if w[i] == 0.0 => f64::INFINITY,
-            Some(w) => value[i] / w[i],
-        }
+    // Each ratio computed once, not once per comparison (the sort is the curve's main cost).
+    let key: std::borrow::Cow<'_, [f64]> = match weight {
+        None => value.into(),
+        Some(w) => value
+            .iter()
+            .zip(w)
+            .map(|(v, w)| if *w == 0.0 { f64::INFINITY } else { v / w })
+            .collect::<Vec<f64>>()
+            .into(),
     };
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
+    order.sort_by(|&a, &b| key[a].total_cmp(&key[b]));
 
     let x_of = |i: usize| weight.map_or(1.0, |w| w[i]);
     let total_x: f64 = order.iter().map(|&i| x_of(i)).sum();

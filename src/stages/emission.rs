@@ -19,8 +19,8 @@ use crate::methods::emission::{
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
     classes_with_rows,
-    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
-    class_row_key, class_without_coefficient, gdp_value, is_path, read_areas,
+    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_panel,
+    class_row_key, class_without_coefficient, gdp_value, is_path,
     refuse_unused_columns, require_column,
 };
 use crate::table::{has_column, ids};
@@ -582,9 +582,8 @@ impl Stage for Emission {
         ctx: &StageContext,
     ) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
-        let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let groups = area_groups(&area_cols, ctx)?;
-        let areas = area_cols.grouped_by(&groups);
+        let area_panel = area_panel(inputs, ctx)?;
+        let areas = area_panel.unit_years();
         let area_method = format!("area_coefficient:{}", params.coefficients.label());
 
         let mut fuels = FuelRowsOut::default();
@@ -655,7 +654,7 @@ impl Stage for Emission {
                     ));
                 }
             }
-            for &(class, area) in &ua.classes {
+            for (class, area) in ua.classes() {
                 if class == "construction" {
                     continue;
                 }
@@ -814,7 +813,7 @@ fn class_rows(
         .rows
         .iter()
         .map(|&(k, at)| match (at, construction) {
-            (Some((j, c)), _) => area_emission_t_c(areas[k].classes[j].1, coef[c]),
+            (Some((j, c)), _) => area_emission_t_c(areas[k].area_at(j), coef[c]),
             (None, Some(e)) => e[k],
             (None, None) => unreachable!("construction rows exist only with construction"),
         })
@@ -1133,30 +1132,37 @@ fn energy_method(
             .map(|(f, u, _)| (f.clone(), u.clone()))
             .collect();
     }
-    match &own {
-        Some(own) => {
-            if let Some(w) = &own.filled {
+    match (&own, &parents) {
+        (Some(own), _) => {
+            for w in own.filled.iter().chain(&own.unused) {
                 ctx.warn(w.clone());
             }
         }
-        None => energy.report(ctx, params.missing),
+        (None, Some(parents)) => {
+            energy.report(ctx, params.missing);
+            let used = used_regions(parents.values().map(String::as_str));
+            energy.warn_unused_units(ctx, &|u| used.binary_search(&u).is_ok());
+        }
+        (None, None) => unreachable!("without parents each unit's own consumption is read"),
     }
-    let mut used: Vec<&str> = match &parents {
-        Some(p) => p.values().map(String::as_str).collect(),
-        None => areas.iter().map(|a| a.unit).collect(),
-    };
-    used.sort_unstable();
-    used.dedup();
-    energy.warn_unused_units(ctx, &|u| used.binary_search(&u).is_ok());
     Ok(out)
 }
 
-/// Each unit-year's own consumption of each fuel column, and the warning about values the
-/// `missing` policy filled.
+/// The regions whose energy is used, sorted and without repeats.
+fn used_regions<'a>(regions: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut used: Vec<&str> = regions.collect();
+    used.sort_unstable();
+    used.dedup();
+    used
+}
+
+/// Each unit-year's own consumption of each fuel column, and the warnings about values the
+/// `missing` policy filled and about units of `energy` the study does not have.
 struct OwnConsumption {
     /// Per unit-year (in `areas` order), one value per column.
     values: Vec<f64>,
     filled: Option<String>,
+    unused: Option<String>,
 }
 
 /// The consumption of each unit-year of `areas` and column `cols` of `energy`: read from the
@@ -1181,9 +1187,11 @@ fn own_consumption(
                     values.push(panel.get(ua.unit, ua.year, c, params.missing)?);
                 }
             }
+            let used = used_regions(areas.iter().map(|a| a.unit));
             Ok(OwnConsumption {
                 values,
                 filled: panel.filled_warning(params.missing),
+                unused: panel.unused_units_warning(&|u| used.binary_search(&u).is_ok()),
             })
         },
     )

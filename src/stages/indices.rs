@@ -146,7 +146,7 @@ impl UnitYearRows {
         table: &str,
         column: &str,
     ) -> Result<Vec<f64>, StageError> {
-        let values = f64s(batch, table, column)?;
+        let values = float_values(batch, table, column)?;
         if let Some(i) = values.iter().position(|v| !v.is_finite() || *v < 0.0) {
             let units = str_col(batch, table, "unit_id", true)?;
             let years = i64s(batch, table, "year")?;
@@ -166,7 +166,9 @@ impl UnitYearRows {
             .map(|w| {
                 group.clear();
                 group.extend(self.order[w[0]..w[1]].iter().map(|&i| values[i]));
-                group.sort_by(f64::total_cmp);
+                // Values equal under `total_cmp` have the same bits, so an unstable sort adds
+                // them in the same order as a stable one; on a few values it is cheaper.
+                group.sort_unstable_by(f64::total_cmp);
                 group[1..].iter().fold(group[0], |sum, v| sum + v)
             })
             .collect())
@@ -181,6 +183,21 @@ impl UnitYearRows {
                 .insert(*year, vec![*sum]);
         }
         Panel::from_rows(table, &[column], rows)
+    }
+}
+
+/// A float column's values: the array's own buffer when it has no nulls (as the carbon kinds
+/// write it), otherwise converted (nulls as NaN).
+fn float_values<'b>(
+    batch: &'b arrow_array::RecordBatch,
+    table: &str,
+    column: &str,
+) -> Result<std::borrow::Cow<'b, [f64]>, StageError> {
+    use arrow_array::Array;
+    let array = crate::table::column(batch, table, column)?;
+    match array.as_any().downcast_ref::<arrow_array::Float64Array>() {
+        Some(a) if a.null_count() == 0 => Ok(a.values().as_ref().into()),
+        _ => Ok(f64s(batch, table, column)?.into()),
     }
 }
 
@@ -347,48 +364,235 @@ impl Stage for Indices {
         let rows = unit_year_rows(inputs, ctx)?;
         // every unit-year that has an emission or a sink, sorted by unit then year
         let sums = Sums::new(inputs, &rows)?;
-        let keys = sums.keys();
-        let economy = Economy::read(params, inputs, ctx)?;
-        let budgets = keys
-            .iter()
-            .enumerate()
-            .map(|(k, &(u, y))| {
-                let (ce_t_c, cs_t_c) = sums.get(k, params.missing)?;
-                Ok(Budget {
-                    ce_t_c,
-                    cs_t_c,
-                    gdp_10k_yuan: economy.gdp(params, u, y)?,
-                    population: economy.population(params, u, y)?,
-                })
-            })
-            .collect::<Result<Vec<Budget>, StageError>>()?;
-        warn_small_population(&budgets, ctx);
+        let layout = Layout::shared(params, inputs, &sums, ctx)?;
+        let budgets = budgets(&sums, &layout, params.missing)?;
+        if let Some(w) = &layout.small_population {
+            ctx.warn(w.clone());
+        }
         sums.report(ctx, params.missing);
-        economy.panel.report(ctx, params.missing);
-        let mut units: Vec<&str> = keys.iter().map(|(u, _)| *u).collect();
-        units.dedup();
-        economy
-            .panel
-            .warn_unused_units(ctx, &|u| units.binary_search(&u).is_ok());
+        for w in &layout.economy_warnings {
+            ctx.warn(w.clone());
+        }
 
-        let (rows, totals) = yearly_rows(&keys, &budgets);
+        let (rows, totals) = yearly_rows(&layout, &budgets);
         warn_zero_emission(&rows, ctx);
-        let means = unit_means(&rows);
+        let means = unit_means(&layout, &rows);
         let tables = Tables::new(params);
         // A sweep's draws may read only some tables: the others are left empty.
         let read = |name: &str| ctx.output_read(name);
-        let none = Vec::new();
+        let t = &layout.templates;
         Ok(vec![
-            tables
-                .indices
-                .build(if read("indices") { &rows } else { &none })?,
-            tables
-                .means
-                .build(if read("means") { &means } else { &none })?,
-            tables
-                .totals
-                .build(if read("totals") { &totals } else { &none })?,
+            if read("indices") {
+                tables
+                    .indices
+                    .build_keeping(&rows, &t.indices, &["unit_id", "year"])?
+            } else {
+                tables.indices.build(&[])?
+            },
+            if read("means") {
+                tables
+                    .means
+                    .build_keeping(&means, &t.means, &["unit_id", "n_years"])?
+            } else {
+                tables.means.build(&[])?
+            },
+            if read("totals") {
+                tables
+                    .totals
+                    .build_keeping(&totals, &t.totals, &["year", "n_units"])?
+            } else {
+                tables.totals.build(&[])?
+            },
         ])
+    }
+}
+
+/// Each unit-year's CE, CS, GDP and population.
+fn budgets(
+    sums: &Sums<'_>,
+    layout: &Layout,
+    missing: MissingPolicy,
+) -> Result<Vec<Budget>, StageError> {
+    let budget = |(ce_t_c, cs_t_c): (f64, f64), (gdp_10k_yuan, population): (f64, Option<f64>)| {
+        Budget {
+            ce_t_c,
+            cs_t_c,
+            gdp_10k_yuan,
+            population,
+        }
+    };
+    // The usual case, without a value to fill or a lookup that failed: no error to carry
+    // through each unit-year.
+    if let (Sums::Aligned { ce, cs, .. }, None) = (sums, &layout.economy_failure) {
+        return Ok(ce
+            .iter()
+            .zip(cs)
+            .zip(&layout.economy)
+            .map(|((ce, cs), economy)| budget((*ce, *cs), *economy))
+            .collect());
+    }
+    (0..layout.keys.len())
+        .map(|k| Ok(budget(sums.get(k, missing)?, layout.economy(k)?)))
+        .collect()
+}
+
+/// What the tables need besides CE and CS, found from the unit-years and the `economy` table
+/// alone: a sweep's draws, which change only the values of `emission` and `sink`, share it
+/// (with the key columns of the output tables, which then reach the stages downstream as the
+/// same arrays in every draw).
+struct Layout {
+    /// The unit-years, sorted by unit then year.
+    keys: Vec<(String, i64)>,
+    /// Per unit-year: GDP (10^4 yuan, at constant prices with a deflator) and population, up
+    /// to the first unit-year whose lookup failed.
+    economy: Vec<(f64, Option<f64>)>,
+    /// That unit-year and its error.
+    economy_failure: Option<(usize, StageError)>,
+    /// The warnings of the lookups: filled values, units of `economy` the study does not have.
+    economy_warnings: Vec<String>,
+    /// The warning about a population that looks like 10^4 persons.
+    small_population: Option<String>,
+    /// Each year with its unit-years (indices into `keys`), years ascending.
+    years: Vec<(i64, Vec<usize>)>,
+    /// Each unit's unit-years, as a range of `keys`.
+    units: Vec<std::ops::Range<usize>>,
+    /// The three tables with their key columns filled and placeholder values.
+    templates: Templates,
+}
+
+struct Templates {
+    indices: arrow_array::RecordBatch,
+    means: arrow_array::RecordBatch,
+    totals: arrow_array::RecordBatch,
+}
+
+impl Layout {
+    /// The layout of these unit-years and this `economy` table, shared by the runs whose key
+    /// columns and economy columns hold the same values.
+    fn shared(
+        params: &Params,
+        inputs: &Inputs,
+        sums: &Sums<'_>,
+        ctx: &StageContext,
+    ) -> Result<Arc<Self>, StageError> {
+        let economy = inputs.table("economy")?;
+        let mut columns = Vec::new();
+        for (batch, table) in [
+            (inputs.table("emission")?, "emission"),
+            (inputs.table("sink")?, "sink"),
+        ] {
+            columns.extend(UnitYearRows::key_columns(batch, table)?);
+        }
+        let mut economy_columns = vec!["unit_id", "year", params.gdp_column.as_str()];
+        economy_columns.extend(params.deflator_column.as_deref());
+        economy_columns.extend(params.population_column.as_deref());
+        for name in economy_columns {
+            columns.push(Arc::clone(crate::table::column(economy, "economy", name)?));
+        }
+        ctx.reuse_over("layout", &columns, params, || {
+            Self::new(params, inputs, sums.keys(), ctx)
+        })
+    }
+
+    fn new(
+        params: &Params,
+        inputs: &Inputs,
+        keys: Vec<(&str, i64)>,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
+        let panel = Economy::read(params, inputs, ctx)?;
+        let mut economy = Vec::with_capacity(keys.len());
+        let mut economy_failure = None;
+        for (k, &(u, y)) in keys.iter().enumerate() {
+            let looked_up = panel
+                .gdp(params, u, y)
+                .and_then(|g| Ok((g, panel.population(params, u, y)?)));
+            match looked_up {
+                Ok(v) => economy.push(v),
+                Err(e) => {
+                    economy_failure = Some((k, e));
+                    break;
+                }
+            }
+        }
+        let mut used: Vec<&str> = keys.iter().map(|(u, _)| *u).collect();
+        used.dedup();
+        let economy_warnings = panel
+            .panel
+            .filled_warning(params.missing)
+            .into_iter()
+            .chain(
+                panel
+                    .panel
+                    .unused_units_warning(&|u| used.binary_search(&u).is_ok()),
+            )
+            .collect();
+        let small_population = small_population(economy.iter().filter_map(|(_, p)| *p));
+        let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, (_, y)) in keys.iter().enumerate() {
+            by_year.entry(*y).or_default().push(i);
+        }
+        let mut units = Vec::new();
+        for (k, (u, _)) in keys.iter().enumerate() {
+            if k == 0 || keys[k - 1].0 != *u {
+                units.push(k..k);
+            }
+            units.last_mut().expect("a unit was pushed").end = k + 1;
+        }
+        let mut layout = Self {
+            keys: keys.iter().map(|&(u, y)| (u.to_owned(), y)).collect(),
+            economy,
+            economy_failure,
+            economy_warnings,
+            small_population,
+            years: by_year.into_iter().collect(),
+            units,
+            templates: Templates::empty(),
+        };
+        // A run whose lookups failed stops before it builds a table.
+        if layout.economy_failure.is_none() {
+            layout.templates = layout.templates(params)?;
+        }
+        Ok(layout)
+    }
+
+    /// GDP and population of unit-year `k`.
+    fn economy(&self, k: usize) -> Result<(f64, Option<f64>), StageError> {
+        match (self.economy.get(k), &self.economy_failure) {
+            (Some(v), _) => Ok(*v),
+            (None, Some((_, e))) => Err(e.clone()),
+            (None, None) => Err(StageError::internal("a unit-year without its economy")),
+        }
+    }
+
+    /// The output tables with placeholder values, whose key columns every run keeps.
+    fn templates(&self, params: &Params) -> Result<Templates, StageError> {
+        let zero = Budget {
+            ce_t_c: 0.0,
+            cs_t_c: 0.0,
+            gdp_10k_yuan: 0.0,
+            population: None,
+        };
+        let budgets = vec![zero; self.economy.len()];
+        let (rows, totals) = yearly_rows(self, &budgets);
+        let means = unit_means(self, &rows);
+        let tables = Tables::new(params);
+        Ok(Templates {
+            indices: tables.indices.build(&rows)?.1,
+            means: tables.means.build(&means)?.1,
+            totals: tables.totals.build(&totals)?.1,
+        })
+    }
+}
+
+impl Templates {
+    fn empty() -> Self {
+        let empty = || arrow_array::RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()));
+        Self {
+            indices: empty(),
+            means: empty(),
+            totals: empty(),
+        }
     }
 }
 
@@ -552,15 +756,13 @@ fn value_columns<'a>(
 
 /// The `indices` rows (in `keys` order) and the `totals` rows: the indices of a unit compare
 /// it with the other units of its year, so they are computed a year at a time.
-fn yearly_rows<'a>(keys: &[(&'a str, i64)], budgets: &[Budget]) -> (Vec<Row<'a>>, Vec<Row<'a>>) {
-    let mut by_year: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, (_, y)) in keys.iter().enumerate() {
-        by_year.entry(*y).or_default().push(i);
-    }
-    let mut ix: Vec<Option<UnitIndices>> = vec![None; keys.len()];
-    let mut total_rows = Vec::with_capacity(by_year.len());
-    for (year, idx) in &by_year {
-        let b: Vec<Budget> = idx.iter().map(|&i| budgets[i]).collect();
+fn yearly_rows<'a>(layout: &'a Layout, budgets: &[Budget]) -> (Vec<Row<'a>>, Vec<Row<'a>>) {
+    let mut ix: Vec<Option<UnitIndices>> = vec![None; budgets.len()];
+    let mut total_rows = Vec::with_capacity(layout.years.len());
+    let mut b: Vec<Budget> = Vec::new();
+    for (year, idx) in &layout.years {
+        b.clear();
+        b.extend(idx.iter().map(|&i| budgets[i]));
         for (&i, v) in idx.iter().zip(unit_indices(&b)) {
             ix[i] = Some(v);
         }
@@ -578,13 +780,14 @@ fn yearly_rows<'a>(keys: &[(&'a str, i64)], budgets: &[Budget]) -> (Vec<Row<'a>>
             v: Values::new(&region, &unit_indices(&[region])[0]),
         });
     }
-    let rows = keys
+    let rows = layout
+        .keys
         .iter()
         .zip(budgets)
         .zip(ix)
-        .map(|((&(unit, year), b), ix)| Row {
+        .map(|(((unit, year), b), ix)| Row {
             unit,
-            year,
+            year: *year,
             count: 1,
             v: Values::new(b, &ix.expect("every unit-year belongs to one year")),
         })
@@ -605,10 +808,13 @@ fn warn_zero_emission(rows: &[Row<'_>], ctx: &StageContext) {
     }
 }
 
-/// Per unit, the mean of each value over its years (rows are sorted by unit).
-fn unit_means<'a>(rows: &[Row<'a>]) -> Vec<Row<'a>> {
-    rows.chunk_by(|a, b| a.unit == b.unit)
-        .map(|years| {
+/// Per unit, the mean of each value over its years (`rows` in the order of `layout.keys`).
+fn unit_means<'a>(layout: &Layout, rows: &[Row<'a>]) -> Vec<Row<'a>> {
+    layout
+        .units
+        .iter()
+        .map(|range| {
+            let years = &rows[range.clone()];
             let m = |f: fn(&Values) -> Option<f64>| mean(years.iter().map(|r| f(&r.v)));
             let m_or_nan = |f: fn(&Values) -> f64| {
                 mean(years.iter().map(|r| Some(f(&r.v)))).unwrap_or(f64::NAN)
@@ -640,16 +846,12 @@ fn unit_means<'a>(rows: &[Row<'a>]) -> Vec<Row<'a>> {
 /// 10,000 would be a county of the smallest few.
 const PERSONS_MEDIAN_FLOOR: f64 = 10_000.0;
 
-/// Warns when the median population over the unit-years is below [`PERSONS_MEDIAN_FLOOR`]:
-/// per-capita indices expect persons, and yearbooks print 万人.
-fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
-    let mut pops: Vec<f64> = budgets
-        .iter()
-        .filter_map(|b| b.population)
-        .filter(|p| p.is_finite())
-        .collect();
+/// The warning when the median population over the unit-years is below
+/// [`PERSONS_MEDIAN_FLOOR`]: per-capita indices expect persons, and yearbooks print 万人.
+fn small_population(populations: impl Iterator<Item = f64>) -> Option<String> {
+    let mut pops: Vec<f64> = populations.filter(|p| p.is_finite()).collect();
     if pops.is_empty() {
-        return;
+        return None;
     }
     pops.sort_by(f64::total_cmp);
     let n = pops.len();
@@ -658,12 +860,10 @@ fn warn_small_population(budgets: &[Budget], ctx: &StageContext) {
     } else {
         f64::midpoint(pops[n / 2 - 1], pops[n / 2])
     };
-    if median < PERSONS_MEDIAN_FLOOR {
-        ctx.warn(format!(
-            "`economy`: the median population is {median}, below 10000 persons: per-capita indices expect persons; \
-             if the table is in 万人 (10^4 persons), add `scale: {{ <population column>: 10000 }}` to its `ingest` stage"
-        ));
-    }
+    (median < PERSONS_MEDIAN_FLOOR).then(|| format!(
+        "`economy`: the median population is {median}, below 10000 persons: per-capita indices expect persons; \
+         if the table is in 万人 (10^4 persons), add `scale: {{ <population column>: 10000 }}` to its `ingest` stage"
+    ))
 }
 
 #[cfg(test)]
@@ -875,18 +1075,8 @@ mod tests {
 
     #[test]
     fn population_in_ten_thousands_is_warned_about() {
-        let budget = |population: f64| Budget {
-            ce_t_c: 1.0,
-            cs_t_c: 1.0,
-            gdp_10k_yuan: 1.0,
-            population: Some(population),
-        };
-        let warned = |pops: &[f64]| {
-            let ctx = StageContext::new("indices", std::path::Path::new("."), BTreeMap::new());
-            let budgets: Vec<Budget> = pops.iter().map(|&p| budget(p)).collect();
-            warn_small_population(&budgets, &ctx);
-            ctx.take_warnings()
-        };
+        let warned =
+            |pops: &[f64]| -> Vec<String> { small_population(pops.iter().copied()).into_iter().collect() };
         // Henan's counties in 万人 (郑州市区 494.7, 中牟县 ~ 100, 巩义市 ~ 80): median 100.
         let w = warned(&[494.7369, 100.0, 80.0]);
         assert_eq!(w.len(), 1);

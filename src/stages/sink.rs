@@ -17,8 +17,8 @@ use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
     classes_with_rows,
-    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_groups,
-    class_row_key, read_areas, refuse_unused_columns, str_col,
+    ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_panel,
+    class_row_key, refuse_unused_columns, str_col,
 };
 use crate::table::{f64s, i64s};
 
@@ -234,9 +234,8 @@ impl Stage for Sink {
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
         let coefficients = params.coefficients.load(ctx)?;
-        let area_cols = read_areas(inputs.table("areas")?, "areas")?;
-        let groups = area_groups(&area_cols, ctx)?;
-        let areas = area_cols.grouped_by(&groups);
+        let area_panel = area_panel(inputs, ctx)?;
+        let areas = area_panel.unit_years();
         let label = params.coefficients.label();
         if coefficients.get("cultivated").is_some_and(|c| *c < 0.0)
             && params.cultivated_sink != CultivatedSink::None
@@ -257,17 +256,7 @@ impl Stage for Sink {
             _ => None,
         };
         let crops = match params.cultivated_sink {
-            CultivatedSink::CropYield => {
-                // Only the crop parameters vary the crop carbon: a sweep's draws that vary the
-                // land coefficients share it instead of each sorting every crop row again.
-                let crop = &params.crop_parameters;
-                let key = (crop, params.missing, &params.ignore_columns);
-                let values = ctx.reuse("crop_panel", &["crops"], &key, || {
-                    let table = crops_table(inputs, &params.ignore_columns)?;
-                    Ok(crop_panel(table, &crop.load()?, params.missing, ctx)?.values())
-                })?;
-                Some(Panel::over(Arc::clone(&values)))
-            }
+            CultivatedSink::CropYield => Some(crop_carbon(params, inputs, &areas, ctx)?),
             _ => None,
         };
 
@@ -286,29 +275,68 @@ impl Stage for Sink {
             .map(|&(k, at)| {
                 let ua = &areas[k];
                 Ok(match (at, params.cultivated_sink, cultivated_coef, &crops) {
-                    (Some((j, c)), ..) => area_sink_t_c(ua.classes[j].1, coef[c]),
+                    (Some((j, c)), ..) => area_sink_t_c(ua.area_at(j), coef[c]),
                     (None, CultivatedSink::Coefficient, Some(c), _) => {
                         area_sink_t_c(ua.area("cultivated"), c)
                     }
-                    (None, CultivatedSink::CropYield, _, Some(panel)) => {
-                        panel.get(ua.unit, ua.year, 0, params.missing)?
-                    }
+                    (None, CultivatedSink::CropYield, _, Some(crops)) => crops.t_c[k],
                     (None, ..) => 0.0,
                 })
             })
             .collect::<Result<Vec<f64>, StageError>>()?;
-        if let Some(panel) = &crops {
-            panel.report(ctx, params.missing);
-            // The unit-years are sorted by unit.
-            let mut known: Vec<&str> = areas.iter().map(|a| a.unit).collect();
-            known.dedup();
-            panel.warn_unused_units(ctx, &|u| known.binary_search(&u).is_ok());
+        for warning in crops.iter().flat_map(|c| &c.warnings) {
+            ctx.warn(warning.clone());
         }
         Ok(vec![(
             "sink".to_owned(),
             layout.with_values("sink_t_c", values)?,
         )])
     }
+}
+
+/// The crop-yield sink of each unit-year, and the warnings its lookups give.
+struct CropCarbon {
+    /// t C per unit-year, in the order of the grouped `areas`.
+    t_c: Vec<f64>,
+    /// Values the `missing` policy filled, crop units the study does not have.
+    warnings: Vec<String>,
+}
+
+/// The crop-yield sink of each unit-year of `areas`. Only the crop parameters and the `crops`
+/// and `areas` tables decide it, so a sweep's draws that vary the land coefficients look it up
+/// once (and sort the crop rows once even when `areas` changes between draws).
+fn crop_carbon(
+    params: &Params,
+    inputs: &Inputs,
+    areas: &[UnitYearAreas<'_>],
+    ctx: &StageContext,
+) -> Result<Arc<CropCarbon>, StageError> {
+    let crop = &params.crop_parameters;
+    let key = (crop, params.missing, &params.ignore_columns);
+    let values = ctx.reuse("crop_panel", &["crops"], &key, || {
+        let table = crops_table(inputs, &params.ignore_columns)?;
+        Ok(crop_panel(table, &crop.load()?, params.missing, ctx)?.values())
+    })?;
+    ctx.reuse("crop_carbon", &["crops", "areas"], &key, || {
+        // A panel of its own, so that its record of filled values is this lookup's.
+        let panel = Panel::over(Arc::clone(&values));
+        let t_c = areas
+            .iter()
+            .map(|ua| panel.get(ua.unit, ua.year, 0, params.missing))
+            .collect::<Result<Vec<f64>, StageError>>()?;
+        // The unit-years are sorted by unit.
+        let mut known: Vec<&str> = areas.iter().map(|a| a.unit).collect();
+        known.dedup();
+        let unused = panel.unused_units_warning(&|u| known.binary_search(&u).is_ok());
+        Ok(CropCarbon {
+            t_c,
+            warnings: panel
+                .filled_warning(params.missing)
+                .into_iter()
+                .chain(unused)
+                .collect(),
+        })
+    })
 }
 
 /// The rows of the output: per unit-year, a row per land class with a negative coefficient,

@@ -199,6 +199,32 @@ impl<R> TableSchema<R> {
         parts.finish_with(taken)
     }
 
+    /// As [`TableSchema::build`], but the columns named in `kept` are `template`'s own arrays
+    /// (a table this schema built from rows with the same keys) rather than built again: runs
+    /// that change only the values (a sweep's draws) share their text and key columns, and so
+    /// pass the same arrays downstream.
+    ///
+    /// # Errors
+    /// A kept column missing from `template`, or `template` with another number of rows.
+    pub fn build_keeping(
+        &self,
+        rows: &[R],
+        template: &RecordBatch,
+        kept: &[&str],
+    ) -> Result<(String, RecordBatch), StageError> {
+        let mut parts = self.parts(rows.len());
+        for (c, values) in self.columns.iter().zip(&mut parts.columns) {
+            if kept.contains(&c.name.as_str()) {
+                let array = template.column_by_name(&c.name).ok_or_else(|| {
+                    StageError::internal(format!("the table template has no column `{}`", c.name))
+                })?;
+                *values = Values::Kept(Arc::clone(array));
+            }
+        }
+        parts.append(rows);
+        parts.finish()
+    }
+
     /// A table built a part of its rows at a time, about `expected_rows` in all: each part's
     /// rows can be dropped once appended, so a table of millions of rows never has all its
     /// rows beside its columns. The table equals [`TableSchema::build`] of the parts' rows
@@ -235,6 +261,8 @@ enum Values {
     Bool(Vec<bool>),
     /// The input rows of a taken column.
     Rows(Vec<u32>),
+    /// A template's column, used as it is (see [`TableSchema::build_keeping`]).
+    Kept(ArrayRef),
 }
 
 impl Values {
@@ -289,6 +317,7 @@ impl<R> TableParts<'_, R> {
                     rows.iter()
                         .map(|r| u32::try_from(f(r)).expect("tables have fewer than 2^32 rows")),
                 ),
+                (_, Values::Kept(_)) => {}
                 _ => unreachable!("each column's values are made from its cell"),
             }
         }
@@ -316,6 +345,7 @@ impl<R> TableParts<'_, R> {
                 Values::Float(v) => table.f64(name, v),
                 Values::FloatOrNull(v) => table.f64_opt(name, v),
                 Values::Bool(v) => table.bool(name, v),
+                Values::Kept(array) => table.array(name, array),
                 Values::Rows(v) => {
                     let source = sources.next().ok_or_else(|| {
                         StageError::internal(format!("no input column for `{name}`"))
@@ -447,6 +477,33 @@ mod tests {
         assert_eq!(flags(&nullable), [true, true]);
         assert_eq!(plain.columns(), nullable.columns());
         assert_eq!(schema().nullable().decl().columns, ["unit_id", "year"]);
+    }
+
+    #[test]
+    fn a_table_built_keeping_template_columns_shares_their_arrays() {
+        let schema = TableSchema::<Row>::new("t", "a test table")
+            .text("unit_id", |r| &r.unit)
+            .int("year", |r| r.year)
+            .float_or_null("ratio", |r| r.ratio);
+        let row = |ratio| Row {
+            unit: "a".into(),
+            year: 2000,
+            ratio,
+        };
+        let (_, template) = schema.build(&[row(None)]).unwrap();
+        let (_, kept) = schema
+            .build_keeping(&[row(Some(0.5))], &template, &["unit_id", "year"])
+            .unwrap();
+        let (_, built) = schema.build(&[row(Some(0.5))]).unwrap();
+        assert_eq!(kept, built, "the same table as one built from the rows");
+        assert!(Arc::ptr_eq(kept.column(0), template.column(0)));
+        assert!(Arc::ptr_eq(kept.column(1), template.column(1)));
+        assert!(
+            schema
+                .build_keeping(&[row(None), row(None)], &template, &["unit_id"])
+                .is_err(),
+            "a template of another length"
+        );
     }
 
     struct Point {

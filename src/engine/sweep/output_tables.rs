@@ -234,7 +234,9 @@ fn number_summary(name: &str, draws: &[&DrawValues]) -> Result<Summary, StageErr
     let rows: Vec<NumberSummaryRow> = (0..first.rows())
         .map(|key| {
             let mut xs: Vec<f64> = draws.iter().filter_map(|d| d.number(key)).collect();
-            xs.sort_by(f64::total_cmp);
+            // Values equal under `total_cmp` have the same bits, so an unstable sort gives
+            // the same sequence as a stable one, faster.
+            xs.sort_unstable_by(f64::total_cmp);
             let statistics = if xs.is_empty() {
                 [None; 5]
             } else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::{Source, StageContext, StageError};
+use crate::engine::stage::{Inputs, Source, StageContext, StageError};
 use crate::methods::coefficients::{
     LAND_PRESETS, LandCoefficient, land_preset, parse_land_coefficients,
 };
@@ -339,18 +339,26 @@ impl Panel {
         ))
     }
 
-    /// Warns about units of this table that `wanted` does not use.
+    /// Warns about units of this table that `used` says the study does not use.
     pub fn warn_unused_units(&self, ctx: &StageContext, used: &dyn Fn(&str) -> bool) {
+        if let Some(w) = self.unused_units_warning(used) {
+            ctx.warn(w);
+        }
+    }
+
+    /// The warning [`Panel::warn_unused_units`] gives, if any unit is unused.
+    #[must_use]
+    pub fn unused_units_warning(&self, used: &dyn Fn(&str) -> bool) -> Option<String> {
         let extra: Vec<&str> = self.units().filter(|u| !used(u)).collect();
-        if !extra.is_empty() {
-            let shown: Vec<&str> = extra.iter().take(5).copied().collect();
-            ctx.warn(format!(
+        let shown: Vec<&str> = extra.iter().take(5).copied().collect();
+        (!extra.is_empty()).then(|| {
+            format!(
                 "`{}`: {} unit(s) are not in the study's units and are ignored (e.g. {})",
                 self.values.table,
                 extra.len(),
                 shown.join(", ")
-            ));
-        }
+            )
+        })
     }
 }
 
@@ -563,24 +571,36 @@ pub fn class_without_coefficient(
 pub struct UnitYearAreas<'a> {
     pub unit: &'a str,
     pub year: i64,
-    /// (class, `area_ha`), sorted by class.
-    pub classes: Vec<(&'a str, f64)>,
+    /// (class number in `names`, `area_ha`), sorted by class.
+    rows: &'a [(usize, f64)],
+    names: &'a [String],
 }
 
-impl UnitYearAreas<'_> {
+impl<'a> UnitYearAreas<'a> {
+    /// (class, `area_ha`), sorted by class.
+    pub fn classes(&self) -> impl Iterator<Item = (&'a str, f64)> + use<'a> {
+        let names = self.names;
+        self.rows.iter().map(move |&(c, a)| (names[c].as_str(), a))
+    }
+
+    /// The area of the `j`-th class of [`UnitYearAreas::classes`].
+    #[must_use]
+    pub fn area_at(&self, j: usize) -> f64 {
+        self.rows[j].1
+    }
+
     /// The area of `class`, 0 if absent.
     #[must_use]
     pub fn area(&self, class: &str) -> f64 {
-        self.classes
-            .iter()
+        self.classes()
             .find(|(c, _)| *c == class)
-            .map_or(0.0, |(_, a)| *a)
+            .map_or(0.0, |(_, a)| a)
     }
 }
 
 /// The columns of an `areas` table (`unit_id`, year, class, `area_ha`), checked: negative, NaN or
 /// infinite areas are errors.
-pub struct AreaColumns<'a> {
+struct AreaColumns<'a> {
     table: String,
     units: StrCol<'a>,
     years: Vec<i64>,
@@ -592,7 +612,7 @@ pub struct AreaColumns<'a> {
 ///
 /// # Errors
 /// A missing column, or a negative, NaN or infinite area.
-pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns<'a>, StageError> {
+fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns<'a>, StageError> {
     let units = str_col(batch, table, "unit_id", true)?;
     let years = i64s(batch, table, "year")?;
     let classes = str_col(batch, table, "class", false)?;
@@ -620,30 +640,10 @@ pub fn read_areas<'a>(batch: &'a RecordBatch, table: &str) -> Result<AreaColumns
     })
 }
 
-/// The rows of an `areas` table in (unit, year, class) order, cut into unit-years: what
-/// [`AreaColumns::group`] finds by comparing ids, kept so that runs over the same table (a
-/// sweep's draws) compare them once.
-pub struct AreaGroups {
-    order: Vec<usize>,
-    /// Where each unit-year starts in `order`, and `order.len()` at the end.
-    starts: Vec<usize>,
-}
-
 impl AreaColumns<'_> {
-    /// The rows grouped by unit and year, sorted by unit, year and class. A repeated
-    /// (unit, year, class) is an error.
-    ///
-    /// # Errors
-    /// A (unit, year, class) that appears twice.
-    pub fn group(&self) -> Result<Vec<UnitYearAreas<'_>>, StageError> {
-        Ok(self.grouped_by(&self.row_groups()?))
-    }
-
-    /// The row order and unit-year boundaries of [`AreaColumns::group`].
-    ///
-    /// # Errors
-    /// A (unit, year, class) that appears twice.
-    pub fn row_groups(&self) -> Result<AreaGroups, StageError> {
+    /// The row order, sorted by (unit, year, class), and where each unit-year starts in it
+    /// (with `n` at the end). A repeated (unit, year, class) is an error.
+    fn row_groups(&self) -> Result<(Vec<usize>, Vec<usize>), StageError> {
         let key = |i: usize| (self.units.get(i), self.years[i], self.classes.get(i));
         let n = self.years.len();
         let mut order: Vec<usize> = (0..n).collect();
@@ -668,40 +668,100 @@ impl AreaColumns<'_> {
             starts.insert(0, 0);
         }
         starts.push(n);
-        Ok(AreaGroups { order, starts })
+        Ok((order, starts))
+    }
+}
+
+/// An `areas` table grouped by unit and year, each unit-year's classes sorted, with ids of its
+/// own rather than borrowed from the table: the runs that read the same table (a sweep's
+/// draws) share one, read and grouped once ([`area_panel`]).
+pub struct AreaPanel {
+    /// The class names, sorted.
+    names: Vec<String>,
+    /// The unit ids, in order of first appearance (sorted).
+    units: Vec<String>,
+    /// Per unit-year, sorted by unit then year: its unit (in `units`), its year and where its
+    /// classes start in `rows` (and `rows.len()` after the last).
+    unit_years: Vec<(usize, i64, usize)>,
+    /// (class number in `names`, `area_ha`), unit-year by unit-year.
+    rows: Vec<(usize, f64)>,
+}
+
+impl AreaPanel {
+    /// Reads and groups an `areas` table.
+    ///
+    /// # Errors
+    /// A missing column, a negative, NaN or infinite area, or a repeated (unit, year, class).
+    pub fn read(batch: &RecordBatch, table: &str) -> Result<Self, StageError> {
+        let columns = read_areas(batch, table)?;
+        let (order, starts) = columns.row_groups()?;
+        let mut names: Vec<String> = Vec::new();
+        for &i in &order {
+            let class = columns.classes.get(i);
+            if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(class)) {
+                names.insert(at, class.to_owned());
+            }
+        }
+        let mut panel = Self {
+            names,
+            units: Vec::new(),
+            unit_years: Vec::with_capacity(starts.len()),
+            rows: Vec::with_capacity(order.len()),
+        };
+        for w in starts.windows(2) {
+            let first = order[w[0]];
+            let unit = columns.units.get(first);
+            if panel.units.last().is_none_or(|u| u != unit) {
+                panel.units.push(unit.to_owned());
+            }
+            panel.unit_years.push((
+                panel.units.len() - 1,
+                columns.years[first],
+                panel.rows.len(),
+            ));
+            for &i in &order[w[0]..w[1]] {
+                let class = columns.classes.get(i);
+                let c = panel
+                    .names
+                    .binary_search_by(|n| n.as_str().cmp(class))
+                    .expect("every class was named above");
+                panel.rows.push((c, columns.areas[i]));
+            }
+        }
+        Ok(panel)
     }
 
-    /// The unit-years of `groups` (found by [`AreaColumns::row_groups`] on this table).
+    /// The unit-years, sorted by unit then year.
     #[must_use]
-    pub fn grouped_by(&self, groups: &AreaGroups) -> Vec<UnitYearAreas<'_>> {
-        groups
-            .starts
-            .windows(2)
-            .map(|w| {
-                let rows = &groups.order[w[0]..w[1]];
-                UnitYearAreas {
-                    unit: self.units.get(rows[0]),
-                    year: self.years[rows[0]],
-                    classes: rows
-                        .iter()
-                        .map(|&i| (self.classes.get(i), self.areas[i]))
-                        .collect(),
-                }
+    pub fn unit_years(&self) -> Vec<UnitYearAreas<'_>> {
+        let ends = self
+            .unit_years
+            .iter()
+            .skip(1)
+            .map(|&(_, _, start)| start)
+            .chain([self.rows.len()]);
+        self.unit_years
+            .iter()
+            .zip(ends)
+            .map(|(&(unit, year, start), end)| UnitYearAreas {
+                unit: &self.units[unit],
+                year,
+                rows: &self.rows[start..end],
+                names: &self.names,
             })
             .collect()
     }
 }
 
-/// The row groups of the `areas` input (`columns` read from the port `areas`): a sweep's draws
-/// compare its ids once rather than once each.
+/// The `areas` input (port `areas`) read and grouped: once for all the runs that share it (a
+/// sweep's draws), as reading and grouping compare ids row by row.
 ///
 /// # Errors
-/// A repeated (unit, year, class).
-pub fn area_groups(
-    columns: &AreaColumns<'_>,
-    ctx: &StageContext,
-) -> Result<Arc<AreaGroups>, StageError> {
-    ctx.reuse("area_groups", &["areas"], &(), || columns.row_groups())
+/// As [`AreaPanel::read`].
+pub fn area_panel(inputs: &Inputs, ctx: &StageContext) -> Result<Arc<AreaPanel>, StageError> {
+    ctx.reuse("area_panel", &["areas"], &(), || {
+        AreaPanel::read(inputs.table("areas")?, "areas")
+    })
 }
 
 /// The land classes an output table has rows for, found once per `areas` table and set of
@@ -763,7 +823,7 @@ pub fn classes_with_rows<'a>(
     here: &mut Vec<(&'a str, Option<(usize, usize)>)>,
 ) -> Result<(), StageError> {
     here.clear();
-    for (j, &(class, _)) in ua.classes.iter().enumerate() {
+    for (j, (class, _)) in ua.classes().enumerate() {
         if class == "construction" {
             continue;
         }
@@ -913,11 +973,16 @@ mod tests {
             .f64("area_ha", vec![1.0, 2.0, 3.0])
             .build()
             .unwrap();
-        let cols = read_areas(&t, "areas").unwrap();
-        let g = cols.group().unwrap();
+        let panel = AreaPanel::read(&t, "areas").unwrap();
+        let g = panel.unit_years();
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].unit, "a");
-        assert_eq!(g[0].classes, vec![("forest", 3.0), ("water", 2.0)]);
+        let classes: Vec<(&str, f64)> = g[0].classes().collect();
+        assert_eq!(classes, vec![("forest", 3.0), ("water", 2.0)]);
+        assert_eq!(
+            (g[1].unit, g[1].area("forest"), g[1].area("water")),
+            ("b", 1.0, 0.0)
+        );
         let t = TableBuilder::new()
             .str("unit_id", &["a"])
             .i64("year", vec![2000])
@@ -925,7 +990,7 @@ mod tests {
             .f64("area_ha", vec![-3.0])
             .build()
             .unwrap();
-        let err = read_areas(&t, "areas").err().unwrap();
+        let err = AreaPanel::read(&t, "areas").err().unwrap();
         assert!(
             err.message
                 .contains("unit `a`, year 2000, class `forest`: area_ha is -3"),
