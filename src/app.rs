@@ -160,7 +160,7 @@ fn reporter(quiet: bool) -> Box<dyn Reporter> {
     } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         Box::new(TerminalReporter::new())
     } else {
-        Box::new(PlainReporter)
+        Box::new(PlainReporter::default())
     }
 }
 

@@ -26,7 +26,11 @@ running in it, shared equally when several are; CPU outside every stage is the r
 (reading the study, planning and hashing inputs before the first stage; publishing after
 the last). The command's stderr is passed through.
 
-Prints a table by stage and a total; `--json` writes the same numbers.
+Prints a table by stage and a total; `--json` writes the same numbers. Each stage computes on
+threads of its own named `K:STAGE` (`0:landuse`, `1:landuse`, …; Linux keeps 15 bytes of a
+name), so a second table gives each stage's CPU exactly, summed over its threads, and how many
+of its threads ran at once; CPU a thread used after its last sample (under one `--interval`)
+is not counted.
 """
 
 import argparse
@@ -41,8 +45,11 @@ import time
 STAGE_LINE = re.compile(r"^(run|done|FAILED)\s+([^\s:]+)")
 
 
+THREAD_NAMES = {}
+
+
 def thread_cpu_ns(pid):
-    """CPU nanoseconds of each live thread of pid."""
+    """CPU nanoseconds of each live thread of pid; remembers each thread's name."""
     out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -52,9 +59,39 @@ def thread_cpu_ns(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 out[tid] = int(f.read().split()[0])
+            if tid not in THREAD_NAMES:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    THREAD_NAMES[tid] = f.read().strip()
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             pass
     return out
+
+
+def cpu_by_stage_thread(samples):
+    """{stage: (CPU s, most of its threads working in one interval)} from `K:STAGE` names."""
+    last = {}
+    for _, cpu in samples:
+        last.update(cpu)
+    by_stage = {}
+    for tid, ns in last.items():
+        name = THREAD_NAMES.get(tid, "")
+        index, _, stage = name.partition(":")
+        if index.isdigit() and stage:
+            by_stage[stage] = by_stage.get(stage, 0.0) + ns / 1e9
+    widest = {}
+    for (_, before), (_, after) in zip(samples, samples[1:]):
+        deltas = {t: ns - before.get(t, 0) for t, ns in after.items() if ns > before.get(t, 0)}
+        if not deltas:
+            continue
+        busiest = max(deltas.values())
+        working = {}
+        for tid, d in deltas.items():
+            index, _, stage = THREAD_NAMES.get(tid, "").partition(":")
+            if d >= busiest / 2 and index.isdigit() and stage:
+                working[stage] = working.get(stage, 0) + 1
+        for stage, k in working.items():
+            widest[stage] = max(widest.get(stage, 0), k)
+    return {s: (cpu, widest.get(s, 0)) for s, cpu in by_stage.items()}
 
 
 def follow_stderr(stream, events, start):
@@ -174,6 +211,11 @@ def main():
             f"{row['stage']:<32} {row['cpu_s']:>8.2f} {row['serial_fraction']:>7.2f} "
             f"{row['idle_wall_2_s']:>14.2f} {row['speedup_2']:>5.2f} {row['amdahl_16']:>11.2f}"
         )
+    by_thread = cpu_by_stage_thread(samples)
+    if by_thread:
+        print(f"{'stage (its own threads)':<32} {'CPU s':>8} {'threads at once':>16}")
+        for stage, (cpu, widest) in sorted(by_thread.items(), key=lambda x: -x[1][0]):
+            print(f"{stage:<32} {cpu:>8.2f} {widest:>16}")
     process_cpu = usage.ru_utime + usage.ru_stime
     # The last interval before exit is not sampled: compare the sampled CPU with the process's.
     print(
@@ -189,7 +231,12 @@ def main():
                 [round(t0, 2), round(cpu, 4), k, running_label(windows, (t0 + t1) / 2)]
                 for t0, t1, cpu, k in ivals
             ]
-            json.dump({**summary, "stages": table, "intervals": timeline}, f, indent=1)
+            threads = {s: {"cpu_s": round(c, 3), "threads_at_once": w} for s, (c, w) in by_thread.items()}
+            json.dump(
+                {**summary, "stages": table, "stage_threads": threads, "intervals": timeline},
+                f,
+                indent=1,
+            )
     sys.exit(code)
 
 

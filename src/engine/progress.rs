@@ -60,14 +60,37 @@ pub trait Reporter: Sync {
     fn event(&self, event: &Event);
 }
 
-/// Plain lines on stderr: for CI logs and pipes.
+/// Plain lines on stderr: for CI logs and pipes. A milestone of a stage's progress shows
+/// the time since the stage started and the time left at the rate so far.
 #[derive(Debug, Default)]
-pub struct PlainReporter;
+pub struct PlainReporter {
+    started: Mutex<std::collections::BTreeMap<String, std::time::Instant>>,
+}
+
+impl PlainReporter {
+    /// `, 4.1 s, ETA 12 s` for a stage started 4.1 s ago that has done `done` of `total`.
+    fn timing(&self, stage: &str, done: u64, total: u64) -> String {
+        let started = self.started.lock().expect("no reporter call panics");
+        let Some(elapsed) = started.get(stage).map(std::time::Instant::elapsed) else {
+            return String::new();
+        };
+        let seconds = elapsed.as_secs_f64();
+        if done == 0 || done >= total {
+            return format!(", {seconds:.1} s");
+        }
+        let left = seconds * (total - done) as f64 / done as f64;
+        format!(", {seconds:.1} s, ETA {left:.0} s")
+    }
+}
 
 impl Reporter for PlainReporter {
     fn event(&self, event: &Event) {
         let line = match event {
-            Event::StageStarted { stage } => format!("run     {stage}"),
+            Event::StageStarted { stage } => {
+                let mut started = self.started.lock().expect("no reporter call panics");
+                started.insert(stage.clone(), std::time::Instant::now());
+                format!("run     {stage}")
+            }
             Event::StageCached { stage } => format!("cached  {stage}"),
             Event::StageFinished {
                 stage,
@@ -83,7 +106,10 @@ impl Reporter for PlainReporter {
                 total,
                 unit,
                 milestone: true,
-            } => format!("        {stage}: {done}/{total} {unit}"),
+            } => format!(
+                "        {stage}: {done}/{total} {unit}{}",
+                self.timing(stage, *done, *total)
+            ),
             Event::Jobs {
                 stage,
                 pending,
@@ -104,7 +130,7 @@ impl Reporter for QuietReporter {
     fn event(&self, event: &Event) {
         // Failures are rendered in full at the end of the run, so only warnings show here.
         if matches!(event, Event::Warning { .. }) {
-            PlainReporter.event(event);
+            PlainReporter::default().event(event);
         }
     }
 }

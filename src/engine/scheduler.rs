@@ -218,39 +218,68 @@ impl<'a> State<'a> {
         }
     }
 
-    /// Runs what remains on a pool of `jobs` threads, each stage as soon as its upstream is done.
+    /// Runs what remains, each stage as soon as its upstream is done and a slot is free: at
+    /// most `jobs` stages at once, each on its own thread with a rayon pool of its own.
+    ///
+    /// A pool per stage, not one shared pool: a rayon thread that waits in a `join` runs any
+    /// task queued in its pool meanwhile, so in a shared pool a cheap stage could pick up a
+    /// whole stage or a long parallel loop of another and finish only when that did.
     fn run_pool(&mut self) -> Result<(), Diagnostic> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            // 0 (no `--jobs`) leaves the count to rayon: RAYON_NUM_THREADS, else one per core.
-            .num_threads(self.env.options.jobs)
-            .thread_name(|i| format!("pipeline-worker-{i}"))
-            .build()
-            .map_err(|e| Diagnostic::environment("cannot start worker threads").caused_by(e))?;
+        let slots = stage_threads(self.env.options.jobs);
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
-        pool.in_place_scope(|scope| {
+        std::thread::scope(|scope| {
+            let mut queued = std::collections::VecDeque::new();
             let mut in_flight = 0usize;
             loop {
                 // Nothing new after SIGINT or SIGTERM.
                 self.stop |= interrupt::received().is_some();
-                if !self.stop {
-                    for i in self.launchable() {
-                        in_flight += 1;
-                        let upstream = upstream_manifests(self.env.plan, &self.results, i);
-                        let sources = self.sources[i].clone();
-                        let (tx, env) = (tx.clone(), self.env);
-                        scope.spawn(move |_| {
-                            let _ = tx.send((i, env.execute(i, &upstream, sources)));
-                        });
-                    }
+                if self.stop {
+                    queued.clear();
+                } else {
+                    queued.extend(self.launchable());
+                }
+                while in_flight < slots
+                    && let Some(i) = queued.pop_front()
+                {
+                    self.spawn_stage(scope, i, &tx)?;
+                    in_flight += 1;
                 }
                 if in_flight == 0 {
-                    break;
+                    return Ok(());
                 }
-                let (i, outcome) = rx.recv().expect("a worker always reports back");
+                let (i, outcome) = rx.recv().expect("a stage thread always reports back");
                 in_flight -= 1;
                 self.take(i, outcome);
             }
-        });
+        })
+    }
+
+    /// Starts stage `i` on a thread of its own, which is the first thread of the stage's pool.
+    fn spawn_stage<'scope>(
+        &self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        i: usize,
+        tx: &mpsc::Sender<(usize, Outcome)>,
+    ) -> Result<(), Diagnostic>
+    where
+        'a: 'scope,
+    {
+        let upstream = upstream_manifests(self.env.plan, &self.results, i);
+        let sources = self.sources[i].clone();
+        let (tx, env, jobs) = (tx.clone(), self.env, self.env.options.jobs);
+        let name = self.env.plan.stages[i].name.clone();
+        let cannot = |e| Diagnostic::environment("cannot start worker threads").caused_by(e);
+        std::thread::Builder::new()
+            // `0:STAGE`, and `1:STAGE`, … for its pool: `top -H` shows which stage works.
+            .name(format!("0:{name}"))
+            .spawn_scoped(scope, move || {
+                let outcome = match stage_pool(jobs, &name) {
+                    Ok(pool) => pool.install(|| env.execute(i, &upstream, sources)),
+                    Err(e) => env.fail(i, StageError::internal(e.to_string()), 0.0, None),
+                };
+                let _ = tx.send((i, outcome));
+            })
+            .map_err(cannot)?;
         Ok(())
     }
 
@@ -363,6 +392,30 @@ impl<'a> State<'a> {
 }
 
 /// Source digests of the needed stages: stat-cached, so a no-op run hashes nothing.
+/// How many stages run at once, and how many threads each stage's pool has: `jobs`, or
+/// without it (0) what rayon would choose, `RAYON_NUM_THREADS` else one per core.
+fn stage_threads(jobs: usize) -> usize {
+    if jobs > 0 {
+        return jobs;
+    }
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
+/// The pool stage `name` computes on: the calling thread and `jobs − 1` more, so the stage's
+/// serial parts run on its own thread and its parallel loops share work only among its own.
+fn stage_pool(jobs: usize, name: &str) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    let name = name.to_owned();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(stage_threads(jobs))
+        .use_current_thread()
+        .thread_name(move |k| format!("{k}:{name}"))
+        .build()
+}
+
 fn source_digests(
     plan: &Plan,
     cache: &Cache,
@@ -939,5 +992,109 @@ mod tests {
             statuses(&report),
             expect([("a", Ran), ("b", Ran), ("c", Cached), ("d", Cached)])
         );
+    }
+
+    /// A test kind whose parallel loop, with `waits`, holds every thread of its pool until the
+    /// gate opens (or a minute passes); without it, a cheap parallel loop.
+    struct Gated;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct GatedParams {
+        waits: bool,
+    }
+
+    /// Opened when the cheap stage has finished; records whether the waiting stage saw it open.
+    static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+        (std::sync::Mutex::new(false), std::sync::Condvar::new());
+    static GATE_SEEN_OPEN: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    fn wait_for_gate() -> bool {
+        let (lock, opened) = &GATE;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = opened
+            .wait_timeout_while(guard, std::time::Duration::from_secs(60), |open| !*open)
+            .unwrap();
+        *guard
+    }
+
+    impl Stage for Gated {
+        const KIND: &'static str = "gated";
+        const VERSION: u32 = 1;
+        const DOC: &'static str = "A parallel loop, optionally held by a gate.";
+        const PARAMS: &'static [ParamDoc] = &[];
+        type Params = GatedParams;
+
+        fn ports(_: &GatedParams) -> Vec<Port> {
+            Vec::new()
+        }
+
+        fn outputs(_: &GatedParams) -> Vec<OutputDecl> {
+            vec![OutputDecl::new("table", "x")]
+        }
+
+        fn run(params: &GatedParams, _: &Inputs, _: &StageContext) -> Result<Outputs, StageError> {
+            use rayon::prelude::*;
+            let x = if params.waits {
+                // More tasks than threads, each blocking: every thread of the pool is held.
+                let all_open = (0..64).into_par_iter().map(|_| wait_for_gate()).all(|o| o);
+                GATE_SEEN_OPEN.store(all_open, std::sync::atomic::Ordering::SeqCst);
+                1.0
+            } else {
+                (0..100_000u32).into_par_iter().map(f64::from).sum::<f64>()
+            };
+            let table = crate::table::TableBuilder::new()
+                .f64("x", vec![x])
+                .build()?;
+            Ok(vec![("table".to_owned(), table)])
+        }
+    }
+
+    /// Records events and opens the gate when `cheap` finishes.
+    #[derive(Default)]
+    struct GateOpener(RecordingReporter);
+
+    impl Reporter for GateOpener {
+        fn event(&self, event: &Event) {
+            self.0.event(event);
+            if matches!(event, Event::StageFinished { stage, .. } if stage == "cheap") {
+                *GATE.0.lock().unwrap() = true;
+                GATE.1.notify_all();
+            }
+        }
+    }
+
+    #[test]
+    fn a_cheap_stage_does_not_wait_for_the_work_of_a_long_one() {
+        static KINDS: &[&dyn StageEntry] = &[&Entry::<Gated>::new()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.yaml");
+        // `busy` comes first in plan order, so its loop holds its threads before `cheap` starts.
+        let text = "study: gates\nstages:\n  \
+                    busy: { kind: gated, waits: true }\n  \
+                    cheap: { kind: gated, waits: false }\n";
+        std::fs::write(&path, text).unwrap();
+        let plan = plan::build(spec::load(&path).unwrap(), KINDS, PlanOptions::default()).unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let options = RunOptions {
+            jobs: 2,
+            ..RunOptions::default()
+        };
+        let reporter = GateOpener::default();
+        let report = run(&plan, &cache, &reporter, &options).unwrap();
+
+        assert!(report.failed().next().is_none());
+        assert!(
+            GATE_SEEN_OPEN.load(std::sync::atomic::Ordering::SeqCst),
+            "`busy` gave up waiting: `cheap` could not run while `busy` held the threads"
+        );
+        let finished: Vec<String> = (reporter.0.events.into_inner().unwrap().into_iter())
+            .filter_map(|e| match e {
+                Event::StageFinished { stage, .. } => Some(stage),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finished, ["cheap", "busy"]);
     }
 }
