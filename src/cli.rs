@@ -38,7 +38,8 @@ pub enum Command {
         /// Allow the study to read files outside its own directory tree.
         #[arg(long)]
         allow_outside: bool,
-        /// Worker threads (default: RAYON_NUM_THREADS when set, else one per core; at most 4 per core).
+        /// Threads each stage computes with, and the most stages computed at once (default:
+        /// RAYON_NUM_THREADS when set, else one per core; at most 4 per core).
         #[arg(long, short, default_value_t = 0)]
         jobs: usize,
         /// Keep running independent stages after a failure.

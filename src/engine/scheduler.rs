@@ -266,7 +266,8 @@ impl<'a> State<'a> {
     {
         let upstream = upstream_manifests(self.env.plan, &self.results, i);
         let sources = self.sources[i].clone();
-        let (tx, env, jobs) = (tx.clone(), self.env, self.env.options.jobs);
+        let jobs = self.env.executor.local_threads(self.env.options.jobs);
+        let (tx, env) = (tx.clone(), self.env);
         let name = self.env.plan.stages[i].name.clone();
         let cannot = |e| Diagnostic::environment("cannot start worker threads").caused_by(e);
         std::thread::Builder::new()
@@ -391,7 +392,6 @@ impl<'a> State<'a> {
     }
 }
 
-/// Source digests of the needed stages: stat-cached, so a no-op run hashes nothing.
 /// How many stages run at once, and how many threads each stage's pool has: `jobs`, or
 /// without it (0) what rayon would choose, `RAYON_NUM_THREADS` else one per core.
 fn stage_threads(jobs: usize) -> usize {
@@ -416,6 +416,7 @@ fn stage_pool(jobs: usize, name: &str) -> Result<rayon::ThreadPool, rayon::Threa
         .build()
 }
 
+/// Source digests of the needed stages: stat-cached, so a no-op run hashes nothing.
 fn source_digests(
     plan: &Plan,
     cache: &Cache,

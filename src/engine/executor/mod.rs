@@ -56,6 +56,14 @@ impl From<StageError> for ComputeError {
 /// call per stage, so a call may block until its stage is done.
 pub trait Executor: Sync {
     fn compute(&self, job: &Job<'_>) -> Result<Computed, ComputeError>;
+
+    /// The threads a stage computes with in this process, given `--jobs` (0: rayon's choice,
+    /// `RAYON_NUM_THREADS` else one per core). Here `--jobs` sets both this and how many
+    /// stages run at once; an executor that sends work elsewhere, where `--jobs` counts jobs
+    /// in flight, gives the machine's own count instead.
+    fn local_threads(&self, jobs: usize) -> usize {
+        jobs
+    }
 }
 
 /// What a stage asks of a batch node: `resources:` in the study, or a profile's entry.

@@ -183,6 +183,12 @@ impl SlurmExecutor {
 }
 
 impl Executor for SlurmExecutor {
+    /// `--jobs` counts jobs in flight (32 by default), not threads here: a stage that runs in
+    /// this process (a merge, a sweep's summary) takes rayon's own count.
+    fn local_threads(&self, _jobs: usize) -> usize {
+        0
+    }
+
     fn compute(&self, job: &Job<'_>) -> Result<Computed, ComputeError> {
         let shards = job.plan.stages[job.index].prepared.shards();
         if self.runs_here(job) {
