@@ -212,15 +212,25 @@ impl<R> TableSchema<R> {
         template: &RecordBatch,
         kept: &[&str],
     ) -> Result<(String, RecordBatch), StageError> {
-        let mut parts = self.parts(rows.len());
-        for (c, values) in self.columns.iter().zip(&mut parts.columns) {
-            if kept.contains(&c.name.as_str()) {
-                let array = template.column_by_name(&c.name).ok_or_else(|| {
-                    StageError::internal(format!("the table template has no column `{}`", c.name))
-                })?;
-                *values = Values::Kept(Arc::clone(array));
+        let kept_or_new = |c: &Column<R>| -> Result<Values, StageError> {
+            if !kept.contains(&c.name.as_str()) {
+                return Ok(Values::new(&c.cell, rows.len()));
             }
-        }
+            let array = template.column_by_name(&c.name).ok_or_else(|| {
+                StageError::internal(format!("the table template has no column `{}`", c.name))
+            })?;
+            Ok(Values::Kept(Arc::clone(array)))
+        };
+        let columns = self
+            .columns
+            .iter()
+            .map(kept_or_new)
+            .collect::<Result<_, _>>()?;
+        let mut parts = TableParts {
+            schema: self,
+            expected_rows: rows.len(),
+            columns,
+        };
         parts.append(rows);
         parts.finish()
     }
