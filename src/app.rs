@@ -122,16 +122,9 @@ const MAX_JOBS_PER_CORE: usize = 4;
 
 /// `--jobs`, capped at [`MAX_JOBS_PER_CORE`] × the available parallelism with a warning.
 /// Without `--jobs`, `RAYON_NUM_THREADS` (a positive integer) sets it, as it would for rayon's
-/// own pool; 0 means one worker per core.
+/// own pool, else one worker per core ([`scheduler::worker_threads`]).
 fn capped_jobs(jobs: usize) -> usize {
-    let jobs = if jobs == 0 {
-        std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0)
-    } else {
-        jobs
-    };
+    let jobs = scheduler::worker_threads(jobs);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let cap = cores.saturating_mul(MAX_JOBS_PER_CORE);
     if jobs > cap {

@@ -225,7 +225,7 @@ impl<'a> State<'a> {
     /// task queued in its pool meanwhile, so in a shared pool a cheap stage could pick up a
     /// whole stage or a long parallel loop of another and finish only when that did.
     fn run_pool(&mut self) -> Result<(), Diagnostic> {
-        let slots = stage_threads(self.env.options.jobs);
+        let slots = worker_threads(self.env.options.jobs);
         let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
         std::thread::scope(|scope| {
             let mut queued = std::collections::VecDeque::new();
@@ -392,9 +392,10 @@ impl<'a> State<'a> {
     }
 }
 
-/// How many stages run at once, and how many threads each stage's pool has: `jobs`, or
-/// without it (0) what rayon would choose, `RAYON_NUM_THREADS` else one per core.
-fn stage_threads(jobs: usize) -> usize {
+/// How many stages run at once, and how many threads each stage's pool has (the CLI sizes its
+/// other pools by it too): `jobs`, or without it (0) what rayon would choose,
+/// `RAYON_NUM_THREADS` else one per core.
+pub fn worker_threads(jobs: usize) -> usize {
     if jobs > 0 {
         return jobs;
     }
@@ -410,7 +411,7 @@ fn stage_threads(jobs: usize) -> usize {
 fn stage_pool(jobs: usize, name: &str) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     let name = name.to_owned();
     rayon::ThreadPoolBuilder::new()
-        .num_threads(stage_threads(jobs))
+        .num_threads(worker_threads(jobs))
         .use_current_thread()
         .thread_name(move |k| format!("{k}:{name}"))
         .build()
