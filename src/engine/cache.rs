@@ -77,8 +77,8 @@ pub struct KeyLock {
 }
 
 /// A run's shared hold on the cache, which keeps `gc` out until the run ends, and its entry in
-/// `locks/` (`run-<start ns>-<pid>-<n>.lock`, locked while the run lives), which tells other
-/// runs how old the oldest live run is.
+/// `locks/` (`run-<start ns>-<pid>-<n>.lock`, locked while the run lives), whose modification
+/// time tells other runs how old the oldest live run is.
 #[derive(Debug)]
 pub struct RunGuard {
     _file: File,
@@ -100,6 +100,20 @@ fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// A file's modification time in nanoseconds since the epoch, if the platform keeps one.
+fn modified_ns(meta: &fs::Metadata) -> Option<u128> {
+    let since = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some(since.as_nanos())
+}
+
+fn no_time(path: &Path) -> Diagnostic {
+    Diagnostic::environment(format!(
+        "cache: the file system keeps no modification time for {}",
+        path.display()
+    ))
+    .with_hint("put the cache on a local file system such as ext4, xfs or btrfs")
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Diagnostic {
@@ -170,21 +184,28 @@ impl Cache {
     }
 
     /// Creates and locks this run's file in `locks/`. It is locked under a name other runs do
-    /// not look at, then renamed, so no run ever sees it unlocked and takes it for dead.
+    /// not look at, then renamed, so no run ever sees it unlocked and takes it for dead. The
+    /// run's start is the lock file's own modification time: the file system stamps temp
+    /// files from the same (coarse) clock, so a file written after the start is never older
+    /// than it, which `SystemTime::now()` cannot promise.
     fn register_live_run(&self) -> Result<(File, u128, PathBuf), Diagnostic> {
-        let started_ns = now_ns();
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("run-{started_ns}-{}-{n}", std::process::id());
+        let name = format!("run-{}-{}-{n}", now_ns(), std::process::id());
         let locks = self.root.join("locks");
         let new = locks.join(format!("{name}.new"));
         let path = locks.join(format!("{name}.lock"));
         let file = File::create(&new).map_err(|e| io_error("create", &new, e))?;
         file.lock().map_err(|e| io_error("lock", &new, e))?;
         fs::rename(&new, &path).map_err(|e| io_error("rename into", &path, e))?;
+        let started_ns = file
+            .metadata()
+            .map_err(|e| io_error("read the time of", &path, e))
+            .and_then(|m| modified_ns(&m).ok_or_else(|| no_time(&path)))?;
         Ok((file, started_ns, path))
     }
 
-    /// When the oldest run still alive started; files of dead runs are removed on the way.
+    /// When the oldest run still alive started (its lock file's modification time); files of
+    /// dead runs are removed on the way.
     fn oldest_live_run_ns(&self) -> u128 {
         let mut oldest = u128::MAX;
         let Ok(read) = fs::read_dir(self.root.join("locks")) else {
@@ -192,14 +213,9 @@ impl Cache {
         };
         for entry in read.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(started_ns) = name
-                .strip_prefix("run-")
-                .and_then(|rest| rest.strip_suffix(".lock"))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|ns| ns.parse::<u128>().ok())
-            else {
+            if !(name.starts_with("run-") && name.ends_with(".lock")) {
                 continue;
-            };
+            }
             let Ok(file) = File::options().write(true).open(entry.path()) else {
                 continue;
             };
@@ -208,7 +224,11 @@ impl Cache {
                 Ok(()) => {
                     let _ = fs::remove_file(entry.path());
                 }
-                Err(_) => oldest = oldest.min(started_ns),
+                // A live run whose start cannot be read protects every temp file.
+                Err(_) => {
+                    let started = file.metadata().ok().and_then(|m| modified_ns(&m));
+                    oldest = oldest.min(started.unwrap_or(0));
+                }
             }
         }
         oldest
@@ -217,12 +237,8 @@ impl Cache {
     /// Removes files in `tmp/` last modified before `ns`: no live run wrote them.
     fn remove_tmp_older_than(&self, ns: u128) {
         for path in walk_files(&self.root.join("tmp")) {
-            let modified_ns = fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos());
-            if modified_ns.is_some_and(|m| m < ns) {
+            let modified = fs::metadata(&path).ok().and_then(|m| modified_ns(&m));
+            if modified.is_some_and(|m| m < ns) {
                 let _ = fs::remove_file(path);
             }
         }
@@ -1041,14 +1057,28 @@ mod tests {
         let first = cache.run_guard().unwrap();
         assert!(!stale.exists(), "a dead run's temp file is removed");
         assert!(!dead.exists(), "a dead run's lock file is removed");
-        // Written while `first` lives: a later run must leave it alone.
+        // Written while `first` lives: a later run must leave it alone. Files are stamped by
+        // the file system's coarse clock, which can lag the system clock by a tick, so try it
+        // often enough to land right after a tick.
         let live = part("live.part");
-        let second = cache.run_guard().unwrap();
-        assert!(live.exists());
-        drop(second);
+        for i in 0..50 {
+            let newer = cache.run_guard().unwrap();
+            let just_written = part(&format!("just-written-{i}.part"));
+            let second = cache.run_guard().unwrap();
+            assert!(live.exists() && just_written.exists(), "attempt {i}");
+            drop((second, newer));
+            fs::remove_file(just_written).unwrap();
+        }
         drop(first);
-        // Once every run that could have written it is gone, the next run removes it.
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Once every run that could have written it is gone, the next run removes it (set
+        // back a second, as if that much time had passed).
+        let a_second_ago = SystemTime::now() - std::time::Duration::from_secs(1);
+        File::options()
+            .write(true)
+            .open(&live)
+            .unwrap()
+            .set_modified(a_second_ago)
+            .unwrap();
         let third = cache.run_guard().unwrap();
         assert!(!live.exists());
         drop(third);
