@@ -108,21 +108,116 @@ pub fn f64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<f64>, St
     Ok(values)
 }
 
-/// An integer column as `i64` (floats must be whole numbers). Nulls are an error.
+/// An integer column as `i64`, every value exactly. Integer types are read as they are;
+/// floats and text (a year in a user's CSV or spreadsheet) must hold whole numbers no larger
+/// in magnitude than 2^53, beyond which a float no longer holds every integer, so a larger
+/// one may already have been rounded. Nulls, fractions and values beyond that are errors
+/// naming the table, row and column.
 pub fn i64s(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<i64>, StageError> {
-    let values = f64s(batch, table, name)?;
-    values
-        .iter()
-        .enumerate()
-        .map(|(row, &v)| {
-            if v.is_finite() && v.fract() == 0.0 {
-                Ok(v as i64)
-            } else {
-                Err(StageError::data(format!(
-                    "`{table}` row {}: column `{name}` holds {v}, expected a whole number",
-                    row + 1
-                )))
+    let col = column(batch, table, name)?;
+    let cell = IntColumn { table, name };
+    match col.data_type() {
+        DataType::Int64 => exact_ints::<Int64Type>(col, cell),
+        DataType::Int32 => exact_ints::<Int32Type>(col, cell),
+        DataType::Int16 => exact_ints::<Int16Type>(col, cell),
+        DataType::Int8 => exact_ints::<Int8Type>(col, cell),
+        DataType::UInt64 => exact_ints::<UInt64Type>(col, cell),
+        DataType::UInt32 => exact_ints::<UInt32Type>(col, cell),
+        DataType::UInt16 => exact_ints::<UInt16Type>(col, cell),
+        DataType::UInt8 => exact_ints::<UInt8Type>(col, cell),
+        DataType::Float64 | DataType::Float32 => f64s(batch, table, name)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, v)| cell.whole(row, v))
+            .collect(),
+        DataType::Utf8 | DataType::LargeUtf8 => text_ints(batch, cell),
+        other => Err(StageError::data(format!(
+            "`{table}`: column `{name}` has type {other}, expected a whole number"
+        ))),
+    }
+}
+
+/// The largest magnitude below which every integer is a float (2^53).
+const F64_EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// The integer column being read, named in its errors.
+#[derive(Clone, Copy)]
+struct IntColumn<'a> {
+    table: &'a str,
+    name: &'a str,
+}
+
+impl IntColumn<'_> {
+    fn error(self, row: usize, what: &str) -> StageError {
+        StageError::data(format!(
+            "`{}` row {}: column `{}` {what}",
+            self.table,
+            row + 1,
+            self.name
+        ))
+    }
+
+    fn empty(self, row: usize) -> StageError {
+        self.error(row, "is empty, expected a whole number")
+            .with_hint("fill in the cell")
+    }
+
+    /// A float that is exactly an integer an `i64` holds and no float rounding could have made.
+    fn whole(self, row: usize, v: f64) -> Result<i64, StageError> {
+        if v.is_nan() {
+            Err(self.empty(row))
+        } else if v.fract() != 0.0 {
+            Err(self.error(row, &format!("holds {v}, expected a whole number")))
+        } else if v.abs() > F64_EXACT_INT_LIMIT {
+            Err(self
+                .error(
+                    row,
+                    &format!(
+                        "holds {v}, beyond 2^53, where a float stops holding every whole number"
+                    ),
+                )
+                .with_hint("store the column as integers (Int64), or as text of decimal digits"))
+        } else {
+            Ok(v as i64)
+        }
+    }
+}
+
+fn exact_ints<T: arrow_array::ArrowPrimitiveType>(
+    col: &ArrayRef,
+    cell: IntColumn<'_>,
+) -> Result<Vec<i64>, StageError>
+where
+    T::Native: TryInto<i64> + std::fmt::Display,
+{
+    let a = col.as_primitive::<T>();
+    (0..a.len())
+        .map(|row| {
+            if a.is_null(row) {
+                return Err(cell.empty(row));
             }
+            let v = a.value(row);
+            v.try_into().map_err(|_| {
+                cell.error(
+                    row,
+                    &format!("holds {v}, beyond the largest 64-bit signed integer"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Text cells as integers: decimal digits exactly, else a number that is whole (`2000.0`).
+fn text_ints(batch: &RecordBatch, cell: IntColumn<'_>) -> Result<Vec<i64>, StageError> {
+    let texts = strings(batch, cell.table, cell.name)?;
+    let floats = f64s(batch, cell.table, cell.name)?;
+    texts
+        .iter()
+        .zip(floats)
+        .enumerate()
+        .map(|(row, (text, v))| match text.trim().parse::<i64>() {
+            Ok(exact) => Ok(exact),
+            Err(_) => cell.whole(row, v),
         })
         .collect()
 }
@@ -422,6 +517,80 @@ mod tests {
             values[0] == 1.0 && values[1].is_nan(),
             "an empty cell is missing: {values:?}"
         );
+    }
+
+    /// 2^53 + 1, the first integer a float cannot hold (it rounds to 2^53).
+    const BEYOND_F64: i64 = 9_007_199_254_740_993;
+
+    fn one_column(array: ArrayRef) -> RecordBatch {
+        TableBuilder::new().array("n", array).build().unwrap()
+    }
+
+    #[test]
+    fn integer_columns_read_exactly_beyond_what_a_float_holds() {
+        use arrow_array::{Int8Array, UInt32Array, UInt64Array};
+        let t = TableBuilder::new()
+            .i64("n", vec![BEYOND_F64, i64::MAX - 1, i64::MIN + 1, -7])
+            .build()
+            .unwrap();
+        assert_eq!(
+            i64s(&t, "t", "n").unwrap(),
+            [BEYOND_F64, i64::MAX - 1, i64::MIN + 1, -7]
+        );
+        let unsigned = one_column(Arc::new(UInt64Array::from(vec![9_007_199_254_740_993, 0])));
+        assert_eq!(i64s(&unsigned, "t", "n").unwrap(), [BEYOND_F64, 0]);
+        let small = one_column(Arc::new(Int8Array::from(vec![-128, 127])));
+        assert_eq!(i64s(&small, "t", "n").unwrap(), [-128, 127]);
+        let wide = one_column(Arc::new(UInt32Array::from(vec![u32::MAX])));
+        assert_eq!(i64s(&wide, "t", "n").unwrap(), [i64::from(u32::MAX)]);
+        // An 18-digit id written as text is read digit for digit too.
+        let text = TableBuilder::new()
+            .str("n", &[" 410100000000000001 ", "2000.0"])
+            .build()
+            .unwrap();
+        assert_eq!(
+            i64s(&text, "t", "n").unwrap(),
+            [410_100_000_000_000_001, 2000]
+        );
+    }
+
+    #[test]
+    fn integers_that_would_change_are_errors_naming_row_and_column() {
+        use arrow_array::{Int32Array, UInt64Array};
+        let message = |t: &RecordBatch| i64s(t, "energy", "n").unwrap_err().message;
+        let huge = one_column(Arc::new(UInt64Array::from(vec![1, u64::MAX])));
+        assert_eq!(
+            message(&huge),
+            "`energy` row 2: column `n` holds 18446744073709551615, beyond the largest 64-bit signed integer"
+        );
+        let rounded = TableBuilder::new()
+            .f64("n", vec![2000.0, 1e17])
+            .build()
+            .unwrap();
+        assert_eq!(
+            message(&rounded),
+            "`energy` row 2: column `n` holds 100000000000000000, beyond 2^53, where a float stops holding every whole number"
+        );
+        let fraction = TableBuilder::new().f64("n", vec![2.5]).build().unwrap();
+        assert_eq!(
+            message(&fraction),
+            "`energy` row 1: column `n` holds 2.5, expected a whole number"
+        );
+        let null = one_column(Arc::new(Int32Array::from(vec![Some(1), None])));
+        assert_eq!(
+            message(&null),
+            "`energy` row 2: column `n` is empty, expected a whole number"
+        );
+    }
+
+    #[test]
+    fn whole_floats_still_read_as_integers() {
+        // A year column that a spreadsheet or a CSV reader stored as floats.
+        let t = TableBuilder::new()
+            .f64("year", vec![2000.0, -3.0, 9_007_199_254_740_992.0])
+            .build()
+            .unwrap();
+        assert_eq!(i64s(&t, "t", "year").unwrap(), [2000, -3, 1 << 53]);
     }
 
     #[test]
