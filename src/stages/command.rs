@@ -1137,8 +1137,11 @@ mod tests {
                 &[],
             )
             .unwrap_err();
+        // The timeout (1 s) plus the group's grace after SIGTERM (5 s at most) is well below
+        // the program's own 30 s, so this tells a stopped program from one that ran out, with
+        // room for a loaded machine.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(20),
             "{:?}",
             started.elapsed()
         );
@@ -1151,8 +1154,8 @@ mod tests {
         assert!(err.hint.unwrap().contains("timeout:"));
         let pid = std::fs::read_to_string(study.dir.path().join("grandchild.pid")).unwrap();
         assert!(
-            ends_within(pid.trim(), Duration::from_secs(2)),
-            "the background `sleep` (pid {pid}) still runs"
+            ends_within(pid.trim(), Duration::from_secs(10)),
+            "the background `sleep` (pid {pid}) still runs 10 s after the stage stopped"
         );
     }
 
