@@ -473,14 +473,20 @@ fn tiled_year_study() -> Study {
     s
 }
 
-/// The job folders of the cache's newest run.
-fn last_run_jobs(cache: &Path) -> Vec<String> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(cache.join("v1/jobs"))
+/// The cache's run folders (one per SLURM run, holding its jobs' folders).
+fn run_folders(cache: &Path) -> std::collections::BTreeSet<PathBuf> {
+    std::fs::read_dir(cache.join("v1/jobs"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .collect();
-    runs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-    let mut names: Vec<String> = std::fs::read_dir(runs.last().unwrap())
+        .collect()
+}
+
+/// The job folders of the one run folder that is not among `earlier`. Found by name rather
+/// than by modification time, which two runs close together can share on a coarse clock.
+fn jobs_of_the_new_run(cache: &Path, earlier: &std::collections::BTreeSet<PathBuf>) -> Vec<String> {
+    let new: Vec<PathBuf> = run_folders(cache).difference(earlier).cloned().collect();
+    assert_eq!(new.len(), 1, "one new run folder: {new:?}");
+    let mut names: Vec<String> = std::fs::read_dir(&new[0])
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -527,9 +533,10 @@ fn tile_shards_run_as_jobs_through_slurm_with_the_local_bytes() {
     let before = local;
     let local = run(&s.path("cache-local"), "local");
     assert!(local != before, "the changed pixel changes the tables");
+    let earlier = run_folders(&slurm_cache);
     let slurm = run(&slurm_cache, "slurm");
     assert!(slurm == local, "the SLURM rerun published other bytes");
-    let rerun: Vec<String> = last_run_jobs(&slurm_cache)
+    let rerun: Vec<String> = jobs_of_the_new_run(&slurm_cache, &earlier)
         .into_iter()
         .filter(|j| j != "landuse.tasks")
         .collect();
