@@ -9,17 +9,16 @@
 //! did not change re-derives nothing (the no-op stays cheap), while a file someone edited or
 //! deleted is noticed by its stat and rewritten (or reported by `--check`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
-
+use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::cache::{Cache, RACY_WINDOW_NS};
+use crate::engine::cache::{Cache, OutputRecord, RACY_WINDOW_NS};
 use crate::engine::error::Diagnostic;
 use crate::engine::plan::Plan;
 use crate::engine::scheduler::RunReport;
@@ -174,85 +173,67 @@ pub fn files(
     report: &RunReport,
     known: &PublishRecord,
 ) -> Result<Gathered, Diagnostic> {
+    match gather(plan, cache, report, known) {
+        Ok(publication) => Ok(Ok(publication)),
+        Err(Stop::Corrupt(output)) => Ok(Err(output)),
+        Err(Stop::Failed(diagnostic)) => Err(diagnostic),
+    }
+}
+
+/// Why gathering stopped early: a blob to recompute first, or an error.
+enum Stop {
+    Corrupt(CorruptOutput),
+    Failed(Diagnostic),
+}
+
+impl From<Diagnostic> for Stop {
+    fn from(d: Diagnostic) -> Self {
+        Self::Failed(d)
+    }
+}
+
+/// Published files by path, with their bytes and origin; a map, so they come out in path order.
+type FilesByPath = BTreeMap<PathBuf, (Vec<u8>, String)>;
+
+fn gather(
+    plan: &Plan,
+    cache: &Cache,
+    report: &RunReport,
+    known: &PublishRecord,
+) -> Result<Publication, Stop> {
     let mut publication = Publication {
         files: Vec::new(),
         current: Vec::new(),
         current_files: 0,
     };
     let Some(dir) = &plan.outputs_dir else {
-        return Ok(Ok(publication));
+        return Ok(publication);
     };
-    let mut out: BTreeMap<PathBuf, (Vec<u8>, String)> = BTreeMap::new();
-    for stage in &plan.stages {
-        if stage.publish.is_empty() {
-            continue;
-        }
+    let mut out = FilesByPath::new();
+    for stage in plan.stages.iter().filter(|s| !s.publish.is_empty()) {
         let Some(manifest) = report.get(&stage.name).and_then(|r| r.manifest.as_ref()) else {
             continue;
         };
         for (n, record) in manifest.outputs.iter().enumerate() {
-            let base = if n == 0 {
-                stage.name.clone()
-            } else {
-                format!("{}.{}", stage.name, record.name)
-            };
-            let corrupt = || {
-                Ok(Err(CorruptOutput {
-                    stage: stage.name.clone(),
-                    output: record.name.clone(),
-                }))
-            };
-            // `None`: the blob was corrupt (and is now removed).
-            let table = || match cache.read_blob(&record.digest) {
-                Ok(t) => Ok(Some(t)),
-                Err(None) => Ok(None),
-                Err(Some(d)) => Err(d),
+            let output = Output {
+                cache,
+                dir,
+                stage: &stage.name,
+                record,
+                // The first output is the stage's main table and publishes under its name.
+                base: if n == 0 {
+                    stage.name.clone()
+                } else {
+                    format!("{}.{}", stage.name, record.name)
+                },
             };
             for format in &stage.publish {
-                let origin = format!("{}.{}:{format}:{}", stage.name, record.name, record.digest);
+                let origin = output.origin(format);
                 if known.current(&origin) {
                     publication.current_files += known.origins[&origin].len();
                     publication.current.push(origin);
-                    continue;
-                }
-                match format.as_str() {
-                    "parquet" => {
-                        let Some(bytes) = cache.read_blob_bytes(&record.digest) else {
-                            return corrupt();
-                        };
-                        out.insert(dir.join(format!("{base}.parquet")), (bytes, origin));
-                    }
-                    "csv" => {
-                        let Some(t) = table()? else { return corrupt() };
-                        out.insert(
-                            dir.join(format!("{base}.csv")),
-                            (crate::io::export::to_csv(&t), origin),
-                        );
-                    }
-                    "files" => {
-                        let Some(t) = table()? else { return corrupt() };
-                        let (Some(names), Some(contents)) =
-                            (t.column_by_name("name"), t.column_by_name("content"))
-                        else {
-                            // Only `name, content` tables publish as files; others are skipped.
-                            continue;
-                        };
-                        for row in 0..t.num_rows() {
-                            let name = crate::io::export::cell(names.as_ref(), row).to_text();
-                            if !is_plain_relative(Path::new(&name)) {
-                                return Err(Diagnostic::user(format!(
-                                    "stage `{}` wants to publish a file named `{name}`, which is not a plain relative path",
-                                    stage.name
-                                )));
-                            }
-                            let content = match crate::io::export::cell(contents.as_ref(), row) {
-                                crate::io::export::Cell::Bytes(b) => b,
-                                other => other.to_text().into_bytes(),
-                            };
-                            out.insert(dir.join(name), (content, origin.clone()));
-                        }
-                    }
-                    _ => unreachable!("publish formats are checked by the plan"),
+                } else {
+                    output.render(format, origin, &mut out)?;
                 }
             }
         }
@@ -265,7 +246,95 @@ pub fn files(
             origin,
         })
         .collect();
-    Ok(Ok(publication))
+    Ok(publication)
+}
+
+/// One output of a completed stage, about to be published.
+struct Output<'a> {
+    cache: &'a Cache,
+    dir: &'a Path,
+    stage: &'a str,
+    record: &'a OutputRecord,
+    /// The file name before its extension.
+    base: String,
+}
+
+impl Output<'_> {
+    /// Names the output, the format and the bytes, so a record of it goes stale when any changes.
+    fn origin(&self, format: &str) -> String {
+        format!(
+            "{}.{}:{format}:{}",
+            self.stage, self.record.name, self.record.digest
+        )
+    }
+
+    fn corrupt(&self) -> Stop {
+        Stop::Corrupt(CorruptOutput {
+            stage: self.stage.to_owned(),
+            output: self.record.name.clone(),
+        })
+    }
+
+    /// The output's table; a corrupt blob (now removed) stops the gathering.
+    fn table(&self) -> Result<RecordBatch, Stop> {
+        match self.cache.read_blob(&self.record.digest) {
+            Ok(t) => Ok(t),
+            Err(None) => Err(self.corrupt()),
+            Err(Some(d)) => Err(Stop::Failed(d)),
+        }
+    }
+
+    /// Adds the files `format` makes of the output to `out`.
+    fn render(&self, format: &str, origin: String, out: &mut FilesByPath) -> Result<(), Stop> {
+        match format {
+            "parquet" => {
+                let Some(bytes) = self.cache.read_blob_bytes(&self.record.digest) else {
+                    return Err(self.corrupt());
+                };
+                out.insert(
+                    self.dir.join(format!("{}.parquet", self.base)),
+                    (bytes, origin),
+                );
+            }
+            "csv" => {
+                let csv = crate::io::export::to_csv(&self.table()?);
+                out.insert(self.dir.join(format!("{}.csv", self.base)), (csv, origin));
+            }
+            "files" => self.named_files(&self.table()?, &origin, out)?,
+            _ => unreachable!("publish formats are checked by the plan"),
+        }
+        Ok(())
+    }
+
+    /// One file per row of a `name, content` table; other tables publish no files.
+    fn named_files(
+        &self,
+        table: &RecordBatch,
+        origin: &str,
+        out: &mut FilesByPath,
+    ) -> Result<(), Diagnostic> {
+        let (Some(names), Some(contents)) = (
+            table.column_by_name("name"),
+            table.column_by_name("content"),
+        ) else {
+            return Ok(());
+        };
+        for row in 0..table.num_rows() {
+            let name = crate::io::export::cell(names.as_ref(), row).to_text();
+            if !is_plain_relative(Path::new(&name)) {
+                return Err(Diagnostic::user(format!(
+                    "stage `{}` wants to publish a file named `{name}`, which is not a plain relative path",
+                    self.stage
+                )));
+            }
+            let content = match crate::io::export::cell(contents.as_ref(), row) {
+                crate::io::export::Cell::Bytes(b) => b,
+                other => other.to_text().into_bytes(),
+            };
+            out.insert(self.dir.join(name), (content, origin.to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// A relative path of plain names that does not reach into publishing's own working names.
