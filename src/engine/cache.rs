@@ -579,91 +579,104 @@ impl Cache {
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport, Diagnostic> {
         let (lock, lock_path) = self.gc_lock_file()?;
         lock.lock().map_err(|e| io_error("lock", &lock_path, e))?;
+        let kept = self.runs_to_keep(options);
+        let remove = |path: &PathBuf| {
+            if !options.dry_run {
+                let _ = fs::remove_file(path);
+            }
+        };
+        let mut report = GcReport {
+            kept_bytes: kept.bytes,
+            ..GcReport::default()
+        };
+        for path in self.unkept("entries", &kept.entries) {
+            report.entries += 1;
+            remove(&path);
+        }
+        for path in self.unkept("objects", &kept.blobs) {
+            report.blobs += 1;
+            report.bytes += fs::metadata(&path).map_or(0, |m| m.len());
+            remove(&path);
+        }
+        self.unkept("memo", &kept.memos).iter().for_each(remove);
+        // Temp files of runs that died; no run is active while we hold the lock.
+        for path in walk_files(&self.root.join("tmp")) {
+            report.tmp_files += 1;
+            remove(&path);
+        }
+        kept.dropped_runs.iter().for_each(remove);
+        Ok(report)
+    }
 
+    /// Walks the run records newest first, so that under `--max-size` the oldest studies'
+    /// results go first, keeping each run that is recent enough and still fits.
+    fn runs_to_keep(&self, options: &GcOptions) -> KeptRuns {
         let now = now_ns();
+        let max_age_ns = u128::from(options.keep_days) * 86_400 * 1_000_000_000;
+        let mut kept = KeptRuns::default();
+        for (path, run) in self.runs_newest_first() {
+            let young = now.saturating_sub(run.finished_unix_ns) <= max_age_ns;
+            let run_bytes = self.bytes_not_yet_kept(&run, &kept.blobs);
+            let fits = options
+                .max_size
+                .is_none_or(|max| kept.bytes + run_bytes <= max);
+            if young && fits {
+                kept.bytes += run_bytes;
+                kept.entries.extend(run.entries);
+                kept.blobs.extend(run.blobs);
+                kept.memos.extend(run.memos);
+            } else {
+                kept.dropped_runs.push(path);
+            }
+        }
+        kept
+    }
+
+    /// The readable run records, newest first (ties by path, for a fixed order).
+    fn runs_newest_first(&self) -> Vec<(PathBuf, RunRecord)> {
         let mut runs: Vec<(PathBuf, RunRecord)> = walk_files(&self.root.join("runs"))
             .into_iter()
             .filter_map(|p| {
-                Some((
-                    p.clone(),
-                    serde_json::from_slice::<RunRecord>(&fs::read(&p).ok()?).ok()?,
-                ))
+                let run = serde_json::from_slice::<RunRecord>(&fs::read(&p).ok()?).ok()?;
+                Some((p, run))
             })
             .collect();
-        // Newest first: under --max-size the oldest studies' results go first.
         runs.sort_by(|a, b| {
             b.1.finished_unix_ns
                 .cmp(&a.1.finished_unix_ns)
                 .then(a.0.cmp(&b.0))
         });
-        let max_age_ns = u128::from(options.keep_days) * 86_400 * 1_000_000_000;
-        let mut report = GcReport::default();
-        let mut kept_entries = BTreeSet::new();
-        let mut kept_blobs = BTreeSet::new();
-        let mut kept_memos = BTreeSet::new();
-        let mut kept_bytes = 0u64;
-        let mut dropped_runs = Vec::new();
-        for (path, run) in &runs {
-            let young = now.saturating_sub(run.finished_unix_ns) <= max_age_ns;
-            let run_bytes: u64 = run
-                .blobs
-                .iter()
-                .filter(|b| !kept_blobs.contains(*b))
-                .filter_map(|b| Digest::from_hex(b))
-                .map(|d| fs::metadata(self.blob_path(&d)).map_or(0, |m| m.len()))
-                .sum();
-            let fits = options
-                .max_size
-                .is_none_or(|max| kept_bytes + run_bytes <= max);
-            if young && fits {
-                kept_bytes += run_bytes;
-                kept_entries.extend(run.entries.iter().cloned());
-                kept_blobs.extend(run.blobs.iter().cloned());
-                kept_memos.extend(run.memos.iter().cloned());
-            } else {
-                dropped_runs.push(path.clone());
-            }
-        }
-        // Entries, blobs and memo indexes are all named after their key or digest.
-        let unkept = |area: &str, kept: &BTreeSet<String>| -> Vec<PathBuf> {
-            walk_files(&self.root.join(area))
-                .into_iter()
-                .filter(|p| !kept.contains(stem(p)))
-                .collect()
-        };
-        for path in unkept("entries", &kept_entries) {
-            report.entries += 1;
-            if !options.dry_run {
-                let _ = fs::remove_file(&path);
-            }
-        }
-        for path in unkept("objects", &kept_blobs) {
-            report.blobs += 1;
-            report.bytes += fs::metadata(&path).map_or(0, |m| m.len());
-            if !options.dry_run {
-                let _ = fs::remove_file(&path);
-            }
-        }
-        for path in unkept("memo", &kept_memos) {
-            if !options.dry_run {
-                let _ = fs::remove_file(&path);
-            }
-        }
-        // Temp files of runs that died; no run is active while we hold the lock.
-        for path in walk_files(&self.root.join("tmp")) {
-            report.tmp_files += 1;
-            if !options.dry_run {
-                let _ = fs::remove_file(&path);
-            }
-        }
-        if !options.dry_run {
-            for p in dropped_runs {
-                let _ = fs::remove_file(p);
-            }
-        }
-        report.kept_bytes = kept_bytes;
-        Ok(report)
+        runs
     }
+
+    /// The size of the blobs `run` uses that are not among `kept` yet.
+    fn bytes_not_yet_kept(&self, run: &RunRecord, kept: &BTreeSet<String>) -> u64 {
+        run.blobs
+            .iter()
+            .filter(|b| !kept.contains(*b))
+            .filter_map(|b| Digest::from_hex(b))
+            .map(|d| fs::metadata(self.blob_path(&d)).map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    /// The files of `area` not named in `kept` (entries, blobs and memo indexes are all named
+    /// after their key or digest).
+    fn unkept(&self, area: &str, kept: &BTreeSet<String>) -> Vec<PathBuf> {
+        walk_files(&self.root.join(area))
+            .into_iter()
+            .filter(|p| !kept.contains(stem(p)))
+            .collect()
+    }
+}
+
+/// What the runs `gc` keeps refer to, and the records of the runs it drops.
+#[derive(Default)]
+struct KeptRuns {
+    entries: BTreeSet<String>,
+    blobs: BTreeSet<String>,
+    memos: BTreeSet<String>,
+    bytes: u64,
+    dropped_runs: Vec<PathBuf>,
 }
 
 /// What `gc` removes.
