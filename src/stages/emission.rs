@@ -210,7 +210,8 @@ fn default_fuel_unit(fuel: &str, theta_unit: &str) -> &'static str {
     }
 }
 
-/// The energy-factor rows of the chosen preset with overrides applied.
+/// The energy-factor rows of the chosen preset with overrides applied, sorted by fuel. A factor
+/// file is read only when the stage runs (`ctx`); before that it gives no rows.
 fn fuel_rows(
     choice: &EnergyFactorChoice,
     ctx: Option<&StageContext>,
@@ -219,79 +220,90 @@ fn fuel_rows(
         let Some(ctx) = ctx else {
             return Ok(Vec::new());
         };
-        let path = ctx.source(ENERGY_SOURCE)?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            StageError::data(format!(
-                "cannot read energy-factor file `{}`",
-                path.display()
-            ))
-            .caused_by(e)
-        })?;
-        parse_fuel_rows(&text).map_err(|e| {
-            StageError::data(format!("energy factors `{}`: {e}", choice.preset))
-                .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence[,theta_min,theta_max,f_min,f_max,range_source]")
-        })?
+        factor_file_rows(&choice.preset, ctx)?
     } else {
-        let unknown = || {
-            StageError::data(format!("unknown energy-factor preset `{}`", choice.preset)).with_hint(
-                format!(
-                    "built-in presets: {}; or give a path to a CSV file",
-                    ENERGY_PRESETS.join(", ")
-                ),
-            )
-        };
-        fuel_preset(&format!("energy_{}.csv", choice.preset))
-            .ok_or_else(unknown)?
-            .clone()
-            .map_err(|e| {
-                StageError::internal(format!("built-in energy factors `{}`: {e}", choice.preset))
-            })?
+        built_in_fuel_rows(&choice.preset)?
     };
     for (fuel, o) in &choice.overrides {
-        let bad = |what: &str| StageError::data(format!("energy-factor override `{fuel}`: {what}"));
-        if let Some(row) = rows.iter_mut().find(|r| &r.fuel == fuel) {
-            if let Some(t) = o.theta {
-                row.theta = t;
-            }
-            if let Some(u) = &o.theta_unit {
-                row.theta_unit.clone_from(u);
-            }
-            if let Some(f) = o.f_t_c_per_tce {
-                row.f_t_c_per_tce = f;
-            }
-            row.citation = "study override".to_owned();
-        } else {
-            let (Some(theta), Some(theta_unit), Some(f)) =
-                (o.theta, o.theta_unit.clone(), o.f_t_c_per_tce)
-            else {
-                return Err(bad(
-                    "a new fuel needs `theta`, `theta_unit` and `f_t_c_per_tce`",
-                ));
-            };
-            rows.push(FuelRow {
-                fuel: fuel.clone(),
-                theta,
-                theta_unit,
-                f_t_c_per_tce: f,
-                citation: "study override".to_owned(),
-                ranges: None,
-            });
-        }
+        o.apply(fuel, &mut rows)?;
     }
-    for r in &rows {
-        if !(r.theta.is_finite()
-            && r.theta >= 0.0
-            && r.f_t_c_per_tce.is_finite()
-            && r.f_t_c_per_tce >= 0.0)
-        {
-            return Err(StageError::data(format!(
-                "energy factors of `{}` must be finite and ≥ 0",
-                r.fuel
-            )));
-        }
+    if let Some(r) = rows.iter().find(|r| !factors_are_valid(r)) {
+        return Err(StageError::data(format!(
+            "energy factors of `{}` must be finite and ≥ 0",
+            r.fuel
+        )));
     }
     rows.sort_by(|a, b| a.fuel.cmp(&b.fuel));
     Ok(rows)
+}
+
+fn factors_are_valid(r: &FuelRow) -> bool {
+    r.theta.is_finite() && r.theta >= 0.0 && r.f_t_c_per_tce.is_finite() && r.f_t_c_per_tce >= 0.0
+}
+
+/// The rows of the user's energy-factor file.
+fn factor_file_rows(preset: &str, ctx: &StageContext) -> Result<Vec<FuelRow>, StageError> {
+    let path = ctx.source(ENERGY_SOURCE)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StageError::data(format!(
+            "cannot read energy-factor file `{}`",
+            path.display()
+        ))
+        .caused_by(e)
+    })?;
+    parse_fuel_rows(&text).map_err(|e| {
+        StageError::data(format!("energy factors `{preset}`: {e}"))
+            .with_hint("columns: fuel,theta,theta_unit,f_t_c_per_tce,citation,confidence[,theta_min,theta_max,f_min,f_max,range_source]")
+    })
+}
+
+/// The rows of a built-in energy-factor preset.
+fn built_in_fuel_rows(preset: &str) -> Result<Vec<FuelRow>, StageError> {
+    let unknown = || {
+        StageError::data(format!("unknown energy-factor preset `{preset}`")).with_hint(format!(
+            "built-in presets: {}; or give a path to a CSV file",
+            ENERGY_PRESETS.join(", ")
+        ))
+    };
+    fuel_preset(&format!("energy_{preset}.csv"))
+        .ok_or_else(unknown)?
+        .clone()
+        .map_err(|e| StageError::internal(format!("built-in energy factors `{preset}`: {e}")))
+}
+
+impl FuelOverride {
+    /// Replaces the given fields of `fuel`'s row, or adds the fuel, which then needs them all.
+    fn apply(&self, fuel: &str, rows: &mut Vec<FuelRow>) -> Result<(), StageError> {
+        if let Some(row) = rows.iter_mut().find(|r| r.fuel == fuel) {
+            if let Some(t) = self.theta {
+                row.theta = t;
+            }
+            if let Some(u) = &self.theta_unit {
+                row.theta_unit.clone_from(u);
+            }
+            if let Some(f) = self.f_t_c_per_tce {
+                row.f_t_c_per_tce = f;
+            }
+            row.citation = "study override".to_owned();
+            return Ok(());
+        }
+        let (Some(theta), Some(theta_unit), Some(f)) =
+            (self.theta, self.theta_unit.clone(), self.f_t_c_per_tce)
+        else {
+            return Err(StageError::data(format!(
+                "energy-factor override `{fuel}`: a new fuel needs `theta`, `theta_unit` and `f_t_c_per_tce`"
+            )));
+        };
+        rows.push(FuelRow {
+            fuel: fuel.to_owned(),
+            theta,
+            theta_unit,
+            f_t_c_per_tce: f,
+            citation: "study override".to_owned(),
+            ranges: None,
+        });
+        Ok(())
+    }
 }
 
 /// A parameter (`fuel_units`, `absent_fuels`) that names a fuel the factor table does not have.
