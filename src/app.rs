@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DagFormat, ExecutorKind, ShowFormat, StagesFormat, StudyArgs};
+use crate::cli::{
+    Cli, Command, DagFormat, ExecutorKind, RunArgs, ShowFormat, StagesFormat, StudyArgs,
+};
 use crate::engine::cache::{Cache, GcOptions};
 use crate::engine::error::{Diagnostic, Tier};
 use crate::engine::executor::slurm::{SlurmExecutor, SlurmProfile};
@@ -28,38 +30,7 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
         .or_else(|| std::env::var_os("PIPELINE_CACHE_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("cache"));
     match cli.command {
-        Command::Run {
-            studies,
-            allow_outside,
-            jobs,
-            keep_going,
-            dry_run,
-            summary_json,
-            quiet,
-            check,
-            executor,
-            executor_config,
-        } => {
-            if studies.len() > 1 && summary_json.is_some() {
-                return Err(Diagnostic::user("`--summary-json` takes one study")
-                    .with_hint("run the studies one at a time to get a summary of each"));
-            }
-            let executor = ExecutorChoice::new(executor, executor_config.as_deref())?;
-            let settings = RunSettings {
-                cache_dir: &cache_dir,
-                options: RunOptions {
-                    jobs: executor.jobs(jobs),
-                    keep_going,
-                    dry_run,
-                    targets: None,
-                },
-                executor,
-                summary_json: summary_json.as_deref(),
-                quiet,
-                check,
-            };
-            run_studies(studies, allow_outside, &settings)
-        }
+        Command::Run(args) => run_command(args, &cache_dir),
         Command::Check { study } => check(&study),
         Command::Explain { study, stage } => explain(&study, &cache_dir, &stage),
         Command::Show {
@@ -78,12 +49,7 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             keep_days,
         } => gc(&cache_dir, dry_run, max_size.as_deref(), keep_days),
         Command::Verify { repair } => verify(&cache_dir, repair),
-        Command::Stages { format } => {
-            let presets =
-                crate::stages::presets::presets_doc(matches!(format, StagesFormat::Markdown));
-            emit(&(stages_doc(BUILTIN, format) + &presets))?;
-            Ok(0)
-        }
+        Command::Stages { format } => stages(format),
         Command::Worker { invocation, out } => {
             interrupt::install();
             worker(&invocation, &out)
@@ -102,6 +68,36 @@ pub fn run(cli: Cli) -> Result<u8, Diagnostic> {
             data_dir, study, ..
         } => demo_data(&data_dir, study),
     }
+}
+
+/// `pipeline run`: checks that the flags go together, then runs the studies in turn.
+fn run_command(args: RunArgs, cache_dir: &Path) -> Result<u8, Diagnostic> {
+    if args.studies.len() > 1 && args.summary_json.is_some() {
+        return Err(Diagnostic::user("`--summary-json` takes one study")
+            .with_hint("run the studies one at a time to get a summary of each"));
+    }
+    let executor = ExecutorChoice::new(args.executor, args.executor_config.as_deref())?;
+    let settings = RunSettings {
+        cache_dir,
+        options: RunOptions {
+            jobs: executor.jobs(args.jobs),
+            keep_going: args.keep_going,
+            dry_run: args.dry_run,
+            targets: None,
+        },
+        executor,
+        summary_json: args.summary_json.as_deref(),
+        quiet: args.quiet,
+        check: args.check,
+    };
+    run_studies(args.studies, args.allow_outside, &settings)
+}
+
+/// `pipeline stages`: every stage kind, then the built-in coefficient presets.
+fn stages(format: StagesFormat) -> Result<u8, Diagnostic> {
+    let presets = crate::stages::presets::presets_doc(matches!(format, StagesFormat::Markdown));
+    emit(&(stages_doc(BUILTIN, format) + &presets))?;
+    Ok(0)
 }
 
 /// Writes to standard output. A reader that went away (`pipeline run … | head -1`) is not an

@@ -28,43 +28,49 @@ pub struct StudyArgs {
     pub allow_outside: bool,
 }
 
+// The options of `pipeline run`. A plain comment, so that the command's description stays
+// the one on `Command::Run`.
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches, not a state
+pub struct RunArgs {
+    /// The study file(s) (YAML); several run one after another.
+    #[arg(required = true)]
+    pub studies: Vec<PathBuf>,
+    /// Allow the study to read files outside its own directory tree.
+    #[arg(long)]
+    pub allow_outside: bool,
+    /// Threads each stage computes with, and the most stages computed at once (default:
+    /// RAYON_NUM_THREADS when set, else one per core; at most 4 per core).
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
+    /// Keep running independent stages after a failure.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Show what would run; compute nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Print only warnings and errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Do not publish: exit 1 listing published files that differ from what the run produces.
+    #[arg(long)]
+    pub check: bool,
+    /// Where stages that miss are computed: here, or as SLURM batch jobs (`--jobs` then
+    /// caps the jobs in flight; default 32).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// The executor's settings (for slurm: partition, account, resources; see docs/cluster.md).
+    #[arg(long, value_name = "FILE")]
+    pub executor_config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a study: compute what changed, reuse the rest, publish outputs.
-    Run {
-        /// The study file(s) (YAML); several run one after another.
-        #[arg(required = true)]
-        studies: Vec<PathBuf>,
-        /// Allow the study to read files outside its own directory tree.
-        #[arg(long)]
-        allow_outside: bool,
-        /// Threads each stage computes with, and the most stages computed at once (default:
-        /// RAYON_NUM_THREADS when set, else one per core; at most 4 per core).
-        #[arg(long, short, default_value_t = 0)]
-        jobs: usize,
-        /// Keep running independent stages after a failure.
-        #[arg(long)]
-        keep_going: bool,
-        /// Show what would run; compute nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Write the run summary as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        summary_json: Option<PathBuf>,
-        /// Print only warnings and errors.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Do not publish: exit 1 listing published files that differ from what the run produces.
-        #[arg(long)]
-        check: bool,
-        /// Where stages that miss are computed: here, or as SLURM batch jobs (`--jobs` then
-        /// caps the jobs in flight; default 32).
-        #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
-        executor: ExecutorKind,
-        /// The executor's settings (for slurm: partition, account, resources; see docs/cluster.md).
-        #[arg(long, value_name = "FILE")]
-        executor_config: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Parse and plan a study, check input schemas; run nothing.
     Check {
         #[command(flatten)]
