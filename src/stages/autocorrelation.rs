@@ -17,7 +17,7 @@ use crate::methods::getis_ord::{self, GiStar, GiStarError, hotspot_class};
 use crate::methods::moran::{self, Batches, Cluster, GlobalMoran, LocalMoran, MoranError};
 use crate::methods::weights::{SpatialWeights, WeightsError};
 use crate::table::schema::TableSchema;
-use crate::stages::shared::groups::{default_id_column, select_groups};
+use crate::stages::shared::groups::{default_id_column, refuse_by_clash, select_groups};
 use crate::table;
 
 /// The `autocorrelation` kind.
@@ -238,17 +238,7 @@ impl Stage for Autocorrelation {
             ))
             .with_hint("0.05 is the usual level"));
         }
-        if let Some(by) = &params.by
-            && Self::outputs(params)
-                .iter()
-                .any(|o| o.columns.iter().filter(|c| *c == by).count() > 1)
-        {
-            return Err(StageError::data(format!(
-                "`by: {by}` would clash with an output column of the same name"
-            ))
-            .with_hint("rename the grouping column upstream"));
-        }
-        Ok(())
+        refuse_by_clash(params.by.as_deref(), &Self::outputs(params))
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {

@@ -15,7 +15,7 @@ use crate::engine::stage::{
 use crate::methods::gini::{self, GiniError, Lorenz, Quantity};
 use crate::methods::theil::{self, TheilError};
 use crate::table::schema::TableSchema;
-use crate::stages::shared::groups::{default_id_column, select_groups};
+use crate::stages::shared::groups::{default_id_column, refuse_by_clash, select_groups};
 use crate::table;
 
 /// The `inequality` kind.
@@ -245,17 +245,7 @@ impl Stage for Inequality {
             )
             .with_hint("`groups` partitions the Theil index: add `theil` to `indices`, or drop `groups`"));
         }
-        if let Some(by) = &params.by
-            && Self::outputs(params)
-                .iter()
-                .any(|o| o.columns.iter().filter(|c| *c == by).count() > 1)
-        {
-            return Err(StageError::data(format!(
-                "`by: {by}` would clash with an output column of the same name"
-            ))
-            .with_hint("rename the grouping column upstream"));
-        }
-        Ok(())
+        refuse_by_clash(params.by.as_deref(), &Self::outputs(params))
     }
 
     fn run(params: &Params, inputs: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {

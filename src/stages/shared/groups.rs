@@ -5,12 +5,28 @@ use std::collections::BTreeMap;
 
 use arrow_array::{ArrayRef, RecordBatch};
 
-use crate::engine::stage::StageError;
+use crate::engine::stage::{OutputDecl, StageError};
 use crate::table;
 
 /// The default `id_column` of the kinds that read one row per unit.
 pub(crate) fn default_id_column() -> String {
     "unit_id".to_owned()
+}
+
+/// Refuses a `by` column that shares its name with a column the stage writes, which would then
+/// stand twice in that output.
+pub(crate) fn refuse_by_clash(by: Option<&str>, outputs: &[OutputDecl]) -> Result<(), StageError> {
+    let Some(by) = by else { return Ok(()) };
+    if outputs
+        .iter()
+        .any(|o| o.columns.iter().filter(|c| *c == by).count() > 1)
+    {
+        return Err(StageError::data(format!(
+            "`by: {by}` would clash with an output column of the same name"
+        ))
+        .with_hint("rename the grouping column upstream"));
+    }
+    Ok(())
 }
 
 /// A group key: integers sort numerically, anything else as text.
