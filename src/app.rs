@@ -513,20 +513,25 @@ fn check(args: &StudyArgs) -> Result<u8, Diagnostic> {
     Ok(0)
 }
 
+/// What a run of `targets` (all stages by default) would do, quietly, computing nothing.
+fn dry_run(
+    plan: &Plan,
+    cache: &Cache,
+    targets: Option<Vec<usize>>,
+) -> Result<RunReport, Diagnostic> {
+    let options = RunOptions {
+        dry_run: true,
+        targets,
+        ..RunOptions::default()
+    };
+    scheduler::run(plan, cache, &QuietReporter, &options)
+}
+
 fn explain(args: &StudyArgs, cache_dir: &Path, stage: &str) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
     let (idx, _) = plan.resolve_target(stage)?;
     let cache = Cache::open(cache_dir)?;
-    let report = scheduler::run(
-        &plan,
-        &cache,
-        &QuietReporter,
-        &RunOptions {
-            dry_run: true,
-            targets: Some(vec![idx]),
-            ..RunOptions::default()
-        },
-    )?;
+    let report = dry_run(&plan, &cache, Some(vec![idx]))?;
     let name = &plan.stages[idx].name;
     let result = report
         .get(name)
@@ -709,15 +714,7 @@ fn table_text(table: &RecordBatch, format: ShowFormat, limit: Option<usize>) -> 
 fn dag(args: &StudyArgs, cache_dir: &Path, format: DagFormat) -> Result<u8, Diagnostic> {
     let plan = load_plan(args)?;
     let cache = Cache::open(cache_dir)?;
-    let report = scheduler::run(
-        &plan,
-        &cache,
-        &QuietReporter,
-        &RunOptions {
-            dry_run: true,
-            ..RunOptions::default()
-        },
-    )?;
+    let report = dry_run(&plan, &cache, None)?;
     let cached = |name: &str| {
         report
             .get(name)
