@@ -97,13 +97,35 @@ fn main() {
         args.get(2)
             .map_or("target/bench_report/report.html", String::as_str),
     );
-    let units = read_units(&path);
+    let data = synthetic_report(read_units(&path), n_years);
+
+    let (cpu0, start) = (cpu_seconds(), Instant::now());
+    let html = render(&data);
+    let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("creating the output folder");
+    }
+    std::fs::write(&out, &html).expect("writing the report");
+    println!(
+        "{} units × {n_years} years: report.html {:.2} MB ({} bytes), {} maps, {} unit shapes, rendered in {seconds:.2} s wall, {cpu:.2} s CPU on {} threads → {}",
+        data.units.len(),
+        html.len() as f64 / 1e6,
+        html.len(),
+        html.matches("<svg class=\"map\"").count(),
+        html.matches("class=\"unit\"").count(),
+        rayon::current_num_threads(),
+        out.display()
+    );
+}
+
+/// Every section of a report filled with synthetic values over `units` and `n_years` years
+/// from 1985.
+fn synthetic_report(units: Vec<UnitShape>, n_years: usize) -> ReportData {
     let years: Vec<i64> = (0..n_years).map(|k| 1985 + k as i64).collect();
     let centroids: Vec<(f64, f64)> = units
         .iter()
         .map(|u| u.shape.centroid().map_or((105.0, 35.0), |c| (c.x(), c.y())))
         .collect();
-
     let mut data = ReportData {
         title: format!(
             "National report benchmark: {} units × {n_years} years",
@@ -114,6 +136,43 @@ fn main() {
         n_classes: 5,
         ..ReportData::default()
     };
+    fill_indices(&mut data, &units, &centroids, &years);
+    fill_lisa_and_inequality(&mut data, &units, &centroids, &years);
+    data.inequality_weight = Some("cs_t_c".into());
+    data.clusters = Some(
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), ((centroids[i].0 - 73.0) / 6.0) as i64))
+            .collect(),
+    );
+    data.zones = Some(
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let zone = ["balance", "carbon_sink", "carbon_source", "high_emission"]
+                    [((centroids[i].1 - 18.0) / 9.0).clamp(0.0, 3.0) as usize];
+                (u.id.clone(), zone.to_owned())
+            })
+            .collect(),
+    );
+    data.flows = Some((
+        "proportional".into(),
+        "value_yuan".into(),
+        flows(&data, &units),
+    ));
+    data.units = units;
+    data
+}
+
+/// Every index of every unit in every year.
+fn fill_indices(
+    data: &mut ReportData,
+    units: &[UnitShape],
+    centroids: &[(f64, f64)],
+    years: &[i64],
+) {
     for (c, var) in VARIABLES.iter().enumerate() {
         let mut m = BTreeMap::new();
         for (k, &y) in years.iter().enumerate() {
@@ -124,6 +183,15 @@ fn main() {
         }
         data.indices.insert(var.column.to_owned(), m);
     }
+}
+
+/// LISA classes per unit and the inequality indices, per year.
+fn fill_lisa_and_inequality(
+    data: &mut ReportData,
+    units: &[UnitShape],
+    centroids: &[(f64, f64)],
+    years: &[i64],
+) {
     const LISA: [&str; 5] = ["HH", "LL", "LH", "HL", "ns"];
     for (k, &y) in years.iter().enumerate() {
         let classes = units
@@ -146,27 +214,12 @@ fn main() {
             gini_plain: Some(0.32 + 0.002 * k as f64),
         });
     }
-    data.inequality_weight = Some("cs_t_c".into());
-    data.clusters = Some(
-        units
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.id.clone(), ((centroids[i].0 - 73.0) / 6.0) as i64))
-            .collect(),
-    );
-    data.zones = Some(
-        units
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let zone = ["balance", "carbon_sink", "carbon_source", "high_emission"]
-                    [((centroids[i].1 - 18.0) / 9.0).clamp(0.0, 3.0) as usize];
-                (u.id.clone(), zone.to_owned())
-            })
-            .collect(),
-    );
+}
+
+/// Payers and receivers by the sign of each unit's net emission in the report's year.
+fn flows(data: &ReportData, units: &[UnitShape]) -> Vec<Flow> {
     let nce = &data.indices["nce_t_c"];
-    let flows = units
+    units
         .iter()
         .map(|u| {
             let q = nce[&(u.id.clone(), data.year)];
@@ -177,25 +230,5 @@ fn main() {
                 amount: q * 50.0,
             }
         })
-        .collect();
-    data.flows = Some(("proportional".into(), "value_yuan".into(), flows));
-    data.units = units;
-
-    let (cpu0, start) = (cpu_seconds(), Instant::now());
-    let html = render(&data);
-    let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).expect("creating the output folder");
-    }
-    std::fs::write(&out, &html).expect("writing the report");
-    println!(
-        "{} units × {n_years} years: report.html {:.2} MB ({} bytes), {} maps, {} unit shapes, rendered in {seconds:.2} s wall, {cpu:.2} s CPU on {} threads → {}",
-        data.units.len(),
-        html.len() as f64 / 1e6,
-        html.len(),
-        html.matches("<svg class=\"map\"").count(),
-        html.matches("class=\"unit\"").count(),
-        rayon::current_num_threads(),
-        out.display()
-    );
+        .collect()
 }
