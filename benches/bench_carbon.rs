@@ -23,89 +23,130 @@ fn unit(i: usize) -> String {
     format!("U{i:05}")
 }
 
+const CLASSES: [&str; 6] = [
+    "construction",
+    "cultivated",
+    "forest",
+    "grassland",
+    "unused",
+    "water",
+];
+
+const FUELS: [&str; 9] = [
+    "raw_coal",
+    "coke",
+    "crude_oil",
+    "gasoline",
+    "kerosene",
+    "diesel",
+    "fuel_oil",
+    "natural_gas",
+    "electricity",
+];
+
+const CROPS: [&str; 3] = ["maize", "rice", "wheat"];
+
+/// The synthetic input tables of the carbon stages.
 fn tables() -> BTreeMap<&'static str, RecordBatch> {
-    let mut rng = Noise::new(42);
-    let classes = [
-        "construction",
-        "cultivated",
-        "forest",
-        "grassland",
-        "unused",
-        "water",
-    ];
-    let (mut u, mut y, mut c, mut a) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut eu, mut ey) = (Vec::new(), Vec::new());
-    let mut fuels: Vec<Vec<f64>> = vec![Vec::new(); 9];
-    let (mut gdp, mut pop, mut eng_u, mut eng_r, mut urb) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut cu, mut cy, mut cc, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..UNITS {
-        for year in 2000..2000 + YEARS {
-            for class in classes {
-                u.push(unit(i));
-                y.push(year);
-                c.push(class);
-                a.push(1000.0 + 50_000.0 * rng.unit());
-            }
-            eu.push(unit(i));
-            ey.push(year);
-            for f in &mut fuels {
-                f.push(10_000.0 * rng.unit());
-            }
-            gdp.push(1e5 + 1e6 * rng.unit());
-            pop.push(10.0 + 100.0 * rng.unit());
-            eng_u.push(0.25 + 0.2 * rng.unit());
-            eng_r.push(0.3 + 0.2 * rng.unit());
-            urb.push(0.2 + 0.6 * rng.unit());
-            for crop in ["maize", "rice", "wheat"] {
-                cu.push(unit(i));
-                cy.push(year);
-                cc.push(crop);
-                cv.push(1e5 * rng.unit());
+    let mut tables = Columns::draw().into_tables();
+    tables.insert("categories", categories());
+    tables
+}
+
+/// The input tables' columns. They are drawn unit-year by unit-year from one seeded stream,
+/// whose order fixes every value.
+#[derive(Default)]
+struct Columns {
+    area_unit: Vec<String>,
+    area_year: Vec<i64>,
+    area_class: Vec<&'static str>,
+    area_ha: Vec<f64>,
+    unit: Vec<String>,
+    year: Vec<i64>,
+    fuels: [Vec<f64>; FUELS.len()],
+    gdp: Vec<f64>,
+    population: Vec<f64>,
+    engel_urban: Vec<f64>,
+    engel_rural: Vec<f64>,
+    urbanization: Vec<f64>,
+    crop_unit: Vec<String>,
+    crop_year: Vec<i64>,
+    crop: Vec<&'static str>,
+    yield_t: Vec<f64>,
+}
+
+impl Columns {
+    fn draw() -> Self {
+        let mut rng = Noise::new(42);
+        let mut c = Self::default();
+        for i in 0..UNITS {
+            for year in 2000..2000 + YEARS {
+                for class in CLASSES {
+                    c.area_unit.push(unit(i));
+                    c.area_year.push(year);
+                    c.area_class.push(class);
+                    c.area_ha.push(1000.0 + 50_000.0 * rng.unit());
+                }
+                c.unit.push(unit(i));
+                c.year.push(year);
+                for f in &mut c.fuels {
+                    f.push(10_000.0 * rng.unit());
+                }
+                c.gdp.push(1e5 + 1e6 * rng.unit());
+                c.population.push(10.0 + 100.0 * rng.unit());
+                c.engel_urban.push(0.25 + 0.2 * rng.unit());
+                c.engel_rural.push(0.3 + 0.2 * rng.unit());
+                c.urbanization.push(0.2 + 0.6 * rng.unit());
+                for crop in CROPS {
+                    c.crop_unit.push(unit(i));
+                    c.crop_year.push(year);
+                    c.crop.push(crop);
+                    c.yield_t.push(1e5 * rng.unit());
+                }
             }
         }
+        c
     }
-    let areas = TableBuilder::new()
-        .str("unit_id", &u)
-        .i64("year", y)
-        .str("class", &c)
-        .f64("area_ha", a)
-        .build()
-        .unwrap();
-    let names = [
-        "raw_coal",
-        "coke",
-        "crude_oil",
-        "gasoline",
-        "kerosene",
-        "diesel",
-        "fuel_oil",
-        "natural_gas",
-        "electricity",
-    ];
-    let mut energy = TableBuilder::new()
-        .str("unit_id", &eu)
-        .i64("year", ey.clone());
-    for (n, v) in names.iter().zip(fuels) {
-        energy = energy.f64(n, v);
+
+    fn into_tables(self) -> BTreeMap<&'static str, RecordBatch> {
+        let areas = TableBuilder::new()
+            .str("unit_id", &self.area_unit)
+            .i64("year", self.area_year)
+            .str("class", &self.area_class)
+            .f64("area_ha", self.area_ha);
+        let mut energy = TableBuilder::new()
+            .str("unit_id", &self.unit)
+            .i64("year", self.year.clone());
+        for (n, v) in FUELS.iter().zip(self.fuels) {
+            energy = energy.f64(n, v);
+        }
+        let economy = TableBuilder::new()
+            .str("unit_id", &self.unit)
+            .i64("year", self.year)
+            .f64("gdp_10k_yuan", self.gdp)
+            .f64("population", self.population)
+            .f64("engel_urban", self.engel_urban)
+            .f64("engel_rural", self.engel_rural)
+            .f64("urbanization_rate", self.urbanization);
+        let crops = TableBuilder::new()
+            .str("unit_id", &self.crop_unit)
+            .i64("year", self.crop_year)
+            .str("crop", &self.crop)
+            .f64("yield_t", self.yield_t);
+        [
+            ("areas", areas),
+            ("energy", energy),
+            ("economy", economy),
+            ("crops", crops),
+        ]
+        .into_iter()
+        .map(|(name, table)| (name, table.build().unwrap()))
+        .collect()
     }
-    let economy = TableBuilder::new()
-        .str("unit_id", &eu)
-        .i64("year", ey.clone())
-        .f64("gdp_10k_yuan", gdp)
-        .f64("population", pop)
-        .f64("engel_urban", eng_u)
-        .f64("engel_rural", eng_r)
-        .f64("urbanization_rate", urb)
-        .build()
-        .unwrap();
-    let crops = TableBuilder::new()
-        .str("unit_id", &cu)
-        .i64("year", cy)
-        .str("crop", &cc)
-        .f64("yield_t", cv)
-        .build()
-        .unwrap();
+}
+
+/// Main-functional-area categories, in turn.
+fn categories() -> RecordBatch {
     let ids: Vec<String> = (0..UNITS).map(unit).collect();
     let cats: Vec<&str> = (0..UNITS)
         .map(|i| {
@@ -118,18 +159,11 @@ fn tables() -> BTreeMap<&'static str, RecordBatch> {
             ][i % 5]
         })
         .collect();
-    let categories = TableBuilder::new()
+    TableBuilder::new()
         .str("unit_id", &ids)
         .str("category", &cats)
         .build()
-        .unwrap();
-    BTreeMap::from([
-        ("areas", areas),
-        ("energy", energy.build().unwrap()),
-        ("economy", economy),
-        ("crops", crops),
-        ("categories", categories),
-    ])
+        .unwrap()
 }
 
 fn time(
