@@ -24,6 +24,7 @@ use pipeline::engine::stage::{Entry, Inputs, StageContext, StageEntry};
 use pipeline::stages::landuse::LandUse;
 use pipeline::table::TableBuilder;
 use rayon::prelude::*;
+use support::cpu_seconds;
 
 mod support;
 
@@ -58,15 +59,6 @@ fn units_table(path: &str) -> arrow_array::RecordBatch {
         )
         .build()
         .expect("units table builds")
-}
-
-/// User + system CPU seconds of the process so far.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
-    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn main() {

@@ -16,6 +16,9 @@ use pipeline::engine::plan::{self, PlanOptions};
 use pipeline::engine::progress::QuietReporter;
 use pipeline::engine::scheduler::{self, RunOptions, StageStatus};
 use pipeline::engine::spec;
+use support::{children_cpu_seconds, cpu_seconds};
+
+mod support;
 
 const DRAWS: usize = 1000;
 const SWEEP_RUNS: u64 = 3;
@@ -141,26 +144,4 @@ fn main() {
         cpu / EDITED_RUNS as f64,
         cpu / EDITED_RUNS as f64 * DRAWS as f64
     );
-}
-
-/// User and system CPU time of this process so far, over all its threads: on a shared machine
-/// it says what the work costs when wall-clock time says mostly how busy the machine was.
-fn cpu_seconds() -> f64 {
-    rusage_seconds(libc::RUSAGE_SELF)
-}
-
-/// As [`cpu_seconds`], for the child processes waited for so far.
-fn children_cpu_seconds() -> f64 {
-    rusage_seconds(libc::RUSAGE_CHILDREN)
-}
-
-fn rusage_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: `getrusage` fills the zeroed struct it is given and touches nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &raw mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

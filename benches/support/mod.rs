@@ -23,18 +23,26 @@ impl Noise {
     }
 }
 
-/// CPU seconds (user + system, all threads) used by this process so far, from
-/// /proc/self/stat (Linux, 100 ticks per second); NaN elsewhere. On a shared machine this is
-/// steadier than wall time.
+/// CPU seconds (user + system, all threads) used by this process so far. On a shared machine
+/// this says what the work costs, where wall time says mostly how busy the machine was.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // utime and stime are fields 14 and 15, the 12th and 13th after the parenthesised name.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(f64::NAN, |f| {
-        f.iter().map(|v| v.parse::<f64>().unwrap_or(f64::NAN)).sum()
-    });
-    ticks / 100.0
+    rusage_seconds(libc::RUSAGE_SELF)
+}
+
+/// As [`cpu_seconds`], for the child processes waited for so far.
+pub fn children_cpu_seconds() -> f64 {
+    rusage_seconds(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given and touches nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &raw mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Peak resident memory of this process in MiB (Linux); NaN elsewhere.
