@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::BinaryArray;
-use pipeline::engine::stage::{Entry, Inputs, StageContext, StageEntry};
+use arrow_array::{BinaryArray, RecordBatch};
+use pipeline::engine::stage::{Entry, Inputs, PreparedStage, StageContext, StageEntry};
 use pipeline::stages::landuse::LandUse;
 use pipeline::table::TableBuilder;
 use rayon::prelude::*;
@@ -28,7 +28,7 @@ use support::cpu_seconds;
 
 mod support;
 
-fn units_table(path: &str) -> arrow_array::RecordBatch {
+fn units_table(path: &str) -> RecordBatch {
     let text = std::fs::read_to_string(path).expect("units GeoJSON is readable");
     let fc: geojson::FeatureCollection = text.parse().expect("units file is a FeatureCollection");
     let mut ids = Vec::new();
@@ -78,18 +78,27 @@ fn main() {
         .get(3)
         .map_or(3, |s| s.parse().expect("runs is a number"));
     let units = units_table(&args[2]);
-    let mut rasters = serde_json::Map::new();
     let paths: Vec<&String> = std::iter::once(&args[1])
         .chain(args.iter().skip(4))
         .collect();
-    for (i, p) in paths.iter().enumerate() {
-        rasters.insert(
-            (2000 + i).to_string(),
-            serde_json::Value::String((*p).clone()),
-        );
+    let pixels = raster_pixels(&paths);
+    let prepared = landuse_stage(&paths);
+    println!(
+        "threads: {}, units: {}, years: {}, raster pixels read per run: {:.3} Gpx",
+        rayon::current_num_threads(),
+        units.num_rows(),
+        paths.len(),
+        pixels as f64 / 1e9
+    );
+    for run in 0..runs {
+        time_run(run, &*prepared, &units, pixels);
     }
+}
+
+/// The pixels of all the rasters, describing the first one's layout.
+fn raster_pixels(paths: &[&String]) -> u64 {
     let mut pixels = 0u64;
-    for p in &paths {
+    for p in paths {
         let info = pipeline::io::geotiff::open(Path::new(p.as_str())).expect("raster opens");
         pixels += (info.width * info.height) as u64;
         if p == &paths[0] {
@@ -104,65 +113,74 @@ fn main() {
             );
         }
     }
+    pixels
+}
+
+/// The `landuse` stage over the rasters, one year each from 2000.
+fn landuse_stage(paths: &[&String]) -> Box<dyn PreparedStage> {
+    let mut rasters = serde_json::Map::new();
+    for (i, p) in paths.iter().enumerate() {
+        rasters.insert(
+            (2000 + i).to_string(),
+            serde_json::Value::String((*p).clone()),
+        );
+    }
     // Units the rasters miss (the national boundaries' far-south islands) are kept with zero areas.
     let params =
         serde_json::json!({ "rasters": rasters, "scheme": "clcd", "allow_empty_units": true });
-    let prepared = Entry::<LandUse>::new()
+    Entry::<LandUse>::new()
         .prepare(params)
-        .expect("parameters are valid");
+        .expect("parameters are valid")
+}
+
+/// One timed run of the stage, printed; the first also reports its warnings and, with
+/// `LANDUSE_BENCH_CODES`, writes its code counts.
+fn time_run(run: usize, prepared: &dyn PreparedStage, units: &RecordBatch, pixels: u64) {
     let sources: BTreeMap<String, PathBuf> = prepared
         .sources()
         .into_iter()
         .map(|s| (s.name, s.path))
         .collect();
+    let ctx = StageContext::new("landuse", Path::new("."), sources);
+    let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units.clone())]));
+    let (t, cpu0) = (Instant::now(), cpu_seconds());
+    let out = prepared.run(&inputs, &ctx).expect("stage runs");
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    let rows: Vec<String> = out
+        .iter()
+        .map(|(n, b)| format!("{n}={}", b.num_rows()))
+        .collect();
+    let px: i64 = pipeline::table::i64s(&out[0].1, "areas", "pixels")
+        .expect("pixels")
+        .iter()
+        .sum();
     println!(
-        "threads: {}, units: {}, years: {}, raster pixels read per run: {:.3} Gpx",
-        rayon::current_num_threads(),
-        units.num_rows(),
-        paths.len(),
-        pixels as f64 / 1e9
+        "run {run}: wall {secs:.3} s, CPU {cpu:.3} s, {:.3} Gpx per CPU-second, {:.3} Gpx/s wall, peak RSS {:.0} MB  ({}; classified pixels {px})",
+        pixels as f64 / 1e9 / cpu,
+        pixels as f64 / 1e9 / secs,
+        support::peak_rss_mib(),
+        rows.join(" "),
     );
-    for run in 0..runs {
-        let ctx = StageContext::new("landuse", Path::new("."), sources.clone());
-        let inputs = Inputs::new(BTreeMap::from([("units".to_owned(), units.clone())]));
-        let (t, cpu0) = (Instant::now(), cpu_seconds());
-        let out = prepared.run(&inputs, &ctx).expect("stage runs");
-        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
-        let rows: Vec<String> = out
-            .iter()
-            .map(|(n, b)| format!("{n}={}", b.num_rows()))
-            .collect();
-        let areas = &out[0].1;
-        let px: i64 = pipeline::table::i64s(areas, "areas", "pixels")
-            .expect("pixels")
-            .iter()
-            .sum();
-        println!(
-            "run {run}: wall {secs:.3} s, CPU {cpu:.3} s, {:.3} Gpx per CPU-second, {:.3} Gpx/s wall, peak RSS {:.0} MB  ({}; classified pixels {px})",
-            pixels as f64 / 1e9 / cpu,
-            pixels as f64 / 1e9 / secs,
-            support::peak_rss_mib(),
-            rows.join(" "),
-        );
-        if run == 0
-            && let Ok(path) = std::env::var("LANDUSE_BENCH_CODES")
-        {
-            // unit_id,code,pixels of the first year, for comparison with the Python references.
-            let codes = &out[3].1;
-            let ids = pipeline::table::ids(codes, "codes", "unit_id").expect("unit_id");
-            let code = pipeline::table::i64s(codes, "codes", "code").expect("code");
-            let px = pipeline::table::i64s(codes, "codes", "pixels").expect("pixels");
-            let lines: Vec<String> = (0..ids.len())
-                .map(|i| format!("{},{},{}", ids[i], code[i], px[i]))
-                .collect();
-            std::fs::write(path, lines.join("\n") + "\n").expect("codes file is writable");
-        }
-        if run == 0 {
-            for w in ctx.take_warnings().iter().take(5) {
-                println!("  warning: {w}");
-            }
-        }
+    if run > 0 {
+        return;
     }
+    if let Ok(path) = std::env::var("LANDUSE_BENCH_CODES") {
+        write_codes(&out[3].1, &path);
+    }
+    for w in ctx.take_warnings().iter().take(5) {
+        println!("  warning: {w}");
+    }
+}
+
+/// unit_id,code,pixels of the first year, for comparison with the Python references.
+fn write_codes(codes: &RecordBatch, path: &str) {
+    let ids = pipeline::table::ids(codes, "codes", "unit_id").expect("unit_id");
+    let code = pipeline::table::i64s(codes, "codes", "code").expect("code");
+    let px = pipeline::table::i64s(codes, "codes", "pixels").expect("pixels");
+    let lines: Vec<String> = (0..ids.len())
+        .map(|i| format!("{},{},{}", ids[i], code[i], px[i]))
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("codes file is writable");
 }
 
 // ---------------------------------------------------------------------------------------------
