@@ -412,7 +412,7 @@ pub(crate) mod tests {
     /// (reduction 0.8); cutting 1–2 leaves {0,1,3,4} (0,1,1,2: SSD 2) and {2} (0.8); cutting
     /// 0–1 leaves {0,3} (0,1: 0.5) and {1,2,4} (1,2,2: 2/3), reduction 2.8 − 7/6 ≈ 1.633;
     /// cutting 0–3 leaves {3} and {0,1,2,4} (0,1,2,2: 2.75), 0.05. Best is 0–1 (1.633 > 1).
-    fn grid() -> (Vec<f64>, Vec<(usize, usize)>) {
+    pub(crate) fn grid() -> (Vec<f64>, Vec<(usize, usize)>) {
         let values = vec![0.0, 1.0, 2.0, 1.0, 2.0, 8.0, 9.0, 8.0, 9.0];
         let edges = vec![
             (0, 1),

@@ -871,26 +871,13 @@ mod tests {
     /// The 3×3 grid of the SKATER hand calculation in `methods::skater` (values 0 1 2 / 1 2 8 /
     /// 9 8 9 by row from the bottom), ids g0..g8, rook edges.
     fn grid() -> (RecordBatch, RecordBatch) {
-        let ids: Vec<String> = (0..9).map(|i| format!("g{i}")).collect();
+        let (values, pairs) = crate::methods::skater::tests::grid();
+        let ids: Vec<String> = (0..values.len()).map(|i| format!("g{i}")).collect();
         let table = TableBuilder::new()
             .str("unit_id", &ids)
-            .f64("x", vec![0.0, 1.0, 2.0, 1.0, 2.0, 8.0, 9.0, 8.0, 9.0])
+            .f64("x", values)
             .build()
             .unwrap();
-        let pairs = [
-            (0, 1),
-            (1, 2),
-            (3, 4),
-            (4, 5),
-            (6, 7),
-            (7, 8),
-            (0, 3),
-            (3, 6),
-            (1, 4),
-            (4, 7),
-            (2, 5),
-            (5, 8),
-        ];
         let from: Vec<String> = pairs.iter().map(|p| format!("g{}", p.0)).collect();
         let to: Vec<String> = pairs.iter().map(|p| format!("g{}", p.1)).collect();
         (
