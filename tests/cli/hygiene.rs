@@ -83,6 +83,28 @@ fn an_overflowing_gc_max_size_is_a_usage_error() {
     );
 }
 
+/// One summary file cannot hold several studies' summaries: refused before anything runs.
+#[test]
+fn a_summary_of_several_studies_is_a_usage_error() {
+    let s = rows_study(3);
+    let run = s.run(&[
+        "run",
+        "study.yaml",
+        "study.yaml",
+        "--summary-json",
+        "summary.json",
+    ]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("`--summary-json` takes one study"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(!s.path("summary.json").exists());
+    assert!(!s.path("out").exists(), "nothing ran or was published");
+}
+
 #[test]
 fn an_absurd_jobs_count_is_capped_with_a_warning() {
     let s = rows_study(3);
