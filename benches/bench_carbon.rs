@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use pipeline::engine::stage::{Inputs, Outputs, PreparedStage, StageContext};
 use pipeline::stages::{compensation, emission, functional_areas, indices, sink};
 use pipeline::table::TableBuilder;
-use support::{Noise, prepare};
+use support::{CLASSES, FUELS, Noise, prepare};
 
 mod support;
 
@@ -22,27 +22,6 @@ const RUNS: usize = 7;
 fn unit(i: usize) -> String {
     format!("U{i:05}")
 }
-
-const CLASSES: [&str; 6] = [
-    "construction",
-    "cultivated",
-    "forest",
-    "grassland",
-    "unused",
-    "water",
-];
-
-const FUELS: [&str; 9] = [
-    "raw_coal",
-    "coke",
-    "crude_oil",
-    "gasoline",
-    "kerosene",
-    "diesel",
-    "fuel_oil",
-    "natural_gas",
-    "electricity",
-];
 
 const CROPS: [&str; 3] = ["maize", "rice", "wheat"];
 

@@ -30,47 +30,12 @@ use pipeline::stages::{
     autocorrelation, cluster, compensation, contiguity, emission, indices, ingest, sink, zoning,
 };
 use pipeline::table::{TableBuilder, f64s, polygons, strings};
-use support::{cpu_seconds, peak_rss_mib, prepare};
+use support::{CLASSES, FUELS, Noise, cpu_seconds, peak_rss_mib, prepare};
 
 mod support;
 
 const FIRST_YEAR: i64 = 1985;
 const YEARS: i64 = 38;
-const CLASSES: [&str; 6] = [
-    "construction",
-    "cultivated",
-    "forest",
-    "grassland",
-    "unused",
-    "water",
-];
-const FUELS: [&str; 9] = [
-    "raw_coal",
-    "coke",
-    "crude_oil",
-    "gasoline",
-    "kerosene",
-    "diesel",
-    "fuel_oil",
-    "natural_gas",
-    "electricity",
-];
-
-/// SplitMix64: small and value-stable noise.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        #[allow(clippy::cast_precision_loss)]
-        let v = (z >> 11) as f64 / (1u64 << 53) as f64;
-        v
-    }
-}
-
 struct Options {
     boundaries: PathBuf,
     runs: usize,
@@ -163,7 +128,7 @@ fn time(
 /// Per-unit tables for every year: land-use areas, energy, economy. Values are smooth in the
 /// unit's centroid (so that Moran's I and the clusters have structure) plus noise.
 fn synthetic_tables(ids: &[String], centroids: &[[f64; 2]]) -> BTreeMap<&'static str, RecordBatch> {
-    let mut rng = Rng(42);
+    let mut rng = Noise::new(42);
     let (mut u, mut y, mut c, mut a) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut eu, mut ey) = (Vec::new(), Vec::new());
     let mut fuels: Vec<Vec<f64>> = vec![Vec::new(); FUELS.len()];
@@ -177,19 +142,19 @@ fn synthetic_tables(ids: &[String], centroids: &[[f64; 2]]) -> BTreeMap<&'static
                 u.push(id.clone());
                 y.push(year);
                 c.push(class);
-                a.push(1000.0 + 50_000.0 * rng.next() * (2.5 - smooth));
+                a.push(1000.0 + 50_000.0 * rng.unit() * (2.5 - smooth));
             }
             eu.push(id.clone());
             ey.push(year);
             for f in &mut fuels {
-                f.push(10_000.0 * smooth * trend * (0.8 + 0.4 * rng.next()));
+                f.push(10_000.0 * smooth * trend * (0.8 + 0.4 * rng.unit()));
             }
             let e = [
-                (1e5 + 1e6 * rng.next()) * smooth * trend,
-                10.0 + 100.0 * rng.next(),
-                0.25 + 0.2 * rng.next(),
-                0.3 + 0.2 * rng.next(),
-                0.2 + 0.6 * rng.next(),
+                (1e5 + 1e6 * rng.unit()) * smooth * trend,
+                10.0 + 100.0 * rng.unit(),
+                0.25 + 0.2 * rng.unit(),
+                0.3 + 0.2 * rng.unit(),
+                0.2 + 0.6 * rng.unit(),
             ];
             for (col, v) in economy.iter_mut().zip(e) {
                 col.push(v);

@@ -7,6 +7,29 @@
 use pipeline::engine::stage::{Entry, PreparedStage, Stage, StageEntry};
 use pipeline::methods::rng::SplitMix64;
 
+/// The land classes of the synthetic `areas` tables.
+pub const CLASSES: [&str; 6] = [
+    "construction",
+    "cultivated",
+    "forest",
+    "grassland",
+    "unused",
+    "water",
+];
+
+/// The fuel columns of the synthetic `energy` tables: the default preset's fuels.
+pub const FUELS: [&str; 9] = [
+    "raw_coal",
+    "coke",
+    "crude_oil",
+    "gasoline",
+    "kerosene",
+    "diesel",
+    "fuel_oil",
+    "natural_gas",
+    "electricity",
+];
+
 /// Uniform noise in `[0, 1)` from SplitMix64: the same values on every machine and run.
 pub struct Noise(SplitMix64);
 
