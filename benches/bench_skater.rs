@@ -130,11 +130,24 @@ fn main() {
     if sides.is_empty() {
         sides = vec![100, 173, 316];
     }
+    let grids = time_skater(&sides, write_dir.as_deref());
+    time_redcap(grids, write_dir.as_deref());
+    time_contiguity();
+}
 
-    let mut redcap_timings = Vec::new();
+/// A grid's standardised attributes and rook edges, as SKATER had them.
+struct Grid {
+    side: usize,
+    data: Vec<f64>,
+    edges: Vec<(usize, usize)>,
+}
+
+/// SKATER on each grid; with `write_dir`, also its inputs and labels for pygeoda.
+fn time_skater(sides: &[usize], write_dir: Option<&str>) -> Vec<Grid> {
     println!("SKATER, k = 10:");
     println!("cells,edges,wall_seconds,cpu_seconds,within_ss,total_ss,peak_rss_mib");
-    for side in sides {
+    let mut grids = Vec::new();
+    for &side in sides {
         let (raw, edges) = grid(side);
         let (t, c) = (Instant::now(), cpu_seconds());
         let mut data = raw.clone();
@@ -151,28 +164,34 @@ fn main() {
             ss.total,
             peak_rss_mib()
         );
-        if let Some(dir) = &write_dir {
+        if let Some(dir) = write_dir {
             write_inputs(dir, side, &raw, &edges, &labels).expect("writing the benchmark inputs");
         }
-        redcap_timings.push((side * side, data, edges));
+        grids.push(Grid { side, data, edges });
     }
+    grids
+}
+
+/// REDCAP on the grids SKATER ran on; with `write_dir`, also its labels.
+fn time_redcap(grids: Vec<Grid>, write_dir: Option<&str>) {
     println!("REDCAP (full-order average linkage), k = 10:");
     println!("cells,wall_seconds,cpu_seconds,within_ss");
-    for (n, data, edges) in redcap_timings {
+    for Grid { side, data, edges } in grids {
         let (t, c) = (Instant::now(), cpu_seconds());
         let labels = redcap(&data, VARS, &edges, K, None).labels(K);
         let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
         let ss = sums_of_squares(&data, VARS, &labels, K);
-        println!("{n},{secs:.3},{cpu:.2},{:.6}", ss.within_total);
-        if let Some(dir) = &write_dir {
-            let side = n.isqrt();
+        println!("{},{secs:.3},{cpu:.2},{:.6}", side * side, ss.within_total);
+        if let Some(dir) = write_dir {
             let text: String = labels.iter().map(|l| format!("{}\n", l + 1)).collect();
             std::fs::write(format!("{dir}/grid_{side}_redcap_labels.csv"), text)
                 .expect("writing the REDCAP labels");
         }
     }
+}
 
-    // Contiguity: 54 × 54 = 2,916 squares of 100 vertices each.
+/// Queen and rook contiguity of 54 × 54 = 2,916 squares of 100 vertices each.
+fn time_contiguity() {
     let units: Vec<MultiPolygon<f64>> = (0..54 * 54)
         .map(|i| {
             let (x, y) = ((i % 54) as f64, (i / 54) as f64);
