@@ -79,8 +79,19 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::os::unix::fs::symlink(root.join("pipelines/data"), dir.path().join("data"))
         .expect("link the example data");
-    let cache = Cache::open(&dir.path().join("cache")).expect("cache");
-    let study = dir.path().join("study.yaml");
+    time_sweeps(dir.path());
+    let bin = root.join("target/release/pipeline");
+    if bin.exists() {
+        time_edited_studies(&bin, dir.path());
+    } else {
+        println!("edited studies: build the binary first (`cargo build --release --bin pipeline`)");
+    }
+}
+
+/// The sweep under `SWEEP_RUNS` seeds, after a warm-up run that caches the stages upstream.
+fn time_sweeps(dir: &Path) {
+    let cache = Cache::open(&dir.join("cache")).expect("cache");
+    let study = dir.join("study.yaml");
     let options = PlanOptions {
         allow_outside: true,
     };
@@ -115,20 +126,20 @@ fn main() {
             );
         }
     }
+}
 
-    let bin = root.join("target/release/pipeline");
-    if !bin.exists() {
-        println!("edited studies: build the binary first (`cargo build --release --bin pipeline`)");
-        return;
-    }
+/// The alternative to a sweep: edit the study and run the binary, `EDITED_RUNS` times, and
+/// extrapolate to `DRAWS` runs.
+fn time_edited_studies(bin: &Path, dir: &Path) {
+    let study = dir.join("study.yaml");
     let started = Instant::now();
     let cpu_before = children_cpu_seconds();
     for k in 0..EDITED_RUNS {
         let forest = -0.644 + 0.063 * (k as f64 + 0.5) / EDITED_RUNS as f64;
         std::fs::write(&study, STUDY.replace("FOREST", &forest.to_string())).expect("write study");
-        let status = Command::new(&bin)
+        let status = Command::new(bin)
             .args(["--cache-dir"])
-            .arg(dir.path().join("cache"))
+            .arg(dir.join("cache"))
             .args(["run", "--allow-outside", "-q"])
             .arg(&study)
             .status()
