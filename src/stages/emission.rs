@@ -18,7 +18,7 @@ use crate::methods::emission::{
 };
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    classes_with_rows,
+    ClassRow, rows_by_class,
     ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_panel,
     class_row_key, class_without_coefficient, gdp_value, is_path,
     refuse_unused_columns, require_column,
@@ -789,30 +789,30 @@ fn class_rows(
             .map(|(c, _)| c.clone())
             .collect();
         classes.sort();
-        let mut rows = Vec::new();
-        let mut out: Vec<SourceRow<'_>> = Vec::with_capacity(areas.len() * 4);
-        let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
-        for (k, ua) in areas.iter().enumerate() {
-            classes_with_rows(ua, &classes, coefficients, &params.coefficients, &mut here)?;
+        let arrange = |here: &mut Vec<ClassRow<'_>>| {
             if construction.is_some() {
                 here.push(("construction", None));
             }
             here.sort_by(|a, b| a.0.cmp(b.0));
-            for &(source, at) in &here {
-                rows.push((k, at));
-                out.push(SourceRow {
-                    unit: ua.unit,
-                    year: ua.year,
-                    source,
-                    emission_t_c: 0.0,
-                    method: if at.is_some() {
-                        area_method
-                    } else {
-                        construction_method
-                    },
-                });
-            }
-        }
+        };
+        let (rows, out) = rows_by_class(
+            areas,
+            &classes,
+            coefficients,
+            &params.coefficients,
+            arrange,
+            |ua, (source, at)| SourceRow {
+                unit: ua.unit,
+                year: ua.year,
+                source,
+                emission_t_c: 0.0,
+                method: if at.is_some() {
+                    area_method
+                } else {
+                    construction_method
+                },
+            },
+        )?;
         let template = emission_schema().build(&out)?.1;
         Ok(ClassRows {
             classes,

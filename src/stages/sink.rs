@@ -16,7 +16,7 @@ use crate::methods::coefficients::{
 use crate::methods::sink::{area_sink_t_c, crop_sink_t_c};
 use crate::table::schema::TableSchema;
 use crate::stages::shared::carbon_panel::{
-    classes_with_rows,
+    ClassRow, rows_by_class,
     ClassRows, CoefficientChoice, MissingPolicy, Panel, UnitYearAreas, area_panel,
     class_row_key, refuse_unused_columns, str_col,
 };
@@ -361,30 +361,30 @@ fn sink_rows(
             .filter(|(c, v)| **v < 0.0 && *c != "construction")
             .map(|(c, _)| c.clone())
             .collect();
-        let mut rows = Vec::new();
-        let mut out: Vec<Row<'_>> = Vec::with_capacity(areas.len() * 4);
-        let mut here: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
-        for (k, ua) in areas.iter().enumerate() {
-            classes_with_rows(ua, &classes, coefficients, &params.coefficients, &mut here)?;
+        let arrange = |here: &mut Vec<ClassRow<'_>>| {
             if !here.iter().any(|(class, _)| *class == "cultivated") {
                 here.push(("cultivated", None));
                 here.sort_by(|a, b| a.0.cmp(b.0));
             }
-            for &(class, at) in &here {
-                rows.push((k, at));
-                out.push(Row {
-                    unit: ua.unit,
-                    year: ua.year,
-                    class,
-                    sink_t_c: 0.0,
-                    method: if at.is_some() {
-                        area_method
-                    } else {
-                        cultivated_method
-                    },
-                });
-            }
-        }
+        };
+        let (rows, out) = rows_by_class(
+            areas,
+            &classes,
+            coefficients,
+            &params.coefficients,
+            arrange,
+            |ua, (class, at)| Row {
+                unit: ua.unit,
+                year: ua.year,
+                class,
+                sink_t_c: 0.0,
+                method: if at.is_some() {
+                    area_method
+                } else {
+                    cultivated_method
+                },
+            },
+        )?;
         let template = schema().build(&out)?.1;
         Ok(ClassRows {
             classes,

@@ -772,7 +772,7 @@ pub struct ClassRows {
     /// Per output row: its unit-year (an index into the grouped areas) and, for a land class,
     /// its position among that unit-year's classes and its index in `classes`; `None` for a
     /// row the kind computes otherwise (construction, cultivated land by another method).
-    pub rows: Vec<(usize, Option<(usize, usize)>)>,
+    pub rows: Vec<RowPosition>,
     /// The output with every row, its value column still to be filled.
     pub template: RecordBatch,
 }
@@ -809,13 +809,49 @@ impl ClassRows {
     }
 }
 
+/// Where an output row's value comes from (see [`ClassRows::rows`]).
+pub type RowPosition = (usize, Option<(usize, usize)>);
+
+/// A row of a per-class output: its label (a class name) and, for a land class, its position
+/// among the unit-year's classes and its index in the sorted `classes`.
+pub type ClassRow<'a> = (&'a str, Option<(usize, usize)>);
+
+/// The rows of a per-class output, unit-year by unit-year: each row's unit-year and position
+/// ([`ClassRows::rows`]) and the output row `row` makes of it. Per unit-year, the rows are the
+/// classes [`classes_with_rows`] finds, after `arrange` has added the kind's own row (which
+/// has no position) and ordered them.
+///
+/// # Errors
+/// A class other than construction without a coefficient.
+pub fn rows_by_class<'a, R>(
+    areas: &[UnitYearAreas<'a>],
+    classes: &[String],
+    coefficients: &BTreeMap<String, f64>,
+    choice: &CoefficientChoice,
+    arrange: impl Fn(&mut Vec<ClassRow<'a>>),
+    row: impl Fn(&UnitYearAreas<'a>, ClassRow<'a>) -> R,
+) -> Result<(Vec<RowPosition>, Vec<R>), StageError> {
+    let mut rows = Vec::new();
+    let mut out = Vec::with_capacity(areas.len() * 4);
+    let mut here = Vec::new();
+    for (k, ua) in areas.iter().enumerate() {
+        classes_with_rows(ua, classes, coefficients, choice, &mut here)?;
+        arrange(&mut here);
+        for &(label, at) in &here {
+            rows.push((k, at));
+            out.push(row(ua, (label, at)));
+        }
+    }
+    Ok((rows, out))
+}
+
 /// The classes of one unit-year's `areas` that have rows, as (class, (index in `ua.classes`,
 /// index in `classes`)), in the order of `ua.classes`: those listed in the sorted `classes`.
 /// Construction is left to the caller (it has a method of its own).
 ///
 /// # Errors
 /// A class other than construction without a coefficient.
-pub fn classes_with_rows<'a>(
+fn classes_with_rows<'a>(
     ua: &UnitYearAreas<'a>,
     classes: &[String],
     coefficients: &BTreeMap<String, f64>,
