@@ -1,0 +1,253 @@
+//! Output tables written a part at a time ([`StageContext::output_writer`]), so a stage whose
+//! tables are large never holds a whole one. Each part is checked as `commit` checks a whole
+//! table (the declared schema, no NaN or ±infinity, named by its row in the table) and then
+//! goes either into a temp file in the cache, encoded by the one deterministic Parquet writer
+//! and hashed as it is written, or, where nothing stores outputs (a sweep's draws, a worker,
+//! unit tests), into memory, and the stage gets the whole table back.
+//!
+//! A finished file is a [`WrittenTable`]: the scheduler moves it into the blob store when it
+//! commits the stage. Until then it is only a temp file, removed when its writer or its
+//! `WrittenTable` is dropped (a failed or cancelled stage), so a stage that did not finish
+//! leaves no blob and no entry; a killed process leaves a temp file the next run removes.
+//!
+//! [`StageContext::output_writer`]: crate::engine::stage::StageContext::output_writer
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::engine::key::Digest;
+use crate::engine::stage::StageError;
+use crate::io::parquet::PartWriter;
+
+/// Where written tables wait for the scheduler: fresh paths on the blob store's file system.
+pub trait TempFiles: Send + Sync {
+    /// A path no other writer uses, in a folder whose old files a later run removes.
+    fn tmp_path(&self, ext: &str) -> PathBuf;
+}
+
+impl TempFiles for crate::engine::cache::Cache {
+    fn tmp_path(&self, ext: &str) -> PathBuf {
+        crate::engine::cache::Cache::tmp_path(self, ext)
+    }
+}
+
+/// An output table a stage finished writing to a temp file, not yet stored. Dropping it
+/// removes the file.
+#[derive(Debug)]
+pub struct WrittenTable {
+    pub name: String,
+    /// `None` once the file was moved away (see [`WrittenTable::moved`]).
+    path: Option<PathBuf>,
+    pub digest: Digest,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+impl WrittenTable {
+    /// The temp file holding the table's Parquet bytes.
+    pub fn path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .expect("a written table's file is there until it is moved")
+    }
+
+    /// Records that the file was moved (or removed) by its taker, so dropping leaves it alone.
+    pub fn moved(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for WrittenTable {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A file that hashes (BLAKE3) and counts what is written to it.
+struct HashingFile {
+    file: File,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Where the parts go.
+enum Sink {
+    /// Kept to be handed back whole.
+    Memory(Vec<RecordBatch>),
+    /// Encoded into a temp file; the writer is made with the first part's schema.
+    File {
+        path: PathBuf,
+        parts: Option<PartWriter<HashingFile>>,
+    },
+}
+
+/// One output table being written a part at a time (see the module's documentation).
+pub struct OutputWriter<'c> {
+    name: String,
+    schema: Option<SchemaRef>,
+    rows: usize,
+    /// `None` once finished.
+    sink: Option<Sink>,
+    /// The stage's list of finished files.
+    written: &'c Mutex<Vec<WrittenTable>>,
+}
+
+impl<'c> OutputWriter<'c> {
+    /// A writer of output `name` into memory, or into a file of `files` when given.
+    pub(crate) fn new(
+        name: &str,
+        files: Option<&dyn TempFiles>,
+        written: &'c Mutex<Vec<WrittenTable>>,
+    ) -> Self {
+        let sink = match files {
+            Some(files) => Sink::File {
+                path: files.tmp_path("part"),
+                parts: None,
+            },
+            None => Sink::Memory(Vec::new()),
+        };
+        Self {
+            name: name.to_owned(),
+            schema: None,
+            rows: 0,
+            sink: Some(sink),
+            written,
+        }
+    }
+
+    /// Appends `part` after the parts so far. The first part fixes the table's schema (so write
+    /// an empty part first when a later one may be the first with a null in a column).
+    ///
+    /// # Errors
+    /// A part of another schema (an internal error), a non-finite float cell (a data error
+    /// naming its row in the table, as for a whole table), or the file could not be written.
+    pub fn write(&mut self, part: RecordBatch) -> Result<(), StageError> {
+        let schema = self.schema.get_or_insert_with(|| part.schema());
+        if part.schema() != *schema {
+            return Err(StageError::internal(format!(
+                "output `{}`: the part from row {} has another schema than the parts before it",
+                self.name,
+                self.rows + 1
+            )));
+        }
+        crate::engine::finite::check_part(&self.name, &part, self.rows)?;
+        self.rows += part.num_rows();
+        match self.sink.as_mut().expect("a writer is used until finished") {
+            Sink::Memory(parts) => parts.push(part),
+            Sink::File { path, parts } => {
+                let writer = match parts {
+                    Some(w) => w,
+                    None => parts.insert(open_part_writer(path, part.schema())?),
+                };
+                writer
+                    .write(part)
+                    .map_err(|e| write_error(&self.name, path).caused_by(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the table. In memory, returns it whole; written to a file, the file is synced and
+    /// left for the scheduler to store, and what returns is the table's schema with no rows:
+    /// either way the stage returns it among its outputs under the writer's name.
+    ///
+    /// # Errors
+    /// No part was written (the schema is unknown), or the file could not be written.
+    pub fn finish(mut self) -> Result<RecordBatch, StageError> {
+        let Some(schema) = self.schema.clone() else {
+            return Err(StageError::internal(format!(
+                "output `{}` was given no part (write an empty table for an empty output)",
+                self.name
+            )));
+        };
+        match self.sink.take().expect("a writer is finished once") {
+            Sink::Memory(parts) => {
+                arrow_select::concat::concat_batches(&schema, &parts).map_err(|e| {
+                    StageError::internal(format!("joining output `{}`", self.name)).caused_by(e)
+                })
+            }
+            Sink::File { path, parts } => {
+                let parts = parts.expect("the first part opened the file");
+                let table = self.close(path, parts)?;
+                self.written
+                    .lock()
+                    .expect("written-table list lock is never poisoned")
+                    .push(table);
+                Ok(RecordBatch::new_empty(schema))
+            }
+        }
+    }
+
+    /// Writes the footer and syncs the file; the table's record (which owns the file from here).
+    fn close(
+        &self,
+        path: PathBuf,
+        parts: PartWriter<HashingFile>,
+    ) -> Result<WrittenTable, StageError> {
+        let mut table = WrittenTable {
+            name: self.name.clone(),
+            path: Some(path),
+            digest: Digest::of(b""),
+            bytes: 0,
+            rows: self.rows as u64,
+        };
+        let file = parts
+            .finish()
+            .map_err(|e| write_error(&self.name, table.path()).caused_by(e))?;
+        file.file
+            .sync_all()
+            .map_err(|e| write_error(&self.name, table.path()).caused_by(e))?;
+        table.digest = file.hasher.finalize().into();
+        table.bytes = file.bytes;
+        Ok(table)
+    }
+}
+
+impl Drop for OutputWriter<'_> {
+    fn drop(&mut self) {
+        // Not finished: the stage failed or stopped, and its half-written file goes.
+        if let Some(Sink::File { path, parts }) = self.sink.take() {
+            drop(parts);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn open_part_writer(path: &Path, schema: SchemaRef) -> Result<PartWriter<HashingFile>, StageError> {
+    let file = File::create(path).map_err(|e| {
+        StageError::internal(format!("cannot create {}", path.display()))
+            .caused_by(e)
+            .with_hint("check that the cache directory is writable and the disk is not full")
+    })?;
+    let sink = HashingFile {
+        file,
+        hasher: blake3::Hasher::new(),
+        bytes: 0,
+    };
+    PartWriter::new(sink, schema)
+        .map_err(|e| StageError::internal(format!("cannot start {}", path.display())).caused_by(e))
+}
+
+fn write_error(name: &str, path: &Path) -> StageError {
+    StageError::internal(format!("writing output `{name}` to {}", path.display()))
+        .with_hint("check that the cache directory is writable and the disk is not full")
+}
