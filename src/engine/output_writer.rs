@@ -251,3 +251,114 @@ fn write_error(name: &str, path: &Path) -> StageError {
     StageError::internal(format!("writing output `{name}` to {}", path.display()))
         .with_hint("check that the cache directory is writable and the disk is not full")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::engine::stage::StageContext;
+    use crate::table::TableBuilder;
+
+    /// Temp files numbered in a folder.
+    struct Folder(PathBuf, AtomicUsize);
+
+    impl TempFiles for Folder {
+        fn tmp_path(&self, ext: &str) -> PathBuf {
+            let n = self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.join(format!("{n}.{ext}"))
+        }
+    }
+
+    fn rows(from: i64, to: i64) -> RecordBatch {
+        let names: Vec<String> = (from..to).map(|i| format!("r{i}")).collect();
+        TableBuilder::new()
+            .str("name", &names)
+            .f64_opt(
+                "x",
+                (from..to)
+                    .map(|i| (i % 3 != 0).then_some(0.5 * i as f64))
+                    .collect(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn contexts() -> (tempfile::TempDir, StageContext, StageContext) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(Folder(dir.path().to_owned(), AtomicUsize::new(0)));
+        let on_disk = StageContext::new("s", dir.path(), BTreeMap::new()).with_output_files(files);
+        let in_memory = StageContext::new("s", dir.path(), BTreeMap::new());
+        (dir, on_disk, in_memory)
+    }
+
+    fn files_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn in_memory_the_parts_come_back_as_the_whole_table() {
+        let (_dir, _, ctx) = contexts();
+        let mut writer = ctx.output_writer("t");
+        for (a, b) in [(0, 10), (10, 10), (10, 25)] {
+            writer.write(rows(a, b)).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), rows(0, 25));
+        assert!(ctx.take_written().is_empty());
+    }
+
+    #[test]
+    fn on_disk_the_file_holds_the_whole_tables_bytes_until_dropped() {
+        let (dir, ctx, _) = contexts();
+        let mut writer = ctx.output_writer("t");
+        writer.write(rows(0, 70_000)).unwrap();
+        writer.write(rows(70_000, 70_001)).unwrap();
+        let returned = writer.finish().unwrap();
+        assert_eq!(
+            (returned.num_rows(), returned.schema()),
+            (0, rows(0, 1).schema())
+        );
+        let mut written = ctx.take_written();
+        let table = written.pop().unwrap();
+        let whole = crate::io::parquet::to_bytes(&rows(0, 70_001)).unwrap();
+        assert_eq!(std::fs::read(table.path()).unwrap(), whole);
+        assert_eq!(
+            (table.digest, table.bytes),
+            (Digest::of(&whole), whole.len() as u64)
+        );
+        assert_eq!((table.name.as_str(), table.rows), ("t", 70_001));
+        drop(table);
+        assert_eq!(
+            files_in(dir.path()),
+            0,
+            "an unstored table's file is removed"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_or_failed_writer_leaves_no_file() {
+        let (dir, ctx, _) = contexts();
+        let mut writer = ctx.output_writer("t");
+        writer.write(rows(0, 100_000)).unwrap();
+        assert_eq!(files_in(dir.path()), 1);
+        drop(writer);
+        assert_eq!(files_in(dir.path()), 0);
+
+        let mut writer = ctx.output_writer("t");
+        writer.write(rows(0, 5)).unwrap();
+        let other = TableBuilder::new().i64("n", vec![1]).build().unwrap();
+        let err = writer.write(other).unwrap_err();
+        assert_eq!(
+            err.message,
+            "output `t`: the part from row 6 has another schema than the parts before it"
+        );
+        drop(writer);
+        assert_eq!(files_in(dir.path()), 0);
+
+        let err = ctx.output_writer("empty").finish().unwrap_err();
+        assert!(err.message.contains("given no part"), "{}", err.message);
+        assert!(ctx.take_written().is_empty());
+    }
+}
