@@ -2249,11 +2249,18 @@ mod tests {
         warnings: Vec<String>,
     }
 
-    fn run(
+    fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
+        run_in(params, port, table, None).map(|(r, _)| r)
+    }
+
+    /// As [`run`], the outputs written in parts going to files of `files` when given; the
+    /// tables written to files come back too.
+    fn run_in(
         mut params: serde_json::Value,
         port: &str,
         table: RecordBatch,
-    ) -> Result<Run, StageError> {
+        files: Option<Arc<dyn crate::engine::output_writer::TempFiles>>,
+    ) -> Result<(Run, Vec<crate::engine::output_writer::WrittenTable>), StageError> {
         // The fixture units include U4 (outside the rasters) and U5 (smaller than a pixel):
         // raster tests keep them unless they test the refusal itself.
         if let Some(p) = params.as_object_mut()
@@ -2269,13 +2276,49 @@ mod tests {
                 .into_iter()
                 .map(|s| (s.name, fixtures().join(s.path)))
                 .collect();
-        let ctx = StageContext::new("landuse", &fixtures(), sources);
+        let mut ctx = StageContext::new("landuse", &fixtures(), sources);
+        if let Some(files) = files {
+            ctx = ctx.with_output_files(files);
+        }
         let inputs = Inputs::new(BTreeMap::from([(port.to_owned(), table)]));
         let outputs = prepared.run(&inputs, &ctx)?;
-        Ok(Run {
+        let run = Run {
             outputs: outputs.into_iter().collect(),
             warnings: ctx.take_warnings(),
-        })
+        };
+        Ok((run, ctx.take_written()))
+    }
+
+    #[test]
+    fn outputs_written_to_files_have_the_bytes_of_the_tables_made_in_memory() {
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u16_strip_deflate_pred2.tif",
+                         "2005": "proj_u8_tiled_deflate.tif",
+                         "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+        });
+        let units = units_table("units_proj_lonlat.geojson");
+        let in_memory = run(params.clone(), "units", units.clone()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::engine::cache::Cache::open(dir.path()).unwrap();
+        let (on_disk, written) = run_in(params, "units", units, Some(Arc::new(cache))).unwrap();
+        assert_eq!(on_disk.warnings, in_memory.warnings);
+        let streamed = ["areas", "transitions", "codes", "dynamics", "coverage"];
+        let names: Vec<&str> = written.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["transitions", "areas", "codes", "dynamics", "coverage"]);
+        for w in &written {
+            let whole = &in_memory.outputs[&w.name];
+            assert!(whole.num_rows() > 0, "{}", w.name);
+            assert_eq!(on_disk.outputs[&w.name].num_rows(), 0, "{}", w.name);
+            let bytes = crate::io::parquet::to_bytes(whole).unwrap();
+            assert!(std::fs::read(w.path()).unwrap() == bytes, "{} differs", w.name);
+            assert_eq!(w.rows, whole.num_rows() as u64);
+        }
+        for (name, table) in &on_disk.outputs {
+            if !streamed.contains(&name.as_str()) {
+                assert_eq!(table, &in_memory.outputs[name], "{name} is returned whole");
+            }
+        }
     }
 
     /// `areas` as (unit, year, class) → (pixels, area_ha).
