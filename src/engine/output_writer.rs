@@ -96,7 +96,7 @@ enum Sink {
     /// Encoded into a temp file; the writer is made with the first part's schema.
     File {
         path: PathBuf,
-        parts: Option<PartWriter<HashingFile>>,
+        parts: Option<Box<PartWriter<HashingFile>>>,
     },
 }
 
@@ -156,7 +156,7 @@ impl<'c> OutputWriter<'c> {
             Sink::File { path, parts } => {
                 let writer = match parts {
                     Some(w) => w,
-                    None => parts.insert(open_part_writer(path, part.schema())?),
+                    None => parts.insert(Box::new(open_part_writer(path, part.schema())?)),
                 };
                 writer
                     .write(part)
@@ -187,7 +187,7 @@ impl<'c> OutputWriter<'c> {
             }
             Sink::File { path, parts } => {
                 let parts = parts.expect("the first part opened the file");
-                let table = self.close(path, parts)?;
+                let table = self.close(path, *parts)?;
                 self.written
                     .lock()
                     .expect("written-table list lock is never poisoned")
