@@ -90,7 +90,7 @@ impl Write for HashingFile {
 }
 
 /// Where the parts go.
-enum Sink {
+enum Parts {
     /// Kept to be handed back whole.
     Memory(Vec<RecordBatch>),
     /// Encoded into a temp file; the writer is made with the first part's schema.
@@ -106,7 +106,7 @@ pub struct OutputWriter<'c> {
     schema: Option<SchemaRef>,
     rows: usize,
     /// `None` once finished.
-    sink: Option<Sink>,
+    to: Option<Parts>,
     /// The stage's list of finished files.
     written: &'c Mutex<Vec<WrittenTable>>,
 }
@@ -118,31 +118,32 @@ impl<'c> OutputWriter<'c> {
         files: Option<&dyn TempFiles>,
         written: &'c Mutex<Vec<WrittenTable>>,
     ) -> Self {
-        let sink = match files {
-            Some(files) => Sink::File {
+        let to = match files {
+            Some(files) => Parts::File {
                 path: files.tmp_path("part"),
                 parts: None,
             },
-            None => Sink::Memory(Vec::new()),
+            None => Parts::Memory(Vec::new()),
         };
         Self {
             name: name.to_owned(),
             schema: None,
             rows: 0,
-            sink: Some(sink),
+            to: Some(to),
             written,
         }
     }
 
-    /// Appends `part` after the parts so far. The first part fixes the table's schema (so write
-    /// an empty part first when a later one may be the first with a null in a column).
+    /// Appends `part` after the parts so far. The first part written fixes the table's schema,
+    /// nullability included: a column nullable only where a value is null must be built
+    /// nullable in every part, or the part that first holds a null is refused.
     ///
     /// # Errors
     /// A part of another schema (an internal error), a non-finite float cell (a data error
     /// naming its row in the table, as for a whole table), or the file could not be written.
     pub fn write(&mut self, part: RecordBatch) -> Result<(), StageError> {
-        let schema = self.schema.get_or_insert_with(|| part.schema());
-        if part.schema() != *schema {
+        let schema = part.schema();
+        if self.schema.as_ref().is_some_and(|first| *first != schema) {
             return Err(StageError::internal(format!(
                 "output `{}`: the part from row {} has another schema than the parts before it",
                 self.name,
@@ -150,19 +151,22 @@ impl<'c> OutputWriter<'c> {
             )));
         }
         crate::engine::finite::check_part(&self.name, &part, self.rows)?;
-        self.rows += part.num_rows();
-        match self.sink.as_mut().expect("a writer is used until finished") {
-            Sink::Memory(parts) => parts.push(part),
-            Sink::File { path, parts } => {
+        let rows = part.num_rows();
+        match self.to.as_mut().expect("a writer is used until finished") {
+            Parts::Memory(parts) => parts.push(part),
+            Parts::File { path, parts } => {
                 let writer = match parts {
                     Some(w) => w,
-                    None => parts.insert(Box::new(open_part_writer(path, part.schema())?)),
+                    None => parts.insert(Box::new(open_part_writer(path, schema.clone())?)),
                 };
                 writer
                     .write(part)
                     .map_err(|e| write_error(&self.name, path).caused_by(e))?;
             }
         }
+        // Only a part written fixes the schema, so a file destination with a schema has its writer.
+        self.schema.get_or_insert(schema);
+        self.rows += rows;
         Ok(())
     }
 
@@ -179,13 +183,13 @@ impl<'c> OutputWriter<'c> {
                 self.name
             )));
         };
-        match self.sink.take().expect("a writer is finished once") {
-            Sink::Memory(parts) => {
+        match self.to.take().expect("a writer is finished once") {
+            Parts::Memory(parts) => {
                 arrow_select::concat::concat_batches(&schema, &parts).map_err(|e| {
                     StageError::internal(format!("joining output `{}`", self.name)).caused_by(e)
                 })
             }
-            Sink::File { path, parts } => {
+            Parts::File { path, parts } => {
                 let parts = parts.expect("the first part opened the file");
                 let table = self.close(path, *parts)?;
                 self.written
@@ -225,7 +229,7 @@ impl<'c> OutputWriter<'c> {
 impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
         // Not finished: the stage failed or stopped, and its half-written file goes.
-        if let Some(Sink::File { path, parts }) = self.sink.take() {
+        if let Some(Parts::File { path, parts }) = self.to.take() {
             drop(parts);
             let _ = std::fs::remove_file(path);
         }
@@ -238,12 +242,12 @@ fn open_part_writer(path: &Path, schema: SchemaRef) -> Result<PartWriter<Hashing
             .caused_by(e)
             .with_hint("check that the cache directory is writable and the disk is not full")
     })?;
-    let sink = HashingFile {
+    let file = HashingFile {
         file,
         hasher: blake3::Hasher::new(),
         bytes: 0,
     };
-    PartWriter::new(sink, schema)
+    PartWriter::new(file, schema)
         .map_err(|e| StageError::internal(format!("cannot start {}", path.display())).caused_by(e))
 }
 
