@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::error::Diagnostic;
 use crate::engine::key::{CacheKey, Digest};
+use crate::engine::output_writer::WrittenTable;
 
 /// The engine's version, recorded in every manifest.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -292,30 +293,79 @@ impl Cache {
 
     /// Writes bytes to `tmp/`, fsyncs, and renames to `dest` (no-op if `dest` exists).
     fn place(&self, dest: &Path, bytes: &[u8], read_only: bool) -> Result<(), Diagnostic> {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
-        }
         let tmp = self.tmp_path("part");
         let mut f = File::create(&tmp).map_err(|e| io_error("write", &tmp, e))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| io_error("write", &tmp, e))?;
+        drop(f);
+        Self::move_into(&tmp, dest, read_only)
+    }
+
+    /// Renames the synced file `tmp` to `dest` (made read-only first if asked) and syncs the
+    /// folder, so `dest` is either absent or whole.
+    fn move_into(tmp: &Path, dest: &Path, read_only: bool) -> Result<(), Diagnostic> {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+        }
         if read_only {
-            let mut perms = f
-                .metadata()
-                .map_err(|e| io_error("stat", &tmp, e))?
+            let mut perms = fs::metadata(tmp)
+                .map_err(|e| io_error("stat", tmp, e))?
                 .permissions();
             perms.set_readonly(true);
-            let _ = fs::set_permissions(&tmp, perms);
+            let _ = fs::set_permissions(tmp, perms);
         }
-        drop(f);
-        fs::rename(&tmp, dest).map_err(|e| io_error("rename into", dest, e))?;
+        fs::rename(tmp, dest).map_err(|e| io_error("rename into", dest, e))?;
         if let Some(parent) = dest.parent()
             && let Ok(dir) = File::open(parent)
         {
             let _ = dir.sync_all();
         }
         Ok(())
+    }
+
+    /// Whether `dest` holds exactly the `len` bytes of `digest`. A stored blob of the right
+    /// size may still hold other bytes, so it is rehashed.
+    fn intact_blob(dest: &Path, len: u64, digest: Digest) -> bool {
+        fs::metadata(dest).is_ok_and(|m| {
+            m.is_file() && m.len() == len && hash_file(dest, m.len()).is_ok_and(|d| d == digest)
+        })
+    }
+
+    /// Stores an output table a stage wrote to a temp file (see
+    /// [`crate::engine::output_writer`]), as [`Cache::put_blob`] stores encoded bytes: moved
+    /// into place by rename, read-only; a blob already stored intact is kept and the file
+    /// removed.
+    pub fn put_written(&self, table: WrittenTable) -> Result<OutputRecord, Diagnostic> {
+        let dest = self.blob_path(&table.digest);
+        if Self::intact_blob(&dest, table.bytes, table.digest) {
+            let _ = fs::remove_file(table.path());
+        } else {
+            remove_any(&dest);
+            Self::move_into(table.path(), &dest, true)?;
+        }
+        let record = Self::blob_record(&table.name, &dest, table.digest, table.rows, table.bytes);
+        table.moved();
+        record
+    }
+
+    fn blob_record(
+        name: &str,
+        dest: &Path,
+        digest: Digest,
+        rows: u64,
+        bytes: u64,
+    ) -> Result<OutputRecord, Diagnostic> {
+        let seal = fs::metadata(dest)
+            .map(|m| seal_of(&m))
+            .map_err(|e| io_error("stat", dest, e))?;
+        Ok(OutputRecord {
+            name: name.to_owned(),
+            digest,
+            rows,
+            bytes,
+            seal,
+        })
     }
 
     /// Stores one encoded output table and returns its record.
@@ -327,26 +377,11 @@ impl Cache {
     ) -> Result<OutputRecord, Diagnostic> {
         let digest = Digest::of(bytes);
         let dest = self.blob_path(&digest);
-        // A stored blob of the right size may still hold other bytes: rehash before keeping it.
-        let intact = fs::metadata(&dest).is_ok_and(|m| {
-            m.is_file()
-                && m.len() == bytes.len() as u64
-                && hash_file(&dest, m.len()).is_ok_and(|d| d == digest)
-        });
-        if !intact {
+        if !Self::intact_blob(&dest, bytes.len() as u64, digest) {
             remove_any(&dest);
             self.place(&dest, bytes, true)?;
         }
-        let seal = fs::metadata(&dest)
-            .map(|m| seal_of(&m))
-            .map_err(|e| io_error("stat", &dest, e))?;
-        Ok(OutputRecord {
-            name: name.to_owned(),
-            digest,
-            rows,
-            bytes: bytes.len() as u64,
-            seal,
-        })
+        Self::blob_record(name, &dest, digest, rows, bytes.len() as u64)
     }
 
     /// Commits an entry: its blobs must already be stored with [`Cache::put_blob`].

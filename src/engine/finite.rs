@@ -92,6 +92,31 @@ fn describe(v: f64) -> &'static str {
 /// integer cells), and how many such cells the output has. The stage's name is added where the
 /// failure is rendered.
 pub fn check_output(output: &str, batch: &RecordBatch) -> Result<(), StageError> {
+    check_rows(output, batch, 0, "this output")
+}
+
+/// As [`check_output`], for a part of an output whose first row is row `first_row` (from 0)
+/// of the whole table, so the message names the row in the table.
+///
+/// # Errors
+/// As [`check_output`].
+pub fn check_part(output: &str, batch: &RecordBatch, first_row: usize) -> Result<(), StageError> {
+    let rows = format!(
+        "rows {}–{} of this output",
+        first_row + 1,
+        first_row + batch.num_rows()
+    );
+    check_rows(output, batch, first_row, &rows)
+}
+
+/// The check of `batch`, rows `first_row` on of `output`; `scope` says which rows in the count
+/// of other non-finite cells.
+fn check_rows(
+    output: &str,
+    batch: &RecordBatch,
+    first_row: usize,
+    scope: &str,
+) -> Result<(), StageError> {
     let schema = batch.schema();
     let mut first = None;
     let mut total = 0usize;
@@ -118,12 +143,12 @@ pub fn check_output(output: &str, batch: &RecordBatch) -> Result<(), StageError>
     };
     let others = match total {
         1 => String::new(),
-        n => format!("; {} more non-finite cell(s) in this output", n - 1),
+        n => format!("; {} more non-finite cell(s) in {scope}", n - 1),
     };
     Err(StageError::data(format!(
         "output `{output}` column `{}` row {}{at} is {}{others}",
         schema.field(c).name(),
-        row + 1,
+        first_row + row + 1,
         describe(value),
     ))
     .with_hint(
@@ -179,6 +204,17 @@ mod tests {
              +infinity; 1 more non-finite cell(s) in this output"
         );
         assert!(err.hint.unwrap().contains("1e308"));
+    }
+
+    #[test]
+    fn a_part_names_the_row_in_the_whole_table() {
+        let batch = table(vec![Some(1.0), Some(f64::NAN), Some(f64::NEG_INFINITY)]);
+        let err = check_part("o", &batch, 65_536).unwrap_err();
+        assert_eq!(
+            err.message,
+            "output `o` column `x` row 65538 (id = `u1`, year = 2001) is not a number (NaN); \
+             1 more non-finite cell(s) in rows 65537–65539 of this output"
+        );
     }
 
     #[test]

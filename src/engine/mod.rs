@@ -8,6 +8,7 @@ pub mod finite;
 pub mod interrupt;
 pub mod invocation;
 pub mod key;
+pub mod output_writer;
 pub mod param_defaults;
 pub mod pattern;
 pub mod plan;

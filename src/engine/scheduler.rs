@@ -7,15 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use serde::Serialize;
 
-use crate::engine::cache::{Cache, ENGINE_VERSION, Manifest, RunRecord};
+use crate::engine::cache::{Cache, ENGINE_VERSION, Manifest, OutputRecord, RunRecord};
 use crate::engine::error::Diagnostic;
 use crate::engine::executor::local::LocalExecutor;
 use crate::engine::executor::{ComputeError, Executor, Job};
 use crate::engine::interrupt;
 use crate::engine::invocation::{InputLocation, Invocation};
 use crate::engine::key::{CODE_DIGEST, CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::output_writer::WrittenTable;
 use crate::engine::plan::Plan;
 use crate::engine::progress::{Event, Reporter};
 use crate::engine::stage::{StageError, StageErrorTier};
@@ -709,14 +711,11 @@ impl Env<'_> {
             warnings: computed.warnings,
             memos: computed.memos,
         };
-        match commit(
-            self.cache,
-            stage,
-            &key,
-            key.digest(),
-            computed.outputs,
-            extras,
-        ) {
+        let outputs = Produced {
+            tables: computed.outputs,
+            written: computed.written,
+        };
+        match commit(self.cache, stage, &key, key.digest(), outputs, extras) {
             Ok(manifest) => {
                 let _ = self.cache.save_last_key(&self.plan.study_id, &name, &key);
                 let rows = manifest.outputs.first().map_or(0, |o| o.rows);
@@ -752,6 +751,13 @@ fn would_run(name: &str, reason: Option<String>, key: Option<CacheKey>) -> Stage
     }
 }
 
+/// A computation's outputs: every table in declared order, and those of them written to files
+/// (returned in `tables` as their schema with no rows).
+struct Produced {
+    tables: crate::engine::stage::Outputs,
+    written: Vec<WrittenTable>,
+}
+
 /// What a computation records besides its outputs.
 struct Extras {
     seconds: f64,
@@ -764,9 +770,13 @@ fn commit(
     stage: &crate::engine::plan::PlannedStage,
     key: &CacheKey,
     digest: Digest,
-    outputs: crate::engine::stage::Outputs,
+    outputs: Produced,
     extras: Extras,
 ) -> Result<Manifest, StageError> {
+    let Produced {
+        tables: outputs,
+        mut written,
+    } = outputs;
     let declared: Vec<&str> = stage.outputs.iter().map(|o| o.name.as_str()).collect();
     let produced: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
     if declared != produced {
@@ -790,12 +800,17 @@ fn commit(
                 stage.kind
             )));
         }
-        let bytes = crate::io::parquet::to_bytes(batch)
-            .map_err(|e| StageError::internal(format!("encoding output `{name}`")).caused_by(e))?;
-        let record = cache
-            .put_blob(name, &bytes, batch.num_rows() as u64)
-            .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))?;
+        let record = match written.iter().position(|w| w.name == *name) {
+            Some(i) => store_written(cache, stage.kind, written.swap_remove(i), batch)?,
+            None => store_table(cache, name, batch)?,
+        };
         records.push(record);
+    }
+    if let Some(extra) = written.first() {
+        return Err(StageError::internal(format!(
+            "kind `{}` wrote output `{}` in parts but did not return it",
+            stage.kind, extra.name
+        )));
     }
     let manifest = Manifest {
         engine_version: ENGINE_VERSION.to_owned(),
@@ -810,6 +825,34 @@ fn commit(
         .commit(&manifest)
         .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))?;
     Ok(manifest)
+}
+
+/// Encodes a table returned whole and stores it.
+fn store_table(cache: &Cache, name: &str, batch: &RecordBatch) -> Result<OutputRecord, StageError> {
+    let bytes = crate::io::parquet::to_bytes(batch)
+        .map_err(|e| StageError::internal(format!("encoding output `{name}`")).caused_by(e))?;
+    cache
+        .put_blob(name, &bytes, batch.num_rows() as u64)
+        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))
+}
+
+/// Stores a table written in parts; what the stage returned for it must be its schema alone
+/// (checked against the declaration like a whole table; its rows were checked part by part).
+fn store_written(
+    cache: &Cache,
+    kind: &str,
+    table: WrittenTable,
+    returned: &RecordBatch,
+) -> Result<OutputRecord, StageError> {
+    if returned.num_rows() != 0 {
+        return Err(StageError::internal(format!(
+            "kind `{kind}` returned rows for output `{}`, which it wrote in parts",
+            table.name
+        )));
+    }
+    cache
+        .put_written(table)
+        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))
 }
 
 /// The invocation that computes stage `i`, for a worker process.
@@ -914,6 +957,114 @@ mod tests {
                 .build()?;
             Ok(vec![("table".to_owned(), table)])
         }
+    }
+
+    /// A test kind writing `rows` rows in parts of `part` rows (a NaN at row `nan_at`, from 1),
+    /// and a small second output returned whole.
+    struct Streamed;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StreamedParams {
+        rows: usize,
+        part: usize,
+        #[serde(default)]
+        nan_at: Option<usize>,
+    }
+
+    /// Rows `from..to` of the streamed test table.
+    fn streamed_rows(from: usize, to: usize, nan_at: Option<usize>) -> RecordBatch {
+        let ids: Vec<String> = (from..to).map(|i| format!("id{}", i % 977)).collect();
+        let values = (from..to)
+            .map(|i| {
+                if nan_at == Some(i + 1) {
+                    f64::NAN
+                } else {
+                    i as f64 / 3.0
+                }
+            })
+            .collect();
+        crate::table::TableBuilder::new()
+            .str("id", &ids)
+            .i64("n", (from..to).map(|i| i as i64 % 5).collect())
+            .f64("v", values)
+            .build()
+            .unwrap()
+    }
+
+    impl Stage for Streamed {
+        const KIND: &'static str = "streamed";
+        const VERSION: u32 = 1;
+        const DOC: &'static str = "A table written in parts.";
+        const PARAMS: &'static [ParamDoc] = &[];
+        type Params = StreamedParams;
+
+        fn ports(_: &StreamedParams) -> Vec<Port> {
+            Vec::new()
+        }
+
+        fn outputs(_: &StreamedParams) -> Vec<OutputDecl> {
+            vec![
+                OutputDecl::new("big", "parts").with_columns(["id", "n", "v"]),
+                OutputDecl::new("small", "whole"),
+            ]
+        }
+
+        fn run(p: &StreamedParams, _: &Inputs, ctx: &StageContext) -> Result<Outputs, StageError> {
+            let mut writer = ctx.output_writer("big");
+            writer.write(streamed_rows(0, 0, None))?;
+            for from in (0..p.rows).step_by(p.part) {
+                writer.write(streamed_rows(from, p.rows.min(from + p.part), p.nan_at))?;
+            }
+            let big = writer.finish()?;
+            let small = crate::table::TableBuilder::new()
+                .f64("x", vec![1.0])
+                .build()?;
+            Ok(vec![("big".to_owned(), big), ("small".to_owned(), small)])
+        }
+    }
+
+    #[test]
+    fn a_table_written_in_parts_is_stored_with_the_bytes_of_the_whole_table() {
+        static PARTS: &[&dyn StageEntry] = &[&Entry::<Streamed>::new()];
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let plan_of = |extra: &str| {
+            let path = dir.path().join("study.yaml");
+            let text = format!(
+                "study: parts\nstages:\n  s: {{ kind: streamed, rows: 150000, part: 7001{extra} }}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            plan::build(spec::load(&path).unwrap(), PARTS, PlanOptions::default()).unwrap()
+        };
+        let tmp_files = || std::fs::read_dir(cache.root().join("tmp")).unwrap().count();
+        let reporter = RecordingReporter::default();
+        let report = run(&plan_of(""), &cache, &reporter, &RunOptions::default()).unwrap();
+        let manifest = report.get("s").unwrap().manifest.as_ref().unwrap();
+        let whole = crate::io::parquet::to_bytes(&streamed_rows(0, 150_000, None)).unwrap();
+        let big = &manifest.outputs[0];
+        assert_eq!((big.digest, big.rows), (Digest::of(&whole), 150_000));
+        assert_eq!(std::fs::read(cache.blob_path(&big.digest)).unwrap(), whole);
+        assert_eq!(
+            tmp_files(),
+            0,
+            "the temp file was moved into the blob store"
+        );
+
+        // A NaN in a later part fails the stage, naming its row in the table; nothing is kept.
+        let report = run(
+            &plan_of(", nan_at: 100000"),
+            &cache,
+            &reporter,
+            &RunOptions::default(),
+        )
+        .unwrap();
+        let failed = report.get("s").unwrap();
+        assert_eq!(failed.status, StageStatus::Failed);
+        let message = &failed.error.as_ref().unwrap().message;
+        assert!(message.contains("column `v` row 100000 "), "{message}");
+        assert!(failed.manifest.is_none());
+        assert_eq!(tmp_files(), 0, "the half-written file is removed");
     }
 
     static REGISTRY: &[&dyn StageEntry] = &[&Entry::<Constant>::new()];

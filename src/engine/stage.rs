@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::engine::key::{CacheKey, Digest, KEY_FORMAT_VERSION};
+use crate::engine::output_writer::{OutputWriter, TempFiles, WrittenTable};
 use crate::engine::param_defaults::{self, DefaultDrift};
 use crate::engine::reuse::ReuseStore;
 use crate::engine::warning::{GENERAL, Warning};
@@ -224,6 +225,9 @@ pub struct StageContext {
     log_dir: Option<PathBuf>,
     progress: Mutex<Option<ProgressChannel>>,
     reuse: Option<Arc<ReuseStore>>,
+    /// Where [`StageContext::output_writer`] writes files; `None`: tables stay in memory.
+    output_files: Option<Arc<dyn TempFiles>>,
+    written: Mutex<Vec<WrittenTable>>,
 }
 
 /// Where [`StageContext::progress`] sends its events, and the last tenth sent.
@@ -265,7 +269,36 @@ impl StageContext {
             log_dir: None,
             progress: Mutex::new(None),
             reuse: None,
+            output_files: None,
+            written: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Lets [`StageContext::output_writer`] write tables to files of `files` (the cache's
+    /// temp folder) for the scheduler to store, instead of keeping them in memory.
+    #[must_use]
+    pub fn with_output_files(mut self, files: Arc<dyn TempFiles>) -> Self {
+        self.output_files = Some(files);
+        self
+    }
+
+    /// A writer of output `name` a part at a time, for a table too large to hold whole. Its
+    /// `finish` gives what the stage returns under `name` among its outputs: the whole table
+    /// where the engine keeps outputs in memory (a sweep's draws, a worker, unit tests), or,
+    /// where it writes them to the cache, the table's schema with no rows while the rows wait
+    /// in a file the scheduler stores on commit (see [`crate::engine::output_writer`]).
+    pub fn output_writer(&self, name: &str) -> OutputWriter<'_> {
+        OutputWriter::new(name, self.output_files.as_deref(), &self.written)
+    }
+
+    /// The tables finished by [`StageContext::output_writer`] into files, for the scheduler.
+    pub fn take_written(&self) -> Vec<WrittenTable> {
+        std::mem::take(
+            &mut *self
+                .written
+                .lock()
+                .expect("written-table list lock is never poisoned"),
+        )
     }
 
     /// Lets [`StageContext::reuse`] share values with the other runs that use `store`.
@@ -680,7 +713,8 @@ impl std::fmt::Display for StageError {
 
 impl std::error::Error for StageError {}
 
-/// A stage's results: named tables, in the order of [`Stage::outputs`].
+/// A stage's results: named tables, in the order of [`Stage::outputs`]. A table written with
+/// [`StageContext::output_writer`] is returned as its `finish` gave it.
 pub type Outputs = Vec<(String, RecordBatch)>;
 
 /// A stage kind. Implement this on a unit struct and add one line to the registry.

@@ -615,12 +615,165 @@ fn from_rasters(
     check_coverage(params, &coverage, &polygon_areas_ha(&geoms), &opened, ctx)?;
     warn_years_without_transitions(&year_list, &pair_results, ctx);
     let classes = params.wetland.classes();
-    let (areas, codes) = area_and_code_rows(&ids, &year_list, &year_results, scheme, classes, ctx);
+    let transfers = transfer_tables(&ids, pair_results, classes, ctx)?;
+    let per_unit = unit_tables(
+        &ids,
+        &year_list,
+        &year_results,
+        scheme,
+        classes,
+        &transfers.sums,
+        ctx,
+    )?;
     drop(year_results);
-    let codes_table = codes_schema().build(&codes)?;
-    drop(codes);
-    let transfers = transfer_tables(&ids, pair_results, classes)?;
-    tables(areas, transfers, codes_table, &coverage)
+    let mut coverage_table = StreamedTable::new(coverage_schema(), ctx);
+    coverage_table.extend(coverage)?;
+    Ok(vec![
+        per_unit.areas,
+        transfers.table,
+        transfers.totals,
+        per_unit.codes,
+        per_unit.dynamics,
+        coverage_table.finish()?,
+    ])
+}
+
+/// Rows on their way to an output written in parts (see [`StageContext::output_writer`]):
+/// a national annual study's tables are written as they are made, a part of
+/// [`STREAMED_PART_ROWS`] rows at a time, so neither their rows nor their columns are ever
+/// all in memory. The table's bytes are those of the whole table built at once.
+struct StreamedTable<'c, R> {
+    schema: TableSchema<R>,
+    writer: crate::engine::output_writer::OutputWriter<'c>,
+    rows: Vec<R>,
+}
+
+/// Rows a part of a [`StreamedTable`]: large enough that a part's overhead is negligible,
+/// small beside the table.
+const STREAMED_PART_ROWS: usize = 16_384;
+
+impl<'c, R> StreamedTable<'c, R> {
+    fn new(schema: TableSchema<R>, ctx: &'c StageContext) -> Self {
+        let writer = ctx.output_writer(&schema.decl().name);
+        Self {
+            schema,
+            writer,
+            rows: Vec::new(),
+        }
+    }
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = R>) -> Result<(), StageError> {
+        self.rows.extend(rows);
+        if self.rows.len() >= STREAMED_PART_ROWS {
+            self.write_rows()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows gathered so far as one part (an empty one fixes the schema of an empty
+    /// table).
+    fn write_rows(&mut self) -> Result<(), StageError> {
+        let (_, part) = self.schema.build(&self.rows)?;
+        self.rows.clear();
+        self.writer.write(part)
+    }
+
+    /// The output, as the stage returns it.
+    fn finish(mut self) -> Result<(String, arrow_array::RecordBatch), StageError> {
+        self.write_rows()?;
+        let name = self.schema.decl().name;
+        Ok((name, self.writer.finish()?))
+    }
+}
+
+/// The outputs made a unit at a time.
+struct UnitTables {
+    areas: (String, arrow_array::RecordBatch),
+    codes: (String, arrow_array::RecordBatch),
+    dynamics: (String, arrow_array::RecordBatch),
+}
+
+/// The `areas` rows (every listed class of every unit and year), the `codes` rows (raw codes
+/// but NoData) and the `dynamics` rows, written a unit at a time from the years' count maps,
+/// in the order of the tables built whole; codes outside the scheme are warned about, by year.
+fn unit_tables<'a>(
+    ids: &'a [String],
+    years: &[i64],
+    results: &[YearResult],
+    scheme: &Scheme,
+    classes: &[LandClass],
+    matrices: &BTreeMap<(&'a str, i64, i64), TransferSums>,
+    ctx: &StageContext,
+) -> Result<UnitTables, StageError> {
+    let mut areas = StreamedTable::new(areas_schema(), ctx);
+    let mut codes = StreamedTable::new(codes_schema(), ctx);
+    let mut dynamics = StreamedTable::new(dynamics_schema(), ctx);
+    let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
+    for (u, id) in ids.iter().enumerate() {
+        let unit = u32::try_from(u).expect("fewer than 2³² units");
+        // Each year's class areas, as `dynamics` adds them up from the `areas` rows.
+        let mut by_year: BTreeMap<i64, [f64; 7]> = BTreeMap::new();
+        for (res, &year) in results.iter().zip(years) {
+            let cells = unit_year_cells(res, unit, year, scheme, &mut unmapped, &mut codes, id)?;
+            let sums = by_year.entry(year).or_insert([0.0; 7]);
+            areas.extend(classes.iter().map(|&c| {
+                let (px, cm2) = cells[c.index()];
+                let area_ha = res.area.area_m2(px, cm2) / 1e4;
+                sums[c.index()] += area_ha;
+                AreaRow {
+                    unit: id,
+                    year,
+                    class: c,
+                    pixels: Some(to_i64(px)),
+                    area_ha,
+                }
+            }))?;
+        }
+        dynamics.extend(unit_dynamics_rows(id, &by_year, matrices, classes))?;
+    }
+    warn_unmapped(&unmapped, scheme, ctx);
+    Ok(UnitTables {
+        areas: areas.finish()?,
+        codes: codes.finish()?,
+        dynamics: dynamics.finish()?,
+    })
+}
+
+/// One unit's pixels and cm² (lon/lat grids) per class in one year, exact sums turned into
+/// areas once; writes its `codes` rows and counts the codes the scheme does not list.
+fn unit_year_cells<'a>(
+    res: &YearResult,
+    unit: u32,
+    year: i64,
+    scheme: &Scheme,
+    unmapped: &mut BTreeMap<(i64, u32), u64>,
+    codes: &mut StreamedTable<'_, CodeRow<'a>>,
+    id: &'a str,
+) -> Result<[(u64, u64); 7], StageError> {
+    let mut cells = [(0u64, 0u64); 7];
+    let mut rows = Vec::new();
+    for (&(_, code), &(px, summed)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
+        if res.nodata == Some(code) {
+            continue;
+        }
+        rows.push(CodeRow {
+            unit: id,
+            year,
+            code: i64::from(code),
+            pixels: to_i64(px),
+        });
+        match scheme.classify(i64::from(code)) {
+            CodeClass::Class(c) => {
+                let cell = &mut cells[c.index()];
+                cell.0 += px;
+                cell.1 += summed;
+            }
+            CodeClass::Excluded => {}
+            CodeClass::Unmapped => *unmapped.entry((year, code)).or_default() += px,
+        }
+    }
+    codes.extend(rows)?;
+    Ok(cells)
 }
 
 /// The units' ids and polygons, sorted by id; an id given twice is an error.
@@ -692,66 +845,6 @@ fn warn_years_without_transitions(years: &[i64], pairs: &[PairResult], ctx: &Sta
     }
 }
 
-/// The `areas` rows (every listed class of every unit and year) and the `codes` rows (raw codes
-/// but NoData); codes outside the scheme are warned about, by year.
-fn area_and_code_rows<'a>(
-    ids: &'a [String],
-    years: &[i64],
-    results: &[YearResult],
-    scheme: &Scheme,
-    classes: &[LandClass],
-    ctx: &StageContext,
-) -> (Vec<AreaRow<'a>>, Vec<CodeRow<'a>>) {
-    let mut unmapped: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    // Pixels and cm² (lon/lat grids) per class: exact sums, turned into areas once.
-    let mut per_unit: Vec<Vec<[(u64, u64); 7]>> = vec![vec![[(0, 0); 7]; years.len()]; ids.len()];
-    for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
-        for (&(unit, code), &(px, summed)) in &res.codes {
-            if res.nodata == Some(code) {
-                continue;
-            }
-            match scheme.classify(i64::from(code)) {
-                CodeClass::Class(c) => {
-                    let cell = &mut per_unit[unit as usize][yi][c.index()];
-                    cell.0 += px;
-                    cell.1 += summed;
-                }
-                CodeClass::Excluded => {}
-                CodeClass::Unmapped => *unmapped.entry((year, code)).or_default() += px,
-            }
-        }
-    }
-    let mut areas = Vec::with_capacity(ids.len() * years.len() * classes.len());
-    let mut codes = Vec::new();
-    for (u, id) in ids.iter().enumerate() {
-        let unit = u32::try_from(u).expect("fewer than 2³² units");
-        for (yi, (res, &year)) in results.iter().zip(years).enumerate() {
-            for (&(_, code), &(px, _)) in res.codes.range((unit, 0)..=(unit, u32::MAX)) {
-                if res.nodata != Some(code) {
-                    codes.push(CodeRow {
-                        unit: id,
-                        year,
-                        code: i64::from(code),
-                        pixels: to_i64(px),
-                    });
-                }
-            }
-            areas.extend(classes.iter().map(|&c| {
-                let (px, cm2) = per_unit[u][yi][c.index()];
-                AreaRow {
-                    unit: id,
-                    year,
-                    class: c,
-                    pixels: Some(to_i64(px)),
-                    area_ha: res.area.area_m2(px, cm2) / 1e4,
-                }
-            }));
-        }
-    }
-    warn_unmapped(&unmapped, scheme, ctx);
-    (areas, codes)
-}
-
 /// One warning per year with codes the scheme does not list.
 fn warn_unmapped(unmapped: &BTreeMap<(i64, u32), u64>, scheme: &Scheme, ctx: &StageContext) {
     let mut by_year: BTreeMap<i64, (Vec<String>, u64)> = BTreeMap::new();
@@ -771,23 +864,23 @@ fn warn_unmapped(unmapped: &BTreeMap<(i64, u32), u64>, scheme: &Scheme, ctx: &St
 }
 
 /// The `transitions` and `transitions_total` tables and the sums of each unit's transfer
-/// matrix (for `dynamics`), built a pair of years at a time: a pair's count map and rows are
-/// dropped once its rows are columns of the table, so a national annual study (2,852 units ×
-/// 36 class pairs a year) never holds every pair's rows or counts beside the table.
+/// matrix (for `dynamics`), made a pair of years at a time: a pair's count map and rows are
+/// dropped once its rows are written, so a national annual study (2,852 units × 36 class
+/// pairs a year) never holds every pair's rows, counts or columns.
 fn transfer_tables<'a>(
     ids: &'a [String],
     pairs: Vec<PairResult>,
     classes: &[LandClass],
+    ctx: &StageContext,
 ) -> Result<Transfers<'a>, StageError> {
-    let schema = transitions_schema();
-    let mut table = schema.parts(pairs.len() * ids.len() * classes.len() * classes.len());
+    let mut table = StreamedTable::new(transitions_schema(), ctx);
     let mut totals = Vec::with_capacity(pairs.len() * classes.len() * classes.len());
     let mut sums = BTreeMap::new();
     for pair in pairs {
         let (rows, total) = pair_rows(ids, &pair, classes);
         drop(pair);
-        table.append(&rows);
         sums.extend(transfer_sums(&rows));
+        table.extend(rows)?;
         totals.extend(total);
     }
     Ok(Transfers {
@@ -2103,7 +2196,7 @@ fn tabular_rows(
         })
         .collect();
     // Yearbook areas carry no pixels: no transfer matrix and no code histogram.
-    let transfers = transfer_tables(&[], Vec::new(), listed)?;
+    let transfers = transfer_tables(&[], Vec::new(), listed, ctx)?;
     tables(areas, transfers, codes_schema().build(&[])?, &[])
 }
 
@@ -2156,11 +2249,18 @@ mod tests {
         warnings: Vec<String>,
     }
 
-    fn run(
+    fn run(params: serde_json::Value, port: &str, table: RecordBatch) -> Result<Run, StageError> {
+        run_in(params, port, table, None).map(|(r, _)| r)
+    }
+
+    /// As [`run`], the outputs written in parts going to files of `files` when given; the
+    /// tables written to files come back too.
+    fn run_in(
         mut params: serde_json::Value,
         port: &str,
         table: RecordBatch,
-    ) -> Result<Run, StageError> {
+        files: Option<Arc<dyn crate::engine::output_writer::TempFiles>>,
+    ) -> Result<(Run, Vec<crate::engine::output_writer::WrittenTable>), StageError> {
         // The fixture units include U4 (outside the rasters) and U5 (smaller than a pixel):
         // raster tests keep them unless they test the refusal itself.
         if let Some(p) = params.as_object_mut()
@@ -2176,13 +2276,49 @@ mod tests {
                 .into_iter()
                 .map(|s| (s.name, fixtures().join(s.path)))
                 .collect();
-        let ctx = StageContext::new("landuse", &fixtures(), sources);
+        let mut ctx = StageContext::new("landuse", &fixtures(), sources);
+        if let Some(files) = files {
+            ctx = ctx.with_output_files(files);
+        }
         let inputs = Inputs::new(BTreeMap::from([(port.to_owned(), table)]));
         let outputs = prepared.run(&inputs, &ctx)?;
-        Ok(Run {
+        let run = Run {
             outputs: outputs.into_iter().collect(),
             warnings: ctx.take_warnings(),
-        })
+        };
+        Ok((run, ctx.take_written()))
+    }
+
+    #[test]
+    fn outputs_written_to_files_have_the_bytes_of_the_tables_made_in_memory() {
+        let params = serde_json::json!({
+            "rasters": { "2000": "proj_u16_strip_deflate_pred2.tif",
+                         "2005": "proj_u8_tiled_deflate.tif",
+                         "2020": "proj_u8_tiled_deflate_2020.tif" },
+            "scheme": "clcd",
+        });
+        let units = units_table("units_proj_lonlat.geojson");
+        let in_memory = run(params.clone(), "units", units.clone()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::engine::cache::Cache::open(dir.path()).unwrap();
+        let (on_disk, written) = run_in(params, "units", units, Some(Arc::new(cache))).unwrap();
+        assert_eq!(on_disk.warnings, in_memory.warnings);
+        let streamed = ["areas", "transitions", "codes", "dynamics", "coverage"];
+        let names: Vec<&str> = written.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["transitions", "areas", "codes", "dynamics", "coverage"]);
+        for w in &written {
+            let whole = &in_memory.outputs[&w.name];
+            assert!(whole.num_rows() > 0, "{}", w.name);
+            assert_eq!(on_disk.outputs[&w.name].num_rows(), 0, "{}", w.name);
+            let bytes = crate::io::parquet::to_bytes(whole).unwrap();
+            assert!(std::fs::read(w.path()).unwrap() == bytes, "{} differs", w.name);
+            assert_eq!(w.rows, whole.num_rows() as u64);
+        }
+        for (name, table) in &on_disk.outputs {
+            if !streamed.contains(&name.as_str()) {
+                assert_eq!(table, &in_memory.outputs[name], "{name} is returned whole");
+            }
+        }
     }
 
     /// `areas` as (unit, year, class) → (pixels, area_ha).

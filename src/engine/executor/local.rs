@@ -51,6 +51,7 @@ impl Executor for LocalExecutor {
         match ran {
             Ok(Ok(outputs)) => Ok(Computed {
                 outputs,
+                written: ctx.take_written(),
                 warnings,
                 memos,
             }),
@@ -72,7 +73,8 @@ impl Executor for LocalExecutor {
     }
 }
 
-/// The context a stage runs in here: its sources, the cache's memos and its log folder.
+/// The context a stage runs in here: its sources, the cache's memos, its temp files for
+/// outputs written in parts, and its log folder.
 fn context(job: &Job<'_>) -> StageContext {
     let stage = &job.plan.stages[job.index];
     let scope = MemoScope {
@@ -82,6 +84,7 @@ fn context(job: &Job<'_>) -> StageContext {
     };
     StageContext::new(&stage.name, &job.plan.study_dir, stage.sources.clone())
         .with_memo(Arc::new(CacheMemo(job.cache.clone())), scope)
+        .with_output_files(Arc::new(job.cache.clone()))
         .with_log_dir(
             job.cache
                 .root()

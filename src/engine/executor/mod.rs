@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::cache::{Cache, Manifest};
 use crate::engine::key::{CacheKey, Digest};
+use crate::engine::output_writer::WrittenTable;
 use crate::engine::plan::Plan;
 use crate::engine::progress::Reporter;
 use crate::engine::stage::{Outputs, StageError};
@@ -33,6 +34,9 @@ pub struct Job<'a> {
 /// What a computation gives the scheduler to commit.
 pub struct Computed {
     pub outputs: Outputs,
+    /// The outputs the stage wrote to files, waiting to be stored; each is among `outputs`
+    /// as its schema with no rows.
+    pub written: Vec<WrittenTable>,
     pub warnings: Vec<Warning>,
     /// The memo entries used: (memo key, blob digest).
     pub memos: Vec<(Digest, Digest)>,

@@ -698,6 +698,7 @@ fn read_outputs(spec: &JobSpec, mut result: WorkerResult) -> Result<Computed, Co
     }
     Ok(Computed {
         outputs,
+        written: Vec::new(),
         warnings: result.warnings,
         memos: result.memos,
     })
