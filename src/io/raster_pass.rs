@@ -1,11 +1,13 @@
 //! One pass over the years of a group: every window no unit reaches is skipped, the others are
 //! read for every year in parallel (one decoder per worker) and counted per unit and code by
 //! [`crate::methods::zonal`], and consecutive years are counted as code pairs for the transfer
-//! matrices. Counts are added up in window order batch by batch, so outputs do not depend on
-//! the number of threads and memory holds one batch of counts.
+//! matrices. Each window's counts are added up as soon as it is counted: they are integers, so
+//! outputs do not depend on the order or the number of threads, and memory holds the counts of
+//! the windows being counted, whatever the number of years.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
@@ -292,62 +294,53 @@ pub fn histogram_pass_within(
             worker, layers, pairs, &is_from, spans, row_cm2, transform, memory, index, window,
         )
     };
-    // Windows in batches, each batch's counts added up before the next is read: memory holds
-    // one batch of counts, not the counts of every window of every year. Counts and areas
-    // (whole cm²) are integers, so no order of windows changes a sum.
-    let mut maps: Vec<CountMap> = vec![CountMap::new(); layers.len() + pairs.len()];
+    // Each window's counts go into the maps as soon as the window is counted, a layer at a time
+    // under that layer's lock. Counts and areas (whole cm²) are integers, so no order of
+    // windows changes a sum; memory holds the counts of the windows being counted (one a
+    // thread), not a batch of windows × every layer.
+    let maps: Vec<Mutex<CountMap>> = (0..layers.len() + pairs.len())
+        .map(|_| Mutex::new(CountMap::new()))
+        .collect();
     // Progress in tiles of all years (every window is read for every year of the pass).
     let unit = format!("tiles × {} years", layers.len());
-    let mut done = 0u64;
-    for batch in windows.chunks(windows_per_batch(layers.len() + pairs.len())) {
-        let per_window: Vec<Vec<Vec<Count>>> = batch
-            .par_iter()
-            .map_init(
-                || pool.take(|| new_worker(layers, layout, n_units)),
-                |worker, &(index, window)| -> Result<Vec<Vec<Count>>, PassError> {
-                    if observer.cancelled() {
-                        return Err(PassError::Cancelled);
-                    }
-                    let worker = worker.get().map_err(|e| PassError::Io(e.clone()))?;
-                    Ok(count(worker, index, window)?)
-                },
-            )
-            .collect::<Result<_, _>>()?;
-        for counts_of_window in per_window {
-            for (layer, counts) in counts_of_window.into_iter().enumerate() {
-                for c in counts {
-                    let e = maps[layer].entry((c.unit, c.code)).or_insert((0, 0));
-                    e.0 += c.pixels;
-                    e.1 += c.area_cm2;
-                }
+    let done = Mutex::new(0u64);
+    windows.par_iter().try_for_each_init(
+        || pool.take(|| new_worker(layers, layout, n_units)),
+        |worker, &(index, window)| -> Result<(), PassError> {
+            if observer.cancelled() {
+                return Err(PassError::Cancelled);
             }
+            let worker = worker.get().map_err(|e| PassError::Io(e.clone()))?;
+            add_window(&maps, count(worker, index, window)?);
+            // Under the lock, so the reported counts only go up.
+            let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
+            *done += 1;
+            observer.progress(*done, windows.len() as u64, &unit);
+            Ok(())
+        },
+    )?;
+    Ok(maps
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect())
+}
+
+/// Adds one window's counts (a list per layer) into the pass's maps.
+fn add_window(maps: &[Mutex<CountMap>], counts_of_window: Vec<Vec<Count>>) {
+    for (map, counts) in maps.iter().zip(counts_of_window) {
+        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        for c in counts {
+            let e = map.entry((c.unit, c.code)).or_insert((0, 0));
+            e.0 += c.pixels;
+            e.1 += c.area_cm2;
         }
-        done += batch.len() as u64;
-        observer.progress(done, windows.len() as u64, &unit);
     }
-    Ok(maps)
 }
 
-/// The most windows read in parallel before their counts are added up.
-const WINDOWS_PER_BATCH: usize = 256;
-
-/// The counts of a batch are held until it ends, one list per window and layer (year or pair):
-/// windows × layers lists. Batches of [`WINDOW_LAYERS_PER_BATCH`] window-layers keep that
-/// independent of the number of years, as long as every thread still gets a few windows.
-const WINDOW_LAYERS_PER_BATCH: usize = 1024;
-
-/// Windows per batch for a pass over `layers` layers (years and pairs). The batch size changes
-/// no output: counts are added up in window order whatever the batches.
-fn windows_per_batch(layers: usize) -> usize {
-    (WINDOW_LAYERS_PER_BATCH / layers.max(1))
-        .min(WINDOWS_PER_BATCH)
-        .max(4 * rayon::current_num_threads())
-}
-
-/// Workers kept across the batches of a pass (opening a file and zeroing a histogram's tables
-/// for every batch would cost more than small windows).
+/// Workers kept across the parallel jobs of a pass (opening a file and zeroing a histogram's
+/// tables for every job would cost more than small windows).
 #[derive(Default)]
-struct WorkerPool(std::sync::Mutex<Vec<Worker>>);
+struct WorkerPool(Mutex<Vec<Worker>>);
 
 /// A worker on loan from a [`WorkerPool`], given back when dropped.
 struct PooledWorker<'a> {
