@@ -996,23 +996,15 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
     std::fs::create_dir_all(out).map_err(|e| {
         Diagnostic::environment(format!("cannot create {}", out.display())).caused_by(e)
     })?;
-    let executed = inv.execute(BUILTIN);
-    let result = match &executed {
+    let files = crate::engine::output_writer::FolderFiles(out.to_path_buf());
+    let executed = inv.execute_to(BUILTIN, Some(std::sync::Arc::new(files)));
+    let (result, failure) = match executed {
         Ok(done) => {
-            let mut outputs = serde_json::Map::new();
-            for (name, table) in &done.outputs {
-                let path = out.join(format!("{name}.parquet"));
-                crate::io::parquet::write(&path, table).map_err(|e| {
-                    Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
-                })?;
-                outputs.insert(
-                    name.clone(),
-                    json!({"rows": table.num_rows(), "path": path}),
-                );
-            }
-            json!({"status": "ok", "outputs": outputs, "warnings": done.warnings, "memos": done.memos})
+            let outputs = worker_outputs(out, done.outputs, done.written)?;
+            let result = json!({"status": "ok", "outputs": outputs, "warnings": done.warnings, "memos": done.memos});
+            (result, None)
         }
-        Err(e) => json!({"status": "failed", "error": e}),
+        Err(e) => (json!({"status": "failed", "error": e}), Some(e)),
     };
     std::fs::write(
         out.join("result.json"),
@@ -1023,9 +1015,38 @@ fn worker(invocation: &Path, out: &Path) -> Result<u8, Diagnostic> {
         return Err(interrupted(signal));
     }
     // A failure also goes to stderr as `run` prints it, with the documented exit code.
-    executed
-        .map(|_| 0)
-        .map_err(|e| stage_failure(&inv.stage, e))
+    failure.map_or(Ok(0), |e| Err(stage_failure(&inv.stage, e)))
+}
+
+/// Puts each output of a worker's stage in `out/<name>.parquet`: a table written in parts is
+/// renamed there, a whole one encoded. Both are the bytes the coordinator stores.
+fn worker_outputs(
+    out: &Path,
+    tables: crate::engine::stage::Outputs,
+    mut written: Vec<crate::engine::output_writer::WrittenTable>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Diagnostic> {
+    let mut outputs = serde_json::Map::new();
+    for (name, table) in tables {
+        let path = out.join(format!("{name}.parquet"));
+        let cannot = |e: std::io::Error| {
+            Diagnostic::environment(format!("cannot write {}", path.display())).caused_by(e)
+        };
+        let rows = match written.iter().position(|w| w.name == name) {
+            Some(i) => {
+                let file = written.swap_remove(i);
+                std::fs::rename(file.path(), &path).map_err(cannot)?;
+                let rows = file.rows;
+                file.moved();
+                rows
+            }
+            None => {
+                crate::io::parquet::write(&path, &table).map_err(cannot)?;
+                table.num_rows() as u64
+            }
+        };
+        outputs.insert(name, json!({"rows": rows, "path": path}));
+    }
+    Ok(outputs)
 }
 
 /// A stage's error as the diagnostic `main` renders; its tier picks the exit code (1 failed,

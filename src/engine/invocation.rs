@@ -61,11 +61,23 @@ pub struct Executed {
     pub warnings: Vec<crate::engine::warning::Warning>,
     /// The memo entries used: (memo key, blob digest).
     pub memos: Vec<(Digest, Digest)>,
+    /// The outputs written in parts to files (each among `outputs` as its schema alone).
+    pub written: Vec<crate::engine::output_writer::WrittenTable>,
 }
 
 impl Invocation {
     /// Runs the invocation here. Input blobs are read and checked against their digests.
     pub fn execute(&self, registry: &[&'static dyn StageEntry]) -> Result<Executed, StageError> {
+        self.execute_to(registry, None)
+    }
+
+    /// [`Invocation::execute`], letting the stage write large outputs in parts to files of
+    /// `files` (see [`StageContext::output_writer`]) instead of holding them whole.
+    pub fn execute_to(
+        &self,
+        registry: &[&'static dyn StageEntry],
+        files: Option<Arc<dyn crate::engine::output_writer::TempFiles>>,
+    ) -> Result<Executed, StageError> {
         let entry = registry
             .iter()
             .find(|e| e.kind() == self.kind)
@@ -95,6 +107,9 @@ impl Invocation {
                 memo.scope.clone(),
             );
         }
+        if let Some(files) = files {
+            ctx = ctx.with_output_files(files);
+        }
         let inputs = Inputs::new(tables);
         let outputs = match &self.shard {
             Some(shard) => prepared
@@ -107,6 +122,7 @@ impl Invocation {
             outputs,
             warnings: ctx.take_warning_records(),
             memos: ctx.take_memos(),
+            written: ctx.take_written(),
         })
     }
 }

@@ -36,6 +36,20 @@ impl TempFiles for crate::engine::cache::Cache {
     }
 }
 
+/// Temp files in a folder of their own: a worker's output folder, which sits in the cache's
+/// `jobs/` (the blob store's file system) and goes with its job.
+pub struct FolderFiles(pub PathBuf);
+
+static FOLDER_FILE_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl TempFiles for FolderFiles {
+    fn tmp_path(&self, ext: &str) -> PathBuf {
+        let n = FOLDER_FILE_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .join(format!("part-{}-{n}.{ext}", std::process::id()))
+    }
+}
+
 /// An output table a stage finished writing to a temp file, not yet stored. Dropping it
 /// removes the file.
 #[derive(Debug)]
@@ -49,6 +63,20 @@ pub struct WrittenTable {
 }
 
 impl WrittenTable {
+    /// A table another process finished writing to `path` (a worker's output), taken over as
+    /// if written here: the file is hashed now, and dropping the table removes it.
+    pub fn adopt(name: &str, path: PathBuf, rows: u64) -> std::io::Result<Self> {
+        let bytes = std::fs::metadata(&path)?.len();
+        let digest = crate::engine::cache::hash_file(&path, bytes)?;
+        Ok(Self {
+            name: name.to_owned(),
+            path: Some(path),
+            digest,
+            bytes,
+            rows,
+        })
+    }
+
     /// The temp file holding the table's Parquet bytes.
     pub fn path(&self) -> &Path {
         self.path
@@ -260,21 +288,10 @@ fn write_error(name: &str, path: &Path) -> StageError {
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::engine::stage::StageContext;
     use crate::table::TableBuilder;
-
-    /// Temp files numbered in a folder.
-    struct Folder(PathBuf, AtomicUsize);
-
-    impl TempFiles for Folder {
-        fn tmp_path(&self, ext: &str) -> PathBuf {
-            let n = self.1.fetch_add(1, Ordering::Relaxed);
-            self.0.join(format!("{n}.{ext}"))
-        }
-    }
 
     fn rows(from: i64, to: i64) -> RecordBatch {
         let names: Vec<String> = (from..to).map(|i| format!("r{i}")).collect();
@@ -292,7 +309,7 @@ mod tests {
 
     fn contexts() -> (tempfile::TempDir, StageContext, StageContext) {
         let dir = tempfile::tempdir().unwrap();
-        let files = Arc::new(Folder(dir.path().to_owned(), AtomicUsize::new(0)));
+        let files = Arc::new(FolderFiles(dir.path().to_owned()));
         let on_disk = StageContext::new("s", dir.path(), BTreeMap::new()).with_output_files(files);
         let in_memory = StageContext::new("s", dir.path(), BTreeMap::new());
         (dir, on_disk, in_memory)
@@ -338,6 +355,29 @@ mod tests {
             files_in(dir.path()),
             0,
             "an unstored table's file is removed"
+        );
+    }
+
+    #[test]
+    fn a_file_another_process_wrote_is_adopted_with_its_digest() {
+        // As `pipeline worker` leaves an output for the coordinator to store.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        crate::io::parquet::write(&path, &rows(0, 1_000)).unwrap();
+        let whole = crate::io::parquet::to_bytes(&rows(0, 1_000)).unwrap();
+        let table = WrittenTable::adopt("t", path.clone(), 1_000).unwrap();
+        assert_eq!(
+            (table.digest, table.bytes, table.rows),
+            (Digest::of(&whole), whole.len() as u64, 1_000)
+        );
+        assert_eq!(
+            crate::io::parquet::schema_of(&path).unwrap(),
+            rows(0, 1).schema()
+        );
+        drop(table);
+        assert!(
+            !path.exists(),
+            "an adopted table's file goes when it is dropped unstored"
         );
     }
 

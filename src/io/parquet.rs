@@ -127,6 +127,14 @@ pub fn write(path: &Path, batch: &RecordBatch) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// The schema of the Parquet file at `path`, from its footer alone.
+pub fn schema_of(path: &Path) -> Result<arrow_schema::SchemaRef, parquet::errors::ParquetError> {
+    let file = File::open(path)?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
+        .schema()
+        .clone())
+}
+
 /// Decodes Parquet bytes into one table.
 pub fn from_bytes(bytes: Vec<u8>) -> Result<RecordBatch, parquet::errors::ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use serde::Deserialize;
 
 use crate::engine::cache::{ENGINE_VERSION, Manifest};
@@ -25,6 +26,7 @@ use crate::engine::executor::{ComputeError, Computed, Executor, Job, Resources, 
 use crate::engine::interrupt;
 use crate::engine::invocation::MemoAccess;
 use crate::engine::key::{CacheKey, Digest};
+use crate::engine::output_writer::WrittenTable;
 use crate::engine::progress::Event;
 use crate::engine::stage::{MemoScope, Shard, StageError, StageErrorTier};
 use crate::engine::warning::Warning;
@@ -653,6 +655,7 @@ struct WorkerResult {
 #[derive(Deserialize)]
 struct WorkerOutput {
     path: PathBuf,
+    rows: u64,
 }
 
 /// A job that ended: its outputs, or the failure with the state and its stderr's last lines.
@@ -670,35 +673,35 @@ fn finished(spec: &JobSpec, id: &str, state: &JobState) -> Result<Computed, Comp
     }
 }
 
-/// The worker's output tables, decoded, in the stage's declared order.
+/// The worker's output tables in the stage's declared order, each taken over as a written
+/// file (their bytes are what the scheduler stores, so nothing is decoded and encoded again,
+/// and no table is held whole here); only each file's schema is read.
 fn read_outputs(spec: &JobSpec, mut result: WorkerResult) -> Result<Computed, ComputeError> {
     let mut outputs = Vec::with_capacity(result.outputs.len());
+    let mut written = Vec::with_capacity(result.outputs.len());
     let declared = spec
         .outputs
         .iter()
         .filter_map(|n| result.outputs.remove_entry(n));
     for (name, out) in declared.collect::<Vec<_>>() {
-        let bytes = std::fs::read(&out.path).map_err(|e| {
+        let cannot = |what: &str, e: String| {
             StageError::internal(format!(
-                "stage `{}`: cannot read the job's output {}",
+                "stage `{}`: cannot {what} the job's output {}",
                 spec.stage,
                 out.path.display()
             ))
             .caused_by(e)
-        })?;
-        let table = crate::io::parquet::from_bytes(bytes).map_err(|e| {
-            StageError::internal(format!(
-                "stage `{}`: cannot decode {}",
-                spec.stage,
-                out.path.display()
-            ))
-            .caused_by(e)
-        })?;
-        outputs.push((name, table));
+        };
+        let schema = crate::io::parquet::schema_of(&out.path)
+            .map_err(|e| cannot("read the schema of", e.to_string()))?;
+        let table = WrittenTable::adopt(&name, out.path.clone(), out.rows)
+            .map_err(|e| cannot("hash", e.to_string()))?;
+        outputs.push((name, RecordBatch::new_empty(schema)));
+        written.push(table);
     }
     Ok(Computed {
         outputs,
-        written: Vec::new(),
+        written,
         warnings: result.warnings,
         memos: result.memos,
     })
