@@ -2,6 +2,7 @@
 //! always gives the same bytes: a fixed `created_by`, fixed compression, fixed row-group size,
 //! and one canonical slicing of the rows into write calls.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -28,29 +29,22 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Encodes a table as Parquet bytes, deterministically.
+/// Encodes a table as Parquet bytes, deterministically: the whole table is the one part of a
+/// [`PartWriter`], so a table written in any parts has exactly these bytes.
 pub fn to_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()))?;
-    let mut offset = 0;
-    while offset < batch.num_rows() {
-        let len = ROWS_PER_GROUP.min(batch.num_rows() - offset);
-        writer.write(&batch.slice(offset, len))?;
-        writer.flush()?;
-        offset += len;
-    }
-    writer.close()?;
-    Ok(buf)
+    let mut writer = PartWriter::new(Vec::new(), batch.schema())?;
+    writer.write(batch.clone())?;
+    writer.finish()
 }
 
-/// A table written a part at a time, giving the bytes [`to_bytes`] gives for the whole table:
-/// parts are gathered into row groups of exactly [`ROWS_PER_GROUP`] rows, each one `write` and
-/// one `flush`, as `to_bytes` slices the whole table. At most one row group of parts is held
-/// (plus the part that completes it).
+/// A table written a part at a time, with the one canonical slicing of its rows: parts are
+/// gathered into row groups of exactly [`ROWS_PER_GROUP`] rows, each one `write` and one
+/// `flush`, so the bytes do not depend on where the parts end ([`to_bytes`] is one part). At
+/// most one row group of parts is held (plus the part that completes it).
 pub struct PartWriter<W: Write + Send> {
     writer: ArrowWriter<W>,
     /// Parts not yet written, in order, and their rows.
-    pending: Vec<RecordBatch>,
+    pending: VecDeque<RecordBatch>,
     pending_rows: usize,
 }
 
@@ -62,7 +56,7 @@ impl<W: Write + Send> PartWriter<W> {
     ) -> Result<Self, parquet::errors::ParquetError> {
         Ok(Self {
             writer: ArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             pending_rows: 0,
         })
     }
@@ -71,7 +65,7 @@ impl<W: Write + Send> PartWriter<W> {
     /// completed.
     pub fn write(&mut self, part: RecordBatch) -> Result<(), parquet::errors::ParquetError> {
         self.pending_rows += part.num_rows();
-        self.pending.push(part);
+        self.pending.push_back(part);
         while self.pending_rows >= ROWS_PER_GROUP {
             let group = self.take_rows(ROWS_PER_GROUP)?;
             self.write_group(&group)?;
@@ -98,11 +92,14 @@ impl<W: Write + Send> PartWriter<W> {
         let mut taken = Vec::new();
         let mut left = n;
         while left > 0 {
-            let part = self.pending.remove(0);
+            let part = self
+                .pending
+                .pop_front()
+                .expect("pending parts hold the rows counted");
             if part.num_rows() > left {
                 taken.push(part.slice(0, left));
                 self.pending
-                    .insert(0, part.slice(left, part.num_rows() - left));
+                    .push_front(part.slice(left, part.num_rows() - left));
                 left = 0;
             } else {
                 left -= part.num_rows();
