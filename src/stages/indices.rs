@@ -382,28 +382,26 @@ impl Stage for Indices {
         let read = |name: &str| ctx.output_read(name);
         let t = &layout.templates;
         Ok(vec![
-            if read("indices") {
-                tables
-                    .indices
-                    .build_keeping(&rows, &t.indices, &["unit_id", "year"])?
-            } else {
-                tables.indices.build(&[])?
-            },
-            if read("means") {
-                tables
-                    .means
-                    .build_keeping(&means, &t.means, &["unit_id", "n_years"])?
-            } else {
-                tables.means.build(&[])?
-            },
-            if read("totals") {
-                tables
-                    .totals
-                    .build_keeping(&totals, &t.totals, &["year", "n_units"])?
-            } else {
-                tables.totals.build(&[])?
-            },
+            built_if_read(read("indices"), &tables.indices, &rows, &t.indices, &["unit_id", "year"])?,
+            built_if_read(read("means"), &tables.means, &means, &t.means, &["unit_id", "n_years"])?,
+            built_if_read(read("totals"), &tables.totals, &totals, &t.totals, &["year", "n_units"])?,
         ])
+    }
+}
+
+/// `schema`'s table of `rows` with the `kept` columns taken from `template` (see
+/// [`TableSchema::build_keeping`]), or the empty table when nothing reads it.
+fn built_if_read<R>(
+    read: bool,
+    schema: &TableSchema<R>,
+    rows: &[R],
+    template: &arrow_array::RecordBatch,
+    kept: &[&str],
+) -> Result<(String, arrow_array::RecordBatch), StageError> {
+    if read {
+        schema.build_keeping(rows, template, kept)
+    } else {
+        schema.build(&[])
     }
 }
 
