@@ -662,7 +662,7 @@ impl Env<'_> {
         let _lock = match self.cache.lock_key(&digest) {
             Ok(l) => l,
             Err(d) => {
-                let err = StageError::internal(d.message.clone()).caused_by(d.causes.join("; "));
+                let err = cache_failure(&d);
                 return self.fail(i, err, 0.0, Some(key));
             }
         };
@@ -821,10 +821,14 @@ fn commit(
         warnings: extras.warnings,
         memos: extras.memos,
     };
-    cache
-        .commit(&manifest)
-        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))?;
+    cache.commit(&manifest).map_err(|d| cache_failure(&d))?;
     Ok(manifest)
+}
+
+/// A cache error (taking a key's lock, storing a blob or an entry) as the stage's internal
+/// failure.
+fn cache_failure(d: &Diagnostic) -> StageError {
+    StageError::internal(d.message.clone()).caused_by(d.causes.join("; "))
 }
 
 /// Encodes a table returned whole and stores it.
@@ -833,7 +837,7 @@ fn store_table(cache: &Cache, name: &str, batch: &RecordBatch) -> Result<OutputR
         .map_err(|e| StageError::internal(format!("encoding output `{name}`")).caused_by(e))?;
     cache
         .put_blob(name, &bytes, batch.num_rows() as u64)
-        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))
+        .map_err(|d| cache_failure(&d))
 }
 
 /// Stores a table written in parts; what the stage returned for it must be its schema alone
@@ -850,9 +854,7 @@ fn store_written(
             table.name
         )));
     }
-    cache
-        .put_written(table)
-        .map_err(|d| StageError::internal(d.message.clone()).caused_by(d.causes.join("; ")))
+    cache.put_written(table).map_err(|d| cache_failure(&d))
 }
 
 /// The invocation that computes stage `i`, for a worker process.
